@@ -1,0 +1,133 @@
+"""The store contract: a revisioned key-value store with etcd's semantics.
+
+One global, monotonically increasing revision. Every write (create, update, delete) gets the
+next revision. Updates and deletes are guarded by the expected ``mod_revision``. Watches replay
+every event after a revision, in order, with nothing lost and nothing duplicated. Old revisions
+may be compacted; reading or watching below the compacted revision raises ``Compacted``.
+
+Backends (sqlite, postgres, etcd) implement ``Store`` and all run ``tests/store/conformance.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+
+class StoreError(Exception):
+    """Base of the store's own errors; the API server maps them to ``Status`` in one place."""
+
+
+class KeyExists(StoreError):
+    """create() of a key that is present."""
+
+
+class KeyNotFound(StoreError):
+    """update()/delete() of a key that is absent."""
+
+
+class RevisionMismatch(StoreError):
+    """update()/delete() whose expected mod_revision is not the key's current one."""
+
+    def __init__(self, key: str, current: "KeyValue") -> None:
+        super().__init__(f"{key}: expected revision is stale (current {current.mod_revision})")
+        self.current = current
+
+
+class Compacted(StoreError):
+    """A read or watch at a revision older than the compacted revision."""
+
+    def __init__(self, requested: int, compacted: int) -> None:
+        super().__init__(f"revision {requested} has been compacted (oldest kept {compacted})")
+        self.requested = requested
+        self.compacted = compacted
+
+
+class FutureRevision(StoreError):
+    """A read at a revision newer than the store's current revision."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change. For ``DELETED``, ``kv.value`` is the last value and ``kv.mod_revision`` the
+    revision of the delete itself. ``prev`` is the key's previous state (None on create)."""
+
+    type: Literal["ADDED", "MODIFIED", "DELETED"]
+    kv: KeyValue
+    prev: KeyValue | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    kvs: list[KeyValue]
+    revision: int  # the store revision the range was read at
+    more: bool  # True if ``limit`` cut the result
+    count: int  # number of keys matching the prefix (after start_after) at that revision
+
+
+class Store(abc.ABC):
+    """Async interface. Keys are ``/``-separated strings; values are opaque bytes."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open connections, create schema. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close everything; pending watches end."""
+
+    @abc.abstractmethod
+    async def current_revision(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def compacted_revision(self) -> int: ...
+
+    @abc.abstractmethod
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        """The key's value at ``revision`` (0: latest)."""
+
+    @abc.abstractmethod
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        """Raises ``KeyExists``."""
+
+    @abc.abstractmethod
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        """Raises ``KeyNotFound`` or ``RevisionMismatch``; ``expected_mod_revision=0`` means
+        unconditional."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
+        """Returns the deleted value with ``mod_revision`` = the delete's revision.
+        Raises ``KeyNotFound`` or ``RevisionMismatch``."""
+
+    @abc.abstractmethod
+    async def range(
+        self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
+    ) -> RangeResult:
+        """Keys starting with ``prefix`` and greater than ``start_after``, in key order, at
+        ``revision`` (0: latest). Raises ``Compacted`` / ``FutureRevision``."""
+
+    @abc.abstractmethod
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+        """Every event on keys with ``prefix`` whose revision > ``after_revision``, in revision
+        order, then live events, until the iterator is closed. Raises ``Compacted`` (on first
+        iteration) when ``after_revision`` < compacted revision."""
+
+    @abc.abstractmethod
+    async def compact(self, revision: int) -> None:
+        """Forget history strictly older than ``revision`` (latest values are always kept)."""
