@@ -1,4 +1,4 @@
-"""Async dict-based Kubernetes client (interface; see the docstrings for the contract).
+"""Async dict-based Kubernetes client.
 
 Why our own: the official async clients deserialize into generated model classes (slow, and
 they drop unknown fields of custom resources); kopf, a model operator codebase, talks to the API
@@ -8,11 +8,24 @@ REST path convention, kubeconfigs, and maps ``Status`` replies to ``vkube.api.er
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
+import orjson
+
+from vkube.api import errors
+
 Obj = dict[str, Any]
+
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +44,17 @@ class Resource:
 
     def path(self, namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
-        """``/api/v1/namespaces/ns/pods/name/status`` and friends."""
-        raise NotImplementedError
+        """``/api/v1/namespaces/ns/pods/name/status`` and friends. A namespaced resource
+        without a namespace means "across all namespaces" (list / watch)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +63,38 @@ class WatchEvent:
     object: Obj
 
 
+@dataclass(frozen=True, slots=True)
+class APIResource:
+    """One entry of discovery: the resource plus what it supports."""
+
+    resource: Resource
+    verbs: tuple[str, ...]
+    short_names: tuple[str, ...] = ()
+
+
 def load_kubeconfig(path: str, context: str | None = None) -> "Client":
     """A Client for the kubeconfig's (current or named) context: server, CA / insecure,
     client cert+key or token."""
-    raise NotImplementedError
+    from vkube.client.kubeconfig import client_from_kubeconfig
+
+    return client_from_kubeconfig(path, context)
+
+
+def _dumps(body: Any) -> bytes:
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    return orjson.dumps(body)
+
+
+def _params(**kw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in kw.items():
+        if v is None or v is False:
+            continue
+        out[k] = "true" if v is True else str(v)
+    return out
 
 
 class Client:
@@ -53,46 +103,221 @@ class Client:
     connection failures raise ``vkube.api.errors.ServiceUnavailable``."""
 
     def __init__(self, server: str, *, token: str | None = None, ssl: Any = None,
-                 user_agent: str = "vkube") -> None:
-        raise NotImplementedError
+                 user_agent: str = "vkube", timeout: float = 60.0,
+                 headers: dict[str, str] | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self.ssl = ssl
+        self.user_agent = user_agent
+        self.timeout = timeout
+        self.namespace = "default"  # the kubeconfig context's namespace, for callers' defaults
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._headers.update(headers or {})
+        self._session: aiohttp.ClientSession | None = None
 
-    async def close(self) -> None: ...
-    async def __aenter__(self) -> "Client": return self
-    async def __aexit__(self, *exc: object) -> None: await self.close()
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily: aiohttp sessions belong to the running event loop.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.ssl if self.ssl is not None else True,
+                                             limit=100)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                                  json_serialize=lambda o: orjson.dumps(o).decode())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the one place that talks HTTP and maps errors -------------------------------------
+
+    async def request(self, method: str, path: str, *, params: Obj | None = None,
+                      body: Any = None, content_type: str = "application/json",
+                      raw: bool = False) -> Any:
+        """Escape hatch: JSON reply (or bytes with raw=True), errors mapped as above."""
+        headers = {}
+        data = None
+        if body is not None:
+            data = _dumps(body)
+            headers["Content-Type"] = content_type
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with self._get_session().request(
+                method, self.server + path, params=params, data=data, headers=headers,
+                timeout=timeout,
+            ) as resp:
+                payload = await resp.read()
+                if resp.status >= 300:
+                    raise _error_from_reply(resp.status, payload)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise errors.ServiceUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
+        if raw:
+            return payload
+        if not payload:
+            return {}
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as e:
+            raise errors.InternalError(f"{method} {path}: reply is not JSON") from e
+
+    # -- CRUD -----------------------------------------------------------------------------
 
     async def get(self, res: Resource, name: str, *, namespace: str | None = None,
-                  subresource: str | None = None) -> Obj: ...
+                  subresource: str | None = None) -> Obj:
+        return await self.request("GET", res.path(namespace, name, subresource))
+
     async def list(self, res: Resource, *, namespace: str | None = None,
                    label_selector: str | None = None, field_selector: str | None = None,
                    limit: int | None = None, continue_: str | None = None,
                    resource_version: str | None = None) -> Obj:
         """The List object (``items``, ``metadata.resourceVersion``, ``metadata.continue``)."""
+        params = _params(labelSelector=label_selector, fieldSelector=field_selector,
+                         limit=limit, resourceVersion=resource_version)
+        if continue_:
+            params["continue"] = continue_
+        return await self.request("GET", res.path(namespace), params=params)
+
     async def list_all(self, res: Resource, **kw: Any) -> Obj:
         """Like list() but follows ``continue`` pages; returns one List."""
+        kw.setdefault("limit", 500)
+        kw.pop("continue_", None)
+        first = await self.list(res, **kw)
+        items = list(first.get("items") or [])
+        token = (first.get("metadata") or {}).get("continue")
+        while token:
+            page = await self.list(res, continue_=token, **kw)
+            items.extend(page.get("items") or [])
+            first["metadata"] = page.get("metadata") or {}
+            token = first["metadata"].get("continue")
+        first["items"] = items
+        first.setdefault("metadata", {}).pop("continue", None)
+        first["metadata"].pop("remainingItemCount", None)
+        return first
+
     async def create(self, res: Resource, obj: Obj, *, namespace: str | None = None,
                      subresource: str | None = None, name: str | None = None,
                      dry_run: bool = False, field_manager: str | None = None) -> Obj:
         """Namespace defaults to obj.metadata.namespace. ``subresource`` (with ``name``) posts
         to e.g. ``pods/NAME/binding`` or ``pods/NAME/eviction``."""
+        ns = namespace or (obj.get("metadata") or {}).get("namespace")
+        if subresource and name is None:
+            name = (obj.get("metadata") or {}).get("name")
+        path = res.path(ns, name if subresource else None, subresource)
+        params = _params(dryRun="All" if dry_run else None, fieldManager=field_manager)
+        return await self.request("POST", path, params=params, body=obj)
+
     async def update(self, res: Resource, obj: Obj, *, subresource: str | None = None,
-                     field_manager: str | None = None) -> Obj: ...
+                     field_manager: str | None = None) -> Obj:
+        meta = obj.get("metadata") or {}
+        path = res.path(meta.get("namespace"), meta["name"], subresource)
+        return await self.request("PUT", path, params=_params(fieldManager=field_manager),
+                                  body=obj)
+
     async def patch(self, res: Resource, name: str, patch: Any, *, namespace: str | None = None,
                     type: Literal["merge", "strategic", "json", "apply"] = "merge",
                     subresource: str | None = None, field_manager: str | None = None,
-                    force: bool = False) -> Obj: ...
+                    force: bool = False) -> Obj:
+        if type == "apply" and not field_manager:
+            field_manager = self.user_agent  # the server demands one for apply
+        params = _params(fieldManager=field_manager, force=force if type == "apply" else None)
+        return await self.request("PATCH", res.path(namespace, name, subresource), params=params,
+                                  body=patch, content_type=PATCH_TYPES[type])
+
     async def delete(self, res: Resource, name: str, *, namespace: str | None = None,
                      propagation_policy: str | None = None,
                      grace_period_seconds: int | None = None,
-                     preconditions: Obj | None = None) -> Obj: ...
+                     preconditions: Obj | None = None) -> Obj:
+        opts: Obj = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            opts["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            opts["gracePeriodSeconds"] = grace_period_seconds
+        if preconditions:
+            opts["preconditions"] = preconditions
+        return await self.request("DELETE", res.path(namespace, name), body=opts)
+
+    # -- watch ----------------------------------------------------------------------------
+
     async def watch(self, res: Resource, *, namespace: str | None = None,
                     resource_version: str | None = None, label_selector: str | None = None,
                     field_selector: str | None = None, allow_bookmarks: bool = True,
                     timeout_seconds: int | None = None) -> AsyncIterator[WatchEvent]:
         """Streams events until the server closes the stream (or timeout); an ERROR event
-        with a 410 Status raises ``vkube.api.errors.Gone``."""
-        raise NotImplementedError
-        yield  # pragma: no cover
-    async def request(self, method: str, path: str, *, params: Obj | None = None,
-                      body: Any = None, content_type: str = "application/json",
-                      raw: bool = False) -> Any:
-        """Escape hatch: JSON reply (or bytes with raw=True), errors mapped as above."""
+        with a 410 Status raises ``vkube.api.errors.Gone``; other ERROR events are yielded."""
+        params = _params(watch=1, resourceVersion=resource_version, labelSelector=label_selector,
+                         fieldSelector=field_selector, allowWatchBookmarks=allow_bookmarks,
+                         timeoutSeconds=timeout_seconds)
+        path = res.path(namespace)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
+        try:
+            async with self._get_session().get(self.server + path, params=params,
+                                               timeout=timeout) as resp:
+                if resp.status >= 300:
+                    raise _error_from_reply(resp.status, await resp.read())
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    while (i := buf.find(b"\n")) >= 0:
+                        line, buf = buf[:i], buf[i + 1:]
+                        if line.strip():
+                            yield _watch_event(line)
+                if buf.strip():
+                    yield _watch_event(buf)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise errors.ServiceUnavailable(f"watch {path}: {type(e).__name__}: {e}") from e
+
+    # -- discovery ------------------------------------------------------------------------
+
+    async def discover(self) -> list[APIResource]:
+        """Every top-level resource the server serves (preferred version per group), via
+        the legacy discovery documents (``/api/v1``, ``/apis``, ``/apis/G/V``)."""
+        out: list[APIResource] = []
+        group_versions: list[tuple[str, str]] = [("", "v1")]
+        groups = await self.request("GET", "/apis")
+        for g in groups.get("groups") or []:
+            pref = (g.get("preferredVersion") or {}).get("version") or g["versions"][0]["version"]
+            group_versions.append((g["name"], pref))
+        for group, version in group_versions:
+            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            try:
+                doc = await self.request("GET", path)
+            except errors.NotFound:
+                continue
+            for r in doc.get("resources") or []:
+                if "/" in r["name"]:
+                    continue
+                out.append(APIResource(
+                    Resource(group, version, r["name"], bool(r.get("namespaced")), r.get("kind", "")),
+                    tuple(r.get("verbs") or ()), tuple(r.get("shortNames") or ())))
+        return out
+
+
+def _watch_event(line: bytes) -> WatchEvent:
+    try:
+        ev = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise errors.InternalError(f"watch: undecodable event: {line[:200]!r}") from e
+    typ, obj = ev.get("type"), ev.get("object") or {}
+    if typ == "ERROR":
+        if obj.get("code") == 410:
+            raise errors.from_status(obj, 410)
+    return WatchEvent(typ, obj)
+
+
+def _error_from_reply(status: int, payload: bytes) -> errors.StatusError:
+    try:
+        body = orjson.loads(payload) if payload else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status":
+        return errors.from_status(body, status)
+    text = payload[:500].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    return errors.from_status({"code": status, "message": text}, status)

@@ -1,0 +1,79 @@
+"""JSON patch (RFC 6902) and JSON merge patch (RFC 7386) with Kubernetes' error codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from vkube.api import errors
+from vkube.api.patch import MAX_JSON_PATCH_OPERATIONS, apply_json_patch, apply_merge_patch
+
+OBJ = {"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"replicas": 1, "list": [1, 2]}}
+
+
+def test_json_patch_all_ops() -> None:
+    ops = [
+        {"op": "test", "path": "/spec/replicas", "value": 1},
+        {"op": "replace", "path": "/spec/replicas", "value": 3},
+        {"op": "add", "path": "/spec/list/-", "value": 3},
+        {"op": "add", "path": "/metadata/labels/b~1c", "value": "2"},
+        {"op": "remove", "path": "/metadata/labels/a"},
+        {"op": "copy", "from": "/spec/replicas", "path": "/spec/copied"},
+        {"op": "move", "from": "/spec/list", "path": "/spec/moved"},
+    ]
+    out = apply_json_patch(OBJ, ops)
+    assert out == {"metadata": {"name": "x", "labels": {"b/c": "2"}},
+                   "spec": {"replicas": 3, "copied": 3, "moved": [1, 2, 3]}}
+    assert OBJ["spec"]["replicas"] == 1  # not mutated
+
+
+def test_failed_test_is_422_and_all_or_nothing() -> None:
+    with pytest.raises(errors.Invalid) as exc:
+        apply_json_patch(OBJ, [{"op": "replace", "path": "/spec/replicas", "value": 5},
+                               {"op": "test", "path": "/spec/replicas", "value": 1}])
+    assert exc.value.code == 422 and exc.value.reason == "Invalid"
+    assert "test operation at /spec/replicas" in exc.value.message
+    assert OBJ["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "remove", "path": "/spec/nope"},
+    {"op": "replace", "path": "/nope/deeper", "value": 1},
+    {"op": "add", "path": "/spec/list/9", "value": 1},
+    {"op": "move", "from": "/missing", "path": "/x"},
+    {"op": "bogus", "path": "/x"},
+    {"op": "add", "path": "no-slash", "value": 1},
+])
+def test_bad_paths_are_422_naming_the_op(op: dict) -> None:
+    with pytest.raises(errors.Invalid) as exc:
+        apply_json_patch(OBJ, [op])
+    assert op["op"] in exc.value.message
+
+
+@pytest.mark.parametrize("ops", [{"op": "add"}, "x", [1]])
+def test_undecodable_json_patch_is_400(ops: object) -> None:
+    with pytest.raises(errors.BadRequest):
+        apply_json_patch(OBJ, ops)
+
+
+def test_too_many_operations_is_413() -> None:
+    ops = [{"op": "test", "path": "/spec/replicas", "value": 1}] * (MAX_JSON_PATCH_OPERATIONS + 1)
+    with pytest.raises(errors.RequestEntityTooLarge):
+        apply_json_patch(OBJ, ops)
+
+
+def test_replacing_root_with_non_object_is_rejected() -> None:
+    with pytest.raises(errors.StatusError) as exc:
+        apply_json_patch(OBJ, [{"op": "replace", "path": "", "value": 1}])
+    assert exc.value.code in (400, 422)
+
+
+def test_merge_patch() -> None:
+    out = apply_merge_patch(OBJ, {"metadata": {"labels": {"a": None, "b": "2"}}, "spec": {"list": [9], "new": {"x": None, "y": 1}}})
+    assert out == {"metadata": {"name": "x", "labels": {"b": "2"}}, "spec": {"replicas": 1, "list": [9], "new": {"y": 1}}}
+    assert OBJ["metadata"]["labels"] == {"a": "1"}
+
+
+@pytest.mark.parametrize("patch", [[1], "x", 3, None])
+def test_merge_patch_must_be_object(patch: object) -> None:
+    with pytest.raises(errors.BadRequest):
+        apply_merge_patch(OBJ, patch)

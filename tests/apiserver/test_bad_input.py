@@ -1,0 +1,105 @@
+"""Bad input gets the right Status and leaves the store unchanged."""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+import pytest
+
+CM = "/api/v1/namespaces/default/configmaps"
+
+
+async def call(url: str, method: str, path: str, body: bytes | None = None,
+               content_type: str = "application/json") -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, url + path, data=body, headers={"Content-Type": content_type}) as r:
+            return r.status, await r.json(content_type=None)
+
+
+def cm(name: str, **extra: object) -> bytes:
+    return orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **extra}, "data": {"a": "b"}})
+
+
+async def revision(url: str) -> str:
+    status, body = await call(url, "GET", CM)
+    return body["metadata"]["resourceVersion"]
+
+
+@pytest.mark.parametrize("body,code,reason,needle", [
+    (cm("Bad_Name"), 422, "Invalid", "metadata.name"),
+    (b"{not json", 400, "BadRequest", "error decoding JSON"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}), 400, "BadRequest", "kind"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"bad key!": "v"}}}), 422, "Invalid", "metadata.labels"),
+    (orjson.dumps([1, 2]), 400, "BadRequest", "ConfigMap"),
+    (b"", 400, "BadRequest", "empty"),
+])
+async def test_bad_create(control_plane, body, code, reason, needle):
+    before = await revision(control_plane.url)
+    status, st = await call(control_plane.url, "POST", CM, body)
+    assert (status, st["kind"], st["code"], st["reason"]) == (code, "Status", code, reason), st
+    assert needle in st["message"]
+    assert await revision(control_plane.url) == before
+
+
+async def test_oversize_body_is_413(control_plane):
+    big = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+                        "data": {"a": "x" * (3 * 1024 * 1024 + 10)}})
+    before = await revision(control_plane.url)
+    status, st = await call(control_plane.url, "POST", CM, big)
+    assert status == 413 and st["reason"] == "RequestEntityTooLarge"
+    assert await revision(control_plane.url) == before
+
+
+async def test_stale_resource_version_conflicts(control_plane):
+    status, obj = await call(control_plane.url, "POST", CM, cm("c1"))
+    assert status == 201
+    stale = dict(obj)
+    stale["metadata"] = dict(obj["metadata"], resourceVersion=str(int(obj["metadata"]["resourceVersion"]) - 1))
+    stale["data"] = {"a": "changed"}
+    status, st = await call(control_plane.url, "PUT", CM + "/c1", orjson.dumps(stale))
+    assert status == 409 and st["reason"] == "Conflict" and "has been modified" in st["message"]
+    status, now = await call(control_plane.url, "GET", CM + "/c1")
+    assert now["data"] == {"a": "b"}
+
+
+async def test_unknown_kind_and_missing_namespace(control_plane):
+    status, st = await call(control_plane.url, "GET", "/apis/example.com/v1/widgets")
+    assert status == 404 and st["reason"] == "NotFound"
+    before = await revision(control_plane.url)
+    status, st = await call(control_plane.url, "POST", "/api/v1/namespaces/nope/configmaps", cm("x"))
+    assert status == 404 and 'namespaces "nope" not found' in st["message"]
+    assert await revision(control_plane.url) == before
+
+
+async def test_duplicate_create_and_bad_params(control_plane):
+    assert (await call(control_plane.url, "POST", CM, cm("dup")))[0] == 201
+    status, st = await call(control_plane.url, "POST", CM, cm("dup"))
+    assert status == 409 and st["reason"] == "AlreadyExists"
+    status, st = await call(control_plane.url, "GET", CM + "?labelSelector=a%20in%20(")
+    assert status == 400
+    status, st = await call(control_plane.url, "GET", CM + "?limit=abc")
+    assert status == 400
+    status, st = await call(control_plane.url, "GET", CM + "?continue=garbage!!")
+    assert status == 400
+    status, st = await call(control_plane.url, "POST", CM + "?dryRun=Maybe", cm("dr"))
+    assert status == 400
+
+
+async def test_strict_field_validation_names_the_field(control_plane):
+    body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"}, "dataa": {"a": "b"}})
+    status, st = await call(control_plane.url, "POST", CM + "?fieldValidation=Strict", body)
+    assert status == 400 and 'unknown field "dataa"' in st["message"]
+
+
+async def test_dry_run_is_not_persisted(control_plane):
+    before = await revision(control_plane.url)
+    status, obj = await call(control_plane.url, "POST", CM + "?dryRun=All", cm("dry"))
+    assert status == 201 and obj["metadata"]["name"] == "dry"
+    assert (await call(control_plane.url, "GET", CM + "/dry"))[0] == 404
+    assert await revision(control_plane.url) == before
+
+
+async def test_generate_name(control_plane):
+    body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}})
+    status, obj = await call(control_plane.url, "POST", CM, body)
+    assert status == 201 and obj["metadata"]["name"].startswith("gen-") and len(obj["metadata"]["name"]) == 9

@@ -1,0 +1,176 @@
+"""Server-maintained metadata, finalizers, graceful deletion, subresources, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vkube.api import errors
+from vkube.apiserver.server import ControlPlane
+from vkube.client import Client
+from vkube.client.resources import CONFIGMAPS, DEPLOYMENTS, NAMESPACES, NODES, PODS
+
+
+def pod(name: str, **spec: object) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}], **spec}}
+
+
+async def test_restart_keeps_objects_and_revisions_increase(tmp_path: Path):
+    cp = ControlPlane(data_dir=tmp_path / "d")
+    await cp.start()
+    async with Client(cp.url) as c:
+        created = [await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"k{i}"}},
+                                  namespace="default") for i in range(5)]
+        last_rv = int(created[-1]["metadata"]["resourceVersion"])
+    await cp.stop()
+    cp2 = ControlPlane(data_dir=tmp_path / "d")
+    await cp2.start()
+    try:
+        async with Client(cp2.url) as c:
+            names = [o["metadata"]["name"] for o in (await c.list(CONFIGMAPS, namespace="default"))["items"]]
+            assert names == [f"k{i}" for i in range(5)]
+            kept = await c.get(CONFIGMAPS, "k0", namespace="default")
+            assert kept["metadata"]["uid"] == created[0]["metadata"]["uid"]
+            new = await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after"}},
+                                 namespace="default")
+            assert int(new["metadata"]["resourceVersion"]) > last_rv
+    finally:
+        await cp2.stop()
+
+
+async def test_finalizers_hold_deletion(control_plane):
+    async with control_plane.client() as c:
+        await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, namespace="default")
+        await c.delete(CONFIGMAPS, "held", namespace="default")
+        obj = await c.get(CONFIGMAPS, "held", namespace="default")
+        assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 0
+        with pytest.raises(errors.Forbidden):
+            await c.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": ["example.com/hold", "new"]}}, namespace="default")
+        await c.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": None}}, namespace="default")
+        with pytest.raises(errors.NotFound):
+            await c.get(CONFIGMAPS, "held", namespace="default")
+
+
+async def test_propagation_policies_add_finalizers(control_plane):
+    async with control_plane.client() as c:
+        for name, policy, fin in (("o", "Orphan", "orphan"), ("f", "Foreground", "foregroundDeletion")):
+            await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}, namespace="default")
+            await c.delete(CONFIGMAPS, name, namespace="default", propagation_policy=policy)
+            obj = await c.get(CONFIGMAPS, name, namespace="default")
+            assert obj["metadata"]["finalizers"] == [fin]
+        await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}, namespace="default")
+        await c.delete(CONFIGMAPS, "b", namespace="default", propagation_policy="Background")
+        with pytest.raises(errors.NotFound):
+            await c.get(CONFIGMAPS, "b", namespace="default")
+
+
+async def test_graceful_pod_deletion_and_binding(control_plane):
+    async with control_plane.client() as c:
+        await c.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+        await c.create(PODS, pod("unbound"), namespace="default")
+        await c.delete(PODS, "unbound", namespace="default")  # never scheduled: gone at once
+        with pytest.raises(errors.NotFound):
+            await c.get(PODS, "unbound", namespace="default")
+        await c.create(PODS, pod("p", terminationGracePeriodSeconds=20), namespace="default")
+        await c.create(PODS, {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                              "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}},
+                       namespace="default", subresource="binding", name="p")
+        bound = await c.get(PODS, "p", namespace="default")
+        assert bound["spec"]["nodeName"] == "n1"
+        assert any(cd["type"] == "PodScheduled" and cd["status"] == "True" for cd in bound["status"]["conditions"])
+        with pytest.raises(errors.Conflict):
+            await c.create(PODS, {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                                  "target": {"kind": "Node", "name": "n2"}}, namespace="default", subresource="binding", name="p")
+        await c.delete(PODS, "p", namespace="default")
+        terminating = await c.get(PODS, "p", namespace="default")
+        assert terminating["metadata"]["deletionGracePeriodSeconds"] == 20
+        await c.delete(PODS, "p", namespace="default", grace_period_seconds=0)  # what a kubelet does
+        with pytest.raises(errors.NotFound):
+            await c.get(PODS, "p", namespace="default")
+
+
+async def test_status_subresource_and_generation(control_plane):
+    async with control_plane.client() as c:
+        dep = await c.create(DEPLOYMENTS, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}},
+            namespace="default")
+        assert dep["metadata"]["generation"] == 1 and dep["spec"]["replicas"] == 1
+        # status written through the main resource is ignored
+        dep["status"] = {"replicas": 7}
+        dep = await c.update(DEPLOYMENTS, dep)
+        assert "replicas" not in dep.get("status", {}) and dep["metadata"]["generation"] == 1
+        # through /status it sticks, and spec changes there are ignored
+        dep["status"] = {"replicas": 7}
+        dep["spec"]["replicas"] = 9
+        dep = await c.update(DEPLOYMENTS, dep, subresource="status")
+        assert dep["status"]["replicas"] == 7 and dep["spec"]["replicas"] == 1
+        # a metadata-only change keeps the generation, a spec change bumps it
+        dep = await c.patch(DEPLOYMENTS, "d", {"metadata": {"labels": {"x": "y"}}}, namespace="default")
+        assert dep["metadata"]["generation"] == 1
+        dep = await c.patch(DEPLOYMENTS, "d", {"spec": {"replicas": 3}}, namespace="default")
+        assert dep["metadata"]["generation"] == 2
+        # a no-op update is not a write
+        same = await c.update(DEPLOYMENTS, dep)
+        assert same["metadata"]["resourceVersion"] == dep["metadata"]["resourceVersion"]
+
+
+async def test_system_namespaces_cannot_be_deleted(control_plane):
+    async with control_plane.client() as c:
+        with pytest.raises(errors.Forbidden):
+            await c.delete(NAMESPACES, "kube-system")
+
+
+async def test_health_version_metrics(control_plane):
+    async with control_plane.client() as c:
+        assert await c.request("GET", "/readyz", raw=True) == b"ok"
+        verbose = (await c.request("GET", "/livez", params={"verbose": "1"}, raw=True)).decode()
+        assert "[+]ping ok" in verbose and "livez check passed" in verbose
+        assert (await c.request("GET", "/version"))["major"] == "1"
+        await c.list(CONFIGMAPS, namespace="default")
+        metrics = (await c.request("GET", "/metrics", raw=True)).decode()
+        assert 'apiserver_request_total{code="200",group="",resource="configmaps",subresource="",verb="list"}' in metrics
+        assert "apiserver_request_duration_seconds_bucket" in metrics and "etcd_current_revision" in metrics
+
+
+def test_vkube_serve_writes_kubeconfig_and_persists(tmp_path: Path):
+    from tests.conftest import kubectl
+
+    data = tmp_path / "serve"
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", str(data), "--port", "0",
+                                 "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(200):
+            if (data / "ready").exists():
+                return proc
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "serve exited")
+            import time
+            time.sleep(0.05)
+        proc.kill()
+        raise AssertionError("vkube serve did not become ready")
+
+    proc = start()
+    try:
+        kubectl(data / "kubeconfig", "apply", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kept","namespace":"default"}}')
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    proc = start()
+    try:
+        out = kubectl(data / "kubeconfig", "get", "cm", "kept", "-o", "name").stdout.strip()
+        assert out == "configmap/kept"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert os.path.exists(data / "kubeconfig")

@@ -1,0 +1,69 @@
+"""Shared fixtures: real control planes on free loopback ports, the real kubectl."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vkube.apiserver.server import ControlPlane
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
+
+@dataclass
+class RunningControlPlane:
+    """A started control plane: its URL, kubeconfig path, and ways to talk to it."""
+
+    cp: ControlPlane
+    kubeconfig: Path
+
+    @property
+    def url(self) -> str:
+        return self.cp.url
+
+    def client(self):  # noqa: ANN201 - vkube.client.Client
+        from vkube.client import Client
+
+        return Client(self.url)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return kubectl(self.kubeconfig, *args, input=input, check=check, timeout=timeout)
+
+
+def kubectl(kubeconfig: os.PathLike[str] | str, *args: str, input: str | None = None,
+            check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the pinned kubectl; on failure the assertion shows its stderr."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL_KUBERC": "false"}
+    proc = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
+@pytest.fixture
+async def control_plane(tmp_path: Path) -> AsyncIterator[RunningControlPlane]:
+    cp = ControlPlane(data_dir=tmp_path / "cp")
+    await cp.start()
+    try:
+        yield RunningControlPlane(cp, tmp_path / "cp" / "kubeconfig")
+    finally:
+        await cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    if not os.path.exists(KUBECTL):
+        pytest.fail(f"the pinned kubectl is missing at {KUBECTL}: install the test extras (make test does)")
+    return KUBECTL
+
+
+__all__ = ["RunningControlPlane", "kubectl", "KUBECTL", "shutil"]

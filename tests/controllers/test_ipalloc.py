@@ -1,0 +1,52 @@
+import pytest
+
+from vkube.api import errors
+from vkube.controllers.ipalloc import (NodePortAllocator, ServiceIPAllocator, ips_in_use,
+                                       node_ports_in_use)
+
+
+def test_cluster_ip_allocation_is_collision_free_and_reserves_first() -> None:
+    a = ServiceIPAllocator("10.0.0.0/29", seed=1)  # usable .1-.6; .1 reserved for kubernetes
+    assert a.kubernetes_ip == "10.0.0.1"
+    used: set[str] = set()
+    for _ in range(5):
+        used.add(a.allocate(used))
+    assert used == {f"10.0.0.{i}" for i in range(2, 7)}
+    with pytest.raises(errors.InternalError):
+        a.allocate(used)
+    assert a.allocate(used, "10.0.0.1") == "10.0.0.1"
+    with pytest.raises(errors.Invalid) as ei:
+        a.allocate(used, "10.0.0.3")
+    assert "already allocated" in ei.value.message
+    assert ei.value.causes[0]["field"] == "spec.clusterIPs"
+    with pytest.raises(errors.Invalid):
+        a.allocate(set(), "10.1.0.3")
+    with pytest.raises(errors.Invalid):
+        a.allocate(set(), "not-an-ip")
+
+
+def test_default_range_and_restart_reads_existing() -> None:
+    a = ServiceIPAllocator()
+    assert a.kubernetes_ip == "10.96.0.1"
+    svcs = [{"spec": {"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"]}},
+            {"spec": {"clusterIP": "None"}}, {"spec": {"clusterIPs": ["10.100.3.4"]}}]
+    used = ips_in_use(svcs)
+    assert used == {"10.96.0.1", "10.100.3.4"}
+    ip = a.allocate(used)
+    assert a.contains(ip) and ip not in used
+
+
+def test_node_ports() -> None:
+    a = NodePortAllocator("30000-30002", seed=3)
+    used: set[int] = set()
+    for _ in range(3):
+        used.add(a.allocate(used))
+    assert used == {30000, 30001, 30002}
+    with pytest.raises(errors.InternalError):
+        a.allocate(used)
+    with pytest.raises(errors.Invalid):
+        a.allocate(set(), 29999)
+    with pytest.raises(errors.Invalid):
+        a.allocate({30001}, 30001)
+    assert node_ports_in_use([{"spec": {"ports": [{"nodePort": 30005}, {"port": 80}],
+                                        "healthCheckNodePort": 30006}}]) == {30005, 30006}

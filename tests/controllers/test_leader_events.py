@@ -1,0 +1,159 @@
+"""Leader election on a Lease (with an injected clock), the event recorder's aggregation,
+and the manager running a controller end to end against the fake API server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from vkube.client import Client
+from vkube.client.fake import FakeAPIServer
+from vkube.client.resources import CONFIGMAPS, EVENTS, LEASES
+from vkube.controllers.events import EventRecorder
+from vkube.controllers.leader import LeaderElector, parse_time
+from vkube.controllers.runtime import Controller, ControllerManager
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+async def env():
+    async with FakeAPIServer([LEASES, EVENTS, CONFIGMAPS]) as api:
+        async with Client(api.url) as client:
+            yield api, client
+
+
+async def test_lease_acquire_block_expire_takeover(env) -> None:
+    api, client = env
+    clock = FakeClock()
+    a = LeaderElector(client, namespace="kube-system", name="l", identity="a", clock=clock)
+    b = LeaderElector(client, namespace="kube-system", name="l", identity="b", clock=clock)
+    assert await a.try_acquire_or_renew()
+    assert not await b.try_acquire_or_renew()
+    clock.now += dt.timedelta(seconds=10)
+    assert await a.try_acquire_or_renew()  # renew
+    clock.now += dt.timedelta(seconds=14)
+    assert not await b.try_acquire_or_renew()  # renewed 14s ago, lease is 15s
+    clock.now += dt.timedelta(seconds=2)
+    assert await b.try_acquire_or_renew()
+    lease = await client.get(LEASES, "l", namespace="kube-system")
+    spec = lease["spec"]
+    assert spec["holderIdentity"] == "b" and spec["leaseTransitions"] == 1
+    assert parse_time(spec["acquireTime"]) == clock.now == parse_time(spec["renewTime"])
+    assert spec["leaseDurationSeconds"] == 15
+    assert not await a.try_acquire_or_renew()
+    await b.release()
+    assert await a.try_acquire_or_renew()  # released: no need to wait for expiry
+
+
+async def test_lead_stops_work_when_lease_is_taken(env) -> None:
+    api, client = env
+    clock = FakeClock()
+    a = LeaderElector(client, namespace="ns", name="l", identity="a", clock=clock,
+                      retry_period=0.01, renew_deadline=0.05)
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    async def work() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    task = asyncio.create_task(a.lead(work))
+    await asyncio.wait_for(started.wait(), 5)
+    assert a.is_leader
+    lease = await client.get(LEASES, "l", namespace="ns")
+    lease["spec"]["holderIdentity"] = "intruder"
+    lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+    await client.update(LEASES, lease)
+    await asyncio.wait_for(task, 5)  # returns: leadership lost
+    assert stopped.is_set() and not a.is_leader
+
+
+async def test_event_recorder_aggregates(env) -> None:
+    api, client = env
+    clock = FakeClock()
+    rec = EventRecorder(client, "my-controller", clock=clock)
+    obj = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "cm", "namespace": "n", "uid": "u1"}}
+    rec.event(obj, "Normal", "Synced", "all good")
+    clock.now += dt.timedelta(seconds=5)
+    rec.event(obj, "Normal", "Synced", "all good")
+    rec.event(obj, "Warning", "Failed", "oops")
+    await rec.flush()
+    events = (await client.list(EVENTS, namespace="n"))["items"]
+    assert len(events) == 2
+    synced = next(e for e in events if e["reason"] == "Synced")
+    assert synced["count"] == 2
+    assert synced["firstTimestamp"] == "2026-01-01T00:00:00Z"
+    assert synced["lastTimestamp"] == "2026-01-01T00:00:05Z"
+    assert synced["involvedObject"] == {"kind": "ConfigMap", "apiVersion": "v1", "name": "cm",
+                                        "namespace": "n", "uid": "u1", "resourceVersion": ""}
+    assert synced["source"] == {"component": "my-controller"}
+    assert synced["metadata"]["name"].startswith("cm.")
+    api.fail_next(500)  # a failing write is logged, not raised
+    rec.event(obj, "Normal", "Other", "x")
+    await rec.flush()
+    await rec.close()
+
+
+class CopyController(Controller):
+    """Test controller: mirrors ConfigMap data into a `-copy` ConfigMap."""
+
+    name = "copy"
+
+    def setup(self) -> None:
+        self.cms = self.mgr.informer(CONFIGMAPS)
+        self.cms.add_handler(self.handler)
+        self.fail_once = True
+
+    async def reconcile(self, key: str) -> float | None:
+        ns, name = key.split("/")
+        if name.endswith("-copy"):
+            return None
+        if self.fail_once:
+            self.fail_once = False
+            raise RuntimeError("transient")
+        src = self.cms.get(name, ns)
+        if src is None:
+            return None
+        copy = {"metadata": {"name": f"{name}-copy", "namespace": ns}, "data": src.get("data")}
+        if self.cms.get(f"{name}-copy", ns) is None:
+            await self.client.create(CONFIGMAPS, copy)
+            self.recorder.event(src, "Normal", "Copied", f"copied to {name}-copy")
+        return None
+
+
+async def test_manager_runs_controllers_with_leader_election(env) -> None:
+    api, client = env
+    api.put(CONFIGMAPS, {"metadata": {"name": "a", "namespace": "n"}, "data": {"k": "v"}})
+    mgr = ControllerManager(client, identity="m1", retry_period=0.01, renew_deadline=1)
+    ctrl = mgr.add(CopyController)
+    assert mgr.informer(CONFIGMAPS) is ctrl.cms
+    task = asyncio.create_task(mgr.run())
+    try:
+        await asyncio.wait_for(mgr.started.wait(), 5)
+        async with asyncio.timeout(5):
+            while ("", "configmaps", "n", "a-copy") not in api.objects:
+                await asyncio.sleep(0.01)
+        assert api.objects[("", "configmaps", "n", "a-copy")]["data"] == {"k": "v"}
+        assert ("coordination.k8s.io", "leases", "kube-system", "vkube-controller-manager") in api.objects
+        await ctrl.recorder.flush()
+        assert any(k[1] == "events" for k in api.objects)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    lease = api.objects[("coordination.k8s.io", "leases", "kube-system", "vkube-controller-manager")]
+    assert lease["spec"]["holderIdentity"] == ""  # released on shutdown

@@ -1,0 +1,158 @@
+"""The sqlite backend: the shared conformance suite plus sqlite-specific behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from vkube.store import BackendError, SqliteStore, StoreClosed, UnsupportedStore, open_store
+from vkube.store.base import Compacted
+from vkube.store.sqlite import prefix_end
+
+from .conformance import StoreConformance, collect
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite://{tmp_path}/store.db"
+
+
+class TestSqliteConformance(StoreConformance):
+    pass
+
+
+@pytest.fixture
+async def small_buffer(tmp_path: Path):
+    store = SqliteStore(tmp_path / "small.db", watch_buffer=8)
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def test_slow_watcher_catches_up_from_history(small_buffer: SqliteStore) -> None:
+    """A watcher that stops reading overflows its buffer and re-reads history: no loss."""
+    store = small_buffer
+    it = store.watch("/s/", after_revision=0)
+    await store.create("/s/0", b"0")
+    assert (await anext(it)).revision == 1  # now subscribed and live
+    writes = [await store.create(f"/s/{i}", b"v") for i in range(1, 100)]
+    events = await collect(it, 99)
+    assert [e.revision for e in events] == [kv.mod_revision for kv in writes]
+    more = await store.create("/s/last", b"v")
+    assert (await anext(it)).revision == more.mod_revision
+    await it.aclose()
+
+
+async def test_slow_watcher_past_compaction_gets_compacted(small_buffer: SqliteStore) -> None:
+    store = small_buffer
+    it = store.watch("/s/", after_revision=0)
+    await store.create("/s/0", b"0")
+    await anext(it)
+    for i in range(50):
+        await store.update("/s/0", b"%d" % i, expected_mod_revision=0)
+    await store.compact(40)
+    with pytest.raises(Compacted):
+        await anext(it)
+
+
+async def test_unread_watch_does_not_block_writers(small_buffer: SqliteStore) -> None:
+    store = small_buffer
+    watches = [store.watch("/b/", after_revision=0) for _ in range(5)]
+    for it in watches:
+        pending = asyncio.ensure_future(anext(it))
+        await store.create(f"/b/{id(it)}", b"v")
+        await pending
+    for i in range(200):  # nobody reads: buffers overflow, writes still complete
+        await store.create(f"/b/x{i}", b"v")
+    assert await store.current_revision() == 205
+    for it in watches:
+        await it.aclose()
+
+
+async def test_memory_store_is_ephemeral() -> None:
+    store = open_store(":memory:")
+    await store.start()
+    await store.create("/a", b"x")
+    path = Path(store.path)
+    assert path.exists()
+    await store.close()
+    assert not path.exists()
+
+
+async def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    with pytest.raises(StoreClosed):
+        await store.get("/a")
+    await store.start()
+    await store.start()  # idempotent
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreClosed):
+        await store.create("/a", b"x")
+
+
+async def test_auto_compaction(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a.db")
+    await store.start()
+    try:
+        for i in range(20):
+            await store.create(f"/k/{i}", b"v")
+        store.start_auto_compaction(0.001, keep_revisions=5)
+        while store.compacted_revision < 15:
+            await asyncio.sleep(0.001)
+        assert store.compacted_revision == 15
+        assert (await store.range("/k/")).count == 20
+    finally:
+        await store.close()
+
+
+async def test_value_must_be_bytes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.start()
+    try:
+        with pytest.raises(TypeError):
+            await store.create("/a", "text")  # type: ignore[arg-type]
+        assert await store.current_revision() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_failing_write_does_not_fail_its_batch(tmp_path: Path) -> None:
+    """Group commit: one write the database rejects fails alone; the others commit."""
+    store = SqliteStore(tmp_path / "b.db")
+    await store.start()
+    try:
+        keys = [f"/g/{i}" for i in range(20)]
+        keys[7] = "/g/\ud800"  # a lone surrogate cannot be encoded as UTF-8
+        results = await asyncio.gather(*(store.create(k, b"v") for k in keys),
+                                       return_exceptions=True)
+        assert isinstance(results[7], BackendError)
+        good = [r for i, r in enumerate(results) if i != 7]
+        assert sorted(kv.mod_revision for kv in good) == list(range(1, 20))
+        assert (await store.range("/g/")).count == 19
+        with pytest.raises(BackendError):
+            await store.get("/g/\ud800")
+    finally:
+        await store.close()
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert open_store(f"sqlite://{tmp_path}/x.db").path == f"{tmp_path}/x.db"
+    assert open_store(f"sqlite:///{tmp_path}/x.db").path == f"{tmp_path}/x.db"
+    assert open_store("sqlite://rel/x.db").path == "rel/x.db"
+    assert open_store(str(tmp_path / "y.db")).path == str(tmp_path / "y.db")
+    assert open_store("sqlite://:memory:").path == ":memory:"
+    for url in ("postgres://u@localhost/db", "etcd://127.0.0.1:2379"):
+        with pytest.raises(UnsupportedStore):
+            open_store(url)
+    with pytest.raises(ValueError):
+        open_store("mysql://x")
+
+
+def test_prefix_end() -> None:
+    assert prefix_end("/a/") == "/a0"
+    assert prefix_end("") is None
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\ud7ff") == "\ue000"

@@ -1,0 +1,85 @@
+"""Two real control planes (virtual + host) and a running Syncer between them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vkube.apiserver.server import ControlPlane
+from vkube.client import Client
+from vkube.client.resources import NAMESPACES, NODES
+from vkube.syncer import Syncer, Values, load_values
+
+VC = "vc1"
+HOST_NS = "vkube-vc1"
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, attempts: int = 200,
+                     delay: float = 0.05) -> Any:
+    """Retry ``check`` (an async function that asserts and returns) until it passes."""
+    for i in range(attempts):
+        try:
+            return await check()
+        except (AssertionError, LookupError):
+            if i == attempts - 1:
+                raise
+            await asyncio.sleep(delay)
+
+
+@dataclass
+class Pair:
+    virtual: Client
+    host: Client
+    syncer: Syncer
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+async def planes(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ControlPlane]]:
+    vcp = ControlPlane(data_dir=tmp_path / "virtual", name="virtual", allocate_service_ips=False)
+    hcp = ControlPlane(data_dir=tmp_path / "host", name="host")
+    await vcp.start()
+    await hcp.start()
+    try:
+        yield vcp, hcp
+    finally:
+        await vcp.stop()
+        await hcp.stop()
+
+
+async def start_syncer(vcp: ControlPlane, hcp: ControlPlane, values: Values | None = None,
+                       **kw: Any) -> Pair:
+    virtual, host = Client(vcp.url), Client(hcp.url)
+    syncer = Syncer(name=VC, virtual=virtual, host=host, host_namespace=HOST_NS,
+                    values=values or load_values(""), **kw)
+    task = asyncio.create_task(syncer.run())
+    await asyncio.wait_for(syncer.wait_ready(), 30)
+    return Pair(virtual, host, syncer, task)
+
+
+async def stop_syncer(pair: Pair) -> None:
+    await pair.syncer.stop()
+    await pair.virtual.close()
+    await pair.host.close()
+
+
+@pytest.fixture
+async def synced(planes: tuple[ControlPlane, ControlPlane]) -> AsyncIterator[Pair]:
+    vcp, hcp = planes
+    async with Client(hcp.url) as host:
+        await host.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": "node-1", "labels": {"kubernetes.io/os": "linux",
+                                         "kubernetes.io/arch": "amd64", "disk": "ssd"}}})
+    async with Client(vcp.url) as virtual:
+        await virtual.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                          "metadata": {"name": "demo", "labels": {"team": "a"}}})
+    pair = await start_syncer(vcp, hcp)
+    try:
+        yield pair
+    finally:
+        await stop_syncer(pair)

@@ -1,0 +1,200 @@
+"""Services, endpoints, policies, ingresses, PVCs; restart repair; cleanup."""
+
+from __future__ import annotations
+
+from vkube.api import errors
+from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, EVENTS, INGRESSES, NETWORKPOLICIES,
+                                    PODS, PVCS, SECRETS, SERVICES)
+from vkube.syncer import cleanup_host
+
+from .conftest import HOST_NS, VC, Pair, eventually, start_syncer, stop_syncer
+
+
+def svc(name: str, selector: dict | None = None, **spec: object) -> dict:
+    s: dict = {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+               **spec}
+    if selector:
+        s["selector"] = selector
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "demo"}, "spec": s}
+
+
+def getter(client, res, name, ns=HOST_NS):
+    async def check():
+        try:
+            return await client.get(res, name, namespace=ns)
+        except errors.NotFound as e:
+            raise AssertionError(f"{name} not there yet") from e
+    return check
+
+
+def gone(client, res, name, ns=HOST_NS):
+    async def check():
+        try:
+            await client.get(res, name, namespace=ns)
+        except errors.NotFound:
+            return
+        raise AssertionError(f"{name} still there")
+    return check
+
+
+async def test_service_selector_translated_and_cluster_ip_written_back(synced: Pair):
+    v, h = synced.virtual, synced.host
+    created = await v.create(SERVICES, svc("web", {"app": "web"}), namespace="demo")
+    assert not created["spec"].get("clusterIP"), "the virtual server leaves allocation to us"
+    hs = await eventually(getter(h, SERVICES, f"web-x-demo-x-{VC}"))
+    assert hs["spec"]["selector"] == {"vkube.io/l-app": "web", "vkube.io/managed-by": VC,
+                                      "vkube.io/namespace": "demo"}
+    assert hs["spec"]["clusterIP"]
+
+    async def ip_up():
+        vs = await v.get(SERVICES, "web", namespace="demo")
+        assert vs["spec"].get("clusterIP") == hs["spec"]["clusterIP"]
+    await eventually(ip_up)
+
+    # the host's endpoints controller output is copied up, targetRef translated
+    hpod = await _host_pod(synced)
+    await h.create(ENDPOINTS, {"metadata": {"name": f"web-x-demo-x-{VC}"}, "subsets": [{
+        "addresses": [{"ip": "10.244.0.9", "targetRef": {
+            "kind": "Pod", "namespace": HOST_NS, "name": hpod["metadata"]["name"]}}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]}, namespace=HOST_NS)
+    ep = await eventually(getter(v, ENDPOINTS, "web", "demo"))
+    assert ep["subsets"][0]["addresses"][0]["targetRef"]["name"] == "web-0"
+    assert ep["subsets"][0]["addresses"][0]["targetRef"]["namespace"] == "demo"
+
+    # a selector change goes down
+    cur = await v.get(SERVICES, "web", namespace="demo")
+    cur["spec"]["selector"] = {"app": "api"}
+    await v.update(SERVICES, cur)
+
+    async def selector_down():
+        got = await h.get(SERVICES, f"web-x-demo-x-{VC}", namespace=HOST_NS)
+        assert got["spec"]["selector"]["vkube.io/l-app"] == "api"
+    await eventually(selector_down)
+
+    await v.delete(SERVICES, "web", namespace="demo")
+    await eventually(gone(h, SERVICES, f"web-x-demo-x-{VC}"))
+
+
+async def _host_pod(pair: Pair) -> dict:
+    await pair.virtual.create(PODS, {"metadata": {"name": "web-0", "namespace": "demo",
+                                                  "labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}},
+                              namespace="demo")
+    return await eventually(getter(pair.host, PODS, f"web-0-x-demo-x-{VC}"))
+
+
+async def test_selectorless_service_endpoints_go_down(synced: Pair):
+    v, h = synced.virtual, synced.host
+    await v.create(SERVICES, svc("ext"), namespace="demo")
+    await v.create(ENDPOINTS, {"metadata": {"name": "ext", "namespace": "demo"}, "subsets": [{
+        "addresses": [{"ip": "192.0.2.10"}], "ports": [{"name": "http", "port": 8080}]}]},
+        namespace="demo")
+    hep = await eventually(getter(h, ENDPOINTS, f"ext-x-demo-x-{VC}"))
+    assert hep["subsets"][0]["addresses"] == [{"ip": "192.0.2.10"}]
+    assert hep["metadata"]["labels"]["vkube.io/managed-by"] == VC
+    await v.delete(ENDPOINTS, "ext", namespace="demo")
+    await eventually(gone(h, ENDPOINTS, f"ext-x-demo-x-{VC}"))
+
+
+async def test_network_policy_ingress_pvc(synced: Pair):
+    v, h = synced.virtual, synced.host
+    await v.create(NETWORKPOLICIES, {"metadata": {"name": "np", "namespace": "demo"}, "spec": {
+        "podSelector": {"matchLabels": {"app": "db"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}},
+                              {"namespaceSelector": {"matchLabels": {"team": "a"}}},
+                              {"ipBlock": {"cidr": "10.0.0.0/8"}}]}],
+        "policyTypes": ["Ingress"]}}, namespace="demo")
+    np = await eventually(getter(h, NETWORKPOLICIES, f"np-x-demo-x-{VC}"))
+    assert np["spec"]["podSelector"]["matchLabels"] == {
+        "vkube.io/l-app": "db", "vkube.io/managed-by": VC, "vkube.io/namespace": "demo"}
+    peers = np["spec"]["ingress"][0]["from"]
+    assert peers[0]["podSelector"]["matchLabels"]["vkube.io/namespace"] == "demo"
+    assert peers[1] == {"podSelector": {"matchLabels": {"vkube.io/managed-by": VC,
+                                                        "vkube.io/n-team": "a"}}}
+    assert peers[2] == {"ipBlock": {"cidr": "10.0.0.0/8"}}
+
+    await v.create(SECRETS, {"metadata": {"name": "tls", "namespace": "demo"},
+                             "type": "kubernetes.io/tls",
+                             "data": {"tls.crt": "", "tls.key": ""}}, namespace="demo")
+    await v.create(INGRESSES, {"metadata": {"name": "ing", "namespace": "demo"}, "spec": {
+        "tls": [{"hosts": ["a.example"], "secretName": "tls"}],
+        "rules": [{"host": "a.example", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}},
+        namespace="demo")
+    ing = await eventually(getter(h, INGRESSES, f"ing-x-demo-x-{VC}"))
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == \
+        f"web-x-demo-x-{VC}"
+    assert ing["spec"]["tls"][0]["secretName"] == f"tls-x-demo-x-{VC}"
+    await eventually(getter(h, SECRETS, f"tls-x-demo-x-{VC}"))
+
+    await v.create(PVCS, {"metadata": {"name": "data", "namespace": "demo"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+        namespace="demo")
+    hpvc = await eventually(getter(h, PVCS, f"data-x-demo-x-{VC}"))
+    hpvc["status"] = {"phase": "Bound", "capacity": {"storage": "1Gi"},
+                      "accessModes": ["ReadWriteOnce"]}
+    await h.update(PVCS, hpvc, subresource="status")
+
+    async def bound_up():
+        got = await v.get(PVCS, "data", namespace="demo")
+        assert got["status"]["phase"] == "Bound"
+    await eventually(bound_up)
+
+
+async def test_restart_repairs_drift_removes_orphans_and_spares_foreign_objects(planes):
+    vcp, hcp = planes
+    pair = await start_syncer(vcp, hcp)
+    v, h = pair.virtual, pair.host
+    from vkube.client.resources import NAMESPACES
+    await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
+    await v.create(SERVICES, svc("keep", {"app": "x"}), namespace="demo")
+    await v.create(SERVICES, svc("drop", {"app": "x"}), namespace="demo")
+    await eventually(getter(h, SERVICES, f"drop-x-demo-x-{VC}"))
+    await eventually(getter(h, SERVICES, f"keep-x-demo-x-{VC}"))
+    await stop_syncer(pair)
+
+    # while the syncer is down: a virtual delete, host drift, a foreign host object
+    async with type(v)(vcp.url) as v2, type(h)(hcp.url) as h2:
+        await v2.delete(SERVICES, "drop", namespace="demo")
+        hs = await h2.get(SERVICES, f"keep-x-demo-x-{VC}", namespace=HOST_NS)
+        hs["spec"]["selector"] = {"hacked": "yes"}
+        await h2.update(SERVICES, hs)
+        await h2.create(CONFIGMAPS, {"metadata": {"name": "foreign"}, "data": {}},
+                        namespace=HOST_NS)
+
+    pair = await start_syncer(vcp, hcp)
+    try:
+        await eventually(gone(pair.host, SERVICES, f"drop-x-demo-x-{VC}"))
+
+        async def repaired():
+            got = await pair.host.get(SERVICES, f"keep-x-demo-x-{VC}", namespace=HOST_NS)
+            assert got["spec"]["selector"].get("vkube.io/l-app") == "x"
+            assert "hacked" not in got["spec"]["selector"]
+        await eventually(repaired)
+        await pair.host.get(CONFIGMAPS, "foreign", namespace=HOST_NS)
+
+        n = await cleanup_host(pair.host, HOST_NS, VC)
+        assert n >= 1
+        await eventually(gone(pair.host, SERVICES, f"keep-x-demo-x-{VC}"))
+        await pair.host.get(CONFIGMAPS, "foreign", namespace=HOST_NS)
+    finally:
+        await stop_syncer(pair)
+
+
+async def test_host_events_are_copied_up(synced: Pair):
+    v, h = synced.virtual, synced.host
+    hpod = await _host_pod(synced)
+    hname = hpod["metadata"]["name"]
+    await h.create(EVENTS, {"metadata": {"name": f"{hname}.abc123"},
+                            "involvedObject": {"kind": "Pod", "apiVersion": "v1",
+                                               "namespace": HOST_NS, "name": hname},
+                            "reason": "Pulled", "type": "Normal", "count": 1,
+                            "message": f"pulled image for {hname}",
+                            "source": {"component": "kubelet"}}, namespace=HOST_NS)
+    ev = await eventually(getter(v, EVENTS, "web-0.abc123", "demo"))
+    assert ev["involvedObject"]["name"] == "web-0"
+    assert ev["involvedObject"]["namespace"] == "demo"
+    assert ev["message"] == "pulled image for web-0"
+    assert ev["reason"] == "Pulled"

@@ -1,0 +1,183 @@
+"""Virtual pod → host pod rewrite: golden tests, no server."""
+
+import copy
+from dataclasses import replace
+
+import pytest
+
+from vkube.syncer.podrewrite import (SA_MOUNT_PATH, PodRejected, PodRewriteConfig,
+                                     referenced_objects, rewrite_pod, service_env_vars)
+from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, LABEL_NAMESPACE, Translator
+
+tr = Translator("vc", "vkube-vc")
+CFG = PodRewriteConfig(translator=tr, host_service_account="vc-workload-vc",
+                       token_secret="vc-token-x", kube_service_host="10.0.0.5",
+                       kube_service_port=443, namespace_labels={"team": "a"})
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"name": "web-1", "namespace": "demo", "uid": "u1", "resourceVersion": "7",
+                 "labels": {"app": "web"},
+                 "ownerReferences": [{"kind": "ReplicaSet", "name": "web", "uid": "r"}]},
+    "spec": {
+        "serviceAccountName": "builder", "nodeName": "node-1", "priorityClassName": "high",
+        "priority": 1000,
+        "imagePullSecrets": [{"name": "regcred"}],
+        "volumes": [
+            {"name": "cfg", "configMap": {"name": "app-config"}},
+            {"name": "sec", "secret": {"secretName": "app-secret"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]}},
+            {"name": "mix", "projected": {"sources": [{"configMap": {"name": "p-cm"}},
+                                                      {"secret": {"name": "p-sec"}}]}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+        ],
+        "containers": [{
+            "name": "app", "image": "nginx",
+            "env": [
+                {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "env-cm", "key": "a"}}},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "env-sec", "key": "b"}}},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                {"name": "DB_SERVICE_HOST", "value": "mine"},
+            ],
+            "envFrom": [{"configMapRef": {"name": "from-cm"}}, {"secretRef": {"name": "from-sec"}}],
+            "volumeMounts": [{"name": "kube-api-access-abcde", "mountPath": SA_MOUNT_PATH}],
+        }],
+        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                       "whenUnsatisfiable": "DoNotSchedule",
+                                       "labelSelector": {"matchLabels": {"app": "web"}}}],
+    },
+}
+
+
+def test_references_are_found():
+    cms, secrets, pvcs = referenced_objects(POD)
+    assert cms == {"app-config", "p-cm", "env-cm", "from-cm"}  # not kube-api-access' CA
+    assert secrets == {"app-secret", "p-sec", "env-sec", "from-sec", "regcred"}
+    assert pvcs == {"data"}
+
+
+def test_golden_rewrite():
+    before = copy.deepcopy(POD)
+    svc = {"metadata": {"name": "db"}, "spec": {"clusterIP": "10.96.0.9",
+                                                "ports": [{"port": 5432, "name": "pg"}]}}
+    cfg = replace(CFG, services=(svc,))
+    host = rewrite_pod(POD, cfg)
+    assert POD == before, "the input must not be mutated"
+    meta, spec = host["metadata"], host["spec"]
+    assert meta["name"] == "web-1-x-demo-x-vc" and meta["namespace"] == "vkube-vc"
+    assert "ownerReferences" not in meta and "resourceVersion" not in meta
+    assert meta["labels"]["vkube.io/l-app"] == "web"
+    assert meta["labels"][LABEL_NAMESPACE] == "demo"
+    assert meta["labels"]["vkube.io/n-team"] == "a"
+    assert "app" not in meta["labels"]
+    assert meta["annotations"][ANN_NAME] == "web-1"
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert vols["cfg"]["configMap"]["name"] == "app-config-x-demo-x-vc"
+    assert vols["sec"]["secret"]["secretName"] == "app-secret-x-demo-x-vc"
+    assert vols["data"]["persistentVolumeClaim"]["claimName"] == "data-x-demo-x-vc"
+    assert vols["kube-api-access-abcde"] == {
+        "name": "kube-api-access-abcde", "secret": {"secretName": "vc-token-x", "defaultMode": 420}}
+    assert [s.get("configMap", s.get("secret"))["name"] for s in vols["mix"]["projected"]["sources"]] \
+        == ["p-cm-x-demo-x-vc", "p-sec-x-demo-x-vc"]
+    assert vols["info"]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"] == \
+        f"metadata.annotations['{ANN_NAME}']"
+    c = spec["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["A"]["valueFrom"]["configMapKeyRef"]["name"] == "env-cm-x-demo-x-vc"
+    assert env["B"]["valueFrom"]["secretKeyRef"]["name"] == "env-sec-x-demo-x-vc"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == f"metadata.annotations['{ANN_NAME}']"
+    assert env["SA"] == {"name": "SA", "value": "builder"}
+    assert env["KUBERNETES_SERVICE_HOST"]["value"] == "10.0.0.5"
+    assert env["KUBERNETES_SERVICE_PORT"]["value"] == "443"
+    assert env["DB_SERVICE_HOST"]["value"] == "mine", "the container's own env wins"
+    assert env["DB_SERVICE_PORT"]["value"] == "5432"
+    assert env["DB_PORT_5432_TCP_ADDR"]["value"] == "10.96.0.9"
+    assert c["envFrom"] == [{"configMapRef": {"name": "from-cm-x-demo-x-vc"}},
+                            {"secretRef": {"name": "from-sec-x-demo-x-vc"}}]
+    assert c["volumeMounts"] == [{"name": "kube-api-access-abcde", "mountPath": SA_MOUNT_PATH}]
+    assert spec["imagePullSecrets"] == [{"name": "regcred-x-demo-x-vc"}]
+    assert spec["serviceAccountName"] == "vc-workload-vc"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False
+    assert "nodeName" not in spec and "priorityClassName" not in spec and "priority" not in spec
+    assert spec["hostname"] == "web-1"
+    term = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["labelSelector"]["matchLabels"] == {
+        "vkube.io/l-app": "web", "vkube.io/managed-by": "vc", LABEL_NAMESPACE: "demo"}
+    assert spec["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"] == {
+        "vkube.io/l-app": "web", "vkube.io/managed-by": "vc", LABEL_NAMESPACE: "demo"}
+
+
+def test_token_volume_added_when_none_present():
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}],
+                    "initContainers": [{"name": "i", "image": "x"}]}}
+    host = rewrite_pod(pod, CFG)
+    assert {"name": "vkube-sa-token", "secret": {"secretName": "vc-token-x", "defaultMode": 420}} \
+        in host["spec"]["volumes"]
+    for c in host["spec"]["containers"] + host["spec"]["initContainers"]:
+        assert {"name": "vkube-sa-token", "mountPath": SA_MOUNT_PATH, "readOnly": True} \
+            in c["volumeMounts"]
+    pod["spec"]["automountServiceAccountToken"] = False
+    assert "volumes" not in rewrite_pod(pod, CFG)["spec"]
+
+
+def test_node_name_kept_with_virtual_scheduler_and_priority_class_translated():
+    host = rewrite_pod(POD, replace(CFG, keep_node_name=True, sync_priority_classes=True))
+    assert host["spec"]["nodeName"] == "node-1"
+    assert host["spec"]["priorityClassName"] == "high-x-vc"
+
+
+@pytest.mark.parametrize("patch", [{"hostNetwork": True}, {"hostPID": True}, {"hostIPC": True},
+                                   {"volumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}])
+def test_host_access_policy(patch):
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], **patch}}
+    with pytest.raises(PodRejected):
+        rewrite_pod(pod, CFG)
+    stripped = rewrite_pod(pod, replace(CFG, host_access="strip"))["spec"]
+    assert not any(stripped.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+    assert not any("hostPath" in v for v in stripped.get("volumes", []))
+    allowed = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]
+    for k, v in patch.items():
+        if k != "volumes":
+            assert allowed[k] == v
+
+
+def test_affinity_namespaces_and_namespace_selector():
+    from vkube.syncer.translate import encode_label_key
+    pod = {"metadata": {"name": "p", "namespace": "n"}, "spec": {
+        "containers": [{"name": "c", "image": "x"}],
+        "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"a": "b"}}, "namespaces": ["x", "y"],
+             "topologyKey": "k"},
+            {"labelSelector": {"matchLabels": {"a": "b"}},
+             "namespaceSelector": {"matchLabels": {"team": "t"}}, "topologyKey": "k"},
+        ]}}}}
+    t1, t2 = rewrite_pod(pod, CFG)["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]
+    assert "namespaces" not in t1 and "namespaceSelector" not in t2
+    assert t1["labelSelector"]["matchExpressions"] == [
+        {"key": LABEL_NAMESPACE, "operator": "In", "values": ["x", "y"]}]
+    assert t2["labelSelector"]["matchLabels"][encode_label_key("team", kind="n")] == "t"
+    assert LABEL_NAMESPACE not in t2["labelSelector"]["matchLabels"]
+
+
+def test_service_env_vars_skip_headless_and_sort():
+    svcs = [{"metadata": {"name": "b-svc"}, "spec": {"clusterIP": "1.1.1.1",
+                                                     "ports": [{"port": 80, "protocol": "UDP"}]}},
+            {"metadata": {"name": "a"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}]
+    env = {e["name"]: e["value"] for e in service_env_vars(svcs)}
+    assert env["B_SVC_SERVICE_HOST"] == "1.1.1.1"
+    assert env["B_SVC_PORT"] == "udp://1.1.1.1:80"
+    assert env["B_SVC_PORT_80_UDP_PROTO"] == "udp"
+    assert not any(k.startswith("A_") for k in env)

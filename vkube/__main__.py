@@ -1,0 +1,5 @@
+import sys
+
+from vkube.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""Server-side field validation (``?fieldValidation=Strict|Warn|Ignore``): unknown fields
+against the kind's schema and duplicate fields in the raw request body.
+
+Both functions return messages in Kubernetes' wording, ready for a ``Warning`` header (Warn)
+or a 400 BadRequest (Strict): ``unknown field "spec.replica"``, ``duplicate field
+"spec.replicas"`` (JSON), ``line 7: key "replicas" already set in map`` (YAML). Use
+``strict_decoding_error`` for the Strict error message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from vkube.api import errors
+
+__all__ = ["unknown_fields", "duplicate_fields", "strict_decoding_error"]
+
+Schema = dict[str, Any]
+_EMBEDDED = ("apiVersion", "kind", "metadata")
+
+try:  # the C composer is much faster; both report line numbers
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _YamlLoader = yaml.SafeLoader
+
+
+def unknown_fields(obj: dict, schema: Schema | None) -> list[str]:
+    """Fields of ``obj`` the schema does not declare, honouring
+    ``x-kubernetes-preserve-unknown-fields``, ``additionalProperties`` and
+    ``x-kubernetes-embedded-resource``. No schema: nothing is unknown."""
+    out: list[str] = []
+    if schema is not None:
+        _walk(obj, schema, "", out)
+    return [f'unknown field "{p}"' for p in out]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _walk(value: Any, schema: Schema, path: str, out: list[str]) -> None:
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        if props is None and extra is None:
+            if not preserve and schema.get("type") == "object" and value:
+                out.extend(_join(path, k) for k in value)
+            return
+        for key, item in value.items():
+            if props and key in props:
+                _walk(item, props[key], _join(path, key), out)
+            elif isinstance(extra, dict):
+                _walk(item, extra, _join(path, key), out)
+            elif extra is True or preserve or (embedded and key in _EMBEDDED):
+                continue
+            else:
+                out.append(_join(path, key))
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                _walk(item, items, f"{path}[{i}]", out)
+
+
+class _Pairs(list):
+    """A JSON object kept as its list of (key, value) pairs, so duplicates survive parsing."""
+
+
+def duplicate_fields(raw: bytes, content_type: str) -> list[str]:
+    """Keys repeated within one object of a JSON or YAML request body. Undecodable bodies
+    raise BadRequest (the decoder would have rejected them anyway)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if "yaml" in ctype:
+        return _yaml_duplicates(raw)
+    try:
+        tree = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.BadRequest(f"error decoding JSON: {exc}") from None
+    out: list[str] = []
+    _json_walk(tree, "", out)
+    return out
+
+
+def _json_walk(node: Any, path: str, out: list[str]) -> None:
+    if isinstance(node, _Pairs):
+        seen: set[str] = set()
+        for key, value in node:
+            here = _join(path, key)
+            if key in seen:
+                out.append(f'duplicate field "{here}"')
+            seen.add(key)
+            _json_walk(value, here, out)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _json_walk(item, f"{path}[{i}]", out)
+
+
+def _yaml_duplicates(raw: bytes) -> list[str]:
+    try:
+        root = yaml.compose(raw, Loader=_YamlLoader)
+    except yaml.YAMLError as exc:
+        raise errors.BadRequest(f"error converting YAML to JSON: {exc}") from None
+    out: list[str] = []
+    todo = [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key in seen:
+                    out.append(f'line {key_node.start_mark.line + 1}: key "{key}" already set in map')
+                if key is not None:
+                    seen.add(key)
+                todo.append(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+    out.sort(key=lambda m: int(m.split(":")[0].split()[1]))
+    return out
+
+
+def strict_decoding_error(kind: str, version: str, messages: list[str]) -> errors.BadRequest:
+    """The 400 Kubernetes returns under ``fieldValidation=Strict``:
+    ``Deployment in version "v1" cannot be handled as a Deployment: strict decoding error:
+    unknown field "spec.replica"``."""
+    return errors.BadRequest(
+        f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: '
+        + ", ".join(messages)
+    )

@@ -1,0 +1,76 @@
+"""The three client-computed patch types a PATCH request may carry (the fourth, apply, is
+``vkube.api.ssa``). Pure functions: the input object is never mutated.
+
+Errors follow the API server's patch handler: an undecodable patch is 400 BadRequest; a JSON
+patch that decodes but cannot be applied (a failed ``test``, a missing path) is 422 Invalid,
+more than 10,000 operations is 413.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from vkube.api import errors
+from vkube.api.jsonvalue import clone
+from vkube.api.smp import apply_strategic_merge_patch
+
+__all__ = ["apply_json_patch", "apply_merge_patch", "apply_strategic_merge_patch", "MAX_JSON_PATCH_OPERATIONS"]
+
+MAX_JSON_PATCH_OPERATIONS = 10000
+_REJECTED = "the server rejected our request due to an error in our request"
+
+
+def _describe(op: Any) -> str:
+    if isinstance(op, dict):
+        name, path = op.get("op", "?"), op.get("path", "?")
+        return f"{name} operation at {path!s}"
+    return "operation"
+
+
+def apply_json_patch(obj: dict, ops: Any) -> dict:
+    """RFC 6902: add, remove, replace, move, copy, test — applied in order, all or nothing."""
+    if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
+        raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise errors.RequestEntityTooLarge(
+            f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}"
+        )
+    doc: Any = clone(obj)
+    for op in ops:
+        try:
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError, IndexError, ValueError) as exc:
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, jsonpatch.JsonPatchTestFailed):
+                detail = f"testing value {op.get('path')} failed: {detail}"
+            message = f"{_describe(op)} failed: {detail}"
+            raise errors.Invalid(
+                f"{_REJECTED}: {message}",
+                causes=[{"reason": "UnexpectedServerResponse", "message": message, "field": "patch"}],
+            ) from None
+    if not isinstance(doc, dict):
+        raise errors.BadRequest("the patched object is not a JSON object")
+    return doc
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 merge: objects merge recursively, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return clone(patch) if isinstance(patch, list) else patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def apply_merge_patch(obj: dict, patch: Any) -> dict:
+    """JSON merge patch (``application/merge-patch+json``); the patch must be an object."""
+    if not isinstance(patch, dict):
+        raise errors.BadRequest("Invalid JSON Patch")
+    return merge(clone(obj), patch)

@@ -1,0 +1,78 @@
+"""Everything one control plane's request handling needs, in one object (no global state)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vkube.api.kinds import Registry, ResourceSpec
+from vkube.store.base import Store
+
+if TYPE_CHECKING:
+    from vkube.apiserver.storage import ResourceStorage
+
+Obj = dict[str, Any]
+
+
+@dataclass(slots=True)
+class AdmissionRequest:
+    """What an admission plugin sees. ``obj`` may be mutated by mutating plugins; ``old`` is
+    None on create. ``operation`` is CREATE, UPDATE, DELETE or CONNECT."""
+
+    operation: str
+    spec: ResourceSpec
+    namespace: str | None
+    name: str
+    obj: Obj | None
+    old: Obj | None
+    subresource: str = ""
+    dry_run: bool = False
+
+
+class Admission(Protocol):
+    async def admit(self, ctx: "Context", req: AdmissionRequest) -> None:
+        """Mutate ``req.obj`` or raise a StatusError (usually Forbidden or Invalid)."""
+
+
+@dataclass
+class Context:
+    store: Store
+    registry: Registry
+    admission: list[Admission] = field(default_factory=list)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    #: Allocate ClusterIPs / NodePorts for services (standalone control planes and the host);
+    #: a virtual cluster leaves spec.clusterIP empty for the syncer to copy from the host.
+    allocate_service_ips: bool = True
+    service_cidr: str = "10.96.0.0/12"
+    #: Fills metadata.managedFields; set by the server once OpenAPI schemas are available.
+    track_fields: Callable[..., None] | None = None
+    #: Resolves a kind's OpenAPI schema (for SMP, SSA, field validation); None if unknown.
+    schema_for: Callable[[ResourceSpec], dict | None] = lambda spec: None
+    storages: dict[tuple[str, str, str], "ResourceStorage"] = field(default_factory=dict)
+    on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+
+    _http: Any = None
+
+    def http_session(self) -> Any:
+        """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""
+        if self._http is None or self._http.closed:
+            import aiohttp
+
+            self._http = aiohttp.ClientSession(auto_decompress=False)
+        return self._http
+
+    def storage(self, spec: ResourceSpec) -> "ResourceStorage":
+        from vkube.apiserver.storage import ResourceStorage
+
+        key = (spec.group, spec.version, spec.plural)
+        st = self.storages.get(key)
+        if st is None or st.spec is not spec:
+            st = ResourceStorage(spec, self)
+            self.storages[key] = st
+        return st
+
+    def storage_for(self, group: str, kind: str) -> "ResourceStorage | None":
+        spec = self.registry.by_kind(group, kind)
+        return self.storage(spec) if spec else None

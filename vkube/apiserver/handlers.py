@@ -1,0 +1,403 @@
+"""Resource verbs over HTTP: get, list, watch, create, update, patch, delete,
+deletecollection, and the generic subresources (status, scale). Parsing and encoding happen
+here; the semantics live in ``storage.ResourceStorage``."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from vkube.api import errors
+from vkube.api.kinds import ResourceSpec
+from vkube.apiserver import http
+from vkube.apiserver.context import Context
+from vkube.apiserver.objects import Obj, parse_rv
+from vkube.apiserver.requestinfo import RequestInfo
+
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+class Query:
+    """Typed access to the query string with Kubernetes' validation messages."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.q = request.query
+
+    def str(self, key: str, default: str = "") -> str:
+        return self.q.get(key, default)
+
+    def bool(self, key: str) -> bool:
+        return self.q.get(key, "").lower() in ("1", "true")
+
+    def int(self, key: str, default: int = 0) -> int:
+        raw = self.q.get(key)
+        if raw in (None, ""):
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise errors.BadRequest(f'{key}: Invalid value: "{raw}": must be an integer') from None
+
+    def dry_run(self) -> bool:
+        values = self.q.getall("dryRun", [])
+        for v in values:
+            if v != "All":
+                raise errors.BadRequest(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+        return bool(values)
+
+    def field_manager(self, default: str | None = None) -> str | None:
+        fm = self.q.get("fieldManager")
+        if fm is not None and len(fm) > 128:
+            raise errors.BadRequest("fieldManager: Too long: may not be more than 128 bytes")
+        return fm or default
+
+    def field_validation(self) -> str:
+        fv = self.q.get("fieldValidation", "Warn") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise errors.BadRequest(
+                f'fieldValidation: Unsupported value: "{fv}": supported values: "Ignore", "Strict", "Warn"'
+            )
+        return fv
+
+
+def default_manager(request: web.Request) -> str:
+    """Kubernetes derives the manager from the User-Agent's first token (``kubectl-create``...)."""
+    ua = request.headers.get("User-Agent", "unknown")
+    return ua.split("/")[0][:128] or "unknown"
+
+
+def encode_continue(revision: int, key: str, prefix: str) -> str:
+    payload = {"v": "meta.k8s.io/v1", "rv": revision, "start": key[len(prefix):]}
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode()
+
+
+def decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        rv, start = int(data["rv"]), str(data["start"])
+    except Exception:
+        raise errors.BadRequest("continue key is not valid: illegal base64 data or JSON") from None
+    if rv <= 0 or ".." in start:
+        raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion")
+    return rv, prefix + start
+
+
+class ResourceHandlers:
+    def __init__(self, ctx: Context, *, to_table: Any, selectors: Any, patches: Any) -> None:
+        self.ctx = ctx
+        self.to_table = to_table
+        self.selectors = selectors
+        self.patches = patches
+
+    # ------------------------------------------------------------------ encoding
+    def render(self, request: web.Request, spec: ResourceSpec, obj: Obj, status: int = 200,
+               *, warnings: list[str] | None = None) -> web.Response:
+        accept = http.parse_accept(request.headers.get("Accept"))
+        headers = _warning_headers(warnings)
+        if http.wants(accept, "Table"):
+            table = self.to_table(spec, [obj], now=self.ctx.clock(), wide=True,
+                                  include_object=request.query.get("includeObject", "Metadata"))
+            return http.json_response(table, status, headers=headers)
+        if http.wants(accept, "PartialObjectMetadata"):
+            return http.json_response(_partial(obj), status, headers=headers)
+        return http.json_response(obj, status, headers=headers)
+
+    def selectors_for(self, spec: ResourceSpec, q: Query) -> tuple[Any, Any]:
+        ls = q.str("labelSelector")
+        fs = q.str("fieldSelector")
+        label = self.selectors.parse_label_selector(ls) if ls else None
+        field = None
+        if fs:
+            field = self.selectors.parse_field_selector(fs)
+            supported = set(spec.strategy.field_attrs({"metadata": {}, "spec": {}, "status": {}}))
+            for key in field.fields:
+                if key not in supported:
+                    raise errors.BadRequest(f'field label not supported: {key}')
+        return label, field
+
+    # ------------------------------------------------------------------ read
+    async def get(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        q = Query(request)
+        rv = parse_rv(q.str("resourceVersion"))
+        obj = await self.ctx.storage(spec).get(info.namespace, info.name,
+                                               revision=rv if rv and q.str("resourceVersionMatch") == "Exact" else 0)
+        return self.render(request, spec, obj)
+
+    async def list(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        q = Query(request)
+        storage = self.ctx.storage(spec)
+        label, field = self.selectors_for(spec, q)
+        limit = q.int("limit")
+        if limit < 0:
+            raise errors.BadRequest("limit: Invalid value: must be non-negative")
+        rv_str, match = q.str("resourceVersion"), q.str("resourceVersionMatch")
+        if match not in ("", "Exact", "NotOlderThan"):
+            raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{match}"')
+        if match and not rv_str:
+            raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        rv = parse_rv(rv_str)
+        prefix = spec.key_prefix(info.namespace)
+        start_after, revision = "", 0
+        token = q.str("continue")
+        if token:
+            if rv_str not in ("", "0") and rv_str:
+                raise errors.BadRequest("specifying resource version is not allowed when using continue")
+            revision, start_after = decode_continue(token, prefix)
+        elif match == "Exact":
+            revision = rv
+        try:
+            result = await storage.list(info.namespace, label_selector=label, field_selector=field,
+                                        limit=limit, start_after=start_after, revision=revision)
+        except errors.Gone:
+            if token:
+                raise errors.Gone(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter, or use the continue "
+                    "token in this response to retrieve the remainder of the results."
+                ) from None
+            raise
+        if rv and match != "Exact" and not token and result.resource_version < rv:
+            raise errors.Timeout(f"Too large resource version: {rv}, current: {result.resource_version}")
+        metadata: Obj = {"resourceVersion": str(result.resource_version)}
+        if result.continue_key is not None:
+            metadata["continue"] = encode_continue(result.resource_version, result.continue_key, prefix)
+            if result.remaining is not None:
+                metadata["remainingItemCount"] = result.remaining
+        accept = http.parse_accept(request.headers.get("Accept"))
+        if http.wants(accept, "Table"):
+            table = self.to_table(spec, result.items, now=self.ctx.clock(), wide=True,
+                                  include_object=q.str("includeObject", "Metadata"))
+            table["metadata"] = metadata
+            return http.json_response(table)
+        items = result.items
+        kind = spec.list_kind
+        api_version = spec.api_version
+        if http.wants(accept, "PartialObjectMetadataList"):
+            items = [_partial(o) for o in items]
+            kind, api_version = "PartialObjectMetadataList", "meta.k8s.io/v1"
+        return http.json_response({"kind": kind, "apiVersion": api_version,
+                                   "metadata": metadata, "items": items})
+
+    # ------------------------------------------------------------------ write
+    async def decode(self, request: web.Request, spec: ResourceSpec, q: Query) -> tuple[Any, list[str]]:
+        """Body + field-validation warnings (Strict raises)."""
+        raw = await http.read_body(request)
+        ct = request.headers.get("Content-Type", http.JSON)
+        body = http.decode_body(raw, ct)
+        problems: list[str] = []
+        mode = q.field_validation()
+        if mode != "Ignore" and isinstance(body, dict):
+            problems = self.patches.field_problems(self.ctx, spec, body, raw, ct)
+            if problems and mode == "Strict":
+                raise errors.BadRequest("strict decoding error: " + ", ".join(problems))
+        return body, problems
+
+    async def create(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        q = Query(request)
+        if "create" not in spec.verbs:
+            raise errors.MethodNotAllowed(f"create is not supported on {spec.group_resource}")
+        body, warnings = await self.decode(request, spec, q)
+        obj = await self.ctx.storage(spec).create(info.namespace, body, dry_run=q.dry_run(),
+                                                  field_manager=q.field_manager(default_manager(request)))
+        return self.render(request, spec, obj, 201, warnings=warnings)
+
+    async def update(self, request: web.Request, spec: ResourceSpec, info: RequestInfo,
+                     subresource: str = "") -> web.StreamResponse:
+        q = Query(request)
+        body, warnings = await self.decode(request, spec, q)
+        obj = await self.ctx.storage(spec).update(info.namespace, info.name, body,
+                                                  subresource=subresource, dry_run=q.dry_run(),
+                                                  field_manager=q.field_manager(default_manager(request)))
+        return self.render(request, spec, obj, warnings=warnings)
+
+    async def patch(self, request: web.Request, spec: ResourceSpec, info: RequestInfo,
+                    subresource: str = "") -> web.StreamResponse:
+        q = Query(request)
+        ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        ptype = PATCH_TYPES.get(ct)
+        if ptype is None:
+            raise errors.UnsupportedMediaType(
+                f'the body of the request was in an unknown format - accepted media types include: '
+                f'{", ".join(PATCH_TYPES)}'
+            )
+        raw = await http.read_body(request)
+        patch = http.decode_body(raw, ct)
+        manager = q.field_manager(None if ptype == "apply" else default_manager(request))
+        if ptype == "apply" and not manager:
+            raise errors.BadRequest("PATCH of type apply requires fieldManager: the fieldManager query parameter is required")
+        force = q.bool("force")
+        if force and ptype != "apply":
+            raise errors.BadRequest("force: Invalid value: true: may not be specified for non-apply patch")
+        mode = q.field_validation()
+        warnings: list[str] = []
+        storage = self.ctx.storage(spec)
+        schema = self.ctx.schema_for(spec)
+
+        def apply(current: Obj) -> Obj:
+            if ptype == "apply":
+                result = self.patches.apply(self.ctx, spec, current or None, patch, manager=manager,
+                                            force=force, schema=schema, subresource=subresource)
+            else:
+                result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
+            if mode != "Ignore":
+                problems = self.patches.field_problems(self.ctx, spec, result, raw if ptype == "apply" else None, ct)
+                if problems and mode == "Strict":
+                    raise errors.BadRequest("strict decoding error: " + ", ".join(problems))
+                warnings[:] = problems
+            return result
+
+        obj, created = await storage.update_with(
+            info.namespace, info.name, apply, subresource=subresource, dry_run=q.dry_run(),
+            field_manager=manager, operation="Apply" if ptype == "apply" else "Update",
+            create_if_missing=ptype == "apply" and not subresource,
+        )
+        return self.render(request, spec, obj, 201 if created else 200, warnings=warnings)
+
+    async def delete(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        q = Query(request)
+        options = await _delete_options(request, q)
+        obj, removed = await self.ctx.storage(spec).delete(info.namespace, info.name, options=options,
+                                                           dry_run=q.dry_run() or bool(options.get("dryRun")))
+        return self.render(request, spec, obj, 200)
+
+    async def deletecollection(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        q = Query(request)
+        if "deletecollection" not in spec.verbs:
+            raise errors.MethodNotAllowed(f"deletecollection is not supported on {spec.group_resource}")
+        options = await _delete_options(request, q)
+        label, field = self.selectors_for(spec, q)
+        storage = self.ctx.storage(spec)
+        result = await storage.list(info.namespace, label_selector=label, field_selector=field)
+        deleted = []
+        for obj in result.items:
+            m = obj["metadata"]
+            try:
+                out, _ = await storage.delete(m.get("namespace"), m["name"], options=options,
+                                              dry_run=q.dry_run())
+                deleted.append(out)
+            except errors.NotFound:
+                continue
+        return http.json_response({"kind": spec.list_kind, "apiVersion": spec.api_version,
+                                   "metadata": {"resourceVersion": str(result.resource_version)},
+                                   "items": deleted})
+
+    # ------------------------------------------------------------------ scale
+    async def scale(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+        assert spec.scale is not None
+        storage = self.ctx.storage(spec)
+        q = Query(request)
+        if request.method == "GET":
+            return http.json_response(_to_scale(spec, await storage.get(info.namespace, info.name)))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.MethodNotAllowed(f"{request.method} is not supported on {spec.plural}/scale")
+        raw = await http.read_body(request)
+        ct = request.headers.get("Content-Type", http.JSON)
+        body = http.decode_body(raw, ct)
+        ptype = PATCH_TYPES.get(ct.split(";")[0].strip().lower()) if request.method == "PATCH" else None
+
+        def apply(current: Obj) -> Obj:
+            scale = _to_scale(spec, current)
+            if ptype is None:
+                new_scale = body
+                want_rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
+                if want_rv and want_rv != current["metadata"]["resourceVersion"]:
+                    raise errors.conflict(spec.plural, info.name, group=spec.group)
+            elif ptype == "apply":
+                raise errors.UnsupportedMediaType("apply patches are not supported on the scale subresource")
+            else:
+                new_scale = self.patches.patch(ptype, scale, body, schema={"type": "object"}, spec=None)
+            replicas = ((new_scale or {}).get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("Scale", info.name, [errors.field_error(
+                    "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
+                    group="autoscaling")
+            _set_path(current, spec.scale.spec_replicas_path, replicas)
+            current["metadata"].pop("resourceVersion", None)
+            return current
+
+        obj, _ = await storage.update_with(info.namespace, info.name, apply, dry_run=q.dry_run(),
+                                           field_manager=q.field_manager(default_manager(request)))
+        return http.json_response(_to_scale(spec, obj))
+
+
+def _to_scale(spec: ResourceSpec, obj: Obj) -> Obj:
+    assert spec.scale is not None
+    m = obj["metadata"]
+    selector: Any = _get_path(obj, spec.scale.label_selector_path) if spec.scale.label_selector_path else None
+    if isinstance(selector, dict):
+        from vkube.api.selectors import selector_to_string
+
+        selector = selector_to_string(selector)
+    status: Obj = {"replicas": _get_path(obj, spec.scale.status_replicas_path) or 0}
+    if selector:
+        status["selector"] = selector
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
+        "spec": {"replicas": _get_path(obj, spec.scale.spec_replicas_path) or 0},
+        "status": status,
+    }
+
+
+def _get_path(obj: Obj, path: str) -> Any:
+    cur: Any = obj
+    for part in path.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _set_path(obj: Obj, path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+
+
+def _partial(obj: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": copy.deepcopy(obj.get("metadata") or {})}
+
+
+def _warning_headers(warnings: list[str] | None) -> dict[str, str] | None:
+    if not warnings:
+        return None
+    # aiohttp takes one value per header name here; Kubernetes sends one header per warning,
+    # and clients accept a comma-separated list as the same thing (RFC 7234 warn-value list).
+    text = ", ".join('299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in warnings)
+    return {"Warning": text}
+
+
+async def _delete_options(request: web.Request, q: Query) -> Obj:
+    options: Obj = {}
+    if request.can_read_body:
+        raw = await http.read_body(request)
+        if raw.strip():
+            body = http.decode_body(raw, request.headers.get("Content-Type", http.JSON))
+            if not isinstance(body, dict):
+                raise errors.BadRequest("the body of a delete request must be a DeleteOptions object")
+            options.update(body)
+    if "gracePeriodSeconds" in request.query:
+        options["gracePeriodSeconds"] = q.int("gracePeriodSeconds")
+    if "propagationPolicy" in request.query:
+        options["propagationPolicy"] = q.str("propagationPolicy")
+    if "orphanDependents" in request.query:
+        options["orphanDependents"] = q.bool("orphanDependents")
+    if options.get("dryRun"):
+        if options["dryRun"] != ["All"]:
+            raise errors.BadRequest(f'dryRun: Unsupported value: {options["dryRun"]!r}: supported values: "All"')
+    gp = options.get("gracePeriodSeconds")
+    if gp is not None and (not isinstance(gp, int) or isinstance(gp, bool)):
+        raise errors.BadRequest(f'gracePeriodSeconds: Invalid value: {gp!r}: must be an integer')
+    return options

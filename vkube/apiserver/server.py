@@ -1,0 +1,329 @@
+"""The HTTP surface of one control plane and its lifecycle (``ControlPlane``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from vkube import __version__
+from vkube.api import errors, selectors
+from vkube.api.builtin import builtin_registry
+from vkube.api.kinds import Registry
+from vkube.apiserver import http, patching, subresources
+from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
+from vkube.apiserver.context import Context
+from vkube.apiserver.discovery import Discovery
+from vkube.apiserver.handlers import ResourceHandlers
+from vkube.apiserver.metrics import Metrics
+from vkube.apiserver.requestinfo import parse
+from vkube.apiserver.watch import serve_watch
+from vkube.store import open_store
+from vkube.store.base import Store
+
+log = logging.getLogger("vkube.apiserver")
+
+KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": f"v1.37.0+vkube-{__version__}",
+                "gitCommit": "vkube", "gitTreeState": "clean", "buildDate": "2026-11-24T00:00:00Z",
+                "goVersion": "python", "compiler": "cpython", "platform": "linux/amd64",
+                "emulationMajor": "1", "emulationMinor": "37", "minCompatibilityMajor": "1",
+                "minCompatibilityMinor": "36"}
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+class APIServer:
+    """Routes requests to discovery, OpenAPI, health, metrics and resource handlers."""
+
+    def __init__(self, ctx: Context) -> None:
+        from vkube.api.openapi import OpenAPI
+        from vkube.api.tables import to_table
+
+        self.ctx = ctx
+        self.metrics = Metrics()
+        self.discovery = Discovery(ctx.registry)
+        self.openapi = OpenAPI(ctx.registry)
+        ctx.schema_for = lambda spec: self.openapi.schema_for(spec.group, spec.version, spec.kind)
+        ctx.track_fields = patching.field_tracker(ctx)
+        self.handlers = ResourceHandlers(ctx, to_table=to_table, selectors=selectors, patches=patching)
+        self.ready = False
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=http.MAX_BODY * 4)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        info = parse(request.method, request.path, watch_param=request.query.get("watch", "") in ("1", "true"))
+        code = 500
+        try:
+            resp = await self._route(request, info)
+            code = resp.status
+            return resp
+        except errors.StatusError as exc:
+            code = exc.code
+            return http.status_response(exc)
+        except asyncio.CancelledError:
+            code = 499
+            raise
+        except Exception as exc:  # the one place unexpected errors become a Status
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return http.status_response(errors.InternalError(f"an internal error occurred: {exc}"))
+        finally:
+            if info.is_resource:
+                self.metrics.requests.labels(info.verb, info.group, info.resource, info.subresource, str(code)).inc()
+                if info.verb != "watch":
+                    self.metrics.latency.labels(info.verb, info.group, info.resource).observe(time.perf_counter() - started)
+
+    async def _route(self, request: web.Request, info: Any) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if not info.is_resource:
+            return await self._non_resource(request, path, info)
+        spec = self.ctx.registry.get(info.group, info.version, info.resource)
+        if spec is None:
+            raise errors.NotFound("the server could not find the requested resource",
+                                  details={"group": info.group, "kind": info.resource})
+        if spec.namespaced and info.namespace is None and info.name and info.verb not in ("watch",):
+            # /api/v1/pods/NAME is not a path Kubernetes serves
+            raise errors.NotFound("the server could not find the requested resource")
+        if not spec.namespaced and info.namespace is not None:
+            raise errors.NotFound("the server could not find the requested resource")
+        h = self.handlers
+        if info.subresource:
+            return await self._subresource(request, spec, info)
+        verb = info.verb
+        if verb not in spec.verbs and verb not in ("watch",):
+            raise errors.MethodNotAllowed(f"{verb} is not supported on resources of kind {spec.group_resource}")
+        if verb == "get":
+            return await h.get(request, spec, info)
+        if verb == "list":
+            return await h.list(request, spec, info)
+        if verb == "watch":
+            return await serve_watch(h, request, spec, info,
+                                     on_open=lambda: self.metrics.watches.labels(spec.plural).inc(),
+                                     on_close=lambda: self.metrics.watches.labels(spec.plural).dec())
+        if verb == "create":
+            if info.name:
+                raise errors.MethodNotAllowed(f"POST is not supported on a named {spec.singular}")
+            return await h.create(request, spec, info)
+        if verb == "update":
+            return await h.update(request, spec, info)
+        if verb == "patch":
+            return await h.patch(request, spec, info)
+        if verb == "delete":
+            return await h.delete(request, spec, info)
+        if verb == "deletecollection":
+            return await h.deletecollection(request, spec, info)
+        raise errors.MethodNotAllowed(f"{request.method} is not supported")
+
+    async def _subresource(self, request: web.Request, spec: Any, info: Any) -> web.StreamResponse:
+        sub = info.subresource
+        if sub not in spec.subresources:
+            raise errors.NotFound("the server could not find the requested resource")
+        if sub == "status":
+            if request.method == "GET":
+                return await self.handlers.get(request, spec, info)
+            if request.method == "PUT":
+                return await self.handlers.update(request, spec, info, subresource="status")
+            if request.method == "PATCH":
+                return await self.handlers.patch(request, spec, info, subresource="status")
+            raise errors.MethodNotAllowed(f"{request.method} is not supported on status")
+        if sub == "scale":
+            return await self.handlers.scale(request, spec, info)
+        handler = subresources.handler_for(spec, sub)
+        if handler is None:
+            raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)")
+        return await handler(self.ctx, request, info)
+
+    async def _non_resource(self, request: web.Request, path: str, info: Any) -> web.StreamResponse:
+        accept = http.parse_accept(request.headers.get("Accept"))
+        if path == "/version":
+            return http.json_response(KUBE_VERSION)
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return await self._health(request, path)
+        if path == "/metrics":
+            self.metrics.revision.set(await self.ctx.store.current_revision())
+            return web.Response(body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+        if path == "/openapi/v2":
+            if any("protobuf" in m.type for m in accept) and not any(m.type in (http.JSON, "*/*") for m in accept):
+                raise errors.NotAcceptable("only application/json is served for /openapi/v2")
+            return http.json_response(self.openapi.v2_document())
+        if path == "/openapi/v3":
+            return http.json_response(self.openapi.v3_index())
+        if path.startswith("/openapi/v3/"):
+            doc = self.openapi.v3_document(path[len("/openapi/v3/"):])
+            if doc is None:
+                raise errors.NotFound("the server could not find the requested resource")
+            return http.json_response(doc, headers={"Cache-Control": "public, immutable"})
+        aggregated = any(m.as_ == "APIGroupDiscoveryList" for m in accept)
+        agg_version = next((m.params.get("v", "v2") for m in accept if m.as_ == "APIGroupDiscoveryList"), "v2")
+        if path == "/api":
+            if aggregated:
+                return http.json_response(self.discovery.aggregated(core=True, version=agg_version),
+                                          content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
+            return http.json_response(self.discovery.api_versions())
+        if path == "/apis":
+            if aggregated:
+                return http.json_response(self.discovery.aggregated(core=False, version=agg_version),
+                                          content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
+            return http.json_response(self.discovery.api_group_list())
+        if info.api_prefix == "api" and info.version:
+            doc = self.discovery.resource_list("", info.version)
+            if doc is not None:
+                return http.json_response(doc)
+        if info.api_prefix == "apis" and info.group:
+            doc = self.discovery.resource_list(info.group, info.version) if info.version else self.discovery.api_group(info.group)
+            if doc is not None:
+                return http.json_response(doc)
+        if path == "/":
+            paths = sorted({"/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/metrics",
+                            "/openapi/v2", "/openapi/v3", "/version"}
+                           | {f"/apis/{g}" for g in self.ctx.registry.groups() if g}
+                           | {f"/apis/{g}/{v}" for g, vs in self.ctx.registry.groups().items() if g for v in vs})
+            return http.json_response({"paths": paths})
+        raise errors.NotFound("the server could not find the requested resource")
+
+    async def _health(self, request: web.Request, path: str) -> web.Response:
+        checks: list[tuple[str, bool]] = [("ping", True)]
+        try:
+            await asyncio.wait_for(self.ctx.store.current_revision(), 5)
+            checks.append(("etcd", True))
+        except Exception:
+            checks.append(("etcd", False))
+        if path.startswith("/readyz"):
+            checks.append(("poststarthook/bootstrap-namespaces", self.ready))
+        name = path.split("/", 2)[1]
+        sub = path.split("/", 2)[2] if path.count("/") >= 2 else ""
+        if sub:
+            wanted = [c for c in checks if c[0] == sub]
+            if not wanted:
+                raise errors.NotFound("the server could not find the requested resource")
+            checks = wanted
+        ok = all(c[1] for c in checks)
+        if "verbose" in request.query or not ok:
+            lines = [f"[{'+' if good else '-'}]{n} {'ok' if good else 'failed'}" for n, good in checks]
+            lines.append(f"{name} check {'passed' if ok else 'failed'}")
+            return web.Response(text="\n".join(lines) + "\n", status=200 if ok else 500)
+        return web.Response(text="ok")
+
+
+def _free_port_socket(host: str, port: int) -> socket.socket:
+    """Bind now and keep the socket, so no other process can take the port between the
+    choice and the listen (the httpx/aiohttp test-server habit)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class ControlPlane:
+    """One API server on a store. ``data_dir`` holds ``state.db`` (unless ``store_url`` is
+    given) and, once serving, ``kubeconfig``."""
+
+    def __init__(self, *, data_dir: str | os.PathLike[str] | None = None, store_url: str | None = None,
+                 port: int = 0, host: str = "127.0.0.1", name: str = "vkube",
+                 allocate_service_ips: bool = True, registry: Registry | None = None,
+                 store: Store | None = None) -> None:
+        if data_dir is None and store_url is None and store is None:
+            raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.store_url = store_url
+        self.host, self.port, self.name = host, port, name
+        self.allocate_service_ips = allocate_service_ips
+        self.registry = registry or builtin_registry()
+        self._store = store
+        self._runner: web.AppRunner | None = None
+        self.server: APIServer | None = None
+        self.ctx: Context | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        store = self._store or open_store(self.store_url or str(self.data_dir / "state.db"))
+        await store.start()
+        self._store = store
+        self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips)
+        self.ctx.admission = [NamespaceLifecycle(), ServiceAllocation(self.ctx.service_cidr)]
+        self.server = APIServer(self.ctx)
+        await self._bootstrap()
+        self.server.ready = True
+        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = _free_port_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        if self.data_dir is not None:
+            self.write_kubeconfig(self.data_dir / "kubeconfig")
+
+    async def _bootstrap(self) -> None:
+        """The namespaces every cluster has, and the ``kubernetes`` service."""
+        assert self.ctx is not None
+        namespaces = self.ctx.storage_for("", "Namespace")
+        assert namespaces is not None
+        for ns in SYSTEM_NAMESPACES:
+            if await namespaces.get_or_none(None, ns) is None:
+                try:
+                    await namespaces.create(None, {"apiVersion": "v1", "kind": "Namespace",
+                                                   "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}},
+                                            field_manager="vkube-apiserver")
+                except errors.AlreadyExists:
+                    pass
+        services = self.ctx.storage_for("", "Service")
+        if services is not None and self.allocate_service_ips and await services.get_or_none("default", "kubernetes") is None:
+            import ipaddress
+
+            first = str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1)
+            try:
+                await services.create("default", {
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                    "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                             "type": "ClusterIP", "sessionAffinity": "None"},
+                }, field_manager="vkube-apiserver")
+            except errors.AlreadyExists:
+                pass
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.ctx is not None and self.ctx._http is not None:
+            await self.ctx._http.close()
+        if self._store is not None:
+            await self._store.close()
+
+    def kubeconfig(self, *, context: str | None = None, server: str | None = None) -> dict[str, Any]:
+        ctx_name = context or self.name
+        return {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": ctx_name, "cluster": {"server": server or self.url}}],
+            "users": [{"name": ctx_name, "user": {"token": "vkube-admin"}}],
+            "contexts": [{"name": ctx_name, "context": {"cluster": ctx_name, "user": ctx_name}}],
+            "current-context": ctx_name,
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], **kw: Any) -> None:
+        p = Path(path)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(self.kubeconfig(**kw), sort_keys=False))
+        os.chmod(tmp, 0o600)
+        tmp.replace(p)
+
+
+__all__ = ["APIServer", "ControlPlane", "orjson"]

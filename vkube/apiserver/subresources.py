@@ -1,0 +1,194 @@
+"""Kind-specific subresources: pods/binding, pods/eviction, pods/log (proxied to the node's
+kubelet endpoint, real or simulated), namespaces/finalize."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from vkube.api import errors
+from vkube.api.kinds import ResourceSpec
+from vkube.apiserver import http
+from vkube.apiserver.context import Context
+from vkube.apiserver.handlers import Query
+from vkube.apiserver.objects import Obj, now_rfc3339
+from vkube.apiserver.requestinfo import RequestInfo
+
+
+def _core(ctx: Context, kind: str) -> Any:
+    storage = ctx.storage_for("", kind)
+    assert storage is not None
+    return storage
+
+
+async def binding(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+    """POST pods/NAME/binding: set spec.nodeName once, as the scheduler does."""
+    if request.method != "POST":
+        raise errors.MethodNotAllowed("binding only supports POST")
+    body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
+    target = (body or {}).get("target") if isinstance(body, dict) else None
+    node = (target or {}).get("name") if isinstance(target, dict) else None
+    if not node or not isinstance(node, str):
+        raise errors.invalid("Binding", info.name, [errors.field_error("target.name", "Required value", reason="FieldValueRequired")])
+    name = info.name or ((body.get("metadata") or {}).get("name"))
+    pods = _core(ctx, "Pod")
+    now = now_rfc3339(ctx.clock())
+
+    def bind(pod: Obj) -> Obj:
+        if pod["metadata"].get("deletionTimestamp"):
+            raise errors.Conflict(f"pod {name} is being deleted, cannot be assigned to a host")
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise errors.Conflict(f"pod {name} is already assigned to node \"{current}\"")
+        pod["spec"]["nodeName"] = node
+        status = pod.setdefault("status", {})
+        conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                      "lastTransitionTime": now})
+        status["conditions"] = conds
+        return pod
+
+    await pods.update_with(info.namespace, name, bind, subresource="binding",
+                           field_manager="vkube-scheduler")
+    return http.json_response(http.success_status(201), 201)
+
+
+async def eviction(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+    """POST pods/NAME/eviction: delete unless a PodDisruptionBudget forbids it (429)."""
+    if request.method != "POST":
+        raise errors.MethodNotAllowed("eviction only supports POST")
+    body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
+    if not isinstance(body, dict):
+        raise errors.BadRequest("the body of an eviction must be an Eviction object")
+    pods = _core(ctx, "Pod")
+    pod = await pods.get(info.namespace, info.name)
+    if pod["metadata"].get("deletionTimestamp"):
+        return http.json_response(http.success_status(201), 201)
+    pdb_storage = ctx.storage_for("policy", "PodDisruptionBudget")
+    phase = (pod.get("status") or {}).get("phase")
+    if pdb_storage is not None and phase not in ("Succeeded", "Failed", "Pending"):
+        from vkube.api.selectors import label_selector_from_dict
+
+        labels = pod["metadata"].get("labels") or {}
+        pdbs = (await pdb_storage.list(info.namespace)).items
+        matching = [p for p in pdbs
+                    if (p.get("spec") or {}).get("selector") is not None
+                    and label_selector_from_dict(p["spec"]["selector"]).matches(labels)]
+        if len(matching) > 1:
+            raise errors.InternalError("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+        for pdb in matching:
+            allowed = int((pdb.get("status") or {}).get("disruptionsAllowed") or 0)
+            if allowed <= 0:
+                raise errors.TooManyRequests(
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    details={"causes": [{"reason": "DisruptionBudget",
+                                         "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                                                    f"{(pdb.get('status') or {}).get('desiredHealthy', 0)} healthy pods and has "
+                                                    f"{(pdb.get('status') or {}).get('currentHealthy', 0)} currently"}]},
+                    retry_after=10,
+                )
+
+            def take(p: Obj) -> Obj:
+                st = p.setdefault("status", {})
+                if int(st.get("disruptionsAllowed") or 0) <= 0:
+                    raise errors.TooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", retry_after=10)
+                st["disruptionsAllowed"] = int(st["disruptionsAllowed"]) - 1
+                st.setdefault("disruptedPods", {})[info.name] = now_rfc3339(ctx.clock())
+                return p
+
+            await pdb_storage.update_with(info.namespace, pdb["metadata"]["name"], take, subresource="status")
+    options = body.get("deleteOptions") or {}
+    await pods.delete(info.namespace, info.name, options=options)
+    return http.json_response(http.success_status(201), 201)
+
+
+async def finalize(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+    """PUT namespaces/NAME/finalize: only spec.finalizers change; an empty list on a terminating
+    namespace removes it."""
+    if request.method != "PUT":
+        raise errors.MethodNotAllowed("finalize only supports PUT")
+    body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
+    if not isinstance(body, dict):
+        raise errors.BadRequest("the body must be a Namespace object")
+    wanted = (body.get("spec") or {}).get("finalizers") or []
+    namespaces = _core(ctx, "Namespace")
+
+    def set_finalizers(ns: Obj) -> Obj:
+        ns.setdefault("spec", {})["finalizers"] = list(wanted)
+        if not wanted:
+            ns["spec"].pop("finalizers")
+        return ns
+
+    obj, _ = await namespaces.update_with(None, info.name, set_finalizers, field_manager=Query(request).field_manager("vkube"))
+    return http.json_response(obj)
+
+
+async def pod_log(ctx: Context, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+    """GET pods/NAME/log: proxied to the kubelet endpoint the pod's node advertises."""
+    pod = await _core(ctx, "Pod").get(info.namespace, info.name)
+    spec = pod.get("spec") or {}
+    names = [c.get("name") for c in spec.get("containers") or []]
+    init_names = [c.get("name") for c in spec.get("initContainers") or []]
+    eph_names = [c.get("name") for c in spec.get("ephemeralContainers") or []]
+    container = request.query.get("container", "")
+    if not container:
+        if len(names) != 1:
+            raise errors.BadRequest(
+                f"a container name must be specified for pod {info.name}, choose one of: [{' '.join(map(str, names))}]"
+                + (f" or one of the init containers: [{' '.join(map(str, init_names))}]" if init_names else "")
+            )
+        container = str(names[0])
+    elif container not in names + init_names + eph_names:
+        raise errors.BadRequest(f"container {container} is not valid for pod {info.name}")
+    node_name = spec.get("nodeName")
+    if not node_name:
+        raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
+    node = await _core(ctx, "Node").get(None, node_name)
+    address, port = _kubelet_endpoint(node)
+    if not address or not port:
+        raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
+    params = {k: v for k, v in request.query.items()
+              if k in ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")}
+    url = f"http://{address}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
+    session = ctx.http_session()
+    try:
+        upstream = await session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+    except aiohttp.ClientError as exc:
+        raise errors.ServiceUnavailable(f"unable to reach the kubelet of node {node_name}: {exc}") from None
+    async with upstream:
+        if upstream.status != 200:
+            text = (await upstream.text())[:1000]
+            raise errors.BadRequest(text.strip() or f"kubelet answered {upstream.status}")
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
+            async for chunk in upstream.content.iter_any():
+                await resp.write(chunk)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+
+def _kubelet_endpoint(node: Obj) -> tuple[str | None, int | None]:
+    status = node.get("status") or {}
+    port = (((status.get("daemonEndpoints") or {}).get("kubeletEndpoint")) or {}).get("Port")
+    address = None
+    for kind in ("InternalIP", "ExternalIP", "Hostname"):
+        for a in status.get("addresses") or []:
+            if a.get("type") == kind:
+                address = a.get("address")
+                break
+        if address:
+            break
+    return address, port
+
+
+def handler_for(spec: ResourceSpec, sub: str) -> Any:
+    if spec.group == "" and spec.kind == "Pod":
+        return {"binding": binding, "eviction": eviction, "log": pod_log}.get(sub)
+    if spec.group == "" and spec.kind == "Namespace" and sub == "finalize":
+        return finalize
+    return None

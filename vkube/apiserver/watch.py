@@ -1,0 +1,132 @@
+"""Watch streams: newline-delimited JSON events over a chunked response, resuming from a
+resourceVersion, with initial events, bookmarks and Table-shaped events for ``kubectl get -w``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from vkube.api import errors
+from vkube.api.kinds import ResourceSpec
+from vkube.apiserver import http
+from vkube.apiserver.handlers import Query, ResourceHandlers
+from vkube.apiserver.objects import Obj, parse_rv
+from vkube.apiserver.requestinfo import RequestInfo
+
+BOOKMARK_INTERVAL = 5.0  # seconds; kube-apiserver sends them about once a minute, clients accept more
+_DONE = object()
+
+
+async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: ResourceSpec,
+                      info: RequestInfo, *, on_open: Any = None, on_close: Any = None) -> web.StreamResponse:
+    ctx = handlers.ctx
+    q = Query(request)
+    storage = ctx.storage(spec)
+    label, field = handlers.selectors_for(spec, q)
+    if info.name:  # /watch/namespaces/ns/pods/NAME (legacy form): a field selector on the name
+        name_sel = handlers.selectors.parse_field_selector(f"metadata.name={info.name}")
+        field = name_sel if field is None else type(field)(field.requirements + name_sel.requirements)
+    rv_str = q.str("resourceVersion")
+    send_initial = q.str("sendInitialEvents")
+    if send_initial and send_initial not in ("true", "false"):
+        raise errors.BadRequest('sendInitialEvents: Invalid value: must be "true" or "false"')
+    if send_initial == "true" and q.str("resourceVersionMatch") != "NotOlderThan":
+        raise errors.BadRequest("sendInitialEvents: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
+    bookmarks = q.bool("allowWatchBookmarks")
+    timeout = q.int("timeoutSeconds", 0) or random.randint(1800, 3600)
+    accept = http.parse_accept(request.headers.get("Accept"))
+    as_table = http.wants(accept, "Table") is not None
+    include_object = q.str("includeObject", "Metadata")
+
+    initial: list[Obj] = []
+    want_initial = send_initial == "true" or (send_initial == "" and rv_str in ("", "0"))
+    if want_initial:
+        listed = await storage.list(info.namespace, label_selector=label, field_selector=field)
+        initial, after = listed.items, listed.resource_version
+    else:
+        after = parse_rv(rv_str)
+        if after < ctx.store.compacted_revision:
+            raise errors.Gone(f"too old resource version: {after} ({ctx.store.compacted_revision})")
+
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+
+    async def pump() -> None:
+        try:
+            async for etype, obj in storage.watch(info.namespace, after_revision=after,
+                                                  label_selector=label, field_selector=field):
+                await queue.put((etype, obj))
+        except errors.StatusError as exc:
+            await queue.put(("ERROR", exc.to_status()))
+        except Exception as exc:  # a broken store must end the watch with a Status, not hang it
+            await queue.put(("ERROR", errors.InternalError(f"watch failed: {exc}").to_status()))
+        await queue.put(_DONE)
+
+    # Subscribe before answering, so nothing written after the list is missed.
+    task = asyncio.create_task(pump())
+    resp = web.StreamResponse(status=200, headers={"Content-Type": http.JSON,
+                                                   "Transfer-Encoding": "chunked"})
+    first_table = True
+
+    def encode(etype: str, obj: Obj) -> bytes:
+        nonlocal first_table
+        if as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+            obj = handlers.to_table(spec, [obj], now=ctx.clock(), wide=True, include_object=include_object)
+            if not first_table:  # as kube-apiserver: only the first event carries the columns
+                obj["columnDefinitions"] = None
+            first_table = False
+        return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+
+    last_rv = after
+    if on_open:
+        on_open()
+    try:
+        await resp.prepare(request)
+        for obj in initial:
+            await resp.write(encode("ADDED", obj))
+        if send_initial == "true" and bookmarks:
+            await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv, initial_end=True)))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=min(remaining, BOOKMARK_INTERVAL))
+            except TimeoutError:
+                if bookmarks:
+                    await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))
+                continue
+            if item is _DONE:
+                break
+            etype, obj = item
+            if etype == "ERROR":
+                await resp.write(orjson.dumps({"type": "ERROR", "object": obj}) + b"\n")
+                break
+            last_rv = int(obj["metadata"]["resourceVersion"])
+            await resp.write(encode(etype, obj))
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            task.cancel()
+            raise
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if on_close:
+            on_close()
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await resp.write_eof()
+    return resp
+
+
+def _bookmark(spec: ResourceSpec, rv: int, *, initial_end: bool = False) -> Obj:
+    m: Obj = {"resourceVersion": str(rv)}
+    if initial_end:
+        m["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": spec.kind, "apiVersion": spec.api_version, "metadata": m}

@@ -1,0 +1,1 @@
+"""The ``vkube`` command line."""

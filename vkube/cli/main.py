@@ -1,0 +1,45 @@
+"""``vkube``: virtual Kubernetes clusters. Each subcommand lives in its own module with a
+``register(subparsers)`` function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+_COMMANDS = ("vkube.cli.serve", "vkube.cli.host_cmd", "vkube.cli.lifecycle")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vkube",
+        description="Virtual Kubernetes clusters whose workloads run in one namespace of a host cluster.",
+        epilog="examples:\n  vkube create my-vcluster\n  vkube list\n  vkube delete my-vcluster",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from vkube import __version__
+
+    parser.add_argument("--version", action="version", version=f"vkube {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

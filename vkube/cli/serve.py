@@ -1,0 +1,111 @@
+"""``vkube serve``: one control plane in the foreground — API server, controllers and, when a
+host is given, the syncer. The CLI's ``create`` runs this as a supervised background process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vkube.serve")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run one control plane in the foreground",
+                       description="Run one control plane (API server + controllers [+ syncer]) on 127.0.0.1.",
+                       epilog="example: vkube serve --data-dir /tmp/cp --port 6443")
+    p.add_argument("--name", default="vkube", help="control plane / virtual cluster name")
+    p.add_argument("--data-dir", required=True, help="directory for the datastore and kubeconfig")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--store", default=None, help="store URL (default: sqlite in --data-dir)")
+    p.add_argument("--host-kubeconfig", default=None, help="run as a virtual cluster synced to this host")
+    p.add_argument("--host-namespace", default=None, help="host namespace (default vkube-NAME)")
+    p.add_argument("-f", "--values", action="append", default=[], help="values.yaml (repeatable)")
+    p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from vkube.apiserver.server import ControlPlane
+
+    virtual = bool(args.host_kubeconfig)
+    cp = ControlPlane(data_dir=args.data_dir, store_url=args.store, port=args.port, name=args.name,
+                      allocate_service_ips=not virtual)
+    await cp.start()
+    log.info("control plane %s serving at %s (kubeconfig %s)", args.name, cp.url,
+             Path(args.data_dir) / "kubeconfig")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks: list[asyncio.Task[Any]] = []
+    clients: list[Any] = []
+    try:
+        if not args.no_controllers:
+            from vkube.client import Client
+            from vkube.controllers.runtime import ControllerManager, default_controllers
+
+            client = Client(cp.url, user_agent=f"vkube-controller-manager/{args.name}")
+            clients.append(client)
+            mgr = ControllerManager(client, identity=f"{socket.gethostname()}-{os.getpid()}",
+                                    leader_election=True)
+            for ctrl in default_controllers():
+                mgr.add(ctrl)
+            tasks.append(asyncio.create_task(mgr.run(), name="controllers"))
+        if virtual:
+            tasks.append(asyncio.create_task(_run_syncer(args, cp.url, clients), name="syncer"))
+        (Path(args.data_dir) / "ready").write_text(cp.url + "\n")
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not waiter and t.exception() is not None:
+                log.error("component %s failed", t.get_name(), exc_info=t.exception())
+                return 1
+        return 0
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for c in clients:
+            await c.close()
+        with contextlib.suppress(FileNotFoundError):
+            (Path(args.data_dir) / "ready").unlink()
+        await cp.stop()
+
+
+async def _run_syncer(args: argparse.Namespace, url: str, clients: list[Any]) -> None:
+    from vkube.client import Client, load_kubeconfig
+    from vkube.syncer.syncer import Syncer
+    from vkube.syncer.values import load_values
+
+    values = load_values([Path(v) for v in args.values])
+    host = load_kubeconfig(args.host_kubeconfig)
+    virtual = Client(url, user_agent=f"vkube-syncer/{args.name}")
+    clients += [host, virtual]
+    syncer = Syncer(name=args.name, virtual=virtual, host=host,
+                    host_namespace=args.host_namespace or f"vkube-{args.name}", values=values)
+    await syncer.run()

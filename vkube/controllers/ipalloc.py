@@ -1,0 +1,133 @@
+"""Service ClusterIP and NodePort allocation, as pure functions of what is already in use.
+
+Kubernetes allocates both synchronously in the API server when a Service is created, so these
+allocators keep no state of their own: the caller passes the set in use (read from existing
+Services, which is why allocation survives restarts) and gets a free value or an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+from vkube.api import errors
+from vkube.api.errors import field_error
+
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_NODE_PORT_RANGE = "30000-32767"
+
+
+class ServiceIPAllocator:
+    """ClusterIPs from ``cidr``; the first host address is the ``kubernetes`` Service's and is
+    never handed out dynamically (only when requested explicitly)."""
+
+    def __init__(self, cidr: str = DEFAULT_SERVICE_CIDR, *, seed: int | None = None) -> None:
+        self.network = ipaddress.ip_network(cidr, strict=False)
+        self._rand = random.Random(seed)
+        first = int(self.network.network_address)
+        last = int(self.network.broadcast_address)
+        if self.network.version == 4 and self.network.prefixlen < 31:
+            self._lo, self._hi = first + 1, last - 1  # no network / broadcast address
+        else:
+            self._lo, self._hi = first + 1, last
+        if self._hi < self._lo:
+            raise ValueError(f"service CIDR {cidr} has no usable addresses")
+
+    @property
+    def kubernetes_ip(self) -> str:
+        """The address of the ``default/kubernetes`` Service (first usable address)."""
+        return str(ipaddress.ip_address(self._lo))
+
+    def contains(self, ip: str) -> bool:
+        try:
+            return ipaddress.ip_address(ip) in self.network
+        except ValueError:
+            return False
+
+    def allocate(self, existing: set[str], requested: str | None = None) -> str:
+        """A free address (``requested`` if given and free). Raises ``Invalid`` for a bad or
+        taken request and ``InternalError`` when the range is full."""
+        if requested:
+            try:
+                ip = ipaddress.ip_address(requested)
+            except ValueError:
+                raise self._invalid(requested, "must be a valid IP address") from None
+            if ip not in self.network or not self._lo <= int(ip) <= self._hi:
+                raise self._invalid(requested, "provided IP is not in the valid range. "
+                                    f"The range of valid IPs is {self.network}")
+            if str(ip) in existing:
+                raise self._invalid(requested, "provided IP is already allocated")
+            return str(ip)
+        # the first address is the kubernetes Service's: dynamic allocation starts after it
+        lo, hi = self._lo + 1, self._hi
+        size = hi - lo + 1
+        used = {int(ipaddress.ip_address(a)) for a in existing if self.contains(a)}
+        if size <= 0 or sum(1 for u in used if lo <= u <= hi) >= size:
+            raise errors.InternalError(f"failed to allocate a serviceIP: range {self.network} "
+                                       "is full")
+        start = self._rand.randrange(size)
+        for i in range(size):  # linear probe from a random start: O(1) while sparse
+            cand = lo + (start + i) % size
+            if cand not in used:
+                return str(ipaddress.ip_address(cand))
+        raise errors.InternalError(f"range {self.network} is full")  # pragma: no cover
+
+    @staticmethod
+    def _invalid(value: str, msg: str) -> errors.Invalid:
+        cause = field_error("spec.clusterIPs", f'Invalid value: "{value}": {msg}')
+        return errors.Invalid(f"Service is invalid: {cause['message']}", causes=[cause])
+
+
+class NodePortAllocator:
+    """NodePorts from ``port_range`` (``"30000-32767"``)."""
+
+    def __init__(self, port_range: str = DEFAULT_NODE_PORT_RANGE, *,
+                 seed: int | None = None) -> None:
+        lo, _, hi = port_range.partition("-")
+        self.lo, self.hi = int(lo), int(hi or lo)
+        self._rand = random.Random(seed)
+
+    def allocate(self, existing: set[int], requested: int | None = None) -> int:
+        if requested:
+            if not self.lo <= requested <= self.hi:
+                raise self._invalid(requested, "provided port is not in the valid range. "
+                                    f"The range of valid ports is {self.lo}-{self.hi}")
+            if requested in existing:
+                raise self._invalid(requested, "provided port is already allocated")
+            return requested
+        size = self.hi - self.lo + 1
+        start = self._rand.randrange(size)
+        for i in range(size):
+            cand = self.lo + (start + i) % size
+            if cand not in existing:
+                return cand
+        raise errors.InternalError(f"failed to allocate a nodePort: range {self.lo}-{self.hi} "
+                                   "is full")
+
+    @staticmethod
+    def _invalid(value: int, msg: str) -> errors.Invalid:
+        cause = field_error("spec.ports[].nodePort", f"Invalid value: {value}: {msg}")
+        return errors.Invalid(f"Service is invalid: {cause['message']}", causes=[cause])
+
+
+def ips_in_use(services: list[dict]) -> set[str]:
+    """ClusterIPs taken by existing Services (``None``/headless excluded)."""
+    out: set[str] = set()
+    for svc in services:
+        spec = svc.get("spec") or {}
+        for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+            if ip and ip != "None":
+                out.add(ip)
+    return out
+
+
+def node_ports_in_use(services: list[dict]) -> set[int]:
+    out: set[int] = set()
+    for svc in services:
+        spec = svc.get("spec") or {}
+        for p in spec.get("ports") or []:
+            if p.get("nodePort"):
+                out.add(int(p["nodePort"]))
+        if spec.get("healthCheckNodePort"):
+            out.add(int(spec["healthCheckNodePort"]))
+    return out

@@ -1,0 +1,187 @@
+"""The controller runtime: shared informers, per-controller work queues and workers, event
+recorders and leader election, hung off one ``ControllerManager`` per control plane.
+
+A controller is level-based: handlers only enqueue keys; ``reconcile(key)`` reads the current
+state from informers and makes the world match. Errors back off per key; success forgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.client import Client, Resource
+from vkube.controllers.events import EventRecorder
+from vkube.controllers.informer import Handler, Informer, Obj, obj_key, split_key
+from vkube.controllers.leader import LeaderElector
+from vkube.controllers.workqueue import WorkQueue
+
+__all__ = [
+    "Controller", "ControllerManager", "EventRecorder", "Handler", "Informer", "LeaderElector",
+    "Obj", "WorkQueue", "default_controllers", "obj_key", "split_key",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    name: str = ""
+    workers: int = 2
+
+    def __init__(self, mgr: "ControllerManager") -> None:
+        self.mgr = mgr
+        self.client = mgr.client
+        self.queue = WorkQueue()
+        self.recorder = EventRecorder(mgr.client, self.name or type(self).__name__,
+                                      clock=mgr.clock)
+
+    def setup(self) -> None:
+        """Get informers via ``self.mgr.informer(...)`` and add handlers that enqueue keys."""
+
+    async def reconcile(self, key: str) -> float | None:
+        """Make the world match for ``key``; return seconds to requeue after, or None."""
+        raise NotImplementedError
+
+    def enqueue(self, obj: Obj) -> None:
+        self.queue.add(obj_key(obj))
+
+    def enqueue_owner(self, obj: Obj, kind: str) -> None:
+        """Enqueue the controlling owner of ``obj`` if it is of ``kind`` (same namespace)."""
+        meta = obj.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == kind:
+                ns = meta.get("namespace")
+                self.queue.add(f"{ns}/{ref['name']}" if ns else ref["name"])
+
+    def handler(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        """A ready-made handler: enqueue the object itself."""
+        self.enqueue(obj)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                after = await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except errors.Conflict as e:  # stale cache: normal, retry quietly
+                log.debug("%s: %s: %s", self.name, key, e)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("%s: reconcile %s failed", self.name, key)
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+                if after is not None:
+                    self.queue.add_after(key, after)
+            finally:
+                self.queue.done(key)
+
+    async def run(self) -> None:
+        """Run the workers until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(max(1, self.workers)):
+                    tg.create_task(self._worker())
+        finally:
+            self.queue.shutdown()
+
+
+class ControllerManager:
+    def __init__(self, client: Client, *, identity: str, leader_election: bool = True,
+                 lease_namespace: str = "kube-system",
+                 lease_name: str = "vkube-controller-manager",
+                 clock: Callable[[], dt.datetime] | None = None,
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0,
+                 retry_period: float = 2.0, root_ca_pem: str = "",
+                 options: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.identity = identity
+        self.leader_election = leader_election
+        self.clock: Callable[[], dt.datetime] = clock or (
+            lambda: dt.datetime.now(dt.timezone.utc))
+        self.elector = LeaderElector(
+            client, namespace=lease_namespace, name=lease_name, identity=identity,
+            lease_duration=lease_duration, renew_deadline=renew_deadline,
+            retry_period=retry_period, clock=self.clock)
+        self.root_ca_pem = root_ca_pem  # kube-root-ca.crt contents (PEM), "" until TLS exists
+        self.options = dict(options or {})  # per-controller settings, by controller name
+        self.controllers: list[Controller] = []
+        self._informers: dict[tuple[Any, ...], Informer] = {}
+        self._running: asyncio.TaskGroup | None = None
+        self.started = asyncio.Event()  # set once informers synced and workers run
+
+    def informer(self, res: Resource, **kw: Any) -> Informer:
+        """The shared informer for ``res`` with these options (one per distinct set)."""
+        key = (res, tuple(sorted(kw.items())))
+        inf = self._informers.get(key)
+        if inf is None:
+            inf = self._informers[key] = Informer(self.client, res, **kw)
+            if self._running is not None:  # created late (e.g. a newly discovered resource)
+                self._running.create_task(inf.run())
+        return inf
+
+    def add(self, controller_cls: type[Controller]) -> Controller:
+        ctrl = controller_cls(self)
+        ctrl.setup()
+        self.controllers.append(ctrl)
+        return ctrl
+
+    def get(self, controller_cls: type[Controller]) -> Controller | None:
+        return next((c for c in self.controllers if isinstance(c, controller_cls)), None)
+
+    async def run(self) -> None:
+        """Lead (if leader election is on) and run; after losing leadership, stop every
+        controller and campaign again. Cancel to stop."""
+        try:
+            if not self.leader_election:
+                await self._run_controllers()
+                return
+            while True:
+                await self.elector.lead(self._run_controllers)
+        finally:
+            for c in self.controllers:
+                await c.recorder.close()
+
+    async def _run_controllers(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._running = tg
+                for inf in list(self._informers.values()):
+                    tg.create_task(inf.run())
+                await asyncio.gather(*(i.wait_synced() for i in list(self._informers.values())))
+                for c in self.controllers:
+                    tg.create_task(c.run())
+                self.started.set()
+        finally:
+            self._running = None
+            self.started.clear()
+
+
+def default_controllers() -> list[type[Controller]]:
+    """Every built-in controller: ours plus the workload controllers, when present."""
+    from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
+    from vkube.controllers.gc import GarbageCollector
+    from vkube.controllers.namespace import NamespaceController
+    from vkube.controllers.pdb import DisruptionController
+    from vkube.controllers.pvcprotection import PVCProtectionController
+    from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
+
+    out: list[type[Controller]] = [
+        NamespaceController, GarbageCollector, ServiceAccountController,
+        RootCAConfigMapController, EndpointsController, EndpointSliceController,
+        PVCProtectionController, DisruptionController,
+    ]
+    try:
+        workloads = importlib.import_module("vkube.controllers.workloads")
+    except ModuleNotFoundError as e:
+        if e.name != "vkube.controllers.workloads":
+            raise
+    else:
+        out.extend(getattr(workloads, "WORKLOAD_CONTROLLERS", ()))
+    return out

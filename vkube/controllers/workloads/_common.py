@@ -1,0 +1,377 @@
+"""Helpers every workload controller shares: label selectors, owner references, pod state,
+expectations (so a stale informer cache never creates duplicates) and slow-start batches."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from vkube.api.errors import Conflict, NotFound
+from vkube.client.client import Resource
+
+Obj = dict[str, Any]
+
+BURST_REPLICAS = 500  # at most this many creations/deletions per sync, as Kubernetes
+EXPECTATIONS_TTL = 300.0  # seconds after which unmet expectations are presumed lost
+
+
+# ---------------------------------------------------------------- time
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def fmt_time(t: datetime) -> str:
+    """RFC 3339 with second precision and a Z, as Kubernetes' metav1.Time."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    try:
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- selectors
+
+def _expr_matches(labels: dict[str, str], expr: Obj) -> bool:
+    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
+    if op == "In":
+        return key in labels and labels[key] in values
+    if op == "NotIn":
+        return key not in labels or labels[key] not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op in ("Gt", "Lt"):  # node affinity flavour
+        try:
+            have, want = int(labels[key]), int(values[0])
+        except (KeyError, ValueError, IndexError):
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
+    """metav1.LabelSelector semantics: a nil selector matches nothing, an empty one everything."""
+    if selector is None:
+        return False
+    labels = labels or {}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    return all(_expr_matches(labels, e) for e in selector.get("matchExpressions") or ())
+
+
+def selector_string(selector: Obj | None) -> str:
+    """The ``status.selector`` string form (``a=b,c in (d,e)``) the scale subresource shows."""
+    if not selector:
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or ():
+        key, op, vals = e.get("key"), e.get("operator"), sorted(e.get("values") or [])
+        if op == "In":
+            parts.append(f"{key} in ({','.join(vals)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(vals)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+# ---------------------------------------------------------------- metadata / ownership
+
+def meta(obj: Obj) -> Obj:
+    return obj.setdefault("metadata", {})
+
+
+def key_of(obj: Obj) -> str:
+    m = obj.get("metadata") or {}
+    ns = m.get("namespace")
+    return f"{ns}/{m.get('name')}" if ns else str(m.get("name"))
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name
+
+
+def controller_ref(obj: Obj) -> Obj | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def owner_ref(owner: Obj, *, block: bool = True) -> Obj:
+    """The controller ownerReference a child of ``owner`` carries."""
+    m = owner["metadata"]
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": m["name"],
+            "uid": m["uid"], "controller": True, "blockOwnerDeletion": block}
+
+
+def is_owned_by(obj: Obj, owner: Obj) -> bool:
+    ref = controller_ref(obj)
+    return ref is not None and ref.get("uid") == owner["metadata"].get("uid")
+
+
+def is_deleting(obj: Obj) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def deep(obj: Any) -> Any:
+    return copy.deepcopy(obj)
+
+
+# ---------------------------------------------------------------- pods
+
+def pod_phase(pod: Obj) -> str:
+    return (pod.get("status") or {}).get("phase") or "Pending"
+
+
+def is_pod_active(pod: Obj) -> bool:
+    return pod_phase(pod) not in ("Succeeded", "Failed") and not is_deleting(pod)
+
+
+def pod_condition(pod: Obj, ctype: str) -> Obj | None:
+    for c in (pod.get("status") or {}).get("conditions") or ():
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def is_pod_ready(pod: Obj) -> bool:
+    c = pod_condition(pod, "Ready")
+    return c is not None and c.get("status") == "True"
+
+
+def ready_since(pod: Obj) -> datetime | None:
+    c = pod_condition(pod, "Ready")
+    if c is None or c.get("status") != "True":
+        return None
+    return parse_time(c.get("lastTransitionTime"))
+
+
+def is_pod_available(pod: Obj, min_ready_seconds: int, now: datetime) -> bool:
+    """Ready for at least minReadySeconds (a missing transition time counts as long ago)."""
+    if not is_pod_ready(pod):
+        return False
+    if min_ready_seconds <= 0:
+        return True
+    since = ready_since(pod)
+    return since is None or (now - since).total_seconds() >= min_ready_seconds
+
+
+def next_available_in(pods: Iterable[Obj], min_ready_seconds: int, now: datetime) -> float | None:
+    """Seconds until the next ready-but-not-yet-available pod becomes available."""
+    best: float | None = None
+    if min_ready_seconds <= 0:
+        return None
+    for p in pods:
+        since = ready_since(p)
+        if since is None:
+            continue
+        left = min_ready_seconds - (now - since).total_seconds()
+        if left > 0 and (best is None or left < best):
+            best = left
+    return None if best is None else best + 0.05
+
+
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def restart_count(pod: Obj) -> int:
+    return max((int(s.get("restartCount") or 0)
+                for s in (pod.get("status") or {}).get("containerStatuses") or ()), default=0)
+
+
+def deletion_rank(pod: Obj) -> tuple:
+    """Sort key: pods to delete first sort first (unscheduled < pending < not ready < ready;
+    ready for less time first; more restarts first; newer first), as ActivePods' Less."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    since = ready_since(pod)
+    created = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return (
+        1 if spec.get("nodeName") else 0,
+        _PHASE_RANK.get(status.get("phase") or "Pending", 0),
+        1 if is_pod_ready(pod) else 0,
+        # ready for a shorter time (later timestamp) first → negate the timestamp
+        -(since.timestamp()) if since else 0.0,
+        -restart_count(pod),
+        -(created.timestamp()) if created else 0.0,
+    )
+
+
+def pods_to_delete(pods: list[Obj], n: int) -> list[Obj]:
+    return sorted(pods, key=deletion_rank)[:max(n, 0)]
+
+
+def pod_from_template(template: Obj, owner: Obj, *, generate_name: str | None = None,
+                      name: str | None = None) -> Obj:
+    """A Pod built from ``spec.template`` (labels, annotations, finalizers, spec) with a
+    controller ownerReference on ``owner``."""
+    tmeta = template.get("metadata") or {}
+    md: Obj = {"namespace": owner["metadata"].get("namespace"),
+               "labels": dict(tmeta.get("labels") or {}),
+               "ownerReferences": [owner_ref(owner)]}
+    if tmeta.get("annotations"):
+        md["annotations"] = dict(tmeta["annotations"])
+    if tmeta.get("finalizers"):
+        md["finalizers"] = list(tmeta["finalizers"])
+    if name:
+        md["name"] = name
+    else:
+        md["generateName"] = generate_name or owner["metadata"]["name"] + "-"
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": md,
+            "spec": deep(template.get("spec") or {})}
+
+
+# ---------------------------------------------------------------- conditions
+
+def get_condition(status: Obj, ctype: str) -> Obj | None:
+    for c in status.get("conditions") or ():
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+def set_condition(status: Obj, ctype: str, cstatus: str, reason: str, message: str,
+                  now: datetime, *, update_field: str = "", force: bool = False) -> Obj:
+    """Upsert a condition as Kubernetes' Set*Condition helpers: the same status and reason is
+    left alone (unless ``force``); lastTransitionTime moves only when the status flips;
+    ``update_field`` (Deployment's lastUpdateTime, Job's lastProbeTime) is stamped on change."""
+    conds = status.setdefault("conditions", [])
+    stamp = fmt_time(now)
+    for c in conds:
+        if c.get("type") == ctype:
+            if c.get("status") == cstatus and c.get("reason") == reason and not force:
+                return c
+            if c.get("status") != cstatus:
+                c["lastTransitionTime"] = stamp
+            c.update(status=cstatus, reason=reason, message=message)
+            if update_field:
+                c[update_field] = stamp
+            return c
+    c = {"type": ctype, "status": cstatus}
+    if update_field:
+        c[update_field] = stamp
+    c.update(lastTransitionTime=stamp, reason=reason, message=message)
+    conds.append(c)
+    return c
+
+
+# ---------------------------------------------------------------- expectations
+
+class Expectations:
+    """Per-controller-key counts of creations and the set of deletions we wait to see.
+
+    While unsatisfied, the controller trusts its own in-flight work over the cache and does not
+    create or delete again. After ``ttl`` seconds (monotonic) unmet expectations lapse, as
+    Kubernetes' ControllerExpectations do, so a lost watch event cannot wedge a controller."""
+
+    def __init__(self, ttl: float = EXPECTATIONS_TTL,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._adds: dict[str, int] = {}
+        self._dels: dict[str, set[str]] = {}
+        self._stamp: dict[str, float] = {}
+        self._ttl, self._mono = ttl, monotonic
+
+    def satisfied(self, key: str) -> bool:
+        if self._adds.get(key, 0) <= 0 and not self._dels.get(key):
+            return True
+        if self._mono() - self._stamp.get(key, 0.0) > self._ttl:
+            self.forget(key)
+            return True
+        return False
+
+    def expect_creations(self, key: str, n: int) -> None:
+        self._adds[key] = self._adds.get(key, 0) + n
+        self._stamp[key] = self._mono()
+
+    def creation_observed(self, key: str, n: int = 1) -> None:
+        if key in self._adds:
+            self._adds[key] -= n
+            if self._adds[key] <= 0:
+                del self._adds[key]
+
+    def expect_deletions(self, key: str, names: Iterable[str]) -> None:
+        self._dels.setdefault(key, set()).update(names)
+        self._stamp[key] = self._mono()
+
+    def deletion_observed(self, key: str, name: str) -> None:
+        s = self._dels.get(key)
+        if s is not None:
+            s.discard(name)
+            if not s:
+                del self._dels[key]
+
+    def forget(self, key: str) -> None:
+        self._adds.pop(key, None)
+        self._dels.pop(key, None)
+        self._stamp.pop(key, None)
+
+
+# ---------------------------------------------------------------- batching
+
+async def slow_start(count: int, fn: Callable[[int], Awaitable[Any]],
+                     initial: int = 1) -> tuple[int, BaseException | None]:
+    """Run ``fn`` ``count`` times in batches of 1, 2, 4, … and stop after the first batch with
+    a failure, so a quota or webhook rejection costs one call rather than hundreds.
+    Returns (successes, first error)."""
+    done, batch, idx = 0, min(initial, count), 0
+    while batch > 0:
+        results = await asyncio.gather(*(fn(idx + i) for i in range(batch)),
+                                       return_exceptions=True)
+        idx += batch
+        errs = [r for r in results if isinstance(r, BaseException)]
+        for e in errs:
+            if isinstance(e, asyncio.CancelledError):
+                raise e
+        done += batch - len(errs)
+        if errs:
+            return done, errs[0]
+        batch = min(2 * batch, count - idx)
+    return done, None
+
+
+# ---------------------------------------------------------------- status writes
+
+async def write_status(client: Any, res: Resource, obj: Obj, status: Obj) -> Obj | None:
+    """PUT the status subresource; on a conflict re-read and retry once. Returns the new object
+    (None if it is gone)."""
+    body = dict(obj, status=status)
+    try:
+        return await client.update(res, body, subresource="status")
+    except NotFound:
+        return None
+    except Conflict:
+        m = obj["metadata"]
+        try:
+            fresh = await client.get(res, m["name"], namespace=m.get("namespace"))
+        except NotFound:
+            return None
+        return await client.update(res, dict(fresh, status=status), subresource="status")
+
+
+def int_or_percent(value: Any, total: int, *, round_up: bool) -> int:
+    """IntOrString resolution: ``"25%"`` of ``total`` rounded up or down, or a plain int."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    s = str(value).strip()
+    if s.endswith("%"):
+        pct = int(s[:-1])
+        num = pct * total
+        return -(-num // 100) if round_up else num // 100
+    return int(s)

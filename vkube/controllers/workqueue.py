@@ -1,0 +1,98 @@
+"""A work queue with client-go's semantics: keys, not events, so bursts collapse.
+
+A key queued twice before a worker takes it is handled once; a key added while a worker holds
+it is handled again after ``done()`` — never by two workers at once. Failures back off per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class WorkQueue:
+    def __init__(self, *, base_delay: float = 0.005, max_delay: float = 1000.0) -> None:
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._queue: deque[str] = deque()
+        self._dirty: set[str] = set()  # queued (or to be re-queued) and not yet handed out
+        self._processing: set[str] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, key: str) -> None:
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key in self._processing:
+            return  # done() re-queues it
+        self._queue.append(key)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Add ``key`` once ``delay`` seconds have passed; an earlier pending time wins."""
+        if delay <= 0:
+            self.add(key)
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending[0] <= when:
+                return
+            pending[1].cancel()
+        self._timers[key] = (when, loop.call_at(when, self._fire, key))
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def add_rate_limited(self, key: str) -> None:
+        """Per-key exponential backoff: base_delay · 2^failures, capped at max_delay."""
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        self.add_after(key, min(self.base_delay * (2 ** n), self.max_delay))
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def num_requeues(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    async def get(self) -> str:
+        while not self._queue:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake()  # pass the wake-up we consumed to another worker
+                raise
+        key = self._queue.popleft()
+        self._processing.add(key)
+        self._dirty.discard(key)
+        return key
+
+    def done(self, key: str) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._queue.append(key)
+            self._wake()
+
+    def shutdown(self) -> None:
+        """Cancel pending delayed adds (workers are stopped by cancelling them)."""
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()

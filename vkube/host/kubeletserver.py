@@ -1,0 +1,205 @@
+"""The simulated kubelets' HTTP endpoint (one server for all nodes of a host), answering the
+paths the API server proxies to: ``/containerLogs/{ns}/{pod}/{container}`` and
+``/exec/{ns}/{pod}/{container}`` (WebSocket, channel.k8s.io protocols)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from vkube.host.commands import plan_argv
+from vkube.host.kubelet import Kubelet
+from vkube.host.podruntime import ContainerRT
+
+Obj = dict[str, Any]
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+
+
+def _stamp(t: float) -> str:
+    d = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond:06d}000Z"
+
+
+def _flag(req: web.Request, name: str) -> bool:
+    return req.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _int(req: web.Request, name: str) -> int | None:
+    v = req.query.get(name)
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"invalid {name}: {v!r}") from None
+
+
+class KubeletServer:
+    def __init__(self, kubelet: Kubelet, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.kubelet = kubelet
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
+        app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
+        self.app = app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, req: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def _container(self, req: web.Request) -> ContainerRT:
+        ns, pod, name = req.match_info["ns"], req.match_info["pod"], req.match_info["container"]
+        rt = self.kubelet.runtime(ns, pod)
+        if rt is None:
+            raise web.HTTPNotFound(text=f'pod "{pod}" not found in namespace "{ns}"')
+        c = rt.container(name)
+        if c is None:
+            names = " ".join(x.name for x in rt.containers)
+            raise web.HTTPBadRequest(text=f'container {name} is not valid for pod {pod}; choose one of: [{names}]')
+        return c
+
+    async def _logs(self, req: web.Request) -> web.StreamResponse:
+        ns, pod = req.match_info["ns"], req.match_info["pod"]
+        c = self._container(req)
+        previous, follow, stamps = _flag(req, "previous"), _flag(req, "follow"), _flag(req, "timestamps")
+        tail, limit = _int(req, "tailLines"), _int(req, "limitBytes")
+        since = _int(req, "sinceSeconds")
+        since_t = time.time() - since if since is not None else None
+        if req.query.get("sinceTime"):
+            try:
+                since_t = dt.datetime.strptime(req.query["sinceTime"][:19], "%Y-%m-%dT%H:%M:%S").replace(
+                    tzinfo=dt.timezone.utc).timestamp()
+            except ValueError:
+                raise web.HTTPBadRequest(text="invalid sinceTime") from None
+        if previous:
+            if not c.previous_logs and c.restart_count == 0:
+                raise web.HTTPBadRequest(text=f'previous terminated container "{c.name}" in pod "{pod}" not found')
+            lines = list(c.previous_logs)
+            follow = False
+        else:
+            if not c.ever_started:
+                raise web.HTTPBadRequest(text=f'container "{c.name}" in pod "{pod}" is waiting to start: {c.reason}')
+            lines = list(c.logs)
+        if since_t is not None:
+            lines = [x for x in lines if x[0] >= since_t]
+        if tail is not None and tail >= 0:
+            lines = lines[len(lines) - tail:] if tail else []
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(req)
+        sent = 0
+
+        async def write(batch: list[tuple[float, str]]) -> bool:
+            nonlocal sent
+            data = "".join((f"{_stamp(t)} {line}\n" if stamps else f"{line}\n") for t, line in batch).encode()
+            if limit is not None:
+                data = data[: max(0, limit - sent)]
+            if data:
+                await resp.write(data)
+                sent += len(data)
+            return limit is None or sent < limit
+
+        ok = await write(lines)
+        seen, container_id = len(c.logs), c.container_id
+        while follow and ok:
+            rt = self.kubelet.runtime(ns, pod)
+            if rt is None or rt.removed or rt.container(c.name) is not c or c.container_id != container_id:
+                break
+            if c.state != "running" and len(c.logs) == seen:
+                break
+            try:
+                await asyncio.wait_for(self.kubelet.changed(ns, pod).wait(), timeout=5.0)
+            except TimeoutError:
+                pass
+            if len(c.logs) > seen:
+                ok = await write(c.logs[seen:])
+                seen = len(c.logs)
+        await resp.write_eof()
+        return resp
+
+    async def _exec(self, req: web.Request) -> web.StreamResponse:
+        c = self._container(req)
+        ns, pod = req.match_info["ns"], req.match_info["pod"]
+        argv = req.query.getall("command", [])
+        if c.state != "running":
+            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
+        if not ws.can_prepare(req).ok:
+            raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
+        await ws.prepare(req)
+        stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
+                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip)
+        if stdout:
+            await ws.send_bytes(b"\x01" + stdout.encode())
+        if stderr:
+            await ws.send_bytes(b"\x02" + stderr.encode())
+        if code == 0:
+            status: Obj = {"metadata": {}, "status": "Success"}
+        else:
+            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                      "message": f"command terminated with non-zero exit code: error executing command {argv}, exit code {code}",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+        await ws.send_bytes(b"\x03" + orjson.dumps(status))
+        await ws.close()
+        async for msg in ws:  # drain until the client goes away
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+        return ws
+
+
+class _NoRT:
+    pod_ip = ""
+
+
+def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
+             pod_ip: str) -> tuple[str, str, int]:
+    """Answer a handful of commands the way a small Linux container would."""
+    if not argv:
+        return "", "no command given\n", 126
+    env = {"HOSTNAME": pod, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
+    files = {
+        "/etc/hostname": f"{pod}\n",
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{pod}\n",
+        "/etc/resolv.conf": f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+                            "nameserver 10.96.0.10\noptions ndots:5\n",
+        "/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
+    }
+    cmd = argv[0].rsplit("/", 1)[-1]
+    if cmd == "hostname":
+        return f"{pod}\n", "", 0
+    if cmd == "cat":
+        out, err, code = "", "", 0
+        for path in argv[1:]:
+            if path in files:
+                out += files[path]
+            else:
+                err += f"cat: {path}: No such file or directory\n"
+                code = 1
+        return out, err, code
+    if cmd in ("env", "printenv") and len(argv) == 1:
+        return "".join(f"{k}={v}\n" for k, v in env.items()), "", 0
+    plan = plan_argv(argv, env)
+    if plan.run_seconds is None:
+        return "", f'exec: "{argv[0]}": executable file not found in $PATH: unknown\n', 126
+    return "".join(line + "\n" for line in plan.output), "", plan.exit_code

@@ -1,0 +1,118 @@
+"""EmbeddedHost: nodes, scheduler, kubelets, kubelet server and taint eviction against one API
+server, as a single component with start()/stop(). It shares one pod and one node informer
+between its parts, and reaches the API server only through the Kubernetes API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from vkube.client import Client
+from vkube.client.resources import NODES, PODS
+from vkube.controllers.informer import Informer
+from vkube.host.kubelet import Kubelet
+from vkube.host.kubeletserver import KubeletServer
+from vkube.host.lifecycle import TaintEvictor
+from vkube.host.nodes import NodeManager, NodeTemplate
+from vkube.host.scheduler import Scheduler
+from vkube.host.stages import KubeletConfig
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedHost:
+    """``EmbeddedHost(url, nodes=3)``; ``await host.start()`` … ``await host.stop()``.
+
+    ``client`` may be given instead of a URL (it is then not closed by stop())."""
+
+    def __init__(self, server: str | None = None, *, client: Client | None = None, nodes: int = 3,
+                 template: NodeTemplate | None = None, kubelet: KubeletConfig | None = None,
+                 kubelet_port: int = 0, default_toleration_seconds: float = 300.0,
+                 lease_interval: float = 10.0, status_interval: float = 40.0,
+                 scheduler_name: str = "default-scheduler", seed: int | None = None) -> None:
+        if client is None and server is None:
+            raise ValueError("EmbeddedHost needs a server URL or a client")
+        self._own_client = client is None
+        self.client = client or Client(server or "", user_agent="vkube-host")
+        self.node_count = nodes
+        rng = random.Random(seed)
+        self.pod_informer = Informer(self.client, PODS)
+        self.node_informer = Informer(self.client, NODES)
+        self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
+                               owns=lambda name: self.nodes.owns(name), config=kubelet,
+                               rng=random.Random(rng.random()))
+        self.server = KubeletServer(self.kubelet, port=kubelet_port)
+        self.nodes = NodeManager(self.client, template=template or NodeTemplate(), kubelet_port=0,
+                                 lease_interval=lease_interval, status_interval=status_interval)
+        self.scheduler = Scheduler(self.client, self.pod_informer, self.node_informer,
+                                   name=scheduler_name, rng=random.Random(rng.random()))
+        self.evictor = TaintEvictor(self.client, self.pod_informer, self.node_informer,
+                                    default_toleration_seconds=default_toleration_seconds)
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> None:
+        """Returns once nodes exist and every loop runs with synced caches."""
+        await self.server.start()
+        self.nodes.kubelet_port = self.server.port
+        try:
+            await self.nodes.ensure(self.node_count)
+        except BaseException:
+            await self.server.stop()
+            raise
+        self._ready = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="vkube-embedded-host")
+        done, _ = await asyncio.wait({self._task, self._ready}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            await self.stop()
+            self._task.result()  # re-raise why it failed
+            raise RuntimeError("embedded host stopped during start-up")
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.pod_informer.run())
+            tg.create_task(self.node_informer.run())
+            await self.pod_informer.wait_synced()
+            await self.node_informer.wait_synced()
+            tg.create_task(self.scheduler.run())
+            tg.create_task(self.kubelet.run())
+            tg.create_task(self.evictor.run())
+            tg.create_task(self.nodes.run_heartbeats())
+            assert self._ready is not None
+            if not self._ready.done():
+                self._ready.set_result(None)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+            except Exception:
+                log.exception("embedded host stopped with an error")
+            self._task = None
+        await self.server.stop()
+        if self._own_client:
+            await self.client.close()
+
+    # -- administration, as the CLI and tests use it ------------------------------------------
+
+    async def add_node(self) -> str:
+        return await self.nodes.add_node()
+
+    async def cordon(self, name: str, on: bool = True) -> dict[str, Any]:
+        return await self.nodes.cordon(name, on)
+
+    async def drain(self, name: str, *, timeout: float = 60.0) -> list[str]:
+        return await self.nodes.drain(name, timeout=timeout)
+
+    async def set_ready(self, name: str, ready: bool) -> dict[str, Any]:
+        return await self.nodes.set_ready(name, ready)

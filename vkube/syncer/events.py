@@ -1,0 +1,98 @@
+"""Events, host → virtual: what the host says about a synced object (scheduling, image pulls,
+probe failures…) shown on the virtual object, with host names replaced by virtual ones."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.resources import EVENTS, INGRESSES, PODS, PVCS, SERVICES
+from vkube.controllers.informer import split_key
+from vkube.syncer.base import KindSyncer, ref_key
+from vkube.syncer.translate import ANN_UID, short_hash
+
+Obj = dict[str, Any]
+
+_KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS, "Ingress": INGRESSES}
+_COPIED = ("reason", "message", "type", "count", "firstTimestamp", "lastTimestamp", "eventTime",
+           "source", "reportingComponent", "reportingInstance", "series", "action")
+_REMEMBER = 4096
+
+
+class EventSyncer(KindSyncer):
+    """Keys are *host* event keys here: events only flow up."""
+
+    kind = "events"
+
+    def setup(self) -> None:
+        self.hevents = self.ctx.informers.host(EVENTS, owned=False)
+        self.hevents.add_handler(lambda t, o, old: self.enqueue(
+            None if t == "DELETED" else ref_key(o["metadata"].get("namespace"),
+                                                o["metadata"]["name"])))
+        self._done: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+
+    def initial_keys(self) -> list[str]:
+        return sorted(ref_key(o["metadata"].get("namespace"), o["metadata"]["name"])
+                      for o in self.hevents.list())
+
+    def _host_object(self, kind: str, name: str) -> Obj | None:
+        res = _KINDS.get(kind)
+        inf = self.ctx.informers.existing_host(res) if res else None
+        return inf.get(name, self.ctx.host_namespace) if inf else None
+
+    def translate(self, hev: Obj) -> Obj | None:
+        """The virtual Event for a host Event, or None when it is not about a synced object."""
+        inv = hev.get("involvedObject") or {}
+        if inv.get("namespace") != self.ctx.host_namespace:
+            return None
+        hobj = self._host_object(inv.get("kind", ""), inv.get("name", ""))
+        ref = self.tr.virtual_ref(hobj) if hobj else None
+        if not ref or not ref[0]:
+            return None
+        vns, vname = ref
+        hname = hev["metadata"]["name"]
+        prefix = inv["name"] + "."
+        suffix = hname[len(prefix):] if hname.startswith(prefix) else short_hash(hname, 16)
+        ev: Obj = {"apiVersion": "v1", "kind": "Event",
+                   "metadata": {"name": f"{vname}.{suffix}", "namespace": vns},
+                   "involvedObject": {k: v for k, v in {
+                       "kind": inv.get("kind"), "apiVersion": inv.get("apiVersion"),
+                       "namespace": vns, "name": vname,
+                       "uid": ((hobj or {}).get("metadata") or {}).get("annotations", {}).get(
+                           ANN_UID), "fieldPath": inv.get("fieldPath")}.items() if v}}
+        for f in _COPIED:
+            if f in hev:
+                ev[f] = copy.deepcopy(hev[f])
+        if isinstance(ev.get("message"), str):
+            ev["message"] = ev["message"].replace(inv["name"], vname).replace(
+                self.ctx.host_namespace + "/", vns + "/")
+        return ev
+
+    async def reconcile(self, key: str) -> None:
+        ns, name = split_key(key)
+        hev = self.hevents.get(name, ns)
+        if hev is None:
+            return
+        ev = self.translate(hev)
+        if ev is None:
+            return
+        mark = (hev["metadata"].get("resourceVersion"),)
+        if self._done.get(key) == mark:
+            return
+        vns, vname = ev["metadata"]["namespace"], ev["metadata"]["name"]
+        try:
+            await self.ctx.virtual.create(EVENTS, ev, namespace=vns)
+        except errors.AlreadyExists:
+            cur = await self.ctx.virtual.get(EVENTS, vname, namespace=vns)
+            if any(cur.get(f) != ev.get(f) for f in ("count", "lastTimestamp", "message",
+                                                      "series")):
+                new = {**cur, **{f: ev[f] for f in _COPIED if f in ev}}
+                await self.ctx.virtual.update(EVENTS, new)
+        except errors.NotFound:
+            return  # the virtual namespace is gone
+        self._done[key] = mark
+        self._done.move_to_end(key)
+        while len(self._done) > _REMEMBER:
+            self._done.popitem(last=False)

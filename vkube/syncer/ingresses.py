@@ -1,0 +1,46 @@
+"""Ingresses: backend Service names and TLS Secret names translated down, load-balancer
+status up. The TLS Secrets themselves are synced by the Secret syncer (it indexes Ingresses)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vkube.client.resources import INGRESSES
+from vkube.syncer.base import DownSyncer, update_status
+from vkube.syncer.translate import DNS_LABEL_MAX
+
+Obj = dict[str, Any]
+
+
+class IngressSyncer(DownSyncer):
+    kind = "ingresses"
+    vres = hres = INGRESSES
+
+    def desired(self, vobj: Obj) -> Obj:
+        ns = vobj["metadata"]["namespace"]
+        spec = copy.deepcopy(vobj.get("spec") or {})
+
+        def backend(b: Obj | None) -> None:
+            svc = (b or {}).get("service")
+            if svc and svc.get("name"):
+                svc["name"] = self.tr.host_name(svc["name"], ns, limit=DNS_LABEL_MAX)
+            # resource backends point at arbitrary objects: not reachable through a host copy
+            if b is not None:
+                b.pop("resource", None)
+
+        backend(spec.get("defaultBackend"))
+        for rule in spec.get("rules") or []:
+            for path in (rule.get("http") or {}).get("paths") or []:
+                backend(path.get("backend"))
+        for tls in spec.get("tls") or []:
+            if tls.get("secretName"):
+                tls["secretName"] = self.tr.host_name(tls["secretName"], ns)
+        return {"apiVersion": INGRESSES.api_version, "kind": "Ingress",
+                "metadata": self.tr.host_metadata(vobj), "spec": spec}
+
+    async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
+        hlb = (hobj.get("status") or {}).get("loadBalancer") or {}
+        if hlb != ((vobj.get("status") or {}).get("loadBalancer") or {}):
+            await update_status(self.ctx.virtual, INGRESSES, vobj,
+                                {**(vobj.get("status") or {}), "loadBalancer": hlb})

@@ -1,0 +1,351 @@
+"""Virtual pod → host pod: the pure rewrite (no I/O), tested with golden inputs.
+
+A host pod must behave like the virtual pod while reaching nothing on the host that the tenant
+does not own: every reference to a namespaced object (ConfigMap, Secret, PVC, service account,
+image pull secret) is translated into the host namespace, the API token is the *virtual*
+cluster's, the host service account has no rights, service links point at virtual services, and
+host-level access (hostPath, hostNetwork, hostPID, hostIPC) follows a policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
+                                    LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
+                                    encode_label_key)
+
+Obj = dict[str, Any]
+
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_VOLUME = "vkube-sa-token"
+POD_NAME_LIMIT = DNS_LABEL_MAX  # host pod names double as hostnames in many tools: keep ≤ 63
+
+HostAccess = Literal["reject", "strip", "allow"]
+
+
+class PodRejected(Exception):
+    """The virtual pod asks for something the policy forbids on the host."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodRewriteConfig:
+    """What the rewrite needs beyond the pod itself."""
+
+    translator: Translator
+    host_service_account: str
+    token_secret: str | None  # host Secret with token, ca.crt, namespace; None: no token
+    kube_service_host: str = ""  # the virtual API server as host pods reach it
+    kube_service_port: int = 443
+    keep_node_name: bool = False  # enableScheduler: the virtual scheduler picks the node
+    host_access: HostAccess = "reject"
+    sync_priority_classes: bool = False
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+    services: tuple[Obj, ...] = ()  # virtual Services of the pod's namespace, for env vars
+
+
+def host_pod_name(tr: Translator, name: str, namespace: str) -> str:
+    return tr.host_name(name, namespace, limit=POD_NAME_LIMIT)
+
+
+# -- references -------------------------------------------------------------------------
+def referenced_objects(pod: Obj) -> tuple[set[str], set[str], set[str]]:
+    """Names of the ConfigMaps, Secrets and PVCs a pod uses (same namespace)."""
+    cms: set[str] = set()
+    secrets: set[str] = set()
+    pvcs: set[str] = set()
+    spec = pod.get("spec") or {}
+    for vol in spec.get("volumes") or []:
+        if (cm := vol.get("configMap")) and cm.get("name"):
+            cms.add(cm["name"])
+        if (sec := vol.get("secret")) and sec.get("secretName"):
+            secrets.add(sec["secretName"])
+        if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
+            pvcs.add(pvc["claimName"])
+        sources = (vol.get("projected") or {}).get("sources") or []
+        if any("serviceAccountToken" in src for src in sources):
+            continue  # replaced by the virtual cluster's token Secret
+        for src in sources:
+            if (cm := src.get("configMap")) and cm.get("name"):
+                cms.add(cm["name"])
+            if (sec := src.get("secret")) and sec.get("name"):
+                secrets.add(sec["name"])
+    for c in _containers(spec):
+        for env in c.get("env") or []:
+            vf = env.get("valueFrom") or {}
+            if (ref := vf.get("configMapKeyRef")) and ref.get("name"):
+                cms.add(ref["name"])
+            if (ref := vf.get("secretKeyRef")) and ref.get("name"):
+                secrets.add(ref["name"])
+        for ef in c.get("envFrom") or []:
+            if (ref := ef.get("configMapRef")) and ref.get("name"):
+                cms.add(ref["name"])
+            if (ref := ef.get("secretRef")) and ref.get("name"):
+                secrets.add(ref["name"])
+    for ips in spec.get("imagePullSecrets") or []:
+        if ips.get("name"):
+            secrets.add(ips["name"])
+    return cms, secrets, pvcs
+
+
+def _containers(spec: Obj) -> list[Obj]:
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
+            *(spec.get("ephemeralContainers") or [])]
+
+
+# -- the rewrite ------------------------------------------------------------------------
+def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
+    """The host pod for ``vpod``. Raises PodRejected when the host-access policy forbids it."""
+    tr = cfg.translator
+    meta = vpod["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    spec = copy.deepcopy(vpod.get("spec") or {})
+    sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    hmeta = tr.host_metadata(vpod, limit=POD_NAME_LIMIT, translate_labels=True)
+    hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
+
+    _apply_host_access(spec, cfg.host_access)
+    sa_mounted = _rewrite_volumes(spec, ns, cfg)
+    automount = spec.get("automountServiceAccountToken", True) is not False
+    if cfg.token_secret and automount and not sa_mounted:
+        spec.setdefault("volumes", []).append(
+            {"name": SA_VOLUME, "secret": {"secretName": cfg.token_secret, "defaultMode": 0o644}})
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            _ensure_sa_mount(c)
+    service_env = service_env_vars(cfg.services) if spec.get("enableServiceLinks", True) else []
+    kube_env = _kube_env(cfg)
+    for c in _containers(spec):
+        _rewrite_container(c, ns, tr, service_env + kube_env, sa_name)
+
+    for ips in spec.get("imagePullSecrets") or []:
+        if ips.get("name"):
+            ips["name"] = tr.host_name(ips["name"], ns)
+    spec["serviceAccountName"] = cfg.host_service_account
+    spec.pop("serviceAccount", None)
+    spec["automountServiceAccountToken"] = False
+    spec["enableServiceLinks"] = False
+    if not cfg.keep_node_name:
+        spec.pop("nodeName", None)
+    pc = spec.pop("priorityClassName", None)
+    spec.pop("priority", None)
+    spec.pop("preemptionPolicy", None)
+    if pc and cfg.sync_priority_classes:
+        spec["priorityClassName"] = tr.host_cluster_name(pc)
+    spec.pop("overhead", None)
+    spec.pop("resourceClaims", None)
+    spec["hostname"] = spec.get("hostname") or _hostname(name)
+    if spec.get("subdomain"):
+        spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
+    _rewrite_affinity(spec, ns, tr)
+    for tsc in spec.get("topologySpreadConstraints") or []:
+        tsc["labelSelector"] = tr.translate_selector(tsc.get("labelSelector"), ns)
+        if tsc.get("matchLabelKeys"):
+            tsc["matchLabelKeys"] = [encode_label_key(k) for k in tsc["matchLabelKeys"]]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": hmeta, "spec": spec}
+
+
+def _hostname(name: str) -> str:
+    """The kubelet's rule: a pod's hostname is its name cut to 63, without a trailing dot/dash."""
+    return name[:DNS_LABEL_MAX].rstrip("-.")
+
+
+def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
+    if policy == "allow":
+        return
+    flags = [f for f in ("hostNetwork", "hostPID", "hostIPC", "hostUsers") if
+             spec.get(f) is True and f != "hostUsers"]
+    host_paths = [v.get("name", "") for v in spec.get("volumes") or [] if "hostPath" in v]
+    ports = [c.get("name", "") for c in _containers(spec)
+             for p in c.get("ports") or [] if p.get("hostPort")]
+    if policy == "reject":
+        bad = [f"spec.{f}" for f in flags] + [f"volume {n!r} uses hostPath" for n in host_paths]
+        bad += [f"container {n!r} uses a hostPort" for n in ports]
+        if bad:
+            raise PodRejected("host access is not allowed: " + ", ".join(bad))
+        return
+    for f in flags:
+        spec.pop(f, None)
+    for v in spec.get("volumes") or []:
+        if "hostPath" in v:
+            v.pop("hostPath")
+            v["emptyDir"] = {}
+    for c in _containers(spec):
+        for p in c.get("ports") or []:
+            p.pop("hostPort", None)
+            p.pop("hostIP", None)
+
+
+def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
+    """Translate volume references; replace service-account token volumes by the virtual
+    cluster's token Secret. Returns True if such a token volume exists now."""
+    tr = cfg.translator
+    has_sa = False
+    for vol in spec.get("volumes") or []:
+        if (cm := vol.get("configMap")) and cm.get("name"):
+            cm["name"] = tr.host_name(cm["name"], ns)
+        if (sec := vol.get("secret")) and sec.get("secretName"):
+            sec["secretName"] = tr.host_name(sec["secretName"], ns)
+        if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
+            pvc["claimName"] = tr.host_name(pvc["claimName"], ns)
+        if (proj := vol.get("projected")) is not None:
+            sources = proj.get("sources") or []
+            if any("serviceAccountToken" in s for s in sources):
+                # kube-api-access-*: token + kube-root-ca.crt + namespace, all virtual ones.
+                vol.pop("projected")
+                if cfg.token_secret:
+                    vol["secret"] = {"secretName": cfg.token_secret,
+                                     "defaultMode": proj.get("defaultMode", 0o644)}
+                    has_sa = True
+                else:
+                    vol["emptyDir"] = {}
+                continue
+            for src in sources:
+                if (c := src.get("configMap")) and c.get("name"):
+                    c["name"] = tr.host_name(c["name"], ns)
+                if (s := src.get("secret")) and s.get("name"):
+                    s["name"] = tr.host_name(s["name"], ns)
+                if (d := src.get("downwardAPI")) is not None:
+                    _rewrite_downward_items(d.get("items"))
+        if (d := vol.get("downwardAPI")) is not None:
+            _rewrite_downward_items(d.get("items"))
+    return has_sa
+
+
+_FIELD_MAP = {
+    "metadata.name": f"metadata.annotations['{ANN_NAME}']",
+    "metadata.namespace": f"metadata.annotations['{ANN_NAMESPACE}']",
+    "metadata.uid": f"metadata.annotations['{ANN_UID}']",
+}
+_LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")
+
+
+def _rewrite_field_path(path: str) -> str:
+    """Downward API paths that would show host facts show the virtual ones instead."""
+    if path in _FIELD_MAP:
+        return _FIELD_MAP[path]
+    if m := _LABEL_REF.match(path):
+        return f"metadata.labels['{encode_label_key(m.group(1))}']"
+    return path
+
+
+def _rewrite_downward_items(items: list[Obj] | None) -> None:
+    for item in items or []:
+        if (fr := item.get("fieldRef")) and fr.get("fieldPath"):
+            fr["fieldPath"] = _rewrite_field_path(fr["fieldPath"])
+
+
+def _rewrite_container(c: Obj, ns: str, tr: Translator, extra_env: list[Obj],
+                       sa_name: str) -> None:
+    env = c.get("env") or []
+    for e in env:
+        vf = e.get("valueFrom") or {}
+        if (ref := vf.get("configMapKeyRef")) and ref.get("name"):
+            ref["name"] = tr.host_name(ref["name"], ns)
+        if (ref := vf.get("secretKeyRef")) and ref.get("name"):
+            ref["name"] = tr.host_name(ref["name"], ns)
+        if (fr := vf.get("fieldRef")) and fr.get("fieldPath"):
+            if fr["fieldPath"] == "spec.serviceAccountName":
+                e.pop("valueFrom")
+                e["value"] = sa_name
+            else:
+                fr["fieldPath"] = _rewrite_field_path(fr["fieldPath"])
+    for ef in c.get("envFrom") or []:
+        if (ref := ef.get("configMapRef")) and ref.get("name"):
+            ref["name"] = tr.host_name(ref["name"], ns)
+        if (ref := ef.get("secretRef")) and ref.get("name"):
+            ref["name"] = tr.host_name(ref["name"], ns)
+    own = {e.get("name") for e in env}
+    added = [dict(e) for e in extra_env if e["name"] not in own]
+    if added or env:
+        c["env"] = added + env
+
+
+def _ensure_sa_mount(c: Obj) -> None:
+    mounts = c.setdefault("volumeMounts", [])
+    if any(m.get("mountPath") == SA_MOUNT_PATH for m in mounts):
+        return
+    mounts.append({"name": SA_VOLUME, "mountPath": SA_MOUNT_PATH, "readOnly": True})
+
+
+def _kube_env(cfg: PodRewriteConfig) -> list[Obj]:
+    if not cfg.kube_service_host:
+        return []
+    host, port = cfg.kube_service_host, str(cfg.kube_service_port)
+    return [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": host},
+        {"name": "KUBERNETES_SERVICE_PORT", "value": port},
+        {"name": "KUBERNETES_SERVICE_PORT_HTTPS", "value": port},
+        {"name": "KUBERNETES_PORT", "value": f"tcp://{host}:{port}"},
+        {"name": f"KUBERNETES_PORT_{port}_TCP", "value": f"tcp://{host}:{port}"},
+        {"name": f"KUBERNETES_PORT_{port}_TCP_PROTO", "value": "tcp"},
+        {"name": f"KUBERNETES_PORT_{port}_TCP_PORT", "value": port},
+        {"name": f"KUBERNETES_PORT_{port}_TCP_ADDR", "value": host},
+    ]
+
+
+def service_env_vars(services: tuple[Obj, ...] | list[Obj]) -> list[Obj]:
+    """Docker-link style variables, as the kubelet makes them for a namespace's services
+    (``FOO_SERVICE_HOST``, ``FOO_SERVICE_PORT``, ``FOO_PORT_80_TCP`` …); sorted by name."""
+    out: list[Obj] = []
+    for svc in sorted(services, key=lambda s: s["metadata"]["name"]):
+        ip = (svc.get("spec") or {}).get("clusterIP")
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not ip or ip == "None" or not ports or svc["metadata"]["name"] == "kubernetes":
+            continue
+        prefix = svc["metadata"]["name"].upper().replace("-", "_")
+        first = ports[0]
+        out.append({"name": f"{prefix}_SERVICE_HOST", "value": ip})
+        out.append({"name": f"{prefix}_SERVICE_PORT", "value": str(first["port"])})
+        for p in ports:
+            if p.get("name"):
+                pn = p["name"].upper().replace("-", "_")
+                out.append({"name": f"{prefix}_SERVICE_PORT_{pn}", "value": str(p["port"])})
+        proto0 = (first.get("protocol") or "TCP").lower()
+        out.append({"name": f"{prefix}_PORT", "value": f"{proto0}://{ip}:{first['port']}"})
+        for p in ports:
+            proto = p.get("protocol") or "TCP"
+            base = f"{prefix}_PORT_{p['port']}_{proto}"
+            url = f"{proto.lower()}://{ip}:{p['port']}"
+            out += [{"name": base, "value": url},
+                    {"name": f"{base}_PROTO", "value": proto.lower()},
+                    {"name": f"{base}_PORT", "value": str(p["port"])},
+                    {"name": f"{base}_ADDR", "value": ip}]
+    return out
+
+
+def _rewrite_term(term: Obj, ns: str, tr: Translator) -> None:
+    """A pod (anti-)affinity term: all host pods live in one namespace, so the term's
+    namespaces / namespaceSelector become label terms on the pods themselves."""
+    sel = tr.translate_selector(term.get("labelSelector"), None)
+    exprs = sel.setdefault("matchExpressions", [])
+    namespaces = term.pop("namespaces", None)
+    ns_selector = term.pop("namespaceSelector", None)
+    if namespaces:  # (with a namespaceSelector too, Kubernetes takes the union: we keep the list)
+        exprs.append({"key": LABEL_NAMESPACE, "operator": "In", "values": sorted(set(namespaces))})
+    elif ns_selector is not None:  # {} means every namespace of this virtual cluster
+        n = tr.translate_selector(ns_selector, None, kind="n")
+        n["matchLabels"].pop(LABEL_MANAGED_BY, None)
+        sel["matchLabels"].update(n["matchLabels"])
+        exprs += n.get("matchExpressions") or []
+    else:
+        sel["matchLabels"][LABEL_NAMESPACE] = ns
+    if not exprs:
+        sel.pop("matchExpressions")
+    term["labelSelector"] = sel
+    for key in ("matchLabelKeys", "mismatchLabelKeys"):
+        if term.get(key):
+            term[key] = [encode_label_key(k) for k in term[key]]
+
+
+def _rewrite_affinity(spec: Obj, ns: str, tr: Translator) -> None:
+    aff = spec.get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        a = aff.get(kind) or {}
+        for term in a.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+            _rewrite_term(term, ns, tr)
+        for w in a.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+            if w.get("podAffinityTerm"):
+                _rewrite_term(w["podAffinityTerm"], ns, tr)

@@ -1,0 +1,301 @@
+"""Pods: the virtual pod is the spec, the host pod is the reality.
+
+Down: create the rewritten host pod (after the ConfigMaps, Secrets, PVCs and token it needs),
+keep its mutable fields (labels, annotations, images, activeDeadlineSeconds) current, delete it
+with the virtual pod's grace period. Up: node (through the binding subresource) and status.
+A host pod that disappears under a running virtual pod takes the virtual pod with it (its
+controller makes a new one); a virtual pod being deleted is finally removed once its host pod
+is gone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
+from vkube.controllers.informer import split_key
+from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting, ref_key
+from vkube.syncer.podrewrite import (PodRejected, PodRewriteConfig, host_pod_name,
+                                     referenced_objects, rewrite_pod)
+from vkube.syncer.tokens import TokenManager
+from vkube.syncer.translate import ANN_UID, fit_name
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+ANN_HOST_UID = "vkube.io/host-uid"  # on the virtual pod: its host pod was created
+STATUS_FIELDS = ("phase", "conditions", "message", "reason", "hostIP", "hostIPs", "podIP",
+                 "podIPs", "startTime", "initContainerStatuses", "containerStatuses",
+                 "ephemeralContainerStatuses", "qosClass", "resize")
+TERMINAL = ("Succeeded", "Failed")
+
+
+def workload_service_account(vc: str) -> str:
+    return fit_name(f"vc-workload-{vc}", 253)
+
+
+class PodSyncer(KindSyncer):
+    kind = "pods"
+    workers = 4
+
+    def __init__(self, ctx: SyncContext) -> None:
+        super().__init__(ctx)
+        self.tokens = TokenManager(ctx)
+        self.keep_node_name = ctx.values.sync.nodes.enable_scheduler
+        self._host_sa_ready = False
+
+    def setup(self) -> None:
+        inf = self.ctx.informers
+        self.vinf = inf.virtual(PODS)
+        self.hinf = inf.host(PODS)
+        self.namespaces = inf.virtual(NAMESPACES)
+        self.services = inf.virtual(SERVICES)
+        self.vinf.add_handler(lambda t, o, old: self.enqueue(_key(o)))
+        self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+        self.namespaces.add_handler(self._on_namespace)
+
+    def _on_namespace(self, typ: str, ns: Obj, old: Obj | None) -> None:
+        if old is not None and (old["metadata"].get("labels") == ns["metadata"].get("labels")):
+            return
+        for pod in self.vinf.list(ns["metadata"]["name"]):
+            self.enqueue(_key(pod))
+
+    def initial_keys(self) -> list[str]:
+        keys = {_key(o) for o in self.vinf.list()}
+        keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
+        return sorted(keys)
+
+    # -- reconcile --------------------------------------------------------------------------
+    async def reconcile(self, key: str) -> None:
+        ns, name = split_key(key)
+        assert ns is not None
+        hname = host_pod_name(self.tr, name, ns)
+        hns = self.ctx.host_namespace
+        vpod = self.vinf.get(name, ns)
+        hpod = self.hinf.get(hname, hns)
+        if hpod is not None and not self.tr.is_owned(hpod):
+            return  # the informer only holds ours; be safe anyway
+        if vpod is None:
+            if hpod is not None and not deleting(hpod):
+                await delete_ignore_missing(self.ctx.host, PODS, hname, hns)
+            return
+        if deleting(vpod):
+            await self._deleting(vpod, hpod, hname)
+            return
+        if hpod is not None and _ann(hpod, ANN_UID) != vpod["metadata"].get("uid"):
+            # a new virtual pod reuses the name of one whose host pod still exists
+            if not deleting(hpod):
+                await delete_ignore_missing(self.ctx.host, PODS, hname, hns,
+                                            grace_period_seconds=0)
+            return
+        if hpod is None:
+            await self._create_or_gone(vpod, hname)
+            return
+        await self._update_host(vpod, hpod)
+        await self._refresh_token(vpod, key)
+        await self._sync_up(vpod, hpod)
+
+    async def _refresh_token(self, vpod: Obj, key: str) -> None:
+        """Renew the pod's token Secret when due, and come back when it next is."""
+        sa = _token_service_account(vpod)
+        if sa is None:
+            return
+        ns = vpod["metadata"]["namespace"]
+        due = self.tokens.refresh_in(ns, sa)
+        if due == 0 or due is None:
+            await self.tokens.ensure(ns, sa)
+            due = self.tokens.refresh_in(ns, sa)
+        if due:
+            self.queue.add_after(key, min(due + 1, 24 * 3600))
+
+    async def _deleting(self, vpod: Obj, hpod: Obj | None, hname: str) -> None:
+        meta = vpod["metadata"]
+        if hpod is None:
+            try:
+                await self.ctx.virtual.delete(PODS, meta["name"], namespace=meta["namespace"],
+                                              grace_period_seconds=0,
+                                              preconditions={"uid": meta["uid"]})
+            except (errors.NotFound, errors.Conflict):
+                pass
+            return
+        if not deleting(hpod):
+            grace = meta.get("deletionGracePeriodSeconds")
+            await delete_ignore_missing(self.ctx.host, PODS, hname, self.ctx.host_namespace,
+                                        grace_period_seconds=grace)
+        await self._sync_up(vpod, hpod)
+
+    async def _create_or_gone(self, vpod: Obj, hname: str) -> None:
+        meta = vpod["metadata"]
+        hns = self.ctx.host_namespace
+        if _ann(vpod, ANN_HOST_UID):
+            # we created a host pod once: someone deleted it (or it was evicted).
+            try:
+                await self.ctx.host.get(PODS, hname, namespace=hns)
+                return  # just not in our cache yet
+            except errors.NotFound:
+                pass
+            if (vpod.get("status") or {}).get("phase") in TERMINAL:
+                return
+            log.info("host pod %s is gone: deleting virtual pod %s/%s", hname,
+                     meta["namespace"], meta["name"])
+            try:
+                await self.ctx.virtual.delete(PODS, meta["name"], namespace=meta["namespace"],
+                                              grace_period_seconds=0,
+                                              preconditions={"uid": meta["uid"]})
+            except (errors.NotFound, errors.Conflict):
+                pass
+            return
+        if self.keep_node_name and not (vpod.get("spec") or {}).get("nodeName"):
+            return  # the virtual scheduler has not placed it yet
+        try:
+            host_pod = await self._desired(vpod)
+        except PodRejected as e:
+            self.ctx.recorder.event(vpod, "Warning", "SyncError", str(e))
+            return
+        try:
+            created = await self.ctx.host.create(PODS, host_pod, namespace=hns)
+        except errors.AlreadyExists:
+            return  # the host watch brings it; the next reconcile compares
+        await self.ctx.virtual.patch(
+            PODS, meta["name"], {"metadata": {"annotations": {
+                ANN_HOST_UID: created["metadata"].get("uid", "")}}},
+            namespace=meta["namespace"])
+
+    async def _desired(self, vpod: Obj) -> Obj:
+        ns = vpod["metadata"]["namespace"]
+        spec = vpod.get("spec") or {}
+        await self._ensure_host_sa()
+        await self._ensure_dependencies(vpod)
+        token_secret = None
+        if (sa := _token_service_account(vpod)) is not None:
+            token_secret = await self.tokens.ensure(ns, sa)
+        nsobj = self.namespaces.get(ns) or {}
+        cfg = PodRewriteConfig(
+            translator=self.tr,
+            host_service_account=workload_service_account(self.ctx.name),
+            token_secret=token_secret,
+            kube_service_host=self.ctx.kube_service_host,
+            kube_service_port=self.ctx.kube_service_port,
+            keep_node_name=self.keep_node_name,
+            host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
+            sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
+            namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
+            services=tuple(self.services.list(ns)),
+        )
+        return rewrite_pod(vpod, cfg)
+
+    async def _ensure_host_sa(self) -> None:
+        if self._host_sa_ready:
+            return
+        body = {"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": workload_service_account(self.ctx.name),
+                             "labels": self.tr.owner_labels(None)},
+                "automountServiceAccountToken": False}
+        try:
+            await self.ctx.host.create(SERVICEACCOUNTS, body, namespace=self.ctx.host_namespace)
+        except errors.AlreadyExists:
+            pass
+        self._host_sa_ready = True
+
+    async def _ensure_dependencies(self, vpod: Obj) -> None:
+        """Sync what the pod mounts first, so the host pod starts without waiting on them."""
+        ns = vpod["metadata"]["namespace"]
+        cms, secrets, pvcs = referenced_objects(vpod)
+        for kind, names in (("configmaps", cms), ("secrets", secrets),
+                            ("persistentvolumeclaims", pvcs)):
+            syncer = self.ctx.syncers.get(kind)
+            if syncer is None:
+                continue
+            for n in sorted(names):
+                await syncer.reconcile(ref_key(ns, n))
+
+    async def _update_host(self, vpod: Obj, hpod: Obj) -> None:
+        """Mutable pod fields only: labels, annotations, images, activeDeadlineSeconds."""
+        try:
+            want = await self._desired_light(vpod)
+        except PodRejected:
+            return
+        new = copy.deepcopy(hpod)
+        meta, hspec, wspec = new["metadata"], new.setdefault("spec", {}), want["spec"]
+        changed = False
+        if meta.get("labels") != want["metadata"]["labels"]:
+            meta["labels"], changed = want["metadata"]["labels"], True
+        hann = {k: v for k, v in (meta.get("annotations") or {}).items()}
+        if any(hann.get(k) != v for k, v in want["metadata"]["annotations"].items()):
+            hann.update(want["metadata"]["annotations"])
+            meta["annotations"], changed = hann, True
+        for field in ("containers", "initContainers"):
+            for hc, wc in zip(hspec.get(field) or [], wspec.get(field) or []):
+                if hc.get("image") != wc.get("image"):
+                    hc["image"], changed = wc.get("image"), True
+        if hspec.get("activeDeadlineSeconds") != wspec.get("activeDeadlineSeconds") and \
+                wspec.get("activeDeadlineSeconds") is not None:
+            hspec["activeDeadlineSeconds"], changed = wspec["activeDeadlineSeconds"], True
+        if changed:
+            await self.ctx.host.update(PODS, new)
+
+    async def _desired_light(self, vpod: Obj) -> Obj:
+        """The rewrite without the side effects (token, dependencies) of a first creation."""
+        ns = vpod["metadata"]["namespace"]
+        nsobj = self.namespaces.get(ns) or {}
+        cfg = PodRewriteConfig(
+            translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
+            token_secret=None, keep_node_name=self.keep_node_name, host_access="allow",
+            namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}))
+        return rewrite_pod(vpod, cfg)
+
+    # -- up ---------------------------------------------------------------------------------
+    async def _sync_up(self, vpod: Obj, hpod: Obj) -> None:
+        meta = vpod["metadata"]
+        node = (hpod.get("spec") or {}).get("nodeName")
+        if node and not (vpod.get("spec") or {}).get("nodeName") and not deleting(vpod):
+            nodes = self.ctx.syncers.get("nodes")
+            if nodes is not None:
+                await nodes.ensure(node)  # type: ignore[attr-defined]
+            binding = {"apiVersion": "v1", "kind": "Binding",
+                       "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                       "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+            try:
+                await self.ctx.virtual.create(PODS, binding, namespace=meta["namespace"],
+                                              subresource="binding", name=meta["name"])
+            except errors.Conflict:
+                pass  # already bound (our cache is behind)
+            return  # the binding's watch event brings us back with a fresh object
+        vstatus = dict(vpod.get("status") or {})
+        hstatus = hpod.get("status") or {}
+        new = dict(vstatus)
+        for f in STATUS_FIELDS:
+            if f in hstatus:
+                new[f] = hstatus[f]
+            else:
+                new.pop(f, None)
+        if new != vstatus:
+            body = copy.deepcopy(vpod)
+            body["status"] = new
+            try:
+                await self.ctx.virtual.update(PODS, body, subresource="status")
+            except errors.NotFound:
+                pass
+
+
+def _token_service_account(vpod: Obj) -> str | None:
+    """The virtual service account whose token the pod mounts, if it mounts one."""
+    spec = vpod.get("spec") or {}
+    if spec.get("automountServiceAccountToken", True) is not False or \
+            any("serviceAccountToken" in s for v in spec.get("volumes") or []
+                for s in (v.get("projected") or {}).get("sources") or []):
+        return spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    return None
+
+
+def _key(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return ref_key(meta.get("namespace"), meta.get("name", ""))
+
+
+def _ann(obj: Obj, key: str) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(key)

@@ -1,0 +1,49 @@
+"""PersistentVolumeClaims: spec down (storage class and data source translated), status and
+the bound volume's name up."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vkube.client.resources import PVCS
+from vkube.syncer.base import DownSyncer, update_status
+
+Obj = dict[str, Any]
+
+
+class PVCSyncer(DownSyncer):
+    kind = "persistentvolumeclaims"
+    vres = hres = PVCS
+
+    def desired(self, vobj: Obj) -> Obj:
+        ns = vobj["metadata"]["namespace"]
+        spec = copy.deepcopy(vobj.get("spec") or {})
+        sync = self.ctx.values.sync
+        if spec.get("storageClassName") and sync.storageclasses.enabled:
+            spec["storageClassName"] = self.tr.host_cluster_name(spec["storageClassName"])
+        if spec.get("volumeName"):
+            if sync.persistentvolumes.enabled:
+                spec["volumeName"] = self.tr.host_cluster_name(spec["volumeName"])
+            else:
+                spec.pop("volumeName")  # the host binds; the name comes back up
+        for key in ("dataSource", "dataSourceRef"):
+            src = spec.get(key)
+            if src and src.get("name") and not src.get("namespace"):
+                src["name"] = self.tr.host_name(src["name"], ns)
+        return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": self.tr.host_metadata(vobj), "spec": spec}
+
+    async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
+        hvol = (hobj.get("spec") or {}).get("volumeName")
+        if hvol and not (vobj.get("spec") or {}).get("volumeName"):
+            vname = hvol
+            storage = self.ctx.syncers.get("persistentvolumes")
+            if storage is not None:
+                vname = storage.virtual_pv_name(hvol)  # type: ignore[attr-defined]
+            body = copy.deepcopy(vobj)
+            body["spec"]["volumeName"] = vname
+            vobj = await self.ctx.virtual.update(PVCS, body)
+        hstatus = hobj.get("status") or {}
+        if hstatus and hstatus != (vobj.get("status") or {}):
+            await update_status(self.ctx.virtual, PVCS, vobj, copy.deepcopy(hstatus))

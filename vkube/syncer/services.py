@@ -1,0 +1,97 @@
+"""Services: the host allocates, the virtual cluster shows what the host allocated.
+
+The virtual API server (as a virtual cluster) leaves ``spec.clusterIP`` empty; the syncer
+creates the host Service first and sets the virtual clusterIP once from the host's. Selectors
+are translated so the host Service selects the synced pods; ``externalIPs`` never go down
+(CVE-2020-8554: they would let a tenant intercept any address's traffic on the host).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vkube.client.resources import SERVICES
+from vkube.syncer.base import DownSyncer, is_subset, overlay, update_status
+from vkube.syncer.translate import DNS_LABEL_MAX
+
+Obj = dict[str, Any]
+
+# fields the host owns or must not get from a tenant
+_HOST_OWNED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort",
+               "externalIPs")
+_COMPARED = ("type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig",
+             "externalName", "publishNotReadyAddresses", "externalTrafficPolicy",
+             "internalTrafficPolicy", "loadBalancerSourceRanges", "loadBalancerClass",
+             "allocateLoadBalancerNodePorts", "trafficDistribution")
+
+
+class ServiceSyncer(DownSyncer):
+    kind = "services"
+    vres = hres = SERVICES
+    limit = DNS_LABEL_MAX  # service names are DNS labels
+
+    def desired(self, vobj: Obj) -> Obj:
+        ns = vobj["metadata"]["namespace"]
+        vspec = vobj.get("spec") or {}
+        spec = {k: copy.deepcopy(v) for k, v in vspec.items() if k not in _HOST_OWNED}
+        if vspec.get("clusterIP") == "None":
+            spec["clusterIP"] = "None"  # headless stays headless
+        spec["selector"] = self.tr.translate_selector_map(vspec.get("selector"), ns)
+        if spec["selector"] is None:
+            del spec["selector"]
+        for p in spec.get("ports") or []:
+            p.pop("nodePort", None)  # the host allocates; copied back up
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": self.tr.host_metadata(vobj, limit=self.limit), "spec": spec}
+
+    def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
+        hmeta, dmeta = hobj.get("metadata") or {}, desired["metadata"]
+        hspec, dspec = hobj.get("spec") or {}, desired["spec"]
+        same = (hmeta.get("labels") or {}) == dmeta["labels"] and \
+            (hmeta.get("annotations") or {}) == dmeta["annotations"] and \
+            is_subset({f: dspec[f] for f in _COMPARED if f in dspec}, hspec)
+        if same:
+            return None
+        new = copy.deepcopy(hobj)
+        new["metadata"]["labels"] = dmeta["labels"]
+        new["metadata"]["annotations"] = dmeta["annotations"]
+        nspec = new.setdefault("spec", {})
+        for f in _COMPARED:
+            if f in dspec:
+                nspec[f] = overlay(nspec.get(f), dspec[f])
+        if "selector" not in dspec:
+            nspec.pop("selector", None)
+        if nspec.get("type") not in ("NodePort", "LoadBalancer"):
+            for p in nspec.get("ports") or []:
+                p.pop("nodePort", None)
+        return new
+
+    async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
+        vspec, hspec = vobj.get("spec") or {}, hobj.get("spec") or {}
+        patch: Obj = {}
+        hip = hspec.get("clusterIP")
+        if not vspec.get("clusterIP") and hip:
+            patch["clusterIP"] = hip
+            patch["clusterIPs"] = hspec.get("clusterIPs") or [hip]
+        if vspec.get("type") in ("NodePort", "LoadBalancer"):
+            hports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                      for p in hspec.get("ports") or []}
+            ports = copy.deepcopy(vspec.get("ports") or [])
+            changed = False
+            for p in ports:
+                np = hports.get((p.get("port"), p.get("protocol", "TCP")))
+                if np and not p.get("nodePort"):
+                    p["nodePort"], changed = np, True
+            if changed:
+                patch["ports"] = ports
+        if patch:
+            body = copy.deepcopy(vobj)
+            body["spec"].update(patch)
+            vobj = await self.ctx.virtual.update(SERVICES, body)
+        hlb = (hobj.get("status") or {}).get("loadBalancer") or {}
+        vlb = (vobj.get("status") or {}).get("loadBalancer") or {}
+        if hlb != vlb:
+            await update_status(self.ctx.virtual, SERVICES, vobj,
+                                {**(vobj.get("status") or {}), "loadBalancer": hlb})
+

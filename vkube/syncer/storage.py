@@ -1,0 +1,179 @@
+"""StorageClasses and PersistentVolumes (each only when enabled in values).
+
+StorageClasses go down as ``NAME-x-VC`` (never as the host's default class). PersistentVolumes
+go both ways: ones the tenant creates go down as ``NAME-x-VC`` with their claimRef translated
+(hostPath/local volumes follow the host-access policy); ones the host provisions for a synced
+claim come up under their host name, bound to the virtual claim.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.resources import PVCS, PVS, STORAGECLASSES
+from vkube.syncer.base import KindSyncer, delete_ignore_missing, deleting, update_status
+from vkube.syncer.podrewrite import PodRejected
+from vkube.syncer.translate import ANN_NAME, ANN_UID
+
+Obj = dict[str, Any]
+
+_SC_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode",
+              "allowVolumeExpansion", "mountOptions", "allowedTopologies")
+_DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class",
+                  "storageclass.beta.kubernetes.io/is-default-class")
+ANN_HOST_PV = "vkube.io/host-pv"
+
+
+class StorageClassSyncer(KindSyncer):
+    kind = "storageclasses"
+
+    def setup(self) -> None:
+        self.vinf = self.ctx.informers.virtual(STORAGECLASSES)
+        self.hinf = self.ctx.informers.host(STORAGECLASSES)
+        self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
+        self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+
+    def initial_keys(self) -> list[str]:
+        keys = {o["metadata"]["name"] for o in self.vinf.list()}
+        keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
+        return sorted(keys)
+
+    def desired(self, vsc: Obj) -> Obj:
+        meta = self.tr.host_metadata(vsc)
+        for k in _DEFAULT_CLASS:
+            meta["annotations"].pop(k, None)
+        out = {"apiVersion": STORAGECLASSES.api_version, "kind": "StorageClass", "metadata": meta}
+        out.update({f: copy.deepcopy(vsc[f]) for f in _SC_FIELDS if f in vsc})
+        return out
+
+    async def reconcile(self, key: str) -> None:
+        hname = self.tr.host_cluster_name(key)
+        vsc, hsc = self.vinf.get(key), self.hinf.get(hname)
+        if vsc is None or deleting(vsc):
+            if hsc is not None and self.tr.is_owned(hsc):
+                await delete_ignore_missing(self.ctx.host, STORAGECLASSES, hname, None)
+            return
+        want = self.desired(vsc)
+        if hsc is None:
+            try:
+                await self.ctx.host.create(STORAGECLASSES, want)
+            except errors.AlreadyExists:
+                pass
+            return
+        if not self.tr.is_owned(hsc):
+            return
+        if any(hsc.get(f) != want.get(f) for f in _SC_FIELDS if f != "allowVolumeExpansion"):
+            # provisioner and parameters are immutable: replace
+            await delete_ignore_missing(self.ctx.host, STORAGECLASSES, hname, None)
+            self.queue.add_after(key, 0.5)
+            return
+        if hsc.get("allowVolumeExpansion") != want.get("allowVolumeExpansion") or \
+                (hsc["metadata"].get("labels") or {}) != want["metadata"]["labels"]:
+            new = copy.deepcopy(hsc)
+            new["allowVolumeExpansion"] = want.get("allowVolumeExpansion")
+            new["metadata"]["labels"] = want["metadata"]["labels"]
+            new["metadata"]["annotations"] = want["metadata"]["annotations"]
+            await self.ctx.host.update(STORAGECLASSES, new)
+
+
+class PersistentVolumeSyncer(KindSyncer):
+    kind = "persistentvolumes"
+
+    def setup(self) -> None:
+        inf = self.ctx.informers
+        self.vinf = inf.virtual(PVS)
+        self.hinf = inf.host(PVS, owned=False)  # provisioners do not label what they make
+        self.hpvcs = inf.host(PVCS)
+        self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
+        self.hinf.add_handler(lambda t, o, old: self.enqueue(self._key_for_host(o)))
+
+    def virtual_pv_name(self, hname: str) -> str:
+        hpv = self.hinf.get(hname)
+        if hpv is not None and self.tr.is_owned(hpv):
+            return hpv["metadata"]["annotations"].get(ANN_NAME, hname)
+        return hname
+
+    def _key_for_host(self, hpv: Obj) -> str | None:
+        if self.tr.is_owned(hpv):
+            return self.host_key(hpv)
+        return hpv["metadata"]["name"] if self._claim_of(hpv) else None
+
+    def _claim_of(self, hpv: Obj) -> Obj | None:
+        """The synced host PVC a host-provisioned PV is bound to."""
+        ref = (hpv.get("spec") or {}).get("claimRef") or {}
+        if ref.get("namespace") != self.ctx.host_namespace:
+            return None
+        return self.hpvcs.get(ref.get("name", ""), self.ctx.host_namespace)
+
+    def initial_keys(self) -> list[str]:
+        keys = {o["metadata"]["name"] for o in self.vinf.list()}
+        keys |= {k for o in self.hinf.list() if (k := self._key_for_host(o))}
+        return sorted(keys)
+
+    async def reconcile(self, key: str) -> None:
+        vpv = self.vinf.get(key)
+        if vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV) or \
+                (vpv is None and self.hinf.get(key) is not None
+                 and not self.tr.is_owned(self.hinf.get(key) or {})):
+            await self._up(key, vpv)
+            return
+        await self._down(key, vpv)
+
+    async def _down(self, name: str, vpv: Obj | None) -> None:
+        hname = self.tr.host_cluster_name(name)
+        hpv = self.hinf.get(hname)
+        if vpv is None or deleting(vpv):
+            if hpv is not None and self.tr.is_owned(hpv):
+                await delete_ignore_missing(self.ctx.host, PVS, hname, None)
+            return
+        spec = copy.deepcopy(vpv.get("spec") or {})
+        if ("hostPath" in spec or "local" in spec) and self.ctx.values.host_access != "allow":
+            self.ctx.recorder.event(vpv, "Warning", "SyncError", str(PodRejected(
+                "hostPath/local volumes are not allowed on the host")))
+            return
+        ref = spec.get("claimRef")
+        if ref and ref.get("name") and ref.get("namespace"):
+            spec["claimRef"] = {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                                "namespace": self.ctx.host_namespace,
+                                "name": self.tr.host_name(ref["name"], ref["namespace"])}
+        if spec.get("storageClassName") and self.ctx.values.sync.storageclasses.enabled:
+            spec["storageClassName"] = self.tr.host_cluster_name(spec["storageClassName"])
+        if hpv is None:
+            try:
+                await self.ctx.host.create(PVS, {"apiVersion": "v1", "kind": "PersistentVolume",
+                                                 "metadata": self.tr.host_metadata(vpv),
+                                                 "spec": spec})
+            except errors.AlreadyExists:
+                pass
+            return
+        if self.tr.is_owned(hpv) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
+                and hpv.get("status"):
+            await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
+
+    async def _up(self, name: str, vpv: Obj | None) -> None:
+        hpv = self.hinf.get(name)
+        hpvc = self._claim_of(hpv) if hpv else None
+        vref = self.tr.virtual_ref(hpvc) if hpvc else None
+        if hpv is None or vref is None:
+            if vpv is not None and not deleting(vpv):
+                await delete_ignore_missing(self.ctx.virtual, PVS, name, None)
+            return
+        spec = copy.deepcopy(hpv.get("spec") or {})
+        spec["claimRef"] = {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                            "namespace": vref[0], "name": vref[1],
+                            "uid": (hpvc or {})["metadata"].get("annotations", {}).get(ANN_UID)}
+        sc = spec.get("storageClassName")
+        if sc and self.ctx.values.sync.storageclasses.enabled and sc.endswith(f"-x-{self.tr.vc}"):
+            spec["storageClassName"] = sc[: -len(f"-x-{self.tr.vc}")]
+        if vpv is None:
+            try:
+                vpv = await self.ctx.virtual.create(PVS, {
+                    "apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": name, "annotations": {ANN_HOST_PV: name}},
+                    "spec": spec})
+            except errors.AlreadyExists:
+                return
+        if hpv.get("status") and (vpv.get("status") or {}) != hpv["status"]:
+            await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))

@@ -1,0 +1,174 @@
+"""``Syncer``: one virtual cluster's syncer — shared informers on both sides, one work queue
+and worker pool per synced kind, and the kubelet proxy for logs.
+
+Start-up is the same as any restart: list both sides, then reconcile every key seen on either
+side, which creates what is missing, repairs drift and deletes host objects labelled as ours
+whose virtual object is gone. Host objects without our label are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.client import Client, Resource
+from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES,
+                                    NETWORKPOLICIES, PODS, PVCS, PVS, SECRETS, SERVICEACCOUNTS,
+                                    SERVICES, STORAGECLASSES)
+from vkube.controllers.events import EventRecorder
+from vkube.syncer.base import Informers, KindSyncer, SyncContext
+from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
+from vkube.syncer.endpoints import EndpointsSyncer
+from vkube.syncer.events import EventSyncer
+from vkube.syncer.ingresses import IngressSyncer
+from vkube.syncer.kubelet import KubeletProxy
+from vkube.syncer.networkpolicies import NetworkPolicySyncer
+from vkube.syncer.nodes import NodeSyncer
+from vkube.syncer.pods import PodSyncer
+from vkube.syncer.pvcs import PVCSyncer
+from vkube.syncer.serviceaccounts import ServiceAccountSyncer
+from vkube.syncer.services import ServiceSyncer
+from vkube.syncer.storage import PersistentVolumeSyncer, StorageClassSyncer
+from vkube.syncer.translate import LABEL_MANAGED_BY, Translator
+from vkube.syncer.values import Values
+
+log = logging.getLogger(__name__)
+
+
+def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
+    """The kind syncers the values enable, in dependency order (pods use the others)."""
+    s = ctx.values.sync
+    table: list[tuple[bool, type[KindSyncer]]] = [
+        (s.configmaps.enabled, ConfigMapSyncer),
+        (s.secrets.enabled, SecretSyncer),
+        (s.persistentvolumeclaims.enabled, PVCSyncer),
+        (s.services.enabled, ServiceSyncer),
+        (s.endpoints.enabled and s.services.enabled, EndpointsSyncer),
+        (s.ingresses.enabled, IngressSyncer),
+        (s.networkpolicies.enabled, NetworkPolicySyncer),
+        (s.serviceaccounts.enabled, ServiceAccountSyncer),
+        (s.storageclasses.enabled, StorageClassSyncer),
+        (s.persistentvolumes.enabled, PersistentVolumeSyncer),
+        (True, NodeSyncer),
+        (s.pods.enabled, PodSyncer),
+        (s.events.enabled, EventSyncer),
+    ]
+    return {cls.kind: cls(ctx) for on, cls in table if on}
+
+
+class Syncer:
+    """``await Syncer(...).run()`` until cancelled (or ``stop()``); ``wait_ready()`` returns
+    once both sides are listed and the first reconcile of every key is queued."""
+
+    def __init__(self, *, name: str, virtual: Client, host: Client, host_namespace: str,
+                 values: Values | None = None, kubelet_port: int = 0,
+                 kube_service_host: str = "", kube_service_port: int = 443,
+                 virtual_ca: str = "") -> None:
+        """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
+        KUBERNETES_SERVICE_* env of synced pods; empty leaves them unset — the hook for
+        ``vkube create``, which knows the virtual API's host Service address)."""
+        values = values or Values()
+        tr = Translator(name, host_namespace)
+        self.kubelet = KubeletProxy(host, tr, port=kubelet_port)
+        self.ctx = SyncContext(
+            name=name, virtual=virtual, host=host, host_namespace=host_namespace,
+            values=values, tr=tr, informers=Informers(virtual, host, host_namespace, name),
+            recorder=EventRecorder(virtual, "vkube-syncer"),
+            kube_service_host=kube_service_host, kube_service_port=kube_service_port)
+        self.syncers = build_syncers(self.ctx)
+        self.ctx.syncers = self.syncers
+        pods = self.syncers.get("pods")
+        if isinstance(pods, PodSyncer):
+            pods.tokens.virtual_ca = virtual_ca
+        for syncer in self.syncers.values():
+            syncer.setup()
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def kubelet_port(self) -> int:
+        return self.kubelet.port
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        await self._ensure_host_namespace()
+        await self.kubelet.start()
+        self.ctx.kubelet_port = self.kubelet.port
+        try:
+            async with asyncio.TaskGroup() as tg:
+                informers = self.ctx.informers.all()
+                for inf in informers:
+                    tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
+                await asyncio.gather(*(inf.wait_synced() for inf in informers))
+                for syncer in self.syncers.values():
+                    tg.create_task(syncer.run(), name=f"syncer {syncer.kind}")
+                self._ready.set()
+        finally:
+            await self.ctx.recorder.close()
+            for syncer in self.syncers.values():
+                syncer.queue.shutdown()
+            await self.kubelet.stop()
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if asyncio.current_task() is task:
+                    raise
+
+    async def _ensure_host_namespace(self) -> None:
+        ns = {"apiVersion": "v1", "kind": "Namespace",
+              "metadata": {"name": self.ctx.host_namespace,
+                           "labels": {LABEL_MANAGED_BY: self.ctx.name}}}
+        try:
+            await self.ctx.host.create(NAMESPACES, ns)
+        except (errors.AlreadyExists, errors.Forbidden):
+            pass
+
+    def processed(self) -> dict[str, int]:
+        """Reconciles done per kind (benchmarks)."""
+        return {k: s.processed for k, s in self.syncers.items()}
+
+
+_NAMESPACED: tuple[Resource, ...] = (PODS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, PVCS,
+                                     INGRESSES, NETWORKPOLICIES, SERVICEACCOUNTS)
+_CLUSTER: tuple[Resource, ...] = (STORAGECLASSES, PVS)
+
+
+async def cleanup_host(host: Client, host_namespace: str, name: str, *,
+                       grace_period_seconds: int | None = None) -> int:
+    """Delete every host object the syncer of virtual cluster ``name`` created (``vkube pause``
+    and ``vkube delete``); returns how many. Unlabelled objects stay."""
+    selector = f"{LABEL_MANAGED_BY}={name}"
+    count = 0
+
+    async def drop(res: Resource, ns: str | None) -> int:
+        try:
+            items = (await host.list_all(res, namespace=ns, label_selector=selector))["items"]
+        except (errors.NotFound, errors.Forbidden):
+            return 0  # kind not served / namespace gone
+        n = 0
+        for obj in items:
+            kw: dict[str, Any] = {}
+            if res is PODS and grace_period_seconds is not None:
+                kw["grace_period_seconds"] = grace_period_seconds
+            try:
+                await host.delete(res, obj["metadata"]["name"], namespace=ns, **kw)
+                n += 1
+            except errors.NotFound:
+                pass
+        return n
+
+    for res in _NAMESPACED:
+        count += await drop(res, host_namespace)
+    for res in _CLUSTER:
+        count += await drop(res, None)
+    return count
