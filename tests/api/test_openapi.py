@@ -171,7 +171,15 @@ def _discovery_app(reg: Registry, api: OpenAPI) -> web.Application:
 @pytest.fixture
 async def server(tmp_path: Path):
     reg = make_registry()
-    runner = web.AppRunner(_discovery_app(reg, OpenAPI(reg)))
+    api = OpenAPI(reg)
+    reg.add(ResourceSpec("stable.example.com", "v1", "CronTab", "crontabs", "crontab", True, short_names=("ct",)))
+    api.add_schema("stable.example.com", "v1", "CronTab", {
+        "type": "object", "description": "A cron job of the example CRD.",
+        "properties": {"spec": {"type": "object", "properties": {
+            "cronSpec": {"type": "string", "description": "The schedule, in cron format."},
+            "replicas": {"type": "integer"}}}},
+    })
+    runner = web.AppRunner(_discovery_app(reg, api))
     await runner.setup()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -212,3 +220,10 @@ async def test_kubectl_explain_recursive(server: Path) -> None:
     assert "FIELD: containers <[]Container>" in out
     for field in ("image\t<string>", "livenessProbe\t<Probe>", "containerPort\t<integer> -required-", "name\t<string> -required-"):
         assert field in out
+
+
+async def test_kubectl_explain_custom_resource(server: Path) -> None:
+    code, out, err = await _kubectl(server, "explain", "crontab.spec")
+    assert code == 0, err
+    assert "GROUP:      stable.example.com" in out
+    assert "cronSpec\t<string>" in out and "The schedule, in cron format." in out

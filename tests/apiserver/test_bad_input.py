@@ -32,6 +32,7 @@ async def revision(url: str) -> str:
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"bad key!": "v"}}}), 422, "Invalid", "metadata.labels"),
     (orjson.dumps([1, 2]), 400, "BadRequest", "ConfigMap"),
     (b"", 400, "BadRequest", "empty"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a": 1}}), 400, "BadRequest", "data.a"),
 ])
 async def test_bad_create(control_plane, body, code, reason, needle):
     before = await revision(control_plane.url)
@@ -103,3 +104,37 @@ async def test_generate_name(control_plane):
     body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}})
     status, obj = await call(control_plane.url, "POST", CM, body)
     assert status == 201 and obj["metadata"]["name"].startswith("gen-") and len(obj["metadata"]["name"]) == 9
+
+
+async def _deployment(url: str) -> dict:
+    body = orjson.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                         "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                  "template": {"metadata": {"labels": {"a": "b"}},
+                                               "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    status, obj = await call(url, "POST", "/apis/apps/v1/namespaces/default/deployments", body)
+    assert status == 201
+    return obj
+
+
+DEP = "/apis/apps/v1/namespaces/default/deployments/d"
+
+
+@pytest.mark.parametrize("ctype,body,code,needle", [
+    ("application/json-patch+json", [{"op": "test", "path": "/spec/replicas", "value": 5}], 422, "test operation"),
+    ("application/merge-patch+json", {"spec": {"replicas": -1}}, 422, "spec.replicas"),
+    ("application/merge-patch+json", [1, 2], 400, ""),
+    ("application/apply-patch+yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, 400, "kind"),
+    ("application/apply-patch+yaml", {"metadata": {"name": "d"}, "spec": {"replicas": 2}}, 400, "apiVersion"),
+    ("application/strategic-merge-patch+json",
+     {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": 5}]}}}}, 400, "containers[0].image"),
+    ("application/merge-patch+json", {"spec": {"replicas": "two"}}, 400, "spec.replicas"),
+    ("application/vnd.unknown", {"a": 1}, 415, ""),
+])
+async def test_bad_patches_leave_object_unchanged(control_plane, ctype, body, code, needle):
+    before = await _deployment(control_plane.url)
+    url = DEP + ("?fieldManager=test" if "apply" in ctype else "")
+    status, st = await call(control_plane.url, "PATCH", url, orjson.dumps(body), content_type=ctype)
+    assert status == code and st["kind"] == "Status" and st["code"] == code, st
+    assert needle in st["message"]
+    status, after = await call(control_plane.url, "GET", DEP)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

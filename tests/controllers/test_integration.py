@@ -207,7 +207,7 @@ async def test_namespace_deletion_removes_namespace(cluster) -> None:
             return True
         return False
 
-    await eventually(ns_gone, timeout=10)
+    await eventually(ns_gone, timeout=3)
 
 
 async def test_pvc_protection_and_pdb(cluster) -> None:
@@ -250,3 +250,36 @@ async def test_pvc_protection_and_pdb(cluster) -> None:
         return False
 
     await eventually(pvc_gone)
+
+
+async def test_dangling_owner_reference_is_removed_and_slices_follow_service(cluster) -> None:
+    a = await cluster.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "own-a", "namespace": "default"}})
+    b = await cluster.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": {"name": "own-b", "namespace": "default"}})
+    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "name": o["metadata"]["name"],
+             "uid": o["metadata"]["uid"]} for o in (a, b)]
+    await cluster.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "shared", "namespace": "default", "ownerReferences": refs}})
+    await cluster.delete(CONFIGMAPS, "own-a", namespace="default")
+
+    async def one_owner_left() -> bool:
+        cm = await cluster.get(CONFIGMAPS, "shared", namespace="default")
+        return [r["name"] for r in cm["metadata"].get("ownerReferences") or []] == ["own-b"]
+
+    await eventually(one_owner_left)
+
+    await cluster.create(SERVICES, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s2", "namespace": "default"},
+        "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}})
+
+    # one (empty) slice for a service without pods, removed with the service by the GC
+    await eventually(lambda: slice_count_is(cluster, "s2", 1))
+    await cluster.delete(SERVICES, "s2", namespace="default")
+    await eventually(lambda: slice_count_is(cluster, "s2", 0))
+
+
+async def slice_count_is(cluster, svc: str, n: int) -> bool:
+    lst = await cluster.list(ENDPOINTSLICES, namespace="default",
+                             label_selector=f"kubernetes.io/service-name={svc}")
+    return len(lst["items"]) == n

@@ -50,3 +50,8 @@ def test_node_ports() -> None:
         a.allocate({30001}, 30001)
     assert node_ports_in_use([{"spec": {"ports": [{"nodePort": 30005}, {"port": 80}],
                                         "healthCheckNodePort": 30006}}]) == {30005, 30006}
+
+
+def test_pdb_scaled_values_round_up() -> None:
+    from vkube.controllers.pdb import scaled
+    assert scaled("50%", 3) == 2 and scaled("10%", 10) == 1 and scaled(2, 10) == 2

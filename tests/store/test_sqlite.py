@@ -156,3 +156,11 @@ def test_prefix_end() -> None:
     assert prefix_end("") is None
     assert prefix_end("a\U0010ffff") == "b"
     assert prefix_end("\ud7ff") == "\ue000"
+
+
+async def test_failed_start_closes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "missing-dir" / "x.db")
+    with pytest.raises(BackendError, match="cannot open"):
+        await store.start()
+    with pytest.raises(StoreClosed):
+        await store.create("/a", b"x")

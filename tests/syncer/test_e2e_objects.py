@@ -174,13 +174,15 @@ async def test_restart_repairs_drift_removes_orphans_and_spares_foreign_objects(
             assert "hacked" not in got["spec"]["selector"]
         await eventually(repaired)
         await pair.host.get(CONFIGMAPS, "foreign", namespace=HOST_NS)
-
-        n = await cleanup_host(pair.host, HOST_NS, VC)
-        assert n >= 1
-        await eventually(gone(pair.host, SERVICES, f"keep-x-demo-x-{VC}"))
-        await pair.host.get(CONFIGMAPS, "foreign", namespace=HOST_NS)
     finally:
         await stop_syncer(pair)
+
+    # vkube pause/delete: the syncer is stopped, then everything it made goes
+    async with type(h)(hcp.url) as h3:
+        n = await cleanup_host(h3, HOST_NS, VC)
+        assert n >= 1
+        await gone(h3, SERVICES, f"keep-x-demo-x-{VC}")()
+        await h3.get(CONFIGMAPS, "foreign", namespace=HOST_NS)
 
 
 async def test_host_events_are_copied_up(synced: Pair):
@@ -198,3 +200,48 @@ async def test_host_events_are_copied_up(synced: Pair):
     assert ev["involvedObject"]["namespace"] == "demo"
     assert ev["message"] == "pulled image for web-0"
     assert ev["reason"] == "Pulled"
+
+
+async def test_map_services(planes):
+    from vkube.client.resources import NAMESPACES
+    from vkube.syncer import load_values
+    vcp, hcp = planes
+    values = load_values("""
+mapServices:
+  fromHost: [{from: default/nettool-host, to: demo/nettool-host}]
+  fromVirtual: [{from: demo/nettool-virtual, to: nettool-virtual}]
+""")
+    async with type_client()(hcp.url) as h0:
+        await h0.create(SERVICES, {"metadata": {"name": "nettool-host"}, "spec": {
+            "selector": {"app": "nettool"}, "ports": [{"port": 80}]}}, namespace="default")
+    pair = await start_syncer(vcp, hcp, values)
+    v, h = pair.virtual, pair.host
+    try:
+        await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
+        hsvc = await h.get(SERVICES, "nettool-host", namespace="default")
+
+        async def mapped_in():
+            got = await getter(v, SERVICES, "nettool-host", "demo")()
+            assert got["spec"]["clusterIP"] == hsvc["spec"]["clusterIP"]
+            assert got["spec"]["ports"][0]["port"] == 80
+            return got
+        await eventually(mapped_in)
+        try:
+            await h.get(SERVICES, f"nettool-host-x-demo-x-{VC}", namespace=HOST_NS)
+            raise AssertionError("a mapped-in service must not be synced back down")
+        except errors.NotFound:
+            pass
+
+        await v.create(SERVICES, svc("nettool-virtual", {"app": "nt"}), namespace="demo")
+        out = await eventually(getter(h, SERVICES, "nettool-virtual"))
+        assert out["spec"]["selector"] == {"vkube.io/l-app": "nt", "vkube.io/managed-by": VC,
+                                           "vkube.io/namespace": "demo"}
+        await v.delete(SERVICES, "nettool-virtual", namespace="demo")
+        await eventually(gone(h, SERVICES, "nettool-virtual"))
+    finally:
+        await stop_syncer(pair)
+
+
+def type_client():
+    from vkube.client import Client
+    return Client

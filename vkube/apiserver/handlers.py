@@ -69,6 +69,12 @@ class Query:
         return fv
 
 
+def strict_error(spec: ResourceSpec, problems: list[str]) -> errors.StatusError:
+    from vkube.api.fieldvalidation import strict_decoding_error
+
+    return strict_decoding_error(spec.kind, spec.version, problems)
+
+
 def default_manager(request: web.Request) -> str:
     """Kubernetes derives the manager from the User-Agent's first token (``kubectl-create``...)."""
     ua = request.headers.get("User-Agent", "unknown")
@@ -198,7 +204,7 @@ class ResourceHandlers:
         if mode != "Ignore" and isinstance(body, dict):
             problems = self.patches.field_problems(self.ctx, spec, body, raw, ct)
             if problems and mode == "Strict":
-                raise errors.BadRequest("strict decoding error: " + ", ".join(problems))
+                raise strict_error(spec, problems)
         return body, problems
 
     async def create(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
@@ -251,7 +257,7 @@ class ResourceHandlers:
             if mode != "Ignore":
                 problems = self.patches.field_problems(self.ctx, spec, result, raw if ptype == "apply" else None, ct)
                 if problems and mode == "Strict":
-                    raise errors.BadRequest("strict decoding error: " + ", ".join(problems))
+                    raise strict_error(spec, problems)
                 warnings[:] = problems
             return result
 

@@ -160,10 +160,12 @@ class APIServer:
         if path == "/openapi/v3":
             return http.json_response(self.openapi.v3_index())
         if path.startswith("/openapi/v3/"):
-            doc = self.openapi.v3_document(path[len("/openapi/v3/"):])
+            gv = path[len("/openapi/v3/"):]
+            doc = self.openapi.v3_bytes(gv)
             if doc is None:
                 raise errors.NotFound("the server could not find the requested resource")
-            return http.json_response(doc, headers={"Cache-Control": "public, immutable"})
+            return web.Response(body=doc, headers={"Content-Type": http.JSON, "Etag": f'"{self.openapi.etag(gv)}"',
+                                                   "Cache-Control": "public, immutable"})
         aggregated = any(m.as_ == "APIGroupDiscoveryList" for m in accept)
         agg_version = next((m.params.get("v", "v2") for m in accept if m.as_ == "APIGroupDiscoveryList"), "v2")
         if path == "/api":

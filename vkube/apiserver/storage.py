@@ -15,9 +15,10 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
+from vkube.api.typecheck import type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import Obj, decode, encode, meta, now_rfc3339, random_suffix
-from vkube.store.base import Compacted, KeyExists, KeyNotFound, RevisionMismatch, StoreError
+from vkube.store.base import Compacted, FutureRevision, KeyExists, KeyNotFound, RevisionMismatch, StoreError
 
 #: metadata fields the server owns: a client's value is replaced by the stored one on update.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -37,6 +38,8 @@ def store_error(exc: StoreError) -> errors.StatusError:
     """The one place store errors become Status errors."""
     if isinstance(exc, Compacted):
         return errors.Gone(f"too old resource version: {exc.requested} ({exc.compacted})")
+    if isinstance(exc, FutureRevision):
+        return errors.Timeout(f"Too large resource version: {exc}", details={"retryAfterSeconds": 1})
     return errors.InternalError(f"storage error: {exc}")
 
 
@@ -101,6 +104,13 @@ class ResourceStorage:
         obj["apiVersion"], obj["kind"] = self.spec.api_version, self.spec.kind
         if "metadata" in obj and not isinstance(obj["metadata"], dict):
             raise errors.BadRequest("metadata: must be an object")
+        problems = type_errors(obj, self.ctx.schema_for(self.spec))
+        if problems:
+            raise errors.BadRequest(
+                f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
+                + "; ".join(f"{p}: {m}" for p, m in problems),
+                causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems],
+            )
         return obj
 
     def _track(self, old: Obj | None, new: Obj, manager: str | None, operation: str,
@@ -407,22 +417,27 @@ class ResourceStorage:
         items: list[Obj] = []
         last_key = start_after
         filtered = label_selector is not None or field_selector is not None
+        # Unfiltered pages are exact; filtered ones read ahead in chunks and stop at the last
+        # returned item, so the continue key never skips an unexamined object.
+        chunk = (limit if not filtered else max(limit * 2, 256)) if limit else 0
         rev = revision
         try:
             while True:
-                want = (limit - len(items)) if limit else 0
-                res = await self.ctx.store.range(prefix, start_after=last_key,
-                                                 limit=max(want, 1) if limit else 0, revision=rev)
+                res = await self.ctx.store.range(prefix, start_after=last_key, limit=chunk, revision=rev)
                 rev = res.revision
-                for kv in res.kvs:
+                for i, kv in enumerate(res.kvs):
                     obj = decode(kv)
                     last_key = kv.key
                     if self.matches(obj, label_selector, field_selector):
                         items.append(obj)
-                if not res.more or (limit and len(items) >= limit):
-                    more = res.more
-                    remaining = (res.count - len(res.kvs)) if (more and not filtered) else None
-                    return ListResult(items, rev, last_key if more else None, remaining)
+                        if limit and len(items) >= limit:
+                            more = res.more or i < len(res.kvs) - 1
+                            remaining = None
+                            if more and not filtered:
+                                remaining = res.count - len(res.kvs)
+                            return ListResult(items, rev, last_key if more else None, remaining)
+                if not res.more:
+                    return ListResult(items, rev, None, None)
         except StoreError as exc:
             raise store_error(exc) from exc
 

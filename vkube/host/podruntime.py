@@ -186,6 +186,7 @@ def adopt_runtime(pod: Obj, *, now: float) -> PodRT:
             c.state, c.reason, c.ever_started = "running", "", True
             c.started_at = _parse_iso(state["running"].get("startedAt"), now)
             c.ready = bool(st.get("ready"))
+            c.logs = [(c.started_at, line) for line in c.plan.output]  # what it printed at start
         elif "terminated" in state:
             t = state["terminated"]
             c.state, c.ever_started = "terminated", True

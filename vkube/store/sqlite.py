@@ -96,7 +96,11 @@ def prefix_end(prefix: str) -> str | None:
 
 class SqliteStore(Store):
     """``Store`` on one SQLite file. ``path=":memory:"`` gives an ephemeral store in a temporary
-    directory (removed on close, no fsync)."""
+    directory (removed on close, no fsync).
+
+    ``readers``: reader threads; ``watch_buffer``: live events buffered per watcher before it
+    falls back to reading history; ``max_batch``: writes per group commit (1 disables it);
+    ``durable=False`` skips fsync (tests, throwaway clusters)."""
 
     def __init__(
         self,
@@ -151,8 +155,11 @@ class SqliteStore(Store):
             self._revision, self._compacted = await self._loop.run_in_executor(
                 self._writer, self._open_writer
             )
-        except BaseException:
+        except BaseException as exc:
+            self._closed = True
             await self._shutdown()
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"cannot open {self._path}: {exc}") from exc
             raise
 
     async def close(self) -> None:

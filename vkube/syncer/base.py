@@ -52,6 +52,13 @@ class Informers:
                 label_selector=f"{LABEL_MANAGED_BY}={self._vc}" if owned else None)
         return self._all[key]
 
+    def host_in(self, res: Resource, namespace: str) -> Informer:
+        """All host objects of ``res`` in another host namespace (mapped host services)."""
+        key = ("host:" + namespace, res, False)
+        if key not in self._all:
+            self._all[key] = Informer(self._host, res, namespace=namespace)
+        return self._all[key]
+
     def existing_host(self, res: Resource, *, owned: bool = True) -> Informer | None:
         """The host informer for ``res`` if some syncer asked for it (no new watch)."""
         return self._all.get(("host", res, owned))

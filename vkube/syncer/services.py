@@ -31,6 +31,11 @@ class ServiceSyncer(DownSyncer):
     vres = hres = SERVICES
     limit = DNS_LABEL_MAX  # service names are DNS labels
 
+    def wanted(self, vobj: Obj) -> bool:
+        # a host service mapped in (mapServices.fromHost) already is a host service
+        ann = vobj["metadata"].get("annotations") or {}
+        return "vkube.io/mapped-from-host" not in ann
+
     def desired(self, vobj: Obj) -> Obj:
         ns = vobj["metadata"]["namespace"]
         vspec = vobj.get("spec") or {}
@@ -50,7 +55,8 @@ class ServiceSyncer(DownSyncer):
         hspec, dspec = hobj.get("spec") or {}, desired["spec"]
         same = (hmeta.get("labels") or {}) == dmeta["labels"] and \
             (hmeta.get("annotations") or {}) == dmeta["annotations"] and \
-            is_subset({f: dspec[f] for f in _COMPARED if f in dspec}, hspec)
+            is_subset({f: dspec[f] for f in _COMPARED if f in dspec}, hspec) and \
+            hspec.get("selector") == dspec.get("selector")  # ours alone: exact
         if same:
             return None
         new = copy.deepcopy(hobj)
@@ -60,6 +66,8 @@ class ServiceSyncer(DownSyncer):
         for f in _COMPARED:
             if f in dspec:
                 nspec[f] = overlay(nspec.get(f), dspec[f])
+        if "selector" in dspec:
+            nspec["selector"] = copy.deepcopy(dspec["selector"])
         if "selector" not in dspec:
             nspec.pop("selector", None)
         if nspec.get("type") not in ("NodePort", "LoadBalancer"):

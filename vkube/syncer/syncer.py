@@ -29,6 +29,7 @@ from vkube.syncer.nodes import NodeSyncer
 from vkube.syncer.pods import PodSyncer
 from vkube.syncer.pvcs import PVCSyncer
 from vkube.syncer.serviceaccounts import ServiceAccountSyncer
+from vkube.syncer.servicemap import ServiceMapSyncer
 from vkube.syncer.services import ServiceSyncer
 from vkube.syncer.storage import PersistentVolumeSyncer, StorageClassSyncer
 from vkube.syncer.translate import LABEL_MANAGED_BY, Translator
@@ -54,6 +55,8 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (True, NodeSyncer),
         (s.pods.enabled, PodSyncer),
         (s.events.enabled, EventSyncer),
+        (bool(ctx.values.map_services.from_host or ctx.values.map_services.from_virtual),
+         ServiceMapSyncer),
     ]
     return {cls.kind: cls(ctx) for on, cls in table if on}
 

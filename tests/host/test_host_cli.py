@@ -1,0 +1,43 @@
+"""`vkube host start|status|stop` as a user runs them: real background processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import kubectl
+
+
+def vkube(home, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VKUBE_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "vkube.cli.main", "host", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_start_status_stop_and_restart_keeps_data(tmp_path):
+    home = tmp_path / "home"
+    try:
+        out = vkube(home, "start", "--nodes", "2", "--node-cpu", "2")
+        assert out.returncode == 0, out.stderr
+        kubeconfig = home / "host" / "kubeconfig"
+        assert kubeconfig.exists() and "running at http://127.0.0.1:" in out.stdout
+        again = vkube(home, "start")
+        assert again.returncode == 0 and "already running" in again.stdout
+        status = vkube(home, "status")
+        assert status.returncode == 0
+        assert "vkube-host-node-1  Ready" in status.stdout and "nodes:      2" in status.stdout
+        nodes = kubectl(kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].status.capacity.cpu}").stdout
+        assert nodes.split() == ["2", "2"]
+        cm = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "b"}}'
+        kubectl(kubeconfig, "create", "-f", "-", input=cm)
+        port = out.stdout.split("http://127.0.0.1:")[1].split()[0]
+        assert vkube(home, "stop").returncode == 0
+        assert "not running" in vkube(home, "status").stdout
+        assert vkube(home, "start", "--nodes", "2").returncode == 0
+        assert kubectl(kubeconfig, "get", "configmap", "keep", "-o", "jsonpath={.data.a}").stdout == "b"
+        assert port in kubeconfig.read_text()
+        assert (home / "host" / "host.log").stat().st_size > 0
+    finally:
+        vkube(home, "stop")
+    assert "not running" in vkube(home, "stop").stdout

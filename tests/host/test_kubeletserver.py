@@ -1,0 +1,110 @@
+"""The kubelet endpoint: containerLogs options, follow, exec over channel.k8s.io."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from vkube.client.resources import PODS
+from vkube.host.kubeletserver import run_exec
+from vkube.host.podruntime import ContainerRT
+from vkube.host.commands import ExitPlan
+from vkube.host.runner import EmbeddedHost
+from vkube.host.stages import KubeletConfig
+
+from tests.host.test_host_kubectl import eventually, kubectl
+
+
+@pytest.fixture
+async def host(control_plane):
+    h = EmbeddedHost(control_plane.url, nodes=1, seed=2, kubelet=KubeletConfig(stop_seconds=0.1))
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()
+
+
+async def run_pod(client, name, container):
+    await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                               "spec": {"containers": [container]}})
+
+    async def running():
+        p = await client.get(PODS, name, namespace="default")
+        return p["status"].get("phase") == "Running"
+
+    await eventually(running)
+
+
+async def test_logs_options_and_follow(control_plane, host):
+    base = f"http://127.0.0.1:{host.kubelet_port}/containerLogs/default"
+    async with control_plane.client() as c, aiohttp.ClientSession() as http:
+        await run_pod(c, "web", {"name": "web", "image": "nginx"})
+        async with http.get(f"{base}/web/web") as r:
+            full = (await r.text()).splitlines()
+        assert len(full) >= 3 and "nginx" in "\n".join(full)
+        async with http.get(f"{base}/web/web", params={"tailLines": "2", "timestamps": "true"}) as r:
+            lines = (await r.text()).splitlines()
+        assert len(lines) == 2 and lines[1].endswith(full[-1]) and lines[0][:4].isdigit() and "Z " in lines[0]
+        async with http.get(f"{base}/web/web", params={"limitBytes": "5"}) as r:
+            assert await r.read() == full[0][:5].encode()
+        async with http.get(f"{base}/web/nope") as r:
+            assert r.status == 400 and "not valid" in await r.text()
+        async with http.get(f"{base}/web/web", params={"previous": "true"}) as r:
+            assert r.status == 400 and "previous terminated container" in await r.text()
+        # follow streams until the pod goes away
+        async with http.get(f"{base}/web/web", params={"follow": "true"}) as r:
+            first = await r.content.readline()
+            assert first.decode().rstrip("\n") == full[0]
+            await c.delete(PODS, "web", namespace="default")
+            rest = await asyncio.wait_for(r.read(), timeout=20)
+        assert rest.decode().splitlines() == full[1:]
+    out = await kubectl(control_plane, "get", "pod", "web", check=False)
+    assert out.returncode != 0
+
+
+async def test_kubectl_logs_follow_ends_with_container(control_plane, host):
+    async with control_plane.client() as c:
+        await c.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "job", "namespace": "default"},
+                              "spec": {"restartPolicy": "Never", "containers": [
+                                  {"name": "c", "image": "busybox", "command": ["sh", "-c", "echo hello from job; sleep 1"]}]}})
+
+        async def started():
+            p = await c.get(PODS, "job", namespace="default")
+            return p["status"].get("phase") in ("Running", "Succeeded")
+
+        await eventually(started)
+    out = await kubectl(control_plane, "logs", "-f", "job")
+    assert out.stdout == "hello from job\n"
+
+
+async def test_exec_over_websocket(control_plane, host):
+    async with control_plane.client() as c, aiohttp.ClientSession() as http:
+        await run_pod(c, "sh", {"name": "c", "image": "nginx"})
+        url = f"http://127.0.0.1:{host.kubelet_port}/exec/default/sh/c"
+        params = [("command", "echo"), ("command", "hi there"), ("stdout", "1"), ("stderr", "1")]
+        async with http.ws_connect(url, params=params, protocols=("v5.channel.k8s.io",)) as ws:
+            assert ws.protocol == "v5.channel.k8s.io"
+            frames = [m.data async for m in ws if m.type == aiohttp.WSMsgType.BINARY]
+        assert frames[0] == b"\x01hi there\n"
+        assert json.loads(frames[-1][1:]) == {"metadata": {}, "status": "Success"}
+        async with http.ws_connect(url, params=[("command", "false")], protocols=("v4.channel.k8s.io",)) as ws:
+            frames = [m.data async for m in ws if m.type == aiohttp.WSMsgType.BINARY]
+        status = json.loads(frames[-1][1:])
+        assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "1"
+
+
+def test_run_exec_commands():
+    c = ContainerRT(name="c", image="nginx", init=False, sidecar=False, plan=ExitPlan(), ready_delay=0)
+    assert run_exec(["hostname"], pod="p", namespace="ns", container=c, pod_ip="10.244.1.2") == ("p\n", "", 0)
+    out, _, code = run_exec(["cat", "/etc/resolv.conf"], pod="p", namespace="ns", container=c, pod_ip="")
+    assert code == 0 and "search ns.svc.cluster.local" in out
+    out, err, code = run_exec(["cat", "/nope"], pod="p", namespace="ns", container=c, pod_ip="")
+    assert code == 1 and "No such file" in err
+    out, _, code = run_exec(["env"], pod="p", namespace="ns", container=c, pod_ip="")
+    assert "HOSTNAME=p" in out and code == 0
+    _, err, code = run_exec(["nosuchtool"], pod="p", namespace="ns", container=c, pod_ip="")
+    assert code == 126 and "executable file not found" in err

@@ -1,0 +1,1 @@
+"""vkube.apiserver"""

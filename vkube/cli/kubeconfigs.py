@@ -1,0 +1,167 @@
+"""The user's kubeconfig: add, switch to and remove the ``vkube_NAME`` contexts, and remember
+the context that was current before so ``vkube disconnect`` can switch back.
+
+The file is the first path of ``$KUBECONFIG`` (or ``~/.kube/config``), created when missing;
+writes go through a temp file and a rename so kubectl never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vkube.cli import state
+from vkube.cli.output import CLIError
+
+CONTEXT_PREFIX = "vkube_"
+
+
+def context_name(name: str) -> str:
+    return CONTEXT_PREFIX + name
+
+
+def user_kubeconfig_path() -> Path:
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        first = next((p for p in env.split(os.pathsep) if p), None)
+        if first:
+            return Path(first).expanduser()
+    return Path.home() / ".kube" / "config"
+
+
+def load(path: Path | None = None) -> dict[str, Any]:
+    p = path or user_kubeconfig_path()
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        doc = {}
+    except yaml.YAMLError as e:
+        raise CLIError(f"cannot read kubeconfig {p}: {e} — fix or move the file") from e
+    doc.setdefault("apiVersion", "v1")
+    doc.setdefault("kind", "Config")
+    for key in ("clusters", "users", "contexts"):
+        if doc.get(key) is None:
+            doc[key] = []
+    return doc
+
+
+def save(doc: dict[str, Any], path: Path | None = None) -> None:
+    p = path or user_kubeconfig_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".vkube-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    tmp.replace(p)
+
+
+def current_context(path: Path | None = None) -> str | None:
+    return load(path).get("current-context") or None
+
+
+def _upsert(items: list[dict[str, Any]], name: str, key: str, value: dict[str, Any]) -> None:
+    for it in items:
+        if it.get("name") == name:
+            it[key] = value
+            return
+    items.append({"name": name, key: value})
+
+
+def _drop(items: list[dict[str, Any]], name: str) -> None:
+    items[:] = [it for it in items if it.get("name") != name]
+
+
+def entry(server: str, token: str, ctx: str) -> dict[str, Any]:
+    """A standalone kubeconfig with one context (for ``connect --print``)."""
+    return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": ctx, "cluster": {"server": server}}],
+            "users": [{"name": ctx, "user": {"token": token}}],
+            "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": ctx}}],
+            "current-context": ctx}
+
+
+def server_and_token(data_dir: Path) -> tuple[str, str]:
+    """The virtual API server's address and token, from the kubeconfig ``vkube serve`` wrote."""
+    try:
+        doc = yaml.safe_load((data_dir / "kubeconfig").read_text()) or {}
+        server = doc["clusters"][0]["cluster"]["server"]
+        token = (doc.get("users") or [{}])[0].get("user", {}).get("token") or ""
+    except (FileNotFoundError, KeyError, IndexError, TypeError) as e:
+        raise CLIError(f"the control plane has not written {data_dir / 'kubeconfig'} yet — "
+                       "check `vkube list` and `vkube logs`") from e
+    return server, token
+
+
+def add_context(ctx: str, server: str, token: str, *, switch: bool) -> None:
+    """Add (or refresh) cluster, user and context ``ctx``; with ``switch`` make it current and
+    remember the previously current context (unless that was a vkube context itself)."""
+    doc = load()
+    _upsert(doc["clusters"], ctx, "cluster", {"server": server})
+    _upsert(doc["users"], ctx, "user", {"token": token})
+    _upsert(doc["contexts"], ctx, "context", {"cluster": ctx, "user": ctx})
+    if switch:
+        prev = doc.get("current-context")
+        if prev and prev != ctx and not prev.startswith(CONTEXT_PREFIX):
+            _remember(prev)
+        doc["current-context"] = ctx
+    save(doc)
+
+
+def remove_context(ctx: str) -> bool:
+    """Remove cluster, user and context ``ctx``; if it was current, switch back to the
+    remembered context. Returns whether it was current."""
+    path = user_kubeconfig_path()
+    if not path.exists():
+        return False
+    doc = load(path)
+    for key in ("clusters", "users", "contexts"):
+        _drop(doc[key], ctx)
+    was_current = doc.get("current-context") == ctx
+    if was_current:
+        doc["current-context"] = _restorable(doc) or ""
+    save(doc, path)
+    return was_current
+
+
+def switch_back() -> str | None:
+    """Make the remembered previous context current again; returns it (None: nothing to do)."""
+    doc = load()
+    prev = _restorable(doc)
+    if prev is None:
+        return None
+    doc["current-context"] = prev
+    save(doc)
+    return prev
+
+
+def _restorable(doc: dict[str, Any]) -> str | None:
+    prev = _remembered()
+    names = {c.get("name") for c in doc.get("contexts") or []}
+    return prev if prev in names else None
+
+
+def _memory_file() -> Path:
+    return state.home() / "previous-context.json"
+
+
+def _remember(ctx: str) -> None:
+    """Per kubeconfig file: several users of one VKUBE_HOME may point at different files."""
+    f = _memory_file()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mem = json.loads(f.read_text())
+    except (FileNotFoundError, ValueError):
+        mem = {}
+    mem[str(user_kubeconfig_path().resolve())] = ctx
+    f.write_text(json.dumps(mem, indent=2) + "\n")
+
+
+def _remembered() -> str | None:
+    try:
+        mem = json.loads(_memory_file().read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return mem.get(str(user_kubeconfig_path().resolve()))

@@ -1,0 +1,127 @@
+"""Local state of virtual clusters: ``$VKUBE_HOME/clusters/NAME/`` holds the data dir, the
+state file and the process log. Every command reads ``VKUBE_HOME`` so tests isolate themselves.
+
+The host keeps a copy of what matters (labels/annotations on the host namespace, see
+``hostns``) so ``vkube list`` also works from another machine with the same host."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vkube.cli.output import CLIError
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# The host namespace is "vkube-NAME" (63 max) and host object names fold NAME in: keep it short.
+NAME_MAX = 52
+
+RUNNING, PAUSED, FAILED, STARTING = "Running", "Paused", "Failed", "Starting"
+
+
+def home() -> Path:
+    return Path(os.environ.get("VKUBE_HOME") or Path.home() / ".vkube")
+
+
+def clusters_dir() -> Path:
+    return home() / "clusters"
+
+
+def cluster_dir(name: str) -> Path:
+    return clusters_dir() / name
+
+
+def validate_name(name: str) -> str:
+    """A virtual cluster name is a DNS label (it becomes part of host names)."""
+    if not name or len(name) > NAME_MAX or not _DNS_LABEL.match(name):
+        raise CLIError(f"invalid virtual cluster name {name!r}: use at most {NAME_MAX} lowercase "
+                       "letters, digits and '-', starting and ending with a letter or digit "
+                       "(e.g. my-vcluster)")
+    return name
+
+
+@dataclass
+class ClusterState:
+    """What ``state.json`` holds for one virtual cluster (camelCase on disk)."""
+
+    name: str
+    namespace: str
+    host_kubeconfig: str
+    host_context: str | None = None
+    host_kind: str = "kubeconfig"  # "embedded" | "kubeconfig"
+    created: str = ""
+    status: str = STARTING  # desired state: Running | Paused (Failed is observed, not stored)
+    port: int = 0
+    values: dict[str, Any] = field(default_factory=dict)
+    created_namespace: bool = True
+    in_cluster: bool = False
+    context_name: str = ""
+
+    @property
+    def dir(self) -> Path:
+        return cluster_dir(self.name)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "vkube.log"
+
+    @property
+    def values_file(self) -> Path:
+        return self.dir / "values.yaml"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "supervisor.pid"
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        doc = {_camel(k): v for k, v in dataclasses.asdict(self).items()}
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.dir / "state.json")
+
+    @classmethod
+    def load(cls, name: str) -> "ClusterState | None":
+        try:
+            doc = json.loads((cluster_dir(name) / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {_snake(k): v for k, v in doc.items() if _snake(k) in known}
+        return cls(**kw)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def require(name: str) -> ClusterState:
+    st = ClusterState.load(validate_name(name))
+    if st is None:
+        raise CLIError(f"virtual cluster {name!r} not found in {clusters_dir()} — "
+                       "see `vkube list`, or create it with `vkube create " + name + "`")
+    return st
+
+
+def local_names() -> list[str]:
+    try:
+        return sorted(p.name for p in clusters_dir().iterdir() if (p / "state.json").exists())
+    except FileNotFoundError:
+        return []
+
+
+def _camel(s: str) -> str:
+    head, *rest = s.split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _snake(s: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), s)

@@ -1,0 +1,121 @@
+"""``python -m vkube.host``: the embedded host process — a control plane, its controllers and
+the simulated nodes/scheduler/kubelets — until SIGTERM. ``vkube host start`` runs it in the
+background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vkube.host")
+
+
+def host_dir(home: str | None = None) -> Path:
+    base = Path(home or os.environ.get("VKUBE_HOME") or Path.home() / ".vkube")
+    return base / "host"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vkube.host", description="Run the vkube embedded host.")
+    p.add_argument("--home", default=None, help="VKUBE_HOME (default ~/.vkube)")
+    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--node-cpu", default="4")
+    p.add_argument("--node-memory", default="8Gi")
+    p.add_argument("--port", type=int, default=None, help="API server port (default: last one, if free)")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from vkube.apiserver.server import ControlPlane
+    from vkube.client import Client
+    from vkube.controllers.runtime import ControllerManager, default_controllers
+    from vkube.host.nodes import NodeTemplate
+    from vkube.host.runner import EmbeddedHost
+
+    d = host_dir(args.home)
+    d.mkdir(parents=True, exist_ok=True)
+    state_file, pid_file = d / "state.json", d / "host.pid"
+    state: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        state = json.loads(state_file.read_text())
+    port = args.port
+    if port is None:
+        last = int(state.get("port") or 0)
+        port = last if last and _port_free(last) else 0
+    cp = ControlPlane(data_dir=d / "data", port=port, name="vkube-host")
+    await cp.start()
+    client = Client(cp.url, user_agent="vkube-host-controller-manager")
+    mgr = ControllerManager(client, identity=f"vkube-host-{os.getpid()}", leader_election=False)
+    for ctrl in default_controllers():
+        mgr.add(ctrl)
+    host = EmbeddedHost(cp.url, nodes=args.nodes,
+                        template=NodeTemplate(cpu=args.node_cpu, memory=args.node_memory))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    controllers = asyncio.create_task(mgr.run(), name="controllers")
+    try:
+        await host.start()
+        cp.write_kubeconfig(d / "kubeconfig")
+        state_file.write_text(json.dumps({"url": cp.url, "port": cp.port, "pid": os.getpid(),
+                                          "nodes": args.nodes, "kubeletPort": host.kubelet_port}))
+        pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
+        log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", cp.url, args.nodes, d / "kubeconfig")
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, controllers], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if controllers in done and controllers.exception() is not None:
+            log.error("controllers failed", exc_info=controllers.exception())
+            return 1
+        return 0
+    finally:
+        log.info("vkube host stopping")
+        controllers.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await controllers
+        await host.stop()
+        await client.close()
+        await cp.stop()
+        with contextlib.suppress(FileNotFoundError):
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

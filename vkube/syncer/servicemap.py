@@ -1,0 +1,149 @@
+"""``mapServices``: host services shown inside the virtual cluster, virtual services published
+on the host under a chosen name.
+
+- fromHost ``{from: HOSTNS/NAME, to: VNS/NAME}``: a selector-less virtual Service with the host
+  Service's ClusterIP and ports, so virtual pods reach it by name.
+- fromVirtual ``{from: VNS/NAME, to: NAME}``: a host Service ``NAME`` in the host namespace
+  selecting the same synced pods, so host pods reach it as ``NAME.HOSTNS``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from vkube.api import errors
+from vkube.client.resources import SERVICES
+from vkube.controllers.informer import Informer
+from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
+from vkube.syncer.values import ServiceMapping
+
+Obj = dict[str, Any]
+
+ANN_FROM_HOST = "vkube.io/mapped-from-host"
+ANN_FROM_VIRTUAL = "vkube.io/mapped-from-virtual"
+
+
+def split_ref(ref: str, default_ns: str) -> tuple[str, str]:
+    ns, _, name = ref.rpartition("/")
+    return ns or default_ns, name
+
+
+def _ports(spec: Obj) -> list[Obj]:
+    return [{k: v for k, v in p.items() if k != "nodePort"} for p in spec.get("ports") or []]
+
+
+def _ann(obj: Obj | None, key: str) -> str | None:
+    return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
+
+
+class ServiceMapSyncer(KindSyncer):
+    """Keys: ``host/I`` and ``virtual/I``, the index of a mapping in values."""
+
+    kind = "servicemap"
+    workers = 1
+
+    def __init__(self, ctx: SyncContext) -> None:
+        super().__init__(ctx)
+        self.from_host = ctx.values.map_services.from_host
+        self.from_virtual = ctx.values.map_services.from_virtual
+        self._source: dict[str, Informer] = {}
+
+    def setup(self) -> None:
+        inf = self.ctx.informers
+        self.vsvc = inf.virtual(SERVICES)
+        self.hsvc = inf.host(SERVICES)
+        self.vsvc.add_handler(lambda t, o, old: self._all())
+        self.hsvc.add_handler(lambda t, o, old: self._all())
+        for m in self.from_host:
+            ns, _ = split_ref(m.from_, "default")
+            if ns not in self._source:
+                src = inf.host_in(SERVICES, ns)
+                src.add_handler(lambda t, o, old: self._all())
+                self._source[ns] = src
+
+    def _all(self) -> None:
+        for k in self.initial_keys():
+            self.enqueue(k)
+
+    def initial_keys(self) -> list[str]:
+        return [f"host/{i}" for i in range(len(self.from_host))] + \
+            [f"virtual/{i}" for i in range(len(self.from_virtual))]
+
+    async def reconcile(self, key: str) -> None:
+        side, _, idx = key.partition("/")
+        if side == "host":
+            await self._from_host(self.from_host[int(idx)])
+        else:
+            await self._from_virtual(self.from_virtual[int(idx)])
+
+    async def _from_host(self, m: ServiceMapping) -> None:
+        hns, hname = split_ref(m.from_, "default")
+        vns, vname = split_ref(m.to, "default")
+        hsvc = self._source[hns].get(hname, hns)
+        vsvc = self.vsvc.get(vname, vns)
+        if vsvc is not None and _ann(vsvc, ANN_FROM_HOST) != m.from_:
+            return  # the tenant's own service: leave it
+        if hsvc is None or not (hsvc.get("spec") or {}).get("clusterIP"):
+            if vsvc is not None:
+                await delete_ignore_missing(self.ctx.virtual, SERVICES, vname, vns)
+            return
+        hspec = hsvc["spec"]
+        spec = {"type": "ClusterIP", "ports": _ports(hspec), "clusterIP": hspec["clusterIP"],
+                "clusterIPs": hspec.get("clusterIPs") or [hspec["clusterIP"]]}
+        if vsvc is None:
+            try:
+                await self.ctx.virtual.create(SERVICES, {
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": vname, "namespace": vns,
+                                 "annotations": {ANN_FROM_HOST: m.from_}},
+                    "spec": spec}, namespace=vns)
+            except errors.AlreadyExists:
+                pass
+            return
+        vspec = vsvc.get("spec") or {}
+        if vspec.get("clusterIP") != spec["clusterIP"] and vspec.get("clusterIP"):
+            # ClusterIP is immutable: the host service was recreated, so recreate ours
+            await delete_ignore_missing(self.ctx.virtual, SERVICES, vname, vns)
+            return
+        if _ports(vspec) != spec["ports"] or not vspec.get("clusterIP"):
+            new = copy.deepcopy(vsvc)
+            new["spec"].update(spec)
+            await self.ctx.virtual.update(SERVICES, new)
+
+    async def _from_virtual(self, m: ServiceMapping) -> None:
+        vns, vname = split_ref(m.from_, "default")
+        hname = m.to.rpartition("/")[2]
+        hns = self.ctx.host_namespace
+        vsvc = self.vsvc.get(vname, vns)
+        hsvc = self.hsvc.get(hname, hns)
+        if hsvc is not None and _ann(hsvc, ANN_FROM_VIRTUAL) != m.from_:
+            return
+        if vsvc is None or deleting(vsvc):
+            if hsvc is not None:
+                await delete_ignore_missing(self.ctx.host, SERVICES, hname, hns)
+            return
+        vspec = vsvc.get("spec") or {}
+        spec: Obj = {"type": "ClusterIP", "ports": _ports(vspec)}
+        selector = self.tr.translate_selector_map(vspec.get("selector"), vns)
+        if selector:
+            spec["selector"] = selector
+        meta = {"name": hname, "namespace": hns, "labels": self.tr.owner_labels(vns),
+                "annotations": {ANN_FROM_VIRTUAL: m.from_}}
+        if hsvc is None:
+            try:
+                await self.ctx.host.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                                      "metadata": meta, "spec": spec},
+                                           namespace=hns)
+            except errors.AlreadyExists:
+                pass
+            return
+        hspec = hsvc.get("spec") or {}
+        if _ports(hspec) != spec["ports"] or hspec.get("selector") != spec.get("selector"):
+            new = copy.deepcopy(hsvc)
+            new["spec"]["ports"] = spec["ports"]
+            if selector:
+                new["spec"]["selector"] = selector
+            else:
+                new["spec"].pop("selector", None)
+            await self.ctx.host.update(SERVICES, new)
