@@ -192,8 +192,6 @@ async def test_namespace_deletion_empties_namespace(cluster) -> None:
     await eventually(emptied, timeout=30)
 
 
-@pytest.mark.xfail(reason="apiserver: PUT namespaces/NAME/finalize keeps the old spec "
-                   "(NamespaceStrategy.prepare_for_update copies old spec)", strict=False)
 async def test_namespace_deletion_removes_namespace(cluster) -> None:
     await make_ns(cluster, "doomed2")
     await cluster.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",

@@ -230,3 +230,89 @@ def test_failure_policy_ignores_exit_zero_and_not_in() -> None:
     assert action == "Count" and "Container b for pod ns/p failed with exit code 3" in msg
     assert match_failure_policy({"rules": [{"action": "FailJob", "onExitCodes": {
         "operator": "In", "values": [1]}}]}, pod) is None
+
+
+async def test_success_policy_completes_early() -> None:
+    c = cluster()
+    await c.client.create(JOBS, job(completions=3, parallelism=3, completionMode="Indexed",
+                                    successPolicy={"rules": [{"succeededIndexes": "0"}]}))
+    await c.settle()
+    lead = next(p for p in c.list("pods")
+                if p["metadata"]["annotations"][COMPLETION_INDEX] == "0")
+    await c.finish_pod(lead["metadata"]["name"])
+    await c.settle()
+    st = c.get("jobs", "pi")["status"]
+    assert get_condition(st, "SuccessCriteriaMet")["reason"] == "SuccessPolicy"
+    assert get_condition(st, "Complete")["message"] == "Matched rules at index 0"
+    assert live_pods(c) == []
+
+
+async def test_managed_by_other_controller_is_left_alone() -> None:
+    c = cluster()
+    await c.client.create(JOBS, job(managedBy="example.com/other"))
+    await c.settle()
+    assert c.list("pods") == [] and "status" not in c.get("jobs", "pi")
+
+
+async def test_pod_replacement_policy_failed_waits_for_terminal() -> None:
+    c = cluster()
+    await c.client.create(JOBS, job(podReplacementPolicy="Failed", backoffLimit=3))
+    await c.settle()
+    [p] = live_pods(c)
+    # hold the pod in Terminating with a foreign finalizer: no replacement yet
+    await c.client.patch(type("R", (), {"plural": "pods", "namespaced": True})(),
+                         p["metadata"]["name"], {"metadata": {"finalizers": [
+                             TRACKING_FINALIZER, "example.com/hold"]}}, namespace="default")
+    await c.client.delete(type("R", (), {"plural": "pods", "namespaced": True})(),
+                          p["metadata"]["name"], namespace="default")
+    await c.settle()
+    assert [q["metadata"]["name"] for q in c.list("pods")] == [p["metadata"]["name"]]
+    assert c.get("jobs", "pi")["status"]["terminating"] == 1
+    await c.finish_pod(p["metadata"]["name"], phase="Failed", exit_code=137)
+    await c.settle()
+    assert len(live_pods(c)) == 1 and c.get("jobs", "pi")["status"]["failed"] == 1
+
+
+async def test_backoff_limit_per_index() -> None:
+    c = cluster()
+    await c.client.create(JOBS, job(completions=2, parallelism=2, completionMode="Indexed",
+                                    backoffLimitPerIndex=1))
+    await c.settle()
+
+    def of(i: str) -> dict:
+        return next(p for p in live_pods(c)
+                    if p["metadata"]["annotations"][COMPLETION_INDEX] == i)
+    await c.finish_pod(of("0")["metadata"]["name"], phase="Failed", exit_code=1)
+    await c.settle()
+    retry = of("0")
+    assert retry["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "1"
+    await c.finish_pod(retry["metadata"]["name"], phase="Failed", exit_code=1)
+    await c.settle()
+    st = c.get("jobs", "pi")["status"]
+    assert st["failedIndexes"] == "0" and [p["metadata"]["annotations"][COMPLETION_INDEX]
+                                           for p in live_pods(c)] == ["1"]
+    await c.finish_pod(of("1")["metadata"]["name"])
+    await c.settle()
+    st = c.get("jobs", "pi")["status"]
+    assert get_condition(st, "Failed")["reason"] == "FailedIndexes"
+    assert st["completedIndexes"] == "1"
+
+
+def test_verdict_rules() -> None:
+    from vkube.controllers.workloads.job_policy import Tally, record_finished, verdict
+    spec = {"completions": 2, "backoffLimit": 1, "template": {}}
+    t = Tally.from_status(spec, {"succeeded": 1})
+    assert verdict(spec, {"succeeded": 1}, t, active=1, restarts=0, elapsed=5) is None
+    pod = {"metadata": {"uid": "u1", "name": "p", "namespace": "ns",
+                        "finalizers": [TRACKING_FINALIZER]},
+           "status": {"phase": "Succeeded"}}
+    record_finished(spec, t, [pod])
+    assert t.uncounted_succeeded == {"u1"} and t.release == [pod]
+    assert verdict(spec, {"succeeded": 1}, t, active=0, restarts=0, elapsed=5)[2] is True
+    # restarts of OnFailure pods count towards the backoff limit
+    t2 = Tally.from_status(spec, {"failed": 1})
+    assert verdict(spec, {"failed": 1}, t2, active=1, restarts=1,
+                   elapsed=5)[0] == "BackoffLimitExceeded"
+    dl = dict(spec, activeDeadlineSeconds=10)
+    assert verdict(dl, {}, Tally(), active=1, restarts=0, elapsed=10)[0] == "DeadlineExceeded"
+    assert verdict(dl, {}, Tally(), active=1, restarts=0, elapsed=None) is None  # suspended

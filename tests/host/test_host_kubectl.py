@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vkube.client.resources import EVENTS, NODES, PODS
+from vkube.client.resources import EVENTS, LEASES, NODES, PODS
 from vkube.host.runner import EmbeddedHost
 from vkube.host.stages import KubeletConfig
 
@@ -59,8 +59,9 @@ async def test_get_nodes_lists_ready_nodes(control_plane, host):
     assert node["spec"]["podCIDR"] == "10.244.2.0/24"
     assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "b"
     async with control_plane.client() as c:
-        lease = await c.get(NODES, "vkube-host-node-1")
-        assert lease["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
+        lease = await c.get(LEASES, "vkube-host-node-1", namespace="kube-node-lease")
+        assert lease["spec"]["holderIdentity"] == "vkube-host-node-1" and lease["spec"]["renewTime"]
+    assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
 
 
 async def test_run_pod_gets_running_with_ip_and_logs(control_plane, host):
@@ -83,6 +84,11 @@ async def test_run_pod_gets_running_with_ip_and_logs(control_plane, host):
     assert "nginx" in logs and len(logs.splitlines()) >= 3
     tail = (await kubectl(control_plane, "logs", "web", "--tail=1")).stdout
     assert len(tail.splitlines()) == 1
+    # exec goes through the API server's pods/exec WebSocket relay to the node's kubelet
+    hello = (await kubectl(control_plane, "exec", "web", "--", "echo", "hello", "exec")).stdout
+    assert hello.strip() == "hello exec"
+    failed = await kubectl(control_plane, "exec", "web", "--", "false", check=False)
+    assert failed.returncode != 0
 
     async def events():
         async with control_plane.client() as c:

@@ -56,3 +56,39 @@ def test_eviction_time():
     custom = {"key": "dedicated", "value": "x", "effect": "NoExecute"}
     assert eviction_time(pod(), [custom], now=now, default_seconds=300) == now  # evict at once
     assert eviction_time(pod(), [{"key": "x", "effect": "NoSchedule"}], now=now, default_seconds=300) is None
+
+
+async def test_heartbeats_renew_leases_and_ready(control_plane):
+    import asyncio
+
+    from vkube.client.resources import LEASES, NODES
+    from vkube.host.runner import EmbeddedHost
+
+    from tests.host.test_host_kubectl import eventually
+
+    host = EmbeddedHost(control_plane.url, nodes=2, lease_interval=0.05, status_interval=0.1)
+    await host.start()
+    try:
+        async with control_plane.client() as c:
+            first = await c.get(LEASES, "vkube-host-node-1", namespace="kube-node-lease")
+            beat = lambda n: next(x["lastHeartbeatTime"] for x in n["status"]["conditions"] if x["type"] == "Ready")
+
+            async def renewed():
+                lease = await c.get(LEASES, "vkube-host-node-1", namespace="kube-node-lease")
+                return lease["spec"]["renewTime"] != first["spec"]["renewTime"]
+
+            await eventually(renewed)
+            await eventually(lambda: asyncio.sleep(0, host.nodes.heartbeats > 8))
+            # A NotReady node gets no more heartbeats; adding a node takes the next index.
+            await host.set_ready("vkube-host-node-2", False)
+            before = beat(await c.get(NODES, "vkube-host-node-2"))
+            assert await host.add_node() == "vkube-host-node-3"
+            node3 = await c.get(NODES, "vkube-host-node-3")
+            assert node3["spec"]["podCIDR"] == "10.244.3.0/24"
+            assert node3["metadata"]["labels"]["topology.kubernetes.io/zone"] == "c"
+            await asyncio.sleep(0.3)
+            after = await c.get(NODES, "vkube-host-node-2")
+            assert beat(after) == before
+            assert next(x["status"] for x in after["status"]["conditions"] if x["type"] == "Ready") == "Unknown"
+    finally:
+        await host.stop()

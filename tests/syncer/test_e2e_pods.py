@@ -163,3 +163,52 @@ async def test_rejected_pod_is_not_synced(synced: Pair):
         raise AssertionError("a hostNetwork pod reached the host")
     except errors.NotFound:
         pass
+
+
+async def test_image_update_and_token_type_secret(synced: Pair):
+    v, h = synced.virtual, synced.host
+    await v.create(SECRETS, {"metadata": {"name": "sa-tok", "namespace": "demo", "annotations": {
+        "kubernetes.io/service-account.name": "default"}},
+        "type": "kubernetes.io/service-account-token", "data": {"token": "eA=="}},
+        namespace="demo")
+    await v.create(PODS, {"metadata": {"name": "web", "namespace": "demo"}, "spec": {
+        "containers": [{"name": "c", "image": "nginx:1",
+                        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {
+                            "name": "sa-tok", "key": "token"}}}]}]}}, namespace="demo")
+    await eventually(host_pod_exists(h))
+    sec = await h.get(SECRETS, f"sa-tok-x-demo-x-{VC}", namespace=HOST_NS)
+    assert sec["type"] == "Opaque", "the host token controller must never fill it"
+    assert not any(k.startswith("kubernetes.io/service-account")
+                   for k in sec["metadata"].get("annotations", {}))
+
+    vp = await v.get(PODS, "web", namespace="demo")
+    vp["spec"]["containers"][0]["image"] = "nginx:2"
+    await v.update(PODS, vp)
+
+    async def image_down():
+        hp = await h.get(PODS, HPOD, namespace=HOST_NS)
+        assert hp["spec"]["containers"][0]["image"] == "nginx:2"
+    await eventually(image_down)
+
+
+async def test_recreated_virtual_pod_replaces_the_stale_host_pod(synced: Pair, planes):
+    v, h = synced.virtual, synced.host
+    spec = {"containers": [{"name": "c", "image": "x"}]}
+    await v.create(PODS, {"metadata": {"name": "web", "namespace": "demo"}, "spec": spec},
+                   namespace="demo")
+    first = await eventually(host_pod_exists(h))
+    await synced.syncer.stop()  # while the syncer is away, the pod is replaced
+    await v.delete(PODS, "web", namespace="demo", grace_period_seconds=0)
+    new = await v.create(PODS, {"metadata": {"name": "web", "namespace": "demo"},
+                                "spec": spec}, namespace="demo")
+    from .conftest import start_syncer
+    pair = await start_syncer(*planes)
+    try:
+        async def replaced():
+            hp = await host_pod_exists(pair.host)()
+            assert hp["metadata"]["uid"] != first["metadata"]["uid"]
+            assert hp["metadata"]["annotations"]["vkube.io/object-uid"] == new["metadata"]["uid"]
+        await eventually(replaced)
+    finally:
+        from .conftest import stop_syncer
+        await stop_syncer(pair)

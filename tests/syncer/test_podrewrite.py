@@ -7,7 +7,7 @@ import pytest
 
 from vkube.syncer.podrewrite import (SA_MOUNT_PATH, PodRejected, PodRewriteConfig,
                                      referenced_objects, rewrite_pod, service_env_vars)
-from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, LABEL_NAMESPACE, Translator
+from vkube.syncer.translate import ANN_NAME, LABEL_NAMESPACE, Translator
 
 tr = Translator("vc", "vkube-vc")
 CFG = PodRewriteConfig(translator=tr, host_service_account="vc-workload-vc",
@@ -132,8 +132,17 @@ def test_token_volume_added_when_none_present():
 
 
 def test_node_name_kept_with_virtual_scheduler_and_priority_class_translated():
-    host = rewrite_pod(POD, replace(CFG, keep_node_name=True, sync_priority_classes=True))
+    pod = copy.deepcopy(POD)
+    pod["spec"]["nodeSelector"] = {"disktype": "ssd"}  # a label the tenant put on a virtual node
+    pod["spec"]["affinity"]["nodeAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "disktype", "operator": "In",
+                                                     "values": ["ssd"]}]}]}}
+    host = rewrite_pod(pod, replace(CFG, keep_node_name=True, sync_priority_classes=True))
     assert host["spec"]["nodeName"] == "node-1"
+    assert "nodeSelector" not in host["spec"]
+    assert host["spec"]["affinity"]["nodeAffinity"] == {}
+    kept = rewrite_pod(pod, CFG)["spec"]
+    assert kept["nodeSelector"] == {"disktype": "ssd"}, "the host scheduler needs it"
     assert host["spec"]["priorityClassName"] == "high-x-vc"
 
 

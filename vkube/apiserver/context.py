@@ -54,6 +54,8 @@ class Context:
     on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
     _http: Any = None
+    #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
+    watch_tasks: set[Any] = field(default_factory=set)
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""

@@ -302,6 +302,9 @@ class ControlPlane:
                 pass
 
     async def stop(self) -> None:
+        if self.ctx is not None:
+            for task in list(self.ctx.watch_tasks):
+                task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

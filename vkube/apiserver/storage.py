@@ -251,8 +251,8 @@ class ResourceStorage:
         if subresource == "status":
             self.strategy.prepare_for_status_update(new, old)
             nm = new["metadata"]
-        elif subresource == "binding":
-            pass  # the binding subresource writes spec.nodeName and status together
+        elif subresource in ("binding", "finalize"):
+            pass  # binding writes spec.nodeName and status together; finalize only spec.finalizers
         else:
             self.strategy.default(new)
             self.strategy.prepare_for_update(new, old)

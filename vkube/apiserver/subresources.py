@@ -3,6 +3,7 @@ kubelet endpoint, real or simulated), namespaces/finalize."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -122,7 +123,8 @@ async def finalize(ctx: Context, request: web.Request, info: RequestInfo) -> web
             ns["spec"].pop("finalizers")
         return ns
 
-    obj, _ = await namespaces.update_with(None, info.name, set_finalizers, field_manager=Query(request).field_manager("vkube"))
+    obj, _ = await namespaces.update_with(None, info.name, set_finalizers, subresource="finalize",
+                                          field_manager=Query(request).field_manager("vkube"))
     return http.json_response(obj)
 
 
@@ -172,6 +174,67 @@ async def pod_log(ctx: Context, request: web.Request, info: RequestInfo) -> web.
         return resp
 
 
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io",
+                  "base64.channel.k8s.io", "portforward.k8s.io")
+
+
+async def pod_stream(ctx: Context, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+    """pods/exec, attach, portforward: a WebSocket relayed frame by frame to the kubelet's
+    endpoint of the pod's node, keeping the negotiated channel protocol."""
+    pod = await _core(ctx, "Pod").get(info.namespace, info.name)
+    spec = pod.get("spec") or {}
+    names = [c.get("name") for c in spec.get("containers") or []]
+    container = request.query.get("container", "")
+    if info.subresource != "portforward":
+        if not container:
+            container = str(names[0]) if names else ""
+        elif container not in names + [c.get("name") for c in spec.get("initContainers") or []]:
+            raise errors.BadRequest(f"container {container} is not valid for pod {info.name}")
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        raise errors.BadRequest(f"cannot exec into a container in a completed pod; current phase is {pod['status']['phase']}")
+    node_name = spec.get("nodeName")
+    if not node_name:
+        raise errors.BadRequest(f"pod {info.name} does not have a host assigned")
+    address, port = _kubelet_endpoint(await _core(ctx, "Node").get(None, node_name))
+    if not address or not port:
+        raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
+    if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
+        raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
+    path = {"exec": "exec", "attach": "attach", "portforward": "portForward"}[info.subresource]
+    target = f"http://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
+    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    session = ctx.http_session()
+    try:
+        upstream = await session.ws_connect(target, params=list(request.query.items()), protocols=protocols or EXEC_PROTOCOLS,
+                                            timeout=aiohttp.ClientWSTimeout(ws_close=5))
+    except (aiohttp.ClientError, OSError) as exc:
+        raise errors.ServiceUnavailable(f"unable to upgrade connection to the kubelet of node {node_name}: {exc}") from None
+    # answer the client with the protocol the kubelet chose
+    ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS)
+    await ws.prepare(request)
+
+    async def relay(src: Any, dst: Any) -> None:
+        async for msg in src:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                await dst.send_bytes(msg.data)
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                await dst.send_str(msg.data)
+            else:
+                break
+        await dst.close()
+
+    async with upstream:
+        tasks = [asyncio.create_task(relay(ws, upstream)), asyncio.create_task(relay(upstream, ws))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, timeout=2)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return ws
+
+
 def _kubelet_endpoint(node: Obj) -> tuple[str | None, int | None]:
     status = node.get("status") or {}
     port = (((status.get("daemonEndpoints") or {}).get("kubeletEndpoint")) or {}).get("Port")
@@ -188,7 +251,8 @@ def _kubelet_endpoint(node: Obj) -> tuple[str | None, int | None]:
 
 def handler_for(spec: ResourceSpec, sub: str) -> Any:
     if spec.group == "" and spec.kind == "Pod":
-        return {"binding": binding, "eviction": eviction, "log": pod_log}.get(sub)
+        return {"binding": binding, "eviction": eviction, "log": pod_log, "exec": pod_stream,
+                "attach": pod_stream, "portforward": pod_stream}.get(sub)
     if spec.group == "" and spec.kind == "Namespace" and sub == "finalize":
         return finalize
     return None

@@ -84,6 +84,8 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     last_rv = after
     if on_open:
         on_open()
+    me = asyncio.current_task()
+    ctx.watch_tasks.add(me)
     try:
         await resp.prepare(request)
         for obj in initial:
@@ -115,6 +117,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             task.cancel()
             raise
     finally:
+        ctx.watch_tasks.discard(me)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

@@ -57,6 +57,13 @@ class Progress:
             yield done
             print(f"✔ {final[-1] if final else working}", file=self.stream, flush=True)
 
+    def ok(self, message: str) -> None:
+        """A finished step that needed no waiting."""
+        if self._console is not None:
+            self._console.print(f"[green]✔[/green] {message}")
+        else:
+            print(f"✔ {message}", file=self.stream, flush=True)
+
     def info(self, message: str) -> None:
         if self._console is not None:
             self._console.print(message)

@@ -59,12 +59,13 @@ class Scheduler:
             self.node_infos.pop(name, None)
             return
         prev = self.node_infos.get(name)
-        self.node_infos[name] = NodeInfo.from_node(node, prev)
+        cur = self.node_infos[name] = NodeInfo.from_node(node, prev)
         if prev is None:
             for key, (n, info) in self.placed.items():
                 if n == name:
-                    self.node_infos[name].add_pod(info)
-        self._retry_unschedulable()
+                    cur.add_pod(info)
+        if prev is None or _may_admit_more(prev, cur):
+            self._retry_unschedulable()
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
         meta, spec = pod.get("metadata", {}), pod.get("spec", {})
@@ -210,6 +211,13 @@ class Scheduler:
                 t.cancel()
             await asyncio.gather(*self._binds, return_exceptions=True)
             await self.recorder.close()
+
+
+def _may_admit_more(prev: NodeInfo, cur: NodeInfo) -> bool:
+    """Whether a node update can make a waiting pod fit; heartbeats alone cannot (the
+    scheduler's queueing hints skip them the same way)."""
+    return (prev.labels != cur.labels or prev.taints != cur.taints or prev.unschedulable != cur.unschedulable
+            or prev.allocatable != cur.allocatable or prev.ready != cur.ready)
 
 
 def _ref(pod: Obj) -> Obj:

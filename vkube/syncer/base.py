@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +156,9 @@ class DownSyncer(KindSyncer):
     hres: Resource
     limit = DNS_SUBDOMAIN_MAX
     fields: tuple[str, ...] = ("spec",)  # top-level keys copied down and compared
+    #: on Invalid (an immutable field changed) delete and recreate the host object: only for
+    #: kinds whose host copy holds nothing of its own (never PVCs: that would lose data)
+    replace_on_invalid = False
 
     def setup(self) -> None:
         self.vinf = self.ctx.informers.virtual(self.vres)
@@ -232,8 +234,8 @@ class DownSyncer(KindSyncer):
                 try:
                     hobj = await self.ctx.host.update(self.hres, upd)
                 except errors.Invalid:
-                    # an immutable field changed: replace the host object
-                    await delete_ignore_missing(self.ctx.host, self.hres, hname, hns)
+                    if self.replace_on_invalid:
+                        await delete_ignore_missing(self.ctx.host, self.hres, hname, hns)
                     raise
         await self.sync_up(vobj, hobj)
 
@@ -273,10 +275,6 @@ def _key(obj: Obj) -> str:
     return ref_key(meta.get("namespace"), meta.get("name", ""))
 
 
-def obj_key(obj: Obj) -> str:
-    return _key(obj)
-
-
 async def delete_ignore_missing(client: Client, res: Resource, name: str,
                                 namespace: str | None, **kw: Any) -> None:
     try:
@@ -291,5 +289,3 @@ async def update_status(client: Client, res: Resource, obj: Obj, status: Obj) ->
     new["status"] = status
     return await client.update(res, new, subresource="status")
 
-
-Enqueue = Callable[[str | None], None]

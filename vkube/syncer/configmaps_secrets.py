@@ -37,6 +37,7 @@ def _ingress_secrets(ing: Obj) -> list[str]:
 class _UsedBy(DownSyncer):
     index = ""
     index_fn: Any = None
+    replace_on_invalid = True  # immutable ConfigMaps/Secrets: the virtual one is the truth
     option = ""
 
     def __init__(self, ctx: SyncContext) -> None:

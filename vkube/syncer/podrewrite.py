@@ -129,6 +129,13 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     spec["enableServiceLinks"] = False
     if not cfg.keep_node_name:
         spec.pop("nodeName", None)
+    elif spec.get("nodeName"):
+        # the virtual scheduler already honoured these against the *virtual* node's labels
+        # (which a tenant may have edited); the host kubelet would re-check them against the
+        # host node's labels and reject the pod.
+        spec.pop("nodeSelector", None)
+        node_aff = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+        node_aff.pop("requiredDuringSchedulingIgnoredDuringExecution", None)
     pc = spec.pop("priorityClassName", None)
     spec.pop("priority", None)
     spec.pop("preemptionPolicy", None)

@@ -23,8 +23,9 @@ class PVCSyncer(DownSyncer):
         if spec.get("storageClassName") and sync.storageclasses.enabled:
             spec["storageClassName"] = self.tr.host_cluster_name(spec["storageClassName"])
         if spec.get("volumeName"):
-            if sync.persistentvolumes.enabled:
-                spec["volumeName"] = self.tr.host_cluster_name(spec["volumeName"])
+            storage = self.ctx.syncers.get("persistentvolumes")
+            if storage is not None:
+                spec["volumeName"] = storage.host_pv_name(spec["volumeName"])  # type: ignore[attr-defined]
             else:
                 spec.pop("volumeName")  # the host binds; the name comes back up
         for key in ("dataSource", "dataSourceRef"):

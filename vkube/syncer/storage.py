@@ -95,6 +95,12 @@ class PersistentVolumeSyncer(KindSyncer):
             return hpv["metadata"]["annotations"].get(ANN_NAME, hname)
         return hname
 
+    def host_pv_name(self, vname: str) -> str:
+        """The host PV behind a virtual PV name (either direction)."""
+        vpv = self.vinf.get(vname)
+        host_pv = ((vpv or {}).get("metadata") or {}).get("annotations", {}).get(ANN_HOST_PV)
+        return host_pv or self.tr.host_cluster_name(vname)
+
     def _key_for_host(self, hpv: Obj) -> str | None:
         if self.tr.is_owned(hpv):
             return self.host_key(hpv)

@@ -15,7 +15,8 @@ from typing import Any
 from vkube.api import errors
 from vkube.client.client import Client, Resource
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES,
-                                    NETWORKPOLICIES, PODS, PVCS, PVS, SECRETS, SERVICEACCOUNTS,
+                                    NETWORKPOLICIES, PODS, PRIORITYCLASSES, PVCS, PVS, SECRETS,
+                                    RESOURCEQUOTAS, LIMITRANGES, SERVICEACCOUNTS,
                                     SERVICES, STORAGECLASSES)
 from vkube.controllers.events import EventRecorder
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
@@ -23,10 +24,12 @@ from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
 from vkube.syncer.endpoints import EndpointsSyncer
 from vkube.syncer.events import EventSyncer
 from vkube.syncer.ingresses import IngressSyncer
+from vkube.syncer.isolation import IsolationSyncer
 from vkube.syncer.kubelet import KubeletProxy
 from vkube.syncer.networkpolicies import NetworkPolicySyncer
 from vkube.syncer.nodes import NodeSyncer
 from vkube.syncer.pods import PodSyncer
+from vkube.syncer.priorityclasses import PriorityClassSyncer
 from vkube.syncer.pvcs import PVCSyncer
 from vkube.syncer.serviceaccounts import ServiceAccountSyncer
 from vkube.syncer.servicemap import ServiceMapSyncer
@@ -51,6 +54,8 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.networkpolicies.enabled, NetworkPolicySyncer),
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
         (s.storageclasses.enabled, StorageClassSyncer),
+        (s.priorityclasses.enabled, PriorityClassSyncer),
+        (ctx.values.isolation.enabled, IsolationSyncer),
         (s.persistentvolumes.enabled, PersistentVolumeSyncer),
         (True, NodeSyncer),
         (s.pods.enabled, PodSyncer),
@@ -142,14 +147,18 @@ class Syncer:
 
 
 _NAMESPACED: tuple[Resource, ...] = (PODS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, PVCS,
-                                     INGRESSES, NETWORKPOLICIES, SERVICEACCOUNTS)
-_CLUSTER: tuple[Resource, ...] = (STORAGECLASSES, PVS)
+                                     INGRESSES, NETWORKPOLICIES, SERVICEACCOUNTS,
+                                     RESOURCEQUOTAS, LIMITRANGES)
+_CLUSTER: tuple[Resource, ...] = (STORAGECLASSES, PVS, PRIORITYCLASSES)
 
 
 async def cleanup_host(host: Client, host_namespace: str, name: str, *,
-                       grace_period_seconds: int | None = None) -> int:
-    """Delete every host object the syncer of virtual cluster ``name`` created (``vkube pause``
-    and ``vkube delete``); returns how many. Unlabelled objects stay."""
+                       grace_period_seconds: int | None = None,
+                       workloads_only: bool = False) -> int:
+    """Delete every host object the syncer of virtual cluster ``name`` created; returns how
+    many. Unlabelled objects stay. ``workloads_only`` (``vkube pause``) deletes only the pods:
+    PVCs (and so the tenant's volumes) stay for ``vkube resume``. Stop the Syncer first, or it
+    recreates what this deletes."""
     selector = f"{LABEL_MANAGED_BY}={name}"
     count = 0
 
@@ -170,6 +179,8 @@ async def cleanup_host(host: Client, host_namespace: str, name: str, *,
                 pass
         return n
 
+    if workloads_only:
+        return await drop(PODS, host_namespace)
     for res in _NAMESPACED:
         count += await drop(res, host_namespace)
     for res in _CLUSTER:

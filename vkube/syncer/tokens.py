@@ -9,6 +9,7 @@ Tokens are renewed when 80% of their lifetime has passed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -42,6 +43,11 @@ def _parse_ts(text: str | None) -> dt.datetime | None:
         return None
 
 
+def _refresh_of(secret: Obj) -> dt.datetime:
+    ann = ((secret.get("metadata") or {}).get("annotations") or {})
+    return _parse_ts(ann.get(ANN_REFRESH)) or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -53,6 +59,8 @@ class TokenManager:
         self.ctx = ctx
         self.secrets = ctx.informers.host(SECRETS)
         self.virtual_ca = ""  # fallback CA when the namespace has no kube-root-ca.crt
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._written: dict[str, Obj] = {}  # our last write, until the informer has it
 
     def secret_name(self, namespace: str, sa: str) -> str:
         # ends in "-token": never the "-x-VC" ending of a translated virtual Secret name
@@ -67,12 +75,18 @@ class TokenManager:
         return max(0.0, (at - _now()).total_seconds()) if at else 0.0
 
     async def ensure(self, namespace: str, sa: str) -> str:
-        """The host Secret's name, creating or renewing the token when needed."""
+        """The host Secret's name, creating or renewing the token when needed (one request
+        per service account at a time, however many pod workers ask)."""
+        lock = self._locks.setdefault((namespace, sa), asyncio.Lock())
+        async with lock:
+            return await self._ensure(namespace, sa)
+
+    async def _ensure(self, namespace: str, sa: str) -> str:
         name = self.secret_name(namespace, sa)
-        cur = self.secrets.get(name, self.ctx.host_namespace)
-        refresh = _parse_ts(((cur or {}).get("metadata") or {}).get("annotations", {})
-                            .get(ANN_REFRESH))
-        if cur is not None and refresh is not None and refresh > _now():
+        cached = self.secrets.get(name, self.ctx.host_namespace)
+        cur = max((c for c in (cached, self._written.get(name)) if c is not None),
+                  key=_refresh_of, default=None)
+        if cur is not None and _refresh_of(cur) > _now():
             return name
         now = _now()
         try:
@@ -97,14 +111,19 @@ class TokenManager:
         }
         if cur is None:
             try:
-                await self.ctx.host.create(SECRETS, body, namespace=self.ctx.host_namespace)
+                self._written[name] = await self.ctx.host.create(
+                    SECRETS, body, namespace=self.ctx.host_namespace)
                 return name
             except errors.AlreadyExists:
                 cur = await self.ctx.host.get(SECRETS, name, namespace=self.ctx.host_namespace)
         if not self.ctx.tr.is_owned(cur):
             raise errors.Conflict(f"host secret {name} exists and is not ours")
         body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
-        await self.ctx.host.update(SECRETS, body)
+        try:
+            self._written[name] = await self.ctx.host.update(SECRETS, body)
+        except (errors.NotFound, errors.Conflict):
+            self._written.pop(name, None)  # deleted or changed under us: start over next time
+            raise
         return name
 
     async def _token(self, namespace: str, sa: str) -> tuple[str, dt.datetime | None]:

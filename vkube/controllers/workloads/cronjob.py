@@ -19,7 +19,7 @@ from vkube.controllers.workloads._common import (
 from vkube.controllers.workloads.cron import (
     MAX_MISSED, ScheduleError, UnknownTimeZone, job_name, most_recent, parse_schedule, rfc3339,
 )
-from vkube.controllers.workloads.job import finished_condition
+from vkube.controllers.workloads.job_policy import finished_condition
 
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 

@@ -19,7 +19,7 @@ from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
     Expectations, Obj, _expr_matches, controller_ref, deep, int_or_percent, is_deleting,
     is_pod_available, is_pod_ready, key_of, next_available_in, parse_time, pod_from_template,
-    pod_phase, selector_matches, split_key, write_status,
+    pod_phase, split_key, write_status,
 )
 from vkube.controllers.workloads.history import (
     CONTROLLER_REVISION_HASH, sync_revisions, truncate_history,
@@ -212,6 +212,8 @@ class DaemonSetController(Controller):
                       by_node: dict[str, list[Obj]], cur_hash: str, now: datetime) -> None:
         create: list[str] = []
         delete: list[Obj] = []
+        surging = ((ds["spec"].get("updateStrategy") or {}).get("type") or "RollingUpdate") \
+            == "RollingUpdate" and _max_surge(ds, len(eligible)) > 0
         for node, (run, cont) in eligible.items():
             pods = sorted(by_node.get(node, []), key=_age)
             if run and not pods:
@@ -220,12 +222,14 @@ class DaemonSetController(Controller):
                 failed = [p for p in pods if pod_phase(p) == "Failed"]
                 delete += failed
                 alive = [p for p in pods if p not in failed]
-                if len(alive) > 1:  # keep the oldest (an updated one while surging)
-                    if ds["spec"].get("updateStrategy", {}).get("type", "RollingUpdate") \
-                            == "RollingUpdate" and _max_surge(ds, len(eligible)) > 0:
-                        pass  # surge leaves old and new side by side; the update loop trims
-                    else:
-                        delete += alive[1:]
+                if surging:  # old and new may stand side by side; trim same-hash duplicates
+                    seen: set[str | None] = set()
+                    for p in alive:
+                        if _hash(p) in seen:
+                            delete.append(p)
+                        seen.add(_hash(p))
+                elif len(alive) > 1:  # keep the oldest
+                    delete += alive[1:]
             else:
                 delete += pods
         for node, pods in by_node.items():  # pods on nodes that no longer exist
@@ -379,4 +383,4 @@ def _max_surge(ds: Obj, desired: int) -> int:
 
 
 __all__ = ["DaemonSetController", "should_run", "daemon_tolerations", "tolerates",
-           "node_matches", "pin_to_node", "target_node", "selector_matches"]
+           "node_matches", "pin_to_node", "target_node"]

@@ -9,13 +9,11 @@ Progressing/Available conditions and counters ``kubectl rollout status`` reads.
 
 from __future__ import annotations
 
-from typing import Any
-
 from vkube.api.errors import AlreadyExists, NotFound
 from vkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    Obj, controller_ref, deep, get_condition, is_deleting, is_owned_by, key_of, owner_ref,
+    Obj, controller_ref, deep, get_condition, is_deleting, is_owned_by, owner_ref,
     pod_phase, selector_matches, set_condition, split_key, write_status,
 )
 from vkube.controllers.workloads.history import (
@@ -409,4 +407,4 @@ class DeploymentController(Controller):
         return seconds_until_timeout(d, status, now)
 
 
-__all__ = ["DeploymentController", "new_rs_annotations", "key_of"]
+__all__ = ["DeploymentController", "new_rs_annotations", "replica_annotations"]

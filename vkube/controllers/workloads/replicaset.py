@@ -15,7 +15,7 @@ from vkube.client.client import Resource
 from vkube.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    BURST_REPLICAS, Expectations, Obj, controller_ref, fmt_time, is_deleting, is_owned_by, is_pod_active,
+    BURST_REPLICAS, Expectations, Obj, controller_ref, fmt_time, is_deleting, is_pod_active,
     is_pod_available, is_pod_ready, key_of, next_available_in, owner_ref, pod_from_template,
     pods_to_delete, selector_matches, slow_start, split_key, write_status,
 )
@@ -258,4 +258,4 @@ class ReplicationControllerController(ReplicaSetController):
 
 
 __all__ = ["ReplicaSetController", "ReplicationControllerController", "claim_pods",
-           "replica_status", "is_owned_by"]
+           "replica_status"]

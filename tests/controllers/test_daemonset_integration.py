@@ -1,0 +1,90 @@
+"""DaemonSet and CronJob on a real control plane with the embedded host (scheduler binds the
+DaemonSet pods through their node affinity; kubelets run them)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.controllers.test_integration import eventually
+from vkube.client.resources import CRONJOBS, DAEMONSETS, JOBS, PODS
+from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.host.runner import EmbeddedHost
+from vkube.host.stages import KubeletConfig
+
+
+class Clock:
+    """Real time plus an offset the test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+
+@pytest.fixture
+async def cluster(control_plane):
+    client = control_plane.client()
+    host = EmbeddedHost(control_plane.url, nodes=3, seed=2,
+                        kubelet=KubeletConfig(stop_seconds=0.05))
+    await host.start()
+    clock = Clock()
+    mgr = ControllerManager(client, identity="test-cm", leader_election=False, clock=clock)
+    for cls in default_controllers():
+        mgr.add(cls)
+    task = asyncio.create_task(mgr.run())
+    try:
+        await asyncio.wait_for(mgr.started.wait(), 15)
+        yield control_plane, client, clock
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await host.stop()
+        await client.close()
+
+
+async def test_daemonset_runs_on_every_node(cluster) -> None:
+    cp, client, _ = cluster
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+          "metadata": {"name": "agent", "namespace": "default"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                   "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "c", "image": "agent:1"}]}}}}
+    await asyncio.to_thread(cp.kubectl, "apply", "-f", "-", input=json.dumps(ds))
+    out = (await asyncio.to_thread(cp.kubectl, "rollout", "status", "daemonset/agent",
+                                   "--timeout=60s")).stdout
+    assert "successfully rolled out" in out
+    pods = (await client.list(PODS, namespace="default", label_selector="app=agent"))["items"]
+    assert len({p["spec"]["nodeName"] for p in pods}) == 3 == len(pods)
+    await asyncio.to_thread(cp.kubectl, "set", "image", "daemonset/agent", "c=agent:2")
+    await asyncio.to_thread(cp.kubectl, "rollout", "status", "daemonset/agent", "--timeout=60s")
+    st = (await client.get(DAEMONSETS, "agent", namespace="default"))["status"]
+    assert st["updatedNumberScheduled"] == 3 and st["numberAvailable"] == 3
+
+
+async def test_cronjob_starts_a_job_when_its_time_comes(cluster) -> None:
+    cp, client, clock = cluster
+    cj = {"apiVersion": "batch/v1", "kind": "CronJob",
+          "metadata": {"name": "tick", "namespace": "default"},
+          "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+              "restartPolicy": "Never",
+              "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}}}}}
+    await asyncio.to_thread(cp.kubectl, "apply", "-f", "-", input=json.dumps(cj))
+    clock.offset = timedelta(minutes=1)
+    await client.patch(CRONJOBS, "tick", {"metadata": {"annotations": {"poke": "1"}}},
+                       namespace="default")
+
+    async def job_complete() -> bool:
+        jobs = (await client.list(JOBS, namespace="default"))["items"]
+        return any(c["type"] == "Complete" for j in jobs
+                   for c in (j.get("status") or {}).get("conditions") or ())
+    await eventually(job_complete, timeout=60)
+
+    async def saw_it() -> bool:
+        st = (await client.get(CRONJOBS, "tick", namespace="default")).get("status") or {}
+        return "lastSuccessfulTime" in st and not st.get("active")
+    await eventually(saw_it, timeout=30)

@@ -1,0 +1,74 @@
+"""isolation.enabled guard rails on the host; priority classes; pause keeps volumes."""
+
+from __future__ import annotations
+
+from vkube.api import errors
+from vkube.client.resources import (LIMITRANGES, NAMESPACES, NETWORKPOLICIES, PODS,
+                                    PRIORITYCLASSES, PVCS, RESOURCEQUOTAS)
+from vkube.syncer import cleanup_host, load_values
+
+from .conftest import HOST_NS, VC, eventually, start_syncer, stop_syncer
+
+
+def getter(client, res, name, ns=None):
+    async def check():
+        try:
+            return await client.get(res, name, namespace=ns)
+        except errors.NotFound as e:
+            raise AssertionError(f"{name} not there yet") from e
+    return check
+
+
+async def test_isolation_priority_classes_and_pause(planes):
+    vcp, hcp = planes
+    values = load_values("isolation: {enabled: true}\nsync: {priorityclasses: {enabled: true},"
+                         " pods: {hostAccess: allow}}")
+    assert values.host_access == "reject"
+    pair = await start_syncer(vcp, hcp, values)
+    v, h = pair.virtual, pair.host
+    try:
+        name = f"vkube-isolation-{VC}"
+        quota = await eventually(getter(h, RESOURCEQUOTAS, name, HOST_NS))
+        assert quota["spec"]["hard"]["count/pods"] == "20"
+        await eventually(getter(h, LIMITRANGES, name, HOST_NS))
+        np = await eventually(getter(h, NETWORKPOLICIES, name, HOST_NS))
+        assert np["spec"]["policyTypes"] == ["Egress"]
+
+        async def pss():
+            ns = await h.get(NAMESPACES, HOST_NS)
+            assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+        await eventually(pss)
+
+        # drift is repaired
+        quota["spec"]["hard"]["count/pods"] = "1000"
+        await h.update(RESOURCEQUOTAS, quota)
+
+        async def repaired():
+            got = await h.get(RESOURCEQUOTAS, name, namespace=HOST_NS)
+            assert got["spec"]["hard"]["count/pods"] == "20"
+        await eventually(repaired)
+
+        await v.create(PRIORITYCLASSES, {"metadata": {"name": "high"}, "value": 1_000_000,
+                                         "globalDefault": True})
+        hpc = await eventually(getter(h, PRIORITYCLASSES, f"high-x-{VC}"))
+        assert hpc["value"] == 1_000_000 and hpc["globalDefault"] is False
+
+        await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
+        await v.create(PVCS, {"metadata": {"name": "data", "namespace": "demo"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+            namespace="demo")
+        await v.create(PODS, {"metadata": {"name": "p", "namespace": "demo"}, "spec": {
+            "priorityClassName": "high", "containers": [{"name": "c", "image": "x"}],
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}},
+            namespace="demo")
+        hp = await eventually(getter(h, PODS, f"p-x-demo-x-{VC}", HOST_NS))
+        assert hp["spec"]["priorityClassName"] == f"high-x-{VC}"
+        await eventually(getter(h, PVCS, f"data-x-demo-x-{VC}", HOST_NS))
+    finally:
+        await stop_syncer(pair)
+
+    from vkube.client import Client
+    async with Client(hcp.url) as h2:
+        assert await cleanup_host(h2, HOST_NS, VC, workloads_only=True, grace_period_seconds=0) == 1
+        await h2.get(PVCS, f"data-x-demo-x-{VC}", namespace=HOST_NS)  # the data stays
+        assert not (await h2.list(PODS, namespace=HOST_NS))["items"]

@@ -1,0 +1,83 @@
+"""StorageClasses and PersistentVolumes (sync.storageclasses / sync.persistentvolumes)."""
+
+from __future__ import annotations
+
+from vkube.api import errors
+from vkube.client.resources import NAMESPACES, PVCS, PVS, STORAGECLASSES
+from vkube.syncer import load_values
+
+from .conftest import HOST_NS, VC, eventually, start_syncer, stop_syncer
+
+
+def getter(client, res, name, ns=None):
+    async def check():
+        try:
+            return await client.get(res, name, namespace=ns)
+        except errors.NotFound as e:
+            raise AssertionError(f"{name} not there yet") from e
+    return check
+
+
+async def test_storage_classes_and_volumes(planes):
+    vcp, hcp = planes
+    values = load_values("sync: {persistentvolumes: {enabled: true}, "
+                         "storageclasses: {enabled: true}}")
+    pair = await start_syncer(vcp, hcp, values)
+    v, h = pair.virtual, pair.host
+    try:
+        await v.create(STORAGECLASSES, {"metadata": {"name": "fast", "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "example.com/fast", "volumeBindingMode": "WaitForFirstConsumer"})
+        hsc = await eventually(getter(h, STORAGECLASSES, f"fast-x-{VC}"))
+        assert hsc["provisioner"] == "example.com/fast"
+        assert "storageclass.kubernetes.io/is-default-class" not in \
+            (hsc["metadata"].get("annotations") or {}), "never the host's default class"
+
+        await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
+        await v.create(PVCS, {"metadata": {"name": "data", "namespace": "demo"}, "spec": {
+            "storageClassName": "fast", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}, namespace="demo")
+        hpvc = await eventually(getter(h, PVCS, f"data-x-demo-x-{VC}", HOST_NS))
+        assert hpvc["spec"]["storageClassName"] == f"fast-x-{VC}"
+
+        # the host provisions and binds a volume: it shows up in the virtual cluster
+        await h.create(PVS, {"metadata": {"name": "pvc-123"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": f"fast-x-{VC}", "csi": {"driver": "x", "volumeHandle": "h"},
+            "claimRef": {"namespace": HOST_NS, "name": f"data-x-demo-x-{VC}"}}})
+        hpvc["spec"]["volumeName"] = "pvc-123"
+        await h.update(PVCS, hpvc)
+        vpv = await eventually(getter(v, PVS, "pvc-123"))
+        assert vpv["spec"]["claimRef"]["namespace"] == "demo"
+        assert vpv["spec"]["claimRef"]["name"] == "data"
+        assert vpv["spec"]["storageClassName"] == "fast"
+
+        async def volume_name_up():
+            got = await v.get(PVCS, "data", namespace="demo")
+            assert got["spec"].get("volumeName") == "pvc-123"
+        await eventually(volume_name_up)
+
+        # a static PV made in the virtual cluster goes down under a unique name
+        await v.create(PVS, {"metadata": {"name": "static"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "nfs": {"server": "nfs.example", "path": "/x"}}})
+        await eventually(getter(h, PVS, f"static-x-{VC}"))
+        await v.create(PVS, {"metadata": {"name": "hp"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/etc"}}})
+        await v.delete(STORAGECLASSES, "fast")
+
+        async def sc_gone():
+            try:
+                await h.get(STORAGECLASSES, f"fast-x-{VC}")
+            except errors.NotFound:
+                return
+            raise AssertionError("still there")
+        await eventually(sc_gone)
+        try:
+            await h.get(PVS, f"hp-x-{VC}")
+            raise AssertionError("a hostPath PV reached the host")
+        except errors.NotFound:
+            pass
+    finally:
+        await stop_syncer(pair)

@@ -1,0 +1,167 @@
+"""``list``, ``describe`` and ``logs``: what exists, in what state, and what it is doing.
+Local state says what this machine runs; the host's labelled namespaces add the rest."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import time
+from typing import Any
+
+from vkube.api import errors
+from vkube.cli import hostns, hostresolve, kubeconfigs, process, state
+from vkube.cli.hostresolve import HostRef
+from vkube.cli.output import CLIError, age, print_json, print_table
+from vkube.cli.state import FAILED, PAUSED, RUNNING, ClusterState
+
+
+def observed_status(st: ClusterState) -> str:
+    """Desired state checked against the process: Running only if it really serves."""
+    if st.status == PAUSED:
+        return PAUSED
+    if st.in_cluster:
+        return st.status
+    if process.running_pid(st) is not None and process.ready_url(st):
+        return RUNNING
+    return FAILED
+
+
+def _age_of(created: str) -> str:
+    try:
+        t = dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return "?"
+    return age(time.time() - t.timestamp())
+
+
+async def _host_clusters(hosts: list[HostRef]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str | None]] = set()
+    for h in hosts:
+        if (h.kubeconfig, h.context) in seen or not await hostresolve.reachable(h):
+            continue
+        seen.add((h.kubeconfig, h.context))
+        try:
+            async with h.client(timeout=5.0) as c:
+                for vc in await hostns.virtual_clusters(c):
+                    out.setdefault(vc["name"], {**vc, "host": h.describe()})
+        except errors.StatusError:
+            continue
+    return out
+
+
+async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
+    locals_ = [s for s in map(ClusterState.load, state.local_names()) if s is not None]
+    hosts = [HostRef(s.host_kubeconfig, s.host_context, s.host_kind) for s in locals_]
+    if args.host_kubeconfig or args.host_context:
+        hosts.insert(0, await hostresolve.resolve(args.host_kubeconfig, args.host_context,
+                                                  start_embedded=False))
+    else:
+        hosts.append(HostRef(str(hostresolve.embedded_kubeconfig()), None, "embedded"))
+    remote = await _host_clusters(hosts)
+    current = kubeconfigs.current_context() if kubeconfigs.user_kubeconfig_path().exists() else None
+    rows: list[dict[str, Any]] = []
+    for st in locals_:
+        remote.pop(st.name, None)
+        ctx = st.context_name or kubeconfigs.context_name(st.name)
+        rows.append({"name": st.name, "namespace": st.namespace, "status": observed_status(st),
+                     "created": st.created, "connected": current == ctx, "local": True,
+                     "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
+                     "url": process.ready_url(st) or ""})
+    for vc in remote.values():
+        rows.append({"name": vc["name"], "namespace": vc["namespace"], "status": vc["status"],
+                     "created": vc["created"],
+                     "connected": current == kubeconfigs.context_name(vc["name"]),
+                     "local": False, "host": vc["host"], "url": vc["url"]})
+    return sorted(rows, key=lambda r: r["name"])
+
+
+async def list_(args: argparse.Namespace) -> int:
+    rows = await collect(args)
+    if args.output == "json":
+        print_json(rows)
+        return 0
+    if not rows:
+        print("No virtual clusters found — create one with `vkube create NAME`")
+        return 0
+    print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE"],
+                [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
+                  _age_of(r["created"])] for r in rows])
+    return 0
+
+
+async def describe(args: argparse.Namespace) -> int:
+    from vkube.syncer.values import dump_values, parse_values
+
+    st = state.require(args.name)
+    host = HostRef(st.host_kubeconfig, st.host_context, st.host_kind)
+    pids = process.process_tree(st)
+    doc: dict[str, Any] = {
+        "name": st.name, "status": observed_status(st), "created": st.created,
+        "apiServer": process.ready_url(st) or "",
+        "context": st.context_name or "",
+        "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
+                 "kind": st.host_kind, "namespace": st.namespace,
+                 "namespaceCreatedByVkube": st.created_namespace},
+        "dataDir": str(st.data_dir), "log": str(st.log_file),
+        "process": {"pids": pids, "rssBytes": process.rss_bytes(pids)},
+        "values": st.values, "effectiveValues": dump_values(parse_values(st.values)),
+        "synced": None,
+    }
+    if await hostresolve.reachable(host):
+        async with host.client() as hc:
+            doc["synced"] = await hostns.synced_counts(hc, st.namespace, st.name)
+    if args.output == "json":
+        print_json(doc)
+        return 0
+    rss = doc["process"]["rssBytes"]
+    lines = [
+        ("Name", st.name), ("Status", doc["status"]), ("Created", st.created),
+        ("API server", doc["apiServer"] or "-"), ("Context", doc["context"] or "-"),
+        ("Host", f"{host.describe()} [{st.host_kind}]"), ("Host namespace", st.namespace),
+        ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
+        ("Processes", ", ".join(map(str, pids)) or "-"),
+        ("Memory (RSS)", f"{rss / 2**20:.1f} MiB" if pids else "-"),
+    ]
+    width = max(len(k) for k, _ in lines) + 1
+    for k, v in lines:
+        print(f"{k + ':':<{width}} {v}")
+    synced = doc["synced"]
+    print("Synced to host:" if synced is not None else "Synced to host: host not reachable")
+    for kind, n in sorted((synced or {}).items()):
+        print(f"  {kind:<{width}} {n}")
+    if synced == {}:
+        print("  (nothing yet)")
+    print("Values:" + (" (defaults)" if not st.values else ""))
+    if st.values:
+        import yaml
+
+        print("  " + yaml.safe_dump(st.values, sort_keys=False).rstrip().replace("\n", "\n  "))
+    return 0
+
+
+async def logs(args: argparse.Namespace) -> int:
+    st = state.require(args.name)
+    if not st.log_file.exists():
+        raise CLIError(f"{st.name} has no log yet ({st.log_file}) — it has never started")
+    with open(st.log_file, "rb") as f:
+        data = f.read()
+    lines = data.decode(errors="replace").splitlines(keepends=True)
+    if args.tail is not None and args.tail >= 0:
+        lines = lines[-args.tail:] if args.tail else []
+    sys.stdout.write("".join(lines))
+    sys.stdout.flush()
+    if not args.follow:
+        return 0
+    pos = len(data)
+    while True:
+        await asyncio.sleep(0.25)
+        with open(st.log_file, "rb") as f:
+            f.seek(pos)
+            chunk = f.read()
+        if chunk:
+            pos += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()

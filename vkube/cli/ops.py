@@ -1,0 +1,245 @@
+"""What ``create``, ``pause``, ``resume``, ``delete``, ``connect`` and ``disconnect`` do.
+Each command is one coroutine; blocking process work runs in a thread."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import sys
+
+import yaml
+
+from vkube.api import errors
+from vkube.cli import hostns, hostresolve, kubeconfigs, process, state, values_files
+from vkube.cli.hostresolve import HostRef
+from vkube.cli.output import CLIError, Progress
+from vkube.cli.state import PAUSED, RUNNING, ClusterState
+from vkube.client.resources import NAMESPACES
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _host_of(st: ClusterState) -> HostRef:
+    return HostRef(st.host_kubeconfig, st.host_context, st.host_kind)
+
+
+async def _host_label(host: HostRef) -> str:
+    try:
+        n = await hostresolve.node_count(host)
+    except errors.StatusError:
+        n = 0
+    where = "embedded" if host.kind == "embedded" else (host.context or host.kubeconfig)
+    return f"host ready ({where}, {n} node{'s' if n != 1 else ''})"
+
+
+async def create(args: argparse.Namespace) -> int:
+    name = state.validate_name(args.name)
+    namespace = args.namespace or f"vkube-{name}"
+    if len(namespace) > 63 or not state._DNS_LABEL.match(namespace):
+        raise CLIError(f"invalid host namespace {namespace!r}: it must be a DNS label "
+                       "(lowercase letters, digits, '-', at most 63)")
+    existing = ClusterState.load(name)
+    if existing is not None and not args.upgrade:
+        raise CLIError(f"virtual cluster {name!r} already exists — change its values with "
+                       f"`vkube create {name} --upgrade -f values.yaml`, or remove it with "
+                       f"`vkube delete {name}`")
+    values = values_files.load_files(args.values) if args.values else None
+    progress = Progress()
+    with progress.step("looking for a host cluster") as done:
+        host = await hostresolve.resolve(
+            args.host_kubeconfig, args.host_context,
+            known=_host_of(existing) if existing else None)
+        done(await _host_label(host))
+    async with host.client() as hc:
+        if existing is None:
+            found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == name]
+            if found and not args.upgrade:
+                raise CLIError(f"virtual cluster {name!r} already exists on the host (namespace "
+                               f"{found[0]['namespace']}) — pick another name or delete it "
+                               f"with `vkube delete {name}` from the machine that created it")
+            st = ClusterState(name=name, namespace=namespace, host_kubeconfig=host.kubeconfig,
+                              host_context=host.context, host_kind=host.kind, created=_now(),
+                              values=values or {}, in_cluster=bool(args.in_cluster))
+        else:
+            st = existing
+            if args.namespace and args.namespace != st.namespace:
+                raise CLIError(f"virtual cluster {name!r} lives in host namespace "
+                               f"{st.namespace!r}; the namespace cannot change on --upgrade")
+            if values is not None:
+                st.values = values
+        st.created_namespace = await hostns.claim_namespace(
+            hc, name=name, namespace=st.namespace, created=st.created,
+            status=PAUSED if st.status == PAUSED else RUNNING, values=st.values)
+        values_files.write(st.values_file, st.values)
+        if st.in_cluster:
+            from vkube.cli import render
+
+            with progress.step("applying the control plane manifests to the host") as done:
+                n = await render.apply(hc, render.manifests(st.name, st.namespace, st.values))
+                st.status = RUNNING
+                st.save()
+                done(f"control plane applied to host namespace {st.namespace} ({n} objects)")
+            return 0
+        if existing is not None and st.status == PAUSED:
+            st.save()
+            progress.info(f"values updated; {name!r} stays paused — `vkube resume {name}` "
+                          "starts it with them")
+            return 0
+        with progress.step("starting the control plane") as done:
+            if existing is not None:
+                await asyncio.to_thread(process.stop, st)
+            st.status = RUNNING
+            st.save()
+            url = await asyncio.to_thread(process.start, st)
+            await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
+            done(f"control plane {'restarted with new values' if existing else 'ready'} at {url}")
+    if args.connect:
+        ctx = _connect(st, switch=True)
+        progress.ok(f"switched context to {ctx}")
+    return 0
+
+
+def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
+             server: str | None = None) -> str:
+    ctx = ctx or st.context_name or kubeconfigs.context_name(st.name)
+    url, token = kubeconfigs.server_and_token(st.data_dir)
+    kubeconfigs.add_context(ctx, server or url, token, switch=switch)
+    if st.context_name != ctx:
+        st.context_name = ctx
+        st.save()
+    return ctx
+
+
+async def connect(args: argparse.Namespace) -> int:
+    st = state.require(args.name)
+    if st.status == PAUSED:
+        raise CLIError(f"virtual cluster {st.name!r} is paused — `vkube resume {st.name}` first")
+    if not args.server and process.ready_url(st) is None:
+        raise CLIError(f"virtual cluster {st.name!r} is not running — see `vkube logs {st.name}` "
+                       f"and start it with `vkube resume {st.name}`")
+    ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
+    if args.print:
+        url, token = kubeconfigs.server_and_token(st.data_dir)
+        sys.stdout.write(yaml.safe_dump(kubeconfigs.entry(args.server or url, token, ctx),
+                                        sort_keys=False))
+        return 0
+    _connect(st, switch=True, ctx=ctx, server=args.server)
+    print(f"✔ switched context to {ctx} ({kubeconfigs.user_kubeconfig_path()})")
+    return 0
+
+
+async def disconnect(args: argparse.Namespace) -> int:
+    current = kubeconfigs.current_context()
+    if not current or not current.startswith(kubeconfigs.CONTEXT_PREFIX):
+        mine = {s.context_name for s in map(ClusterState.load, state.local_names()) if s}
+        if current not in mine:
+            print(f"not connected to a virtual cluster (current context: {current or 'none'})")
+            return 0
+    prev = kubeconfigs.switch_back()
+    if prev is None:
+        raise CLIError("no previous context to switch back to — pick one with "
+                       "`kubectl config use-context NAME`")
+    print(f"✔ switched context back to {prev}")
+    return 0
+
+
+async def pause(args: argparse.Namespace) -> int:
+    st = state.require(args.name)
+    progress = Progress()
+    with progress.step("stopping the control plane") as done:
+        was = await asyncio.to_thread(process.stop, st)
+        st.status = PAUSED
+        st.save()
+        done("control plane stopped" if was else "control plane was not running")
+    await _cleanup_host(st, progress, status=PAUSED)
+    progress.info(f"{st.name} paused; its data is kept — `vkube resume {st.name}` starts it again")
+    return 0
+
+
+async def _cleanup_host(st: ClusterState, progress: Progress, *, status: str | None) -> None:
+    from vkube.syncer.syncer import cleanup_host
+
+    with progress.step(f"removing synced objects from host namespace {st.namespace}") as done:
+        host = _host_of(st)
+        if not await hostresolve.reachable(host, timeout=3.0):
+            done(f"host {host.describe()} not reachable: synced objects left in place")
+            return
+        async with host.client() as hc:
+            n = await cleanup_host(hc, st.namespace, st.name, grace_period_seconds=0)
+            if status:
+                await hostns.annotate(hc, st.namespace, status=status)
+        done(f"removed {n} synced object{'s' if n != 1 else ''} from host namespace {st.namespace}")
+
+
+async def resume(args: argparse.Namespace) -> int:
+    st = state.require(args.name)
+    if process.running_pid(st) is not None and process.ready_url(st):
+        print(f"{st.name} is already running at {process.ready_url(st)}")
+        return 0
+    progress = Progress()
+    with progress.step("looking for the host cluster") as done:
+        host = await hostresolve.resolve(None, None, known=_host_of(st))
+        done(await _host_label(host))
+    with progress.step("starting the control plane") as done:
+        await asyncio.to_thread(process.stop, st)  # a half-dead supervisor, if any
+        st.status = RUNNING
+        st.save()
+        url = await asyncio.to_thread(process.start, st)
+        async with host.client() as hc:
+            await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
+        done(f"control plane ready at {url}; the syncer re-creates its host objects")
+    if st.context_name:
+        _connect(st, switch=False)  # the port may have changed
+    return 0
+
+
+async def delete(args: argparse.Namespace) -> int:
+    name = state.validate_name(args.name)
+    st = ClusterState.load(name)
+    if st is None:
+        return await _delete_remote(args, name)
+    progress = Progress()
+    with progress.step("stopping the control plane") as done:
+        was = await asyncio.to_thread(process.stop, st)
+        done("control plane stopped" if was else "control plane was not running")
+    await _cleanup_host(st, progress, status=None)
+    host = _host_of(st)
+    if await hostresolve.reachable(host, timeout=3.0):
+        drop = st.created_namespace and not args.keep_namespace
+        with progress.step(f"{'deleting' if drop else 'releasing'} host namespace "
+                           f"{st.namespace}") as done:
+            async with host.client() as hc:
+                await hostns.release_namespace(hc, st.namespace, delete=drop)
+            done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
+    for ctx in {st.context_name or kubeconfigs.context_name(name)}:
+        if kubeconfigs.remove_context(ctx):
+            back = kubeconfigs.current_context()
+            progress.ok(f"removed context {ctx}; current context is now {back or 'unset'}")
+    st.remove()
+    progress.info(f"{name} deleted")
+    return 0
+
+
+async def _delete_remote(args: argparse.Namespace, name: str) -> int:
+    """A virtual cluster created on another machine: only its host side can be removed."""
+    host = await hostresolve.resolve(args.host_kubeconfig, args.host_context,
+                                     start_embedded=False)
+    async with host.client() as hc:
+        found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == name]
+        if not found:
+            raise CLIError(f"virtual cluster {name!r} not found locally nor on host "
+                           f"{host.describe()} — see `vkube list`")
+        from vkube.syncer.syncer import cleanup_host
+
+        ns = found[0]["namespace"]
+        await cleanup_host(hc, ns, name, grace_period_seconds=0)
+        with contextlib.suppress(errors.NotFound):
+            owns = ((await hc.get(NAMESPACES, ns))["metadata"].get("annotations") or {}).get(
+                hostns.ANN_OWNS_NS) == "true"
+            await hostns.release_namespace(hc, ns, delete=owns and not args.keep_namespace)
+    print(f"✔ removed {name}'s host side (namespace {ns}); its control plane ran elsewhere")
+    return 0

@@ -1,0 +1,177 @@
+"""The control-plane process of one virtual cluster: start it detached under the supervisor,
+wait until ``vkube serve`` reports ready, stop it, and measure it (pids, RSS)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vkube.cli.output import CLIError
+from vkube.cli.state import ClusterState
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def serve_command(st: ClusterState) -> list[str]:
+    cmd = [sys.executable, "-m", "vkube", "serve", "--name", st.name,
+           "--data-dir", str(st.data_dir), "--port", str(st.port),
+           "--host-kubeconfig", st.host_kubeconfig, "--host-namespace", st.namespace]
+    if st.values_file.exists():
+        cmd += ["-f", str(st.values_file)]
+    return cmd
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def running_pid(st: ClusterState) -> int | None:
+    """The live supervisor of this virtual cluster (a stale pid file is ignored)."""
+    try:
+        pid = int(st.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    cmd = _cmdline(pid)
+    if b"vkube.cli.supervise" in cmd and str(st.pid_file).encode() in cmd:
+        return pid
+    return None
+
+
+def ready_url(st: ClusterState) -> str | None:
+    try:
+        return (st.data_dir / "ready").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
+    """Spawn the supervisor (new session, output to the log) and wait for ``data/ready``;
+    returns the API server URL. Keeps the port of earlier runs when it is still free."""
+    if running_pid(st) is not None:
+        raise CLIError(f"virtual cluster {st.name!r} is already running — "
+                       f"use `vkube pause {st.name}` first")
+    if not st.port or not port_free(st.port):
+        st.port = free_port()
+        st.save()
+    st.data_dir.mkdir(parents=True, exist_ok=True)
+    (st.data_dir / "ready").unlink(missing_ok=True)
+    st.pid_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "vkube.cli.supervise", "--pid-file", str(st.pid_file), "--",
+           *serve_command(st)]
+    log_offset = st.log_file.stat().st_size if st.log_file.exists() else 0
+    with open(st.log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, cwd=str(st.dir))
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        url = ready_url(st)
+        if url:
+            proc.returncode = 0  # detached on purpose: no "still running" warning at exit
+            return url
+        if proc.poll() is not None:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+    tail = _tail(st.log_file, log_offset)
+    raise CLIError(f"the control plane of {st.name!r} did not become ready — see "
+                   f"`vkube logs {st.name}`; last lines:\n{tail}")
+
+
+def stop(st: ClusterState, timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM the supervisor (it stops serve) and wait; returns whether one was running."""
+    pid = running_pid(st)
+    if pid is None:
+        return False
+    children = child_pids(pid)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        if not _alive(pid) and not any(_alive(c) for c in children):
+            return True
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+    for p in [pid, *children]:
+        if _alive(p):
+            os.kill(p, signal.SIGKILL)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            out += [int(c) for c in (t / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def process_tree(st: ClusterState) -> list[int]:
+    pid = running_pid(st)
+    if pid is None:
+        return []
+    return [pid, *child_pids(pid)]
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def _tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"

@@ -1,0 +1,186 @@
+"""``vkube render``: the manifests that run one virtual cluster's control plane *inside* a host
+cluster (the image is built by the repository's Dockerfile), and ``apply()`` for
+``vkube create --in-cluster``.
+
+RBAC stays inside the host namespace (a Role); a ClusterRole is added only when the values
+ask the syncer for cluster-scoped host objects (real nodes, storage classes, volumes)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from vkube import __version__
+from vkube.api import errors
+from vkube.client import Client
+from vkube.client.resources import by_kind
+
+DEFAULT_IMAGE = f"ghcr.io/vkube/vkube:{__version__}"
+API_PORT = 6443
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+Obj = dict[str, Any]
+
+_NAMESPACED_RULES: list[Obj] = [
+    {"apiGroups": [""], "resources": ["pods", "pods/status", "pods/log", "pods/exec",
+                                      "pods/portforward", "pods/attach", "pods/ephemeralcontainers",
+                                      "services", "endpoints", "configmaps", "secrets",
+                                      "persistentvolumeclaims", "serviceaccounts",
+                                      "serviceaccounts/token", "events"],
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch", "deletecollection"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+]
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "vkube", "app.kubernetes.io/instance": name,
+            "vkube.io/vcluster": name}
+
+
+def _cluster_rules(values: Obj) -> list[Obj]:
+    sync = values.get("sync") or {}
+    rules: list[Obj] = []
+    if (sync.get("nodes") or {}).get("enabled"):
+        rules.append({"apiGroups": [""], "resources": ["nodes", "nodes/status"],
+                      "verbs": ["get", "list", "watch"]})
+    if (sync.get("storageclasses") or {}).get("enabled"):
+        rules.append({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+    if (sync.get("persistentvolumes") or {}).get("enabled"):
+        rules.append({"apiGroups": [""], "resources": ["persistentvolumes"],
+                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+    return rules
+
+
+def _host_kubeconfig(namespace: str) -> str:
+    """The syncer reaches the host through the pod's service account."""
+    doc = {"apiVersion": "v1", "kind": "Config",
+           "clusters": [{"name": "host", "cluster": {
+               "server": "https://kubernetes.default.svc",
+               "certificate-authority": f"{SA_DIR}/ca.crt"}}],
+           "users": [{"name": "host", "user": {"tokenFile": f"{SA_DIR}/token"}}],
+           "contexts": [{"name": "host", "context": {"cluster": "host", "user": "host",
+                                                      "namespace": namespace}}],
+           "current-context": "host"}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IMAGE,
+              storage: str = "5Gi") -> list[Obj]:
+    """Every object, in apply order."""
+    full = f"vkube-{name}"
+    labels = _labels(name)
+    meta = lambda n, **kw: {"name": n, "namespace": namespace, "labels": dict(labels), **kw}  # noqa: E731
+    objs: list[Obj] = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": {"vkube.io/vcluster": name}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(full),
+         "rules": _NAMESPACED_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": meta(full),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": full},
+         "subjects": [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]},
+    ]
+    cluster_rules = _cluster_rules(values)
+    if cluster_rules:
+        cname = f"vkube-{namespace}-{name}"
+        objs += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": cname, "labels": dict(labels)}, "rules": cluster_rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": cname, "labels": dict(labels)},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": cname},
+             "subjects": [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]},
+        ]
+    objs += [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{full}-config"),
+         "data": {"values.yaml": yaml.safe_dump(values or {}, sort_keys=False),
+                  "host-kubeconfig": _host_kubeconfig(namespace)}},
+        # Filled in by whoever issues the serving certificate (cert-manager, or by hand).
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "metadata": meta(f"{full}-certs", annotations={"vkube.io/placeholder": "true"}),
+         "data": {}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta(full),
+         "spec": {"type": "ClusterIP", "selector": labels,
+                  "ports": [{"name": "https", "port": 443, "targetPort": API_PORT,
+                             "protocol": "TCP"}]}},
+        _statefulset(name, namespace, full, labels, values, image, storage),
+    ]
+    return objs
+
+
+def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], values: Obj,
+                 image: str, storage: str) -> Obj:
+    args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT),
+            "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
+            "-f", "/etc/vkube/values.yaml"]
+    container = {
+        "name": "vkube", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
+        "ports": [{"name": "https", "containerPort": API_PORT, "protocol": "TCP"}],
+        "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT},
+                           "periodSeconds": 2, "failureThreshold": 30},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT},
+                          "initialDelaySeconds": 10, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                      "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                         {"name": "config", "mountPath": "/etc/vkube", "readOnly": True},
+                         {"name": "certs", "mountPath": "/etc/vkube/pki", "readOnly": True}],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": full, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "replicas": int(values.get("replicas", 1)) if values.get("enableHA") else 1,
+            "serviceName": full,
+            "selector": {"matchLabels": dict(labels)},
+            "podManagementPolicy": "Parallel",
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {"serviceAccountName": full, "terminationGracePeriodSeconds": 10,
+                         "securityContext": {"runAsUser": 65532, "runAsGroup": 65532,
+                                             "fsGroup": 65532},
+                         "containers": [container],
+                         "volumes": [{"name": "config", "configMap": {"name": f"{full}-config"}},
+                                     {"name": "certs", "secret": {"secretName": f"{full}-certs",
+                                                                  "optional": True}}]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": dict(labels)},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "resources": {"requests": {"storage": storage}}}}],
+        },
+    }
+
+
+def dump(objs: list[Obj], out: Any = None) -> None:
+    yaml.safe_dump_all(objs, out or sys.stdout, sort_keys=False)
+
+
+async def apply(host: Client, objs: list[Obj]) -> int:
+    """Create each object, or merge-patch it when it exists; returns how many were applied."""
+    n = 0
+    for obj in objs:
+        res = by_kind(obj["apiVersion"], obj["kind"])
+        if res is None:  # pragma: no cover - manifests() only uses well-known kinds
+            raise ValueError(f"unknown kind {obj['kind']}")
+        meta = obj["metadata"]
+        try:
+            await host.create(res, obj, namespace=meta.get("namespace") if res.namespaced else None)
+        except errors.AlreadyExists:
+            await host.patch(res, meta["name"], obj,
+                             namespace=meta.get("namespace") if res.namespaced else None)
+        n += 1
+    return n
