@@ -148,7 +148,7 @@ def read_type(b: Binary, va: int) -> GoType:
             t.fields.append((fname, tag, ftype, bool(flags & 8)))
         extra = TYPE_HEADER + 32
     elif kind in SCALARS or kind == INTERFACE:
-        extra = TYPE_HEADER + (24 if kind == INTERFACE else 0)
+        extra = TYPE_HEADER + (32 if kind == INTERFACE else 0)
     if tflag & TFLAG_UNCOMMON and extra and "." in string and not string.startswith(("*", "[", "map[")):
         pkg_off, = struct.unpack_from("<i", b.data, b.off(va) + extra)
         pkg = b.name(b.types_base + pkg_off)[0]
@@ -250,6 +250,21 @@ class SchemaBuilder:
         return dict(sorted(self.messages.items()))
 
 
+def check(messages: dict[str, list[list]]) -> None:
+    """Refuse to write a schema that gets well-known fields wrong (e.g. a changed Go ABI)."""
+    expect = {
+        "k8s.io/api/apps/v1.DeploymentSpec": [1, "replicas", F_POINTER | F_OMITEMPTY, "int"],
+        "k8s.io/api/core/v1.ContainerPort": [3, "containerPort", 0, "int"],
+        "k8s.io/api/core/v1.Volume": [2, "", F_INLINE, "msg:k8s.io/api/core/v1.VolumeSource"],
+        "k8s.io/api/core/v1.Secret": [2, "data", F_OMITEMPTY | F_MAP, ["string", "bytes"]],
+        "k8s.io/apimachinery/pkg/apis/meta/v1.ObjectMeta": [1, "name", F_OMITEMPTY, "string"],
+    }
+    for name, field in expect.items():
+        if field not in messages.get(name, []):
+            raise SystemExit(f"sanity check failed: {name} lacks {field}; is this a Go binary "
+                             "whose type layout this script does not know?")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     root = Path(__file__).resolve().parent.parent
@@ -262,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
              if t.kind == STRUCT and t.full.startswith(PACKAGE_PREFIXES)
              and any("protobuf:" in f[1] for f in t.fields or ())]
     messages = SchemaBuilder(types).build(roots)
+    check(messages)
     try:
         out = subprocess.run([args.binary, "version", "--client", "-o", "json"], capture_output=True,
                              check=True, timeout=30).stdout

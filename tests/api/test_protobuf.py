@@ -10,6 +10,7 @@ has no dry run and was checked by hand). Regenerate with
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -106,6 +107,21 @@ def test_golden_highlights() -> None:
     assert [p["targetPort"] for p in svc["spec"]["ports"]] == [8080, 8443]
     quota = decode_protobuf((FIXTURES / "kubectl-create-quota.bin").read_bytes())
     assert quota["spec"]["hard"] == {"cpu": "1500m", "memory": "1Gi", "pods": "10"}
+
+
+def test_schema_is_generated_from_the_installed_kubectl(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed schema is what tools/gen_protobuf_schema.py derives from our kubectl."""
+    spec = importlib.util.spec_from_file_location(
+        "gen_protobuf_schema", Path(__file__).parents[2] / "tools" / "gen_protobuf_schema.py")
+    assert spec and spec.loader
+    generator = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, generator)  # dataclasses look their module up
+    spec.loader.exec_module(generator)
+    out = tmp_path / "schema.json"
+    assert generator.main([KUBECTL, "-o", str(out)]) == 0
+    committed = Path(__file__).parents[2] / "vkube" / "api" / "protobuf_schema.json"
+    assert json.loads(out.read_text()) == json.loads(committed.read_text())
 
 
 # -- hand-built bodies --------------------------------------------------------------------------

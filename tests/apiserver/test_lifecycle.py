@@ -174,3 +174,25 @@ def test_vkube_serve_writes_kubeconfig_and_persists(tmp_path: Path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert os.path.exists(data / "kubeconfig")
+
+
+async def test_token_request(control_plane):
+    from vkube.apiserver.tokens import verify
+    from vkube.client.resources import SERVICEACCOUNTS
+
+    async with control_plane.client() as c:
+        sa = await c.create(SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
+                            namespace="default")
+        tr = await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                              "spec": {"expirationSeconds": 3600}},
+                            namespace="default", subresource="token", name="robot")
+        claims = verify(control_plane.cp.ctx.signing_key, tr["status"]["token"])
+        assert claims is not None and claims["sub"] == "system:serviceaccount:default:robot"
+        assert claims["kubernetes.io"]["serviceaccount"]["uid"] == sa["metadata"]["uid"]
+        with pytest.raises(errors.Invalid):
+            await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                             "spec": {"expirationSeconds": 5}}, namespace="default", subresource="token", name="robot")
+        with pytest.raises(errors.NotFound):
+            await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+                           namespace="default", subresource="token", name="nobody")
+    assert verify(b"other-key", tr["status"]["token"]) is None

@@ -139,3 +139,25 @@ def test_should_run_rules() -> None:
     assert not should_run(aff, node("n", {"zone": "z2"}))[0]
     hn = daemon_tolerations({"hostNetwork": True})
     assert any(t["key"] == "node.kubernetes.io/network-unavailable" for t in hn)
+
+
+async def test_failed_pod_replaced_with_backoff() -> None:
+    c = await cluster(node("a"))
+    await c.client.create(DAEMONSETS, ds())
+    await c.settle()
+    await bind_and_run(c)
+    await c.settle()
+    first = c.list("pods")[0]["metadata"]["name"]
+    await c.finish_pod(first, phase="Failed", exit_code=1)
+    await c.settle()
+    [p] = c.list("pods")
+    assert p["metadata"]["name"] != first  # replaced at once the first time
+    await bind_and_run(c)
+    await c.finish_pod(p["metadata"]["name"], phase="Failed", exit_code=1)
+    await c.settle()
+    assert [q["metadata"]["name"] for q in c.list("pods")] == [p["metadata"]["name"]]
+    assert c.requeues["daemonset:default/agent"] == 1.0
+    c.advance(1)
+    c.kick()
+    await c.settle()
+    assert [q["metadata"]["name"] for q in c.list("pods")] != [p["metadata"]["name"]]

@@ -64,6 +64,17 @@ async def test_daemonset_runs_on_every_node(cluster) -> None:
     await asyncio.to_thread(cp.kubectl, "rollout", "status", "daemonset/agent", "--timeout=60s")
     st = (await client.get(DAEMONSETS, "agent", namespace="default"))["status"]
     assert st["updatedNumberScheduled"] == 3 and st["numberAvailable"] == 3
+    hist = (await asyncio.to_thread(cp.kubectl, "rollout", "history", "daemonset/agent")).stdout
+    assert "1 " in hist and "2 " in hist
+    # kubectl rollout undo applies the previous ControllerRevision's data as a patch
+    await asyncio.to_thread(cp.kubectl, "rollout", "undo", "daemonset/agent")
+    await asyncio.to_thread(cp.kubectl, "rollout", "status", "daemonset/agent", "--timeout=60s")
+
+    async def back_to_v1() -> bool:
+        items = (await client.list(PODS, namespace="default", label_selector="app=agent"))["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        return len(live) == 3 and {p["spec"]["containers"][0]["image"] for p in live} == {"agent:1"}
+    await eventually(back_to_v1, timeout=30)
 
 
 async def test_cronjob_starts_a_job_when_its_time_comes(cluster) -> None:

@@ -53,6 +53,8 @@ class Context:
     storages: dict[tuple[str, str, str], "ResourceStorage"] = field(default_factory=dict)
     on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
+    #: signs service-account tokens (TokenRequest); kept in the data dir across restarts
+    signing_key: bytes = b""
     _http: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)

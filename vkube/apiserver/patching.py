@@ -76,7 +76,7 @@ def field_problems(ctx: Context, spec: ResourceSpec, obj: Obj, raw: bytes | None
     except ImportError:  # pragma: no cover - during bring-up
         return []
     problems: list[str] = []
-    if raw is not None:
+    if raw is not None and "protobuf" not in content_type:  # protobuf cannot repeat a field name
         problems += duplicate_fields(raw, content_type)
     problems += unknown_fields(obj, ctx.schema_for(spec))
     return problems

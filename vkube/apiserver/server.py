@@ -259,7 +259,8 @@ class ControlPlane:
         store = self._store or open_store(self.store_url or str(self.data_dir / "state.db"))
         await store.start()
         self._store = store
-        self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips)
+        self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
+                           signing_key=self._signing_key())
         self.ctx.admission = [NamespaceLifecycle(), ServiceAllocation(self.ctx.service_cidr)]
         self.server = APIServer(self.ctx)
         await self._bootstrap()
@@ -272,6 +273,18 @@ class ControlPlane:
         await web.SockSite(self._runner, sock).start()
         if self.data_dir is not None:
             self.write_kubeconfig(self.data_dir / "kubeconfig")
+
+    def _signing_key(self) -> bytes:
+        """The service-account token key: created once, kept in the data dir (0600)."""
+        if self.data_dir is None:
+            return os.urandom(32)
+        path = self.data_dir / "sa-signing.key"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(os.urandom(32))
+            os.chmod(tmp, 0o600)
+            tmp.replace(path)
+        return path.read_bytes()
 
     async def _bootstrap(self) -> None:
         """The namespaces every cluster has, and the ``kubernetes`` service."""

@@ -255,4 +255,8 @@ def handler_for(spec: ResourceSpec, sub: str) -> Any:
                 "attach": pod_stream, "portforward": pod_stream}.get(sub)
     if spec.group == "" and spec.kind == "Namespace" and sub == "finalize":
         return finalize
+    if spec.group == "" and spec.kind == "ServiceAccount" and sub == "token":
+        from vkube.apiserver.tokens import token_request
+
+        return token_request
     return None

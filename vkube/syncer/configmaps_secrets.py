@@ -53,7 +53,10 @@ class _UsedBy(DownSyncer):
     def _on_user(self, typ: str, obj: Obj, old: Obj | None) -> None:
         keys = set(type(self).index_fn(obj))
         if old is not None:
-            keys |= set(type(self).index_fn(old))
+            old_keys = set(type(self).index_fn(old))
+            if typ == "MODIFIED" and old_keys == keys:
+                return  # a status update: what the pod uses did not change
+            keys |= old_keys
         for k in keys:
             self.enqueue(k)
 

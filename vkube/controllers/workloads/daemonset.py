@@ -10,7 +10,7 @@ maxSurge; OnDelete waits for the user.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from vkube.api.errors import NotFound, StatusError
@@ -138,6 +138,7 @@ class DaemonSetController(Controller):
 
     def setup(self) -> None:
         self.expectations = Expectations()
+        self.failed_backoff: dict[tuple[str, str], tuple[int, datetime]] = {}  # (key, node)
         self.owners = self.mgr.informer(DAEMONSETS)
         self.pods = self.mgr.informer(PODS)
         self.nodes = self.mgr.informer(NODES)
@@ -195,7 +196,9 @@ class DaemonSetController(Controller):
         template_spec = (ds["spec"].get("template") or {}).get("spec") or {}
         eligible = {n["metadata"]["name"]: should_run(template_spec, n) for n in nodes}
         if not is_deleting(ds) and self.expectations.satisfied(key):
-            await self._manage(key, ds, eligible, by_node, cur_hash, now)
+            wait = await self._manage(key, ds, eligible, by_node, cur_hash, now)
+        else:
+            wait = None
         status = self._status(ds, eligible, by_node, cur_hash, collision, now)
         if status != (ds.get("status") or {}):
             await write_status(self.client, DAEMONSETS, ds, status)
@@ -206,12 +209,16 @@ class DaemonSetController(Controller):
         await truncate_history(self.client, owned, keep,
                                int(ds["spec"].get("revisionHistoryLimit", 10)))
         min_ready = int(ds["spec"].get("minReadySeconds") or 0)
-        return next_available_in(pods, min_ready, now)
+        waits = [w for w in (wait, next_available_in(pods, min_ready, now)) if w]
+        return min(waits) if waits else None
 
     async def _manage(self, key: str, ds: Obj, eligible: dict[str, tuple[bool, bool]],
-                      by_node: dict[str, list[Obj]], cur_hash: str, now: datetime) -> None:
+                      by_node: dict[str, list[Obj]], cur_hash: str, now: datetime
+                      ) -> float | None:
+        """Create/delete pods per node; returns seconds until a failed-pod backoff ends."""
         create: list[str] = []
         delete: list[Obj] = []
+        retry: float | None = None
         surging = ((ds["spec"].get("updateStrategy") or {}).get("type") or "RollingUpdate") \
             == "RollingUpdate" and _max_surge(ds, len(eligible)) > 0
         for node, (run, cont) in eligible.items():
@@ -220,7 +227,12 @@ class DaemonSetController(Controller):
                 create.append(node)
             elif cont:
                 failed = [p for p in pods if pod_phase(p) == "Failed"]
-                delete += failed
+                if failed:
+                    hold = self._failed_pod_backoff(key, node, now)
+                    if hold:
+                        retry = min(retry or hold, hold)
+                    else:
+                        delete += failed
                 alive = [p for p in pods if p not in failed]
                 if surging:  # old and new may stand side by side; trim same-hash duplicates
                     seen: set[str | None] = set()
@@ -238,6 +250,16 @@ class DaemonSetController(Controller):
         if not create and not delete:
             create, delete = await self._rolling(ds, eligible, by_node, cur_hash, now)
         await self._sync_pods(key, ds, create, delete, cur_hash)
+        return retry
+
+    def _failed_pod_backoff(self, key: str, node: str, now: datetime) -> float | None:
+        """Failed daemon pods are replaced after 1s, 2s, 4s … (max 15 min) per node, so a pod
+        the kubelet keeps failing does not spin. Returns seconds still to wait, or None."""
+        n, until = self.failed_backoff.get((key, node), (0, now))
+        if now < until:
+            return (until - now).total_seconds()
+        self.failed_backoff[(key, node)] = (n + 1, now + timedelta(seconds=min(2 ** n, 900)))
+        return None
 
     async def _rolling(self, ds: Obj, eligible: dict[str, tuple[bool, bool]],
                        by_node: dict[str, list[Obj]], cur_hash: str, now: datetime

@@ -87,16 +87,12 @@ def build_pod(sts: Obj, revision: Obj, ordinal: int) -> Obj:
 
 def revision_for_ordinal(sts: Obj, ordinal: int, current: Obj, update: Obj) -> Obj:
     """newVersionedStatefulSetPod's choice: under RollingUpdate, ordinals below the partition
-    (or, without rollingUpdate, below currentReplicas) keep the current revision."""
+    keep the current revision (a missing rollingUpdate is the API default, partition 0)."""
     strategy = sts["spec"].get("updateStrategy") or {}
     if (strategy.get("type") or "RollingUpdate") != "RollingUpdate":
         return update
-    ru = strategy.get("rollingUpdate")
-    if ru is None:
-        bound = int((sts.get("status") or {}).get("currentReplicas") or 0)
-    else:
-        bound = int(ru.get("partition") or 0)
-    return current if ordinal < _start(sts) + bound else update
+    partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+    return current if ordinal < _start(sts) + partition else update
 
 
 def _start(sts: Obj) -> int:

@@ -1,0 +1,110 @@
+"""Issue 7's acceptance walk, from a fresh VKUBE_HOME, through the CLI and the real kubectl:
+create → list → pause → resume → upgrade → disconnect → delete."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli.conftest import User, alive, eventually
+from tests.conftest import kubectl
+
+WORKLOAD = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: default}
+data: {color: blue}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: nginx, image: nginx}]}
+"""
+
+
+def host_pods(u: User, ns: str) -> list[dict]:
+    out = kubectl(u.home / "host" / "kubeconfig", "get", "pods", "-n", ns, "-o", "json").stdout
+    return json.loads(out)["items"]
+
+
+def running_host_pods(u: User, ns: str, n: int) -> list[dict]:
+    pods = host_pods(u, ns)
+    assert len(pods) == n and all(p["status"].get("phase") == "Running" for p in pods), \
+        [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+    return pods
+
+
+def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path):
+    out = user.vkube("create", "my-vcluster")
+    assert "host ready (embedded, 2 nodes)" in out.stdout
+    assert "control plane ready" in out.stdout
+    assert "switched context to vkube_my-vcluster" in out.stdout
+    assert user.current_context() == "vkube_my-vcluster"
+    namespaces = user.kubectl("get", "ns", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert set(namespaces) == {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+    listed = user.list()["my-vcluster"]
+    assert listed["status"] == "Running" and listed["connected"] is True
+    assert listed["namespace"] == "vkube-my-vcluster" and listed["created"]
+    table = user.vkube("list").stdout
+    assert table.splitlines()[0].split() == ["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE"]
+    assert table.splitlines()[1].split()[:4] == ["my-vcluster", "vkube-my-vcluster", "Running", "True"]
+
+    # the state is on the host too: labelled namespace with annotations
+    ns = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "ns",
+                            "vkube-my-vcluster", "-o", "json").stdout)
+    assert ns["metadata"]["labels"]["vkube.io/vcluster"] == "my-vcluster"
+    assert ns["metadata"]["annotations"]["vkube.io/status"] == "Running"
+
+    user.kubectl("apply", "-f", "-", input=WORKLOAD)
+    eventually(lambda: running_host_pods(user, "vkube-my-vcluster", 2))
+    before = json.loads(user.kubectl("get", "deploy/web", "configmap/settings", "-o", "json").stdout)
+    pids = user.describe("my-vcluster")["process"]["pids"]
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+
+    out = user.vkube("pause", "my-vcluster")
+    assert "removed" in out.stdout
+    assert host_pods(user, "vkube-my-vcluster") == []
+    assert not any(alive(p) for p in pids)
+    assert user.list()["my-vcluster"]["status"] == "Paused"
+    assert user.kubectl("get", "ns", check=False).returncode != 0  # nothing serves it now
+
+    user.vkube("resume", "my-vcluster")
+    eventually(lambda: running_host_pods(user, "vkube-my-vcluster", 2))
+    after = json.loads(user.kubectl("get", "deploy/web", "configmap/settings", "-o", "json").stdout)
+    for b, a in zip(before["items"], after["items"]):
+        assert a["metadata"]["uid"] == b["metadata"]["uid"]
+        assert a.get("spec") == b.get("spec") and a.get("data") == b.get("data")
+    assert user.list()["my-vcluster"]["status"] == "Running"
+
+    nodes_yaml = tmp_path / "nodes.yaml"
+    nodes_yaml.write_text("sync:\n  nodes: {enabled: true, syncAllNodes: true}\n")
+    user.vkube("create", "my-vcluster", "--upgrade", "-f", str(nodes_yaml))
+
+    def real_nodes() -> None:
+        names = user.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+        assert sorted(names) == ["vkube-host-node-1", "vkube-host-node-2"], names
+    eventually(real_nodes)
+    kept = json.loads(user.kubectl("get", "deploy/web", "configmap/settings", "-o", "json").stdout)
+    assert [o["metadata"]["uid"] for o in kept["items"]] == [o["metadata"]["uid"] for o in before["items"]]
+    assert user.describe("my-vcluster")["values"] == {"sync": {"nodes": {"enabled": True, "syncAllNodes": True}}}
+
+    user.vkube("disconnect")
+    assert user.current_context() == "previous"
+    user.vkube("connect", "my-vcluster")
+    assert user.current_context() == "vkube_my-vcluster"
+
+    pids = user.describe("my-vcluster")["process"]["pids"]
+    out = user.vkube("delete", "my-vcluster")
+    assert "host namespace vkube-my-vcluster deleted" in out.stdout
+    assert kubectl(user.home / "host" / "kubeconfig", "get", "ns", "vkube-my-vcluster",
+                   check=False).returncode != 0
+    assert not any(alive(p) for p in pids)
+    contexts = user.kubectl("config", "get-contexts", "-o", "name").stdout.split()
+    assert contexts == ["previous"] and user.current_context() == "previous"
+    assert user.list() == {}
+    assert not (user.home / "clusters" / "my-vcluster").exists()
