@@ -56,8 +56,8 @@ def test_supervisor_restarts_a_crashed_control_plane(shared_host, tmp_path):
 
         def restarted() -> None:
             d = u.describe("crashy")
-            assert d["status"] == "Running" and d["process"]["pids"][0] == supervisor
-            assert d["process"]["pids"][1] != serve
+            assert d["status"] == "Running" and len(d["process"]["pids"]) == 2
+            assert d["process"]["pids"][0] == supervisor and d["process"]["pids"][1] != serve
             assert d["process"]["rssBytes"] > 0
         eventually(restarted)
         eventually(lambda: u.kubectl("get", "namespace", "kept"))
@@ -77,6 +77,8 @@ def test_connect_variants_and_kubeconfig_hygiene(shared_host, tmp_path):
     try:
         u.vkube("create", "cx", "--host-kubeconfig", str(shared_host), "--connect=false")
         assert u.current_context() == "previous"
+        again = u.vkube("create", "cx", "--host-kubeconfig", str(shared_host), check=False)
+        assert again.returncode == 1 and "already exists" in again.stderr and "--upgrade" in again.stderr
         u.vkube("connect", "cx", "--kube-config-context-name", "dev")
         assert u.current_context() == "dev"
         u.kubectl("get", "ns", "default")

@@ -158,3 +158,16 @@ def test_time_zone_and_missed() -> None:
     e = parse_schedule("@every 90m")
     assert e.next(start) == start + timedelta(minutes=90)
     assert job_name("x", start) == f"x-{int(start.timestamp()) // 60}"
+
+
+async def test_resync_writes_nothing_between_activations() -> None:
+    c = FakeCluster()
+    c.add(CronJobController)
+    await c.client.create(CRONJOBS, cronjob())
+    c.advance(300)
+    await c.settle()
+    c.advance(30)
+    c.client.calls.clear()
+    c.kick()
+    await c.settle()
+    assert c.client.calls == []

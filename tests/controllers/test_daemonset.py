@@ -161,3 +161,28 @@ async def test_failed_pod_replaced_with_backoff() -> None:
     c.kick()
     await c.settle()
     assert [q["metadata"]["name"] for q in c.list("pods")] != [p["metadata"]["name"]]
+
+
+async def test_resync_of_converged_state_writes_nothing() -> None:
+    c = await cluster(node("a"), node("b"))
+    await c.client.create(DAEMONSETS, ds())
+    await c.settle()
+    await bind_and_run(c)
+    await c.settle()
+    c.client.calls.clear()
+    c.kick()
+    await c.settle()
+    assert c.client.calls == []
+
+
+async def test_stale_pod_cache_never_creates_duplicates() -> None:
+    c = await cluster(node("a"), node("b"))
+    c.freeze("pods")
+    await c.client.create(DAEMONSETS, ds())
+    await c.settle()
+    c.kick()
+    await c.settle()
+    assert sorted(pods_by_node(c)) == ["a", "b"] and len(c.list("pods")) == 2
+    c.thaw("pods")
+    await c.settle()
+    assert len(c.list("pods")) == 2

@@ -5,50 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-import pytest
-
-from tests.controllers.test_integration import eventually
+from tests.controllers.workload_env import WorkloadEnv, eventually, workloads  # noqa: F401
 from vkube.client.resources import CRONJOBS, DAEMONSETS, JOBS, PODS
-from vkube.controllers.runtime import ControllerManager, default_controllers
-from vkube.host.runner import EmbeddedHost
-from vkube.host.stages import KubeletConfig
 
 
-class Clock:
-    """Real time plus an offset the test can move forward."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
-
-
-@pytest.fixture
-async def cluster(control_plane):
-    client = control_plane.client()
-    host = EmbeddedHost(control_plane.url, nodes=3, seed=2,
-                        kubelet=KubeletConfig(stop_seconds=0.05))
-    await host.start()
-    clock = Clock()
-    mgr = ControllerManager(client, identity="test-cm", leader_election=False, clock=clock)
-    for cls in default_controllers():
-        mgr.add(cls)
-    task = asyncio.create_task(mgr.run())
-    try:
-        await asyncio.wait_for(mgr.started.wait(), 15)
-        yield control_plane, client, clock
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await host.stop()
-        await client.close()
-
-
-async def test_daemonset_runs_on_every_node(cluster) -> None:
-    cp, client, _ = cluster
+async def test_daemonset_runs_on_every_node(workloads: WorkloadEnv) -> None:
+    cp, client = workloads.cp, workloads.client
     ds = {"apiVersion": "apps/v1", "kind": "DaemonSet",
           "metadata": {"name": "agent", "namespace": "default"},
           "spec": {"selector": {"matchLabels": {"app": "agent"}},
@@ -77,8 +41,8 @@ async def test_daemonset_runs_on_every_node(cluster) -> None:
     await eventually(back_to_v1, timeout=30)
 
 
-async def test_cronjob_starts_a_job_when_its_time_comes(cluster) -> None:
-    cp, client, clock = cluster
+async def test_cronjob_starts_a_job_when_its_time_comes(workloads: WorkloadEnv) -> None:
+    cp, client, clock = workloads.cp, workloads.client, workloads.clock
     cj = {"apiVersion": "batch/v1", "kind": "CronJob",
           "metadata": {"name": "tick", "namespace": "default"},
           "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {

@@ -213,3 +213,13 @@ async def test_scale_event_mid_rollout_is_proportional() -> None:
     assert total == 15 + 3
     assert all(r["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "15"
                for r in rs_list(c) if r["spec"]["replicas"])
+
+
+async def test_resync_of_converged_state_writes_nothing() -> None:
+    c = cluster()
+    await c.client.create(DEPLOYMENTS, deploy(replicas=3))
+    await converge(c)
+    c.client.calls.clear()
+    c.kick()
+    await c.settle()
+    assert c.client.calls == []

@@ -1,17 +1,12 @@
-"""Workload controllers on a real control plane with the embedded host, driven by kubectl."""
+"""Deployments and ReplicationControllers on a real control plane with the embedded host,
+driven by the real kubectl (rollout status/history/undo/restart, scale, describe)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import pytest
-
-from tests.controllers.test_integration import eventually
-from vkube.client.resources import DEPLOYMENTS, JOBS, PODS, REPLICASETS, STATEFULSETS
-from vkube.controllers.runtime import ControllerManager, default_controllers
-from vkube.host.runner import EmbeddedHost
-from vkube.host.stages import KubeletConfig
+from tests.controllers.workload_env import WorkloadEnv, eventually, workloads  # noqa: F401
+from vkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 
 DEPLOY = """
 apiVersion: apps/v1
@@ -26,82 +21,71 @@ spec:
 """
 
 
-@pytest.fixture
-async def cluster(control_plane):
-    client = control_plane.client()
-    host = EmbeddedHost(control_plane.url, nodes=2, seed=1,
-                        kubelet=KubeletConfig(stop_seconds=0.05))
-    await host.start()
-    mgr = ControllerManager(client, identity="test-cm", leader_election=False)
-    for cls in default_controllers():
-        mgr.add(cls)
-    task = asyncio.create_task(mgr.run())
-    try:
-        await asyncio.wait_for(mgr.started.wait(), 15)
-        yield control_plane, client
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await host.stop()
-        await client.close()
+async def live_images(client, selector: str) -> list[str]:
+    items = (await client.list(PODS, namespace="default", label_selector=selector))["items"]
+    return sorted(p["spec"]["containers"][0]["image"] for p in items
+                  if not p["metadata"].get("deletionTimestamp"))
 
 
-async def kubectl(cp, *args: str, input: str | None = None) -> str:
-    proc = await asyncio.to_thread(cp.kubectl, *args, input=input)
-    return proc.stdout
-
-
-async def test_deployment_rollout_undo_and_status(cluster) -> None:
-    cp, client = cluster
-    await kubectl(cp, "apply", "-f", "-", input=DEPLOY)
-    out = await kubectl(cp, "rollout", "status", "deployment/web", "--timeout=60s")
+async def test_deployment_rollout_undo_and_status(workloads: WorkloadEnv) -> None:
+    env, client = workloads, workloads.client
+    await env.kubectl("apply", "-f", "-", input=DEPLOY)
+    out = await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     assert "successfully rolled out" in out
     pods = (await client.list(PODS, namespace="default", label_selector="app=web"))["items"]
     assert len(pods) == 3 and all(p["metadata"]["name"].startswith("web-") for p in pods)
-    await kubectl(cp, "set", "image", "deployment/web", "c=nginx:2")
-    out = await kubectl(cp, "rollout", "status", "deployment/web", "--timeout=60s")
+    await env.kubectl("set", "image", "deployment/web", "c=nginx:2")
+    out = await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     assert "successfully rolled out" in out
-    hist = await kubectl(cp, "rollout", "history", "deployment/web")
+    hist = await env.kubectl("rollout", "history", "deployment/web")
     assert "1 " in hist and "2 " in hist
-    await kubectl(cp, "rollout", "undo", "deployment/web")
-    await kubectl(cp, "rollout", "status", "deployment/web", "--timeout=60s")
+    await env.kubectl("rollout", "undo", "deployment/web")
+    await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     d = await client.get(DEPLOYMENTS, "web", namespace="default")
     assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1"
     assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
-
-    async def only_v1() -> bool:
-        items = (await client.list(PODS, namespace="default", label_selector="app=web"))["items"]
-        live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
-        return len(live) == 3 and {p["spec"]["containers"][0]["image"] for p in live} == {"nginx:1"}
-    await eventually(only_v1, timeout=30)
-    rs = (await client.list(REPLICASETS, namespace="default"))["items"]
-    assert len(rs) == 2
-    await kubectl(cp, "scale", "deployment/web", "--replicas=1")
-    await kubectl(cp, "rollout", "restart", "deployment/web")
-    await kubectl(cp, "rollout", "status", "deployment/web", "--timeout=60s")
-    desc = await kubectl(cp, "describe", "deployment", "web")
-    assert "ScalingReplicaSet" in desc
+    await eventually(lambda: _eq(live_images(client, "app=web"), ["nginx:1"] * 3), timeout=30)
+    assert len((await client.list(REPLICASETS, namespace="default"))["items"]) == 2
+    await env.kubectl("scale", "deployment/web", "--replicas=1")
+    await env.kubectl("rollout", "restart", "deployment/web")
+    await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    desc = await env.kubectl("describe", "deployment", "web")
+    assert "ScalingReplicaSet" in desc and "NewReplicaSetAvailable" in desc
 
 
-async def test_job_and_statefulset(cluster) -> None:
-    cp, client = cluster
-    await kubectl(cp, "apply", "-f", "-", input=json.dumps({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "namespace": "default"},
-        "spec": {"completions": 2, "template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "c", "image": "busybox", "command": ["true"]}]}}}}))
+async def test_pause_and_resume(workloads: WorkloadEnv) -> None:
+    env, client = workloads, workloads.client
+    await env.kubectl("apply", "-f", "-", input=DEPLOY)
+    await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    await env.kubectl("rollout", "pause", "deployment/web")
+    await env.kubectl("set", "image", "deployment/web", "c=nginx:2")
+    await eventually(lambda: _progressing_reason(client, "DeploymentPaused"))
+    assert await live_images(client, "app=web") == ["nginx:1"] * 3
+    await env.kubectl("rollout", "resume", "deployment/web")
+    await env.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    await eventually(lambda: _eq(live_images(client, "app=web"), ["nginx:2"] * 3), timeout=30)
 
-    async def job_done() -> bool:
-        j = await client.get(JOBS, "once", namespace="default")
-        return any(c["type"] == "Complete" and c["status"] == "True"
-                   for c in (j.get("status") or {}).get("conditions") or ())
-    await eventually(job_done, timeout=60)
-    await kubectl(cp, "apply", "-f", "-", input=json.dumps({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "namespace": "default"},
-        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                 "template": {"metadata": {"labels": {"app": "db"}},
-                              "spec": {"containers": [{"name": "c", "image": "postgres"}]}}}}))
-    out = await kubectl(cp, "rollout", "status", "statefulset/db", "--timeout=60s")
-    assert "roll out complete" in out or "rolling update complete" in out
-    s = await client.get(STATEFULSETS, "db", namespace="default")
-    assert s["status"]["readyReplicas"] == 2
+
+async def test_replication_controller_scale(workloads: WorkloadEnv) -> None:
+    env, client = workloads, workloads.client
+    await env.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": {"name": "rc", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"app": "rc"},
+                 "template": {"metadata": {"labels": {"app": "rc"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+    await eventually(lambda: _eq(live_images(client, "app=rc"), ["x", "x"]))
+    await env.kubectl("scale", "rc/rc", "--replicas=4")
+    await eventually(lambda: _eq(live_images(client, "app=rc"), ["x"] * 4))
+    out = await env.kubectl("get", "rc", "rc", "-o", "jsonpath={.status.readyReplicas}")
+    assert out in ("", "0", "1", "2", "3", "4")
+
+
+async def _eq(coro, want) -> bool:
+    return (await coro) == want
+
+
+async def _progressing_reason(client, reason: str) -> bool:
+    d = await client.get(DEPLOYMENTS, "web", namespace="default")
+    return any(c["type"] == "Progressing" and c["reason"] == reason
+               for c in (d.get("status") or {}).get("conditions") or ())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from tests.controllers.workload_fakes import FakeCluster
 
 from vkube.client.resources import JOBS
@@ -316,3 +318,45 @@ def test_verdict_rules() -> None:
     dl = dict(spec, activeDeadlineSeconds=10)
     assert verdict(dl, {}, Tally(), active=1, restarts=0, elapsed=10)[0] == "DeadlineExceeded"
     assert verdict(dl, {}, Tally(), active=1, restarts=0, elapsed=None) is None  # suspended
+
+
+async def test_crash_between_flush_and_finalizer_removal_counts_once() -> None:
+    c = cluster()
+    ctl = c.controllers[0]
+    await c.client.create(JOBS, job(completions=2, parallelism=1))
+    await c.settle()
+    [p] = live_pods(c)
+    await c.finish_pod(p["metadata"]["name"])
+
+    async def crash(pods):  # the process dies right after the uncounted list was written
+        raise RuntimeError("killed")
+    ctl._strip_finalizers = crash
+    ctl.queue.keys.clear()
+    with pytest.raises(RuntimeError):
+        await ctl.reconcile("default/pi")
+    st = c.get("jobs", "pi")["status"]
+    assert st["uncountedTerminatedPods"]["succeeded"] == [p["metadata"]["uid"]]
+    # a fresh controller (restart) finishes the bookkeeping exactly once
+    c.controllers.clear()
+    c.informers.clear()
+    c.add(JobController, backoff_base=0.0)
+    c.kick()
+    await c.settle()
+    c.kick()
+    await c.settle()
+    st = c.get("jobs", "pi")["status"]
+    assert st["succeeded"] == 1 and st["uncountedTerminatedPods"]["succeeded"] == []
+    assert st["active"] == 1
+
+
+async def test_stale_pod_cache_never_creates_duplicates() -> None:
+    c = cluster()
+    c.freeze("pods")
+    await c.client.create(JOBS, job(parallelism=3, completions=3))
+    await c.settle()
+    c.kick()
+    await c.settle()
+    assert len(c.list("pods")) == 3
+    c.thaw("pods")
+    await c.settle()
+    assert len(c.list("pods")) == 3

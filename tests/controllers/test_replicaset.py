@@ -195,3 +195,36 @@ def test_expectations_ttl() -> None:
     e.expect_deletions("k", ["a"])
     e.deletion_observed("k", "a")
     assert e.satisfied("k")
+
+
+async def test_stale_pod_cache_never_creates_duplicates() -> None:
+    c = FakeCluster()
+    c.add(ReplicaSetController)
+    c.freeze("pods")  # the pod informer lags: it will not see the pods we create
+    await c.client.create(REPLICASETS, rs_obj(replicas=3))
+    await c.settle()
+    assert len(c.list("pods")) == 3
+    for _ in range(3):  # resyncs against the stale cache: expectations hold creation back
+        c.kick()
+        await c.settle()
+    assert len(c.list("pods")) == 3
+    c.thaw("pods")
+    await c.settle()
+    assert len(c.list("pods")) == 3
+    assert c.recorder.reasons().count("SuccessfulCreate") == 3
+
+
+async def test_stale_pod_cache_never_deletes_twice() -> None:
+    c = FakeCluster()
+    c.add(ReplicaSetController)
+    await c.client.create(REPLICASETS, rs_obj(replicas=3))
+    await c.settle()
+    c.freeze("pods")
+    await c.client.patch(REPLICASETS, "web", {"spec": {"replicas": 1}}, namespace="default")
+    await c.settle()
+    c.kick()
+    await c.settle()
+    assert len(c.list("pods")) == 1
+    c.thaw("pods")
+    await c.settle()
+    assert len(c.list("pods")) == 1 and c.recorder.reasons().count("SuccessfulDelete") == 2

@@ -153,3 +153,29 @@ async def test_retention_policy_delete_owns_claims() -> None:
     # the condemned pod owned its claim, so the claim went with it
     assert c.get("persistentvolumeclaims", "data-web-1") is None
     assert c.get("persistentvolumeclaims", "data-web-0") is not None
+
+
+async def test_resync_of_converged_state_writes_nothing() -> None:
+    c = FakeCluster()
+    c.add(StatefulSetController)
+    await c.client.create(STATEFULSETS, sts(replicas=2))
+    await converge(c)
+    await c.settle()
+    c.client.calls.clear()
+    c.kick()
+    await c.settle()
+    assert c.client.calls == []
+
+
+async def test_stale_cache_is_harmless() -> None:
+    c = FakeCluster()
+    c.add(StatefulSetController)
+    await c.client.create(STATEFULSETS, sts(replicas=2, podManagementPolicy="Parallel"))
+    c.freeze("pods")
+    await c.settle()
+    c.kick()
+    await c.settle()  # the cache still shows no pods: creates hit AlreadyExists, no harm
+    assert names(c) == ["web-0", "web-1"] and not c.errors
+    c.thaw("pods")
+    await c.settle()
+    assert names(c) == ["web-0", "web-1"]

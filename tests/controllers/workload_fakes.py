@@ -10,32 +10,11 @@ import copy
 import itertools
 import random
 import string
-import sys
-import types
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from vkube.api.errors import AlreadyExists, Conflict, NotFound, Invalid
-
-try:  # the real runtime, once it exists; otherwise a minimal base so modules import
-    import vkube.controllers.runtime  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the tree's state
-    mod = types.ModuleType("vkube.controllers.runtime")
-
-    class Controller:  # type: ignore[no-redef]
-        name = ""
-        workers = 2
-
-        def __init__(self, mgr: Any) -> None:
-            self.mgr = mgr
-
-        def enqueue(self, obj: dict) -> None:
-            raise NotImplementedError
-
-    mod.Controller = Controller  # type: ignore[attr-defined]
-    sys.modules["vkube.controllers.runtime"] = mod
-
-from vkube.controllers.workloads._common import fmt_time, key_of, selector_matches  # noqa: E402
+from vkube.api.errors import AlreadyExists, Conflict, Invalid, NotFound
+from vkube.controllers.workloads._common import fmt_time, key_of, selector_matches
 
 Obj = dict[str, Any]
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -64,12 +43,15 @@ class FakeInformer:
     def add_index(self, name: str, fn: Any) -> None:
         pass
 
+    def _view(self) -> dict[tuple[str, str | None, str], Obj]:
+        return self.cluster.frozen.get(self.plural, self.cluster.objs)
+
     def get(self, name: str, namespace: str | None = None) -> Obj | None:
-        return self.cluster.objs.get((self.plural, namespace, name))  # shared, like the real one
+        return self._view().get((self.plural, namespace, name))  # shared, like the real one
 
     def list(self, namespace: str | None = None, selector: Any = None) -> list[Obj]:
         out = []
-        for (plural, ns, _), o in sorted(self.cluster.objs.items(), key=lambda kv: str(kv[0])):
+        for (plural, ns, _), o in sorted(self._view().items(), key=lambda kv: str(kv[0])):
             if plural != self.plural or (namespace is not None and ns != namespace):
                 continue
             if selector is not None:
@@ -217,6 +199,19 @@ class FakeCluster:
         self.controllers: list[Any] = []
         self.fail_creates: dict[str, int] = {}
         self.requeues: dict[str, float | None] = {}
+        self.frozen: dict[str, dict] = {}  # plural → the stale view its informer serves
+        self.held: dict[str, list[tuple[str, Obj, Obj | None]]] = {}
+
+    def freeze(self, plural: str) -> None:
+        """Make ``plural``'s informer stale: it keeps serving today's objects and holds back
+        events until thaw() — a watch that lags behind the API."""
+        self.frozen[plural] = dict(self.objs)
+        self.held[plural] = []
+
+    def thaw(self, plural: str) -> None:
+        self.frozen.pop(plural)
+        for type_, obj, old in self.held.pop(plural):
+            self._notify(plural, type_, obj, old)
 
     # --- manager surface
     def clock(self) -> datetime:
@@ -238,6 +233,9 @@ class FakeCluster:
 
     # --- storage with notifications
     def _notify(self, plural: str, type_: str, obj: Obj, old: Obj | None) -> None:
+        if plural in self.frozen:
+            self.held[plural].append((type_, obj, old))
+            return
         inf = self.informers.get(plural)
         if inf:
             for h in inf.handlers:

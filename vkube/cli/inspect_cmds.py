@@ -23,8 +23,8 @@ def observed_status(st: ClusterState) -> str:
         return PAUSED
     if st.in_cluster:
         return st.status
-    if process.running_pid(st) is not None and process.ready_url(st):
-        return RUNNING
+    if len(process.process_tree(st)) >= 2 and process.ready_url(st):
+        return RUNNING  # supervisor and serve alive, serve reported ready
     return FAILED
 
 

@@ -81,7 +81,8 @@ def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
     st.data_dir.mkdir(parents=True, exist_ok=True)
     (st.data_dir / "ready").unlink(missing_ok=True)
     st.pid_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "vkube.cli.supervise", "--pid-file", str(st.pid_file), "--",
+    cmd = [sys.executable, "-m", "vkube.cli.supervise", "--pid-file", str(st.pid_file),
+           "--ready-file", str(st.data_dir / "ready"), "--",
            *serve_command(st)]
     log_offset = st.log_file.stat().st_size if st.log_file.exists() else 0
     with open(st.log_file, "ab") as log:

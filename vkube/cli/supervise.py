@@ -1,4 +1,4 @@
-"""``python -m vkube.cli.supervise --pid-file F -- CMD...``: a tiny supervisor that keeps one
+"""``python -m vkube.cli.supervise --pid-file F --ready-file R -- CMD...``: a tiny supervisor that keeps one
 ``vkube serve`` running — restarting it with backoff when it dies unexpectedly — until SIGTERM,
 which it forwards and waits for. It imports nothing heavy so it costs a few MB of RSS.
 
@@ -20,9 +20,10 @@ STOP_GRACE = 20.0
 
 
 class Supervisor:
-    def __init__(self, cmd: list[str], pid_file: str) -> None:
+    def __init__(self, cmd: list[str], pid_file: str, ready_file: str) -> None:
         self.cmd = cmd
         self.pid_file = pid_file
+        self.ready_file = ready_file
         self.child: subprocess.Popen[bytes] | None = None
         self.stopping = False
 
@@ -42,6 +43,7 @@ class Supervisor:
                 started = time.monotonic()
                 self.child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
                 rc = self._wait_child()
+                self._unready()  # a killed serve cannot remove it itself
                 if self.stopping:
                     return 0
                 lived = time.monotonic() - started
@@ -61,6 +63,12 @@ class Supervisor:
                         os.unlink(self.pid_file)
             except OSError:
                 pass
+
+    def _unready(self) -> None:
+        try:
+            os.unlink(self.ready_file)
+        except FileNotFoundError:
+            pass
 
     def _wait_child(self) -> int:
         assert self.child is not None
@@ -83,10 +91,11 @@ def _say(msg: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 4 or argv[0] != "--pid-file" or argv[2] != "--":
-        print("usage: python -m vkube.cli.supervise --pid-file FILE -- CMD...", file=sys.stderr)
+    if len(argv) < 6 or argv[0] != "--pid-file" or argv[2] != "--ready-file" or argv[4] != "--":
+        print("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE -- CMD...",
+              file=sys.stderr)
         return 2
-    return Supervisor(argv[3:], argv[1]).run()
+    return Supervisor(argv[5:], argv[1], argv[3]).run()
 
 
 if __name__ == "__main__":

@@ -21,10 +21,6 @@ EXPECTATIONS_TTL = 300.0  # seconds after which unmet expectations are presumed 
 
 # ---------------------------------------------------------------- time
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def fmt_time(t: datetime) -> str:
     """RFC 3339 with second precision and a Z, as Kubernetes' metav1.Time."""
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -71,29 +67,7 @@ def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> boo
     return all(_expr_matches(labels, e) for e in selector.get("matchExpressions") or ())
 
 
-def selector_string(selector: Obj | None) -> str:
-    """The ``status.selector`` string form (``a=b,c in (d,e)``) the scale subresource shows."""
-    if not selector:
-        return ""
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for e in selector.get("matchExpressions") or ():
-        key, op, vals = e.get("key"), e.get("operator"), sorted(e.get("values") or [])
-        if op == "In":
-            parts.append(f"{key} in ({','.join(vals)})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(vals)})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
-
-
 # ---------------------------------------------------------------- metadata / ownership
-
-def meta(obj: Obj) -> Obj:
-    return obj.setdefault("metadata", {})
-
 
 def key_of(obj: Obj) -> str:
     m = obj.get("metadata") or {}

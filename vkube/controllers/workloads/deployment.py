@@ -122,11 +122,9 @@ class DeploymentController(Controller):
         rs_list = [deep(rs) for rs in await claim_pods(self.client, d, selector,
                                                         self.rsets.list(ns), res=REPLICASETS)]
         if is_deleting(d):
-            new_rs, old = self._split(d, rs_list)
-            await self._sync_status(d, rs_list, new_rs)
+            await self._sync_status(d, rs_list, self._split(d, rs_list)[0])
             return None
         await self._check_paused(d)
-        new_rs, old = self._split(d, rs_list)
         active = [rs for rs in rs_list if spec_replicas(rs) > 0]
         if d["spec"].get("paused") or is_scaling_event(d, active):
             return await self._sync(d, rs_list)
@@ -271,11 +269,12 @@ class DeploymentController(Controller):
         """Scale only (paused, or spec.replicas changed mid-rollout)."""
         new_rs = await self._get_new_rs(d, rs_list, create=False)
         _, old = self._split(d, rs_list)
+        all_rs = old + ([new_rs] if new_rs else [])
         await self._scale_all(d, new_rs, old)
         if new_rs is not None and deployment_complete(d, calculate_status(
-                d, rs_list, new_rs, self.mgr.clock())):
+                d, all_rs, new_rs, self.mgr.clock())):
             await self._cleanup(d, old)
-        return await self._sync_status(d, rs_list, new_rs)
+        return await self._sync_status(d, all_rs, new_rs)
 
     async def _scale_all(self, d: Obj, new_rs: Obj | None, old: list[Obj]) -> None:
         candidates = ([new_rs] if new_rs else []) + old
@@ -330,7 +329,7 @@ class DeploymentController(Controller):
                 await self._scale(d, rs, 0)
                 scaled = True
         if scaled or self._old_pods_running(old):
-            return await self._sync_status(d, rs_list, new_rs)
+            return await self._sync_status(d, old + ([new_rs] if new_rs else []), new_rs)
         if new_rs is None:
             new_rs = await self._get_new_rs(d, rs_list, create=True)
         all_rs = old + ([new_rs] if new_rs else [])

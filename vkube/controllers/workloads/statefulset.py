@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from vkube.api.errors import AlreadyExists, NotFound, StatusError
+from vkube.api.errors import AlreadyExists, Conflict, NotFound, StatusError
 from vkube.client.resources import CONTROLLERREVISIONS, PODS, PVCS, STATEFULSETS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
@@ -250,7 +250,7 @@ class StatefulSetController(Controller):
         try:
             await self.client.delete(PODS, pname, namespace=ns,
                                      preconditions={"uid": pod["metadata"].get("uid")})
-        except NotFound:
+        except (NotFound, Conflict):  # gone, or already replaced by a newer pod of that name
             return
         self.recorder.event(sts, "Normal", "SuccessfulDelete",
                             f"delete Pod {pname} in StatefulSet {sts['metadata']['name']} "

@@ -1,0 +1,56 @@
+"""Exit codes scripts can rely on (0 ok, 1 error, 2 usage), one-sentence errors with the fix,
+and ``--help`` with examples on every command."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.conftest import make_user
+
+COMMANDS = ["create", "connect", "disconnect", "list", "pause", "resume", "delete", "describe",
+            "logs", "render"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_examples(tmp_path, command):
+    out = make_user(tmp_path).vkube(command, "--help")
+    assert "examples:" in out.stdout and f"vkube {command}" in out.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    u = make_user(tmp_path)
+    assert u.vkube("create", check=False).returncode == 2
+    assert u.vkube("list", "-o", "yaml", check=False).returncode == 2
+    assert u.vkube("create", "x", "--connect=maybe", check=False).returncode == 2
+
+
+def test_invalid_names_and_unknown_clusters(tmp_path):
+    u = make_user(tmp_path)
+    bad = u.vkube("create", "My_Cluster", check=False)
+    assert bad.returncode == 1 and "invalid virtual cluster name 'My_Cluster'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    for cmd in ("pause", "resume", "describe", "logs", "connect"):
+        out = u.vkube(cmd, "nope", check=False)
+        assert out.returncode == 1 and "virtual cluster 'nope' not found" in out.stderr, cmd
+    assert not (u.home / "host").exists()  # nothing started an embedded host
+
+
+def test_unreachable_host_and_bad_values(tmp_path):
+    u = make_user(tmp_path)
+    out = u.vkube("create", "x", "--host-kubeconfig", str(u.kubeconfig), check=False)
+    assert out.returncode == 1
+    assert "no host cluster reachable at" in out.stderr and "vkube host start" in out.stderr
+    values = tmp_path / "v.yaml"
+    values.write_text("sync:\n  nodes: {syncAll: true}\n")
+    out = u.vkube("create", "x", "-f", str(values), check=False)
+    assert out.returncode == 1 and "sync.nodes.syncAll: unknown key" in out.stderr
+    out = u.vkube("create", "x", "-f", str(tmp_path / "missing.yaml"), check=False)
+    assert out.returncode == 1 and "not found" in out.stderr
+    assert not (u.home / "clusters" / "x").exists()
+
+
+def test_list_with_nothing_and_disconnect_when_not_connected(tmp_path):
+    u = make_user(tmp_path)
+    assert u.list() == {}
+    assert "No virtual clusters" in u.vkube("list").stdout
+    assert "not connected" in u.vkube("disconnect").stdout
