@@ -1,28 +1,40 @@
-"""Syncer benchmark: two real control planes (virtual + host) and a Syncer between them.
-Prints JSON lines.
+"""Syncer benchmark: two real control planes (virtual + host) and a Syncer between them,
+the Syncer in a child process of its own so its memory can be measured. Prints JSON lines.
 
 1. ``translate``: pod rewrites per second (pure, no I/O).
 2. ``pods_down``: create N virtual pods; time until every host pod exists (throughput, and
-   per-pod latency percentiles from virtual create to host pod seen).
-3. ``status_up``: mark every host pod Running; time until every virtual pod shows it.
-4. ``services``: N services down and their ClusterIPs back up.
+   per-pod latency percentiles from virtual create to host pod seen); the host API requests
+   the syncer made per synced pod (the host's ``/metrics`` ``apiserver_request_total``).
+3. ``status_up``: mark every host pod Running; per-pod latency until the virtual pod shows it.
+4. ``syncer_memory``: the syncer process's RSS (and Python heap) before and with N pods synced,
+   scaled to 1,000 pods.
+5. ``services``: N services down and their ClusterIPs back up.
+6. ``deployment``: a D-replica Deployment in a virtual cluster (API server + controllers +
+   syncer) on the embedded host: time until every virtual pod is Running.
 
-    .venv/bin/python bench/bench_syncer.py [--pods 300] [--services 100]
+    .venv/bin/python bench/bench_syncer.py [--pods 1000] [--services 100] [--replicas 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
+import re
+import resource
 import statistics
+import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from vkube.apiserver.server import ControlPlane
 from vkube.client import Client
-from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICES
+from vkube.client.resources import (DEPLOYMENTS, NAMESPACES, NODES, PODS, SERVICEACCOUNTS,
+                                    SERVICES)
 from vkube.syncer import Syncer, Translator, Values
 from vkube.syncer.podrewrite import PodRewriteConfig, rewrite_pod
 
@@ -64,6 +76,86 @@ async def wait_until(pred, poll: float = 0.02) -> None:
         await asyncio.sleep(poll)
 
 
+# -- the syncer in a child process ------------------------------------------------------------
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def child_main(vurl: str, hurl: str, name: str, hns: str) -> None:
+    """Run a Syncer; answer ``stats`` lines on stdin with one JSON line (RSS after a full
+    collection, traced Python heap, reconciles per kind)."""
+    tracemalloc.start()
+    syncer = Syncer(name=name, virtual=Client(vurl), host=Client(hurl), host_namespace=hns,
+                    values=Values())
+    task = asyncio.create_task(syncer.run())
+    await syncer.wait_ready()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": True}), flush=True)
+    while line := await reader.readline():
+        if line.strip() == b"stats":
+            gc.collect()
+            print(json.dumps({"rss": _rss(), "heap": tracemalloc.get_traced_memory()[0],
+                              "processed": syncer.processed()}), flush=True)
+    await syncer.stop()
+    await asyncio.gather(task, return_exceptions=True)
+    await syncer.ctx.virtual.close()
+    await syncer.ctx.host.close()
+
+
+class SyncerProcess:
+    def __init__(self, vurl: str, hurl: str, name: str = VC, hns: str = HOST_NS) -> None:
+        self.args = [vurl, hurl, name, hns]
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--child", *self.args, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert json.loads(await self._line())["ready"]
+
+    async def _line(self) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError("syncer child exited")
+        return line
+
+    async def stats(self) -> dict:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(b"stats\n")
+        await self.proc.stdin.drain()
+        return json.loads(await self._line())
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def host_requests(c: Client) -> tuple[int, dict[str, int]]:
+    """Total requests the host API server has answered, and per verb."""
+    text = (await c.request("GET", "/metrics", raw=True)).decode()
+    total, by_verb = 0, {}
+    for m in re.finditer(r'^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
+        n = int(float(m.group(2)))
+        verb = re.search(r'verb="([^"]*)"', m.group(1))
+        key = verb.group(1) if verb else "?"
+        by_verb[key] = by_verb.get(key, 0) + n
+        total += n
+    return total, by_verb
+
+
+# -- pods, status and services through one syncer ----------------------------------------------
+
 async def bench_e2e(n_pods: int, n_svcs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vcp = ControlPlane(data_dir=Path(tmp) / "v", allocate_service_ips=False)
@@ -73,11 +165,13 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         v, h = Client(vcp.url), Client(hcp.url)
         await h.create(NODES, {"metadata": {"name": "node-1"}})
         await v.create(NAMESPACES, {"metadata": {"name": "bench"}})
-        syncer = Syncer(name=VC, virtual=Client(vcp.url), host=Client(hcp.url),
-                        host_namespace=HOST_NS, values=Values())
-        task = asyncio.create_task(syncer.run())
-        await syncer.wait_ready()
+        # what the service-account controller would have made: pods get its token
+        await v.create(SERVICEACCOUNTS, {"metadata": {"name": "default"}}, namespace="bench")
+        child = SyncerProcess(vcp.url, hcp.url)
+        await child.start()
+        before = await child.stats()
         seen: dict[str, float] = {}
+        running: dict[str, float] = {}
         created: dict[str, float] = {}
 
         async def watch_host() -> None:
@@ -85,7 +179,14 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
                 name = ev.object["metadata"].get("annotations", {}).get("vkube.io/object-name")
                 if ev.type == "ADDED" and name:
                     seen.setdefault(name, time.perf_counter())
-        watcher = asyncio.create_task(watch_host())
+
+        async def watch_virtual() -> None:
+            async for ev in v.watch(PODS, namespace="bench"):
+                if (ev.object.get("status") or {}).get("phase") == "Running":
+                    running.setdefault(ev.object["metadata"]["name"], time.perf_counter())
+        watchers = [asyncio.create_task(watch_host()), asyncio.create_task(watch_virtual())]
+        await asyncio.sleep(0.2)  # both watches open
+        req0, verbs0 = await host_requests(h)
         t0 = time.perf_counter()
         for i in range(n_pods):
             created[f"p{i}"] = time.perf_counter()
@@ -103,9 +204,17 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
              total_s=round(total, 3), pods_per_s=round(n_pods / total, 1),
              latency_ms_p50=pct(lat, 0.5), latency_ms_p99=pct(lat, 0.99),
              latency_ms_mean=round(statistics.mean(lat) * 1000, 2))
-        watcher.cancel()
+        # let the syncer finish what follows each creation (annotations, token secret) and
+        # count what it asked of the host (/metrics itself is not counted)
+        await asyncio.sleep(1.0)
+        req1, verbs1 = await host_requests(h)
+        emit(bench="host_requests", pods=n_pods,
+             per_pod=round((req1 - req0) / n_pods, 2),
+             by_verb={k: verbs1[k] - verbs0.get(k, 0) for k in verbs1
+                      if verbs1[k] != verbs0.get(k, 0)})
 
-        # status up
+        # status up: per pod, host status Running → virtual pod Running
+        marked: dict[str, float] = {}
         t0 = time.perf_counter()
         for i in range(n_pods):
             hn = f"p{i}-x-bench-x-{VC}"
@@ -116,15 +225,26 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
             hp = await h.get(PODS, hn, namespace=HOST_NS)
             hp["status"] = {"phase": "Running", "podIP": f"10.1.{i // 250}.{i % 250 + 1}"}
             await h.update(PODS, hp, subresource="status")
+            marked[f"p{i}"] = time.perf_counter()
 
         async def all_up() -> bool:
-            items = (await v.list(PODS, namespace="bench"))["items"]
-            return sum(1 for p in items if (p.get("status") or {}).get("phase") == "Running"
-                       and p["spec"].get("nodeName")) >= n_pods
-        await wait_until(all_up, 0.1)
+            return len(running) >= n_pods
+        await wait_until(all_up)
         total = time.perf_counter() - t0
+        lat = [running[k] - marked[k] for k in marked if k in running]
         emit(bench="status_up", pods=n_pods, total_s=round(total, 3),
-             pods_per_s=round(n_pods / total, 1))
+             pods_per_s=round(n_pods / total, 1), latency_ms_p50=pct(lat, 0.5),
+             latency_ms_p99=pct(lat, 0.99), latency_ms_mean=round(statistics.mean(lat) * 1000, 2))
+        for w in watchers:
+            w.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+        after = await child.stats()
+        per_k = 1000 / n_pods
+        emit(bench="syncer_memory", pods=n_pods, rss_before_mb=round(before["rss"] / 2**20, 1),
+             rss_after_mb=round(after["rss"] / 2**20, 1),
+             rss_per_1000_pods_mb=round((after["rss"] - before["rss"]) * per_k / 2**20, 1),
+             heap_per_1000_pods_mb=round((after["heap"] - before["heap"]) * per_k / 2**20, 1))
 
         t0 = time.perf_counter()
         for i in range(n_svcs):
@@ -138,23 +258,84 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         await wait_until(ips_up, 0.1)
         total = time.perf_counter() - t0
         emit(bench="services", services=n_svcs, total_s=round(total, 3),
-             services_per_s=round(n_svcs / total, 1), reconciles=syncer.processed())
+             services_per_s=round(n_svcs / total, 1),
+             reconciles=(await child.stats())["processed"])
 
-        await syncer.stop()
-        await asyncio.gather(task, return_exceptions=True)
-        for c in (v, h, syncer.ctx.virtual, syncer.ctx.host):
+        await child.stop()
+        for c in (v, h):
             await c.close()
         await vcp.stop()
         await hcp.stop()
 
 
+# -- a Deployment in a virtual cluster on the embedded host ------------------------------------
+
+async def bench_deployment(replicas: int) -> None:
+    from vkube.controllers.runtime import ControllerManager, default_controllers
+    from vkube.host.runner import EmbeddedHost
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vcp = ControlPlane(data_dir=Path(tmp) / "v", allocate_service_ips=False)
+        hcp = ControlPlane(data_dir=Path(tmp) / "h")
+        await vcp.start()
+        await hcp.start()
+        embedded = EmbeddedHost(hcp.url, nodes=max(1, -(-replicas // 100)), seed=1)
+        await embedded.start()
+        v = Client(vcp.url)
+        mgr = ControllerManager(Client(vcp.url), identity="bench", leader_election=False)
+        for ctrl in default_controllers():
+            mgr.add(ctrl)
+        mgr_task = asyncio.create_task(mgr.run())
+        await mgr.started.wait()
+        child = SyncerProcess(vcp.url, hcp.url)
+        await child.start()
+        labels = {"app": "big"}
+        t0 = time.perf_counter()
+        await v.create(DEPLOYMENTS, {
+            "metadata": {"name": "big", "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}},
+            namespace="default")
+        first_running = None
+
+        async def all_running() -> bool:
+            nonlocal first_running
+            items = (await v.list(PODS, namespace="default", label_selector="app=big"))["items"]
+            n = sum(1 for p in items if (p.get("status") or {}).get("phase") == "Running")
+            if n and first_running is None:
+                first_running = time.perf_counter() - t0
+            return n >= replicas
+        await wait_until(all_running, 0.25)
+        total = time.perf_counter() - t0
+        emit(bench="deployment", replicas=replicas, first_running_s=round(first_running or 0, 2),
+             all_running_s=round(total, 2), pods_per_s=round(replicas / total, 1),
+             host_nodes=embedded.node_count)
+        await child.stop()
+        mgr_task.cancel()
+        await asyncio.gather(mgr_task, return_exceptions=True)
+        await mgr.client.close()
+        await v.close()
+        await embedded.stop()
+        await vcp.stop()
+        await hcp.stop()
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        asyncio.run(child_main(*sys.argv[2:6]))
+        return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pods", type=int, default=300)
+    ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--services", type=int, default=100)
+    ap.add_argument("--replicas", type=int, default=1000, help="0 skips the deployment bench")
     args = ap.parse_args()
     bench_translate()
     asyncio.run(bench_e2e(args.pods, args.services))
+    if args.replicas:
+        asyncio.run(bench_deployment(args.replicas))
+    emit(bench="bench_process", max_rss_mb=round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# The walkthrough a newcomer runs first (make demo): a standalone control plane on loopback,
-# driven by the real kubectl.
+# The walkthrough a newcomer runs first (`make demo`): the embedded host, a virtual cluster, a
+# namespace and an nginx deployment applied with the real kubectl, and the virtual and host
+# views side by side. Everything lives in a throwaway VKUBE_HOME and kubeconfig.
 set -euo pipefail
-DEMO_DIR="$(mktemp -d -t vkube-demo-XXXX)"
-export KUBECONFIG="$DEMO_DIR/kubeconfig"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+DEMO="$(mktemp -d -t vkube-demo-XXXX)"
+export VKUBE_HOME="$DEMO/home" KUBECONFIG="$DEMO/kubeconfig"
+HOSTCFG="$VKUBE_HOME/host/kubeconfig"
+bold() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+step() { printf '\n\033[1;36m$ %s\033[0m\n' "$*"; "$@"; }
+cleanup() {
+  vkube delete demo >/dev/null 2>&1 || true
+  vkube host stop >/dev/null 2>&1 || true
+  rm -rf "$DEMO"
+}
+trap cleanup EXIT
 
-vkube serve --name demo --data-dir "$DEMO_DIR" >"$DEMO_DIR/serve.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DEMO_DIR"' EXIT
-for _ in $(seq 100); do [ -f "$DEMO_DIR/ready" ] && break; sleep 0.1; done
-[ -f "$DEMO_DIR/ready" ] || { cat "$DEMO_DIR/serve.log"; exit 1; }
-echo "control plane ready at $(cat "$DEMO_DIR/ready") (kubeconfig: $KUBECONFIG)"
+bold "1. Create a virtual cluster (no cluster around: the embedded host starts by itself)"
+step vkube create demo
+step kubectl get namespaces
 
-step kubectl get ns
+bold "2. Use it like any cluster"
 step kubectl create namespace demo-nginx
 step kubectl create deployment nginx-deployment -n demo-nginx --image=nginx --replicas=2
-step kubectl get deploy,rs,pods -n demo-nginx
-step kubectl create configmap settings -n demo-nginx --from-literal=color=blue
-step kubectl get cm settings -n demo-nginx -o yaml
-step kubectl api-resources --api-group=apps
-step kubectl delete namespace demo-nginx
+step kubectl rollout status deployment/nginx-deployment -n demo-nginx --timeout=60s
+step kubectl get pods -n demo-nginx -o wide
+step kubectl logs -n demo-nginx deployment/nginx-deployment --tail=3
+
+bold "3. The host's view: no namespace demo-nginx, no Deployment — only translated pods"
+step kubectl --kubeconfig "$HOSTCFG" get namespaces
+step kubectl --kubeconfig "$HOSTCFG" get deployments -A
+step kubectl --kubeconfig "$HOSTCFG" get pods -n vkube-demo -o wide
+
+bold "4. Manage it"
+step vkube list
+step vkube pause demo
+step kubectl --kubeconfig "$HOSTCFG" get pods -n vkube-demo
+step vkube resume demo
+step kubectl rollout status deployment/nginx-deployment -n demo-nginx --timeout=60s
+step vkube disconnect
+bold "Connect again any time with: vkube connect demo   (or: vkube connect demo --print > demo.kubeconfig)"
+step vkube delete demo

@@ -214,3 +214,21 @@ def test_pvc_rules():
     ok = {"metadata": meta(), "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
     assert check("", "persistentvolumeclaims", ok) == []
     assert fields(check("", "persistentvolumeclaims", {"metadata": meta(), "spec": {}})) == ["spec.accessModes", "spec.resources[storage]"]
+
+
+def test_statefulset_mounts_may_name_volume_claim_templates():
+    from vkube.api.builtin import builtin_registry
+
+    spec = builtin_registry().get("apps", "v1", "statefulsets")
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "default"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "db",
+                    "template": {"metadata": {"labels": {"a": "b"}},
+                                 "spec": {"containers": [{"name": "c", "image": "x",
+                                                          "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                              "spec": {"accessModes": ["ReadWriteOnce"],
+                                                       "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    spec.strategy.default(sts)
+    assert spec.strategy.validate(sts) == []
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = "other"
+    assert any("volumeMounts[0].name" in c["field"] for c in spec.strategy.validate(sts))

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -175,3 +176,41 @@ async def test_delete_namespace_with_kubectl(control_plane):
     assert ns["status"]["phase"] == "Terminating" and ns["metadata"]["deletionTimestamp"]
     blocked = await run(control_plane, "create", "cm", "x", "-n", "gone", "--from-literal=a=b", check=False)
     assert blocked.returncode != 0 and "being terminated" in blocked.stderr
+
+
+def test_vkube_serve_with_controllers_deletes_namespaces(tmp_path: Path):
+    """`vkube serve` runs the controllers too: `kubectl delete ns` returns once it is gone,
+    and a deployment gets its ReplicaSet."""
+    import time
+
+    from tests.conftest import kubectl
+
+    data = tmp_path / "cp"
+    proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(300):
+            if (data / "ready").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (data / "ready").exists(), proc.stderr.read().decode() if proc.poll() is not None else "not ready"
+        cfg = data / "kubeconfig"
+        kubectl(cfg, "create", "ns", "short-lived")
+        for i in range(20):
+            kubectl(cfg, "create", "cm", f"c{i}", "-n", "short-lived", "--from-literal=a=b")
+        kubectl(cfg, "delete", "ns", "short-lived", "--timeout=60s")
+        assert "short-lived" not in kubectl(cfg, "get", "ns").stdout
+        kubectl(cfg, "create", "deployment", "nginx", "--image=nginx", "--replicas=2")
+        for _ in range(100):
+            rs = kubectl(cfg, "get", "rs", "-o", "name").stdout.split()
+            if rs:
+                break
+            time.sleep(0.1)
+        assert rs and rs[0].startswith("replicaset.apps/nginx-")
+        pods = kubectl(cfg, "get", "pods", "-o", "name").stdout.split()
+        assert len(pods) == 2  # Pending: a standalone control plane has no nodes
+        sa = kubectl(cfg, "get", "sa", "default", "-o", "name").stdout.strip()
+        assert sa == "serviceaccount/default"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 
+import pytest
 import yaml
 
 from tests.cli.conftest import User, alive, cleanup, eventually, make_user
@@ -137,3 +138,21 @@ def test_delete_keep_namespace_and_adopted_namespace(shared_host, tmp_path):
     finally:
         cleanup(u)
         kubectl(shared_host, "delete", "ns", "pre-existing", "vkube-keep", check=False)
+
+
+def test_create_in_cluster_applies_the_rendered_manifests(shared_host, tmp_path):
+    u = make_user(tmp_path / "u")
+    try:
+        out = u.vkube("create", "inc", "--in-cluster", "--host-kubeconfig", str(shared_host),
+                      check=False)
+        assert out.returncode == 0, out.stderr
+        sts = json.loads(kubectl(shared_host, "get", "statefulset", "vkube-inc", "-n",
+                                 "vkube-inc", "-o", "json").stdout)
+        assert sts["spec"]["replicas"] == 1
+        u.vkube("pause", "inc")
+        assert kubectl(shared_host, "get", "statefulset", "vkube-inc", "-n", "vkube-inc", "-o",
+                       "jsonpath={.spec.replicas}").stdout == "0"
+        assert u.list()["inc"]["status"] == "Paused"
+    finally:
+        cleanup(u)
+    assert kubectl(shared_host, "get", "ns", "vkube-inc", check=False).returncode != 0

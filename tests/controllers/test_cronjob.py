@@ -171,3 +171,44 @@ async def test_resync_writes_nothing_between_activations() -> None:
     c.kick()
     await c.settle()
     assert c.client.calls == []
+
+
+async def test_stale_cache_does_not_lose_last_schedule_time() -> None:
+    """The Job's ADDED event can reach the controller before its own status write does; the
+    reconcile that follows sees a CronJob without lastScheduleTime. Its status write must fail
+    (a Conflict, retried from fresh state) rather than overwrite the fresh status."""
+    c = FakeCluster()
+    c.add(CronJobController)
+    await c.client.create(CRONJOBS, cronjob())
+    await c.settle()
+    c.freeze("cronjobs")
+    c.advance(300)
+    c.kick()
+    await c.settle()
+    assert len(c.list("jobs")) == 1
+    c.thaw("cronjobs")
+    await c.settle()
+    [j] = c.list("jobs")
+    st = c.get("cronjobs", "tick")["status"]
+    assert st["lastScheduleTime"] == "2026-01-01T12:05:00Z"
+    assert [r["name"] for r in st["active"]] == [j["metadata"]["name"]]
+
+
+async def test_job_left_by_a_lost_status_write_is_recorded() -> None:
+    """A Job created by an earlier attempt whose status write was lost: creating it again
+    answers AlreadyExists, and the controller records the run instead of forgetting it."""
+    c = FakeCluster()
+    c.add(CronJobController)
+    await c.client.create(CRONJOBS, cronjob())
+    c.freeze("jobs")  # the cache will not have seen the Job
+    c.advance(300)
+    await c.settle()
+    [j] = c.list("jobs")
+    cj = c.get("cronjobs", "tick")
+    await c.client.update(CRONJOBS, dict(cj, status={}), subresource="status")
+    await c.settle()
+    st = c.get("cronjobs", "tick")["status"]
+    assert st["lastScheduleTime"] == "2026-01-01T12:05:00Z"
+    assert [r["uid"] for r in st["active"]] == [j["metadata"]["uid"]]
+    assert c.recorder.reasons().count("SuccessfulCreate") == 1
+    assert len(c.list("jobs")) == 1

@@ -33,6 +33,7 @@ class WorkloadEnv:
     cp: Any  # tests.conftest.RunningControlPlane
     client: Any
     clock: Clock = field(default_factory=Clock)
+    mgr: Any = None  # the ControllerManager, for tests that tune a controller (backoff_base)
 
     async def kubectl(self, *args: str, input: str | None = None) -> str:
         proc = await asyncio.to_thread(self.cp.kubectl, *args, input=input)
@@ -47,6 +48,7 @@ async def workloads(control_plane):
     await host.start()
     env = WorkloadEnv(control_plane, client)
     mgr = ControllerManager(client, identity="test-cm", leader_election=False, clock=env.clock)
+    env.mgr = mgr
     for cls in default_controllers():
         mgr.add(cls)
     task = asyncio.create_task(mgr.run())

@@ -68,3 +68,43 @@ async def test_pod_runs_on_the_embedded_host(planes):
     finally:
         await stop_syncer(pair)
         await host.stop()
+
+
+async def kubectl(vcp, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "--kubeconfig", str(vcp.data_dir / "kubeconfig"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_kubectl_exec_through_the_syncer(planes):
+    """virtual API pods/exec → the fake node's kubelet (the syncer's proxy) → host API
+    pods/exec of the host pod → the embedded host's kubelet; frames relayed both ways."""
+    vcp, hcp = planes
+    host = EmbeddedHost(hcp.url, nodes=1, seed=2)
+    await host.start()
+    pair = await start_syncer(vcp, hcp)
+    v = pair.virtual
+    try:
+        await v.create(PODS, {"metadata": {"name": "box", "namespace": "default"},
+                              "spec": {"containers": [{"name": "main", "image": "busybox",
+                                                       "command": ["sleep", "3600"]}]}},
+                       namespace="default")
+
+        async def running():
+            vp = await v.get(PODS, "box", namespace="default")
+            assert vp["status"].get("phase") == "Running", vp.get("status")
+            assert all(c.get("ready") for c in vp["status"]["containerStatuses"])
+        await eventually(running, attempts=400)
+
+        code, out, err = await kubectl(vcp, "exec", "box", "--", "echo", "hi")
+        assert (code, out) == (0, "hi\n"), err
+        code, out, err = await kubectl(vcp, "exec", "box", "-c", "main", "--", "echo", "a", "b")
+        assert (code, out) == (0, "a b\n"), err
+        # stderr and a non-zero exit code come back through both relays
+        code, out, err = await kubectl(vcp, "exec", "box", "--", "cat", "/nope")
+        assert code == 1 and "No such file or directory" in err, (code, out, err)
+    finally:
+        await stop_syncer(pair)
+        await host.stop()

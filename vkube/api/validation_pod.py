@@ -135,7 +135,9 @@ def field_not_found(path: str, value: Any) -> dict[str, str]:
     return field_error(path, f'Not found: "{value}"', reason="FieldValueNotFound")
 
 
-def validate_pod_spec(spec: Any, path: str = "spec") -> Causes:
+def validate_pod_spec(spec: Any, path: str = "spec", *, extra_volumes: frozenset[str] = frozenset()) -> Causes:
+    """``extra_volumes``: names mounts may use besides spec.volumes (a StatefulSet's
+    volumeClaimTemplates)."""
     if not isinstance(spec, dict):
         return [required(path)]
     causes: Causes = []
@@ -154,8 +156,9 @@ def validate_pod_spec(spec: Any, path: str = "spec") -> Causes:
     if not containers:
         causes.append(required(f"{path}.containers"))
     seen: set[str] = set()
-    causes += _validate_containers(containers, f"{path}.containers", volumes, seen)
-    causes += _validate_containers(spec.get("initContainers"), f"{path}.initContainers", volumes, seen)
+    mountable = volumes | extra_volumes
+    causes += _validate_containers(containers, f"{path}.containers", mountable, seen)
+    causes += _validate_containers(spec.get("initContainers"), f"{path}.initContainers", mountable, seen)
     policy = spec.get("restartPolicy")
     if policy not in RESTART_POLICIES:
         causes.append(required(f"{path}.restartPolicy") if not policy else
@@ -190,13 +193,14 @@ def validate_pod_spec(spec: Any, path: str = "spec") -> Causes:
     return causes
 
 
-def validate_pod_template(template: Any, path: str, *, allowed_restart: tuple[str, ...] = ()) -> Causes:
+def validate_pod_template(template: Any, path: str, *, allowed_restart: tuple[str, ...] = (),
+                          extra_volumes: frozenset[str] = frozenset()) -> Causes:
     """A template's metadata labels and spec; ``allowed_restart`` narrows restartPolicy."""
     if not isinstance(template, dict):
         return [required(path)]
     causes = validate_labels((template.get("metadata") or {}).get("labels"), f"{path}.metadata.labels")
     spec = template.get("spec")
-    causes += validate_pod_spec(spec, f"{path}.spec")
+    causes += validate_pod_spec(spec, f"{path}.spec", extra_volumes=extra_volumes)
     policy = (spec or {}).get("restartPolicy") if isinstance(spec, dict) else None
     if allowed_restart and policy in RESTART_POLICIES and policy not in allowed_restart:
         causes.append(not_supported(f"{path}.spec.restartPolicy", policy, allowed_restart))

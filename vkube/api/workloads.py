@@ -43,7 +43,10 @@ def validate_selector_and_template(spec: Obj, *, what: str, allowed_restart: tup
         if not matches:
             causes.append(invalid_value(f"{path}.template.metadata.labels", labels,
                                         "`selector` does not match template `labels`"))
-    causes += validate_pod_template(template, f"{path}.template", allowed_restart=allowed_restart)
+    claims = frozenset(str(((c or {}).get("metadata") or {}).get("name") or "")
+                       for c in spec.get("volumeClaimTemplates") or () if isinstance(c, dict))
+    causes += validate_pod_template(template, f"{path}.template", allowed_restart=allowed_restart,
+                                    extra_volumes=claims)
     return causes
 
 

@@ -251,7 +251,8 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         if self.data_dir is not None:

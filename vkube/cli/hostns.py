@@ -39,9 +39,10 @@ async def get_namespace(host: Client, namespace: str) -> dict[str, Any] | None:
 
 
 async def claim_namespace(host: Client, *, name: str, namespace: str, created: str,
-                          status: str, values: dict[str, Any]) -> bool:
+                          status: str, values: dict[str, Any], known_new: bool = False) -> bool:
     """Create the host namespace (or adopt an existing unclaimed one); returns whether vkube
-    created it (only then does ``delete`` remove it)."""
+    created it (only then does ``delete`` remove it). ``known_new``: the caller saw it missing
+    just before, so it is ours even if our own syncer created it a moment ago."""
     ann = {ANN_CREATED: created, ANN_STATUS: status, ANN_VALUES: _compact(values)}
     ns = await get_namespace(host, namespace)
     if ns is None:
@@ -61,7 +62,7 @@ async def claim_namespace(host: Client, *, name: str, namespace: str, created: s
     if meta.get("deletionTimestamp"):
         raise CLIError(f"host namespace {namespace!r} is being deleted — wait a moment and "
                        "try again, or choose another one with -n")
-    owns = (meta.get("annotations") or {}).get(ANN_OWNS_NS) == "true"
+    owns = known_new or (meta.get("annotations") or {}).get(ANN_OWNS_NS) == "true"
     await host.patch(NAMESPACES, namespace, {"metadata": {
         "labels": {LABEL_VCLUSTER: name},
         "annotations": {**ann, ANN_OWNS_NS: "true" if owns else "false"}}})

@@ -40,9 +40,11 @@ async def _host_clusters(hosts: list[HostRef]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str | None]] = set()
     for h in hosts:
-        if (h.kubeconfig, h.context) in seen or not await hostresolve.reachable(h):
+        if (h.kubeconfig, h.context) in seen:
             continue
         seen.add((h.kubeconfig, h.context))
+        if not await hostresolve.reachable(h):
+            continue
         try:
             async with h.client(timeout=5.0) as c:
                 for vc in await hostns.virtual_clusters(c):

@@ -137,6 +137,12 @@ def switch_back() -> str | None:
     return prev
 
 
+def unset_current() -> None:
+    doc = load()
+    doc["current-context"] = ""
+    save(doc)
+
+
 def _restorable(doc: dict[str, Any]) -> str | None:
     prev = _remembered()
     names = {c.get("name") for c in doc.get("contexts") or []}

@@ -16,6 +16,7 @@ from vkube.cli import hostns, hostresolve, kubeconfigs, process, state, values_f
 from vkube.cli.hostresolve import HostRef
 from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
+from vkube.client import Client
 from vkube.client.resources import NAMESPACES
 
 
@@ -47,6 +48,9 @@ async def create(args: argparse.Namespace) -> int:
         raise CLIError(f"virtual cluster {name!r} already exists — change its values with "
                        f"`vkube create {name} --upgrade -f values.yaml`, or remove it with "
                        f"`vkube delete {name}`")
+    if existing is not None and args.namespace and args.namespace != existing.namespace:
+        raise CLIError(f"virtual cluster {name!r} lives in host namespace "
+                       f"{existing.namespace!r}; the namespace cannot change on --upgrade")
     values = values_files.load_files(args.values) if args.values else None
     progress = Progress()
     with progress.step("looking for a host cluster") as done:
@@ -66,41 +70,63 @@ async def create(args: argparse.Namespace) -> int:
                               values=values or {}, in_cluster=bool(args.in_cluster))
         else:
             st = existing
-            if args.namespace and args.namespace != st.namespace:
-                raise CLIError(f"virtual cluster {name!r} lives in host namespace "
-                               f"{st.namespace!r}; the namespace cannot change on --upgrade")
             if values is not None:
                 st.values = values
-        st.created_namespace = await hostns.claim_namespace(
-            hc, name=name, namespace=st.namespace, created=st.created,
-            status=PAUSED if st.status == PAUSED else RUNNING, values=st.values)
         values_files.write(st.values_file, st.values)
         if st.in_cluster:
-            from vkube.cli import render
-
-            with progress.step("applying the control plane manifests to the host") as done:
-                n = await render.apply(hc, render.manifests(st.name, st.namespace, st.values))
-                st.status = RUNNING
-                st.save()
-                done(f"control plane applied to host namespace {st.namespace} ({n} objects)")
+            await _create_in_cluster(hc, st, progress)
             return 0
         if existing is not None and st.status == PAUSED:
-            st.save()
+            await _claim(hc, st)
             progress.info(f"values updated; {name!r} stays paused — `vkube resume {name}` "
                           "starts it with them")
             return 0
         with progress.step("starting the control plane") as done:
-            if existing is not None:
-                await asyncio.to_thread(process.stop, st)
-            st.status = RUNNING
-            st.save()
-            url = await asyncio.to_thread(process.start, st)
-            await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
+            url = await _start_and_claim(hc, st, restart=existing is not None)
             done(f"control plane {'restarted with new values' if existing else 'ready'} at {url}")
     if args.connect:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
     return 0
+
+
+async def _claim(hc: Client, st: ClusterState, *, known_new: bool = False) -> None:
+    st.created_namespace = await hostns.claim_namespace(
+        hc, name=st.name, namespace=st.namespace, created=st.created,
+        status=PAUSED if st.status == PAUSED else RUNNING, values=st.values,
+        known_new=known_new)
+    st.save()
+
+
+async def _start_and_claim(hc: Client, st: ClusterState, *, restart: bool) -> str:
+    """Start the process and claim the host namespace at the same time: the control plane's
+    start-up (~0.5 s) hides the host round trips."""
+    if restart:
+        await asyncio.to_thread(process.stop, st)
+    known_new = await hostns.get_namespace(hc, st.namespace) is None
+    st.status = RUNNING
+    process.ensure_port(st)  # saves; start() below then leaves the state file alone
+    started = asyncio.create_task(asyncio.to_thread(process.start, st))
+    try:
+        await _claim(hc, st, known_new=known_new)
+    except BaseException:
+        await asyncio.gather(started, return_exceptions=True)
+        await asyncio.to_thread(process.stop, st)
+        raise
+    url = await started
+    st.save()  # process.start may have picked a new port
+    await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
+    return url
+
+
+async def _create_in_cluster(hc: Client, st: ClusterState, progress: Progress) -> None:
+    from vkube.cli import render
+
+    with progress.step("applying the control plane manifests to the host") as done:
+        st.status = RUNNING
+        await _claim(hc, st)  # saves first: `vkube delete` can clean up a half-applied one
+        n = await render.apply(hc, render.manifests(st.name, st.namespace, st.values))
+        done(f"control plane applied to host namespace {st.namespace} ({n} objects)")
 
 
 def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
@@ -141,15 +167,34 @@ async def disconnect(args: argparse.Namespace) -> int:
             return 0
     prev = kubeconfigs.switch_back()
     if prev is None:
-        raise CLIError("no previous context to switch back to — pick one with "
-                       "`kubectl config use-context NAME`")
+        # there was no current context before `vkube connect`: restore exactly that
+        kubeconfigs.unset_current()
+        print(f"✔ disconnected from {current}; no context was current before, so none is now "
+              "(pick one with `kubectl config use-context NAME`)")
+        return 0
     print(f"✔ switched context back to {prev}")
     return 0
+
+
+async def _scale_in_cluster(st: ClusterState, replicas: int) -> None:
+    from vkube.client.resources import STATEFULSETS
+
+    async with _host_of(st).client() as hc:
+        await hc.patch(STATEFULSETS, f"vkube-{st.name}", {"spec": {"replicas": replicas}},
+                       namespace=st.namespace)
 
 
 async def pause(args: argparse.Namespace) -> int:
     st = state.require(args.name)
     progress = Progress()
+    if st.in_cluster:
+        with progress.step("scaling the in-cluster control plane to 0") as done:
+            await _scale_in_cluster(st, 0)
+            st.status = PAUSED
+            st.save()
+            done("control plane scaled to 0")
+        await _cleanup_host(st, progress, status=PAUSED)
+        return 0
     with progress.step("stopping the control plane") as done:
         was = await asyncio.to_thread(process.stop, st)
         st.status = PAUSED
@@ -184,6 +229,15 @@ async def resume(args: argparse.Namespace) -> int:
     with progress.step("looking for the host cluster") as done:
         host = await hostresolve.resolve(None, None, known=_host_of(st))
         done(await _host_label(host))
+    if st.in_cluster:
+        with progress.step("scaling the in-cluster control plane to 1") as done:
+            await _scale_in_cluster(st, 1)
+            st.status = RUNNING
+            st.save()
+            async with host.client() as hc:
+                await hostns.annotate(hc, st.namespace, status=RUNNING)
+            done("control plane scaled to 1")
+        return 0
     with progress.step("starting the control plane") as done:
         await asyncio.to_thread(process.stop, st)  # a half-dead supervisor, if any
         st.status = RUNNING
@@ -213,6 +267,8 @@ async def delete(args: argparse.Namespace) -> int:
         with progress.step(f"{'deleting' if drop else 'releasing'} host namespace "
                            f"{st.namespace}") as done:
             async with host.client() as hc:
+                if st.in_cluster:
+                    await _delete_rendered(hc, st)
                 await hostns.release_namespace(hc, st.namespace, delete=drop)
             done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
     for ctx in {st.context_name or kubeconfigs.context_name(name)}:
@@ -222,6 +278,20 @@ async def delete(args: argparse.Namespace) -> int:
     st.remove()
     progress.info(f"{name} deleted")
     return 0
+
+
+async def _delete_rendered(hc: Client, st: ClusterState) -> None:
+    """What ``create --in-cluster`` applied: everything carries the instance label."""
+    from vkube.cli import render
+    from vkube.client.resources import by_kind
+
+    for obj in reversed(render.manifests(st.name, st.namespace, st.values)):
+        res = by_kind(obj["apiVersion"], obj["kind"])
+        if res is None or obj["kind"] == "Namespace":
+            continue
+        with contextlib.suppress(errors.NotFound):
+            await hc.delete(res, obj["metadata"]["name"],
+                            namespace=st.namespace if res.namespaced else None)
 
 
 async def _delete_remote(args: argparse.Namespace, name: str) -> int:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from vkube.api.errors import StatusError
+
 
 class CLIError(Exception):
     """A user-facing failure: printed as one line on stderr, exit code ``code`` (1 error,
@@ -46,13 +48,15 @@ class Progress:
             final.append(message)
 
         if self._console is not None:
-            with self._console.status(working + " …"):
+            from rich.markup import escape
+
+            with self._console.status(escape(working) + " …"):
                 try:
                     yield done
                 except BaseException:
-                    self._console.print(f"[red]✘[/red] {working}")
+                    self._console.print(f"[red]✘[/red] {escape(working)}")
                     raise
-            self._console.print(f"[green]✔[/green] {final[-1] if final else working}")
+            self._console.print(f"[green]✔[/green] {escape(final[-1] if final else working)}")
         else:
             yield done
             print(f"✔ {final[-1] if final else working}", file=self.stream, flush=True)
@@ -60,13 +64,15 @@ class Progress:
     def ok(self, message: str) -> None:
         """A finished step that needed no waiting."""
         if self._console is not None:
-            self._console.print(f"[green]✔[/green] {message}")
+            from rich.markup import escape
+
+            self._console.print(f"[green]✔[/green] {escape(message)}")
         else:
             print(f"✔ {message}", file=self.stream, flush=True)
 
     def info(self, message: str) -> None:
         if self._console is not None:
-            self._console.print(message)
+            self._console.print(message, markup=False)
         else:
             print(message, file=self.stream, flush=True)
 
@@ -104,6 +110,10 @@ def guarded(func: Callable[[Any], int | None]) -> Callable[[Any], int]:
         except CLIError as e:
             print(f"error: {e}", file=sys.stderr)
             return e.code
+        except StatusError as e:  # the host (or virtual) API server refused something
+            print(f"error: the API server answered {e.code} {e.reason}: {e} — check the host "
+                  "cluster and your permissions there", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -34,6 +34,13 @@ def port_free(port: int) -> bool:
     return True
 
 
+def ensure_port(st: ClusterState) -> None:
+    """Keep the port of earlier runs (kubeconfig contexts stay valid) unless it is taken."""
+    if not st.port or not port_free(st.port):
+        st.port = free_port()
+        st.save()
+
+
 def serve_command(st: ClusterState) -> list[str]:
     cmd = [sys.executable, "-m", "vkube", "serve", "--name", st.name,
            "--data-dir", str(st.data_dir), "--port", str(st.port),
@@ -75,9 +82,7 @@ def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
     if running_pid(st) is not None:
         raise CLIError(f"virtual cluster {st.name!r} is already running — "
                        f"use `vkube pause {st.name}` first")
-    if not st.port or not port_free(st.port):
-        st.port = free_port()
-        st.save()
+    ensure_port(st)
     st.data_dir.mkdir(parents=True, exist_ok=True)
     (st.data_dir / "ready").unlink(missing_ok=True)
     st.pid_file.unlink(missing_ok=True)

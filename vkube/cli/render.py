@@ -87,7 +87,8 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": meta(full),
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": full},
-         "subjects": [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]},
+         "subjects": [{"kind": "ServiceAccount", "apiGroup": "", "name": full,
+                       "namespace": namespace}]},
     ]
     cluster_rules = _cluster_rules(values)
     if cluster_rules:
@@ -99,7 +100,8 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
              "metadata": {"name": cname, "labels": dict(labels)},
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                          "name": cname},
-             "subjects": [{"kind": "ServiceAccount", "name": full, "namespace": namespace}]},
+             "subjects": [{"kind": "ServiceAccount", "apiGroup": "", "name": full,
+                           "namespace": namespace}]},
         ]
     objs += [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{full}-config"),
@@ -120,7 +122,7 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
 
 def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], values: Obj,
                  image: str, storage: str) -> Obj:
-    args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT),
+    args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT), "--address", "0.0.0.0",
             "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
             "-f", "/etc/vkube/values.yaml"]
     container = {

@@ -22,7 +22,9 @@ def register(sub: Any) -> None:
                        epilog="example: vkube serve --data-dir /tmp/cp --port 6443")
     p.add_argument("--name", default="vkube", help="control plane / virtual cluster name")
     p.add_argument("--data-dir", required=True, help="directory for the datastore and kubeconfig")
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 inside a host cluster's pod)")
     p.add_argument("--store", default=None, help="store URL (default: sqlite in --data-dir)")
     p.add_argument("--host-kubeconfig", default=None, help="run as a virtual cluster synced to this host")
     p.add_argument("--host-namespace", default=None, help="host namespace (default vkube-NAME)")
@@ -51,6 +53,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     virtual = bool(args.host_kubeconfig)
     cp = ControlPlane(data_dir=args.data_dir, store_url=args.store, port=args.port, name=args.name,
+                      host=args.address,
                       allocate_service_ips=not virtual)
     await cp.start()
     log.info("control plane %s serving at %s (kubeconfig %s)", args.name, cp.url,
@@ -98,11 +101,12 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 async def _run_syncer(args: argparse.Namespace, url: str, clients: list[Any]) -> None:
+    from vkube.cli.values_files import load_files
     from vkube.client import Client, load_kubeconfig
     from vkube.syncer.syncer import Syncer
-    from vkube.syncer.values import load_values
+    from vkube.syncer.values import parse_values
 
-    values = load_values([Path(v) for v in args.values])
+    values = parse_values(load_files(args.values))
     host = load_kubeconfig(args.host_kubeconfig)
     virtual = Client(url, user_agent=f"vkube-syncer/{args.name}")
     clients += [host, virtual]

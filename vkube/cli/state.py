@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ class ClusterState:
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         doc = {_camel(k): v for k, v in dataclasses.asdict(self).items()}
-        tmp = self.dir / "state.json.tmp"
+        tmp = self.dir / f"state.json.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         tmp.replace(self.dir / "state.json")
 

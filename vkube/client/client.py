@@ -9,7 +9,8 @@ REST path convention, kubeconfigs, and maps ``Status`` replies to ``vkube.api.er
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -243,6 +244,45 @@ class Client:
         if preconditions:
             opts["preconditions"] = preconditions
         return await self.request("DELETE", res.path(namespace, name), body=opts)
+
+    # -- streams ----------------------------------------------------------------------------
+
+    async def stream(self, path: str, *, params: Obj | None = None) -> AsyncIterator[bytes]:
+        """GET ``path`` and yield the body as it arrives (``pods/log?follow=true``). No total
+        timeout: the stream lasts as long as the server keeps it open."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
+        try:
+            async with self._get_session().get(self.server + path, params=params,
+                                               timeout=timeout) as resp:
+                if resp.status >= 300:
+                    raise _error_from_reply(resp.status, await resp.read())
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise errors.ServiceUnavailable(f"GET {path}: {type(e).__name__}: {e}") from e
+
+    @contextlib.asynccontextmanager
+    async def websocket(self, path: str, *, params: Sequence[tuple[str, str]] | Obj | None = None,
+                        protocols: Sequence[str] = ()
+                        ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket to ``path`` with this client's credentials and TLS (``pods/NAME/exec``,
+        ``attach``, ``portforward``; ``params`` as pairs since ``command`` repeats).
+        ``ws.protocol`` is the subprotocol the server chose. A refused upgrade raises the
+        matching StatusError."""
+        session = self._get_session()
+        try:
+            ws = await session.ws_connect(
+                self.server + path, params=params, protocols=tuple(protocols),
+                timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True)
+        except aiohttp.WSServerHandshakeError as e:
+            raise errors.from_status({"code": e.status, "message": f"{path}: {e.message}"},
+                                     e.status) from e
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise errors.ServiceUnavailable(f"websocket {path}: {type(e).__name__}: {e}") from e
+        try:
+            yield ws
+        finally:
+            await ws.close()
 
     # -- watch ----------------------------------------------------------------------------
 

@@ -1,9 +1,14 @@
 """EventRecorder: core/v1 Events about objects, written in the background like client-go's
 recorder, so a controller never waits on (or fails because of) an event.
 
-Repeats of the same event (same object, type, reason, message, source) bump ``count`` and
-``lastTimestamp`` on the existing Event instead of creating a new one, as client-go's
-EventCorrelator does.
+As client-go's EventCorrelator does:
+- repeats of the same event (same object, type, reason, message, source) bump ``count`` and
+  ``lastTimestamp`` on the existing Event instead of creating a new one;
+- past 10 distinct messages for one object, type and reason within 10 minutes, further ones are
+  folded into one "(combined from similar events): …" Event (a ReplicaSet creating 1,000 pods
+  writes a handful of Events, not 1,000);
+- a spam filter lets each object burst 25 events, then one per 5 minutes; the rest are
+  dropped before they queue (events are best effort, the API's capacity is not).
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 _CACHE_SIZE = 4096
+SPAM_BURST = 25  # client-go's defaultSpamBurst
+SPAM_QPS = 1 / 300  # client-go's defaultSpamQPS: one more event per object every 5 minutes
+AGGREGATE_MAX = 10  # client-go's defaultAggregateMaxEvents …
+AGGREGATE_SECONDS = 600.0  # … within defaultAggregateIntervalInSeconds
+COMBINED = "(combined from similar events): "
 
 
 def _utcnow() -> dt.datetime:
@@ -40,19 +50,58 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.clock = clock or _utcnow
-        self._queue: asyncio.Queue[tuple[Obj, str, str, str, dt.datetime]] | None = None
+        self._queue: asyncio.Queue[tuple[Obj, str, str, str, dt.datetime, bool]] | None = None
         self._task: asyncio.Task[None] | None = None
         # aggregation key -> (event namespace, event name, count); bounded like client-go's LRU
         self._last_ns = 0
         self._seen: OrderedDict[tuple[str, ...], tuple[str, str, int]] = OrderedDict()
+        # (object, type, reason) -> (distinct messages lately, when last seen)
+        self._similar: OrderedDict[tuple[str, ...], tuple[set[str], dt.datetime]] = OrderedDict()
+        self._tokens: OrderedDict[tuple[str, ...], tuple[float, dt.datetime]] = OrderedDict()
 
     def event(self, obj: Obj, type: str, reason: str, message: str) -> None:
         """Record ``type`` (Normal|Warning) ``reason``: ``message`` about ``obj``; returns at once."""
+        now = self.clock()
+        meta = obj.get("metadata") or {}
+        who = (obj.get("kind", ""), obj.get("apiVersion", ""), meta.get("namespace") or "",
+               meta.get("name", ""), meta.get("uid", ""))
+        message, combined = self._aggregate(who + (type, reason), message, now)
+        if not self._take_token(who, now):
+            return
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
-        self._queue.put_nowait((obj, type, reason, message, self.clock()))
+        self._queue.put_nowait((obj, type, reason, message, now, combined))
+
+    def _aggregate(self, key: tuple[str, ...], message: str,
+                   now: dt.datetime) -> tuple[str, bool]:
+        """The message to record, and whether it is the combined event of ``key``."""
+        seen = self._similar.get(key)
+        messages = set() if seen is None or (
+            (now - seen[1]).total_seconds() > AGGREGATE_SECONDS) else seen[0]
+        messages.add(message)
+        self._lru(self._similar, key, (messages, now))
+        if len(messages) < AGGREGATE_MAX:
+            return message, False
+        messages.pop()  # stay at the limit: every further new message is combined too
+        return COMBINED + message, True
+
+    def _take_token(self, who: tuple[str, ...], now: dt.datetime) -> bool:
+        """The spam filter: a token bucket per object (burst 25, refill 1 per 5 minutes)."""
+        tokens, last = self._tokens.get(who, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST),
+                     tokens + max((now - last).total_seconds(), 0.0) * SPAM_QPS)
+        ok = tokens >= 1.0
+        self._lru(self._tokens, who, (tokens - 1.0 if ok else tokens, now))
+        return ok
+
+    @staticmethod
+    def _lru(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
 
     async def flush(self) -> None:
         """Wait until every recorded event has been written (or has failed)."""
@@ -79,7 +128,7 @@ class EventRecorder:
                 self._queue.task_done()
 
     async def _write(self, obj: Obj, type: str, reason: str, message: str,
-                     now: dt.datetime) -> None:
+                     now: dt.datetime, combined: bool = False) -> None:
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"
         involved = {"kind": obj.get("kind", ""), "apiVersion": obj.get("apiVersion", ""),
@@ -88,13 +137,15 @@ class EventRecorder:
         if meta.get("namespace"):
             involved["namespace"] = meta["namespace"]
         agg = (involved["kind"], involved["apiVersion"], ns, involved["name"], involved["uid"],
-               type, reason, message)
+               type, reason, COMBINED if combined else message)
         seen = self._seen.get(agg)
         if seen is not None:
             ev_ns, ev_name, count = seen
+            patch: Obj = {"count": count + 1, "lastTimestamp": _ts(now)}
+            if combined:
+                patch["message"] = message
             try:
-                await self.client.patch(EVENTS, ev_name, {
-                    "count": count + 1, "lastTimestamp": _ts(now)}, namespace=ev_ns)
+                await self.client.patch(EVENTS, ev_name, patch, namespace=ev_ns)
                 self._remember(agg, (ev_ns, ev_name, count + 1))
                 return
             except errors.NotFound:
@@ -113,7 +164,4 @@ class EventRecorder:
         self._remember(agg, (ns, name, 1))
 
     def _remember(self, agg: tuple[str, ...], val: tuple[str, str, int]) -> None:
-        self._seen[agg] = val
-        self._seen.move_to_end(agg)
-        while len(self._seen) > _CACHE_SIZE:
-            self._seen.popitem(last=False)
+        self._lru(self._seen, agg, val)

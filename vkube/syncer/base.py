@@ -205,6 +205,10 @@ class DownSyncer(KindSyncer):
                 new[f] = overlay(new.get(f), desired[f])
         return new
 
+    async def create_host(self, desired: Obj) -> Obj:
+        """Create the host object (a hook: services retry without the address they asked)."""
+        return await self.ctx.host.create(self.hres, desired, namespace=self.ctx.host_namespace)
+
     async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
         """Write host facts (status, allocated fields) back to the virtual object."""
 
@@ -222,7 +226,7 @@ class DownSyncer(KindSyncer):
         desired = self.desired(vobj)
         if hobj is None:
             try:
-                hobj = await self.ctx.host.create(self.hres, desired, namespace=hns)
+                hobj = await self.create_host(desired)
             except errors.AlreadyExists:
                 hobj = await self.ctx.host.get(self.hres, hname, namespace=hns)
                 if not self.tr.is_owned(hobj):

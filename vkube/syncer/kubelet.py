@@ -1,14 +1,16 @@
 """A tiny "kubelet" for the virtual cluster's nodes: ``kubectl logs`` in the virtual cluster
 goes API server → node's kubelet endpoint (127.0.0.1:PORT, this server) → the host API's
-``pods/log`` of the host pod, streamed back. Virtual nodes point their
-``status.daemonEndpoints.kubeletEndpoint.Port`` here.
+``pods/log`` of the host pod, streamed back. ``exec``, ``attach`` and ``portForward`` arrive
+as WebSockets (channel.k8s.io protocols) and are relayed frame by frame to a WebSocket on the
+host API's ``pods/NAME/exec|attach|portforward``, so the host's own kubelet does the work.
+Virtual nodes point their ``status.daemonEndpoints.kubeletEndpoint.Port`` here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,23 +27,6 @@ _LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", 
                "limitBytes", "insecureSkipTLSVerifyBackend")
 
 
-async def stream_get(client: Client, path: str, params: dict[str, str]) -> AsyncIterator[bytes]:
-    """GET ``path`` on ``client``'s server and yield the body as it arrives (for follow=true).
-    Uses the client's own session so its credentials and TLS settings apply."""
-    session = client._get_session()  # noqa: SLF001 - Client has no public streaming GET yet
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=client.timeout, sock_read=None)
-    try:
-        async with session.get(client.server + path, params=params, timeout=timeout) as resp:
-            if resp.status >= 300:
-                body = await resp.read()
-                from vkube.client.client import _error_from_reply  # noqa: PLC0415
-                raise _error_from_reply(resp.status, body)
-            async for chunk in resp.content.iter_any():
-                yield chunk
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-        raise errors.ServiceUnavailable(f"GET {path}: {e}") from e
-
-
 class KubeletProxy:
     """``async with KubeletProxy(host, tr, port=0) as k: k.port``."""
 
@@ -54,6 +39,9 @@ class KubeletProxy:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        for verb in ("exec", "attach"):
+            app.router.add_get(f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self._stream)
+        app.router.add_get("/portForward/{namespace}/{pod}", self._stream)
         app.router.add_get("/healthz", self._healthz)
         return app
 
@@ -95,7 +83,7 @@ class KubeletProxy:
                 body = await self.host.request("GET", path, params=params, raw=True)
                 return web.Response(body=body, content_type="text/plain")
             resp: web.StreamResponse | None = None
-            async for chunk in stream_get(self.host, path, params):
+            async for chunk in self.host.stream(path, params=params):
                 if resp is None:
                     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                     await resp.prepare(req)
@@ -108,3 +96,58 @@ class KubeletProxy:
             if req.transport is None or req.transport.is_closing():
                 raise
             return web.json_response(e.to_status(), status=e.code)
+
+    async def _stream(self, req: web.Request) -> web.StreamResponse:
+        """exec / attach / portForward: one WebSocket to the host API per client WebSocket,
+        same query and offered protocols; frames relayed both ways until either side ends."""
+        ns, pod = req.match_info["namespace"], req.match_info["pod"]
+        verb = req.path.split("/", 2)[1]
+        sub = "portforward" if verb == "portForward" else verb
+        hpod = host_pod_name(self.tr, pod, ns)
+        path = f"/api/v1/namespaces/{self.tr.host_namespace}/pods/{hpod}/{sub}"
+        params = [(k, v) for k, v in req.query.items() if k != "container"]
+        if "container" in req.match_info:
+            params.append(("container", req.match_info["container"]))
+        offered = [p.strip() for p in req.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                   if p.strip()]
+        if not web.WebSocketResponse(protocols=offered).can_prepare(req).ok:
+            return web.Response(status=400, text=f"{verb} needs a WebSocket upgrade")
+        try:
+            async with self.host.websocket(path, params=params, protocols=offered) as upstream:
+                ws = web.WebSocketResponse(
+                    protocols=(upstream.protocol,) if upstream.protocol else offered)
+                await ws.prepare(req)
+                await _relay_both(ws, upstream)
+                return ws
+        except errors.StatusError as e:
+            # before the upgrade: the virtual API server turns this into the client's error
+            return web.Response(status=e.code, text=e.message)
+
+
+async def _relay_both(a: web.WebSocketResponse, b: aiohttp.ClientWebSocketResponse) -> None:
+    """Copy frames a→b and b→a; when one side closes, close the other (after the frames
+    already read are delivered: the status channel comes last)."""
+
+    async def pump(src: Any, dst: Any) -> None:
+        try:
+            async for msg in src:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    await dst.send_bytes(msg.data)
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    await dst.send_str(msg.data)
+                else:
+                    break
+        except (ConnectionResetError, aiohttp.ClientError):
+            pass
+        finally:
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, RuntimeError):
+                await dst.close()
+
+    tasks = [asyncio.create_task(pump(a, b)), asyncio.create_task(pump(b, a))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, timeout=5)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

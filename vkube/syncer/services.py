@@ -1,7 +1,10 @@
 """Services: the host allocates, the virtual cluster shows what the host allocated.
 
 The virtual API server (as a virtual cluster) leaves ``spec.clusterIP`` empty; the syncer
-creates the host Service first and sets the virtual clusterIP once from the host's. Selectors
+creates the host Service first and sets the virtual clusterIP once from the host's. A host
+Service re-created later (deleted by someone else, or by a restarted syncer) asks the host for
+the address the tenant already sees; if the host cannot give it, the virtual Service is
+re-created with the host's address (clusterIP is immutable), so both always agree. Selectors
 are translated so the host Service selects the synced pods; ``externalIPs`` never go down
 (CVE-2020-8554: they would let a tenant intercept any address's traffic on the host).
 """
@@ -9,11 +12,15 @@ are translated so the host Service selects the synced pods; ``externalIPs`` neve
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
+from vkube.api import errors
 from vkube.client.resources import SERVICES
 from vkube.syncer.base import DownSyncer, is_subset, overlay, update_status
 from vkube.syncer.translate import DNS_LABEL_MAX
+
+log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
@@ -42,6 +49,10 @@ class ServiceSyncer(DownSyncer):
         spec = {k: copy.deepcopy(v) for k, v in vspec.items() if k not in _HOST_OWNED}
         if vspec.get("clusterIP") == "None":
             spec["clusterIP"] = "None"  # headless stays headless
+        elif vspec.get("clusterIP"):
+            spec["clusterIP"] = vspec["clusterIP"]  # keep the address the tenant sees
+            if vspec.get("clusterIPs"):
+                spec["clusterIPs"] = list(vspec["clusterIPs"])
         spec["selector"] = self.tr.translate_selector_map(vspec.get("selector"), ns)
         if spec["selector"] is None:
             del spec["selector"]
@@ -49,6 +60,19 @@ class ServiceSyncer(DownSyncer):
             p.pop("nodePort", None)  # the host allocates; copied back up
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": self.tr.host_metadata(vobj, limit=self.limit), "spec": spec}
+
+    async def create_host(self, desired: Obj) -> Obj:
+        try:
+            return await super().create_host(desired)
+        except errors.Invalid:
+            spec = desired["spec"]
+            if spec.get("clusterIP") in (None, "", "None"):
+                raise
+            # the address is taken or outside the host's range: let the host choose
+            retry = copy.deepcopy(desired)
+            retry["spec"].pop("clusterIP", None)
+            retry["spec"].pop("clusterIPs", None)
+            return await super().create_host(retry)
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
         hmeta, dmeta = hobj.get("metadata") or {}, desired["metadata"]
@@ -79,7 +103,11 @@ class ServiceSyncer(DownSyncer):
         vspec, hspec = vobj.get("spec") or {}, hobj.get("spec") or {}
         patch: Obj = {}
         hip = hspec.get("clusterIP")
-        if not vspec.get("clusterIP") and hip:
+        vip = vspec.get("clusterIP")
+        if vip and hip and vip != hip and "None" not in (vip, hip):
+            await self._recreate_virtual(vobj, hobj)
+            return
+        if not vip and hip:
             patch["clusterIP"] = hip
             patch["clusterIPs"] = hspec.get("clusterIPs") or [hip]
         if vspec.get("type") in ("NodePort", "LoadBalancer"):
@@ -103,3 +131,29 @@ class ServiceSyncer(DownSyncer):
             await update_status(self.ctx.virtual, SERVICES, vobj,
                                 {**(vobj.get("status") or {}), "loadBalancer": hlb})
 
+
+    async def _recreate_virtual(self, vobj: Obj, hobj: Obj) -> None:
+        """The host copy has another address than the virtual Service shows (it was
+        re-created and the old one was taken): clusterIP is immutable, so replace the
+        virtual Service by one with the host's address."""
+        meta = vobj["metadata"]
+        hspec = hobj.get("spec") or {}
+        log.info("service %s/%s: host address %s differs from %s; re-creating it",
+                 meta["namespace"], meta["name"], hspec.get("clusterIP"),
+                 vobj["spec"].get("clusterIP"))
+        body = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {k: copy.deepcopy(v) for k, v in meta.items()
+                             if k in ("name", "namespace", "labels", "annotations",
+                                      "ownerReferences", "finalizers")},
+                "spec": copy.deepcopy(vobj.get("spec") or {})}
+        body["spec"]["clusterIP"] = hspec["clusterIP"]
+        body["spec"]["clusterIPs"] = hspec.get("clusterIPs") or [hspec["clusterIP"]]
+        try:
+            await self.ctx.virtual.delete(SERVICES, meta["name"], namespace=meta["namespace"],
+                                          preconditions={"uid": meta["uid"]})
+        except errors.NotFound:
+            pass
+        try:
+            await self.ctx.virtual.create(SERVICES, body, namespace=meta["namespace"])
+        except errors.AlreadyExists:
+            pass  # re-created by someone (the tenant) meanwhile; the next reconcile compares

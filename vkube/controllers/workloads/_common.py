@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from vkube.api.errors import Conflict, NotFound
+from vkube.api.errors import NotFound
 from vkube.client.client import Resource
 
 Obj = dict[str, Any]
@@ -321,20 +321,16 @@ async def slow_start(count: int, fn: Callable[[int], Awaitable[Any]],
 # ---------------------------------------------------------------- status writes
 
 async def write_status(client: Any, res: Resource, obj: Obj, status: Obj) -> Obj | None:
-    """PUT the status subresource; on a conflict re-read and retry once. Returns the new object
-    (None if it is gone)."""
+    """PUT the status subresource guarded by ``obj``'s resourceVersion. Returns the new object
+    (None if it is gone). A Conflict propagates: ``status`` was computed from a stale view
+    (e.g. a cache that had not yet seen our previous write), and writing it over the fresh
+    object would lose what that write recorded (a CronJob's lastScheduleTime, a Job's counts);
+    the runtime requeues the key and the next reconcile recomputes from fresh state."""
     body = dict(obj, status=status)
     try:
         return await client.update(res, body, subresource="status")
     except NotFound:
         return None
-    except Conflict:
-        m = obj["metadata"]
-        try:
-            fresh = await client.get(res, m["name"], namespace=m.get("namespace"))
-        except NotFound:
-            return None
-        return await client.update(res, dict(fresh, status=status), subresource="status")
 
 
 def int_or_percent(value: Any, total: int, *, round_up: bool) -> int:

@@ -163,12 +163,29 @@ class CronJobController(Controller):
             job = await self.client.create(JOBS, job_from_template(cj, scheduled),
                                            namespace=cj["metadata"].get("namespace"))
         except AlreadyExists:
-            return requeue  # created by an earlier attempt; tracking picks it up
-        self.recorder.event(cj, "Normal", "SuccessfulCreate",
-                            f"Created job {job['metadata']['name']}")
-        status["active"] = active + [_job_ref(job)]
+            # Ours from an earlier attempt whose status write was lost (a conflict): record it
+            # now, or lastScheduleTime would never name this run.
+            job = await self._existing_child(cj, name)
+            if job is None:
+                return requeue
+        else:
+            self.recorder.event(cj, "Normal", "SuccessfulCreate",
+                                f"Created job {job['metadata']['name']}")
+        if finished_condition(job) is None and not any(
+                r.get("uid") == job["metadata"]["uid"] for r in active):
+            active = active + [_job_ref(job)]
+        status["active"] = active
         status["lastScheduleTime"] = fmt_time(scheduled)
         return requeue
+
+    async def _existing_child(self, cj: Obj, name: str) -> Obj | None:
+        """The Job ``name`` if this CronJob controls it."""
+        try:
+            job = await self.client.get(JOBS, name, namespace=cj["metadata"].get("namespace"))
+        except NotFound:
+            return None
+        ref = controller_ref(job) or {}
+        return job if ref.get("uid") == cj["metadata"]["uid"] else None
 
     async def _delete_job(self, cj: Obj, name: str) -> None:
         try:

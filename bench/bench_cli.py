@@ -1,0 +1,120 @@
+"""vkube CLI benchmark, as a user sees it: prints JSON lines.
+
+1. ``cli.create``: wall time of ``vkube create NAME --connect`` until ``kubectl get ns``
+   succeeds on the new context (the embedded host is already up), then ``pause``, ``resume``
+   and ``delete``; each is the median of ``--rounds`` rounds.
+2. ``cli.idle_rss``: RSS of one idle virtual cluster's processes (supervisor + serve).
+3. ``cli.many``: the same with ``--many`` (default 20) virtual clusters on one host: create
+   time of each, total RSS, ``vkube list`` time.
+
+    .venv/bin/python bench/bench_cli.py [--rounds 3] [--many 20]
+
+Everything lives in a temporary VKUBE_HOME/KUBECONFIG and is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
+
+def emit(**kw: object) -> None:
+    print(json.dumps(kw), flush=True)
+
+
+class Env:
+    def __init__(self, root: Path) -> None:
+        self.home = root / "vkube"
+        self.kubeconfig = root / "kube" / "config"
+        self.env = {**os.environ, "VKUBE_HOME": str(self.home),
+                    "KUBECONFIG": str(self.kubeconfig), "KUBECTL_KUBERC": "false"}
+
+    def run(self, *args: str) -> float:
+        """Seconds a command took; raises with its output when it fails."""
+        t0 = time.perf_counter()
+        proc = subprocess.run(list(args), env=self.env, capture_output=True, text=True)
+        dt = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
+        return dt
+
+    def vkube(self, *args: str) -> float:
+        return self.run(sys.executable, "-m", "vkube", *args)
+
+    def describe(self, name: str) -> dict:
+        out = subprocess.run([sys.executable, "-m", "vkube", "describe", name, "-o", "json"],
+                             env=self.env, capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def bench_lifecycle(e: Env, rounds: int) -> None:
+    times: dict[str, list[float]] = {"create_until_kubectl": [], "create": [], "pause": [],
+                                     "resume": [], "delete": []}
+    for i in range(rounds):
+        name = f"bench-{i}"
+        t0 = time.perf_counter()
+        times["create"].append(e.vkube("create", name, "--connect"))
+        e.run(KUBECTL, "get", "ns")
+        times["create_until_kubectl"].append(time.perf_counter() - t0)
+        if i == 0:
+            time.sleep(2)  # let it settle: idle RSS, not start-up peak
+            d = e.describe(name)
+            emit(bench="cli.idle_rss", processes=len(d["process"]["pids"]),
+                 rss_mib=round(d["process"]["rssBytes"] / 2**20, 1))
+        times["pause"].append(e.vkube("pause", name))
+        times["resume"].append(e.vkube("resume", name))
+        times["delete"].append(e.vkube("delete", name))
+    emit(bench="cli.lifecycle", rounds=rounds,
+         **{f"{k}_ms": ms(statistics.median(v)) for k, v in times.items()})
+
+
+def bench_many(e: Env, n: int) -> None:
+    names = [f"many-{i}" for i in range(n)]
+    creates = [e.vkube("create", name, "--connect=false") for name in names]
+    time.sleep(2)
+    rss = sum(e.describe(name)["process"]["rssBytes"] for name in names)
+    list_s = e.vkube("list")
+    emit(bench="cli.many", clusters=n, create_first_ms=ms(creates[0]),
+         create_last_ms=ms(creates[-1]), create_median_ms=ms(statistics.median(creates)),
+         total_rss_mib=round(rss / 2**20, 1), rss_per_cluster_mib=round(rss / n / 2**20, 1),
+         list_ms=ms(list_s))
+    deletes = [e.vkube("delete", name) for name in names]
+    emit(bench="cli.many.delete", clusters=n, delete_median_ms=ms(statistics.median(deletes)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--many", type=int, default=20)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="vkube-bench-cli-") as d:
+        e = Env(Path(d))
+        t = e.vkube("host", "start", "--nodes", "3")
+        emit(bench="cli.host_start", ms=ms(t))
+        try:
+            bench_lifecycle(e, args.rounds)
+            if args.many:
+                bench_many(e, args.many)
+        finally:
+            for c in (e.home / "clusters").glob("*"):
+                subprocess.run([sys.executable, "-m", "vkube", "delete", c.name], env=e.env,
+                               capture_output=True)
+            subprocess.run([sys.executable, "-m", "vkube", "host", "stop"], env=e.env,
+                           capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The user's kubeconfig: vkube adds and removes only its own entries and remembers the
+context to return to."""
+
+from __future__ import annotations
+
+import yaml
+
+from vkube.cli import kubeconfigs
+
+
+def test_add_switch_remove_keeps_other_entries(tmp_path, monkeypatch):
+    first, second = tmp_path / "a" / "config", tmp_path / "b" / "config"
+    monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
+    assert kubeconfigs.user_kubeconfig_path() == first
+    first.parent.mkdir()
+    first.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "work",
+        "clusters": [{"name": "work", "cluster": {"server": "https://work:6443"}}],
+        "users": [{"name": "work", "user": {"token": "t"}}],
+        "contexts": [{"name": "work", "context": {"cluster": "work", "user": "work"}}]}))
+    kubeconfigs.add_context("vkube_a", "http://127.0.0.1:1234", "tok", switch=True)
+    kubeconfigs.add_context("vkube_b", "http://127.0.0.1:5678", "tok", switch=True)
+    doc = yaml.safe_load(first.read_text())
+    assert doc["current-context"] == "vkube_b"
+    assert [c["name"] for c in doc["contexts"]] == ["work", "vkube_a", "vkube_b"]
+    assert (first.stat().st_mode & 0o777) == 0o600
+    # switching between virtual clusters still remembers the real context
+    assert kubeconfigs.switch_back() == "work"
+    kubeconfigs.add_context("vkube_a", "http://127.0.0.1:4321", "tok", switch=True)
+    assert kubeconfigs.remove_context("vkube_a") is True
+    doc = yaml.safe_load(first.read_text())
+    assert doc["current-context"] == "work"
+    assert [c["name"] for c in doc["clusters"]] == ["work", "vkube_b"]
+    assert not second.exists()
+
+
+def test_missing_kubeconfig_is_created(tmp_path, monkeypatch):
+    path = tmp_path / "nested" / "config"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
+    kubeconfigs.add_context("vkube_x", "http://127.0.0.1:1", "tok", switch=True)
+    doc = yaml.safe_load(path.read_text())
+    assert doc["current-context"] == "vkube_x" and doc["kind"] == "Config"
+    assert kubeconfigs.switch_back() is None  # there was nothing before
+    assert kubeconfigs.remove_context("vkube_x") is True
+    assert yaml.safe_load(path.read_text())["current-context"] == ""
