@@ -138,3 +138,25 @@ async def test_bad_patches_leave_object_unchanged(control_plane, ctype, body, co
     assert needle in st["message"]
     status, after = await call(control_plane.url, "GET", DEP)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+async def test_service_addresses_allocated_and_checked(control_plane):
+    svc = lambda name, **spec: orjson.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},  # noqa: E731
+                                             "spec": {"ports": [{"port": 80}], **spec}})
+    path = "/api/v1/namespaces/default/services"
+    status, a = await call(control_plane.url, "POST", path, svc("a", type="NodePort"))
+    assert status == 201 and a["spec"]["clusterIP"].startswith("10.") and 30000 <= a["spec"]["ports"][0]["nodePort"] <= 32767
+    status, st = await call(control_plane.url, "POST", path, svc("b", clusterIP=a["spec"]["clusterIP"]))
+    assert status == 422 and "already allocated" in st["message"]
+    status, st = await call(control_plane.url, "POST", path, svc("c", clusterIP="192.168.1.1"))
+    assert status == 422 and "not in the valid range" in st["message"]
+    status, st = await call(control_plane.url, "POST", path, svc("d", type="NodePort", ports=[{"port": 80, "nodePort": a["spec"]["ports"][0]["nodePort"]}]))
+    assert status == 422 and "already allocated" in st["message"]
+    status, h = await call(control_plane.url, "POST", path, svc("headless", clusterIP="None"))
+    assert status == 201 and h["spec"]["clusterIP"] == "None"
+    # an update keeps the addresses
+    a["metadata"].pop("resourceVersion")
+    a["spec"]["ports"][0]["port"] = 81
+    status, a2 = await call(control_plane.url, "PUT", path + "/a", orjson.dumps(a))
+    assert status == 200 and a2["spec"]["clusterIP"] == a["spec"]["clusterIP"]
+    assert a2["spec"]["ports"][0]["nodePort"] == a["spec"]["ports"][0]["nodePort"]

@@ -109,6 +109,39 @@ async def test_event_recorder_aggregates(env) -> None:
     await rec.close()
 
 
+async def test_event_recorder_combines_similar_events_and_filters_spam(env) -> None:
+    """client-go's correlator: 10 distinct messages per object/reason within 10 minutes, then
+    one combined Event; 25 events per object in a burst, then one per 5 minutes."""
+    api, client = env
+    clock = FakeClock()
+    rec = EventRecorder(client, "replicaset-controller", clock=clock)
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web", "namespace": "n", "uid": "u2"}}
+    for i in range(30):
+        rec.event(rs, "Normal", "SuccessfulCreate", f"Created pod: web-{i}")
+    await rec.flush()
+    events = (await client.list(EVENTS, namespace="n"))["items"]
+    plain = [e for e in events if not e["message"].startswith("(combined")]
+    (combined,) = [e for e in events if e["message"].startswith("(combined")]
+    assert len(plain) == 9 and all(e["count"] == 1 for e in plain)
+    # events 10..25 go into the combined Event; 26..30 exceed the burst and are dropped
+    assert combined["count"] == 16
+    assert combined["message"] == "(combined from similar events): Created pod: web-24"
+    clock.now += dt.timedelta(minutes=5)  # one token back
+    rec.event(rs, "Normal", "SuccessfulCreate", "Created pod: web-30")
+    rec.event(rs, "Normal", "SuccessfulCreate", "Created pod: web-31")
+    await rec.flush()
+    events = (await client.list(EVENTS, namespace="n"))["items"]
+    assert len(events) == 10
+    assert max(e["count"] for e in events) == 17
+    other = {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "p", "namespace": "n", "uid": "u3"}}
+    rec.event(other, "Normal", "Scheduled", "elsewhere")  # another object: its own budget
+    await rec.flush()
+    assert len((await client.list(EVENTS, namespace="n"))["items"]) == 11
+    await rec.close()
+
+
 class CopyController(Controller):
     """Test controller: mirrors ConfigMap data into a `-copy` ConfigMap."""
 

@@ -40,7 +40,7 @@ def workload_service_account(vc: str) -> str:
 
 class PodSyncer(KindSyncer):
     kind = "pods"
-    workers = 16
+    workers = 4
 
     def __init__(self, ctx: SyncContext) -> None:
         super().__init__(ctx)

@@ -1,7 +1,7 @@
 import pytest
 
 from vkube.api import errors
-from vkube.controllers.ipalloc import (NodePortAllocator, ServiceIPAllocator, ips_in_use,
+from vkube.api.ipalloc import (NodePortAllocator, ServiceIPAllocator, ips_in_use,
                                        node_ports_in_use)
 
 
