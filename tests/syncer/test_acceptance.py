@@ -270,7 +270,7 @@ async def test_syncer_killed_during_scale_up_leaves_exactly_200_pods(world: Worl
         return n
 
     # kill it twice, at different points of the scale-up
-    for mark in (40, 110):
+    for mark in (40, 90):
         n = await eventually(lambda mark=mark: host_count(mark), attempts=600, delay=0.02)
         assert n < 200, "the syncer should be killed mid-way"
         await vc.kill_syncer()

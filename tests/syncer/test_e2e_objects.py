@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from vkube.api import errors
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, EVENTS, INGRESSES, NETWORKPOLICIES,
                                     PODS, PVCS, SECRETS, SERVICES)
@@ -280,9 +278,6 @@ async def test_host_service_deleted_comes_back_with_the_same_address(planes):
         await stop_syncer(pair)
 
 
-@pytest.mark.xfail(strict=True, reason="apiserver bug: a Service may request a clusterIP "
-                   "another Service already has (kube-apiserver answers 422 'provided IP is "
-                   "already allocated'), so the host never refuses the address")
 async def test_host_address_taken_meanwhile_recreates_the_virtual_service(planes):
     """If the host gave the address away while the syncer was down, the virtual Service is
     re-created with the host's new one (clusterIP is immutable): both sides agree again."""
