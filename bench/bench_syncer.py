@@ -187,6 +187,8 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         watchers = [asyncio.create_task(watch_host()), asyncio.create_task(watch_virtual())]
         await asyncio.sleep(0.2)  # both watches open
         req0, verbs0 = await host_requests(h)
+        vreq0, vverbs0 = await host_requests(v)
+        rec0 = (await child.stats())["processed"]
         t0 = time.perf_counter()
         for i in range(n_pods):
             created[f"p{i}"] = time.perf_counter()
@@ -212,6 +214,16 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
              per_pod=round((req1 - req0) / n_pods, 2),
              by_verb={k: verbs1[k] - verbs0.get(k, 0) for k in verbs1
                       if verbs1[k] != verbs0.get(k, 0)})
+        vreq1, vverbs1 = await host_requests(v)
+        # the virtual side also serves this benchmark's own creates (one per pod)
+        emit(bench="virtual_requests", pods=n_pods,
+             per_pod=round((vreq1 - vreq0) / n_pods, 2),
+             by_verb={k: vverbs1[k] - vverbs0.get(k, 0) for k in vverbs1
+                      if vverbs1[k] != vverbs0.get(k, 0)})
+        rec1 = (await child.stats())["processed"]
+        emit(bench="reconciles_down", pods=n_pods,
+             per_pod={k: round((rec1[k] - rec0.get(k, 0)) / n_pods, 2) for k in rec1
+                      if rec1[k] != rec0.get(k, 0)})
 
         # status up: per pod, host status Running → virtual pod Running
         marked: dict[str, float] = {}
@@ -235,6 +247,11 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         emit(bench="status_up", pods=n_pods, total_s=round(total, 3),
              pods_per_s=round(n_pods / total, 1), latency_ms_p50=pct(lat, 0.5),
              latency_ms_p99=pct(lat, 0.99), latency_ms_mean=round(statistics.mean(lat) * 1000, 2))
+        await asyncio.sleep(1.0)  # let the echoes of the status writes settle
+        rec2 = (await child.stats())["processed"]
+        emit(bench="reconciles_up", pods=n_pods,
+             per_pod={k: round((rec2[k] - rec1.get(k, 0)) / n_pods, 2) for k in rec2
+                      if rec2[k] != rec1.get(k, 0)})
         for w in watchers:
             w.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
@@ -323,7 +340,19 @@ async def bench_deployment(replicas: int) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        asyncio.run(child_main(*sys.argv[2:6]))
+        # VKUBE_BENCH_PROFILE=PREFIX: cProfile each syncer child into PREFIX.<pid>.prof
+        prof_prefix = os.environ.get("VKUBE_BENCH_PROFILE")
+        if not prof_prefix:
+            asyncio.run(child_main(*sys.argv[2:6]))
+            return
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            asyncio.run(child_main(*sys.argv[2:6]))
+        finally:
+            prof.disable()
+            prof.dump_stats(f"{prof_prefix}.{os.getpid()}.prof")
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=1000)

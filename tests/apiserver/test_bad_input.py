@@ -160,3 +160,34 @@ async def test_service_addresses_allocated_and_checked(control_plane):
     status, a2 = await call(control_plane.url, "PUT", path + "/a", orjson.dumps(a))
     assert status == 200 and a2["spec"]["clusterIP"] == a["spec"]["clusterIP"]
     assert a2["spec"]["ports"][0]["nodePort"] == a["spec"]["ports"][0]["nodePort"]
+
+
+async def test_malformed_yaml_is_400(control_plane):
+    before = await revision(control_plane.url)
+    status, st = await call(control_plane.url, "POST", CM, b"metadata: [unclosed\n  name: x", content_type="application/yaml")
+    assert status == 400 and st["reason"] == "BadRequest" and "YAML" in st["message"]
+    status, obj = await call(control_plane.url, "POST", CM,
+                             b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n",
+                             content_type="application/yaml")
+    assert status == 201 and obj["data"] == {"a": "b"}
+    assert int(await revision(control_plane.url)) == int(before) + 1
+
+
+async def test_watch_from_a_compacted_revision_is_410(control_plane):
+    from vkube.api import errors
+    from vkube.client.resources import CONFIGMAPS
+
+    async with control_plane.client() as c:
+        first = await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w0"}}, namespace="default")
+        for i in range(1, 5):
+            await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"w{i}"}}, namespace="default")
+        store = control_plane.cp.ctx.store
+        await store.compact(await store.current_revision())
+        with pytest.raises(errors.Gone):
+            async for _ in c.watch(CONFIGMAPS, namespace="default", resource_version=first["metadata"]["resourceVersion"]):
+                pass
+        # a list at the compacted revision is 410 too, and the latest state is intact
+        with pytest.raises(errors.Gone):
+            await c.request("GET", "/api/v1/namespaces/default/configmaps",
+                            params={"resourceVersion": first["metadata"]["resourceVersion"], "resourceVersionMatch": "Exact"})
+        assert len((await c.list(CONFIGMAPS, namespace="default"))["items"]) == 5
