@@ -217,7 +217,7 @@ def label_selector_from_dict(sel: Mapping[str, Any] | None) -> LabelSelector:
             raise BadRequest(f'"{(expr or {}).get("operator")}" is not a valid label selector operator')
         values = tuple(str(v) for v in expr.get("values") or ())
         if op in ("in", "notin") and not values:
-            raise BadRequest(f"for 'in', 'notin' operators, values set can't be empty")
+            raise BadRequest("for 'in', 'notin' operators, values set can't be empty")
         reqs.append(Requirement(str(expr.get("key", "")), op, values))
     return LabelSelector(tuple(reqs))
 

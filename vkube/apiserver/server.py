@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 from aiohttp import web
 
@@ -345,4 +344,4 @@ class ControlPlane:
         tmp.replace(p)
 
 
-__all__ = ["APIServer", "ControlPlane", "orjson"]
+__all__ = ["APIServer", "ControlPlane"]
