@@ -83,11 +83,31 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class CountingClient(Client):
+    """A Client that counts its requests by side, verb and resource (``pods/status``…), so
+    the benchmark can report what the syncer asked of each API server per pod."""
+
+    def __init__(self, server: str, side: str, counts: dict[str, int]) -> None:
+        super().__init__(server)
+        self._side, self._counts = side, counts
+
+    async def request(self, method: str, path: str, **kw: object) -> object:
+        parts = [p for p in path.split("?")[0].split("/") if p]
+        if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+            parts = parts[parts.index("namespaces") + 2:]
+        what = parts[0] if len(parts) < 3 else f"{parts[0]}/{parts[2]}"
+        key = f"{self._side} {method} {what}"
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return await super().request(method, path, **kw)  # type: ignore[arg-type]
+
+
 async def child_main(vurl: str, hurl: str, name: str, hns: str) -> None:
     """Run a Syncer; answer ``stats`` lines on stdin with one JSON line (RSS after a full
     collection, traced Python heap, reconciles per kind)."""
     tracemalloc.start()
-    syncer = Syncer(name=name, virtual=Client(vurl), host=Client(hurl), host_namespace=hns,
+    counts: dict[str, int] = {}
+    syncer = Syncer(name=name, virtual=CountingClient(vurl, "virtual", counts),
+                    host=CountingClient(hurl, "host", counts), host_namespace=hns,
                     values=Values())
     task = asyncio.create_task(syncer.run())
     await syncer.wait_ready()
@@ -99,7 +119,8 @@ async def child_main(vurl: str, hurl: str, name: str, hns: str) -> None:
         if line.strip() == b"stats":
             gc.collect()
             print(json.dumps({"rss": _rss(), "heap": tracemalloc.get_traced_memory()[0],
-                              "processed": syncer.processed()}), flush=True)
+                              "processed": syncer.processed(), "requests": counts}),
+                  flush=True)
     await syncer.stop()
     await asyncio.gather(task, return_exceptions=True)
     await syncer.ctx.virtual.close()
@@ -328,6 +349,12 @@ async def bench_deployment(replicas: int) -> None:
         emit(bench="deployment", replicas=replicas, first_running_s=round(first_running or 0, 2),
              all_running_s=round(total, 2), pods_per_s=round(replicas / total, 1),
              host_nodes=embedded.node_count)
+        st = await child.stats()
+        emit(bench="deployment_syncer", replicas=replicas,
+             reconciles_per_pod={k: round(n / replicas, 2) for k, n in st["processed"].items()
+                                 if n},
+             requests_per_pod={k: round(n / replicas, 2)
+                               for k, n in sorted(st["requests"].items())})
         await child.stop()
         mgr_task.cancel()
         await asyncio.gather(mgr_task, return_exceptions=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import ChainMap
 from typing import Any
 
 import orjson
@@ -101,7 +102,7 @@ class OpenAPI:
         key = (group, version, kind)
         if key in self._custom_gvk:
             if key not in self._custom_resolved:
-                resolver = conv.Resolver({**conv.v3_definitions(), **self._custom_v3}, frozenset(self._custom_v3))
+                resolver = conv.Resolver(ChainMap(self._custom_v3, conv.v3_definitions()), frozenset(self._custom_v3))
                 self._custom_resolved[key] = resolver.definition(self._custom_gvk[key]) or {}
             return self._custom_resolved[key]
         name = conv.gvk_index().get(key)
@@ -132,7 +133,7 @@ class OpenAPI:
         base = conv.v3_definitions() if v3 else conv.v2_definitions()
         prefix = conv.V3_PREFIX if v3 else conv.V2_PREFIX
         custom = self._custom_v3 if v3 else {k: _v3_to_v2(v) for k, v in self._custom_v3.items()}
-        defs = {**base, **custom}
+        defs = ChainMap(custom, base)  # only what the closure reaches gets converted
         roots = set(_ALWAYS)
         for spec in specs:
             for kind in (spec.kind, spec.list_kind):

@@ -30,7 +30,11 @@ def _describe(value: Any) -> str:
 
 
 def _walk(value: Any, schema: Schema, path: str, key: str, map_value: bool, out: list[tuple[str, str]]) -> None:
-    if len(out) >= MAX_ERRORS or value is None or not isinstance(schema, dict):
+    if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
+        return
+    if value is None:
+        if path.endswith("]"):  # a null list item has no zero value worth guessing
+            out.append((path, "expected a value, got null"))
         return
     if schema.get("x-kubernetes-int-or-string"):
         if not isinstance(value, (int, str)) or isinstance(value, bool):

@@ -12,6 +12,22 @@ from vkube.apiserver.context import Context
 Obj = dict[str, Any]
 
 
+def _shape_guard(what: str):  # noqa: ANN202 - a decorator
+    """Patches are user input applied to user data: a value of the wrong shape deep inside
+    (a string where the schema says object) is the client's error, never a 500."""
+    def wrap(fn):  # noqa: ANN001, ANN202
+        def inner(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+            try:
+                return fn(*args, **kw)
+            except errors.StatusError:
+                raise
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+                raise errors.BadRequest(f"invalid {what}: a value has the wrong type or shape ({exc})") from None
+        return inner
+    return wrap
+
+
+@_shape_guard("patch")
 def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: ResourceSpec | None) -> Obj:
     from vkube.api.patch import apply_json_patch, apply_merge_patch
     from vkube.api.smp import apply_strategic_merge_patch
@@ -31,10 +47,12 @@ def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: Res
     raise errors.UnsupportedMediaType(f"unsupported patch type {ptype}")
 
 
+@_shape_guard("apply configuration")
 def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, manager: str,
           force: bool, schema: dict | None, subresource: str = "") -> Obj:
     """Server-side apply of ``body`` (an object of the URL's kind) by ``manager``."""
     from vkube.api.ssa import server_side_apply
+    from vkube.api.typecheck import type_errors
     from vkube.apiserver.objects import now_rfc3339
 
     if not isinstance(body, dict):
@@ -47,6 +65,12 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
             f'the kind in the apply patch ({body.get("apiVersion")}, Kind={body.get("kind")}) does not '
             f"match the URL's kind ({spec.api_version}, Kind={spec.kind})"
         )
+    problems = type_errors(body, schema)
+    if problems:  # the apply configuration is a partial object: its types must be right first
+        raise errors.BadRequest(
+            f'{spec.kind} in version "{spec.version}" cannot be handled as a {spec.kind}: '
+            + "; ".join(f"{p}: {m}" for p, m in problems),
+            causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems])
     return server_side_apply(current, body, manager=manager, force=force, schema=schema,
                              now=now_rfc3339(ctx.clock()))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+import orjson
 from aiohttp import web
 
 from vkube import __version__
@@ -22,7 +23,6 @@ from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.context import Context
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.handlers import ResourceHandlers
-from vkube.apiserver.metrics import Metrics
 from vkube.apiserver.requestinfo import parse
 from vkube.apiserver.watch import serve_watch
 from vkube.store import open_store
@@ -47,13 +47,19 @@ class APIServer:
         from vkube.api.tables import to_table
 
         self.ctx = ctx
-        self.metrics = Metrics()
         self.discovery = Discovery(ctx.registry)
         self.openapi = OpenAPI(ctx.registry)
         ctx.schema_for = lambda spec: self.openapi.schema_for(spec.group, spec.version, spec.kind)
         ctx.track_fields = patching.field_tracker(ctx)
         self.handlers = ResourceHandlers(ctx, to_table=to_table, selectors=selectors, patches=patching)
         self.ready = False
+
+    @functools.cached_property
+    def metrics(self) -> Any:
+        """Made on the first request: prometheus_client costs ~15 ms of start-up."""
+        from vkube.apiserver.metrics import Metrics
+
+        return Metrics()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=http.MAX_BODY * 4)
@@ -339,7 +345,8 @@ class ControlPlane:
     def write_kubeconfig(self, path: str | os.PathLike[str], **kw: Any) -> None:
         p = Path(path)
         tmp = p.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.kubeconfig(**kw), sort_keys=False))
+        # JSON is YAML that every kubeconfig reader accepts, and needs no PyYAML at start-up
+        tmp.write_bytes(orjson.dumps(self.kubeconfig(**kw), option=orjson.OPT_INDENT_2) + b"\n")
         os.chmod(tmp, 0o600)
         tmp.replace(p)
 

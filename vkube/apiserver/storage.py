@@ -104,6 +104,7 @@ class ResourceStorage:
         obj["apiVersion"], obj["kind"] = self.spec.api_version, self.spec.kind
         if "metadata" in obj and not isinstance(obj["metadata"], dict):
             raise errors.BadRequest("metadata: must be an object")
+        _drop_nulls(obj)
         problems = type_errors(obj, self.ctx.schema_for(self.spec))
         if problems:
             raise errors.BadRequest(
@@ -474,6 +475,19 @@ class ResourceStorage:
                     yield "DELETED", obj
         except StoreError as exc:
             raise store_error(exc) from exc
+
+
+def _drop_nulls(node: Any) -> None:
+    """``"field": null`` decodes to an absent field in Kubernetes' typed objects; drop them so
+    no per-kind code meets a None where it expects a value."""
+    if isinstance(node, dict):
+        for k in [k for k, v in node.items() if v is None]:
+            del node[k]
+        for v in node.values():
+            _drop_nulls(v)
+    elif isinstance(node, list):
+        for v in node:
+            _drop_nulls(v)
 
 
 def _same(a: Obj, b: Obj) -> bool:

@@ -66,6 +66,10 @@ async def serve(args: argparse.Namespace) -> int:
     tasks: list[asyncio.Task[Any]] = []
     clients: list[Any] = []
     try:
+        # Ready as soon as the API answers (kubeconfig written, system namespaces there): the
+        # controllers and the syncer start right after; they are level-based, so nothing is
+        # missed, and `vkube create` returns ~50 ms sooner.
+        (Path(args.data_dir) / "ready").write_text(cp.url + "\n")
         if not args.no_controllers:
             from vkube.client import Client
             from vkube.controllers.runtime import ControllerManager, default_controllers
@@ -79,7 +83,6 @@ async def serve(args: argparse.Namespace) -> int:
             tasks.append(asyncio.create_task(mgr.run(), name="controllers"))
         if virtual:
             tasks.append(asyncio.create_task(_run_syncer(args, cp.url, clients), name="syncer"))
-        (Path(args.data_dir) / "ready").write_text(cp.url + "\n")
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
