@@ -43,9 +43,12 @@ class Query:
         if raw in (None, ""):
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise errors.BadRequest(f'{key}: Invalid value: "{raw}": must be an integer') from None
+        if not -(2**63) <= value < 2**63:
+            raise errors.BadRequest(f'{key}: Invalid value: "{raw}": must fit in a 64-bit integer')
+        return value
 
     def dry_run(self) -> bool:
         values = self.q.getall("dryRun", [])
@@ -92,7 +95,7 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
         rv, start = int(data["rv"]), str(data["start"])
     except Exception:
         raise errors.BadRequest("continue key is not valid: illegal base64 data or JSON") from None
-    if rv <= 0 or ".." in start:
+    if not 0 < rv < 2**63 or ".." in start:
         raise errors.BadRequest("continue key is not valid: incorrect encoded start resourceVersion")
     return rv, prefix + start
 

@@ -64,6 +64,6 @@ def parse_rv(value: str | None, *, what: str = "resourceVersion") -> int:
         rv = int(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise BadRequest(f'{what}: Invalid value: "{value}": must be a non-negative integer') from None
-    if rv < 0:
+    if rv < 0 or rv >= 2**63:
         raise BadRequest(f'{what}: Invalid value: "{value}": must be a non-negative integer')
     return rv

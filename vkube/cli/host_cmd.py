@@ -86,7 +86,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             return 0
         if proc.poll() is not None:
             break
-        time.sleep(0.1)
+        time.sleep(0.01)  # a cheap check; `vkube create` may be waiting on it
     if proc.poll() is None:
         proc.terminate()
     print(f"vkube host failed to start; see {d / 'host.log'}:", file=sys.stderr)
