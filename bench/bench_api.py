@@ -3,6 +3,7 @@ separate process, idle RSS, start-up time to /readyz, and the same client loop a
 aiohttp "hello world" handler, so the API's overhead shows as a ratio to the framework ceiling.
 
 Prints JSON lines. Usage: python bench/bench_api.py [N]   (default N=5000)
+       python bench/bench_api.py --startup [ROUNDS]   (only start-up to /readyz, median)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 5000
 HELLO = """
 import sys
 from aiohttp import web
@@ -115,7 +116,42 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def bench_startup(rounds: int) -> None:
+    """Spawn `vkube serve` on a fresh data dir until /readyz answers ok, ``rounds`` times."""
+    import socket
+    import urllib.request
+
+    times = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp,
+                                     "--port", str(port), "--no-controllers"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                while True:
+                    try:
+                        if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz",
+                                                  timeout=1).read() == b"ok":
+                            break
+                    except OSError:
+                        time.sleep(0.005)
+                times.append(time.perf_counter() - t0)
+            finally:
+                proc.terminate()
+                proc.wait()
+    print(json.dumps({"bench": "startup_to_readyz", "rounds": rounds,
+                      "median_seconds": round(statistics.median(times), 3),
+                      "all": [round(t, 3) for t in times]}), flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--startup":
+        bench_startup(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         import socket
         sock = socket.socket()

@@ -289,7 +289,5 @@ async def delete_ignore_missing(client: Client, res: Resource, name: str,
 
 async def update_status(client: Client, res: Resource, obj: Obj, status: Obj) -> Obj:
     """Write ``status`` through the status subresource (optimistic: Conflict retries the key)."""
-    new = copy.deepcopy(obj)
-    new["status"] = status
-    return await client.update(res, new, subresource="status")
+    return await client.update(res, {**obj, "status": status}, subresource="status")
 

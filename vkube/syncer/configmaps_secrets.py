@@ -51,6 +51,8 @@ class _UsedBy(DownSyncer):
         self.pods.add_handler(self._on_user)
 
     def _on_user(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        if typ == "MODIFIED" and old is not None and old.get("spec") == obj.get("spec"):
+            return  # metadata or status only: what it references lives in its spec
         keys = set(type(self).index_fn(obj))
         if old is not None:
             old_keys = set(type(self).index_fn(old))

@@ -97,6 +97,8 @@ class NodeSyncer(KindSyncer):
         self.hpods.add_handler(self._on_pod)
 
     def _on_pod(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        if typ == "MODIFIED" and old is not None and _pod_node(pod) == _pod_node(old):
+            return  # a status change: which nodes have pods did not change
         for n in set(_pod_node(pod)) | set(_pod_node(old or {})):
             self.enqueue(n)
 
@@ -116,7 +118,11 @@ class NodeSyncer(KindSyncer):
         return self.all_nodes or bool(self.hpods.by_index("node", name))
 
     async def ensure(self, name: str) -> None:
-        """Called before a pod is bound to ``name``: the node must exist first."""
+        """Called before a pod is bound to ``name``: the node must exist first (a node we
+        already made is kept current by its own events and heartbeat)."""
+        vnode = self.vnodes.get(name)
+        if vnode is not None and _ann(vnode, ANN_SYNCED):
+            return
         await self.reconcile(name)
 
     async def reconcile(self, key: str) -> None:
@@ -211,8 +217,7 @@ class NodeSyncer(KindSyncer):
         cur = vnode.get("status") or {}
         if _same_status(cur, status):
             return
-        new = copy.deepcopy(vnode)
-        new["status"] = status
+        new = {**vnode, "status": status}  # shallow: the cache's object stays untouched
         await self.ctx.virtual.update(NODES, new, subresource="status")
 
 
@@ -229,11 +234,9 @@ def _fake_conditions() -> list[Obj]:
 def _same_status(cur: Obj, want: Obj) -> bool:
     """Equal but for heartbeat times, unless the last heartbeat is older than the period."""
     def strip(s: Obj) -> Obj:
-        s = copy.deepcopy(s)
-        for c in s.get("conditions") or []:
-            c.pop("lastHeartbeatTime", None)
-            c.pop("lastTransitionTime", None)
-        return s
+        drop = ("lastHeartbeatTime", "lastTransitionTime")
+        return {**s, "conditions": [{k: v for k, v in c.items() if k not in drop}
+                                    for c in s.get("conditions") or []]}
     if strip(cur) != strip(want):
         return False
     beats = [c.get("lastHeartbeatTime") for c in cur.get("conditions") or []

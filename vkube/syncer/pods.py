@@ -10,7 +10,6 @@ is gone.
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -27,7 +26,10 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-ANN_HOST_UID = "vkube.io/host-uid"  # on the virtual pod: its host pod was created
+#: on a virtual pod: its host pod was created. Older syncers wrote it (one more virtual write
+#: and watch event per pod); it is still honoured, but the syncer now remembers host pods it
+#: created or saw in memory, and after a restart a bound or started virtual pod tells the same.
+ANN_HOST_UID = "vkube.io/host-uid"
 STATUS_FIELDS = ("phase", "conditions", "message", "reason", "hostIP", "hostIPs", "podIP",
                  "podIPs", "startTime", "initContainerStatuses", "containerStatuses",
                  "ephemeralContainerStatuses", "qosClass", "resize")
@@ -47,6 +49,14 @@ class PodSyncer(KindSyncer):
         self.tokens = TokenManager(ctx)
         self.keep_node_name = ctx.values.sync.nodes.enable_scheduler
         self._host_sa_ready = False
+        # virtual pod uids whose host pod existed (created by us or seen on the host): a host
+        # pod missing later was deleted under the virtual pod, not never created
+        self._had_host: set[str] = set()
+        # per key, what our last writes did, until the virtual informer shows them
+        self._sent: dict[str, _Sent] = {}
+        # per key, the (virtual rv, host rv, namespace rv) whose host pod was found current:
+        # the echo of our own write, or a status-only change, skips the rewrite and compare
+        self._checked: dict[str, tuple[str, str, str]] = {}
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -54,9 +64,25 @@ class PodSyncer(KindSyncer):
         self.hinf = inf.host(PODS)
         self.namespaces = inf.virtual(NAMESPACES)
         self.services = inf.virtual(SERVICES)
-        self.vinf.add_handler(lambda t, o, old: self.enqueue(_key(o)))
-        self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+        self.vinf.add_handler(self._on_virtual)
+        self.hinf.add_handler(self._on_host)
         self.namespaces.add_handler(self._on_namespace)
+
+    def _on_virtual(self, typ: str, pod: Obj, old: Obj | None) -> None:
+        key = _key(pod)
+        if typ == "DELETED":
+            self._had_host.discard(pod["metadata"].get("uid", ""))
+            self._sent.pop(key, None)
+            self._checked.pop(key, None)
+        self.enqueue(key)
+
+    def _on_host(self, typ: str, hpod: Obj, old: Obj | None) -> None:
+        key = self.host_key(hpod)
+        if key is None:
+            return
+        if typ != "DELETED" and (uid := _ann(hpod, ANN_UID)):
+            self._had_host.add(uid)
+        self.enqueue(key)
 
     def _on_namespace(self, typ: str, ns: Obj, old: Obj | None) -> None:
         if old is not None and (old["metadata"].get("labels") == ns["metadata"].get("labels")):
@@ -95,9 +121,9 @@ class PodSyncer(KindSyncer):
         if hpod is None:
             await self._create_or_gone(vpod, hname)
             return
-        await self._update_host(vpod, hpod)
+        await self._update_host(key, vpod, hpod)
         await self._refresh_token(vpod, key)
-        await self._sync_up(vpod, hpod)
+        await self._sync_up(key, vpod, hpod)
 
     async def _refresh_token(self, vpod: Obj, key: str) -> None:
         """Renew the pod's token Secret when due, and come back when it next is."""
@@ -126,12 +152,12 @@ class PodSyncer(KindSyncer):
             grace = meta.get("deletionGracePeriodSeconds")
             await delete_ignore_missing(self.ctx.host, PODS, hname, self.ctx.host_namespace,
                                         grace_period_seconds=grace)
-        await self._sync_up(vpod, hpod)
+        await self._sync_up(_key(vpod), vpod, hpod)
 
     async def _create_or_gone(self, vpod: Obj, hname: str) -> None:
         meta = vpod["metadata"]
         hns = self.ctx.host_namespace
-        if _ann(vpod, ANN_HOST_UID):
+        if self._had_host_pod(vpod):
             # we created a host pod once: someone deleted it (or it was evicted).
             try:
                 await self.ctx.host.get(PODS, hname, namespace=hns)
@@ -157,13 +183,22 @@ class PodSyncer(KindSyncer):
             self.ctx.recorder.event(vpod, "Warning", "SyncError", str(e))
             return
         try:
-            created = await self.ctx.host.create(PODS, host_pod, namespace=hns)
+            await self.ctx.host.create(PODS, host_pod, namespace=hns)
         except errors.AlreadyExists:
             return  # the host watch brings it; the next reconcile compares
-        await self.ctx.virtual.patch(
-            PODS, meta["name"], {"metadata": {"annotations": {
-                ANN_HOST_UID: created["metadata"].get("uid", "")}}},
-            namespace=meta["namespace"])
+        self._had_host.add(meta.get("uid", ""))
+
+    def _had_host_pod(self, vpod: Obj) -> bool:
+        """Did this virtual pod have a host pod? (Then a missing one was deleted.)"""
+        if vpod["metadata"].get("uid") in self._had_host or _ann(vpod, ANN_HOST_UID):
+            return True
+        status = vpod.get("status") or {}
+        if status.get("startTime") or status.get("hostIP") or \
+                status.get("phase") in ("Running", *TERMINAL):
+            return True  # only the host pod's status fills these in
+        # bound by us after the host scheduled it (with enableScheduler the virtual
+        # scheduler binds before the host pod exists)
+        return not self.keep_node_name and bool((vpod.get("spec") or {}).get("nodeName"))
 
     async def _desired(self, vpod: Obj) -> Obj:
         ns = vpod["metadata"]["namespace"]
@@ -213,30 +248,43 @@ class PodSyncer(KindSyncer):
             for n in sorted(names):
                 await syncer.reconcile(ref_key(ns, n))
 
-    async def _update_host(self, vpod: Obj, hpod: Obj) -> None:
-        """Mutable pod fields only: labels, annotations, images, activeDeadlineSeconds."""
+    async def _update_host(self, key: str, vpod: Obj, hpod: Obj) -> None:
+        """Mutable pod fields only: labels, annotations, images, activeDeadlineSeconds.
+
+        Skipped when neither pod nor the namespace changed since the host pod was last found
+        current (most events are status changes or echoes of our own writes)."""
+        ns = vpod["metadata"]["namespace"]
+        nsobj = self.namespaces.get(ns) or {}
+        inputs = (_rv(vpod), _rv(hpod), _rv(nsobj))
+        if self._checked.get(key) == inputs:
+            return
         try:
             want = await self._desired_light(vpod)
         except PodRejected:
             return
-        new = copy.deepcopy(hpod)
-        meta, hspec, wspec = new["metadata"], new.setdefault("spec", {}), want["spec"]
-        changed = False
-        if meta.get("labels") != want["metadata"]["labels"]:
-            meta["labels"], changed = want["metadata"]["labels"], True
-        hann = {k: v for k, v in (meta.get("annotations") or {}).items()}
-        if any(hann.get(k) != v for k, v in want["metadata"]["annotations"].items()):
-            hann.update(want["metadata"]["annotations"])
-            meta["annotations"], changed = hann, True
+        hmeta, hspec = hpod["metadata"], hpod.get("spec") or {}
+        wmeta, wspec = want["metadata"], want["spec"]
+        meta: Obj = {}
+        spec: Obj = {}
+        if hmeta.get("labels") != wmeta["labels"]:
+            meta["labels"] = wmeta["labels"]
+        hann = hmeta.get("annotations") or {}
+        if any(hann.get(k) != v for k, v in wmeta["annotations"].items()):
+            meta["annotations"] = {**hann, **wmeta["annotations"]}
         for field in ("containers", "initContainers"):
-            for hc, wc in zip(hspec.get(field) or [], wspec.get(field) or []):
-                if hc.get("image") != wc.get("image"):
-                    hc["image"], changed = wc.get("image"), True
+            hcs, wcs = hspec.get(field) or [], wspec.get(field) or []
+            if any(hc.get("image") != wc.get("image") for hc, wc in zip(hcs, wcs)):
+                spec[field] = [{**hc, "image": wc.get("image")} for hc, wc in zip(hcs, wcs)] + \
+                    [dict(hc) for hc in hcs[len(wcs):]]
         if hspec.get("activeDeadlineSeconds") != wspec.get("activeDeadlineSeconds") and \
                 wspec.get("activeDeadlineSeconds") is not None:
-            hspec["activeDeadlineSeconds"], changed = wspec["activeDeadlineSeconds"], True
-        if changed:
-            await self.ctx.host.update(PODS, new)
+            spec["activeDeadlineSeconds"] = wspec["activeDeadlineSeconds"]
+        if not meta and not spec:
+            self._checked[key] = inputs
+            return
+        # shallow copies along the changed paths: the cache's objects stay untouched
+        new = {**hpod, "metadata": {**hmeta, **meta}, "spec": {**hspec, **spec}}
+        await self.ctx.host.update(PODS, new)
 
     async def _desired_light(self, vpod: Obj) -> Obj:
         """The rewrite without the side effects (token, dependencies) of a first creation."""
@@ -249,10 +297,19 @@ class PodSyncer(KindSyncer):
         return rewrite_pod(vpod, cfg)
 
     # -- up ---------------------------------------------------------------------------------
-    async def _sync_up(self, vpod: Obj, hpod: Obj) -> None:
+    async def _sync_up(self, key: str, vpod: Obj, hpod: Obj) -> None:
+        """Node (binding) and status, host → virtual, in one pass: the status is a merge patch
+        of the fields that differ, so it needs no fresh copy of the pod after the binding and
+        cannot conflict; what the virtual cache does not show yet of our own last writes is
+        not written again."""
         meta = vpod["metadata"]
+        uid = meta.get("uid", "")
+        sent = self._sent.get(key)
+        if sent is not None and sent.uid != uid:
+            sent = self._sent[key] = _Sent(uid)
         node = (hpod.get("spec") or {}).get("nodeName")
-        if node and not (vpod.get("spec") or {}).get("nodeName") and not deleting(vpod):
+        if node and not (vpod.get("spec") or {}).get("nodeName") and not deleting(vpod) and \
+                not (sent is not None and sent.bound):
             nodes = self.ctx.syncers.get("nodes")
             if nodes is not None:
                 await nodes.ensure(node)  # type: ignore[attr-defined]
@@ -264,22 +321,60 @@ class PodSyncer(KindSyncer):
                                               subresource="binding", name=meta["name"])
             except errors.Conflict:
                 pass  # already bound (our cache is behind)
-            return  # the binding's watch event brings us back with a fresh object
-        vstatus = dict(vpod.get("status") or {})
+            except errors.NotFound:
+                return
+            sent = self._sent.setdefault(key, _Sent(uid))
+            sent.bound = True
+        vstatus = vpod.get("status") or {}
+        if sent is not None and sent.status is not None:
+            if _rv_newer(sent.rv, _rv(vpod)):
+                vstatus = sent.status  # the cache is behind our last status write
+            else:
+                sent.status = None
         hstatus = hpod.get("status") or {}
-        new = dict(vstatus)
+        patch: Obj = {}
         for f in STATUS_FIELDS:
             if f in hstatus:
-                new[f] = hstatus[f]
-            else:
-                new.pop(f, None)
-        if new != vstatus:
-            body = copy.deepcopy(vpod)
-            body["status"] = new
-            try:
-                await self.ctx.virtual.update(PODS, body, subresource="status")
-            except errors.NotFound:
-                pass
+                if vstatus.get(f) != hstatus[f]:
+                    patch[f] = hstatus[f]
+            elif f in vstatus:
+                patch[f] = None
+        if not patch:
+            return
+        try:
+            # the uid makes it a precondition: never patch a new pod of the same name
+            res = await self.ctx.virtual.patch(
+                PODS, meta["name"], {"metadata": {"uid": uid}, "status": patch},
+                namespace=meta["namespace"], subresource="status")
+        except errors.NotFound:
+            return
+        sent = self._sent.setdefault(key, _Sent(uid))
+        sent.status = {f: res.get("status", {})[f] for f in STATUS_FIELDS
+                       if f in (res.get("status") or {})}
+        sent.rv = _rv(res)
+
+
+class _Sent:
+    """What the pod syncer last wrote to one virtual pod (``uid``): whether it bound it, and
+    the status fields and resourceVersion its last status patch produced."""
+
+    __slots__ = ("uid", "bound", "status", "rv")
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.bound = False
+        self.status: Obj | None = None
+        self.rv = ""
+
+
+def _rv(obj: Obj) -> str:
+    return (obj.get("metadata") or {}).get("resourceVersion", "")
+
+
+def _rv_newer(a: str, b: str) -> bool:
+    """Is resourceVersion ``a`` newer than ``b``? Only when both are numbers (ours are: the
+    store's revision); otherwise False, so nothing is skipped on a guess."""
+    return a.isdigit() and b.isdigit() and int(a) > int(b)
 
 
 def _token_service_account(vpod: Obj) -> str | None:

@@ -3,6 +3,9 @@ expectations (so a stale informer cache never creates duplicates) and slow-start
 
 from __future__ import annotations
 
+from vkube.api.errors import BadRequest
+from vkube.api.selectors import label_selector_from_dict
+
 import asyncio
 import copy
 import time
@@ -58,13 +61,10 @@ def _expr_matches(labels: dict[str, str], expr: Obj) -> bool:
 
 def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
     """metav1.LabelSelector semantics: a nil selector matches nothing, an empty one everything."""
-    if selector is None:
+    try:
+        return label_selector_from_dict(selector).matches(labels or {})
+    except BadRequest:  # the API server rejects such selectors; match nothing
         return False
-    labels = labels or {}
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    return all(_expr_matches(labels, e) for e in selector.get("matchExpressions") or ())
 
 
 # ---------------------------------------------------------------- metadata / ownership
