@@ -6,7 +6,6 @@ import random
 
 import pytest
 
-from vkube.host import _quantity as q
 from vkube.host.algorithm import schedule
 from vkube.host.nodes import build_node
 from vkube.host.predicates import NodeInfo, match_node_selector_term, pod_info, pod_requests, tolerates
@@ -34,11 +33,14 @@ def place(nodes, pod, node_name):
 
 
 def test_quantities():
-    assert q.milli("100m") == 100 and q.milli("1.5") == 1500 and q.milli(2) == 2000
-    assert q.units("1Gi") == 2**30 and q.units("1k") == 1000 and q.units("1e3") == 1000
-    assert q.units("128974848") == 128974848 and q.units("129M") == 129_000_000
+    from vkube.host.predicates import resource_value
+
+    assert resource_value("cpu", "100m") == 100 and resource_value("cpu", "1.5") == 1500
+    assert resource_value("cpu", 2) == 2000 and resource_value("cpu", "1n") == 1
+    assert resource_value("memory", "1Gi") == 2**30 and resource_value("memory", "1k") == 1000
+    assert resource_value("memory", "1e3") == 1000 and resource_value("pods", "129M") == 129_000_000
     with pytest.raises(ValueError):
-        q.parse("abc")
+        resource_value("cpu", "abc")
 
 
 def test_pod_requests_take_init_max_and_limits():

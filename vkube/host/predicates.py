@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vkube.host._quantity import resource_value
+from vkube.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
 
@@ -17,6 +17,13 @@ DEFAULT_MEMORY = 200 * 1024 * 1024
 
 HOSTNAME_KEY = "kubernetes.io/hostname"
 ZONE_KEY = "topology.kubernetes.io/zone"
+
+
+def resource_value(name: str, value: Any) -> int:
+    """The integer the scheduler compares: millicores for cpu (rounded up), whole units for
+    everything else. Raises ValueError (QuantityError) for a malformed quantity."""
+    q = parse_quantity(value)
+    return q.milli_value() if name == "cpu" else q.int_value()
 
 
 # --- selectors ------------------------------------------------------------------------------

@@ -298,10 +298,10 @@ class PodSyncer(KindSyncer):
 
     # -- up ---------------------------------------------------------------------------------
     async def _sync_up(self, key: str, vpod: Obj, hpod: Obj) -> None:
-        """Node (binding) and status, host → virtual, in one pass: the status is a merge patch
-        of the fields that differ, so it needs no fresh copy of the pod after the binding and
-        cannot conflict; what the virtual cache does not show yet of our own last writes is
-        not written again."""
+        """Node (binding) and status, host → virtual, in one pass: the status is a patch of the
+        fields that differ, so it needs no fresh copy of the pod after the binding and does
+        not conflict with other writers; what the virtual cache does not show yet of our own
+        last writes is not written again."""
         meta = vpod["metadata"]
         uid = meta.get("uid", "")
         sent = self._sent.get(key)
@@ -332,25 +332,33 @@ class PodSyncer(KindSyncer):
             else:
                 sent.status = None
         hstatus = hpod.get("status") or {}
-        patch: Obj = {}
+        changed: Obj = {}
+        ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+        if "status" not in vpod:
+            ops.append({"op": "add", "path": "/status", "value": {}})
         for f in STATUS_FIELDS:
             if f in hstatus:
                 if vstatus.get(f) != hstatus[f]:
-                    patch[f] = hstatus[f]
+                    changed[f] = hstatus[f]
+                    ops.append({"op": "add", "path": f"/status/{f}", "value": hstatus[f]})
             elif f in vstatus:
-                patch[f] = None
-        if not patch:
+                changed[f] = None
+                ops.append({"op": "remove", "path": f"/status/{f}"})
+        if not changed:
             return
         try:
-            # the uid makes it a precondition: never patch a new pod of the same name
-            res = await self.ctx.virtual.patch(
-                PODS, meta["name"], {"metadata": {"uid": uid}, "status": patch},
-                namespace=meta["namespace"], subresource="status")
+            # a JSON patch: the uid test is a precondition (never a new pod of the same name)
+            res = await self.ctx.virtual.patch(PODS, meta["name"], ops, type="json",
+                                               namespace=meta["namespace"], subresource="status")
         except errors.NotFound:
             return
+        except errors.Invalid as e:
+            # replaced pod, or a field our cache shows is already gone: look again
+            self._sent.pop(key, None)
+            raise errors.Conflict(f"status of pod {key}: {e}") from e
         sent = self._sent.setdefault(key, _Sent(uid))
-        sent.status = {f: res.get("status", {})[f] for f in STATUS_FIELDS
-                       if f in (res.get("status") or {})}
+        rstatus = res.get("status") or {}
+        sent.status = {f: rstatus[f] for f in STATUS_FIELDS if f in rstatus}
         sent.rv = _rv(res)
 
 
