@@ -156,3 +156,30 @@ def test_create_in_cluster_applies_the_rendered_manifests(shared_host, tmp_path)
     finally:
         cleanup(u)
     assert kubectl(shared_host, "get", "ns", "vkube-inc", check=False).returncode != 0
+
+
+def test_host_from_current_context_stays_pinned_after_connect(shared_host, tmp_path):
+    """The host came from the user's current context; `create` then switches that context to
+    the virtual cluster. A restarted control plane must still sync to the host, not itself."""
+    u = make_user(tmp_path / "u")
+    host_cfg = yaml.safe_load(shared_host.read_text())
+    host_cfg["contexts"][0]["name"] = "my-host"
+    host_cfg["current-context"] = "my-host"
+    u.kubeconfig.write_text(yaml.safe_dump(host_cfg))
+    try:
+        u.vkube("create", "pinned")
+        assert u.current_context() == "vkube_pinned"
+        supervisor, serve = u.describe("pinned")["process"]["pids"]
+        os.kill(serve, signal.SIGKILL)
+
+        def restarted() -> None:
+            d = u.describe("pinned")
+            assert d["status"] == "Running" and d["process"]["pids"][1] != serve
+        eventually(restarted)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+        eventually(lambda: u.kubectl("apply", "-f", "-", input=json.dumps(pod)))
+        eventually(lambda: kubectl(shared_host, "get", "pod", "p-x-default-x-pinned", "-n", "vkube-pinned"))
+        assert "vkube-pinned" not in u.kubectl("get", "ns", "-o", "name").stdout
+    finally:
+        cleanup(u)

@@ -47,6 +47,8 @@ def serve_command(st: ClusterState) -> list[str]:
     cmd = [sys.executable, "-m", "vkube", "serve", "--name", st.name,
            "--data-dir", str(st.data_dir), "--port", str(st.port),
            "--host-kubeconfig", st.host_kubeconfig, "--host-namespace", st.namespace]
+    if st.host_context:  # pinned: `vkube connect` later changes the file's current context
+        cmd += ["--host-context", st.host_context]
     if st.values_file.exists():
         cmd += ["-f", str(st.values_file)]
     return cmd

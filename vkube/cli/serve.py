@@ -27,6 +27,8 @@ def register(sub: Any) -> None:
                    help="address to listen on (0.0.0.0 inside a host cluster's pod)")
     p.add_argument("--store", default=None, help="store URL (default: sqlite in --data-dir)")
     p.add_argument("--host-kubeconfig", default=None, help="run as a virtual cluster synced to this host")
+    p.add_argument("--host-context", default=None,
+                   help="context of --host-kubeconfig (default: its current context)")
     p.add_argument("--host-namespace", default=None, help="host namespace (default vkube-NAME)")
     p.add_argument("-f", "--values", action="append", default=[], help="values.yaml (repeatable)")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
@@ -110,7 +112,7 @@ async def _run_syncer(args: argparse.Namespace, url: str, clients: list[Any]) ->
     from vkube.syncer.values import parse_values
 
     values = parse_values(load_files(args.values))
-    host = load_kubeconfig(args.host_kubeconfig)
+    host = load_kubeconfig(args.host_kubeconfig, args.host_context)
     virtual = Client(url, user_agent=f"vkube-syncer/{args.name}")
     clients += [host, virtual]
     syncer = Syncer(name=args.name, virtual=virtual, host=host,
