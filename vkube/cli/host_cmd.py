@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -14,7 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vkube.host.__main__ import host_dir
+
+def host_dir() -> Path:
+    """Imported late: vkube.host imports asyncio (~40 ms), which `vkube create` must not pay
+    before it has started its control plane."""
+    from vkube.host.__main__ import host_dir as embedded_host_dir
+
+    return embedded_host_dir()
 
 
 def register(subparsers: Any) -> None:
@@ -122,6 +127,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"vkube host running (pid {pid})")
     print(f"address:    {st.get('url')}")
     print(f"kubeconfig: {d / 'kubeconfig'}")
+    import asyncio
+
     try:
         nodes = asyncio.run(_nodes(st.get("url", "")))
     except Exception as e:  # status is informative; a failing API still shows the pid

@@ -5,7 +5,6 @@ delete describe logs render``. This module only declares the command line; the w
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,14 +22,20 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
+def run_coroutine(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine on uvloop (asyncio is imported only here: ~40 ms)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def _async(fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[Any], int]:
     def run(args: argparse.Namespace) -> int:
-        try:
-            import uvloop
-
-            return uvloop.run(fn(args))
-        except ImportError:  # pragma: no cover
-            return asyncio.run(fn(args))
+        return run_coroutine(fn(args))
     run.__name__ = fn.__name__
     return guarded(run)
 
@@ -55,6 +60,13 @@ def _view(name: str) -> Callable[[Any], int]:
     return _lazy("vkube.cli.inspect_cmds", name)
 
 
+def _create(args: argparse.Namespace) -> int:
+    """Synchronous up to the spawn of the control plane: see ``create_cmd``."""
+    from vkube.cli import create_cmd
+
+    return create_cmd.main(args)
+
+
 def _host_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-kubeconfig", metavar="FILE", default=None,
                    help="kubeconfig of the host cluster (default: current context if reachable, "
@@ -77,7 +89,7 @@ def register(sub: Any) -> None:
              "  vkube create team-a -n tenants-a -f values.yaml --connect=false\n"
              "  vkube create my-vcluster --upgrade -f nodes.yaml\n"
              "  vkube create my-vcluster --host-kubeconfig ~/.kube/prod --host-context admin",
-             _op("create"),
+             guarded(_create),
              "Start a virtual cluster's control plane as a supervised background process, "
              "wait until it is ready and (by default) switch kubectl to it. With no host "
              "given, the current kubeconfig context is used if it answers, else the embedded "

@@ -90,6 +90,63 @@ async def create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def create_spawned(args: argparse.Namespace, st: ClusterState,
+                         spawned: process.Spawned) -> int:
+    """The rest of ``create_cmd.create`` once its control plane is starting: find the host,
+    claim the host namespace, save the state, then name the host to the syncer. A failure
+    before that stops the process and removes the cluster directory: nothing is left."""
+    progress = Progress()
+    named = False  # the syncer knows its host: from then on this is a normal virtual cluster
+    try:
+        if args.values:
+            values_files.validate(st.values)
+        with progress.step("looking for a host cluster") as done:
+            host = await hostresolve.resolve(args.host_kubeconfig, args.host_context)
+            done(await _host_label(host))
+        st.host_kubeconfig, st.host_context, st.host_kind = host.kubeconfig, host.context, host.kind
+        async with host.client() as hc:
+            with progress.step("starting the control plane") as done:
+                found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == st.name]
+                if found:
+                    raise CLIError(f"virtual cluster {st.name!r} already exists on the host "
+                                   f"(namespace {found[0]['namespace']}) — pick another name or "
+                                   f"delete it with `vkube delete {st.name}` from the machine "
+                                   "that created it")
+                known_new = await hostns.get_namespace(hc, st.namespace) is None
+                st.status = RUNNING
+                try:
+                    await _claim(hc, st, known_new=known_new)  # saves the state file
+                    process.write_host_file(st)
+                    named = True
+                except BaseException:
+                    await _release_quietly(hc, st)
+                    raise
+                # As for resume, a control plane that does not become ready keeps its state
+                # (`vkube logs`, `vkube delete` work on it).
+                url = await asyncio.to_thread(process.wait_ready, st, spawned)
+                await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
+                done(f"control plane ready at {url}")
+    except BaseException:
+        if not named:
+            await asyncio.to_thread(process.abort, spawned)
+            st.remove()
+        raise
+    if args.connect:
+        ctx = _connect(st, switch=True)
+        progress.ok(f"switched context to {ctx}")
+    return 0
+
+
+async def _release_quietly(hc: Client, st: ClusterState) -> None:
+    """Undo a claim (best effort: the original error is what the user must see)."""
+    if not (st.dir / "state.json").exists():
+        return  # the claim itself failed (e.g. another virtual cluster owns the namespace)
+    try:
+        await hostns.release_namespace(hc, st.namespace, delete=st.created_namespace)
+    except (errors.StatusError, OSError):
+        pass
+
+
 async def _claim(hc: Client, st: ClusterState, *, known_new: bool = False) -> None:
     st.created_namespace = await hostns.claim_namespace(
         hc, name=st.name, namespace=st.namespace, created=st.created,

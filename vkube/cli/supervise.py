@@ -1,6 +1,8 @@
-"""``python -m vkube.cli.supervise --pid-file F --ready-file R -- CMD...``: a tiny supervisor that keeps one
-``vkube serve`` running — restarting it with backoff when it dies unexpectedly — until SIGTERM,
-which it forwards and waits for. It imports nothing heavy so it costs a few MB of RSS.
+"""``python -S -P .../vkube/cli/supervise.py --pid-file F --ready-file R -- CMD...`` (or
+``python -m vkube.cli.supervise ...``): a tiny supervisor that keeps one ``vkube serve``
+running — restarting it with backoff when it dies unexpectedly — until SIGTERM, which it
+forwards and waits for. It imports only the standard library (it runs as a file, without
+site) so it starts fast and costs a few MB of RSS.
 
 It gives up (exit 1) after several quick failures in a row: a control plane that cannot start
 should show as Failed, not burn a core."""
@@ -42,6 +44,8 @@ class Supervisor:
             while not self.stopping:
                 started = time.monotonic()
                 self.child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
+                if self.stopping:  # SIGTERM came between the loop test and the assignment
+                    self.child.send_signal(signal.SIGTERM)
                 rc = self._wait_child()
                 self._unready()  # a killed serve cannot remove it itself
                 if self.stopping:

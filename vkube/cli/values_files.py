@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vkube.cli.output import CLIError
 
 
@@ -18,9 +16,11 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_files(paths: list[str]) -> dict[str, Any]:
-    """The merged user values (only what the files say; defaults are the syncer's)."""
-    from vkube.syncer.values import ValuesError, parse_values
+def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
+    """The merged user values (only what the files say; defaults are the syncer's).
+    ``check=False`` skips the schema check (it imports the syncer, ~0.3 s): the caller runs
+    ``validate`` later."""
+    import yaml
 
     doc: dict[str, Any] = {}
     for p in paths:
@@ -35,13 +35,25 @@ def load_files(paths: list[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise CLIError(f"values file {p} must hold a mapping (e.g. `sync: {{...}}`)")
         doc = merge(doc, data)
+    if check:
+        validate(doc)
+    return doc
+
+
+def validate(doc: dict[str, Any]) -> None:
+    from vkube.syncer.values import ValuesError, parse_values
+
     try:
         parse_values(doc)
     except ValuesError as e:
         raise CLIError(f"invalid values: {e} — see `vkube create --help`") from e
-    return doc
 
 
 def write(path: Path, values: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(values, sort_keys=False) if values else "{}\n")
+    if not values:  # the common case, without importing yaml (~10 ms) before create's spawn
+        path.write_text("{}\n")
+        return
+    import yaml
+
+    path.write_text(yaml.safe_dump(values, sort_keys=False))

@@ -1,0 +1,57 @@
+"""``vkube create`` of a new local virtual cluster, overlapped with the control plane's
+start-up. The control plane needs ~0.3 s to answer; finding the host costs the CLI about as
+much (asyncio and the HTTP client alone take ~0.2 s to import). So this module checks what it
+can locally, importing neither, starts the process with ``serve --host-from`` (API and
+controllers start, the syncer waits for the host file) and only then imports the rest and
+talks to the host (``ops.create_spawned``). ``--upgrade``, ``--in-cluster`` and a name that
+exists locally go to ``ops.create``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from vkube.cli import process, state, values_files
+from vkube.cli.lifecycle import run_coroutine
+from vkube.cli.output import CLIError
+from vkube.cli.state import ClusterState
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _namespace(args: argparse.Namespace, name: str) -> str:
+    namespace = args.namespace or f"vkube-{name}"
+    if len(namespace) > 63 or not state._DNS_LABEL.match(namespace):
+        raise CLIError(f"invalid host namespace {namespace!r}: it must be a DNS label "
+                       "(lowercase letters, digits, '-', at most 63)")
+    return namespace
+
+
+def main(args: argparse.Namespace) -> int:
+    """Synchronous until the control plane is spawned (no event loop, no asyncio import)."""
+    name = state.validate_name(args.name)
+    namespace = _namespace(args, name)
+    if args.upgrade or args.in_cluster or ClusterState.load(name) is not None:
+        from vkube.cli import ops
+
+        return run_coroutine(ops.create(args))
+    values = values_files.load_files(args.values, check=False) if args.values else {}
+    st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
+                      values=values, port=process.free_port())
+    if (st.dir / "state.json").exists():  # unreadable: not ours to overwrite
+        raise CLIError(f"{st.dir / 'state.json'} is not valid — fix or remove it, or delete "
+                       f"{st.dir}")
+    if process.running_pid(st) is not None:  # left by a `create` that died half-way
+        process.stop(st)
+    st.remove()  # and whatever such a create left (no state file: nothing anyone uses)
+    try:
+        values_files.write(st.values_file, st.values)
+        spawned = process.spawn(st, host_from=True)
+    except BaseException:
+        st.remove()
+        raise
+    from vkube.cli import ops  # the heavy imports, while the control plane starts
+
+    return run_coroutine(ops.create_spawned(args, st, spawned))
