@@ -1,5 +1,5 @@
 """``vkube host start|stop|status``: the embedded host as a background process
-(``python -m vkube.host``), so a laptop needs no cluster."""
+(``python -m vkube.cli.hosting``), so a laptop needs no cluster."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 def host_dir() -> Path:
     """Imported late: vkube.host imports asyncio (~40 ms), which `vkube create` must not pay
     before it has started its control plane."""
-    from vkube.host.__main__ import host_dir as embedded_host_dir
+    from vkube.cli.hosting import host_dir as embedded_host_dir
 
     return embedded_host_dir()
 
@@ -57,7 +57,7 @@ def running_pid(d: Path | None = None) -> int | None:
         except OSError:
             return None
         return pid
-    return pid if b"vkube.host" in cmdline else None
+    return pid if b"vkube.cli.hosting" in cmdline else None
 
 
 def _state(d: Path) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     d.mkdir(parents=True, exist_ok=True)
     (d / "host.pid").unlink(missing_ok=True)
     log = open(d / "host.log", "ab")
-    cmd = [sys.executable, "-m", "vkube.host", "--home", str(d.parent), "--nodes", str(args.nodes),
+    cmd = [sys.executable, "-m", "vkube.cli.hosting", "--home", str(d.parent), "--nodes", str(args.nodes),
            "--node-cpu", args.node_cpu, "--node-memory", args.node_memory]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()

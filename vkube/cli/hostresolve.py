@@ -43,7 +43,7 @@ class HostRef:
 
 
 def embedded_kubeconfig() -> Path:
-    from vkube.host.__main__ import host_dir
+    from vkube.cli.hosting import host_dir
 
     return host_dir() / "kubeconfig"
 

@@ -8,27 +8,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from pathlib import Path
 from typing import Any
+
+from vkube.cli.runproc import run_async, stop_event
 
 log = logging.getLogger("vkube.serve")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        return asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        return 0
+    return run_async(lambda: serve(args))
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -41,11 +31,7 @@ async def serve(args: argparse.Namespace) -> int:
     await cp.start()
     log.info("control plane %s serving at %s (kubeconfig %s)", args.name, cp.url,
              Path(args.data_dir) / "kubeconfig")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     tasks: list[asyncio.Task[Any]] = []
     clients: list[Any] = []
     try:

@@ -1,4 +1,4 @@
-"""``python -m vkube.host``: the embedded host process — a control plane, its controllers and
+"""``python -m vkube.cli.hosting``: the embedded host process — a control plane, its controllers and
 the simulated nodes/scheduler/kubelets — until SIGTERM. ``vkube host start`` runs it in the
 background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
 
@@ -10,10 +10,11 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 from pathlib import Path
 from typing import Any
+
+from vkube.cli.runproc import run_async, stop_event
 
 log = logging.getLogger("vkube.host")
 
@@ -34,7 +35,7 @@ def _port_free(port: int) -> bool:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m vkube.host", description="Run the vkube embedded host.")
+    p = argparse.ArgumentParser(prog="python -m vkube.cli.hosting", description="Run the vkube embedded host.")
     p.add_argument("--home", default=None, help="VKUBE_HOME (default ~/.vkube)")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--node-cpu", default="4")
@@ -68,11 +69,7 @@ async def run(args: argparse.Namespace) -> int:
         mgr.add(ctrl)
     host = EmbeddedHost(cp.url, nodes=args.nodes,
                         template=NodeTemplate(cpu=args.node_cpu, memory=args.node_memory))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     controllers = asyncio.create_task(mgr.run(), name="controllers")
     try:
         await host.start()
@@ -103,18 +100,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return 0
+    return run_async(lambda: run(args))
 
 
 if __name__ == "__main__":
