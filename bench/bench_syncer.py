@@ -12,6 +12,12 @@ the Syncer in a child process of its own so its memory can be measured. Prints J
 6. ``deployment``: a D-replica Deployment in a virtual cluster (API server + controllers +
    syncer) on the embedded host: time until every virtual pod is Running.
 
+Also per synced pod: ``virtual_requests`` (the virtual API server's, the benchmark's own
+creates included), ``reconciles_down``/``reconciles_up`` (per kind syncer) and, after the
+deployment, ``deployment_syncer``: reconciles and the syncer's own requests by side, verb and
+resource. ``VKUBE_BENCH_PROFILE=PREFIX`` writes a cProfile of each syncer child to
+``PREFIX.<pid>.prof``.
+
     .venv/bin/python bench/bench_syncer.py [--pods 1000] [--services 100] [--replicas 1000]
 """
 
@@ -93,6 +99,8 @@ class CountingClient(Client):
 
     async def request(self, method: str, path: str, **kw: object) -> object:
         parts = [p for p in path.split("?")[0].split("/") if p]
+        parts = parts[2:] if parts[:1] == ["api"] else parts[3:] if parts[:1] == ["apis"] \
+            else parts
         if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
             parts = parts[parts.index("namespaces") + 2:]
         what = parts[0] if len(parts) < 3 else f"{parts[0]}/{parts[2]}"

@@ -10,6 +10,7 @@ is gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -43,6 +44,11 @@ def workload_service_account(vc: str) -> str:
 class PodSyncer(KindSyncer):
     kind = "pods"
     workers = 4
+    #: status changes that move neither the phase nor readiness (sandbox made, IP assigned,
+    #: container waiting) wait until this many seconds after the pod's last binding or
+    #: status write, so a kubelet's burst becomes fewer virtual writes (each a watch event
+    #: for every virtual controller); phase, readiness and deletion are written at once
+    status_interval = 0.3
 
     def __init__(self, ctx: SyncContext) -> None:
         super().__init__(ctx)
@@ -202,7 +208,6 @@ class PodSyncer(KindSyncer):
 
     async def _desired(self, vpod: Obj) -> Obj:
         ns = vpod["metadata"]["namespace"]
-        spec = vpod.get("spec") or {}
         await self._ensure_host_sa()
         await self._ensure_dependencies(vpod)
         token_secret = None
@@ -325,6 +330,7 @@ class PodSyncer(KindSyncer):
                 return
             sent = self._sent.setdefault(key, _Sent(uid))
             sent.bound = True
+            sent.at = asyncio.get_running_loop().time()
         vstatus = vpod.get("status") or {}
         if sent is not None and sent.status is not None:
             if _rv_newer(sent.rv, _rv(vpod)):
@@ -346,6 +352,12 @@ class PodSyncer(KindSyncer):
                 ops.append({"op": "remove", "path": f"/status/{f}"})
         if not changed:
             return
+        now = asyncio.get_running_loop().time()
+        urgent = deleting(vpod) or "phase" in changed or \
+            _ready(hstatus) != _ready(vstatus)
+        if not urgent and sent is not None and now < sent.at + self.status_interval:
+            self.queue.add_after(key, sent.at + self.status_interval - now)
+            return
         try:
             # a JSON patch: the uid test is a precondition (never a new pod of the same name)
             res = await self.ctx.virtual.patch(PODS, meta["name"], ops, type="json",
@@ -360,19 +372,26 @@ class PodSyncer(KindSyncer):
         rstatus = res.get("status") or {}
         sent.status = {f: rstatus[f] for f in STATUS_FIELDS if f in rstatus}
         sent.rv = _rv(res)
+        sent.at = now
 
 
 class _Sent:
     """What the pod syncer last wrote to one virtual pod (``uid``): whether it bound it, and
     the status fields and resourceVersion its last status patch produced."""
 
-    __slots__ = ("uid", "bound", "status", "rv")
+    __slots__ = ("at", "bound", "rv", "status", "uid")
 
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.bound = False
         self.status: Obj | None = None
         self.rv = ""
+        self.at = 0.0  # event-loop time of the last status write
+
+
+def _ready(status: Obj) -> str | None:
+    return next((c.get("status") for c in status.get("conditions") or []
+                 if c.get("type") == "Ready"), None)
 
 
 def _rv(obj: Obj) -> str:
