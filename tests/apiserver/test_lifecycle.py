@@ -196,3 +196,15 @@ async def test_token_request(control_plane):
             await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
                            namespace="default", subresource="token", name="nobody")
     assert verify(b"other-key", tr["status"]["token"]) is None
+
+
+async def test_write_with_another_uid_conflicts(control_plane):
+    async with control_plane.client() as c:
+        cm = await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}}, namespace="default")
+        with pytest.raises(errors.Conflict):
+            await c.patch(CONFIGMAPS, "u", {"metadata": {"uid": "00000000-0000-0000-0000-000000000000"}, "data": {"a": "b"}},
+                          namespace="default")
+        cm["metadata"]["uid"] = "11111111-0000-0000-0000-000000000000"
+        with pytest.raises(errors.Conflict):
+            await c.update(CONFIGMAPS, cm)
+        assert "data" not in await c.get(CONFIGMAPS, "u", namespace="default")

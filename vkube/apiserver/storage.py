@@ -241,6 +241,10 @@ class ResourceStorage:
         om, nm = old["metadata"], meta(new)
         name = om["name"]
         namespace = om.get("namespace")
+        if nm.get("uid") and nm["uid"] != om.get("uid"):  # a write meant for another incarnation
+            raise errors.Conflict(
+                f"Precondition failed: UID in precondition: {nm['uid']}, UID in object meta: {om.get('uid')}",
+                details={"name": name, "kind": self.spec.plural})
         nm["name"] = name
         if self.spec.namespaced:
             nm["namespace"] = namespace
