@@ -26,6 +26,14 @@ _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGraceP
 _UPDATE_RETRIES = 8
 
 
+class _StaleWrite(errors.Conflict):
+    """The object changed between read and write (the store's revision check failed): a 409
+    for a client's PUT, a re-read and re-apply for PATCH and apply."""
+
+    def __init__(self, conflict: errors.Conflict) -> None:
+        super().__init__(conflict.message, details=conflict.details)
+
+
 @dataclass(slots=True)
 class ListResult:
     items: list[Obj]
@@ -230,9 +238,10 @@ class ResourceStorage:
                 return await self._write_update(current, desired, subresource=subresource,
                                                 dry_run=dry_run, field_manager=field_manager,
                                                 operation=operation, precondition=True), False
-            except errors.Conflict as exc:
-                if want_rv or "modified" not in exc.message:
+            except _StaleWrite:
+                if want_rv:  # the client named the version it meant: its conflict to resolve
                     raise
+                # someone wrote between our read and write: read again and re-apply
         raise errors.conflict(self.spec.plural, name, group=self.spec.group)
 
     async def _write_update(self, old: Obj, new: Obj, *, subresource: str, dry_run: bool,
@@ -292,7 +301,7 @@ class ResourceStorage:
                 expected_mod_revision=int(om["resourceVersion"]) if precondition else 0,
             )
         except RevisionMismatch:
-            raise errors.conflict(self.spec.plural, name, group=self.spec.group) from None
+            raise _StaleWrite(errors.conflict(self.spec.plural, name, group=self.spec.group)) from None
         except KeyNotFound:
             raise self.not_found(name) from None
         except StoreError as exc:
