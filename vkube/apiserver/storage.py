@@ -23,7 +23,7 @@ from vkube.store.base import Compacted, FutureRevision, KeyExists, KeyNotFound, 
 #: metadata fields the server owns: a client's value is replaced by the stored one on update.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation", "selfLink")
-_UPDATE_RETRIES = 8
+_UPDATE_RETRIES = 100  # each lost race means another write landed: progress, not livelock
 
 
 class _StaleWrite(errors.Conflict):
