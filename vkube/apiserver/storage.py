@@ -239,9 +239,9 @@ class ResourceStorage:
                                                 dry_run=dry_run, field_manager=field_manager,
                                                 operation=operation, precondition=True), False
             except _StaleWrite:
-                if want_rv:  # the client named the version it meant: its conflict to resolve
-                    raise
-                # someone wrote between our read and write: read again and re-apply
+                # someone wrote between our read and write: read again and re-apply (a version
+                # the patch itself names then no longer matches, and that is the client's 409)
+                continue
         raise errors.conflict(self.spec.plural, name, group=self.spec.group)
 
     async def _write_update(self, old: Obj, new: Obj, *, subresource: str, dry_run: bool,
