@@ -7,7 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from vkube.api.errors import BadRequest
-from vkube.api.selectors import label_selector_from_dict, parse_label_selector, selector_to_string
+from vkube.api.selectors import (
+    label_selector_from_dict,
+    parse_label_selector,
+    selector_to_string,
+)
 
 Labels = dict[str, str]
 

@@ -3,9 +3,6 @@ expectations (so a stale informer cache never creates duplicates) and slow-start
 
 from __future__ import annotations
 
-from vkube.api.errors import BadRequest
-from vkube.api.selectors import label_selector_from_dict
-
 import asyncio
 import copy
 import time
@@ -13,7 +10,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from vkube.api.errors import NotFound
+from vkube.api.errors import BadRequest, NotFound
+from vkube.api.selectors import label_selector_from_dict
 from vkube.client.client import Resource
 
 Obj = dict[str, Any]
@@ -59,12 +57,18 @@ def _expr_matches(labels: dict[str, str], expr: Obj) -> bool:
     return False
 
 
-def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
-    """metav1.LabelSelector semantics: a nil selector matches nothing, an empty one everything."""
+def selector_matcher(selector: Obj | None) -> Callable[[dict[str, str] | None], bool]:
+    """metav1.LabelSelector semantics: a nil selector matches nothing, an empty one everything.
+    Parse once, match many (controllers test every pod of a namespace against it)."""
     try:
-        return label_selector_from_dict(selector).matches(labels or {})
+        parsed = label_selector_from_dict(selector)
     except BadRequest:  # the API server rejects such selectors; match nothing
-        return False
+        return lambda labels: False
+    return lambda labels: parsed.matches(labels or {})
+
+
+def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
+    return selector_matcher(selector)(labels)
 
 
 # ---------------------------------------------------------------- metadata / ownership

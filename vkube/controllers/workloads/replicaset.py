@@ -17,7 +17,7 @@ from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
     BURST_REPLICAS, Expectations, Obj, controller_ref, fmt_time, is_deleting, is_pod_active,
     is_pod_available, is_pod_ready, key_of, next_available_in, owner_ref, pod_from_template,
-    pods_to_delete, selector_matches, slow_start, split_key, write_status,
+    pods_to_delete, selector_matcher, selector_matches, slow_start, split_key, write_status,
 )
 
 
@@ -28,10 +28,11 @@ async def claim_pods(client: Any, owner: Obj, selector: Obj, pods: list[Obj], *,
     ownerReference removed)."""
     claimed: list[Obj] = []
     uid = owner["metadata"]["uid"]
+    match = selector_matcher(selector)
     for pod in pods:
         labels = (pod.get("metadata") or {}).get("labels") or {}
         ref = controller_ref(pod)
-        matches = selector_matches(selector, labels)
+        matches = match(labels)
         if ref is not None:
             if ref.get("uid") != uid:
                 continue
