@@ -10,10 +10,10 @@ import contextlib
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
+from vkube.cli.process import port_free
 from vkube.cli.runproc import run_async, stop_event
 
 log = logging.getLogger("vkube.host")
@@ -22,16 +22,6 @@ log = logging.getLogger("vkube.host")
 def host_dir(home: str | None = None) -> Path:
     base = Path(home or os.environ.get("VKUBE_HOME") or Path.home() / ".vkube")
     return base / "host"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,7 +50,7 @@ async def run(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         last = int(state.get("port") or 0)
-        port = last if last and _port_free(last) else 0
+        port = last if last and port_free(last) else 0
     cp = ControlPlane(data_dir=d / "data", port=port, name="vkube-host")
     await cp.start()
     client = Client(cp.url, user_agent="vkube-host-controller-manager")

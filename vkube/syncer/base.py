@@ -146,6 +146,60 @@ class KindSyncer:
                 self.queue.done(key)
 
 
+class ClusterScopedDownSyncer(KindSyncer):
+    """Virtual → host copies of a cluster-scoped kind under ``NAME-x-VC``. Subclasses define
+    ``desired``, ``immutable_changed`` (then the host copy is replaced) and ``update_host``."""
+
+    res: Resource
+
+    def setup(self) -> None:
+        self.vinf = self.ctx.informers.virtual(self.res)
+        self.hinf = self.ctx.informers.host(self.res)
+        self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
+        self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+
+    def initial_keys(self) -> list[str]:
+        keys = {o["metadata"]["name"] for o in self.vinf.list()}
+        keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
+        return sorted(keys)
+
+    def skip(self, key: str) -> bool:
+        return False
+
+    def desired(self, vobj: Obj) -> Obj:
+        raise NotImplementedError
+
+    def immutable_changed(self, want: Obj, hobj: Obj) -> bool:
+        return False
+
+    async def update_host(self, want: Obj, hobj: Obj) -> None:
+        """Bring an owned host copy up to ``want`` (mutable fields only)."""
+
+    async def reconcile(self, key: str) -> None:
+        if self.skip(key):
+            return
+        hname = self.tr.host_cluster_name(key)
+        vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
+        if vobj is None or deleting(vobj):
+            if hobj is not None and self.tr.is_owned(hobj):
+                await delete_ignore_missing(self.ctx.host, self.res, hname, None)
+            return
+        want = self.desired(vobj)
+        if hobj is None:
+            try:
+                await self.ctx.host.create(self.res, want)
+            except errors.AlreadyExists:
+                pass
+            return
+        if not self.tr.is_owned(hobj):
+            return  # a host object of the same name that is not ours: never touched
+        if self.immutable_changed(want, hobj):
+            await delete_ignore_missing(self.ctx.host, self.res, hname, None)
+            self.queue.add_after(key, 0.5)
+            return
+        await self.update_host(want, hobj)
+
+
 class DownSyncer(KindSyncer):
     """Virtual → host copies of a namespaced kind, plus status written back up.
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
-from vkube.syncer.base import KindSyncer, delete_ignore_missing, deleting, update_status
+from vkube.syncer.base import ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting, update_status
 from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.translate import ANN_NAME, ANN_UID
 
@@ -26,19 +26,9 @@ _DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class",
 ANN_HOST_PV = "vkube.io/host-pv"
 
 
-class StorageClassSyncer(KindSyncer):
+class StorageClassSyncer(ClusterScopedDownSyncer):
     kind = "storageclasses"
-
-    def setup(self) -> None:
-        self.vinf = self.ctx.informers.virtual(STORAGECLASSES)
-        self.hinf = self.ctx.informers.host(STORAGECLASSES)
-        self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
-        self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
-
-    def initial_keys(self) -> list[str]:
-        keys = {o["metadata"]["name"] for o in self.vinf.list()}
-        keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
-        return sorted(keys)
+    res = STORAGECLASSES
 
     def desired(self, vsc: Obj) -> Obj:
         meta = self.tr.host_metadata(vsc)
@@ -48,27 +38,11 @@ class StorageClassSyncer(KindSyncer):
         out.update({f: copy.deepcopy(vsc[f]) for f in _SC_FIELDS if f in vsc})
         return out
 
-    async def reconcile(self, key: str) -> None:
-        hname = self.tr.host_cluster_name(key)
-        vsc, hsc = self.vinf.get(key), self.hinf.get(hname)
-        if vsc is None or deleting(vsc):
-            if hsc is not None and self.tr.is_owned(hsc):
-                await delete_ignore_missing(self.ctx.host, STORAGECLASSES, hname, None)
-            return
-        want = self.desired(vsc)
-        if hsc is None:
-            try:
-                await self.ctx.host.create(STORAGECLASSES, want)
-            except errors.AlreadyExists:
-                pass
-            return
-        if not self.tr.is_owned(hsc):
-            return
-        if any(hsc.get(f) != want.get(f) for f in _SC_FIELDS if f != "allowVolumeExpansion"):
-            # provisioner and parameters are immutable: replace
-            await delete_ignore_missing(self.ctx.host, STORAGECLASSES, hname, None)
-            self.queue.add_after(key, 0.5)
-            return
+    def immutable_changed(self, want: Obj, hsc: Obj) -> bool:
+        # provisioner and parameters (everything but allowVolumeExpansion) are immutable
+        return any(hsc.get(f) != want.get(f) for f in _SC_FIELDS if f != "allowVolumeExpansion")
+
+    async def update_host(self, want: Obj, hsc: Obj) -> None:
         if hsc.get("allowVolumeExpansion") != want.get("allowVolumeExpansion") or \
                 (hsc["metadata"].get("labels") or {}) != want["metadata"]["labels"]:
             new = copy.deepcopy(hsc)
