@@ -4,6 +4,7 @@
 2. ``end_to_end``: a real control plane + EmbeddedHost; create N pods, time until every pod is
    bound and until every pod is Running (scheduler + kubelets through the API).
 3. ``heartbeat``: the cost of one round of node heartbeats (leases; node status).
+4. ``idle_rss``: the embedded host process (``vkube host start`` runs it) with N nodes, idle.
 
     .venv/bin/python bench/bench_host.py [--pods 5000] [--nodes 100] [--skip-e2e]
 """
@@ -116,6 +117,33 @@ async def bench_end_to_end(pods: int, nodes: int) -> None:
             await cp.stop()
 
 
+def bench_idle_rss(nodes: int, settle: float = 5.0) -> None:
+    """Start the host process as ``vkube host start`` does, let it idle, read its RSS."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as home:
+        proc = subprocess.Popen([sys.executable, "-m", "vkube.cli.hosting", "--home", home,
+                                 "--nodes", str(nodes)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            pid_file = Path(home) / "host" / "host.pid"
+            t0 = time.perf_counter()
+            while not pid_file.exists():
+                if proc.poll() is not None or time.perf_counter() - t0 > 60:
+                    raise RuntimeError("the host process did not start")
+                time.sleep(0.05)
+            ready = time.perf_counter() - t0
+            time.sleep(settle)
+            rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                          if line.startswith("VmRSS:"))
+            emit(bench="host.idle_rss", nodes=nodes, ready_seconds=round(ready, 2),
+                 idle_rss_mb=round(rss_kb / 1024, 1), settle_seconds=settle, pid=proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=5000)
@@ -123,6 +151,7 @@ def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true")
     args = ap.parse_args()
     bench_algorithm(args.pods, args.nodes)
+    bench_idle_rss(args.nodes)
     if not args.skip_e2e:
         try:
             import uvloop
