@@ -9,7 +9,13 @@ import math
 
 from vkube.api import errors
 from vkube.client.client import Resource
-from vkube.client.resources import PDBS, PODS, REPLICASETS, REPLICATIONCONTROLLERS, STATEFULSETS
+from vkube.client.resources import (
+    PDBS,
+    PODS,
+    REPLICASETS,
+    REPLICATIONCONTROLLERS,
+    STATEFULSETS,
+)
 from vkube.controllers.runtime import Controller, Obj
 
 _SCALABLE = {("apps/v1", "ReplicaSet"): REPLICASETS, ("apps/v1", "StatefulSet"): STATEFULSETS,

@@ -170,7 +170,10 @@ def default_controllers() -> list[type[Controller]]:
     from vkube.controllers.namespace import NamespaceController
     from vkube.controllers.pdb import DisruptionController
     from vkube.controllers.pvcprotection import PVCProtectionController
-    from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
+    from vkube.controllers.serviceaccount import (
+        RootCAConfigMapController,
+        ServiceAccountController,
+    )
 
     out: list[type[Controller]] = [
         NamespaceController, GarbageCollector, ServiceAccountController,

@@ -7,7 +7,8 @@ from vkube.controllers.workloads.daemonset import DaemonSetController
 from vkube.controllers.workloads.deployment import DeploymentController
 from vkube.controllers.workloads.job import JobController
 from vkube.controllers.workloads.replicaset import (
-    ReplicaSetController, ReplicationControllerController,
+    ReplicaSetController,
+    ReplicationControllerController,
 )
 from vkube.controllers.workloads.statefulset import StatefulSetController
 

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from vkube.api.errors import BadRequest, NotFound
+from vkube.api.errors import BadRequest, NotFound, StatusError
 from vkube.api.selectors import label_selector_from_dict
 from vkube.client.client import Resource
+from vkube.client.resources import PODS
 
 Obj = dict[str, Any]
 
@@ -297,6 +298,32 @@ class Expectations:
         self._adds.pop(key, None)
         self._dels.pop(key, None)
         self._stamp.pop(key, None)
+
+    def observe_pod(self, key: str, type_: str, pod: Obj, old: Obj | None) -> None:
+        """What a watch event about one of ``key``'s pods confirms: a creation (ADDED), a
+        deletion (DELETED, or the pod just started terminating)."""
+        if type_ == "ADDED":
+            self.creation_observed(key)
+        if type_ == "DELETED" or (is_deleting(pod) and not (old and is_deleting(old))):
+            self.deletion_observed(key, pod["metadata"]["name"])
+
+
+async def delete_expected(client: Any, expectations: Expectations, key: str, pod: Obj, *,
+                          uid_precondition: bool = True) -> bool:
+    """Delete a pod whose deletion ``expectations`` awaits. When the delete fails the watch
+    will never confirm it, so it counts as observed then. Returns False if it was already
+    gone; re-raises other API errors for the caller's event and retry."""
+    m = pod["metadata"]
+    try:
+        await client.delete(PODS, m["name"], namespace=m.get("namespace"),
+                            preconditions={"uid": m.get("uid")} if uid_precondition else None)
+    except NotFound:
+        expectations.deletion_observed(key, m["name"])
+        return False
+    except StatusError:
+        expectations.deletion_observed(key, m["name"])
+        raise
+    return True
 
 
 # ---------------------------------------------------------------- batching

@@ -9,15 +9,29 @@ limits.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
 from vkube.api.errors import AlreadyExists, NotFound
 from vkube.client.resources import CRONJOBS, JOBS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    Obj, controller_ref, deep, fmt_time, is_deleting, owner_ref, parse_time, split_key,
+    Obj,
+    controller_ref,
+    deep,
+    fmt_time,
+    is_deleting,
+    owner_ref,
+    parse_time,
+    split_key,
     write_status,
 )
 from vkube.controllers.workloads.cron import (
-    MAX_MISSED, ScheduleError, UnknownTimeZone, job_name, most_recent, parse_schedule, rfc3339,
+    MAX_MISSED,
+    ScheduleError,
+    UnknownTimeZone,
+    job_name,
+    most_recent,
+    parse_schedule,
+    rfc3339,
 )
 from vkube.controllers.workloads.job_policy import finished_condition
 

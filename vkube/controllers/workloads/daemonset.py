@@ -13,16 +13,32 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-from vkube.api.errors import NotFound, StatusError
+from vkube.api.errors import StatusError
 from vkube.client.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    Expectations, Obj, _expr_matches, controller_ref, deep, int_or_percent, is_deleting,
-    is_pod_available, is_pod_ready, key_of, next_available_in, parse_time, pod_from_template,
-    pod_phase, split_key, write_status,
+    Expectations,
+    Obj,
+    _expr_matches,
+    controller_ref,
+    deep,
+    delete_expected,
+    int_or_percent,
+    is_deleting,
+    is_pod_available,
+    is_pod_ready,
+    key_of,
+    next_available_in,
+    parse_time,
+    pod_from_template,
+    pod_phase,
+    split_key,
+    write_status,
 )
 from vkube.controllers.workloads.history import (
-    CONTROLLER_REVISION_HASH, sync_revisions, truncate_history,
+    CONTROLLER_REVISION_HASH,
+    sync_revisions,
+    truncate_history,
 )
 from vkube.controllers.workloads.replicaset import claim_pods
 
@@ -165,10 +181,7 @@ class DaemonSetController(Controller):
         if ref is None or ref.get("kind") != "DaemonSet":
             return
         key = f"{pod['metadata'].get('namespace')}/{ref['name']}"
-        if type_ == "ADDED":
-            self.expectations.creation_observed(key)
-        if type_ == "DELETED" or (is_deleting(pod) and not (old and is_deleting(old))):
-            self.expectations.deletion_observed(key, pod["metadata"]["name"])
+        self.expectations.observe_pod(key, type_, pod, old)
         self.queue.add(key)
 
     # ------------------------------------------------------------ reconcile
@@ -347,17 +360,8 @@ class DaemonSetController(Controller):
                 raise r
 
     async def _delete(self, key: str, ds: Obj, pod: Obj) -> None:
-        name = pod["metadata"]["name"]
-        try:
-            await self.client.delete(PODS, name, namespace=pod["metadata"].get("namespace"),
-                                     preconditions={"uid": pod["metadata"].get("uid")})
-        except NotFound:
-            self.expectations.deletion_observed(key, name)
-            return
-        except StatusError:
-            self.expectations.deletion_observed(key, name)
-            raise
-        self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+        if await delete_expected(self.client, self.expectations, key, pod):
+            self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}")
 
     def _status(self, ds: Obj, eligible: dict[str, tuple[bool, bool]],
                 by_node: dict[str, list[Obj]], cur_hash: str, collision: int,

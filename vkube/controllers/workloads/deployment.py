@@ -13,19 +13,46 @@ from vkube.api.errors import AlreadyExists, NotFound
 from vkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    Obj, controller_ref, deep, get_condition, is_deleting, is_owned_by, owner_ref,
-    pod_phase, selector_matches, set_condition, split_key, write_status,
+    Obj,
+    controller_ref,
+    deep,
+    get_condition,
+    is_deleting,
+    is_owned_by,
+    owner_ref,
+    pod_phase,
+    selector_matches,
+    set_condition,
+    split_key,
+    write_status,
 )
 from vkube.controllers.workloads.history import (
-    POD_TEMPLATE_HASH, equal_ignore_hash, pod_template_hash,
+    POD_TEMPLATE_HASH,
+    equal_ignore_hash,
+    pod_template_hash,
 )
 from vkube.controllers.workloads.replicaset import claim_pods
 from vkube.controllers.workloads.rollout import (
-    DESIRED_REPLICAS, MAX_REPLICAS, REVISION, REVISION_HISTORY, SKIP_ANNOTATIONS,
-    calculate_status, created, deployment_complete, deployment_progressing,
-    deployment_timed_out, is_rolling, is_scaling_event, max_surge, new_rs_new_replicas,
-    old_scale_down_plan, progress_deadline, proportional_sizes, revision_of,
-    seconds_until_timeout, spec_replicas,
+    DESIRED_REPLICAS,
+    MAX_REPLICAS,
+    REVISION,
+    REVISION_HISTORY,
+    SKIP_ANNOTATIONS,
+    calculate_status,
+    created,
+    deployment_complete,
+    deployment_progressing,
+    deployment_timed_out,
+    is_rolling,
+    is_scaling_event,
+    max_surge,
+    new_rs_new_replicas,
+    old_scale_down_plan,
+    progress_deadline,
+    proportional_sizes,
+    revision_of,
+    seconds_until_timeout,
+    spec_replicas,
 )
 
 

@@ -18,14 +18,44 @@ from vkube.api.errors import Conflict, NotFound, StatusError
 from vkube.client.resources import JOBS, PODS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    BURST_REPLICAS, Expectations, Obj, controller_ref, deep, fmt_time, get_condition,
-    is_deleting, is_pod_active, is_pod_ready, key_of, parse_time, pod_phase, pods_to_delete,
-    restart_count, selector_matches, set_condition, slow_start, split_key, write_status,
+    BURST_REPLICAS,
+    Expectations,
+    Obj,
+    controller_ref,
+    deep,
+    delete_expected,
+    fmt_time,
+    get_condition,
+    is_deleting,
+    is_pod_active,
+    is_pod_ready,
+    key_of,
+    parse_time,
+    pod_phase,
+    pods_to_delete,
+    restart_count,
+    selector_matches,
+    set_condition,
+    slow_start,
+    split_key,
+    write_status,
 )
 from vkube.controllers.workloads.job_policy import (
-    MANAGED_BY_US, TRACKING_FINALIZER, Tally, backoff_delay, finished_condition,
-    first_pending_indexes, format_indexes, has_tracking_finalizer, index_failures, job_pod,
-    pod_index, record_finished, replacement_policy, verdict, want_active,
+    MANAGED_BY_US,
+    TRACKING_FINALIZER,
+    Tally,
+    backoff_delay,
+    finished_condition,
+    first_pending_indexes,
+    format_indexes,
+    has_tracking_finalizer,
+    index_failures,
+    job_pod,
+    pod_index,
+    record_finished,
+    replacement_policy,
+    verdict,
+    want_active,
 )
 
 
@@ -58,10 +88,7 @@ class JobController(Controller):
         if job is None or job["metadata"].get("uid") != ref.get("uid"):
             return
         key = f"{ns}/{ref['name']}"
-        if type_ == "ADDED":
-            self.expectations.creation_observed(key)
-        if type_ == "DELETED" or (is_deleting(pod) and not (old and is_deleting(old))):
-            self.expectations.deletion_observed(key, pod["metadata"]["name"])
+        self.expectations.observe_pod(key, type_, pod, old)
         self.queue.add(key)
 
     # ------------------------------------------------------------ reconcile
@@ -299,16 +326,9 @@ class JobController(Controller):
         self.expectations.expect_deletions(key, [p["metadata"]["name"] for p in pods])
 
         async def one(p: Obj) -> int:
-            name = p["metadata"]["name"]
-            try:
-                await self.client.delete(PODS, name, namespace=p["metadata"].get("namespace"))
-            except NotFound:
-                self.expectations.deletion_observed(key, name)
+            if not await delete_expected(self.client, self.expectations, key, p, uid_precondition=False):
                 return 0
-            except StatusError:
-                self.expectations.deletion_observed(key, name)
-                raise
-            self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+            self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {p['metadata']['name']}")
             return 1
         return sum(await asyncio.gather(*(one(p) for p in pods)))
 

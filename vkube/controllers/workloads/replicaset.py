@@ -15,9 +15,26 @@ from vkube.client.client import Resource
 from vkube.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    BURST_REPLICAS, Expectations, Obj, controller_ref, fmt_time, is_deleting, is_pod_active,
-    is_pod_available, is_pod_ready, key_of, next_available_in, owner_ref, pod_from_template,
-    pods_to_delete, selector_matcher, selector_matches, slow_start, split_key, write_status,
+    BURST_REPLICAS,
+    Expectations,
+    Obj,
+    controller_ref,
+    delete_expected,
+    fmt_time,
+    is_deleting,
+    is_pod_active,
+    is_pod_available,
+    is_pod_ready,
+    key_of,
+    next_available_in,
+    owner_ref,
+    pod_from_template,
+    pods_to_delete,
+    selector_matcher,
+    selector_matches,
+    slow_start,
+    split_key,
+    write_status,
 )
 
 
@@ -231,18 +248,13 @@ class ReplicaSetController(Controller):
         return None
 
     async def _delete_pod(self, key: str, owner: Obj, pod: Obj) -> None:
-        name = pod["metadata"]["name"]
         try:
-            await self.client.delete(PODS, name, namespace=pod["metadata"].get("namespace"),
-                                     preconditions={"uid": pod["metadata"].get("uid")})
-        except NotFound:
-            self.expectations.deletion_observed(key, name)
-            return
+            deleted = await delete_expected(self.client, self.expectations, key, pod)
         except StatusError as e:
-            self.expectations.deletion_observed(key, name)
             self.recorder.event(owner, "Warning", "FailedDelete", f"Error deleting: {e.message}")
             raise
-        self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+        if deleted:
+            self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}")
 
 
 class ReplicationControllerController(ReplicaSetController):

@@ -10,7 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from vkube.controllers.workloads._common import (
-    Obj, get_condition, int_or_percent, parse_time, set_condition,
+    Obj,
+    get_condition,
+    int_or_percent,
+    parse_time,
+    set_condition,
 )
 
 REVISION = "deployment.kubernetes.io/revision"

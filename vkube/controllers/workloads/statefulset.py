@@ -16,11 +16,25 @@ from vkube.api.errors import AlreadyExists, Conflict, NotFound, StatusError
 from vkube.client.resources import CONTROLLERREVISIONS, PODS, PVCS, STATEFULSETS
 from vkube.controllers.runtime import Controller
 from vkube.controllers.workloads._common import (
-    Obj, controller_ref, deep, int_or_percent, is_deleting, is_pod_available, is_pod_ready,
-    next_available_in, owner_ref, pod_from_template, pod_phase, split_key, write_status,
+    Obj,
+    controller_ref,
+    deep,
+    int_or_percent,
+    is_deleting,
+    is_pod_available,
+    is_pod_ready,
+    next_available_in,
+    owner_ref,
+    pod_from_template,
+    pod_phase,
+    split_key,
+    write_status,
 )
 from vkube.controllers.workloads.history import (
-    CONTROLLER_REVISION_HASH, revision_template, sync_revisions, truncate_history,
+    CONTROLLER_REVISION_HASH,
+    revision_template,
+    sync_revisions,
+    truncate_history,
 )
 from vkube.controllers.workloads.replicaset import claim_pods
 
