@@ -97,6 +97,34 @@ async def test_selectorless_service_endpoints_go_down(synced: Pair):
     await eventually(gone(h, ENDPOINTS, f"ext-x-demo-x-{VC}"))
 
 
+async def test_selectorless_service_endpointslices_go_down(synced: Pair):
+    from vkube.client.resources import ENDPOINTSLICES
+
+    v, h = synced.virtual, synced.host
+    await v.create(SERVICES, svc("db"), namespace="demo")
+    slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+              "metadata": {"name": "db-1", "namespace": "demo", "labels": {"kubernetes.io/service-name": "db"}},
+              "addressType": "IPv4", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
+              "endpoints": [{"addresses": ["192.0.2.20"], "conditions": {"ready": True},
+                             "targetRef": {"kind": "Pod", "namespace": "demo", "name": "db-0"}}]}
+    await v.create(ENDPOINTSLICES, slice_, namespace="demo")
+    hs = await eventually(getter(h, ENDPOINTSLICES, f"db-1-x-demo-x-{VC}"))
+    assert hs["metadata"]["labels"]["kubernetes.io/service-name"] == f"db-x-demo-x-{VC}"
+    assert hs["endpoints"][0]["addresses"] == ["192.0.2.20"]
+    assert hs["endpoints"][0]["targetRef"] == {"kind": "Pod", "namespace": HOST_NS,
+                                               "name": f"db-0-x-demo-x-{VC}"}
+    assert hs["ports"] == slice_["ports"]
+    # a slice of a selector service is the controllers' business: never copied
+    await v.create(SERVICES, svc("sel", {"app": "x"}), namespace="demo")
+    await v.create(ENDPOINTSLICES, {**slice_, "metadata": {"name": "sel-1", "namespace": "demo",
+                                                           "labels": {"kubernetes.io/service-name": "sel"}}},
+                   namespace="demo")
+    await v.delete(ENDPOINTSLICES, "db-1", namespace="demo")
+    await eventually(gone(h, ENDPOINTSLICES, f"db-1-x-demo-x-{VC}"))
+    assert [s["metadata"]["name"] for s in (await h.list(ENDPOINTSLICES, namespace=HOST_NS))["items"]
+            if s["metadata"]["name"].startswith("sel-1")] == []
+
+
 async def test_network_policy_ingress_pvc(synced: Pair):
     v, h = synced.virtual, synced.host
     await v.create(NETWORKPOLICIES, {"metadata": {"name": "np", "namespace": "demo"}, "spec": {

@@ -22,6 +22,7 @@ from vkube.controllers.events import EventRecorder
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
 from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
 from vkube.syncer.endpoints import EndpointsSyncer
+from vkube.syncer.endpointslices import EndpointSliceSyncer
 from vkube.syncer.events import EventSyncer
 from vkube.syncer.ingresses import IngressSyncer
 from vkube.syncer.isolation import IsolationSyncer
@@ -50,6 +51,7 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.persistentvolumeclaims.enabled, PVCSyncer),
         (s.services.enabled, ServiceSyncer),
         (s.endpoints.enabled and s.services.enabled, EndpointsSyncer),
+        (s.endpoints.enabled and s.services.enabled, EndpointSliceSyncer),
         (s.ingresses.enabled, IngressSyncer),
         (s.networkpolicies.enabled, NetworkPolicySyncer),
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
