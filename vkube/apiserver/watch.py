@@ -66,7 +66,8 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             await queue.put(("ERROR", errors.InternalError(f"watch failed: {exc}").to_status()))
         await queue.put(_DONE)
 
-    # Subscribe before answering, so nothing written after the list is missed.
+    # The store replays every event after ``after`` (the listed revision), so nothing written
+    # between the list and the start of this task is missed.
     task = asyncio.create_task(pump())
     resp = web.StreamResponse(status=200, headers={"Content-Type": http.JSON,
                                                    "Transfer-Encoding": "chunked"})
