@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from vkube.api import errors
 from vkube.apiserver.server import ControlPlane
 from vkube.client import Client
 from vkube.client.resources import NAMESPACES, NODES
@@ -83,3 +84,24 @@ async def synced(planes: tuple[ControlPlane, ControlPlane]) -> AsyncIterator[Pai
         yield pair
     finally:
         await stop_syncer(pair)
+
+
+def getter(client, res, name, ns=HOST_NS):
+    """An ``eventually`` check: the object, once it exists (ns is ignored for cluster-scoped kinds)."""
+    async def check():
+        try:
+            return await client.get(res, name, namespace=ns)
+        except errors.NotFound as e:
+            raise AssertionError(f"{name} not there yet") from e
+    return check
+
+
+def gone(client, res, name, ns=HOST_NS):
+    """An ``eventually`` check: passes once the object is gone."""
+    async def check():
+        try:
+            await client.get(res, name, namespace=ns)
+        except errors.NotFound:
+            return
+        raise AssertionError(f"{name} still there")
+    return check

@@ -20,13 +20,26 @@ from vkube.api import errors
 from vkube.apiserver.server import ControlPlane
 from vkube.apiserver.tokens import verify as verify_token
 from vkube.client import Client
-from vkube.client.resources import (CONFIGMAPS, DEPLOYMENTS, NAMESPACES, NODES, PODS, REPLICASETS,
-                                    SECRETS, SERVICES)
+from vkube.client.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    SECRETS,
+    SERVICES,
+)
 from vkube.controllers.runtime import ControllerManager, default_controllers
 from vkube.host.runner import EmbeddedHost
 from vkube.syncer import Syncer, load_values
-from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, LABEL_MANAGED_BY,
-                                    LABEL_NAMESPACE)
+from vkube.syncer.translate import (
+    ANN_NAME,
+    ANN_NAMESPACE,
+    ANN_UID,
+    LABEL_MANAGED_BY,
+    LABEL_NAMESPACE,
+)
 
 from .conftest import eventually
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from vkube.api import errors
-from vkube.client.resources import (LIMITRANGES, NAMESPACES, NETWORKPOLICIES, PODS,
-                                    PRIORITYCLASSES, PVCS, RESOURCEQUOTAS)
+from vkube.client.resources import (
+    LIMITRANGES,
+    NAMESPACES,
+    NETWORKPOLICIES,
+    PODS,
+    PRIORITYCLASSES,
+    PVCS,
+    RESOURCEQUOTAS,
+)
 from vkube.syncer import cleanup_host, load_values
 
-from .conftest import HOST_NS, VC, eventually, start_syncer, stop_syncer
-
-
-def getter(client, res, name, ns=None):
-    async def check():
-        try:
-            return await client.get(res, name, namespace=ns)
-        except errors.NotFound as e:
-            raise AssertionError(f"{name} not there yet") from e
-    return check
+from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
 
 async def test_isolation_priority_classes_and_pause(planes):

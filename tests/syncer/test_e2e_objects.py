@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from vkube.api import errors
-from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, EVENTS, INGRESSES, NETWORKPOLICIES,
-                                    PODS, PVCS, SECRETS, SERVICES)
+from vkube.client.resources import (
+    CONFIGMAPS,
+    ENDPOINTS,
+    EVENTS,
+    INGRESSES,
+    NETWORKPOLICIES,
+    PODS,
+    PVCS,
+    SECRETS,
+    SERVICES,
+)
 from vkube.syncer import cleanup_host
 
-from .conftest import HOST_NS, VC, Pair, eventually, start_syncer, stop_syncer
+from .conftest import (
+    HOST_NS,
+    VC,
+    Pair,
+    eventually,
+    getter,
+    gone,
+    start_syncer,
+    stop_syncer,
+)
 
 
 def svc(name: str, selector: dict | None = None, **spec: object) -> dict:
@@ -19,23 +37,6 @@ def svc(name: str, selector: dict | None = None, **spec: object) -> dict:
             "metadata": {"name": name, "namespace": "demo"}, "spec": s}
 
 
-def getter(client, res, name, ns=HOST_NS):
-    async def check():
-        try:
-            return await client.get(res, name, namespace=ns)
-        except errors.NotFound as e:
-            raise AssertionError(f"{name} not there yet") from e
-    return check
-
-
-def gone(client, res, name, ns=HOST_NS):
-    async def check():
-        try:
-            await client.get(res, name, namespace=ns)
-        except errors.NotFound:
-            return
-        raise AssertionError(f"{name} still there")
-    return check
 
 
 async def test_service_selector_translated_and_cluster_ip_written_back(synced: Pair):

@@ -6,16 +6,7 @@ from vkube.api import errors
 from vkube.client.resources import NAMESPACES, PVCS, PVS, STORAGECLASSES
 from vkube.syncer import load_values
 
-from .conftest import HOST_NS, VC, eventually, start_syncer, stop_syncer
-
-
-def getter(client, res, name, ns=None):
-    async def check():
-        try:
-            return await client.get(res, name, namespace=ns)
-        except errors.NotFound as e:
-            raise AssertionError(f"{name} not there yet") from e
-    return check
+from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
 
 async def test_storage_classes_and_volumes(planes):

@@ -5,8 +5,14 @@ from dataclasses import replace
 
 import pytest
 
-from vkube.syncer.podrewrite import (SA_MOUNT_PATH, PodRejected, PodRewriteConfig,
-                                     referenced_objects, rewrite_pod, service_env_vars)
+from vkube.syncer.podrewrite import (
+    SA_MOUNT_PATH,
+    PodRejected,
+    PodRewriteConfig,
+    referenced_objects,
+    rewrite_pod,
+    service_env_vars,
+)
 from vkube.syncer.translate import ANN_NAME, LABEL_NAMESPACE, Translator
 
 tr = Translator("vc", "vkube-vc")

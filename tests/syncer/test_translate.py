@@ -4,9 +4,17 @@ import re
 
 import pytest
 
-from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, LABEL_MANAGED_BY,
-                                    LABEL_NAMESPACE, Translator, decode_label_key,
-                                    encode_label_key, fit_name)
+from vkube.syncer.translate import (
+    ANN_NAME,
+    ANN_NAMESPACE,
+    ANN_UID,
+    LABEL_MANAGED_BY,
+    LABEL_NAMESPACE,
+    Translator,
+    decode_label_key,
+    encode_label_key,
+    fit_name,
+)
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
