@@ -14,22 +14,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from vkube.api.errors import AlreadyExists, Conflict, Invalid, NotFound
+from vkube.api.patch import merge as merge_patch
 from vkube.controllers.workloads._common import fmt_time, key_of, selector_matches
 
 Obj = dict[str, Any]
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
 
 
 class FakeInformer:

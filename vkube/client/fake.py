@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from vkube.api.patch import merge as merge_patch
 from vkube.client.client import Resource
 
 Obj = dict[str, Any]
@@ -26,18 +27,6 @@ def _status(code: int, reason: str, message: str) -> web.Response:
             "reason": reason, "message": message, "metadata": {}}
     return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
 
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
 
 
 def _labels_match(obj: Obj, selector: str | None) -> bool:
@@ -210,7 +199,7 @@ class FakeAPIServer:
             data["metadata"]["uid"] = cur["metadata"]["uid"]
             return self._json(self._after_write(key, data))
         if req.method == "PATCH":
-            return self._json(self._after_write(key, _merge(copy.deepcopy(cur), data)))
+            return self._json(self._after_write(key, merge_patch(copy.deepcopy(cur), data)))
         if req.method == "DELETE":
             if cur["metadata"].get("finalizers"):
                 new = copy.deepcopy(cur)
