@@ -1,0 +1,1 @@
+"""Cluster DNS for a virtual cluster (the Kubernetes DNS specification, served over UDP and TCP)."""

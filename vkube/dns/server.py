@@ -1,0 +1,253 @@
+"""A cluster DNS server for one virtual cluster: UDP and TCP on one address, answers from
+informers over the virtual cluster's Services, EndpointSlices and Pods, forwards every name
+outside the cluster zone to an upstream resolver.
+
+Wire format is dnspython's (a well-kept library); the records are :mod:`vkube.dns.records`.
+The zone is rebuilt lazily: a change marks it stale and the next query rebuilds it, so a burst
+of endpoint updates costs one rebuild and an answer follows a change as soon as the informer
+has seen it (milliseconds after the write)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Callable
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from vkube.client.client import Client
+from vkube.client.resources import ENDPOINTSLICES, PODS, SERVICES
+from vkube.controllers.informer import Informer
+from vkube.dns.records import NOERROR, NXDOMAIN, SRV, Answer, Record, Zone
+
+log = logging.getLogger(__name__)
+
+_MAX_UDP = 512  # without EDNS0, as RFC 1035 says; larger answers set TC and the client retries on TCP
+
+
+def _rdata(rec: Record) -> dns.rdata.Rdata:
+    rtype = dns.rdatatype.from_text(rec.rtype)
+    if rec.rtype == SRV:
+        prio, weight, port, target = rec.value  # type: ignore[misc]
+        text = f"{prio} {weight} {port} {target}"
+    elif rec.rtype == "TXT":
+        text = f'"{rec.value}"'
+    else:
+        text = str(rec.value)
+    return dns.rdata.from_text(dns.rdataclass.IN, rtype, text)
+
+
+def build_response(query: dns.message.Message, answer: Answer) -> dns.message.Message:
+    """A response to ``query`` carrying ``answer`` (authoritative for the cluster zone)."""
+    resp = dns.message.make_response(query)
+    resp.flags |= dns.flags.AA | dns.flags.RA
+    resp.set_rcode(dns.rcode.NXDOMAIN if answer.rcode == NXDOMAIN else dns.rcode.NOERROR)
+    grouped: dict[tuple[str, str], list[Record]] = {}
+    for rec in answer.records:
+        grouped.setdefault((rec.name, rec.rtype), []).append(rec)
+    for (name, rtype), recs in grouped.items():
+        rrset = dns.rrset.RRset(dns.name.from_text(name), dns.rdataclass.IN,
+                                dns.rdatatype.from_text(rtype))
+        for rec in recs:
+            rrset.add(_rdata(rec), ttl=rec.ttl)
+        resp.answer.append(rrset)
+    return resp
+
+
+class ClusterDNS:
+    """Serves one cluster's DNS on ``host:port`` (UDP and TCP; port 0 picks a free one, the
+    same for both). ``upstream`` is ``(ip, port)`` of the resolver for outside names, or None
+    to answer REFUSED for them."""
+
+    def __init__(self, client: Client, *, host: str = "127.0.0.1", port: int = 0,
+                 domain: str = "cluster.local", upstream: tuple[str, int] | None = None,
+                 upstream_timeout: float = 2.0) -> None:
+        self.client = client
+        self.host = host
+        self.port = port
+        self.domain = domain
+        self.upstream = upstream
+        self.upstream_timeout = upstream_timeout
+        self.informers = {r.plural: Informer(client, r) for r in (SERVICES, ENDPOINTSLICES, PODS)}
+        self._zone: Zone | None = None
+        self._empty = Zone(domain)  # answers "is this name ours?" before the first list
+        self._ready = asyncio.Event()
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        for inf in self.informers.values():
+            inf.add_handler(self._invalidate)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _invalidate(self, *_: object) -> None:
+        self._zone = None
+
+    def zone(self) -> Zone:
+        zone = self._zone
+        if zone is None:
+            zone = self._zone = Zone.build(
+                services=self.informers["services"].list(),
+                slices=self.informers["endpointslices"].list(),
+                pods=self.informers["pods"].list(), domain=self.domain)
+        return zone
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def run(self, started: Callable[[], None] | None = None) -> None:
+        """Serve until cancelled. Binds first (so ``address`` is known), then waits for the
+        informers' first lists before answering cluster names (queries wait meanwhile)."""
+        loop = asyncio.get_running_loop()
+        self._tcp = await asyncio.start_server(self._tcp_client, self.host, self.port)
+        self.port = self._tcp.sockets[0].getsockname()[1]
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UDP(self), local_addr=(self.host, self.port))
+        if started is not None:
+            started()
+        tasks = [asyncio.create_task(inf.run(), name=f"dns-informer-{p}")
+                 for p, inf in self.informers.items()]
+        try:
+            await asyncio.gather(*(inf.wait_synced() for inf in self.informers.values()))
+            self._ready.set()
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._udp.close()
+            self._tcp.close()
+            with contextlib.suppress(Exception):
+                await self._tcp.wait_closed()
+
+    async def answer(self, wire: bytes) -> bytes | None:
+        """One query's response, in wire format (None for garbage that is not even a header)."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return _formerr(wire)
+        if len(query.question) != 1:
+            resp = dns.message.make_response(query)
+            resp.set_rcode(dns.rcode.FORMERR)
+            return resp.to_wire()
+        q = query.question[0]
+        qname = q.name.to_text()
+        qtype = dns.rdatatype.to_text(q.rdtype)
+        zone = self._zone
+        if zone is None or not self._ready.is_set():
+            if self._empty.in_zone(qname) or qname.endswith(".arpa."):
+                await self._ready.wait()
+            zone = self.zone()
+        result = zone.resolve(qname, qtype)
+        if result is not None:
+            return build_response(query, result).to_wire()
+        return await self._forward(query)
+
+    async def _forward(self, query: dns.message.Message) -> bytes:
+        if self.upstream is None:
+            resp = dns.message.make_response(query)
+            resp.set_rcode(dns.rcode.REFUSED)
+            return resp.to_wire()
+        try:
+            resp = await dns.asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
+                                            timeout=self.upstream_timeout)
+            if resp.flags & dns.flags.TC:
+                resp = await dns.asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
+                                                timeout=self.upstream_timeout)
+            return resp.to_wire()
+        except (dns.exception.DNSException, OSError) as exc:
+            log.info("dns: upstream %s:%s failed for %s: %s", *self.upstream,
+                     query.question[0].name, exc)
+            resp = dns.message.make_response(query)
+            resp.set_rcode(dns.rcode.SERVFAIL)
+            return resp.to_wire()
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(2)
+                wire = await reader.readexactly(struct.unpack("!H", head)[0])
+                resp = await self.answer(wire)
+                if resp is None:
+                    break
+                writer.write(struct.pack("!H", len(resp)) + resp)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+def _formerr(wire: bytes) -> bytes | None:
+    """FORMERR echoing the query ID, when at least a header arrived (as resolvers do)."""
+    if len(wire) < 12:
+        return None
+    qid = struct.unpack("!H", wire[:2])[0]
+    resp = dns.message.Message(id=qid)
+    resp.flags |= dns.flags.QR
+    resp.set_rcode(dns.rcode.FORMERR)
+    return resp.to_wire()
+
+
+def _truncate(wire: bytes) -> bytes:
+    """A UDP answer too large for 512 bytes: header with TC and the question only."""
+    msg = dns.message.from_wire(wire)
+    msg.answer.clear()
+    msg.authority.clear()
+    msg.additional.clear()
+    msg.flags |= dns.flags.TC
+    return msg.to_wire()
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, server: ClusterDNS) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        task = asyncio.create_task(self._reply(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            resp = await self.server.answer(data)
+        except Exception:  # a bad query must not take the server down
+            log.exception("dns: failed to answer a query from %s", addr)
+            return
+        if resp is None or self.transport is None:
+            return
+        limit = _MAX_UDP
+        with contextlib.suppress(dns.exception.DNSException):
+            q = dns.message.from_wire(data)
+            if q.edns >= 0:
+                limit = max(_MAX_UDP, q.payload)
+        if len(resp) > limit:
+            resp = _truncate(resp)
+        self.transport.sendto(resp, addr)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for t in self._tasks:
+            t.cancel()
+
+
+__all__ = ["ClusterDNS", "build_response", "NOERROR", "NXDOMAIN"]
