@@ -1,0 +1,369 @@
+"""The roles and bindings every cluster starts with, as upstream's ``bootstrappolicy`` defines them.
+
+Follows ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy`` (``policy.go``, ``controller_policy.go``
+and their golden ``testdata/*.yaml``): ``cluster-admin``; the user-facing ``admin`` ⊃ ``edit`` ⊃
+``view`` built by aggregation from ``system:aggregate-to-*``; discovery, basic-user and
+public-info-viewer; the system components' roles; and one ``system:controller:NAME`` role per
+built-in controller vkube runs, bound to the ServiceAccount ``kube-system/NAME`` as upstream binds
+them. Rules are built like ``rbacv1helpers.NewRule``: verbs, resources, names and URLs sorted, API
+groups in the order given. Objects are returned fresh on each call (callers may mutate them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vkube.api.rbac.aggregation import aggregate_cluster_roles
+
+__all__ = ["cluster_roles", "cluster_role_bindings", "controller_roles", "controller_role_bindings",
+           "bootstrap_policy", "CONTROLLERS", "READ", "WRITE", "READ_WRITE"]
+
+Obj = dict[str, Any]
+READ = ("get", "list", "watch")
+WRITE = ("create", "delete", "deletecollection", "patch", "update")
+READ_WRITE = READ + WRITE
+RBAC = "rbac.authorization.k8s.io"
+_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+_ANNOTATIONS = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+
+
+def rule(verbs: tuple[str, ...] | str, groups: tuple[str, ...] | str = (), resources: tuple[str, ...] = (),
+         *, names: tuple[str, ...] = (), urls: tuple[str, ...] = ()) -> Obj:
+    verbs = (verbs,) if isinstance(verbs, str) else verbs
+    groups = (groups,) if isinstance(groups, str) else groups
+    out: Obj = {"verbs": sorted(set(verbs))}
+    if groups:
+        out["apiGroups"] = list(groups)
+    if resources:
+        out["resources"] = sorted(set(resources))
+    if names:
+        out["resourceNames"] = sorted(set(names))
+    if urls:
+        out["nonResourceURLs"] = sorted(set(urls))
+    return out
+
+
+def _events() -> Obj:
+    return rule(("create", "update", "patch"), ("", "events.k8s.io"), ("events",))
+
+
+def _cluster_role(name: str, rules: list[Obj] | None, *, labels: dict[str, str] | None = None,
+                  aggregate_from: str | None = None) -> Obj:
+    role: Obj = {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {
+        "name": name, "labels": {**_LABELS, **(labels or {})}, "annotations": dict(_ANNOTATIONS)}}
+    if aggregate_from:
+        role["aggregationRule"] = {"clusterRoleSelectors": [
+            {"matchLabels": {f"rbac.authorization.k8s.io/aggregate-to-{aggregate_from}": "true"}}]}
+    role["rules"] = rules
+    return role
+
+
+def _binding(name: str, role: str, subjects: list[Obj]) -> Obj:
+    binding: Obj = {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {
+        "name": name, "labels": dict(_LABELS), "annotations": dict(_ANNOTATIONS)},
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role}}
+    if subjects:
+        binding["subjects"] = subjects
+    return binding
+
+
+def _group(name: str) -> Obj:
+    return {"apiGroup": RBAC, "kind": "Group", "name": name}
+
+
+def _user(name: str) -> Obj:
+    return {"apiGroup": RBAC, "kind": "User", "name": name}
+
+
+def _aggregate_to_edit() -> list[Obj]:
+    core = ""
+    return [
+        rule(READ, core, ("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets",
+                          "services/proxy")),
+        rule("impersonate", core, ("serviceaccounts",)),
+        rule(WRITE, core, ("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward")),
+        rule("create", core, ("pods/eviction",)),
+        rule(WRITE, core, ("replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
+                           "services", "services/proxy", "persistentvolumeclaims", "configmaps",
+                           "secrets", "events")),
+        rule("create", core, ("serviceaccounts/token",)),
+        rule(WRITE, "apps", ("statefulsets", "statefulsets/scale", "daemonsets", "deployments",
+                             "deployments/scale", "deployments/rollback", "replicasets",
+                             "replicasets/scale")),
+        rule(WRITE, "autoscaling", ("horizontalpodautoscalers",)),
+        rule(WRITE, "batch", ("jobs", "cronjobs")),
+        rule(WRITE, "extensions", ("daemonsets", "deployments", "deployments/scale",
+                                   "deployments/rollback", "ingresses", "replicasets",
+                                   "replicasets/scale", "replicationcontrollers/scale",
+                                   "networkpolicies")),
+        rule(WRITE, "policy", ("poddisruptionbudgets",)),
+        rule(WRITE, "networking.k8s.io", ("networkpolicies", "ingresses")),
+        rule(READ_WRITE, "coordination.k8s.io", ("leases",)),
+    ]
+
+
+def _aggregate_to_view() -> list[Obj]:
+    core = ""
+    return [
+        rule(READ, core, ("pods", "replicationcontrollers", "replicationcontrollers/scale",
+                          "serviceaccounts", "services", "services/status", "endpoints",
+                          "persistentvolumeclaims", "persistentvolumeclaims/status", "configmaps")),
+        rule(READ, core, ("limitranges", "resourcequotas", "bindings", "events", "pods/status",
+                          "resourcequotas/status", "namespaces/status",
+                          "replicationcontrollers/status", "pods/log")),
+        rule(READ, core, ("namespaces",)),
+        rule(READ, "discovery.k8s.io", ("endpointslices",)),
+        rule(READ, "apps", ("controllerrevisions", "statefulsets", "statefulsets/status",
+                            "statefulsets/scale", "daemonsets", "daemonsets/status", "deployments",
+                            "deployments/status", "deployments/scale", "replicasets",
+                            "replicasets/status", "replicasets/scale")),
+        rule(READ, "autoscaling", ("horizontalpodautoscalers", "horizontalpodautoscalers/status")),
+        rule(READ, "batch", ("jobs", "cronjobs", "cronjobs/status", "jobs/status")),
+        rule(READ, "extensions", ("daemonsets", "daemonsets/status", "deployments",
+                                  "deployments/scale", "deployments/status", "ingresses",
+                                  "ingresses/status", "replicasets", "replicasets/scale",
+                                  "replicasets/status", "replicationcontrollers/scale",
+                                  "networkpolicies")),
+        rule(READ, "policy", ("poddisruptionbudgets", "poddisruptionbudgets/status")),
+        rule(READ, "networking.k8s.io", ("networkpolicies", "ingresses", "ingresses/status")),
+    ]
+
+
+def _scheduler() -> list[Obj]:
+    return [
+        _events(),
+        rule("create", "coordination.k8s.io", ("leases",)),
+        rule(("get", "update"), "coordination.k8s.io", ("leases",), names=("kube-scheduler",)),
+        rule(READ, "", ("nodes",)),
+        rule(("get", "list", "watch", "delete"), "", ("pods",)),
+        rule("create", "", ("bindings", "pods/binding")),
+        rule(("patch", "update"), "", ("pods/status",)),
+        rule(READ, "", ("replicationcontrollers", "services")),
+        rule(READ, ("apps", "extensions"), ("replicasets",)),
+        rule(READ, "apps", ("statefulsets",)),
+        rule(READ, "policy", ("poddisruptionbudgets",)),
+        rule(READ, "", ("persistentvolumeclaims", "persistentvolumes")),
+        rule("create", "authentication.k8s.io", ("tokenreviews",)),
+        rule("create", "authorization.k8s.io", ("subjectaccessreviews",)),
+        rule(READ, "storage.k8s.io", ("csinodes",)),
+        rule(READ, "", ("namespaces",)),
+        rule(READ, "storage.k8s.io", ("csidrivers",)),
+        rule(READ, "storage.k8s.io", ("csistoragecapacities",)),
+    ]
+
+
+def _node() -> list[Obj]:
+    core = ""
+    return [
+        rule("create", "authentication.k8s.io", ("tokenreviews",)),
+        rule("create", "authorization.k8s.io", ("subjectaccessreviews", "localsubjectaccessreviews")),
+        rule(READ, core, ("services",)),
+        rule(("create", "get", "list", "watch"), core, ("nodes",)),
+        rule(("update", "patch"), core, ("nodes/status",)),
+        rule(("update", "patch"), core, ("nodes",)),
+        rule(("create", "update", "patch"), core, ("events",)),
+        rule(READ, core, ("pods",)),
+        rule(("create", "delete"), core, ("pods",)),
+        rule(("update", "patch"), core, ("pods/status",)),
+        rule("create", core, ("pods/eviction",)),
+        rule(READ, core, ("secrets", "configmaps")),
+        rule("get", core, ("persistentvolumeclaims", "persistentvolumes")),
+        rule("get", core, ("endpoints",)),
+        rule(("create", "get", "list", "watch"), "certificates.k8s.io", ("certificatesigningrequests",)),
+        rule(("get", "create", "update", "patch", "delete"), "coordination.k8s.io", ("leases",)),
+        rule("get", "storage.k8s.io", ("volumeattachments",)),
+        rule("create", core, ("serviceaccounts/token",)),
+        rule(("get", "update", "patch"), core, ("persistentvolumeclaims/status",)),
+        rule(READ, "storage.k8s.io", ("csidrivers",)),
+        rule(("get", "create", "update", "patch", "delete"), "storage.k8s.io", ("csinodes",)),
+        rule(READ, "node.k8s.io", ("runtimeclasses",)),
+    ]
+
+
+def cluster_roles() -> list[Obj]:
+    """The non-controller ClusterRoles (aggregating ones with ``rules: None``, as stored at first)."""
+    health = ("/livez", "/readyz", "/healthz", "/version", "/version/")
+    return [
+        _cluster_role("admin", None, aggregate_from="admin"),
+        _cluster_role("cluster-admin", [rule("*", "*", ("*",)), rule("*", urls=("*",))]),
+        _cluster_role("edit", None, aggregate_from="edit",
+                      labels={"rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
+        _cluster_role("system:aggregate-to-admin", [
+            rule("create", "authorization.k8s.io", ("localsubjectaccessreviews",)),
+            rule(READ_WRITE, RBAC, ("roles", "rolebindings"))],
+            labels={"rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
+        _cluster_role("system:aggregate-to-edit", _aggregate_to_edit(),
+                      labels={"rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
+        _cluster_role("system:aggregate-to-view", _aggregate_to_view(),
+                      labels={"rbac.authorization.k8s.io/aggregate-to-view": "true"}),
+        _cluster_role("system:auth-delegator", [
+            rule("create", "authentication.k8s.io", ("tokenreviews",)),
+            rule("create", "authorization.k8s.io", ("subjectaccessreviews",))]),
+        _cluster_role("system:basic-user", [
+            rule("create", "authorization.k8s.io", ("selfsubjectaccessreviews", "selfsubjectrulesreviews")),
+            rule("create", "authentication.k8s.io", ("selfsubjectreviews",))]),
+        _cluster_role("system:discovery", [rule("get", urls=health + (
+            "/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"))]),
+        _cluster_role("system:kube-controller-manager", [
+            _events(),
+            rule("create", "coordination.k8s.io", ("leases",)),
+            rule(("get", "update"), "coordination.k8s.io", ("leases",), names=("kube-controller-manager",)),
+            rule("create", "", ("secrets", "serviceaccounts")),
+            rule("delete", "", ("secrets",)),
+            rule("get", "", ("namespaces", "secrets", "serviceaccounts", "configmaps")),
+            rule("update", "", ("secrets", "serviceaccounts")),
+            rule("create", "authentication.k8s.io", ("tokenreviews",)),
+            rule("create", "authorization.k8s.io", ("subjectaccessreviews",)),
+            rule(("list", "watch"), "*", ("*",)),
+            rule("create", "", ("serviceaccounts/token",))]),
+        _cluster_role("system:kube-dns", [rule(("list", "watch"), "", ("endpoints", "services"))]),
+        _cluster_role("system:kube-scheduler", _scheduler()),
+        _cluster_role("system:monitoring", [rule("get", urls=(
+            "/metrics", "/metrics/slis", "/livez", "/readyz", "/healthz", "/livez/*", "/readyz/*",
+            "/healthz/*"))]),
+        _cluster_role("system:node", _node()),
+        _cluster_role("system:node-proxier", [
+            rule(("list", "watch"), "", ("services", "endpoints")),
+            rule(READ, "", ("nodes",)), _events(),
+            rule(("list", "watch"), "discovery.k8s.io", ("endpointslices",))]),
+        _cluster_role("system:public-info-viewer", [rule("get", urls=health)]),
+        _cluster_role("system:service-account-issuer-discovery", [
+            rule("get", urls=("/.well-known/openid-configuration", "/openid/v1/jwks"))]),
+        _cluster_role("system:volume-scheduler", [
+            rule(READ + ("patch", "update"), "", ("persistentvolumes",)),
+            rule(READ, "storage.k8s.io", ("storageclasses",)),
+            rule(READ + ("patch", "update"), "", ("persistentvolumeclaims",))]),
+        _cluster_role("view", None, aggregate_from="view",
+                      labels={"rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
+    ]
+
+
+def cluster_role_bindings() -> list[Obj]:
+    return [
+        _binding("cluster-admin", "cluster-admin", [_group("system:masters")]),
+        _binding("system:basic-user", "system:basic-user", [_group("system:authenticated")]),
+        _binding("system:discovery", "system:discovery", [_group("system:authenticated")]),
+        _binding("system:kube-controller-manager", "system:kube-controller-manager",
+                 [_user("system:kube-controller-manager")]),
+        _binding("system:kube-dns", "system:kube-dns",
+                 [{"kind": "ServiceAccount", "name": "kube-dns", "namespace": "kube-system"}]),
+        _binding("system:kube-scheduler", "system:kube-scheduler", [_user("system:kube-scheduler")]),
+        _binding("system:monitoring", "system:monitoring", [_group("system:monitoring")]),
+        _binding("system:node", "system:node", []),
+        _binding("system:node-proxier", "system:node-proxier", [_user("system:kube-proxy")]),
+        _binding("system:public-info-viewer", "system:public-info-viewer",
+                 [_group("system:authenticated"), _group("system:unauthenticated")]),
+        _binding("system:service-account-issuer-discovery", "system:service-account-issuer-discovery",
+                 [_group("system:serviceaccounts")]),
+        _binding("system:volume-scheduler", "system:volume-scheduler", [_user("system:kube-scheduler")]),
+    ]
+
+
+def _controller_rules() -> dict[str, list[Obj]]:
+    apps = ("apps", "extensions")
+    return {
+        "clusterrole-aggregation-controller": [
+            rule(("escalate", "get", "list", "watch", "update", "patch"), RBAC, ("clusterroles",))],
+        "cronjob-controller": [
+            rule(("get", "list", "watch", "update"), "batch", ("cronjobs",)),
+            rule(("get", "list", "watch", "create", "update", "delete", "patch"), "batch", ("jobs",)),
+            rule("update", "batch", ("cronjobs/status",)), rule("update", "batch", ("cronjobs/finalizers",)),
+            rule(("list", "watch", "delete"), "", ("pods",)), _events()],
+        "daemon-set-controller": [
+            rule(READ, apps, ("daemonsets",)), rule("update", apps, ("daemonsets/status",)),
+            rule("update", apps, ("daemonsets/finalizers",)), rule(("list", "watch"), "", ("nodes",)),
+            rule(("list", "watch", "create", "delete", "patch"), "", ("pods",)),
+            rule("create", "", ("pods/binding",)),
+            rule(("get", "list", "watch", "create", "delete", "update", "patch"), "apps",
+                 ("controllerrevisions",)), _events()],
+        "deployment-controller": [
+            rule(("get", "list", "watch", "update"), apps, ("deployments",)),
+            rule("update", apps, ("deployments/status",)), rule("update", apps, ("deployments/finalizers",)),
+            rule(("get", "list", "watch", "create", "update", "patch", "delete"), apps, ("replicasets",)),
+            rule(("get", "list", "watch", "update"), "", ("pods",)), _events()],
+        "disruption-controller": [
+            rule(READ, apps, ("deployments",)), rule(READ, apps, ("replicasets",)),
+            rule(READ, "", ("replicationcontrollers",)), rule(READ, "policy", ("poddisruptionbudgets",)),
+            rule(READ, "apps", ("statefulsets",)), rule("update", "policy", ("poddisruptionbudgets/status",)),
+            rule(("patch", "update"), "", ("pods/status",)), rule("get", "*", ("*/scale",)), _events()],
+        "endpoint-controller": [
+            rule(READ, "", ("services", "pods")),
+            rule(("get", "list", "create", "update", "delete", "watch"), "", ("endpoints",)),
+            rule("create", "", ("endpoints/restricted",)), _events()],
+        "endpointslice-controller": [
+            rule(READ, "", ("services", "pods", "nodes")), rule("update", "", ("services/finalizers",)),
+            rule(("get", "list", "create", "update", "delete", "watch"), "discovery.k8s.io",
+                 ("endpointslices",)), _events()],
+        "endpointslicemirroring-controller": [
+            rule(READ, "", ("services", "endpoints")), rule("update", "", ("services/finalizers",)),
+            rule("update", "", ("endpoints/finalizers",)),
+            rule(("get", "list", "create", "update", "delete", "watch"), "discovery.k8s.io",
+                 ("endpointslices",)), _events()],
+        "generic-garbage-collector": [
+            rule(("get", "list", "watch", "patch", "update", "delete"), "*", ("*",)), _events()],
+        "job-controller": [
+            rule(("get", "list", "watch", "update", "patch"), "batch", ("jobs",)),
+            rule("update", "batch", ("jobs/status",)), rule("update", "batch", ("jobs/finalizers",)),
+            rule(("list", "watch", "create", "delete", "patch"), "", ("pods",)), _events()],
+        "namespace-controller": [
+            rule(("get", "list", "watch", "delete"), "", ("namespaces",)),
+            rule("update", "", ("namespaces/finalize", "namespaces/status")),
+            rule(("get", "list", "watch", "delete", "deletecollection"), "*", ("*",))],
+        "pod-garbage-collector": [
+            rule(("list", "watch", "delete"), "", ("pods",)), rule(READ, "", ("nodes",)),
+            rule("patch", "", ("pods/status",))],
+        "pv-protection-controller": [
+            rule(("get", "list", "watch", "update"), "", ("persistentvolumes",)), _events()],
+        "pvc-protection-controller": [
+            rule(("get", "list", "watch", "update"), "", ("persistentvolumeclaims",)),
+            rule("update", "", ("persistentvolumeclaims/status",)),
+            rule(READ, "", ("pods",)), _events()],
+        "replicaset-controller": [
+            rule(("get", "list", "watch", "update"), apps, ("replicasets",)),
+            rule("update", apps, ("replicasets/status",)), rule("update", apps, ("replicasets/finalizers",)),
+            rule(("list", "watch", "patch", "create", "delete"), "", ("pods",)), _events()],
+        "replication-controller": [
+            rule(("get", "list", "watch", "update"), "", ("replicationcontrollers",)),
+            rule("update", "", ("replicationcontrollers/status",)),
+            rule("update", "", ("replicationcontrollers/finalizers",)),
+            rule(("list", "watch", "patch", "create", "delete"), "", ("pods",)), _events()],
+        "resourcequota-controller": [
+            rule(("list", "watch"), "*", ("*",)), rule("update", "", ("resourcequotas/status",)), _events()],
+        "root-ca-cert-publisher": [rule(("create", "update"), "", ("configmaps",)), _events()],
+        "service-account-controller": [rule("create", "", ("serviceaccounts",)), _events()],
+        "statefulset-controller": [
+            rule(("list", "watch"), "", ("pods",)), rule(READ, "apps", ("statefulsets",)),
+            rule("update", "apps", ("statefulsets/status",)),
+            rule("update", "apps", ("statefulsets/finalizers",)),
+            rule(("get", "create", "delete", "update", "patch"), "", ("pods",)),
+            rule(("get", "create", "delete", "update", "patch", "list", "watch"), "apps",
+                 ("controllerrevisions",)),
+            rule(("get", "create", "list", "watch"), "", ("persistentvolumeclaims",)),
+            rule(("update", "delete"), "", ("persistentvolumeclaims",)),
+            rule("update", "", ("pods/finalizers",)), _events()],
+        "ttl-after-finished-controller": [rule(("get", "list", "watch", "delete"), "batch", ("jobs",)), _events()],
+    }
+
+
+#: the built-in controllers that get a ``system:controller:NAME`` role and ServiceAccount.
+CONTROLLERS = tuple(sorted(_controller_rules()))
+
+
+def controller_roles() -> list[Obj]:
+    return [_cluster_role(f"system:controller:{name}", rules)
+            for name, rules in sorted(_controller_rules().items())]
+
+
+def controller_role_bindings() -> list[Obj]:
+    return [_binding(f"system:controller:{name}", f"system:controller:{name}",
+                     [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}])
+            for name in CONTROLLERS]
+
+
+def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
+    """Everything a new cluster creates; ``aggregate`` fills admin/edit/view as the controller would."""
+    roles = cluster_roles() + controller_roles()
+    return {
+        "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
+        "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings(),
+    }
