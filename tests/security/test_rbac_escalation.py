@@ -175,3 +175,20 @@ def test_bootstrap_policy_shape():
     dc = service_account_user("kube-system", "deployment-controller")
     assert authz.authorize(dc, Attributes("create", api_group="apps", resource="replicasets", namespace="x")).allowed
     assert not authz.authorize(dc, Attributes("get", resource="secrets", namespace="x")).allowed
+
+
+def test_cluster_role_names_match_upstreams_golden_list():
+    """The names in upstream's testdata/cluster-roles.yaml (controller roles are separate)."""
+    assert [r["metadata"]["name"] for r in cluster_roles()] == [
+        "admin", "cluster-admin", "edit", "system:aggregate-to-admin", "system:aggregate-to-edit",
+        "system:aggregate-to-view", "system:auth-delegator", "system:basic-user",
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        "system:certificates.k8s.io:kube-apiserver-client-approver",
+        "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+        "system:certificates.k8s.io:kubelet-serving-approver",
+        "system:certificates.k8s.io:legacy-unknown-approver", "system:discovery", "system:heapster",
+        "system:kube-aggregator", "system:kube-controller-manager", "system:kube-dns", "system:kube-scheduler",
+        "system:kubelet-api-admin", "system:monitoring", "system:node", "system:node-bootstrapper",
+        "system:node-problem-detector", "system:node-proxier", "system:persistent-volume-provisioner",
+        "system:public-info-viewer", "system:service-account-issuer-discovery", "system:volume-scheduler", "view"]

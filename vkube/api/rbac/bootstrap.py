@@ -180,10 +180,27 @@ def _node() -> list[Obj]:
     ]
 
 
+def _certificate_roles() -> list[Obj]:
+    group = "certificates.k8s.io"
+    roles = [
+        _cluster_role("system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                      [rule("create", group, ("certificatesigningrequests/nodeclient",))]),
+        _cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+                      [rule("create", group, ("certificatesigningrequests/selfnodeclient",))]),
+    ]
+    for role, signer in (("kube-apiserver-client-approver", "kube-apiserver-client"),
+                         ("kube-apiserver-client-kubelet-approver", "kube-apiserver-client-kubelet"),
+                         ("kubelet-serving-approver", "kubelet-serving"),
+                         ("legacy-unknown-approver", "legacy-unknown")):
+        roles.append(_cluster_role(f"system:certificates.k8s.io:{role}", [
+            rule("approve", group, ("signers",), names=(f"kubernetes.io/{signer}",))]))
+    return roles
+
+
 def cluster_roles() -> list[Obj]:
     """The non-controller ClusterRoles (aggregating ones with ``rules: None``, as stored at first)."""
     health = ("/livez", "/readyz", "/healthz", "/version", "/version/")
-    return [
+    roles = [
         _cluster_role("admin", None, aggregate_from="admin"),
         _cluster_role("cluster-admin", [rule("*", "*", ("*",)), rule("*", urls=("*",))]),
         _cluster_role("edit", None, aggregate_from="edit",
@@ -202,6 +219,7 @@ def cluster_roles() -> list[Obj]:
         _cluster_role("system:basic-user", [
             rule("create", "authorization.k8s.io", ("selfsubjectaccessreviews", "selfsubjectrulesreviews")),
             rule("create", "authentication.k8s.io", ("selfsubjectreviews",))]),
+        *_certificate_roles(),
         _cluster_role("system:discovery", [rule("get", urls=health + (
             "/openapi", "/openapi/*", "/api", "/api/*", "/apis", "/apis/*"))]),
         _cluster_role("system:kube-controller-manager", [
@@ -216,16 +234,31 @@ def cluster_roles() -> list[Obj]:
             rule("create", "authorization.k8s.io", ("subjectaccessreviews",)),
             rule(("list", "watch"), "*", ("*",)),
             rule("create", "", ("serviceaccounts/token",))]),
+        _cluster_role("system:heapster", [rule(READ, "", ("events", "pods", "nodes", "namespaces")),
+                                          rule(READ, "extensions", ("deployments",))]),
+        _cluster_role("system:kube-aggregator", [rule(READ, "", ("services", "endpoints"))]),
         _cluster_role("system:kube-dns", [rule(("list", "watch"), "", ("endpoints", "services"))]),
         _cluster_role("system:kube-scheduler", _scheduler()),
+        _cluster_role("system:kubelet-api-admin", [
+            rule(READ, "", ("nodes",)), rule("proxy", "", ("nodes",)),
+            rule("*", "", ("nodes/proxy", "nodes/metrics", "nodes/stats", "nodes/log"))]),
         _cluster_role("system:monitoring", [rule("get", urls=(
             "/metrics", "/metrics/slis", "/livez", "/readyz", "/healthz", "/livez/*", "/readyz/*",
             "/healthz/*"))]),
         _cluster_role("system:node", _node()),
+        _cluster_role("system:node-bootstrapper", [
+            rule(("create", "get", "list", "watch"), "certificates.k8s.io", ("certificatesigningrequests",))]),
+        _cluster_role("system:node-problem-detector", [
+            rule("get", "", ("nodes",)), rule("patch", "", ("nodes/status",)), _events()]),
         _cluster_role("system:node-proxier", [
             rule(("list", "watch"), "", ("services", "endpoints")),
             rule(READ, "", ("nodes",)), _events(),
             rule(("list", "watch"), "discovery.k8s.io", ("endpointslices",))]),
+        _cluster_role("system:persistent-volume-provisioner", [
+            rule(("create", "delete", "get", "list", "watch"), "", ("persistentvolumes",)),
+            rule(("get", "list", "watch", "update"), "", ("persistentvolumeclaims",)),
+            rule(READ, "storage.k8s.io", ("storageclasses",)),
+            rule("watch", "", ("events",)), _events()]),
         _cluster_role("system:public-info-viewer", [rule("get", urls=health)]),
         _cluster_role("system:service-account-issuer-discovery", [
             rule("get", urls=("/.well-known/openid-configuration", "/openid/v1/jwks"))]),
@@ -236,6 +269,7 @@ def cluster_roles() -> list[Obj]:
         _cluster_role("view", None, aggregate_from="view",
                       labels={"rbac.authorization.k8s.io/aggregate-to-edit": "true"}),
     ]
+    return sorted(roles, key=lambda r: r["metadata"]["name"])
 
 
 def cluster_role_bindings() -> list[Obj]:
