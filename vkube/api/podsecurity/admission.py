@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from vkube.api.errors import Invalid, StatusError, invalid
@@ -30,7 +31,7 @@ __all__ = ["Decision", "Exemptions", "PodSecurityAdmission", "extract_pod_spec",
 Obj = Mapping[str, Any]
 
 #: group/resource → where the pod template lives (``k8s.io/pod-security-admission`` defaults).
-POD_SPEC_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {
+POD_SPEC_RESOURCES: Mapping[tuple[str, str], tuple[str, ...]] = MappingProxyType({
     ("", "pods"): (),
     ("", "podtemplates"): ("template",),
     ("", "replicationcontrollers"): ("spec", "template"),
@@ -40,7 +41,7 @@ POD_SPEC_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {
     ("apps", "daemonsets"): ("spec", "template"),
     ("batch", "jobs"): ("spec", "template"),
     ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template"),
-}
+})
 IGNORED_POD_SUBRESOURCES = frozenset({"exec", "attach", "binding", "eviction", "log", "portforward",
                                       "proxy", "status"})
 ENFORCE_POLICY = LABEL_PREFIX + "enforce-policy"
@@ -90,9 +91,17 @@ class PodSecurityAdmission:
         self.exemptions = exemptions
         self.evaluator = evaluator or Evaluator()
         self.max_pods_to_check = max_pods_to_check
+        self._policies: dict[tuple[tuple[str, str], ...], tuple[Policy, list[dict[str, str]]]] = {}
 
     def policy(self, labels: Mapping[str, Any] | None) -> tuple[Policy, list[dict[str, str]]]:
-        return policy_to_evaluate(labels, self.defaults)
+        """The namespace's policy (parsed once per distinct set of Pod Security labels)."""
+        key = tuple(sorted((k, str(v)) for k, v in (labels or {}).items() if k.startswith(LABEL_PREFIX)))
+        cached = self._policies.get(key)
+        if cached is None:
+            if len(self._policies) >= 1024:
+                self._policies.pop(next(iter(self._policies)))
+            cached = self._policies[key] = policy_to_evaluate(dict(key), self.defaults)
+        return cached[0], list(cached[1])
 
     # -- pods and workloads ------------------------------------------------------------------
 

@@ -65,23 +65,26 @@ def go_quote(value: str) -> str:
 
 
 def _containers(spec: Obj) -> Iterator[Obj]:
-    """Init containers, then containers, then ephemeral containers — upstream's visiting order."""
+    """Init containers, then containers, then ephemeral containers — upstream's visiting order.
+
+    Objects are decoded JSON, so ``dict`` checks suffice (and are much cheaper than ``Mapping``).
+    """
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key) or ():
-            if isinstance(c, Mapping):
+            if isinstance(c, dict):
                 yield c
 
 
 def _sc(obj: Obj) -> Obj | None:
     sc = obj.get("securityContext")
-    return sc if isinstance(sc, Mapping) else None
+    return sc if isinstance(sc, dict) else None
 
 
 def _sub(obj: Obj | None, key: str) -> Obj | None:
     if obj is None:
         return None
     value = obj.get(key)
-    return value if isinstance(value, Mapping) else None
+    return value if isinstance(value, dict) else None
 
 
 def _is_zero(value: Any) -> bool:
@@ -144,12 +147,12 @@ def host_ports_1_0(meta: Obj, spec: Obj) -> CheckResult:
 
 
 def _probe_hosts(handler: Any) -> list[str]:
-    if not isinstance(handler, Mapping):
+    if not isinstance(handler, dict):
         return []
     out = []
     for key in ("httpGet", "tcpSocket"):
         action = handler.get(key)
-        if isinstance(action, Mapping) and action.get("host"):
+        if isinstance(action, dict) and action.get("host"):
             out.append(str(action["host"]))
     return out
 

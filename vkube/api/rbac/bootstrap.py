@@ -11,6 +11,7 @@ groups in the order given. Objects are returned fresh on each call (callers may 
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from vkube.api.rbac.aggregation import aggregate_cluster_roles
@@ -23,8 +24,8 @@ READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 READ_WRITE = READ + WRITE
 RBAC = "rbac.authorization.k8s.io"
-_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-_ANNOTATIONS = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+_LABELS = MappingProxyType({"kubernetes.io/bootstrapping": "rbac-defaults"})
+_ANNOTATIONS = MappingProxyType({"rbac.authorization.kubernetes.io/autoupdate": "true"})
 
 
 def rule(verbs: tuple[str, ...] | str, groups: tuple[str, ...] | str = (), resources: tuple[str, ...] = (),

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Rule", "compile_rule", "covers", "breakdown", "compact_rules", "compact_string",
            "FULL_AUTHORITY"]
 
 #: ``*`` on everything: what setting an aggregationRule requires.
-FULL_AUTHORITY: tuple[dict[str, Any], ...] = (
-    {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
-    {"verbs": ["*"], "nonResourceURLs": ["*"]},
+FULL_AUTHORITY: tuple[Mapping[str, Any], ...] = (
+    MappingProxyType({"verbs": ("*",), "apiGroups": ("*",), "resources": ("*",)}),
+    MappingProxyType({"verbs": ("*",), "nonResourceURLs": ("*",)}),
 )
 
 
