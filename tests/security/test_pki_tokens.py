@@ -214,3 +214,35 @@ def test_discovery_documents_verify_our_tokens(world):
     key = next(k for k in jwk_set.keys if k.key_id == kid)
     claims = jwt.decode(token, key.key, algorithms=["ES256"], audience="vault", issuer=ISSUER)
     assert claims["sub"] == "system:serviceaccount:team:builder"
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c.update(aud=5), lambda c: c.update(aud={"a": 1}), lambda c: c.update(aud=[1, 2]),
+    lambda c: c.update(exp="soon"), lambda c: c.update(exp=True), lambda c: c.update(nbf=[1]),
+    lambda c: c.update({"kubernetes.io": "x"}), lambda c: c["kubernetes.io"].update(serviceaccount=[]),
+    lambda c: c["kubernetes.io"].update(pod="web-0"), lambda c: c.pop("exp"),
+    lambda c: c["kubernetes.io"]["serviceaccount"].update(name=["builder"]),
+])
+def test_signed_but_malformed_claims_are_token_errors(rsa_key, world, mutate):
+    """Even with a valid signature, odd claim types give a TokenError, never a crash."""
+    issuer, auth = make(rsa_key, world)
+    token, _ = issuer.issue(world[("ServiceAccount", "team", "builder")], audiences=API_AUD, now=NOW)
+    claims = claims_of(token)
+    mutate(claims)
+    forged = jwt.encode(claims, rsa_key.key, algorithm="RS256", headers={"kid": rsa_key.kid})
+    with pytest.raises(TokenError):
+        auth.authenticate(forged, now=NOW)
+
+
+@pytest.mark.parametrize("header, claims", [
+    ({"alg": ["RS256"], "kid": "x"}, {"iss": ISSUER}), ({"alg": "RS256", "kid": ["x"]}, {"iss": ISSUER}),
+    ({"alg": "RS256"}, {"iss": [ISSUER]}), ({"alg": "RS256"}, ["not", "an", "object"]), ("header", {"iss": ISSUER}),
+])
+def test_malformed_headers_never_crash(rsa_key, world, header, claims):
+    _, auth = make(rsa_key, world)
+    b64 = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()  # noqa: E731
+    token = f"{b64(header)}.{b64(claims)}.c2ln"
+    try:
+        assert auth.authenticate(token, now=NOW) is None
+    except TokenError:
+        pass

@@ -232,15 +232,21 @@ class TokenAuthenticator:
         if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             return None
         header, unverified = _peek(token)
-        if header is None or unverified is None or unverified.get("iss") not in self.issuers:
+        if header is None or unverified is None:
+            return None
+        iss = unverified.get("iss")
+        if not isinstance(iss, str) or iss not in self.issuers:
             return None
         claims = self._verify_signature(token, header)
         now = now or dt.datetime.now(dt.timezone.utc)
         if claims.get("iss") == LEGACY_ISSUER:
             return self._legacy(token, claims, now)
         wanted = list(audiences) if audiences else self.audiences
-        token_auds = claims.get("aud")
-        token_auds = [token_auds] if isinstance(token_auds, str) else list(token_auds or [])
+        raw_aud = claims.get("aud")
+        token_auds = [raw_aud] if isinstance(raw_aud, str) else raw_aud if isinstance(raw_aud, list) else []
+        if raw_aud is not None and (not token_auds and raw_aud != [] or
+                                    not all(isinstance(a, str) for a in token_auds)):
+            raise TokenError("service account token claims could not be validated: bad aud")
         accepted = [a for a in token_auds if a in wanted] if token_auds else list(wanted)
         if not accepted:
             raise TokenError(f"token audiences {_go_list(token_auds)} is invalid for the target "
@@ -249,12 +255,12 @@ class TokenAuthenticator:
         return self._bound(claims, now, tuple(accepted))
 
     def _verify_signature(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
-        if header.get("alg") not in _ALGS:
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg not in _ALGS:
             raise TokenError("invalid signature")
-        candidates = ([self.keys[header["kid"]]] if header.get("kid") in self.keys
-                      else list(self.keys.values()))
+        candidates = [self.keys[kid]] if isinstance(kid, str) and kid in self.keys else list(self.keys.values())
         for key in candidates:
-            if key.alg != header.get("alg"):
+            if key.alg != alg:
                 continue
             try:
                 return jwt.decode(token, key.key.public_key(), algorithms=[key.alg], options={
@@ -309,8 +315,10 @@ class TokenAuthenticator:
         extra: dict[str, list[str]] = {}
         for kind, key, label in (("Secret", "secret", "secret"), ("Pod", "pod", "pod"), ("Node", "node", "node")):
             ref = private.get(key)
-            if not isinstance(ref, Mapping):
+            if ref is None:
                 continue
+            if not isinstance(ref, Mapping):
+                raise TokenError(f"service account token claims could not be validated: bad {key}")
             obj = self._get(kind, "" if kind == "Node" else namespace, str(ref.get("name") or ""))
             uid = str((obj.get("metadata") or {}).get("uid") or "")
             if kind != "Node" and _deleted_long_ago(obj, now):
