@@ -1,5 +1,6 @@
 """Pod Security Standards (privileged / baseline / restricted) with Kubernetes' exact checks and
-messages: :mod:`.checks` (each check), :mod:`.policy` (levels, versions, namespace labels, which
+messages: :mod:`.baseline` and :mod:`.restricted` (each check), :mod:`.checks` (which check
+applies from which version), :mod:`.policy` (levels, versions, namespace labels, which
 checks run), :mod:`.admission` (the admission decision, warnings and audit annotations)."""
 
 from vkube.api.podsecurity.admission import (
