@@ -192,3 +192,30 @@ def test_cluster_role_names_match_upstreams_golden_list():
         "system:kubelet-api-admin", "system:monitoring", "system:node", "system:node-bootstrapper",
         "system:node-problem-detector", "system:node-proxier", "system:persistent-volume-provisioner",
         "system:public-info-viewer", "system:service-account-issuer-discovery", "system:volume-scheduler", "view"]
+
+
+def test_namespace_roles_and_bindings():
+    policy = bootstrap_policy()
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in policy["roles"]}
+    assert sorted(roles) == [
+        ("kube-public", "system:controller:bootstrap-signer"),
+        ("kube-system", "extension-apiserver-authentication-reader"),
+        ("kube-system", "system::leader-locking-kube-controller-manager"),
+        ("kube-system", "system::leader-locking-kube-scheduler"),
+        ("kube-system", "system:controller:bootstrap-signer"),
+        ("kube-system", "system:controller:cloud-provider"),
+        ("kube-system", "system:controller:token-cleaner")]
+    assert all(r["kind"] == "Role" for r in policy["roles"])
+    assert roles[("kube-system", "system::leader-locking-kube-scheduler")]["rules"][0] == {
+        "verbs": ["create", "get", "list", "update", "watch"], "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"]}
+    from vkube.api.rbac import Attributes, UserInfo
+    authz = RBACAuthorizer(roles=policy["roles"], role_bindings=policy["roleBindings"],
+                           cluster_roles=policy["clusterRoles"], cluster_role_bindings=policy["clusterRoleBindings"])
+    scheduler = UserInfo("system:kube-scheduler", ("system:authenticated",))
+    decision = authz.authorize(scheduler, Attributes("list", api_group="coordination.k8s.io",
+                                                     resource="leasecandidates", namespace="kube-system"))
+    assert decision.reason == ('RBAC: allowed by RoleBinding "system::leader-locking-kube-scheduler/kube-system" '
+                               'of Role "system::leader-locking-kube-scheduler" to User "system:kube-scheduler"')
+    assert not authz.authorize(scheduler, Attributes("list", api_group="coordination.k8s.io",
+                                                     resource="leasecandidates", namespace="default")).allowed

@@ -5,8 +5,10 @@ and their golden ``testdata/*.yaml``): ``cluster-admin``; the user-facing ``admi
 ``view`` built by aggregation from ``system:aggregate-to-*``; discovery, basic-user and
 public-info-viewer; the system components' roles; and one ``system:controller:NAME`` role per
 built-in controller vkube runs, bound to the ServiceAccount ``kube-system/NAME`` as upstream binds
-them. Rules are built like ``rbacv1helpers.NewRule``: verbs, resources, names and URLs sorted, API
-groups in the order given. Objects are returned fresh on each call (callers may mutate them).
+them; and the Roles/RoleBindings upstream puts in ``kube-system`` and ``kube-public`` (leader
+locking, extension-apiserver-authentication-reader, bootstrap signer, token cleaner). Rules are
+built like ``rbacv1helpers.NewRule``: verbs, resources, names and URLs sorted, API groups in the
+order given. Objects are returned fresh on each call (callers may mutate them).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from vkube.api.rbac.aggregation import aggregate_cluster_roles
 
 __all__ = ["cluster_roles", "cluster_role_bindings", "controller_roles", "controller_role_bindings",
-           "bootstrap_policy", "CONTROLLERS", "READ", "WRITE", "READ_WRITE"]
+           "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS", "READ", "WRITE",
+           "READ_WRITE"]
 
 Obj = dict[str, Any]
 READ = ("get", "list", "watch")
@@ -395,10 +398,71 @@ def controller_role_bindings() -> list[Obj]:
             for name in CONTROLLERS]
 
 
+def _role(namespace: str, name: str, rules: list[Obj]) -> Obj:
+    role = _cluster_role(name, rules)
+    role["kind"] = "Role"
+    role["metadata"]["namespace"] = namespace
+    return role
+
+
+def namespace_roles() -> list[Obj]:
+    """The Roles upstream creates in ``kube-system`` and ``kube-public``."""
+    leader = [rule(("watch", "get", "list", "create", "update"), "coordination.k8s.io", ("leases",)),
+              rule(("watch", "get", "list", "create", "update"), "coordination.k8s.io", ("leasecandidates",))]
+    return [
+        _role("kube-public", "system:controller:bootstrap-signer", [
+            rule(READ, "", ("configmaps",)), rule("update", "", ("configmaps",), names=("cluster-info",)),
+            _events()]),
+        _role("kube-system", "extension-apiserver-authentication-reader", [
+            rule(READ, "", ("configmaps",), names=("extension-apiserver-authentication",))]),
+        _role("kube-system", "system::leader-locking-kube-controller-manager", leader),
+        _role("kube-system", "system::leader-locking-kube-scheduler", [dict(r) for r in leader]),
+        _role("kube-system", "system:controller:bootstrap-signer", [rule(READ, "", ("secrets",))]),
+        _role("kube-system", "system:controller:cloud-provider", [
+            rule(("create", "get", "list", "watch"), "", ("configmaps",))]),
+        _role("kube-system", "system:controller:token-cleaner", [
+            rule(("delete", "get", "list", "watch"), "", ("secrets",)), _events()]),
+    ]
+
+
+def namespace_role_bindings() -> list[Obj]:
+    def bind(namespace: str, name: str, role: str, subjects: list[Obj]) -> Obj:
+        binding = _binding(name, role, subjects)
+        binding["kind"] = "RoleBinding"
+        binding["metadata"]["namespace"] = namespace
+        binding["roleRef"]["kind"] = "Role"
+        return binding
+
+    def sa(name: str) -> Obj:
+        return {"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}
+
+    return [
+        bind("kube-public", "system:controller:bootstrap-signer", "system:controller:bootstrap-signer",
+             [sa("bootstrap-signer")]),
+        bind("kube-system", "system::extension-apiserver-authentication-reader",
+             "extension-apiserver-authentication-reader",
+             [_user("system:kube-controller-manager"), _user("system:kube-scheduler")]),
+        bind("kube-system", "system::leader-locking-kube-controller-manager",
+             "system::leader-locking-kube-controller-manager",
+             [_user("system:kube-controller-manager"), sa("kube-controller-manager"),
+              sa("leader-election-controller")]),
+        bind("kube-system", "system::leader-locking-kube-scheduler", "system::leader-locking-kube-scheduler",
+             [_user("system:kube-scheduler"), sa("kube-scheduler")]),
+        bind("kube-system", "system:controller:bootstrap-signer", "system:controller:bootstrap-signer",
+             [sa("bootstrap-signer")]),
+        bind("kube-system", "system:controller:cloud-provider", "system:controller:cloud-provider",
+             [sa("cloud-provider")]),
+        bind("kube-system", "system:controller:token-cleaner", "system:controller:token-cleaner",
+             [sa("token-cleaner")]),
+    ]
+
+
 def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
     """Everything a new cluster creates; ``aggregate`` fills admin/edit/view as the controller would."""
     roles = cluster_roles() + controller_roles()
     return {
         "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
         "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings(),
+        "roles": namespace_roles(),
+        "roleBindings": namespace_role_bindings(),
     }
