@@ -72,24 +72,33 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class _Grant:
-    """One binding as seen from one subject key: its rules, or why its role is missing."""
+    """One binding as seen from one subject key: its rules, or why its role is missing.
+
+    ``reasons`` pairs each subject key with upstream's describer text, in subject order, so an
+    allow decision names the binding's first subject that applies without formatting anything.
+    """
 
     binding: Obj
-    namespace: str  # "" for ClusterRoleBindings
     rules: tuple[Rule, ...]
+    reasons: tuple[tuple[str, str], ...]
     error: str = ""
 
-    def describe(self, user: UserInfo) -> str:
-        """Upstream's describer, naming the binding's first subject that applies to ``user``."""
-        ref = self.binding.get("roleRef") or {}
-        keys = {"u:" + user.name, *("g:" + g for g in user.groups)}
-        subject = next((s for s in self.binding.get("subjects") or ()
-                        if isinstance(s, Mapping) and _subject_key(s, self.namespace) in keys), {})
-        if self.namespace:
-            return (f'RoleBinding "{_name(self.binding)}/{self.namespace}" of {ref.get("kind")} '
-                    f'"{ref.get("name")}" to {_describe_subject(subject, self.namespace)}')
-        return (f'ClusterRoleBinding "{_name(self.binding)}" of {ref.get("kind")} "{ref.get("name")}" '
-                f'to {_describe_subject(subject, "")}')
+    def describe(self, keys: set[str]) -> str:
+        return next((text for key, text in self.reasons if key in keys), "")
+
+
+def _reasons(binding: Obj, namespace: str, subjects: list[Obj]) -> tuple[tuple[str, str], ...]:
+    ref = binding.get("roleRef") or {}
+    if namespace:
+        head = f'RoleBinding "{_name(binding)}/{namespace}" of {ref.get("kind")} "{ref.get("name")}"'
+    else:
+        head = f'ClusterRoleBinding "{_name(binding)}" of {ref.get("kind")} "{ref.get("name")}"'
+    out = []
+    for subject in subjects:
+        key = _subject_key(subject, namespace)
+        if key is not None:
+            out.append((key, f"RBAC: allowed by {head} to {_describe_subject(subject, namespace)}"))
+    return tuple(out)
 
 
 def _name(obj: Obj) -> str:
@@ -147,9 +156,10 @@ class RBACAuthorizer:
 
     def _index(self, index: _Index, binding: Obj, namespace: str) -> None:
         rules = self._role_rules(binding.get("roleRef") or {}, namespace)
-        grant = (_Grant(binding, namespace, (), rules) if isinstance(rules, str)
-                 else _Grant(binding, namespace, rules))
         subjects = [s for s in binding.get("subjects") or () if isinstance(s, Mapping)]
+        reasons = _reasons(binding, namespace, subjects)
+        grant = (_Grant(binding, (), reasons, rules) if isinstance(rules, str)
+                 else _Grant(binding, rules, reasons))
         for key in {_subject_key(s, namespace) for s in subjects} - {None}:
             index.setdefault(key, []).append(grant)  # type: ignore[index]
 
@@ -206,7 +216,7 @@ class RBACAuthorizer:
                         if (rule.allows_resource(attrs.verb, attrs.api_group, attrs.resource,
                                                  attrs.subresource, attrs.name)
                                 if attrs.resource_request else rule.allows_path(attrs.verb, attrs.path)):
-                            return Decision(True, f"RBAC: allowed by {grant.describe(user)}")
+                            return Decision(True, grant.describe(set(keys)))
         if not errors:
             return Decision(False)
         text = errors[0] if len(errors) == 1 else "[" + ", ".join(sorted(errors)) + "]"
