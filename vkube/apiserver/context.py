@@ -8,18 +8,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vkube.api.kinds import Registry, ResourceSpec
+from vkube.api.meta import Obj
+from vkube.apiserver.request import RequestContext, UserInfo, cluster_admin
 from vkube.store.base import Store
 
 if TYPE_CHECKING:
     from vkube.apiserver.storage import ResourceStorage
 
-Obj = dict[str, Any]
-
 
 @dataclass(slots=True)
 class AdmissionRequest:
-    """What an admission plugin sees. ``obj`` may be mutated by mutating plugins; ``old`` is
-    None on create. ``operation`` is CREATE, UPDATE, DELETE or CONNECT."""
+    """What an admission plugin sees — k8s.io/apiserver's ``admission.Attributes``: the
+    operation on one object, who asks (``user``) and the request it is part of (``request``,
+    whose info may name another resource: an eviction deletes a pod). ``obj`` may be mutated
+    by mutating plugins; ``old`` is None on create. ``operation`` is CREATE, UPDATE, DELETE or
+    CONNECT."""
 
     operation: str
     spec: ResourceSpec
@@ -29,6 +32,8 @@ class AdmissionRequest:
     old: Obj | None
     subresource: str = ""
     dry_run: bool = False
+    user: UserInfo = field(default_factory=cluster_admin)
+    request: RequestContext | None = None
 
 
 class Admission(Protocol):

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
+from vkube.api.meta import Obj
 from vkube.apiserver import http
 from vkube.apiserver.context import Context
-from vkube.apiserver.objects import Obj, parse_rv
+from vkube.apiserver.objects import parse_rv
+from vkube.apiserver.request import RequestContext
 from vkube.apiserver.requestinfo import RequestInfo
 
 PATCH_TYPES = {
@@ -84,6 +86,13 @@ def default_manager(request: web.Request) -> str:
     return ua.split("/")[0][:128] or "unknown"
 
 
+def namespace_of(spec: ResourceSpec, info: "RequestInfo") -> str | None:
+    """The namespace storage works in: the request's for a namespaced kind (None when all
+    namespaces), None for a cluster-scoped one (whose RequestInfo may still carry a namespace:
+    upstream sets it to the name on ``/api/v1/namespaces/NAME``)."""
+    return (info.namespace or None) if spec.namespaced else None
+
+
 def encode_continue(revision: int, key: str, prefix: str) -> str:
     payload = {"v": "meta.k8s.io/v1", "rv": revision, "start": key[len(prefix):]}
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode()
@@ -134,14 +143,16 @@ class ResourceHandlers:
         return label, field
 
     # ------------------------------------------------------------------ read
-    async def get(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def get(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         rv = parse_rv(q.str("resourceVersion"))
-        obj = await self.ctx.storage(spec).get(info.namespace, info.name,
+        obj = await self.ctx.storage(spec).get(rc, namespace_of(spec, info), info.name,
                                                revision=rv if rv and q.str("resourceVersionMatch") == "Exact" else 0)
         return self.render(request, spec, obj)
 
-    async def list(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def list(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         storage = self.ctx.storage(spec)
         label, field = self.selectors_for(spec, q)
@@ -154,7 +165,7 @@ class ResourceHandlers:
         if match and not rv_str:
             raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
         rv = parse_rv(rv_str)
-        prefix = spec.key_prefix(info.namespace)
+        prefix = spec.key_prefix(namespace_of(spec, info))
         start_after, revision = "", 0
         token = q.str("continue")
         if token:
@@ -164,7 +175,7 @@ class ResourceHandlers:
         elif match == "Exact":
             revision = rv
         try:
-            result = await storage.list(info.namespace, label_selector=label, field_selector=field,
+            result = await storage.list(rc, namespace_of(spec, info), label_selector=label, field_selector=field,
                                         limit=limit, start_after=start_after, revision=revision)
         except errors.Gone:
             if token:
@@ -210,26 +221,27 @@ class ResourceHandlers:
                 raise strict_error(spec, problems)
         return body, problems
 
-    async def create(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def create(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         if "create" not in spec.verbs:
             raise errors.MethodNotAllowed(f"create is not supported on {spec.group_resource}")
         body, warnings = await self.decode(request, spec, q)
-        obj = await self.ctx.storage(spec).create(info.namespace, body, dry_run=q.dry_run(),
-                                                  field_manager=q.field_manager(default_manager(request)))
+        obj = await self.ctx.storage(spec).create(rc, namespace_of(spec, info), body)
         return self.render(request, spec, obj, 201, warnings=warnings)
 
-    async def update(self, request: web.Request, spec: ResourceSpec, info: RequestInfo,
+    async def update(self, request: web.Request, spec: ResourceSpec, rc: RequestContext,
                      subresource: str = "") -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         body, warnings = await self.decode(request, spec, q)
-        obj = await self.ctx.storage(spec).update(info.namespace, info.name, body,
-                                                  subresource=subresource, dry_run=q.dry_run(),
-                                                  field_manager=q.field_manager(default_manager(request)))
+        obj = await self.ctx.storage(spec).update(rc, namespace_of(spec, info), info.name, body,
+                                                  subresource=subresource)
         return self.render(request, spec, obj, warnings=warnings)
 
-    async def patch(self, request: web.Request, spec: ResourceSpec, info: RequestInfo,
+    async def patch(self, request: web.Request, spec: ResourceSpec, rc: RequestContext,
                     subresource: str = "") -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         ptype = PATCH_TYPES.get(ct)
@@ -240,7 +252,8 @@ class ResourceHandlers:
             )
         raw = await http.read_body(request)
         patch = http.decode_body(raw, ct)
-        manager = q.field_manager(None if ptype == "apply" else default_manager(request))
+        self.patches.check_patch_shape(ptype, patch)
+        manager = rc.field_manager
         if ptype == "apply" and not manager:
             raise errors.BadRequest("PATCH of type apply requires fieldManager: the fieldManager query parameter is required")
         force = q.bool("force")
@@ -265,33 +278,37 @@ class ResourceHandlers:
             return result
 
         obj, created = await storage.update_with(
-            info.namespace, info.name, apply, subresource=subresource, dry_run=q.dry_run(),
-            field_manager=manager, operation="Apply" if ptype == "apply" else "Update",
+            rc, namespace_of(spec, info), info.name, apply, subresource=subresource,
+            operation="Apply" if ptype == "apply" else "Update",
             create_if_missing=ptype == "apply" and not subresource,
         )
         return self.render(request, spec, obj, 201 if created else 200, warnings=warnings)
 
-    async def delete(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def delete(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         options = await _delete_options(request, q)
-        obj, removed = await self.ctx.storage(spec).delete(info.namespace, info.name, options=options,
-                                                           dry_run=q.dry_run() or bool(options.get("dryRun")))
+        if options.get("dryRun"):
+            rc = rc.replace(dry_run=True)
+        obj, removed = await self.ctx.storage(spec).delete(rc, namespace_of(spec, info), info.name, options=options)
         return self.render(request, spec, obj, 200)
 
-    async def deletecollection(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def deletecollection(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         q = Query(request)
         if "deletecollection" not in spec.verbs:
             raise errors.MethodNotAllowed(f"deletecollection is not supported on {spec.group_resource}")
         options = await _delete_options(request, q)
         label, field = self.selectors_for(spec, q)
         storage = self.ctx.storage(spec)
-        result = await storage.list(info.namespace, label_selector=label, field_selector=field)
+        if options.get("dryRun"):
+            rc = rc.replace(dry_run=True)
+        result = await storage.list(rc, namespace_of(spec, info), label_selector=label, field_selector=field)
         deleted = []
         for obj in result.items:
             m = obj["metadata"]
             try:
-                out, _ = await storage.delete(m.get("namespace"), m["name"], options=options,
-                                              dry_run=q.dry_run())
+                out, _ = await storage.delete(rc, m.get("namespace"), m["name"], options=options)
                 deleted.append(out)
             except errors.NotFound:
                 continue
@@ -300,31 +317,35 @@ class ResourceHandlers:
                                    "items": deleted})
 
     # ------------------------------------------------------------------ scale
-    async def scale(self, request: web.Request, spec: ResourceSpec, info: RequestInfo) -> web.StreamResponse:
+    async def scale(self, request: web.Request, spec: ResourceSpec, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         assert spec.scale is not None
         storage = self.ctx.storage(spec)
-        q = Query(request)
         if request.method == "GET":
-            return http.json_response(_to_scale(spec, await storage.get(info.namespace, info.name)))
+            return http.json_response(_to_scale(spec, await storage.get(rc, namespace_of(spec, info), info.name)))
         if request.method not in ("PUT", "PATCH"):
             raise errors.MethodNotAllowed(f"{request.method} is not supported on {spec.plural}/scale")
         raw = await http.read_body(request)
         ct = request.headers.get("Content-Type", http.JSON)
         body = http.decode_body(raw, ct)
         ptype = PATCH_TYPES.get(ct.split(";")[0].strip().lower()) if request.method == "PATCH" else None
+        if ptype is not None:
+            self.patches.check_patch_shape(ptype, body)
+        elif not isinstance(body, dict):
+            raise errors.BadRequest("the body of the request must be a Scale object")
 
         def apply(current: Obj) -> Obj:
             scale = _to_scale(spec, current)
             if ptype is None:
                 new_scale = body
-                want_rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
+                want_rv = _get_path(body, "metadata.resourceVersion")
                 if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                     raise errors.conflict(spec.plural, info.name, group=spec.group)
             elif ptype == "apply":
                 raise errors.UnsupportedMediaType("apply patches are not supported on the scale subresource")
             else:
                 new_scale = self.patches.patch(ptype, scale, body, schema={"type": "object"}, spec=None)
-            replicas = ((new_scale or {}).get("spec") or {}).get("replicas")
+            replicas = _get_path(new_scale, "spec.replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("Scale", info.name, [errors.field_error(
                     "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
@@ -333,8 +354,7 @@ class ResourceHandlers:
             current["metadata"].pop("resourceVersion", None)
             return current
 
-        obj, _ = await storage.update_with(info.namespace, info.name, apply, dry_run=q.dry_run(),
-                                           field_manager=q.field_manager(default_manager(request)))
+        obj, _ = await storage.update_with(rc, namespace_of(spec, info), info.name, apply)
         return http.json_response(_to_scale(spec, obj))
 
 

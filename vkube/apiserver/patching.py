@@ -7,27 +7,81 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
+from vkube.api.meta import Obj
 from vkube.apiserver.context import Context
 
-Obj = dict[str, Any]
+_JSON_PATCH_OPS = ("add", "remove", "replace", "move", "copy", "test")
 
 
-def _shape_guard(what: str):  # noqa: ANN202 - a decorator
-    """Patches are user input applied to user data: a value of the wrong shape deep inside
-    (a string where the schema says object) is the client's error, never a 500."""
-    def wrap(fn):  # noqa: ANN001, ANN202
-        def inner(*args, **kw):  # noqa: ANN002, ANN003, ANN202
-            try:
-                return fn(*args, **kw)
-            except errors.StatusError:
-                raise
-            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
-                raise errors.BadRequest(f"invalid {what}: a value has the wrong type or shape ({exc})") from None
-        return inner
-    return wrap
+def check_patch_shape(ptype: str, body: Any) -> None:
+    """Refuse a decoded patch whose top-level shape its type does not allow, before any of it
+    is applied, with the messages kube-apiserver's patch handler gives. Past this check a
+    patch function may still refuse a value (a StatusError); any other exception is a server
+    bug and surfaces as a 500 with its traceback logged, never as a client error.
+
+    - JSON patch: a list of at most 10,000 objects, each with a known ``op`` and string
+      ``path`` (and ``from`` for move/copy, ``value`` for add/replace/test);
+    - merge and strategic merge patch: an object;
+    - apply: an object naming ``apiVersion`` and ``kind`` (checked in ``apply``)."""
+    from vkube.api.patch import MAX_JSON_PATCH_OPERATIONS
+
+    if ptype == "json":
+        if not isinstance(body, list):
+            raise errors.BadRequest(f"json: cannot unmarshal {_go_type(body)} into Go value of type jsonpatch.Patch")
+        if len(body) > MAX_JSON_PATCH_OPERATIONS:
+            raise errors.RequestEntityTooLarge(
+                f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(body)}")
+        for op in body:
+            if not isinstance(op, dict):
+                raise errors.BadRequest(
+                    f"json: cannot unmarshal {_go_type(op)} into Go value of type jsonpatch.Operation")
+            kind = op.get("op")
+            if kind not in _JSON_PATCH_OPS:
+                raise _unprocessable(f"Unexpected kind: {kind if isinstance(kind, str) else 'unknown'}")
+            if not isinstance(op.get("path"), str):
+                raise _unprocessable(f"{kind} operation failed to decode path: operation missing path field")
+            if kind in ("move", "copy") and not isinstance(op.get("from"), str):
+                raise _unprocessable(f"{kind} operation failed to decode from: operation missing from field")
+            if kind in ("add", "replace", "test") and "value" not in op:
+                raise _unprocessable(f"{kind} operation failed to decode value: operation missing value field")
+    elif ptype == "merge":
+        if not isinstance(body, dict):
+            raise errors.BadRequest("Invalid JSON Patch")
+    elif ptype == "strategic":
+        if not isinstance(body, dict):
+            raise errors.BadRequest(
+                f"json: cannot unmarshal {_go_type(body)} into Go value of type map[string]interface {{}}")
+    elif ptype == "apply":
+        if not isinstance(body, dict):
+            raise errors.BadRequest(
+                f"error decoding patch: json: cannot unmarshal {_go_type(body)} into Go value of type "
+                "map[string]interface {}")
+    else:
+        raise errors.UnsupportedMediaType(f"unsupported patch type {ptype}")
 
 
-@_shape_guard("patch")
+def _go_type(value: Any) -> str:
+    """How encoding/json names a JSON value's type in an unmarshal error."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _unprocessable(message: str) -> errors.StatusError:
+    """A JSON patch that decodes but cannot be applied: 422, as kube-apiserver answers
+    (``NewGenericServerResponse(StatusUnprocessableEntity, ...)``)."""
+    return errors.Invalid(message, causes=[{"reason": "UnexpectedServerResponse", "message": message,
+                                            "field": "patch"}])
+
+
 def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: ResourceSpec | None) -> Obj:
     from vkube.api.patch import apply_json_patch, apply_merge_patch
     from vkube.api.smp import apply_strategic_merge_patch
@@ -47,13 +101,12 @@ def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: Res
     raise errors.UnsupportedMediaType(f"unsupported patch type {ptype}")
 
 
-@_shape_guard("apply configuration")
 def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, manager: str,
           force: bool, schema: dict | None, subresource: str = "") -> Obj:
     """Server-side apply of ``body`` (an object of the URL's kind) by ``manager``."""
     from vkube.api.ssa import server_side_apply
     from vkube.api.typecheck import type_errors
-    from vkube.apiserver.objects import now_rfc3339
+    from vkube.api.meta import rfc3339
 
     if not isinstance(body, dict):
         raise errors.BadRequest("the body of an apply patch must be an object")
@@ -72,7 +125,7 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
             + "; ".join(f"{p}: {m}" for p, m in problems),
             causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems])
     return server_side_apply(current, body, manager=manager, force=force, schema=schema,
-                             now=now_rfc3339(ctx.clock()))
+                             now=rfc3339(ctx.clock()))
 
 
 def field_tracker(ctx: Context) -> Any:

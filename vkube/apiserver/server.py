@@ -22,8 +22,10 @@ from vkube.apiserver import http, patching, subresources
 from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.context import Context
 from vkube.apiserver.discovery import Discovery
-from vkube.apiserver.handlers import ResourceHandlers
-from vkube.apiserver.requestinfo import parse
+from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
+from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
+                                     cluster_admin, internal_context, new_audit_id)
+from vkube.apiserver.requestinfo import RequestInfo, parse
 from vkube.apiserver.watch import serve_watch
 from vkube.store import open_store
 from vkube.store.base import Store
@@ -37,6 +39,8 @@ KUBE_VERSION = {"major": "1", "minor": "37", "gitVersion": f"v1.37.0+vkube-{__ve
                 "minCompatibilityMinor": "36"}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+_AUDIT_ID = web.RequestKey("audit_id", str)
 
 
 class APIServer:
@@ -64,14 +68,37 @@ class APIServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=http.MAX_BODY * 4)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(_echo_audit_id)
         return app
+
+    def authenticate(self, request: web.Request) -> UserInfo:
+        """Who sent ``request``: the one place authentication fills in the user. Until it
+        lands every client holds the cluster-admin kubeconfig, so every request is the admin."""
+        return cluster_admin()
+
+    def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
+        """The per-request context, built once here. dryRun and fieldManager are read (and
+        refused when malformed) only for writes, as kube-apiserver's write handlers do; the
+        field manager defaults to the User-Agent's first token except for apply, which must
+        name one."""
+        dry_run, manager = False, None
+        if info.is_resource and info.verb in WRITE_VERBS:
+            q = Query(request)
+            dry_run = q.dry_run()
+            ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            applying = info.verb == "patch" and PATCH_TYPES.get(ctype) == "apply"
+            manager = q.field_manager(None if applying else default_manager(request))
+        return RequestContext(user=self.authenticate(request), info=info, audit_id=audit_id,
+                              dry_run=dry_run, field_manager=manager)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        info = parse(request.method, request.path, watch_param=request.query.get("watch", "") in ("1", "true"))
+        request[_AUDIT_ID] = new_audit_id(request.headers.get(AUDIT_ID_HEADER))
+        info = parse(request.method, request.path, request.query_string)
         code = 500
         try:
-            resp = await self._route(request, info)
+            rc = self.request_context(request, info, request[_AUDIT_ID])
+            resp = await self._route(request, rc)
             code = resp.status
             return resp
         except errors.StatusError as exc:
@@ -89,65 +116,63 @@ class APIServer:
                 if info.verb != "watch":
                     self.metrics.latency.labels(info.verb, info.group, info.resource).observe(time.perf_counter() - started)
 
-    async def _route(self, request: web.Request, info: Any) -> web.StreamResponse:
+    async def _route(self, request: web.Request, rc: RequestContext) -> web.StreamResponse:
+        info = rc.info
         path = request.path.rstrip("/") or "/"
         if not info.is_resource:
             return await self._non_resource(request, path, info)
-        spec = self.ctx.registry.get(info.group, info.version, info.resource)
+        spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.NotFound("the server could not find the requested resource",
                                   details={"group": info.group, "kind": info.resource})
-        if spec.namespaced and info.namespace is None and info.name and info.verb not in ("watch",):
-            # /api/v1/pods/NAME is not a path Kubernetes serves
-            raise errors.NotFound("the server could not find the requested resource")
-        if not spec.namespaced and info.namespace is not None:
+        if not _served_path(spec, info):
             raise errors.NotFound("the server could not find the requested resource")
         h = self.handlers
         if info.subresource:
-            return await self._subresource(request, spec, info)
+            return await self._subresource(request, spec, rc)
         verb = info.verb
         if verb not in spec.verbs and verb not in ("watch",):
-            raise errors.MethodNotAllowed(f"{verb} is not supported on resources of kind {spec.group_resource}")
+            raise errors.MethodNotAllowed(f"{verb or request.method} is not supported on resources of kind {spec.group_resource}")
         if verb == "get":
-            return await h.get(request, spec, info)
+            return await h.get(request, spec, rc)
         if verb == "list":
-            return await h.list(request, spec, info)
+            return await h.list(request, spec, rc)
         if verb == "watch":
-            return await serve_watch(h, request, spec, info,
+            return await serve_watch(h, request, spec, rc,
                                      on_open=lambda: self.metrics.watches.labels(spec.plural).inc(),
                                      on_close=lambda: self.metrics.watches.labels(spec.plural).dec())
         if verb == "create":
             if info.name:
                 raise errors.MethodNotAllowed(f"POST is not supported on a named {spec.singular}")
-            return await h.create(request, spec, info)
+            return await h.create(request, spec, rc)
         if verb == "update":
-            return await h.update(request, spec, info)
+            return await h.update(request, spec, rc)
         if verb == "patch":
-            return await h.patch(request, spec, info)
+            return await h.patch(request, spec, rc)
         if verb == "delete":
-            return await h.delete(request, spec, info)
+            return await h.delete(request, spec, rc)
         if verb == "deletecollection":
-            return await h.deletecollection(request, spec, info)
+            return await h.deletecollection(request, spec, rc)
         raise errors.MethodNotAllowed(f"{request.method} is not supported")
 
-    async def _subresource(self, request: web.Request, spec: Any, info: Any) -> web.StreamResponse:
-        sub = info.subresource
+    async def _subresource(self, request: web.Request, spec: Any, rc: RequestContext) -> web.StreamResponse:
+        sub = rc.info.subresource
         if sub not in spec.subresources:
             raise errors.NotFound("the server could not find the requested resource")
         if sub == "status":
             if request.method == "GET":
-                return await self.handlers.get(request, spec, info)
+                return await self.handlers.get(request, spec, rc)
             if request.method == "PUT":
-                return await self.handlers.update(request, spec, info, subresource="status")
+                return await self.handlers.update(request, spec, rc, subresource="status")
             if request.method == "PATCH":
-                return await self.handlers.patch(request, spec, info, subresource="status")
+                return await self.handlers.patch(request, spec, rc, subresource="status")
             raise errors.MethodNotAllowed(f"{request.method} is not supported on status")
         if sub == "scale":
-            return await self.handlers.scale(request, spec, info)
+            return await self.handlers.scale(request, spec, rc)
         handler = subresources.handler_for(spec, sub)
         if handler is None:
             raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)")
-        return await handler(self.ctx, request, info)
+        return await handler(self.ctx, request, rc)
 
     async def _non_resource(self, request: web.Request, path: str, info: Any) -> web.StreamResponse:
         accept = http.parse_accept(request.headers.get("Accept"))
@@ -221,6 +246,33 @@ class APIServer:
             lines.append(f"{name} check {'passed' if ok else 'failed'}")
             return web.Response(text="\n".join(lines) + "\n", status=200 if ok else 500)
         return web.Response(text="ok")
+
+
+async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response carries the request's audit ID (``Audit-Id``), errors and streams
+    included, as kube-apiserver's WithAuditInit filter does."""
+    audit_id = request.get(_AUDIT_ID)
+    if audit_id and AUDIT_ID_RESPONSE_HEADER not in response.headers:
+        response.headers[AUDIT_ID_RESPONSE_HEADER] = audit_id
+
+
+def _served_path(spec: Any, info: RequestInfo) -> bool:
+    """Whether kube-apiserver has a route for this resource path: namespaced kinds under
+    ``namespaces/{ns}/`` (or cluster-wide for list/watch/deletecollection... of the collection),
+    cluster-scoped kinds never under a namespace (the namespace object's own path aside), no
+    empty segments and nothing after the subresource."""
+    parts = info.parts
+    if any(p == "" for p in parts) or (info.namespaced_path and not info.namespace):
+        return False
+    if len(parts) > 3 or (len(parts) == 3 and info.verb == "proxy") or info.verb == "proxy":
+        return False
+    if spec.namespaced:
+        return info.namespaced_path or len(parts) == 1
+    if info.namespaced_path:
+        return False
+    if info.namespace:  # /api/v1/namespaces/NAME[/status|finalize]: the namespace object itself
+        return parts[0] == "namespaces" and len(parts) >= 2 and info.namespace == parts[1]
+    return True
 
 
 def _free_port_socket(host: str, port: int) -> socket.socket:
@@ -298,25 +350,27 @@ class ControlPlane:
         namespaces = self.ctx.storage_for("", "Namespace")
         assert namespaces is not None
         for ns in SYSTEM_NAMESPACES:
-            if await namespaces.get_or_none(None, ns) is None:
+            rc = internal_context("create", resource="namespaces", version="v1", field_manager="vkube-apiserver")
+            if await namespaces.get_or_none(rc, None, ns) is None:
                 try:
-                    await namespaces.create(None, {"apiVersion": "v1", "kind": "Namespace",
-                                                   "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}},
-                                            field_manager="vkube-apiserver")
+                    await namespaces.create(rc, None, {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
                 except errors.AlreadyExists:
                     pass
         services = self.ctx.storage_for("", "Service")
-        if services is not None and self.allocate_service_ips and await services.get_or_none("default", "kubernetes") is None:
+        rc = internal_context("create", resource="services", version="v1", namespace="default",
+                              field_manager="vkube-apiserver")
+        if services is not None and self.allocate_service_ips and await services.get_or_none(rc, "default", "kubernetes") is None:
             import ipaddress
 
             first = str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1)
             try:
-                await services.create("default", {
+                await services.create(rc, "default", {
                     "apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                     "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
                              "type": "ClusterIP", "sessionAffinity": "None"},
-                }, field_manager="vkube-apiserver")
+                })
             except errors.AlreadyExists:
                 pass
 

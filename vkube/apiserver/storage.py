@@ -16,9 +16,13 @@ from typing import Any
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.api.typecheck import type_errors
+from vkube.api.meta import Obj, rfc3339
 from vkube.apiserver.context import AdmissionRequest, Context
-from vkube.apiserver.objects import Obj, decode, encode, meta, now_rfc3339, random_suffix
-from vkube.store.base import Compacted, FutureRevision, KeyExists, KeyNotFound, RevisionMismatch, StoreError
+from vkube.apiserver.objects import decode, encode, meta, random_suffix
+from vkube.apiserver.request import RequestContext
+from vkube.apiserver.storeerrors import (interpret_create_error, interpret_delete_error, interpret_get_error,
+                                         interpret_list_error, interpret_update_error, interpret_watch_error)
+from vkube.store.base import RevisionMismatch, StoreError
 
 #: metadata fields the server owns: a client's value is replaced by the stored one on update.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -42,16 +46,11 @@ class ListResult:
     remaining: int | None
 
 
-def store_error(exc: StoreError) -> errors.StatusError:
-    """The one place store errors become Status errors."""
-    if isinstance(exc, Compacted):
-        return errors.Gone(f"too old resource version: {exc.requested} ({exc.compacted})")
-    if isinstance(exc, FutureRevision):
-        return errors.Timeout(f"Too large resource version: {exc}", details={"retryAfterSeconds": 1})
-    return errors.InternalError(f"storage error: {exc}")
-
-
 class ResourceStorage:
+    """Every verb takes the request's ``RequestContext`` first: dryRun and fieldManager come
+    from it, admission sees its user, and store errors are interpreted per verb
+    (``storeerrors``)."""
+
     def __init__(self, spec: ResourceSpec, ctx: Context) -> None:
         self.spec = spec
         self.ctx = ctx
@@ -71,23 +70,26 @@ class ResourceStorage:
             return namespace
         return None
 
-    async def get(self, namespace: str | None, name: str, *, revision: int = 0) -> Obj:
-        key = self.spec.key(namespace, name)
-        try:
-            kv = await self.ctx.store.get(key, revision=revision)
-        except StoreError as exc:
-            raise store_error(exc) from exc
-        if kv is None:
+    async def get(self, rc: RequestContext, namespace: str | None, name: str, *, revision: int = 0) -> Obj:
+        obj = await self._read(namespace, name, revision=revision)
+        if obj is None:
             raise self.not_found(name)
-        return decode(kv)
+        return obj
 
-    async def get_or_none(self, namespace: str | None, name: str) -> Obj | None:
-        kv = await self.ctx.store.get(self.spec.key(namespace, name))
+    async def get_or_none(self, rc: RequestContext, namespace: str | None, name: str) -> Obj | None:
+        return await self._read(namespace, name)
+
+    async def _read(self, namespace: str | None, name: str, *, revision: int = 0) -> Obj | None:
+        try:
+            kv = await self.ctx.store.get(self.spec.key(namespace, name), revision=revision)
+        except StoreError as exc:
+            raise interpret_get_error(exc, self.spec, name) from exc
         return decode(kv) if kv else None
 
-    async def _admit(self, op: str, obj: Obj | None, old: Obj | None, *, namespace: str | None,
-                     name: str, subresource: str = "", dry_run: bool = False) -> None:
-        req = AdmissionRequest(op, self.spec, namespace, name, obj, old, subresource, dry_run)
+    async def _admit(self, rc: RequestContext, op: str, obj: Obj | None, old: Obj | None, *,
+                     namespace: str | None, name: str, subresource: str = "") -> None:
+        req = AdmissionRequest(op, self.spec, namespace, name, obj, old, subresource, rc.dry_run,
+                               user=rc.user, request=rc)
         for plugin in self.ctx.admission:
             await plugin.admit(self.ctx, req)
 
@@ -127,11 +129,11 @@ class ResourceStorage:
         if self.ctx.track_fields is not None:
             self.ctx.track_fields(self.spec, old, new, manager=manager or "unknown",
                                   operation=operation, subresource=subresource,
-                                  now=now_rfc3339(self.ctx.clock()))
+                                  now=rfc3339(self.ctx.clock()))
 
     # ------------------------------------------------------------------ create
-    async def create(self, namespace: str | None, body: Any, *, dry_run: bool = False,
-                     field_manager: str | None = None, skip_track: bool = False) -> Obj:
+    async def create(self, rc: RequestContext, namespace: str | None, body: Any, *,
+                     skip_track: bool = False) -> Obj:
         obj = self._check_type(body)
         namespace = self._check_namespace(namespace)
         m = meta(obj)
@@ -150,34 +152,31 @@ class ResourceStorage:
         for k in _SERVER_META:
             m.pop(k, None)
         m["uid"] = str(uuid.uuid4())
-        m["creationTimestamp"] = now_rfc3339(self.ctx.clock())
+        m["creationTimestamp"] = rfc3339(self.ctx.clock())
         if self.strategy.has_generation:
             m["generation"] = 1
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
-        await self._admit("CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")),
-                          dry_run=dry_run)
+        await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")))
         self._raise_invalid(obj, self.strategy.validate(obj))
         if not skip_track:
-            self._track(None, obj, field_manager, "Update", "")
+            self._track(None, obj, rc.field_manager, "Update", "")
         name = m["name"]
         key = self.spec.key(namespace, name)
-        if dry_run:
-            if await self.ctx.store.get(key) is not None:
+        if rc.dry_run:
+            if await self._read(namespace, name) is not None:
                 raise errors.already_exists(self.spec.plural, name, group=self.spec.group)
             return obj
         try:
             kv = await self.ctx.store.create(key, encode(obj))
-        except KeyExists:
-            raise errors.already_exists(self.spec.plural, name, group=self.spec.group) from None
         except StoreError as exc:
-            raise store_error(exc) from exc
+            raise interpret_create_error(exc, self.spec, name) from exc
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         return obj
 
     # ------------------------------------------------------------------ update
-    async def update(self, namespace: str | None, name: str, body: Any, *, subresource: str = "",
-                     dry_run: bool = False, field_manager: str | None = None) -> Obj:
+    async def update(self, rc: RequestContext, namespace: str | None, name: str, body: Any, *,
+                     subresource: str = "") -> Obj:
         """PUT: optimistic concurrency on the body's resourceVersion (empty: unconditional)."""
         new = self._check_type(body)
         namespace = self._check_namespace(namespace)
@@ -191,22 +190,20 @@ class ResourceStorage:
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
         want_rv = str(m.get("resourceVersion") or "")
-        old = await self.get(namespace, name)
+        old = await self.get(rc, namespace, name)
         if want_rv and want_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(self.spec.plural, name, group=self.spec.group)
-        return await self._write_update(old, new, subresource=subresource, dry_run=dry_run,
-                                        field_manager=field_manager, operation="Update")
+        return await self._write_update(rc, old, new, subresource=subresource, operation="Update")
 
-    async def update_with(self, namespace: str | None, name: str, fn: Callable[[Obj], Obj], *,
-                          subresource: str = "", dry_run: bool = False,
-                          field_manager: str | None = None, operation: str = "Update",
+    async def update_with(self, rc: RequestContext, namespace: str | None, name: str,
+                          fn: Callable[[Obj], Obj], *, subresource: str = "", operation: str = "Update",
                           create_if_missing: bool = False) -> tuple[Obj, bool]:
         """Read-modify-write with retries on conflict (PATCH and server-side apply).
         ``fn`` gets a deep copy of the current object (``{}`` when absent and
         ``create_if_missing``) and returns the desired one. Returns (object, created)."""
         namespace = self._check_namespace(namespace)
         for _ in range(_UPDATE_RETRIES):
-            current = await self.get_or_none(namespace, name)
+            current = await self.get_or_none(rc, namespace, name)
             if current is None:
                 if not create_if_missing:
                     raise self.not_found(name)
@@ -219,8 +216,7 @@ class ResourceStorage:
                     )
                 dm["name"] = name
                 try:
-                    return await self.create(namespace, desired, dry_run=dry_run,
-                                             field_manager=field_manager, skip_track=True), True
+                    return await self.create(rc, namespace, desired, skip_track=True), True
                 except errors.AlreadyExists:
                     continue
             desired = fn(copy.deepcopy(current))
@@ -235,8 +231,7 @@ class ResourceStorage:
                     f'the name of the object ({dm.get("name")}) does not match the name on the URL ({name})'
                 )
             try:
-                return await self._write_update(current, desired, subresource=subresource,
-                                                dry_run=dry_run, field_manager=field_manager,
+                return await self._write_update(rc, current, desired, subresource=subresource,
                                                 operation=operation, precondition=True), False
             except _StaleWrite:
                 # someone wrote between our read and write: read again and re-apply (a version
@@ -244,9 +239,8 @@ class ResourceStorage:
                 continue
         raise errors.conflict(self.spec.plural, name, group=self.spec.group)
 
-    async def _write_update(self, old: Obj, new: Obj, *, subresource: str, dry_run: bool,
-                            field_manager: str | None, operation: str,
-                            precondition: bool = True, skip_track: bool = False) -> Obj:
+    async def _write_update(self, rc: RequestContext, old: Obj, new: Obj, *, subresource: str,
+                            operation: str, precondition: bool = True, skip_track: bool = False) -> Obj:
         om, nm = old["metadata"], meta(new)
         name = om["name"]
         namespace = om.get("namespace")
@@ -277,8 +271,7 @@ class ResourceStorage:
                     f"{self._name_ref(name)} is forbidden: no new finalizers can be added if the "
                     "object is being deleted, found new finalizers " + str(sorted(added))
                 )
-        await self._admit("UPDATE", new, old, namespace=namespace, name=name,
-                          subresource=subresource, dry_run=dry_run)
+        await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource)
         causes = self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods
             causes += self.strategy.validate_update(new, old)
@@ -286,11 +279,11 @@ class ResourceStorage:
         if self.strategy.has_generation and self.strategy.generation_changed(new, old):
             nm["generation"] = int(om.get("generation") or 1) + 1
         if not skip_track:
-            self._track(old, new, field_manager, operation, subresource)
+            self._track(old, new, rc.field_manager, operation, subresource)
         nm["resourceVersion"] = om["resourceVersion"]
         if _same(new, old):
             return old
-        if dry_run:
+        if rc.dry_run:
             return new
         key = self.spec.key(namespace, name)
         if self._finalized(new):
@@ -300,12 +293,10 @@ class ResourceStorage:
                 key, encode(new),
                 expected_mod_revision=int(om["resourceVersion"]) if precondition else 0,
             )
-        except RevisionMismatch:
-            raise _StaleWrite(errors.conflict(self.spec.plural, name, group=self.spec.group)) from None
-        except KeyNotFound:
-            raise self.not_found(name) from None
+        except RevisionMismatch as exc:
+            raise _StaleWrite(interpret_update_error(exc, self.spec, name)) from None
         except StoreError as exc:
-            raise store_error(exc) from exc
+            raise interpret_update_error(exc, self.spec, name) from exc
         nm["resourceVersion"] = str(kv.mod_revision)
         return new
 
@@ -319,24 +310,25 @@ class ResourceStorage:
         return int(m.get("deletionGracePeriodSeconds") or 0) == 0
 
     async def _remove(self, key: str, obj: Obj) -> Obj:
+        """The last finalizer went away in an update: the update removes the object."""
         try:
             kv = await self.ctx.store.delete(key, expected_mod_revision=int(obj["metadata"]["resourceVersion"]))
-        except RevisionMismatch:
-            raise errors.conflict(self.spec.plural, obj["metadata"]["name"], group=self.spec.group) from None
-        except KeyNotFound:
-            raise self.not_found(obj["metadata"]["name"]) from None
+        except RevisionMismatch as exc:
+            raise _StaleWrite(interpret_update_error(exc, self.spec, obj["metadata"]["name"])) from None
+        except StoreError as exc:
+            raise interpret_delete_error(exc, self.spec, obj["metadata"]["name"]) from exc
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
         return obj
 
     # ------------------------------------------------------------------ delete
-    async def delete(self, namespace: str | None, name: str, *, options: Obj | None = None,
-                     dry_run: bool = False) -> tuple[Obj, bool]:
+    async def delete(self, rc: RequestContext, namespace: str | None, name: str, *,
+                     options: Obj | None = None) -> tuple[Obj, bool]:
         """Returns (object, removed_now). Objects with finalizers, pods on a node with a grace
         period and namespaces with spec.finalizers get a deletionTimestamp instead."""
         namespace = self._check_namespace(namespace)
         options = options or {}
         for _ in range(_UPDATE_RETRIES):
-            obj = await self.get(namespace, name)
+            obj = await self.get(rc, namespace, name)
             m = obj["metadata"]
             pre = options.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != m.get("uid"):
@@ -348,7 +340,7 @@ class ResourceStorage:
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {m.get('resourceVersion')}"
                 )
-            await self._admit("DELETE", None, obj, namespace=namespace, name=name, dry_run=dry_run)
+            await self._admit(rc, "DELETE", None, obj, namespace=namespace, name=name)
             new = copy.deepcopy(obj)
             nm = new["metadata"]
             finalizers = list(nm.get("finalizers") or [])
@@ -369,41 +361,41 @@ class ResourceStorage:
             grace = self._grace_period(obj, options.get("gracePeriodSeconds"))
             ns_finalizers = self.spec.kind == "Namespace" and self.spec.group == "" and (new.get("spec") or {}).get("finalizers")
             if not finalizers and grace == 0 and not ns_finalizers:
-                if dry_run:
+                if rc.dry_run:
                     return obj, True
                 try:
                     kv = await self.ctx.store.delete(self.spec.key(namespace, name),
                                                      expected_mod_revision=int(m["resourceVersion"]))
                 except RevisionMismatch:
-                    continue
-                except KeyNotFound:
-                    raise self.not_found(name) from None
+                    continue  # written since our read: read again and decide again
+                except StoreError as exc:
+                    raise interpret_delete_error(exc, self.spec, name) from exc
                 obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
                 return obj, True
             if finalizers:
                 nm["finalizers"] = finalizers
             now = self.ctx.clock()
             if "deletionTimestamp" not in nm:
-                nm["deletionTimestamp"] = now_rfc3339(now + dt.timedelta(seconds=grace))
+                nm["deletionTimestamp"] = rfc3339(now + dt.timedelta(seconds=grace))
                 nm["deletionGracePeriodSeconds"] = grace
                 if self.strategy.has_generation:
                     nm["generation"] = int(nm.get("generation") or 1) + 1
                 if ns_finalizers:
                     new.setdefault("status", {})["phase"] = "Terminating"
             elif grace < int(nm.get("deletionGracePeriodSeconds") or 0):
-                nm["deletionTimestamp"] = now_rfc3339(now + dt.timedelta(seconds=grace))
+                nm["deletionTimestamp"] = rfc3339(now + dt.timedelta(seconds=grace))
                 nm["deletionGracePeriodSeconds"] = grace
             if _same(new, obj):
                 return obj, False
-            if dry_run:
+            if rc.dry_run:
                 return new, False
             try:
                 kv = await self.ctx.store.update(self.spec.key(namespace, name), encode(new),
                                                  expected_mod_revision=int(m["resourceVersion"]))
             except RevisionMismatch:
-                continue
-            except KeyNotFound:
-                raise self.not_found(name) from None
+                continue  # written since our read: read again and decide again
+            except StoreError as exc:
+                raise interpret_delete_error(exc, self.spec, name) from exc
             nm["resourceVersion"] = str(kv.mod_revision)
             return new, False
         raise errors.conflict(self.spec.plural, name, group=self.spec.group)
@@ -424,7 +416,7 @@ class ResourceStorage:
         return max(grace, 0)
 
     # ------------------------------------------------------------------ list / watch
-    async def list(self, namespace: str | None, *, label_selector: Any = None,
+    async def list(self, rc: RequestContext, namespace: str | None, *, label_selector: Any = None,
                    field_selector: Any = None, limit: int = 0, start_after: str = "",
                    revision: int = 0) -> ListResult:
         prefix = self.spec.key_prefix(namespace)
@@ -453,7 +445,7 @@ class ResourceStorage:
                 if not res.more:
                     return ListResult(items, rev, None, None)
         except StoreError as exc:
-            raise store_error(exc) from exc
+            raise interpret_list_error(exc, self.spec) from exc
 
     def matches(self, obj: Obj, label_selector: Any, field_selector: Any) -> bool:
         if label_selector is not None and not label_selector.matches((obj.get("metadata") or {}).get("labels") or {}):
@@ -462,7 +454,7 @@ class ResourceStorage:
             return False
         return True
 
-    async def watch(self, namespace: str | None, *, after_revision: int,
+    async def watch(self, rc: RequestContext, namespace: str | None, *, after_revision: int,
                     label_selector: Any = None, field_selector: Any = None
                     ) -> AsyncIterator[tuple[str, Obj]]:
         """Store events filtered by selectors, as Kubernetes does: an object that stops
@@ -487,7 +479,7 @@ class ResourceStorage:
                 elif prev_match:
                     yield "DELETED", obj
         except StoreError as exc:
-            raise store_error(exc) from exc
+            raise interpret_watch_error(exc, self.spec) from exc
 
 
 def _drop_nulls(node: Any) -> None:

@@ -13,10 +13,9 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver import http
+from vkube.api.meta import Obj, rfc3339
 from vkube.apiserver.context import Context
-from vkube.apiserver.handlers import Query
-from vkube.apiserver.objects import Obj, now_rfc3339
-from vkube.apiserver.requestinfo import RequestInfo
+from vkube.apiserver.request import RequestContext
 
 
 def _core(ctx: Context, kind: str) -> Any:
@@ -25,8 +24,9 @@ def _core(ctx: Context, kind: str) -> Any:
     return storage
 
 
-async def binding(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+async def binding(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
     """POST pods/NAME/binding: set spec.nodeName once, as the scheduler does."""
+    info = rc.info
     if request.method != "POST":
         raise errors.MethodNotAllowed("binding only supports POST")
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
@@ -36,7 +36,7 @@ async def binding(ctx: Context, request: web.Request, info: RequestInfo) -> web.
         raise errors.invalid("Binding", info.name, [errors.field_error("target.name", "Required value", reason="FieldValueRequired")])
     name = info.name or ((body.get("metadata") or {}).get("name"))
     pods = _core(ctx, "Pod")
-    now = now_rfc3339(ctx.clock())
+    now = rfc3339(ctx.clock())
 
     def bind(pod: Obj) -> Obj:
         if pod["metadata"].get("deletionTimestamp"):
@@ -52,20 +52,20 @@ async def binding(ctx: Context, request: web.Request, info: RequestInfo) -> web.
         status["conditions"] = conds
         return pod
 
-    await pods.update_with(info.namespace, name, bind, subresource="binding",
-                           field_manager="vkube-scheduler")
+    await pods.update_with(rc, info.namespace, name, bind, subresource="binding")
     return http.json_response(http.success_status(201), 201)
 
 
-async def eviction(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+async def eviction(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
     """POST pods/NAME/eviction: delete unless a PodDisruptionBudget forbids it (429)."""
+    info = rc.info
     if request.method != "POST":
         raise errors.MethodNotAllowed("eviction only supports POST")
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
     if not isinstance(body, dict):
         raise errors.BadRequest("the body of an eviction must be an Eviction object")
     pods = _core(ctx, "Pod")
-    pod = await pods.get(info.namespace, info.name)
+    pod = await pods.get(rc, info.namespace, info.name)
     if pod["metadata"].get("deletionTimestamp"):
         return http.json_response(http.success_status(201), 201)
     pdb_storage = ctx.storage_for("policy", "PodDisruptionBudget")
@@ -74,7 +74,7 @@ async def eviction(ctx: Context, request: web.Request, info: RequestInfo) -> web
         from vkube.api.selectors import label_selector_from_dict
 
         labels = pod["metadata"].get("labels") or {}
-        pdbs = (await pdb_storage.list(info.namespace)).items
+        pdbs = (await pdb_storage.list(rc, info.namespace)).items
         matching = [p for p in pdbs
                     if (p.get("spec") or {}).get("selector") is not None
                     and label_selector_from_dict(p["spec"]["selector"]).matches(labels)]
@@ -97,18 +97,23 @@ async def eviction(ctx: Context, request: web.Request, info: RequestInfo) -> web
                 if int(st.get("disruptionsAllowed") or 0) <= 0:
                     raise errors.TooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", retry_after=10)
                 st["disruptionsAllowed"] = int(st["disruptionsAllowed"]) - 1
-                st.setdefault("disruptedPods", {})[info.name] = now_rfc3339(ctx.clock())
+                st.setdefault("disruptedPods", {})[info.name] = rfc3339(ctx.clock())
                 return p
 
-            await pdb_storage.update_with(info.namespace, pdb["metadata"]["name"], take, subresource="status")
+            await pdb_storage.update_with(rc, info.namespace, pdb["metadata"]["name"], take, subresource="status")
     options = body.get("deleteOptions") or {}
-    await pods.delete(info.namespace, info.name, options=options)
+    if not isinstance(options, dict):
+        raise errors.BadRequest("deleteOptions: must be a DeleteOptions object")
+    if options.get("dryRun"):
+        rc = rc.replace(dry_run=True)
+    await pods.delete(rc, info.namespace, info.name, options=options)
     return http.json_response(http.success_status(201), 201)
 
 
-async def finalize(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+async def finalize(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
     """PUT namespaces/NAME/finalize: only spec.finalizers change; an empty list on a terminating
     namespace removes it."""
+    info = rc.info
     if request.method != "PUT":
         raise errors.MethodNotAllowed("finalize only supports PUT")
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
@@ -123,14 +128,14 @@ async def finalize(ctx: Context, request: web.Request, info: RequestInfo) -> web
             ns["spec"].pop("finalizers")
         return ns
 
-    obj, _ = await namespaces.update_with(None, info.name, set_finalizers, subresource="finalize",
-                                          field_manager=Query(request).field_manager("vkube"))
+    obj, _ = await namespaces.update_with(rc, None, info.name, set_finalizers, subresource="finalize")
     return http.json_response(obj)
 
 
-async def pod_log(ctx: Context, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web.StreamResponse:
     """GET pods/NAME/log: proxied to the kubelet endpoint the pod's node advertises."""
-    pod = await _core(ctx, "Pod").get(info.namespace, info.name)
+    info = rc.info
+    pod = await _core(ctx, "Pod").get(rc, info.namespace, info.name)
     spec = pod.get("spec") or {}
     names = [c.get("name") for c in spec.get("containers") or []]
     init_names = [c.get("name") for c in spec.get("initContainers") or []]
@@ -148,7 +153,7 @@ async def pod_log(ctx: Context, request: web.Request, info: RequestInfo) -> web.
     node_name = spec.get("nodeName")
     if not node_name:
         raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
-    node = await _core(ctx, "Node").get(None, node_name)
+    node = await _core(ctx, "Node").get(rc, None, node_name)
     address, port = _kubelet_endpoint(node)
     if not address or not port:
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
@@ -178,10 +183,11 @@ EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io",
                   "base64.channel.k8s.io", "portforward.k8s.io")
 
 
-async def pod_stream(ctx: Context, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> web.StreamResponse:
     """pods/exec, attach, portforward: a WebSocket relayed frame by frame to the kubelet's
     endpoint of the pod's node, keeping the negotiated channel protocol."""
-    pod = await _core(ctx, "Pod").get(info.namespace, info.name)
+    info = rc.info
+    pod = await _core(ctx, "Pod").get(rc, info.namespace, info.name)
     spec = pod.get("spec") or {}
     names = [c.get("name") for c in spec.get("containers") or []]
     container = request.query.get("container", "")
@@ -195,7 +201,7 @@ async def pod_stream(ctx: Context, request: web.Request, info: RequestInfo) -> w
     node_name = spec.get("nodeName")
     if not node_name:
         raise errors.BadRequest(f"pod {info.name} does not have a host assigned")
-    address, port = _kubelet_endpoint(await _core(ctx, "Node").get(None, node_name))
+    address, port = _kubelet_endpoint(await _core(ctx, "Node").get(rc, None, node_name))
     if not address or not port:
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:

@@ -17,8 +17,8 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.apiserver import http
 from vkube.apiserver.context import Context
-from vkube.apiserver.objects import now_rfc3339
-from vkube.apiserver.requestinfo import RequestInfo
+from vkube.api.meta import rfc3339
+from vkube.apiserver.request import RequestContext
 
 DEFAULT_EXPIRY = 3600
 MIN_EXPIRY = 600
@@ -52,7 +52,8 @@ def verify(key: bytes, token: str, *, now: float | None = None) -> dict[str, Any
     return claims
 
 
-async def token_request(ctx: Context, request: web.Request, info: RequestInfo) -> web.Response:
+async def token_request(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
+    info = rc.info
     if request.method != "POST":
         raise errors.MethodNotAllowed("token only supports POST")
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
@@ -68,7 +69,7 @@ async def token_request(ctx: Context, request: web.Request, info: RequestInfo) -
     audiences = spec.get("audiences") or [ISSUER]
     sa_storage = ctx.storage_for("", "ServiceAccount")
     assert sa_storage is not None
-    sa = await sa_storage.get(info.namespace, info.name)
+    sa = await sa_storage.get(rc, info.namespace, info.name)
     now = int(ctx.clock().timestamp())
     k8s: dict[str, Any] = {"namespace": info.namespace,
                            "serviceaccount": {"name": info.name, "uid": sa["metadata"]["uid"]}}
@@ -86,5 +87,5 @@ async def token_request(ctx: Context, request: web.Request, info: RequestInfo) -
         "metadata": {"name": info.name, "namespace": info.namespace, "creationTimestamp": None},
         "spec": {"audiences": audiences, "expirationSeconds": expiry, "boundObjectRef": bound},
         "status": {"token": token,
-                   "expirationTimestamp": now_rfc3339(dt.datetime.fromtimestamp(now + expiry, dt.timezone.utc))},
+                   "expirationTimestamp": rfc3339(dt.datetime.fromtimestamp(now + expiry, dt.timezone.utc))},
     }, 201)

@@ -14,22 +14,25 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver import http
-from vkube.apiserver.handlers import Query, ResourceHandlers
-from vkube.apiserver.objects import Obj, parse_rv
-from vkube.apiserver.requestinfo import RequestInfo
+from vkube.api.meta import Obj
+from vkube.apiserver.handlers import Query, ResourceHandlers, namespace_of
+from vkube.apiserver.objects import parse_rv
+from vkube.apiserver.request import RequestContext
 
 BOOKMARK_INTERVAL = 5.0  # seconds; kube-apiserver sends them about once a minute, clients accept more
 _DONE = object()
 
 
 async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: ResourceSpec,
-                      info: RequestInfo, *, on_open: Any = None, on_close: Any = None) -> web.StreamResponse:
+                      rc: RequestContext, *, on_open: Any = None, on_close: Any = None) -> web.StreamResponse:
     ctx = handlers.ctx
+    info = rc.info
+    namespace = namespace_of(spec, info)
     q = Query(request)
     storage = ctx.storage(spec)
     label, field = handlers.selectors_for(spec, q)
-    if info.name:  # /watch/namespaces/ns/pods/NAME (legacy form): a field selector on the name
-        name_sel = handlers.selectors.parse_field_selector(f"metadata.name={info.name}")
+    if info.path_name:  # /watch/namespaces/ns/pods/NAME (legacy form): a field selector on the name
+        name_sel = handlers.selectors.parse_field_selector(f"metadata.name={info.path_name}")
         field = name_sel if field is None else type(field)(field.requirements + name_sel.requirements)
     rv_str = q.str("resourceVersion")
     send_initial = q.str("sendInitialEvents")
@@ -46,7 +49,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     initial: list[Obj] = []
     want_initial = send_initial == "true" or (send_initial == "" and rv_str in ("", "0"))
     if want_initial:
-        listed = await storage.list(info.namespace, label_selector=label, field_selector=field)
+        listed = await storage.list(rc, namespace, label_selector=label, field_selector=field)
         initial, after = listed.items, listed.resource_version
     else:
         after = parse_rv(rv_str)
@@ -57,7 +60,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
 
     async def pump() -> None:
         try:
-            async for etype, obj in storage.watch(info.namespace, after_revision=after,
+            async for etype, obj in storage.watch(rc, namespace, after_revision=after,
                                                   label_selector=label, field_selector=field):
                 await queue.put((etype, obj))
         except errors.StatusError as exc:

@@ -1,0 +1,93 @@
+"""The per-request context: who is asking (``UserInfo``), what they ask (``RequestInfo``), and
+the request-wide options every layer below the HTTP handler needs (dryRun, fieldManager, the
+audit ID). Built once where the server dispatches a request and handed to every storage verb
+and to admission, as k8s.io/apiserver threads its ``context.Context`` — so authentication,
+authorization and audit (issue 12) fill in or read one object instead of re-parsing requests.
+
+Not to be confused with ``vkube.apiserver.context.Context``: that one is per control plane."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from vkube.apiserver.requestinfo import RequestInfo
+
+#: The request header a client may send to name its request in the audit log, and the
+#: response header it is echoed in (k8s.io/apiserver's ``HeaderAuditID``; Go canonicalises
+#: the response header to ``Audit-Id``).
+AUDIT_ID_HEADER = "Audit-ID"
+AUDIT_ID_RESPONSE_HEADER = "Audit-Id"
+
+#: Well-known users and groups (k8s.io/apiserver/pkg/authentication/user).
+SYSTEM_MASTERS = "system:masters"
+ALL_AUTHENTICATED = "system:authenticated"
+APISERVER_USER = "system:apiserver"
+CLUSTER_ADMIN_USER = "kubernetes-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """``user.Info``: name, uid, groups and extra, immutable once authenticated."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``authentication.k8s.io/v1`` UserInfo shape (admission reviews, audit events)."""
+        out: dict[str, Any] = {"username": self.name}
+        if self.uid:
+            out["uid"] = self.uid
+        if self.groups:
+            out["groups"] = list(self.groups)
+        if self.extra:
+            out["extra"] = {k: list(v) for k, v in self.extra.items()}
+        return out
+
+
+def cluster_admin() -> UserInfo:
+    """The user a kubeconfig's holder is until authentication lands: what kube-apiserver makes
+    of kubeadm's admin client certificate (CN ``kubernetes-admin``, O ``system:masters``)."""
+    return UserInfo(CLUSTER_ADMIN_USER, groups=(SYSTEM_MASTERS, ALL_AUTHENTICATED))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """One request as every layer sees it. Frozen: a callee that acts for the request on
+    another resource (eviction deleting a pod) derives a copy with ``replace``."""
+
+    user: UserInfo
+    info: RequestInfo
+    audit_id: str
+    dry_run: bool = False
+    field_manager: str | None = None
+
+    @property
+    def verb(self) -> str:
+        return self.info.verb
+
+    def replace(self, **changes: Any) -> "RequestContext":
+        return dataclasses.replace(self, **changes)
+
+
+def new_audit_id(sent: str | None) -> str:
+    """The client's ``Audit-ID`` as sent (upstream stores it untruncated), else a UUID."""
+    return sent if sent else str(uuid.uuid4())
+
+
+def internal_context(verb: str, *, resource: str = "", namespace: str = "", name: str = "",
+                     subresource: str = "", group: str = "", version: str = "",
+                     field_manager: str | None = None, user: UserInfo | None = None) -> RequestContext:
+    """A context for the API server's own writes (bootstrap objects): the loopback user
+    ``system:apiserver`` kube-apiserver uses for itself."""
+    info = RequestInfo(is_resource=True, path="", verb=verb, api_prefix="apis" if group else "api",
+                       group=group, version=version, namespace=namespace, resource=resource,
+                       subresource=subresource, name=name)
+    return RequestContext(user=user or UserInfo(APISERVER_USER, groups=(SYSTEM_MASTERS, ALL_AUTHENTICATED)),
+                          info=info, audit_id=str(uuid.uuid4()), field_manager=field_manager)
