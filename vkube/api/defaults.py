@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.api.quantity import QuantityError, parse_quantity
 
-Obj = dict[str, Any]
 
 __all__ = [
     "default_pod_spec", "default_pod_template", "default_container", "default_pod_admission",

@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from vkube.api.kinds import Column
+from vkube.api.meta import Obj
 from vkube.api.tables import NONE, age_column, parse_time, relative, since
-
-Obj = dict[str, Any]
 
 
 def _meta(o: Obj) -> Obj:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from vkube.api.kinds import Column
+from vkube.api.meta import Obj
 from vkube.api.printers_workloads import selector_text
 from vkube.api.tables import NONE, age_column
-
-Obj = dict[str, Any]
 
 
 def _spec(o: Obj) -> Obj:

@@ -6,11 +6,10 @@ from typing import Any
 
 from vkube.api.errors import BadRequest
 from vkube.api.kinds import Column
+from vkube.api.meta import Obj
 from vkube.api.printers_core import container_images, container_names, format_labels
 from vkube.api.selectors import label_selector_from_dict
 from vkube.api.tables import NONE, age_column, parse_time, human_duration, relative, since
-
-Obj = dict[str, Any]
 
 
 def _spec(o: Obj) -> Obj:

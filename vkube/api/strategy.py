@@ -13,11 +13,9 @@ status update: ``prepare_for_status_update`` → ``validate`` → ``validate_upd
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from vkube.api.kinds import Column
-
-Obj = dict[str, Any]
+from vkube.api.meta import Obj
 
 
 class Strategy:

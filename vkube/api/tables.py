@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from vkube.api.kinds import Column, ResourceSpec
+from vkube.api.meta import parse_time
 
 __all__ = ["to_table", "human_duration", "parse_time", "since", "age_column", "name_column",
            "relative", "NONE"]
@@ -48,17 +49,6 @@ def human_duration(seconds: float) -> str:
         days = (hours // 24) % 365
         return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
     return f"{hours // 24 // 365}y"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """RFC 3339 timestamps (``2024-01-02T03:04:05Z``, with or without fractions)."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def since(value: Any, now: datetime, *, unknown: str = "<unknown>") -> str:

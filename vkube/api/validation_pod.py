@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.api.quantity import QuantityError, parse_quantity
 from vkube.api.validation import (
     Causes, dns1123_label, dns1123_subdomain, duplicate, forbidden, invalid_value, not_supported,
     required, validate_labels, validate_nonnegative,
 )
 
-Obj = dict[str, Any]
 
 __all__ = ["validate_pod_spec", "validate_pod_template", "validate_pod_update"]
 

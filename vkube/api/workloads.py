@@ -3,16 +3,14 @@ Job): a selector that is required, non-empty and matches the template's labels."
 
 from __future__ import annotations
 
-from typing import Any
-
 from vkube.api.errors import BadRequest
+from vkube.api.meta import Obj
 from vkube.api.selectors import label_selector_from_dict
 from vkube.api.validation import (
     Causes, invalid_value, required, validate_immutable, validate_label_selector,
 )
 from vkube.api.validation_pod import validate_pod_template
 
-Obj = dict[str, Any]
 
 __all__ = ["validate_selector_and_template", "validate_selector_immutable"]
 

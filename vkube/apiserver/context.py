@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vkube.api.kinds import Registry, ResourceSpec
-from vkube.api.meta import Obj
+from vkube.api.meta import Obj, utcnow
 from vkube.apiserver.request import RequestContext, UserInfo, cluster_admin
 from vkube.store.base import Store
 
@@ -46,7 +46,7 @@ class Context:
     store: Store
     registry: Registry
     admission: list[Admission] = field(default_factory=list)
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    clock: Callable[[], dt.datetime] = utcnow
     #: Allocate ClusterIPs / NodePorts for services (standalone control planes and the host);
     #: a virtual cluster leaves spec.clusterIP empty for the syncer to copy from the host.
     allocate_service_ips: bool = True

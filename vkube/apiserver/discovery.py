@@ -7,8 +7,8 @@ import hashlib
 from typing import Any
 
 from vkube.api.kinds import Registry, ResourceSpec
+from vkube.api.meta import Obj
 
-Obj = dict[str, Any]
 
 # subresource -> (group, version, kind or "" for the parent's kind, verbs)
 _SUBRESOURCES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {

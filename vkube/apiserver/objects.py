@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
-from typing import Any
 
 import orjson
 
+from vkube.api.meta import Obj
 from vkube.store.base import KeyValue
 
-Obj = dict[str, Any]
-
 _GEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet: no vowels, no 0/1/3
-
-
-def now_rfc3339(now: dt.datetime | None = None) -> str:
-    """Kubernetes' metav1.Time wire format: second precision, UTC, ``Z``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
 
 
 def random_suffix(n: int = 5) -> str:

@@ -18,8 +18,8 @@ import aiohttp
 import orjson
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 
-Obj = dict[str, Any]
 
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",

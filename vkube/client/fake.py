@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
 import itertools
 from collections.abc import Iterable
 from typing import Any
@@ -15,10 +14,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from vkube.api.meta import Obj, now_rfc3339
 from vkube.api.patch import merge as merge_patch
 from vkube.client.client import Resource
 
-Obj = dict[str, Any]
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
 
 
@@ -26,7 +25,6 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
             "reason": reason, "message": message, "metadata": {}}
     return web.Response(status=code, body=orjson.dumps(body), content_type="application/json")
-
 
 
 def _labels_match(obj: Obj, selector: str | None) -> bool:
@@ -120,8 +118,7 @@ class FakeAPIServer:
         meta = obj.setdefault("metadata", {})
         meta["resourceVersion"] = str(self.rv)
         meta.setdefault("uid", f"uid-{next(self._uid)}")
-        meta.setdefault("creationTimestamp",
-                        dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        meta.setdefault("creationTimestamp", now_rfc3339())
         self.objects[key] = obj
         self._emit(typ, key, obj)
         return obj
