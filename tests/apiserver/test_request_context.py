@@ -211,3 +211,18 @@ async def test_kubectl_requests_carry_dry_run_manager_and_user(control_plane, se
     await kubectl("apply", "--server-side", "-f", "-", input=manifest)
     applied = [a for a in seen.admission if a.spec.plural == "configmaps" and not a.dry_run]
     assert [(a.operation, a.request.field_manager, a.request.info.name) for a in applied] == [("CREATE", "kubectl", "k")]
+
+
+async def test_discovery_paths_are_not_resource_requests(control_plane):
+    """/api/v1, /apis/apps and /apis/apps/v1 have too few segments to be resource requests;
+    they are discovery documents. Empty segments and unserved resource paths are 404s."""
+    async with aiohttp.ClientSession() as s:
+        for path, kind in [("/api/v1", "APIResourceList"), ("/apis/apps", "APIGroup"),
+                           ("/apis/apps/v1", "APIResourceList"), ("/apis/apps/v1/", "APIResourceList")]:
+            async with s.get(control_plane.url + path) as r:
+                assert r.status == 200 and (await r.json())["kind"] == kind, path
+        for path in ["/apis//v1", "/api/v1/namespaces//pods", "/api/v1/pods/x", "/api/v1/namespaces/default/nodes",
+                     "/api/v1/namespaces/default/namespaces/default", "/api/v1/namespaces/default/pods/p/log/extra",
+                     "/api/v1/proxy/namespaces/default/pods/p", "/api/v1/watch", "/apis/apps/v1/nope"]:
+            async with s.get(control_plane.url + path) as r:
+                assert r.status == 404, (path, r.status, await r.text())

@@ -208,12 +208,16 @@ class APIServer:
                 return http.json_response(self.discovery.aggregated(core=False, version=agg_version),
                                           content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
             return http.json_response(self.discovery.api_group_list())
-        if info.api_prefix == "api" and info.version:
-            doc = self.discovery.resource_list("", info.version)
+        # /api/VERSION, /apis/GROUP[/VERSION]: too short to be resource requests (RequestInfo)
+        segs = path.strip("/").split("/")
+        if "" in segs:
+            segs = []
+        if segs[:1] == ["api"] and len(segs) == 2:
+            doc = self.discovery.resource_list("", segs[1])
             if doc is not None:
                 return http.json_response(doc)
-        if info.api_prefix == "apis" and info.group:
-            doc = self.discovery.resource_list(info.group, info.version) if info.version else self.discovery.api_group(info.group)
+        if segs[:1] == ["apis"] and len(segs) in (2, 3):
+            doc = self.discovery.resource_list(segs[1], segs[2]) if len(segs) == 3 else self.discovery.api_group(segs[1])
             if doc is not None:
                 return http.json_response(doc)
         if path == "/":
