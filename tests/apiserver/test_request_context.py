@@ -38,14 +38,15 @@ class Seen:
         return [c for c in self.storage if c[2].audit_id == audit_id]
 
     def admitted(self, audit_id: str) -> list[AdmissionRequest]:
-        return [a for a in self.admission if a.request is not None and a.request.audit_id == audit_id]
+        return [a for a in self.admission if a.request.audit_id == audit_id]
 
 
 @pytest.fixture
 def seen(control_plane, monkeypatch) -> Seen:
     rec = Seen()
     control_plane.cp.ctx.admission.append(rec)
-    for verb in ("get", "get_or_none", "list", "watch", "create", "update", "update_with", "delete"):
+    for verb in ("get", "get_or_none", "list", "watch", "create", "update", "update_with", "delete",
+                 "delete_collection"):
         original = getattr(ResourceStorage, verb)
 
         def spy(self: ResourceStorage, rc: RequestContext, *args: Any, _verb: str = verb, _orig: Any = original,
@@ -173,7 +174,7 @@ async def test_context_reaches_storage_and_admission_for_every_verb(control_plan
         aid, code, _ = await call(s, base, "DELETE", f"{ns}/configmaps", params={"dryRun": "All"})
         assert code == 200
         calls = seen.storage_calls(aid)
-        assert {v for v, _, _ in calls} == {"list", "get", "delete"}  # delete reads before it writes
+        assert {v for v, _, _ in calls} == {"delete_collection", "list", "get", "delete"}  # delete reads first
         assert all(attrs(rc) == ("deletecollection", "", "configmaps", "", "default", "") and rc.dry_run for _, _, rc in calls)
         assert [(a.operation, a.name, a.dry_run) for a in seen.admitted(aid)] == [("DELETE", "cm", True)]
 

@@ -8,7 +8,6 @@ from vkube.api import errors
 from vkube.api.ipalloc import (DEFAULT_SERVICE_CIDR, NodePortAllocator, ServiceIPAllocator, ips_in_use,
                                node_ports_in_use)
 from vkube.apiserver.context import AdmissionRequest, Context
-from vkube.apiserver.request import RequestContext, internal_context
 
 _IMMORTAL = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -30,7 +29,7 @@ class NamespaceLifecycle:
         ns_storage = ctx.storage_for("", "Namespace")
         if ns_storage is None:
             return
-        ns = await ns_storage.get_or_none(_context(req), None, req.namespace)
+        ns = await ns_storage.get_or_none(req.request, None, req.namespace)
         if ns is None:
             raise errors.NotFound(f'namespaces "{req.namespace}" not found',
                                   details={"name": req.namespace, "kind": "namespaces"})
@@ -67,7 +66,7 @@ class ServiceAllocation:
         if not new_ip and not new_ports:
             return
         async with self.lock:
-            existing = [s for s in (await ctx.storage(req.spec).list(_context(req), None)).items
+            existing = [s for s in (await ctx.storage(req.spec).list(req.request, None)).items
                         if (s["metadata"].get("namespace"), s["metadata"]["name"]) != (req.namespace, req.name)]
             if new_ip:
                 spec["clusterIP"] = self.ips.allocate(ips_in_use(existing), ip or None)
@@ -80,8 +79,3 @@ class ServiceAllocation:
                         continue
                     p["nodePort"] = self.ports.allocate(used, p.get("nodePort") or None)
                     used.add(p["nodePort"])
-
-
-def _context(req: AdmissionRequest) -> RequestContext:
-    """The request a plugin's own reads belong to (the admitted request, when there is one)."""
-    return req.request or internal_context("get", user=req.user)

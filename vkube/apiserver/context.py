@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vkube.api.kinds import Registry, ResourceSpec
 from vkube.api.meta import Obj, utcnow
-from vkube.apiserver.request import RequestContext, UserInfo, cluster_admin
+from vkube.apiserver.request import RequestContext, UserInfo
 from vkube.store.base import Store
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ class AdmissionRequest:
     old: Obj | None
     subresource: str = ""
     dry_run: bool = False
-    user: UserInfo = field(default_factory=cluster_admin)
-    request: RequestContext | None = None
+    user: UserInfo = field(kw_only=True)
+    request: RequestContext = field(kw_only=True)
 
 
 class Admission(Protocol):

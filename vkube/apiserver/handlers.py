@@ -303,17 +303,10 @@ class ResourceHandlers:
         storage = self.ctx.storage(spec)
         if options.get("dryRun"):
             rc = rc.replace(dry_run=True)
-        result = await storage.list(rc, namespace_of(spec, info), label_selector=label, field_selector=field)
-        deleted = []
-        for obj in result.items:
-            m = obj["metadata"]
-            try:
-                out, _ = await storage.delete(rc, m.get("namespace"), m["name"], options=options)
-                deleted.append(out)
-            except errors.NotFound:
-                continue
+        deleted, revision = await storage.delete_collection(rc, namespace_of(spec, info), options=options,
+                                                            label_selector=label, field_selector=field)
         return http.json_response({"kind": spec.list_kind, "apiVersion": spec.api_version,
-                                   "metadata": {"resourceVersion": str(result.resource_version)},
+                                   "metadata": {"resourceVersion": str(revision)},
                                    "items": deleted})
 
     # ------------------------------------------------------------------ scale

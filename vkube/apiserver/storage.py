@@ -400,6 +400,21 @@ class ResourceStorage:
             return new, False
         raise errors.conflict(self.spec.plural, name, group=self.spec.group)
 
+    async def delete_collection(self, rc: RequestContext, namespace: str | None, *, options: Obj | None = None,
+                                label_selector: Any = None, field_selector: Any = None) -> tuple[list[Obj], int]:
+        """``DeleteCollection``: delete what the selectors match, one by one (each admitted);
+        an object deleted meanwhile by someone else is skipped. Returns (deleted, list revision)."""
+        result = await self.list(rc, namespace, label_selector=label_selector, field_selector=field_selector)
+        deleted = []
+        for obj in result.items:
+            m = obj["metadata"]
+            try:
+                out, _ = await self.delete(rc, m.get("namespace"), m["name"], options=options)
+            except errors.NotFound:
+                continue
+            deleted.append(out)
+        return deleted, result.resource_version
+
     def _grace_period(self, obj: Obj, requested: Any) -> int:
         """Only pods bound to a node and still running get a grace period, as in Kubernetes."""
         if self.spec.kind != "Pod" or self.spec.group != "":
