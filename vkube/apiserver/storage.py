@@ -15,8 +15,8 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
-from vkube.api.typecheck import type_errors
 from vkube.api.meta import Obj, rfc3339
+from vkube.api.typecheck import type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
