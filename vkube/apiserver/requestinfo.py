@@ -15,6 +15,7 @@ Paths are split without dropping empty segments, as upstream's ``strings.Split``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -65,8 +66,9 @@ class RequestInfo:
         return self.parts[1] if len(self.parts) >= 2 else ""
 
 
-def parse(method: str, path: str, query: str = "") -> RequestInfo:
-    """``NewRequestInfo`` for ``method`` on ``path`` with the raw query string ``query``."""
+def parse(method: str, path: str, query: str | Mapping[str, str] = "") -> RequestInfo:
+    """``NewRequestInfo`` for ``method`` on ``path``. ``query`` is the raw query string or an
+    already parsed mapping whose ``get`` gives a parameter's first value (aiohttp's)."""
     info = RequestInfo(is_resource=False, path=path, verb=method.lower())
     trimmed = path.strip("/")
     parts = trimmed.split("/") if trimmed else []
@@ -102,18 +104,19 @@ def parse(method: str, path: str, query: str = "") -> RequestInfo:
         info.name = parts[1]
     if parts:
         info.resource = parts[0]
-    params = parse_qs(query, keep_blank_values=True) if query else {}
+    if isinstance(query, str):
+        query = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()} if query else {}
     if not info.name and info.verb == "get":
-        watch = (params.get("watch") or [""])[0].lower()
+        watch = query.get("watch", "").lower()
         info.verb = "watch" if watch not in ("", "false", "0") else "list"
-        name = _exact_name(params.get("fieldSelector", [""])[0])
+        name = _exact_name(query.get("fieldSelector", ""))
         if name and _is_path_segment_name(name):
             info.name = name
     if not info.name and info.verb == "delete":
         info.verb = "deletecollection"
     if not via_path and info.verb in _VERBS_WITH_SELECTORS:
-        info.field_selector = (params.get("fieldSelector") or [""])[0]
-        info.label_selector = (params.get("labelSelector") or [""])[0]
+        info.field_selector = query.get("fieldSelector", "")
+        info.label_selector = query.get("labelSelector", "")
     return info
 
 

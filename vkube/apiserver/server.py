@@ -78,11 +78,12 @@ class APIServer:
 
     def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
         """The per-request context, built once here. dryRun and fieldManager are read (and
-        refused when malformed) only for writes, as kube-apiserver's write handlers do; the
-        field manager defaults to the User-Agent's first token except for apply, which must
-        name one."""
+        refused when malformed) only for writes to served resources, as kube-apiserver's write
+        handlers do (an unknown resource stays a 404); the field manager defaults to the
+        User-Agent's first token except for apply, which must name one."""
         dry_run, manager = False, None
-        if info.is_resource and info.verb in WRITE_VERBS:
+        if (info.is_resource and info.verb in WRITE_VERBS
+                and self.ctx.registry.get(info.group, info.version, info.resource) is not None):
             q = Query(request)
             dry_run = q.dry_run()
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -94,7 +95,7 @@ class APIServer:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request[_AUDIT_ID] = new_audit_id(request.headers.get(AUDIT_ID_HEADER))
-        info = parse(request.method, request.path, request.query_string)
+        info = parse(request.method, request.path, request.query)
         code = 500
         try:
             rc = self.request_context(request, info, request[_AUDIT_ID])
