@@ -227,3 +227,40 @@ async def test_discovery_paths_are_not_resource_requests(control_plane):
                      "/api/v1/proxy/namespaces/default/pods/p", "/api/v1/watch", "/apis/apps/v1/nope"]:
             async with s.get(control_plane.url + path) as r:
                 assert r.status == 404, (path, r.status, await r.text())
+
+
+async def test_context_reaches_storage_for_kind_specific_subresources(control_plane, seen):
+    """binding, namespaces/finalize and serviceaccounts/token: each storage call carries the
+    subresource request's own attributes."""
+    base = control_plane.url
+    async with aiohttp.ClientSession() as s:
+        pod = {**POD, "metadata": {"name": "b"}}
+        aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces/default/pods", body=pod)
+        assert code == 201
+        aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces/default/pods/b/binding",
+                                  body={"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b"},
+                                        "target": {"kind": "Node", "name": "n1"}})
+        assert code == 201
+        assert {(v, attrs(rc)) for v, _, rc in seen.storage_calls(aid)} >= {
+            ("update_with", ("create", "", "pods", "binding", "default", "b"))}
+        assert [(a.operation, a.subresource, a.name) for a in seen.admitted(aid)] == [("UPDATE", "binding", "b")]
+
+        aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                                                              "metadata": {"name": "fin"}})
+        assert code == 201
+        aid, code, _ = await call(s, base, "PUT", "/api/v1/namespaces/fin/finalize",
+                                  body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fin"},
+                                        "spec": {"finalizers": ["example.com/x"]}})
+        assert code == 200
+        assert [(v, attrs(rc)) for v, _, rc in seen.storage_calls(aid) if v == "update_with"] == [
+            ("update_with", ("update", "", "namespaces", "finalize", "fin", "fin"))]
+        assert [(a.operation, a.subresource) for a in seen.admitted(aid)] == [("UPDATE", "finalize")]
+
+        aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces/default/serviceaccounts",
+                                  body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}})
+        aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces/default/serviceaccounts/sa/token",
+                                  body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})
+        assert code == 201
+        assert [(v, attrs(rc)) for v, _, rc in seen.storage_calls(aid)] == [
+            ("get", ("create", "", "serviceaccounts", "token", "default", "sa"))]
+

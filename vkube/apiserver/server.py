@@ -269,7 +269,7 @@ def _served_path(spec: Any, info: RequestInfo) -> bool:
     parts = info.parts
     if any(p == "" for p in parts) or (info.namespaced_path and not info.namespace):
         return False
-    if len(parts) > 3 or (len(parts) == 3 and info.verb == "proxy") or info.verb == "proxy":
+    if len(parts) > 3 or info.verb == "proxy":  # no proxy routes are served
         return False
     if spec.namespaced:
         return info.namespaced_path or len(parts) == 1
