@@ -86,7 +86,7 @@ def default_manager(request: web.Request) -> str:
     return ua.split("/")[0][:128] or "unknown"
 
 
-def namespace_of(spec: ResourceSpec, info: "RequestInfo") -> str | None:
+def namespace_of(spec: ResourceSpec, info: RequestInfo) -> str | None:
     """The namespace storage works in: the request's for a namespaced kind (None when all
     namespaces), None for a cluster-scoped one (whose RequestInfo may still carry a namespace:
     upstream sets it to the name on ``/api/v1/namespaces/NAME``)."""
