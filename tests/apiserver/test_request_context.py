@@ -264,3 +264,19 @@ async def test_context_reaches_storage_for_kind_specific_subresources(control_pl
         assert [(v, attrs(rc)) for v, _, rc in seen.storage_calls(aid)] == [
             ("get", ("create", "", "serviceaccounts", "token", "default", "sa"))]
 
+
+
+def test_user_info_shapes():
+    """The admin every kubeconfig holder is until authentication lands, the server's own
+    loopback user, and the authentication.k8s.io UserInfo shape they serialise to."""
+    from vkube.apiserver.request import UserInfo, cluster_admin, internal_context
+
+    assert cluster_admin().to_dict() == {"username": "kubernetes-admin",
+                                         "groups": ["system:masters", "system:authenticated"]}
+    rc = internal_context("create", resource="namespaces", version="v1", field_manager="vkube-apiserver")
+    assert (rc.user.name, rc.info.verb, rc.info.resource, rc.field_manager, rc.dry_run) == (
+        "system:apiserver", "create", "namespaces", "vkube-apiserver", False)
+    assert str(uuid.UUID(rc.audit_id)) == rc.audit_id
+    user = UserInfo("alice", uid="u1", groups=("g",), extra={"scopes": ("a", "b")})
+    assert user.to_dict() == {"username": "alice", "uid": "u1", "groups": ["g"], "extra": {"scopes": ["a", "b"]}}
+    assert rc.replace(dry_run=True).dry_run and not rc.dry_run  # frozen: replace derives a copy
