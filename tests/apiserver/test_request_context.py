@@ -280,3 +280,26 @@ def test_user_info_shapes():
     user = UserInfo("alice", uid="u1", groups=("g",), extra={"scopes": ("a", "b")})
     assert user.to_dict() == {"username": "alice", "uid": "u1", "groups": ["g"], "extra": {"scopes": ["a", "b"]}}
     assert rc.replace(dry_run=True).dry_run and not rc.dry_run  # frozen: replace derives a copy
+
+
+def _official_client_scenario(url: str) -> tuple[Any, Any]:
+    import kubernetes
+
+    cfg = kubernetes.client.Configuration()
+    cfg.host = url
+    with kubernetes.client.ApiClient(cfg) as api:
+        core = kubernetes.client.CoreV1Api(api)
+        listed = core.list_namespaced_config_map_with_http_info("default", _headers={"Audit-ID": "python-client-1"})
+        body = kubernetes.client.V1ConfigMap(metadata=kubernetes.client.V1ObjectMeta(name="py"), data={"k": "v"})
+        created = core.create_namespaced_config_map_with_http_info("default", body, dry_run="All", field_manager="py-mgr")
+        return listed, created
+
+
+async def test_official_client_sees_audit_id_and_its_options_reach_admission(control_plane, seen):
+    listed, created = await asyncio.to_thread(_official_client_scenario, control_plane.url)
+    _, _, headers = listed  # (data, status, headers): urllib3's case-insensitive headers
+    assert headers["Audit-Id"] == "python-client-1"
+    audit_id = created[2]["Audit-Id"]
+    assert str(uuid.UUID(audit_id)) == audit_id
+    assert [(a.operation, a.dry_run, a.request.field_manager, a.user.name) for a in seen.admitted(audit_id)
+            if a.spec.plural == "configmaps"] == [("CREATE", True, "py-mgr", "kubernetes-admin")]
