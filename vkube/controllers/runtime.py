@@ -19,7 +19,7 @@ from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Handler, Informer, Obj, obj_key, split_key
 from vkube.controllers.leader import LeaderElector
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 
 __all__ = [
     "Controller", "ControllerManager", "EventRecorder", "Handler", "Informer", "LeaderElector",
@@ -62,34 +62,10 @@ class Controller:
         """A ready-made handler: enqueue the object itself."""
         self.enqueue(obj)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                after = await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.Conflict as e:  # stale cache: normal, retry quietly
-                log.debug("%s: %s: %s", self.name, key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("%s: reconcile %s failed", self.name, key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-                if after is not None:
-                    self.queue.add_after(key, after)
-            finally:
-                self.queue.done(key)
-
     async def run(self) -> None:
         """Run the workers until cancelled."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(max(1, self.workers)):
-                    tg.create_task(self._worker())
-        finally:
-            self.queue.shutdown()
+        await run_workers(self.queue, self.reconcile, name=self.name or type(self).__name__,
+                          workers=self.workers, logger=log)
 
 
 class ControllerManager:

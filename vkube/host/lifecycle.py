@@ -17,7 +17,7 @@ from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.host.nodes import NOT_READY_KEY, UNREACHABLE_KEY, now_iso
 from vkube.host.predicates import tolerates
 
@@ -115,17 +115,6 @@ class TaintEvictor:
 
     async def run(self) -> None:
         try:
-            while True:
-                key = await self.queue.get()
-                try:
-                    await self._check(key)
-                except asyncio.CancelledError:
-                    raise
-                except errors.StatusError as e:
-                    log.warning("taint eviction of %s failed: %s", key, e)
-                    self.queue.add_rate_limited(key)
-                finally:
-                    self.queue.done(key)
+            await run_workers(self.queue, self._check, name="taint eviction", logger=log)
         finally:
-            self.queue.shutdown()
             await self.recorder.close()

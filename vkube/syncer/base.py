@@ -17,7 +17,7 @@ from vkube.api import errors
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer, split_key
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.syncer.translate import DNS_SUBDOMAIN_MAX, LABEL_MANAGED_BY, Translator
 from vkube.syncer.values import Values
 
@@ -123,27 +123,15 @@ class KindSyncer:
     async def run(self) -> None:
         for k in self.initial_keys():
             self.queue.add(k)
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(self.workers):
-                tg.create_task(self._worker())
+        await run_workers(self.queue, self._reconcile_counted,
+                          name=f"syncer {self.ctx.name}/{self.kind}", workers=self.workers,
+                          logger=log)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.reconcile(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.Conflict:
-                self.queue.add_rate_limited(key)  # someone else wrote: re-read and retry
-            except Exception as e:
-                log.warning("syncer %s/%s: %s %s: %s", self.ctx.name, self.kind, key,
-                            type(e).__name__, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.processed += 1
-                self.queue.done(key)
+    async def _reconcile_counted(self, key: str) -> None:
+        try:
+            await self.reconcile(key)
+        finally:
+            self.processed += 1
 
 
 class ClusterScopedDownSyncer(KindSyncer):
