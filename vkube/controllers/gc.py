@@ -18,8 +18,9 @@ import logging
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import split_key
 from vkube.client.client import APIResource, Resource
-from vkube.controllers.informer import Informer, obj_key, split_key
+from vkube.controllers.informer import Informer, obj_key
 from vkube.controllers.runtime import Controller, Obj
 from vkube.controllers.workqueue import run_periodic
 

@@ -14,9 +14,9 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
@@ -26,8 +26,6 @@ from vkube.host.podruntime import ContainerRT, PodRT, adopt_runtime, new_runtime
 from vkube.host.stages import DEFAULT_STAGES, Context, KubeletConfig, Stage, advance
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 class IPAM:
     """Pod IPs out of each node's podCIDR, unique per node (hence cluster-wide)."""

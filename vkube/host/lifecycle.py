@@ -6,13 +6,11 @@ would have added, 300 s in Kubernetes)."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
 import time
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, parse_time
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
@@ -22,16 +20,10 @@ from vkube.host.nodes import NOT_READY_KEY, UNREACHABLE_KEY, now_iso
 from vkube.host.predicates import tolerates
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 def _parse(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    try:
-        return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        return None
+    t = parse_time(ts)
+    return None if t is None else t.timestamp()
 
 
 def eviction_time(pod: Obj, taints: list[Obj], *, now: float, default_seconds: float) -> float | None:

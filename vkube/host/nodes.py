@@ -8,20 +8,17 @@ the Node status only every ~40 s (nodeStatusReportFrequency), as a Node is large
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from collections.abc import Awaitable
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, rfc3339, rfc3339_micro, utcnow
 from vkube.client import Client
 from vkube.client.resources import LEASES, NODES, PODS
 from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 NODE_LEASE_NS = "kube-node-lease"
 KUBELET_VERSION = "v1.37.1"
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
@@ -30,8 +27,8 @@ UNREACHABLE_KEY = "node.kubernetes.io/unreachable"
 
 
 def now_iso(micro: bool = False) -> str:
-    t = dt.datetime.now(dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+    """Now as ``metav1.Time`` (or ``MicroTime`` with ``micro``)."""
+    return rfc3339_micro(utcnow()) if micro else rfc3339(utcnow())
 
 
 @dataclass(frozen=True)

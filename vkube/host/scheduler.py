@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
@@ -26,8 +26,6 @@ from vkube.host.nodes import now_iso
 from vkube.host.predicates import NodeInfo, PodInfo, pod_info
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 class Scheduler:
     def __init__(self, client: Client, pods: Informer, nodes: Informer, *,
