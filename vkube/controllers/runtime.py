@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from vkube.api import errors
+from vkube.api.meta import Obj, split_key
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
-from vkube.controllers.informer import Handler, Informer, Obj, obj_key, split_key
+from vkube.controllers.informer import Handler, Informer, obj_key
 from vkube.controllers.leader import LeaderElector
 from vkube.controllers.workqueue import WorkQueue, run_workers
 
 __all__ = [
     "Controller", "ControllerManager", "EventRecorder", "Handler", "Informer", "LeaderElector",
-    "Obj", "WorkQueue", "default_controllers", "obj_key", "split_key",
+    "Obj", "WorkQueue", "obj_key", "split_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,29 +137,3 @@ class ControllerManager:
             self._running = None
             self.started.clear()
 
-
-def default_controllers() -> list[type[Controller]]:
-    """Every built-in controller: ours plus the workload controllers, when present."""
-    from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
-    from vkube.controllers.gc import GarbageCollector
-    from vkube.controllers.namespace import NamespaceController
-    from vkube.controllers.pdb import DisruptionController
-    from vkube.controllers.pvcprotection import PVCProtectionController
-    from vkube.controllers.serviceaccount import (
-        RootCAConfigMapController,
-        ServiceAccountController,
-    )
-
-    out: list[type[Controller]] = [
-        NamespaceController, GarbageCollector, ServiceAccountController,
-        RootCAConfigMapController, EndpointsController, EndpointSliceController,
-        PVCProtectionController, DisruptionController,
-    ]
-    try:
-        workloads = importlib.import_module("vkube.controllers.workloads")
-    except ModuleNotFoundError as e:
-        if e.name != "vkube.controllers.workloads":
-            raise
-    else:
-        out.extend(getattr(workloads, "WORKLOAD_CONTROLLERS", ()))
-    return out
