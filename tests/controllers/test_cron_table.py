@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 
 from vkube.api import errors
 from vkube.client.resources import CRONJOBS
