@@ -12,6 +12,7 @@ refused, as upstream refuses them. Error messages are robfig's, word for word, b
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -153,64 +154,39 @@ class Spec:
         """The first activation strictly after ``after`` (robfig's ``Next``, walking wall-clock
         time in the schedule's zone); None if there is none within five years."""
         loc = self.tz
+        # one stage per field, coarsest first: does t match, t cut down to the field's start,
+        # t one step on, and whether that step wrapped into the next larger unit
+        stages: tuple[tuple[Callable[[datetime], object], ...], ...] = (
+            (lambda t: 1 << t.month & self.month, lambda t: datetime(t.year, t.month, 1, tzinfo=loc),
+             lambda t: _add_month(t, loc), lambda t: t.month == 1),
+            (self._day_matches, lambda t: datetime(t.year, t.month, t.day, tzinfo=loc),
+             lambda t: _next_midnight(t, loc), lambda t: t.day == 1),
+            (lambda t: 1 << t.hour & self.hour,
+             lambda t: datetime(t.year, t.month, t.day, t.hour, tzinfo=loc),
+             lambda t: _add(t, timedelta(hours=1)), lambda t: t.hour == 0),
+            (lambda t: 1 << t.minute & self.minute, lambda t: t.replace(second=0),
+             lambda t: _add(t, timedelta(minutes=1)), lambda t: t.minute == 0),
+            (lambda t: t.second == 0, lambda t: t,  # the standard parser's seconds are "0"
+             lambda t: _add(t, timedelta(seconds=1)), lambda t: t.second == 0),
+        )
         t = _add(after.astimezone(loc).replace(microsecond=0), timedelta(seconds=1))
-        added = False
+        added = False  # robfig's flag: cut t down only on the first step of all
         year_limit = t.year + 5
-        while True:  # robfig's "goto WRAP"
-            if t.year > year_limit:
-                return None
-            wrapped = False
-            while not 1 << t.month & self.month:
-                if not added:
-                    added = True
-                    t = datetime(t.year, t.month, 1, tzinfo=loc)
-                t = _add_month(t, loc)
-                if t.month == 1:
-                    wrapped = True
-                    break
-            if wrapped:
-                continue
-            while not self._day_matches(t):
-                if not added:
-                    added = True
-                    t = datetime(t.year, t.month, t.day, tzinfo=loc)
-                t = datetime(t.year, t.month, t.day, tzinfo=loc) + timedelta(days=1)
-                t = datetime(t.year, t.month, t.day, tzinfo=loc)
-                if t.day == 1:
-                    wrapped = True
-                    break
-            if wrapped:
-                continue
-            while not 1 << t.hour & self.hour:
-                if not added:
-                    added = True
-                    t = datetime(t.year, t.month, t.day, t.hour, tzinfo=loc)
-                t = _add(t, timedelta(hours=1))
-                if t.hour == 0:
-                    wrapped = True
-                    break
-            if wrapped:
-                continue
-            while not 1 << t.minute & self.minute:
-                if not added:
-                    added = True
-                    t = t.replace(second=0)
-                t = _add(t, timedelta(minutes=1))
-                if t.minute == 0:
-                    wrapped = True
-                    break
-            if wrapped:
-                continue
-            while t.second != 0:  # the standard parser's seconds field is always "0"
-                if not added:
-                    added = True
-                t = _add(t, timedelta(seconds=1))
-                if t.second == 0:
-                    wrapped = True
-                    break
-            if wrapped:
-                continue
-            return t
+        while t.year <= year_limit:  # each pass is robfig's "WRAP:"
+            for matches, truncate, step, wrapped in stages:
+                while not matches(t):
+                    if not added:
+                        added = True
+                        t = truncate(t)  # type: ignore[assignment]
+                    t = step(t)  # type: ignore[assignment]
+                    if wrapped(t):
+                        break
+                else:
+                    continue  # this field matches: on to the next
+                break  # wrapped: start over from the month
+            else:
+                return t
+        return None
 
 
 def _add(t: datetime, d: timedelta) -> datetime:
@@ -218,6 +194,12 @@ def _add(t: datetime, d: timedelta) -> datetime:
     tz = t.tzinfo
     assert tz is not None
     return (t.astimezone(UTC) + d).astimezone(tz)
+
+
+def _next_midnight(t: datetime, loc: tzinfo) -> datetime:
+    """Midnight of the next calendar day (Go's ``AddDate(0, 0, 1)`` plus robfig's DST fix)."""
+    d = t.date() + timedelta(days=1)
+    return datetime(d.year, d.month, d.day, tzinfo=loc)
 
 
 def _add_month(t: datetime, loc: tzinfo) -> datetime:
