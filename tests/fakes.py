@@ -168,6 +168,19 @@ class FakeStore:
         self.store(res.plural, k, obj, None)
         return copy.deepcopy(obj)
 
+    def bind(self, res: Any, name: str, namespace: str | None, binding: Obj) -> Obj:
+        """``pods/NAME/binding``: set ``spec.nodeName`` once, as the API server does."""
+        k = self.key(res, name, namespace)
+        cur = self.objs.get(k)
+        if cur is None:
+            raise NotFound(f'{res.plural} "{name}" not found')
+        if (cur.get("spec") or {}).get("nodeName"):
+            raise Conflict(f'pod {name} is already assigned to node "{cur["spec"]["nodeName"]}"')
+        new = copy.deepcopy(cur)
+        new.setdefault("spec", {})["nodeName"] = (binding.get("target") or {}).get("name", "")
+        self.replace(res.plural, k, cur, new)
+        return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
+
     def update(self, res: Any, obj: Obj, *, subresource: str | None = None) -> Obj:
         m = obj["metadata"]
         k = self.key(res, m["name"], m.get("namespace"))
@@ -234,7 +247,12 @@ class FakeClient:
     async def list(self, res: Any, *, namespace: str | None = None, **_: Any) -> Obj:
         return {"items": self.c.select(res.plural, namespace)}
 
-    async def create(self, res: Any, obj: Obj, *, namespace: str | None = None, **_: Any) -> Obj:
+    async def create(self, res: Any, obj: Obj, *, namespace: str | None = None,
+                     subresource: str | None = None, name: str | None = None, **_: Any) -> Obj:
+        if subresource == "binding":
+            out = self.c.bind(res, name or obj["metadata"]["name"], namespace, obj)
+            self.calls.append(("bind", res.plural, name or obj["metadata"]["name"]))
+            return out
         out = self.c.create(res, obj, namespace)
         self.calls.append(("create", res.plural, out["metadata"]["name"]))
         return out
@@ -265,12 +283,17 @@ class FakeInformer:
     def __init__(self, cluster: "FakeCluster", plural: str) -> None:
         self.cluster, self.plural = cluster, plural
         self.handlers: list[Any] = []
+        self.indexes: dict[str, Callable[[Obj], list[str]]] = {}
 
     def add_handler(self, handler: Any) -> None:
         self.handlers.append(handler)
 
-    def add_index(self, name: str, fn: Any) -> None:
-        pass
+    def add_index(self, name: str, fn: Callable[[Obj], list[str]]) -> None:
+        self.indexes[name] = fn
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        fn = self.indexes[name]
+        return [o for o in self.list() if value in fn(o)]
 
     def _view(self) -> dict[Key, Obj]:
         return self.cluster.frozen.get(self.plural, self.cluster.objs)
@@ -584,6 +607,8 @@ class FakeAPIServer:
     def _verb(self, method: str, res: Resource, ns: str | None, name: str | None,
               sub: str | None, data: Any) -> web.Response:
         s = self.store
+        if method == "POST" and sub == "binding" and name is not None:
+            return self._json(s.bind(res, name, ns, data), 201)
         if method == "POST":
             return self._json(s.create(res, data, ns), 201)
         assert name is not None
