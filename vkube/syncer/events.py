@@ -8,9 +8,9 @@ from collections import OrderedDict
 from typing import Any
 
 from vkube.api import errors
-from vkube.api.meta import Obj, split_key
+from vkube.api.meta import Obj, ref_key, split_key
 from vkube.client.resources import EVENTS, INGRESSES, PODS, PVCS, SERVICES
-from vkube.syncer.base import KindSyncer, ref_key
+from vkube.syncer.base import KindSyncer
 from vkube.syncer.translate import ANN_UID, short_hash
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS, "Ingress": INGRESSES}

@@ -14,9 +14,9 @@ import asyncio
 import logging
 
 from vkube.api import errors
-from vkube.api.meta import Obj, object_key, split_key
+from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
-from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting, ref_key
+from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.podrewrite import (PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.tokens import TokenManager
