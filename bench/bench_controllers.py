@@ -43,7 +43,8 @@ WRITES = ("create", "update", "patch", "delete", "deletecollection")
 CHILD = """
 import asyncio, logging, sys
 from vkube.client import Client
-from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.controllers.registry import default_controllers
+from vkube.controllers.runtime import ControllerManager
 
 async def main(url):
     logging.basicConfig(level=logging.WARNING)

@@ -19,7 +19,8 @@ from typing import Any
 from vkube.apiserver.server import ControlPlane
 from vkube.client import Client
 from vkube.client.resources import DEPLOYMENTS, PODS
-from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.controllers.registry import default_controllers
+from vkube.controllers.runtime import ControllerManager
 from vkube.host.runner import EmbeddedHost
 from vkube.host.stages import KubeletConfig
 

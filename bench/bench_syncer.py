@@ -317,7 +317,8 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
 # -- a Deployment in a virtual cluster on the embedded host ------------------------------------
 
 async def bench_deployment(replicas: int) -> None:
-    from vkube.controllers.runtime import ControllerManager, default_controllers
+    from vkube.controllers.registry import default_controllers
+    from vkube.controllers.runtime import ControllerManager
     from vkube.host.runner import EmbeddedHost
 
     with tempfile.TemporaryDirectory() as tmp:

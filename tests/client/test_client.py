@@ -9,9 +9,10 @@ import socket
 import orjson
 import pytest
 
+from tests.fakes import FakeAPIServer
+
 from vkube.api import errors
 from vkube.client import Client, Resource
-from vkube.client.fake import FakeAPIServer
 from vkube.client.resources import CONFIGMAPS, DEPLOYMENTS, NAMESPACES, PODS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 
 from vkube.client.resources import CRONJOBS, JOBS
 from vkube.controllers.workloads.cron import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 from vkube.client.resources import DAEMONSETS, NODES
 from vkube.controllers.workloads.daemonset import (
     DaemonSetController, daemon_tolerations, should_run, target_node,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 
 from vkube.client.resources import DEPLOYMENTS
 from vkube.controllers.workloads._common import controller_ref, get_condition

@@ -9,7 +9,7 @@ from vkube.controllers.workloads.rollout import (
     MAX_REPLICAS, calculate_status, max_surge, max_unavailable, new_rs_new_replicas,
     old_scale_down_plan, proportional_sizes, resolve_fenceposts,
 )
-from tests.controllers.workload_fakes import T0
+from tests.fakes import T0
 
 
 def d(replicas: int, surge="25%", unavail="25%", strategy: str = "RollingUpdate") -> dict:

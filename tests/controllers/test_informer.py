@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.fakes import FakeAPIServer
+
 from vkube.client import Client
-from vkube.client.fake import FakeAPIServer
 from vkube.client.resources import CONFIGMAPS, PODS
 from vkube.controllers.informer import Informer
 

@@ -11,7 +11,8 @@ import pytest
 from vkube.api import errors
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, ENDPOINTSLICES, NAMESPACES, PDBS,
                                     PODS, PVCS, SERVICEACCOUNTS, SERVICES)
-from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.controllers.registry import default_controllers
+from vkube.controllers.runtime import ControllerManager
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:

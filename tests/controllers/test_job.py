@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 
 from vkube.client.resources import JOBS
 from vkube.controllers.workloads._common import get_condition

@@ -8,11 +8,13 @@ import datetime as dt
 
 import pytest
 
+from tests.fakes import FakeAPIServer
+
+from vkube.api.meta import parse_time
 from vkube.client import Client
-from vkube.client.fake import FakeAPIServer
 from vkube.client.resources import CONFIGMAPS, EVENTS, LEASES
 from vkube.controllers.events import EventRecorder
-from vkube.controllers.leader import LeaderElector, parse_time
+from vkube.controllers.leader import LeaderElector
 from vkube.controllers.runtime import Controller, ControllerManager
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -179,14 +181,14 @@ async def test_manager_runs_controllers_with_leader_election(env) -> None:
     try:
         await asyncio.wait_for(mgr.started.wait(), 5)
         async with asyncio.timeout(5):
-            while ("", "configmaps", "n", "a-copy") not in api.objects:
+            while api.get(CONFIGMAPS, "a-copy", "n") is None:
                 await asyncio.sleep(0.01)
-        assert api.objects[("", "configmaps", "n", "a-copy")]["data"] == {"k": "v"}
-        assert ("coordination.k8s.io", "leases", "kube-system", "vkube-controller-manager") in api.objects
+        assert api.get(CONFIGMAPS, "a-copy", "n")["data"] == {"k": "v"}
+        assert api.get(LEASES, "vkube-controller-manager", "kube-system") is not None
         await ctrl.recorder.flush()
-        assert any(k[1] == "events" for k in api.objects)
+        assert any(k[0] == "events" for k in api.store.objs)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    lease = api.objects[("coordination.k8s.io", "leases", "kube-system", "vkube-controller-manager")]
+    lease = api.get(LEASES, "vkube-controller-manager", "kube-system")
     assert lease["spec"]["holderIdentity"] == ""  # released on shutdown

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 
 from vkube.api.errors import Invalid
 from vkube.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS

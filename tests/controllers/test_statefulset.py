@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.controllers.workload_fakes import FakeCluster
+from tests.fakes import FakeCluster
 from vkube.client.resources import STATEFULSETS
 from vkube.controllers.workloads.history import CONTROLLER_REVISION_HASH
 from vkube.controllers.workloads.statefulset import (

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from vkube.api.errors import StatusError
-from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.controllers.registry import default_controllers
+from vkube.controllers.runtime import ControllerManager
 from vkube.host.runner import EmbeddedHost
 from vkube.host.stages import KubeletConfig
 

@@ -30,7 +30,8 @@ from vkube.client.resources import (
     SECRETS,
     SERVICES,
 )
-from vkube.controllers.runtime import ControllerManager, default_controllers
+from vkube.controllers.registry import default_controllers
+from vkube.controllers.runtime import ControllerManager
 from vkube.host.runner import EmbeddedHost
 from vkube.syncer import Syncer, load_values
 from vkube.syncer.translate import (

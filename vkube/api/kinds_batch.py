@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vkube.api import cron
 from vkube.api import printers_workloads as P
 from vkube.api.defaults import default_pod_template
 from vkube.api.strategy import Obj, Strategy
@@ -125,16 +126,13 @@ class CronJobStrategy(Strategy):
         if not isinstance(spec, dict):
             return causes + [required("spec")]
         schedule = spec.get("schedule")
-        if not schedule:
+        if not schedule or not isinstance(schedule, str):
             causes.append(required("spec.schedule"))
-        elif "TZ=" in schedule or "CRON_TZ=" in schedule:
-            causes.append(invalid_value("spec.schedule", schedule,
-                                        "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
-        elif not _cron_valid(schedule):
-            causes.append(invalid_value("spec.schedule", schedule, "unparseable schedule"))
-        tz = spec.get("timeZone")
-        if tz is not None:
-            causes += _validate_time_zone(tz)
+        else:
+            causes += [invalid_value("spec.schedule", schedule, m) for m in cron.validate(schedule)]
+        tz_problem = cron.validate_time_zone(spec.get("timeZone"))
+        if tz_problem:
+            causes.append(invalid_value("spec.timeZone", spec.get("timeZone"), tz_problem))
         policy = spec.get("concurrencyPolicy")
         if policy not in ("Allow", "Forbid", "Replace"):
             causes.append(not_supported("spec.concurrencyPolicy", policy, ("Allow", "Forbid", "Replace")))
@@ -154,25 +152,6 @@ class CronJobStrategy(Strategy):
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
         return validate_object_meta_update(new, old)
-
-
-def _cron_valid(schedule: str) -> bool:
-    from croniter import croniter  # on first use: it costs ~15 ms of every API server's start
-
-    return bool(croniter.is_valid(schedule))
-
-
-def _validate_time_zone(tz: str) -> Causes:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        if not tz or tz.startswith("/") or ".." in tz:
-            raise ValueError(tz)
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        return [invalid_value("spec.timeZone", tz, "unknown time zone " + tz)]
-    return []
-
 
 
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {

@@ -3,7 +3,6 @@ kubelet endpoint, real or simulated), namespaces/finalize."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -16,6 +15,7 @@ from vkube.apiserver import http
 from vkube.api.meta import Obj, rfc3339
 from vkube.apiserver.context import Context
 from vkube.apiserver.request import RequestContext
+from vkube.netio import offered_protocols, relay_websockets
 
 
 def _core(ctx: Context, kind: str) -> Any:
@@ -208,7 +208,7 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
     path = {"exec": "exec", "attach": "attach", "portforward": "portForward"}[info.subresource]
     target = f"http://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
-    protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    protocols = offered_protocols(request.headers)
     session = ctx.http_session()
     try:
         upstream = await session.ws_connect(target, params=list(request.query.items()), protocols=protocols or EXEC_PROTOCOLS,
@@ -219,25 +219,8 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS)
     await ws.prepare(request)
 
-    async def relay(src: Any, dst: Any) -> None:
-        async for msg in src:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                await dst.send_bytes(msg.data)
-            elif msg.type == aiohttp.WSMsgType.TEXT:
-                await dst.send_str(msg.data)
-            else:
-                break
-        await dst.close()
-
     async with upstream:
-        tasks = [asyncio.create_task(relay(ws, upstream)), asyncio.create_task(relay(upstream, ws))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            await asyncio.wait(tasks, timeout=2)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await relay_websockets(ws, upstream)
     return ws
 
 

@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> int:
     from vkube.apiserver.server import ControlPlane
     from vkube.client import Client
-    from vkube.controllers.runtime import ControllerManager, default_controllers
+    from vkube.controllers.registry import default_controllers
+    from vkube.controllers.runtime import ControllerManager
     from vkube.host.nodes import NodeTemplate
     from vkube.host.runner import EmbeddedHost
 

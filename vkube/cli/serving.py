@@ -41,7 +41,8 @@ async def serve(args: argparse.Namespace) -> int:
         (Path(args.data_dir) / "ready").write_text(cp.url + "\n")
         if not args.no_controllers:
             from vkube.client import Client
-            from vkube.controllers.runtime import ControllerManager, default_controllers
+            from vkube.controllers.registry import default_controllers
+            from vkube.controllers.runtime import ControllerManager
 
             client = Client(cp.url, user_agent=f"vkube-controller-manager/{args.name}")
             clients.append(client)

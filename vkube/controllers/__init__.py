@@ -1,13 +1,4 @@
-"""The controller runtime and the built-in controllers (they use the API like any client)."""
+"""The controller runtime (``runtime``, ``workqueue``, ``informer``) and the built-in
+controllers (listed by ``registry.default_controllers``); they use the API like any client.
 
-from vkube.controllers.runtime import (
-    Controller,
-    ControllerManager,
-    EventRecorder,
-    Informer,
-    WorkQueue,
-    default_controllers,
-)
-
-__all__ = ["Controller", "ControllerManager", "EventRecorder", "Informer", "WorkQueue",
-           "default_controllers"]
+Deliberately empty: importing one module of the package must not import the others."""

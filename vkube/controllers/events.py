@@ -22,12 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, rfc3339, utcnow
 from vkube.client.client import Client
 from vkube.client.resources import EVENTS
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 _CACHE_SIZE = 4096
 SPAM_BURST = 25  # client-go's defaultSpamBurst
 SPAM_QPS = 1 / 300  # client-go's defaultSpamQPS: one more event per object every 5 minutes
@@ -36,20 +36,12 @@ AGGREGATE_SECONDS = 600.0  # … within defaultAggregateIntervalInSeconds
 COMBINED = "(combined from similar events): "
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _ts(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
     def __init__(self, client: Client, component: str, *,
                  clock: Callable[[], dt.datetime] | None = None) -> None:
         self.client = client
         self.component = component
-        self.clock = clock or _utcnow
+        self.clock = clock or utcnow
         self._queue: asyncio.Queue[tuple[Obj, str, str, str, dt.datetime, bool]] | None = None
         self._task: asyncio.Task[None] | None = None
         # aggregation key -> (event namespace, event name, count); bounded like client-go's LRU
@@ -141,7 +133,7 @@ class EventRecorder:
         seen = self._seen.get(agg)
         if seen is not None:
             ev_ns, ev_name, count = seen
-            patch: Obj = {"count": count + 1, "lastTimestamp": _ts(now)}
+            patch: Obj = {"count": count + 1, "lastTimestamp": rfc3339(now)}
             if combined:
                 patch["message"] = message
             try:
@@ -158,7 +150,7 @@ class EventRecorder:
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": involved, "reason": reason, "message": message, "type": type,
             "source": {"component": self.component},
-            "firstTimestamp": _ts(now), "lastTimestamp": _ts(now), "count": 1,
+            "firstTimestamp": rfc3339(now), "lastTimestamp": rfc3339(now), "count": 1,
             "reportingComponent": self.component, "reportingInstance": self.component,
         })
         self._remember(agg, (ns, name, 1))

@@ -18,9 +18,11 @@ import logging
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import split_key
 from vkube.client.client import APIResource, Resource
-from vkube.controllers.informer import Informer, obj_key, split_key
+from vkube.controllers.informer import Informer, obj_key
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,8 @@ class GarbageCollector(Controller):
             tg.create_task(self._rediscover_loop())
 
     async def _rediscover_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.rediscover_seconds)
-            try:
-                await self._discover()
-            except errors.StatusError as e:
-                log.warning("garbage collector: discovery failed: %s", e)
+        await run_periodic(self._discover, self.rediscover_seconds,
+                           name="garbage collector: discovery", logger=log)
 
     def _on_event(self, res: Resource, typ: str, obj: Obj, old: Obj | None) -> None:
         meta = obj.get("metadata") or {}

@@ -15,25 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, object_key
 from vkube.client.client import Client, Resource
 from vkube.controllers import labels as lbl
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Handler = Callable[[str, Obj, "Obj | None"], None]
 
 
-def obj_key(obj: Obj) -> str:
-    """``ns/name`` for namespaced objects, ``name`` for cluster-scoped ones."""
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{ns}/{meta.get('name', '')}" if ns else meta.get("name", "")
-
-
-def split_key(key: str) -> tuple[str | None, str]:
-    ns, _, name = key.rpartition("/")
-    return (ns or None), name
+obj_key = object_key  # the informer's key function (client-go's MetaNamespaceKeyFunc)
 
 
 class Informer:

@@ -12,29 +12,13 @@ import copy
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import parse_time, rfc3339_micro, utcnow
 from vkube.client.client import Client
 from vkube.client.resources import LEASES
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def micro_time(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(s: str | None) -> dt.datetime | None:
-    if not s:
-        return None
-    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 class LeaderElector:
@@ -49,7 +33,7 @@ class LeaderElector:
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
-        self.clock = clock or _utcnow
+        self.clock = clock or utcnow
         self.is_leader = False
 
     async def try_acquire_or_renew(self) -> bool:
@@ -64,7 +48,7 @@ class LeaderElector:
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": {"holderIdentity": self.identity,
                              "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                             "acquireTime": micro_time(now), "renewTime": micro_time(now),
+                             "acquireTime": rfc3339_micro(now), "renewTime": rfc3339_micro(now),
                              "leaseTransitions": 0}})
                 return True
             except errors.AlreadyExists:
@@ -79,11 +63,11 @@ class LeaderElector:
         new = copy.deepcopy(lease)
         s = new.setdefault("spec", {})
         if holder != self.identity:
-            s["acquireTime"] = micro_time(now)
+            s["acquireTime"] = rfc3339_micro(now)
             s["leaseTransitions"] = int(s.get("leaseTransitions") or 0) + (1 if holder else 0)
         s["holderIdentity"] = self.identity
         s["leaseDurationSeconds"] = max(1, round(self.lease_duration))
-        s["renewTime"] = micro_time(now)
+        s["renewTime"] = rfc3339_micro(now)
         try:
             await self.client.update(LEASES, new)
         except errors.Conflict:

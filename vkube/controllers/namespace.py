@@ -5,10 +5,10 @@ server can remove the namespace (Kubernetes' namespaced_resources_deleter, in sh
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import logging
 
 from vkube.api import errors
+from vkube.api.meta import rfc3339
 from vkube.client.client import APIResource
 from vkube.client.resources import NAMESPACES
 from vkube.controllers.runtime import Controller, Obj
@@ -17,10 +17,6 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "kubernetes"
 _SKIP = {("", "events"), ("events.k8s.io", "events")}  # deleted last, after all else
-
-
-def _ts(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class NamespaceController(Controller):
@@ -116,7 +112,7 @@ class NamespaceController(Controller):
 
     async def _set_conditions(self, ns: Obj, remaining: dict[str, int],
                               finalizers: dict[str, int], failures: list[str]) -> None:
-        now = _ts(self.mgr.clock())
+        now = rfc3339(self.mgr.clock())
 
         def cond(typ: str, true: bool, reason_t: str, msg_t: str, reason_f: str,
                  msg_f: str) -> Obj:

@@ -4,10 +4,10 @@ desiredHealthy, disruptionsAllowed, DisruptionAllowed condition), which eviction
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import math
 
 from vkube.api import errors
+from vkube.api.meta import rfc3339
 from vkube.client.client import Resource
 from vkube.client.resources import (
     PDBS,
@@ -108,7 +108,7 @@ class DisruptionController(Controller):
         cond["lastTransitionTime"] = (
             prev["lastTransitionTime"] if prev and prev.get("status") == cond["status"]
             and prev.get("lastTransitionTime") else
-            self.mgr.clock().astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            rfc3339(self.mgr.clock()))
         status = {"observedGeneration": pdb["metadata"].get("generation", 0),
                   "disruptedPods": old.get("disruptedPods") or {},
                   "disruptionsAllowed": allowed, "currentHealthy": healthy,

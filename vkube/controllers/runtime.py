@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from vkube.api import errors
+from vkube.api.meta import Obj, split_key
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
-from vkube.controllers.informer import Handler, Informer, Obj, obj_key, split_key
+from vkube.controllers.informer import Handler, Informer, obj_key
 from vkube.controllers.leader import LeaderElector
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 
 __all__ = [
     "Controller", "ControllerManager", "EventRecorder", "Handler", "Informer", "LeaderElector",
-    "Obj", "WorkQueue", "default_controllers", "obj_key", "split_key",
+    "Obj", "WorkQueue", "obj_key", "split_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,34 +61,10 @@ class Controller:
         """A ready-made handler: enqueue the object itself."""
         self.enqueue(obj)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                after = await self.reconcile(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.Conflict as e:  # stale cache: normal, retry quietly
-                log.debug("%s: %s: %s", self.name, key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("%s: reconcile %s failed", self.name, key)
-                self.queue.add_rate_limited(key)
-            else:
-                self.queue.forget(key)
-                if after is not None:
-                    self.queue.add_after(key, after)
-            finally:
-                self.queue.done(key)
-
     async def run(self) -> None:
         """Run the workers until cancelled."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(max(1, self.workers)):
-                    tg.create_task(self._worker())
-        finally:
-            self.queue.shutdown()
+        await run_workers(self.queue, self.reconcile, name=self.name or type(self).__name__,
+                          workers=self.workers, logger=log)
 
 
 class ControllerManager:
@@ -162,29 +137,3 @@ class ControllerManager:
             self._running = None
             self.started.clear()
 
-
-def default_controllers() -> list[type[Controller]]:
-    """Every built-in controller: ours plus the workload controllers, when present."""
-    from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
-    from vkube.controllers.gc import GarbageCollector
-    from vkube.controllers.namespace import NamespaceController
-    from vkube.controllers.pdb import DisruptionController
-    from vkube.controllers.pvcprotection import PVCProtectionController
-    from vkube.controllers.serviceaccount import (
-        RootCAConfigMapController,
-        ServiceAccountController,
-    )
-
-    out: list[type[Controller]] = [
-        NamespaceController, GarbageCollector, ServiceAccountController,
-        RootCAConfigMapController, EndpointsController, EndpointSliceController,
-        PVCProtectionController, DisruptionController,
-    ]
-    try:
-        workloads = importlib.import_module("vkube.controllers.workloads")
-    except ModuleNotFoundError as e:
-        if e.name != "vkube.controllers.workloads":
-            raise
-    else:
-        out.extend(getattr(workloads, "WORKLOAD_CONTROLLERS", ()))
-    return out

@@ -1,13 +1,22 @@
-"""A work queue with client-go's semantics: keys, not events, so bursts collapse.
+"""A work queue with client-go's semantics: keys, not events, so bursts collapse — and the
+one worker loop that drains it for controllers, syncers, the scheduler, kubelets and the
+taint evictor.
 
 A key queued twice before a worker takes it is handled once; a key added while a worker holds
-it is handled again after ``done()`` — never by two workers at once. Failures back off per key.
+it is handled again after ``done()`` — never by two workers at once. Failures back off per key;
+success forgets the key's failures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
+
+from vkube.api import errors
+
+log = logging.getLogger(__name__)
 
 
 class WorkQueue:
@@ -96,3 +105,70 @@ class WorkQueue:
         for _, handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+
+
+# -- the one worker loop -----------------------------------------------------------------------
+
+Reconcile = Callable[[str], Awaitable["float | None"]]
+
+#: API errors that are part of normal operation (a stale cache, a racing writer, an object
+#: gone meanwhile): retried with back-off and logged without a traceback.
+_EXPECTED = (errors.NotFound, errors.Conflict, errors.AlreadyExists)
+
+
+async def process_next_item(queue: WorkQueue, reconcile: Reconcile, *, name: str,
+                            logger: logging.Logger | None = None) -> None:
+    """Take one key and handle it, as client-go's ``processNextWorkItem``: ``forget`` after a
+    success (and ``add_after`` if the handler asks for a later look), a rate-limited requeue
+    after any failure. Cancellation propagates; nothing else escapes."""
+    lg = logger or log
+    key = await queue.get()
+    try:
+        after = await reconcile(key)
+    except _EXPECTED as e:
+        lg.debug("%s: %s: %s (retrying)", name, key, e)
+        queue.add_rate_limited(key)
+    except errors.StatusError as e:
+        lg.warning("%s: %s failed: %s %s (retry %d)", name, key, type(e).__name__, e,
+                   queue.num_requeues(key) + 1)
+        queue.add_rate_limited(key)
+    except Exception:
+        lg.exception("%s: %s failed (retry %d)", name, key, queue.num_requeues(key) + 1)
+        queue.add_rate_limited(key)
+    else:
+        queue.forget(key)
+        if after is not None:
+            queue.add_after(key, after)
+    finally:
+        queue.done(key)
+
+
+async def run_workers(queue: WorkQueue, reconcile: Reconcile, *, name: str, workers: int = 1,
+                      logger: logging.Logger | None = None) -> None:
+    """Run ``workers`` loops of ``process_next_item`` until cancelled; then drop pending
+    delayed adds. The only place a work queue is drained."""
+    async def worker() -> None:
+        while True:
+            await process_next_item(queue, reconcile, name=name, logger=logger)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(max(1, workers)):
+                tg.create_task(worker())
+    finally:
+        queue.shutdown()
+
+
+async def run_periodic(step: Callable[[], Awaitable[object]], interval: float, *, name: str,
+                       logger: logging.Logger | None = None) -> None:
+    """Call ``step`` every ``interval`` seconds until cancelled. A failing step is logged and
+    the loop goes on (heartbeats, re-discovery, queue flushes must outlive one bad round)."""
+    lg = logger or log
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await step()
+        except errors.StatusError as e:
+            lg.warning("%s: %s %s", name, type(e).__name__, e)
+        except Exception:
+            lg.exception("%s failed", name)

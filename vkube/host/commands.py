@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
 
-Obj = dict[str, Any]
+from vkube.api.meta import Obj
 
 SHELLS = {"sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash", "/bin/ash", "/usr/bin/bash",
           "/bin/dash", "/bin/zsh", "/usr/bin/env"}

@@ -14,20 +14,18 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.host.podruntime import ContainerRT, PodRT, adopt_runtime, new_runtime, pod_status
 from vkube.host.stages import DEFAULT_STAGES, Context, KubeletConfig, Stage, advance
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 class IPAM:
     """Pod IPs out of each node's podCIDR, unique per node (hence cluster-wide)."""
@@ -177,31 +175,12 @@ class Kubelet:
         if next_due is not None:
             self.queue.add_after(key, max(0.0, next_due - time.time()))
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self._sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.StatusError as e:
-                log.warning("kubelet: syncing pod %s failed: %s", key, e)
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("kubelet: syncing pod %s failed", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
-
     async def run(self) -> None:
         """Run the workers until cancelled (the informers run elsewhere)."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(self.workers):
-                    tg.create_task(self._worker())
+            await run_workers(self.queue, self._sync, name="kubelet: syncing pod",
+                              workers=self.workers, logger=log)
         finally:
-            self.queue.shutdown()
             await self.recorder.close()
 
 

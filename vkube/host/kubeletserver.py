@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from vkube.api.meta import Obj, parse_time
 from vkube.host.commands import plan_argv
 from vkube.host.kubelet import Kubelet
 from vkube.host.podruntime import ContainerRT
 
-Obj = dict[str, Any]
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 
 
@@ -87,11 +86,10 @@ class KubeletServer:
         since = _int(req, "sinceSeconds")
         since_t = time.time() - since if since is not None else None
         if req.query.get("sinceTime"):
-            try:
-                since_t = dt.datetime.strptime(req.query["sinceTime"][:19], "%Y-%m-%dT%H:%M:%S").replace(
-                    tzinfo=dt.timezone.utc).timestamp()
-            except ValueError:
-                raise web.HTTPBadRequest(text="invalid sinceTime") from None
+            parsed = parse_time(req.query["sinceTime"])
+            if parsed is None:
+                raise web.HTTPBadRequest(text="invalid sinceTime")
+            since_t = parsed.timestamp()
         if previous:
             if not c.previous_logs and c.restart_count == 0:
                 raise web.HTTPBadRequest(text=f'previous terminated container "{c.name}" in pod "{pod}" not found')

@@ -6,32 +6,24 @@ would have added, 300 s in Kubernetes)."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
 import time
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, parse_time
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.host.nodes import NOT_READY_KEY, UNREACHABLE_KEY, now_iso
 from vkube.host.predicates import tolerates
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 def _parse(ts: str | None) -> float | None:
-    if not ts:
-        return None
-    try:
-        return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        return None
+    t = parse_time(ts)
+    return None if t is None else t.timestamp()
 
 
 def eviction_time(pod: Obj, taints: list[Obj], *, now: float, default_seconds: float) -> float | None:
@@ -115,17 +107,6 @@ class TaintEvictor:
 
     async def run(self) -> None:
         try:
-            while True:
-                key = await self.queue.get()
-                try:
-                    await self._check(key)
-                except asyncio.CancelledError:
-                    raise
-                except errors.StatusError as e:
-                    log.warning("taint eviction of %s failed: %s", key, e)
-                    self.queue.add_rate_limited(key)
-                finally:
-                    self.queue.done(key)
+            await run_workers(self.queue, self._check, name="taint eviction", logger=log)
         finally:
-            self.queue.shutdown()
             await self.recorder.close()

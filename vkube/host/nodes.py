@@ -8,18 +8,17 @@ the Node status only every ~40 s (nodeStatusReportFrequency), as a Node is large
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable
 
 from vkube.api import errors
+from vkube.api.meta import Obj, rfc3339, rfc3339_micro, utcnow
 from vkube.client import Client
 from vkube.client.resources import LEASES, NODES, PODS
+from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 NODE_LEASE_NS = "kube-node-lease"
 KUBELET_VERSION = "v1.37.1"
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
@@ -28,8 +27,8 @@ UNREACHABLE_KEY = "node.kubernetes.io/unreachable"
 
 
 def now_iso(micro: bool = False) -> str:
-    t = dt.datetime.now(dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+    """Now as ``metav1.Time`` (or ``MicroTime`` with ``micro``)."""
+    return rfc3339_micro(utcnow()) if micro else rfc3339(utcnow())
 
 
 @dataclass(frozen=True)
@@ -218,20 +217,22 @@ class NodeManager:
         """Renew leases every lease_interval; post Ready heartbeats every status_interval."""
         loop = asyncio.get_running_loop()
         next_status = loop.time() + self.status_interval
-        while True:
-            await asyncio.sleep(self.lease_interval)
+
+        async def beat() -> None:
+            nonlocal next_status
             post_status = loop.time() >= next_status
             if post_status:
                 next_status = loop.time() + self.status_interval
             for name in list(self.names):
-                if name in self.not_ready:
-                    continue
-                try:
-                    await self._renew_lease({"metadata": {"name": name}})
-                    if post_status:
-                        await self._post_ready(name)
-                except errors.StatusError as e:
-                    log.warning("heartbeat for node %s failed: %s", name, e)
+                if name not in self.not_ready:  # one node's failure must not starve the rest
+                    await _logged(self._heartbeat(name, post_status), f"heartbeat for node {name}")
+
+        await run_periodic(beat, self.lease_interval, name="node heartbeats", logger=log)
+
+    async def _heartbeat(self, name: str, post_status: bool) -> None:
+        await self._renew_lease({"metadata": {"name": name}})
+        if post_status:
+            await self._post_ready(name)
 
     async def _post_ready(self, name: str) -> None:
         node = await self.client.get(NODES, name)
@@ -297,3 +298,13 @@ def _daemon_or_mirror(pod: Obj) -> bool:
     if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
         return True
     return any(o.get("kind") == "DaemonSet" and o.get("controller") for o in meta.get("ownerReferences") or ())
+
+
+async def _logged(step: Awaitable[None], what: str) -> None:
+    """Await ``step``; log (never raise) its failure, so a loop over nodes goes on."""
+    try:
+        await step
+    except errors.StatusError as e:
+        log.warning("%s failed: %s", what, e)
+    except Exception:
+        log.exception("%s failed", what)

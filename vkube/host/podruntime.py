@@ -7,15 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
+from vkube.api.meta import Obj, UTC, parse_time, rfc3339
 from vkube.host.commands import ExitPlan, plan_for
-
-Obj = dict[str, Any]
 
 
 def iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A Unix time as ``metav1.Time``."""
+    return rfc3339(dt.datetime.fromtimestamp(t, UTC))
 
 
 def full_image(image: str) -> str:
@@ -157,12 +156,8 @@ def new_runtime(pod: Obj, *, now: float) -> PodRT:
 
 
 def _parse_iso(text: str | None, default: float) -> float:
-    if not text:
-        return default
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        return default
+    t = parse_time(text)
+    return default if t is None else t.timestamp()
 
 
 def adopt_runtime(pod: Obj, *, now: float) -> PodRT:

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vkube.api.quantity import parse_quantity
-
-Obj = dict[str, Any]
+from vkube.api.meta import Obj
 
 # Defaults the real scheduler uses for pods that request nothing, so that "best effort" pods
 # still spread (pkg/scheduler/util.DefaultMilliCPURequest / DefaultMemoryRequest).

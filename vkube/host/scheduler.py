@@ -13,21 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_periodic, run_workers
 from vkube.host.algorithm import schedule
 from vkube.host.nodes import now_iso
 from vkube.host.predicates import NodeInfo, PodInfo, pod_info
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-
 
 class Scheduler:
     def __init__(self, client: Client, pods: Informer, nodes: Informer, *,
@@ -181,32 +179,20 @@ class Scheduler:
         except errors.NotFound:
             pass
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.schedule_one(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler: scheduling %s failed", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            self._retry_unschedulable()
+    async def _flush(self) -> None:
+        self._retry_unschedulable()
 
     async def run(self) -> None:
-        """Schedule until cancelled (the informers run elsewhere)."""
+        """Schedule until cancelled (the informers run elsewhere). One worker: cycles stay
+        sequential so each sees the previous one's assumed pods."""
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._worker())
-                tg.create_task(self._flush_loop())
+                tg.create_task(run_workers(self.queue, self.schedule_one,
+                                           name="scheduler: scheduling", logger=log))
+                tg.create_task(run_periodic(self._flush, self.flush_seconds,
+                                            name="scheduler: flushing unschedulable pods",
+                                            logger=log))
         finally:
-            self.queue.shutdown()
             for t in list(self._binds):
                 t.cancel()
             await asyncio.gather(*self._binds, return_exceptions=True)

@@ -17,7 +17,6 @@ from typing import Any
 
 from vkube.host.podruntime import ContainerRT, PodRT, iso
 
-Obj = dict[str, Any]
 Event = tuple[str, str, str]  # (type, reason, message)
 
 

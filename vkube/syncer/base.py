@@ -7,23 +7,21 @@ changed, so one reconcile compares both sides and repairs whatever differs (leve
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
-from vkube.controllers.informer import Informer, split_key
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.informer import Informer
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.syncer.translate import DNS_SUBDOMAIN_MAX, LABEL_MANAGED_BY, Translator
 from vkube.syncer.values import Values
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 
 class Informers:
@@ -86,10 +84,6 @@ def deleting(obj: Obj | None) -> bool:
     return bool(obj and (obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
-def ref_key(namespace: str | None, name: str) -> str:
-    return f"{namespace}/{name}" if namespace else name
-
-
 class KindSyncer:
     """Base: subclasses set ``kind``, register handlers in ``setup`` and define ``reconcile``."""
 
@@ -123,27 +117,15 @@ class KindSyncer:
     async def run(self) -> None:
         for k in self.initial_keys():
             self.queue.add(k)
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(self.workers):
-                tg.create_task(self._worker())
+        await run_workers(self.queue, self._reconcile_counted,
+                          name=f"syncer {self.ctx.name}/{self.kind}", workers=self.workers,
+                          logger=log)
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.reconcile(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.Conflict:
-                self.queue.add_rate_limited(key)  # someone else wrote: re-read and retry
-            except Exception as e:
-                log.warning("syncer %s/%s: %s %s: %s", self.ctx.name, self.kind, key,
-                            type(e).__name__, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.processed += 1
-                self.queue.done(key)
+    async def _reconcile_counted(self, key: str) -> None:
+        try:
+            await self.reconcile(key)
+        finally:
+            self.processed += 1
 
 
 class ClusterScopedDownSyncer(KindSyncer):
@@ -217,11 +199,11 @@ class DownSyncer(KindSyncer):
     def setup(self) -> None:
         self.vinf = self.ctx.informers.virtual(self.vres)
         self.hinf = self.ctx.informers.host(self.hres)
-        self.vinf.add_handler(lambda t, o, old: self.enqueue(_key(o)))
+        self.vinf.add_handler(lambda t, o, old: self.enqueue(object_key(o)))
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
 
     def initial_keys(self) -> list[str]:
-        keys = {_key(o) for o in self.vinf.list()}
+        keys = {object_key(o) for o in self.vinf.list()}
         keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
         return sorted(keys)
 
@@ -326,11 +308,6 @@ def overlay(have: Any, want: Any) -> Any:
     if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
         return [overlay(h, w) for h, w in zip(have, want)]
     return copy.deepcopy(want)
-
-
-def _key(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
-    return ref_key(meta.get("namespace"), meta.get("name", ""))
 
 
 async def delete_ignore_missing(client: Client, res: Resource, name: str,

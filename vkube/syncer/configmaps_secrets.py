@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vkube.api.meta import Obj, ref_key
 from vkube.client.resources import CONFIGMAPS, INGRESSES, PODS, SECRETS
-from vkube.syncer.base import DownSyncer, SyncContext, ref_key
+from vkube.syncer.base import DownSyncer, SyncContext
 from vkube.syncer.podrewrite import referenced_objects
-
-Obj = dict[str, Any]
 
 _SA_TOKEN = "kubernetes.io/service-account-token"
 

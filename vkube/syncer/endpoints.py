@@ -12,13 +12,11 @@ import copy
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, object_key, split_key
 from vkube.client.resources import ENDPOINTS, PODS, SERVICES
-from vkube.controllers.informer import split_key
-from vkube.syncer.base import KindSyncer, delete_ignore_missing, ref_key
+from vkube.syncer.base import KindSyncer, delete_ignore_missing
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
-
-Obj = dict[str, Any]
 
 ANN_FROM_HOST = "vkube.io/from-host"
 
@@ -34,7 +32,7 @@ class EndpointsSyncer(KindSyncer):
         self.hep = inf.host(ENDPOINTS, owned=False)  # the host controller may not label them
         self.hpods = inf.host(PODS)
         for i in (self.vsvc, self.vep):
-            i.add_handler(lambda t, o, old: self.enqueue(_key(o)))
+            i.add_handler(lambda t, o, old: self.enqueue(object_key(o)))
         self.hep.add_handler(lambda t, o, old: self.enqueue(self._host_ep_key(o)))
         self.hsvc.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
 
@@ -45,7 +43,7 @@ class EndpointsSyncer(KindSyncer):
         return self.host_key(hsvc) if hsvc else None
 
     def initial_keys(self) -> list[str]:
-        keys = {_key(o) for o in self.vsvc.list()}
+        keys = {object_key(o) for o in self.vsvc.list()}
         keys |= {k for o in self.hep.list() if (k := self._host_ep_key(o))}
         return sorted(keys)
 
@@ -154,8 +152,3 @@ def _is_ours_down(hep: Obj, vc: str) -> bool:
 
 def _ann(obj: Obj | None, key: str) -> str | None:
     return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
-
-
-def _key(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
-    return ref_key(meta.get("namespace"), meta.get("name", ""))

@@ -6,14 +6,12 @@ copied (the host makes its own from the synced pods)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import ENDPOINTSLICES, SERVICES
 from vkube.syncer.base import DownSyncer
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
-
-Obj = dict[str, Any]
 
 SERVICE_NAME = "kubernetes.io/service-name"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

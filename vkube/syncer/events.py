@@ -8,12 +8,10 @@ from collections import OrderedDict
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, ref_key, split_key
 from vkube.client.resources import EVENTS, INGRESSES, PODS, PVCS, SERVICES
-from vkube.controllers.informer import split_key
-from vkube.syncer.base import KindSyncer, ref_key
+from vkube.syncer.base import KindSyncer
 from vkube.syncer.translate import ANN_UID, short_hash
-
-Obj = dict[str, Any]
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS, "Ingress": INGRESSES}
 _COPIED = ("reason", "message", "type", "count", "firstTimestamp", "lastTimestamp", "eventTime",

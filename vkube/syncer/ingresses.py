@@ -4,13 +4,11 @@ status up. The TLS Secrets themselves are synced by the Secret syncer (it indexe
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import INGRESSES
 from vkube.syncer.base import DownSyncer, update_status
 from vkube.syncer.translate import DNS_LABEL_MAX
-
-Obj = dict[str, Any]
 
 
 class IngressSyncer(DownSyncer):

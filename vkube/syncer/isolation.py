@@ -10,14 +10,12 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client.resources import LIMITRANGES, NAMESPACES, NETWORKPOLICIES, RESOURCEQUOTAS
 from vkube.client.client import Resource
 from vkube.syncer.base import KindSyncer, SyncContext
-
-Obj = dict[str, Any]
 
 QUOTA = {"requests.cpu": "10", "requests.memory": "20Gi", "requests.storage": "100Gi",
          "requests.ephemeral-storage": "60Gi", "limits.cpu": "20", "limits.memory": "40Gi",

@@ -8,16 +8,14 @@ Virtual nodes point their ``status.daemonEndpoints.kubeletEndpoint.Port`` here.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from vkube.api import errors
 from vkube.client.client import Client
+from vkube.netio import offered_protocols, relay_websockets
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import Translator
 
@@ -108,8 +106,7 @@ class KubeletProxy:
         params = [(k, v) for k, v in req.query.items() if k != "container"]
         if "container" in req.match_info:
             params.append(("container", req.match_info["container"]))
-        offered = [p.strip() for p in req.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                   if p.strip()]
+        offered = offered_protocols(req.headers)
         if not web.WebSocketResponse(protocols=offered).can_prepare(req).ok:
             return web.Response(status=400, text=f"{verb} needs a WebSocket upgrade")
         try:
@@ -117,37 +114,9 @@ class KubeletProxy:
                 ws = web.WebSocketResponse(
                     protocols=(upstream.protocol,) if upstream.protocol else offered)
                 await ws.prepare(req)
-                await _relay_both(ws, upstream)
+                await relay_websockets(ws, upstream)
                 return ws
         except errors.StatusError as e:
             # before the upgrade: the virtual API server turns this into the client's error
             return web.Response(status=e.code, text=e.message)
 
-
-async def _relay_both(a: web.WebSocketResponse, b: aiohttp.ClientWebSocketResponse) -> None:
-    """Copy frames a→b and b→a; when one side closes, close the other (after the frames
-    already read are delivered: the status channel comes last)."""
-
-    async def pump(src: Any, dst: Any) -> None:
-        try:
-            async for msg in src:
-                if msg.type == aiohttp.WSMsgType.BINARY:
-                    await dst.send_bytes(msg.data)
-                elif msg.type == aiohttp.WSMsgType.TEXT:
-                    await dst.send_str(msg.data)
-                else:
-                    break
-        except (ConnectionResetError, aiohttp.ClientError):
-            pass
-        finally:
-            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, RuntimeError):
-                await dst.close()
-
-    tasks = [asyncio.create_task(pump(a, b)), asyncio.create_task(pump(b, a))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.wait(tasks, timeout=5)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

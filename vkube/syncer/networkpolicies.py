@@ -5,13 +5,11 @@ labels ``vkube.io/l-*`` and its virtual namespace's labels ``vkube.io/n-*``)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import NETWORKPOLICIES
 from vkube.syncer.base import DownSyncer
 from vkube.syncer.translate import LABEL_MANAGED_BY, Translator
-
-Obj = dict[str, Any]
 
 
 def translate_peer(tr: Translator, peer: Obj, ns: str) -> Obj:

@@ -14,15 +14,12 @@ annotations and only what the host changed since is written (a three-way merge).
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, now_rfc3339, parse_time, utcnow
 from vkube.client.resources import NODES, PODS
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing
-
-Obj = dict[str, Any]
 
 ANN_SYNCED = "vkube.io/node-synced"  # "fake" | "real": ours to update and delete
 ANN_HOST_LABELS = "vkube.io/host-labels"
@@ -30,10 +27,6 @@ ANN_HOST_TAINTS = "vkube.io/host-taints"
 HEARTBEAT_SECONDS = 30.0
 FAKE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 _FAKE_LABEL_KEYS = ("kubernetes.io/arch", "kubernetes.io/os")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pod_node(pod: Obj) -> list[str]:
@@ -222,7 +215,7 @@ class NodeSyncer(KindSyncer):
 
 
 def _fake_conditions() -> list[Obj]:
-    now = _now()
+    now = now_rfc3339()
     conds = [("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
              ("MemoryPressure", "False", "KubeletHasSufficientMemory", ""),
              ("DiskPressure", "False", "KubeletHasNoDiskPressure", ""),
@@ -243,11 +236,10 @@ def _same_status(cur: Obj, want: Obj) -> bool:
              if c.get("type") == "Ready"]
     if not beats or not beats[0]:
         return True
-    try:
-        last = dt.datetime.fromisoformat(beats[0].replace("Z", "+00:00"))
-    except ValueError:
+    last = parse_time(beats[0])
+    if last is None:
         return False
-    age = (dt.datetime.now(dt.timezone.utc) - last).total_seconds()
+    age = (utcnow() - last).total_seconds()
     return age < HEARTBEAT_SECONDS
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+from vkube.api.meta import Obj
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
                                     LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
                                     encode_label_key)
-
-Obj = dict[str, Any]
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_VOLUME = "vkube-sa-token"

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
-from vkube.controllers.informer import split_key
-from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting, ref_key
+from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.podrewrite import (PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 #: on a virtual pod: its host pod was created. Older syncers wrote it (one more virtual write
 #: and watch event per pod); it is still honoured, but the syncer now remembers host pods it
@@ -75,7 +72,7 @@ class PodSyncer(KindSyncer):
         self.namespaces.add_handler(self._on_namespace)
 
     def _on_virtual(self, typ: str, pod: Obj, old: Obj | None) -> None:
-        key = _key(pod)
+        key = object_key(pod)
         if typ == "DELETED":
             self._had_host.discard(pod["metadata"].get("uid", ""))
             self._sent.pop(key, None)
@@ -94,10 +91,10 @@ class PodSyncer(KindSyncer):
         if old is not None and (old["metadata"].get("labels") == ns["metadata"].get("labels")):
             return
         for pod in self.vinf.list(ns["metadata"]["name"]):
-            self.enqueue(_key(pod))
+            self.enqueue(object_key(pod))
 
     def initial_keys(self) -> list[str]:
-        keys = {_key(o) for o in self.vinf.list()}
+        keys = {object_key(o) for o in self.vinf.list()}
         keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
         return sorted(keys)
 
@@ -158,7 +155,7 @@ class PodSyncer(KindSyncer):
             grace = meta.get("deletionGracePeriodSeconds")
             await delete_ignore_missing(self.ctx.host, PODS, hname, self.ctx.host_namespace,
                                         grace_period_seconds=grace)
-        await self._sync_up(_key(vpod), vpod, hpod)
+        await self._sync_up(object_key(vpod), vpod, hpod)
 
     async def _create_or_gone(self, vpod: Obj, hname: str) -> None:
         meta = vpod["metadata"]
@@ -412,11 +409,6 @@ def _token_service_account(vpod: Obj) -> str | None:
                 for s in (v.get("projected") or {}).get("sources") or []):
         return spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     return None
-
-
-def _key(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
-    return ref_key(meta.get("namespace"), meta.get("name", ""))
 
 
 def _ann(obj: Obj, key: str) -> str | None:

@@ -5,12 +5,10 @@ a value in the range Kubernetes reserves for system components (above one billio
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import PRIORITYCLASSES
 from vkube.syncer.base import ClusterScopedDownSyncer
-
-Obj = dict[str, Any]
 
 MAX_USER_PRIORITY = 1_000_000_000
 

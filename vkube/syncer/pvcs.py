@@ -4,12 +4,10 @@ the bound volume's name up."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import PVCS
 from vkube.syncer.base import DownSyncer, update_status
-
-Obj = dict[str, Any]
 
 
 class PVCSyncer(DownSyncer):

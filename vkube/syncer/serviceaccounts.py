@@ -3,12 +3,10 @@ that look at them (image pull secrets, workload identity annotations), never wit
 
 from __future__ import annotations
 
-from typing import Any
 
+from vkube.api.meta import Obj
 from vkube.client.resources import SERVICEACCOUNTS
 from vkube.syncer.base import DownSyncer
-
-Obj = dict[str, Any]
 
 
 class ServiceAccountSyncer(DownSyncer):

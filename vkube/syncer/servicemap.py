@@ -10,15 +10,13 @@ on the host under a chosen name.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client.resources import SERVICES
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.values import ServiceMapping
-
-Obj = dict[str, Any]
 
 ANN_FROM_HOST = "vkube.io/mapped-from-host"
 ANN_FROM_VIRTUAL = "vkube.io/mapped-from-virtual"

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client.resources import SERVICES
 from vkube.syncer.base import DownSyncer, is_subset, overlay, update_status
 from vkube.syncer.translate import DNS_LABEL_MAX
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 # fields the host owns or must not get from a tenant
 _HOST_OWNED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort",

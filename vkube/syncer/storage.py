@@ -9,15 +9,13 @@ claim come up under their host name, bound to the virtual claim.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.syncer.base import ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting, update_status
 from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.translate import ANN_NAME, ANN_UID
-
-Obj = dict[str, Any]
 
 _SC_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode",
               "allowVolumeExpansion", "mountOptions", "allowedTopologies")

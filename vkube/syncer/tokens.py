@@ -13,16 +13,14 @@ import asyncio
 import base64
 import datetime as dt
 import logging
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj, parse_time, rfc3339, utcnow
 from vkube.client.resources import CONFIGMAPS, SECRETS, SERVICEACCOUNTS
 from vkube.syncer.base import SyncContext
 from vkube.syncer.translate import fit_name
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 ANN_REFRESH = "vkube.io/token-refresh-at"
 TOKEN_SECONDS = 365 * 24 * 3600
@@ -30,22 +28,9 @@ RETRY_SECONDS = 60
 _SA_TOKEN = "kubernetes.io/service-account-token"
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _parse_ts(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _refresh_of(secret: Obj) -> dt.datetime:
     ann = ((secret.get("metadata") or {}).get("annotations") or {})
-    return _parse_ts(ann.get(ANN_REFRESH)) or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return parse_time(ann.get(ANN_REFRESH)) or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 def _b64(text: str) -> str:
@@ -71,8 +56,8 @@ class TokenManager:
         cur = self.secrets.get(self.secret_name(namespace, sa), self.ctx.host_namespace)
         if cur is None:
             return None
-        at = _parse_ts(((cur.get("metadata") or {}).get("annotations") or {}).get(ANN_REFRESH))
-        return max(0.0, (at - _now()).total_seconds()) if at else 0.0
+        at = parse_time(((cur.get("metadata") or {}).get("annotations") or {}).get(ANN_REFRESH))
+        return max(0.0, (at - utcnow()).total_seconds()) if at else 0.0
 
     async def ensure(self, namespace: str, sa: str) -> str:
         """The host Secret's name, creating or renewing the token when needed (one request
@@ -86,9 +71,9 @@ class TokenManager:
         cached = self.secrets.get(name, self.ctx.host_namespace)
         cur = max((c for c in (cached, self._written.get(name)) if c is not None),
                   key=_refresh_of, default=None)
-        if cur is not None and _refresh_of(cur) > _now():
+        if cur is not None and _refresh_of(cur) > utcnow():
             return name
-        now = _now()
+        now = utcnow()
         try:
             token, expires = await self._token(namespace, sa)
             refresh_at = now + (expires - now) * 0.8 if expires else now + dt.timedelta(days=300)
@@ -104,7 +89,7 @@ class TokenManager:
             "metadata": {
                 "name": name, "namespace": self.ctx.host_namespace,
                 "labels": self.ctx.tr.owner_labels(namespace),
-                "annotations": {ANN_REFRESH: refresh_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "annotations": {ANN_REFRESH: rfc3339(refresh_at),
                                 "vkube.io/service-account": sa},
             },
             "data": {"token": _b64(token), "ca.crt": _b64(ca), "namespace": _b64(namespace)},
@@ -136,7 +121,7 @@ class TokenManager:
                                    subresource="token", name=sa)
             status = reply.get("status") or {}
             if status.get("token"):
-                return status["token"], _parse_ts(status.get("expirationTimestamp"))
+                return status["token"], parse_time(status.get("expirationTimestamp"))
         except (errors.NotFound, errors.MethodNotAllowed, errors.BadRequest) as e:
             log.info("virtual TokenRequest unavailable (%s); using a token Secret", e.reason)
         return await self._legacy_token(namespace, sa), None

@@ -17,9 +17,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from vkube.api.meta import Obj
 
 PREFIX = "vkube.io/"
 LABEL_MANAGED_BY = "vkube.io/managed-by"

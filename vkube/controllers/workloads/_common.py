@@ -7,15 +7,14 @@ import asyncio
 import copy
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from vkube.api.errors import BadRequest, NotFound, StatusError
 from vkube.api.selectors import label_selector_from_dict
+from vkube.api.meta import Obj, object_key, parse_time, rfc3339, split_key
 from vkube.client.client import Resource
 from vkube.client.resources import PODS
-
-Obj = dict[str, Any]
 
 BURST_REPLICAS = 500  # at most this many creations/deletions per sync, as Kubernetes
 EXPECTATIONS_TTL = 300.0  # seconds after which unmet expectations are presumed lost
@@ -23,18 +22,7 @@ EXPECTATIONS_TTL = 300.0  # seconds after which unmet expectations are presumed 
 
 # ---------------------------------------------------------------- time
 
-def fmt_time(t: datetime) -> str:
-    """RFC 3339 with second precision and a Z, as Kubernetes' metav1.Time."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(s: str | None) -> datetime | None:
-    if not s:
-        return None
-    try:
-        return datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+fmt_time = rfc3339  # metav1.Time: the name the workload controllers use
 
 
 # ---------------------------------------------------------------- selectors
@@ -74,15 +62,7 @@ def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> boo
 
 # ---------------------------------------------------------------- metadata / ownership
 
-def key_of(obj: Obj) -> str:
-    m = obj.get("metadata") or {}
-    ns = m.get("namespace")
-    return f"{ns}/{m.get('name')}" if ns else str(m.get("name"))
-
-
-def split_key(key: str) -> tuple[str | None, str]:
-    ns, _, name = key.rpartition("/")
-    return (ns or None), name
+key_of = object_key  # the work-queue key of an object
 
 
 def controller_ref(obj: Obj) -> Obj | None:

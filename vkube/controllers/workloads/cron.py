@@ -1,121 +1,72 @@
-"""Cron schedules as Kubernetes' CronJob controller reads them (robfig/cron ParseStandard):
-five fields or a descriptor (``@hourly``, ``@every 90m`` …), evaluated in ``spec.timeZone``;
-``TZ=``/``CRON_TZ=`` prefixes are refused. Pure functions over datetimes."""
+"""What the CronJob controller computes from a schedule: the schedule itself (parsed by
+``vkube.api.cron`` — the same parser the API server validates with, so the two can never
+disagree), the most recent missed activation, and the deterministic Job name."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
 
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError
+from vkube.api import cron
+from vkube.api.cron import CronError as ScheduleError
+from vkube.api.cron import Schedule
+
+__all__ = ["MAX_MISSED", "Schedule", "ScheduleError", "UnknownTimeZone", "job_name",
+           "most_recent", "parse_schedule", "rfc3339_zoned", "validate_schedule"]
 
 MAX_MISSED = 100  # more missed start times than this is "too many" (a clock skew hint)
-_DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                "@hourly": "0 * * * *"}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
-
-
-class ScheduleError(ValueError):
-    """An unparseable schedule or unknown time zone (message as Kubernetes words it)."""
 
 
 class UnknownTimeZone(ScheduleError):
-    pass
-
-
-def _parse_duration(s: str) -> timedelta:
-    total, pos = 0.0, 0
-    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * unit[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or total <= 0:
-        raise ScheduleError(f"failed to parse duration @every {s}")
-    return timedelta(seconds=max(int(total), 1))
-
-
-@dataclass(frozen=True)
-class Schedule:
-    expr: str | None  # a 5-field cron expression, or None for a constant delay
-    every: timedelta | None
-    tz: tzinfo
-
-    def next(self, t: datetime) -> datetime | None:
-        """The first activation strictly after ``t`` (None if the schedule never fires)."""
-        t = t.astimezone(self.tz)
-        if self.every is not None:
-            return t.replace(microsecond=0) + self.every
-        try:
-            return croniter(self.expr, t).get_next(datetime)
-        except CroniterBadDateError:
-            return None
-
-    def prev_or_at(self, t: datetime) -> datetime | None:
-        if self.every is not None:
-            return None
-        try:
-            return croniter(self.expr, t.astimezone(self.tz) + timedelta(seconds=1)).get_prev(
-                datetime)
-        except CroniterBadDateError:
-            return None
-
-
-def time_zone(name: str | None) -> tzinfo:
-    if not name:
-        return timezone.utc
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise UnknownTimeZone(f'invalid timeZone: "{name}": {e}') from None
+    """``spec.timeZone`` names no zone this process knows."""
 
 
 def parse_schedule(schedule: str, tz_name: str | None = None) -> Schedule:
-    s = (schedule or "").strip()
-    if s.startswith(("TZ=", "CRON_TZ=")) or " TZ=" in s:
-        raise ScheduleError(f'unparseable schedule: "{schedule}" : TZ and CRON_TZ are not '
-                            "supported, use .spec.timeZone")
-    tz = time_zone(tz_name)
-    if s.startswith("@every "):
-        return Schedule(None, _parse_duration(s[len("@every "):].strip()), tz)
-    expr = _DESCRIPTORS.get(s, s)
-    if expr.startswith("@") or len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise ScheduleError(f'unparseable schedule: "{schedule}" : expected exactly 5 fields')
-    return Schedule(expr, None, tz)
+    """The schedule of a CronJob (``formatSchedule`` + ``cron.ParseStandard`` upstream): the
+    zone comes from ``spec.timeZone``; a ``TZ=`` prefix is refused as validation refuses it."""
+    problems = cron.validate(schedule or "")
+    if problems:
+        raise ScheduleError(f'unparseable schedule: "{schedule}" : {problems[0]}')
+    try:
+        tz = cron.load_time_zone(tz_name)
+    except ScheduleError as e:
+        raise UnknownTimeZone(f'invalid timeZone: "{tz_name}": {e}') from None
+    return cron.parse(schedule, tz)
 
 
 def validate_schedule(schedule: str, tz_name: str | None = None) -> list[str]:
-    """Messages for an invalid spec.schedule / spec.timeZone (empty when valid); for the API
-    server's CronJob validation as well as for the controller."""
-    try:
-        parse_schedule(schedule, tz_name)
-    except ScheduleError as e:
-        return [str(e)]
-    return []
+    """Kubernetes' messages for ``spec.schedule`` and ``spec.timeZone``; empty when valid."""
+    out = cron.validate(schedule or "")
+    tz_problem = cron.validate_time_zone(tz_name)
+    return out + ([tz_problem] if tz_problem else [])
 
 
 def most_recent(sched: Schedule, earliest: datetime, now: datetime
                 ) -> tuple[datetime | None, int]:
-    """The latest activation in (earliest, now] and how many were missed (capped just above
-    MAX_MISSED), as mostRecentScheduleTime."""
+    """The latest activation in (earliest, now] and how many were missed (counted up to just
+    above MAX_MISSED), as ``mostRecentScheduleTime`` upstream."""
     t = sched.next(earliest)
     last, count = None, 0
     while t is not None and t <= now:
         last, count = t, count + 1
         if count > MAX_MISSED:
-            jump = sched.prev_or_at(now)
-            if jump is not None:
-                return jump, count
-            while t is not None and t <= now:  # constant delay: arithmetic would do, this is rare
-                last, t = t, sched.next(t)
-            return last, count
+            return _latest_before(sched, last, now), count
         t = sched.next(t)
     return last, count
+
+
+def _latest_before(sched: Schedule, known: datetime, now: datetime) -> datetime:
+    """The last activation at or before ``now``, given one (``known``) that is: look back a
+    window that doubles until it holds an activation, so this costs O(log) windows and not
+    one step per missed activation (years of them after a clock jump)."""
+    window = timedelta(minutes=1)
+    while True:
+        start = max(known, now - window)
+        last, t = None, sched.next(start - timedelta(seconds=1))
+        while t is not None and t <= now:
+            last, t = t, sched.next(t)
+        if last is not None:
+            return last
+        window *= 2
 
 
 def job_name(cronjob_name: str, scheduled: datetime) -> str:
@@ -124,6 +75,8 @@ def job_name(cronjob_name: str, scheduled: datetime) -> str:
     return f"{cronjob_name}-{int(scheduled.timestamp()) // 60}"
 
 
-def rfc3339(t: datetime) -> str:
+def rfc3339_zoned(t: datetime) -> str:
+    """Go's ``Format(time.RFC3339)`` of a time in its own zone (``Z`` for UTC, else the offset):
+    the scheduled-timestamp annotation is written in the CronJob's ``timeZone``."""
     s = t.replace(microsecond=0).isoformat()
     return s[:-6] + "Z" if s.endswith("+00:00") else s

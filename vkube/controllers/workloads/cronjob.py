@@ -31,7 +31,7 @@ from vkube.controllers.workloads.cron import (
     job_name,
     most_recent,
     parse_schedule,
-    rfc3339,
+    rfc3339_zoned,
 )
 from vkube.controllers.workloads.job_policy import finished_condition
 
@@ -42,7 +42,7 @@ def job_from_template(cj: Obj, scheduled: datetime) -> Obj:
     tmpl = cj["spec"].get("jobTemplate") or {}
     tmeta = tmpl.get("metadata") or {}
     annotations = dict(tmeta.get("annotations") or {})
-    annotations[SCHEDULED_TIMESTAMP] = rfc3339(scheduled)
+    annotations[SCHEDULED_TIMESTAMP] = rfc3339_zoned(scheduled)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name(cj["metadata"]["name"], scheduled),
@@ -155,7 +155,7 @@ class CronJobController(Controller):
             return requeue
         if deadline is not None and scheduled + timedelta(seconds=int(deadline)) < now:
             self.recorder.event(cj, "Warning", "MissSchedule",
-                                f"Missed scheduled time to start a job: {rfc3339(scheduled)}")
+                                f"Missed scheduled time to start a job: {rfc3339_zoned(scheduled)}")
             return requeue
         name = job_name(cj["metadata"]["name"], scheduled)
         active = status.get("active") or []

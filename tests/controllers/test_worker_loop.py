@@ -1,0 +1,153 @@
+"""The one worker loop (client-go's processNextWorkItem): any failure is retried with growing
+per-key back-off and never ends the loop; success forgets the back-off; cancellation ends it.
+Driven through the real components that use it — a Controller, the Scheduler, the
+TaintEvictor — and through ``run_workers`` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from vkube.api import errors
+from vkube.controllers.workqueue import WorkQueue, run_periodic, run_workers
+
+DEADLINE = 60.0
+
+
+async def _until(cond: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + DEADLINE
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class Flaky:
+    """Fails ``fails`` times with ``exc`` per round, then succeeds; records the queue's
+    requeue count seen at each call."""
+
+    def __init__(self, queue: WorkQueue, exc: BaseException, fails: int) -> None:
+        self.queue, self.exc, self.fails = queue, exc, fails
+        self.calls: list[int] = []
+        self.successes = 0
+
+    async def __call__(self, key: str) -> None:
+        self.calls.append(self.queue.num_requeues(key))
+        if self.fails > 0:
+            self.fails -= 1
+            raise self.exc
+        self.successes += 1
+
+
+@pytest.mark.parametrize("exc", [KeyError("spec"), ZeroDivisionError(), errors.Conflict("stale"),
+                                 errors.InternalError("boom")],
+                         ids=["KeyError", "ZeroDivisionError", "Conflict", "InternalError"])
+async def test_any_exception_is_retried_with_growing_backoff_then_forgotten(
+        exc: BaseException) -> None:
+    q = WorkQueue(base_delay=0.001, max_delay=0.05)
+    flaky = Flaky(q, exc, fails=4)
+    task = asyncio.create_task(run_workers(q, flaky, name="test"))
+    q.add("ns/a")
+    await _until(lambda: flaky.successes == 1, "the fifth attempt")
+    # each failure raised the back-off exponent; the loop survived every one of them
+    assert flaky.calls == [0, 1, 2, 3, 4]
+    assert q.num_requeues("ns/a") == 0  # forgotten after the success
+    # a later failure starts from the base delay again, and the loop is still alive
+    flaky.fails = 1
+    q.add("ns/a")
+    await _until(lambda: flaky.successes == 2, "the next round")
+    assert flaky.calls[5:] == [0, 1]
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_backoff_delays_grow_exponentially() -> None:
+    q = WorkQueue(base_delay=0.01, max_delay=1.0)
+    seen: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def failing(key: str) -> None:
+        seen.append(loop.time())
+        raise KeyError(key)
+
+    task = asyncio.create_task(run_workers(q, failing, name="test"))
+    q.add("k")
+    await _until(lambda: len(seen) >= 5, "five attempts")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gaps = [b - a for a, b in zip(seen, seen[1:])]
+    # 10, 20, 40, 80 ms at least (timers never fire early; a busy CPU only adds)
+    for n, gap in enumerate(gaps):
+        assert gap >= 0.01 * 2 ** n * 0.9, gaps
+
+
+async def test_expected_api_errors_log_no_traceback_others_do(
+        caplog: pytest.LogCaptureFixture) -> None:
+    q = WorkQueue(base_delay=0.001)
+    errs = {"a": errors.NotFound("gone"), "b": KeyError("spec")}
+    done: set[str] = set()
+
+    async def rec(key: str) -> None:
+        e = errs.pop(key, None)
+        if e is not None:
+            raise e
+        done.add(key)
+
+    caplog.set_level(logging.DEBUG, logger="vkube.controllers.workqueue")
+    task = asyncio.create_task(run_workers(q, rec, name="ctl", workers=2))
+    q.add("a")
+    q.add("b")
+    await _until(lambda: done == {"a", "b"}, "both keys handled")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    rec_a = [r for r in caplog.records if r.args and r.args[1] == "a"]
+    rec_b = [r for r in caplog.records if r.args and r.args[1] == "b"]
+    assert rec_a and all(r.exc_info is None and r.levelno == logging.DEBUG for r in rec_a)
+    assert rec_b and rec_b[0].exc_info is not None and rec_b[0].levelno == logging.ERROR
+
+
+async def test_requeue_after_is_honoured_and_cancellation_propagates() -> None:
+    q = WorkQueue()
+    calls: list[str] = []
+    started = asyncio.Event()
+    block = asyncio.Event()
+
+    async def rec(key: str) -> float | None:
+        calls.append(key)
+        if len(calls) == 2:
+            started.set()
+            await block.wait()  # cancelled here
+        return 0.01 if len(calls) == 1 else None
+
+    task = asyncio.create_task(run_workers(q, rec, name="test"))
+    q.add("k")
+    await asyncio.wait_for(started.wait(), DEADLINE)
+    assert calls == ["k", "k"]  # the requeue asked for by the first call
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert q.num_requeues("k") == 0  # cancellation is not a failure
+
+
+async def test_periodic_loop_survives_failing_rounds() -> None:
+    rounds: list[int] = []
+
+    async def step() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) % 2:
+            raise RuntimeError("bad round")
+
+    task = asyncio.create_task(run_periodic(step, 0.001, name="test"))
+    await _until(lambda: len(rounds) >= 6, "six rounds")
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,0 +1,25 @@
+"""The built-in controllers, in the order a control plane adds them. A module of its own at
+the top of the package: it imports every controller, and nothing in the package imports it
+(the runtime below stays importable alone)."""
+
+from __future__ import annotations
+
+from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
+from vkube.controllers.gc import GarbageCollector
+from vkube.controllers.namespace import NamespaceController
+from vkube.controllers.pdb import DisruptionController
+from vkube.controllers.pvcprotection import PVCProtectionController
+from vkube.controllers.runtime import Controller
+from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
+from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
+
+__all__ = ["default_controllers"]
+
+
+def default_controllers() -> list[type[Controller]]:
+    """Every built-in controller class (a new list each call: callers may filter it)."""
+    return [
+        NamespaceController, GarbageCollector, ServiceAccountController,
+        RootCAConfigMapController, EndpointsController, EndpointSliceController,
+        PVCProtectionController, DisruptionController, *WORKLOAD_CONTROLLERS,
+    ]
