@@ -1,6 +1,6 @@
-"""``python -m vkube.cli.hosting``: the embedded host process — a control plane, its controllers and
-the simulated nodes/scheduler/kubelets — until SIGTERM. ``vkube host start`` runs it in the
-background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
+"""``python -m vkube.cli.hosting``: the embedded host process — one ``EmbeddedHostCluster``
+(control plane, controllers, simulated nodes/scheduler/kubelets) — until SIGTERM. ``vkube host
+start`` runs it in the background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from vkube.apiserver.server import ControlPlane
-    from vkube.client import Client
-    from vkube.controllers.registry import default_controllers
-    from vkube.controllers.runtime import ControllerManager
-    from vkube.host.nodes import NodeTemplate
-    from vkube.host.runner import EmbeddedHost
+    from vkube.cluster.host import EmbeddedHostCluster, HostConfig
 
     d = host_dir(args.home)
     d.mkdir(parents=True, exist_ok=True)
@@ -52,38 +47,25 @@ async def run(args: argparse.Namespace) -> int:
     if port is None:
         last = int(state.get("port") or 0)
         port = last if last and port_free(last) else 0
-    cp = ControlPlane(data_dir=d / "data", port=port, name="vkube-host")
-    await cp.start()
-    client = Client(cp.url, user_agent="vkube-host-controller-manager")
-    mgr = ControllerManager(client, identity=f"vkube-host-{os.getpid()}", leader_election=False)
-    for ctrl in default_controllers():
-        mgr.add(ctrl)
-    host = EmbeddedHost(cp.url, nodes=args.nodes,
-                        template=NodeTemplate(cpu=args.node_cpu, memory=args.node_memory))
+    host = EmbeddedHostCluster(HostConfig(data_dir=d / "data", port=port, nodes=args.nodes,
+                                          node_cpu=args.node_cpu, node_memory=args.node_memory))
     stop = stop_event()
-    controllers = asyncio.create_task(mgr.run(), name="controllers")
     try:
         await host.start()
-        cp.write_kubeconfig(d / "kubeconfig")
-        state_file.write_text(json.dumps({"url": cp.url, "port": cp.port, "pid": os.getpid(),
+        host.control_plane.write_kubeconfig(d / "kubeconfig")
+        state_file.write_text(json.dumps({"url": host.url, "port": host.port, "pid": os.getpid(),
                                           "nodes": args.nodes, "kubeletPort": host.kubelet_port}))
         pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
-        log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", cp.url, args.nodes, d / "kubeconfig")
-        waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([waiter, controllers], return_when=asyncio.FIRST_COMPLETED)
+        log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", host.url, args.nodes, d / "kubeconfig")
+        waiter = asyncio.ensure_future(stop.wait())
+        stopped = asyncio.ensure_future(host.stopped.wait())
+        await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        if controllers in done and controllers.exception() is not None:
-            log.error("controllers failed", exc_info=controllers.exception())
-            return 1
-        return 0
+        stopped.cancel()
+        return 1 if host.error is not None else 0
     finally:
         log.info("vkube host stopping")
-        controllers.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await controllers
         await host.stop()
-        await client.close()
-        await cp.stop()
         with contextlib.suppress(FileNotFoundError):
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()

@@ -88,20 +88,29 @@ class EmbeddedHost:
             if not self._ready.done():
                 self._ready.set_result(None)
 
-    async def stop(self) -> None:
+    async def wait(self) -> None:
+        """Until the loops end: they only end by failing (re-raised here) or by stop()."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
-            except Exception:
-                log.exception("embedded host stopped with an error")
-            self._task = None
-        await self.server.stop()
-        if self._own_client:
-            await self.client.close()
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        """Also from a task that is itself being cancelled: the kubelet server and the client
+        are closed either way."""
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    if asyncio.current_task() is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise
+                except Exception:
+                    log.exception("embedded host stopped with an error")
+                self._task = None
+        finally:
+            await self.server.stop()
+            if self._own_client:
+                await self.client.close()
 
     # -- administration, as the CLI and tests use it ------------------------------------------
 

@@ -1,0 +1,76 @@
+"""The one typed configuration a virtual cluster is built from (``ClusterConfig``) and the two
+ways to name its host: a kubeconfig now (``HostConnection``), or a file written later
+(``HostFromFile``, how ``vkube create`` starts the API before it has resolved the host).
+
+Frozen: a running cluster never has its configuration changed under it; a new configuration
+means a new ``VirtualCluster``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the syncer package costs ~0.3 s of imports; `vkube serve` defers it
+    from vkube.syncer.values import Values
+
+
+@dataclass(frozen=True)
+class HostConnection:
+    """A host cluster named by a kubeconfig file (and optionally one of its contexts)."""
+
+    kubeconfig: str
+    context: str | None = None
+    #: the host namespace the cluster syncs into; None: ``vkube-NAME``
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class HostFromFile:
+    """A host named later in ``path`` (JSON ``{"kubeconfig", "context", "namespace"}``,
+    renamed into place, so an existing file is complete). The API serves meanwhile; only the
+    syncer waits. ``namespace`` is used when the file names none."""
+
+    path: Path
+    namespace: str | None = None
+    poll_seconds: float = 0.02
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Everything one ``VirtualCluster`` needs. ``host=None`` is a standalone control plane
+    (the API server allocates Service IPs itself, nothing is synced)."""
+
+    name: str
+    #: the datastore (unless ``store_url``), the SA signing key and the kubeconfig live here
+    data_dir: Path | None = None
+    store_url: str | None = None
+    address: str = "127.0.0.1"
+    port: int = 0
+    host: HostConnection | HostFromFile | None = None
+    #: parsed values (``vkube.syncer.values.Values``); None: the defaults
+    values: "Values | None" = None
+    controllers: bool = True
+    #: campaign for the controller-manager lease (off when only one replica can exist, saving
+    #: the lease traffic; on for ``vkube serve``, whose restarts may overlap)
+    leader_election: bool = True
+    #: the controller-manager's leader-election identity; None: ``HOSTNAME-PID-NAME``
+    identity: str | None = None
+    #: kubelet log proxy port of the syncer (0: any free port)
+    kubelet_port: int = 0
+
+    def __post_init__(self) -> None:
+        if self.data_dir is None and self.store_url is None:
+            raise ValueError(f"cluster {self.name!r} needs a data_dir or a store_url")
+        if self.data_dir is not None and not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(os.fspath(self.data_dir)))
+
+    @property
+    def virtual(self) -> bool:
+        """Synced to a host (a virtual cluster) rather than a standalone control plane."""
+        return self.host is not None
+
+    @property
+    def default_host_namespace(self) -> str:
+        return f"vkube-{self.name}"

@@ -1,0 +1,311 @@
+"""``VirtualCluster``: one virtual cluster — control plane, controller manager, syncer and (with
+``sync.nodes.enableScheduler``) a virtual scheduler — built from one ``ClusterConfig`` and run
+under one ``asyncio.TaskGroup``. Everything it holds hangs off the instance, so any number run
+in one process on one event loop, each with its own registry, store, metrics and queues.
+
+Failure policy: the components are one cluster, so they live and die together. When any
+component raises, the task group cancels the others, the API server stops, ``error`` holds
+the cause and ``stopped`` is set: no half-cluster keeps answering requests whose effects
+nothing reconciles. The owner decides what next — ``vkube serve`` exits non-zero and its
+supervisor restarts it; reconciliation is level-based, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from vkube.apiserver.server import ControlPlane
+from vkube.cluster.config import ClusterConfig, HostConnection, HostFromFile
+
+if TYPE_CHECKING:
+    from vkube.client import Client
+    from vkube.controllers.runtime import ControllerManager
+    from vkube.host.scheduler import Scheduler
+    from vkube.syncer.syncer import Syncer
+    from vkube.syncer.values import Values
+
+log = logging.getLogger(__name__)
+
+
+class VirtualCluster:
+    """``vc = VirtualCluster(config)``; ``await vc.start()`` (returns once the API answers);
+    ``await vc.ready.wait()`` (every component runs with synced caches); ``await vc.stop()``.
+
+    Also an async context manager (start on enter, stop on exit)."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.control_plane = ControlPlane(
+            data_dir=config.data_dir, store_url=config.store_url, port=config.port,
+            host=config.address, name=config.name,
+            # a virtual cluster's Service IPs come from the host, copied back by the syncer
+            allocate_service_ips=not config.virtual)
+        #: set once the API server answers (kubeconfig written, system namespaces there)
+        self.serving = asyncio.Event()
+        #: set once every component runs with synced caches
+        self.ready = asyncio.Event()
+        #: set once everything has stopped (after stop(), or after a component failed)
+        self.stopped = asyncio.Event()
+        #: why the cluster stopped on its own (None after a clean stop())
+        self.error: BaseException | None = None
+        self.controller_manager: ControllerManager | None = None
+        self.syncer: Syncer | None = None
+        self.scheduler: Scheduler | None = None
+        #: the host as the syncer reaches it, once known
+        self.host: HostConnection | None = config.host if isinstance(config.host, HostConnection) else None
+        self._clients: list[Client] = []
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what callers read -----------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def url(self) -> str:
+        """The API server's address (``http://127.0.0.1:PORT``), valid once serving."""
+        return self.control_plane.url
+
+    @property
+    def port(self) -> int:
+        return self.control_plane.port
+
+    @property
+    def host_namespace(self) -> str:
+        ns = self.host.namespace if self.host is not None else None
+        if ns is None and isinstance(self.config.host, HostFromFile):
+            ns = self.config.host.namespace
+        return ns or self.config.default_host_namespace
+
+    @property
+    def values(self) -> "Values":
+        from vkube.syncer.values import Values
+
+        return self.config.values or Values()
+
+    @property
+    def scheduler_enabled(self) -> bool:
+        """``sync.nodes.enableScheduler``: pods are placed here, on the synced nodes."""
+        return self.config.virtual and self.values.sync.nodes.enable_scheduler
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve the API, then start the other components in the background. Returns as soon
+        as the API answers: they are level-based, so starting them a moment later misses
+        nothing (and ``vkube create`` returns sooner)."""
+        if self._task is not None:
+            raise RuntimeError(f"virtual cluster {self.name!r} was already started")
+        await self.control_plane.start()
+        self.serving.set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"vcluster {self.name}")
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Until every component runs; raises the failure if the cluster stopped instead."""
+        ready = asyncio.ensure_future(self.ready.wait())
+        stopped = asyncio.ensure_future(self.stopped.wait())
+        try:
+            done, _ = await asyncio.wait({ready, stopped}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            stopped.cancel()
+        if self.ready.is_set():
+            return
+        if self.stopped.is_set():
+            raise RuntimeError(f"virtual cluster {self.name!r} stopped before it was ready") from self.error
+        raise TimeoutError(f"virtual cluster {self.name!r} not ready within {timeout}s")
+
+    async def stop(self) -> None:
+        """Stop every component and the API server; idempotent. Waits until all is closed:
+        tasks, client sessions, the store's thread."""
+        task = self._task
+        if task is None:
+            if self.control_plane.ctx is not None and not self.stopped.is_set():
+                await self.control_plane.stop()  # started, but _run never began
+                self.stopped.set()
+            return
+        if not task.done():
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled ourselves
+        await self.stopped.wait()
+
+    async def wait(self) -> None:
+        """Until the cluster stops (by stop() or a failure); re-raises a failure."""
+        await self.stopped.wait()
+        if self.error is not None:
+            raise self.error
+
+    async def __aenter__(self) -> "VirtualCluster":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                waits: list[Awaitable[Any]] = []
+                if self.config.controllers:
+                    mgr = self._controller_manager()
+                    tg.create_task(mgr.run(), name=f"{self.name}: controllers")
+                    waits.append(mgr.started.wait())
+                if self.config.virtual:
+                    syncer_ready = asyncio.Event()
+                    tg.create_task(self._run_syncer(syncer_ready), name=f"{self.name}: syncer")
+                    waits.append(syncer_ready.wait())
+                    if self.scheduler_enabled:
+                        sched_ready = asyncio.Event()
+                        tg.create_task(self._run_scheduler(sched_ready), name=f"{self.name}: scheduler")
+                        waits.append(sched_ready.wait())
+                tg.create_task(self._mark_ready(waits), name=f"{self.name}: ready")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a component failed: the whole cluster stops (module docstring)
+            self.error = e.exceptions[0] if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1 else e
+            log.error("virtual cluster %s stopped: a component failed", self.name, exc_info=self.error)
+        finally:
+            await self._close()
+
+    async def _mark_ready(self, waits: list[Awaitable[Any]]) -> None:
+        await asyncio.gather(*waits)
+        self.ready.set()
+        log.info("virtual cluster %s ready at %s", self.name, self.url)
+
+    async def _close(self) -> None:
+        try:
+            for c in self._clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
+            self._clients.clear()
+            await self.control_plane.stop()
+        finally:
+            self.ready.clear()
+            self.stopped.set()
+
+    # -- components --------------------------------------------------------------------------
+
+    def _client(self, component: str, server: str | None = None) -> "Client":
+        from vkube.client import Client
+
+        c = Client(server or self.url, user_agent=f"{component}/{self.name}")
+        self._clients.append(c)
+        return c
+
+    def _controller_manager(self) -> "ControllerManager":
+        from vkube.controllers.registry import default_controllers
+        from vkube.controllers.runtime import ControllerManager
+
+        identity = self.config.identity or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
+        mgr = ControllerManager(self._client("vkube-controller-manager"), identity=identity,
+                                leader_election=self.config.leader_election)
+        for ctrl in default_controllers():
+            mgr.add(ctrl)
+        self.controller_manager = mgr
+        return mgr
+
+    async def _run_syncer(self, ready: asyncio.Event) -> None:
+        from vkube.client import load_kubeconfig
+        from vkube.syncer.syncer import Syncer
+
+        if isinstance(self.config.host, HostFromFile):
+            self.host = await wait_for_host_file(self.config.host, self.name)
+        assert self.host is not None
+        host = load_kubeconfig(self.host.kubeconfig, self.host.context)
+        self._clients.append(host)
+        self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer"), host=host,
+                             host_namespace=self.host_namespace, values=self.values,
+                             kubelet_port=self.config.kubelet_port)
+        syncer = self.syncer
+
+        async def mark() -> None:
+            await syncer.wait_ready()
+            ready.set()
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(syncer.run(), name=f"{self.name}: syncer run")
+            tg.create_task(mark())
+
+    async def _run_scheduler(self, ready: asyncio.Event) -> None:
+        """The virtual cluster's own scheduler (``enableScheduler``): the embedded host's
+        scheduler over this cluster's pods and synced nodes. The syncer creates a host pod
+        only once this has bound the virtual one, and keeps its node."""
+        from vkube.client.resources import NODES, PODS
+        from vkube.controllers.informer import Informer
+        from vkube.host.scheduler import Scheduler
+
+        client = self._client("vkube-scheduler")
+        pods, nodes = Informer(client, PODS), Informer(client, NODES)
+        self.scheduler = Scheduler(client, pods, nodes, name="default-scheduler")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(pods.run(), name=f"{self.name}: scheduler pods")
+            tg.create_task(nodes.run(), name=f"{self.name}: scheduler nodes")
+            await pods.wait_synced()
+            await nodes.wait_synced()
+            tg.create_task(self.scheduler.run(), name=f"{self.name}: scheduler run")
+            ready.set()
+
+    # -- removal -------------------------------------------------------------------------------
+
+    async def remove_from_host(self, *, delete_namespace: bool = True) -> int:
+        """What ``vkube delete`` does on the host, for a stopped cluster: delete every object
+        the syncer created there and, if the syncer created the host namespace, the
+        namespace. Returns how many objects were deleted. Stop first, or the syncer
+        recreates what this deletes."""
+        from vkube.api import errors
+        from vkube.client import load_kubeconfig
+        from vkube.client.resources import NAMESPACES
+        from vkube.syncer.syncer import cleanup_host
+        from vkube.syncer.translate import LABEL_MANAGED_BY
+
+        if not self.stopped.is_set() and self._task is not None:
+            raise RuntimeError(f"stop virtual cluster {self.name!r} before removing it from its host")
+        if self.host is None:
+            return 0
+        async with load_kubeconfig(self.host.kubeconfig, self.host.context) as hc:
+            n = await cleanup_host(hc, self.host_namespace, self.name, grace_period_seconds=0)
+            if delete_namespace:
+                try:
+                    ns = await hc.get(NAMESPACES, self.host_namespace)
+                except errors.NotFound:
+                    return n
+                if (ns["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == self.name:
+                    with contextlib.suppress(errors.NotFound):
+                        await hc.delete(NAMESPACES, self.host_namespace,
+                                        propagation_policy="Background")
+        return n
+
+
+async def wait_for_host_file(source: HostFromFile, name: str) -> HostConnection:
+    """Poll until ``source.path`` exists and return the host it names (its namespace wins
+    over ``source.namespace``)."""
+    told = False
+    while True:
+        try:
+            doc = json.loads(source.path.read_text())
+            break
+        except FileNotFoundError:
+            pass
+        if not told:
+            log.info("%s: syncer waiting for the host to be named in %s", name, source.path)
+            told = True
+        await asyncio.sleep(source.poll_seconds)
+    host = HostConnection(kubeconfig=doc["kubeconfig"], context=doc.get("context") or None,
+                          namespace=doc.get("namespace") or source.namespace)
+    log.info("%s: syncer host %s (context %s), namespace %s", name, host.kubeconfig,
+             host.context or "current", host.namespace or f"vkube-{name}")
+    return host
