@@ -64,13 +64,23 @@ async def test_real_nodes_all_with_selector_and_tenant_labels_kept(planes):
         await stop_syncer(pair)
 
 
-async def test_enable_scheduler_keeps_the_virtual_node_choice(planes):
-    vcp, hcp = planes
+async def test_enable_scheduler_keeps_the_virtual_node_choice(planes, tmp_path):
+    """The virtual cluster's own scheduler (a VirtualCluster with enableScheduler) places the
+    pod on a synced node; the syncer creates the host pod only then, on that node."""
+    from vkube.cluster import ClusterConfig, HostConnection, VirtualCluster
+
+    _, hcp = planes
     await add_host_nodes(hcp.url)
     values = load_values("sync: {nodes: {enabled: true, enableScheduler: true}}")
-    pair = await start_syncer(vcp, hcp, values)
-    v, h = pair.virtual, pair.host
+    vc = VirtualCluster(ClusterConfig(
+        name=VC, data_dir=tmp_path / "vc", values=values, controllers=False,
+        host=HostConnection(str(hcp.data_dir / "kubeconfig"), namespace=HOST_NS)))
+    await vc.start()
+    v, h = Client(vc.url), Client(hcp.url)
     try:
+        await vc.wait_ready(timeout=60)
+        assert vc.scheduler is not None
+
         async def nodes_there():
             names = {n["metadata"]["name"] for n in (await v.list(NODES))["items"]}
             assert names == {"n1", "n2"}
@@ -78,20 +88,29 @@ async def test_enable_scheduler_keeps_the_virtual_node_choice(planes):
         n2 = await v.get(NODES, "n2")
         assert n2["spec"]["taints"][0]["key"] == "dedicated"
         await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
-        await v.create(PODS, {"metadata": {"name": "p", "namespace": "demo"},
-                              "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        # fits no node: reported as unschedulable, and nothing is created on the host
+        await v.create(PODS, {"metadata": {"name": "nowhere", "namespace": "demo"},
+                              "spec": {"nodeSelector": {"disktype": "nvme"},
+                                       "containers": [{"name": "c", "image": "x"}]}},
                        namespace="demo")
-        # not placed by the virtual scheduler yet: nothing on the host
+
+        async def unschedulable():
+            pod = await v.get(PODS, "nowhere", namespace="demo")
+            cond = [c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"]
+            assert cond and cond[0]["reason"] == "Unschedulable", pod["status"]
+        await eventually(unschedulable)
         try:
-            await h.get(PODS, f"p-x-demo-x-{VC}", namespace=HOST_NS)
+            await h.get(PODS, f"nowhere-x-demo-x-{VC}", namespace=HOST_NS)
             raise AssertionError("created before the virtual scheduler placed it")
         except errors.NotFound:
             pass
-        await v.create(PODS, {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
-                              "target": {"kind": "Node", "name": "n1"}},
-                       namespace="demo", subresource="binding", name="p")
+        # n2 is tainted, so the virtual scheduler picks n1; the host pod keeps that choice
+        await v.create(PODS, {"metadata": {"name": "p", "namespace": "demo"},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}},
+                       namespace="demo")
 
         async def placed():
+            assert (await v.get(PODS, "p", namespace="demo"))["spec"].get("nodeName") == "n1"
             try:
                 hp = await h.get(PODS, f"p-x-demo-x-{VC}", namespace=HOST_NS)
             except errors.NotFound as e:
@@ -99,4 +118,6 @@ async def test_enable_scheduler_keeps_the_virtual_node_choice(planes):
             assert hp["spec"]["nodeName"] == "n1"
         await eventually(placed)
     finally:
-        await stop_syncer(pair)
+        await v.close()
+        await h.close()
+        await vc.stop()
