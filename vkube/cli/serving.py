@@ -6,19 +6,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vkube.cli.output import CLIError
 from vkube.cli.runproc import run_async, stop_event
+
+if TYPE_CHECKING:
+    from vkube.cluster.config import ClusterConfig
 
 log = logging.getLogger("vkube.serve")
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_async(lambda: serve(args))
+    try:
+        config = config_from_args(args)
+    except CLIError as e:
+        print(f"vkube serve: {e}", file=sys.stderr)
+        return e.code
+    return run_async(lambda: serve(config))
 
 
-def config_from_args(args: argparse.Namespace) -> "ClusterConfig":  # noqa: F821
-    """The flags of ``vkube serve`` as a configuration (``args`` is not changed)."""
+def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
+    """The flags of ``vkube serve`` as a configuration (``args`` is left as parsed)."""
     from vkube.cli.values_files import load_files
     from vkube.cluster.config import ClusterConfig, HostConnection, HostFromFile
 
@@ -30,24 +41,26 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":  # noqa: F821
                               namespace=args.host_namespace)
     values = None
     if host is not None:
-        from vkube.syncer.values import parse_values
+        from vkube.syncer.values import ValuesError, parse_values
 
-        values = parse_values(load_files(args.values, check=False))
+        try:
+            values = parse_values(load_files(args.values, check=False))
+        except ValuesError as e:
+            raise CLIError(f"invalid values: {e} — see `vkube create --help`", code=2) from e
     elif args.values:
-        from vkube.cli.output import CLIError
-
-        raise CLIError("-f/--values configures the syncer: give --host-kubeconfig or "
-                       "--host-from too, or drop -f")
+        raise CLIError("-f/--values configures the syncer of a virtual cluster: give "
+                       "--host-kubeconfig or --host-from too, or drop -f", code=2)
     return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=args.store,
                          address=args.address, port=args.port, host=host, values=values,
                          controllers=not args.no_controllers)
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(config: "ClusterConfig") -> int:
     from vkube.cluster.virtual import VirtualCluster
 
-    vc = VirtualCluster(config_from_args(args))
-    ready_file = Path(args.data_dir) / "ready"
+    vc = VirtualCluster(config)
+    assert config.data_dir is not None
+    ready_file = config.data_dir / "ready"
     await vc.start()
     stop = stop_event()
     try:
@@ -56,7 +69,7 @@ async def serve(args: argparse.Namespace) -> int:
         # and `vkube create` returns sooner.
         ready_file.write_text(vc.url + "\n")
         log.info("control plane %s serving at %s (kubeconfig %s)", vc.name, vc.url,
-                 Path(args.data_dir) / "kubeconfig")
+                 config.data_dir / "kubeconfig")
         waiter = asyncio.ensure_future(stop.wait())
         stopped = asyncio.ensure_future(vc.stopped.wait())
         await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
