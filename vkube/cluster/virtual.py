@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from vkube.apiserver.server import ControlPlane
@@ -159,20 +158,18 @@ class VirtualCluster:
     async def _run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
-                waits: list[Awaitable[Any]] = []
+                started: list[asyncio.Event] = []  # one per component, set once it runs
                 if self.config.controllers:
                     mgr = self._controller_manager()
                     tg.create_task(mgr.run(), name=f"{self.name}: controllers")
-                    waits.append(mgr.started.wait())
+                    started.append(mgr.started)
                 if self.config.virtual:
-                    syncer_ready = asyncio.Event()
+                    started.append(syncer_ready := asyncio.Event())
                     tg.create_task(self._run_syncer(syncer_ready), name=f"{self.name}: syncer")
-                    waits.append(syncer_ready.wait())
                     if self.scheduler_enabled:
-                        sched_ready = asyncio.Event()
+                        started.append(sched_ready := asyncio.Event())
                         tg.create_task(self._run_scheduler(sched_ready), name=f"{self.name}: scheduler")
-                        waits.append(sched_ready.wait())
-                tg.create_task(self._mark_ready(waits), name=f"{self.name}: ready")
+                tg.create_task(self._mark_ready(started), name=f"{self.name}: ready")
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a component failed: the whole cluster stops (module docstring)
@@ -181,8 +178,9 @@ class VirtualCluster:
         finally:
             await self._close()
 
-    async def _mark_ready(self, waits: list[Awaitable[Any]]) -> None:
-        await asyncio.gather(*waits)
+    async def _mark_ready(self, started: list[asyncio.Event]) -> None:
+        for event in started:
+            await event.wait()
         self.ready.set()
         log.info("virtual cluster %s ready at %s", self.name, self.url)
 
