@@ -7,11 +7,13 @@ other 19 are untouched and still reconciling. Deployments are created with the r
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import kubectl
@@ -122,7 +124,7 @@ async def test_twenty_clusters_one_process_one_deleted_others_untouched(
     assert set(before[rest[0].name][0]) <= set(virtual)
     assert await converged(rest[1], embedded_host, REPLICAS) == before[rest[1].name]
 
-    # a clean stop leaves no tasks or threads behind (the host's own go when it stops)
+    # a clean stop leaves no tasks, threads or client sessions behind (the host's own go when it stops)
     await asyncio.gather(*(vc.stop() for vc in rest))
     assert all(vc.error is None for vc in rest)
     assert store_threads() == 1  # the host's
@@ -131,3 +133,6 @@ async def test_twenty_clusters_one_process_one_deleted_others_untouched(
     left = {t for t in asyncio.all_tasks() if not t.done()} - {asyncio.current_task()}
     assert not left, describe(left)
     assert store_threads() == 0
+    gc.collect()
+    open_sessions = [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
+    assert not open_sessions, [o.headers.get("User-Agent") for o in open_sessions]
