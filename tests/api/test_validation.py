@@ -37,10 +37,10 @@ def test_object_meta():
     assert validate_object_meta({"metadata": meta()}, namespaced=True) == []
     causes = validate_object_meta({"metadata": {"namespace": "d"}}, namespaced=True)
     assert causes[0]["field"] == "metadata.name" and causes[0]["reason"] == "FieldValueRequired"
-    assert causes[0]["message"] == "metadata.name: Required value: name or generateName is required"
+    assert causes[0]["message"] == "Required value: name or generateName is required"
     assert validate_object_meta({"metadata": {"generateName": "web-", "namespace": "d"}}, namespaced=True) == []
     bad = validate_object_meta({"metadata": {"name": "Bad_Name", "namespace": "d"}}, namespaced=True)
-    assert bad[0]["message"].startswith('metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain')
+    assert bad[0]["message"].startswith('Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain')
     assert fields(validate_object_meta({"metadata": meta()}, namespaced=False)) == ["metadata.namespace"]
     assert fields(validate_object_meta({"metadata": {**meta(), "labels": {"a": "x" * 64}}}, namespaced=True)) == ["metadata.labels"]
     assert fields(validate_object_meta({"metadata": {**meta(), "labels": {"-bad": "v"}}}, namespaced=True)) == ["metadata.labels"]
@@ -71,7 +71,7 @@ def test_pod_rules():
     restart = {"metadata": meta(), "spec": {**POD["spec"], "restartPolicy": "Sometimes"}}
     causes = check("", "pods", restart)
     assert fields(causes) == ["spec.restartPolicy"] and causes[0]["reason"] == "FieldValueNotSupported"
-    assert causes[0]["message"] == 'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"'
+    assert causes[0]["message"] == 'Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"'
     mount = {"metadata": meta(), "spec": {"containers": [{"name": "a", "image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/d"}]}]}}
     assert fields(check("", "pods", mount)) == ["spec.containers[0].volumeMounts[0].name"]
     res = {"metadata": meta(), "spec": {"containers": [{"name": "a", "image": "x", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}

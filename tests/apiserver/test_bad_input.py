@@ -120,7 +120,7 @@ DEP = "/apis/apps/v1/namespaces/default/deployments/d"
 
 
 @pytest.mark.parametrize("ctype,body,code,needle", [
-    ("application/json-patch+json", [{"op": "test", "path": "/spec/replicas", "value": 5}], 422, "test operation"),
+    ("application/json-patch+json", [{"op": "test", "path": "/spec/replicas", "value": 5}], 422, "the server rejected our request"),
     ("application/merge-patch+json", {"spec": {"replicas": -1}}, 422, "spec.replicas"),
     ("application/merge-patch+json", [1, 2], 400, ""),
     ("application/apply-patch+yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, 400, "kind"),

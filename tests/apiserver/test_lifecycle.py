@@ -52,8 +52,11 @@ async def test_finalizers_hold_deletion(control_plane):
         await c.delete(CONFIGMAPS, "held", namespace="default")
         obj = await c.get(CONFIGMAPS, "held", namespace="default")
         assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 0
-        with pytest.raises(errors.Forbidden):
+        with pytest.raises(errors.Invalid) as ei:  # ValidateNoNewFinalizers: 422, Go's words
             await c.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": ["example.com/hold", "new"]}}, namespace="default")
+        assert ei.value.message == (
+            'ConfigMap "held" is invalid: metadata.finalizers: Forbidden: no new finalizers can be '
+            'added if the object is being deleted, found new finalizers []string{"new"}')
         await c.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": None}}, namespace="default")
         with pytest.raises(errors.NotFound):
             await c.get(CONFIGMAPS, "held", namespace="default")

@@ -6,8 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 
+# Go's field order for StatusDetails and StatusCause; empty fields are omitted (omitempty).
+_DETAIL_KEYS = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_KEYS = ("reason", "message", "field")
+
+
 class StatusError(Exception):
-    """An API error that becomes a ``meta/v1 Status`` with ``code`` and ``reason``."""
+    """An API error that becomes a ``meta/v1 Status`` with ``code`` and ``reason``.
+
+    ``details`` mirrors Go's ``*StatusDetails``: None (the default) leaves it out of the body;
+    a dict, even an empty one, is written (kube-apiserver writes ``"details":{}`` for a 404 on
+    an unknown path). ``retry_after`` becomes ``details.retryAfterSeconds`` and the
+    ``Retry-After`` header."""
 
     code: int = 500
     reason: str = "InternalError"
@@ -23,9 +33,14 @@ class StatusError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.has_details = details is not None or bool(causes) or bool(retry_after)
         self.details = dict(details or {})
         if causes:
             self.details["causes"] = causes
+        if retry_after:
+            self.details["retryAfterSeconds"] = int(retry_after)
+        elif self.details.get("retryAfterSeconds"):
+            retry_after = int(self.details["retryAfterSeconds"])
         if reason:
             self.reason = reason
         self.retry_after = retry_after
@@ -35,18 +50,31 @@ class StatusError(Exception):
         return list(self.details.get("causes", ()))
 
     def to_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            status["details"] = self.details
+        """The Status object with kube-apiserver's keys, in Go's order (clients compare bytes):
+        ``kind, apiVersion, metadata, status, message, reason, details, code``."""
+        status: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                  "status": "Failure"}
+        if self.message:
+            status["message"] = self.message
+        if self.reason:
+            status["reason"] = self.reason
+        if self.has_details:
+            status["details"] = _ordered_details(self.details)
+        if self.code:
+            status["code"] = self.code
         return status
+
+
+def _ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _DETAIL_KEYS:
+        value = details.get(key)
+        if not value:
+            continue
+        if key == "causes":
+            value = [{k: c[k] for k in _CAUSE_KEYS if c.get(k)} for c in value]
+        out[key] = value
+    return out
 
 
 class BadRequest(StatusError):
@@ -116,40 +144,121 @@ class Timeout(StatusError):
 
 
 def field_error(field: str, message: str, *, reason: str = "FieldValueInvalid") -> dict[str, str]:
-    """A ``StatusCause`` naming the offending field path (``spec.containers[0].name``)."""
-    return {"reason": reason, "message": f"{field}: {message}" if field else message, "field": field}
+    """A ``StatusCause``: ``field`` names the path (``spec.containers[0].name``) and ``message``
+    is the body without it (``Invalid value: "x": detail``), as ``field.Error.ErrorBody``, so
+    kubectl, which prints ``* field: message``, names the path once."""
+    return {"reason": reason, "message": message, "field": field}
+
+
+def cause_text(cause: dict[str, str]) -> str:
+    """One cause as ``field.Error.Error()`` words it: ``path: body``."""
+    field, body = cause.get("field") or "", cause.get("message") or ""
+    return f"{field}: {body}" if field else body
+
+
+def _qualified(name: str, group: str) -> str:
+    """``GroupResource.String()`` / ``GroupKind.String()``: ``deployments.apps``, ``pods``."""
+    return f"{name}.{group}" if group else name
+
+
+def _object_details(resource: str, name: str, group: str) -> dict[str, Any]:
+    return {"name": name, "group": group, "kind": resource}
 
 
 def invalid(kind: str, name: str, causes: list[dict[str, str]], *, group: str = "") -> Invalid:
-    """Kubernetes' Invalid error: ``Kind "name" is invalid: [field: msg, ...]``."""
-    msgs = [c["message"] for c in causes]
-    text = msgs[0] if len(msgs) == 1 else "[" + ", ".join(msgs) + "]"
-    return Invalid(
-        f'{kind} "{name}" is invalid: {text}',
-        details={"name": name, "kind": kind, "group": group},
-        causes=causes,
-    )
+    """``NewInvalid``: ``Kind[.group] "name" is invalid: [path: msg, ...]`` (brackets only for
+    more than one distinct message); ``details.kind`` is the Kind, causes keep the path apart."""
+    texts: list[str] = []
+    for c in causes:
+        text = cause_text(c)
+        if text not in texts:
+            texts.append(text)
+    head = f'{_qualified(kind, group)} "{name}" is invalid'
+    if texts:
+        head += ": " + (texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]")
+    return Invalid(head, details={"name": name, "group": group, "kind": kind, "causes": causes})
 
 
 def not_found(resource: str, name: str, *, group: str = "") -> NotFound:
-    qual = f"{resource}.{group}" if group else resource
-    return NotFound(f'{qual} "{name}" not found', details={"name": name, "group": group, "kind": resource})
+    return NotFound(f'{_qualified(resource, group)} "{name}" not found',
+                    details=_object_details(resource, name, group))
+
+
+def no_such_path() -> NotFound:
+    """A path the server does not serve: kube-apiserver answers with empty details."""
+    return NotFound("the server could not find the requested resource", details={})
 
 
 def already_exists(resource: str, name: str, *, group: str = "") -> AlreadyExists:
-    qual = f"{resource}.{group}" if group else resource
-    return AlreadyExists(
-        f'{qual} "{name}" already exists', details={"name": name, "group": group, "kind": resource}
-    )
+    return AlreadyExists(f'{_qualified(resource, group)} "{name}" already exists',
+                         details=_object_details(resource, name, group))
 
 
-def conflict(resource: str, name: str, *, group: str = "") -> Conflict:
-    qual = f"{resource}.{group}" if group else resource
-    return Conflict(
-        f'Operation cannot be fulfilled on {qual} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        details={"name": name, "group": group, "kind": resource},
-    )
+def conflict(resource: str, name: str, *, group: str = "",
+             reason: str = "the object has been modified; please apply your changes to the "
+                           "latest version and try again") -> Conflict:
+    return Conflict(f'Operation cannot be fulfilled on {_qualified(resource, group)} "{name}": '
+                    f"{reason}", details=_object_details(resource, name, group))
+
+
+def forbidden(resource: str, name: str, reason: str, *, group: str = "") -> Forbidden:
+    """``NewForbidden``: ``pods "x" is forbidden: reason`` (or without the name)."""
+    qual = _qualified(resource, group)
+    if not qual:
+        message = f"forbidden: {reason}"
+    elif not name:
+        message = f"{qual} is forbidden: {reason}"
+    else:
+        message = f'{qual} "{name}" is forbidden: {reason}'
+    return Forbidden(message, details=_object_details(resource, name, group))
+
+
+def method_not_allowed() -> MethodNotAllowed:
+    """A verb the resource's route does not take (``POST`` on a named object, ``create`` on a
+    read-only kind): kube-apiserver's generic 405, empty details."""
+    return MethodNotAllowed("the server does not allow this method on the requested resource",
+                            details={})
+
+
+def method_not_supported(resource: str, action: str, *, group: str = "") -> MethodNotAllowed:
+    """``NewMethodNotSupported``: ``create is not supported on resources of kind "x"``."""
+    return MethodNotAllowed(
+        f'{action} is not supported on resources of kind "{_qualified(resource, group)}"',
+        details={"group": group, "kind": resource})
+
+
+def resource_expired(message: str) -> Gone:
+    """``NewResourceExpired``: 410 with reason ``Expired`` (a compacted resourceVersion)."""
+    return Gone(message)
+
+
+def internal_error(message: str) -> InternalError:
+    """``NewInternalError``: the cause carries the bare error text."""
+    return InternalError(f"Internal error occurred: {message}", causes=[{"message": message}])
+
+
+def request_entity_too_large(message: str) -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(f"Request entity too large: {message}")
+
+
+def timeout(message: str, retry_after: int = 0) -> Timeout:
+    """``NewTimeoutError``: 504 ``Timeout: message``; always carries details, as upstream."""
+    return Timeout(f"Timeout: {message}", details={}, retry_after=retry_after or None)
+
+
+def too_large_resource_version(requested: int, current: int) -> Timeout:
+    """The storage layer's answer to a resourceVersion from the future (retry in 1 s)."""
+    err = timeout(f"Too large resource version: {requested}, current: {current}", 1)
+    err.details["causes"] = [{"reason": "ResourceVersionTooLarge",
+                              "message": "Too large resource version"}]
+    return err
+
+
+def server_rejected() -> Invalid:
+    """What kube-apiserver answers when a JSON patch cannot be applied (a failed ``test``, a
+    missing path): a 422 ``NewGenericServerResponse`` with empty details and no causes; the
+    patch library's own words never reach the body."""
+    return Invalid("the server rejected our request due to an error in our request", details={})
 
 
 _BY_CODE_REASON: dict[tuple[int, str], type[StatusError]] = {}
@@ -168,7 +277,9 @@ def from_status(status: dict[str, Any], http_code: int | None = None) -> StatusE
     code = int(status.get("code") or http_code or 500)
     reason = str(status.get("reason") or "")
     cls = _BY_CODE_REASON.get((code, reason)) or _BY_CODE.get(code, StatusError)
-    err = cls(str(status.get("message") or reason or f"HTTP {code}"), details=status.get("details"))
+    details = status.get("details")
+    err = cls(str(status.get("message") or reason or f"HTTP {code}"),
+              details=details if isinstance(details, dict) else None)
     err.code = code
     if reason:
         err.reason = reason

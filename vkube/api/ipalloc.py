@@ -75,7 +75,7 @@ class ServiceIPAllocator:
     @staticmethod
     def _invalid(value: str, msg: str) -> errors.Invalid:
         cause = field_error("spec.clusterIPs", f'Invalid value: "{value}": {msg}')
-        return errors.Invalid(f"Service is invalid: {cause['message']}", causes=[cause])
+        return errors.Invalid(f"Service is invalid: {errors.cause_text(cause)}", causes=[cause])
 
 
 class NodePortAllocator:
@@ -107,7 +107,7 @@ class NodePortAllocator:
     @staticmethod
     def _invalid(value: int, msg: str) -> errors.Invalid:
         cause = field_error("spec.ports[].nodePort", f"Invalid value: {value}: {msg}")
-        return errors.Invalid(f"Service is invalid: {cause['message']}", causes=[cause])
+        return errors.Invalid(f"Service is invalid: {errors.cause_text(cause)}", causes=[cause])
 
 
 def ips_in_use(services: list[dict]) -> set[str]:

@@ -20,14 +20,6 @@ from vkube.api.smp import apply_strategic_merge_patch
 __all__ = ["apply_json_patch", "apply_merge_patch", "apply_strategic_merge_patch", "MAX_JSON_PATCH_OPERATIONS"]
 
 MAX_JSON_PATCH_OPERATIONS = 10000
-_REJECTED = "the server rejected our request due to an error in our request"
-
-
-def _describe(op: Any) -> str:
-    if isinstance(op, dict):
-        name, path = op.get("op", "?"), op.get("path", "?")
-        return f"{name} operation at {path!s}"
-    return "operation"
 
 
 def apply_json_patch(obj: dict, ops: Any) -> dict:
@@ -35,22 +27,18 @@ def apply_json_patch(obj: dict, ops: Any) -> dict:
     if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
         raise errors.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
-        raise errors.RequestEntityTooLarge(
+        raise errors.request_entity_too_large(
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}"
         )
     doc: Any = clone(obj)
     for op in ops:
         try:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError, IndexError, ValueError) as exc:
-            detail = str(exc) or type(exc).__name__
-            if isinstance(exc, jsonpatch.JsonPatchTestFailed):
-                detail = f"testing value {op.get('path')} failed: {detail}"
-            message = f"{_describe(op)} failed: {detail}"
-            raise errors.Invalid(
-                f"{_REJECTED}: {message}",
-                causes=[{"reason": "UnexpectedServerResponse", "message": message, "field": "patch"}],
-            ) from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError,
+                KeyError, IndexError, ValueError):
+            # kube-apiserver's words exactly: the library's message (a Python repr for a
+            # failed ``test``) is not part of its answer
+            raise errors.server_rejected() from None
     if not isinstance(doc, dict):
         raise errors.BadRequest("the patched object is not a JSON object")
     return doc

@@ -20,7 +20,7 @@ class NamespaceLifecycle:
         spec = req.spec
         if spec.group == "" and spec.kind == "Namespace":
             if req.operation == "DELETE" and req.name in _IMMORTAL:
-                raise errors.Forbidden(f'namespaces "{req.name}" is forbidden: this namespace may not be deleted')
+                raise errors.forbidden("namespaces", req.name, "this namespace may not be deleted")
             return
         if not spec.namespaced or req.operation != "CREATE" or not req.namespace:
             return
@@ -31,13 +31,12 @@ class NamespaceLifecycle:
             return
         ns = await ns_storage.get_or_none(req.request, None, req.namespace)
         if ns is None:
-            raise errors.NotFound(f'namespaces "{req.namespace}" not found',
-                                  details={"name": req.namespace, "kind": "namespaces"})
+            raise errors.not_found("namespaces", req.namespace)
         if ns["metadata"].get("deletionTimestamp") and not (spec.group == "" and spec.kind == "Event"):
-            raise errors.Forbidden(
-                f'{spec.group_resource} "{req.name}" is forbidden: unable to create new content in '
-                f"namespace {req.namespace} because it is being terminated"
-            )
+            raise errors.forbidden(
+                spec.plural, req.name or str((req.obj or {}).get("metadata", {}).get("generateName") or ""),
+                f"unable to create new content in namespace {req.namespace} because it is being "
+                "terminated", group=spec.group)
 
 
 class ServiceAllocation:

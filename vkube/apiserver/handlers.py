@@ -186,7 +186,7 @@ class ResourceHandlers:
                 ) from None
             raise
         if rv and match != "Exact" and not token and result.resource_version < rv:
-            raise errors.Timeout(f"Too large resource version: {rv}, current: {result.resource_version}")
+            raise errors.too_large_resource_version(rv, result.resource_version)
         metadata: Obj = {"resourceVersion": str(result.resource_version)}
         if result.continue_key is not None:
             metadata["continue"] = encode_continue(result.resource_version, result.continue_key, prefix)
@@ -225,7 +225,7 @@ class ResourceHandlers:
         info = rc.info
         q = Query(request)
         if "create" not in spec.verbs:
-            raise errors.MethodNotAllowed(f"create is not supported on {spec.group_resource}")
+            raise errors.method_not_allowed()
         body, warnings = await self.decode(request, spec, q)
         obj = await self.ctx.storage(spec).create(rc, namespace_of(spec, info), body)
         return self.render(request, spec, obj, 201, warnings=warnings)
@@ -297,7 +297,7 @@ class ResourceHandlers:
         info = rc.info
         q = Query(request)
         if "deletecollection" not in spec.verbs:
-            raise errors.MethodNotAllowed(f"deletecollection is not supported on {spec.group_resource}")
+            raise errors.method_not_allowed()
         options = await _delete_options(request, q)
         label, field = self.selectors_for(spec, q)
         storage = self.ctx.storage(spec)
@@ -317,7 +317,7 @@ class ResourceHandlers:
         if request.method == "GET":
             return http.json_response(_to_scale(spec, await storage.get(rc, namespace_of(spec, info), info.name)))
         if request.method not in ("PUT", "PATCH"):
-            raise errors.MethodNotAllowed(f"{request.method} is not supported on {spec.plural}/scale")
+            raise errors.method_not_allowed()
         raw = await http.read_body(request)
         ct = request.headers.get("Content-Type", http.JSON)
         body = http.decode_body(raw, ct)

@@ -58,12 +58,12 @@ def wants(accept: list[MediaType], as_: str, group: str = "meta.k8s.io") -> Medi
 async def read_body(request: web.Request) -> bytes:
     """The raw body, refusing more than 3 MiB with a 413 before reading it all."""
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.RequestEntityTooLarge("the server has received too large of a request body")
+        raise errors.request_entity_too_large("limit is 3145728")
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > MAX_BODY:
-            raise errors.RequestEntityTooLarge("the server has received too large of a request body")
+            raise errors.request_entity_too_large("limit is 3145728")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -101,15 +101,38 @@ def decode_body(raw: bytes, content_type: str) -> Any:
 
 def json_response(body: Any, status: int = 200, *, headers: dict[str, str] | None = None,
                   content_type: str = JSON) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status,
+    """JSON ending in a newline, as Go's ``json.Encoder`` writes every kube-apiserver body."""
+    return web.Response(body=orjson.dumps(body) + b"\n", status=status,
                         headers={**(headers or {}), "Content-Type": content_type})
 
 
+# Go's encoder escapes these inside strings (HTML safety; U+2028/2029 for JavaScript); they
+# can only occur inside JSON strings, so a byte replacement is exact.
+_GO_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"),
+               ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def go_json(obj: Any) -> bytes:
+    """JSON as Go's ``json.Encoder`` writes it: HTML-escaped strings and a trailing newline."""
+    out = orjson.dumps(obj)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in out:
+            out = out.replace(raw, escaped)
+    return out + b"\n"
+
+
+def status_bytes(exc: errors.StatusError) -> bytes:
+    """A Status body byte for byte as kube-apiserver writes it (keys in Go's order, empty
+    fields left out, Go's escaping, a trailing newline): clients such as the official Python
+    client's tests compare these bytes."""
+    return go_json(exc.to_status())
+
+
 def status_response(exc: errors.StatusError) -> web.Response:
-    headers = {}
-    if exc.retry_after is not None:
+    headers = {"Content-Type": JSON}
+    if exc.retry_after:
         headers["Retry-After"] = str(exc.retry_after)
-    return json_response(exc.to_status(), exc.code, headers=headers)
+    return web.Response(body=status_bytes(exc), status=exc.code, headers=headers)
 
 
 def success_status(code: int = 200, *, details: dict[str, Any] | None = None) -> dict[str, Any]:

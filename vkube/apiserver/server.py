@@ -110,7 +110,7 @@ class APIServer:
             raise
         except Exception as exc:  # the one place unexpected errors become a Status
             log.exception("internal error serving %s %s", request.method, request.path)
-            return http.status_response(errors.InternalError(f"an internal error occurred: {exc}"))
+            return http.status_response(errors.internal_error(str(exc)))
         finally:
             if info.is_resource:
                 self.metrics.requests.labels(info.verb, info.group, info.resource, info.subresource, str(code)).inc()
@@ -124,16 +124,15 @@ class APIServer:
             return await self._non_resource(request, path, info)
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
-            raise errors.NotFound("the server could not find the requested resource",
-                                  details={"group": info.group, "kind": info.resource})
+            raise errors.no_such_path()
         if not _served_path(spec, info):
-            raise errors.NotFound("the server could not find the requested resource")
+            raise errors.no_such_path()
         h = self.handlers
         if info.subresource:
             return await self._subresource(request, spec, rc)
         verb = info.verb
         if verb not in spec.verbs and verb not in ("watch",):
-            raise errors.MethodNotAllowed(f"{verb or request.method} is not supported on resources of kind {spec.group_resource}")
+            raise errors.method_not_allowed()
         if verb == "get":
             return await h.get(request, spec, rc)
         if verb == "list":
@@ -144,7 +143,7 @@ class APIServer:
                                      on_close=lambda: self.metrics.watches.labels(spec.plural).dec())
         if verb == "create":
             if info.name:
-                raise errors.MethodNotAllowed(f"POST is not supported on a named {spec.singular}")
+                raise errors.method_not_allowed()
             return await h.create(request, spec, rc)
         if verb == "update":
             return await h.update(request, spec, rc)
@@ -154,12 +153,12 @@ class APIServer:
             return await h.delete(request, spec, rc)
         if verb == "deletecollection":
             return await h.deletecollection(request, spec, rc)
-        raise errors.MethodNotAllowed(f"{request.method} is not supported")
+        raise errors.method_not_allowed()
 
     async def _subresource(self, request: web.Request, spec: Any, rc: RequestContext) -> web.StreamResponse:
         sub = rc.info.subresource
         if sub not in spec.subresources:
-            raise errors.NotFound("the server could not find the requested resource")
+            raise errors.no_such_path()
         if sub == "status":
             if request.method == "GET":
                 return await self.handlers.get(request, spec, rc)
@@ -167,12 +166,12 @@ class APIServer:
                 return await self.handlers.update(request, spec, rc, subresource="status")
             if request.method == "PATCH":
                 return await self.handlers.patch(request, spec, rc, subresource="status")
-            raise errors.MethodNotAllowed(f"{request.method} is not supported on status")
+            raise errors.method_not_allowed()
         if sub == "scale":
             return await self.handlers.scale(request, spec, rc)
         handler = subresources.handler_for(spec, sub)
         if handler is None:
-            raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)")
+            raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)", details={})
         return await handler(self.ctx, request, rc)
 
     async def _non_resource(self, request: web.Request, path: str, info: Any) -> web.StreamResponse:
@@ -194,7 +193,7 @@ class APIServer:
             gv = path[len("/openapi/v3/"):]
             doc = self.openapi.v3_bytes(gv)
             if doc is None:
-                raise errors.NotFound("the server could not find the requested resource")
+                raise errors.no_such_path()
             return web.Response(body=doc, headers={"Content-Type": http.JSON, "Etag": f'"{self.openapi.etag(gv)}"',
                                                    "Cache-Control": "public, immutable"})
         aggregated = any(m.as_ == "APIGroupDiscoveryList" for m in accept)
@@ -227,7 +226,7 @@ class APIServer:
                            | {f"/apis/{g}" for g in self.ctx.registry.groups() if g}
                            | {f"/apis/{g}/{v}" for g, vs in self.ctx.registry.groups().items() if g for v in vs})
             return http.json_response({"paths": paths})
-        raise errors.NotFound("the server could not find the requested resource")
+        raise errors.no_such_path()
 
     async def _health(self, request: web.Request, path: str) -> web.Response:
         checks: list[tuple[str, bool]] = [("ping", True)]
@@ -243,7 +242,7 @@ class APIServer:
         if sub:
             wanted = [c for c in checks if c[0] == sub]
             if not wanted:
-                raise errors.NotFound("the server could not find the requested resource")
+                raise errors.no_such_path()
             checks = wanted
         ok = all(c[1] for c in checks)
         if "verbose" in request.query or not ok:

@@ -267,10 +267,10 @@ class ResourceStorage:
         if "deletionTimestamp" in om:
             added = set(nm.get("finalizers") or ()) - set(om.get("finalizers") or ())
             if added:
-                raise errors.Forbidden(
-                    f"{self._name_ref(name)} is forbidden: no new finalizers can be added if the "
-                    "object is being deleted, found new finalizers " + str(sorted(added))
-                )
+                go_list = "[]string{" + ", ".join(f'"{f}"' for f in sorted(added)) + "}"
+                self._raise_invalid(new, [errors.field_error(
+                    "metadata.finalizers", "Forbidden: no new finalizers can be added if the object "
+                    f"is being deleted, found new finalizers {go_list}", reason="FieldValueForbidden")])
         await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource)
         causes = self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods

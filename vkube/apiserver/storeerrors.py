@@ -46,11 +46,10 @@ def expired(exc: Compacted) -> errors.StatusError:
 
 def too_large_resource_version(exc: FutureRevision) -> errors.StatusError:
     """``NewTooLargeResourceVersionError``: 504 Timeout with the ResourceVersionTooLarge cause."""
-    return errors.Timeout(f"Too large resource version: {exc}",
-                          details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                               "message": "Too large resource version"}],
-                                   "retryAfterSeconds": 1},
-                          retry_after=1)
+    err = errors.timeout(f"Too large resource version: {exc}", 1)  # "Timeout: …", as upstream
+    err.details["causes"] = [{"reason": "ResourceVersionTooLarge",
+                              "message": "Too large resource version"}]
+    return err
 
 
 def _common(exc: StoreError, spec: ResourceSpec, operation: str) -> errors.StatusError:
@@ -62,7 +61,7 @@ def _common(exc: StoreError, spec: ResourceSpec, operation: str) -> errors.Statu
         return expired(exc)
     if isinstance(exc, FutureRevision):
         return too_large_resource_version(exc)
-    return errors.InternalError(f"storage error: {exc}")
+    return errors.internal_error(f"storage error: {exc}")
 
 
 def interpret_get_error(exc: StoreError, spec: ResourceSpec, name: str) -> errors.StatusError:

@@ -28,7 +28,7 @@ async def binding(ctx: Context, request: web.Request, rc: RequestContext) -> web
     """POST pods/NAME/binding: set spec.nodeName once, as the scheduler does."""
     info = rc.info
     if request.method != "POST":
-        raise errors.MethodNotAllowed("binding only supports POST")
+        raise errors.method_not_allowed()
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
     target = (body or {}).get("target") if isinstance(body, dict) else None
     node = (target or {}).get("name") if isinstance(target, dict) else None
@@ -60,7 +60,7 @@ async def eviction(ctx: Context, request: web.Request, rc: RequestContext) -> we
     """POST pods/NAME/eviction: delete unless a PodDisruptionBudget forbids it (429)."""
     info = rc.info
     if request.method != "POST":
-        raise errors.MethodNotAllowed("eviction only supports POST")
+        raise errors.method_not_allowed()
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
     if not isinstance(body, dict):
         raise errors.BadRequest("the body of an eviction must be an Eviction object")
@@ -79,7 +79,7 @@ async def eviction(ctx: Context, request: web.Request, rc: RequestContext) -> we
                     if (p.get("spec") or {}).get("selector") is not None
                     and label_selector_from_dict(p["spec"]["selector"]).matches(labels)]
         if len(matching) > 1:
-            raise errors.InternalError("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+            raise errors.internal_error("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
         for pdb in matching:
             allowed = int((pdb.get("status") or {}).get("disruptionsAllowed") or 0)
             if allowed <= 0:
@@ -115,7 +115,7 @@ async def finalize(ctx: Context, request: web.Request, rc: RequestContext) -> we
     namespace removes it."""
     info = rc.info
     if request.method != "PUT":
-        raise errors.MethodNotAllowed("finalize only supports PUT")
+        raise errors.method_not_allowed()
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
     if not isinstance(body, dict):
         raise errors.BadRequest("the body must be a Namespace object")

@@ -55,7 +55,7 @@ def verify(key: bytes, token: str, *, now: float | None = None) -> dict[str, Any
 async def token_request(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
     info = rc.info
     if request.method != "POST":
-        raise errors.MethodNotAllowed("token only supports POST")
+        raise errors.method_not_allowed()
     body = http.decode_body(await http.read_body(request), request.headers.get("Content-Type", http.JSON))
     if not isinstance(body, dict):
         raise errors.BadRequest("the body must be a TokenRequest object")

@@ -52,9 +52,9 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
         listed = await storage.list(rc, namespace, label_selector=label, field_selector=field)
         initial, after = listed.items, listed.resource_version
     else:
+        # a compacted revision is answered as kube-apiserver's watch cache does: 200 and one
+        # ERROR event carrying the 410 Expired Status (the store raises it in ``pump``)
         after = parse_rv(rv_str)
-        if after < ctx.store.compacted_revision:
-            raise errors.Gone(f"too old resource version: {after} ({ctx.store.compacted_revision})")
 
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
 
@@ -66,7 +66,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
         except errors.StatusError as exc:
             await queue.put(("ERROR", exc.to_status()))
         except Exception as exc:  # a broken store must end the watch with a Status, not hang it
-            await queue.put(("ERROR", errors.InternalError(f"watch failed: {exc}").to_status()))
+            await queue.put(("ERROR", errors.internal_error(f"watch failed: {exc}").to_status()))
         await queue.put(_DONE)
 
     # The store replays every event after ``after`` (the listed revision), so nothing written
@@ -112,7 +112,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
                 break
             etype, obj = item
             if etype == "ERROR":
-                await resp.write(orjson.dumps({"type": "ERROR", "object": obj}) + b"\n")
+                await resp.write(http.go_json({"type": "ERROR", "object": obj}))
                 break
             last_rv = int(obj["metadata"]["resourceVersion"])
             await resp.write(encode(etype, obj))
