@@ -3,6 +3,7 @@ mapped back once by the client (see ``from_status``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -148,6 +149,18 @@ def field_error(field: str, message: str, *, reason: str = "FieldValueInvalid") 
     is the body without it (``Invalid value: "x": detail``), as ``field.Error.ErrorBody``, so
     kubectl, which prints ``* field: message``, names the path once."""
     return {"reason": reason, "message": message, "field": field}
+
+
+def go_value(value: Any) -> str:
+    """A bad value as ``field.Error.ErrorBody`` prints it: strings quoted (``%q``), numbers and
+    booleans bare, anything else as JSON; never a Python repr."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        return "null"
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def cause_text(cause: dict[str, str]) -> str:

@@ -95,7 +95,7 @@ def _merge_map(original: Any, patch: dict, schema: Schema | None) -> dict:
             original.pop(field, None)
     for key, value in patch.items():
         if key.startswith("$"):
-            raise errors.BadRequest(f"unknown directive {key!r} in strategic merge patch")
+            raise errors.BadRequest(f"unknown directive {errors.go_value(key)} in strategic merge patch")
         if value is None:
             original.pop(key, None)
             continue
@@ -163,7 +163,7 @@ def _merge_list(original: list, patch: list, schema: Schema | None, *, order: li
             elif directive == "delete":
                 key = _key_of(item, merge_key)
                 if key is _MISSING:
-                    raise errors.BadRequest(f"delete patch element does not contain the merge key {merge_key!r}")
+                    raise errors.BadRequest(f"delete patch element does not contain the merge key {errors.go_value(merge_key)}")
                 original = [x for x in original if _key_of(x, merge_key) != key]
             elif directive != "merge":
                 raise errors.BadRequest(f"Unknown patch type: {directive} in list item: {item}")

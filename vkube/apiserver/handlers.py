@@ -341,8 +341,8 @@ class ResourceHandlers:
             replicas = _get_path(new_scale, "spec.replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("Scale", info.name, [errors.field_error(
-                    "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")],
-                    group="autoscaling")
+                    "spec.replicas", f"Invalid value: {errors.go_value(replicas)}: must be greater "
+                    "than or equal to 0")], group="autoscaling")
             _set_path(current, spec.scale.spec_replicas_path, replicas)
             current["metadata"].pop("resourceVersion", None)
             return current
@@ -418,8 +418,8 @@ async def _delete_options(request: web.Request, q: Query) -> Obj:
         options["orphanDependents"] = q.bool("orphanDependents")
     if options.get("dryRun"):
         if options["dryRun"] != ["All"]:
-            raise errors.BadRequest(f'dryRun: Unsupported value: {options["dryRun"]!r}: supported values: "All"')
+            raise errors.BadRequest(f'dryRun: Unsupported value: {errors.go_value(options["dryRun"])}: supported values: "All"')
     gp = options.get("gracePeriodSeconds")
     if gp is not None and (not isinstance(gp, int) or isinstance(gp, bool)):
-        raise errors.BadRequest(f'gracePeriodSeconds: Invalid value: {gp!r}: must be an integer')
+        raise errors.BadRequest(f'gracePeriodSeconds: Invalid value: {errors.go_value(gp)}: must be an integer')
     return options

@@ -29,7 +29,7 @@ def check_patch_shape(ptype: str, body: Any) -> None:
         if not isinstance(body, list):
             raise errors.BadRequest(f"json: cannot unmarshal {_go_type(body)} into Go value of type jsonpatch.Patch")
         if len(body) > MAX_JSON_PATCH_OPERATIONS:
-            raise errors.RequestEntityTooLarge(
+            raise errors.request_entity_too_large(
                 f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(body)}")
         for op in body:
             if not isinstance(op, dict):
@@ -77,9 +77,9 @@ def _go_type(value: Any) -> str:
 
 def _unprocessable(message: str) -> errors.StatusError:
     """A JSON patch that decodes but cannot be applied: 422, as kube-apiserver answers
-    (``NewGenericServerResponse(StatusUnprocessableEntity, ...)``)."""
-    return errors.Invalid(message, causes=[{"reason": "UnexpectedServerResponse", "message": message,
-                                            "field": "patch"}])
+    (``NewGenericServerResponse(StatusUnprocessableEntity, ...)`` keeps the patch library's
+    ``message`` out of the body: the generic text, empty details)."""
+    return errors.server_rejected()
 
 
 def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: ResourceSpec | None) -> Obj:

@@ -63,7 +63,7 @@ async def token_request(ctx: Context, request: web.Request, rc: RequestContext) 
     expiry = spec.get("expirationSeconds", DEFAULT_EXPIRY)
     if not isinstance(expiry, int) or isinstance(expiry, bool) or expiry < MIN_EXPIRY:
         raise errors.invalid("TokenRequest", info.name, [errors.field_error(
-            "spec.expirationSeconds", f"Invalid value: {expiry!r}: may not specify a duration less than 10 minutes")],
+            "spec.expirationSeconds", f"Invalid value: {errors.go_value(expiry)}: may not specify a duration less than 10 minutes")],
             group="authentication.k8s.io")
     expiry = min(expiry, MAX_EXPIRY)
     audiences = spec.get("audiences") or [ISSUER]
