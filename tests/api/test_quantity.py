@@ -32,3 +32,38 @@ def test_compare_and_sum_exact():
 def test_invalid(bad):
     with pytest.raises(QuantityError):
         parse_quantity(bad)
+
+
+# apimachinery's pkg/api/resource/quantity_test.go: TestQuantityString (canonical form and
+# the alternates that must canonicalize to it) and TestQuantityParseEmit.
+UPSTREAM = [
+    ("1Gi", "1024Mi"), ("300Mi", "307200Ki"), ("6Ki", ""), ("1001Gi", "1025024Mi"),
+    ("1Ti", "1024Gi"), ("5", "5000m"), ("500m", "0.5"), ("1G", "1000M"), ("1G", "0.001T"),
+    ("1m", "1000u"), ("80m", ""), ("1080m", "1.08"), ("1080m", "1080000000n"), ("300M", ""),
+    ("1T", ""), ("1234567M", ""), ("1234567m", ""), ("3k", ""), ("1025", ""), ("0", ""),
+    ("1e9", ".001e12"), ("1e-3", "0.001e0"), ("1e-9", "1000e-12"), ("80e-3", ""),
+    ("300e6", ""), ("1e12", ""), ("1e3", ""), ("3e3", ""), ("0", "00"), ("1n", ""),
+    ("80n", ""), ("1080n", ""), ("1u", ""), ("80u", ""), ("1080u", ""),
+    # TestQuantityParseEmit
+    ("1Ki", "1Ki"), ("1Gi", "1024Mi"), ("1G", "1000M"), ("1024m", ".001Ki"),
+    ("1024u", ".000001Ki"), ("1024n", ".000000001Ki"), ("2n", ".000000000001Ki"),
+    # issue 11's examples
+    ("100m", "0.1"), ("1536Mi", "1.5Gi"), ("1", "1000m"), ("2Gi", "2097152Ki"),
+]
+
+
+@pytest.mark.parametrize("expect,alternate", UPSTREAM)
+def test_upstream_canonical_table(expect, alternate):
+    assert canonical(expect) == expect
+    if alternate:
+        assert canonical(alternate) == expect
+    if expect != "0":
+        assert canonical("-" + expect) == "-" + expect
+        if alternate:
+            assert canonical("-" + alternate) == "-" + expect
+
+
+def test_exponent_form_is_not_capped_and_si_is():
+    assert canonical("1e21") == "1e21"
+    assert canonical("1000E") == "1000E"
+    assert canonical(1.5) == "1500m" and canonical(2048) == "2048"

@@ -25,6 +25,9 @@ V2_PREFIX = "#/definitions/"
 _SRC_PREFIX = "#/$defs/"
 _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+#: Marks ``resource.Quantity`` nodes in resolved trees (never in served documents), so code
+#: that must treat quantities specially finds them from the schema, not from field names.
+QUANTITY_MARK = "x-vkube-quantity"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
@@ -204,6 +207,9 @@ class Resolver:
         node = self._defs.get(name)
         if node is None:
             return None
+        if name == _QUANTITY:
+            self._memo[name] = {"type": "string", QUANTITY_MARK: True}
+            return self._memo[name]
         out: Schema = {}
         self._memo[name] = out  # placeholder first: recursive types (JSONSchemaProps) resolve
         out.update(self.resolve(node, opaque=name not in self._custom))

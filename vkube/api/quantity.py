@@ -113,10 +113,12 @@ def format_quantity(value: Fraction | int, fmt: Format = "DecimalSI") -> str:
             return f"{sign}{n}{suffix}"
     if fmt == "BinarySI" and mag.denominator == 1:
         return f"{sign}{mag.numerator}"
-    # decimal: integer mantissa × 10^exp, exp a multiple of 3 in [-9, 18]
+    # decimal: integer mantissa × 10^exp, exp a multiple of 3 from -9 (up to 18 for the SI
+    # suffixes; unbounded in exponent form, "1e21")
     nanos = math.ceil(mag * 10**9)
     exp = -9
-    while exp < 18 and nanos % 1000 == 0:
+    top = 18 if fmt != "DecimalExponent" else 1 << 30
+    while exp < top and nanos % 1000 == 0:
         nanos //= 1000
         exp += 3
     if fmt == "DecimalExponent":

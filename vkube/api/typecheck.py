@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vkube.api.openapi_convert import QUANTITY_MARK
+
 Schema = dict[str, Any]
 
-# Quantities are strings in the schema but accept numbers (resource.Quantity's UnmarshalJSON).
-_QUANTITY_MAPS = frozenset({"limits", "requests", "capacity", "allocatable", "hard", "used", "min", "max",
-                            "default", "defaultRequest", "maxLimitRequestRatio", "overhead", "allocatedResources"})
-_QUANTITY_FIELDS = frozenset({"sizeLimit", "storage", "averageValue", "value", "target"})
 _JSON_TYPE = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
 MAX_ERRORS = 10
 
@@ -19,7 +17,7 @@ def type_errors(obj: Any, schema: Schema | None) -> list[tuple[str, str]]:
     """(field path, message) for values whose JSON type the schema does not allow."""
     out: list[tuple[str, str]] = []
     if schema:
-        _walk(obj, schema, "", "", False, out)
+        _walk(obj, schema, "", out)
     return out
 
 
@@ -29,7 +27,7 @@ def _describe(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _walk(value: Any, schema: Schema, path: str, key: str, map_value: bool, out: list[tuple[str, str]]) -> None:
+def _walk(value: Any, schema: Schema, path: str, out: list[tuple[str, str]]) -> None:
     if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
         return
     if value is None:
@@ -45,11 +43,11 @@ def _walk(value: Any, schema: Schema, path: str, key: str, map_value: bool, out:
     alternatives = schema.get("anyOf") or schema.get("oneOf")
     if alternatives and "type" not in schema:
         types = {a.get("type") for a in alternatives if isinstance(a, dict)}
-        if not _type_ok(value, types, key, map_value):
+        if not _type_ok(value, types, bool(schema.get(QUANTITY_MARK))):
             out.append((path, f"expected {' or '.join(sorted(t for t in types if t))}, got {_describe(value)}"))
         return
     stype = schema.get("type")
-    if stype and not _type_ok(value, {stype}, key, map_value):
+    if stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
         out.append((path, f"expected {stype}, got {_describe(value)}"))
         return
     if isinstance(value, dict):
@@ -59,25 +57,27 @@ def _walk(value: Any, schema: Schema, path: str, key: str, map_value: bool, out:
             sub = props.get(k)
             child = f"{path}.{k}" if path else k
             if sub is not None:
-                _walk(v, sub, child, k, False, out)
+                _walk(v, sub, child, out)
             elif isinstance(extra, dict):
-                _walk(v, extra, child, key, True, out)
+                _walk(v, extra, child, out)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
-            _walk(item, schema["items"], f"{path}[{i}]", key, False, out)
+            _walk(item, schema["items"], f"{path}[{i}]", out)
 
 
-def _type_ok(value: Any, types: set[Any], key: str, map_value: bool) -> bool:
+def _type_ok(value: Any, types: set[Any], quantity: bool) -> bool:
+    """Quantities are strings in the schema but take JSON numbers too (resource.Quantity's
+    UnmarshalJSON); the resolved schema marks them."""
     if isinstance(value, bool):
         return "boolean" in types
     if isinstance(value, int):
         if types & {"integer", "number"}:
             return True
-        return "string" in types and ((map_value and key in _QUANTITY_MAPS) or key in _QUANTITY_FIELDS)
+        return "string" in types and quantity
     if isinstance(value, float):
         if "number" in types or ("integer" in types and value.is_integer()):
             return True
-        return "string" in types and ((map_value and key in _QUANTITY_MAPS) or key in _QUANTITY_FIELDS)
+        return "string" in types and quantity
     if isinstance(value, str):
         return "string" in types
     if isinstance(value, dict):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.canonical import canonicalize_quantities
 from vkube.api.kinds import ResourceSpec
 from vkube.api.meta import Obj, rfc3339
 from vkube.api.typecheck import type_errors
@@ -115,13 +116,16 @@ class ResourceStorage:
         if "metadata" in obj and not isinstance(obj["metadata"], dict):
             raise errors.BadRequest("metadata: must be an object")
         _drop_nulls(obj)
-        problems = type_errors(obj, self.ctx.schema_for(self.spec))
+        schema = self.ctx.schema_for(self.spec)
+        problems = type_errors(obj, schema)
         if problems:
             raise errors.BadRequest(
                 f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
                 + "; ".join(f"{p}: {m}" for p, m in problems),
                 causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems],
             )
+        # quantities are stored as Kubernetes' Go type writes them back (canonical form)
+        self._raise_invalid(obj, canonicalize_quantities(obj, schema))
         return obj
 
     def _track(self, old: Obj | None, new: Obj, manager: str | None, operation: str,

@@ -1,0 +1,119 @@
+"""Quantities are canonicalized wherever the schema says Quantity, in every built-in kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vkube.api import openapi_convert as conv
+from vkube.api.builtin import builtin_specs
+from vkube.api.canonical import canonicalize_quantities
+
+
+def schema(group: str, version: str, kind: str) -> dict:
+    name = conv.gvk_index()[(group, version, kind)]
+    out = conv.builtin_resolver().definition(name)
+    assert out is not None
+    return out
+
+
+def quantity_paths(node: Any, prefix: tuple = (), stack: frozenset = frozenset(),
+                   depth: int = 14) -> list[tuple]:
+    """Every path (property names, "[]" for list items, "{}" for map values) to a Quantity,
+    found from the schema alone; recursive types are followed once."""
+    if not isinstance(node, dict) or depth == 0 or id(node) in stack:
+        return []
+    if node.get(conv.QUANTITY_MARK):
+        return [prefix]
+    stack = stack | {id(node)}
+    out = []
+    for key, sub in (node.get("properties") or {}).items():
+        out += quantity_paths(sub, prefix + (key,), stack, depth - 1)
+    if isinstance(node.get("additionalProperties"), dict):
+        out += quantity_paths(node["additionalProperties"], prefix + ("{}",), stack, depth - 1)
+    if isinstance(node.get("items"), dict):
+        out += quantity_paths(node["items"], prefix + ("[]",), stack, depth - 1)
+    return out
+
+
+def build(path: tuple, leaf: Any) -> Any:
+    if not path:
+        return leaf
+    head, rest = path[0], path[1:]
+    if head == "[]":
+        return [build(rest, leaf)]
+    if head == "{}":
+        return {"k": build(rest, leaf)}
+    return {head: build(rest, leaf)}
+
+
+def fetch(obj: Any, path: tuple) -> Any:
+    for step in path:
+        obj = obj[0] if step == "[]" else obj["k"] if step == "{}" else obj[step]
+    return obj
+
+
+def test_every_quantity_of_every_builtin_kind() -> None:
+    seen: set[str] = set()
+    kinds_with = 0
+    for spec in builtin_specs():
+        if (spec.group, spec.version, spec.kind) not in conv.gvk_index():
+            continue
+        sch = schema(spec.group, spec.version, spec.kind)
+        paths = quantity_paths(sch)
+        kinds_with += bool(paths)
+        for path in paths:
+            obj = build(path, "0.1")
+            assert canonicalize_quantities(obj, sch) == [], (spec.kind, path)
+            assert fetch(obj, path) == "100m", (spec.kind, path)
+            obj = build(path, "1.5Gi")
+            canonicalize_quantities(obj, sch)
+            assert fetch(obj, path) == "1536Mi", (spec.kind, path)
+            seen.add(f"{spec.kind}:" + ".".join(path))
+    # the ones issue 11 names are among those found from the schemas
+    for expected in (
+        "Pod:spec.containers.[].resources.requests.{}",
+        "Pod:spec.overhead.{}",
+        "Pod:spec.volumes.[].emptyDir.sizeLimit",
+        "Deployment:spec.template.spec.containers.[].resources.limits.{}",
+        "StatefulSet:spec.volumeClaimTemplates.[].spec.resources.requests.{}",
+        "CronJob:spec.jobTemplate.spec.template.spec.initContainers.[].resources.limits.{}",
+        "PersistentVolumeClaim:status.capacity.{}",
+        "PersistentVolume:spec.capacity.{}",
+        "ResourceQuota:spec.hard.{}",
+        "LimitRange:spec.limits.[].maxLimitRequestRatio.{}",
+        "Node:status.allocatable.{}",
+    ):
+        assert expected in seen, expected
+    assert kinds_with >= 10
+
+
+def test_issue_example_and_numbers_and_bad_values() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "image": "x", "resources": {
+            "requests": {"cpu": "0.1", "memory": "1.5Gi"},
+            "limits": {"cpu": "1000m", "memory": "2097152Ki", "nvidia.com/gpu": 1}}}]}}
+    assert canonicalize_quantities(pod, schema("", "v1", "Pod")) == []
+    res = pod["spec"]["containers"][0]["resources"]
+    assert res == {"requests": {"cpu": "100m", "memory": "1536Mi"},
+                   "limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}}
+    lr = {"spec": {"limits": [{"type": "Container", "max": {"cpu": "2x"}, "min": {"cpu": "0.5"}}]}}
+    causes = canonicalize_quantities(lr, schema("", "v1", "LimitRange"))
+    assert [c["field"] for c in causes] == ["spec.limits[0].max[cpu]"]
+    assert causes[0]["message"].startswith('Invalid value: "2x": quantities must match')
+    assert lr["spec"]["limits"][0]["min"] == {"cpu": "500m"}
+    assert lr["spec"]["limits"][0]["max"] == {"cpu": "2x"}  # left for the error, not mangled
+
+
+@pytest.mark.parametrize("value", [True, None, {"a": 1}, ["1"]])
+def test_wrong_json_types_are_left_to_the_type_checker(value: Any) -> None:
+    obj = {"spec": {"hard": {"cpu": value}}}
+    assert canonicalize_quantities(obj, schema("", "v1", "ResourceQuota")) == []
+    assert obj["spec"]["hard"]["cpu"] == value
+
+
+def test_non_quantity_strings_are_untouched() -> None:
+    cm = {"data": {"cpu": "0.1"}, "metadata": {"labels": {"size": "1000m"}}}
+    assert canonicalize_quantities(cm, schema("", "v1", "ConfigMap")) == []
+    assert cm == {"data": {"cpu": "0.1"}, "metadata": {"labels": {"size": "1000m"}}}

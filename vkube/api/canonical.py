@@ -1,0 +1,67 @@
+"""Canonical forms a kind's schema implies, applied before an object is validated and stored.
+
+Kubernetes decodes every ``resource.Quantity`` into its Go type and encodes it back, so what is
+stored and read back is the canonical form (``0.1`` → ``100m``, ``1.5Gi`` → ``1536Mi``,
+``2097152Ki`` → ``2Gi``, numbers → strings). Which fields are quantities comes from the
+resolved schema (``openapi_convert.QUANTITY_MARK``), so every quantity of every built-in kind is
+covered — pod resources, templates inside workloads, PVC requests and capacity, quotas, limit
+ranges, node capacity, emptyDir sizes, metric targets — with no list of paths to keep.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vkube.api.openapi_convert import QUANTITY_MARK
+from vkube.api.quantity import QuantityError, canonical
+from vkube.api.validation import invalid_value
+
+__all__ = ["canonicalize_quantities"]
+
+Schema = dict[str, Any]
+Causes = list[dict[str, str]]
+
+
+def canonicalize_quantities(obj: Any, schema: Schema | None) -> Causes:
+    """Rewrite every quantity in ``obj`` (in place) to Kubernetes' canonical string. Returns
+    an ``Invalid value`` cause, naming the field, for each value that is not a quantity (the
+    value is left as it was)."""
+    causes: Causes = []
+    if isinstance(schema, dict) and isinstance(obj, dict):
+        _walk_object(obj, schema, "", causes)
+    return causes
+
+
+def _fix(value: Any, path: str, causes: Causes) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value  # a wrong JSON type is the type checker's 400, reported before this
+    try:
+        return canonical(value)
+    except QuantityError as exc:
+        causes.append(invalid_value(path, value, str(exc)))
+        return value
+
+
+def _walk(value: Any, schema: Schema, path: str, causes: Causes) -> Any:
+    """The value with its quantities canonical (containers are changed in place)."""
+    if schema.get(QUANTITY_MARK):
+        return _fix(value, path, causes)
+    if isinstance(value, dict):
+        _walk_object(value, schema, path, causes)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                value[i] = _walk(item, items, f"{path}[{i}]", causes)
+    return value
+
+
+def _walk_object(obj: dict[str, Any], schema: Schema, path: str, causes: Causes) -> None:
+    props = schema.get("properties") or {}
+    extra = schema.get("additionalProperties")
+    for key, value in obj.items():
+        sub = props.get(key)
+        if isinstance(sub, dict):
+            obj[key] = _walk(value, sub, f"{path}.{key}" if path else key, causes)
+        elif isinstance(extra, dict):  # a map: Kubernetes writes its keys in brackets
+            obj[key] = _walk(value, extra, f"{path}[{key}]", causes)
