@@ -360,3 +360,58 @@ async def test_stale_pod_cache_never_creates_duplicates() -> None:
     c.thaw("pods")
     await c.settle()
     assert len(c.list("pods")) == 3
+
+
+async def test_a_lagging_job_cache_never_revives_a_failed_job() -> None:
+    """Issue 11: restartPolicy OnFailure, backoffLimit 2; the verdict is written, the pod
+    killed, and the pod's deletion arrives while the Job cache still shows no verdict: no
+    replacement pod may be created."""
+    from tests.controllers.workload_fakes import _Res
+
+    c = cluster()
+    spec = job(backoffLimit=2)
+    spec["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    await c.client.create(JOBS, spec)
+    await c.settle()
+    [p] = live_pods(c)
+    p = copy.deepcopy(p)
+    p["status"] = {"phase": "Running", "containerStatuses": [
+        {"name": "c", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+    c.freeze("jobs")  # the Job informer will not see the Failed status we write
+    await c.client.update(_Res("pods"), p, subresource="status")
+    await c.settle()
+    c.kick()
+    await c.settle()
+    assert live_pods(c) == [] and len(c.list("pods")) == 0, c.list("pods")
+    st = c.get("jobs", "pi")["status"]
+    assert get_condition(st, "Failed")["reason"] == "BackoffLimitExceeded"
+    c.thaw("jobs")
+    await c.settle()
+    assert c.list("pods") == [] and c.recorder.reasons().count("SuccessfulCreate") == 1
+
+
+async def test_finished_job_stops_what_still_runs_and_releases_orphans() -> None:
+    """A finished Job that still has a running pod (created by a lagging peer, say) deletes
+    it; a pod whose Job is gone loses the tracking finalizer instead of hanging."""
+    from vkube.client.resources import PODS
+
+    c = cluster()
+    await c.client.create(JOBS, job(completions=1))
+    await c.settle()
+    [p] = live_pods(c)
+    await c.finish_pod(p["metadata"]["name"])
+    await c.settle()
+    assert get_condition(c.get("jobs", "pi")["status"], "Complete") is not None
+    stray = copy.deepcopy(p)
+    stray["metadata"] = {**p["metadata"], "name": "pi-stray", "uid": "", "resourceVersion": ""}
+    stray.pop("status", None)
+    await c.client.create(PODS, stray, namespace="default")
+    await c.settle()
+    assert [x["metadata"]["name"] for x in live_pods(c)] == []
+    # a Job deleted while its pods still hold the finalizer
+    await c.client.create(JOBS, job("gone", parallelism=2, completions=2))
+    await c.settle()
+    assert len([x for x in live_pods(c) if x["metadata"]["name"].startswith("gone-")]) == 2
+    await c.client.delete(JOBS, "gone", namespace="default")
+    await c.settle()
+    assert [x["metadata"]["name"] for x in c.list("pods") if x["metadata"]["name"].startswith("gone-")] == []

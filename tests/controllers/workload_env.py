@@ -5,7 +5,8 @@ its clock offset adjustable so CronJob tests need not wait for the minute."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,11 +42,13 @@ class WorkloadEnv:
         return proc.stdout
 
 
-@pytest.fixture
-async def workloads(control_plane):
+@contextlib.asynccontextmanager
+async def running_workloads(control_plane: Any, *,
+                            kubelet: KubeletConfig | None = None) -> AsyncIterator[WorkloadEnv]:
+    """The control plane plus embedded host and every built-in controller, for a test body."""
     client = control_plane.client()
     host = EmbeddedHost(control_plane.url, nodes=3, seed=1,
-                        kubelet=KubeletConfig(stop_seconds=0.05))
+                        kubelet=kubelet or KubeletConfig(stop_seconds=0.05))
     await host.start()
     env = WorkloadEnv(control_plane, client)
     mgr = ControllerManager(client, identity="test-cm", leader_election=False, clock=env.clock)
@@ -61,6 +64,12 @@ async def workloads(control_plane):
         await asyncio.gather(task, return_exceptions=True)
         await host.stop()
         await client.close()
+
+
+@pytest.fixture
+async def workloads(control_plane):
+    async with running_workloads(control_plane) as env:
+        yield env
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:

@@ -40,6 +40,7 @@ from vkube.controllers.workloads._common import (
     split_key,
     write_status,
 )
+from vkube.controllers.workloads.job_orphans import ORPHAN, release_orphan
 from vkube.controllers.workloads.job_policy import (
     MANAGED_BY_US,
     TRACKING_FINALIZER,
@@ -68,6 +69,10 @@ class JobController(Controller):
     def setup(self) -> None:
         self.expectations = Expectations()
         self.backoffs: dict[str, tuple[int, datetime]] = {}  # key → (failures, last failure)
+        # key → (uid, verdict) once FailureTarget / SuccessCriteriaMet was written: a verdict is
+        # final, and an informer cache that has not yet seen our write must not undo it (it
+        # did: a Failed OnFailure Job got a replacement pod the instant its last one died)
+        self.verdicts: dict[str, tuple[str, tuple[str, str, bool]]] = {}
         self.owners = self.mgr.informer(JOBS)
         self.pods = self.mgr.informer(PODS)
         self.owners.add_handler(self._on_job)
@@ -77,15 +82,18 @@ class JobController(Controller):
         if type_ == "DELETED":
             self.expectations.forget(key_of(job))
             self.backoffs.pop(key_of(job), None)
+            self.verdicts.pop(key_of(job), None)
         self.enqueue(job)
 
     def _on_pod(self, type_: str, pod: Obj, old: Obj | None) -> None:
         ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return
         ns = pod["metadata"].get("namespace")
-        job = self.owners.get(ref["name"], ns)
-        if job is None or job["metadata"].get("uid") != ref.get("uid"):
+        job = None
+        if ref is not None and ref.get("kind") == "Job":
+            job = self.owners.get(ref["name"], ns)
+        if ref is None or job is None or job["metadata"].get("uid") != ref.get("uid"):
+            if type_ != "DELETED" and has_tracking_finalizer(pod):
+                self.queue.add(ORPHAN + key_of(pod))  # its Job is gone: release the pod
             return
         key = f"{ns}/{ref['name']}"
         self.expectations.observe_pod(key, type_, pod, old)
@@ -94,10 +102,14 @@ class JobController(Controller):
     # ------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: str) -> float | None:
+        if key.startswith(ORPHAN):
+            await release_orphan(self, key[len(ORPHAN):])
+            return None
         ns, name = split_key(key)
         job = self.owners.get(name, ns)
         if job is None:
             self.expectations.forget(key)
+            self.verdicts.pop(key, None)
             return None
         managed_by = job["spec"].get("managedBy")
         if managed_by and managed_by != MANAGED_BY_US:
@@ -105,6 +117,8 @@ class JobController(Controller):
         now = self.mgr.clock()
         pods = self._owned_pods(job)
         if finished_condition(job) is not None:
+            # a finished Job runs nothing: stop what still runs, hold no pod by our finalizer
+            await self._kill(key, job, [p for p in pods if is_pod_active(p)])
             await self._strip_finalizers([p for p in pods if has_tracking_finalizer(p)])
             return await self._ttl(job, now)
         spec = job["spec"]
@@ -125,6 +139,14 @@ class JobController(Controller):
             (spec["template"].get("spec") or {}).get("restartPolicy") == "OnFailure") else 0
         result = verdict(spec, status, tally, active=len(active), restarts=restarts,
                          elapsed=elapsed)
+        uid = job["metadata"]["uid"]
+        known = self.verdicts.get(key)
+        if known is not None and known[0] != uid:
+            del self.verdicts[key]
+        elif known is not None:
+            result = known[1]  # our cache may lag behind the verdict we already wrote
+        elif result is not None:
+            self.verdicts[key] = (uid, result)
         settled = not tally.uncounted_succeeded and not tally.uncounted_failed
         if result is not None and not result[2]:
             reason, message, _ = result
