@@ -284,6 +284,7 @@ class FakeInformer:
         self.cluster, self.plural = cluster, plural
         self.handlers: list[Any] = []
         self.indexes: dict[str, Callable[[Obj], list[str]]] = {}
+        self.res: Any = None  # the resource, as vkube's Informer.res
 
     def add_handler(self, handler: Any) -> None:
         self.handlers.append(handler)
@@ -380,7 +381,9 @@ class FakeCluster(FakeStore):
         return self.now
 
     def informer(self, res: Any, **_: Any) -> FakeInformer:
-        return self.informers.setdefault(res.plural, FakeInformer(self, res.plural))
+        inf = self.informers.setdefault(res.plural, FakeInformer(self, res.plural))
+        inf.res = res
+        return inf
 
     def add(self, cls: type, **attrs: Any) -> Any:
         ctl = cls.__new__(cls)

@@ -136,7 +136,9 @@ def status_response(exc: errors.StatusError) -> web.Response:
 
 
 def success_status(code: int = 200, *, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    st: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+    """A Success Status, keys in Go's order (``details`` before ``code``)."""
+    st: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
     if details:
         st["details"] = details
+    st["code"] = code
     return st

@@ -12,6 +12,7 @@ from typing import Any
 from vkube.api import errors
 from vkube.client.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.vanished import quiet_when_vanished
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class EndpointsController(_ServicePods):
             out.append(s)
         return out
 
+    @quiet_when_vanished("services")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
         svc = self.services.get(name, ns)
@@ -208,6 +210,7 @@ class EndpointSliceController(_ServicePods):
             out.append((tuple(), []))  # Kubernetes keeps one (empty) slice per service
         return out
 
+    @quiet_when_vanished("services")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
         svc = self.services.get(name, ns)

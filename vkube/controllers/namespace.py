@@ -12,6 +12,7 @@ from vkube.api.meta import rfc3339
 from vkube.client.client import APIResource
 from vkube.client.resources import NAMESPACES
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.vanished import quiet_when_vanished
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class NamespaceController(Controller):
         if typ != "DELETED" and (obj.get("metadata") or {}).get("deletionTimestamp"):
             self.enqueue(obj)
 
+    @quiet_when_vanished("namespaces")
     async def reconcile(self, key: str) -> float | None:
         ns = self.namespaces.get(key)
         if ns is None or not ns["metadata"].get("deletionTimestamp"):

@@ -17,6 +17,7 @@ from vkube.client.resources import (
     STATEFULSETS,
 )
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.vanished import quiet_when_vanished
 
 _SCALABLE = {("apps/v1", "ReplicaSet"): REPLICASETS, ("apps/v1", "StatefulSet"): STATEFULSETS,
              ("v1", "ReplicationController"): REPLICATIONCONTROLLERS}
@@ -78,6 +79,7 @@ class DisruptionController(Controller):
             r.get("controller") for r in p["metadata"].get("ownerReferences") or []))
         return max(total + orphans, 0) if owners else len(pods)
 
+    @quiet_when_vanished("pdbs")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
         pdb = self.pdbs.get(name, ns)

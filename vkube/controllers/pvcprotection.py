@@ -6,6 +6,7 @@ from __future__ import annotations
 from vkube.api import errors
 from vkube.client.resources import PODS, PVCS
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.vanished import quiet_when_vanished
 
 FINALIZER = "kubernetes.io/pvc-protection"
 
@@ -44,6 +45,7 @@ class PVCProtectionController(Controller):
     def in_use(self, ns: str, name: str) -> bool:
         return any(not _terminated(p) for p in self.pods.by_index("pvc", f"{ns}/{name}"))
 
+    @quiet_when_vanished("pvcs")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
         pvc = self.pvcs.get(name, ns)

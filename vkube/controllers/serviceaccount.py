@@ -7,6 +7,7 @@ from __future__ import annotations
 from vkube.api import errors
 from vkube.client.resources import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS
 from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.vanished import quiet_when_vanished
 
 ROOT_CA_NAME = "kube-root-ca.crt"
 ROOT_CA_KEY = "ca.crt"
@@ -31,6 +32,7 @@ class ServiceAccountController(Controller):
         if typ == "DELETED" and obj["metadata"]["name"] == DEFAULT_SA:
             self.queue.add(obj["metadata"]["namespace"])
 
+    @quiet_when_vanished("namespaces")
     async def reconcile(self, key: str) -> float | None:
         if not _active(self.namespaces.get(key)) or self.sas.get(DEFAULT_SA, key) is not None:
             return None
@@ -54,6 +56,7 @@ class RootCAConfigMapController(Controller):
         self.namespaces.add_handler(self.handler)
         self.cms.add_handler(lambda typ, obj, old: self.queue.add(obj["metadata"]["namespace"]))
 
+    @quiet_when_vanished("namespaces")
     async def reconcile(self, key: str) -> float | None:
         if not _active(self.namespaces.get(key)):
             return None

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from vkube.api.errors import AlreadyExists, NotFound
 from vkube.client.resources import CRONJOBS, JOBS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     Obj,
     controller_ref,
@@ -75,6 +76,7 @@ class CronJobController(Controller):
         if ref is not None and ref.get("kind") == "CronJob":
             self.queue.add(f"{job['metadata'].get('namespace')}/{ref['name']}")
 
+    @quiet_when_vanished()
     async def reconcile(self, key: str) -> float | None:
         ns, name = split_key(key)
         cj = self.owners.get(name, ns)

@@ -16,6 +16,7 @@ from typing import Any
 from vkube.api.errors import StatusError
 from vkube.client.resources import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     Expectations,
     Obj,
@@ -186,6 +187,7 @@ class DaemonSetController(Controller):
 
     # ------------------------------------------------------------ reconcile
 
+    @quiet_when_vanished()
     async def reconcile(self, key: str) -> float | None:
         ns, name = split_key(key)
         ds = self.owners.get(name, ns)

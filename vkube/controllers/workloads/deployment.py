@@ -12,6 +12,7 @@ from __future__ import annotations
 from vkube.api.errors import AlreadyExists, NotFound
 from vkube.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     Obj,
     controller_ref,
@@ -134,6 +135,7 @@ class DeploymentController(Controller):
 
     # ------------------------------------------------------------ reconcile
 
+    @quiet_when_vanished()
     async def reconcile(self, key: str) -> float | None:
         ns, name = split_key(key)
         d = self.deployments.get(name, ns)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from vkube.api.errors import Conflict, NotFound, StatusError
 from vkube.client.resources import JOBS, PODS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     BURST_REPLICAS,
     Expectations,
@@ -105,6 +106,10 @@ class JobController(Controller):
         if key.startswith(ORPHAN):
             await release_orphan(self, key[len(ORPHAN):])
             return None
+        return await self._sync(key)
+
+    @quiet_when_vanished()
+    async def _sync(self, key: str) -> float | None:
         ns, name = split_key(key)
         job = self.owners.get(name, ns)
         if job is None:

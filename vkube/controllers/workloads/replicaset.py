@@ -14,6 +14,7 @@ from vkube.api.errors import Conflict, NotFound, StatusError
 from vkube.client.client import Resource
 from vkube.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     BURST_REPLICAS,
     Expectations,
@@ -163,6 +164,7 @@ class ReplicaSetController(Controller):
 
     # ------------------------------------------------------------ reconcile
 
+    @quiet_when_vanished()
     async def reconcile(self, key: str) -> float | None:
         ns, name = split_key(key)
         owner = self.owners.get(name, ns)

@@ -15,6 +15,7 @@ from datetime import datetime
 from vkube.api.errors import AlreadyExists, Conflict, NotFound, StatusError
 from vkube.client.resources import CONTROLLERREVISIONS, PODS, PVCS, STATEFULSETS
 from vkube.controllers.runtime import Controller
+from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
     Obj,
     controller_ref,
@@ -130,6 +131,7 @@ class StatefulSetController(Controller):
         self.pods.add_handler(lambda t, o, old: self.enqueue_owner(o, "StatefulSet"))
         self.revisions.add_handler(lambda t, o, old: self.enqueue_owner(o, "StatefulSet"))
 
+    @quiet_when_vanished()
     async def reconcile(self, key: str) -> float | None:
         ns, name = split_key(key)
         sts = self.owners.get(name, ns)
