@@ -207,3 +207,24 @@ async def test_official_client_sees_kube_apiserver_bytes(control_plane):
         '"status":"Failure","message":"configmaps \\"also-there\\" already exists",'
         '"reason":"AlreadyExists","details":{"name":"also-there","kind":"configmaps"},'
         '"code":409}\n')
+
+
+async def test_unsupported_media_types_and_bad_request(control_plane):
+    url = control_plane.url
+    assert (await raw(url, "POST", CM, cm("m")))[0] == 201
+    code, body = await raw(url, "PATCH", CM + "/m", b"{}", "text/plain")
+    assert (code, body) == (415, status(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, "
+        "application/strategic-merge-patch+json, application/apply-patch+yaml",
+        "UnsupportedMediaType", 415))
+    code, body = await raw(url, "POST", CM, b"{}", "application/cbor")
+    assert (code, body) == (415, status(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        "UnsupportedMediaType", 415))
+    code, body = await raw(url, "POST", CM, b"{not json")
+    st = orjson.loads(body)
+    assert code == 400 and list(st) == ["kind", "apiVersion", "metadata", "status", "message",
+                                        "reason", "code"]
+    assert st["reason"] == "BadRequest" and body.endswith(b"}\n")

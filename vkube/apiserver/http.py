@@ -94,9 +94,10 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         from vkube.api.protobuf import decode_protobuf
 
         return decode_protobuf(raw)
-    if "protobuf" in ct or "cbor" in ct:
-        raise errors.UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got "{ct}")')
-    raise errors.UnsupportedMediaType(f'unsupported media type "{ct}"')
+    # negotiation.NewUnsupportedMediaTypeError over the serializers kube-apiserver offers
+    raise errors.UnsupportedMediaType(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf")
 
 
 def json_response(body: Any, status: int = 200, *, headers: dict[str, str] | None = None,
