@@ -228,3 +228,14 @@ async def test_unsupported_media_types_and_bad_request(control_plane):
     assert code == 400 and list(st) == ["kind", "apiVersion", "metadata", "status", "message",
                                         "reason", "code"]
     assert st["reason"] == "BadRequest" and body.endswith(b"}\n")
+
+
+async def test_too_long_whole_object_names_it_as_go_does(control_plane):
+    big = cm("huge")
+    big["data"] = {"a": "x" * (1024 * 1024 + 1)}
+    code, body = await raw(control_plane.url, "POST", CM, big)
+    assert (code, body) == (422, status(
+        'ConfigMap "huge" is invalid: []: Too long: may not be more than 1048576 bytes',
+        "Invalid", 422,
+        '{"name":"huge","kind":"ConfigMap","causes":[{"reason":"FieldValueTooLong",'
+        '"message":"Too long: may not be more than 1048576 bytes","field":"[]"}]}'))

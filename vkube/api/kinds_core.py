@@ -16,8 +16,8 @@ from vkube.api.defaults import (
 from vkube.api.quantity import QuantityError, parse_quantity
 from vkube.api.strategy import Obj, Strategy
 from vkube.api.validation import (
-    Causes, dns1123_label, dns1123_subdomain, duplicate, field_error, forbidden, invalid_value,
-    not_supported, required, validate_immutable, validate_labels, validate_nonnegative,
+    Causes, dns1123_label, dns1123_subdomain, duplicate, forbidden, invalid_value,
+    not_supported, required, too_long, validate_immutable, validate_labels, validate_nonnegative,
     validate_object_meta, validate_object_meta_update,
 )
 from vkube.api.validation_pod import validate_pod_spec, validate_pod_template, validate_pod_update
@@ -257,8 +257,8 @@ class ConfigMapStrategy(_Core):
         size = sum(len(str(k)) + len(str(v or "").encode()) for k, v in data.items())
         size += sum(len(str(k)) + len(str(v or "")) * 3 // 4 for k, v in binary.items())
         if size > _MAX_DATA:
-            causes.append(field_error("", f"Too long: must have at most {_MAX_DATA} bytes",
-                                      reason="FieldValueTooLong"))
+            # field.NewPath("") — the whole object — prints as "[]" in Go
+            causes.append(too_long("[]", _MAX_DATA))
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
@@ -312,8 +312,7 @@ class SecretStrategy(_Core):
                 causes.append(invalid_value(f"data[{key}]", "<secret contents redacted>",
                                             "illegal base64 data"))
         if size > _MAX_DATA:
-            causes.append(field_error("data", f"Too long: must have at most {_MAX_DATA} bytes",
-                                      reason="FieldValueTooLong"))
+            causes.append(too_long("data", _MAX_DATA))
         stype = obj.get("type")
         for key in _SECRET_KEYS.get(stype, ()):
             if key not in data:

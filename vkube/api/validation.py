@@ -196,8 +196,7 @@ def validate_annotations(annotations: Any, path: str) -> Causes:
             causes.append(invalid_value(path, key, msg))
         total += len(str(key)) + len(str(value) if value is not None else "")
     if total > _MAX_ANNOTATIONS:
-        causes.append(field_error(path, f"Too long: must have at most {_MAX_ANNOTATIONS} bytes",
-                                  reason="FieldValueTooLong"))
+        causes.append(too_long(path, _MAX_ANNOTATIONS))
     return causes
 
 
