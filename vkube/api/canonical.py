@@ -10,6 +10,7 @@ ranges, node capacity, emptyDir sizes, metric targets — with no list of paths 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from vkube.api.openapi_convert import QUANTITY_MARK
@@ -32,11 +33,17 @@ def canonicalize_quantities(obj: Any, schema: Schema | None) -> Causes:
     return causes
 
 
+# canonical() is pure and exact but not cheap (Fraction arithmetic); manifests repeat the same
+# few values ("100m", "1Gi") endlessly, so a bounded memo of it, shared read-only like the
+# built-in schemas, keeps the per-write cost small.
+_canonical = functools.lru_cache(maxsize=4096)(canonical)
+
+
 def _fix(value: Any, path: str, causes: Causes) -> Any:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return value  # a wrong JSON type is the type checker's 400, reported before this
     try:
-        return canonical(value)
+        return _canonical(value)
     except QuantityError as exc:
         causes.append(invalid_value(path, value, str(exc)))
         return value
