@@ -117,7 +117,7 @@ async def test_pods_of_a_deleted_job_do_not_hang_terminating(control_plane) -> N
     async with running_workloads(control_plane, kubelet=FAST) as env:
         ctrl = env.mgr.get(JobController)
         assert ctrl is not None
-        for name in ("gone", "orphaned"):
+        for name in ("gone", "orphaned", "fg"):
             await env.kubectl("apply", "-f", "-", input=job(name, ["sleep", "3600"], parallelism=2,
                                                             completions=2))
 
@@ -125,8 +125,16 @@ async def test_pods_of_a_deleted_job_do_not_hang_terminating(control_plane) -> N
             return [p for p in (await env.client.list(
                 PODS, namespace="default", label_selector=f"job-name={name}"))["items"] if running(p)]
 
-        for name in ("gone", "orphaned"):
+        for name in ("gone", "orphaned", "fg"):
             await eventually(lambda n=name: _len_is(running_pods(n), 2), timeout=60)
+        # a foreground delete: the Job waits for its pods, and makes no new ones meanwhile
+        rec = Recorder(env.client, PODS, label_selector="job-name=fg")
+        await rec.start()
+        await env.kubectl("delete", "job", "fg", "--cascade=foreground", "--timeout=60s")
+        await rec.stop()
+        assert not [o["metadata"]["name"] for t, o in rec.log if t == "ADDED"]
+        assert (await env.client.list(PODS, namespace="default",
+                                      label_selector="job-name=fg"))["items"] == []
         # a cascading delete: the pods go away entirely (no finalizer holds them)
         await env.kubectl("delete", "job", "gone", "--wait=false")
 

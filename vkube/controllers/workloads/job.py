@@ -190,7 +190,7 @@ class JobController(Controller):
             deadline = spec.get("activeDeadlineSeconds")
             if deadline is not None and elapsed is not None:
                 requeue.append(max(int(deadline) - elapsed, 0.0))
-            if self.expectations.satisfied(key):
+            if self.expectations.satisfied(key) and not is_deleting(job):  # as manageJob
                 wait = await self._manage(key, job, pods, active, status, tally, now)
                 if wait:
                     requeue.append(wait)
