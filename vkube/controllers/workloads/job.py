@@ -122,6 +122,7 @@ class JobController(Controller):
         now = self.mgr.clock()
         pods = self._owned_pods(job)
         if finished_condition(job) is not None:
+            self.verdicts.pop(key, None)  # the cache has caught up: Complete/Failed are final
             # a finished Job runs nothing: stop what still runs, hold no pod by our finalizer
             await self._kill(key, job, [p for p in pods if is_pod_active(p)])
             await self._strip_finalizers([p for p in pods if has_tracking_finalizer(p)])
