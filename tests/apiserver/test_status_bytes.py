@@ -239,3 +239,16 @@ async def test_too_long_whole_object_names_it_as_go_does(control_plane):
         "Invalid", 422,
         '{"name":"huge","kind":"ConfigMap","causes":[{"reason":"FieldValueTooLong",'
         '"message":"Too long: may not be more than 1048576 bytes","field":"[]"}]}'))
+
+
+async def test_resource_version_from_the_future_is_a_timeout_to_retry(control_plane):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{control_plane.url}{CM}?resourceVersion=99999999"
+                         "&resourceVersionMatch=NotOlderThan") as r:
+            code, body, retry = r.status, await r.read(), r.headers.get("Retry-After")
+    current = orjson.loads(body)["message"].rsplit(" ", 1)[1]
+    assert (code, retry) == (504, "1")
+    assert body == status(
+        f"Timeout: Too large resource version: 99999999, current: {current}", "Timeout", 504,
+        '{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],'
+        '"retryAfterSeconds":1}')
