@@ -151,7 +151,12 @@ async def test_service_addresses_allocated_and_checked(control_plane):
     status, st = await call(control_plane.url, "POST", path, svc("c", clusterIP="192.168.1.1"))
     assert status == 422 and "not in the valid range" in st["message"]
     status, st = await call(control_plane.url, "POST", path, svc("d", type="NodePort", ports=[{"port": 80, "nodePort": a["spec"]["ports"][0]["nodePort"]}]))
-    assert status == 422 and "already allocated" in st["message"]
+    taken = a["spec"]["ports"][0]["nodePort"]
+    assert status == 422 and st["message"] == (  # named and worded as kube-apiserver does
+        f'Service "d" is invalid: spec.ports[0].nodePort: Invalid value: {taken}: provided port '
+        "is already allocated")
+    assert st["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "spec.ports[0].nodePort",
+                                        "message": f"Invalid value: {taken}: provided port is already allocated"}]
     status, h = await call(control_plane.url, "POST", path, svc("headless", clusterIP="None"))
     assert status == 201 and h["spec"]["clusterIP"] == "None"
     # an update keeps the addresses

@@ -68,13 +68,20 @@ class ServiceAllocation:
             existing = [s for s in (await ctx.storage(req.spec).list(req.request, None)).items
                         if (s["metadata"].get("namespace"), s["metadata"]["name"]) != (req.namespace, req.name)]
             if new_ip:
-                spec["clusterIP"] = self.ips.allocate(ips_in_use(existing), ip or None)
+                try:
+                    spec["clusterIP"] = self.ips.allocate(ips_in_use(existing), ip or None)
+                except errors.Invalid as exc:  # named as kube-apiserver names it
+                    raise errors.invalid("Service", req.name, exc.causes) from None
                 spec["clusterIPs"] = [spec["clusterIP"]]
             if new_ports:
                 used = node_ports_in_use(existing)
-                for p in spec.get("ports") or []:
+                for i, p in enumerate(spec.get("ports") or []):
                     if p.get("nodePort") in old_ports and p.get("nodePort"):
                         used.add(p["nodePort"])
                         continue
-                    p["nodePort"] = self.ports.allocate(used, p.get("nodePort") or None)
+                    try:
+                        p["nodePort"] = self.ports.allocate(used, p.get("nodePort") or None)
+                    except errors.Invalid as exc:
+                        raise errors.invalid("Service", req.name, [
+                            dict(c, field=f"spec.ports[{i}].nodePort") for c in exc.causes]) from None
                     used.add(p["nodePort"])
