@@ -366,7 +366,7 @@ async def test_a_lagging_job_cache_never_revives_a_failed_job() -> None:
     """Issue 11: restartPolicy OnFailure, backoffLimit 2; the verdict is written, the pod
     killed, and the pod's deletion arrives while the Job cache still shows no verdict: no
     replacement pod may be created."""
-    from tests.controllers.workload_fakes import _Res
+    from vkube.client.resources import PODS
 
     c = cluster()
     spec = job(backoffLimit=2)
@@ -378,7 +378,7 @@ async def test_a_lagging_job_cache_never_revives_a_failed_job() -> None:
     p["status"] = {"phase": "Running", "containerStatuses": [
         {"name": "c", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
     c.freeze("jobs")  # the Job informer will not see the Failed status we write
-    await c.client.update(_Res("pods"), p, subresource="status")
+    await c.client.update(PODS, p, subresource="status")
     await c.settle()
     c.kick()
     await c.settle()

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from vkube.api.errors import Conflict, NotFound
-from vkube.controllers.informer import split_key
+from vkube.api.meta import split_key
 
 __all__ = ["quiet_when_vanished", "object_gone"]
 

@@ -9,7 +9,7 @@ that name), or whose Job has finished, loses the finalizer.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from vkube.api.errors import Conflict, NotFound
 from vkube.client.resources import JOBS, PODS
@@ -21,14 +21,21 @@ from vkube.controllers.workloads.job_policy import (
     has_tracking_finalizer,
 )
 
-if TYPE_CHECKING:
-    from vkube.controllers.workloads.job import JobController
+
+class _JobSide(Protocol):
+    """What of the Job controller this needs: its client, informers and queue."""
+
+    client: Any
+    pods: Any
+    owners: Any
+    queue: Any
+
 
 #: Work-queue keys for such pods: ``orphan-pod:<namespace>/<name>`` (Job keys never hold ':').
 ORPHAN = "orphan-pod:"
 
 
-async def release_orphan(ctrl: "JobController", pod_key: str) -> None:
+async def release_orphan(ctrl: _JobSide, pod_key: str) -> None:
     ns, name = split_key(pod_key)
     pod = ctrl.pods.get(name, ns)
     if pod is None or not has_tracking_finalizer(pod):
