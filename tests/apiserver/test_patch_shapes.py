@@ -15,22 +15,26 @@ CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data"
 JSON, MERGE, SMP, APPLY = ("application/json-patch+json", "application/merge-patch+json",
                            "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
+# A JSON patch that decodes but cannot be applied: kube-apiserver's NewGenericServerResponse(422)
+# keeps the patch library's words out of the body (kubectl prints "The request is invalid: …").
+REJECTED = "the server rejected our request due to an error in our request"
+
 # content type, body, code, reason, message (a substring)
 CASES: list[tuple[str, Any, int, str, str]] = [
     (JSON, {"op": "add"}, 400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch"),
     (JSON, "add", 400, "BadRequest", "json: cannot unmarshal string into Go value of type jsonpatch.Patch"),
     (JSON, ["add"], 400, "BadRequest", "json: cannot unmarshal string into Go value of type jsonpatch.Operation"),
     (JSON, [None], 400, "BadRequest", "json: cannot unmarshal null into Go value of type jsonpatch.Operation"),
-    (JSON, [{"op": "frobnicate", "path": "/data"}], 422, "Invalid", "Unexpected kind: frobnicate"),
-    (JSON, [{"path": "/data"}], 422, "Invalid", "Unexpected kind: unknown"),
-    (JSON, [{"op": 7, "path": "/data"}], 422, "Invalid", "Unexpected kind: unknown"),
-    (JSON, [{"op": "add", "value": 1}], 422, "Invalid", "add operation failed to decode path"),
-    (JSON, [{"op": "remove", "path": ["data"]}], 422, "Invalid", "remove operation failed to decode path"),
-    (JSON, [{"op": "move", "path": "/data/b"}], 422, "Invalid", "move operation failed to decode from"),
-    (JSON, [{"op": "copy", "path": "/data/b", "from": 3}], 422, "Invalid", "copy operation failed to decode from"),
-    (JSON, [{"op": "replace", "path": "/data/a"}], 422, "Invalid", "replace operation failed to decode value"),
-    (JSON, [{"op": "test", "path": "/data/a", "value": "2"}], 422, "Invalid", "failed"),
-    (JSON, [{"op": "remove", "path": "/data/zz"}], 422, "Invalid", "remove operation at /data/zz failed"),
+    (JSON, [{"op": "frobnicate", "path": "/data"}], 422, "Invalid", REJECTED),
+    (JSON, [{"path": "/data"}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": 7, "path": "/data"}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "add", "value": 1}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "remove", "path": ["data"]}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "move", "path": "/data/b"}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "copy", "path": "/data/b", "from": 3}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "replace", "path": "/data/a"}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "test", "path": "/data/a", "value": "2"}], 422, "Invalid", REJECTED),
+    (JSON, [{"op": "remove", "path": "/data/zz"}], 422, "Invalid", REJECTED),
     (JSON, [{"op": "test", "path": "/data/a", "value": "1"}] * 10001, 413, "RequestEntityTooLarge",
      "The allowed maximum operations in a JSON patch is 10000, got 10001"),
     (MERGE, [{"op": "add"}], 400, "BadRequest", "Invalid JSON Patch"),

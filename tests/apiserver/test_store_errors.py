@@ -4,6 +4,7 @@ functions do: the table here is theirs; the HTTP tests drive a real store into e
 from __future__ import annotations
 
 import aiohttp
+import orjson
 import pytest
 
 from vkube.api import errors
@@ -67,7 +68,7 @@ def test_group_qualifies_the_resource():
 async def test_each_verb_answers_its_own_status_through_http(control_plane):
     """Create of an existing name is 409 AlreadyExists; a PUT with a stale resourceVersion,
     and a delete precondition on one, are 409 Conflict; a watch below the compacted revision is
-    410 Expired; once the store is gone every verb says ServerTimeout (500), never a crash."""
+    410 Expired (as a watch ERROR event); once the store is gone every verb says ServerTimeout (500), never a crash."""
     url = control_plane.url + "/api/v1/namespaces/default/configmaps"
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}
     async with aiohttp.ClientSession() as s:
@@ -86,9 +87,12 @@ async def test_each_verb_answers_its_own_status_through_http(control_plane):
             assert (r.status, body["reason"], body["message"]) == (409, "Conflict", OPTIMISTIC.format(q="configmaps").replace('"p"', '"c"'))
         store = control_plane.cp.ctx.store
         await store.compact(await store.current_revision())
+        # as the watch cache answers (cacher.go: "must fail with a watch event of type ERROR"):
+        # 200, then one ERROR event carrying the 410 Expired Status
         async with s.get(url, params={"watch": "1", "resourceVersion": "1"}) as r:
-            body = await r.json()
-            assert (r.status, body["reason"]) == (410, "Expired")
+            event = orjson.loads(await r.content.readline())
+            assert r.status == 200 and event["type"] == "ERROR"
+            assert (event["object"]["code"], event["object"]["reason"]) == (410, "Expired")
         await store.close()
         # (create reads the namespace first, in NamespaceLifecycle admission: that get fails first)
         for method, path, verb in [("GET", "/c", "get configmaps"), ("GET", "", "list configmaps"),
