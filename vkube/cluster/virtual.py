@@ -170,6 +170,7 @@ class VirtualCluster:
                         started.append(sched_ready := asyncio.Event())
                         tg.create_task(self._run_scheduler(sched_ready), name=f"{self.name}: scheduler")
                 tg.create_task(self._mark_ready(started), name=f"{self.name}: ready")
+                tg.create_task(self._serve_api(), name=f"{self.name}: api")
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a component failed: the whole cluster stops (module docstring)
@@ -177,6 +178,12 @@ class VirtualCluster:
             log.error("virtual cluster %s stopped: a component failed", self.name, exc_info=self.error)
         finally:
             await self._close()
+
+    async def _serve_api(self) -> None:
+        """The API server serves until ``stop()`` cancels the group: this keeps the group open
+        when nothing else runs (``--no-controllers`` without a host), so ``stopped`` means
+        stopped."""
+        await asyncio.get_running_loop().create_future()
 
     async def _mark_ready(self, started: list[asyncio.Event]) -> None:
         for event in started:
