@@ -188,6 +188,16 @@ def test_mapped_services_follow_upgrade_and_dropped_keys_are_named(shared_host, 
         hip = host_get(shared_host, "svc", "-n", "default", "issue11-db")["spec"]["clusterIP"]
         eventually(lambda: get(u, "svc", "db")["spec"]["clusterIP"] == hip or None,
                    timeout=60, delay=0.5)
+        # flags that would be silently ignored on an existing cluster are refused by name
+        for flags, want in ((["create", "ms", "--upgrade", "--host-kubeconfig", str(u.kubeconfig)],
+                             "--host-kubeconfig: virtual cluster 'ms' runs on host"),
+                            (["create", "ms", "--upgrade", "--in-cluster"], "--in-cluster:"),
+                            (["delete", "ms", "--host-context", "previous"],
+                             "--host-context: virtual cluster 'ms' runs on host")):
+            out = u.vkube(*flags, check=False)
+            assert out.returncode == 1 and want in out.stderr, (flags, out.stderr)
+            assert len(out.stderr.strip().splitlines()) == 1
+        assert u.list()["ms"]["status"] == "Running"
         out = u.vkube("create", "ms", "--upgrade", "-f", str(plain))
         assert "values replaced: mapServices.fromHost is not in the new -f files" in out.stdout
 

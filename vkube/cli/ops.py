@@ -52,6 +52,8 @@ async def create(args: argparse.Namespace) -> int:
     if existing is not None and args.namespace and args.namespace != existing.namespace:
         raise CLIError(f"virtual cluster {name!r} lives in host namespace "
                        f"{existing.namespace!r}; the namespace cannot change on --upgrade")
+    if existing is not None:
+        _same_host(existing, args, "--upgrade")
     if existing is not None and args.in_cluster and not existing.in_cluster:
         raise CLIError(f"--in-cluster: virtual cluster {name!r} runs on this machine; where it "
                        f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
@@ -99,6 +101,23 @@ async def create(args: argparse.Namespace) -> int:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
     return 0
+
+
+def _same_host(st: ClusterState, args: argparse.Namespace, what: str) -> None:
+    """``--host-kubeconfig``/``--host-context`` on a cluster that has its host already: only
+    accepted when they name that host (they would otherwise be silently ignored)."""
+    given_kc = getattr(args, "host_kubeconfig", None)
+    given_ctx = getattr(args, "host_context", None)
+    if not given_kc and not given_ctx:
+        return
+    kc = str(Path(given_kc).expanduser().resolve()) if given_kc else \
+        str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
+    if kc == st.host_kubeconfig and (given_ctx or st.host_context) == st.host_context:
+        return
+    flag = "--host-kubeconfig" if given_kc else "--host-context"
+    raise CLIError(f"{flag}: virtual cluster {st.name!r} runs on host "
+                   f"{_host_of(st).describe()}; {what} keeps that host — drop {flag}, or "
+                   f"`vkube delete {st.name}` and create it on the other host")
 
 
 async def create_spawned(args: argparse.Namespace, st: ClusterState,
@@ -326,6 +345,7 @@ async def delete(args: argparse.Namespace) -> int:
     st = ClusterState.load(name)
     if st is None:
         return await _delete_remote(args, name)
+    _same_host(st, args, "`vkube delete`")
     progress = Progress()
     with progress.step("stopping the control plane") as done:
         was = await asyncio.to_thread(process.stop, st)

@@ -97,8 +97,9 @@ class Sync:
     endpoints: Toggle = _k("endpoints", Toggle(), "endpoints of selector-less services")
     persistentvolumeclaims: Toggle = _k("persistentvolumeclaims", Toggle(),
                                         "persistentvolumeclaims, virtual → host (status back up)")
-    persistentvolumes: Off = _k("persistentvolumes", Off(), "persistentvolumes both ways "
-                                "(otherwise the host's bound volumes are shown read-only)")
+    persistentvolumes: Off = _k("persistentvolumes", Off(), "persistentvolumes both ways: the "
+                                "tenant's go down, the host's bound to synced claims come up "
+                                "(off: claims still bind, no PVs are shown)")
     storageclasses: Off = _k("storageclasses", Off(), "storageclasses, virtual → host")
     ingresses: Toggle = _k("ingresses", Toggle(), "ingresses, virtual → host")
     networkpolicies: Toggle = _k("networkpolicies", Toggle(), "networkpolicies, virtual → host")
