@@ -121,8 +121,10 @@ def _start_embedded() -> None:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = host_cmd.cmd_start(args)
     if rc != 0:
-        raise CLIError("could not start the embedded host — see `vkube host status` and "
-                       f"{embedded_kubeconfig().parent / 'host.log'}:\n{out.getvalue().strip()}")
+        said = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+        why = f" ({said[-1].removeprefix('error: ')})" if said else ""
+        raise CLIError(f"could not start the embedded host{why} — see `vkube host status` and "
+                       f"{embedded_kubeconfig().parent / 'host.log'}")
 
 
 async def resolve(kubeconfig: str | None, context: str | None, *, start_embedded: bool = True,
