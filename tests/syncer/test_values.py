@@ -44,9 +44,14 @@ def test_design_example_parses():
     assert load_values(__import__("yaml").safe_dump(dumped)) == v
 
 
-def test_isolation_forces_reject():
-    v = load_values("sync: {pods: {hostAccess: allow}}\nisolation: {enabled: true}")
-    assert v.sync.pods.host_access == "allow" and v.host_access == "reject"
+def test_isolation_rejects_host_access_and_says_so():
+    v = load_values("isolation: {enabled: true}")
+    assert v.host_access == "reject"
+    assert load_values("sync: {pods: {hostAccess: reject}}\nisolation: {enabled: true}") == v
+    for policy in ("allow", "strip"):  # would be silently overridden: refused instead
+        with pytest.raises(ValuesError, match="sync.pods.hostAccess: '%s' cannot hold with "
+                           "isolation.enabled" % policy):
+            load_values(f"sync: {{pods: {{hostAccess: {policy}}}}}\nisolation: {{enabled: true}}")
 
 
 @pytest.mark.parametrize("doc, where", [

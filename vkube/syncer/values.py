@@ -57,7 +57,7 @@ class PodsSync:
     enabled: bool = _on("run the virtual cluster's pods on the host")
     host_access: Literal["reject", "strip", "allow"] = _k(
         "hostAccess", "reject", "pods asking for hostPath/hostNetwork/hostPID/hostIPC/hostPort: "
-        "reject them, strip the access, or allow it")
+        "reject them, strip the access, or allow it (isolation: only reject)")
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,10 @@ def parse_values(data: Any) -> Values:
         if not eq or not k.strip():
             raise ValuesError(f"sync.nodes.nodeSelector: {term!r} is not key=value (accepted: "
                               "comma-separated label terms, e.g. \"disktype=ssd,zone=a\")")
+    if values.isolation.enabled and values.sync.pods.host_access != "reject":
+        raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
+                          "with isolation.enabled (isolation always rejects host access) — "
+                          "remove sync.pods.hostAccess, or set isolation.enabled: false")
     if values.enable_ha:
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
     if values.replicas != 1:
