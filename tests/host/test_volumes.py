@@ -205,3 +205,29 @@ volumeBindingMode: WaitForFirstConsumer
     pod = await eventually(on_node2, timeout=60)
     assert pod["spec"]["nodeName"] == "vkube-host-node-2"
     assert (await get(cp, "pvc", "static"))["spec"]["volumeName"] == "pinned"
+
+
+async def test_claim_pre_bound_by_name_binds_when_its_volume_appears(control_plane, host):
+    cp = control_plane
+    await kubectl(cp, "apply", "-f", "-", input=PVC % ("named", "storageClassName: ''\n  "
+                                                       "volumeName: later"))
+
+    async def pending():
+        return (await get(cp, "pvc", "named"))["status"].get("phase") == "Pending"
+    await eventually(pending)
+    await kubectl(cp, "apply", "-f", "-", input="""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: later}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/later}
+""")
+
+    async def bound():
+        pvc, pv = await get(cp, "pvc", "named"), await get(cp, "pv", "later")
+        return pvc["status"].get("phase") == "Bound" and pv["status"].get("phase") == "Bound" \
+            and pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+    await eventually(bound)

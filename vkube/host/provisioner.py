@@ -99,7 +99,7 @@ class VolumeController:
 
     def _pending_claims(self) -> None:
         for pvc in self.pvcs.list():
-            if not (pvc.get("spec") or {}).get("volumeName"):
+            if (pvc.get("status") or {}).get("phase") != "Bound":
                 self.queue.add(f"pvc:{pvc['metadata']['namespace']}/{pvc['metadata']['name']}")
 
     # -- run ----------------------------------------------------------------------------------
@@ -268,6 +268,11 @@ class VolumeController:
         pv = self.pvs.get(volume)
         status = pvc.get("status") or {}
         ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+        if pv is not None and not ref:  # a claim pre-bound by name: the volume half
+            pv = copy.deepcopy(pv)
+            pv["spec"]["claimRef"] = _claim_ref(pvc)
+            pv = await self.client.update(PVS, pv)
+            ref = pv["spec"]["claimRef"]
         if pv is None or ref.get("uid") != pvc["metadata"].get("uid"):
             if status.get("phase") == "Bound":
                 await self._claim_status(pvc, {"phase": "Lost"})
