@@ -164,6 +164,13 @@ def add_host_context(host_kubeconfig: Path) -> bool:
                     {})
     except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError, AttributeError):
         return False
+    # file references are relative to the host's kubeconfig: make them hold in the user's file
+    base = host_kubeconfig.resolve().parent
+    for entry, keys in ((cluster, ("certificate-authority",)),
+                        (user, ("client-certificate", "client-key", "tokenFile"))):
+        for k in keys:
+            if isinstance(entry.get(k), str) and not os.path.isabs(entry[k]):
+                entry[k] = str(base / entry[k])
     doc = load()
     want = {"clusters": ("cluster", cluster), "users": ("user", user),
             "contexts": ("context", {"cluster": HOST_CONTEXT, "user": HOST_CONTEXT})}
