@@ -16,21 +16,19 @@ cluster's kube-controller-manager (binder) and a kind cluster's local-path-provi
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
-from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
-from vkube.controllers.workqueue import WorkQueue
+from vkube.controllers.workqueue import WorkQueue, run_workers
 from vkube.host.volumebinding import ANN_SELECTED_NODE, storage_bytes, volume_fits
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 
 PROVISIONER = "rancher.io/local-path"  # the name kind's default class uses
 PROVISIONERS = (PROVISIONER, "vkube.io/local-path")
@@ -119,33 +117,18 @@ class VolumeController:
         for pv in self.pvs.list():
             self.queue.add(f"pv:{pv['metadata']['name']}")
         try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(self.workers):
-                    tg.create_task(self._worker())
+            await run_workers(self.queue, self.reconcile, name="volume controller",
+                              workers=self.workers, logger=log)
         finally:
-            self.queue.shutdown()
             await self.recorder.close()
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                kind, _, rest = key.partition(":")
-                if kind == "pvc":
-                    ns, _, name = rest.partition("/")
-                    await self.sync_claim(ns, name)
-                else:
-                    await self.sync_volume(rest)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except errors.Conflict:
-                self.queue.add_rate_limited(key)
-            except Exception as e:  # never dies: retried with back-off
-                log.warning("volume controller: %s: %s: %s", key, type(e).__name__, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+    async def reconcile(self, key: str) -> None:
+        kind, _, rest = key.partition(":")
+        if kind == "pvc":
+            ns, _, name = rest.partition("/")
+            await self.sync_claim(ns, name)
+        else:
+            await self.sync_volume(rest)
 
     # -- claims -------------------------------------------------------------------------------
     async def sync_claim(self, ns: str, name: str) -> None:

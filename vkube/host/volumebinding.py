@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PVCS, PVS
 from vkube.controllers.informer import Informer
 from vkube.host.predicates import (NodeInfo, match_label_selector, match_node_selector,
                                    resource_value)
 
-Obj = dict[str, Any]
 
 ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
