@@ -70,7 +70,10 @@ def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path
     assert "removed" in out.stdout
     assert host_pods(user, "vkube-my-vcluster") == []
     assert not any(alive(p) for p in pids)
-    assert user.list()["my-vcluster"]["status"] == "Paused"
+    paused = user.list()["my-vcluster"]
+    assert paused["status"] == "Paused" and paused["connected"] is False
+    row = user.vkube("list").stdout.splitlines()[1].split()
+    assert row[2] == "Paused" and "True" not in row  # kubectl would get "connection refused"
     assert user.kubectl("get", "ns", check=False).returncode != 0  # nothing serves it now
 
     user.vkube("resume", "my-vcluster")
@@ -105,6 +108,7 @@ def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path
                    check=False).returncode != 0
     assert not any(alive(p) for p in pids)
     contexts = user.kubectl("config", "get-contexts", "-o", "name").stdout.split()
-    assert contexts == ["previous"] and user.current_context() == "previous"
+    # the embedded host's context stays while the host runs (as kind's does)
+    assert sorted(contexts) == ["previous", "vkube-host"] and user.current_context() == "previous"
     assert user.list() == {}
     assert not (user.home / "clusters" / "my-vcluster").exists()

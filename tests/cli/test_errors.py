@@ -8,7 +8,7 @@ import pytest
 from tests.cli.conftest import make_user
 
 COMMANDS = ["create", "connect", "disconnect", "list", "pause", "resume", "delete", "describe",
-            "logs", "render"]
+            "logs", "render", "values"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

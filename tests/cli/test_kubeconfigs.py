@@ -45,3 +45,32 @@ def test_missing_kubeconfig_is_created(tmp_path, monkeypatch):
     assert kubeconfigs.switch_back() is None  # there was nothing before
     assert kubeconfigs.remove_context("vkube_x") is True
     assert yaml.safe_load(path.read_text())["current-context"] == ""
+
+
+def test_host_context_copies_the_embedded_hosts_entry(tmp_path, monkeypatch):
+    """`vkube-host` mirrors the host's kubeconfig; relative file references become absolute;
+    refreshing an unchanged entry does not rewrite the file."""
+    import yaml as _yaml
+
+    from vkube.cli import kubeconfigs
+
+    user_kc = tmp_path / "user" / "config"
+    monkeypatch.setenv("KUBECONFIG", str(user_kc))
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
+    host_kc = tmp_path / "home" / "host" / "kubeconfig"
+    host_kc.parent.mkdir(parents=True)
+    host_kc.write_text(_yaml.safe_dump({
+        "clusters": [{"name": "h", "cluster": {"server": "https://127.0.0.1:7000",
+                                               "certificate-authority": "ca.crt"}}],
+        "users": [{"name": "h", "user": {"token": "t"}}],
+        "contexts": [{"name": "h", "context": {"cluster": "h", "user": "h"}}],
+        "current-context": "h"}))
+    assert kubeconfigs.add_host_context(host_kc) is True
+    doc = _yaml.safe_load(user_kc.read_text())
+    cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == "vkube-host")
+    assert cluster == {"server": "https://127.0.0.1:7000",
+                       "certificate-authority": str(host_kc.parent / "ca.crt")}
+    assert not doc.get("current-context"), "adding the host context does not switch to it"
+    assert kubeconfigs.add_host_context(host_kc) is False
+    assert kubeconfigs.switch_back() == "vkube-host"  # nothing remembered: land on the host
+    assert kubeconfigs.add_host_context(tmp_path / "missing") is False

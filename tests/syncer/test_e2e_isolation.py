@@ -18,8 +18,7 @@ from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
 async def test_isolation_priority_classes_and_pause(planes):
     vcp, hcp = planes
-    values = load_values("isolation: {enabled: true}\nsync: {priorityclasses: {enabled: true},"
-                         " pods: {hostAccess: allow}}")
+    values = load_values("isolation: {enabled: true}\nsync: {priorityclasses: {enabled: true}}")
     assert values.host_access == "reject"
     pair = await start_syncer(vcp, hcp, values)
     v, h = pair.virtual, pair.host

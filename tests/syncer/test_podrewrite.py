@@ -196,3 +196,67 @@ def test_service_env_vars_skip_headless_and_sort():
     assert env["B_SVC_PORT"] == "udp://1.1.1.1:80"
     assert env["B_SVC_PORT_80_UDP_PROTO"] == "udp"
     assert not any(k.startswith("A_") for k in env)
+
+
+def _downward_pod() -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "dw", "namespace": "demo", "uid": "u9",
+                     "labels": {"app": "web", "example.com/tier": "front end"},
+                     "annotations": {"note": 'say "hi"\nbye', "vkube.io/x": "kept"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "env": [
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "TIER", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.labels['example.com/tier']"}}}]}],
+            "volumes": [
+                {"name": "info", "downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                {"name": "proj", "projected": {"sources": [{"downwardAPI": {"items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]}}]},
+    }
+
+
+def _field(host: dict, path: str) -> str:
+    """What the kubelet would write for ``fieldPath`` of the host pod (annotations only)."""
+    import re
+
+    meta = host["metadata"]
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    assert m, f"{path} does not read a single host label/annotation"
+    return meta[m.group(1)][m.group(2)]
+
+
+def test_downward_api_shows_the_virtual_pod():
+    """Downward API files and env show what the virtual pod shows, in the kubelet's format
+    (sorted key="value" lines, Go quoting), not the host pod's translated metadata."""
+    vpod = _downward_pod()
+    host = rewrite_pod(vpod, CFG)
+    items = host["spec"]["volumes"][0]["downwardAPI"]["items"]
+    got = {it["path"]: _field(host, it["fieldRef"]["fieldPath"]) for it in items}
+    assert got["labels"] == 'app="web"\nexample.com/tier="front end"'
+    assert got["annotations"] == 'note="say \\"hi\\"\\nbye"\nvkube.io/x="kept"'
+    assert got["name"] == "dw"
+    proj = host["spec"]["volumes"][1]["projected"]["sources"][0]["downwardAPI"]["items"][0]
+    assert _field(host, proj["fieldRef"]["fieldPath"]) == got["labels"]
+    env = {e["name"]: e for e in host["spec"]["containers"][0]["env"]}
+    assert _field(host, env["POD"]["valueFrom"]["fieldRef"]["fieldPath"]) == "dw"
+    assert _field(host, env["NS"]["valueFrom"]["fieldRef"]["fieldPath"]) == "demo"
+    assert _field(host, env["TIER"]["valueFrom"]["fieldRef"]["fieldPath"]) == "front end"
+    # a pod that shows neither carries no copies of them
+    plain = rewrite_pod({**vpod, "spec": {"containers": [{"name": "c", "image": "x"}]}}, CFG)
+    assert not any(k.startswith("vkube.io/downward") for k in plain["metadata"]["annotations"])
+
+
+def test_node_selector_confines_host_pods():
+    cfg = replace(CFG, node_selector={"pool": "tenants", "disk": "ssd"})
+    pod = copy.deepcopy(POD)
+    pod["spec"]["nodeSelector"] = {"disk": "hdd", "gpu": "no"}
+    host = rewrite_pod(pod, cfg)
+    assert host["spec"]["nodeSelector"] == {"pool": "tenants", "disk": "ssd", "gpu": "no"}
+    # with the virtual scheduler (node kept) the enforced selector still goes down
+    host = rewrite_pod(pod, replace(cfg, keep_node_name=True))
+    assert host["spec"]["nodeSelector"] == {"pool": "tenants", "disk": "ssd"}
+    assert "nodeSelector" not in rewrite_pod(POD, CFG)["spec"]

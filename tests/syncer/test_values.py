@@ -2,7 +2,9 @@
 
 import pytest
 
-from vkube.syncer.values import ValuesError, dump_values, load_values
+import yaml
+
+from vkube.syncer.values import Values, ValuesError, dump_values, load_values, schema_yaml
 
 DOC = """
 sync:
@@ -13,7 +15,6 @@ mapServices:
   fromHost:    [{from: default/nettool-host, to: default/nettool-host}]
   fromVirtual: [{from: default/nettool-virtual, to: nettool-virtual}]
 isolation: {enabled: true}
-enableHA: true
 """
 
 
@@ -35,7 +36,7 @@ def test_design_example_parses():
     assert n.selector() == {"disktype": "ssd"}
     assert v.map_services.from_host[0].from_ == "default/nettool-host"
     assert v.map_services.from_virtual[0].to == "nettool-virtual"
-    assert v.isolation.enabled and v.enable_ha
+    assert v.isolation.enabled and not v.enable_ha
     dumped = dump_values(v)
     assert dumped["sync"]["nodes"]["syncAllNodes"] is True
     assert dumped["mapServices"]["fromHost"] == [{"from": "default/nettool-host",
@@ -43,9 +44,14 @@ def test_design_example_parses():
     assert load_values(__import__("yaml").safe_dump(dumped)) == v
 
 
-def test_isolation_forces_reject():
-    v = load_values("sync: {pods: {hostAccess: allow}}\nisolation: {enabled: true}")
-    assert v.sync.pods.host_access == "allow" and v.host_access == "reject"
+def test_isolation_rejects_host_access_and_says_so():
+    v = load_values("isolation: {enabled: true}")
+    assert v.host_access == "reject"
+    assert load_values("sync: {pods: {hostAccess: reject}}\nisolation: {enabled: true}") == v
+    for policy in ("allow", "strip"):  # would be silently overridden: refused instead
+        with pytest.raises(ValuesError, match="sync.pods.hostAccess: '%s' cannot hold with "
+                           "isolation.enabled" % policy):
+            load_values(f"sync: {{pods: {{hostAccess: {policy}}}}}\nisolation: {{enabled: true}}")
 
 
 @pytest.mark.parametrize("doc, where", [
@@ -58,7 +64,26 @@ def test_isolation_forces_reject():
     ("mapServices: {fromHost: [{from: a/b}]}", "mapServices.fromHost[0].to: required"),
     ("mapServices: {fromHost: [{from: 'A B', to: x}]}", "mapServices.fromHost[0].from"),
     ("mapServices: {fromHost: {from: a}}", "mapServices.fromHost: must be a list"),
-    ("sync: {nodes: {nodeSelector: ssd}}", "sync.nodes.nodeSelector"),
+    ("sync: {nodes: {nodeSelector: ssd}}", "sync.nodes.nodeSelector: 'ssd' is not key=value"),
+    ("sync: {nodes: {nodeSelector: '=x'}}", "e.g. \"disktype=ssd,zone=a\""),
+    # accepted only where they do something: a single API server exists
+    ("enableHA: true", "enableHA: not supported yet"),
+    ("replicas: 3", "replicas: not supported yet"),
+    ("replicas: 0", "replicas: not supported yet"),
+    ("sync: {nodes: {enabled: yes-please}}", "sync.nodes.enabled: must be true or false"),
+    ("isolation: {podSecurityStandard: strict}",
+     "isolation.podSecurityStandard: must be one of privileged, baseline, restricted"),
+    # a mapping names both sides exactly: no silently assumed namespace
+    ("mapServices: {fromHost: [{from: svc, to: demo/svc}]}",
+     "mapServices.fromHost[0].from: must be HOSTNAMESPACE/NAME"),
+    ("mapServices: {fromHost: [{from: default/svc, to: svc}]}",
+     "mapServices.fromHost[0].to: must be VIRTUALNAMESPACE/NAME"),
+    ("mapServices: {fromVirtual: [{from: svc, to: svc}]}",
+     "mapServices.fromVirtual[0].from: must be VIRTUALNAMESPACE/NAME"),
+    ("mapServices: {fromVirtual: [{from: a/svc, to: other/svc}]}",
+     "mapServices.fromVirtual[0].to: must be NAME"),
+    ("mapServices: {fromHost: [{from: a/x, to: b/y}, {from: a/z, to: b/y}]}",
+     "mapServices.fromHost[1].to: 'b/y' is already the target of mapServices.fromHost[0]"),
     ("sync: [1]", "sync: must be a mapping"),
     ("sync: {", "not valid YAML"),
 ])
@@ -66,3 +91,30 @@ def test_errors_name_the_key(doc, where):
     with pytest.raises(ValuesError) as e:
         load_values(doc)
     assert where in str(e.value)
+
+
+def test_enable_ha_false_and_one_replica_are_accepted():
+    v = load_values("enableHA: false\nreplicas: 1")
+    assert not v.enable_ha and v.replicas == 1
+
+
+def test_schema_yaml_documents_every_key_at_its_default():
+    text = schema_yaml()
+    assert load_values(text) == Values(), "the printed schema parses back to the defaults"
+    doc = yaml.safe_load(text)
+
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield f"{prefix}{k}"
+            if isinstance(v, dict):
+                yield from keys(v, f"{prefix}{k}.")
+    printed = set(keys(doc))
+    assert printed == set(keys(dump_values(Values()))), "every key, no more"
+    lines = text.splitlines()
+    for line in lines:  # every key line follows a one-line comment, except toggles' enabled
+        if line.strip() and not line.lstrip().startswith("#"):
+            i = lines.index(line)
+            assert lines[i - 1].lstrip().startswith("#") or line.strip() == "enabled: true" or \
+                line.strip() == "enabled: false", line
+    assert "(one of: reject, strip, allow)" in text
+    assert "nodeSelector: ''" in text and "enableHA: false" in text

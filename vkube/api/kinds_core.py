@@ -395,6 +395,10 @@ class PVCStrategy(_Core):
         if not b.get("volumeName"):
             a.pop("volumeName", None)
             b.pop("volumeName", None)
+        if b.get("storageClassName") is None and a.get("storageClassName"):
+            # retroactive default StorageClass assignment (GA in 1.28): nil → a class, once
+            a.pop("storageClassName")
+            b.pop("storageClassName", None)
         if a != b:
             causes.append(forbidden("spec", "spec is immutable after creation except "
                                     "resources.requests and volumeAttributesClassName for bound claims"))

@@ -48,6 +48,43 @@ def embedded_kubeconfig() -> Path:
     return host_dir() / "kubeconfig"
 
 
+def check_kubeconfig(path: str, context: str | None, *, given: bool = True) -> None:
+    """A host kubeconfig that cannot work is named with what is wrong, in one line: a file
+    that is missing, not YAML, not a kubeconfig, or lacks the context asked for."""
+    import yaml
+
+    flag = "--host-kubeconfig" if given else "KUBECONFIG"
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise CLIError(f"host kubeconfig {path} not found — check the path given to {flag}"
+                       ) from None
+    except OSError as e:
+        raise CLIError(f"cannot read host kubeconfig {path}: {e.strerror} — check the path "
+                       f"given to {flag}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "parse error"
+        raise CLIError(f"host kubeconfig {path} is not valid YAML{where}: {problem} — pass a "
+                       f"kubeconfig file to {flag}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("contexts") or [], list):
+        raise CLIError(f"host kubeconfig {path} is not a kubeconfig (no contexts) — pass a "
+                       f"kubeconfig file to {flag}")
+    names = [c.get("name") for c in doc.get("contexts") or [] if isinstance(c, dict)]
+    listed = ", ".join(str(n) for n in names) or "none"
+    want = context or doc.get("current-context")
+    if not want:
+        raise CLIError(f"host kubeconfig {path} has no current context — pick one with "
+                       f"--host-context (its contexts: {listed})")
+    if want not in names:
+        what = f"context {want!r}" if context else f"current context {want!r}"
+        raise CLIError(f"{what} not found in host kubeconfig {path} (its contexts: {listed}) — "
+                       "pass one of them to --host-context")
+
+
 async def reachable(host: HostRef, timeout: float = REACH_TIMEOUT) -> bool:
     try:
         client = host.client(timeout=timeout)
@@ -70,8 +107,8 @@ async def node_count(host: HostRef) -> int:
 def _current_context_host() -> HostRef | None:
     path = kubeconfigs.user_kubeconfig_path()
     ctx = kubeconfigs.current_context(path) if path.exists() else None
-    if not ctx or ctx.startswith(kubeconfigs.CONTEXT_PREFIX):
-        return None
+    if not ctx or ctx.startswith(kubeconfigs.CONTEXT_PREFIX) or ctx == kubeconfigs.HOST_CONTEXT:
+        return None  # a virtual cluster of ours, or the embedded host (found below as such)
     return HostRef(str(path), ctx, "kubeconfig")
 
 
@@ -84,20 +121,33 @@ def _start_embedded() -> None:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = host_cmd.cmd_start(args)
     if rc != 0:
-        raise CLIError("could not start the embedded host — see `vkube host status` and "
-                       f"{embedded_kubeconfig().parent / 'host.log'}:\n{out.getvalue().strip()}")
+        said = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+        why = f" ({said[-1].removeprefix('error: ')})" if said else ""
+        raise CLIError(f"could not start the embedded host{why} — see `vkube host status` and "
+                       f"{embedded_kubeconfig().parent / 'host.log'}")
 
 
 async def resolve(kubeconfig: str | None, context: str | None, *, start_embedded: bool = True,
                   known: HostRef | None = None) -> HostRef:
     """The host to use. ``known`` is the host a virtual cluster was created on (it wins over
-    the current context); the embedded host is started if needed and allowed."""
+    the current context); the embedded host is started if needed and allowed. An embedded
+    host gets (or refreshes) its context ``vkube-host`` in the user's kubeconfig."""
+    ref = await _resolve(kubeconfig, context, start_embedded=start_embedded, known=known)
+    if ref.kind == "embedded":
+        kubeconfigs.add_host_context(Path(ref.kubeconfig))
+    return ref
+
+
+async def _resolve(kubeconfig: str | None, context: str | None, *, start_embedded: bool,
+                   known: HostRef | None) -> HostRef:
     if kubeconfig or context:
         path = kubeconfig or str(kubeconfigs.user_kubeconfig_path())
         ref = HostRef(str(Path(path).expanduser().resolve()), context, "kubeconfig")
+        check_kubeconfig(ref.kubeconfig, context, given=bool(kubeconfig))
         if not await reachable(ref, timeout=5.0):
-            raise CLIError(f"no host cluster reachable at {ref.describe()} — start one with "
-                           "`vkube host start` or pass a working --host-kubeconfig")
+            raise CLIError(f"no host cluster reachable at {ref.describe()} — check it with "
+                           "`kubectl --kubeconfig FILE get nodes`, start the embedded one with "
+                           "`vkube host start`, or pass another --host-kubeconfig")
         return ref
     if known is not None:
         if known.kind == "embedded" and start_embedded and not await reachable(known):

@@ -68,14 +68,18 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     for st in locals_:
         remote.pop(st.name, None)
         ctx = st.context_name or kubeconfigs.context_name(st.name)
-        rows.append({"name": st.name, "namespace": st.namespace, "status": observed_status(st),
-                     "created": st.created, "connected": current == ctx, "local": True,
+        status = observed_status(st)
+        # connected: kubectl's current context is this cluster *and* it answers there
+        rows.append({"name": st.name, "namespace": st.namespace, "status": status,
+                     "created": st.created, "connected": current == ctx and status == RUNNING,
+                     "local": True,
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
                      "url": process.ready_url(st) or ""})
     for vc in remote.values():
         rows.append({"name": vc["name"], "namespace": vc["namespace"], "status": vc["status"],
                      "created": vc["created"],
-                     "connected": current == kubeconfigs.context_name(vc["name"]),
+                     "connected": current == kubeconfigs.context_name(vc["name"])
+                     and vc["status"] == RUNNING,
                      "local": False, "host": vc["host"], "url": vc["url"]})
     return sorted(rows, key=lambda r: r["name"])
 

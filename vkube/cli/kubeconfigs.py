@@ -110,31 +110,78 @@ def add_context(ctx: str, server: str, token: str, *, switch: bool) -> None:
     save(doc)
 
 
-def remove_context(ctx: str) -> bool:
-    """Remove cluster, user and context ``ctx``; if it was current, switch back to the
-    remembered context. Returns whether it was current."""
-    path = user_kubeconfig_path()
+def remove_context(ctx: str, path: Path | None = None) -> bool:
+    """Remove cluster, user and context ``ctx`` from ``path`` (default: the user's file); if
+    it was current, switch back to the remembered context (else the embedded host's). Returns
+    whether it was current."""
+    path = path or user_kubeconfig_path()
     if not path.exists():
         return False
     doc = load(path)
+    if not any(c.get("name") == ctx for c in doc["contexts"]):
+        return False
     for key in ("clusters", "users", "contexts"):
         _drop(doc[key], ctx)
     was_current = doc.get("current-context") == ctx
     if was_current:
-        doc["current-context"] = _restorable(doc) or ""
+        doc["current-context"] = _restorable(doc, path) or _host_context_in(doc) or ""
     save(doc, path)
     return was_current
 
 
 def switch_back() -> str | None:
-    """Make the remembered previous context current again; returns it (None: nothing to do)."""
+    """Make the remembered previous context current again, or else the embedded host's
+    context (as after ``kind create cluster``); returns it (None: nothing to switch to)."""
     doc = load()
-    prev = _restorable(doc)
+    prev = _restorable(doc) or _host_context_in(doc)
     if prev is None:
         return None
     doc["current-context"] = prev
     save(doc)
     return prev
+
+
+#: the embedded host's context in the user's kubeconfig (kind names its contexts kind-NAME);
+#: not ``vkube_``-prefixed: it is a host, not a virtual cluster
+HOST_CONTEXT = "vkube-host"
+
+
+def _host_context_in(doc: dict[str, Any]) -> str | None:
+    names = {c.get("name") for c in doc.get("contexts") or []}
+    return HOST_CONTEXT if HOST_CONTEXT in names else None
+
+
+def add_host_context(host_kubeconfig: Path) -> bool:
+    """Copy the embedded host's kubeconfig (current context) into the user's file as context
+    ``vkube-host``, refreshed when the host's address or credentials changed. Does not switch.
+    Returns whether the user's file changed."""
+    try:
+        src = yaml.safe_load(host_kubeconfig.read_text()) or {}
+        cur = src.get("current-context")
+        ctx = next(c["context"] for c in src["contexts"] if c.get("name") == cur)
+        cluster = next(c["cluster"] for c in src["clusters"] if c.get("name") == ctx["cluster"])
+        user = next((u["user"] for u in src.get("users") or [] if u.get("name") == ctx.get("user")),
+                    {})
+    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError, AttributeError):
+        return False
+    # file references are relative to the host's kubeconfig: make them hold in the user's file
+    base = host_kubeconfig.resolve().parent
+    for entry, keys in ((cluster, ("certificate-authority",)),
+                        (user, ("client-certificate", "client-key", "tokenFile"))):
+        for k in keys:
+            if isinstance(entry.get(k), str) and not os.path.isabs(entry[k]):
+                entry[k] = str(base / entry[k])
+    doc = load()
+    want = {"clusters": ("cluster", cluster), "users": ("user", user),
+            "contexts": ("context", {"cluster": HOST_CONTEXT, "user": HOST_CONTEXT})}
+    have = {key: next((it.get(field) for it in doc[key] if it.get("name") == HOST_CONTEXT), None)
+            for key, (field, _) in want.items()}
+    if all(have[key] == value for key, (_, value) in want.items()):
+        return False
+    for key, (field, value) in want.items():
+        _upsert(doc[key], HOST_CONTEXT, field, value)
+    save(doc)
+    return True
 
 
 def unset_current() -> None:
@@ -143,8 +190,8 @@ def unset_current() -> None:
     save(doc)
 
 
-def _restorable(doc: dict[str, Any]) -> str | None:
-    prev = _remembered()
+def _restorable(doc: dict[str, Any], path: Path | None = None) -> str | None:
+    prev = _remembered(path)
     names = {c.get("name") for c in doc.get("contexts") or []}
     return prev if prev in names else None
 
@@ -165,9 +212,9 @@ def _remember(ctx: str) -> None:
     f.write_text(json.dumps(mem, indent=2) + "\n")
 
 
-def _remembered() -> str | None:
+def _remembered(path: Path | None = None) -> str | None:
     try:
         mem = json.loads(_memory_file().read_text())
     except (FileNotFoundError, ValueError):
         return None
-    return mem.get(str(user_kubeconfig_path().resolve()))
+    return mem.get(str((path or user_kubeconfig_path()).resolve()))

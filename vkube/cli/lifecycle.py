@@ -1,5 +1,5 @@
 """The lifecycle commands of virtual clusters: ``create connect disconnect list pause resume
-delete describe logs render``. This module only declares the command line; the work lives in
+delete describe logs render values``. This module only declares the command line; the work lives in
 ``ops`` (changes) and ``inspect_cmds`` (read-only views)."""
 
 from __future__ import annotations
@@ -93,12 +93,12 @@ def register(sub: Any) -> None:
              "Start a virtual cluster's control plane as a supervised background process, "
              "wait until it is ready and (by default) switch kubectl to it. With no host "
              "given, the current kubeconfig context is used if it answers, else the embedded "
-             "host is started.")
+             "host is started. Every values key, with its default and meaning: `vkube values`.")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-n", "--namespace", default=None,
                    help="host namespace for its workloads (default vkube-NAME)")
     p.add_argument("-f", "--values", action="append", default=[], metavar="FILE",
-                   help="values.yaml (repeatable; later files win)")
+                   help="values.yaml (repeatable; later files win); the keys: `vkube values`")
     _host_flags(p)
     p.add_argument("--connect", type=_bool, nargs="?", const=True, default=True,
                    metavar="true|false", help="add and switch to context vkube_NAME (default true)")
@@ -165,6 +165,17 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--values", action="append", default=[], metavar="FILE")
     p.add_argument("--image", default=None, help="control plane image (built by the Dockerfile)")
     p.add_argument("--storage", default="5Gi", help="size of the data volume (default 5Gi)")
+
+    _cmd(sub, "values", "print every values key with its default and meaning (commented YAML)",
+         "  vkube values\n  vkube values > values.yaml   # edit, then: vkube create NAME -f "
+         "values.yaml", guarded(_values))
+
+
+def _values(args: argparse.Namespace) -> int:
+    from vkube.syncer.values import schema_yaml
+
+    print(schema_yaml(), end="")
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:

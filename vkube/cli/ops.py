@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -51,8 +52,20 @@ async def create(args: argparse.Namespace) -> int:
     if existing is not None and args.namespace and args.namespace != existing.namespace:
         raise CLIError(f"virtual cluster {name!r} lives in host namespace "
                        f"{existing.namespace!r}; the namespace cannot change on --upgrade")
+    if existing is not None:
+        _same_host(existing, args, "--upgrade")
+    if existing is not None and args.in_cluster and not existing.in_cluster:
+        raise CLIError(f"--in-cluster: virtual cluster {name!r} runs on this machine; where it "
+                       f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
+                       "again with --in-cluster")
     values = values_files.load_files(args.values) if args.values else None
     progress = Progress()
+    if existing is not None and values is not None:
+        dropped = values_files.dropped_keys(existing.values, values)
+        if dropped:
+            progress.info(f"values replaced: {', '.join(dropped)} "
+                          f"{'is' if len(dropped) == 1 else 'are'} not in the new -f files and "
+                          "go back to the default — pass every values file again to keep them")
     with progress.step("looking for a host cluster") as done:
         host = await hostresolve.resolve(
             args.host_kubeconfig, args.host_context,
@@ -88,6 +101,23 @@ async def create(args: argparse.Namespace) -> int:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
     return 0
+
+
+def _same_host(st: ClusterState, args: argparse.Namespace, what: str) -> None:
+    """``--host-kubeconfig``/``--host-context`` on a cluster that has its host already: only
+    accepted when they name that host (they would otherwise be silently ignored)."""
+    given_kc = getattr(args, "host_kubeconfig", None)
+    given_ctx = getattr(args, "host_context", None)
+    if not given_kc and not given_ctx:
+        return
+    kc = str(Path(given_kc).expanduser().resolve()) if given_kc else \
+        str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
+    if kc == st.host_kubeconfig and (given_ctx or st.host_context) == st.host_context:
+        return
+    flag = "--host-kubeconfig" if given_kc else "--host-context"
+    raise CLIError(f"{flag}: virtual cluster {st.name!r} runs on host "
+                   f"{_host_of(st).describe()}; {what} keeps that host — drop {flag}, or "
+                   f"`vkube delete {st.name}` and create it on the other host")
 
 
 async def create_spawned(args: argparse.Namespace, st: ClusterState,
@@ -191,8 +221,10 @@ def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
     ctx = ctx or st.context_name or kubeconfigs.context_name(st.name)
     url, token = kubeconfigs.server_and_token(st.data_dir)
     kubeconfigs.add_context(ctx, server or url, token, switch=switch)
-    if st.context_name != ctx:
+    written = str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
+    if st.context_name != ctx or written not in st.context_files:
         st.context_name = ctx
+        st.context_files = [*(f for f in st.context_files if f != written), written]
         st.save()
     return ctx
 
@@ -313,6 +345,7 @@ async def delete(args: argparse.Namespace) -> int:
     st = ClusterState.load(name)
     if st is None:
         return await _delete_remote(args, name)
+    _same_host(st, args, "`vkube delete`")
     progress = Progress()
     with progress.step("stopping the control plane") as done:
         was = await asyncio.to_thread(process.stop, st)
@@ -328,10 +361,19 @@ async def delete(args: argparse.Namespace) -> int:
                     await _delete_rendered(hc, st)
                 await hostns.release_namespace(hc, st.namespace, delete=drop)
             done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
-    for ctx in {st.context_name or kubeconfigs.context_name(name)}:
-        if kubeconfigs.remove_context(ctx):
-            back = kubeconfigs.current_context()
-            progress.ok(f"removed context {ctx}; current context is now {back or 'unset'}")
+    ctx = st.context_name or kubeconfigs.context_name(name)
+    current = kubeconfigs.user_kubeconfig_path().expanduser().resolve()
+    for path in sorted({current, *(Path(f) for f in st.context_files)}):
+        try:
+            was_current = kubeconfigs.remove_context(ctx, path)
+        except CLIError as e:  # a file that became unreadable: say so, delete the rest
+            progress.info(f"context {ctx} left in {path}: {e}")
+            continue
+        if was_current:
+            back = kubeconfigs.current_context(path)
+            where = "" if path == current else f" in {path}"
+            progress.ok(f"removed context {ctx}{where}; current context is now "
+                        f"{back or 'unset'}")
     st.remove()
     progress.info(f"{name} deleted")
     return 0

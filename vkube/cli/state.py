@@ -62,6 +62,8 @@ class ClusterState:
     created_namespace: bool = True
     in_cluster: bool = False
     context_name: str = ""
+    # kubeconfig files vkube wrote this cluster's context into (delete removes it from each)
+    context_files: list[str] = field(default_factory=list)
 
     @property
     def dir(self) -> Path:

@@ -40,13 +40,30 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
     return doc
 
 
+def leaf_keys(doc: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the scalar/list values of a values document."""
+    if not isinstance(doc, dict) or not doc:
+        return [prefix] if prefix else []
+    out: list[str] = []
+    for k, v in doc.items():
+        out += leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def dropped_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys the old values set and the new ones do not (``--upgrade -f`` replaces values)."""
+    have = set(leaf_keys(new))
+    return [k for k in leaf_keys(old)
+            if k not in have and not any(h.startswith(k + ".") for h in have)]
+
+
 def validate(doc: dict[str, Any]) -> None:
     from vkube.syncer.values import ValuesError, parse_values
 
     try:
         parse_values(doc)
     except ValuesError as e:
-        raise CLIError(f"invalid values: {e} — see `vkube create --help`") from e
+        raise CLIError(f"invalid values: {e} — every key and its accepted values: `vkube values`") from e
 
 
 def write(path: Path, values: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vkube.host.predicates import (
@@ -30,9 +31,12 @@ R_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 R_SPREAD = "node(s) didn't match pod topology spread constraints"
 R_SPREAD_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
 
-# Reasons preemption cannot fix (UnschedulableAndUnresolvable in kube-scheduler).
+# Reasons preemption cannot fix (UnschedulableAndUnresolvable in kube-scheduler); the last
+# two are VolumeBinding's (vkube.host.volumebinding)
 _UNRESOLVABLE_PREFIXES = (R_UNSCHEDULABLE, R_NODE_AFFINITY, R_NODE_NAME, R_AFFINITY,
-                          R_SPREAD_LABEL, "node(s) had untolerated taint")
+                          R_SPREAD_LABEL, "node(s) had untolerated taint",
+                          "node(s) had volume node affinity conflict",
+                          "node(s) didn't find available persistent volumes to bind")
 
 WEIGHTS = {"resources": 1, "node_affinity": 2, "taints": 3, "inter_pod": 2, "spread": 2}
 
@@ -44,13 +48,17 @@ class Diagnosis:
     reasons: Counter[str] = field(default_factory=Counter)
     unresolvable: int = 0  # nodes no preemption could help
     num_nodes: int = 0
+    prefilter_msg: str = ""  # a PreFilter refusal: it stands for every node
 
     def message(self) -> str:
         """kube-scheduler's FitError text (we never preempt, so no victims are ever found)."""
         n = self.num_nodes
         msg = f"0/{n} nodes are available"
         hist = sorted(f"{count} {reason}" for reason, count in self.reasons.items())
-        msg += (": " + ", ".join(hist) + ".") if hist else "."
+        if self.prefilter_msg:
+            msg += f": {self.prefilter_msg}."
+        else:
+            msg += (": " + ", ".join(hist) + ".") if hist else "."
         parts = []
         helpful = n - self.unresolvable
         if helpful:
@@ -297,14 +305,18 @@ def _spread_raw(pod: PodInfo, feasible: list[NodeInfo], all_nodes: list[NodeInfo
 
 
 def schedule(pod: PodInfo, nodes: list[NodeInfo], *, rng: random.Random | None = None,
+             extra_filter: Callable[[NodeInfo], str | None] | None = None,
              ) -> tuple[str | None, Diagnosis]:
-    """Pick a node for ``pod`` (None with a Diagnosis when no node fits)."""
+    """Pick a node for ``pod`` (None with a Diagnosis when no node fits). ``extra_filter``
+    is one more Filter plugin (volume binding): a reason, or None when the node fits."""
     rng = rng or random.Random()
     cycle = _prefilter(pod, nodes)
     diag = Diagnosis(num_nodes=len(nodes))
     feasible = []
     for n in nodes:
         reasons = filter_node(pod, n, cycle)
+        if not reasons and extra_filter is not None and (why := extra_filter(n)):
+            reasons = [why]
         if reasons:
             diag.reasons.update(reasons)
             if _is_unresolvable(reasons):

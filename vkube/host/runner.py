@@ -10,14 +10,16 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import NODES, PODS
+from vkube.client.resources import NODES, PODS, PVCS, PVS, STORAGECLASSES
 from vkube.controllers.informer import Informer
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
 from vkube.host.nodes import NodeManager, NodeTemplate
+from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
+from vkube.host.volumebinding import VolumeBinder
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,17 @@ class EmbeddedHost:
         self.server = KubeletServer(self.kubelet, port=kubelet_port)
         self.nodes = NodeManager(self.client, template=template or NodeTemplate(), kubelet_port=0,
                                  lease_interval=lease_interval, status_interval=status_interval)
+        # storage: the scheduler's volume binding and the PV controller share these caches
+        self.pvc_informer = Informer(self.client, PVCS)
+        self.pv_informer = Informer(self.client, PVS)
+        self.class_informer = Informer(self.client, STORAGECLASSES)
+        self.volume_binder = VolumeBinder(self.client, self.pvc_informer, self.pv_informer,
+                                          self.class_informer)
+        self.volumes = VolumeController(self.client, self.pvc_informer, self.pv_informer,
+                                        self.class_informer)
         self.scheduler = Scheduler(self.client, self.pod_informer, self.node_informer,
-                                   name=scheduler_name, rng=random.Random(rng.random()))
+                                   name=scheduler_name, rng=random.Random(rng.random()),
+                                   volumes=self.volume_binder)
         self.evictor = TaintEvictor(self.client, self.pod_informer, self.node_informer,
                                     default_toleration_seconds=default_toleration_seconds)
         self._task: asyncio.Task[None] | None = None
@@ -76,10 +87,14 @@ class EmbeddedHost:
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.pod_informer.run())
-            tg.create_task(self.node_informer.run())
-            await self.pod_informer.wait_synced()
-            await self.node_informer.wait_synced()
+            informers = (self.pod_informer, self.node_informer, self.pvc_informer,
+                         self.pv_informer, self.class_informer)
+            for inf in informers:
+                tg.create_task(inf.run())
+            for inf in informers:
+                await inf.wait_synced()
+            await self.volumes.ensure_default_class()
+            tg.create_task(self.volumes.run())
             tg.create_task(self.scheduler.run())
             tg.create_task(self.kubelet.run())
             tg.create_task(self.evictor.run())

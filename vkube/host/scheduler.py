@@ -21,17 +21,20 @@ from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
 from vkube.controllers.workqueue import WorkQueue, run_periodic, run_workers
-from vkube.host.algorithm import schedule
+from vkube.host.algorithm import Diagnosis, schedule
 from vkube.host.nodes import now_iso
 from vkube.host.predicates import NodeInfo, PodInfo, pod_info
+from vkube.host.volumebinding import PodClaims, VolumeBinder
 
 log = logging.getLogger(__name__)
 
 class Scheduler:
     def __init__(self, client: Client, pods: Informer, nodes: Informer, *,
                  name: str = "default-scheduler", bind_concurrency: int = 32,
-                 flush_seconds: float = 30.0, rng: random.Random | None = None) -> None:
+                 flush_seconds: float = 30.0, rng: random.Random | None = None,
+                 volumes: VolumeBinder | None = None) -> None:
         self.client = client
+        self.volumes = volumes  # VolumeBinding: claims must be bindable where a pod goes
         self.pods = pods
         self.nodes = nodes
         self.name = name
@@ -48,6 +51,9 @@ class Scheduler:
         self._binds: set[asyncio.Task[None]] = set()
         nodes.add_handler(self._on_node)
         pods.add_handler(self._on_pod)
+        if volumes is not None:  # a claim made, bound or deleted may let a waiting pod fit
+            for inf in (volumes.pvcs, volumes.pvs, volumes.classes):
+                inf.add_handler(lambda typ, obj, old: self._retry_unschedulable())
 
     # -- cache -----------------------------------------------------------------------------
 
@@ -123,7 +129,19 @@ class Scheduler:
         if key in self.assumed:
             return
         info = pod_info(pod)
-        node, diag = schedule(info, list(self.node_infos.values()), rng=self.rng)
+        claims = None
+        if self.volumes is not None:
+            refused, claims = self.volumes.prefilter(pod)
+            if refused:
+                self.unschedulable.add(key)
+                diag = Diagnosis(num_nodes=len(self.node_infos), prefilter_msg=refused,
+                                 unresolvable=len(self.node_infos))
+                await self._report_unschedulable(pod, diag.message())
+                return
+        volumes, vclaims = self.volumes, claims
+        node, diag = schedule(info, list(self.node_infos.values()), rng=self.rng,
+                              extra_filter=None if volumes is None or vclaims is None else
+                              lambda n: volumes.filter(vclaims, n))
         if node is None:
             self.unschedulable.add(key)
             await self._report_unschedulable(pod, diag.message())
@@ -132,16 +150,18 @@ class Scheduler:
         self.assumed.add(key)
         self._place(key, node, info)
         await self._bind_slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._bind(key, pod, node))
+        task = asyncio.get_running_loop().create_task(self._bind(key, pod, node, claims))
         self._binds.add(task)
         task.add_done_callback(self._binds.discard)
 
-    async def _bind(self, key: str, pod: Obj, node: str) -> None:
+    async def _bind(self, key: str, pod: Obj, node: str, claims: PodClaims | None = None) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": name, "namespace": ns, "uid": pod["metadata"].get("uid")},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         try:
+            if self.volumes is not None and claims is not None:  # PreBind
+                await self.volumes.prebind(pod, self.node_infos[node].node, claims)
             await self.client.create(PODS, binding, namespace=ns, subresource="binding", name=name)
         except asyncio.CancelledError:
             raise

@@ -245,6 +245,10 @@ class DownSyncer(KindSyncer):
         """Create the host object (a hook: services retry without the address they asked)."""
         return await self.ctx.host.create(self.hres, desired, namespace=self.ctx.host_namespace)
 
+    async def update_host(self, upd: Obj) -> Obj:
+        """Update the host object (a hook: services give up ports the host refuses)."""
+        return await self.ctx.host.update(self.hres, upd)
+
     async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
         """Write host facts (status, allocated fields) back to the virtual object."""
 
@@ -272,7 +276,7 @@ class DownSyncer(KindSyncer):
             upd = self.merge(desired, hobj)
             if upd is not None:
                 try:
-                    hobj = await self.ctx.host.update(self.hres, upd)
+                    hobj = await self.update_host(upd)
                 except errors.Invalid:
                     if self.replace_on_invalid:
                         await delete_ignore_missing(self.ctx.host, self.hres, hname, hns)

@@ -44,6 +44,9 @@ class PodRewriteConfig:
     sync_priority_classes: bool = False
     namespace_labels: dict[str, str] = field(default_factory=dict)
     services: tuple[Obj, ...] = ()  # virtual Services of the pod's namespace, for env vars
+    # sync.nodes.nodeSelector: host pods only run on the selected host nodes (as vcluster's
+    # enforced node selector); it wins over the pod's own terms for the same keys
+    node_selector: dict[str, str] = field(default_factory=dict)
 
 
 def host_pod_name(tr: Translator, name: str, namespace: str) -> str:
@@ -145,6 +148,9 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     spec["hostname"] = spec.get("hostname") or _hostname(name)
     if spec.get("subdomain"):
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
+    if cfg.node_selector:
+        spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **cfg.node_selector}
+    hmeta["annotations"].update(_downward_annotations(vpod))
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
         tsc["labelSelector"] = tr.translate_selector(tsc.get("labelSelector"), ns)
@@ -220,11 +226,69 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
     return has_sa
 
 
+#: the virtual pod's labels / annotations as the kubelet writes a downward API file of
+#: ``metadata.labels`` / ``metadata.annotations`` (the host pod's own are translated)
+ANN_DOWNWARD_LABELS = "vkube.io/downward-labels"
+ANN_DOWNWARD_ANNOTATIONS = "vkube.io/downward-annotations"
+
 _FIELD_MAP = {
     "metadata.name": f"metadata.annotations['{ANN_NAME}']",
     "metadata.namespace": f"metadata.annotations['{ANN_NAMESPACE}']",
     "metadata.uid": f"metadata.annotations['{ANN_UID}']",
+    "metadata.labels": f"metadata.annotations['{ANN_DOWNWARD_LABELS}']",
+    "metadata.annotations": f"metadata.annotations['{ANN_DOWNWARD_ANNOTATIONS}']",
 }
+
+
+def go_quote(text: str) -> str:
+    """Go's ``strconv.Quote`` (``%q``): what the kubelet uses for downward API map values."""
+    out = ['"']
+    for ch in text:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif o >= 0x80 and not ch.isprintable():
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v"}
+
+
+def format_map(m: dict[str, str]) -> str:
+    """The kubelet's ``fieldpath.FormatMap``: sorted ``key="value"`` lines."""
+    return "\n".join(f"{k}={go_quote(str(m[k]))}" for k in sorted(m))
+
+
+def _uses_field(spec: Obj, path: str) -> bool:
+    for vol in spec.get("volumes") or []:
+        items = list((vol.get("downwardAPI") or {}).get("items") or [])
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            items += (src.get("downwardAPI") or {}).get("items") or []
+        if any(((it.get("fieldRef") or {}).get("fieldPath")) == path for it in items):
+            return True
+    return any((((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")) == path
+               for c in _containers(spec) for e in c.get("env") or [])
+
+
+def _downward_annotations(vpod: Obj) -> dict[str, str]:
+    """The virtual labels/annotations in the kubelet's file format, for the pods that show
+    them through the downward API (only those: annotations are limited to 256 KiB)."""
+    meta, spec = vpod.get("metadata") or {}, vpod.get("spec") or {}
+    out = {}
+    if _uses_field(spec, "metadata.labels"):
+        out[ANN_DOWNWARD_LABELS] = format_map(meta.get("labels") or {})
+    if _uses_field(spec, "metadata.annotations"):
+        out[ANN_DOWNWARD_ANNOTATIONS] = format_map(meta.get("annotations") or {})
+    return out
 _LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")
 
 

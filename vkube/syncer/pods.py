@@ -222,6 +222,7 @@ class PodSyncer(KindSyncer):
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
             services=tuple(self.services.list(ns)),
+            node_selector=self.ctx.values.sync.nodes.selector(),
         )
         return rewrite_pod(vpod, cfg)
 
@@ -295,6 +296,7 @@ class PodSyncer(KindSyncer):
         cfg = PodRewriteConfig(
             translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
             token_secret=None, keep_node_name=self.keep_node_name, host_access="allow",
+            node_selector=self.ctx.values.sync.nodes.selector(),
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}))
         return rewrite_pod(vpod, cfg)
 

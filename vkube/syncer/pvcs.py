@@ -9,6 +9,10 @@ from vkube.api.meta import Obj
 from vkube.client.resources import PVCS
 from vkube.syncer.base import DownSyncer, update_status
 
+#: annotations of a host claim that the host's own controllers own
+HOST_ANNOTATION_PREFIXES = ("volume.kubernetes.io/", "volume.beta.kubernetes.io/",
+                            "pv.kubernetes.io/")
+
 
 class PVCSyncer(DownSyncer):
     kind = "persistentvolumeclaims"
@@ -32,6 +36,16 @@ class PVCSyncer(DownSyncer):
                 src["name"] = self.tr.host_name(src["name"], ns)
         return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": self.tr.host_metadata(vobj), "spec": spec}
+
+    def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
+        """As for every kind, plus the annotations the host's scheduler and volume controller
+        write on a claim (selected node, bind state, provisioner): they are the host's."""
+        hann = (hobj.get("metadata") or {}).get("annotations") or {}
+        kept = {k: v for k, v in hann.items() if k.startswith(HOST_ANNOTATION_PREFIXES)}
+        if kept:
+            desired = {**desired, "metadata": {**desired["metadata"], "annotations": {
+                **desired["metadata"]["annotations"], **kept}}}
+        return super().merge(desired, hobj)
 
     async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
         hvol = (hobj.get("spec") or {}).get("volumeName")

@@ -31,6 +31,19 @@ def _ports(spec: Obj) -> list[Obj]:
     return [{k: v for k, v in p.items() if k != "nodePort"} for p in spec.get("ports") or []]
 
 
+GC_KEY = "gc"
+
+
+async def _delete_uid(client: Any, obj: Obj) -> None:
+    """Delete exactly ``obj`` (never a newer object of the same name)."""
+    meta = obj["metadata"]
+    try:
+        await client.delete(SERVICES, meta["name"], namespace=meta["namespace"],
+                            preconditions={"uid": meta["uid"]})
+    except (errors.NotFound, errors.Conflict):
+        pass
+
+
 def _ann(obj: Obj | None, key: str) -> str | None:
     return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
 
@@ -66,14 +79,35 @@ class ServiceMapSyncer(KindSyncer):
 
     def initial_keys(self) -> list[str]:
         return [f"host/{i}" for i in range(len(self.from_host))] + \
-            [f"virtual/{i}" for i in range(len(self.from_virtual))]
+            [f"virtual/{i}" for i in range(len(self.from_virtual))] + [GC_KEY]
 
     async def reconcile(self, key: str) -> None:
+        if key == GC_KEY:
+            await self._collect()
+            return
         side, _, idx = key.partition("/")
         if side == "host":
             await self._from_host(self.from_host[int(idx)])
         else:
             await self._from_virtual(self.from_virtual[int(idx)])
+
+    async def _collect(self) -> None:
+        """Mapped Services whose mapping is no longer in the values (removed or changed by
+        ``vkube create --upgrade``) are deleted, on both sides."""
+        for vsvc in self.vsvc.list():
+            meta = vsvc["metadata"]
+            src = _ann(vsvc, ANN_FROM_HOST)
+            if src is not None and not any(
+                    m.from_ == src and split_ref(m.to, "default") == (meta["namespace"],
+                                                                      meta["name"])
+                    for m in self.from_host):
+                await _delete_uid(self.ctx.virtual, vsvc)
+        for hsvc in self.hsvc.list():
+            src = _ann(hsvc, ANN_FROM_VIRTUAL)
+            if src is not None and self.tr.is_owned(hsvc) and not any(
+                    m.from_ == src and m.to == hsvc["metadata"]["name"]
+                    for m in self.from_virtual):
+                await _delete_uid(self.ctx.host, hsvc)
 
     async def _from_host(self, m: ServiceMapping) -> None:
         hns, hname = split_ref(m.from_, "default")

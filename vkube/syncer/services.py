@@ -13,28 +13,39 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
+from typing import Any
 
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import SERVICES
 from vkube.syncer.base import DownSyncer, is_subset, overlay, update_status
-from vkube.syncer.translate import DNS_LABEL_MAX
+from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, DNS_LABEL_MAX
 
 log = logging.getLogger(__name__)
 
 # fields the host owns or must not get from a tenant
-_HOST_OWNED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort",
-               "externalIPs")
+_HOST_OWNED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "externalIPs")
+# every other field the tenant sets is requested on the host; these are kept current there
 _COMPARED = ("type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig",
              "externalName", "publishNotReadyAddresses", "externalTrafficPolicy",
              "internalTrafficPolicy", "loadBalancerSourceRanges", "loadBalancerClass",
-             "allocateLoadBalancerNodePorts", "trafficDistribution")
+             "allocateLoadBalancerNodePorts", "trafficDistribution", "loadBalancerIP",
+             "healthCheckNodePort")
+_INVALID_VALUE = re.compile(r"Invalid value: \"?(\d+)")
 
 
 class ServiceSyncer(DownSyncer):
     kind = "services"
     vres = hres = SERVICES
     limit = DNS_LABEL_MAX  # service names are DNS labels
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        # per virtual key, the ports the host refused ("NODEPORT" or "healthCheckNodePort"):
+        # asked for no more, and said once in a Warning event on the virtual Service
+        self._refused: dict[str, set[str]] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     def wanted(self, vobj: Obj) -> bool:
         # a host service mapped in (mapServices.fromHost) already is a host service
@@ -54,23 +65,94 @@ class ServiceSyncer(DownSyncer):
         spec["selector"] = self.tr.translate_selector_map(vspec.get("selector"), ns)
         if spec["selector"] is None:
             del spec["selector"]
+        # a nodePort (the tenant's, or one the host gave earlier) is asked for again; one the
+        # host refused is left to the host to choose
+        refused = self._refused.get(_vkey(vobj), set())
         for p in spec.get("ports") or []:
-            p.pop("nodePort", None)  # the host allocates; copied back up
+            if not p.get("nodePort") or str(p["nodePort"]) in refused:
+                p.pop("nodePort", None)
+        if not spec.get("healthCheckNodePort") or "healthCheckNodePort" in refused:
+            spec.pop("healthCheckNodePort", None)
+        if vspec.get("externalIPs"):
+            self._warn(vobj, "externalIPs", "ExternalIPsNotSynced",
+                       "spec.externalIPs is not synced to the host: it would let a tenant take "
+                       "any address's traffic there (CVE-2020-8554); use a LoadBalancer or "
+                       "NodePort Service")
         return {"apiVersion": "v1", "kind": "Service",
                 "metadata": self.tr.host_metadata(vobj, limit=self.limit), "spec": spec}
 
+    def _warn(self, vobj: Obj, what: str, reason: str, message: str) -> None:
+        once = (str(vobj["metadata"].get("uid")), what)
+        if once not in self._warned:
+            self._warned.add(once)
+            self.ctx.recorder.event(vobj, "Warning", reason, message)
+
+    def _give_up(self, body: Obj, e: errors.Invalid) -> Obj | None:
+        """``body`` without what the host refused (named in ``e``), or None if ``e`` is about
+        something else. A refused port is remembered and reported on the virtual Service."""
+        spec = body["spec"]
+        key = _host_vkey(body)
+        vns, _, vname = key.partition("/")
+        vobj = self.vinf.get(vname, vns) if key else None
+        out = copy.deepcopy(body)
+        changed = False
+        for cause in e.causes or [{"field": "", "message": str(e)}]:
+            fld, msg = cause.get("field") or "", cause.get("message") or str(e)
+            if "clusterIP" in fld or ("clusterIP" in msg and not fld):
+                if spec.get("clusterIP") not in (None, "", "None"):
+                    # the address is taken or outside the host's range: let the host choose
+                    out["spec"].pop("clusterIP", None)
+                    out["spec"].pop("clusterIPs", None)
+                    changed = True
+                continue
+            what = "healthCheckNodePort" if "healthCheckNodePort" in fld + msg else \
+                "nodePort" if "nodePort" in fld + msg else None
+            if what is None:
+                continue
+            m = _INVALID_VALUE.search(msg)
+            if what == "healthCheckNodePort" and spec.get("healthCheckNodePort"):
+                out["spec"].pop("healthCheckNodePort")
+                port = str(spec["healthCheckNodePort"])
+                self._refused.setdefault(key, set()).add("healthCheckNodePort")
+            else:
+                port = m.group(1) if m else ""
+                hit = [p for p in out["spec"].get("ports") or [] if p.get("nodePort") and
+                       (not port or str(p["nodePort"]) == port)]
+                if not hit:
+                    continue
+                for p in hit:
+                    self._refused.setdefault(key, set()).add(str(p.pop("nodePort")))
+            changed = True
+            if vobj is not None:
+                self._warn(vobj, f"{what}:{port}", "NodePortNotAllocated",
+                           f"the host refused {what} {port or '(requested)'} ({msg}); "
+                           "it chose another port — see the host Service, or pick a free port")
+        return out if changed else None
+
     async def create_host(self, desired: Obj) -> Obj:
-        try:
-            return await super().create_host(desired)
-        except errors.Invalid:
-            spec = desired["spec"]
-            if spec.get("clusterIP") in (None, "", "None"):
-                raise
-            # the address is taken or outside the host's range: let the host choose
-            retry = copy.deepcopy(desired)
-            retry["spec"].pop("clusterIP", None)
-            retry["spec"].pop("clusterIPs", None)
-            return await super().create_host(retry)
+        body = desired
+        for _ in range(len(desired["spec"].get("ports") or []) + 3):
+            try:
+                return await super().create_host(body)
+            except errors.Invalid as e:
+                retry = self._give_up(body, e)
+                if retry is None:
+                    raise
+                body = retry
+        return await super().create_host(body)
+
+    async def update_host(self, upd: Obj) -> Obj:
+        body = upd
+        for _ in range(len(upd["spec"].get("ports") or []) + 2):
+            try:
+                return await super().update_host(body)
+            except errors.Invalid as e:
+                retry = self._give_up(body, e)
+                if retry is None:
+                    raise
+                # what the host already had stays (an allocated port is not taken away)
+                body = retry
+        return await super().update_host(body)
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
         hmeta, dmeta = hobj.get("metadata") or {}, desired["metadata"]
@@ -95,6 +177,9 @@ class ServiceSyncer(DownSyncer):
         if nspec.get("type") not in ("NodePort", "LoadBalancer"):
             for p in nspec.get("ports") or []:
                 p.pop("nodePort", None)
+        if "healthCheckNodePort" not in dspec and not (
+                nspec.get("type") == "LoadBalancer" and nspec.get("externalTrafficPolicy") == "Local"):
+            nspec.pop("healthCheckNodePort", None)
         return new
 
     async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
@@ -155,3 +240,14 @@ class ServiceSyncer(DownSyncer):
             await self.ctx.virtual.create(SERVICES, body, namespace=meta["namespace"])
         except errors.AlreadyExists:
             pass  # re-created by someone (the tenant) meanwhile; the next reconcile compares
+
+
+def _vkey(vobj: Obj) -> str:
+    meta = vobj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _host_vkey(hobj: Obj) -> str:
+    """The virtual key (``ns/name``) behind a host Service body we made."""
+    ann = (hobj.get("metadata") or {}).get("annotations") or {}
+    return f"{ann.get(ANN_NAMESPACE)}/{ann.get(ANN_NAME)}" if ann.get(ANN_NAME) else ""

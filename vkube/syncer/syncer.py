@@ -62,8 +62,9 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (True, NodeSyncer),
         (s.pods.enabled, PodSyncer),
         (s.events.enabled, EventSyncer),
-        (bool(ctx.values.map_services.from_host or ctx.values.map_services.from_virtual),
-         ServiceMapSyncer),
+        # always: with no mappings left it removes what earlier values mapped
+        (s.services.enabled or bool(ctx.values.map_services.from_host or
+                                    ctx.values.map_services.from_virtual), ServiceMapSyncer),
     ]
     return {cls.kind: cls(ctx) for on, cls in table if on}
 

@@ -25,42 +25,58 @@ class ValuesError(ValueError):
     """A values file that does not fit the schema; the message names the key path."""
 
 
-def _k(key: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+def _k(key: str, default: Any = dataclasses.MISSING, doc: str = "", **kw: Any) -> Any:
+    """A field with its YAML ``key`` and its one-line ``doc`` (what ``vkube values`` prints)."""
+    meta = {"key": key, "doc": doc}
     if isinstance(default, (list, dict)) or (dataclasses.is_dataclass(default)):
         val = default
-        return field(default_factory=lambda: val, metadata={"key": key}, **kw)
-    return field(default=default, metadata={"key": key}, **kw)
+        return field(default_factory=lambda: val, metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+def _on(doc: str) -> Any:
+    return _k("enabled", True, doc)
+
+
+def _off(doc: str) -> Any:
+    return _k("enabled", False, doc)
 
 
 @dataclass(frozen=True)
 class Toggle:
-    enabled: bool = True
+    enabled: bool = _on("")
 
 
 @dataclass(frozen=True)
 class Off:
-    enabled: bool = False
+    enabled: bool = _off("")
 
 
 @dataclass(frozen=True)
 class PodsSync:
-    enabled: bool = True
-    host_access: Literal["reject", "strip", "allow"] = _k("hostAccess", "reject")
+    enabled: bool = _on("run the virtual cluster's pods on the host")
+    host_access: Literal["reject", "strip", "allow"] = _k(
+        "hostAccess", "reject", "pods asking for hostPath/hostNetwork/hostPID/hostIPC/hostPort: "
+        "reject them, strip the access, or allow it (isolation: only reject)")
 
 
 @dataclass(frozen=True)
 class ObjectsSync:
-    enabled: bool = True
-    all: bool = False  # sync every object, not only those used by synced pods
+    enabled: bool = _on("")
+    all: bool = _k("all", False, "sync every object, not only those used by synced pods")
 
 
 @dataclass(frozen=True)
 class NodesSync:
-    enabled: bool = False  # real nodes instead of fake ones
-    sync_all_nodes: bool = _k("syncAllNodes", False)
-    node_selector: str = _k("nodeSelector", "")
-    enable_scheduler: bool = _k("enableScheduler", False)
-    clear_image_status: bool = _k("clearImageStatus", True)
+    enabled: bool = _k("enabled", False, "show the real host nodes (labels, capacity) instead "
+                       "of fake ones")
+    sync_all_nodes: bool = _k("syncAllNodes", False, "show every (selected) host node, not only "
+                              "those running this cluster's pods")
+    node_selector: str = _k("nodeSelector", "", "\"k1=v1,k2=v2\": only these host nodes are "
+                            "shown, and pods run only on them")
+    enable_scheduler: bool = _k("enableScheduler", False, "run a scheduler in the virtual "
+                                "cluster over its synced nodes")
+    clear_image_status: bool = _k("clearImageStatus", True, "hide the host nodes' image lists")
 
     def selector(self) -> dict[str, str]:
         """``"k1=v1,k2=v2"`` → ``{k1: v1, k2: v2}``."""
@@ -73,51 +89,63 @@ class NodesSync:
 
 @dataclass(frozen=True)
 class Sync:
-    pods: PodsSync = _k("pods", PodsSync())
-    configmaps: ObjectsSync = _k("configmaps", ObjectsSync())
-    secrets: ObjectsSync = _k("secrets", ObjectsSync())
-    services: Toggle = _k("services", Toggle())
-    endpoints: Toggle = _k("endpoints", Toggle())
-    persistentvolumeclaims: Toggle = _k("persistentvolumeclaims", Toggle())
-    persistentvolumes: Off = _k("persistentvolumes", Off())
-    storageclasses: Off = _k("storageclasses", Off())
-    ingresses: Toggle = _k("ingresses", Toggle())
-    networkpolicies: Toggle = _k("networkpolicies", Toggle())
-    serviceaccounts: Off = _k("serviceaccounts", Off())
-    priorityclasses: Off = _k("priorityclasses", Off())
-    events: Toggle = _k("events", Toggle())
-    nodes: NodesSync = _k("nodes", NodesSync())
+    pods: PodsSync = _k("pods", PodsSync(), "pods, virtual → host")
+    configmaps: ObjectsSync = _k("configmaps", ObjectsSync(), "configmaps, virtual → host")
+    secrets: ObjectsSync = _k("secrets", ObjectsSync(), "secrets, virtual → host")
+    services: Toggle = _k("services", Toggle(), "services, virtual → host (clusterIP, "
+                          "nodePorts and load balancer status back up)")
+    endpoints: Toggle = _k("endpoints", Toggle(), "endpoints of selector-less services")
+    persistentvolumeclaims: Toggle = _k("persistentvolumeclaims", Toggle(),
+                                        "persistentvolumeclaims, virtual → host (status back up)")
+    persistentvolumes: Off = _k("persistentvolumes", Off(), "persistentvolumes both ways: the "
+                                "tenant's go down, the host's bound to synced claims come up "
+                                "(off: claims still bind, no PVs are shown)")
+    storageclasses: Off = _k("storageclasses", Off(), "storageclasses, virtual → host")
+    ingresses: Toggle = _k("ingresses", Toggle(), "ingresses, virtual → host")
+    networkpolicies: Toggle = _k("networkpolicies", Toggle(), "networkpolicies, virtual → host")
+    serviceaccounts: Off = _k("serviceaccounts", Off(), "serviceaccounts, virtual → host")
+    priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
+    events: Toggle = _k("events", Toggle(), "events of synced objects, host → virtual")
+    nodes: NodesSync = _k("nodes", NodesSync(), "nodes, host → virtual")
 
 
 @dataclass(frozen=True)
 class ServiceMapping:
-    from_: str = _k("from")
-    to: str = _k("to")
+    from_: str = _k("from", doc="the source Service as NAMESPACE/NAME")
+    to: str = _k("to", doc="the Service to make")
 
 
 @dataclass(frozen=True)
 class MapServices:
-    from_host: tuple[ServiceMapping, ...] = _k("fromHost", ())
-    from_virtual: tuple[ServiceMapping, ...] = _k("fromVirtual", ())
+    from_host: tuple[ServiceMapping, ...] = _k(
+        "fromHost", (), "host Services shown in the virtual cluster: "
+        "[{from: HOSTNS/NAME, to: VIRTUALNS/NAME}]")
+    from_virtual: tuple[ServiceMapping, ...] = _k(
+        "fromVirtual", (), "virtual Services published in the host namespace: "
+        "[{from: VIRTUALNS/NAME, to: NAME}]")
 
 
 @dataclass(frozen=True)
 class Isolation:
-    enabled: bool = False
+    enabled: bool = _k("enabled", False, "guard rails in the host namespace (what --isolate "
+                       "turns on); host access is then always rejected")
     pod_security_standard: Literal["privileged", "baseline", "restricted"] = _k(
-        "podSecurityStandard", "baseline")
-    resource_quota: Toggle = _k("resourceQuota", Toggle())
-    limit_range: Toggle = _k("limitRange", Toggle())
-    network_policy: Toggle = _k("networkPolicy", Toggle())
+        "podSecurityStandard", "baseline", "Pod Security level enforced on the host namespace")
+    resource_quota: Toggle = _k("resourceQuota", Toggle(), "a ResourceQuota on the host namespace")
+    limit_range: Toggle = _k("limitRange", Toggle(), "a LimitRange on the host namespace")
+    network_policy: Toggle = _k("networkPolicy", Toggle(), "a NetworkPolicy limiting egress "
+                                "to the namespace, DNS and the internet")
 
 
 @dataclass(frozen=True)
 class Values:
-    sync: Sync = _k("sync", Sync())
-    map_services: MapServices = _k("mapServices", MapServices())
-    isolation: Isolation = _k("isolation", Isolation())
-    enable_ha: bool = _k("enableHA", False)
-    replicas: int = 1
+    sync: Sync = _k("sync", Sync(), "what is synced between the virtual cluster and the host")
+    map_services: MapServices = _k("mapServices", MapServices(),
+                                   "Services mapped between host and virtual cluster")
+    isolation: Isolation = _k("isolation", Isolation(), "isolation of the host namespace")
+    enable_ha: bool = _k("enableHA", False, "several API server replicas on a shared store: "
+                         "not supported yet (only false)")
+    replicas: int = _k("replicas", 1, "API server replicas: not supported yet (only 1)")
 
     @property
     def host_access(self) -> str:
@@ -179,24 +207,59 @@ def _build(cls: Any, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
-_MAPPING_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NS_NAME_RE = re.compile(rf"^{_NAME}/{_NAME}$")
+_NAME_RE = re.compile(rf"^{_NAME}$")
+
+#: keys that are accepted only at their default until the feature exists: key → why and what
+#: to do instead (a value that is accepted must do what it says)
+UNSUPPORTED = {
+    "enableHA": "not supported yet: a virtual cluster runs one API server on its own SQLite "
+                "store — remove enableHA (or set it to false)",
+    "replicas": "not supported yet: a virtual cluster runs one API server — remove replicas "
+                "(or set it to 1)",
+}
+
+
+def _check_mappings(values: Values) -> None:
+    """Both sides named exactly: a mapping that silently picked a default namespace would map
+    nothing the user meant."""
+    rules = (("fromHost", values.map_services.from_host,
+              (_NS_NAME_RE, "HOSTNAMESPACE/NAME"), (_NS_NAME_RE, "VIRTUALNAMESPACE/NAME")),
+             ("fromVirtual", values.map_services.from_virtual,
+              (_NS_NAME_RE, "VIRTUALNAMESPACE/NAME"),
+              (_NAME_RE, "NAME (a Service in the virtual cluster's host namespace)")))
+    for side, items, from_rule, to_rule in rules:
+        seen: dict[str, int] = {}
+        for i, m in enumerate(items):
+            for attr, key, (rx, form) in (("from_", "from", from_rule), ("to", "to", to_rule)):
+                value = getattr(m, attr)
+                if not rx.match(value):
+                    raise ValuesError(f"mapServices.{side}[{i}].{key}: must be {form} "
+                                      f"(lowercase DNS names), not {value!r}")
+            if m.to in seen:
+                raise ValuesError(f"mapServices.{side}[{i}].to: {m.to!r} is already the target "
+                                  f"of mapServices.{side}[{seen[m.to]}]; each target once")
+            seen[m.to] = i
 
 
 def parse_values(data: Any) -> Values:
     """Validate a loaded YAML document into ``Values``."""
     values: Values = _build(Values, data, "")
-    for side, items in (("fromHost", values.map_services.from_host),
-                        ("fromVirtual", values.map_services.from_virtual)):
-        for i, m in enumerate(items):
-            for attr, key in (("from_", "from"), ("to", "to")):
-                if not _MAPPING_RE.match(getattr(m, attr)):
-                    raise ValuesError(f"mapServices.{side}[{i}].{key}: must be NAMESPACE/NAME "
-                                      f"or NAME, not {getattr(m, attr)!r}")
+    _check_mappings(values)
     for term in filter(None, values.sync.nodes.node_selector.split(",")):
-        if "=" not in term:
-            raise ValuesError(f"sync.nodes.nodeSelector: {term!r} is not key=value")
-    if values.replicas < 1:
-        raise ValuesError("replicas: must be at least 1")
+        k, eq, _ = term.partition("=")
+        if not eq or not k.strip():
+            raise ValuesError(f"sync.nodes.nodeSelector: {term!r} is not key=value (accepted: "
+                              "comma-separated label terms, e.g. \"disktype=ssd,zone=a\")")
+    if values.isolation.enabled and values.sync.pods.host_access != "reject":
+        raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
+                          "with isolation.enabled (isolation always rejects host access) — "
+                          "remove sync.pods.hostAccess, or set isolation.enabled: false")
+    if values.enable_ha:
+        raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
+    if values.replicas != 1:
+        raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
     return values
 
 
@@ -218,3 +281,39 @@ def dump_values(values: Values) -> dict[str, Any]:
             return [conv(x) for x in v]
         return v
     return conv(values)
+
+
+def schema_yaml() -> str:
+    """The whole schema as commented YAML: every key at its default with its one-line doc
+    (``vkube values``); it parses back to the defaults."""
+    lines = ["# vkube values: every key, at its default. Use with `vkube create NAME -f FILE`;",
+             "# `vkube create NAME --upgrade -f FILE` changes a running virtual cluster."]
+
+    def scalar(v: Any) -> str:
+        text = yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()
+        return text[:-4].rstrip() if text.endswith("\n...") else text
+
+    def walk(cls: Any, indent: str) -> None:
+        hints = typing.get_type_hints(cls)
+        default = cls() if all(f.default is not dataclasses.MISSING or
+                               f.default_factory is not dataclasses.MISSING
+                               for f in dataclasses.fields(cls)) else None
+        for f in dataclasses.fields(cls):
+            doc = f.metadata.get("doc", "")
+            tp = hints[f.name]
+            if typing.get_origin(tp) is Literal:
+                doc += f" (one of: {', '.join(map(str, typing.get_args(tp)))})"
+            if doc:
+                lines.append(f"{indent}# {doc}")
+            if dataclasses.is_dataclass(tp):
+                lines.append(f"{indent}{_key_of(f)}:")
+                walk(tp, indent + "  ")
+                continue
+            value = getattr(default, f.name) if default is not None else None
+            if typing.get_origin(tp) is tuple:
+                lines.append(f"{indent}{_key_of(f)}: []")
+                continue
+            lines.append(f"{indent}{_key_of(f)}: {scalar(value)}")
+
+    walk(Values, "")
+    return "\n".join(lines) + "\n"
