@@ -10,6 +10,7 @@ import os
 from urllib.parse import unquote, urlsplit
 
 from vkube.store.base import (
+    BackendError,
     Compacted,
     Event,
     FutureRevision,
@@ -19,9 +20,10 @@ from vkube.store.base import (
     RangeResult,
     RevisionMismatch,
     Store,
+    StoreClosed,
     StoreError,
 )
-from vkube.store.sqlite import BackendError, SqliteStore, StoreClosed
+from vkube.store.sqlite import SqliteStore
 
 __all__ = [
     "BackendError", "Compacted", "Event", "FutureRevision", "KeyExists", "KeyNotFound", "KeyValue",

@@ -20,6 +20,15 @@ class StoreError(Exception):
     """Base of the store's own errors; the API server maps them to ``Status`` in one place."""
 
 
+class StoreClosed(StoreError):
+    """An operation on a store that is not started or already closed."""
+
+
+class BackendError(StoreError):
+    """The database failed (I/O, lost connection, a key it cannot encode); ``__cause__`` says
+    how."""
+
+
 class KeyExists(StoreError):
     """create() of a key that is present."""
 

@@ -1,83 +1,53 @@
-"""The default store: SQLite through stdlib ``sqlite3``, kine-style history table.
+"""The default store: the log layer (``log``) over SQLite through stdlib ``sqlite3``.
 
 Writes run on one dedicated writer thread, so revisions are assigned inside one transaction at a
-time: no gaps, never out of order. Writes queued while a transaction runs are committed together
-in the next one (group commit), each still getting its own revision. With WAL and
-``synchronous=FULL`` an acknowledged write survives a crash of the process or the machine.
+time: no gaps, never out of order. The log layer hands it queued writes in batches (group
+commit). With WAL and ``synchronous=FULL`` an acknowledged write survives a crash of the process
+or the machine.
 
 Reads run on a small pool of reader threads with their own connections, so they never wait
 behind a write; a read at a given revision runs in one read transaction (a WAL snapshot).
 
-Watches are served in-process (see ``_watch``): writers of other processes sharing the file
-are not seen by this process's watches.
+The database maintains itself: compaction runs in small time-boxed transactions (see ``log``),
+each pass ends with a passive WAL checkpoint (the WAL file is truncated back to
+``journal_size_limit`` when it resets) and an incremental vacuum in bounded steps, so the file
+shrinks after compaction without a blocking ``VACUUM``.
+
+Watches are served in-process: writers of other processes sharing the file are seen by this
+process's watches only when its own next write reveals the gap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from vkube.store import _sql
-from vkube.store._watch import Broadcaster, watch_stream
 from vkube.store.base import (
+    BackendError,
     Compacted,
     Event,
     FutureRevision,
-    KeyExists,
-    KeyNotFound,
     KeyValue,
     RangeResult,
-    RevisionMismatch,
-    Store,
-    StoreError,
+    StoreClosed,
 )
+from vkube.store.log import Driver, LogStore, Write, plan_batch
 
-log = logging.getLogger(__name__)
+__all__ = ["BackendError", "SqliteDriver", "SqliteStore", "StoreClosed", "prefix_end"]
 
-_COMPACT_CHUNK = 10_000  # revisions per compaction transaction, so writes interleave
+T = TypeVar("T")
 
-
-class StoreClosed(StoreError):
-    """An operation on a store that is not started or already closed."""
-
-
-class BackendError(StoreError):
-    """The database failed (I/O, corruption, a key it cannot encode); ``__cause__`` says how."""
-
-
-@dataclass(slots=True)
-class _Write:
-    """One queued write; ``result`` and ``event`` are filled in by the writer thread."""
-
-    op: Literal["create", "update", "delete"]
-    key: str
-    value: bytes
-    expected: int
-    future: asyncio.Future[KeyValue]
-    result: KeyValue | BaseException | None = None
-    event: Event | None = field(default=None)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-
-
-def _backend_error(exc: BaseException) -> BackendError:
-    error = BackendError(f"sqlite: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
+#: Pages freed per incremental-vacuum transaction (4 MiB with 4 KiB pages).
+_VACUUM_STEP = 1024
+#: The WAL is truncated back to this size whenever a checkpoint resets it.
+_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -94,104 +64,61 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
-class SqliteStore(Store):
-    """``Store`` on one SQLite file. ``path=":memory:"`` gives an ephemeral store in a temporary
-    directory (removed on close, no fsync).
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
-    ``readers``: reader threads; ``watch_buffer``: live events buffered per watcher before it
-    falls back to reading history; ``max_batch``: writes per group commit (1 disables it);
-    ``durable=False`` skips fsync (tests, throwaway clusters)."""
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        readers: int = 2,
-        watch_buffer: int = 1000,
-        max_batch: int = 256,
-        durable: bool = True,
-    ) -> None:
-        self._ephemeral_dir: str | None = None
-        self._path = os.fspath(path)
-        self._durable = durable and self._path != ":memory:"
+class SqliteDriver(Driver):
+    """Rows of the history table in one SQLite file (see ``_sql.SQLITE``)."""
+
+    name = "sqlite"
+    errors = (sqlite3.Error, UnicodeError, OSError)
+
+    def __init__(self, path: str, *, readers: int = 2, durable: bool = True) -> None:
+        self.path = path
+        self._durable = durable
         self._readers_count = readers
-        self._max_batch = max_batch
         self._dialect = _sql.SQLITE
-        self._broadcaster = Broadcaster(maxsize=watch_buffer)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconns: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._pending: list[_Write] = []
-        self._draining = False
-        self._revision = 0
-        self._compacted = 0
-        self._closed = False
-        self._compactor: asyncio.Task[None] | None = None
 
-    @property
-    def path(self) -> str:
-        return self._path
+    def __str__(self) -> str:
+        return self.path
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._loop is not None:
-            return
-        if self._closed:
-            raise StoreClosed("store is closed")
-        if self._path == ":memory:":
-            self._ephemeral_dir = tempfile.mkdtemp(prefix="vkube-store-")
-            self._path = os.path.join(self._ephemeral_dir, "store.db")
-        self._loop = asyncio.get_running_loop()
+    async def open(self) -> tuple[int, int]:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="vkube-store-writer")
-        self._readers = ThreadPoolExecutor(
-            self._readers_count, thread_name_prefix="vkube-store-reader"
-        )
-        try:
-            self._revision, self._compacted = await self._loop.run_in_executor(
-                self._writer, self._open_writer
-            )
-        except BaseException as exc:
-            self._closed = True
-            await self._shutdown()
-            if isinstance(exc, sqlite3.Error):
-                raise BackendError(f"cannot open {self._path}: {exc}") from exc
-            raise
+        self._readers = ThreadPoolExecutor(self._readers_count,
+                                           thread_name_prefix="vkube-store-reader")
+        return await self._on_writer(self._open_writer)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
-        self._broadcaster.close()
-        await self._shutdown()
-
-    async def _shutdown(self) -> None:
         for pool in (self._writer, self._readers):
             if pool is not None:
-                await asyncio.to_thread(pool.shutdown, True)  # queued writes still finish
+                await asyncio.to_thread(pool.shutdown, True)
+        self._writer = self._readers = None
         for conn in [self._wconn, *self._rconns]:
             if conn is not None:
                 conn.close()
         self._wconn, self._rconns = None, []
-        if self._ephemeral_dir is not None:
-            shutil.rmtree(self._ephemeral_dir, ignore_errors=True)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         return conn
 
     def _open_writer(self) -> tuple[int, int]:
         conn = self._wconn = self._connect()
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
         conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
         for statement in self._dialect.schema:
             conn.execute(statement)
@@ -207,14 +134,15 @@ class SqliteStore(Store):
                 self._rconns.append(conn)
         return conn
 
-    # -- revisions ---------------------------------------------------------------------------
+    async def _on_writer(self, fn: Any, *args: Any) -> Any:
+        if self._writer is None:
+            raise StoreClosed("store is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
 
-    async def current_revision(self) -> int:
-        return self._revision
-
-    @property
-    def compacted_revision(self) -> int:
-        return self._compacted
+    async def _on_reader(self, fn: Any, *args: Any) -> Any:
+        if self._readers is None:
+            raise StoreClosed("store is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     def _check_revision(self, conn: sqlite3.Connection, revision: int) -> int:
         """Inside a read transaction: the revision to read at, or Compacted/FutureRevision."""
@@ -229,16 +157,8 @@ class SqliteStore(Store):
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def _read(self, fn: Any, *args: Any) -> Any:
-        if self._loop is None or self._closed or self._readers is None:
-            raise StoreClosed("store is not running")
-        try:
-            return await self._loop.run_in_executor(self._readers, fn, *args)
-        except (sqlite3.Error, UnicodeError) as exc:
-            raise _backend_error(exc) from exc
-
-    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
-        return await self._read(self._get_sync, key, revision)
+    async def get(self, key: str, revision: int) -> KeyValue | None:
+        return await self._on_reader(self._get_sync, key, revision)
 
     def _get_sync(self, key: str, revision: int) -> KeyValue | None:
         conn = self._reader_conn()
@@ -255,10 +175,9 @@ class SqliteStore(Store):
             return None
         return _sql.kv_from_row(row)
 
-    async def range(
-        self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
-    ) -> RangeResult:
-        return await self._read(self._range_sync, prefix, start_after, limit, revision)
+    async def range(self, prefix: str, start_after: str, limit: int,
+                    revision: int) -> RangeResult:
+        return await self._on_reader(self._range_sync, prefix, start_after, limit, revision)
 
     def _range_sync(self, prefix: str, start_after: str, limit: int, revision: int) -> RangeResult:
         conn = self._reader_conn()
@@ -282,19 +201,8 @@ class SqliteStore(Store):
             conn.execute("COMMIT")
         return RangeResult(kvs=kvs, revision=at, more=more, count=count)
 
-    # -- watch -------------------------------------------------------------------------------
-
-    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
-        return watch_stream(
-            self._broadcaster, self._read_history, prefix, after_revision=after_revision
-        )
-
-    async def _read_history(self, prefix: str, after: int, limit: int) -> list[Event]:
-        if self._closed:
-            return []  # the subscription is closed too, so the watch ends
-        if after < self._compacted:
-            raise Compacted(after, self._compacted)
-        return await self._read(self._history_sync, prefix, after, limit)
+    async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        return await self._on_reader(self._history_sync, prefix, after, limit)
 
     def _history_sync(self, prefix: str, after: int, limit: int) -> list[Event]:
         conn = self._reader_conn()
@@ -310,145 +218,41 @@ class SqliteStore(Store):
         finally:
             conn.execute("COMMIT")
 
+    async def revisions(self) -> tuple[int, int]:
+        return await self._on_reader(self._revisions_sync)
+
+    def _revisions_sync(self) -> tuple[int, int]:
+        current, compacted = self._reader_conn().execute(self._dialect.revisions).fetchone()
+        return current, compacted
+
     # -- writes ------------------------------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._write("create", key, value, 0)
+    async def commit(self, batch: list[Write]) -> None:
+        await self._on_writer(self._commit_sync, batch)
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
-        return await self._write("update", key, value, expected_mod_revision)
-
-    async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
-        return await self._write("delete", key, b"", expected_mod_revision)
-
-    async def _write(self, op: Any, key: str, value: bytes, expected: int) -> KeyValue:
-        if self._loop is None or self._closed or self._writer is None:
-            raise StoreClosed("store is not running")
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise TypeError(f"value must be bytes, not {type(value).__name__}")
-        write = _Write(op, key, bytes(value), expected, self._loop.create_future())
-        with self._lock:
-            self._pending.append(write)
-            start = not self._draining
-            self._draining = True
-        if start:
-            self._writer.submit(self._drain)
-        # Once queued, the write happens even if the caller is cancelled (as with etcd).
-        return await write.future
-
-    def _drain(self) -> None:
-        """Writer thread: commit queued writes in batches until none are left."""
-        while True:
-            with self._lock:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
-                if not batch:
-                    self._draining = False
-                    return
-            try:
-                self._commit(batch)
-            except Exception as exc:  # the transaction failed as a whole
-                if len(batch) > 1:
-                    for write in batch:  # find the culprit: retry one write per transaction
-                        self._commit_or_fail([write])
-                else:
-                    self._fail(batch, exc)
-            self._deliver(batch)
-
-    def _commit_or_fail(self, batch: list[_Write]) -> None:
-        try:
-            self._commit(batch)
-        except Exception as exc:
-            self._fail(batch, exc)
-
-    @staticmethod
-    def _fail(batch: list[_Write], exc: Exception) -> None:
-        error = exc if isinstance(exc, StoreError) else _backend_error(exc)
-        for write in batch:
-            write.result, write.event = error, None
-
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit_sync(self, batch: list[Write]) -> None:
         conn = self._wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
             revision = conn.execute(self._dialect.revisions).fetchone()[0]
+            latest: dict[str, KeyValue | None] = {}
             for write in batch:
-                write.result, write.event = None, None
-                try:
-                    write.event = self._apply(conn, write, revision + 1)
-                    write.result = write.event.kv
-                    revision += 1
-                except StoreError as exc:
-                    write.result = exc
+                if write.key not in latest:
+                    row = conn.execute(self._dialect.latest, (write.key,)).fetchone()
+                    latest[write.key] = None if row is None or row[4] else _sql.kv_from_row(row)
+            conn.executemany(self._dialect.insert, plan_batch(batch, latest, revision))
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
 
-    def _apply(self, conn: sqlite3.Connection, write: _Write, revision: int) -> Event:
-        """Writer thread, inside the transaction: check the guard, insert the row."""
-        row = conn.execute(self._dialect.latest, (write.key,)).fetchone()
-        current = None if row is None or row[4] else _sql.kv_from_row(row)
-        key = write.key
-        if write.op == "create":
-            if current is not None:
-                raise KeyExists(key)
-            conn.execute(self._dialect.insert, (revision, key, 1, 0, revision, 0, write.value))
-            return Event("ADDED", KeyValue(key, write.value, revision, revision))
-        if current is None:
-            raise KeyNotFound(key)
-        if write.expected and write.expected != current.mod_revision:
-            raise RevisionMismatch(key, current)
-        created = current.create_revision
-        if write.op == "update":
-            kv = KeyValue(key, write.value, created, revision)
-            conn.execute(self._dialect.insert,
-                         (revision, key, 0, 0, created, current.mod_revision, write.value))
-            return Event("MODIFIED", kv, current)
-        kv = KeyValue(key, current.value, created, revision)
-        conn.execute(self._dialect.insert,
-                     (revision, key, 0, 1, created, current.mod_revision, current.value))
-        return Event("DELETED", kv, current)
+    # -- compaction and upkeep ---------------------------------------------------------------
 
-    def _deliver(self, batch: list[_Write]) -> None:
-        loop = self._loop
-        assert loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(self._finish, batch)
+    async def mark_compacted(self, revision: int) -> int:
+        return await self._on_writer(self._mark_compacted_sync, revision)
 
-    def _finish(self, batch: list[_Write]) -> None:
-        """Event loop: publish the batch's events in order, then answer the writers."""
-        events = [write.event for write in batch if write.event is not None]
-        if events:
-            self._revision = max(self._revision, events[-1].revision)
-            self._broadcaster.publish(events)
-        for write in batch:
-            if write.future.done():
-                continue
-            if isinstance(write.result, BaseException):
-                write.future.set_exception(write.result)
-            else:
-                write.future.set_result(write.result)  # type: ignore[arg-type]
-
-    # -- compaction --------------------------------------------------------------------------
-
-    async def compact(self, revision: int) -> None:
-        if self._loop is None or self._closed or self._writer is None:
-            raise StoreClosed("store is not running")
-        if revision > self._revision:
-            raise FutureRevision(f"cannot compact at {revision}: current is {self._revision}")
-        if revision <= self._compacted:
-            return
-        # Mark first: from now on reads below ``revision`` fail instead of seeing rows vanish.
-        lo = await self._loop.run_in_executor(self._writer, self._mark_compacted, revision)
-        self._compacted = max(self._compacted, revision)
-        while lo < revision:
-            hi = min(lo + _COMPACT_CHUNK, revision)
-            await self._loop.run_in_executor(self._writer, self._compact_chunk, lo, hi, revision)
-            lo = hi
-
-    def _mark_compacted(self, revision: int) -> int:
+    def _mark_compacted_sync(self, revision: int) -> int:
         conn = self._wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
@@ -461,38 +265,98 @@ class SqliteStore(Store):
             raise
         return lo
 
-    def _compact_chunk(self, lo: int, hi: int, revision: int) -> None:
+    async def compact_chunk(self, lo: int, hi: int, revision: int) -> int:
+        return await self._on_writer(self._compact_chunk_sync, lo, hi, revision)
+
+    def _compact_chunk_sync(self, lo: int, hi: int, revision: int) -> int:
         conn = self._wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(self._dialect.compact_chunk, {"lo": lo, "hi": hi, "revision": revision})
+            cursor = conn.execute(self._dialect.compact_chunk,
+                                  {"lo": lo, "hi": hi, "revision": revision})
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
+        return cursor.rowcount
 
-    def start_auto_compaction(self, interval: float = 300.0, *, keep_revisions: int = 0) -> None:
-        """Compact every ``interval`` seconds in the background until ``close()``.
+    async def maintain(self) -> None:
+        """Checkpoint the WAL, then give free pages back to the file system in small steps
+        (each its own writer-thread job, so writes interleave)."""
+        await self._on_writer(self._checkpoint_sync)
+        while await self._on_writer(self._vacuum_step_sync):
+            await asyncio.sleep(0)
+        await self._on_writer(self._checkpoint_sync)
 
-        ``keep_revisions > 0`` keeps that many recent revisions; 0 compacts to the revision seen
-        at the previous tick, like kube-apiserver, so at least one interval of history stays."""
-        if self._loop is None or self._closed:
-            raise StoreClosed("store is not running")
-        if self._compactor is not None and not self._compactor.done():
-            return
-        self._compactor = self._loop.create_task(
-            self._auto_compact(interval, keep_revisions), name="vkube-store-compactor"
-        )
+    def _checkpoint_sync(self) -> None:
+        assert self._wconn is not None
+        self._wconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    async def _auto_compact(self, interval: float, keep_revisions: int) -> None:
-        previous = self._revision
-        while True:
-            await asyncio.sleep(interval)
-            target = self._revision - keep_revisions if keep_revisions > 0 else previous
-            previous = self._revision
-            if target > self._compacted:
-                try:
-                    await self.compact(target)
-                except (StoreError, sqlite3.Error):
-                    log.exception("auto-compaction to revision %d failed", target)
+    def _vacuum_step_sync(self) -> bool:
+        """Free up to ``_VACUUM_STEP`` pages; True while free pages remain."""
+        conn = self._wconn
+        assert conn is not None
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return False  # a file created before incremental vacuum: nothing to do cheaply
+        conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
+        return conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
+
+    def file_sizes(self) -> dict[str, int]:
+        """Bytes of the database file and its WAL (for benchmarks and upkeep tests)."""
+        sizes = {}
+        for name, path in (("db", self.path), ("wal", self.path + "-wal")):
+            try:
+                sizes[name] = os.path.getsize(path)
+            except OSError:
+                sizes[name] = 0
+        return sizes
+
+
+class SqliteStore(LogStore):
+    """``Store`` on one SQLite file. ``path=":memory:"`` gives an ephemeral store in a temporary
+    directory (removed on close, no fsync).
+
+    ``readers``: reader threads; ``watch_buffer``: live events buffered per watcher before it
+    falls back to reading history; ``max_batch``: writes per group commit (1 disables it);
+    ``durable=False`` skips fsync (tests, throwaway clusters)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readers: int = 2,
+        watch_buffer: int = 1000,
+        max_batch: int = 256,
+        durable: bool = True,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._ephemeral_dir: str | None = None
+        super().__init__(
+            SqliteDriver(self._path, readers=readers, durable=durable and self._path != ":memory:"),
+            watch_buffer=watch_buffer, max_batch=max_batch)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def start(self) -> None:
+        if self._path == ":memory:" and self._ephemeral_dir is None and not self._closed:
+            self._ephemeral_dir = tempfile.mkdtemp(prefix="vkube-store-")
+            self.driver.path = os.path.join(self._ephemeral_dir, "store.db")  # type: ignore[attr-defined]
+            self._path = self.driver.path  # type: ignore[attr-defined]
+        try:
+            await super().start()
+        except BaseException:
+            self._remove_ephemeral()
+            raise
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self._remove_ephemeral()
+
+    def _remove_ephemeral(self) -> None:
+        if self._ephemeral_dir is not None and self._closed:
+            shutil.rmtree(self._ephemeral_dir, ignore_errors=True)

@@ -1,0 +1,427 @@
+"""The log-structured layer, split as kine splits it: etcd's semantics over a small ``Driver``.
+
+A driver only stores and reads rows of one history table (one row per revision; see ``_sql``).
+This layer holds what makes that an etcd: the write queue with group commit (every queued write
+of a batch gets its own revision inside one transaction, each guarded on its key's mod revision
+by ``plan_batch``), the ordered publication of committed events to in-process watchers (gaps left
+by other processes' writes are filled from the table, so a watch sees every revision exactly
+once), and compaction in bounded, time-boxed batches so writers never wait long behind it.
+
+Drivers: ``sqlite`` (``SqliteDriver``) and ``postgres`` (``PostgresDriver``, which also reports
+other processes' commits through LISTEN/NOTIFY). etcd needs no log layer: ``EtcdStore`` uses
+etcd's own revisions and watch.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vkube.store._watch import Broadcaster, watch_stream
+from vkube.store.base import (
+    BackendError,
+    Compacted,
+    Event,
+    FutureRevision,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RangeResult,
+    RevisionMismatch,
+    Store,
+    StoreClosed,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+#: One history row: (revision, key, created, deleted, create_revision, prev_revision, value).
+Row = tuple[int, str, int, int, int, int, bytes]
+
+
+@dataclass(slots=True)
+class Write:
+    """One queued write; the driver's ``commit`` fills in ``result`` and ``event``."""
+
+    op: Literal["create", "update", "delete"]
+    key: str
+    value: bytes
+    expected: int
+    future: asyncio.Future[KeyValue] | None = None
+    result: KeyValue | BaseException | None = None
+    event: Event | None = field(default=None)
+
+
+def plan_batch(batch: list[Write], latest: dict[str, KeyValue | None], revision: int) -> list[Row]:
+    """Inside the driver's write transaction: check each write's guard against the key's state
+    (``latest``: the committed state of every key in the batch, updated here as the batch goes),
+    give each write that passes the next revision after ``revision``, and return the rows to
+    insert. A write that fails its guard gets its ``StoreError`` and takes no revision."""
+    rows: list[Row] = []
+    for write in batch:
+        write.result, write.event = None, None
+        key, current = write.key, latest.get(write.key)
+        try:
+            if write.op == "create":
+                if current is not None:
+                    raise KeyExists(key)
+            elif current is None:
+                raise KeyNotFound(key)
+            elif write.expected and write.expected != current.mod_revision:
+                raise RevisionMismatch(key, current)
+        except StoreError as exc:
+            write.result = exc
+            continue
+        revision += 1
+        if current is None:
+            kv = KeyValue(key, write.value, revision, revision)
+            rows.append((revision, key, 1, 0, revision, 0, write.value))
+            write.event, latest[key] = Event("ADDED", kv), kv
+        elif write.op == "update":
+            kv = KeyValue(key, write.value, current.create_revision, revision)
+            rows.append((revision, key, 0, 0, kv.create_revision, current.mod_revision, kv.value))
+            write.event, latest[key] = Event("MODIFIED", kv, current), kv
+        else:
+            kv = KeyValue(key, current.value, current.create_revision, revision)
+            rows.append((revision, key, 0, 1, kv.create_revision, current.mod_revision, kv.value))
+            write.event, latest[key] = Event("DELETED", kv, current), None
+        write.result = kv
+    return rows
+
+
+class Driver(abc.ABC):
+    """Rows in, rows out. Every method may raise ``StoreError`` (``Compacted``,
+    ``FutureRevision``) or a driver exception (wrapped in ``BackendError`` by the layer)."""
+
+    name = "driver"
+    #: The driver's own exceptions, reported as ``BackendError``.
+    errors: tuple[type[Exception], ...] = (OSError,)
+
+    @abc.abstractmethod
+    async def open(self) -> tuple[int, int]:
+        """Connect, create the schema; return (current revision, compacted revision)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def commit(self, batch: list[Write]) -> None:
+        """One transaction: read the batch's keys' latest states, ``plan_batch``, insert the
+        rows. Raising means nothing of the batch was committed."""
+
+    @abc.abstractmethod
+    async def get(self, key: str, revision: int) -> KeyValue | None: ...
+
+    @abc.abstractmethod
+    async def range(self, prefix: str, start_after: str, limit: int,
+                    revision: int) -> RangeResult: ...
+
+    @abc.abstractmethod
+    async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        """Events with revision > ``after`` on keys with ``prefix``; ``Compacted`` below it."""
+
+    @abc.abstractmethod
+    async def revisions(self) -> tuple[int, int]:
+        """(current revision, compacted revision) as committed now."""
+
+    @abc.abstractmethod
+    async def mark_compacted(self, revision: int) -> int:
+        """Record the compacted revision; return the oldest revision still stored."""
+
+    @abc.abstractmethod
+    async def compact_chunk(self, lo: int, hi: int, revision: int) -> int:
+        """Delete rows in [lo, hi) superseded at ``revision`` (and tombstones); return count."""
+
+    async def maintain(self) -> None:
+        """Housekeeping after a compaction pass (checkpoints, reclaiming space)."""
+
+    def on_remote_commit(self, callback: Callable[[int], None]) -> None:
+        """Drivers shared by several processes call ``callback(revision)`` (on the event loop)
+        when another process committed up to ``revision``."""
+
+
+class LogStore(Store):
+    """``Store`` over a ``Driver``. ``watch_buffer``: live events buffered per watcher before it
+    falls back to reading history; ``max_batch``: writes per group commit (1 disables it)."""
+
+    #: Time budget of one compaction transaction; chunk sizes adapt to stay under it.
+    compact_budget = 0.005
+
+    def __init__(self, driver: Driver, *, watch_buffer: int = 1000, max_batch: int = 256) -> None:
+        self.driver = driver
+        self._max_batch = max_batch
+        self._broadcaster = Broadcaster(maxsize=watch_buffer)
+        self._started = False
+        self._closed = False
+        self._pending: list[Write] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._revision = 0
+        self._compacted = 0
+        self._published = 0
+        self._stash: dict[int, Event] = {}
+        self._publisher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._compactor: asyncio.Task[None] | None = None
+        self._compact_lock = asyncio.Lock()
+        self._chunk = 1000
+        #: Longest single compaction transaction so far (seconds), for benchmarks.
+        self.max_compaction_stall = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started and not self._closed:
+            return
+        if self._closed:
+            raise StoreClosed("store is closed")
+        try:
+            self._revision, self._compacted = await self.driver.open()
+        except StoreError:
+            self._closed = True
+            raise
+        except self.driver.errors as exc:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                await self.driver.close()
+            raise BackendError(f"{self.driver.name}: cannot open {self.driver}: {exc}") from exc
+        self._published = self._revision
+        self._started = True
+        self.driver.on_remote_commit(self._remote_commit)
+        self._publisher = asyncio.get_running_loop().create_task(
+            self._publish_loop(), name=f"vkube-store-{self.driver.name}-publisher")
+
+    async def close(self) -> None:
+        if self._closed or not self._started:
+            self._closed = True
+            return
+        self._closed = True
+        for task in (self._compactor, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._drainer is not None:  # queued writes still finish
+            with contextlib.suppress(Exception):
+                await self._drainer
+        self._broadcaster.close()
+        await self.driver.close()
+
+    def _check_open(self) -> None:
+        if not self._started or self._closed:
+            raise StoreClosed("store is not running")
+
+    # -- revisions ---------------------------------------------------------------------------
+
+    async def current_revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _call(self, coro: object) -> object:
+        """Await a driver call; its database errors become ``BackendError``."""
+        try:
+            return await coro  # type: ignore[misc]
+        except StoreError as exc:
+            if isinstance(exc, Compacted):
+                self._compacted = max(self._compacted, exc.compacted)
+            raise
+        except self.driver.errors as exc:
+            raise BackendError(f"{self.driver.name}: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, key: str, *, revision: int = 0) -> KeyValue | None:
+        self._check_open()
+        return await self._call(self.driver.get(key, revision))  # type: ignore[return-value]
+
+    async def range(
+        self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
+    ) -> RangeResult:
+        self._check_open()
+        result = await self._call(self.driver.range(prefix, start_after, limit, revision))
+        self._revision = max(self._revision, result.revision)  # type: ignore[attr-defined]
+        return result  # type: ignore[return-value]
+
+    # -- watch -------------------------------------------------------------------------------
+
+    def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
+        return watch_stream(self._broadcaster, self._read_history, prefix,
+                            after_revision=after_revision)
+
+    async def _read_history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        if self._closed or not self._started:
+            return []  # the subscription is closed too, so the watch ends
+        events = await self._call(self.driver.history(prefix, after, limit))
+        # Never replay past what was published: live events above it come from the broadcaster.
+        return [e for e in events if e.revision <= self._published]  # type: ignore[union-attr]
+
+    # -- publication -------------------------------------------------------------------------
+
+    def _committed(self, events: list[Event]) -> None:
+        """Our own commit: publish at once when it follows the last published revision."""
+        if not events:
+            return
+        self._revision = max(self._revision, events[-1].revision)
+        if events[0].revision == self._published + 1 and not self._stash:
+            self._published = events[-1].revision
+            self._broadcaster.publish(events)
+            return
+        for event in events:
+            if event.revision > self._published:
+                self._stash[event.revision] = event
+        self._wake.set()
+
+    def _remote_commit(self, revision: int) -> None:
+        if revision > self._revision:
+            self._revision = revision
+            self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        """Publish revisions in order; fill gaps (others' commits) from the table."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._published < self._revision:
+                nxt = self._published + 1
+                run: list[Event] = []
+                while nxt in self._stash:
+                    run.append(self._stash.pop(nxt))
+                    nxt += 1
+                if not run:
+                    try:
+                        run = await self._call(self.driver.history("", self._published, 1000))  # type: ignore[assignment]
+                    except StoreError as exc:
+                        log.warning("store %s: cannot read history to publish: %s",
+                                    self.driver.name, exc)
+                        run = []
+                    if not run:
+                        await asyncio.sleep(0.01)  # a commit not visible yet; try again
+                        continue
+                self._published = run[-1].revision
+                for revision in [r for r in self._stash if r <= self._published]:
+                    del self._stash[revision]
+                self._broadcaster.publish(run)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        return await self._write("create", key, value, 0)
+
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        return await self._write("update", key, value, expected_mod_revision)
+
+    async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
+        return await self._write("delete", key, b"", expected_mod_revision)
+
+    async def _write(self, op: Literal["create", "update", "delete"], key: str, value: bytes,
+                     expected: int) -> KeyValue:
+        self._check_open()
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        future: asyncio.Future[KeyValue] = asyncio.get_running_loop().create_future()
+        self._pending.append(Write(op, key, bytes(value), expected, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        # Once queued, the write happens even if the caller is cancelled (as with etcd).
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        """Commit queued writes in batches until none are left (one writer per store)."""
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await self.driver.commit(batch)
+            except Exception as exc:  # the transaction failed as a whole
+                if len(batch) > 1:
+                    for write in batch:  # find the culprit: one write per transaction
+                        try:
+                            await self.driver.commit([write])
+                        except Exception as one:
+                            self._fail([write], one)
+                else:
+                    self._fail(batch, exc)
+            self._finish(batch)
+
+    def _fail(self, batch: list[Write], exc: Exception) -> None:
+        if not isinstance(exc, StoreError):
+            error = BackendError(f"{self.driver.name}: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            exc = error
+        for write in batch:
+            write.result, write.event = exc, None
+
+    def _finish(self, batch: list[Write]) -> None:
+        """Publish the batch's events in order, then answer the writers."""
+        self._committed([w.event for w in batch if w.event is not None])
+        for write in batch:
+            future = write.future
+            if future is None or future.done():
+                continue
+            if isinstance(write.result, BaseException):
+                future.set_exception(write.result)
+            else:
+                future.set_result(write.result)  # type: ignore[arg-type]
+
+    # -- compaction --------------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        self._check_open()
+        async with self._compact_lock:
+            current, compacted = await self._call(self.driver.revisions())  # type: ignore[misc]
+            self._compacted = max(self._compacted, compacted)
+            if revision > current:
+                raise FutureRevision(f"cannot compact at {revision}: current is {current}")
+            if revision <= self._compacted:
+                return
+            # Mark first: from now on reads below ``revision`` fail instead of seeing rows vanish.
+            lo = await self._call(self.driver.mark_compacted(revision))
+            self._compacted = max(self._compacted, revision)
+            await self._compact_rows(lo, revision)  # type: ignore[arg-type]
+            await self._call(self.driver.maintain())
+
+    async def _compact_rows(self, lo: int, revision: int) -> None:
+        """Delete superseded rows in chunks sized to ``compact_budget`` per transaction."""
+        while lo < revision and not self._closed:
+            hi = min(lo + self._chunk, revision)
+            began = time.perf_counter()
+            await self._call(self.driver.compact_chunk(lo, hi, revision))
+            took = time.perf_counter() - began
+            self.max_compaction_stall = max(self.max_compaction_stall, took)
+            if took < self.compact_budget / 2:
+                self._chunk = min(self._chunk * 2, 100_000)
+            elif took > self.compact_budget:
+                self._chunk = max(self._chunk // 2, 50)
+            lo = hi
+            await asyncio.sleep(0)  # let queued writes in between chunks
+
+    def start_auto_compaction(self, interval: float = 300.0, *, keep_revisions: int = 0) -> None:
+        """Compact every ``interval`` seconds in the background until ``close()``.
+
+        ``keep_revisions > 0`` keeps that many recent revisions; 0 compacts to the revision seen
+        at the previous tick, like kube-apiserver, so at least one interval of history stays."""
+        self._check_open()
+        if self._compactor is not None and not self._compactor.done():
+            return
+        self._compactor = asyncio.get_running_loop().create_task(
+            self._auto_compact(interval, keep_revisions), name="vkube-store-compactor")
+
+    async def _auto_compact(self, interval: float, keep_revisions: int) -> None:
+        previous = self._revision
+        while True:
+            await asyncio.sleep(interval)
+            target = self._revision - keep_revisions if keep_revisions > 0 else previous
+            previous = self._revision
+            if target > self._compacted:
+                try:
+                    await self.compact(target)
+                except StoreError:
+                    log.exception("auto-compaction to revision %d failed", target)
