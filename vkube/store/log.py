@@ -246,9 +246,8 @@ class LogStore(Store):
         self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
     ) -> RangeResult:
         self._check_open()
-        result = await self._call(self.driver.range(prefix, start_after, limit, revision))
-        self._revision = max(self._revision, result.revision)  # type: ignore[attr-defined]
-        return result  # type: ignore[return-value]
+        return await self._call(  # type: ignore[return-value]
+            self.driver.range(prefix, start_after, limit, revision))
 
     # -- watch -------------------------------------------------------------------------------
 
@@ -280,8 +279,8 @@ class LogStore(Store):
         self._wake.set()
 
     def _remote_commit(self, revision: int) -> None:
-        if revision > self._revision:
-            self._revision = revision
+        self._revision = max(self._revision, revision)
+        if revision > self._published:
             self._wake.set()
 
     async def _publish_loop(self) -> None:
