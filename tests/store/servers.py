@@ -63,7 +63,7 @@ def postgres(parent: str | None = None) -> Iterator[str]:
     port = free_port()
     subprocess.run(_as_postgres_user([f"{bindir}/initdb", "-D", data, "-U", "postgres",
                                       "-A", "trust", "--no-sync"]),
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   check=True, stdout=subprocess.DEVNULL)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c max_connections=300"
     subprocess.run(_as_postgres_user([f"{bindir}/pg_ctl", "-D", data, "-o", options, "-w",
                                       "-l", os.path.join(directory, "log"), "start"]),
@@ -114,8 +114,10 @@ def etcd(directory: str) -> Iterator[str]:
 
 def main() -> None:
     kind, directory = sys.argv[1], sys.argv[2]
-    server = {"postgres": postgres, "etcd": etcd}[kind]
-    with server(directory) as url:  # type: ignore[operator]
+    # postgres makes its own directory under the system's temp dir: the ``postgres`` user must
+    # be able to reach it, which a private (0700) ``directory`` would not allow.
+    server = postgres(None) if kind == "postgres" else etcd(directory)
+    with server as url:
         print(url, flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
 
