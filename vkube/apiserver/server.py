@@ -297,11 +297,14 @@ class ControlPlane:
     def __init__(self, *, data_dir: str | os.PathLike[str] | None = None, store_url: str | None = None,
                  port: int = 0, host: str = "127.0.0.1", name: str = "vkube",
                  allocate_service_ips: bool = True, registry: Registry | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, store_options: dict[str, Any] | None = None,
+                 compaction_interval: float = 300.0) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.store_url = store_url
+        self.store_options = store_options or {}
+        self.compaction_interval = compaction_interval  # kube-apiserver's default: 5 minutes
         self.host, self.port, self.name = host, port, name
         self.allocate_service_ips = allocate_service_ips
         self.registry = registry or builtin_registry()
@@ -318,8 +321,19 @@ class ControlPlane:
     async def start(self) -> None:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-        store = self._store or open_store(self.store_url or str(self.data_dir / "state.db"))
-        await store.start()
+        if self._store is not None:
+            store = self._store
+            await store.start()
+        else:
+            url = self.store_url
+            if not url or url == "sqlite":  # the default: a SQLite file in the data dir
+                if self.data_dir is None:
+                    raise ValueError("the sqlite store needs a data_dir")
+                url = str(self.data_dir / "state.db")
+            store = open_store(url, **self.store_options)
+            await store.start()
+            if self.compaction_interval > 0:  # our store: we keep its history bounded
+                store.start_auto_compaction(self.compaction_interval)
         self._store = store
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
                            signing_key=self._signing_key())

@@ -18,7 +18,13 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 inside a host cluster's pod)")
-    p.add_argument("--store", default=None, help="store URL (default: sqlite in --data-dir)")
+    p.add_argument("--store", default=None,
+                   help="store: sqlite (default, in --data-dir), postgres://USER@HOST:PORT/DB or "
+                        "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (default: controlPlane.store "
+                        "of the values, else sqlite)")
+    p.add_argument("--etcd-cafile", default=None, help="etcd store: CA bundle for TLS")
+    p.add_argument("--etcd-certfile", default=None, help="etcd store: client certificate")
+    p.add_argument("--etcd-keyfile", default=None, help="etcd store: client key")
     p.add_argument("--host-kubeconfig", default=None, help="run as a virtual cluster synced to this host")
     p.add_argument("--host-context", default=None,
                    help="context of --host-kubeconfig (default: its current context)")

@@ -50,7 +50,12 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
     elif args.values:
         raise CLIError("-f/--values configures the syncer of a virtual cluster: give "
                        "--host-kubeconfig or --host-from too, or drop -f", code=2)
-    return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=args.store,
+    # --store, else controlPlane.store of the values, else sqlite in the data dir
+    store = args.store or (values.control_plane.store if values is not None else None) or None
+    tls = {"ca_file": args.etcd_cafile, "cert_file": args.etcd_certfile,
+           "key_file": args.etcd_keyfile}
+    return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=store,
+                         store_options={k: v for k, v in tls.items() if v},
                          address=args.address, port=args.port, host=host, values=values,
                          controllers=not args.no_controllers)
 
@@ -61,7 +66,16 @@ async def serve(config: "ClusterConfig") -> int:
     vc = VirtualCluster(config)
     assert config.data_dir is not None
     ready_file = config.data_dir / "ready"
-    await vc.start()
+    from vkube.store import StoreError, UnsupportedStore, describe
+
+    try:
+        await vc.start()
+    except (UnsupportedStore, StoreError) as exc:
+        await vc.stop()
+        print(f"vkube serve: store {describe(config.store_url or 'sqlite')}: {exc}\n"
+              "  next: check --store (sqlite, postgres://USER@HOST:PORT/DB or etcd://HOST:PORT) "
+              "and that the server is up", file=sys.stderr)
+        return 2
     stop = stop_event()
     try:
         # Ready as soon as the API answers (kubeconfig written, system namespaces there): the

@@ -8,7 +8,7 @@ means a new ``VirtualCluster``."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,8 @@ class ClusterConfig:
     #: the datastore (unless ``store_url``), the SA signing key and the kubeconfig live here
     data_dir: Path | None = None
     store_url: str | None = None
+    #: options for ``vkube.store.open_store`` (etcd TLS files)
+    store_options: dict[str, str] = field(default_factory=dict)
     address: str = "127.0.0.1"
     port: int = 0
     host: HostConnection | HostFromFile | None = None

@@ -43,6 +43,7 @@ class VirtualCluster:
         self.config = config
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
+            store_options=config.store_options,
             host=config.address, name=config.name,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
             allocate_service_ips=not config.virtual)

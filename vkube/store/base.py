@@ -11,6 +11,8 @@ Backends (sqlite, postgres, etcd) implement ``Store`` and all run ``tests/store/
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
@@ -140,3 +142,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
         """Forget history strictly older than ``revision`` (latest values are always kept)."""
+
+    def start_auto_compaction(self, interval: float = 300.0, *, keep_revisions: int = 0) -> None:
+        """Compact every ``interval`` seconds in the background until ``close()``.
+
+        ``keep_revisions > 0`` keeps that many recent revisions; 0 compacts to the revision seen
+        at the previous tick, like kube-apiserver, so at least one interval of history stays.
+        With several API servers on one store each may run this: compacting twice is harmless."""
+        task = getattr(self, "_auto_compactor", None)
+        if task is not None and not task.done():
+            return
+        self._auto_compactor = asyncio.get_running_loop().create_task(
+            self._auto_compact(interval, keep_revisions), name="vkube-store-compactor")
+
+    def stop_auto_compaction(self) -> None:
+        task = getattr(self, "_auto_compactor", None)
+        if task is not None:
+            task.cancel()
+
+    async def _auto_compact(self, interval: float, keep_revisions: int) -> None:
+        previous = await self.current_revision()
+        while True:
+            await asyncio.sleep(interval)
+            current = await self.current_revision()
+            target = current - keep_revisions if keep_revisions > 0 else previous
+            previous = current
+            if target > self.compacted_revision:
+                try:
+                    await self.compact(target)
+                except StoreError as exc:
+                    logging.getLogger(__name__).warning(
+                        "auto-compaction to revision %d failed: %s", target, exc)

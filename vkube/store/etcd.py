@@ -137,6 +137,7 @@ class EtcdStore(Store):
         if self._closed:
             return
         self._closed = True
+        self.stop_auto_compaction()
         for call in list(self._calls):
             call.cancel()
         if self._channel is not None:

@@ -167,7 +167,6 @@ class LogStore(Store):
         self._stash: dict[int, Event] = {}
         self._publisher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._compactor: asyncio.Task[None] | None = None
         self._compact_lock = asyncio.Lock()
         self._chunk = 1000
         #: Longest single compaction transaction so far (seconds), for benchmarks.
@@ -201,7 +200,7 @@ class LogStore(Store):
             self._closed = True
             return
         self._closed = True
-        for task in (self._compactor, self._publisher):
+        for task in (getattr(self, "_auto_compactor", None), self._publisher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -401,26 +400,3 @@ class LogStore(Store):
                 self._chunk = max(self._chunk // 2, 50)
             lo = hi
             await asyncio.sleep(0)  # let queued writes in between chunks
-
-    def start_auto_compaction(self, interval: float = 300.0, *, keep_revisions: int = 0) -> None:
-        """Compact every ``interval`` seconds in the background until ``close()``.
-
-        ``keep_revisions > 0`` keeps that many recent revisions; 0 compacts to the revision seen
-        at the previous tick, like kube-apiserver, so at least one interval of history stays."""
-        self._check_open()
-        if self._compactor is not None and not self._compactor.done():
-            return
-        self._compactor = asyncio.get_running_loop().create_task(
-            self._auto_compact(interval, keep_revisions), name="vkube-store-compactor")
-
-    async def _auto_compact(self, interval: float, keep_revisions: int) -> None:
-        previous = self._revision
-        while True:
-            await asyncio.sleep(interval)
-            target = self._revision - keep_revisions if keep_revisions > 0 else previous
-            previous = self._revision
-            if target > self._compacted:
-                try:
-                    await self.compact(target)
-                except StoreError:
-                    log.exception("auto-compaction to revision %d failed", target)

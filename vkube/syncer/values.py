@@ -138,6 +138,13 @@ class Isolation:
 
 
 @dataclass(frozen=True)
+class ControlPlane:
+    store: str = _k("store", "", "where the API server keeps its objects: sqlite (default, in "
+                    "the data dir), postgres://USER@HOST:PORT/DB or "
+                    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
+
+
+@dataclass(frozen=True)
 class Values:
     sync: Sync = _k("sync", Sync(), "what is synced between the virtual cluster and the host")
     map_services: MapServices = _k("mapServices", MapServices(),
@@ -146,6 +153,8 @@ class Values:
     enable_ha: bool = _k("enableHA", False, "several API server replicas on a shared store: "
                          "not supported yet (only false)")
     replicas: int = _k("replicas", 1, "API server replicas: not supported yet (only 1)")
+    control_plane: ControlPlane = _k("controlPlane", ControlPlane(),
+                                     "the virtual cluster's control plane")
 
     @property
     def host_access(self) -> str:
