@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -266,10 +267,11 @@ class PostgresDriver(Driver):
             await conn.execute(_SET_COMPACTED, revision)
             return await conn.fetchval(_MIN_REVISION)
 
-    async def compact_chunk(self, lo: int, hi: int, revision: int) -> int:
+    async def compact_chunk(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
         conn = await self._writer_conn()
+        began = time.perf_counter()
         status = await conn.execute(_COMPACT_CHUNK, lo, hi, revision)
-        return int(status.split()[-1])
+        return int(status.split()[-1]), time.perf_counter() - began
 
 
 class PostgresStore(LogStore):

@@ -20,11 +20,14 @@ process's watches only when its own next write reveals the gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -40,14 +43,19 @@ from vkube.store.base import (
 )
 from vkube.store.log import Driver, LogStore, Write, plan_batch
 
+log = logging.getLogger(__name__)
+
 __all__ = ["BackendError", "SqliteDriver", "SqliteStore", "StoreClosed", "prefix_end"]
 
 T = TypeVar("T")
 
 #: Pages freed per incremental-vacuum transaction (4 MiB with 4 KiB pages).
 _VACUUM_STEP = 1024
+#: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
+_CHECKPOINT_BYTES = 4 * 1024 * 1024
+_CHECKPOINT_INTERVAL = 0.5
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
-_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+_JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -85,6 +93,9 @@ class SqliteDriver(Driver):
         self._dialect = _sql.SQLITE
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._cconn: sqlite3.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconns: list[sqlite3.Connection] = []
         self._local = threading.local()
@@ -97,17 +108,24 @@ class SqliteDriver(Driver):
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="vkube-store-writer")
         self._readers = ThreadPoolExecutor(self._readers_count,
                                            thread_name_prefix="vkube-store-reader")
-        return await self._on_writer(self._open_writer)
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="vkube-store-checkpoint")
+        revisions = await self._on_writer(self._open_writer)
+        self._checkpoints = asyncio.get_running_loop().create_task(self._checkpoint_loop())
+        return revisions
 
     async def close(self) -> None:
-        for pool in (self._writer, self._readers):
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+        for pool in (self._writer, self._readers, self._checkpointer):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown, True)
-        self._writer = self._readers = None
-        for conn in [self._wconn, *self._rconns]:
+        self._writer = self._readers = self._checkpointer = None
+        for conn in [self._wconn, self._cconn, *self._rconns]:
             if conn is not None:
                 conn.close()
-        self._wconn, self._rconns = None, []
+        self._wconn, self._cconn, self._rconns = None, None, []
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -119,6 +137,9 @@ class SqliteDriver(Driver):
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        # Checkpoints run on their own connection and thread (``_checkpoint_loop``), never
+        # inside a writer's commit, where SQLite's automatic checkpoint would stall it.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
         for statement in self._dialect.schema:
             conn.execute(statement)
@@ -265,33 +286,68 @@ class SqliteDriver(Driver):
             raise
         return lo
 
-    async def compact_chunk(self, lo: int, hi: int, revision: int) -> int:
+    async def compact_chunk(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
         return await self._on_writer(self._compact_chunk_sync, lo, hi, revision)
 
-    def _compact_chunk_sync(self, lo: int, hi: int, revision: int) -> int:
+    def _compact_chunk_sync(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
         conn = self._wconn
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
+        began = time.perf_counter()
+        # Deleting history needs no fsync of its own: a lost chunk is deleted again next time,
+        # and the next write's FULL commit syncs the WAL up to and including this one.
+        conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            cursor = conn.execute(self._dialect.compact_chunk,
-                                  {"lo": lo, "hi": hi, "revision": revision})
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-        return cursor.rowcount
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = conn.execute(self._dialect.compact_chunk,
+                                      {"lo": lo, "hi": hi, "revision": revision})
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        finally:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
+        return cursor.rowcount, time.perf_counter() - began
 
     async def maintain(self) -> None:
         """Checkpoint the WAL, then give free pages back to the file system in small steps
         (each its own writer-thread job, so writes interleave)."""
-        await self._on_writer(self._checkpoint_sync)
+        await self._checkpoint()
         while await self._on_writer(self._vacuum_step_sync):
             await asyncio.sleep(0)
-        await self._on_writer(self._checkpoint_sync)
+        await self._checkpoint()
 
-    def _checkpoint_sync(self) -> None:
+    async def _checkpoint_loop(self) -> None:
+        """Keep the WAL bounded: a passive checkpoint (which runs alongside writers and readers)
+        whenever the WAL has grown past ``_CHECKPOINT_BYTES``."""
+        while True:
+            await asyncio.sleep(_CHECKPOINT_INTERVAL)
+            try:
+                if os.path.getsize(self.path + "-wal") > _CHECKPOINT_BYTES:
+                    await self._checkpoint()
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("sqlite %s: checkpoint failed: %s", self.path, exc)
+
+    async def _checkpoint(self) -> None:
+        """The bulk of the copying runs beside the writer; then a short checkpoint between two
+        writes copies the few frames appended meanwhile, so the next write restarts the WAL
+        from its beginning (and truncates it to ``journal_size_limit``). Under steady writes a
+        side checkpoint alone never catches up and the WAL would grow without end."""
+        if self._checkpointer is None:
+            raise StoreClosed("store is not running")
+        await asyncio.get_running_loop().run_in_executor(self._checkpointer,
+                                                         self._checkpoint_sync)
+        await self._on_writer(self._writer_checkpoint_sync)
+
+    def _writer_checkpoint_sync(self) -> None:
         assert self._wconn is not None
         self._wconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpoint_sync(self) -> None:
+        if self._cconn is None:
+            self._cconn = self._connect()
+            self._cconn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _vacuum_step_sync(self) -> bool:
         """Free up to ``_VACUUM_STEP`` pages; True while free pages remain."""
@@ -299,7 +355,11 @@ class SqliteDriver(Driver):
         assert conn is not None
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return False  # a file created before incremental vacuum: nothing to do cheaply
-        conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
+        conn.execute("PRAGMA synchronous = NORMAL")  # as for compaction: nothing to lose
+        try:
+            conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
+        finally:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
         return conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
 
     def file_sizes(self) -> dict[str, int]:
