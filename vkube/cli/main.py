@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-_COMMANDS = ("vkube.cli.serve", "vkube.cli.host_cmd", "vkube.cli.lifecycle")
+_COMMANDS = ("vkube.cli.serve", "vkube.cli.host_cmd", "vkube.cli.lifecycle", "vkube.cli.snapshot_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

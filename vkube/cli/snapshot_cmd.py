@@ -1,0 +1,97 @@
+"""``vkube snapshot save|restore NAME FILE``: a virtual cluster's whole store at one revision,
+to a file and back, from and into any backend (see ``vkube.store.snapshot``).
+
+The store is the one the cluster's control plane uses: ``controlPlane.store`` of its values,
+else its SQLite file; ``--store URL`` names another. ``save`` works while the cluster runs;
+``restore`` needs it paused (its API server must not write meanwhile)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from vkube.cli.output import CLIError, guarded
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("snapshot", help="save or restore a virtual cluster's store",
+                       description="Save a virtual cluster's store at one revision to a file, "
+                                   "or restore one into it (any backend to any backend).",
+                       epilog="examples:\n  vkube snapshot save my-vcluster backup.jsonl\n"
+                              "  vkube pause my-vcluster && vkube snapshot restore my-vcluster "
+                              "backup.jsonl && vkube resume my-vcluster",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, help_ in (("save", "write the store at one revision to FILE"),
+                          ("restore", "make the store hold exactly what FILE holds")):
+        a = actions.add_parser(action, help=help_)
+        a.add_argument("name", metavar="NAME")
+        a.add_argument("file", metavar="FILE")
+        a.add_argument("--store", default=None,
+                       help="store URL (default: the cluster's controlPlane.store, else its "
+                            "SQLite file)")
+        a.add_argument("--etcd-cafile", default=None)
+        a.add_argument("--etcd-certfile", default=None)
+        a.add_argument("--etcd-keyfile", default=None)
+        a.set_defaults(func=guarded(_run))
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    from vkube.cli import process, state
+
+    if args.store:
+        return str(args.store)
+    st = state.require(args.name)
+    if args.action == "restore" and process.running_pid(st) is not None:
+        raise CLIError(f"virtual cluster {args.name!r} is running: `vkube pause {args.name}` "
+                       f"first, then restore, then `vkube resume {args.name}`")
+    store = (st.values.get("controlPlane") or {}).get("store")
+    if store and store != "sqlite":
+        return str(store)
+    db = st.data_dir / "state.db"
+    if args.action == "save" and not db.exists():
+        raise CLIError(f"virtual cluster {args.name!r} has no store at {db} yet")
+    st.data_dir.mkdir(parents=True, exist_ok=True)
+    return str(db)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vkube.store import StoreError, UnsupportedStore, describe, open_store
+    from vkube.store import snapshot
+
+    url = _store_url(args)
+    tls = {"ca_file": args.etcd_cafile, "cert_file": args.etcd_certfile,
+           "key_file": args.etcd_keyfile}
+    try:
+        if args.action == "restore":
+            snapshot.verify(args.file)  # refuse a bad file before opening the store
+        store = open_store(url, **{k: v for k, v in tls.items() if v})
+    except FileNotFoundError:
+        raise CLIError(f"snapshot file {args.file} not found — check the path") from None
+    except (UnsupportedStore, StoreError) as exc:
+        raise CLIError(str(exc)) from None
+
+    async def run() -> snapshot.SnapshotInfo:
+        await store.start()
+        try:
+            if args.action == "save":
+                return await snapshot.save(store, args.file)
+            return await snapshot.restore(store, args.file)
+        finally:
+            await store.close()
+
+    try:
+        info = asyncio.run(run())
+    except StoreError as exc:
+        raise CLIError(f"store {describe(url)}: {exc}") from None
+    except OSError as exc:
+        raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
+    if args.action == "save":
+        print(f"saved {info.keys} keys of {args.name} at revision {info.revision} to {args.file} "
+              f"({info.bytes} bytes)")
+    else:
+        print(f"restored {info.keys} keys into {args.name} from {args.file} (revision "
+              f"{info.revision} of the source): {info.created} created, {info.updated} updated, "
+              f"{info.deleted} deleted")
+    return 0
