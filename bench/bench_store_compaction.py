@@ -114,6 +114,8 @@ async def measure(path: str) -> dict[str, object]:
 
         return {
             "compaction_s": round(compaction_s, 1),
+            "writer_thread_max_ms": {k: round(v * 1e3, 1) for k, v in
+                                     store.driver.writer_max_seconds.items()},  # type: ignore[attr-defined]
             "compaction_txns": len(store.compaction_txn_seconds),
             "compaction_txn_ms": stats(list(store.compaction_txn_seconds)),
             "write_latency_before": stats(by_phase["warm"]),

@@ -49,8 +49,8 @@ __all__ = ["BackendError", "SqliteDriver", "SqliteStore", "StoreClosed", "prefix
 
 T = TypeVar("T")
 
-#: Pages freed per incremental-vacuum transaction (4 MiB with 4 KiB pages).
-_VACUUM_STEP = 1024
+#: Pages freed per incremental-vacuum transaction (1 MiB with 4 KiB pages).
+_VACUUM_STEP = 256
 #: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 0.5
@@ -100,6 +100,9 @@ class SqliteDriver(Driver):
         self._rconns: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._lock = threading.Lock()
+        #: The longest time each kind of writer-thread job (commit, compact_chunk,
+        #: vacuum_step, writer_checkpoint...) kept writes waiting, in seconds.
+        self.writer_max_seconds: dict[str, float] = {}
 
     def __str__(self) -> str:
         return self.path
@@ -158,7 +161,19 @@ class SqliteDriver(Driver):
     async def _on_writer(self, fn: Any, *args: Any) -> Any:
         if self._writer is None:
             raise StoreClosed("store is not running")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._timed,
+                                                                fn, *args)
+
+    def _timed(self, fn: Any, *args: Any) -> Any:
+        """Writer thread: run ``fn`` and keep the longest time each kind of job held it."""
+        began = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            name = fn.__name__.strip("_").removesuffix("_sync")
+            took = time.perf_counter() - began
+            if took > self.writer_max_seconds.get(name, 0.0):
+                self.writer_max_seconds[name] = took
 
     async def _on_reader(self, fn: Any, *args: Any) -> Any:
         if self._readers is None:
