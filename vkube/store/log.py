@@ -142,6 +142,11 @@ class Driver(abc.ABC):
     async def maintain(self) -> None:
         """Housekeeping after a compaction pass (checkpoints, reclaiming space)."""
 
+    def isolate_on_failure(self, exc: BaseException) -> bool:
+        """After a failed batch, retry its writes one by one to find the culprit? Not when the
+        connection broke: the commit may have happened, and a retry would apply it twice."""
+        return True
+
     def on_remote_commit(self, callback: Callable[[int], None]) -> None:
         """Drivers shared by several processes call ``callback(revision)`` (on the event loop)
         when another process committed up to ``revision``."""
@@ -341,7 +346,7 @@ class LogStore(Store):
             try:
                 await self.driver.commit(batch)
             except Exception as exc:  # the transaction failed as a whole
-                if len(batch) > 1:
+                if len(batch) > 1 and self.driver.isolate_on_failure(exc):
                     for write in batch:  # find the culprit: one write per transaction
                         try:
                             await self.driver.commit([write])

@@ -258,6 +258,12 @@ class PostgresDriver(Driver):
                 await conn.execute(_INSERT, *(list(column) for column in zip(*rows)))
                 await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, str(rows[-1][0]))
 
+    def isolate_on_failure(self, exc: BaseException) -> bool:
+        """Only a statement the server refused (a bad key) is retried write by write; a lost
+        connection leaves the commit's fate unknown, so the batch fails as it is."""
+        return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+            exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError))
+
     # -- compaction --------------------------------------------------------------------------
 
     async def mark_compacted(self, revision: int) -> int:

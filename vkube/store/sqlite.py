@@ -52,8 +52,8 @@ T = TypeVar("T")
 #: Pages freed per incremental-vacuum transaction (1 MiB with 4 KiB pages).
 _VACUUM_STEP = 256
 #: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
-_CHECKPOINT_BYTES = 4 * 1024 * 1024
-_CHECKPOINT_INTERVAL = 0.5
+_CHECKPOINT_BYTES = 8 * 1024 * 1024
+_CHECKPOINT_INTERVAL = 1.0
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
