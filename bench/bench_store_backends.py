@@ -68,6 +68,7 @@ async def watch_latency(writer: Store, watcher: Store, n: int) -> dict[str, floa
                 return
 
     consumer = asyncio.create_task(consume())
+    sent[prefix + "warm"] = time.perf_counter()
     await writer.create(prefix + "warm", b"v")  # the watch is established once this arrives
     while not latencies:
         await asyncio.sleep(0.001)

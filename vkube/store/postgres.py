@@ -56,8 +56,6 @@ _SCHEMA = (
 )
 _REVISIONS = """SELECT (SELECT coalesce(max(revision), 0) FROM kv),
                        (SELECT value FROM meta WHERE name = 'compacted')"""
-_LATEST = """SELECT DISTINCT ON (key) key, value, create_revision, revision, deleted FROM kv
-             WHERE key = ANY($1::text[]) ORDER BY key, revision DESC"""
 _LATEST_ONE = """SELECT key, value, create_revision, revision, deleted FROM kv
                  WHERE key = $1 ORDER BY revision DESC LIMIT 1"""
 _AT_REVISION = """SELECT key, value, create_revision, revision, deleted FROM kv
@@ -78,12 +76,30 @@ _HISTORY = """SELECT c.revision, c.key, c.created, c.deleted, c.create_revision,
 _INSERT = """INSERT INTO kv (revision, key, created, deleted, create_revision, prev_revision,
              value) SELECT * FROM unnest($1::bigint[], $2::text[], $3::smallint[],
              $4::smallint[], $5::bigint[], $6::bigint[], $7::bytea[])"""
+# The current revision and the latest rows of the batch's keys, in one query. It must run after
+# (not in) the statement taking the lock: a statement sees the commits made before it started.
+_CURRENT_AND_LATEST = """
+    SELECT l.key, l.value, l.create_revision, l.revision, l.deleted, cur.revision
+    FROM (SELECT coalesce(max(revision), 0) AS revision FROM kv) AS cur LEFT JOIN LATERAL (
+        SELECT DISTINCT ON (key) key, value, create_revision, revision, deleted FROM kv
+        WHERE key = ANY($1::text[]) ORDER BY key, revision DESC) AS l ON true"""
+_INSERT_AND_NOTIFY = f"""
+    WITH ins AS ({_INSERT} RETURNING revision)
+    SELECT pg_notify($8, max(revision)::text) FROM ins"""
 _SET_COMPACTED = "UPDATE meta SET value = $1 WHERE name = 'compacted' AND value < $1"
 _MIN_REVISION = "SELECT coalesce(min(revision), 0) FROM kv"
 _COMPACT_CHUNK = """DELETE FROM kv WHERE revision >= $1 AND revision < $2 AND revision < $3
                     AND (deleted = 1 OR EXISTS (
                         SELECT 1 FROM kv AS n WHERE n.key = kv.key
                           AND n.revision > kv.revision AND n.revision <= $3))"""
+
+
+class _ReaderConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Pool connections only run self-contained reads (each transaction ends before release),
+    so the pool's reset query — one more round trip per read — has nothing to reset."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 def redact(url: str) -> str:
@@ -117,7 +133,8 @@ class PostgresDriver(Driver):
         return redact(self.url)
 
     async def open(self) -> tuple[int, int]:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size)
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size,
+                                               connection_class=_ReaderConnection)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)  # schema races
             for statement in _SCHEMA:
@@ -244,19 +261,22 @@ class PostgresDriver(Driver):
         return self._writer
 
     async def commit(self, batch: list[Write]) -> None:
+        """Five round trips: BEGIN; the lock; the current revision with the keys' latest rows;
+        insert and notify in one statement; COMMIT."""
         conn = await self._writer_conn()
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
-            revision = await conn.fetchval("SELECT coalesce(max(revision), 0) FROM kv")
             keys = list({write.key for write in batch})
+            rows = await conn.fetch(_CURRENT_AND_LATEST, keys)
+            revision = rows[0][5]
             latest: dict[str, KeyValue | None] = dict.fromkeys(keys)
-            for row in await conn.fetch(_LATEST, keys):
-                if not row[4]:
+            for row in rows:
+                if row[0] is not None and not row[4]:
                     latest[row[0]] = _sql.kv_from_row(tuple(row))
-            rows = plan_batch(batch, latest, revision)
-            if rows:
-                await conn.execute(_INSERT, *(list(column) for column in zip(*rows)))
-                await conn.execute("SELECT pg_notify($1, $2)", _CHANNEL, str(rows[-1][0]))
+            planned = plan_batch(batch, latest, revision)
+            if planned:
+                await conn.execute(_INSERT_AND_NOTIFY, *(list(c) for c in zip(*planned)),
+                                   _CHANNEL)
 
     def isolate_on_failure(self, exc: BaseException) -> bool:
         """Only a statement the server refused (a bad key) is retried write by write; a lost
