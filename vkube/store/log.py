@@ -142,6 +142,10 @@ class Driver(abc.ABC):
     async def maintain(self) -> None:
         """Housekeeping after a compaction pass (checkpoints, reclaiming space)."""
 
+    async def throttle(self) -> None:
+        """Called between two compaction transactions: background work may wait here (for
+        the database to catch up on its own upkeep); writers never do."""
+
     def isolate_on_failure(self, exc: BaseException) -> bool:
         """After a failed batch, retry its writes one by one to find the culprit? Not when the
         connection broke: the commit may have happened, and a retry would apply it twice."""
@@ -406,3 +410,4 @@ class LogStore(Store):
                 self._chunk = max(self._chunk // 2, 50)
             lo = hi
             await asyncio.sleep(0)  # let queued writes in between chunks
+            await self._call(self.driver.throttle())

@@ -53,7 +53,11 @@ T = TypeVar("T")
 _VACUUM_STEP = 256
 #: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
 _CHECKPOINT_BYTES = 8 * 1024 * 1024
-_CHECKPOINT_INTERVAL = 1.0
+_CHECKPOINT_INTERVAL = 0.5
+#: Past this, one checkpoint runs between two writes even though it makes them wait.
+_WAL_HARD_LIMIT = 128 * 1024 * 1024
+#: The longest compaction waits for checkpoints to catch up before its next transaction.
+_THROTTLE_SECONDS = 2.0
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
@@ -325,44 +329,70 @@ class SqliteDriver(Driver):
         return cursor.rowcount, time.perf_counter() - began
 
     async def maintain(self) -> None:
-        """Checkpoint the WAL, then give free pages back to the file system in small steps
-        (each its own writer-thread job, so writes interleave)."""
-        await self._checkpoint()
+        """Give free pages back to the file system in small steps (each its own writer-thread
+        job, so writes interleave), letting checkpoints keep up in between."""
         while await self._on_writer(self._vacuum_step_sync):
-            await asyncio.sleep(0)
-        await self._checkpoint()
+            await self.throttle()
+        await self._side_checkpoint()
+
+    async def throttle(self) -> None:
+        """Between two compaction or vacuum transactions: while the WAL is large, checkpoint
+        beside the writer until it has caught up (bounded in time). The next write then
+        restarts the WAL from its beginning, truncated to ``journal_size_limit``. Background
+        work waits here; writers never do."""
+        if self._wal_bytes() <= _CHECKPOINT_BYTES:
+            return
+        deadline = time.monotonic() + _THROTTLE_SECONDS
+        while time.monotonic() < deadline:
+            log_frames, done = await self._side_checkpoint()
+            if log_frames - done < 64:
+                return
+            await asyncio.sleep(0.005)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
 
     async def _checkpoint_loop(self) -> None:
-        """Keep the WAL bounded: a passive checkpoint (which runs alongside writers and readers)
-        whenever the WAL has grown past ``_CHECKPOINT_BYTES``."""
+        """Keep the WAL bounded under steady writes: a passive checkpoint beside the writer
+        whenever the WAL grew past ``_CHECKPOINT_BYTES``; it restarts at the next write once a
+        checkpoint caught up. Only if it still reaches ``_WAL_HARD_LIMIT`` (writes so dense
+        that no checkpoint ever catches up) does one short checkpoint run between two writes."""
         while True:
             await asyncio.sleep(_CHECKPOINT_INTERVAL)
             try:
-                if os.path.getsize(self.path + "-wal") > _CHECKPOINT_BYTES:
-                    await self._checkpoint()
+                size = self._wal_bytes()
+                if size > _CHECKPOINT_BYTES:
+                    await self._side_checkpoint()
+                if size > _WAL_HARD_LIMIT:
+                    await self._on_writer(self._writer_checkpoint_sync)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("sqlite %s: checkpoint failed: %s", self.path, exc)
 
-    async def _checkpoint(self) -> None:
-        """The bulk of the copying runs beside the writer; then a short checkpoint between two
-        writes copies the few frames appended meanwhile, so the next write restarts the WAL
-        from its beginning (and truncates it to ``journal_size_limit``). Under steady writes a
-        side checkpoint alone never catches up and the WAL would grow without end."""
+    async def _side_checkpoint(self) -> tuple[int, int]:
+        """(frames in the WAL, frames checkpointed) after a passive checkpoint beside the writer."""
         if self._checkpointer is None:
             raise StoreClosed("store is not running")
-        await asyncio.get_running_loop().run_in_executor(self._checkpointer,
-                                                         self._checkpoint_sync)
+        return await asyncio.get_running_loop().run_in_executor(self._checkpointer,
+                                                                self._checkpoint_sync)
+
+    async def _checkpoint(self) -> None:
+        """Checkpoint beside the writer, then briefly between two writes (tests, shutdown)."""
+        await self._side_checkpoint()
         await self._on_writer(self._writer_checkpoint_sync)
 
     def _writer_checkpoint_sync(self) -> None:
         assert self._wconn is not None
         self._wconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    def _checkpoint_sync(self) -> None:
+    def _checkpoint_sync(self) -> tuple[int, int]:
         if self._cconn is None:
             self._cconn = self._connect()
             self._cconn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
-        self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _, log_frames, done = self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return log_frames, done
 
     def _vacuum_step_sync(self) -> bool:
         """Free up to ``_VACUUM_STEP`` pages; True while free pages remain."""
