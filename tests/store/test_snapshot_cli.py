@@ -4,6 +4,7 @@ into another, paused, virtual cluster whose store is PostgreSQL (``controlPlane.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -30,6 +31,16 @@ def user(tmp_path: Path) -> User:
     u = make_user(tmp_path / "user")
     yield u  # type: ignore[misc]
     cleanup(u)
+
+
+async def _rows(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM kv"))
+    finally:
+        await conn.close()
 
 
 def _snapshot_configmaps(path: Path) -> set[str]:
@@ -93,6 +104,7 @@ def test_snapshot_under_load_restores_into_a_postgres_cluster(user: User, tmp_pa
     values = tmp_path / "pg.yaml"
     values.write_text(yaml.safe_dump({"controlPlane": {"store": postgres_db}}))
     user.vkube("create", "dst", "-f", str(values), "--connect=false")
+    assert asyncio.run(_rows(postgres_db)) > 0  # dst keeps its objects in PostgreSQL
     out = user.vkube("snapshot", "restore", "dst", str(file), check=False)
     assert out.returncode != 0 and "vkube pause dst" in out.stderr  # running: refused
     user.vkube("pause", "dst")

@@ -66,7 +66,7 @@ async def serve(config: "ClusterConfig") -> int:
     vc = VirtualCluster(config)
     assert config.data_dir is not None
     ready_file = config.data_dir / "ready"
-    from vkube.store import StoreError, UnsupportedStore, describe
+    from vkube.cluster.stores import StoreError, UnsupportedStore, describe
 
     try:
         await vc.start()

@@ -57,34 +57,22 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vkube.store import StoreError, UnsupportedStore, describe, open_store
-    from vkube.store import snapshot
+    from vkube.cluster import stores
 
     url = _store_url(args)
-    tls = {"ca_file": args.etcd_cafile, "cert_file": args.etcd_certfile,
-           "key_file": args.etcd_keyfile}
+    tls = {k: v for k, v in (("ca_file", args.etcd_cafile), ("cert_file", args.etcd_certfile),
+                             ("key_file", args.etcd_keyfile)) if v}
+    run = stores.save_snapshot if args.action == "save" else stores.restore_snapshot
     try:
         if args.action == "restore":
-            snapshot.verify(args.file)  # refuse a bad file before opening the store
-        store = open_store(url, **{k: v for k, v in tls.items() if v})
+            stores.verify_snapshot(args.file)  # refuse a bad file before opening the store
+        info = asyncio.run(run(url, args.file, **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
-    except (UnsupportedStore, StoreError) as exc:
+    except (stores.UnsupportedStore, stores.SnapshotError) as exc:
         raise CLIError(str(exc)) from None
-
-    async def run() -> snapshot.SnapshotInfo:
-        await store.start()
-        try:
-            if args.action == "save":
-                return await snapshot.save(store, args.file)
-            return await snapshot.restore(store, args.file)
-        finally:
-            await store.close()
-
-    try:
-        info = asyncio.run(run())
-    except StoreError as exc:
-        raise CLIError(f"store {describe(url)}: {exc}") from None
+    except stores.StoreError as exc:
+        raise CLIError(f"store {stores.describe(url)}: {exc}") from None
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
     if args.action == "save":
