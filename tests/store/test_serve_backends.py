@@ -42,7 +42,7 @@ def serve(data: Path, store: str) -> subprocess.Popen[bytes]:
     (data / "ready").unlink(missing_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "vkube", "serve", "--data-dir", str(data), "--port", "0",
-         "--no-controllers", "--store", store],
+         "--store", store],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 60
