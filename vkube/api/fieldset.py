@@ -236,7 +236,7 @@ def to_fields_v1(trie: Trie) -> dict:
 
 def from_fields_v1(raw: Any) -> Trie:
     """Parse ``fieldsV1``; ValueError on anything Kubernetes would fail to decode
-    (``orjson.JSONDecodeError`` is a ValueError)."""
+    (``orjson.JSONDecodeError`` is a ValueError). Leaves (most members) take no recursion."""
     if not isinstance(raw, dict):
         raise ValueError("fieldsV1 must be an object")
     out: Trie = {}
@@ -246,14 +246,20 @@ def from_fields_v1(raw: Any) -> Trie:
                 raise ValueError('"." must map to an empty object')
             out[DOT] = {}
             continue
-        if not isinstance(k, str) or k[:2] not in ("f:", "k:", "v:", "i:"):
-            raise ValueError(f"invalid path element {k!r}")
-        if k[:2] in ("k:", "v:"):
+        kind = k[:2] if isinstance(k, str) else None
+        if kind == "f:":
+            pass
+        elif kind == "k:" or kind == "v:":
             orjson.loads(k[2:])
-        elif k[:2] == "i:":
+        elif kind == "i:":
             int(k[2:])
-        child = from_fields_v1(v)
-        out[k] = child if child else {DOT: {}}
+        else:
+            raise ValueError(f"invalid path element {k!r}")
+        if v == {}:
+            out[k] = {DOT: {}}
+        else:
+            child = from_fields_v1(v)
+            out[k] = child if child else {DOT: {}}
     return out
 
 

@@ -33,7 +33,7 @@ def unknown_fields(obj: dict, schema: Schema | None) -> list[str]:
     ``x-kubernetes-embedded-resource``. No schema: nothing is unknown."""
     out: list[str] = []
     if schema is not None:
-        _walk(obj, schema, "", out)
+        _walk(obj, schema, [], out)
     return [f'unknown field "{p}"' for p in out]
 
 
@@ -41,30 +41,47 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _walk(value: Any, schema: Schema, path: str, out: list[str]) -> None:
+def _path(parts: list[str | int], key: str | None = None) -> str:
+    """The field path, built only for an unknown field (most walks find none)."""
+    out = ""
+    for p in parts if key is None else [*parts, key]:
+        out = f"{out}[{p}]" if isinstance(p, int) else _join(out, p)
+    return out
+
+
+def _walk(value: Any, schema: Schema, path: list[str | int], out: list[str]) -> None:
     if isinstance(value, dict):
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
-        preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
-        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
         if props is None and extra is None:
-            if not preserve and schema.get("type") == "object" and value:
-                out.extend(_join(path, k) for k in value)
+            if not schema.get("x-kubernetes-preserve-unknown-fields") and schema.get("type") == "object" and value:
+                out.extend(_path(path, k) for k in value)
             return
+        extra_schema = extra if isinstance(extra, dict) else None
+        lenient = None
         for key, item in value.items():
-            if props and key in props:
-                _walk(item, props[key], _join(path, key), out)
-            elif isinstance(extra, dict):
-                _walk(item, extra, _join(path, key), out)
-            elif extra is True or preserve or (embedded and key in _EMBEDDED):
+            sub = props.get(key) if props else None
+            if sub is None:
+                sub = extra_schema
+            if sub is not None:
+                if isinstance(item, (dict, list)):
+                    path.append(key)
+                    _walk(item, sub, path, out)
+                    path.pop()
                 continue
-            else:
-                out.append(_join(path, key))
+            if lenient is None:
+                lenient = extra is True or bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+            if lenient or (key in _EMBEDDED and schema.get("x-kubernetes-embedded-resource")):
+                continue
+            out.append(_path(path, key))
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
             for i, item in enumerate(value):
-                _walk(item, items, f"{path}[{i}]", out)
+                if isinstance(item, (dict, list)):
+                    path.append(i)
+                    _walk(item, items, path, out)
+                    path.pop()
 
 
 class _Pairs(list):
@@ -76,14 +93,38 @@ def duplicate_fields(raw: bytes, content_type: str) -> list[str]:
     raise BadRequest (the decoder would have rejected them anyway)."""
     ctype = content_type.split(";")[0].strip().lower()
     if "yaml" in ctype:
+        if raw.lstrip()[:1] == b"{":  # a JSON body: the fast check first, line numbers only if needed
+            try:
+                if not _has_duplicates(raw):
+                    return []
+            except (ValueError, UnicodeDecodeError):
+                pass  # YAML flow style, not JSON
         return _yaml_duplicates(raw)
     try:
+        if not _has_duplicates(raw):
+            return []
         tree = json.loads(raw, object_pairs_hook=_Pairs)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.BadRequest(f"error decoding JSON: {exc}") from None
     out: list[str] = []
     _json_walk(tree, "", out)
     return out
+
+
+def _has_duplicates(raw: bytes) -> bool:
+    """Whether any object repeats a key: one pass of the C decoder that only compares each
+    object's key count with its dict's size; the paths are worked out only when it does."""
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        nonlocal found
+        d = dict(items)
+        if len(d) != len(items):
+            found = True
+        return d
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return found
 
 
 def _json_walk(node: Any, path: str, out: list[str]) -> None:

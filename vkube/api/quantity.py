@@ -19,6 +19,7 @@ Format = Literal["BinarySI", "DecimalSI", "DecimalExponent"]
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL.items()}
+_BINARY_FACTOR = {k: 1024**v for k, v in _BINARY.items()}
 _RE = re.compile(r"^([+-]?)(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
 
 
@@ -79,19 +80,26 @@ def parse_quantity(text: Any) -> Quantity:
         raise QuantityError("quantities must match the regular expression "
                             "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     sign, number, suffix = match.group(1), match.group(2), match.group(3) or ""
-    value = Fraction(number)
+    # exact integer arithmetic, one Fraction at the end: Fraction's string parser and
+    # operators cost ~10x more, and every pod's resources pass through here
+    whole, _, frac = number.partition(".")
+    num, den = int(whole + frac or "0"), 10 ** len(frac)
     if sign == "-":
-        value = -value
+        num = -num
     fmt: Format
     if suffix in _BINARY:
-        value *= Fraction(1024) ** _BINARY[suffix]
+        num *= _BINARY_FACTOR[suffix]
         fmt = "BinarySI"
-    elif suffix in _DECIMAL:
-        value *= Fraction(10) ** _DECIMAL[suffix]
-        fmt = "DecimalSI"
     else:
-        value *= Fraction(10) ** int(suffix[1:])
-        fmt = "DecimalExponent"
+        if suffix in _DECIMAL:
+            exp, fmt = _DECIMAL[suffix], "DecimalSI"
+        else:
+            exp, fmt = int(suffix[1:]), "DecimalExponent"
+        if exp >= 0:
+            num *= 10**exp
+        else:
+            den *= 10**-exp
+    value = Fraction(num, den)
     return Quantity(value, fmt)
 
 

@@ -12,8 +12,7 @@ status update: ``prepare_for_status_update`` → ``validate`` → ``validate_upd
 
 from __future__ import annotations
 
-import copy
-
+from vkube.api.jsonvalue import clone
 from vkube.api.kinds import Column
 from vkube.api.meta import Obj
 
@@ -43,7 +42,7 @@ class Strategy:
         """On the main resource of a kind with a status subresource, status is kept from old."""
         if self.status_subresource:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = clone(old["status"])
             else:
                 new.pop("status", None)
 
@@ -51,7 +50,7 @@ class Strategy:
         """On ``/status`` only status changes: spec and metadata are taken from old, as the
         status strategies of Kubernetes' built-in kinds do."""
         status = new.get("status")
-        keep = copy.deepcopy(old)
+        keep = clone(old)
         new.clear()
         new.update(keep)
         if status is None:

@@ -10,6 +10,8 @@ from vkube.api.openapi_convert import QUANTITY_MARK
 Schema = dict[str, Any]
 
 _JSON_TYPE = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}
+#: the Python type that satisfies a schema type outright (anything else takes the slow check)
+_PLAIN = {"string": str, "boolean": bool, "integer": int, "object": dict, "array": list}
 MAX_ERRORS = 10
 
 
@@ -17,7 +19,7 @@ def type_errors(obj: Any, schema: Schema | None) -> list[tuple[str, str]]:
     """(field path, message) for values whose JSON type the schema does not allow."""
     out: list[tuple[str, str]] = []
     if schema:
-        _walk(obj, schema, "", out)
+        _walk(obj, schema, [], out)
     return out
 
 
@@ -27,42 +29,58 @@ def _describe(value: Any) -> str:
     return _JSON_TYPE.get(type(value), type(value).__name__)
 
 
-def _walk(value: Any, schema: Schema, path: str, out: list[tuple[str, str]]) -> None:
+def _path(parts: list[str | int]) -> str:
+    """The field path, built only when there is an error to report (most walks find none)."""
+    out = ""
+    for p in parts:
+        out = f"{out}[{p}]" if isinstance(p, int) else (f"{out}.{p}" if out else p)
+    return out
+
+
+def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]]) -> None:
     if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
         return
     if value is None:
-        if path.endswith("]"):  # a null list item has no zero value worth guessing
-            out.append((path, "expected a value, got null"))
-        return
-    if schema.get("x-kubernetes-int-or-string"):
-        if not isinstance(value, (int, str)) or isinstance(value, bool):
-            out.append((path, f"expected an integer or a string, got {_describe(value)}"))
-        return
-    if schema.get("x-kubernetes-preserve-unknown-fields") and "type" not in schema and "properties" not in schema:
-        return
-    alternatives = schema.get("anyOf") or schema.get("oneOf")
-    if alternatives and "type" not in schema:
-        types = {a.get("type") for a in alternatives if isinstance(a, dict)}
-        if not _type_ok(value, types, bool(schema.get(QUANTITY_MARK))):
-            out.append((path, f"expected {' or '.join(sorted(t for t in types if t))}, got {_describe(value)}"))
+        if path and isinstance(path[-1], int):  # a null list item has no zero value worth guessing
+            out.append((_path(path), "expected a value, got null"))
         return
     stype = schema.get("type")
-    if stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
-        out.append((path, f"expected {stype}, got {_describe(value)}"))
+    if stype is not None and type(value) is _PLAIN.get(stype) and "x-kubernetes-int-or-string" not in schema:
+        pass  # the common case: the value has exactly the declared type
+    elif schema.get("x-kubernetes-int-or-string"):
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            out.append((_path(path), f"expected an integer or a string, got {_describe(value)}"))
+        return
+    elif schema.get("x-kubernetes-preserve-unknown-fields") and stype is None and "properties" not in schema:
+        return
+    elif stype is None and (alternatives := schema.get("anyOf") or schema.get("oneOf")):
+        types = {a.get("type") for a in alternatives if isinstance(a, dict)}
+        if not _type_ok(value, types, bool(schema.get(QUANTITY_MARK))):
+            out.append((_path(path), f"expected {' or '.join(sorted(t for t in types if t))}, got {_describe(value)}"))
+        return
+    elif stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
+        out.append((_path(path), f"expected {stype}, got {_describe(value)}"))
         return
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
+        extra_ok = isinstance(extra, dict)
         for k, v in value.items():
             sub = props.get(k)
-            child = f"{path}.{k}" if path else k
-            if sub is not None:
-                _walk(v, sub, child, out)
-            elif isinstance(extra, dict):
-                _walk(v, extra, child, out)
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            _walk(item, schema["items"], f"{path}[{i}]", out)
+            if sub is None and not extra_ok:
+                continue
+            if v is None:
+                continue  # a null field is absent (only list items must not be null)
+            path.append(k)
+            _walk(v, sub if sub is not None else extra, path, out)
+            path.pop()
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, item in enumerate(value):
+                path.append(i)
+                _walk(item, items, path, out)
+                path.pop()
 
 
 def _type_ok(value: Any, types: set[Any], quantity: bool) -> bool:
