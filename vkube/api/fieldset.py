@@ -11,6 +11,7 @@ fields only when empty or null.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,6 +262,36 @@ def from_fields_v1(raw: Any) -> Trie:
             child = from_fields_v1(v)
             out[k] = child if child else {DOT: {}}
     return out
+
+
+class FieldSetCache:
+    """Decoded ``fieldsV1`` by their JSON text, least recently used dropped past ``size``.
+    Every write of an object decodes the same managers' sets again; one cache per cluster
+    (on its Context) makes that a lookup. Cached tries are shared: callers must not change
+    them in place (``ssa`` copies before ``remove_path``)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._tries: OrderedDict[bytes, Trie] = OrderedDict()
+
+    def decode(self, raw: Any) -> Trie:
+        """``from_fields_v1(raw)``, from the cache when the same JSON was decoded before."""
+        try:
+            key = orjson.dumps(raw)
+        except TypeError:  # not JSON (the decoder raises the right ValueError)
+            return from_fields_v1(raw)
+        trie = self._tries.get(key)
+        if trie is not None:
+            self._tries.move_to_end(key)
+            return trie
+        trie = from_fields_v1(raw)  # ValueError: nothing cached
+        self._tries[key] = trie
+        if len(self._tries) > self.size:
+            self._tries.popitem(last=False)
+        return trie
+
+    def __len__(self) -> int:
+        return len(self._tries)
 
 
 def path_string(path: tuple[str, ...]) -> str:

@@ -63,8 +63,9 @@ class Entry:
         return out
 
 
-def decode_managed_fields(raw: Any) -> list[Entry]:
-    """Parse ``metadata.managedFields``; ValueError when malformed."""
+def decode_managed_fields(raw: Any, cache: fs.FieldSetCache | None = None) -> list[Entry]:
+    """Parse ``metadata.managedFields``; ValueError when malformed. With ``cache``, field
+    sets decoded before are looked up (they are shared: never change them in place)."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -84,7 +85,8 @@ def decode_managed_fields(raw: Any) -> list[Entry]:
         raw_fields = item.get("fieldsV1") or {}
         out.append(Entry(item.get("manager") or "", operation, item.get("apiVersion") or "",
                          item.get("subresource") or "", item.get("time"),
-                         fs.from_fields_v1(raw_fields), raw_fields))
+                         cache.decode(raw_fields) if cache is not None else fs.from_fields_v1(raw_fields),
+                         raw_fields))
     return out
 
 
@@ -128,7 +130,7 @@ def _write(obj: dict, entries: list[Entry]) -> None:
 # -- apply -------------------------------------------------------------------------------
 
 def server_side_apply(current: dict | None, applied: dict, *, manager: str, force: bool,
-                      schema: Schema | None, now: str) -> dict:
+                      schema: Schema | None, now: str, cache: fs.FieldSetCache | None = None) -> dict:
     """Apply ``applied`` as ``manager`` to ``current`` (None: the object does not exist yet)
     and return the new object with its ``managedFields``. Raises ``errors.Conflict`` when
     another manager owns a field the applier changes and ``force`` is False."""
@@ -141,7 +143,7 @@ def server_side_apply(current: dict | None, applied: dict, *, manager: str, forc
     schema = _effective(schema)
     live = clone(current) if current else {}
     try:
-        entries = decode_managed_fields((live.get("metadata") or {}).get("managedFields"))
+        entries = decode_managed_fields((live.get("metadata") or {}).get("managedFields"), cache)
     except ValueError:
         entries = []
     (live.get("metadata") or {}).pop("managedFields", None)
@@ -156,7 +158,11 @@ def server_side_apply(current: dict | None, applied: dict, *, manager: str, forc
     conflicts = _conflicts(live, merged, config_set, others, schema)
     if conflicts and not force:
         raise _conflict_error(conflicts)
+    copied: set[int] = set()
     for entry, path in conflicts:
+        if id(entry) not in copied:  # decoded sets may be shared (cache): change a copy
+            entry.fields = clone(entry.fields)
+            copied.add(id(entry))
         fs.remove_path(entry.fields, path)
         entry.raw = None
 
@@ -319,7 +325,7 @@ def _remove(obj: Any, path: tuple[str, ...], schema: Schema | None) -> None:
 
 def update_managed_fields(old: dict | None, new: dict, *, manager: str, operation: str,
                           api_version: str, now: str, schema: Schema | None,
-                          subresource: str = "") -> None:
+                          subresource: str = "", cache: fs.FieldSetCache | None = None) -> None:
     """Record a create/update/patch by ``manager`` in ``new["metadata"]["managedFields"]``
     (in place). Changed fields move to ``manager``; removed fields leave every set.
 
@@ -336,12 +342,12 @@ def update_managed_fields(old: dict | None, new: dict, *, manager: str, operatio
     live = ((old or {}).get("metadata") or {}).get("managedFields")
     if not subresource and sent and sent != live:  # the client edited them: honour when valid
         try:
-            entries = decode_managed_fields(sent)
+            entries = decode_managed_fields(sent, cache)
         except ValueError:
             entries = []
     if not entries:  # what the client sent back unchanged is decoded once, as the live ones
         try:
-            entries = decode_managed_fields(live)
+            entries = decode_managed_fields(live, cache)
         except ValueError:
             entries = []
     meta.pop("managedFields", None)

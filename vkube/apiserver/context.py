@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vkube.api.fieldset import FieldSetCache
 from vkube.api.kinds import Registry, ResourceSpec
 from vkube.api.meta import Obj, utcnow
 from vkube.apiserver.request import RequestContext, UserInfo
@@ -56,6 +57,8 @@ class Context:
     #: Resolves a kind's OpenAPI schema (for SMP, SSA, field validation); None if unknown.
     schema_for: Callable[[ResourceSpec], dict | None] = lambda spec: None
     storages: dict[tuple[str, str, str], "ResourceStorage"] = field(default_factory=dict)
+    #: decoded managedFields sets of this cluster's objects, reused across writes (ssa)
+    field_sets: FieldSetCache = field(default_factory=FieldSetCache)
     on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
     #: signs service-account tokens (TokenRequest); kept in the data dir across restarts

@@ -125,7 +125,7 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
             + "; ".join(f"{p}: {m}" for p, m in problems),
             causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems])
     return server_side_apply(current, body, manager=manager, force=force, schema=schema,
-                             now=rfc3339(ctx.clock()))
+                             now=rfc3339(ctx.clock()), cache=ctx.field_sets)
 
 
 def field_tracker(ctx: Context) -> Any:
@@ -141,7 +141,8 @@ def field_tracker(ctx: Context) -> Any:
             return
         update_managed_fields(old, new, manager=manager, operation=operation,
                               api_version=spec.api_version, now=now,
-                              schema=ctx.schema_for(spec), subresource=subresource)
+                              schema=ctx.schema_for(spec), subresource=subresource,
+                              cache=ctx.field_sets)
 
     return track
 
