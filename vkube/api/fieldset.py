@@ -11,6 +11,7 @@ fields only when empty or null.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -67,6 +68,15 @@ def map_is_atomic(schema: Schema | None) -> bool:
 def item_key(item: Any, kind: str, keys: tuple[str, ...]) -> str:
     """The path element of a list item: ``k:{"name":"nginx"}`` or ``v:"value"``."""
     if kind == "map" and isinstance(item, dict):
+        if len(keys) == 1:  # the common case (containers, env): no sorting, one encode
+            k = keys[0]
+            if k in item:  # list-map keys are Go field names: JSON writes them as they are
+                if k.isidentifier() and k.isascii():
+                    return f'k:{{"{k}":{orjson.dumps(item[k], option=orjson.OPT_SORT_KEYS).decode()}}}'
+                return "k:" + canonical({k: item[k]})
+            if k in KEY_DEFAULTS:
+                return "k:" + canonical({k: KEY_DEFAULTS[k]})
+            return "k:{}"
         fields = {}
         for k in sorted(keys):
             if k in item:
@@ -111,12 +121,17 @@ def _collect(value: Any, schema: Schema | None, node: Trie) -> None:
     if isinstance(value, dict):
         if map_is_atomic(schema):
             return
+        props = (schema.get("properties") or {}) if schema else {}
+        extra = schema.get("additionalProperties") if schema else None
+        extra = extra if isinstance(extra, dict) else None
         for key, child in value.items():
-            sub = child_schema(schema, key)
+            if not isinstance(child, (dict, list)):  # scalars and null are leaves: members
+                node["f:" + key] = {DOT: {}}
+                continue
+            sub = props.get(key) if key in props else extra
             target: Trie = {}
             _collect(child, sub, target)
-            empty = child is None or (isinstance(child, dict) and not child)
-            if empty or not is_struct_field(schema, key) or _is_leaf(child, sub):
+            if (isinstance(child, dict) and not child) or key not in props or _is_leaf(child, sub):
                 target[DOT] = {}
             if target:
                 node["f:" + key] = target
@@ -224,11 +239,13 @@ def _sort_key(element: str) -> tuple[int, Any]:
 def to_fields_v1(trie: Trie) -> dict:
     """The ``fieldsV1`` JSON: ``"."`` first, then fields, keys, values, indices, sorted."""
     out: dict = {}
-    for k in sorted(trie, key=_sort_key):
+    keys = sorted(trie)  # ".", "f:", "k:", "v:" already sort as Kubernetes orders them ...
+    at = bisect_left(keys, "i:")
+    if at < len(keys) and keys[at][:2] == "i:":  # ... indices do not ("i:" < "k:", numbers)
+        keys.sort(key=_sort_key)
+    for k in keys:
         v = trie[k]
-        if k == DOT:
-            out[DOT] = {}
-        elif list(v) == [DOT]:
+        if k == DOT or (len(v) == 1 and DOT in v):
             out[k] = {}
         else:
             out[k] = to_fields_v1(v)

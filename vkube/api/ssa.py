@@ -192,6 +192,8 @@ def _merge(lhs: Any, rhs: Any, schema: Schema | None) -> Any:
         for key, value in rhs.items():
             if value is None:
                 out.pop(key, None)
+            elif not isinstance(value, (dict, list)):  # a scalar replaces whatever was there
+                out[key] = value
             elif key in lhs:
                 out[key] = _merge(lhs[key], value, fs.child_schema(schema, key))
             else:
