@@ -37,6 +37,15 @@ def _path(parts: list[str | int]) -> str:
     return out
 
 
+def _plainly_ok(value: Any, schema: Any) -> bool:
+    """A scalar of exactly its declared type: nothing to check and nothing below it (most
+    leaves), decided without a call to ``_walk``."""
+    t = type(value)
+    return (t is not dict and t is not list and isinstance(schema, dict)
+            and t is _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
+            and "x-kubernetes-int-or-string" not in schema)
+
+
 def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]]) -> None:
     if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
         return
@@ -67,10 +76,14 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         extra_ok = isinstance(extra, dict)
         for k, v in value.items():
             sub = props.get(k)
-            if sub is None and not extra_ok:
-                continue
+            if sub is None:
+                if not extra_ok:
+                    continue
+                sub = extra
             if v is None:
                 continue  # a null field is absent (only list items must not be null)
+            if _plainly_ok(v, sub):
+                continue
             path.append(k)
             _walk(v, sub if sub is not None else extra, path, out)
             path.pop()
@@ -78,6 +91,8 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         items = schema.get("items")
         if isinstance(items, dict):
             for i, item in enumerate(value):
+                if item is not None and _plainly_ok(item, items):
+                    continue
                 path.append(i)
                 _walk(item, items, path, out)
                 path.pop()

@@ -71,7 +71,7 @@ def _validate_resources(res: Any, path: str) -> Causes:
             except QuantityError as exc:
                 causes.append(invalid_value(f"{path}.{kind}[{name}]", value, str(exc)))
                 continue
-            if q < 0:
+            if q.numerator < 0:  # Fraction comparison is slow; the sign is the numerator's
                 causes.append(invalid_value(f"{path}.{kind}[{name}]", value,
                                             "must be greater than or equal to 0"))
             parsed.setdefault(kind, {})[name] = q
