@@ -6,6 +6,7 @@ The scheduler and ResourceQuota need exact arithmetic; floats would drift.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -75,7 +76,17 @@ def parse_quantity(text: Any) -> Quantity:
         return Quantity(Fraction(text), "DecimalSI")
     if isinstance(text, float):
         return Quantity(Fraction(str(text)), "DecimalSI")
-    match = _RE.match(str(text).strip()) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise QuantityError("quantities must match the regular expression "
+                            "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+    # Manifests repeat the same few strings ("100m", "64Mi") across containers, pods and the
+    # scheduler's sums; the parse is pure and its Quantity immutable, so a bounded memo (shared
+    # read-only, like canonical's) turns most parses into a lookup. Long strings skip it.
+    return _parse_memo(text) if len(text) <= 40 else _parse_text(text)
+
+
+def _parse_text(text: str) -> Quantity:
+    match = _RE.match(text.strip())
     if not match:
         raise QuantityError("quantities must match the regular expression "
                             "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
@@ -101,6 +112,9 @@ def parse_quantity(text: Any) -> Quantity:
             den *= 10**-exp
     value = Fraction(num, den)
     return Quantity(value, fmt)
+
+
+_parse_memo = functools.lru_cache(maxsize=4096)(_parse_text)
 
 
 def format_quantity(value: Fraction | int, fmt: Format = "DecimalSI") -> str:

@@ -452,6 +452,9 @@ def _contents(value: Any, schema: Schema | None) -> Trie:
     out: Trie = {}
     if isinstance(value, dict) and not fs.map_is_atomic(schema):
         for key, child in value.items():
+            if not isinstance(child, (dict, list)):  # a scalar is a member with no contents
+                out["f:" + key] = {DOT: {}}
+                continue
             _added(child, fs.child_schema(schema, key), out, "f:" + key,
                    declared=fs.is_struct_field(schema, key))
     elif isinstance(value, list):
