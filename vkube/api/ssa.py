@@ -170,7 +170,8 @@ def server_side_apply(current: dict | None, applied: dict, *, manager: str, forc
         owned_by_others: Trie = {}
         for entry in others:
             owned_by_others = fs.union(owned_by_others, entry.fields)
-        stale = fs.difference(previous.fields, config_set)
+        # re-applying the same fields (new values) is the common case: nothing became stale
+        stale = {} if previous.fields == config_set else fs.difference(previous.fields, config_set)
         for path in fs.members(stale):
             if not fs.has_member_at_or_below(owned_by_others, path):
                 _remove(merged, path, schema)
