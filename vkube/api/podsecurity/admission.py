@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from vkube.api.errors import Invalid, StatusError, invalid
+from vkube.api.errors import Invalid, StatusError, cause_text, invalid
 from vkube.api.forbidden import forbidden
 from vkube.api.podsecurity.policy import (
     AUDIT, AUDIT_VERSION, ENFORCE, ENFORCE_VERSION, LABEL_PREFIX, PRIVILEGED, WARN, WARN_VERSION,
@@ -291,5 +291,5 @@ def _significant_update(pod: Obj, old: Obj) -> bool:
 
 
 def _aggregate(errors: list[dict[str, str]]) -> str:
-    messages = [e["message"] for e in errors]
+    messages = [cause_text(e) for e in errors]  # "path: body", as field.ErrorList prints
     return messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
