@@ -1,0 +1,344 @@
+"""CEL validation rules of CRD schemas (``x-kubernetes-validations``), with cel-python (``celpy``).
+
+Rules are compiled once per CRD (``compile_rules``: compile errors and an estimated cost over
+budget become causes on the CRD itself) and evaluated against custom resources
+(``RuleSet.validate``) with ``self`` bound to the value at the rule's node and, for transition
+rules, ``oldSelf`` to the previous value — correlated by property name and map key, as in
+Kubernetes. Errors carry the rule's ``message``/``messageExpression``, ``fieldPath`` and
+``reason``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import celpy
+from celpy import celtypes
+
+from vkube.api.errors import field_error
+from vkube.api.structural import child_path, type_name
+
+Schema = dict[str, Any]
+Causes = list[dict[str, str]]
+
+__all__ = ["RuleSet", "compile_rules", "COST_LIMIT"]
+
+#: Kubernetes' StaticEstimatedCostLimit for one rule.
+COST_LIMIT = 10_000_000
+_MAX_REQUEST = 3 * 1024 * 1024
+_REASONS = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
+_MACRO = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\.(all|exists_one|exists|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+_STRING_FUNCS = re.compile(r"\.(matches|contains|startsWith|endsWith|indexOf|lastIndexOf|split|replace|lowerAscii|upperAscii)\(")
+
+
+def _functions() -> dict[str, Any]:
+    """The parts of Kubernetes' CEL libraries (strings, lists) that rules commonly use."""
+    S, L, I = celtypes.StringType, celtypes.ListType, celtypes.IntType  # noqa: E741,N806
+
+    def join(lst: Any, sep: Any = "") -> Any:
+        return S(str(sep).join(str(x) for x in lst))
+
+    def split(s: Any, sep: Any) -> Any:
+        return L([S(x) for x in str(s).split(str(sep))])
+
+    def is_sorted(lst: Any) -> Any:
+        return celtypes.BoolType(all(lst[i] <= lst[i + 1] for i in range(len(lst) - 1)))
+
+    def total(lst: Any) -> Any:
+        return sum(lst[1:], lst[0]) if len(lst) else I(0)
+
+    return {
+        "lowerAscii": lambda s: S(str(s).lower()), "upperAscii": lambda s: S(str(s).upper()),
+        "trim": lambda s: S(str(s).strip()), "join": join, "split": split,
+        "indexOf": lambda s, sub: I(str(s).find(str(sub))),
+        "lastIndexOf": lambda s, sub: I(str(s).rfind(str(sub))),
+        "replace": lambda s, a, b: S(str(s).replace(str(a), str(b))),
+        "isSorted": is_sorted, "sum": total,
+        "min": lambda lst: min(lst), "max": lambda lst: max(lst),
+    }
+
+
+@dataclass(slots=True)
+class _Rule:
+    rule: str
+    program: Any
+    message: str
+    message_program: Any
+    field_path: str
+    reason: str
+    transition: bool
+
+
+@dataclass(slots=True)
+class _Node:
+    """Rules at one schema node and the nodes below that carry rules."""
+
+    rules: list[_Rule] = field(default_factory=list)
+    props: dict[str, "_Node"] = field(default_factory=dict)
+    extra: "_Node | None" = None
+    items: "_Node | None" = None
+    map_keys: tuple[str, ...] = ()
+
+
+class RuleSet:
+    """The compiled rules of one schema."""
+
+    def __init__(self, root: _Node | None) -> None:
+        self.root = root
+
+    def __bool__(self) -> bool:
+        return self.root is not None
+
+    def validate(self, obj: Any, old: Any = None, *, path: str = "",
+                 transition_only: bool = False) -> Causes:
+        """Causes for every rule that fails. Without ``old``: the rules that do not use
+        ``oldSelf``; with ``transition_only``: only those that do, where an old value
+        correlates."""
+        out: Causes = []
+        if self.root is not None:
+            _eval(self.root, obj, old, path, out, has_old=old is not None, transition_only=transition_only)
+        return out
+
+
+# ------------------------------------------------------------------ compile
+
+
+def compile_rules(schema: Schema | None, path: str) -> tuple[RuleSet, Causes]:
+    """Compile every ``x-kubernetes-validations`` of ``schema``; ``path`` is the schema's field
+    path in the CRD (for error causes)."""
+    env = celpy.Environment()
+    causes: Causes = []
+    root = _compile(schema, path, env, causes, {}) if schema else None
+    return RuleSet(root), causes
+
+
+def _compile(schema: Schema, path: str, env: Any, causes: Causes, funcs: dict) -> _Node | None:
+    node = _Node()
+    for i, raw in enumerate(schema.get("x-kubernetes-validations") or ()):
+        rpath = f"{path}.x-kubernetes-validations[{i}]"
+        rule = _compile_one(raw, rpath, schema, env, causes)
+        if rule is not None:
+            node.rules.append(rule)
+    for key, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            child = _compile(sub, f"{path}.properties[{key}]", env, causes, funcs)
+            if child is not None:
+                node.props[key] = child
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        node.extra = _compile(extra, f"{path}.additionalProperties", env, causes, funcs)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        node.items = _compile(items, f"{path}.items", env, causes, funcs)
+        if schema.get("x-kubernetes-list-type") == "map":
+            node.map_keys = tuple(schema.get("x-kubernetes-list-map-keys") or ())
+    if not node.rules and not node.props and node.extra is None and node.items is None:
+        return None
+    return node
+
+
+def _compile_one(raw: Any, rpath: str, schema: Schema, env: Any, causes: Causes) -> _Rule | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("rule"), str) or not raw["rule"].strip():
+        causes.append(field_error(f"{rpath}.rule", "Required value", reason="FieldValueRequired"))
+        return None
+    text = raw["rule"]
+    reason = raw.get("reason") or "FieldValueInvalid"
+    if reason not in _REASONS:
+        supported = ", ".join(f'"{r}"' for r in _REASONS)
+        causes.append(field_error(f"{rpath}.reason", f'Unsupported value: "{reason}": supported values: {supported}',
+                                  reason="FieldValueNotSupported"))
+    fpath = raw.get("fieldPath") or ""
+    if fpath and not re.fullmatch(r"(\.[A-Za-z_][\w-]*|\[(\d+|'[^']*')\])+", fpath):
+        causes.append(field_error(f"{rpath}.fieldPath", f'Invalid value: "{fpath}": fieldPath must be a valid path'))
+    try:
+        program = env.program(env.compile(text), functions=_functions())
+    except Exception as exc:  # celpy raises its parser's errors
+        detail = " ".join(str(exc).split())
+        causes.append(field_error(f"{rpath}.rule", f'Invalid value: "{text}": compilation failed: ERROR: <input>: {detail}'))
+        return None
+    message_program = None
+    if raw.get("messageExpression"):
+        try:
+            message_program = env.program(env.compile(raw["messageExpression"]), functions=_functions())
+        except Exception as exc:
+            detail = " ".join(str(exc).split())
+            causes.append(field_error(f"{rpath}.messageExpression",
+                                      f'Invalid value: "{raw["messageExpression"]}": messageExpression compilation failed: {detail}'))
+    cost = estimate_cost(text, schema)
+    if cost > COST_LIMIT:
+        causes.append(field_error(
+            f"{rpath}.rule",
+            f"Forbidden: estimated rule cost exceeds budget by factor of {cost / COST_LIMIT:.4g}x (try "
+            "simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, "
+            "and strings are declared)", reason="FieldValueForbidden"))
+    return _Rule(text, program, str(raw.get("message") or ""), message_program,
+                 _field_path(fpath), reason, re.search(r"\boldSelf\b", text) is not None)
+
+
+def _field_path(fpath: str) -> str:
+    """``.spec['a.b'][0]`` → ``spec.a.b[0]`` (the suffix of the error's field path)."""
+    out = re.sub(r"\['([^']*)'\]", r".\1", fpath)
+    return out.lstrip(".")
+
+
+def _cardinality(schema: Schema | None) -> float:
+    """Upper bound of elements (lists, maps) or characters (strings) a value may hold."""
+    if not schema:
+        return 1
+    t = schema.get("type")
+    if t == "array":
+        if schema.get("maxItems") is not None:
+            return float(schema["maxItems"])
+        return _MAX_REQUEST / 3
+    if t == "object":
+        if schema.get("maxProperties") is not None:
+            return float(schema["maxProperties"])
+        return _MAX_REQUEST / 4
+    if t == "string":
+        if schema.get("maxLength") is not None:
+            return float(schema["maxLength"])
+        return _MAX_REQUEST
+    return 1
+
+
+def _resolve(expr: str, scope: dict[str, Schema]) -> Schema | None:
+    parts = expr.split(".")
+    node = scope.get(parts[0])
+    for part in parts[1:]:
+        if not isinstance(node, dict):
+            return None
+        props = node.get("properties") or {}
+        extra = node.get("additionalProperties")
+        node = props.get(part) or (extra if isinstance(extra, dict) else None)
+    return node
+
+
+def _span_end(text: str, start: int) -> int:
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(text)
+
+
+def estimate_cost(rule: str, schema: Schema) -> float:
+    """A static estimate in the spirit of Kubernetes' CEL cost estimator: each comprehension
+    macro costs the cardinality of what it iterates (unbounded lists and maps count as many
+    elements as fit in a request), nested macros multiply, and string functions on unbounded
+    strings cost a tenth of their length."""
+    scope: dict[str, Schema] = {"self": schema, "oldSelf": schema}
+    loops: list[tuple[int, int, float]] = []  # (start, end, cardinality)
+    for m in _MACRO.finditer(rule):
+        target = _resolve(m.group(1), scope)
+        card = _cardinality(target)
+        if target is not None:
+            elem = target.get("items") if target.get("type") == "array" else target.get("additionalProperties")
+            scope[m.group(3)] = elem if isinstance(elem, dict) else {}
+        paren = m.end() - len(m.group(3)) - 1
+        paren = rule.rfind("(", 0, paren + 1)
+        loops.append((paren, _span_end(rule, paren), card))
+    string_cost = 1.0
+    for m in _STRING_FUNCS.finditer(rule):
+        start = rule.rfind(" ", 0, m.start()) + 1
+        receiver = re.sub(r"^[^A-Za-z_]*", "", rule[start:m.start()])
+        target = _resolve(receiver, scope) if receiver else None
+        string_cost = max(string_cost, _cardinality(target) * 0.1 if target else 1.0)
+    total = 0.0
+    for i, (start, end, card) in enumerate(loops):
+        if any(s < start and end <= e for j, (s, e, _) in enumerate(loops) if j != i):
+            continue  # nested: counted by its outermost loop
+        total += _nested_cost(i, loops) * string_cost
+    return max(total, string_cost)
+
+
+def _nested_cost(i: int, loops: list[tuple[int, int, float]]) -> float:
+    start, end, card = loops[i]
+    inner = [j for j, (s, e, _) in enumerate(loops)
+             if j != i and start < s and e <= end
+             and not any(start < s2 < s and e <= e2 <= end for k, (s2, e2, _) in enumerate(loops) if k not in (i, j))]
+    return card * max([1.0] + [_nested_cost(j, loops) for j in inner])
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def _eval(node: _Node, value: Any, old: Any, path: str, out: Causes, *, has_old: bool,
+          transition_only: bool = False) -> None:
+    if value is None or (transition_only and not has_old):
+        return
+    rules = [r for r in node.rules if r.transition == transition_only]
+    if rules:
+        activation: dict[str, Any] = {"self": celpy.json_to_cel(value)}
+        if transition_only:
+            activation["oldSelf"] = celpy.json_to_cel(old)
+        for rule in rules:
+            _run(rule, activation, value, path, out)
+    kw = {"transition_only": transition_only}
+    if isinstance(value, dict):
+        old_map = old if isinstance(old, dict) else {}
+        for key, child in node.props.items():
+            if key in value:
+                _eval(child, value[key], old_map.get(key), child_path(path, key), out,
+                      has_old=has_old and key in old_map, **kw)
+        if node.extra is not None:
+            for key, v in value.items():
+                if key not in node.props:
+                    _eval(node.extra, v, old_map.get(key), child_path(path, key), out,
+                          has_old=has_old and key in old_map, **kw)
+    elif isinstance(value, list) and node.items is not None:
+        olds: dict[tuple, Any] = {}
+        if node.map_keys and isinstance(old, list):
+            olds = {tuple(o.get(k) for k in node.map_keys): o for o in old if isinstance(o, dict)}
+        for i, item in enumerate(value):
+            prev = None
+            if node.map_keys and isinstance(item, dict):
+                prev = olds.get(tuple(item.get(k) for k in node.map_keys))
+            _eval(node.items, item, prev, f"{path}[{i}]", out, has_old=prev is not None, **kw)
+
+
+def _run(rule: _Rule, activation: dict[str, Any], value: Any, path: str, out: Causes) -> None:
+    target = child_path(path, rule.field_path) if rule.field_path else path
+    try:
+        result = rule.program.evaluate(activation)
+    except Exception as exc:
+        out.append(field_error(target, f'Invalid value: "{type_name(value)}": {_err_text(exc)} '
+                                       f"evaluating rule: {rule.rule}"))
+        return
+    if not isinstance(result, celtypes.BoolType) and not isinstance(result, bool):
+        out.append(field_error(target, f'Invalid value: "{type_name(value)}": rule did not evaluate to a bool'))
+        return
+    if result:
+        return
+    message = rule.message or f"failed rule: {rule.rule}"
+    if rule.message_program is not None:
+        try:
+            text = rule.message_program.evaluate(activation)
+            if isinstance(text, str) and text.strip() and "\n" not in text:
+                message = str(text)
+        except Exception:
+            pass
+    if rule.reason == "FieldValueForbidden":
+        out.append(field_error(target, f"Forbidden: {message}", reason=rule.reason))
+    elif rule.reason == "FieldValueRequired":
+        out.append(field_error(target, f"Required value: {message}", reason=rule.reason))
+    elif rule.reason == "FieldValueDuplicate":
+        out.append(field_error(target, f'Duplicate value: "{type_name(value)}": {message}', reason=rule.reason))
+    else:
+        out.append(field_error(target, f'Invalid value: "{type_name(value)}": {message}'))
+
+
+def _err_text(exc: Exception) -> str:
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], str):
+        text = args[0]
+        m = re.match(r"no such member in mapping: '([^']*)'", text)
+        if m:
+            return f"no such key: {m.group(1)}"
+        return text
+    return str(exc)

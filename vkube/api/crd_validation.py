@@ -1,0 +1,331 @@
+"""Validation of ``apiextensions.k8s.io/v1`` CustomResourceDefinitions, worded as the
+apiextensions-apiserver words it: names, group, scope, versions, subresources, printer columns,
+selectable fields, structural-schema rules and CEL rules (compiled and cost-checked here, so a
+CRD whose rules cannot run is never stored)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from vkube.api import cel, structural
+from vkube.api.errors import field_error
+from vkube.api.validation import (Causes, dns1123_subdomain, duplicate, forbidden, invalid_value,
+                                  not_supported, required, validate_object_meta)
+
+__all__ = ["validate_crd", "validate_crd_update", "DNS1035"]
+
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+                "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+_KIND_MSG = "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"
+_COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
+_LIST_TYPES = ("atomic", "map", "set")
+_FORBIDDEN_KEYS = ("$ref", "$schema", "definitions", "dependencies", "additionalItems",
+                   "patternProperties", "id")
+_TYPES = ("array", "boolean", "integer", "number", "object", "string")
+
+
+def _label(path: str, value: Any, causes: Causes, *, kind: bool = False) -> None:
+    if not isinstance(value, str) or not value:
+        causes.append(required(path))
+        return
+    probe = value.lower() if kind else value
+    if len(probe) > 63 or not DNS1035.match(probe):
+        causes.append(invalid_value(path, value, _KIND_MSG if kind else _DNS1035_MSG))
+
+
+def validate_crd(crd: dict[str, Any]) -> Causes:
+    causes = validate_object_meta(crd, namespaced=False)
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return causes + [required("spec")]
+    group = spec.get("group")
+    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    name = (crd.get("metadata") or {}).get("name")
+    if not group:
+        causes.append(required("spec.group"))
+    else:
+        for msg in dns1123_subdomain(str(group)):
+            causes.append(invalid_value("spec.group", group, msg))
+        if "." not in str(group):
+            causes.append(invalid_value("spec.group", group, "should be a domain with at least one dot"))
+    if name and names.get("plural") and group and name != f"{names['plural']}.{group}":
+        causes.append(invalid_value("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+    scope = spec.get("scope")
+    if not scope:
+        causes.append(required("spec.scope"))
+    elif scope not in ("Cluster", "Namespaced"):
+        causes.append(not_supported("spec.scope", scope, ("Cluster", "Namespaced")))
+    _names(names, "spec.names", causes)
+    conversion = spec.get("conversion") or {}
+    strategy = conversion.get("strategy", "None") if isinstance(conversion, dict) else "None"
+    if strategy != "None":
+        causes.append(not_supported("spec.conversion.strategy", strategy, ("None",))
+                      if strategy != "Webhook" else
+                      field_error("spec.conversion.strategy", 'Unsupported value: "Webhook": conversion '
+                                  'webhooks are not supported by vkube yet: supported values: "None"',
+                                  reason="FieldValueNotSupported"))
+    if spec.get("preserveUnknownFields") is True:
+        causes.append(invalid_value("spec.preserveUnknownFields", True,
+                                    "cannot set to true, set x-kubernetes-preserve-unknown-fields to true "
+                                    "in spec.versions[*].schema instead"))
+    causes += _versions(spec.get("versions"))
+    return causes
+
+
+def _names(names: dict[str, Any], path: str, causes: Causes) -> None:
+    _label(f"{path}.plural", names.get("plural"), causes)
+    if names.get("singular"):
+        _label(f"{path}.singular", names.get("singular"), causes)
+    _label(f"{path}.kind", names.get("kind"), causes, kind=True)
+    if names.get("listKind"):
+        _label(f"{path}.listKind", names.get("listKind"), causes, kind=True)
+        if names.get("listKind") == names.get("kind"):
+            causes.append(invalid_value(f"{path}.listKind", names["listKind"], "kind and listKind may not be the same"))
+    for key in ("shortNames", "categories"):
+        seen: set[str] = set()
+        for i, short in enumerate(names.get(key) or ()):
+            _label(f"{path}.{key}[{i}]", short, causes)
+            if short in seen:
+                causes.append(duplicate(f"{path}.{key}[{i}]", short))
+            seen.add(short)
+
+
+def _versions(versions: Any) -> Causes:
+    causes: Causes = []
+    if not isinstance(versions, list) or not versions:
+        return [required("spec.versions", "must have exactly one version marked as storage version")]
+    storage = [v.get("name") for v in versions if isinstance(v, dict) and v.get("storage")]
+    if len(storage) != 1:
+        causes.append(invalid_value("spec.versions", [v.get("name") for v in versions if isinstance(v, dict)],
+                                    "must have exactly one version marked as storage version"))
+    if not any(isinstance(v, dict) and v.get("served") for v in versions):
+        causes.append(invalid_value("spec.versions", [v.get("name") for v in versions if isinstance(v, dict)],
+                                    "must have at least one served version"))
+    seen: set[str] = set()
+    for i, version in enumerate(versions):
+        path = f"spec.versions[{i}]"
+        if not isinstance(version, dict):
+            causes.append(required(path))
+            continue
+        vname = version.get("name")
+        _label(f"{path}.name", vname, causes)
+        if vname in seen:
+            causes.append(duplicate(f"{path}.name", vname))
+        seen.add(vname)
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        spath = f"{path}.schema.openAPIV3Schema"
+        if not isinstance(schema, dict):
+            causes.append(required(spath, "schemas are required"))
+            schema = None
+        else:
+            structural_causes = validate_structural(schema, spath)
+            causes += structural_causes
+            if not structural_causes:
+                causes += cel.compile_rules(schema, spath)[1]
+        causes += _subresources(version.get("subresources"), f"{path}.subresources")
+        causes += _columns(version.get("additionalPrinterColumns"), f"{path}.additionalPrinterColumns")
+        causes += _selectable(version.get("selectableFields"), schema, f"{path}.selectableFields")
+    return causes
+
+
+def _subresources(subs: Any, path: str) -> Causes:
+    causes: Causes = []
+    if not isinstance(subs, dict):
+        return causes
+    scale = subs.get("scale")
+    if isinstance(scale, dict):
+        sp = scale.get("specReplicasPath")
+        if not sp:
+            causes.append(required(f"{path}.scale.specReplicasPath"))
+        elif not str(sp).startswith(".spec."):
+            causes.append(invalid_value(f"{path}.scale.specReplicasPath", sp, "should be a json path under .spec"))
+        st = scale.get("statusReplicasPath")
+        if not st:
+            causes.append(required(f"{path}.scale.statusReplicasPath"))
+        elif not str(st).startswith(".status."):
+            causes.append(invalid_value(f"{path}.scale.statusReplicasPath", st, "should be a json path under .status"))
+        sel = scale.get("labelSelectorPath")
+        if sel and not str(sel).startswith((".spec.", ".status.")):
+            causes.append(invalid_value(f"{path}.scale.labelSelectorPath", sel,
+                                        "should be a json path under either .spec or .status"))
+    return causes
+
+
+def _columns(columns: Any, path: str) -> Causes:
+    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+    from jsonpath_ng.ext import parse
+
+    causes: Causes = []
+    for i, col in enumerate(columns or ()):
+        cpath = f"{path}[{i}]"
+        if not isinstance(col, dict):
+            causes.append(required(cpath))
+            continue
+        if not col.get("name"):
+            causes.append(required(f"{cpath}.name"))
+        if col.get("type") not in _COLUMN_TYPES:
+            causes.append(not_supported(f"{cpath}.type", col.get("type"), _COLUMN_TYPES))
+        if col.get("format") not in (None, "", "int32", "int64", "float", "double", "byte", "date",
+                                     "date-time", "password"):
+            causes.append(not_supported(f"{cpath}.format", col.get("format"),
+                                        ("int32", "int64", "float", "double", "byte", "date", "date-time", "password")))
+        if int(col.get("priority") or 0) < 0:
+            causes.append(invalid_value(f"{cpath}.priority", col.get("priority"), "must be greater than or equal to 0"))
+        jp = col.get("jsonPath")
+        if not jp:
+            causes.append(required(f"{cpath}.jsonPath"))
+            continue
+        try:
+            if not str(jp).startswith("."):
+                raise ValueError
+            parse(str(jp).lstrip("."))
+        except (ValueError, JsonPathLexerError, JsonPathParserError, Exception):
+            causes.append(invalid_value(f"{cpath}.jsonPath", jp, "must be a simple json path starting with ."))
+    return causes
+
+
+def _selectable(fields: Any, schema: dict | None, path: str) -> Causes:
+    causes: Causes = []
+    fields = fields or []
+    if len(fields) > 8:
+        causes.append(field_error(path, f"Too many: {len(fields)}: must have at most 8 items",
+                                  reason="FieldValueTooMany"))
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        jp = (f or {}).get("jsonPath") if isinstance(f, dict) else None
+        fpath = f"{path}[{i}].jsonPath"
+        if not jp:
+            causes.append(required(fpath))
+            continue
+        node = schema
+        for part in str(jp).lstrip(".").split("."):
+            node = ((node or {}).get("properties") or {}).get(part) if isinstance(node, dict) else None
+        if not str(jp).startswith(".") or node is None:
+            causes.append(invalid_value(fpath, jp, "is an invalid path: does not refer to a valid field"))
+        elif node.get("type") not in ("string", "integer", "boolean"):
+            causes.append(invalid_value(fpath, jp, "must point to a field of type string, boolean or integer. "
+                                                   "Enum string fields and strings with formats are allowed."))
+        if jp in seen:
+            causes.append(duplicate(fpath, jp))
+        seen.add(jp)
+    return causes
+
+
+def validate_structural(schema: dict[str, Any], path: str) -> Causes:
+    """The rules that make a schema structural (and a few OpenAPI sanity checks)."""
+    causes: Causes = []
+    if schema.get("type") != "object":
+        causes.append(invalid_value(f"{path}.type", schema.get("type", ""), "must be object at the root")
+                      if schema.get("type") else required(f"{path}.type", "must not be empty at the root"))
+    meta = (schema.get("properties") or {}).get("metadata")
+    if isinstance(meta, dict):
+        allowed = {"name", "generateName"}
+        if set((meta.get("properties") or {})) - allowed or set(meta) - {"type", "properties", "description"}:
+            causes.append(forbidden(f"{path}.properties[metadata]",
+                                    "must not specify anything other than name and generateName, but "
+                                    "metadata is implicitly specified"))
+    _node(schema, path, causes, root=True)
+    return causes
+
+
+def _node(schema: Any, path: str, causes: Causes, *, root: bool = False) -> None:
+    if not isinstance(schema, dict):
+        causes.append(invalid_value(path, schema, "must be an object"))
+        return
+    for key in _FORBIDDEN_KEYS:
+        if key in schema:
+            causes.append(forbidden(f"{path}.{key}", f"{key} is forbidden in structural schemas"))
+    t = schema.get("type")
+    int_or_string = schema.get("x-kubernetes-int-or-string") is True
+    preserve = schema.get("x-kubernetes-preserve-unknown-fields")
+    if preserve is not None and preserve is not True:
+        causes.append(invalid_value(f"{path}.x-kubernetes-preserve-unknown-fields", preserve, "must be true or undefined"))
+    if t is not None and t not in _TYPES:
+        causes.append(not_supported(f"{path}.type", t, _TYPES))
+    if int_or_string and t:
+        causes.append(forbidden(f"{path}.type", "must be empty if x-kubernetes-int-or-string is true"))
+    if not t and not int_or_string and not preserve and not root:
+        causes.append(required(f"{path}.type", "must not be empty for specified object fields"))
+    if schema.get("x-kubernetes-embedded-resource") and t != "object":
+        causes.append(invalid_value(f"{path}.type", t or "", "must be object if x-kubernetes-embedded-resource is true"))
+    props = schema.get("properties")
+    extra = schema.get("additionalProperties")
+    if props is not None and extra not in (None, False):
+        causes.append(forbidden(f"{path}.additionalProperties", "additionalProperties and properties are mutual exclusive"))
+    if isinstance(props, dict):
+        if t not in (None, "object"):
+            causes.append(forbidden(f"{path}.properties", f"must not be specified for type {t}"))
+        for key, sub in props.items():
+            _node(sub, f"{path}.properties[{key}]", causes)
+    if isinstance(extra, dict):
+        _node(extra, f"{path}.additionalProperties", causes)
+    if t == "array":
+        items = schema.get("items")
+        if not isinstance(items, dict):
+            causes.append(required(f"{path}.items", "must be specified"))
+        else:
+            _node(items, f"{path}.items", causes)
+        _list_type(schema, path, causes)
+    for key in ("allOf", "anyOf", "oneOf", "not"):
+        if key in schema and (key != "not" or not isinstance(schema[key], dict)) and not isinstance(schema[key], (list, dict)):
+            causes.append(invalid_value(f"{path}.{key}", schema[key], "must be a list of schemas"))
+    if "default" in schema:
+        if root:
+            causes.append(forbidden(f"{path}.default", "must not be set at the root"))
+        else:
+            probe = json.loads(json.dumps(schema["default"]))
+            for c in structural.validate(probe, {k: v for k, v in schema.items() if k != "x-kubernetes-validations"},
+                                         f"{path}.default"):
+                causes.append(field_error(c["field"], c["message"].split(": ", 1)[1], reason=c["reason"]))
+
+
+def _list_type(schema: dict[str, Any], path: str, causes: Causes) -> None:
+    lt = schema.get("x-kubernetes-list-type")
+    if lt is None:
+        return
+    if lt not in _LIST_TYPES:
+        causes.append(not_supported(f"{path}.x-kubernetes-list-type", lt, _LIST_TYPES))
+        return
+    keys = schema.get("x-kubernetes-list-map-keys")
+    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    if lt == "map":
+        if not keys:
+            causes.append(required(f"{path}.x-kubernetes-list-map-keys",
+                                   "must not be empty if x-kubernetes-list-type is map"))
+        if items.get("type") != "object":
+            causes.append(invalid_value(f"{path}.items.type", items.get("type", ""),
+                                        "must be object if parent array's x-kubernetes-list-type is map"))
+        props = items.get("properties") or {}
+        for i, key in enumerate(keys or ()):
+            prop = props.get(key)
+            if prop is None:
+                causes.append(invalid_value(f"{path}.x-kubernetes-list-map-keys[{i}]", key,
+                                            "entries must all be names of item properties"))
+            elif key not in (items.get("required") or ()) and "default" not in prop:
+                causes.append(required(f"{path}.items.properties[{key}]",
+                                       "all map keys must be required or have a default value"))
+    elif keys:
+        causes.append(forbidden(f"{path}.x-kubernetes-list-map-keys",
+                                "must only be set if x-kubernetes-list-type is map"))
+    if lt == "set" and items.get("type") in ("object", "array"):
+        causes.append(invalid_value(f"{path}.items.type", items.get("type"),
+                                    "must be a scalar type if parent array's x-kubernetes-list-type is set"))
+
+
+def validate_crd_update(new: dict[str, Any], old: dict[str, Any]) -> Causes:
+    causes: Causes = []
+    ns, os_ = new.get("spec") or {}, old.get("spec") or {}
+    for key in ("group", "scope"):
+        if ns.get(key) != os_.get(key):
+            causes.append(invalid_value(f"spec.{key}", ns.get(key), "field is immutable"))
+    if (ns.get("names") or {}).get("plural") != (os_.get("names") or {}).get("plural"):
+        causes.append(invalid_value("spec.names.plural", (ns.get("names") or {}).get("plural"), "field is immutable"))
+    versions = {v.get("name") for v in ns.get("versions") or () if isinstance(v, dict)}
+    for i, stored in enumerate((new.get("status") or {}).get("storedVersions") or ()):
+        if stored not in versions:
+            causes.append(invalid_value(f"status.storedVersions[{i}]", stored, "must appear in spec.versions"))
+    return causes
