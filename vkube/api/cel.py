@@ -155,8 +155,12 @@ def _compile_one(raw: Any, rpath: str, schema: Schema, env: Any, causes: Causes)
     try:
         program = env.program(env.compile(text), functions=_functions())
     except Exception as exc:  # celpy raises its parser's errors
-        detail = " ".join(str(exc).split())
-        causes.append(field_error(f"{rpath}.rule", f'Invalid value: "{text}": compilation failed: ERROR: <input>: {detail}'))
+        causes.append(field_error(f"{rpath}.rule", f'Invalid value: "{text}": compilation failed: {_syntax(exc)}'))
+        return None
+    undefined = _undefined_field(text, schema)
+    if undefined:
+        causes.append(field_error(f"{rpath}.rule", f'Invalid value: "{text}": compilation failed: '
+                                                   f"ERROR: <input>: undefined field '{undefined}'"))
         return None
     message_program = None
     if raw.get("messageExpression"):
@@ -175,6 +179,42 @@ def _compile_one(raw: Any, rpath: str, schema: Schema, env: Any, causes: Causes)
             "and strings are declared)", reason="FieldValueForbidden"))
     return _Rule(text, program, str(raw.get("message") or ""), message_program,
                  _field_path(fpath), reason, re.search(r"\boldSelf\b", text) is not None)
+
+
+def _syntax(exc: Exception) -> str:
+    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
+    where = f"<input>:{line}:{column}" if line is not None else "<input>"
+    snippet = " | ".join(x for x in str(exc.args[0] if exc.args else exc).splitlines() if x.strip())
+    return f"ERROR: {where}: Syntax error: | {snippet}"
+
+
+_SELF_CHAIN = re.compile(r"\b(self|oldSelf)((?:\.[A-Za-z_]\w*)+)")
+
+
+def _undefined_field(rule: str, schema: Schema) -> str | None:
+    """The first ``self.a.b`` field the schema cannot have (what CEL's type checker reports
+    as ``undefined field``); maps, preserved-unknown and int-or-string nodes allow anything."""
+    for m in _SELF_CHAIN.finditer(rule):
+        node: Any = schema
+        parts = m.group(2).lstrip(".").split(".")
+        rest = rule[m.end():]
+        if rest.startswith("("):
+            parts = parts[:-1]  # the last segment is a method: self.name.startsWith(...)
+        for part in parts:
+            if not isinstance(node, dict) or node.get("x-kubernetes-preserve-unknown-fields") \
+                    or node.get("x-kubernetes-int-or-string") or node.get("type") not in ("object", None):
+                break
+            props = node.get("properties") or {}
+            extra = node.get("additionalProperties")
+            if part in props:
+                node = props[part]
+            elif isinstance(extra, dict) or extra is True:
+                node = extra if isinstance(extra, dict) else None
+            elif node.get("type") == "object" and (props or extra is False):
+                return part
+            else:
+                break
+    return None
 
 
 def _field_path(fpath: str) -> str:

@@ -145,6 +145,12 @@ def _invalid(path: str, value: Any, detail: str) -> dict[str, str]:
     return field_error(path, f"Invalid value: {_fmt(value)}: {detail}")
 
 
+def _type_error(path: str, value: Any, want: str) -> dict[str, str]:
+    """The value of a type error is its JSON type name, as kube-openapi reports it."""
+    got = json.dumps(type_name(value))
+    return field_error(path, f"Invalid value: {got}: {path or '<root>'} in body must be of type {want}: {got}")
+
+
 def _type_ok(value: Any, want: str) -> bool:
     if want == "object":
         return isinstance(value, dict)
@@ -232,14 +238,12 @@ def _validate(value: Any, schema: Schema, path: str, out: Causes, *, root: bool 
         return
     if schema.get("x-kubernetes-int-or-string"):
         if not (isinstance(value, str) or _type_ok(value, "integer")):
-            out.append(_invalid(path, value, f"{name} in body must be of type integer,string: "
-                                             f"{json.dumps(type_name(value))}"))
+            out.append(_type_error(path, value, "integer,string"))
             return
     else:
         want = schema.get("type")
         if want and not _type_ok(value, want):
-            out.append(_invalid(path, value, f"{name} in body must be of type {want}: "
-                                             f"{json.dumps(type_name(value))}"))
+            out.append(_type_error(path, value, want))
             return
     enum = schema.get("enum")
     if enum is not None and value not in enum:
