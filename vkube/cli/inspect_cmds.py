@@ -98,6 +98,21 @@ async def list_(args: argparse.Namespace) -> int:
     return 0
 
 
+async def host_custom_resources(host: Any, values: dict[str, Any]) -> dict[str, str]:
+    """For each ``sync.toHost.customResources`` kind: whether the host serves it (its CRD must
+    be installed there for the objects to be synced)."""
+    from vkube.syncer.customresources import find_kind
+
+    out = {}
+    for kind_group, toggle in ((values.get("sync") or {}).get("toHost") or {}).get("customResources", {}).items():
+        if not toggle.get("enabled", True):
+            continue
+        kind, group = kind_group.split(".", 1)
+        found = await find_kind(host, kind, group)
+        out[kind_group] = "served by the host" if found else "CRD missing on the host: install it there to sync"
+    return out
+
+
 async def describe(args: argparse.Namespace) -> int:
     from vkube.syncer.values import dump_values, parse_values
 
@@ -116,9 +131,11 @@ async def describe(args: argparse.Namespace) -> int:
         "values": st.values, "effectiveValues": dump_values(parse_values(st.values)),
         "synced": None,
     }
+    doc["customResources"] = {}
     if await hostresolve.reachable(host):
         async with host.client() as hc:
             doc["synced"] = await hostns.synced_counts(hc, st.namespace, st.name)
+            doc["customResources"] = await host_custom_resources(hc, doc["effectiveValues"])
     if args.output == "json":
         print_json(doc)
         return 0
@@ -140,6 +157,10 @@ async def describe(args: argparse.Namespace) -> int:
         print(f"  {kind:<{width}} {n}")
     if synced == {}:
         print("  (nothing yet)")
+    if doc["customResources"]:
+        print("Custom resources to host:")
+        for kind, state_ in sorted(doc["customResources"].items()):
+            print(f"  {kind:<{width}} {state_}")
     print("Values:" + (" (defaults)" if not st.values else ""))
     if st.values:
         import yaml
