@@ -89,3 +89,37 @@ async def test_custom_resources_go_down_and_status_comes_up(planes):  # noqa: F8
         await eventually(deleted, attempts=300, delay=0.1)
     finally:
         await stop_syncer(pair)
+
+
+async def test_cluster_scoped_custom_resources_go_down_as_name_x_vc(planes):  # noqa: F811
+    vcp, hcp = planes
+    values = "sync: {toHost: {customResources: {CronTab.stable.example.com: {}}}}"
+    pair = await start_syncer(vcp, hcp, load_values(values))
+    cluster_tabs = Resource("stable.example.com", "v1", "crontabs", False, "CronTab")
+    try:
+        await _established(pair.virtual, crontab_crd(scope="Cluster"))
+        await _established(pair.host, crontab_crd(scope="Cluster"))
+        obj = crontab("global")
+        del obj["metadata"]["namespace"]
+        await pair.virtual.create(cluster_tabs, obj)
+
+        async def copied() -> dict:
+            try:
+                return await pair.host.get(cluster_tabs, "global-x-vc1")
+            except errors.NotFound as exc:
+                raise AssertionError("not copied yet") from exc
+
+        hobj = await eventually(copied, attempts=300, delay=0.1)
+        assert hobj["spec"]["cronSpec"] == "* * * * */5"
+        await pair.virtual.delete(cluster_tabs, "global")
+
+        async def deleted() -> None:
+            try:
+                await pair.host.get(cluster_tabs, "global-x-vc1")
+            except errors.NotFound:
+                return
+            raise AssertionError("host copy still there")
+
+        await eventually(deleted, attempts=300, delay=0.1)
+    finally:
+        await stop_syncer(pair)

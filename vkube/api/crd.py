@@ -194,6 +194,11 @@ class CustomResourceStrategy(Strategy):
             return causes
         body = {k: v for k, v in obj.items() if k != "metadata"}
         schema_causes = structural.validate(body, self.schema)
+        meta_schema = (self.schema.get("properties") or {}).get("metadata")
+        if isinstance(meta_schema, dict):  # a schema may constrain name and generateName
+            meta = obj.get("metadata") or {}
+            names = {k: meta[k] for k in ("name", "generateName") if k in meta}
+            schema_causes += structural.validate(names, {**meta_schema, "type": "object"}, "metadata")
         causes += schema_causes
         if self.rules and not schema_causes:
             causes += self.rules.validate(_cel_view(obj))

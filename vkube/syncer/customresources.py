@@ -4,7 +4,7 @@ run on the host and serve every tenant (a host cert-manager, an external-secrets
 One syncer per ``KIND.GROUP``. The kind is found by discovery on both sides — the tenant may
 install its CRD after the virtual cluster starts — and until the host serves it too, a Warning
 event on the virtual CRD says so. Then namespaced objects go down as ``NAME-x-NS-x-VC`` in the
-host namespace with everything but metadata and status copied, and the host's ``status``
+host namespace (cluster-scoped ones as ``NAME-x-VC``) with everything but metadata and status copied, and the host's ``status``
 comes back up (through ``/status`` when the virtual kind has that subresource).
 """
 
@@ -19,7 +19,7 @@ from vkube.api import errors
 from vkube.client.client import Client, Resource
 from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer
-from vkube.syncer.base import DownSyncer, SyncContext
+from vkube.syncer.base import DownSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.translate import LABEL_MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,13 @@ class CustomResourceSyncer(DownSyncer):
             virtual = await find_kind(self.ctx.virtual, self.kind_name, self.group)
             host = await find_kind(self.ctx.host, self.kind_name, self.group)
             if virtual is not None and host is not None:
-                if not virtual[0].namespaced:
-                    self.problem = f"{self.kind} is cluster-scoped: only namespaced custom resources are synced to the host"
-                elif host[0].namespaced:
+                if host[0].namespaced == virtual[0].namespaced:
                     self.problem = ""
                     self.status_subresource = virtual[1]
                     return virtual[0], host[0]
-                else:
-                    self.problem = f"{self.kind} is namespaced in the virtual cluster but cluster-scoped on the host"
+                scopes = ("namespaced", "cluster-scoped")
+                self.problem = (f"{self.kind} is {scopes[not virtual[0].namespaced]} in the virtual cluster "
+                                f"but {scopes[not host[0].namespaced]} on the host")
             elif virtual is not None:
                 self.problem = (f"{self.kind} is not served by the host cluster: install its CRD on the host "
                                 f"to sync these objects (sync.toHost.customResources)")
@@ -99,7 +98,8 @@ class CustomResourceSyncer(DownSyncer):
     async def run(self) -> None:
         self.vres, self.hres = await self._resolve()
         self.vinf = Informer(self.ctx.virtual, self.vres)
-        self.hinf = Informer(self.ctx.host, self.hres, namespace=self.ctx.host_namespace,
+        self.hinf = Informer(self.ctx.host, self.hres,
+                             namespace=self.ctx.host_namespace if self.hres.namespaced else None,
                              label_selector=f"{LABEL_MANAGED_BY}={self.ctx.name}")
         self.vinf.add_handler(lambda t, o, old: self.enqueue(_key(o)))
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
@@ -109,6 +109,35 @@ class CustomResourceSyncer(DownSyncer):
             await self.vinf.wait_synced()
             await self.hinf.wait_synced()
             tg.create_task(super().run(), name=f"syncer {self.kind}")
+
+    async def reconcile(self, key: str) -> None:
+        if self.vres.namespaced:
+            await super().reconcile(key)
+        else:
+            await self._reconcile_cluster_scoped(key)
+
+    async def _reconcile_cluster_scoped(self, key: str) -> None:
+        """Cluster-scoped kinds: ``NAME-x-VC`` on the host, otherwise as namespaced ones."""
+        hname = self.tr.host_cluster_name(key, limit=self.limit)
+        vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
+        if vobj is None or deleting(vobj):
+            if hobj is not None and self.tr.is_owned(hobj) and not deleting(hobj):
+                await delete_ignore_missing(self.ctx.host, self.hres, hname, None)
+            return
+        desired = self.desired(vobj)
+        if hobj is None:
+            try:
+                hobj = await self.ctx.host.create(self.hres, desired)
+            except errors.AlreadyExists:
+                hobj = await self.ctx.host.get(self.hres, hname)
+                if not self.tr.is_owned(hobj):
+                    self.foreign(vobj, hname)
+                    return
+        else:
+            upd = self.merge(desired, hobj)
+            if upd is not None:
+                hobj = await self.ctx.host.update(self.hres, upd)
+        await self.sync_up(vobj, hobj)
 
     def desired(self, vobj: Obj) -> Obj:
         out = {"apiVersion": self.hres.api_version, "kind": self.hres.kind,
