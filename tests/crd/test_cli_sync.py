@@ -32,8 +32,8 @@ def test_vkube_create_syncs_custom_resources_to_the_host(user: User, tmp_path: P
     user.kubectl("wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=60s")
     user.kubectl("create", "-f", "-", input=json.dumps(crontab("nightly", replicas=2)))
     doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
-    assert doc["customResources"] == {
-        "CronTab.stable.example.com": "CRD missing on the host: install it there to sync"}
+    assert doc["customResources"] == {"toHost": {
+        "CronTab.stable.example.com": "CRD missing on the host: install it there to sync"}}
     assert "CRD missing on the host" in user.vkube("describe", "tenant").stdout
 
     def warned() -> None:
@@ -54,4 +54,4 @@ def test_vkube_create_syncs_custom_resources_to_the_host(user: User, tmp_path: P
     hobj = eventually(on_host, timeout=60, delay=0.5)
     assert hobj["spec"]["replicas"] == 2
     doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
-    assert doc["customResources"] == {"CronTab.stable.example.com": "served by the host"}
+    assert doc["customResources"] == {"toHost": {"CronTab.stable.example.com": "served by the host"}}

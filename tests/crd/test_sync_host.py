@@ -123,3 +123,50 @@ async def test_cluster_scoped_custom_resources_go_down_as_name_x_vc(planes):  # 
         await eventually(deleted, attempts=300, delay=0.1)
     finally:
         await stop_syncer(pair)
+
+
+async def test_host_custom_resources_shown_read_only_in_the_virtual_cluster(planes):  # noqa: F811
+    vcp, hcp = planes
+    values = "sync: {fromHost: {customResources: {CronTab.stable.example.com: {enabled: true}}}}"
+    cluster_tabs = Resource("stable.example.com", "v1", "crontabs", False, "CronTab")
+    pair = await start_syncer(vcp, hcp, load_values(values))
+    try:
+        await _established(pair.host, crontab_crd(scope="Cluster"))
+        issuer = crontab("shared-issuer", replicas=3)
+        del issuer["metadata"]["namespace"]
+        hobj = await pair.host.create(cluster_tabs, issuer)
+        await pair.host.update(cluster_tabs, {**hobj, "status": {"replicas": 3}}, subresource="status")
+
+        async def shown() -> dict:
+            try:
+                obj = await pair.virtual.get(cluster_tabs, "shared-issuer")
+            except errors.NotFound as exc:
+                raise AssertionError("not shown yet") from exc
+            assert obj["spec"]["replicas"] == 3 and obj.get("status") == {"replicas": 3}
+            return obj
+
+        vobj = await eventually(shown, attempts=300, delay=0.1)
+        crd = await pair.virtual.get(CRDS, "crontabs.stable.example.com")
+        assert crd["metadata"]["labels"]["vkube.io/synced-from-host"] == "true"
+        # a tenant's change is put back; a tenant's own object of the kind is removed
+        await pair.virtual.update(cluster_tabs, {**vobj, "spec": {**vobj["spec"], "replicas": 4}})
+        mine = crontab("mine")
+        del mine["metadata"]["namespace"]
+        await pair.virtual.create(cluster_tabs, mine)
+
+        async def reverted() -> None:
+            obj = await pair.virtual.get(cluster_tabs, "shared-issuer")
+            assert obj["spec"]["replicas"] == 3
+            names = [o["metadata"]["name"] for o in (await pair.virtual.list(cluster_tabs))["items"]]
+            assert names == ["shared-issuer"]
+
+        await eventually(reverted, attempts=300, delay=0.1)
+        # the host deletes it: so does the virtual cluster
+        await pair.host.delete(cluster_tabs, "shared-issuer")
+
+        async def gone() -> None:
+            assert (await pair.virtual.list(cluster_tabs))["items"] == []
+
+        await eventually(gone, attempts=300, delay=0.1)
+    finally:
+        await stop_syncer(pair)

@@ -98,18 +98,21 @@ async def list_(args: argparse.Namespace) -> int:
     return 0
 
 
-async def host_custom_resources(host: Any, values: dict[str, Any]) -> dict[str, str]:
-    """For each ``sync.toHost.customResources`` kind: whether the host serves it (its CRD must
-    be installed there for the objects to be synced)."""
+async def host_custom_resources(host: Any, values: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """For each kind of ``sync.toHost``/``sync.fromHost.customResources``: whether the host
+    serves it (its CRD must be installed there for the objects to be synced)."""
     from vkube.syncer.customresources import find_kind
 
-    out = {}
-    for kind_group, toggle in ((values.get("sync") or {}).get("toHost") or {}).get("customResources", {}).items():
-        if not toggle.get("enabled", True):
-            continue
-        kind, group = kind_group.split(".", 1)
-        found = await find_kind(host, kind, group)
-        out[kind_group] = "served by the host" if found else "CRD missing on the host: install it there to sync"
+    out: dict[str, dict[str, str]] = {}
+    for side in ("toHost", "fromHost"):
+        kinds = (((values.get("sync") or {}).get(side) or {}).get("customResources") or {})
+        for kind_group, toggle in kinds.items():
+            if not toggle.get("enabled", True):
+                continue
+            kind, group = kind_group.split(".", 1)
+            found = await find_kind(host, kind, group)
+            out.setdefault(side, {})[kind_group] = (
+                "served by the host" if found else "CRD missing on the host: install it there to sync")
     return out
 
 
@@ -157,9 +160,9 @@ async def describe(args: argparse.Namespace) -> int:
         print(f"  {kind:<{width}} {n}")
     if synced == {}:
         print("  (nothing yet)")
-    if doc["customResources"]:
-        print("Custom resources to host:")
-        for kind, state_ in sorted(doc["customResources"].items()):
+    for side, kinds in doc["customResources"].items():
+        print(f"Custom resources ({side}):")
+        for kind, state_ in sorted(kinds.items()):
             print(f"  {kind:<{width}} {state_}")
     print("Values:" + (" (defaults)" if not st.values else ""))
     if st.values:

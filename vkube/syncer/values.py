@@ -96,6 +96,14 @@ class ToHost:
 
 
 @dataclass(frozen=True)
+class FromHost:
+    """``sync.fromHost.customResources: {"KIND.GROUP": {enabled: true}}``: cluster-scoped host
+    custom resources (and their CRD) shown read-only inside the virtual cluster."""
+
+    custom_resources: dict[str, Toggle] = _k("customResources", {}, "KIND.GROUP: {enabled: true} per kind")
+
+
+@dataclass(frozen=True)
 class Sync:
     pods: PodsSync = _k("pods", PodsSync(), "pods, virtual → host")
     configmaps: ObjectsSync = _k("configmaps", ObjectsSync(), "configmaps, virtual → host")
@@ -116,6 +124,7 @@ class Sync:
     events: Toggle = _k("events", Toggle(), "events of synced objects, host → virtual")
     nodes: NodesSync = _k("nodes", NodesSync(), "nodes, host → virtual")
     to_host: ToHost = _k("toHost", ToHost(), "custom resources (KIND.GROUP), virtual → host, status back up")
+    from_host: FromHost = _k("fromHost", FromHost(), "cluster-scoped host custom resources (KIND.GROUP), shown read-only")
 
 
 @dataclass(frozen=True)
@@ -284,10 +293,16 @@ def parse_values(data: Any) -> Values:
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
     if values.replicas != 1:
         raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
-    for key in values.sync.to_host.custom_resources:
-        if not _KIND_GROUP_RE.match(key):
-            raise ValuesError(f"sync.toHost.customResources.{key}: must be KIND.GROUP "
-                              f"(for example Certificate.cert-manager.io)")
+    for side, kinds in (("toHost", values.sync.to_host.custom_resources),
+                        ("fromHost", values.sync.from_host.custom_resources)):
+        for key in kinds:
+            if not _KIND_GROUP_RE.match(key):
+                raise ValuesError(f"sync.{side}.customResources.{key}: must be KIND.GROUP "
+                                  f"(for example Certificate.cert-manager.io)")
+    both = set(values.sync.to_host.custom_resources) & set(values.sync.from_host.custom_resources)
+    if both:
+        raise ValuesError(f"sync.fromHost.customResources.{sorted(both)[0]}: also in "
+                          "sync.toHost.customResources; a kind syncs one way only")
     return values
 
 
