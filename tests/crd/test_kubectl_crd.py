@@ -72,6 +72,12 @@ async def test_every_verb_through_kubectl(control_plane):
     await run(cp, "apply", "--server-side", "--field-manager=two", "-f", "-", input=json.dumps(other))
     ports = (await get_json(cp, "ct", "b"))["spec"]["ports"]
     assert sorted(p["name"] for p in ports) == ["http", "https"]
+    # client-side apply (kubectl sends JSON merge patches for kinds it does not know)
+    await run(cp, "apply", "-f", "-", input=json.dumps(crontab("e", replicas=1)))
+    out = await run(cp, "apply", "-f", "-", input=json.dumps(crontab("e", replicas=2)))
+    assert "crontab.stable.example.com/e configured" in out.stdout
+    assert (await get_json(cp, "ct", "e"))["spec"]["replicas"] == 2
+    await run(cp, "delete", "ct", "e")
     # field selectors: metadata.name and a selectableField
     await run(cp, "create", "-f", "-", input=json.dumps(crontab("c", color="blue")))
     blue = (await run(cp, "get", "ct", "--field-selector=spec.color=blue", "-o", "name")).stdout.split()
