@@ -113,3 +113,25 @@ async def test_watch_with_the_official_client(control_plane):
     await run(cp, "patch", "ct", "w1", "--type=merge", "-p", '{"spec":{"replicas":2}}')
     seen = await asyncio.wait_for(watcher, 90)
     assert seen == [("ADDED", "w1", "stable.example.com/v1"), ("MODIFIED", "w1", "stable.example.com/v1")]
+
+
+async def test_watches_end_when_the_crd_is_deleted(control_plane):
+    import aiohttp
+
+    cp = control_plane
+    await install(cp, crontab_crd())
+    url = f"{cp.url}/apis/stable.example.com/v1/namespaces/default/crontabs?watch=1&timeoutSeconds=600"
+
+    async def read_until_eof() -> int:
+        lines = 0
+        async with aiohttp.ClientSession() as s, s.get(url) as resp:
+            assert resp.status == 200
+            async for _ in resp.content:
+                lines += 1
+        return lines
+
+    reader = asyncio.create_task(read_until_eof())
+    await asyncio.sleep(1)
+    assert not reader.done()
+    await run(cp, "delete", "crd", "crontabs.stable.example.com")
+    await asyncio.wait_for(reader, 60)  # the stream ends, long before its 600 s timeout

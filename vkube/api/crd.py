@@ -154,6 +154,8 @@ class CustomResourceStrategy(Strategy):
             self.deprecation_warning = version.get("deprecationWarning") or (
                 f"{self.api_version} {self.kind} is deprecated")
         self.terminating = False
+        #: callables that end the open watches of this version (called when it stops being served)
+        self.watch_closers: set[Any] = set()
 
     # -- conversion (strategy None) and read-time defaulting --------------------------------
 

@@ -225,6 +225,8 @@ class CRDController:
         if not specs:
             return
         for spec in specs:
+            for close in list(getattr(spec.strategy, "watch_closers", ())):
+                close()
             if self.ctx.registry.get(spec.group, spec.version, spec.plural) is spec:
                 self.ctx.registry.remove(spec.group, spec.version, spec.plural)
                 self.openapi.remove_schema(spec.group, spec.version, spec.kind)
