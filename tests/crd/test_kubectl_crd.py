@@ -181,3 +181,29 @@ async def test_name_conflicts_are_reported_not_served(control_plane):
     assert conditions["NamesAccepted"]["reason"] == "ShortNamesConflict"
     assert conditions["Established"]["status"] == "False"
     assert "crontabs2" not in (await run(cp, "api-resources", "--api-group=stable.example.com")).stdout
+
+
+async def test_a_terminating_crd_waits_for_finalizers_and_refuses_creates(control_plane):
+    cp = control_plane
+    await install(cp, crontab_crd())
+    held = crontab("held")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await run(cp, "create", "-f", "-", input=json.dumps(held))
+    await run(cp, "delete", "crd", CRD_NAME, "--wait=false")
+    for _ in range(120):
+        crd = await get_json(cp, "crd", CRD_NAME)
+        conditions = {c["type"]: c for c in crd["status"]["conditions"]}
+        obj = await get_json(cp, "ct", "held")
+        if "Terminating" in conditions and obj["metadata"].get("deletionTimestamp"):
+            break
+        await asyncio.sleep(0.5)
+    assert conditions["Terminating"]["reason"] == "InstanceDeletionInProgress"
+    assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
+    refused = await run(cp, "create", "-f", "-", input=json.dumps(crontab("late")), check=False)
+    assert "create not allowed while custom resource definition" in refused.stderr
+    await run(cp, "patch", "ct", "held", "--type=json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
+    for _ in range(120):
+        if CRD_NAME not in (await run(cp, "get", "crd")).stdout:
+            break
+        await asyncio.sleep(0.5)
+    assert CRD_NAME not in (await run(cp, "get", "crd")).stdout
