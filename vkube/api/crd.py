@@ -11,14 +11,13 @@ storage version (``to_storage``).
 from __future__ import annotations
 
 import copy
-import re
 from functools import lru_cache
 from typing import Any
 
 from vkube.api import cel, structural
 from vkube.api.crd_validation import validate_crd, validate_crd_update
 from vkube.api.errors import MethodNotAllowed
-from vkube.api.kinds import Column, ResourceSpec, ScaleSpec
+from vkube.api.kinds import Column, ResourceSpec, ScaleSpec, version_priority
 from vkube.api.strategy import Strategy
 from vkube.api.tables import age_column
 from vkube.api.validation import validate_object_meta
@@ -75,23 +74,6 @@ class CRDStrategy(Strategy):
 
 
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {(GROUP, "CustomResourceDefinition"): CRDStrategy}
-
-
-# ------------------------------------------------------------------ versions
-
-
-_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
-
-
-def version_priority(name: str) -> tuple:
-    """Kubernetes' version order: GA > beta > alpha (higher numbers first), then the rest
-    alphabetically."""
-    m = _VERSION.match(name)
-    if not m:
-        return (3, 0, 0, name)
-    major, stage, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
-    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
-    return (rank, -major, -minor, name)
 
 
 # ------------------------------------------------------------------ custom resources
