@@ -80,3 +80,21 @@ def test_runtime_errors_are_reported_not_raised() -> None:
     assert causes == []
     out = rules.validate({"name": "x"}, path="spec")
     assert len(out) == 1 and "no such key: replicas" in out[0]["message"]
+
+
+def test_macros_and_kubernetes_string_functions() -> None:
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "tags": {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 5}}},
+        "x-kubernetes-validations": [
+            {"rule": "self.name.lowerAscii() == 'abc'"},
+            {"rule": "self.tags.all(t, t.startsWith('a'))"},
+            {"rule": "self.tags.exists_one(t, t == 'ab')"},
+            {"rule": "self.tags.map(t, size(t)).filter(n, n > 1).size() >= 1"},
+            {"rule": "self.name.split('B').join('-') == 'A-C'"},
+        ]}
+    rules, causes = compile_rules(schema, "")
+    assert causes == []
+    assert rules.validate({"name": "ABC", "tags": ["ab", "ac"]}) == []
+    failed = [c["message"].split("failed rule: ")[1] for c in rules.validate({"name": "xyz", "tags": ["b"]})]
+    assert failed == [r["rule"] for r in schema["x-kubernetes-validations"]]
