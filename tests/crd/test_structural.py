@@ -117,3 +117,23 @@ def test_valid_values_pass() -> None:
                               "when": "2024-01-02T03:04:05Z", "addr": "10.0.0.1", "port": "http",
                               "tags": ["a"], "labels": {"a": "b"}, "note": None, "size2": 1}}) == []
     assert messages({"spec": {"size": 2.0, "port": 8080}}) == []
+
+
+def test_junctions_validate_the_same_value() -> None:
+    schema = {"type": "object", "properties": {
+        "port": {"x-kubernetes-int-or-string": True,
+                 "anyOf": [{"type": "integer", "maximum": 65535}, {"type": "string", "pattern": "^[a-z]+$"}]},
+        "mode": {"type": "string", "oneOf": [{"enum": ["a", "b"]}, {"enum": ["b", "c"]}]},
+        "name": {"type": "string", "allOf": [{"minLength": 2}], "not": {"enum": ["admin"]}},
+    }}
+
+    def msgs(obj: dict) -> list[str]:
+        return [c["message"] for c in validate(obj, schema)]
+
+    assert msgs({"port": 80, "mode": "a", "name": "bob"}) == []
+    assert msgs({"port": "http", "mode": "c"}) == []
+    assert msgs({"port": 70000}) == ["port: Invalid value: 70000: must validate at least one schema (anyOf)"]
+    assert msgs({"mode": "b"}) == [
+        'mode: Invalid value: "b": must validate one and only one schema (oneOf). Found 2 valid alternatives']
+    assert msgs({"name": "x"}) == ['name: Invalid value: "x": name in body should be at least 2 chars long']
+    assert msgs({"name": "admin"}) == ['name: Invalid value: "admin": must not validate the schema (not)']

@@ -250,6 +250,7 @@ def _validate(value: Any, schema: Schema, path: str, out: Causes, *, root: bool 
         supported = ", ".join(json.dumps(e) if isinstance(e, str) else _fmt(e) for e in enum)
         out.append(field_error(path, f"Unsupported value: {_fmt(value)}: supported values: {supported}",
                                reason="FieldValueNotSupported"))
+    _validate_junctions(value, schema, path, out)
     if isinstance(value, str):
         _validate_string(value, schema, path, name, out)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -258,6 +259,26 @@ def _validate(value: Any, schema: Schema, path: str, out: Causes, *, root: bool 
         _validate_array(value, schema, path, name, out)
     elif isinstance(value, dict):
         _validate_object(value, schema, path, name, out, root=root)
+
+
+def _validate_junctions(value: Any, schema: Schema, path: str, out: Causes) -> None:
+    """``allOf``/``anyOf``/``oneOf``/``not``: value validations on the same value (structural
+    schemas allow no structure inside them)."""
+    for sub in schema.get("allOf") or ():
+        if isinstance(sub, dict):
+            _validate(value, sub, path, out)
+    any_of = [sub for sub in schema.get("anyOf") or () if isinstance(sub, dict)]
+    if any_of and not any(not validate(value, sub, path) for sub in any_of):
+        out.append(_invalid(path, value, "must validate at least one schema (anyOf)"))
+    one_of = [sub for sub in schema.get("oneOf") or () if isinstance(sub, dict)]
+    if one_of:
+        valid = sum(1 for sub in one_of if not validate(value, sub, path))
+        if valid != 1:
+            found = "Found none valid" if valid == 0 else f"Found {valid} valid alternatives"
+            out.append(_invalid(path, value, f"must validate one and only one schema (oneOf). {found}"))
+    negated = schema.get("not")
+    if isinstance(negated, dict) and not validate(value, negated, path):
+        out.append(_invalid(path, value, "must not validate the schema (not)"))
 
 
 def _validate_string(value: str, schema: Schema, path: str, name: str, out: Causes) -> None:
