@@ -37,11 +37,121 @@ def _label(path: str, value: Any, causes: Causes, *, kind: bool = False) -> None
         causes.append(invalid_value(path, value, _KIND_MSG if kind else _DNS1035_MSG))
 
 
+_NUM = (int, float)
+_KEYWORD_TYPES: dict[str, tuple[type, ...]] = {
+    "type": (str,), "format": (str,), "pattern": (str,), "description": (str,), "title": (str,),
+    "maximum": _NUM, "minimum": _NUM, "multipleOf": _NUM, "exclusiveMaximum": (bool,),
+    "exclusiveMinimum": (bool,), "maxLength": (int,), "minLength": (int,), "maxItems": (int,),
+    "minItems": (int,), "maxProperties": (int,), "minProperties": (int,), "uniqueItems": (bool,),
+    "nullable": (bool,), "required": (list,), "enum": (list,), "properties": (dict,),
+    "additionalProperties": (dict, bool), "items": (dict,), "allOf": (list,), "anyOf": (list,),
+    "oneOf": (list,), "not": (dict,), "x-kubernetes-validations": (list,),
+    "x-kubernetes-list-map-keys": (list,), "x-kubernetes-list-type": (str,), "x-kubernetes-map-type": (str,),
+    "x-kubernetes-embedded-resource": (bool,), "x-kubernetes-int-or-string": (bool,),
+    "x-kubernetes-preserve-unknown-fields": (bool,),
+}
+_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+
+
+def _typed(path: str, value: Any, types: tuple[type, ...], causes: Causes) -> bool:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        want = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
+        causes.append(invalid_value(path, value, f"must be of type {want}"))
+    return ok
+
+
+def _schema_shape(node: Any, path: str, causes: Causes) -> None:
+    """Keyword types of a schema, so later checks never meet a number where a list belongs."""
+    if not isinstance(node, dict):
+        causes.append(invalid_value(path, node, "must be of type object"))
+        return
+    for key, types in _KEYWORD_TYPES.items():
+        if key in node:
+            _typed(f"{path}.{key}", node[key], types, causes)
+    for key in ("required", "x-kubernetes-list-map-keys"):
+        for i, item in enumerate(node.get(key) if isinstance(node.get(key), list) else ()):
+            _typed(f"{path}.{key}[{i}]", item, (str,), causes)
+    if isinstance(node.get("pattern"), str):
+        try:
+            re.compile(node["pattern"])
+        except re.error as exc:
+            causes.append(invalid_value(f"{path}.pattern", node["pattern"], f"must be a valid regular expression: {exc}"))
+    for i, rule in enumerate(node.get("x-kubernetes-validations") if isinstance(node.get("x-kubernetes-validations"), list) else ()):
+        rpath = f"{path}.x-kubernetes-validations[{i}]"
+        if _typed(rpath, rule, (dict,), causes):
+            for key in ("rule", "message", "messageExpression", "fieldPath", "reason"):
+                if key in rule:
+                    _typed(f"{rpath}.{key}", rule[key], (str,), causes)
+    props = node.get("properties")
+    for key, sub in (props.items() if isinstance(props, dict) else ()):
+        _schema_shape(sub, f"{path}.properties[{key}]", causes)
+    for key in ("items", "not"):
+        if isinstance(node.get(key), dict):
+            _schema_shape(node[key], f"{path}.{key}", causes)
+    if isinstance(node.get("additionalProperties"), dict):
+        _schema_shape(node["additionalProperties"], f"{path}.additionalProperties", causes)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for i, sub in enumerate(node.get(key) if isinstance(node.get(key), list) else ()):
+            _schema_shape(sub, f"{path}.{key}[{i}]", causes)
+
+
+def _spec_shape(spec: dict[str, Any]) -> Causes:
+    """The types of everything validation reads below (the generic decode is lax about some)."""
+    causes: Causes = []
+    for key, types in (("group", (str,)), ("scope", (str,)), ("names", (dict,)), ("versions", (list,)),
+                       ("conversion", (dict,)), ("preserveUnknownFields", (bool,))):
+        if key in spec:
+            _typed(f"spec.{key}", spec[key], types, causes)
+    names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
+    for key in ("plural", "singular", "kind", "listKind"):
+        if key in names:
+            _typed(f"spec.names.{key}", names[key], (str,), causes)
+    for key in ("shortNames", "categories"):
+        if key in names and _typed(f"spec.names.{key}", names[key], (list,), causes):
+            for i, item in enumerate(names[key]):
+                _typed(f"spec.names.{key}[{i}]", item, (str,), causes)
+    for i, version in enumerate(spec.get("versions") if isinstance(spec.get("versions"), list) else ()):
+        vpath = f"spec.versions[{i}]"
+        if not _typed(vpath, version, (dict,), causes):
+            continue
+        for key, types in (("name", (str,)), ("served", (bool,)), ("storage", (bool,)), ("deprecated", (bool,)),
+                           ("deprecationWarning", (str,)), ("schema", (dict,)), ("subresources", (dict,)),
+                           ("additionalPrinterColumns", (list,)), ("selectableFields", (list,))):
+            if key in version:
+                _typed(f"{vpath}.{key}", version[key], types, causes)
+        schema = version.get("schema")
+        if isinstance(schema, dict) and "openAPIV3Schema" in schema:
+            _schema_shape(schema["openAPIV3Schema"], f"{vpath}.schema.openAPIV3Schema", causes)
+        subs = version.get("subresources") if isinstance(version.get("subresources"), dict) else {}
+        for key in ("status", "scale"):
+            if key in subs:
+                _typed(f"{vpath}.subresources.{key}", subs[key], (dict,), causes)
+        scale = subs.get("scale") if isinstance(subs.get("scale"), dict) else {}
+        for key in ("specReplicasPath", "statusReplicasPath", "labelSelectorPath"):
+            if key in scale:
+                _typed(f"{vpath}.subresources.scale.{key}", scale[key], (str,), causes)
+        for key, fields in (("additionalPrinterColumns", (("name", (str,)), ("type", (str,)), ("format", (str,)),
+                                                          ("description", (str,)), ("priority", (int,)),
+                                                          ("jsonPath", (str,)))),
+                            ("selectableFields", (("jsonPath", (str,)),))):
+            for j, item in enumerate(version.get(key) if isinstance(version.get(key), list) else ()):
+                ipath = f"{vpath}.{key}[{j}]"
+                if _typed(ipath, item, (dict,), causes):
+                    for fkey, types in fields:
+                        if fkey in item:
+                            _typed(f"{ipath}.{fkey}", item[fkey], types, causes)
+    return causes
+
+
 def validate_crd(crd: dict[str, Any]) -> Causes:
     causes = validate_object_meta(crd, namespaced=False)
     spec = crd.get("spec")
     if not isinstance(spec, dict):
         return causes + [required("spec")]
+    shape = _spec_shape(spec)
+    if shape:
+        return causes + shape
     group = spec.get("group")
     names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
     name = (crd.get("metadata") or {}).get("name")
@@ -316,16 +426,24 @@ def _list_type(schema: dict[str, Any], path: str, causes: Causes) -> None:
                                     "must be a scalar type if parent array's x-kubernetes-list-type is set"))
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
 def validate_crd_update(new: dict[str, Any], old: dict[str, Any]) -> Causes:
     causes: Causes = []
-    ns, os_ = new.get("spec") or {}, old.get("spec") or {}
+    ns, os_ = _dict(new.get("spec")), _dict(old.get("spec"))
     for key in ("group", "scope"):
         if ns.get(key) != os_.get(key):
             causes.append(invalid_value(f"spec.{key}", ns.get(key), "field is immutable"))
-    if (ns.get("names") or {}).get("plural") != (os_.get("names") or {}).get("plural"):
-        causes.append(invalid_value("spec.names.plural", (ns.get("names") or {}).get("plural"), "field is immutable"))
-    versions = {v.get("name") for v in ns.get("versions") or () if isinstance(v, dict)}
-    for i, stored in enumerate((new.get("status") or {}).get("storedVersions") or ()):
+    if _dict(ns.get("names")).get("plural") != _dict(os_.get("names")).get("plural"):
+        causes.append(invalid_value("spec.names.plural", _dict(ns.get("names")).get("plural"), "field is immutable"))
+    versions = {v.get("name") for v in _list(ns.get("versions")) if isinstance(v, dict)}
+    for i, stored in enumerate(_list(_dict(new.get("status")).get("storedVersions"))):
         if stored not in versions:
             causes.append(invalid_value(f"status.storedVersions[{i}]", stored, "must appear in spec.versions"))
     return causes
