@@ -5,14 +5,14 @@ CRD whose rules cannot run is never stored)."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-from vkube.api import cel, structural
+from vkube.api import cel
+from vkube.api.crd_schema import schema_shape, typed, validate_structural
 from vkube.api.errors import field_error
-from vkube.api.validation import (Causes, dns1123_subdomain, duplicate, forbidden, invalid_value,
-                                  not_supported, required, validate_object_meta)
+from vkube.api.validation import (Causes, dns1123_subdomain, duplicate, invalid_value, not_supported,
+                                  required, validate_object_meta)
 
 __all__ = ["validate_crd", "validate_crd_update", "DNS1035"]
 
@@ -22,10 +22,6 @@ _DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric charac
                 "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
 _KIND_MSG = "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"
 _COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
-_LIST_TYPES = ("atomic", "map", "set")
-_FORBIDDEN_KEYS = ("$ref", "$schema", "definitions", "dependencies", "additionalItems",
-                   "patternProperties", "id")
-_TYPES = ("array", "boolean", "integer", "number", "object", "string")
 
 
 def _label(path: str, value: Any, causes: Causes, *, kind: bool = False) -> None:
@@ -37,110 +33,51 @@ def _label(path: str, value: Any, causes: Causes, *, kind: bool = False) -> None
         causes.append(invalid_value(path, value, _KIND_MSG if kind else _DNS1035_MSG))
 
 
-_NUM = (int, float)
-_KEYWORD_TYPES: dict[str, tuple[type, ...]] = {
-    "type": (str,), "format": (str,), "pattern": (str,), "description": (str,), "title": (str,),
-    "maximum": _NUM, "minimum": _NUM, "multipleOf": _NUM, "exclusiveMaximum": (bool,),
-    "exclusiveMinimum": (bool,), "maxLength": (int,), "minLength": (int,), "maxItems": (int,),
-    "minItems": (int,), "maxProperties": (int,), "minProperties": (int,), "uniqueItems": (bool,),
-    "nullable": (bool,), "required": (list,), "enum": (list,), "properties": (dict,),
-    "additionalProperties": (dict, bool), "items": (dict,), "allOf": (list,), "anyOf": (list,),
-    "oneOf": (list,), "not": (dict,), "x-kubernetes-validations": (list,),
-    "x-kubernetes-list-map-keys": (list,), "x-kubernetes-list-type": (str,), "x-kubernetes-map-type": (str,),
-    "x-kubernetes-embedded-resource": (bool,), "x-kubernetes-int-or-string": (bool,),
-    "x-kubernetes-preserve-unknown-fields": (bool,),
-}
-_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
-
-
-def _typed(path: str, value: Any, types: tuple[type, ...], causes: Causes) -> bool:
-    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
-    if not ok:
-        want = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in types))
-        causes.append(invalid_value(path, value, f"must be of type {want}"))
-    return ok
-
-
-def _schema_shape(node: Any, path: str, causes: Causes) -> None:
-    """Keyword types of a schema, so later checks never meet a number where a list belongs."""
-    if not isinstance(node, dict):
-        causes.append(invalid_value(path, node, "must be of type object"))
-        return
-    for key, types in _KEYWORD_TYPES.items():
-        if key in node:
-            _typed(f"{path}.{key}", node[key], types, causes)
-    for key in ("required", "x-kubernetes-list-map-keys"):
-        for i, item in enumerate(node.get(key) if isinstance(node.get(key), list) else ()):
-            _typed(f"{path}.{key}[{i}]", item, (str,), causes)
-    if isinstance(node.get("pattern"), str):
-        try:
-            re.compile(node["pattern"])
-        except re.error as exc:
-            causes.append(invalid_value(f"{path}.pattern", node["pattern"], f"must be a valid regular expression: {exc}"))
-    for i, rule in enumerate(node.get("x-kubernetes-validations") if isinstance(node.get("x-kubernetes-validations"), list) else ()):
-        rpath = f"{path}.x-kubernetes-validations[{i}]"
-        if _typed(rpath, rule, (dict,), causes):
-            for key in ("rule", "message", "messageExpression", "fieldPath", "reason"):
-                if key in rule:
-                    _typed(f"{rpath}.{key}", rule[key], (str,), causes)
-    props = node.get("properties")
-    for key, sub in (props.items() if isinstance(props, dict) else ()):
-        _schema_shape(sub, f"{path}.properties[{key}]", causes)
-    for key in ("items", "not"):
-        if isinstance(node.get(key), dict):
-            _schema_shape(node[key], f"{path}.{key}", causes)
-    if isinstance(node.get("additionalProperties"), dict):
-        _schema_shape(node["additionalProperties"], f"{path}.additionalProperties", causes)
-    for key in ("allOf", "anyOf", "oneOf"):
-        for i, sub in enumerate(node.get(key) if isinstance(node.get(key), list) else ()):
-            _schema_shape(sub, f"{path}.{key}[{i}]", causes)
-
-
 def _spec_shape(spec: dict[str, Any]) -> Causes:
     """The types of everything validation reads below (the generic decode is lax about some)."""
     causes: Causes = []
     for key, types in (("group", (str,)), ("scope", (str,)), ("names", (dict,)), ("versions", (list,)),
                        ("conversion", (dict,)), ("preserveUnknownFields", (bool,))):
         if key in spec:
-            _typed(f"spec.{key}", spec[key], types, causes)
+            typed(f"spec.{key}", spec[key], types, causes)
     names = spec.get("names") if isinstance(spec.get("names"), dict) else {}
     for key in ("plural", "singular", "kind", "listKind"):
         if key in names:
-            _typed(f"spec.names.{key}", names[key], (str,), causes)
+            typed(f"spec.names.{key}", names[key], (str,), causes)
     for key in ("shortNames", "categories"):
-        if key in names and _typed(f"spec.names.{key}", names[key], (list,), causes):
+        if key in names and typed(f"spec.names.{key}", names[key], (list,), causes):
             for i, item in enumerate(names[key]):
-                _typed(f"spec.names.{key}[{i}]", item, (str,), causes)
+                typed(f"spec.names.{key}[{i}]", item, (str,), causes)
     for i, version in enumerate(spec.get("versions") if isinstance(spec.get("versions"), list) else ()):
         vpath = f"spec.versions[{i}]"
-        if not _typed(vpath, version, (dict,), causes):
+        if not typed(vpath, version, (dict,), causes):
             continue
         for key, types in (("name", (str,)), ("served", (bool,)), ("storage", (bool,)), ("deprecated", (bool,)),
                            ("deprecationWarning", (str,)), ("schema", (dict,)), ("subresources", (dict,)),
                            ("additionalPrinterColumns", (list,)), ("selectableFields", (list,))):
             if key in version:
-                _typed(f"{vpath}.{key}", version[key], types, causes)
+                typed(f"{vpath}.{key}", version[key], types, causes)
         schema = version.get("schema")
         if isinstance(schema, dict) and "openAPIV3Schema" in schema:
-            _schema_shape(schema["openAPIV3Schema"], f"{vpath}.schema.openAPIV3Schema", causes)
+            schema_shape(schema["openAPIV3Schema"], f"{vpath}.schema.openAPIV3Schema", causes)
         subs = version.get("subresources") if isinstance(version.get("subresources"), dict) else {}
         for key in ("status", "scale"):
             if key in subs:
-                _typed(f"{vpath}.subresources.{key}", subs[key], (dict,), causes)
+                typed(f"{vpath}.subresources.{key}", subs[key], (dict,), causes)
         scale = subs.get("scale") if isinstance(subs.get("scale"), dict) else {}
         for key in ("specReplicasPath", "statusReplicasPath", "labelSelectorPath"):
             if key in scale:
-                _typed(f"{vpath}.subresources.scale.{key}", scale[key], (str,), causes)
+                typed(f"{vpath}.subresources.scale.{key}", scale[key], (str,), causes)
         for key, fields in (("additionalPrinterColumns", (("name", (str,)), ("type", (str,)), ("format", (str,)),
                                                           ("description", (str,)), ("priority", (int,)),
                                                           ("jsonPath", (str,)))),
                             ("selectableFields", (("jsonPath", (str,)),))):
             for j, item in enumerate(version.get(key) if isinstance(version.get(key), list) else ()):
                 ipath = f"{vpath}.{key}[{j}]"
-                if _typed(ipath, item, (dict,), causes):
+                if typed(ipath, item, (dict,), causes):
                     for fkey, types in fields:
                         if fkey in item:
-                            _typed(f"{ipath}.{fkey}", item[fkey], types, causes)
+                            typed(f"{ipath}.{fkey}", item[fkey], types, causes)
     return causes
 
 
@@ -323,107 +260,6 @@ def _selectable(fields: Any, schema: dict | None, path: str) -> Causes:
             causes.append(duplicate(fpath, jp))
         seen.add(jp)
     return causes
-
-
-def validate_structural(schema: dict[str, Any], path: str) -> Causes:
-    """The rules that make a schema structural (and a few OpenAPI sanity checks)."""
-    causes: Causes = []
-    if schema.get("type") != "object":
-        causes.append(invalid_value(f"{path}.type", schema.get("type", ""), "must be object at the root")
-                      if schema.get("type") else required(f"{path}.type", "must not be empty at the root"))
-    meta = (schema.get("properties") or {}).get("metadata")
-    if isinstance(meta, dict):
-        allowed = {"name", "generateName"}
-        if set((meta.get("properties") or {})) - allowed or set(meta) - {"type", "properties", "description"}:
-            causes.append(forbidden(f"{path}.properties[metadata]",
-                                    "must not specify anything other than name and generateName, but "
-                                    "metadata is implicitly specified"))
-    _node(schema, path, causes, root=True)
-    return causes
-
-
-def _node(schema: Any, path: str, causes: Causes, *, root: bool = False) -> None:
-    if not isinstance(schema, dict):
-        causes.append(invalid_value(path, schema, "must be an object"))
-        return
-    for key in _FORBIDDEN_KEYS:
-        if key in schema:
-            causes.append(forbidden(f"{path}.{key}", f"{key} is forbidden in structural schemas"))
-    t = schema.get("type")
-    int_or_string = schema.get("x-kubernetes-int-or-string") is True
-    preserve = schema.get("x-kubernetes-preserve-unknown-fields")
-    if preserve is not None and preserve is not True:
-        causes.append(invalid_value(f"{path}.x-kubernetes-preserve-unknown-fields", preserve, "must be true or undefined"))
-    if t is not None and t not in _TYPES:
-        causes.append(not_supported(f"{path}.type", t, _TYPES))
-    if int_or_string and t:
-        causes.append(forbidden(f"{path}.type", "must be empty if x-kubernetes-int-or-string is true"))
-    if not t and not int_or_string and not preserve and not root:
-        causes.append(required(f"{path}.type", "must not be empty for specified object fields"))
-    if schema.get("x-kubernetes-embedded-resource") and t != "object":
-        causes.append(invalid_value(f"{path}.type", t or "", "must be object if x-kubernetes-embedded-resource is true"))
-    props = schema.get("properties")
-    extra = schema.get("additionalProperties")
-    if props is not None and extra not in (None, False):
-        causes.append(forbidden(f"{path}.additionalProperties", "additionalProperties and properties are mutual exclusive"))
-    if isinstance(props, dict):
-        if t not in (None, "object"):
-            causes.append(forbidden(f"{path}.properties", f"must not be specified for type {t}"))
-        for key, sub in props.items():
-            _node(sub, f"{path}.properties[{key}]", causes)
-    if isinstance(extra, dict):
-        _node(extra, f"{path}.additionalProperties", causes)
-    if t == "array":
-        items = schema.get("items")
-        if not isinstance(items, dict):
-            causes.append(required(f"{path}.items", "must be specified"))
-        else:
-            _node(items, f"{path}.items", causes)
-        _list_type(schema, path, causes)
-    for key in ("allOf", "anyOf", "oneOf", "not"):
-        if key in schema and (key != "not" or not isinstance(schema[key], dict)) and not isinstance(schema[key], (list, dict)):
-            causes.append(invalid_value(f"{path}.{key}", schema[key], "must be a list of schemas"))
-    if "default" in schema:
-        if root:
-            causes.append(forbidden(f"{path}.default", "must not be set at the root"))
-        else:
-            probe = json.loads(json.dumps(schema["default"]))
-            for c in structural.validate(probe, {k: v for k, v in schema.items() if k != "x-kubernetes-validations"},
-                                         f"{path}.default"):
-                causes.append(field_error(c["field"], c["message"].split(": ", 1)[1], reason=c["reason"]))
-
-
-def _list_type(schema: dict[str, Any], path: str, causes: Causes) -> None:
-    lt = schema.get("x-kubernetes-list-type")
-    if lt is None:
-        return
-    if lt not in _LIST_TYPES:
-        causes.append(not_supported(f"{path}.x-kubernetes-list-type", lt, _LIST_TYPES))
-        return
-    keys = schema.get("x-kubernetes-list-map-keys")
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    if lt == "map":
-        if not keys:
-            causes.append(required(f"{path}.x-kubernetes-list-map-keys",
-                                   "must not be empty if x-kubernetes-list-type is map"))
-        if items.get("type") != "object":
-            causes.append(invalid_value(f"{path}.items.type", items.get("type", ""),
-                                        "must be object if parent array's x-kubernetes-list-type is map"))
-        props = items.get("properties") or {}
-        for i, key in enumerate(keys or ()):
-            prop = props.get(key)
-            if prop is None:
-                causes.append(invalid_value(f"{path}.x-kubernetes-list-map-keys[{i}]", key,
-                                            "entries must all be names of item properties"))
-            elif key not in (items.get("required") or ()) and "default" not in prop:
-                causes.append(required(f"{path}.items.properties[{key}]",
-                                       "all map keys must be required or have a default value"))
-    elif keys:
-        causes.append(forbidden(f"{path}.x-kubernetes-list-map-keys",
-                                "must only be set if x-kubernetes-list-type is map"))
-    if lt == "set" and items.get("type") in ("object", "array"):
-        causes.append(invalid_value(f"{path}.items.type", items.get("type"),
-                                    "must be a scalar type if parent array's x-kubernetes-list-type is set"))
 
 
 def _dict(v: Any) -> dict[str, Any]:
