@@ -135,3 +135,32 @@ async def test_watches_end_when_the_crd_is_deleted(control_plane):
     assert not reader.done()
     await run(cp, "delete", "crd", "crontabs.stable.example.com")
     await asyncio.wait_for(reader, 60)  # the stream ends, long before its 600 s timeout
+
+
+async def test_validation_ratchets_on_unchanged_values(control_plane):
+    cp = control_plane
+    await install(cp, crontab_crd())
+    await run(cp, "create", "-f", "-", input=json.dumps(crontab("old", replicas=4)))
+    # the schema gets stricter: replicas at most 2, and a new CEL rule on the image
+    strict = crontab_crd()
+    spec_schema = strict["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["replicas"]["maximum"] = 2
+    spec_schema["properties"]["image"]["x-kubernetes-validations"] = [
+        {"rule": "self.startsWith('registry.example.com/')", "message": "images come from our registry"}]
+    await run(cp, "apply", "-f", "-", input=json.dumps(strict))
+    for _ in range(120):
+        check = await run(cp, "create", "-f", "-", input=json.dumps(crontab("probe", replicas=4)), check=False)
+        if check.returncode != 0:
+            break
+        await run(cp, "delete", "ct", "probe")
+        await asyncio.sleep(0.5)
+    assert "should be less than or equal to 2" in check.stderr  # new objects meet the new schema
+    # the old object can still be written where its invalid values do not change
+    await run(cp, "label", "ct", "old", "team=a")
+    await run(cp, "patch", "ct", "old", "--type=merge", "--subresource=status", "-p", '{"status":{"replicas":4}}')
+    await run(cp, "patch", "ct", "old", "--type=merge", "-p", '{"spec":{"color":"blue"}}')
+    # but a changed value must meet the new schema and rules
+    out = await run(cp, "patch", "ct", "old", "--type=merge", "-p", '{"spec":{"replicas":3}}', check=False)
+    assert "spec.replicas: Invalid value: 3: spec.replicas in body should be less than or equal to 2" in out.stderr
+    out = await run(cp, "patch", "ct", "old", "--type=merge", "-p", '{"spec":{"image":"other"}}', check=False)
+    assert 'spec.image: Invalid value: "string": images come from our registry' in out.stderr

@@ -115,13 +115,15 @@ class RuleSet:
         return self.root is not None
 
     def validate(self, obj: Any, old: Any = None, *, path: str = "",
-                 transition_only: bool = False) -> Causes:
-        """Causes for every rule that fails. Without ``old``: the rules that do not use
-        ``oldSelf``; with ``transition_only``: only those that do, where an old value
-        correlates."""
+                 transition_only: bool = False, ratchet: bool = False) -> Causes:
+        """Causes for every rule that fails: the rules that do not use ``oldSelf``, or with
+        ``transition_only`` those that do, where an old value correlates. With ``ratchet``
+        (an update), rules whose value is unchanged from ``old`` are not evaluated — CRD
+        validation ratcheting, as Kubernetes does it since 1.30."""
         out: Causes = []
         if self.root is not None:
-            _eval(self.root, obj, old, path, out, has_old=old is not None, transition_only=transition_only)
+            _eval(self.root, obj, old, path, out, has_old=old is not None, transition_only=transition_only,
+                  ratchet=ratchet)
         return out
 
 
@@ -247,9 +249,11 @@ def _field_path(fpath: str) -> str:
 
 
 def _eval(node: _Node, value: Any, old: Any, path: str, out: Causes, *, has_old: bool,
-          transition_only: bool = False) -> None:
+          transition_only: bool = False, ratchet: bool = False) -> None:
     if value is None or (transition_only and not has_old):
         return
+    if ratchet and has_old and value == old:
+        return  # unchanged: its rules (and everything below) ratchet
     import celpy
 
     rules = [r for r in node.rules if r.transition == transition_only]
@@ -259,7 +263,7 @@ def _eval(node: _Node, value: Any, old: Any, path: str, out: Causes, *, has_old:
             activation["oldSelf"] = celpy.json_to_cel(old)
         for rule in rules:
             _run(rule, activation, value, path, out)
-    kw = {"transition_only": transition_only}
+    kw = {"transition_only": transition_only, "ratchet": ratchet}
     if isinstance(value, dict):
         old_map = old if isinstance(old, dict) else {}
         for key, child in node.props.items():

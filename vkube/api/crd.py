@@ -11,6 +11,7 @@ storage version (``to_storage``).
 from __future__ import annotations
 
 import copy
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -173,11 +174,16 @@ class CustomResourceStrategy(Strategy):
         self._prune_default(new)
 
     def validate(self, obj: Obj) -> list[dict[str, str]]:
+        return self._validate(obj, None)
+
+    def _validate(self, obj: Obj, old: Obj | None) -> list[dict[str, str]]:
         causes = validate_object_meta(obj, namespaced=self.namespaced)
         if self.schema is None:
             return causes
         body = {k: v for k, v in obj.items() if k != "metadata"}
         schema_causes = structural.validate(body, self.schema)
+        if old is not None:
+            schema_causes = [c for c in schema_causes if not _unchanged(c.get("field", ""), obj, old)]
         meta_schema = (self.schema.get("properties") or {}).get("metadata")
         if isinstance(meta_schema, dict):  # a schema may constrain name and generateName
             meta = obj.get("metadata") or {}
@@ -185,8 +191,17 @@ class CustomResourceStrategy(Strategy):
             schema_causes += structural.validate(names, {**meta_schema, "type": "object"}, "metadata")
         causes += schema_causes
         if self.rules and not schema_causes:
-            causes += self.rules.validate(_cel_view(obj))
+            if old is None:
+                causes += self.rules.validate(_cel_view(obj))
+            else:
+                causes += self.rules.validate(_cel_view(obj), _cel_view(old), ratchet=True)
         return causes
+
+    def validate_with_old(self, new: Obj, old: Obj) -> list[dict[str, str]]:
+        """``validate`` on an update, with ratcheting: schema errors at values unchanged from
+        the old object, and rules over unchanged values, do not block the update (so objects
+        stored before a schema got stricter can still be written, e.g. their status)."""
+        return self._validate(new, old)
 
     def validate_update(self, new: Obj, old: Obj) -> list[dict[str, str]]:
         if not self.rules:
@@ -206,6 +221,29 @@ class CustomResourceStrategy(Strategy):
             v = _path_value(obj, path)
             attrs[key] = "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
         return attrs
+
+
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _unchanged(path: str, new: Obj, old: Obj) -> bool:
+    """Is the value at a cause's field path the same in both objects (absent in both counts)?
+    Under a list the whole list must be unchanged: items are not correlated by position."""
+    def lookup(obj: Any) -> Any:
+        cur: Any = obj
+        for name, index in _PATH_TOKEN.findall(path):
+            if index:
+                return ("list", cur)  # compare the list that holds the item
+            if not isinstance(cur, dict):
+                return ("absent",)
+            if name not in cur:
+                return ("absent",)
+            cur = cur[name]
+        return ("value", cur)
+
+    if not path or path.startswith("metadata"):
+        return False
+    return lookup(new) == lookup(old)
 
 
 def _cel_view(obj: Obj) -> Obj:

@@ -288,7 +288,8 @@ class ResourceStorage:
                     "metadata.finalizers", "Forbidden: no new finalizers can be added if the object "
                     f"is being deleted, found new finalizers {go_list}", reason="FieldValueForbidden")])
         await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource)
-        causes = self.strategy.validate(new)
+        ratchet = getattr(self.strategy, "validate_with_old", None)  # CRDs: validation ratcheting
+        causes = ratchet(new, old) if ratchet is not None else self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods
             causes += self.strategy.validate_update(new, old)
         self._raise_invalid(new, causes)
