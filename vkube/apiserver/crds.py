@@ -111,9 +111,23 @@ class CRDController:
         return result.resource_version
 
     async def _watch(self, revision: int) -> None:
+        """Follow CRD writes; when the watch ends or fails (compaction, a store going away),
+        wait a little, relist and watch again — never a busy loop."""
+        delay = 0.0
         while True:
+            if delay:
+                await asyncio.sleep(delay)
+                try:
+                    revision = await self._resync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("CRD controller: resync failed: %s", exc)
+                    delay = min(delay * 2, 30.0)
+                    continue
             try:
                 async for kind, crd in self.crds.watch(_crd_context("watch"), None, after_revision=revision):
+                    delay = 0.0
                     revision = int(crd["metadata"]["resourceVersion"])
                     if kind == "DELETED":
                         self._unserve(crd["metadata"]["name"])
@@ -123,14 +137,10 @@ class CRDController:
             except asyncio.CancelledError:
                 raise
             except errors.Gone:
-                revision = await self._resync()
-            except Exception:  # keep serving; the next event or resync repairs
-                log.exception("CRD controller: watch failed; resyncing")
-                await asyncio.sleep(1)
-                try:
-                    revision = await self._resync()
-                except Exception:
-                    log.exception("CRD controller: resync failed")
+                pass
+            except Exception as exc:  # keep serving; the relist repairs
+                log.warning("CRD controller: watch failed: %s", exc)
+            delay = min(max(delay * 2, 0.1), 30.0)
 
     async def _retry_rejected(self) -> None:
         """A deleted CRD may free names another CRD was refused for."""
