@@ -253,7 +253,19 @@ class CRDController:
     # ------------------------------------------------------------------ deletion
     async def _cleanup(self, name: str) -> None:
         """Delete every object of the CRD (their own finalizers are honoured: we wait), then
-        drop the cleanup finalizer, which lets the store remove the CRD."""
+        drop the cleanup finalizer, which lets the store remove the CRD. A failure (the store
+        briefly unavailable) is retried, never left half done."""
+        while True:
+            try:
+                await self._cleanup_once(name)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("CRD controller: cleanup of %s failed, retrying: %s", name, exc)
+                await asyncio.sleep(1)
+
+    async def _cleanup_once(self, name: str) -> None:
         while True:
             specs = self._served.get(name)
             if not specs:
