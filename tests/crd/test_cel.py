@@ -4,6 +4,7 @@ fieldPath, reason and transition rules."""
 from __future__ import annotations
 
 from vkube.api.cel import compile_rules
+from vkube.api.errors import cause_text
 
 
 def schema_with(*rules: dict, **props: dict) -> dict:
@@ -21,7 +22,7 @@ def test_rules_evaluate_with_message_field_path_and_reason() -> None:
     ), "spec")
     assert causes == []
     out = rules.validate({"replicas": 5, "max": 3, "name": "abcdefghijk"}, path="spec")
-    assert [c["message"] for c in out] == [
+    assert [cause_text(c) for c in out] == [
         'spec.replicas: Invalid value: "object": too many',
         "spec: Forbidden: name abcdefghijk must start with x",
         'spec: Invalid value: "object": failed rule: size(self.name) < 10',
@@ -44,12 +45,12 @@ def test_transition_rules_only_run_against_an_old_value() -> None:
     assert rules.validate({"mode": "a"}) == []  # create: no oldSelf
     assert rules.validate({"mode": "a"}, {"mode": "a"}, transition_only=True) == []
     out = rules.validate({"mode": "b"}, {"mode": "a"}, transition_only=True, path="spec")
-    assert [c["message"] for c in out] == ['spec.mode: Invalid value: "string": mode is immutable']
+    assert [cause_text(c) for c in out] == ['spec.mode: Invalid value: "string": mode is immutable']
     # list-type=map items correlate by key; a new item has no oldSelf
     old = {"ports": [{"name": "a", "port": 80}]}
     new = {"ports": [{"name": "b", "port": 1}, {"name": "a", "port": 79}]}
     out = rules.validate(new, old, transition_only=True, path="spec")
-    assert [c["message"] for c in out] == ['spec.ports[1].port: Invalid value: "integer": ports only grow']
+    assert [cause_text(c) for c in out] == ['spec.ports[1].port: Invalid value: "integer": ports only grow']
 
 
 def test_compile_errors_and_undefined_fields_name_the_rule() -> None:
@@ -61,7 +62,7 @@ def test_compile_errors_and_undefined_fields_name_the_rule() -> None:
     assert "undefined field 'nope'" in causes[0]["message"]
     _, causes = compile_rules(schema_with({"rule": "true", "reason": "Bogus"}), "s")
     assert causes[0]["field"] == "s.x-kubernetes-validations[0].reason"
-    assert causes[0]["message"].startswith('s.x-kubernetes-validations[0].reason: Unsupported value: "Bogus"')
+    assert cause_text(causes[0]).startswith('s.x-kubernetes-validations[0].reason: Unsupported value: "Bogus"')
 
 
 def test_cost_budget_refuses_unbounded_nested_loops_and_accepts_bounded_ones() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vkube.api.errors import cause_text
 from vkube.api.structural import apply_defaults, prune, validate
 
 SCHEMA = {
@@ -38,7 +39,7 @@ SCHEMA = {
 
 
 def messages(obj: dict) -> list[str]:
-    return [c["message"] for c in validate(obj, SCHEMA)]
+    return [cause_text(c) for c in validate(obj, SCHEMA)]
 
 
 def test_prune_drops_unknown_fields_but_keeps_preserved_and_embedded_meta() -> None:
@@ -128,7 +129,7 @@ def test_junctions_validate_the_same_value() -> None:
     }}
 
     def msgs(obj: dict) -> list[str]:
-        return [c["message"] for c in validate(obj, schema)]
+        return [cause_text(c) for c in validate(obj, schema)]
 
     assert msgs({"port": 80, "mode": "a", "name": "bob"}) == []
     assert msgs({"port": "http", "mode": "c"}) == []

@@ -142,7 +142,7 @@ def _node(schema: Any, path: str, causes: Causes, *, root: bool = False) -> None
             probe = json.loads(json.dumps(schema["default"]))
             for c in structural.validate(probe, {k: v for k, v in schema.items() if k != "x-kubernetes-validations"},
                                          f"{path}.default"):
-                causes.append(field_error(c["field"], c["message"].split(": ", 1)[1], reason=c["reason"]))
+                causes.append(field_error(c["field"], c["message"], reason=c["reason"]))
 
 
 def _list_type(schema: dict[str, Any], path: str, causes: Causes) -> None:
