@@ -101,15 +101,18 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("node.k8s.io", "RuntimeClass", "runtimeclasses", namespaced=False),
         # --- discovery.k8s.io/v1
         _spec("discovery.k8s.io", "EndpointSlice", "endpointslices"),
+        # --- apiextensions.k8s.io/v1 (the kinds a CRD adds are registered per control plane)
+        _spec("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions",
+              namespaced=False, short=("crd", "crds"), categories=("api-extensions",), status=True),
     ]
 
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import kinds_apps, kinds_batch, kinds_core, kinds_other
+    from vkube.api import crd, kinds_apps, kinds_batch, kinds_core, kinds_other
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
-    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other):
+    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, crd):
         classes.update(module.STRATEGIES)
     cls = classes.get((spec.group, spec.kind), Strategy)
     strategy = cls()

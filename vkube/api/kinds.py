@@ -6,11 +6,23 @@ Per-kind behaviour (defaulting, validation, table columns, field selectors) hang
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 READ_VERBS = ("get", "list", "watch")
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(name: str) -> tuple[int, int, int, str]:
+    """Kubernetes' version order, as a sort key: GA before beta before alpha, higher numbers
+    first, then any other version names alphabetically (``v2, v1, v1beta1, v1alpha1, foo``)."""
+    m = _KUBE_VERSION.match(name)
+    if not m:
+        return (3, 0, 0, name)
+    rank = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (rank, -int(m.group(1)), -int(m.group(3) or 0), name)
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -129,10 +141,13 @@ class Registry:
         return self._by_gvr.values()
 
     def groups(self) -> dict[str, list[str]]:
-        """group -> versions, in first-registered order (core group is "")."""
+        """group -> versions (highest priority first, the preferred one), groups in
+        first-registered order (core group is "")."""
         out: dict[str, list[str]] = {}
         for spec in self._by_gvr.values():
             versions = out.setdefault(spec.group, [])
             if spec.version not in versions:
                 versions.append(spec.version)
+        for versions in out.values():  # several CRDs may add versions to one group
+            versions.sort(key=version_priority)
         return out

@@ -219,6 +219,12 @@ class OpenAPI:
 
         return self._cached("v2", build)
 
+    def v2_protobuf(self) -> bytes:
+        """``/openapi/v2`` as gnostic protobuf (what kubectl falls back to; see openapi_proto)."""
+        from vkube.api.openapi_proto import encode_document
+
+        return self._cached("v2proto", lambda: encode_document(self.v2_document()))
+
 
 def _v3_to_v2(node: Any) -> Any:
     """CRD schemas: v3 refs and ``allOf`` wrappers → Swagger 2.0; ``nullable`` dropped."""

@@ -19,6 +19,8 @@ PATCH_TYPES = (
     "application/merge-patch+json",
     "application/strategic-merge-patch+json",
 )
+#: custom resources take no strategic merge patch; kubectl reads this list to choose its patch
+CUSTOM_PATCH_TYPES = tuple(t for t in PATCH_TYPES if "strategic" not in t)
 _PRODUCES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
 
 _QUERY = {
@@ -122,6 +124,7 @@ def resource_paths(spec: ResourceSpec, refs: dict[str, str | None], *, v3: bool)
     obj, lst = _ref(refs.get("kind"), v3), _ref(refs.get("list"), v3)
     status_ref = _ref(_META + "Status", v3)
     verbs = set(spec.verbs)
+    patch_types = CUSTOM_PATCH_TYPES if getattr(spec.strategy, "custom", False) else PATCH_TYPES
     path_params = [_param("namespace", "path", v3, True, "object name and auth scope, such as for teams and projects")] if spec.namespaced else []
     name_param = _param("name", "path", v3, True, f"name of the {spec.kind}")
     paths: dict[str, Any] = {}
@@ -137,7 +140,7 @@ def resource_paths(spec: ResourceSpec, refs: dict[str, str | None], *, v3: bool)
         paths[base] = coll
 
     item: dict[str, Any] = {"parameters": [name_param] + path_params + [_param("pretty", "query", v3)]}
-    _item_ops(item, spec.kind, verbs, gv, scope, gvk, obj, v3, status_ref)
+    _item_ops(item, spec.kind, verbs, gv, scope, gvk, obj, v3, status_ref, patch_types=patch_types)
     if len(item) > 1:
         paths[base + "/{name}"] = item
 
@@ -152,13 +155,14 @@ def resource_paths(spec: ResourceSpec, refs: dict[str, str | None], *, v3: bool)
         sub_obj = obj if sub == "status" else _ref("io.k8s.api.autoscaling.v1.Scale", v3)
         sub_gvk = gvk if sub == "status" else {"group": "autoscaling", "kind": "Scale", "version": "v1"}
         entry: dict[str, Any] = {"parameters": [name_param] + path_params + [_param("pretty", "query", v3)]}
-        _item_ops(entry, spec.kind + sub.capitalize(), verbs & {"get", "update", "patch"}, gv, scope, sub_gvk, sub_obj, v3, status_ref, what=f"{sub} of the specified {spec.kind}")
+        _item_ops(entry, spec.kind + sub.capitalize(), verbs & {"get", "update", "patch"}, gv, scope, sub_gvk, sub_obj, v3, status_ref, what=f"{sub} of the specified {spec.kind}", patch_types=patch_types)
         paths[f"{base}/{{name}}/{sub}"] = entry
     return paths
 
 
 def _item_ops(item: dict, kind: str, verbs: set[str], gv: str, scope: str, gvk: dict, obj: dict,
-              v3: bool, status_ref: dict, what: str = "") -> None:
+              v3: bool, status_ref: dict, what: str = "",
+              patch_types: tuple[str, ...] = PATCH_TYPES) -> None:
     what = what or f"the specified {kind}"
     if "get" in verbs:
         item["get"] = _op("get", f"read{gv}{scope}{kind}", gvk, f"read {what}", v3=v3, query=(), response=_response(obj, v3))
@@ -166,6 +170,6 @@ def _item_ops(item: dict, kind: str, verbs: set[str], gv: str, scope: str, gvk: 
         item["put"] = _op("put", f"replace{gv}{scope}{kind}", gvk, f"replace {what}", v3=v3, query=_WRITE_Q, response=_response(obj, v3) | _response(obj, v3, "201"), body=_body(obj, v3))
     if "patch" in verbs:
         patch = _ref(_META + "Patch", v3)
-        item["patch"] = _op("patch", f"patch{gv}{scope}{kind}", gvk, f"partially update {what}", v3=v3, query=_WRITE_Q + ("force",), response=_response(obj, v3) | _response(obj, v3, "201"), body=_body(patch, v3, PATCH_TYPES), consumes=PATCH_TYPES)
+        item["patch"] = _op("patch", f"patch{gv}{scope}{kind}", gvk, f"partially update {what}", v3=v3, query=_WRITE_Q + ("force",), response=_response(obj, v3) | _response(obj, v3, "201"), body=_body(patch, v3, patch_types), consumes=patch_types)
     if "delete" in verbs and not what.startswith(("status", "scale")):
         item["delete"] = _op("delete", f"delete{gv}{scope}{kind}", gvk, f"delete {what}", v3=v3, query=("dryRun", "gracePeriodSeconds", "propagationPolicy"), response=_response(obj, v3) | _response(status_ref, v3, "202"))

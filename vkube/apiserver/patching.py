@@ -91,7 +91,7 @@ def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: Res
     if ptype == "merge":
         return apply_merge_patch(current, body)
     if ptype == "strategic":
-        if spec is not None and schema is None:
+        if spec is not None and (schema is None or getattr(spec.strategy, "custom", False)):
             # kube-apiserver's words: a custom resource's PATCH route does not list SMP
             raise errors.UnsupportedMediaType(
                 "the body of the request was in an unknown format - accepted media types "
@@ -118,7 +118,7 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
             f'the kind in the apply patch ({body.get("apiVersion")}, Kind={body.get("kind")}) does not '
             f"match the URL's kind ({spec.api_version}, Kind={spec.kind})"
         )
-    problems = type_errors(body, schema)
+    problems = [] if getattr(spec.strategy, "custom", False) else type_errors(body, schema)
     if problems:  # the apply configuration is a partial object: its types must be right first
         raise errors.BadRequest(
             f'{spec.kind} in version "{spec.version}" cannot be handled as a {spec.kind}: '

@@ -21,6 +21,7 @@ from vkube.api.kinds import Registry
 from vkube.apiserver import http, patching, subresources
 from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.context import Context
+from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
@@ -100,6 +101,8 @@ class APIServer:
         try:
             rc = self.request_context(request, info, request[_AUDIT_ID])
             resp = await self._route(request, rc)
+            if info.is_resource:
+                add_deprecation_warning(self.ctx.registry, info, resp)
             code = resp.status
             return resp
         except errors.StatusError as exc:
@@ -185,7 +188,8 @@ class APIServer:
             return web.Response(body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
         if path == "/openapi/v2":
             if any("protobuf" in m.type for m in accept) and not any(m.type in (http.JSON, "*/*") for m in accept):
-                raise errors.NotAcceptable("only application/json is served for /openapi/v2")
+                return web.Response(body=self.openapi.v2_protobuf(), headers={
+                    "Content-Type": "application/octet-stream"})
             return http.json_response(self.openapi.v2_document())
         if path == "/openapi/v3":
             return http.json_response(self.openapi.v3_index())
@@ -312,6 +316,7 @@ class ControlPlane:
         self._runner: web.AppRunner | None = None
         self.server: APIServer | None = None
         self.ctx: Context | None = None
+        self.crds: CRDController | None = None
 
     @property
     def url(self) -> str:
@@ -339,6 +344,8 @@ class ControlPlane:
                            signing_key=self._signing_key())
         self.ctx.admission = [NamespaceLifecycle(), ServiceAllocation(self.ctx.service_cidr)]
         self.server = APIServer(self.ctx)
+        self.crds = CRDController(self.ctx, self.server.openapi)
+        await self.crds.start()
         await self._bootstrap()
         self.server.ready = True
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,
@@ -393,6 +400,8 @@ class ControlPlane:
                 pass
 
     async def stop(self) -> None:
+        if self.crds is not None:
+            await self.crds.stop()
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()

@@ -60,6 +60,16 @@ class ResourceStorage:
         self.strategy = spec.strategy
 
     # ------------------------------------------------------------------ helpers
+    def _decode(self, kv: Any) -> Obj:
+        """Stored bytes → object of this spec's version (CRDs: conversion + read defaults)."""
+        obj = decode(kv)
+        convert = getattr(self.strategy, "from_storage", None)
+        return convert(obj) if convert is not None else obj
+
+    def _encode(self, obj: Obj) -> bytes:
+        convert = getattr(self.strategy, "to_storage", None)
+        return encode(convert(obj) if convert is not None else obj)
+
     def _name_ref(self, name: str) -> str:
         return f'{self.spec.group_resource} "{name}"'
 
@@ -87,7 +97,7 @@ class ResourceStorage:
             kv = await self.ctx.store.get(self.spec.key(namespace, name), revision=revision)
         except StoreError as exc:
             raise interpret_get_error(exc, self.spec, name) from exc
-        return decode(kv) if kv else None
+        return self._decode(kv) if kv else None
 
     async def _admit(self, rc: RequestContext, op: str, obj: Obj | None, old: Obj | None, *,
                      namespace: str | None, name: str, subresource: str = "") -> None:
@@ -118,6 +128,8 @@ class ResourceStorage:
         if "metadata" in obj and not isinstance(obj["metadata"], dict):
             raise errors.BadRequest("metadata: must be an object")
         _drop_nulls(obj)
+        if getattr(self.strategy, "custom", False):  # custom resources: schema errors are 422s
+            return obj
         schema = self.ctx.schema_for(self.spec)
         problems = type_errors(obj, schema)
         if problems:
@@ -174,7 +186,7 @@ class ResourceStorage:
                 raise errors.already_exists(self.spec.plural, name, group=self.spec.group)
             return obj
         try:
-            kv = await self.ctx.store.create(key, encode(obj))
+            kv = await self.ctx.store.create(key, self._encode(obj))
         except StoreError as exc:
             raise interpret_create_error(exc, self.spec, name) from exc
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -278,7 +290,8 @@ class ResourceStorage:
                     "metadata.finalizers", "Forbidden: no new finalizers can be added if the object "
                     f"is being deleted, found new finalizers {go_list}", reason="FieldValueForbidden")])
         await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource)
-        causes = self.strategy.validate(new)
+        ratchet = getattr(self.strategy, "validate_with_old", None)  # CRDs: validation ratcheting
+        causes = ratchet(new, old) if ratchet is not None else self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods
             causes += self.strategy.validate_update(new, old)
         self._raise_invalid(new, causes)
@@ -296,7 +309,7 @@ class ResourceStorage:
             return await self._remove(key, new)
         try:
             kv = await self.ctx.store.update(
-                key, encode(new),
+                key, self._encode(new),
                 expected_mod_revision=int(om["resourceVersion"]) if precondition else 0,
             )
         except RevisionMismatch as exc:
@@ -358,6 +371,9 @@ class ResourceStorage:
                     f'propagationPolicy: Unsupported value: "{policy}": supported values: '
                     '"Foreground", "Background", "Orphan", "nil"'
                 )
+            for extra in getattr(self.strategy, "delete_finalizers", ()):
+                if extra not in finalizers:  # e.g. a CRD's cleanup: its objects go first
+                    finalizers.append(extra)
             if policy == "Orphan" and "orphan" not in finalizers:
                 finalizers.append("orphan")
             elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
@@ -396,7 +412,7 @@ class ResourceStorage:
             if rc.dry_run:
                 return new, False
             try:
-                kv = await self.ctx.store.update(self.spec.key(namespace, name), encode(new),
+                kv = await self.ctx.store.update(self.spec.key(namespace, name), self._encode(new),
                                                  expected_mod_revision=int(m["resourceVersion"]))
             except RevisionMismatch:
                 continue  # written since our read: read again and decide again
@@ -453,7 +469,7 @@ class ResourceStorage:
                 res = await self.ctx.store.range(prefix, start_after=last_key, limit=chunk, revision=rev)
                 rev = res.revision
                 for i, kv in enumerate(res.kvs):
-                    obj = decode(kv)
+                    obj = self._decode(kv)
                     last_key = kv.key
                     if self.matches(obj, label_selector, field_selector):
                         items.append(obj)
@@ -483,12 +499,12 @@ class ResourceStorage:
         prefix = self.spec.key_prefix(namespace)
         try:
             async for ev in self.ctx.store.watch(prefix, after_revision=after_revision):
-                obj = decode(ev.kv)
+                obj = self._decode(ev.kv)
                 if label_selector is None and field_selector is None:
                     yield ev.type, obj
                     continue
                 now_match = self.matches(obj, label_selector, field_selector)
-                prev_match = ev.prev is not None and self.matches(decode(ev.prev), label_selector, field_selector)
+                prev_match = ev.prev is not None and self.matches(self._decode(ev.prev), label_selector, field_selector)
                 if ev.type == "DELETED":
                     if now_match or prev_match:
                         yield "DELETED", obj

@@ -63,6 +63,10 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             async for etype, obj in storage.watch(rc, namespace, after_revision=after,
                                                   label_selector=label, field_selector=field):
                 await queue.put((etype, obj))
+        except asyncio.CancelledError:  # the resource stopped being served: end the stream
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(_DONE)
+            raise
         except errors.StatusError as exc:
             await queue.put(("ERROR", exc.to_status()))
         except Exception as exc:  # a broken store must end the watch with a Status, not hang it
@@ -72,6 +76,9 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     # The store replays every event after ``after`` (the listed revision), so nothing written
     # between the list and the start of this task is missed.
     task = asyncio.create_task(pump())
+    closers = getattr(spec.strategy, "watch_closers", None)  # CRDs: unserving ends watches
+    if closers is not None:
+        closers.add(task.cancel)
     resp = web.StreamResponse(status=200, headers={"Content-Type": http.JSON,
                                                    "Transfer-Encoding": "chunked"})
     first_table = True
@@ -122,6 +129,8 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             raise
     finally:
         ctx.watch_tasks.discard(me)
+        if closers is not None:
+            closers.discard(task.cancel)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

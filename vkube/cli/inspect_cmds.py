@@ -98,6 +98,24 @@ async def list_(args: argparse.Namespace) -> int:
     return 0
 
 
+async def host_custom_resources(host: Any, values: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """For each kind of ``sync.toHost``/``sync.fromHost.customResources``: whether the host
+    serves it (its CRD must be installed there for the objects to be synced)."""
+    from vkube.syncer.customresources import find_kind
+
+    out: dict[str, dict[str, str]] = {}
+    for side in ("toHost", "fromHost"):
+        kinds = (((values.get("sync") or {}).get(side) or {}).get("customResources") or {})
+        for kind_group, toggle in kinds.items():
+            if not toggle.get("enabled", True):
+                continue
+            kind, group = kind_group.split(".", 1)
+            found = await find_kind(host, kind, group)
+            out.setdefault(side, {})[kind_group] = (
+                "served by the host" if found else "CRD missing on the host: install it there to sync")
+    return out
+
+
 async def describe(args: argparse.Namespace) -> int:
     from vkube.syncer.values import dump_values, parse_values
 
@@ -116,9 +134,11 @@ async def describe(args: argparse.Namespace) -> int:
         "values": st.values, "effectiveValues": dump_values(parse_values(st.values)),
         "synced": None,
     }
+    doc["customResources"] = {}
     if await hostresolve.reachable(host):
         async with host.client() as hc:
             doc["synced"] = await hostns.synced_counts(hc, st.namespace, st.name)
+            doc["customResources"] = await host_custom_resources(hc, doc["effectiveValues"])
     if args.output == "json":
         print_json(doc)
         return 0
@@ -140,6 +160,10 @@ async def describe(args: argparse.Namespace) -> int:
         print(f"  {kind:<{width}} {n}")
     if synced == {}:
         print("  (nothing yet)")
+    for side, kinds in doc["customResources"].items():
+        print(f"Custom resources ({side}):")
+        for kind, state_ in sorted(kinds.items()):
+            print(f"  {kind:<{width}} {state_}")
     print("Values:" + (" (defaults)" if not st.values else ""))
     if st.values:
         import yaml

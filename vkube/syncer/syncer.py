@@ -21,6 +21,8 @@ from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES
 from vkube.controllers.events import EventRecorder
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
 from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
+from vkube.syncer.customresources import CustomResourceSyncer
+from vkube.syncer.customresources_fromhost import HostCustomResourceSyncer
 from vkube.syncer.endpoints import EndpointsSyncer
 from vkube.syncer.endpointslices import EndpointSliceSyncer
 from vkube.syncer.events import EventSyncer
@@ -66,7 +68,15 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.services.enabled or bool(ctx.values.map_services.from_host or
                                     ctx.values.map_services.from_virtual), ServiceMapSyncer),
     ]
-    return {cls.kind: cls(ctx) for on, cls in table if on}
+    syncers: dict[str, KindSyncer] = {cls.kind: cls(ctx) for on, cls in table if on}
+    for kind_group, toggle in s.to_host.custom_resources.items():
+        if toggle.enabled:
+            syncers[kind_group] = CustomResourceSyncer(ctx, kind_group)
+    for kind_group, toggle in s.from_host.custom_resources.items():
+        if toggle.enabled:
+            syncer = HostCustomResourceSyncer(ctx, kind_group)
+            syncers[syncer.kind] = syncer
+    return syncers
 
 
 class Syncer:

@@ -88,6 +88,22 @@ class NodesSync:
 
 
 @dataclass(frozen=True)
+class ToHost:
+    """``sync.toHost.customResources: {"KIND.GROUP": {enabled: true}}``: custom resources
+    copied down to the host (the CRD must be installed there too), status copied back up."""
+
+    custom_resources: dict[str, Toggle] = _k("customResources", {}, "KIND.GROUP: {enabled: true} per kind")
+
+
+@dataclass(frozen=True)
+class FromHost:
+    """``sync.fromHost.customResources: {"KIND.GROUP": {enabled: true}}``: cluster-scoped host
+    custom resources (and their CRD) shown read-only inside the virtual cluster."""
+
+    custom_resources: dict[str, Toggle] = _k("customResources", {}, "KIND.GROUP: {enabled: true} per kind")
+
+
+@dataclass(frozen=True)
 class Sync:
     pods: PodsSync = _k("pods", PodsSync(), "pods, virtual → host")
     configmaps: ObjectsSync = _k("configmaps", ObjectsSync(), "configmaps, virtual → host")
@@ -107,6 +123,8 @@ class Sync:
     priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
     events: Toggle = _k("events", Toggle(), "events of synced objects, host → virtual")
     nodes: NodesSync = _k("nodes", NodesSync(), "nodes, host → virtual")
+    to_host: ToHost = _k("toHost", ToHost(), "custom resources (KIND.GROUP), virtual → host, status back up")
+    from_host: FromHost = _k("fromHost", FromHost(), "cluster-scoped host custom resources (KIND.GROUP), shown read-only")
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
             raise ValuesError(f"{path}: must be one of {', '.join(map(str, typing.get_args(tp)))}"
                               f", not {value!r}")
         return value
+    if origin is dict:
+        inner = typing.get_args(tp)[1]
+        if not isinstance(value, dict):
+            raise ValuesError(f"{path}: must be a mapping")
+        return {str(k): _convert(inner, v, f"{path}.{k}") for k, v in value.items()}
     if origin is tuple:
         inner = typing.get_args(tp)[0]
         if not isinstance(value, list):
@@ -219,6 +242,7 @@ def _build(cls: Any, data: Any, path: str) -> Any:
 _NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _NS_NAME_RE = re.compile(rf"^{_NAME}/{_NAME}$")
 _NAME_RE = re.compile(rf"^{_NAME}$")
+_KIND_GROUP_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9]*\.{_NAME}(\.{_NAME})+$")
 
 #: keys that are accepted only at their default until the feature exists: key → why and what
 #: to do instead (a value that is accepted must do what it says)
@@ -269,6 +293,16 @@ def parse_values(data: Any) -> Values:
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
     if values.replicas != 1:
         raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
+    for side, kinds in (("toHost", values.sync.to_host.custom_resources),
+                        ("fromHost", values.sync.from_host.custom_resources)):
+        for key in kinds:
+            if not _KIND_GROUP_RE.match(key):
+                raise ValuesError(f"sync.{side}.customResources.{key}: must be KIND.GROUP "
+                                  f"(for example Certificate.cert-manager.io)")
+    both = set(values.sync.to_host.custom_resources) & set(values.sync.from_host.custom_resources)
+    if both:
+        raise ValuesError(f"sync.fromHost.customResources.{sorted(both)[0]}: also in "
+                          "sync.toHost.customResources; a kind syncs one way only")
     return values
 
 
@@ -288,6 +322,8 @@ def dump_values(values: Values) -> dict[str, Any]:
             return {_key_of(f): conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
             return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
         return v
     return conv(values)
 

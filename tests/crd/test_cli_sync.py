@@ -1,0 +1,57 @@
+"""``vkube create -f values.yaml`` with ``sync.toHost.customResources`` against the embedded
+host: `vkube describe` says when the host lacks the CRD, and once it is installed there the
+tenant's custom resources appear on the host translated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import User, cleanup, eventually, make_user
+from tests.conftest import kubectl
+from tests.crd.fixtures import crontab, crontab_crd
+
+VALUES = "sync:\n  toHost:\n    customResources:\n      CronTab.stable.example.com: {enabled: true}\n"
+
+
+@pytest.fixture
+def user(tmp_path: Path) -> Iterator[User]:
+    u = make_user(tmp_path / "user")
+    yield u
+    cleanup(u)
+
+
+def test_vkube_create_syncs_custom_resources_to_the_host(user: User, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(VALUES)
+    user.vkube("create", "tenant", "-f", str(values), timeout=180)
+    user.kubectl("apply", "-f", "-", input=json.dumps(crontab_crd()))
+    user.kubectl("wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=60s")
+    user.kubectl("create", "-f", "-", input=json.dumps(crontab("nightly", replicas=2)))
+    doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
+    assert doc["customResources"] == {"toHost": {
+        "CronTab.stable.example.com": "CRD missing on the host: install it there to sync"}}
+    assert "CRD missing on the host" in user.vkube("describe", "tenant").stdout
+
+    def warned() -> None:
+        events = user.kubectl("get", "events", "-n", "default", "-o", "json").stdout
+        assert "is not served by the host cluster" in events
+
+    eventually(warned, timeout=60, delay=0.5)
+    host_kc = user.home / "host" / "kubeconfig"
+    kubectl(host_kc, "apply", "-f", "-", input=json.dumps(crontab_crd()))
+    kubectl(host_kc, "wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=60s")
+
+    def on_host() -> dict:
+        out = kubectl(host_kc, "get", "crontabs", "-n", "vkube-tenant", "-o", "json").stdout
+        items = json.loads(out)["items"]
+        assert [i["metadata"]["name"] for i in items] == ["nightly-x-default-x-tenant"]
+        return items[0]
+
+    hobj = eventually(on_host, timeout=60, delay=0.5)
+    assert hobj["spec"]["replicas"] == 2
+    doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
+    assert doc["customResources"] == {"toHost": {"CronTab.stable.example.com": "served by the host"}}
