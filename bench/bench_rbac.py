@@ -45,7 +45,7 @@ def build(objs: dict[str, list[dict]], policy: dict[str, list[dict]]) -> RBACAut
 def requests(rng: random.Random, n: int) -> list[tuple[UserInfo, Attributes]]:
     out = []
     for _ in range(n):
-        user = UserInfo(f"user{rng.randrange(200)}", (f"team{rng.randrange(20)}", "system:authenticated"))
+        user = UserInfo(f"user{rng.randrange(200)}", groups=(f"team{rng.randrange(20)}", "system:authenticated"))
         out.append((user, Attributes(rng.choice(["get", "list", "create", "update"]),
                                      namespace=f"ns{rng.randrange(100)}", resource=rng.choice(RESOURCES),
                                      name=f"cm{rng.randrange(1000)}")))
@@ -66,7 +66,7 @@ def main() -> None:
     warm = time.perf_counter() - t0
     print(json.dumps({"bench": "rbac_decisions_mixed", "decisions": N, "allowed": allowed,
                       "per_s": round(N / warm), "us_per_decision": round(warm / N * 1e6, 2)}))
-    sa = UserInfo("system:serviceaccount:ns1:deployer", ("system:serviceaccounts", "system:serviceaccounts:ns1",
+    sa = UserInfo("system:serviceaccount:ns1:deployer", groups=("system:serviceaccounts", "system:serviceaccounts:ns1",
                                                         "system:authenticated"))
     objs["role_bindings"].append({"metadata": {"name": "deployer-edit", "namespace": "ns1"},
                                   "subjects": [{"kind": "ServiceAccount", "name": "deployer"}],
@@ -78,7 +78,7 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     print(json.dumps({"bench": "rbac_decisions_allowed_via_aggregated_edit", "decisions": N, "allowed": ok,
                       "per_s": round(N / elapsed), "us_per_decision": round(elapsed / N * 1e6, 2)}))
-    user = UserInfo("user1", ("system:authenticated",))
+    user = UserInfo("user1", groups=("system:authenticated",))
     role = {"metadata": {"name": "new", "namespace": "ns1"}, "rules": [
         {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "secrets"]}]}
     esc_n = 20_000

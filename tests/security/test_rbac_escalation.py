@@ -8,7 +8,7 @@ from vkube.api.rbac import (
     check_role_write, confirm_no_escalation)
 from vkube.api.rbac.bootstrap import CONTROLLERS, bootstrap_policy, cluster_roles
 
-ALICE = UserInfo("alice", ("system:authenticated",))
+ALICE = UserInfo("alice", groups=("system:authenticated",))
 RBAC = "rbac.authorization.k8s.io"
 
 
@@ -57,7 +57,7 @@ def test_escalate_verb_and_system_masters_bypass():
     assert check_role_write(authz, ALICE, big, cluster=False) is None
     assert isinstance(check_role_write(authz, ALICE, {**big, "metadata": {"name": "r", "namespace": "b"}},
                                        cluster=False), Forbidden)
-    root = UserInfo("root", ("system:masters",))
+    root = UserInfo("root", groups=("system:masters",))
     assert check_role_write(authz_with(), root, big, cluster=True) is None
 
 
@@ -212,7 +212,7 @@ def test_namespace_roles_and_bindings():
     from vkube.api.rbac import Attributes, UserInfo
     authz = RBACAuthorizer(roles=policy["roles"], role_bindings=policy["roleBindings"],
                            cluster_roles=policy["clusterRoles"], cluster_role_bindings=policy["clusterRoleBindings"])
-    scheduler = UserInfo("system:kube-scheduler", ("system:authenticated",))
+    scheduler = UserInfo("system:kube-scheduler", groups=("system:authenticated",))
     decision = authz.authorize(scheduler, Attributes("list", api_group="coordination.k8s.io",
                                                      resource="leasecandidates", namespace="kube-system"))
     assert decision.reason == ('RBAC: allowed by RoleBinding "system::leader-locking-kube-scheduler/kube-system" '

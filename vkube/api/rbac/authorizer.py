@@ -22,31 +22,21 @@ from typing import Any
 from vkube.api.errors import Forbidden
 from vkube.api.forbidden import forbidden
 from vkube.api.rbac.rules import Rule, compile_rule
+from vkube.api.user import SYSTEM_MASTERS, UserInfo
 
 __all__ = ["UserInfo", "Attributes", "Decision", "RBACAuthorizer", "forbidden_message",
            "SERVICE_ACCOUNT_PREFIX", "SYSTEM_MASTERS", "service_account_user"]
 
 Obj = Mapping[str, Any]
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
-SYSTEM_MASTERS = "system:masters"
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """An authenticated identity (``user.Info``): name, groups, uid, extra."""
-
-    name: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def service_account_user(namespace: str, name: str, *, uid: str = "",
-                         extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> UserInfo:
+                         extra: Mapping[str, tuple[str, ...]] | None = None) -> UserInfo:
     """The identity a service-account token authenticates as, with Kubernetes' groups."""
-    return UserInfo(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}",
+    return UserInfo(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", uid,
                     ("system:serviceaccounts", f"system:serviceaccounts:{namespace}",
-                     "system:authenticated"), uid, extra)
+                     "system:authenticated"), dict(extra or {}))
 
 
 @dataclass(frozen=True, slots=True)
