@@ -101,8 +101,8 @@ def test_missing_role_is_the_denial_reason():
     attrs = Attributes("get", namespace="a", resource="pods", name="p")
     decision = authz.authorize(ALICE, attrs)
     assert not decision.allowed
-    assert decision.reason == ('RBAC: [clusterroles.rbac.authorization.k8s.io "nope" not found, '
-                               'roles.rbac.authorization.k8s.io "gone" not found]')
+    assert decision.reason == ('RBAC: [clusterrole.rbac.authorization.k8s.io "nope" not found, '
+                               'role.rbac.authorization.k8s.io "gone" not found]')
     assert authz.forbidden(ALICE, attrs, decision).message.endswith(': ' + decision.reason)
 
 
@@ -182,10 +182,10 @@ def test_rules_for_and_subject_rules_review():
     authz = with_bootstrap(role_bindings=[binding("v", "a", "ClusterRole", "view", user("alice")),
                                           binding("x", "a", "Role", "missing", user("alice"))])
     rules, errors = authz.rules_for(ALICE, "a")
-    assert errors == ['roles.rbac.authorization.k8s.io "missing" not found']
+    assert errors == ['role.rbac.authorization.k8s.io "missing" not found']
     status = authz.subject_rules_review_status(ALICE, "a")
     assert status["incomplete"] is False
-    assert status["evaluationError"] == 'roles.rbac.authorization.k8s.io "missing" not found'
+    assert status["evaluationError"] == 'role.rbac.authorization.k8s.io "missing" not found'
     assert {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
             "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]} in status["resourceRules"]
     assert {"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"]} \

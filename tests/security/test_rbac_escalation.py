@@ -114,7 +114,7 @@ def test_binding_needs_bind_or_the_roles_rules():
 def test_confirm_no_escalation_reports_resolution_errors():
     authz = authz_with(rb("x", "a", "Role", "gone", "alice"))
     message = confirm_no_escalation(authz, ALICE, "a", [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}])
-    assert message.endswith('; resolution errors: [roles.rbac.authorization.k8s.io "gone" not found]')
+    assert message.endswith('; resolution errors: [role.rbac.authorization.k8s.io "gone" not found]')
 
 
 def test_aggregation_merges_in_name_order_without_duplicates():

@@ -6,8 +6,8 @@ ClusterRole, whose rules then apply in that namespace only); subjects are Users,
 ServiceAccounts (``system:serviceaccount:NS:NAME``; a RoleBinding's ServiceAccount subject without
 a namespace means the binding's namespace). Anything not allowed is denied ("no opinion"); a missing
 role is not an error for the request, but its NotFound text becomes the denial reason
-(``RBAC: clusterroles.rbac.authorization.k8s.io "x" not found``). Members of ``system:masters`` are
-allowed everything, as kube-apiserver's privileged-group authorizer does.
+(``RBAC: clusterrole.rbac.authorization.k8s.io "x" not found``: upstream's listers name the kind
+in the singular). Members of ``system:masters`` are allowed everything, as kube-apiserver's privileged-group authorizer does.
 
 A :class:`RBACAuthorizer` is an immutable snapshot with every binding resolved and indexed by
 subject; rebuild it when RBAC objects change (40–120 ms for 2,000 objects, see bench_rbac.py).
@@ -160,10 +160,10 @@ class RBACAuthorizer:
         if kind == "ClusterRole":
             rules = self._cluster_roles.get(name)
             return rules if rules is not None else (
-                f'clusterroles.rbac.authorization.k8s.io "{name}" not found')
+                f'clusterrole.rbac.authorization.k8s.io "{name}" not found')
         if kind == "Role":
             rules = self._roles.get((namespace, name))
-            return rules if rules is not None else f'roles.rbac.authorization.k8s.io "{name}" not found'
+            return rules if rules is not None else f'role.rbac.authorization.k8s.io "{name}" not found'
         return f'unsupported role reference kind: "{kind}"'
 
     def role_rules(self, ref: Obj, namespace: str) -> list[Obj] | str:
