@@ -105,7 +105,8 @@ class Authorization:
             self._snapshot = RBACAuthorizer(
                 roles=by_kind["roles"], cluster_roles=by_kind["clusterroles"],
                 role_bindings=by_kind["rolebindings"],
-                cluster_role_bindings=by_kind["clusterrolebindings"])
+                cluster_role_bindings=by_kind["clusterrolebindings"],
+                compiled=self._snapshot.compiled if self._snapshot is not None else None)
             self.rebuilds += 1
         return self._snapshot
 

@@ -131,11 +131,15 @@ class RBACAuthorizer:
 
     def __init__(self, *, roles: Iterable[Obj] = (), cluster_roles: Iterable[Obj] = (),
                  role_bindings: Iterable[Obj] = (), cluster_role_bindings: Iterable[Obj] = (),
-                 superuser_groups: Iterable[str] = (SYSTEM_MASTERS,)) -> None:
-        self._roles = {(_namespace(r), _name(r)): tuple(map(compile_rule, r.get("rules") or ()))
-                       for r in roles}
-        self._cluster_roles = {_name(r): tuple(map(compile_rule, r.get("rules") or ()))
-                               for r in cluster_roles}
+                 superuser_groups: Iterable[str] = (SYSTEM_MASTERS,),
+                 compiled: dict[tuple[str, str, str, str], tuple[Rule, ...]] | None = None) -> None:
+        """``compiled`` carries compiled rules from one snapshot to the next, keyed by role and
+        resourceVersion (stored objects change their resourceVersion on every write); it is
+        pruned to the roles of this snapshot."""
+        previous = compiled if compiled is not None else {}
+        self.compiled: dict[tuple[str, str, str, str], tuple[Rule, ...]] = {}
+        self._roles = {(_namespace(r), _name(r)): self._compile(r, previous) for r in roles}
+        self._cluster_roles = {_name(r): self._compile(r, previous) for r in cluster_roles}
         self._cluster: _Index = {}
         self._namespaced: dict[str, _Index] = {}
         for b in sorted(cluster_role_bindings, key=_name):
@@ -143,6 +147,19 @@ class RBACAuthorizer:
         for b in sorted(role_bindings, key=lambda b: (_namespace(b), _name(b))):
             self._index(self._namespaced.setdefault(_namespace(b), {}), b, _namespace(b))
         self._superusers = frozenset(superuser_groups)
+
+    def _compile(self, role: Obj, previous: dict[tuple[str, str, str, str], tuple[Rule, ...]]
+                 ) -> tuple[Rule, ...]:
+        meta = role.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        if not version:
+            return tuple(map(compile_rule, role.get("rules") or ()))
+        key = (str(role.get("kind") or ""), _namespace(role), _name(role), version)
+        rules = previous.get(key)
+        if rules is None:
+            rules = tuple(map(compile_rule, role.get("rules") or ()))
+        self.compiled[key] = rules
+        return rules
 
     def _index(self, index: _Index, binding: Obj, namespace: str) -> None:
         rules = self._role_rules(binding.get("roleRef") or {}, namespace)
