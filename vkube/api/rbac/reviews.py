@@ -57,7 +57,7 @@ def validate_access_review_spec(kind: str, spec: Obj, *, needs_subject: bool) ->
                                   "nonResourceAttributes or resourceAttributes must be specified"))
     if needs_subject and not spec.get("user") and not spec.get("groups"):
         causes.append(field_error("spec.user", 'Invalid value: "": at least one of user or group must be specified'))
-    return invalid(f"{kind}.{GROUP}", "", causes, group=GROUP) if causes else None
+    return invalid(kind, "", causes, group=GROUP) if causes else None
 
 
 def check_local_namespace(review: Obj, namespace: str) -> BadRequest | None:
