@@ -21,10 +21,10 @@ from vkube.api.kinds import Registry
 from vkube.apiserver import http, patching, subresources
 from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.authorization import Authorization, RBACEscalation
-from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.context import Context
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
+from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
                                      cluster_admin, internal_context, new_audit_id)
 from vkube.apiserver.requestinfo import RequestInfo, parse
