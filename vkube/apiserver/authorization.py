@@ -24,7 +24,7 @@ from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode
 from vkube.apiserver.request import RequestContext
 from vkube.apiserver.requestinfo import RequestInfo
-from vkube.store.base import Compacted, StoreError
+from vkube.store.base import Compacted, StoreClosed, StoreError
 
 __all__ = ["Authorization", "RBACEscalation", "attributes_of", "RBAC_PREFIX"]
 
@@ -87,6 +87,8 @@ class Authorization:
                 return  # the store closed
             except Compacted:
                 revision = await self._relist()
+            except StoreClosed:
+                return
             except StoreError:
                 log.exception("RBAC watch failed; re-reading every RBAC object")
                 await asyncio.sleep(0.5)
