@@ -12,7 +12,9 @@ def test_registry_is_new_each_time():
 
 def test_group_order_follows_discovery():
     groups = list(builtin_registry().groups())
-    assert groups[:4] == ["", "apps", "events.k8s.io", "batch"]
+    # the aggregator's group priorities: authentication (17700) and authorization (17600)
+    # come between events.k8s.io (17750) and batch (17400)
+    assert groups[:6] == ["", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch"]
     assert groups.index("networking.k8s.io") < groups.index("rbac.authorization.k8s.io") < groups.index("discovery.k8s.io")
 
 

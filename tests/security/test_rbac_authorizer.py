@@ -54,7 +54,7 @@ def with_bootstrap(**kw) -> RBACAuthorizer:
                           **kw)
 
 
-ALICE = UserInfo("alice", AUTHENTICATED)
+ALICE = UserInfo("alice", groups=AUTHENTICATED)
 
 
 def test_view_in_one_namespace_only():
@@ -101,14 +101,14 @@ def test_missing_role_is_the_denial_reason():
     attrs = Attributes("get", namespace="a", resource="pods", name="p")
     decision = authz.authorize(ALICE, attrs)
     assert not decision.allowed
-    assert decision.reason == ('RBAC: [clusterroles.rbac.authorization.k8s.io "nope" not found, '
-                               'roles.rbac.authorization.k8s.io "gone" not found]')
+    assert decision.reason == ('RBAC: [clusterrole.rbac.authorization.k8s.io "nope" not found, '
+                               'role.rbac.authorization.k8s.io "gone" not found]')
     assert authz.forbidden(ALICE, attrs, decision).message.endswith(': ' + decision.reason)
 
 
 def test_bootstrap_discovery_and_public_info():
     authz = with_bootstrap()
-    anonymous = UserInfo("system:anonymous", ("system:unauthenticated",))
+    anonymous = UserInfo("system:anonymous", groups=("system:unauthenticated",))
     for path, anon_ok in (("/healthz", True), ("/livez", True), ("/readyz", True), ("/version", True),
                           ("/api", False), ("/apis/apps/v1", False), ("/openapi/v2", False), ("/metrics", False)):
         attrs = Attributes("get", resource_request=False, path=path)
@@ -123,10 +123,10 @@ def test_bootstrap_discovery_and_public_info():
 
 def test_system_masters_and_cluster_admin():
     authz = with_bootstrap()
-    admin = UserInfo("kubernetes-admin", ("system:masters", "system:authenticated"))
+    admin = UserInfo("kubernetes-admin", groups=("system:masters", "system:authenticated"))
     assert authz.authorize(admin, Attributes("delete", resource="nodes", name="n")).allowed
     assert authz.authorize(admin, Attributes("get", resource_request=False, path="/metrics")).allowed
-    ops = UserInfo("ops", AUTHENTICATED)
+    ops = UserInfo("ops", groups=AUTHENTICATED)
     authz = with_bootstrap(cluster_role_bindings=[binding("ops", None, "ClusterRole", "cluster-admin", user("ops"))])
     decision = authz.authorize(ops, Attributes("escalate", api_group="rbac.authorization.k8s.io",
                                                resource="clusterroles", name="x"))
@@ -158,15 +158,15 @@ def test_groups_and_first_matching_subject_describes_the_binding():
         cluster_roles=[cluster_role("reader", {"verbs": ["get"], "apiGroups": ["*"], "resources": ["*"]})],
         cluster_role_bindings=[binding("devs", None, "ClusterRole", "reader", user("zed"), group("devs"),
                                        user("bob"))])
-    bob = UserInfo("bob", ("devs",))
+    bob = UserInfo("bob", groups=("devs",))
     assert authz.authorize(bob, Attributes("get", resource="nodes", name="n")).reason == (
         'RBAC: allowed by ClusterRoleBinding "devs" of ClusterRole "reader" to Group "devs"')
-    assert not authz.authorize(UserInfo("carol", ("ops",)), Attributes("get", resource="nodes")).allowed
+    assert not authz.authorize(UserInfo("carol", groups=("ops",)), Attributes("get", resource="nodes")).allowed
 
 
 def test_role_binding_to_cluster_role_applies_only_in_its_namespace():
     authz = with_bootstrap(role_bindings=[binding("e", "team", "ClusterRole", "edit", group("team"))])
-    member = UserInfo("dan", ("team", "system:authenticated"))
+    member = UserInfo("dan", groups=("team", "system:authenticated"))
     assert authz.authorize(member, Attributes("create", api_group="apps", resource="deployments",
                                               namespace="team")).allowed
     assert not authz.authorize(member, Attributes("create", api_group="apps", resource="deployments",
@@ -182,10 +182,10 @@ def test_rules_for_and_subject_rules_review():
     authz = with_bootstrap(role_bindings=[binding("v", "a", "ClusterRole", "view", user("alice")),
                                           binding("x", "a", "Role", "missing", user("alice"))])
     rules, errors = authz.rules_for(ALICE, "a")
-    assert errors == ['roles.rbac.authorization.k8s.io "missing" not found']
+    assert errors == ['role.rbac.authorization.k8s.io "missing" not found']
     status = authz.subject_rules_review_status(ALICE, "a")
     assert status["incomplete"] is False
-    assert status["evaluationError"] == 'roles.rbac.authorization.k8s.io "missing" not found'
+    assert status["evaluationError"] == 'role.rbac.authorization.k8s.io "missing" not found'
     assert {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
             "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]} in status["resourceRules"]
     assert {"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"]} \
@@ -197,7 +197,7 @@ def test_rules_for_and_subject_rules_review():
 
 def test_a_binding_naming_the_user_twice_counts_once():
     authz = with_bootstrap(role_bindings=[binding("v", "a", "ClusterRole", "view", user("alice"), group("x"))])
-    twice = UserInfo("alice", ("x", "system:authenticated"))
+    twice = UserInfo("alice", groups=("x", "system:authenticated"))
     rules, _ = authz.rules_for(twice, "a")
     once, _ = authz.rules_for(ALICE, "a")
     assert len(rules) == len(once)

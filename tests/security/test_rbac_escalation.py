@@ -8,7 +8,7 @@ from vkube.api.rbac import (
     check_role_write, confirm_no_escalation)
 from vkube.api.rbac.bootstrap import CONTROLLERS, bootstrap_policy, cluster_roles
 
-ALICE = UserInfo("alice", ("system:authenticated",))
+ALICE = UserInfo("alice", groups=("system:authenticated",))
 RBAC = "rbac.authorization.k8s.io"
 
 
@@ -57,7 +57,7 @@ def test_escalate_verb_and_system_masters_bypass():
     assert check_role_write(authz, ALICE, big, cluster=False) is None
     assert isinstance(check_role_write(authz, ALICE, {**big, "metadata": {"name": "r", "namespace": "b"}},
                                        cluster=False), Forbidden)
-    root = UserInfo("root", ("system:masters",))
+    root = UserInfo("root", groups=("system:masters",))
     assert check_role_write(authz_with(), root, big, cluster=True) is None
 
 
@@ -114,7 +114,7 @@ def test_binding_needs_bind_or_the_roles_rules():
 def test_confirm_no_escalation_reports_resolution_errors():
     authz = authz_with(rb("x", "a", "Role", "gone", "alice"))
     message = confirm_no_escalation(authz, ALICE, "a", [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}])
-    assert message.endswith('; resolution errors: [roles.rbac.authorization.k8s.io "gone" not found]')
+    assert message.endswith('; resolution errors: [role.rbac.authorization.k8s.io "gone" not found]')
 
 
 def test_aggregation_merges_in_name_order_without_duplicates():
@@ -212,7 +212,7 @@ def test_namespace_roles_and_bindings():
     from vkube.api.rbac import Attributes, UserInfo
     authz = RBACAuthorizer(roles=policy["roles"], role_bindings=policy["roleBindings"],
                            cluster_roles=policy["clusterRoles"], cluster_role_bindings=policy["clusterRoleBindings"])
-    scheduler = UserInfo("system:kube-scheduler", ("system:authenticated",))
+    scheduler = UserInfo("system:kube-scheduler", groups=("system:authenticated",))
     decision = authz.authorize(scheduler, Attributes("list", api_group="coordination.k8s.io",
                                                      resource="leasecandidates", namespace="kube-system"))
     assert decision.reason == ('RBAC: allowed by RoleBinding "system::leader-locking-kube-scheduler/kube-system" '

@@ -13,8 +13,8 @@ from vkube.api.rbac.reviews import (
     validate_access_review_spec)
 
 RBAC = "rbac.authorization.k8s.io"
-ALICE = UserInfo("alice", ("system:authenticated",))
-ADMIN = UserInfo("admin", ("system:masters", "system:authenticated"))
+ALICE = UserInfo("alice", groups=("system:authenticated",))
+ADMIN = UserInfo("admin", groups=("system:masters", "system:authenticated"))
 
 
 def authz(*extra_roles, bindings=()):
@@ -43,8 +43,8 @@ def test_admin_impersonates_user_and_groups():
     who = impersonate(authz(), ADMIN, [("Impersonate-User", "bob"), ("Impersonate-Group", "devs"),
                                        ("Impersonate-Group", "ops"), ("Impersonate-Extra-Scopes", "view"),
                                        ("Impersonate-Extra-acme.com%2fproject", "p1"), ("Impersonate-Uid", "u-1")])
-    assert who == UserInfo("bob", ("devs", "ops", "system:authenticated"), "u-1",
-                           (("scopes", ("view",)), ("acme.com/project", ("p1",))))
+    assert who == UserInfo("bob", "u-1", ("devs", "ops", "system:authenticated"),
+                           {"scopes": ("view",), "acme.com/project": ("p1",)})
 
 
 def test_service_account_and_anonymous_groups():
@@ -115,8 +115,8 @@ def test_review_validation():
 
 def test_self_subject_review():
     assert self_subject_review_status(ALICE) == {"userInfo": {"username": "alice", "groups": ["system:authenticated"]}}
-    full = UserInfo("system:serviceaccount:a:b", ("system:serviceaccounts",), "uid-1",
-                    (("authentication.kubernetes.io/pod-name", ("p",)),))
+    full = UserInfo("system:serviceaccount:a:b", "uid-1", ("system:serviceaccounts",),
+                    {"authentication.kubernetes.io/pod-name": ("p",)})
     assert self_subject_review_status(full)["userInfo"] == {
         "username": "system:serviceaccount:a:b", "uid": "uid-1", "groups": ["system:serviceaccounts"],
         "extra": {"authentication.kubernetes.io/pod-name": ["p"]}}

@@ -77,6 +77,17 @@ def builtin_specs() -> list[ResourceSpec]:
               scale=True),
         # --- events.k8s.io/v1
         _spec("events.k8s.io", "Event", "events", short=("ev",)),
+        # --- authentication.k8s.io/v1, authorization.k8s.io/v1: answered, never stored
+        _spec("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", namespaced=False,
+              verbs=("create",)),
+        _spec("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+              verbs=("create",)),
+        _spec("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+              namespaced=False, verbs=("create",)),
+        _spec("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+              namespaced=False, verbs=("create",)),
+        _spec("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
+              verbs=("create",)),
         # --- batch/v1
         _spec("batch", "CronJob", "cronjobs", short=("cj",), categories=_ALL, status=True),
         _spec("batch", "Job", "jobs", categories=_ALL, status=True),

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any
 
+from vkube.api.user import ALL_AUTHENTICATED, SYSTEM_MASTERS, UserInfo
+
+__all__ = ["UserInfo", "SYSTEM_MASTERS", "ALL_AUTHENTICATED", "APISERVER_USER", "CLUSTER_ADMIN_USER",
+           "RequestContext", "cluster_admin", "internal_context", "new_audit_id", "AUDIT_ID_HEADER",
+           "AUDIT_ID_RESPONSE_HEADER"]
 from vkube.apiserver.requestinfo import RequestInfo
 
 #: The request header a client may send to name its request in the audit log, and the
@@ -23,32 +26,8 @@ from vkube.apiserver.requestinfo import RequestInfo
 AUDIT_ID_HEADER = "Audit-ID"
 AUDIT_ID_RESPONSE_HEADER = "Audit-Id"
 
-#: Well-known users and groups (k8s.io/apiserver/pkg/authentication/user).
-SYSTEM_MASTERS = "system:masters"
-ALL_AUTHENTICATED = "system:authenticated"
 APISERVER_USER = "system:apiserver"
 CLUSTER_ADMIN_USER = "kubernetes-admin"
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """``user.Info``: name, uid, groups and extra, immutable once authenticated."""
-
-    name: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``authentication.k8s.io/v1`` UserInfo shape (admission reviews, audit events)."""
-        out: dict[str, Any] = {"username": self.name}
-        if self.uid:
-            out["uid"] = self.uid
-        if self.groups:
-            out["groups"] = list(self.groups)
-        if self.extra:
-            out["extra"] = {k: list(v) for k, v in self.extra.items()}
-        return out
 
 
 def cluster_admin() -> UserInfo:

@@ -20,13 +20,16 @@ from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
 from vkube.apiserver import http, patching, subresources
 from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
+from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
+from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
                                      cluster_admin, internal_context, new_audit_id)
 from vkube.apiserver.requestinfo import RequestInfo, parse
+from vkube.apiserver.reviews import is_review, serve_review
 from vkube.apiserver.watch import serve_watch
 from vkube.store import open_store
 from vkube.store.base import Store
@@ -57,6 +60,7 @@ class APIServer:
         ctx.schema_for = lambda spec: self.openapi.schema_for(spec.group, spec.version, spec.kind)
         ctx.track_fields = patching.field_tracker(ctx)
         self.handlers = ResourceHandlers(ctx, to_table=to_table, selectors=selectors, patches=patching)
+        self.authorization = Authorization(ctx)
         self.ready = False
 
     @functools.cached_property
@@ -100,6 +104,8 @@ class APIServer:
         code = 500
         try:
             rc = self.request_context(request, info, request[_AUDIT_ID])
+            # authorization (impersonation, then RBAC) — after authentication, before any read
+            rc = self.authorization.check(rc, request.headers.items())
             resp = await self._route(request, rc)
             if info.is_resource:
                 add_deprecation_warning(self.ctx.registry, info, resp)
@@ -147,6 +153,8 @@ class APIServer:
         if verb == "create":
             if info.name:
                 raise errors.method_not_allowed()
+            if is_review(spec):
+                return await serve_review(request, spec, rc, self.authorization)
             return await h.create(request, spec, rc)
         if verb == "update":
             return await h.update(request, spec, rc)
@@ -342,11 +350,14 @@ class ControlPlane:
         self._store = store
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
                            signing_key=self._signing_key())
-        self.ctx.admission = [NamespaceLifecycle(), ServiceAllocation(self.ctx.service_cidr)]
         self.server = APIServer(self.ctx)
+        self.ctx.admission = [RBACEscalation(self.server.authorization), NamespaceLifecycle(),
+                              ServiceAllocation(self.ctx.service_cidr)]
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
         await self._bootstrap()
+        await ensure_bootstrap_policy(self.ctx)
+        await self.server.authorization.start()
         self.server.ready = True
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)

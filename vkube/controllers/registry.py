@@ -4,6 +4,7 @@ the top of the package: it imports every controller, and nothing in the package 
 
 from __future__ import annotations
 
+from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
 from vkube.controllers.gc import GarbageCollector
 from vkube.controllers.namespace import NamespaceController
@@ -21,5 +22,6 @@ def default_controllers() -> list[type[Controller]]:
     return [
         NamespaceController, GarbageCollector, ServiceAccountController,
         RootCAConfigMapController, EndpointsController, EndpointSliceController,
-        PVCProtectionController, DisruptionController, *WORKLOAD_CONTROLLERS,
+        PVCProtectionController, DisruptionController, ClusterRoleAggregationController,
+        *WORKLOAD_CONTROLLERS,
     ]

@@ -12,6 +12,8 @@ merge until nothing changes.
 from __future__ import annotations
 
 import copy
+
+import orjson
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +39,7 @@ def aggregated_rules(role: Obj, cluster_roles: Iterable[Obj]) -> list[Any] | Non
         return None
     ordered = sorted(cluster_roles, key=_name)
     out: list[Any] = []
+    seen: set[bytes] = set()
     for raw in rule.get("clusterRoleSelectors") or ():
         try:
             selector = label_selector_from_dict(raw)
@@ -48,7 +51,9 @@ def aggregated_rules(role: Obj, cluster_roles: Iterable[Obj]) -> list[Any] | Non
             if not selector.matches((other.get("metadata") or {}).get("labels")):
                 continue
             for r in other.get("rules") or ():
-                if r not in out:
+                key = orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # equality, hashed
+                if key not in seen:
+                    seen.add(key)
                     out.append(copy.deepcopy(r))
     return out
 
@@ -56,9 +61,10 @@ def aggregated_rules(role: Obj, cluster_roles: Iterable[Obj]) -> list[Any] | Non
 def aggregate_cluster_roles(cluster_roles: Iterable[Obj], *, max_rounds: int = 32) -> list[dict[str, Any]]:
     """Copies of ``cluster_roles`` with every aggregated role's rules filled, to a fixed point."""
     roles = [copy.deepcopy(dict(r)) for r in cluster_roles]
+    aggregating = [r for r in roles if r.get("aggregationRule") is not None]
     for _ in range(max_rounds):
         changed = False
-        for role in roles:
+        for role in aggregating:
             rules = aggregated_rules(role, roles)
             if rules is not None and rules != (role.get("rules") or []):
                 role["rules"] = rules

@@ -6,8 +6,8 @@ ClusterRole, whose rules then apply in that namespace only); subjects are Users,
 ServiceAccounts (``system:serviceaccount:NS:NAME``; a RoleBinding's ServiceAccount subject without
 a namespace means the binding's namespace). Anything not allowed is denied ("no opinion"); a missing
 role is not an error for the request, but its NotFound text becomes the denial reason
-(``RBAC: clusterroles.rbac.authorization.k8s.io "x" not found``). Members of ``system:masters`` are
-allowed everything, as kube-apiserver's privileged-group authorizer does.
+(``RBAC: clusterrole.rbac.authorization.k8s.io "x" not found``: upstream's listers name the kind
+in the singular). Members of ``system:masters`` are allowed everything, as kube-apiserver's privileged-group authorizer does.
 
 A :class:`RBACAuthorizer` is an immutable snapshot with every binding resolved and indexed by
 subject; rebuild it when RBAC objects change (40–120 ms for 2,000 objects, see bench_rbac.py).
@@ -22,31 +22,21 @@ from typing import Any
 from vkube.api.errors import Forbidden
 from vkube.api.forbidden import forbidden
 from vkube.api.rbac.rules import Rule, compile_rule
+from vkube.api.user import SYSTEM_MASTERS, UserInfo
 
 __all__ = ["UserInfo", "Attributes", "Decision", "RBACAuthorizer", "forbidden_message",
            "SERVICE_ACCOUNT_PREFIX", "SYSTEM_MASTERS", "service_account_user"]
 
 Obj = Mapping[str, Any]
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
-SYSTEM_MASTERS = "system:masters"
-
-
-@dataclass(frozen=True, slots=True)
-class UserInfo:
-    """An authenticated identity (``user.Info``): name, groups, uid, extra."""
-
-    name: str
-    groups: tuple[str, ...] = ()
-    uid: str = ""
-    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def service_account_user(namespace: str, name: str, *, uid: str = "",
-                         extra: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> UserInfo:
+                         extra: Mapping[str, tuple[str, ...]] | None = None) -> UserInfo:
     """The identity a service-account token authenticates as, with Kubernetes' groups."""
-    return UserInfo(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}",
+    return UserInfo(f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}", uid,
                     ("system:serviceaccounts", f"system:serviceaccounts:{namespace}",
-                     "system:authenticated"), uid, extra)
+                     "system:authenticated"), dict(extra or {}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +131,15 @@ class RBACAuthorizer:
 
     def __init__(self, *, roles: Iterable[Obj] = (), cluster_roles: Iterable[Obj] = (),
                  role_bindings: Iterable[Obj] = (), cluster_role_bindings: Iterable[Obj] = (),
-                 superuser_groups: Iterable[str] = (SYSTEM_MASTERS,)) -> None:
-        self._roles = {(_namespace(r), _name(r)): tuple(map(compile_rule, r.get("rules") or ()))
-                       for r in roles}
-        self._cluster_roles = {_name(r): tuple(map(compile_rule, r.get("rules") or ()))
-                               for r in cluster_roles}
+                 superuser_groups: Iterable[str] = (SYSTEM_MASTERS,),
+                 compiled: dict[tuple[str, str, str, str], tuple[Rule, ...]] | None = None) -> None:
+        """``compiled`` carries compiled rules from one snapshot to the next, keyed by role and
+        resourceVersion (stored objects change their resourceVersion on every write); it is
+        pruned to the roles of this snapshot."""
+        previous = compiled if compiled is not None else {}
+        self.compiled: dict[tuple[str, str, str, str], tuple[Rule, ...]] = {}
+        self._roles = {(_namespace(r), _name(r)): self._compile(r, previous) for r in roles}
+        self._cluster_roles = {_name(r): self._compile(r, previous) for r in cluster_roles}
         self._cluster: _Index = {}
         self._namespaced: dict[str, _Index] = {}
         for b in sorted(cluster_role_bindings, key=_name):
@@ -153,6 +147,19 @@ class RBACAuthorizer:
         for b in sorted(role_bindings, key=lambda b: (_namespace(b), _name(b))):
             self._index(self._namespaced.setdefault(_namespace(b), {}), b, _namespace(b))
         self._superusers = frozenset(superuser_groups)
+
+    def _compile(self, role: Obj, previous: dict[tuple[str, str, str, str], tuple[Rule, ...]]
+                 ) -> tuple[Rule, ...]:
+        meta = role.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        if not version:
+            return tuple(map(compile_rule, role.get("rules") or ()))
+        key = (str(role.get("kind") or ""), _namespace(role), _name(role), version)
+        rules = previous.get(key)
+        if rules is None:
+            rules = tuple(map(compile_rule, role.get("rules") or ()))
+        self.compiled[key] = rules
+        return rules
 
     def _index(self, index: _Index, binding: Obj, namespace: str) -> None:
         rules = self._role_rules(binding.get("roleRef") or {}, namespace)
@@ -170,10 +177,10 @@ class RBACAuthorizer:
         if kind == "ClusterRole":
             rules = self._cluster_roles.get(name)
             return rules if rules is not None else (
-                f'clusterroles.rbac.authorization.k8s.io "{name}" not found')
+                f'clusterrole.rbac.authorization.k8s.io "{name}" not found')
         if kind == "Role":
             rules = self._roles.get((namespace, name))
-            return rules if rules is not None else f'roles.rbac.authorization.k8s.io "{name}" not found'
+            return rules if rules is not None else f'role.rbac.authorization.k8s.io "{name}" not found'
         return f'unsupported role reference kind: "{kind}"'
 
     def role_rules(self, ref: Obj, namespace: str) -> list[Obj] | str:

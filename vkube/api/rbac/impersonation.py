@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from vkube.api.errors import BadRequest
-from vkube.api.rbac.authorizer import SERVICE_ACCOUNT_PREFIX, Attributes, RBACAuthorizer, UserInfo
+from vkube.api.rbac.authorizer import SERVICE_ACCOUNT_PREFIX, Attributes, RBACAuthorizer
+from vkube.api.user import UserInfo
 
 __all__ = ["impersonate", "split_service_account_username", "IMPERSONATE_USER", "IMPERSONATE_GROUP",
            "IMPERSONATE_UID", "IMPERSONATE_EXTRA_PREFIX"]
@@ -119,5 +120,4 @@ def impersonate(authz: RBACAuthorizer, requester: UserInfo,
             groups.append("system:authenticated")
     elif "system:unauthenticated" not in groups:
         groups.append("system:unauthenticated")
-    return UserInfo(username, tuple(groups), uid,
-                    tuple((k, tuple(v)) for k, v in extra.items()))
+    return UserInfo(username, uid, tuple(groups), {k: tuple(v) for k, v in extra.items()})

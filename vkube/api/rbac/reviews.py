@@ -39,9 +39,9 @@ def review_attributes(spec: Obj) -> Attributes:
 def subject_from_spec(spec: Obj) -> UserInfo:
     """The user a SubjectAccessReview asks about (``spec.user/groups/uid/extra``)."""
     extra = spec.get("extra") or {}
-    return UserInfo(str(spec.get("user") or ""), tuple(str(g) for g in spec.get("groups") or ()),
-                    str(spec.get("uid") or ""),
-                    tuple((str(k), tuple(str(x) for x in v or ())) for k, v in extra.items()))
+    return UserInfo(str(spec.get("user") or ""), str(spec.get("uid") or ""),
+                    tuple(str(g) for g in spec.get("groups") or ()),
+                    {str(k): tuple(str(x) for x in v or ()) for k, v in extra.items()})
 
 
 def validate_access_review_spec(kind: str, spec: Obj, *, needs_subject: bool) -> Invalid | None:
@@ -80,14 +80,7 @@ def access_review_status(decision: Decision) -> dict[str, Any]:
 
 def self_subject_review_status(user: UserInfo) -> dict[str, Any]:
     """``SelfSubjectReview.status`` (``kubectl auth whoami``): empty fields omitted."""
-    info: dict[str, Any] = {"username": user.name}
-    if user.uid:
-        info["uid"] = user.uid
-    if user.groups:
-        info["groups"] = list(user.groups)
-    if user.extra:
-        info["extra"] = {k: list(v) for k, v in user.extra}
-    return {"userInfo": info}
+    return {"userInfo": user.to_dict()}
 
 
 def review(authz: RBACAuthorizer, user: UserInfo, spec: Obj) -> dict[str, Any]:

@@ -28,7 +28,8 @@ FULL_AUTHORITY: tuple[Mapping[str, Any], ...] = (
 def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         return ()
-    return tuple(str(v) for v in value)
+    out = tuple(value)  # the common case (validated lists of strings) without a per-item call
+    return out if all(type(v) is str for v in out) else tuple(map(str, out))
 
 
 @dataclass(frozen=True, slots=True)
