@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from vkube.store import _sql
+import vkube.store._sql as _sql
 from vkube.store.base import (
     Compacted,
     Event,

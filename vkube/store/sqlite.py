@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from vkube.store import _sql
+import vkube.store._sql as _sql
 from vkube.store.base import (
     BackendError,
     Compacted,
