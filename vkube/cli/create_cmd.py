@@ -38,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
 
         return run_coroutine(ops.create(args))
     values = values_files.load_files(args.values, check=False) if args.values else {}
+    values = values_files.with_flags(values, args)
     st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
                       values=values, port=process.free_port())
     if (st.dir / "state.json").exists():  # unreadable: not ours to overwrite

@@ -106,6 +106,16 @@ def register(sub: Any) -> None:
                    help="apply new values to an existing virtual cluster, keeping its objects")
     p.add_argument("--in-cluster", action="store_true",
                    help="run the control plane inside the host (applies `vkube render`)")
+    p.add_argument("--isolate", action="store_true",
+                   help="guard rails on the host namespace: Pod Security enforced by the "
+                        "syncer, ResourceQuota, LimitRange, NetworkPolicies "
+                        "(= isolation.enabled: true)")
+    p.add_argument("--pod-security", choices=("baseline", "restricted", "privileged"),
+                   default=None, help="Pod Security level with --isolate (default baseline)")
+    p.add_argument("--cpu", metavar="C", default=None,
+                   help="quota CPU with --isolate: limits C, requests C/2 (default 20)")
+    p.add_argument("--memory", metavar="M", default=None,
+                   help="quota memory with --isolate: limits M, requests M/2 (default 40Gi)")
 
     p = _cmd(sub, "connect", "switch kubectl to a virtual cluster (or print its kubeconfig)",
              "  vkube connect my-vcluster\n"

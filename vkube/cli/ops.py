@@ -59,6 +59,9 @@ async def create(args: argparse.Namespace) -> int:
                        f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
                        "again with --in-cluster")
     values = values_files.load_files(args.values) if args.values else None
+    if values_files.has_flag_values(args):
+        values = values_files.with_flags(values or dict(existing.values if existing else {}),
+                                         args)
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)

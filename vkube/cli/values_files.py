@@ -40,6 +40,35 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
     return doc
 
 
+def has_flag_values(args: Any) -> bool:
+    return bool(getattr(args, "isolate", False) or getattr(args, "pod_security", None) or
+                getattr(args, "cpu", None) or getattr(args, "memory", None))
+
+
+def with_flags(doc: dict[str, Any], args: Any) -> dict[str, Any]:
+    """The values with ``create``'s isolation flags on top (flags win over -f files):
+    ``--isolate`` = ``isolation.enabled: true``, ``--pod-security LEVEL``, ``--cpu``/``--memory``
+    = the quota's CPU and memory figures. A figure without isolation would do nothing: refused."""
+    iso: dict[str, Any] = {}
+    if getattr(args, "isolate", False):
+        iso["enabled"] = True
+    if getattr(args, "pod_security", None):
+        iso["podSecurityStandard"] = args.pod_security
+    quota = {k: getattr(args, k) for k in ("cpu", "memory") if getattr(args, k, None)}
+    if quota:
+        iso["resourceQuota"] = quota
+    if not iso:
+        return doc
+    out = merge(doc, {"isolation": iso})
+    if not (out.get("isolation") or {}).get("enabled"):
+        flag = "--cpu" if getattr(args, "cpu", None) else \
+            "--memory" if getattr(args, "memory", None) else "--pod-security"
+        raise CLIError(f"{flag} sets a figure of isolation, which is off — add --isolate "
+                       f"(or isolation.enabled: true in a values file)")
+    validate(out)
+    return out
+
+
 def leaf_keys(doc: Any, prefix: str = "") -> list[str]:
     """Dotted paths of the scalar/list values of a values document."""
     if not isinstance(doc, dict) or not doc:

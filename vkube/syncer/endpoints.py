@@ -15,6 +15,7 @@ from vkube.api import errors
 from vkube.api.meta import Obj, object_key, split_key
 from vkube.client.resources import ENDPOINTS, PODS, SERVICES
 from vkube.syncer.base import KindSyncer, delete_ignore_missing
+from vkube.syncer.isolation import AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
 
@@ -31,6 +32,7 @@ class EndpointsSyncer(KindSyncer):
         self.hsvc = inf.host(SERVICES)
         self.hep = inf.host(ENDPOINTS, owned=False)  # the host controller may not label them
         self.hpods = inf.host(PODS)
+        self.guard = AddressGuard(self.ctx)
         for i in (self.vsvc, self.vep):
             i.add_handler(lambda t, o, old: self.enqueue(object_key(o)))
         self.hep.add_handler(lambda t, o, old: self.enqueue(self._host_ep_key(o)))
@@ -80,6 +82,13 @@ class EndpointsSyncer(KindSyncer):
         subsets = _map_targets(vep.get("subsets") or [],
                                lambda ref: {"kind": "Pod", "namespace": hns,
                                             "name": host_pod_name(self.tr, ref["name"], ns)})
+        refused = self.guard.filter(vep, [a.get("ip", "") for sub in subsets
+                                          for key in ("addresses", "notReadyAddresses")
+                                          for a in sub.get(key) or []])
+        for sub in subsets if refused else []:
+            for key in ("addresses", "notReadyAddresses"):
+                if key in sub:
+                    sub[key] = [a for a in sub[key] if a.get("ip") not in refused]
         if hep is None:
             try:
                 await self.ctx.host.create(ENDPOINTS, {"apiVersion": "v1", "kind": "Endpoints",

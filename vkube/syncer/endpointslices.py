@@ -10,6 +10,7 @@ import copy
 from vkube.api.meta import Obj
 from vkube.client.resources import ENDPOINTSLICES, SERVICES
 from vkube.syncer.base import DownSyncer
+from vkube.syncer.isolation import AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
 
@@ -29,6 +30,7 @@ class EndpointSliceSyncer(DownSyncer):
         super().setup()
         self.vsvc = self.ctx.informers.virtual(SERVICES)
         self.vsvc.add_handler(self._on_service)  # a selector added or dropped changes "wanted"
+        self.guard = AddressGuard(self.ctx)
 
     def _on_service(self, type_: str, svc: Obj, old: Obj | None) -> None:
         m = svc["metadata"]
@@ -48,6 +50,10 @@ class EndpointSliceSyncer(DownSyncer):
         meta["labels"][SERVICE_NAME] = self.tr.host_name(meta["labels"][SERVICE_NAME], ns, limit=DNS_LABEL_MAX)
         meta["labels"][MANAGED_BY] = SYNCER_MANAGER
         endpoints = copy.deepcopy(vobj.get("endpoints") or [])
+        refused = self.guard.filter(vobj, [a for ep in endpoints for a in ep.get("addresses") or []])
+        if refused:
+            endpoints = [ep for ep in endpoints
+                         if not set(ep.get("addresses") or []) & refused]
         for ep in endpoints:
             ref = ep.get("targetRef")
             if ref and ref.get("kind") == "Pod" and ref.get("name"):

@@ -1,62 +1,141 @@
 """``isolation.enabled`` (``vkube create --isolate``): guard rails in the host namespace.
 
-- a ResourceQuota and a LimitRange (defaults below, the ones virtual-cluster users know);
-- a NetworkPolicy limiting *egress* of the tenant's pods to its own namespace, cluster DNS
-  and the public internet (no private ranges), so they cannot reach the host's or other
-  tenants' pods; ingress stays open, so the host can still reach them;
-- Pod Security Standard labels on the host namespace.
+- a ResourceQuota and a LimitRange (the defaults below; ``--cpu``/``--memory`` set the CPU and
+  memory limits, requests are half of them, as in the defaults) — enforced by the host's
+  admission;
+- NetworkPolicies: the control plane reaches only the host API server and host DNS; workloads
+  reach the control plane, DNS, each other and public addresses, never a private range;
+- Pod Security Standard labels on the host namespace (the syncer itself also checks every pod
+  before syncing it: :mod:`vkube.syncer.admission`).
+
+Pure builders (``isolation_objects``) plus one level-based syncer that repairs drift.
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
+from fractions import Fraction
 
 from vkube.api import errors
 from vkube.api.meta import Obj
-from vkube.client.resources import LIMITRANGES, NAMESPACES, NETWORKPOLICIES, RESOURCEQUOTAS
+from vkube.api.quantity import Quantity, parse_quantity
 from vkube.client.client import Resource
+from vkube.client.resources import (ENDPOINTS, LIMITRANGES, NAMESPACES, NETWORKPOLICIES,
+                                    PODS, RESOURCEQUOTAS)
 from vkube.syncer.base import KindSyncer, SyncContext
+from vkube.syncer.translate import LABEL_MANAGED_BY
+from vkube.syncer.values import Isolation
 
-QUOTA = {"requests.cpu": "10", "requests.memory": "20Gi", "requests.storage": "100Gi",
-         "requests.ephemeral-storage": "60Gi", "limits.cpu": "20", "limits.memory": "40Gi",
-         "limits.ephemeral-storage": "160Gi", "services.nodeports": "0",
-         "services.loadbalancers": "1", "count/endpoints": "40", "count/pods": "20",
-         "count/services": "20", "count/secrets": "100", "count/configmaps": "100",
-         "count/persistentvolumeclaims": "20"}
+QUOTA = {"count/configmaps": "100", "count/endpoints": "40",
+         "count/persistentvolumeclaims": "20", "count/pods": "20", "count/secrets": "100",
+         "count/services": "20", "limits.cpu": "20", "limits.ephemeral-storage": "160Gi",
+         "limits.memory": "40Gi", "requests.cpu": "10", "requests.ephemeral-storage": "60Gi",
+         "requests.memory": "20Gi", "requests.storage": "100Gi", "services.loadbalancers": "1",
+         "services.nodeports": "0"}
 LIMITS = {"type": "Container",
           "default": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "8Gi"},
           "defaultRequest": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "3Gi"}}
-PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"]
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+KUBE_SYSTEM = {"namespaceSelector": {"matchLabels": {
+    "kubernetes.io/metadata.name": "kube-system"}}}
 
 
-def isolation_objects(ctx: SyncContext) -> list[tuple[Resource, Obj]]:
+def control_plane_labels(vc: str) -> dict[str, str]:
+    """The labels of the control plane's pods when it runs in the host (``render``)."""
+    return {"app.kubernetes.io/name": "vkube", "app.kubernetes.io/instance": vc}
+
+
+def quota_hard(iso: Isolation) -> dict[str, str]:
+    """The quota's ``hard``: the defaults, with ``cpu``/``memory`` as limits and half of each
+    as requests."""
+    hard = dict(QUOTA)
+    for res, text in (("cpu", iso.resource_quota.cpu), ("memory", iso.resource_quota.memory)):
+        if text:
+            q = parse_quantity(text)
+            hard[f"limits.{res}"] = str(q)
+            hard[f"requests.{res}"] = str(Quantity(q.value / Fraction(2), q.format))
+    return hard
+
+
+def isolation_name(vc: str, suffix: str = "") -> str:
+    return f"vkube-isolation-{vc}"[:63 - len(suffix)].rstrip("-.") + suffix
+
+
+def network_policies(vc: str, labels: dict[str, str], *, api_peers: list[Obj],
+                     control_plane_peer: Obj | None = None) -> list[Obj]:
+    """The workloads' policy and the control plane's (``api_peers``: ``to`` entries with
+    ports for the host API server; ``control_plane_peer``: how workloads reach the control
+    plane when it does not run as a pod of this namespace)."""
+    cp = {"podSelector": {"matchLabels": control_plane_labels(vc)}}
+    workload_to = [{"to": [cp]},
+                   {"to": [KUBE_SYSTEM], "ports": copy.deepcopy(DNS_PORTS)},
+                   {"to": [{"podSelector": {"matchLabels": {LABEL_MANAGED_BY: vc}}}]},
+                   {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE)}}]}]
+    if control_plane_peer is not None:
+        workload_to.insert(1, control_plane_peer)
+    workloads = {"apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
+                 "metadata": {"name": isolation_name(vc), "labels": dict(labels)},
+                 "spec": {"podSelector": {"matchLabels": {LABEL_MANAGED_BY: vc}},
+                          "policyTypes": ["Egress"], "egress": workload_to}}
+    control = {"apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
+               "metadata": {"name": isolation_name(vc, "-control-plane"), "labels": dict(labels)},
+               "spec": {"podSelector": {"matchLabels": control_plane_labels(vc)},
+                        "policyTypes": ["Egress"],
+                        "egress": [{"to": [KUBE_SYSTEM], "ports": copy.deepcopy(DNS_PORTS)},
+                                   *api_peers]}}
+    return [workloads, control]
+
+
+def host_api_peers(endpoints: Obj | None) -> list[Obj]:
+    """``default/kubernetes`` endpoints → egress rules to exactly those addresses and ports
+    (policies see the endpoint, after the service address is translated)."""
+    rules = []
+    for subset in (endpoints or {}).get("subsets") or []:
+        ports = [{"protocol": p.get("protocol", "TCP"), "port": p["port"]}
+                 for p in subset.get("ports") or [] if p.get("port")]
+        for addr in subset.get("addresses") or []:
+            ip = addr.get("ip", "")
+            if _is_ip(ip):
+                rules.append({"to": [{"ipBlock": {"cidr": _host_cidr(ip)}}], "ports": ports})
+    return rules
+
+
+def isolation_objects(ctx: SyncContext, host_api: Obj | None = None) -> list[tuple[Resource, Obj]]:
     iso = ctx.values.isolation
     labels = ctx.tr.owner_labels(None)
-    name = f"vkube-isolation-{ctx.name}"[:63].rstrip("-.")
+    name = isolation_name(ctx.name)
     out: list[tuple[Resource, Obj]] = []
     if iso.resource_quota.enabled:
         out.append((RESOURCEQUOTAS, {"apiVersion": "v1", "kind": "ResourceQuota",
                                      "metadata": {"name": name, "labels": labels},
-                                     "spec": {"hard": dict(QUOTA)}}))
+                                     "spec": {"hard": quota_hard(iso)}}))
     if iso.limit_range.enabled:
         out.append((LIMITRANGES, {"apiVersion": "v1", "kind": "LimitRange",
                                   "metadata": {"name": name, "labels": labels},
                                   "spec": {"limits": [copy.deepcopy(LIMITS)]}}))
     if iso.network_policy.enabled:
-        out.append((NETWORKPOLICIES, {
-            "apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {
-                "podSelector": {"matchLabels": dict(labels)},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {"to": [{"podSelector": {}}]},  # its own host namespace (incl. its API)
-                    {"to": [{"namespaceSelector": {"matchLabels": {
-                        "kubernetes.io/metadata.name": "kube-system"}}}],
-                     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE)}}]},
-                ]}}))
+        peer = None
+        if _is_ip(ctx.kube_service_host):  # the control plane outside the host's pods
+            peer = {"to": [{"ipBlock": {"cidr": _host_cidr(ctx.kube_service_host)}}],
+                    "ports": [{"protocol": "TCP", "port": ctx.kube_service_port}]}
+        for np in network_policies(ctx.name, labels, api_peers=host_api_peers(host_api),
+                                   control_plane_peer=peer):
+            out.append((NETWORKPOLICIES, np))
     return out
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_cidr(ip: str) -> str:
+    return f"{ip}/{ipaddress.ip_address(ip).max_prefixlen}"
 
 
 class IsolationSyncer(KindSyncer):
@@ -75,7 +154,13 @@ class IsolationSyncer(KindSyncer):
 
     async def reconcile(self, key: str) -> None:
         hns = self.ctx.host_namespace
-        for res, want in isolation_objects(self.ctx):
+        host_api = None
+        if self.ctx.values.isolation.network_policy.enabled:
+            try:
+                host_api = await self.ctx.host.get(ENDPOINTS, "kubernetes", namespace="default")
+            except (errors.NotFound, errors.Forbidden):
+                pass  # the control plane policy then allows DNS only
+        for res, want in isolation_objects(self.ctx, host_api):
             cur = self.ctx.informers.host(res).get(want["metadata"]["name"], hns)
             if cur is None:
                 try:
@@ -93,3 +178,51 @@ class IsolationSyncer(KindSyncer):
                 "pod-security.kubernetes.io/warn": level}}})
         except errors.Forbidden:
             pass  # not allowed to label the host namespace: the other guard rails still hold
+
+
+class AddressGuard:
+    """Endpoint addresses a tenant writes (selector-less Services) may not point into the
+    host's private network unless they are its own pods' IPs: otherwise an isolated tenant's
+    Service would route to another tenant's pods (or host services) by IP. Only with
+    ``isolation.enabled``; public addresses stay allowed, as the NetworkPolicy allows them."""
+
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.enabled = ctx.values.isolation.enabled
+        self.private = [ipaddress.ip_network(c) for c in PRIVATE]
+
+    def refused(self, addresses: list[str]) -> list[str]:
+        """The addresses that may not go down (empty: all fine)."""
+        if not self.enabled:
+            return []
+        own: set[str] | None = None
+        out = []
+        for ip in addresses:
+            try:
+                addr = ipaddress.ip_address(ip)
+            except ValueError:
+                continue  # the host's validation refuses it
+            if addr.version == 4 and not any(addr in n for n in self.private):
+                continue
+            if own is None:
+                own = {p for pod in self.ctx.informers.host(PODS).list(self.ctx.host_namespace)
+                       for p in _pod_ips(pod)}
+            if ip not in own:
+                out.append(ip)
+        return out
+
+    def filter(self, vobj: Obj, addresses: list[str]) -> set[str]:
+        """The refused addresses, with a Warning event on ``vobj`` naming them."""
+        bad = self.refused(addresses)
+        if bad:
+            self.ctx.recorder.event(vobj, "Warning", "AddressRefused", (
+                f"endpoint addresses {', '.join(bad)} are not pods of this virtual cluster: "
+                "with isolation a private address must be one of its own pods' IPs; "
+                "they are left out on the host"))
+        return set(bad)
+
+
+def _pod_ips(pod: Obj) -> list[str]:
+    status = pod.get("status") or {}
+    ips = [p.get("ip", "") for p in status.get("podIPs") or []]
+    return [*ips, status.get("podIP", "")]

@@ -77,7 +77,7 @@ class NodeSyncer(KindSyncer):
         cfg = ctx.values.sync.nodes
         self.real = cfg.enabled
         self.all_nodes = cfg.sync_all_nodes or cfg.enable_scheduler
-        self.selector = cfg.selector()
+        self.selector = ctx.values.node_selector()  # sync.nodes and isolation
 
     def setup(self) -> None:
         inf = self.ctx.informers

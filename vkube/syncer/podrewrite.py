@@ -47,6 +47,9 @@ class PodRewriteConfig:
     # sync.nodes.nodeSelector: host pods only run on the selected host nodes (as vcluster's
     # enforced node selector); it wins over the pod's own terms for the same keys
     node_selector: dict[str, str] = field(default_factory=dict)
+    # isolation (hard tenancy): forced on every host pod, whatever the tenant asked for
+    runtime_class_name: str = ""
+    tolerations: tuple[Obj, ...] = ()
 
 
 def host_pod_name(tr: Translator, name: str, namespace: str) -> str:
@@ -148,8 +151,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     spec["hostname"] = spec.get("hostname") or _hostname(name)
     if spec.get("subdomain"):
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
-    if cfg.node_selector:
-        spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **cfg.node_selector}
+    force_placement(spec, cfg)
     hmeta["annotations"].update(_downward_annotations(vpod))
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
@@ -157,6 +159,21 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
         if tsc.get("matchLabelKeys"):
             tsc["matchLabelKeys"] = [encode_label_key(k) for k in tsc["matchLabelKeys"]]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": hmeta, "spec": spec}
+
+
+def force_placement(spec: Obj, cfg: PodRewriteConfig) -> None:
+    """Where and how a tenant's pods run is the operator's, not the tenant's: the node selector
+    wins over the pod's own terms for the same keys, the runtime class replaces the pod's,
+    the tolerations are added (the tenant's own stay: they only widen where the forced
+    selector already pins the pod)."""
+    if cfg.node_selector:
+        spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **cfg.node_selector}
+    if cfg.runtime_class_name:
+        spec["runtimeClassName"] = cfg.runtime_class_name
+        spec.pop("overhead", None)  # the host's RuntimeClass admission fills it in
+    if cfg.tolerations:
+        have = spec.get("tolerations") or []
+        spec["tolerations"] = have + [dict(t) for t in cfg.tolerations if t not in have]
 
 
 def _hostname(name: str) -> str:

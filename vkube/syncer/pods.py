@@ -16,11 +16,14 @@ import logging
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
+from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
+                                    host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.podrewrite import (PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
+from vkube.syncer.values import Values
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class PodSyncer(KindSyncer):
         super().__init__(ctx)
         self.tokens = TokenManager(ctx)
         self.keep_node_name = ctx.values.sync.nodes.enable_scheduler
+        self.admission = PodAdmission(ctx.values)
         self._host_sa_ready = False
         # virtual pod uids whose host pod existed (created by us or seen on the host): a host
         # pod missing later was deleted under the virtual pod, not never created
@@ -180,15 +184,27 @@ class PodSyncer(KindSyncer):
             return
         if self.keep_node_name and not (vpod.get("spec") or {}).get("nodeName"):
             return  # the virtual scheduler has not placed it yet
-        try:
-            host_pod = await self._desired(vpod)
-        except PodRejected as e:
-            self.ctx.recorder.event(vpod, "Warning", "SyncError", str(e))
+        refusal = self.admission.check(vpod)
+        if refusal is not None:
+            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
+                                  refusal)
             return
         try:
+            host_pod = await self._desired(vpod)
             await self.ctx.host.create(PODS, host_pod, namespace=hns)
+        except PodRejected as e:
+            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
+                                  str(e))
+            return
         except errors.AlreadyExists:
             return  # the host watch brings it; the next reconcile compares
+        except (errors.BadRequest, errors.Forbidden, errors.NotFound, errors.Invalid,
+                errors.RequestEntityTooLarge) as e:
+            # the host's admission or validation said no (quota, LimitRange, Pod Security, a
+            # missing namespace): the tenant sees why; retried with backoff (quota frees up)
+            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_HOST,
+                                  host_refusal_message(e))
+            raise
         self._had_host.add(meta.get("uid", ""))
 
     def _had_host_pod(self, vpod: Obj) -> bool:
@@ -222,7 +238,9 @@ class PodSyncer(KindSyncer):
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
             services=tuple(self.services.list(ns)),
-            node_selector=self.ctx.values.sync.nodes.selector(),
+            node_selector=self.ctx.values.node_selector(),
+            runtime_class_name=self.ctx.values.isolation.runtime_class_name,
+            tolerations=_tolerations(self.ctx.values),
         )
         return rewrite_pod(vpod, cfg)
 
@@ -296,7 +314,7 @@ class PodSyncer(KindSyncer):
         cfg = PodRewriteConfig(
             translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
             token_secret=None, keep_node_name=self.keep_node_name, host_access="allow",
-            node_selector=self.ctx.values.sync.nodes.selector(),
+            node_selector=self.ctx.values.node_selector(),
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}))
         return rewrite_pod(vpod, cfg)
 
@@ -411,6 +429,18 @@ def _token_service_account(vpod: Obj) -> str | None:
                 for s in (v.get("projected") or {}).get("sources") or []):
         return spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     return None
+
+
+def _tolerations(values: Values) -> tuple[Obj, ...]:
+    """``isolation.tolerations`` as pod tolerations (empty fields left out)."""
+    out = []
+    for t in values.isolation.tolerations:
+        tol: Obj = {"operator": t.operator}
+        for k, v in (("key", t.key), ("value", t.value), ("effect", t.effect)):
+            if v:
+                tol[k] = v
+        out.append(tol)
+    return tuple(out)
 
 
 def _ann(obj: Obj, key: str) -> str | None:

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from vkube.api.quantity import QuantityError, parse_quantity
+
 
 class ValuesError(ValueError):
     """A values file that does not fit the schema; the message names the key path."""
@@ -144,15 +146,48 @@ class MapServices:
 
 
 @dataclass(frozen=True)
+class Quota:
+    enabled: bool = _on("")
+    cpu: str = _k("cpu", "", "CPU figure (vkube create --cpu): limits.cpu; requests.cpu is half "
+                  "(default: limits 20, requests 10)")
+    memory: str = _k("memory", "", "memory figure (vkube create --memory): limits.memory; "
+                     "requests.memory is half (default: limits 40Gi, requests 20Gi)")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = _k("key", "", "taint key ('' with operator Exists: every taint)")
+    operator: Literal["Equal", "Exists"] = _k("operator", "Equal", "")
+    value: str = _k("value", "", "")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = _k(
+        "effect", "", "'' matches every effect")
+
+
+@dataclass(frozen=True)
 class Isolation:
     enabled: bool = _k("enabled", False, "guard rails in the host namespace (what --isolate "
                        "turns on); host access is then always rejected")
     pod_security_standard: Literal["privileged", "baseline", "restricted"] = _k(
-        "podSecurityStandard", "baseline", "Pod Security level enforced on the host namespace")
-    resource_quota: Toggle = _k("resourceQuota", Toggle(), "a ResourceQuota on the host namespace")
+        "podSecurityStandard", "baseline", "Pod Security level the syncer enforces on pods "
+        "(a violating pod is not synced) and labels the host namespace with")
+    resource_quota: Quota = _k("resourceQuota", Quota(), "a ResourceQuota on the host namespace")
     limit_range: Toggle = _k("limitRange", Toggle(), "a LimitRange on the host namespace")
-    network_policy: Toggle = _k("networkPolicy", Toggle(), "a NetworkPolicy limiting egress "
-                                "to the namespace, DNS and the internet")
+    network_policy: Toggle = _k("networkPolicy", Toggle(), "NetworkPolicies: the control plane "
+                                "reaches the host API and DNS; workloads reach the control "
+                                "plane, DNS, each other and public addresses")
+    runtime_class_name: str = _k("runtimeClassName", "", "forced on every synced pod (e.g. a "
+                                 "sandboxed runtime: gvisor, kata); the tenant's is overridden")
+    node_selector: str = _k("nodeSelector", "", "\"k1=v1,k2=v2\": the tenant's pods run only "
+                            "on these host nodes, and only they are visible to it")
+    tolerations: tuple[Toleration, ...] = _k("tolerations", (), "added to every synced pod "
+                                             "(to run on dedicated, tainted nodes)")
+    allowed_registries: tuple[str, ...] = _k(
+        "allowedRegistries", (), "image registries pods may use, e.g. [docker.io, ghcr.io/acme] "
+        "(empty: any); other images are refused")
+    allowed_storage_classes: tuple[str, ...] = _k(
+        "allowedStorageClasses", (), "storage classes claims may use (empty: any)")
+    allowed_ingress_classes: tuple[str, ...] = _k(
+        "allowedIngressClasses", (), "ingress classes ingresses may use (empty: any)")
 
 
 @dataclass(frozen=True)
@@ -178,6 +213,22 @@ class Values:
     def host_access(self) -> str:
         """Isolation always rejects host access, whatever ``sync.pods.hostAccess`` says."""
         return "reject" if self.isolation.enabled else self.sync.pods.host_access
+
+    def node_selector(self) -> dict[str, str]:
+        """Where synced pods may run and which host nodes are shown: ``sync.nodes.nodeSelector``
+        and ``isolation.nodeSelector`` together (isolation wins on a shared key)."""
+        out = _selector(self.sync.nodes.node_selector)
+        out.update(_selector(self.isolation.node_selector))
+        return out
+
+
+def _selector(text: str) -> dict[str, str]:
+    """``"k1=v1,k2=v2"`` → ``{k1: v1, k2: v2}``."""
+    out: dict[str, str] = {}
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        k, _, v = term.partition("=")
+        out[k.strip()] = v.strip()
+    return out
 
 
 def _key_of(f: dataclasses.Field[Any]) -> str:
@@ -276,15 +327,44 @@ def _check_mappings(values: Values) -> None:
             seen[m.to] = i
 
 
+def _check_isolation(iso: Isolation) -> None:
+    for key, text in (("cpu", iso.resource_quota.cpu), ("memory", iso.resource_quota.memory)):
+        if not text:
+            continue
+        try:
+            q = parse_quantity(text)
+        except QuantityError:
+            q = None
+        if q is None or q.value <= 0:
+            raise ValuesError(f"isolation.resourceQuota.{key}: {text!r} is not a positive "
+                              "quantity (e.g. cpu 4 or 500m, memory 8Gi)")
+    for i, t in enumerate(iso.tolerations):
+        if t.operator == "Exists" and t.value:
+            raise ValuesError(f"isolation.tolerations[{i}].value: must be empty when "
+                              "operator is Exists")
+        if t.operator == "Equal" and not t.key:
+            raise ValuesError(f"isolation.tolerations[{i}].key: required when operator is "
+                              "Equal")
+    for key, items in (("allowedRegistries", iso.allowed_registries),
+                       ("allowedStorageClasses", iso.allowed_storage_classes),
+                       ("allowedIngressClasses", iso.allowed_ingress_classes)):
+        for i, item in enumerate(items):
+            if not item.strip() or item != item.strip():
+                raise ValuesError(f"isolation.{key}[{i}]: {item!r} is not a name")
+
+
 def parse_values(data: Any) -> Values:
     """Validate a loaded YAML document into ``Values``."""
     values: Values = _build(Values, data, "")
     _check_mappings(values)
-    for term in filter(None, values.sync.nodes.node_selector.split(",")):
-        k, eq, _ = term.partition("=")
-        if not eq or not k.strip():
-            raise ValuesError(f"sync.nodes.nodeSelector: {term!r} is not key=value (accepted: "
-                              "comma-separated label terms, e.g. \"disktype=ssd,zone=a\")")
+    for where, text in (("sync.nodes.nodeSelector", values.sync.nodes.node_selector),
+                        ("isolation.nodeSelector", values.isolation.node_selector)):
+        for term in filter(None, text.split(",")):
+            k, eq, _ = term.partition("=")
+            if not eq or not k.strip():
+                raise ValuesError(f"{where}: {term!r} is not key=value (accepted: "
+                                  "comma-separated label terms, e.g. \"disktype=ssd,zone=a\")")
+    _check_isolation(values.isolation)
     if values.isolation.enabled and values.sync.pods.host_access != "reject":
         raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
                           "with isolation.enabled (isolation always rejects host access) — "

@@ -1,0 +1,140 @@
+"""``vkube create NAME --isolate`` on an embedded host, driven with the real kubectl: Pod
+Security enforced by the syncer (violations named in events, ``describe``, nothing on the host),
+the host objects at the issue's defaults, ``--cpu``/``--memory``, hard tenancy options."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import kubectl
+
+from .conftest import cleanup, eventually, make_user
+
+PRIVILEGED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: priv}
+spec:
+  containers: [{name: c, image: nginx, securityContext: {privileged: true}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostpath}
+spec:
+  containers: [{name: c, image: nginx}]
+  volumes: [{name: root, hostPath: {path: /}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  containers: [{name: c, image: nginx}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: netadmin}
+spec:
+  containers: [{name: c, image: nginx, securityContext: {capabilities: {add: [NET_ADMIN]}}}]
+"""
+EXPECTED = {
+    "priv": 'privileged (container "c" must not set securityContext.privileged=true)',
+    "hostpath": 'hostPath volumes (volume "root")',
+    "hostnet": "host namespaces (hostNetwork=true)",
+    "netadmin": 'non-default capabilities (container "c" must not include "NET_ADMIN" in '
+                "securityContext.capabilities.add)",
+}
+GOOD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: good}
+spec:
+  runtimeClassName: tenant-picked
+  containers: [{name: c, image: nginx}]
+"""
+
+
+def _host_pods(host_kc, ns: str) -> dict[str, dict]:
+    out = kubectl(host_kc, "get", "pods", "-n", ns, "-o", "json").stdout
+    return {p["metadata"]["name"]: p for p in json.loads(out)["items"]}
+
+
+def test_isolate_enforces_pod_security_and_host_objects(shared_host, tmp_path):
+    u = make_user(tmp_path / "u")
+    values = tmp_path / "tenancy.yaml"
+    values.write_text("isolation:\n  runtimeClassName: sandboxed\n"
+                      "  tolerations: [{key: dedicated, value: tenants, effect: NoSchedule}]\n")
+    try:
+        u.vkube("create", "iso", "--isolate", "--cpu", "6", "--memory", "12Gi", "-f",
+                str(values), "--host-kubeconfig", str(shared_host))
+        u.kubectl("apply", "-f", "-", input=PRIVILEGED + "---" + GOOD)
+
+        def refused() -> None:
+            events = json.loads(u.kubectl("get", "events", "-o", "json").stdout)["items"]
+            for pod, words in EXPECTED.items():
+                msgs = [e["message"] for e in events if e["involvedObject"]["name"] == pod
+                        and e["reason"] == "SyncRejected" and e["type"] == "Warning"]
+                assert msgs and 'violates PodSecurity "baseline:latest"' in msgs[0], pod
+                assert words in msgs[0], (pod, msgs)
+        eventually(refused, timeout=90)
+        describe = u.kubectl("describe", "pod", "priv").stdout
+        assert "SyncRejected" in describe and "PodScheduled" in describe
+        assert EXPECTED["priv"] in describe
+        get = u.kubectl("get", "pod", "hostnet", "-o", "wide").stdout
+        assert "SyncRejected" in get  # the STATUS column, as kubectl shows status.reason
+
+        def good_runs() -> None:
+            phase = u.kubectl("get", "pod", "good", "-o", "jsonpath={.status.phase}").stdout
+            assert phase == "Running"
+        eventually(good_runs, timeout=120)
+        hpods = _host_pods(shared_host, "vkube-iso")
+        assert list(hpods) == ["good-x-default-x-iso"]  # no violating pod reached the host
+        spec = hpods["good-x-default-x-iso"]["spec"]
+        assert spec["runtimeClassName"] == "sandboxed"  # the tenant's choice overridden
+        assert {"key": "dedicated", "operator": "Equal", "value": "tenants",
+                "effect": "NoSchedule"} in spec["tolerations"]
+
+        quota = json.loads(kubectl(shared_host, "get", "resourcequota", "-n", "vkube-iso",
+                                   "vkube-isolation-iso", "-o", "json").stdout)
+        assert quota["spec"]["hard"] == {
+            "count/configmaps": "100", "count/endpoints": "40",
+            "count/persistentvolumeclaims": "20", "count/pods": "20", "count/secrets": "100",
+            "count/services": "20", "limits.cpu": "6", "limits.ephemeral-storage": "160Gi",
+            "limits.memory": "12Gi", "requests.cpu": "3", "requests.ephemeral-storage": "60Gi",
+            "requests.memory": "6Gi", "requests.storage": "100Gi",
+            "services.loadbalancers": "1", "services.nodeports": "0"}
+        lr = json.loads(kubectl(shared_host, "get", "limitrange", "-n", "vkube-iso",
+                                "vkube-isolation-iso", "-o", "json").stdout)
+        assert lr["spec"]["limits"] == [{
+            "type": "Container",
+            "default": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "8Gi"},
+            "defaultRequest": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "3Gi"}}]
+        nps = json.loads(kubectl(shared_host, "get", "networkpolicies", "-n", "vkube-iso",
+                                 "-o", "json").stdout)["items"]
+        assert sorted(n["metadata"]["name"] for n in nps) == [
+            "vkube-isolation-iso", "vkube-isolation-iso-control-plane"]
+        work = next(n for n in nps if n["metadata"]["name"] == "vkube-isolation-iso")
+        assert work["spec"]["egress"][-1] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"]}}]}
+        ns = json.loads(kubectl(shared_host, "get", "namespace", "vkube-iso", "-o",
+                                "json").stdout)
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    finally:
+        cleanup(u)
+
+
+def test_isolation_flags_refused_with_a_message(shared_host, tmp_path):
+    u = make_user(tmp_path / "u")
+    try:
+        bad = u.vkube("create", "x", "--cpu", "4", "--host-kubeconfig", str(shared_host),
+                      check=False)
+        assert bad.returncode != 0 and "--cpu" in bad.stderr and "--isolate" in bad.stderr
+        assert "Traceback" not in bad.stderr
+        bad = u.vkube("create", "x", "--isolate", "--memory", "lots", "--host-kubeconfig",
+                      str(shared_host), check=False)
+        assert bad.returncode != 0 and "isolation.resourceQuota.memory" in bad.stderr
+        assert "Traceback" not in bad.stderr
+        bad = u.vkube("create", "x", "--isolate", "--pod-security", "strict", check=False)
+        assert bad.returncode != 0 and "--pod-security" in bad.stderr
+    finally:
+        cleanup(u)

@@ -1,0 +1,104 @@
+"""The syncer's own admission of virtual pods, before anything reaches the host.
+
+With ``isolation.enabled`` every pod is checked against the configured Pod Security level with
+Kubernetes' own checks (:mod:`vkube.api.podsecurity`); ``isolation.allowedRegistries`` limits
+the images. A refused pod is not synced: the virtual pod gets a ``PodScheduled=False``
+condition, ``status.reason``/``message`` (what ``kubectl get``/``describe`` show) and a Warning
+event, all naming every violated check in Kubernetes' wording. The same surface carries a host
+refusal (quota exceeded, a LimitRange maximum, the host's admission), so a pod is never
+silently Pending.
+"""
+
+from __future__ import annotations
+
+from vkube.api import errors
+from vkube.api.meta import Obj, rfc3339, utcnow
+from vkube.api.podsecurity import LATEST, PRIVILEGED, Evaluator, LevelVersion
+from vkube.client.client import Client
+from vkube.client.resources import PODS
+from vkube.syncer.values import Values
+
+REASON_REJECTED = "SyncRejected"  # refused by the syncer's own checks
+REASON_HOST = "HostRefused"  # refused by the host's API server
+
+
+class PodAdmission:
+    """What a virtual pod must satisfy before it is synced (built once per syncer)."""
+
+    def __init__(self, values: Values, evaluator: Evaluator | None = None) -> None:
+        iso = values.isolation
+        level = iso.pod_security_standard if iso.enabled else PRIVILEGED
+        self.level = LevelVersion(level, LATEST)
+        self.evaluator = evaluator or Evaluator()
+        self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
+
+    def check(self, vpod: Obj) -> str | None:
+        """Why the pod may not be synced (one message naming every violation), or None."""
+        meta, spec = vpod.get("metadata") or {}, vpod.get("spec") or {}
+        problems = []
+        if self.level.level != PRIVILEGED:
+            result = self.evaluator.check(self.level, meta, spec)
+            if not result.allowed:
+                problems.append(f'violates PodSecurity "{self.level}": '
+                                f"{result.forbidden_detail()}")
+        if self.registries:
+            bad = [f'container "{c.get("name", "")}" image "{c.get("image", "")}"'
+                   for c in _containers(spec) if not self.image_allowed(c.get("image") or "")]
+            if bad:
+                problems.append(f"image registry not allowed ({', '.join(bad)}; allowed: "
+                                f"{', '.join(self.registries)})")
+        return "; ".join(problems) or None
+
+    def image_allowed(self, image: str) -> bool:
+        """Does the image come from an allowed registry (``docker.io`` or a path prefix such
+        as ``ghcr.io/acme``)? Short names are Docker Hub's, as the container runtime reads them."""
+        ref = normalize_image(image)
+        return any(ref == r or ref.startswith(r + "/") for r in self.registries)
+
+
+def normalize_image(image: str) -> str:
+    """``nginx`` → ``docker.io/library/nginx``; ``acme/app:1`` → ``docker.io/acme/app``;
+    ``ghcr.io/acme/app@sha256:…`` → ``ghcr.io/acme/app`` (the reference without tag/digest)."""
+    name = image.split("@", 1)[0]
+    first, _, rest = name.partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name}" if rest else f"docker.io/library/{name}"
+    registry, _, path = name.partition("/")
+    if ":" in path.rsplit("/", 1)[-1]:
+        path = path.rsplit(":", 1)[0]
+    registry = "docker.io" if registry in ("index.docker.io", "registry-1.docker.io") else registry
+    return f"{registry.lower()}/{path}"
+
+
+def _containers(spec: Obj) -> list[Obj]:
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
+            *(spec.get("ephemeralContainers") or [])]
+
+
+async def surface_refusal(virtual: Client, recorder: object, vpod: Obj, reason: str,
+                          message: str) -> bool:
+    """Put a refusal on the virtual pod (condition, status reason/message) and a Warning event;
+    nothing when the pod already says exactly this (no write loop on its own echo).
+    Returns whether anything was written."""
+    status = vpod.get("status") or {}
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"),
+                None)
+    if status.get("reason") == reason and status.get("message") == message and \
+            cond is not None and cond.get("message") == message:
+        return False
+    meta = vpod["metadata"]
+    patch = {"status": {"reason": reason, "message": message, "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
+        "lastProbeTime": None, "lastTransitionTime": rfc3339(utcnow())}]}}
+    try:
+        await virtual.patch(PODS, meta["name"], patch, type="strategic",
+                            namespace=meta["namespace"], subresource="status")
+    except (errors.NotFound, errors.Conflict):
+        return False
+    recorder.event(vpod, "Warning", reason, message)  # type: ignore[attr-defined]
+    return True
+
+
+def host_refusal_message(e: errors.StatusError) -> str:
+    """The host's words, as its API server sent them."""
+    return f"the host refused the pod: {e}"
