@@ -1,0 +1,107 @@
+"""A pod the host refuses is never a silent Pending: the virtual pod shows the host's reason
+(condition, status reason/message, Warning event) and is synced once the host accepts it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from vkube.client import Client
+from vkube.client.resources import EVENTS, NAMESPACES, PODS
+from vkube.syncer import load_values
+
+from tests.syncer.conftest import (HOST_NS, VC, eventually, getter, planes,  # noqa: F401
+                                   start_syncer, stop_syncer)
+
+
+async def test_host_refusal_surfaces_and_clears(planes):  # noqa: F811
+    vcp, hcp = planes
+    pair = await start_syncer(vcp, hcp, load_values(""))
+    v, h = pair.virtual, pair.host
+    try:
+        # the host namespace is being deleted (no namespace controller finishes it here): the
+        # host's API refuses every new pod with 403, as it does past a quota
+        await h.delete(NAMESPACES, HOST_NS)
+        await v.create(PODS, {"metadata": {"name": "web", "namespace": "default"}, "spec": {
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "nginx"}]}}, namespace="default")
+
+        def refused(words):
+            async def check():
+                pod = await v.get(PODS, "web", namespace="default")
+                status = pod.get("status") or {}
+                assert status.get("reason") == "HostRefused", status
+                assert status["message"].startswith("the host refused the pod: ")
+                assert words in status["message"], status
+                cond = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
+                assert cond["status"] == "False" and cond["reason"] == "HostRefused"
+                assert cond["message"] == status["message"]
+                events = (await v.list(EVENTS, namespace="default"))["items"]
+                ev = [e for e in events if e["involvedObject"]["name"] == "web"
+                      and e["reason"] == "HostRefused" and e["message"] == status["message"]]
+                assert ev and ev[0]["type"] == "Warning"
+                return pod
+            return check
+        pod = await eventually(refused(f"unable to create new content in namespace {HOST_NS} "
+                                       "because it is being terminated"), attempts=400)
+        # retried with backoff, without writing the same refusal again
+        await asyncio.sleep(1.0)
+        again = await v.get(PODS, "web", namespace="default")
+        assert again["metadata"]["resourceVersion"] == pod["metadata"]["resourceVersion"]
+
+        # the namespace goes: a new refusal, in the host's new words
+        ns = await h.get(NAMESPACES, HOST_NS)
+        ns["spec"]["finalizers"] = []
+        await h.update(NAMESPACES, ns, subresource="finalize")
+        await eventually(refused(f'namespaces "{HOST_NS}" not found'), attempts=600)
+
+        # and once the host accepts, the pod is synced and the refusal is gone
+        await h.create(NAMESPACES, {"metadata": {"name": HOST_NS}})
+        await eventually(getter(h, PODS, f"web-x-default-x-{VC}", HOST_NS), attempts=1200)
+
+        async def cleared():
+            status = (await v.get(PODS, "web", namespace="default")).get("status") or {}
+            assert "reason" not in status and "message" not in status, status
+            assert not any(c.get("reason") == "HostRefused"
+                           for c in status.get("conditions") or [])
+        await eventually(cleared, attempts=400)
+    finally:
+        await stop_syncer(pair)
+
+
+async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F811
+    vcp, hcp = planes
+    async with Client(hcp.url) as h:
+        await h.create(NAMESPACES, {"metadata": {"name": HOST_NS}})
+    values = load_values("isolation: {enabled: true, podSecurityStandard: restricted, "
+                         "allowedRegistries: [ghcr.io/acme]}")
+    pair = await start_syncer(vcp, hcp, values)
+    v, h = pair.virtual, pair.host
+    try:
+        await v.create(PODS, {"metadata": {"name": "plain", "namespace": "default"}, "spec": {
+            "automountServiceAccountToken": False, "containers": [{"name": "c", "image": "nginx"}]}}, namespace="default")
+
+        async def refused():
+            status = (await v.get(PODS, "plain", namespace="default")).get("status") or {}
+            assert status.get("reason") == "SyncRejected", status
+            return status["message"]
+        msg = await eventually(refused, attempts=400)
+        assert msg.startswith('violates PodSecurity "restricted:latest": ')
+        for words in ("allowPrivilegeEscalation != false", "unrestricted capabilities",
+                      "runAsNonRoot != true", "seccompProfile"):
+            assert words in msg
+        assert msg.endswith('image registry not allowed (container "c" image "nginx"; '
+                            'allowed: ghcr.io/acme)')
+        assert not (await h.list(PODS, namespace=HOST_NS))["items"]
+
+        # fixing the pod is a new pod (a pod's spec is immutable): it is synced
+        await v.create(PODS, {"metadata": {"name": "fixed", "namespace": "default"}, "spec": {
+            "automountServiceAccountToken": False, "securityContext": {"runAsNonRoot": True, "seccompProfile": {
+                "type": "RuntimeDefault"}},
+            "containers": [{"name": "c", "image": "ghcr.io/acme/app:1", "securityContext": {
+                "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}},
+            namespace="default")
+        await eventually(getter(h, PODS, f"fixed-x-default-x-{VC}", HOST_NS), attempts=400)
+        assert [p["metadata"]["name"] for p in (await h.list(PODS, namespace=HOST_NS))["items"]
+                ] == [f"fixed-x-default-x-{VC}"]
+    finally:
+        await stop_syncer(pair)
