@@ -102,3 +102,16 @@ async def surface_refusal(virtual: Client, recorder: object, vpod: Obj, reason: 
 def host_refusal_message(e: errors.StatusError) -> str:
     """The host's words, as its API server sent them."""
     return f"the host refused the pod: {e}"
+
+
+def class_refusal(recorder: object, vobj: Obj, *, what: str, field: str, name: str | None,
+                  allowed: tuple[str, ...]) -> bool:
+    """``isolation.allowedStorageClasses``/``allowedIngressClasses``: is ``name`` refused? Then
+    a Warning event on the virtual object says why (and the object is not synced). An unset
+    class is the host's default, which the operator chose: allowed."""
+    if not allowed or not name or name in allowed:
+        return False
+    recorder.event(vobj, "Warning", REASON_REJECTED,  # type: ignore[attr-defined]
+                   f"{field}: {what} {name!r} is not allowed in this virtual cluster (allowed: "
+                   f"{', '.join(allowed)}); not synced to the host")
+    return True

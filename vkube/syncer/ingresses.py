@@ -7,13 +7,26 @@ import copy
 
 from vkube.api.meta import Obj
 from vkube.client.resources import INGRESSES
+from vkube.syncer.admission import class_refusal
 from vkube.syncer.base import DownSyncer, update_status
 from vkube.syncer.translate import DNS_LABEL_MAX
+
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
 
 class IngressSyncer(DownSyncer):
     kind = "ingresses"
     vres = hres = INGRESSES
+
+    def wanted(self, vobj: Obj) -> bool:
+        spec = vobj.get("spec") or {}
+        ann = (vobj.get("metadata") or {}).get("annotations") or {}
+        field, name = "spec.ingressClassName", spec.get("ingressClassName")
+        if not name and ann.get(CLASS_ANNOTATION):
+            field, name = f"metadata.annotations[{CLASS_ANNOTATION}]", ann[CLASS_ANNOTATION]
+        return not class_refusal(self.ctx.recorder, vobj, what="ingress class", field=field,
+                                 name=name,
+                                 allowed=self.ctx.values.isolation.allowed_ingress_classes)
 
     def desired(self, vobj: Obj) -> Obj:
         ns = vobj["metadata"]["namespace"]

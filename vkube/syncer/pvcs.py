@@ -7,6 +7,7 @@ import copy
 
 from vkube.api.meta import Obj
 from vkube.client.resources import PVCS
+from vkube.syncer.admission import class_refusal
 from vkube.syncer.base import DownSyncer, update_status
 
 #: annotations of a host claim that the host's own controllers own
@@ -17,6 +18,12 @@ HOST_ANNOTATION_PREFIXES = ("volume.kubernetes.io/", "volume.beta.kubernetes.io/
 class PVCSyncer(DownSyncer):
     kind = "persistentvolumeclaims"
     vres = hres = PVCS
+
+    def wanted(self, vobj: Obj) -> bool:
+        return not class_refusal(
+            self.ctx.recorder, vobj, what="storage class", field="spec.storageClassName",
+            name=(vobj.get("spec") or {}).get("storageClassName"),
+            allowed=self.ctx.values.isolation.allowed_storage_classes)
 
     def desired(self, vobj: Obj) -> Obj:
         ns = vobj["metadata"]["namespace"]
