@@ -91,8 +91,17 @@ class Translator:
 
     # -- names ---------------------------------------------------------------------------
     def host_name(self, name: str, namespace: str, *, limit: int = DNS_SUBDOMAIN_MAX) -> str:
-        """``NAME-x-NS-x-VC``, cut and hashed past ``limit`` (63 for DNS-label kinds)."""
-        return fit_name(f"{name}{_SEP}{namespace}{_SEP}{self.vc}", limit)
+        """``NAME-x-NS-x-VC``, cut and hashed past ``limit`` (63 for DNS-label kinds).
+
+        A namespace holding the separator (``b-x-c``, or starting ``x-``) would make two
+        objects one host name (``a`` in ``b-x-c`` and ``a-x-b`` in ``c``): such names always
+        end in a hash of the full name, so a tenant cannot build a collision."""
+        full = f"{name}{_SEP}{namespace}{_SEP}{self.vc}"
+        if _SEP in namespace or namespace.startswith(_SEP[1:]):
+            digest = short_hash(full)
+            head = full[: limit - len(digest) - 1].rstrip("-.")
+            return f"{head}-{digest}"
+        return fit_name(full, limit)
 
     def host_cluster_name(self, name: str, *, limit: int = DNS_SUBDOMAIN_MAX) -> str:
         """Cluster-scoped objects (StorageClasses, PVs): ``NAME-x-VC``."""
