@@ -38,6 +38,12 @@ def main(args: argparse.Namespace) -> int:
 
         return run_coroutine(ops.create(args))
     values = values_files.load_files(args.values, check=False) if args.values else {}
+    if args.tenancy == "namespace":
+        args.isolate = True  # a namespace tenant always has the guard rails
+        values = values_files.with_flags(values, args)
+        from vkube.cli import nstenancy
+
+        return run_coroutine(nstenancy.create(args, values))
     values = values_files.with_flags(values, args)
     st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
                       values=values, port=process.free_port())

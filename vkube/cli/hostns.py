@@ -117,7 +117,8 @@ async def virtual_clusters(host: Client) -> list[dict[str, Any]]:
         out.append({"name": meta["labels"][LABEL_VCLUSTER], "namespace": meta["name"],
                     "status": ann.get(ANN_STATUS) or "Unknown",
                     "created": ann.get(ANN_CREATED) or meta.get("creationTimestamp") or "",
-                    "values": values, "url": ann.get(ANN_URL) or ""})
+                    "values": values, "url": ann.get(ANN_URL) or "",
+                    "tenancy": (meta.get("labels") or {}).get("vkube.io/tenancy") or "vcluster"})
     return out
 
 

@@ -21,7 +21,7 @@ def observed_status(st: ClusterState) -> str:
     """Desired state checked against the process: Running only if it really serves."""
     if st.status == PAUSED:
         return PAUSED
-    if st.in_cluster:
+    if st.in_cluster or st.tenancy == "namespace":
         return st.status
     if len(process.process_tree(st)) >= 2 and process.ready_url(st):
         return RUNNING  # supervisor and serve alive, serve reported ready
@@ -72,7 +72,7 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
         # connected: kubectl's current context is this cluster *and* it answers there
         rows.append({"name": st.name, "namespace": st.namespace, "status": status,
                      "created": st.created, "connected": current == ctx and status == RUNNING,
-                     "local": True,
+                     "local": True, "tenancy": st.tenancy,
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
                      "url": process.ready_url(st) or ""})
     for vc in remote.values():
@@ -80,7 +80,8 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "created": vc["created"],
                      "connected": current == kubeconfigs.context_name(vc["name"])
                      and vc["status"] == RUNNING,
-                     "local": False, "host": vc["host"], "url": vc["url"]})
+                     "local": False, "tenancy": vc.get("tenancy", "vcluster"),
+                     "host": vc["host"], "url": vc["url"]})
     return sorted(rows, key=lambda r: r["name"])
 
 
@@ -92,9 +93,9 @@ async def list_(args: argparse.Namespace) -> int:
     if not rows:
         print("No virtual clusters found — create one with `vkube create NAME`")
         return 0
-    print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE"],
-                [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
-                  _age_of(r["created"])] for r in rows])
+    print_table(["NAME", "MODE", "NAMESPACE", "STATUS", "CONNECTED", "AGE"],
+                [[r["name"], r["tenancy"], r["namespace"], r["status"],
+                  "True" if r["connected"] else "", _age_of(r["created"])] for r in rows])
     return 0
 
 
@@ -123,7 +124,8 @@ async def describe(args: argparse.Namespace) -> int:
     host = HostRef(st.host_kubeconfig, st.host_context, st.host_kind)
     pids = process.process_tree(st)
     doc: dict[str, Any] = {
-        "name": st.name, "status": observed_status(st), "created": st.created,
+        "name": st.name, "tenancy": st.tenancy, "status": observed_status(st),
+        "created": st.created,
         "apiServer": process.ready_url(st) or "",
         "context": st.context_name or "",
         "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
@@ -144,7 +146,7 @@ async def describe(args: argparse.Namespace) -> int:
         return 0
     rss = doc["process"]["rssBytes"]
     lines = [
-        ("Name", st.name), ("Status", doc["status"]), ("Created", st.created),
+        ("Name", st.name), ("Mode", st.tenancy), ("Status", doc["status"]), ("Created", st.created),
         ("API server", doc["apiServer"] or "-"), ("Context", doc["context"] or "-"),
         ("Host", f"{host.describe()} [{st.host_kind}]"), ("Host namespace", st.namespace),
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),

@@ -110,6 +110,22 @@ def add_context(ctx: str, server: str, token: str, *, switch: bool) -> None:
     save(doc)
 
 
+def add_entry(entry: dict[str, Any], *, switch: bool) -> None:
+    """Merge a standalone one-context kubeconfig (``entry``) into the user's, as
+    ``add_context`` does (its cluster entry may carry a CA, its context a namespace)."""
+    doc = load()
+    ctx = entry["current-context"]
+    _upsert(doc["clusters"], ctx, "cluster", entry["clusters"][0]["cluster"])
+    _upsert(doc["users"], ctx, "user", entry["users"][0]["user"])
+    _upsert(doc["contexts"], ctx, "context", entry["contexts"][0]["context"])
+    if switch:
+        prev = doc.get("current-context")
+        if prev and prev != ctx and not prev.startswith(CONTEXT_PREFIX):
+            _remember(prev)
+        doc["current-context"] = ctx
+    save(doc)
+
+
 def remove_context(ctx: str, path: Path | None = None) -> bool:
     """Remove cluster, user and context ``ctx`` from ``path`` (default: the user's file); if
     it was current, switch back to the remembered context (else the embedded host's). Returns

@@ -106,6 +106,10 @@ def register(sub: Any) -> None:
                    help="apply new values to an existing virtual cluster, keeping its objects")
     p.add_argument("--in-cluster", action="store_true",
                    help="run the control plane inside the host (applies `vkube render`)")
+    p.add_argument("--tenancy", choices=("vcluster", "namespace"), default="vcluster",
+                   help="vcluster (default): its own control plane; namespace: a host namespace "
+                        "with a tenant admin account, quota and guard rails (-n: its name, "
+                        "default NAME)")
     p.add_argument("--isolate", action="store_true",
                    help="guard rails on the host namespace: Pod Security enforced by the "
                         "syncer, ResourceQuota, LimitRange, NetworkPolicies "

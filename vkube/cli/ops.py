@@ -234,6 +234,10 @@ def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
 
 async def connect(args: argparse.Namespace) -> int:
     st = state.require(args.name)
+    if st.tenancy == "namespace":
+        from vkube.cli import nstenancy
+
+        return await nstenancy.connect(st, args)
     if st.status == PAUSED:
         raise CLIError(f"virtual cluster {st.name!r} is paused — `vkube resume {st.name}` first")
     if not args.server and process.ready_url(st) is None:
@@ -279,6 +283,8 @@ async def _scale_in_cluster(st: ClusterState, replicas: int) -> None:
 async def pause(args: argparse.Namespace) -> int:
     st = state.require(args.name)
     progress = Progress()
+    if st.tenancy == "namespace":
+        return await _scale_tenant(st, progress, pause=True)
     if st.in_cluster:
         with progress.step("scaling the in-cluster control plane to 0") as done:
             await _scale_in_cluster(st, 0)
@@ -312,8 +318,20 @@ async def _cleanup_host(st: ClusterState, progress: Progress, *, status: str | N
         done(f"removed {n} synced object{'s' if n != 1 else ''} from host namespace {st.namespace}")
 
 
+async def _scale_tenant(st: ClusterState, progress: Progress, *, pause: bool) -> int:
+    from vkube.cli import nstenancy
+
+    what = "to zero" if pause else "back"
+    with progress.step(f"scaling the workloads of namespace {st.namespace} {what}") as done:
+        n = await nstenancy.scale(st, pause=pause)
+        done(f"{n} workload{'s' if n != 1 else ''} scaled {what} in namespace {st.namespace}")
+    return 0
+
+
 async def resume(args: argparse.Namespace) -> int:
     st = state.require(args.name)
+    if st.tenancy == "namespace":
+        return await _scale_tenant(st, Progress(), pause=False)
     if process.running_pid(st) is not None and process.ready_url(st):
         print(f"{st.name} is already running at {process.ready_url(st)}")
         return 0
@@ -350,6 +368,16 @@ async def delete(args: argparse.Namespace) -> int:
         return await _delete_remote(args, name)
     _same_host(st, args, "`vkube delete`")
     progress = Progress()
+    if st.tenancy == "namespace":
+        from vkube.cli import nstenancy
+
+        with progress.step(f"removing tenant namespace {st.namespace}") as done:
+            await nstenancy.delete(st, args.keep_namespace)
+            done(f"namespace {st.namespace} {'kept' if args.keep_namespace or not st.created_namespace else 'deleted'}")
+        _forget_context(st, progress)
+        st.remove()
+        progress.info(f"{name} deleted")
+        return 0
     with progress.step("stopping the control plane") as done:
         was = await asyncio.to_thread(process.stop, st)
         done("control plane stopped" if was else "control plane was not running")
@@ -364,7 +392,15 @@ async def delete(args: argparse.Namespace) -> int:
                     await _delete_rendered(hc, st)
                 await hostns.release_namespace(hc, st.namespace, delete=drop)
             done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
-    ctx = st.context_name or kubeconfigs.context_name(name)
+    _forget_context(st, progress)
+    st.remove()
+    progress.info(f"{name} deleted")
+    return 0
+
+
+def _forget_context(st: ClusterState, progress: Progress) -> None:
+    """Remove the cluster's context from every kubeconfig vkube wrote it into."""
+    ctx = st.context_name or kubeconfigs.context_name(st.name)
     current = kubeconfigs.user_kubeconfig_path().expanduser().resolve()
     for path in sorted({current, *(Path(f) for f in st.context_files)}):
         try:
@@ -377,9 +413,6 @@ async def delete(args: argparse.Namespace) -> int:
             where = "" if path == current else f" in {path}"
             progress.ok(f"removed context {ctx}{where}; current context is now "
                         f"{back or 'unset'}")
-    st.remove()
-    progress.info(f"{name} deleted")
-    return 0
 
 
 async def _delete_rendered(hc: Client, st: ClusterState) -> None:

@@ -64,6 +64,7 @@ class ClusterState:
     context_name: str = ""
     # kubeconfig files vkube wrote this cluster's context into (delete removes it from each)
     context_files: list[str] = field(default_factory=list)
+    tenancy: str = "vcluster"  # "vcluster" | "namespace" (vkube create --tenancy)
 
     @property
     def dir(self) -> Path:

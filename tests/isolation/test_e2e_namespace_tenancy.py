@@ -1,0 +1,96 @@
+"""``vkube create NAME --tenancy namespace``: a host namespace with guard rails and a tenant
+admin credential; list/describe/connect/pause/resume/delete as for a virtual cluster."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.conftest import kubectl
+
+from .conftest import cleanup, make_user
+
+DEPLOY = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+"""
+
+
+def test_namespace_tenant_lifecycle(shared_host, tmp_path):
+    u = make_user(tmp_path / "u")
+    try:
+        u.vkube("create", "team", "--tenancy", "namespace", "--cpu", "4", "--memory", "8Gi",
+                "--host-kubeconfig", str(shared_host), "--connect=false")
+        ns = json.loads(kubectl(shared_host, "get", "namespace", "team", "-o", "json").stdout)
+        labels = ns["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+        assert labels["vkube.io/tenancy"] == "namespace"
+        quota = json.loads(kubectl(shared_host, "get", "resourcequota", "-n", "team",
+                                   "vkube-tenant-quota", "-o", "json").stdout)
+        hard = quota["spec"]["hard"]
+        assert (hard["limits.cpu"], hard["requests.cpu"]) == ("4", "2")
+        assert (hard["limits.memory"], hard["requests.memory"]) == ("8Gi", "4Gi")
+        assert hard["count/pods"] == "20" and hard["services.nodeports"] == "0"
+        lr = json.loads(kubectl(shared_host, "get", "limitrange", "-n", "team",
+                                "vkube-tenant-limits", "-o", "json").stdout)
+        assert lr["spec"]["limits"][0]["default"] == {"cpu": "1", "memory": "512Mi",
+                                                      "ephemeral-storage": "8Gi"}
+        np = json.loads(kubectl(shared_host, "get", "networkpolicy", "-n", "team",
+                                "vkube-tenant-egress", "-o", "json").stdout)
+        assert np["spec"]["egress"][-1]["to"][0]["ipBlock"]["except"] == [
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"]
+        rb = json.loads(kubectl(shared_host, "get", "rolebinding", "-n", "team",
+                                "vkube-tenant-admin", "-o", "json").stdout)
+        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                 "kind": "ClusterRole", "name": "admin"}
+        assert [{k: v for k, v in s.items() if v} for s in rb["subjects"]] == [
+            {"kind": "ServiceAccount", "name": "vkube-tenant", "namespace": "team"}]
+        kubectl(shared_host, "get", "serviceaccount", "-n", "team", "vkube-tenant")
+        # no ClusterRoleBinding anywhere names the tenant: its rights stop at its namespace
+        crbs = json.loads(kubectl(shared_host, "get", "clusterrolebindings", "-o",
+                                  "json").stdout)["items"]
+        assert not any(s.get("name") == "vkube-tenant" for c in crbs
+                       for s in c.get("subjects") or [])
+
+        listed = u.list()
+        assert listed["team"]["tenancy"] == "namespace" and listed["team"]["status"] == "Running"
+        assert "namespace" in u.vkube("list").stdout.splitlines()[1].split()
+        assert u.describe("team")["tenancy"] == "namespace"
+
+        kc = tmp_path / "team.yaml"
+        kc.write_text(u.vkube("connect", "team", "--print").stdout)
+        doc = yaml.safe_load(kc.read_text())
+        assert doc["contexts"][0]["context"]["namespace"] == "team"
+        token = doc["users"][0]["user"]["token"]
+        assert token.count(".") == 2  # a signed ServiceAccount token (TokenRequest)
+        kubectl(kc, "apply", "-f", "-", input=DEPLOY)  # lands in its namespace, unqualified
+        assert kubectl(shared_host, "get", "deployment", "-n", "team", "web", "-o",
+                       "jsonpath={.spec.replicas}").stdout == "2"
+
+        u.vkube("pause", "team")
+        assert kubectl(shared_host, "get", "deployment", "-n", "team", "web", "-o",
+                       "jsonpath={.spec.replicas}").stdout == "0"
+        assert u.list()["team"]["status"] == "Paused"
+        assert u.vkube("connect", "team", check=False).returncode != 0
+        u.vkube("resume", "team")
+        assert kubectl(shared_host, "get", "deployment", "-n", "team", "web", "-o",
+                       "jsonpath={.spec.replicas}").stdout == "2"
+
+        u.vkube("connect", "team")
+        assert u.current_context() == "vkube_team"
+        u.vkube("delete", "team")
+        assert u.current_context() == "previous"
+        gone = kubectl(shared_host, "get", "namespace", "team", "-o",
+                       "jsonpath={.status.phase}", check=False)
+        assert gone.returncode != 0 or gone.stdout == "Terminating"
+        assert "team" not in u.list()
+    finally:
+        cleanup(u)

@@ -1,0 +1,239 @@
+"""Namespace tenancy (``vkube create NAME --tenancy namespace``): the light mode for teams. No
+control plane: a host namespace with the isolation guard rails (ResourceQuota, LimitRange,
+NetworkPolicy, Pod Security labels), a tenant ServiceAccount bound to the ``admin`` ClusterRole
+in that namespace only (``admin`` may read but not change quotas and limit ranges), and a
+kubeconfig for it whose context's namespace is the tenant's. The same commands as for a virtual
+cluster: ``list``, ``describe``, ``connect``, ``pause`` (workloads to zero), ``resume``, ``delete``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vkube.api import errors
+from vkube.api.meta import Obj
+from vkube.cli import hostns, hostresolve, kubeconfigs, state
+from vkube.cli.hostresolve import HostRef
+from vkube.cli.output import CLIError, Progress
+from vkube.cli.state import PAUSED, RUNNING, ClusterState
+from vkube.client import Client
+from vkube.client.client import Resource
+from vkube.client.resources import (DEPLOYMENTS, LIMITRANGES, NAMESPACES, NETWORKPOLICIES,
+                                    RESOURCEQUOTAS, ROLEBINDINGS, SERVICEACCOUNTS,
+                                    STATEFULSETS)
+from vkube.syncer.isolation import DNS_PORTS, KUBE_SYSTEM, LIMITS, PRIVATE, quota_hard
+from vkube.syncer.values import ValuesError, parse_values
+
+NAMESPACE_MODE = "namespace"
+TENANT_SA = "vkube-tenant"
+TOKEN_SECONDS = 48 * 3600  # the longest TokenRequest the API grants; `connect` mints anew
+ANN_REPLICAS = "vkube.io/paused-replicas"
+LABEL_TENANCY = "vkube.io/tenancy"
+SCALABLE = (DEPLOYMENTS, STATEFULSETS)
+
+
+def tenant_objects(name: str, namespace: str,
+                   values: dict[str, Any]) -> list[tuple[Resource, Obj]]:
+    """What a namespace tenant gets in its namespace (all labelled as vkube's)."""
+    iso = parse_values({"isolation": {**(values.get("isolation") or {}), "enabled": True}}
+                       ).isolation
+    labels = {hostns.LABEL_MANAGED_BY: name, LABEL_TENANCY: NAMESPACE_MODE}
+    meta = lambda n: {"name": n, "labels": dict(labels)}  # noqa: E731
+    own = {"podSelector": {}}
+    return [
+        (RESOURCEQUOTAS, {"apiVersion": "v1", "kind": "ResourceQuota",
+                          "metadata": meta("vkube-tenant-quota"),
+                          "spec": {"hard": quota_hard(iso)}}),
+        (LIMITRANGES, {"apiVersion": "v1", "kind": "LimitRange",
+                       "metadata": meta("vkube-tenant-limits"),
+                       "spec": {"limits": [copy.deepcopy(LIMITS)]}}),
+        (NETWORKPOLICIES, {"apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
+                           "metadata": meta("vkube-tenant-egress"),
+                           "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+                               {"to": [own]},
+                               {"to": [KUBE_SYSTEM], "ports": copy.deepcopy(DNS_PORTS)},
+                               {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                                    "except": list(PRIVATE)}}]}]}}),
+        (SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
+                           "metadata": meta(TENANT_SA)}),
+        (ROLEBINDINGS, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                        "metadata": meta("vkube-tenant-admin"),
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                    "kind": "ClusterRole", "name": "admin"},
+                        "subjects": [{"kind": "ServiceAccount", "name": TENANT_SA,
+                                      "namespace": namespace}]}),
+    ]
+
+
+def pss_labels(values: dict[str, Any]) -> dict[str, str]:
+    level = (values.get("isolation") or {}).get("podSecurityStandard") or "baseline"
+    return {f"pod-security.kubernetes.io/{m}": level for m in ("enforce", "warn", "audit")}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _host_of(st: ClusterState) -> HostRef:
+    return HostRef(st.host_kubeconfig, st.host_context, st.host_kind)
+
+
+async def create(args: argparse.Namespace, values: dict[str, Any]) -> int:
+    name = state.validate_name(args.name)
+    namespace = args.namespace or name
+    if args.upgrade or args.in_cluster:
+        flag = "--upgrade" if args.upgrade else "--in-cluster"
+        raise CLIError(f"{flag} does not apply to --tenancy namespace (there is no control "
+                       f"plane) — `vkube delete {name}` and create it again to change it")
+    if ClusterState.load(name) is not None:
+        raise CLIError(f"{name!r} already exists — see `vkube describe {name}`, or remove it "
+                       f"with `vkube delete {name}`")
+    try:
+        parse_values({"isolation": {**(values.get("isolation") or {}), "enabled": True}})
+    except ValuesError as e:
+        raise CLIError(f"invalid values: {e} — every key and its accepted values: "
+                       "`vkube values`") from e
+    progress = Progress()
+    with progress.step("looking for a host cluster") as done:
+        host = await hostresolve.resolve(args.host_kubeconfig, args.host_context)
+        done(f"host ready ({host.describe()})")
+    st = ClusterState(name=name, namespace=namespace, host_kubeconfig=host.kubeconfig,
+                      host_context=host.context, host_kind=host.kind, created=_now(),
+                      status=RUNNING, values=values, tenancy=NAMESPACE_MODE)
+    async with host.client() as hc:
+        with progress.step(f"creating tenant namespace {namespace}") as done:
+            if any(c["name"] == name for c in await hostns.virtual_clusters(hc)):
+                raise CLIError(f"{name!r} already exists on the host — pick another name")
+            st.created_namespace = await hostns.claim_namespace(
+                hc, name=name, namespace=namespace, created=st.created, status=RUNNING,
+                values=values)
+            st.save()
+            await hc.patch(NAMESPACES, namespace, {"metadata": {
+                "labels": {**pss_labels(values), LABEL_TENANCY: NAMESPACE_MODE}}})
+            for res, obj in tenant_objects(name, namespace, values):
+                await _apply(hc, res, obj, namespace)
+            done(f"namespace {namespace}: quota, limits, network policy, Pod Security "
+                 f"{pss_labels(values)['pod-security.kubernetes.io/enforce']}, tenant admin")
+    if args.connect:
+        ctx = await connect_context(st, switch=True)
+        progress.ok(f"switched context to {ctx} (namespace {namespace})")
+    return 0
+
+
+async def _apply(hc: Client, res: Resource, obj: Obj, namespace: str) -> None:
+    try:
+        await hc.create(res, obj, namespace=namespace)
+    except errors.AlreadyExists:
+        cur = await hc.get(res, obj["metadata"]["name"], namespace=namespace)
+        new = {**cur, **{k: v for k, v in obj.items() if k not in ("metadata",)}}
+        new["metadata"] = {**cur["metadata"], "labels": obj["metadata"]["labels"]}
+        await hc.update(res, new)
+
+
+def _host_cluster(st: ClusterState) -> dict[str, Any]:
+    """The host's cluster entry (server, CA) from its kubeconfig, file paths made absolute."""
+    path = Path(st.host_kubeconfig).expanduser()
+    doc = yaml.safe_load(path.read_text()) or {}
+    ctx_name = st.host_context or doc.get("current-context")
+    ctx = next((c["context"] for c in doc.get("contexts") or [] if c["name"] == ctx_name), {})
+    cluster = next((c["cluster"] for c in doc.get("clusters") or []
+                    if c["name"] == ctx.get("cluster")), None)
+    if cluster is None:
+        raise CLIError(f"host kubeconfig {path} has no cluster for context {ctx_name!r} — "
+                       "pass a working --host-kubeconfig")
+    cluster = dict(cluster)
+    ca = cluster.get("certificate-authority")
+    if ca and not Path(ca).is_absolute():
+        cluster["certificate-authority"] = str((path.parent / ca).resolve())
+    return cluster
+
+
+async def tenant_kubeconfig(st: ClusterState, ctx: str) -> dict[str, Any]:
+    """A kubeconfig for the tenant ServiceAccount, with a fresh token."""
+    async with _host_of(st).client() as hc:
+        try:
+            res = await hc.create(SERVICEACCOUNTS, {
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": TOKEN_SECONDS}},
+                namespace=st.namespace, subresource="token", name=TENANT_SA)
+        except errors.NotFound as e:
+            raise CLIError(f"tenant {st.name!r}: {e} — `vkube delete {st.name}` and create it "
+                           "again") from e
+    return {"apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": ctx, "cluster": _host_cluster(st)}],
+            "users": [{"name": ctx, "user": {"token": res["status"]["token"]}}],
+            "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": ctx,
+                                                   "namespace": st.namespace}}],
+            "current-context": ctx}
+
+
+async def connect_context(st: ClusterState, *, switch: bool, ctx: str | None = None) -> str:
+    ctx = ctx or st.context_name or kubeconfigs.context_name(st.name)
+    entry = await tenant_kubeconfig(st, ctx)
+    kubeconfigs.add_entry(entry, switch=switch)
+    written = str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
+    st.context_name = ctx
+    st.context_files = [*(f for f in st.context_files if f != written), written]
+    st.save()
+    return ctx
+
+
+async def connect(st: ClusterState, args: argparse.Namespace) -> int:
+    if st.status == PAUSED:
+        raise CLIError(f"{st.name!r} is paused — `vkube resume {st.name}` first")
+    ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
+    if args.print:
+        sys.stdout.write(yaml.safe_dump(await tenant_kubeconfig(st, ctx), sort_keys=False))
+        return 0
+    await connect_context(st, switch=True, ctx=ctx)
+    print(f"✔ switched context to {ctx} (namespace {st.namespace})")
+    return 0
+
+
+async def scale(st: ClusterState, *, pause: bool) -> int:
+    """Pause: every Deployment and StatefulSet to zero, its replicas kept in an annotation;
+    resume: back to them."""
+    n = 0
+    async with _host_of(st).client() as hc:
+        for res in SCALABLE:
+            for obj in (await hc.list(res, namespace=st.namespace))["items"]:
+                ann = obj["metadata"].get("annotations") or {}
+                replicas = (obj.get("spec") or {}).get("replicas", 1)
+                if pause and ANN_REPLICAS not in ann:
+                    patch = {"metadata": {"annotations": {ANN_REPLICAS: str(replicas)}},
+                             "spec": {"replicas": 0}}
+                elif not pause and ANN_REPLICAS in ann:
+                    patch = {"metadata": {"annotations": {ANN_REPLICAS: None}},
+                             "spec": {"replicas": int(ann[ANN_REPLICAS])}}
+                else:
+                    continue
+                with contextlib.suppress(errors.NotFound):
+                    await hc.patch(res, obj["metadata"]["name"], patch, namespace=st.namespace)
+                    n += 1
+        st.status = PAUSED if pause else RUNNING
+        st.save()
+        await hostns.annotate(hc, st.namespace, status=st.status)
+    return n
+
+
+async def delete(st: ClusterState, keep_namespace: bool) -> None:
+    """The namespace (with everything in it) when vkube created it; otherwise vkube's objects
+    and marks only."""
+    async with _host_of(st).client() as hc:
+        drop = st.created_namespace and not keep_namespace
+        if not drop:
+            for res, obj in tenant_objects(st.name, st.namespace, st.values):
+                with contextlib.suppress(errors.NotFound):
+                    await hc.delete(res, obj["metadata"]["name"], namespace=st.namespace)
+            with contextlib.suppress(errors.NotFound):
+                await hc.patch(NAMESPACES, st.namespace, {"metadata": {"labels": {
+                    LABEL_TENANCY: None, **{k: None for k in pss_labels(st.values)}}}})
+        await hostns.release_namespace(hc, st.namespace, delete=drop)
