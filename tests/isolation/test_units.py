@@ -141,3 +141,24 @@ def test_force_placement_overrides_the_tenant():
     assert spec["nodeSelector"] == {"pool": "tenant-a", "disk": "ssd"}
     assert spec["tolerations"] == [{"operator": "Exists"}, {
         "operator": "Equal", "key": "dedicated", "value": "tenant-a", "effect": "NoSchedule"}]
+
+
+def test_tenant_egress_ip_blocks_lose_private_ranges():
+    from vkube.syncer.isolation import public_only
+    from vkube.syncer.networkpolicies import translate_policy_spec
+    tr = Translator("a", "vkube-a")
+    spec = {"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},  # wholly private: the rule goes
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]},
+        {"to": [{"ipBlock": {"cidr": "8.8.8.0/24"}}, {"ipBlock": {"cidr": "10.1.2.3/32"}}]},
+        {"to": [{"podSelector": {}}]}]}
+    out = translate_policy_spec(tr, spec, "default", isolated=True)
+    assert out["egress"][0] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}],
+                                "ports": [{"port": 443}]}
+    assert out["egress"][1] == {"to": [{"ipBlock": {"cidr": "8.8.8.0/24"}}]}
+    assert "podSelector" in out["egress"][2]["to"][0]
+    assert len(out["egress"]) == 3
+    assert translate_policy_spec(tr, spec, "default")["egress"][0]["to"][0]["ipBlock"] == {
+        "cidr": "10.0.0.0/8"}  # no isolation: as written
+    assert public_only({"ipBlock": {"cidr": "172.0.0.0/8", "except": ["172.16.0.0/12"]}}) == {
+        "ipBlock": {"cidr": "172.0.0.0/8", "except": ["172.16.0.0/12"]}}

@@ -226,3 +226,26 @@ def _pod_ips(pod: Obj) -> list[str]:
     status = pod.get("status") or {}
     ips = [p.get("ip", "") for p in status.get("podIPs") or []]
     return [*ips, status.get("podIP", "")]
+
+
+def public_only(peer: Obj) -> Obj | None:
+    """A tenant's egress ``ipBlock`` peer under isolation: NetworkPolicies add up, so a policy
+    of its own allowing 10.0.0.0/8 would undo the guard rail. The private ranges are cut out
+    (as ``except`` entries); a block wholly inside one is dropped (None). Other peers pass."""
+    block = peer.get("ipBlock")
+    if block is None:
+        return peer
+    try:
+        net = ipaddress.ip_network(block.get("cidr", ""), strict=False)
+    except ValueError:
+        return peer  # the host's validation refuses it
+    if net.version != 4:
+        return peer
+    private = [ipaddress.ip_network(c) for c in PRIVATE]
+    if any(net.subnet_of(p) for p in private):  # type: ignore[arg-type]
+        return None
+    excepts = list(block.get("except") or [])
+    for p in private:
+        if p.subnet_of(net) and str(p) not in excepts:  # type: ignore[arg-type]
+            excepts.append(str(p))
+    return {**peer, "ipBlock": {**block, "except": excepts}} if excepts else peer

@@ -9,6 +9,7 @@ import copy
 from vkube.api.meta import Obj
 from vkube.client.resources import NETWORKPOLICIES
 from vkube.syncer.base import DownSyncer
+from vkube.syncer.isolation import public_only
 from vkube.syncer.translate import LABEL_MANAGED_BY, Translator
 
 
@@ -29,15 +30,26 @@ def translate_peer(tr: Translator, peer: Obj, ns: str) -> Obj:
     return {"podSelector": sel}
 
 
-def translate_policy_spec(tr: Translator, spec: Obj, ns: str) -> Obj:
+def translate_policy_spec(tr: Translator, spec: Obj, ns: str, *,
+                          isolated: bool = False) -> Obj:
+    """``isolated``: egress ipBlocks lose the private ranges (see ``public_only``)."""
     out = copy.deepcopy(spec)
     out["podSelector"] = tr.translate_selector(spec.get("podSelector"), ns)
     for rule in out.get("ingress") or []:
         if rule.get("from"):
             rule["from"] = [translate_peer(tr, p, ns) for p in rule["from"]]
+    kept = []
     for rule in out.get("egress") or []:
         if rule.get("to"):
-            rule["to"] = [translate_peer(tr, p, ns) for p in rule["to"]]
+            peers = [translate_peer(tr, p, ns) for p in rule["to"]]
+            if isolated:
+                peers = [q for p in peers if (q := public_only(p)) is not None]
+                if not peers:
+                    continue  # an empty "to" would allow every destination
+            rule["to"] = peers
+        kept.append(rule)
+    if "egress" in out:
+        out["egress"] = kept
     return out
 
 
@@ -49,4 +61,5 @@ class NetworkPolicySyncer(DownSyncer):
         ns = vobj["metadata"]["namespace"]
         return {"apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
                 "metadata": self.tr.host_metadata(vobj),
-                "spec": translate_policy_spec(self.tr, vobj.get("spec") or {}, ns)}
+                "spec": translate_policy_spec(self.tr, vobj.get("spec") or {}, ns,
+                                              isolated=self.ctx.values.isolation.enabled)}
