@@ -51,7 +51,8 @@ def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path
     assert listed["status"] == "Running" and listed["connected"] is True
     assert listed["namespace"] == "vkube-my-vcluster" and listed["created"]
     table = user.vkube("list").stdout
-    assert table.splitlines()[0].split() == ["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE"]
+    assert table.splitlines()[0].split() == ["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE",
+                                           "MODE"]
     assert table.splitlines()[1].split()[:4] == ["my-vcluster", "vkube-my-vcluster", "Running", "True"]
 
     # the state is on the host too: labelled namespace with annotations

@@ -93,9 +93,9 @@ async def list_(args: argparse.Namespace) -> int:
     if not rows:
         print("No virtual clusters found — create one with `vkube create NAME`")
         return 0
-    print_table(["NAME", "MODE", "NAMESPACE", "STATUS", "CONNECTED", "AGE"],
-                [[r["name"], r["tenancy"], r["namespace"], r["status"],
-                  "True" if r["connected"] else "", _age_of(r["created"])] for r in rows])
+    print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"],
+                [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
+                  _age_of(r["created"]), r["tenancy"]] for r in rows])
     return 0
 
 
