@@ -3,6 +3,7 @@ the PV controller / local-path provisioner (vkube.host.volumebinding, vkube.host
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -44,9 +45,24 @@ async def host(control_plane):
     h = EmbeddedHost(control_plane.url, nodes=2, seed=3,
                      kubelet=KubeletConfig(stop_seconds=0.1))
     await h.start()
+    # the protection controllers a host runs: StorageObjectInUseProtection admission puts
+    # their finalizers on every claim and volume
+    from vkube.client import Client
+    from vkube.controllers.pvcprotection import PVCProtectionController
+    from vkube.controllers.pvprotection import PVProtectionController
+    from vkube.controllers.runtime import ControllerManager
+
+    client = Client(control_plane.url)
+    mgr = ControllerManager(client, identity="volumes-test", leader_election=False)
+    mgr.add(PVCProtectionController)
+    mgr.add(PVProtectionController)
+    task = asyncio.create_task(mgr.run())
     try:
         yield h
     finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
         await h.stop()
 
 

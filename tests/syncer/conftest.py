@@ -46,9 +46,21 @@ async def planes(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ControlPla
     hcp = ControlPlane(data_dir=tmp_path / "host", name="host")
     await vcp.start()
     await hcp.start()
+    # a host cluster runs kube-controller-manager: its quota controller fills in the status of
+    # the quotas the syncer makes (ResourceQuota admission refuses while status is unknown)
+    from vkube.controllers.resourcequota import ResourceQuotaController
+    from vkube.controllers.runtime import ControllerManager
+
+    host_client = Client(hcp.url)
+    mgr = ControllerManager(host_client, identity="host-cm", leader_election=False)
+    mgr.add(ResourceQuotaController)
+    host_cm = asyncio.create_task(mgr.run())
     try:
         yield vcp, hcp
     finally:
+        host_cm.cancel()
+        await asyncio.gather(host_cm, return_exceptions=True)
+        await host_client.close()
         await vcp.stop()
         await hcp.stop()
 

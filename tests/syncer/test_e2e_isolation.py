@@ -36,8 +36,7 @@ async def test_isolation_priority_classes_and_pause(planes):
         await eventually(pss)
 
         # drift is repaired
-        quota["spec"]["hard"]["count/pods"] = "1000"
-        await h.update(RESOURCEQUOTAS, quota)
+        await h.patch(RESOURCEQUOTAS, name, {"spec": {"hard": {"count/pods": "1000"}}}, namespace=HOST_NS)
 
         async def repaired():
             got = await h.get(RESOURCEQUOTAS, name, namespace=HOST_NS)

@@ -63,6 +63,8 @@ class Context:
 
     #: signs service-account tokens (TokenRequest); kept in the data dir across restarts
     signing_key: bytes = b""
+    #: encryption at rest (``vkube.apiserver.encryption.EncryptionConfig``); None stores plain
+    encryption: Any = None
     _http: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)

@@ -55,6 +55,10 @@ def wants(accept: list[MediaType], as_: str, group: str = "meta.k8s.io") -> Medi
     return None
 
 
+#: where ``read_body`` leaves the raw body on the request (the audit log reads it there)
+REQUEST_BODY = web.RequestKey("vkube_request_body", bytes)
+
+
 async def read_body(request: web.Request) -> bytes:
     """The raw body, refusing more than 3 MiB with a 413 before reading it all."""
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -65,7 +69,9 @@ async def read_body(request: web.Request) -> bytes:
         if size > MAX_BODY:
             raise errors.request_entity_too_large("limit is 3145728")
         chunks.append(chunk)
-    return b"".join(chunks)
+    raw = b"".join(chunks)
+    request[REQUEST_BODY] = raw  # kept for the audit log's Request level
+    return raw
 
 
 def decode_body(raw: bytes, content_type: str) -> Any:

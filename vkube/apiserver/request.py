@@ -46,6 +46,10 @@ class RequestContext:
     audit_id: str
     dry_run: bool = False
     field_manager: str | None = None
+    #: admission's warnings (``Warning`` headers) and audit annotations, recorded as the
+    #: request runs (k8s.io/apiserver's warning recorder and audit context); shared by copies
+    warnings: list[str] = field(default_factory=list, compare=False)
+    audit_annotations: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def verb(self) -> str:

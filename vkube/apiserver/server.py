@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -19,11 +21,14 @@ from vkube.api import errors, selectors
 from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
 from vkube.apiserver import http, patching, subresources
-from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
+from vkube.apiserver.admission import ServiceAllocation, default_chain
+from vkube.apiserver.admission import config as admission_settings
+from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
+from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
@@ -62,6 +67,7 @@ class APIServer:
         self.handlers = ResourceHandlers(ctx, to_table=to_table, selectors=selectors, patches=patching)
         self.authorization = Authorization(ctx)
         self.ready = False
+        self.audit: AuditLog | None = None
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -99,9 +105,12 @@ class APIServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        received = dt.datetime.now(dt.timezone.utc)
         request[_AUDIT_ID] = new_audit_id(request.headers.get(AUDIT_ID_HEADER))
         info = parse(request.method, request.path, request.query)
         code = 500
+        rc: RequestContext | None = None
+        resp: web.StreamResponse | None = None
         try:
             rc = self.request_context(request, info, request[_AUDIT_ID])
             # authorization (impersonation, then RBAC) — after authentication, before any read
@@ -110,21 +119,51 @@ class APIServer:
             if info.is_resource:
                 add_deprecation_warning(self.ctx.registry, info, resp)
             code = resp.status
-            return resp
+            return _with_warnings(resp, rc)
         except errors.StatusError as exc:
             code = exc.code
-            return http.status_response(exc)
+            resp = _with_warnings(http.status_response(exc), rc)
+            return resp
         except asyncio.CancelledError:
             code = 499
             raise
         except Exception as exc:  # the one place unexpected errors become a Status
             log.exception("internal error serving %s %s", request.method, request.path)
-            return http.status_response(errors.internal_error(str(exc)))
+            resp = http.status_response(errors.internal_error(str(exc)))
+            return resp
         finally:
             if info.is_resource:
                 self.metrics.requests.labels(info.verb, info.group, info.resource, info.subresource, str(code)).inc()
                 if info.verb != "watch":
                     self.metrics.latency.labels(info.verb, info.group, info.resource).observe(time.perf_counter() - started)
+            if self.audit is not None and rc is not None:
+                await self._audit(request, rc, resp, code, received)
+
+    async def _audit(self, request: web.Request, rc: RequestContext, resp: web.StreamResponse | None,
+                     code: int, received: dt.datetime) -> None:
+        """One audit event per request (the hook; the log and its policy live in ``audit``)."""
+        assert self.audit is not None
+        level = self.audit.level(rc)
+        if level == "None":
+            return
+        body = resp.body if isinstance(resp, web.Response) and isinstance(resp.body, bytes) else None
+        status = None
+        if code >= 300 and body:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                status = orjson.loads(body)
+        req_body: Any = None
+        raw = request.get(http.REQUEST_BODY)
+        if level in ("Request", "RequestResponse") and raw:
+            try:  # the body as the handler decoded it (kubectl create sends protobuf)
+                req_body = orjson.dumps(http.decode_body(raw, request.headers.get("Content-Type", "")))
+            except (errors.StatusError, TypeError):
+                req_body = None
+        try:
+            self.audit.record(rc, uri=str(request.rel_url), source_ip=request.remote,
+                              user_agent=request.headers.get("User-Agent"), code=code, received=received,
+                              status=status, request_body=req_body, response_body=body, level=level)
+        except OSError:
+            log.exception("audit log %s cannot be written", self.audit.path)
 
     async def _route(self, request: web.Request, rc: RequestContext) -> web.StreamResponse:
         info = rc.info
@@ -264,6 +303,17 @@ class APIServer:
         return web.Response(text="ok")
 
 
+def _with_warnings(resp: web.StreamResponse, rc: RequestContext | None) -> web.StreamResponse:
+    """Admission's warnings as ``Warning: 299 - "..."`` headers (kubectl prints them), next to
+    any the handler set; refusals carry them too, as kube-apiserver sends them."""
+    if rc is None or not rc.warnings or resp.prepared:
+        return resp
+    text = ", ".join('299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in rc.warnings)
+    old = resp.headers.get("Warning")
+    resp.headers["Warning"] = f"{old}, {text}" if old else text
+    return resp
+
+
 async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:
     """Every response carries the request's audit ID (``Audit-Id``), errors and streams
     included, as kube-apiserver's WithAuditInit filter does."""
@@ -310,7 +360,11 @@ class ControlPlane:
                  port: int = 0, host: str = "127.0.0.1", name: str = "vkube",
                  allocate_service_ips: bool = True, registry: Registry | None = None,
                  store: Store | None = None, store_options: dict[str, Any] | None = None,
-                 compaction_interval: float = 300.0) -> None:
+                 compaction_interval: float = 300.0,
+                 encryption_config: str | os.PathLike[str] | None = None,
+                 audit_policy: str | os.PathLike[str] | None = None,
+                 audit_log: str | os.PathLike[str] | None = None,
+                 admission_config: str | os.PathLike[str] | None = None) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -321,6 +375,11 @@ class ControlPlane:
         self.allocate_service_ips = allocate_service_ips
         self.registry = registry or builtin_registry()
         self._store = store
+        #: EncryptionConfiguration file (default: the data dir's own, created once); audit
+        #: policy file (default: Metadata for everything) and log (default: DATA_DIR/audit.log)
+        self.encryption_config = encryption_config
+        self.audit_policy, self.audit_log = audit_policy, audit_log
+        self.admission_config = admission_config  # AdmissionConfiguration (PodSecurity's settings)
         self._runner: web.AppRunner | None = None
         self.server: APIServer | None = None
         self.ctx: Context | None = None
@@ -349,9 +408,12 @@ class ControlPlane:
                 store.start_auto_compaction(self.compaction_interval)
         self._store = store
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
-                           signing_key=self._signing_key())
+                           signing_key=self._signing_key(), encryption=self._encryption())
         self.server = APIServer(self.ctx)
-        self.ctx.admission = [RBACEscalation(self.server.authorization), NamespaceLifecycle(),
+        self.server.audit = self._audit_log()
+        configured = admission_settings.load(self.admission_config) if self.admission_config else {}
+        self.ctx.admission = [RBACEscalation(self.server.authorization),
+                              default_chain(pod_security=configured.get("PodSecurity")),
                               ServiceAllocation(self.ctx.service_cidr)]
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
@@ -367,6 +429,20 @@ class ControlPlane:
         await web.SockSite(self._runner, sock).start()
         if self.data_dir is not None:
             self.write_kubeconfig(self.data_dir / "kubeconfig")
+
+    def _encryption(self) -> EncryptionConfig | None:
+        """Secrets are encrypted at rest whenever there is a data dir to keep the key in."""
+        if self.encryption_config is not None:
+            return EncryptionConfig.load(self.encryption_config)
+        if self.data_dir is None:
+            return None
+        return EncryptionConfig.load(default_config_for(self.data_dir))
+
+    def _audit_log(self) -> AuditLog | None:
+        path = self.audit_log or (self.data_dir / AUDIT_FILE if self.data_dir is not None else None)
+        if path is None:
+            return None
+        return AuditLog(path, Policy.load(self.audit_policy) if self.audit_policy else None)
 
     def _signing_key(self) -> bytes:
         """The service-account token key: created once, kept in the data dir (0600)."""
@@ -419,6 +495,8 @@ class ControlPlane:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.server is not None and self.server.audit is not None:
+            self.server.audit.close()
         if self.ctx is not None and self.ctx._http is not None:
             await self.ctx._http.close()
         if self._store is not None:

@@ -6,6 +6,7 @@ server-owned metadata, optimistic concurrency, generation, finalizers and gracef
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
 from vkube.apiserver.storeerrors import (interpret_create_error, interpret_delete_error, interpret_get_error,
                                          interpret_list_error, interpret_update_error, interpret_watch_error)
-from vkube.store.base import RevisionMismatch, StoreError
+from vkube.store.base import KeyValue, RevisionMismatch, StoreError
 
 #: metadata fields the server owns: a client's value is replaced by the stored one on update.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
@@ -58,17 +59,31 @@ class ResourceStorage:
         self.spec = spec
         self.ctx = ctx
         self.strategy = spec.strategy
+        enc = ctx.encryption
+        self.transformer = enc.for_resource(spec.group, spec.plural) if enc is not None else None
+
+    async def _stale_at_rest(self, key: str) -> bool:
+        """Stored by an older encryption provider: an unchanged update still re-writes it."""
+        if self.transformer is None:
+            return False
+        kv = await self.ctx.store.get(key)
+        return kv is not None and self.transformer.stale(kv.value)
 
     # ------------------------------------------------------------------ helpers
     def _decode(self, kv: Any) -> Obj:
-        """Stored bytes → object of this spec's version (CRDs: conversion + read defaults)."""
+        """Stored bytes → object of this spec's version (decrypted when encrypted at rest;
+        CRDs: conversion + read defaults)."""
+        if self.transformer is not None:
+            kv = dataclasses.replace(kv, value=self.transformer.from_storage(kv.value, kv.key))
         obj = decode(kv)
         convert = getattr(self.strategy, "from_storage", None)
         return convert(obj) if convert is not None else obj
 
-    def _encode(self, obj: Obj) -> bytes:
+    def _encode(self, key: str, obj: Obj) -> bytes:
+        """Object → stored bytes under ``key`` (the authenticated data when encrypted)."""
         convert = getattr(self.strategy, "to_storage", None)
-        return encode(convert(obj) if convert is not None else obj)
+        data = encode(convert(obj) if convert is not None else obj)
+        return self.transformer.to_storage(data, key) if self.transformer is not None else data
 
     def _name_ref(self, name: str) -> str:
         return f'{self.spec.group_resource} "{name}"'
@@ -100,11 +115,23 @@ class ResourceStorage:
         return self._decode(kv) if kv else None
 
     async def _admit(self, rc: RequestContext, op: str, obj: Obj | None, old: Obj | None, *,
-                     namespace: str | None, name: str, subresource: str = "") -> None:
+                     namespace: str | None, name: str, subresource: str = "",
+                     phase: str = "") -> None:
+        """Admission as kube-apiserver orders it around the strategy: the mutating phase
+        (``mutate``, or a plain ``admit``) before validation, the validating phase (``validate``)
+        after it — so quota is charged only for valid objects. No phase: both."""
         req = AdmissionRequest(op, self.spec, namespace, name, obj, old, subresource, rc.dry_run,
                                user=rc.user, request=rc)
-        for plugin in self.ctx.admission:
-            await plugin.admit(self.ctx, req)
+        if phase in ("", "mutate"):
+            for plugin in self.ctx.admission:
+                step = getattr(plugin, "mutate", None) or getattr(plugin, "admit", None)
+                if step is not None:
+                    await step(self.ctx, req)
+        if phase in ("", "validate"):
+            for plugin in self.ctx.admission:
+                step = getattr(plugin, "validate", None)
+                if step is not None:
+                    await step(self.ctx, req)
 
     def _raise_invalid(self, obj: Obj, causes: list[dict[str, str]]) -> None:
         if causes:
@@ -175,8 +202,9 @@ class ResourceStorage:
             m["generation"] = 1
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
-        await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")))
+        await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")), phase="mutate")
         self._raise_invalid(obj, self.strategy.validate(obj))
+        await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")), phase="validate")
         if not skip_track:
             self._track(None, obj, rc.field_manager, "Update", "")
         name = m["name"]
@@ -186,7 +214,7 @@ class ResourceStorage:
                 raise errors.already_exists(self.spec.plural, name, group=self.spec.group)
             return obj
         try:
-            kv = await self.ctx.store.create(key, self._encode(obj))
+            kv = await self.ctx.store.create(key, self._encode(key, obj))
         except StoreError as exc:
             raise interpret_create_error(exc, self.spec, name) from exc
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -289,27 +317,30 @@ class ResourceStorage:
                 self._raise_invalid(new, [errors.field_error(
                     "metadata.finalizers", "Forbidden: no new finalizers can be added if the object "
                     f"is being deleted, found new finalizers {go_list}", reason="FieldValueForbidden")])
-        await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource)
+        await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource,
+                          phase="mutate")
         ratchet = getattr(self.strategy, "validate_with_old", None)  # CRDs: validation ratcheting
         causes = ratchet(new, old) if ratchet is not None else self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods
             causes += self.strategy.validate_update(new, old)
         self._raise_invalid(new, causes)
+        await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource,
+                          phase="validate")
         if self.strategy.has_generation and self.strategy.generation_changed(new, old):
             nm["generation"] = int(om.get("generation") or 1) + 1
         if not skip_track:
             self._track(old, new, rc.field_manager, operation, subresource)
         nm["resourceVersion"] = om["resourceVersion"]
-        if _same(new, old):
+        key = self.spec.key(namespace, name)
+        if _same(new, old) and not await self._stale_at_rest(key):
             return old
         if rc.dry_run:
             return new
-        key = self.spec.key(namespace, name)
         if self._finalized(new):
             return await self._remove(key, new)
         try:
             kv = await self.ctx.store.update(
-                key, self._encode(new),
+                key, self._encode(key, new),
                 expected_mod_revision=int(om["resourceVersion"]) if precondition else 0,
             )
         except RevisionMismatch as exc:
@@ -412,7 +443,8 @@ class ResourceStorage:
             if rc.dry_run:
                 return new, False
             try:
-                kv = await self.ctx.store.update(self.spec.key(namespace, name), self._encode(new),
+                kv = await self.ctx.store.update(self.spec.key(namespace, name),
+                                                 self._encode(self.spec.key(namespace, name), new),
                                                  expected_mod_revision=int(m["resourceVersion"]))
             except RevisionMismatch:
                 continue  # written since our read: read again and decide again

@@ -176,9 +176,10 @@ async def describe(args: argparse.Namespace) -> int:
 
 async def logs(args: argparse.Namespace) -> int:
     st = state.require(args.name)
-    if not st.log_file.exists():
-        raise CLIError(f"{st.name} has no log yet ({st.log_file}) — it has never started")
-    with open(st.log_file, "rb") as f:
+    log_file = st.data_dir / "audit.log" if getattr(args, "audit", False) else st.log_file
+    if not log_file.exists():
+        raise CLIError(f"{st.name} has no log yet ({log_file}) — it has never started")
+    with open(log_file, "rb") as f:
         data = f.read()
     lines = data.decode(errors="replace").splitlines(keepends=True)
     if args.tail is not None and args.tail >= 0:
@@ -190,7 +191,7 @@ async def logs(args: argparse.Namespace) -> int:
     pos = len(data)
     while True:
         await asyncio.sleep(0.25)
-        with open(st.log_file, "rb") as f:
+        with open(log_file, "rb") as f:
             f.seek(pos)
             chunk = f.read()
         if chunk:

@@ -164,11 +164,13 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = _cmd(sub, "logs", "print a virtual cluster's control plane logs",
-             "  vkube logs my-vcluster\n  vkube logs my-vcluster --tail 50 --follow",
+             "  vkube logs my-vcluster\n  vkube logs my-vcluster --tail 50 --follow\n  vkube logs my-vcluster --audit",
              _view("logs"))
     p.add_argument("name", metavar="NAME")
     p.add_argument("--tail", type=int, default=None, metavar="N", help="only the last N lines")
     p.add_argument("--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--audit", action="store_true",
+                   help="the API server's audit log instead (audit.k8s.io/v1 events, JSON lines)")
 
     p = _cmd(sub, "render", "print manifests that run a virtual cluster inside a host cluster",
              "  vkube render my-vcluster -f values.yaml | kubectl apply -f -\n"

@@ -35,6 +35,13 @@ def register(sub: Any) -> None:
                         "when FILE appears")
     p.add_argument("-f", "--values", action="append", default=[], help="values.yaml (repeatable)")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--encryption-config", metavar="FILE", default=None,
+                   help="EncryptionConfiguration for data at rest (default: DATA_DIR/encryption-config.yaml, "
+                        "AES-GCM for secrets, made on first start); rotate keys as kube-apiserver does")
+    p.add_argument("--audit-policy-file", metavar="FILE", default=None,
+                   help="audit.k8s.io/v1 Policy (default: every request at Metadata) for DATA_DIR/audit.log")
+    p.add_argument("--admission-control-config-file", metavar="FILE", default=None,
+                   help="AdmissionConfiguration: PodSecurity defaults and exemptions (PodSecurityConfiguration)")
     p.set_defaults(func=run)
 
 

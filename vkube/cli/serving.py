@@ -57,10 +57,23 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
     return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=store,
                          store_options={k: v for k, v in tls.items() if v},
                          address=args.address, port=args.port, host=host, values=values,
-                         controllers=not args.no_controllers)
+                         controllers=not args.no_controllers,
+                         encryption_config=_file_arg(args, "encryption_config"),
+                         audit_policy=_file_arg(args, "audit_policy_file"),
+                         admission_config=_file_arg(args, "admission_control_config_file"))
+
+
+def _file_arg(args: argparse.Namespace, name: str) -> Path | None:
+    value = getattr(args, name, None)
+    if value is None:
+        return None
+    if not Path(value).is_file():
+        raise CLIError(f"--{name.replace('_', '-')} {value}: no such file", code=2)
+    return Path(value)
 
 
 async def serve(config: "ClusterConfig") -> int:
+    from vkube.cluster.config import ClusterConfigError
     from vkube.cluster.virtual import VirtualCluster
 
     vc = VirtualCluster(config)
@@ -75,6 +88,9 @@ async def serve(config: "ClusterConfig") -> int:
         print(f"vkube serve: store {describe(config.store_url or 'sqlite')}: {exc}\n"
               "  next: check --store (sqlite, postgres://USER@HOST:PORT/DB or etcd://HOST:PORT) "
               "and that the server is up", file=sys.stderr)
+        return 2
+    except ClusterConfigError as exc:
+        print(f"vkube serve: {exc} — fix the file and run `vkube serve` again", file=sys.stderr)
         return 2
     stop = stop_event()
     try:

@@ -16,6 +16,11 @@ if TYPE_CHECKING:  # the syncer package costs ~0.3 s of imports; `vkube serve` d
     from vkube.syncer.values import Values
 
 
+class ClusterConfigError(ValueError):
+    """A file the configuration names (encryption config, audit policy) cannot be used; the
+    message names the file or field."""
+
+
 @dataclass(frozen=True)
 class HostConnection:
     """A host cluster named by a kubeconfig file (and optionally one of its contexts)."""
@@ -61,6 +66,12 @@ class ClusterConfig:
     identity: str | None = None
     #: kubelet log proxy port of the syncer (0: any free port)
     kubelet_port: int = 0
+    #: EncryptionConfiguration file (None: DATA_DIR/encryption-config.yaml, made once)
+    encryption_config: Path | None = None
+    #: audit Policy file (None: every request at Metadata, in DATA_DIR/audit.log)
+    audit_policy: Path | None = None
+    #: AdmissionConfiguration file (PodSecurity defaults and exemptions)
+    admission_config: Path | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:

@@ -21,7 +21,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from vkube.apiserver.server import ControlPlane
-from vkube.cluster.config import ClusterConfig, HostConnection, HostFromFile
+from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 
 if TYPE_CHECKING:
     from vkube.client import Client
@@ -46,7 +46,9 @@ class VirtualCluster:
             store_options=config.store_options,
             host=config.address, name=config.name,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
-            allocate_service_ips=not config.virtual)
+            allocate_service_ips=not config.virtual,
+            encryption_config=config.encryption_config, audit_policy=config.audit_policy,
+            admission_config=config.admission_config)
         #: set once the API server answers (kubeconfig written, system namespaces there)
         self.serving = asyncio.Event()
         #: set once every component runs with synced caches
@@ -104,7 +106,15 @@ class VirtualCluster:
         nothing (and ``vkube create`` returns sooner)."""
         if self._task is not None:
             raise RuntimeError(f"virtual cluster {self.name!r} was already started")
-        await self.control_plane.start()
+        from vkube.apiserver.admission.config import AdmissionConfigError
+        from vkube.apiserver.audit import PolicyError
+        from vkube.apiserver.encryption import ConfigError
+
+        try:
+            await self.control_plane.start()
+        except (ConfigError, PolicyError, AdmissionConfigError) as exc:
+            await self.control_plane.stop()  # closes the store it had opened
+            raise ClusterConfigError(str(exc)) from None
         self.serving.set()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"vcluster {self.name}")
 

@@ -10,6 +10,8 @@ from vkube.controllers.gc import GarbageCollector
 from vkube.controllers.namespace import NamespaceController
 from vkube.controllers.pdb import DisruptionController
 from vkube.controllers.pvcprotection import PVCProtectionController
+from vkube.controllers.pvprotection import PVProtectionController
+from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
 from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
@@ -22,6 +24,6 @@ def default_controllers() -> list[type[Controller]]:
     return [
         NamespaceController, GarbageCollector, ServiceAccountController,
         RootCAConfigMapController, EndpointsController, EndpointSliceController,
-        PVCProtectionController, DisruptionController, ClusterRoleAggregationController,
-        *WORKLOAD_CONTROLLERS,
+        PVCProtectionController, PVProtectionController, DisruptionController,
+        ClusterRoleAggregationController, ResourceQuotaController, *WORKLOAD_CONTROLLERS,
     ]

@@ -1,4 +1,5 @@
-"""Built-in admission: namespace lifecycle and service address allocation."""
+"""NamespaceLifecycle and service address allocation (the latter is the service registry's
+work upstream; here a plugin that runs after the chain)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ _IMMORTAL = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 class NamespaceLifecycle:
     """Namespaced objects need an existing, non-terminating namespace; the system namespaces
-    cannot be deleted."""
+    cannot be deleted. Upstream's Lifecycle is a mutating plugin: it runs first, so no later
+    plugin looks anything up in a namespace that does not exist."""
 
-    async def admit(self, ctx: Context, req: AdmissionRequest) -> None:
+    async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
         spec = req.spec
         if spec.group == "" and spec.kind == "Namespace":
             if req.operation == "DELETE" and req.name in _IMMORTAL:

@@ -1,0 +1,59 @@
+"""The admission chain in kube-apiserver's default plugin order: every mutating plugin first
+(LimitRanger, ServiceAccount, Priority, DefaultTolerationSeconds, DefaultStorageClass,
+StorageObjectInUseProtection), then every validating one (NamespaceLifecycle, LimitRanger,
+ServiceAccount, PodSecurity, Priority, ResourceQuota) — ``admission.chainAdmissionHandler``.
+A plugin has ``mutate`` and/or ``validate``; both see one ``AdmissionRequest``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vkube.apiserver.admission.lifecycle import NamespaceLifecycle, ServiceAllocation
+from vkube.apiserver.admission.limitranger import LimitRanger
+from vkube.apiserver.admission.pods import DefaultTolerationSeconds, Priority
+from vkube.apiserver.admission.podsecurity import PodSecurity
+from vkube.apiserver.admission.quota import ResourceQuota
+from vkube.apiserver.admission.serviceaccount import ServiceAccount
+from vkube.apiserver.admission.storageclass import DefaultStorageClass, StorageObjectInUseProtection
+from vkube.apiserver.context import AdmissionRequest, Context
+
+__all__ = ["AdmissionChain", "default_chain", "NamespaceLifecycle", "ServiceAllocation", "LimitRanger",
+           "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
+           "DefaultStorageClass", "StorageObjectInUseProtection", "ResourceQuota"]
+
+
+class AdmissionChain:
+    """The plugins in order; ``mutate`` runs each one's mutating phase, ``validate`` each one's
+    validating phase (storage calls the two around the kind's own validation)."""
+
+    def __init__(self, plugins: Sequence[Any]) -> None:
+        self.plugins = list(plugins)
+        self._mutating = [p.mutate for p in self.plugins if hasattr(p, "mutate")]
+        self._validating = [p.validate if hasattr(p, "validate") else p.admit
+                            for p in self.plugins if hasattr(p, "validate") or hasattr(p, "admit")]
+
+    def get(self, cls: type) -> Any:
+        return next((p for p in self.plugins if isinstance(p, cls)), None)
+
+    async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
+        for step in self._mutating:
+            await step(ctx, req)
+
+    async def validate(self, ctx: Context, req: AdmissionRequest) -> None:
+        for step in self._validating:
+            await step(ctx, req)
+
+    async def admit(self, ctx: Context, req: AdmissionRequest) -> None:
+        """Both phases at once (callers without a validation step of their own)."""
+        await self.mutate(ctx, req)
+        await self.validate(ctx, req)
+
+
+def default_chain(*, pod_security: PodSecurity | None = None) -> AdmissionChain:
+    """kube-apiserver's default enabled plugins that vkube implements, in upstream order."""
+    return AdmissionChain([
+        NamespaceLifecycle(), LimitRanger(), ServiceAccount(), pod_security or PodSecurity(),
+        Priority(), DefaultTolerationSeconds(), DefaultStorageClass(), StorageObjectInUseProtection(),
+        ResourceQuota(),
+    ])
