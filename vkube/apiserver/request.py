@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vkube.api.user import ALL_AUTHENTICATED, SYSTEM_MASTERS, UserInfo
