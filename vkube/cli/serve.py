@@ -29,6 +29,11 @@ def register(sub: Any) -> None:
     p.add_argument("--host-context", default=None,
                    help="context of --host-kubeconfig (default: its current context)")
     p.add_argument("--host-namespace", default=None, help="host namespace (default vkube-NAME)")
+    p.add_argument("--host-kind", choices=("kubeconfig", "embedded"), default="kubeconfig",
+                   help="embedded: the host is vkube's embedded host (pods reach the API and "
+                        "DNS on loopback, not through ClusterIPs)")
+    p.add_argument("--dns-port", type=int, default=0,
+                   help="cluster DNS port on --address, UDP and TCP (0: any free port)")
     p.add_argument("--host-from", metavar="FILE", default=None,
                    help="run as a virtual cluster whose host is named later in FILE (JSON: "
                         "kubeconfig, context, namespace); the API starts at once, the syncer "

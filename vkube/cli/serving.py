@@ -38,7 +38,8 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
         host = HostFromFile(Path(args.host_from), namespace=args.host_namespace)
     elif args.host_kubeconfig:
         host = HostConnection(args.host_kubeconfig, context=args.host_context,
-                              namespace=args.host_namespace)
+                              namespace=args.host_namespace,
+                              kind=getattr(args, "host_kind", "kubeconfig"))
     values = None
     if host is not None:
         from vkube.syncer.values import ValuesError, parse_values
@@ -57,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
     return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=store,
                          store_options={k: v for k, v in tls.items() if v},
                          address=args.address, port=args.port, host=host, values=values,
-                         controllers=not args.no_controllers)
+                         controllers=not args.no_controllers,
+                         dns_port=getattr(args, "dns_port", 0) or 0)
 
 
 async def serve(config: "ClusterConfig") -> int:

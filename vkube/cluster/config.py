@@ -24,6 +24,9 @@ class HostConnection:
     context: str | None = None
     #: the host namespace the cluster syncs into; None: ``vkube-NAME``
     namespace: str | None = None
+    #: "embedded" (the embedded host: its ClusterIPs are not routable, pods reach the control
+    #: plane on loopback) or "kubeconfig" (any other cluster)
+    kind: str = "kubeconfig"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class ClusterConfig:
     identity: str | None = None
     #: kubelet log proxy port of the syncer (0: any free port)
     kubelet_port: int = 0
+    #: the cluster DNS's port on ``address`` (UDP and TCP; 0: any free port)
+    dns_port: int = 0
+    #: ``(ip, port)`` of the resolver for names outside the cluster zone; None: REFUSED
+    dns_upstream: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:
