@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 
 import orjson
@@ -15,6 +16,10 @@ from vkube.api.meta import Obj, parse_time
 from vkube.host.commands import plan_argv
 from vkube.host.kubelet import Kubelet
 from vkube.host.podruntime import ContainerRT
+from vkube.host.portforward import SPDY_TUNNEL_PROTOCOL, PortForwardSession
+from vkube.netio.spdy import ProtocolError
+
+log = logging.getLogger(__name__)
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 
@@ -48,6 +53,7 @@ class KubeletServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
+        app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
         self.app = app
 
     async def start(self) -> None:
@@ -162,6 +168,36 @@ class KubeletServer:
         async for msg in ws:  # drain until the client goes away
             if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
+        return ws
+
+
+    async def _port_forward(self, req: web.Request) -> web.StreamResponse:
+        """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""
+        ns, name = req.match_info["ns"], req.match_info["pod"]
+        pod = self.kubelet.pods.get(name, ns)
+        if pod is None or self.kubelet.runtime(ns, name) is None:
+            raise web.HTTPNotFound(text=f'pod "{name}" not found in namespace "{ns}"')
+        ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL_PROTOCOL,))
+        if not ws.can_prepare(req).ok:
+            raise web.HTTPBadRequest(text="port-forward needs a WebSocket upgrade "
+                                          f"({SPDY_TUNNEL_PROTOCOL})")
+        await ws.prepare(req)
+        if ws.ws_protocol != SPDY_TUNNEL_PROTOCOL:
+            await ws.close(code=1002, message=f"port-forward speaks {SPDY_TUNNEL_PROTOCOL}".encode())
+            return ws
+        session = PortForwardSession(pod, ws.send_bytes)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY:
+                    break
+                await session.feed(msg.data)
+                if session.session.closed.is_set():
+                    break
+        except ProtocolError as e:
+            log.info("port-forward %s/%s: %s", ns, name, e)
+        finally:
+            await session.aclose()
+            await ws.close()
         return ws
 
 

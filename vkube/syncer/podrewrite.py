@@ -158,6 +158,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
     force_placement(spec, cfg)
     hmeta["annotations"].update(_downward_annotations(vpod))
+    hmeta["annotations"].update(port_forward_annotations(vpod))
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
         tsc["labelSelector"] = tr.translate_selector(tsc.get("labelSelector"), ns)
@@ -346,6 +347,17 @@ def _downward_annotations(vpod: Obj) -> dict[str, str]:
     if _uses_field(spec, "metadata.annotations"):
         out[ANN_DOWNWARD_ANNOTATIONS] = format_map(meta.get("annotations") or {})
     return out
+_PORT_FORWARD_ANN = re.compile(r"^vkube\.io/port-forward-\d{1,5}$")
+
+
+def port_forward_annotations(vpod: Obj) -> dict[str, str]:
+    """``vkube.io/port-forward-PORT`` (where the embedded host's simulated kubelet forwards a
+    port: vkube.host.portforward) goes down as the tenant wrote it; every other ``vkube.io/``
+    annotation of a tenant is dropped. A real kubelet ignores it."""
+    ann = (vpod.get("metadata") or {}).get("annotations") or {}
+    return {k: v for k, v in ann.items() if _PORT_FORWARD_ANN.match(k)}
+
+
 _LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")
 
 
