@@ -128,6 +128,7 @@ async def describe(args: argparse.Namespace) -> int:
         "created": st.created,
         "apiServer": process.ready_url(st) or "",
         "dns": process.dns_address(st) or "",
+        "exposed": process.exposed_url(st) or "",
         "context": st.context_name or "",
         "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                  "kind": st.host_kind, "namespace": st.namespace,

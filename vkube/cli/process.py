@@ -82,6 +82,24 @@ def dns_address(st: ClusterState) -> str | None:
         return None
 
 
+def exposed_url(st: ClusterState) -> str | None:
+    """The exposed API address (``expose: true``), written by serve once it works."""
+    try:
+        return (st.data_dir / "exposed").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def wait_exposed(st: ClusterState, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (url := exposed_url(st)) is None:
+        if time.monotonic() > deadline:
+            raise CLIError(f"{st.name}: the API server was not exposed within {timeout:.0f}s — "
+                           f"see `vkube logs {st.name}`")
+        time.sleep(0.05)
+    return url
+
+
 def host_file(st: ClusterState) -> Path:
     """Where ``create`` names the host for a control plane started with ``--host-from``."""
     return st.dir / "host.json"

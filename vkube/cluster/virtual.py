@@ -291,6 +291,15 @@ class VirtualCluster:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(syncer.run(), name=f"{self.name}: syncer run")
             tg.create_task(mark())
+            if self.values.expose:
+                from vkube.cluster.expose import Exposer
+
+                exposer = Exposer(host, namespace=self.host_namespace, vc=self.name,
+                                  api_ip=self.service_ip, api_port=self.port,
+                                  scheme=self.url.split("://", 1)[0], embedded=loopback,
+                                  data_dir=self.config.data_dir)
+                await syncer.wait_ready()  # the host namespace exists
+                tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
 
     async def _run_scheduler(self, ready: asyncio.Event) -> None:
         """The virtual cluster's own scheduler (``enableScheduler``): the embedded host's

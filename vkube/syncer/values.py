@@ -203,6 +203,9 @@ class Values:
     map_services: MapServices = _k("mapServices", MapServices(),
                                    "Services mapped between host and virtual cluster")
     isolation: Isolation = _k("isolation", Isolation(), "isolation of the host namespace")
+    expose: bool = _k("expose", False, "make the API server reachable from outside the host "
+                      "namespace: a host Service of type LoadBalancer (NodePort without a load "
+                      "balancer); the kubeconfig uses its address (what --expose turns on)")
     enable_ha: bool = _k("enableHA", False, "several API server replicas on a shared store: "
                          "not supported yet (only false)")
     replicas: int = _k("replicas", 1, "API server replicas: not supported yet (only 1)")
