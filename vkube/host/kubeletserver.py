@@ -5,6 +5,7 @@ paths the API server proxies to: ``/containerLogs/{ns}/{pod}/{container}`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -54,6 +55,7 @@ class KubeletServer:
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
         app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
+        app.router.add_route("*", "/attach/{ns}/{pod}/{container}", self._attach)
         self.app = app
 
     async def start(self) -> None:
@@ -170,6 +172,53 @@ class KubeletServer:
                 break
         return ws
 
+
+    async def _attach(self, req: web.Request) -> web.StreamResponse:
+        """kubectl attach, as KWOK's Attach configuration serves it: the container's output
+        (what it printed so far, then what it prints) on stdout until it stops, then the
+        exit status; stdin is read and discarded (a simulated process reads nothing)."""
+        c = self._container(req)
+        ns, pod = req.match_info["ns"], req.match_info["pod"]
+        if c.state != "running":
+            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
+        if not ws.can_prepare(req).ok:
+            raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (channel.k8s.io)")
+        await ws.prepare(req)
+
+        async def drain() -> None:
+            async for msg in ws:
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+
+        reader = asyncio.create_task(drain())
+        sent, container_id = 0, c.container_id
+        try:
+            while not reader.done():
+                if len(c.logs) > sent:
+                    text = "".join(line + "\n" for _, line in c.logs[sent:])
+                    sent = len(c.logs)
+                    await ws.send_bytes(b"\x01" + text.encode())
+                rt = self.kubelet.runtime(ns, pod)
+                if rt is None or rt.removed or c.container_id != container_id or c.state != "running":
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.kubelet.changed(ns, pod).wait()), 1.0)
+            if not reader.done():
+                code = c.exit_code if c.state == "terminated" else 0
+                status: Obj = {"metadata": {}, "status": "Success"} if code == 0 else {
+                    "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                    "message": f"command terminated with non-zero exit code: {code}",
+                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+                await ws.send_bytes(b"\x03" + orjson.dumps(status))
+                await ws.close()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        return ws
 
     async def _port_forward(self, req: web.Request) -> web.StreamResponse:
         """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""
