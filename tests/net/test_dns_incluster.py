@@ -168,6 +168,11 @@ def test_dns_answers_from_the_virtual_cluster(user: User) -> None:
         "nameservers": [dns_ip],
         "searches": ["demo-nginx.svc.cluster.local", "svc.cluster.local", "cluster.local"],
         "options": [{"name": "ndots", "value": "5"}]}
+    # inside the pod (kubectl exec through the virtual cluster), resolv.conf names the cluster DNS
+    resolv = user.kubectl("exec", "-n", "demo-nginx", a_web["metadata"]["annotations"]["vkube.io/object-name"],
+                          "--", "cat", "/etc/resolv.conf").stdout
+    assert resolv == (f"search demo-nginx.svc.cluster.local svc.cluster.local cluster.local\n"
+                      f"nameserver {dns_ip}\noptions ndots:5\n")
     custom = eventually(lambda: host_pod("custom-dns"), timeout=30)["spec"]
     assert custom["dnsPolicy"] == "None"
     assert custom["dnsConfig"]["nameservers"] == [dns_ip]
@@ -198,7 +203,7 @@ def test_pod_reaches_its_api_with_its_env_and_token(user: User, tmp_path) -> Non
     user.kubectl("create", "rolebinding", "reader", "-n", "team", "--clusterrole=view",
                  "--serviceaccount=team:default")
     eventually(lambda: vget(user, "sa", "default", "-n", "team"), timeout=30)
-    user.kubectl("run", "op", "-n", "team", "--image=busybox", "--restart=Never")
+    user.kubectl("run", "op", "-n", "team", "--image=nginx", "--restart=Never")
 
     def synced() -> dict:
         return host_get(user, "pod", "op-x-team-x-api", "-n", "vkube-api")
@@ -215,6 +220,11 @@ def test_pod_reaches_its_api_with_its_env_and_token(user: User, tmp_path) -> Non
     token = base64.b64decode(secret["data"]["token"]).decode()
     assert base64.b64decode(secret["data"]["namespace"]).decode() == "team"
 
+    # what the pod's own processes see (kubectl exec through the virtual cluster)
+    eventually(lambda: user.kubectl("get", "pod", "op", "-n", "team", "-o", "jsonpath={.status.phase}")
+               .stdout == "Running" or _no(), timeout=60)
+    printed = user.kubectl("exec", "op", "-n", "team", "--", "env").stdout
+    assert f"KUBERNETES_SERVICE_HOST={env['KUBERNETES_SERVICE_HOST']}" in printed.splitlines()
     cfg = kubernetes.client.Configuration()
     scheme = api_url.split("://", 1)[0]
     cfg.host = f"{scheme}://{env['KUBERNETES_SERVICE_HOST']}:{env['KUBERNETES_SERVICE_PORT']}"

@@ -154,7 +154,8 @@ class KubeletServer:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
         stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
-                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip)
+                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
+                                        spec=(self.kubelet.pods.get(pod, ns) or {}).get("spec"))
         if stdout:
             await ws.send_bytes(b"\x01" + stdout.encode())
         if stderr:
@@ -254,18 +255,42 @@ class _NoRT:
     pod_ip = ""
 
 
+def resolv_conf(spec: Obj, namespace: str) -> str:
+    """The pod's /etc/resolv.conf as a kubelet writes it (clusterDNS 10.96.0.10 here); a pod
+    with ``dnsPolicy: None`` (what a virtual cluster's syncer gives) gets its dnsConfig."""
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    cfg = spec.get("dnsConfig") or {}
+    if policy == "None":
+        servers, searches = cfg.get("nameservers") or [], cfg.get("searches") or []
+        options = [o["name"] + (f":{o['value']}" if o.get("value") else "")
+                   for o in cfg.get("options") or [] if o.get("name")]
+    elif policy == "Default" or (policy == "ClusterFirst" and spec.get("hostNetwork")):
+        servers, searches, options = ["127.0.0.53"], [], []
+    else:
+        servers = ["10.96.0.10"]
+        searches = [f"{namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+        options = ["ndots:5"]
+    lines = ([f"search {' '.join(searches)}"] if searches else []) + \
+        [f"nameserver {s}" for s in servers] + ([f"options {' '.join(options)}"] if options else [])
+    return "".join(line + "\n" for line in lines)
+
+
 def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
-             pod_ip: str) -> tuple[str, str, int]:
+             pod_ip: str, spec: Obj | None = None) -> tuple[str, str, int]:
     """Answer a handful of commands the way a small Linux container would."""
     if not argv:
         return "", "no command given\n", 126
-    env = {"HOSTNAME": pod, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    spec = spec or {}
+    env = {"HOSTNAME": spec.get("hostname") or pod,
+           "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
+    for c in spec.get("containers") or []:  # the container's own (literal) env wins
+        if c.get("name") == container.name:
+            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
     files = {
         "/etc/hostname": f"{pod}\n",
         "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{pod}\n",
-        "/etc/resolv.conf": f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
-                            "nameserver 10.96.0.10\noptions ndots:5\n",
+        "/etc/resolv.conf": resolv_conf(spec, namespace),
         "/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
     }
     cmd = argv[0].rsplit("/", 1)[-1]
