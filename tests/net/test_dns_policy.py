@@ -60,3 +60,13 @@ def test_rewrite_pod_uses_the_namespace_of_the_virtual_pod() -> None:
                            token_secret=None, cluster_dns=SERVER)
     spec = rewrite_pod(vpod, cfg)["spec"]
     assert spec["dnsPolicy"] == "None" and spec["dnsConfig"]["searches"] == SEARCHES
+
+
+def test_in_cluster_control_plane_advertises_its_pod_ip() -> None:
+    """``vkube render`` (the control plane as a host pod): pods reach it at its pod IP."""
+    from vkube.cli.render import manifests
+
+    sts = next(o for o in manifests("vc", "vkube-vc", {}) if o["kind"] == "StatefulSet")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][c["args"].index("--advertise-address") + 1] == "$(POD_IP)"
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]

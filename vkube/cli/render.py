@@ -124,11 +124,13 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
                  image: str, storage: str) -> Obj:
     args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT), "--address", "0.0.0.0",
             "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
-            "-f", "/etc/vkube/values.yaml"]
+            "--advertise-address", "$(POD_IP)", "-f", "/etc/vkube/values.yaml"]
     container = {
         "name": "vkube", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
         "ports": [{"name": "https", "containerPort": API_PORT, "protocol": "TCP"}],
-        "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"}],
+        "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"},
+                # where pods reach this control plane (the Endpoints of default/kubernetes)
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT},
                            "periodSeconds": 2, "failureThreshold": 30},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT},

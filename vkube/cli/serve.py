@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
     p.add_argument("--host-kind", choices=("kubeconfig", "embedded"), default="kubeconfig",
                    help="embedded: the host is vkube's embedded host (pods reach the API and "
                         "DNS on loopback, not through ClusterIPs)")
+    p.add_argument("--advertise-address", default=None, metavar="IP",
+                   help="the address pods reach this control plane at (the Endpoints of "
+                        "default/kubernetes and kube-system/kube-dns; default: --address, or "
+                        "127.0.0.1 when that is 0.0.0.0)")
     p.add_argument("--dns-port", type=int, default=0,
                    help="cluster DNS port on --address, UDP and TCP (0: any free port)")
     p.add_argument("--host-from", metavar="FILE", default=None,

@@ -59,7 +59,8 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          store_options={k: v for k, v in tls.items() if v},
                          address=args.address, port=args.port, host=host, values=values,
                          controllers=not args.no_controllers,
-                         dns_port=getattr(args, "dns_port", 0) or 0)
+                         dns_port=getattr(args, "dns_port", 0) or 0,
+                         advertise_address=getattr(args, "advertise_address", None))
 
 
 async def serve(config: "ClusterConfig") -> int:

@@ -64,6 +64,9 @@ class ClusterConfig:
     identity: str | None = None
     #: kubelet log proxy port of the syncer (0: any free port)
     kubelet_port: int = 0
+    #: where pods reach the control plane (Endpoints of default/kubernetes, kube-dns); None:
+    #: ``address`` (loopback when that is every address)
+    advertise_address: str | None = None
     #: the cluster DNS's port on ``address`` (UDP and TCP; 0: any free port)
     dns_port: int = 0
     #: ``(ip, port)`` of the resolver for names outside the cluster zone; None: REFUSED

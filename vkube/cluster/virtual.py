@@ -188,8 +188,10 @@ class VirtualCluster:
 
     @property
     def service_ip(self) -> str:
-        """The address the control plane's listeners are reached at (its bind address; loopback
-        when it binds every address)."""
+        """The address the control plane's listeners are reached at: the advertised address,
+        else its bind address (loopback when it binds every address)."""
+        if self.config.advertise_address:
+            return self.config.advertise_address
         addr = self.config.address
         return "127.0.0.1" if addr in ("", "0.0.0.0") else "::1" if addr == "::" else addr
 
