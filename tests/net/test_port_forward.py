@@ -110,6 +110,9 @@ def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: in
         proc.terminate()
         proc.wait(10)
 
+    # the official Python client speaks the WebSocket channel protocol (v4.channel.k8s.io)
+    assert python_client_roundtrip(user, "p", b"over channels\n") == b"echo: over channels\n"
+
     # a port no annotation names is refused on the error stream: kubectl says why
     proc, local = start_port_forward(user, "pod/q", "80")
     try:
@@ -123,6 +126,32 @@ def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: in
         if proc.poll() is None:
             proc.terminate()
         proc.wait(10)
+
+
+def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:
+    import kubernetes
+    from kubernetes.stream import portforward
+
+    api = kubernetes.config.new_client_from_config(str(u.kubeconfig))
+    try:
+        core = kubernetes.client.CoreV1Api(api)
+        pf = portforward(core.connect_get_namespaced_pod_portforward, pod, "default", ports="80")
+        sock = pf.socket(80)
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(payload)
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            got += chunk
+        sock.close()
+        assert pf.error(80) is None, pf.error(80)
+        pf.close()
+        return got
+    finally:
+        api.close()
 
 
 def _no() -> None:

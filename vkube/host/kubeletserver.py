@@ -17,7 +17,8 @@ from vkube.api.meta import Obj, parse_time
 from vkube.host.commands import plan_argv
 from vkube.host.kubelet import Kubelet
 from vkube.host.podruntime import ContainerRT
-from vkube.host.portforward import SPDY_TUNNEL_PROTOCOL, PortForwardSession
+from vkube.host.portforward import (CHANNEL_PROTOCOLS, SPDY_TUNNEL_PROTOCOL, PortForwardSession,
+                                    serve_channels)
 from vkube.netio.spdy import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -227,11 +228,24 @@ class KubeletServer:
         pod = self.kubelet.pods.get(name, ns)
         if pod is None or self.kubelet.runtime(ns, name) is None:
             raise web.HTTPNotFound(text=f'pod "{name}" not found in namespace "{ns}"')
-        ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL_PROTOCOL,))
+        ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL_PROTOCOL, *CHANNEL_PROTOCOLS))
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="port-forward needs a WebSocket upgrade "
-                                          f"({SPDY_TUNNEL_PROTOCOL})")
+                                          f"({SPDY_TUNNEL_PROTOCOL} or v4.channel.k8s.io)")
+        ports: list[int] = []
+        for value in req.query.getall("ports", []):
+            for p in value.split(","):
+                if not p.strip().isdigit() or not 0 < int(p) < 65536:
+                    raise web.HTTPBadRequest(text=f"invalid port {p!r}")
+                ports.append(int(p))
         await ws.prepare(req)
+        if ws.ws_protocol in CHANNEL_PROTOCOLS:
+            if not ports:
+                await ws.close(code=1008, message=b"the ports query parameter names no port")
+                return ws
+            await serve_channels(ws, pod, ports)
+            await ws.close()
+            return ws
         if ws.ws_protocol != SPDY_TUNNEL_PROTOCOL:
             await ws.close(code=1002, message=f"port-forward speaks {SPDY_TUNNEL_PROTOCOL}".encode())
             return ws

@@ -133,3 +133,66 @@ async def _fail(data: SpdyStream, error: SpdyStream, message: str) -> None:
         await error.close()
     with contextlib.suppress(Exception):
         await data.close()
+
+
+#: the WebSocket port-forward protocols (kubelet's portforward/websocket.go): per requested
+#: port i, channel 2i carries data and 2i+1 errors; the first frame on each is the port
+#: (2 bytes, little endian). What the official Python client speaks.
+CHANNEL_PROTOCOLS = ("v4.channel.k8s.io", "channel.k8s.io")
+
+
+async def serve_channels(ws, pod: Obj, ports: list[int]) -> None:  # noqa: ANN001 - aiohttp ws
+    """Forward each of ``ports`` over its channel pair until the client closes."""
+    from aiohttp import WSMsgType
+
+    lock = asyncio.Lock()
+
+    async def send(channel: int, data: bytes) -> None:
+        async with lock:
+            await ws.send_bytes(bytes([channel]) + data)
+
+    writers: dict[int, asyncio.StreamWriter] = {}
+    tasks: list[asyncio.Task[None]] = []
+    meta = pod.get("metadata") or {}
+    for i, port in enumerate(ports):
+        head = port.to_bytes(2, "little")
+        await send(2 * i, head)
+        await send(2 * i + 1, head)
+        target = forward_target(pod, port)
+        if target is None:
+            await send(2 * i + 1, (f"unable to do port forwarding to port {port} of pod "
+                                   f"{meta.get('namespace')}/{meta.get('name')}: the simulated "
+                                   f"kubelet forwards a port to the address its pod names in the "
+                                   f"annotation {ANN_PREFIX}{port} (HOST:PORT)").encode())
+            continue
+        try:
+            reader, writer = await asyncio.open_connection(*target)
+        except OSError as e:
+            await send(2 * i + 1, f"error forwarding port {port}: {e}".encode())
+            continue
+        writers[2 * i] = writer
+
+        async def down(reader: asyncio.StreamReader = reader, channel: int = 2 * i) -> None:
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                while chunk := await reader.read(64 * 1024):
+                    await send(channel, chunk)
+
+        tasks.append(asyncio.create_task(down()))
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY:
+                break
+            if not msg.data:
+                continue
+            writer = writers.get(msg.data[0])
+            if writer is not None and len(msg.data) > 1:
+                writer.write(msg.data[1:])
+                await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for w in writers.values():
+            w.close()
