@@ -27,6 +27,7 @@ from vkube.syncer.endpoints import EndpointsSyncer
 from vkube.syncer.endpointslices import EndpointSliceSyncer
 from vkube.syncer.events import EventSyncer
 from vkube.syncer.ingresses import IngressSyncer
+from vkube.syncer.ingressclasses import IngressClassSyncer
 from vkube.syncer.isolation import IsolationSyncer
 from vkube.syncer.kubelet import KubeletProxy
 from vkube.syncer.networkpolicies import NetworkPolicySyncer
@@ -55,6 +56,7 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.endpoints.enabled and s.services.enabled, EndpointsSyncer),
         (s.endpoints.enabled and s.services.enabled, EndpointSliceSyncer),
         (s.ingresses.enabled, IngressSyncer),
+        (s.ingresses.enabled, IngressClassSyncer),
         (s.networkpolicies.enabled, NetworkPolicySyncer),
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
         (s.storageclasses.enabled, StorageClassSyncer),
