@@ -70,3 +70,13 @@ def test_in_cluster_control_plane_advertises_its_pod_ip() -> None:
     c = sts["spec"]["template"]["spec"]["containers"][0]
     assert c["args"][c["args"].index("--advertise-address") + 1] == "$(POD_IP)"
     assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
+
+
+def test_in_cluster_rbac_reads_host_ingress_classes_only_when_asked() -> None:
+    from vkube.cli.render import manifests
+
+    assert not [o for o in manifests("vc", "vkube-vc", {}) if o["kind"] == "ClusterRole"]
+    role = next(o for o in manifests("vc", "vkube-vc", {"sync": {"ingressclasses": {"enabled": True}}})
+                if o["kind"] == "ClusterRole")
+    assert {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+            "verbs": ["get", "list", "watch"]} in role["rules"]

@@ -1,5 +1,5 @@
 """Ingresses through the CLI and kubectl: the host's IngressClasses are visible in the virtual
-cluster (and follow the host), a tenant's Ingress goes down with translated backends and its
+cluster with ``sync.ingressclasses.enabled`` (and follow the host), a tenant's Ingress goes down with translated backends and its
 TLS Secret, and the host's load-balancer status comes back."""
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ spec:
 """
 
 
-def test_ingress_classes_ingresses_and_status(user: User) -> None:
-    user.vkube("create", "ing")
+def test_ingress_classes_ingresses_and_status(user: User, tmp_path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("sync:\n  ingressclasses: {enabled: true}\n")
+    user.vkube("create", "ing", "-f", str(values))
     host_kc = user.home / "host" / "kubeconfig"
 
     def host(*args: str, **kw):  # noqa: ANN202

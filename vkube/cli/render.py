@@ -53,6 +53,9 @@ def _cluster_rules(values: Obj) -> list[Obj]:
     if (sync.get("storageclasses") or {}).get("enabled"):
         rules.append({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+    if (sync.get("ingressclasses") or {}).get("enabled"):
+        rules.append({"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+                      "verbs": ["get", "list", "watch"]})
     if (sync.get("persistentvolumes") or {}).get("enabled"):
         rules.append({"apiGroups": [""], "resources": ["persistentvolumes"],
                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})

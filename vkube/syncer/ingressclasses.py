@@ -1,4 +1,4 @@
-"""IngressClasses, host → virtual (with ``sync.ingresses``): the host's classes are the ones
+"""IngressClasses, host → virtual (with ``sync.ingressclasses.enabled``): the host's classes are the ones
 its ingress controllers serve, so a tenant sees them (same name, spec, default annotation) and
 can name them in its Ingresses. The copies carry ``vkube.io/from-host``; the syncer keeps them
 equal to the host's and deletes them when the host's go. A class the tenant made itself is

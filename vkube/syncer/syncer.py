@@ -56,7 +56,7 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.endpoints.enabled and s.services.enabled, EndpointsSyncer),
         (s.endpoints.enabled and s.services.enabled, EndpointSliceSyncer),
         (s.ingresses.enabled, IngressSyncer),
-        (s.ingresses.enabled, IngressClassSyncer),
+        (s.ingressclasses.enabled, IngressClassSyncer),
         (s.networkpolicies.enabled, NetworkPolicySyncer),
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
         (s.storageclasses.enabled, StorageClassSyncer),

@@ -120,6 +120,8 @@ class Sync:
                                 "(off: claims still bind, no PVs are shown)")
     storageclasses: Off = _k("storageclasses", Off(), "storageclasses, virtual → host")
     ingresses: Toggle = _k("ingresses", Toggle(), "ingresses, virtual → host")
+    ingressclasses: Off = _k("ingressclasses", Off(), "the host's ingressclasses, host → virtual "
+                             "(read-only copies; --in-cluster: a ClusterRole to read them)")
     networkpolicies: Toggle = _k("networkpolicies", Toggle(), "networkpolicies, virtual → host")
     serviceaccounts: Off = _k("serviceaccounts", Off(), "serviceaccounts, virtual → host")
     priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
