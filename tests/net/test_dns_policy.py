@@ -80,3 +80,17 @@ def test_in_cluster_rbac_reads_host_ingress_classes_only_when_asked() -> None:
                 if o["kind"] == "ClusterRole")
     assert {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
             "verbs": ["get", "list", "watch"]} in role["rules"]
+
+
+def test_dns_upstream_flag() -> None:
+    from vkube.cli.output import CLIError
+    from vkube.cli.serving import dns_upstream
+
+    assert dns_upstream("1.1.1.1") == ("1.1.1.1", 53)
+    assert dns_upstream("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert dns_upstream("[::1]:5353") == ("::1", 5353)
+    assert dns_upstream("::1") == ("::1", 53)
+    assert dns_upstream("none") is None
+    for bad in ("resolver.example", "1.2.3.4:x", "1.2.3.4:70000"):
+        with pytest.raises(CLIError, match="--dns-upstream"):
+            dns_upstream(bad)

@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
                    help="the address pods reach this control plane at (the Endpoints of "
                         "default/kubernetes and kube-system/kube-dns; default: --address, or "
                         "127.0.0.1 when that is 0.0.0.0)")
+    p.add_argument("--dns-upstream", default=None, metavar="IP[:PORT]",
+                   help="resolver for names outside cluster.local (default: the first nameserver "
+                        "of /etc/resolv.conf, as CoreDNS forwards; 'none': answer REFUSED)")
     p.add_argument("--dns-port", type=int, default=0,
                    help="cluster DNS port on --address, UDP and TCP (0: any free port)")
     p.add_argument("--host-from", metavar="FILE", default=None,
