@@ -80,7 +80,7 @@ def test_syncer_starts_once_the_host_is_named_and_after_a_restart(shared_host, t
         u.vkube("create", "late", "--host-kubeconfig", str(shared_host))
         host_file = json.loads((u.home / "clusters" / "late" / "host.json").read_text())
         assert host_file == {"kubeconfig": str(shared_host.resolve()), "context": None,
-                             "namespace": "vkube-late"}
+                             "namespace": "vkube-late", "kind": "kubeconfig"}
         supervisor, serve = u.describe("late")["process"]["pids"]
         cmd = Path(f"/proc/{serve}/cmdline").read_bytes().split(b"\0")
         assert b"--host-from" in cmd and b"--host-kubeconfig" not in cmd

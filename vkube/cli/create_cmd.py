@@ -38,6 +38,10 @@ def main(args: argparse.Namespace) -> int:
 
         return run_coroutine(ops.create(args))
     values = values_files.load_files(args.values, check=False) if args.values else {}
+    if args.tenancy == "namespace" and getattr(args, "expose", False):
+        raise CLIError("--expose makes a virtual cluster's API server reachable; a namespace "
+                       "tenant has none (it uses the host's) — drop --expose, or create it "
+                       "without --tenancy namespace")
     if args.tenancy == "namespace":
         args.isolate = True  # a namespace tenant always has the guard rails
         values = values_files.with_flags(values, args)
@@ -45,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
 
         return run_coroutine(nstenancy.create(args, values))
     values = values_files.with_flags(values, args)
+    if getattr(args, "expose", False):
+        values["expose"] = True
     st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
                       values=values, port=process.free_port())
     if (st.dir / "state.json").exists():  # unreadable: not ours to overwrite

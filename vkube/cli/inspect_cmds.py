@@ -127,6 +127,8 @@ async def describe(args: argparse.Namespace) -> int:
         "name": st.name, "tenancy": st.tenancy, "status": observed_status(st),
         "created": st.created,
         "apiServer": process.ready_url(st) or "",
+        "dns": process.dns_address(st) or "",
+        "exposed": process.exposed_url(st) or "",
         "context": st.context_name or "",
         "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                  "kind": st.host_kind, "namespace": st.namespace,
@@ -147,7 +149,8 @@ async def describe(args: argparse.Namespace) -> int:
     rss = doc["process"]["rssBytes"]
     lines = [
         ("Name", st.name), ("Mode", st.tenancy), ("Status", doc["status"]), ("Created", st.created),
-        ("API server", doc["apiServer"] or "-"), ("Context", doc["context"] or "-"),
+        ("API server", doc["apiServer"] or "-"), ("DNS", doc["dns"] or "-"),
+        ("Context", doc["context"] or "-"),
         ("Host", f"{host.describe()} [{st.host_kind}]"), ("Host namespace", st.namespace),
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
         ("Processes", ", ".join(map(str, pids)) or "-"),

@@ -102,6 +102,10 @@ def register(sub: Any) -> None:
     _host_flags(p)
     p.add_argument("--connect", type=_bool, nargs="?", const=True, default=True,
                    metavar="true|false", help="add and switch to context vkube_NAME (default true)")
+    p.add_argument("--expose", action="store_true",
+                   help="make the API server reachable from outside the host namespace (a host "
+                        "Service of type LoadBalancer, NodePort without one; on the embedded "
+                        "host a loopback port); the kubeconfig uses that address")
     p.add_argument("--upgrade", action="store_true",
                    help="apply new values to an existing virtual cluster, keeping its objects")
     p.add_argument("--in-cluster", action="store_true",

@@ -62,6 +62,9 @@ async def create(args: argparse.Namespace) -> int:
     if values_files.has_flag_values(args):
         values = values_files.with_flags(values or dict(existing.values if existing else {}),
                                          args)
+    if getattr(args, "expose", False):
+        values = {**(values if values is not None else (existing.values if existing else {})),
+                  "expose": True}
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
@@ -164,8 +167,13 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
             await asyncio.to_thread(process.abort, spawned)
             st.remove()
         raise
+    exposed = None
+    if (st.values or {}).get("expose"):
+        with progress.step("exposing the API server") as done:
+            exposed = await asyncio.to_thread(process.wait_exposed, st)
+            done(f"API server exposed at {exposed}")
     if args.connect:
-        ctx = _connect(st, switch=True)
+        ctx = _connect(st, switch=True, server=exposed)
         progress.ok(f"switched context to {ctx}")
     return 0
 
@@ -223,6 +231,8 @@ def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
              server: str | None = None) -> str:
     ctx = ctx or st.context_name or kubeconfigs.context_name(st.name)
     url, token = kubeconfigs.server_and_token(st.data_dir)
+    if server is None and (st.values or {}).get("expose"):
+        server = process.wait_exposed(st)  # expose: the kubeconfig uses the exposed address
     kubeconfigs.add_context(ctx, server or url, token, switch=switch)
     written = str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
     if st.context_name != ctx or written not in st.context_files:

@@ -74,6 +74,32 @@ def ready_url(st: ClusterState) -> str | None:
         return None
 
 
+def dns_address(st: ClusterState) -> str | None:
+    """``HOST:PORT`` of the cluster DNS, written by serve once it listens."""
+    try:
+        return (st.data_dir / "dns").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def exposed_url(st: ClusterState) -> str | None:
+    """The exposed API address (``expose: true``), written by serve once it works."""
+    try:
+        return (st.data_dir / "exposed").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def wait_exposed(st: ClusterState, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (url := exposed_url(st)) is None:
+        if time.monotonic() > deadline:
+            raise CLIError(f"{st.name}: the API server was not exposed within {timeout:.0f}s — "
+                           f"see `vkube logs {st.name}`")
+        time.sleep(0.05)
+    return url
+
+
 def host_file(st: ClusterState) -> Path:
     """Where ``create`` names the host for a control plane started with ``--host-from``."""
     return st.dir / "host.json"
@@ -82,7 +108,7 @@ def host_file(st: ClusterState) -> Path:
 def write_host_file(st: ClusterState) -> None:
     """Atomically (tmp + rename): serve reads the file as soon as it exists."""
     doc = {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
-           "namespace": st.namespace}
+           "namespace": st.namespace, "kind": st.host_kind}
     tmp = st.dir / f"host.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(doc) + "\n")
     tmp.replace(host_file(st))
@@ -95,7 +121,8 @@ def serve_command(st: ClusterState, *, host_from: bool = False) -> list[str]:
     if host_from:
         cmd += ["--host-from", str(host_file(st)), "--host-namespace", st.namespace]
     else:
-        cmd += ["--host-kubeconfig", st.host_kubeconfig, "--host-namespace", st.namespace]
+        cmd += ["--host-kubeconfig", st.host_kubeconfig, "--host-namespace", st.namespace,
+                "--host-kind", st.host_kind]
         if st.host_context:  # pinned: `vkube connect` later changes the file's current context
             cmd += ["--host-context", st.host_context]
     if st.values_file.exists():

@@ -53,6 +53,9 @@ def _cluster_rules(values: Obj) -> list[Obj]:
     if (sync.get("storageclasses") or {}).get("enabled"):
         rules.append({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+    if (sync.get("ingressclasses") or {}).get("enabled"):
+        rules.append({"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+                      "verbs": ["get", "list", "watch"]})
     if (sync.get("persistentvolumes") or {}).get("enabled"):
         rules.append({"apiGroups": [""], "resources": ["persistentvolumes"],
                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
@@ -124,11 +127,13 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
                  image: str, storage: str) -> Obj:
     args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT), "--address", "0.0.0.0",
             "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
-            "-f", "/etc/vkube/values.yaml"]
+            "--advertise-address", "$(POD_IP)", "-f", "/etc/vkube/values.yaml"]
     container = {
         "name": "vkube", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
         "ports": [{"name": "https", "containerPort": API_PORT, "protocol": "TCP"}],
-        "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"}],
+        "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"},
+                # where pods reach this control plane (the Endpoints of default/kubernetes)
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT},
                            "periodSeconds": 2, "failureThreshold": 30},
         "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT},

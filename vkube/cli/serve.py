@@ -29,6 +29,18 @@ def register(sub: Any) -> None:
     p.add_argument("--host-context", default=None,
                    help="context of --host-kubeconfig (default: its current context)")
     p.add_argument("--host-namespace", default=None, help="host namespace (default vkube-NAME)")
+    p.add_argument("--host-kind", choices=("kubeconfig", "embedded"), default="kubeconfig",
+                   help="embedded: the host is vkube's embedded host (pods reach the API and "
+                        "DNS on loopback, not through ClusterIPs)")
+    p.add_argument("--advertise-address", default=None, metavar="IP",
+                   help="the address pods reach this control plane at (the Endpoints of "
+                        "default/kubernetes and kube-system/kube-dns; default: --address, or "
+                        "127.0.0.1 when that is 0.0.0.0)")
+    p.add_argument("--dns-upstream", default=None, metavar="IP[:PORT]",
+                   help="resolver for names outside cluster.local (default: the first nameserver "
+                        "of /etc/resolv.conf, as CoreDNS forwards; 'none': answer REFUSED)")
+    p.add_argument("--dns-port", type=int, default=0,
+                   help="cluster DNS port on --address, UDP and TCP (0: any free port)")
     p.add_argument("--host-from", metavar="FILE", default=None,
                    help="run as a virtual cluster whose host is named later in FILE (JSON: "
                         "kubeconfig, context, namespace); the API starts at once, the syncer "

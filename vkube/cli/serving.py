@@ -38,7 +38,8 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
         host = HostFromFile(Path(args.host_from), namespace=args.host_namespace)
     elif args.host_kubeconfig:
         host = HostConnection(args.host_kubeconfig, context=args.host_context,
-                              namespace=args.host_namespace)
+                              namespace=args.host_namespace,
+                              kind=getattr(args, "host_kind", "kubeconfig"))
     values = None
     if host is not None:
         from vkube.syncer.values import ValuesError, parse_values
@@ -60,7 +61,10 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          controllers=not args.no_controllers,
                          encryption_config=_file_arg(args, "encryption_config"),
                          audit_policy=_file_arg(args, "audit_policy_file"),
-                         admission_config=_file_arg(args, "admission_control_config_file"))
+                         admission_config=_file_arg(args, "admission_control_config_file"),
+                         dns_port=getattr(args, "dns_port", 0) or 0,
+                         advertise_address=getattr(args, "advertise_address", None),
+                         dns_upstream=dns_upstream(getattr(args, "dns_upstream", None)))
 
 
 def _file_arg(args: argparse.Namespace, name: str) -> Path | None:
@@ -70,6 +74,40 @@ def _file_arg(args: argparse.Namespace, name: str) -> Path | None:
     if not Path(value).is_file():
         raise CLIError(f"--{name.replace('_', '-')} {value}: no such file", code=2)
     return Path(value)
+
+
+def dns_upstream(flag: str | None) -> tuple[str, int] | None:
+    """``--dns-upstream``: IP[:PORT] (IPv6 in brackets with a port), 'none', or the system's
+    first resolver from /etc/resolv.conf."""
+    import ipaddress
+
+    if flag is None:
+        try:
+            for line in Path("/etc/resolv.conf").read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    return parts[1].split("%")[0], 53
+        except OSError:
+            pass
+        return None
+    if flag.lower() == "none":
+        return None
+    host, port = flag, 53
+    if flag.startswith("["):
+        host, _, rest = flag[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 53
+    elif flag.count(":") == 1:
+        host, p = flag.split(":")
+        if not p.isdigit():
+            raise CLIError(f"--dns-upstream {flag!r}: the port must be a number", code=2)
+        port = int(p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise CLIError(f"--dns-upstream {flag!r}: give an IP address (IP or IP:PORT)", code=2) from None
+    if not 0 < port < 65536:
+        raise CLIError(f"--dns-upstream {flag!r}: port out of range", code=2)
+    return host, port
 
 
 async def serve(config: "ClusterConfig") -> int:

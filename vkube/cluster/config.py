@@ -29,6 +29,9 @@ class HostConnection:
     context: str | None = None
     #: the host namespace the cluster syncs into; None: ``vkube-NAME``
     namespace: str | None = None
+    #: "embedded" (the embedded host: its ClusterIPs are not routable, pods reach the control
+    #: plane on loopback) or "kubeconfig" (any other cluster)
+    kind: str = "kubeconfig"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ class ClusterConfig:
     audit_policy: Path | None = None
     #: AdmissionConfiguration file (PodSecurity defaults and exemptions)
     admission_config: Path | None = None
+    #: where pods reach the control plane (Endpoints of default/kubernetes, kube-dns); None:
+    #: ``address`` (loopback when that is every address)
+    advertise_address: str | None = None
+    #: the cluster DNS's port on ``address`` (UDP and TCP; 0: any free port)
+    dns_port: int = 0
+    #: ``(ip, port)`` of the resolver for names outside the cluster zone; None: REFUSED
+    dns_upstream: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:

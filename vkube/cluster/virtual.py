@@ -26,6 +26,7 @@ from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnecti
 if TYPE_CHECKING:
     from vkube.client import Client
     from vkube.controllers.runtime import ControllerManager
+    from vkube.dns.server import ClusterDNS
     from vkube.host.scheduler import Scheduler
     from vkube.syncer.syncer import Syncer
     from vkube.syncer.values import Values
@@ -60,6 +61,9 @@ class VirtualCluster:
         self.controller_manager: ControllerManager | None = None
         self.syncer: Syncer | None = None
         self.scheduler: Scheduler | None = None
+        #: the cluster DNS (virtual clusters only), bound once ``dns_address`` is set
+        self.dns: ClusterDNS | None = None
+        self.dns_address: str | None = None
         #: the host as the syncer reaches it, once known
         self.host: HostConnection | None = config.host if isinstance(config.host, HostConnection) else None
         self._clients: list[Client] = []
@@ -175,6 +179,8 @@ class VirtualCluster:
                     tg.create_task(mgr.run(), name=f"{self.name}: controllers")
                     started.append(mgr.started)
                 if self.config.virtual:
+                    started.append(dns_ready := asyncio.Event())
+                    tg.create_task(self._run_dns(dns_ready), name=f"{self.name}: dns")
                     started.append(syncer_ready := asyncio.Event())
                     tg.create_task(self._run_syncer(syncer_ready), name=f"{self.name}: syncer")
                     if self.scheduler_enabled:
@@ -189,6 +195,39 @@ class VirtualCluster:
             log.error("virtual cluster %s stopped: a component failed", self.name, exc_info=self.error)
         finally:
             await self._close()
+
+    @property
+    def service_ip(self) -> str:
+        """The address the control plane's listeners are reached at: the advertised address,
+        else its bind address (loopback when it binds every address)."""
+        if self.config.advertise_address:
+            return self.config.advertise_address
+        addr = self.config.address
+        return "127.0.0.1" if addr in ("", "0.0.0.0") else "::1" if addr == "::" else addr
+
+    async def _run_dns(self, ready: asyncio.Event) -> None:
+        """The cluster DNS and the Services pods find it and the API by (``default/kubernetes``,
+        ``kube-system/kube-dns``: vkube.cluster.incluster). Its address is written to
+        ``DATA_DIR/dns`` for ``vkube describe``."""
+        from vkube.cluster.incluster import InClusterServices, api_backend, dns_backend
+        from vkube.dns.server import ClusterDNS
+
+        self.dns = dns = ClusterDNS(self._client("vkube-dns"), host=self.service_ip,
+                                    port=self.config.dns_port, upstream=self.config.dns_upstream)
+        bound = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(dns.run(bound.set), name=f"{self.name}: dns serve")
+            await bound.wait()
+            self.dns_address = dns.address
+            if self.config.data_dir is not None:
+                tmp = self.config.data_dir / "dns.tmp"
+                tmp.write_text(dns.address + "\n")
+                tmp.replace(self.config.data_dir / "dns")
+            services = InClusterServices(self._client("vkube-apiserver"), [
+                api_backend(self.service_ip, self.port), dns_backend(self.service_ip, dns.port)])
+            tg.create_task(services.run(), name=f"{self.name}: in-cluster services")
+            await services.synced.wait()
+            ready.set()
 
     async def _serve_api(self) -> None:
         """The API server serves until ``stop()`` cancels the group: this keeps the group open
@@ -210,6 +249,9 @@ class VirtualCluster:
             self._clients.clear()
             await self.control_plane.stop()
         finally:
+            if self.config.data_dir is not None and self.dns_address is not None:
+                with contextlib.suppress(OSError):
+                    (self.config.data_dir / "dns").unlink()
             self.ready.clear()
             self.stopped.set()
 
@@ -243,9 +285,15 @@ class VirtualCluster:
         assert self.host is not None
         host = load_kubeconfig(self.host.kubeconfig, self.host.context)
         self._clients.append(host)
+        # pods reach the API at the ClusterIP of default/kubernetes; the embedded host routes
+        # no ClusterIPs, so there they get the control plane's own (loopback) address
+        loopback = self.host.kind == "embedded"
         self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer"), host=host,
                              host_namespace=self.host_namespace, values=self.values,
-                             kubelet_port=self.config.kubelet_port)
+                             kubelet_port=self.config.kubelet_port,
+                             kube_service_host=self.service_ip if loopback else "",
+                             kube_service_port=self.port if loopback else 443,
+                             in_cluster_api=True, cluster_dns=True)
         syncer = self.syncer
 
         async def mark() -> None:
@@ -255,6 +303,15 @@ class VirtualCluster:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(syncer.run(), name=f"{self.name}: syncer run")
             tg.create_task(mark())
+            if self.values.expose:
+                from vkube.cluster.expose import Exposer
+
+                exposer = Exposer(host, namespace=self.host_namespace, vc=self.name,
+                                  api_ip=self.service_ip, api_port=self.port,
+                                  scheme=self.url.split("://", 1)[0], embedded=loopback,
+                                  data_dir=self.config.data_dir)
+                await syncer.wait_ready()  # the host namespace exists
+                tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
 
     async def _run_scheduler(self, ready: asyncio.Event) -> None:
         """The virtual cluster's own scheduler (``enableScheduler``): the embedded host's
@@ -321,7 +378,8 @@ async def wait_for_host_file(source: HostFromFile, name: str) -> HostConnection:
             told = True
         await asyncio.sleep(source.poll_seconds)
     host = HostConnection(kubeconfig=doc["kubeconfig"], context=doc.get("context") or None,
-                          namespace=doc.get("namespace") or source.namespace)
+                          namespace=doc.get("namespace") or source.namespace,
+                          kind=doc.get("kind") or "kubeconfig")
     log.info("%s: syncer host %s (context %s), namespace %s", name, host.kubeconfig,
              host.context or "current", host.namespace or f"vkube-{name}")
     return host

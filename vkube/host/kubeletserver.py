@@ -5,7 +5,9 @@ paths the API server proxies to: ``/containerLogs/{ns}/{pod}/{container}`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
 import time
 
 import orjson
@@ -15,6 +17,11 @@ from vkube.api.meta import Obj, parse_time
 from vkube.host.commands import plan_argv
 from vkube.host.kubelet import Kubelet
 from vkube.host.podruntime import ContainerRT
+from vkube.host.portforward import (CHANNEL_PROTOCOLS, SPDY_TUNNEL_PROTOCOL, PortForwardSession,
+                                    serve_channels)
+from vkube.netio.spdy import ProtocolError
+
+log = logging.getLogger(__name__)
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 
@@ -48,6 +55,8 @@ class KubeletServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
+        app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
+        app.router.add_route("*", "/attach/{ns}/{pod}/{container}", self._attach)
         self.app = app
 
     async def start(self) -> None:
@@ -146,7 +155,8 @@ class KubeletServer:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
         stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
-                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip)
+                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
+                                        spec=(self.kubelet.pods.get(pod, ns) or {}).get("spec"))
         if stdout:
             await ws.send_bytes(b"\x01" + stdout.encode())
         if stderr:
@@ -165,22 +175,136 @@ class KubeletServer:
         return ws
 
 
+    async def _attach(self, req: web.Request) -> web.StreamResponse:
+        """kubectl attach, as KWOK's Attach configuration serves it: the container's output
+        (what it printed so far, then what it prints) on stdout until it stops, then the
+        exit status; stdin is read and discarded (a simulated process reads nothing)."""
+        c = self._container(req)
+        ns, pod = req.match_info["ns"], req.match_info["pod"]
+        if c.state != "running":
+            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
+        if not ws.can_prepare(req).ok:
+            raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (channel.k8s.io)")
+        await ws.prepare(req)
+
+        async def drain() -> None:
+            async for msg in ws:
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+
+        reader = asyncio.create_task(drain())
+        sent, container_id = 0, c.container_id
+        try:
+            while not reader.done():
+                if len(c.logs) > sent:
+                    text = "".join(line + "\n" for _, line in c.logs[sent:])
+                    sent = len(c.logs)
+                    await ws.send_bytes(b"\x01" + text.encode())
+                rt = self.kubelet.runtime(ns, pod)
+                if rt is None or rt.removed or c.container_id != container_id or c.state != "running":
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self.kubelet.changed(ns, pod).wait()), 1.0)
+            if not reader.done():
+                code = c.exit_code if c.state == "terminated" else 0
+                status: Obj = {"metadata": {}, "status": "Success"} if code == 0 else {
+                    "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                    "message": f"command terminated with non-zero exit code: {code}",
+                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+                await ws.send_bytes(b"\x03" + orjson.dumps(status))
+                await ws.close()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        return ws
+
+    async def _port_forward(self, req: web.Request) -> web.StreamResponse:
+        """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""
+        ns, name = req.match_info["ns"], req.match_info["pod"]
+        pod = self.kubelet.pods.get(name, ns)
+        if pod is None or self.kubelet.runtime(ns, name) is None:
+            raise web.HTTPNotFound(text=f'pod "{name}" not found in namespace "{ns}"')
+        ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL_PROTOCOL, *CHANNEL_PROTOCOLS))
+        if not ws.can_prepare(req).ok:
+            raise web.HTTPBadRequest(text="port-forward needs a WebSocket upgrade "
+                                          f"({SPDY_TUNNEL_PROTOCOL} or v4.channel.k8s.io)")
+        ports: list[int] = []
+        for value in req.query.getall("ports", []):
+            for p in value.split(","):
+                if not p.strip().isdigit() or not 0 < int(p) < 65536:
+                    raise web.HTTPBadRequest(text=f"invalid port {p!r}")
+                ports.append(int(p))
+        await ws.prepare(req)
+        if ws.ws_protocol in CHANNEL_PROTOCOLS:
+            if not ports:
+                await ws.close(code=1008, message=b"the ports query parameter names no port")
+                return ws
+            await serve_channels(ws, pod, ports)
+            await ws.close()
+            return ws
+        if ws.ws_protocol != SPDY_TUNNEL_PROTOCOL:
+            await ws.close(code=1002, message=f"port-forward speaks {SPDY_TUNNEL_PROTOCOL}".encode())
+            return ws
+        session = PortForwardSession(pod, ws.send_bytes)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.BINARY:
+                    break
+                await session.feed(msg.data)
+                if session.session.closed.is_set():
+                    break
+        except ProtocolError as e:
+            log.info("port-forward %s/%s: %s", ns, name, e)
+        finally:
+            await session.aclose()
+            await ws.close()
+        return ws
+
+
 class _NoRT:
     pod_ip = ""
 
 
+def resolv_conf(spec: Obj, namespace: str) -> str:
+    """The pod's /etc/resolv.conf as a kubelet writes it (clusterDNS 10.96.0.10 here); a pod
+    with ``dnsPolicy: None`` (what a virtual cluster's syncer gives) gets its dnsConfig."""
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    cfg = spec.get("dnsConfig") or {}
+    if policy == "None":
+        servers, searches = cfg.get("nameservers") or [], cfg.get("searches") or []
+        options = [o["name"] + (f":{o['value']}" if o.get("value") else "")
+                   for o in cfg.get("options") or [] if o.get("name")]
+    elif policy == "Default" or (policy == "ClusterFirst" and spec.get("hostNetwork")):
+        servers, searches, options = ["127.0.0.53"], [], []
+    else:
+        servers = ["10.96.0.10"]
+        searches = [f"{namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+        options = ["ndots:5"]
+    lines = ([f"search {' '.join(searches)}"] if searches else []) + \
+        [f"nameserver {s}" for s in servers] + ([f"options {' '.join(options)}"] if options else [])
+    return "".join(line + "\n" for line in lines)
+
+
 def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
-             pod_ip: str) -> tuple[str, str, int]:
+             pod_ip: str, spec: Obj | None = None) -> tuple[str, str, int]:
     """Answer a handful of commands the way a small Linux container would."""
     if not argv:
         return "", "no command given\n", 126
-    env = {"HOSTNAME": pod, "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    spec = spec or {}
+    env = {"HOSTNAME": spec.get("hostname") or pod,
+           "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
+    for c in spec.get("containers") or []:  # the container's own (literal) env wins
+        if c.get("name") == container.name:
+            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
     files = {
         "/etc/hostname": f"{pod}\n",
         "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{pod}\n",
-        "/etc/resolv.conf": f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
-                            "nameserver 10.96.0.10\noptions ndots:5\n",
+        "/etc/resolv.conf": resolv_conf(spec, namespace),
         "/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
     }
     cmd = argv[0].rsplit("/", 1)[-1]

@@ -77,6 +77,12 @@ class SyncContext:
     kubelet_port: int = 0
     kube_service_host: str = ""
     kube_service_port: int = 443
+    #: synced pods reach the API through the ClusterIP of the virtual ``default/kubernetes``
+    #: (when ``kube_service_host`` is empty); their creation waits until it is known
+    in_cluster_api: bool = False
+    #: synced ClusterFirst pods use the ClusterIP of ``kube-system/kube-dns`` as nameserver;
+    #: their creation waits until it is known
+    cluster_dns: bool = False
     syncers: dict[str, "KindSyncer"] = field(default_factory=dict)
 
 

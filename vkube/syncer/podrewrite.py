@@ -50,6 +50,10 @@ class PodRewriteConfig:
     # isolation (hard tenancy): forced on every host pod, whatever the tenant asked for
     runtime_class_name: str = ""
     tolerations: tuple[Obj, ...] = ()
+    # the virtual cluster's DNS (ClusterIP of kube-system/kube-dns) for dnsPolicy ClusterFirst;
+    # empty: the pod's DNS settings go to the host unchanged
+    cluster_dns: str = ""
+    cluster_domain: str = "cluster.local"
 
 
 def host_pod_name(tr: Translator, name: str, namespace: str) -> str:
@@ -113,6 +117,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
 
     _apply_host_access(spec, cfg.host_access)
+    apply_cluster_dns(spec, ns, cfg.cluster_dns, cfg.cluster_domain)
     sa_mounted = _rewrite_volumes(spec, ns, cfg)
     automount = spec.get("automountServiceAccountToken", True) is not False
     if cfg.token_secret and automount and not sa_mounted:
@@ -153,6 +158,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
     force_placement(spec, cfg)
     hmeta["annotations"].update(_downward_annotations(vpod))
+    hmeta["annotations"].update(port_forward_annotations(vpod))
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
         tsc["labelSelector"] = tr.translate_selector(tsc.get("labelSelector"), ns)
@@ -179,6 +185,41 @@ def force_placement(spec: Obj, cfg: PodRewriteConfig) -> None:
 def _hostname(name: str) -> str:
     """The kubelet's rule: a pod's hostname is its name cut to 63, without a trailing dot/dash."""
     return name[:DNS_LABEL_MAX].rstrip("-.")
+
+
+#: the kubelet's limits (pkg/apis/core/validation: MaxDNSNameservers, MaxDNSSearchPaths)
+MAX_DNS_NAMESERVERS = 3
+MAX_DNS_SEARCHES = 32
+
+
+def apply_cluster_dns(spec: Obj, ns: str, server: str, domain: str = "cluster.local") -> None:
+    """What the kubelet does for ``dnsPolicy`` (pkg/kubelet/network/dns), with the virtual
+    cluster's DNS as its ``clusterDNS``: ClusterFirst (and ClusterFirstWithHostNet) pods get
+    the cluster nameserver, the ``NS.svc.DOMAIN svc.DOMAIN DOMAIN`` searches and ``ndots:5``,
+    their own ``dnsConfig`` appended; the host kubelet then sees ``dnsPolicy: None``.
+    ``Default`` and ``None`` pods, and ClusterFirst pods on the host network, keep theirs."""
+    if not server:
+        return
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        return
+    if policy == "ClusterFirst" and spec.get("hostNetwork") is True:
+        return  # the kubelet gives these the node's resolv.conf (policy Default)
+    own = spec.get("dnsConfig") or {}
+    nameservers = _dedup([server, *(own.get("nameservers") or [])])[:MAX_DNS_NAMESERVERS]
+    searches = _dedup([f"{ns}.svc.{domain}", f"svc.{domain}", domain,
+                       *(own.get("searches") or [])])[:MAX_DNS_SEARCHES]
+    options: dict[str, Obj] = {"ndots": {"name": "ndots", "value": "5"}}
+    for opt in own.get("options") or []:  # the pod's options win by name, as the kubelet merges
+        if opt.get("name"):
+            options[opt["name"]] = dict(opt)
+    spec["dnsPolicy"] = "None"
+    spec["dnsConfig"] = {"nameservers": nameservers, "searches": searches,
+                         "options": list(options.values())}
+
+
+def _dedup(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
 
 
 def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
@@ -306,6 +347,17 @@ def _downward_annotations(vpod: Obj) -> dict[str, str]:
     if _uses_field(spec, "metadata.annotations"):
         out[ANN_DOWNWARD_ANNOTATIONS] = format_map(meta.get("annotations") or {})
     return out
+_PORT_FORWARD_ANN = re.compile(r"^vkube\.io/port-forward-\d{1,5}$")
+
+
+def port_forward_annotations(vpod: Obj) -> dict[str, str]:
+    """``vkube.io/port-forward-PORT`` (where the embedded host's simulated kubelet forwards a
+    port: vkube.host.portforward) goes down as the tenant wrote it; every other ``vkube.io/``
+    annotation of a tenant is dropped. A real kubelet ignores it."""
+    ann = (vpod.get("metadata") or {}).get("annotations") or {}
+    return {k: v for k, v in ann.items() if _PORT_FORWARD_ANN.match(k)}
+
+
 _LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")
 
 

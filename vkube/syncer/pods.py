@@ -192,6 +192,10 @@ class PodSyncer(KindSyncer):
         try:
             host_pod = await self._desired(vpod)
             await self.ctx.host.create(PODS, host_pod, namespace=hns)
+        except _AddressNotKnown as e:
+            log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
+            self.queue.add_after(object_key(vpod), 0.2)
+            return
         except PodRejected as e:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   str(e))
@@ -227,12 +231,14 @@ class PodSyncer(KindSyncer):
         if (sa := _token_service_account(vpod)) is not None:
             token_secret = await self.tokens.ensure(ns, sa)
         nsobj = self.namespaces.get(ns) or {}
+        api_host, api_port = self._in_cluster_api()
         cfg = PodRewriteConfig(
             translator=self.tr,
             host_service_account=workload_service_account(self.ctx.name),
             token_secret=token_secret,
-            kube_service_host=self.ctx.kube_service_host,
-            kube_service_port=self.ctx.kube_service_port,
+            kube_service_host=api_host,
+            kube_service_port=api_port,
+            cluster_dns=self._cluster_dns(),
             keep_node_name=self.keep_node_name,
             host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
@@ -243,6 +249,27 @@ class PodSyncer(KindSyncer):
             tolerations=_tolerations(self.ctx.values),
         )
         return rewrite_pod(vpod, cfg)
+
+    def _cluster_dns(self) -> str:
+        """The nameserver of ClusterFirst pods: the synced ClusterIP of kube-system/kube-dns."""
+        if not self.ctx.cluster_dns:
+            return ""
+        ip = _cluster_ip(self.services.get("kube-dns", "kube-system"))
+        if not ip:
+            raise _AddressNotKnown("kube-system/kube-dns has no ClusterIP yet")
+        return ip
+
+    def _in_cluster_api(self) -> tuple[str, int]:
+        """KUBERNETES_SERVICE_HOST/PORT: a fixed address, else the ClusterIP and first port of
+        the virtual ``default/kubernetes`` (as the kubelet takes them from that Service)."""
+        if self.ctx.kube_service_host or not self.ctx.in_cluster_api:
+            return self.ctx.kube_service_host, self.ctx.kube_service_port
+        svc = self.services.get("kubernetes", "default")
+        ip = _cluster_ip(svc)
+        ports = ((svc or {}).get("spec") or {}).get("ports") or []
+        if not ip or not ports:
+            raise _AddressNotKnown("default/kubernetes has no ClusterIP yet")
+        return ip, int(ports[0]["port"])
 
     async def _ensure_host_sa(self) -> None:
         if self._host_sa_ready:
@@ -441,6 +468,15 @@ def _tolerations(values: Values) -> tuple[Obj, ...]:
                 tol[k] = v
         out.append(tol)
     return tuple(out)
+
+
+class _AddressNotKnown(Exception):
+    """A Service whose address a pod needs has not been given one by the host yet."""
+
+
+def _cluster_ip(svc: Obj | None) -> str:
+    ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
+    return "" if ip == "None" else ip
 
 
 def _ann(obj: Obj, key: str) -> str | None:

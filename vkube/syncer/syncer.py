@@ -27,6 +27,7 @@ from vkube.syncer.endpoints import EndpointsSyncer
 from vkube.syncer.endpointslices import EndpointSliceSyncer
 from vkube.syncer.events import EventSyncer
 from vkube.syncer.ingresses import IngressSyncer
+from vkube.syncer.ingressclasses import IngressClassSyncer
 from vkube.syncer.isolation import IsolationSyncer
 from vkube.syncer.kubelet import KubeletProxy
 from vkube.syncer.networkpolicies import NetworkPolicySyncer
@@ -55,6 +56,7 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.endpoints.enabled and s.services.enabled, EndpointsSyncer),
         (s.endpoints.enabled and s.services.enabled, EndpointSliceSyncer),
         (s.ingresses.enabled, IngressSyncer),
+        (s.ingressclasses.enabled, IngressClassSyncer),
         (s.networkpolicies.enabled, NetworkPolicySyncer),
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
         (s.storageclasses.enabled, StorageClassSyncer),
@@ -86,10 +88,12 @@ class Syncer:
     def __init__(self, *, name: str, virtual: Client, host: Client, host_namespace: str,
                  values: Values | None = None, kubelet_port: int = 0,
                  kube_service_host: str = "", kube_service_port: int = 443,
-                 virtual_ca: str = "") -> None:
+                 virtual_ca: str = "", in_cluster_api: bool = False,
+                 cluster_dns: bool = False) -> None:
         """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
-        KUBERNETES_SERVICE_* env of synced pods; empty leaves them unset — the hook for
-        ``vkube create``, which knows the virtual API's host Service address)."""
+        KUBERNETES_SERVICE_* env of synced pods); empty: the ClusterIP of the virtual
+        ``default/kubernetes`` when ``in_cluster_api``, else unset. ``cluster_dns``: ClusterFirst
+        pods resolve through the ClusterIP of the virtual ``kube-system/kube-dns``."""
         values = values or Values()
         tr = Translator(name, host_namespace)
         self.kubelet = KubeletProxy(host, tr, port=kubelet_port)
@@ -97,7 +101,8 @@ class Syncer:
             name=name, virtual=virtual, host=host, host_namespace=host_namespace,
             values=values, tr=tr, informers=Informers(virtual, host, host_namespace, name),
             recorder=EventRecorder(virtual, "vkube-syncer"),
-            kube_service_host=kube_service_host, kube_service_port=kube_service_port)
+            kube_service_host=kube_service_host, kube_service_port=kube_service_port,
+            in_cluster_api=in_cluster_api, cluster_dns=cluster_dns)
         self.syncers = build_syncers(self.ctx)
         self.ctx.syncers = self.syncers
         pods = self.syncers.get("pods")

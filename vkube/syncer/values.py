@@ -120,6 +120,8 @@ class Sync:
                                 "(off: claims still bind, no PVs are shown)")
     storageclasses: Off = _k("storageclasses", Off(), "storageclasses, virtual → host")
     ingresses: Toggle = _k("ingresses", Toggle(), "ingresses, virtual → host")
+    ingressclasses: Off = _k("ingressclasses", Off(), "the host's ingressclasses, host → virtual "
+                             "(read-only copies; --in-cluster: a ClusterRole to read them)")
     networkpolicies: Toggle = _k("networkpolicies", Toggle(), "networkpolicies, virtual → host")
     serviceaccounts: Off = _k("serviceaccounts", Off(), "serviceaccounts, virtual → host")
     priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
@@ -203,6 +205,9 @@ class Values:
     map_services: MapServices = _k("mapServices", MapServices(),
                                    "Services mapped between host and virtual cluster")
     isolation: Isolation = _k("isolation", Isolation(), "isolation of the host namespace")
+    expose: bool = _k("expose", False, "make the API server reachable from outside the host "
+                      "namespace: a host Service of type LoadBalancer (NodePort without a load "
+                      "balancer); the kubeconfig uses its address (what --expose turns on)")
     enable_ha: bool = _k("enableHA", False, "several API server replicas on a shared store: "
                          "not supported yet (only false)")
     replicas: int = _k("replicas", 1, "API server replicas: not supported yet (only 1)")

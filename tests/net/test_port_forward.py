@@ -1,0 +1,172 @@
+"""``kubectl port-forward`` through the virtual API server, the syncer and the host API to the
+simulated kubelet, which forwards the pod's port to a real local TCP server named by the pod's
+``vkube.io/port-forward-PORT`` annotation (as KWOK's PortForward configuration does)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cli.conftest import User, eventually
+from tests.conftest import KUBECTL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """A real TCP server: answers every line with ``echo: LINE`` and closes on EOF."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while chunk := conn.recv(65536):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    conn.sendall(b"echo: " + line + b"\n")
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def start_port_forward(u: User, *args: str) -> tuple[subprocess.Popen[str], int]:
+    local = free_port()
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(u.kubeconfig), "port-forward",
+                             *args[:1], f"{local}:{args[1]}", *args[2:]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "KUBECTL_KUBERC": "false"})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "Forwarding from 127.0.0.1:N -> 80"
+    assert "Forwarding from" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, local
+
+
+def roundtrip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        c.sendall(payload)
+        c.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := c.recv(65536):
+            out += chunk
+    return out
+
+
+def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: int) -> None:
+    user.vkube("create", "pf")
+    user.kubectl("run", "p", "--image=nginx", "--port=80",
+                 f"--annotations=vkube.io/port-forward-80=127.0.0.1:{echo_server}")
+    user.kubectl("run", "q", "--image=nginx", "--port=80")
+    eventually(lambda: user.kubectl("wait", "pod/p", "pod/q", "--for=condition=Ready",
+                                    "--timeout=5s", check=False).returncode == 0 or _no(),
+               timeout=90, delay=1)
+    proc, local = start_port_forward(user, "pod/p", "80")
+    try:
+        got = roundtrip(local, b"hello\n")
+        if got != b"echo: hello\n":
+            proc.terminate()
+            raise AssertionError(f"{got!r}: {proc.communicate(timeout=10)}")
+        # several connections over the one session, one after another and at once
+        big = b"".join(b"line %d " % i + b"x" * 1000 + b"\n" for i in range(300))  # ~300 KB
+        want = b"".join(b"echo: " + ln + b"\n" for ln in big.split(b"\n")[:-1])
+        results: list[bytes] = []
+        threads = [threading.Thread(target=lambda: results.append(roundtrip(local, big)))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == [want] * 3
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    # the official Python client speaks the WebSocket channel protocol (v4.channel.k8s.io)
+    assert python_client_roundtrip(user, "p", b"over channels\n") == b"echo: over channels\n"
+
+    # a port no annotation names is refused on the error stream: kubectl says why
+    proc, local = start_port_forward(user, "pod/q", "80")
+    try:
+        assert roundtrip(local, b"hi\n") == b""
+        deadline = time.time() + 30
+        while proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        err = proc.stderr.read() if proc.poll() is not None else ""
+        assert "vkube.io/port-forward-80" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)
+
+
+def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:
+    import kubernetes
+    from kubernetes.stream import portforward
+
+    api = kubernetes.config.new_client_from_config(str(u.kubeconfig))
+    try:
+        core = kubernetes.client.CoreV1Api(api)
+        pf = portforward(core.connect_get_namespaced_pod_portforward, pod, "default", ports="80")
+        sock = pf.socket(80)
+        sock.setblocking(True)
+        sock.settimeout(30)
+        sock.sendall(payload)
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            got += chunk
+        sock.close()
+        assert pf.error(80) is None, pf.error(80)
+        pf.close()
+        return got
+    finally:
+        api.close()
+
+
+def _no() -> None:
+    raise AssertionError("not yet")
+
+
+def test_only_port_forward_annotations_of_the_tenant_go_down() -> None:
+    from vkube.host.portforward import forward_target
+    from vkube.syncer.podrewrite import port_forward_annotations
+
+    vpod = {"metadata": {"annotations": {
+        "vkube.io/port-forward-80": "127.0.0.1:8080", "vkube.io/port-forward-x": "1.2.3.4:1",
+        "vkube.io/object-name": "forged", "other": "kept elsewhere"}}}
+    assert port_forward_annotations(vpod) == {"vkube.io/port-forward-80": "127.0.0.1:8080"}
+    assert forward_target(vpod, 80) == ("127.0.0.1", 8080)
+    assert forward_target(vpod, 81) is None
+    assert forward_target({"metadata": {"annotations": {"vkube.io/port-forward-1": "[::1]:99"}}},
+                          1) == ("::1", 99)
