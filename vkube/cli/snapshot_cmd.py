@@ -8,7 +8,6 @@ else its SQLite file; ``--store URL`` names another. ``save`` works while the cl
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from vkube.cli.output import CLIError, guarded
@@ -57,6 +56,8 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio  # here, not at parser build: every vkube command imports this module
+
     from vkube.cluster import stores
 
     url = _store_url(args)
