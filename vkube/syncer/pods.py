@@ -4,7 +4,8 @@ Down: create the rewritten host pod (after the ConfigMaps, Secrets, PVCs and tok
 keep its mutable fields (labels, annotations, images, activeDeadlineSeconds) current, delete it
 with the virtual pod's grace period. Up: node (through the binding subresource) and status.
 A host pod that disappears under a running virtual pod takes the virtual pod with it (its
-controller makes a new one); a virtual pod being deleted is finally removed once its host pod
+controller makes a new one) — unless the pod is bare and the host pod went while no syncer
+watched (pause/resume, failover): then it is made again; a virtual pod being deleted is finally removed once its host pod
 is gone.
 """
 
@@ -15,7 +16,7 @@ import logging
 
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key, ref_key, split_key
-from vkube.client.resources import NAMESPACES, PODS, SERVICEACCOUNTS, SERVICES
+from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SERVICES
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
@@ -173,6 +174,8 @@ class PodSyncer(KindSyncer):
                 pass
             if (vpod.get("status") or {}).get("phase") in TERMINAL:
                 return
+            if await self._recreate_bare(vpod, hname):
+                return
             log.info("host pod %s is gone: deleting virtual pod %s/%s", hname,
                      meta["namespace"], meta["name"])
             try:
@@ -210,6 +213,43 @@ class PodSyncer(KindSyncer):
                                   host_refusal_message(e))
             raise
         self._had_host.add(meta.get("uid", ""))
+
+    async def _recreate_bare(self, vpod: Obj, hname: str) -> bool:
+        """A bare pod (no owner, so no controller makes a new one) whose host pod vanished
+        while no syncer watched it — the cluster was paused, or leadership moved — comes
+        back as its user left it: its host pod is made again from the virtual pod, on the
+        node the virtual pod is bound to when the host still has it. Only a host pod this
+        syncer itself saw disappear (deleted or evicted under a running syncer) takes a bare
+        pod with it, as before. True when handled here."""
+        meta = vpod["metadata"]
+        if meta.get("ownerReferences") or meta.get("uid") in self._had_host:
+            return False
+        refusal = self.admission.check(vpod)  # made again under today's rules
+        if refusal is not None:
+            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
+                                  refusal)
+            return True
+        try:
+            host_pod = await self._desired(vpod)
+        except PodRejected as e:
+            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
+                                  str(e))
+            return True
+        node = (vpod.get("spec") or {}).get("nodeName")
+        if node and not (host_pod.get("spec") or {}).get("nodeName"):
+            try:
+                await self.ctx.host.get(NODES, node)
+                host_pod.setdefault("spec", {})["nodeName"] = node  # keep the binding true
+            except errors.StatusError:
+                pass  # node gone (or not ours to read): the host schedules it anew
+        log.info("host pod %s of bare pod %s/%s is gone: re-creating it", hname,
+                 meta["namespace"], meta["name"])
+        try:
+            await self.ctx.host.create(PODS, host_pod, namespace=self.ctx.host_namespace)
+        except errors.AlreadyExists:
+            return True
+        self._had_host.add(meta.get("uid", ""))
+        return True
 
     def _had_host_pod(self, vpod: Obj) -> bool:
         """Did this virtual pod have a host pod? (Then a missing one was deleted.)"""
