@@ -246,8 +246,8 @@ def test_values_command_and_honest_values(tmp_path):
     f.write_text(printed)
     assert u.vkube("render", "x", "-f", str(f)).returncode == 0
     for text, want in [
-        ("enableHA: true\n", "enableHA: not supported yet"),
-        ("replicas: 3\n", "replicas: not supported yet"),
+        ("enableHA: true\n", "enableHA: needs a shared store"),
+        ("replicas: 3\n", "replicas: more than one API server replica needs enableHA"),
         ("sync: {pods: {hostAccess: sometimes}}\n",
          "sync.pods.hostAccess: must be one of reject, strip, allow"),
         ("mapServices: {fromHost: [{from: db, to: default/db}]}\n",

@@ -66,10 +66,13 @@ def test_isolation_rejects_host_access_and_says_so():
     ("mapServices: {fromHost: {from: a}}", "mapServices.fromHost: must be a list"),
     ("sync: {nodes: {nodeSelector: ssd}}", "sync.nodes.nodeSelector: 'ssd' is not key=value"),
     ("sync: {nodes: {nodeSelector: '=x'}}", "e.g. \"disktype=ssd,zone=a\""),
-    # accepted only where they do something: a single API server exists
-    ("enableHA: true", "enableHA: not supported yet"),
-    ("replicas: 3", "replicas: not supported yet"),
-    ("replicas: 0", "replicas: not supported yet"),
+    # accepted only where they do something: replicas share a store, never SQLite
+    ("enableHA: true", "enableHA: needs a shared store"),
+    ("enableHA: true\ncontrolPlane: {store: sqlite}", "split brain"),
+    ("enableHA: true\ncontrolPlane: {store: /var/lib/vkube/state.db}", "enableHA: needs a shared"),
+    ("replicas: 3", "replicas: more than one API server replica needs enableHA: true"),
+    ("replicas: 3\ncontrolPlane: {store: 'postgres://u@127.0.0.1:5432/db'}", "needs enableHA"),
+    ("replicas: 0", "replicas: must be at least 1, not 0"),
     ("sync: {nodes: {enabled: yes-please}}", "sync.nodes.enabled: must be true or false"),
     ("isolation: {podSecurityStandard: strict}",
      "isolation.podSecurityStandard: must be one of privileged, baseline, restricted"),
@@ -96,6 +99,14 @@ def test_errors_name_the_key(doc, where):
 def test_enable_ha_false_and_one_replica_are_accepted():
     v = load_values("enableHA: false\nreplicas: 1")
     assert not v.enable_ha and v.replicas == 1
+
+
+@pytest.mark.parametrize("store", ["postgres://vkube@127.0.0.1:5432/vkube",
+                                   "postgresql://u:p@db:5432/x", "etcd://127.0.0.1:2379",
+                                   "etcd://a:2379,b:2379/prefix"])
+def test_enable_ha_is_accepted_on_a_shared_store(store):
+    v = load_values(f"enableHA: true\nreplicas: 3\ncontrolPlane: {{store: '{store}'}}")
+    assert v.enable_ha and v.replicas == 3 and v.control_plane.store == store
 
 
 def test_schema_yaml_documents_every_key_at_its_default():

@@ -37,7 +37,8 @@ from vkube.apiserver.requestinfo import RequestInfo, parse
 from vkube.apiserver.reviews import is_review, serve_review
 from vkube.apiserver.watch import serve_watch
 from vkube.store import open_store
-from vkube.store.base import Store
+from vkube.store.base import KeyExists, Store
+from vkube.store.sqlite import SqliteStore
 
 log = logging.getLogger("vkube.apiserver")
 
@@ -352,6 +353,10 @@ def _free_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+#: where a shared store keeps the service-account token key (outside every resource's prefix)
+SIGNING_KEY = "/vkube/sa-signing-key"
+
+
 class ControlPlane:
     """One API server on a store. ``data_dir`` holds ``state.db`` (unless ``store_url`` is
     given) and, once serving, ``kubeconfig``."""
@@ -407,8 +412,11 @@ class ControlPlane:
             if self.compaction_interval > 0:  # our store: we keep its history bounded
                 store.start_auto_compaction(self.compaction_interval)
         self._store = store
+        key = self._signing_key()
+        if not isinstance(store, SqliteStore):
+            key = await self._shared_signing_key(store, key)
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
-                           signing_key=self._signing_key(), encryption=self._encryption())
+                           signing_key=key, encryption=self._encryption())
         self.server = APIServer(self.ctx)
         self.server.audit = self._audit_log()
         configured = admission_settings.load(self.admission_config) if self.admission_config else {}
@@ -455,6 +463,26 @@ class ControlPlane:
             os.chmod(tmp, 0o600)
             tmp.replace(path)
         return path.read_bytes()
+
+    async def _shared_signing_key(self, store: Store, local: bytes) -> bytes:
+        """On a store that several API servers may share (PostgreSQL, etcd: ``enableHA``)
+        the token key lives in the store, so a token one replica issued is valid on every
+        other. The first server to get there puts its own key (an existing cluster's file
+        key, so its tokens stay valid); every later one adopts the stored key."""
+        kv = await store.get(SIGNING_KEY)
+        if kv is None:
+            try:
+                kv = await store.create(SIGNING_KEY, local)
+            except KeyExists:
+                kv = await store.get(SIGNING_KEY)
+        assert kv is not None
+        if kv.value != local and self.data_dir is not None:
+            path = self.data_dir / "sa-signing.key"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(kv.value)
+            os.chmod(tmp, 0o600)
+            tmp.replace(path)
+        return kv.value
 
     async def _bootstrap(self) -> None:
         """The namespaces every cluster has, and the ``kubernetes`` service."""

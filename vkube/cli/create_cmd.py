@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from vkube.cli import process, state, values_files
+from vkube.cli import process, replicas, state, values_files
 from vkube.cli.lifecycle import run_coroutine
 from vkube.cli.output import CLIError
 from vkube.cli.state import ClusterState
@@ -51,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
     values = values_files.with_flags(values, args)
     if getattr(args, "expose", False):
         values["expose"] = True
+    replicas.refuse_local(values)
     st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
                       values=values, port=process.free_port())
     if (st.dir / "state.json").exists():  # unreadable: not ours to overwrite

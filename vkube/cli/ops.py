@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from vkube.api import errors
-from vkube.cli import hostns, hostresolve, kubeconfigs, process, state, values_files
+from vkube.cli import hostns, hostresolve, kubeconfigs, process, replicas, state, values_files
 from vkube.cli.hostresolve import HostRef
 from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
@@ -65,6 +65,8 @@ async def create(args: argparse.Namespace) -> int:
     if getattr(args, "expose", False):
         values = {**(values if values is not None else (existing.values if existing else {})),
                   "expose": True}
+    if values is not None and not args.in_cluster and not (existing and existing.in_cluster):
+        replicas.refuse_local(values)
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
@@ -282,11 +284,11 @@ async def disconnect(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _scale_in_cluster(st: ClusterState, replicas: int) -> None:
+async def _scale_in_cluster(st: ClusterState, count: int) -> None:
     from vkube.client.resources import STATEFULSETS
 
     async with _host_of(st).client() as hc:
-        await hc.patch(STATEFULSETS, f"vkube-{st.name}", {"spec": {"replicas": replicas}},
+        await hc.patch(STATEFULSETS, f"vkube-{st.name}", {"spec": {"replicas": count}},
                        namespace=st.namespace)
 
 
@@ -350,13 +352,14 @@ async def resume(args: argparse.Namespace) -> int:
         host = await hostresolve.resolve(None, None, known=_host_of(st))
         done(await _host_label(host))
     if st.in_cluster:
-        with progress.step("scaling the in-cluster control plane to 1") as done:
-            await _scale_in_cluster(st, 1)
+        n = replicas.wanted(st.values)  # pause/resume keep the replica count (enableHA)
+        with progress.step(f"scaling the in-cluster control plane to {n}") as done:
+            await _scale_in_cluster(st, n)
             st.status = RUNNING
             st.save()
             async with host.client() as hc:
                 await hostns.annotate(hc, st.namespace, status=RUNNING)
-            done("control plane scaled to 1")
+            done(f"control plane scaled to {n}")
         return 0
     with progress.step("starting the control plane") as done:
         await asyncio.to_thread(process.stop, st)  # a half-dead supervisor, if any

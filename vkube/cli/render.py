@@ -14,6 +14,7 @@ import yaml
 
 from vkube import __version__
 from vkube.api import errors
+from vkube.cli import replicas
 from vkube.client import Client
 from vkube.client.resources import by_kind
 
@@ -146,11 +147,14 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
                          {"name": "config", "mountPath": "/etc/vkube", "readOnly": True},
                          {"name": "certs", "mountPath": "/etc/vkube/pki", "readOnly": True}],
     }
-    return {
+    spec_volumes: list[Obj] = [{"name": "config", "configMap": {"name": f"{full}-config"}},
+                               {"name": "certs", "secret": {"secretName": f"{full}-certs",
+                                                            "optional": True}}]
+    sts: Obj = {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": full, "namespace": namespace, "labels": dict(labels)},
         "spec": {
-            "replicas": int(values.get("replicas", 1)) if values.get("enableHA") else 1,
+            "replicas": replicas.wanted(values),
             "serviceName": full,
             "selector": {"matchLabels": dict(labels)},
             "podManagementPolicy": "Parallel",
@@ -160,16 +164,20 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
                          "securityContext": {"runAsUser": 65532, "runAsGroup": 65532,
                                              "fsGroup": 65532},
                          "containers": [container],
-                         "volumes": [{"name": "config", "configMap": {"name": f"{full}-config"}},
-                                     {"name": "certs", "secret": {"secretName": f"{full}-certs",
-                                                                  "optional": True}}]},
+                         "volumes": spec_volumes},
             },
-            "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": dict(labels)},
-                "spec": {"accessModes": ["ReadWriteOnce"],
-                         "resources": {"requests": {"storage": storage}}}}],
         },
     }
+    if values.get("enableHA"):
+        # the replicas share controlPlane.store (PostgreSQL/etcd, values enforce it): the data
+        # dir holds only this pod's kubeconfig, so no per-replica volume — and no SQLite
+        spec_volumes.append({"name": "data", "emptyDir": {}})
+    else:
+        sts["spec"]["volumeClaimTemplates"] = [{
+            "metadata": {"name": "data", "labels": dict(labels)},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": storage}}}}]
+    return sts
 
 
 def dump(objs: list[Obj], out: Any = None) -> None:

@@ -64,7 +64,9 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          admission_config=_file_arg(args, "admission_control_config_file"),
                          dns_port=getattr(args, "dns_port", 0) or 0,
                          advertise_address=getattr(args, "advertise_address", None),
-                         dns_upstream=dns_upstream(getattr(args, "dns_upstream", None)))
+                         dns_upstream=dns_upstream(getattr(args, "dns_upstream", None)),
+                         # enableHA: one of several replicas; lead before running the rest
+                         ha=bool(values is not None and values.enable_ha))
 
 
 def _file_arg(args: argparse.Namespace, name: str) -> Path | None:

@@ -82,12 +82,18 @@ class ClusterConfig:
     dns_port: int = 0
     #: ``(ip, port)`` of the resolver for names outside the cluster zone; None: REFUSED
     dns_upstream: tuple[str, int] | None = None
+    #: one of several API server replicas on one shared store (``enableHA``): controllers,
+    #: syncer and scheduler run only while this replica holds the cluster's leader Lease
+    ha: bool = False
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:
             raise ValueError(f"cluster {self.name!r} needs a data_dir or a store_url")
         if self.data_dir is not None and not isinstance(self.data_dir, Path):
             object.__setattr__(self, "data_dir", Path(os.fspath(self.data_dir)))
+        if self.ha and not _shared(self.store_url):
+            raise ValueError(f"cluster {self.name!r}: HA replicas need a shared store "
+                             "(postgres:// or etcd://); SQLite is one process's file")
 
     @property
     def virtual(self) -> bool:
@@ -97,3 +103,9 @@ class ClusterConfig:
     @property
     def default_host_namespace(self) -> str:
         return f"vkube-{self.name}"
+
+
+def _shared(url: str | None) -> bool:
+    from vkube.syncer.values import shared_store  # only for HA: serve skips the syncer imports
+
+    return shared_store(url)

@@ -67,7 +67,13 @@ class VirtualCluster:
         #: the host as the syncer reaches it, once known
         self.host: HostConnection | None = config.host if isinstance(config.host, HostConnection) else None
         self._clients: list[Client] = []
+        self._cm_client: Client | None = None
         self._task: asyncio.Task[None] | None = None
+        #: HA: set while this replica leads (runs controllers, syncer, scheduler)
+        self.leading = asyncio.Event()
+        #: HA: how many leadership terms this replica has begun
+        self.terms = 0
+        self.elector: Any = None
 
     # -- what callers read -----------------------------------------------------------------
 
@@ -174,13 +180,17 @@ class VirtualCluster:
         try:
             async with asyncio.TaskGroup() as tg:
                 started: list[asyncio.Event] = []  # one per component, set once it runs
-                if self.config.controllers:
+                if self.config.ha:
+                    # a replica: it is ready once it serves; the rest runs while it leads
+                    tg.create_task(self._campaign(), name=f"{self.name}: leader election")
+                elif self.config.controllers:
                     mgr = self._controller_manager()
                     tg.create_task(mgr.run(), name=f"{self.name}: controllers")
                     started.append(mgr.started)
-                if self.config.virtual:
+                if self.config.virtual and not self.config.ha:
                     started.append(dns_ready := asyncio.Event())
                     tg.create_task(self._run_dns(dns_ready), name=f"{self.name}: dns")
+                if self.config.virtual and not self.config.ha:
                     started.append(syncer_ready := asyncio.Event())
                     tg.create_task(self._run_syncer(syncer_ready), name=f"{self.name}: syncer")
                     if self.scheduler_enabled:
@@ -229,6 +239,42 @@ class VirtualCluster:
             await services.synced.wait()
             ready.set()
 
+    async def _campaign(self) -> None:
+        """HA (``enableHA``): every replica serves the API from the shared store, but the
+        controllers, the syncer and the scheduler run on one replica at a time — the holder of
+        the ``vkube-leader`` Lease, renewed every 2 s; when it dies, another replica takes the
+        lease once it expires (10 s) and starts them. A leader that cannot renew within 7 s
+        stops them first, so two never run at once. Level-based components pick up where the
+        old leader left off."""
+        from vkube.controllers.leader import LeaderElector
+
+        elector = LeaderElector(self._client("vkube-leader-election"), namespace="kube-system",
+                                name="vkube-leader", identity=self.identity,
+                                lease_duration=10.0, renew_deadline=7.0, retry_period=2.0)
+        self.elector = elector
+        while True:
+            await elector.lead(self._lead)
+
+    async def _lead(self) -> None:
+        """One leadership term: every component, fresh, until cancelled or one fails."""
+        self.terms += 1
+        self.leading.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if self.config.controllers:
+                    mgr = self._controller_manager(leader_election=False)
+                    tg.create_task(mgr.run(), name=f"{self.name}: controllers")
+                if self.config.virtual:
+                    # the cluster DNS publishes the API's Endpoints: one replica at a time
+                    tg.create_task(self._run_dns(asyncio.Event()), name=f"{self.name}: dns")
+                    tg.create_task(self._run_syncer(asyncio.Event()), name=f"{self.name}: syncer")
+                    if self.scheduler_enabled:
+                        tg.create_task(self._run_scheduler(asyncio.Event()),
+                                       name=f"{self.name}: scheduler")
+        finally:
+            self.leading.clear()
+            log.warning("virtual cluster %s: %s no longer leads", self.name, self.identity)
+
     async def _serve_api(self) -> None:
         """The API server serves until ``stop()`` cancels the group: this keeps the group open
         when nothing else runs (``--no-controllers`` without a host), so ``stopped`` means
@@ -264,13 +310,21 @@ class VirtualCluster:
         self._clients.append(c)
         return c
 
-    def _controller_manager(self) -> "ControllerManager":
+    @property
+    def identity(self) -> str:
+        """This replica's leader-election identity."""
+        return self.config.identity or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
+
+    def _controller_manager(self, leader_election: bool | None = None) -> "ControllerManager":
         from vkube.controllers.registry import default_controllers
         from vkube.controllers.runtime import ControllerManager
 
-        identity = self.config.identity or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
-        mgr = ControllerManager(self._client("vkube-controller-manager"), identity=identity,
-                                leader_election=self.config.leader_election)
+        if leader_election is None:
+            leader_election = self.config.leader_election
+        if self._cm_client is None:
+            self._cm_client = self._client("vkube-controller-manager")
+        mgr = ControllerManager(self._cm_client, identity=self.identity,
+                                leader_election=leader_election)
         for ctrl in default_controllers():
             mgr.add(ctrl)
         self.controller_manager = mgr

@@ -208,9 +208,10 @@ class Values:
     expose: bool = _k("expose", False, "make the API server reachable from outside the host "
                       "namespace: a host Service of type LoadBalancer (NodePort without a load "
                       "balancer); the kubeconfig uses its address (what --expose turns on)")
-    enable_ha: bool = _k("enableHA", False, "several API server replicas on a shared store: "
-                         "not supported yet (only false)")
-    replicas: int = _k("replicas", 1, "API server replicas: not supported yet (only 1)")
+    enable_ha: bool = _k("enableHA", False, "several API server replicas on one shared store "
+                         "(controlPlane.store postgres:// or etcd://); controllers and syncer run "
+                         "on the replica holding the leader Lease")
+    replicas: int = _k("replicas", 1, "API server replicas (more than 1 needs enableHA)")
     control_plane: ControlPlane = _k("controlPlane", ControlPlane(),
                                      "the virtual cluster's control plane")
 
@@ -300,14 +301,31 @@ _NS_NAME_RE = re.compile(rf"^{_NAME}/{_NAME}$")
 _NAME_RE = re.compile(rf"^{_NAME}$")
 _KIND_GROUP_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9]*\.{_NAME}(\.{_NAME})+$")
 
-#: keys that are accepted only at their default until the feature exists: key → why and what
-#: to do instead (a value that is accepted must do what it says)
+#: keys that are accepted only where they can hold: key → why and what to do instead (a value
+#: that is accepted must do what it says)
 UNSUPPORTED = {
-    "enableHA": "not supported yet: a virtual cluster runs one API server on its own SQLite "
-                "store — remove enableHA (or set it to false)",
-    "replicas": "not supported yet: a virtual cluster runs one API server — remove replicas "
-                "(or set it to 1)",
+    "enableHA": "needs a shared store: set controlPlane.store to postgres://USER@HOST:PORT/DB "
+                "or etcd://HOST:PORT — replicas on SQLite would each keep their own copy of "
+                "the cluster (split brain)",
+    "replicas": "more than one API server replica needs enableHA: true (and a shared "
+                "controlPlane.store)",
 }
+
+
+def shared_store(url: str | None) -> bool:
+    """Can several API server processes serve this store at once (PostgreSQL, etcd)? SQLite
+    cannot: each replica would keep its own copy of the cluster — split brain."""
+    scheme = (url or "sqlite").split(":", 1)[0].lower()
+    return "://" in (url or "") and scheme in ("postgres", "postgresql", "etcd", "etcd3")
+
+
+def _check_ha(values: Values) -> None:
+    if values.replicas < 1:
+        raise ValuesError(f"replicas: must be at least 1, not {values.replicas}")
+    if values.replicas > 1 and not values.enable_ha:
+        raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
+    if values.enable_ha and not shared_store(values.control_plane.store):
+        raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
 
 
 def _check_mappings(values: Values) -> None:
@@ -374,10 +392,7 @@ def parse_values(data: Any) -> Values:
         raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
                           "with isolation.enabled (isolation always rejects host access) — "
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
-    if values.enable_ha:
-        raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
-    if values.replicas != 1:
-        raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
+    _check_ha(values)
     for side, kinds in (("toHost", values.sync.to_host.custom_resources),
                         ("fromHost", values.sync.from_host.custom_resources)):
         for key in kinds:
