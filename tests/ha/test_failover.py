@@ -98,6 +98,7 @@ def store_url(request) -> str:
     return request.getfixturevalue("etcd_server") + f"/ha-{os.getpid()}-{time.monotonic_ns()}"
 
 
+@pytest.mark.timeout(2400)
 def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
     owner = make_user(tmp_path / "user")
     owner.vkube("host", "start", "--nodes", "4", timeout=120)  # 110 pods a node
@@ -116,16 +117,22 @@ def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
             assert kubectl(r.kubeconfig, "get", "cm", "settings", "-o",
                            "jsonpath={.data.color}").stdout == "blue"
 
-        # kill -9 the leader mid-rollout
+        # kill -9 the leader mid-rollout (whichever replica leads by then)
         wait(lambda: len(host_items(host, "pods")) >= PODS // 5, timeout=600,
              what="rollout under way on the host", delay=1)
+        leader = wait(lambda: reps.leader(client), timeout=60, what="the current leader")
+        if leader is client:
+            client = next(r for r in reps.members if r is not leader)
         old = reps.lease(client)["spec"]
+        assert old["holderIdentity"] == leader.identity
         reps.kill(leader)
         new = wait(lambda: (s := reps.lease(client).get("spec") or {}).get("holderIdentity")
                    not in ("", None, leader.identity) and s, timeout=120, what="a new leader")
         took = (parse_time(new["acquireTime"]) - parse_time(old["renewTime"])).total_seconds()
         print(f"failover: {old['holderIdentity']} -> {new['holderIdentity']} in {took:.1f} s")
         assert took <= 15, f"new leader took the lease {took:.1f} s after the last renewal"
+        survivor = next(r for r in reps.members if r.identity == new["holderIdentity"])
+        client = next(r for r in reps.members if r.alive() and r is not survivor)
 
         def rolled_out() -> bool:
             st = deployment(client).get("status") or {}
@@ -135,6 +142,7 @@ def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
         wait(lambda: len([p for p in host_items(host, "pods")
                           if p["status"].get("phase") == "Running"]) == PODS,
              timeout=300, what=f"{PODS} running host pods", delay=2)
+        print(f"lease transitions: {reps.lease(client)['spec'].get('leaseTransitions')}")
         time.sleep(3)  # anything a second syncer would wrongly do shows up now
         assert len(host_items(host, "pods")) == PODS
         assert_no_duplicates(host)
