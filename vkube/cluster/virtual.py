@@ -244,8 +244,10 @@ class VirtualCluster:
         controllers, the syncer and the scheduler run on one replica at a time — the holder of
         the ``vkube-leader`` Lease, renewed every 2 s; when it dies, another replica takes the
         lease once it expires (10 s) and starts them. A leader that cannot renew within 7 s
-        stops them first, so two never run at once. Level-based components pick up where the
-        old leader left off."""
+        stops them, 3 s before the lease can pass on (as client-go's leaderelection; a process
+        frozen longer than that can overlap a new leader briefly, and then their writes are
+        still guarded by resourceVersion). Level-based components pick up where the old leader
+        left off."""
         from vkube.controllers.leader import LeaderElector
 
         elector = LeaderElector(self._client("vkube-leader-election"), namespace="kube-system",
@@ -259,6 +261,9 @@ class VirtualCluster:
         """One leadership term: every component, fresh, until cancelled or one fails."""
         self.terms += 1
         self.leading.set()
+        if self.config.controllers and self._cm_client is None:
+            self._cm_client = self._client("vkube-controller-manager")  # kept across terms
+        mark = len(self._clients)  # clients made for this term are closed when it ends
         try:
             async with asyncio.TaskGroup() as tg:
                 if self.config.controllers:
@@ -273,6 +278,10 @@ class VirtualCluster:
                                        name=f"{self.name}: scheduler")
         finally:
             self.leading.clear()
+            term_clients, self._clients[mark:] = self._clients[mark:], []
+            for c in term_clients:
+                with contextlib.suppress(Exception):
+                    await c.close()
             log.warning("virtual cluster %s: %s no longer leads", self.name, self.identity)
 
     async def _serve_api(self) -> None:
