@@ -128,25 +128,35 @@ async def test_status_write_never_lands_on_a_new_pod_of_the_same_name(synced: Pa
 async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_pod(
         planes: tuple[ControlPlane, ControlPlane]):
     """Nothing on the virtual pod records that it had a host pod: after a restart the
-    binding and the started status tell it."""
+    binding and the started status tell it. A controller's pod goes (its controller makes a
+    new one); a bare pod, which nothing would make again, gets its host pod back, on its node."""
     vcp, hcp = planes
     await _prepare(vcp, hcp)
     pair = await start_syncer(vcp, hcp)
+    owned = simple_pod()
+    owned["metadata"]["ownerReferences"] = [{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": True,
+        "uid": "6b4b1f2e-0000-4000-8000-000000000001"}]
+    hsolo = f"solo-x-demo-x-{VC}"
     try:
         v, h = pair.virtual, pair.host
-        await v.create(PODS, simple_pod(), namespace="demo")
+        await v.create(PODS, owned, namespace="demo")
         await v.create(PODS, simple_pod("pending"), namespace="demo")
+        solo = await v.create(PODS, simple_pod("solo"), namespace="demo")
         hpending = f"pending-x-demo-x-{VC}"
 
         await eventually(host_pod_exists(h))
         await eventually(host_pod_exists(h, hpending))
+        await eventually(host_pod_exists(h, hsolo))
         await make_running(pair)
+        await make_running(pair, hsolo)
         await eventually(lambda: _running(v))
+        await eventually(lambda: _running(v, "solo"))
     finally:
         await stop_syncer(pair)
     async with Client(hcp.url) as h:
-        await h.delete(PODS, HPOD, namespace=HOST_NS, grace_period_seconds=0)
-        await h.delete(PODS, hpending, namespace=HOST_NS, grace_period_seconds=0)
+        for hname in (HPOD, hpending, hsolo):
+            await h.delete(PODS, hname, namespace=HOST_NS, grace_period_seconds=0)
     pair = await start_syncer(vcp, hcp)
     try:
         v, h = pair.virtual, pair.host
@@ -157,6 +167,11 @@ async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_po
             # the never-scheduled one is simply created again
             await host_pod_exists(h, hpending)()
             assert (await v.get(PODS, "pending", namespace="demo"))["metadata"]["name"]
+            # the bare one comes back as it was, on the node it is bound to
+            hp = await h.get(PODS, hsolo, namespace=HOST_NS)
+            assert hp["spec"]["nodeName"] == "node-1"
+            vp = await v.get(PODS, "solo", namespace="demo")
+            assert vp["metadata"]["uid"] == solo["metadata"]["uid"]
         await eventually(outcome)
     finally:
         await stop_syncer(pair)
