@@ -241,8 +241,8 @@ class VirtualCluster:
 
     async def _campaign(self) -> None:
         """HA (``enableHA``): every replica serves the API from the shared store, but the
-        controllers, the syncer, the cluster DNS and the scheduler run on one replica at a time — the holder of
-        the ``vkube-leader`` Lease, renewed every 2 s; when it dies, another replica takes the
+        controllers, the syncer, the cluster DNS and the scheduler run on one replica at a
+        time — the holder of the ``vkube-leader`` Lease, renewed every 2 s; when it dies, another replica takes the
         lease once it expires (10 s) and starts them. A leader that cannot renew within 7 s
         stops them, 3 s before the lease can pass on (as client-go's leaderelection; a process
         frozen longer than that can overlap a new leader briefly, and then their writes are
