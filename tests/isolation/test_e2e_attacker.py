@@ -43,6 +43,12 @@ kind: Pod
 metadata: {name: a-x-b, namespace: c}
 spec: {containers: [{name: c, image: nginx}]}
 ---
+# the host's service account name, made in A's own cluster (the ServiceAccount admission
+# plugin refuses a pod naming an account that does not exist, as Kubernetes does)
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: vc-workload-b}
+---
 apiVersion: v1
 kind: Pod
 metadata:
