@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 import aiohttp
 import orjson
+
+from _serve import serve_api  # bench/ is the script's directory, first on sys.path
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 QPS = float(sys.argv[2]) if len(sys.argv) > 2 else 200.0
@@ -68,27 +66,8 @@ async def run(base: str) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp, "--port", str(port),
-                                 "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(base + "/readyz", timeout=1).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-            asyncio.run(run(base))
-        finally:
-            proc.terminate()
-            proc.wait()
+    with serve_api() as base:
+        asyncio.run(run(base))
 
 
 if __name__ == "__main__":
