@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.fieldset import child_schema
 from vkube.api.jsonvalue import clone
 
 __all__ = ["apply_strategic_merge_patch"]
@@ -37,16 +38,6 @@ def apply_strategic_merge_patch(obj: dict, patch: Any, schema: Schema | None) ->
     if not isinstance(patch, dict):
         raise errors.BadRequest("invalid JSON document: a strategic merge patch must be a JSON object")
     return _merge_map(clone(obj), clone(patch), schema)
-
-
-def _sub(schema: Schema | None, key: str) -> Schema | None:
-    if not schema:
-        return None
-    props = schema.get("properties")
-    if props and key in props:
-        return props[key]
-    extra = schema.get("additionalProperties")
-    return extra if isinstance(extra, dict) else None
 
 
 def _strategy(schema: Schema | None) -> tuple[set[str], str]:
@@ -83,7 +74,7 @@ def _merge_map(original: Any, patch: dict, schema: Schema | None) -> dict:
         order = patch.pop(key)
         if not isinstance(order, list):
             raise errors.BadRequest("invalid patch: $setElementOrder list must be a list")
-        sub = _sub(schema, field)
+        sub = child_schema(schema, field)
         _, merge_key = _strategy(sub)
         items = patch.pop(field, None)
         base = original.get(field)
@@ -99,7 +90,7 @@ def _merge_map(original: Any, patch: dict, schema: Schema | None) -> dict:
         if value is None:
             original.pop(key, None)
             continue
-        sub = _sub(schema, key)
+        sub = child_schema(schema, key)
         current = original.get(key)
         if isinstance(value, dict):
             original[key] = _merge_map(current if isinstance(current, dict) else {}, value, sub)

@@ -19,6 +19,7 @@ from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import PVCS, PVS
 from vkube.controllers.informer import Informer
+from vkube.controllers.pvcprotection import claims_of
 from vkube.host.predicates import (NodeInfo, match_label_selector, match_node_selector,
                                    resource_value)
 
@@ -30,17 +31,6 @@ R_NODE_CONFLICT = "node(s) had volume node affinity conflict"
 R_BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
 #: kube-scheduler's bindTimeoutSeconds
 BIND_TIMEOUT = 600.0
-
-
-def claim_names(pod: Obj) -> list[str]:
-    """Claims a pod uses: its PVC volumes and its generic ephemeral volumes (``POD-VOLUME``)."""
-    out = []
-    for v in (pod.get("spec") or {}).get("volumes") or []:
-        if v.get("persistentVolumeClaim"):
-            out.append(v["persistentVolumeClaim"].get("claimName", ""))
-        elif v.get("ephemeral"):
-            out.append(f"{pod['metadata']['name']}-{v['name']}")
-    return out
 
 
 def storage_bytes(value: Any) -> int:
@@ -108,7 +98,7 @@ class VolumeBinder:
         ns = pod["metadata"]["namespace"]
         claims = PodClaims([], [])
         immediate = False
-        for name in claim_names(pod):
+        for name in claims_of(pod):
             pvc = self.pvcs.get(name, ns)
             if pvc is None:
                 return f'persistentvolumeclaim "{name}" not found', claims
@@ -189,7 +179,7 @@ class VolumeBinder:
         deadline = loop.time() + self.bind_timeout
         while True:
             pending = []
-            for name in claim_names(pod):
+            for name in claims_of(pod):
                 pvc = self.pvcs.get(name, ns)
                 if pvc is None:
                     raise errors.NotFound(f'persistentvolumeclaim "{name}" not found')
