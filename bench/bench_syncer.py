@@ -191,7 +191,7 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         hcp = ControlPlane(data_dir=Path(tmp) / "h")
         await vcp.start()
         await hcp.start()
-        v, h = Client(vcp.url), Client(hcp.url)
+        v, h = Client(vcp.url, ssl=vcp.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
         await h.create(NODES, {"metadata": {"name": "node-1"}})
         await v.create(NAMESPACES, {"metadata": {"name": "bench"}})
         # what the service-account controller would have made: pods get its token
@@ -326,10 +326,10 @@ async def bench_deployment(replicas: int) -> None:
         hcp = ControlPlane(data_dir=Path(tmp) / "h")
         await vcp.start()
         await hcp.start()
-        embedded = EmbeddedHost(hcp.url, nodes=max(1, -(-replicas // 100)), seed=1)
+        embedded = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=max(1, -(-replicas // 100)), seed=1)
         await embedded.start()
-        v = Client(vcp.url)
-        mgr = ControllerManager(Client(vcp.url), identity="bench", leader_election=False)
+        v = Client(vcp.url, ssl=vcp.client_ssl())
+        mgr = ControllerManager(Client(vcp.url, ssl=vcp.client_ssl()), identity="bench", leader_election=False)
         for ctrl in default_controllers():
             mgr.add(ctrl)
         mgr_task = asyncio.create_task(mgr.run())

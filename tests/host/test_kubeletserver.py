@@ -20,7 +20,7 @@ from tests.host.test_host_kubectl import eventually, kubectl
 
 @pytest.fixture
 async def host(control_plane):
-    h = EmbeddedHost(control_plane.url, nodes=1, seed=2, kubelet=KubeletConfig(stop_seconds=0.1))
+    h = EmbeddedHost(control_plane.url, pki=control_plane.pki, pki=control_plane.cp.pki, nodes=1, seed=2, kubelet=KubeletConfig(stop_seconds=0.1))
     await h.start()
     try:
         yield h

@@ -55,7 +55,7 @@ async def planes(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ControlPla
 
 async def start_syncer(vcp: ControlPlane, hcp: ControlPlane, values: Values | None = None,
                        **kw: Any) -> Pair:
-    virtual, host = Client(vcp.url), Client(hcp.url)
+    virtual, host = Client(vcp.url, ssl=vcp.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
     syncer = Syncer(name=VC, virtual=virtual, host=host, host_namespace=HOST_NS,
                     values=values or load_values(""), **kw)
     task = asyncio.create_task(syncer.run())
@@ -72,11 +72,11 @@ async def stop_syncer(pair: Pair) -> None:
 @pytest.fixture
 async def synced(planes: tuple[ControlPlane, ControlPlane]) -> AsyncIterator[Pair]:
     vcp, hcp = planes
-    async with Client(hcp.url) as host:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as host:
         await host.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": "node-1", "labels": {"kubernetes.io/os": "linux",
                                          "kubernetes.io/arch": "amd64", "disk": "ssd"}}})
-    async with Client(vcp.url) as virtual:
+    async with Client(vcp.url, ssl=vcp.client_ssl()) as virtual:
         await virtual.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                           "metadata": {"name": "demo", "labels": {"team": "a"}}})
     pair = await start_syncer(vcp, hcp)

@@ -72,8 +72,8 @@ class VCluster:
 
     async def start(self) -> None:
         await self.cp.start()
-        self.virtual = Client(self.cp.url)
-        mgr = ControllerManager(Client(self.cp.url, user_agent="controllers"),
+        self.virtual = Client(self.cp.url, ssl=self.cp.client_ssl())
+        mgr = ControllerManager(Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="controllers"),
                                 identity="test", leader_election=False)
         for ctrl in default_controllers():
             mgr.add(ctrl)
@@ -83,7 +83,7 @@ class VCluster:
         await self.start_syncer()
 
     async def start_syncer(self) -> None:
-        v, h = Client(self.cp.url, user_agent="syncer"), Client(self.host_url, user_agent="syncer")
+        v, h = Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="syncer"), Client(self.host_url, user_agent="syncer")
         self._syncer_clients = [v, h]
         self.syncer = Syncer(name=self.name, virtual=v, host=h,
                              host_namespace=self.host_namespace, values=load_values(""))
@@ -138,9 +138,9 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     hcp = ControlPlane(data_dir=tmp_path / "host", name="host")
     await hcp.start()
-    embedded = EmbeddedHost(hcp.url, nodes=3, seed=6)
+    embedded = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=3, seed=6)
     await embedded.start()
-    w = World(hcp, Client(hcp.url, user_agent="platform-team"), embedded, tmp_path)
+    w = World(hcp, Client(hcp.url, ssl=hcp.client_ssl(), user_agent="platform-team"), embedded, tmp_path)
     try:
         yield w
     finally:

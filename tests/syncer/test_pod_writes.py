@@ -44,9 +44,9 @@ def simple_pod(name: str = "web") -> dict:
 
 
 async def _prepare(vcp: ControlPlane, hcp: ControlPlane) -> None:
-    async with Client(hcp.url) as host:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as host:
         await host.create(NODES, {"metadata": {"name": "node-1"}})
-    async with Client(vcp.url) as virtual:
+    async with Client(vcp.url, ssl=vcp.client_ssl()) as virtual:
         await virtual.create(NAMESPACES, {"metadata": {"name": "demo"}})
 
 
@@ -144,7 +144,7 @@ async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_po
         await eventually(lambda: _running(v))
     finally:
         await stop_syncer(pair)
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.delete(PODS, HPOD, namespace=HOST_NS, grace_period_seconds=0)
         await h.delete(PODS, hpending, namespace=HOST_NS, grace_period_seconds=0)
     pair = await start_syncer(vcp, hcp)

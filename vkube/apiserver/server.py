@@ -18,9 +18,10 @@ from vkube import __version__
 from vkube.api import errors, selectors
 from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
-from vkube.apiserver import http, patching, subresources
+from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.authorization import Authorization, RBACEscalation
+from vkube.apiserver.authn import Authenticator
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
@@ -31,6 +32,9 @@ from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, 
 from vkube.apiserver.requestinfo import RequestInfo, parse
 from vkube.apiserver.reviews import is_review, serve_review
 from vkube.apiserver.watch import serve_watch
+from vkube.pki import ServingCertificate
+from vkube.pki.cluster import ADMIN, APISERVER_KUBELET_CLIENT, ClusterPKI
+from vkube.pki.tokens import JWKS_CONTENT_TYPE, JWKS_PATH, OPENID_CONFIG_PATH
 from vkube.store import open_store
 from vkube.store.base import Store
 
@@ -50,11 +54,12 @@ _AUDIT_ID = web.RequestKey("audit_id", str)
 class APIServer:
     """Routes requests to discovery, OpenAPI, health, metrics and resource handlers."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, authenticator: Authenticator | None = None) -> None:
         from vkube.api.openapi import OpenAPI
         from vkube.api.tables import to_table
 
         self.ctx = ctx
+        self.authenticator = authenticator
         self.discovery = Discovery(ctx.registry)
         self.openapi = OpenAPI(ctx.registry)
         ctx.schema_for = lambda spec: self.openapi.schema_for(spec.group, spec.version, spec.kind)
@@ -76,16 +81,21 @@ class APIServer:
         app.on_response_prepare.append(_echo_audit_id)
         return app
 
-    def authenticate(self, request: web.Request) -> UserInfo:
-        """Who sent ``request``: the one place authentication fills in the user. Until it
-        lands every client holds the cluster-admin kubeconfig, so every request is the admin."""
-        return cluster_admin()
+    async def authenticate(self, request: web.Request) -> UserInfo:
+        """Who sent ``request``: the one place authentication fills in the user (client
+        certificate, bearer token, or anonymous where Kubernetes allows it; else 401). A server
+        built without an authenticator (unit tests of the HTTP surface) treats everyone as the
+        cluster admin."""
+        if self.authenticator is None:
+            return cluster_admin()
+        return await self.authenticator.authenticate(request)
 
-    def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
+    async def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
         """The per-request context, built once here. dryRun and fieldManager are read (and
         refused when malformed) only for writes to served resources, as kube-apiserver's write
         handlers do (an unknown resource stays a 404); the field manager defaults to the
         User-Agent's first token except for apply, which must name one."""
+        user = await self.authenticate(request)
         dry_run, manager = False, None
         if (info.is_resource and info.verb in WRITE_VERBS
                 and self.ctx.registry.get(info.group, info.version, info.resource) is not None):
@@ -94,7 +104,7 @@ class APIServer:
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             applying = info.verb == "patch" and PATCH_TYPES.get(ctype) == "apply"
             manager = q.field_manager(None if applying else default_manager(request))
-        return RequestContext(user=self.authenticate(request), info=info, audit_id=audit_id,
+        return RequestContext(user=user, info=info, audit_id=audit_id,
                               dry_run=dry_run, field_manager=manager)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -103,7 +113,7 @@ class APIServer:
         info = parse(request.method, request.path, request.query)
         code = 500
         try:
-            rc = self.request_context(request, info, request[_AUDIT_ID])
+            rc = await self.request_context(request, info, request[_AUDIT_ID])
             # authorization (impersonation, then RBAC) — after authentication, before any read
             rc = self.authorization.check(rc, request.headers.items())
             resp = await self._route(request, rc)
@@ -130,7 +140,9 @@ class APIServer:
         info = rc.info
         path = request.path.rstrip("/") or "/"
         if not info.is_resource:
-            return await self._non_resource(request, path, info)
+            return await self._non_resource(request, path, info, rc)
+        if info.group == "authentication.k8s.io" and info.resource in authreviews.REVIEWS:
+            return await authreviews.serve(self, request, rc)
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.no_such_path()
@@ -185,10 +197,16 @@ class APIServer:
             raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)", details={})
         return await handler(self.ctx, request, rc)
 
-    async def _non_resource(self, request: web.Request, path: str, info: Any) -> web.StreamResponse:
+    async def _non_resource(self, request: web.Request, path: str, info: Any,
+                            rc: RequestContext) -> web.StreamResponse:
         accept = http.parse_accept(request.headers.get("Accept"))
         if path == "/version":
             return http.json_response(KUBE_VERSION)
+        if path in (OPENID_CONFIG_PATH, JWKS_PATH) and self.authenticator is not None:
+            issuer = self.authenticator.issuer
+            if path == JWKS_PATH:
+                return http.json_response(issuer.jwks(), content_type=JWKS_CONTENT_TYPE)
+            return http.json_response(issuer.openid_configuration())
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return await self._health(request, path)
         if path == "/metrics":
@@ -303,14 +321,17 @@ def _free_port_socket(host: str, port: int) -> socket.socket:
 
 
 class ControlPlane:
-    """One API server on a store. ``data_dir`` holds ``state.db`` (unless ``store_url`` is
-    given) and, once serving, ``kubeconfig``."""
+    """One API server on a store, served over HTTPS only. ``data_dir`` holds ``state.db``
+    (unless ``store_url`` is given), ``pki/`` (the cluster's CA, service-account key and
+    serving certificate) and, once serving, ``kubeconfig`` (embedded CA and admin client
+    certificate). Without a data dir the key material lives in memory for the process."""
 
     def __init__(self, *, data_dir: str | os.PathLike[str] | None = None, store_url: str | None = None,
                  port: int = 0, host: str = "127.0.0.1", name: str = "vkube",
                  allocate_service_ips: bool = True, registry: Registry | None = None,
                  store: Store | None = None, store_options: dict[str, Any] | None = None,
-                 compaction_interval: float = 300.0) -> None:
+                 compaction_interval: float = 300.0, extra_sans: tuple[str, ...] = (),
+                 renew_interval: float = 3600.0) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -320,20 +341,52 @@ class ControlPlane:
         self.host, self.port, self.name = host, port, name
         self.allocate_service_ips = allocate_service_ips
         self.registry = registry or builtin_registry()
+        self.extra_sans = tuple(extra_sans)
+        self.renew_interval = renew_interval
         self._store = store
         self._runner: web.AppRunner | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._tmp: Any = None
         self.server: APIServer | None = None
         self.ctx: Context | None = None
         self.crds: CRDController | None = None
+        self.pki: ClusterPKI | None = None
+        self.serving: ServingCertificate | None = None
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
-        return f"http://{host}:{self.port}"
+        return f"https://{host}:{self.port}"
+
+    def serving_names(self) -> list[str]:
+        """Every name and address this server is reached by: loopback, its bind address, the
+        in-cluster service names and IP, the machine's name when bound to all interfaces, and
+        whatever the caller adds (an external DNS name, a host service name)."""
+        names = ["127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+        if self.host in ("0.0.0.0", "", "::"):
+            names.append(socket.gethostname())
+        else:
+            names.append(self.host)
+        if self.ctx is not None:
+            import ipaddress
+
+            names.append(str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1))
+        return [*names, *self.extra_sans]
+
+    def _pki_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir / "pki"
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="vkube-pki-")
+        return Path(self._tmp.name)
 
     async def start(self) -> None:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        pki_dir = self._pki_dir()
+        self.pki = ClusterPKI(pki_dir if self.data_dir is not None else None, name=self.name)
         if self._store is not None:
             store = self._store
             await store.start()
@@ -348,11 +401,15 @@ class ControlPlane:
             if self.compaction_interval > 0:  # our store: we keep its history bounded
                 store.start_auto_compaction(self.compaction_interval)
         self._store = store
-        self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
-                           signing_key=self._signing_key())
-        self.server = APIServer(self.ctx)
+        self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips)
+        self.ctx.kubelet_tls = self.pki.client_ssl(*APISERVER_KUBELET_CLIENT)
+        authenticator = Authenticator(self.pki, self.ctx)
+        self.ctx.token_issuer = authenticator.issuer
+        self.ctx.api_audiences = tuple(authenticator.api_audiences)
+        self.server = APIServer(self.ctx, authenticator)
         self.ctx.admission = [RBACEscalation(self.server.authorization), NamespaceLifecycle(),
                               ServiceAllocation(self.ctx.service_cidr)]
+        self.serving = ServingCertificate(self.pki.ca, pki_dir)
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
         await self._bootstrap()
@@ -364,21 +421,32 @@ class ControlPlane:
         await self._runner.setup()
         sock = _free_port_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self.serving.ensure(self.serving_names())
+        await web.SockSite(self._runner, sock, ssl_context=self.serving.context).start()
+        self._renewer = asyncio.create_task(self._renew(), name=f"vkube-cert-renewal-{self.name}")
         if self.data_dir is not None:
             self.write_kubeconfig(self.data_dir / "kubeconfig")
 
-    def _signing_key(self) -> bytes:
-        """The service-account token key: created once, kept in the data dir (0600)."""
-        if self.data_dir is None:
-            return os.urandom(32)
-        path = self.data_dir / "sa-signing.key"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(os.urandom(32))
-            os.chmod(tmp, 0o600)
-            tmp.replace(path)
-        return path.read_bytes()
+    async def _renew(self) -> None:
+        """Re-issue the serving certificate before it expires (or when a name is missing): new
+        handshakes get the new one, open connections carry on."""
+        assert self.serving is not None
+        while True:
+            await asyncio.sleep(self.renew_interval)
+            try:
+                reason = self.serving.ensure(self.serving_names())
+            except Exception:  # keep serving with the current certificate; try again later
+                log.exception("renewing the serving certificate of %s failed", self.name)
+                continue
+            if reason:
+                log.info("serving certificate of %s renewed: %s", self.name, reason)
+
+    def client_ssl(self, user: str = ADMIN[0], groups: tuple[str, ...] = ADMIN[1]) -> Any:
+        """A TLS context trusting this cluster's CA and presenting a client certificate of
+        ``user`` in ``groups`` (issued by the cluster's CA): how in-process components and
+        tests get their own identity."""
+        assert self.pki is not None, "start() the control plane first"
+        return self.pki.client_ssl(user, groups)
 
     async def _bootstrap(self) -> None:
         """The namespaces every cluster has, and the ``kubernetes`` service."""
@@ -413,6 +481,9 @@ class ControlPlane:
     async def stop(self) -> None:
         if self.crds is not None:
             await self.crds.stop()
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()
@@ -423,16 +494,16 @@ class ControlPlane:
             await self.ctx._http.close()
         if self._store is not None:
             await self._store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
-    def kubeconfig(self, *, context: str | None = None, server: str | None = None) -> dict[str, Any]:
-        ctx_name = context or self.name
-        return {
-            "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": ctx_name, "cluster": {"server": server or self.url}}],
-            "users": [{"name": ctx_name, "user": {"token": "vkube-admin"}}],
-            "contexts": [{"name": ctx_name, "context": {"cluster": ctx_name, "user": ctx_name}}],
-            "current-context": ctx_name,
-        }
+    def kubeconfig(self, *, context: str | None = None, server: str | None = None,
+                   user: str = ADMIN[0], groups: tuple[str, ...] = ADMIN[1]) -> dict[str, Any]:
+        """A kubeconfig with everything embedded (CA, client certificate and key of ``user``,
+        the cluster admin by default): it verifies the server and works from any folder."""
+        assert self.pki is not None, "start() the control plane first"
+        return self.pki.kubeconfig(server or self.url, context=context or self.name, user=user, groups=groups)
 
     def write_kubeconfig(self, path: str | os.PathLike[str], **kw: Any) -> None:
         p = Path(path)

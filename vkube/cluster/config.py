@@ -61,6 +61,8 @@ class ClusterConfig:
     identity: str | None = None
     #: kubelet log proxy port of the syncer (0: any free port)
     kubelet_port: int = 0
+    #: extra DNS names / IPs the serving certificate must cover (a host Service's names)
+    tls_sans: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vkube.apiserver.server import ControlPlane
 from vkube.cluster.config import ClusterConfig, HostConnection, HostFromFile
+from vkube.pki.cluster import CONTROLLER_MANAGER, SCHEDULER, SYNCER, Identity
 
 if TYPE_CHECKING:
     from vkube.client import Client
@@ -44,7 +45,7 @@ class VirtualCluster:
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
             store_options=config.store_options,
-            host=config.address, name=config.name,
+            host=config.address, name=config.name, extra_sans=config.tls_sans,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
             allocate_service_ips=not config.virtual)
         #: set once the API server answers (kubeconfig written, system namespaces there)
@@ -71,7 +72,7 @@ class VirtualCluster:
 
     @property
     def url(self) -> str:
-        """The API server's address (``http://127.0.0.1:PORT``), valid once serving."""
+        """The API server's address (``https://127.0.0.1:PORT``), valid once serving."""
         return self.control_plane.url
 
     @property
@@ -205,10 +206,12 @@ class VirtualCluster:
 
     # -- components --------------------------------------------------------------------------
 
-    def _client(self, component: str, server: str | None = None) -> "Client":
+    def _client(self, component: str, identity: "Identity") -> "Client":
+        """A client of this cluster's API with the component's own certificate identity."""
         from vkube.client import Client
 
-        c = Client(server or self.url, user_agent=f"{component}/{self.name}")
+        c = Client(self.url, user_agent=f"{component}/{self.name}",
+                   ssl=self.control_plane.client_ssl(*identity))
         self._clients.append(c)
         return c
 
@@ -217,7 +220,7 @@ class VirtualCluster:
         from vkube.controllers.runtime import ControllerManager
 
         identity = self.config.identity or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
-        mgr = ControllerManager(self._client("vkube-controller-manager"), identity=identity,
+        mgr = ControllerManager(self._client("vkube-controller-manager", CONTROLLER_MANAGER), identity=identity,
                                 leader_election=self.config.leader_election)
         for ctrl in default_controllers():
             mgr.add(ctrl)
@@ -233,7 +236,9 @@ class VirtualCluster:
         assert self.host is not None
         host = load_kubeconfig(self.host.kubeconfig, self.host.context)
         self._clients.append(host)
-        self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer"), host=host,
+        assert self.control_plane.pki is not None
+        self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer", SYNCER), host=host,
+                             virtual_pki=self.control_plane.pki,
                              host_namespace=self.host_namespace, values=self.values,
                              kubelet_port=self.config.kubelet_port)
         syncer = self.syncer
@@ -254,7 +259,7 @@ class VirtualCluster:
         from vkube.controllers.informer import Informer
         from vkube.host.scheduler import Scheduler
 
-        client = self._client("vkube-scheduler")
+        client = self._client("vkube-scheduler", SCHEDULER)
         pods, nodes = Informer(client, PODS), Informer(client, NODES)
         self.scheduler = Scheduler(client, pods, nodes, name="default-scheduler")
         async with asyncio.TaskGroup() as tg:
