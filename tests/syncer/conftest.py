@@ -57,7 +57,7 @@ async def start_syncer(vcp: ControlPlane, hcp: ControlPlane, values: Values | No
                        **kw: Any) -> Pair:
     virtual, host = Client(vcp.url, ssl=vcp.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
     syncer = Syncer(name=VC, virtual=virtual, host=host, host_namespace=HOST_NS,
-                    values=values or load_values(""), **kw)
+                    values=values or load_values(""), virtual_pki=vcp.pki, **kw)
     task = asyncio.create_task(syncer.run())
     await asyncio.wait_for(syncer.wait_ready(), 30)
     return Pair(virtual, host, syncer, task)
