@@ -49,6 +49,7 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 _AUDIT_ID = web.RequestKey("audit_id", str)
+MAX_HEADER_FIELD = 128 * 1024
 
 
 class APIServer:
@@ -416,8 +417,10 @@ class ControlPlane:
         await ensure_bootstrap_policy(self.ctx)
         await self.server.authorization.start()
         self.server.ready = True
+        # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
+        # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
         sock = _free_port_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
