@@ -125,13 +125,16 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
     args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT), "--address", "0.0.0.0",
             "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
             "-f", "/etc/vkube/values.yaml"]
+    # the serving certificate names the host Service, as tenants' pods and tools reach it
+    for san in (full, f"{full}.{namespace}", f"{full}.{namespace}.svc", f"{full}.{namespace}.svc.cluster.local"):
+        args += ["--tls-san", san]
     container = {
         "name": "vkube", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
         "ports": [{"name": "https", "containerPort": API_PORT, "protocol": "TCP"}],
         "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT, "scheme": "HTTPS"},
                            "periodSeconds": 2, "failureThreshold": 30},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT, "scheme": "HTTPS"},
                           "initialDelaySeconds": 10, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                       "limits": {"memory": "1Gi"}},

@@ -18,6 +18,9 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 inside a host cluster's pod)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                   help="extra DNS name or IP for the serving certificate (repeatable); loopback, "
+                        "the bind address and kubernetes.default.svc are always included")
     p.add_argument("--store", default=None,
                    help="store: sqlite (default, in --data-dir), postgres://USER@HOST:PORT/DB or "
                         "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (default: controlPlane.store "

@@ -57,7 +57,8 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
     return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=store,
                          store_options={k: v for k, v in tls.items() if v},
                          address=args.address, port=args.port, host=host, values=values,
-                         controllers=not args.no_controllers)
+                         controllers=not args.no_controllers,
+                         tls_sans=tuple(getattr(args, "tls_san", None) or ()))
 
 
 async def serve(config: "ClusterConfig") -> int:
