@@ -1,8 +1,8 @@
 """Authentication: who sent a request, as kube-apiserver's authenticator union decides it.
 
 Order and semantics follow ``pkg/kubeapiserver/authenticator``: x509 client certificates (CN =
-user, O = groups, issued by *this* cluster's CA), then bearer tokens (static tokens, then
-service-account JWTs signed by this cluster's key). The first authenticator that succeeds wins;
+user, O = groups, issued by *this* cluster's CA), then bearer tokens (service-account JWTs
+signed by this cluster's key; static token files and bootstrap tokens are not served yet). The first authenticator that succeeds wins;
 credentials that are presented but invalid fail the request with 401 even where anonymous access
 would be allowed (``union.NewFailOnError``). A request with no credentials is anonymous, which
 is allowed only on the paths Kubernetes keeps open to ``system:unauthenticated`` by default
@@ -17,7 +17,6 @@ synchronous check, so a token of a deleted service account or pod dies with it.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections import OrderedDict
@@ -59,15 +58,14 @@ def unauthorized() -> errors.Unauthorized:
 
 class Authenticator:
     """The authenticators of one cluster: its CA for client certificates, its signing key for
-    service-account tokens, optional static tokens (``token → UserInfo``)."""
+    service-account tokens."""
 
     def __init__(self, pki: ClusterPKI, ctx: Any, *, issuer: str = ISSUER,
-                 api_audiences: Sequence[str] = (), static_tokens: Mapping[str, UserInfo] | None = None) -> None:
+                 api_audiences: Sequence[str] = ()) -> None:
         self.pki = pki
         self.ctx = ctx  # vkube.apiserver.context.Context: storage for bound-object lookups
         self.issuer = TokenIssuer(issuer, pki.signing_key)
         self.api_audiences = list(api_audiences) or [issuer]
-        self.static_tokens = dict(static_tokens or {})
         self._certs: OrderedDict[bytes, tuple[UserInfo, float]] = OrderedDict()
 
     async def authenticate(self, request: web.Request) -> UserInfo:
@@ -119,9 +117,6 @@ class Authenticator:
         it is nobody's (garbage, another cluster's, expired, unbound…). Why is only logged."""
         if len(token) > MAX_TOKEN_BYTES:
             return None
-        for known, user in self.static_tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return user, tuple(audiences or self.api_audiences)
         try:
             return await self._service_account(token, audiences)
         except TokenError as exc:
@@ -132,9 +127,6 @@ class Authenticator:
         """TokenReview: (user or None, audiences, error text as kube-apiserver words it)."""
         if len(token) > MAX_TOKEN_BYTES:
             return None, (), "token too large"
-        for known, user in self.static_tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return user, tuple(audiences or self.api_audiences), ""
         try:
             found = await self._service_account(token, audiences)
         except TokenError as exc:
