@@ -41,7 +41,7 @@ spec:
 
 @pytest.fixture
 async def host(control_plane):
-    h = EmbeddedHost(control_plane.url, nodes=2, seed=3,
+    h = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=2, seed=3,
                      kubelet=KubeletConfig(stop_seconds=0.1))
     await h.start()
     try:
