@@ -22,7 +22,8 @@ import orjson
 from vkube.api.rbac.aggregation import aggregate_cluster_roles
 
 __all__ = ["cluster_roles", "cluster_role_bindings", "controller_roles", "controller_role_bindings",
-           "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS", "READ", "WRITE",
+           "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS",
+           "component_role_bindings", "READ", "WRITE",
            "READ_WRITE"]
 
 Obj = dict[str, Any]
@@ -401,6 +402,22 @@ def controller_role_bindings() -> list[Obj]:
             for name in CONTROLLERS]
 
 
+def component_role_bindings() -> list[Obj]:
+    """vkube's own bindings for the identities its components run as (not upstream's policy).
+
+    Upstream runs each controller with its ServiceAccount's token (``--use-service-account-
+    credentials``), bound above to its ``system:controller:NAME`` role. vkube runs them all in
+    one process on one client certificate, ``system:kube-controller-manager``, so that user gets
+    exactly the union of those controller roles (no more: not cluster-admin). Upstream's
+    ``system:node`` binding stays empty because its Node authorizer scopes each kubelet to its own
+    node; vkube has no Node authorizer yet (one simulated kubelet connection serves all nodes),
+    so the ``system:nodes`` group gets the ``system:node`` role, as clusters did before 1.8."""
+    manager = [_user("system:kube-controller-manager")]
+    return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
+              for name in CONTROLLERS),
+            _binding("vkube:nodes", "system:node", [_group("system:nodes")])]
+
+
 def _role(namespace: str, name: str, rules: list[Obj]) -> Obj:
     role = _cluster_role(name, rules)
     role["kind"] = "Role"
@@ -474,7 +491,7 @@ def _policy_bytes(aggregate: bool) -> bytes:
     roles = cluster_roles() + controller_roles()
     return orjson.dumps({
         "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
-        "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings(),
+        "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings() + component_role_bindings(),
         "roles": namespace_roles(),
         "roleBindings": namespace_role_bindings(),
     })
