@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 import orjson
+from bench_api import admin_tls, wait_readyz
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 POD = "/api/v1/namespaces/default/pods/big"
@@ -38,8 +39,8 @@ def pod(image: str) -> dict:
             "spec": {"containers": containers, "restartPolicy": "Always"}}
 
 
-async def run(base: str) -> None:
-    async with aiohttp.ClientSession() as s:
+async def run(base: str, tls: ssl.SSLContext) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         async with s.post(base + "/api/v1/namespaces/default/pods", data=orjson.dumps(pod("a")),
                           headers={"Content-Type": "application/json"}) as r:
             assert r.status == 201, await r.text()
@@ -76,15 +77,10 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp,
                                  "--port", str(port), "--no-controllers"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        base = f"https://127.0.0.1:{port}"
         try:
-            while True:
-                try:
-                    if urllib.request.urlopen(base + "/readyz", timeout=1).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.02)
-            asyncio.run(run(base))
+            wait_readyz(base, tmp)
+            asyncio.run(run(base, admin_tls(tmp)))
         finally:
             proc.terminate()
             proc.wait()

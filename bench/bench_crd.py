@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 import orjson
+from bench_api import admin_tls, wait_readyz
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1000
 PROPS = 30
@@ -74,8 +75,8 @@ def report(name: str, samples: list[float]) -> float:
     return ops
 
 
-async def run(base: str) -> None:
-    async with aiohttp.ClientSession() as s:
+async def run(base: str, tls: ssl.SSLContext) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         # CRD create → served: poll the list URL until it answers 200
         served = []
         for round_ in range(5):
@@ -119,15 +120,10 @@ def main() -> None:
         sock.close()
         proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp, "--port", str(port),
                                  "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        base = f"https://127.0.0.1:{port}"
         try:
-            while True:
-                try:
-                    if urllib.request.urlopen(base + "/readyz", timeout=1).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.05)
-            asyncio.run(run(base))
+            wait_readyz(base, tmp)
+            asyncio.run(run(base, admin_tls(tmp)))
         finally:
             proc.terminate()
             proc.wait()

@@ -11,14 +11,15 @@ import asyncio
 import base64
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 import orjson
+from bench_api import admin_tls, wait_readyz
 
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 QPS = float(sys.argv[2]) if len(sys.argv) > 2 else 200.0
@@ -31,9 +32,10 @@ def secret(name: str) -> bytes:
                          "type": "Opaque", "data": {"password": base64.b64encode(name.encode() * 4).decode()}})
 
 
-async def client(base: str, k: int, start: float, latencies: list[float], errors: list[str]) -> None:
+async def client(base: str, k: int, start: float, latencies: list[float], errors: list[str],
+                 tls: ssl.SSLContext) -> None:
     per_client = COUNT // CLIENTS
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         for i in range(per_client):
             due = start + (i * CLIENTS + k) / QPS
             delay = due - time.perf_counter()
@@ -51,11 +53,11 @@ async def client(base: str, k: int, start: float, latencies: list[float], errors
             latencies.append(time.perf_counter() - t)
 
 
-async def run(base: str) -> None:
+async def run(base: str, tls: ssl.SSLContext) -> None:
     latencies: list[float] = []
     errors: list[str] = []
     start = time.perf_counter() + 0.2
-    await asyncio.gather(*(client(base, k, start, latencies, errors) for k in range(CLIENTS)))
+    await asyncio.gather(*(client(base, k, start, latencies, errors, tls) for k in range(CLIENTS)))
     elapsed = time.perf_counter() - start
     s = sorted(latencies)
 
@@ -74,18 +76,10 @@ def main() -> None:
             port = sock.getsockname()[1]
         proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp, "--port", str(port),
                                  "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        base = f"https://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(base + "/readyz", timeout=1).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-            asyncio.run(run(base))
+            wait_readyz(base, tmp)
+            asyncio.run(run(base, admin_tls(tmp)))
         finally:
             proc.terminate()
             proc.wait()
