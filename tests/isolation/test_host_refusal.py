@@ -70,7 +70,7 @@ async def test_host_refusal_surfaces_and_clears(planes):  # noqa: F811
 
 async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F811
     vcp, hcp = planes
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.create(NAMESPACES, {"metadata": {"name": HOST_NS}})
     values = load_values("isolation: {enabled: true, podSecurityStandard: restricted, "
                          "allowedRegistries: [ghcr.io/acme]}")
@@ -114,7 +114,7 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
     from vkube.client.resources import RESOURCEQUOTAS
     quota = {"metadata": {"name": "q"}, "spec": {"hard": {"count/pods": "1"}}}
     pod = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.create(NAMESPACES, {"metadata": {"name": "probe"}})
         await h.create(RESOURCEQUOTAS, quota, namespace="probe")
         await h.create(PODS, pod, namespace="probe")

@@ -65,9 +65,10 @@ class EmbeddedHost:
         self.nodes = NodeManager(self.client, template=template or NodeTemplate(), kubelet_port=0,
                                  lease_interval=lease_interval, status_interval=status_interval)
         # storage: the scheduler's volume binding and the PV controller share these caches
-        self.pvc_informer = Informer(self.client, PVCS)
-        self.pv_informer = Informer(self.client, PVS)
-        self.class_informer = Informer(self.client, STORAGECLASSES)
+        # (watched as the controller manager: a node may only read the volumes of its own pods)
+        self.pvc_informer = Informer(volumes_client, PVCS)
+        self.pv_informer = Informer(volumes_client, PVS)
+        self.class_informer = Informer(volumes_client, STORAGECLASSES)
         self.volume_binder = VolumeBinder(scheduler_client, self.pvc_informer, self.pv_informer,
                                           self.class_informer)
         self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,

@@ -23,7 +23,7 @@ from vkube.api.rbac.aggregation import aggregate_cluster_roles
 
 __all__ = ["cluster_roles", "cluster_role_bindings", "controller_roles", "controller_role_bindings",
            "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS",
-           "component_role_bindings", "READ", "WRITE",
+           "component_role_bindings", "component_roles", "READ", "WRITE",
            "READ_WRITE"]
 
 Obj = dict[str, Any]
@@ -351,6 +351,14 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule(("get", "list", "watch", "delete"), "", ("namespaces",)),
             rule("update", "", ("namespaces/finalize", "namespaces/status")),
             rule(("get", "list", "watch", "delete", "deletecollection"), "*", ("*",))],
+        "persistent-volume-binder": [
+            rule(("get", "list", "watch", "update", "create", "delete"), "", ("persistentvolumes",)),
+            rule("update", "", ("persistentvolumes/status",)),
+            rule(("get", "list", "watch", "update"), "", ("persistentvolumeclaims",)),
+            rule("update", "", ("persistentvolumeclaims/status",)),
+            rule(("get", "list", "watch", "create", "delete"), "", ("pods",)),
+            rule(READ, "storage.k8s.io", ("storageclasses",)),
+            rule(("get", "create", "delete"), "", ("services", "endpoints")), _events()],
         "pod-garbage-collector": [
             rule(("list", "watch", "delete"), "", ("pods",)), rule(READ, "", ("nodes",)),
             rule("patch", "", ("pods/status",))],
@@ -415,7 +423,15 @@ def component_role_bindings() -> list[Obj]:
     manager = [_user("system:kube-controller-manager")]
     return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
               for name in CONTROLLERS),
+            _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
             _binding("vkube:nodes", "system:node", [_group("system:nodes")])]
+
+
+def component_roles() -> list[Obj]:
+    """The embedded host's volume controller creates kind's default StorageClass when the host
+    has none (upstream leaves that to an addon run as admin): that one verb, nothing else."""
+    return [_cluster_role("vkube:default-storage-class", [
+        rule(("create", "get", "list", "watch"), "storage.k8s.io", ("storageclasses",))])]
 
 
 def _role(namespace: str, name: str, rules: list[Obj]) -> Obj:
@@ -488,7 +504,7 @@ def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
 @functools.cache
 def _policy_bytes(aggregate: bool) -> bytes:
     """Immutable bytes, so the cache shares no mutable state between control planes."""
-    roles = cluster_roles() + controller_roles()
+    roles = cluster_roles() + controller_roles() + component_roles()
     return orjson.dumps({
         "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
         "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings() + component_role_bindings(),
