@@ -41,7 +41,10 @@ class RunningControlPlane:
 def kubectl(kubeconfig: os.PathLike[str] | str, *args: str, input: str | None = None,
             check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the pinned kubectl; on failure the assertion shows its stderr."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL_KUBERC": "false"}
+    # discovery is cached per host:port; ports are reused by later clusters, so each
+    # kubeconfig gets its own cache (a stale one names CRDs the new cluster never had)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECTL_KUBERC": "false",
+           "KUBECACHEDIR": str(Path(kubeconfig).parent / ".kubectl-cache")}
     proc = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
                           env=env, timeout=timeout)
     if check and proc.returncode != 0:
