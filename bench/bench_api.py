@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -54,16 +55,40 @@ async def timed(session: aiohttp.ClientSession, method: str, url: str, body: byt
     return time.perf_counter() - t
 
 
-async def run_api(base: str, prefix: str) -> None:
+def admin_tls(data_dir: str) -> Any:
+    """The admin's TLS context from the kubeconfig `vkube serve` wrote (CA + client cert)."""
+    import yaml
+
+    from vkube.client.kubeconfig import parse_kubeconfig, ssl_context
+
+    doc = yaml.safe_load(Path(data_dir, "kubeconfig").read_text())
+    return ssl_context(parse_kubeconfig(doc))
+
+
+def wait_readyz(base: str, data_dir: str) -> None:
+    """Poll /readyz (anonymous is allowed there) once the cluster CA exists."""
+    import ssl
+    import urllib.request
+
+    while True:
+        try:
+            ctx = ssl.create_default_context(cafile=str(Path(data_dir, "pki", "ca.crt")))
+            if urllib.request.urlopen(base + "/readyz", timeout=1, context=ctx).read() == b"ok":
+                return
+        except (OSError, ssl.SSLError):
+            time.sleep(0.005)
+
+
+async def run_api(base: str, prefix: str, tls: Any) -> None:
     cm = "/api/v1/namespaces/default/configmaps"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         # watch delivery: a watcher from a separate connection, timestamps compared on arrival
         sent: dict[str, float] = {}
         delivered: list[float] = []
         done = asyncio.Event()
 
         async def watcher() -> None:
-            async with aiohttp.ClientSession() as ws:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as ws:
                 async with ws.get(base + cm, params={"watch": "1", "resourceVersion": "1"}) as r:
                     async for line in r.content:
                         ev = orjson.loads(line)
@@ -119,7 +144,6 @@ def rss_kb(pid: int) -> int:
 def bench_startup(rounds: int) -> None:
     """Spawn `vkube serve` on a fresh data dir until /readyz answers ok, ``rounds`` times."""
     import socket
-    import urllib.request
 
     times = []
     for _ in range(rounds):
@@ -132,13 +156,7 @@ def bench_startup(rounds: int) -> None:
                                      "--port", str(port), "--no-controllers"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                while True:
-                    try:
-                        if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz",
-                                                  timeout=1).read() == b"ok":
-                            break
-                    except OSError:
-                        time.sleep(0.005)
+                wait_readyz(f"https://127.0.0.1:{port}", tmp)
                 times.append(time.perf_counter() - t0)
             finally:
                 proc.terminate()
@@ -161,20 +179,15 @@ def main() -> None:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", tmp, "--port", str(port), "--no-controllers"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        base = f"https://127.0.0.1:{port}"
         import urllib.request
-        while True:
-            try:
-                if urllib.request.urlopen(base + "/readyz", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.01)
+        wait_readyz(base, tmp)
         startup = time.perf_counter() - t0
         time.sleep(1)
         print(json.dumps({"bench": "startup_to_readyz", "seconds": round(startup, 3),
                           "idle_rss_mb": round(rss_kb(proc.pid) / 1024, 1)}), flush=True)
         try:
-            asyncio.run(run_api(base, "cm-"))
+            asyncio.run(run_api(base, "cm-", admin_tls(tmp)))
             print(json.dumps({"bench": "rss_after_load", "rss_mb": round(rss_kb(proc.pid) / 1024, 1),
                               "objects": N}), flush=True)
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 import time
 
@@ -36,8 +37,8 @@ def pod(image: str) -> dict:
             "spec": {"containers": containers, "restartPolicy": "Always"}}
 
 
-async def run(base: str) -> None:
-    async with aiohttp.ClientSession() as s:
+async def run(base: str, tls: ssl.SSLContext) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         async with s.post(base + "/api/v1/namespaces/default/pods", data=orjson.dumps(pod("a")),
                           headers={"Content-Type": "application/json"}) as r:
             assert r.status == 201, await r.text()
@@ -67,8 +68,8 @@ async def run(base: str) -> None:
 
 
 def main() -> None:
-    with serve_api() as base:
-        asyncio.run(run(base))
+    with serve_api() as (base, tls):
+        asyncio.run(run(base, tls))
 
 
 if __name__ == "__main__":

@@ -103,9 +103,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(data_dir=Path(tmp) / "cp")
         await cp.start()
-        client = Client(cp.url)
+        client = Client(cp.url, ssl=cp.client_ssl())
         pods_per_node = max(110, -(-N * 3 // (2 * NODES)))  # room for the surge
-        host = EmbeddedHost(cp.url, nodes=NODES, seed=1,
+        host = EmbeddedHost(cp.url, pki=cp.pki, nodes=NODES, seed=1,
                             template=NodeTemplate(pods=pods_per_node, cpu="64", memory="256Gi"),
                             kubelet=KubeletConfig(stop_seconds=0.05))
         await host.start()

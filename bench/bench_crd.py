@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import statistics
 import sys
 import time
@@ -72,8 +73,8 @@ def report(name: str, samples: list[float]) -> float:
     return ops
 
 
-async def run(base: str) -> None:
-    async with aiohttp.ClientSession() as s:
+async def run(base: str, tls: ssl.SSLContext) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         # CRD create → served: poll the list URL until it answers 200
         served = []
         for round_ in range(5):
@@ -110,8 +111,8 @@ async def run(base: str) -> None:
 
 
 def main() -> None:
-    with serve_api() as base:
-        asyncio.run(run(base))
+    with serve_api() as (base, tls):
+        asyncio.run(run(base, tls))
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(data_dir=Path(tmp) / "cp")
         await cp.start()
-        client = Client(cp.url)
-        host = EmbeddedHost(cp.url, nodes=NODES, seed=1, kubelet=KubeletConfig(stop_seconds=0.05))
+        client = Client(cp.url, ssl=cp.client_ssl())
+        host = EmbeddedHost(cp.url, pki=cp.pki, nodes=NODES, seed=1, kubelet=KubeletConfig(stop_seconds=0.05))
         await host.start()
         mgr = ControllerManager(client, identity="bench", leader_election=False)
         for cls in default_controllers():

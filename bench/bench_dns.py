@@ -51,7 +51,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(data_dir=Path(tmp) / "cp")
         await cp.start()
-        client = Client(cp.url)
+        client = Client(cp.url, ssl=cp.client_ssl())
         srv = ClusterDNS(client)
         started = asyncio.Event()
         task = asyncio.create_task(srv.run(started.set))

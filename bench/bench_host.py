@@ -62,11 +62,11 @@ async def bench_end_to_end(pods: int, nodes: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         cp = ControlPlane(data_dir=d)
         await cp.start()
-        host = EmbeddedHost(cp.url, nodes=nodes, template=NodeTemplate(cpu="64", memory="256Gi", pods=1000))
+        host = EmbeddedHost(cp.url, pki=cp.pki, nodes=nodes, template=NodeTemplate(cpu="64", memory="256Gi", pods=1000))
         t0 = time.perf_counter()
         await host.start()
         emit(bench="host.start", nodes=nodes, seconds=round(time.perf_counter() - t0, 3))
-        client = Client(cp.url)
+        client = Client(cp.url, ssl=cp.client_ssl())
         try:
             await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})
             sem = asyncio.Semaphore(32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import ssl
 import sys
 import time
 
@@ -29,9 +30,10 @@ def secret(name: str) -> bytes:
                          "type": "Opaque", "data": {"password": base64.b64encode(name.encode() * 4).decode()}})
 
 
-async def client(base: str, k: int, start: float, latencies: list[float], errors: list[str]) -> None:
+async def client(base: str, k: int, start: float, latencies: list[float], errors: list[str],
+                 tls: ssl.SSLContext) -> None:
     per_client = COUNT // CLIENTS
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         for i in range(per_client):
             due = start + (i * CLIENTS + k) / QPS
             delay = due - time.perf_counter()
@@ -49,11 +51,11 @@ async def client(base: str, k: int, start: float, latencies: list[float], errors
             latencies.append(time.perf_counter() - t)
 
 
-async def run(base: str) -> None:
+async def run(base: str, tls: ssl.SSLContext) -> None:
     latencies: list[float] = []
     errors: list[str] = []
     start = time.perf_counter() + 0.2
-    await asyncio.gather(*(client(base, k, start, latencies, errors) for k in range(CLIENTS)))
+    await asyncio.gather(*(client(base, k, start, latencies, errors, tls) for k in range(CLIENTS)))
     elapsed = time.perf_counter() - start
     s = sorted(latencies)
 
@@ -66,8 +68,8 @@ async def run(base: str) -> None:
 
 
 def main() -> None:
-    with serve_api() as base:
-        asyncio.run(run(base))
+    with serve_api() as (base, tls):
+        asyncio.run(run(base, tls))
 
 
 if __name__ == "__main__":

@@ -36,11 +36,13 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 from vkube.apiserver.server import ControlPlane
 from vkube.client import Client
 from vkube.client.resources import (DEPLOYMENTS, NAMESPACES, NODES, PODS, SERVICEACCOUNTS,
                                     SERVICES)
+from vkube.pki.cluster import ADMIN, SYNCER, ClusterPKI
 from vkube.syncer import Syncer, Translator, Values
 from vkube.syncer.podrewrite import PodRewriteConfig, rewrite_pod
 
@@ -93,8 +95,8 @@ class CountingClient(Client):
     """A Client that counts its requests by side, verb and resource (``pods/status``…), so
     the benchmark can report what the syncer asked of each API server per pod."""
 
-    def __init__(self, server: str, side: str, counts: dict[str, int]) -> None:
-        super().__init__(server)
+    def __init__(self, server: str, side: str, counts: dict[str, int], **kw: Any) -> None:
+        super().__init__(server, **kw)
         self._side, self._counts = side, counts
 
     async def request(self, method: str, path: str, **kw: object) -> object:
@@ -109,14 +111,15 @@ class CountingClient(Client):
         return await super().request(method, path, **kw)  # type: ignore[arg-type]
 
 
-async def child_main(vurl: str, hurl: str, name: str, hns: str) -> None:
+async def child_main(vurl: str, hurl: str, vpki_dir: str, hpki_dir: str, name: str, hns: str) -> None:
     """Run a Syncer; answer ``stats`` lines on stdin with one JSON line (RSS after a full
     collection, traced Python heap, reconciles per kind)."""
     tracemalloc.start()
     counts: dict[str, int] = {}
-    syncer = Syncer(name=name, virtual=CountingClient(vurl, "virtual", counts),
-                    host=CountingClient(hurl, "host", counts), host_namespace=hns,
-                    values=Values())
+    vpki, hpki = ClusterPKI(vpki_dir), ClusterPKI(hpki_dir)  # the clusters' own CAs, read back
+    syncer = Syncer(name=name, virtual=CountingClient(vurl, "virtual", counts, ssl=vpki.client_ssl(*SYNCER)),
+                    host=CountingClient(hurl, "host", counts, ssl=hpki.client_ssl(*ADMIN)),
+                    host_namespace=hns, values=Values(), virtual_pki=vpki)
     task = asyncio.create_task(syncer.run())
     await syncer.wait_ready()
     loop = asyncio.get_running_loop()
@@ -136,8 +139,9 @@ async def child_main(vurl: str, hurl: str, name: str, hns: str) -> None:
 
 
 class SyncerProcess:
-    def __init__(self, vurl: str, hurl: str, name: str = VC, hns: str = HOST_NS) -> None:
-        self.args = [vurl, hurl, name, hns]
+    def __init__(self, vcp: ControlPlane, hcp: ControlPlane, name: str = VC, hns: str = HOST_NS) -> None:
+        assert vcp.data_dir is not None and hcp.data_dir is not None
+        self.args = [vcp.url, hcp.url, str(vcp.data_dir / "pki"), str(hcp.data_dir / "pki"), name, hns]
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -191,12 +195,12 @@ async def bench_e2e(n_pods: int, n_svcs: int) -> None:
         hcp = ControlPlane(data_dir=Path(tmp) / "h")
         await vcp.start()
         await hcp.start()
-        v, h = Client(vcp.url), Client(hcp.url)
+        v, h = Client(vcp.url, ssl=vcp.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
         await h.create(NODES, {"metadata": {"name": "node-1"}})
         await v.create(NAMESPACES, {"metadata": {"name": "bench"}})
         # what the service-account controller would have made: pods get its token
         await v.create(SERVICEACCOUNTS, {"metadata": {"name": "default"}}, namespace="bench")
-        child = SyncerProcess(vcp.url, hcp.url)
+        child = SyncerProcess(vcp, hcp)
         await child.start()
         before = await child.stats()
         seen: dict[str, float] = {}
@@ -326,15 +330,15 @@ async def bench_deployment(replicas: int) -> None:
         hcp = ControlPlane(data_dir=Path(tmp) / "h")
         await vcp.start()
         await hcp.start()
-        embedded = EmbeddedHost(hcp.url, nodes=max(1, -(-replicas // 100)), seed=1)
+        embedded = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=max(1, -(-replicas // 100)), seed=1)
         await embedded.start()
-        v = Client(vcp.url)
-        mgr = ControllerManager(Client(vcp.url), identity="bench", leader_election=False)
+        v = Client(vcp.url, ssl=vcp.client_ssl())
+        mgr = ControllerManager(Client(vcp.url, ssl=vcp.client_ssl()), identity="bench", leader_election=False)
         for ctrl in default_controllers():
             mgr.add(ctrl)
         mgr_task = asyncio.create_task(mgr.run())
         await mgr.started.wait()
-        child = SyncerProcess(vcp.url, hcp.url)
+        child = SyncerProcess(vcp, hcp)
         await child.start()
         labels = {"app": "big"}
         t0 = time.perf_counter()
@@ -379,13 +383,13 @@ def main() -> None:
         # VKUBE_BENCH_PROFILE=PREFIX: cProfile each syncer child into PREFIX.<pid>.prof
         prof_prefix = os.environ.get("VKUBE_BENCH_PROFILE")
         if not prof_prefix:
-            asyncio.run(child_main(*sys.argv[2:6]))
+            asyncio.run(child_main(*sys.argv[2:8]))
             return
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
         try:
-            asyncio.run(child_main(*sys.argv[2:6]))
+            asyncio.run(child_main(*sys.argv[2:8]))
         finally:
             prof.disable()
             prof.dump_stats(f"{prof_prefix}.{os.getpid()}.prof")

@@ -28,9 +28,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         cp = ControlPlane(data_dir=Path(d) / "cp")
         await cp.start()
-        host = EmbeddedHost(cp.url, nodes=3, seed=1)
+        host = EmbeddedHost(cp.url, pki=cp.pki, nodes=3, seed=1)
         await host.start()
-        client = Client(cp.url)
+        client = Client(cp.url, ssl=cp.client_ssl())
         pods, pvcs = Informer(client, PODS), Informer(client, PVCS)
         tasks = [asyncio.create_task(pods.run()), asyncio.create_task(pvcs.run())]
         await pods.wait_synced()

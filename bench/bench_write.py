@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 import aiohttp
 import orjson
+from bench_api import admin_tls, wait_readyz
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 300
 NS = "/api/v1/namespaces/default"
@@ -90,12 +92,12 @@ async def timed_chunk(s: aiohttp.ClientSession, base: str, case: Case, payloads:
     return time.perf_counter() - t0
 
 
-async def side_by_side(api: str, hello: str, case: Case) -> tuple[float, float]:
+async def side_by_side(api: str, hello: str, case: Case, tls: ssl.SSLContext) -> tuple[float, float]:
     """(vkube ops/s, bare handler ops/s) over the same interleaved rounds."""
     n = case[5]
     payloads = [case[3](i) for i in range(n)]
     spent = {False: 0.0, True: 0.0}
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as s:
         step = -(-n // ROUNDS)
         for start in range(0, n, step):
             chunk = range(start, min(n, start + step))
@@ -130,10 +132,11 @@ def main() -> None:
                                  "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hport)])
         try:
-            wait_up(f"http://127.0.0.1:{port}/readyz")
+            wait_readyz(f"https://127.0.0.1:{port}", tmp)
             wait_up(f"http://127.0.0.1:{hport}/")
             for case in todo:
-                rate, ceiling = asyncio.run(side_by_side(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hport}", case))
+                rate, ceiling = asyncio.run(side_by_side(f"https://127.0.0.1:{port}", f"http://127.0.0.1:{hport}", case,
+                                                         admin_tls(tmp)))
                 print(json.dumps({"bench": "write", "case": case[0], "n": case[5], "ops_per_s": round(rate, 1),
                                   "framework_ops_per_s": round(ceiling, 1),
                                   "ratio_to_framework": round(rate / ceiling, 3)}), flush=True)

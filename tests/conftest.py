@@ -28,14 +28,34 @@ class RunningControlPlane:
     def url(self) -> str:
         return self.cp.url
 
-    def client(self):  # noqa: ANN201 - vkube.client.Client
-        from vkube.client import Client
+    def client(self, **kw):  # noqa: ANN201 - vkube.client.Client
+        """A vkube Client as the cluster admin, over verified TLS."""
+        return admin_client(self.cp, **kw)
 
-        return Client(self.url)
+    def ssl(self, user: str = "kubernetes-admin", groups: tuple[str, ...] = ("system:masters",)):  # noqa: ANN201
+        """A TLS context for raw aiohttp calls: trusts the cluster CA, presents ``user``'s cert."""
+        return self.cp.client_ssl(user, groups)
+
+    def session(self, **kw):  # noqa: ANN201 - aiohttp.ClientSession
+        """An aiohttp session authenticated as the cluster admin."""
+        return admin_session(self.cp, **kw)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return kubectl(self.kubeconfig, *args, input=input, check=check, timeout=timeout)
+
+
+def admin_client(cp: ControlPlane, **kw):  # noqa: ANN201 - vkube.client.Client
+    """A vkube Client for a started ControlPlane, authenticated as the cluster admin."""
+    from vkube.client import Client
+
+    return Client(cp.url, ssl=cp.client_ssl(), **kw)
+
+
+def admin_session(cp: ControlPlane, **kw):  # noqa: ANN201 - aiohttp.ClientSession
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=cp.client_ssl()), **kw)
 
 
 def kubectl(kubeconfig: os.PathLike[str] | str, *args: str, input: str | None = None,
@@ -69,4 +89,4 @@ def kubectl_bin() -> str:
     return KUBECTL
 
 
-__all__ = ["RunningControlPlane", "kubectl", "KUBECTL", "shutil"]
+__all__ = ["RunningControlPlane", "kubectl", "KUBECTL", "shutil", "admin_client", "admin_session"]

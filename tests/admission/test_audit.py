@@ -119,3 +119,58 @@ def test_serve_refuses_bad_files_in_one_line(tmp_path):
                               flag, str(path)], env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, out.stderr
         assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_audit_log_rotates_as_kube_apiserver_does(tmp_path):
+    """`vkube serve --audit-log-maxsize 1 --audit-log-maxbackup 2`: past 1 MiB the log is
+    renamed audit-<UTC time>.log and a new one begun; only the two newest backups stay. Every
+    event lands whole in exactly one file."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import http.client
+    import socket
+
+    import yaml as _yaml
+
+    from vkube.client.kubeconfig import parse_kubeconfig, ssl_context
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = tmp_path / "d"
+    env = {**os.environ, "VKUBE_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", str(data),
+                             "--port", str(port), "--no-controllers", "--audit-log-maxsize", "1",
+                             "--audit-log-maxbackup", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (data / "kubeconfig").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        tls = ssl_context(parse_kubeconfig(_yaml.safe_load((data / "kubeconfig").read_text())))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls, timeout=30)
+        # ~4 MiB of Metadata events: requests with long URIs (each event ~7 KiB)
+        names = ",".join(f"n{i:04d}" for i in range(1100))
+        for _ in range(600):
+            conn.request("GET", f"/api/v1/namespaces/default/configmaps?labelSelector=x+in+({names})")
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+        conn.close()
+        backups = sorted(p.name for p in data.iterdir() if p.name.startswith("audit-"))
+        assert len(backups) == 2, backups
+        assert all(re.fullmatch(r"audit-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}\.log", b) for b in backups)
+        for f in [*backups, "audit.log"]:
+            size = (data / f).stat().st_size
+            assert size <= 1024 * 1024, (f, size)
+            assert all(json.loads(line)["kind"] == "Event" for line in (data / f).read_text().splitlines())
+        assert (data / backups[0]).stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -7,11 +7,19 @@ import orjson
 import pytest
 
 CM = "/api/v1/namespaces/default/configmaps"
+SSL: dict[str, object] = {}  # url → the admin's TLS context, set by the autouse fixture
+
+
+@pytest.fixture(autouse=True)
+def _admin_tls(control_plane):
+    SSL[control_plane.url] = control_plane.ssl()
+    yield
+    SSL.pop(control_plane.url, None)
 
 
 async def call(url: str, method: str, path: str, body: bytes | None = None,
                content_type: str = "application/json") -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=SSL[url])) as s:
         async with s.request(method, url + path, data=body, headers={"Content-Type": content_type}) as r:
             return r.status, await r.json(content_type=None)
 

@@ -74,7 +74,7 @@ def mutate(obj: Any, rng: random.Random) -> Any:
 async def test_random_bad_input_never_500(control_plane):
     rng = random.Random(20261124)
     seen: dict[int, int] = {}
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async def send(method: str, url: str, body: Any, ctype: str = "application/json") -> None:
             async with s.request(method, control_plane.url + url, data=orjson.dumps(body),
                                  headers={"Content-Type": ctype}) as r:
@@ -113,7 +113,7 @@ async def test_random_query_parameters_and_subresources_never_500(control_plane)
     urls = ["/api/v1/namespaces/default/pods", "/api/v1/pods", "/apis/apps/v1/namespaces/default/deployments",
             "/api/v1/namespaces", "/api/v1/nodes"]
     subs = ["status", "scale", "binding", "eviction", "log", "finalize", "token", "exec", "nope"]
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async def send(method: str, url: str, params: dict, body: Any = None) -> None:
             data = orjson.dumps(body) if body is not None else None
             async with s.request(method, control_plane.url + url, params=params, data=data,
@@ -175,7 +175,7 @@ async def test_random_patches_never_500(control_plane):
     blanket except left around patching, any crash in the patch code would show as a 500."""
     rng = random.Random(20261129)
     codes: dict[int, int] = {}
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         for url, seed in SEEDS.items():
             async with s.post(control_plane.url + url, data=orjson.dumps(seed),
                               headers={"Content-Type": "application/json"}) as r:

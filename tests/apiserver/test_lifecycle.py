@@ -25,7 +25,7 @@ def pod(name: str, **spec: object) -> dict:
 async def test_restart_keeps_objects_and_revisions_increase(tmp_path: Path):
     cp = ControlPlane(data_dir=tmp_path / "d")
     await cp.start()
-    async with Client(cp.url) as c:
+    async with Client(cp.url, ssl=cp.client_ssl()) as c:
         created = [await c.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"k{i}"}},
                                   namespace="default") for i in range(5)]
         last_rv = int(created[-1]["metadata"]["resourceVersion"])
@@ -33,7 +33,7 @@ async def test_restart_keeps_objects_and_revisions_increase(tmp_path: Path):
     cp2 = ControlPlane(data_dir=tmp_path / "d")
     await cp2.start()
     try:
-        async with Client(cp2.url) as c:
+        async with Client(cp2.url, ssl=cp2.client_ssl()) as c:
             names = [o["metadata"]["name"] for o in (await c.list(CONFIGMAPS, namespace="default"))["items"]]
             assert names == [f"k{i}" for i in range(5)]
             kept = await c.get(CONFIGMAPS, "k0", namespace="default")
@@ -180,8 +180,10 @@ def test_vkube_serve_writes_kubeconfig_and_persists(tmp_path: Path):
 
 
 async def test_token_request(control_plane):
-    from vkube.apiserver.tokens import verify
+    from vkube.client import Client, Resource
     from vkube.client.resources import SERVICEACCOUNTS
+    from vkube.pki import client_context
+    from vkube.pki.tokens import peek
 
     async with control_plane.client() as c:
         sa = await c.create(SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
@@ -189,7 +191,7 @@ async def test_token_request(control_plane):
         tr = await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                                               "spec": {"expirationSeconds": 3600}},
                             namespace="default", subresource="token", name="robot")
-        claims = verify(control_plane.cp.ctx.signing_key, tr["status"]["token"])
+        _, claims = peek(tr["status"]["token"])
         assert claims is not None and claims["sub"] == "system:serviceaccount:default:robot"
         assert claims["kubernetes.io"]["serviceaccount"]["uid"] == sa["metadata"]["uid"]
         with pytest.raises(errors.Invalid):
@@ -198,7 +200,11 @@ async def test_token_request(control_plane):
         with pytest.raises(errors.NotFound):
             await c.create(SERVICEACCOUNTS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
                            namespace="default", subresource="token", name="nobody")
-    assert verify(b"other-key", tr["status"]["token"]) is None
+    whoami = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False)
+    async with Client(control_plane.url, token=tr["status"]["token"],
+                      ssl=client_context(control_plane.cp.pki.ca_pem)) as robot:
+        review = await robot.create(whoami, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert review["status"]["userInfo"]["username"] == "system:serviceaccount:default:robot"
 
 
 async def test_write_with_another_uid_conflicts(control_plane):

@@ -8,9 +8,10 @@ import kubernetes
 import pytest
 
 
-def api_client(url: str) -> kubernetes.client.ApiClient:
+def api_client(kubeconfig: str) -> kubernetes.client.ApiClient:
+    """The client as users configure it: from the kubeconfig (embedded CA and client cert)."""
     cfg = kubernetes.client.Configuration()
-    cfg.host = url
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     return kubernetes.client.ApiClient(cfg)
 
 
@@ -55,4 +56,4 @@ def _scenario(url: str) -> None:
 
 
 async def test_official_client_scenario(control_plane):
-    await asyncio.to_thread(_scenario, control_plane.url)
+    await asyncio.to_thread(_scenario, control_plane.kubeconfig)

@@ -53,7 +53,7 @@ CASES: list[tuple[str, Any, int, str, str]] = [
                          ids=[f"{c[0].split('/')[1]}-{i}" for i, c in enumerate(CASES)])
 async def test_patch_shape_is_checked_up_front(control_plane, ctype, body, code, reason, message):
     url = control_plane.url + "/api/v1/namespaces/default/configmaps"
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.post(url, json=CM) as r:
             assert r.status == 201
         params = {"fieldManager": "m"} if ctype == APPLY else None
@@ -71,7 +71,7 @@ async def test_scale_patch_shapes_too(control_plane):
     dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
            "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.post(url, json=dep) as r:
             assert r.status == 201
         for ctype, body, code in [(JSON, {"spec": 1}, 400), (MERGE, [1], 400), ("application/json", [1], 400),
@@ -91,7 +91,7 @@ async def test_a_bug_while_patching_is_a_500_with_a_traceback(control_plane, mon
     monkeypatch.setattr(vkube.api.patch, "apply_merge_patch", broken)
     url = control_plane.url + "/api/v1/namespaces/default/configmaps"
     caplog.set_level(logging.ERROR, logger="vkube.apiserver")
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.post(url, json=CM) as r:
             assert r.status == 201
         async with s.patch(url + "/c", json={"data": {"a": "2"}}, headers={"Content-Type": MERGE}) as r:

@@ -79,7 +79,7 @@ async def call(session: aiohttp.ClientSession, url: str, method: str, path: str,
 async def test_context_reaches_storage_and_admission_for_every_verb(control_plane, seen):
     base = control_plane.url
     ns = "/api/v1/namespaces/default"
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         # create
         aid, code, _ = await call(s, base, "POST", f"{ns}/pods", body=POD)
         assert code == 201
@@ -180,7 +180,7 @@ async def test_context_reaches_storage_and_admission_for_every_verb(control_plan
 
 
 async def test_audit_id_round_trips_on_every_kind_of_response(control_plane):
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         for method, path, params in [("GET", "/version", None), ("GET", "/api/v1/namespaces/default/pods", None),
                                      ("GET", "/api/v1/namespaces/default/pods/missing", None),  # 404
                                      ("POST", "/api/v1/namespaces/default/pods", {"dryRun": "Some"}),  # 400
@@ -217,7 +217,7 @@ async def test_kubectl_requests_carry_dry_run_manager_and_user(control_plane, se
 async def test_discovery_paths_are_not_resource_requests(control_plane):
     """/api/v1, /apis/apps and /apis/apps/v1 have too few segments to be resource requests;
     they are discovery documents. Empty segments and unserved resource paths are 404s."""
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         for path, kind in [("/api/v1", "APIResourceList"), ("/apis/apps", "APIGroup"),
                            ("/apis/apps/v1", "APIResourceList"), ("/apis/apps/v1/", "APIResourceList")]:
             async with s.get(control_plane.url + path) as r:
@@ -233,7 +233,7 @@ async def test_context_reaches_storage_for_kind_specific_subresources(control_pl
     """binding, namespaces/finalize and serviceaccounts/token: each storage call carries the
     subresource request's own attributes."""
     base = control_plane.url
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         pod = {**POD, "metadata": {"name": "b"}}
         aid, code, _ = await call(s, base, "POST", "/api/v1/namespaces/default/pods", body=pod)
         assert code == 201
@@ -286,7 +286,7 @@ def _official_client_scenario(url: str) -> tuple[Any, Any]:
     import kubernetes
 
     cfg = kubernetes.client.Configuration()
-    cfg.host = url
+    kubernetes.config.load_kube_config(config_file=str(url), client_configuration=cfg)
     with kubernetes.client.ApiClient(cfg) as api:
         core = kubernetes.client.CoreV1Api(api)
         listed = core.list_namespaced_config_map_with_http_info("default", _headers={"Audit-ID": "python-client-1"})
@@ -296,7 +296,7 @@ def _official_client_scenario(url: str) -> tuple[Any, Any]:
 
 
 async def test_official_client_sees_audit_id_and_its_options_reach_admission(control_plane, seen):
-    listed, created = await asyncio.to_thread(_official_client_scenario, control_plane.url)
+    listed, created = await asyncio.to_thread(_official_client_scenario, control_plane.kubeconfig)
     _, _, headers = listed  # (data, status, headers): urllib3's case-insensitive headers
     assert headers["Audit-Id"] == "python-client-1"
     audit_id = created[2]["Audit-Id"]

@@ -21,10 +21,20 @@ SUBDOMAIN = ("a lowercase RFC 1123 subdomain must consist of lower case alphanum
              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
 
 
+SSL: dict[str, object] = {}  # url → the admin's TLS context, set by the autouse fixture
+
+
+@pytest.fixture(autouse=True)
+def _admin_tls(control_plane):
+    SSL[control_plane.url] = control_plane.ssl()
+    yield
+    SSL.pop(control_plane.url, None)
+
+
 async def raw(url: str, method: str, path: str, body: object = None,
               content_type: str = "application/json") -> tuple[int, bytes]:
     data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=SSL[url])) as s:
         async with s.request(method, url + path, data=data,
                              headers={"Content-Type": content_type}) as r:
             return r.status, await r.read()
@@ -144,7 +154,7 @@ async def test_watch_from_a_compacted_revision_ends_with_an_error_event(control_
     current = await store.current_revision()
     await store.compact(current)
     rv = first["metadata"]["resourceVersion"]
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.get(f"{control_plane.url}{CM}?watch=1&resourceVersion={rv}") as r:
             assert r.status == 200
             line = await asyncio.wait_for(r.content.readline(), 30)
@@ -174,13 +184,13 @@ async def test_kubectl_prints_each_cause_path_once(control_plane, kind):
         assert "spec.restartPolicy: spec.restartPolicy" not in proc.stderr
 
 
-def _create_twice_with_the_official_client(url: str) -> str:
+def _create_twice_with_the_official_client(kubeconfig: object) -> str:
     """The official client's e2e check: ``create_from_dict`` of an existing Deployment and a
     ConfigMap; its FailToCreateError quotes each body as received."""
     import kubernetes
 
     cfg = kubernetes.client.Configuration()
-    cfg.host = url
+    kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     docs = {"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "triple-nginx"},
          "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "nginx"}},
@@ -197,7 +207,7 @@ def _create_twice_with_the_official_client(url: str) -> str:
 
 
 async def test_official_client_sees_kube_apiserver_bytes(control_plane):
-    got = await asyncio.to_thread(_create_twice_with_the_official_client, control_plane.url)
+    got = await asyncio.to_thread(_create_twice_with_the_official_client, control_plane.kubeconfig)
     assert got == (
         'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},'
         '"status":"Failure","message":"deployments.apps \\"triple-nginx\\" already exists",'
@@ -242,7 +252,7 @@ async def test_too_long_whole_object_names_it_as_go_does(control_plane):
 
 
 async def test_resource_version_from_the_future_is_a_timeout_to_retry(control_plane):
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.get(f"{control_plane.url}{CM}?resourceVersion=99999999"
                          "&resourceVersionMatch=NotOlderThan") as r:
             code, body, retry = r.status, await r.read(), r.headers.get("Retry-After")

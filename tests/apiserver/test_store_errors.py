@@ -71,7 +71,7 @@ async def test_each_verb_answers_its_own_status_through_http(control_plane):
     410 Expired (as a watch ERROR event); once the store is gone every verb says ServerTimeout (500), never a crash."""
     url = control_plane.url + "/api/v1/namespaces/default/configmaps"
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}
-    async with aiohttp.ClientSession() as s:
+    async with control_plane.session() as s:
         async with s.post(url, json=cm) as r:
             assert r.status == 201
             stale = (await r.json())["metadata"]["resourceVersion"]

@@ -90,3 +90,60 @@ async def test_impersonation_header_abuse(control_plane):
         proc = await run(cp, "get", "cm", "-n", "b", f"--as={name}", check=False)
         assert proc.returncode != 0 and "(Forbidden)" in proc.stderr, (name, proc.stderr)
         assert "value-of-b" not in proc.stdout + proc.stderr
+
+
+async def test_impersonation_without_rights_over_the_wire(control_plane, tmp_path):
+    """alice with her own client certificate (not the admin impersonating her): her
+    Impersonate-User/-Group headers are refused with kube-apiserver's text until a ClusterRole
+    grants `impersonate` on exactly that user; the store is unchanged."""
+    import asyncio
+
+    import yaml
+
+    from tests.conftest import kubectl
+
+    cp = control_plane
+    await setup_view_in_a(cp)
+    alice = tmp_path / "alice.kubeconfig"
+    alice.write_text(yaml.safe_dump(cp.cp.pki.kubeconfig(cp.url, context="alice", user="alice", groups=())))
+
+    async def as_alice(*args: str):
+        return await asyncio.to_thread(kubectl, alice, *args, check=False)
+
+    before = await store_of_b(cp)
+    assert (await as_alice("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")).stdout == "alice"
+    # `get --raw`: kubectl prints the Status message (its discovery step, like against
+    # kube-apiserver, words any 403 there as "Forbidden: unknown")
+    proc = await as_alice("get", "--raw", "/api/v1/namespaces/b/configmaps", "--as=bob")
+    assert proc.returncode != 0
+    assert ('users "bob" is forbidden: User "alice" cannot impersonate resource "users" in API group "" '
+            'at the cluster scope') in proc.stderr, proc.stderr
+    proc = await as_alice("get", "--raw", "/api/v1/namespaces/a/configmaps", "--as=alice",
+                          "--as-group=system:masters")
+    assert proc.returncode != 0
+    # even as herself: the user is checked first, as upstream's impersonation filter does
+    assert 'users "alice" is forbidden: User "alice" cannot impersonate resource "users"' in proc.stderr
+    proc = await as_alice("create", "cm", "x", "-n", "b", "--as=system:admin")
+    assert proc.returncode != 0 and 'users "system:admin" is forbidden' in proc.stderr
+    # granted for bob only: bob works, carol does not
+    await run(cp, "create", "clusterrole", "imp-bob", "--verb=impersonate", "--resource=users",
+              "--resource-name=bob")
+    await run(cp, "create", "clusterrolebinding", "alice-imp-bob", "--clusterrole=imp-bob", "--user=alice")
+
+    async def granted():
+        for _ in range(100):
+            proc = await as_alice("auth", "whoami", "--as=bob", "-o", "jsonpath={.status.userInfo.username}")
+            if proc.returncode == 0:
+                return proc.stdout
+            await asyncio.sleep(0.1)
+        return proc.stderr
+
+    assert await granted() == "bob"
+    # bob, but not bob in system:masters: the group is checked on its own
+    proc = await as_alice("get", "--raw", "/api/v1/namespaces/b/configmaps", "--as=bob",
+                          "--as-group=system:masters")
+    assert proc.returncode != 0
+    assert 'groups "system:masters" is forbidden: User "alice" cannot impersonate resource "groups"' in proc.stderr
+    proc = await as_alice("get", "--raw", "/api/v1/namespaces/a/configmaps", "--as=carol")
+    assert proc.returncode != 0 and 'users "carol" is forbidden' in proc.stderr
+    assert await store_of_b(cp) == before

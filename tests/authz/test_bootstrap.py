@@ -14,6 +14,7 @@ from vkube.apiserver.server import ControlPlane
 from vkube.client import Client
 from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.runtime import ControllerManager
+from vkube.pki.cluster import CONTROLLER_MANAGER
 
 
 async def k(config: Path, *args: str, input: str | None = None, check: bool = True):
@@ -126,7 +127,8 @@ def _has_widgets(role: dict) -> bool:
 
 async def test_aggregation_controller(control_plane):
     config = control_plane.kubeconfig
-    client = Client(control_plane.url)
+    # the controller runs as the controller manager: its bootstrap bindings must suffice
+    client = Client(control_plane.url, ssl=control_plane.ssl(*CONTROLLER_MANAGER))
     mgr = ControllerManager(client, identity="test-aggregation", leader_election=False)
     mgr.add(ClusterRoleAggregationController)
     task = asyncio.create_task(mgr.run())

@@ -3,7 +3,12 @@ create → list → pause → resume → upgrade → disconnect → delete."""
 
 from __future__ import annotations
 
+import base64
 import json
+import subprocess
+from pathlib import Path
+
+import yaml
 
 from tests.cli.conftest import User, alive, eventually
 from tests.conftest import kubectl
@@ -38,6 +43,32 @@ def running_host_pods(u: User, ns: str, n: int) -> list[dict]:
     return pods
 
 
+def check_credentials(user: User, tmp_path) -> None:
+    """The context `vkube create` added verifies the server and embeds its credentials; the
+    server answers 401 without them; `connect --print` is a standalone kubeconfig; the
+    virtual cluster's credentials are refused by the host API server."""
+    doc = yaml.safe_load(user.kubeconfig.read_text())
+    entry = next(c["cluster"] for c in doc["clusters"] if c["name"] == "vkube_my-vcluster")
+    creds = next(u["user"] for u in doc["users"] if u["name"] == "vkube_my-vcluster")
+    assert entry["server"].startswith("https://127.0.0.1:") and "certificate-authority-data" in entry
+    assert "insecure-skip-tls-verify" not in entry
+    assert set(creds) == {"client-certificate-data", "client-key-data"}
+    ca = tmp_path / "vc-ca.crt"
+    ca.write_bytes(base64.b64decode(entry["certificate-authority-data"]))
+    anon = subprocess.run(["curl", "-s", "--cacert", str(ca), "-w", " %{http_code}",
+                           entry["server"] + "/api/v1/namespaces"], capture_output=True, text=True)
+    assert anon.stdout.endswith(" 401"), anon.stdout
+    alone = tmp_path / "printed.kubeconfig"
+    alone.write_text(user.vkube("connect", "my-vcluster", "--print").stdout)
+    assert kubectl(alone, "get", "ns", "default", "-o", "name").stdout.strip() == "namespace/default"
+    host = yaml.safe_load((user.home / "host" / "kubeconfig").read_text())
+    wrong = yaml.safe_load(alone.read_text())
+    wrong["clusters"][0]["cluster"] = host["clusters"][0]["cluster"]  # the host, trusted properly
+    (tmp_path / "wrong.kubeconfig").write_text(yaml.safe_dump(wrong))
+    out = kubectl(tmp_path / "wrong.kubeconfig", "get", "ns", check=False)
+    assert out.returncode != 0 and "default" not in out.stdout
+
+
 def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path):
     out = user.vkube("create", "my-vcluster")
     assert "host ready (embedded, 2 nodes)" in out.stdout
@@ -46,6 +77,7 @@ def test_create_list_pause_resume_upgrade_disconnect_delete(user: User, tmp_path
     assert user.current_context() == "vkube_my-vcluster"
     namespaces = user.kubectl("get", "ns", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
     assert set(namespaces) == {"default", "kube-system", "kube-public", "kube-node-lease"}
+    check_credentials(user, tmp_path)
 
     listed = user.list()["my-vcluster"]
     assert listed["status"] == "Running" and listed["connected"] is True

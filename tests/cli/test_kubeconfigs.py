@@ -7,6 +7,8 @@ import yaml
 
 from vkube.cli import kubeconfigs
 
+USER = {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}
+
 
 def test_add_switch_remove_keeps_other_entries(tmp_path, monkeypatch):
     first, second = tmp_path / "a" / "config", tmp_path / "b" / "config"
@@ -19,15 +21,15 @@ def test_add_switch_remove_keeps_other_entries(tmp_path, monkeypatch):
         "clusters": [{"name": "work", "cluster": {"server": "https://work:6443"}}],
         "users": [{"name": "work", "user": {"token": "t"}}],
         "contexts": [{"name": "work", "context": {"cluster": "work", "user": "work"}}]}))
-    kubeconfigs.add_context("vkube_a", "http://127.0.0.1:1234", "tok", switch=True)
-    kubeconfigs.add_context("vkube_b", "http://127.0.0.1:5678", "tok", switch=True)
+    kubeconfigs.add_context("vkube_a", {"server": "https://127.0.0.1:1234", "certificate-authority-data": "Q0E="}, USER, switch=True)
+    kubeconfigs.add_context("vkube_b", {"server": "https://127.0.0.1:5678", "certificate-authority-data": "Q0E="}, USER, switch=True)
     doc = yaml.safe_load(first.read_text())
     assert doc["current-context"] == "vkube_b"
     assert [c["name"] for c in doc["contexts"]] == ["work", "vkube_a", "vkube_b"]
     assert (first.stat().st_mode & 0o777) == 0o600
     # switching between virtual clusters still remembers the real context
     assert kubeconfigs.switch_back() == "work"
-    kubeconfigs.add_context("vkube_a", "http://127.0.0.1:4321", "tok", switch=True)
+    kubeconfigs.add_context("vkube_a", {"server": "https://127.0.0.1:4321", "certificate-authority-data": "Q0E="}, USER, switch=True)
     assert kubeconfigs.remove_context("vkube_a") is True
     doc = yaml.safe_load(first.read_text())
     assert doc["current-context"] == "work"
@@ -39,7 +41,7 @@ def test_missing_kubeconfig_is_created(tmp_path, monkeypatch):
     path = tmp_path / "nested" / "config"
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
-    kubeconfigs.add_context("vkube_x", "http://127.0.0.1:1", "tok", switch=True)
+    kubeconfigs.add_context("vkube_x", {"server": "https://127.0.0.1:1", "certificate-authority-data": "Q0E="}, USER, switch=True)
     doc = yaml.safe_load(path.read_text())
     assert doc["current-context"] == "vkube_x" and doc["kind"] == "Config"
     assert kubeconfigs.switch_back() is None  # there was nothing before

@@ -113,7 +113,7 @@ def test_describe_reports_sync_counts_and_namespace_option(shared_host, tmp_path
         eventually(synced)
         d = u.describe("desc")
         assert d["host"]["namespace"] == "tenant-desc"
-        assert d["apiServer"].startswith("http://127.0.0.1:")
+        assert d["apiServer"].startswith("https://127.0.0.1:")
         assert d["effectiveValues"]["sync"]["configmaps"]["all"] is True
         text = u.vkube("describe", "desc").stdout
         assert "Host namespace: tenant-desc" in text and "ConfigMap" in text

@@ -25,8 +25,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def _get(url: str) -> str:
-    async with aiohttp.ClientSession() as s, s.get(url) as r:
+async def _get(cluster, path: str) -> str:
+    """GET as the cluster's admin over verified TLS."""
+    tls = aiohttp.TCPConnector(ssl=cluster.control_plane.client_ssl())
+    async with aiohttp.ClientSession(connector=tls) as s, s.get(cluster.url + path) as r:
         assert r.status == 200
         return await r.text()
 
@@ -60,7 +62,7 @@ async def test_registries_metrics_and_objects_are_per_cluster(pair) -> None:  # 
 
     # metrics: A counted its create; B saw none (no controller creates Secrets)
     await run_kubectl(ka, "create", "secret", "generic", "s1", "--from-literal=k=v")
-    ma, mb = await _get(a.url + "/metrics"), await _get(b.url + "/metrics")
+    ma, mb = await _get(a, "/metrics"), await _get(b, "/metrics")
     labels = {"verb": "create", "resource": "secrets", "code": "201"}
     assert _metric(ma, "apiserver_request_total", **labels) == 1
     assert _metric(mb, "apiserver_request_total", **labels) == 0
@@ -112,10 +114,10 @@ async def test_a_failing_component_stops_its_whole_cluster_only(tmp_path: Path) 
             await broken.wait_ready(timeout=1)
         # the whole cluster went: its API no longer answers
         with pytest.raises(aiohttp.ClientConnectionError):
-            await _get(broken.url + "/healthz")
+            await _get(broken, "/healthz")
         # the other cluster never noticed
         await healthy.wait_ready(timeout=120)
-        assert await _get(healthy.url + "/healthz") == "ok"
+        assert await _get(healthy, "/healthz") == "ok"
         assert not healthy.stopped.is_set()
     finally:
         await broken.stop()

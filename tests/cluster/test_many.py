@@ -57,9 +57,9 @@ async def kubectl_async(kubeconfig: Path, *args: str, input: str | None = None) 
     return proc.stdout
 
 
-async def running_pods(url: str, namespace: str, **kw: Any) -> dict[str, str]:
-    """name -> uid of Running pods."""
-    async with Client(url) as c:
+async def running_pods(cluster: Any, namespace: str, **kw: Any) -> dict[str, str]:
+    """name -> uid of Running pods (asked as the cluster's admin)."""
+    async with Client(cluster.url, ssl=cluster.control_plane.client_ssl()) as c:
         items = (await c.list(PODS, namespace=namespace, **kw))["items"]
     return {p["metadata"]["name"]: p["metadata"]["uid"] for p in items
             if (p.get("status") or {}).get("phase") == "Running"
@@ -70,9 +70,9 @@ async def converged(vc: VirtualCluster, host: EmbeddedHostCluster, replicas: int
     """Wait until the cluster has exactly ``replicas`` Running pods, each synced to a Running
     host pod in its host namespace; returns (virtual, host) name -> uid."""
     async def check() -> tuple[dict[str, str], dict[str, str]]:
-        virtual = await running_pods(vc.url, "default")
+        virtual = await running_pods(vc, "default")
         assert len(virtual) == replicas, f"{vc.name}: {len(virtual)} of {replicas} virtual pods Running"
-        hosted = await running_pods(host.url, vc.host_namespace,
+        hosted = await running_pods(host, vc.host_namespace,
                                     label_selector=f"vkube.io/managed-by={vc.name}")
         assert len(hosted) == replicas, f"{vc.name}: {len(hosted)} of {replicas} host pods Running"
         assert {n.split("-x-")[0] for n in hosted} == set(virtual)
@@ -100,7 +100,7 @@ async def test_twenty_clusters_one_process_one_deleted_others_untouched(
     removed = await gone.remove_from_host()
     assert removed >= REPLICAS
 
-    async with Client(embedded_host.url) as h:
+    async with Client(embedded_host.url, ssl=embedded_host.control_plane.client_ssl()) as h:
         async def namespace_gone() -> None:
             try:
                 ns = await h.get(NAMESPACES, gone.host_namespace)

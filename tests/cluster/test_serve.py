@@ -43,7 +43,7 @@ def test_a_failing_component_ends_serve_with_an_error(tmp_path: Path) -> None:
     # non-zero, with the API stopped and the ready file gone
     proc = serve(tmp_path, "--host-kubeconfig", str(tmp_path / "missing-kubeconfig"))
     assert proc.returncode == 1, proc.stderr
-    assert "serving at http://127.0.0.1:" in proc.stderr
+    assert "serving at https://127.0.0.1:" in proc.stderr
     assert "stopped: a component failed" in proc.stderr
     assert "missing-kubeconfig" in proc.stderr
     assert not (tmp_path / "data" / "ready").exists()

@@ -47,7 +47,7 @@ async def running_workloads(control_plane: Any, *,
                             kubelet: KubeletConfig | None = None) -> AsyncIterator[WorkloadEnv]:
     """The control plane plus embedded host and every built-in controller, for a test body."""
     client = control_plane.client()
-    host = EmbeddedHost(control_plane.url, nodes=3, seed=1,
+    host = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=3, seed=1,
                         kubelet=kubelet or KubeletConfig(stop_seconds=0.05))
     await host.start()
     env = WorkloadEnv(control_plane, client)

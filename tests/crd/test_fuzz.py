@@ -53,7 +53,7 @@ async def test_mutated_crds_and_custom_resources_never_500(control_plane, seed):
     crds = f"{cp.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     crs = f"{cp.url}/apis/stable.example.com/v1/namespaces/default/crontabs"
     codes: dict[int, int] = {}
-    async with aiohttp.ClientSession() as s:
+    async with cp.session() as s:
         for i in range(150):
             bad = _mutate(base, rng)
             if isinstance(bad.get("metadata"), dict):

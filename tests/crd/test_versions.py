@@ -124,7 +124,7 @@ async def test_watches_end_when_the_crd_is_deleted(control_plane):
 
     async def read_until_eof() -> int:
         lines = 0
-        async with aiohttp.ClientSession() as s, s.get(url) as resp:
+        async with cp.session() as s, s.get(url) as resp:
             assert resp.status == 200
             async for _ in resp.content:
                 lines += 1

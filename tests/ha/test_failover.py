@@ -20,7 +20,6 @@ from tests.cli.conftest import make_user
 from tests.conftest import kubectl
 from tests.ha.replicas import Replica, Replicas
 from vkube.api.meta import parse_time
-from vkube.apiserver import tokens
 
 PODS = int(os.environ.get("VKUBE_HA_PODS", "300"))
 ANN_UID = "vkube.io/object-uid"
@@ -99,6 +98,11 @@ def store_url(request) -> str:
     return request.getfixturevalue("etcd_server") + f"/ha-{os.getpid()}-{time.monotonic_ns()}"
 
 
+def server_of(r: Replica) -> str:
+    return kubectl(r.kubeconfig, "config", "view", "--minify", "-o",
+                   "jsonpath={.clusters[0].cluster.server}").stdout
+
+
 @pytest.mark.timeout(2400)
 def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
     owner = make_user(tmp_path / "user")
@@ -117,13 +121,25 @@ def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
         for r in reps.members:
             assert kubectl(r.kubeconfig, "get", "cm", "settings", "-o",
                            "jsonpath={.data.color}").stdout == "blue"
-        # every replica signs service-account tokens with the one key kept in the store (the
-        # API server does not authenticate bearer tokens yet: checked with the key itself)
-        keys = {(r.data_dir / "sa-signing.key").read_bytes() for r in reps.members}
-        assert len(keys) == 1
+        # the replicas share one CA, one token key and one encryption key (through the store):
+        # each replica's kubeconfig works on every other, a token issued by one authenticates
+        # on all, and a Secret written (encrypted) through one is read back through all
+        assert len({(r.data_dir / "pki" / "ca.crt").read_bytes() for r in reps.members}) == 1
+        # the leader's service-account controller makes `default` shortly after start
+        wait(lambda: kubectl(client.kubeconfig, "get", "sa", "default", check=False).returncode == 0,
+             timeout=60, what="the default service account")
         token = kubectl(client.kubeconfig, "create", "token", "default").stdout.strip()
-        claims = tokens.verify(keys.pop(), token)
-        assert claims is not None and claims["sub"] == "system:serviceaccount:default:default"
+        kubectl(client.kubeconfig, "create", "secret", "generic", "s", "--from-literal=k=v")
+        for r in reps.members:
+            for other in reps.members:
+                assert kubectl(r.kubeconfig, "--server", server_of(other), "get", "secret", "s", "-o",
+                               "jsonpath={.data.k}").stdout == "dg=="
+            bare = tmp_path / "bare-kubeconfig"  # no client certificate: the token alone
+            bare.write_text("apiVersion: v1\nkind: Config\n")
+            whoami = kubectl(bare, "--server", server_of(r), "--certificate-authority",
+                             str(r.data_dir / "pki" / "ca.crt"), "--token", token,
+                             "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
+            assert whoami == "system:serviceaccount:default:default"
 
         # kill -9 the leader mid-rollout (whichever replica leads by then)
         wait(lambda: len(host_items(host, "pods")) >= PODS // 5, timeout=600,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
+
+import yaml
 
 from tests.conftest import kubectl
 
@@ -21,7 +24,7 @@ def test_start_status_stop_and_restart_keeps_data(tmp_path):
         out = vkube(home, "start", "--nodes", "2", "--node-cpu", "2")
         assert out.returncode == 0, out.stderr
         kubeconfig = home / "host" / "kubeconfig"
-        assert kubeconfig.exists() and "running at http://127.0.0.1:" in out.stdout
+        assert kubeconfig.exists() and "running at https://127.0.0.1:" in out.stdout
         again = vkube(home, "start")
         assert again.returncode == 0 and "already running" in again.stdout
         status = vkube(home, "status")
@@ -31,7 +34,17 @@ def test_start_status_stop_and_restart_keeps_data(tmp_path):
         assert nodes.split() == ["2", "2"]
         cm = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep"}, "data": {"a": "b"}}'
         kubectl(kubeconfig, "create", "-f", "-", input=cm)
-        port = out.stdout.split("http://127.0.0.1:")[1].split()[0]
+        port = out.stdout.split("https://127.0.0.1:")[1].split()[0]
+        # the kubeconfig verifies the server and embeds its credentials; no credentials → 401
+        kc = yaml.safe_load(kubeconfig.read_text())
+        assert {"certificate-authority-data", "server"} <= set(kc["clusters"][0]["cluster"])
+        assert "insecure-skip-tls-verify" not in kc["clusters"][0]["cluster"]
+        assert {"client-certificate-data", "client-key-data"} <= set(kc["users"][0]["user"])
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]))
+        anon = subprocess.run(["curl", "-s", "--cacert", str(ca), "-w", " %{http_code}",
+                               f"https://127.0.0.1:{port}/api/v1/nodes"], capture_output=True, text=True)
+        assert anon.stdout.endswith(" 401") and '"reason":"Unauthorized"' in anon.stdout
         assert vkube(home, "stop").returncode == 0
         assert "not running" in vkube(home, "status").stdout
         assert vkube(home, "start", "--nodes", "2").returncode == 0

@@ -16,7 +16,7 @@ from vkube.host.stages import KubeletConfig
 
 @pytest.fixture
 async def host(control_plane) -> AsyncIterator[EmbeddedHost]:
-    h = EmbeddedHost(control_plane.url, nodes=3, seed=1,
+    h = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=3, seed=1,
                      kubelet=KubeletConfig(stop_seconds=0.1, backoff_base=0.5, backoff_max=2.0))
     await h.start()
     try:

@@ -14,13 +14,14 @@ from vkube.host.podruntime import ContainerRT
 from vkube.host.commands import ExitPlan
 from vkube.host.runner import EmbeddedHost
 from vkube.host.stages import KubeletConfig
+from vkube.pki.cluster import APISERVER_KUBELET_CLIENT
 
 from tests.host.test_host_kubectl import eventually, kubectl
 
 
 @pytest.fixture
 async def host(control_plane):
-    h = EmbeddedHost(control_plane.url, nodes=1, seed=2, kubelet=KubeletConfig(stop_seconds=0.1))
+    h = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=1, seed=2, kubelet=KubeletConfig(stop_seconds=0.1))
     await h.start()
     try:
         yield h
@@ -40,8 +41,8 @@ async def run_pod(client, name, container):
 
 
 async def test_logs_options_and_follow(control_plane, host):
-    base = f"http://127.0.0.1:{host.kubelet_port}/containerLogs/default"
-    async with control_plane.client() as c, aiohttp.ClientSession() as http:
+    base = f"https://127.0.0.1:{host.kubelet_port}/containerLogs/default"
+    async with control_plane.client() as c, as_apiserver(control_plane) as http:
         await run_pod(c, "web", {"name": "web", "image": "nginx"})
         async with http.get(f"{base}/web/web") as r:
             full = (await r.text()).splitlines()
@@ -82,9 +83,9 @@ async def test_kubectl_logs_follow_ends_with_container(control_plane, host):
 
 
 async def test_exec_over_websocket(control_plane, host):
-    async with control_plane.client() as c, aiohttp.ClientSession() as http:
+    async with control_plane.client() as c, as_apiserver(control_plane) as http:
         await run_pod(c, "sh", {"name": "c", "image": "nginx"})
-        url = f"http://127.0.0.1:{host.kubelet_port}/exec/default/sh/c"
+        url = f"https://127.0.0.1:{host.kubelet_port}/exec/default/sh/c"
         params = [("command", "echo"), ("command", "hi there"), ("stdout", "1"), ("stderr", "1")]
         async with http.ws_connect(url, params=params, protocols=("v5.channel.k8s.io",)) as ws:
             assert ws.protocol == "v5.channel.k8s.io"
@@ -95,6 +96,34 @@ async def test_exec_over_websocket(control_plane, host):
             frames = [m.data async for m in ws if m.type == aiohttp.WSMsgType.BINARY]
         status = json.loads(frames[-1][1:])
         assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "1"
+
+
+def as_apiserver(control_plane) -> aiohttp.ClientSession:
+    """What the kubelet admits: the API server's kubelet-client certificate of this cluster."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=control_plane.ssl(*APISERVER_KUBELET_CLIENT)))
+
+
+async def test_kubelet_admits_only_the_api_server(control_plane, host, tmp_path):
+    url = f"https://127.0.0.1:{host.kubelet_port}/containerLogs/default/x/y"
+    # a valid client certificate of this cluster that is not the API server's: 401
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=control_plane.ssl())) as admin:
+        async with admin.get(url) as r:
+            assert r.status == 401 and await r.text() == "Unauthorized"
+    # no client certificate: the handshake itself fails
+    from vkube.pki import client_context
+    from vkube.pki.cluster import ClusterPKI
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context(control_plane.cp.pki.ca_pem))) as anon:
+        with pytest.raises(aiohttp.ClientError):
+            async with anon.get(url) as r:
+                await r.read()
+    # the API server certificate of *another* cluster: refused in the handshake as well
+    other = ClusterPKI(tmp_path / "other", name="other")
+    ctx = client_context(control_plane.cp.pki.ca_pem, other.client_pair(*APISERVER_KUBELET_CLIENT))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as foreign:
+        with pytest.raises(aiohttp.ClientError):
+            async with foreign.get(url) as r:
+                await r.read()
 
 
 def test_run_exec_commands():

@@ -66,7 +66,7 @@ async def test_heartbeats_renew_leases_and_ready(control_plane):
 
     from tests.host.test_host_kubectl import eventually
 
-    host = EmbeddedHost(control_plane.url, nodes=2, lease_interval=0.05, status_interval=0.1)
+    host = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=2, lease_interval=0.05, status_interval=0.1)
     await host.start()
     try:
         async with control_plane.client() as c:

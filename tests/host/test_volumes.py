@@ -42,7 +42,7 @@ spec:
 
 @pytest.fixture
 async def host(control_plane):
-    h = EmbeddedHost(control_plane.url, nodes=2, seed=3,
+    h = EmbeddedHost(control_plane.url, pki=control_plane.cp.pki, nodes=2, seed=3,
                      kubelet=KubeletConfig(stop_seconds=0.1))
     await h.start()
     # the protection controllers a host runs: StorageObjectInUseProtection admission puts
@@ -52,7 +52,7 @@ async def host(control_plane):
     from vkube.controllers.pvprotection import PVProtectionController
     from vkube.controllers.runtime import ControllerManager
 
-    client = Client(control_plane.url)
+    client = control_plane.client()
     mgr = ControllerManager(client, identity="volumes-test", leader_election=False)
     mgr.add(PVCProtectionController)
     mgr.add(PVProtectionController)

@@ -14,7 +14,7 @@ from tests.syncer.test_e2e_nodes import add_host_nodes
 
 async def test_pinned_to_dedicated_nodes(planes):  # noqa: F811
     vcp, hcp = planes
-    await add_host_nodes(hcp.url)  # n1: disktype=ssd; n2: disktype=hdd, tainted dedicated=x
+    await add_host_nodes(hcp)  # n1: disktype=ssd; n2: disktype=hdd, tainted dedicated=x
     values = load_values("sync: {nodes: {enabled: true, syncAllNodes: true}}\n"
                          "isolation: {nodeSelector: 'disktype=hdd', runtimeClassName: gvisor, "
                          "tolerations: [{key: dedicated, value: x, effect: NoSchedule}]}")

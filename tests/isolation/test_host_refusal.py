@@ -70,7 +70,7 @@ async def test_host_refusal_surfaces_and_clears(planes):  # noqa: F811
 
 async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F811
     vcp, hcp = planes
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.create(NAMESPACES, {"metadata": {"name": HOST_NS}})
     values = load_values("isolation: {enabled: true, podSecurityStandard: restricted, "
                          "allowedRegistries: [ghcr.io/acme]}")
@@ -114,9 +114,12 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
     from vkube.client.resources import RESOURCEQUOTAS
     quota = {"metadata": {"name": "q"}, "spec": {"hard": {"count/pods": "1"}}}
     pod = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.create(NAMESPACES, {"metadata": {"name": "probe"}})
         await h.create(RESOURCEQUOTAS, quota, namespace="probe")
+        # admission refuses ("status unknown for quota") until the quota controller has
+        # computed the status, as kube-apiserver does
+        await eventually(lambda: _quota_status_known(h, "probe"), attempts=600)
         await h.create(PODS, pod, namespace="probe")
         try:
             await h.create(PODS, {**pod, "metadata": {"name": "y"}}, namespace="probe")
@@ -130,6 +133,7 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
     v, h = pair.virtual, pair.host
     try:
         await h.create(RESOURCEQUOTAS, quota, namespace=HOST_NS)
+        await eventually(lambda: _quota_status_known(h, HOST_NS), attempts=600)
         for name in ("one", "two"):
             await v.create(PODS, {"metadata": {"name": name, "namespace": "default"}, "spec": {
                 "automountServiceAccountToken": False,
@@ -143,3 +147,9 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
         await eventually(refused, attempts=600)
     finally:
         await stop_syncer(pair)
+
+
+async def _quota_status_known(h: Client, namespace: str) -> None:
+    from vkube.client.resources import RESOURCEQUOTAS
+    q = await h.get(RESOURCEQUOTAS, "q", namespace=namespace)
+    assert (q.get("status") or {}).get("hard"), "quota status not computed yet"

@@ -127,8 +127,9 @@ def test_kill_9_during_2000_acknowledged_creates_loses_none(
     halt = threading.Event()
 
     def creator(worker: int) -> None:
-        cfg = kubernetes.client.Configuration()
-        cfg.host = url
+        cfg = kubernetes.client.Configuration()  # as users configure it: the kubeconfig
+        kubernetes.config.load_kube_config(config_file=str(data / "kubeconfig"), client_configuration=cfg)
+        assert cfg.host == url
         cfg.retries = False
         with kubernetes.client.ApiClient(cfg) as api:
             core = kubernetes.client.CoreV1Api(api)

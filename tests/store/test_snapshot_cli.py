@@ -64,8 +64,10 @@ def test_snapshot_under_load_restores_into_a_postgres_cluster(user: User, tmp_pa
     acked: list[str] = []
     stop = threading.Event()
 
-    cfg = kubernetes.client.Configuration()
-    cfg.host = server
+    cfg = kubernetes.client.Configuration()  # as users configure it: the kubeconfig's context
+    kubernetes.config.load_kube_config(config_file=str(user.kubeconfig), context="vkube_src",
+                                       client_configuration=cfg)
+    assert cfg.host == server
     with kubernetes.client.ApiClient(cfg) as api:
         core = kubernetes.client.CoreV1Api(api)
         for i in range(100):

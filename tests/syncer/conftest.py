@@ -51,7 +51,7 @@ async def planes(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ControlPla
     from vkube.controllers.resourcequota import ResourceQuotaController
     from vkube.controllers.runtime import ControllerManager
 
-    host_client = Client(hcp.url)
+    host_client = Client(hcp.url, ssl=hcp.client_ssl())
     mgr = ControllerManager(host_client, identity="host-cm", leader_election=False)
     mgr.add(ResourceQuotaController)
     host_cm = asyncio.create_task(mgr.run())
@@ -67,9 +67,9 @@ async def planes(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ControlPla
 
 async def start_syncer(vcp: ControlPlane, hcp: ControlPlane, values: Values | None = None,
                        **kw: Any) -> Pair:
-    virtual, host = Client(vcp.url), Client(hcp.url)
+    virtual, host = Client(vcp.url, ssl=vcp.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
     syncer = Syncer(name=VC, virtual=virtual, host=host, host_namespace=HOST_NS,
-                    values=values or load_values(""), **kw)
+                    values=values or load_values(""), virtual_pki=vcp.pki, **kw)
     task = asyncio.create_task(syncer.run())
     await asyncio.wait_for(syncer.wait_ready(), 30)
     return Pair(virtual, host, syncer, task)
@@ -84,11 +84,11 @@ async def stop_syncer(pair: Pair) -> None:
 @pytest.fixture
 async def synced(planes: tuple[ControlPlane, ControlPlane]) -> AsyncIterator[Pair]:
     vcp, hcp = planes
-    async with Client(hcp.url) as host:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as host:
         await host.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": "node-1", "labels": {"kubernetes.io/os": "linux",
                                          "kubernetes.io/arch": "amd64", "disk": "ssd"}}})
-    async with Client(vcp.url) as virtual:
+    async with Client(vcp.url, ssl=vcp.client_ssl()) as virtual:
         await virtual.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                           "metadata": {"name": "demo", "labels": {"team": "a"}}})
     pair = await start_syncer(vcp, hcp)

@@ -18,8 +18,7 @@ import pytest
 
 from vkube.api import errors
 from vkube.apiserver.server import ControlPlane
-from vkube.apiserver.tokens import verify as verify_token
-from vkube.client import Client
+from vkube.client import Client, Resource
 from vkube.client.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -33,6 +32,7 @@ from vkube.client.resources import (
 from vkube.controllers.registry import default_controllers
 from vkube.controllers.runtime import ControllerManager
 from vkube.host.runner import EmbeddedHost
+from vkube.pki import client_context
 from vkube.syncer import Syncer, load_values
 from vkube.syncer.translate import (
     ANN_NAME,
@@ -55,7 +55,7 @@ class VCluster:
 
     name: str
     cp: ControlPlane
-    host_url: str
+    host_cp: ControlPlane
     virtual: Client = field(init=False)
     syncer: Syncer | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -72,8 +72,8 @@ class VCluster:
 
     async def start(self) -> None:
         await self.cp.start()
-        self.virtual = Client(self.cp.url)
-        mgr = ControllerManager(Client(self.cp.url, user_agent="controllers"),
+        self.virtual = Client(self.cp.url, ssl=self.cp.client_ssl())
+        mgr = ControllerManager(Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="controllers"),
                                 identity="test", leader_election=False)
         for ctrl in default_controllers():
             mgr.add(ctrl)
@@ -83,9 +83,9 @@ class VCluster:
         await self.start_syncer()
 
     async def start_syncer(self) -> None:
-        v, h = Client(self.cp.url, user_agent="syncer"), Client(self.host_url, user_agent="syncer")
+        v, h = Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="syncer"), Client(self.host_cp.url, ssl=self.host_cp.client_ssl(), user_agent="syncer")
         self._syncer_clients = [v, h]
-        self.syncer = Syncer(name=self.name, virtual=v, host=h,
+        self.syncer = Syncer(name=self.name, virtual=v, host=h, virtual_pki=self.cp.pki,
                              host_namespace=self.host_namespace, values=load_values(""))
         self._syncer_task = asyncio.create_task(self.syncer.run())
         await asyncio.wait_for(self.syncer.wait_ready(), 30)
@@ -128,7 +128,7 @@ class World:
 
     async def vcluster(self, name: str) -> VCluster:
         vc = VCluster(name, ControlPlane(data_dir=self.tmp / name, name=name,
-                                         allocate_service_ips=False), self.host_cp.url)
+                                         allocate_service_ips=False), self.host_cp)
         await vc.start()
         self.clusters.append(vc)
         return vc
@@ -138,9 +138,9 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     hcp = ControlPlane(data_dir=tmp_path / "host", name="host")
     await hcp.start()
-    embedded = EmbeddedHost(hcp.url, nodes=3, seed=6)
+    embedded = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=3, seed=6)
     await embedded.start()
-    w = World(hcp, Client(hcp.url, user_agent="platform-team"), embedded, tmp_path)
+    w = World(hcp, Client(hcp.url, ssl=hcp.client_ssl(), user_agent="platform-team"), embedded, tmp_path)
     try:
         yield w
     finally:
@@ -208,9 +208,16 @@ async def test_nginx_in_my_vcluster(world: World):
         s["secret"]["name"] for s in vol["projected"]["sources"] if "secret" in s)
     secret = await h.get(SECRETS, secret_name, namespace=hns)
     token = base64.b64decode(secret["data"]["token"]).decode()
-    assert vc.cp.ctx is not None
-    claims = verify_token(vc.cp.ctx.signing_key, token)
-    assert claims and claims["sub"] == "system:serviceaccount:demo-nginx:default", claims
+    # the token authenticates as the pod's service account in the virtual cluster (and only there)
+    assert vc.cp.pki is not None
+    whoami = Resource("authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False)
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    async with Client(vc.cp.url, token=token, ssl=client_context(vc.cp.pki.ca_pem)) as as_pod:
+        me = await as_pod.create(whoami, review)
+    assert me["status"]["userInfo"]["username"] == "system:serviceaccount:demo-nginx:default"
+    async with Client(vc.host_cp.url, token=token, ssl=client_context(vc.host_cp.pki.ca_pem)) as on_host:
+        with pytest.raises(errors.Unauthorized):
+            await on_host.create(whoami, review)
     assert base64.b64decode(secret["data"]["namespace"]).decode() == "demo-nginx"
 
     wide = await vc.kubectl("get", "pod", vname, "-n", "demo-nginx", "-o", "wide")

@@ -18,7 +18,7 @@ KUBECTL = str(Path(sys.executable).parent / "kubectl")
 
 async def test_pod_runs_on_the_embedded_host(planes):
     vcp, hcp = planes
-    host = EmbeddedHost(hcp.url, nodes=2, seed=1)
+    host = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=2, seed=1)
     await host.start()
     pair = await start_syncer(vcp, hcp)
     v, h = pair.virtual, pair.host
@@ -82,7 +82,7 @@ async def test_kubectl_exec_through_the_syncer(planes):
     """virtual API pods/exec → the fake node's kubelet (the syncer's proxy) → host API
     pods/exec of the host pod → the embedded host's kubelet; frames relayed both ways."""
     vcp, hcp = planes
-    host = EmbeddedHost(hcp.url, nodes=1, seed=2)
+    host = EmbeddedHost(hcp.url, pki=hcp.pki, nodes=1, seed=2)
     await host.start()
     pair = await start_syncer(vcp, hcp)
     v = pair.virtual

@@ -63,7 +63,7 @@ async def test_isolation_priority_classes_and_pause(planes):
         await stop_syncer(pair)
 
     from vkube.client import Client
-    async with Client(hcp.url) as h2:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h2:
         assert await cleanup_host(h2, HOST_NS, VC, workloads_only=True, grace_period_seconds=0) == 1
         await h2.get(PVCS, f"data-x-demo-x-{VC}", namespace=HOST_NS)  # the data stays
         assert not (await h2.list(PODS, namespace=HOST_NS))["items"]

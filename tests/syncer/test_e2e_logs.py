@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from vkube.client.resources import NODES, PODS
+from vkube.pki.cluster import ClusterPKI, KubeletTLS
 
 from .conftest import HOST_NS, VC, Pair, eventually
 from .test_e2e_pods import host_pod_exists, make_running, pod
@@ -17,7 +18,9 @@ from .test_e2e_pods import host_pod_exists, make_running, pod
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 
 
-async def host_kubelet() -> tuple[web.AppRunner, int, list[str]]:
+async def host_kubelet(pki: ClusterPKI) -> tuple[web.AppRunner, int, list[str]]:
+    """A kubelet of the host cluster as the real one is reached: HTTPS, the host CA's
+    certificate, only the host API server's kubelet-client certificate admitted."""
     seen: list[str] = []
 
     async def logs(req: web.Request) -> web.StreamResponse:
@@ -29,19 +32,20 @@ async def host_kubelet() -> tuple[web.AppRunner, int, list[str]]:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
+    tls = KubeletTLS(pki)
+    app = web.Application(middlewares=[tls.middleware()])
     app.router.add_get("/containerLogs/{ns}/{pod}/{c}", logs)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1], seen  # noqa: SLF001
 
 
 async def test_kubectl_logs_through_the_syncer(synced: Pair, planes, tmp_path):
-    vcp, _ = planes
+    vcp, hcp = planes
     v, h = synced.virtual, synced.host
-    runner, port, seen = await host_kubelet()
+    runner, port, seen = await host_kubelet(hcp.pki)
     try:
         node = await h.get(NODES, "node-1")
         node["status"] = {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],

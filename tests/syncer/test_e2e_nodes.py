@@ -10,8 +10,8 @@ from vkube.syncer import load_values
 from .conftest import HOST_NS, VC, eventually, start_syncer, stop_syncer
 
 
-async def add_host_nodes(url: str) -> None:
-    async with Client(url) as h:
+async def add_host_nodes(hcp) -> None:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         for name, disk in (("n1", "ssd"), ("n2", "hdd")):
             await h.create(NODES, {"metadata": {"name": name, "labels": {
                 "disktype": disk, "kubernetes.io/hostname": name}},
@@ -26,7 +26,7 @@ async def add_host_nodes(url: str) -> None:
 
 async def test_real_nodes_all_with_selector_and_tenant_labels_kept(planes):
     vcp, hcp = planes
-    await add_host_nodes(hcp.url)
+    await add_host_nodes(hcp)
     values = load_values("sync: {nodes: {enabled: true, syncAllNodes: true, "
                          "nodeSelector: 'disktype=ssd'}}")
     pair = await start_syncer(vcp, hcp, values)
@@ -70,13 +70,13 @@ async def test_enable_scheduler_keeps_the_virtual_node_choice(planes, tmp_path):
     from vkube.cluster import ClusterConfig, HostConnection, VirtualCluster
 
     _, hcp = planes
-    await add_host_nodes(hcp.url)
+    await add_host_nodes(hcp)
     values = load_values("sync: {nodes: {enabled: true, enableScheduler: true}}")
     vc = VirtualCluster(ClusterConfig(
         name=VC, data_dir=tmp_path / "vc", values=values, controllers=False,
         host=HostConnection(str(hcp.data_dir / "kubeconfig"), namespace=HOST_NS)))
     await vc.start()
-    v, h = Client(vc.url), Client(hcp.url)
+    v, h = Client(vc.url, ssl=vc.control_plane.client_ssl()), Client(hcp.url, ssl=hcp.client_ssl())
     try:
         await vc.wait_ready(timeout=60)
         assert vc.scheduler is not None

@@ -185,7 +185,7 @@ async def test_restart_repairs_drift_removes_orphans_and_spares_foreign_objects(
     await stop_syncer(pair)
 
     # while the syncer is down: a virtual delete, host drift, a foreign host object
-    async with type(v)(vcp.url) as v2, type(h)(hcp.url) as h2:
+    async with type(v)(vcp.url, ssl=vcp.client_ssl()) as v2, type(h)(hcp.url, ssl=hcp.client_ssl()) as h2:
         await v2.delete(SERVICES, "drop", namespace="demo")
         hs = await h2.get(SERVICES, f"keep-x-demo-x-{VC}", namespace=HOST_NS)
         hs["spec"]["selector"] = {"hacked": "yes"}
@@ -207,7 +207,7 @@ async def test_restart_repairs_drift_removes_orphans_and_spares_foreign_objects(
         await stop_syncer(pair)
 
     # vkube pause/delete: the syncer is stopped, then everything it made goes
-    async with type(h)(hcp.url) as h3:
+    async with type(h)(hcp.url, ssl=hcp.client_ssl()) as h3:
         n = await cleanup_host(h3, HOST_NS, VC)
         assert n >= 1
         await gone(h3, SERVICES, f"keep-x-demo-x-{VC}")()
@@ -240,7 +240,7 @@ mapServices:
   fromHost: [{from: default/nettool-host, to: demo/nettool-host}]
   fromVirtual: [{from: demo/nettool-virtual, to: nettool-virtual}]
 """)
-    async with type_client()(hcp.url) as h0:
+    async with type_client()(hcp.url, ssl=hcp.client_ssl()) as h0:
         await h0.create(SERVICES, {"metadata": {"name": "nettool-host"}, "spec": {
             "selector": {"app": "nettool"}, "ports": [{"port": 80}]}}, namespace="default")
     pair = await start_syncer(vcp, hcp, values)
@@ -314,7 +314,7 @@ async def test_host_address_taken_meanwhile_recreates_the_virtual_service(planes
     pair, first, old = await _service_synced(vcp, hcp)
     await stop_syncer(pair)
     hname = f"web-x-default-x-{VC}"
-    async with type_client()(hcp.url) as h:
+    async with type_client()(hcp.url, ssl=hcp.client_ssl()) as h:
         await h.delete(SERVICES, hname, namespace=HOST_NS)
         await h.create(SERVICES, {"metadata": {"name": "thief"}, "spec": {
             "clusterIP": first, "ports": [{"port": 1}]}}, namespace="default")

@@ -35,7 +35,7 @@ async def test_user_chosen_ports_and_fields_reach_the_host(planes):
 
         # the host refuses one that is taken: the host picks another, the virtual Service
         # gets a Warning event that says why
-        async with Client(hcp.url) as h0:
+        async with Client(hcp.url, ssl=hcp.client_ssl()) as h0:
             await h0.create(SERVICES, nodeport("squatter", 81, 31006), namespace="default")
         await v.create(SERVICES, nodeport("api", 81, 31006), namespace="default")
         hs = await eventually(getter(h, SERVICES, f"api-x-default-x-{VC}"))
@@ -104,7 +104,7 @@ async def test_mapped_services_follow_the_values(planes):
     """Removing mappings (as `vkube create --upgrade` restarts the syncer with new values)
     removes what they mapped, on both sides; the tenant's own Services stay."""
     vcp, hcp = planes
-    async with Client(hcp.url) as h0:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h0:
         await h0.create(SERVICES, {"metadata": {"name": "nettool-host"}, "spec": {
             "selector": {"app": "nettool"}, "ports": [{"port": 80}]}}, namespace="default")
     pair = await start_syncer(vcp, hcp, load_values(MAPPED))

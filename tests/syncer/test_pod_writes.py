@@ -24,8 +24,8 @@ from .test_e2e_pods import HPOD, host_pod_exists, make_running
 class RecordingClient(Client):
     """Records every request (method, path) it sends."""
 
-    def __init__(self, server: str) -> None:
-        super().__init__(server)
+    def __init__(self, server: str, **kw: Any) -> None:
+        super().__init__(server, **kw)
         self.sent: list[tuple[str, str]] = []
 
     async def request(self, method: str, path: str, **kw: Any) -> Any:
@@ -44,9 +44,9 @@ def simple_pod(name: str = "web") -> dict:
 
 
 async def _prepare(vcp: ControlPlane, hcp: ControlPlane) -> None:
-    async with Client(hcp.url) as host:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as host:
         await host.create(NODES, {"metadata": {"name": "node-1"}})
-    async with Client(vcp.url) as virtual:
+    async with Client(vcp.url, ssl=vcp.client_ssl()) as virtual:
         await virtual.create(NAMESPACES, {"metadata": {"name": "demo"}})
 
 
@@ -54,9 +54,9 @@ async def _prepare(vcp: ControlPlane, hcp: ControlPlane) -> None:
 async def recorded(planes: tuple[ControlPlane, ControlPlane]) -> AsyncIterator[Pair]:
     vcp, hcp = planes
     await _prepare(vcp, hcp)
-    virtual, host = RecordingClient(vcp.url), RecordingClient(hcp.url)
+    virtual, host = RecordingClient(vcp.url, ssl=vcp.client_ssl()), RecordingClient(hcp.url, ssl=hcp.client_ssl())
     syncer = Syncer(name=VC, virtual=virtual, host=host, host_namespace=HOST_NS,
-                    values=load_values(""))
+                    values=load_values(""), virtual_pki=vcp.pki)
     task = asyncio.create_task(syncer.run())
     await asyncio.wait_for(syncer.wait_ready(), 30)
     pair = Pair(virtual, host, syncer, task)
@@ -85,9 +85,9 @@ async def _running(v: Client, name: str = "web") -> dict:
 async def test_one_binding_and_one_status_write_per_host_change(recorded: Pair):
     v, h = recorded.virtual, recorded.host
     assert isinstance(v, RecordingClient) and isinstance(h, RecordingClient)
-    async with Client(str(v.server)) as tenant:
+    async with Client(str(v.server), ssl=v.ssl) as tenant:
         await tenant.create(PODS, simple_pod(), namespace="demo")
-        async with Client(str(h.server)) as tenant_host:
+        async with Client(str(h.server), ssl=h.ssl) as tenant_host:
             await eventually(host_pod_exists(tenant_host))
             await make_running(Pair(tenant, tenant_host, recorded.syncer, recorded.task))
         vp = await eventually(lambda: _running(tenant))
@@ -154,7 +154,7 @@ async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_po
         await eventually(lambda: _running(v, "solo"))
     finally:
         await stop_syncer(pair)
-    async with Client(hcp.url) as h:
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
         for hname in (HPOD, hpending, hsolo):
             await h.delete(PODS, hname, namespace=HOST_NS, grace_period_seconds=0)
     pair = await start_syncer(vcp, hcp)

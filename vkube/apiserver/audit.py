@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fnmatch
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,19 +158,66 @@ def object_ref(info: RequestInfo) -> dict[str, str] | None:
     return {k: v for k, v in ref.items() if v}
 
 
-class AuditLog:
-    """Appends events to ``path`` (0600); each line is written and flushed whole."""
+_BACKUP_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}")
 
-    def __init__(self, path: str | os.PathLike[str], policy: Policy | None = None) -> None:
+
+class AuditLog:
+    """Appends events to ``path`` (0600); each line is written and flushed whole.
+
+    Rotation follows kube-apiserver's (lumberjack): once a line would take the file past
+    ``max_size_mb`` MiB (``--audit-log-maxsize``; 0 means lumberjack's default, 100), the file is
+    renamed to ``NAME-<UTC time>.EXT`` (``audit-2026-11-30T03-04-05.000.log``) and a new one
+    begun; backups beyond ``max_backups`` (``--audit-log-maxbackup``; 0 keeps all) or older than
+    ``max_age_days`` (``--audit-log-maxage``; 0 keeps all) are removed."""
+
+    def __init__(self, path: str | os.PathLike[str], policy: Policy | None = None, *,
+                 max_size_mb: int = 0, max_backups: int = 0, max_age_days: int = 0) -> None:
         self.path = Path(path)
         self.policy = policy or Policy.default()
+        self.max_bytes = (max_size_mb or 100) * 1024 * 1024
+        self.max_backups, self.max_age_days = max_backups, max_age_days
         self._fh: Any = None
+        self._size = 0
 
     def _file(self) -> Any:
         if self._fh is None:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             self._fh = os.fdopen(fd, "ab")
+            self._size = os.fstat(fd).st_size
         return self._fh
+
+    def _write(self, line: bytes) -> None:
+        fh = self._file()
+        if self._size and self._size + len(line) > self.max_bytes:
+            self._rotate()
+            fh = self._file()
+        fh.write(line)
+        fh.flush()
+        self._size += len(line)
+
+    def _rotate(self) -> None:
+        self.close()
+        now = dt.datetime.now(dt.timezone.utc)
+        stamp = now.strftime("%Y-%m-%dT%H-%M-%S.") + f"{now.microsecond // 1000:03d}"
+        self.path.replace(self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
+        self._prune(now)
+
+    def backups(self) -> list[Path]:
+        """Rotated files of this log, oldest first (their names sort by time)."""
+        prefix, suffix = f"{self.path.stem}-", self.path.suffix
+        return sorted(p for p in self.path.parent.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(suffix) and p != self.path
+                      and _BACKUP_STAMP.fullmatch(p.name[len(prefix):len(p.name) - len(suffix)]))
+
+    def _prune(self, now: dt.datetime) -> None:
+        old = self.backups()
+        doomed = set(old[:-self.max_backups]) if self.max_backups else set()
+        if self.max_age_days:
+            cutoff = (now - dt.timedelta(days=self.max_age_days)).timestamp()
+            doomed |= {p for p in old if p.stat().st_mtime < cutoff}
+        for p in doomed:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
     def close(self) -> None:
         if self._fh is not None:
@@ -219,7 +267,5 @@ class AuditLog:
         event["stageTimestamp"] = rfc3339_micro(dt.datetime.now(dt.timezone.utc))
         if rc.audit_annotations:
             event["annotations"] = dict(rc.audit_annotations)
-        fh = self._file()
-        fh.write(orjson.dumps(event) + b"\n")
-        fh.flush()
+        self._write(orjson.dumps(event) + b"\n")
         return event

@@ -61,10 +61,15 @@ class Context:
     field_sets: FieldSetCache = field(default_factory=FieldSetCache)
     on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
-    #: signs service-account tokens (TokenRequest); kept in the data dir across restarts
-    signing_key: bytes = b""
     #: encryption at rest (``vkube.apiserver.encryption.EncryptionConfig``); None stores plain
     encryption: Any = None
+    #: TLS for the kubelet hop (logs, exec, attach, port-forward): trusts the cluster CA and
+    #: presents the API server's kubelet-client certificate; None = the system defaults
+    kubelet_tls: Any = None
+    #: issues service-account tokens (TokenRequest) with the cluster's signing key
+    token_issuer: Any = None
+    #: the audiences API tokens are issued for and accepted with (``--api-audiences``)
+    api_audiences: tuple[str, ...] = ()
     _http: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)
@@ -74,7 +79,8 @@ class Context:
         if self._http is None or self._http.closed:
             import aiohttp
 
-            self._http = aiohttp.ClientSession(auto_decompress=False)
+            connector = aiohttp.TCPConnector(ssl=self.kubelet_tls if self.kubelet_tls is not None else True)
+            self._http = aiohttp.ClientSession(auto_decompress=False, connector=connector)
         return self._http
 
     def storage(self, spec: ResourceSpec) -> "ResourceStorage":

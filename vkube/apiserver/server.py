@@ -20,25 +20,30 @@ from vkube import __version__
 from vkube.api import errors, selectors
 from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
-from vkube.apiserver import http, patching, subresources
+from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
+from vkube.apiserver.authn import Authenticator
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
+from vkube.apiserver.sharedkeys import share_cluster_keys
+from vkube.apiserver.tokenauth import StaticTokens
 from vkube.apiserver.request import (AUDIT_ID_HEADER, AUDIT_ID_RESPONSE_HEADER, RequestContext, UserInfo,
                                      cluster_admin, internal_context, new_audit_id)
 from vkube.apiserver.requestinfo import RequestInfo, parse
 from vkube.apiserver.reviews import is_review, serve_review
 from vkube.apiserver.watch import serve_watch
+from vkube.pki import ServingCertificate
+from vkube.pki.cluster import ADMIN, APISERVER_KUBELET_CLIENT, ClusterPKI
+from vkube.pki.tokens import JWKS_CONTENT_TYPE, JWKS_PATH, OPENID_CONFIG_PATH
 from vkube.store import open_store
-from vkube.store.base import KeyExists, Store
-from vkube.store.sqlite import SqliteStore
+from vkube.store.base import Store
 
 log = logging.getLogger("vkube.apiserver")
 
@@ -51,16 +56,18 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 _AUDIT_ID = web.RequestKey("audit_id", str)
+MAX_HEADER_FIELD = 128 * 1024
 
 
 class APIServer:
     """Routes requests to discovery, OpenAPI, health, metrics and resource handlers."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, authenticator: Authenticator | None = None) -> None:
         from vkube.api.openapi import OpenAPI
         from vkube.api.tables import to_table
 
         self.ctx = ctx
+        self.authenticator = authenticator
         self.discovery = Discovery(ctx.registry)
         self.openapi = OpenAPI(ctx.registry)
         ctx.schema_for = lambda spec: self.openapi.schema_for(spec.group, spec.version, spec.kind)
@@ -83,16 +90,21 @@ class APIServer:
         app.on_response_prepare.append(_echo_audit_id)
         return app
 
-    def authenticate(self, request: web.Request) -> UserInfo:
-        """Who sent ``request``: the one place authentication fills in the user. Until it
-        lands every client holds the cluster-admin kubeconfig, so every request is the admin."""
-        return cluster_admin()
+    async def authenticate(self, request: web.Request) -> UserInfo:
+        """Who sent ``request``: the one place authentication fills in the user (client
+        certificate, bearer token, or anonymous where Kubernetes allows it; else 401). A server
+        built without an authenticator (unit tests of the HTTP surface) treats everyone as the
+        cluster admin."""
+        if self.authenticator is None:
+            return cluster_admin()
+        return await self.authenticator.authenticate(request)
 
-    def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
+    async def request_context(self, request: web.Request, info: RequestInfo, audit_id: str) -> RequestContext:
         """The per-request context, built once here. dryRun and fieldManager are read (and
         refused when malformed) only for writes to served resources, as kube-apiserver's write
         handlers do (an unknown resource stays a 404); the field manager defaults to the
         User-Agent's first token except for apply, which must name one."""
+        user = await self.authenticate(request)
         dry_run, manager = False, None
         if (info.is_resource and info.verb in WRITE_VERBS
                 and self.ctx.registry.get(info.group, info.version, info.resource) is not None):
@@ -101,7 +113,7 @@ class APIServer:
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
             applying = info.verb == "patch" and PATCH_TYPES.get(ctype) == "apply"
             manager = q.field_manager(None if applying else default_manager(request))
-        return RequestContext(user=self.authenticate(request), info=info, audit_id=audit_id,
+        return RequestContext(user=user, info=info, audit_id=audit_id,
                               dry_run=dry_run, field_manager=manager)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -113,7 +125,7 @@ class APIServer:
         rc: RequestContext | None = None
         resp: web.StreamResponse | None = None
         try:
-            rc = self.request_context(request, info, request[_AUDIT_ID])
+            rc = await self.request_context(request, info, request[_AUDIT_ID])
             # authorization (impersonation, then RBAC) — after authentication, before any read
             rc = self.authorization.check(rc, request.headers.items())
             resp = await self._route(request, rc)
@@ -170,7 +182,9 @@ class APIServer:
         info = rc.info
         path = request.path.rstrip("/") or "/"
         if not info.is_resource:
-            return await self._non_resource(request, path, info)
+            return await self._non_resource(request, path, info, rc)
+        if info.group == "authentication.k8s.io" and info.resource in authreviews.REVIEWS:
+            return await authreviews.serve(self, request, rc)
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.no_such_path()
@@ -225,10 +239,16 @@ class APIServer:
             raise errors.NotFound(f"the server could not find the requested resource ({sub} is not served yet)", details={})
         return await handler(self.ctx, request, rc)
 
-    async def _non_resource(self, request: web.Request, path: str, info: Any) -> web.StreamResponse:
+    async def _non_resource(self, request: web.Request, path: str, info: Any,
+                            rc: RequestContext) -> web.StreamResponse:
         accept = http.parse_accept(request.headers.get("Accept"))
         if path == "/version":
             return http.json_response(KUBE_VERSION)
+        if path in (OPENID_CONFIG_PATH, JWKS_PATH) and self.authenticator is not None:
+            issuer = self.authenticator.issuer
+            if path == JWKS_PATH:
+                return http.json_response(issuer.jwks(), content_type=JWKS_CONTENT_TYPE)
+            return http.json_response(issuer.openid_configuration())
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return await self._health(request, path)
         if path == "/metrics":
@@ -353,13 +373,11 @@ def _free_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-#: where a shared store keeps the service-account token key (outside every resource's prefix)
-SIGNING_KEY = "/vkube/sa-signing-key"
-
-
 class ControlPlane:
-    """One API server on a store. ``data_dir`` holds ``state.db`` (unless ``store_url`` is
-    given) and, once serving, ``kubeconfig``."""
+    """One API server on a store, served over HTTPS only. ``data_dir`` holds ``state.db``
+    (unless ``store_url`` is given), ``pki/`` (the cluster's CA, service-account key and
+    serving certificate) and, once serving, ``kubeconfig`` (embedded CA and admin client
+    certificate). Without a data dir the key material lives in memory for the process."""
 
     def __init__(self, *, data_dir: str | os.PathLike[str] | None = None, store_url: str | None = None,
                  port: int = 0, host: str = "127.0.0.1", name: str = "vkube",
@@ -369,7 +387,12 @@ class ControlPlane:
                  encryption_config: str | os.PathLike[str] | None = None,
                  audit_policy: str | os.PathLike[str] | None = None,
                  audit_log: str | os.PathLike[str] | None = None,
-                 admission_config: str | os.PathLike[str] | None = None) -> None:
+                 audit_rotation: tuple[int, int, int] = (0, 0, 0),
+                 token_auth_file: str | os.PathLike[str] | None = None,
+                 admission_config: str | os.PathLike[str] | None = None,
+                 pod_security_config: dict[str, Any] | None = None,
+                 extra_sans: tuple[str, ...] = (), renew_interval: float = 3600.0,
+                 share_keys: bool = False) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -379,25 +402,63 @@ class ControlPlane:
         self.host, self.port, self.name = host, port, name
         self.allocate_service_ips = allocate_service_ips
         self.registry = registry or builtin_registry()
+        self.extra_sans = tuple(extra_sans)
+        self.renew_interval = renew_interval
+        #: one of several replicas on a shared store: key material is shared through the store
+        self.share_keys = share_keys
         self._store = store
         #: EncryptionConfiguration file (default: the data dir's own, created once); audit
         #: policy file (default: Metadata for everything) and log (default: DATA_DIR/audit.log)
         self.encryption_config = encryption_config
         self.audit_policy, self.audit_log = audit_policy, audit_log
+        self.audit_rotation = audit_rotation  # (max size MB, backups, max age days)
+        self.token_auth_file = token_auth_file  # --token-auth-file (static tokens)
         self.admission_config = admission_config  # AdmissionConfiguration (PodSecurity's settings)
+        #: a PodSecurityConfiguration given inline (values' controlPlane.podSecurity)
+        self.pod_security_config = pod_security_config
         self._runner: web.AppRunner | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._tmp: Any = None
         self.server: APIServer | None = None
         self.ctx: Context | None = None
         self.crds: CRDController | None = None
+        self.pki: ClusterPKI | None = None
+        self.serving: ServingCertificate | None = None
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
-        return f"http://{host}:{self.port}"
+        return f"https://{host}:{self.port}"
+
+    def serving_names(self) -> list[str]:
+        """Every name and address this server is reached by: loopback, its bind address, the
+        in-cluster service names and IP, the machine's name when bound to all interfaces, and
+        whatever the caller adds (an external DNS name, a host service name)."""
+        names = ["127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+        if self.host in ("0.0.0.0", "", "::"):
+            names.append(socket.gethostname())
+        else:
+            names.append(self.host)
+        if self.ctx is not None:
+            import ipaddress
+
+            names.append(str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1))
+        return [*names, *self.extra_sans]
+
+    def _pki_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir / "pki"
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="vkube-pki-")
+        return Path(self._tmp.name)
 
     async def start(self) -> None:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        pki_dir = self._pki_dir()
+        self.pki = ClusterPKI(pki_dir if self.data_dir is not None else None, name=self.name)
         if self._store is not None:
             store = self._store
             await store.start()
@@ -412,29 +473,46 @@ class ControlPlane:
             if self.compaction_interval > 0:  # our store: we keep its history bounded
                 store.start_auto_compaction(self.compaction_interval)
         self._store = store
-        key = self._signing_key()
-        if not isinstance(store, SqliteStore):
-            key = await self._shared_signing_key(store, key)
+        if self.share_keys:  # replicas on one store: one CA, one token key, one encryption key
+            self.pki = await share_cluster_keys(store, pki_dir, self.data_dir, self.pki, self.name,
+                                                self.encryption_config is None)
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
-                           signing_key=key, encryption=self._encryption())
-        self.server = APIServer(self.ctx)
+                           encryption=self._encryption())
+        self.ctx.kubelet_tls = self.pki.client_ssl(*APISERVER_KUBELET_CLIENT)
+        static = StaticTokens.load(self.token_auth_file) if self.token_auth_file is not None else None
+        authenticator = Authenticator(self.pki, self.ctx, static_tokens=static)
+        self.ctx.token_issuer = authenticator.issuer
+        self.ctx.api_audiences = tuple(authenticator.api_audiences)
+        self.server = APIServer(self.ctx, authenticator)
         self.server.audit = self._audit_log()
         configured = admission_settings.load(self.admission_config) if self.admission_config else {}
+        if self.pod_security_config is not None:
+            if "PodSecurity" in configured:
+                raise admission_settings.AdmissionConfigError(
+                    "controlPlane.podSecurity: PodSecurity is configured by --admission-control-config-file "
+                    "too: use one of them")
+            configured["PodSecurity"] = admission_settings.pod_security_from(
+                self.pod_security_config, "controlPlane.podSecurity")
         self.ctx.admission = [RBACEscalation(self.server.authorization),
                               default_chain(pod_security=configured.get("PodSecurity")),
                               ServiceAllocation(self.ctx.service_cidr)]
+        self.serving = ServingCertificate(self.pki.ca, pki_dir)
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
         await self._bootstrap()
         await ensure_bootstrap_policy(self.ctx)
         await self.server.authorization.start()
         self.server.ready = True
+        # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
+        # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
         sock = _free_port_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self.serving.ensure(self.serving_names())
+        await web.SockSite(self._runner, sock, ssl_context=self.serving.context).start()
+        self._renewer = asyncio.create_task(self._renew(), name=f"vkube-cert-renewal-{self.name}")
         if self.data_dir is not None:
             self.write_kubeconfig(self.data_dir / "kubeconfig")
 
@@ -450,39 +528,35 @@ class ControlPlane:
         path = self.audit_log or (self.data_dir / AUDIT_FILE if self.data_dir is not None else None)
         if path is None:
             return None
-        return AuditLog(path, Policy.load(self.audit_policy) if self.audit_policy else None)
+        size, backups, age = self.audit_rotation
+        return AuditLog(path, Policy.load(self.audit_policy) if self.audit_policy else None,
+                        max_size_mb=size, max_backups=backups, max_age_days=age)
 
-    def _signing_key(self) -> bytes:
-        """The service-account token key: created once, kept in the data dir (0600)."""
-        if self.data_dir is None:
-            return os.urandom(32)
-        path = self.data_dir / "sa-signing.key"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(os.urandom(32))
-            os.chmod(tmp, 0o600)
-            tmp.replace(path)
-        return path.read_bytes()
-
-    async def _shared_signing_key(self, store: Store, local: bytes) -> bytes:
-        """On a store that several API servers may share (PostgreSQL, etcd: ``enableHA``)
-        the token key lives in the store, so a token one replica issued is valid on every
-        other. The first server to get there puts its own key (an existing cluster's file
-        key, so its tokens stay valid); every later one adopts the stored key."""
-        kv = await store.get(SIGNING_KEY)
-        if kv is None:
+    async def _renew(self) -> None:
+        """Re-issue the serving certificate before it expires (or when a name is missing): new
+        handshakes get the new one, open connections carry on."""
+        assert self.serving is not None
+        while True:
+            await asyncio.sleep(self.renew_interval)
             try:
-                kv = await store.create(SIGNING_KEY, local)
-            except KeyExists:
-                kv = await store.get(SIGNING_KEY)
-        assert kv is not None
-        if kv.value != local and self.data_dir is not None:
-            path = self.data_dir / "sa-signing.key"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(kv.value)
-            os.chmod(tmp, 0o600)
-            tmp.replace(path)
-        return kv.value
+                reason = self.serving.ensure(self.serving_names())
+            except Exception:  # keep serving with the current certificate; try again later
+                log.exception("renewing the serving certificate of %s failed", self.name)
+                continue
+            if reason:
+                log.info("serving certificate of %s renewed: %s", self.name, reason)
+
+    @property
+    def token_issuer(self) -> Any:
+        """The cluster's service-account token issuer (vkube.pki.TokenIssuer), once started."""
+        return self.ctx.token_issuer if self.ctx is not None else None
+
+    def client_ssl(self, user: str = ADMIN[0], groups: tuple[str, ...] = ADMIN[1]) -> Any:
+        """A TLS context trusting this cluster's CA and presenting a client certificate of
+        ``user`` in ``groups`` (issued by the cluster's CA): how in-process components and
+        tests get their own identity."""
+        assert self.pki is not None, "start() the control plane first"
+        return self.pki.client_ssl(user, groups)
 
     async def _bootstrap(self) -> None:
         """The namespaces every cluster has, and the ``kubernetes`` service."""
@@ -517,6 +591,9 @@ class ControlPlane:
     async def stop(self) -> None:
         if self.crds is not None:
             await self.crds.stop()
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()
@@ -529,16 +606,16 @@ class ControlPlane:
             await self.ctx._http.close()
         if self._store is not None:
             await self._store.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
-    def kubeconfig(self, *, context: str | None = None, server: str | None = None) -> dict[str, Any]:
-        ctx_name = context or self.name
-        return {
-            "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": ctx_name, "cluster": {"server": server or self.url}}],
-            "users": [{"name": ctx_name, "user": {"token": "vkube-admin"}}],
-            "contexts": [{"name": ctx_name, "context": {"cluster": ctx_name, "user": ctx_name}}],
-            "current-context": ctx_name,
-        }
+    def kubeconfig(self, *, context: str | None = None, server: str | None = None,
+                   user: str = ADMIN[0], groups: tuple[str, ...] = ADMIN[1]) -> dict[str, Any]:
+        """A kubeconfig with everything embedded (CA, client certificate and key of ``user``,
+        the cluster admin by default): it verifies the server and works from any folder."""
+        assert self.pki is not None, "start() the control plane first"
+        return self.pki.kubeconfig(server or self.url, context=context or self.name, user=user, groups=groups)
 
     def write_kubeconfig(self, path: str | os.PathLike[str], **kw: Any) -> None:
         p = Path(path)

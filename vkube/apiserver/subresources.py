@@ -159,7 +159,7 @@ async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     params = {k: v for k, v in request.query.items()
               if k in ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")}
-    url = f"http://{address}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
+    url = f"https://{address}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
     session = ctx.http_session()
     try:
         upstream = await session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
@@ -207,7 +207,7 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
     path = {"exec": "exec", "attach": "attach", "portforward": "portForward"}[info.subresource]
-    target = f"http://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
+    target = f"https://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
     protocols = offered_protocols(request.headers)
     session = ctx.http_session()
     try:

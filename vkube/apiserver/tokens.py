@@ -1,55 +1,28 @@
 """``serviceaccounts/NAME/token`` (TokenRequest): signed, expiring service-account tokens in
-Kubernetes' JWT shape. Signed with HS256 by a key the control plane keeps in its data dir; the
-authentication issue will verify them (and may move to RS256 with a published JWKS)."""
+Kubernetes' JWT shape (ES256/RS256 by the cluster's own key, :class:`vkube.pki.TokenIssuer`),
+optionally bound to a Pod, Secret or Node so the token dies with that object. Follows
+``pkg/registry/core/serviceaccount/storage/token.go``: the bound object must exist and match
+the given UID; a pod-bound token also names the pod's node."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import time
-import uuid
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from vkube.api import errors
+from vkube.api.meta import rfc3339
 from vkube.apiserver import http
 from vkube.apiserver.context import Context
-from vkube.api.meta import rfc3339
 from vkube.apiserver.request import RequestContext
+from vkube.pki.tokens import MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS
 
 DEFAULT_EXPIRY = 3600
-MIN_EXPIRY = 600
-MAX_EXPIRY = 48 * 3600
-ISSUER = "https://kubernetes.default.svc.cluster.local"
+_BINDABLE = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def sign(key: bytes, claims: dict[str, Any]) -> str:
-    header = _b64(orjson.dumps({"alg": "HS256", "typ": "JWT", "kid": hashlib.sha256(key).hexdigest()[:16]}))
-    payload = _b64(orjson.dumps(claims))
-    sig = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64(sig)}"
-
-
-def verify(key: bytes, token: str, *, now: float | None = None) -> dict[str, Any] | None:
-    """The claims of a valid, unexpired token signed with ``key``; None otherwise."""
-    try:
-        header, payload, sig = token.split(".")
-        want = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(want, base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))):
-            return None
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        return None
-    if claims.get("exp", 0) < (now or time.time()):
-        return None
-    return claims
+def _invalid(name: str, field: str, message: str) -> errors.StatusError:
+    return errors.invalid("TokenRequest", name, [errors.field_error(field, message)], group="authentication.k8s.io")
 
 
 async def token_request(ctx: Context, request: web.Request, rc: RequestContext) -> web.Response:
@@ -60,32 +33,61 @@ async def token_request(ctx: Context, request: web.Request, rc: RequestContext) 
     if not isinstance(body, dict):
         raise errors.BadRequest("the body must be a TokenRequest object")
     spec = body.get("spec") or {}
-    expiry = spec.get("expirationSeconds", DEFAULT_EXPIRY)
-    if not isinstance(expiry, int) or isinstance(expiry, bool) or expiry < MIN_EXPIRY:
-        raise errors.invalid("TokenRequest", info.name, [errors.field_error(
-            "spec.expirationSeconds", f"Invalid value: {errors.go_value(expiry)}: may not specify a duration less than 10 minutes")],
-            group="authentication.k8s.io")
-    expiry = min(expiry, MAX_EXPIRY)
-    audiences = spec.get("audiences") or [ISSUER]
+    if not isinstance(spec, dict):
+        raise errors.BadRequest("spec must be an object")
+    expiry = spec.get("expirationSeconds")
+    expiry = DEFAULT_EXPIRY if expiry is None else expiry
+    if not isinstance(expiry, int) or isinstance(expiry, bool) or expiry < MIN_EXPIRATION_SECONDS:
+        raise _invalid(info.name, "spec.expirationSeconds",
+                       f"Invalid value: {errors.go_value(expiry)}: may not specify a duration less than 10 minutes")
+    if expiry > MAX_EXPIRATION_SECONDS:
+        raise _invalid(info.name, "spec.expirationSeconds",
+                       f"Invalid value: {expiry}: may not specify a duration larger than 2^32 seconds")
+    issuer = ctx.token_issuer
+    if issuer is None:
+        raise errors.ServiceUnavailable("token issuing is not enabled on this server")
+    audiences = spec.get("audiences") or []
+    if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
+        raise errors.BadRequest("spec.audiences must be a list of non-empty strings")
+    audiences = audiences or list(ctx.api_audiences)
     sa_storage = ctx.storage_for("", "ServiceAccount")
     assert sa_storage is not None
     sa = await sa_storage.get(rc, info.namespace, info.name)
-    now = int(ctx.clock().timestamp())
-    k8s: dict[str, Any] = {"namespace": info.namespace,
-                           "serviceaccount": {"name": info.name, "uid": sa["metadata"]["uid"]}}
+    bound_objects: dict[str, Any] = {}
     bound = spec.get("boundObjectRef")
-    if isinstance(bound, dict) and bound.get("kind") in ("Pod", "Secret", "Node"):
-        k8s[bound["kind"].lower()] = {"name": bound.get("name"), "uid": bound.get("uid")}
-    claims = {"aud": audiences, "exp": now + expiry, "iat": now, "nbf": now, "iss": ISSUER,
-              "jti": str(uuid.uuid4()), "kubernetes.io": k8s,
-              "sub": f"system:serviceaccount:{info.namespace}:{info.name}"}
-    token = sign(ctx.signing_key, claims)
-    import datetime as dt
-
+    if bound is not None:
+        bound_objects = await _bound(ctx, rc, bound, info.namespace)
+    token, exp = issuer.issue(sa, audiences=audiences, expiration_seconds=expiry, now=ctx.clock(), **bound_objects)
+    out_spec: dict[str, Any] = {"audiences": audiences, "expirationSeconds": expiry, "boundObjectRef": bound}
     return http.json_response({
         "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
         "metadata": {"name": info.name, "namespace": info.namespace, "creationTimestamp": None},
-        "spec": {"audiences": audiences, "expirationSeconds": expiry, "boundObjectRef": bound},
-        "status": {"token": token,
-                   "expirationTimestamp": rfc3339(dt.datetime.fromtimestamp(now + expiry, dt.timezone.utc))},
+        "spec": out_spec, "status": {"token": token, "expirationTimestamp": rfc3339(exp)},
     }, 201)
+
+
+async def _bound(ctx: Context, rc: RequestContext, ref: Any, namespace: str) -> dict[str, Any]:
+    """The object a token is bound to (and for a pod, its node), checked as upstream does."""
+    if not isinstance(ref, dict):
+        raise errors.BadRequest("spec.boundObjectRef must be an object")
+    kind, name, uid = ref.get("kind"), ref.get("name"), ref.get("uid")
+    if kind not in _BINDABLE:
+        raise errors.BadRequest(f'cannot bind token for serviceaccount "{rc.info.name}" to object of '
+                                f'kind "{kind}": supported kinds are Pod, Secret, Node')
+    if not isinstance(name, str) or not name:
+        raise _invalid(rc.info.name, "spec.boundObjectRef.name", "Required value")
+    storage = ctx.storage_for("", kind)
+    assert storage is not None
+    obj = await storage.get(rc, None if kind == "Node" else namespace, name)
+    actual = (obj.get("metadata") or {}).get("uid")
+    if uid and uid != actual:
+        raise errors.Conflict(f"the UID in the bound object reference ({uid}) does not match the UID in "
+                              f"record. The object might have been deleted and then recreated")
+    out: dict[str, Any] = {kind.lower(): obj}
+    if kind == "Pod" and (obj.get("spec") or {}).get("nodeName"):
+        nodes = ctx.storage_for("", "Node")
+        assert nodes is not None
+        node = await nodes.get_or_none(rc, None, obj["spec"]["nodeName"])
+        if node is not None:
+            out["node"] = node
+    return out

@@ -130,7 +130,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import asyncio
 
     try:
-        nodes = asyncio.run(_nodes(st.get("url", "")))
+        nodes = asyncio.run(_nodes(d / "kubeconfig"))
     except Exception as e:  # status is informative; a failing API still shows the pid
         print(f"nodes:      unavailable ({e})")
         return 1
@@ -140,11 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _nodes(url: str) -> list[tuple[str, str]]:
-    from vkube.client import Client
+async def _nodes(kubeconfig: Path) -> list[tuple[str, str]]:
+    from vkube.client import load_kubeconfig
     from vkube.client.resources import NODES
 
-    async with Client(url) as c:
+    async with load_kubeconfig(str(kubeconfig)) as c:
         items = (await c.list(NODES)).get("items", [])
     out = []
     for n in items:

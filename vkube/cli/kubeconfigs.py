@@ -74,33 +74,38 @@ def _drop(items: list[dict[str, Any]], name: str) -> None:
     items[:] = [it for it in items if it.get("name") != name]
 
 
-def entry(server: str, token: str, ctx: str) -> dict[str, Any]:
+def entry(cluster: dict[str, Any], user: dict[str, Any], ctx: str) -> dict[str, Any]:
     """A standalone kubeconfig with one context (for ``connect --print``)."""
     return {"apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": ctx, "cluster": {"server": server}}],
-            "users": [{"name": ctx, "user": {"token": token}}],
+            "clusters": [{"name": ctx, "cluster": cluster}],
+            "users": [{"name": ctx, "user": user}],
             "contexts": [{"name": ctx, "context": {"cluster": ctx, "user": ctx}}],
             "current-context": ctx}
 
 
-def server_and_token(data_dir: Path) -> tuple[str, str]:
-    """The virtual API server's address and token, from the kubeconfig ``vkube serve`` wrote."""
+def cluster_and_user(data_dir: Path, server: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The virtual API server's cluster entry (address, embedded CA) and admin user entry
+    (embedded client certificate and key), from the kubeconfig ``vkube serve`` wrote;
+    ``server`` replaces the address (the certificate must name it)."""
     try:
         doc = yaml.safe_load((data_dir / "kubeconfig").read_text()) or {}
-        server = doc["clusters"][0]["cluster"]["server"]
-        token = (doc.get("users") or [{}])[0].get("user", {}).get("token") or ""
+        cluster = dict(doc["clusters"][0]["cluster"])
+        user = dict(doc["users"][0]["user"])
+        cluster["server"]  # noqa: B018 - a kubeconfig without a server is not written yet
     except (FileNotFoundError, KeyError, IndexError, TypeError) as e:
         raise CLIError(f"the control plane has not written {data_dir / 'kubeconfig'} yet — "
                        "check `vkube list` and `vkube logs`") from e
-    return server, token
+    if server:
+        cluster["server"] = server
+    return cluster, user
 
 
-def add_context(ctx: str, server: str, token: str, *, switch: bool) -> None:
+def add_context(ctx: str, cluster: dict[str, Any], user: dict[str, Any], *, switch: bool) -> None:
     """Add (or refresh) cluster, user and context ``ctx``; with ``switch`` make it current and
     remember the previously current context (unless that was a vkube context itself)."""
     doc = load()
-    _upsert(doc["clusters"], ctx, "cluster", {"server": server})
-    _upsert(doc["users"], ctx, "user", {"token": token})
+    _upsert(doc["clusters"], ctx, "cluster", cluster)
+    _upsert(doc["users"], ctx, "user", user)
     _upsert(doc["contexts"], ctx, "context", {"cluster": ctx, "user": ctx})
     if switch:
         prev = doc.get("current-context")

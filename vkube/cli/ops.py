@@ -232,10 +232,10 @@ async def _create_in_cluster(hc: Client, st: ClusterState, progress: Progress) -
 def _connect(st: ClusterState, *, switch: bool, ctx: str | None = None,
              server: str | None = None) -> str:
     ctx = ctx or st.context_name or kubeconfigs.context_name(st.name)
-    url, token = kubeconfigs.server_and_token(st.data_dir)
     if server is None and (st.values or {}).get("expose"):
         server = process.wait_exposed(st)  # expose: the kubeconfig uses the exposed address
-    kubeconfigs.add_context(ctx, server or url, token, switch=switch)
+    cluster, user = kubeconfigs.cluster_and_user(st.data_dir, server)
+    kubeconfigs.add_context(ctx, cluster, user, switch=switch)
     written = str(kubeconfigs.user_kubeconfig_path().expanduser().resolve())
     if st.context_name != ctx or written not in st.context_files:
         st.context_name = ctx
@@ -257,8 +257,8 @@ async def connect(args: argparse.Namespace) -> int:
                        f"and start it with `vkube resume {st.name}`")
     ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
     if args.print:
-        url, token = kubeconfigs.server_and_token(st.data_dir)
-        sys.stdout.write(yaml.safe_dump(kubeconfigs.entry(args.server or url, token, ctx),
+        cluster, user = kubeconfigs.cluster_and_user(st.data_dir, args.server)
+        sys.stdout.write(yaml.safe_dump(kubeconfigs.entry(cluster, user, ctx),
                                         sort_keys=False))
         return 0
     _connect(st, switch=True, ctx=ctx, server=args.server)

@@ -129,15 +129,18 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
     args = ["serve", "--name", name, "--data-dir", "/data", "--port", str(API_PORT), "--address", "0.0.0.0",
             "--host-kubeconfig", "/etc/vkube/host-kubeconfig", "--host-namespace", namespace,
             "--advertise-address", "$(POD_IP)", "-f", "/etc/vkube/values.yaml"]
+    # the serving certificate names the host Service, as tenants' pods and tools reach it
+    for san in (full, f"{full}.{namespace}", f"{full}.{namespace}.svc", f"{full}.{namespace}.svc.cluster.local"):
+        args += ["--tls-san", san]
     container = {
         "name": "vkube", "image": image, "imagePullPolicy": "IfNotPresent", "args": args,
         "ports": [{"name": "https", "containerPort": API_PORT, "protocol": "TCP"}],
         "env": [{"name": "VKUBE_LOG_LEVEL", "value": "INFO"},
                 # where pods reach this control plane (the Endpoints of default/kubernetes)
                 {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": API_PORT, "scheme": "HTTPS"},
                            "periodSeconds": 2, "failureThreshold": 30},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT},
+        "livenessProbe": {"httpGet": {"path": "/livez", "port": API_PORT, "scheme": "HTTPS"},
                           "initialDelaySeconds": 10, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                       "limits": {"memory": "1Gi"}},

@@ -18,6 +18,9 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=int, default=0, help="port (0: any free port)")
     p.add_argument("--address", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 inside a host cluster's pod)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                   help="extra DNS name or IP for the serving certificate (repeatable); loopback, "
+                        "the bind address and kubernetes.default.svc are always included")
     p.add_argument("--store", default=None,
                    help="store: sqlite (default, in --data-dir), postgres://USER@HOST:PORT/DB or "
                         "etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (default: controlPlane.store "
@@ -52,6 +55,14 @@ def register(sub: Any) -> None:
                         "AES-GCM for secrets, made on first start); rotate keys as kube-apiserver does")
     p.add_argument("--audit-policy-file", metavar="FILE", default=None,
                    help="audit.k8s.io/v1 Policy (default: every request at Metadata) for DATA_DIR/audit.log")
+    p.add_argument("--token-auth-file", metavar="FILE", default=None,
+                   help="static bearer tokens, CSV token,user,uid[,\"group1,group2\"] (kube-apiserver's format); read at start")
+    p.add_argument("--audit-log-maxsize", metavar="MB", type=int, default=0,
+                   help="rotate DATA_DIR/audit.log once it would pass MB megabytes (0: 100, kube-apiserver's)")
+    p.add_argument("--audit-log-maxbackup", metavar="N", type=int, default=0,
+                   help="keep at most N rotated audit logs (0: keep all)")
+    p.add_argument("--audit-log-maxage", metavar="DAYS", type=int, default=0,
+                   help="remove rotated audit logs older than DAYS (0: keep all)")
     p.add_argument("--admission-control-config-file", metavar="FILE", default=None,
                    help="AdmissionConfiguration: PodSecurity defaults and exemptions (PodSecurityConfiguration)")
     p.set_defaults(func=run)

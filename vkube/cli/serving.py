@@ -61,12 +61,24 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          controllers=not args.no_controllers,
                          encryption_config=_file_arg(args, "encryption_config"),
                          audit_policy=_file_arg(args, "audit_policy_file"),
+                         audit_rotation=_audit_rotation(args),
+                         token_auth_file=_file_arg(args, "token_auth_file"),
                          admission_config=_file_arg(args, "admission_control_config_file"),
                          dns_port=getattr(args, "dns_port", 0) or 0,
                          advertise_address=getattr(args, "advertise_address", None),
                          dns_upstream=dns_upstream(getattr(args, "dns_upstream", None)),
                          # enableHA: one of several replicas; lead before running the rest
-                         ha=bool(values is not None and values.enable_ha))
+                         ha=bool(values is not None and values.enable_ha),
+                         tls_sans=tuple(getattr(args, "tls_san", None) or ()))
+
+
+def _audit_rotation(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(maxsize MB, maxbackup, maxage days) as kube-apiserver's --audit-log-* flags."""
+    values = tuple(int(getattr(args, f"audit_log_{k}", 0) or 0) for k in ("maxsize", "maxbackup", "maxage"))
+    for flag, v in zip(("maxsize", "maxbackup", "maxage"), values):
+        if v < 0:
+            raise CLIError(f"--audit-log-{flag} {v}: must be 0 or more", code=2)
+    return values  # type: ignore[return-value]
 
 
 def _file_arg(args: argparse.Namespace, name: str) -> Path | None:

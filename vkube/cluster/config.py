@@ -73,6 +73,10 @@ class ClusterConfig:
     encryption_config: Path | None = None
     #: audit Policy file (None: every request at Metadata, in DATA_DIR/audit.log)
     audit_policy: Path | None = None
+    #: audit log rotation: (max size MB, backups kept, max age days); 0s are kube-apiserver's defaults
+    audit_rotation: tuple[int, int, int] = (0, 0, 0)
+    #: static bearer tokens (kube-apiserver's --token-auth-file CSV), read at start
+    token_auth_file: Path | None = None
     #: AdmissionConfiguration file (PodSecurity defaults and exemptions)
     admission_config: Path | None = None
     #: where pods reach the control plane (Endpoints of default/kubernetes, kube-dns); None:
@@ -85,6 +89,8 @@ class ClusterConfig:
     #: one of several API server replicas on one shared store (``enableHA``): controllers,
     #: syncer and scheduler run only while this replica holds the cluster's leader Lease
     ha: bool = False
+    #: extra DNS names / IPs the serving certificate must cover (a host Service's names)
+    tls_sans: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:

@@ -92,16 +92,21 @@ class EmbeddedHostCluster:
         from vkube.controllers.runtime import ControllerManager
         from vkube.host.nodes import NodeTemplate
         from vkube.host.runner import EmbeddedHost
+        from vkube.pki.cluster import CONTROLLER_MANAGER
 
         cfg = self.config
         try:
-            self._client = Client(self.url, user_agent="vkube-host-controller-manager")
+            self._client = Client(self.url, user_agent="vkube-host-controller-manager",
+                                  ssl=self.control_plane.client_ssl(*CONTROLLER_MANAGER))
+            assert self.control_plane.pki is not None
             mgr = ControllerManager(self._client, identity=f"vkube-host-{os.getpid()}",
-                                    leader_election=False)
+                                    leader_election=False,
+                                    root_ca_pem=self.control_plane.pki.ca_pem.decode(),
+                                    token_issuer=self.control_plane.token_issuer)
             for ctrl in default_controllers():
                 mgr.add(ctrl)
             self.data_plane = EmbeddedHost(
-                self.url, nodes=cfg.nodes, kubelet=cfg.kubelet,
+                self.url, pki=self.control_plane.pki, nodes=cfg.nodes, kubelet=cfg.kubelet,
                 template=NodeTemplate(cpu=cfg.node_cpu, memory=cfg.node_memory))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(mgr.run(), name="host controllers")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from vkube.apiserver.server import ControlPlane
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
+from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTION, SCHEDULER, SYNCER,
+                               Identity)
 
 if TYPE_CHECKING:
     from vkube.client import Client
@@ -45,11 +47,16 @@ class VirtualCluster:
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
             store_options=config.store_options,
-            host=config.address, name=config.name,
+            host=config.address, name=config.name, extra_sans=config.tls_sans,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
             allocate_service_ips=not config.virtual,
             encryption_config=config.encryption_config, audit_policy=config.audit_policy,
-            admission_config=config.admission_config)
+            audit_rotation=config.audit_rotation, token_auth_file=config.token_auth_file,
+            admission_config=config.admission_config,
+            pod_security_config=(config.values.control_plane.pod_security.document()
+                                 if config.values is not None else None),
+            # replicas of one cluster (enableHA) share its CA, token key and encryption key
+            share_keys=config.ha)
         #: set once the API server answers (kubeconfig written, system namespaces there)
         self.serving = asyncio.Event()
         #: set once every component runs with synced caches
@@ -83,7 +90,7 @@ class VirtualCluster:
 
     @property
     def url(self) -> str:
-        """The API server's address (``http://127.0.0.1:PORT``), valid once serving."""
+        """The API server's address (``https://127.0.0.1:PORT``), valid once serving."""
         return self.control_plane.url
 
     @property
@@ -119,10 +126,11 @@ class VirtualCluster:
         from vkube.apiserver.admission.config import AdmissionConfigError
         from vkube.apiserver.audit import PolicyError
         from vkube.apiserver.encryption import ConfigError
+        from vkube.apiserver.tokenauth import TokenFileError
 
         try:
             await self.control_plane.start()
-        except (ConfigError, PolicyError, AdmissionConfigError) as exc:
+        except (ConfigError, PolicyError, AdmissionConfigError, TokenFileError) as exc:
             await self.control_plane.stop()  # closes the store it had opened
             raise ClusterConfigError(str(exc)) from None
         self.serving.set()
@@ -222,7 +230,7 @@ class VirtualCluster:
         from vkube.cluster.incluster import InClusterServices, api_backend, dns_backend
         from vkube.dns.server import ClusterDNS
 
-        self.dns = dns = ClusterDNS(self._client("vkube-dns"), host=self.service_ip,
+        self.dns = dns = ClusterDNS(self._client("vkube-dns", DNS), host=self.service_ip,
                                     port=self.config.dns_port, upstream=self.config.dns_upstream)
         bound = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
@@ -233,7 +241,7 @@ class VirtualCluster:
                 tmp = self.config.data_dir / "dns.tmp"
                 tmp.write_text(dns.address + "\n")
                 tmp.replace(self.config.data_dir / "dns")
-            services = InClusterServices(self._client("vkube-apiserver"), [
+            services = InClusterServices(self._client("vkube-apiserver", APISERVER), [
                 api_backend(self.service_ip, self.port), dns_backend(self.service_ip, dns.port)])
             tg.create_task(services.run(), name=f"{self.name}: in-cluster services")
             await services.synced.wait()
@@ -250,7 +258,7 @@ class VirtualCluster:
         left off."""
         from vkube.controllers.leader import LeaderElector
 
-        elector = LeaderElector(self._client("vkube-leader-election"), namespace="kube-system",
+        elector = LeaderElector(self._client("vkube-leader-election", LEADER_ELECTION), namespace="kube-system",
                                 name="vkube-leader", identity=self.identity,
                                 lease_duration=10.0, renew_deadline=7.0, retry_period=2.0)
         self.elector = elector
@@ -262,7 +270,7 @@ class VirtualCluster:
         self.terms += 1
         self.leading.set()
         if self.config.controllers and self._cm_client is None:
-            self._cm_client = self._client("vkube-controller-manager")  # kept across terms
+            self._cm_client = self._client("vkube-controller-manager", CONTROLLER_MANAGER)  # kept across terms
         mark = len(self._clients)  # clients made for this term are closed when it ends
         try:
             async with asyncio.TaskGroup() as tg:
@@ -312,10 +320,12 @@ class VirtualCluster:
 
     # -- components --------------------------------------------------------------------------
 
-    def _client(self, component: str, server: str | None = None) -> "Client":
+    def _client(self, component: str, identity: "Identity") -> "Client":
+        """A client of this cluster's API with the component's own certificate identity."""
         from vkube.client import Client
 
-        c = Client(server or self.url, user_agent=f"{component}/{self.name}")
+        c = Client(self.url, user_agent=f"{component}/{self.name}",
+                   ssl=self.control_plane.client_ssl(*identity))
         self._clients.append(c)
         return c
 
@@ -331,9 +341,13 @@ class VirtualCluster:
         if leader_election is None:
             leader_election = self.config.leader_election
         if self._cm_client is None:
-            self._cm_client = self._client("vkube-controller-manager")
+            self._cm_client = self._client("vkube-controller-manager", CONTROLLER_MANAGER)
+        assert self.control_plane.pki is not None
         mgr = ControllerManager(self._cm_client, identity=self.identity,
-                                leader_election=leader_election)
+                                leader_election=leader_election,
+                                # the kube-root-ca.crt every namespace gets (pods verify the API)
+                                root_ca_pem=self.control_plane.pki.ca_pem.decode(),
+                                token_issuer=self.control_plane.token_issuer)
         for ctrl in default_controllers():
             mgr.add(ctrl)
         self.controller_manager = mgr
@@ -351,7 +365,9 @@ class VirtualCluster:
         # pods reach the API at the ClusterIP of default/kubernetes; the embedded host routes
         # no ClusterIPs, so there they get the control plane's own (loopback) address
         loopback = self.host.kind == "embedded"
-        self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer"), host=host,
+        assert self.control_plane.pki is not None
+        self.syncer = Syncer(name=self.name, virtual=self._client("vkube-syncer", SYNCER), host=host,
+                             virtual_pki=self.control_plane.pki,
                              host_namespace=self.host_namespace, values=self.values,
                              kubelet_port=self.config.kubelet_port,
                              kube_service_host=self.service_ip if loopback else "",
@@ -384,7 +400,7 @@ class VirtualCluster:
         from vkube.controllers.informer import Informer
         from vkube.host.scheduler import Scheduler
 
-        client = self._client("vkube-scheduler")
+        client = self._client("vkube-scheduler", SCHEDULER)
         pods, nodes = Informer(client, PODS), Informer(client, NODES)
         self.scheduler = Scheduler(client, pods, nodes, name="default-scheduler")
         async with asyncio.TaskGroup() as tg:

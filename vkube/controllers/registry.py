@@ -14,6 +14,7 @@ from vkube.controllers.pvprotection import PVProtectionController
 from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
+from vkube.controllers.tokens import LegacyTokensController, TokenCleaner
 from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
 
 __all__ = ["default_controllers"]
@@ -25,5 +26,6 @@ def default_controllers() -> list[type[Controller]]:
         NamespaceController, GarbageCollector, ServiceAccountController,
         RootCAConfigMapController, EndpointsController, EndpointSliceController,
         PVCProtectionController, PVProtectionController, DisruptionController,
-        ClusterRoleAggregationController, ResourceQuotaController, *WORKLOAD_CONTROLLERS,
+        ClusterRoleAggregationController, ResourceQuotaController, TokenCleaner,
+        LegacyTokensController, *WORKLOAD_CONTROLLERS,
     ]

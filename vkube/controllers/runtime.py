@@ -73,7 +73,7 @@ class ControllerManager:
                  lease_name: str = "vkube-controller-manager",
                  clock: Callable[[], dt.datetime] | None = None,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0,
-                 retry_period: float = 2.0, root_ca_pem: str = "",
+                 retry_period: float = 2.0, root_ca_pem: str = "", token_issuer: Any = None,
                  options: dict[str, Any] | None = None) -> None:
         self.client = client
         self.identity = identity
@@ -85,6 +85,8 @@ class ControllerManager:
             lease_duration=lease_duration, renew_deadline=renew_deadline,
             retry_period=retry_period, clock=self.clock)
         self.root_ca_pem = root_ca_pem  # kube-root-ca.crt contents (PEM), "" until TLS exists
+        #: signs legacy service-account token Secrets (vkube.pki.TokenIssuer); None: left empty
+        self.token_issuer = token_issuer
         self.options = dict(options or {})  # per-controller settings, by controller name
         self.controllers: list[Controller] = []
         self._informers: dict[tuple[Any, ...], Informer] = {}

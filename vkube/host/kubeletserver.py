@@ -20,6 +20,7 @@ from vkube.host.podruntime import ContainerRT
 from vkube.host.portforward import (CHANNEL_PROTOCOLS, SPDY_TUNNEL_PROTOCOL, PortForwardSession,
                                     serve_channels)
 from vkube.netio.spdy import ProtocolError
+from vkube.pki.cluster import KubeletTLS
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,15 @@ def _int(req: web.Request, name: str) -> int | None:
 
 
 class KubeletServer:
-    def __init__(self, kubelet: Kubelet, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    """The simulated kubelets' HTTPS endpoint (logs, exec); only the API server may call it."""
+
+    def __init__(self, kubelet: Kubelet, *, tls: KubeletTLS, host: str = "127.0.0.1", port: int = 0) -> None:
         self.kubelet = kubelet
         self.host = host
         self.port = port
+        self.tls = tls
         self._runner: web.AppRunner | None = None
-        app = web.Application()
+        app = web.Application(middlewares=[tls.middleware()])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
@@ -62,7 +66,7 @@ class KubeletServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls.context)
         await site.start()
         server = site._server
         assert server is not None and server.sockets

@@ -15,29 +15,45 @@ from vkube.controllers.informer import Informer
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
-from vkube.host.nodes import NodeManager, NodeTemplate
+from vkube.host.nodes import NodeManager, NodeTemplate, node_name
 from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
 from vkube.host.volumebinding import VolumeBinder
+from vkube.pki.cluster import CONTROLLER_MANAGER, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedHost:
-    """``EmbeddedHost(url, nodes=3)``; ``await host.start()`` … ``await host.stop()``.
+    """``EmbeddedHost(url, pki=cluster_pki, nodes=3)``; ``await host.start()`` … ``stop()``.
 
-    ``client`` may be given instead of a URL (it is then not closed by stop())."""
+    ``pki`` is the host cluster's: the scheduler (with its volume binder), the volume controller
+    (as ``system:kube-controller-manager``) and the kubelets get client certificates of
+    their own identities from it (``system:kube-scheduler``; the kubelets, which share one
+    connection for all simulated nodes, ``system:node:<first node>`` in ``system:nodes``), and
+    the kubelet server a serving certificate admitting only the API server. ``client`` may be
+    given instead of a URL (it is then used by every part and not closed by stop())."""
 
-    def __init__(self, server: str | None = None, *, client: Client | None = None, nodes: int = 3,
+    def __init__(self, server: str | None = None, *, pki: ClusterPKI, client: Client | None = None, nodes: int = 3,
                  template: NodeTemplate | None = None, kubelet: KubeletConfig | None = None,
                  kubelet_port: int = 0, default_toleration_seconds: float = 300.0,
                  lease_interval: float = 10.0, status_interval: float = 40.0,
                  scheduler_name: str = "default-scheduler", seed: int | None = None) -> None:
         if client is None and server is None:
             raise ValueError("EmbeddedHost needs a server URL or a client")
-        self._own_client = client is None
-        self.client = client or Client(server or "", user_agent="vkube-host")
+        self._clients: list[Client] = []
+
+        def identity(ident: tuple[str, tuple[str, ...]], agent: str) -> Client:
+            if client is not None:
+                return client
+            c = Client(server or "", user_agent=agent, ssl=pki.client_ssl(*ident))
+            self._clients.append(c)
+            return c
+
+        self.client = identity(node_identity(node_name(0)), "vkube-host/kubelet")
+        scheduler_client = identity(SCHEDULER, "vkube-host/scheduler")
+        volumes_client = identity(CONTROLLER_MANAGER, "vkube-host/volume-controller")
         self.node_count = nodes
         rng = random.Random(seed)
         self.pod_informer = Informer(self.client, PODS)
@@ -45,18 +61,19 @@ class EmbeddedHost:
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
                                rng=random.Random(rng.random()))
-        self.server = KubeletServer(self.kubelet, port=kubelet_port)
+        self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki))
         self.nodes = NodeManager(self.client, template=template or NodeTemplate(), kubelet_port=0,
                                  lease_interval=lease_interval, status_interval=status_interval)
         # storage: the scheduler's volume binding and the PV controller share these caches
-        self.pvc_informer = Informer(self.client, PVCS)
-        self.pv_informer = Informer(self.client, PVS)
-        self.class_informer = Informer(self.client, STORAGECLASSES)
-        self.volume_binder = VolumeBinder(self.client, self.pvc_informer, self.pv_informer,
+        # (watched as the controller manager: a node may only read the volumes of its own pods)
+        self.pvc_informer = Informer(volumes_client, PVCS)
+        self.pv_informer = Informer(volumes_client, PVS)
+        self.class_informer = Informer(volumes_client, STORAGECLASSES)
+        self.volume_binder = VolumeBinder(scheduler_client, self.pvc_informer, self.pv_informer,
                                           self.class_informer)
-        self.volumes = VolumeController(self.client, self.pvc_informer, self.pv_informer,
+        self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,
                                         self.class_informer)
-        self.scheduler = Scheduler(self.client, self.pod_informer, self.node_informer,
+        self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
                                    name=scheduler_name, rng=random.Random(rng.random()),
                                    volumes=self.volume_binder)
         self.evictor = TaintEvictor(self.client, self.pod_informer, self.node_informer,
@@ -124,8 +141,8 @@ class EmbeddedHost:
                 self._task = None
         finally:
             await self.server.stop()
-            if self._own_client:
-                await self.client.close()
+            for c in self._clients:
+                await c.close()
 
     # -- administration, as the CLI and tests use it ------------------------------------------
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 __all__ = [
     "SigningKey", "TokenError", "TokenIssuer", "TokenAuthenticator", "ServiceAccountIdentity",
     "Lookup", "LEGACY_ISSUER", "MIN_EXPIRATION_SECONDS", "MAX_EXPIRATION_SECONDS", "JWKS_PATH",
-    "OPENID_CONFIG_PATH", "JWKS_CONTENT_TYPE",
+    "OPENID_CONFIG_PATH", "JWKS_CONTENT_TYPE", "MAX_TOKEN_BYTES", "peek",
 ]
 
 LEGACY_ISSUER = "kubernetes/serviceaccount"
@@ -231,7 +231,7 @@ class TokenAuthenticator:
         """The identity, None if the token is not one of ours, or :class:`TokenError`."""
         if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             return None
-        header, unverified = _peek(token)
+        header, unverified = peek(token)
         if header is None or unverified is None:
             return None
         iss = unverified.get("iss")
@@ -362,7 +362,7 @@ class TokenAuthenticator:
                                       {}, tuple(self.audiences), namespace, name, None)
 
 
-def _peek(token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def peek(token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Header and claims without verifying anything: only to see whose token it is (PyJWT
     verifies it afterwards); None for anything that is not a JSON-object JWS."""
     out: list[dict[str, Any] | None] = []

@@ -16,6 +16,7 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.client.client import Client
 from vkube.netio import offered_protocols, relay_websockets
+from vkube.pki.cluster import KubeletTLS
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import Translator
 
@@ -28,14 +29,15 @@ _LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", 
 class KubeletProxy:
     """``async with KubeletProxy(host, tr, port=0) as k: k.port``."""
 
-    def __init__(self, host: Client, tr: Translator, *, port: int = 0) -> None:
+    def __init__(self, host: Client, tr: Translator, *, tls: KubeletTLS, port: int = 0) -> None:
         self.host = host
         self.tr = tr
         self.port = port
+        self.tls = tls  # the virtual cluster's CA: only its API server may call
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.tls.middleware()])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
             app.router.add_get(f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self._stream)
@@ -46,7 +48,7 @@ class KubeletProxy:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls.context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]  # noqa: SLF001
         self.port = sock.getsockname()[1]

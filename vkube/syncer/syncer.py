@@ -19,6 +19,7 @@ from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES
                                     RESOURCEQUOTAS, LIMITRANGES, SERVICEACCOUNTS,
                                     SERVICES, STORAGECLASSES)
 from vkube.controllers.events import EventRecorder
+from vkube.pki.cluster import ClusterPKI, KubeletTLS
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
 from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
 from vkube.syncer.customresources import CustomResourceSyncer
@@ -88,15 +89,18 @@ class Syncer:
     def __init__(self, *, name: str, virtual: Client, host: Client, host_namespace: str,
                  values: Values | None = None, kubelet_port: int = 0,
                  kube_service_host: str = "", kube_service_port: int = 443,
-                 virtual_ca: str = "", in_cluster_api: bool = False,
+                 virtual_pki: ClusterPKI, in_cluster_api: bool = False,
                  cluster_dns: bool = False) -> None:
         """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
         KUBERNETES_SERVICE_* env of synced pods); empty: the ClusterIP of the virtual
         ``default/kubernetes`` when ``in_cluster_api``, else unset. ``cluster_dns``: ClusterFirst
-        pods resolve through the ClusterIP of the virtual ``kube-system/kube-dns``."""
+        pods resolve through the ClusterIP of the virtual ``kube-system/kube-dns``.
+        ``virtual_pki``: the virtual cluster's CA — the kubelet proxy serves with a certificate
+        of it and admits only that cluster's API server; host pods trust it."""
         values = values or Values()
         tr = Translator(name, host_namespace)
-        self.kubelet = KubeletProxy(host, tr, port=kubelet_port)
+        self.kubelet = KubeletProxy(host, tr, port=kubelet_port, tls=KubeletTLS(virtual_pki))
+        virtual_ca = virtual_pki.ca_pem.decode()
         self.ctx = SyncContext(
             name=name, virtual=virtual, host=host, host_namespace=host_namespace,
             values=values, tr=tr, informers=Informers(virtual, host, host_namespace, name),

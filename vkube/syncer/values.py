@@ -193,10 +193,49 @@ class Isolation:
 
 
 @dataclass(frozen=True)
+class PodSecurityDefaults:
+    enforce: str = _k("enforce", "", "level for namespaces without the enforce label (default privileged)")
+    enforce_version: str = _k("enforce-version", "", "its version (default latest)")
+    audit: str = _k("audit", "", "audit level for namespaces without the label")
+    audit_version: str = _k("audit-version", "", "its version")
+    warn: str = _k("warn", "", "warn level for namespaces without the label")
+    warn_version: str = _k("warn-version", "", "its version")
+
+
+@dataclass(frozen=True)
+class PodSecurityExemptions:
+    usernames: tuple[str, ...] = _k("usernames", (), "requests of these users are not checked")
+    namespaces: tuple[str, ...] = _k("namespaces", (), "pods in these namespaces are not checked")
+    runtime_classes: tuple[str, ...] = _k("runtimeClasses", (), "pods of these runtime classes are not checked")
+
+
+@dataclass(frozen=True)
+class PodSecurityConfig:
+    defaults: PodSecurityDefaults = _k("defaults", PodSecurityDefaults(), "cluster-wide defaults")
+    exemptions: PodSecurityExemptions = _k("exemptions", PodSecurityExemptions(), "exempt requests")
+
+    def document(self) -> dict[str, Any] | None:
+        """The PodSecurityConfiguration these values stand for (None: nothing set)."""
+        d = {k: v for k, v in (("enforce", self.defaults.enforce), ("enforce-version", self.defaults.enforce_version),
+                               ("audit", self.defaults.audit), ("audit-version", self.defaults.audit_version),
+                               ("warn", self.defaults.warn), ("warn-version", self.defaults.warn_version)) if v}
+        ex = {k: list(v) for k, v in (("usernames", self.exemptions.usernames),
+                                      ("namespaces", self.exemptions.namespaces),
+                                      ("runtimeClasses", self.exemptions.runtime_classes)) if v}
+        if not d and not ex:
+            return None
+        return {"apiVersion": "pod-security.admission.config.k8s.io/v1", "kind": "PodSecurityConfiguration",
+                "defaults": d, "exemptions": ex}
+
+
+@dataclass(frozen=True)
 class ControlPlane:
     store: str = _k("store", "", "where the API server keeps its objects: sqlite (default, in "
                     "the data dir), postgres://USER@HOST:PORT/DB or "
                     "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
+    pod_security: PodSecurityConfig = _k(
+        "podSecurity", PodSecurityConfig(), "the API server's PodSecurity admission configuration "
+        "(kube-apiserver's PodSecurityConfiguration: defaults and exemptions)")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ import orjson
 from vkube.api.rbac.aggregation import aggregate_cluster_roles
 
 __all__ = ["cluster_roles", "cluster_role_bindings", "controller_roles", "controller_role_bindings",
-           "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS", "READ", "WRITE",
+           "namespace_roles", "namespace_role_bindings", "bootstrap_policy", "CONTROLLERS",
+           "component_role_bindings", "component_roles", "READ", "WRITE",
            "READ_WRITE"]
 
 Obj = dict[str, Any]
@@ -350,6 +351,14 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule(("get", "list", "watch", "delete"), "", ("namespaces",)),
             rule("update", "", ("namespaces/finalize", "namespaces/status")),
             rule(("get", "list", "watch", "delete", "deletecollection"), "*", ("*",))],
+        "persistent-volume-binder": [
+            rule(("get", "list", "watch", "update", "create", "delete"), "", ("persistentvolumes",)),
+            rule("update", "", ("persistentvolumes/status",)),
+            rule(("get", "list", "watch", "update"), "", ("persistentvolumeclaims",)),
+            rule("update", "", ("persistentvolumeclaims/status",)),
+            rule(("get", "list", "watch", "create", "delete"), "", ("pods",)),
+            rule(READ, "storage.k8s.io", ("storageclasses",)),
+            rule(("get", "create", "delete"), "", ("services", "endpoints")), _events()],
         "pod-garbage-collector": [
             rule(("list", "watch", "delete"), "", ("pods",)), rule(READ, "", ("nodes",)),
             rule("patch", "", ("pods/status",))],
@@ -399,6 +408,48 @@ def controller_role_bindings() -> list[Obj]:
     return [_binding(f"system:controller:{name}", f"system:controller:{name}",
                      [{"kind": "ServiceAccount", "name": name, "namespace": "kube-system"}])
             for name in CONTROLLERS]
+
+
+def component_role_bindings() -> list[Obj]:
+    """vkube's own bindings for the identities its components run as (not upstream's policy).
+
+    Upstream runs each controller with its ServiceAccount's token (``--use-service-account-
+    credentials``), bound above to its ``system:controller:NAME`` role. vkube runs them all in
+    one process on one client certificate, ``system:kube-controller-manager``, so that user gets
+    exactly the union of those controller roles (no more: not cluster-admin). Upstream's
+    ``system:node`` binding stays empty because its Node authorizer scopes each kubelet to its own
+    node; vkube has no Node authorizer yet (one simulated kubelet connection serves all nodes),
+    so the ``system:nodes`` group gets the ``system:node`` role, as clusters did before 1.8."""
+    manager = [_user("system:kube-controller-manager")]
+    return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
+              for name in CONTROLLERS),
+            _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
+            _binding("vkube:nodes", "system:node", [_group("system:nodes")]),
+            _binding("vkube:dns", "vkube:dns", [_user("system:vkube-dns")]),
+            _binding("vkube:leader-election", "vkube:leader-election",
+                     [_user("system:vkube-leader-election")]),
+            _binding("vkube:controller-manager:tokens", "vkube:tokens-controller", manager)]
+
+
+def component_roles() -> list[Obj]:
+    """The embedded host's volume controller creates kind's default StorageClass when the host
+    has none (upstream leaves that to an addon run as admin): that one verb, nothing else."""
+    return [_cluster_role("vkube:default-storage-class", [
+        rule(("create", "get", "list", "watch"), "storage.k8s.io", ("storageclasses",))]),
+            # the cluster DNS reads what CoreDNS' system:coredns role lets it read
+            _cluster_role("vkube:dns", [
+                rule(("list", "watch"), "", ("endpoints", "services", "pods", "namespaces")),
+                rule(("list", "watch"), "discovery.k8s.io", ("endpointslices",))]),
+            # kube-controller-manager's tokens controller runs on its root credentials upstream;
+            # here on the controller manager's own identity, with just what it does
+            _cluster_role("vkube:tokens-controller", [
+                rule(("get", "list", "watch", "update", "patch", "delete"), "", ("secrets",)),
+                rule(READ, "", ("serviceaccounts",))]),
+            # HA replicas campaign for one Lease; nothing else
+            _cluster_role("vkube:leader-election", [
+                rule("create", "coordination.k8s.io", ("leases",)),
+                rule(("get", "update", "patch"), "coordination.k8s.io", ("leases",),
+                     names=("vkube-leader",))])]
 
 
 def _role(namespace: str, name: str, rules: list[Obj]) -> Obj:
@@ -471,10 +522,10 @@ def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
 @functools.cache
 def _policy_bytes(aggregate: bool) -> bytes:
     """Immutable bytes, so the cache shares no mutable state between control planes."""
-    roles = cluster_roles() + controller_roles()
+    roles = cluster_roles() + controller_roles() + component_roles()
     return orjson.dumps({
         "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
-        "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings(),
+        "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings() + component_role_bindings(),
         "roles": namespace_roles(),
         "roleBindings": namespace_role_bindings(),
     })

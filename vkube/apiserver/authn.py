@@ -1,0 +1,226 @@
+"""Authentication: who sent a request, as kube-apiserver's authenticator union decides it.
+
+Order and semantics follow ``pkg/kubeapiserver/authenticator``: x509 client certificates (CN =
+user, O = groups, issued by *this* cluster's CA), then bearer tokens (service-account JWTs
+signed by this cluster's key, a static ``--token-auth-file``, bootstrap tokens: ``tokenauth``). The first authenticator that succeeds wins;
+credentials that are presented but invalid fail the request with 401 even where anonymous access
+would be allowed (``union.NewFailOnError``). A request with no credentials is anonymous, which
+is allowed only on the paths Kubernetes keeps open to ``system:unauthenticated`` by default
+(``AnonymousAuthConfigurableEndpoints``: ``/healthz``, ``/livez``, ``/readyz``) and ``/version``
+(``system:public-info-viewer``); everywhere else it is 401. A 401 says "Unauthorized" and
+nothing more, so a probe learns nothing about why.
+
+Service-account tokens are verified by :class:`vkube.pki.TokenAuthenticator`; the objects a
+token is bound to (service account, pod, secret, node) are read from storage *before* the
+synchronous check, so a token of a deleted service account or pod dies with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from vkube.api import errors
+from vkube.apiserver.request import ALL_AUTHENTICATED, UserInfo, internal_context
+from vkube.apiserver.tokenauth import BOOTSTRAP_TOKEN_RE, BootstrapTokens, StaticTokens
+from vkube.pki import (CertificateError, ClientIdentity, TokenAuthenticator, TokenError,
+                       authenticate_client_certificate)
+from vkube.pki.cluster import ClusterPKI
+from vkube.pki.tokens import LEGACY_ISSUER, MAX_TOKEN_BYTES, TokenIssuer, peek
+
+log = logging.getLogger("vkube.apiserver.authn")
+
+__all__ = ["Authenticator", "ANONYMOUS", "ISSUER", "anonymous_allowed"]
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
+_ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_CERT_CACHE_SIZE = 1024
+_KINDS = {"ServiceAccount": ("", "ServiceAccount"), "Pod": ("", "Pod"), "Secret": ("", "Secret"),
+          "Node": ("", "Node")}
+
+
+def anonymous_allowed(path: str) -> bool:
+    """Whether a request without credentials may proceed (Kubernetes' default anonymous paths)."""
+    path = path.rstrip("/") or "/"
+    return any(path == p or path.startswith(p + "/") for p in _ANONYMOUS_PATHS)
+
+
+def unauthorized() -> errors.Unauthorized:
+    return errors.Unauthorized("Unauthorized")
+
+
+class Authenticator:
+    """The authenticators of one cluster: its CA for client certificates, its signing key for
+    service-account tokens."""
+
+    def __init__(self, pki: ClusterPKI, ctx: Any, *, issuer: str = ISSUER,
+                 api_audiences: Sequence[str] = (), static_tokens: StaticTokens | None = None,
+                 bootstrap_tokens: bool = True) -> None:
+        self.pki = pki
+        self.static_tokens = static_tokens
+        self.bootstrap_tokens = BootstrapTokens(ctx) if bootstrap_tokens else None
+        self.ctx = ctx  # vkube.apiserver.context.Context: storage for bound-object lookups
+        self.issuer = TokenIssuer(issuer, pki.signing_key)
+        self.api_audiences = list(api_audiences) or [issuer]
+        self._certs: OrderedDict[bytes, tuple[UserInfo, float]] = OrderedDict()
+
+    async def authenticate(self, request: web.Request) -> UserInfo:
+        """The request's user; anonymous where allowed; else :class:`errors.Unauthorized`."""
+        user = self._from_certificate(request)
+        if user is not None:
+            return user
+        header = request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise unauthorized()
+            found = await self.authenticate_token(token.strip())
+            if found is None:
+                raise unauthorized()
+            return found[0]
+        if anonymous_allowed(request.path):
+            return ANONYMOUS
+        raise unauthorized()
+
+    def _from_certificate(self, request: web.Request) -> UserInfo | None:
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return None
+        now = time.time()
+        cached = self._certs.get(der)
+        if cached is not None and now < cached[1]:
+            self._certs.move_to_end(der)
+            return cached[0]
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            ident = _check_certificate(cert, self.pki)
+        except (CertificateError, ValueError) as exc:
+            # The TLS layer already refused certificates of other CAs; what is left (expired
+            # since the handshake, wrong usage) is a 401 with the reason in our log only.
+            log.info("client certificate refused: %s", exc)
+            raise unauthorized() from None
+        user = UserInfo(ident.user, groups=_with_authenticated(ident.groups))
+        self._certs[der] = (user, min(cert.not_valid_after_utc.timestamp(), now + 60))
+        if len(self._certs) > _CERT_CACHE_SIZE:
+            self._certs.popitem(last=False)
+        return user
+
+    async def authenticate_token(self, token: str, *, audiences: Sequence[str] | None = None
+                                 ) -> tuple[UserInfo, tuple[str, ...]] | None:
+        """The user a bearer token stands for and the audiences it was accepted for; None when
+        it is nobody's (garbage, another cluster's, expired, unbound…). Why is only logged."""
+        if len(token) > MAX_TOKEN_BYTES:
+            return None
+        user, _ = await self._non_jwt(token)
+        if user is not None:
+            accepted = self._audience_agnostic(audiences)
+            return (user, accepted) if accepted else None
+        try:
+            return await self._service_account(token, audiences)
+        except TokenError as exc:
+            log.info("service-account token refused: %s", exc)
+            return None
+
+    def _audience_agnostic(self, audiences: Sequence[str] | None) -> tuple[str, ...]:
+        """Tokens without audiences (static, bootstrap) are valid for the API's audiences
+        only (upstream's WrapAudienceAgnosticToken): the requested ones that are the API's."""
+        if not audiences:
+            return tuple(self.api_audiences)
+        return tuple(a for a in audiences if a in self.api_audiences)
+
+    async def _non_jwt(self, token: str) -> tuple[UserInfo | None, bool]:
+        """Static file, then bootstrap token (kube-apiserver's union order around the JWT
+        authenticator); (user, whether the token looked like one of theirs)."""
+        if self.static_tokens is not None:
+            user = self.static_tokens.authenticate(token)
+            if user is not None:
+                return user, True
+        if self.bootstrap_tokens is not None and BOOTSTRAP_TOKEN_RE.match(token):
+            return await self.bootstrap_tokens.authenticate(token), True
+        return None, False
+
+    async def review(self, token: str, audiences: Sequence[str] | None) -> tuple[UserInfo | None, tuple[str, ...], str]:
+        """TokenReview: (user or None, audiences, error text as kube-apiserver words it)."""
+        if len(token) > MAX_TOKEN_BYTES:
+            return None, (), "token too large"
+        user, theirs = await self._non_jwt(token)
+        if user is not None and (accepted := self._audience_agnostic(audiences)):
+            return user, accepted, ""
+        if theirs:
+            return None, (), "[invalid bearer token, token lookup failed]"
+        try:
+            found = await self._service_account(token, audiences)
+        except TokenError as exc:
+            return None, (), f"[invalid bearer token, {exc}]"
+        if found is None:
+            return None, (), "[invalid bearer token, token lookup failed]"
+        return found[0], found[1], ""
+
+    async def _service_account(self, token: str, audiences: Sequence[str] | None
+                               ) -> tuple[UserInfo, tuple[str, ...]] | None:
+        header, claims = peek(token) if token.count(".") == 2 else (None, None)
+        if header is None or claims is None:
+            return None
+        objects = await self._bound_objects(claims)
+        verifier = TokenAuthenticator(issuers=[self.issuer.issuer], keys=[self.pki.signing_key],
+                                      audiences=self.api_audiences,
+                                      lookup=lambda kind, ns, name: objects.get((kind, ns, name)))
+        ident = verifier.authenticate(token, audiences=audiences)
+        if ident is None:
+            return None
+        extra = MappingProxyType({k: tuple(v) for k, v in ident.extra.items()})
+        return UserInfo(ident.name, uid=ident.uid, groups=ident.groups, extra=extra), ident.audiences
+
+    async def _bound_objects(self, claims: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
+        """Read every object the (not yet verified) claims name, so verification can check they
+        still exist. At most four reads, all of names inside the token's own namespace."""
+        wanted: list[tuple[str, str, str]] = []
+        if claims.get("iss") == LEGACY_ISSUER:
+            prefix = "kubernetes.io/serviceaccount/"
+            ns = claims.get(prefix + "namespace")
+            wanted = [("ServiceAccount", ns, claims.get(prefix + "service-account.name")),
+                      ("Secret", ns, claims.get(prefix + "secret.name"))]
+        elif claims.get("iss") == self.issuer.issuer:
+            private = claims.get("kubernetes.io")
+            if not isinstance(private, Mapping):
+                return {}
+            ns = private.get("namespace")
+            for kind, key in (("ServiceAccount", "serviceaccount"), ("Pod", "pod"), ("Secret", "secret"),
+                              ("Node", "node")):
+                ref = private.get(key)
+                if isinstance(ref, Mapping):
+                    wanted.append((kind, "" if kind == "Node" else ns, ref.get("name")))
+        out: dict[tuple[str, str, str], Any] = {}
+        for kind, ns, name in wanted:
+            if not isinstance(ns, str) or not isinstance(name, str) or not name:
+                continue
+            storage = self.ctx.storage_for(*_KINDS[kind])
+            if storage is None:
+                continue
+            rc = internal_context("get", resource=storage.spec.plural, version="v1", namespace=ns, name=name)
+            try:
+                obj = await storage.get_or_none(rc, ns or None, name)
+            except errors.StatusError:
+                obj = None
+            if obj is not None:
+                out[(kind, ns, name)] = obj
+        return out
+
+
+def _with_authenticated(groups: Sequence[str]) -> tuple[str, ...]:
+    """Every authenticated user is also in ``system:authenticated`` (kube-apiserver adds it)."""
+    return tuple(groups) if ALL_AUTHENTICATED in groups else (*groups, ALL_AUTHENTICATED)
+
+
+def _check_certificate(cert: x509.Certificate, pki: ClusterPKI) -> ClientIdentity:
+    return authenticate_client_certificate(cert, pki.ca)
