@@ -4,8 +4,9 @@ run on the host and serve every tenant (a host cert-manager, an external-secrets
 One syncer per ``KIND.GROUP``. The kind is found by discovery on both sides — the tenant may
 install its CRD after the virtual cluster starts — and until the host serves it too, a Warning
 event on the virtual CRD says so. Then namespaced objects go down as ``NAME-x-NS-x-VC`` in the
-host namespace (cluster-scoped ones as ``NAME-x-VC``) with everything but metadata and status copied, and the host's ``status``
-comes back up (through ``/status`` when the virtual kind has that subresource).
+host namespace (cluster-scoped ones as ``NAME-x-VC``) with everything but metadata and status
+copied — fields the kind's ``patches`` name as references translated (``crrefs``) — and the
+host's ``status`` comes back up (through ``/status`` when the virtual kind has that subresource).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vkube.client.client import Client, Resource
 from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import DownSyncer, SyncContext, delete_ignore_missing, deleting
+from vkube.syncer.crrefs import ReferencePatcher
 from vkube.syncer.translate import LABEL_MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ class CustomResourceSyncer(DownSyncer):
         self.kind_name, self.group = kind_group.split(".", 1)
         self.status_subresource = False
         self.problem = ""  # why nothing is synced yet (for tests and logs)
+        config = ctx.values.sync.to_host.custom_resources.get(kind_group)
+        self.patches = tuple(config.patches) if config is not None else ()
+        self.refs = ReferencePatcher(self.tr, self.patches, {})
 
     def setup(self) -> None:
         """Nothing yet: informers are made once both sides serve the kind (see ``run``)."""
@@ -95,8 +100,25 @@ class CustomResourceSyncer(DownSyncer):
             return
         self.ctx.recorder.event(crd, "Warning", "SyncError", self.problem)
 
+    async def _reference_scopes(self) -> dict[str, bool]:
+        """Whether each kind the patches refer to is namespaced (asked of the virtual cluster)."""
+        out: dict[str, bool] = {}
+        for patch in self.patches:
+            ref = patch.reference
+            path = f"/apis/{ref.api_version}" if "/" in ref.api_version else f"/api/{ref.api_version}"
+            try:
+                doc = await self.ctx.virtual.request("GET", path)
+            except errors.StatusError:
+                continue
+            for r in doc.get("resources") or ():
+                if r.get("kind") == ref.kind and "/" not in r.get("name", ""):
+                    out[ref.kind] = bool(r.get("namespaced"))
+        return out
+
     async def run(self) -> None:
         self.vres, self.hres = await self._resolve()
+        if self.patches:
+            self.refs = ReferencePatcher(self.tr, self.patches, await self._reference_scopes())
         self.vinf = Informer(self.ctx.virtual, self.vres)
         self.hinf = Informer(self.ctx.host, self.hres,
                              namespace=self.ctx.host_namespace if self.hres.namespaced else None,
@@ -145,6 +167,8 @@ class CustomResourceSyncer(DownSyncer):
         for key, value in vobj.items():
             if key not in _NOT_COPIED:
                 out[key] = copy.deepcopy(value)
+        if self.patches:
+            self.refs.apply(out, (vobj.get("metadata") or {}).get("namespace"))
         return out
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
