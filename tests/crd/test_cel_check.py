@@ -212,3 +212,24 @@ def test_formatted_strings_reach_rules_as_timestamps_and_durations() -> None:
     ok = {"start": "2030-01-01T00:00:00Z", "end": "2030-01-01T01:00:00Z", "every": "30m"}
     assert rules.validate(ok) == []
     assert [cause_text(c) for c in rules.validate({**ok, "every": "2h"})] == ['Invalid value: "object": too short']
+
+
+def test_optional_old_self_runs_on_create_with_no_old_value() -> None:
+    schema = {"type": "object", "properties": {"tier": {
+        "type": "string", "x-kubernetes-validations": [{
+            "rule": "oldSelf.hasValue() ? self == oldSelf.value() || self == 'gold' : self != 'gold'",
+            "message": "tier starts below gold and may only be raised to gold", "optionalOldSelf": True}]}}}
+    rules, causes = compile_rules(schema, "")
+    assert causes == []
+    create = lambda obj: [cause_text(c) for c in rules.validate(obj)]  # noqa: E731
+    update = lambda new, old: [cause_text(c) for c in rules.validate(new, old, transition_only=True)]  # noqa: E731
+    assert create({"tier": "silver"}) == []
+    assert create({"tier": "gold"}) == ['tier: Invalid value: "string": tier starts below gold and may only be '
+                                        "raised to gold"]
+    assert update({"tier": "gold"}, {"tier": "silver"}) == []
+    assert update({"tier": "bronze"}, {"tier": "silver"}) != []
+    # a plain transition rule does not run on create; optionalOldSelf without oldSelf is refused
+    schema["properties"]["tier"]["x-kubernetes-validations"] = [{"rule": "self == 'x'", "optionalOldSelf": True}]
+    causes = [cause_text(c) for c in compile_rules(schema, "s")[1]]
+    assert causes == ["s.properties[tier].x-kubernetes-validations[0].optionalOldSelf: Invalid value: true: "
+                      "may not be set if oldSelf is not used in rule"]

@@ -80,7 +80,7 @@ class RuleSet:
         out: Causes = []
         if self.root is not None:
             _eval(self.root, obj, old, path, out, _Budget(), has_old=old is not None,
-                  transition_only=transition_only, ratchet=ratchet)
+                  transition_only=transition_only, ratchet=ratchet, creating=old is None)
         return out
 
 
@@ -149,22 +149,38 @@ def _timestamp(text: str) -> datetime.datetime:
 # ------------------------------------------------------------------ evaluate
 
 
+def _select(node: RuleNode, *, transition_only: bool, has_old: bool, creating: bool) -> list[Rule]:
+    """The rules to run here: transition rules where an old value correlates (optionalOldSelf
+    ones also where none does); the others always — optionalOldSelf ones too on create."""
+    if transition_only:
+        return [r for r in node.rules if r.transition] if has_old else [r for r in node.rules if r.optional_old]
+    return [r for r in node.rules if not r.transition or (creating and r.optional_old)]
+
+
 def _eval(node: RuleNode, value: Any, old: Any, path: str, out: Causes, budget: _Budget, *, has_old: bool,
-          transition_only: bool = False, ratchet: bool = False) -> None:
-    if value is None or (transition_only and not has_old) or budget.stopped:
+          transition_only: bool = False, ratchet: bool = False, creating: bool = False) -> None:
+    if value is None or budget.stopped or (transition_only and not has_old and not node.optional_below):
         return
     if ratchet and has_old and value == old:
         return  # unchanged: its rules (and everything below) ratchet
-    rules = [r for r in node.rules if r.transition == transition_only]
+    rules = _select(node, transition_only=transition_only, has_old=has_old, creating=creating)
     if rules:
-        activation: dict[str, Any] = {"self": to_cel(value, node.type)}
-        if transition_only:
-            activation["oldSelf"] = to_cel(old, node.type)
+        from vkube.api.cel_library import Optional
+
+        base: dict[str, Any] = {"self": to_cel(value, node.type)}
+        old_cel = to_cel(old, node.type) if has_old and transition_only else None
         for rule in rules:
-            if not _charge(rule, value, old if transition_only else None, path, out, budget):
+            activation = base
+            if rule.transition:
+                if rule.optional_old:
+                    old_value = Optional(old_cel) if old_cel is not None else Optional()
+                    activation = {**base, "oldSelf": old_value}
+                else:
+                    activation = {**base, "oldSelf": old_cel}
+            if not _charge(rule, value, old if rule.transition and has_old else None, path, out, budget):
                 return
             _run(rule, activation, value, path, out)
-    kw = {"transition_only": transition_only, "ratchet": ratchet}
+    kw = {"transition_only": transition_only, "ratchet": ratchet, "creating": creating}
     if isinstance(value, dict):
         old_map = old if isinstance(old, dict) else {}
         for key, child in node.props.items():
@@ -191,8 +207,9 @@ def _charge(rule: Rule, value: Any, old: Any, path: str, out: Causes, budget: _B
     """Take the rule's cost from the budget; False (and a cause) when it may not run."""
     cost = rule.cost
     if cost > _CHEAP:
+        old_t = value_type(old, rule.self_type) if old is not None else rule.self_type
         env = {"self": value_type(value, rule.self_type),
-               "oldSelf": value_type(old, rule.self_type) if old is not None else rule.self_type}
+               "oldSelf": CelType("optional", elem=old_t) if rule.optional_old else old_t}
         cost = check_ast(rule.ast, env).cost
     if cost > PER_CALL_LIMIT:
         which = rule.message.strip() or rule.rule.strip()

@@ -42,6 +42,7 @@ class Rule:
     field_path: str
     reason: str
     transition: bool
+    optional_old: bool  # optionalOldSelf: runs without an old value too, oldSelf an optional
     ast: Node
     self_type: CelType
     cost: int  # estimated maximum cost of one evaluation
@@ -69,6 +70,7 @@ class RuleNode:
     items: "RuleNode | None" = None
     map_keys: tuple[str, ...] = ()
     type: CelType | None = None  # the CEL type of values here (for conversion to CEL)
+    optional_below: bool = False  # an optionalOldSelf rule here or below
 
 
 @dataclass(slots=True)
@@ -137,6 +139,9 @@ def _compile(schema: Schema, path: str, ctx: _Context, *, cardinality: int, root
                 node.map_keys = tuple(schema.get("x-kubernetes-list-map-keys") or ())
     if not node.rules and not node.props and node.extra is None and node.items is None:
         return None
+    children = [*node.props.values(), node.extra, node.items]
+    node.optional_below = any(r.optional_old for r in node.rules) or any(c is not None and c.optional_below
+                                                                         for c in children)
     return node
 
 
@@ -154,7 +159,12 @@ def _compile_one(raw: Any, rpath: str, self_type: CelType | None, ctx: _Context,
     fpath = raw.get("fieldPath") or ""
     if fpath and not re.fullmatch(r"(\.[A-Za-z_][\w-]*|\[(\d+|'[^']*')\])+", fpath):
         causes.append(field_error(f"{rpath}.fieldPath", f'Invalid value: "{fpath}": fieldPath must be a valid path'))
-    env_types = {"self": self_type or primitive("dyn"), "oldSelf": self_type or primitive("dyn")}
+    optional_old = raw.get("optionalOldSelf")
+    if optional_old is not None and not isinstance(optional_old, bool):
+        causes.append(field_error(f"{rpath}.optionalOldSelf", f"Invalid value: {optional_old!r}: must be a boolean"))
+        optional_old = None
+    self_t = self_type or primitive("dyn")
+    env_types = {"self": self_t, "oldSelf": CelType("optional", elem=self_t) if optional_old else self_t}
     compiled = _compile_expression(text, ctx.env, env_types)
     if isinstance(compiled, str):
         causes.append(field_error(f"{rpath}.rule", f'Invalid value: "{text}": {compiled}'))
@@ -185,8 +195,12 @@ def _compile_one(raw: Any, rpath: str, self_type: CelType | None, ctx: _Context,
                 causes.append(field_error(f"{rpath}.messageExpression", "Forbidden: " + cost_message(
                     "estimated messageExpression cost", message_cost, COST_LIMIT), reason="FieldValueForbidden"))
             ctx.observe(f"{rpath}.messageExpression", message_cost)
+    uses_old = "oldSelf" in _idents(ast)
+    if optional_old and not uses_old:
+        causes.append(field_error(f"{rpath}.optionalOldSelf",
+                                  "Invalid value: true: may not be set if oldSelf is not used in rule"))
     return Rule(text, program, str(raw.get("message") or ""), message_program, _field_path(fpath), reason,
-                "oldSelf" in _idents(ast), ast, self_type or primitive("dyn"), cost)
+                uses_old, bool(optional_old) and uses_old, ast, self_t, cost)
 
 
 def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> tuple[Any, Node, CelType, int] | str:
