@@ -118,7 +118,8 @@ TRUE = [
     "optional.none().orValue(2) == 2", "optional.of(1).orValue(2) == 1", "optional.none().or(optional.of(3)).value() == 3",
     "{'a': 1}.?a.orValue(0) == 1", "{'a': 1}.?b.orValue(0) == 0", "[1, 2][?1].orValue(0) == 2", "[1][?5].orValue(0) == 0",
     "{'a': {'b': 2}}.?a.?b.orValue(0) == 2", "!{'a': {}}.?a.?b.hasValue()", "!optional.ofNonZeroValue('').hasValue()",
-    "optional.of(1) == optional.of(1)",
+    "optional.of(1) == optional.of(1)", "optional.of(1) != optional.of(2)",
+    "{'a': {'b': 2}}.?a.b.orValue(0) == 2", "!{'c': {'d': 1}}.?a.d.hasValue()",  # selection on an optional chains
 ]
 
 

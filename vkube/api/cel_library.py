@@ -20,29 +20,56 @@ from typing import Any, Callable
 from vkube.api.cel_ast import NAMESPACED
 from vkube.api.quantity import Quantity, QuantityError, parse_quantity
 
-__all__ = ["functions", "Optional", "KQuantity", "KURL", "KIP", "KCIDR"]
+__all__ = ["functions", "Optional", "is_optional", "KQuantity", "KURL", "KIP", "KCIDR"]
 
 
-class Optional:
-    """CEL's ``optional_type``: a value, or none."""
+_NONE = object()
 
-    __slots__ = ("value",)
-    _NONE = object()
 
-    def __init__(self, value: Any = _NONE) -> None:
-        self.value = value
+@functools.lru_cache(maxsize=1)
+def _optional_class() -> type:
+    """CEL's ``optional_type``, made once celpy is loaded: a ``MessageType`` so that selecting
+    a field of an optional (``a.?b.c``) chains, as CEL's optional field selection does."""
+    from celpy import celtypes
+    from celpy.evaluation import CELEvalError
 
-    def has(self) -> bool:
-        return self.value is not Optional._NONE
+    class OptionalValue(celtypes.MessageType):
+        def __init__(self, value: Any = _NONE) -> None:
+            super().__init__({})
+            self.value = value
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Optional) and (self.value == other.value)
+        def has(self) -> bool:
+            return self.value is not _NONE
 
-    def __hash__(self) -> int:
-        return 0
+        def get(self, name: Any, default: Any = None) -> Any:  # celpy's field selection on a message
+            if not self.has():
+                return self
+            if isinstance(self.value, dict) and name in self.value:
+                return OptionalValue(self.value[name])
+            return CELEvalError(f"no such key: {name}")
 
-    def __repr__(self) -> str:
-        return f"optional.of({self.value!r})" if self.has() else "optional.none()"
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, OptionalValue) and self.value == other.value
+
+        def __ne__(self, other: object) -> bool:
+            return not self == other
+
+        def __hash__(self) -> int:  # type: ignore[override]
+            return 0
+
+        def __repr__(self) -> str:
+            return f"optional.of({self.value!r})" if self.has() else "optional.none()"
+
+    return OptionalValue
+
+
+def Optional(value: Any = _NONE) -> Any:  # noqa: N802 - reads as the CEL type it makes
+    """``optional.of(value)``, or ``optional.none()`` without a value."""
+    return _optional_class()(value)
+
+
+def is_optional(value: Any) -> bool:
+    return isinstance(value, _optional_class())
 
 
 class KQuantity:
@@ -471,8 +498,8 @@ def _is(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
 # ------------------------------------------------------------------ optionals
 
 
-def _opt_select(target: Any, name: str) -> Optional:
-    if isinstance(target, Optional):
+def _opt_select(target: Any, name: str) -> Any:
+    if is_optional(target):
         if not target.has():
             return target
         target = target.value
@@ -481,8 +508,8 @@ def _opt_select(target: Any, name: str) -> Optional:
     return Optional()
 
 
-def _opt_index(target: Any, key: Any) -> Optional:
-    if isinstance(target, Optional):
+def _opt_index(target: Any, key: Any) -> Any:
+    if is_optional(target):
         if not target.has():
             return target
         target = target.value
@@ -493,17 +520,17 @@ def _opt_index(target: Any, key: Any) -> Optional:
     return Optional()
 
 
-def _of_non_zero(v: Any) -> Optional:
+def _of_non_zero(v: Any) -> Any:
     return Optional(v) if v not in (None, 0, "", b"", False) and v != [] and v != {} else Optional()
 
 
-def _value(o: Optional) -> Any:
+def _value(o: Any) -> Any:
     if not o.has():
         raise ValueError("optional.none() dereference")
     return o.value
 
 
-def _or(a: Optional, b: Optional) -> Optional:
+def _or(a: Any, b: Any) -> Any:
     return a if a.has() else b
 
 
