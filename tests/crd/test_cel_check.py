@@ -233,3 +233,35 @@ def test_optional_old_self_runs_on_create_with_no_old_value() -> None:
     causes = [cause_text(c) for c in compile_rules(schema, "s")[1]]
     assert causes == ["s.properties[tier].x-kubernetes-validations[0].optionalOldSelf: Invalid value: true: "
                       "may not be set if oldSelf is not used in rule"]
+
+
+def test_random_rules_compile_or_are_refused_never_crash() -> None:
+    import random
+
+    rnd = random.Random(7)
+    atoms = ["self", "self.name", "self.tags", "self.m", "1", "1.5", "'a'", "b'x'", "true", "null", "[1,2]",
+             "{'a':1}", "self.tags.all(t, t == 'a')", "self.?name", "optional.of(1)", "quantity('1')",
+             "ip('1.2.3.4')", "self.m['k']", "size(self.tags)", "self.name.split(',')", "-1", "0x1F", "1u",
+             "dyn(self.n)", "type(self.n)", "has(self.name)", "self.tags[?0]", "url('/a')", "oldSelf"]
+    ops = [" + ", " - ", " * ", " / ", " % ", " == ", " != ", " < ", " && ", " || ", " in ", "."]
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 10}, "n": {"x-kubernetes-int-or-string": True},
+        "tags": {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 5}},
+        "m": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+    compiled = 0
+    for _ in range(600):
+        parts = [rnd.choice(atoms)]
+        for _ in range(rnd.randint(0, 3)):
+            parts += [rnd.choice(ops), rnd.choice(atoms)]
+        text = "".join(parts)
+        if rnd.random() < 0.3:
+            at = rnd.randrange(len(text))
+            text = text[:at] + rnd.choice("()[]{}.,?!:'\"") + text[at:]
+        rules, causes = compile_rules({**schema, "x-kubernetes-validations": [{"rule": text}]}, "s")
+        assert all(c["field"].startswith("s.") for c in causes), causes
+        if rules.root is not None and rules.root.rules:
+            compiled += 1
+            rules.validate({"name": "abc", "n": 3, "tags": ["a", "bb"], "m": {"k": 1}})
+            rules.validate({"name": "abc", "n": "x", "tags": [], "m": {}}, {"name": "abd", "n": 1, "tags": [], "m": {}},
+                           transition_only=True)
+    assert compiled > 20  # the generator does make valid rules too (most are refused: not bool)
