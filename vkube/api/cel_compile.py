@@ -210,8 +210,11 @@ def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> t
         tree = env.compile(source)
     except Exception as exc:  # celpy raises its parser's errors
         return f"compilation failed: {_syntax(exc)}"
-    ast = to_ast(tree, source)
-    checked = check_ast(ast, env_types)
+    try:
+        ast = to_ast(tree, source)
+        checked = check_ast(ast, env_types)
+    except (ValueError, TypeError, RecursionError) as exc:  # syntax the checker does not know: refuse, never a 500
+        return f"compilation failed: ERROR: <input>: {exc}"
     if checked.type is None:
         return f"compilation failed: {format_issues(source, checked.issues)}"
     return _program(env, tree, source, _uses_library(ast)), ast, checked.type, checked.cost
