@@ -12,7 +12,7 @@ from tests.crd.fixtures import crontab, crontab_crd
 from tests.syncer.conftest import HOST_NS, eventually, planes, start_syncer, stop_syncer  # noqa: F401
 from vkube.api import errors
 from vkube.client.client import Resource
-from vkube.client.resources import CRDS, NAMESPACES
+from vkube.client.resources import CRDS, NAMESPACES, SECRETS
 from vkube.syncer import load_values
 from vkube.syncer.values import ValuesError
 
@@ -85,6 +85,34 @@ async def test_references_are_translated_on_the_way_to_the_host(planes):  # noqa
             assert (await copied())["spec"]["secretName"] == "tls-new-x-default-x-vc1"
 
         await eventually(updated, attempts=300, delay=0.1)
+    finally:
+        await stop_syncer(pair)
+
+
+async def test_referenced_secrets_reach_the_host_while_referenced(planes):  # noqa: F811
+    vcp, hcp = planes
+    pair = await start_syncer(vcp, hcp, load_values(PATCHES))
+    try:
+        await _established(pair.virtual, _crd_with_references())
+        await _established(pair.host, _crd_with_references())
+        for name in ("creds", "unused"):
+            await pair.virtual.create(SECRETS, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                                                "stringData": {"token": name}}, namespace="default")
+        await pair.virtual.create(CRONTABS, crontab("store", secretName="creds"), namespace="default")
+
+        async def secret_on_host() -> None:
+            hsecrets = (await pair.host.list(SECRETS, namespace=HOST_NS))["items"]
+            names = {s["metadata"]["name"] for s in hsecrets}
+            assert "creds-x-default-x-vc1" in names and "unused-x-default-x-vc1" not in names
+
+        await eventually(secret_on_host, attempts=300, delay=0.1)
+        await pair.virtual.delete(CRONTABS, "store", namespace="default")
+
+        async def secret_gone() -> None:
+            names = {s["metadata"]["name"] for s in (await pair.host.list(SECRETS, namespace=HOST_NS))["items"]}
+            assert "creds-x-default-x-vc1" not in names
+
+        await eventually(secret_gone, attempts=300, delay=0.1)
     finally:
         await stop_syncer(pair)
 

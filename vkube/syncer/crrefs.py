@@ -66,8 +66,10 @@ class ReferencePatcher:
             return None  # a namespaced object named without a namespace: nothing to translate to
         return self.tr.host_name(name, namespace, limit=limit)
 
-    def apply(self, obj: Obj, namespace: str | None) -> Obj:
-        """``obj`` (a host copy, changed in place) with every reference translated."""
+    def apply(self, obj: Obj, namespace: str | None) -> list[tuple[str, str, str]]:
+        """Translate every reference of ``obj`` (a host copy, changed in place); returns the
+        namespaced objects referenced, as (kind, namespace, name) in the virtual cluster."""
+        used: list[tuple[str, str, str]] = []
         for patch in self.patches:
             ref = patch.reference
             for holder, key in list(_locate(obj, patch.path.split("."))):
@@ -75,14 +77,19 @@ class ReferencePatcher:
                 if ref.name_path:
                     if not isinstance(value, dict) or not isinstance(value.get(ref.name_path), str):
                         continue
-                    ns = value.get(ref.namespace_path) if ref.namespace_path else None
-                    hname = self.host_name(ref.kind, value[ref.name_path], ns or namespace)
+                    ns = (value.get(ref.namespace_path) if ref.namespace_path else None) or namespace
+                    vname = value[ref.name_path]
+                    hname = self.host_name(ref.kind, vname, ns)
                     if hname is not None:
                         value[ref.name_path] = hname
+                        if ns and self.namespaced.get(ref.kind, True):
+                            used.append((ref.kind, ns, vname))
                         if ref.namespace_path and self.namespaced.get(ref.kind, True):
                             value[ref.namespace_path] = self.tr.host_namespace
                 elif isinstance(value, str) and value:
                     hname = self.host_name(ref.kind, value, namespace)
                     if hname is not None:
                         holder[key] = hname
-        return obj
+                        if namespace and self.namespaced.get(ref.kind, True):
+                            used.append((ref.kind, namespace, value))
+        return used

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import ref_key
 from vkube.client.client import Client, Resource
 from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer
@@ -133,6 +134,11 @@ class CustomResourceSyncer(DownSyncer):
             tg.create_task(super().run(), name=f"syncer {self.kind}")
 
     async def reconcile(self, key: str) -> None:
+        if self.patches:
+            ns, name = _split(key)
+            vobj = self.vinf.get(name, ns)
+            if vobj is None or deleting(vobj):
+                self._report_uses(key, [])  # gone: what it referenced is no longer used by it
         if self.vres.namespaced:
             await super().reconcile(key)
         else:
@@ -168,8 +174,16 @@ class CustomResourceSyncer(DownSyncer):
             if key not in _NOT_COPIED:
                 out[key] = copy.deepcopy(value)
         if self.patches:
-            self.refs.apply(out, (vobj.get("metadata") or {}).get("namespace"))
+            used = self.refs.apply(out, (vobj.get("metadata") or {}).get("namespace"))
+            self._report_uses(_key(vobj), used)
         return out
+
+    def _report_uses(self, key: str, used: list[tuple[str, str, str]]) -> None:
+        """Secrets and ConfigMaps a synced object references are synced like those pods use."""
+        for kind, syncer_kind in (("Secret", "secrets"), ("ConfigMap", "configmaps")):
+            syncer = self.ctx.syncers.get(syncer_kind)
+            if syncer is not None and hasattr(syncer, "use"):
+                syncer.use(f"{self.kind}/{key}", {ref_key(ns, name) for k, ns, name in used if k == kind})
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
         """Like the base, over every top-level field but metadata and status; a field the
@@ -197,3 +211,8 @@ class CustomResourceSyncer(DownSyncer):
 def _key(obj: Obj) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name', '')}" if meta.get("namespace") else meta.get("name", "")
+
+
+def _split(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name
