@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["Node", "to_ast", "desugar", "OPT_SELECT", "OPT_INDEX", "MACROS", "NAMESPACED"]
+__all__ = ["Node", "to_ast", "desugar", "desugar_map", "OPT_SELECT", "OPT_INDEX", "MACROS", "NAMESPACED"]
 
 OPT_SELECT, OPT_INDEX = "_optSelect_", "_optIndex_"
 #: namespaced functions (``optional.of(x)``), spelled as plain identifiers cel-python can call
@@ -56,31 +56,52 @@ class Node:
 def desugar(text: str) -> str:
     """``a.?b`` → ``a._optSelect_('b')``; ``a[?k]`` → ``a._optIndex_(k)``;
     ``optional.of(x)`` → ``optional_of(x)`` (string literals untouched)."""
+    return desugar_map(text)[0]
+
+
+def desugar_map(text: str) -> tuple[str, Callable[[int], int]]:
+    """``desugar`` and a map from offsets in its result back to offsets in ``text`` (errors
+    point into what the user wrote)."""
     if ".?" not in text and "[?" not in text and not any(ns in text for ns in ("optional.", "sets.", "strings.", "ip.")):
-        return text
+        return text, lambda pos: pos
     out: list[str] = []
+    anchors: list[tuple[int, int, bool]] = []  # (offset in result, offset in text, copied verbatim)
     closers: list[str] = []
-    last = 0
+    last = size = 0
+
+    def emit(piece: str, origin: int, verbatim: bool) -> None:
+        nonlocal size
+        anchors.append((size, origin, verbatim))
+        out.append(piece)
+        size += len(piece)
+
     for m in _TOKENS.finditer(text):
-        out.append(text[last:m.start()])
+        emit(text[last:m.start()], last, True)
         last = m.end()
         if m.group("str"):
-            out.append(m.group("str"))
+            emit(m.group("str"), m.start(), True)
         elif m.group("ns"):
             name = re.sub(r"\s+", "", m.group("ns"))
-            out.append(NAMESPACED.get(name, m.group("ns")))
+            emit(NAMESPACED.get(name, m.group("ns")), m.start(), False)
         elif m.group("optsel"):
-            out.append(f".{OPT_SELECT}('{m.group('field')}')")
+            emit(f".{OPT_SELECT}('{m.group('field')}')", m.start(), False)
         elif m.group("optidx"):
-            out.append(f".{OPT_INDEX}(")
+            emit(f".{OPT_INDEX}(", m.start(), False)
             closers.append(")")
         elif m.group("open"):
-            out.append("[")
+            emit("[", m.start(), True)
             closers.append("]")
         else:
-            out.append(closers.pop() if closers else "]")
-    out.append(text[last:])
-    return "".join(out)
+            emit(closers.pop() if closers else "]", m.start(), False)
+    emit(text[last:], last, True)
+
+    def origin(pos: int) -> int:
+        for at, orig, verbatim in reversed(anchors):
+            if at <= pos:
+                return orig + (pos - at) if verbatim else orig
+        return pos
+
+    return "".join(out), origin
 
 
 def _pos(tree: Any) -> int:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from vkube.api.cel_ast import NAMESPACED, Node, desugar, to_ast
+from vkube.api.cel_ast import NAMESPACED, Node, desugar, desugar_map, to_ast
 from vkube.api.cel_check import check_ast, format_issues
 from vkube.api.cel_library import functions
 from vkube.api.cel_types import CelType, decl_type, primitive
@@ -205,7 +205,7 @@ def _compile_one(raw: Any, rpath: str, self_type: CelType | None, ctx: _Context,
 
 def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> tuple[Any, Node, CelType, int] | str:
     """(program, ast, result type, cost), or the ``compilation failed: …`` text."""
-    source = desugar(text)
+    source, origin = desugar_map(text)
     try:
         tree = env.compile(source)
     except Exception as exc:  # celpy raises its parser's errors
@@ -216,7 +216,8 @@ def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> t
     except (ValueError, TypeError, RecursionError) as exc:  # syntax the checker does not know: refuse, never a 500
         return f"compilation failed: ERROR: <input>: {exc}"
     if checked.type is None:
-        return f"compilation failed: {format_issues(source, checked.issues)}"
+        issues = [(origin(pos), message) for pos, message in checked.issues]
+        return f"compilation failed: {format_issues(text, issues)}"
     return _program(env, tree, source, _uses_library(ast)), ast, checked.type, checked.cost
 
 
