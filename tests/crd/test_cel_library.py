@@ -154,6 +154,12 @@ def test_library_errors_are_runtime_errors_of_the_rule(expr: str, error: str) ->
     ("'abc'.charAt('1') == 'b'", "found no matching overload for 'charAt' applied to 'string.(string)'"),
     ("quantity('1').isLessThan(1)", "found no matching overload for 'isLessThan' applied to 'kubernetes.Quantity.(int)'"),
     ("[1].authorizer()", "undeclared reference to 'authorizer'"),
+    # Kubernetes' AST validators: literals are checked where they are written
+    ("[1, 'a'].size() == 2", "ERROR: <input>:1:5: expected type 'int' but found 'string'"),
+    ("{'a': 1, 'b': 'x'}.size() == 2", "expected type 'int' but found 'string'"),
+    ("'a'.matches('[')", "ERROR: <input>:1:13: invalid matches argument"),
+    ("duration('1x') > duration('1s')", "invalid duration argument"),
+    ("timestamp('yesterday') < timestamp('2020-01-01T00:00:00Z')", "invalid timestamp argument"),
 ])
 def test_library_misuse_is_refused_when_compiling(expr: str, error: str) -> None:
     result = outcome(expr)

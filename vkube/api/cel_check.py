@@ -12,7 +12,9 @@ elements as fit in a request where it declares none).
 
 from __future__ import annotations
 
+import datetime
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +30,7 @@ _BOOL, _INT, _STRING = primitive("bool"), primitive("int"), primitive("string")
 _NUMERIC = ("int", "uint", "double")
 _SCALARS = ("int", "uint", "double", "bool", "timestamp", "duration")
 _ORDERED = ("int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration")
+_DURATION = re.compile(r"[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+)")
 _TYPE_IDENTS = {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "dyn"}
 
 
@@ -182,6 +185,7 @@ class _Checker:
     def __init__(self, env: dict[str, CelType]) -> None:
         self.scopes: list[dict[str, CelType]] = [env]
         self.issues: list[tuple[int, str]] = []
+        self.exempt = False  # inside format(): heterogeneous list literals allowed
 
     def error(self, pos: int, message: str) -> tuple[CelType, int]:
         self.issues.append((pos, message))
@@ -217,17 +221,53 @@ class _Checker:
             return t, cost + (1 if operand.kind in ("object", "map") else 0)
         if n.op == "list":
             items = [self.visit(a) for a in n.args]
+            self.homogeneous(n.args, [t for t, _ in items])
             elem = _join([t for t, _ in items])
             return CelType("list", elem=elem, max_elements=len(items)), _add(10, *(c for _, c in items))
         if n.op == "map":
             entries = [self.visit(a) for a in n.args]
             keys, values = entries[0::2], entries[1::2]
+            self.homogeneous(n.args[0::2], [k for k, _ in keys])
+            self.homogeneous(n.args[1::2], [v for v, _ in values])
             t = CelType("map", key=_join([k for k, _ in keys]), elem=_join([v for v, _ in values]),
                         max_elements=len(values))
             return t, _add(30, *(c for _, c in entries))
         if n.op == "comp":
             return self.comprehension(n)
         return self.call(n)
+
+    def homogeneous(self, nodes: list[Node], types: list[CelType]) -> None:
+        """cel.ValidateHomogeneousAggregateLiterals: a list or map literal holds one type
+        (``format``'s argument list excepted)."""
+        if self.exempt or len(types) < 2:
+            return
+        first = types[0]
+        for node, t in zip(nodes[1:], types[1:]):
+            if type_name(t) != type_name(first):
+                self.issues.append((node.pos, f"expected type '{type_name(first)}' but found '{type_name(t)}'"))
+                return
+
+    def literal_argument(self, n: Node, arg: Node) -> None:
+        """cel.ValidateRegexLiterals / DurationLiterals / TimestampLiterals: a literal argument
+        must be valid where the call is written, not only when it runs."""
+        if arg.op != "lit" or arg.kind != "string":
+            return
+        name = n.name
+        if name in ("matches", "find", "findAll"):
+            try:
+                re.compile(arg.value)
+            except re.error:
+                self.issues.append((arg.pos, f"invalid {name} argument"))
+        elif name == "duration" and not _DURATION.fullmatch(arg.value):
+            self.issues.append((arg.pos, "invalid duration argument"))
+        elif name == "timestamp":
+            try:
+                datetime.datetime.fromisoformat(arg.value.replace("Z", "+00:00").replace("z", "+00:00"))
+                ok = "T" in arg.value.upper()
+            except ValueError:
+                ok = False
+            if not ok:
+                self.issues.append((arg.pos, "invalid timestamp argument"))
 
     def select(self, n: Node, operand: CelType) -> CelType:
         if operand.kind == "object":
@@ -284,7 +324,13 @@ class _Checker:
         target, target_cost = (self.visit(n.target) if n.target is not None else (None, 0))
         if n.name in (OPT_SELECT, OPT_INDEX) and target is not None:
             return self.optional_access(n, target, target_cost)
-        visited = [self.visit(a) for a in n.args]
+        if n.args and n.name in ("matches", "find", "findAll", "duration", "timestamp"):
+            self.literal_argument(n, n.args[-1] if n.name == "matches" and n.target is None else n.args[0])
+        exempt, self.exempt = self.exempt, self.exempt or n.name == "format"
+        try:
+            visited = [self.visit(a) for a in n.args]
+        finally:
+            self.exempt = exempt
         args = [t for t, _ in visited]
         arg_cost = _add(target_cost, *(c for _, c in visited))
         op = _OPERATORS.get(n.name)
