@@ -89,6 +89,11 @@ TRUE = [
     # lists
     "[1, 2, 3].isSorted()", "['a', 'b', 'b', 'c'].isSorted()", "![2.0, 1.0].isSorted()", "[1].isSorted()",
     "[1, 3].sum() == 4", "[1.0, 3.0].sum() == 4.0", "[duration('1m'), duration('1s')].sum() == duration('1m1s')",
+    "[1, 2, 3].includes(2)", "![1, 2, 3].includes(4)",
+    # cel-go's lists extension, version 3
+    "[1, 2, 3, 4].slice(1, 3) == [2, 3]", "[[1, 2], [3]].flatten() == [1, 2, 3]", "[1, 2, 2, 1].distinct() == [1, 2]",
+    "[3, 1, 2].sort() == [1, 2, 3]", "['b', 'a'].sort() == ['a', 'b']", "[1, 2].reverse() == [2, 1]",
+    "[1, 2].first().value() == 1", "![].last().hasValue()", "lists.range(3) == [0, 1, 2]",
     "[1, 3].min() == 1", "[1, 3].max() == 3", "[1].min() == 1", "[1, 2, 2, 3].indexOf(2) == 1",
     "['a', 'b', 'b', 'c'].lastIndexOf('b') == 2", "[1.0].indexOf(1.1) == -1",
     # sets
@@ -142,6 +147,8 @@ def test_library_expression_is_true(expr: str) -> None:
     ("'tacocat'.substring(40) == ''", "index out of range: 40"),
     ("'tacocat'.substring(4, 2) == ''", "invalid substring range. start: 4, end: 2"),
     ("optional.none().value() == 1", "optional.none() dereference"),
+    ("[1].slice(1, 0) == []", "cannot slice(1, 0), start index must be less than or equal to end index"),
+    ("[1].slice(0, 2) == []", "cannot slice(0, 2), list is length 1"),
 ])
 def test_library_errors_are_runtime_errors_of_the_rule(expr: str, error: str) -> None:
     result = outcome(expr)

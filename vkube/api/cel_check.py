@@ -116,7 +116,16 @@ _SIGS: dict[str, list[tuple[str | None, tuple[str, ...], Result]]] = {
     "substring": [("string", ("int",), _r("string")), ("string", ("int", "int"), _r("string"))],
     "join": [("list", (), _r("string")), ("list", ("string",), _r("string"))],
     "format": [("string", ("list",), _r("string"))],
-    "reverse": [("string", (), _same_as_target)],
+    "reverse": [("string", (), _same_as_target), ("list", (), _same_as_target)],
+    "includes": [("list", ("A",), _r("bool"))],
+    "slice": [("list", ("int", "int"), _same_as_target)],
+    "flatten": [("list", (), lambda t, _a: CelType("list", elem=_DYN, max_elements=_UNBOUNDED)),
+                ("list", ("int",), lambda t, _a: CelType("list", elem=_DYN, max_elements=_UNBOUNDED))],
+    "distinct": [("list", (), _same_as_target)],
+    "sort": [("list", (), _same_as_target)],
+    "first": [("list", (), lambda t, _a: CelType("optional", elem=_elem(t, _a)))],
+    "last": [("list", (), lambda t, _a: CelType("optional", elem=_elem(t, _a)))],
+    "lists.range": [(None, ("int",), lambda _t, _a: CelType("list", elem=_INT, max_elements=_UNBOUNDED))],
     "strings.quote": [(None, ("string",), _r("string"))],
     # regex
     "find": [("string", ("string",), _r("string"))],
@@ -412,7 +421,14 @@ def _call_cost(name: str, target: CelType | None, args: list[CelType], nodes: li
         return _mul(_factor(_size(text) + 1, _TRAVERSAL), _factor(_size(pattern), _REGEX))
     if name in ("find", "findAll") and target is not None:
         return _mul(_factor(recv + 1, _TRAVERSAL), _factor(_size(args[0]), _REGEX))
-    if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf") and target is not None:
+    if name in ("slice", "flatten", "distinct", "reverse") and target is not None and target.kind == "list":
+        return _mul(recv, recv) if name == "distinct" else recv  # distinct compares each pair
+    if name == "sort" and target is not None:
+        return _mul(recv, max(1, int(math.ceil(math.log2(recv + 1)))))
+    if name == "lists.range":
+        return 1 if nodes and nodes[0].op == "lit" and int(nodes[0].value) <= 1 else \
+            (int(nodes[0].value) if nodes and nodes[0].op == "lit" else _UNBOUNDED)
+    if name in ("isSorted", "sum", "max", "min", "indexOf", "lastIndexOf", "includes") and target is not None:
         if target.kind == "list":
             elem = target.elem or _DYN
             per = 1 + (_factor(_size(elem), _TRAVERSAL) if elem.kind in ("string", "bytes") else 0)

@@ -377,6 +377,51 @@ def _max(lst: list) -> Any:
     return max(lst)
 
 
+def _slice(lst: list, start: int, end: int) -> Any:
+    if start < 0 or end < 0:
+        raise IndexError(f"cannot slice({start}, {end}), negative indexes not supported")
+    if start > end:
+        raise IndexError(f"cannot slice({start}, {end}), start index must be less than or equal to end index")
+    if end > len(lst):
+        raise IndexError(f"cannot slice({start}, {end}), list is length {len(lst)}")
+    return _types().ListType(lst[start:end])
+
+
+def _flatten(lst: list, depth: int = 1) -> Any:
+    if depth < 0:
+        raise ValueError("level must be non-negative")
+    out: list[Any] = []
+    for x in lst:
+        if isinstance(x, list) and depth > 0:
+            out.extend(_flatten(x, depth - 1))
+        else:
+            out.append(x)
+    return _types().ListType(out)
+
+
+def _distinct(lst: list) -> Any:
+    out: list[Any] = []
+    for x in lst:
+        if not any(x == y and type(x) is type(y) for y in out):
+            out.append(x)
+    return _types().ListType(out)
+
+
+def _sort(lst: list) -> Any:
+    if len({type(x) for x in lst}) > 1:
+        raise TypeError("list elements must have the same type")
+    try:
+        return _types().ListType(sorted(lst))
+    except TypeError:
+        raise TypeError("list elements must be comparable") from None
+
+
+def _reverse(value: Any) -> Any:
+    if isinstance(value, list):
+        return _types().ListType(value[::-1])
+    return _types().StringType(str(value)[::-1])
+
+
 def _find(s: str, pattern: str) -> Any:
     m = re.search(_re2(pattern), str(s))
     return _types().StringType(m.group(0) if m else "")
@@ -543,8 +588,14 @@ def functions() -> dict[str, Callable[..., Any]]:
         "lowerAscii": lambda s: _ascii(s, False), "upperAscii": lambda s: _ascii(s, True),
         "replace": _replace, "split": _split, "substring": _substring,
         "trim": lambda s: T.StringType(str(s).strip(_WHITESPACE)), "join": _join, "format": _format,
-        "reverse": lambda s: T.StringType(str(s)[::-1]), "strings.quote": _quote,
+        "reverse": _reverse, "strings.quote": _quote,
         "isSorted": _is_sorted, "sum": _sum, "min": _min, "max": _max,
+        "includes": lambda lst, x: T.BoolType(any(x == y for y in lst)),
+        # cel-go's lists extension (version 3), in Kubernetes' environment since 1.34
+        "slice": _slice, "flatten": _flatten, "distinct": _distinct, "sort": _sort,
+        "first": lambda lst: Optional(lst[0]) if len(lst) else Optional(),
+        "last": lambda lst: Optional(lst[-1]) if len(lst) else Optional(),
+        "lists.range": lambda n: T.ListType([T.IntType(i) for i in range(int(n))]),
         "find": _find, "findAll": _find_all,
         "sets.contains": _sets_contains, "sets.equivalent": _sets_equivalent, "sets.intersects": _sets_intersects,
         "quantity": _quantity, "isQuantity": _is_quantity,
