@@ -43,6 +43,13 @@ TRUE = [
     'quantity("50").isInteger()', 'quantity("50.703k").asApproximateFloat() == 50703.0',
     '[quantity("9999999999999999999999999999999999999")].all(x, x.add(quantity("1")).compareTo(x.add(quantity("2"))) == -1)',
     'quantity("-5").sign() == -1',
+    # semver
+    "isSemver('1.0.0')", "!isSemver('hello')", "!isSemver('v1.0')", "isSemver('v1.0', true)",
+    "semver('v1.0.0', true) == semver('1.0.0')", "semver('1.0', true) == semver('1.0.0')",
+    "semver('01.01.01', true) == semver('1.1.1')", "semver('1.2.3').major() == 1", "semver('1.2.3').minor() == 2",
+    "semver('1.2.3').patch() == 3", "semver('1.2.3').isGreaterThan(semver('1.2.2'))",
+    "semver('1.0.0-alpha').isLessThan(semver('1.0.0'))", "semver('1.0.0-alpha.1').isLessThan(semver('1.0.0-alpha.beta'))",
+    "semver('1.0.0').compareTo(semver('1.0.0+build')) == 0", "semver('2.0.0').compareTo(semver('10.0.0')) == -1",
     # IP
     'isIP("192.168.0.1")', '!isIP("192.168.0.1.0")', 'ip.isCanonical("127.0.0.1")',
     'ip("192.168.0.1").family() == 4', 'ip("0.0.0.0").isUnspecified()', '!ip("127.0.0.1").isUnspecified()',
@@ -147,6 +154,7 @@ def test_library_expression_is_true(expr: str) -> None:
     ("'tacocat'.substring(40) == ''", "index out of range: 40"),
     ("'tacocat'.substring(4, 2) == ''", "invalid substring range. start: 4, end: 2"),
     ("optional.none().value() == 1", "optional.none() dereference"),
+    ("semver('200K').major() == 1", "Invalid semver: 200K"),
     ("[1].slice(1, 0) == []", "cannot slice(1, 0), start index must be less than or equal to end index"),
     ("[1].slice(0, 2) == []", "cannot slice(0, 2), list is length 1"),
 ])

@@ -137,9 +137,13 @@ _SIGS: dict[str, list[tuple[str | None, tuple[str, ...], Result]]] = {
     "asInteger": [("quantity", (), _r("int"))],
     "asApproximateFloat": [("quantity", (), _r("double"))],
     "sign": [("quantity", (), _r("int"))],
-    "isGreaterThan": [("quantity", ("quantity",), _r("bool"))],
-    "isLessThan": [("quantity", ("quantity",), _r("bool"))],
-    "compareTo": [("quantity", ("quantity",), _r("int"))],
+    "isGreaterThan": [("quantity", ("quantity",), _r("bool")), ("semver", ("semver",), _r("bool"))],
+    "isLessThan": [("quantity", ("quantity",), _r("bool")), ("semver", ("semver",), _r("bool"))],
+    "compareTo": [("quantity", ("quantity",), _r("int")), ("semver", ("semver",), _r("int"))],
+    # semver (Kubernetes 1.33+)
+    "semver": [(None, ("string",), _r("semver")), (None, ("string", "bool"), _r("semver"))],
+    "isSemver": [(None, ("string",), _r("bool")), (None, ("string", "bool"), _r("bool"))],
+    **{f: [("semver", (), _r("int"))] for f in ("major", "minor", "patch")},
     "add": [("quantity", ("quantity",), _r("quantity")), ("quantity", ("int",), _r("quantity"))],
     "sub": [("quantity", ("quantity",), _r("quantity")), ("quantity", ("int",), _r("quantity"))],
     # URL
@@ -444,7 +448,8 @@ def _call_cost(name: str, target: CelType | None, args: list[CelType], nodes: li
         if args:
             total = _add(total, _mul(_size(args[0]), max(recv - 1, 0)))
         return _factor(total, _TRAVERSAL)
-    if name in ("url", "cidr", "isIP", "isCIDR", "quantity", "isQuantity", "isURL", "strings.quote") or \
+    if name in ("url", "cidr", "isIP", "isCIDR", "quantity", "isQuantity", "isURL", "strings.quote", "semver",
+                "isSemver") or \
             name == "ip" and target is None:
         return _factor(_size(args[0]), _TRAVERSAL) if args else 1
     if name == "ip.isCanonical":

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from vkube.api.cel_ast import NAMESPACED
 from vkube.api.quantity import Quantity, QuantityError, parse_quantity
 
-__all__ = ["functions", "Optional", "is_optional", "KQuantity", "KURL", "KIP", "KCIDR"]
+__all__ = ["functions", "Optional", "is_optional", "KQuantity", "KURL", "KIP", "KCIDR", "KSemver"]
 
 
 _NONE = object()
@@ -152,6 +152,59 @@ class KCIDR:
 
     def __str__(self) -> str:
         return str(self.iface)
+
+
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+                     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+                     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
+
+
+class KSemver:
+    """``kubernetes.Semver``: a semantic version, ordered as semver.org orders them."""
+
+    __slots__ = ("major", "minor", "patch", "pre", "text")
+
+    def __init__(self, text: str, normalize: bool = False) -> None:
+        if normalize:
+            text = _normalize_semver(text)
+        m = _SEMVER.match(text)
+        if m is None:
+            raise ValueError(f"Invalid semver: {text}")
+        self.major, self.minor, self.patch = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        self.pre = tuple(m.group(4).split(".")) if m.group(4) else ()
+        self.text = text
+
+    def key(self) -> tuple:
+        # a release sorts after its pre-releases; numeric identifiers before alphanumeric ones
+        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.pre)
+        return (self.major, self.minor, self.patch, 1 if not pre else 0, pre)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KSemver) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _normalize_semver(text: str) -> str:
+    text = text[1:] if text.startswith("v") else text
+    core = re.match(r"^[0-9.]*", text).group(0)  # type: ignore[union-attr]
+    suffix = text[len(core):]
+    parts = [p.lstrip("0") or "0" for p in core.split(".")] if core else []
+    while 0 < len(parts) < 3:
+        parts.append("0")
+    return ".".join(parts) + suffix
+
+
+def _compare_any(a: Any, b: Any) -> int:
+    if isinstance(a, KSemver) and isinstance(b, KSemver):
+        ka, kb = a.key(), b.key()
+    else:
+        ka, kb = a.q.value, b.q.value
+    return (ka > kb) - (ka < kb)
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -478,15 +531,19 @@ def _q_operand(x: Any) -> Quantity:
     return parse_quantity(str(int(x)))
 
 
+def _is_semver(text: str, normalize: bool) -> bool:
+    try:
+        KSemver(text, normalize)
+        return True
+    except ValueError:
+        return False
+
+
 def _as_integer(q: KQuantity) -> Any:
     v = q.q.value
     if v.denominator != 1 or not -(2**63) <= v <= 2**63 - 1:
         raise ValueError("cannot convert value to integer")
     return _types().IntType(int(v))
-
-
-def _compare(a: KQuantity, b: KQuantity) -> Any:
-    return _types().IntType((a.q.value > b.q.value) - (a.q.value < b.q.value))
 
 
 def _url_part(u: KURL, part: str) -> Any:
@@ -602,8 +659,13 @@ def functions() -> dict[str, Callable[..., Any]]:
         "isInteger": lambda q: T.BoolType(q.q.value.denominator == 1 and -(2**63) <= q.q.value <= 2**63 - 1),
         "asInteger": _as_integer, "asApproximateFloat": lambda q: T.DoubleType(float(q.q.value)),
         "sign": lambda q: T.IntType((q.q.value > 0) - (q.q.value < 0)),
-        "isGreaterThan": lambda a, b: T.BoolType(a.q.value > b.q.value),
-        "isLessThan": lambda a, b: T.BoolType(a.q.value < b.q.value), "compareTo": _compare,
+        "isGreaterThan": lambda a, b: T.BoolType(_compare_any(a, b) > 0),
+        "isLessThan": lambda a, b: T.BoolType(_compare_any(a, b) < 0),
+        "compareTo": lambda a, b: T.IntType(_compare_any(a, b)),
+        "semver": lambda s, normalize=False: KSemver(str(s), bool(normalize)),
+        "isSemver": lambda s, normalize=False: T.BoolType(_is_semver(str(s), bool(normalize))),
+        "major": lambda v: T.IntType(v.major), "minor": lambda v: T.IntType(v.minor),
+        "patch": lambda v: T.IntType(v.patch),
         "add": lambda a, b: KQuantity(a.q + _q_operand(b)), "sub": lambda a, b: KQuantity(a.q - _q_operand(b)),
         "url": lambda s: KURL(str(s)), "isURL": _is(KURL),
         "getScheme": lambda u: _url_part(u, "scheme"), "getHost": lambda u: _url_part(u, "host"),
