@@ -43,6 +43,16 @@ TRUE = [
     'quantity("50").isInteger()', 'quantity("50.703k").asApproximateFloat() == 50703.0',
     '[quantity("9999999999999999999999999999999999999")].all(x, x.add(quantity("1")).compareTo(x.add(quantity("2"))) == -1)',
     'quantity("-5").sign() == -1',
+    # format
+    "!format.dns1123Label().validate('my-name').hasValue()",
+    "format.dns1123Label().validate('MY').value() == ['a lowercase RFC 1123 label must consist of lower case "
+    "alphanumeric characters or \\'-\\', and must start and end with an alphanumeric character (e.g. "
+    "\\'my-name\\',  or \\'123-abc\\', regex used for validation is \\'[a-z0-9]([-a-z0-9]*[a-z0-9])?\\')']",
+    "format.named('dns1123Label').value().validate('a') == optional.none()", "!format.named('nope').hasValue()",
+    "format.dns1035Label().validate('1a').hasValue()", "!format.qualifiedName().validate('example.com/a').hasValue()",
+    "format.labelValue().validate('-x').hasValue()", "format.uuid().validate('x').value() == ['does not match the UUID format']",
+    "!format.uri().validate('https://example.com/a').hasValue()", "format.byte().validate('@@').hasValue()",
+    "!format.date().validate('2024-02-29').hasValue()", "format.datetime().validate('yesterday').hasValue()",
     # semver
     "isSemver('1.0.0')", "!isSemver('hello')", "!isSemver('v1.0')", "isSemver('v1.0', true)",
     "semver('v1.0.0', true) == semver('1.0.0')", "semver('1.0', true) == semver('1.0.0')",

@@ -19,16 +19,19 @@ from typing import Any, Callable
 __all__ = ["Node", "to_ast", "desugar", "desugar_map", "OPT_SELECT", "OPT_INDEX", "MACROS", "NAMESPACED"]
 
 OPT_SELECT, OPT_INDEX = "_optSelect_", "_optIndex_"
+FORMAT_NAMES = ("dns1123Label", "dns1123Subdomain", "dns1035Label", "qualifiedName", "dns1123LabelPrefix",
+                "dns1123SubdomainPrefix", "dns1035LabelPrefix", "labelValue", "uri", "uuid", "byte", "date", "datetime")
 #: namespaced functions (``optional.of(x)``), spelled as plain identifiers cel-python can call
 NAMESPACED = {f"{ns}.{fn}": f"{ns}_{fn}" for ns, fns in (
     ("optional", ("of", "none", "ofNonZeroValue")), ("sets", ("contains", "equivalent", "intersects")),
-    ("strings", ("quote",)), ("ip", ("isCanonical",)), ("lists", ("range",))) for fn in fns}
+    ("strings", ("quote",)), ("ip", ("isCanonical",)), ("lists", ("range",)),
+    ("format", ("named", *FORMAT_NAMES))) for fn in fns}
 _UNSPACED = {v: k for k, v in NAMESPACED.items()}
 MACROS = {"all", "exists", "exists_one", "map", "filter"}
 #: namespaces of global functions written as ``ns.fn(...)``
 _NAMESPACES = {"optional", "ip", "sets", "strings", "lists", "math", "base64", "format"}
 _TOKENS = re.compile(r"""(?P<str>[rRbB]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))"""
-                     r"""|(?P<ns>(?<![\w.])(?:optional|sets|strings|ip|lists)\s*\.\s*[A-Za-z]+(?=\s*\())"""
+                     r"""|(?P<ns>(?<![\w.])(?:optional|sets|strings|ip|lists|format)\s*\.\s*[A-Za-z]\w*(?=\s*\())"""
                      r"""|(?P<optsel>\.\?\s*(?P<field>[_A-Za-z]\w*))|(?P<optidx>\[\?)|(?P<open>\[)|(?P<close>\])""")
 _BINARY = {"conditionalor": "_||_", "conditionaland": "_&&_"}
 _OPS = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_gt": "_>_", "relation_ge": "_>=_",
@@ -62,7 +65,7 @@ def desugar(text: str) -> str:
 def desugar_map(text: str) -> tuple[str, Callable[[int], int]]:
     """``desugar`` and a map from offsets in its result back to offsets in ``text`` (errors
     point into what the user wrote)."""
-    if ".?" not in text and "[?" not in text and not any(ns in text for ns in ("optional.", "sets.", "strings.", "ip.", "lists.")):
+    if ".?" not in text and "[?" not in text and not any(ns in text for ns in ("optional.", "sets.", "strings.", "ip.", "lists.", "format.")):
         return text, lambda pos: pos
     out: list[str] = []
     anchors: list[tuple[int, int, bool]] = []  # (offset in result, offset in text, copied verbatim)

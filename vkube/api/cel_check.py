@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from vkube.api.cel_ast import OPT_INDEX, OPT_SELECT, Node
+from vkube.api.cel_ast import FORMAT_NAMES, OPT_INDEX, OPT_SELECT, Node
 from vkube.api.cel_types import CelType, primitive, type_name
 
 __all__ = ["Checked", "check_ast", "format_issues"]
@@ -140,6 +140,10 @@ _SIGS: dict[str, list[tuple[str | None, tuple[str, ...], Result]]] = {
     "isGreaterThan": [("quantity", ("quantity",), _r("bool")), ("semver", ("semver",), _r("bool"))],
     "isLessThan": [("quantity", ("quantity",), _r("bool")), ("semver", ("semver",), _r("bool"))],
     "compareTo": [("quantity", ("quantity",), _r("int")), ("semver", ("semver",), _r("int"))],
+    # format (Kubernetes 1.31+)
+    "format.named": [(None, ("string",), lambda _t, _a: CelType("optional", elem=primitive("format")))],
+    **{f"format.{n}": [(None, (), _r("format"))] for n in FORMAT_NAMES},
+    "validate": [("format", ("string",), lambda _t, _a: CelType("optional", elem=CelType("list", elem=_STRING)))],
     # semver (Kubernetes 1.33+)
     "semver": [(None, ("string",), _r("semver")), (None, ("string", "bool"), _r("semver"))],
     "isSemver": [(None, ("string",), _r("bool")), (None, ("string", "bool"), _r("bool"))],
@@ -454,6 +458,8 @@ def _call_cost(name: str, target: CelType | None, args: list[CelType], nodes: li
         return _factor(_size(args[0]), _TRAVERSAL) if args else 1
     if name == "ip.isCanonical":
         return _factor(_size(args[0]), 2 * _TRAVERSAL)
+    if name == "validate" and args:
+        return _factor(_factor(_size(args[0]), _TRAVERSAL), 128 * _REGEX)  # MaxNameFormatRegexSize
     if name in ("containsIP", "containsCIDR"):
         cost = _factor(32, _TRAVERSAL) + (_factor(16, _TRAVERSAL) + 1 if name == "containsCIDR" else 0)
         return cost + (_factor(_size(args[0]), _TRAVERSAL) if args and args[0].kind == "string" else 0)

@@ -18,6 +18,7 @@ import urllib.parse
 from typing import Any, Callable
 
 from vkube.api.cel_ast import NAMESPACED
+from vkube.api.cel_format import FORMATS, KFormat
 from vkube.api.quantity import Quantity, QuantityError, parse_quantity
 
 __all__ = ["functions", "Optional", "is_optional", "KQuantity", "KURL", "KIP", "KCIDR", "KSemver"]
@@ -636,6 +637,12 @@ def _or(a: Any, b: Any) -> Any:
     return a if a.has() else b
 
 
+def _format_validate(fmt: KFormat, value: Any) -> Any:
+    T = _types()  # noqa: N806
+    errs = fmt.validate(str(value))
+    return Optional(T.ListType([T.StringType(e) for e in errs])) if errs else Optional()
+
+
 def functions() -> dict[str, Callable[..., Any]]:
     """Every library function by the name rules call it with (namespaced ones as rewritten by
     ``cel_ast.desugar``)."""
@@ -688,5 +695,8 @@ def functions() -> dict[str, Callable[..., Any]]:
         "hasValue": lambda o: T.BoolType(o.has()), "value": _value,
         "orValue": lambda o, d: o.value if o.has() else d, "or": _or,
         "_optSelect_": _opt_select, "_optIndex_": _opt_index,
+        "format.named": lambda n: Optional(KFormat(str(n))) if str(n) in FORMATS else Optional(),
+        "validate": _format_validate,
+        **{f"format.{name}": (lambda name=name: KFormat(name)) for name in FORMATS},
     }
     return {NAMESPACED.get(name, name): _wrap(fn) for name, fn in raw.items()}

@@ -40,7 +40,7 @@ class CelType:
 _PRIMS = {k: CelType(k, max_elements=m) for k, m in (
     ("int", 1), ("uint", 1), ("double", 1), ("bool", 1), ("null_type", 1), ("dyn", MAX_REQUEST),
     ("string", MAX_REQUEST), ("bytes", MAX_REQUEST), ("duration", 1), ("timestamp", 1), ("type", 1),
-    ("quantity", 1), ("url", 1), ("ip", 1), ("cidr", 1), ("semver", 1))}
+    ("quantity", 1), ("url", 1), ("ip", 1), ("cidr", 1), ("semver", 1), ("format", 1))}
 
 
 def primitive(kind: str) -> CelType:
@@ -59,8 +59,8 @@ def type_name(t: CelType) -> str:
         return "kubernetes.Quantity"
     if t.kind in ("ip", "cidr"):
         return f"net.{t.kind.upper()}"
-    if t.kind in ("url", "semver"):
-        return "kubernetes.URL" if t.kind == "url" else "kubernetes.Semver"
+    if t.kind in ("url", "semver", "format"):
+        return {"url": "kubernetes.URL", "semver": "kubernetes.Semver", "format": "kubernetes.NamedFormat"}[t.kind]
     return t.kind
 
 
