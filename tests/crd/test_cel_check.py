@@ -265,3 +265,19 @@ def test_random_rules_compile_or_are_refused_never_crash() -> None:
             rules.validate({"name": "abc", "n": "x", "tags": [], "m": {}}, {"name": "abd", "n": 1, "tags": [], "m": {}},
                            transition_only=True)
     assert compiled > 20  # the generator does make valid rules too (most are refused: not bool)
+
+
+def test_two_variable_comprehensions_over_the_schema() -> None:
+    schema = {"type": "object", "properties": {
+        "steps": {"type": "array", "maxItems": 10, "items": {"type": "integer"}},
+        "limits": {"type": "object", "maxProperties": 10, "additionalProperties": {"type": "integer"}}},
+        "x-kubernetes-validations": [
+            {"rule": "self.steps.all(i, v, i == 0 || v > self.steps[i - 1])", "message": "steps must increase"},
+            {"rule": "self.limits.all(name, limit, limit <= 10 || name.startsWith('big-'))",
+             "messageExpression": "'limits over 10 need a big- name'"}]}
+    rules, causes = compile_rules(schema, "")
+    assert causes == []
+    assert rules.validate({"steps": [1, 2, 5], "limits": {"a": 3, "big-b": 20}}) == []
+    out = [cause_text(c) for c in rules.validate({"steps": [1, 1], "limits": {"b": 20}})]
+    assert out == ['Invalid value: "object": steps must increase', 'Invalid value: "object": limits over 10 need a big- name']
+

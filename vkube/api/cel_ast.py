@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Node", "to_ast", "desugar", "desugar_map", "OPT_SELECT", "OPT_INDEX", "MACROS", "NAMESPACED"]
+__all__ = ["Node", "to_ast", "desugar", "desugar_map", "OPT_SELECT", "OPT_INDEX", "MACROS", "TWO_VAR_MACROS",
+           "NAMESPACED"]
 
 OPT_SELECT, OPT_INDEX = "_optSelect_", "_optIndex_"
 FORMAT_NAMES = ("dns1123Label", "dns1123Subdomain", "dns1035Label", "qualifiedName", "dns1123LabelPrefix",
@@ -28,6 +29,8 @@ NAMESPACED = {f"{ns}.{fn}": f"{ns}_{fn}" for ns, fns in (
     ("format", ("named", *FORMAT_NAMES))) for fn in fns}
 _UNSPACED = {v: k for k, v in NAMESPACED.items()}
 MACROS = {"all", "exists", "exists_one", "map", "filter"}
+#: cel-go's two-variable comprehensions (index or key, and value), in Kubernetes since 1.32
+TWO_VAR_MACROS = {"all", "exists", "existsOne", "exists_one", "transformList"}
 #: namespaces of global functions written as ``ns.fn(...)``
 _NAMESPACES = {"optional", "ip", "sets", "strings", "lists", "math", "base64", "format"}
 _TOKENS = re.compile(r"""(?P<str>[rRbB]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))"""
@@ -205,7 +208,12 @@ class _Builder:
             name = str(ident)
             paren = ident.end_pos
             target = self.build(operand)
-            if name in MACROS and not (target.op == "ident" and target.name in _NAMESPACES):
+            namespaced = target.op == "ident" and target.name in _NAMESPACES
+            if name in TWO_VAR_MACROS and not namespaced and len(args) >= 3 and args[0].op == args[1].op == "ident" \
+                    and (len(args) == 3 or name == "transformList" and len(args) == 4):
+                return Node("comp", paren, name=name, target=target, var=args[0].name, value=args[1].name,
+                            args=args[2:])
+            if name in MACROS and not namespaced:
                 if len(args) in (2, 3) and args[0].op == "ident" and (name == "map" or len(args) == 2):
                     return Node("comp", paren, name=name, target=target, var=args[0].name, args=args[1:])
             if target.op == "ident" and target.name in _NAMESPACES:

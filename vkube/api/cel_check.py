@@ -175,23 +175,29 @@ class _Checker:
     def comprehension(self, n: Node) -> tuple[CelType, int]:
         assert n.target is not None
         rng, range_cost = self.visit(n.target)
+        n.kind = rng.kind  # two-variable comprehensions are rewritten by the kind of their range
+        value = rng.elem or _DYN
         if rng.kind == "list":
-            var = rng.elem or _DYN
+            var = primitive("int") if n.value else value
         elif rng.kind == "map":
             var = rng.key or _STRING
-        elif rng.kind == "dyn":
+        elif rng.kind == "dyn" and not n.value:
             var = _DYN
         else:
+            what = "a list or a map" if n.value else "list, map, or dynamic"
             self.error(n.pos, f"expression of type '{type_name(rng)}' cannot be range of a comprehension "
-                              "(must be list, map, or dynamic)")
+                              f"(must be {what})")
             var = _DYN
-        self.scopes.append({n.var: var})
+        scope = {n.var: var}
+        if n.value:
+            scope[n.value] = value if rng.kind in ("list", "map") else _DYN
+        self.scopes.append(scope)
         try:
             body = [self.visit(a) for a in n.args]
         finally:
             self.scopes.pop()
         for (t, _), a in zip(body, n.args):
-            if n.name != "map" or a is not n.args[-1]:
+            if n.name not in ("map", "transformList") or a is not n.args[-1]:
                 if t.kind not in ("bool", "dyn"):
                     self.error(a.pos, f"found no matching overload for '_&&_' applied to '(bool, {type_name(t)})'")
         count = rng.max_elements
@@ -200,11 +206,11 @@ class _Checker:
             t, init, step, result = _BOOL, 0, 3 + per, 1
         elif n.name == "exists":
             t, init, step, result = _BOOL, 0, 4 + per, 1
-        elif n.name == "exists_one":
+        elif n.name in ("exists_one", "existsOne"):
             t, init, step, result = _BOOL, 0, 2 + per, 2
         elif n.name == "filter":
             t, init, step, result = CelType("list", elem=var, max_elements=count), 10, 13 + per, 1
-        else:  # map(x, e) / map(x, p, e): __result__ + [e]
+        else:  # map(x, e) / map(x, p, e) / transformList(i, v, [p,] e): __result__ + [e]
             t, init, step, result = CelType("list", elem=body[-1][0], max_elements=count), 10, 12 + per, 1
         return t, _add(range_cost, init, result, _mul(count, step))
 

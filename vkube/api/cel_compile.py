@@ -15,6 +15,7 @@ from typing import Any
 
 from vkube.api.cel_ast import NAMESPACED, Node, desugar, desugar_map, to_ast
 from vkube.api.cel_check import check_ast, format_issues
+from vkube.api.cel_rewrite import needs_rewrite, rewrite, to_text
 from vkube.api.cel_library import functions
 from vkube.api.cel_types import CelType, decl_type, primitive
 from vkube.api.errors import field_error
@@ -54,7 +55,8 @@ class Rule:
 
         env = celpy.Environment()
         try:
-            env.program(env.compile(desugar(self.rule)), functions=functions()).evaluate(activation)
+            source = to_text(rewrite(self.ast)) if needs_rewrite(self.ast) else desugar(self.rule)
+            env.program(env.compile(source), functions=functions()).evaluate(activation)
         except Exception as exc:
             return _err_text(exc)
         return "evaluation error"
@@ -218,6 +220,9 @@ def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> t
     if checked.type is None:
         issues = [(origin(pos), message) for pos, message in checked.issues]
         return f"compilation failed: {format_issues(text, issues)}"
+    if needs_rewrite(ast):  # comprehensions cel-python lacks: run the equivalent it has
+        rewritten = rewrite(ast)
+        return _program(env, None, to_text(rewritten), True), ast, checked.type, checked.cost
     return _program(env, tree, source, _uses_library(ast)), ast, checked.type, checked.cost
 
 
