@@ -281,3 +281,18 @@ def test_two_variable_comprehensions_over_the_schema() -> None:
     out = [cause_text(c) for c in rules.validate({"steps": [1, 1], "limits": {"b": 20}})]
     assert out == ['Invalid value: "object": steps must increase', 'Invalid value: "object": limits over 10 need a big- name']
 
+
+
+def test_rules_see_the_fields_they_read_and_whole_values_where_they_need_them() -> None:
+    # only the fields a rule (and its messageExpression) reads reach CEL; whole-object uses
+    # (size, comparison with oldSelf) get everything
+    schema = {"type": "object", "properties": {k: {"type": "string"} for k in ("a", "b", "c", "d")},
+              "x-kubernetes-validations": [
+                  {"rule": "has(self.a) || self.b == 'x'", "messageExpression": "'got ' + self.c"},
+                  {"rule": "[self].all(o, o.d != 'w')", "message": "d may not be w"}]}
+    rules, causes = compile_rules(schema, "")
+    assert causes == []
+    assert [r.self_fields for r in rules.root.rules] == [frozenset({"a", "b", "c"}), None]
+    out = [cause_text(c) for c in rules.validate({"b": "y", "c": "z", "d": "w"})]
+    assert out == ['Invalid value: "object": got z', 'Invalid value: "object": d may not be w']
+    assert rules.validate({"a": "1"}) == []

@@ -105,10 +105,30 @@ def _has_rules(node: Any) -> bool:
 # ------------------------------------------------------------------ values
 
 
-def to_cel(value: Any, t: CelType | None) -> Any:
-    """A JSON value as CEL sees it under type ``t``."""
+def to_cel(value: Any, t: CelType | None, fields: frozenset[str] | None = None) -> Any:
+    """A JSON value as CEL sees it under type ``t``; of an object, only ``fields`` when given
+    (the rules read nothing else, and converting is most of the cost of a cheap rule)."""
     from celpy import celtypes
 
+    if fields is not None and isinstance(value, dict) and t is not None and t.kind == "object":
+        return celtypes.MapType({celtypes.StringType(k): _convert(value[k], t.fields.get(k), celtypes)
+                                 for k in fields if k in value})
+    return _convert(value, t, celtypes)
+
+
+def _convert(value: Any, t: CelType | None, celtypes: Any) -> Any:
+    if isinstance(value, str):
+        kind = t.kind if t is not None else ""
+        if kind in ("timestamp", "duration", "bytes"):
+            try:
+                if kind == "timestamp":
+                    return celtypes.TimestampType(_timestamp(value))
+                if kind == "duration":
+                    return celtypes.DurationType(value)
+                return celtypes.BytesType(base64.b64decode(value))
+            except Exception:  # noqa: BLE001 - the schema's format check reports a malformed value
+                pass
+        return celtypes.StringType(value)
     if value is None:
         return None
     if isinstance(value, bool):
@@ -117,26 +137,15 @@ def to_cel(value: Any, t: CelType | None) -> Any:
         return celtypes.DoubleType(value) if t is not None and t.kind == "double" else celtypes.IntType(value)
     if isinstance(value, float):
         return celtypes.DoubleType(value)
-    if isinstance(value, str):
-        kind = t.kind if t is not None else ""
-        try:
-            if kind == "timestamp":
-                return celtypes.TimestampType(_timestamp(value))
-            if kind == "duration":
-                return celtypes.DurationType(value)
-            if kind == "bytes":
-                return celtypes.BytesType(base64.b64decode(value))
-        except Exception:  # noqa: BLE001 - the schema's format check reports a malformed value
-            pass
-        return celtypes.StringType(value)
     if isinstance(value, list):
         elem = t.elem if t is not None and t.kind == "list" else None
-        return celtypes.ListType([to_cel(v, elem) for v in value])
+        return celtypes.ListType([_convert(v, elem, celtypes) for v in value])
     if isinstance(value, dict):
         if t is not None and t.kind == "object":
-            return celtypes.MapType({celtypes.StringType(k): to_cel(v, t.fields.get(k)) for k, v in value.items()})
+            get = t.fields.get
+            return celtypes.MapType({celtypes.StringType(k): _convert(v, get(k), celtypes) for k, v in value.items()})
         elem = t.elem if t is not None and t.kind == "map" else None
-        return celtypes.MapType({celtypes.StringType(k): to_cel(v, elem) for k, v in value.items()})
+        return celtypes.MapType({celtypes.StringType(k): _convert(v, elem, celtypes) for k, v in value.items()})
     return value
 
 
@@ -147,6 +156,17 @@ def _timestamp(text: str) -> datetime.datetime:
 
 
 # ------------------------------------------------------------------ evaluate
+
+
+def _read(rules: list[Rule], attr: str) -> frozenset[str] | None:
+    """The fields these rules read together (None: whole values)."""
+    out: frozenset[str] = frozenset()
+    for rule in rules:
+        fields = getattr(rule, attr)
+        if fields is None:
+            return None
+        out |= fields
+    return out
 
 
 def _select(node: RuleNode, *, transition_only: bool, has_old: bool, creating: bool) -> list[Rule]:
@@ -167,8 +187,8 @@ def _eval(node: RuleNode, value: Any, old: Any, path: str, out: Causes, budget: 
     if rules:
         from vkube.api.cel_library import Optional
 
-        base: dict[str, Any] = {"self": to_cel(value, node.type)}
-        old_cel = to_cel(old, node.type) if has_old and transition_only else None
+        base: dict[str, Any] = {"self": to_cel(value, node.type, _read(rules, "self_fields"))}
+        old_cel = to_cel(old, node.type, _read(rules, "old_fields")) if has_old and transition_only else None
         for rule in rules:
             activation = base
             if rule.transition:

@@ -23,7 +23,7 @@ from vkube.api.errors import field_error
 Schema = dict[str, Any]
 Causes = list[dict[str, str]]
 
-__all__ = ["Rule", "RuleNode", "compile_schema", "COST_LIMIT", "CRD_COST_LIMIT"]
+__all__ = ["Rule", "RuleNode", "compile_schema", "fields_read", "COST_LIMIT", "CRD_COST_LIMIT"]
 
 #: Kubernetes' StaticEstimatedCostLimit (one rule, times how often it may run) and
 #: StaticEstimatedCRDCostLimit (all rules of one schema together).
@@ -47,6 +47,10 @@ class Rule:
     ast: Node
     self_type: CelType
     cost: int  # estimated maximum cost of one evaluation
+    #: the fields of ``self`` / ``oldSelf`` the rule reads, when it reads only fields (None: all
+    #: of it) — only those are converted for CEL
+    self_fields: frozenset[str] | None = None
+    old_fields: frozenset[str] | None = None
 
     def explain(self, activation: dict[str, Any]) -> str:
         """The interpreter's error for a rule whose evaluation failed (the transpiled runner
@@ -201,8 +205,40 @@ def _compile_one(raw: Any, rpath: str, self_type: CelType | None, ctx: _Context,
     if optional_old and not uses_old:
         causes.append(field_error(f"{rpath}.optionalOldSelf",
                                   "Invalid value: true: may not be set if oldSelf is not used in rule"))
+    self_fields, old_fields = fields_read(ast, "self"), fields_read(ast, "oldSelf")
+    if message_program is not None:  # the message expression sees the same activation
+        self_fields = _union(self_fields, fields_read(compiled[1], "self"))
+        old_fields = _union(old_fields, fields_read(compiled[1], "oldSelf"))
     return Rule(text, program, str(raw.get("message") or ""), message_program, _field_path(fpath), reason,
-                uses_old, bool(optional_old) and uses_old, ast, self_t, cost)
+                uses_old, bool(optional_old) and uses_old, ast, self_t, cost,
+                self_fields if self_t.kind == "object" else None, old_fields if self_t.kind == "object" else None)
+
+
+def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return None if a is None or b is None else a | b
+
+
+def fields_read(node: Node, var: str) -> frozenset[str] | None:
+    """The fields of ``var`` that ``node`` selects, or None when it uses ``var`` otherwise
+    (whole, compared, iterated, sized)."""
+    found: set[str] = set()
+
+    def walk(n: Node) -> bool:
+        target = n.target
+        if target is not None and target.op == "ident" and target.name == var:
+            if n.op in ("select", "has"):
+                found.add(n.name)
+                return all(walk(a) for a in n.args)
+            if n.op == "call" and n.name == "_optSelect_" and n.args and n.args[0].op == "lit":
+                found.add(str(n.args[0].value))
+                return True
+        if n.op == "ident" and n.name == var:
+            return False
+        if n.op == "comp" and var in (n.var, n.value):
+            return walk(n.target) if n.target is not None else True
+        return all(walk(c) for c in ([n.target] if n.target is not None else []) + n.args)
+
+    return frozenset(found) if walk(node) else None
 
 
 def _compile_expression(text: str, env: Any, env_types: dict[str, CelType]) -> tuple[Any, Node, CelType, int] | str:
