@@ -24,6 +24,7 @@ from typing import Any
 
 from vkube.api.cel_check import check_ast
 from vkube.api.cel_compile import COST_LIMIT, CRD_COST_LIMIT, Rule, RuleNode, compile_schema
+from vkube.api.cel_compile import err_text as _err_text
 from vkube.api.cel_types import CelType, value_type
 from vkube.api.errors import field_error
 from vkube.api.structural import child_path, type_name
@@ -253,9 +254,14 @@ def _run(rule: Rule, activation: dict[str, Any], value: Any, path: str, out: Cau
     try:
         result = rule.program.evaluate(activation)
     except Exception:
-        out.append(field_error(target, f'Invalid value: "{type_name(value)}": {rule.explain(activation)} '
-                                       f"evaluating rule: {rule.rule}"))
-        return
+        # the transpiled runner fails some rules the interpreter evaluates (an error inside
+        # ``||`` that the other side absorbs): the interpreter decides, and words the error
+        try:
+            result = rule.interpret(activation)
+        except Exception as exc:
+            out.append(field_error(target, f'Invalid value: "{type_name(value)}": {_err_text(exc)} '
+                                           f"evaluating rule: {rule.rule}"))
+            return
     if not isinstance(result, celtypes.BoolType) and not isinstance(result, bool):
         out.append(field_error(target, f'Invalid value: "{type_name(value)}": rule did not evaluate to a bool'))
         return

@@ -23,7 +23,7 @@ from vkube.api.errors import field_error
 Schema = dict[str, Any]
 Causes = list[dict[str, str]]
 
-__all__ = ["Rule", "RuleNode", "compile_schema", "fields_read", "COST_LIMIT", "CRD_COST_LIMIT"]
+__all__ = ["Rule", "RuleNode", "compile_schema", "fields_read", "err_text", "COST_LIMIT", "CRD_COST_LIMIT"]
 
 #: Kubernetes' StaticEstimatedCostLimit (one rule, times how often it may run) and
 #: StaticEstimatedCRDCostLimit (all rules of one schema together).
@@ -52,18 +52,14 @@ class Rule:
     self_fields: frozenset[str] | None = None
     old_fields: frozenset[str] | None = None
 
-    def explain(self, activation: dict[str, Any]) -> str:
-        """The interpreter's error for a rule whose evaluation failed (the transpiled runner
-        only says "evaluation error")."""
+    def interpret(self, activation: dict[str, Any]) -> Any:
+        """The rule's result from cel-python's interpreter (raises the interpreter's error,
+        which names the cause where the transpiled runner only says "evaluation error")."""
         import celpy
 
         env = celpy.Environment()
-        try:
-            source = to_text(rewrite(self.ast)) if needs_rewrite(self.ast) else desugar(self.rule)
-            env.program(env.compile(source), functions=functions()).evaluate(activation)
-        except Exception as exc:
-            return _err_text(exc)
-        return "evaluation error"
+        source = to_text(rewrite(self.ast)) if needs_rewrite(self.ast) else desugar(self.rule)
+        return env.program(env.compile(source), functions=functions()).evaluate(activation)
 
 
 @dataclass(slots=True)
@@ -307,7 +303,8 @@ def _field_path(fpath: str) -> str:
     return out.lstrip(".")
 
 
-def _err_text(exc: Exception) -> str:
+def err_text(exc: Exception) -> str:
+    """A celpy evaluation error as Kubernetes words it (``no such key: x``)."""
     args = getattr(exc, "args", ())
     if args and isinstance(args[0], str):
         text = args[0]
