@@ -55,3 +55,64 @@ def test_vkube_create_syncs_custom_resources_to_the_host(user: User, tmp_path: P
     assert hobj["spec"]["replicas"] == 2
     doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
     assert doc["customResources"] == {"toHost": {"CronTab.stable.example.com": "served by the host"}}
+
+
+REFERENCES = """
+sync:
+  toHost:
+    customResources:
+      CronTab.stable.example.com:
+        enabled: true
+        patches:
+        - {path: spec.secretName, reference: {kind: Secret}}
+  fromHost:
+    customResources:
+      Schedule.ops.example.com:
+        enabled: true
+        mappings:
+          byName: {"platform/*": "shared/*"}
+"""
+
+
+def _schedule_crd() -> dict:
+    crd = crontab_crd()
+    crd["metadata"]["name"] = "schedules.ops.example.com"
+    crd["spec"]["group"] = "ops.example.com"
+    crd["spec"]["names"] = {"plural": "schedules", "singular": "schedule", "kind": "Schedule"}
+    return crd
+
+
+def test_vkube_create_translates_references_and_maps_host_namespaces(user: User, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(REFERENCES)
+    user.vkube("create", "refs", "-f", str(values), timeout=180)
+    host_kc = user.home / "host" / "kubeconfig"
+    with_secret = crontab_crd()
+    with_secret["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "secretName"] = {"type": "string"}
+    for kc in (user.kubeconfig, host_kc):
+        kubectl(kc, "apply", "-f", "-", input=json.dumps(with_secret))
+        kubectl(kc, "wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=60s")
+    user.kubectl("create", "-f", "-", input=json.dumps(crontab("web", secretName="tls-web")))
+
+    def on_host() -> dict:
+        out = kubectl(host_kc, "get", "crontabs", "-n", "vkube-refs", "-o", "json").stdout
+        items = json.loads(out)["items"]
+        assert [i["metadata"]["name"] for i in items] == ["web-x-default-x-refs"]
+        return items[0]
+
+    assert eventually(on_host, timeout=60, delay=0.5)["spec"]["secretName"] == "tls-web-x-default-x-refs"
+    # a namespaced host kind appears in the virtual namespace its mapping names
+    kubectl(host_kc, "apply", "-f", "-", input=json.dumps(_schedule_crd()))
+    kubectl(host_kc, "wait", "--for=condition=Established", "crd/schedules.ops.example.com", "--timeout=60s")
+    kubectl(host_kc, "create", "namespace", "platform")
+    backup = crontab("backup", namespace="platform", replicas=2)
+    backup["apiVersion"], backup["kind"] = "ops.example.com/v1", "Schedule"
+    kubectl(host_kc, "create", "-f", "-", input=json.dumps(backup))
+
+    def shown() -> dict:
+        return json.loads(user.kubectl("get", "schedules", "backup", "-n", "shared", "-o", "json").stdout)
+
+    shown_obj = eventually(shown, timeout=60, delay=0.5)
+    assert shown_obj["spec"]["replicas"] == 2
+    assert shown_obj["metadata"]["labels"]["vkube.io/synced-from-host"] == "true"

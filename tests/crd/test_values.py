@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from vkube.syncer.values import ValuesError, dump_values, load_values
 
@@ -13,7 +14,8 @@ def test_custom_resource_kinds_parse_and_dump() -> None:
     assert v.sync.to_host.custom_resources["Certificate.cert-manager.io"].enabled is True
     assert v.sync.from_host.custom_resources["ClusterIssuer.cert-manager.io"].enabled is True
     dumped = dump_values(v)["sync"]
-    assert dumped["toHost"] == {"customResources": {"Certificate.cert-manager.io": {"enabled": True}}}
+    assert dumped["toHost"] == {"customResources": {"Certificate.cert-manager.io": {"enabled": True, "patches": []}}}
+    assert load_values(yaml.safe_dump(dump_values(v))) == v  # the dump loads back
     assert load_values("").sync.to_host.custom_resources == {}
 
 

@@ -71,6 +71,16 @@ def _set_condition(status: Obj, cond: Obj) -> None:
     conditions.append(cond)
 
 
+def _watch_key(spec: Obj, version: str) -> bytes | None:
+    """What decides the objects a watch on ``version`` delivers (None: not served)."""
+    ver = next((v for v in spec.get("versions") or () if v.get("name") == version and v.get("served")), None)
+    if ver is None:
+        return None
+    relevant = {k: ver.get(k) for k in ("schema", "subresources", "selectableFields")}
+    relevant.update(group=spec.get("group"), names=spec.get("names"), scope=spec.get("scope"))
+    return orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)
+
+
 class CRDController:
     """Keeps the registry in step with the stored CRDs of one control plane."""
 
@@ -218,9 +228,13 @@ class CRDController:
         key = orjson.dumps(crd["spec"], option=orjson.OPT_SORT_KEYS)
         if self._served_key.get(name) == key and name in self._served:
             return
+        kept = self._open_watches(name, crd)
         self._unserve(name, notify=False)
         specs = custom_specs(crd)
         for spec in specs:
+            closers = kept.get(spec.version)
+            if closers is not None:  # this version serves the same objects: its watches stay open
+                spec.strategy.watch_closers = closers
             self.ctx.registry.add(spec)
             schema = getattr(spec.strategy, "schema", None)
             self.openapi.add_schema(spec.group, spec.version, spec.kind, schema or
@@ -228,6 +242,23 @@ class CRDController:
         self._served[name] = specs
         self._served_key[name] = key
         self._notify()
+
+    def _open_watches(self, name: str, crd: Obj) -> dict[str, set[Any]]:
+        """The open watches of each served version whose objects a spec change leaves as they
+        were (same names, scope, schema, subresources, selectable fields; still served): those
+        are handed to the new version's strategy instead of being ended. kube-apiserver tears
+        the whole storage down on any spec change (its clients re-list and re-watch); keeping
+        watches that nothing invalidates spares every informer of the kind that round trip."""
+        old_specs = self._served.get(name) or ()
+        if not old_specs:
+            return {}
+        old = orjson.loads(self._served_key[name])
+        kept: dict[str, set[Any]] = {}
+        for spec in old_specs:
+            if _watch_key(old, spec.version) == _watch_key(crd["spec"], spec.version):
+                kept[spec.version] = spec.strategy.watch_closers
+                spec.strategy.watch_closers = set()
+        return kept
 
     def _unserve(self, name: str, *, notify: bool = True) -> None:
         specs = self._served.pop(name, None)

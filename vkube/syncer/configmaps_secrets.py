@@ -1,5 +1,6 @@
 """ConfigMaps and Secrets: copied to the host only while a synced pod (or ingress, for TLS
-secrets) uses them, kept in sync, removed when nothing uses them any more.
+secrets, or a synced custom resource whose patches reference them) uses them, kept in sync,
+removed when nothing uses them any more.
 
 Secrets never reach the host as ``kubernetes.io/service-account-token``: the host's token
 controller would fill such a Secret with a token of a *host* service account.
@@ -42,6 +43,21 @@ class _UsedBy(DownSyncer):
     def __init__(self, ctx: SyncContext) -> None:
         super().__init__(ctx)
         self.sync_all = getattr(ctx.values.sync, self.option).all
+        #: objects used by other synced objects (custom resources' references): user → keys
+        self.used_by: dict[str, frozenset[str]] = {}
+
+    def use(self, user: str, keys: set[str]) -> None:
+        """``user`` (another synced object) now uses ``keys``: sync those, drop what it no
+        longer uses."""
+        old, new = self.used_by.get(user, frozenset()), frozenset(keys)
+        if old == new:
+            return
+        if new:
+            self.used_by[user] = new
+        else:
+            self.used_by.pop(user, None)
+        for key in old ^ new:
+            self.enqueue(key)
 
     def setup(self) -> None:
         super().setup()
@@ -65,7 +81,8 @@ class _UsedBy(DownSyncer):
         if self.sync_all:
             return True
         meta = vobj["metadata"]
-        return bool(self.pods.by_index(self.index, ref_key(meta.get("namespace"), meta["name"])))
+        key = ref_key(meta.get("namespace"), meta["name"])
+        return bool(self.pods.by_index(self.index, key)) or any(key in keys for keys in self.used_by.values())
 
     def initial_keys(self) -> list[str]:
         keys = set(super().initial_keys())

@@ -4,8 +4,9 @@ run on the host and serve every tenant (a host cert-manager, an external-secrets
 One syncer per ``KIND.GROUP``. The kind is found by discovery on both sides — the tenant may
 install its CRD after the virtual cluster starts — and until the host serves it too, a Warning
 event on the virtual CRD says so. Then namespaced objects go down as ``NAME-x-NS-x-VC`` in the
-host namespace (cluster-scoped ones as ``NAME-x-VC``) with everything but metadata and status copied, and the host's ``status``
-comes back up (through ``/status`` when the virtual kind has that subresource).
+host namespace (cluster-scoped ones as ``NAME-x-VC``) with everything but metadata and status
+copied — fields the kind's ``patches`` name as references translated (``crrefs``) — and the
+host's ``status`` comes back up (through ``/status`` when the virtual kind has that subresource).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import logging
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import ref_key
 from vkube.client.client import Client, Resource
 from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import DownSyncer, SyncContext, delete_ignore_missing, deleting
+from vkube.syncer.crrefs import ReferencePatcher
 from vkube.syncer.translate import LABEL_MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ class CustomResourceSyncer(DownSyncer):
         self.kind_name, self.group = kind_group.split(".", 1)
         self.status_subresource = False
         self.problem = ""  # why nothing is synced yet (for tests and logs)
+        config = ctx.values.sync.to_host.custom_resources.get(kind_group)
+        self.patches = tuple(config.patches) if config is not None else ()
+        self.refs = ReferencePatcher(self.tr, self.patches, {})
 
     def setup(self) -> None:
         """Nothing yet: informers are made once both sides serve the kind (see ``run``)."""
@@ -95,8 +101,25 @@ class CustomResourceSyncer(DownSyncer):
             return
         self.ctx.recorder.event(crd, "Warning", "SyncError", self.problem)
 
+    async def _reference_scopes(self) -> dict[str, bool]:
+        """Whether each kind the patches refer to is namespaced (asked of the virtual cluster)."""
+        out: dict[str, bool] = {}
+        for patch in self.patches:
+            ref = patch.reference
+            path = f"/apis/{ref.api_version}" if "/" in ref.api_version else f"/api/{ref.api_version}"
+            try:
+                doc = await self.ctx.virtual.request("GET", path)
+            except errors.StatusError:
+                continue
+            for r in doc.get("resources") or ():
+                if r.get("kind") == ref.kind and "/" not in r.get("name", ""):
+                    out[ref.kind] = bool(r.get("namespaced"))
+        return out
+
     async def run(self) -> None:
         self.vres, self.hres = await self._resolve()
+        if self.patches:
+            self.refs = ReferencePatcher(self.tr, self.patches, await self._reference_scopes())
         self.vinf = Informer(self.ctx.virtual, self.vres)
         self.hinf = Informer(self.ctx.host, self.hres,
                              namespace=self.ctx.host_namespace if self.hres.namespaced else None,
@@ -111,6 +134,11 @@ class CustomResourceSyncer(DownSyncer):
             tg.create_task(super().run(), name=f"syncer {self.kind}")
 
     async def reconcile(self, key: str) -> None:
+        if self.patches:
+            ns, name = _split(key)
+            vobj = self.vinf.get(name, ns)
+            if vobj is None or deleting(vobj):
+                self._report_uses(key, [])  # gone: what it referenced is no longer used by it
         if self.vres.namespaced:
             await super().reconcile(key)
         else:
@@ -145,7 +173,17 @@ class CustomResourceSyncer(DownSyncer):
         for key, value in vobj.items():
             if key not in _NOT_COPIED:
                 out[key] = copy.deepcopy(value)
+        if self.patches:
+            used = self.refs.apply(out, (vobj.get("metadata") or {}).get("namespace"))
+            self._report_uses(_key(vobj), used)
         return out
+
+    def _report_uses(self, key: str, used: list[tuple[str, str, str]]) -> None:
+        """Secrets and ConfigMaps a synced object references are synced like those pods use."""
+        for kind, syncer_kind in (("Secret", "secrets"), ("ConfigMap", "configmaps")):
+            syncer = self.ctx.syncers.get(syncer_kind)
+            if syncer is not None and hasattr(syncer, "use"):
+                syncer.use(f"{self.kind}/{key}", {ref_key(ns, name) for k, ns, name in used if k == kind})
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
         """Like the base, over every top-level field but metadata and status; a field the
@@ -173,3 +211,8 @@ class CustomResourceSyncer(DownSyncer):
 def _key(obj: Obj) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace')}/{meta.get('name', '')}" if meta.get("namespace") else meta.get("name", "")
+
+
+def _split(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name

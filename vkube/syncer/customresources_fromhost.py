@@ -4,8 +4,9 @@ for shared cluster-scoped objects such as a host cert-manager's ClusterIssuers.
 One syncer per ``KIND.GROUP``: it copies the host's CRD into the virtual cluster (labelled as
 synced from the host, conversion ``None``) and mirrors every host object, status included.
 The copies are read-only the way a level-based syncer makes them so: whatever a tenant changes,
-creates or deletes of that kind is put back to what the host has. Only cluster-scoped kinds:
-namespaced host objects would need a host→virtual namespace mapping, which vkube lacks.
+creates or deletes of that kind is put back to what the host has. Namespaced kinds appear where
+``mappings.byName`` puts them (``HOSTNS/*`` → ``VIRTUALNS/*``, or one object by name); the
+virtual namespace is created when missing, and only mapped namespaces are kept read-only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.client.client import Resource
-from vkube.client.resources import CRDS
+from vkube.client.resources import CRDS, NAMESPACES
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import KindSyncer, SyncContext
 from vkube.syncer.customresources import find_kind
@@ -49,15 +50,18 @@ class HostCustomResourceSyncer(KindSyncer):
         self.kind_name, self.group = kind_group.split(".", 1)
         self.problem = ""
         self.status_subresource = False
+        config = ctx.values.sync.from_host.custom_resources.get(kind_group)
+        self.mapping = NamespaceMapping(config.mappings.by_name if config is not None else {})
 
     async def _resolve(self) -> tuple[Resource, Resource]:
         while True:
             host = await find_kind(self.ctx.host, self.kind_name, self.group)
             if host is None:
                 self.problem = f"{self.kind_group} is not served by the host cluster (sync.fromHost.customResources)"
-            elif host[0].namespaced:
-                self.problem = (f"{self.kind_group} is namespaced on the host: only cluster-scoped host custom "
-                                "resources can be shown in the virtual cluster")
+            elif host[0].namespaced and not self.mapping:
+                self.problem = (f"{self.kind_group} is namespaced on the host: say where its objects appear with "
+                                f"sync.fromHost.customResources.{self.kind_group}.mappings.byName "
+                                "(\"HOSTNAMESPACE/*\": \"VIRTUALNAMESPACE/*\")")
             else:
                 self.problem = ""
                 await self._copy_crd(host[0])
@@ -88,24 +92,44 @@ class HostCustomResourceSyncer(KindSyncer):
         self.vres, self.hres = await self._resolve()
         self.vinf = Informer(self.ctx.virtual, self.vres)
         self.hinf = Informer(self.ctx.host, self.hres)
-        self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
-        self.hinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
+        self.vinf.add_handler(lambda t, o, old: self._enqueue_virtual(o))
+        self.hinf.add_handler(lambda t, o, old: self._enqueue_host(o))
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.vinf.run(), name=f"informer {self.vres.plural}")
             tg.create_task(self.hinf.run(), name=f"informer host {self.hres.plural}")
             await self.vinf.wait_synced()
             await self.hinf.wait_synced()
-            for obj in self.vinf.list() + self.hinf.list():
-                self.enqueue(obj["metadata"]["name"])
+            for obj in self.vinf.list():
+                self._enqueue_virtual(obj)
+            for obj in self.hinf.list():
+                self._enqueue_host(obj)
             tg.create_task(super().run(), name=f"syncer {self.kind}")
 
-    def desired(self, hobj: Obj) -> Obj:
+    def _enqueue_virtual(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if not self.hres.namespaced:
+            self.enqueue(meta["name"])
+        elif self.mapping.to_host(meta.get("namespace") or "", meta["name"]) is not None:
+            self.enqueue(f"{meta.get('namespace')}/{meta['name']}")
+
+    def _enqueue_host(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        if not self.hres.namespaced:
+            self.enqueue(meta["name"])
+            return
+        where = self.mapping.to_virtual(meta.get("namespace") or "", meta["name"])
+        if where is not None:
+            self.enqueue(f"{where[0]}/{where[1]}")
+
+    def desired(self, hobj: Obj, namespace: str | None = None, name: str | None = None) -> Obj:
         meta = hobj.get("metadata") or {}
         labels = {**(meta.get("labels") or {}), LABEL_FROM_HOST: "true"}
         annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
                        if k != "kubectl.kubernetes.io/last-applied-configuration"}
         out: Obj = {"apiVersion": self.vres.api_version, "kind": self.vres.kind,
-                    "metadata": {"name": meta["name"], "labels": labels}}
+                    "metadata": {"name": name or meta["name"], "labels": labels}}
+        if namespace:
+            out["metadata"]["namespace"] = namespace
         if annotations:
             out["metadata"]["annotations"] = annotations
         for key, value in hobj.items():
@@ -114,18 +138,22 @@ class HostCustomResourceSyncer(KindSyncer):
         return out
 
     async def reconcile(self, key: str) -> None:
-        hobj, vobj = self.hinf.get(key), self.vinf.get(key)
+        vns, _, vname = key.rpartition("/")
+        namespace = vns or None
+        host_at = self.mapping.to_host(vns, vname) if namespace else (None, vname)
+        hobj = self.hinf.get(host_at[1], host_at[0]) if host_at is not None else None
+        vobj = self.vinf.get(vname, namespace)
         if hobj is None:
             if vobj is not None and not (vobj["metadata"].get("deletionTimestamp")):
                 try:  # not on the host (any more): a read-only kind has no objects of its own
-                    await self.ctx.virtual.delete(self.vres, key)
+                    await self.ctx.virtual.delete(self.vres, vname, namespace=namespace)
                 except errors.NotFound:
                     pass
             return
-        want = self.desired(hobj)
+        want = self.desired(hobj, namespace, vname)
         if vobj is None:
             try:
-                vobj = await self.ctx.virtual.create(self.vres, want)
+                vobj = await self._create(want, namespace)
             except errors.AlreadyExists:
                 return  # the informer will bring it; reconcile again then
         else:
@@ -144,3 +172,51 @@ class HostCustomResourceSyncer(KindSyncer):
         if status is not None and status != vobj.get("status"):
             await self.ctx.virtual.update(self.vres, {**vobj, "status": copy.deepcopy(status)},
                                           subresource="status" if self.status_subresource else None)
+
+    async def _create(self, want: Obj, namespace: str | None) -> Obj:
+        """Create the virtual copy, and its namespace when the mapping names a new one."""
+        try:
+            return await self.ctx.virtual.create(self.vres, want, namespace=namespace)
+        except errors.NotFound:
+            if namespace is None:
+                raise
+        try:
+            await self.ctx.virtual.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": namespace}})
+        except errors.AlreadyExists:
+            pass
+        return await self.ctx.virtual.create(self.vres, want, namespace=namespace)
+
+
+class NamespaceMapping:
+    """``mappings.byName``: host ``NS/*`` or ``NS/NAME`` → virtual ``NS/*`` or ``NS/NAME``."""
+
+    def __init__(self, by_name: dict[str, str]) -> None:
+        self.names: dict[tuple[str, str], tuple[str, str]] = {}
+        self.namespaces: dict[str, str] = {}
+        for host, virtual in by_name.items():
+            hns, _, hname = host.partition("/")
+            vns, _, vname = virtual.partition("/")
+            if hname == "*":
+                self.namespaces[hns] = vns
+            else:
+                self.names[(hns, hname)] = (vns, vname)
+        self.reverse_names = {v: k for k, v in self.names.items()}
+        self.reverse_namespaces = {v: k for k, v in self.namespaces.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.names or self.namespaces)
+
+    def to_virtual(self, namespace: str, name: str) -> tuple[str, str] | None:
+        if (namespace, name) in self.names:
+            return self.names[(namespace, name)]
+        if namespace in self.namespaces:
+            return self.namespaces[namespace], name
+        return None
+
+    def to_host(self, namespace: str, name: str) -> tuple[str, str] | None:
+        if (namespace, name) in self.reverse_names:
+            return self.reverse_names[(namespace, name)]
+        if namespace in self.reverse_namespaces:
+            return self.reverse_namespaces[namespace], name
+        return None

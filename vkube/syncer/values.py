@@ -90,19 +90,62 @@ class NodesSync:
 
 
 @dataclass(frozen=True)
-class ToHost:
-    """``sync.toHost.customResources: {"KIND.GROUP": {enabled: true}}``: custom resources
-    copied down to the host (the CRD must be installed there too), status copied back up."""
+class Reference:
+    """The object a patched field names (as vcluster's ``patches[].reference``)."""
 
-    custom_resources: dict[str, Toggle] = _k("customResources", {}, "KIND.GROUP: {enabled: true} per kind")
+    api_version: str = _k("apiVersion", "v1", "the referenced object's apiVersion")
+    kind: str = _k("kind", "", "its kind (Secret, ConfigMap, Issuer, …)")
+    name_path: str = _k("namePath", "", "when path is an object: its field holding the name")
+    namespace_path: str = _k("namespacePath", "", "when path is an object: its field holding the "
+                             "namespace (rewritten to the host namespace)")
+
+
+@dataclass(frozen=True)
+class Patch:
+    path: str = _k("path", "", "the field holding a reference: dotted, [*] for every item of a "
+                   "list (spec.secretName, spec.issuerRef, spec.secrets[*].name)")
+    reference: Reference = _k("reference", Reference(), "what the field refers to; its name is "
+                              "translated to the referenced object's host name")
+
+
+@dataclass(frozen=True)
+class ToHostCustomResource:
+    enabled: bool = _on("")
+    patches: tuple[Patch, ...] = _k("patches", (), "fields holding references to other objects, "
+                                    "translated on the way to the host")
+
+
+@dataclass(frozen=True)
+class FromHostMappings:
+    by_name: dict[str, str] = _k("byName", {}, "namespaced kinds: \"HOSTNS/*\": \"VIRTUALNS/*\" (every "
+                                 "object) or \"HOSTNS/NAME\": \"VIRTUALNS/NAME\" (one)")
+
+
+@dataclass(frozen=True)
+class FromHostCustomResource:
+    enabled: bool = _on("")
+    mappings: FromHostMappings = _k("mappings", FromHostMappings(), "where host objects of a "
+                                    "namespaced kind appear in the virtual cluster")
+
+
+@dataclass(frozen=True)
+class ToHost:
+    """``sync.toHost.customResources: {"KIND.GROUP": {enabled: true, patches: [...]}}``: custom
+    resources copied down to the host (the CRD must be installed there too) with the references
+    named in ``patches`` translated, status copied back up."""
+
+    custom_resources: dict[str, ToHostCustomResource] = _k(
+        "customResources", {}, "KIND.GROUP: {enabled: true, patches: [{path, reference}]} per kind")
 
 
 @dataclass(frozen=True)
 class FromHost:
-    """``sync.fromHost.customResources: {"KIND.GROUP": {enabled: true}}``: cluster-scoped host
-    custom resources (and their CRD) shown read-only inside the virtual cluster."""
+    """``sync.fromHost.customResources: {"KIND.GROUP": {enabled: true}}``: host custom
+    resources (and their CRD) shown read-only inside the virtual cluster; namespaced kinds
+    where ``mappings.byName`` puts them."""
 
-    custom_resources: dict[str, Toggle] = _k("customResources", {}, "KIND.GROUP: {enabled: true} per kind")
+    custom_resources: dict[str, FromHostCustomResource] = _k(
+        "customResources", {}, "KIND.GROUP: {enabled: true, mappings: {byName: {...}}} per kind")
 
 
 @dataclass(frozen=True)
@@ -367,6 +410,32 @@ def _check_ha(values: Values) -> None:
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
 
 
+_PATH_RE = re.compile(r"^[A-Za-z_][\w-]*(\[\*\])?(\.[A-Za-z_][\w-]*(\[\*\])?)*$")
+_FROM_HOST_KEY_RE = re.compile(rf"^{_NAME}/(\*|{_NAME})$")
+
+
+def _check_custom_resources(values: Values) -> None:
+    """Patches name a field and a kind; mappings name both sides, ``*`` only to ``*``."""
+    for kind_group, cr in values.sync.to_host.custom_resources.items():
+        for i, patch in enumerate(cr.patches):
+            where = f"sync.toHost.customResources.{kind_group}.patches[{i}]"
+            if not _PATH_RE.match(patch.path):
+                raise ValuesError(f"{where}.path: {patch.path!r} is not a field path (accepted: dotted "
+                                  "names, [*] for every list item, e.g. spec.secrets[*].name)")
+            if not patch.reference.kind:
+                raise ValuesError(f"{where}.reference.kind: required (the kind of the referenced object)")
+            if patch.reference.namespace_path and not patch.reference.name_path:
+                raise ValuesError(f"{where}.reference.namePath: required with namespacePath")
+    for kind_group, cr in values.sync.from_host.custom_resources.items():
+        for key, target in cr.mappings.by_name.items():
+            where = f"sync.fromHost.customResources.{kind_group}.mappings.byName.{key}"
+            if not _FROM_HOST_KEY_RE.match(key) or not _FROM_HOST_KEY_RE.match(target):
+                raise ValuesError(f"{where}: map HOSTNAMESPACE/* to VIRTUALNAMESPACE/* or "
+                                  "HOSTNAMESPACE/NAME to VIRTUALNAMESPACE/NAME")
+            if key.endswith("/*") != target.endswith("/*"):
+                raise ValuesError(f"{where}: {key!r} → {target!r}: * maps only to *")
+
+
 def _check_mappings(values: Values) -> None:
     """Both sides named exactly: a mapping that silently picked a default namespace would map
     nothing the user meant."""
@@ -438,6 +507,7 @@ def parse_values(data: Any) -> Values:
             if not _KIND_GROUP_RE.match(key):
                 raise ValuesError(f"sync.{side}.customResources.{key}: must be KIND.GROUP "
                                   f"(for example Certificate.cert-manager.io)")
+    _check_custom_resources(values)
     both = set(values.sync.to_host.custom_resources) & set(values.sync.from_host.custom_resources)
     if both:
         raise ValuesError(f"sync.fromHost.customResources.{sorted(both)[0]}: also in "
