@@ -21,6 +21,7 @@ from vkube.api.rbac import Attributes, Decision, RBACAuthorizer, check_binding_w
 from vkube.api.rbac.impersonation import impersonate
 from vkube.api.user import SYSTEM_MASTERS, UserInfo
 from vkube.apiserver.context import AdmissionRequest, Context
+from vkube.apiserver.nodeauthz import NodeGraph
 from vkube.apiserver.objects import decode
 from vkube.apiserver.request import RequestContext
 from vkube.apiserver.requestinfo import RequestInfo
@@ -58,6 +59,8 @@ class Authorization:
         self._dirty = True
         self._task: asyncio.Task[None] | None = None
         self.rebuilds = 0  # how many snapshots were built (tests, benchmarks)
+        #: the Node authorizer, ahead of RBAC (kube-apiserver's --authorization-mode=Node,RBAC)
+        self.nodes: NodeGraph | None = None
 
     # -- keeping the snapshot current ---------------------------------------------------------
 
@@ -117,7 +120,13 @@ class Authorization:
     def authorize(self, user: UserInfo, attrs: Attributes) -> Decision:
         if SYSTEM_MASTERS in user.groups:
             return Decision(True)
-        return self.authorizer.authorize(user, attrs)
+        node = self.nodes.authorize(user, attrs) if self.nodes is not None else None
+        if node is not None and node.allowed:
+            return node
+        decision = self.authorizer.authorize(user, attrs)
+        if not decision.allowed and node is not None and node.reason:
+            return Decision(False, node.reason if not decision.reason else f"{node.reason}\n{decision.reason}")
+        return decision
 
     def check(self, rc: RequestContext, headers: Iterable[tuple[str, str]]) -> RequestContext:
         """Impersonate (when asked and allowed), then authorize the request; the context to

@@ -31,6 +31,7 @@ from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
+from vkube.apiserver.nodeauthz import NodeGraph
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
 from vkube.apiserver.tokenauth import StaticTokens
@@ -502,6 +503,8 @@ class ControlPlane:
         await self._bootstrap()
         await ensure_bootstrap_policy(self.ctx)
         await self.server.authorization.start()
+        self.server.authorization.nodes = NodeGraph(self.ctx)
+        await self.server.authorization.nodes.start()
         self.server.ready = True
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
         # must reach the authenticator and get its 401, as with Go's 1 MiB header limit

@@ -58,8 +58,12 @@ class Kubelet:
     def __init__(self, client: Client, pods: Informer, nodes: Informer, *,
                  owns: Callable[[str], bool], config: KubeletConfig | None = None,
                  stages: tuple[Stage, ...] = DEFAULT_STAGES, workers: int = 8,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 client_for: Callable[[str], Client] | None = None) -> None:
         self.client = client
+        #: the client of one node's kubelet (its own identity: the Node authorizer and
+        #: NodeRestriction let it write only its own pods); default: ``client`` for all
+        self.client_for: Callable[[str], Client] = client_for or (lambda node: client)
         self.pods = pods
         self.nodes = nodes
         self.owns = owns
@@ -160,7 +164,8 @@ class Kubelet:
         if rt.version != self._published.get(key):
             status = pod_status(rt, pod, now=now)
             try:
-                await self.client.patch(PODS, name, {"status": status}, namespace=ns, subresource="status")
+                await self.client_for(rt.node).patch(PODS, name, {"status": status}, namespace=ns,
+                                                     subresource="status")
             except errors.NotFound:
                 self._forget(key)
                 return
@@ -168,8 +173,8 @@ class Kubelet:
         if rt.removed and key not in self._deleting:
             self._deleting.add(key)
             try:
-                await self.client.delete(PODS, name, namespace=ns, grace_period_seconds=0,
-                                         preconditions={"uid": rt.uid})
+                await self.client_for(rt.node).delete(PODS, name, namespace=ns, grace_period_seconds=0,
+                                                      preconditions={"uid": rt.uid})
             except (errors.NotFound, errors.Conflict):
                 pass
         if next_due is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, rfc3339_micro, utcnow
@@ -140,8 +140,11 @@ class NodeManager:
     """Owns the simulated Node objects of one host: creation, heartbeats, admin operations."""
 
     def __init__(self, client: Client, *, template: NodeTemplate, kubelet_port: int,
-                 lease_interval: float = 10.0, status_interval: float = 40.0) -> None:
-        self.client = client
+                 lease_interval: float = 10.0, status_interval: float = 40.0,
+                 client_for: Callable[[str], Client] | None = None) -> None:
+        self.client = client  # the host's admin operations (cordon, drain, readiness)
+        #: each node's kubelet registers, heartbeats and renews its Lease as itself
+        self.client_for: Callable[[str], Client] = client_for or (lambda node: client)
         self.template = template
         self.kubelet_port = kubelet_port
         self.lease_interval = lease_interval
@@ -182,19 +185,20 @@ class NodeManager:
     async def _ensure_one(self, index: int, existing: Obj | None) -> str:
         body = self._build(index)
         name = body["metadata"]["name"]
+        kubelet = self.client_for(name)
         if existing is None:
             try:
-                existing = await self.client.create(NODES, body)
+                existing = await kubelet.create(NODES, body)
             except errors.AlreadyExists:
-                existing = await self.client.get(NODES, name)
+                existing = await kubelet.get(NODES, name)
         status = dict(body["status"])
         conds, _ = with_ready(existing, True) if existing.get("status", {}).get("conditions") else (status["conditions"], [])
         status["conditions"] = conds or status["conditions"]
-        existing = await self.client.patch(NODES, name, {"status": status}, subresource="status")
+        existing = await kubelet.patch(NODES, name, {"status": status}, subresource="status")
         spec = existing.get("spec", {})
         if any(t.get("key") in (NOT_READY_KEY, UNREACHABLE_KEY) for t in spec.get("taints") or []):
             _, taints = with_ready(existing, True)
-            existing = await self.client.patch(NODES, name, {"spec": {"taints": taints or None}})
+            existing = await kubelet.patch(NODES, name, {"spec": {"taints": taints or None}})
         await self._renew_lease(existing)
         if name not in self.names:
             self.names.append(name)
@@ -205,11 +209,12 @@ class NodeManager:
         lease = build_lease(node)
         name = node["metadata"]["name"]
         self.heartbeats += 1
+        kubelet = self.client_for(name)
         try:
-            await self.client.patch(LEASES, name, {"spec": lease["spec"]}, namespace=NODE_LEASE_NS)
+            await kubelet.patch(LEASES, name, {"spec": lease["spec"]}, namespace=NODE_LEASE_NS)
         except errors.NotFound:
             try:
-                await self.client.create(LEASES, lease, namespace=NODE_LEASE_NS)
+                await kubelet.create(LEASES, lease, namespace=NODE_LEASE_NS)
             except errors.AlreadyExists:
                 pass
 
@@ -235,10 +240,11 @@ class NodeManager:
             await self._post_ready(name)
 
     async def _post_ready(self, name: str) -> None:
-        node = await self.client.get(NODES, name)
+        kubelet = self.client_for(name)
+        node = await kubelet.get(NODES, name)
         conds, _ = with_ready(node, True)
         self.heartbeats += 1
-        await self.client.patch(NODES, name, {"status": {"conditions": conds}}, subresource="status")
+        await kubelet.patch(NODES, name, {"status": {"conditions": conds}}, subresource="status")
 
     async def cordon(self, name: str, on: bool = True) -> Obj:
         """spec.unschedulable plus the unschedulable taint, as `kubectl cordon` and the

@@ -22,6 +22,9 @@ from vkube.host.stages import KubeletConfig
 from vkube.host.volumebinding import VolumeBinder
 from vkube.pki.cluster import CONTROLLER_MANAGER, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
 
+#: the host's own operator for node operations (`vkube host` cordon/drain/readiness)
+HOST_ADMIN = ("vkube-host-admin", ("system:masters",))
+
 log = logging.getLogger(__name__)
 
 
@@ -51,19 +54,35 @@ class EmbeddedHost:
             self._clients.append(c)
             return c
 
-        self.client = identity(node_identity(node_name(0)), "vkube-host/kubelet")
+        # each simulated node's kubelet writes as itself (system:node:NAME: the Node authorizer
+        # and NodeRestriction confine it to its own node and pods); reads of every pod and
+        # node, which NodeRules allow any kubelet, share the first node's connection
+        node_clients: dict[str, Client] = {}
+
+        def client_for(node: str) -> Client:
+            c = node_clients.get(node)
+            if c is None:
+                c = node_clients[node] = identity(node_identity(node), f"vkube-host/kubelet {node}")
+            return c
+
+        self.client = client_for(node_name(1, (template or NodeTemplate()).prefix))
         scheduler_client = identity(SCHEDULER, "vkube-host/scheduler")
         volumes_client = identity(CONTROLLER_MANAGER, "vkube-host/volume-controller")
+        # the taint eviction controller is kube-controller-manager's; the host's node
+        # operations (cordon, drain, readiness) are its operator's
+        manager_client = identity(CONTROLLER_MANAGER, "vkube-host/taint-eviction-controller")
+        admin_client = identity(HOST_ADMIN, "vkube-host/node-operations")
         self.node_count = nodes
         rng = random.Random(seed)
         self.pod_informer = Informer(self.client, PODS)
         self.node_informer = Informer(self.client, NODES)
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
-                               rng=random.Random(rng.random()))
+                               rng=random.Random(rng.random()), client_for=client_for)
         self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki))
-        self.nodes = NodeManager(self.client, template=template or NodeTemplate(), kubelet_port=0,
-                                 lease_interval=lease_interval, status_interval=status_interval)
+        self.nodes = NodeManager(admin_client, template=template or NodeTemplate(), kubelet_port=0,
+                                 lease_interval=lease_interval, status_interval=status_interval,
+                                 client_for=client_for)
         # storage: the scheduler's volume binding and the PV controller share these caches
         # (watched as the controller manager: a node may only read the volumes of its own pods)
         self.pvc_informer = Informer(volumes_client, PVCS)
@@ -76,7 +95,7 @@ class EmbeddedHost:
         self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
                                    name=scheduler_name, rng=random.Random(rng.random()),
                                    volumes=self.volume_binder)
-        self.evictor = TaintEvictor(self.client, self.pod_informer, self.node_informer,
+        self.evictor = TaintEvictor(manager_client, self.pod_informer, self.node_informer,
                                     default_toleration_seconds=default_toleration_seconds)
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None

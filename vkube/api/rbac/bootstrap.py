@@ -417,14 +417,12 @@ def component_role_bindings() -> list[Obj]:
     credentials``), bound above to its ``system:controller:NAME`` role. vkube runs them all in
     one process on one client certificate, ``system:kube-controller-manager``, so that user gets
     exactly the union of those controller roles (no more: not cluster-admin). Upstream's
-    ``system:node`` binding stays empty because its Node authorizer scopes each kubelet to its own
-    node; vkube has no Node authorizer yet (one simulated kubelet connection serves all nodes),
-    so the ``system:nodes`` group gets the ``system:node`` role, as clusters did before 1.8."""
+    ``system:node`` binding stays empty: the Node authorizer (``apiserver/nodeauthz.py``)
+    scopes each kubelet to its own node, as upstream since 1.8."""
     manager = [_user("system:kube-controller-manager")]
     return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
               for name in CONTROLLERS),
             _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
-            _binding("vkube:nodes", "system:node", [_group("system:nodes")]),
             _binding("vkube:dns", "vkube:dns", [_user("system:vkube-dns")]),
             _binding("vkube:leader-election", "vkube:leader-election",
                      [_user("system:vkube-leader-election")]),

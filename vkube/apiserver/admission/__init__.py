@@ -11,6 +11,7 @@ from typing import Any
 
 from vkube.apiserver.admission.lifecycle import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.admission.limitranger import LimitRanger
+from vkube.apiserver.admission.noderestriction import NodeRestriction
 from vkube.apiserver.admission.pods import DefaultTolerationSeconds, Priority
 from vkube.apiserver.admission.podsecurity import PodSecurity
 from vkube.apiserver.admission.quota import ResourceQuota
@@ -19,7 +20,7 @@ from vkube.apiserver.admission.storageclass import DefaultStorageClass, StorageO
 from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["AdmissionChain", "default_chain", "NamespaceLifecycle", "ServiceAllocation", "LimitRanger",
-           "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
+           "ServiceAccount", "NodeRestriction", "PodSecurity", "Priority", "DefaultTolerationSeconds",
            "DefaultStorageClass", "StorageObjectInUseProtection", "ResourceQuota"]
 
 
@@ -53,7 +54,7 @@ class AdmissionChain:
 def default_chain(*, pod_security: PodSecurity | None = None) -> AdmissionChain:
     """kube-apiserver's default enabled plugins that vkube implements, in upstream order."""
     return AdmissionChain([
-        NamespaceLifecycle(), LimitRanger(), ServiceAccount(), pod_security or PodSecurity(),
+        NamespaceLifecycle(), LimitRanger(), ServiceAccount(), NodeRestriction(), pod_security or PodSecurity(),
         Priority(), DefaultTolerationSeconds(), DefaultStorageClass(), StorageObjectInUseProtection(),
         ResourceQuota(),
     ])
