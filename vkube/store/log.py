@@ -151,9 +151,11 @@ class Driver(abc.ABC):
         connection broke: the commit may have happened, and a retry would apply it twice."""
         return True
 
-    def on_remote_commit(self, callback: Callable[[int], None]) -> None:
+    def on_remote_commit(self, callback: Callable[[int], None],
+                         watched: Callable[[], bool] = lambda: True) -> None:
         """Drivers shared by several processes call ``callback(revision)`` (on the event loop)
-        when another process committed up to ``revision``."""
+        when another process committed up to ``revision``. ``watched()``: whether anyone
+        watches now (a driver that must poll for others' commits polls only then)."""
 
 
 class LogStore(Store):
@@ -202,7 +204,7 @@ class LogStore(Store):
             raise BackendError(f"{self.driver.name}: cannot open {self.driver}: {exc}") from exc
         self._published = self._revision
         self._started = True
-        self.driver.on_remote_commit(self._remote_commit)
+        self.driver.on_remote_commit(self._remote_commit, lambda: len(self._broadcaster) > 0)
         self._publisher = asyncio.get_running_loop().create_task(
             self._publish_loop(), name=f"vkube-store-{self.driver.name}-publisher")
 

@@ -157,8 +157,9 @@ class PostgresDriver(Driver):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), 5)
 
-    def on_remote_commit(self, callback: Callable[[int], None]) -> None:
-        self._on_remote = callback
+    def on_remote_commit(self, callback: Callable[[int], None],
+                         watched: Callable[[], bool] = lambda: True) -> None:
+        self._on_remote = callback  # NOTIFY pushes: nothing to poll, watchers or not
 
     # -- notifications -----------------------------------------------------------------------
 
