@@ -32,7 +32,7 @@ from vkube.store.base import (
     RangeResult,
     StoreClosed,
 )
-from vkube.store.log import Driver, LogStore, Write, plan_batch
+from vkube.store.log import Driver, LogStore, Row, Write, plan_batch
 from vkube.store.sqlite import prefix_end
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,19 @@ class PostgresDriver(Driver):
         connection leaves the commit's fate unknown, so the batch fails as it is."""
         return isinstance(exc, asyncpg.PostgresError) and not isinstance(
             exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError))
+
+    async def load(self, rows: list[Row], revision: int) -> bool:
+        conn = await self._writer_conn()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            current, compacted = await conn.fetchrow(_REVISIONS)
+            if current or compacted:
+                return False
+            for i in range(0, len(rows), 10_000):
+                chunk = rows[i:i + 10_000]
+                await conn.execute(_INSERT, *(list(c) for c in zip(*chunk)))
+            await conn.execute(_SET_COMPACTED, revision)
+        return True
 
     # -- compaction --------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from vkube.store.base import (
     RangeResult,
     StoreClosed,
 )
-from vkube.store.log import Driver, LogStore, Write, plan_batch
+from vkube.store.log import Driver, LogStore, Row, Write, plan_batch
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +326,26 @@ class SqliteDriver(Driver):
         except BaseException:
             _rollback(conn)
             raise
+
+    async def load(self, rows: list[Row], revision: int) -> bool:
+        return await self._on_writer(self._load_sync, rows, revision)
+
+    def _load_sync(self, rows: list[Row], revision: int) -> bool:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current, compacted = conn.execute(self._dialect.revisions).fetchone()
+            if current or compacted:
+                conn.execute("ROLLBACK")
+                return False
+            conn.executemany(self._dialect.insert, rows)
+            conn.execute(self._dialect.set_compacted, {"revision": revision})
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return True
 
     # -- compaction and upkeep ---------------------------------------------------------------
 
