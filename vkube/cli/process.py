@@ -148,6 +148,12 @@ def serve_command(st: ClusterState, *, host_from: bool = False, data_dir: Path |
             cmd += ["--host-context", st.host_context]
     if st.values_file.exists():
         cmd += ["-f", str(st.values_file)]
+    if (st.values or {}).get("enableHA"):
+        # one secrets key for every replica, given to each, rather than one kept in the store
+        # next to the secrets it encrypts (what replicas without the flag agree on)
+        from vkube.cluster.config import shared_encryption_config
+
+        cmd += ["--encryption-config", str(shared_encryption_config(st.data_dir))]
     return cmd
 
 
@@ -172,17 +178,13 @@ def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
 def _replicated_command(st: ClusterState, host_from: bool) -> list[str]:
     """The supervisor of N ``serve`` replicas (each on a free port, in its own data dir) and
     of the front on the cluster's port; its spec goes to a file next to the pid file."""
-    from vkube.cluster.config import shared_encryption_config
-
-    shared = ["--encryption-config", str(shared_encryption_config(st.data_dir))]
     dirs = replica_dirs(st)
     children = []
     for i, d in enumerate(dirs):
         d.mkdir(parents=True, exist_ok=True)
         (d / "ready").unlink(missing_ok=True)
         children.append({"name": f"replica {i}", "ready": str(d / "ready"),
-                         "cmd": [*serve_command(st, host_from=host_from, data_dir=d, port=0),
-                                 *shared]})
+                         "cmd": serve_command(st, host_from=host_from, data_dir=d, port=0)})
     children.append({"name": "front", "ready": str(st.data_dir / "ready"), "essential": True,
                      "cmd": [sys.executable, "-S", "-P", str(FRONT), "--listen", str(st.port),
                              "--data-dir", str(st.data_dir), *map(str, dirs)]})
