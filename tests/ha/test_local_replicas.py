@@ -54,6 +54,8 @@ def test_local_replicas_survive_kill_9(user: User, shared_store: str, tmp_path: 
     assert "REPLICAS" in user.vkube("list").stdout.splitlines()[0]
     text = user.vkube("describe", "ha").stdout
     assert "Replicas:" in text and "(leader)" in text
+    logs = user.vkube("logs", "ha").stdout  # one log, each line saying whose it is
+    assert all(f"[replica-{i}]" in logs for i in range(3)), logs[-2000:]
 
     # kill -9 the leader: the front sends kubectl to a live replica at once
     killed = first["members"][first["leader"]]["pid"]

@@ -184,6 +184,7 @@ def _replicated_command(st: ClusterState, host_from: bool) -> list[str]:
         d.mkdir(parents=True, exist_ok=True)
         (d / "ready").unlink(missing_ok=True)
         children.append({"name": f"replica {i}", "ready": str(d / "ready"),
+                         "env": {"VKUBE_LOG_TAG": f"replica-{i}"},
                          "cmd": serve_command(st, host_from=host_from, data_dir=d, port=0)})
     children.append({"name": "front", "ready": str(st.data_dir / "ready"), "essential": True,
                      "cmd": [sys.executable, "-S", "-P", str(FRONT), "--listen", str(st.port),

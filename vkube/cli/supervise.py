@@ -6,7 +6,7 @@ site) so it starts fast and costs a few MB of RSS.
 
 ``--pid-file F --children SPEC.json`` keeps several children running instead (``enableHA``:
 one ``serve`` per replica and the loopback front that kubectl talks to), each restarted on
-its own; SPEC is ``[{"name", "cmd", "ready", "essential"}]``.
+its own; SPEC is ``[{"name", "cmd", "ready", "essential", "env"}]``.
 
 It gives up (exit 1) after several quick failures in a row: a control plane that cannot start
 should show as Failed, not burn a core. With several children, a replica that keeps failing
@@ -32,8 +32,10 @@ POLL = 0.05
 class Child:
     """One supervised command and the ready file its process writes (removed when it dies)."""
 
-    def __init__(self, name: str, cmd: list[str], ready: str, essential: bool = False) -> None:
+    def __init__(self, name: str, cmd: list[str], ready: str, essential: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.env = {**os.environ, **env} if env else None
         self.cmd = cmd
         self.ready = ready
         self.essential = essential
@@ -45,7 +47,7 @@ class Child:
 
     def start(self) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.env)
 
     def exited(self) -> int | None:
         """The exit code once the process is gone (reaped), else None."""
@@ -163,7 +165,8 @@ def main(argv: list[str]) -> int:
         try:
             with open(argv[3]) as f:
                 spec = json.load(f)
-            children = [Child(c["name"], list(c["cmd"]), c["ready"], bool(c.get("essential")))
+            children = [Child(c["name"], list(c["cmd"]), c["ready"], bool(c.get("essential")),
+                              {str(k): str(v) for k, v in (c.get("env") or {}).items()})
                         for c in spec]
         except (OSError, ValueError, KeyError, TypeError) as e:
             print(f"vkube-supervisor: {argv[3]}: {e}", file=sys.stderr)
