@@ -374,7 +374,7 @@ class StoreConformance:
 
     # -- across processes -------------------------------------------------------------------
 
-    #: Whether writes of another process reach this process's watches (sqlite: no).
+    #: Whether writes of another process reach this process's watches (every backend now).
     cross_process_watch = True
 
     async def test_watch_sees_writes_of_another_process(self, store: Store,

@@ -125,3 +125,84 @@ async def test_newer_format_truncated_and_foreign_files_are_refused(tmp_path: Pa
         assert await _everything(store) == {"/a": b"1"}  # nothing was touched
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("source_kind, target_kind", [
+    ("etcd", "sqlite"), ("sqlite", "postgres"), ("postgres", "sqlite")])
+async def test_restore_into_an_empty_store_keeps_revisions(
+        source_kind: str, target_kind: str, request: pytest.FixtureRequest,
+        tmp_path: Path) -> None:
+    """resourceVersions survive a move to another backend: every key keeps its create and mod
+    revision, the revision goes on from the snapshot's, an old guard still holds, and a watch
+    from before the snapshot is told to relist (its history is not in the new store)."""
+    from vkube.store.base import Compacted
+
+    async for source_url in _url(source_kind, request, tmp_path):
+        async for target_url in _url(target_kind, request, tmp_path):
+            source, target = await _open(source_url), await _open(target_url)
+            try:
+                first = await source.create("/registry/a/one", b"1")
+                kv = await source.create("/registry/a/two", b"2")
+                await source.update("/registry/a/two", b"2b", expected_mod_revision=kv.mod_revision)
+                gone = await source.create("/registry/a/gone", b"x")
+                await source.delete("/registry/a/gone")  # the snapshot's revision: no key has it
+                info = await save(source, tmp_path / "snap.jsonl")
+                want = {kv.key: (kv.value, kv.create_revision, kv.mod_revision)
+                        for kv in (await source.range("/registry/")).kvs}
+                restored = await restore(target, tmp_path / "snap.jsonl")
+                assert restored.kept_revisions
+                got = {kv.key: (kv.value, kv.create_revision, kv.mod_revision)
+                       for kv in (await target.range("/registry/")).kvs}
+                assert got == want
+                assert await target.current_revision() == info.revision
+                assert target.compacted_revision == info.revision
+                with pytest.raises(Compacted):
+                    await target.range("/registry/", revision=gone.mod_revision)
+                it = target.watch("/registry/", after_revision=info.revision)
+                now = await target.update("/registry/a/one", b"1b",
+                                          expected_mod_revision=first.mod_revision)
+                assert now.mod_revision == info.revision + 1
+                assert now.create_revision == first.create_revision
+                ev = await asyncio.wait_for(anext(it), 30)
+                assert (ev.type, ev.revision, ev.prev.mod_revision) == (
+                    "MODIFIED", now.mod_revision, first.mod_revision)
+                await it.aclose()
+                with pytest.raises(Compacted):
+                    await anext(target.watch("/registry/", after_revision=first.mod_revision))
+            finally:
+                await source.close()
+                await target.close()
+
+
+async def test_where_revisions_cannot_be_kept_the_restore_says_so(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """etcd assigns its own revisions; a store with data must not see time run backwards; a
+    file of an older vkube has no revisions: each restores the keys at new revisions."""
+    source = await _open(f"sqlite://{tmp_path}/src.db")
+    try:
+        await source.create("/registry/a/one", b"1")
+        await save(source, tmp_path / "snap.jsonl")
+    finally:
+        await source.close()
+    lines = (tmp_path / "snap.jsonl").read_bytes().splitlines(keepends=True)
+    old_format = tmp_path / "old.jsonl"
+    import hashlib
+
+    body = [json.dumps({k: v for k, v in json.loads(line).items() if k in ("k", "v")}).encode()
+            + b"\n" for line in lines[1:-1]]
+    end = {"end": True, "keys": len(body), "sha256": hashlib.sha256(b"".join(body)).hexdigest()}
+    old_format.write_bytes(lines[0] + b"".join(body) + json.dumps(end).encode() + b"\n")
+    async for etcd_url in _url("etcd", request, tmp_path):
+        cases = [(etcd_url, tmp_path / "snap.jsonl"),
+                 (f"sqlite://{tmp_path}/used.db", tmp_path / "snap.jsonl"),
+                 (f"sqlite://{tmp_path}/fresh.db", old_format)]
+        for url, path in cases:
+            target = await _open(url)
+            try:
+                if "used" in url:
+                    await target.create("/registry/other", b"o")
+                restored = await restore(target, path)
+                assert not restored.kept_revisions
+                assert (await target.get("/registry/a/one")).value == b"1"  # type: ignore[union-attr]
+            finally:
+                await target.close()

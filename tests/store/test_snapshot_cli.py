@@ -117,3 +117,38 @@ def test_snapshot_under_load_restores_into_a_postgres_cluster(user: User, tmp_pa
     names = {n.split("/", 1)[1] for n in
              user.kubectl("get", "cm", "-n", "default", "-o", "name").stdout.split()}
     assert names == saved
+
+
+@pytest.mark.timeout(600)
+def test_moving_a_cluster_to_postgres_keeps_resource_versions(user: User, tmp_path: Path,
+                                                              postgres_db: str) -> None:
+    """Save a SQLite cluster, restore into an empty PostgreSQL database (``--store``), start a
+    cluster on it: every object has the uid and resourceVersion it had, an update guarded by
+    the old resourceVersion passes, and the new one continues from the snapshot's."""
+    user.vkube("create", "src")
+    for i in range(5):
+        user.kubectl("create", "configmap", f"cm-{i}", f"--from-literal=i={i}")
+    user.kubectl("label", "configmap", "cm-0", "moved=yes")
+    user.vkube("pause", "src")
+    file = tmp_path / "src.jsonl"
+    user.vkube("snapshot", "save", "src", str(file))
+    out = user.vkube("snapshot", "restore", "src", str(file), "--store", postgres_db).stdout
+    assert "resourceVersions kept" in out, out
+    user.vkube("resume", "src")
+    src = {o["metadata"]["name"]: (o["metadata"]["uid"], o["metadata"]["resourceVersion"])
+           for o in json.loads(user.kubectl("get", "cm", "-o", "json").stdout)["items"]
+           if o["metadata"]["name"].startswith("cm-")}
+    user.vkube("delete", "src")
+
+    values = tmp_path / "pg.yaml"
+    values.write_text(yaml.safe_dump({"controlPlane": {"store": postgres_db}}))
+    user.vkube("create", "dst", "-f", str(values))
+    dst = {o["metadata"]["name"]: (o["metadata"]["uid"], o["metadata"]["resourceVersion"])
+           for o in json.loads(user.kubectl("get", "cm", "-o", "json").stdout)["items"]
+           if o["metadata"]["name"].startswith("cm-")}
+    assert dst == src and len(dst) == 5
+    old_rv = src["cm-1"][1]
+    patch = json.dumps({"metadata": {"resourceVersion": old_rv, "labels": {"x": "y"}}})
+    user.kubectl("patch", "configmap", "cm-1", "--type=merge", "-p", patch)
+    assert int(json.loads(user.kubectl("get", "cm", "cm-1", "-o", "json").stdout)[
+        "metadata"]["resourceVersion"]) > max(int(rv) for _, rv in src.values())

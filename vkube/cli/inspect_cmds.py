@@ -36,6 +36,40 @@ def _age_of(created: str) -> str:
     return age(time.time() - t.timestamp())
 
 
+async def replica_status(st: ClusterState) -> dict[str, Any] | None:
+    """Local replicas (``enableHA``): how many serve and which one leads (the live holder of
+    the ``kube-system/vkube-leader`` Lease, read through the cluster's own API)."""
+    members = process.replicas_of(st)
+    if not members:
+        return None
+    leader = None
+    if process.ready_url(st):
+        from vkube.api.meta import parse_time, utcnow
+        from vkube.client.kubeconfig import client_from_kubeconfig
+        from vkube.client.resources import LEASES
+
+        try:
+            async with client_from_kubeconfig(str(st.data_dir / "kubeconfig"), None,
+                                              user_agent="vkube-cli", timeout=5.0) as c:
+                spec = (await c.get(LEASES, "vkube-leader", namespace="kube-system")).get(
+                    "spec") or {}
+            renewed = parse_time(spec.get("renewTime"))
+            if renewed is not None and (utcnow() - renewed).total_seconds() \
+                    < (spec.get("leaseDurationSeconds") or 0):
+                leader = process.leader_index(members, spec.get("holderIdentity") or "", st.name)
+        except (errors.StatusError, OSError, ValueError, asyncio.TimeoutError):
+            pass  # no lease yet, or the API went away meanwhile: no leader to show
+    return {"wanted": len(members), "ready": sum(1 for m in members if m["ready"]),
+            "leader": leader, "members": members}
+
+
+def _replicas_cell(r: dict[str, Any] | None) -> str:
+    if not r:
+        return ""
+    lead = f", leader {r['leader']}" if r["leader"] is not None else ", no leader"
+    return f"{r['ready']}/{r['wanted']}{lead}"
+
+
 async def _host_clusters(hosts: list[HostRef]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     seen: set[tuple[str, str | None]] = set()
@@ -69,12 +103,14 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
         remote.pop(st.name, None)
         ctx = st.context_name or kubeconfigs.context_name(st.name)
         status = observed_status(st)
+        reps = await replica_status(st) if st.status != PAUSED else None
         # connected: kubectl's current context is this cluster *and* it answers there
         rows.append({"name": st.name, "namespace": st.namespace, "status": status,
                      "created": st.created, "connected": current == ctx and status == RUNNING,
                      "local": True, "tenancy": st.tenancy,
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
-                     "url": process.ready_url(st) or ""})
+                     "url": process.ready_url(st) or "",
+                     **({"replicas": reps} if reps else {})})
     for vc in remote.values():
         rows.append({"name": vc["name"], "namespace": vc["namespace"], "status": vc["status"],
                      "created": vc["created"],
@@ -93,9 +129,12 @@ async def list_(args: argparse.Namespace) -> int:
     if not rows:
         print("No virtual clusters found — create one with `vkube create NAME`")
         return 0
-    print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"],
+    ha = any(r.get("replicas") for r in rows)  # the column only where it says something
+    print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"]
+                + (["REPLICAS"] if ha else []),
                 [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
-                  _age_of(r["created"]), r["tenancy"]] for r in rows])
+                  _age_of(r["created"]), r["tenancy"]]
+                 + ([_replicas_cell(r.get("replicas"))] if ha else []) for r in rows])
     return 0
 
 
@@ -138,6 +177,9 @@ async def describe(args: argparse.Namespace) -> int:
         "values": st.values, "effectiveValues": dump_values(parse_values(st.values)),
         "synced": None,
     }
+    reps = await replica_status(st) if st.status != PAUSED else None
+    if reps:
+        doc["replicas"] = reps
     doc["customResources"] = {}
     if await hostresolve.reachable(host):
         async with host.client() as hc:
@@ -156,9 +198,15 @@ async def describe(args: argparse.Namespace) -> int:
         ("Processes", ", ".join(map(str, pids)) or "-"),
         ("Memory (RSS)", f"{rss / 2**20:.1f} MiB" if pids else "-"),
     ]
+    if reps:
+        lines.insert(3, ("Replicas", _replicas_cell(reps)))
     width = max(len(k) for k, _ in lines) + 1
     for k, v in lines:
         print(f"{k + ':':<{width}} {v}")
+    for m in (reps or {}).get("members", []):
+        role = " (leader)" if m["index"] == reps["leader"] else ""  # type: ignore[index]
+        pid = f", pid {m['pid']}" if m["pid"] else ""
+        print(f"  replica {m['index']}: {m['url'] or 'not serving'}{pid}{role}")
     synced = doc["synced"]
     print("Synced to host:" if synced is not None else "Synced to host: host not reachable")
     for kind, n in sorted((synced or {}).items()):

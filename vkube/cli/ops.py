@@ -66,7 +66,7 @@ async def create(args: argparse.Namespace) -> int:
         values = {**(values if values is not None else (existing.values if existing else {})),
                   "expose": True}
     if values is not None and not args.in_cluster and not (existing and existing.in_cluster):
-        replicas.refuse_local(values)
+        replicas.check_local(values)
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)

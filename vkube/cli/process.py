@@ -22,6 +22,7 @@ START_TIMEOUT = 60.0
 READY_POLL = 0.005
 STOP_TIMEOUT = 30.0
 SUPERVISOR = Path(__file__).resolve().with_name("supervise.py")
+FRONT = Path(__file__).resolve().with_name("front.py")
 
 
 def free_port() -> int:
@@ -75,11 +76,14 @@ def ready_url(st: ClusterState) -> str | None:
 
 
 def dns_address(st: ClusterState) -> str | None:
-    """``HOST:PORT`` of the cluster DNS, written by serve once it listens."""
-    try:
-        return (st.data_dir / "dns").read_text().strip() or None
-    except FileNotFoundError:
-        return None
+    """``HOST:PORT`` of the cluster DNS, written by serve once it listens (with replicas, by
+    the one that leads: it runs the DNS)."""
+    for d in [st.data_dir, *(r for r in replica_dirs(st) if (r / "ready").exists())]:
+        try:
+            return (d / "dns").read_text().strip() or None
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def exposed_url(st: ClusterState) -> str | None:
@@ -114,10 +118,27 @@ def write_host_file(st: ClusterState) -> None:
     tmp.replace(host_file(st))
 
 
-def serve_command(st: ClusterState, *, host_from: bool = False) -> list[str]:
-    """``host_from``: the host is not known yet, serve waits for ``host_file(st)``."""
+def replica_count(st: ClusterState) -> int:
+    """API server replicas this cluster runs locally (``enableHA`` on a shared store)."""
+    from vkube.cli.replicas import wanted
+
+    return wanted(st.values or {})
+
+
+def replica_dirs(st: ClusterState) -> list[Path]:
+    """One data dir per replica (its ready file, kubeconfig, DNS address, audit log); the
+    objects live in the shared store. Empty for a single-process cluster."""
+    n = replica_count(st)
+    return [st.data_dir / f"replica-{i}" for i in range(n)] if n > 1 else []
+
+
+def serve_command(st: ClusterState, *, host_from: bool = False, data_dir: Path | None = None,
+                  port: int | None = None) -> list[str]:
+    """``host_from``: the host is not known yet, serve waits for ``host_file(st)``.
+    ``data_dir``/``port``: one replica of several (default: the cluster's own)."""
     cmd = [sys.executable, "-m", "vkube", "serve", "--name", st.name,
-           "--data-dir", str(st.data_dir), "--port", str(st.port)]
+           "--data-dir", str(data_dir or st.data_dir),
+           "--port", str(st.port if port is None else port)]
     if host_from:
         cmd += ["--host-from", str(host_file(st)), "--host-namespace", st.namespace]
     else:
@@ -127,6 +148,12 @@ def serve_command(st: ClusterState, *, host_from: bool = False) -> list[str]:
             cmd += ["--host-context", st.host_context]
     if st.values_file.exists():
         cmd += ["-f", str(st.values_file)]
+    if (st.values or {}).get("enableHA"):
+        # one secrets key for every replica, given to each, rather than one kept in the store
+        # next to the secrets it encrypts (what replicas without the flag agree on)
+        from vkube.cluster.config import shared_encryption_config
+
+        cmd += ["--encryption-config", str(shared_encryption_config(st.data_dir))]
     return cmd
 
 
@@ -148,17 +175,40 @@ def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
     return wait_ready(st, spawn(st), timeout)
 
 
+def _replicated_command(st: ClusterState, host_from: bool) -> list[str]:
+    """The supervisor of N ``serve`` replicas (each on a free port, in its own data dir) and
+    of the front on the cluster's port; its spec goes to a file next to the pid file."""
+    dirs = replica_dirs(st)
+    children = []
+    for i, d in enumerate(dirs):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "ready").unlink(missing_ok=True)
+        children.append({"name": f"replica {i}", "ready": str(d / "ready"),
+                         "env": {"VKUBE_LOG_TAG": f"replica-{i}"},
+                         "cmd": serve_command(st, host_from=host_from, data_dir=d, port=0)})
+    children.append({"name": "front", "ready": str(st.data_dir / "ready"), "essential": True,
+                     "cmd": [sys.executable, "-S", "-P", str(FRONT), "--listen", str(st.port),
+                             "--data-dir", str(st.data_dir), *map(str, dirs)]})
+    spec = st.dir / "supervise.json"
+    spec.write_text(json.dumps(children, indent=2) + "\n")
+    return [sys.executable, "-S", "-P", str(SUPERVISOR), "--pid-file", str(st.pid_file),
+            "--children", str(spec)]
+
+
 def spawn(st: ClusterState, *, host_from: bool = False) -> Spawned:
     """Start the supervisor and return at once (``st.port`` must be set; the state file is
     not touched, so ``create`` can start the control plane before it knows the host)."""
     st.data_dir.mkdir(parents=True, exist_ok=True)
     (st.data_dir / "ready").unlink(missing_ok=True)
     st.pid_file.unlink(missing_ok=True)
-    # -S and a file path: the supervisor is stdlib-only, so it skips site and the package
-    # finder and starts serve ~10 ms sooner (-P: its directory must not shadow the stdlib).
-    cmd = [sys.executable, "-S", "-P", str(SUPERVISOR), "--pid-file", str(st.pid_file),
-           "--ready-file", str(st.data_dir / "ready"), "--",
-           *serve_command(st, host_from=host_from)]
+    if replica_count(st) > 1:
+        cmd = _replicated_command(st, host_from)
+    else:
+        # -S and a file path: the supervisor is stdlib-only, so it skips site and the package
+        # finder and starts serve ~10 ms sooner (-P: its directory must not shadow the stdlib).
+        cmd = [sys.executable, "-S", "-P", str(SUPERVISOR), "--pid-file", str(st.pid_file),
+               "--ready-file", str(st.data_dir / "ready"), "--",
+               *serve_command(st, host_from=host_from)]
     log_offset = st.log_file.stat().st_size if st.log_file.exists() else 0
     with open(st.log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -271,3 +321,30 @@ def _tail(path: Path, offset: int, lines: int = 15) -> str:
     except FileNotFoundError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+def replicas_of(st: ClusterState) -> list[dict[str, object]]:
+    """Each local replica: index, serve pid (None while down or restarting), URL once it
+    serves. Empty for a single-process cluster."""
+    dirs = replica_dirs(st)
+    if not dirs:
+        return []
+    sup = running_pid(st)
+    children = child_pids(sup) if sup is not None else []
+    out: list[dict[str, object]] = []
+    for i, d in enumerate(dirs):
+        marker = f"\0--data-dir\0{d}\0".encode()
+        pid = next((c for c in children if marker in _cmdline(c) and _alive(c)), None)
+        try:
+            url = (d / "ready").read_text().strip() if pid is not None else ""
+        except FileNotFoundError:
+            url = ""
+        out.append({"index": i, "pid": pid, "url": url, "ready": bool(url)})
+    return out
+
+
+def leader_index(replicas: list[dict[str, object]], holder: str, name: str) -> int | None:
+    """Which local replica holds the ``vkube-leader`` Lease (identity ``HOST-PID-NAME``)."""
+    host = socket.gethostname()
+    return next((int(r["index"]) for r in replicas  # type: ignore[call-overload]
+                 if r["pid"] is not None and holder == f"{host}-{r['pid']}-{name}"), None)

@@ -7,6 +7,8 @@ ask the syncer for cluster-scoped host objects (real nodes, storage classes, vol
 
 from __future__ import annotations
 
+import base64
+import os
 import sys
 from typing import Any
 
@@ -76,6 +78,25 @@ def _host_kubeconfig(namespace: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+#: An object ``apply`` creates but never changes: the HA replicas' encryption key (a new key
+#: would leave every secret already stored unreadable).
+CREATE_ONLY = "vkube.io/create-only"
+ENCRYPTION_DIR = "/etc/vkube/encryption"
+
+
+def _encryption_secret(metadata: Obj) -> Obj:
+    """One EncryptionConfiguration for every HA replica: each pod's data dir is an emptyDir,
+    so a key of its own would differ between replicas and be lost with the pod (the format of
+    ``vkube/apiserver/encryption.default_config_for``: AES-GCM for secrets, identity fallback)."""
+    doc = {"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
+           "resources": [{"resources": ["secrets"], "providers": [
+               {"aesgcm": {"keys": [{"name": "key1",
+                                     "secret": base64.b64encode(os.urandom(32)).decode()}]}},
+               {"identity": {}}]}]}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "stringData": {"config.yaml": yaml.safe_dump(doc, sort_keys=False)}}
+
+
 def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IMAGE,
               storage: str = "5Gi") -> list[Obj]:
     """Every object, in apply order."""
@@ -115,6 +136,8 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": meta(f"{full}-certs", annotations={"vkube.io/placeholder": "true"}),
          "data": {}},
+        *([_encryption_secret(meta(f"{full}-encryption", annotations={CREATE_ONLY: "true"}))]
+          if values.get("enableHA") else []),
         {"apiVersion": "v1", "kind": "Service", "metadata": meta(full),
          "spec": {"type": "ClusterIP", "selector": labels,
                   "ports": [{"name": "https", "port": 443, "targetPort": API_PORT,
@@ -173,8 +196,14 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
     }
     if values.get("enableHA"):
         # the replicas share controlPlane.store (PostgreSQL/etcd, values enforce it): the data
-        # dir holds only this pod's kubeconfig, so no per-replica volume — and no SQLite
+        # dir holds only this pod's kubeconfig, so no per-replica volume — and no SQLite; the
+        # secrets' encryption key is shared too
         spec_volumes.append({"name": "data", "emptyDir": {}})
+        spec_volumes.append({"name": "encryption",
+                             "secret": {"secretName": f"{full}-encryption"}})
+        container["volumeMounts"].append({"name": "encryption", "mountPath": ENCRYPTION_DIR,
+                                          "readOnly": True})
+        args += ["--encryption-config", f"{ENCRYPTION_DIR}/config.yaml"]
     else:
         sts["spec"]["volumeClaimTemplates"] = [{
             "metadata": {"name": "data", "labels": dict(labels)},
@@ -198,6 +227,9 @@ async def apply(host: Client, objs: list[Obj]) -> int:
         try:
             await host.create(res, obj, namespace=meta.get("namespace") if res.namespaced else None)
         except errors.AlreadyExists:
+            if (meta.get("annotations") or {}).get(CREATE_ONLY) == "true":
+                n += 1
+                continue  # kept as it is (the encryption key)
             await host.patch(res, meta["name"], obj,
                              namespace=meta.get("namespace") if res.namespaced else None)
         n += 1

@@ -1,14 +1,12 @@
 """How many API server replicas a virtual cluster runs where ``vkube`` puts it (``enableHA``).
 
 In a host cluster (``render``, ``--in-cluster``) the StatefulSet runs ``replicas`` pods on the
-shared store. A local ``vkube create`` supervises one ``serve`` process; several local replicas
-are not built yet, so asking for them is refused by name rather than silently run as one."""
+shared store. A local ``vkube create`` runs ``replicas`` supervised ``serve`` processes on the
+shared store behind one loopback front (``process``, ``front``)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from vkube.cli.output import CLIError
 
 
 def wanted(values: dict[str, Any]) -> int:
@@ -17,13 +15,10 @@ def wanted(values: dict[str, Any]) -> int:
     return n if values.get("enableHA") and isinstance(n, int) and not isinstance(n, bool) else 1
 
 
-def refuse_local(values: dict[str, Any]) -> None:
-    n = wanted(values)
-    if n > 1:
+def check_local(values: dict[str, Any]) -> None:
+    """Several local replicas need values that hold up (a shared store: HA on SQLite is
+    refused with its reason) before any process starts."""
+    if wanted(values) > 1:
         from vkube.cli.values_files import validate
 
-        validate(values)  # invalid values (HA on SQLite) say so first
-        raise CLIError(f"replicas: {n} API server replicas run in a host cluster "
-                       "(`vkube create NAME --in-cluster -f values.yaml`) or as one `vkube serve "
-                       "-f values.yaml` per replica on the shared store; a local `vkube create` "
-                       "runs one — set replicas: 1 (enableHA: true keeps its leader election)")
+        validate(values)

@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable
 
 def run_async(main: Callable[[], Awaitable[int]]) -> int:
     """Run ``main`` on uvloop (when installed) with the usual log format; Ctrl-C is exit 0."""
+    # VKUBE_LOG_TAG: which of several processes sharing one log wrote a line (HA replicas)
+    tag = os.environ.get("VKUBE_LOG_TAG")
     logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s " + (f"[{tag}] " if tag else "")
+                        + "%(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
 

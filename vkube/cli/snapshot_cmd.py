@@ -80,7 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"saved {info.keys} keys of {args.name} at revision {info.revision} to {args.file} "
               f"({info.bytes} bytes)")
     else:
+        kept = ("; resourceVersions kept" if info.kept_revisions else
+                "; resourceVersions are new (the target store had data, or is etcd), so "
+                "clients relist")
         print(f"restored {info.keys} keys into {args.name} from {args.file} (revision "
               f"{info.revision} of the source): {info.created} created, {info.updated} updated, "
-              f"{info.deleted} deleted")
+              f"{info.deleted} deleted{kept}")
     return 0

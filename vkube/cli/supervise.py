@@ -4,11 +4,18 @@ running — restarting it with backoff when it dies unexpectedly — until SIGTE
 forwards and waits for. It imports only the standard library (it runs as a file, without
 site) so it starts fast and costs a few MB of RSS.
 
+``--pid-file F --children SPEC.json`` keeps several children running instead (``enableHA``:
+one ``serve`` per replica and the loopback front that kubectl talks to), each restarted on
+its own; SPEC is ``[{"name", "cmd", "ready", "essential", "env"}]``.
+
 It gives up (exit 1) after several quick failures in a row: a control plane that cannot start
-should show as Failed, not burn a core."""
+should show as Failed, not burn a core. With several children, a replica that keeps failing
+is left down while the others serve; the supervisor gives up when an essential child (the
+front) does, or when no other child is left."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,48 +26,62 @@ BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
 QUICK = 10.0  # a child that lived less than this counts as a quick failure
 MAX_QUICK_FAILURES = 5
 STOP_GRACE = 20.0
+POLL = 0.05
+
+
+class Child:
+    """One supervised command and the ready file its process writes (removed when it dies)."""
+
+    def __init__(self, name: str, cmd: list[str], ready: str, essential: bool = False,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.env = {**os.environ, **env} if env else None
+        self.cmd = cmd
+        self.ready = ready
+        self.essential = essential
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+        self.restart_at = 0.0
+        self.quick_failures = 0
+        self.gave_up = False
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.env)
+
+    def exited(self) -> int | None:
+        """The exit code once the process is gone (reaped), else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def unready(self) -> None:
+        try:
+            os.unlink(self.ready)
+        except FileNotFoundError:
+            pass
 
 
 class Supervisor:
-    def __init__(self, cmd: list[str], pid_file: str, ready_file: str) -> None:
-        self.cmd = cmd
+    def __init__(self, children: list[Child], pid_file: str) -> None:
+        self.children = children
         self.pid_file = pid_file
-        self.ready_file = ready_file
-        self.child: subprocess.Popen[bytes] | None = None
         self.stopping = False
+        self.single = len(children) == 1
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
+        for c in self.children:
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         with open(self.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
-        quick_failures = 0
         try:
-            while not self.stopping:
-                started = time.monotonic()
-                self.child = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
-                if self.stopping:  # SIGTERM came between the loop test and the assignment
-                    self.child.send_signal(signal.SIGTERM)
-                rc = self._wait_child()
-                self._unready()  # a killed serve cannot remove it itself
-                if self.stopping:
-                    return 0
-                lived = time.monotonic() - started
-                quick_failures = quick_failures + 1 if lived < QUICK else 0
-                if quick_failures >= MAX_QUICK_FAILURES:
-                    _say(f"serve failed {quick_failures} times in a row (last exit code {rc}); "
-                         "giving up")
-                    return 1
-                delay = BACKOFF[min(quick_failures, len(BACKOFF) - 1)]
-                _say(f"serve exited with code {rc} after {lived:.1f}s; restarting in {delay}s")
-                self._sleep(delay)
-            return 0
+            return self._loop()
         finally:
+            self._stop_all()
             try:
                 with open(self.pid_file) as f:
                     if f.read().strip() == str(os.getpid()):
@@ -68,25 +89,66 @@ class Supervisor:
             except OSError:
                 pass
 
-    def _unready(self) -> None:
-        try:
-            os.unlink(self.ready_file)
-        except FileNotFoundError:
-            pass
+    def _loop(self) -> int:
+        while not self.stopping:
+            now = time.monotonic()
+            for c in self.children:
+                if c.gave_up:
+                    continue
+                if c.proc is None:
+                    if now >= c.restart_at:
+                        c.start()
+                        if self.stopping:  # SIGTERM came between the test and the start
+                            c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                    continue
+                rc = c.exited()
+                if rc is None:
+                    continue
+                c.unready()  # a killed serve cannot remove it itself
+                c.proc = None
+                if self.stopping:
+                    return 0
+                if self._failed(c, rc, now) and self._hopeless(c):
+                    return 1
+            time.sleep(POLL)
+        return 0
 
-    def _wait_child(self) -> int:
-        assert self.child is not None
-        while True:
+    def _failed(self, c: Child, rc: int, now: float) -> bool:
+        """Schedule the restart of ``c`` with back-off; True if it is given up."""
+        lived = now - c.started
+        c.quick_failures = c.quick_failures + 1 if lived < QUICK else 0
+        who = "serve" if self.single else c.name
+        if c.quick_failures >= MAX_QUICK_FAILURES:
+            _say(f"{who} failed {c.quick_failures} times in a row (last exit code {rc}); "
+                 "giving up" + ("" if self.single else " on it"))
+            c.gave_up = True
+            return True
+        delay = BACKOFF[min(c.quick_failures, len(BACKOFF) - 1)]
+        _say(f"{who} exited with code {rc} after {lived:.1f}s; restarting in {delay}s")
+        c.restart_at = now + delay
+        return False
+
+    def _hopeless(self, c: Child) -> bool:
+        return c.essential or all(o.gave_up or o.essential for o in self.children)
+
+    def _stop_all(self) -> None:
+        """SIGTERM every child still running, wait up to STOP_GRACE, then SIGKILL."""
+        running = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        if not self.stopping:  # else the signal handler has sent it: a second may cut cleanup
+            for c in running:
+                c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_GRACE
+        for c in running:
+            assert c.proc is not None
             try:
-                return self.child.wait(timeout=STOP_GRACE if self.stopping else None)
+                c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _say(f"serve did not stop within {STOP_GRACE:g}s; killing it")
-                self.child.kill()
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.1, deadline - time.monotonic()))
+                _say(f"{'serve' if self.single else c.name} did not stop within "
+                     f"{STOP_GRACE:g}s; killing it")
+                c.proc.kill()
+                c.proc.wait()
+        for c in self.children:
+            c.unready()
 
 
 def _say(msg: str) -> None:
@@ -94,12 +156,29 @@ def _say(msg: str) -> None:
           flush=True)
 
 
+USAGE = ("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE -- CMD...\n"
+         "       python -m vkube.cli.supervise --pid-file FILE --children SPEC.json")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[0] == "--pid-file" and argv[2] == "--children":
+        try:
+            with open(argv[3]) as f:
+                spec = json.load(f)
+            children = [Child(c["name"], list(c["cmd"]), c["ready"], bool(c.get("essential")),
+                              {str(k): str(v) for k, v in (c.get("env") or {}).items()})
+                        for c in spec]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"vkube-supervisor: {argv[3]}: {e}", file=sys.stderr)
+            return 2
+        if not children:
+            print(f"vkube-supervisor: {argv[3]} names no child", file=sys.stderr)
+            return 2
+        return Supervisor(children, argv[1]).run()
     if len(argv) < 6 or argv[0] != "--pid-file" or argv[2] != "--ready-file" or argv[4] != "--":
-        print("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE -- CMD...",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
-    return Supervisor(argv[5:], argv[1], argv[3]).run()
+    return Supervisor([Child("serve", argv[5:], argv[3])], argv[1]).run()
 
 
 if __name__ == "__main__":

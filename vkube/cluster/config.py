@@ -115,3 +115,11 @@ def _shared(url: str | None) -> bool:
     from vkube.syncer.values import shared_store  # only for HA: serve skips the syncer imports
 
     return shared_store(url)
+
+
+def shared_encryption_config(data_dir: Path) -> Path:
+    """The encryption config several local replicas of one cluster all name (each replica's
+    own default would give each its own key, and none could read another's secrets)."""
+    from vkube.apiserver.encryption import default_config_for
+
+    return default_config_for(data_dir)

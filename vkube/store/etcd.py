@@ -44,6 +44,10 @@ from vkube.store.base import (
 log = logging.getLogger(__name__)
 
 _TIMEOUT = 30.0  # seconds per request: a partitioned etcd fails requests instead of hanging
+#: a watch stream that cannot be re-created for this long ends with an error (the API server
+#: then ends the client's watch, which re-watches from its last resourceVersion)
+_WATCH_OUTAGE = 60.0
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def _bytes_end(prefix: bytes) -> bytes:
@@ -125,7 +129,8 @@ class EtcdStore(Store):
         self._kv = rpc.KVStub(self._channel)
         self._watcher = rpc.WatchStub(self._channel)
         try:
-            current = await self.current_revision()
+            current = (await self._rpc(self._kv.Range, rpc.RangeRequest(
+                key=b"\0", count_only=True), wait=False)).header.revision  # a wrong URL fails now
             self._compacted = await self._find_compacted(current)
         except StoreError as exc:
             self._closed = True
@@ -158,11 +163,18 @@ class EtcdStore(Store):
     def _kv_of(self, kv: Any) -> KeyValue:
         return KeyValue(self._unk(kv.key), bytes(kv.value), kv.create_revision, kv.mod_revision)
 
-    async def _rpc(self, method: Any, request: Any, *, revision: int = 0) -> Any:
+    async def _rpc(self, method: Any, request: Any, *, revision: int = 0,
+                   wait: bool = True) -> Any:
+        """One request. ``wait``: while etcd is unreachable (restarting, a leader election) the
+        request waits for the connection, up to ``_TIMEOUT``, as etcd's own client does for
+        kube-apiserver; a short outage then costs latency, not errors."""
         try:
-            return await method(request, timeout=_TIMEOUT)
+            return await method(request, timeout=_TIMEOUT, wait_for_ready=wait)
         except grpc.aio.AioRpcError as exc:
             details = exc.details() or ""
+            if exc.code() in _UNREACHABLE and wait:
+                raise BackendError(f"etcd {self.url}: request timed out: no answer within "
+                                   f"{_TIMEOUT:g}s ({exc.code().name}: {details})") from exc
             if "required revision has been compacted" in details:
                 self._compacted = max(self._compacted, await self._find_compacted())
                 raise Compacted(revision, self._compacted) from None
@@ -295,7 +307,8 @@ class EtcdStore(Store):
     async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
         """One etcd watch stream; re-created from the last delivered revision if it breaks."""
         start = self._k(prefix)
-        last, failures = after_revision, 0
+        last, failures, broken_since = after_revision, 0, 0.0
+        loop = asyncio.get_running_loop()
         while not self._closed:
             self._check_open()
             call = self._watcher.Watch()
@@ -308,7 +321,7 @@ class EtcdStore(Store):
                     response = await call.read()
                     if response is grpc.aio.EOF:
                         break
-                    failures = 0
+                    failures, broken_since = 0, 0.0
                     if response.compact_revision:
                         self._compacted = max(self._compacted, response.compact_revision)
                         raise Compacted(after_revision, response.compact_revision)
@@ -325,9 +338,13 @@ class EtcdStore(Store):
                 if self._closed:
                     return
                 failures += 1
-                if failures > 30:
-                    raise BackendError(f"etcd watch: {exc.code().name}: {exc.details()}") from exc
-                log.info("etcd watch broke (%s); resuming after revision %d", exc.code(), last)
+                broken_since = broken_since or loop.time()
+                if loop.time() - broken_since > _WATCH_OUTAGE:
+                    raise BackendError(f"etcd watch: {exc.code().name}: {exc.details()} "
+                                       f"(for {_WATCH_OUTAGE:g}s)") from exc
+                if failures == 1:
+                    log.info("etcd watch broke (%s); resuming after revision %d", exc.code(),
+                             last)
                 await asyncio.sleep(min(0.1 * failures, 2.0))
             finally:
                 self._calls.discard(call)

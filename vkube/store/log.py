@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: One history row: (revision, key, created, deleted, create_revision, prev_revision, value).
 Row = tuple[int, str, int, int, int, int, bytes]
+#: The key whose tombstone marks a restored snapshot's revision (no resource's prefix).
+RESTORE_MARK = "/vkube-restored"
 
 
 @dataclass(slots=True)
@@ -142,6 +144,12 @@ class Driver(abc.ABC):
     async def maintain(self) -> None:
         """Housekeeping after a compaction pass (checkpoints, reclaiming space)."""
 
+    @abc.abstractmethod
+    async def load(self, rows: list[Row], revision: int) -> bool:
+        """Into an empty table only, in one transaction: insert ``rows`` as they are (their
+        own revisions) and mark everything up to ``revision`` compacted; False (nothing
+        done) when the table holds anything."""
+
     async def throttle(self) -> None:
         """Called between two compaction transactions: background work may wait here (for
         the database to catch up on its own upkeep); writers never do."""
@@ -151,9 +159,11 @@ class Driver(abc.ABC):
         connection broke: the commit may have happened, and a retry would apply it twice."""
         return True
 
-    def on_remote_commit(self, callback: Callable[[int], None]) -> None:
+    def on_remote_commit(self, callback: Callable[[int], None],
+                         watched: Callable[[], bool] = lambda: True) -> None:
         """Drivers shared by several processes call ``callback(revision)`` (on the event loop)
-        when another process committed up to ``revision``."""
+        when another process committed up to ``revision``. ``watched()``: whether anyone
+        watches now (a driver that must poll for others' commits polls only then)."""
 
 
 class LogStore(Store):
@@ -202,7 +212,7 @@ class LogStore(Store):
             raise BackendError(f"{self.driver.name}: cannot open {self.driver}: {exc}") from exc
         self._published = self._revision
         self._started = True
-        self.driver.on_remote_commit(self._remote_commit)
+        self.driver.on_remote_commit(self._remote_commit, lambda: len(self._broadcaster) > 0)
         self._publisher = asyncio.get_running_loop().create_task(
             self._publish_loop(), name=f"vkube-store-{self.driver.name}-publisher")
 
@@ -379,6 +389,33 @@ class LogStore(Store):
                 future.set_exception(write.result)
             else:
                 future.set_result(write.result)  # type: ignore[arg-type]
+
+    # -- restore -----------------------------------------------------------------------------
+
+    async def load(self, items: list[KeyValue], revision: int) -> bool:
+        """Restore ``items`` with their own create and mod revisions into this store if it has
+        never been written (else False, nothing done), and make ``revision`` (the snapshot's)
+        current and compacted: a client's resourceVersions stay valid, a watch from an older
+        one gets ``Compacted`` (410, relist) since its history is not here. A tombstone of
+        the reserved key ``RESTORE_MARK`` holds ``revision`` when no item was written at it."""
+        self._check_open()
+        mods = [kv.mod_revision for kv in items]
+        if len(set(mods)) != len(mods) or any(not 0 < m <= revision for m in mods) \
+                or any(not 0 < kv.create_revision <= kv.mod_revision for kv in items):
+            return False  # not one key per revision (e.g. a multi-key transaction): no way
+        rows: list[Row] = [(kv.mod_revision, kv.key, int(kv.create_revision == kv.mod_revision),
+                            0, kv.create_revision, 0, kv.value) for kv in items]
+        if revision > 0 and revision not in set(mods):
+            rows.append((revision, RESTORE_MARK, 0, 1, revision, 0, b""))
+        rows.sort()
+        async with self._compact_lock:
+            if self._revision or self._pending:
+                return False
+            if not await self._call(self.driver.load(rows, revision)):
+                return False
+            self._revision = self._published = max(self._revision, revision)
+            self._compacted = max(self._compacted, revision)
+        return True
 
     # -- compaction --------------------------------------------------------------------------
 

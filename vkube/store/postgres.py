@@ -32,11 +32,13 @@ from vkube.store.base import (
     RangeResult,
     StoreClosed,
 )
-from vkube.store.log import Driver, LogStore, Write, plan_batch
+from vkube.store.log import Driver, LogStore, Row, Write, plan_batch
 from vkube.store.sqlite import prefix_end
 
 log = logging.getLogger(__name__)
 
+#: How long a write waits for an unreachable server before it fails (see ``_writer_conn``).
+RECONNECT_SECONDS = 30.0
 _LOCK = 0x766B756265  # advisory lock id ("vkube"): one writer transaction at a time
 _CHANNEL = "vkube_kv"
 
@@ -133,7 +135,9 @@ class PostgresDriver(Driver):
         return redact(self.url)
 
     async def open(self) -> tuple[int, int]:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self._pool_size,
+        # min_size=0: while the server is down the pool does not keep trying (and logging a
+        # traceback) to restore a floor of connections; reads open one when they need it
+        self._pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self._pool_size,
                                                connection_class=_ReaderConnection)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)  # schema races
@@ -157,8 +161,9 @@ class PostgresDriver(Driver):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), 5)
 
-    def on_remote_commit(self, callback: Callable[[int], None]) -> None:
-        self._on_remote = callback
+    def on_remote_commit(self, callback: Callable[[int], None],
+                         watched: Callable[[], bool] = lambda: True) -> None:
+        self._on_remote = callback  # NOTIFY pushes: nothing to poll, watchers or not
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -176,6 +181,7 @@ class PostgresDriver(Driver):
 
     async def _keep_listening(self) -> None:
         """Re-open a lost LISTEN connection, then catch up on what was missed meanwhile."""
+        failing = False
         while True:
             await asyncio.sleep(0.5)
             if self._listener is not None and not self._listener.is_closed():
@@ -184,8 +190,13 @@ class PostgresDriver(Driver):
                 await self._listen()
                 current, _ = await self.revisions()
             except self.errors as exc:
-                log.warning("postgres %s: LISTEN connection lost, retrying: %s", self, exc)
+                if not failing:  # once per outage, not twice a second
+                    log.warning("postgres %s: LISTEN connection lost, retrying: %s", self, exc)
+                failing = True
                 continue
+            if failing:
+                log.info("postgres %s: LISTEN connection back", self)
+            failing = False
             if self._on_remote is not None:
                 self._on_remote(current)
 
@@ -254,10 +265,21 @@ class PostgresDriver(Driver):
     # -- writes ------------------------------------------------------------------------------
 
     async def _writer_conn(self) -> asyncpg.Connection:
+        """The writer's connection, re-opened when lost. While the server cannot be reached
+        (restarting) the connect is retried for up to ``RECONNECT_SECONDS``: nothing was sent
+        yet, so a short restart costs the write latency, not an error (as etcd's client)."""
         if self._closed:
             raise StoreClosed("store is not running")
         if self._writer is None or self._writer.is_closed():
-            self._writer = await asyncpg.connect(self.url)
+            deadline = time.monotonic() + RECONNECT_SECONDS
+            while True:
+                try:
+                    self._writer = await asyncpg.connect(self.url, timeout=10)
+                    break
+                except (OSError, asyncpg.CannotConnectNowError, asyncio.TimeoutError):
+                    if self._closed or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
         return self._writer
 
     async def commit(self, batch: list[Write]) -> None:
@@ -283,6 +305,19 @@ class PostgresDriver(Driver):
         connection leaves the commit's fate unknown, so the batch fails as it is."""
         return isinstance(exc, asyncpg.PostgresError) and not isinstance(
             exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError))
+
+    async def load(self, rows: list[Row], revision: int) -> bool:
+        conn = await self._writer_conn()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+            current, compacted = await conn.fetchrow(_REVISIONS)
+            if current or compacted:
+                return False
+            for i in range(0, len(rows), 10_000):
+                chunk = rows[i:i + 10_000]
+                await conn.execute(_INSERT, *(list(c) for c in zip(*chunk)))
+            await conn.execute(_SET_COMPACTED, revision)
+        return True
 
     # -- compaction --------------------------------------------------------------------------
 

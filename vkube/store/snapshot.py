@@ -1,15 +1,20 @@
 """Store snapshots: every key and value at one revision, in a file any backend can restore.
 
 The file is JSON lines: a header (format name, format version, the revision, the source
-backend), one line per key (``k``: key, ``v``: value in base64), and a trailer with the key
-count and a SHA-256 of the key lines, so a truncated or edited file is refused before anything
+backend), one line per key (``k``: key, ``v``: value in base64, ``c``/``m``: its create and mod
+revisions), and a trailer with the key count and a SHA-256 of the key lines, so a truncated or edited file is refused before anything
 is written. The keys are read page by page at one revision (a consistent cut even while writes
 go on); if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
-Restoring makes the target store hold exactly the snapshot's keys and values: missing keys are
-created, differing ones updated, extra ones deleted. Revisions are the target's own and only
-grow, so watchers and informers relist instead of seeing time run backwards. A file written in a
-newer format than this vkube reads is refused with a message saying so.
+Restoring into a SQLite or PostgreSQL store that was never written keeps every key's revisions,
+so objects keep their resourceVersions (clients' optimistic-concurrency guards and informers'
+resourceVersions stay valid), the store's revision continues from the snapshot's, and history
+before it reads as compacted (a watch from before it gets 410 and relists). Otherwise — a
+store with data (time must not run backwards under its clients), or etcd, whose revisions
+are its own and cannot be set — the target store is made to hold exactly the snapshot's keys
+and values: missing keys are created, differing ones updated, extra ones deleted, at the
+target's own, growing revisions, so watchers and informers relist. A file written in a newer
+format than this vkube reads is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vkube.store.base import Compacted, KeyNotFound, Store, StoreError
+from vkube.store.base import Compacted, KeyNotFound, KeyValue, Store, StoreError
+from vkube.store.log import LogStore
 
 FORMAT = "vkube-store-snapshot"
 VERSION = 1
@@ -45,10 +51,13 @@ class SnapshotInfo:
     created: int = 0  # restore: keys created / updated / deleted in the target
     updated: int = 0
     deleted: int = 0
+    #: restore: the keys kept their revisions (objects their resourceVersions)
+    kept_revisions: bool = False
 
 
-def _line(key: str, value: bytes) -> bytes:
-    return json.dumps({"k": key, "v": base64.b64encode(value).decode()},
+def _line(kv: KeyValue) -> bytes:
+    return json.dumps({"k": kv.key, "v": base64.b64encode(kv.value).decode(),
+                       "c": kv.create_revision, "m": kv.mod_revision},
                       ensure_ascii=False).encode() + b"\n"
 
 
@@ -83,7 +92,7 @@ async def _dump(store: Store, tmp: Path, revision: int) -> SnapshotInfo:
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
             for kv in page.kvs:
-                line = _line(kv.key, kv.value)
+                line = _line(kv)
                 digest.update(line)
                 out.write(line)
                 keys += 1
@@ -98,8 +107,9 @@ async def _dump(store: Store, tmp: Path, revision: int) -> SnapshotInfo:
     return SnapshotInfo(revision=revision, keys=keys, bytes=size)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Iterator[tuple[str, bytes]]]:
-    """The header, and an iterator over (key, value) (each check done by ``verify``)."""
+def _read(path: Path) -> tuple[dict[str, Any], Iterator[KeyValue]]:
+    """The header, and an iterator over the keys (each check done by ``verify``); files of
+    an older vkube carry no revisions (0)."""
     handle = open(path, "rb")
     first = handle.readline()
     try:
@@ -116,7 +126,7 @@ def _read(path: Path) -> tuple[dict[str, Any], Iterator[tuple[str, bytes]]]:
         raise SnapshotError(f"{path} is snapshot format {version}, written by a newer vkube; this "
                             f"vkube reads format {VERSION} and older — upgrade vkube to restore it")
 
-    def entries() -> Iterator[tuple[str, bytes]]:
+    def entries() -> Iterator[KeyValue]:
         with handle:
             digest, count, ended = hashlib.sha256(), 0, False
             for number, line in enumerate(handle, start=2):
@@ -131,11 +141,12 @@ def _read(path: Path) -> tuple[dict[str, Any], Iterator[tuple[str, bytes]]]:
                                                 "does not match its contents")
                         continue
                     key, value = doc["k"], base64.b64decode(doc["v"], validate=True)
+                    create, mod = int(doc.get("c", 0)), int(doc.get("m", 0))
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise SnapshotError(f"{path}:{number}: not a snapshot line ({exc})") from None
                 digest.update(line)
                 count += 1
-                yield key, value
+                yield KeyValue(key, value, create, mod)
             if not ended:
                 raise SnapshotError(f"{path} is truncated (no end line): take the snapshot again")
 
@@ -153,6 +164,12 @@ def verify(path: str | os.PathLike[str]) -> SnapshotInfo:
 async def restore(store: Store, path: str | os.PathLike[str]) -> SnapshotInfo:
     """Make ``store`` hold exactly the snapshot at ``path`` (checked in full first)."""
     source = verify(path)
+    if isinstance(store, LogStore):
+        _, entries = _read(Path(path))
+        items = list(entries)
+        if all(kv.mod_revision for kv in items) and await store.load(items, source.revision):
+            return SnapshotInfo(revision=source.revision, keys=source.keys, bytes=source.bytes,
+                                created=len(items), kept_revisions=True)
     _, entries = _read(Path(path))
     created = updated = deleted = 0
     wanted: set[str] = set()
@@ -175,9 +192,9 @@ async def restore(store: Store, path: str | os.PathLike[str]) -> SnapshotInfo:
             return "updated"
         return "same"
 
-    for key, value in entries:
-        wanted.add(key)
-        pending.append(put(key, value))
+    for kv in entries:
+        wanted.add(kv.key)
+        pending.append(put(kv.key, kv.value))
         if len(pending) >= _CONCURRENCY:
             await flush()
     await flush()

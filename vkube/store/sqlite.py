@@ -13,8 +13,11 @@ each pass ends with a passive WAL checkpoint (the WAL file is truncated back to
 ``journal_size_limit`` when it resets) and an incremental vacuum in bounded steps, so the file
 shrinks after compaction without a blocking ``VACUUM``.
 
-Watches are served in-process: writers of other processes sharing the file are seen by this
-process's watches only when its own next write reveals the gap.
+Watches are served in-process. Another process writing the same file (``vkube snapshot
+restore`` is refused while serve runs, but a second tool or store may write) is seen too: SQLite
+has no change notification, so while this process has watchers it stats the WAL every
+``_REMOTE_POLL`` seconds (a syscall on the event loop, no query); when the WAL changed it reads
+the current revision on a reader thread, and the log layer fills the gap from the table.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -41,7 +45,7 @@ from vkube.store.base import (
     RangeResult,
     StoreClosed,
 )
-from vkube.store.log import Driver, LogStore, Write, plan_batch
+from vkube.store.log import Driver, LogStore, Row, Write, plan_batch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ _WAL_HARD_LIMIT = 128 * 1024 * 1024
 _THROTTLE_SECONDS = 2.0
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
 _JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+#: How often the WAL is stat'ed for other processes' commits, while there are watchers.
+_REMOTE_POLL = 0.02
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -100,6 +106,7 @@ class SqliteDriver(Driver):
         self._checkpointer: ThreadPoolExecutor | None = None
         self._cconn: sqlite3.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
+        self._remote: asyncio.Task[None] | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconns: list[sqlite3.Connection] = []
         self._local = threading.local()
@@ -121,10 +128,11 @@ class SqliteDriver(Driver):
         return revisions
 
     async def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
+        for task in (self._checkpoints, self._remote):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for pool in (self._writer, self._readers, self._checkpointer):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown, True)
@@ -152,6 +160,38 @@ class SqliteDriver(Driver):
             conn.execute(statement)
         current, compacted = conn.execute(self._dialect.revisions).fetchone()
         return current, compacted
+
+    def on_remote_commit(self, callback: Callable[[int], None],
+                         watched: Callable[[], bool] = lambda: True) -> None:
+        self._remote = asyncio.get_running_loop().create_task(
+            self._watch_others(callback, watched), name=f"vkube-store-sqlite-remote {self.path}")
+
+    async def _watch_others(self, callback: Callable[[int], None],
+                            watched: Callable[[], bool]) -> None:
+        """Report commits of other processes: stat the WAL while anyone watches; when it
+        changed (any commit appends to it, ours too), read the current revision."""
+        seen: tuple[int, int, int] | None = None
+        while True:
+            await asyncio.sleep(_REMOTE_POLL)
+            if not watched():
+                seen = None  # when watching starts again, look once
+                continue
+            try:
+                st = os.stat(self.path + "-wal")
+                now = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                now = (0, 0, 0)
+            if now == seen:
+                continue
+            seen = now
+            try:
+                current, _ = await self.revisions()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("sqlite %s: cannot read the current revision: %s", self.path, exc)
+                continue
+            except StoreClosed:
+                return
+            callback(current)
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -286,6 +326,26 @@ class SqliteDriver(Driver):
         except BaseException:
             _rollback(conn)
             raise
+
+    async def load(self, rows: list[Row], revision: int) -> bool:
+        return await self._on_writer(self._load_sync, rows, revision)
+
+    def _load_sync(self, rows: list[Row], revision: int) -> bool:
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current, compacted = conn.execute(self._dialect.revisions).fetchone()
+            if current or compacted:
+                conn.execute("ROLLBACK")
+                return False
+            conn.executemany(self._dialect.insert, rows)
+            conn.execute(self._dialect.set_compacted, {"revision": revision})
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return True
 
     # -- compaction and upkeep ---------------------------------------------------------------
 
