@@ -32,6 +32,7 @@ from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.nodeauthz import NodeGraph
+from vkube.apiserver.metricsapi import LocalUsage, is_metrics, serve_metrics
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
 from vkube.apiserver.tokenauth import StaticTokens
@@ -77,6 +78,7 @@ class APIServer:
         self.authorization = Authorization(ctx)
         self.ready = False
         self.audit: AuditLog | None = None
+        self.local_usage = LocalUsage()
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -192,6 +194,9 @@ class APIServer:
         if not _served_path(spec, info):
             raise errors.no_such_path()
         h = self.handlers
+        if is_metrics(spec):
+            return await serve_metrics(request, spec, rc, self.ctx, self.ctx.usage_source or self.local_usage,
+                                       selectors)
         if info.subresource:
             return await self._subresource(request, spec, rc)
         verb = info.verb
