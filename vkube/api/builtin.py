@@ -66,6 +66,9 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("", "Secret", "secrets"),
         _spec("", "ServiceAccount", "serviceaccounts", short=("sa",), subresources=("token",)),
         _spec("", "Service", "services", short=("svc",), categories=_ALL, status=True),
+        # --- apiregistration.k8s.io/v1 (kube-aggregator's; apiserver/aggregator.py)
+        _spec("apiregistration.k8s.io", "APIService", "apiservices", namespaced=False,
+              categories=("api-extensions",), status=True),
         # --- apps/v1
         _spec("apps", "ControllerRevision", "controllerrevisions"),
         _spec("apps", "DaemonSet", "daemonsets", short=("ds",), categories=_ALL, status=True),
@@ -129,10 +132,12 @@ def builtin_specs() -> list[ResourceSpec]:
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import crd, kinds_apps, kinds_autoscaling, kinds_batch, kinds_core, kinds_other
+    from vkube.api import (crd, kinds_apiregistration, kinds_apps, kinds_autoscaling, kinds_batch, kinds_core,
+                           kinds_other)
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
-    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_autoscaling, crd):
+    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_autoscaling, kinds_apiregistration,
+                   crd):
         classes.update(module.STRATEGIES)
     cls = kinds_autoscaling.VERSIONED.get((spec.group, spec.version, spec.kind)) or classes.get(
         (spec.group, spec.kind), Strategy)

@@ -21,8 +21,10 @@ from vkube.api import errors, selectors
 from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
 from vkube.apiserver import authreviews, http, patching, subresources
+from vkube.apiserver import aggproxy
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
+from vkube.apiserver.aggregator import Aggregator
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
@@ -79,6 +81,7 @@ class APIServer:
         self.ready = False
         self.audit: AuditLog | None = None
         self.local_usage = LocalUsage()
+        self.aggregator = Aggregator(ctx)
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -188,6 +191,9 @@ class APIServer:
             return await self._non_resource(request, path, info, rc)
         if info.group == "authentication.k8s.io" and info.resource in authreviews.REVIEWS:
             return await authreviews.serve(self, request, rc)
+        remote = self.aggregator.remote_for(info.group, info.version) if info.group else None
+        if remote is not None:
+            return await aggproxy.proxy(request, rc, self.ctx, remote, self.aggregator.available(remote))
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.no_such_path()
@@ -283,15 +289,21 @@ class APIServer:
             return http.json_response(self.discovery.api_versions())
         if path == "/apis":
             if aggregated:
-                return http.json_response(self.discovery.aggregated(core=False, version=agg_version),
-                                          content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
-            return http.json_response(self.discovery.api_group_list())
+                doc = self.aggregator.merge_aggregated(self.discovery.aggregated(core=False, version=agg_version))
+                return http.json_response(doc, content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
+            return http.json_response(self.aggregator.merge_group_list(self.discovery.api_group_list()))
         # /api/VERSION, /apis/GROUP[/VERSION]: too short to be resource requests (RequestInfo)
         segs = path.strip("/").split("/")
         if "" in segs:
             segs = []
         if segs[:1] == ["api"] and len(segs) == 2:
             doc = self.discovery.resource_list("", segs[1])
+            if doc is not None:
+                return http.json_response(doc)
+        if segs[:1] == ["apis"] and len(segs) == 3 and (remote := self.aggregator.remote_for(segs[1], segs[2])):
+            return await aggproxy.proxy(request, rc, self.ctx, remote, self.aggregator.available(remote))
+        if segs[:1] == ["apis"] and len(segs) == 2 and segs[1] not in self.ctx.registry.groups():
+            doc = self.aggregator.api_group(segs[1])
             if doc is not None:
                 return http.json_response(doc)
         if segs[:1] == ["apis"] and len(segs) in (2, 3):
@@ -510,6 +522,7 @@ class ControlPlane:
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()
+        await self.server.aggregator.start()
         self.server.ready = True
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
         # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
@@ -602,6 +615,8 @@ class ControlPlane:
         if self._renewer is not None:
             self._renewer.cancel()
             self._renewer = None
+        if self.server is not None:
+            await self.server.aggregator.stop()
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()
