@@ -1,12 +1,14 @@
 """Issue 14's metrics and autoscaling acceptance, through ``vkube create`` and the real kubectl:
-``kubectl top`` shows the simulated usage of a Deployment's pods, and an HPA targeting 50 % CPU
-scales the Deployment up when the usage rises and down once its stabilization window passed."""
+``kubectl top`` shows the simulated usage of a Deployment's pods (the virtual cluster reads the
+embedded host's metrics for the host pods), and an HPA targeting 50 % CPU scales the Deployment
+up when the usage rises and down once its stabilization window passed."""
 
 from __future__ import annotations
 
 import json
 
 from tests.cli.conftest import User, cleanup, eventually, make_user
+from tests.conftest import kubectl
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -89,6 +91,11 @@ def test_top_and_hpa_scale_a_deployment_up_and_down(shared_host, tmp_path):
             def check() -> None:
                 assert get(u, "deployment", "web")["spec"]["replicas"] == n
             return check
+        # the virtual cluster's metrics are the host's, for the translated host pod
+        def host_reports_the_usage() -> None:
+            rows = kubectl(shared_host, "top", "pods", "-n", "vkube-auto", "--no-headers").stdout.splitlines()
+            assert [f"{name}-x-default-x-auto", "200m"] in [r.split()[:2] for r in rows], rows
+        eventually(host_reports_the_usage, timeout=60, delay=0.5)
         eventually(scaled_to(3), timeout=120, delay=1)
         hpa = get(u, "hpa", "web")
         conds = {c["type"]: c for c in hpa["status"]["conditions"]}

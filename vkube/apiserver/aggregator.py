@@ -52,6 +52,14 @@ PRIORITIES = {
 }
 
 
+async def _all(jobs: list[Any]) -> None:
+    """Run ``jobs`` together; the first failure is raised once all have finished."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 def _name(group: str, version: str) -> str:
     return f"{version}.{group}"
 
@@ -86,7 +94,10 @@ class Aggregator:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Register the local APIServices (before serving: a new cluster answers with them
+        at once), then follow the APIServices and run the checks in the background."""
         revision = await self._relist()
+        await self._register_local()
         loop = asyncio.get_running_loop()
         self.ctx.on_registry_change.append(self._wake.set)
         for coro in (self._follow(revision), self._run()):
@@ -161,6 +172,7 @@ class Aggregator:
         return storage
 
     async def _register_local(self) -> None:
+        """Creates (and status writes) run concurrently: the store commits them together."""
         storage = self._storage()
         wanted: dict[str, tuple[str, str]] = {}
         for group, versions in self.ctx.registry.groups().items():
@@ -168,30 +180,31 @@ class Aggregator:
                 wanted[_name(group, version)] = (group, version)
         builtin = {(s.group, s.version) for s in self.ctx.registry.all() if s.strategy is not None
                    and type(s.strategy).__module__ != "vkube.api.crd"}
-        for name, (group, version) in wanted.items():
-            if name in self.objects:
-                continue
+
+        async def create(name: str, group: str, version: str) -> None:
             gpm, vp = PRIORITIES.get(group, (1000, 100))
             obj = {"apiVersion": f"{GROUP}/v1", "kind": "APIService", "metadata": {
                 "name": name, "labels": {AUTOMANAGED: "onstart" if (group, version) in builtin else "true"}},
                 "spec": {"group": group, "version": version, "groupPriorityMinimum": gpm, "versionPriority": vp}}
             rc = internal_context("create", group=GROUP, version="v1", resource="apiservices",
                                   field_manager="kube-apiserver")
-            try:
-                created = await storage.create(rc, None, obj)
-            except errors.AlreadyExists:
-                continue
-            self.objects[name] = created
-            await self._set_available(created, "True", "Local", "Local APIServices are always available")
+            with contextlib.suppress(errors.AlreadyExists):
+                self.objects[name] = await storage.create(rc, None, obj)
+
+        async def delete(name: str) -> None:
+            rc = internal_context("delete", group=GROUP, version="v1", resource="apiservices", name=name)
+            with contextlib.suppress(errors.NotFound, errors.Conflict):
+                await storage.delete(rc, None, name)
+
+        jobs = [create(name, *gv) for name, gv in wanted.items() if name not in self.objects]
         for name, obj in list(self.objects.items()):  # a CRD version that is no longer served
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if name not in wanted and labels.get(AUTOMANAGED) == "true" and not (obj.get("spec") or {}).get("service"):
-                rc = internal_context("delete", group=GROUP, version="v1", resource="apiservices", name=name)
-                with contextlib.suppress(errors.NotFound, errors.Conflict):
-                    await storage.delete(rc, None, name)
-        for name, obj in list(self.objects.items()):
-            if not (obj.get("spec") or {}).get("service") and available_condition(obj) is None:
-                await self._set_available(obj, "True", "Local", "Local APIServices are always available")
+                jobs.append(delete(name))
+        await _all(jobs)
+        await _all([self._set_available(obj, "True", "Local", "Local APIServices are always available")
+                    for obj in list(self.objects.values())
+                    if not (obj.get("spec") or {}).get("service") and available_condition(obj) is None])
 
     # -- remote APIServices -------------------------------------------------------------------
 
