@@ -1,0 +1,67 @@
+"""How an APIService's service becomes an address (``aggproxy.resolve``), on one control plane
+with the real kubectl: a ClusterIP service with no endpoints is EndpointsNotFound, one whose
+endpoints are not ready is MissingEndpoints, and a ready endpoint that is a pod with the
+embedded host's ``vkube.io/port-forward-PORT`` annotation is reached at that real address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.aggregator.wardle import GROUP, VERSION, Wardle
+
+
+async def kubectl(cp, *args: str, input: str | None = None, check: bool = True):
+    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
+
+
+async def condition(cp, name: str, reason: str, timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        obj = json.loads((await kubectl(cp, "get", "apiservice", name, "-o", "json")).stdout)
+        cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Available"), {})
+        if cond.get("reason") == reason or asyncio.get_running_loop().time() > deadline:
+            assert cond.get("reason") == reason, cond
+            return cond
+        await asyncio.sleep(0.3)
+
+
+def manifests(port: int, *, ready: bool) -> str:
+    docs = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
+         "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "wardle-0", "namespace": "default",
+            "annotations": {"vkube.io/port-forward-8443": f"127.0.0.1:{port}"}},
+         "spec": {"containers": [{"name": "server", "image": "wardle"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {
+            "name": "wardle-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "wardle"}},
+         "addressType": "IPv4", "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": ready},
+                        "targetRef": {"kind": "Pod", "namespace": "default", "name": "wardle-0"}}]},
+    ]
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+async def test_endpoints_and_port_forward_annotation(control_plane):
+    cp = control_plane
+    name = f"{VERSION}.{GROUP}"
+    with Wardle() as wardle:
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}))
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+            "spec": {"group": GROUP, "version": VERSION, "groupPriorityMinimum": 1000, "versionPriority": 15,
+                     "caBundle": wardle.ca_bundle, "service": {"namespace": "default", "name": "wardle"}}}))
+        cond = await condition(cp, name, "EndpointsNotFound")
+        assert cond["message"] == 'cannot find endpointslices for service/wardle in "default"'
+
+        await kubectl(cp, "apply", "-f", "-", input=manifests(wardle.port, ready=False))
+        cond = await condition(cp, name, "MissingEndpoints")
+        assert cond["message"] == 'endpointslices for service/wardle in "default" have no addresses with port name "https"'
+
+        await kubectl(cp, "apply", "-f", "-", input=manifests(wardle.port, ready=True))
+        await condition(cp, name, "Passed")
+        flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
+        assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
