@@ -170,8 +170,8 @@ class HorizontalPodAutoscalerController(Controller):
         rescaled = desired != current
         if rescaled:
             try:
-                body = {"spec": {"replicas": desired}}
-                await self.client.patch(res, ref.get("name", ""), body, namespace=ns, subresource="scale")
+                scale = {**scale, "spec": {**(scale.get("spec") or {}), "replicas": desired}}
+                await self.client.update(res, scale, subresource="scale")
             except errors.StatusError as exc:
                 self._condition(conditions, "AbleToScale", "False", "FailedUpdateScale",
                                 f"the HPA controller was unable to update the target scale: {exc.message}")

@@ -343,6 +343,13 @@ def _controller_rules() -> dict[str, list[Obj]]:
                  ("endpointslices",)), _events()],
         "generic-garbage-collector": [
             rule(("get", "list", "watch", "patch", "update", "delete"), "*", ("*",)), _events()],
+        "horizontal-pod-autoscaler": [
+            rule(READ, "autoscaling", ("horizontalpodautoscalers",)),
+            rule("update", "autoscaling", ("horizontalpodautoscalers/status",)),
+            rule(("get", "update"), "*", ("*/scale",)), rule(("list", "watch"), "", ("pods",)),
+            rule("list", "metrics.k8s.io", ("pods",)),
+            rule(("get", "list"), "custom.metrics.k8s.io", ("*",)),
+            rule(("get", "list"), "external.metrics.k8s.io", ("*",)), _events()],
         "job-controller": [
             rule(("get", "list", "watch", "update", "patch"), "batch", ("jobs",)),
             rule("update", "batch", ("jobs/status",)), rule("update", "batch", ("jobs/finalizers",)),
