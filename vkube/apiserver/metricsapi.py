@@ -123,6 +123,8 @@ async def serve_metrics(request: web.Request, spec: ResourceSpec, rc: RequestCon
         pods = await _all_pods(ctx, namespace, label)
         if info.name:
             pods = [p for p in pods if (p.get("metadata") or {}).get("name") == info.name]
+            if not pods:  # metrics-server returns the pod lister's error
+                raise errors.not_found("pods", info.name)
         usage = await source.pods(pods)
         items = []
         for pod in pods:
@@ -139,6 +141,8 @@ async def serve_metrics(request: web.Request, spec: ResourceSpec, rc: RequestCon
                                           label_selector=label)).items
         if info.name:
             nodes = [n for n in nodes if (n.get("metadata") or {}).get("name") == info.name]
+            if not nodes:
+                raise errors.not_found("nodes", info.name)
         usage_by_node = await source.nodes(nodes, ctx)
         items = [{"kind": spec.kind, "apiVersion": spec.api_version, "metadata": _meta(n, now),
                   "timestamp": now, "window": WINDOW,
