@@ -65,3 +65,28 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
         await condition(cp, name, "Passed")
         flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
         assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
+
+
+async def test_a_crd_version_is_a_local_apiservice_while_served(control_plane):
+    cp = control_plane
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "gadgets.toys.example.com"},
+           "spec": {"group": "toys.example.com", "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    await kubectl(cp, "apply", "-f", "-", input=json.dumps(crd))
+    cond = await condition(cp, "v1.toys.example.com", "Local")
+    assert cond["status"] == "True"
+    obj = json.loads((await kubectl(cp, "get", "apiservice", "v1.toys.example.com", "-o", "json")).stdout)
+    assert obj["metadata"]["labels"] == {"kube-aggregator.kubernetes.io/automanaged": "true"}
+    assert obj["spec"] == {"group": "toys.example.com", "version": "v1", "groupPriorityMinimum": 1000,
+                           "versionPriority": 100}
+    await kubectl(cp, "delete", "crd", "gadgets.toys.example.com")
+    for _ in range(100):
+        names = (await kubectl(cp, "get", "apiservices", "-o", "name")).stdout.split()
+        if "apiservice.apiregistration.k8s.io/v1.toys.example.com" not in names:
+            break
+        await asyncio.sleep(0.3)
+    assert "apiservice.apiregistration.k8s.io/v1.toys.example.com" not in names
+    assert "apiservice.apiregistration.k8s.io/v1.apps" in names

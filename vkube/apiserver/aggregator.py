@@ -12,8 +12,8 @@
   as in Kubernetes (e.g. a real metrics-server replaces the native metrics).
 
 The APIService objects are followed through the store's watch (no polling); the availability
-check runs on every APIService change and every ``CHECK_INTERVAL`` seconds while a remote
-APIService exists (services and endpoints are not watched).
+check runs on every change of an APIService or of a Service/Endpoints/EndpointSlice in a remote
+APIService's namespace, and every ``CHECK_INTERVAL`` seconds while a remote APIService exists.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Aggregator:
         self.generation = 0  # bumped on every change that discovery shows
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._backends: asyncio.Task[None] | None = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -160,9 +161,38 @@ class Aggregator:
                 return
             except StoreError:
                 log.exception("aggregator sync failed")
+            self._watch_backends(bool(self.remotes()))
             timeout = CHECK_INTERVAL if self.remotes() else None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _watch_backends(self, wanted: bool) -> None:
+        """While remote APIServices exist, changes of Services, Endpoints and EndpointSlices in
+        their services' namespaces trigger a check at once (kube-aggregator's event handlers);
+        without any, nothing is watched (an idle cluster pays no task)."""
+        task = self._backends
+        if wanted and (task is None or task.done()):
+            self._backends = asyncio.get_running_loop().create_task(self._follow_backends())
+            self._tasks.append(self._backends)
+        elif not wanted and task is not None:
+            task.cancel()
+            self._tasks.remove(task)
+            self._backends = None
+
+    async def _follow_backends(self) -> None:
+        revision = await self.ctx.store.current_revision()
+
+        async def follow(prefix: str) -> None:
+            async for event in self.ctx.store.watch(prefix, after_revision=revision):
+                namespace = event.kv.key[len(prefix):].split("/", 1)[0]
+                if any(((o.get("spec") or {}).get("service") or {}).get("namespace") == namespace
+                       for o in self.remotes()):
+                    self._wake.set()
+        try:
+            await asyncio.gather(*(follow(p) for p in ("/core/services/", "/core/endpoints/",
+                                                       "/discovery.k8s.io/endpointslices/")))
+        except (StoreError, StoreClosed):
+            return  # the periodic check still runs
 
     # -- local APIServices --------------------------------------------------------------------
 
