@@ -11,6 +11,7 @@ import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from vkube.pki.certs import CertificateAuthority
@@ -27,8 +28,14 @@ def flunder(name: str, ns: str, user: str) -> dict[str, Any]:
                          "annotations": {"seen-user": user}}, "spec": {"reference": "x"}}
 
 
+Route = Callable[[str, str], "tuple[int, dict[str, Any]] | None"]
+
+
 class Wardle:
-    def __init__(self, service: str = "wardle", namespace: str = "default") -> None:
+    """``routes(path, user)`` may answer a GET itself (code, JSON body); None falls back to the
+    flunders API."""
+
+    def __init__(self, service: str = "wardle", namespace: str = "default", routes: Route | None = None) -> None:
         self.ca = CertificateAuthority.create("wardle-ca")
         pair = self.ca.issue_serving([f"{service}.{namespace}.svc"], common_name="wardle")
         self.requests: list[dict[str, Any]] = []
@@ -50,6 +57,9 @@ class Wardle:
                                         "groups": self.headers.get_all("X-Remote-Group") or [],
                                         "authorization": self.headers.get("Authorization")})
                 user = self.headers.get("X-Remote-User") or ""
+                answer = routes(self.path, user) if routes is not None else None
+                if answer is not None:
+                    return self._send(*answer)
                 parts = path.strip("/").split("/")
                 if path == f"/apis/{GROUP}/{VERSION}":
                     return self._send(200, RESOURCES)

@@ -2,8 +2,9 @@
 
 Every ``SYNC_PERIOD`` seconds (kube-controller-manager's 15 s default) and on every change of
 an HPA: read the target's ``/scale`` subresource (any kind that has one, CRs included), read
-``metrics.k8s.io`` for the selected pods, compute the desired count per metric
-(``hpa_replicas``), take the largest, apply the behavior (stabilization windows and rate
+``metrics.k8s.io`` for the selected pods (Resource, ContainerResource) or the custom and
+external metrics APIs an adapter serves through an APIService (Pods, Object, External:
+``hpa_metrics``), compute the desired count per metric (``hpa_replicas``), take the largest, apply the behavior (stabilization windows and rate
 policies; an HPA without ``spec.behavior`` gets the v2 defaults, 300 s down-stabilization),
 clamp to min/max, write ``/scale`` and the HPA's status with upstream's conditions and
 events. Recommendations and scale events are kept in memory, as upstream keeps them.
@@ -20,6 +21,7 @@ from vkube.api.meta import Obj, rfc3339, split_key
 from vkube.api.quantity import format_quantity, parse_quantity
 from vkube.client.client import Resource
 from vkube.client.resources import PODS
+from vkube.controllers.hpa_metrics import external_metric, object_metric, pods_metric
 from vkube.controllers.hpa_replicas import (MetricError, Recommendation, ScaleEvent, limit_rate,
                                             replicas_for_average, replicas_for_utilization, stabilize)
 from vkube.controllers.runtime import Controller
@@ -135,7 +137,9 @@ class HorizontalPodAutoscalerController(Controller):
         else:
             selector = (scale.get("status") or {}).get("selector") or ""
             try:
-                proposal, metric_name, metric_statuses = await self._compute(hpa, ns, selector, current)
+                status_replicas = int((scale.get("status") or {}).get("replicas") or 0)
+                proposal, metric_name, metric_statuses = await self._compute(hpa, ns, selector, current,
+                                                                             status_replicas)
             except MetricError as exc:
                 message = f"the HPA was unable to compute the replica count: {exc}"
                 why = getattr(exc, "reason", "FailedGetResourceMetric")
@@ -192,7 +196,8 @@ class HorizontalPodAutoscalerController(Controller):
         await self._write_status(hpa, status_before, conditions, current=current, desired=desired,
                                  metrics=metric_statuses, rescaled=rescaled)
 
-    async def _compute(self, hpa: Obj, ns: str, selector: str, current: int) -> tuple[int, str, list[Obj]]:
+    async def _compute(self, hpa: Obj, ns: str, selector: str, current: int,
+                       status_replicas: int) -> tuple[int, str, list[Obj]]:
         """``computeReplicasForMetrics``: the largest proposal over the metrics, its metric's
         name, and the statuses for ``status.currentMetrics``."""
         metrics = (hpa.get("spec") or {}).get("metrics") or [
@@ -207,10 +212,20 @@ class HorizontalPodAutoscalerController(Controller):
         usage: dict[str, dict[str, dict[str, int]]] | None = None
         for metric in metrics:
             typ = metric.get("type")
+            if typ in ("Pods", "Object", "External"):
+                try:
+                    replicas, name, entry = await self._custom_metric(typ, metric, ns, selector, current,
+                                                                      status_replicas, pods)
+                except MetricError as exc:
+                    exc.reason = f"FailedGet{typ}Metric"  # type: ignore[attr-defined]
+                    failures.append(exc)
+                    continue
+                statuses.append(entry)
+                if replicas > best:
+                    best, best_name = replicas, name
+                continue
             if typ not in ("Resource", "ContainerResource"):
-                err = MetricError(f"metric type {typ} is not supported: vkube serves only resource metrics "
-                                  f"(metrics.k8s.io), no custom or external metrics API")
-                failures.append(err)
+                failures.append(MetricError(f"metric type {typ} is not supported"))
                 continue
             field = "resource" if typ == "Resource" else "containerResource"
             body = metric.get(field) or {}
@@ -248,6 +263,16 @@ class HorizontalPodAutoscalerController(Controller):
             failures[-1].statuses = statuses  # type: ignore[attr-defined]
             raise failures[-1]
         return best, best_name, statuses
+
+    async def _custom_metric(self, typ: str, metric: Obj, ns: str, selector: str, current: int,
+                             status_replicas: int, pods: list[Obj]) -> tuple[int, str, Obj]:
+        if typ == "Pods":
+            return await pods_metric(self.client.request, ns, selector, metric.get("pods") or {}, current, pods)
+        if typ == "Object":
+            return await object_metric(self.client.request, self._resource_for, ns, metric.get("object") or {},
+                                       current, status_replicas, pods)
+        return await external_metric(self.client.request, ns, metric.get("external") or {}, current,
+                                     status_replicas, pods)
 
     async def _pod_usage(self, ns: str, selector: str) -> dict[str, dict[str, dict[str, int]]]:
         """pod -> container -> resource -> milli-units, from ``metrics.k8s.io``."""
