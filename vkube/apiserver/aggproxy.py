@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import tempfile
 import urllib.parse
+from pathlib import Path
 import aiohttp
 from aiohttp import web
 
@@ -30,6 +32,7 @@ from vkube.api.kinds_apiregistration import ca_bundle_pem
 from vkube.api.meta import Obj
 from vkube.apiserver.context import Context
 from vkube.apiserver.request import RequestContext, internal_context
+from vkube.pki.certs import KeyPair, write_private, write_public
 from vkube.api.user import UserInfo
 
 __all__ = ["Unreachable", "aggregated_resources", "check", "proxy", "resolve"]
@@ -117,14 +120,26 @@ async def resolve(ctx: Context, service: Obj) -> tuple[str, int]:
                       f'endpointslices for service/{name} in "{ns}" have no addresses with port name "{port_name}"')
 
 
-def ssl_for(apiservice: Obj) -> ssl.SSLContext | bool:
+def ssl_for(apiservice: Obj, client: KeyPair | None = None) -> ssl.SSLContext | bool:
+    """The TLS settings to reach the APIService's server: verified against ``caBundle`` (the
+    system roots without one) or not at all with ``insecureSkipTLSVerify``; presenting the
+    front-proxy client certificate when the control plane has one."""
     spec = apiservice.get("spec") or {}
     if spec.get("insecureSkipTLSVerify"):
-        return False
-    context = ssl.create_default_context()
-    pem = ca_bundle_pem(spec)
-    if pem:
-        context = ssl.create_default_context(cadata=pem.decode("ascii", "replace"))
+        if client is None:
+            return False
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        pem = ca_bundle_pem(spec)
+        context = ssl.create_default_context(cadata=pem.decode("ascii", "replace") if pem else None)
+    if client is not None:
+        with tempfile.TemporaryDirectory(prefix="vkube-proxy-") as tmp:
+            cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+            write_public(cert, client.cert_pem)
+            write_private(key, client.key_pem)
+            context.load_cert_chain(cert, key)
     return context
 
 
@@ -147,7 +162,7 @@ def identity_headers(user: UserInfo) -> list[tuple[str, str]]:
     return headers
 
 
-async def check(ctx: Context, apiservice: Obj) -> tuple[str, str, str, Obj | None]:
+async def check(ctx: Context, apiservice: Obj, tls: ssl.SSLContext | bool) -> tuple[str, str, str, Obj | None]:
     """One availability check: (status, reason, message, the group-version's discovery
     document or None)."""
     spec = apiservice["spec"]
@@ -161,7 +176,7 @@ async def check(ctx: Context, apiservice: Obj) -> tuple[str, str, str, Obj | Non
     headers = [("X-Remote-User", "system:kube-aggregator"), ("X-Remote-Group", "system:masters"),
                ("Accept", "application/json")]
     try:
-        async with ctx.http_session().get(url, headers=headers, ssl=ssl_for(apiservice),
+        async with ctx.http_session().get(url, headers=headers, ssl=tls,
                                           server_hostname=server_name(apiservice), allow_redirects=False,
                                           timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as resp:
             body = await resp.read()
@@ -195,7 +210,7 @@ def _unavailable(text: str = "service unavailable") -> web.Response:
 
 
 async def proxy(request: web.Request, rc: RequestContext, ctx: Context, apiservice: Obj,
-                available: bool) -> web.StreamResponse:
+                available: bool, tls: ssl.SSLContext | bool) -> web.StreamResponse:
     """Forward ``request`` to the APIService's service and stream the answer back."""
     if not available:
         return _unavailable()
@@ -210,7 +225,7 @@ async def proxy(request: web.Request, rc: RequestContext, ctx: Context, apiservi
     body = await request.read() if request.can_read_body else None
     try:
         upstream = await ctx.http_session().request(
-            request.method, url, headers=headers, data=body, ssl=ssl_for(apiservice),
+            request.method, url, headers=headers, data=body, ssl=tls,
             server_hostname=server_name(apiservice), allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     except (aiohttp.ClientError, OSError, ssl.SSLError, asyncio.TimeoutError) as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from vkube.api import errors
@@ -30,6 +31,7 @@ from vkube.apiserver import aggproxy
 from vkube.apiserver.context import Context
 from vkube.apiserver.objects import decode
 from vkube.apiserver.request import internal_context
+from vkube.pki.certs import KeyPair
 from vkube.store.base import Compacted, StoreClosed, StoreError
 
 
@@ -40,6 +42,8 @@ GROUP = "apiregistration.k8s.io"
 PREFIX = f"/{GROUP}/apiservices/"
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 CHECK_INTERVAL = 10.0
+AUTH_CONFIGMAP = "extension-apiserver-authentication"
+FRONT_PROXY_CN = "front-proxy-client"
 #: kube-aggregator's apiVersionPriorities for the built-in groups (group -> minimum, version)
 PRIORITIES = {
     "": (18000, 1), "apiregistration.k8s.io": (18200, 15), "apps": (17800, 15), "events.k8s.io": (17750, 15),
@@ -74,6 +78,11 @@ class Aggregator:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._backends: asyncio.Task[None] | None = None
+        #: the client certificate presented to aggregated servers (kube-apiserver's
+        #: ``--proxy-client-cert-file``), and the CA that signed it; None: none presented
+        self.front_proxy_client: KeyPair | None = None
+        self.front_proxy_ca: bytes = b""
+        self._tls: dict[str, tuple[tuple[str, int], ssl.SSLContext | bool]] = {}
 
     # -- state --------------------------------------------------------------------------------
 
@@ -87,6 +96,18 @@ class Aggregator:
     def remotes(self) -> list[Obj]:
         return [o for o in self.objects.values() if (o.get("spec") or {}).get("service")]
 
+    def tls_for(self, obj: Obj) -> ssl.SSLContext | bool:
+        """The TLS context for one APIService, built once per version of it."""
+        name = obj["metadata"]["name"]
+        key = (obj["metadata"].get("resourceVersion", ""), id(self.front_proxy_client))
+        cached = self._tls.get(name)
+        if cached is None or cached[0] != key:
+            cached = self._tls[name] = (key, aggproxy.ssl_for(obj, self.front_proxy_client))
+        return cached[1]
+
+    async def proxy(self, request: Any, rc: Any, obj: Obj) -> Any:
+        return await aggproxy.proxy(request, rc, self.ctx, obj, self.available(obj), self.tls_for(obj))
+
     @staticmethod
     def available(obj: Obj) -> bool:
         cond = available_condition(obj)
@@ -99,6 +120,7 @@ class Aggregator:
         at once), then follow the APIServices and run the checks in the background."""
         revision = await self._relist()
         await self._register_local()
+        await self._publish_authentication()
         loop = asyncio.get_running_loop()
         self.ctx.on_registry_change.append(self._wake.set)
         for coro in (self._follow(revision), self._run()):
@@ -106,6 +128,28 @@ class Aggregator:
             self._tasks.append(task)
             self.ctx.watch_tasks.add(task)
             task.add_done_callback(self.ctx.watch_tasks.discard)
+
+    async def _publish_authentication(self) -> None:
+        """``kube-system/extension-apiserver-authentication``, as kube-apiserver writes it:
+        how an aggregated server (k8s.io/apiserver) verifies client certificates and trusts
+        the front-proxy headers of this API server's proxy."""
+        if self.front_proxy_client is None or not self.front_proxy_ca:
+            return
+        ca = self.front_proxy_ca.decode()
+        data = {"client-ca-file": ca, "requestheader-allowed-names": f'["{FRONT_PROXY_CN}"]',
+                "requestheader-client-ca-file": ca, "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+                "requestheader-group-headers": '["X-Remote-Group"]',
+                "requestheader-username-headers": '["X-Remote-User"]'}
+        storage = self.ctx.storage_for("", "ConfigMap")
+        assert storage is not None
+
+        def update(current: Obj) -> Obj:
+            current.setdefault("metadata", {}).update(name=AUTH_CONFIGMAP, namespace="kube-system")
+            current.update(apiVersion="v1", kind="ConfigMap", data=data)
+            return current
+        rc = internal_context("update", version="v1", resource="configmaps", namespace="kube-system",
+                              name=AUTH_CONFIGMAP, field_manager="kube-apiserver")
+        await storage.update_with(rc, "kube-system", AUTH_CONFIGMAP, update, create_if_missing=True)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -133,6 +177,7 @@ class Aggregator:
                     name = obj["metadata"]["name"]
                     if event.type == "DELETED":
                         self.objects.pop(name, None)
+                        self._tls.pop(name, None)
                     else:
                         self.objects[name] = obj
                     self.generation += 1
@@ -242,7 +287,8 @@ class Aggregator:
         remotes = self.remotes()
         if not remotes:
             return
-        results = await asyncio.gather(*(aggproxy.check(self.ctx, obj) for obj in remotes), return_exceptions=True)
+        results = await asyncio.gather(*(aggproxy.check(self.ctx, obj, self.tls_for(obj)) for obj in remotes),
+                                       return_exceptions=True)
         for obj, result in zip(remotes, results):
             spec = obj["spec"]
             gv = (spec.get("group", ""), spec.get("version", ""))

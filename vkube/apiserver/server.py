@@ -21,7 +21,6 @@ from vkube.api import errors, selectors
 from vkube.api.builtin import builtin_registry
 from vkube.api.kinds import Registry
 from vkube.apiserver import authreviews, http, patching, subresources
-from vkube.apiserver import aggproxy
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.aggregator import Aggregator
@@ -193,7 +192,7 @@ class APIServer:
             return await authreviews.serve(self, request, rc)
         remote = self.aggregator.remote_for(info.group, info.version) if info.group else None
         if remote is not None:
-            return await aggproxy.proxy(request, rc, self.ctx, remote, self.aggregator.available(remote))
+            return await self.aggregator.proxy(request, rc, remote)
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.no_such_path()
@@ -301,7 +300,7 @@ class APIServer:
             if doc is not None:
                 return http.json_response(doc)
         if segs[:1] == ["apis"] and len(segs) == 3 and (remote := self.aggregator.remote_for(segs[1], segs[2])):
-            return await aggproxy.proxy(request, rc, self.ctx, remote, self.aggregator.available(remote))
+            return await self.aggregator.proxy(request, rc, remote)
         if segs[:1] == ["apis"] and len(segs) == 2 and segs[1] not in self.ctx.registry.groups():
             doc = self.aggregator.api_group(segs[1])
             if doc is not None:
