@@ -225,3 +225,31 @@ async def test_hpa_scales_a_custom_resource_through_its_scale_subresource(contro
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
+
+
+def _official_client_round_trip(kubeconfig: str) -> tuple[Any, Any, Any]:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    configuration = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    with k8s.ApiClient(configuration) as api:
+        v2 = k8s.AutoscalingV2Api(api)
+        body = k8s.V2HorizontalPodAutoscaler(
+            metadata=k8s.V1ObjectMeta(name="py"),
+            spec=k8s.V2HorizontalPodAutoscalerSpec(
+                scale_target_ref=k8s.V2CrossVersionObjectReference(api_version="apps/v1", kind="Deployment", name="web"),
+                min_replicas=2, max_replicas=6,
+                metrics=[k8s.V2MetricSpec(type="Resource", resource=k8s.V2ResourceMetricSource(
+                    name="cpu", target=k8s.V2MetricTarget(type="Utilization", average_utilization=75)))]))
+        created = v2.create_namespaced_horizontal_pod_autoscaler("default", body)
+        as_v1 = k8s.AutoscalingV1Api(api).read_namespaced_horizontal_pod_autoscaler("py", "default")
+        listed = v2.list_namespaced_horizontal_pod_autoscaler("default")
+    return created, as_v1, listed
+
+
+async def test_the_official_client_speaks_both_versions(control_plane):
+    created, as_v1, listed = await asyncio.to_thread(_official_client_round_trip, str(control_plane.kubeconfig))
+    assert created.spec.metrics[0].resource.target.average_utilization == 75
+    assert as_v1.spec.target_cpu_utilization_percentage == 75 and as_v1.spec.min_replicas == 2
+    assert [h.metadata.name for h in listed.items] == ["py"]
