@@ -94,6 +94,10 @@ def test_aggregated_api_is_proxied_and_discovered(cluster: User):
         checks = [r for r in wardle.requests if r["path"] == f"/apis/{GROUP}/{VERSION}"]
         assert checks and checks[0]["user"] == "system:kube-aggregator"
 
+        # its OpenAPI is proxied too: kubectl explain reads it
+        explained = u.kubectl("explain", "flunders").stdout
+        assert "A Flunder is what the wardle server serves." in explained
+
         missing = u.kubectl("get", "fl", "nope", check=False)
         assert missing.returncode != 0
         assert f'flunders.{GROUP} "nope" not found' in missing.stderr

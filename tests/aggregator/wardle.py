@@ -22,6 +22,22 @@ RESOURCES = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{G
      "verbs": ["get", "list"], "shortNames": ["fl"]}]}
 
 
+_REF = {"$ref": "#/components/schemas/com.example.wardle.v1alpha1.Flunder"}
+OPENAPI = {"openapi": "3.0.0", "info": {"title": "wardle", "version": "v0"}, "paths": {
+    f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/flunders/{{name}}": {"get": {
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": _REF}}}},
+        "x-kubernetes-action": "get",
+        "x-kubernetes-group-version-kind": {"group": GROUP, "version": VERSION, "kind": "Flunder"}}}},
+    "components": {"schemas": {
+    "com.example.wardle.v1alpha1.Flunder": {
+        "type": "object", "description": "A Flunder is what the wardle server serves.",
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                       "metadata": {"type": "object"},
+                       "spec": {"type": "object", "description": "What the flunder refers to.",
+                                "properties": {"reference": {"type": "string"}}}},
+        "x-kubernetes-group-version-kind": [{"group": GROUP, "version": VERSION, "kind": "Flunder"}]}}}}
+
+
 def flunder(name: str, ns: str, user: str) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Flunder",
             "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-11-30T00:00:00Z",
@@ -63,6 +79,8 @@ class Wardle:
                 parts = path.strip("/").split("/")
                 if path == f"/apis/{GROUP}/{VERSION}":
                     return self._send(200, RESOURCES)
+                if path == f"/openapi/v3/apis/{GROUP}/{VERSION}":
+                    return self._send(200, OPENAPI)
                 if parts[:3] == ["apis", GROUP, VERSION] and len(parts) >= 6 and parts[3] == "namespaces" \
                         and parts[5] == "flunders":
                     ns = parts[4]

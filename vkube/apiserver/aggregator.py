@@ -357,6 +357,21 @@ class Aggregator:
             groups.append({"name": group, "versions": vs, "preferredVersion": vs[0]})
         return {**doc, "groups": groups}
 
+    def merge_openapi_index(self, doc: Obj) -> Obj:
+        """``/openapi/v3`` with an entry per available remote group-version (its document is
+        proxied from the aggregated server, as kube-aggregator's OpenAPI v3 aggregation)."""
+        extra = {}
+        for obj in self.remotes():
+            if not self.available(obj):
+                continue
+            spec = obj["spec"]
+            path = f"apis/{spec.get('group')}/{spec.get('version')}"
+            version = obj["metadata"].get("resourceVersion", "")
+            extra[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash=apiservice-{version}"}
+        if not extra:
+            return doc
+        return {**doc, "paths": {**doc.get("paths", {}), **extra}}
+
     def api_group(self, group: str) -> Obj | None:
         versions = self.remote_groups().get(group)
         if not versions:

@@ -271,7 +271,10 @@ class APIServer:
                     "Content-Type": "application/octet-stream"})
             return http.json_response(self.openapi.v2_document())
         if path == "/openapi/v3":
-            return http.json_response(self.openapi.v3_index())
+            return http.json_response(self.aggregator.merge_openapi_index(self.openapi.v3_index()))
+        if path.startswith("/openapi/v3/apis/") and (remote := self.aggregator.remote_for(
+                *(path[len("/openapi/v3/apis/"):].split("/") + ["", ""])[:2])):
+            return await self.aggregator.proxy(request, rc, remote)
         if path.startswith("/openapi/v3/"):
             gv = path[len("/openapi/v3/"):]
             doc = self.openapi.v3_bytes(gv)
