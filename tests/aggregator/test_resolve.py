@@ -65,6 +65,10 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
         await condition(cp, name, "Passed")
         flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
         assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
+        # a watch streams through the proxy, event by event
+        watched = await kubectl(cp, "get", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders?watch=1")
+        events = [json.loads(line) for line in watched.stdout.splitlines() if line.strip()]
+        assert [e["type"] for e in events] == ["ADDED", "MODIFIED"]
 
 
 async def test_a_crd_version_is_a_local_apiservice_while_served(control_plane):

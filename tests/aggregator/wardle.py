@@ -84,6 +84,9 @@ class Wardle:
                 if parts[:3] == ["apis", GROUP, VERSION] and len(parts) >= 6 and parts[3] == "namespaces" \
                         and parts[5] == "flunders":
                     ns = parts[4]
+                    if "watch=1" in self.path or "watch=true" in self.path:
+                        return self._stream([{"type": "ADDED", "object": flunder("one", ns, user)},
+                                             {"type": "MODIFIED", "object": flunder("one", ns, user)}])
                     if len(parts) == 7:
                         if parts[6] != "one":
                             return self._send(404, {"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -95,6 +98,18 @@ class Wardle:
                                             "metadata": {}, "items": [flunder("one", ns, user)]})
                 return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                         "reason": "NotFound", "code": 404, "message": "not found"})
+
+            def _stream(self, events: list[dict[str, Any]]) -> None:
+                """A watch: one JSON event per chunk, then the end of the stream."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for event in events:
+                    data = json.dumps(event).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
 
             def _send(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
