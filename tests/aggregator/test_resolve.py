@@ -26,6 +26,21 @@ async def condition(cp, name: str, reason: str, timeout: float = 60) -> dict:
         await asyncio.sleep(0.3)
 
 
+def _get_with_headers(kubeconfig: str, path: str, headers: dict[str, str]) -> dict:
+    """A GET with extra request headers, through the official client."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    configuration = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    with k8s.ApiClient(configuration) as api:
+        request = api.param_serialize(method="GET", resource_path=path, header_params=dict(headers),
+                                      auth_settings=["BearerToken"])
+        response = api.call_api(*request)
+        response.read()
+        return json.loads(response.data)
+
+
 def manifests(port: int, *, ready: bool) -> str:
     docs = [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
@@ -65,6 +80,13 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
         await condition(cp, name, "Passed")
         flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
         assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
+        # identity headers a client sends are dropped: the server sees who the caller is
+        spoofed = await asyncio.to_thread(_get_with_headers, str(cp.kubeconfig),
+                                          f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders/one",
+                                          {"X-Remote-User": "mallory", "X-Remote-Group": "system:masters"})
+        last = wardle.requests[-1]
+        assert spoofed["metadata"]["annotations"]["seen-user"] == last["user"] != "mallory"
+        assert last["groups"].count("system:masters") <= 1 and "mallory" not in last["groups"]
         # a watch streams through the proxy, event by event
         watched = await kubectl(cp, "get", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders?watch=1")
         events = [json.loads(line) for line in watched.stdout.splitlines() if line.strip()]
