@@ -74,6 +74,19 @@ async def test_v1_and_v2_are_one_object(control_plane):
         assert v2["spec"]["behavior"]["scaleUp"]["policies"]  # defaulted
         assert "annotations" not in v2["metadata"] or not any(
             k.startswith("autoscaling.alpha") for k in v2["metadata"]["annotations"])
+        # status: the CPU utilization is v1's field, the rest travels in annotations
+        v2["status"] = {"currentReplicas": 2, "desiredReplicas": 3, "currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 91, "averageValue": "91m"}}},
+            {"type": "Resource", "resource": {"name": "memory", "current": {"averageValue": "20Mi"}}}],
+            "conditions": [{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
+                            "message": "recommended size matches current size",
+                            "lastTransitionTime": "2026-11-30T00:00:00Z"}]}
+        await client.update(HPAS_V2, v2, subresource="status")
+        v1 = await client.get(HPAS_V1, "web", namespace="default")
+        assert v1["status"] == {"currentReplicas": 2, "desiredReplicas": 3, "currentCPUUtilizationPercentage": 91}
+        ann = v1["metadata"]["annotations"]
+        assert json.loads(ann["autoscaling.alpha.kubernetes.io/conditions"])[0]["reason"] == "ReadyForNewScale"
+        assert json.loads(ann["autoscaling.alpha.kubernetes.io/current-metrics"])[0]["resource"]["name"] == "memory"
         # created through v1 without a target: v2 shows none, the controller uses 80 % CPU
         await client.create(HPAS_V1, {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
                                       "metadata": {"name": "old"}, "spec": {
