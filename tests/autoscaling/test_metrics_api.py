@@ -62,3 +62,14 @@ async def test_top_pods_and_nodes(control_plane):
     assert 'podmetrics.metrics.k8s.io "default/new-1" not found' in pending.stderr
     written = await kubectl(cp, "delete", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-1", check=False)
     assert written.returncode != 0 and "MethodNotAllowed" in written.stderr
+
+
+async def test_view_can_top_and_others_cannot(control_plane):
+    cp = control_plane
+    await kubectl(cp, "create", "rolebinding", "alice-view", "--clusterrole", "view", "--user", "alice",
+                  "--namespace", "default")
+    ok = await kubectl(cp, "top", "pods", "--as", "alice", "-n", "default", check=False)
+    assert ok.returncode == 0 or "No resources found" in ok.stderr, ok.stderr
+    denied = await kubectl(cp, "top", "pods", "--as", "bob", "-n", "default", check=False)
+    assert denied.returncode != 0
+    assert 'User "bob" cannot list resource "pods" in API group "metrics.k8s.io"' in denied.stderr
