@@ -213,7 +213,11 @@ async def test_hpa_scales_a_custom_resource_through_its_scale_subresource(contro
                 break
             await asyncio.sleep(0.1)
         assert await replicas() == 6
-        status = (await client.get(HPAS_V2, "w", namespace="default"))["status"]
+        for _ in range(200):  # the status follows the scale write
+            status = (await client.get(HPAS_V2, "w", namespace="default")).get("status") or {}
+            if status.get("desiredReplicas") == 6:
+                break
+            await asyncio.sleep(0.1)
         assert status["desiredReplicas"] == 6
         assert status["currentMetrics"] == [{"type": "ContainerResource", "containerResource": {
             "name": "cpu", "container": "app", "current": {"averageUtilization": 90, "averageValue": "90m"}}}]

@@ -116,7 +116,11 @@ async def test_pods_and_external_metrics_from_an_adapter(control_plane):
                 return (await client.get(DEPLOYMENTS, "web", namespace="default"))["spec"]["replicas"]
             # 10 rps per pod at a 10 target and a queue of 30 at 10 per pod: the queue wins, 3
             assert await wait_for(lambda: _eq(replicas(), 3))
-            status = (await client.get(HPAS, "web", namespace="default"))["status"]
+
+            async def status_written() -> dict | None:  # the status follows the scale write
+                status = (await client.get(HPAS, "web", namespace="default")).get("status") or {}
+                return status if status.get("desiredReplicas") == 3 and status.get("currentMetrics") else None
+            status = await wait_for(status_written)
             assert status["currentMetrics"][0] == {"type": "Pods", "pods": {
                 "metric": {"name": "requests_per_second"}, "current": {"averageValue": "10"}}}
             assert status["currentMetrics"][1]["external"]["current"] == {"averageValue": "10"}
