@@ -97,11 +97,14 @@ def test_top_and_hpa_scale_a_deployment_up_and_down(shared_host, tmp_path):
             assert [f"{name}-x-default-x-auto", "200m"] in [r.split()[:2] for r in rows], rows
         eventually(host_reports_the_usage, timeout=60, delay=0.5)
         eventually(scaled_to(3), timeout=120, delay=1)
-        hpa = get(u, "hpa", "web")
-        conds = {c["type"]: c for c in hpa["status"]["conditions"]}
-        assert conds["AbleToScale"]["status"] == "True"
-        assert conds["ScalingLimited"]["reason"] in ("TooManyReplicas", "DesiredWithinRange")
-        assert hpa["status"]["desiredReplicas"] == 3 and hpa["status"].get("lastScaleTime")
+
+        def status_says_3() -> None:  # the status write follows the scale write
+            hpa = get(u, "hpa", "web")
+            conds = {c["type"]: c for c in hpa["status"]["conditions"]}
+            assert hpa["status"]["desiredReplicas"] == 3 and hpa["status"].get("lastScaleTime"), hpa["status"]
+            assert conds["AbleToScale"]["status"] == "True"
+            assert conds["ScalingLimited"]["reason"] in ("TooManyReplicas", "DesiredWithinRange")
+        eventually(status_says_3, timeout=60, delay=0.5)
         events = u.kubectl("get", "events", "--field-selector", "involvedObject.name=web,reason=SuccessfulRescale",
                            "-o", "jsonpath={.items[*].message}").stdout
         assert "New size: 3; reason: cpu resource utilization (percentage of request) above target" in events
