@@ -87,6 +87,14 @@ def test_top_and_hpa_scale_a_deployment_up_and_down(shared_host, tmp_path):
         # usage rises to 200 % of the request: 4x the target, so the HPA asks for the maximum
         u.kubectl("annotate", "pods", "-l", "app=web", "vkube.io/cpu-usage=200m", "--overwrite")
 
+        def rescaled(message: str) -> None:
+            def check() -> None:
+                events = u.kubectl("get", "events", "--field-selector",
+                                   "involvedObject.name=web,reason=SuccessfulRescale",
+                                   "-o", "jsonpath={.items[*].message}").stdout
+                assert message in events, events
+            eventually(check, timeout=30, delay=0.5)
+
         def scaled_to(n: int):
             def check() -> None:
                 assert get(u, "deployment", "web")["spec"]["replicas"] == n
@@ -105,16 +113,12 @@ def test_top_and_hpa_scale_a_deployment_up_and_down(shared_host, tmp_path):
             assert conds["AbleToScale"]["status"] == "True"
             assert conds["ScalingLimited"]["reason"] in ("TooManyReplicas", "DesiredWithinRange")
         eventually(status_says_3, timeout=60, delay=0.5)
-        events = u.kubectl("get", "events", "--field-selector", "involvedObject.name=web,reason=SuccessfulRescale",
-                           "-o", "jsonpath={.items[*].message}").stdout
-        assert "New size: 3; reason: cpu resource utilization (percentage of request) above target" in events
+        rescaled("New size: 3; reason: cpu resource utilization (percentage of request) above target")
         eventually(lambda: running_pods(u, 3), timeout=120, delay=0.5)
 
         # usage falls: after the 20 s down-stabilization window the HPA goes back to minReplicas
         u.kubectl("annotate", "pods", "-l", "app=web", "vkube.io/cpu-usage=5m", "--overwrite")
         eventually(scaled_to(1), timeout=150, delay=1)
-        events = u.kubectl("get", "events", "--field-selector", "involvedObject.name=web,reason=SuccessfulRescale",
-                           "-o", "jsonpath={.items[*].message}").stdout
-        assert "New size: 1; reason: All metrics below target" in events
+        rescaled("New size: 1; reason: All metrics below target")
     finally:
         cleanup(u)
