@@ -49,7 +49,7 @@ async def run(sync_period: float, rounds: int, n_pods: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(data_dir=tmp)
         await cp.start()
-        client = Client(cp.url)
+        client = Client(cp.url, ssl=cp.client_ssl())
         mgr = ControllerManager(client, identity="bench", leader_election=False,
                                 options={"horizontal-pod-autoscaler": {"sync_period": sync_period}})
         mgr.add(HorizontalPodAutoscalerController)

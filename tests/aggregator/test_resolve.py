@@ -1,5 +1,6 @@
 """How an APIService's service becomes an address (``aggproxy.resolve``), on one control plane
-with the real kubectl: a ClusterIP service with no endpoints is EndpointsNotFound, one whose
+with the real kubectl (the proxy presenting its front-proxy client certificate, as published in
+``kube-system/extension-apiserver-authentication``): a ClusterIP service with no endpoints is EndpointsNotFound, one whose
 endpoints are not ready is MissingEndpoints, and a ready endpoint that is a pod with the
 embedded host's ``vkube.io/port-forward-PORT`` annotation is reached at that real address."""
 
@@ -61,7 +62,14 @@ def manifests(port: int, *, ready: bool) -> str:
 async def test_endpoints_and_port_forward_annotation(control_plane):
     cp = control_plane
     name = f"{VERSION}.{GROUP}"
+    auth = json.loads((await kubectl(cp, "get", "configmap", "-n", "kube-system",
+                                     "extension-apiserver-authentication", "-o", "json")).stdout)["data"]
+    assert json.loads(auth["requestheader-allowed-names"]) == ["front-proxy-client"]
+    assert json.loads(auth["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(auth["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(auth["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
     with Wardle() as wardle:
+        wardle.trust_clients(auth["requestheader-client-ca-file"])
         await kubectl(cp, "apply", "-f", "-", input=json.dumps({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
             "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}))
@@ -80,6 +88,8 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
         await condition(cp, name, "Passed")
         flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
         assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
+        # the proxy authenticates itself with the front-proxy client certificate
+        assert {r["client_cn"] for r in wardle.requests} == {"front-proxy-client"}
         # identity headers a client sends are dropped: the server sees who the caller is
         spoofed = await asyncio.to_thread(_get_with_headers, str(cp.kubeconfig),
                                           f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders/one",

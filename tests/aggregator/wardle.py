@@ -69,7 +69,10 @@ class Wardle:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = self.path.split("?", 1)[0].rstrip("/")
+                peer = self.connection.getpeercert() or {}
+                subject = dict(pair[0] for pair in peer.get("subject", ()))
                 wardle.requests.append({"path": path, "user": self.headers.get("X-Remote-User"),
+                                        "client_cn": subject.get("commonName"),
                                         "groups": self.headers.get_all("X-Remote-Group") or [],
                                         "authorization": self.headers.get("Authorization")})
                 user = self.headers.get("X-Remote-User") or ""
@@ -120,9 +123,16 @@ class Wardle:
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._context = context
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def trust_clients(self, ca_pem: str) -> None:
+        """Ask for client certificates signed by ``ca_pem`` (the front-proxy CA an aggregated
+        server reads from ``kube-system/extension-apiserver-authentication``)."""
+        self._context.load_verify_locations(cadata=ca_pem)
+        self._context.verify_mode = ssl.CERT_OPTIONAL
 
     @property
     def ca_bundle(self) -> str:

@@ -23,7 +23,7 @@ from vkube.api.kinds import Registry
 from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
-from vkube.apiserver.aggregator import Aggregator
+from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
@@ -32,8 +32,8 @@ from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
-from vkube.apiserver.nodeauthz import NodeGraph
 from vkube.apiserver.metricsapi import LocalUsage, is_metrics, serve_metrics
+from vkube.apiserver.nodeauthz import NodeGraph
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
 from vkube.apiserver.tokenauth import StaticTokens
@@ -524,6 +524,9 @@ class ControlPlane:
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()
+        # the aggregator's proxy presents its own certificate to aggregated servers
+        self.server.aggregator.front_proxy_client = self.pki.client_pair(FRONT_PROXY_CN)
+        self.server.aggregator.front_proxy_ca = self.pki.ca_pem
         await self.server.aggregator.start()
         self.server.ready = True
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
