@@ -12,9 +12,11 @@ def test_registry_is_new_each_time():
 
 def test_group_order_follows_discovery():
     groups = list(builtin_registry().groups())
-    # the aggregator's group priorities: authentication (17700) and authorization (17600)
-    # come between events.k8s.io (17750) and batch (17400)
-    assert groups[:6] == ["", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch"]
+    # the aggregator's group priorities: apiregistration (18200) before apps (17800);
+    # authentication (17700), authorization (17600) and autoscaling (17500) come between
+    # events.k8s.io (17750) and batch (17400)
+    assert groups[:8] == ["", "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io",
+                          "authorization.k8s.io", "autoscaling", "batch"]
     assert groups.index("networking.k8s.io") < groups.index("rbac.authorization.k8s.io") < groups.index("discovery.k8s.io")
 
 

@@ -26,8 +26,8 @@ _SCALE = ScaleSpec("spec.replicas", "status.replicas", "spec.selector")
 
 def _spec(group: str, kind: str, plural: str, *, namespaced: bool = True, short: tuple[str, ...] = (),
           categories: tuple[str, ...] = (), verbs: tuple[str, ...] = ALL_VERBS, status: bool = False,
-          scale: bool = False, subresources: tuple[str, ...] = (), singular: str = "") -> ResourceSpec:
-    version = "v1"
+          scale: bool = False, subresources: tuple[str, ...] = (), singular: str = "",
+          version: str = "v1") -> ResourceSpec:
     return ResourceSpec(
         group=group, version=version, kind=kind, plural=plural, singular=singular or kind.lower(),
         namespaced=namespaced, short_names=short, categories=categories, verbs=verbs,
@@ -66,6 +66,9 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("", "Secret", "secrets"),
         _spec("", "ServiceAccount", "serviceaccounts", short=("sa",), subresources=("token",)),
         _spec("", "Service", "services", short=("svc",), categories=_ALL, status=True),
+        # --- apiregistration.k8s.io/v1 (kube-aggregator's; apiserver/aggregator.py)
+        _spec("apiregistration.k8s.io", "APIService", "apiservices", namespaced=False,
+              categories=("api-extensions",), status=True),
         # --- apps/v1
         _spec("apps", "ControllerRevision", "controllerrevisions"),
         _spec("apps", "DaemonSet", "daemonsets", short=("ds",), categories=_ALL, status=True),
@@ -88,6 +91,11 @@ def builtin_specs() -> list[ResourceSpec]:
               namespaced=False, verbs=("create",)),
         _spec("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
               verbs=("create",)),
+        # --- autoscaling/v2 (stored), autoscaling/v1 (converted)
+        _spec("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short=("hpa",),
+              categories=_ALL, status=True, version="v2"),
+        _spec("autoscaling", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short=("hpa",),
+              categories=_ALL, status=True),
         # --- batch/v1
         _spec("batch", "CronJob", "cronjobs", short=("cj",), categories=_ALL, status=True),
         _spec("batch", "Job", "jobs", categories=_ALL, status=True),
@@ -112,6 +120,10 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("node.k8s.io", "RuntimeClass", "runtimeclasses", namespaced=False),
         # --- discovery.k8s.io/v1
         _spec("discovery.k8s.io", "EndpointSlice", "endpointslices"),
+        # --- metrics.k8s.io/v1beta1: answered from usage, never stored (apiserver/metricsapi.py)
+        _spec("metrics.k8s.io", "NodeMetrics", "nodes", namespaced=False, verbs=("get", "list"),
+              version="v1beta1"),
+        _spec("metrics.k8s.io", "PodMetrics", "pods", verbs=("get", "list"), version="v1beta1"),
         # --- apiextensions.k8s.io/v1 (the kinds a CRD adds are registered per control plane)
         _spec("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions",
               namespaced=False, short=("crd", "crds"), categories=("api-extensions",), status=True),
@@ -120,12 +132,15 @@ def builtin_specs() -> list[ResourceSpec]:
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import crd, kinds_apps, kinds_batch, kinds_core, kinds_other
+    from vkube.api import (crd, kinds_apiregistration, kinds_apps, kinds_autoscaling, kinds_batch, kinds_core,
+                           kinds_other)
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
-    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, crd):
+    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_autoscaling, kinds_apiregistration,
+                   crd):
         classes.update(module.STRATEGIES)
-    cls = classes.get((spec.group, spec.kind), Strategy)
+    cls = kinds_autoscaling.VERSIONED.get((spec.group, spec.version, spec.kind)) or classes.get(
+        (spec.group, spec.kind), Strategy)
     strategy = cls()
     strategy.kind = spec.kind
     strategy.namespaced = spec.namespaced

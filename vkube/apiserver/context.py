@@ -71,6 +71,8 @@ class Context:
     #: the audiences API tokens are issued for and accepted with (``--api-audiences``)
     api_audiences: tuple[str, ...] = ()
     _http: Any = None
+    #: where metrics.k8s.io's numbers come from (``metricsapi.UsageSource``); None: local model
+    usage_source: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)
 

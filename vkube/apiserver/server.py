@@ -23,6 +23,7 @@ from vkube.api.kinds import Registry
 from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
+from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
@@ -31,6 +32,7 @@ from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
 from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
+from vkube.apiserver.metricsapi import LocalUsage, is_metrics, serve_metrics
 from vkube.apiserver.nodeauthz import NodeGraph
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
@@ -77,6 +79,8 @@ class APIServer:
         self.authorization = Authorization(ctx)
         self.ready = False
         self.audit: AuditLog | None = None
+        self.local_usage = LocalUsage()
+        self.aggregator = Aggregator(ctx)
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -186,12 +190,18 @@ class APIServer:
             return await self._non_resource(request, path, info, rc)
         if info.group == "authentication.k8s.io" and info.resource in authreviews.REVIEWS:
             return await authreviews.serve(self, request, rc)
+        remote = self.aggregator.remote_for(info.group, info.version) if info.group else None
+        if remote is not None:
+            return await self.aggregator.proxy(request, rc, remote)
         spec = self.ctx.registry.get(info.group, info.version, info.resource) if info.resource else None
         if spec is None:
             raise errors.no_such_path()
         if not _served_path(spec, info):
             raise errors.no_such_path()
         h = self.handlers
+        if is_metrics(spec):
+            return await serve_metrics(request, spec, rc, self.ctx, self.ctx.usage_source or self.local_usage,
+                                       selectors)
         if info.subresource:
             return await self._subresource(request, spec, rc)
         verb = info.verb
@@ -261,7 +271,10 @@ class APIServer:
                     "Content-Type": "application/octet-stream"})
             return http.json_response(self.openapi.v2_document())
         if path == "/openapi/v3":
-            return http.json_response(self.openapi.v3_index())
+            return http.json_response(self.aggregator.merge_openapi_index(self.openapi.v3_index()))
+        if path.startswith("/openapi/v3/apis/") and (remote := self.aggregator.remote_for(
+                *(path[len("/openapi/v3/apis/"):].split("/") + ["", ""])[:2])):
+            return await self.aggregator.proxy(request, rc, remote)
         if path.startswith("/openapi/v3/"):
             gv = path[len("/openapi/v3/"):]
             doc = self.openapi.v3_bytes(gv)
@@ -278,15 +291,21 @@ class APIServer:
             return http.json_response(self.discovery.api_versions())
         if path == "/apis":
             if aggregated:
-                return http.json_response(self.discovery.aggregated(core=False, version=agg_version),
-                                          content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
-            return http.json_response(self.discovery.api_group_list())
+                doc = self.aggregator.merge_aggregated(self.discovery.aggregated(core=False, version=agg_version))
+                return http.json_response(doc, content_type=AGGREGATED.replace("v=v2", f"v={agg_version}"))
+            return http.json_response(self.aggregator.merge_group_list(self.discovery.api_group_list()))
         # /api/VERSION, /apis/GROUP[/VERSION]: too short to be resource requests (RequestInfo)
         segs = path.strip("/").split("/")
         if "" in segs:
             segs = []
         if segs[:1] == ["api"] and len(segs) == 2:
             doc = self.discovery.resource_list("", segs[1])
+            if doc is not None:
+                return http.json_response(doc)
+        if segs[:1] == ["apis"] and len(segs) == 3 and (remote := self.aggregator.remote_for(segs[1], segs[2])):
+            return await self.aggregator.proxy(request, rc, remote)
+        if segs[:1] == ["apis"] and len(segs) == 2 and segs[1] not in self.ctx.registry.groups():
+            doc = self.aggregator.api_group(segs[1])
             if doc is not None:
                 return http.json_response(doc)
         if segs[:1] == ["apis"] and len(segs) in (2, 3):
@@ -505,6 +524,10 @@ class ControlPlane:
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()
+        # the aggregator's proxy presents its own certificate to aggregated servers
+        self.server.aggregator.front_proxy_client = self.pki.client_pair(FRONT_PROXY_CN)
+        self.server.aggregator.front_proxy_ca = self.pki.ca_pem
+        await self.server.aggregator.start()
         self.server.ready = True
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
         # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
@@ -597,6 +620,8 @@ class ControlPlane:
         if self._renewer is not None:
             self._renewer.cancel()
             self._renewer = None
+        if self.server is not None:
+            await self.server.aggregator.stop()
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()

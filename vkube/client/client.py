@@ -329,7 +329,7 @@ class Client:
             path = f"/apis/{group}/{version}" if group else f"/api/{version}"
             try:
                 doc = await self.request("GET", path)
-            except errors.NotFound:
+            except (errors.NotFound, errors.ServiceUnavailable):  # an unavailable aggregated API
                 continue
             for r in doc.get("resources") or []:
                 if "/" in r["name"]:

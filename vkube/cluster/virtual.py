@@ -374,6 +374,10 @@ class VirtualCluster:
                              kube_service_port=self.port if loopback else 443,
                              in_cluster_api=True, cluster_dns=True)
         syncer = self.syncer
+        if self.control_plane.ctx is not None:  # metrics.k8s.io answers from the host's metrics
+            from vkube.syncer.metrics import HostUsage
+
+            self.control_plane.ctx.usage_source = HostUsage(syncer.ctx)
 
         async def mark() -> None:
             await syncer.wait_ready()

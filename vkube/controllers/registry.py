@@ -7,6 +7,7 @@ from __future__ import annotations
 from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
 from vkube.controllers.gc import GarbageCollector
+from vkube.controllers.hpa import HorizontalPodAutoscalerController
 from vkube.controllers.namespace import NamespaceController
 from vkube.controllers.pdb import DisruptionController
 from vkube.controllers.pvcprotection import PVCProtectionController
@@ -27,5 +28,5 @@ def default_controllers() -> list[type[Controller]]:
         RootCAConfigMapController, EndpointsController, EndpointSliceController,
         PVCProtectionController, PVProtectionController, DisruptionController,
         ClusterRoleAggregationController, ResourceQuotaController, TokenCleaner,
-        LegacyTokensController, *WORKLOAD_CONTROLLERS,
+        LegacyTokensController, *WORKLOAD_CONTROLLERS, HorizontalPodAutoscalerController,
     ]

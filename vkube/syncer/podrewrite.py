@@ -348,14 +348,17 @@ def _downward_annotations(vpod: Obj) -> dict[str, str]:
         out[ANN_DOWNWARD_ANNOTATIONS] = format_map(meta.get("annotations") or {})
     return out
 _PORT_FORWARD_ANN = re.compile(r"^vkube\.io/port-forward-\d{1,5}$")
+USAGE_ANNOTATIONS = frozenset({"vkube.io/cpu-usage", "vkube.io/memory-usage"})
 
 
 def port_forward_annotations(vpod: Obj) -> dict[str, str]:
     """``vkube.io/port-forward-PORT`` (where the embedded host's simulated kubelet forwards a
-    port: vkube.host.portforward) goes down as the tenant wrote it; every other ``vkube.io/``
-    annotation of a tenant is dropped. A real kubelet ignores it."""
+    port: vkube.host.portforward) and the simulated usage (``vkube.io/cpu-usage``,
+    ``vkube.io/memory-usage``: vkube.api.usage, what the host's metrics.k8s.io reports) go down
+    as the tenant wrote them; every other ``vkube.io/`` annotation of a tenant is dropped. A
+    real kubelet ignores them."""
     ann = (vpod.get("metadata") or {}).get("annotations") or {}
-    return {k: v for k, v in ann.items() if _PORT_FORWARD_ANN.match(k)}
+    return {k: v for k, v in ann.items() if _PORT_FORWARD_ANN.match(k) or k in USAGE_ANNOTATIONS}
 
 
 _LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")

@@ -20,7 +20,7 @@ from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SER
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
-from vkube.syncer.podrewrite import (PodRejected, PodRewriteConfig, host_pod_name,
+from vkube.syncer.podrewrite import (USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
@@ -357,8 +357,11 @@ class PodSyncer(KindSyncer):
         if hmeta.get("labels") != wmeta["labels"]:
             meta["labels"] = wmeta["labels"]
         hann = hmeta.get("annotations") or {}
-        if any(hann.get(k) != v for k, v in wmeta["annotations"].items()):
-            meta["annotations"] = {**hann, **wmeta["annotations"]}
+        # the simulated usage a tenant removed is removed below too (other keys are merged)
+        dropped = [k for k in USAGE_ANNOTATIONS if k in hann and k not in wmeta["annotations"]]
+        if dropped or any(hann.get(k) != v for k, v in wmeta["annotations"].items()):
+            merged = {**hann, **wmeta["annotations"]}
+            meta["annotations"] = {k: v for k, v in merged.items() if k not in dropped}
         for field in ("containers", "initContainers"):
             hcs, wcs = hspec.get(field) or [], wspec.get(field) or []
             if any(hc.get("image") != wc.get("image") for hc, wc in zip(hcs, wcs)):

@@ -343,6 +343,13 @@ def _controller_rules() -> dict[str, list[Obj]]:
                  ("endpointslices",)), _events()],
         "generic-garbage-collector": [
             rule(("get", "list", "watch", "patch", "update", "delete"), "*", ("*",)), _events()],
+        "horizontal-pod-autoscaler": [
+            rule(READ, "autoscaling", ("horizontalpodautoscalers",)),
+            rule("update", "autoscaling", ("horizontalpodautoscalers/status",)),
+            rule(("get", "update"), "*", ("*/scale",)), rule(("list", "watch"), "", ("pods",)),
+            rule("list", "metrics.k8s.io", ("pods",)),
+            rule(("get", "list"), "custom.metrics.k8s.io", ("*",)),
+            rule(("get", "list"), "external.metrics.k8s.io", ("*",)), _events()],
         "job-controller": [
             rule(("get", "list", "watch", "update", "patch"), "batch", ("jobs",)),
             rule("update", "batch", ("jobs/status",)), rule("update", "batch", ("jobs/finalizers",)),
@@ -509,6 +516,14 @@ def namespace_role_bindings() -> list[Obj]:
     ]
 
 
+def served_api_roles() -> list[Obj]:
+    """Roles for what vkube serves natively beyond kube-apiserver: ``metrics.k8s.io`` (what
+    metrics-server's manifest installs, so view/edit/admin can run ``kubectl top``)."""
+    to_all = {f"rbac.authorization.k8s.io/aggregate-to-{r}": "true" for r in ("view", "edit", "admin")}
+    return [_cluster_role("system:aggregated-metrics-reader",
+                          [rule(READ, "metrics.k8s.io", ("nodes", "pods"))], labels=to_all)]
+
+
 def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
     """Everything a new cluster creates; ``aggregate`` fills admin/edit/view as the controller would.
 
@@ -520,7 +535,7 @@ def bootstrap_policy(*, aggregate: bool = True) -> dict[str, list[Obj]]:
 @functools.cache
 def _policy_bytes(aggregate: bool) -> bytes:
     """Immutable bytes, so the cache shares no mutable state between control planes."""
-    roles = cluster_roles() + controller_roles() + component_roles()
+    roles = cluster_roles() + controller_roles() + component_roles() + served_api_roles()
     return orjson.dumps({
         "clusterRoles": aggregate_cluster_roles(roles) if aggregate else roles,
         "clusterRoleBindings": cluster_role_bindings() + controller_role_bindings() + component_role_bindings(),

@@ -1,0 +1,128 @@
+"""How an APIService's service becomes an address (``aggproxy.resolve``), on one control plane
+with the real kubectl (the proxy presenting its front-proxy client certificate, as published in
+``kube-system/extension-apiserver-authentication``): a ClusterIP service with no endpoints is EndpointsNotFound, one whose
+endpoints are not ready is MissingEndpoints, and a ready endpoint that is a pod with the
+embedded host's ``vkube.io/port-forward-PORT`` annotation is reached at that real address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.aggregator.wardle import GROUP, VERSION, Wardle
+
+
+async def kubectl(cp, *args: str, input: str | None = None, check: bool = True):
+    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
+
+
+async def condition(cp, name: str, reason: str, timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        obj = json.loads((await kubectl(cp, "get", "apiservice", name, "-o", "json")).stdout)
+        cond = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Available"), {})
+        if cond.get("reason") == reason or asyncio.get_running_loop().time() > deadline:
+            assert cond.get("reason") == reason, cond
+            return cond
+        await asyncio.sleep(0.3)
+
+
+def _get_with_headers(kubeconfig: str, path: str, headers: dict[str, str]) -> dict:
+    """A GET with extra request headers, through the official client."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    configuration = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    with k8s.ApiClient(configuration) as api:
+        request = api.param_serialize(method="GET", resource_path=path, header_params=dict(headers),
+                                      auth_settings=["BearerToken"])
+        response = api.call_api(*request)
+        response.read()
+        return json.loads(response.data)
+
+
+def manifests(port: int, *, ready: bool) -> str:
+    docs = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
+         "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "wardle-0", "namespace": "default",
+            "annotations": {"vkube.io/port-forward-8443": f"127.0.0.1:{port}"}},
+         "spec": {"containers": [{"name": "server", "image": "wardle"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {
+            "name": "wardle-abc", "namespace": "default", "labels": {"kubernetes.io/service-name": "wardle"}},
+         "addressType": "IPv4", "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": ready},
+                        "targetRef": {"kind": "Pod", "namespace": "default", "name": "wardle-0"}}]},
+    ]
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+async def test_endpoints_and_port_forward_annotation(control_plane):
+    cp = control_plane
+    name = f"{VERSION}.{GROUP}"
+    auth = json.loads((await kubectl(cp, "get", "configmap", "-n", "kube-system",
+                                     "extension-apiserver-authentication", "-o", "json")).stdout)["data"]
+    assert json.loads(auth["requestheader-allowed-names"]) == ["front-proxy-client"]
+    assert json.loads(auth["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(auth["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(auth["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+    with Wardle() as wardle:
+        wardle.trust_clients(auth["requestheader-client-ca-file"])
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}))
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+            "spec": {"group": GROUP, "version": VERSION, "groupPriorityMinimum": 1000, "versionPriority": 15,
+                     "caBundle": wardle.ca_bundle, "service": {"namespace": "default", "name": "wardle"}}}))
+        cond = await condition(cp, name, "EndpointsNotFound")
+        assert cond["message"] == 'cannot find endpointslices for service/wardle in "default"'
+
+        await kubectl(cp, "apply", "-f", "-", input=manifests(wardle.port, ready=False))
+        cond = await condition(cp, name, "MissingEndpoints")
+        assert cond["message"] == 'endpointslices for service/wardle in "default" have no addresses with port name "https"'
+
+        await kubectl(cp, "apply", "-f", "-", input=manifests(wardle.port, ready=True))
+        await condition(cp, name, "Passed")
+        flunders = json.loads((await kubectl(cp, "get", "flunders", "-n", "default", "-o", "json")).stdout)
+        assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
+        # the proxy authenticates itself with the front-proxy client certificate
+        assert {r["client_cn"] for r in wardle.requests} == {"front-proxy-client"}
+        # identity headers a client sends are dropped: the server sees who the caller is
+        spoofed = await asyncio.to_thread(_get_with_headers, str(cp.kubeconfig),
+                                          f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders/one",
+                                          {"X-Remote-User": "mallory", "X-Remote-Group": "system:masters"})
+        last = wardle.requests[-1]
+        assert spoofed["metadata"]["annotations"]["seen-user"] == last["user"] != "mallory"
+        assert last["groups"].count("system:masters") <= 1 and "mallory" not in last["groups"]
+        # a watch streams through the proxy, event by event
+        watched = await kubectl(cp, "get", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders?watch=1")
+        events = [json.loads(line) for line in watched.stdout.splitlines() if line.strip()]
+        assert [e["type"] for e in events] == ["ADDED", "MODIFIED"]
+
+
+async def test_a_crd_version_is_a_local_apiservice_while_served(control_plane):
+    cp = control_plane
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "gadgets.toys.example.com"},
+           "spec": {"group": "toys.example.com", "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    await kubectl(cp, "apply", "-f", "-", input=json.dumps(crd))
+    cond = await condition(cp, "v1.toys.example.com", "Local")
+    assert cond["status"] == "True"
+    obj = json.loads((await kubectl(cp, "get", "apiservice", "v1.toys.example.com", "-o", "json")).stdout)
+    assert obj["metadata"]["labels"] == {"kube-aggregator.kubernetes.io/automanaged": "true"}
+    assert obj["spec"] == {"group": "toys.example.com", "version": "v1", "groupPriorityMinimum": 1000,
+                           "versionPriority": 100}
+    await kubectl(cp, "delete", "crd", "gadgets.toys.example.com")
+    for _ in range(100):
+        names = (await kubectl(cp, "get", "apiservices", "-o", "name")).stdout.split()
+        if "apiservice.apiregistration.k8s.io/v1.toys.example.com" not in names:
+            break
+        await asyncio.sleep(0.3)
+    assert "apiservice.apiregistration.k8s.io/v1.toys.example.com" not in names
+    assert "apiservice.apiregistration.k8s.io/v1.apps" in names
