@@ -18,6 +18,7 @@ __all__ = ["builtin_registry", "builtin_specs", "strategy_for"]
 
 _NO_COLLECTION = tuple(v for v in ALL_VERBS if v != "deletecollection")
 _ALL = ("all",)
+_ADMISSION = "admissionregistration.k8s.io"
 # Built-in scalable kinds carry a LabelSelector (a map for ReplicationControllers) at
 # spec.selector, not a selector string: the server converts it with
 # vkube.api.selectors.selector_to_string().
@@ -104,6 +105,19 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("rbac.authorization.k8s.io", "Role", "roles"),
         # --- storage.k8s.io/v1
         _spec("storage.k8s.io", "StorageClass", "storageclasses", namespaced=False, short=("sc",)),
+        # --- admissionregistration.k8s.io/v1
+        _spec(_ADMISSION, "MutatingAdmissionPolicy", "mutatingadmissionpolicies", namespaced=False,
+              categories=("api-extensions",)),
+        _spec(_ADMISSION, "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings",
+              namespaced=False, categories=("api-extensions",)),
+        _spec(_ADMISSION, "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", namespaced=False,
+              categories=("api-extensions",)),
+        _spec(_ADMISSION, "ValidatingAdmissionPolicy", "validatingadmissionpolicies", namespaced=False,
+              categories=("api-extensions",), status=True),
+        _spec(_ADMISSION, "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+              namespaced=False, categories=("api-extensions",)),
+        _spec(_ADMISSION, "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+              namespaced=False, categories=("api-extensions",)),
         # --- scheduling.k8s.io/v1
         _spec("scheduling.k8s.io", "PriorityClass", "priorityclasses", namespaced=False, short=("pc",)),
         # --- coordination.k8s.io/v1
@@ -120,10 +134,10 @@ def builtin_specs() -> list[ResourceSpec]:
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import crd, kinds_apps, kinds_batch, kinds_core, kinds_other
+    from vkube.api import crd, kinds_admission, kinds_apps, kinds_batch, kinds_core, kinds_other
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
-    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, crd):
+    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_admission, crd):
         classes.update(module.STRATEGIES)
     cls = classes.get((spec.group, spec.kind), Strategy)
     strategy = cls()

@@ -1,0 +1,109 @@
+"""CEL for admission: webhook ``matchConditions`` and ValidatingAdmissionPolicy expressions.
+
+Kubernetes compiles these against an environment with ``object``, ``oldObject``, ``request``,
+``params``, ``namespaceObject``, ``variables`` and ``authorizer``; vkube uses the same names with
+cel-python. ``compile_expression`` refuses text that does not parse and identifiers outside the
+environment ("undeclared reference"), with the words kube-apiserver writes into the Invalid
+cause; ``Program.evaluate`` runs a compiled expression against an activation built by
+``activation``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from vkube.api.cel import _program, _quiet_transpiler, _syntax
+
+__all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value",
+           "variables_map", "WEBHOOK_VARIABLES", "POLICY_VARIABLES"]
+
+#: the variables a webhook's matchConditions may use (``authorizer`` is not offered by vkube)
+WEBHOOK_VARIABLES = frozenset({"object", "oldObject", "request"})
+#: and a ValidatingAdmissionPolicy's expressions
+POLICY_VARIABLES = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables"})
+_BUILTINS = frozenset({"true", "false", "null", "has", "size", "int", "uint", "double", "string", "bytes",
+                       "bool", "type", "dyn", "duration", "timestamp", "matches", "exists", "all",
+                       "exists_one", "map", "filter", "in", "list", "map"})
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_ROOT = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*\()")
+_MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+class CompileError(ValueError):
+    """The expression cannot be used; ``str()`` is kube-apiserver's detail after the value."""
+
+
+@dataclass(slots=True)
+class Program:
+    text: str
+    runner: Any
+
+    def evaluate(self, activation: dict[str, Any]) -> Any:
+        return self.runner.evaluate(activation)
+
+
+def _undeclared(text: str, allowed: frozenset[str]) -> str | None:
+    """The first root identifier that is neither a declared variable, a macro's bound name nor
+    a CEL builtin (celpy has no type checker: this is the checker's undeclared-reference test)."""
+    stripped = _STRING.sub("''", text)
+    bound = set(_MACRO_VAR.findall(stripped))
+    for name in _ROOT.findall(stripped):
+        if name not in allowed and name not in bound and name not in _BUILTINS:
+            return name
+    return None
+
+
+def compile_expression(text: Any, allowed: frozenset[str] = POLICY_VARIABLES) -> Program:
+    """Compile once (when the configuration is written or read); raises CompileError."""
+    if not isinstance(text, str) or not text.strip():
+        raise CompileError("compilation failed: expression is empty")
+    import celpy
+
+    env = celpy.Environment(runner_class=celpy.CompiledRunner)
+    _quiet_transpiler()
+    try:
+        runner = _program(env, text)
+    except Exception as exc:  # celpy raises its parser's errors
+        raise CompileError(f"compilation failed: {_syntax(exc)}") from None
+    name = _undeclared(text, allowed)
+    if name is not None:
+        raise CompileError(f"compilation failed: ERROR: <input>:1:1: undeclared reference to '{name}' "
+                           "(in container '')")
+    return Program(text, runner)
+
+
+def to_cel(value: Any) -> Any:
+    import celpy
+
+    return celpy.json_to_cel(value)
+
+
+def request_value(review_request: dict[str, Any]) -> dict[str, Any]:
+    """The ``request`` variable: the AdmissionRequest without the objects."""
+    return {k: v for k, v in review_request.items() if k not in ("object", "oldObject")}
+
+
+def activation(*, obj: Any, old: Any, request: dict[str, Any], params: Any = None,
+               namespace: Any = None, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The variables an expression sees; absent objects are CEL ``null`` as upstream."""
+    out = {"object": to_cel(obj), "oldObject": to_cel(old), "request": to_cel(request),
+           "params": to_cel(params), "namespaceObject": to_cel(namespace)}
+    if variables is not None:
+        out["variables"] = variables_map(variables)
+    return out
+
+
+def variables_map(values: dict[str, Any]) -> Any:
+    """``variables`` from already evaluated (CEL) values, each computed once."""
+    from celpy import celtypes
+
+    return celtypes.MapType({celtypes.StringType(k): v for k, v in values.items()})
+
+
+def is_bool(value: Any) -> bool:
+    from celpy import celtypes
+
+    return isinstance(value, (bool, celtypes.BoolType))
+
