@@ -2,7 +2,7 @@
 certificate (issued by a test CA through ``vkube.pki``), answering by path:
 
 ``/validate``  refuses objects whose name starts with ``bad`` (with a warning otherwise);
-``/mutate``    adds the label ``webhook=mutated`` by JSON patch;
+``/mutate``    adds the label ``webhook=mutated`` by JSON patch (``/mutate-other``: ``other=yes``);
 ``/slow``      answers after ``slow_seconds``; ``/garbage`` answers non-JSON;
 ``/badpatch``  patches an invalid label key in; ``/typepatch`` makes ``data`` a number;
 ``/convert``   a ConversionReview answer moving ``spec.size`` ↔ ``spec.replicas`` (v1 ↔ v2).
@@ -44,6 +44,10 @@ def review_answer(path: str, review: dict[str, Any], server: "WebhookServer") ->
         if not (obj.get("metadata") or {}).get("labels"):
             ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
         ops.append({"op": "add", "path": "/metadata/labels/webhook", "value": "mutated"})
+        resp.update(patchType="JSONPatch", patch=_patch(ops))
+    elif path == "/mutate-other":
+        ops = [] if (obj.get("metadata") or {}).get("labels") else [{"op": "add", "path": "/metadata/labels", "value": {}}]
+        ops.append({"op": "add", "path": "/metadata/labels/other", "value": "yes"})
         resp.update(patchType="JSONPatch", patch=_patch(ops))
     elif path == "/slow":
         time.sleep(server.slow_seconds)

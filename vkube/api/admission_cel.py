@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vkube.api.cel import _program, _quiet_transpiler, _syntax
+from vkube.api.cel import _functions, _program, _quiet_transpiler, _syntax
 
 __all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value",
            "variables_map", "WEBHOOK_VARIABLES", "POLICY_VARIABLES"]
@@ -37,11 +37,29 @@ class CompileError(ValueError):
 
 @dataclass(slots=True)
 class Program:
+    """A compiled expression. The transpiled runner is fast but mishandles some inputs (a
+    ``null`` variable) and says only "evaluation error"; when it fails, the interpreter runs
+    the expression and, if it succeeds, is used from then on; its error is the one raised."""
+
     text: str
     runner: Any
+    interpreted: Any = None
+    use_interpreter: bool = False
 
     def evaluate(self, activation: dict[str, Any]) -> Any:
-        return self.runner.evaluate(activation)
+        if not self.use_interpreter:
+            try:
+                return self.runner.evaluate(activation)
+            except Exception:
+                pass
+        if self.interpreted is None:
+            import celpy
+
+            env = celpy.Environment()
+            self.interpreted = env.program(env.compile(self.text), functions=_functions())
+        result = self.interpreted.evaluate(activation)  # raises the interpreter's error
+        self.use_interpreter = True  # the transpiled runner failed where the interpreter did not
+        return result
 
 
 def _undeclared(text: str, allowed: frozenset[str]) -> str | None:

@@ -303,8 +303,27 @@ def _validate_policy_spec(spec: Any) -> Causes:
     return causes
 
 
+def _param_kind(o: Obj) -> str:
+    pk = (o.get("spec") or {}).get("paramKind")
+    return f"{pk.get('apiVersion', '')}/{pk.get('kind', '')}" if isinstance(pk, dict) else "<unset>"
+
+
+def _param_ref(o: Obj) -> str:
+    ref = (o.get("spec") or {}).get("paramRef")
+    if not isinstance(ref, dict):
+        return "<unset>"
+    if ref.get("selector") is not None:
+        return "*/*"  # a selector: any matching object
+    return f"{ref['namespace']}/{ref.get('name', '')}" if ref.get("namespace") else f"*/{ref.get('name', '')}"
+
+
 class ValidatingAdmissionPolicyStrategy(Strategy):
     status_subresource = True
+    columns = (Column("Validations", lambda o: len((o.get("spec") or {}).get("validations") or ()), type="integer",
+                      description="Validations contain CEL expressions which is used to apply the validation."),
+               Column("ParamKind", _param_kind, description="ParamKind specifies the kind of resources used to "
+                                                            "parameterize this policy"),
+               age_column())
 
     def default(self, obj: Obj) -> None:
         spec = obj.get("spec")
@@ -368,6 +387,12 @@ def _validate_param_ref(ref: Any, path: str) -> Causes:
 
 
 class ValidatingAdmissionPolicyBindingStrategy(Strategy):
+    columns = (Column("PolicyName", lambda o: (o.get("spec") or {}).get("policyName", ""),
+                      description="PolicyName references a ValidatingAdmissionPolicy name which the "
+                                  "ValidatingAdmissionPolicyBinding binds to."),
+               Column("ParamRef", _param_ref, description="paramRef specifies the parameter resource used to "
+                                                          "configure the admission control policy."),
+               age_column())
     def default(self, obj: Obj) -> None:
         spec = obj.get("spec")
         if isinstance(spec, dict):

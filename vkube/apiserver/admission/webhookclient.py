@@ -245,9 +245,14 @@ def _cert_reason(exc: Any) -> str:
 
 
 def _os_reason(exc: Any) -> str:
+    """Go's wording: ``connection refused``, ``no route to host`` (from the errno)."""
+    import os
+
     os_error = getattr(exc, "os_error", None)
-    text = (getattr(os_error, "strerror", None) or str(exc)).lower()
-    return text
+    number = getattr(os_error, "errno", None) or getattr(exc, "errno", None)
+    if number:
+        return os.strerror(number).lower()
+    return str(getattr(os_error, "strerror", None) or exc).lower()
 
 
 def _json_type(value: Any) -> str:
