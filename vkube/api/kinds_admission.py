@@ -17,7 +17,7 @@ from vkube.api.validation import (
     validate_label_selector, validate_object_meta, validate_object_meta_update,
 )
 
-__all__ = ["STRATEGIES", "webhook_defaults"]
+__all__ = ["STRATEGIES", "webhook_defaults", "validate_client_config"]
 
 _OPERATIONS = ("*", "CONNECT", "CREATE", "DELETE", "UPDATE")
 _SCOPES = ("*", "Cluster", "Namespaced")
@@ -140,7 +140,7 @@ def _expression(text: Any, path: str, allowed: frozenset[str]) -> Causes:
     return []
 
 
-def _validate_client_config(cc: Any, path: str) -> Causes:
+def validate_client_config(cc: Any, path: str) -> Causes:
     if not isinstance(cc, dict):
         return [required(path)]
     url, service = cc.get("url"), cc.get("service")
@@ -206,7 +206,7 @@ def _validate_webhook(hook: dict[str, Any], p: str, *, mutating: bool) -> Causes
         causes.append(invalid_value(f"{p}.timeoutSeconds", timeout, "the timeout value must be between 1 and 30 seconds"))
     causes += validate_label_selector(hook.get("namespaceSelector"), f"{p}.namespaceSelector")
     causes += validate_label_selector(hook.get("objectSelector"), f"{p}.objectSelector")
-    causes += _validate_client_config(hook.get("clientConfig"), f"{p}.clientConfig")
+    causes += validate_client_config(hook.get("clientConfig"), f"{p}.clientConfig")
     causes += _validate_match_conditions(hook.get("matchConditions"), f"{p}.matchConditions", WEBHOOK_VARIABLES)
     return causes
 

@@ -24,6 +24,7 @@ from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.admission.dynamic import DynamicAdmission
+from vkube.apiserver.conversion import ConversionWebhooks
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
@@ -497,6 +498,7 @@ class ControlPlane:
             configured["PodSecurity"] = admission_settings.pod_security_from(
                 self.pod_security_config, "controlPlane.podSecurity")
         self.dynamic_admission = DynamicAdmission(self.ctx)
+        self.ctx.convert = ConversionWebhooks(self.dynamic_admission.client).convert
         self.ctx.admission = [RBACEscalation(self.server.authorization),
                               default_chain(pod_security=configured.get("PodSecurity"),
                                             dynamic=self.dynamic_admission.plugins),
