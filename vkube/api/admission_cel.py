@@ -16,7 +16,7 @@ from typing import Any
 
 from vkube.api.cel import _functions, _program, _quiet_transpiler, _syntax
 
-__all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value",
+__all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value", "referenced",
            "variables_map", "WEBHOOK_VARIABLES", "POLICY_VARIABLES"]
 
 #: the variables a webhook's matchConditions may use (``authorizer`` is not offered by vkube)
@@ -103,11 +103,22 @@ def request_value(review_request: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in review_request.items() if k not in ("object", "oldObject")}
 
 
+def referenced(texts: Any) -> frozenset[str]:
+    """The environment's variables some of ``texts`` use (only those are converted to CEL)."""
+    found: set[str] = set()
+    for text in texts:
+        if isinstance(text, str):
+            found.update(n for n in POLICY_VARIABLES if re.search(rf"\b{n}\b", text))
+    return frozenset(found)
+
+
 def activation(*, obj: Any, old: Any, request: dict[str, Any], params: Any = None,
-               namespace: Any = None, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The variables an expression sees; absent objects are CEL ``null`` as upstream."""
-    out = {"object": to_cel(obj), "oldObject": to_cel(old), "request": to_cel(request),
-           "params": to_cel(params), "namespaceObject": to_cel(namespace)}
+               namespace: Any = None, variables: dict[str, Any] | None = None,
+               names: frozenset[str] = POLICY_VARIABLES) -> dict[str, Any]:
+    """The variables an expression sees (those in ``names``); absent objects are CEL ``null``
+    as upstream."""
+    values = {"object": obj, "oldObject": old, "request": request, "params": params, "namespaceObject": namespace}
+    out = {k: to_cel(v) for k, v in values.items() if k in names}
     if variables is not None:
         out["variables"] = variables_map(variables)
     return out

@@ -48,14 +48,9 @@ def _one_of(values: Iterable[str] | None, want: str) -> bool:
 
 
 def _resource(patterns: Iterable[str] | None, resource: str, subresource: str) -> bool:
+    """``res`` or ``res/sub``; ``*`` matches any resource, ``res/*`` also the resource itself."""
     for pattern in patterns or ():
-        if pattern in ("*/*",):
-            return True
-        res, _, sub = pattern.partition("/")
-        if "/" not in pattern:
-            if (res == "*" or res == resource) and not subresource:
-                return True
-            continue
+        res, _, sub = str(pattern).partition("/")
         if (res == "*" or res == resource) and (sub == "*" or sub == subresource):
             return True
     return False

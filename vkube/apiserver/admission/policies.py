@@ -16,7 +16,7 @@ import orjson
 
 from vkube.api import errors
 from vkube.api.admission_cel import (POLICY_VARIABLES, CompileError, Program, activation, compile_expression, is_bool,
-                                     request_value, variables_map)
+                                     referenced, request_value, variables_map)
 from vkube.api.admission_match import EXEMPT_RESOURCES, object_selector_matches, policy_rule_matches, selector_matches
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver.admission.configsource import ConfigSource
@@ -41,6 +41,7 @@ class _Compiled:
     conditions: list[Program | CompileError] = field(default_factory=list)
     validations: list[tuple[dict[str, Any], Program | CompileError, Program | CompileError | None]] = field(default_factory=list)
     audits: list[tuple[str, Program | CompileError]] = field(default_factory=list)
+    uses: frozenset[str] = frozenset()  # the variables the expressions refer to
 
 
 def _compile(text: Any) -> Program | CompileError:
@@ -62,6 +63,11 @@ def _build(policy: dict[str, Any]) -> _Compiled:
         out.validations.append((v, _compile(v.get("expression")), message))
     for a in spec.get("auditAnnotations") or ():
         out.audits.append((str(a.get("key", "")), _compile(a.get("valueExpression"))))
+    texts = [x.get(k) for group, k in (("variables", "expression"), ("matchConditions", "expression"),
+                                       ("validations", "expression"), ("validations", "messageExpression"),
+                                       ("auditAnnotations", "valueExpression"))
+             for x in spec.get(group) or () if isinstance(x, dict)]
+    out.uses = referenced(texts)
     return out
 
 
@@ -212,13 +218,13 @@ class ValidatingPolicies:
     async def _evaluate(self, ctx: Context, req: AdmissionRequest, matched: ResourceSpec, compiled: _Compiled,
                         param: Any, policy: str, binding: str, fail: bool) -> list[tuple[int, _Denial]]:
         namespace = None
-        if req.namespace and (req.spec.group, req.spec.plural) != ("", "namespaces"):
+        if "namespaceObject" in compiled.uses and req.namespace and (req.spec.group, req.spec.plural) != ("", "namespaces"):
             storage = ctx.storage_for("", "Namespace")
             rc = internal_context("get", resource="namespaces", version="v1")
             namespace = await storage.get_or_none(rc, None, req.namespace) if storage else None
-        request = request_value(review_request(req, matched, None, None, ""))
+        request = request_value(review_request(req, matched, None, None, "")) if "request" in compiled.uses else {}
         act = activation(obj=_convert(req.obj, matched), old=_convert(req.old, matched), request=request,
-                         params=param, namespace=namespace, variables={})
+                         params=param, namespace=namespace, variables={}, names=compiled.uses)
         out: list[tuple[int, _Denial]] = []
 
         def error(message: str) -> list[tuple[int, _Denial]]:

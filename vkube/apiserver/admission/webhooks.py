@@ -21,7 +21,8 @@ import jsonpointer
 import orjson
 
 from vkube.api import errors
-from vkube.api.admission_cel import WEBHOOK_VARIABLES, CompileError, activation, compile_expression, is_bool, request_value
+from vkube.api.admission_cel import (WEBHOOK_VARIABLES, CompileError, activation, compile_expression, is_bool,
+                                     referenced, request_value)
 from vkube.api.admission_match import EXEMPT_RESOURCES, Attributes, any_rule_matches, object_selector_matches, selector_matches
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
@@ -173,8 +174,11 @@ class _Webhooks:
             return out
 
         programs = self.source.compiled(cfg, f"{hook.get('name')}/matchConditions", build)
-        act = activation(obj=_convert(req.obj, inv.spec), old=_convert(req.old, inv.spec),
-                         request=request_value(review_request(req, inv.spec, None, None, "")))
+        uses = self.source.compiled(cfg, f"{hook.get('name')}/uses", lambda: referenced(
+            c.get("expression") for c in hook.get("matchConditions") or () if isinstance(c, dict)))
+        request = request_value(review_request(req, inv.spec, None, None, "")) if "request" in uses else {}
+        act = activation(obj=_convert(req.obj, inv.spec), old=_convert(req.old, inv.spec), request=request,
+                         names=uses)
         failures: list[str] = []
         for _name, program in programs:
             if isinstance(program, CompileError):
