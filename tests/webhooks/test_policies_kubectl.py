@@ -1,7 +1,8 @@
 """ValidatingAdmissionPolicy through ``vkube create`` and the real kubectl: the issue's
 acceptance line (a CEL rule refuses a Deployment with more than 5 replicas), parameters from
 ConfigMaps by name and by selector, parameterNotFoundAction, Warn and Audit actions,
-messageExpression, matchConditions, and a policy whose CEL does not compile."""
+messageExpression, matchConditions, and a policy whose CEL does not compile; and a
+MutatingAdmissionPolicy with an apply configuration and a JSON patch."""
 
 from __future__ import annotations
 
@@ -138,6 +139,62 @@ def test_policy_whose_cel_does_not_compile_is_refused_and_not_stored(vc: User):
     out = apply(vc, {"apiVersion": GROUP, "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"},
                      "spec": {"policyName": "x", "validationActions": ["Deny", "Warn"]}}, check=False)
     assert "spec.validationActions: Invalid value: " in out.stderr and "must not contain both Deny and Warn" in out.stderr
-    out = apply(vc, {"apiVersion": GROUP, "kind": "MutatingAdmissionPolicy", "metadata": {"name": "m"},
-                     "spec": {}}, check=False)
-    assert "MutatingAdmissionPolicy is not supported by vkube yet" in out.stderr
+    out = apply(vc, {"apiVersion": GROUP, "kind": "MutatingAdmissionPolicy", "metadata": {"name": "m"}, "spec": {
+        "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"],
+                                                "resources": ["pods"]}]},
+        "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": "[JSONPatch{op: "}}]}}, check=False)
+    assert ('spec.matchConstraints.resourceRules[0].operations[0]: Unsupported value: "DELETE": supported values: '
+            '"*", "CREATE", "UPDATE"') in out.stderr, out.stderr
+    assert 'spec.mutations[0].jsonPatch.expression: Invalid value: "[JSONPatch{op: ": compilation failed' in out.stderr
+
+
+MUTATING = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: defaults}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}
+  mutations:
+  - patchType: ApplyConfiguration
+    applyConfiguration:
+      expression: >
+        Object{metadata: Object.metadata{labels: {"policy": "applied"}},
+               spec: Object.spec{template: Object.spec.template{spec: Object.spec.template.spec{
+                 containers: [Object.spec.template.spec.containers{name: "nginx", imagePullPolicy: "Always"}]}}}}
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: >
+        [JSONPatch{op: "replace", path: "/spec/replicas",
+                   value: object.spec.replicas > 3 ? 3 : object.spec.replicas}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {name: defaults}
+spec: {policyName: defaults}
+"""
+
+
+def test_mutating_admission_policy_applies_configuration_and_json_patch(vc: User):
+    apply(vc, MUTATING)
+    try:
+        vc.kubectl("create", "deployment", "mutated", "--image=nginx", "--replicas=7")
+        d = json.loads(vc.kubectl("get", "deployment", "mutated", "-o", "json").stdout)
+        assert d["metadata"]["labels"]["policy"] == "applied" and d["metadata"]["labels"]["app"] == "mutated"
+        assert d["spec"]["replicas"] == 3
+        [container] = d["spec"]["template"]["spec"]["containers"]  # merged by name, not appended
+        assert (container["name"], container["image"], container["imagePullPolicy"]) == ("nginx", "nginx", "Always")
+        # a patch that cannot apply: the policy's failure, nothing stored
+        apply(vc, {"apiVersion": GROUP, "kind": "MutatingAdmissionPolicy", "metadata": {"name": "defaults"}, "spec": {
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                    "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "mutations": [{"patchType": "JSONPatch", "jsonPatch": {
+                "expression": '[JSONPatch{op: "replace", path: "/spec/nothing/here", value: 1}]'}}]}})
+        out = vc.kubectl("create", "deployment", "refused", "--image=nginx", check=False)
+        assert ('deployments.apps "refused" is forbidden: policy \'defaults\' with binding \'defaults\' denied '
+                "request: JSON Patch: ") in out.stderr, out.stderr
+        assert vc.kubectl("get", "deployment", "refused", check=False).returncode == 1
+    finally:
+        vc.kubectl("delete", "mutatingadmissionpolicybindings", "defaults", "--ignore-not-found")
+        vc.kubectl("delete", "mutatingadmissionpolicies", "defaults", "--ignore-not-found")

@@ -17,17 +17,20 @@ from typing import Any
 from vkube.api.cel import _functions, _program, _quiet_transpiler, _syntax
 
 __all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value", "referenced",
-           "variables_map", "WEBHOOK_VARIABLES", "POLICY_VARIABLES"]
+           "variables_map", "type_names", "from_cel",
+           "WEBHOOK_VARIABLES", "POLICY_VARIABLES", "MUTATION_VARIABLES"]
 
 #: the variables a webhook's matchConditions may use (``authorizer`` is not offered by vkube)
 WEBHOOK_VARIABLES = frozenset({"object", "oldObject", "request"})
 #: and a ValidatingAdmissionPolicy's expressions
 POLICY_VARIABLES = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables"})
+#: and a MutatingAdmissionPolicy's mutations, which construct ``Object{…}`` and ``JSONPatch{…}``
+MUTATION_VARIABLES = POLICY_VARIABLES | {"Object", "JSONPatch"}
 _BUILTINS = frozenset({"true", "false", "null", "has", "size", "int", "uint", "double", "string", "bytes",
                        "bool", "type", "dyn", "duration", "timestamp", "matches", "exists", "all",
                        "exists_one", "map", "filter", "in", "list", "map"})
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_ROOT = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*\()")
+_ROOT = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*[(:])")  # not a call, not a field name in T{f: v}
 _MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
@@ -136,3 +139,38 @@ def is_bool(value: Any) -> bool:
 
     return isinstance(value, (bool, celtypes.BoolType))
 
+
+
+def type_names() -> dict[str, Any]:
+    """``Object`` and ``JSONPatch`` for mutation expressions: ``Object.spec{replicas: 1}``
+    builds a map (an apply configuration), ``JSONPatch{op: "add", …}`` one patch operation.
+    cel-python evaluates ``T{fields}`` by calling the value ``T`` with the fields."""
+    from celpy import celtypes
+
+    class TypeName(celtypes.MapType):
+        def __init__(self, name: str) -> None:
+            super().__init__({})
+            self.name = name
+
+        def __call__(self, fields: Any = None) -> Any:
+            return celtypes.MapType(fields or {})
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            return TypeName(f"{self.name}.{key}")
+
+        def __getitem__(self, key: Any) -> Any:
+            return TypeName(f"{self.name}.{key}")
+
+        def __contains__(self, key: Any) -> bool:
+            return True
+
+    return {"Object": TypeName("Object"), "JSONPatch": TypeName("JSONPatch")}
+
+
+def from_cel(value: Any) -> Any:
+    """A CEL result as plain JSON values."""
+    import json
+
+    from celpy.adapter import CELJSONEncoder
+
+    return json.loads(json.dumps(value, cls=CELJSONEncoder))

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from vkube.api.admission_cel import POLICY_VARIABLES, WEBHOOK_VARIABLES, CompileError, compile_expression
+from vkube.api.admission_cel import (MUTATION_VARIABLES, POLICY_VARIABLES, WEBHOOK_VARIABLES, CompileError,
+                                     compile_expression)
 from vkube.api.kinds import Column
 from vkube.api.strategy import Obj, Strategy
 from vkube.api.tables import age_column
@@ -427,21 +428,82 @@ class ValidatingAdmissionPolicyBindingStrategy(Strategy):
         return validate_object_meta_update(new, old)
 
 
+_MUTATION_TYPES = ("ApplyConfiguration", "JSONPatch")
+_MUTATING_OPERATIONS = ("*", "CREATE", "UPDATE")
+
+
+def _mutating_operations(rules: Any, path: str) -> Causes:
+    causes: Causes = []
+    for i, rule in enumerate(_dicts(rules)):
+        for j, op in enumerate(rule.get("operations") or ()):
+            if op in _OPERATIONS and op not in _MUTATING_OPERATIONS:
+                causes.append(not_supported(f"{path}[{i}].operations[{j}]", op, _MUTATING_OPERATIONS))
+    return causes
+
+
 class MutatingAdmissionPolicyStrategy(Strategy):
-    """Served so clients can read the schema, but not enforced by vkube yet: creating one is
-    refused by name rather than stored and silently ignored."""
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("failurePolicy", "Fail")
+            spec.setdefault("reinvocationPolicy", "Never")
+            _default_match_resources(spec.get("matchConstraints"))
 
     def validate(self, obj: Obj) -> Causes:
-        return validate_object_meta(obj, namespaced=False) + [forbidden(
-            "spec.mutations", "MutatingAdmissionPolicy is not supported by vkube yet; use a "
-            "MutatingWebhookConfiguration")]
+        causes = validate_object_meta(obj, namespaced=False)
+        spec = obj.get("spec")
+        causes += _validate_policy_spec(spec)
+        if not isinstance(spec, dict):
+            return causes
+        causes += _mutating_operations((spec.get("matchConstraints") or {}).get("resourceRules"),
+                                       "spec.matchConstraints.resourceRules")
+        if spec.get("reinvocationPolicy") not in (None, *_REINVOCATION):
+            causes.append(not_supported("spec.reinvocationPolicy", spec["reinvocationPolicy"], _REINVOCATION))
+        mutations = _dicts(spec.get("mutations"))
+        if not mutations:
+            causes.append(required("spec.mutations", "mutations must contain at least one item"))
+        for i, m in enumerate(mutations):
+            p = f"spec.mutations[{i}]"
+            kind = m.get("patchType")
+            if not kind:
+                causes.append(required(f"{p}.patchType"))
+                continue
+            if kind not in _MUTATION_TYPES:
+                causes.append(not_supported(f"{p}.patchType", kind, _MUTATION_TYPES))
+                continue
+            key = "applyConfiguration" if kind == "ApplyConfiguration" else "jsonPatch"
+            body = m.get(key)
+            if not isinstance(body, dict):
+                causes.append(required(f"{p}.{key}", f"must be specified when patchType is {kind}"))
+                continue
+            causes += _expression(body.get("expression"), f"{p}.{key}.expression", MUTATION_VARIABLES)
+        return causes
+
+    def validate_update(self, new: Obj, old: Obj) -> Causes:
+        return validate_object_meta_update(new, old)
 
 
 class MutatingAdmissionPolicyBindingStrategy(Strategy):
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            _default_match_resources(spec.get("matchResources"))
+
     def validate(self, obj: Obj) -> Causes:
-        return validate_object_meta(obj, namespaced=False) + [forbidden(
-            "spec.policyName", "MutatingAdmissionPolicy is not supported by vkube yet; use a "
-            "MutatingWebhookConfiguration")]
+        causes = validate_object_meta(obj, namespaced=False)
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return causes + [required("spec")]
+        if not spec.get("policyName"):
+            causes.append(required("spec.policyName"))
+        causes += _validate_param_ref(spec.get("paramRef"), "spec.paramRef")
+        causes += _validate_match_resources(spec.get("matchResources"), "spec.matchResources", need_rules=False)
+        causes += _mutating_operations((spec.get("matchResources") or {}).get("resourceRules"),
+                                       "spec.matchResources.resourceRules")
+        return causes
+
+    def validate_update(self, new: Obj, old: Obj) -> Causes:
+        return validate_object_meta_update(new, old)
 
 
 _G = "admissionregistration.k8s.io"

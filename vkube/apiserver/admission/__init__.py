@@ -53,7 +53,7 @@ class AdmissionChain:
 
 def default_chain(*, pod_security: PodSecurity | None = None, dynamic: Sequence[Any] = ()) -> AdmissionChain:
     """kube-apiserver's default enabled plugins that vkube implements, in upstream order;
-    ``dynamic`` (MutatingAdmissionWebhook, ValidatingAdmissionPolicy,
+    ``dynamic`` (MutatingAdmissionPolicy, MutatingAdmissionWebhook, ValidatingAdmissionPolicy,
     ValidatingAdmissionWebhook) comes last but for ResourceQuota, as upstream orders them."""
     return AdmissionChain([
         NamespaceLifecycle(), LimitRanger(), ServiceAccount(), NodeRestriction(), pod_security or PodSecurity(),

@@ -1,6 +1,6 @@
 """Dynamic admission of one control plane: the configuration source (watched), the webhook
-client, and the plugins built on them — MutatingAdmissionWebhook, ValidatingAdmissionPolicy
-and ValidatingAdmissionWebhook, in kube-apiserver's order (``dynamic.plugins`` goes into the
+client, and the plugins built on them — MutatingAdmissionPolicy, MutatingAdmissionWebhook,
+ValidatingAdmissionPolicy and ValidatingAdmissionWebhook, in kube-apiserver's order (``dynamic.plugins`` goes into the
 chain just before ResourceQuota)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from vkube.apiserver.admission.configsource import ConfigSource
+from vkube.apiserver.admission.mutatingpolicies import MutatingPolicies
 from vkube.apiserver.admission.policies import ValidatingPolicies
 from vkube.apiserver.admission.webhookclient import WebhookClient
 from vkube.apiserver.admission.webhooks import MutatingWebhooks, ValidatingWebhooks
@@ -20,13 +21,14 @@ class DynamicAdmission:
     def __init__(self, ctx: Context) -> None:
         self.source = ConfigSource(ctx)
         self.client = WebhookClient(ctx)
+        self.mutating_policies = MutatingPolicies(self.source)
         self.mutating = MutatingWebhooks(self.source, self.client)
         self.policies = ValidatingPolicies(self.source)
         self.validating = ValidatingWebhooks(self.source, self.client)
 
     @property
     def plugins(self) -> list[Any]:
-        return [self.mutating, self.policies, self.validating]
+        return [self.mutating_policies, self.mutating, self.policies, self.validating]
 
     async def start(self) -> None:
         await self.source.start()

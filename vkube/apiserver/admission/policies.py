@@ -24,7 +24,7 @@ from vkube.apiserver.admission.webhooks import _cel_error, _convert, attributes_
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
-__all__ = ["ValidatingPolicies"]
+__all__ = ["ValidatingPolicies", "PolicyMatching", "ConfigError"]
 
 log = logging.getLogger("vkube.apiserver.admission.policies")
 
@@ -88,11 +88,78 @@ def _run(program: Program | CompileError, act: dict[str, Any]) -> Any:
         raise ConfigError(f"expression '{program.text}' resulted in error: {_cel_error(exc)}") from None
 
 
-class ValidatingPolicies:
-    """The ValidatingAdmissionPolicy plugin (``validate`` phase only)."""
+class PolicyMatching:
+    """What both policy plugins share: matchConstraints/matchResources and parameters."""
 
     def __init__(self, source: ConfigSource) -> None:
         self.source = source
+
+    async def namespace_object(self, ctx: Context, req: AdmissionRequest, uses: frozenset[str]) -> Any:
+        """The request's Namespace, when an expression uses ``namespaceObject``."""
+        if "namespaceObject" in uses and req.namespace and (req.spec.group, req.spec.plural) != ("", "namespaces"):
+            storage = ctx.storage_for("", "Namespace")
+            rc = internal_context("get", resource="namespaces", version="v1")
+            return await storage.get_or_none(rc, None, req.namespace) if storage else None
+        return None
+
+    async def matches(self, ctx: Context, req: AdmissionRequest, match: Any, ns_labels: Any, *,
+                      need_rules: bool = True) -> ResourceSpec | None:
+        """The resource version the request matches as (Equivalent may choose another), or None."""
+        match = match if isinstance(match, dict) else {}
+        if match.get("namespaceSelector"):
+            labels = await ns_labels()
+            if labels is not None and not selector_matches(match["namespaceSelector"], labels):
+                return None
+        if not object_selector_matches(match.get("objectSelector"), req.obj, req.old):
+            return None
+        attrs = attributes_of(req)
+        if policy_rule_matches(match.get("excludeResourceRules"), attrs, req.name):
+            return None
+        rules = match.get("resourceRules")
+        if not rules and not need_rules:
+            return req.spec
+        if policy_rule_matches(rules, attrs, req.name):
+            return req.spec
+        if match.get("matchPolicy", "Equivalent") == "Equivalent":
+            for spec in ctx.registry.all():
+                if (spec.group, spec.plural) == (req.spec.group, req.spec.plural) and spec.version != req.spec.version:
+                    if policy_rule_matches(rules, attributes_of(req, spec), req.name):
+                        return spec
+        return None
+
+    async def params(self, ctx: Context, req: AdmissionRequest, kind: Any, ref: Any) -> list[Any]:
+        """``CollectParams``: ``[None]`` without params, else the selected objects."""
+        if not kind or not ref:
+            return [None]
+        api_version, kind_name = str(kind.get("apiVersion", "")), str(kind.get("kind", ""))
+        spec = ctx.registry.by_api_version_kind(api_version, kind_name)
+        if spec is None:
+            group, _, version = api_version.rpartition("/")
+            raise ConfigError(f"paramKind kind `{group}/{version}, Kind={kind_name}` not known")
+        namespace = None
+        if spec.namespaced:
+            namespace = ref.get("namespace") or req.namespace
+            if not namespace:
+                raise ConfigError("cannot use namespaced paramRef in policy binding that matches cluster-scoped resources")
+        elif ref.get("namespace"):
+            raise ConfigError("paramRef.namespace must not be provided for a cluster-scoped `paramKind`")
+        storage = ctx.storage(spec)
+        rc = internal_context("get", resource=spec.plural, group=spec.group, version=spec.version,
+                              namespace=namespace or "")
+        if ref.get("name"):
+            found = await storage.get_or_none(rc, namespace, str(ref["name"]))
+            params = [found] if found is not None else []
+        else:
+            listed = (await storage.list(rc, namespace)).items
+            params = [p for p in listed if selector_matches(ref.get("selector") or {},
+                                                            (p.get("metadata") or {}).get("labels"))]
+        if not params and ref.get("parameterNotFoundAction") == "Deny":
+            raise ConfigError("no params found for policy binding with `Deny` parameterNotFoundAction")
+        return params
+
+
+class ValidatingPolicies(PolicyMatching):
+    """The ValidatingAdmissionPolicy plugin (``validate`` phase only)."""
 
     async def validate(self, ctx: Context, req: AdmissionRequest) -> None:
         if (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
@@ -113,7 +180,7 @@ class ValidatingPolicies:
         for policy in policies:
             name = str((policy.get("metadata") or {}).get("name", ""))
             spec = policy.get("spec") or {}
-            matched = await self._matches(ctx, req, spec.get("matchConstraints"), ns_labels)
+            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
             if matched is None:
                 continue
             fail = spec.get("failurePolicy", "Fail") != "Ignore"
@@ -123,11 +190,11 @@ class ValidatingPolicies:
                 if bspec.get("policyName") != name:
                     continue
                 bname = str((binding.get("metadata") or {}).get("name", ""))
-                if bspec.get("matchResources") and await self._matches(
+                if bspec.get("matchResources") and await self.matches(
                         ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
                     continue
                 try:
-                    params = await self._params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
+                    params = await self.params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
                     for param in params:
                         for d in await self._evaluate(ctx, req, matched, compiled, param, name, bname, fail):
                             self._act(req, bspec.get("validationActions") or [], d, denials, failures)
@@ -160,68 +227,9 @@ class ValidatingPolicies:
                 failures.append({"message": denial.message, "policy": denial.policy, "binding": denial.binding,
                                  "expressionIndex": index, "validationActions": actions})
 
-    async def _matches(self, ctx: Context, req: AdmissionRequest, match: Any, ns_labels: Any, *,
-                       need_rules: bool = True) -> ResourceSpec | None:
-        """The resource version the request matches as (Equivalent may choose another), or None."""
-        match = match if isinstance(match, dict) else {}
-        if match.get("namespaceSelector"):
-            labels = await ns_labels()
-            if labels is not None and not selector_matches(match["namespaceSelector"], labels):
-                return None
-        if not object_selector_matches(match.get("objectSelector"), req.obj, req.old):
-            return None
-        attrs = attributes_of(req)
-        if policy_rule_matches(match.get("excludeResourceRules"), attrs, req.name):
-            return None
-        rules = match.get("resourceRules")
-        if not rules and not need_rules:
-            return req.spec
-        if policy_rule_matches(rules, attrs, req.name):
-            return req.spec
-        if match.get("matchPolicy", "Equivalent") == "Equivalent":
-            for spec in ctx.registry.all():
-                if (spec.group, spec.plural) == (req.spec.group, req.spec.plural) and spec.version != req.spec.version:
-                    if policy_rule_matches(rules, attributes_of(req, spec), req.name):
-                        return spec
-        return None
-
-    async def _params(self, ctx: Context, req: AdmissionRequest, kind: Any, ref: Any) -> list[Any]:
-        """``CollectParams``: ``[None]`` without params, else the selected objects."""
-        if not kind or not ref:
-            return [None]
-        api_version, kind_name = str(kind.get("apiVersion", "")), str(kind.get("kind", ""))
-        spec = ctx.registry.by_api_version_kind(api_version, kind_name)
-        if spec is None:
-            group, _, version = api_version.rpartition("/")
-            raise ConfigError(f"paramKind kind `{group}/{version}, Kind={kind_name}` not known")
-        namespace = None
-        if spec.namespaced:
-            namespace = ref.get("namespace") or req.namespace
-            if not namespace:
-                raise ConfigError("cannot use namespaced paramRef in policy binding that matches cluster-scoped resources")
-        elif ref.get("namespace"):
-            raise ConfigError("paramRef.namespace must not be provided for a cluster-scoped `paramKind`")
-        storage = ctx.storage(spec)
-        rc = internal_context("get", resource=spec.plural, group=spec.group, version=spec.version,
-                              namespace=namespace or "")
-        if ref.get("name"):
-            found = await storage.get_or_none(rc, namespace, str(ref["name"]))
-            params = [found] if found is not None else []
-        else:
-            listed = (await storage.list(rc, namespace)).items
-            params = [p for p in listed if selector_matches(ref.get("selector") or {},
-                                                            (p.get("metadata") or {}).get("labels"))]
-        if not params and ref.get("parameterNotFoundAction") == "Deny":
-            raise ConfigError("no params found for policy binding with `Deny` parameterNotFoundAction")
-        return params
-
     async def _evaluate(self, ctx: Context, req: AdmissionRequest, matched: ResourceSpec, compiled: _Compiled,
                         param: Any, policy: str, binding: str, fail: bool) -> list[tuple[int, _Denial]]:
-        namespace = None
-        if "namespaceObject" in compiled.uses and req.namespace and (req.spec.group, req.spec.plural) != ("", "namespaces"):
-            storage = ctx.storage_for("", "Namespace")
-            rc = internal_context("get", resource="namespaces", version="v1")
-            namespace = await storage.get_or_none(rc, None, req.namespace) if storage else None
+        namespace = await self.namespace_object(ctx, req, compiled.uses)
         request = request_value(review_request(req, matched, None, None, "")) if "request" in compiled.uses else {}
         act = activation(obj=_convert(req.obj, matched), old=_convert(req.old, matched), request=request,
                          params=param, namespace=namespace, variables={}, names=compiled.uses)
