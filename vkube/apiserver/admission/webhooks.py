@@ -324,20 +324,36 @@ class MutatingWebhooks(_Webhooks):
     mutating = True
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
-        invocations = await self.matching(ctx, req)
-        if not invocations:
+        """Each webhook in turn; whether it applies is decided on the object as the webhooks
+        before it left it (upstream's ShouldCallHook inside the loop)."""
+        if (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
             return
+        hooks = self.hooks()
+        if not hooks:
+            return
+        cache: list[Any] = []
+
+        async def labels() -> Any:
+            if not cache:
+                cache.append(await namespace_labels(ctx, req))
+            return cache[0]
+
         invoked: list[str] = []  # IfNeeded webhooks called so far (upstream's reinvocation context)
         reinvoke: set[str] = set()
-        for index, inv in enumerate(invocations):
+        called: list[tuple[int, Invocation]] = []
+        for index, (hook, configuration) in enumerate(hooks):
+            inv = await self.should_call(ctx, req, hook, configuration, labels)
+            if inv is None:
+                continue
+            called.append((index, inv))
             changed = await self._one(ctx, req, inv, round_=0, index=index)
-            name = str(inv.hook.get("name", ""))
+            name = str(hook.get("name", ""))
             if changed:
                 reinvoke.update(invoked)
-            if inv.hook.get("reinvocationPolicy") == "IfNeeded":
+            if hook.get("reinvocationPolicy") == "IfNeeded":
                 invoked.append(name)
         if reinvoke:  # one more round, for the IfNeeded webhooks that ran before a later change
-            for index, inv in enumerate(invocations):
+            for index, inv in called:
                 if str(inv.hook.get("name", "")) in reinvoke:
                     await self._one(ctx, req, inv, round_=1, index=index)
 
