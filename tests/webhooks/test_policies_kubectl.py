@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import User
+from tests.cli.conftest import User, eventually
 from tests.webhooks.conftest import GROUP
 
 VAPS, BINDINGS = "validatingadmissionpolicies", "validatingadmissionpolicybindings"
@@ -51,6 +51,11 @@ def test_policy_refuses_a_deployment_with_more_than_five_replicas(vc: User):
         assert ('The deployments "small" is invalid: : ValidatingAdmissionPolicy \'max-replicas\' with binding '
                 "'max-replicas' denied request: failed expression: object.spec.replicas <= 5") in out.stderr
         assert vc.kubectl("get", "deployment", "small", "-o", "jsonpath={.spec.replicas}").stdout == "5"
+        # the status: generation observed, expressions type-checked against Deployment
+        def observed():
+            status = json.loads(vc.kubectl("get", VAPS, "max-replicas", "-o", "json").stdout).get("status") or {}
+            assert status.get("observedGeneration") == 1 and status.get("typeChecking") == {}, status
+        eventually(observed, timeout=30, delay=0.3)
         table = vc.kubectl("get", VAPS).stdout.split()
         assert table[:4] == ["NAME", "VALIDATIONS", "PARAMKIND", "AGE"] and table[4:7] == ["max-replicas", "1", "<unset>"]
     finally:
@@ -121,6 +126,26 @@ def test_params_actions_and_match_conditions(vc: User):
     finally:
         vc.kubectl("delete", BINDINGS, "by-name", "warn", "--ignore-not-found")
         vc.kubectl("delete", VAPS, "limits", "--ignore-not-found")
+
+
+def test_type_checking_warns_about_fields_the_kind_cannot_have(vc: User):
+    doc = {"apiVersion": GROUP, "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "typo"},
+           "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                           "operations": ["CREATE"], "resources": ["deployments"]}]},
+                    "validations": [{"expression": "object.spec.replicas > 0"},
+                                    {"expression": "object.spec.replicass > 1"}]}}
+    apply(vc, doc)
+    try:
+        def warned():
+            status = json.loads(vc.kubectl("get", VAPS, "typo", "-o", "json").stdout).get("status") or {}
+            assert status.get("observedGeneration") == 1, status
+            return status["typeChecking"]["expressionWarnings"]
+        warnings = eventually(warned, timeout=30, delay=0.3)
+        assert warnings == [{"fieldRef": "spec.validations[1].expression", "warning":
+                             "apps/v1, Kind=Deployment: ERROR: <input>:1:12: undefined field 'replicass'\n"
+                             " | object.spec.replicass > 1\n | ...........^\n"}]
+    finally:
+        vc.kubectl("delete", VAPS, "typo", "--ignore-not-found")
 
 
 def test_policy_whose_cel_does_not_compile_is_refused_and_not_stored(vc: User):

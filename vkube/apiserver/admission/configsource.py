@@ -34,6 +34,8 @@ class ConfigSource:
         self._compiled: dict[tuple[str, str, str], Any] = {}
         self._task: asyncio.Task[None] | None = None
         self.revision = 0
+        #: called with (plural, object) for every object read or changed (not for deletions)
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     async def start(self) -> None:
         self.revision = await self._relist()
@@ -45,7 +47,14 @@ class ConfigSource:
         res = await self.ctx.store.range(PREFIX)
         self._objects = {kv.key: decode(kv) for kv in res.kvs}
         self._changed()
+        for key, obj in self._objects.items():
+            self._tell(key, obj)
         return res.revision
+
+    def _tell(self, key: str, obj: dict[str, Any]) -> None:
+        plural = key[len(PREFIX):].split("/", 1)[0]
+        for listener in self.listeners:
+            listener(plural, obj)
 
     def _changed(self) -> None:
         self._by_plural = None
@@ -63,6 +72,8 @@ class ConfigSource:
                         self._objects[event.kv.key] = decode(event.kv)
                     self.revision = revision
                     self._changed()
+                    if event.type != "DELETED":
+                        self._tell(event.kv.key, self._objects[event.kv.key])
                 return
             except Compacted:
                 revision = await self._relist()

@@ -10,6 +10,7 @@ from typing import Any
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.apiserver.admission.mutatingpolicies import MutatingPolicies
 from vkube.apiserver.admission.policies import ValidatingPolicies
+from vkube.apiserver.admission.policystatus import PolicyStatus
 from vkube.apiserver.admission.webhookclient import WebhookClient
 from vkube.apiserver.admission.webhooks import MutatingWebhooks, ValidatingWebhooks
 from vkube.apiserver.context import Context
@@ -20,6 +21,8 @@ __all__ = ["DynamicAdmission"]
 class DynamicAdmission:
     def __init__(self, ctx: Context) -> None:
         self.source = ConfigSource(ctx)
+        self.status = PolicyStatus(ctx)  # ValidatingAdmissionPolicy.status (typeChecking)
+        self.source.listeners.append(self.status.changed)
         self.client = WebhookClient(ctx)
         self.mutating_policies = MutatingPolicies(self.source)
         self.mutating = MutatingWebhooks(self.source, self.client)
@@ -31,6 +34,7 @@ class DynamicAdmission:
         return [self.mutating_policies, self.mutating, self.policies, self.validating]
 
     async def start(self) -> None:
+        self.status.start()
         await self.source.start()
 
     async def close(self) -> None:
