@@ -5,6 +5,8 @@ certificate (issued by a test CA through ``vkube.pki``), answering by path:
 ``/mutate``    adds the label ``webhook=mutated`` by JSON patch (``/mutate-other``: ``other=yes``);
 ``/slow``      answers after ``slow_seconds``; ``/garbage`` answers non-JSON;
 ``/badpatch``  patches an invalid label key in; ``/typepatch`` makes ``data`` a number;
+``/wronguid``, ``/nopatchtype``, ``/undecodable`` answer malformed reviews; ``/denyquietly``
+refuses without a Status;
 ``/convert``   a ConversionReview answer moving ``spec.size`` ↔ ``spec.replicas`` (v1 ↔ v2).
 
 Every request body is kept in ``requests`` (path, decoded JSON)."""
@@ -57,6 +59,14 @@ def review_answer(path: str, review: dict[str, Any], server: "WebhookServer") ->
     elif path == "/badpatch":
         resp.update(patchType="JSONPatch", patch=_patch([
             {"op": "add", "path": "/metadata/labels", "value": {"bad key!": "x"}}]))
+    elif path == "/wronguid":
+        resp["uid"] = "not-the-request's"
+    elif path == "/nopatchtype":
+        resp["patch"] = _patch([{"op": "add", "path": "/data", "value": {}}])
+    elif path == "/undecodable":
+        resp.update(patchType="JSONPatch", patch=base64.b64encode(b"{not a patch").decode())
+    elif path == "/denyquietly":
+        resp = {"uid": req.get("uid"), "allowed": False}
     elif path == "/typepatch":
         resp.update(patchType="JSONPatch", patch=_patch([{"op": "add", "path": "/data", "value": 42}]))
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}

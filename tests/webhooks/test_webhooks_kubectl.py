@@ -162,6 +162,12 @@ def test_bad_webhooks_give_kubernetes_errors_and_leave_the_store_unchanged(vc: U
                     "looking for beginning of value",
         "/typepatch": "Internal error occurred: data: ",
         "/badpatch": 'is invalid: metadata.labels: Invalid value: "bad key!"',
+        "/wronguid": 'failed calling webhook "bad.example.com": received invalid webhook response: expected '
+                     'response.uid="',
+        "/nopatchtype": "received invalid webhook response: webhook returned response.patch but not "
+                        "response.patchType",
+        "/undecodable": "received undecodable patch in webhook response",
+        "/denyquietly": 'admission webhook "bad.example.com" denied the request without explanation',
     }
     try:
         for path, expected in cases.items():
@@ -179,6 +185,11 @@ def test_bad_webhooks_give_kubernetes_errors_and_leave_the_store_unchanged(vc: U
                 f'"{server.url}/validate?timeout=10s": tls: failed to verify certificate: x509: certificate '
                 "signed by unknown authority") in out.stderr, out.stderr
         absent(vc, "wrong-ca")
+        configure(vc, VWC, "wrong-ca", hook("wrong-ca.example.com", url(server, "/validate", ca="bm90IGEgUEVN")))
+        out = vc.kubectl("create", "configmap", "not-pem", check=False)
+        assert ('failed calling webhook "wrong-ca.example.com": could not get REST client: unable to load root '
+                "certificates") in out.stderr, out.stderr
+        absent(vc, "not-pem")
     finally:
         remove(vc, MWCS, "bad")
         remove(vc, VWCS, "wrong-ca")

@@ -241,6 +241,8 @@ class _Webhooks:
             doc = await self.client.post(hook.get("clientConfig") or {}, body,
                                          timeout=int(hook.get("timeoutSeconds") or 10))
         except CallError as exc:
+            if str(exc).startswith("could not get REST client"):
+                raise
             raise CallError(f"failed to call webhook: {exc}") from None
         try:
             return _verify(doc, uid, mutating=self.mutating)
