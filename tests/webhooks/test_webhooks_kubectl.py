@@ -217,3 +217,29 @@ def test_bad_configurations_are_refused_by_field(vc: User, server: WebhookServer
         assert (stored["failurePolicy"], stored["matchPolicy"], stored["timeoutSeconds"]) == ("Fail", "Equivalent", 10)
     finally:
         remove(vc, VWCS, "listed")
+
+
+def test_connect_operations_reach_webhooks(vc: User, server: WebhookServer):
+    """``kubectl exec`` is a CONNECT of pods/exec whose object is the PodExecOptions."""
+    vc.kubectl("run", "shell", "--image=busybox", "--restart=Never", "--", "sleep", "3600")
+
+    def running():
+        assert vc.kubectl("get", "pod", "shell", "-o", "jsonpath={.status.phase}").stdout == "Running"
+    eventually(running, timeout=120, delay=0.5)
+    assert vc.kubectl("exec", "shell", "--", "echo", "hi").stdout.strip() == "hi"
+    connect = hook("exec.example.com", url(server, "/validate"), resources=("pods/exec",), operations=("CONNECT",))
+    configure(vc, VWC, "no-exec", connect)
+    try:
+        vc.kubectl("exec", "shell", "--", "echo", "allowed")  # /validate allows (the name is "shell")
+        review = [d for p, d in server.requests if d["request"].get("operation") == "CONNECT"][-1]["request"]
+        assert review["kind"] == {"group": "", "version": "v1", "kind": "PodExecOptions"}
+        assert review["resource"] == {"group": "", "version": "v1", "resource": "pods"}
+        assert review["subResource"] == "exec" and review["name"] == "shell"
+        assert review["object"]["command"] == ["echo", "allowed"] and review["object"]["container"] == "shell"
+        configure(vc, VWC, "no-exec", hook("exec.example.com", url(server, "/denyquietly"),
+                                             resources=("pods/exec",), operations=("CONNECT",)))
+        out = vc.kubectl("exec", "shell", "--", "echo", "refused", check=False)
+        assert out.returncode == 1
+        assert 'admission webhook "exec.example.com" denied the request without explanation' in out.stderr, out.stderr
+    finally:
+        remove(vc, VWCS, "no-exec")

@@ -83,14 +83,17 @@ def _options(req: AdmissionRequest) -> dict[str, Any] | None:
 
 def review_request(req: AdmissionRequest, spec: ResourceSpec, obj: Any, old: Any, uid: str) -> dict[str, Any]:
     """``CreateV1AdmissionReview``'s request (``kind``/``resource`` as sent, ``request*`` as asked)."""
+    kind = spec.kind
+    if req.operation == "CONNECT" and isinstance(req.obj, dict):  # the options object's kind
+        kind = str(req.obj.get("kind") or kind)
     out: dict[str, Any] = {
         "uid": uid,
-        "kind": {"group": spec.group, "version": spec.version, "kind": spec.kind},
+        "kind": {"group": spec.group, "version": spec.version, "kind": kind},
         "resource": {"group": spec.group, "version": spec.version, "resource": spec.plural},
     }
     if req.subresource:
         out["subResource"] = req.subresource
-    out["requestKind"] = {"group": req.spec.group, "version": req.spec.version, "kind": req.spec.kind}
+    out["requestKind"] = {"group": req.spec.group, "version": req.spec.version, "kind": kind}
     out["requestResource"] = {"group": req.spec.group, "version": req.spec.version, "resource": req.spec.plural}
     if req.subresource:
         out["requestSubResource"] = req.subresource
