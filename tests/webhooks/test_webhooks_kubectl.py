@@ -47,6 +47,12 @@ def test_validating_webhook_refuses_with_its_message_and_warns(vc: User, server:
         assert req["object"]["metadata"]["name"] == "fine" and req["oldObject"] is None
         assert req["dryRun"] is False and req["options"]["kind"] == "CreateOptions"
         assert req["userInfo"]["username"]
+        # the webhook's audit annotation is in the request's audit event
+        def audited():
+            events = [json.loads(line) for line in vc.vkube("logs", "wh", "--audit").stdout.splitlines()
+                      if line.startswith("{")]
+            assert any((e.get("annotations") or {}).get("names.example.com/checked") == "fine" for e in events)
+        eventually(audited, timeout=30, delay=0.5)
         # dryRun requests reach webhooks that declare no side effects, marked as such
         vc.kubectl("create", "configmap", "dry", "--dry-run=server")
         dry = [d for p, d in server.requests if d["request"].get("name") == "dry"]
