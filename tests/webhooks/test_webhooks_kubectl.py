@@ -249,3 +249,31 @@ def test_connect_operations_reach_webhooks(vc: User, server: WebhookServer):
         assert 'admission webhook "exec.example.com" denied the request without explanation' in out.stderr, out.stderr
     finally:
         remove(vc, VWCS, "no-exec")
+
+
+def test_match_policy_equivalent_sends_the_registered_version(vc: User, server: WebhookServer):
+    version = {"served": True, "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}
+    vc.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+                 "versions": [{"name": "v1", "storage": True, **version}, {"name": "v2", "storage": False, **version}]}}))
+    eventually(lambda: vc.kubectl("get", "gizmos.v2.example.com"), timeout=60, delay=0.5)
+    rule = {"operations": ["CREATE"], "apiGroups": ["example.com"], "apiVersions": ["v1"], "resources": ["gizmos"]}
+    configure(vc, VWC, "gizmos", hook("gizmos.example.com", url(server, "/validate"), rules=[rule]))
+    try:
+        vc.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "example.com/v2", "kind": "Gizmo", "metadata": {"name": "g1"}, "spec": {"a": 1}}))
+        req = [d for p, d in server.requests if d["request"].get("name") == "g1"][-1]["request"]
+        assert req["kind"] == {"group": "example.com", "version": "v1", "kind": "Gizmo"}
+        assert req["requestKind"] == {"group": "example.com", "version": "v2", "kind": "Gizmo"}
+        assert req["resource"]["version"] == "v1" and req["object"]["apiVersion"] == "example.com/v1"
+        configure(vc, VWC, "gizmos", hook("gizmos.example.com", url(server, "/validate"), rules=[rule],
+                                          matchPolicy="Exact"))
+        vc.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "example.com/v2", "kind": "Gizmo", "metadata": {"name": "g2"}, "spec": {"a": 1}}))
+        assert not [d for p, d in server.requests if d["request"].get("name") == "g2"]
+    finally:
+        remove(vc, VWCS, "gizmos")
