@@ -28,7 +28,7 @@ from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.typecheck import type_errors
 from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run
-from vkube.apiserver.admission.webhooks import _convert, namespace_labels, review_request
+from vkube.apiserver.admission.webhooks import namespace_labels, review_request, versioned
 from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["MutatingPolicies", "apply_configuration"]
@@ -145,13 +145,13 @@ class MutatingPolicies(PolicyMatching):
         namespace = await self.namespace_object(ctx, req, compiled.uses)
         request = request_value(review_request(req, matched, None, None, "")) if "request" in compiled.uses else {}
 
-        def current() -> dict[str, Any]:
-            act = activation(obj=_convert(req.obj, matched), old=_convert(req.old, matched), request=request,
-                             params=param, namespace=namespace, names=compiled.uses)
+        async def current() -> dict[str, Any]:
+            act = activation(obj=await versioned(ctx, req.obj, matched), old=await versioned(ctx, req.old, matched),
+                             request=request, params=param, namespace=namespace, names=compiled.uses)
             act.update(type_names())
             return act
 
-        act = current()
+        act = await current()
         for prog in compiled.conditions:
             result = _run(prog, act)
             if is_bool(result) and not result:
@@ -165,7 +165,7 @@ class MutatingPolicies(PolicyMatching):
             act["variables"] = variables_map(values)
         for kind, prog in compiled.mutations:
             result = from_cel(_run(prog, act))
-            before = _convert(req.obj, matched)
+            before = await versioned(ctx, req.obj, matched)
             if kind == "ApplyConfiguration":
                 if not isinstance(result, dict):
                     raise ConfigError("type mismatch: ApplyConfiguration.expression should evaluate to an Object")
@@ -177,12 +177,13 @@ class MutatingPolicies(PolicyMatching):
             problems = type_errors(patched, ctx.schema_for(matched)) if not getattr(req.spec.strategy, "custom", False) else []
             if problems:
                 raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
+            patched = await versioned(ctx, patched, req.spec)  # back to the request's version
             patched["apiVersion"], patched["kind"] = req.spec.api_version, req.spec.kind
             req.spec.strategy.default(patched)
             if patched != req.obj:
                 req.obj.clear()
                 req.obj.update(patched)
-            act = current()  # the next mutation sees this one's result
+            act = await current()  # the next mutation sees this one's result
             if values:
                 act["variables"] = variables_map(values)
 

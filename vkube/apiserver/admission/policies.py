@@ -20,7 +20,7 @@ from vkube.api.admission_cel import (POLICY_VARIABLES, CompileError, Program, ac
 from vkube.api.admission_match import EXEMPT_RESOURCES, object_selector_matches, policy_rule_matches, selector_matches
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver.admission.configsource import ConfigSource
-from vkube.apiserver.admission.webhooks import _cel_error, _convert, attributes_of, namespace_labels, review_request
+from vkube.apiserver.admission.webhooks import _cel_error, attributes_of, namespace_labels, review_request, versioned
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
@@ -231,7 +231,8 @@ class ValidatingPolicies(PolicyMatching):
                         param: Any, policy: str, binding: str, fail: bool) -> list[tuple[int, _Denial]]:
         namespace = await self.namespace_object(ctx, req, compiled.uses)
         request = request_value(review_request(req, matched, None, None, "")) if "request" in compiled.uses else {}
-        act = activation(obj=_convert(req.obj, matched), old=_convert(req.old, matched), request=request,
+        act = activation(obj=await versioned(ctx, req.obj, matched), old=await versioned(ctx, req.old, matched),
+                         request=request,
                          params=param, namespace=namespace, variables={}, names=compiled.uses)
         out: list[tuple[int, _Denial]] = []
 

@@ -33,7 +33,7 @@ from vkube.apiserver.admission.webhookclient import CallError, WebhookClient
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
-__all__ = ["MutatingWebhooks", "ValidatingWebhooks", "namespace_labels", "review_request", "attributes_of"]
+__all__ = ["MutatingWebhooks", "ValidatingWebhooks", "namespace_labels", "review_request", "attributes_of", "versioned"]
 
 log = logging.getLogger("vkube.apiserver.admission.webhooks")
 
@@ -110,11 +110,14 @@ def review_request(req: AdmissionRequest, spec: ResourceSpec, obj: Any, old: Any
     return out
 
 
-def _convert(obj: Any, spec: ResourceSpec) -> Any:
-    """The object in the version a webhook registered for (CRD versions differ only in
-    apiVersion under conversion ``None``; built-in kinds are served in one version)."""
+async def versioned(ctx: Context, obj: Any, spec: ResourceSpec) -> Any:
+    """The object in the version a webhook or policy registered for (``matchPolicy:
+    Equivalent``): a CRD converting by webhook asks its webhook; otherwise versions differ only
+    in apiVersion (conversion ``None``; built-in kinds are served in one version)."""
     if not isinstance(obj, dict) or obj.get("apiVersion") == spec.api_version:
         return obj
+    if getattr(spec.strategy, "conversion_webhook", None) is not None and ctx.convert is not None:
+        return (await ctx.convert(spec.strategy, [obj], spec.api_version))[0]
     return {**obj, "apiVersion": spec.api_version}
 
 
@@ -158,11 +161,11 @@ class _Webhooks:
                         break
         if invocation is None:
             return None
-        if hook.get("matchConditions") and not self._conditions_match(req, invocation):
+        if hook.get("matchConditions") and not await self._conditions_match(ctx, req, invocation):
             return None
         return invocation
 
-    def _conditions_match(self, req: AdmissionRequest, inv: Invocation) -> bool:
+    async def _conditions_match(self, ctx: Context, req: AdmissionRequest, inv: Invocation) -> bool:
         hook = inv.hook
         cfg = next((c for c in self.source.objects(self.plural)
                     if (c.get("metadata") or {}).get("name") == inv.configuration), {})
@@ -180,8 +183,8 @@ class _Webhooks:
         uses = self.source.compiled(cfg, f"{hook.get('name')}/uses", lambda: referenced(
             c.get("expression") for c in hook.get("matchConditions") or () if isinstance(c, dict)))
         request = request_value(review_request(req, inv.spec, None, None, "")) if "request" in uses else {}
-        act = activation(obj=_convert(req.obj, inv.spec), old=_convert(req.old, inv.spec), request=request,
-                         names=uses)
+        act = activation(obj=await versioned(ctx, req.obj, inv.spec), old=await versioned(ctx, req.old, inv.spec),
+                         request=request, names=uses)
         failures: list[str] = []
         for _name, program in programs:
             if isinstance(program, CompileError):
@@ -223,7 +226,7 @@ class _Webhooks:
                 out.append(inv)
         return out
 
-    async def call(self, req: AdmissionRequest, inv: Invocation, obj: Any) -> dict[str, Any]:
+    async def call(self, ctx: Context, req: AdmissionRequest, inv: Invocation, obj: Any) -> dict[str, Any]:
         """One webhook call; the verified response. Raises CallError (the call failed) or a
         StatusError (dry run refused)."""
         hook = inv.hook
@@ -239,7 +242,8 @@ class _Webhooks:
                             "could not create admission objects: vkube sends AdmissionReview v1 only")
         uid = str(uuid.uuid4())
         body = {"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1",
-                "request": review_request(req, inv.spec, _convert(obj, inv.spec), _convert(req.old, inv.spec), uid)}
+                "request": review_request(req, inv.spec, await versioned(ctx, obj, inv.spec),
+                                          await versioned(ctx, req.old, inv.spec), uid)}
         try:
             doc = await self.client.post(hook.get("clientConfig") or {}, body,
                                          timeout=int(hook.get("timeoutSeconds") or 10))
@@ -365,7 +369,7 @@ class MutatingWebhooks(_Webhooks):
     async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, *, round_: int, index: int) -> bool:
         hook, name = inv.hook, str(inv.hook.get("name", ""))
         try:
-            response = await self.call(req, inv, req.obj)
+            response = await self.call(ctx, req, inv, req.obj)
         except CallError as exc:
             self.failed(req, hook, exc, f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}")
             return False
@@ -375,9 +379,9 @@ class MutatingWebhooks(_Webhooks):
         patch = response.get("patch")
         if not patch:
             return False
-        return self._apply(ctx, req, inv, response, round_=round_, index=index)
+        return await self._apply(ctx, req, inv, response, round_=round_, index=index)
 
-    def _apply(self, ctx: Context, req: AdmissionRequest, inv: Invocation, response: dict[str, Any], *,
+    async def _apply(self, ctx: Context, req: AdmissionRequest, inv: Invocation, response: dict[str, Any], *,
                round_: int, index: int) -> bool:
         name = str(inv.hook.get("name", ""))
         failed_open = f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}"
@@ -400,7 +404,7 @@ class MutatingWebhooks(_Webhooks):
         if req.obj is None:
             raise errors.internal_error(f'admission webhook "{name}" attempted to modify the object, which is not '
                                         "supported for this operation")
-        before = _convert(req.obj, inv.spec)
+        before = await versioned(ctx, req.obj, inv.spec)
         try:
             patched = patch.apply(clone(before), in_place=False)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError,
@@ -411,6 +415,7 @@ class MutatingWebhooks(_Webhooks):
         problems = type_errors(patched, ctx.schema_for(inv.spec)) if not getattr(req.spec.strategy, "custom", False) else []
         if problems:
             raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
+        patched = await versioned(ctx, patched, req.spec)  # back to the request's version
         patched["apiVersion"], patched["kind"] = req.spec.api_version, req.spec.kind
         req.spec.strategy.default(patched)
         changed = patched != req.obj
@@ -434,16 +439,16 @@ class ValidatingWebhooks(_Webhooks):
         invocations = await self.matching(ctx, req)
         if not invocations:
             return
-        results = await asyncio.gather(*(self._one(req, inv, i) for i, inv in enumerate(invocations)),
+        results = await asyncio.gather(*(self._one(ctx, req, inv, i) for i, inv in enumerate(invocations)),
                                        return_exceptions=True)
         for result in results:  # upstream returns the first error only
             if isinstance(result, BaseException):
                 raise result
 
-    async def _one(self, req: AdmissionRequest, inv: Invocation, index: int) -> None:
+    async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, index: int) -> None:
         hook, name = inv.hook, str(inv.hook.get("name", ""))
         try:
-            response = await self.call(req, inv, req.obj)
+            response = await self.call(ctx, req, inv, req.obj)
         except CallError as exc:
             self.failed(req, hook, exc, f"failed-open.validating.webhook.admission.k8s.io/round_0_index_{index}")
             return
