@@ -172,11 +172,14 @@ class WebhookClient:
         """POST ``body``; the decoded JSON object answered. Raises CallError."""
         target = await self.target(client_config, timeout)
         sc = self.ssl_context(client_config.get("caBundle"))
+        try:  # the deadline covers waiting for a free slot too
+            return await asyncio.wait_for(self._bounded(target, sc, body), timeout)
+        except asyncio.TimeoutError:
+            raise CallError(f'Post "{target.url}": context deadline exceeded') from None
+
+    async def _bounded(self, target: Target, sc: ssl.SSLContext, body: dict[str, Any]) -> dict[str, Any]:
         async with self._slots:
-            try:
-                return await asyncio.wait_for(self._post(target, sc, body), timeout)
-            except asyncio.TimeoutError:
-                raise CallError(f'Post "{target.url}": context deadline exceeded') from None
+            return await self._post(target, sc, body)
 
     async def _post(self, target: Target, sc: ssl.SSLContext, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
