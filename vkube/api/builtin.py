@@ -134,10 +134,10 @@ def builtin_specs() -> list[ResourceSpec]:
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import crd, kinds_admission, kinds_apps, kinds_batch, kinds_core, kinds_other
+    from vkube.api import crd, kinds_admission, kinds_apps, kinds_batch, kinds_core, kinds_other, kinds_policies
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
-    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_admission, crd):
+    for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_admission, kinds_policies, crd):
         classes.update(module.STRATEGIES)
     cls = classes.get((spec.group, spec.kind), Strategy)
     strategy = cls()
