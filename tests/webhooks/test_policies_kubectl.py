@@ -223,3 +223,41 @@ def test_mutating_admission_policy_applies_configuration_and_json_patch(vc: User
     finally:
         vc.kubectl("delete", "mutatingadmissionpolicybindings", "defaults", "--ignore-not-found")
         vc.kubectl("delete", "mutatingadmissionpolicies", "defaults", "--ignore-not-found")
+
+
+AUTHZ = """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: need-secrets}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: >
+      authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()
+    message: only users who may list secrets may create ConfigMaps
+  - expression: "authorizer.requestResource.check('create').allowed()"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: need-secrets}
+spec: {policyName: need-secrets, validationActions: [Deny]}
+"""
+
+
+def test_policy_asks_the_authorizer(vc: User):
+    vc.kubectl("create", "namespace", "az")
+    vc.kubectl("create", "role", "cm-only", "-n", "az", "--verb=create,get", "--resource=configmaps")
+    vc.kubectl("create", "rolebinding", "bob", "-n", "az", "--role=cm-only", "--user=bob")
+    apply(vc, AUTHZ)
+    try:
+        out = vc.kubectl("create", "configmap", "by-bob", "-n", "az", "--as=bob", check=False)
+        assert ("configmaps \"by-bob\" is forbidden: ValidatingAdmissionPolicy 'need-secrets' with binding "
+                "'need-secrets' denied request: only users who may list secrets may create ConfigMaps") in out.stderr, \
+            out.stderr
+        vc.kubectl("create", "rolebinding", "bob-view", "-n", "az", "--clusterrole=admin", "--user=bob")
+        vc.kubectl("create", "configmap", "by-bob", "-n", "az", "--as=bob")
+    finally:
+        vc.kubectl("delete", BINDINGS, "need-secrets", "--ignore-not-found")
+        vc.kubectl("delete", VAPS, "need-secrets", "--ignore-not-found")

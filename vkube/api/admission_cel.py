@@ -14,16 +14,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vkube.api.cel import _functions, _program, _quiet_transpiler, _syntax
+from vkube.api.cel import _functions, _quiet_transpiler, _syntax
 
 __all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value", "referenced",
            "variables_map", "type_names", "from_cel",
            "WEBHOOK_VARIABLES", "POLICY_VARIABLES", "MUTATION_VARIABLES"]
 
 #: the variables a webhook's matchConditions may use (``authorizer`` is not offered by vkube)
-WEBHOOK_VARIABLES = frozenset({"object", "oldObject", "request"})
+WEBHOOK_VARIABLES = frozenset({"object", "oldObject", "request", "authorizer"})
 #: and a ValidatingAdmissionPolicy's expressions
-POLICY_VARIABLES = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables"})
+POLICY_VARIABLES = frozenset({"object", "oldObject", "request", "params", "namespaceObject", "variables",
+                              "authorizer"})
 #: and a MutatingAdmissionPolicy's mutations, which construct ``Object{…}`` and ``JSONPatch{…}``
 MUTATION_VARIABLES = POLICY_VARIABLES | {"Object", "JSONPatch"}
 _BUILTINS = frozenset({"true", "false", "null", "has", "size", "int", "uint", "double", "string", "bytes",
@@ -46,6 +47,7 @@ class Program:
 
     text: str
     runner: Any
+    functions: dict[str, Any]
     interpreted: Any = None
     use_interpreter: bool = False
 
@@ -59,7 +61,7 @@ class Program:
             import celpy
 
             env = celpy.Environment()
-            self.interpreted = env.program(env.compile(self.text), functions=_functions())
+            self.interpreted = env.program(env.compile(self.text), functions=self.functions)
         result = self.interpreted.evaluate(activation)  # raises the interpreter's error
         self.use_interpreter = True  # the transpiled runner failed where the interpreter did not
         return result
@@ -84,15 +86,25 @@ def compile_expression(text: Any, allowed: frozenset[str] = POLICY_VARIABLES) ->
 
     env = celpy.Environment(runner_class=celpy.CompiledRunner)
     _quiet_transpiler()
+    functions = _functions()
+    if re.search(r"\bauthorizer\b", text):  # the authz library's methods (check, allowed, …)
+        from vkube.api.admission_authz import functions as authz_functions
+
+        functions.update(authz_functions())
     try:
-        runner = _program(env, text)
+        ast = env.compile(text)
     except Exception as exc:  # celpy raises its parser's errors
         raise CompileError(f"compilation failed: {_syntax(exc)}") from None
     name = _undeclared(text, allowed)
     if name is not None:
         raise CompileError(f"compilation failed: ERROR: <input>:1:1: undeclared reference to '{name}' "
                            "(in container '')")
-    return Program(text, runner)
+    try:
+        runner = env.program(ast, functions=functions)
+    except Exception:  # what the transpiler does not take runs interpreted
+        interpreted = celpy.Environment()
+        runner = interpreted.program(interpreted.compile(text), functions=functions)
+    return Program(text, runner, functions)
 
 
 def to_cel(value: Any) -> Any:

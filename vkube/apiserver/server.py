@@ -497,7 +497,7 @@ class ControlPlane:
                     "too: use one of them")
             configured["PodSecurity"] = admission_settings.pod_security_from(
                 self.pod_security_config, "controlPlane.podSecurity")
-        self.dynamic_admission = DynamicAdmission(self.ctx)
+        self.dynamic_admission = DynamicAdmission(self.ctx, authorize=self.server.authorization.authorize)
         self.ctx.convert = ConversionWebhooks(self.dynamic_admission.client).convert
         self.ctx.admission = [RBACEscalation(self.server.authorization),
                               default_chain(pod_security=configured.get("PodSecurity"),

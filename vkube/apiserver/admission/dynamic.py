@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vkube.api.admission_authz import Authorize
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.apiserver.admission.mutatingpolicies import MutatingPolicies
 from vkube.apiserver.admission.policies import ValidatingPolicies
@@ -19,15 +20,17 @@ __all__ = ["DynamicAdmission"]
 
 
 class DynamicAdmission:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, authorize: Authorize | None = None) -> None:
+        """``authorize(user, attributes)``: the control plane's authorizer, for CEL's
+        ``authorizer`` variable."""
         self.source = ConfigSource(ctx)
         self.status = PolicyStatus(ctx)  # ValidatingAdmissionPolicy.status (typeChecking)
         self.source.listeners.append(self.status.changed)
         self.client = WebhookClient(ctx)
-        self.mutating_policies = MutatingPolicies(self.source)
-        self.mutating = MutatingWebhooks(self.source, self.client)
-        self.policies = ValidatingPolicies(self.source)
-        self.validating = ValidatingWebhooks(self.source, self.client)
+        self.mutating_policies = MutatingPolicies(self.source, authorize)
+        self.mutating = MutatingWebhooks(self.source, self.client, authorize)
+        self.policies = ValidatingPolicies(self.source, authorize)
+        self.validating = ValidatingWebhooks(self.source, self.client, authorize)
 
     @property
     def plugins(self) -> list[Any]:

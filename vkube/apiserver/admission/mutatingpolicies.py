@@ -28,7 +28,7 @@ from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.typecheck import type_errors
 from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run
-from vkube.apiserver.admission.webhooks import namespace_labels, review_request, versioned
+from vkube.apiserver.admission.webhooks import namespace_labels, review_request, versioned, with_authorizer
 from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["MutatingPolicies", "apply_configuration"]
@@ -149,7 +149,7 @@ class MutatingPolicies(PolicyMatching):
             act = activation(obj=await versioned(ctx, req.obj, matched), old=await versioned(ctx, req.old, matched),
                              request=request, params=param, namespace=namespace, names=compiled.uses)
             act.update(type_names())
-            return act
+            return with_authorizer(act, compiled.uses, self.authorize, req)
 
         act = await current()
         for prog in compiled.conditions:

@@ -20,7 +20,9 @@ from vkube.api.admission_cel import (POLICY_VARIABLES, CompileError, Program, ac
 from vkube.api.admission_match import EXEMPT_RESOURCES, object_selector_matches, policy_rule_matches, selector_matches
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver.admission.configsource import ConfigSource
-from vkube.apiserver.admission.webhooks import _cel_error, attributes_of, namespace_labels, review_request, versioned
+from vkube.api.admission_authz import Authorize
+from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, namespace_labels, review_request, versioned,
+                                                with_authorizer)
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
@@ -91,8 +93,9 @@ def _run(program: Program | CompileError, act: dict[str, Any]) -> Any:
 class PolicyMatching:
     """What both policy plugins share: matchConstraints/matchResources and parameters."""
 
-    def __init__(self, source: ConfigSource) -> None:
+    def __init__(self, source: ConfigSource, authorize: Authorize | None = None) -> None:
         self.source = source
+        self.authorize = authorize  # for the ``authorizer`` variable
 
     async def namespace_object(self, ctx: Context, req: AdmissionRequest, uses: frozenset[str]) -> Any:
         """The request's Namespace, when an expression uses ``namespaceObject``."""
@@ -231,9 +234,10 @@ class ValidatingPolicies(PolicyMatching):
                         param: Any, policy: str, binding: str, fail: bool) -> list[tuple[int, _Denial]]:
         namespace = await self.namespace_object(ctx, req, compiled.uses)
         request = request_value(review_request(req, matched, None, None, "")) if "request" in compiled.uses else {}
-        act = activation(obj=await versioned(ctx, req.obj, matched), old=await versioned(ctx, req.old, matched),
-                         request=request,
-                         params=param, namespace=namespace, variables={}, names=compiled.uses)
+        act = with_authorizer(activation(obj=await versioned(ctx, req.obj, matched),
+                                         old=await versioned(ctx, req.old, matched), request=request, params=param,
+                                         namespace=namespace, variables={}, names=compiled.uses),
+                              compiled.uses, self.authorize, req)
         out: list[tuple[int, _Denial]] = []
 
         def error(message: str) -> list[tuple[int, _Denial]]:

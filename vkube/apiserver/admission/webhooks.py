@@ -23,6 +23,7 @@ import orjson
 from vkube.api import errors
 from vkube.api.admission_cel import (WEBHOOK_VARIABLES, CompileError, activation, compile_expression, is_bool,
                                      referenced, request_value)
+from vkube.api.admission_authz import Authorize, authorizer_value
 from vkube.api.admission_match import EXEMPT_RESOURCES, Attributes, any_rule_matches, object_selector_matches, selector_matches
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
@@ -33,7 +34,8 @@ from vkube.apiserver.admission.webhookclient import CallError, WebhookClient
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
-__all__ = ["MutatingWebhooks", "ValidatingWebhooks", "namespace_labels", "review_request", "attributes_of", "versioned"]
+__all__ = ["MutatingWebhooks", "ValidatingWebhooks", "namespace_labels", "review_request", "attributes_of", "versioned",
+           "with_authorizer"]
 
 log = logging.getLogger("vkube.apiserver.admission.webhooks")
 
@@ -121,15 +123,27 @@ async def versioned(ctx: Context, obj: Any, spec: ResourceSpec) -> Any:
     return {**obj, "apiVersion": spec.api_version}
 
 
+def with_authorizer(act: dict[str, Any], uses: frozenset[str], authorize: Authorize | None,
+                    req: AdmissionRequest) -> dict[str, Any]:
+    """Adds ``authorizer`` (the request's user, ``requestResource`` = the request's resource)
+    when an expression uses it."""
+    if "authorizer" in uses and authorize is not None:
+        act["authorizer"] = authorizer_value(authorize, req.user, {
+            "group": req.spec.group, "resource": req.spec.plural, "subresource": req.subresource,
+            "namespace": req.namespace or "", "name": req.name})
+    return act
+
+
 class _Webhooks:
     """Shared by both dispatchers: which webhooks apply, and calling one."""
 
     plural = ""
     mutating = False
 
-    def __init__(self, source: ConfigSource, client: WebhookClient) -> None:
+    def __init__(self, source: ConfigSource, client: WebhookClient, authorize: Authorize | None = None) -> None:
         self.source = source
         self.client = client
+        self.authorize = authorize
 
     def hooks(self) -> list[tuple[dict[str, Any], str]]:
         out = []
@@ -183,8 +197,9 @@ class _Webhooks:
         uses = self.source.compiled(cfg, f"{hook.get('name')}/uses", lambda: referenced(
             c.get("expression") for c in hook.get("matchConditions") or () if isinstance(c, dict)))
         request = request_value(review_request(req, inv.spec, None, None, "")) if "request" in uses else {}
-        act = activation(obj=await versioned(ctx, req.obj, inv.spec), old=await versioned(ctx, req.old, inv.spec),
-                         request=request, names=uses)
+        act = with_authorizer(activation(obj=await versioned(ctx, req.obj, inv.spec),
+                                         old=await versioned(ctx, req.old, inv.spec), request=request, names=uses),
+                              uses, self.authorize, req)
         failures: list[str] = []
         for _name, program in programs:
             if isinstance(program, CompileError):
@@ -321,6 +336,7 @@ def denied(name: str, result: Any) -> errors.StatusError:
 
 def _cel_error(exc: Exception) -> str:
     text = str(exc.args[0]) if getattr(exc, "args", None) and isinstance(exc.args[0], str) else str(exc)
+    text = text.split(" (in activation ", 1)[0]  # celpy appends its whole activation
     if text.startswith("no such member in mapping: "):
         return "no such key: " + text.split(": ", 1)[1].strip("'")
     return text
