@@ -132,8 +132,10 @@ def test_type_checking_warns_about_fields_the_kind_cannot_have(vc: User):
     doc = {"apiVersion": GROUP, "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "typo"},
            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
                                                            "operations": ["CREATE"], "resources": ["deployments"]}]},
+                    "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
                     "validations": [{"expression": "object.spec.replicas > 0"},
-                                    {"expression": "object.spec.replicass > 1"}]}}
+                                    {"expression": "object.spec.replicass > 1"},
+                                    {"expression": "params == null || object.spec.replicas < params.spec.max"}]}}
     apply(vc, doc)
     try:
         def warned():
@@ -143,7 +145,11 @@ def test_type_checking_warns_about_fields_the_kind_cannot_have(vc: User):
         warnings = eventually(warned, timeout=30, delay=0.3)
         assert warnings == [{"fieldRef": "spec.validations[1].expression", "warning":
                              "apps/v1, Kind=Deployment: ERROR: <input>:1:12: undefined field 'replicass'\n"
-                             " | object.spec.replicass > 1\n | ...........^\n"}]
+                             " | object.spec.replicass > 1\n | ...........^\n"},
+                            {"fieldRef": "spec.validations[2].expression", "warning":
+                             "/v1, Kind=ConfigMap: ERROR: <input>:1:48: undefined field 'spec'\n"
+                             " | params == null || object.spec.replicas < params.spec.max\n"
+                             " | " + "." * 47 + "^\n"}]
     finally:
         vc.kubectl("delete", VAPS, "typo", "--ignore-not-found")
 

@@ -23,14 +23,16 @@ __all__ = ["PolicyStatus", "type_warnings"]
 log = logging.getLogger("vkube.apiserver.admission.policystatus")
 
 _OBJECT = re.compile(r"\b(?:object|oldObject)\.")
+_PARAMS = re.compile(r"\bparams\.")
 
 
 def _gvk(group: str, version: str, kind: str) -> str:
     return f"{group}/{version}, Kind={kind}" if group else f"/{version}, Kind={kind}"
 
 
-def _issue(text: str, field: str) -> str:
-    at = text.find("." + field)
+def _issue(text: str, field: str, root: str = "object") -> str:
+    """CEL's error text, its column at the ``.field`` after the variable the path starts at."""
+    at = text.find("." + field, max(text.find(root + "."), 0))
     at = max(at, 0)
     return f"ERROR: <input>:1:{at + 1}: undefined field '{field}'\n | {text}\n | {'.' * at}^"
 
@@ -45,15 +47,23 @@ def type_warnings(ctx: Context, policy: dict[str, Any]) -> list[dict[str, str]]:
                     rs = ctx.registry.get(group, version, resource)
                     if rs is not None and rs not in kinds:
                         kinds.append(rs)
+    param_kind = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else {}
+    param_spec = ctx.registry.by_api_version_kind(str(param_kind.get("apiVersion", "")), str(param_kind.get("kind", "")))
+    param_schema = ctx.schema_for(param_spec) if param_spec is not None else None
     out: list[dict[str, str]] = []
     for i, v in enumerate(spec.get("validations") or ()):
         for key in ("expression", "messageExpression"):
             text = v.get(key) if isinstance(v, dict) else None
-            if not isinstance(text, str) or not _OBJECT.search(text):
+            if not isinstance(text, str):
                 continue
-            probe = _OBJECT.sub("self.", text)
             found = []
-            for rs in kinds:
+            if param_schema and _PARAMS.search(text):  # params: checked against the paramKind
+                field = undefined_field(_PARAMS.sub("self.", _OBJECT.sub("x.", text)), param_schema)
+                if field:
+                    pk = f"{param_kind.get('apiVersion')}, Kind={param_kind.get('kind')}"
+                    found.append(f"{pk if '/' in pk else '/' + pk}: {_issue(text, field, 'params')}\n")
+            probe = _OBJECT.sub("self.", _PARAMS.sub("x.", text))
+            for rs in kinds if _OBJECT.search(text) else ():
                 schema = ctx.schema_for(rs)
                 field = undefined_field(probe, schema) if schema else None
                 if field:
