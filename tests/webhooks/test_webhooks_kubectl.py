@@ -277,3 +277,31 @@ def test_match_policy_equivalent_sends_the_registered_version(vc: User, server: 
         assert not [d for p, d in server.requests if d["request"].get("name") == "g2"]
     finally:
         remove(vc, VWCS, "gizmos")
+
+
+def test_if_needed_policy_runs_again_after_a_webhook_changed_the_object(vc: User, server: WebhookServer):
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+              "metadata": {"name": "seen"},
+              "spec": {"reinvocationPolicy": "IfNeeded",
+                       "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                               "operations": ["CREATE"], "resources": ["configmaps"]}]},
+                       "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": (
+                           'Object{metadata: Object.metadata{labels: {"seen-webhook": '
+                           'has(object.metadata.labels) && "webhook" in object.metadata.labels ? "yes" : "no"}}}')}}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+               "metadata": {"name": "seen"}, "spec": {"policyName": "seen"}}
+    vc.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    configure(vc, MWC, "labels", hook("labels.example.com", url(server, "/mutate")))
+    try:
+        vc.kubectl("create", "configmap", "seen")
+        labels = json.loads(vc.kubectl("get", "configmap", "seen", "-o", "jsonpath={.metadata.labels}").stdout)
+        assert labels == {"webhook": "mutated", "seen-webhook": "yes"}
+        policy["spec"]["reinvocationPolicy"] = "Never"
+        vc.kubectl("apply", "-f", "-", input=json.dumps(policy))
+        vc.kubectl("create", "configmap", "unseen")
+        labels = json.loads(vc.kubectl("get", "configmap", "unseen", "-o", "jsonpath={.metadata.labels}").stdout)
+        assert labels == {"webhook": "mutated", "seen-webhook": "no"}
+    finally:
+        remove(vc, MWCS, "labels")
+        vc.kubectl("delete", "mutatingadmissionpolicybindings", "seen", "--ignore-not-found")
+        vc.kubectl("delete", "mutatingadmissionpolicies", "seen", "--ignore-not-found")

@@ -9,7 +9,8 @@ applied once per matching binding and parameter, its ``mutations`` in order:
   (a failed ``test`` leaves the object unchanged, as upstream).
 
 Failures are kube-apiserver's ``policy 'P' with binding 'B' denied request: …`` (403), or
-ignored under ``failurePolicy: Ignore``. ``reinvocationPolicy: IfNeeded`` is treated as Never."""
+ignored under ``failurePolicy: Ignore``. ``reinvocationPolicy: IfNeeded`` policies run again
+when a mutating webhook changed the object after them (``dynamic.DynamicMutation``)."""
 
 from __future__ import annotations
 
@@ -99,11 +100,17 @@ class MutatingPolicies(PolicyMatching):
     """The MutatingAdmissionPolicy plugin (``mutate`` phase only)."""
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
+        await self.run(ctx, req)
+
+    async def run(self, ctx: Context, req: AdmissionRequest, *, only_if_needed: bool = False) -> bool:
+        """Apply every matching policy (with ``only_if_needed``: the ``reinvocationPolicy:
+        IfNeeded`` ones, a re-invocation). True when an IfNeeded policy was applied."""
         if req.obj is None or (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
-            return
+            return False
         policies = self.source.objects("mutatingadmissionpolicies")
         if not policies:
-            return
+            return False
+        if_needed = False
         bindings = self.source.objects("mutatingadmissionpolicybindings")
         labels: list[Any] = []
 
@@ -115,6 +122,9 @@ class MutatingPolicies(PolicyMatching):
         for policy in policies:
             name = str((policy.get("metadata") or {}).get("name", ""))
             spec = policy.get("spec") or {}
+            again = spec.get("reinvocationPolicy") == "IfNeeded"
+            if only_if_needed and not again:
+                continue
             matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
             if matched is None:
                 continue
@@ -135,10 +145,12 @@ class MutatingPolicies(PolicyMatching):
                         raise ConfigError(f"failed to configure binding: {exc}") from None
                     for param in params:
                         await self._apply(ctx, req, matched, compiled, param)
+                        if_needed = if_needed or again
                 except ConfigError as exc:
                     if fail:
                         raise errors.forbidden(req.spec.plural, req.name, f"policy '{name}' with binding '{bname}' "
                                                f"denied request: {exc}", group=req.spec.group) from None
+        return if_needed
 
     async def _apply(self, ctx: Context, req: AdmissionRequest, matched: ResourceSpec, compiled: _Compiled,
                      param: Any) -> None:

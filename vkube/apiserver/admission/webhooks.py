@@ -349,13 +349,17 @@ class MutatingWebhooks(_Webhooks):
     mutating = True
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
+        await self.run(ctx, req)
+
+    async def run(self, ctx: Context, req: AdmissionRequest) -> list[tuple[int, Invocation]]:
         """Each webhook in turn; whether it applies is decided on the object as the webhooks
-        before it left it (upstream's ShouldCallHook inside the loop)."""
+        before it left it (upstream's ShouldCallHook inside the loop). Returns the IfNeeded
+        webhooks called, for a later plugin's change to re-invoke (``reinvoke``)."""
         if (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
-            return
+            return []
         hooks = self.hooks()
         if not hooks:
-            return
+            return []
         cache: list[Any] = []
 
         async def labels() -> Any:
@@ -378,9 +382,13 @@ class MutatingWebhooks(_Webhooks):
             if hook.get("reinvocationPolicy") == "IfNeeded":
                 invoked.append(name)
         if reinvoke:  # one more round, for the IfNeeded webhooks that ran before a later change
-            for index, inv in called:
-                if str(inv.hook.get("name", "")) in reinvoke:
-                    await self._one(ctx, req, inv, round_=1, index=index)
+            await self.reinvoke(ctx, req, [(i, inv) for i, inv in called if str(inv.hook.get("name", "")) in reinvoke])
+        return [(i, inv) for i, inv in called if inv.hook.get("reinvocationPolicy") == "IfNeeded"]
+
+    async def reinvoke(self, ctx: Context, req: AdmissionRequest, invocations: list[tuple[int, Invocation]]) -> None:
+        """Round 1: the object changed after these IfNeeded webhooks saw it."""
+        for index, inv in invocations:
+            await self._one(ctx, req, inv, round_=1, index=index)
 
     async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, *, round_: int, index: int) -> bool:
         hook, name = inv.hook, str(inv.hook.get("name", ""))
