@@ -1,7 +1,8 @@
 """Dynamic admission benchmark (issue 14): the latency one validating webhook and one CEL
 ValidatingAdmissionPolicy add to a ConfigMap create, against the same create without them.
 
-A `vkube serve --no-controllers` child process (bench/_serve.py) serves the API; this process
+A `vkube serve --no-controllers` child process (bench/_serve.py, HTTPS with the admin's client
+certificate) serves the API; this process
 runs a small HTTPS webhook (a thread, certificate from vkube.pki) that allows everything, and
 creates N ConfigMaps sequentially over HTTP per configuration. The configurations are measured
 in interleaved rounds (none, webhook, policy, none, …) so load drift hits all of them alike.
@@ -111,8 +112,8 @@ async def creates(session: aiohttp.ClientSession, base: str, tag: str, n: int) -
 async def main() -> None:
     httpd, url, ca = start_webhook()
     results: dict[str, list[float]] = {"none": [], "webhook": [], "policy": []}
-    with serve_api() as base:
-        async with aiohttp.ClientSession() as session:
+    with serve_api() as (base, tls):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
             await creates(session, base, "warm", 30)
             for r in range(ROUNDS):
                 results["none"] += await creates(session, base, f"n{r}", N // ROUNDS)
