@@ -147,7 +147,7 @@ def test_type_checking_warns_about_fields_the_kind_cannot_have(vc: User):
                              "apps/v1, Kind=Deployment: ERROR: <input>:1:12: undefined field 'replicass'\n"
                              " | object.spec.replicass > 1\n | ...........^\n"},
                             {"fieldRef": "spec.validations[2].expression", "warning":
-                             "/v1, Kind=ConfigMap: ERROR: <input>:1:48: undefined field 'spec'\n"
+                             "apps/v1, Kind=Deployment: ERROR: <input>:1:48: undefined field 'spec'\n"
                              " | params == null || object.spec.replicas < params.spec.max\n"
                              " | " + "." * 47 + "^\n"}]
     finally:

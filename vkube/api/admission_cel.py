@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vkube.api.cel import _functions, _quiet_transpiler, _syntax
+from vkube.api.cel import _quiet_transpiler
+from vkube.api.cel_compile import _syntax
+from vkube.api.cel_library import functions as _functions
 
 __all__ = ["CompileError", "Program", "compile_expression", "activation", "request_value", "referenced",
            "variables_map", "type_names", "from_cel",

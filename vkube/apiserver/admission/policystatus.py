@@ -2,19 +2,20 @@
 policy status controller writes them — each validation's ``expression`` and
 ``messageExpression`` checked against the schema of every kind the policy's resourceRules name
 explicitly (wildcards are not expanded), a field the kind cannot have becoming an
-``expressionWarnings`` entry. celpy has no type checker: the check is the static one CRD rules
-get (``cel_static.undefined_field``) on ``object``/``oldObject`` paths. Runs inside the API
-server on the admission configuration's watch, like the CRD controller."""
+``expressionWarnings`` entry, with the CEL type checker CRD rules use (``cel_check``). Runs
+inside the API server on the admission configuration's watch, like the CRD controller."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 from vkube.api import errors
-from vkube.api.cel_static import undefined_field
+from vkube.api.admission_cel import POLICY_VARIABLES
+from vkube.api.cel_ast import desugar_map, to_ast
+from vkube.api.cel_check import check_ast, format_issues
+from vkube.api.cel_types import decl_type, primitive
 from vkube.apiserver.context import Context
 from vkube.apiserver.request import internal_context
 
@@ -22,22 +23,31 @@ __all__ = ["PolicyStatus", "type_warnings"]
 
 log = logging.getLogger("vkube.apiserver.admission.policystatus")
 
-_OBJECT = re.compile(r"\b(?:object|oldObject)\.")
-_PARAMS = re.compile(r"\bparams\.")
 
 
 def _gvk(group: str, version: str, kind: str) -> str:
     return f"{group}/{version}, Kind={kind}" if group else f"/{version}, Kind={kind}"
 
 
-def _issue(text: str, field: str, root: str = "object") -> str:
-    """CEL's error text, its column at the ``.field`` after the variable the path starts at."""
-    at = text.find("." + field, max(text.find(root + "."), 0))
-    at = max(at, 0)
-    return f"ERROR: <input>:1:{at + 1}: undefined field '{field}'\n | {text}\n | {'.' * at}^"
+def _issues(text: str, env_types: dict[str, Any]) -> str | None:
+    """CEL's type-check errors of ``text`` with these variable types (None: it checks)."""
+    import celpy
+
+    source, origin = desugar_map(text)
+    try:
+        ast = to_ast(celpy.Environment().compile(source), source)
+        checked = check_ast(ast, env_types)
+    except (ValueError, TypeError, RecursionError, Exception):  # noqa: BLE001 - not checkable: no warning
+        return None
+    if checked.type is not None:
+        return None
+    return format_issues(text, [(origin(pos), message) for pos, message in checked.issues])
 
 
 def type_warnings(ctx: Context, policy: dict[str, Any]) -> list[dict[str, str]]:
+    """``typeChecking.expressionWarnings``: each validation expression type-checked with
+    ``object``/``oldObject`` typed as each kind the resourceRules name (and ``params`` as the
+    paramKind), the rest ``dyn``."""
     spec = policy.get("spec") or {}
     kinds = []
     for rule in (spec.get("matchConstraints") or {}).get("resourceRules") or ():
@@ -47,30 +57,38 @@ def type_warnings(ctx: Context, policy: dict[str, Any]) -> list[dict[str, str]]:
                     rs = ctx.registry.get(group, version, resource)
                     if rs is not None and rs not in kinds:
                         kinds.append(rs)
+    if not kinds:
+        return []
+    dyn = primitive("dyn")
     param_kind = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else {}
     param_spec = ctx.registry.by_api_version_kind(str(param_kind.get("apiVersion", "")), str(param_kind.get("kind", "")))
-    param_schema = ctx.schema_for(param_spec) if param_spec is not None else None
+    params = _declared(ctx.schema_for(param_spec)) if param_spec is not None else None
+    base = {name: dyn for name in POLICY_VARIABLES}
+    base["params"] = params or dyn
     out: list[dict[str, str]] = []
     for i, v in enumerate(spec.get("validations") or ()):
         for key in ("expression", "messageExpression"):
             text = v.get(key) if isinstance(v, dict) else None
-            if not isinstance(text, str):
+            if not isinstance(text, str) or not text.strip():
                 continue
             found = []
-            if param_schema and _PARAMS.search(text):  # params: checked against the paramKind
-                field = undefined_field(_PARAMS.sub("self.", _OBJECT.sub("x.", text)), param_schema)
-                if field:
-                    pk = f"{param_kind.get('apiVersion')}, Kind={param_kind.get('kind')}"
-                    found.append(f"{pk if '/' in pk else '/' + pk}: {_issue(text, field, 'params')}\n")
-            probe = _OBJECT.sub("self.", _PARAMS.sub("x.", text))
-            for rs in kinds if _OBJECT.search(text) else ():
-                schema = ctx.schema_for(rs)
-                field = undefined_field(probe, schema) if schema else None
-                if field:
-                    found.append(f"{_gvk(rs.group, rs.version, rs.kind)}: {_issue(text, field)}\n")
+            for rs in kinds:
+                object_type = _declared(ctx.schema_for(rs))
+                if object_type is None:
+                    continue
+                issues = _issues(text, {**base, "object": object_type, "oldObject": object_type})
+                if issues:
+                    found.append(f"{_gvk(rs.group, rs.version, rs.kind)}: {issues}\n")
             if found:
                 out.append({"fieldRef": f"spec.validations[{i}].{key}", "warning": "\n".join(found)})
     return out
+
+
+def _declared(schema: Any) -> Any:
+    try:
+        return decl_type(schema, root=True) if schema else None
+    except RecursionError:  # a self-referencing schema: left unchecked
+        return None
 
 
 class PolicyStatus:
