@@ -25,6 +25,7 @@ RUNS = [
     ("bench_patch.py", [], 300),
     ("bench_load.py", ["5000", "200", "10"], 600),
     ("bench_api.py", ["300"], 600),
+    ("bench_webhooks.py", ["150"], 600),
 ]
 #: the figure compared for each bench, and whether higher is better
 METRICS = {"ops_per_s": True, "ratio_to_framework": True, "ratio_to_update": True, "p99_ms": False,

@@ -18,6 +18,7 @@ __all__ = ["builtin_registry", "builtin_specs", "strategy_for"]
 
 _NO_COLLECTION = tuple(v for v in ALL_VERBS if v != "deletecollection")
 _ALL = ("all",)
+_ADMISSION = "admissionregistration.k8s.io"
 # Built-in scalable kinds carry a LabelSelector (a map for ReplicationControllers) at
 # spec.selector, not a selector string: the server converts it with
 # vkube.api.selectors.selector_to_string().
@@ -112,6 +113,19 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("rbac.authorization.k8s.io", "Role", "roles"),
         # --- storage.k8s.io/v1
         _spec("storage.k8s.io", "StorageClass", "storageclasses", namespaced=False, short=("sc",)),
+        # --- admissionregistration.k8s.io/v1
+        _spec(_ADMISSION, "MutatingAdmissionPolicy", "mutatingadmissionpolicies", namespaced=False,
+              categories=("api-extensions",)),
+        _spec(_ADMISSION, "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings",
+              namespaced=False, categories=("api-extensions",)),
+        _spec(_ADMISSION, "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", namespaced=False,
+              categories=("api-extensions",)),
+        _spec(_ADMISSION, "ValidatingAdmissionPolicy", "validatingadmissionpolicies", namespaced=False,
+              categories=("api-extensions",), status=True),
+        _spec(_ADMISSION, "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings",
+              namespaced=False, categories=("api-extensions",)),
+        _spec(_ADMISSION, "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+              namespaced=False, categories=("api-extensions",)),
         # --- scheduling.k8s.io/v1
         _spec("scheduling.k8s.io", "PriorityClass", "priorityclasses", namespaced=False, short=("pc",)),
         # --- coordination.k8s.io/v1
@@ -132,12 +146,12 @@ def builtin_specs() -> list[ResourceSpec]:
 
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
-    from vkube.api import (crd, kinds_apiregistration, kinds_apps, kinds_autoscaling, kinds_batch, kinds_core,
-                           kinds_other)
+    from vkube.api import (crd, kinds_admission, kinds_apiregistration, kinds_apps, kinds_autoscaling,
+                           kinds_batch, kinds_core, kinds_other, kinds_policies)
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
     for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_autoscaling, kinds_apiregistration,
-                   crd):
+                   kinds_admission, kinds_policies, crd):
         classes.update(module.STRATEGIES)
     cls = kinds_autoscaling.VERSIONED.get((spec.group, spec.version, spec.kind)) or classes.get(
         (spec.group, spec.kind), Strategy)

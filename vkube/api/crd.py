@@ -136,6 +136,11 @@ class CustomResourceStrategy(Strategy):
         if version.get("deprecated"):
             self.deprecation_warning = version.get("deprecationWarning") or (
                 f"{self.api_version} {self.kind} is deprecated")
+        conversion = spec.get("conversion") or {}
+        #: ``spec.conversion.webhook`` when the strategy is Webhook: the API server converts
+        #: between versions through it (``ConversionReview``), asynchronously
+        self.conversion_webhook: dict[str, Any] | None = (
+            conversion.get("webhook") if conversion.get("strategy") == "Webhook" else None)
         self.terminating = False
         #: callables that end the open watches of this version (called when it stops being served)
         self.watch_closers: set[Any] = set()
@@ -143,14 +148,21 @@ class CustomResourceStrategy(Strategy):
     # -- conversion (strategy None) and read-time defaulting --------------------------------
 
     def from_storage(self, obj: Obj) -> Obj:
+        """Strategy None: rewrite apiVersion. Webhook: an object stored in another version is
+        left as stored, for the API server to convert (then ``after_conversion``)."""
+        if self.conversion_webhook is not None and obj.get("apiVersion") != self.api_version:
+            return obj
         obj["apiVersion"] = self.api_version
+        return self.after_conversion(obj)
+
+    def after_conversion(self, obj: Obj) -> Obj:
         if self.defaults:
             structural.apply_defaults(obj, self.schema)
         return obj
 
     def to_storage(self, obj: Obj) -> Obj:
-        if obj.get("apiVersion") == self.storage_api_version:
-            return obj
+        if obj.get("apiVersion") == self.storage_api_version or self.conversion_webhook is not None:
+            return obj  # a webhook-converted object is already in the storage version
         return {**obj, "apiVersion": self.storage_api_version}
 
     # -- write pipeline ---------------------------------------------------------------------

@@ -33,6 +33,42 @@ def _label(path: str, value: Any, causes: Causes, *, kind: bool = False) -> None
         causes.append(invalid_value(path, value, _KIND_MSG if kind else _DNS1035_MSG))
 
 
+def _conversion(conversion: Any) -> Causes:
+    """``validateCustomResourceConversion`` (internal field names, as upstream's errors show them)."""
+    from vkube.api.kinds_admission import validate_client_config
+
+    conversion = conversion if isinstance(conversion, dict) else {}
+    strategy = conversion.get("strategy", "None")
+    webhook = conversion.get("webhook") if isinstance(conversion.get("webhook"), dict) else None
+    causes: Causes = []
+    if strategy not in ("None", "Webhook"):
+        return [not_supported("spec.conversion.strategy", strategy, ("None", "Webhook"))]
+    if strategy == "Webhook":
+        if webhook is None or webhook.get("clientConfig") is None:
+            causes.append(required("spec.conversion.webhookClientConfig", "required when strategy is set to Webhook"))
+        else:
+            causes += [dict(c, field=c["field"].replace("spec.conversion.webhook.clientConfig",
+                                                        "spec.conversion.webhookClientConfig"))
+                       for c in validate_client_config(webhook["clientConfig"], "spec.conversion.webhook.clientConfig")]
+        versions = (webhook or {}).get("conversionReviewVersions") or []
+        if not versions:
+            causes.append(required("spec.conversion.conversionReviewVersions",
+                                   "must include at least one of v1, v1beta1"))
+        elif not any(v in ("v1", "v1beta1") for v in versions):
+            causes.append(invalid_value("spec.conversion.conversionReviewVersions", versions,
+                                        "must include at least one of v1, v1beta1"))
+    elif webhook is not None:
+        if webhook.get("clientConfig") is not None:
+            causes.append(field_error("spec.conversion.webhookClientConfig",
+                                      "Forbidden: should not be set when strategy is not set to Webhook",
+                                      reason="FieldValueForbidden"))
+        if webhook.get("conversionReviewVersions"):
+            causes.append(field_error("spec.conversion.conversionReviewVersions",
+                                      "Forbidden: should not be set when strategy is not set to Webhook",
+                                      reason="FieldValueForbidden"))
+    return causes
+
+
 def _spec_shape(spec: dict[str, Any]) -> Causes:
     """The types of everything validation reads below (the generic decode is lax about some)."""
     causes: Causes = []
@@ -107,14 +143,7 @@ def validate_crd(crd: dict[str, Any]) -> Causes:
     elif scope not in ("Cluster", "Namespaced"):
         causes.append(not_supported("spec.scope", scope, ("Cluster", "Namespaced")))
     _names(names, "spec.names", causes)
-    conversion = spec.get("conversion") or {}
-    strategy = conversion.get("strategy", "None") if isinstance(conversion, dict) else "None"
-    if strategy != "None":
-        causes.append(not_supported("spec.conversion.strategy", strategy, ("None",))
-                      if strategy != "Webhook" else
-                      field_error("spec.conversion.strategy", 'Unsupported value: "Webhook": conversion '
-                                  'webhooks are not supported by vkube yet: supported values: "None"',
-                                  reason="FieldValueNotSupported"))
+    causes += _conversion(spec.get("conversion"))
     if spec.get("preserveUnknownFields") is True:
         causes.append(invalid_value("spec.preserveUnknownFields", True,
                                     "cannot set to true, set x-kubernetes-preserve-unknown-fields to true "

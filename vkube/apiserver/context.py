@@ -70,6 +70,9 @@ class Context:
     token_issuer: Any = None
     #: the audiences API tokens are issued for and accepted with (``--api-audiences``)
     api_audiences: tuple[str, ...] = ()
+    #: converts custom resources between versions through their CRD's conversion webhook:
+    #: ``await convert(strategy, objects, desired_api_version)`` (set by the control plane)
+    convert: Callable[..., Awaitable[list[Obj]]] | None = None
     _http: Any = None
     #: where metrics.k8s.io's numbers come from (``metricsapi.UsageSource``); None: local model
     usage_source: Any = None

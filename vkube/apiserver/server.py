@@ -24,6 +24,8 @@ from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
+from vkube.apiserver.admission.dynamic import DynamicAdmission
+from vkube.apiserver.conversion import ConversionWebhooks
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
@@ -444,6 +446,7 @@ class ControlPlane:
         self.crds: CRDController | None = None
         self.pki: ClusterPKI | None = None
         self.serving: ServingCertificate | None = None
+        self.dynamic_admission: DynamicAdmission | None = None
 
     @property
     def url(self) -> str:
@@ -513,8 +516,11 @@ class ControlPlane:
                     "too: use one of them")
             configured["PodSecurity"] = admission_settings.pod_security_from(
                 self.pod_security_config, "controlPlane.podSecurity")
+        self.dynamic_admission = DynamicAdmission(self.ctx, authorize=self.server.authorization.authorize)
+        self.ctx.convert = ConversionWebhooks(self.dynamic_admission.client).convert
         self.ctx.admission = [RBACEscalation(self.server.authorization),
-                              default_chain(pod_security=configured.get("PodSecurity")),
+                              default_chain(pod_security=configured.get("PodSecurity"),
+                                            dynamic=self.dynamic_admission.plugins),
                               ServiceAllocation(self.ctx.service_cidr)]
         self.serving = ServingCertificate(self.pki.ca, pki_dir)
         self.crds = CRDController(self.ctx, self.server.openapi)
@@ -528,6 +534,7 @@ class ControlPlane:
         self.server.aggregator.front_proxy_client = self.pki.client_pair(FRONT_PROXY_CN)
         self.server.aggregator.front_proxy_ca = self.pki.ca_pem
         await self.server.aggregator.start()
+        await self.dynamic_admission.start()
         self.server.ready = True
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
         # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
@@ -632,6 +639,8 @@ class ControlPlane:
             self.server.audit.close()
         if self.ctx is not None and self.ctx._http is not None:
             await self.ctx._http.close()
+        if self.dynamic_admission is not None:
+            await self.dynamic_admission.close()
         if self._store is not None:
             await self._store.close()
         if self._tmp is not None:

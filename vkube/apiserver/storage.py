@@ -85,6 +85,34 @@ class ResourceStorage:
         data = encode(convert(obj) if convert is not None else obj)
         return self.transformer.to_storage(data, key) if self.transformer is not None else data
 
+    @property
+    def _webhook_conversion(self) -> bool:
+        return getattr(self.strategy, "conversion_webhook", None) is not None
+
+    async def _converted(self, objs: list[Obj]) -> list[Obj]:
+        """Objects stored in another version of a CRD with a conversion webhook, converted to
+        the served version in one ConversionReview (a no-op for every other kind)."""
+        if not self._webhook_conversion:
+            return objs
+        todo = [i for i, o in enumerate(objs) if o.get("apiVersion") != self.spec.api_version]
+        if todo:
+            if self.ctx.convert is None:
+                raise errors.internal_error("conversion webhooks are not available on this server")
+            out = await self.ctx.convert(self.strategy, [objs[i] for i in todo], self.spec.api_version)
+            for i, obj in zip(todo, out):
+                objs[i] = self.strategy.after_conversion(obj)
+        return objs
+
+    async def _stored_form(self, obj: Obj) -> Obj:
+        """What is written: the object in the storage version (through the webhook if the CRD
+        converts by webhook and the request is in another version)."""
+        storage_version = getattr(self.strategy, "storage_api_version", None)
+        if not self._webhook_conversion or obj.get("apiVersion") == storage_version:
+            return obj
+        if self.ctx.convert is None:
+            raise errors.internal_error("conversion webhooks are not available on this server")
+        return (await self.ctx.convert(self.strategy, [obj], storage_version))[0]
+
     def _name_ref(self, name: str) -> str:
         return f'{self.spec.group_resource} "{name}"'
 
@@ -112,7 +140,10 @@ class ResourceStorage:
             kv = await self.ctx.store.get(self.spec.key(namespace, name), revision=revision)
         except StoreError as exc:
             raise interpret_get_error(exc, self.spec, name) from exc
-        return self._decode(kv) if kv else None
+        if not kv:
+            return None
+        obj = self._decode(kv)
+        return (await self._converted([obj]))[0] if self._webhook_conversion else obj
 
     async def _admit(self, rc: RequestContext, op: str, obj: Obj | None, old: Obj | None, *,
                      namespace: str | None, name: str, subresource: str = "",
@@ -214,7 +245,7 @@ class ResourceStorage:
                 raise errors.already_exists(self.spec.plural, name, group=self.spec.group)
             return obj
         try:
-            kv = await self.ctx.store.create(key, self._encode(key, obj))
+            kv = await self.ctx.store.create(key, self._encode(key, await self._stored_form(obj)))
         except StoreError as exc:
             raise interpret_create_error(exc, self.spec, name) from exc
         obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -340,7 +371,7 @@ class ResourceStorage:
             return await self._remove(key, new)
         try:
             kv = await self.ctx.store.update(
-                key, self._encode(key, new),
+                key, self._encode(key, await self._stored_form(new)),
                 expected_mod_revision=int(om["resourceVersion"]) if precondition else 0,
             )
         except RevisionMismatch as exc:
@@ -444,7 +475,8 @@ class ResourceStorage:
                 return new, False
             try:
                 kv = await self.ctx.store.update(self.spec.key(namespace, name),
-                                                 self._encode(self.spec.key(namespace, name), new),
+                                                 self._encode(self.spec.key(namespace, name),
+                                                              await self._stored_form(new)),
                                                  expected_mod_revision=int(m["resourceVersion"]))
             except RevisionMismatch:
                 continue  # written since our read: read again and decide again
@@ -510,9 +542,10 @@ class ResourceStorage:
                             remaining = None
                             if more and not filtered:
                                 remaining = res.count - len(res.kvs)
-                            return ListResult(items, rev, last_key if more else None, remaining)
+                            return ListResult(await self._converted(items), rev, last_key if more else None,
+                                              remaining)
                 if not res.more:
-                    return ListResult(items, rev, None, None)
+                    return ListResult(await self._converted(items), rev, None, None)
         except StoreError as exc:
             raise interpret_list_error(exc, self.spec) from exc
 
@@ -532,11 +565,16 @@ class ResourceStorage:
         try:
             async for ev in self.ctx.store.watch(prefix, after_revision=after_revision):
                 obj = self._decode(ev.kv)
+                if self._webhook_conversion:
+                    obj = (await self._converted([obj]))[0]
                 if label_selector is None and field_selector is None:
                     yield ev.type, obj
                     continue
                 now_match = self.matches(obj, label_selector, field_selector)
-                prev_match = ev.prev is not None and self.matches(self._decode(ev.prev), label_selector, field_selector)
+                prev = self._decode(ev.prev) if ev.prev is not None else None
+                if prev is not None and self._webhook_conversion:
+                    prev = (await self._converted([prev]))[0]
+                prev_match = prev is not None and self.matches(prev, label_selector, field_selector)
                 if ev.type == "DELETED":
                     if now_match or prev_match:
                         yield "DELETED", obj

@@ -13,6 +13,7 @@ from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver import http
 from vkube.api.meta import Obj, rfc3339
+from vkube.apiserver.admission.connect import admit_connect
 from vkube.apiserver.context import Context
 from vkube.apiserver.request import RequestContext
 from vkube.netio import offered_protocols, relay_websockets
@@ -201,6 +202,7 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     node_name = spec.get("nodeName")
     if not node_name:
         raise errors.BadRequest(f"pod {info.name} does not have a host assigned")
+    await admit_connect(ctx, _core(ctx, "Pod").spec, rc, request.query, container)
     address, port = _kubelet_endpoint(await _core(ctx, "Node").get(rc, None, node_name))
     if not address or not port:
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")

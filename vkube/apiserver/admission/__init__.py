@@ -51,10 +51,12 @@ class AdmissionChain:
         await self.validate(ctx, req)
 
 
-def default_chain(*, pod_security: PodSecurity | None = None) -> AdmissionChain:
-    """kube-apiserver's default enabled plugins that vkube implements, in upstream order."""
+def default_chain(*, pod_security: PodSecurity | None = None, dynamic: Sequence[Any] = ()) -> AdmissionChain:
+    """kube-apiserver's default enabled plugins that vkube implements, in upstream order;
+    ``dynamic`` (MutatingAdmissionPolicy, MutatingAdmissionWebhook, ValidatingAdmissionPolicy,
+    ValidatingAdmissionWebhook) comes last but for ResourceQuota, as upstream orders them."""
     return AdmissionChain([
         NamespaceLifecycle(), LimitRanger(), ServiceAccount(), NodeRestriction(), pod_security or PodSecurity(),
         Priority(), DefaultTolerationSeconds(), DefaultStorageClass(), StorageObjectInUseProtection(),
-        ResourceQuota(),
+        *dynamic, ResourceQuota(),
     ])
