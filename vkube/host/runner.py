@@ -10,11 +10,13 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import NODES, PODS, PVCS, PVS, STORAGECLASSES
+from vkube.client.resources import (ENDPOINTS, NAMESPACES, NETWORKPOLICIES, NODES, PODS, PVCS, PVS,
+                                    SERVICES, STORAGECLASSES)
 from vkube.controllers.informer import Informer
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
+from vkube.host.network import PodNetwork
 from vkube.host.nodes import NodeManager, NodeTemplate, node_name
 from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
@@ -79,7 +81,13 @@ class EmbeddedHost:
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
                                rng=random.Random(rng.random()), client_for=client_for)
-        self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki))
+        # the pod network: exec'd connectivity commands, with the host's NetworkPolicies
+        self.network_informers = tuple(Informer(self.client, r) for r in
+                                       (NAMESPACES, NETWORKPOLICIES, SERVICES, ENDPOINTS))
+        self.network = PodNetwork(self.pod_informer, *self.network_informers,
+                                  rng=random.Random(rng.random()))
+        self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki),
+                                    network=self.network)
         self.nodes = NodeManager(admin_client, template=template or NodeTemplate(), kubelet_port=0,
                                  lease_interval=lease_interval, status_interval=status_interval,
                                  client_for=client_for)
@@ -124,7 +132,7 @@ class EmbeddedHost:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             informers = (self.pod_informer, self.node_informer, self.pvc_informer,
-                         self.pv_informer, self.class_informer)
+                         self.pv_informer, self.class_informer, *self.network_informers)
             for inf in informers:
                 tg.create_task(inf.run())
             for inf in informers:
