@@ -202,7 +202,7 @@ def _web_result(c: NetCommand, ip: str, status: int, body: bytes) -> tuple[str, 
 
 
 def _dns_error(c: NetCommand, o: Outcome) -> str:
-    extra = f"vkube: {o.message}\n" if o.error == "blocked" else ""
+    extra = f"vkube: {o.message}\n" if o.error != "nxdomain" else ""
     if c.cmd == "curl":
         return f"curl: (6) Could not resolve host: {c.host}\n" + extra
     if c.cmd == "wget":
