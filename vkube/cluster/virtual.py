@@ -381,6 +381,9 @@ class VirtualCluster:
 
         async def mark() -> None:
             await syncer.wait_ready()
+            # the API server reaches pods through this syncer's kubelet proxy only
+            if self.control_plane.ctx is not None:
+                self.control_plane.ctx.kubelet_endpoint = ("127.0.0.1", syncer.kubelet_port)
             ready.set()
 
         async with asyncio.TaskGroup() as tg:
