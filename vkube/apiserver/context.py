@@ -65,6 +65,10 @@ class Context:
     #: cluster's one kubelet, its syncer's proxy): a tenant may edit its Nodes' kubelet
     #: endpoints, and must not point them at another tenant's or the host's kubelet
     kubelet_endpoint: tuple[str, int] | None = None
+    #: opens the upstream WebSocket of pods/exec|attach|portforward in process, instead of
+    #: dialing ``kubelet_endpoint``: (subresource, namespace, pod, container, query pairs,
+    #: offered protocols) -> async context manager of a WebSocket; raises StatusError
+    kubelet_connector: Callable[..., Any] | None = None
     #: encryption at rest (``vkube.apiserver.encryption.EncryptionConfig``); None stores plain
     encryption: Any = None
     #: TLS for the kubelet hop (logs, exec, attach, port-forward): trusts the cluster CA and

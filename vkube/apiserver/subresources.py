@@ -209,6 +209,14 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
+    if ctx.kubelet_connector is not None:  # a virtual cluster's syncer, in this process
+        async with ctx.kubelet_connector(info.subresource, info.namespace, info.name,
+                                         container or None, list(request.query.items()),
+                                         offered_protocols(request.headers) or list(EXEC_PROTOCOLS)) as upstream:
+            ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS)
+            await ws.prepare(request)
+            await relay_websockets(ws, upstream)
+        return ws
     path = {"exec": "exec", "attach": "attach", "portforward": "portForward"}[info.subresource]
     target = f"https://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
     protocols = offered_protocols(request.headers)

@@ -384,6 +384,7 @@ class VirtualCluster:
             # the API server reaches pods through this syncer's kubelet proxy only
             if self.control_plane.ctx is not None:
                 self.control_plane.ctx.kubelet_endpoint = ("127.0.0.1", syncer.kubelet_port)
+                self.control_plane.ctx.kubelet_connector = syncer.kubelet.connect
             ready.set()
 
         async with asyncio.TaskGroup() as tg:
