@@ -67,7 +67,8 @@ class Context:
     kubelet_endpoint: tuple[str, int] | None = None
     #: opens the upstream WebSocket of pods/exec|attach|portforward in process, instead of
     #: dialing ``kubelet_endpoint``: (subresource, namespace, pod, container, query pairs,
-    #: offered protocols) -> async context manager of a WebSocket; raises StatusError
+    #: offered protocols) -> async context manager of a WebSocket, or None to dial; raises
+    #: StatusError
     kubelet_connector: Callable[..., Any] | None = None
     #: encryption at rest (``vkube.apiserver.encryption.EncryptionConfig``); None stores plain
     encryption: Any = None

@@ -209,10 +209,13 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
-    if ctx.kubelet_connector is not None:  # a virtual cluster's syncer, in this process
-        async with ctx.kubelet_connector(info.subresource, info.namespace, info.name,
-                                         container or None, list(request.query.items()),
-                                         offered_protocols(request.headers) or list(EXEC_PROTOCOLS)) as upstream:
+    # in process: a virtual cluster's syncer, or the embedded host's kubelet (None: dial)
+    local = ctx.kubelet_connector(info.subresource, info.namespace, info.name, container or None,
+                                  list(request.query.items()),
+                                  offered_protocols(request.headers) or list(EXEC_PROTOCOLS)
+                                  ) if ctx.kubelet_connector is not None else None
+    if local is not None:
+        async with local as upstream:
             ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS)
             await ws.prepare(request)
             await relay_websockets(ws, upstream)

@@ -129,6 +129,8 @@ class EmbeddedHostCluster:
     async def _run_data_plane(self, dp: "EmbeddedHost") -> None:
         await dp.start()
         try:
+            if self.control_plane.ctx is not None:  # port-forward to its kubelet in process
+                self.control_plane.ctx.kubelet_connector = dp.kubelet_connector
             self.ready.set()
             await dp.wait()
         finally:

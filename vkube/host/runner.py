@@ -18,6 +18,7 @@ from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
 from vkube.host.network import PodNetwork
 from vkube.host.nodes import NodeManager, NodeTemplate, node_name
+from vkube.host.portforward import SPDY_TUNNEL_PROTOCOL, LocalPortForward
 from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
@@ -170,6 +171,18 @@ class EmbeddedHost:
             await self.server.stop()
             for c in self._clients:
                 await c.close()
+
+    def kubelet_connector(self, sub: str, namespace: str, name: str, container: str | None,
+                          query: list[tuple[str, str]], protocols: list[str]) -> Any:
+        """For the API server of this process: port-forward in SPDY to a pod of ours as an
+        in-process session (``LocalPortForward``); None for everything else (the API server
+        then dials the kubelet endpoint)."""
+        if sub != "portforward" or SPDY_TUNNEL_PROTOCOL not in protocols:
+            return None
+        pod = self.kubelet.pods.get(name, namespace)
+        if pod is None or self.kubelet.runtime(namespace, name) is None:
+            return None
+        return LocalPortForward(pod)
 
     # -- administration, as the CLI and tests use it ------------------------------------------
 
