@@ -95,30 +95,57 @@ def _selector(sel: Obj | None) -> LabelSelector:
         return LabelSelector(nothing=True)  # an invalid selector (refused by validation) selects nothing
 
 
-def _in_block(ip: str, block: Obj) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-        if addr not in ipaddress.ip_network(block.get("cidr", ""), strict=False):
-            return False
-        return not any(addr in ipaddress.ip_network(e, strict=False) for e in block.get("except") or ())
-    except ValueError:
-        return False
-
-
 def peer_matches(peer: Obj, policy_ns: str, other: Endpoint) -> bool:
     """One ``from``/``to`` entry against the other side of the connection."""
-    if "ipBlock" in peer:
-        return bool(other.ip) and _in_block(other.ip, peer["ipBlock"] or {})
-    if not other.is_pod:
-        return False
-    ns_sel = peer.get("namespaceSelector")
-    if ns_sel is None:
-        if other.namespace != policy_ns:
+    return _Peer(peer).matches(policy_ns, other)
+
+
+class _Block:
+    """An ``ipBlock`` with its networks parsed once; an invalid one matches nothing."""
+
+    __slots__ = ("cidr", "excepts")
+
+    def __init__(self, block: Obj) -> None:
+        try:
+            self.cidr: ipaddress.IPv4Network | ipaddress.IPv6Network | None = \
+                ipaddress.ip_network(block.get("cidr", ""), strict=False)
+            self.excepts = [ipaddress.ip_network(e, strict=False) for e in block.get("except") or ()]
+        except ValueError:
+            self.cidr, self.excepts = None, []
+
+    def contains(self, ip: str) -> bool:
+        if self.cidr is None or not ip:
             return False
-    elif not _selector(ns_sel).matches(other.namespace_labels):
-        return False
-    pod_sel = peer.get("podSelector")
-    return pod_sel is None or _selector(pod_sel).matches(other.labels)
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return addr.version == self.cidr.version and addr in self.cidr and \
+            not any(addr in e for e in self.excepts if e.version == addr.version)
+
+
+class _Peer:
+    """A ``from``/``to`` entry with its selectors parsed once."""
+
+    __slots__ = ("block", "ns_sel", "pod_sel")
+
+    def __init__(self, peer: Obj) -> None:
+        self.block = _Block(peer.get("ipBlock") or {}) if "ipBlock" in peer else None
+        ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
+        self.ns_sel = None if ns_sel is None else _selector(ns_sel)
+        self.pod_sel = None if pod_sel is None else _selector(pod_sel)
+
+    def matches(self, policy_ns: str, other: Endpoint) -> bool:
+        if self.block is not None:
+            return self.block.contains(other.ip)
+        if not other.is_pod:
+            return False
+        if self.ns_sel is None:
+            if other.namespace != policy_ns:
+                return False
+        elif not self.ns_sel.matches(other.namespace_labels):
+            return False
+        return self.pod_sel is None or self.pod_sel.matches(other.labels)
 
 
 def port_matches(rule_port: Obj, port: int, protocol: str, dst: Endpoint) -> bool:
@@ -134,68 +161,94 @@ def port_matches(rule_port: Obj, port: int, protocol: str, dst: Endpoint) -> boo
     return low <= port <= high
 
 
-def _rule_allows(rule: Obj, peers_key: str, policy_ns: str, other: Endpoint, port: int,
-                 protocol: str, dst: Endpoint) -> bool:
-    peers = rule.get(peers_key) or []
-    ports = rule.get("ports") or []
-    if peers and not any(peer_matches(p, policy_ns, other) for p in peers):
-        return False
-    return not ports or any(port_matches(p, port, protocol, dst) for p in ports)
+class _Rule:
+    __slots__ = ("peers", "ports")
+
+    def __init__(self, rule: Obj, peers_key: str) -> None:
+        self.peers = [_Peer(p) for p in rule.get(peers_key) or []]
+        self.ports = list(rule.get("ports") or [])
+
+    def allows(self, policy_ns: str, other: Endpoint, port: int, protocol: str,
+               dst: Endpoint) -> bool:
+        if self.peers and not any(p.matches(policy_ns, other) for p in self.peers):
+            return False
+        return not self.ports or any(port_matches(p, port, protocol, dst) for p in self.ports)
 
 
-def _selecting(policies: Iterable[Obj], subject: Endpoint, direction: str) -> list[Obj]:
-    if not subject.is_pod:
-        return []
-    out = []
-    for pol in policies:
+class _Policy:
+    __slots__ = ("egress", "ingress", "name", "namespace", "selector", "types")
+
+    def __init__(self, pol: Obj) -> None:
         meta, spec = pol.get("metadata") or {}, pol.get("spec") or {}
-        if meta.get("namespace") != subject.namespace or direction not in policy_types(spec):
-            continue
-        if _selector(spec.get("podSelector")).matches(subject.labels):
-            out.append(pol)
-    return out
+        self.namespace = meta.get("namespace") or ""
+        self.name = f"{self.namespace}/{meta.get('name')}"
+        self.types = policy_types(spec)
+        self.selector = _selector(spec.get("podSelector"))
+        self.ingress = [_Rule(r, "from") for r in spec.get("ingress") or []]
+        self.egress = [_Rule(r, "to") for r in spec.get("egress") or []]
 
 
-def _names(policies: list[Obj]) -> tuple[str, ...]:
-    return tuple(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in policies)
+class PolicySet:
+    """Policies parsed once and grouped by namespace: what a caller keeps between checks
+    (the embedded host rebuilds it when a policy changes)."""
+
+    def __init__(self, policies: Iterable[Obj]) -> None:
+        self.by_namespace: dict[str, list[_Policy]] = {}
+        for pol in policies:
+            p = _Policy(pol)
+            self.by_namespace.setdefault(p.namespace, []).append(p)
+
+    def selecting(self, subject: Endpoint, direction: str) -> list[_Policy]:
+        if not subject.is_pod:
+            return []
+        return [p for p in self.by_namespace.get(subject.namespace or "", ())
+                if direction in p.types and p.selector.matches(subject.labels)]
+
+    def egress(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
+        isolating = self.selecting(src, "Egress")
+        if not isolating:
+            return Verdict(True, f"no policy isolates {src} for egress")
+        for pol in isolating:
+            if any(r.allows(pol.namespace, dst, port, protocol, dst) for r in pol.egress):
+                return Verdict(True, f"egress allowed by {pol.name}", (pol.name,))
+        names = tuple(p.name for p in isolating)
+        return Verdict(False, f"egress from {src} to {dst} port {port}/{protocol} is not allowed "
+                              f"by the NetworkPolicies selecting it ({', '.join(names)})", names)
+
+    def ingress(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
+        isolating = self.selecting(dst, "Ingress")
+        if not isolating:
+            return Verdict(True, f"no policy isolates {dst} for ingress")
+        for pol in isolating:
+            if any(r.allows(pol.namespace, src, port, protocol, dst) for r in pol.ingress):
+                return Verdict(True, f"ingress allowed by {pol.name}", (pol.name,))
+        names = tuple(p.name for p in isolating)
+        return Verdict(False, f"ingress to {dst} port {port}/{protocol} from {src} is not allowed "
+                              f"by the NetworkPolicies selecting it ({', '.join(names)})", names)
+
+    def check(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
+        """Both directions: the source's egress, then the destination's ingress."""
+        out = self.egress(src, dst, port, protocol)
+        if not out:
+            return out
+        inn = self.ingress(src, dst, port, protocol)
+        if not inn:
+            return inn
+        return Verdict(True, f"{out.reason}; {inn.reason}", out.policies + inn.policies)
 
 
 def check_egress(policies: Iterable[Obj], src: Endpoint, dst: Endpoint, port: int,
                  protocol: str = "TCP") -> Verdict:
-    isolating = _selecting(policies, src, "Egress")
-    if not isolating:
-        return Verdict(True, f"no policy isolates {src} for egress")
-    for pol in isolating:
-        for rule in pol["spec"].get("egress") or []:
-            if _rule_allows(rule, "to", src.namespace or "", dst, port, protocol, dst):
-                return Verdict(True, f"egress allowed by {_names([pol])[0]}", _names([pol]))
-    return Verdict(False, f"egress from {src} to {dst} port {port}/{protocol} is not allowed by "
-                          f"the NetworkPolicies selecting it ({', '.join(_names(isolating))})",
-                   _names(isolating))
+    return PolicySet(policies).egress(src, dst, port, protocol)
 
 
 def check_ingress(policies: Iterable[Obj], src: Endpoint, dst: Endpoint, port: int,
                   protocol: str = "TCP") -> Verdict:
-    isolating = _selecting(policies, dst, "Ingress")
-    if not isolating:
-        return Verdict(True, f"no policy isolates {dst} for ingress")
-    for pol in isolating:
-        for rule in pol["spec"].get("ingress") or []:
-            if _rule_allows(rule, "from", dst.namespace or "", src, port, protocol, dst):
-                return Verdict(True, f"ingress allowed by {_names([pol])[0]}", _names([pol]))
-    return Verdict(False, f"ingress to {dst} port {port}/{protocol} from {src} is not allowed by "
-                          f"the NetworkPolicies selecting it ({', '.join(_names(isolating))})",
-                   _names(isolating))
+    return PolicySet(policies).ingress(src, dst, port, protocol)
 
 
-def check(policies: Iterable[Obj], src: Endpoint, dst: Endpoint, port: int,
+def check(policies: Iterable[Obj] | PolicySet, src: Endpoint, dst: Endpoint, port: int,
           protocol: str = "TCP") -> Verdict:
     """Both directions: the source's egress, then the destination's ingress."""
-    policies = list(policies)
-    out = check_egress(policies, src, dst, port, protocol)
-    if not out:
-        return out
-    inn = check_ingress(policies, src, dst, port, protocol)
-    if not inn:
-        return inn
-    return Verdict(True, f"{out.reason}; {inn.reason}", out.policies + inn.policies)
+    pset = policies if isinstance(policies, PolicySet) else PolicySet(policies)
+    return pset.check(src, dst, port, protocol)

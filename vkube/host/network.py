@@ -78,6 +78,17 @@ class PodNetwork:
         self.timeout = timeout
         pods.add_index("podIP", lambda p: [ip] if (ip := (p.get("status") or {}).get("podIP")) else [])
         services.add_index("clusterIP", _cluster_ips)
+        self._policy_set: netpol.PolicySet | None = None  # parsed once per change
+        policies.add_handler(self._policies_changed)
+
+    def _policies_changed(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        self._policy_set = None
+
+    @property
+    def policy_set(self) -> netpol.PolicySet:
+        if self._policy_set is None:
+            self._policy_set = netpol.PolicySet(self.policies.list())
+        return self._policy_set
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -142,7 +153,7 @@ class PodNetwork:
                    for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or [])
 
     def verdict(self, src: netpol.Endpoint, route: Route, protocol: str) -> netpol.Verdict:
-        return netpol.check(self.policies.list(), src, route.dst, route.port, protocol)
+        return self.policy_set.check(src, route.dst, route.port, protocol)
 
     async def connect(self, pod: Obj, ip: str, port: int, protocol: str = "TCP",
                       ) -> tuple[Outcome, asyncio.StreamReader | None, asyncio.StreamWriter | None]:
