@@ -6,6 +6,7 @@ by IP — while a tenant without isolation is not restricted."""
 from __future__ import annotations
 
 from tests.cli.conftest import User, eventually, user  # noqa: F401  (the fixture)
+from tests.conftest import kubectl
 
 PODS = """
 apiVersion: v1
@@ -74,6 +75,27 @@ def test_isolated_pods_reach_their_own_but_no_private_address(user: User, tmp_pa
     # a public address is allowed by the policy (the embedded host routes nothing off the machine)
     r = ex(user, str(iso_kc), "nc", "-z", "-w", "2", "8.8.8.8", "53")
     assert r.returncode == 1 and "Network is unreachable" in r.stderr, r
+
+    # the embedded kubelet's port-forward annotation names a host address: refused with
+    # isolation, on create and on update, so an isolated tenant cannot point it at another
+    # tenant's API server or kubelet
+    user.kubectl("--kubeconfig", str(iso_kc), "run", "fwd", "--image=nginx",
+                 f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
+    user.kubectl("--kubeconfig", str(iso_kc), "annotate", "pod", "web",
+                 f"vkube.io/port-forward-80=127.0.0.1:{port}")
+
+    def refused() -> None:
+        text = user.kubectl("--kubeconfig", str(iso_kc), "get", "events", "-o",
+                            "jsonpath={range .items[*]}{.involvedObject.name}: {.message}{'\\n'}{end}").stdout
+        assert "fwd: " in text and "web: update not synced" in text, text
+        assert "vkube.io/port-forward-80 not allowed with isolation" in text, text
+    eventually(refused, timeout=60, delay=1)
+    host_pods = kubectl(user.home / "host" / "kubeconfig", "get", "pods", "-n", "vkube-iso",
+                        "-o", "json").stdout
+    assert "fwd-x-default-x-iso" not in host_pods and "vkube.io/port-forward" not in host_pods
+    open_fwd = user.kubectl("--kubeconfig", str(open_kc), "run", "fwd", "--image=nginx",
+                            f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
+    assert open_fwd.returncode == 0  # without isolation the embedded host is no boundary
 
     # the tenant without isolation reaches the isolated tenant's pod (no ingress policy there)
     r = ex(user, str(open_kc), "nc", "-z", "-w", "2", iso_web, "80")

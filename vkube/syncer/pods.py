@@ -480,7 +480,8 @@ class PodSyncer(KindSyncer):
 #: annotations Pod Security reads (pkg/api/pod: the deprecated seccomp and AppArmor forms)
 _CHECKED_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/",
                         "container.seccomp.security.alpha.kubernetes.io/",
-                        "container.apparmor.security.beta.kubernetes.io/")
+                        "container.apparmor.security.beta.kubernetes.io/",
+                        "vkube.io/port-forward-")  # and what PodAdmission checks with isolation
 
 
 def significant_update(hmeta: Obj, hspec: Obj, wmeta: Obj, wspec: Obj) -> bool:
