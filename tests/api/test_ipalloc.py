@@ -96,3 +96,20 @@ def test_service_ip_families_dual_stack() -> None:
     assert "not configured on this cluster" in e.value.causes[0]["message"]
     with pytest.raises(ValueError):
         ServiceIPFamilies("10.96.0.0/12,10.100.0.0/16")
+
+
+def test_service_ip_families_refuse_duplicates() -> None:
+    import pytest
+
+    from vkube.api import errors
+    from vkube.api.ipalloc import ServiceIPFamilies
+
+    dual = ServiceIPFamilies("10.96.0.0/12,fd00:10:96::/112", seed=1)
+    for spec, field in (({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv6"]},
+                         "spec.ipFamilies[1]"),
+                        ({"ipFamilyPolicy": "RequireDualStack", "clusterIPs": ["10.96.0.9", "10.96.0.10"]},
+                         "spec.clusterIPs"),
+                        ({"clusterIPs": ["10.96.0.9", "fd00:10:96::9"]}, "spec.clusterIPs[1]")):
+        with pytest.raises(errors.Invalid) as e:
+            dual.allocate(spec, set())
+        assert e.value.causes[0]["field"] == field, (spec, e.value.causes)

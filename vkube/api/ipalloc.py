@@ -156,8 +156,18 @@ class ServiceIPFamilies:
         requested_ips = [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
                          if ip and ip != "None"]
         fams = list(spec.get("ipFamilies") or [])
+        if len(requested_ips) > 2 or len({_family_of(ip) for ip in requested_ips}) < len(requested_ips):
+            raise _invalid_field("spec.clusterIPs", ",".join(requested_ips),
+                                 "may specify no more than one IP for each IP family")
         if not fams and requested_ips:
             fams = [_family_of(ip) for ip in requested_ips]
+        for i, f in enumerate(fams):
+            if f in fams[:i]:
+                cause = field_error(f"spec.ipFamilies[{i}]", f'Duplicate value: "{f}"',
+                                    reason="FieldValueDuplicate")
+                raise errors.Invalid(f"Service is invalid: {errors.cause_text(cause)}", causes=[cause])
+        if len(fams) > 2:
+            raise _invalid_field("spec.ipFamilies", ",".join(fams), "may specify no more than 2 families")
         for i, f in enumerate(fams):
             if f not in ("IPv4", "IPv6"):
                 raise _invalid_field(f"spec.ipFamilies[{i}]", f, "supported values: \"IPv4\", \"IPv6\"",
@@ -182,6 +192,10 @@ class ServiceIPFamilies:
         fams = self.families_for(spec)
         requested = [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
                      if ip and ip != "None"]
+        if len(requested) > len(fams):
+            raise _invalid_field(f"spec.clusterIPs[{len(fams)}]", requested[len(fams)],
+                                 f"this service can only have {len(fams)} cluster IP(s) "
+                                 f"({spec.get('ipFamilyPolicy') or 'SingleStack'})")
         ips = []
         for i, fam in enumerate(fams):
             want = requested[i] if i < len(requested) else None
