@@ -16,23 +16,26 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace":
        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]}}
 
 
-async def kubelet(text: str) -> tuple[web.AppRunner, int]:
+async def kubelet(text: str, tls) -> tuple[web.AppRunner, int]:  # noqa: ANN001 - KubeletTLS
     async def logs(req: web.Request) -> web.Response:
         return web.Response(text=f"{text} {req.match_info['ns']}/{req.match_info['pod']}\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[tls.middleware()])  # the cluster's CA, as a kubelet
     app.router.add_get("/containerLogs/{ns}/{pod}/{c}", logs)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
     await site.start()
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
 
 
 @pytest.fixture
-async def kubelets() -> AsyncIterator[tuple[int, int]]:
-    own, own_port = await kubelet("own kubelet")
-    other, other_port = await kubelet("another tenant's kubelet")
+async def kubelets(control_plane) -> AsyncIterator[tuple[int, int]]:
+    from vkube.pki.cluster import KubeletTLS
+
+    tls = KubeletTLS(control_plane.cp.pki)
+    own, own_port = await kubelet("own kubelet", tls)
+    other, other_port = await kubelet("another tenant's kubelet", tls)
     yield own_port, other_port
     await own.cleanup()
     await other.cleanup()

@@ -468,7 +468,8 @@ class ControlPlane:
         if self.ctx is not None:
             import ipaddress
 
-            names.append(str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1))
+            primary = (self.service_cidr or self.ctx.service_cidr).split(",")[0].strip()
+            names.append(str(ipaddress.ip_network(primary).network_address + 1))
         return [*names, *self.extra_sans]
 
     def _pki_dir(self) -> Path:

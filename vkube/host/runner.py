@@ -23,7 +23,7 @@ from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
 from vkube.host.volumebinding import VolumeBinder
-from vkube.pki.cluster import CONTROLLER_MANAGER, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
+from vkube.pki.cluster import CONTROLLER_MANAGER, NETWORK, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
 
 #: the host's own operator for node operations (`vkube host` cordon/drain/readiness)
 HOST_ADMIN = ("vkube-host-admin", ("system:masters",))
@@ -83,7 +83,8 @@ class EmbeddedHost:
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
                                rng=random.Random(rng.random()), client_for=client_for)
         # the pod network: exec'd connectivity commands, with the host's NetworkPolicies
-        self.network_informers = tuple(Informer(self.client, r) for r in
+        network_client = identity(NETWORK, "vkube-host/network")
+        self.network_informers = tuple(Informer(network_client, r) for r in
                                        (NAMESPACES, NETWORKPOLICIES, SERVICES, ENDPOINTS))
         self.network = PodNetwork(self.pod_informer, *self.network_informers,
                                   rng=random.Random(rng.random()))
