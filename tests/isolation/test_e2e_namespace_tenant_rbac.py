@@ -1,4 +1,5 @@
-"""A namespace tenant's rights on the host, tried with kubectl as the tenant's ServiceAccount:
+"""A namespace tenant's rights on the host, tried with kubectl and the tenant's own kubeconfig
+(`vkube connect NAME --print`: its ServiceAccount's token, verified by the host's TLS):
 everything of ``admin`` in its own namespace, nothing outside it, no change to its quota or
 limits, no NetworkPolicy write (deleting the egress guard rail, or adding a policy that opens
 the private ranges again), and no way around that through its own Roles and RoleBindings
@@ -38,10 +39,12 @@ def test_namespace_tenant_is_held_to_its_namespace(shared_host, tmp_path):
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                  "name": "vkube-tenant"}
 
-        as_tenant = ("--as=system:serviceaccount:team:vkube-tenant",)
+        # the tenant's own credential, as `vkube connect team --print` gives it
+        kc = tmp_path / "team.yaml"
+        kc.write_text(u.vkube("connect", "team", "--print").stdout)
 
         def tenant(*args: str, input: str | None = None, ok: bool = True):  # noqa: ANN202
-            proc = kubectl(shared_host, *as_tenant, *args, input=input, check=False)
+            proc = kubectl(kc, *args, input=input, check=False)
             if ok:
                 assert proc.returncode == 0, (args, proc.stderr)
             else:
@@ -74,6 +77,10 @@ def test_namespace_tenant_is_held_to_its_namespace(shared_host, tmp_path):
         tenant("apply", "-f", "-", input=OPEN_POLICY, ok=False)
         tenant("label", "namespace", "team", "pod-security.kubernetes.io/enforce=privileged",
                "--overwrite", ok=False)
+        assert kubectl(kc, "auth", "can-i", "delete", "networkpolicies", "-n", "team",
+                       check=False).stdout.strip() == "no"
+        assert kubectl(kc, "auth", "can-i", "create", "deployments", "-n", "team",
+                       check=False).stdout.strip() == "yes"
         # and no way around it: granting itself admin, or widening its own role
         tenant("create", "rolebinding", "more", "--clusterrole=admin",
                "--serviceaccount=team:vkube-tenant", "-n", "team", ok=False)
