@@ -8,10 +8,12 @@ fails or acts on A's own objects, and B's objects, virtual and on the host, stay
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 
 import pytest
+import yaml
 
 from tests.conftest import KUBECTL, kubectl
 
@@ -104,6 +106,32 @@ def test_every_verb_of_a_fails_against_b(shared_host, tmp_path):
             "{apiVersion: b.example.com/v1, kind: Widget, metadata: {name: w, namespace: default}}"))
         before = _b_state(shared_host, kb)
         b_host_ns = "vkube-b"
+
+        # --- A's credentials against B's API server ----------------------------------------
+        da, db = yaml.safe_load(ka.read_text()), yaml.safe_load(kb.read_text())
+        b_server = db["clusters"][0]["cluster"]["server"]
+        a_at_b = copy.deepcopy(da)  # A's user and A's CA, B's address: B's certificate fails
+        a_at_b["clusters"][0]["cluster"]["server"] = b_server
+        (tmp_path / "a-at-b.yaml").write_text(yaml.safe_dump(a_at_b))
+        err = _fails(tmp_path / "a-at-b.yaml", "get", "pods", "-A")
+        assert "certificate" in err, err
+        # and trusting B's CA: A's client certificate (of A's CA) is refused at the handshake,
+        # as kube-apiserver's TLS refuses a client certificate it cannot verify
+        a_trusting_b = copy.deepcopy(a_at_b)
+        a_trusting_b["clusters"][0]["cluster"] = db["clusters"][0]["cluster"]
+        (tmp_path / "a-trusting-b.yaml").write_text(yaml.safe_dump(a_trusting_b))
+        for verb in (("get", "pods", "-A"), ("get", "--raw", "/api"), ("api-resources",),
+                     ("delete", "pod", "web"), ("create", "namespace", "x")):
+            err = _fails(tmp_path / "a-trusting-b.yaml", *verb)
+            assert "Unauthorized" in err or "Unable to connect" in err or "certificate" in err, (verb, err)
+        # A's ServiceAccount token, alone, at B (trusting B's CA): 401
+        a_token = kubectl(ka, "create", "token", "default").stdout.strip()
+        token_at_b = copy.deepcopy(db)
+        token_at_b["users"][0]["user"] = {"token": a_token}
+        (tmp_path / "token-at-b.yaml").write_text(yaml.safe_dump(token_at_b))
+        for verb in (("get", "pods"), ("get", "--raw", "/openapi/v2"), ("auth", "whoami")):
+            err = _fails(tmp_path / "token-at-b.yaml", *verb)
+            assert "Unauthorized" in err or "credentials" in err, (verb, err)
 
         # --- B's names and B's host names, every verb -----------------------------------
         for ns, pod in (("default", "web"), (b_host_ns, B_HOST_POD)):
