@@ -455,6 +455,15 @@ class ControlPlane:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
         return f"https://{host}:{self.port}"
 
+    def add_serving_names(self, *names: str) -> str | None:
+        """Names the serving certificate must cover from now on (an exposed address, a load
+        balancer's IP or hostname that appeared later): re-issued in place at once when one is
+        missing; new handshakes get it, open connections carry on. Returns why it re-issued."""
+        self.extra_sans = tuple(dict.fromkeys([*self.extra_sans, *(n for n in names if n)]))
+        if self.serving is None:
+            return None  # not serving yet: start() issues it with these names
+        return self.serving.ensure(self.serving_names())
+
     def serving_names(self) -> list[str]:
         """Every name and address this server is reached by: loopback, its bind address, the
         in-cluster service names and IP, the machine's name when bound to all interfaces, and

@@ -396,7 +396,8 @@ class VirtualCluster:
                 exposer = Exposer(host, namespace=self.host_namespace, vc=self.name,
                                   api_ip=self.service_ip, api_port=self.port,
                                   scheme=self.url.split("://", 1)[0], embedded=loopback,
-                                  data_dir=self.config.data_dir)
+                                  data_dir=self.config.data_dir,
+                                  on_address=self.control_plane.add_serving_names)
                 await syncer.wait_ready()  # the host namespace exists
                 tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
 
