@@ -62,6 +62,38 @@ def send(port: int, total: int) -> float:
     return elapsed
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """user+system CPU seconds of each process (from /proc), to show where the time goes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def processes(tmp: Path, pf_pid: int) -> dict[str, int]:
+    """The benchmark's own processes: kubectl port-forward, the virtual cluster, the host."""
+    out = {"kubectl": pf_pid}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(tmp) not in cmd or "python" not in cmd:
+            continue
+        if " serve " in cmd:
+            out["virtual_cluster"] = int(d.name)
+        elif "hosting" in cmd:
+            out["host"] = int(d.name)
+    return out
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-pf-"))
     kc = tmp / "kubeconfig"
@@ -86,11 +118,16 @@ def main() -> None:
         assert pf.stdout is not None and "Forwarding from" in pf.stdout.readline()
         send(port, 1 << 20), send(local, 1 << 20)  # warm up both paths
         direct = send(port, total)
+        pids = processes(tmp, pf.pid)
+        cpu0 = cpu_seconds(pids)
         forwarded = send(local, total)
+        cpu1 = cpu_seconds(pids)
         print(json.dumps({"bench": "port_forward_throughput", "megabytes": MB,
                           "direct_MBps": round(MB / direct, 1),
                           "port_forward_MBps": round(MB / forwarded, 1),
-                          "port_forward_over_direct": round(direct / forwarded, 4)}), flush=True)
+                          "port_forward_over_direct": round(direct / forwarded, 4),
+                          "cpu_seconds": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0},
+                          "wall_seconds": round(forwarded, 2)}), flush=True)
     finally:
         if pf is not None:
             pf.terminate()

@@ -35,3 +35,25 @@ def test_create_expose_then_kubectl_through_the_exposed_address(user: User) -> N
     assert {"default", "kube-system"} <= set(names)
     user.kubectl("create", "namespace", "through-expose")  # writes work too
     assert "expose" in user.describe("x")["values"]
+
+
+def test_a_load_balancer_address_that_appears_later_is_in_the_certificate(user: User) -> None:
+    """The serving certificate covers the exposed address; a load balancer's IP and hostname
+    that the host reports later are added in place (re-issued while serving), checked by
+    kubectl verifying the certificate for that name."""
+    from tests.cli.conftest import eventually
+
+    user.vkube("create", "lb", "--expose")
+    name = "api.lb.example.test"
+    before = user.kubectl("--tls-server-name", name, "get", "ns", check=False)
+    assert before.returncode != 0 and "certificate" in before.stderr, before
+    kubectl(user.home / "host" / "kubeconfig", "patch", "svc", "vkube-api", "-n", "vkube-lb",
+            "--subresource=status", "--type=merge", "-p", json.dumps({"status": {"loadBalancer": {
+                "ingress": [{"ip": "127.0.0.2", "hostname": name}]}}}))
+
+    def covered() -> None:
+        for server_name in (name, "127.0.0.2"):
+            r = user.kubectl("--tls-server-name", server_name, "get", "ns", "default", check=False)
+            assert r.returncode == 0, (server_name, r.stderr)
+    eventually(covered, timeout=90, delay=1)
+    user.kubectl("get", "ns", "default")  # the kubeconfig's own address still verifies

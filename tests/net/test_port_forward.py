@@ -170,3 +170,23 @@ def test_only_port_forward_annotations_of_the_tenant_go_down() -> None:
     assert forward_target(vpod, 81) is None
     assert forward_target({"metadata": {"annotations": {"vkube.io/port-forward-1": "[::1]:99"}}},
                           1) == ("::1", 99)
+
+
+def test_port_forward_on_the_host_itself(user: User, echo_server: int) -> None:
+    """kubectl against the embedded host's own API: its API server hands the SPDY tunnel to the
+    kubelet in process; 3 MB each way through one connection, and a pod that is gone."""
+    user.vkube("host", "start", "--nodes", "1")
+    host = User(user.home, user.home / "host" / "kubeconfig")
+    host.kubectl("run", "p", "--image=nginx", "--port=80",
+                 f"--annotations=vkube.io/port-forward-80=127.0.0.1:{echo_server}")
+    host.kubectl("wait", "pod/p", "--for=condition=Ready", "--timeout=90s", timeout=120)
+    proc, local = start_port_forward(host, "pod/p", "80")
+    try:
+        big = b"".join(b"%06d " % i + b"y" * 3000 + b"\n" for i in range(1000))
+        want = b"".join(b"echo: " + ln + b"\n" for ln in big.split(b"\n")[:-1])
+        assert roundtrip(local, big) == want
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    missing = host.kubectl("port-forward", "pod/nothing", "18081:80", check=False, timeout=60)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr + missing.stdout

@@ -288,7 +288,10 @@ async def _service_synced(vcp, hcp):
 
 
 async def _virtual_ip(v, want: str) -> dict:
-    vs = await v.get(SERVICES, "web", namespace="default")
+    try:
+        vs = await v.get(SERVICES, "web", namespace="default")
+    except errors.NotFound:  # between the delete and the create of a re-created Service
+        raise AssertionError("web is being re-created") from None
     assert vs["spec"].get("clusterIP") == want
     return vs
 

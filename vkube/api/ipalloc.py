@@ -131,3 +131,95 @@ def node_ports_in_use(services: list[dict]) -> set[int]:
         if spec.get("healthCheckNodePort"):
             out.add(int(spec["healthCheckNodePort"]))
     return out
+
+
+class ServiceIPFamilies:
+    """ClusterIPs of one or two families, as kube-apiserver's ``--service-cluster-ip-range``
+    ``CIDR[,CIDR]`` (the first is the primary family): ``ipFamilyPolicy``/``ipFamilies``
+    decide which families a Service gets (pkg/registry/core/service: initIPFamilyFields)."""
+
+    def __init__(self, cidrs: str = DEFAULT_SERVICE_CIDR, *, seed: int | None = None) -> None:
+        parts = [c.strip() for c in cidrs.split(",") if c.strip()]
+        self.allocators = {_family(ipaddress.ip_network(c, strict=False).version): ServiceIPAllocator(c, seed=seed)
+                           for c in parts}
+        if len(self.allocators) != len(parts) or not 1 <= len(parts) <= 2:
+            raise ValueError(f"service CIDRs {cidrs!r}: one CIDR, or two of different families")
+        self.families = [_family(ipaddress.ip_network(c, strict=False).version) for c in parts]
+
+    @property
+    def primary(self) -> ServiceIPAllocator:
+        return self.allocators[self.families[0]]
+
+    def families_for(self, spec: dict) -> list[str]:
+        """The families a new Service gets, or Invalid naming the field."""
+        policy = spec.get("ipFamilyPolicy") or "SingleStack"
+        requested_ips = [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+                         if ip and ip != "None"]
+        fams = list(spec.get("ipFamilies") or [])
+        if len(requested_ips) > 2 or len({_family_of(ip) for ip in requested_ips}) < len(requested_ips):
+            raise _invalid_field("spec.clusterIPs", ",".join(requested_ips),
+                                 "may specify no more than one IP for each IP family")
+        if not fams and requested_ips:
+            fams = [_family_of(ip) for ip in requested_ips]
+        for i, f in enumerate(fams):
+            if f in fams[:i]:
+                cause = field_error(f"spec.ipFamilies[{i}]", f'Duplicate value: "{f}"',
+                                    reason="FieldValueDuplicate")
+                raise errors.Invalid(f"Service is invalid: {errors.cause_text(cause)}", causes=[cause])
+        if len(fams) > 2:
+            raise _invalid_field("spec.ipFamilies", ",".join(fams), "may specify no more than 2 families")
+        for i, f in enumerate(fams):
+            if f not in ("IPv4", "IPv6"):
+                raise _invalid_field(f"spec.ipFamilies[{i}]", f, "supported values: \"IPv4\", \"IPv6\"",
+                                     reason="FieldValueNotSupported")
+            if f not in self.allocators and (policy != "PreferDualStack" or i == 0):
+                raise _invalid_field(f"spec.ipFamilies[{i}]", f, "not configured on this cluster")
+        if policy == "RequireDualStack" and len(self.families) < 2:
+            raise _invalid_field("spec.ipFamilyPolicy", policy,
+                                 "this cluster is not configured for dual-stack services")
+        if policy == "SingleStack":
+            return fams[:1] or self.families[:1]
+        if policy not in ("PreferDualStack", "RequireDualStack"):
+            raise _invalid_field("spec.ipFamilyPolicy", policy,
+                                 'supported values: "PreferDualStack", "RequireDualStack", "SingleStack"',
+                                 reason="FieldValueNotSupported")
+        fams = [f for f in fams if f in self.allocators]
+        return fams + [f for f in self.families if f not in fams]
+
+    def allocate(self, spec: dict, existing: set[str]) -> None:
+        """Fill ``clusterIP``, ``clusterIPs``, ``ipFamilies`` (and the policy) of a new
+        Service; requested addresses are checked, the rest allocated."""
+        fams = self.families_for(spec)
+        requested = [ip for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+                     if ip and ip != "None"]
+        if len(requested) > len(fams):
+            raise _invalid_field(f"spec.clusterIPs[{len(fams)}]", requested[len(fams)],
+                                 f"this service can only have {len(fams)} cluster IP(s) "
+                                 f"({spec.get('ipFamilyPolicy') or 'SingleStack'})")
+        ips = []
+        for i, fam in enumerate(fams):
+            want = requested[i] if i < len(requested) else None
+            if want is not None and _family_of(want) != fam:
+                raise _invalid_field(f"spec.clusterIPs[{i}]", want,
+                                     f"expected an {fam} value as indicated by `ipFamilies[{i}]`")
+            ips.append(self.allocators[fam].allocate(existing, want))
+        spec["clusterIPs"] = ips
+        spec["clusterIP"] = ips[0]
+        spec["ipFamilies"] = fams
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+
+
+def _family(version: int) -> str:
+    return "IPv6" if version == 6 else "IPv4"
+
+
+def _family_of(ip: str) -> str:
+    try:
+        return _family(ipaddress.ip_address(ip).version)
+    except ValueError:
+        return "IPv4"  # the allocator names the bad value
+
+
+def _invalid_field(path: str, value: str, msg: str, *, reason: str = "FieldValueInvalid") -> errors.Invalid:
+    cause = field_error(path, f'Invalid value: "{value}": {msg}', reason=reason)
+    return errors.Invalid(f"Service is invalid: {errors.cause_text(cause)}", causes=[cause])

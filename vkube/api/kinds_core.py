@@ -105,7 +105,10 @@ class ServiceStrategy(_Core):
             return
         spec.setdefault("internalTrafficPolicy", "Cluster")
         spec.setdefault("ipFamilyPolicy", "SingleStack")
-        spec.setdefault("ipFamilies", ["IPv4"])
+        if "ipFamilies" not in spec:  # the families of requested addresses, else IPv4
+            ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]
+                   if isinstance(ip, str) and ip and ip != "None"]
+            spec["ipFamilies"] = ["IPv6" if ":" in ip else "IPv4" for ip in ips] or ["IPv4"]
         if stype in ("NodePort", "LoadBalancer"):
             spec.setdefault("externalTrafficPolicy", "Cluster")
         if stype == "LoadBalancer":

@@ -61,6 +61,15 @@ class Context:
     field_sets: FieldSetCache = field(default_factory=FieldSetCache)
     on_registry_change: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
 
+    #: where pods' logs/exec/attach/portforward go whatever their Node says (a virtual
+    #: cluster's one kubelet, its syncer's proxy): a tenant may edit its Nodes' kubelet
+    #: endpoints, and must not point them at another tenant's or the host's kubelet
+    kubelet_endpoint: tuple[str, int] | None = None
+    #: opens the upstream WebSocket of pods/exec|attach|portforward in process, instead of
+    #: dialing ``kubelet_endpoint``: (subresource, namespace, pod, container, query pairs,
+    #: offered protocols) -> async context manager of a WebSocket, or None to dial; raises
+    #: StatusError
+    kubelet_connector: Callable[..., Any] | None = None
     #: encryption at rest (``vkube.apiserver.encryption.EncryptionConfig``); None stores plain
     encryption: Any = None
     #: TLS for the kubelet hop (logs, exec, attach, port-forward): trusts the cluster CA and

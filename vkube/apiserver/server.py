@@ -414,7 +414,7 @@ class ControlPlane:
                  admission_config: str | os.PathLike[str] | None = None,
                  pod_security_config: dict[str, Any] | None = None,
                  extra_sans: tuple[str, ...] = (), renew_interval: float = 3600.0,
-                 share_keys: bool = False) -> None:
+                 share_keys: bool = False, service_cidr: str | None = None) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -423,6 +423,8 @@ class ControlPlane:
         self.compaction_interval = compaction_interval  # kube-apiserver's default: 5 minutes
         self.host, self.port, self.name = host, port, name
         self.allocate_service_ips = allocate_service_ips
+        #: ``CIDR[,CIDR]`` of ClusterIPs (two: dual-stack), as --service-cluster-ip-range
+        self.service_cidr = service_cidr
         self.registry = registry or builtin_registry()
         self.extra_sans = tuple(extra_sans)
         self.renew_interval = renew_interval
@@ -453,6 +455,15 @@ class ControlPlane:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
         return f"https://{host}:{self.port}"
 
+    def add_serving_names(self, *names: str) -> str | None:
+        """Names the serving certificate must cover from now on (an exposed address, a load
+        balancer's IP or hostname that appeared later): re-issued in place at once when one is
+        missing; new handshakes get it, open connections carry on. Returns why it re-issued."""
+        self.extra_sans = tuple(dict.fromkeys([*self.extra_sans, *(n for n in names if n)]))
+        if self.serving is None:
+            return None  # not serving yet: start() issues it with these names
+        return self.serving.ensure(self.serving_names())
+
     def serving_names(self) -> list[str]:
         """Every name and address this server is reached by: loopback, its bind address, the
         in-cluster service names and IP, the machine's name when bound to all interfaces, and
@@ -466,7 +477,8 @@ class ControlPlane:
         if self.ctx is not None:
             import ipaddress
 
-            names.append(str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1))
+            primary = (self.service_cidr or self.ctx.service_cidr).split(",")[0].strip()
+            names.append(str(ipaddress.ip_network(primary).network_address + 1))
         return [*names, *self.extra_sans]
 
     def _pki_dir(self) -> Path:
@@ -501,6 +513,8 @@ class ControlPlane:
                                                 self.encryption_config is None)
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
                            encryption=self._encryption())
+        if self.service_cidr:
+            self.ctx.service_cidr = self.service_cidr
         self.ctx.kubelet_tls = self.pki.client_ssl(*APISERVER_KUBELET_CLIENT)
         static = StaticTokens.load(self.token_auth_file) if self.token_auth_file is not None else None
         authenticator = Authenticator(self.pki, self.ctx, static_tokens=static)
@@ -610,7 +624,8 @@ class ControlPlane:
         if services is not None and self.allocate_service_ips and await services.get_or_none(rc, "default", "kubernetes") is None:
             import ipaddress
 
-            first = str(ipaddress.ip_network(self.ctx.service_cidr).network_address + 1)
+            primary = self.ctx.service_cidr.split(",")[0].strip()  # the first family's
+            first = str(ipaddress.ip_network(primary).network_address + 1)
             try:
                 await services.create(rc, "default", {
                     "apiVersion": "v1", "kind": "Service",

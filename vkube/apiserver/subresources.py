@@ -155,7 +155,7 @@ async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web
     if not node_name:
         raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
     node = await _core(ctx, "Node").get(rc, None, node_name)
-    address, port = _kubelet_endpoint(node)
+    address, port = ctx.kubelet_endpoint or _kubelet_endpoint(node)
     if not address or not port:
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     params = {k: v for k, v in request.query.items()
@@ -203,11 +203,23 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     if not node_name:
         raise errors.BadRequest(f"pod {info.name} does not have a host assigned")
     await admit_connect(ctx, _core(ctx, "Pod").spec, rc, request.query, container)
-    address, port = _kubelet_endpoint(await _core(ctx, "Node").get(rc, None, node_name))
+    node = await _core(ctx, "Node").get(rc, None, node_name)
+    address, port = ctx.kubelet_endpoint or _kubelet_endpoint(node)
     if not address or not port:
         raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
+    # in process: a virtual cluster's syncer, or the embedded host's kubelet (None: dial)
+    local = ctx.kubelet_connector(info.subresource, info.namespace, info.name, container or None,
+                                  list(request.query.items()),
+                                  offered_protocols(request.headers) or list(EXEC_PROTOCOLS)
+                                  ) if ctx.kubelet_connector is not None else None
+    if local is not None:
+        async with local as upstream:
+            ws = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else EXEC_PROTOCOLS)
+            await ws.prepare(request)
+            await relay_websockets(ws, upstream)
+        return ws
     path = {"exec": "exec", "attach": "attach", "portforward": "portForward"}[info.subresource]
     target = f"https://{address}:{port}/{path}/{info.namespace}/{info.name}" + (f"/{container}" if container else "")
     protocols = offered_protocols(request.headers)

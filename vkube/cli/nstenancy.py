@@ -1,8 +1,12 @@
 """Namespace tenancy (``vkube create NAME --tenancy namespace``): the light mode for teams. No
 control plane: a host namespace with the isolation guard rails (ResourceQuota, LimitRange,
-NetworkPolicy, Pod Security labels), a tenant ServiceAccount bound to the ``admin`` ClusterRole
-in that namespace only (``admin`` may read but not change quotas and limit ranges), and a
-kubeconfig for it whose context's namespace is the tenant's. The same commands as for a virtual
+NetworkPolicy, Pod Security labels), a tenant ServiceAccount bound in that namespace only to
+``vkube-tenant``: a Role with the rules of the host's ``admin`` ClusterRole (which may read but
+not change quotas and limit ranges) except any write of NetworkPolicies — NetworkPolicies only
+add allowed traffic, so a tenant able to create one could undo the egress guard rail as surely
+as by deleting it; it may read them — and a kubeconfig for it whose context's namespace is the
+tenant's. RBAC's escalation check keeps the tenant from granting itself more (``admin``
+included) through its own Roles and RoleBindings. The same commands as for a virtual
 cluster: ``list``, ``describe``, ``connect``, ``pause`` (workloads to zero), ``resume``, ``delete``.
 """
 
@@ -26,23 +30,63 @@ from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
 from vkube.client import Client
 from vkube.client.client import Resource
-from vkube.client.resources import (DEPLOYMENTS, LIMITRANGES, NAMESPACES, NETWORKPOLICIES,
-                                    RESOURCEQUOTAS, ROLEBINDINGS, SERVICEACCOUNTS,
-                                    STATEFULSETS)
+from vkube.client.resources import (CLUSTERROLES, DEPLOYMENTS, LIMITRANGES, NAMESPACES,
+                                    NETWORKPOLICIES, RESOURCEQUOTAS, ROLEBINDINGS, ROLES,
+                                    SERVICEACCOUNTS, STATEFULSETS)
 from vkube.syncer.isolation import DNS_PORTS, KUBE_SYSTEM, LIMITS, PRIVATE, quota_hard
 from vkube.syncer.values import ValuesError, parse_values
 
 NAMESPACE_MODE = "namespace"
 TENANT_SA = "vkube-tenant"
+TENANT_ROLE = "vkube-tenant"
 TOKEN_SECONDS = 48 * 3600  # the longest TokenRequest the API grants; `connect` mints anew
 ANN_REPLICAS = "vkube.io/paused-replicas"
 LABEL_TENANCY = "vkube.io/tenancy"
 SCALABLE = (DEPLOYMENTS, STATEFULSETS)
 
 
-def tenant_objects(name: str, namespace: str,
-                   values: dict[str, Any]) -> list[tuple[Resource, Obj]]:
-    """What a namespace tenant gets in its namespace (all labelled as vkube's)."""
+READ = ["get", "list", "watch"]
+PROTECTED = ("networking.k8s.io", "networkpolicies")
+
+
+def tenant_rules(admin_rules: list[Obj]) -> list[Obj]:
+    """``admin``'s rules without writes of NetworkPolicies (read access kept). A rule that
+    grants writes through a wildcard group or resource cannot be narrowed: refused."""
+    group, resource = PROTECTED
+    out: list[Obj] = []
+    for rule in admin_rules:
+        groups, resources = rule.get("apiGroups") or [], rule.get("resources") or []
+        verbs = rule.get("verbs") or []
+        writes = [v for v in verbs if v not in READ]
+        hits = (group in groups or "*" in groups) and any(
+            r == resource or r == "*" or r.startswith(resource + "/") for r in resources)
+        if not hits or not writes:
+            out.append(copy.deepcopy(rule))
+            continue
+        if "*" in groups or "*" in resources or "*" in verbs:
+            raise CLIError("the host's admin ClusterRole grants writes through a wildcard, so a "
+                           "tenant role without NetworkPolicy writes cannot be derived from it — "
+                           "give admin explicit rules, or use a virtual cluster (`vkube create "
+                           "NAME --isolate`)")
+        kept = [r for r in resources if r != resource and not r.startswith(resource + "/")]
+        if kept:
+            out.append({**copy.deepcopy(rule), "resources": kept})
+        if others := [g for g in groups if g != group]:
+            out.append({**copy.deepcopy(rule), "apiGroups": others,
+                        "resources": [r for r in resources if r not in kept]})
+        if read := [v for v in verbs if v in READ]:
+            out.append({"apiGroups": [group], "resources": [resource], "verbs": read})
+    if not any(group in (r.get("apiGroups") or []) and resource in (r.get("resources") or [])
+               for r in out):
+        out.append({"apiGroups": [group], "resources": [resource], "verbs": list(READ)})
+    return out
+
+
+def tenant_objects(name: str, namespace: str, values: dict[str, Any],
+                   admin_rules: list[Obj] | None = None) -> list[tuple[Resource, Obj]]:
+    """What a namespace tenant gets in its namespace (all labelled as vkube's);
+    ``admin_rules``: the rules of the host's ``admin`` ClusterRole, read at creation."""
+    admin_rules = admin_rules or []
     iso = parse_values({"isolation": {**(values.get("isolation") or {}), "enabled": True}}
                        ).isolation
     labels = {hostns.LABEL_MANAGED_BY: name, LABEL_TENANCY: NAMESPACE_MODE}
@@ -64,10 +108,12 @@ def tenant_objects(name: str, namespace: str,
                                                     "except": list(PRIVATE)}}]}]}}),
         (SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
                            "metadata": meta(TENANT_SA)}),
+        (ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                 "metadata": meta(TENANT_ROLE), "rules": tenant_rules(admin_rules)}),
         (ROLEBINDINGS, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                         "metadata": meta("vkube-tenant-admin"),
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                    "kind": "ClusterRole", "name": "admin"},
+                                    "kind": "Role", "name": TENANT_ROLE},
                         "subjects": [{"kind": "ServiceAccount", "name": TENANT_SA,
                                       "namespace": namespace}]}),
     ]
@@ -118,7 +164,12 @@ async def create(args: argparse.Namespace, values: dict[str, Any]) -> int:
             st.save()
             await hc.patch(NAMESPACES, namespace, {"metadata": {
                 "labels": {**pss_labels(values), LABEL_TENANCY: NAMESPACE_MODE}}})
-            for res, obj in tenant_objects(name, namespace, values):
+            try:
+                admin = await hc.get(CLUSTERROLES, "admin")
+            except errors.NotFound:
+                raise CLIError("the host has no admin ClusterRole to derive the tenant's role "
+                               "from — is it a Kubernetes cluster with RBAC?") from None
+            for res, obj in tenant_objects(name, namespace, values, admin.get("rules") or []):
                 await _apply(hc, res, obj, namespace)
             done(f"namespace {namespace}: quota, limits, network policy, Pod Security "
                  f"{pss_labels(values)['pod-security.kubernetes.io/enforce']}, tenant admin")

@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vkube.api import errors
 from vkube.api.meta import Obj
@@ -29,8 +31,11 @@ SERVICE_NAME = "vkube-api"
 
 class Exposer:
     def __init__(self, host: Client, *, namespace: str, vc: str, api_ip: str, api_port: int,
-                 scheme: str, embedded: bool, data_dir: Path | None) -> None:
+                 scheme: str, embedded: bool, data_dir: Path | None,
+                 on_address: Callable[[str], object] | None = None) -> None:
         self.host = host
+        #: told every address the API is exposed at (the serving certificate must cover it)
+        self.on_address = on_address
         self.namespace = namespace
         self.vc = vc
         self.api_ip, self.api_port, self.scheme = api_ip, api_port, scheme
@@ -38,6 +43,7 @@ class Exposer:
         self.data_dir = data_dir
         self.url: str | None = None
         self._relay: asyncio.base_events.Server | None = None
+        self.interval = 10.0  # seconds between checks of the Service and its load balancer
 
     def service(self) -> Obj:
         return {"apiVersion": "v1", "kind": "Service",
@@ -51,6 +57,7 @@ class Exposer:
         try:
             await self._ensure()
             self.url = await self._address()
+            self._tell(urlsplit(self.url).hostname or "")
             if self.data_dir is not None:
                 tmp = self.data_dir / "exposed.tmp"
                 tmp.write_text(self.url + "\n")
@@ -58,15 +65,31 @@ class Exposer:
             log.info("%s: API exposed at %s", self.vc, self.url)
             exposed.set()
             while True:  # kept as kube-apiserver keeps its endpoints
-                await asyncio.sleep(10)
+                await asyncio.sleep(self.interval)
                 with contextlib.suppress(errors.StatusError, OSError):
                     await self._ensure()
+                    await self._load_balancer_names()
         finally:
             if self._relay is not None:
                 self._relay.close()
             if self.data_dir is not None:
                 with contextlib.suppress(OSError):
                     (self.data_dir / "exposed").unlink()
+
+    def _tell(self, name: str) -> None:
+        if self.on_address is not None and name:
+            try:
+                self.on_address(name)
+            except Exception:  # the API keeps serving with the current certificate
+                log.exception("%s: adding %s to the serving certificate failed", self.vc, name)
+
+    async def _load_balancer_names(self) -> None:
+        """A load balancer's IP or hostname that appears (or changes) later is covered too."""
+        svc = await self.host.get(SERVICES, SERVICE_NAME, namespace=self.namespace)
+        for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            for key in ("ip", "hostname"):
+                if ing.get(key):
+                    self._tell(str(ing[key]))
 
     async def _ensure(self) -> None:
         want = self.service()

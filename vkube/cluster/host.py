@@ -35,6 +35,8 @@ class HostConfig:
     #: simulation timings; None: the defaults
     kubelet: "KubeletConfig | None" = None
     name: str = "vkube-host"
+    #: dual-stack ClusterIPs (IPv4 first), so IPv6 and dual-stack Services work on a laptop
+    service_cidr: str = "10.96.0.0/12,fd00:10:96::/112"
 
 
 class EmbeddedHostCluster:
@@ -45,7 +47,8 @@ class EmbeddedHostCluster:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.control_plane = ControlPlane(data_dir=config.data_dir, port=config.port,
-                                          host=config.address, name=config.name)
+                                          host=config.address, name=config.name,
+                                          service_cidr=config.service_cidr)
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
         self.error: BaseException | None = None
@@ -129,6 +132,8 @@ class EmbeddedHostCluster:
     async def _run_data_plane(self, dp: "EmbeddedHost") -> None:
         await dp.start()
         try:
+            if self.control_plane.ctx is not None:  # port-forward to its kubelet in process
+                self.control_plane.ctx.kubelet_connector = dp.kubelet_connector
             self.ready.set()
             await dp.wait()
         finally:

@@ -381,6 +381,10 @@ class VirtualCluster:
 
         async def mark() -> None:
             await syncer.wait_ready()
+            # the API server reaches pods through this syncer's kubelet proxy only
+            if self.control_plane.ctx is not None:
+                self.control_plane.ctx.kubelet_endpoint = ("127.0.0.1", syncer.kubelet_port)
+                self.control_plane.ctx.kubelet_connector = syncer.kubelet.connect
             ready.set()
 
         async with asyncio.TaskGroup() as tg:
@@ -392,7 +396,8 @@ class VirtualCluster:
                 exposer = Exposer(host, namespace=self.host_namespace, vc=self.name,
                                   api_ip=self.service_ip, api_port=self.port,
                                   scheme=self.url.split("://", 1)[0], embedded=loopback,
-                                  data_dir=self.config.data_dir)
+                                  data_dir=self.config.data_dir,
+                                  on_address=self.control_plane.add_serving_names)
                 await syncer.wait_ready()  # the host namespace exists
                 tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
 

@@ -15,7 +15,9 @@ from aiohttp import WSMsgType, web
 
 from vkube.api.meta import Obj, parse_time
 from vkube.host.commands import plan_argv
+from vkube.host import netcmds
 from vkube.host.kubelet import Kubelet
+from vkube.host.network import PodNetwork
 from vkube.host.podruntime import ContainerRT
 from vkube.host.portforward import (CHANNEL_PROTOCOLS, SPDY_TUNNEL_PROTOCOL, PortForwardSession,
                                     serve_channels)
@@ -49,8 +51,11 @@ def _int(req: web.Request, name: str) -> int | None:
 class KubeletServer:
     """The simulated kubelets' HTTPS endpoint (logs, exec); only the API server may call it."""
 
-    def __init__(self, kubelet: Kubelet, *, tls: KubeletTLS, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, kubelet: Kubelet, *, tls: KubeletTLS, host: str = "127.0.0.1", port: int = 0,
+                 network: PodNetwork | None = None) -> None:
         self.kubelet = kubelet
+        #: the pod network exec'd nc/wget/curl/nslookup use (NetworkPolicies enforced there)
+        self.network = network
         self.host = host
         self.port = port
         self.tls = tls
@@ -158,9 +163,14 @@ class KubeletServer:
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
-        stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
-                                        pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
-                                        spec=(self.kubelet.pods.get(pod, ns) or {}).get("spec"))
+        pod_obj = self.kubelet.pods.get(pod, ns)
+        net_cmd = netcmds.parse(argv) if self.network is not None and pod_obj is not None else None
+        if net_cmd is not None and self.network is not None and pod_obj is not None:
+            stdout, stderr, code = await netcmds.run(self.network, pod_obj, net_cmd)
+        else:
+            stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
+                                            pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
+                                            spec=(pod_obj or {}).get("spec"))
         if stdout:
             await ws.send_bytes(b"\x01" + stdout.encode())
         if stderr:

@@ -10,17 +10,20 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import NODES, PODS, PVCS, PVS, STORAGECLASSES
+from vkube.client.resources import (ENDPOINTS, NAMESPACES, NETWORKPOLICIES, NODES, PODS, PVCS, PVS,
+                                    SERVICES, STORAGECLASSES)
 from vkube.controllers.informer import Informer
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
+from vkube.host.network import PodNetwork
 from vkube.host.nodes import NodeManager, NodeTemplate, node_name
+from vkube.host.portforward import SPDY_TUNNEL_PROTOCOL, LocalPortForward
 from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
 from vkube.host.volumebinding import VolumeBinder
-from vkube.pki.cluster import CONTROLLER_MANAGER, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
+from vkube.pki.cluster import CONTROLLER_MANAGER, NETWORK, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
 
 #: the host's own operator for node operations (`vkube host` cordon/drain/readiness)
 HOST_ADMIN = ("vkube-host-admin", ("system:masters",))
@@ -79,7 +82,14 @@ class EmbeddedHost:
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
                                rng=random.Random(rng.random()), client_for=client_for)
-        self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki))
+        # the pod network: exec'd connectivity commands, with the host's NetworkPolicies
+        network_client = identity(NETWORK, "vkube-host/network")
+        self.network_informers = tuple(Informer(network_client, r) for r in
+                                       (NAMESPACES, NETWORKPOLICIES, SERVICES, ENDPOINTS))
+        self.network = PodNetwork(self.pod_informer, *self.network_informers,
+                                  rng=random.Random(rng.random()))
+        self.server = KubeletServer(self.kubelet, port=kubelet_port, tls=KubeletTLS(pki),
+                                    network=self.network)
         self.nodes = NodeManager(admin_client, template=template or NodeTemplate(), kubelet_port=0,
                                  lease_interval=lease_interval, status_interval=status_interval,
                                  client_for=client_for)
@@ -124,7 +134,7 @@ class EmbeddedHost:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             informers = (self.pod_informer, self.node_informer, self.pvc_informer,
-                         self.pv_informer, self.class_informer)
+                         self.pv_informer, self.class_informer, *self.network_informers)
             for inf in informers:
                 tg.create_task(inf.run())
             for inf in informers:
@@ -162,6 +172,18 @@ class EmbeddedHost:
             await self.server.stop()
             for c in self._clients:
                 await c.close()
+
+    def kubelet_connector(self, sub: str, namespace: str, name: str, container: str | None,
+                          query: list[tuple[str, str]], protocols: list[str]) -> Any:
+        """For the API server of this process: port-forward in SPDY to a pod of ours as an
+        in-process session (``LocalPortForward``); None for everything else (the API server
+        then dials the kubelet endpoint)."""
+        if sub != "portforward" or SPDY_TUNNEL_PROTOCOL not in protocols:
+            return None
+        pod = self.kubelet.pods.get(name, namespace)
+        if pod is None or self.kubelet.runtime(namespace, name) is None:
+            return None
+        return LocalPortForward(pod)
 
     # -- administration, as the CLI and tests use it ------------------------------------------
 

@@ -24,7 +24,7 @@ from vkube.pki.tls import client_context, server_context
 from vkube.pki.tokens import SigningKey
 
 __all__ = ["ClusterPKI", "Identity", "ADMIN", "CONTROLLER_MANAGER", "SCHEDULER", "SYNCER",
-           "APISERVER_KUBELET_CLIENT", "APISERVER", "DNS", "LEADER_ELECTION", "node_identity", "embedded_kubeconfig", "KubeletTLS"]
+           "APISERVER_KUBELET_CLIENT", "APISERVER", "DNS", "NETWORK", "LEADER_ELECTION", "node_identity", "embedded_kubeconfig", "KubeletTLS"]
 
 Identity = tuple[str, tuple[str, ...]]
 #: kubeadm's admin.conf identity: in system:masters, allowed everything.
@@ -39,6 +39,8 @@ SYNCER: Identity = ("system:vkube-syncer", ("system:masters",))
 APISERVER: Identity = ("system:apiserver", ("system:masters",))
 #: The cluster DNS (CoreDNS' ``system:coredns`` rules: read services, endpoints, pods, namespaces).
 DNS: Identity = ("system:vkube-dns", ())
+#: The embedded host's pod network (reads NetworkPolicies, Services, Endpoints, Namespaces).
+NETWORK: Identity = ("system:vkube-network", ())
 #: The replica lease of an HA cluster (``kube-system/vkube-leader`` only).
 LEADER_ELECTION: Identity = ("system:vkube-leader-election", ())
 #: The API server's own client certificate for the kubelet hop (logs, exec, attach, port-forward).

@@ -18,6 +18,7 @@ from vkube.client.client import Client
 from vkube.client.resources import PODS
 from vkube.syncer.values import Values
 
+PORT_FORWARD_PREFIX = "vkube.io/port-forward-"
 REASON_REJECTED = "SyncRejected"  # refused by the syncer's own checks
 REASON_HOST = "HostRefused"  # refused by the host's API server
 
@@ -31,6 +32,7 @@ class PodAdmission:
         self.level = LevelVersion(level, LATEST)
         self.evaluator = evaluator or Evaluator()
         self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
+        self.isolated = iso.enabled
 
     def check(self, vpod: Obj) -> str | None:
         """Why the pod may not be synced (one message naming every violation), or None."""
@@ -47,6 +49,15 @@ class PodAdmission:
             if bad:
                 problems.append(f"image registry not allowed ({', '.join(bad)}; allowed: "
                                 f"{', '.join(self.registries)})")
+        if self.isolated:
+            # the embedded host's simulated kubelet would dial whatever address these name
+            # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that
+            forwards = sorted(k for k in meta.get("annotations") or {}
+                              if k.startswith(PORT_FORWARD_PREFIX))
+            if forwards:
+                problems.append(f"annotations {', '.join(forwards)} not allowed with isolation "
+                                "(they point the embedded host's kubelet at an address of the "
+                                "host machine)")
         return "; ".join(problems) or None
 
     def image_allowed(self, image: str) -> bool:

@@ -20,6 +20,7 @@ from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
 
 ANN_FROM_HOST = "vkube.io/from-host"
+ANN_MAPPED_FROM_HOST = "vkube.io/mapped-from-host"  # servicemap's
 
 
 class EndpointsSyncer(KindSyncer):
@@ -58,6 +59,8 @@ class EndpointsSyncer(KindSyncer):
         hns = self.ctx.host_namespace
         hname = self.host_name(name, ns)
         vsvc, vep = self.vsvc.get(name, ns), self.vep.get(name, ns)
+        if vsvc is not None and _ann(vsvc, ANN_MAPPED_FROM_HOST):
+            return  # a host service mapped in: its Endpoints come from the host (servicemap)
         hep = self.hep.get(hname, hns)
         if vsvc is None or (vsvc.get("spec") or {}).get("selector"):
             # nothing to push down: drop a host copy we made for a selector-less service

@@ -42,6 +42,8 @@ class EndpointSliceSyncer(DownSyncer):
         if labels.get(MANAGED_BY) in CONTROLLER_MANAGED or not labels.get(SERVICE_NAME):
             return False
         svc = self.vsvc.get(labels[SERVICE_NAME], vobj["metadata"].get("namespace"))
+        if svc is not None and "vkube.io/mapped-from-host" in (svc["metadata"].get("annotations") or {}):
+            return False  # a host service mapped in: its slice comes from the host (servicemap)
         return svc is not None and not (svc.get("spec") or {}).get("selector")
 
     def desired(self, vobj: Obj) -> Obj:

@@ -102,7 +102,8 @@ def host_api_peers(endpoints: Obj | None) -> list[Obj]:
     return rules
 
 
-def isolation_objects(ctx: SyncContext, host_api: Obj | None = None) -> list[tuple[Resource, Obj]]:
+def isolation_objects(ctx: SyncContext, host_api: Obj | None = None,
+                      dns_endpoints: Obj | None = None) -> list[tuple[Resource, Obj]]:
     iso = ctx.values.isolation
     labels = ctx.tr.owner_labels(None)
     name = isolation_name(ctx.name)
@@ -118,8 +119,16 @@ def isolation_objects(ctx: SyncContext, host_api: Obj | None = None) -> list[tup
     if iso.network_policy.enabled:
         peer = None
         if _is_ip(ctx.kube_service_host):  # the control plane outside the host's pods
+            # its API port, and the ports of its DNS (the virtual kube-system/kube-dns
+            # Endpoints), since DNS is served by the control plane's process too
+            ports = [{"protocol": "TCP", "port": ctx.kube_service_port}]
+            for subset in (dns_endpoints or {}).get("subsets") or []:
+                for p in subset.get("ports") or []:
+                    want = {"protocol": p.get("protocol") or "TCP", "port": p.get("port")}
+                    if p.get("port") and want not in ports:
+                        ports.append(want)
             peer = {"to": [{"ipBlock": {"cidr": _host_cidr(ctx.kube_service_host)}}],
-                    "ports": [{"protocol": "TCP", "port": ctx.kube_service_port}]}
+                    "ports": ports}
         for np in network_policies(ctx.name, labels, api_peers=host_api_peers(host_api),
                                    control_plane_peer=peer):
             out.append((NETWORKPOLICIES, np))
@@ -148,6 +157,13 @@ class IsolationSyncer(KindSyncer):
     def setup(self) -> None:
         for res in (RESOURCEQUOTAS, LIMITRANGES, NETWORKPOLICIES):
             self.ctx.informers.host(res).add_handler(lambda t, o, old: self.enqueue("isolation"))
+        if self.ctx.values.isolation.network_policy.enabled and self.ctx.cluster_dns:
+            self.ctx.informers.virtual(ENDPOINTS).add_handler(self._on_endpoints)
+
+    def _on_endpoints(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        meta = obj.get("metadata") or {}
+        if (meta.get("namespace"), meta.get("name")) == ("kube-system", "kube-dns"):
+            self.enqueue("isolation")
 
     def initial_keys(self) -> list[str]:
         return ["isolation"]
@@ -160,7 +176,11 @@ class IsolationSyncer(KindSyncer):
                 host_api = await self.ctx.host.get(ENDPOINTS, "kubernetes", namespace="default")
             except (errors.NotFound, errors.Forbidden):
                 pass  # the control plane policy then allows DNS only
-        for res, want in isolation_objects(self.ctx, host_api):
+        dns_endpoints = None
+        if self.ctx.values.isolation.network_policy.enabled and self.ctx.cluster_dns:
+            # written by the control plane; its arrival re-runs this (_on_endpoints)
+            dns_endpoints = self.ctx.informers.virtual(ENDPOINTS).get("kube-dns", "kube-system")
+        for res, want in isolation_objects(self.ctx, host_api, dns_endpoints):
             cur = self.ctx.informers.host(res).get(want["metadata"]["name"], hns)
             if cur is None:
                 try:
@@ -212,7 +232,12 @@ class AddressGuard:
         return out
 
     def filter(self, vobj: Obj, addresses: list[str]) -> set[str]:
-        """The refused addresses, with a Warning event on ``vobj`` naming them."""
+        """The refused addresses, with a Warning event on ``vobj`` naming them. The control
+        plane's own Services (``default/kubernetes``, ``kube-system/kube-dns``) may name the
+        address the control plane serves on (``kube_service_host``: on the embedded host a
+        loopback address), which the control plane writes itself."""
+        if self.ctx.kube_service_host and _control_plane_service(vobj):
+            addresses = [a for a in addresses if a != self.ctx.kube_service_host]
         bad = self.refused(addresses)
         if bad:
             self.ctx.recorder.event(vobj, "Warning", "AddressRefused", (
@@ -220,6 +245,19 @@ class AddressGuard:
                 "with isolation a private address must be one of its own pods' IPs; "
                 "they are left out on the host"))
         return set(bad)
+
+
+#: the Services vkube.cluster.incluster keeps, by (namespace, name)
+CONTROL_PLANE_SERVICES = {("default", "kubernetes"), ("kube-system", "kube-dns")}
+
+
+def _control_plane_service(vobj: Obj) -> bool:
+    """Endpoints (by name) or an EndpointSlice (by its service-name label) of one of them."""
+    meta = vobj.get("metadata") or {}
+    name = meta.get("name")
+    if vobj.get("kind") == "EndpointSlice" or "endpoints" in vobj:
+        name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+    return (meta.get("namespace"), name) in CONTROL_PLANE_SERVICES
 
 
 def _pod_ips(pod: Obj) -> list[str]:

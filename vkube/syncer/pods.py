@@ -65,6 +65,8 @@ class PodSyncer(KindSyncer):
         # per key, the (virtual rv, host rv, namespace rv) whose host pod was found current:
         # the echo of our own write, or a status-only change, skips the rewrite and compare
         self._checked: dict[str, tuple[str, str, str]] = {}
+        # per key, why the last update of a running pod was refused (one event per reason)
+        self._refused_update: dict[str, str] = {}
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -82,6 +84,7 @@ class PodSyncer(KindSyncer):
             self._had_host.discard(pod["metadata"].get("uid", ""))
             self._sent.pop(key, None)
             self._checked.pop(key, None)
+            self._refused_update.pop(key, None)
         self.enqueue(key)
 
     def _on_host(self, typ: str, hpod: Obj, old: Obj | None) -> None:
@@ -373,6 +376,18 @@ class PodSyncer(KindSyncer):
         if not meta and not spec:
             self._checked[key] = inputs
             return
+        if significant_update(hmeta, hspec, wmeta, wspec):
+            # as Pod Security admits an UPDATE (isSignificantPodUpdate): images and the
+            # seccomp/AppArmor annotations are checked again; a refused update is not synced
+            refusal = self.admission.check(vpod)
+            if refusal is not None:
+                if self._refused_update.get(key) != refusal:
+                    self._refused_update[key] = refusal
+                    self.ctx.recorder.event(vpod, "Warning", REASON_REJECTED,
+                                            f"update not synced to the host: {refusal}")
+                self._checked[key] = inputs
+                return
+        self._refused_update.pop(key, None)
         # shallow copies along the changed paths: the cache's objects stay untouched
         new = {**hpod, "metadata": {**hmeta, **meta}, "spec": {**hspec, **spec}}
         await self.ctx.host.update(PODS, new)
@@ -460,6 +475,25 @@ class PodSyncer(KindSyncer):
         sent.status = {f: rstatus[f] for f in STATUS_FIELDS if f in rstatus}
         sent.rv = _rv(res)
         sent.at = now
+
+
+#: annotations Pod Security reads (pkg/api/pod: the deprecated seccomp and AppArmor forms)
+_CHECKED_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/",
+                        "container.seccomp.security.alpha.kubernetes.io/",
+                        "container.apparmor.security.beta.kubernetes.io/",
+                        "vkube.io/port-forward-")  # and what PodAdmission checks with isolation
+
+
+def significant_update(hmeta: Obj, hspec: Obj, wmeta: Obj, wspec: Obj) -> bool:
+    """Would syncing ``want`` change what Pod Security or the registry allow-list judge?
+    pod-security-admission's isSignificantPodUpdate: an image, or a seccomp/AppArmor
+    annotation (the only such fields a pod update may change)."""
+    for field in ("containers", "initContainers", "ephemeralContainers"):
+        hcs, wcs = hspec.get(field) or [], wspec.get(field) or []
+        if len(hcs) != len(wcs) or any(h.get("image") != w.get("image") for h, w in zip(hcs, wcs)):
+            return True
+    hann, wann = hmeta.get("annotations") or {}, wmeta.get("annotations") or {}
+    return any(hann.get(k) != wann.get(k) for k in {*hann, *wann} if k.startswith(_CHECKED_ANNOTATIONS))
 
 
 class _Sent:

@@ -2,7 +2,9 @@
 on the host under a chosen name.
 
 - fromHost ``{from: HOSTNS/NAME, to: VNS/NAME}``: a selector-less virtual Service with the host
-  Service's ClusterIP and ports, so virtual pods reach it by name.
+  Service's ClusterIP and ports, so virtual pods reach it by name, and its Endpoints and one
+  EndpointSlice copied from the host Service's Endpoints (addresses of host pods, so without
+  targetRefs; owned by the virtual Service, so they go with it).
 - fromVirtual ``{from: VNS/NAME, to: NAME}``: a host Service ``NAME`` in the host namespace
   selecting the same synced pods, so host pods reach it as ``NAME.HOSTNS``.
 """
@@ -10,10 +12,12 @@ on the host under a chosen name.
 from __future__ import annotations
 
 import copy
+import ipaddress
+from typing import Any
 
 from vkube.api import errors
 from vkube.api.meta import Obj
-from vkube.client.resources import SERVICES
+from vkube.client.resources import ENDPOINTS, ENDPOINTSLICES, SERVICES
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.values import ServiceMapping
@@ -32,6 +36,42 @@ def _ports(spec: Obj) -> list[Obj]:
 
 
 GC_KEY = "gc"
+SLICE_SUFFIX = "-mapped"
+SLICE_MANAGER = "vkube.io-servicemap"
+
+
+def _subsets(hep: Obj | None) -> list[Obj]:
+    """The host Endpoints' subsets without targetRefs (host pods are no virtual objects)."""
+    out = copy.deepcopy((hep or {}).get("subsets") or [])
+    for sub in out:
+        for key in ("addresses", "notReadyAddresses"):
+            for a in sub.get(key) or []:
+                a.pop("targetRef", None)
+    return out
+
+
+def _slice(subsets: list[Obj]) -> Obj:
+    """One EndpointSlice's fields from Endpoints subsets, as the mirroring controller makes
+    them (the address family of the first address; ready from the subset list)."""
+    endpoints: list[Obj] = []
+    ports: list[Obj] = []
+    family = "IPv4"
+    for sub in subsets:
+        for p in sub.get("ports") or []:
+            port = {k: p[k] for k in ("name", "port", "protocol", "appProtocol") if k in p}
+            if port not in ports:
+                ports.append(port)
+        for key, ready in (("addresses", True), ("notReadyAddresses", False)):
+            for a in sub.get(key) or []:
+                ep: Obj = {"addresses": [a["ip"]], "conditions": {"ready": ready}}
+                if a.get("nodeName"):
+                    ep["nodeName"] = a["nodeName"]
+                if a.get("hostname"):
+                    ep["hostname"] = a["hostname"]
+                endpoints.append(ep)
+    if endpoints and ipaddress.ip_address(endpoints[0]["addresses"][0]).version == 6:
+        family = "IPv6"
+    return {"addressType": family, "endpoints": endpoints, "ports": ports}
 
 
 async def _delete_uid(client: Any, obj: Obj) -> None:
@@ -59,6 +99,7 @@ class ServiceMapSyncer(KindSyncer):
         self.from_host = ctx.values.map_services.from_host
         self.from_virtual = ctx.values.map_services.from_virtual
         self._source: dict[str, Informer] = {}
+        self._source_eps: dict[str, Informer] = {}
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -72,6 +113,12 @@ class ServiceMapSyncer(KindSyncer):
                 src = inf.host_in(SERVICES, ns)
                 src.add_handler(lambda t, o, old: self._all())
                 self._source[ns] = src
+                eps = inf.host_in(ENDPOINTS, ns)
+                eps.add_handler(lambda t, o, old: self._all())
+                self._source_eps[ns] = eps
+        if self.from_host:
+            self.vep = inf.virtual(ENDPOINTS)
+            self.vslices = inf.virtual(ENDPOINTSLICES)
 
     def _all(self) -> None:
         for k in self.initial_keys():
@@ -142,6 +189,49 @@ class ServiceMapSyncer(KindSyncer):
             new = copy.deepcopy(vsvc)
             new["spec"].update(spec)
             await self.ctx.virtual.update(SERVICES, new)
+            return
+        hep = self._source_eps[hns].get(hname, hns)
+        await self._endpoints(vsvc, m, _subsets(hep))
+
+    async def _endpoints(self, vsvc: Obj, m: ServiceMapping, subsets: list[Obj]) -> None:
+        """The mapped Service's Endpoints and EndpointSlice, as the host's say."""
+        meta = vsvc["metadata"]
+        vns, vname = meta["namespace"], meta["name"]
+        owner = [{"apiVersion": "v1", "kind": "Service", "name": vname, "uid": meta["uid"],
+                  "controller": True, "blockOwnerDeletion": True}]
+        ann = {ANN_FROM_HOST: m.from_}
+        want_ep = {"apiVersion": "v1", "kind": "Endpoints",
+                   "metadata": {"name": vname, "namespace": vns, "annotations": ann,
+                                "ownerReferences": owner}, "subsets": subsets}
+        await self._put(ENDPOINTS, self.vep.get(vname, vns), want_ep, "subsets")
+        sname = f"{vname[:63 - len(SLICE_SUFFIX)]}{SLICE_SUFFIX}"
+        want_slice = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"name": sname, "namespace": vns, "annotations": ann,
+                                   "ownerReferences": owner,
+                                   "labels": {"kubernetes.io/service-name": vname,
+                                              "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER}},
+                      **_slice(subsets)}
+        await self._put(ENDPOINTSLICES, self.vslices.get(sname, vns), want_slice,
+                        "addressType", "endpoints", "ports")
+
+    async def _put(self, res: Any, cur: Obj | None, want: Obj, *fields: str) -> None:
+        meta = want["metadata"]
+        if cur is None:
+            try:
+                await self.ctx.virtual.create(res, want, namespace=meta["namespace"])
+            except errors.AlreadyExists:
+                pass
+            return
+        if _ann(cur, ANN_FROM_HOST) is None:
+            return  # the tenant's own object of that name
+        if any(cur.get(f) != want.get(f) for f in fields):
+            if cur.get("addressType", want.get("addressType")) != want.get("addressType"):
+                await delete_ignore_missing(self.ctx.virtual, res, meta["name"], meta["namespace"])
+                return  # addressType is immutable: made again on the next pass
+            new = copy.deepcopy(cur)
+            for f in fields:
+                new[f] = want[f]
+            await self.ctx.virtual.update(res, new)
 
     async def _from_virtual(self, m: ServiceMapping) -> None:
         vns, vname = split_ref(m.from_, "default")

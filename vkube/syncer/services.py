@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # fields the host owns or must not get from a tenant
 _HOST_OWNED = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "externalIPs")
+#: requested on the host when the Service is created (the host allocates by them)
 # every other field the tenant sets is requested on the host; these are kept current there
 _COMPARED = ("type", "selector", "ports", "sessionAffinity", "sessionAffinityConfig",
              "externalName", "publishNotReadyAddresses", "externalTrafficPolicy",
@@ -56,6 +57,11 @@ class ServiceSyncer(DownSyncer):
         ns = vobj["metadata"]["namespace"]
         vspec = vobj.get("spec") or {}
         spec = {k: copy.deepcopy(v) for k, v in vspec.items() if k not in _HOST_OWNED}
+        if vspec.get("ipFamilyPolicy") and vspec.get("clusterIP") != "None":
+            # the families the tenant asks for (the host allocates by them)
+            spec["ipFamilyPolicy"] = vspec["ipFamilyPolicy"]
+            if vspec.get("ipFamilies"):
+                spec["ipFamilies"] = list(vspec["ipFamilies"])
         if vspec.get("clusterIP") == "None":
             spec["clusterIP"] = "None"  # headless stays headless
         elif vspec.get("clusterIP"):
@@ -193,6 +199,8 @@ class ServiceSyncer(DownSyncer):
         if not vip and hip:
             patch["clusterIP"] = hip
             patch["clusterIPs"] = hspec.get("clusterIPs") or [hip]
+            if hspec.get("ipFamilies"):
+                patch["ipFamilies"] = hspec["ipFamilies"]
         if vspec.get("type") in ("NodePort", "LoadBalancer"):
             hports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
                       for p in hspec.get("ports") or []}

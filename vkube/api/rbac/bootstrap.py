@@ -431,6 +431,7 @@ def component_role_bindings() -> list[Obj]:
               for name in CONTROLLERS),
             _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
             _binding("vkube:dns", "vkube:dns", [_user("system:vkube-dns")]),
+            _binding("vkube:network", "vkube:network", [_user("system:vkube-network")]),
             _binding("vkube:leader-election", "vkube:leader-election",
                      [_user("system:vkube-leader-election")]),
             _binding("vkube:controller-manager:tokens", "vkube:tokens-controller", manager)]
@@ -450,6 +451,11 @@ def component_roles() -> list[Obj]:
             _cluster_role("vkube:tokens-controller", [
                 rule(("get", "list", "watch", "update", "patch", "delete"), "", ("secrets",)),
                 rule(READ, "", ("serviceaccounts",))]),
+            # the embedded host's pod network (NetworkPolicies, Services, DNS for exec'd
+            # nc/wget/nslookup), as a CNI policy agent reads them
+            _cluster_role("vkube:network", [
+                rule(("list", "watch"), "", ("endpoints", "services", "pods", "namespaces")),
+                rule(("list", "watch"), "networking.k8s.io", ("networkpolicies",))]),
             # HA replicas campaign for one Lease; nothing else
             _cluster_role("vkube:leader-election", [
                 rule("create", "coordination.k8s.io", ("leases",)),

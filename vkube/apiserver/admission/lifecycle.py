@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from vkube.api import errors
-from vkube.api.ipalloc import (DEFAULT_SERVICE_CIDR, NodePortAllocator, ServiceIPAllocator, ips_in_use,
+from vkube.api.ipalloc import (DEFAULT_SERVICE_CIDR, NodePortAllocator, ServiceIPFamilies, ips_in_use,
                                node_ports_in_use)
 from vkube.apiserver.context import AdmissionRequest, Context
 
@@ -47,7 +47,7 @@ class ServiceAllocation:
     store is the source of truth, so restarts never reuse an address."""
 
     def __init__(self, cidr: str = DEFAULT_SERVICE_CIDR) -> None:
-        self.ips = ServiceIPAllocator(cidr)
+        self.ips = ServiceIPFamilies(cidr)
         self.ports = NodePortAllocator()
         self.lock = asyncio.Lock()
 
@@ -70,11 +70,12 @@ class ServiceAllocation:
             existing = [s for s in (await ctx.storage(req.spec).list(req.request, None)).items
                         if (s["metadata"].get("namespace"), s["metadata"]["name"]) != (req.namespace, req.name)]
             if new_ip:
-                try:
-                    spec["clusterIP"] = self.ips.allocate(ips_in_use(existing), ip or None)
+                if ip and (spec.get("clusterIPs") or [ip])[0] != ip:
+                    spec["clusterIPs"] = [ip]  # a changed clusterIP names the primary address
+                try:  # one or two families (ipFamilyPolicy, ipFamilies)
+                    self.ips.allocate(spec, ips_in_use(existing))
                 except errors.Invalid as exc:  # named as kube-apiserver names it
                     raise errors.invalid("Service", req.name, exc.causes) from None
-                spec["clusterIPs"] = [spec["clusterIP"]]
             if new_ports:
                 used = node_ports_in_use(existing)
                 for i, p in enumerate(spec.get("ports") or []):

@@ -1,0 +1,238 @@
+"""The network commands a simulated container runs under ``kubectl exec``: ``nc -z``, ``wget``,
+``curl`` and ``nslookup``, answered from ``vkube.host.network`` (DNS through the pod's
+resolv.conf, Services, NetworkPolicies) with the output and exit codes of busybox and curl.
+This is how a user asks "would pod A reach B?" on the embedded host:
+``kubectl exec a -- nc -z -w 2 b-svc 80``.
+
+A refusal by a NetworkPolicy looks like it does on a real cluster (a time-out) and adds one
+``vkube:`` line on stderr naming the policies, since a simulation can say why."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from vkube.api.meta import Obj
+from vkube.host.network import CLUSTER_DNS, Outcome, PodNetwork
+
+SHELLS = {"sh", "bash", "ash", "dash"}
+COMMANDS = {"nc", "wget", "curl", "nslookup"}
+MAX_BODY = 1 << 20
+
+
+@dataclass
+class NetCommand:
+    cmd: str
+    host: str
+    port: int = 0
+    path: str = "/"
+    scheme: str = "http"
+    protocol: str = "TCP"
+    verbose: bool = False
+    quiet: bool = False
+    to_stdout: bool = False  # wget -O -
+    head: bool = False  # curl -I, wget --spider
+    fail: bool = False  # curl -f
+    timeout: float = 0.0
+
+
+def parse(argv: list[str]) -> NetCommand | None:
+    """The command when it is one of ours (also inside ``sh -c "…"``), else None."""
+    if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in SHELLS and argv[1] == "-c":
+        try:
+            argv = shlex.split(argv[2])
+        except ValueError:
+            return None
+        if any(t in (";", "&&", "||", "|") for t in argv):
+            return None
+    if not argv:
+        return None
+    cmd = argv[0].rsplit("/", 1)[-1]
+    if cmd not in COMMANDS:
+        return None
+    try:
+        return {"nc": _nc, "wget": _web, "curl": _web, "nslookup": _nslookup}[cmd](cmd, argv[1:])
+    except (ValueError, IndexError):
+        return NetCommand(cmd, host="")  # usage error, reported by run()
+
+
+def _nc(cmd: str, args: list[str]) -> NetCommand:
+    out = NetCommand(cmd, host="")
+    rest: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a.startswith("-") and len(a) > 1:
+            flags = a[1:]
+            for i, f in enumerate(flags):
+                if f == "v":
+                    out.verbose = True
+                elif f == "u":
+                    out.protocol = "UDP"
+                elif f in "wW":
+                    value = flags[i + 1:] or next(it)
+                    out.timeout = float(value)
+                    break
+        else:
+            rest.append(a)
+    out.host, out.port = rest[0], int(rest[1])
+    return out
+
+
+def _web(cmd: str, args: list[str]) -> NetCommand:
+    out = NetCommand(cmd, host="")
+    url = ""
+    it = iter(args)
+    for a in it:
+        if a in ("-q", "-s", "--quiet", "--silent", "-sS", "-S"):
+            out.quiet = True
+        elif a in ("-O", "-o"):
+            out.to_stdout = next(it) == "-"
+        elif a in ("-O-", "-qO-", "-qO", "-sO-"):
+            out.quiet = out.quiet or a.startswith("-q")
+            out.to_stdout = True
+        elif a in ("-T", "-m", "--connect-timeout", "--max-time"):
+            out.timeout = float(next(it))
+        elif a.startswith("--timeout="):
+            out.timeout = float(a.split("=", 1)[1])
+        elif a in ("--spider", "-I", "--head"):
+            out.head = True
+        elif a in ("-f", "--fail", "-sf", "-fs", "-fsS", "-sSf"):
+            out.fail = True
+            out.quiet = out.quiet or "s" in a
+        elif not a.startswith("-"):
+            url = a
+    if cmd == "curl":
+        out.to_stdout = True
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(url)
+    out.scheme, out.host = parts.scheme, parts.hostname
+    out.port = parts.port or (443 if parts.scheme == "https" else 80)
+    out.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return out
+
+
+def _nslookup(cmd: str, args: list[str]) -> NetCommand:
+    names = [a for a in args if not a.startswith("-")]
+    return NetCommand(cmd, host=names[0])
+
+
+async def run(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
+    """(stdout, stderr, exit code)."""
+    if not c.host:
+        return "", _usage(c.cmd), 1
+    if c.cmd == "nslookup":
+        return await _run_nslookup(net, pod, c)
+    addrs = await net.resolve(pod, c.host)
+    if isinstance(addrs, Outcome):
+        return "", _dns_error(c, addrs), (6 if c.cmd == "curl" else 1)
+    ip = addrs[0]
+    outcome, reader, writer = await net.connect(pod, ip, c.port, c.protocol)
+    try:
+        if not outcome.ok:
+            return "", _conn_error(c, ip, outcome), _exit_code(c, outcome)
+        if c.cmd == "nc":
+            return "", (f"{c.host} ({ip}:{c.port}) open\n" if c.verbose else ""), 0
+        if reader is None or writer is None:
+            body = (f"vkube: simulated listener of {outcome.route.dst if outcome.route else ip} "
+                    f"port {c.port}\n").encode()
+            status = 200
+        else:
+            status, body = await _http_get(reader, writer, c)
+        return _web_result(c, ip, status, body)
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def _run_nslookup(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
+    servers, _, _ = net.resolv_config(pod)
+    server = servers[0] if servers else CLUSTER_DNS
+    head = f"Server:\t\t{server}\nAddress:\t{server}:53\n\n"
+    addrs = await net.resolve(pod, c.host)
+    if isinstance(addrs, Outcome):
+        if addrs.error == "nxdomain":
+            return head, f"** server can't find {c.host}: NXDOMAIN\n", 1
+        extra = f"vkube: {addrs.message}\n" if addrs.error == "blocked" else ""
+        return ";; connection timed out; no servers could be reached\n\n", extra, 1
+    body = "".join(f"Name:\t{c.host}\nAddress: {a}\n" for a in addrs)
+    return head + body + "\n", "", 0
+
+
+async def _http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    c: NetCommand) -> tuple[int, bytes]:
+    method = "HEAD" if c.head else "GET"
+    host = c.host if c.port in (80, 443) else f"{c.host}:{c.port}"
+    writer.write(f"{method} {c.path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {c.cmd}\r\n"
+                 f"Accept: */*\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = b""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(c.timeout or 10.0):
+            while len(data) < MAX_BODY and (chunk := await reader.read(65536)):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        status = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0, data  # not HTTP: what came back
+    return status, body
+
+
+def _web_result(c: NetCommand, ip: str, status: int, body: bytes) -> tuple[str, str, int]:
+    text = body.decode(errors="replace")
+    if c.cmd == "curl":
+        if c.fail and status >= 400:
+            return "", f"curl: (22) The requested URL returned error: {status}\n", 22
+        return ("" if c.head else text), "", 0
+    # wget
+    if status >= 400 or status == 0:
+        return "", f"wget: server returned error: HTTP/1.1 {status}\n", 8 if status else 1
+    err = "" if c.quiet else f"Connecting to {c.host}:{c.port} ({ip}:{c.port})\n"
+    if c.head:
+        return "", err + ("" if c.quiet else "remote file exists\n"), 0
+    if c.to_stdout:
+        return text, err + ("" if c.quiet else "writing to stdout\n"), 0
+    return "", err + ("" if c.quiet else "saving to 'index.html'\n"), 0
+
+
+def _dns_error(c: NetCommand, o: Outcome) -> str:
+    extra = f"vkube: {o.message}\n" if o.error != "nxdomain" else ""
+    if c.cmd == "curl":
+        return f"curl: (6) Could not resolve host: {c.host}\n" + extra
+    if c.cmd == "wget":
+        return f"wget: bad address '{c.host}'\n" + extra
+    return f"nc: bad address '{c.host}'\n" + extra
+
+
+def _exit_code(c: NetCommand, o: Outcome) -> int:
+    if c.cmd == "curl":
+        return 28 if o.error == "blocked" else 7
+    return 1
+
+
+def _conn_error(c: NetCommand, ip: str, o: Outcome) -> str:
+    why = {"blocked": "Connection timed out", "refused": "Connection refused",
+           "unreachable": "Network is unreachable"}.get(o.error, o.error)
+    extra = f"vkube: {o.message}\n"
+    if c.cmd == "curl":
+        if o.error == "blocked":
+            ms = int((c.timeout or 5) * 1000)
+            return f"curl: (28) Connection timed out after {ms} milliseconds\n" + extra
+        return f"curl: (7) Failed to connect to {c.host} port {c.port}: {why}\n" + extra
+    if c.cmd == "wget":
+        if o.error == "blocked":
+            return "wget: download timed out\n" + extra
+        return f"wget: can't connect to remote host ({ip}): {why}\n" + extra
+    return f"nc: {c.host} ({ip}:{c.port}): {why}\n" + extra
+
+
+def _usage(cmd: str) -> str:
+    return {"nc": "usage: nc [-zvu] [-w SEC] HOST PORT\n",
+            "wget": "wget: missing URL\n", "curl": "curl: (3) URL rejected: No host part in the URL\n",
+            "nslookup": "usage: nslookup HOST [DNS_SERVER]\n"}[cmd]
