@@ -61,27 +61,31 @@ class Api:
 
     def follow_pods(self, namespace: str, pods: dict[str, tuple[str, str]], stop: threading.Event) -> None:
         """Keep ``pods`` (name -> (node, phase)) current from a watch: a poller listing 1,000
-        pods every second would itself cost the servers a tenth of their CPU."""
-        rv = "0"
+        pods every second would itself cost the servers a tenth of their CPU. A broken watch
+        starts again from the start (the map is keyed by name, so replays are harmless)."""
         while not stop.is_set():
-            resp = self.core.list_namespaced_pod(namespace, watch=True, resource_version=rv,
-                                                 timeout_seconds=30, _preload_content=False)
-            buf = b""
-            for chunk in resp.stream(65536):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    ev = orjson.loads(line)
-                    obj = ev["object"]
-                    rv = obj["metadata"].get("resourceVersion", rv)
-                    if ev["type"] == "DELETED":
-                        pods.pop(obj["metadata"]["name"], None)
-                    elif ev["type"] in ("ADDED", "MODIFIED"):
-                        pods[obj["metadata"]["name"]] = (obj["spec"].get("nodeName") or "",
-                                                         (obj.get("status") or {}).get("phase") or "")
+            try:
+                resp = self.core.list_namespaced_pod(namespace, watch=True, resource_version="0",
+                                                     timeout_seconds=60, _preload_content=False)
+                buf = b""
+                for chunk in resp.stream(65536):
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        ev = orjson.loads(line)
+                        obj, name = ev["object"], ev["object"].get("metadata", {}).get("name")
+                        if ev["type"] == "DELETED":
+                            pods.pop(name, None)
+                        elif ev["type"] in ("ADDED", "MODIFIED"):
+                            pods[name] = (obj["spec"].get("nodeName") or "",
+                                          (obj.get("status") or {}).get("phase") or "")
+                    if stop.is_set():
+                        resp.close()
+                        return
+            except Exception:  # the servers stop at the end, or the watch broke: watch again
                 if stop.is_set():
-                    resp.close()
                     return
+                time.sleep(0.2)
 
 
 def run(e: dict[str, str], *args: str) -> None:
