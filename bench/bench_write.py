@@ -3,7 +3,9 @@
 client loop against a bare aiohttp handler that reads a body of the same size and answers JSON,
 in interleaved rounds so that load on a shared machine hits both alike.
 Every write is validated, admitted, tracked in managedFields and committed (fsync'd) to SQLite.
-Prints JSON lines; ``ratio_to_framework`` is ops/s over the bare handler's ops/s.
+Prints JSON lines; ``ratio_to_framework`` is ops/s over the bare handler's ops/s, and
+``cpu_ratio_to_framework`` the bare handler's CPU per op over vkube's (steadier on a loaded
+machine, where the rates move with everyone else's work).
 
 Both serve HTTPS (the bare handler with a certificate from the cluster's CA).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -122,6 +125,13 @@ async def side_by_side(api: str, hello: str, case: Case, tls: ssl.SSLContext) ->
     return n / spent[False], n / spent[True]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux): per-op CPU is what a loaded machine
+    leaves comparable, where rates move with everyone else's load."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -152,11 +162,17 @@ def main() -> None:
             hello = subprocess.Popen([sys.executable, "-c", HELLO, str(hport), str(Path(tmp) / "pki")])
             wait_up(f"https://127.0.0.1:{hport}/", admin_tls(tmp))
             for case in todo:
+                cpu0 = cpu_seconds(proc.pid), cpu_seconds(hello.pid)
                 rate, ceiling = asyncio.run(side_by_side(f"https://127.0.0.1:{port}", f"https://127.0.0.1:{hport}",
                                                          case, admin_tls(tmp)))
+                cpu = cpu_seconds(proc.pid) - cpu0[0], cpu_seconds(hello.pid) - cpu0[1]
                 print(json.dumps({"bench": "write", "case": case[0], "n": case[5], "ops_per_s": round(rate, 1),
                                   "framework_ops_per_s": round(ceiling, 1),
-                                  "ratio_to_framework": round(rate / ceiling, 3)}), flush=True)
+                                  "ratio_to_framework": round(rate / ceiling, 3),
+                                  "cpu_ms_per_op": round(cpu[0] / case[5] * 1000, 2),
+                                  "framework_cpu_ms_per_op": round(cpu[1] / case[5] * 1000, 2),
+                                  "cpu_ratio_to_framework": round(cpu[1] / cpu[0], 3) if cpu[0] else None}),
+                      flush=True)
         finally:
             for p in (proc, hello):
                 if p is not None:
