@@ -1,4 +1,5 @@
-"""`make bench`: the issue-19 figures in one bounded run (a few minutes), each printed as a JSON
+"""`make bench`: the issue-19 figures in one bounded run (10-25 minutes: a 1,000-replica rollout
+is one of them), each printed as a JSON
 line with its baseline from ``bench/baseline.json`` and the ratio to it, so a regression shows
 in one run. ``ratio_to_baseline`` > 1 is better for rates, < 1 is better for latencies and
 sizes (``better`` says which). Figures from a loaded machine move together: compare the
@@ -26,10 +27,15 @@ RUNS = [
     ("bench_load.py", ["5000", "200", "10"], 600),
     ("bench_api.py", ["300"], 600),
     ("bench_webhooks.py", ["150"], 600),
+    # the processes as users run them: `vkube host start`, `vkube create`, kubectl
+    ("bench_rollout.py", ["--replicas", "1000", "--nodes", "10"], 1500),
+    ("bench_cli.py", ["--rounds", "3", "--many", "0"], 600),
 ]
 #: the figure compared for each bench, and whether higher is better
-METRICS = {"ops_per_s": True, "ratio_to_framework": True, "ratio_to_update": True, "p99_ms": False,
-           "p50_ms": False, "seconds": False, "idle_rss_mb": False, "rss_mb": False, "errors": False}
+METRICS = {"ops_per_s": True, "ratio_to_framework": True, "cpu_ratio_to_framework": True, "ratio_to_update": True,
+           "p99_ms": False,
+           "p50_ms": False, "seconds": False, "idle_rss_mb": False, "rss_mb": False, "errors": False,
+           "events_trail": False, "ms": False, "rss_mib": False, "create_until_kubectl_ms": False}
 
 
 def key(line: dict) -> str:

@@ -117,3 +117,15 @@ def test_non_quantity_strings_are_untouched() -> None:
     cm = {"data": {"cpu": "0.1"}, "metadata": {"labels": {"size": "1000m"}}}
     assert canonicalize_quantities(cm, schema("", "v1", "ConfigMap")) == []
     assert cm == {"data": {"cpu": "0.1"}, "metadata": {"labels": {"size": "1000m"}}}
+
+
+def test_every_bad_value_is_named_not_only_the_first() -> None:
+    """A fast pass without field paths stops at the first bad value; the named walk that
+    follows reports each one, and canonicalizes the good ones around them."""
+    pod = {"spec": {"containers": [
+        {"name": f"c{i}", "image": "x", "resources": {"limits": {"cpu": "1x" if i % 2 else "0.5"}}}
+        for i in range(4)]}}
+    causes = canonicalize_quantities(pod, schema("", "v1", "Pod"))
+    assert [c["field"] for c in causes] == ["spec.containers[1].resources.limits[cpu]",
+                                            "spec.containers[3].resources.limits[cpu]"]
+    assert [c["resources"]["limits"]["cpu"] for c in pod["spec"]["containers"]] == ["500m", "1x", "500m", "1x"]

@@ -89,3 +89,16 @@ def test_strict_error_message() -> None:
     err = strict_decoding_error("Deployment", "v1", ['unknown field "spec.replica"'])
     assert err.code == 400
     assert err.message == 'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replica"'
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"metadata":{"name":"a","name":"b"}}',  # compact, as vkube's and Go's clients write
+    b'{"a":1,"b":{"c":[{"x":1,"x":1}]}}',
+    b'{"a":1,"a":1}',
+])
+def test_duplicate_fields_in_compact_json(raw: bytes) -> None:
+    """The fast path (orjson writes the body back byte for byte: no key repeats) never hides a
+    repeat: a repeated key is missing from the rewrite, so such bodies take the full check."""
+    assert duplicate_fields(raw, "application/json")
+    assert duplicate_fields(b'{"metadata":{"name":"a"},"data":{"k":"\\u00e9"}}', "application/json") == []
+    assert duplicate_fields(b'{"n":1e3,"m":12345678901234567890123}', "application/json") == []

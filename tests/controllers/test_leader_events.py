@@ -185,10 +185,60 @@ async def test_manager_runs_controllers_with_leader_election(env) -> None:
                 await asyncio.sleep(0.01)
         assert api.get(CONFIGMAPS, "a-copy", "n")["data"] == {"k": "v"}
         assert api.get(LEASES, "vkube-controller-manager", "kube-system") is not None
-        await ctrl.recorder.flush()
-        assert any(k[0] == "events" for k in api.store.objs)
+        async with asyncio.timeout(5):  # the controller records the event after its create returns
+            while not any(k[0] == "events" for k in api.store.objs):
+                await ctrl.recorder.flush()
+                await asyncio.sleep(0.01)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     lease = api.get(LEASES, "vkube-controller-manager", "kube-system")
     assert lease["spec"]["holderIdentity"] == ""  # released on shutdown
+
+
+class SlowSink:
+    """Stands in for the API: each write takes a while; records order and overlap."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def _call(self, verb: str, name: str) -> dict:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.005)
+            self.calls.append((verb, name))
+            return {}
+        finally:
+            self.in_flight -= 1
+
+    async def create(self, res, body: dict, *, namespace: str | None = None) -> dict:  # noqa: ANN001
+        return await self._call("create", body["involvedObject"]["name"])
+
+    async def patch(self, res, name: str, patch: dict, *, namespace: str | None = None) -> dict:  # noqa: ANN001
+        return await self._call("patch", name.rsplit(".", 1)[0])
+
+
+async def test_event_recorder_writes_objects_in_parallel_and_each_in_order() -> None:
+    """A burst (a kubelet starting 40 pods) is written by several writers at once; one
+    object's events keep their order, so a repeat's count patch follows its create."""
+    sink = SlowSink()
+    rec = EventRecorder(sink, "kubelet")  # type: ignore[arg-type]
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}", "namespace": "n", "uid": f"u{i}"}}
+            for i in range(40)]
+    for pod in pods:
+        rec.event(pod, "Normal", "Pulling", "Pulling image nginx")
+    for pod in pods:
+        rec.event(pod, "Normal", "Pulling", "Pulling image nginx")  # a repeat: count 2
+    await rec.flush()
+    assert 1 < sink.max_in_flight <= 8
+    assert len(sink.calls) == 80
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        assert [v for v, n in sink.calls if n == name] == ["create", "patch"]
+    await rec.close()
+    rec.event(pods[0], "Normal", "Started", "Started container c")  # usable after close
+    await rec.flush()
+    assert sink.calls[-1] == ("create", "p0")

@@ -201,3 +201,34 @@ async def test_compaction_gives_space_back_and_keeps_the_wal_bounded(tmp_path: P
             conn.close()
     finally:
         await store.close()
+
+
+async def test_point_reads_on_the_loop_fall_back_to_readers_when_busy(tmp_path: Path) -> None:
+    """Latest-value gets are read on the event loop's own connection; when SQLite says the
+    file is busy they go to the reader threads (which wait), and reads at a revision always do."""
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "s.db")
+    await store.start()
+    try:
+        first = await store.create("/k", b"1")
+        await store.update("/k", b"2", expected_mod_revision=first.mod_revision)
+        got = await store.get("/k")
+        assert got is not None and got.value == b"2"
+        assert (await store.get("/k", revision=first.mod_revision)).value == b"1"  # type: ignore[union-attr]
+        assert await store.get("/missing") is None
+
+        class Busy:
+            def execute(self, *a: object) -> None:
+                raise sqlite3.OperationalError("database is locked")
+
+            def close(self) -> None:
+                pass
+
+        store.driver._iconn = Busy()  # type: ignore[attr-defined]
+        got = await store.get("/k")
+        assert got is not None and got.value == b"2"
+        await store.delete("/k")
+        assert await store.get("/k") is None
+    finally:
+        await store.close()

@@ -3,6 +3,7 @@ mapped Services follow the values both ways (issue 11)."""
 
 from __future__ import annotations
 
+from vkube.api import errors
 from vkube.client import Client
 from vkube.client.resources import EVENTS, NAMESPACES, SERVICES
 from vkube.syncer import load_values
@@ -70,7 +71,10 @@ async def test_user_chosen_ports_and_fields_reach_the_host(planes):
             vs = await v.get(SERVICES, "lb", namespace="default")
             vs["spec"]["loadBalancerIP"] = "203.0.113.8"
             vs["spec"]["externalTrafficPolicy"] = "Local"
-            await v.update(SERVICES, vs)
+            try:
+                await v.update(SERVICES, vs)
+            except errors.Conflict:  # the syncer wrote it meanwhile: read again, as any client
+                raise AssertionError("conflict") from None
         await eventually(edited)
 
         async def followed():

@@ -15,6 +15,7 @@ from vkube.store.base import Store
 
 if TYPE_CHECKING:
     from vkube.apiserver.storage import ResourceStorage
+    from vkube.apiserver.watchcache import KindCache
 
 
 @dataclass(slots=True)
@@ -87,6 +88,8 @@ class Context:
     usage_source: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)
+    #: informer-style caches admission reads (``cache_for``), by (group, kind)
+    kind_caches: dict[tuple[str, str], "KindCache"] = field(default_factory=dict)
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""
@@ -110,3 +113,17 @@ class Context:
     def storage_for(self, group: str, kind: str) -> "ResourceStorage | None":
         spec = self.registry.by_kind(group, kind)
         return self.storage(spec) if spec else None
+
+    def cache_for(self, group: str, kind: str) -> "KindCache | None":
+        """The watch-kept cache of a small kind admission reads per write (made and started
+        on first use; reads go to the store until it has listed)."""
+        from vkube.apiserver.watchcache import KindCache
+
+        storage = self.storage_for(group, kind)
+        if storage is None:
+            return None
+        cache = self.kind_caches.get((group, kind))
+        if cache is None or cache.storage is not storage:
+            cache = self.kind_caches[(group, kind)] = KindCache(storage)
+            cache.start(self.watch_tasks)
+        return cache

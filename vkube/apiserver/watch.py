@@ -90,6 +90,9 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             if not first_table:  # as kube-apiserver: only the first event carries the columns
                 obj["columnDefinitions"] = None
             first_table = False
+            return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+        if etype in ("ADDED", "MODIFIED", "DELETED"):  # encoded once for every watcher
+            return b'{"type":"' + etype.encode() + b'","object":' + storage.watch_json(obj) + b"}\n"
         return orjson.dumps({"type": etype, "object": obj}) + b"\n"
 
     last_rv = after

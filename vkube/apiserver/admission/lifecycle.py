@@ -28,10 +28,10 @@ class NamespaceLifecycle:
             return
         if spec.group == "" and spec.kind == "Event":
             pass  # events may describe a terminating namespace's objects
-        ns_storage = ctx.storage_for("", "Namespace")
-        if ns_storage is None:
+        namespaces = ctx.cache_for("", "Namespace")
+        if namespaces is None:
             return
-        ns = await ns_storage.get_or_none(req.request, None, req.namespace)
+        ns = await namespaces.get(req.request, None, req.namespace)
         if ns is None:
             raise errors.not_found("namespaces", req.namespace)
         if ns["metadata"].get("deletionTimestamp") and not (spec.group == "" and spec.kind == "Event"):

@@ -26,10 +26,10 @@ def _applies(req: AdmissionRequest) -> bool:
 
 
 async def _limit_ranges(ctx: Context, req: AdmissionRequest) -> list[Obj]:
-    storage = ctx.storage_for("", "LimitRange")
-    if storage is None:
+    cache = ctx.cache_for("", "LimitRange")
+    if cache is None:
         return []
-    return (await storage.list(req.request, req.namespace)).items
+    return await cache.list(req.request, req.namespace)
 
 
 def _q(value: Any) -> Quantity | None:

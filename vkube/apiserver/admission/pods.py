@@ -23,8 +23,8 @@ def _pod_create(req: AdmissionRequest) -> bool:
 
 class Priority:
     async def _classes(self, ctx: Context, req: AdmissionRequest) -> list[Obj]:
-        storage = ctx.storage_for("scheduling.k8s.io", "PriorityClass")
-        return [] if storage is None else (await storage.list(req.request, None)).items
+        cache = ctx.cache_for("scheduling.k8s.io", "PriorityClass")
+        return [] if cache is None else await cache.list(req.request, None)
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
         if not _pod_create(req):

@@ -26,8 +26,8 @@ class PodSecurity:
             decision = self.psa.validate_namespace(req.obj, operation=req.operation, old_namespace=req.old,
                                                    pods=pods, subresource=req.subresource)
         elif (group, resource) in POD_SPEC_RESOURCES and req.namespace:
-            ns_storage = ctx.storage_for("", "Namespace")
-            ns = await ns_storage.get_or_none(req.request, None, req.namespace) if ns_storage else None
+            namespaces = ctx.cache_for("", "Namespace")
+            ns = await namespaces.get(req.request, None, req.namespace) if namespaces else None
             labels = ((ns or {}).get("metadata") or {}).get("labels") or {}
             if (group, resource) == ("", "pods"):
                 decision = self.psa.validate_pod(req.obj, namespace=req.namespace, namespace_labels=labels,

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 from vkube.api import errors, quota
 from vkube.api.forbidden import forbidden
+from vkube.api.jsonvalue import clone
 from vkube.api.meta import Obj
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
@@ -70,12 +71,17 @@ class ResourceQuota:
         delta = self._delta(req)
         if not delta:
             return
-        storage = ctx.storage_for("", "ResourceQuota")
-        if storage is None:
+        storage, cache = ctx.storage_for("", "ResourceQuota"), ctx.cache_for("", "ResourceQuota")
+        if storage is None or cache is None:
             return
         async with self.lock:
-            for _ in range(_RETRIES):
-                quotas = (await storage.list(req.request, req.namespace)).items
+            for attempt in range(_RETRIES):
+                # the informer's copy first (as upstream's quota accessor); after a lost race
+                # the store's own, which the compare-and-swap below was checked against
+                if attempt == 0:
+                    quotas = [clone(q) for q in await cache.list(req.request, req.namespace)]
+                else:
+                    quotas = (await storage.list(req.request, req.namespace)).items
                 charged = self._check(req, quotas, delta)
                 if not charged or req.dry_run:
                     return

@@ -44,10 +44,10 @@ class ServiceAccount:
         self.mount_token = mount_token
 
     async def _lookup(self, ctx: Context, req: AdmissionRequest, name: str) -> Obj | None:
-        storage = ctx.storage_for("", "ServiceAccount")
-        if storage is None:
+        storage, cache = ctx.storage_for("", "ServiceAccount"), ctx.cache_for("", "ServiceAccount")
+        if storage is None or cache is None:
             return {}
-        sa = await storage.get_or_none(req.request, req.namespace, name)
+        sa = await cache.get(req.request, req.namespace, name)
         if sa is not None or name != DEFAULT_SA:
             return sa
         if req.dry_run:

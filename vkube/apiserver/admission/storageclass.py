@@ -25,10 +25,10 @@ class DefaultStorageClass:
         spec = req.obj.setdefault("spec", {})  # type: ignore[union-attr]
         if "storageClassName" in spec:
             return
-        storage = ctx.storage_for("storage.k8s.io", "StorageClass")
-        if storage is None:
+        cache = ctx.cache_for("storage.k8s.io", "StorageClass")
+        if cache is None:
             return
-        defaults = [sc for sc in (await storage.list(req.request, None)).items
+        defaults = [sc for sc in await cache.list(req.request, None)
                     if any(str(((sc.get("metadata") or {}).get("annotations") or {}).get(a, "")).lower() == "true"
                            for a in DEFAULT_ANNOTATIONS)]
         if defaults:
