@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vkube.dns.server import ClusterDNS
     from vkube.host.scheduler import Scheduler
     from vkube.syncer.syncer import Syncer
+    from vkube.store.base import Store
     from vkube.syncer.values import Values
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,15 @@ class VirtualCluster:
 
     Also an async context manager (start on enter, stop on exit)."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
+                 public_url: str | None = None) -> None:
+        """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
+        lives under its own prefix of the process's one store and is served by the shared
+        listener at ``public_url`` instead of a port of its own."""
         self.config = config
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
-            store_options=config.store_options,
+            store_options=config.store_options, store=store, public_url=public_url,
             host=config.address, name=config.name, extra_sans=config.tls_sans,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
             allocate_service_ips=not config.virtual,
