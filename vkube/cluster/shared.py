@@ -40,7 +40,7 @@ from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnecti
 from vkube.cluster.fairness import FairnessConfig, FairQueue, TooManyRequests
 from vkube.cluster.virtual import VirtualCluster
 from vkube.store import open_store
-from vkube.store.base import Store
+from vkube.store.base import KeyNotFound, Store
 from vkube.store.prefixed import PrefixedStore
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNNING, SLEEPING, STARTING, FAILED = "Running", "Sleeping", "Starting", "Failed"
+#: a member file asking for its cluster's data to be removed from the shared store
+DELETED = "Deleted"
 #: writes that are housekeeping, not a changing workload: node heartbeats, leases, events,
 #: endpoints follow-ups (store keys are /GROUP/RESOURCE/...)
 _HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/",
@@ -114,6 +116,8 @@ class SharedServer:
         self._sleeper: asyncio.Task[None] | None = None
         self._sleep_check = sleep_check
         self._reconciling = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._reconciler: asyncio.Task[None] | None = None
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -154,10 +158,11 @@ class SharedServer:
                                                                name="shared: sleep idle")
 
     async def stop(self) -> None:
-        if self._sleeper is not None:
-            self._sleeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sleeper
+        for task in (self._sleeper, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*(self._stop_member(m, unready=True) for m in list(self.members.values())),
                              return_exceptions=True)
         self.members.clear()
@@ -169,6 +174,22 @@ class SharedServer:
             self.store = None
 
     # -- membership --------------------------------------------------------------------------
+
+    def request_reconcile(self) -> None:
+        """Re-read the member files soon (SIGHUP): requests that come while a pass runs are
+        folded into one more pass."""
+        self._dirty.set()
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile_loop(), name="shared: reconcile")
+
+    async def _reconcile_loop(self) -> None:
+        while self._dirty.is_set():
+            self._dirty.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("shared: reconcile failed")
 
     async def reconcile(self) -> None:
         """Make the running set match the member files (level-based: run it any time)."""
@@ -182,6 +203,10 @@ class SharedServer:
             for name in [n for n in self.members if n not in wanted]:
                 await self.remove(name)
             for name, doc in wanted.items():
+                if doc.get("desired") == DELETED:
+                    await self.purge(name)
+                    (self.members_dir / f"{name}.json").unlink(missing_ok=True)
+                    continue
                 member = self.members.get(name)
                 generation = int(doc.get("generation") or 0)
                 desired = SLEEPING if doc.get("desired") == SLEEPING else RUNNING
@@ -236,6 +261,24 @@ class SharedServer:
         member = self.members.pop(name, None)
         if member is not None:
             await self._stop_member(member, unready=True)
+
+    async def purge(self, name: str) -> int:
+        """Stop ``name`` if served and delete every key under its prefix (``vkube delete``);
+        returns how many keys went."""
+        await self.remove(name)
+        assert self.store is not None
+        view = PrefixedStore(self.store, f"/clusters/{name}")
+        n = 0
+        while True:
+            page = await view.range("", limit=500)
+            for kv in page.kvs:
+                with contextlib.suppress(KeyNotFound):
+                    await view.delete(kv.key)
+                    n += 1
+            if not page.more:
+                break
+        log.info("shared: %s deleted (%d keys)", name, n)
+        return n
 
     async def _start_member(self, member: Member) -> None:
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
@@ -308,7 +351,7 @@ class SharedServer:
             await vc.stop()
             member.end_requests()
             try:
-                n = await vc.remove_from_host(delete_namespace=False)
+                n = await _remove_workloads(vc)
             except Exception as exc:  # the host may be away: the cluster sleeps all the same
                 log.warning("shared: %s asleep, but its host objects stay: %s", name, exc)
                 n = -1
@@ -398,6 +441,20 @@ class SharedServer:
     def state_of(self, name: str) -> str:
         member = self.members.get(name)
         return member.state if member is not None else ""
+
+
+async def _remove_workloads(vc: VirtualCluster) -> int:
+    """Host workloads to zero, as ``vkube pause`` does: the synced pods go, PVCs, Services and
+    the rest stay (volumes and ClusterIPs survive the sleep). On wake the syncer makes the
+    host pods again: bare pods with their UIDs, controllers' pods as new pods."""
+    from vkube.client import load_kubeconfig
+    from vkube.syncer.syncer import cleanup_host
+
+    if vc.host is None:
+        return 0
+    async with load_kubeconfig(vc.host.kubeconfig, vc.host.context) as hc:
+        return await cleanup_host(hc, vc.host_namespace, vc.name, grace_period_seconds=0,
+                                  workloads_only=True)
 
 
 def too_many_requests(retry_after: int) -> web.Response:
