@@ -160,14 +160,14 @@ def _read_member(name: str) -> dict[str, object]:
         return {}
 
 
-def _write_member(st: ClusterState, desired: str) -> None:
+def _write_member(st: ClusterState, desired: str, **extra: str) -> None:
     old = _read_member(st.name)
     doc = {"name": st.name, "dataDir": str(st.data_dir),
            "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                     "namespace": st.namespace, "kind": st.host_kind},
            "valuesFile": str(st.values_file) if st.values_file.exists() else None,
            "generation": int(old.get("generation") or 0) + 1,  # type: ignore[call-overload]
-           "desired": desired}
+           "desired": desired, **extra}
     members_dir().mkdir(parents=True, exist_ok=True)
     tmp = members_dir() / f".{st.name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -238,6 +238,31 @@ def delete(st: ClusterState, timeout: float = MEMBER_TIMEOUT) -> bool:
             raise CLIError(f"the shared server stopped — see {log_file()}")
         time.sleep(0.01)
     return was
+
+
+def restore(st: ClusterState, snapshot: str, timeout: float = 600.0) -> dict[str, int]:
+    """Have the shared server restore ``snapshot`` under ``st``'s prefix (the cluster is not
+    served meanwhile); the counts it reports."""
+    ensure_server()
+    result, error = st.data_dir / "restored", st.data_dir / "error"
+    result.unlink(missing_ok=True)
+    error.unlink(missing_ok=True)
+    st.data_dir.mkdir(parents=True, exist_ok=True)
+    _write_member(st, "Restore", snapshot=str(Path(snapshot).resolve()))
+    _signal_server()
+    deadline = time.monotonic() + timeout
+    while registered(st):
+        if time.monotonic() > deadline:
+            raise CLIError(f"the shared server did not restore {st.name!r} within "
+                           f"{timeout:.0f}s — see {log_file()}")
+        time.sleep(0.02)
+    if error.exists():
+        raise CLIError(f"restore of {st.name!r} failed: {error.read_text().strip()}")
+    try:
+        return json.loads(result.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        raise CLIError(f"the shared server reported no restore of {st.name!r} — see "
+                       f"{log_file()}") from None
 
 
 def set_sleeping(st: ClusterState, sleeping: bool, timeout: float = MEMBER_TIMEOUT) -> None:

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 RUNNING, SLEEPING, STARTING, FAILED = "Running", "Sleeping", "Starting", "Failed"
 #: a member file asking for its cluster's data to be removed from the shared store
 DELETED = "Deleted"
+#: a member file asking for a snapshot to be restored under its prefix (cluster not served)
+RESTORE = "Restore"
 #: writes that are housekeeping, not a changing workload: node heartbeats, leases, events,
 #: endpoints follow-ups (store keys are /GROUP/RESOURCE/...)
 _HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/",
@@ -207,6 +209,9 @@ class SharedServer:
                     await self.purge(name)
                     (self.members_dir / f"{name}.json").unlink(missing_ok=True)
                     continue
+                if doc.get("desired") == RESTORE:
+                    await self._restore_member(name, doc)
+                    continue
                 member = self.members.get(name)
                 generation = int(doc.get("generation") or 0)
                 desired = SLEEPING if doc.get("desired") == SLEEPING else RUNNING
@@ -279,6 +284,28 @@ class SharedServer:
                 break
         log.info("shared: %s deleted (%d keys)", name, n)
         return n
+
+    async def _restore_member(self, name: str, doc: dict[str, Any]) -> None:
+        """``vkube snapshot restore`` of a paused shared cluster: this process is the only
+        writer of the shared store, so it restores; the answer goes to ``DATA/restored`` (or
+        ``DATA/error``) and the member file is removed (the cluster stays paused)."""
+        from vkube.store import snapshot
+
+        data = Path(doc.get("dataDir") or self.data_dir / name)
+        try:
+            if name in self.members:
+                raise ValueError(f"cluster {name!r} is being served: pause it first")
+            assert self.store is not None
+            info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
+                                          doc["snapshot"])
+            _write(data / "restored", json.dumps({
+                "revision": info.revision, "keys": info.keys, "created": info.created,
+                "updated": info.updated, "deleted": info.deleted}))
+        except Exception as exc:
+            log.exception("shared: restore of %s failed", name)
+            _write(data / "error", f"{type(exc).__name__}: {exc}")
+        finally:
+            (self.members_dir / f"{name}.json").unlink(missing_ok=True)
 
     async def _start_member(self, member: Member) -> None:
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
