@@ -74,15 +74,18 @@ class Member:
     desired: str = RUNNING
     state: str = STARTING
     vc: VirtualCluster | None = None
-    store: PrefixedStore | None = None
+    store: PrefixedStore | None = field(default=None, repr=False)
     last_active: float = field(default_factory=time.monotonic)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     #: how long the last wake took (seconds), for ``describe`` and the benchmark
     last_wake: float | None = None
-    watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: the server's task waking the cluster (requests wait on it; their cancellation cannot
+    #: leave a half-started cluster behind)
+    waking: asyncio.Task[float] | None = field(default=None, repr=False)
     #: request handlers in flight (watches above all): ended when the cluster stops, as
     #: closing its own listener would end them in dedicated mode
-    requests: set[asyncio.Task[Any]] = field(default_factory=set)
+    requests: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -165,8 +168,12 @@ class SharedServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await asyncio.gather(*(self._stop_member(m, unready=True) for m in list(self.members.values())),
-                             return_exceptions=True)
+        results = await asyncio.gather(*(self._stop_member(m, unready=True)
+                                         for m in list(self.members.values())),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("shared: a cluster did not stop cleanly", exc_info=result)
         self.members.clear()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -255,7 +262,8 @@ class SharedServer:
             self._mark_sleeping(member)
             return member
         try:
-            await self._start_member(member)
+            async with member.lock:
+                await self._start_member(member)
         except BaseException:
             self.members.pop(config.name, None)
             raise
@@ -430,17 +438,25 @@ class SharedServer:
             return api_http.status_response(errors.no_such_path())
         tail = raw[len(prefix):]
         tail = tail if tail.startswith("/") else "/" + tail
-        if not request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT):
+        component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
+        if not component:
             member.touch()
         vc = member.vc
+        if vc is None and component:
+            # a stopping cluster's own components do not wake it (only tenants do)
+            return api_http.status_response(errors.ServiceUnavailable(
+                "the virtual cluster is asleep", retry_after=1))
         if vc is None:
+            if member.waking is None or member.waking.done():
+                member.waking = asyncio.get_running_loop().create_task(
+                    self.wake(name), name=f"shared: wake {name}")
             try:
-                await self.wake(name)
+                await asyncio.shield(member.waking)
             except Exception as exc:
                 log.exception("shared: %s could not wake", name)
                 return api_http.status_response(errors.internal_error(f"cluster could not start: {exc}"))
             vc = member.vc
-            if vc is None:  # removed meanwhile
+            if vc is None:  # removed or put to sleep meanwhile
                 return api_http.status_response(errors.no_such_path())
         server = vc.control_plane.server
         if server is None:
