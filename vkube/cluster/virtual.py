@@ -174,6 +174,8 @@ class VirtualCluster:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are being cancelled ourselves
+        if not self.stopped.is_set():  # cancelled before _run began: its finally never ran
+            await self._close()
         await self.stopped.wait()
 
     async def wait(self) -> None:
