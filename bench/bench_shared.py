@@ -116,7 +116,7 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
     ready: list[float] = []
 
     def config(i: int) -> ClusterConfig:
-        return ClusterConfig(name=f"c{i:04d}", data_dir=root / f"c{i:04d}",
+        return ClusterConfig(name=f"c{i:06d}", data_dir=root / f"c{i:06d}",
                              controllers=not args.api_only,
                              host=HostConnection(str(host_kc), kind="embedded") if host_kc else None)
     try:
@@ -141,6 +141,29 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
             emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s)
             for k, v in s.items():
                 points[k].append((n, v))
+        if args.sleep_all:
+            # every cluster asleep: what an idle cluster costs once sleep.afterInactivity took it
+            t0 = time.perf_counter()
+            for name in clusters[1:]:
+                await server.sleep(name)
+            slept = time.perf_counter() - t0
+            await asyncio.sleep(args.settle)
+            s = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+            emit(bench="shared.asleep", clusters=len(clusters), asleep=len(clusters) - 1,
+                 slept_in_s=round(slept, 1), **s,
+                 rss_per_cluster_mib=round((s["rss_mib"] - base["rss_mib"]) / len(clusters), 3))
+        if args.asleep:
+            # clusters that come (back) asleep: a restart with idle clusters, what each costs
+            t0 = time.perf_counter()
+            before = sample()
+            for i in range(args.asleep):
+                await server.add(config(100000 + i), asleep=True)
+            added = time.perf_counter() - t0
+            await asyncio.sleep(args.settle)
+            after = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+            emit(bench="shared.asleep_added", asleep=args.asleep, added_in_s=round(added, 2),
+                 **after, rss_per_cluster_mib=round(
+                     (after["rss_mib"] - before["rss_mib"]) / args.asleep, 4))
         emit(bench="shared.create", clusters=len(clusters),
              serving_ms={"p50": pct(serving, .5), "p95": pct(serving, .95), "max": pct(serving, 1)},
              ready_ms={"p50": pct(ready, .5), "p95": pct(ready, .95), "max": pct(ready, 1)})
@@ -210,6 +233,10 @@ if __name__ == "__main__":
                                                          "tenant creates objects in a tight loop")
     p.add_argument("--requests", type=int, default=300, help="requests per latency figure")
     p.add_argument("--wakes", type=int, default=5)
+    p.add_argument("--asleep", type=int, default=0,
+                   help="then add this many clusters asleep (as a restart brings idle ones back)")
+    p.add_argument("--sleep-all", action="store_true",
+                   help="then put every cluster but one to sleep and sample again")
     a = p.parse_args()
     a.counts = sorted(int(x) for x in a.counts.split(","))
     logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "WARNING"))

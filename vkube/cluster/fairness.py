@@ -23,7 +23,7 @@ class FairnessConfig:
     #: this is one event loop, so a few dozen keep it busy)
     seats: int = 32
     #: the most seats one cluster may hold at once
-    per_cluster: int = 8
+    per_cluster: int = 4
     #: requests one cluster may have waiting; more are refused at once
     queue_length: int = 64
     #: a queued request waits at most this long, then is refused

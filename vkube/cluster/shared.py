@@ -168,7 +168,8 @@ class SharedServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        results = await asyncio.gather(*(self._stop_member(m, unready=True)
+        # a cluster asleep stays asleep across a restart (its ``sleeping`` marker is kept)
+        results = await asyncio.gather(*(self._stop_member(m, unready=True, keep_sleeping=True)
                                          for m in list(self.members.values())),
                                        return_exceptions=True)
         for result in results:
@@ -229,7 +230,11 @@ class SharedServer:
                         _write(Path(doc.get("dataDir") or self.data_dir / name) / "error", str(exc))
                         log.error("shared: member %s refused: %s", name, exc)
                         continue
-                    await self._add_safely(config, generation=generation, desired=desired)
+                    # asleep when asked, or when it slept on its own before a restart
+                    asleep = desired == SLEEPING or (config.data_dir is not None and (
+                        config.data_dir / "sleeping").exists())
+                    await self._add_safely(config, generation=generation, desired=desired,
+                                           asleep=asleep)
                 elif generation != member.generation:
                     member.generation = generation
                     member.desired = desired
@@ -238,9 +243,10 @@ class SharedServer:
                     else:
                         await self.wake(name)
 
-    async def _add_safely(self, config: ClusterConfig, *, generation: int, desired: str) -> None:
+    async def _add_safely(self, config: ClusterConfig, *, generation: int, desired: str,
+                          asleep: bool) -> None:
         try:
-            member = await self.add(config, asleep=desired == SLEEPING)
+            member = await self.add(config, asleep=asleep)
             member.generation, member.desired = generation, desired
         except Exception as exc:  # one cluster that cannot start must not stop the others
             log.exception("shared: cluster %s failed to start", config.name)
@@ -347,7 +353,8 @@ class SharedServer:
                 with contextlib.suppress(Exception):
                     await self._start_member(member)
 
-    async def _stop_member(self, member: Member, *, unready: bool) -> None:
+    async def _stop_member(self, member: Member, *, unready: bool,
+                           keep_sleeping: bool = False) -> None:
         async with member.lock:
             vc, member.vc = member.vc, None
             if member.watcher is not None:
@@ -359,7 +366,8 @@ class SharedServer:
             data = member.config.data_dir
             if unready and data is not None:
                 (data / "ready").unlink(missing_ok=True)
-                (data / "sleeping").unlink(missing_ok=True)
+                if not keep_sleeping:
+                    (data / "sleeping").unlink(missing_ok=True)
 
     # -- sleep and wake ----------------------------------------------------------------------
 

@@ -379,7 +379,8 @@ class VirtualCluster:
                              kubelet_port=self.config.kubelet_port,
                              kube_service_host=self.service_ip if loopback else "",
                              kube_service_port=self.port if loopback else 443,
-                             in_cluster_api=True, cluster_dns=True)
+                             in_cluster_api=True, cluster_dns=True,
+                             virtual_informers=self._shared_informers())
         syncer = self.syncer
         if self.control_plane.ctx is not None:  # metrics.k8s.io answers from the host's metrics
             from vkube.syncer.metrics import HostUsage
@@ -402,6 +403,15 @@ class VirtualCluster:
                                   data_dir=self.config.data_dir)
                 await syncer.wait_ready()  # the host namespace exists
                 tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
+
+    def _shared_informers(self) -> Any:
+        """One cache per resource per cluster: the syncer reads the controller manager's
+        virtual-side informers — when the manager runs them from the start (no leader
+        election to wait for; shared mode, single-process clusters)."""
+        mgr = self.controller_manager
+        if mgr is None or mgr.leader_election:
+            return None
+        return mgr.informer
 
     async def _run_scheduler(self, ready: asyncio.Event) -> None:
         """The virtual cluster's own scheduler (``enableScheduler``): the embedded host's
