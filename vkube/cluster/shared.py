@@ -259,8 +259,6 @@ class SharedServer:
             raise ValueError(f"cluster {config.name!r} is already served here")
         assert self.store is not None, "start() first"
         member = Member(config.name, config)
-        member.store = PrefixedStore(self.store, f"/clusters/{config.name}",
-                                     on_write=lambda key, m=member: _on_write(m, key))
         self.members[config.name] = member
         if config.data_dir is not None:
             (config.data_dir / "error").unlink(missing_ok=True)
@@ -284,18 +282,19 @@ class SharedServer:
     async def purge(self, name: str) -> int:
         """Stop ``name`` if served and delete every key under its prefix (``vkube delete``);
         returns how many keys went."""
-        await self.remove(name)
+        await self.remove(name)  # its view is closed: nothing of it writes any more
         assert self.store is not None
         view = PrefixedStore(self.store, f"/clusters/{name}")
         n = 0
-        while True:
+        while True:  # until a pass finds nothing (a write already under way lands first)
             page = await view.range("", limit=500)
             for kv in page.kvs:
                 with contextlib.suppress(KeyNotFound):
                     await view.delete(kv.key)
                     n += 1
-            if not page.more:
+            if not page.kvs:
                 break
+            await asyncio.sleep(0.05)
         log.info("shared: %s deleted (%d keys)", name, n)
         return n
 
@@ -322,6 +321,10 @@ class SharedServer:
             (self.members_dir / f"{name}.json").unlink(missing_ok=True)
 
     async def _start_member(self, member: Member) -> None:
+        assert self.store is not None
+        # a fresh view each start: stopping closes the old one to writes
+        member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
+                                     on_write=lambda key, m=member: _on_write(m, key))
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
                             public_url=self.url_of(member.name))
         try:

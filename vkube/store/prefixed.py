@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from vkube.store.base import Event, KeyValue, RangeResult, Store
+from vkube.store.base import Event, KeyValue, RangeResult, Store, StoreClosed
 
 
 class PrefixedStore(Store):
@@ -31,6 +31,7 @@ class PrefixedStore(Store):
         #: told the key of every committed write through this view (the owner's activity
         #: tracking: sleep waits for "no changing workload")
         self.on_write = on_write
+        self.closed = False
 
     def _k(self, key: str) -> str:
         if not key.startswith("/"):
@@ -48,7 +49,14 @@ class PrefixedStore(Store):
         """The owner started the shared store."""
 
     async def close(self) -> None:
-        """The owner closes the shared store; a cluster leaving does not."""
+        """This view is done: its writes are refused from now on (a cluster that stopped
+        cannot write behind its owner's back). The shared store stays open: its owner closes
+        it."""
+        self.closed = True
+
+    def _writable(self) -> None:
+        if self.closed:
+            raise StoreClosed(f"the store of {self.prefix} is closed")
 
     async def current_revision(self) -> int:
         return await self.inner.current_revision()
@@ -62,17 +70,20 @@ class PrefixedStore(Store):
         return None if kv is None else self._kv(kv)
 
     async def create(self, key: str, value: bytes) -> KeyValue:
+        self._writable()
         kv = self._kv(await self.inner.create(self._k(key), value))
         self._wrote(key)
         return kv
 
     async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        self._writable()
         kv = self._kv(await self.inner.update(self._k(key), value,
                                               expected_mod_revision=expected_mod_revision))
         self._wrote(key)
         return kv
 
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
+        self._writable()
         kv = self._kv(await self.inner.delete(self._k(key),
                                               expected_mod_revision=expected_mod_revision))
         self._wrote(key)
