@@ -75,6 +75,9 @@ class Context:
     usage_source: Any = None
     #: open watch handlers, cancelled on shutdown so stopping never waits for long-running streams
     watch_tasks: set[Any] = field(default_factory=set)
+    #: seconds between BOOKMARK events of an idle watch (shared mode: upstream's minute, so
+    #: an idle cluster's watches wake its process rarely)
+    bookmark_interval: float = 5.0
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""

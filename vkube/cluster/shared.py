@@ -110,7 +110,7 @@ class SharedServer:
 
     def __init__(self, data_dir: Path, *, address: str = "127.0.0.1", port: int = 0,
                  store_url: str | None = None, fairness: FairnessConfig | None = None,
-                 sleep_check: float = 5.0) -> None:
+                 sleep_check: float = 5.0, bookmark_interval: float = 60.0) -> None:
         self.data_dir = Path(data_dir)
         self.address, self.port = address, port
         self.store_url = store_url
@@ -120,6 +120,8 @@ class SharedServer:
         self._runner: web.AppRunner | None = None
         self._sleeper: asyncio.Task[None] | None = None
         self._sleep_check = sleep_check
+        #: idle watches get a BOOKMARK this often (kube-apiserver: about a minute)
+        self.bookmark_interval = bookmark_interval
         self._reconciling = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
@@ -332,6 +334,8 @@ class SharedServer:
         except BaseException:
             await vc.stop()
             raise
+        if vc.control_plane.ctx is not None:  # before any component watches
+            vc.control_plane.ctx.bookmark_interval = self.bookmark_interval
         member.vc = vc
         member.state = RUNNING
         member.touch()
