@@ -94,7 +94,17 @@ def pids() -> list[int]:
 
 
 def ensure_server(timeout: float = START_TIMEOUT) -> str:
-    """The shared server's base URL, starting it (supervised, detached) if it is not running."""
+    """The shared server's base URL, starting it (supervised, detached) if it is not running.
+    Two commands at once start one server: the check and the start hold a file lock."""
+    import fcntl
+
+    shared_dir().mkdir(parents=True, exist_ok=True)
+    with open(shared_dir() / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_server(timeout)
+
+
+def _ensure_server(timeout: float) -> str:
     from vkube.cli import process
 
     if supervisor_pid() is not None and (url := server_url()) and serve_pid() is not None:
