@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from vkube.cluster.config import ClusterConfig, HostConnection
+from vkube.cluster.fairness import FairnessConfig
 from vkube.cluster.shared import SharedServer
 
 
@@ -109,7 +110,8 @@ async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -
 
 
 async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> None:
-    server = SharedServer(root / "shared")
+    server = SharedServer(root / "shared", fairness=FairnessConfig(
+        seats=args.seats, per_cluster=args.per_cluster))
     await server.start()
     clusters: list[str] = []
     serving: list[float] = []
@@ -233,6 +235,10 @@ if __name__ == "__main__":
                                                          "tenant creates objects in a tight loop")
     p.add_argument("--requests", type=int, default=300, help="requests per latency figure")
     p.add_argument("--wakes", type=int, default=5)
+    p.add_argument("--seats", type=int, default=FairnessConfig.seats,
+                   help="requests executing at once in the process")
+    p.add_argument("--per-cluster", type=int, default=FairnessConfig.per_cluster,
+                   help="the most seats one cluster holds")
     p.add_argument("--asleep", type=int, default=0,
                    help="then add this many clusters asleep (as a restart brings idle ones back)")
     p.add_argument("--sleep-all", action="store_true",
