@@ -104,6 +104,30 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     assert not (u.home / "shared" / "supervisor.pid").exists() or not _alive(pid)
 
 
+def test_sleep_after_inactivity(host_user: User) -> None:
+    """``sleep.afterInactivity`` in the values of ``create --shared``: an idle cluster with a
+    running workload goes to sleep on its own (pods off the host), and ``kubectl get`` wakes
+    it with its workload back."""
+    u = host_user
+    u.vkube("create", "--shared", "sleepy", "--connect=false", "-f",
+            _values(u, {"sleep": {"afterInactivity": "15s"}}))
+    u.vkube("connect", "sleepy")
+    try:
+        ctx(u, "sleepy", "apply", "-f", "-", input=DEPLOY)
+        eventually(lambda: _running(u, "vkube-sleepy", 2), timeout=120)
+
+        def asleep() -> None:
+            assert u.list()["sleepy"]["status"] == "Sleeping"
+        eventually(asleep, timeout=180, delay=2)
+        eventually(lambda: _running(u, "vkube-sleepy", 0), timeout=60)
+        assert ctx(u, "sleepy", "get", "deployment", "web", "-o",
+                   "jsonpath={.spec.replicas}").stdout == "2"
+        assert u.list()["sleepy"]["status"] == "Running"
+        eventually(lambda: _running(u, "vkube-sleepy", 2), timeout=120)
+    finally:
+        u.vkube("delete", "sleepy")
+
+
 def test_sleep_is_refused_for_a_dedicated_cluster(host_user: User) -> None:
     u = host_user
     u.vkube("create", "solo", "--connect=false")

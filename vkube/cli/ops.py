@@ -58,10 +58,14 @@ async def create(args: argparse.Namespace) -> int:
         raise CLIError(f"--in-cluster: virtual cluster {name!r} runs on this machine; where it "
                        f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
                        "again with --in-cluster")
-    values = values_files.load_files(args.values) if args.values else None
+    shared_flag = bool(getattr(args, "shared", False))
+    # with --shared the files are checked once the flag's controlPlane.mode is in
+    values = values_files.load_files(args.values, check=not shared_flag) if args.values else None
     if values_files.has_flag_values(args):
         values = values_files.with_flags(values or dict(existing.values if existing else {}),
                                          args)
+        if shared_flag:
+            values_files.validate(values)
     if getattr(args, "expose", False):
         values = {**(values if values is not None else (existing.values if existing else {})),
                   "expose": True}
