@@ -37,7 +37,7 @@ import aiohttp
 
 from vkube.cluster.config import ClusterConfig, HostConnection
 from vkube.cluster.fairness import FairnessConfig
-from vkube.cluster.shared import SharedServer
+from vkube.cluster.shared import SharedServer, sni_name
 
 
 def emit(**kw: object) -> None:
@@ -80,18 +80,29 @@ def pct(xs: list[float], q: float) -> float:
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
 
 
-async def latency(session: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+def tls_of(server: SharedServer, name: str) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+    """A session as the cluster's kubeconfig connects: its CA, admin certificate, SNI."""
+    vc = server.members[name].vc
+    assert vc is not None
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        ssl=vc.control_plane.client_ssl()))
+    return session, {"server_hostname": sni_name(name)}
+
+
+async def latency(session: aiohttp.ClientSession, url: str, n: int,
+                  tls: dict[str, str]) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        async with session.get(url) as r:
+        async with session.get(url, **tls) as r:
             await r.read()
             assert r.status == 200, r.status
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
 
-async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> int:
+async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event,
+                tls: dict[str, str]) -> int:
     """A tenant creating objects in a tight loop (8 at a time)."""
     n = 0
 
@@ -101,7 +112,7 @@ async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event) -
         while not stop.is_set():
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": f"f{worker}-{i}"}, "data": {"k": "v"}}
-            async with session.post(url, json=body) as r:
+            async with session.post(url, json=body, **tls) as r:
                 await r.read()
             i += 1
             n += 1
@@ -173,21 +184,25 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
             k_slope, intercept = slope(pts)
             emit(bench="shared.slope", metric=k, per_cluster=round(k_slope, 3),
                  base=round(intercept, 1), points=pts)
-        async with aiohttp.ClientSession() as session:
+        session, tls = tls_of(server, clusters[0])
+        async with session:
             target = f"{server.url_of(clusters[0])}/api/v1/namespaces/default"
-            await latency(session, target, 20)
-            idle = await latency(session, target, args.requests)
+            await latency(session, target, 20, tls)
+            idle = await latency(session, target, args.requests, tls)
             emit(bench="shared.latency", clusters=len(clusters), others="idle",
                  p50_ms=pct(idle, .5), p99_ms=pct(idle, .99))
             if args.flood and len(clusters) >= 2:
                 stop = asyncio.Event()
-                hog = asyncio.create_task(flood(
-                    session, f"{server.url_of(clusters[1])}/api/v1/namespaces/default/configmaps",
-                    stop))
-                await asyncio.sleep(1)
-                busy = await latency(session, target, args.requests)
-                stop.set()
-                created = await hog
+                hog_session, hog_tls = tls_of(server, clusters[1])
+                async with hog_session:
+                    hog = asyncio.create_task(flood(
+                        hog_session,
+                        f"{server.url_of(clusters[1])}/api/v1/namespaces/default/configmaps",
+                        stop, hog_tls))
+                    await asyncio.sleep(1)
+                    busy = await latency(session, target, args.requests, tls)
+                    stop.set()
+                    created = await hog
                 emit(bench="shared.latency", clusters=len(clusters), others="one flooding",
                      p50_ms=pct(busy, .5), p99_ms=pct(busy, .99),
                      p99_vs_idle=round(pct(busy, .99) / max(pct(idle, .99), 0.001), 2),
@@ -196,7 +211,7 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
             for _ in range(args.wakes):
                 await server.sleep(clusters[0])
                 t0 = time.perf_counter()
-                async with session.get(target) as r:
+                async with session.get(target, **tls) as r:
                     await r.read()
                     assert r.status == 200
                 wakes.append((time.perf_counter() - t0) * 1000)

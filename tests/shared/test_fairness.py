@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.conftest import kubectl
 from vkube.cluster.config import ClusterConfig
 from vkube.cluster.fairness import FairnessConfig, FairQueue, TooManyRequests
 from vkube.cluster.shared import SharedServer
+
+from .conftest import ClusterSession
 
 
 async def test_round_robin_between_clusters() -> None:
@@ -115,9 +116,10 @@ async def test_a_flooding_tenant_gets_429_and_the_other_is_served(tmp_path: Path
     try:
         for name in ("flood", "calm"):
             await server.add(ClusterConfig(name=name, data_dir=tmp_path / name, controllers=False))
-        async with aiohttp.ClientSession() as s:
+        async with ClusterSession(server, "flood") as fs, ClusterSession(server, "calm") as cs:
             async def get(name: str) -> tuple[int, str, str | None]:
-                async with s.get(f"{server.url_of(name)}/api/v1/namespaces") as r:
+                s = fs if name == "flood" else cs
+                async with s.get(f"/clusters/{name}/api/v1/namespaces") as r:
                     return r.status, await r.text(), r.headers.get("Retry-After")
 
             flood = [asyncio.create_task(get("flood")) for _ in range(60)]

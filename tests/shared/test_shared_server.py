@@ -16,8 +16,10 @@ from yarl import URL
 
 from tests.conftest import kubectl
 from vkube.cluster.config import ClusterConfig
-from vkube.cluster.shared import SharedServer
+from vkube.cluster.shared import SharedServer, sni_name
 from vkube.store.prefixed import PrefixedStore
+
+from .conftest import ClusterSession
 
 
 async def kc(path: Path, *args: str, check: bool = True) -> str:
@@ -91,7 +93,7 @@ async def test_store_keys_stay_under_the_cluster_prefix(shared) -> None:  # noqa
 async def test_no_url_reaches_another_cluster(shared, path: str) -> None:  # noqa: ANN001
     server, root = shared
     await kc(root / "b" / "kubeconfig", "create", "namespace", "only-b")
-    async with aiohttp.ClientSession() as s:
+    async with ClusterSession(server, "b") as s:
         # sent as written: the client must not normalise dot segments or escapes away
         async with s.get(URL(server.base_url + path, encoded=True)) as r:
             body = await r.text()
@@ -105,8 +107,8 @@ async def test_a_watch_sees_only_its_cluster(shared) -> None:  # noqa: ANN001
     events: list[str] = []
 
     async def watch() -> None:
-        async with aiohttp.ClientSession() as s:
-            async with s.get(f"{server.url_of('a')}/api/v1/configmaps",
+        async with ClusterSession(server, "a") as s:
+            async with s.get("/clusters/a/api/v1/configmaps",
                              params={"watch": "1", "allowWatchBookmarks": "false"}) as r:
                 async for line in r.content:
                     obj = json.loads(line)["object"]
@@ -132,8 +134,8 @@ async def test_a_watch_sees_only_its_cluster(shared) -> None:  # noqa: ANN001
 
 async def test_removing_a_cluster_ends_its_watches_and_keeps_the_others(shared) -> None:  # noqa: ANN001
     server, root = shared
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{server.url_of('b')}/api/v1/namespaces",
+    async with ClusterSession(server, "b") as s:
+        async with s.get("/clusters/b/api/v1/namespaces",
                          params={"watch": "1", "allowWatchBookmarks": "false"}) as r:
             assert r.status == 200
             await server.remove("b")
@@ -142,7 +144,8 @@ async def test_removing_a_cluster_ends_its_watches_and_keeps_the_others(shared) 
                     async for _ in r.content:
                         pass
                     raise aiohttp.ServerDisconnectedError()  # a clean end is an end too
-        async with s.get(f"{server.url_of('b')}/api/v1/namespaces") as r:
+    async with ClusterSession(server, "a") as s:  # b is gone: a 404
+        async with s.get("/clusters/b/api/v1/namespaces") as r:
             assert r.status == 404
     assert "default" in await kc(root / "a" / "kubeconfig", "get", "ns")
 
@@ -229,3 +232,45 @@ async def test_member_files_and_purge(tmp_path: Path) -> None:
         assert "nope.yaml" in (tmp_path / "bad" / "error").read_text()
     finally:
         await server.stop()
+
+
+async def test_server_name_and_credentials_stay_with_their_cluster(shared) -> None:  # noqa: ANN001
+    """By server name: a connection that chose b by SNI reaches no other cluster. By
+    credentials: a's certificate is refused on b's server name (b's CA does not know it) and,
+    without any server name, by b's authenticator; a's service-account token likewise."""
+    import ssl
+
+    server, root = shared
+    await kc(root / "a" / "kubeconfig", "create", "namespace", "only-a")
+    async with ClusterSession(server, "b") as s:
+        async with s.get("/clusters/b/api/v1/namespaces") as r:
+            assert r.status == 200
+        async with s.get("/clusters/a/api/v1/namespaces/only-a") as r:
+            assert r.status == 404 and "creationTimestamp" not in await r.text()
+    # a's client certificate with b's server name: the handshake fails (b's CA)
+    a_ssl = server.members["a"].vc.control_plane.client_ssl()
+    a_ssl.check_hostname = False
+    a_ssl.verify_mode = ssl.CERT_NONE
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=a_ssl)) as s:
+        with pytest.raises(aiohttp.ClientError):
+            async with s.get(server.url_of("b") + "/api/v1/namespaces",
+                             server_hostname=sni_name("b")) as r:
+                await r.read()
+    # a's service-account token, no client certificate, b's server name: 401 from b
+    await kc(root / "a" / "kubeconfig", "create", "serviceaccount", "probe")
+    token = (await kc(root / "a" / "kubeconfig", "create", "token", "probe")).strip()
+    for name, allowed in (("a", (200, 403)), ("b", (401,))):  # a: authenticated; b: not
+        trust = ssl.create_default_context(
+            cadata=server.members[name].vc.control_plane.pki.ca_pem.decode())
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as s:
+            async with s.get(server.url_of(name) + "/api/v1/namespaces",
+                             headers={"Authorization": f"Bearer {token}"},
+                             server_hostname=sni_name(name)) as r:
+                assert r.status in allowed, (name, r.status, await r.text())
+    # kubectl with a's kubeconfig pointed at b's path (a's server name): 404, nothing of b
+    doc = json.loads((root / "a" / "kubeconfig").read_text())
+    doc["clusters"][0]["cluster"]["server"] = server.url_of("b")
+    wrong = root / "a-to-b.kubeconfig"
+    wrong.write_text(json.dumps(doc))
+    out = await kc(wrong, "get", "ns", check=False)
+    assert "kube-system" not in out

@@ -3,9 +3,14 @@ and one listening port.
 
 - **One store**, one key prefix per cluster (``/clusters/NAME``, ``PrefixedStore``): a
   cluster's API server can neither read, write nor watch another's keys.
-- **One listener**: ``http://HOST:PORT/clusters/NAME/...`` is routed, with the prefix cut, to
+- **One listener**: ``https://HOST:PORT/clusters/NAME/...`` is routed, with the prefix cut, to
   that cluster's own ``APIServer`` — its own registry, CRDs, RBAC, admission, watches. Any
   other path, or a cluster this process does not serve, is the API's plain 404.
+- **TLS by server name**: each cluster keeps its own CA and serving certificate; the listener
+  picks them by SNI (``NAME.shared.vkube``, the kubeconfig's ``tls-server-name``), so a client
+  verifies the cluster it asked for; a request whose path names another cluster than its
+  server name is a 404. Credentials are checked by the path's cluster against its own CA and
+  token keys, so no certificate or token of one cluster is accepted by another.
 - **Fairness** (``FairQueue``): per-cluster concurrency limits and round-robin queues; excess
   gets 429 with ``Retry-After``.
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
@@ -26,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +85,9 @@ class Member:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     #: how long the last wake took (seconds), for ``describe`` and the benchmark
     last_wake: float | None = None
+    #: the TLS context the shared listener serves this cluster with (its own CA and serving
+    #: certificate), chosen by SNI; kept while asleep so a request can still reach it
+    ssl: ssl.SSLContext | None = field(default=None, repr=False)
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     #: the server's task waking the cluster (requests wait on it; their cancellation cannot
     #: leave a half-started cluster behind)
@@ -123,6 +132,9 @@ class SharedServer:
         #: idle watches get a BOOKMARK this often (kube-apiserver: about a minute)
         self.bookmark_interval = bookmark_interval
         self._reconciling = asyncio.Lock()
+        self._default_ssl: ssl.SSLContext | None = None
+        #: id(a cluster's TLS context) → its name: which cluster a connection's SNI chose
+        self._sni_names: dict[int, str] = {}
         self._dirty = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
 
@@ -131,7 +143,7 @@ class SharedServer:
     @property
     def base_url(self) -> str:
         host = "127.0.0.1" if self.address in ("", "0.0.0.0") else self.address
-        return f"http://{host}:{self.port}"
+        return f"https://{host}:{self.port}"
 
     def url_of(self, name: str) -> str:
         return f"{self.base_url}/clusters/{name}"
@@ -143,7 +155,7 @@ class SharedServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from vkube.apiserver.server import _free_port_socket  # the same bind-and-keep habit
+        from vkube.apiserver.server import MAX_HEADER_FIELD, _free_port_socket
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.members_dir.mkdir(exist_ok=True)
@@ -156,13 +168,41 @@ class SharedServer:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_echo_audit_id)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
         sock = _free_port_socket(self.address, self.port)
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=self._tls_context()).start()
         self._sleeper = asyncio.get_running_loop().create_task(self._sleep_idle(),
                                                                name="shared: sleep idle")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The listener's context: the shared server's own certificate (health checks, clients
+        without a server name), switched per connection to a cluster's by SNI."""
+        from vkube.pki.cluster import ClusterPKI
+        from vkube.pki.tls import ServingCertificate
+
+        pki_dir = self.data_dir / "pki"
+        pki = ClusterPKI(pki_dir, name="vkube-shared")
+        serving = ServingCertificate(pki.ca, pki_dir)
+        serving.ensure(["127.0.0.1", "localhost", "::1"])
+        assert serving.context is not None
+        self._default_ssl = serving.context
+        self._default_ssl.sni_callback = self._sni
+        return self._default_ssl
+
+    def _sni(self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        if not server_name or not server_name.endswith(SNI_SUFFIX):
+            return None
+        member = self.members.get(server_name[:-len(SNI_SUFFIX)])
+        if member is None:
+            return None  # the default certificate: the client's own CA refuses it
+        ctx = member.ssl or _context_from_files(member)
+        if ctx is not None:
+            member.ssl = ctx
+            self._sni_names[id(ctx)] = member.name
+            sslobj.context = ctx
+        return None
 
     async def stop(self) -> None:
         for task in (self._sleeper, self._reconciler):
@@ -280,6 +320,8 @@ class SharedServer:
         member = self.members.pop(name, None)
         if member is not None:
             await self._stop_member(member, unready=True)
+            if member.ssl is not None:
+                self._sni_names.pop(id(member.ssl), None)
 
     async def purge(self, name: str) -> int:
         """Stop ``name`` if served and delete every key under its prefix (``vkube delete``);
@@ -328,7 +370,8 @@ class SharedServer:
         member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
                                      on_write=lambda key, m=member: _on_write(m, key))
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
-                            public_url=self.url_of(member.name))
+                            public_url=self.url_of(member.name),
+                            tls_server_name=sni_name(member.name))
         try:
             await vc.start()
         except BaseException:
@@ -339,8 +382,15 @@ class SharedServer:
         member.vc = vc
         member.state = RUNNING
         member.touch()
+        serving = vc.control_plane.serving
+        if member.ssl is None and serving is not None and serving.context is not None:
+            # one context per cluster for the process's life: connections made while it
+            # slept keep working after it wakes (same CA and certificate files)
+            member.ssl = serving.context
+            self._sni_names[id(member.ssl)] = member.name
         data = member.config.data_dir
         if data is not None:
+            _with_server_name(data / "kubeconfig", sni_name(member.name))
             (data / "sleeping").unlink(missing_ok=True)
             _write(data / "ready", vc.url)
         member.watcher = asyncio.get_running_loop().create_task(
@@ -451,6 +501,8 @@ class SharedServer:
         prefix = f"/clusters/{name}"
         if member is None or not raw.startswith(prefix) or raw[len(prefix):][:1] not in ("", "/", "?"):
             return api_http.status_response(errors.no_such_path())
+        if not self._sni_allows(request, name):
+            return api_http.status_response(errors.no_such_path())
         tail = raw[len(prefix):]
         tail = tail if tail.startswith("/") else "/" + tail
         component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
@@ -495,6 +547,14 @@ class SharedServer:
         if audit_id and not resp.prepared and "Audit-Id" not in resp.headers:
             resp.headers["Audit-Id"] = audit_id
         return resp
+
+    def _sni_allows(self, request: web.Request, name: str) -> bool:
+        """A connection whose server name chose one cluster reaches only that cluster."""
+        transport = request.transport
+        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+        if sslobj is None or sslobj.context is self._default_ssl:
+            return True  # no server name: the path's cluster checks the credentials alone
+        return self._sni_names.get(id(sslobj.context)) == name
 
     def state_of(self, name: str) -> str:
         member = self.members.get(name)
@@ -554,11 +614,55 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+SNI_SUFFIX = ".shared.vkube"
+
+
+def sni_name(name: str) -> str:
+    """The TLS server name of cluster ``name`` in shared mode (its certificate names it)."""
+    return name + SNI_SUFFIX
+
+
 def _shared_config(config: ClusterConfig, port: int) -> ClusterConfig:
-    """Shared-mode settings every member gets: no leader election (one process serves it)."""
+    """Shared-mode settings every member gets: no leader election (one process serves it),
+    its server name in its certificate."""
     import dataclasses
 
-    return dataclasses.replace(config, port=port, leader_election=False)
+    sans = config.tls_sans if sni_name(config.name) in config.tls_sans else (
+        *config.tls_sans, sni_name(config.name))
+    return dataclasses.replace(config, port=port, leader_election=False, tls_sans=sans)
+
+
+def _with_server_name(kubeconfig: Path, server_name: str) -> None:
+    """The cluster's kubeconfig names its TLS server name (kubectl and the official client
+    send it as SNI and verify the certificate against it)."""
+    try:
+        doc = json.loads(kubeconfig.read_text())
+    except (OSError, ValueError):
+        return
+    for entry in doc.get("clusters") or []:
+        entry.setdefault("cluster", {})["tls-server-name"] = server_name
+    tmp = kubeconfig.with_name(kubeconfig.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(kubeconfig)
+
+
+def _context_from_files(member: Member) -> ssl.SSLContext | None:
+    """A sleeping cluster's TLS context from its data dir (as its control plane made it)."""
+    data = member.config.data_dir
+    if data is None:
+        return None
+    pki = data / "pki"
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+        ctx.load_verify_locations(cafile=str(pki / "ca.crt"))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("shared: no TLS context for %s: %s", member.name, exc)
+        return None
 
 
 def config_from_member(doc: dict[str, Any]) -> ClusterConfig:

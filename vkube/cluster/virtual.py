@@ -44,11 +44,13 @@ class VirtualCluster:
     Also an async context manager (start on enter, stop on exit)."""
 
     def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None, tls_server_name: str | None = None) -> None:
         """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
         lives under its own prefix of the process's one store and is served by the shared
         listener at ``public_url`` instead of a port of its own."""
         self.config = config
+        #: shared mode: the TLS server name the shared listener picks this cluster by
+        self.tls_server_name = tls_server_name
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
             store_options=config.store_options, store=store, public_url=public_url,
@@ -332,7 +334,8 @@ class VirtualCluster:
         from vkube.client import Client
 
         c = Client(self.url, user_agent=f"{component}/{self.name}",
-                   ssl=self.control_plane.client_ssl(*identity))
+                   ssl=self.control_plane.client_ssl(*identity),
+                   server_hostname=self.tls_server_name)
         self._clients.append(c)
         return c
 
