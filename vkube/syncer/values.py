@@ -535,6 +535,10 @@ def parse_values(data: Any) -> Values:
                           "with isolation.enabled (isolation always rejects host access) — "
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
     _check_ha(values)
+    if values.control_plane.mode == "shared" and (values.enable_ha or values.replicas > 1):
+        raise ValuesError("controlPlane.mode: shared serves each cluster once, in the shared "
+                          "server process; enableHA and replicas need dedicated mode — drop "
+                          "--shared (or controlPlane.mode), or enableHA/replicas")
     if values.sleep.after_inactivity:
         try:
             after = parse_duration(values.sleep.after_inactivity)
