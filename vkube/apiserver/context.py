@@ -90,6 +90,9 @@ class Context:
     watch_tasks: set[Any] = field(default_factory=set)
     #: informer-style caches admission reads (``cache_for``), by (group, kind)
     kind_caches: dict[tuple[str, str], "KindCache"] = field(default_factory=dict)
+    #: seconds between BOOKMARK events of an idle watch (shared mode: upstream's minute, so
+    #: an idle cluster's watches wake its process rarely)
+    bookmark_interval: float = 5.0
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""

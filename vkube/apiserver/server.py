@@ -365,6 +365,12 @@ async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> 
         response.headers[AUDIT_ID_RESPONSE_HEADER] = audit_id
 
 
+def audit_id_of(request: web.Request) -> str | None:
+    """The audit ID ``dispatch`` gave ``request`` (a server that routes requests to this one,
+    as shared mode does, echoes it)."""
+    return request.get(_AUDIT_ID)
+
+
 def _served_path(spec: Any, info: RequestInfo) -> bool:
     """Whether kube-apiserver has a route for this resource path: namespaced kinds under
     ``namespaces/{ns}/`` (or cluster-wide for list/watch/deletecollection... of the collection),
@@ -414,7 +420,8 @@ class ControlPlane:
                  admission_config: str | os.PathLike[str] | None = None,
                  pod_security_config: dict[str, Any] | None = None,
                  extra_sans: tuple[str, ...] = (), renew_interval: float = 3600.0,
-                 share_keys: bool = False, service_cidr: str | None = None) -> None:
+                 share_keys: bool = False, service_cidr: str | None = None,
+                 public_url: str | None = None) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -449,9 +456,14 @@ class ControlPlane:
         self.pki: ClusterPKI | None = None
         self.serving: ServingCertificate | None = None
         self.dynamic_admission: DynamicAdmission | None = None
+        #: shared mode: another server listens and routes ``public_url`` (with its
+        #: ``/clusters/NAME`` path) to ``server.dispatch``; this one opens no port of its own
+        self.public_url = public_url
 
     @property
     def url(self) -> str:
+        if self.public_url is not None:
+            return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # reachable from here
         return f"https://{host}:{self.port}"
 
@@ -550,6 +562,11 @@ class ControlPlane:
         await self.server.aggregator.start()
         await self.dynamic_admission.start()
         self.server.ready = True
+        if self.public_url is not None:  # shared mode: the shared listener routes to us
+            self.serving.ensure(self.serving_names())  # it serves this certificate by SNI
+            if self.data_dir is not None:
+                self.write_kubeconfig(self.data_dir / "kubeconfig")
+            return
         # header fields up to 128 KiB (aiohttp's default is 8 KiB): an oversized bearer token
         # must reach the authenticator and get its 401, as with Go's 1 MiB header limit
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False,

@@ -113,7 +113,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             if remaining <= 0:
                 break
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=min(remaining, BOOKMARK_INTERVAL))
+                item = await asyncio.wait_for(queue.get(), timeout=min(remaining, ctx.bookmark_interval))
             except TimeoutError:
                 if bookmarks:
                     await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))

@@ -33,7 +33,12 @@ def main(args: argparse.Namespace) -> int:
     """Synchronous until the control plane is spawned (no event loop, no asyncio import)."""
     name = state.validate_name(args.name)
     namespace = _namespace(args, name)
-    if args.upgrade or args.in_cluster or ClusterState.load(name) is not None:
+    if getattr(args, "shared", False) and (args.in_cluster or args.tenancy == "namespace"):
+        flag = "--in-cluster" if args.in_cluster else "--tenancy namespace"
+        raise CLIError(f"--shared serves the cluster in this machine's shared server; {flag} "
+                       "runs it elsewhere — drop one of them")
+    if (args.upgrade or args.in_cluster or ClusterState.load(name) is not None
+            or getattr(args, "shared", False) or _shared_in_files(args)):
         from vkube.cli import ops
 
         return run_coroutine(ops.create(args))
@@ -69,3 +74,12 @@ def main(args: argparse.Namespace) -> int:
     from vkube.cli import ops  # the heavy imports, while the control plane starts
 
     return run_coroutine(ops.create_spawned(args, st, spawned))
+
+
+def _shared_in_files(args: argparse.Namespace) -> bool:
+    """``controlPlane.mode: shared`` in the -f files: created like ``--shared`` (through
+    ``ops.create``, which adds it to the shared server instead of spawning a process)."""
+    if not args.values:
+        return False
+    values = values_files.load_files(args.values, check=False)
+    return ((values.get("controlPlane") or {}).get("mode")) == "shared"

@@ -14,7 +14,7 @@ from vkube.api import errors
 from vkube.cli import hostns, hostresolve, kubeconfigs, process, state
 from vkube.cli.hostresolve import HostRef
 from vkube.cli.output import CLIError, age, print_json, print_table
-from vkube.cli.state import FAILED, PAUSED, RUNNING, ClusterState
+from vkube.cli.state import FAILED, PAUSED, RUNNING, SLEEPING, ClusterState
 
 
 def observed_status(st: ClusterState) -> str:
@@ -23,6 +23,13 @@ def observed_status(st: ClusterState) -> str:
         return PAUSED
     if st.in_cluster or st.tenancy == "namespace":
         return st.status
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        if sharedproc.serve_pid() is None or not sharedproc.registered(st) \
+                or not process.ready_url(st):
+            return FAILED
+        return SLEEPING if sharedproc.is_sleeping(st) else RUNNING
     if len(process.process_tree(st)) >= 2 and process.ready_url(st):
         return RUNNING  # supervisor and serve alive, serve reported ready
     return FAILED
@@ -172,8 +179,11 @@ async def describe(args: argparse.Namespace) -> int:
         "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                  "kind": st.host_kind, "namespace": st.namespace,
                  "namespaceCreatedByVkube": st.created_namespace},
-        "dataDir": str(st.data_dir), "log": str(st.log_file),
+        "dataDir": str(st.data_dir), "log": str(_log_file(st)),
         "process": {"pids": pids, "rssBytes": process.rss_bytes(pids)},
+        # the process serving the API (serve; in shared mode, shared with other clusters)
+        "pid": pids[-1] if len(pids) >= 2 else None,
+        "mode": "shared" if st.shared else "dedicated",
         "values": st.values, "effectiveValues": dump_values(parse_values(st.values)),
         "synced": None,
     }
@@ -195,6 +205,7 @@ async def describe(args: argparse.Namespace) -> int:
         ("Context", doc["context"] or "-"),
         ("Host", f"{host.describe()} [{st.host_kind}]"), ("Host namespace", st.namespace),
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
+        ("Control plane", f"{doc['mode']} (pid {doc['pid']})" if doc["pid"] else doc["mode"]),
         ("Processes", ", ".join(map(str, pids)) or "-"),
         ("Memory (RSS)", f"{rss / 2**20:.1f} MiB" if pids else "-"),
     ]
@@ -227,7 +238,7 @@ async def describe(args: argparse.Namespace) -> int:
 
 async def logs(args: argparse.Namespace) -> int:
     st = state.require(args.name)
-    log_file = st.data_dir / "audit.log" if getattr(args, "audit", False) else st.log_file
+    log_file = st.data_dir / "audit.log" if getattr(args, "audit", False) else _log_file(st)
     if not log_file.exists():
         raise CLIError(f"{st.name} has no log yet ({log_file}) — it has never started")
     with open(log_file, "rb") as f:
@@ -249,3 +260,12 @@ async def logs(args: argparse.Namespace) -> int:
             pos += len(chunk)
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()
+
+
+def _log_file(st: ClusterState) -> Any:
+    """A shared cluster logs into the shared server's log (every line names its cluster)."""
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        return sharedproc.log_file()
+    return st.log_file

@@ -108,6 +108,10 @@ def register(sub: Any) -> None:
                         "host a loopback port); the kubeconfig uses that address")
     p.add_argument("--upgrade", action="store_true",
                    help="apply new values to an existing virtual cluster, keeping its objects")
+    p.add_argument("--shared", action="store_true",
+                   help="serve it in the shared server (one process for many clusters, started "
+                        "on first use) at http://HOST:PORT/clusters/NAME "
+                        "(= controlPlane.mode: shared)")
     p.add_argument("--in-cluster", action="store_true",
                    help="run the control plane inside the host (applies `vkube render`)")
     p.add_argument("--tenancy", choices=("vcluster", "namespace"), default="vcluster",
@@ -149,6 +153,14 @@ def register(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p = _cmd(sub, "resume", "start a paused virtual cluster again",
              "  vkube resume my-vcluster", _op("resume"))
+    p.add_argument("name", metavar="NAME")
+
+    p = _cmd(sub, "sleep", "put a shared virtual cluster to sleep: host workloads to zero, "
+                           "memory freed, data kept; the next request wakes it",
+             "  vkube sleep my-vcluster", _op("sleep"))
+    p.add_argument("name", metavar="NAME")
+    p = _cmd(sub, "wake", "wake a sleeping virtual cluster (any request to it does too)",
+             "  vkube wake my-vcluster", _op("wake"))
     p.add_argument("name", metavar="NAME")
 
     p = _cmd(sub, "delete", "delete a virtual cluster: control plane, synced objects, host "

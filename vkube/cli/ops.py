@@ -58,15 +58,27 @@ async def create(args: argparse.Namespace) -> int:
         raise CLIError(f"--in-cluster: virtual cluster {name!r} runs on this machine; where it "
                        f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
                        "again with --in-cluster")
-    values = values_files.load_files(args.values) if args.values else None
+    shared_flag = bool(getattr(args, "shared", False))
+    # with --shared the files are checked once the flag's controlPlane.mode is in
+    values = values_files.load_files(args.values, check=not shared_flag) if args.values else None
     if values_files.has_flag_values(args):
         values = values_files.with_flags(values or dict(existing.values if existing else {}),
                                          args)
+        if shared_flag:
+            values_files.validate(values)
     if getattr(args, "expose", False):
         values = {**(values if values is not None else (existing.values if existing else {})),
                   "expose": True}
     if values is not None and not args.in_cluster and not (existing and existing.in_cluster):
         replicas.check_local(values)
+    if existing is not None and values is not None:
+        was = "shared" if existing.shared else "dedicated"
+        now = ((values.get("controlPlane") or {}).get("mode")) or "dedicated"
+        if was != now:
+            raise CLIError(f"virtual cluster {name!r} runs in {was} mode; --upgrade keeps the "
+                           f"mode — move it with `vkube snapshot save {name} FILE`, `vkube "
+                           f"delete {name}`, create it again {'with' if now == 'shared' else 'without'}"
+                           f" --shared, pause it and `vkube snapshot restore {name} FILE`")
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
@@ -392,7 +404,12 @@ async def delete(args: argparse.Namespace) -> int:
         progress.info(f"{name} deleted")
         return 0
     with progress.step("stopping the control plane") as done:
-        was = await asyncio.to_thread(process.stop, st)
+        if st.shared:  # leaves the shared server, its keys removed from the shared store
+            from vkube.cli import sharedproc
+
+            was = await asyncio.to_thread(sharedproc.delete, st)
+        else:
+            was = await asyncio.to_thread(process.stop, st)
         done("control plane stopped" if was else "control plane was not running")
     await _cleanup_host(st, progress, status=None)
     host = _host_of(st)
@@ -407,6 +424,12 @@ async def delete(args: argparse.Namespace) -> int:
             done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
     _forget_context(st, progress)
     st.remove()
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        if not any(sharedproc.members_dir().glob("*.json")) and \
+                await asyncio.to_thread(sharedproc.stop_server):
+            progress.info("the shared server served no other cluster and was stopped")
     progress.info(f"{name} deleted")
     return 0
 
@@ -460,4 +483,40 @@ async def _delete_remote(args: argparse.Namespace, name: str) -> int:
                 hostns.ANN_OWNS_NS) == "true"
             await hostns.release_namespace(hc, ns, delete=owns and not args.keep_namespace)
     print(f"✔ removed {name}'s host side (namespace {ns}); its control plane ran elsewhere")
+    return 0
+
+
+async def sleep(args: argparse.Namespace) -> int:
+    """``vkube sleep NAME``: a shared cluster stops its components, its synced host objects
+    are removed and its memory freed; its data stays and any request wakes it."""
+    from vkube.cli import sharedproc
+
+    st = state.require(args.name)
+    if not st.shared:
+        raise CLIError(f"virtual cluster {st.name!r} runs in its own process (dedicated mode); "
+                       f"sleep needs shared mode — `vkube pause {st.name}` stops it instead")
+    if st.status == PAUSED:
+        raise CLIError(f"virtual cluster {st.name!r} is paused — `vkube resume {st.name}` first")
+    progress = Progress()
+    with progress.step(f"putting {st.name} to sleep") as done:
+        await asyncio.to_thread(sharedproc.set_sleeping, st, True)
+        done(f"{st.name} sleeping; its host workloads are removed until it wakes")
+    progress.info(f"any request wakes it, or `vkube wake {st.name}`")
+    return 0
+
+
+async def wake(args: argparse.Namespace) -> int:
+    from vkube.cli import sharedproc
+
+    st = state.require(args.name)
+    if not st.shared:
+        raise CLIError(f"virtual cluster {st.name!r} runs in its own process (dedicated mode) "
+                       f"and never sleeps — `vkube resume {st.name}` starts a paused one")
+    if st.status == PAUSED:
+        raise CLIError(f"virtual cluster {st.name!r} is paused — `vkube resume {st.name}` "
+                       "starts it")
+    progress = Progress()
+    with progress.step(f"waking {st.name}") as done:
+        await asyncio.to_thread(sharedproc.set_sleeping, st, False)
+        done(f"{st.name} awake at {process.ready_url(st)}; the syncer puts its host workloads back")
     return 0

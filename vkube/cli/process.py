@@ -43,6 +43,8 @@ def port_free(port: int) -> bool:
 
 def ensure_port(st: ClusterState) -> None:
     """Keep the port of earlier runs (kubeconfig contexts stay valid) unless it is taken."""
+    if st.shared:  # the shared server's port is its own
+        return
     if not st.port or not port_free(st.port):
         st.port = free_port()
         st.save()
@@ -56,7 +58,12 @@ def _cmdline(pid: int) -> bytes:
 
 
 def running_pid(st: ClusterState) -> int | None:
-    """The live supervisor of this virtual cluster (a stale pid file is ignored)."""
+    """The live supervisor of this virtual cluster (a stale pid file is ignored); for a
+    shared cluster, the shared server's, while it serves this cluster."""
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        return sharedproc.supervisor_pid() if sharedproc.registered(st) else None
     try:
         pid = int(st.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -171,6 +178,10 @@ def start(st: ClusterState, timeout: float = START_TIMEOUT) -> str:
     if running_pid(st) is not None:
         raise CLIError(f"virtual cluster {st.name!r} is already running — "
                        f"use `vkube pause {st.name}` first")
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        return sharedproc.start(st)
     ensure_port(st)
     return wait_ready(st, spawn(st), timeout)
 
@@ -253,7 +264,12 @@ def abort(sp: Spawned, timeout: float = STOP_TIMEOUT) -> None:
 
 
 def stop(st: ClusterState, timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM the supervisor (it stops serve) and wait; returns whether one was running."""
+    """SIGTERM the supervisor (it stops serve) and wait; returns whether one was running.
+    A shared cluster leaves the shared server, which keeps serving the others."""
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        return sharedproc.stop(st, timeout)
     pid = running_pid(st)
     if pid is None:
         return False
@@ -295,6 +311,10 @@ def child_pids(pid: int) -> list[int]:
 
 
 def process_tree(st: ClusterState) -> list[int]:
+    if st.shared:  # the shared server's supervisor and serve, while it serves this cluster
+        from vkube.cli import sharedproc
+
+        return sharedproc.pids() if sharedproc.registered(st) else []
     pid = running_pid(st)
     if pid is None:
         return []

@@ -50,6 +50,10 @@ def register(sub: Any) -> None:
                         "when FILE appears")
     p.add_argument("-f", "--values", action="append", default=[], help="values.yaml (repeatable)")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    p.add_argument("--shared", action="store_true",
+                   help="shared mode: serve many virtual clusters at /clusters/NAME on one port "
+                        "and one store in --data-dir; they are named by DATA_DIR/members/*.json "
+                        "(SIGHUP re-reads them; `vkube create --shared` writes them)")
     p.add_argument("--encryption-config", metavar="FILE", default=None,
                    help="EncryptionConfiguration for data at rest (default: DATA_DIR/encryption-config.yaml, "
                         "AES-GCM for secrets, made on first start); rotate keys as kube-apiserver does")

@@ -20,6 +20,8 @@ log = logging.getLogger("vkube.serve")
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "shared", False):
+        return _run_shared(args)
     try:
         config = config_from_args(args)
     except CLIError as e:
@@ -161,3 +163,43 @@ async def serve(config: "ClusterConfig") -> int:
     finally:
         ready_file.unlink(missing_ok=True)
         await vc.stop()
+
+
+_SHARED_ONLY_WITHOUT = ("host_kubeconfig", "host_from", "values", "no_controllers",
+                        "encryption_config", "audit_policy_file", "admission_control_config_file")
+
+
+def _run_shared(args: argparse.Namespace) -> int:
+    """``vkube serve --shared``: each cluster's host, values and files come from its member
+    file, so the per-cluster flags are refused by name rather than ignored."""
+    for name in _SHARED_ONLY_WITHOUT:
+        if getattr(args, name, None):
+            flag = "-f" if name == "values" else "--" + name.replace("_", "-")
+            print(f"vkube serve --shared: {flag} configures one cluster; in shared mode each "
+                  "cluster's member file names it — drop it", file=sys.stderr)
+            return 2
+    return run_async(lambda: serve_shared(args))
+
+
+async def serve_shared(args: argparse.Namespace) -> int:
+    import signal
+
+    from vkube.cluster.shared import SharedServer
+
+    data_dir = Path(args.data_dir)
+    server = SharedServer(data_dir, address=args.address, port=args.port, store_url=args.store)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, server.request_reconcile)
+    stop = stop_event()
+    ready_file = data_dir / "ready"
+    try:
+        server.request_reconcile()  # the members a restart finds
+        ready_file.write_text(server.base_url + "\n")
+        log.info("shared server serving at %s/clusters/NAME (members in %s)", server.base_url,
+                 server.members_dir)
+        await stop.wait()
+        return 0
+    finally:
+        ready_file.unlink(missing_ok=True)
+        await server.stop()

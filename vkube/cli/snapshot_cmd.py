@@ -55,11 +55,62 @@ def _store_url(args: argparse.Namespace) -> str:
     return str(db)
 
 
+def _shared_state(args: argparse.Namespace) -> Any:
+    """The cluster's state when it is a shared cluster and no --store names another store."""
+    from vkube.cli import state
+
+    if args.store:
+        return None
+    st = state.require(args.name)
+    return st if st.shared else None
+
+
+def _run_shared(args: argparse.Namespace, st: Any) -> int:
+    """A shared cluster's keys live under its prefix of the shared store. ``save`` reads them
+    from here (a consistent cut at one revision, as for a dedicated store); ``restore`` is done
+    by the shared server, the only writer of that store, while the cluster is paused."""
+    import asyncio
+
+    from vkube.cli import process, sharedproc
+    from vkube.cluster import stores
+
+    if args.action == "restore":
+        if process.running_pid(st) is not None:
+            raise CLIError(f"virtual cluster {args.name!r} is running: `vkube pause {args.name}` "
+                           f"first, then restore, then `vkube resume {args.name}`")
+        try:
+            stores.verify_snapshot(args.file)
+        except FileNotFoundError:
+            raise CLIError(f"snapshot file {args.file} not found — check the path") from None
+        except stores.SnapshotError as exc:
+            raise CLIError(str(exc)) from None
+        info = sharedproc.restore(st, args.file)
+        print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
+              f"{info['revision']} of the source): {info['created']} created, {info['updated']} "
+              f"updated, {info['deleted']} deleted")
+        return 0
+    db = sharedproc.data_dir() / "state.db"
+    if not db.exists():
+        raise CLIError(f"the shared server has no store at {db} yet")
+    try:
+        saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}"))
+    except stores.StoreError as exc:
+        raise CLIError(f"store {db}: {exc}") from None
+    except OSError as exc:
+        raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
+    print(f"saved {saved.keys} keys of {args.name} at revision {saved.revision} to {args.file} "
+          f"({saved.bytes} bytes)")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio  # here, not at parser build: every vkube command imports this module
 
     from vkube.cluster import stores
 
+    shared = _shared_state(args)
+    if shared is not None:
+        return _run_shared(args, shared)
     url = _store_url(args)
     tls = {k: v for k, v in (("ca_file", args.etcd_cafile), ("cert_file", args.etcd_certfile),
                              ("key_file", args.etcd_keyfile)) if v}

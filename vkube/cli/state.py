@@ -23,6 +23,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 52
 
 RUNNING, PAUSED, FAILED, STARTING = "Running", "Paused", "Failed", "Starting"
+SLEEPING = "Sleeping"
 
 
 def home() -> Path:
@@ -69,6 +70,12 @@ class ClusterState:
     @property
     def dir(self) -> Path:
         return cluster_dir(self.name)
+
+    @property
+    def shared(self) -> bool:
+        """Served by the shared server (``controlPlane.mode: shared``, ``create --shared``),
+        not by a process of its own."""
+        return ((self.values or {}).get("controlPlane") or {}).get("mode") == "shared"
 
     @property
     def data_dir(self) -> Path:

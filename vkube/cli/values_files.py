@@ -42,7 +42,8 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
 
 def has_flag_values(args: Any) -> bool:
     return bool(getattr(args, "isolate", False) or getattr(args, "pod_security", None) or
-                getattr(args, "cpu", None) or getattr(args, "memory", None))
+                getattr(args, "cpu", None) or getattr(args, "memory", None) or
+                getattr(args, "shared", False))
 
 
 def with_flags(doc: dict[str, Any], args: Any) -> dict[str, Any]:
@@ -57,6 +58,8 @@ def with_flags(doc: dict[str, Any], args: Any) -> dict[str, Any]:
     quota = {k: getattr(args, k) for k in ("cpu", "memory") if getattr(args, k, None)}
     if quota:
         iso["resourceQuota"] = quota
+    if getattr(args, "shared", False):  # --shared = controlPlane.mode: shared
+        doc = merge(doc, {"controlPlane": {"mode": "shared"}})
     if not iso:
         return doc
     out = merge(doc, {"isolation": iso})

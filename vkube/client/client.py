@@ -105,8 +105,12 @@ class Client:
 
     def __init__(self, server: str, *, token: str | None = None, ssl: Any = None,
                  user_agent: str = "vkube", timeout: float = 60.0,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None,
+                 server_hostname: str | None = None) -> None:
+        """``server_hostname``: the TLS server name to send and verify (a kubeconfig's
+        ``tls-server-name``; shared mode picks the cluster by it)."""
         self.server = server.rstrip("/")
+        self._tls = {"server_hostname": server_hostname} if server_hostname else {}
         self.token = token
         self.ssl = ssl
         self.user_agent = user_agent
@@ -153,7 +157,7 @@ class Client:
         try:
             async with self._get_session().request(
                 method, self.server + path, params=params, data=data, headers=headers,
-                timeout=timeout,
+                timeout=timeout, **self._tls,
             ) as resp:
                 payload = await resp.read()
                 if resp.status >= 300:
@@ -252,7 +256,7 @@ class Client:
         timeout: the stream lasts as long as the server keeps it open."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
         try:
-            async with self._get_session().get(self.server + path, params=params,
+            async with self._get_session().get(self.server + path, params=params, **self._tls,
                                                timeout=timeout) as resp:
                 if resp.status >= 300:
                     raise _error_from_reply(resp.status, await resp.read())
@@ -273,7 +277,7 @@ class Client:
         try:
             ws = await session.ws_connect(
                 self.server + path, params=params, protocols=tuple(protocols),
-                timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True)
+                timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True, **self._tls)
         except aiohttp.WSServerHandshakeError as e:
             raise errors.from_status({"code": e.status, "message": f"{path}: {e.message}"},
                                      e.status) from e
@@ -298,7 +302,7 @@ class Client:
         path = res.path(namespace)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
         try:
-            async with self._get_session().get(self.server + path, params=params,
+            async with self._get_session().get(self.server + path, params=params, **self._tls,
                                                timeout=timeout) as resp:
                 if resp.status >= 300:
                     raise _error_from_reply(resp.status, await resp.read())

@@ -105,6 +105,7 @@ def client_from_kubeconfig(path: str, context: str | None = None, **kw: Any) -> 
     with open(path, "rb") as f:
         doc = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     kc = parse_kubeconfig(doc, context, base_dir=os.path.dirname(os.path.abspath(path)))
-    client = Client(kc.server, token=kc.token, ssl=ssl_context(kc), **kw)
+    client = Client(kc.server, token=kc.token, ssl=ssl_context(kc),
+                    server_hostname=kc.tls_server_name, **kw)
     client.namespace = kc.namespace
     return client

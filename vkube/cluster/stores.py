@@ -18,10 +18,17 @@ def verify_snapshot(path: str) -> SnapshotInfo:
     return _snapshot.verify(path)
 
 
-async def save_snapshot(url: str, path: str, **options: Any) -> SnapshotInfo:
+async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
+                        **options: Any) -> SnapshotInfo:
+    """``prefix``: one cluster of a shared store (``/clusters/NAME``), whose keys the file
+    holds without the prefix, as a dedicated cluster's (so it restores into either mode)."""
     store = open_store(url, **options)
     await store.start()
     try:
+        if prefix is not None:
+            from vkube.store.prefixed import PrefixedStore
+
+            return await _snapshot.save(PrefixedStore(store, prefix), path)
         return await _snapshot.save(store, path)
     finally:
         await store.close()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vkube.dns.server import ClusterDNS
     from vkube.host.scheduler import Scheduler
     from vkube.syncer.syncer import Syncer
+    from vkube.store.base import Store
     from vkube.syncer.values import Values
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,17 @@ class VirtualCluster:
 
     Also an async context manager (start on enter, stop on exit)."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
+                 public_url: str | None = None, tls_server_name: str | None = None) -> None:
+        """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
+        lives under its own prefix of the process's one store and is served by the shared
+        listener at ``public_url`` instead of a port of its own."""
         self.config = config
+        #: shared mode: the TLS server name the shared listener picks this cluster by
+        self.tls_server_name = tls_server_name
         self.control_plane = ControlPlane(
             data_dir=config.data_dir, store_url=config.store_url, port=config.port,
-            store_options=config.store_options,
+            store_options=config.store_options, store=store, public_url=public_url,
             host=config.address, name=config.name, extra_sans=config.tls_sans,
             # a virtual cluster's Service IPs come from the host, copied back by the syncer
             allocate_service_ips=not config.virtual,
@@ -169,6 +176,8 @@ class VirtualCluster:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are being cancelled ourselves
+        if not self.stopped.is_set():  # cancelled before _run began: its finally never ran
+            await self._close()
         await self.stopped.wait()
 
     async def wait(self) -> None:
@@ -325,7 +334,8 @@ class VirtualCluster:
         from vkube.client import Client
 
         c = Client(self.url, user_agent=f"{component}/{self.name}",
-                   ssl=self.control_plane.client_ssl(*identity))
+                   ssl=self.control_plane.client_ssl(*identity),
+                   server_hostname=self.tls_server_name)
         self._clients.append(c)
         return c
 
@@ -372,7 +382,8 @@ class VirtualCluster:
                              kubelet_port=self.config.kubelet_port,
                              kube_service_host=self.service_ip if loopback else "",
                              kube_service_port=self.port if loopback else 443,
-                             in_cluster_api=True, cluster_dns=True)
+                             in_cluster_api=True, cluster_dns=True,
+                             virtual_informers=self._shared_informers())
         syncer = self.syncer
         if self.control_plane.ctx is not None:  # metrics.k8s.io answers from the host's metrics
             from vkube.syncer.metrics import HostUsage
@@ -400,6 +411,15 @@ class VirtualCluster:
                                   on_address=self.control_plane.add_serving_names)
                 await syncer.wait_ready()  # the host namespace exists
                 tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
+
+    def _shared_informers(self) -> Any:
+        """One cache per resource per cluster: the syncer reads the controller manager's
+        virtual-side informers — when the manager runs them from the start (no leader
+        election to wait for; shared mode, single-process clusters)."""
+        mgr = self.controller_manager
+        if mgr is None or mgr.leader_election:
+            return None
+        return mgr.informer
 
     async def _run_scheduler(self, ready: asyncio.Event) -> None:
         """The virtual cluster's own scheduler (``enableScheduler``): the embedded host's

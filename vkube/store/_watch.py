@@ -90,6 +90,12 @@ class Broadcaster:
     def __init__(self, *, maxsize: int = 1000) -> None:
         self._maxsize = maxsize
         self._subs: set[Subscription] = set()
+        #: subscriptions by prefix, for prefixes that end a path segment ("" or ".../"): an
+        #: event is matched by looking up its key's few segment prefixes, not by testing every
+        #: subscription (a shared-mode store carries thousands of clusters' watches)
+        self._by_prefix: dict[str, set[Subscription]] = {}
+        #: the rest (a prefix ending mid-segment), tested one by one
+        self._odd: set[Subscription] = set()
         self._closed = False
 
     def __len__(self) -> int:
@@ -101,18 +107,41 @@ class Broadcaster:
             sub.close()
         else:
             self._subs.add(sub)
+            if prefix == "" or prefix.endswith("/"):
+                self._by_prefix.setdefault(prefix, set()).add(sub)
+            else:
+                self._odd.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
+        self._odd.discard(sub)
+        subs = self._by_prefix.get(sub.prefix)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_prefix[sub.prefix]
         sub.close()
 
     def publish(self, events: list[Event]) -> None:
-        """Called on the event loop thread with one committed batch, in revision order."""
-        for sub in tuple(self._subs):
-            prefix = sub.prefix
-            for event in events:
-                if event.kv.key.startswith(prefix):
+        """Called on the event loop thread with one committed batch, in revision order (each
+        subscription gets its events in that order)."""
+        by_prefix = self._by_prefix
+        for event in events:
+            key = event.kv.key
+            subs = by_prefix.get("")
+            if subs:
+                for sub in tuple(subs):
+                    sub.push(event)
+            i = key.find("/")
+            while i >= 0:
+                subs = by_prefix.get(key[:i + 1])
+                if subs:
+                    for sub in tuple(subs):
+                        sub.push(event)
+                i = key.find("/", i + 1)
+            for sub in tuple(self._odd):
+                if key.startswith(sub.prefix):
                     sub.push(event)
 
     def close(self) -> None:
@@ -121,6 +150,8 @@ class Broadcaster:
         for sub in self._subs:
             sub.close()
         self._subs.clear()
+        self._by_prefix.clear()
+        self._odd.clear()
 
 
 async def watch_stream(

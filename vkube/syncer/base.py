@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from vkube.api import errors
@@ -28,15 +29,25 @@ class Informers:
     """One shared informer per (side, resource): kind syncers that need the same objects
     (pods for pods, configmaps, nodes, events) read one cache."""
 
-    def __init__(self, virtual: Client, host: Client, host_namespace: str, vc: str) -> None:
+    def __init__(self, virtual: Client, host: Client, host_namespace: str, vc: str,
+                 virtual_source: Callable[[Resource], Informer] | None = None) -> None:
+        """``virtual_source``: where virtual-side informers come from when another component
+        of the same cluster already keeps them (the controller manager's: one cache per
+        resource per cluster); that component runs them, the syncer only waits for them."""
         self._virtual, self._host = virtual, host
         self._host_namespace, self._vc = host_namespace, vc
         self._all: dict[tuple[str, Resource, bool], Informer] = {}
+        self._virtual_source = virtual_source
+        self._borrowed: set[int] = set()
 
     def virtual(self, res: Resource) -> Informer:
         key = ("virtual", res, True)
         if key not in self._all:
-            self._all[key] = Informer(self._virtual, res)
+            if self._virtual_source is not None:
+                self._all[key] = self._virtual_source(res)
+                self._borrowed.add(id(self._all[key]))
+            else:
+                self._all[key] = Informer(self._virtual, res)
         return self._all[key]
 
     def host(self, res: Resource, *, owned: bool = True) -> Informer:
@@ -61,7 +72,12 @@ class Informers:
         return self._all.get(("host", res, owned))
 
     def all(self) -> list[Informer]:
+        """Every informer the syncers read (wait for these to sync)."""
         return list(self._all.values())
+
+    def owned(self) -> list[Informer]:
+        """The informers the syncer itself runs (not the borrowed ones)."""
+        return [i for i in self._all.values() if id(i) not in self._borrowed]
 
 
 @dataclass

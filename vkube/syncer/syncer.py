@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from vkube.api import errors
@@ -20,6 +21,7 @@ from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES
                                     SERVICES, STORAGECLASSES)
 from vkube.controllers.events import EventRecorder
 from vkube.pki.cluster import ClusterPKI, KubeletTLS
+from vkube.controllers.informer import Informer
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
 from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
 from vkube.syncer.customresources import CustomResourceSyncer
@@ -90,7 +92,8 @@ class Syncer:
                  values: Values | None = None, kubelet_port: int = 0,
                  kube_service_host: str = "", kube_service_port: int = 443,
                  virtual_pki: ClusterPKI, in_cluster_api: bool = False,
-                 cluster_dns: bool = False) -> None:
+                 cluster_dns: bool = False,
+                 virtual_informers: Callable[[Resource], Informer] | None = None) -> None:
         """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
         KUBERNETES_SERVICE_* env of synced pods); empty: the ClusterIP of the virtual
         ``default/kubernetes`` when ``in_cluster_api``, else unset. ``cluster_dns``: ClusterFirst
@@ -103,7 +106,8 @@ class Syncer:
         virtual_ca = virtual_pki.ca_pem.decode()
         self.ctx = SyncContext(
             name=name, virtual=virtual, host=host, host_namespace=host_namespace,
-            values=values, tr=tr, informers=Informers(virtual, host, host_namespace, name),
+            values=values, tr=tr, informers=Informers(virtual, host, host_namespace, name,
+                                                     virtual_source=virtual_informers),
             recorder=EventRecorder(virtual, "vkube-syncer"),
             kube_service_host=kube_service_host, kube_service_port=kube_service_port,
             in_cluster_api=in_cluster_api, cluster_dns=cluster_dns)
@@ -132,7 +136,7 @@ class Syncer:
         try:
             async with asyncio.TaskGroup() as tg:
                 informers = self.ctx.informers.all()
-                for inf in informers:
+                for inf in self.ctx.informers.owned():
                     tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
                 await asyncio.gather(*(inf.wait_synced() for inf in informers))
                 for syncer in self.syncers.values():

@@ -279,6 +279,17 @@ class ControlPlane:
     pod_security: PodSecurityConfig = _k(
         "podSecurity", PodSecurityConfig(), "the API server's PodSecurity admission configuration "
         "(kube-apiserver's PodSecurityConfiguration: defaults and exemptions)")
+    mode: Literal["dedicated", "shared"] = _k(
+        "mode", "dedicated", "dedicated: a process of its own; shared: one of many clusters in "
+        "the shared server process, at https://HOST:PORT/clusters/NAME (what --shared turns on)")
+
+
+@dataclass(frozen=True)
+class Sleep:
+    after_inactivity: str = _k(
+        "afterInactivity", "", "shared mode: after this long with no API request and no "
+        "changing workload (e.g. 30m, 1h30m), host workloads go to zero and the cluster's "
+        "memory is freed; the first request wakes it (empty: never)")
 
 
 @dataclass(frozen=True)
@@ -296,6 +307,12 @@ class Values:
     replicas: int = _k("replicas", 1, "API server replicas (more than 1 needs enableHA)")
     control_plane: ControlPlane = _k("controlPlane", ControlPlane(),
                                      "the virtual cluster's control plane")
+    sleep: Sleep = _k("sleep", Sleep(), "sleep when idle (shared mode)")
+
+    @property
+    def sleep_after(self) -> float | None:
+        """``sleep.afterInactivity`` in seconds (None: never)."""
+        return parse_duration(self.sleep.after_inactivity) if self.sleep.after_inactivity else None
 
     @property
     def host_access(self) -> str:
@@ -401,6 +418,23 @@ def shared_store(url: str | None) -> bool:
     return "://" in (url or "") and scheme in ("postgres", "postgresql", "etcd", "etcd3")
 
 
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Go's ``time.ParseDuration`` for hours, minutes and seconds (``30m``, ``1h30m``,
+    ``45s``), in seconds; ``ValueError`` otherwise."""
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * {"h": 3600, "m": 60, "s": 1}[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"{text!r} is not a duration (e.g. 30m, 1h30m, 45s)")
+    return total
+
+
 def _check_ha(values: Values) -> None:
     if values.replicas < 1:
         raise ValuesError(f"replicas: must be at least 1, not {values.replicas}")
@@ -501,6 +535,21 @@ def parse_values(data: Any) -> Values:
                           "with isolation.enabled (isolation always rejects host access) — "
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
     _check_ha(values)
+    if values.control_plane.mode == "shared" and (values.enable_ha or values.replicas > 1):
+        raise ValuesError("controlPlane.mode: shared serves each cluster once, in the shared "
+                          "server process; enableHA and replicas need dedicated mode — drop "
+                          "--shared (or controlPlane.mode), or enableHA/replicas")
+    if values.sleep.after_inactivity:
+        try:
+            after = parse_duration(values.sleep.after_inactivity)
+        except ValueError as e:
+            raise ValuesError(f"sleep.afterInactivity: {e}") from None
+        if after <= 0:
+            raise ValuesError("sleep.afterInactivity: must be longer than 0s (empty: never)")
+        if values.control_plane.mode != "shared":
+            raise ValuesError("sleep.afterInactivity: sleep needs controlPlane.mode: shared "
+                              "(or `vkube create --shared`); a dedicated cluster can be paused "
+                              "with `vkube pause`")
     for side, kinds in (("toHost", values.sync.to_host.custom_resources),
                         ("fromHost", values.sync.from_host.custom_resources)):
         for key in kinds:

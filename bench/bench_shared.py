@@ -1,0 +1,277 @@
+"""Shared mode: what a virtual cluster costs in the shared server. Prints JSON lines.
+
+This process is the shared server (``SharedServer``: one store, one port, clusters at
+``/clusters/NAME``); the embedded host runs in its own process (``vkube host start``) so the
+figures are the shared process's alone. Every cluster is a full virtual cluster (control plane,
+controllers, syncer to its host namespace) unless ``--api-only``.
+
+- ``shared.create``: per added cluster, ``serving_ms`` (its API answers: what ``vkube create
+  --shared`` waits for) and ``ready_ms`` (controllers and syncer running), as p50/p95/max;
+- ``shared.point``: RSS (MiB), tasks and threads of this process and the CPU it burns while the
+  clusters idle, at each count; ``shared.slope``: per cluster, least squares over the points;
+- ``shared.latency``: GET of one cluster's namespace, sequential, p50/p99 ms, with every
+  other cluster idle; with ``--flood`` also while another tenant creates ConfigMaps in a
+  tight loop (its p99 against the idle p99);
+- ``shared.wake``: a sleeping cluster's first request, answered once its API serves.
+
+    .venv/bin/python bench/bench_shared.py [--counts 10,100] [--settle 5] [--api-only] [--flood]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+
+from vkube.cluster.config import ClusterConfig, HostConnection
+from vkube.cluster.fairness import FairnessConfig
+from vkube.cluster.shared import SharedServer, sni_name
+
+
+def emit(**kw: object) -> None:
+    print(json.dumps(kw), flush=True)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def sample() -> dict[str, float]:
+    gc.collect()
+    return {"rss_mib": rss_mib(), "tasks": len(asyncio.all_tasks()),
+            "threads": threading.active_count()}
+
+
+async def idle_cpu(seconds: float) -> float:
+    c0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return round(100 * (time.process_time() - c0) / (time.perf_counter() - t0), 1)
+
+
+def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return 0.0, my
+    k = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return k, my - k * mx
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
+
+
+def tls_of(server: SharedServer, name: str) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+    """A session as the cluster's kubeconfig connects: its CA, admin certificate, SNI."""
+    vc = server.members[name].vc
+    assert vc is not None
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        ssl=vc.control_plane.client_ssl()))
+    return session, {"server_hostname": sni_name(name)}
+
+
+async def latency(session: aiohttp.ClientSession, url: str, n: int,
+                  tls: dict[str, str]) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        async with session.get(url, **tls) as r:
+            await r.read()
+            assert r.status == 200, r.status
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event,
+                tls: dict[str, str]) -> int:
+    """A tenant creating objects in a tight loop (8 at a time)."""
+    n = 0
+
+    async def one(worker: int) -> None:
+        nonlocal n
+        i = 0
+        while not stop.is_set():
+            body = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": f"f{worker}-{i}"}, "data": {"k": "v"}}
+            async with session.post(url, json=body, **tls) as r:
+                await r.read()
+            i += 1
+            n += 1
+    await asyncio.gather(*(one(w) for w in range(8)))
+    return n
+
+
+async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> None:
+    server = SharedServer(root / "shared", fairness=FairnessConfig(
+        seats=args.seats, per_cluster=args.per_cluster))
+    await server.start()
+    clusters: list[str] = []
+    serving: list[float] = []
+    ready: list[float] = []
+
+    def config(i: int) -> ClusterConfig:
+        return ClusterConfig(name=f"c{i:06d}", data_dir=root / f"c{i:06d}",
+                             controllers=not args.api_only,
+                             host=HostConnection(str(host_kc), kind="embedded") if host_kc else None)
+    try:
+        await asyncio.sleep(args.settle)
+        base = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+        emit(bench="shared.point", clusters=0, **base)
+        points: dict[str, list[tuple[int, float]]] = {k: [(0, v)] for k, v in base.items()}
+        for n in args.counts:
+            t_batch = time.perf_counter()
+            while len(clusters) < n:
+                cfg = config(len(clusters))
+                t0 = time.perf_counter()
+                member = await server.add(cfg)
+                serving.append((time.perf_counter() - t0) * 1000)
+                assert member.vc is not None
+                await member.vc.wait_ready(timeout=900)
+                ready.append((time.perf_counter() - t0) * 1000)
+                clusters.append(cfg.name)
+            added = time.perf_counter() - t_batch
+            await asyncio.sleep(args.settle)
+            s = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+            emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s)
+            for k, v in s.items():
+                points[k].append((n, v))
+        if args.sleep_all:
+            # every cluster asleep: what an idle cluster costs once sleep.afterInactivity took it
+            t0 = time.perf_counter()
+            for name in clusters[1:]:
+                await server.sleep(name)
+            slept = time.perf_counter() - t0
+            await asyncio.sleep(args.settle)
+            s = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+            emit(bench="shared.asleep", clusters=len(clusters), asleep=len(clusters) - 1,
+                 slept_in_s=round(slept, 1), **s,
+                 rss_per_cluster_mib=round((s["rss_mib"] - base["rss_mib"]) / len(clusters), 3))
+        if args.asleep:
+            # clusters that come (back) asleep: a restart with idle clusters, what each costs
+            t0 = time.perf_counter()
+            before = sample()
+            for i in range(args.asleep):
+                await server.add(config(100000 + i), asleep=True)
+            added = time.perf_counter() - t0
+            await asyncio.sleep(args.settle)
+            after = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
+            emit(bench="shared.asleep_added", asleep=args.asleep, added_in_s=round(added, 2),
+                 **after, rss_per_cluster_mib=round(
+                     (after["rss_mib"] - before["rss_mib"]) / args.asleep, 4))
+        emit(bench="shared.create", clusters=len(clusters),
+             serving_ms={"p50": pct(serving, .5), "p95": pct(serving, .95), "max": pct(serving, 1)},
+             ready_ms={"p50": pct(ready, .5), "p95": pct(ready, .95), "max": pct(ready, 1)})
+        for k, pts in points.items():
+            k_slope, intercept = slope(pts)
+            emit(bench="shared.slope", metric=k, per_cluster=round(k_slope, 3),
+                 base=round(intercept, 1), points=pts)
+        session, tls = tls_of(server, clusters[0])
+        async with session:
+            target = f"{server.url_of(clusters[0])}/api/v1/namespaces/default"
+            await latency(session, target, 20, tls)
+            idle = await latency(session, target, args.requests, tls)
+            emit(bench="shared.latency", clusters=len(clusters), others="idle",
+                 p50_ms=pct(idle, .5), p99_ms=pct(idle, .99))
+            if args.flood and len(clusters) >= 2:
+                stop = asyncio.Event()
+                hog_session, hog_tls = tls_of(server, clusters[1])
+                async with hog_session:
+                    hog = asyncio.create_task(flood(
+                        hog_session,
+                        f"{server.url_of(clusters[1])}/api/v1/namespaces/default/configmaps",
+                        stop, hog_tls))
+                    await asyncio.sleep(1)
+                    busy = await latency(session, target, args.requests, tls)
+                    stop.set()
+                    created = await hog
+                emit(bench="shared.latency", clusters=len(clusters), others="one flooding",
+                     p50_ms=pct(busy, .5), p99_ms=pct(busy, .99),
+                     p99_vs_idle=round(pct(busy, .99) / max(pct(idle, .99), 0.001), 2),
+                     flood_creates=created, flood_refused=server.fair.rejected.get(clusters[1], 0))
+            wakes = []
+            for _ in range(args.wakes):
+                await server.sleep(clusters[0])
+                t0 = time.perf_counter()
+                async with session.get(target, **tls) as r:
+                    await r.read()
+                    assert r.status == 200
+                wakes.append((time.perf_counter() - t0) * 1000)
+            emit(bench="shared.wake", clusters=len(clusters), runs=len(wakes),
+                 first_request_ms={"p50": pct(wakes, .5), "max": pct(wakes, 1)})
+    finally:
+        t0 = time.perf_counter()
+        await server.stop()
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        emit(bench="shared.stop_all", clusters=len(clusters),
+             seconds=round(time.perf_counter() - t0, 1), tasks_left=len(left))
+        if os.environ.get("BENCH_DEBUG"):
+            for t in left[:15]:
+                print(t.get_name(), t.get_stack(limit=3), file=sys.stderr)
+
+
+def start_host(home: Path) -> Path:
+    env = {**os.environ, "VKUBE_HOME": str(home), "KUBECONFIG": str(home / "kubeconfig")}
+    subprocess.run([sys.executable, "-m", "vkube", "host", "start", "--nodes", "2"], env=env,
+                   check=True, capture_output=True)
+    return home / "host" / "kubeconfig"
+
+
+def stop_host(home: Path) -> None:
+    env = {**os.environ, "VKUBE_HOME": str(home), "KUBECONFIG": str(home / "kubeconfig")}
+    subprocess.run([sys.executable, "-m", "vkube", "host", "stop"], env=env, capture_output=True)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--counts", default="10,100", help="cluster counts to measure at, ascending")
+    p.add_argument("--settle", type=float, default=5.0, help="idle seconds before each sample")
+    p.add_argument("--api-only", action="store_true",
+                   help="control planes only: no controllers, no host, no syncer")
+    p.add_argument("--flood", action="store_true", help="also measure latency while another "
+                                                         "tenant creates objects in a tight loop")
+    p.add_argument("--requests", type=int, default=300, help="requests per latency figure")
+    p.add_argument("--wakes", type=int, default=5)
+    p.add_argument("--seats", type=int, default=FairnessConfig.seats,
+                   help="requests executing at once in the process")
+    p.add_argument("--per-cluster", type=int, default=FairnessConfig.per_cluster,
+                   help="the most seats one cluster holds")
+    p.add_argument("--asleep", type=int, default=0,
+                   help="then add this many clusters asleep (as a restart brings idle ones back)")
+    p.add_argument("--sleep-all", action="store_true",
+                   help="then put every cluster but one to sleep and sample again")
+    a = p.parse_args()
+    a.counts = sorted(int(x) for x in a.counts.split(","))
+    logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "WARNING"))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    with tempfile.TemporaryDirectory(prefix="vkube-shared-") as d:
+        home = Path(d) / "home"
+        host = None if a.api_only else start_host(home)
+        try:
+            asyncio.run(main(a, Path(d), host))
+        finally:
+            if host is not None:
+                stop_host(home)

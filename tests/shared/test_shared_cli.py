@@ -1,0 +1,198 @@
+"""Shared mode as a user drives it: ``vkube create --shared`` (the shared server starts on
+first use), every verb on shared clusters, the real kubectl through each cluster's context,
+workloads synced to the embedded host, sleep and wake, and isolation between the clusters.
+Moving a cluster between the modes goes through ``vkube snapshot``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import User, cleanup, eventually, make_user
+
+DEPLOY = json.dumps({
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "default"},
+    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+             "template": {"metadata": {"labels": {"app": "web"}},
+                          "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}})
+
+
+@pytest.fixture(scope="module")
+def host_user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
+    u = make_user(tmp_path_factory.mktemp("shared-user"))
+    u.vkube("host", "start", "--nodes", "2")
+    try:
+        yield u
+    finally:
+        cleanup(u)
+
+
+def host_pods(u: User, ns: str) -> list[str]:
+    out = u.kubectl("--context", "vkube-host", "get", "pods", "-n", ns, "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}").stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def ctx(u: User, name: str, *args: str, **kw: object):  # noqa: ANN201
+    return u.kubectl("--context", f"vkube_{name}", *args, **kw)
+
+
+def test_shared_clusters_through_the_cli(host_user: User) -> None:
+    u = host_user
+    u.vkube("create", "--shared", "one", "--connect=false")
+    u.vkube("create", "--shared", "two", "--connect=false")
+    u.vkube("connect", "one")
+    u.vkube("connect", "two")
+    d1, d2 = u.describe("one"), u.describe("two")
+    # one process serves both, and says so
+    assert d1["mode"] == d2["mode"] == "shared"
+    assert d1["pid"] and d1["pid"] == d2["pid"]
+    assert d1["apiServer"].endswith("/clusters/one") and d2["apiServer"].endswith("/clusters/two")
+    assert d1["apiServer"].rsplit("/clusters/", 1)[0] == d2["apiServer"].rsplit("/clusters/", 1)[0]
+    rows = u.list()
+    assert rows["one"]["status"] == rows["two"]["status"] == "Running"
+
+    # each its own API: a namespace in one is not in two
+    ctx(u, "one", "create", "namespace", "team-one")
+    assert "team-one" not in ctx(u, "two", "get", "ns").stdout
+
+    # a synced workload on the embedded host, in the cluster's own host namespace
+    ctx(u, "one", "apply", "-f", "-", input=DEPLOY)
+    eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
+    assert host_pods(u, "vkube-two") == []
+
+    # sleep: workloads off the host, Sleeping in the list; the next kubectl wakes it
+    u.vkube("sleep", "one")
+    assert u.list()["one"]["status"] == "Sleeping"
+    eventually(lambda: _running(u, "vkube-one", 0), timeout=60)
+    assert u.list()["two"]["status"] == "Running"
+    out = ctx(u, "one", "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}").stdout
+    assert out == "2"
+    assert u.list()["one"]["status"] == "Running"
+    eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
+    eventually(lambda: _virtual_running(u, "one", 2), timeout=120)
+
+    # sleep and an explicit wake
+    u.vkube("sleep", "one")
+    u.vkube("wake", "one")
+    assert u.list()["one"]["status"] == "Running"
+    eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
+
+    # pause / resume work as for a dedicated cluster; the others keep running
+    u.vkube("pause", "two")
+    assert u.list()["two"]["status"] == "Paused"
+    assert u.describe("one")["status"] == "Running"
+    u.vkube("resume", "two")
+    assert "default" in ctx(u, "two", "get", "ns").stdout
+
+    # wrong-mode verbs are refused by name
+    r = u.vkube("create", "one", "--upgrade", "-f", _values(u, {}), check=False)
+    assert r.returncode != 0 and "shared mode" in r.stderr and "vkube snapshot" in r.stderr
+
+    # delete removes the data too: a new cluster of the same name starts empty
+    u.vkube("delete", "two")
+    u.vkube("create", "--shared", "two", "--connect=false")
+    u.vkube("connect", "two")
+    assert "team-one" not in ctx(u, "two", "get", "ns").stdout
+    pid = u.describe("one")["pid"]
+    u.vkube("delete", "two")
+    u.vkube("delete", "one")
+    assert not (u.home / "shared" / "supervisor.pid").exists() or not _alive(pid)
+
+
+def test_sleep_after_inactivity(host_user: User) -> None:
+    """``sleep.afterInactivity`` in the values of ``create --shared``: an idle cluster with a
+    running workload goes to sleep on its own (pods off the host), and ``kubectl get`` wakes
+    it with its workload back."""
+    u = host_user
+    u.vkube("create", "--shared", "sleepy", "--connect=false", "-f",
+            _values(u, {"sleep": {"afterInactivity": "15s"}}))
+    u.vkube("connect", "sleepy")
+    try:
+        ctx(u, "sleepy", "apply", "-f", "-", input=DEPLOY)
+        eventually(lambda: _running(u, "vkube-sleepy", 2), timeout=120)
+
+        def asleep() -> None:
+            assert u.list()["sleepy"]["status"] == "Sleeping"
+        eventually(asleep, timeout=180, delay=2)
+        eventually(lambda: _running(u, "vkube-sleepy", 0), timeout=60)
+        assert ctx(u, "sleepy", "get", "deployment", "web", "-o",
+                   "jsonpath={.spec.replicas}").stdout == "2"
+        assert u.list()["sleepy"]["status"] == "Running"
+        eventually(lambda: _running(u, "vkube-sleepy", 2), timeout=120)
+    finally:
+        u.vkube("delete", "sleepy")
+
+
+def test_sleep_is_refused_for_a_dedicated_cluster(host_user: User) -> None:
+    u = host_user
+    u.vkube("create", "solo", "--connect=false")
+    try:
+        r = u.vkube("sleep", "solo", check=False)
+        assert r.returncode == 1 and "dedicated" in r.stderr and "vkube pause solo" in r.stderr
+        assert "Traceback" not in r.stderr
+        r = u.vkube("create", "x", "-f", _values(u, {"sleep": {"afterInactivity": "5m"}}),
+                    check=False)
+        assert r.returncode != 0 and "sleep.afterInactivity" in r.stderr
+        r = u.vkube("create", "x", "--shared", "-f",
+                    _values(u, {"sleep": {"afterInactivity": "soon"}}), check=False)
+        assert r.returncode != 0 and "sleep.afterInactivity" in r.stderr and "30m" in r.stderr
+    finally:
+        u.vkube("delete", "solo")
+
+
+def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path) -> None:
+    u = host_user
+    snap = tmp_path / "snap.jsonl"
+    u.vkube("create", "mover", "--connect=false")
+    u.vkube("connect", "mover")
+    ctx(u, "mover", "create", "configmap", "moved", "--from-literal=k=dedicated")
+    u.vkube("snapshot", "save", "mover", str(snap))
+    u.vkube("delete", "mover")
+    # into shared mode
+    u.vkube("create", "--shared", "mover", "--connect=false")
+    u.vkube("pause", "mover")
+    u.vkube("snapshot", "restore", "mover", str(snap))
+    u.vkube("resume", "mover")
+    u.vkube("connect", "mover")
+    assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "dedicated"
+    ctx(u, "mover", "patch", "cm", "moved", "-p", '{"data":{"k":"shared"}}')
+    # and back out of it
+    u.vkube("snapshot", "save", "mover", str(snap))
+    u.vkube("delete", "mover")
+    u.vkube("create", "mover", "--connect=false")
+    u.vkube("pause", "mover")
+    u.vkube("snapshot", "restore", "mover", str(snap))
+    u.vkube("resume", "mover")
+    u.vkube("connect", "mover")
+    assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "shared"
+    u.vkube("delete", "mover")
+
+
+def _values(u: User, doc: dict[str, object]) -> str:
+    path = u.home.parent / f"values-{abs(hash(json.dumps(doc)))}.yaml"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def _running(u: User, ns: str, n: int) -> None:
+    pods = host_pods(u, ns)
+    assert len(pods) == n and all(p.endswith("Running") for p in pods), pods
+
+
+def _virtual_running(u: User, name: str, n: int) -> None:
+    out = ctx(u, name, "get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}").stdout
+    phases = [p for p in out.splitlines() if p]
+    assert phases.count("Running") == n, phases
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

@@ -1,0 +1,693 @@
+"""Shared mode (``vkube serve --shared``): many virtual clusters in one process, on one store
+and one listening port.
+
+- **One store**, one key prefix per cluster (``/clusters/NAME``, ``PrefixedStore``): a
+  cluster's API server can neither read, write nor watch another's keys.
+- **One listener**: ``https://HOST:PORT/clusters/NAME/...`` is routed, with the prefix cut, to
+  that cluster's own ``APIServer`` — its own registry, CRDs, RBAC, admission, watches. Any
+  other path, or a cluster this process does not serve, is the API's plain 404.
+- **TLS by server name**: each cluster keeps its own CA and serving certificate; the listener
+  picks them by SNI (``NAME.shared.vkube``, the kubeconfig's ``tls-server-name``), so a client
+  verifies the cluster it asked for; a request whose path names another cluster than its
+  server name is a 404. Credentials are checked by the path's cluster against its own CA and
+  token keys, so no certificate or token of one cluster is accepted by another.
+- **Fairness** (``FairQueue``): per-cluster concurrency limits and round-robin queues; excess
+  gets 429 with ``Retry-After``.
+- **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
+  tenant and no workload change for that long is stopped, its synced host objects removed and
+  its in-memory state dropped; its data stays in the store. The next request starts it again
+  (answered once its API serves) and the syncer puts the host workloads back.
+
+Membership is declared by files, so the CLI needs no client for it: ``MEMBERS/NAME.json`` (in
+``DATA_DIR/members``) names a cluster; ``reconcile()`` (at start and on SIGHUP) starts the
+new ones, stops the ones whose file is gone, and applies a changed ``desired``
+(``Running``/``Sleeping``) when its ``generation`` moved. Per cluster the server writes, in
+the cluster's own data dir: ``ready`` (its URL, while it serves or sleeps), ``sleeping``
+(while asleep) and ``error`` (why it could not start)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from vkube.api import errors
+from vkube.apiserver import http as api_http
+from vkube.apiserver.server import audit_id_of
+from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
+from vkube.cluster.fairness import FairnessConfig, FairQueue, TooManyRequests
+from vkube.cluster.virtual import VirtualCluster
+from vkube.store import open_store
+from vkube.store.base import KeyNotFound, Store
+from vkube.store.prefixed import PrefixedStore
+
+if TYPE_CHECKING:
+    from vkube.syncer.values import Values
+
+log = logging.getLogger(__name__)
+
+RUNNING, SLEEPING, STARTING, FAILED = "Running", "Sleeping", "Starting", "Failed"
+#: a member file asking for its cluster's data to be removed from the shared store
+DELETED = "Deleted"
+#: a member file asking for a snapshot to be restored under its prefix (cluster not served)
+RESTORE = "Restore"
+#: writes that are housekeeping, not a changing workload: node heartbeats, leases, events,
+#: endpoints follow-ups (store keys are /GROUP/RESOURCE/...)
+_HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/",
+                 "/events.k8s.io/events/", "/core/endpoints/", "/discovery.k8s.io/endpointslices/")
+#: the user agents of a cluster's own components (``vkube-syncer/NAME`` ...): their requests
+#: are not a tenant's activity
+_COMPONENT_AGENT = "vkube-"
+#: the query and path shapes of long-running requests, which hold no fairness seat
+_STREAMING_SUBRESOURCES = ("/exec", "/attach", "/portforward", "/proxy")
+
+
+@dataclass
+class Member:
+    """One cluster of the shared process and what its member file asked for."""
+
+    name: str
+    config: ClusterConfig
+    generation: int = 0
+    desired: str = RUNNING
+    state: str = STARTING
+    vc: VirtualCluster | None = None
+    store: PrefixedStore | None = field(default=None, repr=False)
+    last_active: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    #: how long the last wake took (seconds), for ``describe`` and the benchmark
+    last_wake: float | None = None
+    #: the TLS context the shared listener serves this cluster with (its own CA and serving
+    #: certificate), chosen by SNI; kept while asleep so a request can still reach it
+    ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: the server's task waking the cluster (requests wait on it; their cancellation cannot
+    #: leave a half-started cluster behind)
+    waking: asyncio.Task[float] | None = field(default=None, repr=False)
+    #: request handlers in flight (watches above all): ended when the cluster stops, as
+    #: closing its own listener would end them in dedicated mode
+    requests: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+
+    def end_requests(self) -> None:
+        current = asyncio.current_task()
+        for task in list(self.requests):
+            if task is not current:
+                task.cancel()
+        self.requests.clear()
+
+    @property
+    def sleep_after(self) -> float | None:
+        values = self.config.values
+        return values.sleep_after if values is not None else None
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+
+class SharedServer:
+    """``SharedServer(data_dir)``; ``await start()``; ``await reconcile()`` after member files
+    change; ``await stop()``. ``add``/``remove``/``sleep``/``wake`` drive it directly (tests,
+    benchmarks)."""
+
+    def __init__(self, data_dir: Path, *, address: str = "127.0.0.1", port: int = 0,
+                 store_url: str | None = None, fairness: FairnessConfig | None = None,
+                 sleep_check: float = 5.0, bookmark_interval: float = 60.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.address, self.port = address, port
+        self.store_url = store_url
+        self.fair = FairQueue(fairness)
+        self.members: dict[str, Member] = {}
+        self.store: Store | None = None
+        self._runner: web.AppRunner | None = None
+        self._sleeper: asyncio.Task[None] | None = None
+        self._sleep_check = sleep_check
+        #: idle watches get a BOOKMARK this often (kube-apiserver: about a minute)
+        self.bookmark_interval = bookmark_interval
+        self._reconciling = asyncio.Lock()
+        self._default_ssl: ssl.SSLContext | None = None
+        #: id(a cluster's TLS context) → its name: which cluster a connection's SNI chose
+        self._sni_names: dict[int, str] = {}
+        self._dirty = asyncio.Event()
+        self._reconciler: asyncio.Task[None] | None = None
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.address in ("", "0.0.0.0") else self.address
+        return f"https://{host}:{self.port}"
+
+    def url_of(self, name: str) -> str:
+        return f"{self.base_url}/clusters/{name}"
+
+    @property
+    def members_dir(self) -> Path:
+        return self.data_dir / "members"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from vkube.apiserver.server import MAX_HEADER_FIELD, _free_port_socket
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.members_dir.mkdir(exist_ok=True)
+        url = self.store_url if self.store_url and self.store_url != "sqlite" else \
+            str(self.data_dir / "state.db")
+        self.store = open_store(url)
+        await self.store.start()
+        self.store.start_auto_compaction(300.0)
+        app = web.Application(client_max_size=api_http.MAX_BODY * 4)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(_echo_audit_id)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
+        await self._runner.setup()
+        sock = _free_port_socket(self.address, self.port)
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, ssl_context=self._tls_context()).start()
+        self._sleeper = asyncio.get_running_loop().create_task(self._sleep_idle(),
+                                                               name="shared: sleep idle")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The listener's context: the shared server's own certificate (health checks, clients
+        without a server name), switched per connection to a cluster's by SNI."""
+        from vkube.pki.cluster import ClusterPKI
+        from vkube.pki.tls import ServingCertificate
+
+        pki_dir = self.data_dir / "pki"
+        pki = ClusterPKI(pki_dir, name="vkube-shared")
+        serving = ServingCertificate(pki.ca, pki_dir)
+        serving.ensure(["127.0.0.1", "localhost", "::1"])
+        assert serving.context is not None
+        self._default_ssl = serving.context
+        self._default_ssl.sni_callback = self._sni
+        return self._default_ssl
+
+    def _sni(self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        if not server_name or not server_name.endswith(SNI_SUFFIX):
+            return None
+        member = self.members.get(server_name[:-len(SNI_SUFFIX)])
+        if member is None:
+            return None  # the default certificate: the client's own CA refuses it
+        ctx = member.ssl or _context_from_files(member)
+        if ctx is not None:
+            member.ssl = ctx
+            self._sni_names[id(ctx)] = member.name
+            sslobj.context = ctx
+        return None
+
+    async def stop(self) -> None:
+        for task in (self._sleeper, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # a cluster asleep stays asleep across a restart (its ``sleeping`` marker is kept)
+        results = await asyncio.gather(*(self._stop_member(m, unready=True, keep_sleeping=True)
+                                         for m in list(self.members.values())),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("shared: a cluster did not stop cleanly", exc_info=result)
+        self.members.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    # -- membership --------------------------------------------------------------------------
+
+    def request_reconcile(self) -> None:
+        """Re-read the member files soon (SIGHUP): requests that come while a pass runs are
+        folded into one more pass."""
+        self._dirty.set()
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.get_running_loop().create_task(
+                self._reconcile_loop(), name="shared: reconcile")
+
+    async def _reconcile_loop(self) -> None:
+        while self._dirty.is_set():
+            self._dirty.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("shared: reconcile failed")
+
+    async def reconcile(self) -> None:
+        """Make the running set match the member files (level-based: run it any time)."""
+        async with self._reconciling:
+            wanted: dict[str, dict[str, Any]] = {}
+            for path in sorted(self.members_dir.glob("*.json")):
+                try:
+                    wanted[path.stem] = json.loads(path.read_text())
+                except (OSError, ValueError) as exc:
+                    log.error("shared: member file %s unreadable: %s", path, exc)
+            for name in [n for n in self.members if n not in wanted]:
+                await self.remove(name)
+            for name, doc in wanted.items():
+                if doc.get("desired") == DELETED:
+                    await self.purge(name)
+                    (self.members_dir / f"{name}.json").unlink(missing_ok=True)
+                    continue
+                if doc.get("desired") == RESTORE:
+                    await self._restore_member(name, doc)
+                    continue
+                member = self.members.get(name)
+                generation = int(doc.get("generation") or 0)
+                desired = SLEEPING if doc.get("desired") == SLEEPING else RUNNING
+                if member is None:
+                    try:
+                        config = config_from_member(doc)
+                    except (ValueError, KeyError) as exc:
+                        _write(Path(doc.get("dataDir") or self.data_dir / name) / "error", str(exc))
+                        log.error("shared: member %s refused: %s", name, exc)
+                        continue
+                    # asleep when asked, or when it slept on its own before a restart
+                    asleep = desired == SLEEPING or (config.data_dir is not None and (
+                        config.data_dir / "sleeping").exists())
+                    await self._add_safely(config, generation=generation, desired=desired,
+                                           asleep=asleep)
+                elif generation != member.generation:
+                    member.generation = generation
+                    member.desired = desired
+                    if desired == SLEEPING:
+                        await self.sleep(name)
+                    else:
+                        await self.wake(name)
+
+    async def _add_safely(self, config: ClusterConfig, *, generation: int, desired: str,
+                          asleep: bool) -> None:
+        try:
+            member = await self.add(config, asleep=asleep)
+            member.generation, member.desired = generation, desired
+        except Exception as exc:  # one cluster that cannot start must not stop the others
+            log.exception("shared: cluster %s failed to start", config.name)
+            if config.data_dir is not None:
+                _write(config.data_dir / "error", f"{type(exc).__name__}: {exc}")
+
+    async def add(self, config: ClusterConfig, *, asleep: bool = False) -> Member:
+        """Serve one more cluster (returns once its API answers, or at once when ``asleep``)."""
+        if config.name in self.members:
+            raise ValueError(f"cluster {config.name!r} is already served here")
+        assert self.store is not None, "start() first"
+        member = Member(config.name, config)
+        self.members[config.name] = member
+        if config.data_dir is not None:
+            (config.data_dir / "error").unlink(missing_ok=True)
+        if asleep:
+            self._mark_sleeping(member)
+            return member
+        try:
+            async with member.lock:
+                await self._start_member(member)
+        except BaseException:
+            self.members.pop(config.name, None)
+            raise
+        return member
+
+    async def remove(self, name: str) -> None:
+        """Stop serving ``name`` (its data stays in the store; the CLI cleans the host)."""
+        member = self.members.pop(name, None)
+        if member is not None:
+            await self._stop_member(member, unready=True)
+            if member.ssl is not None:
+                self._sni_names.pop(id(member.ssl), None)
+
+    async def purge(self, name: str) -> int:
+        """Stop ``name`` if served and delete every key under its prefix (``vkube delete``);
+        returns how many keys went."""
+        await self.remove(name)  # its view is closed: nothing of it writes any more
+        assert self.store is not None
+        view = PrefixedStore(self.store, f"/clusters/{name}")
+        n = 0
+        while True:  # until a pass finds nothing (a write already under way lands first)
+            page = await view.range("", limit=500)
+            for kv in page.kvs:
+                with contextlib.suppress(KeyNotFound):
+                    await view.delete(kv.key)
+                    n += 1
+            if not page.kvs:
+                break
+            await asyncio.sleep(0.05)
+        log.info("shared: %s deleted (%d keys)", name, n)
+        return n
+
+    async def _restore_member(self, name: str, doc: dict[str, Any]) -> None:
+        """``vkube snapshot restore`` of a paused shared cluster: this process is the only
+        writer of the shared store, so it restores; the answer goes to ``DATA/restored`` (or
+        ``DATA/error``) and the member file is removed (the cluster stays paused)."""
+        from vkube.store import snapshot
+
+        data = Path(doc.get("dataDir") or self.data_dir / name)
+        try:
+            if name in self.members:
+                raise ValueError(f"cluster {name!r} is being served: pause it first")
+            assert self.store is not None
+            info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
+                                          doc["snapshot"])
+            _write(data / "restored", json.dumps({
+                "revision": info.revision, "keys": info.keys, "created": info.created,
+                "updated": info.updated, "deleted": info.deleted}))
+        except Exception as exc:
+            log.exception("shared: restore of %s failed", name)
+            _write(data / "error", f"{type(exc).__name__}: {exc}")
+        finally:
+            (self.members_dir / f"{name}.json").unlink(missing_ok=True)
+
+    async def _start_member(self, member: Member) -> None:
+        assert self.store is not None
+        # a fresh view each start: stopping closes the old one to writes
+        member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
+                                     on_write=lambda key, m=member: _on_write(m, key))
+        vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
+                            public_url=self.url_of(member.name),
+                            tls_server_name=sni_name(member.name))
+        try:
+            await vc.start()
+        except BaseException:
+            await vc.stop()
+            raise
+        if vc.control_plane.ctx is not None:  # before any component watches
+            vc.control_plane.ctx.bookmark_interval = self.bookmark_interval
+        member.vc = vc
+        member.state = RUNNING
+        member.touch()
+        serving = vc.control_plane.serving
+        if member.ssl is None and serving is not None and serving.context is not None:
+            # one context per cluster for the process's life: connections made while it
+            # slept keep working after it wakes (same CA and certificate files)
+            member.ssl = serving.context
+            self._sni_names[id(member.ssl)] = member.name
+        data = member.config.data_dir
+        if data is not None:
+            _with_server_name(data / "kubeconfig", sni_name(member.name))
+            (data / "sleeping").unlink(missing_ok=True)
+            _write(data / "ready", vc.url)
+        member.watcher = asyncio.get_running_loop().create_task(
+            self._watch_member(member, vc), name=f"shared: {member.name} watcher")
+
+    async def _watch_member(self, member: Member, vc: VirtualCluster) -> None:
+        """A cluster whose component failed stops whole (VirtualCluster's policy); in shared
+        mode it is started again after a pause, as a supervisor restarts ``vkube serve``."""
+        await vc.stopped.wait()
+        if vc.error is None or member.vc is not vc:
+            return
+        log.error("shared: cluster %s stopped (%s); restarting in 2s", member.name, vc.error)
+        member.vc, member.state = None, FAILED
+        await asyncio.sleep(2.0)
+        async with member.lock:
+            if member.vc is None and member.state == FAILED and member.name in self.members:
+                with contextlib.suppress(Exception):
+                    await self._start_member(member)
+
+    async def _stop_member(self, member: Member, *, unready: bool,
+                           keep_sleeping: bool = False) -> None:
+        async with member.lock:
+            vc, member.vc = member.vc, None
+            if member.watcher is not None:
+                member.watcher.cancel()
+                member.watcher = None
+            if vc is not None:
+                await vc.stop()
+            member.end_requests()
+            data = member.config.data_dir
+            if unready and data is not None:
+                (data / "ready").unlink(missing_ok=True)
+                if not keep_sleeping:
+                    (data / "sleeping").unlink(missing_ok=True)
+
+    # -- sleep and wake ----------------------------------------------------------------------
+
+    def _mark_sleeping(self, member: Member) -> None:
+        member.state = SLEEPING
+        data = member.config.data_dir
+        if data is not None:
+            _write(data / "sleeping", "")
+            _write(data / "ready", self.url_of(member.name))  # it answers: the request wakes it
+
+    async def sleep(self, name: str) -> bool:
+        """Stop the cluster's components, remove its synced host objects, free its memory.
+        Returns False if it was asleep already."""
+        member = self.members[name]
+        async with member.lock:
+            vc = member.vc
+            if vc is None:
+                return False
+            member.vc = None
+            member.state = SLEEPING  # requests now wait on the lock, then wake it
+            if member.watcher is not None:
+                member.watcher.cancel()
+                member.watcher = None
+            await vc.stop()
+            member.end_requests()
+            try:
+                n = await _remove_workloads(vc)
+            except Exception as exc:  # the host may be away: the cluster sleeps all the same
+                log.warning("shared: %s asleep, but its host objects stay: %s", name, exc)
+                n = -1
+            self._mark_sleeping(member)
+            log.info("shared: %s asleep (%d host objects removed)", name, n)
+            return True
+
+    async def wake(self, name: str) -> float:
+        """Start a sleeping cluster; returns the seconds it took (0.0 if it was awake)."""
+        member = self.members[name]
+        async with member.lock:
+            if member.vc is not None:
+                return 0.0
+            t0 = time.perf_counter()
+            await self._start_member(member)
+            member.last_wake = time.perf_counter() - t0
+            log.info("shared: %s awake in %.0f ms", name, member.last_wake * 1000)
+            return member.last_wake
+
+    async def _sleep_idle(self) -> None:
+        """One loop for the whole process (no per-cluster timers): sleep every cluster idle for
+        longer than its ``sleep.afterInactivity``."""
+        while True:
+            await asyncio.sleep(self._sleep_check)
+            now = time.monotonic()
+            for member in list(self.members.values()):
+                after = member.sleep_after
+                if after is None or member.vc is None or member.lock.locked():
+                    continue
+                if now - member.last_active >= after:
+                    try:
+                        await self.sleep(member.name)
+                    except Exception:
+                        log.exception("shared: %s could not be put to sleep", member.name)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw = request.raw_path
+        path = request.path
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if not path.startswith("/clusters/"):
+            return api_http.status_response(errors.no_such_path())
+        name = path[len("/clusters/"):].split("/", 1)[0]
+        member = self.members.get(name)
+        prefix = f"/clusters/{name}"
+        if member is None or not raw.startswith(prefix) or raw[len(prefix):][:1] not in ("", "/", "?"):
+            return api_http.status_response(errors.no_such_path())
+        if not self._sni_allows(request, name):
+            return api_http.status_response(errors.no_such_path())
+        tail = raw[len(prefix):]
+        tail = tail if tail.startswith("/") else "/" + tail
+        component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
+        if not component:
+            member.touch()
+        vc = member.vc
+        if vc is None and component:
+            # a stopping cluster's own components do not wake it (only tenants do)
+            return api_http.status_response(errors.ServiceUnavailable(
+                "the virtual cluster is asleep", retry_after=1))
+        if vc is None:
+            if member.waking is None or member.waking.done():
+                member.waking = asyncio.get_running_loop().create_task(
+                    self.wake(name), name=f"shared: wake {name}")
+            try:
+                await asyncio.shield(member.waking)
+            except Exception as exc:
+                log.exception("shared: %s could not wake", name)
+                return api_http.status_response(errors.internal_error(f"cluster could not start: {exc}"))
+            vc = member.vc
+            if vc is None:  # removed or put to sleep meanwhile
+                return api_http.status_response(errors.no_such_path())
+        server = vc.control_plane.server
+        if server is None:
+            return api_http.status_response(errors.no_such_path())
+        inner = request.clone(rel_url=tail)
+        task = asyncio.current_task()
+        if task is not None:
+            member.requests.add(task)
+        try:
+            if _long_running(inner):
+                resp = await server.dispatch(inner)  # type: ignore[arg-type]
+            else:
+                async with self.fair.seat(name):
+                    resp = await server.dispatch(inner)  # type: ignore[arg-type]
+        except TooManyRequests as exc:
+            return too_many_requests(exc.retry_after)
+        finally:
+            if task is not None:
+                member.requests.discard(task)
+        audit_id = audit_id_of(inner)
+        if audit_id and not resp.prepared and "Audit-Id" not in resp.headers:
+            resp.headers["Audit-Id"] = audit_id
+        return resp
+
+    def _sni_allows(self, request: web.Request, name: str) -> bool:
+        """A connection whose server name chose one cluster reaches only that cluster."""
+        transport = request.transport
+        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+        if sslobj is None or sslobj.context is self._default_ssl:
+            return True  # no server name: the path's cluster checks the credentials alone
+        return self._sni_names.get(id(sslobj.context)) == name
+
+    def state_of(self, name: str) -> str:
+        member = self.members.get(name)
+        return member.state if member is not None else ""
+
+
+async def _remove_workloads(vc: VirtualCluster) -> int:
+    """Host workloads to zero, as ``vkube pause`` does: the synced pods go, PVCs, Services and
+    the rest stay (volumes and ClusterIPs survive the sleep). On wake the syncer makes the
+    host pods again: bare pods with their UIDs, controllers' pods as new pods."""
+    from vkube.client import load_kubeconfig
+    from vkube.syncer.syncer import cleanup_host
+
+    if vc.host is None:
+        return 0
+    async with load_kubeconfig(vc.host.kubeconfig, vc.host.context) as hc:
+        return await cleanup_host(hc, vc.host_namespace, vc.name, grace_period_seconds=0,
+                                  workloads_only=True)
+
+
+def too_many_requests(retry_after: int) -> web.Response:
+    """kube-apiserver's APF refusal, byte for byte (``tooManyRequests`` in
+    k8s.io/apiserver/pkg/server/filters): plain text, not a Status; client-go retries it
+    after ``Retry-After``."""
+    return web.Response(status=429, text="Too many requests, please try again later.\n",
+                        headers={"Retry-After": str(retry_after),
+                                 "Content-Type": "text/plain; charset=utf-8",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+def _long_running(request: web.Request) -> bool:
+    """Watches and streams (kube-apiserver's ``longRunningRequestCheck``): no seat."""
+    q, path = request.query, request.path
+    if q.get("watch") in ("true", "1") or path.startswith("/api/v1/watch/") \
+            or (path.startswith("/apis/") and "/watch/" in path):
+        return True
+    if path.endswith(_STREAMING_SUBRESOURCES) or "/proxy/" in path:
+        return True
+    return path.endswith("/log") and q.get("follow") in ("true", "1")
+
+
+def _on_write(member: Member, key: str) -> None:
+    if not key.startswith(_HOUSEKEEPING):
+        member.touch()
+
+
+async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:
+    audit_id = audit_id_of(request)
+    if audit_id and "Audit-Id" not in response.headers:
+        response.headers["Audit-Id"] = audit_id
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + ("\n" if text else ""))
+    tmp.replace(path)
+
+
+SNI_SUFFIX = ".shared.vkube"
+
+
+def sni_name(name: str) -> str:
+    """The TLS server name of cluster ``name`` in shared mode (its certificate names it)."""
+    return name + SNI_SUFFIX
+
+
+def _shared_config(config: ClusterConfig, port: int) -> ClusterConfig:
+    """Shared-mode settings every member gets: no leader election (one process serves it),
+    its server name in its certificate."""
+    import dataclasses
+
+    sans = config.tls_sans if sni_name(config.name) in config.tls_sans else (
+        *config.tls_sans, sni_name(config.name))
+    return dataclasses.replace(config, port=port, leader_election=False, tls_sans=sans)
+
+
+def _with_server_name(kubeconfig: Path, server_name: str) -> None:
+    """The cluster's kubeconfig names its TLS server name (kubectl and the official client
+    send it as SNI and verify the certificate against it)."""
+    try:
+        doc = json.loads(kubeconfig.read_text())
+    except (OSError, ValueError):
+        return
+    for entry in doc.get("clusters") or []:
+        entry.setdefault("cluster", {})["tls-server-name"] = server_name
+    tmp = kubeconfig.with_name(kubeconfig.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(kubeconfig)
+
+
+def _context_from_files(member: Member) -> ssl.SSLContext | None:
+    """A sleeping cluster's TLS context from its data dir (as its control plane made it)."""
+    data = member.config.data_dir
+    if data is None:
+        return None
+    pki = data / "pki"
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+        ctx.load_verify_locations(cafile=str(pki / "ca.crt"))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("shared: no TLS context for %s: %s", member.name, exc)
+        return None
+
+
+def config_from_member(doc: dict[str, Any]) -> ClusterConfig:
+    """A member file as a ``ClusterConfig`` (``KeyError``/``ValueError`` when malformed)."""
+    from vkube.syncer.values import ValuesError, load_values
+
+    name = str(doc["name"])
+    data_dir = Path(doc["dataDir"])
+    host: HostConnection | HostFromFile | None = None
+    if doc.get("hostFrom"):
+        host = HostFromFile(Path(doc["hostFrom"]), namespace=doc.get("namespace"))
+    elif doc.get("host"):
+        h = doc["host"]
+        host = HostConnection(h["kubeconfig"], context=h.get("context") or None,
+                              namespace=h.get("namespace") or None,
+                              kind=h.get("kind") or "kubeconfig")
+    values: Values | None = None
+    if doc.get("valuesFile"):
+        try:
+            values = load_values(Path(doc["valuesFile"]).read_text())
+        except (OSError, ValuesError) as exc:
+            raise ValueError(f"values of {name}: {exc}") from None
+    return ClusterConfig(name=name, data_dir=data_dir, host=host, values=values,
+                         dns_upstream=tuple(doc["dnsUpstream"]) if doc.get("dnsUpstream") else None)  # type: ignore[arg-type]
+
+
+__all__ = ["ClusterConfigError", "FairnessConfig", "Member", "SharedServer", "config_from_member",
+           "too_many_requests"]
