@@ -4,6 +4,7 @@ the top of the package: it imports every controller, and nothing in the package 
 
 from __future__ import annotations
 
+from vkube.controllers.certificates import CSRCleanerController, CSRSigningController
 from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
 from vkube.controllers.gc import GarbageCollector
@@ -29,4 +30,5 @@ def default_controllers() -> list[type[Controller]]:
         PVCProtectionController, PVProtectionController, DisruptionController,
         ClusterRoleAggregationController, ResourceQuotaController, TokenCleaner,
         LegacyTokensController, *WORKLOAD_CONTROLLERS, HorizontalPodAutoscalerController,
+        CSRSigningController, CSRCleanerController,
     ]
