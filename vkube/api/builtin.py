@@ -48,6 +48,8 @@ def builtin_specs() -> list[ResourceSpec]:
     return [
         # --- core/v1, alphabetical as /api/v1 lists it
         _spec("", "Binding", "bindings", verbs=("create",)),
+        _spec("", "ComponentStatus", "componentstatuses", namespaced=False, short=("cs",),
+              verbs=("get", "list")),
         _spec("", "ConfigMap", "configmaps", short=("cm",)),
         _spec("", "Endpoints", "endpoints", short=("ep",), singular="endpoints"),
         _spec("", "Event", "events", short=("ev",)),

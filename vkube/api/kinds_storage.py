@@ -295,7 +295,24 @@ class StorageVersionMigrationStrategy(_Meta):
             new.get("spec"), old.get("spec"), "spec")
 
 
+# --- core/v1 ComponentStatus (computed by the server, never stored) -------------------------
+
+
+def _health(o: Obj, key: str) -> str:
+    cond = next((c for c in o.get("conditions") or () if c.get("type") == "Healthy"), {})
+    if key == "status":
+        return {"True": "Healthy", "False": "Unhealthy"}.get(cond.get("status", ""), "Unknown")
+    return cond.get(key, "")
+
+
+class ComponentStatusStrategy(_Meta):
+    columns = (Column("Status", lambda o: _health(o, "status")), Column("Message", lambda o: _health(o, "message")),
+               Column("Error", lambda o: _health(o, "error")))
+    deprecation_warning = "v1 ComponentStatus is deprecated in v1.19+"
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
+    ("", "ComponentStatus"): ComponentStatusStrategy,
     (STORAGE, "CSIDriver"): CSIDriverStrategy,
     (STORAGE, "CSINode"): CSINodeStrategy,
     (STORAGE, "VolumeAttachment"): VolumeAttachmentStrategy,

@@ -30,6 +30,7 @@ from vkube.apiserver.admission.certificates import CertificateAdmission
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
+from vkube.apiserver.componentstatus import is_component_status, serve_component_status
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
@@ -211,6 +212,8 @@ class APIServer:
         verb = info.verb
         if verb not in spec.verbs and verb not in ("watch",):
             raise errors.method_not_allowed()
+        if is_component_status(spec):
+            return await serve_component_status(self.ctx, h, request, spec, rc)
         if verb == "get":
             return await h.get(request, spec, rc)
         if verb == "list":
