@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, rfc3339_micro, utcnow
 from vkube.client import Client
-from vkube.client.resources import LEASES, NODES, PODS
+from vkube.client.resources import CSINODES, LEASES, NODES, PODS
 from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
@@ -200,10 +200,25 @@ class NodeManager:
             _, taints = with_ready(existing, True)
             existing = await kubelet.patch(NODES, name, {"spec": {"taints": taints or None}})
         await self._renew_lease(existing)
+        await self._ensure_csinode(existing)
         if name not in self.names:
             self.names.append(name)
         self.not_ready.discard(name)
         return name
+
+    async def _ensure_csinode(self, node: Obj) -> None:
+        """The kubelet's CSINode for its node (``csi.nodeInfoManager``): named as the node,
+        owned by it (so it goes with the node), listing the CSI drivers registered on the node
+        — none on a simulated node, whose volumes come from the host's local-path provisioner."""
+        meta = node["metadata"]
+        body = {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+                "metadata": {"name": meta["name"], "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta.get("uid", "")}]},
+                "spec": {"drivers": []}}
+        try:
+            await self.client.create(CSINODES, body)
+        except errors.AlreadyExists:
+            pass
 
     async def _renew_lease(self, node: Obj) -> None:
         lease = build_lease(node)
