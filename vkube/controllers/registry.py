@@ -13,6 +13,7 @@ from vkube.controllers.namespace import NamespaceController
 from vkube.controllers.pdb import DisruptionController
 from vkube.controllers.pvcprotection import PVCProtectionController
 from vkube.controllers.pvprotection import PVProtectionController
+from vkube.controllers.resourceclaim import ResourceClaimController
 from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
@@ -31,4 +32,5 @@ def default_controllers() -> list[type[Controller]]:
         ClusterRoleAggregationController, ResourceQuotaController, TokenCleaner,
         LegacyTokensController, *WORKLOAD_CONTROLLERS, HorizontalPodAutoscalerController,
         CSRSigningController, CSRCleanerController,
+        ResourceClaimController,
     ]

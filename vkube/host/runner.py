@@ -10,8 +10,10 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import NODES, PODS, PVCS, PVS, STORAGECLASSES
+from vkube.client.resources import (DEVICECLASSES, NODES, PODS, PVCS, PVS, RESOURCECLAIMS, RESOURCESLICES,
+                                    STORAGECLASSES)
 from vkube.controllers.informer import Informer
+from vkube.host.dra import DeviceAllocator
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
@@ -92,9 +94,15 @@ class EmbeddedHost:
                                           self.class_informer)
         self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,
                                         self.class_informer)
+        # dynamic resource allocation: the scheduler allocates claims from published devices
+        self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
+        self.slice_informer = Informer(scheduler_client, RESOURCESLICES)
+        self.device_class_informer = Informer(scheduler_client, DEVICECLASSES)
+        self.devices = DeviceAllocator(scheduler_client, self.claim_informer, self.slice_informer,
+                                       self.device_class_informer)
         self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
                                    name=scheduler_name, rng=random.Random(rng.random()),
-                                   volumes=self.volume_binder)
+                                   volumes=self.volume_binder, devices=self.devices)
         self.evictor = TaintEvictor(manager_client, self.pod_informer, self.node_informer,
                                     default_toleration_seconds=default_toleration_seconds)
         self._task: asyncio.Task[None] | None = None
@@ -124,7 +132,8 @@ class EmbeddedHost:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             informers = (self.pod_informer, self.node_informer, self.pvc_informer,
-                         self.pv_informer, self.class_informer)
+                         self.pv_informer, self.class_informer, self.claim_informer,
+                         self.slice_informer, self.device_class_informer)
             for inf in informers:
                 tg.create_task(inf.run())
             for inf in informers:
