@@ -18,6 +18,7 @@ from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
 from vkube.controllers.tokens import LegacyTokensController, TokenCleaner
+from vkube.controllers.storageversionmigration import StorageVersionMigrationController
 from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
 
 __all__ = ["default_controllers"]
@@ -33,4 +34,5 @@ def default_controllers() -> list[type[Controller]]:
         LegacyTokensController, *WORKLOAD_CONTROLLERS, HorizontalPodAutoscalerController,
         CSRSigningController, CSRCleanerController,
         ResourceClaimController,
+        StorageVersionMigrationController,
     ]
