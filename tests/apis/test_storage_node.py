@@ -215,3 +215,24 @@ scheduling: {tolerations: [{key: k, operator: Sometimes}]}
 """)
     assert 'handler: Invalid value: "Not_A_Label"' in proc.stderr
     assert 'scheduling.tolerations[0].operator: Unsupported value: "Sometimes"' in proc.stderr
+
+
+def test_cluster_ips_have_ipaddress_objects(vcluster: User) -> None:
+    vcluster.kubectl("create", "service", "clusterip", "ipa", "--tcp=80:80")
+
+    def addressed() -> str:
+        ip = vcluster.kubectl("get", "svc", "ipa", "-o", "jsonpath={.spec.clusterIP}").stdout
+        assert ip, "no ClusterIP yet"
+        got = json.loads(vcluster.kubectl("get", "ipaddress", ip, "-o", "json", check=False).stdout or "{}")
+        assert got.get("spec", {}).get("parentRef") == {"group": "", "resource": "services",
+                                                        "namespace": "default", "name": "ipa"}, got
+        assert got["metadata"]["labels"]["ipaddress.kubernetes.io/managed-by"] == "ipallocator.k8s.io"
+        return ip
+    ip = eventually(addressed, timeout=60)
+    vcluster.kubectl("delete", "svc", "ipa")
+
+    def released() -> None:
+        proc = vcluster.kubectl("get", "ipaddress", ip, check=False)
+        assert proc.returncode != 0 and "NotFound" in proc.stderr
+    eventually(released, timeout=60)
+    assert vcluster.kubectl("get", "ipaddress", "10.96.200.5", "-o", "name").stdout.strip()  # not the allocator's: kept

@@ -9,6 +9,7 @@ from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationContr
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
 from vkube.controllers.gc import GarbageCollector
 from vkube.controllers.hpa import HorizontalPodAutoscalerController
+from vkube.controllers.ipaddress import IPAddressController
 from vkube.controllers.namespace import NamespaceController
 from vkube.controllers.pdb import DisruptionController
 from vkube.controllers.pvcprotection import PVCProtectionController
@@ -35,4 +36,5 @@ def default_controllers() -> list[type[Controller]]:
         CSRSigningController, CSRCleanerController,
         ResourceClaimController,
         StorageVersionMigrationController,
+        IPAddressController,
     ]
