@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.cli.conftest import User
+from tests.cli.conftest import User, eventually
 
 MANDATORY_LEVELS = {"exempt", "catch-all"}
 SUGGESTED_LEVELS = {"node-high", "system", "leader-election", "workload-high", "workload-low", "global-default"}
@@ -64,8 +64,18 @@ spec:
         "type": "Queue", "queuing": {"queues": 64, "handSize": 8, "queueLengthLimit": 50}}}
     fs = json.loads(vcluster.kubectl("get", "flowschema", "batch-jobs", "-o", "json").stdout)
     assert fs["spec"]["matchingPrecedence"] == 1000
-    vcluster.kubectl("delete", "flowschema", "batch-jobs")
+
+    def missing_pl(want: str) -> None:
+        row = vcluster.kubectl("get", "flowschema", "batch-jobs").stdout.splitlines()[1].split()
+        assert row[-1] == want, row
+    eventually(lambda: missing_pl("False"), timeout=60)
     vcluster.kubectl("delete", "prioritylevelconfiguration", "batch")
+    eventually(lambda: missing_pl("True"), timeout=60)  # the level is gone: the schema dangles
+    fs = json.loads(vcluster.kubectl("get", "flowschema", "batch-jobs", "-o", "json").stdout)
+    cond = next(c for c in fs["status"]["conditions"] if c["type"] == "Dangling")
+    assert cond["reason"] == "NotFound" and cond["message"] == (
+        'This FlowSchema references the PriorityLevelConfiguration object named "batch" but there is no such object')
+    vcluster.kubectl("delete", "flowschema", "batch-jobs")
 
 
 @pytest.mark.parametrize(("manifest", "messages"), [

@@ -7,6 +7,7 @@ from __future__ import annotations
 from vkube.controllers.certificates import CSRCleanerController, CSRSigningController
 from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
+from vkube.controllers.flowcontrol import FlowSchemaStatusController
 from vkube.controllers.gc import GarbageCollector
 from vkube.controllers.hpa import HorizontalPodAutoscalerController
 from vkube.controllers.ipaddress import IPAddressController
@@ -37,4 +38,5 @@ def default_controllers() -> list[type[Controller]]:
         ResourceClaimController,
         StorageVersionMigrationController,
         IPAddressController,
+        FlowSchemaStatusController,
     ]
