@@ -164,3 +164,52 @@ def test_bad_node_devices_flag(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == "error: --node-devices: 'GPU' is not DRIVER=COUNT (COUNT 0..128)"
     assert not (user.home / "host" / "host.pid").exists()
+
+
+def test_tainted_devices_are_used_only_when_tolerated(host: Path) -> None:
+    k(host, "delete", "pods", "--all", "-n", "default", "--wait=true", timeout=120)
+
+    def freed() -> None:
+        claims = json.loads(k(host, "get", "resourceclaims", "-n", "default", "-o", "json").stdout)["items"]
+        assert not [c for c in claims if c.get("status", {}).get("allocation")], claims
+    eventually(freed, timeout=90, delay=0.5)
+    nodes = sorted(n["metadata"]["name"] for n in json.loads(k(host, "get", "nodes", "-o", "json").stdout)["items"])
+    tainted, clean = nodes[0], nodes[1]
+    k(host, "apply", "-f", "-", input=f"""
+apiVersion: resource.k8s.io/v1
+kind: DeviceTaintRule
+metadata: {{name: maintenance}}
+spec:
+  deviceSelector: {{driver: {DRIVER}, pool: {tainted}}}
+  taint: {{key: maintenance, value: "true", effect: NoSchedule}}
+---
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {{name: tolerant-gpu, namespace: default}}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: gpu
+          tolerations: [{{key: maintenance, operator: Exists, effect: NoSchedule}}]
+""")
+    for i in range(3):
+        k(host, "create", "-f", "-", input=pod_manifest(f"t-{i}", {"resourceClaimTemplateName": "one-gpu"}))
+
+    def two_run_on_the_clean_node() -> None:
+        pods = [_pod(host, f"t-{i}") for i in range(3)]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        assert len(running) == 2 and all(p["spec"]["nodeName"] == clean for p in running), \
+            [(p["metadata"]["name"], p["spec"].get("nodeName"), p["status"].get("phase")) for p in pods]
+        waiting = [p for p in pods if p not in running]
+        cond = _scheduled_condition(host, waiting[0]["metadata"]["name"])
+        assert cond is not None and "cannot allocate all claims" in cond["message"]
+    eventually(two_run_on_the_clean_node, timeout=90, delay=0.5)
+    k(host, "create", "-f", "-", input=pod_manifest("tolerant", {"resourceClaimTemplateName": "tolerant-gpu"}))
+
+    def tolerant_runs_on_the_tainted_node() -> None:
+        p = _pod(host, "tolerant")
+        assert p["status"].get("phase") == "Running" and p["spec"]["nodeName"] == tainted, p["status"]
+    eventually(tolerant_runs_on_the_tainted_node, timeout=90, delay=0.5)

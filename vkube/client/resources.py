@@ -69,3 +69,4 @@ RESOURCESLICES = _r("resource.k8s.io", "v1", "resourceslices", "ResourceSlice", 
 RESOURCECLAIMS = _r("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim")
 RESOURCECLAIMTEMPLATES = _r("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate")
 DEVICECLASSES = _r("resource.k8s.io", "v1", "deviceclasses", "DeviceClass", False)
+DEVICETAINTRULES = _r("resource.k8s.io", "v1", "devicetaintrules", "DeviceTaintRule", False)

@@ -11,7 +11,9 @@ structured-parameters allocator:
   claims and unknown device classes;
 - Filter keeps nodes where already-allocated claims are available and where every request of
   the other claims finds unused devices matching its class's and its own CEL selectors (and
-  ``matchAttribute`` constraints): otherwise ``cannot allocate all claims``;
+  ``matchAttribute`` constraints), skipping devices with NoSchedule/NoExecute taints (their
+  own or a DeviceTaintRule's) the request does not tolerate: otherwise ``cannot allocate all
+  claims``;
 - PreBind writes each claim's ``status.allocation`` (results, node selector) and reserves it
   for the pod (``status.reservedFor``).
 """
@@ -25,7 +27,7 @@ from vkube.api.meta import Obj
 from vkube.client import Client
 from vkube.client.resources import RESOURCECLAIMS
 from vkube.controllers.informer import Informer
-from vkube.host.predicates import NodeInfo, match_node_selector
+from vkube.host.predicates import NodeInfo, match_node_selector, untolerated_taint
 
 __all__ = ["DeviceAllocator", "PodDevices", "R_CANNOT_ALLOCATE", "R_NOT_ON_NODE", "claim_name_for"]
 
@@ -61,14 +63,17 @@ class _Device:
     id: DeviceId
     node: str  # "" for devices every node reaches (allNodes slices)
     cel: dict[str, Any]
+    taints: tuple[Obj, ...] = ()  # the device's own and those DeviceTaintRules give it
 
 
 class DeviceAllocator:
     """Reads ResourceClaims, ResourceSlices and DeviceClasses from informers the host runs."""
 
-    def __init__(self, client: Client, claims: Informer, slices: Informer, classes: Informer) -> None:
+    def __init__(self, client: Client, claims: Informer, slices: Informer, classes: Informer,
+                 taint_rules: Informer | None = None) -> None:
         self.client = client
         self.claims, self.slices, self.classes = claims, slices, classes
+        self.taint_rules = taint_rules
         self._programs: dict[str, Any] = {}
         self._assumed: dict[str, set[DeviceId]] = {}  # claim key -> devices being written
 
@@ -124,6 +129,7 @@ class DeviceAllocator:
         return used
 
     def _node_devices(self, node: str) -> list[_Device]:
+        rules = self.taint_rules.list() if self.taint_rules is not None else []
         out = []
         for sl in self.slices.list():
             spec = sl.get("spec") or {}
@@ -131,8 +137,10 @@ class DeviceAllocator:
                 continue
             driver, pool = spec.get("driver", ""), (spec.get("pool") or {}).get("name", "")
             for dev in spec.get("devices") or ():
-                out.append(_Device((driver, pool, dev.get("name", "")), spec.get("nodeName") or "",
-                                   _cel_device(driver, dev)))
+                ident = (driver, pool, dev.get("name", ""))
+                taints = tuple(dev.get("taints") or ()) + tuple(
+                    (r.get("spec") or {}).get("taint") or {} for r in rules if _rule_selects(r, ident))
+                out.append(_Device(ident, spec.get("nodeName") or "", _cel_device(driver, dev), taints))
         return sorted(out, key=lambda d: d.id)
 
     def allocate(self, devices: PodDevices, node: str) -> dict[str, list[dict[str, Any]]] | None:
@@ -147,7 +155,9 @@ class DeviceAllocator:
             for req in _requests(claim):
                 cls = self.classes.get(req.get("deviceClassName", "")) or {}
                 selectors = [s for s in ((cls.get("spec") or {}).get("selectors") or ())] + list(req.get("selectors") or ())
-                matching = [d for d in free if d.id not in taken and self._matches(d, selectors)]
+                tolerations = list(req.get("tolerations") or ())
+                matching = [d for d in free if d.id not in taken and self._matches(d, selectors)
+                            and untolerated_taint(list(d.taints), tolerations, ("NoSchedule", "NoExecute")) is None]
                 if req.get("allocationMode", "ExactCount") == "All":
                     picked = matching
                     if not picked:
@@ -220,6 +230,12 @@ class DeviceAllocator:
         finally:
             for claim in devices.pending:
                 self._assumed.pop(_key(claim), None)
+
+
+def _rule_selects(rule: Obj, ident: DeviceId) -> bool:
+    """A DeviceTaintRule's ``deviceSelector`` (driver, pool, device; unset matches all)."""
+    sel = (rule.get("spec") or {}).get("deviceSelector") or {}
+    return all(not sel.get(k) or sel[k] == v for k, v in zip(("driver", "pool", "device"), ident))
 
 
 def _key(claim: Obj) -> str:

@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import (DEVICECLASSES, NODES, PODS, PVCS, PVS, RESOURCECLAIMS, RESOURCESLICES,
+from vkube.client.resources import (DEVICECLASSES, DEVICETAINTRULES, NODES, PODS, PVCS, PVS, RESOURCECLAIMS, RESOURCESLICES,
                                     STORAGECLASSES)
 from vkube.controllers.informer import Informer
 from vkube.host.dra import DeviceAllocator
@@ -98,8 +98,9 @@ class EmbeddedHost:
         self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
         self.slice_informer = Informer(scheduler_client, RESOURCESLICES)
         self.device_class_informer = Informer(scheduler_client, DEVICECLASSES)
+        self.taint_rule_informer = Informer(scheduler_client, DEVICETAINTRULES)
         self.devices = DeviceAllocator(scheduler_client, self.claim_informer, self.slice_informer,
-                                       self.device_class_informer)
+                                       self.device_class_informer, self.taint_rule_informer)
         self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
                                    name=scheduler_name, rng=random.Random(rng.random()),
                                    volumes=self.volume_binder, devices=self.devices)
@@ -133,7 +134,7 @@ class EmbeddedHost:
         async with asyncio.TaskGroup() as tg:
             informers = (self.pod_informer, self.node_informer, self.pvc_informer,
                          self.pv_informer, self.class_informer, self.claim_informer,
-                         self.slice_informer, self.device_class_informer)
+                         self.slice_informer, self.device_class_informer, self.taint_rule_informer)
             for inf in informers:
                 tg.create_task(inf.run())
             for inf in informers:

@@ -58,7 +58,9 @@ class Scheduler:
             for inf in (volumes.pvcs, volumes.pvs, volumes.classes):
                 inf.add_handler(lambda typ, obj, old: self._retry_unschedulable())
         if devices is not None:  # a claim made or freed, or devices published, may fit a pod
-            for inf in (devices.claims, devices.slices, devices.classes):
+            for inf in (devices.claims, devices.slices, devices.classes, devices.taint_rules):
+                if inf is None:
+                    continue
                 inf.add_handler(lambda typ, obj, old: self._retry_unschedulable())
 
     # -- cache -----------------------------------------------------------------------------
