@@ -31,6 +31,7 @@ READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 READ_WRITE = READ + WRITE
 RBAC = "rbac.authorization.k8s.io"
+CERTS = "certificates.k8s.io"
 _LABELS = MappingProxyType({"kubernetes.io/bootstrapping": "rbac-defaults"})
 _ANNOTATIONS = MappingProxyType({"rbac.authorization.kubernetes.io/autoupdate": "true"})
 
@@ -304,6 +305,14 @@ def cluster_role_bindings() -> list[Obj]:
 def _controller_rules() -> dict[str, list[Obj]]:
     apps = ("apps", "extensions")
     return {
+        "certificate-controller": [
+            rule(("get", "list", "watch", "delete"), CERTS, ("certificatesigningrequests",)),
+            rule("update", CERTS, ("certificatesigningrequests/status", "certificatesigningrequests/approval")),
+            rule("approve", CERTS, ("signers",), names=("kubernetes.io/kube-apiserver-client-kubelet",)),
+            rule("sign", CERTS, ("signers",), names=(
+                "kubernetes.io/legacy-unknown", "kubernetes.io/kube-apiserver-client",
+                "kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving")),
+            rule("create", "authorization.k8s.io", ("subjectaccessreviews",)), _events()],
         "clusterrole-aggregation-controller": [
             rule(("escalate", "get", "list", "watch", "update", "patch"), RBAC, ("clusterroles",))],
         "cronjob-controller": [
@@ -384,6 +393,12 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule("update", "", ("replicationcontrollers/status",)),
             rule("update", "", ("replicationcontrollers/finalizers",)),
             rule(("list", "watch", "patch", "create", "delete"), "", ("pods",)), _events()],
+        "resource-claim-controller": [
+            rule(READ, "", ("pods",)), rule("update", "", ("pods/finalizers",)),
+            rule(("get", "list", "watch", "create", "delete"), "resource.k8s.io", ("resourceclaims",)),
+            rule(("update", "patch"), "resource.k8s.io", ("resourceclaims", "resourceclaims/status")),
+            rule(READ, "resource.k8s.io", ("resourceclaimtemplates",)),
+            rule(("update", "patch"), "", ("pods/status",)), _events()],
         "resourcequota-controller": [
             rule(("list", "watch"), "*", ("*",)), rule("update", "", ("resourcequotas/status",)), _events()],
         "root-ca-cert-publisher": [rule(("create", "update"), "", ("configmaps",)), _events()],
@@ -398,6 +413,9 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule(("get", "create", "list", "watch"), "", ("persistentvolumeclaims",)),
             rule(("update", "delete"), "", ("persistentvolumeclaims",)),
             rule("update", "", ("pods/finalizers",)), _events()],
+        "storage-version-migrator-controller": [
+            rule(("get", "list", "watch", "update", "patch"), "*", ("*",)),
+            rule("update", "storagemigration.k8s.io", ("storageversionmigrations/status",))],
         "ttl-after-finished-controller": [rule(("get", "list", "watch", "delete"), "batch", ("jobs",)), _events()],
     }
 
