@@ -263,3 +263,33 @@ async def test_cleaner_deletes_old_requests(control_plane: RunningControlPlane) 
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
     assert CSRS.plural == "certificatesigningrequests"
+
+
+async def _failure(cp: RunningControlPlane, name: str) -> dict[str, Any]:
+    async def failed() -> Any:
+        conds = (await get_csr(cp, name)).get("status", {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Failed"), None)
+    return await eventually(failed)
+
+
+async def test_kubelet_serving_and_usage_rules(signing: tuple[RunningControlPlane, CertificateAuthority]) -> None:
+    cp, _ = signing
+    serving = "kubernetes.io/kubelet-serving"
+    ok, _ = make_csr("system:node:n1", ("system:nodes",), dns=("n1.example",))
+    no_san, _ = make_csr("system:node:n1", ("system:nodes",))
+    client_only, _ = make_csr("system:node:n1", ("system:nodes",))
+    await kubectl(cp, "create", "-f", "-", input=csr_manifest(
+        "serve-ok", ok, signer=serving, usages=("digital signature", "key encipherment", "server auth")))
+    await kubectl(cp, "create", "-f", "-", input=csr_manifest(
+        "serve-nosan", no_san, signer=serving, usages=("digital signature", "server auth")))
+    await kubectl(cp, "create", "-f", "-", input=csr_manifest(
+        "client-usages", client_only, signer="kubernetes.io/kube-apiserver-client-kubelet", usages=("client auth",)))
+    await kubectl(cp, "certificate", "approve", "serve-ok", "serve-nosan", "client-usages")
+    cert = await issued(cp, "serve-ok")
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["n1.example"]
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH])
+    assert (await _failure(cp, "serve-nosan"))["message"] == "DNS or IP subjectAltName is required"
+    assert (await _failure(cp, "client-usages"))["message"] == \
+        "usages did not match [client auth digital signature key encipherment]"

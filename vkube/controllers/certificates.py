@@ -1,7 +1,8 @@
 """CertificateSigningRequest controllers of kube-controller-manager:
 
-- ``csrsigning``: signs approved CSRs of ``kubernetes.io/kube-apiserver-client`` and
-  ``kubernetes.io/kube-apiserver-client-kubelet`` with the cluster CA, honouring
+- ``csrsigning``: signs approved CSRs of ``kubernetes.io/kube-apiserver-client``,
+  ``kubernetes.io/kube-apiserver-client-kubelet`` and ``kubernetes.io/kubelet-serving`` with the
+  cluster CA, honouring
   ``expirationSeconds`` (at least 10 minutes, at most the signing duration); a CSR its signer
   refuses gets a ``Failed`` condition with the reason (``SignerValidationFailure``).
 - ``csrcleaner``: deletes CSRs once done with — approved or denied or failed for an hour, pending
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from vkube.api import errors
 from vkube.api.kinds_certificates import (
-    KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, has_condition, is_approved)
+    KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING, has_condition, is_approved)
 from vkube.api.meta import parse_time, rfc3339
 from vkube.client.resources import CSRS
 from vkube.controllers.runtime import Controller, Obj
@@ -55,24 +56,60 @@ def _client_usages(usages: list[str]) -> str:
     return ""
 
 
-def _kubelet_client(csr: x509.CertificateSigningRequest, usages: list[str]) -> str:
-    """``isKubeletClient``: O=system:nodes, CN=system:node:*, no SANs, client usages."""
+def _sans(csr: x509.CertificateSigningRequest) -> x509.SubjectAlternativeName | None:
+    try:
+        return csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _node_usages(usages: list[str], required: set[str]) -> str:
+    """Usages must be exactly ``required``, optionally without key encipherment (ECDSA keys)."""
+    if set(usages) in (required, required - {"key encipherment"}) and len(set(usages)) == len(usages):
+        return ""
+    return f"usages did not match [{' '.join(sorted(required))}]"
+
+
+def _node_subject(csr: x509.CertificateSigningRequest) -> str:
     orgs = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     if orgs != ["system:nodes"]:
         return "subject organization is not system:nodes"
-    try:
-        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        sans = None
+    return ""
+
+
+def _node_cn(csr: x509.CertificateSigningRequest) -> str:
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns or not str(cns[0].value).startswith("system:node:"):
+        return "subject common name does not begin with system:node:"
+    return ""
+
+
+def _kubelet_client(csr: x509.CertificateSigningRequest, usages: list[str]) -> str:
+    """``isKubeletClient``: O=system:nodes, no SANs, CN=system:node:*, client usages."""
+    if why := _node_subject(csr):
+        return why
+    sans = _sans(csr)
     if sans is not None:
         for cls, what in ((x509.DNSName, "DNS"), (x509.RFC822Name, "Email"), (x509.IPAddress, "IP"),
                           (x509.UniformResourceIdentifier, "URI")):
             if sans.get_values_for_type(cls):
                 return f"{what} subjectAltNames are not allowed"
-    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not cns or not str(cns[0].value).startswith("system:node:"):
-        return "subject common name does not begin with system:node:"
-    return _client_usages(usages)
+    return _node_cn(csr) or _node_usages(usages, {"digital signature", "key encipherment", "client auth"})
+
+
+def _kubelet_serving(csr: x509.CertificateSigningRequest, usages: list[str]) -> str:
+    """``isKubeletServing``: O=system:nodes, a DNS or IP SAN (no email, no URI), serving
+    usages, CN=system:node:*."""
+    if why := _node_subject(csr):
+        return why
+    sans = _sans(csr)
+    if sans is None or not (sans.get_values_for_type(x509.DNSName) or sans.get_values_for_type(x509.IPAddress)):
+        return "DNS or IP subjectAltName is required"
+    if sans.get_values_for_type(x509.RFC822Name):
+        return "Email subjectAltNames are not allowed"
+    if sans.get_values_for_type(x509.UniformResourceIdentifier):
+        return "URI subjectAltNames are not allowed"
+    return _node_usages(usages, {"digital signature", "key encipherment", "server auth"}) or _node_cn(csr)
 
 
 def signer_refusal(signer: str, csr: x509.CertificateSigningRequest, usages: list[str]) -> str:
@@ -81,12 +118,14 @@ def signer_refusal(signer: str, csr: x509.CertificateSigningRequest, usages: lis
         return _client_usages(usages)
     if signer == KUBE_APISERVER_CLIENT_KUBELET:
         return _kubelet_client(csr, usages)
+    if signer == KUBELET_SERVING:
+        return _kubelet_serving(csr, usages)
     return "unknown signer"
 
 
 class CSRSigningController(Controller):
     name = "csrsigning"
-    signers = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET)
+    signers = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING)
 
     def setup(self) -> None:
         opts: dict[str, Any] = self.mgr.options.get(self.name) or {}
