@@ -28,8 +28,7 @@ _PLURALS = {"PriorityLevelConfiguration": "prioritylevelconfigurations", "FlowSc
 
 
 async def ensure_api_defaults(ctx: Context) -> None:
-    await ensure_flowcontrol(ctx)
-    await ensure_service_cidr(ctx)
+    await asyncio.gather(ensure_flowcontrol(ctx), ensure_service_cidr(ctx))
 
 
 async def ensure_flowcontrol(ctx: Context) -> None:
@@ -83,19 +82,23 @@ async def _dangling(ctx: Context) -> None:
     rc = internal_context("list", resource="flowschemas", group=GROUP, version="v1", field_manager=MANAGER)
     levels = {o["metadata"]["name"] for o in (await levels_st.list(rc, None)).items}
     now = rfc3339(ctx.clock())
-    for fs in (await schemas_st.list(rc, None)).items:
-        cond = dangling_condition(fs, levels, now)
-        conds = [c for c in ((fs.get("status") or {}).get("conditions") or ()) if c.get("type") != "Dangling"]
-        old = next((c for c in ((fs.get("status") or {}).get("conditions") or ()) if c.get("type") == "Dangling"), None)
-        if old is not None and old.get("status") == cond["status"]:
-            continue
-        fs["status"] = {"conditions": conds + [cond]}
-        src = internal_context("update", resource="flowschemas", group=GROUP, version="v1",
-                               name=fs["metadata"]["name"], subresource="status", field_manager=MANAGER)
-        try:
-            await schemas_st.update(src, None, fs["metadata"]["name"], fs, subresource="status")
-        except (errors.Conflict, errors.NotFound):
-            pass
+    await asyncio.gather(*(_set_dangling(schemas_st, fs, levels, now)
+                           for fs in (await schemas_st.list(rc, None)).items))
+
+
+async def _set_dangling(schemas_st: ResourceStorage, fs: Obj, levels: set[str], now: str) -> None:
+    cond = dangling_condition(fs, levels, now)
+    conds = [c for c in ((fs.get("status") or {}).get("conditions") or ()) if c.get("type") != "Dangling"]
+    old = next((c for c in ((fs.get("status") or {}).get("conditions") or ()) if c.get("type") == "Dangling"), None)
+    if old is not None and old.get("status") == cond["status"]:
+        return
+    fs["status"] = {"conditions": conds + [cond]}
+    src = internal_context("update", resource="flowschemas", group=GROUP, version="v1",
+                           name=fs["metadata"]["name"], subresource="status", field_manager=MANAGER)
+    try:
+        await schemas_st.update(src, None, fs["metadata"]["name"], fs, subresource="status")
+    except (errors.Conflict, errors.NotFound):
+        pass
 
 
 async def ensure_service_cidr(ctx: Context) -> None:
