@@ -125,6 +125,7 @@ def signer_refusal(signer: str, csr: x509.CertificateSigningRequest, usages: lis
 
 class CSRSigningController(Controller):
     name = "csrsigning"
+    workers = 1  # CSRs are few; each worker is a task in every cluster
     signers = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING)
 
     def setup(self) -> None:

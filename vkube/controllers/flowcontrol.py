@@ -19,6 +19,7 @@ LEVELS = Resource(GROUP, "v1", "prioritylevelconfigurations", False, "PriorityLe
 
 class FlowSchemaStatusController(Controller):
     name = "apf-configuration-controller"
+    workers = 1
 
     def setup(self) -> None:
         self.schemas = self.mgr.informer(FLOWSCHEMAS)

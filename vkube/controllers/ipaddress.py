@@ -27,6 +27,7 @@ def _cluster_ips(svc: Obj) -> list[str]:
 
 class IPAddressController(Controller):
     name = "ipaddress-repair"
+    workers = 1
 
     def setup(self) -> None:
         self.services = self.mgr.informer(SERVICES)

@@ -28,6 +28,7 @@ def _done(pod: Obj | None) -> bool:
 
 class ResourceClaimController(Controller):
     name = "resourceclaim-controller"
+    workers = 1
 
     def setup(self) -> None:
         self.pods = self.mgr.informer(PODS)
