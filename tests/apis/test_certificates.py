@@ -293,3 +293,53 @@ async def test_kubelet_serving_and_usage_rules(signing: tuple[RunningControlPlan
     assert (await _failure(cp, "serve-nosan"))["message"] == "DNS or IP subjectAltName is required"
     assert (await _failure(cp, "client-usages"))["message"] == \
         "usages did not match [client auth digital signature key encipherment]"
+
+
+async def test_approving_needs_approve_on_the_signer(control_plane: RunningControlPlane) -> None:
+    """CertificateApproval: update on ``/approval`` is not enough; the approver needs
+    ``approve`` on ``signers`` for the CSR's signer name (or its ``DOMAIN/*``)."""
+    cp = control_plane
+    request, _ = make_csr("frank")
+    await kubectl(cp, "create", "-f", "-", input=csr_manifest("frank", request, signer="example.com/team-signer"))
+    await kubectl(cp, "apply", "-f", "-", input="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: csr-approver}
+rules:
+- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests], verbs: [get, list]}
+- {apiGroups: [certificates.k8s.io], resources: [certificatesigningrequests/approval], verbs: [update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: csr-approver}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: csr-approver}
+subjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]
+""")
+
+    async def refused() -> bool:
+        out = await kubectl(cp, "certificate", "approve", "frank", "--as=bob", check=False)
+        assert out.returncode != 0
+        assert ('certificatesigningrequests.certificates.k8s.io "frank" is forbidden: user not permitted to '
+                'approve requests with signerName "example.com/team-signer"') in out.stderr, out.stderr
+        return True
+    await eventually(refused)
+    await kubectl(cp, "apply", "-f", "-", input="""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: team-signer-approver}
+rules:
+- {apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: ["example.com/*"], verbs: [approve]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: team-signer-approver}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: team-signer-approver}
+subjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]
+""")
+
+    async def approved() -> bool:
+        out = await kubectl(cp, "certificate", "approve", "frank", "--as=bob", check=False)
+        assert out.returncode == 0, out.stderr
+        return True
+    await eventually(approved)
+    assert [c["type"] for c in (await get_csr(cp, "frank"))["status"]["conditions"]] == ["Approved"]
