@@ -104,7 +104,8 @@ class EmbeddedHostCluster:
             mgr = ControllerManager(self._client, identity=f"vkube-host-{os.getpid()}",
                                     leader_election=False,
                                     root_ca_pem=self.control_plane.pki.ca_pem.decode(),
-                                    token_issuer=self.control_plane.token_issuer)
+                                    token_issuer=self.control_plane.token_issuer,
+                                    options={"csrsigning": {"ca": self.control_plane.pki.ca}})
             for ctrl in default_controllers():
                 mgr.add(ctrl)
             self.data_plane = EmbeddedHost(

@@ -19,8 +19,8 @@ from vkube.controllers.resourceclaim import ResourceClaimController
 from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
-from vkube.controllers.tokens import LegacyTokensController, TokenCleaner
 from vkube.controllers.storageversionmigration import StorageVersionMigrationController
+from vkube.controllers.tokens import LegacyTokensController, TokenCleaner
 from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
 
 __all__ = ["default_controllers"]

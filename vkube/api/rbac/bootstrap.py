@@ -158,6 +158,9 @@ def _scheduler() -> list[Obj]:
         rule(READ, "", ("namespaces",)),
         rule(READ, "storage.k8s.io", ("csidrivers",)),
         rule(READ, "storage.k8s.io", ("csistoragecapacities",)),
+        # dynamic resource allocation (the DynamicResources plugin)
+        rule(READ, "resource.k8s.io", ("resourceclaims", "deviceclasses", "resourceslices", "devicetaintrules")),
+        rule(("get", "update", "patch"), "resource.k8s.io", ("resourceclaims/status",)),
     ]
 
 
@@ -448,6 +451,8 @@ def component_role_bindings() -> list[Obj]:
     return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
               for name in CONTROLLERS),
             _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
+            _binding("vkube:apiserver-loops", "vkube:apiserver-loops", manager),
+            _binding("vkube:simulated-dra-driver", "vkube:simulated-dra-driver", [_group("system:nodes")]),
             _binding("vkube:dns", "vkube:dns", [_user("system:vkube-dns")]),
             _binding("vkube:leader-election", "vkube:leader-election",
                      [_user("system:vkube-leader-election")]),
@@ -457,7 +462,17 @@ def component_role_bindings() -> list[Obj]:
 def component_roles() -> list[Obj]:
     """The embedded host's volume controller creates kind's default StorageClass when the host
     has none (upstream leaves that to an addon run as admin): that one verb, nothing else."""
-    return [_cluster_role("vkube:default-storage-class", [
+    return [_cluster_role("vkube:apiserver-loops", [
+                # loops kube-apiserver runs itself, here in the controller manager: the IP
+                # allocator's repair loop and the APF configuration controller's status writes
+                rule(("get", "list", "watch", "create", "delete"), "networking.k8s.io", ("ipaddresses",)),
+                rule(READ, "flowcontrol.apiserver.k8s.io", ("flowschemas", "prioritylevelconfigurations")),
+                rule(("update", "patch"), "flowcontrol.apiserver.k8s.io", ("flowschemas/status",))]),
+            # the simulated kubelets publish their nodes' devices, as a DRA driver's plugin does
+            _cluster_role("vkube:simulated-dra-driver", [
+                rule(("get", "list", "watch", "create", "update", "patch", "delete"), "resource.k8s.io",
+                     ("resourceslices",))]),
+            _cluster_role("vkube:default-storage-class", [
         rule(("create", "get", "list", "watch"), "storage.k8s.io", ("storageclasses",))]),
             # the cluster DNS reads what CoreDNS' system:coredns role lets it read
             _cluster_role("vkube:dns", [
