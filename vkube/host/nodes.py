@@ -236,7 +236,7 @@ class NodeManager:
                     "apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta.get("uid", "")}]},
                 "spec": {"drivers": []}}
         try:
-            await self.client.create(CSINODES, body)
+            await self.client_for(meta["name"]).create(CSINODES, body)  # as the node's kubelet
         except errors.AlreadyExists:
             pass
 
@@ -245,7 +245,7 @@ class NodeManager:
         for driver, count in self.template.devices:
             body = build_resource_slice(node, driver, count)
             try:
-                await self.client.create(RESOURCESLICES, body)
+                await self.client_for(node["metadata"]["name"]).create(RESOURCESLICES, body)
             except errors.AlreadyExists:
                 pass
 
