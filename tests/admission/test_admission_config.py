@@ -51,6 +51,9 @@ async def test_defaults_and_exemptions(tmp_path):
         out = await kc("apply", "-n", "free", "-f", "-", input=PRIVILEGED)
         assert "pod/priv created" in out.stdout
         kata = PRIVILEGED.replace("spec:\n", "spec:\n  runtimeClassName: kata\n")
+        # RuntimeClass admission refuses a pod naming a class that does not exist
+        await kc("create", "-f", "-", input="{apiVersion: node.k8s.io/v1, kind: RuntimeClass, "
+                                            "metadata: {name: kata}, handler: kata}")
         out = await kc("apply", "-f", "-", input=kata)
         assert "pod/priv created" in out.stdout
         # a namespace may still loosen its own policy by label

@@ -48,6 +48,8 @@ def builtin_specs() -> list[ResourceSpec]:
     return [
         # --- core/v1, alphabetical as /api/v1 lists it
         _spec("", "Binding", "bindings", verbs=("create",)),
+        _spec("", "ComponentStatus", "componentstatuses", namespaced=False, short=("cs",),
+              verbs=("get", "list")),
         _spec("", "ConfigMap", "configmaps", short=("cm",)),
         _spec("", "Endpoints", "endpoints", short=("ep",), singular="endpoints"),
         _spec("", "Event", "events", short=("ev",)),
@@ -100,10 +102,17 @@ def builtin_specs() -> list[ResourceSpec]:
         # --- batch/v1
         _spec("batch", "CronJob", "cronjobs", short=("cj",), categories=_ALL, status=True),
         _spec("batch", "Job", "jobs", categories=_ALL, status=True),
+        # --- certificates.k8s.io/v1
+        _spec("certificates.k8s.io", "CertificateSigningRequest", "certificatesigningrequests",
+              namespaced=False, short=("csr",), status=True, subresources=("approval",)),
+        _spec("certificates.k8s.io", "ClusterTrustBundle", "clustertrustbundles", namespaced=False),
+        _spec("certificates.k8s.io", "PodCertificateRequest", "podcertificaterequests", status=True),
         # --- networking.k8s.io/v1
         _spec("networking.k8s.io", "IngressClass", "ingressclasses", namespaced=False),
         _spec("networking.k8s.io", "Ingress", "ingresses", short=("ing",), status=True),
+        _spec("networking.k8s.io", "IPAddress", "ipaddresses", namespaced=False, short=("ip",)),
         _spec("networking.k8s.io", "NetworkPolicy", "networkpolicies", short=("netpol",)),
+        _spec("networking.k8s.io", "ServiceCIDR", "servicecidrs", namespaced=False, status=True),
         # --- policy/v1
         _spec("policy", "PodDisruptionBudget", "poddisruptionbudgets", short=("pdb",), status=True),
         # --- rbac.authorization.k8s.io/v1
@@ -112,6 +121,9 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("rbac.authorization.k8s.io", "RoleBinding", "rolebindings"),
         _spec("rbac.authorization.k8s.io", "Role", "roles"),
         # --- storage.k8s.io/v1
+        _spec("storage.k8s.io", "CSIDriver", "csidrivers", namespaced=False),
+        _spec("storage.k8s.io", "CSINode", "csinodes", namespaced=False),
+        _spec("storage.k8s.io", "CSIStorageCapacity", "csistoragecapacities"),
         _spec("storage.k8s.io", "StorageClass", "storageclasses", namespaced=False, short=("sc",)),
         # --- admissionregistration.k8s.io/v1
         _spec(_ADMISSION, "MutatingAdmissionPolicy", "mutatingadmissionpolicies", namespaced=False,
@@ -126,6 +138,9 @@ def builtin_specs() -> list[ResourceSpec]:
               namespaced=False, categories=("api-extensions",)),
         _spec(_ADMISSION, "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
               namespaced=False, categories=("api-extensions",)),
+        _spec("storage.k8s.io", "VolumeAttachment", "volumeattachments", namespaced=False, status=True),
+        _spec("storage.k8s.io", "VolumeAttributesClass", "volumeattributesclasses", namespaced=False,
+              short=("vac",)),
         # --- scheduling.k8s.io/v1
         _spec("scheduling.k8s.io", "PriorityClass", "priorityclasses", namespaced=False, short=("pc",)),
         # --- coordination.k8s.io/v1
@@ -138,6 +153,19 @@ def builtin_specs() -> list[ResourceSpec]:
         _spec("metrics.k8s.io", "NodeMetrics", "nodes", namespaced=False, verbs=("get", "list"),
               version="v1beta1"),
         _spec("metrics.k8s.io", "PodMetrics", "pods", verbs=("get", "list"), version="v1beta1"),
+        # --- flowcontrol.apiserver.k8s.io/v1
+        _spec("flowcontrol.apiserver.k8s.io", "FlowSchema", "flowschemas", namespaced=False, status=True),
+        _spec("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", "prioritylevelconfigurations",
+              namespaced=False, status=True),
+        # --- resource.k8s.io/v1 (dynamic resource allocation)
+        _spec("resource.k8s.io", "DeviceClass", "deviceclasses", namespaced=False),
+        _spec("resource.k8s.io", "DeviceTaintRule", "devicetaintrules", namespaced=False, status=True),
+        _spec("resource.k8s.io", "ResourceClaim", "resourceclaims", status=True),
+        _spec("resource.k8s.io", "ResourceClaimTemplate", "resourceclaimtemplates"),
+        _spec("resource.k8s.io", "ResourceSlice", "resourceslices", namespaced=False),
+        # --- storagemigration.k8s.io/v1
+        _spec("storagemigration.k8s.io", "StorageVersionMigration", "storageversionmigrations",
+              namespaced=False, status=True),
         # --- apiextensions.k8s.io/v1 (the kinds a CRD adds are registered per control plane)
         _spec("apiextensions.k8s.io", "CustomResourceDefinition", "customresourcedefinitions",
               namespaced=False, short=("crd", "crds"), categories=("api-extensions",), status=True),
@@ -147,11 +175,13 @@ def builtin_specs() -> list[ResourceSpec]:
 def strategy_for(spec: ResourceSpec) -> Strategy:
     """A new Strategy instance for a built-in spec, with kind/namespaced/status set from it."""
     from vkube.api import (crd, kinds_admission, kinds_apiregistration, kinds_apps, kinds_autoscaling,
-                           kinds_batch, kinds_core, kinds_other, kinds_policies)
+                           kinds_batch, kinds_certificates, kinds_core, kinds_flowcontrol, kinds_other,
+                           kinds_policies, kinds_resource, kinds_storage)
 
     classes: dict[tuple[str, str], type[Strategy]] = {}
     for module in (kinds_core, kinds_apps, kinds_batch, kinds_other, kinds_autoscaling, kinds_apiregistration,
-                   kinds_admission, kinds_policies, crd):
+                   kinds_admission, kinds_policies, kinds_certificates, kinds_flowcontrol, kinds_storage,
+                   kinds_resource, crd):
         classes.update(module.STRATEGIES)
     cls = kinds_autoscaling.VERSIONED.get((spec.group, spec.version, spec.kind)) or classes.get(
         (spec.group, spec.kind), Strategy)

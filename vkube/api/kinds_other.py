@@ -7,8 +7,8 @@ from vkube.api import printers_other as P
 from vkube.api.kinds_core import EventStrategy
 from vkube.api.strategy import Obj, Strategy
 from vkube.api.validation import (
-    Causes, dns1123_subdomain, forbidden, invalid_value, not_supported, path_segment_name,
-    required, validate_immutable, validate_label_selector, validate_object_meta,
+    Causes, dns1123_label, dns1123_subdomain, forbidden, invalid_value, not_supported, path_segment_name,
+    required, validate_immutable, validate_label_selector, validate_labels, validate_object_meta,
     validate_object_meta_update,
 )
 
@@ -246,9 +246,26 @@ class RuntimeClassStrategy(_Simple):
     columns = P.RUNTIMECLASS_COLUMNS
 
     def validate(self, obj: Obj) -> Causes:
+        """``ValidateRuntimeClass``: a DNS-label handler, non-negative overhead quantities,
+        a valid scheduling node selector."""
         causes = super().validate(obj)
-        if not obj.get("handler"):
+        handler = obj.get("handler")
+        if not handler:
             causes.append(required("handler"))
+        else:
+            causes += [invalid_value("handler", handler, m) for m in dns1123_label(str(handler))]
+        for key, value in (((obj.get("overhead") or {}).get("podFixed")) or {}).items():
+            if str(value).startswith("-"):
+                causes.append(invalid_value(f"overhead.podFixed[{key}]", value, "must be greater than or equal to 0"))
+        selector = (obj.get("scheduling") or {}).get("nodeSelector")
+        causes += validate_labels(selector, "scheduling.nodeSelector")
+        for i, tol in enumerate((obj.get("scheduling") or {}).get("tolerations") or ()):
+            op = (tol or {}).get("operator", "Equal")
+            if op not in ("Equal", "Exists"):
+                causes.append(not_supported(f"scheduling.tolerations[{i}].operator", op, ("Equal", "Exists")))
+            elif op == "Exists" and (tol or {}).get("value"):
+                causes.append(invalid_value(f"scheduling.tolerations[{i}].operator", (tol or {}).get("value"),
+                                            "value must be empty when `operator` is 'Exists'"))
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:

@@ -26,9 +26,11 @@ from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
 from vkube.apiserver.admission.dynamic import DynamicAdmission
 from vkube.apiserver.conversion import ConversionWebhooks
+from vkube.apiserver.admission.certificates import CertificateAdmission
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
 from vkube.apiserver.authn import Authenticator
+from vkube.apiserver.componentstatus import is_component_status, serve_component_status
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
 from vkube.apiserver.discovery import Discovery
@@ -36,6 +38,7 @@ from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.metricsapi import LocalUsage, is_metrics, serve_metrics
 from vkube.apiserver.nodeauthz import NodeGraph
+from vkube.apiserver.apibootstrap import ensure_api_defaults
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
 from vkube.apiserver.tokenauth import StaticTokens
@@ -209,6 +212,8 @@ class APIServer:
         verb = info.verb
         if verb not in spec.verbs and verb not in ("watch",):
             raise errors.method_not_allowed()
+        if is_component_status(spec):
+            return await serve_component_status(self.ctx, h, request, spec, rc)
         if verb == "get":
             return await h.get(request, spec, rc)
         if verb == "list":
@@ -237,13 +242,13 @@ class APIServer:
         sub = rc.info.subresource
         if sub not in spec.subresources:
             raise errors.no_such_path()
-        if sub == "status":
+        if sub in ("status", "approval"):  # approval: certificatesigningrequests' conditions
             if request.method == "GET":
                 return await self.handlers.get(request, spec, rc)
             if request.method == "PUT":
-                return await self.handlers.update(request, spec, rc, subresource="status")
+                return await self.handlers.update(request, spec, rc, subresource=sub)
             if request.method == "PATCH":
-                return await self.handlers.patch(request, spec, rc, subresource="status")
+                return await self.handlers.patch(request, spec, rc, subresource=sub)
             raise errors.method_not_allowed()
         if sub == "scale":
             return await self.handlers.scale(request, spec, rc)
@@ -545,6 +550,7 @@ class ControlPlane:
         self.dynamic_admission = DynamicAdmission(self.ctx, authorize=self.server.authorization.authorize)
         self.ctx.convert = ConversionWebhooks(self.dynamic_admission.client).convert
         self.ctx.admission = [RBACEscalation(self.server.authorization),
+                              CertificateAdmission(self.server.authorization),
                               default_chain(pod_security=configured.get("PodSecurity"),
                                             dynamic=self.dynamic_admission.plugins),
                               ServiceAllocation(self.ctx.service_cidr)]
@@ -552,7 +558,7 @@ class ControlPlane:
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
         await self._bootstrap()
-        await ensure_bootstrap_policy(self.ctx)
+        await asyncio.gather(ensure_bootstrap_policy(self.ctx), ensure_api_defaults(self.ctx))
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()

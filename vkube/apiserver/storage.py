@@ -366,6 +366,9 @@ class ResourceStorage:
         if subresource == "status":
             self.strategy.prepare_for_status_update(new, old)
             nm = new["metadata"]
+        elif subresource == "approval":  # CertificateSigningRequest: Approved/Denied only
+            self.strategy.prepare_for_approval_update(new, old)
+            nm = new["metadata"]
         elif subresource in ("binding", "finalize"):
             pass  # binding writes spec.nodeName and status together; finalize only spec.finalizers
         else:

@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     start.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (default 3)")
     start.add_argument("--node-cpu", default="4", help="cpu capacity per node (default 4)")
     start.add_argument("--node-memory", default="8Gi", help="memory capacity per node (default 8Gi)")
+    start.add_argument("--node-devices", default="", metavar="DRIVER=COUNT[,...]",
+                       help="simulated DRA devices per node, published as ResourceSlices "
+                            "(e.g. gpu.example.com=2)")
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
     start.set_defaults(func=cmd_start)
     stop = sub.add_parser("stop", help="stop the embedded host (data is kept)")
@@ -68,6 +71,14 @@ def _state(d: Path) -> dict[str, Any]:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from vkube.cluster.config import parse_devices
+
+    try:
+        parse_devices(args.node_devices)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print("  for example: vkube host start --node-devices gpu.example.com=2", file=sys.stderr)
+        return 2
     d = host_dir()
     pid = running_pid(d)
     if pid is not None:
@@ -78,7 +89,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     (d / "host.pid").unlink(missing_ok=True)
     log = open(d / "host.log", "ab")
     cmd = [sys.executable, "-m", "vkube.cli.hosting", "--home", str(d.parent), "--nodes", str(args.nodes),
-           "--node-cpu", args.node_cpu, "--node-memory", args.node_memory]
+           "--node-cpu", args.node_cpu, "--node-memory", args.node_memory, "--node-devices", args.node_devices]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout

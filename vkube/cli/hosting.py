@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--node-cpu", default="4")
     p.add_argument("--node-memory", default="8Gi")
+    p.add_argument("--node-devices", default="", help="simulated DRA devices per node: DRIVER=COUNT[,...]")
     p.add_argument("--port", type=int, default=None, help="API server port (default: last one, if free)")
     return p.parse_args(argv)
 
@@ -47,8 +48,11 @@ async def run(args: argparse.Namespace) -> int:
     if port is None:
         last = int(state.get("port") or 0)
         port = last if last and port_free(last) else 0
+    from vkube.cluster.config import parse_devices
+
     host = EmbeddedHostCluster(HostConfig(data_dir=d / "data", port=port, nodes=args.nodes,
-                                          node_cpu=args.node_cpu, node_memory=args.node_memory))
+                                          node_cpu=args.node_cpu, node_memory=args.node_memory,
+                                          node_devices=parse_devices(args.node_devices)))
     stop = stop_event()
     try:
         await host.start()

@@ -116,7 +116,7 @@ def _start_embedded() -> None:
     from vkube.cli import host_cmd
 
     args = argparse.Namespace(nodes=int(os.environ.get("VKUBE_HOST_NODES", "3")),
-                              node_cpu="4", node_memory="8Gi", timeout=60.0)
+                              node_cpu="4", node_memory="8Gi", node_devices="", timeout=60.0)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = host_cmd.cmd_start(args)

@@ -62,3 +62,11 @@ def by_kind(api_version: str, kind: str) -> Resource | None:
         if r.api_version == api_version and r.kind == kind:
             return r
     return None
+CSRS = _r("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False)
+CSINODES = _r("storage.k8s.io", "v1", "csinodes", "CSINode", False)
+RUNTIMECLASSES = _r("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False)
+RESOURCESLICES = _r("resource.k8s.io", "v1", "resourceslices", "ResourceSlice", False)
+RESOURCECLAIMS = _r("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim")
+RESOURCECLAIMTEMPLATES = _r("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate")
+DEVICECLASSES = _r("resource.k8s.io", "v1", "deviceclasses", "DeviceClass", False)
+DEVICETAINTRULES = _r("resource.k8s.io", "v1", "devicetaintrules", "DeviceTaintRule", False)

@@ -8,6 +8,7 @@ means a new ``VirtualCluster``."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,20 @@ if TYPE_CHECKING:  # the syncer package costs ~0.3 s of imports; `vkube serve` d
 class ClusterConfigError(ValueError):
     """A file the configuration names (encryption config, audit policy) cannot be used; the
     message names the file or field."""
+
+
+def parse_devices(text: str) -> tuple[tuple[str, int], ...]:
+    """Simulated DRA devices per node (``vkube host start --node-devices``):
+    ``gpu.example.com=2,fpga.example.com=1`` → ``(("gpu.example.com", 2), …)``; ValueError
+    naming the bad part."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        driver, sep, count = part.partition("=")
+        if not sep or not count.isdigit() or int(count) > 128 \
+                or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", driver):
+            raise ValueError(f"--node-devices: {part!r} is not DRIVER=COUNT (COUNT 0..128)")
+        out.append((driver, int(count)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class HostConfig:
     nodes: int = 3
     node_cpu: str = "4"
     node_memory: str = "8Gi"
+    #: simulated DRA devices on every node: (driver, count) pairs
+    node_devices: tuple[tuple[str, int], ...] = ()
     #: simulation timings; None: the defaults
     kubelet: "KubeletConfig | None" = None
     name: str = "vkube-host"
@@ -105,12 +107,13 @@ class EmbeddedHostCluster:
             mgr = ControllerManager(self._client, identity=f"vkube-host-{os.getpid()}",
                                     leader_election=False,
                                     root_ca_pem=self.control_plane.pki.ca_pem.decode(),
-                                    token_issuer=self.control_plane.token_issuer)
+                                    token_issuer=self.control_plane.token_issuer,
+                                    options={"csrsigning": {"ca": self.control_plane.pki.ca}})
             for ctrl in default_controllers():
                 mgr.add(ctrl)
             self.data_plane = EmbeddedHost(
                 self.url, pki=self.control_plane.pki, nodes=cfg.nodes, kubelet=cfg.kubelet,
-                template=NodeTemplate(cpu=cfg.node_cpu, memory=cfg.node_memory))
+                template=NodeTemplate(cpu=cfg.node_cpu, memory=cfg.node_memory, devices=cfg.node_devices))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(mgr.run(), name="host controllers")
                 tg.create_task(self._run_data_plane(self.data_plane), name="host nodes")

@@ -357,7 +357,9 @@ class VirtualCluster:
                                 leader_election=leader_election,
                                 # the kube-root-ca.crt every namespace gets (pods verify the API)
                                 root_ca_pem=self.control_plane.pki.ca_pem.decode(),
-                                token_issuer=self.control_plane.token_issuer)
+                                token_issuer=self.control_plane.token_issuer,
+                                # CertificateSigningRequests are signed by this cluster's CA
+                                options={"csrsigning": {"ca": self.control_plane.pki.ca}})
         for ctrl in default_controllers():
             mgr.add(ctrl)
         self.controller_manager = mgr

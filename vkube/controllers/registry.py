@@ -4,17 +4,22 @@ the top of the package: it imports every controller, and nothing in the package 
 
 from __future__ import annotations
 
+from vkube.controllers.certificates import CSRCleanerController, CSRSigningController
 from vkube.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from vkube.controllers.endpoints import EndpointsController, EndpointSliceController
+from vkube.controllers.flowcontrol import FlowSchemaStatusController
 from vkube.controllers.gc import GarbageCollector
 from vkube.controllers.hpa import HorizontalPodAutoscalerController
+from vkube.controllers.ipaddress import IPAddressController
 from vkube.controllers.namespace import NamespaceController
 from vkube.controllers.pdb import DisruptionController
 from vkube.controllers.pvcprotection import PVCProtectionController
 from vkube.controllers.pvprotection import PVProtectionController
+from vkube.controllers.resourceclaim import ResourceClaimController
 from vkube.controllers.resourcequota import ResourceQuotaController
 from vkube.controllers.runtime import Controller
 from vkube.controllers.serviceaccount import RootCAConfigMapController, ServiceAccountController
+from vkube.controllers.storageversionmigration import StorageVersionMigrationController
 from vkube.controllers.tokens import LegacyTokensController, TokenCleaner
 from vkube.controllers.workloads import WORKLOAD_CONTROLLERS
 
@@ -29,4 +34,9 @@ def default_controllers() -> list[type[Controller]]:
         PVCProtectionController, PVProtectionController, DisruptionController,
         ClusterRoleAggregationController, ResourceQuotaController, TokenCleaner,
         LegacyTokensController, *WORKLOAD_CONTROLLERS, HorizontalPodAutoscalerController,
+        CSRSigningController, CSRCleanerController,
+        ResourceClaimController,
+        StorageVersionMigrationController,
+        IPAddressController,
+        FlowSchemaStatusController,
     ]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, rfc3339_micro, utcnow
 from vkube.client import Client
-from vkube.client.resources import LEASES, NODES, PODS
+from vkube.client.resources import CSINODES, LEASES, NODES, PODS, RESOURCESLICES
 from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ class NodeTemplate:
     zones: tuple[str, ...] = ("a", "b", "c")
     arch: str = "amd64"
     labels: dict[str, str] = field(default_factory=dict)
+    #: simulated DRA devices per node: (driver, count) — each driver's devices are published
+    #: in one ResourceSlice per node, as a DRA driver's kubelet plugin publishes them
+    devices: tuple[tuple[str, int], ...] = ()
 
 
 def node_name(index: int, prefix: str = "vkube-host-node") -> str:
@@ -136,6 +139,22 @@ def with_ready(node: Obj, ready: bool) -> tuple[list[Obj], list[Obj]]:
     return conds, taints
 
 
+def build_resource_slice(node: Obj, driver: str, count: int) -> Obj:
+    """A simulated driver's ResourceSlice for ``node``: ``count`` devices named
+    ``<first label of the driver>-<i>`` with ``index`` and ``model`` attributes."""
+    meta = node["metadata"]
+    prefix = driver.split(".")[0]
+    devices = [{"name": f"{prefix}-{i}",
+                "attributes": {"index": {"int": i}, "model": {"string": "vkube-simulated"}},
+                "capacity": {"memory": {"value": "16Gi"}}} for i in range(count)]
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+            "metadata": {"name": f"{meta['name']}-{driver}", "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta.get("uid", "")}]},
+            "spec": {"driver": driver, "nodeName": meta["name"],
+                     "pool": {"name": meta["name"], "generation": 1, "resourceSliceCount": 1},
+                     "devices": devices}}
+
+
 class NodeManager:
     """Owns the simulated Node objects of one host: creation, heartbeats, admin operations."""
 
@@ -200,10 +219,35 @@ class NodeManager:
             _, taints = with_ready(existing, True)
             existing = await kubelet.patch(NODES, name, {"spec": {"taints": taints or None}})
         await self._renew_lease(existing)
+        await self._ensure_csinode(existing)
+        await self._ensure_slices(existing)
         if name not in self.names:
             self.names.append(name)
         self.not_ready.discard(name)
         return name
+
+    async def _ensure_csinode(self, node: Obj) -> None:
+        """The kubelet's CSINode for its node (``csi.nodeInfoManager``): named as the node,
+        owned by it (so it goes with the node), listing the CSI drivers registered on the node
+        — none on a simulated node, whose volumes come from the host's local-path provisioner."""
+        meta = node["metadata"]
+        body = {"apiVersion": "storage.k8s.io/v1", "kind": "CSINode",
+                "metadata": {"name": meta["name"], "ownerReferences": [{
+                    "apiVersion": "v1", "kind": "Node", "name": meta["name"], "uid": meta.get("uid", "")}]},
+                "spec": {"drivers": []}}
+        try:
+            await self.client_for(meta["name"]).create(CSINODES, body)  # as the node's kubelet
+        except errors.AlreadyExists:
+            pass
+
+    async def _ensure_slices(self, node: Obj) -> None:
+        """One ResourceSlice per configured driver for this node (the pool is the node)."""
+        for driver, count in self.template.devices:
+            body = build_resource_slice(node, driver, count)
+            try:
+                await self.client_for(node["metadata"]["name"]).create(RESOURCESLICES, body)
+            except errors.AlreadyExists:
+                pass
 
     async def _renew_lease(self, node: Obj) -> None:
         lease = build_lease(node)

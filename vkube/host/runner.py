@@ -10,9 +10,11 @@ import random
 from typing import Any
 
 from vkube.client import Client
-from vkube.client.resources import (ENDPOINTS, NAMESPACES, NETWORKPOLICIES, NODES, PODS, PVCS, PVS,
-                                    SERVICES, STORAGECLASSES)
+from vkube.client.resources import (DEVICECLASSES, DEVICETAINTRULES, ENDPOINTS, NAMESPACES, NETWORKPOLICIES,
+                                    NODES, PODS, PVCS, PVS, RESOURCECLAIMS, RESOURCESLICES, SERVICES,
+                                    STORAGECLASSES)
 from vkube.controllers.informer import Informer
+from vkube.host.dra import DeviceAllocator
 from vkube.host.kubelet import Kubelet
 from vkube.host.kubeletserver import KubeletServer
 from vkube.host.lifecycle import TaintEvictor
@@ -102,9 +104,16 @@ class EmbeddedHost:
                                           self.class_informer)
         self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,
                                         self.class_informer)
+        # dynamic resource allocation: the scheduler allocates claims from published devices
+        self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
+        self.slice_informer = Informer(scheduler_client, RESOURCESLICES)
+        self.device_class_informer = Informer(scheduler_client, DEVICECLASSES)
+        self.taint_rule_informer = Informer(scheduler_client, DEVICETAINTRULES)
+        self.devices = DeviceAllocator(scheduler_client, self.claim_informer, self.slice_informer,
+                                       self.device_class_informer, self.taint_rule_informer)
         self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
                                    name=scheduler_name, rng=random.Random(rng.random()),
-                                   volumes=self.volume_binder)
+                                   volumes=self.volume_binder, devices=self.devices)
         self.evictor = TaintEvictor(manager_client, self.pod_informer, self.node_informer,
                                     default_toleration_seconds=default_toleration_seconds)
         self._task: asyncio.Task[None] | None = None
@@ -134,7 +143,9 @@ class EmbeddedHost:
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             informers = (self.pod_informer, self.node_informer, self.pvc_informer,
-                         self.pv_informer, self.class_informer, *self.network_informers)
+                         self.pv_informer, self.class_informer, self.claim_informer,
+                         self.slice_informer, self.device_class_informer, self.taint_rule_informer,
+                         *self.network_informers)
             for inf in informers:
                 tg.create_task(inf.run())
             for inf in informers:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from vkube.api import errors
 from vkube.api.meta import Obj
@@ -24,6 +25,7 @@ from vkube.controllers.workqueue import WorkQueue, run_periodic, run_workers
 from vkube.host.algorithm import Diagnosis, schedule
 from vkube.host.nodes import now_iso
 from vkube.host.predicates import NodeInfo, PodInfo, pod_info
+from vkube.host.dra import DeviceAllocator, PodDevices
 from vkube.host.volumebinding import PodClaims, VolumeBinder
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,10 @@ class Scheduler:
     def __init__(self, client: Client, pods: Informer, nodes: Informer, *,
                  name: str = "default-scheduler", bind_concurrency: int = 32,
                  flush_seconds: float = 30.0, rng: random.Random | None = None,
-                 volumes: VolumeBinder | None = None) -> None:
+                 volumes: VolumeBinder | None = None, devices: DeviceAllocator | None = None) -> None:
         self.client = client
         self.volumes = volumes  # VolumeBinding: claims must be bindable where a pod goes
+        self.devices = devices  # DynamicResources: resource claims must be allocatable there
         self.pods = pods
         self.nodes = nodes
         self.name = name
@@ -53,6 +56,11 @@ class Scheduler:
         pods.add_handler(self._on_pod)
         if volumes is not None:  # a claim made, bound or deleted may let a waiting pod fit
             for inf in (volumes.pvcs, volumes.pvs, volumes.classes):
+                inf.add_handler(lambda typ, obj, old: self._retry_unschedulable())
+        if devices is not None:  # a claim made or freed, or devices published, may fit a pod
+            for inf in (devices.claims, devices.slices, devices.classes, devices.taint_rules):
+                if inf is None:
+                    continue
                 inf.add_handler(lambda typ, obj, old: self._retry_unschedulable())
 
     # -- cache -----------------------------------------------------------------------------
@@ -138,10 +146,17 @@ class Scheduler:
                                  unresolvable=len(self.node_infos))
                 await self._report_unschedulable(pod, diag.message())
                 return
-        volumes, vclaims = self.volumes, claims
+        pod_devices = None
+        if self.devices is not None:
+            refused, pod_devices = self.devices.prefilter(pod)
+            if refused:
+                self.unschedulable.add(key)
+                diag = Diagnosis(num_nodes=len(self.node_infos), prefilter_msg=refused,
+                                 unresolvable=len(self.node_infos))
+                await self._report_unschedulable(pod, diag.message())
+                return
         node, diag = schedule(info, list(self.node_infos.values()), rng=self.rng,
-                              extra_filter=None if volumes is None or vclaims is None else
-                              lambda n: volumes.filter(vclaims, n))
+                              extra_filter=self._extra_filter(claims, pod_devices))
         if node is None:
             self.unschedulable.add(key)
             await self._report_unschedulable(pod, diag.message())
@@ -150,11 +165,25 @@ class Scheduler:
         self.assumed.add(key)
         self._place(key, node, info)
         await self._bind_slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._bind(key, pod, node, claims))
+        task = asyncio.get_running_loop().create_task(self._bind(key, pod, node, claims, pod_devices))
         self._binds.add(task)
         task.add_done_callback(self._binds.discard)
 
-    async def _bind(self, key: str, pod: Obj, node: str, claims: PodClaims | None = None) -> None:
+    def _extra_filter(self, claims: PodClaims | None,
+                      pod_devices: PodDevices | None) -> Callable[[NodeInfo], str | None] | None:
+        """The volume-binding and dynamic-resources Filter steps, as one extra filter."""
+        volumes, devices = self.volumes, self.devices
+        steps: list[Callable[[NodeInfo], str | None]] = []
+        if volumes is not None and claims is not None:
+            steps.append(lambda n: volumes.filter(claims, n))
+        if devices is not None and pod_devices is not None:
+            steps.append(lambda n: devices.filter(pod_devices, n))
+        if not steps:
+            return None
+        return lambda n: next((why for why in (step(n) for step in steps) if why), None)
+
+    async def _bind(self, key: str, pod: Obj, node: str, claims: PodClaims | None = None,
+                    pod_devices: PodDevices | None = None) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": name, "namespace": ns, "uid": pod["metadata"].get("uid")},
@@ -162,6 +191,8 @@ class Scheduler:
         try:
             if self.volumes is not None and claims is not None:  # PreBind
                 await self.volumes.prebind(pod, self.node_infos[node].node, claims)
+            if self.devices is not None and pod_devices is not None:
+                await self.devices.prebind(pod, node, pod_devices)
             await self.client.create(PODS, binding, namespace=ns, subresource="binding", name=name)
         except asyncio.CancelledError:
             raise

@@ -31,6 +31,7 @@ READ = ("get", "list", "watch")
 WRITE = ("create", "delete", "deletecollection", "patch", "update")
 READ_WRITE = READ + WRITE
 RBAC = "rbac.authorization.k8s.io"
+CERTS = "certificates.k8s.io"
 _LABELS = MappingProxyType({"kubernetes.io/bootstrapping": "rbac-defaults"})
 _ANNOTATIONS = MappingProxyType({"rbac.authorization.kubernetes.io/autoupdate": "true"})
 
@@ -157,6 +158,9 @@ def _scheduler() -> list[Obj]:
         rule(READ, "", ("namespaces",)),
         rule(READ, "storage.k8s.io", ("csidrivers",)),
         rule(READ, "storage.k8s.io", ("csistoragecapacities",)),
+        # dynamic resource allocation (the DynamicResources plugin)
+        rule(READ, "resource.k8s.io", ("resourceclaims", "deviceclasses", "resourceslices", "devicetaintrules")),
+        rule(("get", "update", "patch"), "resource.k8s.io", ("resourceclaims/status",)),
     ]
 
 
@@ -304,6 +308,14 @@ def cluster_role_bindings() -> list[Obj]:
 def _controller_rules() -> dict[str, list[Obj]]:
     apps = ("apps", "extensions")
     return {
+        "certificate-controller": [
+            rule(("get", "list", "watch", "delete"), CERTS, ("certificatesigningrequests",)),
+            rule("update", CERTS, ("certificatesigningrequests/status", "certificatesigningrequests/approval")),
+            rule("approve", CERTS, ("signers",), names=("kubernetes.io/kube-apiserver-client-kubelet",)),
+            rule("sign", CERTS, ("signers",), names=(
+                "kubernetes.io/legacy-unknown", "kubernetes.io/kube-apiserver-client",
+                "kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving")),
+            rule("create", "authorization.k8s.io", ("subjectaccessreviews",)), _events()],
         "clusterrole-aggregation-controller": [
             rule(("escalate", "get", "list", "watch", "update", "patch"), RBAC, ("clusterroles",))],
         "cronjob-controller": [
@@ -384,6 +396,12 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule("update", "", ("replicationcontrollers/status",)),
             rule("update", "", ("replicationcontrollers/finalizers",)),
             rule(("list", "watch", "patch", "create", "delete"), "", ("pods",)), _events()],
+        "resource-claim-controller": [
+            rule(READ, "", ("pods",)), rule("update", "", ("pods/finalizers",)),
+            rule(("get", "list", "watch", "create", "delete"), "resource.k8s.io", ("resourceclaims",)),
+            rule(("update", "patch"), "resource.k8s.io", ("resourceclaims", "resourceclaims/status")),
+            rule(READ, "resource.k8s.io", ("resourceclaimtemplates",)),
+            rule(("update", "patch"), "", ("pods/status",)), _events()],
         "resourcequota-controller": [
             rule(("list", "watch"), "*", ("*",)), rule("update", "", ("resourcequotas/status",)), _events()],
         "root-ca-cert-publisher": [rule(("create", "update"), "", ("configmaps",)), _events()],
@@ -398,6 +416,9 @@ def _controller_rules() -> dict[str, list[Obj]]:
             rule(("get", "create", "list", "watch"), "", ("persistentvolumeclaims",)),
             rule(("update", "delete"), "", ("persistentvolumeclaims",)),
             rule("update", "", ("pods/finalizers",)), _events()],
+        "storage-version-migrator-controller": [
+            rule(("get", "list", "watch", "update", "patch"), "*", ("*",)),
+            rule("update", "storagemigration.k8s.io", ("storageversionmigrations/status",))],
         "ttl-after-finished-controller": [rule(("get", "list", "watch", "delete"), "batch", ("jobs",)), _events()],
     }
 
@@ -430,6 +451,8 @@ def component_role_bindings() -> list[Obj]:
     return [*(_binding(f"vkube:controller-manager:{name}", f"system:controller:{name}", manager)
               for name in CONTROLLERS),
             _binding("vkube:default-storage-class", "vkube:default-storage-class", manager),
+            _binding("vkube:apiserver-loops", "vkube:apiserver-loops", manager),
+            _binding("vkube:simulated-dra-driver", "vkube:simulated-dra-driver", [_group("system:nodes")]),
             _binding("vkube:dns", "vkube:dns", [_user("system:vkube-dns")]),
             _binding("vkube:network", "vkube:network", [_user("system:vkube-network")]),
             _binding("vkube:leader-election", "vkube:leader-election",
@@ -440,7 +463,17 @@ def component_role_bindings() -> list[Obj]:
 def component_roles() -> list[Obj]:
     """The embedded host's volume controller creates kind's default StorageClass when the host
     has none (upstream leaves that to an addon run as admin): that one verb, nothing else."""
-    return [_cluster_role("vkube:default-storage-class", [
+    return [_cluster_role("vkube:apiserver-loops", [
+                # loops kube-apiserver runs itself, here in the controller manager: the IP
+                # allocator's repair loop and the APF configuration controller's status writes
+                rule(("get", "list", "watch", "create", "delete"), "networking.k8s.io", ("ipaddresses",)),
+                rule(READ, "flowcontrol.apiserver.k8s.io", ("flowschemas", "prioritylevelconfigurations")),
+                rule(("update", "patch"), "flowcontrol.apiserver.k8s.io", ("flowschemas/status",))]),
+            # the simulated kubelets publish their nodes' devices, as a DRA driver's plugin does
+            _cluster_role("vkube:simulated-dra-driver", [
+                rule(("get", "list", "watch", "create", "update", "patch", "delete"), "resource.k8s.io",
+                     ("resourceslices",))]),
+            _cluster_role("vkube:default-storage-class", [
         rule(("create", "get", "list", "watch"), "storage.k8s.io", ("storageclasses",))]),
             # the cluster DNS reads what CoreDNS' system:coredns role lets it read
             _cluster_role("vkube:dns", [

@@ -15,13 +15,14 @@ from vkube.apiserver.admission.noderestriction import NodeRestriction
 from vkube.apiserver.admission.pods import DefaultTolerationSeconds, Priority
 from vkube.apiserver.admission.podsecurity import PodSecurity
 from vkube.apiserver.admission.quota import ResourceQuota
+from vkube.apiserver.admission.runtimeclass import RuntimeClass
 from vkube.apiserver.admission.serviceaccount import ServiceAccount
 from vkube.apiserver.admission.storageclass import DefaultStorageClass, StorageObjectInUseProtection
 from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["AdmissionChain", "default_chain", "NamespaceLifecycle", "ServiceAllocation", "LimitRanger",
            "ServiceAccount", "NodeRestriction", "PodSecurity", "Priority", "DefaultTolerationSeconds",
-           "DefaultStorageClass", "StorageObjectInUseProtection", "ResourceQuota"]
+           "DefaultStorageClass", "StorageObjectInUseProtection", "RuntimeClass", "ResourceQuota"]
 
 
 class AdmissionChain:
@@ -58,5 +59,5 @@ def default_chain(*, pod_security: PodSecurity | None = None, dynamic: Sequence[
     return AdmissionChain([
         NamespaceLifecycle(), LimitRanger(), ServiceAccount(), NodeRestriction(), pod_security or PodSecurity(),
         Priority(), DefaultTolerationSeconds(), DefaultStorageClass(), StorageObjectInUseProtection(),
-        *dynamic, ResourceQuota(),
+        RuntimeClass(), *dynamic, ResourceQuota(),
     ])

@@ -41,6 +41,12 @@ class NodeRestriction:
                 raise self._refuse(req, f'node "{node}" is not allowed to modify lease "{req.name}"')
         elif group == "storage.k8s.io" and kind == "CSINode" and req.name != node:
             raise self._refuse(req, f'node "{node}" is not allowed to modify object "{req.name}"')
+        elif group == "resource.k8s.io" and kind == "ResourceSlice":
+            # a node publishes (and removes) only the devices on itself
+            slices = [o for o in (req.obj, req.old) if o is not None]
+            if any(((o.get("spec") or {}).get("nodeName") or "") != node for o in slices):
+                raise self._refuse(req, f'node "{node}" can only modify ResourceSlices with spec.nodeName '
+                                        "set to itself")
 
     def _pod(self, node: str, req: AdmissionRequest) -> None:
         op, sub = req.operation, req.subresource
