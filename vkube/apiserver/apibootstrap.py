@@ -113,7 +113,9 @@ async def ensure_service_cidr(ctx: Context) -> None:
     try:
         obj: dict[str, Any] = await storage.create(rc, None, {
             "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
-            "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [ctx.service_cidr]}})
+            "metadata": {"name": "kubernetes"},
+            # dual-stack: one CIDR per family (``--service-cluster-ip-range`` "v4,v6")
+            "spec": {"cidrs": [c.strip() for c in ctx.service_cidr.split(",") if c.strip()]}})
         obj["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "",
                                          "message": "Kubernetes Service CIDR is ready",
                                          "lastTransitionTime": rfc3339(ctx.clock())}]}
