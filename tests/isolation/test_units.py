@@ -162,3 +162,12 @@ def test_tenant_egress_ip_blocks_lose_private_ranges():
         "cidr": "10.0.0.0/8"}  # no isolation: as written
     assert public_only({"ipBlock": {"cidr": "172.0.0.0/8", "except": ["172.16.0.0/12"]}}) == {
         "ipBlock": {"cidr": "172.0.0.0/8", "except": ["172.16.0.0/12"]}}
+
+
+def test_pods_with_resource_claims_are_refused_not_stripped():
+    """The host pod would run without its devices: refused by name, never silently dropped."""
+    adm = PodAdmission(load_values(""))
+    msg = adm.check(pod({"containers": [{"name": "c", "image": "x"}],
+                         "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}))
+    assert msg is not None and msg.startswith("spec.resourceClaims: dynamic resource allocation is not synced")
+    assert adm.check(pod({"containers": [{"name": "c", "image": "x"}]})) is None

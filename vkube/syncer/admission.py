@@ -49,6 +49,11 @@ class PodAdmission:
             if bad:
                 problems.append(f"image registry not allowed ({', '.join(bad)}; allowed: "
                                 f"{', '.join(self.registries)})")
+        if spec.get("resourceClaims"):
+            # dropped on the way down, the pod would run on the host without its devices:
+            # refused by name until claims are synced (issue 14)
+            problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
+                            "host yet; run pods with resource claims on the host directly")
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that
