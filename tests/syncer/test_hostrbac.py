@@ -21,7 +21,7 @@ def test_defaults_stay_in_the_host_namespace():
     for want in [("", "pods"), ("", "pods/log"), ("", "pods/exec"), ("", "pods/portforward"),
                  ("", "services"), ("", "endpoints"), ("", "secrets"), ("", "resourcequotas"),
                  ("", "limitranges"), ("networking.k8s.io", "networkpolicies"),
-                 ("coordination.k8s.io", "leases")]:
+                 ("coordination.k8s.io", "leases"), ("metrics.k8s.io", "pods")]:
         assert want in have, want
     assert not any(r.get("resourceNames") for r in rbac.namespaced)
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rbac.namespaced)
@@ -59,6 +59,12 @@ def test_custom_resources_only_the_synced_kinds():
     known = host_rbac(values, "vkube-a", {"Widget.example.com": ("widgetz", False)})
     assert ("example.com", "widgetz") in _resources(known.cluster)
     assert ("example.com", "widgetz") not in _resources(known.namespaced)
+
+
+def test_node_metrics_only_with_real_nodes():
+    assert ("metrics.k8s.io", "nodes") not in _resources(host_rbac({}, "vkube-a").cluster)
+    real = host_rbac({"sync": {"nodes": {"enabled": True}}}, "vkube-a")
+    assert ("metrics.k8s.io", "nodes") in _resources(real.cluster)
 
 
 def test_mapped_host_services_read_only_in_their_namespace():

@@ -13,7 +13,8 @@ Why each grant (what the syncer does on the host, vkube/syncer and vkube/cluster
   isolation objects (ResourceQuota, LimitRange, NetworkPolicies), the exposed Service;
 - nodes get/list/watch (cluster-wide, read-only): the node syncer mirrors the host nodes its
   pods run on in every mode, ``expose`` lists node addresses, a re-created bare pod keeps
-  its node;
+  its node; metrics.k8s.io pods in the host namespace (the virtual metrics API), node
+  metrics only with real nodes (``sync.nodes.enabled``);
 - the host namespace object (get/patch, by name) with isolation: its Pod Security labels;
 - ``default/endpoints/kubernetes`` (get, by name) with isolation.networkPolicy: the
   control-plane policy allows exactly the host API's addresses;
@@ -52,6 +53,8 @@ _NAMESPACED_RULES: list[Obj] = [
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _RO},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _RO},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": _RW},
+    # the virtual metrics.k8s.io answers from the host's PodMetrics of its pods
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]},
 ]
 
 
@@ -87,6 +90,9 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
     ns_rules = [dict(r) for r in _NAMESPACED_RULES]
     cl: list[Obj] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": _RO}]
     elsewhere: dict[str, list[Obj]] = {}
+    if s.nodes.enabled:  # real nodes: their NodeMetrics too (fake nodes sum our own pods)
+        cl.append({"apiGroups": ["metrics.k8s.io"], "resources": ["nodes"],
+                   "verbs": ["get", "list"]})
     if v.isolation.enabled:
         cl.append({"apiGroups": [""], "resources": ["namespaces"],
                    "resourceNames": [host_namespace], "verbs": ["get", "patch"]})
