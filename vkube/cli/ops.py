@@ -467,6 +467,7 @@ async def _delete_remote(args: argparse.Namespace, name: str) -> int:
 
         ns = found[0]["namespace"]
         await cleanup_host(hc, ns, name, grace_period_seconds=0)
+        await syncercred.release_remote(hc, name, ns)
         with contextlib.suppress(errors.NotFound):
             owns = ((await hc.get(NAMESPACES, ns))["metadata"].get("annotations") or {}).get(
                 hostns.ANN_OWNS_NS) == "true"

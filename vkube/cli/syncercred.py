@@ -77,7 +77,7 @@ async def confine(hc: Client, st: ClusterState) -> bool:
         return False  # never mint a new CA here: the host would not trust it
     rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
     objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
-    await _drop_stale(hc, st, objs)
+    await _drop_stale(hc, st.name, st.namespace, objs)
     await render.apply(hc, objs)
     server = _server(Path(st.host_kubeconfig), st.host_context)
     doc = ClusterPKI(pki_dir, name="host").kubeconfig(
@@ -100,16 +100,16 @@ def _server(kubeconfig: Path, context: str | None) -> str:
     return str(cluster["server"])
 
 
-async def _drop_stale(hc: Client, st: ClusterState, keep: list[dict[str, Any]]) -> None:
+async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
     """Remove RBAC objects earlier values needed and these do not (``keep`` empty: all of
     them — ``delete``). Only objects named for this cluster and labelled with it."""
-    cname = hostrbac.cluster_role_name(st.name, st.namespace)
+    cname = hostrbac.cluster_role_name(name, namespace)
     wanted = {(o["kind"], o["metadata"].get("namespace")) for o in keep}
     for res in (CLUSTERROLEBINDINGS, CLUSTERROLES):
         if (res.kind, None) not in wanted:
             with contextlib.suppress(errors.NotFound):
                 await hc.delete(res, cname)
-    selector = f"vkube.io/vcluster={st.name}"
+    selector = f"vkube.io/vcluster={name}"
     for res in (ROLEBINDINGS, ROLES):
         try:
             items = (await hc.list(res, label_selector=selector)).get("items") or []
@@ -126,7 +126,7 @@ async def release(hc: Client, st: ClusterState) -> None:
     """``delete``: every RBAC object ``confine`` made, cluster-scoped ones and those in a
     host namespace that is kept too."""
     if st.host_kind == "embedded":
-        await _drop_stale(hc, st, [])
+        await _drop_stale(hc, st.name, st.namespace, [])
         rbac = hostrbac.host_rbac(st.values, st.namespace)
         for obj in hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))[:3]:
             res = by_kind(obj["apiVersion"], obj["kind"])
@@ -134,3 +134,9 @@ async def release(hc: Client, st: ClusterState) -> None:
             with contextlib.suppress(errors.NotFound):
                 await hc.delete(res, obj["metadata"]["name"], namespace=st.namespace)
     kubeconfig_path(st).unlink(missing_ok=True)
+
+
+async def release_remote(hc: Client, name: str, namespace: str) -> None:
+    """``delete`` of a cluster made on another machine: its grants outside the host namespace
+    (the namespace's own go with it)."""
+    await _drop_stale(hc, name, namespace, [])
