@@ -87,7 +87,8 @@ def test_syncer_runs_confined_and_its_credential_is_refused_elsewhere(user: User
                  ("create", "rolebinding", "evil", "-n", NS, "--clusterrole=cluster-admin",
                   f"--serviceaccount={NS}:vkube-{NAME}")):
         out = kubectl(confined, *args, check=False)
-        assert out.returncode != 0 and "forbidden" in out.stderr.lower(), (args, out.stdout, out.stderr)
+        assert out.returncode != 0 and "forbidden" in out.stderr.lower(), \
+            (args, out.stdout, out.stderr)
     can = kubectl(confined, "auth", "can-i", "create", "pods", "-n", "default", check=False)
     assert can.stdout.strip() == "no"
 

@@ -131,7 +131,8 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
         kind, group = kind_group.split(".", 1)
         plural = (known.get(kind_group) or (guess_plural(kind), True))[0]
         cl.append({"apiGroups": [group], "resources": [plural], "verbs": _RO})
-        cl.append({"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+        cl.append({"apiGroups": ["apiextensions.k8s.io"],
+                   "resources": ["customresourcedefinitions"],
                    "resourceNames": [f"{plural}.{group}"], "verbs": ["get"]})
     return HostRBAC(ns_rules, cl, elsewhere)
 
