@@ -72,7 +72,7 @@ def test_mapped_host_services_read_only_in_their_namespace():
                                            {"from": "shared/cache", "to": "default/cache"},
                                            {"from": "vkube-a/x", "to": "default/x"}]}}
     rbac = host_rbac(values, "vkube-a")
-    assert rbac.elsewhere == {"shared": [{"apiGroups": [""], "resources": ["services"],
+    assert rbac.elsewhere == {"shared": [{"apiGroups": [""], "resources": ["services", "endpoints"],
                                           "verbs": ["get", "list", "watch"]}]}
 
 

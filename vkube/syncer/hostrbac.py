@@ -18,7 +18,8 @@ Why each grant (what the syncer does on the host, vkube/syncer and vkube/cluster
 - the host namespace object (get/patch, by name) with isolation: its Pod Security labels;
 - ``default/endpoints/kubernetes`` (get, by name) with isolation.networkPolicy: the
   control-plane policy allows exactly the host API's addresses;
-- services of other host namespaces (get/list/watch) that ``mapServices.fromHost`` names;
+- services and endpoints of other host namespaces (get/list/watch) that
+  ``mapServices.fromHost`` names;
 - storageclasses/persistentvolumes/priorityclasses (written) and ingressclasses (read) when
   their sync is enabled; custom resources only for the kinds ``sync.toHost``/``fromHost`` name.
 """
@@ -101,10 +102,10 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
                 {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": ["kubernetes"],
                  "verbs": ["get"]})
     for m in v.map_services.from_host:
-        src_ns = m.from_.split("/", 1)[0]
+        src_ns = m.from_.split("/", 1)[0] if "/" in m.from_ else "default"
         if src_ns and src_ns != host_namespace:
             rules = elsewhere.setdefault(src_ns, [])
-            rule = {"apiGroups": [""], "resources": ["services"], "verbs": _RO}
+            rule = {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": _RO}
             if rule not in rules:
                 rules.append(rule)
     if s.storageclasses.enabled:
