@@ -25,10 +25,12 @@ def by_kind(objs: list[dict]) -> dict[str, dict]:
 
 def test_manifests_are_consistent():
     objs = by_kind(manifests("team-a", "tenants-a", {}))
-    assert "ClusterRole" not in objs  # RBAC stays inside the host namespace by default
+    # by default the only cluster-scoped grant reads nodes (fake nodes mirror the host's)
+    assert objs["ClusterRole"]["rules"] == [{"apiGroups": [""], "resources": ["nodes"],
+                                             "verbs": ["get", "list", "watch"]}]
     sts, svc, sa = objs["StatefulSet"], objs["Service"], objs["ServiceAccount"]
     for kind, o in objs.items():
-        if kind != "Namespace":
+        if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert o["metadata"]["namespace"] == "tenants-a", kind
     pod = sts["spec"]["template"]
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
@@ -47,11 +49,11 @@ def test_manifests_are_consistent():
     assert "host-kubeconfig" in objs["ConfigMap"]["data"] and "values.yaml" in objs["ConfigMap"]["data"]
 
 
-def test_node_sync_adds_cluster_rbac():
-    objs = by_kind(manifests("n", "vkube-n", {"sync": {"nodes": {"enabled": True}}}))
+def test_storage_sync_adds_cluster_rbac():
+    objs = by_kind(manifests("n", "vkube-n", {"sync": {"storageclasses": {"enabled": True}}}))
     rules = objs["ClusterRole"]["rules"]
-    assert rules == [{"apiGroups": [""], "resources": ["nodes", "nodes/status"],
-                      "verbs": ["get", "list", "watch"]}]
+    assert rules[1:] == [{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+                          "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]
     assert objs["ClusterRoleBinding"]["roleRef"]["name"] == objs["ClusterRole"]["metadata"]["name"]
 
 

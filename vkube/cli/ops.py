@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from vkube.api import errors
-from vkube.cli import hostns, hostresolve, kubeconfigs, process, replicas, state, values_files
+from vkube.cli import (hostns, hostresolve, kubeconfigs, process, replicas, state, syncercred,
+                       values_files)
 from vkube.cli.hostresolve import HostRef
 from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
@@ -166,6 +167,7 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
                 st.status = RUNNING
                 try:
                     await _claim(hc, st, known_new=known_new)  # saves the state file
+                    await syncercred.confine(hc, st)  # before the syncer learns its host
                     process.write_host_file(st)
                     named = True
                 except BaseException:
@@ -212,11 +214,16 @@ async def _claim(hc: Client, st: ClusterState, *, known_new: bool = False) -> No
 
 async def _start_and_claim(hc: Client, st: ClusterState, *, restart: bool) -> str:
     """Start the process and claim the host namespace at the same time: the control plane's
-    start-up (~0.5 s) hides the host round trips."""
+    start-up (~0.5 s) hides the host round trips. On the embedded host the syncer's confined
+    credential (``syncercred``) is granted first: the process starts with it."""
     if restart:
         await asyncio.to_thread(process.stop, st)
     known_new = await hostns.get_namespace(hc, st.namespace) is None
     st.status = RUNNING
+    if known_new and st.host_kind == "embedded":
+        await _claim(hc, st, known_new=True)  # the Role needs its namespace
+    if st.host_kind == "embedded":
+        await syncercred.confine(hc, st)
     process.ensure_port(st)  # saves; start() below then leaves the state file alone
     started = asyncio.create_task(asyncio.to_thread(process.start, st))
     try:
@@ -377,6 +384,9 @@ async def resume(args: argparse.Namespace) -> int:
         await asyncio.to_thread(process.stop, st)  # a half-dead supervisor, if any
         st.status = RUNNING
         st.save()
+        if st.host_kind == "embedded":
+            async with host.client() as hc:
+                await syncercred.confine(hc, st)
         url = await asyncio.to_thread(process.start, st)
         async with host.client() as hc:
             await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
@@ -420,6 +430,8 @@ async def delete(args: argparse.Namespace) -> int:
             async with host.client() as hc:
                 if st.in_cluster:
                     await _delete_rendered(hc, st)
+                else:
+                    await syncercred.release(hc, st)
                 await hostns.release_namespace(hc, st.namespace, delete=drop)
             done(f"host namespace {st.namespace} {'deleted' if drop else 'kept'}")
     _forget_context(st, progress)
@@ -462,7 +474,7 @@ async def _delete_rendered(hc: Client, st: ClusterState) -> None:
             continue
         with contextlib.suppress(errors.NotFound):
             await hc.delete(res, obj["metadata"]["name"],
-                            namespace=st.namespace if res.namespaced else None)
+                            namespace=obj["metadata"].get("namespace") if res.namespaced else None)
 
 
 async def _delete_remote(args: argparse.Namespace, name: str) -> int:
@@ -478,6 +490,7 @@ async def _delete_remote(args: argparse.Namespace, name: str) -> int:
 
         ns = found[0]["namespace"]
         await cleanup_host(hc, ns, name, grace_period_seconds=0)
+        await syncercred.release_remote(hc, name, ns)
         with contextlib.suppress(errors.NotFound):
             owns = ((await hc.get(NAMESPACES, ns))["metadata"].get("annotations") or {}).get(
                 hostns.ANN_OWNS_NS) == "true"

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vkube.cli import syncercred
 from vkube.cli.output import CLIError
 from vkube.cli.state import ClusterState
 
@@ -118,7 +119,8 @@ def host_file(st: ClusterState) -> Path:
 
 def write_host_file(st: ClusterState) -> None:
     """Atomically (tmp + rename): serve reads the file as soon as it exists."""
-    doc = {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
+    kubeconfig, context = syncercred.for_syncer(st)
+    doc = {"kubeconfig": kubeconfig, "context": context,
            "namespace": st.namespace, "kind": st.host_kind}
     tmp = st.dir / f"host.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(doc) + "\n")
@@ -149,10 +151,11 @@ def serve_command(st: ClusterState, *, host_from: bool = False, data_dir: Path |
     if host_from:
         cmd += ["--host-from", str(host_file(st)), "--host-namespace", st.namespace]
     else:
-        cmd += ["--host-kubeconfig", st.host_kubeconfig, "--host-namespace", st.namespace,
+        kubeconfig, context = syncercred.for_syncer(st)  # confined on the embedded host
+        cmd += ["--host-kubeconfig", kubeconfig, "--host-namespace", st.namespace,
                 "--host-kind", st.host_kind]
-        if st.host_context:  # pinned: `vkube connect` later changes the file's current context
-            cmd += ["--host-context", st.host_context]
+        if context:  # pinned: `vkube connect` later changes the file's current context
+            cmd += ["--host-context", context]
     if st.values_file.exists():
         cmd += ["-f", str(st.values_file)]
     if (st.values or {}).get("enableHA"):

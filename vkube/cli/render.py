@@ -2,8 +2,8 @@
 cluster (the image is built by the repository's Dockerfile), and ``apply()`` for
 ``vkube create --in-cluster``.
 
-RBAC stays inside the host namespace (a Role); a ClusterRole is added only when the values
-ask the syncer for cluster-scoped host objects (real nodes, storage classes, volumes)."""
+RBAC is ``vkube.syncer.hostrbac``'s (shared with ``vkube create`` on the embedded host): a Role
+in the host namespace, a ClusterRole only with what the values turn on."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from vkube.api import errors
 from vkube.cli import replicas
 from vkube.client import Client
 from vkube.client.resources import by_kind
+from vkube.syncer import hostrbac
 
 DEFAULT_IMAGE = f"ghcr.io/vkube/vkube:{__version__}"
 API_PORT = 6443
@@ -26,43 +27,10 @@ SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 Obj = dict[str, Any]
 
-_NAMESPACED_RULES: list[Obj] = [
-    {"apiGroups": [""], "resources": ["pods", "pods/status", "pods/log", "pods/exec",
-                                      "pods/portforward", "pods/attach", "pods/ephemeralcontainers",
-                                      "services", "endpoints", "configmaps", "secrets",
-                                      "persistentvolumeclaims", "serviceaccounts",
-                                      "serviceaccounts/token", "events"],
-     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch", "deletecollection"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
-     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
-]
-
 
 def _labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "vkube", "app.kubernetes.io/instance": name,
             "vkube.io/vcluster": name}
-
-
-def _cluster_rules(values: Obj) -> list[Obj]:
-    sync = values.get("sync") or {}
-    rules: list[Obj] = []
-    if (sync.get("nodes") or {}).get("enabled"):
-        rules.append({"apiGroups": [""], "resources": ["nodes", "nodes/status"],
-                      "verbs": ["get", "list", "watch"]})
-    if (sync.get("storageclasses") or {}).get("enabled"):
-        rules.append({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
-                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
-    if (sync.get("ingressclasses") or {}).get("enabled"):
-        rules.append({"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
-                      "verbs": ["get", "list", "watch"]})
-    if (sync.get("persistentvolumes") or {}).get("enabled"):
-        rules.append({"apiGroups": [""], "resources": ["persistentvolumes"],
-                      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
-    return rules
 
 
 def _host_kubeconfig(namespace: str) -> str:
@@ -106,28 +74,8 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
     objs: list[Obj] = [
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": namespace, "labels": {"vkube.io/vcluster": name}}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(full)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(full),
-         "rules": _NAMESPACED_RULES},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": meta(full),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": full},
-         "subjects": [{"kind": "ServiceAccount", "apiGroup": "", "name": full,
-                       "namespace": namespace}]},
     ]
-    cluster_rules = _cluster_rules(values)
-    if cluster_rules:
-        cname = f"vkube-{namespace}-{name}"
-        objs += [
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-             "metadata": {"name": cname, "labels": dict(labels)}, "rules": cluster_rules},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": cname, "labels": dict(labels)},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": cname},
-             "subjects": [{"kind": "ServiceAccount", "apiGroup": "", "name": full,
-                           "namespace": namespace}]},
-        ]
+    objs += hostrbac.manifests(name, namespace, hostrbac.host_rbac(values, namespace), labels)
     objs += [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{full}-config"),
          "data": {"values.yaml": yaml.safe_dump(values or {}, sort_keys=False),
