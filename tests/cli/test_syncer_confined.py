@@ -109,3 +109,37 @@ def test_syncer_runs_confined_and_its_credential_is_refused_elsewhere(user: User
     default_roles = kubectl(_host(user), "get", "role,rolebinding", "-n", "default",
                             "-o", "name").stdout
     assert cr not in default_roles
+
+
+def test_a_host_without_our_ca_gets_a_service_account_token(tmp_path):
+    """A host vkube holds no CA of (here: another user's embedded host, reached through its
+    kubeconfig like any cluster): the syncer gets the ServiceAccount's token from a
+    service-account-token Secret, works with it, and is confined by the same Role."""
+    from tests.cli.conftest import cleanup, make_user
+
+    owner = make_user(tmp_path / "owner")
+    owner.vkube("host", "start", timeout=120)
+    tenant = make_user(tmp_path / "tenant")
+    try:
+        tenant.vkube("create", "tok", "--host-kubeconfig", str(_host(owner)))
+        path = tenant.home / "clusters" / "tok" / "host-syncer.kubeconfig"
+        doc = yaml.safe_load(path.read_text())
+        assert doc["users"][0]["user"].get("token") and "client-certificate-data" not in doc["users"][0]["user"]
+        assert path.stat().st_mode & 0o777 == 0o600
+        who = kubectl(path, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
+        assert who == "system:serviceaccount:vkube-tok:vkube-tok"
+        tenant.kubectl("run", "web", "--image=nginx")
+
+        def running() -> None:
+            out = kubectl(_host(owner), "get", "pods", "-n", "vkube-tok", "-o", "json").stdout
+            assert [p["status"].get("phase") for p in json.loads(out)["items"]] == ["Running"]
+
+        eventually(running, timeout=120)
+        for args in (("get", "pods", "-n", "default"), ("get", "secrets", "-A"), ("create", "ns", "x")):
+            out = kubectl(path, *args, check=False)
+            assert out.returncode != 0 and "Forbidden" in out.stderr, (args, out.stderr)
+        tenant.vkube("delete", "tok")
+        assert not path.exists()
+    finally:
+        cleanup(tenant)
+        cleanup(owner)

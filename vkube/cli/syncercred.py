@@ -5,8 +5,11 @@ the syncer must not. On the embedded host ``create``/``resume``/``--upgrade`` ap
 ServiceAccount ``vkube-NAME`` with the Role (and ClusterRole) of ``vkube.syncer.hostrbac`` and
 write a kubeconfig whose client certificate, issued by the embedded host's CA, names that
 ServiceAccount (no groups: RBAC matches a ServiceAccount subject by its user name), so the
-syncer runs with exactly those grants. A real host keeps the user's kubeconfig: without the
-host's CA no certificate can be minted (``vkube render`` is the confined path there).
+syncer runs with exactly those grants. On any other host the same grants are applied and the
+syncer gets a token of that ServiceAccount from a ``kubernetes.io/service-account-token``
+Secret (Kubernetes' tokens controller fills it; deleting the Secret revokes it): no certificate
+can be minted without the host's CA. Where the user may not create that RBAC, the syncer keeps
+the user's kubeconfig and ``create`` says so.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def for_syncer(st: ClusterState) -> tuple[str, str | None]:
     """The (kubeconfig, context) the cluster process gets for its host: the confined one when
     ``confine`` wrote it, else the user's own."""
     path = kubeconfig_path(st)
-    if st.host_kind == "embedded" and path.exists():
+    if path.exists():
         return str(path), CONTEXT
     return st.host_kubeconfig, st.host_context
 
@@ -67,7 +70,7 @@ async def confine(hc: Client, st: ClusterState) -> bool:
     its kubeconfig; False (nothing done) on another host. Idempotent: resume and ``--upgrade``
     call it again, so the grants follow the values."""
     if st.host_kind != "embedded":
-        return False
+        return await _confine_with_token(hc, st)
     from vkube.cli import render
     from vkube.cli.hosting import host_dir
     from vkube.pki.cluster import ClusterPKI
@@ -89,6 +92,79 @@ async def confine(hc: Client, st: ClusterState) -> bool:
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
     tmp.replace(path)
     return True
+
+
+TOKEN_SECRET = "{name}-syncer-token"
+
+
+async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
+    """A host whose CA we do not hold: the same grants, and a ServiceAccount token Secret."""
+    import asyncio
+    import base64
+    import sys
+
+    from vkube.cli import render
+    from vkube.client.resources import SECRETS
+
+    sa = f"vkube-{st.name}"
+    secret_name = TOKEN_SECRET.format(name=sa)
+    try:
+        rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
+        objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
+        await _drop_stale(hc, st.name, st.namespace, objs)
+        await render.apply(hc, objs)
+        with contextlib.suppress(errors.AlreadyExists):
+            await hc.create(SECRETS, {
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                "metadata": {"name": secret_name, "namespace": st.namespace, "labels": _labels(st),
+                             "annotations": {"kubernetes.io/service-account.name": sa}}},
+                namespace=st.namespace)
+        token = ""
+        for _ in range(150):  # the host's tokens controller fills it in
+            data = (await hc.get(SECRETS, secret_name, namespace=st.namespace)).get("data") or {}
+            if data.get("token"):
+                token = base64.b64decode(data["token"]).decode()
+                break
+            await asyncio.sleep(0.2)
+    except errors.StatusError as exc:
+        print(f"warning: the syncer keeps your host credentials: its confined ServiceAccount could "
+              f"not be set up ({exc})", file=sys.stderr)
+        return False
+    if not token:
+        print(f"warning: the syncer keeps your host credentials: the host filled no token into "
+              f"{st.namespace}/{secret_name} within 30 s", file=sys.stderr)
+        return False
+    cluster = _cluster(Path(st.host_kubeconfig), st.host_context)
+    doc = {"apiVersion": "v1", "kind": "Config", "preferences": {},
+           "clusters": [{"name": CONTEXT, "cluster": cluster}],
+           "users": [{"name": CONTEXT, "user": {"token": token}}],
+           "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT,
+                                                      "namespace": st.namespace}}],
+           "current-context": CONTEXT}
+    path = kubeconfig_path(st)
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+    return True
+
+
+def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
+    """The user's cluster entry with its CA embedded (a relative file would not resolve)."""
+    import base64
+
+    doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
+    want = context or doc.get("current-context")
+    ctx = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == want), {})
+    cluster = dict(next((c["cluster"] for c in doc.get("clusters") or []
+                         if c.get("name") == ctx.get("cluster")), {}))
+    ca_file = cluster.pop("certificate-authority", None)
+    if ca_file and "certificate-authority-data" not in cluster:
+        path = Path(ca_file)
+        if not path.is_absolute():
+            path = kubeconfig.parent / path
+        cluster["certificate-authority-data"] = base64.b64encode(path.read_bytes()).decode()
+    return cluster
 
 
 def _server(kubeconfig: Path, context: str | None) -> str:
@@ -125,7 +201,7 @@ async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str
 async def release(hc: Client, st: ClusterState) -> None:
     """``delete``: every RBAC object ``confine`` made, cluster-scoped ones and those in a
     host namespace that is kept too."""
-    if st.host_kind == "embedded":
+    if kubeconfig_path(st).exists() or st.host_kind == "embedded":
         await _drop_stale(hc, st.name, st.namespace, [])
         rbac = hostrbac.host_rbac(st.values, st.namespace)
         for obj in hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))[:3]:
