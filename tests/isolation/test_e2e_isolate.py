@@ -67,6 +67,12 @@ def test_isolate_enforces_pod_security_and_host_objects(shared_host, tmp_path):
     try:
         u.vkube("create", "iso", "--isolate", "--cpu", "6", "--memory", "12Gi", "-f",
                 str(values), "--host-kubeconfig", str(shared_host))
+        # RuntimeClass admission refuses a class that does not exist, in the virtual cluster
+        # (the tenant's) and on the host (the forced one) alike
+        for kc, handler in ((u.kubeconfig, "tenant-picked"), (shared_host, "sandboxed")):
+            kubectl(kc, "apply", "-f", "-", input=json.dumps(
+                {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                 "metadata": {"name": handler}, "handler": handler}))
         u.kubectl("apply", "-f", "-", input=PRIVILEGED + "---" + GOOD)
 
         def refused() -> None:
