@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from vkube.api import errors
 from vkube.cli.state import ClusterState
-from vkube.client import Client
-from vkube.client.resources import (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES,
-                                    by_kind)
-from vkube.syncer import hostrbac
+
+if TYPE_CHECKING:
+    from vkube.client import Client
+
+# yaml, the client and the RBAC derivation are imported where used: ``for_syncer`` runs in
+# ``vkube create`` before the control plane starts, which must not wait for asyncio/aiohttp
 
 FILE = "host-syncer.kubeconfig"
 CONTEXT = "vkube-syncer"
@@ -51,6 +50,7 @@ def _labels(st: ClusterState) -> dict[str, str]:
 
 async def _custom_resources(hc: Client, st: ClusterState) -> dict[str, tuple[str, bool]]:
     """The host's plural and scope of every custom resource kind the values sync."""
+    from vkube.api import errors
     from vkube.syncer.customresources import find_kind
     from vkube.syncer.values import parse_values
 
@@ -69,6 +69,9 @@ async def confine(hc: Client, st: ClusterState) -> bool:
     """Apply the syncer's RBAC on the embedded host (``hc``: the user's host client) and write
     its kubeconfig; False (nothing done) on another host. Idempotent: resume and ``--upgrade``
     call it again, so the grants follow the values."""
+    import yaml
+
+    from vkube.syncer import hostrbac
     if st.host_kind != "embedded":
         return await _confine_with_token(hc, st)
     from vkube.cli import render
@@ -99,6 +102,10 @@ TOKEN_SECRET = "{name}-syncer-token"
 
 async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
     """A host whose CA we do not hold: the same grants, and a ServiceAccount token Secret."""
+    import yaml
+
+    from vkube.api import errors
+    from vkube.syncer import hostrbac
     import asyncio
     import base64
     import sys
@@ -151,6 +158,7 @@ async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
 
 def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
     """The user's cluster entry with its CA embedded (a relative file would not resolve)."""
+    import yaml
     import base64
 
     doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
@@ -168,6 +176,7 @@ def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
 
 
 def _server(kubeconfig: Path, context: str | None) -> str:
+    import yaml
     doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
     want = context or doc.get("current-context")
     ctx = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == want), {})
@@ -179,6 +188,9 @@ def _server(kubeconfig: Path, context: str | None) -> str:
 async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
     """Remove RBAC objects earlier values needed and these do not (``keep`` empty: all of
     them — ``delete``). Only objects named for this cluster and labelled with it."""
+    from vkube.api import errors
+    from vkube.client.resources import CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES
+    from vkube.syncer import hostrbac
     cname = hostrbac.cluster_role_name(name, namespace)
     wanted = {(o["kind"], o["metadata"].get("namespace")) for o in keep}
     for res in (CLUSTERROLEBINDINGS, CLUSTERROLES):
@@ -201,6 +213,9 @@ async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str
 async def release(hc: Client, st: ClusterState) -> None:
     """``delete``: every RBAC object ``confine`` made, cluster-scoped ones and those in a
     host namespace that is kept too."""
+    from vkube.api import errors
+    from vkube.client.resources import by_kind
+    from vkube.syncer import hostrbac
     if kubeconfig_path(st).exists() or st.host_kind == "embedded":
         await _drop_stale(hc, st.name, st.namespace, [])
         rbac = hostrbac.host_rbac(st.values, st.namespace)
