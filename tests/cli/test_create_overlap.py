@@ -79,8 +79,9 @@ def test_syncer_starts_once_the_host_is_named_and_after_a_restart(shared_host, t
     try:
         u.vkube("create", "late", "--host-kubeconfig", str(shared_host))
         host_file = json.loads((u.home / "clusters" / "late" / "host.json").read_text())
-        assert host_file == {"kubeconfig": str(shared_host.resolve()), "context": None,
-                             "namespace": "vkube-late", "kind": "kubeconfig"}
+        # the syncer gets its own confined credential (a ServiceAccount token), not the user's
+        assert host_file == {"kubeconfig": str(u.home / "clusters" / "late" / "host-syncer.kubeconfig"),
+                             "context": "vkube-syncer", "namespace": "vkube-late", "kind": "kubeconfig"}
         supervisor, serve = u.describe("late")["process"]["pids"]
         cmd = Path(f"/proc/{serve}/cmdline").read_bytes().split(b"\0")
         assert b"--host-from" in cmd and b"--host-kubeconfig" not in cmd

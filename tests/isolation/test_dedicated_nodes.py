@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from vkube.api import errors
-from vkube.client.resources import NODES, PODS
+from vkube.client.resources import NODES, PODS, RUNTIMECLASSES
 from vkube.syncer import load_values
 
 from tests.syncer.conftest import (HOST_NS, VC, eventually, getter, planes,  # noqa: F401
@@ -27,6 +27,9 @@ async def test_pinned_to_dedicated_nodes(planes):  # noqa: F811
             raise AssertionError("n1 is not one of the tenant's nodes")
         except errors.NotFound:
             pass
+        # RuntimeClass admission refuses unknown classes: the tenant's and the forced one exist
+        for client, handler in ((v, "runc"), (h, "gvisor")):
+            await client.create(RUNTIMECLASSES, {"metadata": {"name": handler}, "handler": handler})
         await v.create(PODS, {"metadata": {"name": "p", "namespace": "default"}, "spec": {
             "automountServiceAccountToken": False, "runtimeClassName": "runc",
             "nodeSelector": {"disktype": "ssd"},
