@@ -51,7 +51,8 @@ _NAMESPACED_RULES: list[Obj] = [
      "verbs": ["create", "get"]},
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"],
      "verbs": [*_RW, "deletecollection"]},
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _RO},
+    # tenants' slices of selector-less Services go down (syncer/endpointslices.py)
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": [*_RW, "deletecollection"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": _RO},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": _RW},
     # the virtual metrics.k8s.io answers from the host's PodMetrics of its pods
