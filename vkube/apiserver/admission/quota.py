@@ -6,6 +6,8 @@ of creates cannot overrun the limit before the quota controller recounts."""
 
 from __future__ import annotations
 
+import time
+
 import asyncio
 from fractions import Fraction
 
@@ -47,9 +49,15 @@ def must_specify(pod: Obj, required: set[str]) -> str | None:
     return "must specify " + "; ".join(f"{r} for: {','.join(sorted(missing[r]))}" for r in sorted(missing))
 
 
+#: how long an empty live lookup of a namespace's quotas stands (upstream's LRU TTL)
+_LIVE_LOOKUP_TTL = 30.0
+
+
 class ResourceQuota:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
+        #: namespace → when a live lookup last found it without quotas
+        self._empty_seen: dict[str, float] = {}
 
     def _delta(self, req: AdmissionRequest) -> dict[str, Fraction] | None:
         group, resource = req.spec.group, req.spec.plural
@@ -78,10 +86,15 @@ class ResourceQuota:
             for attempt in range(_RETRIES):
                 # the informer's copy first (as upstream's quota accessor); after a lost race
                 # the store's own, which the compare-and-swap below was checked against
-                if attempt == 0:
-                    quotas = [clone(q) for q in await cache.list(req.request, req.namespace)]
-                else:
+                quotas = [clone(q) for q in await cache.list(req.request, req.namespace)] if attempt == 0 else []
+                if attempt > 0 or self._live_lookup_due(req.namespace or "", quotas):
+                    # a namespace the cache shows without quotas (or with one whose status it
+                    # has not seen yet) is looked up live, as upstream's quota accessor does
+                    # (its live-lookup LRU keeps an empty answer 30 s): a quota created a
+                    # moment before is enforced on the next request
                     quotas = (await storage.list(req.request, req.namespace)).items
+                    if not quotas:
+                        self._empty_seen[req.namespace or ""] = time.monotonic()
                 charged = self._check(req, quotas, delta)
                 if not charged or req.dry_run:
                     return
@@ -93,6 +106,14 @@ class ResourceQuota:
                     continue  # the controller or another server wrote: re-read and re-check
             raise errors.Conflict(f"Operation cannot be fulfilled on resourcequotas: too many conflicts "
                                   f"charging {req.spec.plural} in namespace {req.namespace}")
+
+    def _live_lookup_due(self, namespace: str, cached: list[Obj]) -> bool:
+        if any(not (q.get("status") or {}).get("hard") for q in cached):
+            return True
+        if cached:
+            return False
+        at = self._empty_seen.get(namespace)
+        return at is None or time.monotonic() - at > _LIVE_LOOKUP_TTL
 
     def _check(self, req: AdmissionRequest, quotas: list[Obj], delta: dict[str, Fraction]
                ) -> list[tuple[Obj, dict[str, Fraction]]]:
