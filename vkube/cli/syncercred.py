@@ -176,13 +176,7 @@ def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
 
 
 def _server(kubeconfig: Path, context: str | None) -> str:
-    import yaml
-    doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
-    want = context or doc.get("current-context")
-    ctx = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == want), {})
-    cluster = next((c["cluster"] for c in doc.get("clusters") or []
-                    if c.get("name") == ctx.get("cluster")), {})
-    return str(cluster["server"])
+    return str(_cluster(kubeconfig, context)["server"])
 
 
 async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
