@@ -20,55 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from vkube.cluster import (ClusterConfig, EmbeddedHostCluster, HostConfig, HostConnection,
                            VirtualCluster)
 
-
-def emit(**kw: object) -> None:
-    print(json.dumps(kw), flush=True)
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def sample() -> dict[str, float]:
-    gc.collect()
-    return {"rss_mib": rss_mib(), "tasks": len(asyncio.all_tasks()),
-            "threads": threading.active_count()}
-
-
-async def idle_cpu(seconds: float) -> float:
-    """Percent of one core the process burns while its clusters idle (bookmarks, heartbeats,
-    resyncs): CPU time over wall time across ``seconds``."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    return round(100 * (time.process_time() - c0) / (time.perf_counter() - t0), 1)
-
-
-def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
-    """Least-squares (slope, intercept)."""
-    n = len(points)
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
-        return 0.0, my
-    k = sum((x - mx) * (y - my) for x, y in points) / sxx
-    return k, my - k * mx
+from _process import emit, idle_cpu, sample, slope
 
 
 async def main(counts: list[int], settle: float, root: Path) -> None:

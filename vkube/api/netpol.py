@@ -204,27 +204,32 @@ class PolicySet:
         return [p for p in self.by_namespace.get(subject.namespace or "", ())
                 if direction in p.types and p.selector.matches(subject.labels)]
 
-    def egress(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
-        isolating = self.selecting(src, "Egress")
+    def _direction(self, direction: str, src: Endpoint, dst: Endpoint, port: int,
+                   protocol: str) -> Verdict:
+        """One direction's verdict for ``src`` → ``dst``: allowed when no policy isolates the
+        subject (the source for Egress, the destination for Ingress) that way, or when a rule of
+        one that does admits the peer on the port (NetworkPolicies are additive)."""
+        egress = direction == "Egress"
+        subject, peer = (src, dst) if egress else (dst, src)
+        word = direction.lower()
+        isolating = self.selecting(subject, direction)
         if not isolating:
-            return Verdict(True, f"no policy isolates {src} for egress")
+            return Verdict(True, f"no policy isolates {subject} for {word}")
         for pol in isolating:
-            if any(r.allows(pol.namespace, dst, port, protocol, dst) for r in pol.egress):
-                return Verdict(True, f"egress allowed by {pol.name}", (pol.name,))
+            rules = pol.egress if egress else pol.ingress
+            if any(r.allows(pol.namespace, peer, port, protocol, dst) for r in rules):
+                return Verdict(True, f"{word} allowed by {pol.name}", (pol.name,))
         names = tuple(p.name for p in isolating)
-        return Verdict(False, f"egress from {src} to {dst} port {port}/{protocol} is not allowed "
-                              f"by the NetworkPolicies selecting it ({', '.join(names)})", names)
+        what = (f"egress from {src} to {dst} port {port}/{protocol}" if egress
+                else f"ingress to {dst} port {port}/{protocol} from {src}")
+        return Verdict(False, f"{what} is not allowed by the NetworkPolicies selecting it "
+                              f"({', '.join(names)})", names)
+
+    def egress(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
+        return self._direction("Egress", src, dst, port, protocol)
 
     def ingress(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
-        isolating = self.selecting(dst, "Ingress")
-        if not isolating:
-            return Verdict(True, f"no policy isolates {dst} for ingress")
-        for pol in isolating:
-            if any(r.allows(pol.namespace, src, port, protocol, dst) for r in pol.ingress):
-                return Verdict(True, f"ingress allowed by {pol.name}", (pol.name,))
-        names = tuple(p.name for p in isolating)
-        return Verdict(False, f"ingress to {dst} port {port}/{protocol} from {src} is not allowed "
-                              f"by the NetworkPolicies selecting it ({', '.join(names)})", names)
+        return self._direction("Ingress", src, dst, port, protocol)
 
     def check(self, src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> Verdict:
         """Both directions: the source's egress, then the destination's ingress."""
