@@ -171,6 +171,9 @@ class NodeManager:
         self.names: list[str] = []  # nodes this host simulates
         self.not_ready: set[str] = set()  # nodes whose heartbeats we stopped
         self.heartbeats = 0  # API writes spent on heartbeats (to measure their cost)
+        #: one lock per node orders a heartbeat's Ready write against set_ready's, so a beat
+        #: read before a failure cannot land after it and bring the node back
+        self._status_locks: dict[str, asyncio.Lock] = {}
 
     def owns(self, name: str) -> bool:
         return name in self.names
@@ -283,12 +286,19 @@ class NodeManager:
         if post_status:
             await self._post_ready(name)
 
+    def _status_lock(self, name: str) -> asyncio.Lock:
+        return self._status_locks.setdefault(name, asyncio.Lock())
+
     async def _post_ready(self, name: str) -> None:
-        kubelet = self.client_for(name)
-        node = await kubelet.get(NODES, name)
-        conds, _ = with_ready(node, True)
-        self.heartbeats += 1
-        await kubelet.patch(NODES, name, {"status": {"conditions": conds}}, subresource="status")
+        async with self._status_lock(name):
+            if name in self.not_ready:  # failed while this beat renewed the lease
+                return
+            kubelet = self.client_for(name)
+            node = await kubelet.get(NODES, name)
+            conds, _ = with_ready(node, True)
+            self.heartbeats += 1
+            await kubelet.patch(NODES, name, {"status": {"conditions": conds}},
+                                subresource="status")
 
     async def cordon(self, name: str, on: bool = True) -> Obj:
         """spec.unschedulable plus the unschedulable taint, as `kubectl cordon` and the
@@ -337,10 +347,12 @@ class NodeManager:
             self.not_ready.discard(name)
         else:
             self.not_ready.add(name)
-        node = await self.client.get(NODES, name)
-        conds, taints = with_ready(node, ready)
-        await self.client.patch(NODES, name, {"status": {"conditions": conds}}, subresource="status")
-        return await self.client.patch(NODES, name, {"spec": {"taints": taints or None}})
+        async with self._status_lock(name):  # after any beat already under way
+            node = await self.client.get(NODES, name)
+            conds, taints = with_ready(node, ready)
+            await self.client.patch(NODES, name, {"status": {"conditions": conds}},
+                                    subresource="status")
+            return await self.client.patch(NODES, name, {"spec": {"taints": taints or None}})
 
 
 def _daemon_or_mirror(pod: Obj) -> bool:
