@@ -18,8 +18,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two workers, one test file each at a time (module fixtures such as an embedded host stay in one
+# worker): most tests wait on servers and controllers, so two cores run two files well.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 # The issue-19 figures with their ratio to bench/baseline.json (bounded: a few minutes).
 bench: $(STAMP)
