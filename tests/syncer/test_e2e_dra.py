@@ -139,3 +139,62 @@ def test_deployment_claims_gpus_through_the_host(env: tuple[User, Path]) -> None
         assert _items(vk, "resourceclaims", "-n", "default") == []
         assert _items(host, "resourceclaims", "-n", HOST_NS) == []
     eventually(cleaned, timeout=120, delay=1.0)
+
+
+def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tuple[User, Path]) -> None:
+    user, host = env
+    vk = user.kubeconfig
+    # a class of the tenant's own would name nothing the host's scheduler knows: removed, with why
+    user.kubectl("apply", "-f", "-", input=DEVICE_CLASS.replace("name: gpu", "name: mine"))
+
+    def mine_removed() -> None:
+        assert [c["metadata"]["name"] for c in _items(vk, "deviceclasses")] == ["gpu"]
+    eventually(mine_removed, timeout=60, delay=0.5)
+    events = user.kubectl("get", "events", "-A", "--field-selector", "involvedObject.name=mine").stdout
+    assert "SyncRejected" in events and "the host's" in events
+
+    # a pod naming a claim that does not exist yet waits, saying so, as kube-scheduler does
+    user.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "cuda", "resources": {"claims": [{"name": "gpu"}]}}],
+                 "resourceClaims": [{"name": "gpu", "resourceClaimName": "solo-gpu"}]}}))
+
+    def waits() -> None:
+        p = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
+        cond = next((c for c in p["status"].get("conditions") or () if c["type"] == "PodScheduled"), None)
+        assert cond is not None and cond["reason"] == "Unschedulable", p["status"]
+        assert cond["message"].endswith('nodes are available: resourceclaim.resource.k8s.io "solo-gpu" not found.')
+    eventually(waits, timeout=60, delay=0.5)
+    assert _items(host, "pods", "-n", HOST_NS) == []  # never sent down without its claim
+
+    user.kubectl("apply", "-f", "-", input="""
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: solo-gpu, namespace: default}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+""")
+
+    def runs() -> None:
+        p = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
+        assert p["status"].get("phase") == "Running", p["status"]
+        c = json.loads(user.kubectl("get", "resourceclaim", "solo-gpu", "-o", "json").stdout)
+        assert c["status"]["reservedFor"] == [{"resource": "pods", "name": "solo", "uid": p["metadata"]["uid"]}]
+    eventually(runs, timeout=120, delay=1.0)
+
+    # the pod goes: the claim stays, unreserved and free again; the claim goes: its host copy too
+    user.kubectl("delete", "pod", "solo", "--wait=false")
+
+    def released() -> None:
+        c = json.loads(user.kubectl("get", "resourceclaim", "solo-gpu", "-o", "json").stdout)
+        assert not c.get("status", {}).get("reservedFor"), c.get("status")
+        [hc] = _items(host, "resourceclaims", "-n", HOST_NS)
+        assert not hc.get("status", {}).get("reservedFor"), hc.get("status")
+    eventually(released, timeout=120, delay=1.0)
+    user.kubectl("delete", "resourceclaim", "solo-gpu")
+    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=60, delay=0.5)
+
+
+def _assert_empty(kc: Path, *args: str) -> None:
+    assert _items(kc, *args) == []

@@ -15,9 +15,10 @@ back up:
   — what the virtual resourceclaim controller would make of it anyway, so the two never
   fight over the status.
 - DeviceClasses and ResourceSlices, host → virtual (:class:`HostDeviceSyncer`), under their
-  host names with ``vkube.io/from-host``: tenants see the devices there are. The copies are
-  kept equal to the host's (an edit is undone) and go when the host's go; objects a tenant
-  made itself are never touched. With a node selector (``sync.nodes.nodeSelector``,
+  host names with ``vkube.io/from-host``: tenants see the devices there are. They are the
+  only ones: the host's scheduler allocates from nothing else, so a tenant's own class or
+  slice is deleted with a Warning event, an edit is undone and a deleted copy comes back
+  (as vcluster's device class sync allows only the host's classes). With a node selector (``sync.nodes.nodeSelector``,
   ``isolation.nodeSelector``) only the slices of the selected host nodes are shown.
 """
 
@@ -27,7 +28,7 @@ import copy
 import logging
 
 from vkube.api import errors
-from vkube.api.meta import Obj, object_key, ref_key
+from vkube.api.meta import Obj, object_key, ref_key, rfc3339, utcnow
 from vkube.client.client import Resource
 from vkube.client.resources import DEVICECLASSES, NODES, PODS, RESOURCECLAIMS, RESOURCESLICES
 from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, delete_ignore_missing, \
@@ -41,7 +42,12 @@ ANN_FROM_HOST = "vkube.io/from-host"
 
 class ClaimsNotReady(Exception):
     """A synced pod's claims are not all there yet (the template's claim not made, a named
-    claim missing): the pod waits, as it would for kube-scheduler."""
+    claim missing): the pod waits, as it would for kube-scheduler. ``shown``: the tenant
+    should see why (a claim it named is missing), not only a passing wait."""
+
+    def __init__(self, message: str, *, shown: bool = False) -> None:
+        super().__init__(message)
+        self.shown = shown
 
 
 def claim_names(vpod: Obj) -> dict[str, str | None]:
@@ -122,6 +128,15 @@ class ResourceClaimSyncer(DownSyncer):
         self.hinf.add_index("consumer", lambda c: [r.get("name", "") for r in
                                                    (c.get("status") or {}).get("reservedFor") or ()])
         self.hpods.add_handler(self._on_host_pod)
+        # a pod waiting for a claim goes on as soon as the claim is there
+        self.vpods.add_index("vkube-claims", _pod_claim_keys)
+        self.vinf.add_handler(self._on_virtual_claim)
+
+    def _on_virtual_claim(self, typ: str, claim: Obj, old: Obj | None) -> None:
+        pods = self.ctx.syncers.get("pods")
+        if typ == "ADDED" and pods is not None:
+            for pod in self.vpods.by_index("vkube-claims", object_key(claim)):
+                pods.enqueue(object_key(pod))
 
     def _on_host_pod(self, typ: str, hpod: Obj, old: Obj | None) -> None:
         for claim in self.hinf.by_index("consumer", hpod["metadata"]["name"]):
@@ -143,19 +158,43 @@ class ResourceClaimSyncer(DownSyncer):
     async def for_pod(self, vpod: Obj) -> tuple[Obj, ...]:
         """The host pod's ``resourceClaims``, once every claim it names is on the host."""
         ns = vpod["metadata"]["namespace"]
+        named = {e.get("resourceClaimName") for e in (vpod.get("spec") or {}).get("resourceClaims") or ()}
         for name in claim_names(vpod).values():
             if not name:
                 continue
             vclaim = self.vinf.get(name, ns)
-            if vclaim is None or deleting(vclaim):
-                raise ClaimsNotReady(f'resourceclaim.resource.k8s.io "{name}" not found'
-                                     if vclaim is None else f'resourceclaim "{name}" is being deleted')
+            if vclaim is None:  # a template's claim our cache does not show yet: a passing wait
+                raise ClaimsNotReady(f'resourceclaim.resource.k8s.io "{name}" not found', shown=name in named)
+            if deleting(vclaim):
+                raise ClaimsNotReady(f'resourceclaim "{name}" is being deleted', shown=True)
             await self.reconcile(ref_key(ns, name))
         return host_pod_claims(self.tr, vpod)
 
+    async def surface_wait(self, vpod: Obj, why: str) -> None:
+        """The waiting pod says why, as kube-scheduler's PodScheduled condition would (the
+        host's scheduler never saw it); nothing when it already does."""
+        status = vpod.get("status") or {}
+        cond = next((c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"), None)
+        nodes = len(self.ctx.informers.virtual(NODES).list())  # the nodes the tenant sees
+        message = f"0/{nodes} nodes are available: {why}."
+        if cond is not None and cond.get("message") == message:
+            return
+        meta = vpod["metadata"]
+        patch = {"status": {"conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+            "lastProbeTime": None, "lastTransitionTime": rfc3339(utcnow())}]}}
+        try:
+            await self.ctx.virtual.patch(PODS, meta["name"], patch, type="strategic",
+                                         namespace=meta["namespace"], subresource="status")
+        except (errors.NotFound, errors.Conflict):
+            return
+        self.ctx.recorder.event(vpod, "Warning", "FailedScheduling", message)
+
 
 class HostDeviceSyncer(KindSyncer):
-    """The host's DeviceClasses or ResourceSlices, shown read-only in the virtual cluster."""
+    """The host's DeviceClasses or ResourceSlices, shown read-only in the virtual cluster:
+    level-based, so whatever a tenant changes, creates or deletes of the kind is put back to
+    what the host shows (as vcluster's device class sync allows only the host's classes)."""
 
     res: Resource
 
@@ -191,6 +230,10 @@ class HostDeviceSyncer(KindSyncer):
         labels = (hnode or {}).get("metadata", {}).get("labels") or {}
         return hnode is not None and all(labels.get(k) == v for k, v in self.selector.items())
 
+    def foreign_message(self) -> str:
+        return (f"{self.res.plural} in this virtual cluster are the host's (sync.resourceclaims): "
+                f"the host's scheduler allocates only from those; ask the host's admin for one")
+
     def desired(self, hobj: Obj) -> Obj:
         meta = hobj["metadata"]
         return {"apiVersion": self.res.api_version, "kind": self.res.kind,
@@ -200,9 +243,10 @@ class HostDeviceSyncer(KindSyncer):
 
     async def reconcile(self, key: str) -> None:
         hobj, vobj = self.hinf.get(key), self.vinf.get(key)
-        ours = vobj is not None and ANN_FROM_HOST in (vobj["metadata"].get("annotations") or {})
         if hobj is None or not self.shown(hobj):
-            if ours:
+            if vobj is not None and not deleting(vobj):
+                if ANN_FROM_HOST not in (vobj["metadata"].get("annotations") or {}):
+                    self.ctx.recorder.event(vobj, "Warning", "SyncRejected", self.foreign_message())
                 await delete_ignore_missing(self.ctx.virtual, self.res, key, None)
             return
         want = self.desired(hobj)
@@ -212,8 +256,6 @@ class HostDeviceSyncer(KindSyncer):
             except errors.AlreadyExists:
                 pass
             return
-        if not ours:
-            return  # the tenant's own object of that name wins inside the virtual cluster
         if vobj.get("spec") != want["spec"] or \
                 (vobj["metadata"].get("annotations") or {}) != want["metadata"]["annotations"] or \
                 (vobj["metadata"].get("labels") or {}) != want["metadata"]["labels"]:
@@ -222,6 +264,14 @@ class HostDeviceSyncer(KindSyncer):
             new["metadata"]["annotations"] = want["metadata"]["annotations"]
             new["metadata"]["labels"] = want["metadata"]["labels"]
             await self.ctx.virtual.update(self.res, new)
+
+
+def _pod_claim_keys(pod: Obj) -> list[str]:
+    """``NS/CLAIM`` of every claim a pod names (directly or through its recorded statuses)."""
+    ns = pod["metadata"].get("namespace", "")
+    names = [e.get("resourceClaimName") for e in (pod.get("spec") or {}).get("resourceClaims") or ()]
+    names += [s.get("resourceClaimName") for s in ((pod.get("status") or {}).get("resourceClaimStatuses")) or ()]
+    return [f"{ns}/{n}" for n in names if n]
 
 
 def device_syncers(ctx: SyncContext) -> list[KindSyncer]:

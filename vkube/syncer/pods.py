@@ -205,7 +205,9 @@ class PodSyncer(KindSyncer):
             return
         except ClaimsNotReady as e:  # the pod's (or the claim's) next event brings it back
             log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
-            self.queue.add_after(object_key(vpod), 2.0)
+            if e.shown:
+                await self.ctx.syncers["resourceclaims"].surface_wait(vpod, str(e))  # type: ignore[attr-defined]
+            self.queue.add_after(object_key(vpod), 10.0)
             return
         except PodRejected as e:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
