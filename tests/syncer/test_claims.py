@@ -115,3 +115,84 @@ def test_the_toggle_decides_the_refusal_and_the_rbac():
                                        "resourceslices": ["get", "list", "watch"]}
     with pytest.raises(ValuesError, match=r"^sync.resourceclaims.enabled: .*sync.nodes.enableScheduler"):
         load_values("sync: {resourceclaims: {enabled: true}, nodes: {enabled: true, enableScheduler: true}}")
+
+
+class _Inf(_Cache):
+    """Enough of an informer for one syncer: get/list, indexes and handlers."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        super().__init__(*objs)
+        self.indexes: dict[str, Any] = {}
+
+    def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return list(self.objs.values())
+
+    def add_index(self, name: str, fn: Any) -> None:
+        self.indexes[name] = fn
+
+    def by_index(self, name: str, value: str) -> list[dict[str, Any]]:
+        return [o for o in self.objs.values() if value in self.indexes[name](o)]
+
+    def add_handler(self, fn: Any) -> None:
+        pass
+
+
+class _Virtual:
+    def __init__(self, inf: _Inf) -> None:
+        self.inf, self.calls = inf, []
+
+    async def create(self, res: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", obj["metadata"]["name"]))
+        self.inf.objs[(None, obj["metadata"]["name"])] = obj
+        return obj
+
+    async def update(self, res: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("update", obj["metadata"]["name"]))
+        self.inf.objs[(None, obj["metadata"]["name"])] = obj
+        return obj
+
+    async def delete(self, res: Any, name: str, namespace: str | None = None, **kw: Any) -> None:
+        self.calls.append(("delete", name))
+        self.inf.objs.pop((None, name), None)
+
+
+def test_slices_of_unselected_nodes_and_tenant_objects_are_not_shown():
+    import asyncio
+    from types import SimpleNamespace
+
+    from vkube.client.resources import NODES, RESOURCESLICES
+    from vkube.syncer.claims import ANN_FROM_HOST, HostDeviceSyncer
+
+    def node(name: str, pool: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": {"pool": pool}}}
+
+    def slice_(name: str, node_name: str | None, **meta: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = {"driver": "gpu.example.com", "pool": {"name": name}, "devices": [{"name": "gpu-0"}]}
+        spec.update({"nodeName": node_name} if node_name else {"allNodes": True})
+        return {"metadata": {"name": name, **meta}, "spec": spec}
+
+    hslices = _Inf(slice_("s1", "n1"), slice_("s2", "n2"), slice_("shared", None))
+    hnodes = _Inf(node("n1", "a"), node("n2", "b"))
+    vslices = _Inf(slice_("s2", "n2", annotations={ANN_FROM_HOST: "true"}),  # shown before the selector
+                   slice_("tenant", "n1"),  # the tenant's own
+                   {**slice_("s1", "n1", annotations={ANN_FROM_HOST: "true"}, labels={"edited": "yes"})})
+    informers = SimpleNamespace(
+        virtual=lambda res: vslices,
+        host=lambda res, owned=True: {RESOURCESLICES: hslices, NODES: hnodes}[res])
+    events: list[tuple[str, str]] = []
+    recorder = SimpleNamespace(event=lambda obj, typ, reason, msg: events.append((obj["metadata"]["name"], reason)))
+    virtual = _Virtual(vslices)
+    ctx = SimpleNamespace(informers=informers, values=load_values(
+        "sync: {resourceclaims: {enabled: true}}\nisolation: {enabled: true, nodeSelector: pool=a}"),
+        virtual=virtual, recorder=recorder, tr=tr)
+    syncer = HostDeviceSyncer(ctx, RESOURCESLICES)  # type: ignore[arg-type]
+    syncer.setup()
+
+    async def run() -> None:
+        for key in syncer.initial_keys():
+            await syncer.reconcile(key)
+    asyncio.run(run())
+    assert sorted(n for _, n in vslices.objs) == ["s1", "shared"]
+    assert sorted(virtual.calls) == [("create", "shared"), ("delete", "s2"), ("delete", "tenant"), ("update", "s1")]
+    assert events == [("tenant", "SyncRejected")]
+    assert vslices.get("s1")["metadata"]["labels"] == {}  # the edit is undone
