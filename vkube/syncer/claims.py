@@ -123,6 +123,7 @@ class ResourceClaimSyncer(DownSyncer):
         super().setup()
         self.hpods = self.ctx.informers.host(PODS)
         self.vpods = self.ctx.informers.virtual(PODS)
+        self.vnodes = self.ctx.informers.virtual(NODES)  # the nodes the tenant sees
         self.consumer = ConsumerMap(self.tr, self.hpods, self.vpods)
         # a reservation names a pod: its arrival on either side can complete the translation
         self.hinf.add_index("consumer", lambda c: [r.get("name", "") for r in
@@ -175,8 +176,7 @@ class ResourceClaimSyncer(DownSyncer):
         host's scheduler never saw it); nothing when it already does."""
         status = vpod.get("status") or {}
         cond = next((c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"), None)
-        nodes = len(self.ctx.informers.virtual(NODES).list())  # the nodes the tenant sees
-        message = f"0/{nodes} nodes are available: {why}."
+        message = f"0/{len(self.vnodes.list())} nodes are available: {why}."
         if cond is not None and cond.get("message") == message:
             return
         meta = vpod["metadata"]
