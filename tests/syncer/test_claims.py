@@ -196,3 +196,22 @@ def test_slices_of_unselected_nodes_and_tenant_objects_are_not_shown():
     assert sorted(virtual.calls) == [("create", "shared"), ("delete", "s2"), ("delete", "tenant"), ("update", "s1")]
     assert events == [("tenant", "SyncRejected")]
     assert vslices.get("s1")["metadata"]["labels"] == {}  # the edit is undone
+
+
+def test_a_host_without_dra_is_told_apart_from_a_refusal():
+    import asyncio
+
+    from vkube.api import errors
+    from vkube.syncer.claims import host_lacks_dra
+
+    class Host:
+        def __init__(self, exc: Exception | None) -> None:
+            self.exc = exc
+
+        async def list(self, res: Any, **kw: Any) -> dict[str, Any]:
+            if self.exc is not None:
+                raise self.exc
+            return {"items": []}
+    assert asyncio.run(host_lacks_dra(Host(errors.NotFound("the server could not find the requested resource"))))
+    assert not asyncio.run(host_lacks_dra(Host(errors.Forbidden("no"))))
+    assert not asyncio.run(host_lacks_dra(Host(None)))

@@ -29,7 +29,7 @@ import logging
 
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key, ref_key, rfc3339, utcnow
-from vkube.client.client import Resource
+from vkube.client.client import Client, Resource
 from vkube.client.resources import DEVICECLASSES, NODES, PODS, RESOURCECLAIMS, RESOURCESLICES
 from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, delete_ignore_missing, \
     deleting, update_status
@@ -264,6 +264,18 @@ class HostDeviceSyncer(KindSyncer):
             new["metadata"]["annotations"] = want["metadata"]["annotations"]
             new["metadata"]["labels"] = want["metadata"]["labels"]
             await self.ctx.virtual.update(self.res, new)
+
+
+async def host_lacks_dra(host: Client) -> bool:
+    """Does the host not serve ``resource.k8s.io/v1``? (Its informers would never sync.) Only
+    a 404 says so; a refusal to list is the host's RBAC, not a missing API."""
+    try:
+        await host.list(DEVICECLASSES, limit=1)
+    except errors.NotFound:
+        return True
+    except errors.StatusError:
+        pass
+    return False
 
 
 def _pod_claim_keys(pod: Obj) -> list[str]:
