@@ -167,14 +167,7 @@ def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tup
     eventually(waits, timeout=60, delay=0.5)
     assert _items(host, "pods", "-n", HOST_NS) == []  # never sent down without its claim
 
-    user.kubectl("apply", "-f", "-", input="""
-apiVersion: resource.k8s.io/v1
-kind: ResourceClaim
-metadata: {name: solo-gpu, namespace: default}
-spec:
-  devices:
-    requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
-""")
+    user.kubectl("apply", "-f", "-", input=SOLO_CLAIM)
 
     def runs() -> None:
         p = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
@@ -183,18 +176,35 @@ spec:
         assert c["status"]["reservedFor"] == [{"resource": "pods", "name": "solo", "uid": p["metadata"]["uid"]}]
     eventually(runs, timeout=120, delay=1.0)
 
-    # the pod goes: the claim stays, unreserved and free again; the claim goes: its host copy too
-    user.kubectl("delete", "pod", "solo", "--wait=false")
-
-    def released() -> None:
-        c = json.loads(user.kubectl("get", "resourceclaim", "solo-gpu", "-o", "json").stdout)
-        assert not c.get("status", {}).get("reservedFor"), c.get("status")
-        [hc] = _items(host, "resourceclaims", "-n", HOST_NS)
-        assert not hc.get("status", {}).get("reservedFor"), hc.get("status")
-    eventually(released, timeout=120, delay=1.0)
+    # the claim goes while its pod runs: the host copy stays (its device stays the pod's) ...
     user.kubectl("delete", "resourceclaim", "solo-gpu")
-    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=60, delay=0.5)
+    eventually(lambda: _assert_empty(vk, "resourceclaims", "-n", "default"), timeout=60, delay=0.5)
+    # a claim made after the deletion reaching the host shows the syncer has seen the deletion
+    user.kubectl("apply", "-f", "-", input=SOLO_CLAIM.replace("solo-gpu", "probe"))
+    eventually(lambda: _assert_host_claims(host, {f"solo-gpu-x-default-x-{VC}", f"probe-x-default-x-{VC}"}),
+               timeout=60, delay=0.5)
+    hc = next(c for c in _items(host, "resourceclaims", "-n", HOST_NS) if c["metadata"]["name"].startswith("solo"))
+    assert hc["status"]["reservedFor"] and not hc["metadata"].get("deletionTimestamp")
+    user.kubectl("delete", "resourceclaim", "probe")  # not in use: its host copy goes at once
+    assert json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)["status"]["phase"] == "Running"
+    # ... until the pod goes
+    user.kubectl("delete", "pod", "solo", "--wait=false")
+    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
 
 
 def _assert_empty(kc: Path, *args: str) -> None:
     assert _items(kc, *args) == []
+
+
+def _assert_host_claims(kc: Path, names: set[str]) -> None:
+    assert {c["metadata"]["name"] for c in _items(kc, "resourceclaims", "-n", HOST_NS)} == names
+
+
+SOLO_CLAIM = """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: solo-gpu, namespace: default}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+"""

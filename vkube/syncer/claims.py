@@ -4,7 +4,8 @@ The host's scheduler allocates devices, so what it needs goes down and what it d
 back up:
 
 - ResourceClaims, virtual → host as ``NAME-x-NS-x-VC`` (spec unchanged: the device classes it
-  names are the host's, shown inside). That covers claims the virtual resourceclaim
+  names are the host's, shown inside); a host copy still reserved for a pod outlives its
+  virtual claim until the pod lets go, so its devices are never handed on under a running pod. That covers claims the virtual resourceclaim
   controller makes from ResourceClaimTemplates: they are ordinary claims owned by the pod;
   templates stay virtual. A synced pod's ``resourceClaims`` then name the host claims
   directly (:func:`host_pod_claims`), so the host's own claim controller makes nothing.
@@ -28,7 +29,7 @@ import copy
 import logging
 
 from vkube.api import errors
-from vkube.api.meta import Obj, object_key, ref_key, rfc3339, utcnow
+from vkube.api.meta import Obj, object_key, ref_key, rfc3339, split_key, utcnow
 from vkube.client.client import Client, Resource
 from vkube.client.resources import DEVICECLASSES, NODES, PODS, RESOURCECLAIMS, RESOURCESLICES
 from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, delete_ignore_missing, \
@@ -142,6 +143,17 @@ class ResourceClaimSyncer(DownSyncer):
     def _on_host_pod(self, typ: str, hpod: Obj, old: Obj | None) -> None:
         for claim in self.hinf.by_index("consumer", hpod["metadata"]["name"]):
             self.enqueue(self.host_key(claim))
+
+    async def reconcile(self, key: str) -> None:
+        ns, name = split_key(key)
+        vobj = self.vinf.get(name, ns or "")
+        if vobj is None or deleting(vobj):
+            hobj = self.hinf.get(self.host_name(name, ns or ""), self.ctx.host_namespace)
+            if hobj is not None and (hobj.get("status") or {}).get("reservedFor"):
+                # in use on the host: kept until its pods let go (the host's claim event
+                # brings it back), as a claim's delete protection keeps it while in use
+                return
+        await super().reconcile(key)
 
     def desired(self, vobj: Obj) -> Obj:
         return {"apiVersion": RESOURCECLAIMS.api_version, "kind": "ResourceClaim",
