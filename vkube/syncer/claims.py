@@ -4,11 +4,12 @@ The host's scheduler allocates devices, so what it needs goes down and what it d
 back up:
 
 - ResourceClaims, virtual → host as ``NAME-x-NS-x-VC`` (spec unchanged: the device classes it
-  names are the host's, shown inside); a host copy still reserved for a pod outlives its
-  virtual claim until the pod lets go, so its devices are never handed on under a running pod. That covers claims the virtual resourceclaim
+  names are the host's, shown inside). That covers claims the virtual resourceclaim
   controller makes from ResourceClaimTemplates: they are ordinary claims owned by the pod;
   templates stay virtual. A synced pod's ``resourceClaims`` then name the host claims
-  directly (:func:`host_pod_claims`), so the host's own claim controller makes nothing.
+  directly (:func:`host_pod_claims`), so the host's own claim controller makes nothing. A
+  host copy still reserved for a pod outlives its virtual claim until the pod lets go (as a
+  claim's delete protection), so its devices are never handed on under a running pod.
 - Claim status, host → virtual: ``allocation`` (devices, node selector) and ``devices`` as
   they are (pools and nodes keep their host names, as the synced nodes do), ``reservedFor``
   translated from host pods to the virtual pods behind them. A consumer that is not one of
@@ -19,14 +20,14 @@ back up:
   host names with ``vkube.io/from-host``: tenants see the devices there are. They are the
   only ones: the host's scheduler allocates from nothing else, so a tenant's own class or
   slice is deleted with a Warning event, an edit is undone and a deleted copy comes back
-  (as vcluster's device class sync allows only the host's classes). With a node selector (``sync.nodes.nodeSelector``,
-  ``isolation.nodeSelector``) only the slices of the selected host nodes are shown.
+  (as vcluster's device class sync allows only the host's classes). With a node selector
+  (``sync.nodes.nodeSelector``, ``isolation.nodeSelector``) only the slices of the selected
+  host nodes are shown.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key, ref_key, rfc3339, split_key, utcnow
@@ -36,7 +37,6 @@ from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, delete_ignore
     deleting, update_status
 from vkube.syncer.translate import ANN_UID, Translator
 
-log = logging.getLogger(__name__)
 
 ANN_FROM_HOST = "vkube.io/from-host"
 
