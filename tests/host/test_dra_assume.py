@@ -78,3 +78,24 @@ def test_a_written_allocation_stays_assumed_until_the_informer_shows_it() -> Non
     claims.put({**_claim("a-gpu", rv="200")})
     assert alloc.allocate(b, "n1") == {"default/b-gpu": [
         {"request": "gpu", "driver": "gpu.example.com", "pool": "n1", "device": "gpu-0"}]}
+
+
+def test_a_pod_waiting_for_its_template_claim_is_retried_when_the_claim_is_recorded() -> None:
+    """kube-scheduler's DynamicResources queueing hint: the pod's resourceClaimStatuses
+    changing makes an unschedulable pod worth another try at once, not at the next flush."""
+    from vkube.host.scheduler import Scheduler
+
+    class Inf:
+        def add_handler(self, fn: Any) -> None:
+            pass
+
+    sched = Scheduler(None, Inf(), Inf())  # type: ignore[arg-type]
+    waiting = {"metadata": {"name": "p", "namespace": "default", "resourceVersion": "1"},
+               "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}, "status": {}}
+    sched.unschedulable.add("default/p")
+    touched = {**waiting, "metadata": {**waiting["metadata"], "resourceVersion": "2", "labels": {"a": "b"}}}
+    sched._on_pod("MODIFIED", touched, waiting)
+    assert len(sched.queue) == 0 and "default/p" in sched.unschedulable  # nothing that could help
+    recorded = {**waiting, "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "p-gpu-x"}]}}
+    sched._on_pod("MODIFIED", recorded, waiting)
+    assert len(sched.queue) == 1 and "default/p" not in sched.unschedulable
