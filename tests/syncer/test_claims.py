@@ -215,3 +215,36 @@ def test_a_host_without_dra_is_told_apart_from_a_refusal():
     assert asyncio.run(host_lacks_dra(Host(errors.NotFound("the server could not find the requested resource"))))
     assert not asyncio.run(host_lacks_dra(Host(errors.Forbidden("no"))))
     assert not asyncio.run(host_lacks_dra(Host(None)))
+
+
+def test_host_copies_in_use_outlive_their_claim_and_stale_ones_are_replaced():
+    import asyncio
+    from types import SimpleNamespace
+
+    from vkube.client.resources import PODS, RESOURCECLAIMS
+    from vkube.syncer.claims import ResourceClaimSyncer
+
+    def vclaim(name: str, uid: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "ml", "uid": uid},
+                "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu"}}]}}}
+
+    def hclaim(name: str, vuid: str, reserved: bool) -> dict[str, Any]:
+        meta = tr.host_metadata(vclaim(name, vuid))
+        return {"metadata": meta, "spec": vclaim(name, vuid)["spec"],
+                "status": {"reservedFor": [{"resource": "pods", "name": "p", "uid": "h"}]} if reserved else {}}
+
+    vclaims = _Inf(vclaim("again", "new"), vclaim("again-busy", "new"))
+    hclaims = _Inf(hclaim("gone-busy", "u1", True), hclaim("again", "old", False), hclaim("again-busy", "old", True))
+    deleted: list[str] = []
+
+    async def delete(res: Any, name: str, namespace: str | None = None, **kw: Any) -> None:
+        deleted.append(name)
+    ctx = SimpleNamespace(
+        informers=SimpleNamespace(virtual=lambda res: {RESOURCECLAIMS: vclaims, PODS: _Inf()}.get(res, _Inf()),
+                                  host=lambda res, owned=True: {RESOURCECLAIMS: hclaims}.get(res, _Inf())),
+        host=SimpleNamespace(delete=delete), host_namespace="vkube-vc", tr=tr, syncers={})
+    syncer = ResourceClaimSyncer(ctx)  # type: ignore[arg-type]
+    syncer.setup()
+    for key in ("ml/gone-busy", "ml/again", "ml/again-busy"):
+        asyncio.run(syncer.reconcile(key))
+    assert deleted == [tr.host_name("again", "ml")]  # in-use copies wait for their pods

@@ -147,12 +147,20 @@ class ResourceClaimSyncer(DownSyncer):
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
         vobj = self.vinf.get(name, ns or "")
-        if vobj is None or deleting(vobj):
-            hobj = self.hinf.get(self.host_name(name, ns or ""), self.ctx.host_namespace)
+        hname = self.host_name(name, ns or "")
+        hobj = self.hinf.get(hname, self.ctx.host_namespace)
+        # a claim made again under the name of one whose host copy is still there: that copy
+        # is the old claim's (its spec cannot change), so it goes before the new one is made
+        stale = vobj is not None and hobj is not None and \
+            (hobj["metadata"].get("annotations") or {}).get(ANN_UID) != vobj["metadata"].get("uid")
+        if vobj is None or deleting(vobj) or stale:
             if hobj is not None and (hobj.get("status") or {}).get("reservedFor"):
                 # in use on the host: kept until its pods let go (the host's claim event
                 # brings it back), as a claim's delete protection keeps it while in use
                 return
+            if stale and self.tr.is_owned(hobj or {}):
+                await delete_ignore_missing(self.ctx.host, RESOURCECLAIMS, hname, self.ctx.host_namespace)
+                return  # its deletion event brings the new claim down
         await super().reconcile(key)
 
     def desired(self, vobj: Obj) -> Obj:
