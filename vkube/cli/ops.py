@@ -39,6 +39,16 @@ async def _host_label(host: HostRef) -> str:
     return f"host ready ({where}, {n} node{'s' if n != 1 else ''})"
 
 
+async def _host_serves_what_values_sync(hc: Client, values: dict) -> None:
+    """A sync the host cannot serve would leave the syncer waiting forever: refused here."""
+    from vkube.syncer.claims import host_lacks_dra
+    from vkube.syncer.values import parse_values
+    if parse_values(dict(values or {})).sync.resourceclaims.enabled and await host_lacks_dra(hc):
+        raise CLIError("sync.resourceclaims.enabled: the host does not serve resource.k8s.io/v1 "
+                       "(dynamic resource allocation, Kubernetes 1.34+) — set it to false, or use "
+                       "a host that serves it")
+
+
 async def create(args: argparse.Namespace) -> int:
     name = state.validate_name(args.name)
     namespace = args.namespace or f"vkube-{name}"
@@ -93,6 +103,8 @@ async def create(args: argparse.Namespace) -> int:
             known=_host_of(existing) if existing else None)
         done(await _host_label(host))
     async with host.client() as hc:
+        await _host_serves_what_values_sync(hc, values if values is not None else
+                                            (existing.values if existing else {}))
         if existing is None:
             found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == name]
             if found and not args.upgrade:

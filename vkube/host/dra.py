@@ -84,7 +84,10 @@ class DeviceAllocator:
         #: their slice, so each CEL program runs once per device, not once per scheduling cycle
         self._verdicts: dict[tuple[str, DeviceId, str], bool] = {}
         self._cel: dict[tuple[DeviceId, str], dict[str, Any]] = {}  # the ``device`` variables
-        self._assumed: dict[str, set[DeviceId]] = {}  # claim key -> devices being written
+        #: claim key -> (devices, resourceVersion written): devices being written, then kept
+        #: until the claims informer shows that write (kube-scheduler's assume cache); without
+        #: it a pod scheduled between the write and the watch event got the same devices
+        self._assumed: dict[str, tuple[set[DeviceId], str]] = {}
 
     # -- PreFilter -------------------------------------------------------------------------
     def prefilter(self, pod: Obj) -> tuple[str | None, PodDevices | None]:
@@ -135,7 +138,13 @@ class DeviceAllocator:
         for claim in self.claims.list():
             for r in ((((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}).get("results")) or ():
                 used.add((r.get("driver", ""), r.get("pool", ""), r.get("device", "")))
-        for ids in self._assumed.values():
+        for key, (ids, written) in list(self._assumed.items()):
+            if written:
+                ns, _, name = key.partition("/")
+                seen = self.claims.get(name, ns)
+                if seen is None or _rv_at_least(seen, written):
+                    del self._assumed[key]  # the informer has it (or the claim is gone)
+                    continue
             used |= ids
         return used
 
@@ -247,20 +256,31 @@ class DeviceAllocator:
             for claim in devices.pending:
                 key = _key(claim)
                 results = allocation[key]
-                self._assumed[key] = {(r["driver"], r["pool"], r["device"]) for r in results}
+                ids = {(r["driver"], r["pool"], r["device"]) for r in results}
+                self._assumed[key] = (ids, "")
                 status = dict(claim.get("status") or {})
                 status["allocation"] = {"devices": {"results": results}, "nodeSelector": node_selector}
                 status["reservedFor"] = [ref]
-                await self.client.update(RESOURCECLAIMS, {**claim, "status": status}, subresource="status")
+                res = await self.client.update(RESOURCECLAIMS, {**claim, "status": status}, subresource="status")
+                self._assumed[key] = (ids, str(res["metadata"].get("resourceVersion") or ""))
             for claim in devices.allocated:
                 reserved = list((claim.get("status") or {}).get("reservedFor") or ())
                 if any(r.get("uid") == ref["uid"] for r in reserved):
                     continue
                 status = {**(claim.get("status") or {}), "reservedFor": reserved + [ref]}
                 await self.client.update(RESOURCECLAIMS, {**claim, "status": status}, subresource="status")
-        finally:
-            for claim in devices.pending:
-                self._assumed.pop(_key(claim), None)
+        except BaseException:
+            for claim in devices.pending:  # written ones stay assumed until the informer has them
+                if self._assumed.get(_key(claim), (None, ""))[1] == "":
+                    self._assumed.pop(_key(claim), None)
+            raise
+
+
+def _rv_at_least(obj: Obj, rv: str) -> bool:
+    """Does the cached ``obj`` reflect the write that returned ``rv``? (Versions are the
+    store's revisions; anything else counts as caught up, so nothing stays assumed forever.)"""
+    have = str(obj["metadata"].get("resourceVersion") or "")
+    return not (have.isdigit() and rv.isdigit()) or int(have) >= int(rv)
 
 
 def _rule_selects(rule: Obj, ident: DeviceId) -> bool:

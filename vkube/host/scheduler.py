@@ -102,6 +102,11 @@ class Scheduler:
             return
         if key in self.assumed:
             return  # our binding is in flight
+        if key in self.unschedulable and old is not None and \
+                _claim_statuses(old) != _claim_statuses(pod):
+            # the resourceclaim controller recorded the pod's claims: it may fit now
+            # (the DynamicResources plugin's queueing hint), not only at the next flush
+            self.unschedulable.discard(key)
         if key not in self.unschedulable:
             self.queue.add(key)
 
@@ -259,3 +264,7 @@ def _may_admit_more(prev: NodeInfo, cur: NodeInfo) -> bool:
 
 def _ref(pod: Obj) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod.get("metadata", {})}
+
+
+def _claim_statuses(pod: Obj) -> object:
+    return (pod.get("status") or {}).get("resourceClaimStatuses")

@@ -33,6 +33,7 @@ class PodAdmission:
         self.evaluator = evaluator or Evaluator()
         self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
         self.isolated = iso.enabled
+        self.claims_synced = values.sync.resourceclaims.enabled
 
     def check(self, vpod: Obj) -> str | None:
         """Why the pod may not be synced (one message naming every violation), or None."""
@@ -49,11 +50,11 @@ class PodAdmission:
             if bad:
                 problems.append(f"image registry not allowed ({', '.join(bad)}; allowed: "
                                 f"{', '.join(self.registries)})")
-        if spec.get("resourceClaims"):
-            # dropped on the way down, the pod would run on the host without its devices:
-            # refused by name until claims are synced (issue 14)
+        if spec.get("resourceClaims") and not self.claims_synced:
+            # dropped on the way down, the pod would run on the host without its devices
             problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
-                            "host yet; run pods with resource claims on the host directly")
+                            "host in this virtual cluster; set sync.resourceclaims.enabled: true "
+                            "in its values (vkube create NAME --upgrade -f values.yaml)")
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that

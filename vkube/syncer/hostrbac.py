@@ -21,7 +21,9 @@ Why each grant (what the syncer does on the host, vkube/syncer and vkube/cluster
 - services and endpoints of other host namespaces (get/list/watch) that
   ``mapServices.fromHost`` names;
 - storageclasses/persistentvolumes/priorityclasses (written) and ingressclasses (read) when
-  their sync is enabled; custom resources only for the kinds ``sync.toHost``/``fromHost`` name.
+  their sync is enabled; custom resources only for the kinds ``sync.toHost``/``fromHost`` name;
+- with ``sync.resourceclaims``: resourceclaims in the host namespace (written; their status is
+  only read: the host's scheduler writes it) and deviceclasses/resourceslices (read).
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
                    "verbs": _RW})
     if s.ingressclasses.enabled:
         cl.append({"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],
+                   "verbs": _RO})
+    if s.resourceclaims.enabled:
+        ns_rules.append({"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"],
+                         "verbs": ["create", "delete", "get", "list", "update", "watch"]})
+        cl.append({"apiGroups": ["resource.k8s.io"], "resources": ["deviceclasses", "resourceslices"],
                    "verbs": _RO})
     known = dict(resources or {})
     for kind_group, cr in sorted(s.to_host.custom_resources.items()):

@@ -54,6 +54,8 @@ class PodRewriteConfig:
     # empty: the pod's DNS settings go to the host unchanged
     cluster_dns: str = ""
     cluster_domain: str = "cluster.local"
+    # sync.resourceclaims: the pod's resourceClaims naming the host claims (empty: none kept)
+    resource_claims: tuple[Obj, ...] = ()
 
 
 def host_pod_name(tr: Translator, name: str, namespace: str) -> str:
@@ -153,6 +155,8 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
         spec["priorityClassName"] = tr.host_cluster_name(pc)
     spec.pop("overhead", None)
     spec.pop("resourceClaims", None)
+    if cfg.resource_claims:
+        spec["resourceClaims"] = [dict(c) for c in cfg.resource_claims]
     spec["hostname"] = spec.get("hostname") or _hostname(name)
     if spec.get("subdomain"):
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)

@@ -20,6 +20,7 @@ from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SER
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
+from vkube.syncer.claims import ClaimsNotReady
 from vkube.syncer.podrewrite import (USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.tokens import TokenManager
@@ -202,6 +203,12 @@ class PodSyncer(KindSyncer):
             log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
             self.queue.add_after(object_key(vpod), 0.2)
             return
+        except ClaimsNotReady as e:  # the pod's (or the claim's) next event brings it back
+            log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
+            if e.shown:
+                await self.ctx.syncers["resourceclaims"].surface_wait(vpod, str(e))  # type: ignore[attr-defined]
+            self.queue.add_after(object_key(vpod), 10.0)
+            return
         except PodRejected as e:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   str(e))
@@ -275,6 +282,8 @@ class PodSyncer(KindSyncer):
             token_secret = await self.tokens.ensure(ns, sa)
         nsobj = self.namespaces.get(ns) or {}
         api_host, api_port = self._in_cluster_api()
+        claims = self.ctx.syncers.get("resourceclaims")
+        resource_claims = await claims.for_pod(vpod) if claims is not None else ()  # type: ignore[attr-defined]
         cfg = PodRewriteConfig(
             translator=self.tr,
             host_service_account=workload_service_account(self.ctx.name),
@@ -290,6 +299,7 @@ class PodSyncer(KindSyncer):
             node_selector=self.ctx.values.node_selector(),
             runtime_class_name=self.ctx.values.isolation.runtime_class_name,
             tolerations=_tolerations(self.ctx.values),
+            resource_claims=resource_claims,
         )
         return rewrite_pod(vpod, cfg)
 

@@ -18,11 +18,12 @@ from vkube.client.client import Client, Resource
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES,
                                     NETWORKPOLICIES, PODS, PRIORITYCLASSES, PVCS, PVS, SECRETS,
                                     RESOURCEQUOTAS, LIMITRANGES, SERVICEACCOUNTS,
-                                    SERVICES, STORAGECLASSES)
+                                    SERVICES, STORAGECLASSES, RESOURCECLAIMS)
 from vkube.controllers.events import EventRecorder
 from vkube.pki.cluster import ClusterPKI, KubeletTLS
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import Informers, KindSyncer, SyncContext
+from vkube.syncer.claims import device_syncers
 from vkube.syncer.configmaps_secrets import ConfigMapSyncer, SecretSyncer
 from vkube.syncer.customresources import CustomResourceSyncer
 from vkube.syncer.customresources_fromhost import HostCustomResourceSyncer
@@ -74,6 +75,8 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
                                     ctx.values.map_services.from_virtual), ServiceMapSyncer),
     ]
     syncers: dict[str, KindSyncer] = {cls.kind: cls(ctx) for on, cls in table if on}
+    if s.resourceclaims.enabled:
+        syncers.update({syncer.kind: syncer for syncer in device_syncers(ctx)})
     for kind_group, toggle in s.to_host.custom_resources.items():
         if toggle.enabled:
             syncers[kind_group] = CustomResourceSyncer(ctx, kind_group)
@@ -174,7 +177,7 @@ class Syncer:
 
 _NAMESPACED: tuple[Resource, ...] = (PODS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, PVCS,
                                      INGRESSES, NETWORKPOLICIES, SERVICEACCOUNTS,
-                                     RESOURCEQUOTAS, LIMITRANGES)
+                                     RESOURCEQUOTAS, LIMITRANGES, RESOURCECLAIMS)
 _CLUSTER: tuple[Resource, ...] = (STORAGECLASSES, PVS, PRIORITYCLASSES)
 
 

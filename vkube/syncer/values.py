@@ -169,6 +169,10 @@ class Sync:
     serviceaccounts: Off = _k("serviceaccounts", Off(), "serviceaccounts, virtual → host")
     priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
     events: Toggle = _k("events", Toggle(), "events of synced objects, host → virtual")
+    resourceclaims: Off = _k("resourceclaims", Off(), "dynamic resource allocation: "
+                             "resourceclaims (those made from templates too) virtual → host, "
+                             "allocation back up; the host's deviceclasses and resourceslices "
+                             "shown read-only (not with sync.nodes.enableScheduler)")
     nodes: NodesSync = _k("nodes", NodesSync(), "nodes, host → virtual")
     to_host: ToHost = _k("toHost", ToHost(), "custom resources (KIND.GROUP), virtual → host, status back up")
     from_host: FromHost = _k("fromHost", FromHost(), "cluster-scoped host custom resources (KIND.GROUP), shown read-only")
@@ -535,6 +539,10 @@ def parse_values(data: Any) -> Values:
                           "with isolation.enabled (isolation always rejects host access) — "
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
     _check_ha(values)
+    if values.sync.resourceclaims.enabled and values.sync.nodes.enable_scheduler:
+        raise ValuesError("sync.resourceclaims.enabled: the host's scheduler allocates devices, "
+                          "so it cannot hold with sync.nodes.enableScheduler (a virtual "
+                          "scheduler) — set one of them to false")
     if values.control_plane.mode == "shared" and (values.enable_ha or values.replicas > 1):
         raise ValuesError("controlPlane.mode: shared serves each cluster once, in the shared "
                           "server process; enableHA and replicas need dedicated mode — drop "

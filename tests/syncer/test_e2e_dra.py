@@ -1,0 +1,210 @@
+"""Dynamic resource allocation inside a virtual cluster (``sync.resourceclaims``), as a user
+drives it: ``vkube host start --node-devices``, ``vkube create -f values.yaml`` and kubectl on
+both clusters. The host admin publishes a DeviceClass; the tenant sees it and the host's
+ResourceSlices, runs a Deployment whose pods claim a GPU each through a ResourceClaimTemplate,
+and gets two Running pods with allocated claims and a third Pending with the host scheduler's
+reason; scaling down frees the devices and cleans the host claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import User, cleanup, eventually, make_user
+from tests.conftest import kubectl
+
+DRIVER = "gpu.example.com"
+VC = "dra"
+HOST_NS = f"vkube-{VC}"
+
+DEVICE_CLASS = f"""
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {{name: gpu}}
+spec:
+  selectors: [{{cel: {{expression: 'device.driver == "{DRIVER}"'}}}}]
+"""
+
+WORKLOAD = """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: one-gpu, namespace: default}
+spec:
+  spec:
+    devices:
+      requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: train, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: train}}
+  template:
+    metadata: {labels: {app: train}}
+    spec:
+      containers:
+      - name: c
+        image: cuda
+        resources: {claims: [{name: gpu}]}
+      resourceClaims: [{name: gpu, resourceClaimTemplateName: one-gpu}]
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[User, Path]]:
+    root = tmp_path_factory.mktemp("dra-virtual")
+    user = make_user(root)
+    try:
+        user.vkube("host", "start", "--nodes", "1", "--node-devices", f"{DRIVER}=2", timeout=120)
+        host = user.home / "host" / "kubeconfig"
+        kubectl(host, "apply", "-f", "-", input=DEVICE_CLASS)
+        values = root / "values.yaml"
+        values.write_text("sync:\n  resourceclaims:\n    enabled: true\n")
+        user.vkube("create", VC, "-f", str(values), timeout=180)
+        yield user, host
+    finally:
+        cleanup(user)
+
+
+def _items(kc: Path, *args: str) -> list[dict[str, Any]]:
+    return json.loads(kubectl(kc, "get", *args, "-o", "json").stdout)["items"]
+
+
+def test_deployment_claims_gpus_through_the_host(env: tuple[User, Path]) -> None:
+    user, host = env
+    vk = user.kubeconfig
+
+    # the host's devices, read-only copies inside
+    def devices_shown() -> None:
+        assert [c["metadata"]["name"] for c in _items(vk, "deviceclasses")] == ["gpu"]
+        slices = _items(vk, "resourceslices")
+        assert slices and {s["spec"]["driver"] for s in slices} == {DRIVER}
+        assert sorted(d["name"] for s in slices for d in s["spec"]["devices"]) == ["gpu-0", "gpu-1"]
+    eventually(devices_shown, timeout=60, delay=0.5)
+    user.kubectl("label", "deviceclass", "gpu", "tenant=edit")
+
+    def edit_undone() -> None:
+        labels = _items(vk, "deviceclasses")[0]["metadata"].get("labels") or {}
+        assert "tenant" not in labels, labels
+    eventually(edit_undone, timeout=60, delay=0.5)
+
+    user.kubectl("apply", "-f", "-", input=WORKLOAD)
+
+    def two_run_one_waits() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        pods = _items(vk, "pods", "-n", "default", "-l", "app=train")
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        pending = [p for p in pods if p["status"].get("phase") == "Pending"]
+        assert len(pods) == 3 and len(running) == 2 and len(pending) == 1, \
+            [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+        cond = next((c for c in pending[0]["status"].get("conditions") or ()
+                     if c["type"] == "PodScheduled"), None)
+        assert cond is not None and cond["status"] == "False", pending[0]["status"]
+        assert "cannot allocate all claims" in cond["message"], cond
+        return running, pending[0]
+    running, waiting = eventually(two_run_one_waits, timeout=180, delay=1.0)
+
+    # every pod's claim is in the virtual cluster; the running pods' are allocated to them
+    claims = {c["metadata"]["name"]: c for c in _items(vk, "resourceclaims", "-n", "default")}
+    assert len(claims) == 3
+    used = set()
+    for pod in running:
+        [st] = pod["status"]["resourceClaimStatuses"]
+        claim = claims[st["resourceClaimName"]]
+        assert claim["metadata"]["name"].startswith(pod["metadata"]["name"] + "-gpu-")
+        assert claim["status"]["reservedFor"] == [
+            {"resource": "pods", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}]
+        [result] = claim["status"]["allocation"]["devices"]["results"]
+        assert result["driver"] == DRIVER and result["request"] == "gpu"
+        used.add(result["device"])
+    assert used == {"gpu-0", "gpu-1"}
+    [st] = waiting["status"]["resourceClaimStatuses"]
+    assert not claims[st["resourceClaimName"]].get("status", {}).get("allocation")
+    assert "allocated,reserved" in user.kubectl("get", "resourceclaims", "-n", "default").stdout
+
+    # on the host: translated claims, and pods naming them
+    hclaims = {c["metadata"]["name"] for c in _items(host, "resourceclaims", "-n", HOST_NS)}
+    assert hclaims == {f"{n}-x-default-x-{VC}" for n in claims}
+    for hp in _items(host, "pods", "-n", HOST_NS):
+        assert [c["resourceClaimName"] for c in hp["spec"]["resourceClaims"]][0] in hclaims
+
+    # fewer replicas: the waiting pod's turn never comes, the freed claims go on both sides
+    user.kubectl("scale", "deployment", "train", "--replicas=0")
+
+    def cleaned() -> None:
+        assert _items(vk, "resourceclaims", "-n", "default") == []
+        assert _items(host, "resourceclaims", "-n", HOST_NS) == []
+    eventually(cleaned, timeout=120, delay=1.0)
+
+
+def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tuple[User, Path]) -> None:
+    user, host = env
+    vk = user.kubeconfig
+    # a class of the tenant's own would name nothing the host's scheduler knows: removed, with why
+    user.kubectl("apply", "-f", "-", input=DEVICE_CLASS.replace("name: gpu", "name: mine"))
+
+    def mine_removed() -> None:
+        assert [c["metadata"]["name"] for c in _items(vk, "deviceclasses")] == ["gpu"]
+    eventually(mine_removed, timeout=60, delay=0.5)
+    events = user.kubectl("get", "events", "-A", "--field-selector", "involvedObject.name=mine").stdout
+    assert "SyncRejected" in events and "the host's" in events
+
+    # a pod naming a claim that does not exist yet waits, saying so, as kube-scheduler does
+    user.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "cuda", "resources": {"claims": [{"name": "gpu"}]}}],
+                 "resourceClaims": [{"name": "gpu", "resourceClaimName": "solo-gpu"}]}}))
+
+    def waits() -> None:
+        p = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
+        cond = next((c for c in p["status"].get("conditions") or () if c["type"] == "PodScheduled"), None)
+        assert cond is not None and cond["reason"] == "Unschedulable", p["status"]
+        assert cond["message"].endswith('nodes are available: resourceclaim.resource.k8s.io "solo-gpu" not found.')
+    eventually(waits, timeout=60, delay=0.5)
+    assert _items(host, "pods", "-n", HOST_NS) == []  # never sent down without its claim
+
+    user.kubectl("apply", "-f", "-", input=SOLO_CLAIM)
+
+    def runs() -> None:
+        p = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
+        assert p["status"].get("phase") == "Running", p["status"]
+        c = json.loads(user.kubectl("get", "resourceclaim", "solo-gpu", "-o", "json").stdout)
+        assert c["status"]["reservedFor"] == [{"resource": "pods", "name": "solo", "uid": p["metadata"]["uid"]}]
+    eventually(runs, timeout=120, delay=1.0)
+
+    # the claim goes while its pod runs: the host copy stays (its device stays the pod's) ...
+    user.kubectl("delete", "resourceclaim", "solo-gpu")
+    eventually(lambda: _assert_empty(vk, "resourceclaims", "-n", "default"), timeout=60, delay=0.5)
+    # a claim made after the deletion reaching the host shows the syncer has seen the deletion
+    user.kubectl("apply", "-f", "-", input=SOLO_CLAIM.replace("solo-gpu", "probe"))
+    eventually(lambda: _assert_host_claims(host, {f"solo-gpu-x-default-x-{VC}", f"probe-x-default-x-{VC}"}),
+               timeout=60, delay=0.5)
+    hc = next(c for c in _items(host, "resourceclaims", "-n", HOST_NS) if c["metadata"]["name"].startswith("solo"))
+    assert hc["status"]["reservedFor"] and not hc["metadata"].get("deletionTimestamp")
+    user.kubectl("delete", "resourceclaim", "probe")  # not in use: its host copy goes at once
+    assert json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)["status"]["phase"] == "Running"
+    # ... until the pod goes
+    user.kubectl("delete", "pod", "solo", "--wait=false")
+    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
+
+
+def _assert_empty(kc: Path, *args: str) -> None:
+    assert _items(kc, *args) == []
+
+
+def _assert_host_claims(kc: Path, names: set[str]) -> None:
+    assert {c["metadata"]["name"] for c in _items(kc, "resourceclaims", "-n", HOST_NS)} == names
+
+
+SOLO_CLAIM = """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: solo-gpu, namespace: default}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+"""
