@@ -3,7 +3,8 @@ certificate (issued by a test CA through ``vkube.pki``), answering by path:
 
 ``/validate``  refuses objects whose name starts with ``bad`` (with a warning otherwise);
 ``/mutate``    adds the label ``webhook=mutated`` by JSON patch (``/mutate-other``: ``other=yes``);
-``/slow``      answers after ``slow_seconds``; ``/garbage`` answers non-JSON;
+``/slow``      answers after ``slow_seconds``; ``/hold`` answers once ``release`` is set (a
+request kept executing as long as a test needs); ``/garbage`` answers non-JSON;
 ``/badpatch``  patches an invalid label key in; ``/typepatch`` makes ``data`` a number;
 ``/wronguid``, ``/nopatchtype``, ``/undecodable`` answer malformed reviews; ``/denyquietly``
 refuses without a Status;
@@ -54,6 +55,8 @@ def review_answer(path: str, review: dict[str, Any], server: "WebhookServer") ->
         resp.update(patchType="JSONPatch", patch=_patch(ops))
     elif path == "/slow":
         time.sleep(server.slow_seconds)
+    elif path == "/hold":
+        server.release.wait(120)
     elif path == "/garbage":
         return "this is not an AdmissionReview"
     elif path == "/badpatch":
@@ -97,6 +100,7 @@ class WebhookServer:
         self.pair = self.ca.issue_serving(list(names), common_name="webhook")
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.slow_seconds = 3.0
+        self.release = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -138,5 +142,6 @@ class WebhookServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -131,17 +131,25 @@ class Authorization:
     def check(self, rc: RequestContext, headers: Iterable[tuple[str, str]]) -> RequestContext:
         """Impersonate (when asked and allowed), then authorize the request; the context to
         serve it with, or a raised Forbidden/BadRequest. Nothing has been read or written yet."""
-        user = rc.user
-        if any(k.lower().startswith("impersonate-") for k, _ in headers):
-            acting = impersonate(self.authorizer, user, headers)
-            if acting is not None:
-                user = acting
-                rc = rc.replace(user=user)
-        attrs = attributes_of(rc.info)
-        self._require(user, attrs)
-        if attrs.resource == "pods" and attrs.subresource in _CONNECT_SUBRESOURCES and attrs.verb != "create":
-            self._require(user, attributes_of(rc.info, "create"))
+        rc = self.impersonate(rc, headers)
+        self.authorize_request(rc)
         return rc
+
+    def impersonate(self, rc: RequestContext, headers: Iterable[tuple[str, str]]) -> RequestContext:
+        """The context acting as the impersonated user, when asked and allowed (upstream's
+        WithImpersonation, which runs before priority and fairness)."""
+        if any(k.lower().startswith("impersonate-") for k, _ in headers):
+            acting = impersonate(self.authorizer, rc.user, headers)
+            if acting is not None:
+                rc = rc.replace(user=acting)
+        return rc
+
+    def authorize_request(self, rc: RequestContext) -> None:
+        """Raise Forbidden unless ``rc.user`` may do what ``rc`` asks (WithAuthorization)."""
+        attrs = attributes_of(rc.info)
+        self._require(rc.user, attrs)
+        if attrs.resource == "pods" and attrs.subresource in _CONNECT_SUBRESOURCES and attrs.verb != "create":
+            self._require(rc.user, attributes_of(rc.info, "create"))
 
     def _require(self, user: UserInfo, attrs: Attributes) -> None:
         decision = self.authorize(user, attrs)

@@ -24,6 +24,7 @@ from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
+from vkube.apiserver.apf import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MUTATING_INFLIGHT, RESPONSE_HEADERS, FlowControl
 from vkube.apiserver.admission.dynamic import DynamicAdmission
 from vkube.apiserver.conversion import ConversionWebhooks
 from vkube.apiserver.admission.certificates import CertificateAdmission
@@ -86,6 +87,8 @@ class APIServer:
         self.audit: AuditLog | None = None
         self.local_usage = LocalUsage()
         self.aggregator = Aggregator(ctx)
+        #: API Priority and Fairness (set by the control plane; None: every request runs)
+        self.flowcontrol: FlowControl | None = None
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -136,16 +139,19 @@ class APIServer:
         resp: web.StreamResponse | None = None
         try:
             rc = await self.request_context(request, info, request[_AUDIT_ID])
-            # authorization (impersonation, then RBAC) — after authentication, before any read
-            rc = self.authorization.check(rc, request.headers.items())
-            resp = await self._route(request, rc)
+            # impersonation, priority and fairness, then RBAC — as kube-apiserver's filters
+            rc = self.authorization.impersonate(rc, request.headers.items())
+            if self.flowcontrol is not None:
+                resp = await self.flowcontrol.serve(request, rc, functools.partial(self._authorized, request))
+            else:
+                resp = await self._authorized(request, rc)
             if info.is_resource:
                 add_deprecation_warning(self.ctx.registry, info, resp)
             code = resp.status
-            return _with_warnings(resp, rc)
+            return _with_pf(_with_warnings(resp, rc), request)
         except errors.StatusError as exc:
             code = exc.code
-            resp = _with_warnings(http.status_response(exc), rc)
+            resp = _with_pf(_with_warnings(http.status_response(exc), rc), request)
             return resp
         except asyncio.CancelledError:
             code = 499
@@ -187,6 +193,10 @@ class APIServer:
                               status=status, request_body=req_body, response_body=body, level=level)
         except OSError:
             log.exception("audit log %s cannot be written", self.audit.path)
+
+    async def _authorized(self, request: web.Request, rc: RequestContext) -> web.StreamResponse:
+        self.authorization.authorize_request(rc)  # before any read
+        return await self._route(request, rc)
 
     async def _route(self, request: web.Request, rc: RequestContext) -> web.StreamResponse:
         info = rc.info
@@ -260,6 +270,10 @@ class APIServer:
     async def _non_resource(self, request: web.Request, path: str, info: Any,
                             rc: RequestContext) -> web.StreamResponse:
         accept = http.parse_accept(request.headers.get("Accept"))
+        if path.startswith("/debug/api_priority_and_fairness/") and self.flowcontrol is not None:
+            text = self.flowcontrol.dump(path.rsplit("/", 1)[1])
+            if text is not None:
+                return web.Response(text=text, content_type="text/plain")
         if path == "/version":
             return http.json_response(KUBE_VERSION)
         if path in (OPENID_CONFIG_PATH, JWKS_PATH) and self.authenticator is not None:
@@ -351,6 +365,14 @@ class APIServer:
         return web.Response(text="ok")
 
 
+def _with_pf(resp: web.StreamResponse, request: web.Request) -> web.StreamResponse:
+    """The APF classification headers on any response of a classified request."""
+    headers = request.get(RESPONSE_HEADERS)
+    if headers and not resp.prepared:
+        resp.headers.update(headers)
+    return resp
+
+
 def _with_warnings(resp: web.StreamResponse, rc: RequestContext | None) -> web.StreamResponse:
     """Admission's warnings as ``Warning: 299 - "..."`` headers (kubectl prints them), next to
     any the handler set; refusals carry them too, as kube-apiserver sends them."""
@@ -426,7 +448,9 @@ class ControlPlane:
                  pod_security_config: dict[str, Any] | None = None,
                  extra_sans: tuple[str, ...] = (), renew_interval: float = 3600.0,
                  share_keys: bool = False, service_cidr: str | None = None,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None,
+                 max_requests_inflight: int = DEFAULT_MAX_INFLIGHT,
+                 max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_INFLIGHT) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -464,6 +488,9 @@ class ControlPlane:
         #: shared mode: another server listens and routes ``public_url`` (with its
         #: ``/clusters/NAME`` path) to ``server.dispatch``; this one opens no port of its own
         self.public_url = public_url
+        #: with priority and fairness their sum is the server's concurrency limit (seats)
+        self.max_requests_inflight = max_requests_inflight
+        self.max_mutating_requests_inflight = max_mutating_requests_inflight
 
     @property
     def url(self) -> str:
@@ -559,6 +586,9 @@ class ControlPlane:
         await self.crds.start()
         await self._bootstrap()
         await asyncio.gather(ensure_bootstrap_policy(self.ctx), ensure_api_defaults(self.ctx))
+        self.server.flowcontrol = FlowControl(
+            self.ctx, self.max_requests_inflight + self.max_mutating_requests_inflight)
+        self.server.flowcontrol.start()
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()

@@ -14,6 +14,7 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver import http
+from vkube.apiserver.apf import WATCH_STARTED
 from vkube.api.meta import Obj
 from vkube.apiserver.handlers import Query, ResourceHandlers, namespace_of
 from vkube.apiserver.objects import parse_rv
@@ -101,6 +102,9 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     me = asyncio.current_task()
     ctx.watch_tasks.add(me)
     try:
+        started = request.get(WATCH_STARTED)
+        if started is not None:  # APF: its headers on the stream, its seat released
+            started(resp)
         await resp.prepare(request)
         for obj in initial:
             await resp.write(encode("ADDED", obj))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vkube.api.meta import Obj
@@ -43,6 +44,9 @@ class KindCache:
         self._by_key: dict[str, Obj] = {}
         self._by_ns: dict[str, dict[str, Obj]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: called after the cache changed (a list applied, an event applied): how a consumer
+        #: that derives state from the kind (APF's matchers) rebuilds without polling
+        self.listeners: list[Callable[[], None]] = []
 
     def start(self, tasks: set[asyncio.Task[None]]) -> None:
         """Begin the list-then-watch loop; ``tasks`` is where the control plane keeps what it
@@ -72,18 +76,31 @@ class KindCache:
             return list(self._by_key.values())
         return list(self._by_ns.get(namespace, {}).values())
 
+    def snapshot(self) -> list[Obj] | None:
+        """Every object now, or None until the first list has been applied."""
+        return list(self._by_key.values()) if self.synced else None
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # a consumer's bug must not stop the cache
+                log.exception("watch cache listener of %s failed", self.storage.spec.plural)
+
     # -- keeping it --------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
             try:
                 revision = await self._relist()
                 self.synced = True
+                self._changed()
                 async for event in self.storage.ctx.store.watch(self.storage.spec.key_prefix(),
                                                                 after_revision=revision):
                     if event.type == "DELETED":
                         self._drop(event.kv.key)
                     else:
                         self._put(event.kv.key, self.storage._decode(event.kv))
+                    self._changed()
                 self.synced = False
                 return  # the store closed: its watches end
             except StoreClosed:

@@ -69,6 +69,11 @@ def register(sub: Any) -> None:
                    help="remove rotated audit logs older than DAYS (0: keep all)")
     p.add_argument("--admission-control-config-file", metavar="FILE", default=None,
                    help="AdmissionConfiguration: PodSecurity defaults and exemptions (PodSecurityConfiguration)")
+    p.add_argument("--max-requests-inflight", metavar="N", type=int, default=400,
+                   help="with --max-mutating-requests-inflight: the seats API Priority and Fairness "
+                        "divides between priority levels (their sum; kube-apiserver's defaults 400 + 200)")
+    p.add_argument("--max-mutating-requests-inflight", metavar="N", type=int, default=200,
+                   help="see --max-requests-inflight")
     p.set_defaults(func=run)
 
 

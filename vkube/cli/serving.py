@@ -65,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          audit_policy=_file_arg(args, "audit_policy_file"),
                          audit_rotation=_audit_rotation(args),
                          token_auth_file=_file_arg(args, "token_auth_file"),
+                         **_inflight(args),
                          admission_config=_file_arg(args, "admission_control_config_file"),
                          dns_port=getattr(args, "dns_port", 0) or 0,
                          advertise_address=getattr(args, "advertise_address", None),
@@ -72,6 +73,21 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          # enableHA: one of several replicas; lead before running the rest
                          ha=bool(values is not None and values.enable_ha),
                          tls_sans=tuple(getattr(args, "tls_san", None) or ()))
+
+
+def _inflight(args: argparse.Namespace) -> dict[str, int]:
+    """--max-requests-inflight and --max-mutating-requests-inflight, checked as kube-apiserver
+    checks them with priority and fairness on."""
+    reads = int(getattr(args, "max_requests_inflight", 400))
+    writes = int(getattr(args, "max_mutating_requests_inflight", 200))
+    for flag, v in (("max-requests-inflight", reads), ("max-mutating-requests-inflight", writes)):
+        if v < 0:
+            raise CLIError(f"--{flag} can not be negative value", code=2)
+    if reads + writes <= 0:
+        raise CLIError("--max-requests-inflight + --max-mutating-requests-inflight must be positive "
+                       "(API Priority and Fairness divides them between priority levels) — e.g. `vkube serve "
+                       "--max-requests-inflight 400 --max-mutating-requests-inflight 200 ...`", code=2)
+    return {"max_requests_inflight": reads, "max_mutating_requests_inflight": writes}
 
 
 def _audit_rotation(args: argparse.Namespace) -> tuple[int, int, int]:

@@ -92,6 +92,10 @@ class ClusterConfig:
     audit_rotation: tuple[int, int, int] = (0, 0, 0)
     #: static bearer tokens (kube-apiserver's --token-auth-file CSV), read at start
     token_auth_file: Path | None = None
+    #: kube-apiserver's --max-requests-inflight / --max-mutating-requests-inflight: their sum
+    #: is the seats API Priority and Fairness divides between priority levels
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
     #: AdmissionConfiguration file (PodSecurity defaults and exemptions)
     admission_config: Path | None = None
     #: where pods reach the control plane (Endpoints of default/kubernetes, kube-dns); None:

@@ -6,7 +6,11 @@ cluster served round-robin — so a tenant in a tight loop only ever waits behin
 A request that finds its cluster's queue full, or waits longer than ``max_wait``, is refused
 the way kube-apiserver's APF filter refuses it: 429, ``Retry-After``, and the text "Too many
 requests, please try again later.". Long-running requests (watches, exec/attach/port-forward,
-followed logs) take no seat, as APF releases their seat once the stream is set up."""
+logs) take no seat, as APF releases their seat once the stream is set up.
+
+The seat is taken inside each cluster's own APF filter (``OUTER_SEAT``), once APF admitted the
+request: APF divides a cluster's seats between its priority levels, this divides the process
+between clusters, and a request waiting in one limiter holds no seat of the other."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import contextlib
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from vkube.apiserver.apf import SeatRefused
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,8 @@ class FairnessConfig:
     retry_after: int = 1
 
 
-class TooManyRequests(Exception):
-    """Refused by fairness: answer 429 with ``retry_after``."""
+class TooManyRequests(SeatRefused):
+    """Refused by fairness: the cluster's APF filter answers 429 with ``retry_after``."""
 
     def __init__(self, cluster: str, retry_after: int) -> None:
         super().__init__(f"too many requests for cluster {cluster!r}")

@@ -11,7 +11,8 @@ and one listening port.
   verifies the cluster it asked for; a request whose path names another cluster than its
   server name is a 404. Credentials are checked by the path's cluster against its own CA and
   token keys, so no certificate or token of one cluster is accepted by another.
-- **Fairness** (``FairQueue``): per-cluster concurrency limits and round-robin queues; excess
+- **Fairness** (``FairQueue``): per-cluster concurrency limits and round-robin queues, taken
+  after the cluster's own API Priority and Fairness admitted a request; excess
   gets 429 with ``Retry-After``.
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
   tenant and no workload change for that long is stopped, its synced host objects removed and
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -41,9 +43,10 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.apiserver import http as api_http
+from vkube.apiserver.apf import OUTER_SEAT
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
-from vkube.cluster.fairness import FairnessConfig, FairQueue, TooManyRequests
+from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.virtual import VirtualCluster
 from vkube.store import open_store
 from vkube.store.base import KeyNotFound, Store
@@ -66,8 +69,6 @@ _HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/"
 #: the user agents of a cluster's own components (``vkube-syncer/NAME`` ...): their requests
 #: are not a tenant's activity
 _COMPONENT_AGENT = "vkube-"
-#: the query and path shapes of long-running requests, which hold no fairness seat
-_STREAMING_SUBRESOURCES = ("/exec", "/attach", "/portforward", "/proxy")
 
 
 @dataclass
@@ -533,13 +534,11 @@ class SharedServer:
         if task is not None:
             member.requests.add(task)
         try:
-            if _long_running(inner):
-                resp = await server.dispatch(inner)  # type: ignore[arg-type]
-            else:
-                async with self.fair.seat(name):
-                    resp = await server.dispatch(inner)  # type: ignore[arg-type]
-        except TooManyRequests as exc:
-            return too_many_requests(exc.retry_after)
+            # the cluster's own priority and fairness first; this process's seat only once
+            # APF admitted the request (a request queued there holds none; long-running
+            # requests take neither); a refusal here is APF's 429
+            inner[OUTER_SEAT] = functools.partial(self.fair.seat, name)
+            resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
             if task is not None:
                 member.requests.discard(task)
@@ -573,27 +572,6 @@ async def _remove_workloads(vc: VirtualCluster) -> int:
     async with load_kubeconfig(vc.host.kubeconfig, vc.host.context) as hc:
         return await cleanup_host(hc, vc.host_namespace, vc.name, grace_period_seconds=0,
                                   workloads_only=True)
-
-
-def too_many_requests(retry_after: int) -> web.Response:
-    """kube-apiserver's APF refusal, byte for byte (``tooManyRequests`` in
-    k8s.io/apiserver/pkg/server/filters): plain text, not a Status; client-go retries it
-    after ``Retry-After``."""
-    return web.Response(status=429, text="Too many requests, please try again later.\n",
-                        headers={"Retry-After": str(retry_after),
-                                 "Content-Type": "text/plain; charset=utf-8",
-                                 "X-Content-Type-Options": "nosniff"})
-
-
-def _long_running(request: web.Request) -> bool:
-    """Watches and streams (kube-apiserver's ``longRunningRequestCheck``): no seat."""
-    q, path = request.query, request.path
-    if q.get("watch") in ("true", "1") or path.startswith("/api/v1/watch/") \
-            or (path.startswith("/apis/") and "/watch/" in path):
-        return True
-    if path.endswith(_STREAMING_SUBRESOURCES) or "/proxy/" in path:
-        return True
-    return path.endswith("/log") and q.get("follow") in ("true", "1")
 
 
 def _on_write(member: Member, key: str) -> None:
@@ -689,5 +667,4 @@ def config_from_member(doc: dict[str, Any]) -> ClusterConfig:
                          dns_upstream=tuple(doc["dnsUpstream"]) if doc.get("dnsUpstream") else None)  # type: ignore[arg-type]
 
 
-__all__ = ["ClusterConfigError", "FairnessConfig", "Member", "SharedServer", "config_from_member",
-           "too_many_requests"]
+__all__ = ["ClusterConfigError", "FairnessConfig", "Member", "SharedServer", "config_from_member"]

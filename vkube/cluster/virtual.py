@@ -63,7 +63,8 @@ class VirtualCluster:
             pod_security_config=(config.values.control_plane.pod_security.document()
                                  if config.values is not None else None),
             # replicas of one cluster (enableHA) share its CA, token key and encryption key
-            share_keys=config.ha)
+            share_keys=config.ha, max_requests_inflight=config.max_requests_inflight,
+            max_mutating_requests_inflight=config.max_mutating_requests_inflight)
         #: set once the API server answers (kubeconfig written, system namespaces there)
         self.serving = asyncio.Event()
         #: set once every component runs with synced caches

@@ -1,0 +1,269 @@
+"""API Priority and Fairness: the filter kube-apiserver runs between impersonation and
+authorization (``k8s.io/apiserver/pkg/server/filters/priority-and-fairness.go``).
+
+Each request is classified by the first FlowSchema (by matchingPrecedence, then name) that
+matches its user and what it asks; the schema names its priority level and how flows are told
+apart (ByUser, ByNamespace). The level admits it now, queues it, or refuses it with 429 — see
+``apfqueue``. Every classified response carries ``X-Kubernetes-PF-FlowSchema-UID`` and
+``X-Kubernetes-PF-PriorityLevel-UID``. Long-running requests (exec, attach, port-forward,
+logs, proxy) bypass the filter as upstream's ``longRunningRequestCheck`` makes them; a watch is
+classified and holds its seat only until its stream is set up.
+
+The configuration comes from the FlowSchema and PriorityLevelConfiguration objects, kept by
+watch caches: each change recompiles the matchers and re-divides the seats, so a request pays
+only for matching and a counter. Until the caches have listed, the mandatory objects rule
+(as upstream "imagines" them when they are missing).
+
+Shared mode nests its per-cluster fairness inside: ``OUTER_SEAT`` (set by the shared listener)
+is taken only after APF admitted the request, so a request queued here holds no shared seat."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from aiohttp import web
+
+from vkube.api.kinds_flowcontrol import GROUP, mandatory_objects
+from vkube.apiserver.apfalloc import ADJUSTMENT_PERIOD, adjust_borrowing, configure_limits
+from vkube.apiserver.apfmatch import CompiledSchema, compile_schema, distinguisher
+from vkube.apiserver.apfqueue import Demand, Level, Rejected
+from vkube.apiserver.request import RequestContext
+
+__all__ = ["FlowControl", "SeatRefused", "OUTER_SEAT", "WATCH_STARTED", "RESPONSE_HEADERS",
+           "FS_HEADER", "PL_HEADER", "DEFAULT_MAX_INFLIGHT", "DEFAULT_MAX_MUTATING_INFLIGHT"]
+
+FS_HEADER = "X-Kubernetes-PF-FlowSchema-UID"
+PL_HEADER = "X-Kubernetes-PF-PriorityLevel-UID"
+#: kube-apiserver's --max-requests-inflight / --max-mutating-requests-inflight defaults; with
+#: APF their sum is the server's concurrency limit
+DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MUTATING_INFLIGHT = 400, 200
+#: --request-timeout; a request may wait a quarter of its deadline in a queue, at most 1 min
+REQUEST_TIMEOUT, MAX_WAIT = 60.0, 60.0
+TOO_MANY = "Too many requests, please try again later.\n"
+#: ``BasicLongRunningRequestCheck(watch, proxy; attach, exec, proxy, log, portforward)``
+_LONG_VERBS = frozenset(("watch", "proxy"))
+_LONG_SUBRESOURCES = frozenset(("attach", "exec", "proxy", "log", "portforward"))
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+#: set by a server in front (shared mode): ``() -> async context manager`` taken around the
+#: request once APF admitted it; raising ``SeatRefused`` refuses the request with 429
+OUTER_SEAT = web.RequestKey("vkube_apf_outer_seat", Callable[[], AbstractAsyncContextManager[Any]])
+#: set by the filter for a watch: the watch handler calls it with its response just before
+#: sending the headers (upstream's initialization signal): headers added, seat released
+WATCH_STARTED = web.RequestKey("vkube_apf_watch_started", Callable[[web.StreamResponse], None])
+#: the PF headers for whatever response the request ends with (errors included)
+RESPONSE_HEADERS = web.RequestKey("vkube_apf_headers", dict)
+
+
+class SeatRefused(Exception):
+    """An outer limiter (shared mode) refused the request: 429 with ``retry_after``."""
+
+    retry_after: int = 1
+
+
+def long_running(info: Any) -> bool:
+    return info.verb in _LONG_VERBS or (info.is_resource and info.subresource in _LONG_SUBRESOURCES)
+
+
+def too_many_requests(retry_after: int, headers: dict[str, str] | None = None) -> web.Response:
+    """``tooManyRequests`` through Go's ``http.Error``: plain text, not a Status."""
+    return web.Response(status=429, text=TOO_MANY, headers={
+        **(headers or {}), "Retry-After": str(retry_after), "Content-Type": "text/plain; charset=utf-8",
+        "X-Content-Type-Options": "nosniff"})
+
+
+def _flow_hash(schema: str, dist: str) -> int:
+    """``hashFlowID``: the first 8 bytes (little endian) of sha256(schema NUL distinguisher)."""
+    digest = hashlib.sha256(schema.encode() + b"\x00" + dist.encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _wait_limit(request: web.Request) -> float:
+    """A quarter of the request's deadline (``?timeout=``, else --request-timeout), at most 1 min."""
+    raw = request.query.get("timeout")
+    deadline = REQUEST_TIMEOUT
+    if raw:
+        pos, total = 0, 0.0
+        for m in _DURATION.finditer(raw):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * {"ms": 0.001, "h": 3600, "m": 60, "s": 1}[m.group(2)]
+            pos = m.end()
+        if pos == len(raw) and total > 0:
+            deadline = total
+    return min(deadline / 4, MAX_WAIT)
+
+
+class FlowControl:
+    """The APF configuration of one API server and its per-level state."""
+
+    def __init__(self, ctx: Any, server_cl: int = DEFAULT_MAX_INFLIGHT + DEFAULT_MAX_MUTATING_INFLIGHT) -> None:
+        if server_cl <= 0:
+            raise ValueError("max-requests-inflight + max-mutating-requests-inflight must be positive")
+        self.ctx = ctx
+        self.server_cl = server_cl
+        self.levels: dict[str, Level] = {}
+        self.schemas: tuple[CompiledSchema, ...] = ()
+        self._catch_all: CompiledSchema | None = None
+        self._nominal_sum = 0
+        self._next_adjust = 0.0
+        self._caches: tuple[Any, Any] | None = None
+        self._apply([o for o in mandatory_objects() if o["kind"] == "PriorityLevelConfiguration"],
+                    [o for o in mandatory_objects() if o["kind"] == "FlowSchema"])
+
+    def start(self) -> None:
+        """Follow the configuration objects (watch caches; no polling)."""
+        fs = self.ctx.cache_for(GROUP, "FlowSchema")
+        pl = self.ctx.cache_for(GROUP, "PriorityLevelConfiguration")
+        if fs is None or pl is None:
+            return
+        self._caches = (fs, pl)
+        fs.listeners.append(self._reload)
+        pl.listeners.append(self._reload)
+        self._reload()
+
+    def _reload(self) -> None:
+        assert self._caches is not None
+        fss, pls = (c.snapshot() for c in self._caches)
+        if fss is None or pls is None:
+            return
+        self._apply(pls, fss)
+
+    def _apply(self, pls: list[dict[str, Any]], fss: list[dict[str, Any]]) -> None:
+        """Recompile matchers and limits (``digestConfigObjects``): the mandatory objects stand
+        in for missing ones; schemas naming a missing level are ignored (dangling)."""
+        mandatory = {o["metadata"]["name"]: o for o in mandatory_objects()}
+        specs: dict[str, dict[str, Any]] = {}
+        uids: dict[str, str] = {}
+        for pl in pls:
+            name = (pl.get("metadata") or {}).get("name", "")
+            specs[name], uids[name] = pl.get("spec") or {}, (pl.get("metadata") or {}).get("uid", "")
+        for name in ("exempt", "catch-all"):
+            if name not in specs:
+                specs[name], uids[name] = mandatory[name]["spec"], ""
+        names = {(f.get("metadata") or {}).get("name") for f in fss}
+        fss = [f for f in fss if ((f.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name") in specs]
+        for name in ("exempt", "catch-all"):
+            if name not in names:
+                fss.append(mandatory[name])
+        compiled = sorted((compile_schema(f) for f in fss), key=lambda s: (s.precedence, s.name))
+        levels: dict[str, Level] = {}
+        now = self._now()
+        for name, spec in specs.items():
+            lv = self.levels.get(name) or Level(name)
+            lv.uid, lv.exempt = uids[name], spec.get("type") == "Exempt"
+            queuing = (((spec.get("limited") or {}).get("limitResponse") or {}).get("queuing") or {}) \
+                if not lv.exempt and ((spec.get("limited") or {}).get("limitResponse") or {}).get("type") == "Queue" \
+                else {}
+            lv.set_queuing(int(queuing.get("queues") or 0), int(queuing.get("handSize") or 1),
+                           int(queuing.get("queueLengthLimit") or 0))
+            levels[name] = lv
+        self._nominal_sum = configure_limits(levels, specs, self.server_cl)
+        for lv in levels.values():
+            if lv.demand is None:
+                lv.demand = Demand(now)
+        self.levels = levels
+        self.schemas = tuple(compiled)
+        self._catch_all = next((s for s in compiled if s.name == "catch-all"), None)
+        adjust_borrowing(self.levels, self._nominal_sum, now)
+        self._next_adjust = now + ADJUSTMENT_PERIOD
+
+    @staticmethod
+    def _now() -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+
+    def classify(self, rc: RequestContext) -> tuple[CompiledSchema, Level]:
+        user, info = rc.user, rc.info
+        for schema in self.schemas:
+            if schema.match(user, info):
+                break
+        else:
+            assert self._catch_all is not None
+            schema = self._catch_all
+        return schema, self.levels[schema.level]
+
+    async def serve(self, request: web.Request, rc: RequestContext,
+                    call: Callable[[RequestContext], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Run ``call(rc)`` under APF: admitted, queued or refused."""
+        info = rc.info
+        if long_running(info) and info.verb != "watch":
+            return await call(rc)
+        now = self._now()
+        if now >= self._next_adjust:
+            self._next_adjust = now + ADJUSTMENT_PERIOD
+            adjust_borrowing(self.levels, self._nominal_sum, now)
+        schema, level = self.classify(rc)
+        headers = {PL_HEADER: level.uid, FS_HEADER: schema.uid}
+        request[RESPONSE_HEADERS] = headers
+        hv = _flow_hash(schema.name, distinguisher(schema, rc.user, info)) if level.queues > 1 else 0
+        try:
+            await level.acquire(hv, _wait_limit(request))
+        except Rejected:
+            return too_many_requests(level.drops.retry_after, headers)
+        held = True
+
+        def release(resp: web.StreamResponse | None = None) -> None:
+            nonlocal held
+            if resp is not None:
+                resp.headers.update(headers)
+            if held:
+                held = False
+                level.release()
+
+        try:
+            if info.verb == "watch":
+                request[WATCH_STARTED] = release
+                return await call(rc)
+            outer = request.get(OUTER_SEAT)
+            if outer is None:
+                return await call(rc)
+            try:
+                async with outer():
+                    return await call(rc)
+            except SeatRefused as exc:
+                return too_many_requests(exc.retry_after, headers)
+        finally:
+            release()
+
+    # -- /debug/api_priority_and_fairness ----------------------------------------------------
+    def dump(self, what: str) -> str | None:
+        """``dump_priority_levels`` and ``dump_queues`` in upstream's tabwriter layout."""
+        if what == "dump_priority_levels":
+            rows = [["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests",
+                     "ExecutingRequests", "DispatchedRequests", "RejectedRequests", "TimedoutRequests",
+                     "CancelledRequests"]]
+            for name in sorted(self.levels):
+                lv = self.levels[name]
+                rows.append([name, str(lv.active_queues()), _bool(lv.executing == 0 and lv.waiting == 0),
+                             "false", str(lv.waiting), str(lv.executing), str(lv.dispatched),
+                             str(lv.rejected), str(lv.timed_out), str(lv.cancelled)])
+            return _tabwrite(rows)
+        if what == "dump_queues":
+            rows = [["PriorityLevelName", "Index", "PendingRequests", "ExecutingRequests", "SeatsInUse",
+                     "NextDispatchR", "InitialSeatsSum", "MaxSeatsSum", "TotalWorkSum"]]
+            for name in sorted(self.levels):
+                for i, n in enumerate(self.levels[name].queue_lengths()):
+                    rows.append([name, str(i), str(n), "0", "0", "0.00000000ss", str(n), str(n), "0.00000000ss"])
+            return _tabwrite(rows)
+        return None
+
+
+def _bool(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def _tabwrite(rows: list[list[str]]) -> str:
+    """Go's ``tabwriter.NewWriter(w, 8, 0, 1, ' ', 0)`` over cells joined by ``",\\t"``: every
+    cell but a line's last is padded to its column's width (text + 1, at least 8)."""
+    cells = [[c + "," for c in r[:-1]] + [r[-1]] for r in rows]
+    ncols = max(len(r) for r in cells)
+    widths = [max([len(r[i]) + 1 for r in cells if i < len(r) - 1] + [8]) for i in range(ncols)]
+    return "".join("".join(c.ljust(widths[i]) for i, c in enumerate(r[:-1])) + r[-1] + "\n" for r in cells)
