@@ -192,6 +192,20 @@ def test_priority_and_fairness_end_to_end(served: Served) -> None:
     status, headers, _ = _call(burst, "GET", "/api/v1/namespaces/default/configmaps")
     assert status == 403 and headers[FS] == fs_uids["service-accounts"], headers  # classified, then RBAC
 
+    # a watch is classified (its stream carries the headers) but holds tiny's one seat only
+    # until it is set up: the bot's next request is served while the watch stays open
+    bot_token = served.kubectl("create", "token", "bot", "-n", "apf").stdout.strip()
+    watcher = served.api(bot_token)  # its own connection pool: the stream stays open meanwhile
+    watch = watcher.call_api(*watcher.param_serialize("GET", cms, query_params=[("watch", "1")],
+                                                      header_params={"Accept": "application/json"},
+                                                      auth_settings=["BearerToken"]))
+    try:
+        assert watch.status == 200 and dict(watch.getheaders())[PL] == uids["tiny"]
+        assert _call(bot, "GET", cms)[0] == 200
+    finally:
+        watch.response.close()
+        watcher.close()
+
     with WebhookServer() as hooks:
         served.kubectl("apply", "-f", "-", input=json.dumps({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",

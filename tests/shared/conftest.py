@@ -15,12 +15,14 @@ class ClusterSession:
     ``post`` take a path below the server's base URL and send cluster ``name``'s SNI
     (``sni=`` overrides it, ``None`` sends none)."""
 
-    def __init__(self, server: SharedServer, name: str, *, sni: str | None = "") -> None:
+    def __init__(self, server: SharedServer, name: str, *, sni: str | None = "",
+                 user: tuple[str, tuple[str, ...]] | None = None) -> None:
         member = server.members[name]
         assert member.vc is not None, f"{name} is not running"
         self.server = server
         self.sni = sni_name(name) if sni == "" else sni
-        self._ssl = member.vc.control_plane.client_ssl()
+        # the cluster's admin, or ``user`` = (name, groups) with a certificate of its CA
+        self._ssl = member.vc.control_plane.client_ssl(*(user or ()))
         if self.sni is None:
             self._ssl.check_hostname = False
             import ssl

@@ -139,3 +139,81 @@ async def test_a_flooding_tenant_gets_429_and_the_other_is_served(tmp_path: Path
         assert "default" in out.stdout
     finally:
         await server.stop()
+
+
+async def test_apf_inside_each_cluster_composes_with_the_shared_seats(tmp_path: Path) -> None:
+    """Each cluster's APF admits first, the process's per-cluster seat is taken after: requests
+    queued in a cluster's priority level hold no shared seat, so that cluster's exempt admin
+    still gets the seat left, and the level's own 429 is APF's."""
+    from tests.webhooks.server import WebhookServer
+
+    server = SharedServer(tmp_path / "shared",
+                          fairness=FairnessConfig(seats=8, per_cluster=2, queue_length=8, max_wait=60))
+    await server.start()
+    try:
+        # 200 seats: a level of 1 share out of the bootstrap's 245 + 1 gets exactly one
+        await server.add(ClusterConfig(name="a", data_dir=tmp_path / "a", controllers=False,
+                                       max_requests_inflight=100, max_mutating_requests_inflight=100))
+        fc = server.members["a"].vc.control_plane.server.flowcontrol
+        with WebhookServer() as hooks:
+            async with ClusterSession(server, "a") as admin, \
+                    ClusterSession(server, "a", user=("slow", ("system:authenticated",))) as slow:
+                for path, doc in _apf_setup(hooks):
+                    async with admin.post(f"/clusters/a{path}", json=doc) as r:
+                        assert r.status == 201, await r.text()
+                await _eventually(lambda: "one" in fc.levels and any(s.name == "slow" for s in fc.schemas))
+                assert fc.levels["one"].current_cl == 1
+                cms = "/clusters/a/api/v1/namespaces/default/configmaps"
+
+                async def call(s: ClusterSession, method: str, doc: dict | None = None) -> int:
+                    async with s.session.request(method, s.server.base_url + cms, json=doc, **s._kw()) as r:
+                        await r.read()
+                        return r.status
+
+                held = asyncio.create_task(call(slow, "POST", {"metadata": {"name": "h", "labels": {"hold": "y"}}}))
+                await _eventually(lambda: hooks.paths().count("/hold") == 1)
+                queued = [asyncio.create_task(call(slow, "GET")) for _ in range(3)]
+                await _eventually(lambda: fc.levels["one"].waiting == 3)
+                assert server.fair.inflight == {"a": 1}  # only the executing request holds a shared seat
+                assert await call(admin, "GET") == 200  # exempt, and the cluster's 2nd seat is free
+                hooks.release.set()
+                assert await held == 201
+                assert await asyncio.gather(*queued) == [200, 200, 200]
+                assert server.fair.inflight == {} and fc.levels["one"].executing == 0
+    finally:
+        await server.stop()
+
+
+def _apf_setup(hooks) -> list[tuple[str, dict]]:  # noqa: ANN001
+    fc = "/apis/flowcontrol.apiserver.k8s.io/v1"
+    return [
+        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "metadata": {"name": "slow-admin"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                             "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "slow", "apiGroup": "rbac.authorization.k8s.io"}]}),
+        (f"{fc}/prioritylevelconfigurations", {"metadata": {"name": "one"}, "spec": {
+            "type": "Limited", "limited": {"nominalConcurrencyShares": 1, "lendablePercent": 0,
+                                           "borrowingLimitPercent": 0, "limitResponse": {
+                                               "type": "Queue", "queuing": {"queues": 1, "handSize": 1,
+                                                                            "queueLengthLimit": 10}}}}}),
+        (f"{fc}/flowschemas", {"metadata": {"name": "slow"}, "spec": {
+            "priorityLevelConfiguration": {"name": "one"}, "matchingPrecedence": 50,
+            "rules": [{"subjects": [{"kind": "User", "user": {"name": "slow"}}],
+                       "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                          "namespaces": ["*"], "clusterScope": True}]}]}}),
+        ("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", {
+            "metadata": {"name": "hold"}, "webhooks": [{
+                "name": "hold.apf.test", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                "timeoutSeconds": 30, "objectSelector": {"matchLabels": {"hold": "y"}},
+                "clientConfig": {"url": hooks.url + "/hold", "caBundle": hooks.ca_bundle},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                           "resources": ["configmaps"]}]}]}),
+    ]
+
+
+async def _eventually(pred, timeout: float = 60.0) -> None:  # noqa: ANN001
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)

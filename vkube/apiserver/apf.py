@@ -14,14 +14,14 @@ watch caches: each change recompiles the matchers and re-divides the seats, so a
 only for matching and a counter. Until the caches have listed, the mandatory objects rule
 (as upstream "imagines" them when they are missing).
 
-Shared mode nests its per-cluster fairness inside: ``OUTER_SEAT`` (set by the shared listener)
+Shared mode nests its per-cluster fairness inside: ``outer_seat`` (set by the shared listener)
 is taken only after APF admitted the request, so a request queued here holds no shared seat."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -34,7 +34,7 @@ from vkube.apiserver.apfmatch import CompiledSchema, compile_schema, distinguish
 from vkube.apiserver.apfqueue import Demand, Level, Rejected
 from vkube.apiserver.request import RequestContext
 
-__all__ = ["FlowControl", "SeatRefused", "OUTER_SEAT", "WATCH_STARTED", "RESPONSE_HEADERS",
+__all__ = ["FlowControl", "SeatRefused", "WATCH_STARTED", "RESPONSE_HEADERS",
            "FS_HEADER", "PL_HEADER", "DEFAULT_MAX_INFLIGHT", "DEFAULT_MAX_MUTATING_INFLIGHT"]
 
 FS_HEADER = "X-Kubernetes-PF-FlowSchema-UID"
@@ -48,11 +48,10 @@ TOO_MANY = "Too many requests, please try again later.\n"
 #: ``BasicLongRunningRequestCheck(watch, proxy; attach, exec, proxy, log, portforward)``
 _LONG_VERBS = frozenset(("watch", "proxy"))
 _LONG_SUBRESOURCES = frozenset(("attach", "exec", "proxy", "log", "portforward"))
+#: users whose candidate schemas are remembered (cleared when full and on every change)
+_USER_CACHE = 4096
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
-#: set by a server in front (shared mode): ``() -> async context manager`` taken around the
-#: request once APF admitted it; raising ``SeatRefused`` refuses the request with 429
-OUTER_SEAT = web.RequestKey("vkube_apf_outer_seat", Callable[[], AbstractAsyncContextManager[Any]])
 #: set by the filter for a watch: the watch handler calls it with its response just before
 #: sending the headers (upstream's initialization signal): headers added, seat released
 WATCH_STARTED = web.RequestKey("vkube_apf_watch_started", Callable[[web.StreamResponse], None])
@@ -113,6 +112,11 @@ class FlowControl:
         self._nominal_sum = 0
         self._next_adjust = 0.0
         self._caches: tuple[Any, Any] | None = None
+        #: set by a server in front (shared mode): ``() -> async context manager`` taken around
+        #: a request once APF admitted it; raising ``SeatRefused`` refuses it with 429
+        self.outer_seat: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+        #: (user, groups) -> the schemas (with their rules) whose subjects take the user in
+        self._by_user: dict[tuple[str, tuple[str, ...]], list[tuple[CompiledSchema, tuple[Any, ...]]]] = {}
         self._apply([o for o in mandatory_objects() if o["kind"] == "PriorityLevelConfiguration"],
                     [o for o in mandatory_objects() if o["kind"] == "FlowSchema"])
 
@@ -169,26 +173,34 @@ class FlowControl:
                 lv.demand = Demand(now)
         self.levels = levels
         self.schemas = tuple(compiled)
+        self._by_user = {}
         self._catch_all = next((s for s in compiled if s.name == "catch-all"), None)
         adjust_borrowing(self.levels, self._nominal_sum, now)
         self._next_adjust = now + ADJUSTMENT_PERIOD
 
     @staticmethod
     def _now() -> float:
-        try:
-            return asyncio.get_running_loop().time()
-        except RuntimeError:
-            return 0.0
+        return time.monotonic()  # the clock the levels keep their demand by
 
     def classify(self, rc: RequestContext) -> tuple[CompiledSchema, Level]:
+        """The first schema whose rules match. The schemas (and rules) whose subjects take in
+        a user are remembered per user, so a request checks only its own candidates' rules."""
         user, info = rc.user, rc.info
-        for schema in self.schemas:
-            if schema.match(user, info):
-                break
-        else:
-            assert self._catch_all is not None
-            schema = self._catch_all
-        return schema, self.levels[schema.level]
+        key = (user.name, user.groups)
+        candidates = self._by_user.get(key)
+        if candidates is None:
+            candidates = [(s, rules) for s in self.schemas if (rules := s.rules_for(user))]
+            if len(self._by_user) >= _USER_CACHE:
+                self._by_user.clear()
+            self._by_user[key] = candidates
+        for schema, rules in candidates:
+            if info.is_resource:
+                if any(r.match_resource(info) for r in rules):
+                    return schema, self.levels[schema.level]
+            elif any(r.match_non_resource(info) for r in rules):
+                return schema, self.levels[schema.level]
+        assert self._catch_all is not None
+        return self._catch_all, self.levels[self._catch_all.level]
 
     async def serve(self, request: web.Request, rc: RequestContext,
                     call: Callable[[RequestContext], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -203,9 +215,9 @@ class FlowControl:
         schema, level = self.classify(rc)
         headers = {PL_HEADER: level.uid, FS_HEADER: schema.uid}
         request[RESPONSE_HEADERS] = headers
-        hv = _flow_hash(schema.name, distinguisher(schema, rc.user, info)) if level.queues > 1 else 0
         try:
-            await level.acquire(hv, _wait_limit(request))
+            await level.acquire(lambda: _flow_hash(schema.name, distinguisher(schema, rc.user, info)),
+                                lambda: _wait_limit(request))
         except Rejected:
             return too_many_requests(level.drops.retry_after, headers)
         held = True
@@ -222,7 +234,7 @@ class FlowControl:
             if info.verb == "watch":
                 request[WATCH_STARTED] = release
                 return await call(rc)
-            outer = request.get(OUTER_SEAT)
+            outer = self.outer_seat
             if outer is None:
                 return await call(rc)
             try:

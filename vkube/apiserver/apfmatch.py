@@ -91,8 +91,12 @@ class _Rule:
     def match(self, user: UserInfo, ri: RequestInfo) -> bool:
         if not self.subjects.match(user):
             return False
-        if ri.is_resource:
-            return any(r.match(ri) for r in self.resources)
+        return self.match_resource(ri) if ri.is_resource else self.match_non_resource(ri)
+
+    def match_resource(self, ri: RequestInfo) -> bool:
+        return any(r.match(ri) for r in self.resources)
+
+    def match_non_resource(self, ri: RequestInfo) -> bool:
         return any(r.match(ri) for r in self.non_resources)
 
 
@@ -109,6 +113,10 @@ class CompiledSchema:
 
     def match(self, user: UserInfo, ri: RequestInfo) -> bool:
         return any(r.match(user, ri) for r in self.rules)
+
+    def rules_for(self, user: UserInfo) -> tuple[_Rule, ...]:
+        """The rules whose subjects take ``user`` in (what is left to check per request)."""
+        return tuple(r for r in self.rules if r.subjects.match(user))
 
 
 def _subjects(subjects: list[dict[str, Any]]) -> _Subjects:

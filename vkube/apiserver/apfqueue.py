@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["Level", "Rejected", "deal"]
@@ -176,7 +178,7 @@ class Level:
     # -- requests ----------------------------------------------------------------------------
     def _note(self, delta: int) -> None:
         if self.demand is not None:
-            self.demand.add(delta, asyncio.get_running_loop().time())
+            self.demand.add(delta, time.monotonic())
 
     def _take(self) -> None:
         self.executing += 1
@@ -192,8 +194,9 @@ class Level:
                 best, best_len = q, n
         return best
 
-    async def acquire(self, hash_value: int, wait_limit: float) -> None:
-        """Return once the request holds a seat (``release`` it after); raise ``Rejected``."""
+    async def acquire(self, flow_hash: Callable[[], int], wait_limit: Callable[[], float]) -> None:
+        """Return once the request holds a seat (``release`` it after); raise ``Rejected``.
+        The flow's hash and the wait limit are asked for only when the request must queue."""
         self._note(1)
         if self.exempt or (self.waiting == 0 and self.executing < self.current_cl):
             self._take()
@@ -201,6 +204,7 @@ class Level:
         if not self.queues:
             self._refuse()
             raise Rejected("concurrency-limit")
+        hash_value = flow_hash() if self.queues > 1 else 0
         qi = self._pick(hash_value)
         queue = self._queues[qi]
         if self.executing >= self.current_cl and len(queue) >= self.queue_length_limit:
@@ -212,7 +216,7 @@ class Level:
         self.waiting += 1
         self._dispatch()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), wait_limit)
+            await asyncio.wait_for(asyncio.shield(fut), wait_limit())
         except (TimeoutError, asyncio.CancelledError) as exc:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release()  # the seat came as the wait ended: hand it back
@@ -240,7 +244,7 @@ class Level:
     def _refuse(self) -> None:
         self.rejected += 1
         self._note(-1)
-        self.drops.record(asyncio.get_running_loop().time())
+        self.drops.record(time.monotonic())
 
     def release(self) -> None:
         self.executing -= 1

@@ -8,7 +8,7 @@ the way kube-apiserver's APF filter refuses it: 429, ``Retry-After``, and the te
 requests, please try again later.". Long-running requests (watches, exec/attach/port-forward,
 logs) take no seat, as APF releases their seat once the stream is set up.
 
-The seat is taken inside each cluster's own APF filter (``OUTER_SEAT``), once APF admitted the
+The seat is taken inside each cluster's own APF filter (``FlowControl.outer_seat``), once APF admitted the
 request: APF divides a cluster's seats between its priority levels, this divides the process
 between clusters, and a request waiting in one limiter holds no seat of the other."""
 

@@ -43,7 +43,6 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.apiserver import http as api_http
-from vkube.apiserver.apf import OUTER_SEAT
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.cluster.fairness import FairnessConfig, FairQueue
@@ -537,7 +536,8 @@ class SharedServer:
             # the cluster's own priority and fairness first; this process's seat only once
             # APF admitted the request (a request queued there holds none; long-running
             # requests take neither); a refusal here is APF's 429
-            inner[OUTER_SEAT] = functools.partial(self.fair.seat, name)
+            if server.flowcontrol is not None and server.flowcontrol.outer_seat is None:
+                server.flowcontrol.outer_seat = functools.partial(self.fair.seat, name)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
             if task is not None:
