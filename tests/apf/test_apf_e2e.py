@@ -272,3 +272,17 @@ def _waiting(served: Served, level: str) -> int:
         if cells[0] == level:
             return int(cells[4])
     return -1
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--max-requests-inflight", "-1"), "--max-requests-inflight can not be negative value"),
+    (("--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"),
+     "--max-requests-inflight + --max-mutating-requests-inflight must be positive"),
+])
+def test_serve_refuses_bad_seat_counts_in_one_line(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    env = {**os.environ, "VKUBE_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-m", "vkube", "serve", "--data-dir", str(tmp_path / "d"), *flags],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "d" / "state.db").exists()
