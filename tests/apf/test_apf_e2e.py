@@ -272,6 +272,13 @@ def test_priority_and_fairness_end_to_end(served: Served) -> None:
     dump = served.kubectl("get", "--raw", "/debug/api_priority_and_fairness/dump_priority_levels").stdout
     row = next(line for line in dump.splitlines() if line.startswith("tiny,"))
     assert [c.strip() for c in row.split(",")][7] == "1"  # RejectedRequests
+    metrics = served.admin_get("/metrics")
+    assert 'apiserver_flowcontrol_rejected_requests_total{flow_schema="bots",priority_level="tiny",' \
+           'reason="concurrency-limit"} 1.0' in metrics
+    assert 'apiserver_flowcontrol_rejected_requests_total{flow_schema="bursts",priority_level="queued",' \
+           'reason="queue-full"} 1.0' in metrics
+    assert 'apiserver_flowcontrol_nominal_limit_seats{priority_level="tiny"} 1.0' in metrics
+    assert 'apiserver_flowcontrol_dispatched_requests_total{flow_schema="exempt",priority_level="exempt"}' in metrics
 
 
 def _waiting(served: Served, level: str) -> int:

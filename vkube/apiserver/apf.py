@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -112,6 +112,10 @@ class FlowControl:
         self._nominal_sum = 0
         self._next_adjust = 0.0
         self._caches: tuple[Any, Any] | None = None
+        #: requests dispatched per (flow schema, priority level), and rejected per (schema,
+        #: level, reason): the counters /metrics reports under upstream's names
+        self.dispatched: dict[tuple[str, str], int] = {}
+        self.rejected: dict[tuple[str, str, str], int] = {}
         #: set by a server in front (shared mode): ``() -> async context manager`` taken around
         #: a request once APF admitted it; raising ``SeatRefused`` refuses it with 429
         self.outer_seat: Callable[[], AbstractAsyncContextManager[Any]] | None = None
@@ -218,8 +222,12 @@ class FlowControl:
         try:
             await level.acquire(lambda: _flow_hash(schema.name, distinguisher(schema, rc.user, info)),
                                 lambda: _wait_limit(request))
-        except Rejected:
+        except Rejected as exc:
+            key3 = (schema.name, level.name, exc.reason)
+            self.rejected[key3] = self.rejected.get(key3, 0) + 1
             return too_many_requests(level.drops.retry_after, headers)
+        key = (schema.name, level.name)
+        self.dispatched[key] = self.dispatched.get(key, 0) + 1
         held = True
 
         def release(resp: web.StreamResponse | None = None) -> None:
@@ -244,6 +252,40 @@ class FlowControl:
                 return too_many_requests(exc.retry_after, headers)
         finally:
             release()
+
+    def collect(self) -> Iterator[Any]:
+        """A prometheus_client collector (read at scrape time: nothing per request beyond
+        the two counters) with upstream's ``apiserver_flowcontrol_*`` names and labels."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        gauges = {
+            "nominal_limit_seats": ("Nominal number of execution seats configured for each priority level",
+                                    lambda lv: lv.nominal_cl),
+            "lower_limit_seats": ("Configured lower bound on number of execution seats available to each "
+                                  "priority level", lambda lv: lv.min_cl),
+            "upper_limit_seats": ("Configured upper bound on number of execution seats available to each "
+                                  "priority level", lambda lv: lv.max_cl),
+            "current_limit_seats": ("current derived number of execution seats available to each priority "
+                                    "level", lambda lv: lv.current_cl),
+            "current_executing_seats_total": ("Seats executing per priority level (vkube: one per request)",
+                                              lambda lv: lv.executing),
+            "current_inqueue_requests_total": ("Requests waiting per priority level", lambda lv: lv.waiting),
+        }
+        for name, (doc, get) in gauges.items():
+            g = GaugeMetricFamily(f"apiserver_flowcontrol_{name}", doc, labels=["priority_level"])
+            for pl, lv in sorted(self.levels.items()):
+                g.add_metric([pl], get(lv))
+            yield g
+        d = CounterMetricFamily("apiserver_flowcontrol_dispatched_requests", "Number of requests executed by "
+                                "API Priority and Fairness subsystem", labels=["flow_schema", "priority_level"])
+        for (fs, pl), n in sorted(self.dispatched.items()):
+            d.add_metric([fs, pl], n)
+        yield d
+        r = CounterMetricFamily("apiserver_flowcontrol_rejected_requests", "Number of requests rejected by API "
+                                "Priority and Fairness subsystem", labels=["flow_schema", "priority_level", "reason"])
+        for (fs, pl, reason), n in sorted(self.rejected.items()):
+            r.add_metric([fs, pl, reason], n)
+        yield r
 
     # -- /debug/api_priority_and_fairness ----------------------------------------------------
     def dump(self, what: str) -> str | None:

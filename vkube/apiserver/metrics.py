@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._collectors: list[object] = []
         self.requests = Counter("apiserver_request", "Requests by verb, resource and code",
                                 ["verb", "group", "resource", "subresource", "code"], registry=self.registry)
         self.latency = Histogram("apiserver_request_duration_seconds", "Request latency",
@@ -17,6 +18,12 @@ class Metrics:
                              ["resource"], registry=self.registry)
         self.revision = Gauge("etcd_current_revision", "The store's current revision",
                               registry=self.registry)
+
+    def add_collector(self, collector: object) -> None:
+        """Register a collector read at scrape time (APF's levels), once."""
+        if not any(c is collector for c in self._collectors):
+            self.registry.register(collector)  # type: ignore[arg-type]
+            self._collectors.append(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

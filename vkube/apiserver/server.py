@@ -285,6 +285,8 @@ class APIServer:
             return await self._health(request, path)
         if path == "/metrics":
             self.metrics.revision.set(await self.ctx.store.current_revision())
+            if self.flowcontrol is not None:
+                self.metrics.add_collector(self.flowcontrol)
             return web.Response(body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
         if path == "/openapi/v2":
             if any("protobuf" in m.type for m in accept) and not any(m.type in (http.JSON, "*/*") for m in accept):
