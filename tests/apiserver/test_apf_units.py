@@ -199,3 +199,27 @@ def test_wait_limit_is_a_quarter_of_the_deadline() -> None:
 def test_dump_layout_is_tabwriters() -> None:
     text = _tabwrite([["PriorityLevelName", "ActiveQueues"], ["exempt", "0"]])
     assert text == "PriorityLevelName, ActiveQueues\nexempt,            0\n"
+
+
+async def test_waiting_requests_get_borrowed_seats_without_new_arrivals() -> None:
+    """A level with no seats of its own (0 shares) borrows what an idle level lends at the next
+    adjustment; waiting requests get them even if no other request arrives to trigger it."""
+    fc = FlowControl(None, server_cl=10)
+    objs = mandatory_objects()
+    zero = {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+            "metadata": {"name": "zero", "uid": "z"}, "spec": {"type": "Limited", "limited": {
+                "nominalConcurrencyShares": 0, "lendablePercent": 0,
+                "limitResponse": {"type": "Queue", "queuing": {"queues": 1, "handSize": 1, "queueLengthLimit": 5}}}}}
+    fs = {"metadata": {"name": "z", "uid": "zf"}, "spec": {
+        "priorityLevelConfiguration": {"name": "zero"}, "matchingPrecedence": 10,
+        "rules": [{"subjects": [{"kind": "User", "user": {"name": "z"}}],
+                   "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}}
+    lender = {"metadata": {"name": "lender", "uid": "l"}, "spec": {"type": "Limited", "limited": {
+        "nominalConcurrencyShares": 5, "lendablePercent": 100, "limitResponse": {"type": "Reject"}}}}
+    fc._apply([o for o in objs if o["kind"] == "PriorityLevelConfiguration"] + [zero, lender],
+              [o for o in objs if o["kind"] == "FlowSchema"] + [fs])
+    lv = fc.levels["zero"]
+    assert (lv.nominal_cl, lv.current_cl) == (0, 0)
+    fc._next_adjust = fc._now() + 0.05  # the next adjustment is due soon
+    await asyncio.wait_for(lv.acquire(lambda: 0, lambda: 30.0), 30)
+    assert lv.current_cl >= 1 and lv.executing == 1

@@ -112,6 +112,7 @@ class FlowControl:
         self._nominal_sum = 0
         self._next_adjust = 0.0
         self._caches: tuple[Any, Any] | None = None
+        self._timer: Any = None  # asyncio.TimerHandle while requests wait
         #: requests dispatched per (flow schema, priority level), and rejected per (schema,
         #: level, reason): the counters /metrics reports under upstream's names
         self.dispatched: dict[tuple[str, str], int] = {}
@@ -163,7 +164,7 @@ class FlowControl:
         levels: dict[str, Level] = {}
         now = self._now()
         for name, spec in specs.items():
-            lv = self.levels.get(name) or Level(name)
+            lv = self.levels.get(name) or Level(name, on_wait=self._keep_adjusting)
             lv.uid, lv.exempt = uids[name], spec.get("type") == "Exempt"
             queuing = (((spec.get("limited") or {}).get("limitResponse") or {}).get("queuing") or {}) \
                 if not lv.exempt and ((spec.get("limited") or {}).get("limitResponse") or {}).get("type") == "Queue" \
@@ -185,6 +186,25 @@ class FlowControl:
     @staticmethod
     def _now() -> float:
         return time.monotonic()  # the clock the levels keep their demand by
+
+    def _keep_adjusting(self) -> None:
+        """While requests wait, adjust borrowing on time even if no request arrives (upstream
+        runs it on a 10 s ticker; here a timer exists only while someone waits)."""
+        if self._timer is not None:
+            return
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, self._next_adjust - self._now()) + 0.01, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self._now()
+        if now >= self._next_adjust:
+            self._next_adjust = now + ADJUSTMENT_PERIOD
+            adjust_borrowing(self.levels, self._nominal_sum, now)
+        if any(lv.waiting for lv in self.levels.values()):
+            self._keep_adjusting()
 
     def classify(self, rc: RequestContext) -> tuple[CompiledSchema, Level]:
         """The first schema whose rules match. The schemas (and rules) whose subjects take in

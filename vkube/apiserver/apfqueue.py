@@ -155,6 +155,9 @@ class Level:
     drops: DroppedRequests = field(default_factory=DroppedRequests)
     _queues: list[deque[_Waiter]] = field(default_factory=list)
     _turn: int = 0
+    #: called when a request starts waiting (the owner keeps the borrowing adjustment going
+    #: while anyone waits, even when no other request arrives)
+    on_wait: Callable[[], None] | None = None
 
     # -- configuration ---------------------------------------------------------------------
     def set_queuing(self, queues: int, hand_size: int, queue_length_limit: int) -> None:
@@ -215,6 +218,8 @@ class Level:
         queue.append(w)
         self.waiting += 1
         self._dispatch()
+        if self.on_wait is not None and not fut.done():
+            self.on_wait()
         try:
             await asyncio.wait_for(asyncio.shield(fut), wait_limit())
         except (TimeoutError, asyncio.CancelledError) as exc:
