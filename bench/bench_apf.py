@@ -2,7 +2,8 @@
 
 1. ``apf_filter_us``: the filter alone, in process — classify over the bootstrap FlowSchemas,
    take and give back a seat — for an exempt admin (first schema), a service account (matched
-   near the end, a queuing level, so the flow hash too) and an anonymous probe.
+   near the end, a queuing level) and an anonymous probe; the fastest of 10 rounds (the one
+   least disturbed by other load), next to the bare awaited call.
 2. ``apf_get_p50``: sequential GETs of one ConfigMap over HTTPS with the admin's certificate,
    against one server process with two listeners on the same store and authorizer: one with
    APF, one with ``flowcontrol = None``; ratio with/without.
@@ -74,22 +75,29 @@ async def micro(n: int) -> None:
                             "GET", "/api/v1/namespaces/a/configmaps/c"),
         "anonymous_probe": ("system:anonymous", ("system:unauthenticated",), "GET", "/readyz"),
     }
+    async def best(rc: RequestContext, req: object, filtered: bool) -> float:
+        """The fastest of 10 rounds, in µs per request: the least disturbed by other load."""
+        rounds = []
+        for _ in range(10):
+            t = time.perf_counter()
+            if filtered:
+                for _ in range(n // 10):
+                    await fc.serve(req, rc, call)  # type: ignore[arg-type]
+            else:
+                for _ in range(n // 10):
+                    await call(rc)
+            rounds.append((time.perf_counter() - t) / (n // 10) * 1e6)
+        return min(rounds)
+
     rc0 = RequestContext(user=UserInfo("admin"), info=parse("GET", "/api", ""), audit_id="x")
-    t = time.perf_counter()
-    for _ in range(n):  # the loop and the awaited call alone, to subtract
-        await call(rc0)
-    base = (time.perf_counter() - t) / n * 1e6
-    print(json.dumps({"bench": "apf_filter_us", "case": "baseline_call_only", "us_per_request": round(base, 2),
-                      "n": n}), flush=True)
+    print(json.dumps({"bench": "apf_filter_us", "case": "baseline_call_only",
+                      "us_per_request": round(await best(rc0, None, False), 2), "n": n}), flush=True)
     for name, (user, groups, method, path) in cases.items():
         rc = RequestContext(user=UserInfo(user, groups=groups), info=parse(method, path, ""), audit_id="x")
         req = make_mocked_request(method, path)
         for _ in range(200):
             await fc.serve(req, rc, call)
-        t = time.perf_counter()
-        for _ in range(n):
-            await fc.serve(req, rc, call)
-        us = (time.perf_counter() - t) / n * 1e6
+        us = await best(rc, req, True)
         schema, level = fc.classify(rc)
         print(json.dumps({"bench": "apf_filter_us", "case": name, "schema": schema.name, "level": level.name,
                           "us_per_request": round(us, 2), "n": n}), flush=True)
