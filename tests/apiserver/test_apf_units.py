@@ -223,3 +223,16 @@ async def test_waiting_requests_get_borrowed_seats_without_new_arrivals() -> Non
     fc._next_adjust = fc._now() + 0.05  # the next adjustment is due soon
     await asyncio.wait_for(lv.acquire(lambda: 0, lambda: 30.0), 30)
     assert lv.current_cl >= 1 and lv.executing == 1
+
+
+async def test_a_level_turned_to_reject_refuses_its_waiters() -> None:
+    lv = Level("q", current_cl=1)
+    lv.set_queuing(queues=1, hand_size=1, queue_length_limit=5)
+    await lv.acquire(lambda: 0, lambda: 1.0)
+    waiter = asyncio.create_task(lv.acquire(lambda: 0, lambda: 30.0))
+    await asyncio.sleep(0)
+    assert lv.waiting == 1
+    lv.set_queuing(queues=0, hand_size=1, queue_length_limit=0)  # limitResponse: Reject now
+    with pytest.raises(Rejected):
+        await waiter
+    assert (lv.waiting, lv.rejected, lv.executing) == (0, 1, 1)

@@ -175,7 +175,7 @@ class Level:
                 self._queues[w.queue].append(w)
             elif not w.fut.done():  # now Reject: nobody may wait
                 self.waiting -= 1
-                self._note(-1)
+                self._refuse()
                 w.fut.set_exception(Rejected("concurrency-limit"))
 
     # -- requests ----------------------------------------------------------------------------
