@@ -19,6 +19,7 @@ is taken only after APF admitted the request, so a request queued here holds no 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -192,8 +193,6 @@ class FlowControl:
         runs it on a 10 s ticker; here a timer exists only while someone waits)."""
         if self._timer is not None:
             return
-        import asyncio
-
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(0.0, self._next_adjust - self._now()) + 0.01, self._tick)
 
