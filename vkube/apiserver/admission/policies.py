@@ -21,7 +21,7 @@ from vkube.api.admission_match import EXEMPT_RESOURCES, object_selector_matches,
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.api.admission_authz import Authorize
-from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, namespace_labels, review_request, versioned,
+from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, lazy_labels, review_request, versioned,
                                                 with_authorizer)
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
@@ -130,6 +130,31 @@ class PolicyMatching:
                         return spec
         return None
 
+    async def matching_policies(self, ctx: Context, req: AdmissionRequest, policies: list[dict[str, Any]],
+                                ns_labels: Any) -> list[tuple[dict[str, Any], str, dict[str, Any], ResourceSpec]]:
+        """(policy, name, spec, the version matched as) of each policy whose matchConstraints match."""
+        out = []
+        for policy in policies:
+            spec = policy.get("spec") or {}
+            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
+            if matched is not None:
+                out.append((policy, str((policy.get("metadata") or {}).get("name", "")), spec, matched))
+        return out
+
+    async def matching_bindings(self, ctx: Context, req: AdmissionRequest, bindings: list[dict[str, Any]],
+                                policy: str, ns_labels: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(name, spec) of the policy's bindings whose matchResources match."""
+        out = []
+        for binding in bindings:
+            bspec = binding.get("spec") or {}
+            if bspec.get("policyName") != policy:
+                continue
+            if bspec.get("matchResources") and await self.matches(
+                    ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
+                continue
+            out.append((str((binding.get("metadata") or {}).get("name", "")), bspec))
+        return out
+
     async def params(self, ctx: Context, req: AdmissionRequest, kind: Any, ref: Any) -> list[Any]:
         """``CollectParams``: ``[None]`` without params, else the selected objects."""
         if not kind or not ref:
@@ -173,29 +198,11 @@ class ValidatingPolicies(PolicyMatching):
         bindings = self.source.objects("validatingadmissionpolicybindings")
         denials: list[_Denial] = []
         failures: list[dict[str, Any]] = []
-        labels: list[Any] = []
-
-        async def ns_labels() -> Any:
-            if not labels:
-                labels.append(await namespace_labels(ctx, req))
-            return labels[0]
-
-        for policy in policies:
-            name = str((policy.get("metadata") or {}).get("name", ""))
-            spec = policy.get("spec") or {}
-            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
-            if matched is None:
-                continue
+        ns_labels = lazy_labels(ctx, req)
+        for policy, name, spec, matched in await self.matching_policies(ctx, req, policies, ns_labels):
             fail = spec.get("failurePolicy", "Fail") != "Ignore"
             compiled = self.source.compiled(policy, "vap", lambda p=policy: _build(p))
-            for binding in bindings:
-                bspec = binding.get("spec") or {}
-                if bspec.get("policyName") != name:
-                    continue
-                bname = str((binding.get("metadata") or {}).get("name", ""))
-                if bspec.get("matchResources") and await self.matches(
-                        ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
-                    continue
+            for bname, bspec in await self.matching_bindings(ctx, req, bindings, name, ns_labels):
                 try:
                     params = await self.params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
                     for param in params:
