@@ -299,6 +299,19 @@ class _Webhooks:
         except ValueError as exc:
             raise CallError(f"received invalid webhook response: {exc}") from None
 
+    async def invoke(self, ctx: Context, req: AdmissionRequest, inv: Invocation, failed_key: str) -> dict[str, Any] | None:
+        """Call one webhook and interpret its answer: its warnings and audit annotations kept,
+        a refusal raised, a failed call decided by failurePolicy (None: failed open)."""
+        try:
+            response = await self.call(ctx, req, inv, req.obj)
+        except CallError as exc:
+            self.failed(req, inv.hook, exc, failed_key)
+            return None
+        self.record(req, inv.hook, response)
+        if not response.get("allowed"):
+            raise denied(str(inv.hook.get("name", "")), response.get("result"))
+        return response
+
     def record(self, req: AdmissionRequest, hook: dict[str, Any], response: dict[str, Any]) -> None:
         for key, value in (response.get("auditAnnotations") or {}).items():
             req.request.audit_annotations[f"{hook.get('name')}/{key}"] = str(value)
@@ -402,17 +415,9 @@ class MutatingWebhooks(_Webhooks):
             again.end(rounds, req.obj)
 
     async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, *, round_: int, index: int) -> bool:
-        hook, name = inv.hook, str(inv.hook.get("name", ""))
-        try:
-            response = await self.call(ctx, req, inv, req.obj)
-        except CallError as exc:
-            self.failed(req, hook, exc, f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}")
-            return False
-        self.record(req, hook, response)
-        if not response.get("allowed"):
-            raise denied(name, response.get("result"))
-        patch = response.get("patch")
-        if not patch:
+        key = f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}"
+        response = await self.invoke(ctx, req, inv, key)
+        if response is None or not response.get("patch"):
             return False
         return await self._apply(ctx, req, inv, response, round_=round_, index=index)
 
@@ -469,19 +474,9 @@ class ValidatingWebhooks(_Webhooks):
         invocations = await self.matching(ctx, req)
         if not invocations:
             return
-        results = await asyncio.gather(*(self._one(ctx, req, inv, i) for i, inv in enumerate(invocations)),
+        key = "failed-open.validating.webhook.admission.k8s.io/round_0_index_{}"
+        results = await asyncio.gather(*(self.invoke(ctx, req, inv, key.format(i)) for i, inv in enumerate(invocations)),
                                        return_exceptions=True)
         for result in results:  # upstream returns the first error only
             if isinstance(result, BaseException):
                 raise result
-
-    async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, index: int) -> None:
-        hook, name = inv.hook, str(inv.hook.get("name", ""))
-        try:
-            response = await self.call(ctx, req, inv, req.obj)
-        except CallError as exc:
-            self.failed(req, hook, exc, f"failed-open.validating.webhook.admission.k8s.io/round_0_index_{index}")
-            return
-        self.record(req, hook, response)
-        if not response.get("allowed"):
-            raise denied(name, response.get("result"))
