@@ -22,13 +22,13 @@ import jsonpointer
 import orjson
 
 from vkube.api import errors
-from vkube.api.admission_cel import (MUTATION_VARIABLES, CompileError, Program, activation, compile_expression,
+from vkube.api.admission_cel import (MUTATION_VARIABLES, CompileError, Program, activation,
                                      from_cel, is_bool, referenced, request_value, type_names, variables_map)
 from vkube.api.admission_match import EXEMPT_RESOURCES
 from vkube.api.fieldset import child_schema, list_semantics
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
-from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run
+from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run, compile_common, compiler, evaluate_variables
 from vkube.apiserver.admission.webhooks import lazy_labels, review_request, settle, versioned, with_authorizer
 from vkube.apiserver.context import AdmissionRequest, Context
 
@@ -45,23 +45,15 @@ class _Compiled:
     uses: frozenset[str] = frozenset()
 
 
-def _compile(text: Any) -> Program | CompileError:
-    try:
-        return compile_expression(text, MUTATION_VARIABLES)
-    except CompileError as exc:
-        return exc
+_compile = compiler(MUTATION_VARIABLES)
 
 
 def _build(policy: dict[str, Any]) -> _Compiled:
     spec = policy.get("spec") or {}
     out = _Compiled()
-    texts: list[Any] = []
-    for var in spec.get("variables") or ():
-        out.variables.append((str(var.get("name", "")), _compile(var.get("expression"))))
-        texts.append(var.get("expression"))
-    for cond in spec.get("matchConditions") or ():
-        out.conditions.append(_compile(cond.get("expression")))
-        texts.append(cond.get("expression"))
+    compile_common(spec, _compile, out)
+    texts: list[Any] = [x.get("expression") for group in ("variables", "matchConditions")
+                        for x in spec.get(group) or () if isinstance(x, dict)]
     for m in spec.get("mutations") or ():
         kind = str(m.get("patchType", ""))
         text = ((m.get("applyConfiguration") if kind == "ApplyConfiguration" else m.get("jsonPatch")) or {}).get("expression")
@@ -152,13 +144,7 @@ class MutatingPolicies(PolicyMatching):
             result = _run(prog, act)
             if is_bool(result) and not result:
                 return
-        values: dict[str, Any] = {}
-        for name, prog in compiled.variables:
-            try:
-                values[name] = _run(prog, act)
-            except ConfigError:
-                continue
-            act["variables"] = variables_map(values)
+        values = evaluate_variables(compiled.variables, act)
         for kind, prog in compiled.mutations:
             result = from_cel(_run(prog, act))
             before = await versioned(ctx, req.obj, matched)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, lazy_
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
-__all__ = ["ValidatingPolicies", "PolicyMatching", "ConfigError"]
+__all__ = ["ValidatingPolicies", "PolicyMatching", "ConfigError", "compiler", "compile_common", "evaluate_variables"]
 
 log = logging.getLogger("vkube.apiserver.admission.policies")
 
@@ -46,20 +47,45 @@ class _Compiled:
     uses: frozenset[str] = frozenset()  # the variables the expressions refer to
 
 
-def _compile(text: Any) -> Program | CompileError:
-    try:
-        return compile_expression(text, POLICY_VARIABLES)
-    except CompileError as exc:
-        return exc
+def compiler(names: Any) -> Callable[[Any], Program | CompileError]:
+    """Compiles one expression against ``names`` (a policy kind's variables); a compile error
+    is kept, for failurePolicy to decide when the policy runs."""
+    def compile_one(text: Any) -> Program | CompileError:
+        try:
+            return compile_expression(text, names)
+        except CompileError as exc:
+            return exc
+    return compile_one
+
+
+def compile_common(spec: dict[str, Any], compile_one: Callable[[Any], Program | CompileError], out: Any) -> None:
+    """``variables`` and ``matchConditions``, which both policy kinds have, into ``out``."""
+    for var in spec.get("variables") or ():
+        out.variables.append((str(var.get("name", "")), compile_one(var.get("expression"))))
+    for cond in spec.get("matchConditions") or ():
+        out.conditions.append(compile_one(cond.get("expression")))
+
+
+def evaluate_variables(variables: list[tuple[str, Program | CompileError]], act: dict[str, Any]) -> dict[str, Any]:
+    """Each variable in order, each seeing the ones before it (``act["variables"]``); one that
+    fails is left out, so an expression using it fails with "no such key"."""
+    values: dict[str, Any] = {}
+    for name, prog in variables:
+        try:
+            values[name] = _run(prog, act)
+        except ConfigError:
+            continue
+        act["variables"] = variables_map(values)
+    return values
+
+
+_compile = compiler(POLICY_VARIABLES)
 
 
 def _build(policy: dict[str, Any]) -> _Compiled:
     spec = policy.get("spec") or {}
     out = _Compiled()
-    for var in spec.get("variables") or ():
-        out.variables.append((str(var.get("name", "")), _compile(var.get("expression"))))
-    for cond in spec.get("matchConditions") or ():
-        out.conditions.append(_compile(cond.get("expression")))
+    compile_common(spec, _compile, out)
     for v in spec.get("validations") or ():
         message = _compile(v["messageExpression"]) if v.get("messageExpression") else None
         out.validations.append((v, _compile(v.get("expression")), message))
@@ -257,13 +283,7 @@ class ValidatingPolicies(PolicyMatching):
                 return error(str(exc))
             if is_bool(result) and not result:
                 return []
-        values: dict[str, Any] = {}
-        for name, prog in compiled.variables:  # each variable sees the ones before it
-            try:
-                values[name] = _run(prog, act)
-            except ConfigError:
-                continue  # an expression that uses it fails with "no such key"
-            act["variables"] = variables_map(values)
+        evaluate_variables(compiled.variables, act)
         for index, (v, prog, message_prog) in enumerate(compiled.validations):
             try:
                 result = _run(prog, act)
