@@ -4,6 +4,7 @@ kube-apiserver's APF bootstrap (``apis/flowcontrol/bootstrap``) keeps in every c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vkube.api.kinds import Column
@@ -281,15 +282,17 @@ def _resource_rule(r: dict[str, Any], rp: str) -> Causes:
     if not namespaces and not r.get("clusterScope"):
         causes.append(required(f"{rp}.namespaces",
                                "resource rules that are not cluster scoped must supply at least one namespace"))
-    elif "*" in namespaces:
-        if len(namespaces) > 1:
-            causes.append(invalid_value(f"{rp}.namespaces", namespaces,
-                                        "if '*' is present, must not specify other namespaces"))
     else:
-        for k, ns in enumerate(namespaces):
-            for msg in dns1123_label(str(ns)):
-                causes.append(invalid_value(f"{rp}.namespaces[{k}]", ns, _NS_INTRO + msg))
+        causes += _star_list(namespaces, f"{rp}.namespaces", "namespaces",
+                             lambda ns: [_NS_INTRO + m for m in dns1123_label(ns)])
     return causes
+
+
+def _star_list(values: list[Any], path: str, what: str, each: Callable[[str], list[str]]) -> Causes:
+    """A list that is ``*`` alone, or members each checked by ``each`` (upstream's wildcard lists)."""
+    if "*" in values:
+        return [invalid_value(path, values, f"if '*' is present, must not specify other {what}")] if len(values) > 1 else []
+    return [invalid_value(f"{path}[{k}]", v, msg) for k, v in enumerate(values) for msg in each(str(v))]
 
 
 def _non_resource_rule(r: dict[str, Any], rp: str) -> Causes:
@@ -298,15 +301,9 @@ def _non_resource_rule(r: dict[str, Any], rp: str) -> Causes:
     urls = r.get("nonResourceURLs") or []
     if not urls:
         causes.append(required(f"{rp}.nonResourceURLs", "nonResourceURLs must contain at least one value"))
-    elif "*" in urls:
-        if len(urls) > 1:
-            causes.append(invalid_value(f"{rp}.nonResourceURLs", urls,
-                                        "if '*' is present, must not specify other non-resource URLs"))
     else:
-        for k, url in enumerate(urls):
-            problem = _url_problem(str(url))
-            if problem:
-                causes.append(invalid_value(f"{rp}.nonResourceURLs[{k}]", url, problem))
+        causes += _star_list(urls, f"{rp}.nonResourceURLs", "non-resource URLs",
+                             lambda url: [p] if (p := _url_problem(url)) else [])
     return causes
 
 
