@@ -7,9 +7,16 @@ embedded host's ``vkube.io/port-forward-PORT`` annotation is reached at that rea
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import ssl
+
+import aiohttp
+import yaml
 
 from tests.aggregator.wardle import GROUP, VERSION, Wardle
+from vkube.pki.cluster import ADMIN
+from vkube.pki.tls import client_context
 
 
 async def kubectl(cp, *args: str, input: str | None = None, check: bool = True):
@@ -42,6 +49,17 @@ def _get_with_headers(kubeconfig: str, path: str, headers: dict[str, str]) -> di
         return json.loads(response.data)
 
 
+async def _status_as(cp, pair) -> int | str:
+    """GET /api with a client certificate: the status, or "refused" when the TLS handshake is
+    (a certificate from an unknown CA, refused after a TLS 1.3 handshake, shows as a disconnect)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(cp.url + "/api",
+                                                              ssl=client_context(cp.cp.pki.ca_pem, pair)) as r:
+            return r.status
+    except (aiohttp.ClientConnectionError, ssl.SSLError):
+        return "refused"
+
+
 def manifests(port: int, *, ready: bool) -> str:
     docs = [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
@@ -68,6 +86,11 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
     assert json.loads(auth["requestheader-username-headers"]) == ["X-Remote-User"]
     assert json.loads(auth["requestheader-group-headers"]) == ["X-Remote-Group"]
     assert json.loads(auth["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+    # the front-proxy CA is its own (DATA/pki/front-proxy-ca.crt), not the cluster CA clients use
+    kubeconfig = yaml.safe_load(cp.kubeconfig.read_text())
+    cluster_ca = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    assert auth["client-ca-file"] == cluster_ca != auth["requestheader-client-ca-file"]
+    assert (cp.kubeconfig.parent / "pki" / "front-proxy-ca.crt").read_text() == auth["requestheader-client-ca-file"]
     with Wardle() as wardle:
         wardle.trust_clients(auth["requestheader-client-ca-file"])
         await kubectl(cp, "apply", "-f", "-", input=json.dumps({
@@ -90,6 +113,9 @@ async def test_endpoints_and_port_forward_annotation(control_plane):
         assert [f["metadata"]["name"] for f in flunders["items"]] == ["one"]
         # the proxy authenticates itself with the front-proxy client certificate
         assert {r["client_cn"] for r in wardle.requests} == {"front-proxy-client"}
+        # ... which is no credential on the API server itself (another CA)
+        assert await _status_as(cp, cp.cp.pki.client_pair(*ADMIN)) == 200
+        assert await _status_as(cp, cp.cp.pki.front_proxy_client()) in (401, "refused")
         # identity headers a client sends are dropped: the server sees who the caller is
         spoofed = await asyncio.to_thread(_get_with_headers, str(cp.kubeconfig),
                                           f"/apis/{GROUP}/{VERSION}/namespaces/default/flunders/one",

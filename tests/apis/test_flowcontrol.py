@@ -102,7 +102,7 @@ spec:
   rules:
   - subjects: []
     resourceRules: [{verbs: [get], apiGroups: [""], resources: [pods]}]
-""", ["spec.matchingPrecedence: Invalid value: 20000: must be between 1 and 10000, inclusive",
+""", ["spec.matchingPrecedence: Invalid value: 20000: must not be greater than 10000",
       'spec.distinguisherMethod.type: Unsupported value: "ByGroup"',
       "spec.rules[0].subjects: Required value: subjects must contain at least one value",
       "spec.rules[0].resourceRules[0].namespaces: Required value"]),

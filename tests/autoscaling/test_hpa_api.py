@@ -5,6 +5,7 @@ subresource, on a real control plane with the real kubectl and the vkube client.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from vkube.api import errors
+from vkube.api.meta import rfc3339
 from vkube.client.client import Resource
 from vkube.client.resources import NAMESPACES, PODS
 from vkube.controllers.hpa import HorizontalPodAutoscalerController
@@ -171,7 +173,10 @@ async def running_pod(client, name: str, usage: str) -> None:
             {"name": "app", "image": "x", "resources": {"requests": {"cpu": "100m"}}},
             {"name": "sidecar", "image": "x", "resources": {"requests": {"cpu": "100m"}}}]}}, namespace="default")
     pod = await client.get(PODS, name, namespace="default")
-    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    # started and Ready long enough ago that the HPA's CPU initialization period (5m) is over
+    now = dt.datetime.now(dt.timezone.utc)
+    pod["status"] = {"phase": "Running", "startTime": rfc3339(now - dt.timedelta(minutes=10)), "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": rfc3339(now - dt.timedelta(minutes=9))}]}
     await client.update(PODS, pod, subresource="status")
 
 

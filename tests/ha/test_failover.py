@@ -124,7 +124,8 @@ def test_leader_killed_during_rollout(tmp_path: Path, store_url: str):
         # the replicas share one CA, one token key and one encryption key (through the store):
         # each replica's kubeconfig works on every other, a token issued by one authenticates
         # on all, and a Secret written (encrypted) through one is read back through all
-        assert len({(r.data_dir / "pki" / "ca.crt").read_bytes() for r in reps.members}) == 1
+        for shared in ("ca.crt", "front-proxy-ca.crt"):
+            assert len({(r.data_dir / "pki" / shared).read_bytes() for r in reps.members}) == 1
         # the leader's service-account controller makes `default` shortly after start
         wait(lambda: kubectl(client.kubeconfig, "get", "sa", "default", check=False).returncode == 0,
              timeout=60, what="the default service account")

@@ -8,6 +8,8 @@ request kept executing as long as a test needs); ``/garbage`` answers non-JSON;
 ``/badpatch``  patches an invalid label key in; ``/typepatch`` makes ``data`` a number;
 ``/wronguid``, ``/nopatchtype``, ``/undecodable`` answer malformed reviews; ``/denyquietly``
 refuses without a Status;
+``/scale-plus-one`` adds one to a Scale's ``spec.replicas``; ``/privileged`` makes a pod's first
+container privileged; ``/add-container`` adds a ``sidecar`` container;
 ``/convert``   a ConversionReview answer moving ``spec.size`` ↔ ``spec.replicas`` (v1 ↔ v2).
 
 Every request body is kept in ``requests`` (path, decoded JSON)."""
@@ -70,6 +72,17 @@ def review_answer(path: str, review: dict[str, Any], server: "WebhookServer") ->
         resp.update(patchType="JSONPatch", patch=base64.b64encode(b"{not a patch").decode())
     elif path == "/denyquietly":
         resp = {"uid": req.get("uid"), "allowed": False}
+    elif path == "/scale-plus-one":  # a Scale of */scale: one replica more than asked
+        replicas = int((obj.get("spec") or {}).get("replicas") or 0)
+        resp.update(patchType="JSONPatch", patch=_patch([{"op": "replace", "path": "/spec/replicas",
+                                                          "value": replicas + 1}]))
+    elif path == "/privileged":
+        resp.update(patchType="JSONPatch", patch=_patch([
+            {"op": "add", "path": "/spec/containers/0/securityContext/privileged", "value": True}]))
+    elif path == "/add-container":
+        if all(c.get("name") != "sidecar" for c in (obj.get("spec") or {}).get("containers") or ()):
+            resp.update(patchType="JSONPatch", patch=_patch([
+                {"op": "add", "path": "/spec/containers/-", "value": {"name": "sidecar", "image": "busybox"}}]))
     elif path == "/typepatch":
         resp.update(patchType="JSONPatch", patch=_patch([{"op": "add", "path": "/data", "value": 42}]))
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}

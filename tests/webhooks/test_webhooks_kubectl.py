@@ -305,3 +305,96 @@ def test_if_needed_policy_runs_again_after_a_webhook_changed_the_object(vc: User
         remove(vc, MWCS, "labels")
         vc.kubectl("delete", "mutatingadmissionpolicybindings", "seen", "--ignore-not-found")
         vc.kubectl("delete", "mutatingadmissionpolicies", "seen", "--ignore-not-found")
+
+
+def _apps_rule(resource: str) -> list[dict[str, object]]:
+    return [{"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": [resource]}]
+
+
+def test_scale_subresource_admits_an_autoscaling_v1_scale(vc: User, server: WebhookServer):
+    """``kubectl scale``: a webhook on ``deployments/scale`` gets a Scale (autoscaling/v1,
+    subResource scale), its patch of spec.replicas is applied, a webhook on ``deployments`` is
+    not called, and a ValidatingAdmissionPolicy on ``deployments/scale`` judges the mutated Scale."""
+    vc.kubectl("create", "deployment", "scaled", "--image=nginx", "--replicas=1")
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": "few-replicas"},
+              "spec": {"matchConstraints": {"resourceRules": _apps_rule("deployments/scale")},
+                       "validations": [{"expression": "object.spec.replicas <= 5", "messageExpression":
+                                        "'at most 5 replicas, asked ' + string(object.spec.replicas)"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": "few-replicas"},
+               "spec": {"policyName": "few-replicas", "validationActions": ["Deny"]}}
+    vc.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    configure(vc, MWC, "scale", {**hook("scale.example.com", url(server, "/scale-plus-one")),
+                                 "rules": _apps_rule("deployments/scale")})
+    configure(vc, VWC, "whole", {**hook("whole.example.com", url(server, "/validate")),
+                                 "rules": _apps_rule("deployments")})
+
+    def replicas() -> str:
+        return vc.kubectl("get", "deployment", "scaled", "-o", "jsonpath={.spec.replicas}").stdout.strip()
+
+    try:
+        start = len(server.requests)
+        vc.kubectl("scale", "deployment", "scaled", "--replicas=3")
+        assert replicas() == "4"
+        seen = server.requests[start:]
+        review = next(d["request"] for p, d in seen if p == "/scale-plus-one")
+        assert review["kind"] == review["requestKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+        assert review["resource"] == {"group": "apps", "version": "v1", "resource": "deployments"}
+        assert review["subResource"] == review["requestSubResource"] == "scale"
+        assert (review["object"]["apiVersion"], review["object"]["kind"]) == ("autoscaling/v1", "Scale")
+        assert review["object"]["spec"] == {"replicas": 3} and review["oldObject"]["spec"] == {"replicas": 1}
+        assert review["object"]["metadata"]["name"] == "scaled"
+        assert not [d for p, d in seen if p == "/validate" and d["request"].get("subResource")]
+        out = vc.kubectl("scale", "deployment", "scaled", "--replicas=5", check=False)
+        assert out.returncode == 1
+        assert ("ValidatingAdmissionPolicy 'few-replicas' with binding 'few-replicas' denied request: "
+                "at most 5 replicas, asked 6") in out.stderr
+        assert replicas() == "4"
+    finally:
+        remove(vc, MWCS, "scale")
+        remove(vc, VWCS, "whole")
+        vc.kubectl("delete", "validatingadmissionpolicybindings", "few-replicas", "--ignore-not-found")
+        vc.kubectl("delete", "validatingadmissionpolicies", "few-replicas", "--ignore-not-found")
+        vc.kubectl("delete", "deployment", "scaled", "--ignore-not-found")
+
+
+_RESTRICTED_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tidy"},
+    "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+             "containers": [{"name": "app", "image": "nginx", "securityContext": {
+                 "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
+
+
+def test_in_tree_plugins_see_what_webhooks_made(vc: User, server: WebhookServer):
+    """The chain as kube-apiserver's: PodSecurity validates the pod a mutating webhook made
+    privileged, and a container a webhook added gets the in-tree plugins' second round
+    (LimitRanger's defaults, the service-account token mount)."""
+    vc.kubectl("create", "namespace", "chain")
+    vc.kubectl("label", "namespace", "chain", "pod-security.kubernetes.io/enforce=restricted")
+    vc.kubectl("create", "namespace", "sidecars")
+    vc.kubectl("apply", "-n", "sidecars", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
+        "spec": {"limits": [{"type": "Container", "default": {"cpu": "300m"}, "defaultRequest": {"cpu": "100m"}}]}}))
+
+    def pod_hook(name: str, path: str, namespace: str) -> dict[str, object]:
+        return hook(name, url(server, path), resources=("pods",), namespaceSelector={
+            "matchLabels": {"kubernetes.io/metadata.name": namespace}})
+
+    configure(vc, MWC, "chain", pod_hook("privileged.example.com", "/privileged", "chain"),
+              pod_hook("sidecar.example.com", "/add-container", "sidecars"))
+    try:
+        out = vc.kubectl("apply", "-n", "chain", "-f", "-", input=json.dumps(_RESTRICTED_POD), check=False)
+        assert out.returncode == 1
+        assert ('pods "tidy" is forbidden: violates PodSecurity "restricted:latest": privileged '
+                '(container "app" must not set securityContext.privileged=true)') in out.stderr
+        assert vc.kubectl("get", "pods", "-n", "chain", "-o", "name").stdout.strip() == ""
+        vc.kubectl("run", "helped", "-n", "sidecars", "--image=nginx")
+        pod = json.loads(vc.kubectl("get", "pod", "helped", "-n", "sidecars", "-o", "json").stdout)
+        sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "sidecar")
+        assert sidecar["resources"] == {"limits": {"cpu": "300m"}, "requests": {"cpu": "100m"}}
+        assert any(m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+                   for m in sidecar.get("volumeMounts") or ())
+    finally:
+        remove(vc, MWCS, "chain")
+        vc.kubectl("delete", "namespace", "chain", "sidecars", "--wait=false")

@@ -147,42 +147,11 @@ class CSRStrategy(Strategy):
         status["conditions"] = _timestamps(wanted + others, old)
 
     def validate(self, obj: Obj) -> Causes:
-        causes = validate_object_meta(obj, namespaced=False)
-        spec = obj.get("spec") or {}
-        request = spec.get("request")
-        if not request:
-            causes.append(required("spec.request"))
-        else:
-            import base64
-            import binascii
+        return _validate_csr(obj, None)
 
-            try:
-                parse_csr(base64.b64decode(request, validate=True))
-            except (binascii.Error, ValueError):
-                causes.append(invalid_value("spec.request", "", "illegal base64 data"))
-            except CertificateError as exc:
-                causes.append(invalid_value("spec.request", "", str(exc)))
-        usages = spec.get("usages")
-        if not usages:
-            causes.append(required("spec.usages", "usages must be provided"))
-        seen: set[str] = set()
-        for i, usage in enumerate(usages or ()):
-            if usage not in ALL_USAGES:
-                causes.append(not_supported(f"spec.usages[{i}]", usage, ALL_USAGES))
-            elif usage in seen:
-                causes.append(duplicate(f"spec.usages[{i}]", usage))
-            seen.add(usage)
-        signer = spec.get("signerName")
-        causes += validate_signer_name(signer, "spec.signerName")
-        if signer == LEGACY_UNKNOWN:
-            causes.append(invalid_value("spec.signerName", signer,
-                                        "the legacy signerName is not allowed via this API version"))
-        seconds = spec.get("expirationSeconds")
-        if seconds is not None and (not isinstance(seconds, int) or seconds < _MIN_EXPIRATION):
-            causes.append(invalid_value("spec.expirationSeconds", seconds,
-                                        "may not specify a duration less than 600 seconds (10 minutes)"))
-        causes += _validate_status(obj)
-        return causes
+    def validate_with_old(self, new: Obj, old: Obj) -> Causes:
+        """An update tolerates what the stored object already had (``getValidationOptions``)."""
+        return _validate_csr(new, old)
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
         causes = validate_object_meta_update(new, old)
@@ -191,49 +160,128 @@ class CSRStrategy(Strategy):
         if old_cert and new_status.get("certificate") != old_cert:
             causes.append(forbidden("status.certificate", "updates may not modify existing certificate content"))
         for ctype in ("Approved", "Denied", "Failed"):
-            if has_condition(old, ctype) and not has_condition(new, ctype):
+            if _count(new, ctype) < _count(old, ctype):
                 causes.append(forbidden("status.conditions",
                                         f'updates may not remove a condition of type "{ctype}"'))
         return causes
 
 
-def _validate_status(obj: Obj) -> Causes:
-    status = obj.get("status") or {}
+def _count(csr: Obj, ctype: str) -> int:
+    return sum(1 for c in (csr.get("status") or {}).get("conditions") or () if isinstance(c, dict) and c.get("type") == ctype)
+
+
+def _validate_csr(obj: Obj, old: Obj | None) -> Causes:
+    """``validateCertificateSigningRequest`` with its compatibility options: on update, what
+    the stored object already had (legacy signer, unknown or duplicate usages, duplicate or
+    empty condition types, Approved with Denied, an unparsable or unchanged certificate)."""
+    import base64
+    import binascii
+
+    causes = validate_object_meta(obj, namespaced=False)
+    spec = obj.get("spec") or {}
+    old_spec = (old or {}).get("spec") or {}
+    request = spec.get("request")
+    try:
+        parse_csr(base64.b64decode(request or "", validate=True))
+    except (binascii.Error, ValueError):
+        causes.append(invalid_value("spec.request", "", "illegal base64 data"))
+    except CertificateError as exc:
+        causes.append(invalid_value("spec.request", "", str(exc)))
+    usages = spec.get("usages") or []
+    if not usages:
+        causes.append(required("spec.usages"))
+    old_usages = old_spec.get("usages") or []
+    if old is None or all(u in ALL_USAGES for u in old_usages):
+        for i, usage in enumerate(usages):
+            if usage not in ALL_USAGES:
+                causes.append(not_supported(f"spec.usages[{i}]", usage, sorted(ALL_USAGES)))
+    if old is None or len(set(map(str, old_usages))) == len(old_usages):
+        seen: set[str] = set()
+        for i, usage in enumerate(usages):
+            if usage in seen:
+                causes.append(duplicate(f"spec.usages[{i}]", usage))
+            seen.add(usage)
+    signer = spec.get("signerName")
+    if signer == LEGACY_UNKNOWN and old_spec.get("signerName") != LEGACY_UNKNOWN:
+        causes.append(invalid_value("spec.signerName", signer,
+                                    "the legacy signerName is not allowed via this API version"))
+    elif signer != LEGACY_UNKNOWN:
+        causes += validate_signer_name(signer, "spec.signerName")
+    seconds = spec.get("expirationSeconds")
+    if seconds is not None and (not isinstance(seconds, int) or seconds < _MIN_EXPIRATION):
+        causes.append(invalid_value("spec.expirationSeconds", seconds,
+                                    "may not specify a duration less than 600 seconds (10 minutes)"))
+    causes += _validate_conditions(obj, old)
+    cert = (obj.get("status") or {}).get("certificate")
+    old_cert = ((old or {}).get("status") or {}).get("certificate")
+    tolerate = old is not None and (cert == old_cert or _certificate_error(old_cert) is not None)
+    problem = None if tolerate else _certificate_error(cert)
+    if problem is not None:
+        causes.append(invalid_value("status.certificate", "<certificate data>", problem))
+    return causes
+
+
+def _validate_conditions(obj: Obj, old: Obj | None) -> Causes:
+    """``validateConditions``: a type, a status (True only for Approved/Denied/Failed), no type
+    twice, never Approved with Denied."""
+    old_types = [c.get("type") for c in ((old or {}).get("status") or {}).get("conditions") or () if isinstance(c, dict)]
+    allow_empty = old is not None and any(not t for t in old_types)
+    allow_duplicates = old is not None and len(set(old_types)) < len(old_types)
+    allow_both = old is not None and "Approved" in old_types and "Denied" in old_types
     causes: Causes = []
-    seen: set[str] = set()
-    for i, cond in enumerate(status.get("conditions") or ()):
-        path = f"status.conditions[{i}]"
-        ctype = (cond or {}).get("type")
-        if not ctype:
+    seen: set[Any] = set()
+    approved = denied = False
+    for i, cond in enumerate((obj.get("status") or {}).get("conditions") or ()):
+        cond = cond if isinstance(cond, dict) else {}
+        path, ctype, status = f"status.conditions[{i}]", cond.get("type"), cond.get("status")
+        if not ctype and not allow_empty:
             causes.append(required(f"{path}.type"))
-        elif ctype in _CONDITION_TYPES:
+        allowed = ("True",) if ctype in _CONDITION_TYPES else ("False", "True", "Unknown")
+        if not status:
+            causes.append(required(f"{path}.status"))
+        elif status not in allowed:
+            causes.append(not_supported(f"{path}.status", status, allowed))
+        if not allow_both and ctype in ("Approved", "Denied"):
+            approved, denied = approved or ctype == "Approved", denied or ctype == "Denied"
+            if approved and denied:
+                causes.append(invalid_value(f"{path}.type", ctype, "Approved and Denied conditions are mutually exclusive"))
+        if not allow_duplicates:
             if ctype in seen:
                 causes.append(duplicate(f"{path}.type", ctype))
             seen.add(ctype)
-        if (cond or {}).get("status") not in ("True", "False", "Unknown"):
-            causes.append(not_supported(f"{path}.status", (cond or {}).get("status"), ("False", "True", "Unknown")))
-    if has_condition(obj, "Approved") and has_condition(obj, "Denied"):
-        causes.append(invalid_value("status.conditions", status.get("conditions"),
-                                    "Approved and Denied conditions are mutually exclusive"))
-    cert = status.get("certificate")
-    if cert:
-        import base64
-        import binascii
-
-        try:
-            pem = base64.b64decode(cert, validate=True)
-        except (binascii.Error, ValueError):
-            pem = b""
-        if b"-----BEGIN CERTIFICATE-----" not in pem:
-            causes.append(invalid_value("status.certificate", "<certificate data>",
-                                        "must contain at least one CERTIFICATE PEM block"))
-        if has_condition(obj, "Denied") or has_condition(obj, "Failed"):
-            causes.append(forbidden("status.certificate",
-                                    "certificate may not be set if a Denied or Failed condition is present"))
-        elif not has_condition(obj, "Approved"):
-            causes.append(forbidden("status.certificate",
-                                    "certificate may only be set if an Approved condition is present"))
     return causes
+
+
+def _certificate_error(cert: Any) -> str | None:
+    """``validateCertificate`` of ``status.certificate`` (base64 of PEM in JSON): only
+    CERTIFICATE blocks without headers, each parsing as X.509, at least one."""
+    import base64
+    import binascii
+
+    from cryptography import x509
+
+    if not cert:
+        return None
+    try:
+        data = base64.b64decode(cert, validate=True)
+    except (binascii.Error, ValueError):
+        return "must contain at least one CERTIFICATE PEM block"
+    blocks = 0
+    for m in _PEM_BLOCK.finditer(data):
+        kind, body = m.group(1).decode(), m.group(2)
+        if kind != "CERTIFICATE":
+            return f'only CERTIFICATE PEM blocks are allowed, found "{kind}"'
+        if b":" in body:
+            return "no PEM block headers are permitted"
+        try:
+            x509.load_pem_x509_certificate(m.group(0))
+        except ValueError as exc:
+            return f"x509: {exc}"
+        blocks += 1
+    return None if blocks else "must contain at least one CERTIFICATE PEM block"
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 
 
 def _timestamps(conds: list[dict[str, Any]], old: Obj) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ kube-apiserver's APF bootstrap (``apis/flowcontrol/bootstrap``) keeps in every c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vkube.api.kinds import Column
@@ -11,7 +12,8 @@ from vkube.api.meta import Obj
 from vkube.api.strategy import Strategy
 from vkube.api.tables import NONE, age_column
 from vkube.api.validation import (
-    Causes, invalid_value, not_supported, required, validate_object_meta, validate_object_meta_update)
+    Causes, dns1123_label, forbidden, invalid_value, not_supported, required, validate_object_meta,
+    validate_object_meta_update)
 
 __all__ = ["STRATEGIES", "GROUP", "mandatory_objects", "suggested_objects", "dangling_condition"]
 
@@ -101,7 +103,7 @@ class PriorityLevelStrategy(Strategy):
             causes.append(invalid_value("spec.type", ptype, "type must be 'Exempt' if and only if name is 'exempt'"))
         if ptype == "Limited":
             if spec.get("exempt") is not None:
-                causes.append(invalid_value("spec.exempt", spec["exempt"], "must be nil if the type is Limited"))
+                causes.append(forbidden("spec.exempt", "must be nil if the type is Limited"))
             limited = spec.get("limited")
             if not isinstance(limited, dict):
                 causes.append(required("spec.limited", "must not be empty when type is Limited"))
@@ -109,7 +111,7 @@ class PriorityLevelStrategy(Strategy):
                 causes += _validate_limited(limited, "spec.limited")
         elif ptype == "Exempt":
             if spec.get("limited") is not None:
-                causes.append(invalid_value("spec.limited", spec["limited"], "must be nil if the type is not Limited"))
+                causes.append(forbidden("spec.limited", "must be nil if the type is not Limited"))
             exempt = spec.get("exempt") or {}
             causes += _nonneg(exempt.get("nominalConcurrencyShares"), "spec.exempt.nominalConcurrencyShares")
             causes += _percent(exempt.get("lendablePercent"), "spec.exempt.lendablePercent")
@@ -142,8 +144,7 @@ def _validate_limited(limited: dict[str, Any], path: str) -> Causes:
     if rtype not in ("Queue", "Reject"):
         causes.append(not_supported(f"{path}.limitResponse.type", rtype or "", ("Queue", "Reject")))
     elif rtype == "Reject" and response.get("queuing") is not None:
-        causes.append(invalid_value(f"{path}.limitResponse.queuing", response["queuing"],
-                                    "must be nil if limited.limitResponse.type is not Limited"))
+        causes.append(forbidden(f"{path}.limitResponse.queuing", "must be nil if limited.limitResponse.type is not Limited"))
     elif rtype == "Queue":
         q = response.get("queuing")
         qp = f"{path}.limitResponse.queuing"
@@ -185,8 +186,14 @@ class FlowSchemaStrategy(Strategy):
         if not (spec.get("priorityLevelConfiguration") or {}).get("name"):
             causes.append(required("spec.priorityLevelConfiguration.name", "must reference a priority level"))
         prec = spec.get("matchingPrecedence")
-        if not isinstance(prec, int) or not 1 <= prec <= 10000:
-            causes.append(invalid_value("spec.matchingPrecedence", prec, "must be between 1 and 10000, inclusive"))
+        name = (obj.get("metadata") or {}).get("name")
+        if not isinstance(prec, int) or prec <= 0:
+            causes.append(invalid_value("spec.matchingPrecedence", prec, "must be a positive value"))
+        elif prec > 10000:
+            causes.append(invalid_value("spec.matchingPrecedence", prec, "must not be greater than 10000"))
+        elif prec == 1 and name != "exempt":
+            causes.append(invalid_value("spec.matchingPrecedence", prec,
+                                        "only the schema named 'exempt' may have matchingPrecedence 1"))
         method = spec.get("distinguisherMethod")
         if method is not None and (method or {}).get("type") not in ("ByNamespace", "ByUser"):
             causes.append(not_supported("spec.distinguisherMethod.type", (method or {}).get("type", ""),
@@ -210,32 +217,111 @@ def _validate_rule(rule: dict[str, Any], path: str) -> Causes:
         if kind not in _SUBJECT_KINDS:
             causes.append(not_supported(f"{sp}.kind", kind or "", _SUBJECT_KINDS))
             continue
-        member = {"User": "user", "Group": "group", "ServiceAccount": "serviceAccount"}[kind]
-        body = (s or {}).get(member)
-        if not isinstance(body, dict) or not body.get("name"):
-            causes.append(required(f"{sp}.{member}", f"{member} is required when subject kind is '{kind}'"))
-        elif kind == "ServiceAccount" and not body.get("namespace"):
-            causes.append(required(f"{sp}.serviceAccount.namespace", "must specify namespace for service account"))
+        causes += _subject(s or {}, kind, sp)
     resources, non_resources = rule.get("resourceRules") or [], rule.get("nonResourceRules") or []
     if not resources and not non_resources:
         causes.append(required(f"{path}", "at least one of resourceRules and nonResourceRules has to be non-empty"))
     for j, r in enumerate(resources):
-        rp = f"{path}.resourceRules[{j}]"
-        for key, detail in (("verbs", "verbs must contain at least one value"),
-                            ("apiGroups", "resource rules must supply at least one api group"),
-                            ("resources", "resource rules must supply at least one resource")):
-            if not (r or {}).get(key):
-                causes.append(required(f"{rp}.{key}", detail))
-        if not (r or {}).get("clusterScope") and not (r or {}).get("namespaces"):
-            causes.append(required(f"{rp}.namespaces",
-                                   "resource rules that are not cluster scoped must supply at least one namespace"))
+        causes += _resource_rule(r or {}, f"{path}.resourceRules[{j}]")
     for j, r in enumerate(non_resources):
-        rp = f"{path}.nonResourceRules[{j}]"
-        if not (r or {}).get("verbs"):
-            causes.append(required(f"{rp}.verbs", "verbs must contain at least one value"))
-        if not (r or {}).get("nonResourceURLs"):
-            causes.append(required(f"{rp}.nonResourceURLs", "nonResourceURLs must contain at least one value"))
+        causes += _non_resource_rule(r or {}, f"{path}.nonResourceRules[{j}]")
     return causes
+
+
+_MEMBERS = {"User": "user", "Group": "group", "ServiceAccount": "serviceAccount"}
+
+
+def _subject(s: dict[str, Any], kind: str, sp: str) -> Causes:
+    """``ValidateFlowSchemaSubject``: the kind's member with a name (a ServiceAccount also a
+    namespace), and none of the others."""
+    member = _MEMBERS[kind]
+    body = s.get(member)
+    causes: Causes = []
+    if not isinstance(body, dict):
+        causes.append(required(f"{sp}.{member}", f"{member} is required when subject kind is '{kind}'"))
+    else:
+        if not body.get("name"):
+            causes.append(required(f"{sp}.{member}.name"))
+        if kind == "ServiceAccount":
+            if not body.get("namespace"):
+                causes.append(required(f"{sp}.serviceAccount.namespace", "must specify namespace for service account"))
+            else:
+                causes += [invalid_value(f"{sp}.serviceAccount.namespace", body["namespace"], msg)
+                           for msg in dns1123_label(str(body["namespace"]))]
+    for other_kind, other in _MEMBERS.items():
+        if other != member and s.get(other) is not None:
+            causes.append(forbidden(f"{sp}.{other}", f"{other} is forbidden when subject kind is not '{other_kind}'"))
+    return causes
+
+
+_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "proxy", "update", "watch")
+_NS_INTRO = "each member of this list must be '*' or a DNS-1123 label; "
+
+
+def _verbs(verbs: list[Any], path: str) -> Causes:
+    if not verbs:
+        return [required(path, "verbs must contain at least one value")]
+    if "*" in verbs:
+        return [invalid_value(path, verbs, "if '*' is present, must not specify other verbs")] if len(verbs) > 1 else []
+    if not set(verbs) <= set(_VERBS):
+        return [not_supported(path, verbs, _VERBS)]
+    return []
+
+
+def _resource_rule(r: dict[str, Any], rp: str) -> Causes:
+    """``ValidateFlowSchemaResourcePolicyRule``."""
+    causes = _verbs(r.get("verbs") or [], f"{rp}.verbs")
+    for key, detail, what in (("apiGroups", "resource rules must supply at least one api group", "api groups"),
+                              ("resources", "resource rules must supply at least one resource", "resources")):
+        values = r.get(key) or []
+        if not values:
+            causes.append(required(f"{rp}.{key}", detail))
+        elif len(values) > 1 and "*" in values:
+            causes.append(invalid_value(f"{rp}.{key}", values, f"if '*' is present, must not specify other {what}"))
+    namespaces = r.get("namespaces") or []
+    if not namespaces and not r.get("clusterScope"):
+        causes.append(required(f"{rp}.namespaces",
+                               "resource rules that are not cluster scoped must supply at least one namespace"))
+    else:
+        causes += _star_list(namespaces, f"{rp}.namespaces", "namespaces",
+                             lambda ns: [_NS_INTRO + m for m in dns1123_label(ns)])
+    return causes
+
+
+def _star_list(values: list[Any], path: str, what: str, each: Callable[[str], list[str]]) -> Causes:
+    """A list that is ``*`` alone, or members each checked by ``each`` (upstream's wildcard lists)."""
+    if "*" in values:
+        return [invalid_value(path, values, f"if '*' is present, must not specify other {what}")] if len(values) > 1 else []
+    return [invalid_value(f"{path}[{k}]", v, msg) for k, v in enumerate(values) for msg in each(str(v))]
+
+
+def _non_resource_rule(r: dict[str, Any], rp: str) -> Causes:
+    """``ValidateFlowSchemaNonResourcePolicyRule`` and ``ValidateNonResourceURLPath``."""
+    causes = _verbs(r.get("verbs") or [], f"{rp}.verbs")
+    urls = r.get("nonResourceURLs") or []
+    if not urls:
+        causes.append(required(f"{rp}.nonResourceURLs", "nonResourceURLs must contain at least one value"))
+    else:
+        causes += _star_list(urls, f"{rp}.nonResourceURLs", "non-resource URLs",
+                             lambda url: [p] if (p := _url_problem(url)) else [])
+    return causes
+
+
+def _url_problem(path: str) -> str:
+    if not path:
+        return "must not be empty"
+    if path == "/":
+        return ""
+    if not path.startswith("/"):
+        return "must start with slash"
+    if " " in path:
+        return "must not contain white-space"
+    if "//" in path:
+        return "must not contain double slash"
+    stars = path.count("*")
+    if stars > 1 or (stars == 1 and path[-2:] != "/*"):
+        return "wildcard can only do suffix matching"
+    return ""
 
 
 def dangling_condition(fs: Obj, levels: set[str], now: str) -> dict[str, Any]:

@@ -81,7 +81,82 @@ def _param_ref(o: Obj) -> str:
     return f"{ref['namespace']}/{ref.get('name', '')}" if ref.get("namespace") else f"*/{ref.get('name', '')}"
 
 
-class ValidatingAdmissionPolicyStrategy(Strategy):
+def _validate_param_ref(ref: Any, path: str) -> Causes:
+    if ref is None:
+        return []
+    ref = ref if isinstance(ref, dict) else {}
+    causes: Causes = []
+    if ref.get("name") and ref.get("selector") is not None:
+        causes.append(forbidden(f"{path}.name", "name and selector are mutually exclusive"))
+    if not ref.get("name") and ref.get("selector") is None:
+        causes.append(required(f"{path}", "one of name or selector must be specified"))
+    causes += validate_label_selector(ref.get("selector"), f"{path}.selector")
+    action = ref.get("parameterNotFoundAction")
+    if action is None:
+        causes.append(required(f"{path}.parameterNotFoundAction"))
+    elif action not in ("Allow", "Deny"):
+        causes.append(not_supported(f"{path}.parameterNotFoundAction", action, ("Allow", "Deny")))
+    return causes
+
+
+class _PolicyStrategy(Strategy):
+    """What Validating- and MutatingAdmissionPolicy share: defaults, the object's metadata,
+    ``_validate_policy_spec``; ``_validate_kind`` adds each kind's own fields."""
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            spec.setdefault("failurePolicy", "Fail")
+            self._default_kind(spec)
+            default_match_resources(spec.get("matchConstraints"))
+
+    def _default_kind(self, spec: Obj) -> None:
+        pass
+
+    def validate(self, obj: Obj) -> Causes:
+        causes = validate_object_meta(obj, namespaced=False)
+        spec = obj.get("spec")
+        causes += _validate_policy_spec(spec)
+        return causes + self._validate_kind(spec) if isinstance(spec, dict) else causes
+
+    def _validate_kind(self, spec: Obj) -> Causes:
+        raise NotImplementedError
+
+    def validate_update(self, new: Obj, old: Obj) -> Causes:
+        return validate_object_meta_update(new, old)
+
+
+class _BindingStrategy(Strategy):
+    """What both policy bindings share: policyName, paramRef and matchResources."""
+
+    def default(self, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if isinstance(spec, dict):
+            default_match_resources(spec.get("matchResources"))
+
+    def validate(self, obj: Obj) -> Causes:
+        causes = validate_object_meta(obj, namespaced=False)
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            return causes + [required("spec")]
+        if not spec.get("policyName"):
+            causes.append(required("spec.policyName"))
+        causes += self._validate_kind(spec)
+        causes += _validate_param_ref(spec.get("paramRef"), "spec.paramRef")
+        causes += _validate_match_resources(spec.get("matchResources"), "spec.matchResources", need_rules=False)
+        return causes + self._validate_rules(spec)
+
+    def _validate_kind(self, spec: Obj) -> Causes:
+        return []
+
+    def _validate_rules(self, spec: Obj) -> Causes:
+        return []
+
+    def validate_update(self, new: Obj, old: Obj) -> Causes:
+        return validate_object_meta_update(new, old)
+
+
+class ValidatingAdmissionPolicyStrategy(_PolicyStrategy):
     status_subresource = True
     columns = (Column("Validations", lambda o: len((o.get("spec") or {}).get("validations") or ()), type="integer",
                       description="Validations contain CEL expressions which is used to apply the validation."),
@@ -89,18 +164,8 @@ class ValidatingAdmissionPolicyStrategy(Strategy):
                                                             "parameterize this policy"),
                age_column())
 
-    def default(self, obj: Obj) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            spec.setdefault("failurePolicy", "Fail")
-            default_match_resources(spec.get("matchConstraints"))
-
-    def validate(self, obj: Obj) -> Causes:
-        causes = validate_object_meta(obj, namespaced=False)
-        spec = obj.get("spec")
-        causes += _validate_policy_spec(spec)
-        if not isinstance(spec, dict):
-            return causes
+    def _validate_kind(self, spec: Obj) -> Causes:
+        causes: Causes = []
         validations, audits = dicts(spec.get("validations")), dicts(spec.get("auditAnnotations"))
         if not validations and not audits:
             causes.append(required("spec.validations", "validations or auditAnnotations must contain at least one item"))
@@ -128,47 +193,17 @@ class ValidatingAdmissionPolicyStrategy(Strategy):
             causes += expression_causes(a.get("valueExpression"), f"{p}.valueExpression", POLICY_VARIABLES)
         return causes
 
-    def validate_update(self, new: Obj, old: Obj) -> Causes:
-        return validate_object_meta_update(new, old)
 
-
-def _validate_param_ref(ref: Any, path: str) -> Causes:
-    if ref is None:
-        return []
-    ref = ref if isinstance(ref, dict) else {}
-    causes: Causes = []
-    if ref.get("name") and ref.get("selector") is not None:
-        causes.append(forbidden(f"{path}.name", "name and selector are mutually exclusive"))
-    if not ref.get("name") and ref.get("selector") is None:
-        causes.append(required(f"{path}", "one of name or selector must be specified"))
-    causes += validate_label_selector(ref.get("selector"), f"{path}.selector")
-    action = ref.get("parameterNotFoundAction")
-    if action is None:
-        causes.append(required(f"{path}.parameterNotFoundAction"))
-    elif action not in ("Allow", "Deny"):
-        causes.append(not_supported(f"{path}.parameterNotFoundAction", action, ("Allow", "Deny")))
-    return causes
-
-
-class ValidatingAdmissionPolicyBindingStrategy(Strategy):
+class ValidatingAdmissionPolicyBindingStrategy(_BindingStrategy):
     columns = (Column("PolicyName", lambda o: (o.get("spec") or {}).get("policyName", ""),
                       description="PolicyName references a ValidatingAdmissionPolicy name which the "
                                   "ValidatingAdmissionPolicyBinding binds to."),
                Column("ParamRef", _param_ref, description="paramRef specifies the parameter resource used to "
                                                           "configure the admission control policy."),
                age_column())
-    def default(self, obj: Obj) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            default_match_resources(spec.get("matchResources"))
 
-    def validate(self, obj: Obj) -> Causes:
-        causes = validate_object_meta(obj, namespaced=False)
-        spec = obj.get("spec")
-        if not isinstance(spec, dict):
-            return causes + [required("spec")]
-        if not spec.get("policyName"):
-            causes.append(required("spec.policyName"))
+    def _validate_kind(self, spec: Obj) -> Causes:
+        causes: Causes = []
         actions = spec.get("validationActions")
         if not actions:
             causes.append(required("spec.validationActions"))
@@ -183,12 +218,7 @@ class ValidatingAdmissionPolicyBindingStrategy(Strategy):
             causes.append(invalid_value("spec.validationActions", actions,
                                         "must not contain both Deny and Warn (repeating the same validation "
                                         "failure information in the API response and headers serves no purpose)"))
-        causes += _validate_param_ref(spec.get("paramRef"), "spec.paramRef")
-        causes += _validate_match_resources(spec.get("matchResources"), "spec.matchResources", need_rules=False)
         return causes
-
-    def validate_update(self, new: Obj, old: Obj) -> Causes:
-        return validate_object_meta_update(new, old)
 
 
 _MUTATION_TYPES = ("ApplyConfiguration", "JSONPatch")
@@ -204,22 +234,13 @@ def _mutating_operations(rules: Any, path: str) -> Causes:
     return causes
 
 
-class MutatingAdmissionPolicyStrategy(Strategy):
-    def default(self, obj: Obj) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            spec.setdefault("failurePolicy", "Fail")
-            spec.setdefault("reinvocationPolicy", "Never")
-            default_match_resources(spec.get("matchConstraints"))
+class MutatingAdmissionPolicyStrategy(_PolicyStrategy):
+    def _default_kind(self, spec: Obj) -> None:
+        spec.setdefault("reinvocationPolicy", "Never")
 
-    def validate(self, obj: Obj) -> Causes:
-        causes = validate_object_meta(obj, namespaced=False)
-        spec = obj.get("spec")
-        causes += _validate_policy_spec(spec)
-        if not isinstance(spec, dict):
-            return causes
-        causes += _mutating_operations((spec.get("matchConstraints") or {}).get("resourceRules"),
-                                       "spec.matchConstraints.resourceRules")
+    def _validate_kind(self, spec: Obj) -> Causes:
+        causes = _mutating_operations((spec.get("matchConstraints") or {}).get("resourceRules"),
+                                      "spec.matchConstraints.resourceRules")
         if spec.get("reinvocationPolicy") not in (None, *REINVOCATION):
             causes.append(not_supported("spec.reinvocationPolicy", spec["reinvocationPolicy"], REINVOCATION))
         mutations = dicts(spec.get("mutations"))
@@ -242,31 +263,11 @@ class MutatingAdmissionPolicyStrategy(Strategy):
             causes += expression_causes(body.get("expression"), f"{p}.{key}.expression", MUTATION_VARIABLES)
         return causes
 
-    def validate_update(self, new: Obj, old: Obj) -> Causes:
-        return validate_object_meta_update(new, old)
 
-
-class MutatingAdmissionPolicyBindingStrategy(Strategy):
-    def default(self, obj: Obj) -> None:
-        spec = obj.get("spec")
-        if isinstance(spec, dict):
-            default_match_resources(spec.get("matchResources"))
-
-    def validate(self, obj: Obj) -> Causes:
-        causes = validate_object_meta(obj, namespaced=False)
-        spec = obj.get("spec")
-        if not isinstance(spec, dict):
-            return causes + [required("spec")]
-        if not spec.get("policyName"):
-            causes.append(required("spec.policyName"))
-        causes += _validate_param_ref(spec.get("paramRef"), "spec.paramRef")
-        causes += _validate_match_resources(spec.get("matchResources"), "spec.matchResources", need_rules=False)
-        causes += _mutating_operations((spec.get("matchResources") or {}).get("resourceRules"),
-                                       "spec.matchResources.resourceRules")
-        return causes
-
-    def validate_update(self, new: Obj, old: Obj) -> Causes:
-        return validate_object_meta_update(new, old)
+class MutatingAdmissionPolicyBindingStrategy(_BindingStrategy):
+    def _validate_rules(self, spec: Obj) -> Causes:
+        return _mutating_operations((spec.get("matchResources") or {}).get("resourceRules"),
+                                    "spec.matchResources.resourceRules")
 
 
 _G = "admissionregistration.k8s.io"

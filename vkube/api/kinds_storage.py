@@ -13,7 +13,7 @@ from vkube.api.meta import Obj
 from vkube.api.strategy import Strategy
 from vkube.api.tables import NONE, age_column
 from vkube.api.validation import (
-    Causes, dns1123_subdomain, duplicate, invalid_value, not_supported, required,
+    Causes, dns1123_subdomain, duplicate, forbidden, invalid_value, not_supported, required,
     validate_immutable, validate_object_meta, validate_object_meta_update)
 
 __all__ = ["STRATEGIES"]
@@ -77,9 +77,9 @@ class CSIDriverStrategy(_Meta):
         causes = validate_object_meta(obj, namespaced=False)
         causes += _driver_name((obj.get("metadata") or {}).get("name"), "metadata.name") if (obj.get("metadata") or {}).get("name") else []
         spec = _spec(obj)
-        for i, mode in enumerate(spec.get("volumeLifecycleModes") or ()):
-            if mode not in _LIFECYCLE_MODES:
-                causes.append(not_supported(f"spec.volumeLifecycleModes[{i}]", mode, _LIFECYCLE_MODES))
+        for mode in spec.get("volumeLifecycleModes") or ():
+            if mode not in _LIFECYCLE_MODES:  # upstream names the list, not the entry
+                causes.append(not_supported("spec.volumeLifecycleModes", mode, ("Persistent", "Ephemeral")))
         policy = spec.get("fsGroupPolicy")
         if policy is not None and policy not in _FSGROUP_POLICIES:
             causes.append(not_supported("spec.fsGroupPolicy", policy, _FSGROUP_POLICIES))
@@ -88,17 +88,26 @@ class CSIDriverStrategy(_Meta):
             aud = (token or {}).get("audience", "")
             if aud in seen:
                 causes.append(duplicate(f"spec.tokenRequests[{i}].audience", aud))
+                continue
             seen.add(aud)
             secs = (token or {}).get("expirationSeconds")
             if secs is not None and (not isinstance(secs, int) or secs < 600):
                 causes.append(invalid_value(f"spec.tokenRequests[{i}].expirationSeconds", secs,
                                             "may not specify a duration less than 10 minutes"))
+            if isinstance(secs, int) and secs > 1 << 32:
+                causes.append(invalid_value(f"spec.tokenRequests[{i}].expirationSeconds", secs,
+                                            "may not specify a duration larger than 2^32 seconds"))
+        period = spec.get("nodeAllocatableUpdatePeriodSeconds")
+        if period is not None and (not isinstance(period, int) or period < 10):
+            causes.append(invalid_value("spec.nodeAllocatableUpdatePeriodSeconds", period,
+                                        "must be greater than or equal to 10 seconds"))
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
         causes = super().validate_update(new, old)
-        for key in ("attachRequired", "volumeLifecycleModes"):
-            causes += validate_immutable(_spec(new).get(key), _spec(old).get(key), f"spec.{key}")
+        # upstream's path for attachRequired is "spec.attachedRequired" (sic)
+        for key, path in (("attachRequired", "spec.attachedRequired"), ("volumeLifecycleModes", "spec.volumeLifecycleModes")):
+            causes += validate_immutable(_spec(new).get(key), _spec(old).get(key), path)
         return causes
 
 
@@ -143,11 +152,16 @@ class VolumeAttachmentStrategy(_Meta):
         causes = validate_object_meta(obj, namespaced=False)
         spec = _spec(obj)
         causes += _driver_name(spec.get("attacher"), "spec.attacher")
-        if not spec.get("nodeName"):
-            causes.append(required("spec.nodeName"))
         source = spec.get("source") or {}
-        if bool(source.get("persistentVolumeName")) == bool(source.get("inlineVolumeSpec")):
+        pv, inline = source.get("persistentVolumeName"), source.get("inlineVolumeSpec")
+        if pv is None and inline is None:
             causes.append(required("spec.source", "must specify exactly one of inlineVolumeSpec and persistentVolumeName"))
+        elif pv is not None and inline is not None:
+            causes.append(forbidden("spec.source", "must specify exactly one of inlineVolumeSpec and persistentVolumeName"))
+        elif pv is not None and not pv:
+            causes.append(required("spec.source.persistentVolumeName", "must specify non empty persistentVolumeName"))
+        node = str(spec.get("nodeName") or "")
+        causes += [invalid_value("spec.nodeName", node, m) for m in dns1123_subdomain(node)]
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
@@ -163,14 +177,10 @@ class CSIStorageCapacityStrategy(_Meta):
 
     def validate(self, obj: Obj) -> Causes:
         causes = validate_object_meta(obj, namespaced=True)
-        name = obj.get("storageClassName")
-        if not name:
-            causes.append(required("storageClassName"))
-        else:
-            causes += [invalid_value("storageClassName", name, m) for m in dns1123_subdomain(str(name))]
-        for key in ("capacity", "maximumVolumeSize"):
-            if str(obj.get(key) or "").startswith("-"):
-                causes.append(invalid_value(key, obj[key], "must be greater than or equal to 0"))
+        name = str(obj.get("storageClassName") or "")
+        causes += [invalid_value("storageClassName", name, m) for m in dns1123_subdomain(name)]
+        if str(obj.get("capacity") or "").startswith("-"):
+            causes.append(invalid_value("capacity", obj["capacity"], "must be greater than or equal to 0"))
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
@@ -185,12 +195,19 @@ class VolumeAttributesClassStrategy(_Meta):
 
     def validate(self, obj: Obj) -> Causes:
         causes = validate_object_meta(obj, namespaced=False)
-        return causes + _driver_name(obj.get("driverName"), "driverName")
+        causes += _driver_name(obj.get("driverName"), "driverName")
+        params = obj.get("parameters") or {}
+        causes += [invalid_value("parameters", k, "field can not be empty.") for k in params if not k]
+        if not params:
+            causes.append(required("parameters", "must contain at least one key/value pair"))
+        return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
         causes = super().validate_update(new, old)
-        causes += validate_immutable(new.get("driverName"), old.get("driverName"), "driverName")
-        causes += validate_immutable(new.get("parameters"), old.get("parameters"), "parameters")
+        if new.get("driverName") != old.get("driverName"):
+            causes.append(forbidden("driverName", "updates to driverName are forbidden."))
+        if (new.get("parameters") or {}) != (old.get("parameters") or {}):
+            causes.append(forbidden("parameters", "updates to parameters are forbidden."))
         return causes
 
 

@@ -32,6 +32,7 @@ from vkube.apiserver.context import Context
 from vkube.apiserver.objects import decode
 from vkube.apiserver.request import internal_context
 from vkube.pki.certs import KeyPair
+from vkube.pki.cluster import FRONT_PROXY_CLIENT
 from vkube.store.base import Compacted, StoreClosed, StoreError
 
 
@@ -43,7 +44,7 @@ PREFIX = f"/{GROUP}/apiservices/"
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 CHECK_INTERVAL = 10.0
 AUTH_CONFIGMAP = "extension-apiserver-authentication"
-FRONT_PROXY_CN = "front-proxy-client"
+FRONT_PROXY_CN = FRONT_PROXY_CLIENT
 #: kube-aggregator's apiVersionPriorities for the built-in groups (group -> minimum, version)
 PRIORITIES = {
     "": (18000, 1), "apiregistration.k8s.io": (18200, 15), "apps": (17800, 15), "events.k8s.io": (17750, 15),
@@ -82,6 +83,8 @@ class Aggregator:
         #: ``--proxy-client-cert-file``), and the CA that signed it; None: none presented
         self.front_proxy_client: KeyPair | None = None
         self.front_proxy_ca: bytes = b""
+        #: the CA this API server verifies client certificates with (``--client-ca-file``)
+        self.client_ca: bytes = b""
         self._tls: dict[str, tuple[tuple[str, int], ssl.SSLContext | bool]] = {}
 
     # -- state --------------------------------------------------------------------------------
@@ -135,9 +138,10 @@ class Aggregator:
         the front-proxy headers of this API server's proxy."""
         if self.front_proxy_client is None or not self.front_proxy_ca:
             return
-        ca = self.front_proxy_ca.decode()
-        data = {"client-ca-file": ca, "requestheader-allowed-names": f'["{FRONT_PROXY_CN}"]',
-                "requestheader-client-ca-file": ca, "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+        data = {"client-ca-file": (self.client_ca or self.front_proxy_ca).decode(),
+                "requestheader-allowed-names": f'["{FRONT_PROXY_CN}"]',
+                "requestheader-client-ca-file": self.front_proxy_ca.decode(),
+                "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
                 "requestheader-group-headers": '["X-Remote-Group"]',
                 "requestheader-username-headers": '["X-Remote-User"]'}
         storage = self.ctx.storage_for("", "ConfigMap")

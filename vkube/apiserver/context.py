@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vkube.api.fieldset import FieldSetCache
 from vkube.api.kinds import Registry, ResourceSpec
 from vkube.api.meta import Obj, utcnow
+from vkube.apiserver.reinvocation import Reinvocation
 from vkube.apiserver.request import RequestContext, UserInfo
 from vkube.store.base import Store
 
@@ -24,7 +25,8 @@ class AdmissionRequest:
     operation on one object, who asks (``user``) and the request it is part of (``request``,
     whose info may name another resource: an eviction deletes a pod). ``obj`` may be mutated
     by mutating plugins; ``old`` is None on create. ``operation`` is CREATE, UPDATE, DELETE or
-    CONNECT."""
+    CONNECT. ``kind`` is the kind of ``obj``/``old`` when it is not the resource's own: an
+    ``autoscaling/v1`` Scale for ``*/scale`` (upstream's ``GetKind``)."""
 
     operation: str
     spec: ResourceSpec
@@ -36,6 +38,14 @@ class AdmissionRequest:
     dry_run: bool = False
     user: UserInfo = field(kw_only=True)
     request: RequestContext = field(kw_only=True)
+    kind: ResourceSpec | None = field(default=None, kw_only=True)
+    #: the mutating chain's second round (``AdmissionChain.mutate``)
+    reinvocation: Reinvocation = field(default_factory=Reinvocation, kw_only=True)
+
+    @property
+    def object_spec(self) -> ResourceSpec:
+        """The kind ``obj`` is of (its schema, apiVersion and kind)."""
+        return self.kind or self.spec
 
 
 class Admission(Protocol):

@@ -19,6 +19,7 @@ from vkube.apiserver.context import Context
 from vkube.apiserver.objects import parse_rv
 from vkube.apiserver.request import RequestContext
 from vkube.apiserver.requestinfo import RequestInfo
+from vkube.apiserver.scale import scale_replicas, set_path, get_path, to_scale
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -315,7 +316,7 @@ class ResourceHandlers:
         assert spec.scale is not None
         storage = self.ctx.storage(spec)
         if request.method == "GET":
-            return http.json_response(_to_scale(spec, await storage.get(rc, namespace_of(spec, info), info.name)))
+            return http.json_response(to_scale(spec, await storage.get(rc, namespace_of(spec, info), info.name)))
         if request.method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed()
         raw = await http.read_body(request)
@@ -328,63 +329,23 @@ class ResourceHandlers:
             raise errors.BadRequest("the body of the request must be a Scale object")
 
         def apply(current: Obj) -> Obj:
-            scale = _to_scale(spec, current)
+            scale = to_scale(spec, current)
             if ptype is None:
                 new_scale = body
-                want_rv = _get_path(body, "metadata.resourceVersion")
+                want_rv = get_path(body, "metadata.resourceVersion")
                 if want_rv and want_rv != current["metadata"]["resourceVersion"]:
                     raise errors.conflict(spec.plural, info.name, group=spec.group)
             elif ptype == "apply":
                 raise errors.UnsupportedMediaType("apply patches are not supported on the scale subresource")
             else:
                 new_scale = self.patches.patch(ptype, scale, body, schema={"type": "object"}, spec=None)
-            replicas = _get_path(new_scale, "spec.replicas")
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise errors.invalid("Scale", info.name, [errors.field_error(
-                    "spec.replicas", f"Invalid value: {errors.go_value(replicas)}: must be greater "
-                    "than or equal to 0")], group="autoscaling")
-            _set_path(current, spec.scale.spec_replicas_path, replicas)
+            set_path(current, spec.scale.spec_replicas_path, scale_replicas(new_scale, info.name))
             current["metadata"].pop("resourceVersion", None)
             return current
 
-        obj, _ = await storage.update_with(rc, namespace_of(spec, info), info.name, apply)
-        return http.json_response(_to_scale(spec, obj))
-
-
-def _to_scale(spec: ResourceSpec, obj: Obj) -> Obj:
-    assert spec.scale is not None
-    m = obj["metadata"]
-    selector: Any = _get_path(obj, spec.scale.label_selector_path) if spec.scale.label_selector_path else None
-    if isinstance(selector, dict):
-        from vkube.api.selectors import selector_to_string
-
-        selector = selector_to_string(selector)
-    status: Obj = {"replicas": _get_path(obj, spec.scale.status_replicas_path) or 0}
-    if selector:
-        status["selector"] = selector
-    return {
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
-        "spec": {"replicas": _get_path(obj, spec.scale.spec_replicas_path) or 0},
-        "status": status,
-    }
-
-
-def _get_path(obj: Obj, path: str) -> Any:
-    cur: Any = obj
-    for part in path.strip(".").split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
-def _set_path(obj: Obj, path: str, value: Any) -> None:
-    parts = path.strip(".").split(".")
-    cur = obj
-    for part in parts[:-1]:
-        cur = cur.setdefault(part, {})
-    cur[parts[-1]] = value
+        # admission sees Scales (storage's _admit_scale), as upstream's scale REST hands them over
+        obj, _ = await storage.update_with(rc, namespace_of(spec, info), info.name, apply, subresource="scale")
+        return http.json_response(to_scale(spec, obj))
 
 
 def _partial(obj: Obj) -> Obj:

@@ -23,7 +23,7 @@ from vkube.api.kinds import Registry
 from vkube.apiserver import authreviews, http, patching, subresources
 from vkube.apiserver.admission import ServiceAllocation, default_chain
 from vkube.apiserver.admission import config as admission_settings
-from vkube.apiserver.aggregator import FRONT_PROXY_CN, Aggregator
+from vkube.apiserver.aggregator import Aggregator
 from vkube.apiserver.apf import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MUTATING_INFLIGHT, RESPONSE_HEADERS, FlowControl
 from vkube.apiserver.admission.dynamic import DynamicAdmission
 from vkube.apiserver.conversion import ConversionWebhooks
@@ -595,8 +595,10 @@ class ControlPlane:
         self.server.authorization.nodes = NodeGraph(self.ctx)
         await self.server.authorization.nodes.start()
         # the aggregator's proxy presents its own certificate to aggregated servers
-        self.server.aggregator.front_proxy_client = self.pki.client_pair(FRONT_PROXY_CN)
-        self.server.aggregator.front_proxy_ca = self.pki.ca_pem
+        # from the front-proxy CA, so that it is no credential here (kube-apiserver's layout)
+        self.server.aggregator.front_proxy_client = self.pki.front_proxy_client()
+        self.server.aggregator.front_proxy_ca = self.pki.front_proxy_ca.cert_pem
+        self.server.aggregator.client_ca = self.pki.ca_pem
         await self.server.aggregator.start()
         await self.dynamic_admission.start()
         self.server.ready = True

@@ -20,11 +20,12 @@ import orjson
 from vkube.apiserver.encryption import CONFIG_FILE, default_config_for
 from vkube.pki.certs import write_private, write_public
 from vkube.pki.cluster import ClusterPKI
-from vkube.store.base import KeyExists, Store
+from vkube.store.base import KeyExists, RevisionMismatch, Store
 
 #: where the bundle lives in the store (no resource prefix starts with /vkube/)
 CLUSTER_KEYS = "/vkube/cluster-keys"
-_FILES = {"ca.crt": False, "ca.key": True, "sa.key": True}
+_FRONT_PROXY = ("front-proxy-ca.crt", "front-proxy-ca.key")
+_FILES = {"ca.crt": False, "ca.key": True, "sa.key": True, "front-proxy-ca.crt": False, "front-proxy-ca.key": True}
 
 
 async def share_cluster_keys(store: Store, pki_dir: Path, data_dir: Path | None, pki: ClusterPKI,
@@ -33,7 +34,9 @@ async def share_cluster_keys(store: Store, pki_dir: Path, data_dir: Path | None,
     read from ``pki_dir`` when the stored bundle differed from ours). ``with_encryption``: the
     EncryptionConfiguration is the data dir's generated one and is shared too."""
     local = {"ca.crt": pki.ca.cert_pem.decode(), "ca.key": pki.ca.key_pem.decode(),
-             "sa.key": pki.signing_key.private_pem().decode()}
+             "sa.key": pki.signing_key.private_pem().decode(),
+             "front-proxy-ca.crt": pki.front_proxy_ca.cert_pem.decode(),
+             "front-proxy-ca.key": pki.front_proxy_ca.key_pem.decode()}
     if with_encryption and data_dir is not None:
         local[CONFIG_FILE] = default_config_for(data_dir).read_text()
     kv = await store.get(CLUSTER_KEYS)
@@ -44,6 +47,15 @@ async def share_cluster_keys(store: Store, pki_dir: Path, data_dir: Path | None,
             kv = await store.get(CLUSTER_KEYS)
     assert kv is not None
     shared: dict[str, str] = orjson.loads(kv.value)
+    while any(f not in shared for f in _FRONT_PROXY):  # a bundle from before the front-proxy CA
+        merged = {**shared, **{f: local[f] for f in _FRONT_PROXY}}
+        try:
+            await store.update(CLUSTER_KEYS, orjson.dumps(merged), expected_mod_revision=kv.mod_revision)
+            shared = merged
+        except RevisionMismatch:  # another replica completed it first: adopt theirs
+            kv = await store.get(CLUSTER_KEYS)
+            assert kv is not None
+            shared = orjson.loads(kv.value)
     if shared == local:
         return pki
     for f, private in _FILES.items():

@@ -24,6 +24,7 @@ from vkube.api.typecheck import type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
+from vkube.apiserver.scale import SCALE, scale_replicas, set_path, to_scale
 from vkube.apiserver.storeerrors import (interpret_create_error, interpret_delete_error, interpret_get_error,
                                          interpret_list_error, interpret_update_error, interpret_watch_error)
 from vkube.store.base import KeyValue, RevisionMismatch, StoreError
@@ -181,6 +182,9 @@ class ResourceStorage:
         """Admission as kube-apiserver orders it around the strategy: the mutating phase
         (``mutate``, or a plain ``admit``) before validation, the validating phase (``validate``)
         after it — so quota is charged only for valid objects. No phase: both."""
+        if subresource == "scale" and self.spec.scale is not None and obj is not None and old is not None:
+            await self._admit_scale(rc, op, obj, old, namespace=namespace, name=name, phase=phase)
+            return
         req = AdmissionRequest(op, self.spec, namespace, name, obj, old, subresource, rc.dry_run,
                                user=rc.user, request=rc)
         if phase in ("", "mutate"):
@@ -193,6 +197,23 @@ class ResourceStorage:
                 step = getattr(plugin, "validate", None)
                 if step is not None:
                     await step(self.ctx, req)
+
+    async def _admit_scale(self, rc: RequestContext, op: str, obj: Obj, old: Obj, *,
+                           namespace: str | None, name: str, phase: str) -> None:
+        """A ``*/scale`` write: the chain sees ``autoscaling/v1`` Scales made from the new and
+        old objects; a mutated ``spec.replicas`` (checked as ``ValidateScale``) goes back into
+        the object, as upstream's ``scaleUpdatedObjectInfo``."""
+        scale = to_scale(self.spec, obj)
+        req = AdmissionRequest(op, self.spec, namespace, name, scale, to_scale(self.spec, old), "scale",
+                               rc.dry_run, user=rc.user, request=rc, kind=SCALE)
+        for each in (phase,) if phase else ("mutate", "validate"):
+            for plugin in self.ctx.admission:
+                step = (getattr(plugin, "mutate", None) or getattr(plugin, "admit", None)) if each == "mutate" \
+                    else getattr(plugin, "validate", None)
+                if step is not None:
+                    await step(self.ctx, req)
+            if each == "mutate" and self.spec.scale is not None:
+                set_path(obj, self.spec.scale.spec_replicas_path, scale_replicas(req.obj, name))
 
     def _raise_invalid(self, obj: Obj, causes: list[dict[str, str]]) -> None:
         if causes:

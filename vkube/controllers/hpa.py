@@ -13,17 +13,20 @@ events. Recommendations and scale events are kept in memory, as upstream keeps t
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import time
 from vkube.api import errors
 from vkube.api.kinds_autoscaling import default_behavior
-from vkube.api.meta import Obj, rfc3339, split_key
+from vkube.api.cron import CronError, parse_duration
+from vkube.api.meta import Obj, parse_time, rfc3339, split_key
 from vkube.api.quantity import format_quantity, parse_quantity
 from vkube.client.client import Resource
 from vkube.client.resources import PODS
 from vkube.controllers.hpa_metrics import external_metric, object_metric, pods_metric
-from vkube.controllers.hpa_replicas import (MetricError, Recommendation, ScaleEvent, limit_rate,
-                                            replicas_for_average, replicas_for_utilization, stabilize)
+from vkube.controllers.hpa_replicas import (CPU_INITIALIZATION_PERIOD, INITIAL_READINESS_DELAY, MetricError, PodTiming,
+                                            Recommendation, Sample, ScaleEvent, limit_rate, replicas_for_average,
+                                            replicas_for_utilization, stabilize)
 from vkube.controllers.runtime import Controller
 from vkube.controllers.vanished import quiet_when_vanished
 
@@ -44,6 +47,12 @@ class HorizontalPodAutoscalerController(Controller):
         self.hpas.add_handler(self._on_hpa)
         opts = self.mgr.options.get(self.name) or {}
         self.sync_period = float(opts.get("sync_period", SYNC_PERIOD))
+        # kube-controller-manager's --horizontal-pod-autoscaler-cpu-initialization-period and
+        # --horizontal-pod-autoscaler-initial-readiness-delay (seconds)
+        self.cpu_initialization_period = dt.timedelta(seconds=float(opts.get(
+            "cpu_initialization_period", CPU_INITIALIZATION_PERIOD.total_seconds())))
+        self.initial_readiness_delay = dt.timedelta(seconds=float(opts.get(
+            "initial_readiness_delay", INITIAL_READINESS_DELAY.total_seconds())))
         self.monotonic = time.monotonic
         self._recommendations: dict[str, list[Recommendation]] = {}
         self._ups: dict[str, list[ScaleEvent]] = {}
@@ -210,6 +219,7 @@ class HorizontalPodAutoscalerController(Controller):
         best, best_name, statuses = -1, "", []
         failures: list[MetricError] = []
         usage: dict[str, dict[str, dict[str, int]]] | None = None
+        timing = PodTiming(self.mgr.clock(), {}, self.cpu_initialization_period, self.initial_readiness_delay)
         for metric in metrics:
             typ = metric.get("type")
             if typ in ("Pods", "Object", "External"):
@@ -233,7 +243,7 @@ class HorizontalPodAutoscalerController(Controller):
             target = body.get("target") or {}
             try:
                 if usage is None:
-                    usage = await self._pod_usage(ns, selector)
+                    usage = await self._pod_usage(ns, selector, timing.samples)
                 per_pod = {pod: sum(v.get(resource, 0) for c, v in cs.items() if not container or c == container)
                            for pod, cs in usage.items()
                            if not container or container in cs}
@@ -242,12 +252,13 @@ class HorizontalPodAutoscalerController(Controller):
                 kind_text = "container resource" if typ == "ContainerResource" else "resource"
                 if target.get("type") == "Utilization":
                     replicas, utilization, raw = replicas_for_utilization(
-                        current, int(target.get("averageUtilization") or 80), pods, per_pod, resource, container)
+                        current, int(target.get("averageUtilization") or 80), pods, per_pod, resource, container,
+                        timing)
                     name = f"{resource} {kind_text} utilization (percentage of request)"
                     cur = {"averageUtilization": utilization, "averageValue": _quantity(raw, resource)}
                 else:
                     target_milli = parse_quantity(target.get("averageValue") or target.get("value") or 0).milli_value()
-                    replicas, raw = replicas_for_average(current, target_milli, pods, per_pod, resource)
+                    replicas, raw = replicas_for_average(current, target_milli, pods, per_pod, resource, timing)
                     name = f"{resource} {kind_text}"
                     cur = {"averageValue": _quantity(raw, resource)}
             except MetricError as exc:
@@ -274,8 +285,9 @@ class HorizontalPodAutoscalerController(Controller):
         return await external_metric(self.client.request, ns, metric.get("external") or {}, current,
                                      status_replicas, pods)
 
-    async def _pod_usage(self, ns: str, selector: str) -> dict[str, dict[str, dict[str, int]]]:
-        """pod -> container -> resource -> milli-units, from ``metrics.k8s.io``."""
+    async def _pod_usage(self, ns: str, selector: str, samples: dict[str, Sample]) -> dict[str, dict[str, dict[str, int]]]:
+        """pod -> container -> resource -> milli-units, from ``metrics.k8s.io``; each pod's
+        timestamp and window go into ``samples``."""
         try:
             doc = await self.client.request("GET", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods",
                                             params={"labelSelector": selector})
@@ -288,7 +300,15 @@ class HorizontalPodAutoscalerController(Controller):
             for c in item.get("containers") or ():
                 containers[c.get("name", "")] = {r: parse_quantity(v).milli_value()
                                                  for r, v in (c.get("usage") or {}).items()}
-            out[(item.get("metadata") or {}).get("name", "")] = containers
+            name = (item.get("metadata") or {}).get("name", "")
+            out[name] = containers
+            taken = parse_time(item.get("timestamp"))
+            if taken is not None:
+                try:
+                    window = parse_duration(str(item.get("window") or "0"))
+                except CronError:
+                    window = dt.timedelta(0)
+                samples[name] = Sample(taken, window)
         return out
 
     def _condition(self, conditions: list[Obj], typ: str, status: str, reason: str, message: str) -> None:

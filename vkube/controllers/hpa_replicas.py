@@ -5,18 +5,22 @@ Pure functions over plain data; the controller feeds them pods, metrics and its 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from vkube.api.meta import Obj
+from vkube.api.meta import Obj, parse_time
 from vkube.api.quantity import QuantityError, parse_quantity
 
-__all__ = ["TOLERANCE", "MetricError", "Recommendation", "ScaleEvent", "container_requests",
+__all__ = ["TOLERANCE", "MetricError", "PodTiming", "Sample", "group_pods", "Recommendation", "ScaleEvent", "container_requests",
            "limit_rate", "replicas_for_utilization", "replicas_for_average", "stabilize"]
 
 TOLERANCE = 0.1
+CPU_INITIALIZATION_PERIOD = dt.timedelta(minutes=5)
+INITIAL_READINESS_DELAY = dt.timedelta(seconds=30)
+_ZERO_TIME = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 class MetricError(Exception):
@@ -62,10 +66,49 @@ def _ready(pod: Obj) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or ())
 
 
-def group_pods(pods: list[Obj], metrics: dict[str, int], resource: str) -> tuple[int, set[str], set[str], set[str]]:
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """When a pod's metric was taken and over which window (PodMetrics' ``timestamp``/``window``)."""
+
+    timestamp: dt.datetime
+    window: dt.timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class PodTiming:
+    """What ``groupPods`` needs to judge CPU samples of starting pods: the time now, each
+    pod's sample, and kube-controller-manager's ``--horizontal-pod-autoscaler-cpu-initialization-period``
+    (5m) and ``--horizontal-pod-autoscaler-initial-readiness-delay`` (30s)."""
+
+    now: dt.datetime
+    samples: dict[str, Sample] = field(default_factory=dict)
+    cpu_initialization_period: dt.timedelta = CPU_INITIALIZATION_PERIOD
+    initial_readiness_delay: dt.timedelta = INITIAL_READINESS_DELAY
+
+
+def _cpu_unready(pod: Obj, sample: Sample | None, timing: PodTiming) -> bool:
+    """Upstream's test: no Ready condition or start time is unready; within the initialization
+    period a pod is unready while not Ready or until one metric window has passed since its
+    last readiness change; after it, only a pod not Ready that never was (its readiness last
+    changed within the initial delay of its start)."""
+    status = pod.get("status") or {}
+    condition = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    started = parse_time(status.get("startTime"))
+    if condition is None or started is None:
+        return True
+    changed = parse_time(condition.get("lastTransitionTime")) or _ZERO_TIME  # Go's zero time when unset
+    if started + timing.cpu_initialization_period > timing.now:
+        taken = sample.timestamp if sample is not None else timing.now
+        window = sample.window if sample is not None else dt.timedelta(0)
+        return condition.get("status") == "False" or taken < changed + window
+    return condition.get("status") == "False" and started + timing.initial_readiness_delay > changed
+
+
+def group_pods(pods: list[Obj], metrics: dict[str, int], resource: str,
+               timing: PodTiming | None = None) -> tuple[int, set[str], set[str], set[str]]:
     """``groupPods``: (ready count, unready, missing, ignored). Deleted and failed pods are
-    ignored, pending ones unready; for CPU a pod that is not Ready is unready (upstream also
-    looks at how recently it started; the simulated pods report usage only once running)."""
+    ignored, pending ones unready; for CPU, ``_cpu_unready`` (without ``timing``: a pod not
+    Ready)."""
     ready, unready, missing, ignored = 0, set(), set(), set()
     for pod in pods:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
@@ -79,7 +122,8 @@ def group_pods(pods: list[Obj], metrics: dict[str, int], resource: str) -> tuple
         if name not in metrics:
             missing.add(name)
             continue
-        if resource == "cpu" and not _ready(pod):
+        if resource == "cpu" and (_cpu_unready(pod, timing.samples.get(name), timing) if timing is not None
+                                  else not _ready(pod)):
             unready.add(name)
             continue
         ready += 1
@@ -117,12 +161,13 @@ def _adjust(current: int, ratio: float, new_ratio_of: Callable[[dict[str, int]],
 
 
 def replicas_for_utilization(current: int, target: int, pods: list[Obj], metrics: dict[str, int],
-                             resource: str, container: str = "") -> tuple[int, int, int]:
+                             resource: str, container: str = "", timing: PodTiming | None = None
+                             ) -> tuple[int, int, int]:
     """``GetResourceReplicas``: (replicas, utilization %, average raw usage in milli-units).
     ``metrics``: pod name -> usage in milli-units."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
-    ready, unready, missing, ignored = group_pods(pods, metrics, resource)
+    ready, unready, missing, ignored = group_pods(pods, metrics, resource, timing)
     metrics = {k: v for k, v in metrics.items() if k not in ignored and k not in unready}
     if not metrics:
         raise MetricError("did not receive metrics for targeted pods (pods might be unready)")
@@ -144,12 +189,12 @@ def replicas_for_utilization(current: int, target: int, pods: list[Obj], metrics
 
 
 def replicas_for_average(current: int, target_milli: int, pods: list[Obj], metrics: dict[str, int],
-                         resource: str) -> tuple[int, int]:
+                         resource: str, timing: PodTiming | None = None) -> tuple[int, int]:
     """``GetRawResourceReplicas`` (``calcPlainMetricReplicas``): (replicas, average usage in
     milli-units) for an AverageValue target."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
-    ready, unready, missing, ignored = group_pods(pods, metrics, resource)
+    ready, unready, missing, ignored = group_pods(pods, metrics, resource, timing)
     metrics = {k: v for k, v in metrics.items() if k not in ignored and k not in unready}
     if not metrics:
         raise MetricError("did not receive metrics for targeted pods (pods might be unready)")

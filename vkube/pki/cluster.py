@@ -24,7 +24,8 @@ from vkube.pki.tls import client_context, server_context
 from vkube.pki.tokens import SigningKey
 
 __all__ = ["ClusterPKI", "Identity", "ADMIN", "CONTROLLER_MANAGER", "SCHEDULER", "SYNCER",
-           "APISERVER_KUBELET_CLIENT", "APISERVER", "DNS", "NETWORK", "LEADER_ELECTION", "node_identity", "embedded_kubeconfig", "KubeletTLS"]
+           "APISERVER_KUBELET_CLIENT", "APISERVER", "DNS", "NETWORK", "LEADER_ELECTION", "node_identity", "embedded_kubeconfig", "KubeletTLS",
+           "FRONT_PROXY_CA", "FRONT_PROXY_CLIENT"]
 
 Identity = tuple[str, tuple[str, ...]]
 #: kubeadm's admin.conf identity: in system:masters, allowed everything.
@@ -47,6 +48,11 @@ LEADER_ELECTION: Identity = ("system:vkube-leader-election", ())
 APISERVER_KUBELET_CLIENT: Identity = ("kube-apiserver-kubelet-client", ("system:masters",))
 
 
+#: file stem of the front-proxy CA in the pki directory, and the proxy's client name (kubeadm's)
+FRONT_PROXY_CA = "front-proxy-ca"
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
 def node_identity(node: str) -> Identity:
     """A kubelet's identity (the Node authorizer's ``system:node:NAME`` in ``system:nodes``)."""
     return (f"system:node:{node}", ("system:nodes",))
@@ -64,17 +70,38 @@ class ClusterPKI:
         self.signing_key = self._load_or_create_signing_key(signing_alg)
         self._issued: dict[Identity, KeyPair] = {}
         self._lock = threading.Lock()  # clients may be built from worker threads (tests, CLI)
+        self._front_proxy: CertificateAuthority | None = None
+        self._front_proxy_client: KeyPair | None = None
 
-    def _load_or_create_ca(self) -> CertificateAuthority:
+    def _load_or_create_ca(self, stem: str = "ca", common_name: str = "") -> CertificateAuthority:
         if self.directory is not None:
-            crt, key = self.directory / "ca.crt", self.directory / "ca.key"
+            crt, key = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
             if crt.exists() and key.exists():
                 return CertificateAuthority(crt.read_bytes(), key.read_bytes())
-        ca = CertificateAuthority.create(f"vkube-ca-{self.name}", key_type=self.key_type)
+        ca = CertificateAuthority.create(common_name or f"vkube-ca-{self.name}", key_type=self.key_type)
         if self.directory is not None:
-            write_private(self.directory / "ca.key", ca.key_pem)
-            write_public(self.directory / "ca.crt", ca.cert_pem)
+            write_private(self.directory / f"{stem}.key", ca.key_pem)
+            write_public(self.directory / f"{stem}.crt", ca.cert_pem)
         return ca
+
+    @property
+    def front_proxy_ca(self) -> CertificateAuthority:
+        """kube-apiserver's ``--requestheader-client-ca-file`` (kubeadm's ``front-proxy-ca``):
+        a CA of its own, so that the aggregator's proxy certificate, which aggregated servers
+        trust to assert any user in ``X-Remote-User``, is no credential on this API server.
+        Created on first use; a data dir from before it existed gets one then."""
+        with self._lock:
+            if self._front_proxy is None:
+                self._front_proxy = self._load_or_create_ca(FRONT_PROXY_CA, f"vkube-front-proxy-ca-{self.name}")
+            return self._front_proxy
+
+    def front_proxy_client(self) -> KeyPair:
+        """The aggregator proxy's client certificate (``front-proxy-client``, kubeadm's name)."""
+        ca = self.front_proxy_ca
+        with self._lock:
+            if self._front_proxy_client is None:
+                self._front_proxy_client = ca.issue_client(FRONT_PROXY_CLIENT, (), key_type=self.key_type)
+            return self._front_proxy_client
 
     def _load_or_create_signing_key(self, alg: str) -> SigningKey:
         path = self.directory / "sa.key" if self.directory is not None else None

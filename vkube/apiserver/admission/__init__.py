@@ -39,8 +39,14 @@ class AdmissionChain:
         return next((p for p in self.plugins if isinstance(p, cls)), None)
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
+        """Upstream's ``reinvoker``: when a webhook or policy changed the object, every
+        mutating plugin runs once more (the dynamic ones pick their IfNeeded invocations)."""
         for step in self._mutating:
             await step(ctx, req)
+        if req.reinvocation.wanted and not req.reinvocation.second_round:
+            req.reinvocation.second_round = True
+            for step in self._mutating:
+                await step(ctx, req)
 
     async def validate(self, ctx: Context, req: AdmissionRequest) -> None:
         for step in self._validating:

@@ -8,37 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from vkube.api.admission_authz import Authorize
-from vkube.api.jsonvalue import clone
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.apiserver.admission.mutatingpolicies import MutatingPolicies
 from vkube.apiserver.admission.policies import ValidatingPolicies
 from vkube.apiserver.admission.policystatus import PolicyStatus
 from vkube.apiserver.admission.webhookclient import WebhookClient
 from vkube.apiserver.admission.webhooks import MutatingWebhooks, ValidatingWebhooks
-from vkube.apiserver.context import AdmissionRequest, Context
+from vkube.apiserver.context import Context
 
-__all__ = ["DynamicAdmission", "DynamicMutation"]
-
-
-class DynamicMutation:
-    """MutatingAdmissionPolicy then MutatingAdmissionWebhook as one mutating step, so that
-    re-invocation crosses them as upstream's reinvocation round does: when the webhooks changed
-    the object after an IfNeeded policy ran, those policies run again; if that changes it, the
-    IfNeeded webhooks that were called run again (each at most once more)."""
-
-    def __init__(self, policies: MutatingPolicies, webhooks: MutatingWebhooks) -> None:
-        self.policies, self.webhooks = policies, webhooks
-
-    async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
-        policies_again = await self.policies.run(ctx, req)
-        before = clone(req.obj) if req.obj is not None else None
-        hooks_again = await self.webhooks.run(ctx, req)
-        if req.obj is None or not policies_again or req.obj == before:
-            return
-        before = clone(req.obj)
-        await self.policies.run(ctx, req, only_if_needed=True)
-        if hooks_again and req.obj != before:
-            await self.webhooks.reinvoke(ctx, req, hooks_again)
+__all__ = ["DynamicAdmission"]
 
 
 class DynamicAdmission:
@@ -56,7 +34,7 @@ class DynamicAdmission:
 
     @property
     def plugins(self) -> list[Any]:
-        return [DynamicMutation(self.mutating_policies, self.mutating), self.policies, self.validating]
+        return [self.mutating_policies, self.mutating, self.policies, self.validating]
 
     async def start(self) -> None:
         self.status.start()

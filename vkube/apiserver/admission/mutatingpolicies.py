@@ -10,7 +10,7 @@ applied once per matching binding and parameter, its ``mutations`` in order:
 
 Failures are kube-apiserver's ``policy 'P' with binding 'B' denied request: …`` (403), or
 ignored under ``failurePolicy: Ignore``. ``reinvocationPolicy: IfNeeded`` policies run again
-when a mutating webhook changed the object after them (``dynamic.DynamicMutation``)."""
+in the chain's second round when a later plugin changed the object (``req.reinvocation``)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ from typing import Any
 
 import jsonpatch
 import jsonpointer
+import orjson
 
 from vkube.api import errors
-from vkube.api.admission_cel import (MUTATION_VARIABLES, CompileError, Program, activation, compile_expression,
+from vkube.api.admission_cel import (MUTATION_VARIABLES, CompileError, Program, activation,
                                      from_cel, is_bool, referenced, request_value, type_names, variables_map)
 from vkube.api.admission_match import EXEMPT_RESOURCES
 from vkube.api.fieldset import child_schema, list_semantics
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
-from vkube.api.typecheck import type_errors
-from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run
-from vkube.apiserver.admission.webhooks import namespace_labels, review_request, versioned, with_authorizer
+from vkube.apiserver.admission.policies import ConfigError, PolicyMatching, _run, compile_common, compiler, evaluate_variables
+from vkube.apiserver.admission.webhooks import lazy_labels, review_request, settle, versioned, with_authorizer
 from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["MutatingPolicies", "apply_configuration"]
@@ -45,23 +45,15 @@ class _Compiled:
     uses: frozenset[str] = frozenset()
 
 
-def _compile(text: Any) -> Program | CompileError:
-    try:
-        return compile_expression(text, MUTATION_VARIABLES)
-    except CompileError as exc:
-        return exc
+_compile = compiler(MUTATION_VARIABLES)
 
 
 def _build(policy: dict[str, Any]) -> _Compiled:
     spec = policy.get("spec") or {}
     out = _Compiled()
-    texts: list[Any] = []
-    for var in spec.get("variables") or ():
-        out.variables.append((str(var.get("name", "")), _compile(var.get("expression"))))
-        texts.append(var.get("expression"))
-    for cond in spec.get("matchConditions") or ():
-        out.conditions.append(_compile(cond.get("expression")))
-        texts.append(cond.get("expression"))
+    compile_common(spec, _compile, out)
+    texts: list[Any] = [x.get("expression") for group in ("variables", "matchConditions")
+                        for x in spec.get(group) or () if isinstance(x, dict)]
     for m in spec.get("mutations") or ():
         kind = str(m.get("patchType", ""))
         text = ((m.get("applyConfiguration") if kind == "ApplyConfiguration" else m.get("jsonPatch")) or {}).get("expression")
@@ -100,57 +92,41 @@ class MutatingPolicies(PolicyMatching):
     """The MutatingAdmissionPolicy plugin (``mutate`` phase only)."""
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
-        await self.run(ctx, req)
-
-    async def run(self, ctx: Context, req: AdmissionRequest, *, only_if_needed: bool = False) -> bool:
-        """Apply every matching policy (with ``only_if_needed``: the ``reinvocationPolicy:
-        IfNeeded`` ones, a re-invocation). True when an IfNeeded policy was applied."""
+        """Every matching policy, binding and parameter; a change asks the chain for a second
+        round, where only the IfNeeded invocations made before a change run again."""
         if req.obj is None or (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
-            return False
+            return
         policies = self.source.objects("mutatingadmissionpolicies")
         if not policies:
-            return False
-        if_needed = False
+            return
         bindings = self.source.objects("mutatingadmissionpolicybindings")
-        labels: list[Any] = []
-
-        async def ns_labels() -> Any:
-            if not labels:
-                labels.append(await namespace_labels(ctx, req))
-            return labels[0]
-
-        for policy in policies:
-            name = str((policy.get("metadata") or {}).get("name", ""))
-            spec = policy.get("spec") or {}
-            again = spec.get("reinvocationPolicy") == "IfNeeded"
-            if only_if_needed and not again:
-                continue
-            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
-            if matched is None:
-                continue
-            fail = spec.get("failurePolicy", "Fail") != "Ignore"
-            compiled = self.source.compiled(policy, "map", lambda p=policy: _build(p))
-            for binding in bindings:
-                bspec = binding.get("spec") or {}
-                if bspec.get("policyName") != name:
-                    continue
-                bname = str((binding.get("metadata") or {}).get("name", ""))
-                if bspec.get("matchResources") and await self.matches(
-                        ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
-                    continue
-                try:
+        ns_labels = lazy_labels(ctx, req)
+        again = req.reinvocation
+        rounds = again.begin("mutatingadmissionpolicies", req.obj)
+        try:
+            for policy, name, spec, matched in await self.matching_policies(ctx, req, policies, ns_labels):
+                fail = spec.get("failurePolicy", "Fail") != "Ignore"
+                compiled = self.source.compiled(policy, "map", lambda p=policy: _build(p))
+                for bname, bspec in await self.matching_bindings(ctx, req, bindings, name, ns_labels):
                     try:
-                        params = await self.params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
+                        try:
+                            params = await self.params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
+                        except ConfigError as exc:
+                            raise ConfigError(f"failed to configure binding: {exc}") from None
+                        for param in params:
+                            key = (name, bname, orjson.dumps(param, option=orjson.OPT_SORT_KEYS) if param else b"")
+                            if again.skip(rounds, key):
+                                continue
+                            before = clone(req.obj)
+                            await self._apply(ctx, req, matched, compiled, param)
+                            again.ran(rounds, key, changed=req.obj != before,
+                                      if_needed=spec.get("reinvocationPolicy") == "IfNeeded")
                     except ConfigError as exc:
-                        raise ConfigError(f"failed to configure binding: {exc}") from None
-                    for param in params:
-                        await self._apply(ctx, req, matched, compiled, param)
-                        if_needed = if_needed or again
-                except ConfigError as exc:
-                    if fail:
-                        raise errors.forbidden(req.spec.plural, req.name, f"policy '{name}' with binding '{bname}' "
-                                               f"denied request: {exc}", group=req.spec.group) from None
-        return if_needed
+                        if fail:
+                            raise errors.forbidden(req.spec.plural, req.name, f"policy '{name}' with binding "
+                                                   f"'{bname}' denied request: {exc}", group=req.spec.group) from None
+        finally:
+            again.end(rounds, req.obj)
 
     async def _apply(self, ctx: Context, req: AdmissionRequest, matched: ResourceSpec, compiled: _Compiled,
                      param: Any) -> None:
@@ -168,30 +144,19 @@ class MutatingPolicies(PolicyMatching):
             result = _run(prog, act)
             if is_bool(result) and not result:
                 return
-        values: dict[str, Any] = {}
-        for name, prog in compiled.variables:
-            try:
-                values[name] = _run(prog, act)
-            except ConfigError:
-                continue
-            act["variables"] = variables_map(values)
+        values = evaluate_variables(compiled.variables, act)
         for kind, prog in compiled.mutations:
             result = from_cel(_run(prog, act))
             before = await versioned(ctx, req.obj, matched)
             if kind == "ApplyConfiguration":
                 if not isinstance(result, dict):
                     raise ConfigError("type mismatch: ApplyConfiguration.expression should evaluate to an Object")
-                patched = apply_configuration(before, result, ctx.schema_for(matched))
+                patched = apply_configuration(before, result, ctx.schema_for(req.kind or matched))
             else:
                 patched = _json_patch(before, result)
             if not isinstance(patched, dict):
                 raise ConfigError("the patched object is not a JSON object")
-            problems = type_errors(patched, ctx.schema_for(matched)) if not getattr(req.spec.strategy, "custom", False) else []
-            if problems:
-                raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
-            patched = await versioned(ctx, patched, req.spec)  # back to the request's version
-            patched["apiVersion"], patched["kind"] = req.spec.api_version, req.spec.kind
-            req.spec.strategy.default(patched)
+            patched = await settle(ctx, req, patched, matched)
             if patched != req.obj:
                 req.obj.clear()
                 req.obj.update(patched)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -21,12 +22,12 @@ from vkube.api.admission_match import EXEMPT_RESOURCES, object_selector_matches,
 from vkube.api.kinds import ResourceSpec
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.api.admission_authz import Authorize
-from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, namespace_labels, review_request, versioned,
+from vkube.apiserver.admission.webhooks import (_cel_error, attributes_of, lazy_labels, review_request, versioned,
                                                 with_authorizer)
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
-__all__ = ["ValidatingPolicies", "PolicyMatching", "ConfigError"]
+__all__ = ["ValidatingPolicies", "PolicyMatching", "ConfigError", "compiler", "compile_common", "evaluate_variables"]
 
 log = logging.getLogger("vkube.apiserver.admission.policies")
 
@@ -46,20 +47,45 @@ class _Compiled:
     uses: frozenset[str] = frozenset()  # the variables the expressions refer to
 
 
-def _compile(text: Any) -> Program | CompileError:
-    try:
-        return compile_expression(text, POLICY_VARIABLES)
-    except CompileError as exc:
-        return exc
+def compiler(names: Any) -> Callable[[Any], Program | CompileError]:
+    """Compiles one expression against ``names`` (a policy kind's variables); a compile error
+    is kept, for failurePolicy to decide when the policy runs."""
+    def compile_one(text: Any) -> Program | CompileError:
+        try:
+            return compile_expression(text, names)
+        except CompileError as exc:
+            return exc
+    return compile_one
+
+
+def compile_common(spec: dict[str, Any], compile_one: Callable[[Any], Program | CompileError], out: Any) -> None:
+    """``variables`` and ``matchConditions``, which both policy kinds have, into ``out``."""
+    for var in spec.get("variables") or ():
+        out.variables.append((str(var.get("name", "")), compile_one(var.get("expression"))))
+    for cond in spec.get("matchConditions") or ():
+        out.conditions.append(compile_one(cond.get("expression")))
+
+
+def evaluate_variables(variables: list[tuple[str, Program | CompileError]], act: dict[str, Any]) -> dict[str, Any]:
+    """Each variable in order, each seeing the ones before it (``act["variables"]``); one that
+    fails is left out, so an expression using it fails with "no such key"."""
+    values: dict[str, Any] = {}
+    for name, prog in variables:
+        try:
+            values[name] = _run(prog, act)
+        except ConfigError:
+            continue
+        act["variables"] = variables_map(values)
+    return values
+
+
+_compile = compiler(POLICY_VARIABLES)
 
 
 def _build(policy: dict[str, Any]) -> _Compiled:
     spec = policy.get("spec") or {}
     out = _Compiled()
-    for var in spec.get("variables") or ():
-        out.variables.append((str(var.get("name", "")), _compile(var.get("expression"))))
-    for cond in spec.get("matchConditions") or ():
-        out.conditions.append(_compile(cond.get("expression")))
+    compile_common(spec, _compile, out)
     for v in spec.get("validations") or ():
         message = _compile(v["messageExpression"]) if v.get("messageExpression") else None
         out.validations.append((v, _compile(v.get("expression")), message))
@@ -130,6 +156,31 @@ class PolicyMatching:
                         return spec
         return None
 
+    async def matching_policies(self, ctx: Context, req: AdmissionRequest, policies: list[dict[str, Any]],
+                                ns_labels: Any) -> list[tuple[dict[str, Any], str, dict[str, Any], ResourceSpec]]:
+        """(policy, name, spec, the version matched as) of each policy whose matchConstraints match."""
+        out = []
+        for policy in policies:
+            spec = policy.get("spec") or {}
+            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
+            if matched is not None:
+                out.append((policy, str((policy.get("metadata") or {}).get("name", "")), spec, matched))
+        return out
+
+    async def matching_bindings(self, ctx: Context, req: AdmissionRequest, bindings: list[dict[str, Any]],
+                                policy: str, ns_labels: Any) -> list[tuple[str, dict[str, Any]]]:
+        """(name, spec) of the policy's bindings whose matchResources match."""
+        out = []
+        for binding in bindings:
+            bspec = binding.get("spec") or {}
+            if bspec.get("policyName") != policy:
+                continue
+            if bspec.get("matchResources") and await self.matches(
+                    ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
+                continue
+            out.append((str((binding.get("metadata") or {}).get("name", "")), bspec))
+        return out
+
     async def params(self, ctx: Context, req: AdmissionRequest, kind: Any, ref: Any) -> list[Any]:
         """``CollectParams``: ``[None]`` without params, else the selected objects."""
         if not kind or not ref:
@@ -173,29 +224,11 @@ class ValidatingPolicies(PolicyMatching):
         bindings = self.source.objects("validatingadmissionpolicybindings")
         denials: list[_Denial] = []
         failures: list[dict[str, Any]] = []
-        labels: list[Any] = []
-
-        async def ns_labels() -> Any:
-            if not labels:
-                labels.append(await namespace_labels(ctx, req))
-            return labels[0]
-
-        for policy in policies:
-            name = str((policy.get("metadata") or {}).get("name", ""))
-            spec = policy.get("spec") or {}
-            matched = await self.matches(ctx, req, spec.get("matchConstraints"), ns_labels)
-            if matched is None:
-                continue
+        ns_labels = lazy_labels(ctx, req)
+        for policy, name, spec, matched in await self.matching_policies(ctx, req, policies, ns_labels):
             fail = spec.get("failurePolicy", "Fail") != "Ignore"
             compiled = self.source.compiled(policy, "vap", lambda p=policy: _build(p))
-            for binding in bindings:
-                bspec = binding.get("spec") or {}
-                if bspec.get("policyName") != name:
-                    continue
-                bname = str((binding.get("metadata") or {}).get("name", ""))
-                if bspec.get("matchResources") and await self.matches(
-                        ctx, req, bspec["matchResources"], ns_labels, need_rules=False) is None:
-                    continue
+            for bname, bspec in await self.matching_bindings(ctx, req, bindings, name, ns_labels):
                 try:
                     params = await self.params(ctx, req, spec.get("paramKind"), bspec.get("paramRef"))
                     for param in params:
@@ -250,13 +283,7 @@ class ValidatingPolicies(PolicyMatching):
                 return error(str(exc))
             if is_bool(result) and not result:
                 return []
-        values: dict[str, Any] = {}
-        for name, prog in compiled.variables:  # each variable sees the ones before it
-            try:
-                values[name] = _run(prog, act)
-            except ConfigError:
-                continue  # an expression that uses it fails with "no such key"
-            act["variables"] = variables_map(values)
+        evaluate_variables(compiled.variables, act)
         for index, (v, prog, message_prog) in enumerate(compiled.validations):
             try:
                 result = _run(prog, act)

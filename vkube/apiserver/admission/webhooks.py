@@ -14,6 +14,7 @@ import base64
 import logging
 import uuid
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonpatch
@@ -35,7 +36,7 @@ from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.request import internal_context
 
 __all__ = ["MutatingWebhooks", "ValidatingWebhooks", "namespace_labels", "review_request", "attributes_of", "versioned",
-           "with_authorizer"]
+           "with_authorizer", "settle", "lazy_labels"]
 
 log = logging.getLogger("vkube.apiserver.admission.webhooks")
 
@@ -71,6 +72,17 @@ async def namespace_labels(ctx: Context, req: AdmissionRequest) -> dict[str, str
     return dict(((ns or {}).get("metadata") or {}).get("labels") or {})
 
 
+def lazy_labels(ctx: Context, req: AdmissionRequest) -> Callable[[], Awaitable[dict[str, str] | None]]:
+    """``namespace_labels`` read at most once per request, and only if a selector needs them."""
+    cache: list[dict[str, str] | None] = []
+
+    async def labels() -> dict[str, str] | None:
+        if not cache:
+            cache.append(await namespace_labels(ctx, req))
+        return cache[0]
+    return labels
+
+
 def _options(req: AdmissionRequest) -> dict[str, Any] | None:
     kind = _OPTIONS_KIND.get(req.operation)
     if kind is None:
@@ -85,17 +97,20 @@ def _options(req: AdmissionRequest) -> dict[str, Any] | None:
 
 def review_request(req: AdmissionRequest, spec: ResourceSpec, obj: Any, old: Any, uid: str) -> dict[str, Any]:
     """``CreateV1AdmissionReview``'s request (``kind``/``resource`` as sent, ``request*`` as asked)."""
-    kind = spec.kind
-    if req.operation == "CONNECT" and isinstance(req.obj, dict):  # the options object's kind
-        kind = str(req.obj.get("kind") or kind)
+    kind = {"group": spec.group, "version": spec.version, "kind": spec.kind}
+    request_kind = {"group": req.spec.group, "version": req.spec.version, "kind": spec.kind}
+    if req.kind is not None:  # a subresource's own kind (autoscaling/v1 Scale)
+        kind = request_kind = {"group": req.kind.group, "version": req.kind.version, "kind": req.kind.kind}
+    elif req.operation == "CONNECT" and isinstance(req.obj, dict):  # the options object's kind
+        kind["kind"] = request_kind["kind"] = str(req.obj.get("kind") or spec.kind)
     out: dict[str, Any] = {
         "uid": uid,
-        "kind": {"group": spec.group, "version": spec.version, "kind": kind},
+        "kind": kind,
         "resource": {"group": spec.group, "version": spec.version, "resource": spec.plural},
     }
     if req.subresource:
         out["subResource"] = req.subresource
-    out["requestKind"] = {"group": req.spec.group, "version": req.spec.version, "kind": kind}
+    out["requestKind"] = request_kind
     out["requestResource"] = {"group": req.spec.group, "version": req.spec.version, "resource": req.spec.plural}
     if req.subresource:
         out["requestSubResource"] = req.subresource
@@ -116,8 +131,8 @@ async def versioned(ctx: Context, obj: Any, spec: ResourceSpec) -> Any:
     """The object in the version a webhook or policy registered for (``matchPolicy:
     Equivalent``): a CRD converting by webhook asks its webhook; otherwise versions differ only
     in apiVersion (conversion ``None``; built-in kinds are served in one version)."""
-    if not isinstance(obj, dict) or obj.get("apiVersion") == spec.api_version:
-        return obj
+    if not isinstance(obj, dict) or obj.get("apiVersion") == spec.api_version or obj.get("kind") != spec.kind:
+        return obj  # already there, or another kind (a subresource's Scale)
     if getattr(spec.strategy, "conversion_webhook", None) is not None and ctx.convert is not None:
         return (await ctx.convert(spec.strategy, [obj], spec.api_version))[0]
     return {**obj, "apiVersion": spec.api_version}
@@ -132,6 +147,24 @@ def with_authorizer(act: dict[str, Any], uses: frozenset[str], authorize: Author
             "group": req.spec.group, "resource": req.spec.plural, "subresource": req.subresource,
             "namespace": req.namespace or "", "name": req.name})
     return act
+
+
+async def settle(ctx: Context, req: AdmissionRequest, patched: dict[str, Any], spec: ResourceSpec) -> dict[str, Any]:
+    """A webhook's or policy's result back in the request's form: decoded as the version it
+    was mutated in (a value of the wrong type is upstream's 500, a decode error), converted
+    back and defaulted. A subresource's own kind (a Scale) is only decoded."""
+    kind = req.kind or spec
+    if not getattr(kind.strategy, "custom", False):
+        problems = type_errors(patched, ctx.schema_for(kind))
+        if problems:
+            raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
+    if req.kind is not None:
+        patched["apiVersion"], patched["kind"] = req.kind.api_version, req.kind.kind
+        return patched
+    patched = await versioned(ctx, patched, req.spec)  # back to the request's version
+    patched["apiVersion"], patched["kind"] = req.spec.api_version, req.spec.kind
+    req.spec.strategy.default(patched)
+    return patched
 
 
 class _Webhooks:
@@ -227,12 +260,7 @@ class _Webhooks:
         hooks = self.hooks()
         if not hooks:
             return []
-        cache: list[Any] = []
-
-        async def labels() -> Any:
-            if not cache:
-                cache.append(await namespace_labels(ctx, req))
-            return cache[0]
+        labels = lazy_labels(ctx, req)
 
         out = []
         for hook, configuration in hooks:
@@ -270,6 +298,19 @@ class _Webhooks:
             return _verify(doc, uid, mutating=self.mutating)
         except ValueError as exc:
             raise CallError(f"received invalid webhook response: {exc}") from None
+
+    async def invoke(self, ctx: Context, req: AdmissionRequest, inv: Invocation, failed_key: str) -> dict[str, Any] | None:
+        """Call one webhook and interpret its answer: its warnings and audit annotations kept,
+        a refusal raised, a failed call decided by failurePolicy (None: failed open)."""
+        try:
+            response = await self.call(ctx, req, inv, req.obj)
+        except CallError as exc:
+            self.failed(req, inv.hook, exc, failed_key)
+            return None
+        self.record(req, inv.hook, response)
+        if not response.get("allowed"):
+            raise denied(str(inv.hook.get("name", "")), response.get("result"))
+        return response
 
     def record(self, req: AdmissionRequest, hook: dict[str, Any], response: dict[str, Any]) -> None:
         for key, value in (response.get("auditAnnotations") or {}).items():
@@ -349,59 +390,34 @@ class MutatingWebhooks(_Webhooks):
     mutating = True
 
     async def mutate(self, ctx: Context, req: AdmissionRequest) -> None:
-        await self.run(ctx, req)
-
-    async def run(self, ctx: Context, req: AdmissionRequest) -> list[tuple[int, Invocation]]:
         """Each webhook in turn; whether it applies is decided on the object as the webhooks
-        before it left it (upstream's ShouldCallHook inside the loop). Returns the IfNeeded
-        webhooks called, for a later plugin's change to re-invoke (``reinvoke``)."""
+        before it left it (upstream's ShouldCallHook inside the loop). A change asks the chain
+        for a second round, where only the IfNeeded webhooks called before a change run again
+        (``req.reinvocation``)."""
         if (req.spec.group, req.spec.plural) in EXEMPT_RESOURCES:
-            return []
+            return
         hooks = self.hooks()
         if not hooks:
-            return []
-        cache: list[Any] = []
+            return
+        labels = lazy_labels(ctx, req)
 
-        async def labels() -> Any:
-            if not cache:
-                cache.append(await namespace_labels(ctx, req))
-            return cache[0]
-
-        invoked: list[str] = []  # IfNeeded webhooks called so far (upstream's reinvocation context)
-        reinvoke: set[str] = set()
-        called: list[tuple[int, Invocation]] = []
-        for index, (hook, configuration) in enumerate(hooks):
-            inv = await self.should_call(ctx, req, hook, configuration, labels)
-            if inv is None:
-                continue
-            called.append((index, inv))
-            changed = await self._one(ctx, req, inv, round_=0, index=index)
-            name = str(hook.get("name", ""))
-            if changed:
-                reinvoke.update(invoked)
-            if hook.get("reinvocationPolicy") == "IfNeeded":
-                invoked.append(name)
-        if reinvoke:  # one more round, for the IfNeeded webhooks that ran before a later change
-            await self.reinvoke(ctx, req, [(i, inv) for i, inv in called if str(inv.hook.get("name", "")) in reinvoke])
-        return [(i, inv) for i, inv in called if inv.hook.get("reinvocationPolicy") == "IfNeeded"]
-
-    async def reinvoke(self, ctx: Context, req: AdmissionRequest, invocations: list[tuple[int, Invocation]]) -> None:
-        """Round 1: the object changed after these IfNeeded webhooks saw it."""
-        for index, inv in invocations:
-            await self._one(ctx, req, inv, round_=1, index=index)
+        again = req.reinvocation
+        rounds = again.begin(self.plural, req.obj)
+        try:
+            for index, (hook, configuration) in enumerate(hooks):
+                inv = await self.should_call(ctx, req, hook, configuration, labels)
+                key = (configuration, str(hook.get("name", "")))
+                if inv is None or again.skip(rounds, key):
+                    continue
+                changed = await self._one(ctx, req, inv, round_=again.round, index=index)
+                again.ran(rounds, key, changed=changed, if_needed=hook.get("reinvocationPolicy") == "IfNeeded")
+        finally:
+            again.end(rounds, req.obj)
 
     async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, *, round_: int, index: int) -> bool:
-        hook, name = inv.hook, str(inv.hook.get("name", ""))
-        try:
-            response = await self.call(ctx, req, inv, req.obj)
-        except CallError as exc:
-            self.failed(req, hook, exc, f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}")
-            return False
-        self.record(req, hook, response)
-        if not response.get("allowed"):
-            raise denied(name, response.get("result"))
-        patch = response.get("patch")
-        if not patch:
+        key = f"failed-open.mutation.webhook.admission.k8s.io/round_{round_}_index_{index}"
+        response = await self.invoke(ctx, req, inv, key)
+        if response is None or not response.get("patch"):
             return False
         return await self._apply(ctx, req, inv, response, round_=round_, index=index)
 
@@ -436,12 +452,7 @@ class MutatingWebhooks(_Webhooks):
             raise errors.internal_error(str(exc)) from None
         if not isinstance(patched, dict):
             raise errors.internal_error("the patched object is not a JSON object")
-        problems = type_errors(patched, ctx.schema_for(inv.spec)) if not getattr(req.spec.strategy, "custom", False) else []
-        if problems:
-            raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
-        patched = await versioned(ctx, patched, req.spec)  # back to the request's version
-        patched["apiVersion"], patched["kind"] = req.spec.api_version, req.spec.kind
-        req.spec.strategy.default(patched)
+        patched = await settle(ctx, req, patched, inv.spec)
         changed = patched != req.obj
         req.request.audit_annotations[f"patch.webhook.admission.k8s.io/round_{round_}_index_{index}"] = orjson.dumps(
             {"configuration": inv.configuration, "webhook": name, "patch": ops, "patchType": "JSONPatch"}).decode()
@@ -463,19 +474,9 @@ class ValidatingWebhooks(_Webhooks):
         invocations = await self.matching(ctx, req)
         if not invocations:
             return
-        results = await asyncio.gather(*(self._one(ctx, req, inv, i) for i, inv in enumerate(invocations)),
+        key = "failed-open.validating.webhook.admission.k8s.io/round_0_index_{}"
+        results = await asyncio.gather(*(self.invoke(ctx, req, inv, key.format(i)) for i, inv in enumerate(invocations)),
                                        return_exceptions=True)
         for result in results:  # upstream returns the first error only
             if isinstance(result, BaseException):
                 raise result
-
-    async def _one(self, ctx: Context, req: AdmissionRequest, inv: Invocation, index: int) -> None:
-        hook, name = inv.hook, str(inv.hook.get("name", ""))
-        try:
-            response = await self.call(ctx, req, inv, req.obj)
-        except CallError as exc:
-            self.failed(req, hook, exc, f"failed-open.validating.webhook.admission.k8s.io/round_0_index_{index}")
-            return
-        self.record(req, hook, response)
-        if not response.get("allowed"):
-            raise denied(name, response.get("result"))

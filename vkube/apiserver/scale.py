@@ -1,0 +1,63 @@
+"""The ``scale`` subresource's object: an ``autoscaling/v1`` Scale read from (and written back
+into) the resource's own object along its ScaleSpec paths — deployments, replicasets,
+statefulsets, replicationcontrollers and custom resources alike. Admission of a ``*/scale``
+write sees Scales, as upstream's ``scaleUpdatedObjectInfo`` and ``toScaleUpdateValidation``
+hand them to the admission chain (``ResourceStorage._admit_scale``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vkube.api import errors
+from vkube.api.kinds import ResourceSpec
+from vkube.api.meta import Obj
+from vkube.api.selectors import selector_to_string
+
+__all__ = ["SCALE", "to_scale", "scale_replicas", "get_path", "set_path"]
+
+#: the kind admission sees for ``*/scale`` (not a served resource: no plural of its own)
+SCALE = ResourceSpec("autoscaling", "v1", "Scale", "", "", True)
+
+
+def get_path(obj: Obj, path: str) -> Any:
+    cur: Any = obj
+    for part in path.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def set_path(obj: Obj, path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+
+
+def to_scale(spec: ResourceSpec, obj: Obj) -> Obj:
+    assert spec.scale is not None
+    m = obj.get("metadata") or {}
+    selector: Any = get_path(obj, spec.scale.label_selector_path) if spec.scale.label_selector_path else None
+    if isinstance(selector, dict):
+        selector = selector_to_string(selector)
+    status: Obj = {"replicas": get_path(obj, spec.scale.status_replicas_path) or 0}
+    if selector:
+        status["selector"] = selector
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
+        "spec": {"replicas": get_path(obj, spec.scale.spec_replicas_path) or 0},
+        "status": status,
+    }
+
+
+def scale_replicas(scale: Any, name: str) -> int:
+    """``ValidateScale``: the Scale's ``spec.replicas``, or upstream's 422."""
+    replicas = get_path(scale, "spec.replicas") if isinstance(scale, dict) else None
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise errors.invalid("Scale", name, [errors.field_error(
+            "spec.replicas", f"Invalid value: {errors.go_value(replicas)}: must be greater "
+            "than or equal to 0")], group="autoscaling")
+    return replicas
