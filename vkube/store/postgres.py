@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -126,6 +126,10 @@ class PostgresDriver(Driver):
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._writer: asyncpg.Connection | None = None
+        #: The writer connection serves one operation at a time: commits come from the store's
+        #: drain task while compaction runs in its own, and an asyncpg connection shared by two
+        #: tasks fails both (and can be left inside a transaction no later write gets out of).
+        self._writer_lock = asyncio.Lock()
         self._listener: asyncpg.Connection | None = None
         self._on_remote: Callable[[int], None] | None = None
         self._keeper: asyncio.Task[None] | None = None
@@ -282,11 +286,23 @@ class PostgresDriver(Driver):
                     await asyncio.sleep(0.2)
         return self._writer
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[asyncpg.Connection]:
+        """The writer connection, held by this task alone. One that an interrupted operation
+        left inside a transaction is dropped for a fresh one: rolling it back here could undo
+        nothing ours, and asyncpg refuses new transactions on it for good."""
+        async with self._writer_lock:
+            conn = await self._writer_conn()
+            if conn.is_in_transaction():
+                conn.terminate()
+                self._writer = None
+                conn = await self._writer_conn()
+            yield conn
+
     async def commit(self, batch: list[Write]) -> None:
         """Five round trips: BEGIN; the lock; the current revision with the keys' latest rows;
         insert and notify in one statement; COMMIT."""
-        conn = await self._writer_conn()
-        async with conn.transaction():
+        async with self._writing() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             keys = list({write.key for write in batch})
             rows = await conn.fetch(_CURRENT_AND_LATEST, keys)
@@ -307,8 +323,7 @@ class PostgresDriver(Driver):
             exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError))
 
     async def load(self, rows: list[Row], revision: int) -> bool:
-        conn = await self._writer_conn()
-        async with conn.transaction():
+        async with self._writing() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             current, compacted = await conn.fetchrow(_REVISIONS)
             if current or compacted:
@@ -322,17 +337,16 @@ class PostgresDriver(Driver):
     # -- compaction --------------------------------------------------------------------------
 
     async def mark_compacted(self, revision: int) -> int:
-        conn = await self._writer_conn()
-        async with conn.transaction():
+        async with self._writing() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             await conn.execute(_SET_COMPACTED, revision)
             return await conn.fetchval(_MIN_REVISION)
 
     async def compact_chunk(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
-        conn = await self._writer_conn()
-        began = time.perf_counter()
-        status = await conn.execute(_COMPACT_CHUNK, lo, hi, revision)
-        return int(status.split()[-1]), time.perf_counter() - began
+        async with self._writing() as conn:
+            began = time.perf_counter()
+            status = await conn.execute(_COMPACT_CHUNK, lo, hi, revision)
+            return int(status.split()[-1]), time.perf_counter() - began
 
 
 class PostgresStore(LogStore):
