@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from vkube.client import Client
 from vkube.client.resources import EVENTS, NAMESPACES, PODS
 from vkube.syncer import load_values
@@ -109,48 +107,52 @@ async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F81
         await stop_syncer(pair)
 
 
-@pytest.mark.xfail(reason="known regression, see the session-3 note: the host's quota refusal "
-                          "is retried but HostRefused is no longer seen on the virtual pod (this test "
-                          "used to skip, because quota admission read a cache that missed a fresh quota)",
-                   strict=False)
 async def test_quota_refusal_by_the_host(planes):  # noqa: F811
-    """Past the host's pod quota the host's own words reach the virtual pod. Runs once the
-    host enforces ResourceQuota (its admission chain); skipped, saying so, before."""
+    """Past the host's pod quota the host's own words reach the virtual pod, and stay there
+    (the quota controller's recount never hands the charged pod's quota to it); once the
+    quota is raised the pod is synced and the refusal is gone."""
     vcp, hcp = planes
     from vkube.client.resources import RESOURCEQUOTAS
-    quota = {"metadata": {"name": "q"}, "spec": {"hard": {"count/pods": "1"}}}
-    pod = {"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
-    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
-        await h.create(NAMESPACES, {"metadata": {"name": "probe"}})
-        await h.create(RESOURCEQUOTAS, quota, namespace="probe")
-        # admission refuses ("status unknown for quota") until the quota controller has
-        # computed the status, as kube-apiserver does
-        await eventually(lambda: _quota_status_known(h, "probe"), attempts=600)
-        await h.create(PODS, pod, namespace="probe")
-        try:
-            await h.create(PODS, {**pod, "metadata": {"name": "y"}}, namespace="probe")
-            enforced = False
-        except Exception:  # noqa: BLE001 - any refusal means the host enforces quota
-            enforced = True
-        if not enforced:
-            import pytest
-            pytest.skip("the host does not enforce ResourceQuota yet (host admission chain)")
     pair = await start_syncer(vcp, hcp, load_values(""))
     v, h = pair.virtual, pair.host
     try:
-        await h.create(RESOURCEQUOTAS, quota, namespace=HOST_NS)
+        await h.create(RESOURCEQUOTAS, {"metadata": {"name": "q"}, "spec": {
+            "hard": {"count/pods": "1"}}}, namespace=HOST_NS)
+        # admission refuses ("status unknown for quota") until the quota controller has
+        # computed the status, as kube-apiserver does
         await eventually(lambda: _quota_status_known(h, HOST_NS), attempts=600)
         for name in ("one", "two"):
             await v.create(PODS, {"metadata": {"name": name, "namespace": "default"}, "spec": {
                 "automountServiceAccountToken": False,
                 "containers": [{"name": "c", "image": "nginx"}]}}, namespace="default")
 
-        async def refused():  # whichever of the two came second
+        async def refused() -> str:  # whichever of the two came second
             pods = (await v.list(PODS, namespace="default"))["items"]
-            refusals = [p["status"]["message"] for p in pods
-                        if (p.get("status") or {}).get("reason") == "HostRefused"]
-            assert len(refusals) == 1 and "exceeded quota" in refusals[0], refusals
-        await eventually(refused, attempts=600)
+            refusals = [p["metadata"]["name"] for p in pods
+                        if (p.get("status") or {}).get("reason") == "HostRefused"
+                        and "exceeded quota: q" in p["status"]["message"]]
+            assert len(refusals) == 1, refusals
+            events = (await v.list(EVENTS, namespace="default"))["items"]
+            assert any(e["reason"] == "HostRefused" and e["type"] == "Warning"
+                       and e["involvedObject"]["name"] == refusals[0] for e in events)
+            return refusals[0]
+        second = await eventually(refused, attempts=600)
+        # it stays refused: retries (and the quota controller's recounts) let no 2nd pod in
+        await asyncio.sleep(2.0)
+        assert await refused() == second
+        assert len((await h.list(PODS, namespace=HOST_NS))["items"]) == 1
+
+        q = await h.get(RESOURCEQUOTAS, "q", namespace=HOST_NS)
+        q["spec"]["hard"]["count/pods"] = "2"
+        await h.update(RESOURCEQUOTAS, q)
+        await eventually(getter(h, PODS, f"{second}-x-default-x-{VC}", HOST_NS), attempts=1200)
+
+        async def cleared() -> None:
+            status = (await v.get(PODS, second, namespace="default")).get("status") or {}
+            assert status.get("reason") != "HostRefused", status
+            assert not any(c.get("reason") == "HostRefused"
+                           for c in status.get("conditions") or [])
+        await eventually(cleared, attempts=600)
     finally:
         await stop_syncer(pair)
 
