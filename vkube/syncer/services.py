@@ -1,10 +1,15 @@
 """Services: the host allocates, the virtual cluster shows what the host allocated.
 
 The virtual API server (as a virtual cluster) leaves ``spec.clusterIP`` empty; the syncer
-creates the host Service first and sets the virtual clusterIP once from the host's. A host
-Service re-created later (deleted by someone else, or by a restarted syncer) asks the host for
-the address the tenant already sees; if the host cannot give it, the virtual Service is
-re-created with the host's address (clusterIP is immutable), so both always agree. Selectors
+creates the host Service first and sets the virtual clusterIP once from the host's. From then
+on the tenant's address never changes: a host Service re-created later (deleted by someone
+else, or by a restarted syncer) asks the host for the address the tenant already sees — the
+one the syncer itself wrote, even while its virtual cache does not show that write yet — and
+while the host says it is still allocated (a host releases a deleted Service's address
+asynchronously) the request is retried with backoff, never traded for another address. A host
+copy found with another address is replaced. Only an address the host can never give (outside
+its service range, e.g. after a move to another host) makes the virtual Service be re-created
+with the host's address (clusterIP is immutable), so both always agree. Selectors
 are translated so the host Service selects the synced pods; ``externalIPs`` never go down
 (CVE-2020-8554: they would let a tenant intercept any address's traffic on the host).
 """
@@ -19,7 +24,7 @@ from typing import Any
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import SERVICES
-from vkube.syncer.base import DownSyncer, is_subset, overlay, update_status
+from vkube.syncer.base import DownSyncer, delete_ignore_missing, is_subset, overlay, update_status
 from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, DNS_LABEL_MAX
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,23 @@ class ServiceSyncer(DownSyncer):
         # asked for no more, and said once in a Warning event on the virtual Service
         self._refused: dict[str, set[str]] = {}
         self._warned: set[tuple[str, str]] = set()
+        # per virtual Service uid, the addresses the syncer wrote to it (clusterIP,
+        # clusterIPs, ipFamilies), until the virtual cache shows them: a host copy made
+        # meanwhile asks for these, not for new ones
+        self._assigned: dict[str, tuple[str, list[str], list[str]]] = {}
+        # per virtual key, a clusterIP the host can never give (outside its range)
+        self._unobtainable: dict[str, str] = {}
+
+    def setup(self) -> None:
+        super().setup()
+        self.vinf.add_handler(self._forget)
+
+    def _forget(self, typ: str, vobj: Obj, old: Obj | None) -> None:
+        uid = vobj["metadata"].get("uid", "")
+        if typ == "DELETED" or (vobj.get("spec") or {}).get("clusterIP"):
+            self._assigned.pop(uid, None)
+        if typ == "DELETED":
+            self._unobtainable.pop(_vkey(vobj), None)
 
     def wanted(self, vobj: Obj) -> bool:
         # a host service mapped in (mapServices.fromHost) already is a host service
@@ -68,6 +90,13 @@ class ServiceSyncer(DownSyncer):
             spec["clusterIP"] = vspec["clusterIP"]  # keep the address the tenant sees
             if vspec.get("clusterIPs"):
                 spec["clusterIPs"] = list(vspec["clusterIPs"])
+        elif (assigned := self._assigned.get(vobj["metadata"].get("uid", ""))) is not None:
+            # we gave the tenant an address the cache does not show yet: keep that one
+            spec["clusterIP"], spec["clusterIPs"] = assigned[0], list(assigned[1])
+            if assigned[2]:
+                spec["ipFamilies"] = list(assigned[2])
+                spec.setdefault("ipFamilyPolicy", "SingleStack" if len(assigned[2]) == 1
+                                else "PreferDualStack")
         spec["selector"] = self.tr.translate_selector_map(vspec.get("selector"), ns)
         if spec["selector"] is None:
             del spec["selector"]
@@ -105,11 +134,23 @@ class ServiceSyncer(DownSyncer):
         for cause in e.causes or [{"field": "", "message": str(e)}]:
             fld, msg = cause.get("field") or "", cause.get("message") or str(e)
             if "clusterIP" in fld or ("clusterIP" in msg and not fld):
-                if spec.get("clusterIP") not in (None, "", "None"):
-                    # the address is taken or outside the host's range: let the host choose
-                    out["spec"].pop("clusterIP", None)
-                    out["spec"].pop("clusterIPs", None)
-                    changed = True
+                ip = spec.get("clusterIP")
+                if ip in (None, "", "None"):
+                    continue
+                if "already allocated" in msg:
+                    # still held by the deleted copy (released asynchronously) or given to
+                    # another Service: the tenant keeps its address; retried with backoff
+                    if vobj is not None:
+                        self._warn(vobj, f"clusterIP:{ip}", "ClusterIPNotAvailable",
+                                   f"the host has not released clusterIP {ip} yet ({msg}); "
+                                   "the host Service is created once it is free, the address "
+                                   "stays the same")
+                    return None
+                # outside the host's range (or family): the host can never give it
+                self._unobtainable[key] = ip
+                out["spec"].pop("clusterIP", None)
+                out["spec"].pop("clusterIPs", None)
+                changed = True
                 continue
             what = "healthCheckNodePort" if "healthCheckNodePort" in fld + msg else \
                 "nodePort" if "nodePort" in fld + msg else None
@@ -193,8 +234,13 @@ class ServiceSyncer(DownSyncer):
         patch: Obj = {}
         hip = hspec.get("clusterIP")
         vip = vspec.get("clusterIP")
+        if not vip and (assigned := self._assigned.get(vobj["metadata"].get("uid", ""))):
+            vip = assigned[0]  # written by us; the cache is behind
         if vip and hip and vip != hip and "None" not in (vip, hip):
-            await self._recreate_virtual(vobj, hobj)
+            if self._unobtainable.get(_vkey(vobj)) == vip:
+                await self._recreate_virtual(vobj, hobj)
+            else:
+                await self._replace_host(vobj, hobj)
             return
         if not vip and hip:
             patch["clusterIP"] = hip
@@ -216,12 +262,33 @@ class ServiceSyncer(DownSyncer):
             body = copy.deepcopy(vobj)
             body["spec"].update(patch)
             vobj = await self.ctx.virtual.update(SERVICES, body)
+            vs = vobj.get("spec") or {}
+            if vs.get("clusterIP") and vs["clusterIP"] != "None":
+                self._assigned[vobj["metadata"].get("uid", "")] = (
+                    vs["clusterIP"], list(vs.get("clusterIPs") or [vs["clusterIP"]]),
+                    list(vs.get("ipFamilies") or []))
         hlb = (hobj.get("status") or {}).get("loadBalancer") or {}
         vlb = (vobj.get("status") or {}).get("loadBalancer") or {}
         if hlb != vlb:
             await update_status(self.ctx.virtual, SERVICES, vobj,
                                 {**(vobj.get("status") or {}), "loadBalancer": hlb})
 
+
+    async def _replace_host(self, vobj: Obj, hobj: Obj) -> None:
+        """The host copy has another address than the tenant sees (made while the syncer did
+        not know the tenant's, or by someone else): delete it (only that very copy, by uid);
+        the next reconcile makes it again with the tenant's address."""
+        hmeta, meta = hobj["metadata"], vobj["metadata"]
+        log.info("service %s/%s: host address %s differs from %s; re-creating the host copy",
+                 meta["namespace"], meta["name"], (hobj.get("spec") or {}).get("clusterIP"),
+                 vobj["spec"].get("clusterIP"))
+        try:
+            await delete_ignore_missing(self.ctx.host, SERVICES, hmeta["name"],
+                                        hmeta.get("namespace"),
+                                        preconditions={"uid": hmeta.get("uid")})
+        except errors.Conflict:
+            pass  # already replaced
+        self.queue.add_after(_vkey(vobj), 0.2)
 
     async def _recreate_virtual(self, vobj: Obj, hobj: Obj) -> None:
         """The host copy has another address than the virtual Service shows (it was
