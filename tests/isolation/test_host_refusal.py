@@ -161,3 +161,58 @@ async def _quota_status_known(h: Client, namespace: str) -> None:
     from vkube.client.resources import RESOURCEQUOTAS
     q = await h.get(RESOURCEQUOTAS, "q", namespace=namespace)
     assert (q.get("status") or {}).get("hard"), "quota status not computed yet"
+
+
+async def test_every_kind_the_host_refuses_says_so_and_clears(planes):  # noqa: F811
+    """Not only pods: a ConfigMap, Secret, Service, PVC, Ingress and NetworkPolicy the host
+    refuses (here its quota) get a Warning event with the host's words on the virtual
+    object; once the host takes them they are synced and a Normal event says so."""
+    vcp, hcp = planes
+    from vkube.client.resources import (CONFIGMAPS, INGRESSES, NETWORKPOLICIES, PVCS,
+                                        RESOURCEQUOTAS, SECRETS, SERVICES)
+    async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
+        await h.create(NAMESPACES, {"metadata": {"name": HOST_NS}})
+        await h.create(RESOURCEQUOTAS, {"metadata": {"name": "q"}, "spec": {"hard": {
+            "count/configmaps": "0", "count/secrets": "0", "count/services": "0",
+            "count/persistentvolumeclaims": "0", "count/ingresses.networking.k8s.io": "0",
+            "count/networkpolicies.networking.k8s.io": "0"}}}, namespace=HOST_NS)
+        await eventually(lambda: _quota_status_known(h, HOST_NS), attempts=600)
+    pair = await start_syncer(vcp, hcp, load_values(
+        "sync: {configmaps: {all: true}, secrets: {all: true}}"))
+    v, h = pair.virtual, pair.host
+    objects = [
+        (CONFIGMAPS, "ConfigMap", {"data": {"k": "v"}}),
+        (SECRETS, "Secret", {"stringData": {"k": "v"}}),
+        (SERVICES, "Service", {"spec": {"ports": [{"port": 80}], "selector": {"app": "a"}}}),
+        (PVCS, "PersistentVolumeClaim", {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {
+            "requests": {"storage": "1Gi"}}}}),
+        (INGRESSES, "Ingress", {"spec": {"defaultBackend": {"service": {
+            "name": "obj", "port": {"number": 80}}}}}),
+        (NETWORKPOLICIES, "NetworkPolicy", {"spec": {"podSelector": {}}}),
+    ]
+    try:
+        for res, _, body in objects:
+            await v.create(res, {"metadata": {"name": "obj"}, **body}, namespace="default")
+
+        def said(reason: str, words: str):
+            async def check() -> None:
+                events = (await v.list(EVENTS, namespace="default"))["items"]
+                for _, kind, _ in objects:
+                    assert any(e["involvedObject"]["kind"] == kind and e["reason"] == reason
+                               and words in e["message"] for e in events), (kind, reason)
+            return check
+        await eventually(said("HostRefused", "exceeded quota: q"), attempts=1200)
+        events = (await v.list(EVENTS, namespace="default"))["items"]
+        ev = next(e for e in events if e["involvedObject"]["kind"] == "ConfigMap")
+        assert ev["type"] == "Warning" and ev["message"].startswith(
+            'the host refused the ConfigMap: configmaps "obj-x-default-x-vc1" is forbidden: '
+            "exceeded quota: q")
+        for res, _, _ in objects:
+            assert not (await h.list(res, namespace=HOST_NS))["items"]
+
+        await h.delete(RESOURCEQUOTAS, "q", namespace=HOST_NS)
+        await eventually(said("HostAccepted", "the host accepted the"), attempts=2400)
+        for res, _, _ in objects:
+            await eventually(getter(h, res, f"obj-x-default-x-{VC}", HOST_NS), attempts=200)
+    finally:
+        await stop_syncer(pair)

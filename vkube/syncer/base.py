@@ -19,6 +19,7 @@ from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
 from vkube.controllers.workqueue import WorkQueue, run_workers
+from vkube.syncer.refusals import HostRefusals, is_refusal
 from vkube.syncer.translate import DNS_SUBDOMAIN_MAX, LABEL_MANAGED_BY, Translator
 from vkube.syncer.values import Values
 
@@ -117,6 +118,8 @@ class KindSyncer:
         self.tr = ctx.tr
         self.queue = WorkQueue(base_delay=0.05, max_delay=30.0)
         self.processed = 0  # reconciles done; benchmarks and tests read it
+        #: what the host refused of each virtual object, said there as events
+        self.refusals = HostRefusals(ctx.recorder)
 
     def setup(self) -> None:
         """Create informers and handlers (before the informers run)."""
@@ -194,6 +197,11 @@ class ClusterScopedDownSyncer(KindSyncer):
                 await self.ctx.host.create(self.res, want)
             except errors.AlreadyExists:
                 pass
+            except errors.StatusError as e:
+                if is_refusal(e, creating=True):
+                    self.refusals.refused(vobj, e)
+                raise
+            self.refusals.accepted(vobj)
             return
         if not self.tr.is_owned(hobj):
             return  # a host object of the same name that is not ours: never touched
@@ -201,7 +209,13 @@ class ClusterScopedDownSyncer(KindSyncer):
             await delete_ignore_missing(self.ctx.host, self.res, hname, None)
             self.queue.add_after(key, 0.5)
             return
-        await self.update_host(want, hobj)
+        try:
+            await self.update_host(want, hobj)
+        except errors.StatusError as e:
+            if is_refusal(e, creating=False):
+                self.refusals.refused(vobj, e)
+            raise
+        self.refusals.accepted(vobj)
 
 
 class DownSyncer(KindSyncer):
@@ -294,15 +308,26 @@ class DownSyncer(KindSyncer):
                 if not self.tr.is_owned(hobj):
                     self.foreign(vobj, hname)
                     return
+            except errors.StatusError as e:
+                if is_refusal(e, creating=True):
+                    self.refusals.refused(vobj, e)
+                raise
         else:
             upd = self.merge(desired, hobj)
             if upd is not None:
                 try:
                     hobj = await self.update_host(upd)
-                except errors.Invalid:
-                    if self.replace_on_invalid:
+                except errors.Invalid as e:
+                    if self.replace_on_invalid:  # an immutable field: made again, not refused
                         await delete_ignore_missing(self.ctx.host, self.hres, hname, hns)
+                    else:
+                        self.refusals.refused(vobj, e)
                     raise
+                except errors.StatusError as e:
+                    if is_refusal(e, creating=False):
+                        self.refusals.refused(vobj, e)
+                    raise
+        self.refusals.accepted(vobj)
         await self.sync_up(vobj, hobj)
 
     def foreign(self, vobj: Obj, hname: str) -> None:

@@ -24,6 +24,7 @@ from vkube.controllers.informer import Informer
 from vkube.syncer.base import DownSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.crrefs import ReferencePatcher
 from vkube.syncer.translate import LABEL_MANAGED_BY
+from vkube.syncer.refusals import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,25 @@ class CustomResourceSyncer(DownSyncer):
                 await delete_ignore_missing(self.ctx.host, self.hres, hname, None)
             return
         desired = self.desired(vobj)
-        if hobj is None:
-            try:
-                hobj = await self.ctx.host.create(self.hres, desired)
-            except errors.AlreadyExists:
-                hobj = await self.ctx.host.get(self.hres, hname)
-                if not self.tr.is_owned(hobj):
-                    self.foreign(vobj, hname)
-                    return
-        else:
-            upd = self.merge(desired, hobj)
-            if upd is not None:
-                hobj = await self.ctx.host.update(self.hres, upd)
+        creating = hobj is None
+        try:
+            if hobj is None:
+                try:
+                    hobj = await self.ctx.host.create(self.hres, desired)
+                except errors.AlreadyExists:
+                    hobj = await self.ctx.host.get(self.hres, hname)
+                    if not self.tr.is_owned(hobj):
+                        self.foreign(vobj, hname)
+                        return
+            else:
+                upd = self.merge(desired, hobj)
+                if upd is not None:
+                    hobj = await self.ctx.host.update(self.hres, upd)
+        except errors.StatusError as e:
+            if is_refusal(e, creating=creating):
+                self.refusals.refused(vobj, e)
+            raise
+        self.refusals.accepted(vobj)
         await self.sync_up(vobj, hobj)
 
     def desired(self, vobj: Obj) -> Obj:

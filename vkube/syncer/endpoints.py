@@ -18,6 +18,7 @@ from vkube.syncer.base import KindSyncer, delete_ignore_missing
 from vkube.syncer.isolation import AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
+from vkube.syncer.refusals import is_refusal
 
 ANN_FROM_HOST = "vkube.io/from-host"
 ANN_MAPPED_FROM_HOST = "vkube.io/mapped-from-host"  # servicemap's
@@ -99,6 +100,11 @@ class EndpointsSyncer(KindSyncer):
                                            namespace=hns)
             except errors.AlreadyExists:
                 pass
+            except errors.StatusError as e:
+                if is_refusal(e, creating=True):
+                    self.refusals.refused(vep, e)
+                raise
+            self.refusals.accepted(vep)
             return
         if not self.tr.is_owned(hep):
             return
@@ -107,7 +113,13 @@ class EndpointsSyncer(KindSyncer):
             new["subsets"] = subsets
             new["metadata"]["labels"] = meta["labels"]
             new["metadata"]["annotations"] = meta["annotations"]
-            await self.ctx.host.update(ENDPOINTS, new)
+            try:
+                await self.ctx.host.update(ENDPOINTS, new)
+            except errors.StatusError as e:
+                if is_refusal(e, creating=False):
+                    self.refusals.refused(vep, e)
+                raise
+        self.refusals.accepted(vep)
 
     async def _up(self, vsvc: Obj, vep: Obj | None, hep: Obj | None) -> None:
         if hep is None:

@@ -23,6 +23,7 @@ from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, de
 from vkube.syncer.claims import ClaimsNotReady
 from vkube.syncer.podrewrite import (USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
+from vkube.syncer.refusals import is_refusal
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
 from vkube.syncer.values import Values
@@ -400,7 +401,14 @@ class PodSyncer(KindSyncer):
         self._refused_update.pop(key, None)
         # shallow copies along the changed paths: the cache's objects stay untouched
         new = {**hpod, "metadata": {**hmeta, **meta}, "spec": {**hspec, **spec}}
-        await self.ctx.host.update(PODS, new)
+        try:
+            await self.ctx.host.update(PODS, new)
+        except errors.StatusError as e:
+            # the running pod keeps running as it was; the tenant sees why its change is not
+            if is_refusal(e, creating=False):
+                self.refusals.refused(vpod, e)
+            raise
+        self.refusals.accepted(vpod)
 
     async def _desired_light(self, vpod: Obj) -> Obj:
         """The rewrite without the side effects (token, dependencies) of a first creation."""
