@@ -4,6 +4,7 @@ and the manager running a controller end to end against the fake API server."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 
 import pytest
@@ -179,13 +180,14 @@ async def test_manager_runs_controllers_with_leader_election(env) -> None:
     assert mgr.informer(CONFIGMAPS) is ctrl.cms
     task = asyncio.create_task(mgr.run())
     try:
-        await asyncio.wait_for(mgr.started.wait(), 5)
-        async with asyncio.timeout(5):
+        # deadlines generous for a loaded machine: they only bound a failing run
+        await asyncio.wait_for(mgr.started.wait(), 60)
+        async with asyncio.timeout(60):
             while api.get(CONFIGMAPS, "a-copy", "n") is None:
                 await asyncio.sleep(0.01)
         assert api.get(CONFIGMAPS, "a-copy", "n")["data"] == {"k": "v"}
         assert api.get(LEASES, "vkube-controller-manager", "kube-system") is not None
-        async with asyncio.timeout(5):  # the controller records the event after its create returns
+        async with asyncio.timeout(60):  # the controller records the event after its create returns
             while not any(k[0] == "events" for k in api.store.objs):
                 await ctrl.recorder.flush()
                 await asyncio.sleep(0.01)
@@ -194,6 +196,49 @@ async def test_manager_runs_controllers_with_leader_election(env) -> None:
         await asyncio.gather(task, return_exceptions=True)
     lease = api.get(LEASES, "vkube-controller-manager", "kube-system")
     assert lease["spec"]["holderIdentity"] == ""  # released on shutdown
+
+
+class _SlowLeaseWrites(Client):
+    """A loaded machine: each Lease write takes ``delay`` seconds; ``land_first`` more of our
+    own renewals (sent before a cancel) land just before the next write (a conflict)."""
+
+    def __init__(self, url: str, api: FakeAPIServer) -> None:
+        super().__init__(url)
+        self.api = api
+        self.delay = 0.0
+        self.land_first = 0
+
+    async def update(self, res, obj, **kw):  # noqa: ANN001, ANN003
+        if res is LEASES:
+            await asyncio.sleep(self.delay)
+            if self.land_first:
+                self.land_first -= 1
+                cur = copy.deepcopy(self.api.get(LEASES, obj["metadata"]["name"],
+                                                 obj["metadata"]["namespace"]))
+                self.api.put(LEASES, cur)  # a late renewal: the lease's resourceVersion moves
+        return await super().update(res, obj, **kw)
+
+
+@pytest.mark.parametrize("delay,conflicts", [(1.5, 0), (0.0, 2)])
+async def test_cancelled_leader_releases_on_a_slow_or_racing_api(env, delay, conflicts) -> None:
+    """Cancelled, a leader gives its lease up even when each write takes longer than its renew
+    rhythm (it used to wait only retry_period + 1 s), and when renewals it sent before the
+    cancel land between its read and its write (it used to give up on the conflict)."""
+    api, _ = env
+    async with _SlowLeaseWrites(api.url, api) as client:
+        a = LeaderElector(client, namespace="ns", name="l", identity="a", retry_period=0.01,
+                          renew_deadline=5)
+        started = asyncio.Event()
+
+        async def work() -> None:
+            started.set()
+            await asyncio.Event().wait()
+        task = asyncio.create_task(a.lead(work))
+        await asyncio.wait_for(started.wait(), 60)
+        client.delay, client.land_first = delay, conflicts
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert api.get(LEASES, "l", "ns")["spec"]["holderIdentity"] == ""
 
 
 class SlowSink:

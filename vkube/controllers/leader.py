@@ -20,6 +20,9 @@ from vkube.client.resources import LEASES
 
 log = logging.getLogger(__name__)
 
+#: how many conflicts (a renewal landing after the cancel) releasing the lease rides
+_RELEASE_ATTEMPTS = 5
+
 
 class LeaderElector:
     def __init__(self, client: Client, *, namespace: str, name: str, identity: str,
@@ -118,21 +121,29 @@ class LeaderElector:
                 renew.add_done_callback(lambda _: job.cancel())
         except asyncio.CancelledError:
             self.is_leader = False
+            # bounded by the lease itself (past it, releasing is moot), not by the renew
+            # rhythm: on a loaded machine two requests can take well over a second
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.release(), timeout=self.retry_period + 1)
+                await asyncio.wait_for(self.release(), timeout=max(self.lease_duration, 1.0))
             raise
         finally:
             self.is_leader = False
         log.warning("%s stopped leading %s/%s", self.identity, self.namespace, self.name)
 
     async def release(self) -> None:
-        """Give the lease up so another candidate need not wait for it to expire."""
-        try:
-            lease = await self.client.get(LEASES, self.name, namespace=self.namespace)
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+        """Give the lease up so another candidate need not wait for it to expire. A renewal
+        sent just before the cancel can still land between our read and write: on that
+        conflict the lease is read again (it is still ours), not given up on."""
+        for _ in range(_RELEASE_ATTEMPTS):
+            try:
+                lease = await self.client.get(LEASES, self.name, namespace=self.namespace)
+                if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                    return
+                lease["spec"]["holderIdentity"] = ""
+                lease["spec"]["leaseDurationSeconds"] = 1
+                await self.client.update(LEASES, lease)
                 return
-            lease["spec"]["holderIdentity"] = ""
-            lease["spec"]["leaseDurationSeconds"] = 1
-            await self.client.update(LEASES, lease)
-        except errors.StatusError:
-            pass
+            except errors.Conflict:
+                continue
+            except errors.StatusError:
+                return
