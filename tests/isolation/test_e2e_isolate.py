@@ -144,3 +144,43 @@ def test_isolation_flags_refused_with_a_message(shared_host, tmp_path):
         assert bad.returncode != 0 and "--pod-security" in bad.stderr
     finally:
         cleanup(u)
+
+
+def test_scaling_past_the_host_quota_shows_the_refusal(shared_host, tmp_path):
+    """The issue's line, through ``vkube create --isolate`` and kubectl: with ``--cpu 1`` the
+    host quota holds one pod (the LimitRange gives each a 1-CPU limit); scaled to two, the
+    second shows the host's refusal (``get``'s STATUS, ``describe``'s condition and event)
+    and stays refused; scaled back, no refusal is left."""
+    u = make_user(tmp_path / "u")
+    try:
+        u.vkube("create", "qt", "--isolate", "--cpu", "1", "--host-kubeconfig", str(shared_host))
+        u.kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2")
+
+        def pods() -> dict[str, dict]:
+            out = json.loads(u.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)
+            return {p["metadata"]["name"]: p for p in out["items"]
+                    if not p["metadata"].get("deletionTimestamp")}
+
+        def one_runs_one_refused() -> str:
+            ps = pods()
+            phases = sorted((p.get("status") or {}).get("phase", "") for p in ps.values())
+            refused = [n for n, p in ps.items() if (p.get("status") or {}).get("reason") == "HostRefused"]
+            assert len(ps) == 2 and "Running" in phases and len(refused) == 1, (phases, refused)
+            return refused[0]
+        name = eventually(one_runs_one_refused, timeout=180)
+        assert "HostRefused" in u.kubectl("get", "pod", name).stdout  # the STATUS column
+        describe = u.kubectl("describe", "pod", name).stdout
+        assert "exceeded quota: vkube-isolation-qt" in describe and "limits.cpu" in describe
+        assert "PodScheduled" in describe and "Warning  HostRefused" in describe
+        assert len(_host_pods(shared_host, "vkube-qt")) == 1
+
+        u.kubectl("scale", "deployment", "web", "--replicas=1")
+
+        def settled() -> None:
+            ps = pods()
+            assert len(ps) == 1, list(ps)
+            (p,) = ps.values()
+            assert p["status"].get("phase") == "Running" and p["status"].get("reason") is None
+        eventually(settled, timeout=120)
+    finally:
+        cleanup(u)

@@ -131,6 +131,10 @@ class KindSyncer:
     async def reconcile(self, key: str) -> None:
         raise NotImplementedError
 
+    def _forget_refusal(self, typ: str, vobj: Obj, old: Obj | None) -> None:
+        if typ == "DELETED":
+            self.refusals.forget(vobj)
+
     def enqueue(self, key: str | None) -> None:
         if key is not None:
             self.queue.add(key)
@@ -163,6 +167,7 @@ class ClusterScopedDownSyncer(KindSyncer):
         self.vinf = self.ctx.informers.virtual(self.res)
         self.hinf = self.ctx.informers.host(self.res)
         self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
+        self.vinf.add_handler(self._forget_refusal)
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
 
     def initial_keys(self) -> list[str]:
@@ -236,6 +241,7 @@ class DownSyncer(KindSyncer):
         self.vinf = self.ctx.informers.virtual(self.vres)
         self.hinf = self.ctx.informers.host(self.hres)
         self.vinf.add_handler(lambda t, o, old: self.enqueue(object_key(o)))
+        self.vinf.add_handler(self._forget_refusal)
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
 
     def initial_keys(self) -> list[str]:

@@ -87,6 +87,7 @@ class PodSyncer(KindSyncer):
             self._sent.pop(key, None)
             self._checked.pop(key, None)
             self._refused_update.pop(key, None)
+            self.refusals.forget(pod)
         self.enqueue(key)
 
     def _on_host(self, typ: str, hpod: Obj, old: Obj | None) -> None:
