@@ -61,24 +61,26 @@ class ResourceQuotaController(Controller):
 
     def _replenish(self, group: str, resource: str) -> Callable[[str, Obj, Obj | None], None]:
         """The replenishment handler for one watched kind: a deletion, or an update that
-        lowers what the object is charged (a pod turning terminal, a Service losing its
-        NodePorts). A create was charged by admission: recounting then could only race it."""
+        changes what the object is charged (a pod turning terminal or resized, a Service
+        losing its NodePorts). A create was charged by admission: recounting then could only
+        race it."""
         def on_object(typ: str, obj: Obj, old: Obj | None) -> None:
-            if typ == "ADDED" or (typ == "MODIFIED" and old is not None
-                                  and not self._charge_dropped(group, resource, old, obj)):
+            if typ == "ADDED":
                 return
-            ns = (obj.get("metadata") or {}).get("namespace")
-            for q in self.quotas.list(ns):
+            quotas = self.quotas.list((obj.get("metadata") or {}).get("namespace"))
+            if not quotas or (typ == "MODIFIED" and old is not None
+                              and not self._charge_changed(group, resource, old, obj)):
+                return
+            for q in quotas:
                 self.enqueue(q)
         return on_object
 
-    def _charge_dropped(self, group: str, resource: str, old: Obj, new: Obj) -> bool:
+    def _charge_changed(self, group: str, resource: str, old: Obj, new: Obj) -> bool:
         if (group, resource) == ("", "pods"):
             now = self.mgr.clock()
-            if not quota.is_pod_active(new, now):
-                return quota.is_pod_active(old, now)
-        before, after = quota.usage(group, resource, old), quota.usage(group, resource, new)
-        return any(after.get(k, Fraction(0)) < v for k, v in before.items())
+            if quota.is_pod_active(old, now) != quota.is_pod_active(new, now):
+                return True
+        return quota.usage(group, resource, old) != quota.usage(group, resource, new)
 
     async def _objects(self, group: str, resource: str, ns: str, *, live: bool = False
                        ) -> list[Obj] | None:
