@@ -23,8 +23,8 @@ from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import DownSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.crrefs import ReferencePatcher
-from vkube.syncer.translate import LABEL_MANAGED_BY
 from vkube.syncer.refusals import is_refusal
+from vkube.syncer.translate import LABEL_MANAGED_BY
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from vkube.client.resources import ENDPOINTS, PODS, SERVICES
 from vkube.syncer.base import KindSyncer, delete_ignore_missing
 from vkube.syncer.isolation import AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
-from vkube.syncer.translate import DNS_LABEL_MAX
 from vkube.syncer.refusals import is_refusal
+from vkube.syncer.translate import DNS_LABEL_MAX
 
 ANN_FROM_HOST = "vkube.io/from-host"
 ANN_MAPPED_FROM_HOST = "vkube.io/mapped-from-host"  # servicemap's
