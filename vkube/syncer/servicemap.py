@@ -20,6 +20,7 @@ from vkube.api.meta import Obj
 from vkube.client.resources import ENDPOINTS, ENDPOINTSLICES, SERVICES
 from vkube.controllers.informer import Informer
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
+from vkube.syncer.refusals import is_refusal
 from vkube.syncer.values import ServiceMapping
 
 ANN_FROM_HOST = "vkube.io/mapped-from-host"
@@ -252,20 +253,28 @@ class ServiceMapSyncer(KindSyncer):
             spec["selector"] = selector
         meta = {"name": hname, "namespace": hns, "labels": self.tr.owner_labels(vns),
                 "annotations": {ANN_FROM_VIRTUAL: m.from_}}
-        if hsvc is None:
-            try:
-                await self.ctx.host.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
-                                                      "metadata": meta, "spec": spec},
-                                           namespace=hns)
-            except errors.AlreadyExists:
-                pass
-            return
-        hspec = hsvc.get("spec") or {}
-        if _ports(hspec) != spec["ports"] or hspec.get("selector") != spec.get("selector"):
-            new = copy.deepcopy(hsvc)
-            new["spec"]["ports"] = spec["ports"]
-            if selector:
-                new["spec"]["selector"] = selector
-            else:
-                new["spec"].pop("selector", None)
-            await self.ctx.host.update(SERVICES, new)
+        try:
+            if hsvc is None:
+                try:
+                    await self.ctx.host.create(SERVICES, {"apiVersion": "v1", "kind": "Service",
+                                                          "metadata": meta, "spec": spec},
+                                               namespace=hns)
+                except errors.AlreadyExists:
+                    pass
+                self.refusals.accepted(vsvc)
+                return
+            hspec = hsvc.get("spec") or {}
+            if _ports(hspec) != spec["ports"] or hspec.get("selector") != spec.get("selector"):
+                new = copy.deepcopy(hsvc)
+                new["spec"]["ports"] = spec["ports"]
+                if selector:
+                    new["spec"]["selector"] = selector
+                else:
+                    new["spec"].pop("selector", None)
+                await self.ctx.host.update(SERVICES, new)
+        except errors.StatusError as e:
+            # the mapped host Service the host will not take: said on the virtual one
+            if is_refusal(e, creating=hsvc is None):
+                self.refusals.refused(vsvc, e)
+            raise
+        self.refusals.accepted(vsvc)
