@@ -352,3 +352,37 @@ async def test_compaction_gives_way_to_a_waiting_write(tmp_path: Path) -> None:
         assert await store._writes_idle()
     finally:
         await store.close()
+
+
+async def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
+    """SQLite restarts the WAL only in a write that begins fully checkpointed; with writes
+    always under way, checkpoints beside them never leave that moment and the WAL grew
+    without end. Past the hard limit the last frames are checkpointed between two writes."""
+    from vkube.store import sqlite as sqlite_backend
+
+    store = SqliteStore(tmp_path / "b.db", durable=False)
+    await store.start()
+    driver = store.driver
+    stop = asyncio.Event()
+    largest = 0
+
+    async def upkeep() -> None:  # what the checkpoint loop does, more often than its 0.5 s
+        nonlocal largest
+        while not stop.is_set():
+            await driver._bound_wal()  # type: ignore[attr-defined]
+            largest = max(largest, driver.file_sizes()["wal"])  # type: ignore[attr-defined]
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(upkeep())
+    try:
+        value, written, i = b"w" * 4096, 0, 0
+        while written < 4 * sqlite_backend._WAL_HARD_LIMIT:
+            await asyncio.gather(*(store.create(f"/b/{i + j}", value) for j in range(64)))
+            i += 64
+            written += 64 * len(value)
+        stop.set()
+        await task
+        assert largest < 2 * sqlite_backend._WAL_HARD_LIMIT, largest
+    finally:
+        stop.set()
+        await store.close()

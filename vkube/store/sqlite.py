@@ -8,10 +8,19 @@ or the machine.
 Reads run on a small pool of reader threads with their own connections, so they never wait
 behind a write; a read at a given revision runs in one read transaction (a WAL snapshot).
 
-The database maintains itself: compaction runs in small time-boxed transactions (see ``log``),
-each pass ends with a passive WAL checkpoint (the WAL file is truncated back to
-``journal_size_limit`` when it resets) and an incremental vacuum in bounded steps, so the file
-shrinks after compaction without a blocking ``VACUUM``.
+The database maintains itself, and writers come first (see ``LogStore._compact_planned``):
+- compaction reads what to delete on its own thread and connection, without the write lock:
+  every row names the row it supersedes (``prev_revision``), so only the rows written since
+  the last pass are read (the cursor in ``meta``), in windows sorted by key, so that one delete
+  transaction touches a few keys' index pages instead of one page per row;
+- it deletes them in transactions of ~``_DELETE_BUDGET`` (one statement each, so the writer
+  thread never waits for the GIL inside one), started only when no write is queued; they
+  commit without fsync and compaction syncs their WAL frames itself, beside the writer;
+- incremental vacuum gives pages back in steps of the same size, between writes too;
+- checkpoints run beside the writer; since SQLite restarts the WAL only in a write that starts
+  fully checkpointed, the last few frames are checkpointed between two writes once the WAL
+  passed ``_WAL_HARD_LIMIT`` (``_bound_wal``), which keeps it bounded under steady writes.
+Each commit records how long it waited behind such upkeep (``commit_stalls``).
 
 Watches are served in-process. Another process writing the same file (``vkube snapshot
 restore`` is refused while serve runs, but a second tool or store may write) is seen too: SQLite
@@ -69,8 +78,12 @@ _PLAN_CACHE_KIB = 16 * 1024
 #: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
 _CHECKPOINT_BYTES = 8 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 0.5
-#: Past this, one checkpoint runs between two writes even though it makes them wait.
-_WAL_HARD_LIMIT = 128 * 1024 * 1024
+#: Past this, the checkpoint beside the writer is finished between two writes once it has
+#: only ``_FINISH_FRAMES`` left (a short job; the next write then restarts the WAL); past
+#: ``_WAL_LAST_RESORT``, whatever is left.
+_WAL_HARD_LIMIT = 32 * 1024 * 1024
+_FINISH_FRAMES = 512
+_WAL_LAST_RESORT = 128 * 1024 * 1024
 #: The longest compaction waits for checkpoints to catch up before its next transaction.
 _THROTTLE_SECONDS = 2.0
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
@@ -554,7 +567,7 @@ class SqliteDriver(Driver):
             return
         deadline = time.monotonic() + _THROTTLE_SECONDS
         while time.monotonic() < deadline:
-            log_frames, done = await self._side_checkpoint()
+            log_frames, done = await self._bound_wal()
             if done >= log_frames:  # all of it: the next write starts the WAL over
                 return
             await asyncio.sleep(0.005)
@@ -567,19 +580,34 @@ class SqliteDriver(Driver):
 
     async def _checkpoint_loop(self) -> None:
         """Keep the WAL bounded under steady writes: a passive checkpoint beside the writer
-        whenever the WAL grew past ``_CHECKPOINT_BYTES``; it restarts at the next write once a
-        checkpoint caught up. Only if it still reaches ``_WAL_HARD_LIMIT`` (writes so dense
-        that no checkpoint ever catches up) does one short checkpoint run between two writes."""
+        whenever the WAL grew past ``_CHECKPOINT_BYTES`` (see ``_bound_wal``). Only if it
+        still reaches ``_WAL_LAST_RESORT`` (writes so dense that no checkpoint beside them
+        gets close) does a whole checkpoint run between two writes."""
         while True:
             await asyncio.sleep(_CHECKPOINT_INTERVAL)
             try:
                 size = self._wal_bytes()
                 if size > _CHECKPOINT_BYTES:
-                    await self._side_checkpoint()
-                if size > _WAL_HARD_LIMIT:
+                    await self._bound_wal()
+                if size > _WAL_LAST_RESORT:
                     await self._on_writer(self._writer_checkpoint_sync)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("sqlite %s: checkpoint failed: %s", self.path, exc)
+
+    async def _bound_wal(self) -> tuple[int, int]:
+        """A passive checkpoint beside the writer; (frames in the WAL, frames checkpointed).
+
+        SQLite restarts the WAL from its beginning only in a write that starts when every
+        frame has been checkpointed. Under steady writes, no write sees that moment: one is
+        always under way (it began before the checkpoint ended) and appends, and the WAL
+        grows on. So once it passed ``_WAL_HARD_LIMIT``, the last few frames (often none)
+        are checkpointed on the writer thread, between two writes, and the next write
+        restarts the WAL."""
+        log_frames, done = await self._side_checkpoint()
+        if log_frames - done <= _FINISH_FRAMES and self._wal_bytes() > _WAL_HARD_LIMIT:
+            await self._on_writer(self._writer_checkpoint_sync)
+            return log_frames, log_frames
+        return log_frames, done
 
     async def _side_checkpoint(self) -> tuple[int, int]:
         """(frames in the WAL, frames checkpointed) after a passive checkpoint beside the writer."""
