@@ -508,9 +508,10 @@ class LogStore(Store):
     async def _compact_planned(self, revision: int) -> None:
         """Delete what ``revision`` supersedes, reading history in windows of ``plan_window``
         revisions from the compaction cursor on. Each window's plan is read without the write
-        lock; its rows are deleted in transactions of ``delete_budget`` seconds that start
-        only when no write waits and stop as soon as one does. The cursor advances with the
-        last transaction of each window, so an interrupted pass resumes where it stopped."""
+        lock; its rows are deleted in transactions of a few milliseconds, each started only
+        when no write is queued (a transaction that finds one queued by the time it would
+        start gives way: ``took`` 0). The cursor advances with the last transaction of each
+        window, so an interrupted pass resumes where it stopped."""
         lo = await self._call(self.driver.compaction_cursor())
         while lo <= revision and not self._closed:
             hi = min(lo + self.plan_window - 1, revision)
@@ -528,7 +529,7 @@ class LogStore(Store):
                     self.max_compaction_stall = max(self.max_compaction_stall, took)
                     self.compaction_txn_seconds.append(took)
                 done += n
-                if done >= len(plan) and (n or not rest):
+                if took and done >= len(plan):  # the window's last transaction ran
                     break
                 await self._call(self.driver.throttle())
             lo = hi + 1
