@@ -117,17 +117,21 @@ def stop_leftovers(pid_file: str, grace: float = STOP_GRACE) -> list[int]:
         entries = [(int(pid), int(start)) for pid, start in recorded]
     except (OSError, ValueError, TypeError):
         return []
-    left = [pid for pid, start in entries if pid != os.getpid() and _start_time(pid) == start]
+    left = {pid: start for pid, start in entries
+            if pid != os.getpid() and _start_time(pid) == start}
+
+    def running() -> list[int]:  # still the recorded process, not another that got its pid
+        return [pid for pid, start in left.items() if _start_time(pid) == start]
+
     for pid in left:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while any(_start_time(p) is not None for p in left) and time.monotonic() < deadline:
+    while running() and time.monotonic() < deadline:
         time.sleep(POLL)
-    for pid in left:
-        if _start_time(pid) is not None:
-            _signal(pid, signal.SIGKILL)
+    for pid in running():
+        _signal(pid, signal.SIGKILL)
     _unlink(path)
-    return left
+    return list(left)
 
 
 def _unlink(path: str) -> None:
