@@ -648,7 +648,7 @@ class SqliteDriver(Driver):
             conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
         took = time.perf_counter() - began
         if took < _VACUUM_BUDGET / 2:
-            self._vacuum_pages = min(self._vacuum_pages * 2, 4096)
+            self._vacuum_pages = min(self._vacuum_pages * 2, 1024)
         elif took > _VACUUM_BUDGET:
             self._vacuum_pages = max(self._vacuum_pages // 2, 8)
         return conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
