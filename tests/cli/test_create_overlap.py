@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.conftest import User, cleanup, eventually, make_user
+from tests.cli.conftest import User, alive, cleanup, eventually, make_user
 from tests.conftest import kubectl
 
 POD = "{apiVersion: v1, kind: Pod, metadata: {name: %s, namespace: default}, " \
@@ -102,6 +102,31 @@ def test_syncer_starts_once_the_host_is_named_and_after_a_restart(shared_host, t
         eventually(restarted)
         eventually(lambda: u.kubectl("apply", "-f", "-", input=POD % "second"))
         eventually(lambda: synced("first", "second"))
+    finally:
+        cleanup(u)
+
+
+def test_a_killed_supervisor_takes_its_control_plane_with_it(shared_host, tmp_path):
+    """``kill -9`` of a cluster's supervisor: the kernel sends serve SIGTERM and it goes (no
+    unsupervised serve left on the store); ``vkube list`` says Failed; ``resume`` brings the
+    cluster back with its objects."""
+    u = make_user(tmp_path / "u")
+    try:
+        u.vkube("create", "orphan", "--host-kubeconfig", str(shared_host))
+        u.kubectl("create", "configmap", "kept", "--from-literal=a=b")
+        supervisor, serve = u.describe("orphan")["process"]["pids"]
+        os.kill(supervisor, signal.SIGKILL)
+
+        def gone() -> None:
+            assert not alive(serve) and not alive(supervisor)
+            assert processes_under(u.home / "clusters" / "orphan") == []
+
+        eventually(gone, timeout=60)
+        assert u.list()["orphan"]["status"] == "Failed"
+        u.vkube("resume", "orphan")
+        assert u.list()["orphan"]["status"] == "Running"
+        out = u.kubectl("get", "configmap", "kept", "-o", "jsonpath={.data.a}").stdout
+        assert out == "b"
     finally:
         cleanup(u)
 

@@ -94,3 +94,49 @@ def test_a_bad_spec_is_refused(tmp_path: Path):
                           str(tmp_path / "pid"), "--children", str(tmp_path / "spec.json")],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "spec.json" in out.stderr
+
+
+def recorded(tmp_path: Path) -> list[int]:
+    """The pids the supervisor recorded as its children (none before it wrote any)."""
+    try:
+        return [pid for pid, _ in json.loads((tmp_path / "pid.children").read_text())]
+    except FileNotFoundError:
+        return []
+
+
+def test_children_die_with_a_killed_supervisor(tmp_path: Path):
+    """``kill -9`` of the supervisor: the kernel sends each child SIGTERM (PDEATHSIG)."""
+    sup = supervise(tmp_path, [{"name": "a", "cmd": sleeper("a"), "ready": str(tmp_path / "a")},
+                               {"name": "b", "cmd": sleeper("b"), "ready": str(tmp_path / "b")}])
+    a = wait(lambda: child(sup, "a"))
+    b = wait(lambda: child(sup, "b"))
+    wait(lambda: sorted(recorded(tmp_path)) == sorted([a, b]))
+    sup.kill()
+    sup.wait(30)
+    wait(lambda: not _alive(a) and not _alive(b))
+
+
+def test_a_new_supervisor_stops_what_an_earlier_one_left(tmp_path: Path):
+    """A child left running (one started without PDEATHSIG, as before it existed) is stopped
+    by the next supervisor of the same pid file; a recorded pid now naming another process
+    (its start time differs) is left alone."""
+    leftover = subprocess.Popen(sleeper("leftover"))
+    try:
+        start = int(Path(f"/proc/{leftover.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        (tmp_path / "pid.children").write_text(json.dumps([[leftover.pid, start],
+                                                           [os.getpid(), start - 1]]))
+        sup = supervise(tmp_path, [{"name": "a", "cmd": sleeper("a"),
+                                    "ready": str(tmp_path / "a")}])
+        try:
+            assert leftover.wait(60) == -signal.SIGTERM
+            a = wait(lambda: child(sup, "a"))
+            wait(lambda: recorded(tmp_path) == [a])
+        finally:
+            sup.send_signal(signal.SIGTERM)
+            assert sup.wait(30) == 0
+        log = (tmp_path / "log").read_text()
+        assert f"stopped 1 process(es) an earlier supervisor left running: {leftover.pid}" in log
+        assert not (tmp_path / "pid.children").exists()
+    finally:
+        leftover.kill()
+        leftover.wait()

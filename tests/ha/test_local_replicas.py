@@ -3,7 +3,8 @@ kubectl, on PostgreSQL and on etcd: three supervised ``vkube serve`` replicas be
 loopback front that kubectl's context names. ``kill -9`` of the leader: kubectl keeps
 answering, another replica leads, the killed one is restarted, the controllers work on the
 new leader. ``kill -9`` of the front: it comes back on the same port. ``list``/``describe``
-show replicas and leader; pause/resume keep three; delete stops them all."""
+show replicas and leader; pause/resume keep three; ``kill -9`` of the supervisor takes every
+replica and the front with it."""
 
 from __future__ import annotations
 
@@ -93,7 +94,13 @@ def test_local_replicas_survive_kill_9(user: User, shared_store: str, tmp_path: 
     names = user.kubectl("get", "configmaps", "-o", "name").stdout.split()
     assert {"configmap/before", "configmap/during-0", "configmap/during-2"} <= set(names)
 
+    # kill -9 the supervisor: its replicas and front go with it (none left serving the
+    # store unsupervised); list says so; delete still cleans up
     everything = user.describe("ha")["process"]["pids"]
+    assert len(everything) == 5  # supervisor, three replicas, front
+    os.kill(everything[0], signal.SIGKILL)
+    wait(lambda: not any(_alive(p) for p in everything), timeout=60,
+         what="the replicas and the front gone with their supervisor")
+    assert user.list()["ha"]["status"] == "Failed"
     user.vkube("delete", "ha", timeout=180)
-    assert not any(_alive(p) for p in everything)
     assert "ha" not in user.list()

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vkube.cli import syncercred
+from vkube.cli import supervise, syncercred
 from vkube.cli.output import CLIError
 from vkube.cli.state import ClusterState
 
@@ -275,7 +275,9 @@ def stop(st: ClusterState, timeout: float = STOP_TIMEOUT) -> bool:
         return sharedproc.stop(st, timeout)
     pid = running_pid(st)
     if pid is None:
-        return False
+        # a supervisor killed outright: its children got SIGTERM from the kernel; any that
+        # is still running (or predates that) is stopped from its record
+        return bool(supervise.stop_leftovers(str(st.pid_file), timeout))
     children = child_pids(pid)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

@@ -11,7 +11,15 @@ its own; SPEC is ``[{"name", "cmd", "ready", "essential", "env"}]``.
 It gives up (exit 1) after several quick failures in a row: a control plane that cannot start
 should show as Failed, not burn a core. With several children, a replica that keeps failing
 is left down while the others serve; the supervisor gives up when an essential child (the
-front) does, or when no other child is left."""
+front) does, or when no other child is left.
+
+Children die with it, even when it is killed with SIGKILL: on Linux each child asks the kernel
+for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``, set between fork and exec), so
+``serve`` shuts down cleanly instead of serving on, unsupervised, a store that the next
+supervisor's ``serve`` would open too. As a second line, the supervisor records its children
+(pid and start time) in ``PIDFILE.children``; a new supervisor, or ``vkube pause``/``delete``
+finding none alive, first stops any recorded child still running (SIGTERM, then SIGKILL after
+``STOP_GRACE``)."""
 
 from __future__ import annotations
 
@@ -21,12 +29,17 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
 QUICK = 10.0  # a child that lived less than this counts as a quick failure
 MAX_QUICK_FAILURES = 5
 STOP_GRACE = 20.0
 POLL = 0.05
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Child:
@@ -45,19 +58,94 @@ class Child:
         self.quick_failures = 0
         self.gave_up = False
 
-    def start(self) -> None:
+    def start(self, preexec: Callable[[], None] | None = None) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.env)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.env,
+                                     preexec_fn=preexec)
 
     def exited(self) -> int | None:
         """The exit code once the process is gone (reaped), else None."""
         return None if self.proc is None else self.proc.poll()
 
     def unready(self) -> None:
-        try:
-            os.unlink(self.ready)
-        except FileNotFoundError:
-            pass
+        _unlink(self.ready)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child get SIGTERM when this process dies (Linux), or None
+    where ``prctl`` is missing. libc is loaded here, before any fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec: no allocation-heavy work
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (with the pid, names it uniquely);
+    None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def record_file(pid_file: str) -> str:
+    return pid_file + ".children"
+
+
+def stop_leftovers(pid_file: str, grace: float = STOP_GRACE) -> list[int]:
+    """Stop the children an earlier supervisor of ``pid_file`` recorded that still run (it
+    died without stopping them): SIGTERM, SIGKILL after ``grace``. Returns their pids."""
+    path = record_file(pid_file)
+    try:
+        with open(path) as f:
+            recorded = json.load(f)
+        entries = [(int(pid), int(start)) for pid, start in recorded]
+    except (OSError, ValueError, TypeError):
+        return []
+    left = {pid: start for pid, start in entries
+            if pid != os.getpid() and _start_time(pid) == start}
+
+    def running() -> list[int]:  # still the recorded process, not another that got its pid
+        return [pid for pid, start in left.items() if _start_time(pid) == start]
+
+    for pid in left:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while running() and time.monotonic() < deadline:
+        time.sleep(POLL)
+    for pid in running():
+        _signal(pid, signal.SIGKILL)
+    _unlink(path)
+    return list(left)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 class Supervisor:
@@ -66,6 +154,19 @@ class Supervisor:
         self.pid_file = pid_file
         self.stopping = False
         self.single = len(children) == 1
+        self.preexec = _die_with_parent()
+
+    def _record(self) -> None:
+        """Write which children run now (pid, start time), for a successor to clean up."""
+        live = [[c.proc.pid, t] for c in self.children
+                if c.proc is not None and (t := _start_time(c.proc.pid)) is not None]
+        path = record_file(self.pid_file)
+        try:
+            with open(path + ".tmp", "w") as f:
+                f.write(json.dumps(live) + "\n")
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            _say(f"cannot record the children in {path}: {e}")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping = True
@@ -76,12 +177,17 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        left = stop_leftovers(self.pid_file)
+        if left:
+            _say(f"stopped {len(left)} process(es) an earlier supervisor left running: "
+                 + ", ".join(map(str, left)))
         with open(self.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
         try:
             return self._loop()
         finally:
             self._stop_all()
+            _unlink(record_file(self.pid_file))
             try:
                 with open(self.pid_file) as f:
                     if f.read().strip() == str(os.getpid()):
@@ -97,7 +203,8 @@ class Supervisor:
                     continue
                 if c.proc is None:
                     if now >= c.restart_at:
-                        c.start()
+                        c.start(self.preexec)
+                        self._record()
                         if self.stopping:  # SIGTERM came between the test and the start
                             c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
                     continue
@@ -106,6 +213,7 @@ class Supervisor:
                     continue
                 c.unready()  # a killed serve cannot remove it itself
                 c.proc = None
+                self._record()
                 if self.stopping:
                     return 0
                 if self._failed(c, rc, now) and self._hopeless(c):

@@ -44,8 +44,15 @@ class Dialect:
     insert: str  # (revision, key, created, deleted, create_revision, prev_revision, value)
     set_compacted: str  # :revision
     min_revision: str
-    #: :lo :hi :revision deletes rows in [lo, hi) superseded at :revision, and tombstones
-    compact_chunk: str
+    #: :lo :hi :revision -> (prev_revision, revision, deleted) of the rows in [lo, hi] that make
+    #: a row deletable at :revision (an older row they supersede, or themselves as a tombstone
+    #: older than :revision), in key order (see ``SqliteDriver.compaction_plan``)
+    compact_plan: str
+    #: :revisions (a JSON array) deletes those rows by primary key, in one statement
+    compact_delete: str
+    #: () -> the revision up to which history has been compacted row by row
+    compact_cursor: str
+    set_compact_cursor: str  # :revision
 
 
 def _range(upper: bool, *, count: bool) -> str:
@@ -86,6 +93,7 @@ SQLITE = Dialect(
         "CREATE INDEX IF NOT EXISTS kv_key_revision ON kv (key, revision)",
         "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
         "INSERT OR IGNORE INTO meta (name, value) VALUES ('compacted', 0)",
+        "INSERT OR IGNORE INTO meta (name, value) VALUES ('compact_cursor', 0)",
     ),
     latest="""SELECT key, value, create_revision, revision, deleted FROM kv
               WHERE key = ? ORDER BY revision DESC LIMIT 1""",
@@ -104,10 +112,18 @@ SQLITE = Dialect(
     set_compacted="""UPDATE meta SET value = :revision
                      WHERE name = 'compacted' AND value < :revision""",
     min_revision="SELECT coalesce(min(revision), 0) FROM kv",
-    compact_chunk="""DELETE FROM kv WHERE revision >= :lo AND revision < :hi
-                     AND revision < :revision AND (deleted = 1 OR EXISTS (
-                        SELECT 1 FROM kv AS n WHERE n.key = kv.key
-                          AND n.revision > kv.revision AND n.revision <= :revision))""",
+    # Every row but a key's latest is some later row's ``prev_revision``: the rows to delete at
+    # R are the prev_revisions of the rows <= R (plus tombstones < R), found by reading only the
+    # rows written since the last compaction, in revision order (a range of the primary key).
+    compact_plan="""SELECT prev_revision, revision, deleted FROM kv
+                    WHERE revision >= :lo AND revision <= :hi
+                      AND (prev_revision > 0 OR (deleted = 1 AND revision < :revision))
+                    ORDER BY key, revision""",
+    compact_delete="""DELETE FROM kv
+                      WHERE revision IN (SELECT value FROM json_each(:revisions))""",
+    compact_cursor="SELECT value FROM meta WHERE name = 'compact_cursor'",
+    set_compact_cursor="""UPDATE meta SET value = :revision
+                          WHERE name = 'compact_cursor' AND value < :revision""",
 )
 
 

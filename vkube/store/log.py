@@ -136,10 +136,40 @@ class Driver(abc.ABC):
     async def mark_compacted(self, revision: int) -> int:
         """Record the compacted revision; return the oldest revision still stored."""
 
-    @abc.abstractmethod
     async def compact_chunk(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
         """Delete rows in [lo, hi) superseded at ``revision`` (and tombstones) in one
-        transaction; return the count and the seconds the transaction held the write lock."""
+        transaction; return the count and the seconds the transaction held the write lock.
+        Drivers with ``planned_compaction`` need not implement it."""
+        raise NotImplementedError
+
+    #: Whether the driver compacts by plan (``compaction_cursor``, ``compaction_plan``,
+    #: ``compaction_delete``, ``vacuum_step``) rather than by ``compact_chunk``: history is
+    #: read off the write path and deleted a few rows at a time, only between writes.
+    planned_compaction = False
+
+    async def compaction_cursor(self) -> int:
+        """The revision up to which every row's superseded predecessor has been deleted."""
+        raise NotImplementedError
+
+    async def compaction_plan(self, lo: int, hi: int, revision: int) -> list[int]:
+        """Without the write lock: the revisions that the rows in [lo, hi] make deletable at
+        ``revision``, in the order that touches the fewest pages."""
+        raise NotImplementedError
+
+    async def compaction_delete(self, revisions: list[int], *, cursor: int | None,
+                                forced: bool,
+                                yield_to: Callable[[], bool]) -> tuple[int, float]:
+        """One short write transaction deleting a prefix of ``revisions`` (as many rows as
+        the driver finds fit a few milliseconds; a handful when ``forced``), or nothing
+        when ``yield_to()`` says a write waits by the time it would start (unless
+        ``forced``). When it deleted them all, it also records ``cursor`` (if given) as the
+        compaction cursor. Returns (rows done, seconds the transaction took)."""
+        raise NotImplementedError
+
+    async def vacuum_step(self) -> bool:
+        """Give a few free pages back to the file system in one short transaction; True
+        while more remain."""
+        return False
 
     async def maintain(self) -> None:
         """Housekeeping after a compaction pass (checkpoints, reclaiming space)."""
@@ -172,6 +202,10 @@ class LogStore(Store):
 
     #: Time budget of one compaction transaction; chunk sizes adapt to stay under it.
     compact_budget = 0.005
+    #: Planned compaction: revisions read per plan (bounds its memory), and how long it
+    #: waits for a pause in the writes before it slips a few rows in between them anyway.
+    plan_window = 100_000
+    write_patience = 0.25
 
     def __init__(self, driver: Driver, *, watch_buffer: int = 1000, max_batch: int = 256) -> None:
         self.driver = driver
@@ -431,7 +465,11 @@ class LogStore(Store):
             # Mark first: from now on reads below ``revision`` fail instead of seeing rows vanish.
             lo = await self._call(self.driver.mark_compacted(revision))
             self._compacted = max(self._compacted, revision)
-            await self._compact_rows(lo, revision)  # type: ignore[arg-type]
+            if self.driver.planned_compaction:
+                await self._compact_planned(revision)
+                await self._vacuum()
+            else:
+                await self._compact_rows(lo, revision)  # type: ignore[arg-type]
             await self._call(self.driver.maintain())
 
     async def _compact_rows(self, lo: int, revision: int) -> None:
@@ -447,4 +485,60 @@ class LogStore(Store):
                 self._chunk = max(self._chunk // 2, 50)
             lo = hi
             await asyncio.sleep(0)  # let queued writes in between chunks
+            await self._call(self.driver.throttle())
+
+    # -- planned compaction: writers first -----------------------------------------------------
+
+    def _writes_waiting(self) -> bool:
+        """A write is queued or committing (read from the writer thread too: one attribute)."""
+        drainer = self._drainer
+        return drainer is not None and not drainer.done()
+
+    async def _writes_idle(self) -> bool:
+        """Wait for a moment when no write is queued or committing: True then; False when
+        writes kept coming for ``write_patience`` seconds (compaction must progress too)."""
+        deadline = asyncio.get_running_loop().time() + self.write_patience
+        while (drainer := self._drainer) is not None and not drainer.done():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.wait({drainer}, timeout=left)
+        return True
+
+    async def _compact_planned(self, revision: int) -> None:
+        """Delete what ``revision`` supersedes, reading history in windows of ``plan_window``
+        revisions from the compaction cursor on. Each window's plan is read without the write
+        lock; its rows are deleted in transactions of a few milliseconds, each started only
+        when no write is queued (a transaction that finds one queued by the time it would
+        start gives way: ``took`` 0). The cursor advances with the last transaction of each
+        window, so an interrupted pass resumes where it stopped."""
+        lo = await self._call(self.driver.compaction_cursor())
+        while lo <= revision and not self._closed:
+            hi = min(lo + self.plan_window - 1, revision)
+            plan: list[int] = await self._call(  # type: ignore[assignment]
+                self.driver.compaction_plan(lo, hi, revision))
+            done = 0
+            while not self._closed:
+                idle = await self._writes_idle()
+                rest = plan[done:done + 10_000]
+                last = done + len(rest) >= len(plan)
+                n, took = await self._call(self.driver.compaction_delete(  # type: ignore[misc]
+                    rest, cursor=hi if last else None, forced=not idle,
+                    yield_to=self._writes_waiting))
+                if took:
+                    self.max_compaction_stall = max(self.max_compaction_stall, took)
+                    self.compaction_txn_seconds.append(took)
+                done += n
+                if took and done >= len(plan):  # the window's last transaction ran
+                    break
+                await self._call(self.driver.throttle())
+            lo = hi + 1
+            await self._call(self.driver.throttle())
+
+    async def _vacuum(self) -> None:
+        """Give free pages back in short steps, each between two writes."""
+        while not self._closed:
+            await self._writes_idle()
+            if not await self._call(self.driver.vacuum_step()):
+                return
             await self._call(self.driver.throttle())

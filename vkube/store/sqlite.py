@@ -8,10 +8,19 @@ or the machine.
 Reads run on a small pool of reader threads with their own connections, so they never wait
 behind a write; a read at a given revision runs in one read transaction (a WAL snapshot).
 
-The database maintains itself: compaction runs in small time-boxed transactions (see ``log``),
-each pass ends with a passive WAL checkpoint (the WAL file is truncated back to
-``journal_size_limit`` when it resets) and an incremental vacuum in bounded steps, so the file
-shrinks after compaction without a blocking ``VACUUM``.
+The database maintains itself, and writers come first (see ``LogStore._compact_planned``):
+- compaction reads what to delete on its own thread and connection, without the write lock:
+  every row names the row it supersedes (``prev_revision``), so only the rows written since
+  the last pass are read (the cursor in ``meta``), in windows sorted by key, so that one delete
+  transaction touches a few keys' index pages instead of one page per row;
+- it deletes them in transactions of ~``_DELETE_BUDGET`` (one statement each, so the writer
+  thread never waits for the GIL inside one), started only when no write is queued; they
+  commit without fsync and compaction syncs their WAL frames itself, beside the writer;
+- incremental vacuum gives pages back in steps of the same size, between writes too;
+- checkpoints run beside the writer; since SQLite restarts the WAL only in a write that starts
+  fully checkpointed, the last few frames are checkpointed between two writes once the WAL
+  passed ``_WAL_HARD_LIMIT`` (``_bound_wal``), which keeps it bounded under steady writes.
+Each commit records how long it waited behind such upkeep (``commit_stalls``).
 
 Watches are served in-process. Another process writing the same file (``vkube snapshot
 restore`` is refused while serve runs, but a second tool or store may write) is seen too: SQLite
@@ -31,6 +40,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -53,13 +63,27 @@ __all__ = ["BackendError", "SqliteDriver", "SqliteStore", "StoreClosed", "prefix
 
 T = TypeVar("T")
 
-#: Pages freed per incremental-vacuum transaction (1 MiB with 4 KiB pages).
-_VACUUM_STEP = 256
+#: Pages freed by the first incremental-vacuum step; later steps adapt to ``_VACUUM_BUDGET``.
+_VACUUM_STEP = 64
+_VACUUM_BUDGET = 0.002
+#: Compaction deletes as many rows per transaction as take this long (at first _DELETE_ROWS);
+#: when writes leave no pause, it slips _FORCED_ROWS in between two of them.
+_DELETE_BUDGET = 0.0015
+_DELETE_ROWS = 128
+_FORCED_ROWS = 16
+#: Compaction syncs its WAL frames itself every this many deleted rows.
+_SYNC_ROWS = 1000
+#: Memory for sorting one compaction plan (KiB; SQLite allocates it only when used).
+_PLAN_CACHE_KIB = 16 * 1024
 #: A passive checkpoint runs when the WAL grows past this many bytes (checked this often).
 _CHECKPOINT_BYTES = 8 * 1024 * 1024
 _CHECKPOINT_INTERVAL = 0.5
-#: Past this, one checkpoint runs between two writes even though it makes them wait.
-_WAL_HARD_LIMIT = 128 * 1024 * 1024
+#: Past this, the checkpoint beside the writer is finished between two writes once it has
+#: only ``_FINISH_FRAMES`` left (a short job; the next write then restarts the WAL); past
+#: ``_WAL_LAST_RESORT``, whatever is left.
+_WAL_HARD_LIMIT = 32 * 1024 * 1024
+_FINISH_FRAMES = 512
+_WAL_LAST_RESORT = 128 * 1024 * 1024
 #: The longest compaction waits for checkpoints to catch up before its next transaction.
 _THROTTLE_SECONDS = 2.0
 #: The WAL is truncated back to this size whenever a checkpoint resets it.
@@ -90,10 +114,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
             pass
 
 
+#: Writer-thread jobs that are upkeep, not writes (their time is a write's stall).
+_BACKGROUND = frozenset({"compaction_delete", "vacuum_step", "writer_checkpoint"})
+
+
 class SqliteDriver(Driver):
     """Rows of the history table in one SQLite file (see ``_sql.SQLITE``)."""
 
     name = "sqlite"
+    planned_compaction = True
     errors = (sqlite3.Error, UnicodeError, OSError)
 
     def __init__(self, path: str, *, readers: int = 2, durable: bool = True) -> None:
@@ -105,6 +134,13 @@ class SqliteDriver(Driver):
         self._readers: ThreadPoolExecutor | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
         self._cconn: sqlite3.Connection | None = None
+        #: compaction's own thread and connection: plans are read, and the WAL synced after
+        #: each compaction transaction, without holding up writes or checkpoints
+        self._compactor: ThreadPoolExecutor | None = None
+        self._pconn: sqlite3.Connection | None = None
+        self._vacuum_pages = _VACUUM_STEP
+        self._delete_rows = _DELETE_ROWS
+        self._unsynced_rows = 0
         self._checkpoints: asyncio.Task[None] | None = None
         self._remote: asyncio.Task[None] | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -113,9 +149,16 @@ class SqliteDriver(Driver):
         self._iconn: sqlite3.Connection | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
-        #: The longest time each kind of writer-thread job (commit, compact_chunk,
+        #: The longest time each kind of writer-thread job (commit, compaction_delete,
         #: vacuum_step, writer_checkpoint...) kept writes waiting, in seconds.
         self.writer_max_seconds: dict[str, float] = {}
+        #: Per commit: seconds it waited on the writer thread behind background jobs
+        #: (compaction, vacuum, checkpoints), i.e. the stall upkeep caused; and seconds the
+        #: commit itself ran (fsync included). The latest ones, for benchmarks and tests.
+        self.commit_stalls: deque[float] = deque(maxlen=200_000)
+        self.commit_seconds: deque[float] = deque(maxlen=200_000)
+        self._bg_done = 0.0
+        self._bg_since: float | None = None
 
     def __str__(self) -> str:
         return self.path
@@ -125,6 +168,7 @@ class SqliteDriver(Driver):
         self._readers = ThreadPoolExecutor(self._readers_count,
                                            thread_name_prefix="vkube-store-reader")
         self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="vkube-store-checkpoint")
+        self._compactor = ThreadPoolExecutor(1, thread_name_prefix="vkube-store-compactor")
         revisions = await self._on_writer(self._open_writer)
         # timeout 0: a busy file raises at once instead of blocking the event loop
         self._iconn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
@@ -138,14 +182,15 @@ class SqliteDriver(Driver):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for pool in (self._writer, self._readers, self._checkpointer):
+        for pool in (self._writer, self._readers, self._checkpointer, self._compactor):
             if pool is not None:
                 await asyncio.to_thread(pool.shutdown, True)
-        self._writer = self._readers = self._checkpointer = None
-        for conn in [self._wconn, self._cconn, self._iconn, *self._rconns]:
+        self._writer = self._readers = self._checkpointer = self._compactor = None
+        for conn in [self._wconn, self._cconn, self._pconn, self._iconn, *self._rconns]:
             if conn is not None:
                 conn.close()
-        self._wconn, self._cconn, self._iconn, self._rconns = None, None, None, []
+        self._wconn, self._cconn, self._pconn, self._iconn = None, None, None, None
+        self._rconns = []
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -215,14 +260,35 @@ class SqliteDriver(Driver):
 
     def _timed(self, fn: Any, *args: Any) -> Any:
         """Writer thread: run ``fn`` and keep the longest time each kind of job held it."""
+        name = fn.__name__.strip("_").removesuffix("_sync")
+        background = name in _BACKGROUND
         began = time.perf_counter()
+        if background:
+            self._bg_since = began
         try:
             return fn(*args)
         finally:
-            name = fn.__name__.strip("_").removesuffix("_sync")
             took = time.perf_counter() - began
+            if background:  # in this order: a commit enqueued meanwhile over-counts, never under
+                self._bg_since = None
+                self._bg_done += took
             if took > self.writer_max_seconds.get(name, 0.0):
                 self.writer_max_seconds[name] = took
+
+    def _commit_job(self, enqueued: float, bg_done: float, bg_since: float | None,
+                    batch: list[Write]) -> None:
+        """Writer thread: commit, and account how long the batch waited behind background
+        jobs: those that ran between its enqueueing and now, less what the one running when
+        it was enqueued had already done by then."""
+        began = time.perf_counter()
+        stall = self._bg_done - bg_done
+        if bg_since is not None:
+            stall -= enqueued - bg_since
+        self.commit_stalls.append(max(0.0, stall))
+        try:
+            self._commit_sync(batch)
+        finally:
+            self.commit_seconds.append(time.perf_counter() - began)
 
     async def _on_reader(self, fn: Any, *args: Any) -> Any:
         if self._readers is None:
@@ -330,7 +396,8 @@ class SqliteDriver(Driver):
     # -- writes ------------------------------------------------------------------------------
 
     async def commit(self, batch: list[Write]) -> None:
-        await self._on_writer(self._commit_sync, batch)
+        await self._on_writer(self._commit_job, time.perf_counter(), self._bg_done,
+                              self._bg_since, batch)
 
     def _commit_sync(self, batch: list[Write]) -> None:
         conn = self._wconn
@@ -387,34 +454,108 @@ class SqliteDriver(Driver):
             raise
         return lo
 
-    async def compact_chunk(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
-        return await self._on_writer(self._compact_chunk_sync, lo, hi, revision)
+    async def compaction_cursor(self) -> int:
+        return await self._on_reader(
+            lambda: self._reader_conn().execute(self._dialect.compact_cursor).fetchone()[0])
 
-    def _compact_chunk_sync(self, lo: int, hi: int, revision: int) -> tuple[int, float]:
+    async def compaction_plan(self, lo: int, hi: int, revision: int) -> list[int]:
+        if self._compactor is None:
+            raise StoreClosed("store is not running")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._compactor, self._plan_sync, lo, hi, revision)
+
+    def _plan_sync(self, lo: int, hi: int, revision: int) -> list[int]:
+        """Compactor thread, one read transaction: every row in [lo, hi] names the older row
+        it supersedes (``prev_revision``), and a tombstone older than ``revision`` goes too.
+        Sorted by key, so one delete transaction touches a few keys' index pages (and the
+        table pages of one window) instead of one index page per row."""
+        if self._pconn is None:
+            self._pconn = self._connect()
+            self._pconn.execute("PRAGMA query_only = ON")
+            self._pconn.execute(f"PRAGMA cache_size = -{_PLAN_CACHE_KIB}")
+        conn = self._pconn
+        plan: list[int] = []
+        conn.execute("BEGIN")
+        try:
+            cur = conn.execute(self._dialect.compact_plan,
+                               {"lo": lo, "hi": hi, "revision": revision})
+            while rows := cur.fetchmany(4096):
+                for prev, rev, deleted in rows:
+                    if prev:
+                        plan.append(prev)
+                    if deleted and rev < revision:
+                        plan.append(rev)
+        finally:
+            conn.execute("COMMIT")
+        return plan
+
+    async def compaction_delete(self, revisions: list[int], *, cursor: int | None,
+                                forced: bool,
+                                yield_to: Callable[[], bool]) -> tuple[int, float]:
+        done, took = await self._on_writer(self._compaction_delete_sync, revisions, cursor,
+                                           forced, yield_to)
+        self._unsynced_rows += done
+        if self._unsynced_rows >= _SYNC_ROWS:
+            # The transactions committed without fsync (nothing in them needs to survive a
+            # crash: a lost deletion is redone). Sync their WAL frames now, beside the writer,
+            # so that the next write's own fsync is not the one that pays for them all.
+            self._unsynced_rows = 0
+            assert self._compactor is not None
+            await asyncio.get_running_loop().run_in_executor(self._compactor, self._sync_wal)
+        return done, took
+
+    def _compaction_delete_sync(self, revisions: list[int], cursor: int | None, forced: bool,
+                                yield_to: Callable[[], bool]) -> tuple[int, float]:
+        """Writer thread: one statement deletes the whole batch, so the transaction never
+        waits for the GIL in between rows. Its size adapts to ``_DELETE_BUDGET``."""
+        if not forced and yield_to():
+            return 0, 0.0  # a write was queued behind this job: it goes first
         conn = self._wconn
         assert conn is not None
+        batch = revisions[:_FORCED_ROWS if forced else self._delete_rows]
         began = time.perf_counter()
-        # Deleting history needs no fsync of its own: a lost chunk is deleted again next time,
-        # and the next write's FULL commit syncs the WAL up to and including this one.
         conn.execute("PRAGMA synchronous = NORMAL")
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cursor = conn.execute(self._dialect.compact_chunk,
-                                      {"lo": lo, "hi": hi, "revision": revision})
+                if batch:
+                    conn.execute(self._dialect.compact_delete,
+                                 {"revisions": f"[{','.join(map(str, batch))}]"})
+                if cursor is not None and len(batch) == len(revisions):
+                    conn.execute(self._dialect.set_compact_cursor, {"revision": cursor})
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
         finally:
             conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
-        return cursor.rowcount, time.perf_counter() - began
+        took = time.perf_counter() - began
+        if not forced and len(batch) == self._delete_rows:
+            if took < _DELETE_BUDGET / 2:
+                self._delete_rows = min(self._delete_rows * 5 // 4 + 1, 5000)
+            elif took > _DELETE_BUDGET:
+                self._delete_rows = max(self._delete_rows // 2, _FORCED_ROWS)
+        return len(batch), took
+
+    def _sync_wal(self) -> None:
+        if not self._durable:
+            return
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    async def vacuum_step(self) -> bool:
+        more: bool = await self._on_writer(self._vacuum_step_sync)
+        assert self._compactor is not None
+        await asyncio.get_running_loop().run_in_executor(self._compactor, self._sync_wal)
+        return more
 
     async def maintain(self) -> None:
-        """Give free pages back to the file system in small steps (each its own writer-thread
-        job, so writes interleave), letting checkpoints keep up in between."""
-        while await self._on_writer(self._vacuum_step_sync):
-            await self.throttle()
         await self._side_checkpoint()
 
     async def throttle(self) -> None:
@@ -426,8 +567,8 @@ class SqliteDriver(Driver):
             return
         deadline = time.monotonic() + _THROTTLE_SECONDS
         while time.monotonic() < deadline:
-            log_frames, done = await self._side_checkpoint()
-            if log_frames - done < 64:
+            log_frames, done = await self._bound_wal()
+            if done >= log_frames:  # all of it: the next write starts the WAL over
                 return
             await asyncio.sleep(0.005)
 
@@ -439,19 +580,34 @@ class SqliteDriver(Driver):
 
     async def _checkpoint_loop(self) -> None:
         """Keep the WAL bounded under steady writes: a passive checkpoint beside the writer
-        whenever the WAL grew past ``_CHECKPOINT_BYTES``; it restarts at the next write once a
-        checkpoint caught up. Only if it still reaches ``_WAL_HARD_LIMIT`` (writes so dense
-        that no checkpoint ever catches up) does one short checkpoint run between two writes."""
+        whenever the WAL grew past ``_CHECKPOINT_BYTES`` (see ``_bound_wal``). Only if it
+        still reaches ``_WAL_LAST_RESORT`` (writes so dense that no checkpoint beside them
+        gets close) does a whole checkpoint run between two writes."""
         while True:
             await asyncio.sleep(_CHECKPOINT_INTERVAL)
             try:
                 size = self._wal_bytes()
                 if size > _CHECKPOINT_BYTES:
-                    await self._side_checkpoint()
-                if size > _WAL_HARD_LIMIT:
+                    await self._bound_wal()
+                if size > _WAL_LAST_RESORT:
                     await self._on_writer(self._writer_checkpoint_sync)
             except (OSError, sqlite3.Error) as exc:
                 log.warning("sqlite %s: checkpoint failed: %s", self.path, exc)
+
+    async def _bound_wal(self) -> tuple[int, int]:
+        """A passive checkpoint beside the writer; (frames in the WAL, frames checkpointed).
+
+        SQLite restarts the WAL from its beginning only in a write that starts when every
+        frame has been checkpointed. Under steady writes, no write sees that moment: one is
+        always under way (it began before the checkpoint ended) and appends, and the WAL
+        grows on. So once it passed ``_WAL_HARD_LIMIT``, the last few frames (often none)
+        are checkpointed on the writer thread, between two writes, and the next write
+        restarts the WAL."""
+        log_frames, done = await self._side_checkpoint()
+        if log_frames - done <= _FINISH_FRAMES and self._wal_bytes() > _WAL_HARD_LIMIT:
+            await self._on_writer(self._writer_checkpoint_sync)
+            return log_frames, log_frames
+        return log_frames, done
 
     async def _side_checkpoint(self) -> tuple[int, int]:
         """(frames in the WAL, frames checkpointed) after a passive checkpoint beside the writer."""
@@ -477,16 +633,24 @@ class SqliteDriver(Driver):
         return log_frames, done
 
     def _vacuum_step_sync(self) -> bool:
-        """Free up to ``_VACUUM_STEP`` pages; True while free pages remain."""
+        """Free a few pages (as many as fit ``_VACUUM_BUDGET``); True while free pages remain."""
         conn = self._wconn
         assert conn is not None
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return False  # a file created before incremental vacuum: nothing to do cheaply
+        began = time.perf_counter()
         conn.execute("PRAGMA synchronous = NORMAL")  # as for compaction: nothing to lose
         try:
-            conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
+            # executescript steps the pragma to its end: execute() steps it once, which
+            # frees one page whatever the argument
+            conn.executescript(f"PRAGMA incremental_vacuum({self._vacuum_pages});")
         finally:
             conn.execute(f"PRAGMA synchronous = {'FULL' if self._durable else 'OFF'}")
+        took = time.perf_counter() - began
+        if took < _VACUUM_BUDGET / 2:
+            self._vacuum_pages = min(self._vacuum_pages * 2, 1024)
+        elif took > _VACUUM_BUDGET:
+            self._vacuum_pages = max(self._vacuum_pages // 2, 8)
         return conn.execute("PRAGMA freelist_count").fetchone()[0] > 0
 
     def file_sizes(self) -> dict[str, int]:
