@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import User, cleanup, eventually, make_user
+from tests.conftest import kubectl
+from tests.security.test_tokens import unauthorized
 
 DEPLOY = json.dumps({
     "apiVersion": "apps/v1", "kind": "Deployment",
@@ -196,3 +198,111 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def test_pods_reach_their_own_api_in_cluster(host_user: User, tmp_path: Path) -> None:
+    """A synced pod of a shared cluster reaches its own API the way in-cluster clients do: the
+    URL from ``KUBERNETES_SERVICE_HOST``/``PORT`` alone (no path, no server name), the pod's
+    ``ca.crt`` and its service-account token. The port belongs to that cluster: another
+    cluster's token is refused there, and this cluster's token is refused by the other."""
+    import base64
+
+    import kubernetes
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    u = host_user
+    u.vkube("create", "--shared", "inpod", "--connect=false")
+    u.vkube("create", "--shared", "outer", "--connect=false")
+    u.vkube("connect", "inpod")
+    u.vkube("connect", "outer")
+    try:
+        ctx(u, "inpod", "create", "namespace", "team")
+        ctx(u, "inpod", "create", "rolebinding", "reader", "-n", "team", "--clusterrole=view",
+            "--serviceaccount=team:default")
+        eventually(lambda: ctx(u, "inpod", "get", "sa", "default", "-n", "team"), timeout=60)
+        ctx(u, "inpod", "run", "op", "-n", "team", "--image=nginx", "--restart=Never")
+
+        def synced() -> dict:
+            return json.loads(u.kubectl("--context", "vkube-host", "get", "pod", "op-x-team-x-inpod",
+                                        "-n", "vkube-inpod", "-o", "json").stdout)
+        hpod = eventually(synced, timeout=120)
+        env = {e["name"]: e.get("value") for e in hpod["spec"]["containers"][0].get("env") or []}
+        host, port = env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
+        # the port is the cluster's own, not the shared listener's (which needs a path)
+        shared_url = u.describe("inpod")["apiServer"]
+        assert host == "127.0.0.1" and f":{port}/" not in shared_url
+        svc_ep = json.loads(ctx(u, "inpod", "get", "endpoints", "kubernetes", "-o", "json").stdout)
+        assert svc_ep["subsets"][0]["ports"][0]["port"] == int(port)
+        mount = next(m for m in hpod["spec"]["containers"][0]["volumeMounts"]
+                     if m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+        vol = next(v for v in hpod["spec"]["volumes"] if v["name"] == mount["name"])
+        secret = json.loads(u.kubectl("--context", "vkube-host", "get", "secret",
+                                      vol["secret"]["secretName"], "-n", "vkube-inpod",
+                                      "-o", "json").stdout)
+        sa_dir = tmp_path / "serviceaccount"
+        sa_dir.mkdir()
+        for key in ("token", "ca.crt", "namespace"):
+            (sa_dir / key).write_bytes(base64.b64decode(secret["data"][key]))
+
+        # the official client's own in-cluster loader, with the pod's env and files
+        cfg = kubernetes.client.Configuration()
+        InClusterConfigLoader(token_filename=str(sa_dir / "token"),
+                              cert_filename=str(sa_dir / "ca.crt"),
+                              environ={"KUBERNETES_SERVICE_HOST": host,
+                                       "KUBERNETES_SERVICE_PORT": port}).load_and_set(cfg)
+        with kubernetes.client.ApiClient(cfg) as api:
+            pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod("team")
+        assert [p.metadata.name for p in pods.items] == ["op"]
+
+        # kubectl as rest.InClusterConfig sets it up: server from the env, CA file, token file
+        def incluster_kubeconfig(token_file: Path, server: str, tag: str) -> Path:
+            path = tmp_path / f"incluster-{tag}.yaml"
+            path.write_text(json.dumps({
+                "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+                "clusters": [{"name": "c", "cluster": {
+                    "server": server, "certificate-authority": str(sa_dir / "ca.crt")}}],
+                "users": [{"name": "sa", "user": {"tokenFile": str(token_file)}}],
+                "contexts": [{"name": "pod", "context": {"cluster": "c", "user": "sa",
+                                                        "namespace": "team"}}]}))
+            return path
+        in_pod = incluster_kubeconfig(sa_dir / "token", f"https://{host}:{port}", "own")
+        out = kubectl(in_pod, "get", "pods", "-o", "name").stdout
+        assert out.split() == ["pod/op"]
+        who = json.loads(kubectl(in_pod, "auth", "whoami", "-o", "json").stdout)
+        assert who["status"]["userInfo"]["username"] == "system:serviceaccount:team:default"
+
+        # a token of another shared cluster is not accepted on this cluster's port ...
+        other_token = tmp_path / "other-token"
+        other_token.write_text(ctx(u, "outer", "create", "token", "default", "-n", "default").stdout.strip())
+        foreign = incluster_kubeconfig(other_token, f"https://{host}:{port}", "foreign")
+        r = kubectl(foreign, "get", "pods", check=False)
+        assert unauthorized(r), r.stderr
+        # ... nor this cluster's token at the other cluster's URL (with its server name)
+        outer = json.loads(ctx(u, "outer", "config", "view", "--raw", "--minify", "-o",
+                               "json").stdout)["clusters"][0]["cluster"]
+        assert outer["tls-server-name"]  # the shared URL, as the cluster's own kubeconfig has it
+        at_outer = tmp_path / "at-outer.yaml"
+        at_outer.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "x",
+            "clusters": [{"name": "c", "cluster": outer}],
+            "users": [{"name": "sa", "user": {"tokenFile": str(sa_dir / "token")}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "sa"}}]}))
+        r = kubectl(at_outer, "get", "pods", check=False)
+        assert unauthorized(r), r.stderr
+
+        # asleep, the port still answers: the pod's request wakes its cluster
+        u.vkube("sleep", "inpod")
+        assert u.list()["inpod"]["status"] == "Sleeping"
+        out = kubectl(in_pod, "get", "pods", "-o", "name", timeout=120).stdout
+        assert out.split() == ["pod/op"]
+        assert u.list()["inpod"]["status"] == "Running"
+
+        # each shared cluster's own log: its lines, none of the other's
+        own = u.vkube("logs", "inpod").stdout
+        assert "virtual cluster inpod ready" in own and "inpod asleep" in own, own
+        assert "outer" not in own
+        other = u.vkube("logs", "outer").stdout
+        assert "virtual cluster outer ready" in other and "inpod" not in other, other
+    finally:
+        u.vkube("delete", "inpod")
+        u.vkube("delete", "outer")

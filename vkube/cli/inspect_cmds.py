@@ -263,9 +263,7 @@ async def logs(args: argparse.Namespace) -> int:
 
 
 def _log_file(st: ClusterState) -> Any:
-    """A shared cluster logs into the shared server's log (every line names its cluster)."""
-    if st.shared:
-        from vkube.cli import sharedproc
-
-        return sharedproc.log_file()
+    """A cluster's own log: its process's for a dedicated cluster; for a shared one, the
+    lines the shared server attributes to it (vkube.cluster.clusterlog), never another
+    tenant's (the shared server's own log, with every cluster's lines, is the operator's)."""
     return st.log_file

@@ -176,6 +176,7 @@ def _write_member(st: ClusterState, desired: str, **extra: str) -> None:
            "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                     "namespace": st.namespace, "kind": st.host_kind},
            "valuesFile": str(st.values_file) if st.values_file.exists() else None,
+           "logFile": str(st.log_file),  # the cluster's own lines (``vkube logs NAME``)
            "generation": int(old.get("generation") or 0) + 1,  # type: ignore[call-overload]
            "desired": desired, **extra}
     members_dir().mkdir(parents=True, exist_ok=True)

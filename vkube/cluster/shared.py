@@ -44,8 +44,10 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
+from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.cluster.fairness import FairnessConfig, FairQueue
+from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
 from vkube.store import open_store
 from vkube.store.base import KeyNotFound, Store
@@ -95,6 +97,8 @@ class Member:
     #: request handlers in flight (watches above all): ended when the cluster stops, as
     #: closing its own listener would end them in dedicated mode
     requests: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    #: where this cluster's own log lines go (``vkube logs NAME``; default DATA_DIR/vkube.log)
+    log_file: Path | None = None
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -137,6 +141,10 @@ class SharedServer:
         self._sni_names: dict[int, str] = {}
         self._dirty = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
+        #: each cluster's in-cluster API port (what its pods' KUBERNETES_SERVICE_PORT names)
+        self.pod_api = PodAPIListeners(address)
+        #: each cluster's records also go to its own log file (vkube.cluster.clusterlog)
+        self.logs = ClusterLogs()
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -164,6 +172,7 @@ class SharedServer:
         self.store = open_store(url)
         await self.store.start()
         self.store.start_auto_compaction(300.0)
+        self.logs.attach()
         app = web.Application(client_max_size=api_http.MAX_BODY * 4)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_echo_audit_id)
@@ -218,12 +227,14 @@ class SharedServer:
             if isinstance(result, BaseException):
                 log.error("shared: a cluster did not stop cleanly", exc_info=result)
         self.members.clear()
+        await self.pod_api.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self.store is not None:
             await self.store.close()
             self.store = None
+        self.logs.detach()
 
     # -- membership --------------------------------------------------------------------------
 
@@ -276,7 +287,7 @@ class SharedServer:
                     asleep = desired == SLEEPING or (config.data_dir is not None and (
                         config.data_dir / "sleeping").exists())
                     await self._add_safely(config, generation=generation, desired=desired,
-                                           asleep=asleep)
+                                           asleep=asleep, log_file=doc.get("logFile"))
                 elif generation != member.generation:
                     member.generation = generation
                     member.desired = desired
@@ -286,21 +297,26 @@ class SharedServer:
                         await self.wake(name)
 
     async def _add_safely(self, config: ClusterConfig, *, generation: int, desired: str,
-                          asleep: bool) -> None:
+                          asleep: bool, log_file: str | None = None) -> None:
         try:
-            member = await self.add(config, asleep=asleep)
+            member = await self.add(config, asleep=asleep,
+                                    log_file=Path(log_file) if log_file else None)
             member.generation, member.desired = generation, desired
         except Exception as exc:  # one cluster that cannot start must not stop the others
             log.exception("shared: cluster %s failed to start", config.name)
             if config.data_dir is not None:
                 _write(config.data_dir / "error", f"{type(exc).__name__}: {exc}")
 
-    async def add(self, config: ClusterConfig, *, asleep: bool = False) -> Member:
+    async def add(self, config: ClusterConfig, *, asleep: bool = False,
+                  log_file: Path | None = None) -> Member:
         """Serve one more cluster (returns once its API answers, or at once when ``asleep``)."""
         if config.name in self.members:
             raise ValueError(f"cluster {config.name!r} is already served here")
         assert self.store is not None, "start() first"
         member = Member(config.name, config)
+        member.log_file = log_file or (config.data_dir / "vkube.log" if config.data_dir else None)
+        if member.log_file is not None:
+            self.logs.route(config.name, member.log_file)
         self.members[config.name] = member
         if config.data_dir is not None:
             (config.data_dir / "error").unlink(missing_ok=True)
@@ -320,6 +336,8 @@ class SharedServer:
         member = self.members.pop(name, None)
         if member is not None:
             await self._stop_member(member, unready=True)
+            await self.pod_api.close(name)
+            self.logs.unroute(name)
             if member.ssl is not None:
                 self._sni_names.pop(id(member.ssl), None)
 
@@ -369,11 +387,15 @@ class SharedServer:
         # a fresh view each start: stopping closes the old one to writes
         member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
                                      on_write=lambda key, m=member: _on_write(m, key))
+        # pods reach their API at a port of their own (no path, no SNI: vkube.cluster.podapi)
+        pod_api_port = self.pod_api.bind(member.name, member.config.data_dir) \
+            if member.config.virtual else None
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
                             public_url=self.url_of(member.name),
-                            tls_server_name=sni_name(member.name))
+                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port)
         try:
-            await vc.start()
+            with attributed(member.name):  # every task of the cluster logs as its own
+                await vc.start()
         except BaseException:
             await vc.stop()
             raise
@@ -388,6 +410,8 @@ class SharedServer:
             # slept keep working after it wakes (same CA and certificate files)
             member.ssl = serving.context
             self._sni_names[id(member.ssl)] = member.name
+        if pod_api_port is not None and member.ssl is not None and self._runner is not None:
+            await self.pod_api.serve(self._runner, member.name, member.ssl)
         data = member.config.data_dir
         if data is not None:
             _with_server_name(data / "kubeconfig", sni_name(member.name))
@@ -456,7 +480,9 @@ class SharedServer:
                 log.warning("shared: %s asleep, but its host objects stay: %s", name, exc)
                 n = -1
             self._mark_sleeping(member)
-            log.info("shared: %s asleep (%d host objects removed)", name, n)
+            with attributed(name):
+                log.info("shared: %s asleep (%d host objects removed)", name, n)
+            self.logs.close_file(name)
             return True
 
     async def wake(self, name: str) -> float:
@@ -490,6 +516,13 @@ class SharedServer:
     # -- requests ----------------------------------------------------------------------------
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        pod_cluster = self.pod_api.cluster_of(request)
+        if pod_cluster is not None:  # a cluster's in-cluster port: that cluster, whatever path
+            member = self.members.get(pod_cluster)
+            if member is None:
+                return api_http.status_response(errors.no_such_path())
+            with attributed(member.name):  # its records (and a wake it starts) are its own
+                return await self._serve(member, request, request.raw_path)
         raw = request.raw_path
         path = request.path
         if path in ("/healthz", "/livez", "/readyz"):
@@ -504,7 +537,13 @@ class SharedServer:
         if not self._sni_allows(request, name):
             return api_http.status_response(errors.no_such_path())
         tail = raw[len(prefix):]
-        tail = tail if tail.startswith("/") else "/" + tail
+        with attributed(name):
+            return await self._serve(member, request, tail if tail.startswith("/") else "/" + tail)
+
+    async def _serve(self, member: Member, request: web.Request, tail: str) -> web.StreamResponse:
+        """One request to ``member``'s API server (``tail``: its path and query there): wake
+        it if asleep; its APF, then this process's fairness seat, admit it."""
+        name = member.name
         component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
         if not component:
             member.touch()

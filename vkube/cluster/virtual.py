@@ -44,11 +44,14 @@ class VirtualCluster:
     Also an async context manager (start on enter, stop on exit)."""
 
     def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
-                 public_url: str | None = None, tls_server_name: str | None = None) -> None:
+                 public_url: str | None = None, tls_server_name: str | None = None,
+                 pod_api_port: int | None = None) -> None:
         """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
         lives under its own prefix of the process's one store and is served by the shared
-        listener at ``public_url`` instead of a port of its own."""
+        listener at ``public_url`` instead of a port of its own; ``pod_api_port``: the port its
+        pods reach it at (``default/kubernetes``; vkube.cluster.podapi)."""
         self.config = config
+        self.pod_api_port = pod_api_port
         #: shared mode: the TLS server name the shared listener picks this cluster by
         self.tls_server_name = tls_server_name
         self.control_plane = ControlPlane(
@@ -252,7 +255,7 @@ class VirtualCluster:
                 tmp.write_text(dns.address + "\n")
                 tmp.replace(self.config.data_dir / "dns")
             services = InClusterServices(self._client("vkube-apiserver", APISERVER), [
-                api_backend(self.service_ip, self.port), dns_backend(self.service_ip, dns.port)])
+                api_backend(self.service_ip, self.pod_api_port or self.port), dns_backend(self.service_ip, dns.port)])
             tg.create_task(services.run(), name=f"{self.name}: in-cluster services")
             await services.synced.wait()
             ready.set()
@@ -384,7 +387,7 @@ class VirtualCluster:
                              host_namespace=self.host_namespace, values=self.values,
                              kubelet_port=self.config.kubelet_port,
                              kube_service_host=self.service_ip if loopback else "",
-                             kube_service_port=self.port if loopback else 443,
+                             kube_service_port=(self.pod_api_port or self.port) if loopback else 443,
                              in_cluster_api=True, cluster_dns=True,
                              virtual_informers=self._shared_informers())
         syncer = self.syncer
