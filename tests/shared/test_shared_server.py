@@ -274,3 +274,64 @@ async def test_server_name_and_credentials_stay_with_their_cluster(shared) -> No
     wrong.write_text(json.dumps(doc))
     out = await kc(wrong, "get", "ns", check=False)
     assert "kube-system" not in out
+
+
+async def _served_not_after(server: SharedServer, root: Path, name: str) -> "dt.datetime":
+    """The expiry of the certificate the shared listener presents for ``name`` (by SNI),
+    verified against that cluster's CA."""
+    import ssl
+
+    from cryptography import x509
+
+    ctx = ssl.create_default_context(cafile=str(root / name / "pki" / "ca.crt"))
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=ctx,
+                                              server_hostname=sni_name(name))
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    return x509.load_der_x509_certificate(der).not_valid_after_utc
+
+
+async def test_serving_certificates_renew_in_place(tmp_path: Path) -> None:
+    """One loop renews every shared cluster's serving certificate before it lapses, awake or
+    asleep (a sleeping cluster must stay reachable to be woken), in the context the listener
+    already uses; renewal does not wake a sleeping cluster."""
+    import datetime as dt
+
+    from vkube.pki.certs import certificate_sans, load_certificate
+    from vkube.pki.cluster import ClusterPKI
+
+    server = SharedServer(tmp_path / "shared", sleep_check=0.2, renew_interval=0.3)
+    await server.start()
+    try:
+        for name in ("awake", "asleep"):
+            await server.add(ClusterConfig(name=name, data_dir=tmp_path / name, controllers=False))
+        await server.sleep("asleep")
+        now = dt.datetime.now(dt.timezone.utc)
+        for name in ("awake", "asleep"):
+            # the state a year later: the listener serves a certificate with a day left of 4
+            pki_dir = tmp_path / name / "pki"
+            names = certificate_sans(load_certificate((pki_dir / "apiserver.crt").read_bytes()))
+            pair = ClusterPKI(pki_dir, name=name).ca.issue_serving(
+                sorted(names), validity=dt.timedelta(days=4), now=now - dt.timedelta(days=3))
+            (pki_dir / "apiserver.crt").write_bytes(pair.cert_pem)
+            (pki_dir / "apiserver.key").write_bytes(pair.key_pem)
+            member = server.members[name]
+            member.ssl.load_cert_chain(pki_dir / "apiserver.crt", pki_dir / "apiserver.key")
+            member.ssl_cert = pair.cert_pem
+        soon = now + dt.timedelta(days=30)
+        for name in ("awake", "asleep"):
+            for _ in range(600):
+                if await _served_not_after(server, tmp_path, name) > soon:
+                    break
+                await asyncio.sleep(0.1)
+            assert await _served_not_after(server, tmp_path, name) > soon, name
+        assert server.state_of("asleep") == "Sleeping"
+        # kubectl verifies the renewed certificates; the request wakes the sleeping one
+        for name in ("awake", "asleep"):
+            assert "default" in await kc(tmp_path / name / "kubeconfig", "get", "ns")
+        assert server.state_of("asleep") == "Running"
+        assert await _served_not_after(server, tmp_path, "asleep") > soon
+    finally:
+        await server.stop()

@@ -46,6 +46,7 @@ from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
+from vkube.cluster import sharedcerts
 from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
@@ -90,6 +91,8 @@ class Member:
     #: the TLS context the shared listener serves this cluster with (its own CA and serving
     #: certificate), chosen by SNI; kept while asleep so a request can still reach it
     ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    #: the certificate (PEM) ``ssl`` holds: renewal reloads it when the file differs
+    ssl_cert: bytes | None = field(default=None, repr=False)
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     #: the server's task waking the cluster (requests wait on it; their cancellation cannot
     #: leave a half-started cluster behind)
@@ -123,7 +126,8 @@ class SharedServer:
 
     def __init__(self, data_dir: Path, *, address: str = "127.0.0.1", port: int = 0,
                  store_url: str | None = None, fairness: FairnessConfig | None = None,
-                 sleep_check: float = 5.0, bookmark_interval: float = 60.0) -> None:
+                 sleep_check: float = 5.0, bookmark_interval: float = 60.0,
+                 renew_interval: float = 3600.0) -> None:
         self.data_dir = Path(data_dir)
         self.address, self.port = address, port
         self.store_url = store_url
@@ -141,6 +145,9 @@ class SharedServer:
         self._sni_names: dict[int, str] = {}
         self._dirty = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
+        #: how often every cluster's serving certificate is checked (vkube.cluster.sharedcerts)
+        self.renew_interval = renew_interval
+        self._renewer: asyncio.Task[None] | None = None
         #: each cluster's in-cluster API port (what its pods' KUBERNETES_SERVICE_PORT names)
         self.pod_api = PodAPIListeners(address)
         #: each cluster's records also go to its own log file (vkube.cluster.clusterlog)
@@ -184,6 +191,8 @@ class SharedServer:
         await web.SockSite(self._runner, sock, ssl_context=self._tls_context()).start()
         self._sleeper = asyncio.get_running_loop().create_task(self._sleep_idle(),
                                                                name="shared: sleep idle")
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_certificates(),
+                                                               name="shared: certificates")
 
     def _tls_context(self) -> ssl.SSLContext:
         """The listener's context: the shared server's own certificate (health checks, clients
@@ -208,13 +217,15 @@ class SharedServer:
             return None  # the default certificate: the client's own CA refuses it
         ctx = member.ssl or _context_from_files(member)
         if ctx is not None:
-            member.ssl = ctx
+            if member.ssl is None:
+                member.ssl = ctx
+                sharedcerts.reload(member)  # records the certificate it holds
             self._sni_names[id(ctx)] = member.name
             sslobj.context = ctx
         return None
 
     async def stop(self) -> None:
-        for task in (self._sleeper, self._reconciler):
+        for task in (self._sleeper, self._reconciler, self._renewer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -410,6 +421,9 @@ class SharedServer:
             # slept keep working after it wakes (same CA and certificate files)
             member.ssl = serving.context
             self._sni_names[id(member.ssl)] = member.name
+        # the first start records the context's certificate; a wake that re-issued it
+        # (expired, or a name added) loads the new one into the context handshakes use
+        sharedcerts.reload(member)
         if pod_api_port is not None and member.ssl is not None and self._runner is not None:
             await self.pod_api.serve(self._runner, member.name, member.ssl)
         data = member.config.data_dir
@@ -512,6 +526,23 @@ class SharedServer:
                         await self.sleep(member.name)
                     except Exception:
                         log.exception("shared: %s could not be put to sleep", member.name)
+
+    async def _renew_certificates(self) -> None:
+        """One loop for the whole process: every cluster's serving certificate, awake or
+        asleep, renewed before it lapses (vkube.cluster.sharedcerts)."""
+        while True:
+            await asyncio.sleep(self.renew_interval)
+            for member in list(self.members.values()):
+                if member.lock.locked():  # starting or stopping: the next pass sees it
+                    continue
+                try:
+                    with attributed(member.name):
+                        reason = sharedcerts.renew(member)
+                        if reason:
+                            log.info("shared: serving certificate of %s renewed: %s",
+                                     member.name, reason)
+                except Exception:  # keep serving the current certificate; retry next pass
+                    log.exception("shared: renewing the certificate of %s failed", member.name)
 
     # -- requests ----------------------------------------------------------------------------
 
