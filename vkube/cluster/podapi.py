@@ -67,6 +67,7 @@ class PodAPIListeners:
         self._by_name[name] = _Listener(name, sock)
         self._by_port[port] = name
         if data_dir is not None and port != wanted:
+            data_dir.mkdir(parents=True, exist_ok=True)
             tmp = data_dir / (PORT_FILE + ".tmp")
             tmp.write_text(f"{port}\n")
             tmp.replace(data_dir / PORT_FILE)
