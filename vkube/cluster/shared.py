@@ -48,6 +48,7 @@ from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.cluster import sharedcerts
 from vkube.cluster.fairness import FairnessConfig, FairQueue
+from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
 from vkube.store import open_store
@@ -152,6 +153,8 @@ class SharedServer:
         self.pod_api = PodAPIListeners(address)
         #: each cluster's records also go to its own log file (vkube.cluster.clusterlog)
         self.logs = ClusterLogs()
+        #: a sleeping cluster's freed memory goes back to the OS (vkube.cluster.memory)
+        self.reclaimer = Reclaimer()
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -230,6 +233,7 @@ class SharedServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.reclaimer.close()
         # a cluster asleep stays asleep across a restart (its ``sleeping`` marker is kept)
         results = await asyncio.gather(*(self._stop_member(m, unready=True, keep_sleeping=True)
                                          for m in list(self.members.values())),
@@ -349,6 +353,7 @@ class SharedServer:
             await self._stop_member(member, unready=True)
             await self.pod_api.close(name)
             self.logs.unroute(name)
+            self.reclaimer.soon()
             if member.ssl is not None:
                 self._sni_names.pop(id(member.ssl), None)
 
@@ -497,6 +502,7 @@ class SharedServer:
             with attributed(name):
                 log.info("shared: %s asleep (%d host objects removed)", name, n)
             self.logs.close_file(name)
+            self.reclaimer.soon()  # its caches, informers and controllers are garbage now
             return True
 
     async def wake(self, name: str) -> float:
