@@ -7,6 +7,20 @@ joined to the prefix, and the prefix ends in ``/`` so ``/clusters/a`` never matc
 ``/clusters/ab``. Revisions stay the shared store's (one global revision, as etcd's), so a
 cluster's resourceVersions are increasing but not dense.
 
+Why revisions are not per cluster (assessed for issue 18): a tenant sees the global revision
+in a list's resourceVersion and in the gaps between its own objects' resourceVersions, so it
+can estimate how busy the other tenants are (not what they do: no key, value or count of
+kinds). A dense per-cluster revision space needs, for every write, a per-cluster number
+assigned in the same transaction as the write and stored with it, a per-cluster write order
+equal to the commit order (so a tenant's writes serialise), and a persistent map from the
+cluster's numbers to store revisions for ``get``/``range`` at a revision and for a watch's
+start (and for compaction, which is global). The ``Store`` interface has no multi-key
+transaction and etcd's revisions are its own, so this would change all three backends and
+the write path; it was not done. A partial measure — answering a list with the cluster's own
+last write revision instead of the store's — hides the list figure but not the gaps, and a
+quiet cluster's revision falls behind global compaction, so its watches would need a safe
+clamp to the compacted revision to avoid 410 loops; not done either.
+
 The shared store belongs to whoever opened it: ``start``/``close`` here do nothing to it, and
 compaction is the owner's (``compact`` is refused, so one tenant cannot drop another's
 history)."""
