@@ -14,6 +14,12 @@ and one listening port.
 - **Fairness** (``FairQueue``): per-cluster concurrency limits and round-robin queues, taken
   after the cluster's own API Priority and Fairness admitted a request; excess
   gets 429 with ``Retry-After``.
+- **In-cluster API**: a cluster that syncs pods also answers on a loopback port of its own
+  (``vkube.cluster.podapi``), which its pods' ``KUBERNETES_SERVICE_PORT`` and the
+  ``default/kubernetes`` Endpoints name: in-cluster clients send no path and no server name.
+- **Per cluster, one process**: serving certificates renewed by one loop
+  (``sharedcerts``), log lines attributed by task context into each cluster's own file
+  (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
   tenant and no workload change for that long is stopped, its synced host objects removed and
   its in-memory state dropped; its data stays in the store. The next request starts it again
@@ -445,7 +451,8 @@ class SharedServer:
         await vc.stopped.wait()
         if vc.error is None or member.vc is not vc:
             return
-        log.error("shared: cluster %s stopped (%s); restarting in 2s", member.name, vc.error)
+        with attributed(member.name):
+            log.error("shared: cluster %s stopped (%s); restarting in 2s", member.name, vc.error)
         member.vc, member.state = None, FAILED
         await asyncio.sleep(2.0)
         async with member.lock:
