@@ -134,6 +134,59 @@ async def test_deny_is_final_and_never_signed(signing: tuple[RunningControlPlane
     assert not (await get_csr(cp, "bob"))["status"].get("certificate")
 
 
+async def test_status_refuses_approval_and_certificate_changes(
+        signing: tuple[RunningControlPlane, CertificateAuthority]) -> None:
+    """``/status`` is the signer's: adding or removing Approved/Denied there is refused with
+    upstream's words (never silently dropped), other conditions are its to set, and an issued
+    certificate is final; ``/approval`` is where approval goes."""
+    cp, ca = signing
+    request, _ = make_csr("mallory")
+    await kubectl(cp, "create", "-f", "-", input=csr_manifest("mallory", request))
+
+    async def patch_status(status: dict[str, Any]) -> Any:
+        return await kubectl(cp, "patch", "csr", "mallory", "--subresource=status", "--type=merge",
+                             "-p", json.dumps({"status": status}), check=False)
+
+    for ctype in ("Approved", "Denied"):
+        proc = await patch_status({"conditions": [{"type": ctype, "status": "True", "reason": "Sneaky"}]})
+        assert proc.returncode != 0
+        assert (f'status.conditions: Forbidden: updates may not add a condition of type "{ctype}"'
+                in proc.stderr), proc.stderr
+    assert "Pending" in (await kubectl(cp, "get", "csr", "mallory")).stdout
+    proc = await patch_status({"conditions": [{"type": "Checked", "status": "True", "reason": "Signer"}]})
+    assert proc.returncode == 0, proc.stderr
+    assert [c["type"] for c in (await get_csr(cp, "mallory"))["status"]["conditions"]] == ["Checked"]
+
+    await kubectl(cp, "certificate", "approve", "mallory")
+    first = await issued(cp, "mallory")
+    csr = await get_csr(cp, "mallory")
+    approved = next(c for c in csr["status"]["conditions"] if c["type"] == "Approved")
+    # the same number of Approved conditions: /status keeps the stored one (upstream's
+    # preserveConditionInstances), whatever the request wrote into it
+    edited = [dict(c, reason="Rewritten") if c["type"] == "Approved" else c for c in csr["status"]["conditions"]]
+    proc = await patch_status({"conditions": edited})
+    assert proc.returncode == 0, proc.stderr
+    after = await get_csr(cp, "mallory")
+    assert next(c for c in after["status"]["conditions"] if c["type"] == "Approved") == approved
+    proc = await patch_status({"conditions": [c for c in edited if c["type"] != "Approved"]})
+    assert proc.returncode != 0
+    assert 'status.conditions: Forbidden: updates may not remove a condition of type "Approved"' in proc.stderr
+    other = ca.issue_client("someone-else", ())
+    proc = await patch_status({"certificate": base64.b64encode(other.cert_pem).decode()})
+    assert proc.returncode != 0
+    assert "status.certificate: Forbidden: updates may not modify existing certificate content" in proc.stderr
+    # through /approval and the main resource, a certificate in the body is not taken
+    client = cp.client()
+    try:
+        body = await client.get(CSRS, "mallory")
+        body["status"]["certificate"] = base64.b64encode(other.cert_pem).decode()
+        await client.update(CSRS, body, subresource="approval")
+        await client.update(CSRS, dict(body, metadata={**body["metadata"], "labels": {"a": "b"}}))
+    finally:
+        await client.close()
+    assert (await issued(cp, "mallory")) == first
+
+
 async def test_kubelet_client_signer_checks_the_subject(signing: tuple[RunningControlPlane, CertificateAuthority]) -> None:
     cp, _ = signing
     good, _ = make_csr("system:node:n1", ("system:nodes",))

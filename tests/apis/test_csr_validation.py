@@ -77,3 +77,53 @@ def test_an_update_tolerates_what_the_stored_object_already_had():
     assert messages(bad, csr()) == [
         'status.certificate: Invalid value: "<certificate data>": must contain at least one CERTIFICATE PEM block']
     assert messages(bad, bad) == []  # unchanged: tolerated
+
+
+APPROVED = {"type": "Approved", "status": "True", "reason": "R"}
+CERT_A = base64.b64encode(b"a").decode()
+
+
+def update_messages(new: dict, old: dict, subresource: str) -> list[str]:
+    return [f"{c['field']}: {c['message']}" for c in CSRStrategy().validate_subresource_update(new, old, subresource)]
+
+
+@pytest.mark.parametrize("old_status, new_status, subresource, expected", [
+    ({}, {"conditions": [APPROVED]}, "status",
+     ['status.conditions: Forbidden: updates may not add a condition of type "Approved"']),
+    ({}, {"conditions": [dict(APPROVED, type="Denied")]}, "",
+     ['status.conditions: Forbidden: updates may not add a condition of type "Denied"']),
+    ({}, {"conditions": [APPROVED]}, "approval", []),
+    ({"conditions": [APPROVED]}, {"conditions": [dict(APPROVED, reason="Other")]}, "status",
+     ['status.conditions: Forbidden: updates may not modify a condition of type "Approved"']),
+    ({"conditions": [APPROVED]}, {"conditions": [dict(APPROVED, reason="Other")]}, "approval", []),
+    ({"conditions": [APPROVED]}, {}, "approval",
+     ['status.conditions: Forbidden: updates may not remove a condition of type "Approved"']),
+    ({"conditions": [{"type": "Failed", "status": "True"}]}, {}, "status",
+     ['status.conditions: Forbidden: updates may not remove a condition of type "Failed"']),
+    ({}, {"conditions": [{"type": "Failed", "status": "True"}]}, "status", []),
+    ({}, {"certificate": CERT_A}, "status", []),
+    ({}, {"certificate": CERT_A}, "approval", ["status.certificate: Forbidden: updates may not set certificate content"]),
+    ({"certificate": CERT_A}, {}, "status",
+     ["status.certificate: Forbidden: updates may not modify existing certificate content"]),
+    ({"certificate": CERT_A}, {"certificate": CERT_A}, "status", []),
+])
+def test_update_rules_per_subresource(old_status: dict, new_status: dict, subresource: str, expected: list[str]):
+    """``validateCertificateSigningRequestUpdate`` with the options of the main resource,
+    ``/status`` (may set the certificate once) and ``/approval`` (may set Approved/Denied)."""
+    assert update_messages(with_status(csr(), **new_status), with_status(csr(), **old_status), subresource) == expected
+
+
+def test_status_keeps_stored_approval_conditions_when_their_count_is_unchanged():
+    """``preserveConditionInstances``: a rewritten Approved condition is put back as stored, so
+    the update validates; an added one stays, so validation refuses it."""
+    old = with_status(csr(), conditions=[dict(APPROVED, lastUpdateTime="2026-01-01T00:00:00Z",
+                                              lastTransitionTime="2026-01-01T00:00:00Z")])
+    new = with_status(csr(), conditions=[dict(APPROVED, reason="Rewritten"), {"type": "Checked", "status": "False"}])
+    CSRStrategy().prepare_for_status_update(new, old)
+    assert new["status"]["conditions"][0] == old["status"]["conditions"][0]
+    assert new["status"]["conditions"][1]["lastTransitionTime"]  # stamped by the server
+    assert update_messages(new, old, "status") == []
+    added = with_status(csr(), conditions=[dict(APPROVED, reason="Rewritten"), dict(APPROVED, reason="Again")])
+    CSRStrategy().prepare_for_status_update(added, old)
+    assert update_messages(added, old, "status") == [
+        'status.conditions: Forbidden: updates may not add a condition of type "Approved"']

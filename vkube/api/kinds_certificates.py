@@ -101,8 +101,8 @@ def validate_signer_name(value: Any, path: str) -> Causes:
 
 class CSRStrategy(Strategy):
     """``csrStrategy``, ``csrStatusStrategy`` and ``csrApprovalStrategy`` in one: the main
-    resource changes metadata only, ``/status`` changes status but never the Approved/Denied
-    conditions, ``/approval`` changes those conditions only."""
+    resource changes metadata only, ``/status`` changes status but refuses a change of the
+    Approved/Denied conditions, ``/approval`` changes the conditions only."""
 
     has_generation = False
     columns = CSR_COLUMNS
@@ -124,27 +124,32 @@ class CSRStrategy(Strategy):
             new.pop("status", None)
 
     def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        """``csrStatusStrategy``: spec from old; Approved/Denied conditions keep their stored
+        values when the request has as many of them (``preserveConditionInstances``), so that
+        adding or removing one reaches validation and is refused there, never dropped."""
         super().prepare_for_status_update(new, old)
-        status = new.setdefault("status", {})
-        kept = [c for c in ((old.get("status") or {}).get("conditions") or ()) if c.get("type") in ("Approved", "Denied")]
-        others = [c for c in status.get("conditions") or () if isinstance(c, dict) and c.get("type") not in ("Approved", "Denied")]
-        if kept or others:
-            status["conditions"] = _timestamps(kept + others, old)
-        old_cert = (old.get("status") or {}).get("certificate")
-        if old_cert and "certificate" not in status:
-            status["certificate"] = old_cert
+        status = new.get("status")
+        if not isinstance(status, dict):
+            return
+        conds = status.get("conditions")
+        if isinstance(conds, list):
+            for ctype in ("Approved", "Denied"):
+                olds = [c for c in _conditions(old) if c.get("type") == ctype]
+                idx = [i for i, c in enumerate(conds) if isinstance(c, dict) and c.get("type") == ctype]
+                if len(olds) == len(idx):
+                    for i, prev in zip(idx, olds):
+                        conds[i] = clone(prev)
+            status["conditions"] = _timestamps(conds, old)
 
     def prepare_for_approval_update(self, new: Obj, old: Obj) -> None:
-        """``/approval``: only the Approved and Denied conditions come from the request."""
+        """``/approval`` (``csrApprovalStrategy``): the conditions come from the request, the
+        rest of the object from old."""
         conds = [c for c in ((new.get("status") or {}).get("conditions") or ()) if isinstance(c, dict)]
-        wanted = [c for c in conds if c.get("type") in ("Approved", "Denied")]
-        others = [c for c in ((old.get("status") or {}).get("conditions") or ())
-                  if c.get("type") not in ("Approved", "Denied")]
         keep = clone(old)
         new.clear()
         new.update(keep)
         status = new.setdefault("status", {})
-        status["conditions"] = _timestamps(wanted + others, old)
+        status["conditions"] = _timestamps(conds, old)
 
     def validate(self, obj: Obj) -> Causes:
         return _validate_csr(obj, None)
@@ -154,16 +159,38 @@ class CSRStrategy(Strategy):
         return _validate_csr(new, old)
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
+        return self.validate_subresource_update(new, old, "")
+
+    def validate_subresource_update(self, new: Obj, old: Obj, subresource: str) -> Causes:
+        """``validateCertificateSigningRequestUpdate``: Approved, Denied and Failed are never
+        removed; only ``/approval`` adds or changes Approved/Denied; only ``/status`` sets the
+        certificate, and only once."""
         causes = validate_object_meta_update(new, old)
-        old_status, new_status = old.get("status") or {}, new.get("status") or {}
-        old_cert = old_status.get("certificate")
-        if old_cert and new_status.get("certificate") != old_cert:
-            causes.append(forbidden("status.certificate", "updates may not modify existing certificate content"))
         for ctype in ("Approved", "Denied", "Failed"):
             if _count(new, ctype) < _count(old, ctype):
                 causes.append(forbidden("status.conditions",
                                         f'updates may not remove a condition of type "{ctype}"'))
+        if subresource != "approval":
+            for ctype in ("Approved", "Denied"):
+                olds = [c for c in _conditions(old) if c.get("type") == ctype]
+                news = [c for c in _conditions(new) if c.get("type") == ctype]
+                if len(news) > len(olds):
+                    causes.append(forbidden("status.conditions",
+                                            f'updates may not add a condition of type "{ctype}"'))
+                elif len(news) == len(olds) and news != olds:
+                    causes.append(forbidden("status.conditions",
+                                            f'updates may not modify a condition of type "{ctype}"'))
+        old_cert = (old.get("status") or {}).get("certificate") or ""
+        if ((new.get("status") or {}).get("certificate") or "") != old_cert:
+            if subresource != "status":
+                causes.append(forbidden("status.certificate", "updates may not set certificate content"))
+            elif old_cert:
+                causes.append(forbidden("status.certificate", "updates may not modify existing certificate content"))
         return causes
+
+
+def _conditions(csr: Obj) -> list[dict[str, Any]]:
+    return [c for c in ((csr.get("status") or {}).get("conditions") or ()) if isinstance(c, dict)]
 
 
 def _count(csr: Obj, ctype: str) -> int:

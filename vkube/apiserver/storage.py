@@ -407,7 +407,8 @@ class ResourceStorage:
         ratchet = getattr(self.strategy, "validate_with_old", None)  # CRDs: validation ratcheting
         causes = ratchet(new, old) if ratchet is not None else self.strategy.validate(new)
         if subresource != "binding":  # nodeName is otherwise immutable on pods
-            causes += self.strategy.validate_update(new, old)
+            by_sub = getattr(self.strategy, "validate_subresource_update", None)  # CSR /status, /approval
+            causes += by_sub(new, old, subresource) if by_sub is not None else self.strategy.validate_update(new, old)
         self._raise_invalid(new, causes)
         await self._admit(rc, "UPDATE", new, old, namespace=namespace, name=name, subresource=subresource,
                           phase="validate")
