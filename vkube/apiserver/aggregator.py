@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from typing import Any
@@ -85,6 +86,8 @@ class Aggregator:
         self.front_proxy_ca: bytes = b""
         #: the CA this API server verifies client certificates with (``--client-ca-file``)
         self.client_ca: bytes = b""
+        #: the CNs the API server's request-header authenticator trusts (published as such)
+        self.requestheader_allowed_names: tuple[str, ...] = (FRONT_PROXY_CN,)
         self._tls: dict[str, tuple[tuple[str, int], ssl.SSLContext | bool]] = {}
 
     # -- state --------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class Aggregator:
         if self.front_proxy_client is None or not self.front_proxy_ca:
             return
         data = {"client-ca-file": (self.client_ca or self.front_proxy_ca).decode(),
-                "requestheader-allowed-names": f'["{FRONT_PROXY_CN}"]',
+                "requestheader-allowed-names": json.dumps(list(self.requestheader_allowed_names)),
                 "requestheader-client-ca-file": self.front_proxy_ca.decode(),
                 "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
                 "requestheader-group-headers": '["X-Remote-Group"]',

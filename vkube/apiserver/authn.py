@@ -1,6 +1,7 @@
 """Authentication: who sent a request, as kube-apiserver's authenticator union decides it.
 
-Order and semantics follow ``pkg/kubeapiserver/authenticator``: x509 client certificates (CN =
+Order and semantics follow ``pkg/kubeapiserver/authenticator``: the front proxy's request
+headers (:class:`RequestHeader`), x509 client certificates (CN =
 user, O = groups, issued by *this* cluster's CA), then bearer tokens (service-account JWTs
 signed by this cluster's key, a static ``--token-auth-file``, bootstrap tokens: ``tokenauth``). The first authenticator that succeeds wins;
 credentials that are presented but invalid fail the request with 401 even where anonymous access
@@ -18,7 +19,9 @@ synchronous check, so a token of a deleted service account or pod dies with it.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -26,23 +29,26 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+from multidict import CIMultiDict
 
 from vkube.api import errors
 from vkube.apiserver.request import ALL_AUTHENTICATED, UserInfo, internal_context
 from vkube.apiserver.tokenauth import BOOTSTRAP_TOKEN_RE, BootstrapTokens, StaticTokens
-from vkube.pki import (CertificateError, ClientIdentity, TokenAuthenticator, TokenError,
-                       authenticate_client_certificate)
+from vkube.pki import (CertificateAuthority, CertificateError, ClientIdentity, TokenAuthenticator,
+                       TokenError, authenticate_client_certificate)
 from vkube.pki.cluster import ClusterPKI
 from vkube.pki.tokens import LEGACY_ISSUER, MAX_TOKEN_BYTES, TokenIssuer, peek
 
 log = logging.getLogger("vkube.apiserver.authn")
 
-__all__ = ["Authenticator", "ANONYMOUS", "ISSUER", "anonymous_allowed"]
+__all__ = ["Authenticator", "RequestHeader", "ANONYMOUS", "ISSUER", "anonymous_allowed",
+           "without_front_proxy_headers"]
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _CERT_CACHE_SIZE = 1024
+_FRONT_PROXY_PREFIX = "x-remote-"
 _KINDS = {"ServiceAccount": ("", "ServiceAccount"), "Pod": ("", "Pod"), "Secret": ("", "Secret"),
           "Node": ("", "Node")}
 
@@ -57,14 +63,92 @@ def unauthorized() -> errors.Unauthorized:
     return errors.Unauthorized("Unauthorized")
 
 
+class RequestHeader:
+    """kube-apiserver's request-header authenticator (``--requestheader-*``): a client whose
+    certificate the front-proxy CA issued, with a CN in ``allowed_names`` (empty: any), is who
+    its ``X-Remote-User`` says, in the ``X-Remote-Group`` groups with the ``X-Remote-Extra-KEY``
+    extras. Such a certificate is nobody without the headers, and the headers are nothing
+    without such a certificate: only this class reads them, and they are removed from every
+    request once it is authenticated (:func:`without_front_proxy_headers`)."""
+
+    username_headers = ("X-Remote-User",)
+    group_headers = ("X-Remote-Group",)
+    extra_prefixes = ("X-Remote-Extra-",)
+
+    def __init__(self, ca: CertificateAuthority, allowed_names: Sequence[str] = ()) -> None:
+        self.ca = ca
+        self.allowed_names = tuple(allowed_names)
+        self._verified: OrderedDict[bytes, float] = OrderedDict()
+
+    def trusts(self, der: bytes, cert: x509.Certificate | None = None) -> bool:
+        """Whether the peer certificate is the front proxy's (``x509.Verifier`` with its
+        allowed common names); why not is logged, as upstream's union collects it."""
+        now = time.time()
+        until = self._verified.get(der)
+        if until is not None and now < until:
+            return True
+        try:
+            cert = cert or x509.load_der_x509_certificate(der)
+            ident = authenticate_client_certificate(cert, self.ca)
+        except (CertificateError, ValueError):
+            return False  # not the front proxy's: the other authenticators decide
+        if self.allowed_names and ident.user not in self.allowed_names:
+            log.info("request-header certificate refused: x509: subject with cn=%s is not in the allowed list",
+                     ident.user)
+            return False
+        self._verified[der] = min(cert.not_valid_after_utc.timestamp(), now + 60)
+        if len(self._verified) > _CERT_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return True
+
+    def user(self, headers: Mapping[str, str]) -> UserInfo | None:
+        """The user the headers name (``requestheader.AuthenticateRequest``); None without a
+        user name. ``headers`` is a case-insensitive multidict (aiohttp's)."""
+        name = next((v for v in (_first(headers, h) for h in self.username_headers) if v), "")
+        if not name:
+            return None
+        groups = [v for h in self.group_headers for v in _all(headers, h) if v]
+        extra: dict[str, list[str]] = {}
+        for prefix in self.extra_prefixes:  # prefixes first, as upstream orders the values
+            for key, value in headers.items():
+                if key.lower().startswith(prefix.lower()):
+                    extra.setdefault(_unescape(key[len(prefix):].lower()), []).append(value)
+        return UserInfo(name, groups=_with_authenticated(groups),
+                        extra=MappingProxyType({k: tuple(v) for k, v in extra.items()}))
+
+
+def _unescape(key: str) -> str:
+    """``unescapeExtraKey``: %-decoded, or as sent when that fails (Go's PathUnescape)."""
+    if re.search(r"%(?![0-9a-fA-F]{2})", key):
+        return key
+    try:
+        return urllib.parse.unquote(key, errors="strict")
+    except UnicodeDecodeError:
+        return key
+
+
+def _first(headers: Mapping[str, str], name: str) -> str:
+    values = _all(headers, name)
+    return values[0] if values else ""
+
+
+def _all(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return list(getall(name, ()))
+    value = headers.get(name)
+    return [value] if value is not None else []
+
+
 class Authenticator:
     """The authenticators of one cluster: its CA for client certificates, its signing key for
     service-account tokens."""
 
     def __init__(self, pki: ClusterPKI, ctx: Any, *, issuer: str = ISSUER,
                  api_audiences: Sequence[str] = (), static_tokens: StaticTokens | None = None,
-                 bootstrap_tokens: bool = True) -> None:
+                 bootstrap_tokens: bool = True, requestheader: RequestHeader | None = None) -> None:
         self.pki = pki
+        self.requestheader = requestheader
         self.static_tokens = static_tokens
         self.bootstrap_tokens = BootstrapTokens(ctx) if bootstrap_tokens else None
         self.ctx = ctx  # vkube.apiserver.context.Context: storage for bound-object lookups
@@ -74,6 +158,12 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> UserInfo:
         """The request's user; anonymous where allowed; else :class:`errors.Unauthorized`."""
+        if self.requestheader is not None:
+            der = _peer_certificate(request)
+            if der and self.requestheader.trusts(der):
+                user = self.requestheader.user(request.headers)
+                if user is not None:
+                    return user
         user = self._from_certificate(request)
         if user is not None:
             return user
@@ -91,9 +181,7 @@ class Authenticator:
         raise unauthorized()
 
     def _from_certificate(self, request: web.Request) -> UserInfo | None:
-        transport = request.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        der = _peer_certificate(request)
         if not der:
             return None
         now = time.time()
@@ -215,6 +303,22 @@ class Authenticator:
             if obj is not None:
                 out[(kind, ns, name)] = obj
         return out
+
+
+def without_front_proxy_headers(request: web.Request) -> web.Request:
+    """The request as handlers see it after authentication: without ``X-Remote-*`` (upstream's
+    ``ClearAuthenticationHeaders``), so nothing past this point can read an identity a
+    client merely claimed. The same request when it has none (almost always)."""
+    if not any(key.lower().startswith(_FRONT_PROXY_PREFIX) for key in request.headers):
+        return request
+    kept = CIMultiDict((k, v) for k, v in request.headers.items() if not k.lower().startswith(_FRONT_PROXY_PREFIX))
+    return request.clone(headers=kept)
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
 
 
 def _with_authenticated(groups: Sequence[str]) -> tuple[str, ...]:

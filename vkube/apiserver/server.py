@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from vkube.apiserver.conversion import ConversionWebhooks
 from vkube.apiserver.admission.certificates import CertificateAdmission
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
 from vkube.apiserver.authorization import Authorization, RBACEscalation
-from vkube.apiserver.authn import Authenticator
+from vkube.apiserver.authn import Authenticator, RequestHeader, without_front_proxy_headers
 from vkube.apiserver.componentstatus import is_component_status, serve_component_status
 from vkube.apiserver.context import Context
 from vkube.apiserver.crds import CRDController, add_deprecation_warning
@@ -49,7 +50,7 @@ from vkube.apiserver.requestinfo import RequestInfo, parse
 from vkube.apiserver.reviews import is_review, serve_review
 from vkube.apiserver.watch import serve_watch
 from vkube.pki import ServingCertificate
-from vkube.pki.cluster import ADMIN, APISERVER_KUBELET_CLIENT, ClusterPKI
+from vkube.pki.cluster import ADMIN, APISERVER_KUBELET_CLIENT, FRONT_PROXY_CLIENT, ClusterPKI
 from vkube.pki.tokens import JWKS_CONTENT_TYPE, JWKS_PATH, OPENID_CONFIG_PATH
 from vkube.store import open_store
 from vkube.store.base import Store
@@ -139,6 +140,7 @@ class APIServer:
         resp: web.StreamResponse | None = None
         try:
             rc = await self.request_context(request, info, request[_AUDIT_ID])
+            request = without_front_proxy_headers(request)
             # impersonation, priority and fairness, then RBAC — as kube-apiserver's filters
             rc = self.authorization.impersonate(rc, request.headers.items())
             if self.flowcontrol is not None:
@@ -452,7 +454,8 @@ class ControlPlane:
                  share_keys: bool = False, service_cidr: str | None = None,
                  public_url: str | None = None,
                  max_requests_inflight: int = DEFAULT_MAX_INFLIGHT,
-                 max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_INFLIGHT) -> None:
+                 max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_INFLIGHT,
+                 requestheader_allowed_names: Sequence[str] = (FRONT_PROXY_CLIENT,)) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -493,6 +496,8 @@ class ControlPlane:
         #: with priority and fairness their sum is the server's concurrency limit (seats)
         self.max_requests_inflight = max_requests_inflight
         self.max_mutating_requests_inflight = max_mutating_requests_inflight
+        #: --requestheader-allowed-names: front-proxy certificate CNs trusted to set X-Remote-* (empty: any)
+        self.requestheader_allowed_names = tuple(requestheader_allowed_names)
 
     @property
     def url(self) -> str:
@@ -563,7 +568,8 @@ class ControlPlane:
             self.ctx.service_cidr = self.service_cidr
         self.ctx.kubelet_tls = self.pki.client_ssl(*APISERVER_KUBELET_CLIENT)
         static = StaticTokens.load(self.token_auth_file) if self.token_auth_file is not None else None
-        authenticator = Authenticator(self.pki, self.ctx, static_tokens=static)
+        authenticator = Authenticator(self.pki, self.ctx, static_tokens=static, requestheader=RequestHeader(
+            self.pki.front_proxy_ca, self.requestheader_allowed_names))
         self.ctx.token_issuer = authenticator.issuer
         self.ctx.api_audiences = tuple(authenticator.api_audiences)
         self.server = APIServer(self.ctx, authenticator)
@@ -583,7 +589,8 @@ class ControlPlane:
                               default_chain(pod_security=configured.get("PodSecurity"),
                                             dynamic=self.dynamic_admission.plugins),
                               ServiceAllocation(self.ctx.service_cidr)]
-        self.serving = ServingCertificate(self.pki.ca, pki_dir)
+        self.serving = ServingCertificate(self.pki.ca, pki_dir,
+                                          client_ca_pem=self.pki.ca_pem + self.pki.front_proxy_ca.cert_pem)
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
         await self._bootstrap()
@@ -599,6 +606,7 @@ class ControlPlane:
         self.server.aggregator.front_proxy_client = self.pki.front_proxy_client()
         self.server.aggregator.front_proxy_ca = self.pki.front_proxy_ca.cert_pem
         self.server.aggregator.client_ca = self.pki.ca_pem
+        self.server.aggregator.requestheader_allowed_names = self.requestheader_allowed_names
         await self.server.aggregator.start()
         await self.dynamic_admission.start()
         self.server.ready = True

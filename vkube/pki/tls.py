@@ -56,8 +56,12 @@ class ServingCertificate:
     """A server's certificate kept in ``directory`` and renewed before it expires."""
 
     def __init__(self, ca: CertificateAuthority, directory: str | Path, *, name: str = "apiserver",
-                 common_name: str = "kube-apiserver", require_client_cert: bool = False) -> None:
+                 common_name: str = "kube-apiserver", require_client_cert: bool = False,
+                 client_ca_pem: bytes | None = None) -> None:
         self.ca = ca
+        #: the CAs whose client certificates the TLS layer accepts (default: ``ca``); an API
+        #: server adds its front-proxy CA (``--requestheader-client-ca-file``)
+        self.client_ca_pem = client_ca_pem
         self.cert_path = Path(directory) / f"{name}.crt"
         self.key_path = Path(directory) / f"{name}.key"
         self.common_name = common_name
@@ -83,7 +87,8 @@ class ServingCertificate:
             write_public(self.cert_path, pair.cert_pem)
         assert pair is not None
         if self.context is None:
-            self.context = server_context(pair, self.ca.cert_pem, require_client_cert=self.require_client_cert)
+            self.context = server_context(pair, self.client_ca_pem or self.ca.cert_pem,
+                                          require_client_cert=self.require_client_cert)
         elif reason is not None:
             self.context.load_cert_chain(self.cert_path, self.key_path)
         return reason
