@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import aiohttp
 import kubernetes
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k
 from kubernetes.client.rest import ApiException
 from multidict import CIMultiDict
 
-from tests.conftest import RunningControlPlane
+from tests.conftest import RunningControlPlane, kubectl
 from vkube.apiserver.authn import RequestHeader
 from vkube.pki import CertificateAuthority, client_context
 from vkube.pki.certs import KeyPair
@@ -30,13 +34,17 @@ HEADERS = {"X-Remote-User": "alice", "X-Remote-Extra-Scopes": "read",
 
 
 def _official_client(cp: RunningControlPlane, pair: KeyPair, tmp: Path, headers: dict[str, str]) -> k.ApiClient:
-    """The official client presenting ``pair`` and sending ``headers`` on every request."""
     assert cp.cp.pki is not None
-    (tmp / "ca.crt").write_bytes(cp.cp.pki.ca_pem)
+    return _client_for(cp.url, cp.cp.pki.ca_pem, pair, tmp, headers)
+
+
+def _client_for(url: str, ca_pem: bytes, pair: KeyPair, tmp: Path, headers: dict[str, str]) -> k.ApiClient:
+    """The official client presenting ``pair`` and sending ``headers`` on every request."""
+    (tmp / "ca.crt").write_bytes(ca_pem)
     (tmp / "tls.crt").write_bytes(pair.cert_pem)
     (tmp / "tls.key").write_bytes(pair.key_pem)
     conf = kubernetes.client.Configuration()
-    conf.host = cp.url
+    conf.host = url
     conf.ssl_ca_cert, conf.cert_file, conf.key_file = str(tmp / "ca.crt"), str(tmp / "tls.crt"), str(tmp / "tls.key")
     api = k.ApiClient(conf)
     for key, value in headers.items():
@@ -132,3 +140,42 @@ def test_front_proxy_headers_are_removed_after_authentication() -> None:
         ("Accept", "application/json"), ("X-Remote-User", "alice"), ("x-remote-group", "system:masters"),
         ("X-Remote-Extra-Scopes", "all")]))
     assert dict(without_front_proxy_headers(claimed).headers) == {"Accept": "application/json"}
+
+
+def test_vkube_serve_requestheader_allowed_names(tmp_path: Path) -> None:
+    """``vkube serve --requestheader-allowed-names``: the named CN is trusted, the default one
+    no longer is, and extension-apiserver-authentication publishes the same list."""
+    data = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--no-controllers", "--data-dir", str(data),
+                             "--requestheader-allowed-names", "metrics-proxy"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (data / "ready").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (data / "ready").exists(), proc.stderr.read().decode() if proc.poll() is not None else "not ready"
+        cfg = data / "kubeconfig"
+        server = yaml.safe_load(cfg.read_text())["clusters"][0]["cluster"]["server"]
+        pki = data / "pki"
+        ca_pem = (pki / "ca.crt").read_bytes()
+        front = CertificateAuthority((pki / "front-proxy-ca.crt").read_bytes(), (pki / "front-proxy-ca.key").read_bytes())
+        with _client_for(server, ca_pem, front.issue_client("metrics-proxy", ()), tmp_path, HEADERS) as api:
+            assert _whoami(api).username == "alice"
+        with _client_for(server, ca_pem, front.issue_client(FRONT_PROXY_CLIENT, ()), tmp_path, HEADERS) as api, \
+                pytest.raises(ApiException) as refused:
+            _whoami(api)
+        assert refused.value.status == 401
+        for _ in range(600):
+            published = kubectl(cfg, "get", "cm", "-n", "kube-system", "extension-apiserver-authentication",
+                                "-o", "jsonpath={.data.requestheader-allowed-names}", check=False).stdout
+            if published:
+                break
+            time.sleep(0.2)
+        assert json.loads(published) == ["metrics-proxy"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    shared = subprocess.run([sys.executable, "-m", "vkube", "serve", "--shared", "--data-dir", str(tmp_path / "s"),
+                             "--requestheader-allowed-names="], capture_output=True, text=True, timeout=120)
+    assert shared.returncode == 2
+    assert "--requestheader-allowed-names is not supported in shared mode" in shared.stderr

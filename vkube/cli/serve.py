@@ -61,6 +61,10 @@ def register(sub: Any) -> None:
                    help="audit.k8s.io/v1 Policy (default: every request at Metadata) for DATA_DIR/audit.log")
     p.add_argument("--token-auth-file", metavar="FILE", default=None,
                    help="static bearer tokens, CSV token,user,uid[,\"group1,group2\"] (kube-apiserver's format); read at start")
+    p.add_argument("--requestheader-allowed-names", metavar="NAMES", default=None,
+                   help="comma-separated common names of front-proxy CA client certificates trusted to "
+                        "name the user in X-Remote-User/-Group/-Extra-* (default: front-proxy-client, "
+                        "the aggregator's; '': any name the front-proxy CA issued)")
     p.add_argument("--audit-log-maxsize", metavar="MB", type=int, default=0,
                    help="rotate DATA_DIR/audit.log once it would pass MB megabytes (0: 100, kube-apiserver's)")
     p.add_argument("--audit-log-maxbackup", metavar="N", type=int, default=0,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from vkube.cli.output import CLIError
 from vkube.cli.runproc import run_async, stop_event
+from vkube.pki.cluster import FRONT_PROXY_CLIENT
 
 if TYPE_CHECKING:
     from vkube.cluster.config import ClusterConfig
@@ -65,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          audit_policy=_file_arg(args, "audit_policy_file"),
                          audit_rotation=_audit_rotation(args),
                          token_auth_file=_file_arg(args, "token_auth_file"),
+                         requestheader_allowed_names=_names(getattr(args, "requestheader_allowed_names", None)),
                          **_inflight(args),
                          admission_config=_file_arg(args, "admission_control_config_file"),
                          dns_port=getattr(args, "dns_port", 0) or 0,
@@ -73,6 +75,13 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
                          # enableHA: one of several replicas; lead before running the rest
                          ha=bool(values is not None and values.enable_ha),
                          tls_sans=tuple(getattr(args, "tls_san", None) or ()))
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated flag (pflag's StringSlice): None when not given, () when empty."""
+    if value is None:
+        return None
+    return tuple(n.strip() for n in value.split(",") if n.strip())
 
 
 def _inflight(args: argparse.Namespace) -> dict[str, int]:
@@ -182,14 +191,20 @@ async def serve(config: "ClusterConfig") -> int:
 
 
 _SHARED_ONLY_WITHOUT = ("host_kubeconfig", "host_from", "values", "no_controllers",
-                        "encryption_config", "audit_policy_file", "admission_control_config_file")
+                        "encryption_config", "audit_policy_file", "admission_control_config_file",
+                        "requestheader_allowed_names")
 
 
 def _run_shared(args: argparse.Namespace) -> int:
     """``vkube serve --shared``: each cluster's host, values and files come from its member
     file, so the per-cluster flags are refused by name rather than ignored."""
     for name in _SHARED_ONLY_WITHOUT:
-        if getattr(args, name, None):
+        value = getattr(args, name, None)
+        if name == "requestheader_allowed_names" and value is not None:  # '' is a value too
+            print("vkube serve --shared: --requestheader-allowed-names is not supported in shared mode "
+                  f"(each cluster trusts its own {FRONT_PROXY_CLIENT} only) — drop it", file=sys.stderr)
+            return 2
+        if value:
             flag = "-f" if name == "values" else "--" + name.replace("_", "-")
             print(f"vkube serve --shared: {flag} configures one cluster; in shared mode each "
                   "cluster's member file names it — drop it", file=sys.stderr)

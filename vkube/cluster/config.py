@@ -92,6 +92,8 @@ class ClusterConfig:
     audit_rotation: tuple[int, int, int] = (0, 0, 0)
     #: static bearer tokens (kube-apiserver's --token-auth-file CSV), read at start
     token_auth_file: Path | None = None
+    #: --requestheader-allowed-names (None: the aggregator's front-proxy-client; (): any name)
+    requestheader_allowed_names: tuple[str, ...] | None = None
     #: kube-apiserver's --max-requests-inflight / --max-mutating-requests-inflight: their sum
     #: is the seats API Priority and Fairness divides between priority levels
     max_requests_inflight: int = 400

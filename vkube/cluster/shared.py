@@ -719,6 +719,8 @@ def _context_from_files(member: Member) -> ssl.SSLContext | None:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
         ctx.load_verify_locations(cafile=str(pki / "ca.crt"))
+        if (pki / "front-proxy-ca.crt").exists():  # request-header clients, as when awake
+            ctx.load_verify_locations(cafile=str(pki / "front-proxy-ca.crt"))
         ctx.verify_mode = ssl.CERT_OPTIONAL
         return ctx
     except (OSError, ssl.SSLError) as exc:

@@ -67,7 +67,9 @@ class VirtualCluster:
                                  if config.values is not None else None),
             # replicas of one cluster (enableHA) share its CA, token key and encryption key
             share_keys=config.ha, max_requests_inflight=config.max_requests_inflight,
-            max_mutating_requests_inflight=config.max_mutating_requests_inflight)
+            max_mutating_requests_inflight=config.max_mutating_requests_inflight,
+            **({} if config.requestheader_allowed_names is None
+               else {"requestheader_allowed_names": config.requestheader_allowed_names}))
         #: set once the API server answers (kubeconfig written, system namespaces there)
         self.serving = asyncio.Event()
         #: set once every component runs with synced caches
