@@ -4,8 +4,12 @@ migration kinds, on a ``vkube create`` cluster and its embedded host."""
 
 from __future__ import annotations
 
+import json
+
 import kubernetes
+import pytest
 from kubernetes import client as k
+from kubernetes.client.rest import ApiException
 
 from tests.apis.test_certificates import make_csr
 from tests.cli.conftest import User
@@ -27,6 +31,12 @@ def test_csr_approval_and_groups_through_the_official_client(vcluster: User) -> 
         assert csr.spec.username and csr.spec.expiration_seconds == 7200
         csr.status = k.V1CertificateSigningRequestStatus(conditions=[k.V1CertificateSigningRequestCondition(
             type="Approved", status="True", reason="PyApprove", message="approved by the python client")])
+        # /status is the signer's: Approved there is refused (422), not dropped
+        with pytest.raises(ApiException) as refused:
+            certs.replace_certificate_signing_request_status("py-user", csr)
+        assert refused.value.status == 422
+        assert ('status.conditions: Forbidden: updates may not add a condition of type "Approved"'
+                in json.loads(refused.value.body)["message"])
         approved = certs.replace_certificate_signing_request_approval("py-user", csr)
         cond = approved.status.conditions[0]
         assert (cond.type, cond.status, cond.reason) == ("Approved", "True", "PyApprove")
