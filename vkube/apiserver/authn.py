@@ -80,7 +80,7 @@ class RequestHeader:
         self.allowed_names = tuple(allowed_names)
         self._verified: OrderedDict[bytes, float] = OrderedDict()
 
-    def trusts(self, der: bytes, cert: x509.Certificate | None = None) -> bool:
+    def trusts(self, der: bytes) -> bool:
         """Whether the peer certificate is the front proxy's (``x509.Verifier`` with its
         allowed common names); why not is logged, as upstream's union collects it."""
         now = time.time()
@@ -88,7 +88,7 @@ class RequestHeader:
         if until is not None and now < until:
             return True
         try:
-            cert = cert or x509.load_der_x509_certificate(der)
+            cert = x509.load_der_x509_certificate(der)
             ident = authenticate_client_certificate(cert, self.ca)
         except (CertificateError, ValueError):
             return False  # not the front proxy's: the other authenticators decide
@@ -158,12 +158,11 @@ class Authenticator:
 
     async def authenticate(self, request: web.Request) -> UserInfo:
         """The request's user; anonymous where allowed; else :class:`errors.Unauthorized`."""
-        if self.requestheader is not None:
-            der = _peer_certificate(request)
-            if der and self.requestheader.trusts(der):
-                user = self.requestheader.user(request.headers)
-                if user is not None:
-                    return user
+        if self.requestheader is not None:  # the headers first: without them no certificate check
+            claimed = self.requestheader.user(request.headers)
+            der = _peer_certificate(request) if claimed is not None else None
+            if claimed is not None and der and self.requestheader.trusts(der):
+                return claimed
         user = self._from_certificate(request)
         if user is not None:
             return user
