@@ -46,9 +46,16 @@ class RunningControlPlane:
 
 
 def admin_client(cp: ControlPlane, **kw):  # noqa: ANN201 - vkube.client.Client
-    """A vkube Client for a started ControlPlane, authenticated as the cluster admin."""
+    """A vkube Client for a started ControlPlane, authenticated as the cluster admin. With
+    ``VKUBE_TEST_IN_PROCESS=1`` it calls the server in process (``vkube.cluster.inprocess``)
+    as that same user: the suites that use it then check the transport behaves as HTTPS."""
     from vkube.client import Client
 
+    if os.environ.get("VKUBE_TEST_IN_PROCESS") == "1" and cp.server is not None:
+        from vkube.cluster.inprocess import in_process_client
+        from vkube.pki.cluster import ADMIN
+
+        return in_process_client(cp.server, ADMIN, url=cp.url, **{"user_agent": "vkube", **kw})
     return Client(cp.url, ssl=cp.client_ssl(), **kw)
 
 

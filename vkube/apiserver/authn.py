@@ -42,7 +42,7 @@ from vkube.pki.tokens import LEGACY_ISSUER, MAX_TOKEN_BYTES, TokenIssuer, peek
 log = logging.getLogger("vkube.apiserver.authn")
 
 __all__ = ["Authenticator", "RequestHeader", "ANONYMOUS", "ISSUER", "anonymous_allowed",
-           "without_front_proxy_headers"]
+           "without_front_proxy_headers", "certificate_user"]
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
@@ -196,7 +196,7 @@ class Authenticator:
             # since the handshake, wrong usage) is a 401 with the reason in our log only.
             log.info("client certificate refused: %s", exc)
             raise unauthorized() from None
-        user = UserInfo(ident.user, groups=_with_authenticated(ident.groups))
+        user = certificate_user(ident.user, ident.groups)
         self._certs[der] = (user, min(cert.not_valid_after_utc.timestamp(), now + 60))
         if len(self._certs) > _CERT_CACHE_SIZE:
             self._certs.popitem(last=False)
@@ -318,6 +318,11 @@ def _peer_certificate(request: web.Request) -> bytes | None:
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     return ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+
+
+def certificate_user(name: str, groups: Sequence[str]) -> UserInfo:
+    """The user a valid client certificate of CN ``name``, O ``groups`` authenticates as."""
+    return UserInfo(name, groups=_with_authenticated(groups))
 
 
 def _with_authenticated(groups: Sequence[str]) -> tuple[str, ...]:

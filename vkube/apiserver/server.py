@@ -66,6 +66,9 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 _AUDIT_ID = web.RequestKey("audit_id", str)
+#: who a request made in process by one of the cluster's own components is (set only by
+#: ``vkube.cluster.inprocess``, never from the network): the user its certificate would give
+IN_PROCESS_USER = web.RequestKey("vkube_in_process_user", UserInfo)
 MAX_HEADER_FIELD = 128 * 1024
 
 
@@ -108,7 +111,10 @@ class APIServer:
         """Who sent ``request``: the one place authentication fills in the user (client
         certificate, bearer token, or anonymous where Kubernetes allows it; else 401). A server
         built without an authenticator (unit tests of the HTTP surface) treats everyone as the
-        cluster admin."""
+        cluster admin. A component's in-process request carries its fixed identity."""
+        user = request.get(IN_PROCESS_USER)
+        if user is not None:
+            return user
         if self.authenticator is None:
             return cluster_admin()
         return await self.authenticator.authenticate(request)
@@ -743,4 +749,4 @@ class ControlPlane:
         tmp.replace(p)
 
 
-__all__ = ["APIServer", "ControlPlane"]
+__all__ = ["APIServer", "ControlPlane", "IN_PROCESS_USER"]

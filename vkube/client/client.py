@@ -4,15 +4,20 @@ Why our own: the official async clients deserialize into generated model classes
 they drop unknown fields of custom resources); kopf, a model operator codebase, talks to the API
 with aiohttp and dicts for the same reasons. aiohttp does the HTTP; this module only knows the
 REST path convention, kubeconfigs, and maps ``Status`` replies to ``vkube.api.errors``.
+
+A ``Transport`` (httpx's pattern: ``AsyncClient(transport=ASGITransport(app))``) replaces the
+network for components living in their API server's process: same client, same error mapping,
+no sockets or TLS (``vkube.cluster.inprocess``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import orjson
@@ -73,6 +78,23 @@ class APIResource:
     short_names: tuple[str, ...] = ()
 
 
+class Transport(Protocol):
+    """What carries a Client's requests when it is not HTTP over the network. Replies are
+    (status, body bytes); the Client maps error statuses to ``StatusError`` as for HTTP."""
+
+    async def send(self, method: str, path: str, *, params: Mapping[str, str] | None,
+                   body: bytes | None, headers: Mapping[str, str],
+                   timeout: float) -> tuple[int, bytes]: ...
+
+    def open(self, path: str, *, params: Mapping[str, str] | None,
+             headers: Mapping[str, str]) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
+        """A GET whose body streams (watch, follow): (status, chunks) until the server ends
+        it; leaving the context ends the request."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 def load_kubeconfig(path: str, context: str | None = None) -> "Client":
     """A Client for the kubeconfig's (current or named) context: server, CA / insecure,
     client cert+key or token."""
@@ -106,9 +128,10 @@ class Client:
     def __init__(self, server: str, *, token: str | None = None, ssl: Any = None,
                  user_agent: str = "vkube", timeout: float = 60.0,
                  headers: dict[str, str] | None = None,
-                 server_hostname: str | None = None) -> None:
+                 server_hostname: str | None = None, transport: Transport | None = None) -> None:
         """``server_hostname``: the TLS server name to send and verify (a kubeconfig's
-        ``tls-server-name``; shared mode picks the cluster by it)."""
+        ``tls-server-name``; shared mode picks the cluster by it). ``transport``: carries
+        the requests instead of HTTP (``server`` then only names the API in messages)."""
         self.server = server.rstrip("/")
         self._tls = {"server_hostname": server_hostname} if server_hostname else {}
         self.token = token
@@ -121,6 +144,7 @@ class Client:
             self._headers["Authorization"] = f"Bearer {token}"
         self._headers.update(headers or {})
         self._session: aiohttp.ClientSession | None = None
+        self.transport = transport
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: aiohttp sessions belong to the running event loop.
@@ -132,6 +156,8 @@ class Client:
         return self._session
 
     async def close(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -153,6 +179,13 @@ class Client:
         if body is not None:
             data = _dumps(body)
             headers["Content-Type"] = content_type
+        if self.transport is not None:
+            status, payload = await self.transport.send(
+                method, path, params=params, body=data, headers={**self._headers, **headers},
+                timeout=self.timeout)
+            if status >= 300:
+                raise _error_from_reply(status, payload)
+            return _reply(method, path, payload, raw)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._get_session().request(
@@ -164,14 +197,7 @@ class Client:
                     raise _error_from_reply(resp.status, payload)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise errors.ServiceUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
-        if raw:
-            return payload
-        if not payload:
-            return {}
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError as e:
-            raise errors.InternalError(f"{method} {path}: reply is not JSON") from e
+        return _reply(method, path, payload, raw)
 
     # -- CRUD -----------------------------------------------------------------------------
 
@@ -254,16 +280,29 @@ class Client:
     async def stream(self, path: str, *, params: Obj | None = None) -> AsyncIterator[bytes]:
         """GET ``path`` and yield the body as it arrives (``pods/log?follow=true``). No total
         timeout: the stream lasts as long as the server keeps it open."""
+        async with self._open(path, params, f"GET {path}") as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    @contextlib.asynccontextmanager
+    async def _open(self, path: str, params: Obj | None, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The body of a streaming GET, chunk by chunk; error replies raise as ``request``'s,
+        network failures as ``ServiceUnavailable`` naming ``what``."""
+        if self.transport is not None:
+            async with self.transport.open(path, params=params, headers=self._headers) as (status, chunks):
+                if status >= 300:
+                    raise _error_from_reply(status, b"".join([c async for c in chunks]))
+                yield chunks
+            return
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
         try:
             async with self._get_session().get(self.server + path, params=params, **self._tls,
                                                timeout=timeout) as resp:
                 if resp.status >= 300:
                     raise _error_from_reply(resp.status, await resp.read())
-                async for chunk in resp.content.iter_any():
-                    yield chunk
+                yield resp.content.iter_any()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            raise errors.ServiceUnavailable(f"GET {path}: {type(e).__name__}: {e}") from e
+            raise errors.ServiceUnavailable(f"{what}: {type(e).__name__}: {e}") from e
 
     @contextlib.asynccontextmanager
     async def websocket(self, path: str, *, params: Sequence[tuple[str, str]] | Obj | None = None,
@@ -273,6 +312,9 @@ class Client:
         ``attach``, ``portforward``; ``params`` as pairs since ``command`` repeats).
         ``ws.protocol`` is the subprotocol the server chose. A refused upgrade raises the
         matching StatusError."""
+        if self.transport is not None:
+            raise errors.BadRequest(f"{path}: WebSockets are not carried by {type(self.transport).__name__}; "
+                                    "use a client over HTTPS")
         session = self._get_session()
         try:
             ws = await session.ws_connect(
@@ -300,23 +342,16 @@ class Client:
                          fieldSelector=field_selector, allowWatchBookmarks=allow_bookmarks,
                          timeoutSeconds=timeout_seconds)
         path = res.path(namespace)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
-        try:
-            async with self._get_session().get(self.server + path, params=params, **self._tls,
-                                               timeout=timeout) as resp:
-                if resp.status >= 300:
-                    raise _error_from_reply(resp.status, await resp.read())
-                buf = b""
-                async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    while (i := buf.find(b"\n")) >= 0:
-                        line, buf = buf[:i], buf[i + 1:]
-                        if line.strip():
-                            yield _watch_event(line)
-                if buf.strip():
-                    yield _watch_event(buf)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            raise errors.ServiceUnavailable(f"watch {path}: {type(e).__name__}: {e}") from e
+        async with self._open(path, params, f"watch {path}") as chunks:
+            buf = b""
+            async for chunk in chunks:
+                buf += chunk
+                while (i := buf.find(b"\n")) >= 0:
+                    line, buf = buf[:i], buf[i + 1:]
+                    if line.strip():
+                        yield _watch_event(line)
+            if buf.strip():
+                yield _watch_event(buf)
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -342,6 +377,17 @@ class Client:
                     Resource(group, version, r["name"], bool(r.get("namespaced")), r.get("kind", "")),
                     tuple(r.get("verbs") or ()), tuple(r.get("shortNames") or ())))
         return out
+
+
+def _reply(method: str, path: str, payload: bytes, raw: bool) -> Any:
+    if raw:
+        return payload
+    if not payload:
+        return {}
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise errors.InternalError(f"{method} {path}: reply is not JSON") from e
 
 
 def _watch_event(line: bytes) -> WatchEvent:

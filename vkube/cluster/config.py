@@ -112,6 +112,10 @@ class ClusterConfig:
     ha: bool = False
     #: extra DNS names / IPs the serving certificate must cover (a host Service's names)
     tls_sans: tuple[str, ...] = ()
+    #: the cluster's own components (controllers, syncer's virtual side, DNS, scheduler,
+    #: leader election) call its API server in process (``vkube.cluster.inprocess``); False:
+    #: over loopback HTTPS with their client certificates, as an out-of-process component
+    in_process_components: bool = True
 
     def __post_init__(self) -> None:
         if self.data_dir is None and self.store_url is None:

@@ -414,7 +414,8 @@ class SharedServer:
             if member.config.virtual else None
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
                             public_url=self.url_of(member.name),
-                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port)
+                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port,
+                            request_seat=lambda name=member.name: self.fair.seat(name))
         try:
             with attributed(member.name):  # every task of the cluster logs as its own
                 await vc.start()
