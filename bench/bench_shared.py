@@ -15,6 +15,7 @@ controllers, syncer to its host namespace) unless ``--api-only``.
 - ``shared.wake``: a sleeping cluster's first request, answered once its API serves.
 
     .venv/bin/python bench/bench_shared.py [--counts 10,100] [--settle 5] [--api-only] [--flood]
+                                           [--https-components]
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
     def config(i: int) -> ClusterConfig:
         return ClusterConfig(name=f"c{i:06d}", data_dir=root / f"c{i:06d}",
                              controllers=not args.api_only,
+                             in_process_components=not args.https_components,
                              host=HostConnection(str(host_kc), kind="embedded") if host_kc else None)
     try:
         await asyncio.sleep(args.settle)
@@ -204,6 +206,8 @@ if __name__ == "__main__":
     p.add_argument("--settle", type=float, default=5.0, help="idle seconds before each sample")
     p.add_argument("--api-only", action="store_true",
                    help="control planes only: no controllers, no host, no syncer")
+    p.add_argument("--https-components", action="store_true",
+                   help="components reach their API over loopback HTTPS (the cost before in-process calls)")
     p.add_argument("--flood", action="store_true", help="also measure latency while another "
                                                          "tenant creates objects in a tight loop")
     p.add_argument("--requests", type=int, default=300, help="requests per latency figure")

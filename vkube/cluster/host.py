@@ -18,6 +18,7 @@ from vkube.apiserver.server import ControlPlane
 
 if TYPE_CHECKING:
     from vkube.client import Client
+    from vkube.pki.cluster import Identity
     from vkube.host.runner import EmbeddedHost
     from vkube.host.stages import KubeletConfig
 
@@ -39,6 +40,9 @@ class HostConfig:
     name: str = "vkube-host"
     #: dual-stack ClusterIPs (IPv4 first), so IPv6 and dual-stack Services work on a laptop
     service_cidr: str = "10.96.0.0/12,fd00:10:96::/112"
+    #: the host's controllers, scheduler and kubelets call its API server in process
+    #: (``vkube.cluster.inprocess``); False: over loopback HTTPS with their certificates
+    in_process_components: bool = True
 
 
 class EmbeddedHostCluster:
@@ -92,7 +96,6 @@ class EmbeddedHostCluster:
             raise RuntimeError("the embedded host stopped during start-up") from self.error
 
     async def _run(self) -> None:
-        from vkube.client import Client
         from vkube.controllers.registry import default_controllers
         from vkube.controllers.runtime import ControllerManager
         from vkube.host.nodes import NodeTemplate
@@ -101,8 +104,7 @@ class EmbeddedHostCluster:
 
         cfg = self.config
         try:
-            self._client = Client(self.url, user_agent="vkube-host-controller-manager",
-                                  ssl=self.control_plane.client_ssl(*CONTROLLER_MANAGER))
+            self._client = self._connect(CONTROLLER_MANAGER, "vkube-host-controller-manager")
             assert self.control_plane.pki is not None
             mgr = ControllerManager(self._client, identity=f"vkube-host-{os.getpid()}",
                                     leader_election=False,
@@ -113,6 +115,7 @@ class EmbeddedHostCluster:
                 mgr.add(ctrl)
             self.data_plane = EmbeddedHost(
                 self.url, pki=self.control_plane.pki, nodes=cfg.nodes, kubelet=cfg.kubelet,
+                connect=self._connect,
                 template=NodeTemplate(cpu=cfg.node_cpu, memory=cfg.node_memory, devices=cfg.node_devices))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(mgr.run(), name="host controllers")
@@ -131,6 +134,19 @@ class EmbeddedHostCluster:
             finally:
                 self.ready.clear()
                 self.stopped.set()
+
+    def _connect(self, identity: "Identity", agent: str) -> "Client":
+        """A client of the host's own API as ``identity``: in process (the same handler
+        chain, the identity its certificate would give) unless ``in_process_components``
+        is off, then HTTPS with that certificate."""
+        from vkube.client import Client
+
+        server = self.control_plane.server
+        if self.config.in_process_components and server is not None:
+            from vkube.cluster.inprocess import in_process_client
+
+            return in_process_client(server, identity, url=self.url, user_agent=agent)
+        return Client(self.url, user_agent=agent, ssl=self.control_plane.client_ssl(*identity))
 
     async def _run_data_plane(self, dp: "EmbeddedHost") -> None:
         await dp.start()

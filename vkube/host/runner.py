@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from vkube.client import Client
@@ -25,7 +26,8 @@ from vkube.host.provisioner import VolumeController
 from vkube.host.scheduler import Scheduler
 from vkube.host.stages import KubeletConfig
 from vkube.host.volumebinding import VolumeBinder
-from vkube.pki.cluster import CONTROLLER_MANAGER, NETWORK, SCHEDULER, ClusterPKI, KubeletTLS, node_identity
+from vkube.pki.cluster import (CONTROLLER_MANAGER, NETWORK, SCHEDULER, ClusterPKI, Identity, KubeletTLS,
+                               node_identity)
 
 #: the host's own operator for node operations (`vkube host` cordon/drain/readiness)
 HOST_ADMIN = ("vkube-host-admin", ("system:masters",))
@@ -41,9 +43,12 @@ class EmbeddedHost:
     their own identities from it (``system:kube-scheduler``; the kubelets, which share one
     connection for all simulated nodes, ``system:node:<first node>`` in ``system:nodes``), and
     the kubelet server a serving certificate admitting only the API server. ``client`` may be
-    given instead of a URL (it is then used by every part and not closed by stop())."""
+    given instead of a URL (it is then used by every part and not closed by stop());
+    ``connect(identity, user_agent)`` makes each part's client instead of HTTPS with a
+    certificate (the host's own process calls its API server in process)."""
 
-    def __init__(self, server: str | None = None, *, pki: ClusterPKI, client: Client | None = None, nodes: int = 3,
+    def __init__(self, server: str | None = None, *, pki: ClusterPKI, client: Client | None = None,
+                 connect: "Callable[[Identity, str], Client] | None" = None, nodes: int = 3,
                  template: NodeTemplate | None = None, kubelet: KubeletConfig | None = None,
                  kubelet_port: int = 0, default_toleration_seconds: float = 300.0,
                  lease_interval: float = 10.0, status_interval: float = 40.0,
@@ -52,10 +57,13 @@ class EmbeddedHost:
             raise ValueError("EmbeddedHost needs a server URL or a client")
         self._clients: list[Client] = []
 
-        def identity(ident: tuple[str, tuple[str, ...]], agent: str) -> Client:
+        def identity(ident: Identity, agent: str) -> Client:
             if client is not None:
                 return client
-            c = Client(server or "", user_agent=agent, ssl=pki.client_ssl(*ident))
+            if connect is not None:  # in the API server's process: no sockets (vkube.cluster)
+                c = connect(ident, agent)
+            else:
+                c = Client(server or "", user_agent=agent, ssl=pki.client_ssl(*ident))
             self._clients.append(c)
             return c
 
