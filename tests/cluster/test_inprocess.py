@@ -134,6 +134,31 @@ async def test_watches_end_when_the_server_stops(tmp_path: Path) -> None:
     await client.close()
 
 
+async def test_closing_the_client_ends_its_watches(control_plane: Any) -> None:
+    client = in_process_client(control_plane.cp.server, ADMIN, url=control_plane.url, user_agent="t")
+
+    async def watch() -> str:
+        async for _ in client.watch(CONFIGMAPS, namespace="default", resource_version="0",
+                                    allow_bookmarks=False):
+            pass
+        return "ended"
+
+    task = asyncio.create_task(watch())
+    await client.create(CONFIGMAPS, {"metadata": {"name": "x", "namespace": "default"}})
+    transport = client.transport
+    assert isinstance(transport, InProcessTransport)
+    await eventually(_open_streams(transport), timeout=60)
+    await client.close()
+    assert await asyncio.wait_for(task, 60) == "ended"  # as a closed connection ends it
+
+
+def _open_streams(transport: InProcessTransport) -> Any:
+    async def check() -> None:
+        assert transport._streams
+
+    return check
+
+
 async def test_shared_mode_seats_hold_for_in_process_requests(control_plane: Any) -> None:
     fair = FairQueue(FairnessConfig(seats=4, per_cluster=1, queue_length=1, max_wait=60))
     server = control_plane.cp.server

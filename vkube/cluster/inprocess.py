@@ -158,6 +158,7 @@ class InProcessTransport:
         self.seat = seat
         self._peer = _Peer()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._streams: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     # -- the Transport protocol -----------------------------------------------------------
@@ -182,6 +183,8 @@ class InProcessTransport:
         sink = _Sink(pipe)
         request = self._request("GET", path, params, None, headers, sink)
         task = self._spawn(self._stream(request, sink), f"GET {path} (stream)")
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
         try:
             status = await asyncio.shield(sink.status)
             yield status, aiter(pipe)
@@ -192,8 +195,11 @@ class InProcessTransport:
                 await task
 
     async def close(self) -> None:
-        """No new requests; those in flight get ``SHUTDOWN_TIMEOUT`` to finish, streams end."""
+        """No new requests; streams end now, requests in flight get ``SHUTDOWN_TIMEOUT`` to
+        finish."""
         self._closed = True
+        for task in self._streams:
+            task.cancel()
         tasks = list(self._tasks)
         if not tasks:
             return
