@@ -52,6 +52,9 @@ STREAM_BUFFER = 256
 #: how long close() lets requests in flight finish before cancelling them (aiohttp's
 #: shutdown_timeout, as the server's own runner uses)
 SHUTDOWN_TIMEOUT = 1.0
+#: requests (streams included) one client has in flight at once, as its HTTP connection pool
+#: allows (``vkube.client``'s ``TCPConnector(limit=100)``): the same back-pressure on the server
+MAX_IN_FLIGHT = 100
 #: kube-apiserver's APF refusal text, as the shared listener answers it
 _TOO_MANY = b"Too many requests, please try again later.\n"
 
@@ -159,6 +162,7 @@ class InProcessTransport:
         self._peer = _Peer()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._streams: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._closed = False
 
     # -- the Transport protocol -----------------------------------------------------------
@@ -251,7 +255,8 @@ class InProcessTransport:
 
     async def _reply(self, request: web.Request, sink: _Sink) -> tuple[int, bytes]:
         try:
-            resp = await self._dispatch(request)
+            async with self._slots:
+                resp = await self._dispatch(request)
         except TooManyRequests:
             return 429, _TOO_MANY
         if not resp.prepared:
@@ -267,11 +272,8 @@ class InProcessTransport:
         long-running check exempts them."""
         assert sink.pipe is not None
         try:
-            resp = await self.server.dispatch(request)
-            if not resp.prepared:
-                await resp.prepare(request)
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await resp.write_eof()
+            async with self._slots:
+                await self._serve_stream(request)
         except ConnectionResetError:  # the reader left
             pass
         finally:
@@ -279,6 +281,13 @@ class InProcessTransport:
                 sink.status.set_exception(errors.ServiceUnavailable(
                     f"{request.method} {request.path}: the in-process stream ended before a reply"))
             sink.pipe.close()
+
+    async def _serve_stream(self, request: web.Request) -> None:
+        resp = await self.server.dispatch(request)
+        if not resp.prepared:
+            await resp.prepare(request)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await resp.write_eof()
 
 
 def in_process_client(server: APIServer, identity: Identity, *, url: str, user_agent: str,
