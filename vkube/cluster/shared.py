@@ -414,8 +414,7 @@ class SharedServer:
             if member.config.virtual else None
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
                             public_url=self.url_of(member.name),
-                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port,
-                            request_seat=lambda name=member.name: self.fair.seat(name))
+                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port)
         try:
             with attributed(member.name):  # every task of the cluster logs as its own
                 await vc.start()
@@ -424,6 +423,10 @@ class SharedServer:
             raise
         if vc.control_plane.ctx is not None:  # before any component watches
             vc.control_plane.ctx.bookmark_interval = self.bookmark_interval
+        server = vc.control_plane.server
+        if server is not None and server.flowcontrol is not None:
+            # before its components' first in-process request: they take seats as tenants do
+            server.flowcontrol.outer_seat = functools.partial(self.fair.seat, member.name)
         member.vc = vc
         member.state = RUNNING
         member.touch()

@@ -27,7 +27,6 @@ from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTI
 
 if TYPE_CHECKING:
     from vkube.client import Client
-    from vkube.cluster.inprocess import Seat
     from vkube.controllers.runtime import ControllerManager
     from vkube.dns.server import ClusterDNS
     from vkube.host.scheduler import Scheduler
@@ -46,15 +45,13 @@ class VirtualCluster:
 
     def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
                  public_url: str | None = None, tls_server_name: str | None = None,
-                 pod_api_port: int | None = None, request_seat: "Seat | None" = None) -> None:
+                 pod_api_port: int | None = None) -> None:
         """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
         lives under its own prefix of the process's one store and is served by the shared
         listener at ``public_url`` instead of a port of its own; ``pod_api_port``: the port its
-        pods reach it at (``default/kubernetes``; vkube.cluster.podapi); ``request_seat``: the
-        fairness seat its components' in-process requests take, as its HTTP requests do."""
+        pods reach it at (``default/kubernetes``; vkube.cluster.podapi)."""
         self.config = config
         self.pod_api_port = pod_api_port
-        self.request_seat = request_seat
         #: shared mode: the TLS server name the shared listener picks this cluster by
         self.tls_server_name = tls_server_name
         self.control_plane = ControlPlane(
@@ -350,7 +347,8 @@ class VirtualCluster:
         if self.config.in_process_components and server is not None:
             from vkube.cluster.inprocess import in_process_client
 
-            c = in_process_client(server, identity, url=self.url, user_agent=agent, seat=self.request_seat)
+            # APF (and shared mode's seat inside it) runs in the handler chain: the same here
+            c = in_process_client(server, identity, url=self.url, user_agent=agent)
         else:
             c = Client(self.url, user_agent=agent, ssl=self.control_plane.client_ssl(*identity),
                        server_hostname=self.tls_server_name)
