@@ -88,6 +88,20 @@ spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 4
     ("""
 apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: PriorityLevelConfiguration
+metadata: {name: bad}
+spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 10000, handSize: 5000}}}}
+""", ['spec.limited.limitResponse.queuing.handSize: Invalid value: 5000: required entropy bits of deckSize 10000 '
+      'and handSize 5000 should not be greater than 60']),
+    ("""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: bad}
+spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 512, handSize: 8}}}}
+""", ['spec.limited.limitResponse.queuing.handSize: Invalid value: 8: required entropy bits of deckSize 512 '
+      'and handSize 8 should not be greater than 60']),
+    ("""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
 metadata: {name: not-exempt}
 spec: {type: Exempt}
 """, ["spec.type: Invalid value: \"Exempt\": type must be 'Exempt' if and only if name is 'exempt'"]),
