@@ -188,8 +188,8 @@ class FlowControl:
             self._ensuring.cancel()
             try:
                 await self._ensuring
-            except BaseException:
-                pass
+            except (asyncio.CancelledError, Exception):
+                pass  # cancelled by us; a failure was logged by the run
 
     def _apply(self, pls: list[dict[str, Any]], fss: list[dict[str, Any]]) -> None:
         """Recompile matchers and limits (``digestConfigObjects``): the mandatory objects stand
