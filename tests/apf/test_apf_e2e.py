@@ -260,6 +260,18 @@ def test_priority_and_fairness_end_to_end(served: Served) -> None:
         status, headers, text = _call(burst, "POST", cms, _configmap("b3"))
         assert status == 429 and text == TOO_MANY and headers[PL] == uids["queued"]
         assert not {"b0", "b1", "b2"} & results.keys(), results  # all still waiting
+        # dump_requests (upstream's layout): the three waiting in one queue, then the one executing
+        dump = served.kubectl("get", "--raw", "/debug/api_priority_and_fairness/dump_requests"
+                              "?includeRequestDetails=1").stdout.splitlines()
+        assert [c.strip() for c in dump[0].split(",")] == [
+            "PriorityLevelName", "FlowSchemaName", "QueueIndex", "RequestIndexInQueue", "FlowDistingsher",
+            "ArriveTime", "InitialSeats", "FinalSeats", "AdditionalLatency", "StartTime", "UserName", "Verb",
+            "APIPath", "Namespace", "Name", "APIVersion", "Resource", "SubResource"]
+        rows = [[c.strip() for c in line.split(",")] for line in dump[1:] if line.startswith("queued,")]
+        assert [r[3] for r in rows] == ["0", "1", "2", "-1"], dump
+        assert all(r[1] == "bursts" and r[10] == "system:serviceaccount:apf:burst" and r[11] == "create"
+                   and r[12] == cms and r[13] == "apf" and r[15] == "v1" and r[16] == "configmaps" for r in rows)
+        assert len({r[2] for r in rows[:3]}) == 1 and rows[0][9] == "0001-01-01T00:00:00Z" != rows[3][9]
 
         hooks.release.set()
         for t in workers:

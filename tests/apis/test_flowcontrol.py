@@ -88,6 +88,20 @@ spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 4
     ("""
 apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: PriorityLevelConfiguration
+metadata: {name: bad}
+spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 10000, handSize: 5000}}}}
+""", ['spec.limited.limitResponse.queuing.handSize: Invalid value: 5000: required entropy bits of deckSize 10000 '
+      'and handSize 5000 should not be greater than 60']),
+    ("""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: bad}
+spec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 512, handSize: 8}}}}
+""", ['spec.limited.limitResponse.queuing.handSize: Invalid value: 8: required entropy bits of deckSize 512 '
+      'and handSize 8 should not be greater than 60']),
+    ("""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
 metadata: {name: not-exempt}
 spec: {type: Exempt}
 """, ["spec.type: Invalid value: \"Exempt\": type must be 'Exempt' if and only if name is 'exempt'"]),
@@ -114,11 +128,34 @@ def test_invalid_objects_are_refused(vcluster: User, manifest: str, messages: li
         assert message in proc.stderr, proc.stderr
 
 
-def test_mandatory_objects_are_restored_at_start(vcluster: User) -> None:
-    """The mandatory ``catch-all`` is forced back to its defined spec when the server starts."""
+def test_mandatory_objects_are_restored_and_never_lock_anyone_out(vcluster: User) -> None:
+    """As kube-apiserver: an edit of a mandatory object is accepted, takes no effect, and the
+    config producer writes the defined spec back (upstream's ensurer runs every minute; here
+    on every configuration change). Pointing ``exempt`` at a 0-seat Reject level must not lock
+    out system:masters."""
     vcluster.kubectl("patch", "prioritylevelconfiguration", "catch-all", "--type", "merge",
                      "-p", '{"spec":{"limited":{"nominalConcurrencyShares":50}}}')
-    vcluster.vkube("pause", "apis")
-    vcluster.vkube("resume", "apis")
-    got = json.loads(vcluster.kubectl("get", "prioritylevelconfiguration", "catch-all", "-o", "json").stdout)
-    assert got["spec"]["limited"]["nominalConcurrencyShares"] == 5
+    vcluster.kubectl("create", "-f", "-", input="""
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: nothing}
+spec: {type: Limited, limited: {nominalConcurrencyShares: 0, lendablePercent: 0, limitResponse: {type: Reject}}}
+""")
+    vcluster.kubectl("patch", "flowschema", "exempt", "--type", "merge",
+                     "-p", '{"spec":{"priorityLevelConfiguration":{"name":"nothing"}}}')
+    for _ in range(5):  # the admin (system:masters) is still served, as are others
+        vcluster.kubectl("get", "namespaces")
+
+    def restored() -> None:
+        pl = json.loads(vcluster.kubectl("get", "prioritylevelconfiguration", "catch-all", "-o", "json").stdout)
+        assert pl["spec"]["limited"]["nominalConcurrencyShares"] == 5
+        fs = json.loads(vcluster.kubectl("get", "flowschema", "exempt", "-o", "json").stdout)
+        assert fs["spec"]["priorityLevelConfiguration"]["name"] == "exempt"
+    eventually(restored, timeout=60, delay=1)
+    vcluster.kubectl("delete", "flowschema", "catch-all")  # deleted: created anew
+
+    def recreated() -> None:
+        assert vcluster.kubectl("get", "flowschema", "catch-all", check=False).returncode == 0
+    eventually(recreated, timeout=60, delay=1)
+    vcluster.kubectl("delete", "prioritylevelconfiguration", "nothing")
+

@@ -236,3 +236,74 @@ async def test_a_level_turned_to_reject_refuses_its_waiters() -> None:
     with pytest.raises(Rejected):
         await waiter
     assert (lv.waiting, lv.rejected, lv.executing) == (0, 1, 1)
+
+
+async def test_millions_of_queues_cost_nothing_until_requests_wait() -> None:
+    """Upstream accepts ``queues: 5000000``; the queues exist only while someone waits in them,
+    so configuring (and reconfiguring) such a level allocates almost nothing, and it still
+    queues, refuses when a queue is full and dispatches in turn."""
+    import tracemalloc
+
+    fc = FlowControl(None, server_cl=10)
+    objs = mandatory_objects()
+
+    def huge(queues: int, hand: int) -> dict:
+        return {"metadata": {"name": "huge", "uid": "h"}, "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 30, "lendablePercent": 0, "limitResponse": {"type": "Queue", "queuing": {
+                "queues": queues, "handSize": hand, "queueLengthLimit": 1000000}}}}}
+
+    pls = [o for o in objs if o["kind"] == "PriorityLevelConfiguration"]
+    fss = [o for o in objs if o["kind"] == "FlowSchema"]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        fc._apply(pls + [huge(5_000_000, 1)], fss)
+        fc._apply(pls + [huge(4_999_999, 1)], fss)  # replacing the configuration: nothing rebuilt
+        assert tracemalloc.get_traced_memory()[0] - before < 1_000_000
+    finally:
+        tracemalloc.stop()
+    lv = fc.levels["huge"]
+    assert lv.queues == 4_999_999 and lv.active_queues() == 0
+    lv.set_current_cl(1)
+    await lv.acquire(lambda: 0, lambda: 5.0)
+    lv.queue_length_limit = 1
+    a, b = 12345, 67890
+    qa = lv._pick(a)
+    wa = asyncio.create_task(lv.acquire(lambda: a, lambda: 30.0))
+    await asyncio.sleep(0)
+    with pytest.raises(Rejected) as exc:
+        await lv.acquire(lambda: a, lambda: 30.0)  # a's shortest queue holds 1 already
+    assert exc.value.reason == "queue-full"
+    wb = asyncio.create_task(lv.acquire(lambda: b, lambda: 30.0))
+    await asyncio.sleep(0)
+    assert lv.waiting == 2 and lv.active_queues() == 2 and lv.queue_lengths()[qa] == 1
+    assert len(fc.dump("dump_queues").splitlines()) == 3  # header + the two non-empty queues
+    lv.release()
+    await asyncio.sleep(0)
+    lv.release()
+    await asyncio.gather(wa, wb)
+    assert (lv.waiting, lv.executing, lv.active_queues()) == (0, 1, 0)
+
+
+def test_edited_mandatory_objects_take_no_effect() -> None:
+    """``exempt`` pointed at a 0-seat Reject level and ``catch-all`` made Reject: the defined
+    specs still rule (the ensurer writes them back), so system:masters stays exempt."""
+    fc = FlowControl(None, server_cl=10)
+    objs = mandatory_objects()
+    pls = [dict(o) for o in objs if o["kind"] == "PriorityLevelConfiguration"]
+    fss = [dict(o) for o in objs if o["kind"] == "FlowSchema"]
+    for o in pls + fss:
+        o["metadata"] = {**o["metadata"], "uid": "u-" + o["metadata"]["name"]}
+    nothing = {"metadata": {"name": "nothing", "uid": "n"}, "spec": {"type": "Limited", "limited": {
+        "nominalConcurrencyShares": 0, "lendablePercent": 0, "limitResponse": {"type": "Reject"}}}}
+    for o in fss:
+        if o["metadata"]["name"] == "exempt":
+            o["spec"] = {**o["spec"], "priorityLevelConfiguration": {"name": "nothing"}}
+    for o in pls:
+        if o["metadata"]["name"] == "catch-all":
+            o["spec"] = nothing["spec"]
+    fc._apply(pls + [nothing], fss)
+    schema, level = fc.classify(rc("admin", ("system:masters", AUTH), "GET", "/api/v1/pods"))
+    assert (schema.name, schema.uid, level.name, level.exempt) == ("exempt", "u-exempt", "exempt", True)
+    schema, level = fc.classify(rc("nobody", (), "GET", "/api/v1/pods"))
+    assert level.name == "catch-all" and level.uid == "u-catch-all" and level.queues == 0 and level.nominal_cl > 0

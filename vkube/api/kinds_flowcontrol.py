@@ -4,6 +4,7 @@ kube-apiserver's APF bootstrap (``apis/flowcontrol/bootstrap``) keeps in every c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -161,7 +162,19 @@ def _validate_limited(limited: dict[str, Any], path: str) -> Causes:
             elif isinstance(queues, int) and hand > queues:
                 causes.append(invalid_value(f"{qp}.handSize", hand,
                                             f"should not be greater than queues ({queues})"))
+            elif isinstance(queues, int) and queues > 0 and _entropy_bits(queues, hand) > MAX_HASH_BITS:
+                causes.append(invalid_value(f"{qp}.handSize", hand, f"required entropy bits of deckSize "
+                                            f"{queues} and handSize {hand} should not be greater than {MAX_HASH_BITS}"))
     return causes
+
+
+#: shuffle sharding draws a hand from a 64-bit hash; upstream keeps 4 bits in reserve
+MAX_HASH_BITS = 60
+
+
+def _entropy_bits(deck: int, hand: int) -> int:
+    """``shufflesharding.RequiredEntropyBits``: ceil(log2(deck) * hand)."""
+    return math.ceil(math.log2(deck) * hand)
 
 
 _SUBJECT_KINDS = ("Group", "ServiceAccount", "User")

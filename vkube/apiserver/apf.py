@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,6 +38,8 @@ from vkube.apiserver.request import RequestContext
 
 __all__ = ["FlowControl", "SeatRefused", "WATCH_STARTED", "RESPONSE_HEADERS",
            "FS_HEADER", "PL_HEADER", "DEFAULT_MAX_INFLIGHT", "DEFAULT_MAX_MUTATING_INFLIGHT"]
+
+log = logging.getLogger(__name__)
 
 FS_HEADER = "X-Kubernetes-PF-FlowSchema-UID"
 PL_HEADER = "X-Kubernetes-PF-PriorityLevel-UID"
@@ -121,6 +124,14 @@ class FlowControl:
         #: set by a server in front (shared mode): ``() -> async context manager`` taken around
         #: a request once APF admitted it; raising ``SeatRefused`` refuses it with 429
         self.outer_seat: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+        #: set by the control plane: writes the mandatory (and auto-updated suggested) objects
+        #: back (``ensure_flowcontrol``). Run whenever the configuration changes, which is what
+        #: upstream's one-minute ensurer catches; costs nothing while nothing changes.
+        self.ensurer: Callable[[], Awaitable[None]] | None = None
+        self._ensuring: asyncio.Task[None] | None = None
+        #: requests holding a seat (insertion ordered), for dump_requests
+        self._executing: dict[_Seen, None] = {}
+        self._ensure_again = False
         #: (user, groups) -> the schemas (with their rules) whose subjects take the user in
         self._by_user: dict[tuple[str, tuple[str, ...]], list[tuple[CompiledSchema, tuple[Any, ...]]]] = {}
         self._apply([o for o in mandatory_objects() if o["kind"] == "PriorityLevelConfiguration"],
@@ -143,24 +154,64 @@ class FlowControl:
         if fss is None or pls is None:
             return
         self._apply(pls, fss)
+        self._ensure_soon()
+
+    def _ensure_soon(self) -> None:
+        """Run the ensurer after a configuration change; one run at a time, once more if
+        something changed meanwhile (its own writes end in a run that finds nothing to do)."""
+        if self.ensurer is None:
+            return
+        if self._ensuring is not None and not self._ensuring.done():
+            self._ensure_again = True
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._ensuring = loop.create_task(self._run_ensurer(), name="vkube-apf-config-ensurer")
+
+    async def _run_ensurer(self) -> None:
+        assert self.ensurer is not None
+        while True:
+            self._ensure_again = False
+            try:
+                await self.ensurer()
+            except Exception:
+                log.exception("restoring the mandatory APF configuration failed")
+            if not self._ensure_again:
+                return
+
+    async def stop(self) -> None:
+        """Stop following the configuration (and any ensurer run under way)."""
+        self.ensurer = None
+        if self._ensuring is not None and not self._ensuring.done():
+            self._ensuring.cancel()
+            try:
+                await self._ensuring
+            except (asyncio.CancelledError, Exception):
+                pass  # cancelled by us; a failure was logged by the run
 
     def _apply(self, pls: list[dict[str, Any]], fss: list[dict[str, Any]]) -> None:
         """Recompile matchers and limits (``digestConfigObjects``): the mandatory objects stand
-        in for missing ones; schemas naming a missing level are ignored (dangling)."""
-        mandatory = {o["metadata"]["name"]: o for o in mandatory_objects()}
+        in for missing ones and take effect with their defined spec whatever is stored; schemas
+        naming a missing level are ignored (dangling)."""
+        mandatory = {(o["kind"], o["metadata"]["name"]): o for o in mandatory_objects()}
         specs: dict[str, dict[str, Any]] = {}
         uids: dict[str, str] = {}
         for pl in pls:
             name = (pl.get("metadata") or {}).get("name", "")
             specs[name], uids[name] = pl.get("spec") or {}, (pl.get("metadata") or {}).get("uid", "")
         for name in ("exempt", "catch-all"):
-            if name not in specs:
-                specs[name], uids[name] = mandatory[name]["spec"], ""
+            # the mandatory levels take effect with their defined spec whatever is stored (the
+            # ensurer writes it back): an edit can never lock out system:masters
+            specs[name], uids[name] = mandatory["PriorityLevelConfiguration", name]["spec"], uids.get(name, "")
         names = {(f.get("metadata") or {}).get("name") for f in fss}
+        fss = [_mandatory_spec(f, mandatory["FlowSchema", f["metadata"]["name"]])
+               if (f.get("metadata") or {}).get("name") in ("exempt", "catch-all") else f for f in fss]
         fss = [f for f in fss if ((f.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name") in specs]
         for name in ("exempt", "catch-all"):
             if name not in names:
-                fss.append(mandatory[name])
+                fss.append(mandatory["FlowSchema", name])
         compiled = sorted((compile_schema(f) for f in fss), key=lambda s: (s.precedence, s.name))
         levels: dict[str, Level] = {}
         now = self._now()
@@ -238,9 +289,11 @@ class FlowControl:
         schema, level = self.classify(rc)
         headers = {PL_HEADER: level.uid, FS_HEADER: schema.uid}
         request[RESPONSE_HEADERS] = headers
+        seen = _Seen(schema, level.name, rc, time.time())
         try:
-            await level.acquire(lambda: _flow_hash(schema.name, distinguisher(schema, rc.user, info)),
-                                lambda: _wait_limit(request))
+            seen.queue = await level.acquire(
+                lambda: _flow_hash(schema.name, distinguisher(schema, rc.user, info)),
+                lambda: _wait_limit(request), seen)
         except Rejected as exc:
             key3 = (schema.name, level.name, exc.reason)
             self.rejected[key3] = self.rejected.get(key3, 0) + 1
@@ -248,6 +301,8 @@ class FlowControl:
         key = (schema.name, level.name)
         self.dispatched[key] = self.dispatched.get(key, 0) + 1
         held = True
+        seen.started = time.time()
+        self._executing[seen] = None
 
         def release(resp: web.StreamResponse | None = None) -> None:
             nonlocal held
@@ -255,6 +310,7 @@ class FlowControl:
                 resp.headers.update(headers)
             if held:
                 held = False
+                self._executing.pop(seen, None)
                 level.release()
 
         try:
@@ -307,8 +363,12 @@ class FlowControl:
         yield r
 
     # -- /debug/api_priority_and_fairness ----------------------------------------------------
-    def dump(self, what: str) -> str | None:
-        """``dump_priority_levels`` and ``dump_queues`` in upstream's tabwriter layout."""
+    def dump(self, what: str, query: Any = None) -> str | None:
+        """``dump_priority_levels``, ``dump_queues`` and ``dump_requests`` (with
+        ``?includeRequestDetails=1`` the request's user and target too) in upstream's
+        tabwriter layout."""
+        if what == "dump_requests":
+            return self._dump_requests(bool((query or {}).get("includeRequestDetails")))
         if what == "dump_priority_levels":
             rows = [["PriorityLevelName", "ActiveQueues", "IsIdle", "IsQuiescing", "WaitingRequests",
                      "ExecutingRequests", "DispatchedRequests", "RejectedRequests", "TimedoutRequests",
@@ -322,11 +382,65 @@ class FlowControl:
         if what == "dump_queues":
             rows = [["PriorityLevelName", "Index", "PendingRequests", "ExecutingRequests", "SeatsInUse",
                      "NextDispatchR", "InitialSeatsSum", "MaxSeatsSum", "TotalWorkSum"]]
-            for name in sorted(self.levels):
-                for i, n in enumerate(self.levels[name].queue_lengths()):
+            for name in sorted(self.levels):  # queues that hold nobody do not exist (apfqueue)
+                for i, n in self.levels[name].queue_lengths().items():
                     rows.append([name, str(i), str(n), "0", "0", "0.00000000ss", str(n), str(n), "0.00000000ss"])
             return _tabwrite(rows)
         return None
+
+
+    def _dump_requests(self, details: bool) -> str:
+        """Waiting requests queue by queue (index in queue), then executing ones (index -1;
+        queue -1 when they did not wait), level by level as upstream's ``dumpRequests``."""
+        head = ["PriorityLevelName", "FlowSchemaName", "QueueIndex", "RequestIndexInQueue", "FlowDistingsher",
+                "ArriveTime", "InitialSeats", "FinalSeats", "AdditionalLatency", "StartTime"]
+        if details:
+            head += ["UserName", "Verb", "APIPath", "Namespace", "Name", "APIVersion", "Resource", "SubResource"]
+        rows = [head]
+        executing: dict[str, list[_Seen]] = {}
+        for seen in self._executing:
+            executing.setdefault(seen.level, []).append(seen)
+        for name in sorted(self.levels):
+            for qi, pos, w in self.levels[name].waiters():
+                if isinstance(w.meta, _Seen):
+                    rows.append(w.meta.row(qi, pos, details))
+            rows.extend(seen.row(seen.queue, -1, details) for seen in executing.get(name, ()))
+        return _tabwrite(rows)
+
+
+class _Seen:
+    """One request as APF saw it (what dump_requests shows)."""
+
+    __slots__ = ("schema", "level", "rc", "arrived", "started", "queue")
+
+    def __init__(self, schema: CompiledSchema, level: str, rc: RequestContext, arrived: float) -> None:
+        self.schema, self.level, self.rc, self.arrived = schema, level, rc, arrived
+        self.started: float | None = None
+        self.queue = -1
+
+    def row(self, queue: int, index: int, details: bool) -> list[str]:
+        info, user = self.rc.info, self.rc.user
+        out = [self.level, self.schema.name, str(queue), str(index), distinguisher(self.schema, user, info),
+               _rfc3339_nano(self.arrived), "1", "0", "0s",
+               _rfc3339_nano(self.started) if self.started is not None else "0001-01-01T00:00:00Z"]
+        if details:
+            gv = f"{info.group}/{info.version}" if info.group else info.version
+            out += [user.name, info.verb, info.path, info.namespace, info.name, gv, info.resource, info.subresource]
+        return out
+
+
+def _rfc3339_nano(t: float) -> str:
+    """Go's ``time.RFC3339Nano`` in UTC: the fraction without trailing zeros."""
+    import datetime as dt
+
+    d = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+    frac = f"{d.microsecond:06d}".rstrip("0")
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def _mandatory_spec(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """A stored mandatory FlowSchema as it takes effect: its identity, the defined spec."""
+    return {**have, "spec": want["spec"]}
 
 
 def _bool(b: bool) -> str:

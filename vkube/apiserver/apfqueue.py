@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Level", "Rejected", "deal"]
 
@@ -124,6 +125,8 @@ class _Waiter:
     fut: asyncio.Future[None]
     queue: int
     hash_value: int
+    #: what the owner tells about the request (for /debug/api_priority_and_fairness)
+    meta: Any = None
 
 
 @dataclass(eq=False)
@@ -153,7 +156,9 @@ class Level:
     demand_high: int = 0
     demand: Demand | None = None
     drops: DroppedRequests = field(default_factory=DroppedRequests)
-    _queues: list[deque[_Waiter]] = field(default_factory=list)
+    #: the non-empty queues by index: a queue exists only while someone waits in it, so a
+    #: level configured with millions of queues costs nothing until requests queue
+    _queues: dict[int, deque[_Waiter]] = field(default_factory=dict)
     _turn: int = 0
     #: called when a request starts waiting (the owner keeps the borrowing adjustment going
     #: while anyone waits, even when no other request arrives)
@@ -162,17 +167,17 @@ class Level:
     # -- configuration ---------------------------------------------------------------------
     def set_queuing(self, queues: int, hand_size: int, queue_length_limit: int) -> None:
         """Adopt new queue settings; requests already waiting are dealt into the new queues."""
-        if queues == self.queues and hand_size == self.hand_size and len(self._queues) == queues:
+        if queues == self.queues and max(1, hand_size) == self.hand_size:
             self.queue_length_limit = queue_length_limit
             return
-        waiting = [w for q in self._queues for w in q]
+        waiting = [w for _, q in sorted(self._queues.items()) for w in q]
         self.queues, self.hand_size, self.queue_length_limit = queues, max(1, hand_size), queue_length_limit
-        self._queues = [deque() for _ in range(queues)]
+        self._queues = {}
         self._turn = 0
         for w in waiting:
             if queues:
                 w.queue = self._pick(w.hash_value)
-                self._queues[w.queue].append(w)
+                self._queues.setdefault(w.queue, deque()).append(w)
             elif not w.fut.done():  # now Reject: nobody may wait
                 self.waiting -= 1
                 self._refuse()
@@ -192,30 +197,31 @@ class Level:
             return 0
         best, best_len = 0, -1
         for q in deal(hash_value, self.queues, min(self.hand_size, self.queues)):
-            n = len(self._queues[q])
+            n = len(self._queues.get(q, ()))
             if best_len < 0 or n < best_len:
                 best, best_len = q, n
         return best
 
-    async def acquire(self, flow_hash: Callable[[], int], wait_limit: Callable[[], float]) -> None:
+    async def acquire(self, flow_hash: Callable[[], int], wait_limit: Callable[[], float],
+                      meta: Any = None) -> int:
         """Return once the request holds a seat (``release`` it after); raise ``Rejected``.
-        The flow's hash and the wait limit are asked for only when the request must queue."""
+        The flow's hash and the wait limit are asked for only when the request must queue.
+        Returns the queue it waited in, -1 if it did not wait."""
         self._note(1)
         if self.exempt or (self.waiting == 0 and self.executing < self.current_cl):
             self._take()
-            return
+            return -1
         if not self.queues:
             self._refuse()
             raise Rejected("concurrency-limit")
         hash_value = flow_hash() if self.queues > 1 else 0
         qi = self._pick(hash_value)
-        queue = self._queues[qi]
-        if self.executing >= self.current_cl and len(queue) >= self.queue_length_limit:
+        if self.executing >= self.current_cl and len(self._queues.get(qi, ())) >= self.queue_length_limit:
             self._refuse()
             raise Rejected("queue-full")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        w = _Waiter(fut, qi, hash_value)
-        queue.append(w)
+        w = _Waiter(fut, qi, hash_value, meta)
+        self._queues.setdefault(qi, deque()).append(w)
         self.waiting += 1
         self._dispatch()
         if self.on_wait is not None and not fut.done():
@@ -236,14 +242,17 @@ class Level:
             if isinstance(exc, TimeoutError):
                 raise Rejected("time-out") from None
             raise
+        return w.queue
 
     def _unqueue(self, w: _Waiter) -> None:
-        q = self._queues[w.queue] if w.queue < len(self._queues) else None
+        q = self._queues.get(w.queue)
         if q is not None:
             try:
                 q.remove(w)
             except ValueError:
                 return
+            if not q:
+                del self._queues[w.queue]
             self.waiting -= 1
 
     def _refuse(self) -> None:
@@ -258,16 +267,14 @@ class Level:
 
     def _dispatch(self) -> None:
         """Hand free seats to the queues in turn, one request per queue per turn."""
-        n = len(self._queues)
-        while self.waiting and self.executing < self.current_cl:
-            for step in range(n):
-                qi = (self._turn + step) % n
-                if self._queues[qi]:
-                    break
-            else:
-                return
-            self._turn = (qi + 1) % n
-            w = self._queues[qi].popleft()
+        while self.waiting and self.executing < self.current_cl and self._queues:
+            later = [i for i in self._queues if i >= self._turn]
+            qi = min(later) if later else min(self._queues)
+            self._turn = qi + 1
+            q = self._queues[qi]
+            w = q.popleft()
+            if not q:
+                del self._queues[qi]
             self.waiting -= 1
             if w.fut.done():
                 continue
@@ -279,7 +286,12 @@ class Level:
         self._dispatch()
 
     def active_queues(self) -> int:
-        return sum(1 for q in self._queues if q)
+        return len(self._queues)
 
-    def queue_lengths(self) -> list[int]:
-        return [len(q) for q in self._queues]
+    def queue_lengths(self) -> dict[int, int]:
+        """Waiting requests per non-empty queue (the empty ones are not kept)."""
+        return {i: len(q) for i, q in sorted(self._queues.items())}
+
+    def waiters(self) -> list[tuple[int, int, _Waiter]]:
+        """(queue, position, waiter) of every waiting request, queue by queue."""
+        return [(i, pos, w) for i, q in sorted(self._queues.items()) for pos, w in enumerate(q)]

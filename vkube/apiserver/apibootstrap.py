@@ -21,7 +21,7 @@ from vkube.apiserver.context import Context
 from vkube.apiserver.request import internal_context
 from vkube.apiserver.storage import ResourceStorage
 
-__all__ = ["ensure_api_defaults"]
+__all__ = ["ensure_api_defaults", "ensure_flowcontrol"]
 
 MANAGER = "api-priority-and-fairness-config-producer-v1"
 _PLURALS = {"PriorityLevelConfiguration": "prioritylevelconfigurations", "FlowSchema": "flowschemas"}

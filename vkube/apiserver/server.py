@@ -40,7 +40,7 @@ from vkube.apiserver.encryption import EncryptionConfig, default_config_for
 from vkube.apiserver.handlers import PATCH_TYPES, Query, ResourceHandlers, default_manager
 from vkube.apiserver.metricsapi import LocalUsage, is_metrics, serve_metrics
 from vkube.apiserver.nodeauthz import NodeGraph
-from vkube.apiserver.apibootstrap import ensure_api_defaults
+from vkube.apiserver.apibootstrap import ensure_api_defaults, ensure_flowcontrol
 from vkube.apiserver.rbacbootstrap import ensure_bootstrap_policy
 from vkube.apiserver.sharedkeys import share_cluster_keys
 from vkube.apiserver.tokenauth import StaticTokens
@@ -279,7 +279,7 @@ class APIServer:
                             rc: RequestContext) -> web.StreamResponse:
         accept = http.parse_accept(request.headers.get("Accept"))
         if path.startswith("/debug/api_priority_and_fairness/") and self.flowcontrol is not None:
-            text = self.flowcontrol.dump(path.rsplit("/", 1)[1])
+            text = self.flowcontrol.dump(path.rsplit("/", 1)[1], request.query)
             if text is not None:
                 return web.Response(text=text, content_type="text/plain")
         if path == "/version":
@@ -603,6 +603,8 @@ class ControlPlane:
         await asyncio.gather(ensure_bootstrap_policy(self.ctx), ensure_api_defaults(self.ctx))
         self.server.flowcontrol = FlowControl(
             self.ctx, self.max_requests_inflight + self.max_mutating_requests_inflight)
+        ctx = self.ctx
+        self.server.flowcontrol.ensurer = lambda: ensure_flowcontrol(ctx)
         self.server.flowcontrol.start()
         await self.server.authorization.start()
         self.server.authorization.nodes = NodeGraph(self.ctx)
@@ -715,6 +717,8 @@ class ControlPlane:
             self._renewer = None
         if self.server is not None:
             await self.server.aggregator.stop()
+            if self.server.flowcontrol is not None:
+                await self.server.flowcontrol.stop()
         if self.ctx is not None:
             for task in list(self.ctx.watch_tasks):
                 task.cancel()
