@@ -28,6 +28,9 @@ _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 #: Marks ``resource.Quantity`` nodes in resolved trees (never in served documents), so code
 #: that must treat quantities specially finds them from the schema, not from field names.
 QUANTITY_MARK = "x-vkube-quantity"
+#: on a resolved built-in definition: its Go type's name (``DeploymentSpec``), which
+#: encoding/json names in a decoding error (``Go struct field DeploymentSpec.spec.replicas``)
+GO_TYPE_MARK = "x-vkube-go-type"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
@@ -213,6 +216,8 @@ class Resolver:
         out: Schema = {}
         self._memo[name] = out  # placeholder first: recursive types (JSONSchemaProps) resolve
         out.update(self.resolve(node, opaque=name not in self._custom))
+        if name not in self._custom:
+            out[GO_TYPE_MARK] = name.rsplit(".", 1)[-1]
         return out
 
     def resolve(self, node: Any, *, opaque: bool = True) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vkube.api.openapi_convert import QUANTITY_MARK
+from vkube.api.openapi_convert import GO_TYPE_MARK, QUANTITY_MARK
 
 Schema = dict[str, Any]
 
@@ -13,14 +13,23 @@ _JSON_TYPE = {str: "string", bool: "boolean", int: "number", float: "number", di
 #: the Python type that satisfies a schema type outright (anything else takes the slow check)
 _PLAIN = {"string": str, "boolean": bool, "integer": int, "object": dict, "array": list}
 MAX_ERRORS = 10
+#: the range of each integer format, as Go's ``int32``/``int64`` fields decode them
+_BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_GO_PREFIX = "json: "
 
 
 def type_errors(obj: Any, schema: Schema | None) -> list[tuple[str, str]]:
     """(field path, message) for values whose JSON type the schema does not allow."""
     out: list[tuple[str, str]] = []
     if schema:
-        _walk(obj, schema, [], out)
+        _walk(obj, schema, [], out, "")
     return out
+
+
+def describe(problems: list[tuple[str, str]]) -> str:
+    """The problems as one message: encoding/json's own errors as Go writes them, the others
+    after the field they concern."""
+    return "; ".join(m if m.startswith(_GO_PREFIX) else f"{p}: {m}" for p, m in problems)
 
 
 def _describe(value: Any) -> str:
@@ -43,10 +52,30 @@ def _plainly_ok(value: Any, schema: Any) -> bool:
     t = type(value)
     return (t is not dict and t is not list and isinstance(schema, dict)
             and t is _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
-            and "x-kubernetes-int-or-string" not in schema)
+            and "x-kubernetes-int-or-string" not in schema
+            and (t is not int or "format" not in schema))
 
 
-def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]]) -> None:
+def _number_error(value: Any, schema: Schema, path: list[str | int], owner: str) -> str | None:
+    """encoding/json's error for a number its integer field cannot hold: out of the format's
+    range (``replicas: 2147483648`` into an int32) or not whole (``replicas: 1.5``)."""
+    fmt = schema.get("format")
+    bounds = _BOUNDS.get(fmt)  # type: ignore[arg-type]
+    if isinstance(value, float):
+        if value.is_integer() and (bounds is None or bounds[0] <= value <= bounds[1]):
+            return None
+        text = repr(value)
+    elif bounds is None or bounds[0] <= value <= bounds[1]:
+        return None
+    else:
+        text = str(value)
+    field = ".".join(p for p in path if isinstance(p, str))
+    gotype = fmt if bounds else "int"
+    where = f"Go struct field {owner}.{field}" if owner else "Go value"
+    return f"{_GO_PREFIX}cannot unmarshal number {text} into {where} of type {gotype}"
+
+
+def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]], owner: str) -> None:
     if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
         return
     if value is None:
@@ -67,10 +96,17 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         if not _type_ok(value, types, bool(schema.get(QUANTITY_MARK))):
             out.append((_path(path), f"expected {' or '.join(sorted(t for t in types if t))}, got {_describe(value)}"))
         return
+    elif stype == "integer" and type(value) is float:
+        pass  # whole or not, in range or not: ``_number_error`` below
     elif stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
         out.append((_path(path), f"expected {stype}, got {_describe(value)}"))
         return
+    if stype == "integer" and type(value) in (int, float):
+        if (problem := _number_error(value, schema, path, owner)) is not None:
+            out.append((_path(path), problem))
+        return
     if isinstance(value, dict):
+        owner = schema.get(GO_TYPE_MARK) or owner
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
         extra_ok = isinstance(extra, dict)
@@ -85,7 +121,7 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
             if _plainly_ok(v, sub):
                 continue
             path.append(k)
-            _walk(v, sub if sub is not None else extra, path, out)
+            _walk(v, sub if sub is not None else extra, path, out, owner)
             path.pop()
     elif isinstance(value, list):
         items = schema.get("items")
@@ -94,7 +130,7 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
                 if item is not None and _plainly_ok(item, items):
                     continue
                 path.append(i)
-                _walk(item, items, path, out)
+                _walk(item, items, path, out, owner)
                 path.pop()
 
 

@@ -19,7 +19,7 @@ from vkube.apiserver.context import Context
 from vkube.apiserver.objects import parse_rv
 from vkube.apiserver.request import RequestContext
 from vkube.apiserver.requestinfo import RequestInfo
-from vkube.apiserver.scale import scale_replicas, set_path, get_path, to_scale
+from vkube.apiserver.scale import SCALE, check_scale, scale_replicas, set_path, get_path, to_scale
 
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -339,6 +339,8 @@ class ResourceHandlers:
                 raise errors.UnsupportedMediaType("apply patches are not supported on the scale subresource")
             else:
                 new_scale = self.patches.patch(ptype, scale, body, schema={"type": "object"}, spec=None)
+            check_scale(new_scale, info.name, namespace_of(spec, info) if spec.namespaced else None,
+                        self.ctx.schema_for(SCALE))
             set_path(current, spec.scale.spec_replicas_path, scale_replicas(new_scale, info.name))
             current["metadata"].pop("resourceVersion", None)
             return current

@@ -105,7 +105,7 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
           force: bool, schema: dict | None, subresource: str = "") -> Obj:
     """Server-side apply of ``body`` (an object of the URL's kind) by ``manager``."""
     from vkube.api.ssa import server_side_apply
-    from vkube.api.typecheck import type_errors
+    from vkube.api.typecheck import describe, type_errors
     from vkube.api.meta import rfc3339
 
     if not isinstance(body, dict):
@@ -122,7 +122,7 @@ def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, m
     if problems:  # the apply configuration is a partial object: its types must be right first
         raise errors.BadRequest(
             f'{spec.kind} in version "{spec.version}" cannot be handled as a {spec.kind}: '
-            + "; ".join(f"{p}: {m}" for p, m in problems),
+            + describe(problems),
             causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems])
     return server_side_apply(current, body, manager=manager, force=force, schema=schema,
                              now=rfc3339(ctx.clock()), cache=ctx.field_sets)

@@ -12,8 +12,9 @@ from vkube.api import errors
 from vkube.api.kinds import ResourceSpec
 from vkube.api.meta import Obj
 from vkube.api.selectors import selector_to_string
+from vkube.api.typecheck import describe, type_errors
 
-__all__ = ["SCALE", "to_scale", "scale_replicas", "get_path", "set_path"]
+__all__ = ["SCALE", "to_scale", "check_scale", "scale_replicas", "get_path", "set_path"]
 
 #: the kind admission sees for ``*/scale`` (not a served resource: no plural of its own)
 SCALE = ResourceSpec("autoscaling", "v1", "Scale", "", "", True)
@@ -61,3 +62,23 @@ def scale_replicas(scale: Any, name: str) -> int:
             "spec.replicas", f"Invalid value: {errors.go_value(replicas)}: must be greater "
             "than or equal to 0")], group="autoscaling")
     return replicas
+
+
+def check_scale(scale: Any, name: str, namespace: str | None, schema: dict | None) -> None:
+    """A PUT body or patched Scale as the handler decodes it (a 400 for a value its Go type
+    cannot hold: ``spec.replicas: 2147483648`` into an int32) and ``checkName`` (its name and
+    namespace are the URL's)."""
+    if not isinstance(scale, dict):
+        raise errors.BadRequest("the body of the request must be a Scale object")
+    problems = type_errors(scale, schema)
+    if problems:
+        raise errors.BadRequest(
+            'Scale in version "v1" cannot be handled as a Scale: ' + describe(problems),
+            causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems])
+    m = scale.get("metadata")
+    m = m if isinstance(m, dict) else {}
+    if m.get("name") not in (None, "", name):
+        raise errors.BadRequest(f'the name of the object ({m.get("name")}) does not match the name on the URL ({name})')
+    if namespace is not None and m.get("namespace") not in (None, "", namespace):
+        raise errors.BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request")

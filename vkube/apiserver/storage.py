@@ -20,7 +20,7 @@ from vkube.api.canonical import canonicalize_quantities
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.meta import Obj, rfc3339
-from vkube.api.typecheck import type_errors
+from vkube.api.typecheck import describe, type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
@@ -244,7 +244,7 @@ class ResourceStorage:
         if problems:
             raise errors.BadRequest(
                 f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
-                + "; ".join(f"{p}: {m}" for p, m in problems),
+                + describe(problems),
                 causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems],
             )
         # quantities are stored as Kubernetes' Go type writes them back (canonical form)

@@ -29,7 +29,7 @@ from vkube.api.admission_match import EXEMPT_RESOURCES, Attributes, any_rule_mat
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.kinds_admission import webhook_defaults
-from vkube.api.typecheck import type_errors
+from vkube.api.typecheck import describe, type_errors
 from vkube.apiserver.admission.configsource import ConfigSource
 from vkube.apiserver.admission.webhookclient import CallError, WebhookClient
 from vkube.apiserver.context import AdmissionRequest, Context
@@ -157,7 +157,7 @@ async def settle(ctx: Context, req: AdmissionRequest, patched: dict[str, Any], s
     if not getattr(kind.strategy, "custom", False):
         problems = type_errors(patched, ctx.schema_for(kind))
         if problems:
-            raise errors.internal_error("; ".join(f"{p}: {m}" for p, m in problems))
+            raise errors.internal_error(describe(problems))
     if req.kind is not None:
         patched["apiVersion"], patched["kind"] = req.kind.api_version, req.kind.kind
         return patched

@@ -1,0 +1,135 @@
+"""Integer fields hold what their Go types hold: a number out of an ``int32``/``int64`` field's
+range, or not whole, is kube-apiserver's 400 while decoding (``json: cannot unmarshal number
+2147483648 into Go struct field ScaleSpec.spec.replicas of type int32``) on create, update,
+every patch type and the scale subresource; a Scale names the URL's object; a custom resource
+the scale subresource cannot read is upstream's accessor error, never a Python message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import kubernetes
+import pytest
+
+from vkube.api import openapi_convert as conv
+from vkube.api.typecheck import describe, type_errors
+
+DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d1, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: d1}}
+  template:
+    metadata: {labels: {app: d1}}
+    spec: {containers: [{name: c, image: nginx}]}
+"""
+GO = "json: cannot unmarshal number"
+
+
+def _schema(group: str, version: str, kind: str) -> dict[str, Any]:
+    return conv.builtin_resolver().definition(conv.gvk_index()[(group, version, kind)]) or {}
+
+
+@pytest.mark.parametrize("kind,obj,message", [
+    (("apps", "v1", "Deployment"), {"spec": {"replicas": 2147483648}},
+     f"{GO} 2147483648 into Go struct field DeploymentSpec.spec.replicas of type int32"),
+    (("apps", "v1", "Deployment"), {"spec": {"revisionHistoryLimit": 99999999999999}},
+     f"{GO} 99999999999999 into Go struct field DeploymentSpec.spec.revisionHistoryLimit of type int32"),
+    (("apps", "v1", "Deployment"), {"spec": {"replicas": 1.5}},
+     f"{GO} 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"),
+    (("batch", "v1", "Job"), {"spec": {"parallelism": 1099511627776}},
+     f"{GO} 1099511627776 into Go struct field JobSpec.spec.parallelism of type int32"),
+    (("", "v1", "Pod"), {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": -2147483649}]}]}},
+     f"{GO} -2147483649 into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32"),
+    (("", "v1", "ConfigMap"), {"metadata": {"generation": 2**63}},
+     f"{GO} 9223372036854775808 into Go struct field ObjectMeta.metadata.generation of type int64"),
+    (("autoscaling", "v1", "Scale"), {"spec": {"replicas": 2**31}},
+     f"{GO} 2147483648 into Go struct field ScaleSpec.spec.replicas of type int32"),
+])
+def test_out_of_range_numbers_are_go_decoding_errors(kind, obj, message):
+    assert describe(type_errors(obj, _schema(*kind))) == message
+
+
+def test_numbers_in_range_pass():
+    ok = {"metadata": {"generation": 2**63 - 1},
+          "spec": {"replicas": 2147483647, "progressDeadlineSeconds": -2147483648, "minReadySeconds": 3.0}}
+    assert type_errors(ok, _schema("apps", "v1", "Deployment")) == []
+
+
+def _fails(cp, *args: str, input: str | None = None) -> str:
+    proc = cp.kubectl(*args, input=input, check=False)
+    assert proc.returncode != 0, proc.stdout
+    return proc.stderr
+
+
+async def test_kubectl_refuses_out_of_range_values_everywhere(control_plane):
+    cp = control_plane
+
+    def scenario() -> None:
+        cp.kubectl("apply", "-f", "-", input=DEPLOY)
+        err = _fails(cp, "patch", "deploy", "d1", "--subresource=scale", "-p", '{"spec":{"replicas":2147483648}}')
+        assert ("Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal number 2147483648 "
+                "into Go struct field ScaleSpec.spec.replicas of type int32") in err
+        for ptype, patch in [("merge", '{"spec":{"revisionHistoryLimit":99999999999999}}'),
+                             ("strategic", '{"spec":{"revisionHistoryLimit":99999999999999}}'),
+                             ("json", '[{"op":"replace","path":"/spec/replicas","value":4294967296}]')]:
+            err = _fails(cp, "patch", "deploy", "d1", "--type", ptype, "-p", patch)
+            assert 'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal number' in err
+            assert "of type int32" in err
+        scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d1", "namespace": "default"},
+                 "spec": {"replicas": 99999999999999}}
+        err = _fails(cp, "replace", "--raw", "/apis/apps/v1/namespaces/default/deployments/d1/scale", "-f", "-",
+                     input=json.dumps(scale))
+        assert "ScaleSpec.spec.replicas of type int32" in err
+        err = _fails(cp, "apply", "--server-side", "-f", "-",
+                     input=DEPLOY.replace("replicas: 1", "replicas: 2147483648"))
+        assert "DeploymentSpec.spec.replicas of type int32" in err
+        job = ("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j1}\nspec:\n  parallelism: 1099511627776\n"
+               "  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n")
+        err = _fails(cp, "create", "-f", "-", input=job)
+        assert "JobSpec.spec.parallelism of type int32" in err
+        dep = json.loads(cp.kubectl("get", "deploy", "d1", "-o", "json").stdout)
+        assert dep["spec"]["replicas"] == 1 and dep["spec"]["revisionHistoryLimit"] == 10
+        # a Scale for another object (or namespace) than the URL's is refused
+        scale["spec"]["replicas"], scale["metadata"]["name"] = 2, "other"
+        err = _fails(cp, "replace", "--raw", "/apis/apps/v1/namespaces/default/deployments/d1/scale", "-f", "-",
+                     input=json.dumps(scale))
+        assert "the name of the object (other) does not match the name on the URL (d1)" in err
+        scale["metadata"].update(name="d1", namespace="elsewhere")
+        err = _fails(cp, "replace", "--raw", "/apis/apps/v1/namespaces/default/deployments/d1/scale", "-f", "-",
+                     input=json.dumps(scale))
+        assert "the namespace of the provided object does not match the namespace sent on the request" in err
+        err = _fails(cp, "patch", "deploy", "d1", "--subresource=scale", "-p", '{"metadata":{"name":"x"}}')
+        assert "the name of the object (x) does not match the name on the URL (d1)" in err
+        assert json.loads(cp.kubectl("get", "deploy", "d1", "-o", "json").stdout)["spec"]["replicas"] == 1
+        cp.kubectl("scale", "deploy", "d1", "--replicas=2147483647")  # the largest int32 is fine
+
+    await asyncio.to_thread(scenario)
+
+
+async def test_official_client_gets_400s(control_plane):
+    cp = control_plane
+
+    def scenario() -> None:
+        cp.kubectl("apply", "-f", "-", input=DEPLOY)
+        cfg = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
+        with kubernetes.client.ApiClient(cfg) as api:
+            apps = kubernetes.client.AppsV1Api(api)
+            for call in (lambda: apps.patch_namespaced_deployment_scale("d1", "default", {"spec": {"replicas": 2**31}}),
+                         lambda: apps.patch_namespaced_deployment("d1", "default", {"spec": {"minReadySeconds": 2**40}}),
+                         lambda: apps.replace_namespaced_deployment_scale("d1", "default", {
+                             "metadata": {"name": "d1"}, "spec": {"replicas": 2**46}})):
+                with pytest.raises(kubernetes.client.ApiException) as exc:
+                    call()
+                assert exc.value.status == 400
+                body = json.loads(exc.value.body)
+                assert body["reason"] == "BadRequest" and "of type int32" in body["message"], body
+            assert apps.read_namespaced_deployment_scale("d1", "default").spec.replicas == 1
+
+    await asyncio.to_thread(scenario)
+
