@@ -133,3 +133,52 @@ async def test_official_client_gets_400s(control_plane):
 
     await asyncio.to_thread(scenario)
 
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "loose.ex.com"},
+    "spec": {"group": "ex.com", "scope": "Namespaced",
+             "names": {"plural": "loose", "singular": "loose", "kind": "Loose"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "subresources": {"scale": {"specReplicasPath": ".spec.replicas",
+                                                      "statusReplicasPath": ".status.replicas",
+                                                      "labelSelectorPath": ".status.selector"}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+async def test_custom_resource_scale_reads_like_upstream(control_plane):
+    cp = control_plane
+
+    def cr(name: str, **fields: Any) -> str:
+        return json.dumps({"apiVersion": "ex.com/v1", "kind": "Loose", "metadata": {"name": name}, **fields})
+
+    def scenario() -> None:
+        cp.kubectl("apply", "-f", "-", input=json.dumps(CRD))
+        cp.kubectl("wait", "--for=condition=Established", "crd/loose.ex.com")
+        cp.kubectl("create", "-f", "-", input=cr("s", spec="foo"))
+        cp.kubectl("create", "-f", "-", input=cr("l", spec=[1]))
+        cp.kubectl("create", "-f", "-", input=cr("m", spec={"replicas": "many"}, status={"selector": [1, 2]}))
+        cp.kubectl("create", "-f", "-", input=cr("sel", spec={"replicas": 1}, status={"selector": [1, 2]}))
+        cp.kubectl("create", "-f", "-", input=cr("ok", spec={"replicas": 1}, status={"selector": "a=b"}))
+        cases = {
+            "s": ".spec.replicas accessor error: foo is of the type string, expected map[string]interface{}",
+            "l": ".spec.replicas accessor error: [1] is of the type []interface {}, expected map[string]interface{}",
+            "m": ".spec.replicas accessor error: many is of the type string, expected int64",
+            "sel": ".status.selector accessor error: [1 2] is of the type []interface {}, expected string",
+        }
+        for name, message in cases.items():
+            err = _fails(cp, "scale", "loose", name, "--replicas=3")
+            assert f"Internal error occurred: {message}" in err, err
+            assert "object does not support" not in err and "Traceback" not in err
+            err = _fails(cp, "get", "--raw", f"/apis/ex.com/v1/namespaces/default/loose/{name}/scale")
+            assert message in err, err
+        cp.kubectl("scale", "loose", "ok", "--replicas=3")
+        scale = json.loads(cp.kubectl("get", "--raw", "/apis/ex.com/v1/namespaces/default/loose/ok/scale").stdout)
+        assert scale["spec"]["replicas"] == 3 and scale["status"]["selector"] == "a=b"
+        err = _fails(cp, "patch", "loose", "ok", "--subresource=scale", "--type=merge", "-p",
+                     '{"spec":{"replicas":2147483648}}')
+        assert "ScaleSpec.spec.replicas of type int32" in err
+
+    await asyncio.to_thread(scenario)

@@ -32,24 +32,78 @@ def get_path(obj: Obj, path: str) -> Any:
 def set_path(obj: Obj, path: str, value: Any) -> None:
     parts = path.strip(".").split(".")
     cur = obj
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         cur = cur.setdefault(part, {})
+        if not isinstance(cur, dict):  # ``unstructured.SetNestedField``'s error
+            raise errors.internal_error(
+                f"value cannot be set because .{'.'.join(parts[:i + 1])} is not a map[string]interface{{}}")
     cur[parts[-1]] = value
 
 
+def _go_v(value: Any) -> str:
+    """A value as Go's ``%v`` prints an unstructured one."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, float):
+        return repr(value).replace("inf", "+Inf")
+    if isinstance(value, list):
+        return "[" + " ".join(_go_v(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_v(v)}" for k, v in sorted(value.items())) + "]"
+    return str(value)
+
+
+def _go_t(value: Any) -> str:
+    """A value's type as Go's ``%T`` names an unstructured one."""
+    if isinstance(value, bool):
+        return "bool"
+    return {str: "string", int: "int64", float: "float64", list: "[]interface {}",
+            dict: "map[string]interface {}"}.get(type(value), "<nil>")
+
+
+def _nested(obj: Obj, path: str, want: type, go_type: str) -> Any:
+    """``unstructured.NestedInt64``/``NestedString``: the value at ``path`` (None when absent),
+    or upstream's accessor error (``.spec.replicas accessor error: many is of the type string,
+    expected int64``) — a 500, as the apiextensions server answers a CR it cannot read a Scale from."""
+    fields = path.strip(".").split(".")
+    cur: Any = obj
+    for i, part in enumerate(fields):
+        if cur is None:
+            return None
+        if not isinstance(cur, dict):
+            raise errors.internal_error(f'.{".".join(fields[:i + 1])} accessor error: {_go_v(cur)} is of the type '
+                                        f"{_go_t(cur)}, expected map[string]interface{{}}")
+        if part not in cur:
+            return None
+        cur = cur[part]
+    if not isinstance(cur, want) or isinstance(cur, bool):
+        raise errors.internal_error(f".{'.'.join(fields)} accessor error: {_go_v(cur)} is of the type {_go_t(cur)}, "
+                                    f"expected {go_type}")
+    return cur
+
+
 def to_scale(spec: ResourceSpec, obj: Obj) -> Obj:
+    """``scaleFromCustomResource`` (the built-in kinds' typed fields give the same answers)."""
     assert spec.scale is not None
     m = obj.get("metadata") or {}
-    selector: Any = get_path(obj, spec.scale.label_selector_path) if spec.scale.label_selector_path else None
-    if isinstance(selector, dict):
-        selector = selector_to_string(selector)
-    status: Obj = {"replicas": get_path(obj, spec.scale.status_replicas_path) or 0}
+    replicas = _nested(obj, spec.scale.spec_replicas_path, int, "int64") or 0
+    status_replicas = _nested(obj, spec.scale.status_replicas_path, int, "int64") or 0
+    selector: Any = None
+    if spec.scale.label_selector_path:
+        selector = get_path(obj, spec.scale.label_selector_path)
+        if isinstance(selector, dict) and not getattr(spec.strategy, "custom", False):  # a typed LabelSelector
+            selector = selector_to_string(selector)
+        else:
+            selector = _nested(obj, spec.scale.label_selector_path, str, "string")
+    status: Obj = {"replicas": status_replicas}
     if selector:
         status["selector"] = selector
     return {
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {k: m[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in m},
-        "spec": {"replicas": get_path(obj, spec.scale.spec_replicas_path) or 0},
+        "spec": {"replicas": replicas},
         "status": status,
     }
 
