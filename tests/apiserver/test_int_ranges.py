@@ -182,3 +182,38 @@ async def test_custom_resource_scale_reads_like_upstream(control_plane):
         assert "ScaleSpec.spec.replicas of type int32" in err
 
     await asyncio.to_thread(scenario)
+
+
+COUNTS = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "counts.ex.com"},
+    "spec": {"group": "ex.com", "scope": "Namespaced",
+             "names": {"plural": "counts", "singular": "count", "kind": "Count"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                     "big": {"type": "integer", "format": "int64"},
+                     "small": {"type": "integer", "format": "int32"}}}}}}}]},
+}
+
+
+async def test_custom_resource_integers_are_bounded(control_plane):
+    """A CR number that fits no int64 decodes as a float64, which kube-openapi calls "number"
+    once it is beyond ±(2^53-1); an int32 field holds an int32."""
+    cp = control_plane
+
+    def count(name: str, spec: str) -> str:
+        return f'{{"apiVersion":"ex.com/v1","kind":"Count","metadata":{{"name":"{name}"}},"spec":{spec}}}'
+
+    def scenario() -> None:
+        cp.kubectl("apply", "-f", "-", input=json.dumps(COUNTS))
+        cp.kubectl("wait", "--for=condition=Established", "crd/counts.ex.com")
+        for spec in ('{"big":18446744073709551616}', '{"big":99999999999999999999999}', '{"big":1e20}'):
+            err = _fails(cp, "create", "-f", "-", input=count("a", spec))
+            assert 'spec.big: Invalid value: "number": spec.big in body must be of type integer: "number"' in err, err
+        err = _fails(cp, "create", "-f", "-", input=count("b", '{"small":2147483648}'))
+        assert "spec.small in body must be of type int32" in err, err
+        cp.kubectl("create", "-f", "-", input=count("ok", '{"big":9223372036854775807,"small":-2147483648}'))
+        got = json.loads(cp.kubectl("get", "count", "ok", "-o", "json").stdout)["spec"]
+        assert got == {"big": 9223372036854775807, "small": -2147483648}
+
+    await asyncio.to_thread(scenario)

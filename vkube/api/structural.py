@@ -112,16 +112,31 @@ def apply_defaults(obj: Any, schema: Schema | None) -> None:
 # ---------------------------------------------------------------- validation
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_JSON_FLOAT_INT = 2**53 - 1  # swag.IsFloat64AJSONInteger's bound
+
+
+def _is_integer(value: Any) -> bool:
+    """A custom resource's number as kube-openapi types it: an int64 when the literal fits one,
+    else a float64, which is an integer only when whole and within ±(2^53-1)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+        return True
+    if isinstance(value, (int, float)):
+        f = float(value)
+        return f.is_integer() and -_JSON_FLOAT_INT <= f <= _JSON_FLOAT_INT
+    return False
+
+
 def type_name(value: Any) -> str:
     """The JSON type of a value, as Kubernetes names it in messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
+    if isinstance(value, (int, float)):
+        return "integer" if _is_integer(value) else "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
@@ -161,8 +176,7 @@ def _type_ok(value: Any, want: str) -> bool:
     if want == "boolean":
         return isinstance(value, bool)
     if want == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+        return _is_integer(value)
     if want == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return True
