@@ -135,5 +135,14 @@ def test_run_exec_commands():
     assert code == 1 and "No such file" in err
     out, _, code = run_exec(["env"], pod="p", namespace="ns", container=c, pod_ip="")
     assert "HOSTNAME=p" in out and code == 0
+    # a virtual cluster's host pod: its spec.hostname (the virtual name) is what every command says
+    spec = {"hostname": "web-7d9f-abcde", "containers": [{"name": "c"}]}
+    host = "web-7d9f-abcde-x-demo-x-a"
+    kw = {"pod": host, "namespace": "demo-x-a", "container": c, "pod_ip": "10.244.1.2", "spec": spec}
+    for argv in (["hostname"], ["cat", "/etc/hostname"], ["sh", "-c", "echo $HOSTNAME"],
+                 ["sh", "-c", "hostname"], ["printenv", "HOSTNAME"]):
+        assert run_exec(argv, **kw) == ("web-7d9f-abcde\n", "", 0), argv
+    out, _, _ = run_exec(["cat", "/etc/hosts"], **kw)
+    assert "10.244.1.2\tweb-7d9f-abcde\n" in out and host not in out
     _, err, code = run_exec(["nosuchtool"], pod="p", namespace="ns", container=c, pod_ip="")
     assert code == 126 and "executable file not found" in err

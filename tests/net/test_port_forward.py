@@ -151,10 +151,11 @@ def http_get(port: int, path: str = "/") -> tuple[int, str]:
         return r.status, r.read().decode()
 
 
-def test_port_forward_to_a_service_in_an_isolated_cluster(user: User) -> None:
+def test_port_forward_to_a_service_and_exec_in_an_isolated_cluster(user: User) -> None:
     """JOURNEY.md's step: a plain nginx Deployment behind a Service, ``kubectl port-forward
     svc/web``, then an HTTP GET: the simulated listener answers, as ``kubectl exec … curl`` does
-    (with isolation too, where the annotation is refused)."""
+    (with isolation too, where the annotation is refused); and exec'd commands agree that the
+    pod's hostname is its virtual name."""
     user.vkube("create", "iso", "--isolate")
     user.kubectl("create", "namespace", "demo")
     user.kubectl("-n", "demo", "create", "deployment", "web", "--image=nginx", "--port=80")
@@ -171,6 +172,16 @@ def test_port_forward_to_a_service_in_an_isolated_cluster(user: User) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+    # the pod sees its virtual name everywhere, never the host pod's name
+    vname = user.kubectl("-n", "demo", "get", "pods", "-l", "app=web",
+                         "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    for argv in (["hostname"], ["cat", "/etc/hostname"], ["sh", "-c", "echo $HOSTNAME"],
+                 ["sh", "-c", "hostname"]):
+        out = user.kubectl("-n", "demo", "exec", vname, "--", *argv).stdout
+        assert out == f"{vname}\n", (argv, out)
+    hosts = user.kubectl("-n", "demo", "exec", vname, "--", "cat", "/etc/hosts").stdout
+    assert f"\t{vname}\n" in hosts and "-x-demo-x-" not in hosts, hosts
 
 
 def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:

@@ -309,21 +309,24 @@ def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerR
     if not argv:
         return "", "no command given\n", 126
     spec = spec or {}
-    env = {"HOSTNAME": spec.get("hostname") or pod,
+    # the kubelet's rule (GeneratePodHostNameAndDomain): spec.hostname, else the pod's name; a
+    # virtual cluster's syncer sets it to the virtual pod's name, so every command agrees on it
+    hostname = spec.get("hostname") or pod[:63].rstrip("-.")
+    env = {"HOSTNAME": hostname,
            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
     for c in spec.get("containers") or []:  # the container's own (literal) env wins
         if c.get("name") == container.name:
             env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
     files = {
-        "/etc/hostname": f"{pod}\n",
-        "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{pod}\n",
+        "/etc/hostname": f"{hostname}\n",
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{hostname}\n",
         "/etc/resolv.conf": resolv_conf(spec, namespace),
         "/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
     }
     cmd = argv[0].rsplit("/", 1)[-1]
     if cmd == "hostname":
-        return f"{pod}\n", "", 0
+        return f"{hostname}\n", "", 0
     if cmd == "cat":
         out, err, code = "", "", 0
         for path in argv[1:]:
