@@ -112,10 +112,7 @@ def _simple(argv: list[str], env: dict[str, str], plan: ExitPlan) -> bool:
         plan.exit_code = 0
     elif cmd == "date":
         plan.output.append("Thu Jan  1 00:00:00 UTC 1970")
-    elif cmd == "hostname":  # HOSTNAME is the pod's hostname under exec (kubeletserver.run_exec)
-        plan.output.append(env.get("HOSTNAME", ""))
-        plan.exit_code = 0
-    elif cmd in ("ls", "cat", "pwd", "id", "whoami", "uname", "nslookup", "wget", "curl"):
+    elif cmd in ("hostname", "ls", "cat", "pwd", "id", "whoami", "uname", "nslookup", "wget", "curl"):
         plan.exit_code = 0
     else:
         return False
