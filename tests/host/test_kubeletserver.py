@@ -169,3 +169,8 @@ def test_exec_is_honest_about_what_it_implements():
     assert ex("sh", "-c", "echo a > /tmp/x")[2] == 126
     assert ex("printenv", "HOME") == ("/root\n", "", 0)
     assert ex("pwd") == ("/\n", "", 0)
+    from vkube.host.execsim import reads_stdin
+    assert reads_stdin(["cat"]) and reads_stdin(["cat", "-"]) and reads_stdin(["sh"])
+    assert reads_stdin(["sh", "-c", "read x; echo $x"]) and reads_stdin(["sh", "-c", "echo a; cat"])
+    assert not reads_stdin(["cat", "/etc/hosts"]) and not reads_stdin(["sh", "-c", "cat /etc/hosts"])
+    assert not reads_stdin(["hostname"]) and not reads_stdin(["sh", "-c", "echo already"])

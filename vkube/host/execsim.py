@@ -20,6 +20,8 @@ SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
 NOT_FOUND = 127
 SYNTAX = 126
 _VAR = re.compile(r"\$(\?|\{\w+\}|\w+)")
+#: a script's command that reads stdin: ``read``, a bare ``cat`` or ``cat -``
+_STDIN_IN_SCRIPT = re.compile(r"(^|[;&|\n]|\bthen|\bdo)\s*(read\b|cat\s*(-\s*)?($|[;&|\n]))")
 
 
 @dataclass
@@ -41,7 +43,7 @@ def reads_stdin(argv: list[str]) -> bool:
         return False
     cmd = argv[0].rsplit("/", 1)[-1]
     if cmd in SHELLS:
-        return "-c" not in argv[1:2] or bool(re.search(r"(^|[;&|\s])(read|cat)(\s|;|$)", " ".join(argv[2:3])))
+        return "-c" not in argv[1:2] or bool(_STDIN_IN_SCRIPT.search(" ".join(argv[2:3])))
     return cmd == "cat" and (len(argv) == 1 or "-" in argv[1:])
 
 
