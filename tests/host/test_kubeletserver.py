@@ -135,5 +135,42 @@ def test_run_exec_commands():
     assert code == 1 and "No such file" in err
     out, _, code = run_exec(["env"], pod="p", namespace="ns", container=c, pod_ip="")
     assert "HOSTNAME=p" in out and code == 0
+    # a virtual cluster's host pod: its spec.hostname (the virtual name) is what every command says
+    spec = {"hostname": "web-7d9f-abcde", "containers": [{"name": "c"}]}
+    host = "web-7d9f-abcde-x-demo-x-a"
+    kw = {"pod": host, "namespace": "demo-x-a", "container": c, "pod_ip": "10.244.1.2", "spec": spec}
+    for argv in (["hostname"], ["cat", "/etc/hostname"], ["sh", "-c", "echo $HOSTNAME"],
+                 ["sh", "-c", "hostname"], ["printenv", "HOSTNAME"]):
+        assert run_exec(argv, **kw) == ("web-7d9f-abcde\n", "", 0), argv
+    out, _, _ = run_exec(["cat", "/etc/hosts"], **kw)
+    assert "10.244.1.2\tweb-7d9f-abcde\n" in out and host not in out
     _, err, code = run_exec(["nosuchtool"], pod="p", namespace="ns", container=c, pod_ip="")
-    assert code == 126 and "executable file not found" in err
+    assert code == 127 and "simulated container does not implement" in err
+
+
+def test_exec_is_honest_about_what_it_implements():
+    c = ContainerRT(name="c", image="nginx", init=False, sidecar=False, plan=ExitPlan(), ready_delay=0)
+
+    def ex(*argv: str, stdin: str = "") -> tuple[str, str, int]:
+        return run_exec(list(argv), pod="p", namespace="ns", container=c, pod_ip="", stdin=stdin)
+
+    assert ex("cat", stdin="hello\n") == ("hello\n", "", 0)
+    assert ex("cat", "-", "/etc/hostname", stdin="a\n") == ("a\np\n", "", 0)
+    assert ex("sh", "-c", "read x; echo got $x", stdin="hello\n") == ("got hello\n", "", 0)
+    assert ex("sh", "-c", "read a b; echo $b; read c || echo eof $?", stdin="1 2 3\n") == ("2 3\neof 1\n", "", 0)
+    assert ex("sh", stdin="echo from stdin\nexit 4\n") == ("from stdin\n", "", 4)
+    assert ex("sh", "-c", "echo $HOSTNAME") == ("p\n", "", 0)
+    assert ex("sh", "-c", "false || echo no; true && echo yes; exit 3") == ("no\nyes\n", "", 3)
+    for argv in (["ls", "/"], ["sh", "-c", "ls /"], ["sh", "-c", "echo a; ps aux"], ["uname"]):
+        out, err, code = ex(*argv)
+        assert code == 127 and "simulated container does not implement" in err, argv
+    out, err, code = ex("sh", "-c", "echo a | cat")
+    assert code == 126 and "'|'" in err and out == ""
+    assert ex("sh", "-c", "echo a > /tmp/x")[2] == 126
+    assert ex("printenv", "HOME") == ("/root\n", "", 0)
+    assert ex("pwd") == ("/\n", "", 0)
+    from vkube.host.execsim import reads_stdin
+    assert reads_stdin(["cat"]) and reads_stdin(["cat", "-"]) and reads_stdin(["sh"])
+    assert reads_stdin(["sh", "-c", "read x; echo $x"]) and reads_stdin(["sh", "-c", "echo a; cat"])
+    assert not reads_stdin(["cat", "/etc/hosts"]) and not reads_stdin(["sh", "-c", "cat /etc/hosts"])
+    assert not reads_stdin(["hostname"]) and not reads_stdin(["sh", "-c", "echo already"])

@@ -187,17 +187,19 @@ def test_every_verb_of_a_fails_against_b(shared_host, tmp_path):
 
         # create, deletecollection: A's own only (A makes B's names in its own cluster)
         kubectl(ka, "create", "namespace", b_host_ns)
-        kubectl(ka, "run", "web", "--image=nginx")
-        kubectl(ka, "run", B_HOST_POD, "-n", b_host_ns, "--image=nginx")
+        # TENANT tells whose pod an exec reached (hostname says the virtual name in both)
+        kubectl(ka, "run", "web", "--image=nginx", "--env=TENANT=a")
+        kubectl(ka, "run", B_HOST_POD, "-n", b_host_ns, "--image=nginx", "--env=TENANT=a")
         kubectl(ka, "create", "configmap", "cm", "--from-literal=k=a-value")
         kubectl(ka, "wait", "pod/web", "--for=condition=Ready", "--timeout=120s", timeout=150)
         kubectl(ka, "wait", "-n", b_host_ns, f"pod/{B_HOST_POD}", "--for=condition=Ready",
                 "--timeout=120s", timeout=150)
         host_a = kubectl(shared_host, "get", "pods", "-n", "vkube-a", "-o", "name").stdout
         assert "pod/web-x-default-x-a" in host_a
-        assert kubectl(ka, "exec", "web", "--", "hostname").stdout.strip() == "web-x-default-x-a"
+        assert kubectl(ka, "exec", "web", "--", "hostname").stdout.strip() == "web"  # virtual name
+        assert kubectl(ka, "exec", "web", "--", "printenv", "TENANT").stdout == "a\n"
         assert kubectl(ka, "exec", "-n", b_host_ns, B_HOST_POD, "--",
-                       "hostname").stdout.strip() != B_HOST_POD
+                       "printenv", "TENANT").stdout == "a\n"
         assert kubectl(ka, "get", "configmap", "cm", "-o",
                        "jsonpath={.data.k}").stdout == "a-value"
 
@@ -221,10 +223,11 @@ def test_every_verb_of_a_fails_against_b(shared_host, tmp_path):
         for port in (b_port, host_port):
             kubectl(ka, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
                     json.dumps({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}))
-            out = kubectl(ka, "exec", "web", "--", "hostname", check=False)
-            assert out.stdout.strip() == "web-x-default-x-a", (port, out.stdout, out.stderr)
-            out = kubectl(ka, "exec", "-n", b_host_ns, B_HOST_POD, "--", "hostname", check=False)
-            assert out.stdout.strip() != B_HOST_POD, (port, out.stdout)
+            out = kubectl(ka, "exec", "web", "--", "printenv", "TENANT", check=False)
+            assert out.stdout == "a\n", (port, out.stdout, out.stderr)
+            out = kubectl(ka, "exec", "-n", b_host_ns, B_HOST_POD, "--", "printenv", "TENANT",
+                          check=False)
+            assert out.stdout == "a\n", (port, out.stdout)
             logs = kubectl(ka, "logs", "-n", b_host_ns, B_HOST_POD, check=False)
             assert logs.returncode == 0 or "NotFound" not in logs.stderr
 

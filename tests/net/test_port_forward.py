@@ -60,9 +60,11 @@ def echo_server() -> Iterator[int]:
 
 
 def start_port_forward(u: User, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """``kubectl port-forward [flags] TARGET LOCAL:REMOTE``: the last two args are the target and
+    the remote port."""
     local = free_port()
     proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(u.kubeconfig), "port-forward",
-                             *args[:1], f"{local}:{args[1]}", *args[2:]],
+                             *args[:-1], f"{local}:{args[-1]}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "KUBECTL_KUBERC": "false"})
     assert proc.stdout is not None
@@ -113,19 +115,73 @@ def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: in
     # the official Python client speaks the WebSocket channel protocol (v4.channel.k8s.io)
     assert python_client_roundtrip(user, "p", b"over channels\n") == b"echo: over channels\n"
 
-    # a port no annotation names is refused on the error stream: kubectl says why
+    # without an annotation, a declared containerPort is the simulated listener: HTTP gets 200
     proc, local = start_port_forward(user, "pod/q", "80")
+    try:
+        status, text = http_get(local)
+        assert status == 200 and text.startswith("vkube: simulated listener of pod "), text
+        assert text.endswith(" port 80\n"), text
+        # not HTTP: echoed back until the client half-closes
+        assert roundtrip(local, b"\x00\x01binary\n") == b"\x00\x01binary\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert python_client_roundtrip(user, "q", b"raw over channels\n") == b"raw over channels\n"
+
+    # a port nothing listens on is refused on the error stream: kubectl says why
+    proc, local = start_port_forward(user, "pod/q", "81")
     try:
         assert roundtrip(local, b"hi\n") == b""
         deadline = time.time() + 30
         while proc.poll() is None and time.time() < deadline:
             time.sleep(0.2)
         err = proc.stderr.read() if proc.poll() is not None else ""
-        assert "vkube.io/port-forward-80" in err, err
+        assert "connection refused" in err and "containerPort 81" in err, err
     finally:
         if proc.poll() is None:
             proc.terminate()
         proc.wait(10)
+
+
+def http_get(port: int, path: str = "/") -> tuple[int, str]:
+    """A real HTTP GET (urllib) through the forwarded local port."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+        return r.status, r.read().decode()
+
+
+def test_port_forward_to_a_service_and_exec_in_an_isolated_cluster(user: User) -> None:
+    """JOURNEY.md's step: a plain nginx Deployment behind a Service, ``kubectl port-forward
+    svc/web``, then an HTTP GET: the simulated listener answers, as ``kubectl exec … curl`` does
+    (with isolation too, where the annotation is refused); and exec'd commands agree that the
+    pod's hostname is its virtual name."""
+    user.vkube("create", "iso", "--isolate")
+    user.kubectl("create", "namespace", "demo")
+    user.kubectl("-n", "demo", "create", "deployment", "web", "--image=nginx", "--port=80")
+    user.kubectl("-n", "demo", "expose", "deployment", "web", "--port=80")
+    user.kubectl("-n", "demo", "rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+    proc, local = start_port_forward(user, "-n", "demo", "svc/web", "80")
+    try:
+        status, text = http_get(local)
+        got = user.kubectl("-n", "demo", "exec", "deploy/web", "--", "curl", "-s",
+                           "http://web.demo").stdout
+        assert status == 200 and text.startswith("vkube: simulated listener of pod "), text
+        assert got.startswith("vkube: simulated listener of pod ") and got.endswith(" port 80\n"), got
+        assert http_get(local, "/again")[0] == 200  # a second connection over the session
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    # the pod sees its virtual name everywhere, never the host pod's name
+    vname = user.kubectl("-n", "demo", "get", "pods", "-l", "app=web",
+                         "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    for argv in (["hostname"], ["cat", "/etc/hostname"], ["sh", "-c", "echo $HOSTNAME"],
+                 ["sh", "-c", "hostname"]):
+        out = user.kubectl("-n", "demo", "exec", vname, "--", *argv).stdout
+        assert out == f"{vname}\n", (argv, out)
+    hosts = user.kubectl("-n", "demo", "exec", vname, "--", "cat", "/etc/hosts").stdout
+    assert f"\t{vname}\n" in hosts and "-x-demo-x-" not in hosts, hosts
 
 
 def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:
@@ -190,3 +246,27 @@ def test_port_forward_on_the_host_itself(user: User, echo_server: int) -> None:
         proc.wait(10)
     missing = host.kubectl("port-forward", "pod/nothing", "18081:80", check=False, timeout=60)
     assert missing.returncode != 0 and "NotFound" in missing.stderr + missing.stdout
+
+
+def test_simulated_listener_speaks_http_or_echoes() -> None:
+    from vkube.host.simlistener import SimulatedConnection, declares_port
+
+    c = SimulatedConnection("pod a/b (10.0.0.1)", 80)
+    assert c.receive(b"GET / HT") == (b"", False)  # the request line is not complete yet
+    assert c.receive(b"TP/1.1\r\nHost: x\r\n") == (b"", False)  # nor the head
+    reply, close = c.receive(b"\r\n")
+    assert close and reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply.endswith(b"\r\n\r\nvkube: simulated listener of pod a/b (10.0.0.1) port 80\n")
+    head, _ = SimulatedConnection("x", 80).receive(b"HEAD / HTTP/1.0\r\n\r\n")
+    assert head.endswith(b"\r\n\r\n") and b"Content-Length: " in head
+    e = SimulatedConnection("x", 5432)
+    assert e.receive(b"\x00\x00\x00\x08") == (b"", False)  # no line yet: undecided
+    assert e.receive(b"ping\n") == (b"\x00\x00\x00\x08ping\n", False)
+    assert e.receive(b"more") == (b"more", False)
+    assert e.receive(b"") == (b"", True)
+    assert SimulatedConnection("x", 1).receive(b"") == (b"", True)
+    running = {"status": {"phase": "Running"},
+               "spec": {"containers": [{"ports": [{"containerPort": 80}]}]}}
+    assert declares_port(running, 80) and not declares_port(running, 81)
+    assert not declares_port(running, 80, "UDP")
+    assert not declares_port({**running, "status": {"phase": "Pending"}}, 80)

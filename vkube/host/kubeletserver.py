@@ -14,7 +14,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from vkube.api.meta import Obj, parse_time
-from vkube.host.commands import plan_argv
+from vkube.host import execsim
 from vkube.host import netcmds
 from vkube.host.kubelet import Kubelet
 from vkube.host.network import PodNetwork
@@ -163,6 +163,11 @@ class KubeletServer:
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
+        stdin = ""
+        if req.query.get("stdin") in ("true", "1") and execsim.reads_stdin(argv):
+            stdin = await _read_stdin(ws)
+            if ws.closed:
+                return ws
         pod_obj = self.kubelet.pods.get(pod, ns)
         net_cmd = netcmds.parse(argv) if self.network is not None and pod_obj is not None else None
         if net_cmd is not None and self.network is not None and pod_obj is not None:
@@ -170,7 +175,7 @@ class KubeletServer:
         else:
             stdout, stderr, code = run_exec(argv, pod=pod, namespace=ns, container=c,
                                             pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
-                                            spec=(pod_obj or {}).get("spec"))
+                                            spec=(pod_obj or {}).get("spec"), stdin=stdin)
         if stdout:
             await ws.send_bytes(b"\x01" + stdout.encode())
         if stderr:
@@ -279,6 +284,21 @@ class KubeletServer:
         return ws
 
 
+async def _read_stdin(ws: web.WebSocketResponse, limit: int = 16 << 20) -> str:
+    """The exec's stdin (channel 0) until the client closes it: v5.channel.k8s.io's close
+    signal (channel 255, stream 0) or the WebSocket's end; past ``limit`` bytes are dropped."""
+    buf = bytearray()
+    async for msg in ws:
+        if msg.type != WSMsgType.BINARY:
+            break
+        data: bytes = msg.data
+        if data[:1] == b"\x00" and len(buf) < limit:
+            buf += data[1:limit - len(buf) + 1]
+        elif data[:2] == b"\xff\x00":
+            break
+    return buf.decode(errors="replace")
+
+
 class _NoRT:
     pod_ip = ""
 
@@ -304,38 +324,27 @@ def resolv_conf(spec: Obj, namespace: str) -> str:
 
 
 def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
-             pod_ip: str, spec: Obj | None = None) -> tuple[str, str, int]:
-    """Answer a handful of commands the way a small Linux container would."""
+             pod_ip: str, spec: Obj | None = None, stdin: str = "") -> tuple[str, str, int]:
+    """Answer the commands a simulated container implements (``vkube.host.execsim``), with
+    the files and environment a kubelet gives the pod."""
     if not argv:
         return "", "no command given\n", 126
     spec = spec or {}
-    env = {"HOSTNAME": spec.get("hostname") or pod,
+    # the kubelet's rule (GeneratePodHostNameAndDomain): spec.hostname, else the pod's name; a
+    # virtual cluster's syncer sets it to the virtual pod's name, so every command agrees on it
+    hostname = spec.get("hostname") or pod[:63].rstrip("-.")
+    env = {"HOSTNAME": hostname,
            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
     for c in spec.get("containers") or []:  # the container's own (literal) env wins
         if c.get("name") == container.name:
             env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
     files = {
-        "/etc/hostname": f"{pod}\n",
-        "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{pod}\n",
+        "/etc/hostname": f"{hostname}\n",
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{hostname}\n",
         "/etc/resolv.conf": resolv_conf(spec, namespace),
         "/etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
     }
-    cmd = argv[0].rsplit("/", 1)[-1]
-    if cmd == "hostname":
-        return f"{pod}\n", "", 0
-    if cmd == "cat":
-        out, err, code = "", "", 0
-        for path in argv[1:]:
-            if path in files:
-                out += files[path]
-            else:
-                err += f"cat: {path}: No such file or directory\n"
-                code = 1
-        return out, err, code
-    if cmd in ("env", "printenv") and len(argv) == 1:
-        return "".join(f"{k}={v}\n" for k, v in env.items()), "", 0
-    plan = plan_argv(argv, env)
-    if plan.run_seconds is None:
-        return "", f'exec: "{argv[0]}": executable file not found in $PATH: unknown\n', 126
-    return "".join(line + "\n" for line in plan.output), "", plan.exit_code
+    cwd = next((c.get("workingDir") for c in spec.get("containers") or []
+                if c.get("name") == container.name and c.get("workingDir")), "/")
+    return execsim.run(argv, execsim.Proc(env, files, stdin=stdin, cwd=cwd))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from vkube.api.meta import Obj
+from vkube.host import simlistener
 from vkube.host.network import CLUSTER_DNS, Outcome, PodNetwork
 
 SHELLS = {"sh", "bash", "ash", "dash"}
@@ -137,8 +138,7 @@ async def run(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
         if c.cmd == "nc":
             return "", (f"{c.host} ({ip}:{c.port}) open\n" if c.verbose else ""), 0
         if reader is None or writer is None:
-            body = (f"vkube: simulated listener of {outcome.route.dst if outcome.route else ip} "
-                    f"port {c.port}\n").encode()
+            body = simlistener.body(str(outcome.route.dst) if outcome.route else ip, c.port)
             status = 200
         else:
             status, body = await _http_get(reader, writer, c)

@@ -37,6 +37,7 @@ from vkube.api import netpol
 from vkube.api.meta import Obj
 from vkube.controllers.informer import Informer
 from vkube.host.portforward import forward_target
+from vkube.host.simlistener import declares_port
 
 #: where the embedded host's kubelets say cluster DNS is, for ClusterFirst host pods
 CLUSTER_DNS = "10.96.0.10"
@@ -146,11 +147,7 @@ class PodNetwork:
 
     def listening(self, route: Route, protocol: str) -> bool:
         """A simulated pod listens on the ports its containers declare."""
-        pod = self._pod(route.dst) or {}
-        if (pod.get("status") or {}).get("phase") != "Running":
-            return False
-        return any(int(p.get("containerPort", 0)) == route.port and (p.get("protocol") or "TCP") == protocol
-                   for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or [])
+        return declares_port(self._pod(route.dst) or {}, route.port, protocol)
 
     def verdict(self, src: netpol.Endpoint, route: Route, protocol: str) -> netpol.Verdict:
         return self.policy_set.check(src, route.dst, route.port, protocol)

@@ -1,7 +1,10 @@
 """Port forwarding of the simulated kubelet, the way KWOK's PortForward configuration does it:
 a simulated pod has no network namespace, so a container port is forwarded to the real address
-its pod names in the annotation ``vkube.io/port-forward-PORT: HOST:PORT``; a port without one
-is refused on the error stream, as a kubelet refuses a port nothing listens on.
+its pod names in the annotation ``vkube.io/port-forward-PORT: HOST:PORT``; without one, a port
+a container of the pod declares is answered by the pod's simulated listener
+(``vkube.host.simlistener``: HTTP gets a 200, anything else is echoed), as ``kubectl exec … curl``
+is; any other port is refused on the error stream ("connection refused"), as a kubelet refuses
+a port nothing listens on.
 
 Protocol: kubectl's ``SPDY/3.1+portforward.k8s.io`` tunnelled over a WebSocket (a pair of SPDY
 streams per connection, joined by their ``requestID`` header: ``error`` and ``data``, as
@@ -14,6 +17,7 @@ import contextlib
 import logging
 
 from vkube.api.meta import Obj
+from vkube.host.simlistener import SimulatedConnection, declares_port, describe
 from vkube.netio.spdy import ProtocolError, SpdySession, SpdyStream
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,15 @@ def forward_target(pod: Obj, port: int) -> tuple[str, int] | None:
         return host.strip("[]") or "127.0.0.1", int(p)
     except ValueError:
         return None
+
+
+def refused(pod: Obj, port: int) -> str:
+    """The error of a port nothing listens on, worded as a kubelet's (its dial's error)."""
+    meta = pod.get("metadata") or {}
+    return (f"error forwarding port {port} to pod {meta.get('namespace')}/{meta.get('name')}: "
+            f"failed to connect to localhost:{port} inside the pod: dial tcp4 127.0.0.1:{port}: "
+            f"connect: connection refused (vkube: no container of the pod declares "
+            f"containerPort {port}, and no annotation {ANN_PREFIX}{port} names an address)")
 
 
 class PortForwardSession:
@@ -82,10 +95,11 @@ class PortForwardSession:
             await _fail(data, error, f"invalid port {data.headers.get('port')!r}")
             return
         target = forward_target(self.pod, port)
+        if target is None and declares_port(self.pod, port):
+            await _simulate(data, error, SimulatedConnection(describe(self.pod), port))
+            return
         if target is None:
-            await _fail(data, error, f"unable to do port forwarding to port {port} of {where}: "
-                                     f"the simulated kubelet forwards a port to the address its "
-                                     f"pod names in the annotation {ANN_PREFIX}{port} (HOST:PORT)")
+            await _fail(data, error, refused(self.pod, port))
             return
         try:
             reader, writer = await asyncio.open_connection(*target)
@@ -126,6 +140,22 @@ class PortForwardSession:
                 await error.close()
 
 
+async def _simulate(data: SpdyStream, error: SpdyStream, conn: SimulatedConnection) -> None:
+    """Serves one connection from the simulated listener until either side closes."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while True:
+            chunk = await data.read()
+            reply, close = conn.receive(chunk)
+            if reply:
+                await data.write(reply)
+            if close or data.reset:
+                break
+    with contextlib.suppress(Exception):
+        await data.close()
+    with contextlib.suppress(Exception):
+        await error.close()
+
+
 async def _fail(data: SpdyStream, error: SpdyStream, message: str) -> None:
     log.info("port-forward: %s", message)
     with contextlib.suppress(Exception):
@@ -152,18 +182,18 @@ async def serve_channels(ws, pod: Obj, ports: list[int]) -> None:  # noqa: ANN00
             await ws.send_bytes(bytes([channel]) + data)
 
     writers: dict[int, asyncio.StreamWriter] = {}
+    simulated: dict[int, SimulatedConnection] = {}
     tasks: list[asyncio.Task[None]] = []
-    meta = pod.get("metadata") or {}
     for i, port in enumerate(ports):
         head = port.to_bytes(2, "little")
         await send(2 * i, head)
         await send(2 * i + 1, head)
         target = forward_target(pod, port)
+        if target is None and declares_port(pod, port):
+            simulated[2 * i] = SimulatedConnection(describe(pod), port)
+            continue
         if target is None:
-            await send(2 * i + 1, (f"unable to do port forwarding to port {port} of pod "
-                                   f"{meta.get('namespace')}/{meta.get('name')}: the simulated "
-                                   f"kubelet forwards a port to the address its pod names in the "
-                                   f"annotation {ANN_PREFIX}{port} (HOST:PORT)").encode())
+            await send(2 * i + 1, refused(pod, port).encode())
             continue
         try:
             reader, writer = await asyncio.open_connection(*target)
@@ -183,6 +213,13 @@ async def serve_channels(ws, pod: Obj, ports: list[int]) -> None:  # noqa: ANN00
             if msg.type != WSMsgType.BINARY:
                 break
             if not msg.data:
+                continue
+            if (conn := simulated.get(msg.data[0])) is not None and len(msg.data) > 1:
+                reply, close = conn.receive(msg.data[1:])
+                if reply:
+                    await send(msg.data[0], reply)
+                if close:  # the listener closed: this port's channel answers no more
+                    simulated.pop(msg.data[0])
                 continue
             writer = writers.get(msg.data[0])
             if writer is not None and len(msg.data) > 1:
