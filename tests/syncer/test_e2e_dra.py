@@ -192,6 +192,92 @@ def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tup
     eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
 
 
+def test_pause_resume_keeps_a_bare_pods_devices_its_own(env: tuple[User, Path]) -> None:
+    """A bare pod's host pod re-made after a pause goes through the host scheduler, so its
+    claim is allocated and reserved for it again before it runs; the devices are not free
+    for anyone else meanwhile."""
+    user, host = env
+    vk = user.kubeconfig
+    user.kubectl("apply", "-f", "-", input=ALL_CLAIM)
+    user.kubectl("create", "-f", "-", input=json.dumps(_claiming_pod("adm", "default", "adm")))
+
+    def held_on_host() -> dict[str, Any]:
+        pods = _items(host, "pods", "-n", HOST_NS)
+        assert len(pods) == 1, pods
+        hp = pods[0]
+        assert hp["status"].get("phase") == "Running", hp["status"]
+        hc = next(c for c in _items(host, "resourceclaims", "-n", HOST_NS) if c["metadata"]["name"].startswith("adm"))
+        assert hc["status"]["reservedFor"] == [
+            {"resource": "pods", "name": hp["metadata"]["name"], "uid": hp["metadata"]["uid"]}], hc["status"]
+        assert len(hc["status"]["allocation"]["devices"]["results"]) == 2
+        return hp
+    before = eventually(held_on_host, timeout=120, delay=1.0)
+    node = before["spec"]["nodeName"]
+
+    user.vkube("pause", VC, timeout=120)
+    user.vkube("resume", VC, timeout=180)
+
+    def held_again() -> None:
+        hp = held_on_host()
+        assert hp["metadata"]["uid"] != before["metadata"]["uid"]  # made again ...
+        assert hp["spec"]["nodeName"] == node  # ... on the virtual pod's node
+    eventually(held_again, timeout=180, delay=1.0)
+    vpod = json.loads(user.kubectl("get", "pod", "adm", "-o", "json").stdout)
+    assert vpod["spec"]["nodeName"] == node and vpod["status"]["phase"] == "Running"
+
+    # another workload on the host finds no free device
+    kubectl(host, "create", "namespace", "other")
+    try:
+        kubectl(host, "apply", "-f", "-", input=ALL_CLAIM.replace("default", "other"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("thief", "other", "adm")))
+
+        def refused() -> None:
+            p = json.loads(kubectl(host, "get", "pod", "thief", "-n", "other", "-o", "json").stdout)
+            cond = next((c for c in p["status"].get("conditions") or () if c["type"] == "PodScheduled"), None)
+            assert cond is not None and "cannot allocate all claims" in cond["message"], p["status"]
+        eventually(refused, timeout=60, delay=0.5)
+    finally:
+        kubectl(host, "delete", "namespace", "other", "--wait=false")
+    user.kubectl("delete", "pod", "adm", "--wait=false")
+    user.kubectl("delete", "resourceclaim", "adm", "--wait=false")
+    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
+
+
+def test_host_kubelet_refuses_claims_not_reserved_for_the_pod(env: tuple[User, Path]) -> None:
+    """A pod bound straight to a node skips the scheduler: its claim is neither allocated nor
+    reserved, so the kubelet does not start it and says why, as upstream's does."""
+    _, host = env
+    node = _items(host, "nodes")[0]["metadata"]["name"]
+    kubectl(host, "create", "namespace", "bound")
+    try:
+        kubectl(host, "apply", "-f", "-", input=ALL_CLAIM.replace("default", "bound"))
+        pod = _claiming_pod("direct", "bound", "adm")
+        pod["spec"]["nodeName"] = node
+        kubectl(host, "create", "-f", "-", input=json.dumps(pod))
+
+        def refused() -> None:
+            events = kubectl(host, "get", "events", "-n", "bound", "--field-selector",
+                             "involvedObject.name=direct", "-o", "json").stdout
+            [ev] = [e for e in json.loads(events)["items"] if e["reason"] == "FailedPrepareDynamicResources"]
+            assert ev["type"] == "Warning"
+            assert ev["message"].startswith("Failed to prepare dynamic resources: pod direct (")
+            assert "is not allowed to use ResourceClaim adm (" in ev["message"]
+        eventually(refused, timeout=60, delay=0.5)
+        p = json.loads(kubectl(host, "get", "pod", "direct", "-n", "bound", "-o", "json").stdout)
+        assert p["status"]["phase"] == "Pending"
+        assert p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+        c = json.loads(kubectl(host, "get", "resourceclaim", "adm", "-n", "bound", "-o", "json").stdout)
+        assert not (c.get("status") or {}).get("allocation")
+    finally:
+        kubectl(host, "delete", "namespace", "bound", "--wait=false")
+
+
+def _claiming_pod(name: str, namespace: str, claim: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "cuda", "resources": {"claims": [{"name": "gpu"}]}}],
+                     "resourceClaims": [{"name": "gpu", "resourceClaimName": claim}]}}
+
+
 def _assert_empty(kc: Path, *args: str) -> None:
     assert _items(kc, *args) == []
 
@@ -207,4 +293,13 @@ metadata: {name: solo-gpu, namespace: default}
 spec:
   devices:
     requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+"""
+
+ALL_CLAIM = """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: adm, namespace: default}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu, allocationMode: All}}]
 """
