@@ -3,7 +3,7 @@ drives it: ``vkube host start --node-devices``, ``vkube create -f values.yaml`` 
 both clusters. The host admin publishes a DeviceClass; the tenant sees it and the host's
 ResourceSlices, runs a Deployment whose pods claim a GPU each through a ResourceClaimTemplate,
 and gets two Running pods with allocated claims and a third Pending with the host scheduler's
-reason; scaling down frees the devices and cleans the host claims."""
+reason; scaling down frees the devices and cleans the host claims. Admin access to devices needs an admin namespace on both sides."""
 
 from __future__ import annotations
 
@@ -270,6 +270,58 @@ def test_host_kubelet_refuses_claims_not_reserved_for_the_pod(env: tuple[User, P
         assert not (c.get("status") or {}).get("allocation")
     finally:
         kubectl(host, "delete", "namespace", "bound", "--wait=false")
+
+
+def test_admin_access_needs_an_admin_namespace(env: tuple[User, Path]) -> None:
+    """``adminAccess`` is refused (422 naming the field) outside a namespace labelled
+    ``resource.kubernetes.io/admin-access: "true"``, in the virtual cluster and on the host;
+    where allowed, the admin claim sees a device in use by another claim without taking it."""
+    user, host = env
+    admin = ALL_CLAIM.replace("name: adm", "name: watch").replace("allocationMode: All", "adminAccess: true")
+    template = ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\n"
+                "metadata: {name: watch, namespace: default}\nspec:\n  spec:\n    devices:\n"
+                "      requests: [{name: gpu, exactly: {deviceClassName: gpu, adminAccess: true}}]\n")
+    want = ("admin access to devices requires the `resource.kubernetes.io/admin-access: true` label "
+            "on the containing namespace")
+    for kc in (user.kubeconfig, host):
+        out = kubectl(kc, "create", "-f", "-", input=admin, check=False)
+        assert out.returncode != 0, out
+        assert ('The ResourceClaim "watch" is invalid: spec.devices.requests[0].exactly.adminAccess: '
+                f"Forbidden: {want}") in out.stderr, out.stderr
+        out = kubectl(kc, "create", "-f", "-", input=template, check=False)
+        assert out.returncode != 0 and "spec.spec.devices.requests[0].exactly.adminAccess: Forbidden: " \
+            f"{want}" in out.stderr, out.stderr
+
+    # on the host, in an admin namespace: one device is a pod's, the admin claim still gets both
+    kubectl(host, "create", "namespace", "ops")
+    try:
+        kubectl(host, "label", "namespace", "ops", "resource.kubernetes.io/admin-access=true")
+        kubectl(host, "apply", "-f", "-", input=SOLO_CLAIM.replace("default", "ops"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("user", "ops", "solo-gpu")))
+        kubectl(host, "apply", "-f", "-", input=admin.replace("default", "ops").replace(
+            "adminAccess: true", "adminAccess: true, allocationMode: All"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("watcher", "ops", "watch")))
+
+        def both_run() -> None:
+            for name in ("user", "watcher"):
+                p = json.loads(kubectl(host, "get", "pod", name, "-n", "ops", "-o", "json").stdout)
+                assert p["status"].get("phase") == "Running", (name, p["status"])
+        eventually(both_run, timeout=120, delay=1.0)
+        c = json.loads(kubectl(host, "get", "resourceclaim", "watch", "-n", "ops", "-o", "json").stdout)
+        results = c["status"]["allocation"]["devices"]["results"]
+        assert sorted(r["device"] for r in results) == ["gpu-0", "gpu-1"]
+        assert all(r["adminAccess"] is True for r in results)
+        # the admin claim took nothing: the device the pod does not use is still free
+        kubectl(host, "apply", "-f", "-", input=SOLO_CLAIM.replace("default", "ops").replace("solo-gpu", "second"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("user2", "ops", "second")))
+        eventually(lambda: _phase(host, "user2", "ops", "Running"), timeout=120, delay=1.0)
+    finally:
+        kubectl(host, "delete", "namespace", "ops", "--wait=false")
+
+
+def _phase(kc: Path, name: str, namespace: str, phase: str) -> None:
+    p = json.loads(kubectl(kc, "get", "pod", name, "-n", namespace, "-o", "json").stdout)
+    assert p["status"].get("phase") == phase, p["status"]
 
 
 def _claiming_pod(name: str, namespace: str, claim: str) -> dict[str, Any]:
