@@ -3,7 +3,9 @@ drives it: ``vkube host start --node-devices``, ``vkube create -f values.yaml`` 
 both clusters. The host admin publishes a DeviceClass; the tenant sees it and the host's
 ResourceSlices, runs a Deployment whose pods claim a GPU each through a ResourceClaimTemplate,
 and gets two Running pods with allocated claims and a third Pending with the host scheduler's
-reason; scaling down frees the devices and cleans the host claims."""
+reason; scaling down frees the devices and cleans the host claims. The tenant cannot write
+DeviceClasses or ResourceSlices (they are the host's); admin access to devices needs an
+admin namespace on both sides."""
 
 from __future__ import annotations
 
@@ -86,12 +88,15 @@ def test_deployment_claims_gpus_through_the_host(env: tuple[User, Path]) -> None
         assert slices and {s["spec"]["driver"] for s in slices} == {DRIVER}
         assert sorted(d["name"] for s in slices for d in s["spec"]["devices"]) == ["gpu-0", "gpu-1"]
     eventually(devices_shown, timeout=60, delay=0.5)
-    user.kubectl("label", "deviceclass", "gpu", "tenant=edit")
-
-    def edit_undone() -> None:
-        labels = _items(vk, "deviceclasses")[0]["metadata"].get("labels") or {}
-        assert "tenant" not in labels, labels
-    eventually(edit_undone, timeout=60, delay=0.5)
+    # the copies are the host's: a tenant's edit is refused at once, naming the host
+    out = user.kubectl("label", "deviceclass", "gpu", "tenant=edit", check=False)
+    assert out.returncode != 0
+    assert 'deviceclasses.resource.k8s.io "gpu" is forbidden: ' in out.stderr
+    assert "copies of the host cluster's" in out.stderr and "ask the host's admin" in out.stderr
+    for verb in (("delete", "deviceclass", "gpu"), ("delete", "resourceslices", "--all")):
+        out = user.kubectl(*verb, check=False)
+        assert out.returncode != 0 and "is forbidden: " in out.stderr, out
+    assert "tenant" not in (_items(vk, "deviceclasses")[0]["metadata"].get("labels") or {})
 
     user.kubectl("apply", "-f", "-", input=WORKLOAD)
 
@@ -144,14 +149,12 @@ def test_deployment_claims_gpus_through_the_host(env: tuple[User, Path]) -> None
 def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tuple[User, Path]) -> None:
     user, host = env
     vk = user.kubeconfig
-    # a class of the tenant's own would name nothing the host's scheduler knows: removed, with why
-    user.kubectl("apply", "-f", "-", input=DEVICE_CLASS.replace("name: gpu", "name: mine"))
-
-    def mine_removed() -> None:
-        assert [c["metadata"]["name"] for c in _items(vk, "deviceclasses")] == ["gpu"]
-    eventually(mine_removed, timeout=60, delay=0.5)
-    events = user.kubectl("get", "events", "-A", "--field-selector", "involvedObject.name=mine").stdout
-    assert "SyncRejected" in events and "the host's" in events
+    # a class of the tenant's own would name nothing the host's scheduler knows: refused
+    out = user.kubectl("apply", "-f", "-", input=DEVICE_CLASS.replace("name: gpu", "name: mine"), check=False)
+    assert out.returncode != 0
+    assert 'deviceclasses.resource.k8s.io "mine" is forbidden: ' in out.stderr, out.stderr
+    assert "ask the host's admin to create it on the host" in out.stderr
+    assert [c["metadata"]["name"] for c in _items(vk, "deviceclasses")] == ["gpu"]
 
     # a pod naming a claim that does not exist yet waits, saying so, as kube-scheduler does
     user.kubectl("create", "-f", "-", input=json.dumps({
@@ -192,6 +195,144 @@ def test_named_claim_waits_for_its_claim_and_tenant_classes_are_refused(env: tup
     eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
 
 
+def test_pause_resume_keeps_a_bare_pods_devices_its_own(env: tuple[User, Path]) -> None:
+    """A bare pod's host pod re-made after a pause goes through the host scheduler, so its
+    claim is allocated and reserved for it again before it runs; the devices are not free
+    for anyone else meanwhile."""
+    user, host = env
+    vk = user.kubeconfig
+    user.kubectl("apply", "-f", "-", input=ALL_CLAIM)
+    user.kubectl("create", "-f", "-", input=json.dumps(_claiming_pod("adm", "default", "adm")))
+
+    def held_on_host() -> dict[str, Any]:
+        pods = _items(host, "pods", "-n", HOST_NS)
+        assert len(pods) == 1, pods
+        hp = pods[0]
+        assert hp["status"].get("phase") == "Running", hp["status"]
+        hc = next(c for c in _items(host, "resourceclaims", "-n", HOST_NS) if c["metadata"]["name"].startswith("adm"))
+        assert hc["status"]["reservedFor"] == [
+            {"resource": "pods", "name": hp["metadata"]["name"], "uid": hp["metadata"]["uid"]}], hc["status"]
+        assert len(hc["status"]["allocation"]["devices"]["results"]) == 2
+        return hp
+    before = eventually(held_on_host, timeout=120, delay=1.0)
+    node = before["spec"]["nodeName"]
+
+    user.vkube("pause", VC, timeout=120)
+    user.vkube("resume", VC, timeout=180)
+
+    def held_again() -> None:
+        hp = held_on_host()
+        assert hp["metadata"]["uid"] != before["metadata"]["uid"]  # made again ...
+        assert hp["spec"]["nodeName"] == node  # ... on the virtual pod's node
+    eventually(held_again, timeout=180, delay=1.0)
+    vpod = json.loads(user.kubectl("get", "pod", "adm", "-o", "json").stdout)
+    assert vpod["spec"]["nodeName"] == node and vpod["status"]["phase"] == "Running"
+
+    # another workload on the host finds no free device
+    kubectl(host, "create", "namespace", "other")
+    try:
+        kubectl(host, "apply", "-f", "-", input=ALL_CLAIM.replace("default", "other"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("thief", "other", "adm")))
+
+        def refused() -> None:
+            p = json.loads(kubectl(host, "get", "pod", "thief", "-n", "other", "-o", "json").stdout)
+            cond = next((c for c in p["status"].get("conditions") or () if c["type"] == "PodScheduled"), None)
+            assert cond is not None and "cannot allocate all claims" in cond["message"], p["status"]
+        eventually(refused, timeout=60, delay=0.5)
+    finally:
+        kubectl(host, "delete", "namespace", "other", "--wait=false")
+    user.kubectl("delete", "pod", "adm", "--wait=false")
+    user.kubectl("delete", "resourceclaim", "adm", "--wait=false")
+    eventually(lambda: _assert_empty(host, "resourceclaims", "-n", HOST_NS), timeout=120, delay=1.0)
+
+
+def test_host_kubelet_refuses_claims_not_reserved_for_the_pod(env: tuple[User, Path]) -> None:
+    """A pod bound straight to a node skips the scheduler: its claim is neither allocated nor
+    reserved, so the kubelet does not start it and says why, as upstream's does."""
+    _, host = env
+    node = _items(host, "nodes")[0]["metadata"]["name"]
+    kubectl(host, "create", "namespace", "bound")
+    try:
+        kubectl(host, "apply", "-f", "-", input=ALL_CLAIM.replace("default", "bound"))
+        pod = _claiming_pod("direct", "bound", "adm")
+        pod["spec"]["nodeName"] = node
+        kubectl(host, "create", "-f", "-", input=json.dumps(pod))
+
+        def refused() -> None:
+            events = kubectl(host, "get", "events", "-n", "bound", "--field-selector",
+                             "involvedObject.name=direct", "-o", "json").stdout
+            [ev] = [e for e in json.loads(events)["items"] if e["reason"] == "FailedPrepareDynamicResources"]
+            assert ev["type"] == "Warning"
+            assert ev["message"].startswith("Failed to prepare dynamic resources: pod direct (")
+            assert "is not allowed to use ResourceClaim adm (" in ev["message"]
+        eventually(refused, timeout=60, delay=0.5)
+        p = json.loads(kubectl(host, "get", "pod", "direct", "-n", "bound", "-o", "json").stdout)
+        assert p["status"]["phase"] == "Pending"
+        assert p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+        c = json.loads(kubectl(host, "get", "resourceclaim", "adm", "-n", "bound", "-o", "json").stdout)
+        assert not (c.get("status") or {}).get("allocation")
+    finally:
+        kubectl(host, "delete", "namespace", "bound", "--wait=false")
+
+
+def test_admin_access_needs_an_admin_namespace(env: tuple[User, Path]) -> None:
+    """``adminAccess`` is refused (422 naming the field) outside a namespace labelled
+    ``resource.kubernetes.io/admin-access: "true"``, in the virtual cluster and on the host;
+    where allowed, the admin claim sees a device in use by another claim without taking it."""
+    user, host = env
+    admin = ALL_CLAIM.replace("name: adm", "name: watch").replace("allocationMode: All", "adminAccess: true")
+    template = ("apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\n"
+                "metadata: {name: watch, namespace: default}\nspec:\n  spec:\n    devices:\n"
+                "      requests: [{name: gpu, exactly: {deviceClassName: gpu, adminAccess: true}}]\n")
+    want = ("admin access to devices requires the `resource.kubernetes.io/admin-access: true` label "
+            "on the containing namespace")
+    for kc in (user.kubeconfig, host):
+        out = kubectl(kc, "create", "-f", "-", input=admin, check=False)
+        assert out.returncode != 0, out
+        assert ('The ResourceClaim "watch" is invalid: spec.devices.requests[0].exactly.adminAccess: '
+                f"Forbidden: {want}") in out.stderr, out.stderr
+        out = kubectl(kc, "create", "-f", "-", input=template, check=False)
+        assert out.returncode != 0 and "spec.spec.devices.requests[0].exactly.adminAccess: Forbidden: " \
+            f"{want}" in out.stderr, out.stderr
+
+    # on the host, in an admin namespace: one device is a pod's, the admin claim still gets both
+    kubectl(host, "create", "namespace", "ops")
+    try:
+        kubectl(host, "label", "namespace", "ops", "resource.kubernetes.io/admin-access=true")
+        kubectl(host, "apply", "-f", "-", input=SOLO_CLAIM.replace("default", "ops"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("user", "ops", "solo-gpu")))
+        kubectl(host, "apply", "-f", "-", input=admin.replace("default", "ops").replace(
+            "adminAccess: true", "adminAccess: true, allocationMode: All"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("watcher", "ops", "watch")))
+
+        def both_run() -> None:
+            for name in ("user", "watcher"):
+                p = json.loads(kubectl(host, "get", "pod", name, "-n", "ops", "-o", "json").stdout)
+                assert p["status"].get("phase") == "Running", (name, p["status"])
+        eventually(both_run, timeout=120, delay=1.0)
+        c = json.loads(kubectl(host, "get", "resourceclaim", "watch", "-n", "ops", "-o", "json").stdout)
+        results = c["status"]["allocation"]["devices"]["results"]
+        assert sorted(r["device"] for r in results) == ["gpu-0", "gpu-1"]
+        assert all(r["adminAccess"] is True for r in results)
+        # the admin claim took nothing: the device the pod does not use is still free
+        kubectl(host, "apply", "-f", "-", input=SOLO_CLAIM.replace("default", "ops").replace("solo-gpu", "second"))
+        kubectl(host, "create", "-f", "-", input=json.dumps(_claiming_pod("user2", "ops", "second")))
+        eventually(lambda: _phase(host, "user2", "ops", "Running"), timeout=120, delay=1.0)
+    finally:
+        kubectl(host, "delete", "namespace", "ops", "--wait=false")
+
+
+def _phase(kc: Path, name: str, namespace: str, phase: str) -> None:
+    p = json.loads(kubectl(kc, "get", "pod", name, "-n", namespace, "-o", "json").stdout)
+    assert p["status"].get("phase") == phase, p["status"]
+
+
+def _claiming_pod(name: str, namespace: str, claim: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "cuda", "resources": {"claims": [{"name": "gpu"}]}}],
+                     "resourceClaims": [{"name": "gpu", "resourceClaimName": claim}]}}
+
+
 def _assert_empty(kc: Path, *args: str) -> None:
     assert _items(kc, *args) == []
 
@@ -207,4 +348,13 @@ metadata: {name: solo-gpu, namespace: default}
 spec:
   devices:
     requests: [{name: gpu, exactly: {deviceClassName: gpu}}]
+"""
+
+ALL_CLAIM = """
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: adm, namespace: default}
+spec:
+  devices:
+    requests: [{name: gpu, exactly: {deviceClassName: gpu, allocationMode: All}}]
 """

@@ -27,6 +27,7 @@ from vkube.apiserver.admission import config as admission_settings
 from vkube.apiserver.aggregator import Aggregator
 from vkube.apiserver.apf import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MUTATING_INFLIGHT, RESPONSE_HEADERS, FlowControl
 from vkube.apiserver.admission.dynamic import DynamicAdmission
+from vkube.apiserver.admission.hostowned import HostOwned
 from vkube.apiserver.conversion import ConversionWebhooks
 from vkube.apiserver.admission.certificates import CertificateAdmission
 from vkube.apiserver.audit import AUDIT_FILE, AuditLog, Policy
@@ -461,7 +462,8 @@ class ControlPlane:
                  public_url: str | None = None,
                  max_requests_inflight: int = DEFAULT_MAX_INFLIGHT,
                  max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_INFLIGHT,
-                 requestheader_allowed_names: Sequence[str] = (FRONT_PROXY_CLIENT,)) -> None:
+                 requestheader_allowed_names: Sequence[str] = (FRONT_PROXY_CLIENT,),
+                 host_owned: HostOwned | None = None) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -487,6 +489,8 @@ class ControlPlane:
         self.admission_config = admission_config  # AdmissionConfiguration (PodSecurity's settings)
         #: a PodSecurityConfiguration given inline (values' controlPlane.podSecurity)
         self.pod_security_config = pod_security_config
+        #: a virtual cluster's kinds that are the host's copies (only the syncer writes them)
+        self.host_owned = host_owned
         self._runner: web.AppRunner | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._tmp: Any = None
@@ -594,7 +598,8 @@ class ControlPlane:
                               CertificateAdmission(self.server.authorization),
                               default_chain(pod_security=configured.get("PodSecurity"),
                                             dynamic=self.dynamic_admission.plugins),
-                              ServiceAllocation(self.ctx.service_cidr)]
+                              ServiceAllocation(self.ctx.service_cidr),
+                              *([self.host_owned] if self.host_owned is not None else [])]
         self.serving = ServingCertificate(self.pki.ca, pki_dir,
                                           client_ca_pem=self.pki.ca_pem + self.pki.front_proxy_ca.cert_pem)
         self.crds = CRDController(self.ctx, self.server.openapi)

@@ -20,6 +20,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from vkube.apiserver.admission.hostowned import HostOwned
 from vkube.apiserver.server import ControlPlane
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTION, SCHEDULER, SYNCER,
@@ -68,6 +69,7 @@ class VirtualCluster:
             # replicas of one cluster (enableHA) share its CA, token key and encryption key
             share_keys=config.ha, max_requests_inflight=config.max_requests_inflight,
             max_mutating_requests_inflight=config.max_mutating_requests_inflight,
+            host_owned=_host_owned(config),
             **({} if config.requestheader_allowed_names is None
                else {"requestheader_allowed_names": config.requestheader_allowed_names}))
         #: set once the API server answers (kubeconfig written, system namespaces there)
@@ -509,3 +511,16 @@ async def wait_for_host_file(source: HostFromFile, name: str) -> HostConnection:
     log.info("%s: syncer host %s (context %s), namespace %s", name, host.kubeconfig,
              host.context or "current", host.namespace or f"vkube-{name}")
     return host
+
+
+def _host_owned(config: ClusterConfig) -> HostOwned | None:
+    """With sync.resourceclaims the host's scheduler allocates devices, only from the host's
+    DeviceClasses and ResourceSlices: inside they are the syncer's copies, and a tenant's own
+    would be accepted and then silently replaced — so tenants' writes are refused."""
+    if not config.virtual or config.values is None or not config.values.sync.resourceclaims.enabled:
+        return None
+    return HostOwned(
+        (("resource.k8s.io", "deviceclasses"), ("resource.k8s.io", "resourceslices")), writer=SYNCER[0],
+        why="this virtual cluster's DeviceClasses and ResourceSlices are copies of the host cluster's "
+            "(sync.resourceclaims): the host's scheduler allocates devices only from those; "
+            "ask the host's admin to create it on the host")

@@ -16,6 +16,9 @@ structured-parameters allocator:
   claims``;
 - PreBind writes each claim's ``status.allocation`` (results, node selector) and reserves it
   for the pod (``status.reservedFor``).
+
+A request with ``adminAccess`` (allowed only in an admin namespace) gets matching devices
+whether or not they are in use, and its results (marked ``adminAccess``) take none of them.
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ class DeviceAllocator:
         used: set[DeviceId] = set()
         for claim in self.claims.list():
             for r in ((((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}).get("results")) or ():
+                if r.get("adminAccess"):
+                    continue  # admin access shares the device: it stays free for others
                 used.add((r.get("driver", ""), r.get("pool", ""), r.get("device", "")))
         for key, (ids, written) in list(self._assumed.items()):
             if written:
@@ -176,7 +181,8 @@ class DeviceAllocator:
     def allocate(self, devices: PodDevices, node: str) -> dict[str, list[dict[str, Any]]] | None:
         """Results per pending claim key for ``node``, or None when they do not all fit."""
         used = devices.in_use if devices.in_use is not None else self._in_use()
-        free = [d for d in self._node_devices(node) if d.id not in used]
+        on_node = self._node_devices(node)
+        free = [d for d in on_node if d.id not in used]
         taken: set[DeviceId] = set()
         out: dict[str, list[dict[str, Any]]] = {}
         for claim in devices.pending:
@@ -186,7 +192,9 @@ class DeviceAllocator:
                 cls = self.classes.get(req.get("deviceClassName", "")) or {}
                 selectors = [s for s in ((cls.get("spec") or {}).get("selectors") or ())] + list(req.get("selectors") or ())
                 tolerations = list(req.get("tolerations") or ())
-                matching = [d for d in free if d.id not in taken and self._matches(d, selectors)
+                admin = req.get("adminAccess") is True  # sees devices in use, takes none
+                matching = [d for d in (on_node if admin else free)
+                            if (admin or d.id not in taken) and self._matches(d, selectors)
                             and untolerated_taint(list(d.taints), tolerations, ("NoSchedule", "NoExecute")) is None]
                 if req.get("allocationMode", "ExactCount") == "All":
                     picked = matching
@@ -197,10 +205,11 @@ class DeviceAllocator:
                     if len(matching) < count:
                         return None
                     picked = matching[:count]
-                taken |= {d.id for d in picked}
+                if not admin:
+                    taken |= {d.id for d in picked}
                 chosen_by_request[req["_name"]] = picked
-                results += [{"request": req["_name"], "driver": d.id[0], "pool": d.id[1], "device": d.id[2]}
-                            for d in picked]
+                results += [{"request": req["_name"], "driver": d.id[0], "pool": d.id[1], "device": d.id[2],
+                             **({"adminAccess": True} if admin else {})} for d in picked]
             if not _constraints_hold(claim, chosen_by_request):
                 return None
             out[_key(claim)] = results
@@ -256,7 +265,7 @@ class DeviceAllocator:
             for claim in devices.pending:
                 key = _key(claim)
                 results = allocation[key]
-                ids = {(r["driver"], r["pool"], r["device"]) for r in results}
+                ids = {(r["driver"], r["pool"], r["device"]) for r in results if not r.get("adminAccess")}
                 self._assumed[key] = (ids, "")
                 status = dict(claim.get("status") or {})
                 status["allocation"] = {"devices": {"results": results}, "nodeSelector": node_selector}

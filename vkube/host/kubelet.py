@@ -22,10 +22,14 @@ from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
 from vkube.controllers.workqueue import WorkQueue, run_workers
+from vkube.host.dra import claim_name_for
 from vkube.host.podruntime import ContainerRT, PodRT, adopt_runtime, new_runtime, pod_status
 from vkube.host.stages import DEFAULT_STAGES, Context, KubeletConfig, Stage, advance
 
 log = logging.getLogger(__name__)
+
+R_FAILED_PREPARE = "FailedPrepareDynamicResources"  # kubelet's event reason
+CLAIM_RECHECK_SECONDS = 1.0  # a pod whose claims are not ready looks again this often
 
 class IPAM:
     """Pod IPs out of each node's podCIDR, unique per node (hence cluster-wide)."""
@@ -59,8 +63,12 @@ class Kubelet:
                  owns: Callable[[str], bool], config: KubeletConfig | None = None,
                  stages: tuple[Stage, ...] = DEFAULT_STAGES, workers: int = 8,
                  rng: random.Random | None = None,
-                 client_for: Callable[[str], Client] | None = None) -> None:
+                 client_for: Callable[[str], Client] | None = None,
+                 claims: Informer | None = None) -> None:
         self.client = client
+        #: the host's ResourceClaims: a pod starts only once each of its claims is allocated
+        #: and reserved for it (kubelet's DRA manager); None where the host has no DRA
+        self.claims = claims
         #: the client of one node's kubelet (its own identity: the Node authorizer and
         #: NodeRestriction let it write only its own pods); default: ``client`` for all
         self.client_for: Callable[[str], Client] = client_for or (lambda node: client)
@@ -79,6 +87,8 @@ class Kubelet:
         self._deleting: set[str] = set()
         self._pulled: dict[str, set[str]] = {}  # node -> images present
         self._changed: dict[str, asyncio.Event] = {}  # log followers wait on these
+        self._prepared: dict[str, str] = {}  # key -> uid of the pod whose claims were prepared
+        self._unprepared: dict[str, str] = {}  # key -> why its claims could not be, last told
         pods.add_handler(self._on_pod)
 
     # -- informer side --------------------------------------------------------------------------
@@ -115,6 +125,8 @@ class Kubelet:
         rt = self.runtimes.pop(key, None)
         self._published.pop(key, None)
         self._deleting.discard(key)
+        self._prepared.pop(key, None)
+        self._unprepared.pop(key, None)
         if rt is not None and rt.pod_ip:
             self.ipam.release(rt.node, rt.pod_ip)
         self._notify(key)
@@ -155,7 +167,20 @@ class Kubelet:
         now = time.time()
         ctx = Context(now=now, cfg=self.config, rng=self.rng, allocate_ip=self._allocate_ip,
                       pulled=self._pulled.setdefault(rt.node, set()))
-        applied, next_due = advance(rt, ctx, self.stages)
+        if not rt.deleting and self._prepared.get(key) != rt.uid:
+            why = self._unprepared_claims(pod)
+            if why is not None:  # nothing starts; the status stays Pending, ContainerCreating
+                if self._unprepared.get(key) != why:
+                    self._unprepared[key] = why
+                    self.recorder.event(_event_target(pod, None), "Warning", R_FAILED_PREPARE,
+                                        f"Failed to prepare dynamic resources: {why}")
+            else:
+                self._prepared[key] = rt.uid
+                self._unprepared.pop(key, None)
+        if self._prepared.get(key) == rt.uid or rt.deleting:
+            applied, next_due = advance(rt, ctx, self.stages)
+        else:
+            applied, next_due = [], time.time() + CLAIM_RECHECK_SECONDS
         for a in applied:
             for typ, reason, message in a.events:
                 self.recorder.event(_event_target(pod, a.container), typ, reason, message)
@@ -179,6 +204,31 @@ class Kubelet:
                 pass
         if next_due is not None:
             self.queue.add_after(key, max(0.0, next_due - time.time()))
+
+    def _unprepared_claims(self, pod: Obj) -> str | None:
+        """Why the pod's ResourceClaims cannot be prepared, as kubelet's DRA manager says it,
+        or None when each is allocated and reserved for this pod. A pod bound straight to a
+        node (spec.nodeName) skipped the scheduler, which alone allocates and reserves: running
+        it would hand out devices another pod may be given too."""
+        entries = (pod.get("spec") or {}).get("resourceClaims") or ()
+        if not entries or self.claims is None:
+            return None
+        meta = pod["metadata"]
+        for entry in entries:
+            name, why = claim_name_for(pod, entry)
+            if why:
+                return why
+            if name is None:
+                continue  # the template produced no claim for this entry
+            claim = self.claims.get(name, meta["namespace"])
+            if claim is None:
+                return f'fetch ResourceClaim {name}: resourceclaims.resource.k8s.io "{name}" not found'
+            status = claim.get("status") or {}
+            if not any(r.get("uid") == meta.get("uid") for r in status.get("reservedFor") or ()) \
+                    or not status.get("allocation"):
+                return (f"pod {meta['name']} ({meta.get('uid')}) is not allowed to use "
+                        f"ResourceClaim {name} ({claim['metadata'].get('uid')})")
+        return None
 
     async def run(self) -> None:
         """Run the workers until cancelled (the informers run elsewhere)."""

@@ -89,9 +89,13 @@ class EmbeddedHost:
         rng = random.Random(seed)
         self.pod_informer = Informer(self.client, PODS)
         self.node_informer = Informer(self.client, NODES)
+        # ResourceClaims: the scheduler allocates them; a kubelet starts a pod only once its
+        # claims are allocated and reserved for it
+        self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
-                               rng=random.Random(rng.random()), client_for=client_for)
+                               rng=random.Random(rng.random()), client_for=client_for,
+                               claims=self.claim_informer)
         # the pod network: exec'd connectivity commands, with the host's NetworkPolicies
         network_client = identity(NETWORK, "vkube-host/network")
         self.network_informers = tuple(Informer(network_client, r) for r in
@@ -113,7 +117,6 @@ class EmbeddedHost:
         self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,
                                         self.class_informer)
         # dynamic resource allocation: the scheduler allocates claims from published devices
-        self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
         self.slice_informer = Informer(scheduler_client, RESOURCESLICES)
         self.device_class_informer = Informer(scheduler_client, DEVICECLASSES)
         self.taint_rule_informer = Informer(scheduler_client, DEVICETAINTRULES)

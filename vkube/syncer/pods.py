@@ -251,7 +251,7 @@ class PodSyncer(KindSyncer):
         if node and not (host_pod.get("spec") or {}).get("nodeName"):
             try:
                 await self.ctx.host.get(NODES, node)
-                host_pod.setdefault("spec", {})["nodeName"] = node  # keep the binding true
+                _keep_on_node(host_pod, node)  # keep the binding true
             except errors.StatusError:
                 pass  # node gone (or not ours to read): the host schedules it anew
         log.info("host pod %s of bare pod %s/%s is gone: re-creating it", hname,
@@ -577,3 +577,21 @@ def _cluster_ip(svc: Obj | None) -> str:
 
 def _ann(obj: Obj, key: str) -> str | None:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+
+
+def _keep_on_node(host_pod: Obj, node: str) -> None:
+    """Puts a re-created host pod back on its node. A pod without ResourceClaims is bound
+    there directly; one with claims must pass the host scheduler, which alone allocates and
+    reserves them (a kubelet refuses claims not reserved for its pod, and devices handed out
+    outside the scheduler could go to another pod too): it gets a required node affinity on
+    ``metadata.name``, as the DaemonSet controller pins its pods, ANDed with the pod's own."""
+    spec = host_pod.setdefault("spec", {})
+    if not spec.get("resourceClaims"):
+        spec["nodeName"] = node
+        return
+    pin = {"key": "metadata.name", "operator": "In", "values": [node]}
+    required = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {}) \
+        .setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [
+        {**t, "matchFields": [*(t.get("matchFields") or ()), pin]} for t in terms]

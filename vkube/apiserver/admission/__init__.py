@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from vkube.apiserver.admission.draadmin import DRAAdminAccess
 from vkube.apiserver.admission.lifecycle import NamespaceLifecycle, ServiceAllocation
 from vkube.apiserver.admission.limitranger import LimitRanger
 from vkube.apiserver.admission.noderestriction import NodeRestriction
@@ -22,7 +23,8 @@ from vkube.apiserver.context import AdmissionRequest, Context
 
 __all__ = ["AdmissionChain", "default_chain", "NamespaceLifecycle", "ServiceAllocation", "LimitRanger",
            "ServiceAccount", "NodeRestriction", "PodSecurity", "Priority", "DefaultTolerationSeconds",
-           "DefaultStorageClass", "StorageObjectInUseProtection", "RuntimeClass", "ResourceQuota"]
+           "DefaultStorageClass", "StorageObjectInUseProtection", "RuntimeClass", "ResourceQuota",
+           "DRAAdminAccess"]
 
 
 class AdmissionChain:
@@ -65,5 +67,5 @@ def default_chain(*, pod_security: PodSecurity | None = None, dynamic: Sequence[
     return AdmissionChain([
         NamespaceLifecycle(), LimitRanger(), ServiceAccount(), NodeRestriction(), pod_security or PodSecurity(),
         Priority(), DefaultTolerationSeconds(), DefaultStorageClass(), StorageObjectInUseProtection(),
-        RuntimeClass(), *dynamic, ResourceQuota(),
+        RuntimeClass(), DRAAdminAccess(), *dynamic, ResourceQuota(),
     ])
