@@ -242,7 +242,8 @@ def test_host_copies_in_use_outlive_their_claim_and_stale_ones_are_replaced():
     ctx = SimpleNamespace(
         informers=SimpleNamespace(virtual=lambda res: {RESOURCECLAIMS: vclaims, PODS: _Inf()}.get(res, _Inf()),
                                   host=lambda res, owned=True: {RESOURCECLAIMS: hclaims}.get(res, _Inf())),
-        host=SimpleNamespace(delete=delete), host_namespace="vkube-vc", tr=tr, syncers={})
+        host=SimpleNamespace(delete=delete), host_namespace="vkube-vc", tr=tr, syncers={},
+        recorder=SimpleNamespace(event=lambda *a, **kw: None))
     syncer = ResourceClaimSyncer(ctx)  # type: ignore[arg-type]
     syncer.setup()
     for key in ("ml/gone-busy", "ml/again", "ml/again-busy"):
