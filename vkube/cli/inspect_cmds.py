@@ -43,6 +43,16 @@ def _age_of(created: str) -> str:
     return age(time.time() - t.timestamp())
 
 
+def cluster_mode(st: ClusterState) -> str:
+    """What the MODE column shows: the tenancy, and for a virtual cluster where its control
+    plane runs (the same words as ``describe``'s Control plane line)."""
+    if st.tenancy == "namespace":
+        return "namespace"
+    if st.shared:
+        return "shared"
+    return "in-cluster" if st.in_cluster else "vcluster"
+
+
 async def replica_status(st: ClusterState) -> dict[str, Any] | None:
     """Local replicas (``enableHA``): how many serve and which one leads (the live holder of
     the ``kube-system/vkube-leader`` Lease, read through the cluster's own API)."""
@@ -124,11 +134,12 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
         observed = observed_status(st)
         status = with_host(observed, up.get((st.host_kubeconfig, st.host_context), True))
         reps = await replica_status(st) if st.status != PAUSED else None
-        # connected: kubectl's current context is this cluster *and* it answers there
+        # connected: kubectl's current context is this cluster *and* it answers there (a
+        # sleeping shared cluster answers: its first request wakes it)
         rows.append({"name": st.name, "namespace": st.namespace, "status": status,
                      "created": st.created,
-                     "connected": current == ctx and observed == RUNNING,
-                     "local": True, "tenancy": st.tenancy,
+                     "connected": current == ctx and observed in (RUNNING, SLEEPING),
+                     "local": True, "tenancy": st.tenancy, "mode": cluster_mode(st),
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
                      "url": process.ready_url(st) or "",
                      **({"replicas": reps} if reps else {})})
@@ -138,6 +149,7 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "connected": current == kubeconfigs.context_name(vc["name"])
                      and vc["status"] == RUNNING,
                      "local": False, "tenancy": vc.get("tenancy", "vcluster"),
+                     "mode": vc.get("tenancy", "vcluster"),
                      "host": vc["host"], "url": vc["url"]})
     return sorted(rows, key=lambda r: r["name"])
 
@@ -154,7 +166,7 @@ async def list_(args: argparse.Namespace) -> int:
     print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"]
                 + (["REPLICAS"] if ha else []),
                 [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
-                  _age_of(r["created"]), r["tenancy"]]
+                  _age_of(r["created"]), r["mode"]]
                  + ([_replicas_cell(r.get("replicas"))] if ha else []) for r in rows])
     return 0
 
