@@ -81,7 +81,7 @@ def cleanup(u: User) -> None:
         for d in clusters.iterdir():
             u.vkube("delete", d.name, check=False)
     if (u.home / "host").exists():
-        u.vkube("host", "stop", check=False)
+        u.vkube("host", "stop", "--force", check=False)  # pauses any delete left behind
 
 
 @pytest.fixture(scope="module")

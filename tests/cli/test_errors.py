@@ -15,6 +15,8 @@ COMMANDS = ["create", "connect", "disconnect", "list", "pause", "resume", "delet
 def test_help_has_examples(tmp_path, command):
     out = make_user(tmp_path).vkube(command, "--help")
     assert "examples:" in out.stdout and f"vkube {command}" in out.stdout
+    # every address vkube serves is TLS: a help text naming http:// sends users the wrong way
+    assert "http://" not in out.stdout
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -102,5 +104,14 @@ def test_local_replicas_survive_kill_9(user: User, shared_store: str, tmp_path: 
     wait(lambda: not any(_alive(p) for p in everything), timeout=60,
          what="the replicas and the front gone with their supervisor")
     assert user.list()["ha"]["status"] == "Failed"
-    user.vkube("delete", "ha", timeout=180)
+    out = user.vkube("delete", "ha", timeout=180).stdout
+    # the store is the user's database: delete leaves its data and says how to remove it
+    tool = "psql" if shared_store.startswith("postgres") else "etcdctl"
+    assert "ha's objects are still in the store" in out and tool in out, out
+    if tool == "psql" and shutil.which("psql"):  # and the command it gives does remove them
+        command = out.split("remove them with: ", 1)[1].strip()
+        subprocess.run(command, shell=True, check=True, capture_output=True, timeout=60)
+        left = subprocess.run(["psql", shared_store, "-Atc", "SELECT to_regclass('kv')"],
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+        assert left.strip() == "", left
     assert "ha" not in user.list()

@@ -27,6 +27,19 @@ def test_start_status_stop_and_restart_keeps_data(tmp_path):
         assert kubeconfig.exists() and "running at https://127.0.0.1:" in out.stdout
         again = vkube(home, "start")
         assert again.returncode == 0 and "already running" in again.stdout
+        # the same settings again: nothing to do; other settings: refused, naming each flag
+        same = vkube(home, "start", "--nodes", "2", "--node-cpu", "2", "--node-memory", "8Gi")
+        assert same.returncode == 0 and "already running" in same.stdout, same.stderr
+        for flags, named in ((["--nodes", "5"], ["--nodes 5"]),
+                             (["--node-cpu", "2", "--node-memory", "16Gi"], ["--node-memory 16Gi"]),
+                             (["--nodes", "3", "--node-devices", "gpu.example.com=2"],
+                              ["--nodes 3", "--node-devices gpu.example.com=2"])):
+            diff = vkube(home, "start", *flags)
+            assert diff.returncode == 1 and diff.stdout == "", (flags, diff.stdout)
+            assert len(diff.stderr.strip().splitlines()) == 1, diff.stderr
+            assert all(n in diff.stderr for n in named), diff.stderr
+            assert "--node-cpu 2 (" not in diff.stderr  # an equal flag is not named
+            assert "vkube host stop && vkube host start " + " ".join(flags) in diff.stderr
         status = vkube(home, "status")
         assert status.returncode == 0
         assert "vkube-host-node-1  Ready" in status.stdout and "nodes:      2" in status.stdout

@@ -69,7 +69,14 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
 
     # sleep: workloads off the host, Sleeping in the list; the next kubectl wakes it
     u.vkube("sleep", "one")
-    assert u.list()["one"]["status"] == "Sleeping"
+    # the current context is a sleeping cluster: still CONNECTED (its next request wakes it),
+    # and MODE says shared as describe does
+    u.kubectl("config", "use-context", "vkube_one")
+    rows = u.list()
+    assert rows["one"]["status"] == "Sleeping" and rows["one"]["connected"] is True
+    assert rows["one"]["mode"] == rows["two"]["mode"] == "shared"
+    line = next(ln for ln in u.vkube("list").stdout.splitlines() if ln.startswith("one "))
+    assert line.split()[2:4] == ["Sleeping", "True"] and line.split()[-1] == "shared"
     eventually(lambda: _running(u, "vkube-one", 0), timeout=60)
     assert u.list()["two"]["status"] == "Running"
     out = ctx(u, "one", "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}").stdout

@@ -99,8 +99,10 @@ def test_status_up_translates_reservations_and_hides_foreign_consumers():
 
 def test_the_toggle_decides_the_refusal_and_the_rbac():
     entries = [{"name": "gpu", "resourceClaimTemplateName": "t"}]
-    off = PodAdmission(load_values("")).check(pod(entries))
+    off = PodAdmission(load_values(""), cluster="gpu-team").check(pod(entries))
     assert off is not None and "sync.resourceclaims.enabled: true" in off
+    # the fix names the cluster, not a placeholder
+    assert "vkube create gpu-team --upgrade -f values.yaml" in off and "NAME" not in off
     on = load_values("sync: {resourceclaims: {enabled: true}}")
     assert PodAdmission(on).check(pod(entries)) is None
 

@@ -29,16 +29,22 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="host_command", metavar="ACTION")
     start = sub.add_parser("start", help="start the embedded host in the background",
                            epilog="example: vkube host start --nodes 5 --node-cpu 8 --node-memory 16Gi")
-    start.add_argument("--nodes", type=int, default=3, help="number of simulated nodes (default 3)")
-    start.add_argument("--node-cpu", default="4", help="cpu capacity per node (default 4)")
-    start.add_argument("--node-memory", default="8Gi", help="memory capacity per node (default 8Gi)")
-    start.add_argument("--node-devices", default="", metavar="DRIVER=COUNT[,...]",
+    # defaults are filled in by cmd_start: None tells a flag the user gave from one left out,
+    # so a second start with different flags is refused instead of silently ignored
+    start.add_argument("--nodes", type=int, default=None, help="number of simulated nodes (default 3)")
+    start.add_argument("--node-cpu", default=None, help="cpu capacity per node (default 4)")
+    start.add_argument("--node-memory", default=None, help="memory capacity per node (default 8Gi)")
+    start.add_argument("--node-devices", default=None, metavar="DRIVER=COUNT[,...]",
                        help="simulated DRA devices per node, published as ResourceSlices "
                             "(e.g. gpu.example.com=2)")
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait until ready")
     start.set_defaults(func=cmd_start)
-    stop = sub.add_parser("stop", help="stop the embedded host (data is kept)")
+    stop = sub.add_parser("stop", help="stop the embedded host (data is kept)",
+                          epilog="example: vkube host stop --force   # pauses its virtual clusters first")
     stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to exit")
+    stop.add_argument("--force", action="store_true",
+                      help="pause the virtual clusters that run on it first (`vkube pause NAME`, "
+                           "data kept), then stop it")
     stop.set_defaults(func=cmd_stop)
     status = sub.add_parser("status", help="show the embedded host's address, nodes and pid")
     status.set_defaults(func=cmd_status)
@@ -70,11 +76,37 @@ def _state(d: Path) -> dict[str, Any]:
         return {}
 
 
+#: start flag -> (state.json key, default)
+START_FLAGS = {"nodes": ("nodes", 3), "node_cpu": ("nodeCpu", "4"),
+               "node_memory": ("nodeMemory", "8Gi"), "node_devices": ("nodeDevices", "")}
+
+
+def differing_flags(args: argparse.Namespace, state: dict[str, Any]) -> list[str]:
+    """The start flags the user gave whose value differs from the running host's
+    (a host started before these were recorded differs on any flag given but --nodes)."""
+    from vkube.cluster.config import parse_devices
+
+    out = []
+    for attr, (key, _default) in START_FLAGS.items():
+        given = getattr(args, attr)
+        if given is None:
+            continue
+        running = state.get(key)
+        if attr == "node_devices" and running is not None:
+            same = parse_devices(given) == parse_devices(running)
+        else:
+            same = running is not None and str(given) == str(running)
+        if not same:
+            shown = "(unknown)" if running is None else (running if running != "" else '""')
+            out.append(f"--{attr.replace('_', '-')} {given or chr(34) * 2} (running: {shown})")
+    return out
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from vkube.cluster.config import parse_devices
 
     try:
-        parse_devices(args.node_devices)
+        parse_devices(args.node_devices or "")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("  for example: vkube host start --node-devices gpu.example.com=2", file=sys.stderr)
@@ -82,9 +114,18 @@ def cmd_start(args: argparse.Namespace) -> int:
     d = host_dir()
     pid = running_pid(d)
     if pid is not None:
+        differ = differing_flags(args, _state(d))
+        if differ:
+            print(f"error: vkube host is already running (pid {pid}) with other settings: "
+                  f"{', '.join(differ)}; to apply them: vkube host stop && vkube host start "
+                  f"{_given_flags(args)}", file=sys.stderr)
+            return 1
         print(f"vkube host is already running (pid {pid}) at {_state(d).get('url', '?')}")
         print(f"kubeconfig: {d / 'kubeconfig'}")
         return 0
+    for attr, (_key, default) in START_FLAGS.items():
+        if getattr(args, attr) is None:
+            setattr(args, attr, default)
     d.mkdir(parents=True, exist_ok=True)
     (d / "host.pid").unlink(missing_ok=True)
     log = open(d / "host.log", "ab")
@@ -111,12 +152,62 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 1
 
 
+def _given_flags(args: argparse.Namespace) -> str:
+    return " ".join(f"--{a.replace('_', '-')} {getattr(args, a)}" for a in START_FLAGS
+                    if getattr(args, a) is not None)
+
+
+def clusters_on_embedded_host() -> list[str]:
+    """The virtual clusters of this machine that use the embedded host and are not paused:
+    stopping the host under them would leave them saying Running while nothing of theirs runs."""
+    from vkube.cli import state
+    from vkube.cli.hostresolve import embedded_kubeconfig
+
+    embedded = str(embedded_kubeconfig())
+    out = []
+    for name in state.local_names():
+        st = state.ClusterState.load(name)
+        if st is None or st.status == state.PAUSED:
+            continue
+        if st.host_kind == "embedded" or st.host_kubeconfig == embedded:
+            out.append(st.name)
+    return sorted(out)
+
+
+def _pause_all(names: list[str]) -> int:
+    import asyncio
+
+    from vkube.cli import ops
+    from vkube.cli.output import guarded
+
+    for name in names:
+        rc = guarded(lambda a: asyncio.run(ops.pause(a)))(argparse.Namespace(name=name))
+        if rc != 0:
+            print(f"error: could not pause {name}; the host is still running — fix that, or "
+                  f"`vkube delete {name}`, then `vkube host stop`", file=sys.stderr)
+            return rc
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     d = host_dir()
     pid = running_pid(d)
     if pid is None:
         print("vkube host is not running")
         return 0
+    on_it = clusters_on_embedded_host()
+    if on_it and not getattr(args, "force", False):
+        pauses = " && ".join(f"vkube pause {n}" for n in on_it)
+        print(f"error: virtual cluster{'s' if len(on_it) > 1 else ''} {', '.join(on_it)} "
+              f"run{'' if len(on_it) > 1 else 's'} on the embedded host — `{pauses}` first, or "
+              "`vkube host stop --force` to pause them and stop it", file=sys.stderr)
+        return 1
+    if on_it:
+        print(f"pausing {', '.join(on_it)} before stopping the host (data kept; "
+              "`vkube resume NAME` after `vkube host start`)")
+        rc = _pause_all(on_it)
+        if rc != 0:
+            return rc
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:

@@ -58,7 +58,10 @@ async def run(args: argparse.Namespace) -> int:
         await host.start()
         host.control_plane.write_kubeconfig(d / "kubeconfig")
         state_file.write_text(json.dumps({"url": host.url, "port": host.port, "pid": os.getpid(),
-                                          "nodes": args.nodes, "kubeletPort": host.kubelet_port}))
+                                          "nodes": args.nodes, "nodeCpu": args.node_cpu,
+                                          "nodeMemory": args.node_memory,
+                                          "nodeDevices": args.node_devices,
+                                          "kubeletPort": host.kubelet_port}))
         pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
         log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", host.url, args.nodes, d / "kubeconfig")
         waiter = asyncio.ensure_future(stop.wait())

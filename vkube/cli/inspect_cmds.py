@@ -43,6 +43,16 @@ def _age_of(created: str) -> str:
     return age(time.time() - t.timestamp())
 
 
+def cluster_mode(st: ClusterState) -> str:
+    """What the MODE column shows: the tenancy, and for a virtual cluster where its control
+    plane runs (the same words as ``describe``'s Control plane line)."""
+    if st.tenancy == "namespace":
+        return "namespace"
+    if st.shared:
+        return "shared"
+    return "in-cluster" if st.in_cluster else "vcluster"
+
+
 async def replica_status(st: ClusterState) -> dict[str, Any] | None:
     """Local replicas (``enableHA``): how many serve and which one leads (the live holder of
     the ``kube-system/vkube-leader`` Lease, read through the cluster's own API)."""
@@ -77,14 +87,25 @@ def _replicas_cell(r: dict[str, Any] | None) -> str:
     return f"{r['ready']}/{r['wanted']}{lead}"
 
 
-async def _host_clusters(hosts: list[HostRef]) -> dict[str, dict[str, Any]]:
+HOST_UNREACHABLE = " (host unreachable)"
+
+
+def with_host(status: str, host_up: bool) -> str:
+    """A cluster that serves but whose host is down runs nothing: say so next to Running
+    (its pods cannot be synced, so they would stay Pending with no event)."""
+    return status + HOST_UNREACHABLE if not host_up and status in (RUNNING, SLEEPING) else status
+
+
+async def _host_clusters(hosts: list[HostRef],
+                         up: dict[tuple[str, str | None], bool]) -> dict[str, dict[str, Any]]:
+    """The virtual clusters the hosts' labelled namespaces name; ``up`` gets, per host,
+    whether it answered."""
     out: dict[str, dict[str, Any]] = {}
-    seen: set[tuple[str, str | None]] = set()
     for h in hosts:
-        if (h.kubeconfig, h.context) in seen:
+        if (h.kubeconfig, h.context) in up:
             continue
-        seen.add((h.kubeconfig, h.context))
-        if not await hostresolve.reachable(h):
+        up[(h.kubeconfig, h.context)] = await hostresolve.reachable(h)
+        if not up[(h.kubeconfig, h.context)]:
             continue
         try:
             async with h.client(timeout=5.0) as c:
@@ -103,18 +124,22 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                   start_embedded=False))
     else:
         hosts.append(HostRef(str(hostresolve.embedded_kubeconfig()), None, "embedded"))
-    remote = await _host_clusters(hosts)
+    up: dict[tuple[str, str | None], bool] = {}
+    remote = await _host_clusters(hosts, up)
     current = kubeconfigs.current_context() if kubeconfigs.user_kubeconfig_path().exists() else None
     rows: list[dict[str, Any]] = []
     for st in locals_:
         remote.pop(st.name, None)
         ctx = st.context_name or kubeconfigs.context_name(st.name)
-        status = observed_status(st)
+        observed = observed_status(st)
+        status = with_host(observed, up.get((st.host_kubeconfig, st.host_context), True))
         reps = await replica_status(st) if st.status != PAUSED else None
-        # connected: kubectl's current context is this cluster *and* it answers there
+        # connected: kubectl's current context is this cluster *and* it answers there (a
+        # sleeping shared cluster answers: its first request wakes it)
         rows.append({"name": st.name, "namespace": st.namespace, "status": status,
-                     "created": st.created, "connected": current == ctx and status == RUNNING,
-                     "local": True, "tenancy": st.tenancy,
+                     "created": st.created,
+                     "connected": current == ctx and observed in (RUNNING, SLEEPING),
+                     "local": True, "tenancy": st.tenancy, "mode": cluster_mode(st),
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
                      "url": process.ready_url(st) or "",
                      **({"replicas": reps} if reps else {})})
@@ -124,6 +149,7 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "connected": current == kubeconfigs.context_name(vc["name"])
                      and vc["status"] == RUNNING,
                      "local": False, "tenancy": vc.get("tenancy", "vcluster"),
+                     "mode": vc.get("tenancy", "vcluster"),
                      "host": vc["host"], "url": vc["url"]})
     return sorted(rows, key=lambda r: r["name"])
 
@@ -140,7 +166,7 @@ async def list_(args: argparse.Namespace) -> int:
     print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"]
                 + (["REPLICAS"] if ha else []),
                 [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
-                  _age_of(r["created"]), r["tenancy"]]
+                  _age_of(r["created"]), r["mode"]]
                  + ([_replicas_cell(r.get("replicas"))] if ha else []) for r in rows])
     return 0
 
@@ -191,7 +217,10 @@ async def describe(args: argparse.Namespace) -> int:
     if reps:
         doc["replicas"] = reps
     doc["customResources"] = {}
-    if await hostresolve.reachable(host):
+    host_up = await hostresolve.reachable(host)
+    doc["hostReachable"] = host_up
+    doc["status"] = with_host(doc["status"], host_up)
+    if host_up:
         async with host.client() as hc:
             doc["synced"] = await hostns.synced_counts(hc, st.namespace, st.name)
             doc["customResources"] = await host_custom_resources(hc, doc["effectiveValues"])
@@ -203,7 +232,9 @@ async def describe(args: argparse.Namespace) -> int:
         ("Name", st.name), ("Mode", st.tenancy), ("Status", doc["status"]), ("Created", st.created),
         ("API server", doc["apiServer"] or "-"), ("DNS", doc["dns"] or "-"),
         ("Context", doc["context"] or "-"),
-        ("Host", f"{host.describe()} [{st.host_kind}]"), ("Host namespace", st.namespace),
+        ("Host", f"{host.describe()} [{st.host_kind}]"
+                 + ("" if host_up else " — not reachable" + _host_hint(st))),
+        ("Host namespace", st.namespace),
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
         ("Control plane", f"{doc['mode']} (pid {doc['pid']})" if doc["pid"] else doc["mode"]),
         ("Processes", ", ".join(map(str, pids)) or "-"),
@@ -234,6 +265,10 @@ async def describe(args: argparse.Namespace) -> int:
 
         print("  " + yaml.safe_dump(st.values, sort_keys=False).rstrip().replace("\n", "\n  "))
     return 0
+
+
+def _host_hint(st: ClusterState) -> str:
+    return ": start it with `vkube host start`" if st.host_kind == "embedded" else ""
 
 
 async def logs(args: argparse.Namespace) -> int:

@@ -110,7 +110,7 @@ def register(sub: Any) -> None:
                    help="apply new values to an existing virtual cluster, keeping its objects")
     p.add_argument("--shared", action="store_true",
                    help="serve it in the shared server (one process for many clusters, started "
-                        "on first use) at http://HOST:PORT/clusters/NAME "
+                        "on first use) at https://HOST:PORT/clusters/NAME "
                         "(= controlPlane.mode: shared)")
     p.add_argument("--in-cluster", action="store_true",
                    help="run the control plane inside the host (applies `vkube render`)")

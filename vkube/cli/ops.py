@@ -455,7 +455,35 @@ async def delete(args: argparse.Namespace) -> int:
                 await asyncio.to_thread(sharedproc.stop_server):
             progress.info("the shared server served no other cluster and was stopped")
     progress.info(f"{name} deleted")
+    note = store_left_behind(st)
+    if note:
+        progress.info(note)
     return 0
+
+
+def store_left_behind(st: ClusterState) -> str | None:
+    """What `delete` left in an external store (PostgreSQL, etcd: the user's database, never
+    dropped by vkube), with the command that removes it; None for the data dir's SQLite."""
+    from urllib.parse import unquote, urlsplit
+
+    if st.shared:  # the shared server removed its keys from the shared store
+        return None
+    url = str(((st.values.get("controlPlane") or {}).get("store")) or "")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.split(':', 1)[0]}@{hosts}" if at else hosts  # without its password
+    where = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    if scheme in ("postgres", "postgresql"):
+        return (f"{st.name}'s objects are still in the store {where} (tables kv and meta; vkube "
+                f"never drops your database) — remove them with: "
+                f"psql '{where}' -c 'DROP TABLE kv, meta'")
+    if scheme in ("etcd", "etcd3"):
+        prefix = unquote(parts.path).rstrip("/") if parts.path not in ("", "/") else ""
+        return (f"{st.name}'s objects are still in the store {where} (keys under "
+                f"'{prefix}/'; vkube never deletes your database's data) — remove them with: "
+                f"etcdctl --endpoints={hosts} del --prefix '{prefix}/'")
+    return None
 
 
 def _forget_context(st: ClusterState, progress: Progress) -> None:

@@ -26,8 +26,10 @@ REASON_HOST = "HostRefused"  # refused by the host's API server
 class PodAdmission:
     """What a virtual pod must satisfy before it is synced (built once per syncer)."""
 
-    def __init__(self, values: Values, evaluator: Evaluator | None = None) -> None:
+    def __init__(self, values: Values, evaluator: Evaluator | None = None, *,
+                 cluster: str = "NAME") -> None:
         iso = values.isolation
+        self.cluster = cluster  # named in the fix a refusal suggests
         level = iso.pod_security_standard if iso.enabled else PRIVILEGED
         self.level = LevelVersion(level, LATEST)
         self.evaluator = evaluator or Evaluator()
@@ -54,7 +56,7 @@ class PodAdmission:
             # dropped on the way down, the pod would run on the host without its devices
             problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
                             "host in this virtual cluster; set sync.resourceclaims.enabled: true "
-                            "in its values (vkube create NAME --upgrade -f values.yaml)")
+                            f"in its values (vkube create {self.cluster} --upgrade -f values.yaml)")
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that

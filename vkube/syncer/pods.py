@@ -57,7 +57,7 @@ class PodSyncer(KindSyncer):
         super().__init__(ctx)
         self.tokens = TokenManager(ctx)
         self.keep_node_name = ctx.values.sync.nodes.enable_scheduler
-        self.admission = PodAdmission(ctx.values)
+        self.admission = PodAdmission(ctx.values, cluster=ctx.name)
         self._host_sa_ready = False
         # virtual pod uids whose host pod existed (created by us or seen on the host): a host
         # pod missing later was deleted under the virtual pod, not never created

@@ -1,0 +1,38 @@
+"""`vkube delete` of a cluster on PostgreSQL or etcd says the store's data was left (it is the
+user's database) and how to remove it; a cluster on its own SQLite or in the shared server
+has nothing left to say."""
+
+from __future__ import annotations
+
+from vkube.cli.ops import store_left_behind
+from vkube.cli.state import ClusterState
+
+
+def _st(store: str, **kw: object) -> ClusterState:
+    values = {"enableHA": True, "replicas": 3, "controlPlane": {"store": store}} if store else {}
+    return ClusterState(name="ha", namespace="vkube-ha", host_kubeconfig="k", values=values, **kw)
+
+
+def test_postgres_note_names_the_tables_and_hides_the_password():
+    note = store_left_behind(_st("postgres://vk:s3cret@127.0.0.1:5432/vkube"))
+    assert note is not None and "s3cret" not in note
+    assert "ha's objects are still in the store postgres://vk@127.0.0.1:5432/vkube" in note
+    assert note.endswith("psql 'postgres://vk@127.0.0.1:5432/vkube' -c 'DROP TABLE kv, meta'")
+    assert "\n" not in note
+
+
+def test_etcd_note_names_the_key_prefix():
+    note = store_left_behind(_st("etcd://127.0.0.1:2379,127.0.0.1:22379/team-a"))
+    assert note is not None and "keys under '/team-a/'" in note
+    assert note.endswith("etcdctl --endpoints=127.0.0.1:2379,127.0.0.1:22379 del --prefix "
+                         "'/team-a/'")
+    bare = store_left_behind(_st("etcd://127.0.0.1:2379"))
+    assert bare is not None and bare.endswith("del --prefix '/'")
+
+
+def test_nothing_to_say_for_sqlite_and_shared():
+    assert store_left_behind(_st("")) is None
+    assert store_left_behind(_st("sqlite")) is None
+    shared = ClusterState(name="s", namespace="vkube-s", host_kubeconfig="k",
+                          values={"controlPlane": {"mode": "shared"}})
+    assert store_left_behind(shared) is None
