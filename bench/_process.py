@@ -15,12 +15,13 @@ def emit(**kw: object) -> None:
     print(json.dumps(kw), flush=True)
 
 
-def rss_mib() -> float:
-    """This process's resident set (VmRSS) in MiB, one decimal; 0.0 where /proc has no status."""
+def rss_mib(digits: int = 1) -> float:
+    """This process's resident set (VmRSS) in MiB, rounded to ``digits``; 0.0 where /proc has
+    no status."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
+                return round(int(line.split()[1]) / 1024, digits)
     return 0.0
 
 
@@ -52,7 +53,7 @@ def slope(points: list[tuple[int, float]]) -> tuple[float, float]:
     return k, my - k * mx
 
 
-def pct(xs: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of ``xs`` by nearest rank, one decimal."""
+def pct(xs: list[float], q: float, digits: int = 1) -> float:
+    """The ``q`` quantile (0..1) of ``xs`` by nearest rank, rounded to ``digits``."""
     xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], digits)

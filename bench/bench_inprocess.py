@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -27,22 +26,7 @@ from vkube.client.resources import CONFIGMAPS, NAMESPACES
 from vkube.cluster.inprocess import in_process_client
 from vkube.pki.cluster import CONTROLLER_MANAGER
 
-
-def emit(**kw: object) -> None:
-    print(json.dumps(kw), flush=True)
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
+from _process import emit, pct, rss_mib
 
 
 def clients(cp: ControlPlane) -> dict[str, Any]:
@@ -70,7 +54,7 @@ async def requests(make: Any, n: int, ns: str) -> dict[str, Any]:
                     await c.create(CONFIGMAPS, {"metadata": {"name": f"cm-{time.monotonic_ns()}-{i}",
                                                              "namespace": ns}, "data": {"k": "v"}})
                 lat.append((time.perf_counter() - t0) * 1000)
-            out[verb] = {"p50_ms": pct(lat, .5), "p99_ms": pct(lat, .99),
+            out[verb] = {"p50_ms": pct(lat, .5, 3), "p99_ms": pct(lat, .99, 3),
                          "cpu_ms": round((time.process_time() - cpu0) * 1000 / n, 3)}
         return out
     finally:
@@ -81,7 +65,7 @@ async def watchers(make: Any, count: int, rounds: int, ns: str) -> dict[str, Any
     """``count`` watchers (one client each, as components have); memory per watch, and the
     delay from a create until all saw it."""
     gc.collect()
-    rss0, tasks0 = rss_mib(), len(asyncio.all_tasks())
+    rss0, tasks0 = rss_mib(4), len(asyncio.all_tasks())
     cs = [make() for _ in range(count)]
     writer = make()
     seen: dict[str, int] = {}
@@ -103,7 +87,7 @@ async def watchers(make: Any, count: int, rounds: int, ns: str) -> dict[str, Any
         for i in range(-1, rounds):  # round -1: every watch is open once all saw its object
             if i == 0:
                 gc.collect()
-                memory = {"rss_mib_per_watch": round((rss_mib() - rss0) / count, 4),
+                memory = {"rss_mib_per_watch": round((rss_mib(4) - rss0) / count, 4),
                           "tasks_per_watch": round((len(asyncio.all_tasks()) - tasks0 - count) / count, 2)}
             name = f"w-{time.monotonic_ns()}-{i}"
             seen[name], done[name] = 0, asyncio.Event()
@@ -118,7 +102,7 @@ async def watchers(make: Any, count: int, rounds: int, ns: str) -> dict[str, Any
         await asyncio.gather(*tasks, return_exceptions=True)
         for c in (*cs, writer):
             await c.close()
-    return {"memory": memory, "fanout": {"p50_ms": pct(lat, .5), "p99_ms": pct(lat, .99)}}
+    return {"memory": memory, "fanout": {"p50_ms": pct(lat, .5, 3), "p99_ms": pct(lat, .99, 3)}}
 
 
 async def main(args: argparse.Namespace) -> None:

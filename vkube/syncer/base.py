@@ -375,6 +375,21 @@ async def delete_ignore_missing(client: Client, res: Resource, name: str,
         pass
 
 
+def copy_drifted(have: Obj, want: Obj) -> Obj | None:
+    """``have`` with ``want``'s spec, labels and annotations, or None when none of them differ:
+    how a read-only copy of a host object is put back after someone edited it."""
+    meta = have["metadata"]
+    wmeta = want["metadata"]
+    if have.get("spec") == want["spec"] and (meta.get("annotations") or {}) == wmeta["annotations"] \
+            and (meta.get("labels") or {}) == wmeta["labels"]:
+        return None
+    new = copy.deepcopy(have)
+    new["spec"] = want["spec"]
+    new["metadata"]["annotations"] = wmeta["annotations"]
+    new["metadata"]["labels"] = wmeta["labels"]
+    return new
+
+
 async def update_status(client: Client, res: Resource, obj: Obj, status: Obj) -> Obj:
     """Write ``status`` through the status subresource (optimistic: Conflict retries the key)."""
     return await client.update(res, {**obj, "status": status}, subresource="status")

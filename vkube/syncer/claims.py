@@ -33,8 +33,8 @@ from vkube.api import errors
 from vkube.api.meta import Obj, object_key, ref_key, rfc3339, split_key, utcnow
 from vkube.client.client import Client, Resource
 from vkube.client.resources import DEVICECLASSES, NODES, PODS, RESOURCECLAIMS, RESOURCESLICES
-from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, delete_ignore_missing, \
-    deleting, update_status
+from vkube.syncer.base import DownSyncer, KindSyncer, SyncContext, copy_drifted, \
+    delete_ignore_missing, deleting, update_status
 from vkube.syncer.translate import ANN_UID, Translator
 
 
@@ -276,13 +276,8 @@ class HostDeviceSyncer(KindSyncer):
             except errors.AlreadyExists:
                 pass
             return
-        if vobj.get("spec") != want["spec"] or \
-                (vobj["metadata"].get("annotations") or {}) != want["metadata"]["annotations"] or \
-                (vobj["metadata"].get("labels") or {}) != want["metadata"]["labels"]:
-            new = copy.deepcopy(vobj)
-            new["spec"] = want["spec"]
-            new["metadata"]["annotations"] = want["metadata"]["annotations"]
-            new["metadata"]["labels"] = want["metadata"]["labels"]
+        new = copy_drifted(vobj, want)
+        if new is not None:
             await self.ctx.virtual.update(self.res, new)
 
 

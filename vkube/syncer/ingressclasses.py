@@ -11,7 +11,7 @@ import copy
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key
 from vkube.client.resources import INGRESSCLASSES
-from vkube.syncer.base import KindSyncer, delete_ignore_missing
+from vkube.syncer.base import KindSyncer, copy_drifted, delete_ignore_missing
 
 ANN_FROM_HOST = "vkube.io/from-host"
 _DEFAULT = "ingressclass.kubernetes.io/is-default-class"
@@ -54,11 +54,6 @@ class IngressClassSyncer(KindSyncer):
             return
         if not ours:
             return  # the tenant's own class of that name wins inside the virtual cluster
-        if vobj.get("spec") != want["spec"] or \
-                (vobj["metadata"].get("annotations") or {}) != want["metadata"]["annotations"] or \
-                (vobj["metadata"].get("labels") or {}) != want["metadata"]["labels"]:
-            new = copy.deepcopy(vobj)
-            new["spec"] = want["spec"]
-            new["metadata"]["annotations"] = want["metadata"]["annotations"]
-            new["metadata"]["labels"] = want["metadata"]["labels"]
+        new = copy_drifted(vobj, want)
+        if new is not None:
             await self.ctx.virtual.update(INGRESSCLASSES, new)
