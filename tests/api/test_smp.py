@@ -215,3 +215,15 @@ def test_bad_patches_are_400(patch: object) -> None:
 def test_retain_keys_mismatch_is_422() -> None:
     with pytest.raises(errors.Invalid):
         apply_strategic_merge_patch({}, {"retainKeysMap": {"$retainKeys": ["name"], "value": "x"}}, MERGE_ITEM)
+
+
+def test_missing_merge_key_is_worded_as_go_prints_the_item(openapi: OpenAPI) -> None:
+    """A list item without its merge key: apimachinery's words, the item as Go's ``%v`` prints a
+    decoded map (``map[k:v]``, keys sorted, numbers as float64) — never a Python repr."""
+    schema = openapi.schema_for("apps", "v1", "Deployment")
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"image": "x", "ports": [{"containerPort": 1000000}], "tty": True}]}}}}
+    with pytest.raises(errors.BadRequest) as err:
+        apply_strategic_merge_patch(DEPLOYMENT, patch, schema)
+    assert str(err.value.message) == ("map: map[image:x ports:[map[containerPort:1e+06]] tty:true] "
+                                      "does not contain declared merge key: name")

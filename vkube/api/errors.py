@@ -3,6 +3,7 @@ mapped back once by the client (see ``from_status``)."""
 
 from __future__ import annotations
 
+import decimal
 import json
 from typing import Any
 
@@ -161,6 +162,47 @@ def go_value(value: Any) -> str:
     if value is None:
         return "null"
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def go_v(value: Any) -> str:
+    """A decoded JSON value as Go's ``fmt`` ``%v`` prints an ``interface{}`` holding it:
+    ``map[k:v …]`` with sorted keys, ``[a b]``, strings bare, ``<nil>``, numbers as float64's
+    shortest ``%g`` (JSON numbers decode to float64 in Go, so ``1e+06``)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_v(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_v(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, (int, float)):
+        return _go_g(float(value))
+    return str(value)
+
+
+def _go_g(f: float) -> str:
+    """``strconv.FormatFloat(f, 'g', -1, 64)``: the shortest digits that round-trip, in ``%e``
+    form when the exponent is below -4 or at least 6 (so ``1e+06``, ``123456``, ``1.5e-07``)."""
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if str(f).startswith("-") else "0"
+    sign, digits, exponent = decimal.Decimal(repr(f)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    dp = len(text) + int(exponent)  # the decimal point's place after the first digit
+    exp = dp - 1
+    neg = "-" if sign else ""
+    if exp < -4 or exp >= 6:
+        mant = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{neg}{mant}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if dp <= 0:
+        return f"{neg}0.{'0' * -dp}{text}"
+    if dp >= len(text):
+        return f"{neg}{text}{'0' * (dp - len(text))}"
+    return f"{neg}{text[:dp]}.{text[dp:]}"
 
 
 def cause_text(cause: dict[str, str]) -> str:

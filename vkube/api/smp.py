@@ -178,7 +178,8 @@ def _merge_list(original: list, patch: list, schema: Schema | None, *, order: li
     for item in plain:
         key = _key_of(item, merge_key)
         if key is _MISSING:
-            raise errors.BadRequest(f"map: {item} does not contain declared merge key: {merge_key}")
+            raise errors.BadRequest(
+                f"map: {errors.go_v(item)} does not contain declared merge key: {merge_key}")
         for i, existing in enumerate(merged):
             if _key_of(existing, merge_key) == key:
                 merged[i] = _merge_map(existing, item, item_schema)
