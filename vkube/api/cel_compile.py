@@ -18,7 +18,7 @@ from vkube.api.cel_check import check_ast, format_issues
 from vkube.api.cel_rewrite import needs_rewrite, rewrite, to_text
 from vkube.api.cel_library import functions
 from vkube.api.cel_types import CelType, decl_type, primitive
-from vkube.api.errors import field_error
+from vkube.api.errors import field_error, go_value
 
 Schema = dict[str, Any]
 Causes = list[dict[str, str]]
@@ -163,7 +163,7 @@ def _compile_one(raw: Any, rpath: str, self_type: CelType | None, ctx: _Context,
         causes.append(field_error(f"{rpath}.fieldPath", f'Invalid value: "{fpath}": fieldPath must be a valid path'))
     optional_old = raw.get("optionalOldSelf")
     if optional_old is not None and not isinstance(optional_old, bool):
-        causes.append(field_error(f"{rpath}.optionalOldSelf", f"Invalid value: {optional_old!r}: must be a boolean"))
+        causes.append(field_error(f"{rpath}.optionalOldSelf", f"Invalid value: {go_value(optional_old)}: must be a boolean"))
         optional_old = None
     self_t = self_type or primitive("dyn")
     env_types = {"self": self_t, "oldSelf": CelType("optional", elem=self_t) if optional_old else self_t}
