@@ -89,11 +89,9 @@ async def confine(hc: Client, st: ClusterState) -> bool:
     doc = ClusterPKI(pki_dir, name="host").kubeconfig(
         server, context=CONTEXT, user=hostrbac.service_account_user(st.name, st.namespace),
         groups=(), namespace=st.namespace)
-    path = kubeconfig_path(st)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    from vkube.pki.certs import write_private  # cryptography loads only when writing
+
+    write_private(kubeconfig_path(st), yaml.safe_dump(doc, sort_keys=False).encode())
     return True
 
 
@@ -148,11 +146,9 @@ async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
            "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT,
                                                       "namespace": st.namespace}}],
            "current-context": CONTEXT}
-    path = kubeconfig_path(st)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    from vkube.pki.certs import write_private  # cryptography loads only when writing
+
+    write_private(kubeconfig_path(st), yaml.safe_dump(doc, sort_keys=False).encode())
     return True
 
 
