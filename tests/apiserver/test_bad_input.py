@@ -134,8 +134,9 @@ DEP = "/apis/apps/v1/namespaces/default/deployments/d"
     ("application/apply-patch+yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, 400, "kind"),
     ("application/apply-patch+yaml", {"metadata": {"name": "d"}, "spec": {"replicas": 2}}, 400, "apiVersion"),
     ("application/strategic-merge-patch+json",
-     {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": 5}]}}}}, 400, "containers[0].image"),
-    ("application/merge-patch+json", {"spec": {"replicas": "two"}}, 400, "spec.replicas"),
+     {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": 5}]}}}}, 422, "containers[0].image"),
+    # a patched object Go cannot decode: the patcher's 422 on the field "patch", not a body's 400
+    ("application/merge-patch+json", {"spec": {"replicas": "two"}}, 422, "spec.replicas"),
     ("application/vnd.unknown", {"a": 1}, 415, ""),
 ])
 async def test_bad_patches_leave_object_unchanged(control_plane, ctype, body, code, needle):
