@@ -142,6 +142,7 @@ class Syncer:
                 for inf in self.ctx.informers.owned():
                     tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
                 await asyncio.gather(*(inf.wait_synced() for inf in informers))
+                await asyncio.gather(*(s.prepare() for s in self.syncers.values()))
                 for syncer in self.syncers.values():
                     tg.create_task(syncer.run(), name=f"syncer {syncer.kind}")
                 self._ready.set()
