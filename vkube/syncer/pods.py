@@ -233,7 +233,9 @@ class PodSyncer(KindSyncer):
             # missing namespace): the tenant sees why; retried with backoff (quota frees up)
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_HOST,
                                   host_refusal_message(e))
+            self.refusals.note(object_key(vpod))  # tried again when the host's quota moves
             raise
+        self.refusals.keys.discard(object_key(vpod))
         self._had_host.add(meta.get("uid", ""))
 
     async def _recreate_bare(self, vpod: Obj, hname: str) -> bool:
