@@ -40,7 +40,7 @@ async def test_an_event_before_its_pod_is_cached_still_reaches_the_tenant(planes
             assert evs, "the first event was dropped"
             return evs[0]
 
-        ev = await eventually(shown, attempts=400)
+        ev = await eventually(shown, attempts=1200)
         assert ev["type"] == "Warning" and ev["involvedObject"]["name"] == "p"
         assert ev["message"] == "0/3 nodes are available: pod default/p has unbound immediate PersistentVolumeClaims"
 
@@ -61,7 +61,7 @@ async def test_an_event_before_its_pod_is_cached_still_reaches_the_tenant(planes
         async def read_once() -> None:
             assert reads.count("theirs") == 1, reads
 
-        await eventually(read_once, attempts=400)
+        await eventually(read_once, attempts=1200)
         before = syncer.processed
         for i in (1, 2):
             await h.create(EVENTS, _event(f"theirs.{i}", foreign, "FailedScheduling", "no"), namespace=HOST_NS)
@@ -71,7 +71,7 @@ async def test_an_event_before_its_pod_is_cached_still_reaches_the_tenant(planes
             assert [e for e in await events_for(v, "p") if e["reason"] == "Pulled"], "no marker yet"
             assert syncer.processed >= before + 3
 
-        await eventually(handled, attempts=400)
+        await eventually(handled, attempts=1200)
         assert await events_for(v, "theirs") == []
         assert reads.count("theirs") == 1, reads
     finally:
