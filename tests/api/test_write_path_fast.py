@@ -186,18 +186,23 @@ def test_type_error_paths(pod_schema: dict) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": 1}},
            "spec": {"containers": [{"name": "a", "image": 5, "ports": [{"containerPort": "80"}, None]}],
                     "nodeName": None}}
+    # encoding/json's words for scalar fields (the Go path names a map, not its key)
+    go = "json: cannot unmarshal"
     assert type_errors(pod, pod_schema) == [
-        ("metadata.labels.a", "expected string, got number"),
-        ("spec.containers[0].image", "expected string, got number"),
-        ("spec.containers[0].ports[0].containerPort", "expected integer, got string"),
+        ("metadata.labels.a", f"{go} number into Go struct field ObjectMeta.metadata.labels of type string"),
+        ("spec.containers[0].image", f"{go} number into Go struct field Container.spec.containers.image of type string"),
+        ("spec.containers[0].ports[0].containerPort",
+         f"{go} string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32"),
         ("spec.containers[0].ports[1]", "expected a value, got null"),
     ]
     ok = {"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": 1}}}],
                    "terminationGracePeriodSeconds": 3, "hostNetwork": True}}
     assert type_errors(ok, pod_schema) == []
-    assert type_errors({"spec": {"hostNetwork": 1}}, pod_schema) == [("spec.hostNetwork", "expected boolean, got number")]
+    assert type_errors({"spec": {"hostNetwork": 1}}, pod_schema) == [
+        ("spec.hostNetwork", f"{go} number into Go struct field PodSpec.spec.hostNetwork of type bool")]
     assert type_errors({"spec": {"terminationGracePeriodSeconds": True}}, pod_schema) == [
-        ("spec.terminationGracePeriodSeconds", "expected integer, got boolean")]
+        ("spec.terminationGracePeriodSeconds",
+         f"{go} bool into Go struct field PodSpec.spec.terminationGracePeriodSeconds of type int64")]
 
 
 # -- quantities ----------------------------------------------------------------------------

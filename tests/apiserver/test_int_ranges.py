@@ -71,15 +71,23 @@ async def test_kubectl_refuses_out_of_range_values_everywhere(control_plane):
 
     def scenario() -> None:
         cp.kubectl("apply", "-f", "-", input=DEPLOY)
+        # a patched object Go cannot decode is the patcher's 422 on the field "patch"
         err = _fails(cp, "patch", "deploy", "d1", "--subresource=scale", "-p", '{"spec":{"replicas":2147483648}}')
-        assert ("Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal number 2147483648 "
-                "into Go struct field ScaleSpec.spec.replicas of type int32") in err
+        assert ("The request is invalid: patch: Invalid value: \"map[spec:map[replicas:2.147483648e+09]]\": "
+                "json: cannot unmarshal number 2147483648 into Go struct field ScaleSpec.spec.replicas of type int32"
+                ) in err, err
         for ptype, patch in [("merge", '{"spec":{"revisionHistoryLimit":99999999999999}}'),
                              ("strategic", '{"spec":{"revisionHistoryLimit":99999999999999}}'),
                              ("json", '[{"op":"replace","path":"/spec/replicas","value":4294967296}]')]:
             err = _fails(cp, "patch", "deploy", "d1", "--type", ptype, "-p", patch)
-            assert 'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal number' in err
-            assert "of type int32" in err
+            assert "The request is invalid: patch: Invalid value: " in err, err
+            assert "json: cannot unmarshal number" in err and "of type int32" in err, err
+            if ptype != "strategic":  # the patched object's JSON, as the jsonPatcher quotes it
+                assert '\\"kind\\":\\"Deployment\\"' in err, err
+        # the same class: a string where an int belongs
+        err = _fails(cp, "patch", "deploy", "d1", "--type=merge", "-p", '{"spec":{"replicas":"two"}}')
+        assert "The request is invalid: patch: Invalid value: " in err, err
+        assert "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32" in err, err
         scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d1", "namespace": "default"},
                  "spec": {"replicas": 99999999999999}}
         err = _fails(cp, "replace", "--raw", "/apis/apps/v1/namespaces/default/deployments/d1/scale", "-f", "-",
@@ -111,7 +119,7 @@ async def test_kubectl_refuses_out_of_range_values_everywhere(control_plane):
     await asyncio.to_thread(scenario)
 
 
-async def test_official_client_gets_400s(control_plane):
+async def test_official_client_gets_422_for_patches_400_for_bodies(control_plane):
     cp = control_plane
 
     def scenario() -> None:
@@ -120,15 +128,30 @@ async def test_official_client_gets_400s(control_plane):
         kubernetes.config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
         with kubernetes.client.ApiClient(cfg) as api:
             apps = kubernetes.client.AppsV1Api(api)
+            statuses: list[int] = []
             for call in (lambda: apps.patch_namespaced_deployment_scale("d1", "default", {"spec": {"replicas": 2**31}}),
                          lambda: apps.patch_namespaced_deployment("d1", "default", {"spec": {"minReadySeconds": 2**40}}),
                          lambda: apps.replace_namespaced_deployment_scale("d1", "default", {
                              "metadata": {"name": "d1"}, "spec": {"replicas": 2**46}})):
                 with pytest.raises(kubernetes.client.ApiException) as exc:
                     call()
-                assert exc.value.status == 400
                 body = json.loads(exc.value.body)
-                assert body["reason"] == "BadRequest" and "of type int32" in body["message"], body
+                statuses.append(exc.value.status)
+                assert "of type int32" in body["message"], body
+                if exc.value.status == 422:  # a patch: NewInvalid(GroupKind{}, "", ...) starts with a space
+                    assert body["reason"] == "Invalid" and body["message"].startswith(' "" is invalid: patch: '), body
+                    assert [c["field"] for c in body["details"]["causes"]] == ["patch"], body
+                else:  # a PUT body: the decoder's 400
+                    assert (exc.value.status, body["reason"]) == (400, "BadRequest"), body
+            assert statuses == [422, 422, 400]
+            # an unknown field under fieldValidation=Strict: the patcher's 422 too (kubectl patch
+            # sends no fieldValidation, so it only warns)
+            with pytest.raises(kubernetes.client.ApiException) as exc:
+                apps.patch_namespaced_deployment("d1", "default", {"spec": {"replica": 2}}, field_validation="Strict")
+            body = json.loads(exc.value.body)
+            assert (exc.value.status, body["reason"]) == (422, "Invalid"), body
+            assert body["message"] == (' "" is invalid: patch: Invalid value: "map[spec:map[replica:2]]": '
+                                       'strict decoding error: unknown field "spec.replica"'), body
             assert apps.read_namespaced_deployment_scale("d1", "default").spec.replicas == 1
 
     await asyncio.to_thread(scenario)

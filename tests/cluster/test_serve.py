@@ -47,3 +47,51 @@ def test_a_failing_component_ends_serve_with_an_error(tmp_path: Path) -> None:
     assert "stopped: a component failed" in proc.stderr
     assert "missing-kubeconfig" in proc.stderr
     assert not (tmp_path / "data" / "ready").exists()
+
+
+def test_pods_without_a_host_say_why_they_stay_pending(tmp_path: Path) -> None:
+    """``vkube serve`` without a host runs no pods; a pod says so, as kube-scheduler says it of
+    a cluster without nodes (FailedScheduling, PodScheduled=False), in ``kubectl describe``."""
+    import json
+    import signal
+    import time
+
+    from tests.conftest import kubectl
+
+    data = tmp_path / "data"
+    env = {**os.environ, "VKUBE_HOME": str(tmp_path / "home"), "KUBECONFIG": str(tmp_path / "kubeconfig")}
+    proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", str(data), "--port", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (data / "ready").exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "serve exited"
+            assert time.monotonic() < deadline, "vkube serve did not become ready"
+            time.sleep(0.1)
+        kc = data / "kubeconfig"
+        kubectl(kc, "run", "web", "--image=nginx")
+
+        def described() -> str:
+            out = kubectl(kc, "describe", "pod", "web").stdout
+            assert "FailedScheduling" in out, out
+            return out
+
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                out = described()
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert "Warning  FailedScheduling" in out and "no nodes available to schedule pods" in out, out
+        assert "has no host cluster to run them" in out, out
+        pod = json.loads(kubectl(kc, "get", "pod", "web", "-o", "json").stdout)
+        cond = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+        assert (cond["status"], cond["reason"]) == ("False", "Unschedulable"), cond
+        assert cond["message"].startswith("no nodes available to schedule pods: "), cond
+        assert pod["status"]["phase"] == "Pending"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

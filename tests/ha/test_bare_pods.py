@@ -50,6 +50,18 @@ def test_bare_pod_survives_pause_resume(user: User):
     user.vkube("pause", "bare")
     assert host_pods(user, ns) == []
     user.vkube("resume", "bare", timeout=180)
+    # right after resume, no pod claims to run on a host pod that does not run (read the
+    # virtual side first: a host pod is running before the virtual pod can say so)
+    table = user.kubectl("get", "pod", "solo", "--no-headers").stdout.split()
+    solo = json.loads(user.kubectl("get", "pod", "solo", "-o", "json").stdout)
+    hosted = {p["metadata"].get("annotations", {}).get("vkube.io/object-uid") for p in host_pods(user, ns)
+              if p["status"].get("phase") == "Running"}
+    if solo["metadata"]["uid"] not in hosted:
+        status = solo["status"]
+        assert status["phase"] == "Pending" and "podIP" not in status, status
+        assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "False", status
+        assert [list(c["state"]) for c in status["containerStatuses"]] == [["waiting"]], status
+        assert table[1:3] == ["0/1", "ContainerCreating"], table
 
     after = eventually(running, timeout=120)
     assert after["metadata"]["uid"] == before["metadata"]["uid"]

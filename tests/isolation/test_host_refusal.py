@@ -110,11 +110,13 @@ async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F81
 async def test_quota_refusal_by_the_host(planes):  # noqa: F811
     """Past the host's pod quota the host's own words reach the virtual pod, and stay there
     (the quota controller's recount never hands the charged pod's quota to it); once the
-    quota is raised the pod is synced and the refusal is gone."""
+    quota is raised the pod is synced and the refusal is gone — at once, not after the
+    refused pod's retry backoff."""
     vcp, hcp = planes
     from vkube.client.resources import RESOURCEQUOTAS
     pair = await start_syncer(vcp, hcp, load_values(""))
     v, h = pair.virtual, pair.host
+    _refused_wait_an_hour(pair)  # the raised quota itself must bring the refused pod back
     try:
         await h.create(RESOURCEQUOTAS, {"metadata": {"name": "q"}, "spec": {
             "hard": {"count/pods": "1"}}}, namespace=HOST_NS)
@@ -157,6 +159,21 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
         await stop_syncer(pair)
 
 
+def _refused_wait_an_hour(pair) -> None:  # noqa: ANN001
+    """A refused object's retry backoff becomes an hour: within a test's deadline only the
+    syncer's watch of the host's quotas and LimitRanges can bring it back (other errors keep
+    their backoff)."""
+    for syncer in pair.syncer.syncers.values():
+        queue, keys = syncer.queue, syncer.refusals.keys
+
+        def slow(key: str, queue=queue, keys=keys, backoff=queue.add_rate_limited) -> None:  # noqa: ANN001
+            if key in keys:
+                queue.add_after(key, 3600)
+            else:
+                backoff(key)
+        queue.add_rate_limited = slow
+
+
 async def _quota_status_known(h: Client, namespace: str) -> None:
     from vkube.client.resources import RESOURCEQUOTAS
     q = await h.get(RESOURCEQUOTAS, "q", namespace=namespace)
@@ -180,6 +197,7 @@ async def test_every_kind_the_host_refuses_says_so_and_clears(planes):  # noqa: 
     pair = await start_syncer(vcp, hcp, load_values(
         "sync: {configmaps: {all: true}, secrets: {all: true}}"))
     v, h = pair.virtual, pair.host
+    _refused_wait_an_hour(pair)  # the quota's deletion itself must bring them back
     objects = [
         (CONFIGMAPS, "ConfigMap", {"data": {"k": "v"}}),
         (SECRETS, "Secret", {"stringData": {"k": "v"}}),

@@ -182,6 +182,25 @@ def test_port_forward_to_a_service_and_exec_in_an_isolated_cluster(user: User) -
         assert out == f"{vname}\n", (argv, out)
     hosts = user.kubectl("-n", "demo", "exec", vname, "--", "cat", "/etc/hosts").stdout
     assert f"\t{vname}\n" in hosts and "-x-demo-x-" not in hosts, hosts
+    # the listener's answer (port-forward and exec curl) names the pod as the tenant does
+    ip = user.kubectl("-n", "demo", "get", "pod", vname, "-o", "jsonpath={.status.podIP}").stdout.strip()
+    assert text == got == f"vkube: simulated listener of pod {vname} ({ip}) port 80\n", (text, got)
+    env = user.kubectl("-n", "demo", "exec", vname, "--", "env").stdout
+    assert f"HOSTNAME={vname}\n" in env and "-x-" not in env, env
+    refused = user.kubectl("-n", "demo", "exec", vname, "--", "curl", "-s", f"http://{ip}:81", check=False)
+    assert refused.returncode != 0 and f"pod {vname} ({ip}) port 81" in refused.stderr, refused.stderr
+    assert "-x-" not in refused.stderr + refused.stdout, refused.stderr
+    # and so do a container's own logs
+    user.kubectl("-n", "demo", "run", "says", "--image=busybox", "--restart=Never", "--command", "--",
+                 "sh", "-c", "hostname; echo $HOSTNAME; env")
+
+    def said() -> str:
+        out = user.kubectl("-n", "demo", "logs", "says", check=False).stdout
+        assert out, "no logs yet"
+        return out
+
+    logs = eventually(said, timeout=90, delay=1)
+    assert logs.startswith("says\nsays\n") and "HOSTNAME=says\n" in logs and "-x-" not in logs, logs
 
 
 def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:

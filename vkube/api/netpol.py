@@ -42,13 +42,18 @@ class Endpoint:
     #: named container ports: name -> [(port, protocol)]
     named_ports: Mapping[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
     host_network: bool = False
+    #: how the pod names itself (its hostname: the tenant's pod name in a virtual cluster);
+    #: what messages a pod's user reads show, so they never name a host pod
+    display: str = field(default="", compare=False)
 
     @property
     def is_pod(self) -> bool:
         return self.namespace is not None and not self.host_network
 
     def __str__(self) -> str:
-        return f"pod {self.namespace}/{self.name} ({self.ip})" if self.namespace else self.ip
+        if not self.namespace:
+            return self.ip
+        return f"pod {self.display} ({self.ip})" if self.display else f"pod {self.namespace}/{self.name} ({self.ip})"
 
 
 def pod_endpoint(pod: Obj, namespace_labels: Mapping[str, str] | None = None) -> Endpoint:
@@ -66,7 +71,8 @@ def pod_endpoint(pod: Obj, namespace_labels: Mapping[str, str] | None = None) ->
                     name=meta.get("name", ""), labels=dict(meta.get("labels") or {}),
                     namespace_labels=ns_labels,
                     named_ports={k: tuple(v) for k, v in named.items()},
-                    host_network=bool(spec.get("hostNetwork")))
+                    host_network=bool(spec.get("hostNetwork")),
+                    display=spec.get("hostname") or str(meta.get("name") or "")[:63].rstrip("-."))
 
 
 @dataclass(frozen=True)

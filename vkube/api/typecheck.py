@@ -32,6 +32,33 @@ def describe(problems: list[tuple[str, str]]) -> str:
     return "; ".join(m if m.startswith(_GO_PREFIX) else f"{p}: {m}" for p, m in problems)
 
 
+class _MapKey(str):
+    """A map's key in a field path: shown in our path, left out of Go's (encoding/json names
+    the map field, not the key)."""
+
+
+#: the Go type encoding/json names for a scalar field of each schema type
+_GO_SCALAR = {"string": "string", "boolean": "bool", "number": "float64"}
+#: encoding/json's name for a JSON value's kind in an UnmarshalTypeError
+_GO_VALUE = {str: "string", bool: "bool", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _go_field(path: list[str | int]) -> str:
+    return ".".join(p for p in path if isinstance(p, str) and not isinstance(p, _MapKey))
+
+
+def _type_error(value: Any, schema: Schema, stype: str, path: list[str | int], owner: str) -> str:
+    """encoding/json's words for a value of the wrong JSON type in a scalar field (``json:
+    cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32``);
+    ours (``expected integer, got string``) for the others, whose Go types we do not name."""
+    gotype = (schema.get("format") if schema.get("format") in _BOUNDS else "int") if stype == "integer" \
+        else _GO_SCALAR.get(stype)
+    if gotype is None or type(value) not in _GO_VALUE:
+        return f"expected {stype}, got {_describe(value)}"
+    where = f"Go struct field {owner}.{_go_field(path)}" if owner else "Go value"
+    return f"{_GO_PREFIX}cannot unmarshal {_GO_VALUE[type(value)]} into {where} of type {gotype}"
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
@@ -69,7 +96,7 @@ def _number_error(value: Any, schema: Schema, path: list[str | int], owner: str)
         return None
     else:
         text = str(value)
-    field = ".".join(p for p in path if isinstance(p, str))
+    field = _go_field(path)
     gotype = fmt if bounds else "int"
     where = f"Go struct field {owner}.{field}" if owner else "Go value"
     return f"{_GO_PREFIX}cannot unmarshal number {text} into {where} of type {gotype}"
@@ -99,7 +126,7 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
     elif stype == "integer" and type(value) is float:
         pass  # whole or not, in range or not: ``_number_error`` below
     elif stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
-        out.append((_path(path), f"expected {stype}, got {_describe(value)}"))
+        out.append((_path(path), _type_error(value, schema, stype, path, owner)))
         return
     if stype == "integer" and type(value) in (int, float):
         if (problem := _number_error(value, schema, path, owner)) is not None:
@@ -112,15 +139,16 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         extra_ok = isinstance(extra, dict)
         for k, v in value.items():
             sub = props.get(k)
+            key: str = k
             if sub is None:
                 if not extra_ok:
                     continue
-                sub = extra
+                sub, key = extra, _MapKey(k)
             if v is None:
                 continue  # a null field is absent (only list items must not be null)
             if _plainly_ok(v, sub):
                 continue
-            path.append(k)
+            path.append(key)
             _walk(v, sub if sub is not None else extra, path, out, owner)
             path.pop()
     elif isinstance(value, list):

@@ -271,9 +271,13 @@ class ResourceHandlers:
                                             force=force, schema=schema, subresource=subresource)
             else:
                 result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
+                self.patches.check_decodes(ptype, patch, result, schema,
+                                           custom=getattr(spec.strategy, "custom", False))
             if mode != "Ignore":
                 problems = self.patches.field_problems(self.ctx, spec, result, raw if ptype == "apply" else None, ct)
                 if problems and mode == "Strict":
+                    if ptype != "apply":
+                        raise self.patches.strict_patch_error(ptype, patch, result, problems)
                     raise strict_error(spec, problems)
                 warnings[:] = problems
             return result
@@ -339,6 +343,7 @@ class ResourceHandlers:
                 raise errors.UnsupportedMediaType("apply patches are not supported on the scale subresource")
             else:
                 new_scale = self.patches.patch(ptype, scale, body, schema={"type": "object"}, spec=None)
+                self.patches.check_decodes(ptype, body, new_scale, self.ctx.schema_for(SCALE))
             check_scale(new_scale, info.name, namespace_of(spec, info) if spec.namespaced else None,
                         self.ctx.schema_for(SCALE))
             set_path(current, spec.scale.spec_replicas_path, scale_replicas(new_scale, info.name))

@@ -3,6 +3,7 @@ smp, ssa, fieldvalidation): which patch applies to which kind, and managedFields
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vkube.api import errors
@@ -99,6 +100,41 @@ def patch(ptype: str, current: Obj, body: Any, *, schema: dict | None, spec: Res
                 "application/apply-patch+yaml")
         return apply_strategic_merge_patch(current, body, schema)
     raise errors.UnsupportedMediaType(f"unsupported patch type {ptype}")
+
+
+def check_decodes(ptype: str, body: Any, result: Any, schema: dict | None, *, custom: bool = False) -> None:
+    """Refuse a JSON, merge or strategic merge patch whose result its Go type cannot decode
+    (``replicas: "two"``, a number past an int32) as kube-apiserver's patcher does: 422 Invalid
+    on the field ``patch`` (``jsonPatcher.applyPatchToCurrentObject``/``applyPatchToObject``),
+    not the 400 a create body gets. Custom resources decode into unstructured objects, whose
+    schema errors come later as 422s of their own."""
+    from vkube.api.typecheck import describe, type_errors
+
+    if custom or not isinstance(result, dict):
+        return
+    problems = type_errors(result, schema)
+    if problems:
+        raise patch_invalid(ptype, body, result, describe(problems))
+
+
+def patch_invalid(ptype: str, body: Any, result: Any, detail: str) -> errors.Invalid:
+    """``errors.NewInvalid(schema.GroupKind{}, "", field.Invalid(field.NewPath("patch"), V, detail))``:
+    V is the patched object's JSON for JSON and merge patches and the patch as Go's ``%+v``
+    prints the decoded map for a strategic merge patch, so the message reads
+    `` "" is invalid: patch: Invalid value: "{...}": json: cannot unmarshal ...``."""
+    if ptype == "strategic":
+        value = errors.go_v(body)
+    else:  # encoding/json's Marshal: compact, HTML characters escaped
+        value = (json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+                 .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+    quoted = json.dumps(value, ensure_ascii=False)  # Go's %q of the value
+    return errors.invalid("", "", [errors.field_error("patch", f"Invalid value: {quoted}: {detail}")])
+
+
+def strict_patch_error(ptype: str, body: Any, result: Any, problems: list[str]) -> errors.Invalid:
+    """Unknown fields in a patched object under ``fieldValidation=Strict``: the patcher's
+    422 (``strict decoding error: unknown field "spec.replica"``), not a create's 400."""
+    return patch_invalid(ptype, body, result, "strict decoding error: " + ", ".join(problems))
 
 
 def apply(ctx: Context, spec: ResourceSpec, current: Obj | None, body: Any, *, manager: str,

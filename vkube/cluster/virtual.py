@@ -380,8 +380,25 @@ class VirtualCluster:
                                 options={"csrsigning": {"ca": self.control_plane.pki.ca}})
         for ctrl in default_controllers():
             mgr.add(ctrl)
+        self._add_no_host(mgr)
         self.controller_manager = mgr
         return mgr
+
+    def _add_no_host(self, mgr: "ControllerManager") -> None:
+        """Without a host (yet), pods say why they stay Pending (``controllers.nohost``)."""
+        from vkube.controllers.nohost import NoHostController
+
+        source = self.config.host
+        if isinstance(source, HostConnection):
+            return
+        ctrl = mgr.add(NoHostController)
+        assert isinstance(ctrl, NoHostController)
+        if isinstance(source, HostFromFile):
+            ctrl.why = f"the host cluster this virtual cluster runs pods on is not named yet (waiting for {source.path})"
+        else:
+            ctrl.why = ("this control plane has no host cluster to run them (`vkube serve` without "
+                        "--host-kubeconfig); serve it with --host-kubeconfig, or run `vkube create NAME`")
+        ctrl.active = lambda: self.host is None
 
     async def _run_syncer(self, ready: asyncio.Event) -> None:
         from vkube.client import load_kubeconfig

@@ -48,6 +48,31 @@ def image_name(image: str) -> str:
     return base.split(":", 1)[0]
 
 
+#: the variables every container gets from the kubelet and its image, before its own ``env``
+_BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
+
+
+def pod_hostname(pod: Obj) -> str:
+    """The kubelet's rule (``GeneratePodHostNameAndDomain``): ``spec.hostname``, else the pod's
+    name cut to 63. A virtual cluster's syncer sets ``spec.hostname`` to the virtual pod's name,
+    so everything a simulated pod says about itself (``hostname``, ``$HOSTNAME``, /etc/hosts,
+    its logs, its listener's answer) names it as its tenant does, never by its host name."""
+    spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
+    return spec.get("hostname") or str(meta.get("name") or "")[:63].rstrip("-.")
+
+
+def container_env(pod: Obj, container: str) -> dict[str, str]:
+    """The environment a container of ``pod`` sees: ``HOSTNAME``, the image's and the
+    kubelet's variables, then the container's own literal ``env`` (which wins)."""
+    env = {"HOSTNAME": pod_hostname(pod), **_BASE_ENV}
+    for c in ((pod.get("spec") or {}).get("initContainers") or []) + ((pod.get("spec") or {}).get("containers") or []):
+        if c.get("name") == container:
+            env.update({e["name"]: str(e["value"]) for e in c.get("env") or () if "name" in e and "value" in e})
+            break
+    return env
+
+
 def plan_for(container: Obj, *, env: dict[str, str] | None = None) -> ExitPlan:
     argv = [str(a) for a in (container.get("command") or [])] + [str(a) for a in (container.get("args") or [])]
     if not argv:
@@ -112,6 +137,9 @@ def _simple(argv: list[str], env: dict[str, str], plan: ExitPlan) -> bool:
         plan.exit_code = 0
     elif cmd == "date":
         plan.output.append("Thu Jan  1 00:00:00 UTC 1970")
+    elif cmd == "hostname" and not args:
+        plan.output.append(env.get("HOSTNAME", ""))
+        plan.exit_code = 0
     elif cmd in ("hostname", "ls", "cat", "pwd", "id", "whoami", "uname", "nslookup", "wget", "curl"):
         plan.exit_code = 0
     else:

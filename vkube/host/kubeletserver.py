@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from vkube.api.meta import Obj, parse_time
 from vkube.host import execsim
+from vkube.host.commands import container_env, pod_hostname
 from vkube.host import netcmds
 from vkube.host.kubelet import Kubelet
 from vkube.host.network import PodNetwork
@@ -330,15 +331,9 @@ def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerR
     if not argv:
         return "", "no command given\n", 126
     spec = spec or {}
-    # the kubelet's rule (GeneratePodHostNameAndDomain): spec.hostname, else the pod's name; a
-    # virtual cluster's syncer sets it to the virtual pod's name, so every command agrees on it
-    hostname = spec.get("hostname") or pod[:63].rstrip("-.")
-    env = {"HOSTNAME": hostname,
-           "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": "/root"}
-    for c in spec.get("containers") or []:  # the container's own (literal) env wins
-        if c.get("name") == container.name:
-            env.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
+    obj = {"metadata": {"name": pod}, "spec": spec}
+    hostname = pod_hostname(obj)  # the virtual pod's name in a virtual cluster
+    env = container_env(obj, container.name)
     files = {
         "/etc/hostname": f"{hostname}\n",
         "/etc/hosts": f"127.0.0.1\tlocalhost\n{pod_ip}\t{hostname}\n",

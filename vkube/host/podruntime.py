@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from vkube.api.meta import Obj, UTC, parse_time, rfc3339
-from vkube.host.commands import ExitPlan, plan_for
+from vkube.host.commands import ExitPlan, container_env, plan_for
 
 
 def iso(t: float) -> str:
@@ -129,7 +129,7 @@ def new_runtime(pod: Obj, *, now: float) -> PodRT:
     containers = []
     for init, items in ((True, spec.get("initContainers") or []), (False, spec.get("containers") or [])):
         for c in items:
-            plan = plan_for(c)
+            plan = plan_for(c, env=container_env(pod, c.get("name", "")))
             if run_override is not None:
                 plan = ExitPlan(run_override, plan.exit_code, plan.output)
             if code_override is not None and code_override.lstrip("-").isdigit():

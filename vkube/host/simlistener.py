@@ -4,7 +4,7 @@ simulation itself. ``kubectl exec … curl`` (``vkube.host.netcmds``) and ``kube
 (``vkube.host.portforward``) both get its answer, so the two agree on what listens:
 
 - a connection whose first line is an HTTP/1.x request line gets one HTTP ``200`` response whose
-  body is the line ``vkube: simulated listener of pod NS/NAME (IP) port N`` (none for ``HEAD``),
+  body is the line ``vkube: simulated listener of pod HOSTNAME (IP) port N`` (none for ``HEAD``),
   then the connection is closed (``Connection: close``);
 - any other protocol is echoed back byte for byte until the client half-closes, then closed.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from vkube.api.meta import Obj
+from vkube.host.commands import pod_hostname
 
 #: an HTTP/1.x request line (RFC 9112 §3): METHOD SP TARGET SP HTTP-VERSION
 _REQUEST_LINE = re.compile(rb"^([A-Z]{1,20}) \S+ HTTP/1\.[01]\r?$")
@@ -31,9 +32,9 @@ def declares_port(pod: Obj, port: int, protocol: str = "TCP") -> bool:
 
 
 def describe(pod: Obj) -> str:
-    """``pod NS/NAME (IP)``, as ``netpol.Endpoint`` prints a pod."""
-    meta = pod.get("metadata") or {}
-    return f"pod {meta.get('namespace')}/{meta.get('name')} ({(pod.get('status') or {}).get('podIP')})"
+    """``pod HOSTNAME (IP)``: the pod as it names itself (``hostname`` inside it), which in a
+    virtual cluster is the tenant's pod name; never the host pod's name or namespace."""
+    return f"pod {pod_hostname(pod)} ({(pod.get('status') or {}).get('podIP')})"
 
 
 def body(who: str, port: int) -> bytes:

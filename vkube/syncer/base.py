@@ -128,6 +128,10 @@ class KindSyncer:
         """Every key to look at once both caches are synced (drift repair, orphans)."""
         return []
 
+    async def prepare(self) -> None:
+        """Once both caches are synced and before the syncer says it is ready: make what the
+        virtual side shows true of the host as found (a hook; most kinds need nothing)."""
+
     async def reconcile(self, key: str) -> None:
         raise NotImplementedError
 

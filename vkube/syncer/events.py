@@ -33,6 +33,8 @@ class EventSyncer(KindSyncer):
             None if t == "DELETED" else ref_key(o["metadata"].get("namespace"),
                                                 o["metadata"]["name"])))
         self._done: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        #: involved objects (by uid) found on the host and not ours, or gone
+        self._foreign: OrderedDict[str, None] = OrderedDict()
 
     def initial_keys(self) -> list[str]:
         return sorted(ref_key(o["metadata"].get("namespace"), o["metadata"]["name"])
@@ -43,12 +45,41 @@ class EventSyncer(KindSyncer):
         inf = self.ctx.informers.existing_host(res) if res else None
         return inf.get(name, self.ctx.host_namespace) if inf else None
 
-    def translate(self, hev: Obj) -> Obj | None:
-        """The virtual Event for a host Event, or None when it is not about a synced object."""
+    async def _host_object_now(self, inv: Obj) -> Obj | None:
+        """The host object an event is about, from the cache or, when the cache does not show
+        it yet, from the host. The event and its object come on two watches: a scheduler's
+        first ``FailedScheduling`` (or an event listed at start-up) can arrive before its pod,
+        and an event dropped then was only seen once the scheduler retried and updated it.
+        Objects found not to be ours are remembered, so their events cost no more reads."""
+        kind, name = inv.get("kind", ""), inv.get("name", "")
+        hobj = self._host_object(kind, name)
+        res = _KINDS.get(kind)
+        if hobj is not None or res is None or self.ctx.informers.existing_host(res) is None:
+            return hobj
+        uid = str(inv.get("uid") or "")
+        if uid and uid in self._foreign:
+            return None
+        try:
+            hobj = await self.ctx.host.get(res, name, namespace=self.ctx.host_namespace)
+        except (errors.NotFound, errors.Forbidden):
+            hobj = None
+        if hobj is None or not self.tr.is_owned(hobj):
+            if not uid:
+                return None
+            self._foreign[uid] = None
+            while len(self._foreign) > _REMEMBER:
+                self._foreign.popitem(last=False)
+            return None
+        return hobj
+
+    def translate(self, hev: Obj, hobj: Obj | None = None) -> Obj | None:
+        """The virtual Event for a host Event, or None when it is not about a synced object
+        (``hobj``: the host object it is about, if already looked up)."""
         inv = hev.get("involvedObject") or {}
         if inv.get("namespace") != self.ctx.host_namespace:
             return None
-        hobj = self._host_object(inv.get("kind", ""), inv.get("name", ""))
+        if hobj is None:
+            hobj = self._host_object(inv.get("kind", ""), inv.get("name", ""))
         ref = self.tr.virtual_ref(hobj) if hobj else None
         if not ref or not ref[0]:
             return None
@@ -76,7 +107,10 @@ class EventSyncer(KindSyncer):
         hev = self.hevents.get(name, ns)
         if hev is None:
             return
-        ev = self.translate(hev)
+        inv = hev.get("involvedObject") or {}
+        if inv.get("namespace") != self.ctx.host_namespace:
+            return
+        ev = self.translate(hev, await self._host_object_now(inv))
         if ev is None:
             return
         mark = (hev["metadata"].get("resourceVersion"),)

@@ -21,6 +21,7 @@ from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.claims import ClaimsNotReady
+from vkube.syncer.podgone import claims_to_run, mark_gone
 from vkube.syncer.podrewrite import (USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig, host_pod_name,
                                      referenced_objects, rewrite_pod)
 from vkube.syncer.refusals import is_refusal
@@ -108,6 +109,15 @@ class PodSyncer(KindSyncer):
         keys = {object_key(o) for o in self.vinf.list()}
         keys |= {k for o in self.hinf.list() if (k := self.host_key(o))}
         return sorted(keys)
+
+    async def prepare(self) -> None:
+        """Pods that say they run but whose host pod is gone (paused, slept) are shown not
+        running before the syncer is ready, never as they were (``vkube.syncer.podgone``)."""
+        hns = self.ctx.host_namespace
+        gone = [p for p in self.vinf.list() if claims_to_run(p) and self.hinf.get(
+            host_pod_name(self.tr, p["metadata"]["name"], p["metadata"]["namespace"]), hns) is None]
+        if gone:
+            await mark_gone(self.ctx.virtual, gone)
 
     # -- reconcile --------------------------------------------------------------------------
     async def reconcile(self, key: str) -> None:
@@ -223,7 +233,9 @@ class PodSyncer(KindSyncer):
             # missing namespace): the tenant sees why; retried with backoff (quota frees up)
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_HOST,
                                   host_refusal_message(e))
+            self.refusals.note(object_key(vpod))  # tried again when the host's quota moves
             raise
+        self.refusals.keys.discard(object_key(vpod))
         self._had_host.add(meta.get("uid", ""))
 
     async def _recreate_bare(self, vpod: Obj, hname: str) -> bool:

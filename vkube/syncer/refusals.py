@@ -11,9 +11,20 @@ their refusal in their status as well (:func:`vkube.syncer.admission.surface_ref
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+
 from vkube.api import errors
-from vkube.api.meta import Obj
+from vkube.api.meta import Obj, object_key
+from vkube.api.quantity import QuantityError, parse_quantity
+from vkube.client.client import Client
+from vkube.client.resources import LIMITRANGES, RESOURCEQUOTAS
+from vkube.controllers.informer import Informer
 from vkube.syncer.admission import REASON_HOST
+
+log = logging.getLogger(__name__)
 
 REASON_ACCEPTED = "HostAccepted"
 
@@ -34,9 +45,21 @@ class HostRefusals:
     def __init__(self, recorder: object) -> None:
         self.recorder = recorder
         self._said: dict[str, str] = {}
+        #: the keys of the objects the host refuses now: tried again at once when the host
+        #: changes what it admits (:class:`HostAdmissionWatch`), not only after their backoff
+        self.keys: set[str] = set()
+        #: called on each refusal (the syncer starts its HostAdmissionWatch)
+        self.on_refused: Callable[[], None] | None = None
+
+    def note(self, key: str) -> None:
+        """``key``'s object is refused by the host now."""
+        self.keys.add(key)
+        if self.on_refused is not None:
+            self.on_refused()
 
     def refused(self, vobj: Obj, e: errors.StatusError) -> None:
         """A Warning event with the host's words, unless this very refusal was said last."""
+        self.note(object_key(vobj))
         message = f"the host refused the {_kind(vobj)}: {e}"
         uid = str(vobj["metadata"].get("uid", ""))
         if self._said.get(uid) == message:
@@ -46,12 +69,100 @@ class HostRefusals:
 
     def accepted(self, vobj: Obj) -> None:
         """The host took the object: say so once if it had refused it."""
+        self.keys.discard(object_key(vobj))
         if self._said.pop(str(vobj["metadata"].get("uid", "")), None) is not None:
             self.recorder.event(vobj, "Normal", REASON_ACCEPTED,  # type: ignore[attr-defined]
                                 f"the host accepted the {_kind(vobj)} it refused before")
 
     def forget(self, vobj: Obj) -> None:
+        self.keys.discard(object_key(vobj))
         self._said.pop(str(vobj["metadata"].get("uid", "")), None)
+
+
+class HostAdmissionWatch:
+    """Watches the host namespace's ResourceQuotas and LimitRanges and, when one changes in a
+    way that may admit what was refused (a quota raised, removed or freed up; any LimitRange
+    change), calls ``retry`` so that refused objects are tried again at once. Without it a
+    refusal cleared on the host was only noticed after the object's retry backoff (up to
+    30 s, ~50 s in all), where upstream's controllers react to the change itself. Other
+    errors keep their backoff. A failing watch (no right to list quotas) only logs: the
+    backoff still retries, and the syncer's readiness never waits on this watch.
+
+    The two watches start with the first refusal (most clusters never see one, and each watch
+    costs memory per cluster) and run until ``stop``."""
+
+    def __init__(self, host: Client, namespace: str, retry: Callable[[], None]) -> None:
+        self.retry = retry
+        self.informers = [Informer(host, RESOURCEQUOTAS, namespace=namespace),
+                          Informer(host, LIMITRANGES, namespace=namespace)]
+        self.informers[0].add_handler(self._on_quota)
+        self.informers[1].add_handler(self._on_limit_range)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start the watches (once; from the event loop). Once they have listed, refused
+        objects are tried again: the host may have changed between the refusal and the list."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(inf.run(), name=f"informer host {inf.res.plural}")
+                           for inf in self.informers]
+            self._tasks.append(loop.create_task(self._listed(), name="host admission listed"))
+
+    async def _listed(self) -> None:
+        await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
+        self.retry()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _on_quota(self, typ: str, quota: Obj, old: Obj | None) -> None:
+        if typ == "DELETED" or (old is not None and loosened(old, quota)):
+            self.retry()
+
+    def _on_limit_range(self, typ: str, lr: Obj, old: Obj | None) -> None:
+        if self.informers[1].synced and (old is None or old.get("spec") != lr.get("spec")):
+            self.retry()
+
+
+def loosened(old: Obj, new: Obj) -> bool:
+    """May ``new`` admit what ``old`` refused? A hard limit raised or dropped, or usage
+    lowered (something else went away); more usage or lower limits never admit more."""
+    old_hard, new_hard = _amounts(old, "spec", "hard"), _amounts(new, "spec", "hard")
+    if any(r not in new_hard or new_hard[r] > q for r, q in old_hard.items()):
+        return True
+    old_used, new_used = _amounts(old, "status", "used"), _amounts(new, "status", "used")
+    if any(new_used.get(r, 0) < q for r, q in old_used.items()):
+        return True
+    # status.hard filled in (a quota's first recount): admission refuses while it is unknown
+    return not (old.get("status") or {}).get("hard") and bool((new.get("status") or {}).get("hard"))
+
+
+def _amounts(obj: Obj, part: str, field: str) -> dict[str, Fraction]:
+    out: dict[str, Fraction] = {}
+    for name, text in ((obj.get(part) or {}).get(field) or {}).items():
+        try:
+            out[name] = parse_quantity(text).value
+        except QuantityError:
+            continue
+    return out
+
+
+def retry_refused(syncers: Iterable[object]) -> int:
+    """Every refused key of every kind syncer, queued again now with its backoff reset."""
+    n = 0
+    for syncer in syncers:
+        refusals: HostRefusals | None = getattr(syncer, "refusals", None)
+        if refusals is None:
+            continue
+        for key in list(refusals.keys):
+            syncer.queue.forget(key)  # type: ignore[attr-defined]
+            syncer.queue.add(key)  # type: ignore[attr-defined]
+            n += 1
+    if n:
+        log.info("the host's quota or limits changed: %d refused object%s tried again", n, "" if n == 1 else "s")
+    return n
 
 
 def _kind(vobj: Obj) -> str:

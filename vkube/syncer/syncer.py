@@ -39,6 +39,7 @@ from vkube.syncer.nodes import NodeSyncer
 from vkube.syncer.pods import PodSyncer
 from vkube.syncer.priorityclasses import PriorityClassSyncer
 from vkube.syncer.pvcs import PVCSyncer
+from vkube.syncer.refusals import HostAdmissionWatch, retry_refused
 from vkube.syncer.serviceaccounts import ServiceAccountSyncer
 from vkube.syncer.servicemap import ServiceMapSyncer
 from vkube.syncer.services import ServiceSyncer
@@ -121,6 +122,10 @@ class Syncer:
             pods.tokens.virtual_ca = virtual_ca
         for syncer in self.syncers.values():
             syncer.setup()
+        self.admission_watch = HostAdmissionWatch(host, host_namespace,
+                                                  lambda: retry_refused(self.syncers.values()))
+        for syncer in self.syncers.values():
+            syncer.refusals.on_refused = self.admission_watch.start
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -142,10 +147,12 @@ class Syncer:
                 for inf in self.ctx.informers.owned():
                     tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
                 await asyncio.gather(*(inf.wait_synced() for inf in informers))
+                await asyncio.gather(*(s.prepare() for s in self.syncers.values()))
                 for syncer in self.syncers.values():
                     tg.create_task(syncer.run(), name=f"syncer {syncer.kind}")
                 self._ready.set()
         finally:
+            await self.admission_watch.stop()
             await self.ctx.recorder.close()
             for syncer in self.syncers.values():
                 syncer.queue.shutdown()
