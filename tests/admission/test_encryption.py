@@ -164,3 +164,26 @@ def test_bad_configs_name_the_field(doc, message):
     with pytest.raises(ConfigError) as exc:
         EncryptionConfig.parse(doc)
     assert message in str(exc.value)
+
+
+def test_snapshot_transforms_move_secrets_between_keys(tmp_path):
+    """What ``vkube snapshot`` does with values encrypted at rest: decrypt with the source
+    cluster's keys (any rule's, any provider), encrypt with the target's for the resource the
+    key names; values already encrypted and resources not encrypted pass unchanged."""
+    from vkube.api import errors
+
+    src = EncryptionConfig.load(aes_config(tmp_path / "src.yaml", ("k1", key())))
+    dst = EncryptionConfig.load(aes_config(tmp_path / "dst.yaml", ("k2", key())))
+    k, plain = "/core/secrets/default/s", b'{"kind":"Secret"}'
+    stored = src.for_resource("", "secrets").to_storage(plain, k)
+    assert src.decrypt(k, stored) == plain
+    assert src.decrypt("/core/configmaps/default/c", b"{}") == b"{}"
+    moved = dst.encrypt(k, src.decrypt(k, stored))
+    assert moved.startswith(b"k8s:enc:aesgcm:v1:k2:")
+    assert dst.for_resource("", "secrets").from_storage(moved, k) == plain
+    assert dst.encrypt("/core/configmaps/default/c", b"{}") == b"{}"
+    assert dst.encrypt(k, stored) == stored  # already encrypted: left for its own key
+    with pytest.raises(errors.InternalError, match="unable to transform key"):
+        dst.decrypt(k, stored)
+    with pytest.raises(errors.InternalError):  # the key is the authenticated data
+        src.decrypt("/core/secrets/default/other", stored)

@@ -36,3 +36,27 @@ def test_nothing_to_say_for_sqlite_and_shared():
     shared = ClusterState(name="s", namespace="vkube-s", host_kubeconfig="k",
                           values={"controlPlane": {"mode": "shared"}})
     assert store_left_behind(shared) is None
+
+
+def test_create_refuses_a_store_another_cluster_uses(tmp_path):
+    """Two clusters on one database (or etcd prefix) would see each other's objects and both
+    sync them to the host: ``vkube create`` refuses before starting anything, naming the
+    owner; another database or prefix is fine."""
+    import json
+
+    from tests.cli.conftest import make_user
+
+    u = make_user(tmp_path)
+    owner = _st("etcd://127.0.0.1:1/team-a")
+    d = u.home / "clusters" / "ha"
+    d.mkdir(parents=True)
+    (d / "state.json").write_text(json.dumps({"name": "ha", "namespace": "vkube-ha",
+                                              "hostKubeconfig": "k", "values": owner.values}))
+    for store in ("etcd://127.0.0.1:1/team-a", "etcd://127.0.0.1:1/team-a/"):
+        values = tmp_path / "v.yaml"
+        values.write_text(json.dumps({"controlPlane": {"store": store}}))
+        r = u.vkube("create", "e1", "-f", str(values), check=False)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith("error: controlPlane.store etcd://127.0.0.1:1/team-a is "
+                                   "already the store of virtual cluster 'ha'"), r.stderr
+        assert not (u.home / "clusters" / "e1").exists()

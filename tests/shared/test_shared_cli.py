@@ -154,13 +154,38 @@ def test_sleep_is_refused_for_a_dedicated_cluster(host_user: User) -> None:
         u.vkube("delete", "solo")
 
 
+def _secret(u: User, name: str, secret: str) -> str:
+    import base64
+
+    out = ctx(u, name, "get", "secret", secret, "-o", "jsonpath={.data.k}").stdout
+    return base64.b64decode(out).decode()
+
+
+def _encrypted_at_rest(db: Path, key: str) -> bool:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ? ORDER BY revision DESC LIMIT 1",
+                           (key,)).fetchone()
+    finally:
+        conn.close()
+    assert row is not None, key
+    return bytes(row[0]).startswith(b"k8s:enc:aesgcm:v1:")
+
+
 def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path) -> None:
+    """Each ``vkube create`` makes a new encryption key: Secrets move (the file holds them
+    decrypted, 0600; restore encrypts them with the target's key), and the restored cluster
+    syncs workloads again (a Secret it cannot read would stop its syncer)."""
     u = host_user
     snap = tmp_path / "snap.jsonl"
     u.vkube("create", "mover", "--connect=false")
     u.vkube("connect", "mover")
     ctx(u, "mover", "create", "configmap", "moved", "--from-literal=k=dedicated")
-    u.vkube("snapshot", "save", "mover", str(snap))
+    ctx(u, "mover", "create", "secret", "generic", "kept", "--from-literal=k=s3cret")
+    saved = u.vkube("snapshot", "save", "mover", str(snap)).stdout
+    assert "plain text" in saved and snap.stat().st_mode & 0o777 == 0o600
     u.vkube("delete", "mover")
     # into shared mode
     u.vkube("create", "--shared", "mover", "--connect=false")
@@ -169,6 +194,13 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "dedicated"
+    assert _secret(u, "mover", "kept") == "s3cret"
+    assert _encrypted_at_rest(u.home / "shared" / "data" / "state.db", "/clusters/mover/core/secrets/default/kept")
+    ctx(u, "mover", "run", "after-move", "--image=nginx")
+    eventually(lambda: _virtual_running(u, "mover", 1), timeout=120)
+    # the syncer runs and the nodes it copied up lead to this host's kubelets
+    assert ctx(u, "mover", "exec", "after-move", "--", "hostname").stdout.strip() == "after-move"
+    ctx(u, "mover", "delete", "pod", "after-move", "--wait=false")
     ctx(u, "mover", "patch", "cm", "moved", "-p", '{"data":{"k":"shared"}}')
     # and back out of it
     u.vkube("snapshot", "save", "mover", str(snap))
@@ -179,6 +211,9 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "shared"
+    assert _secret(u, "mover", "kept") == "s3cret"
+    assert _encrypted_at_rest(u.home / "clusters" / "mover" / "data" / "state.db",
+                              "/core/secrets/default/kept")
     u.vkube("delete", "mover")
 
 

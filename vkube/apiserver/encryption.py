@@ -206,6 +206,32 @@ class EncryptionConfig:
         return None
 
 
+    def decrypt(self, key: str, data: bytes) -> bytes:
+        """A stored value in plain text, whichever rule's provider wrote it (snapshots: the
+        file must restore into a cluster with other keys); unencrypted values as they are.
+        Raises ``errors.InternalError`` when no configured key decrypts it."""
+        if not data.startswith(PREFIX):
+            return data
+        for _, t in self.rules:
+            try:
+                return t.from_storage(data, key)
+            except errors.InternalError:
+                continue
+        raise errors.InternalError(f'unable to transform key "{key}": no matching prefix found or the '
+                                   "value could not be decrypted with any configured key")
+
+    def encrypt(self, key: str, data: bytes) -> bytes:
+        """A plain value as this configuration stores it under ``key`` (``/GROUP/RESOURCE/…``,
+        ``core`` for the core group); values already encrypted are left as they are."""
+        if data.startswith(PREFIX):
+            return data
+        parts = key.split("/")
+        if len(parts) < 3:
+            return data
+        t = self.for_resource("" if parts[1] == "core" else parts[1], parts[2])
+        return t.to_storage(data, key) if t is not None else data
+
+
 def default_config_for(data_dir: Path) -> Path:
     """The cluster's own config (created once, 0600): AES-GCM for secrets, identity fallback."""
     path = data_dir / CONFIG_FILE

@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     values = values_files.with_flags(values, args)
     if getattr(args, "expose", False):
         values["expose"] = True
-    replicas.check_local(values)
+    replicas.check_local(values, name)
     st = ClusterState(name=name, namespace=namespace, host_kubeconfig="", created=_now(),
                       values=values, port=process.free_port())
     if (st.dir / "state.json").exists():  # unreadable: not ours to overwrite

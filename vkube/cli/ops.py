@@ -81,7 +81,7 @@ async def create(args: argparse.Namespace) -> int:
         values = {**(values if values is not None else (existing.values if existing else {})),
                   "expose": True}
     if values is not None and not args.in_cluster and not (existing and existing.in_cluster):
-        replicas.check_local(values)
+        replicas.check_local(values, name)
     if existing is not None and values is not None:
         was = "shared" if existing.shared else "dedicated"
         now = ((values.get("controlPlane") or {}).get("mode")) or "dedicated"

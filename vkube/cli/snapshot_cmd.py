@@ -3,7 +3,11 @@ to a file and back, from and into any backend (see ``vkube.store.snapshot``).
 
 The store is the one the cluster's control plane uses: ``controlPlane.store`` of its values,
 else its SQLite file; ``--store URL`` names another. ``save`` works while the cluster runs;
-``restore`` needs it paused (its API server must not write meanwhile)."""
+``restore`` needs it paused (its API server must not write meanwhile).
+
+Secrets are encrypted at rest with a key of the cluster's own; ``save`` writes them decrypted
+(the file is 0600) and ``restore`` encrypts them with the target cluster's key, so a snapshot
+restores into a cluster created anew, into the other mode or onto another machine."""
 
 from __future__ import annotations
 
@@ -55,6 +59,44 @@ def _store_url(args: argparse.Namespace) -> str:
     return str(db)
 
 
+def _encryption_file(args: argparse.Namespace) -> Any:
+    """The cluster's EncryptionConfiguration (``restore`` makes it if the cluster never ran,
+    as its API server would); None for a cluster vkube does not know or that has none."""
+    from vkube.cli import state
+    from vkube.cluster.config import shared_encryption_config
+
+    st = state.ClusterState.load(state.validate_name(args.name))
+    if st is None:
+        return None
+    if args.action == "restore":
+        st.data_dir.mkdir(parents=True, exist_ok=True)
+        return shared_encryption_config(st.data_dir)
+    path = st.data_dir / "encryption-config.yaml"
+    return path if path.exists() else None
+
+
+def _transform(args: argparse.Namespace) -> Any:
+    from vkube.cluster import stores
+
+    path = _encryption_file(args)
+    if path is None:
+        return None
+    try:
+        return stores.Decrypter(path) if args.action == "save" else stores.encrypter(path)
+    except ValueError as exc:  # encryption.ConfigError
+        raise CLIError(f"{path}: {exc}") from None
+
+
+def _saved(args: argparse.Namespace, keys: int, revision: int, size: int, transform: Any) -> None:
+    print(f"saved {keys} keys of {args.name} at revision {revision} to {args.file} "
+          f"({size} bytes; Secrets in plain text, file mode 0600)")
+    missed = getattr(transform, "undecryptable", None)
+    if missed:
+        print(f"warning: {len(missed)} value(s) could not be decrypted with {args.name}'s keys "
+              f"and are saved encrypted (first: {missed[0]}); they restore only into a cluster "
+              "with the same encryption key")
+
+
 def _shared_state(args: argparse.Namespace) -> Any:
     """The cluster's state when it is a shared cluster and no --store names another store."""
     from vkube.cli import state
@@ -92,14 +134,15 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
     db = sharedproc.data_dir() / "state.db"
     if not db.exists():
         raise CLIError(f"the shared server has no store at {db} yet")
+    transform = _transform(args)
     try:
-        saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}"))
+        saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}",
+                                                 transform=transform))
     except stores.StoreError as exc:
         raise CLIError(f"store {db}: {exc}") from None
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
-    print(f"saved {saved.keys} keys of {args.name} at revision {saved.revision} to {args.file} "
-          f"({saved.bytes} bytes)")
+    _saved(args, saved.keys, saved.revision, saved.bytes, transform)
     return 0
 
 
@@ -118,7 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.action == "restore":
             stores.verify_snapshot(args.file)  # refuse a bad file before opening the store
-        info = asyncio.run(run(url, args.file, **tls))
+        transform = _transform(args)
+        info = asyncio.run(run(url, args.file, transform=transform, **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except (stores.UnsupportedStore, stores.SnapshotError) as exc:
@@ -128,8 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
     if args.action == "save":
-        print(f"saved {info.keys} keys of {args.name} at revision {info.revision} to {args.file} "
-              f"({info.bytes} bytes)")
+        _saved(args, info.keys, info.revision, info.bytes, transform)
     else:
         kept = ("; resourceVersions kept" if info.kept_revisions else
                 "; resourceVersions are new (the target store had data, or is etcd), so "

@@ -393,8 +393,13 @@ class SharedServer:
             if name in self.members:
                 raise ValueError(f"cluster {name!r} is being served: pause it first")
             assert self.store is not None
+            from vkube.cluster.config import shared_encryption_config
+            from vkube.cluster.stores import encrypter
+
+            data.mkdir(parents=True, exist_ok=True)  # Secrets: encrypted with this cluster's key
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
-                                          doc["snapshot"])
+                                          doc["snapshot"],
+                                          transform=encrypter(shared_encryption_config(data)))
             _write(data / "restored", json.dumps({
                 "revision": info.revision, "keys": info.keys, "created": info.created,
                 "updated": info.updated, "deleted": info.deleted}))

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from vkube.store import StoreError, UnsupportedStore, describe, open_store
 from vkube.store import snapshot as _snapshot
 from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
-__all__ = ["SnapshotError", "SnapshotInfo", "StoreError", "UnsupportedStore", "describe",
-           "restore_snapshot", "save_snapshot", "verify_snapshot"]
+__all__ = ["Decrypter", "SnapshotError", "SnapshotInfo", "StoreError", "UnsupportedStore",
+           "describe", "encrypter", "restore_snapshot", "save_snapshot", "verify_snapshot"]
 
 
 def verify_snapshot(path: str) -> SnapshotInfo:
@@ -18,7 +19,38 @@ def verify_snapshot(path: str) -> SnapshotInfo:
     return _snapshot.verify(path)
 
 
+class Decrypter:
+    """Snapshot ``save`` transform: Secrets decrypted with the source cluster's keys (its
+    EncryptionConfiguration file), so the file restores into a cluster with other keys. A
+    value none of its keys decrypts — unreadable by that cluster's API server too — is kept
+    as stored and counted in ``undecryptable``."""
+
+    def __init__(self, config_file: Path) -> None:
+        from vkube.apiserver.encryption import EncryptionConfig
+
+        self.config = EncryptionConfig.load(config_file)
+        self.undecryptable: list[str] = []
+
+    def __call__(self, key: str, value: bytes) -> bytes:
+        from vkube.api import errors
+
+        try:
+            return self.config.decrypt(key, value)
+        except errors.InternalError:
+            self.undecryptable.append(key)
+            return value
+
+
+def encrypter(config_file: Path) -> _snapshot.Transform:
+    """Snapshot ``restore`` transform: plain values encrypted as the target cluster stores
+    them (its EncryptionConfiguration file)."""
+    from vkube.apiserver.encryption import EncryptionConfig
+
+    return EncryptionConfig.load(config_file).encrypt
+
+
 async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
+                        transform: _snapshot.Transform | None = None,
                         **options: Any) -> SnapshotInfo:
     """``prefix``: one cluster of a shared store (``/clusters/NAME``), whose keys the file
     holds without the prefix, as a dedicated cluster's (so it restores into either mode)."""
@@ -28,16 +60,17 @@ async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
         if prefix is not None:
             from vkube.store.prefixed import PrefixedStore
 
-            return await _snapshot.save(PrefixedStore(store, prefix), path)
-        return await _snapshot.save(store, path)
+            return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform)
+        return await _snapshot.save(store, path, transform=transform)
     finally:
         await store.close()
 
 
-async def restore_snapshot(url: str, path: str, **options: Any) -> SnapshotInfo:
+async def restore_snapshot(url: str, path: str, *, transform: _snapshot.Transform | None = None,
+                           **options: Any) -> SnapshotInfo:
     store = open_store(url, **options)
     await store.start()
     try:
-        return await _snapshot.restore(store, path)
+        return await _snapshot.restore(store, path, transform=transform)
     finally:
         await store.close()

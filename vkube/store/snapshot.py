@@ -15,6 +15,11 @@ are its own and cannot be set — the target store is made to hold exactly the s
 and values: missing keys are created, differing ones updated, extra ones deleted, at the
 target's own, growing revisions, so watchers and informers relist. A file written in a newer
 format than this vkube reads is refused with a message saying so.
+
+Values encrypted at rest are the caller's business (the store sees bytes): ``save`` takes a
+``transform`` that the CLI uses to decrypt Secrets with the source cluster's key, and
+``restore`` one that encrypts them with the target's, so a snapshot restores into a cluster with
+another key (format 2; format 1 files hold the values as stored).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,9 +39,13 @@ from vkube.store.base import Compacted, KeyNotFound, KeyValue, Store, StoreError
 from vkube.store.log import LogStore
 
 FORMAT = "vkube-store-snapshot"
-VERSION = 1
+VERSION = 2  # 2: values decrypted by the caller's transform (Secrets in plain text)
 _PAGE = 1000
 _CONCURRENCY = 256
+
+
+#: ``(key, value) -> value``: applied to every value written to / read from a snapshot file
+Transform = Callable[[str, bytes], bytes]
 
 
 class SnapshotError(StoreError):
@@ -55,20 +64,23 @@ class SnapshotInfo:
     kept_revisions: bool = False
 
 
-def _line(kv: KeyValue) -> bytes:
-    return json.dumps({"k": kv.key, "v": base64.b64encode(kv.value).decode(),
+def _line(kv: KeyValue, transform: Transform | None) -> bytes:
+    value = transform(kv.key, kv.value) if transform is not None else kv.value
+    return json.dumps({"k": kv.key, "v": base64.b64encode(value).decode(),
                        "c": kv.create_revision, "m": kv.mod_revision},
                       ensure_ascii=False).encode() + b"\n"
 
 
-async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5) -> SnapshotInfo:
-    """Write every key of ``store`` at one revision to ``path`` (atomically: tmp + rename)."""
+async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
+               transform: Transform | None = None) -> SnapshotInfo:
+    """Write every key of ``store`` at one revision to ``path`` (atomically: tmp + rename,
+    mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for attempt in range(attempts):
         revision = await store.current_revision()
         try:
-            info = await _dump(store, tmp, revision)
+            info = await _dump(store, tmp, revision, transform)
         except Compacted:
             if attempt == attempts - 1:
                 raise
@@ -81,18 +93,21 @@ async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5)
     raise AssertionError("unreachable")
 
 
-async def _dump(store: Store, tmp: Path, revision: int) -> SnapshotInfo:
+async def _dump(store: Store, tmp: Path, revision: int,
+                transform: Transform | None) -> SnapshotInfo:
     digest, keys = hashlib.sha256(), 0
     header = {"format": FORMAT, "version": VERSION, "revision": revision,
               "source": type(store).__name__,
+              "values": "transformed" if transform is not None else "as stored",
               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    with open(tmp, "wb") as out:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as out:
         out.write(json.dumps(header).encode() + b"\n")
         start_after = ""
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
             for kv in page.kvs:
-                line = _line(kv)
+                line = _line(kv, transform)
                 digest.update(line)
                 out.write(line)
                 keys += 1
@@ -161,16 +176,25 @@ def verify(path: str | os.PathLike[str]) -> SnapshotInfo:
                         bytes=os.path.getsize(path))
 
 
-async def restore(store: Store, path: str | os.PathLike[str]) -> SnapshotInfo:
-    """Make ``store`` hold exactly the snapshot at ``path`` (checked in full first)."""
+async def restore(store: Store, path: str | os.PathLike[str], *,
+                  transform: Transform | None = None) -> SnapshotInfo:
+    """Make ``store`` hold exactly the snapshot at ``path`` (checked in full first);
+    ``transform`` maps each value before it is written."""
     source = verify(path)
-    if isinstance(store, LogStore):
+
+    def read() -> Iterator[KeyValue]:
         _, entries = _read(Path(path))
-        items = list(entries)
+        if transform is None:
+            return entries
+        return (KeyValue(kv.key, transform(kv.key, kv.value), kv.create_revision, kv.mod_revision)
+                for kv in entries)
+
+    if isinstance(store, LogStore):
+        items = list(read())
         if all(kv.mod_revision for kv in items) and await store.load(items, source.revision):
             return SnapshotInfo(revision=source.revision, keys=source.keys, bytes=source.bytes,
                                 created=len(items), kept_revisions=True)
-    _, entries = _read(Path(path))
+    entries = read()
     created = updated = deleted = 0
     wanted: set[str] = set()
     pending: list[Any] = []
