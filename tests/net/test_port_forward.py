@@ -4,6 +4,7 @@ simulated kubelet, which forwards the pod's port to a real local TCP server name
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -201,6 +202,24 @@ def test_port_forward_to_a_service_and_exec_in_an_isolated_cluster(user: User) -
 
     logs = eventually(said, timeout=90, delay=1)
     assert logs.startswith("says\nsays\n") and "HOSTNAME=says\n" in logs and "-x-" not in logs, logs
+
+    # the pod's own API over real TLS, as in-cluster tools reach it: -k as curl and wget take
+    # it, a refusal without it (the container's trust store lacks the cluster CA), headers
+    # sent, $VAR expanded from the container's environment
+    def ex(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return user.kubectl("-n", "demo", "exec", vname, "--", *argv, check=check)
+
+    version = json.loads(ex("curl", "-sk", "https://kubernetes.default.svc/version").stdout)
+    assert version["gitVersion"].startswith("v1."), version
+    assert json.loads(ex("wget", "-qO-", "--no-check-certificate",
+                         "https://kubernetes.default.svc/version").stdout) == version
+    unverified = ex("curl", "-s", "https://kubernetes.default.svc/version", check=False)
+    assert unverified.returncode == 60 and "curl: (60) SSL certificate problem" in unverified.stderr
+    denied = json.loads(ex("sh", "-c", "curl -sk -H 'Authorization: Bearer not-a-token' "
+                           "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version").stdout)
+    assert denied["code"] == 401 and denied["reason"] == "Unauthorized", denied
+    plain = ex("curl", "-s", "http://kubernetes.default.svc:443/version", check=False)
+    assert plain.returncode == 52 and "Empty reply from server" in plain.stderr, plain.stderr
 
 
 def python_client_roundtrip(u: User, pod: str, payload: bytes) -> bytes:

@@ -98,9 +98,14 @@ def _script(script: str, proc: Proc, shell: str) -> None:
 
 
 def _expand(word: str, proc: Proc) -> str:
+    return expand(word, proc.env, proc.status)
+
+
+def expand(word: str, env: dict[str, str], status: int = 0) -> str:
+    """``$VAR``, ``${VAR}`` and ``$?`` in ``word``, as sh expands them (unset: empty)."""
     def var(m: re.Match[str]) -> str:
         name = m.group(1).strip("{}")
-        return str(proc.status) if name == "?" else proc.env.get(name, "")
+        return str(status) if name == "?" else env.get(name, "")
     return _VAR.sub(var, word)
 
 

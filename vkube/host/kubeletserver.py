@@ -170,7 +170,8 @@ class KubeletServer:
             if ws.closed:
                 return ws
         pod_obj = self.kubelet.pods.get(pod, ns)
-        net_cmd = netcmds.parse(argv) if self.network is not None and pod_obj is not None else None
+        net_cmd = (netcmds.parse(argv, container_env(pod_obj, c.name))
+                   if self.network is not None and pod_obj is not None else None)
         if net_cmd is not None and self.network is not None and pod_obj is not None:
             stdout, stderr, code = await netcmds.run(self.network, pod_obj, net_cmd)
         else:

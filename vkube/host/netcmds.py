@@ -5,18 +5,25 @@ This is how a user asks "would pod A reach B?" on the embedded host:
 ``kubectl exec a -- nc -z -w 2 b-svc 80``.
 
 A refusal by a NetworkPolicy looks like it does on a real cluster (a time-out) and adds one
-``vkube:`` line on stderr naming the policies, since a simulation can say why."""
+``vkube:`` line on stderr naming the policies, since a simulation can say why.
+
+HTTPS is real TLS to the real listener (the virtual cluster's API as ``kubernetes.default``):
+with ``-k``/``--no-check-certificate`` as curl and wget do it, else refused as a container's
+trust store refuses a cluster's private CA (curl exit 60); ``--cacert`` names a file the
+simulated container does not have, so it says so. ``-H`` headers are sent; ``sh -c`` scripts
+get ``$VAR`` expansion from the container's environment."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import shlex
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from vkube.api.meta import Obj
-from vkube.host import simlistener
+from vkube.host import execsim, simlistener
 from vkube.host.network import CLUSTER_DNS, Outcome, PodNetwork
 
 SHELLS = {"sh", "bash", "ash", "dash"}
@@ -38,17 +45,24 @@ class NetCommand:
     head: bool = False  # curl -I, wget --spider
     fail: bool = False  # curl -f
     timeout: float = 0.0
+    insecure: bool = False  # curl -k, wget --no-check-certificate
+    headers: list[str] = field(default_factory=list)  # curl -H, wget --header
+    cacert: str = ""  # curl --cacert, wget --ca-certificate
 
 
-def parse(argv: list[str]) -> NetCommand | None:
-    """The command when it is one of ours (also inside ``sh -c "…"``), else None."""
+def parse(argv: list[str], env: dict[str, str] | None = None) -> NetCommand | None:
+    """The command when it is one of ours (also inside ``sh -c "…"``, its ``$VAR`` expanded
+    from ``env``), else None."""
     if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in SHELLS and argv[1] == "-c":
         try:
-            argv = shlex.split(argv[2])
+            words = shlex.split(argv[2])
         except ValueError:
             return None
-        if any(t in (";", "&&", "||", "|") for t in argv):
+        if any(t in (";", "&&", "||", "|") for t in words):
             return None
+        # single-quoted words stay as written, as sh leaves them
+        quoted = _single_quoted(argv[2])
+        argv = [w if w in quoted else execsim.expand(w, env or {}) for w in words]
     if not argv:
         return None
     cmd = argv[0].rsplit("/", 1)[-1]
@@ -58,6 +72,15 @@ def parse(argv: list[str]) -> NetCommand | None:
         return {"nc": _nc, "wget": _web, "curl": _web, "nslookup": _nslookup}[cmd](cmd, argv[1:])
     except (ValueError, IndexError):
         return NetCommand(cmd, host="")  # usage error, reported by run()
+
+
+def _single_quoted(script: str) -> set[str]:
+    lex = shlex.shlex(script, posix=False)
+    lex.whitespace_split = True
+    try:
+        return {t[1:-1] for t in lex if len(t) >= 2 and t[0] == t[-1] == "'"}
+    except ValueError:
+        return set()
 
 
 def _nc(cmd: str, args: list[str]) -> NetCommand:
@@ -100,9 +123,21 @@ def _web(cmd: str, args: list[str]) -> NetCommand:
             out.timeout = float(a.split("=", 1)[1])
         elif a in ("--spider", "-I", "--head"):
             out.head = True
-        elif a in ("-f", "--fail", "-sf", "-fs", "-fsS", "-sSf"):
+        elif a in ("-f", "--fail", "-sf", "-fs", "-fsS", "-sSf", "-sfk", "-fsSk", "-sSfk"):
             out.fail = True
             out.quiet = out.quiet or "s" in a
+            out.insecure = out.insecure or "k" in a
+        elif a in ("-k", "--insecure", "--no-check-certificate", "-sk", "-ks", "-skS", "-sSk"):
+            out.insecure = True
+            out.quiet = out.quiet or "s" in a
+        elif a in ("-H", "--header"):
+            out.headers.append(next(it))
+        elif a.startswith("--header="):
+            out.headers.append(a.split("=", 1)[1])
+        elif a in ("--cacert", "--ca-certificate"):
+            out.cacert = next(it)
+        elif a.startswith("--ca-certificate="):
+            out.cacert = a.split("=", 1)[1]
         elif not a.startswith("-"):
             url = a
     if cmd == "curl":
@@ -137,6 +172,15 @@ async def run(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
             return "", _conn_error(c, ip, outcome), _exit_code(c, outcome)
         if c.cmd == "nc":
             return "", (f"{c.host} ({ip}:{c.port}) open\n" if c.verbose else ""), 0
+        if c.scheme == "https":
+            refused = _tls_refusal(c, simulated=reader is None or writer is None)
+            if refused is not None:
+                return refused
+            assert writer is not None
+            try:
+                await writer.start_tls(_UNVERIFIED, server_hostname=c.host)
+            except (ssl.SSLError, ConnectionError, OSError) as exc:
+                return "", _tls_error(c, str(exc)), (35 if c.cmd == "curl" else 1)
         if reader is None or writer is None:
             body = simlistener.body(str(outcome.route.dst) if outcome.route else ip, c.port)
             status = 200
@@ -148,6 +192,42 @@ async def run(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def _unverified() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_UNVERIFIED = _unverified()  # read-only once built: -k / --no-check-certificate
+
+
+def _tls_refusal(c: NetCommand, simulated: bool) -> tuple[str, str, int] | None:
+    """Why an HTTPS request stops before it is sent, as curl and busybox wget say it."""
+    if c.cacert:
+        return "", (f"{c.cmd}: cannot read {c.cacert}\nvkube: the simulated container has no "
+                    f"files to read a CA from; use -k to skip verification\n"), \
+            (77 if c.cmd == "curl" else 1)
+    if not c.insecure:
+        if c.cmd == "curl":
+            return "", ("curl: (60) SSL certificate problem: unable to get local issuer "
+                        "certificate\nvkube: the container's trust store does not hold the "
+                        "server's CA; use -k to skip verification\n"), 60
+        return "", (f"wget: TLS error from peer (alert code 48): unknown ca\nvkube: the "
+                    "container's trust store does not hold the server's CA; use "
+                    "--no-check-certificate\n"), 1
+    if simulated:
+        return "", _tls_error(c, f"the simulated listener on port {c.port} speaks plain HTTP, "
+                                 "not TLS"), (35 if c.cmd == "curl" else 1)
+    return None
+
+
+def _tls_error(c: NetCommand, why: str) -> str:
+    head = ("curl: (35) TLS connect error" if c.cmd == "curl"
+            else "wget: error getting response: Connection reset by peer")
+    return f"{head}\nvkube: {why}\n"
 
 
 async def _run_nslookup(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, str, int]:
@@ -168,8 +248,9 @@ async def _http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     c: NetCommand) -> tuple[int, bytes]:
     method = "HEAD" if c.head else "GET"
     host = c.host if c.port in (80, 443) else f"{c.host}:{c.port}"
+    extra = "".join(f"{h.strip()}\r\n" for h in c.headers if ":" in h and "\n" not in h)
     writer.write(f"{method} {c.path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {c.cmd}\r\n"
-                 f"Accept: */*\r\nConnection: close\r\n\r\n".encode())
+                 f"Accept: */*\r\n{extra}Connection: close\r\n\r\n".encode())
     await writer.drain()
     data = b""
     with contextlib.suppress(TimeoutError, ConnectionError):
@@ -186,6 +267,11 @@ async def _http_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 
 def _web_result(c: NetCommand, ip: str, status: int, body: bytes) -> tuple[str, str, int]:
     text = body.decode(errors="replace")
+    if status == 0:  # no HTTP answer: nothing at all, or bytes that are not HTTP
+        if c.cmd == "curl":
+            return ("", "curl: (52) Empty reply from server\n", 52) if not body else \
+                ("", "curl: (1) Received HTTP/0.9 when not allowed\n", 1)
+        return "", "wget: error getting response\n", 1
     if c.cmd == "curl":
         if c.fail and status >= 400:
             return "", f"curl: (22) The requested URL returned error: {status}\n", 22
