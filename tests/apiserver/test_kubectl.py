@@ -132,6 +132,11 @@ async def test_get_all_and_discovery(control_plane):
                    "storageclasses", "leases", "endpointslices", "poddisruptionbudgets", "priorityclasses",
                    "runtimeclasses"):
         assert f"\n{plural} " in resources, plural
+    endpoints = await run(control_plane, "get", "endpoints")
+    assert ("Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+            in endpoints.stderr), endpoints.stderr
+    slices = await run(control_plane, "get", "endpointslices")
+    assert "deprecated" not in slices.stderr, slices.stderr
     versions = (await run(control_plane, "api-versions")).stdout.split()
     for gv in ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1",
                "storage.k8s.io/v1", "coordination.k8s.io/v1", "discovery.k8s.io/v1", "events.k8s.io/v1",

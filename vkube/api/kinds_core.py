@@ -489,6 +489,8 @@ class EventStrategy(_Core):
 class EndpointsStrategy(_Core):
     has_generation = False
     columns = P.ENDPOINTS_COLUMNS
+    # kube-apiserver 1.33+ warns on every v1 Endpoints request (KEP-4974)
+    deprecation_warning = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
 
     def default(self, obj: Obj) -> None:
         for subset in obj.get("subsets") or ():
