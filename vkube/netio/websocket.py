@@ -22,20 +22,31 @@ def offered_protocols(headers: Mapping[str, str]) -> list[str]:
 
 
 async def _pump(src: Any, dst: Any) -> None:
-    """Copy data frames ``src`` → ``dst`` until ``src`` closes or errs; then close ``dst``."""
+    """Copy data frames ``src`` → ``dst`` until ``src`` closes or errs; then close ``dst``.
+
+    When ``dst`` refuses a frame it is going away (a command that ended while its client was
+    still sending stdin): closing it from here would read — and drop — the frames it still
+    has for the other direction (exec's output and status). Its own reader, the other
+    direction, ends the session once it has relayed them."""
+    close = True
     try:
         async for msg in src:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                await dst.send_bytes(msg.data)
-            elif msg.type == aiohttp.WSMsgType.TEXT:
-                await dst.send_str(msg.data)
-            else:
+            if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 break
+            try:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    await dst.send_bytes(msg.data)
+                else:
+                    await dst.send_str(msg.data)
+            except _CLOSED:
+                close = False
+                return
     except (ConnectionResetError, aiohttp.ClientError):
         pass  # the peer went away: the other direction ends with the close below
     finally:
-        with contextlib.suppress(*_CLOSED):
-            await dst.close()
+        if close:
+            with contextlib.suppress(*_CLOSED):
+                await dst.close()
 
 
 async def relay_websockets(a: Any, b: Any, *, drain_timeout: float = 5.0) -> None:
