@@ -47,7 +47,10 @@ def workload_service_account(vc: str) -> str:
 
 class PodSyncer(KindSyncer):
     kind = "pods"
-    workers = 4
+    #: reconciles at once, hence host writes in flight at most (over the client's keep-alive
+    #: pool): a rollout's creates and status copies wait on round trips to either API, so 4
+    #: left both servers idle between requests; one key is never on two workers
+    workers = 16
     #: status changes that move neither the phase nor readiness (sandbox made, IP assigned,
     #: container waiting) wait until this many seconds after the pod's last binding or
     #: status write, so a kubelet's burst becomes fewer virtual writes (each a watch event
