@@ -47,11 +47,16 @@ async def claim_pods(client: Any, owner: Obj, selector: Obj, pods: list[Obj], *,
     claimed: list[Obj] = []
     uid = owner["metadata"]["uid"]
     match = selector_matcher(selector)
+    seen: dict[tuple[tuple[str, str], ...], bool] = {}  # a template's pods share their labels
     for pod in pods:
         ref = controller_ref(pod)
         if ref is not None and ref.get("uid") != uid:
             continue  # another controller's (most pods of a busy namespace): no match needed
-        matches = match((pod.get("metadata") or {}).get("labels") or {})
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        lk = tuple(labels.items())
+        matches = seen.get(lk)
+        if matches is None:
+            matches = seen[lk] = match(labels)
         if ref is not None:
             if matches:
                 claimed.append(pod)
@@ -76,6 +81,14 @@ async def _set_owner_refs(client: Any, res: Resource, obj: Obj, refs: list[Obj])
                                   namespace=m.get("namespace"))
     except (NotFound, Conflict):
         return None
+
+
+def _status_only(old: Obj, new: Obj) -> bool:
+    """Did only the status (and resourceVersion, managedFields) change?"""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return old.get("spec") == new.get("spec") and all(
+        om.get(k) == nm.get(k) for k in ("generation", "labels", "annotations", "ownerReferences",
+                                         "deletionTimestamp", "finalizers", "uid"))
 
 
 def _labels(pod: Obj) -> Obj:
@@ -133,6 +146,10 @@ class ReplicaSetController(Controller):
     def _on_owner(self, type_: str, obj: Obj, old: Obj | None) -> None:
         if type_ == "DELETED":
             self.expectations.forget(key_of(obj))
+        if old is not None and _status_only(old, obj):
+            # mostly the echo of our own status write: it joins the pending pod batch
+            self._add_after(key_of(obj), self.pod_batch_seconds)
+            return
         self.enqueue(obj)
 
     def _owner_of(self, pod: Obj) -> Obj | None:
