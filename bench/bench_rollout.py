@@ -60,9 +60,16 @@ class Api:
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
 
-    def event_count(self) -> int:
+    def event_reasons(self) -> dict[str, int]:
+        """How many Events of each reason the cluster holds."""
         resp = self.core.list_event_for_all_namespaces(_preload_content=False)
-        return len(orjson.loads(resp.data)["items"])
+        out: dict[str, int] = {}
+        for ev in orjson.loads(resp.data)["items"]:
+            out[ev.get("reason") or ""] = out.get(ev.get("reason") or "", 0) + 1
+        return out
+
+    def event_count(self) -> int:
+        return sum(self.event_reasons().values())
 
     def follow_pods(self, namespace: str, pods: dict[str, tuple[str, str]], stop: threading.Event) -> None:
         """Keep ``pods`` (name -> (node, phase)) current from a watch: a poller listing 1,000
@@ -241,8 +248,9 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
             if not direct:
                 events_then = target.event_count()
                 time.sleep(args.trail)
+                reasons = target.event_reasons()
                 line.update(events_at_running=events_then,
-                            events_trail=target.event_count() - events_then)
+                            events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
