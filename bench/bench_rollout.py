@@ -3,18 +3,23 @@ split as users run them (issue 19): ``vkube host start`` (host API, scheduler, s
 kubelets) and ``vkube create`` (virtual API, controllers, syncer) in their own processes,
 driven through the official ``kubernetes`` client and the kubeconfigs vkube wrote.
 
-Prints one JSON line with the seconds from the Deployment's create until each stage was
-complete, so the slowest part shows (pods are followed by a watch on each cluster and
+Prints one JSON line per rollout with the seconds from the Deployment's create until each
+stage was complete (``stages``), and when it first and last held (``first_last``: the first
+pod and the last), so the slowest part shows (pods are followed by a watch on each cluster and
 checked every ``--poll`` seconds; figures are good to that):
   virtual_pods      every replica exists in the virtual cluster (ReplicaSet controller)
+  virtual_bound     every virtual pod names its node (syncer, binding back up)
   host_pods         every one was copied to the host namespace (syncer)
   host_bound        every host pod is bound to a node (host scheduler)
   host_running      every host pod is Running (simulated kubelets)
   virtual_running   every virtual pod is Running (syncer, status back): the figure
-and the virtual cluster's Event count then and ``--trail`` seconds later (events still being
-written after the rollout is Running trail it).
+with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``), and the
+virtual cluster's Event count then and ``--trail`` seconds later (events still being written
+after the rollout is Running trail it). ``--direct`` first runs the same Deployment straight
+on a fresh host (``case: direct``, the reference); ``--profile DIR`` samples both processes
+with py-spy.
 
-    .venv/bin/python bench/bench_rollout.py [--replicas 1000] [--nodes 10] [--poll 0.2]
+    .venv/bin/python bench/bench_rollout.py [--replicas 1000|300,1000] [--nodes 10] [--direct]
 """
 
 from __future__ import annotations
@@ -55,9 +60,16 @@ class Api:
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
 
-    def event_count(self) -> int:
+    def event_reasons(self) -> dict[str, int]:
+        """How many Events of each reason the cluster holds."""
         resp = self.core.list_event_for_all_namespaces(_preload_content=False)
-        return len(orjson.loads(resp.data)["items"])
+        out: dict[str, int] = {}
+        for ev in orjson.loads(resp.data)["items"]:
+            out[ev.get("reason") or ""] = out.get(ev.get("reason") or "", 0) + 1
+        return out
+
+    def event_count(self) -> int:
+        return sum(self.event_reasons().values())
 
     def follow_pods(self, namespace: str, pods: dict[str, tuple[str, str]], stop: threading.Event) -> None:
         """Keep ``pods`` (name -> (node, phase)) current from a watch: a poller listing 1,000
@@ -94,58 +106,176 @@ def run(e: dict[str, str], *args: str) -> None:
         raise SystemExit(f"vkube {' '.join(args)} failed:\n{proc.stderr}{proc.stdout}")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--replicas", type=int, default=1000)
-    p.add_argument("--nodes", type=int, default=10)
-    p.add_argument("--poll", type=float, default=0.2)
-    p.add_argument("--trail", type=float, default=10.0)
-    p.add_argument("--timeout", type=float, default=900.0)
-    args = p.parse_args()
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0 when it is gone): a figure
+    that moves less with the machine's load than wall time does."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def serve_pid(supervisor: int | None) -> int | None:
+    """The `vkube serve` child of a cluster's supervisor (the process doing the work)."""
+    if supervisor is None:
+        return None
+    try:
+        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+class Stages:
+    """First and last moment (seconds since the Deployment's create) each stage held for
+    one pod and for all ``n``: where the time goes, side by side."""
+
+    NAMES = ("virtual_pods", "virtual_bound", "host_pods", "host_bound", "host_running",
+             "virtual_running")
+
+    def __init__(self, n: int, t0: float) -> None:
+        self.n, self.t0 = n, t0
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def mark(self, name: str, count: int) -> None:
+        at = round(time.monotonic() - self.t0, 2)
+        if count and name not in self.first:
+            self.first[name] = at
+        if count >= self.n and name not in self.last:
+            self.last[name] = at
+
+    def observe(self, vpods: dict[str, tuple[str, str]] | None, hpods: dict[str, tuple[str, str]]) -> None:
+        h = list(hpods.values())
+        if vpods is not None:
+            v = list(vpods.values())
+            self.mark("virtual_pods", len(v))
+            self.mark("virtual_bound", sum(1 for node, _ in v if node))
+            self.mark("virtual_running", sum(1 for _, phase in v if phase == "Running"))
+        self.mark("host_pods", len(h))
+        self.mark("host_bound", sum(1 for node, _ in h if node))
+        self.mark("host_running", sum(1 for _, phase in h if phase == "Running"))
+
+    def table(self) -> dict[str, list[float | None]]:
+        return {k: [self.first.get(k), self.last.get(k)] for k in self.NAMES if k in self.first}
+
+
+class Profiler:
+    """py-spy (a dev tool, `pip install py-spy`; not a dependency) sampling the host and the
+    virtual cluster's processes during the rollout, written as collapsed stacks to DIR."""
+
+    def __init__(self, out: str | None) -> None:
+        self.out = Path(out) if out else None
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, label: str, pids: dict[str, int | None]) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).parent / "py-spy"
+        for name, pid in pids.items():
+            if pid is None:
+                continue
+            self.procs.append(subprocess.Popen(
+                [str(spy), "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking",
+                 "-o", str(self.out / f"{label}-{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        for p in self.procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs.clear()
+
+
+def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) -> None:
+    """One fresh embedded host; the Deployment either in a virtual cluster on it or
+    (``direct``) in a namespace of the host itself, the reference."""
     with tempfile.TemporaryDirectory(prefix="vkube-bench-rollout-") as d:
         home, kubeconfig = Path(d) / "home", Path(d) / "kube" / "config"
         env = {**os.environ, "VKUBE_HOME": str(home), "KUBECONFIG": str(kubeconfig), "KUBECTL_KUBERC": "false"}
         run(env, "host", "start", "--nodes", str(args.nodes))
         try:
-            run(env, "create", "roll", "--connect")
-            virtual = Api(str(kubeconfig), None)
             host = Api(str(home / "host" / "kubeconfig"), None)
-            host_ns = "vkube-roll"
-            vpods: dict[str, tuple[str, str]] = {}
+            pids = {"host": read_pid(home / "host" / "host.pid")}
+            if direct:
+                host_ns, target = "direct", host
+                host.core.create_namespace({"metadata": {"name": host_ns}})
+                vpods: dict[str, tuple[str, str]] | None = None
+            else:
+                run(env, "create", "roll", "--connect")
+                host_ns, target = "vkube-roll", Api(str(kubeconfig), None)
+                pids["vcluster"] = serve_pid(read_pid(home / "clusters" / "roll" / "supervisor.pid"))
+                vpods = {}
             hpods: dict[str, tuple[str, str]] = {}
             stop = threading.Event()
-            followers = [threading.Thread(target=api.follow_pods, args=(ns, pods, stop), daemon=True)
-                         for api, ns, pods in ((virtual, "default", vpods), (host, host_ns, hpods))]
-            for t in followers:
-                t.start()
+            follow = [(host, host_ns, hpods)] + ([(target, "default", vpods)] if vpods is not None else [])
+            for api, ns, pods in follow:
+                threading.Thread(target=api.follow_pods, args=(ns, pods, stop), daemon=True).start()
             time.sleep(1)
-            virtual.apps.create_namespaced_deployment("default", deployment(args.replicas))
+            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            profiler.start(f"{'direct' if direct else 'virtual'}-{n}", pids)
+            target.apps.create_namespaced_deployment(host_ns if direct else "default", deployment(n))
             t0 = time.monotonic()
-            marks: dict[str, float] = {}
-            n = args.replicas
-
-            def mark(name: str, done: bool) -> None:
-                if done and name not in marks:
-                    marks[name] = round(time.monotonic() - t0, 2)
-
-            while "virtual_running" not in marks and time.monotonic() - t0 < args.timeout:
-                v, h = list(vpods.values()), list(hpods.values())
-                mark("virtual_pods", len(v) >= n)
-                mark("host_pods", len(h) >= n)
-                mark("host_bound", sum(1 for node, _ in h if node) >= n)
-                mark("host_running", sum(1 for _, phase in h if phase == "Running") >= n)
-                mark("virtual_running", sum(1 for _, phase in v if phase == "Running") >= n)
+            stages = Stages(n, t0)
+            done = "host_running" if direct else "virtual_running"
+            while done not in stages.last and time.monotonic() - t0 < args.timeout:
+                stages.observe(vpods, hpods)
                 time.sleep(args.poll)
+            cpu = {f"cpu_{k}_s": round(cpu_seconds(p) - cpu0[k], 1) for k, p in pids.items()}
+            profiler.stop()
             stop.set()
-            events_then = virtual.event_count()
-            time.sleep(args.trail)
-            events_later = virtual.event_count()
-            emit(bench="rollout", replicas=n, nodes=args.nodes, seconds=marks.get("virtual_running"),
-                 stages=marks, events_at_running=events_then, events_trail=events_later - events_then,
-                 load_average=round(os.getloadavg()[0], 1))
+            line: dict[str, Any] = {"bench": "rollout", "replicas": n, "nodes": args.nodes}
+            if direct:
+                line["case"] = "direct"
+            line.update(seconds=stages.last.get(done),
+                        stages={k: v[1] for k, v in stages.table().items()},
+                        first_last=stages.table(), **cpu)
+            if not direct:
+                events_then = target.event_count()
+                time.sleep(args.trail)
+                reasons = target.event_reasons()
+                line.update(events_at_running=events_then,
+                            events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
+            line["load_average"] = round(os.getloadavg()[0], 1)
+            emit(**line)
         finally:
-            run(env, "delete", "roll")
+            if not direct:
+                run(env, "delete", "roll")
             run(env, "host", "stop")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--replicas", default="1000", help="one count or several: 300,1000")
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--poll", type=float, default=0.2)
+    p.add_argument("--trail", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--direct", action="store_true",
+                   help="also the same Deployment directly on the host, the reference (first)")
+    p.add_argument("--profile", metavar="DIR",
+                   help="sample both processes with py-spy; collapsed stacks go to DIR")
+    args = p.parse_args()
+    profiler = Profiler(args.profile)
+    for n in (int(x) for x in args.replicas.split(",")):
+        if args.direct:
+            rollout(args, n, True, profiler)
+        rollout(args, n, False, profiler)
 
 
 if __name__ == "__main__":

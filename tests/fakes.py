@@ -390,6 +390,8 @@ class FakeCluster(FakeStore):
         ctl.mgr, ctl.client, ctl.recorder = self, self.client, self.recorder
         ctl.queue = FakeQueue()
         ctl.enqueue = lambda obj, q=ctl.queue: q.add(object_key(obj))
+        if hasattr(ctl, "pod_batch_seconds"):
+            ctl.pod_batch_seconds = 0.0  # no timers here: pod updates sync at once
         for k, v in attrs.items():
             setattr(ctl, k, v)
         ctl.setup()

@@ -46,6 +46,33 @@ async def test_creates_pods_with_owner_and_status() -> None:
     assert st["fullyLabeledReplicas"] == 3
 
 
+async def test_pod_status_changes_are_batched_but_what_the_controller_awaits_is_not() -> None:
+    """A 1,000-pod rollout's status changes must not each cost a sync that reads every pod:
+    they wait ``pod_batch_seconds`` (one timer per ReplicaSet); the last awaited creation and
+    a pod that stops being active sync at once."""
+    c = FakeCluster()
+    ctl = c.add(ReplicaSetController, pod_batch_seconds=0.5)
+    key = "default/web"
+    await c.client.create(REPLICASETS, rs_obj(replicas=3))
+    assert ctl.queue.keys == [key]
+    ctl.queue.keys.clear()
+    await ctl.reconcile(key)  # creates 3 pods; their ADDED events arrive meanwhile
+    assert len(c.list("pods")) == 3
+    assert ctl.queue.later == {key: 0.5}  # the first two: more creations still awaited
+    assert ctl.queue.keys == [key]  # the third: expectations met, sync now
+    ctl.queue.keys.clear()
+    ctl.queue.later.clear()
+    await c.run_pods()  # Running and Ready: status only
+    assert ctl.queue.keys == [] and ctl.queue.later == {key: 0.5}
+    await ctl.reconcile(key)  # what the timer does
+    assert c.get("replicasets", "web")["status"]["readyReplicas"] == 3
+    first = c.list("pods")[0]["metadata"]["name"]
+    await c.finish_pod(first, phase="Failed", exit_code=1)  # one fewer active: replace it now
+    assert ctl.queue.keys == [key]
+    await c.settle()
+    assert sum(1 for p in c.list("pods") if (p.get("status") or {}).get("phase") != "Failed") == 3
+
+
 async def test_scale_down_prefers_unready_and_newer() -> None:
     c = FakeCluster()
     c.add(ReplicaSetController)

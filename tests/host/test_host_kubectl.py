@@ -94,7 +94,7 @@ async def test_run_pod_gets_running_with_ip_and_logs(control_plane, host):
         async with control_plane.client() as c:
             evs = (await c.list(EVENTS, namespace="default")).get("items", [])
         return {e["reason"] for e in evs if e["involvedObject"]["name"] == "web"} >= {
-            "Scheduled", "Pulling", "Pulled", "Created", "Started"}
+            "Scheduled", "Pulled", "Created", "Started"}  # Pulling only if not yet on the node
 
     await eventually(events)
     await kubectl(control_plane, "delete", "pod", "web", "--wait=true", "--timeout=20s")

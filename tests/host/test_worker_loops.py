@@ -100,3 +100,36 @@ async def test_scheduler_survives_non_api_errors_and_forgets() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_kubelet_folds_a_short_lived_status_into_the_next_one() -> None:
+    """A starting pod's ContainerCreating moment (its next change due within
+    ``coalesce_seconds``) is not written on its own: a rollout's pod costs one status write,
+    not three. A state that lasts (here a container start delayed 3 s) is still written."""
+    from vkube.host.kubelet import Kubelet
+
+    c = await _cluster(taint=False)
+    writes: list[tuple[str, str]] = []
+    real = c.client.patch
+
+    async def patch(res: Any, name: str, body: Any, **kw: Any) -> Any:
+        if kw.get("subresource") == "status":
+            writes.append((name, body["status"].get("phase")))
+        return await real(res, name, body, **kw)
+
+    c.client.patch = patch  # type: ignore[method-assign]
+    kubelet = Kubelet(c.client, c.informer(PODS), c.informer(NODES), owns=lambda n: True)
+    task = asyncio.create_task(kubelet.run())
+    try:
+        slow = _pod("slow", NODE)
+        slow["metadata"]["annotations"] = {"vkube.io/stage-delay.container-start": "3s"}
+        await c.client.create(PODS, _pod("fast", NODE))
+        await c.client.create(PODS, slow)
+        await _until(lambda: ("slow", "Running") in writes and ("fast", "Running") in writes,
+                     "both pods Running")
+        await asyncio.sleep(0.5)  # nothing else is due: no more writes
+        assert [w for w in writes if w[0] == "fast"] == [("fast", "Running")]
+        assert [w for w in writes if w[0] == "slow"] == [("slow", "Pending"), ("slow", "Running")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

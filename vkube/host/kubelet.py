@@ -186,7 +186,9 @@ class Kubelet:
                 self.recorder.event(_event_target(pod, a.container), typ, reason, message)
         if applied:
             self._notify(key)
-        if rt.version != self._published.get(key):
+        soon = next_due is not None and not rt.deleting and \
+            next_due - time.time() < self.config.coalesce_seconds
+        if rt.version != self._published.get(key) and not soon:
             status = pod_status(rt, pod, now=now)
             try:
                 await self.client_for(rt.node).patch(PODS, name, {"status": status}, namespace=ns,

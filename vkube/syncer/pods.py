@@ -47,12 +47,17 @@ def workload_service_account(vc: str) -> str:
 
 class PodSyncer(KindSyncer):
     kind = "pods"
-    workers = 4
-    #: status changes that move neither the phase nor readiness (sandbox made, IP assigned,
-    #: container waiting) wait until this many seconds after the pod's last binding or
-    #: status write, so a kubelet's burst becomes fewer virtual writes (each a watch event
-    #: for every virtual controller); phase, readiness and deletion are written at once
-    status_interval = 0.3
+    #: reconciles at once, hence host writes in flight at most (over the client's keep-alive
+    #: pool): a rollout's creates and status copies wait on round trips to either API, so 4
+    #: left both servers idle between requests; one key is never on two workers
+    workers = 16
+    #: status changes that move neither the phase nor readiness (scheduled, sandbox made, IP
+    #: assigned, container waiting) wait until this many seconds after the pod's last binding
+    #: or status write, so a kubelet's burst becomes fewer virtual writes (each a watch event
+    #: for every virtual controller): a starting pod's PodScheduled condition then usually
+    #: goes up with its Running status, one write instead of two; phase, readiness and
+    #: deletion are written at once
+    status_interval = 1.0
 
     def __init__(self, ctx: SyncContext) -> None:
         super().__init__(ctx)
@@ -65,9 +70,9 @@ class PodSyncer(KindSyncer):
         self._had_host: set[str] = set()
         # per key, what our last writes did, until the virtual informer shows them
         self._sent: dict[str, _Sent] = {}
-        # per key, the (virtual rv, host rv, namespace rv) whose host pod was found current:
-        # the echo of our own write, or a status-only change, skips the rewrite and compare
-        self._checked: dict[str, tuple[str, str, str]] = {}
+        # per key, the (virtual pod's, host pod's, namespace rv) inputs whose host pod was found
+        # current: the echo of our own write, or a status-only change, skips the rewrite
+        self._checked: dict[str, tuple[object, object, str]] = {}
         # per key, why the last update of a running pod was refused (one event per reason)
         self._refused_update: dict[str, str] = {}
 
@@ -370,7 +375,7 @@ class PodSyncer(KindSyncer):
         current (most events are status changes or echoes of our own writes)."""
         ns = vpod["metadata"]["namespace"]
         nsobj = self.namespaces.get(ns) or {}
-        inputs = (_rv(vpod), _rv(hpod), _rv(nsobj))
+        inputs = (_inputs(vpod), _inputs(hpod), _rv(nsobj))
         if self._checked.get(key) == inputs:
             return
         try:
@@ -544,6 +549,17 @@ class _Sent:
 def _ready(status: Obj) -> str | None:
     return next((c.get("status") for c in status.get("conditions") or []
                  if c.get("type") == "Ready"), None)
+
+
+def _inputs(pod: Obj) -> tuple[object, ...]:
+    """What of a pod the host copy's mutable fields follow: the spec (by its generation, which
+    every spec change bumps; the resourceVersion where a server keeps no pod generation),
+    labels and annotations. A status write (a kubelet's, or ours going up) changes none, so
+    it costs no rewrite. The dicts are the informer's, which it replaces and never mutates."""
+    m = pod.get("metadata") or {}
+    gen = m.get("generation")
+    return (m.get("uid"), gen if gen is not None else m.get("resourceVersion"),
+            m.get("labels"), m.get("annotations"))
 
 
 def _rv(obj: Obj) -> str:
