@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from vkube.api import errors
-from vkube.api.canonical import canonicalize_quantities
+from vkube.api.canonical import QuantityIndex, canonicalize_quantities
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.meta import Obj, rfc3339
@@ -70,6 +70,8 @@ class ResourceStorage:
         # CPU in a rollout. Read-only once here.
         self._watch_objs: dict[tuple[str, int], Obj] = {}
         self._watch_json: dict[tuple[str, str, str], bytes] = {}
+        #: where this kind's schema has quantities (canonicalization walks only there)
+        self._quantities = QuantityIndex(None)
 
     async def _stale_at_rest(self, key: str) -> bool:
         """Stored by an older encryption provider: an unchanged update still re-writes it."""
@@ -248,7 +250,9 @@ class ResourceStorage:
                 causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems],
             )
         # quantities are stored as Kubernetes' Go type writes them back (canonical form)
-        self._raise_invalid(obj, canonicalize_quantities(obj, schema))
+        if self._quantities.schema is not schema:
+            self._quantities = QuantityIndex(schema)
+        self._raise_invalid(obj, canonicalize_quantities(obj, schema, self._quantities))
         return obj
 
     def _track(self, old: Obj | None, new: Obj, manager: str | None, operation: str,
