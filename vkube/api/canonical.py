@@ -28,11 +28,24 @@ class QuantityIndex:
     walked, so that the walk skips the rest (in a pod, every container's env, ports and
     probes): the index of one schema, holding it so that the nodes' ids stay theirs."""
 
-    __slots__ = ("schema", "_below")
+    __slots__ = ("schema", "_below", "_plans")
 
     def __init__(self, schema: Schema | None) -> None:
         self.schema = schema
         self._below: dict[int, bool] = {}
+        self._plans: dict[int, tuple[tuple[tuple[str, Schema], ...], Schema | None]] = {}
+
+    def plan(self, schema: Schema) -> tuple[tuple[tuple[str, Schema], ...], Schema | None]:
+        """An object node's quantity-bearing properties, and its map values' schema when
+        those may hold one (else None)."""
+        plan = self._plans.get(id(schema))
+        if plan is None:
+            props = schema.get("properties") or {}
+            extra = schema.get("additionalProperties")
+            plan = self._plans[id(schema)] = (
+                tuple((k, sub) for k, sub in props.items() if isinstance(sub, dict) and self.below(sub)),
+                extra if isinstance(extra, dict) and self.below(extra) else None)
+        return plan
 
     def below(self, schema: Schema) -> bool:
         """Whether ``schema`` (a node of this index's schema) may hold a quantity."""
@@ -93,16 +106,20 @@ def _fast(value: Any, schema: Schema, index: QuantityIndex) -> Any:
 
 def _fast_object(obj: dict[str, Any], schema: Schema, index: QuantityIndex) -> bool:
     """Canonicalize ``obj``'s quantities in place; False when one is not a quantity."""
-    props = schema.get("properties") or {}
-    extra = schema.get("additionalProperties")
-    below = index.below
+    fields, extra = index.plan(schema)
     try:
+        if extra is None:  # a struct: only its quantity-bearing fields are looked at
+            for key, sub in fields:
+                if key in obj:
+                    obj[key] = _fast(obj[key], sub, index)
+            return True
+        props = schema.get("properties") or {}
         for key, value in obj.items():
             sub = props.get(key)
             if isinstance(sub, dict):
-                if below(sub):
+                if index.below(sub):
                     obj[key] = _fast(value, sub, index)
-            elif isinstance(extra, dict) and below(extra):
+            else:
                 obj[key] = _fast(value, extra, index)
     except QuantityError:
         return False
