@@ -20,7 +20,7 @@ from vkube.api.canonical import QuantityIndex, canonicalize_quantities
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
 from vkube.api.meta import Obj, rfc3339
-from vkube.api.typecheck import describe, type_errors
+from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
@@ -72,6 +72,7 @@ class ResourceStorage:
         self._watch_json: dict[tuple[str, str, str], bytes] = {}
         #: where this kind's schema has quantities (canonicalization walks only there)
         self._quantities = QuantityIndex(None)
+        self._types = TypeIndex(None)  # and its fields' types (the type check's lookups)
 
     async def _stale_at_rest(self, key: str) -> bool:
         """Stored by an older encryption provider: an unchanged update still re-writes it."""
@@ -242,7 +243,9 @@ class ResourceStorage:
         if getattr(self.strategy, "custom", False):  # custom resources: schema errors are 422s
             return obj
         schema = self.ctx.schema_for(self.spec)
-        problems = type_errors(obj, schema)
+        if self._types.schema is not schema:
+            self._types = TypeIndex(schema)
+        problems = type_errors(obj, schema, self._types)
         if problems:
             raise errors.BadRequest(
                 f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
