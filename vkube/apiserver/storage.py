@@ -135,6 +135,15 @@ class ResourceStorage:
                 del self._watch_objs[next(iter(self._watch_objs))]
         return obj
 
+    def watch_object(self, kv: Any) -> Obj:
+        """A store event's object, decoded once for every in-process follower of this
+        resource (watchers, the node graph): read-only."""
+        return self._watch_decode(kv)
+
+    def plain_at_rest(self) -> bool:
+        """Whether stored values are this kind's JSON as it is (not encrypted)."""
+        return self.transformer is None
+
     def watch_json(self, obj: Obj) -> bytes:
         """``obj`` (a watch event's) as JSON, encoded once for all watchers: one revision of
         one key has one value."""
