@@ -341,10 +341,12 @@ class ResourceStorage:
 
     async def update_with(self, rc: RequestContext, namespace: str | None, name: str,
                           fn: Callable[[Obj], Obj], *, subresource: str = "", operation: str = "Update",
-                          create_if_missing: bool = False) -> tuple[Obj, bool]:
+                          create_if_missing: bool = False, fn_copies: bool = False) -> tuple[Obj, bool]:
         """Read-modify-write with retries on conflict (PATCH and server-side apply).
         ``fn`` gets a deep copy of the current object (``{}`` when absent and
-        ``create_if_missing``) and returns the desired one. Returns (object, created)."""
+        ``create_if_missing``) and returns the desired one; with ``fn_copies`` it gets the
+        current object itself, which it promises to leave alone (every patch function works
+        on its own copy). Returns (object, created)."""
         namespace = self._check_namespace(namespace)
         for _ in range(_UPDATE_RETRIES):
             current = await self.get_or_none(rc, namespace, name)
@@ -363,7 +365,7 @@ class ResourceStorage:
                     return await self.create(rc, namespace, desired, skip_track=True), True
                 except errors.AlreadyExists:
                     continue
-            desired = fn(clone(current))
+            desired = fn(current if fn_copies else clone(current))
             desired = self._check_type(desired)
             dm = meta(desired)
             want_rv = str(dm.get("resourceVersion") or "")
