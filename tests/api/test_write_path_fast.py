@@ -16,6 +16,7 @@ from vkube.api import errors
 from vkube.api.fieldset import FieldSetCache, from_fields_v1
 from vkube.api.fieldvalidation import duplicate_fields, unknown_fields
 from vkube.api.kinds import Registry
+from vkube.api.meta import new_uid, rfc3339, rfc3339_micro
 from vkube.api.openapi import OpenAPI
 from vkube.api.quantity import QuantityError, parse_quantity
 from vkube.api import fieldset as fs
@@ -338,3 +339,24 @@ def test_json_body_roundtrip_has_no_nulls_after_drop() -> None:
     clean = {"a": 1, "b": ["x"]}
     _drop_nulls(clean)
     assert clean == {"a": 1, "b": ["x"]}
+
+
+def test_new_uid_is_a_random_version_4_uuid() -> None:
+    import uuid
+
+    uids = {new_uid() for _ in range(2000)}
+    assert len(uids) == 2000
+    for text in list(uids)[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_times_are_written_as_kubernetes_writes_them() -> None:
+    import datetime as dt
+
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=plus2)) == "2026-01-02T01:04:05Z"
+    assert rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"  # naive: UTC
+    assert rfc3339(dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)) == "0001-01-01T00:00:00Z"
+    assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=plus2)) == "2026-01-02T01:04:05.000000Z"
+    assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, 42)) == "2026-01-02T03:04:05.000042Z"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from vkube.api import errors
 from vkube.api.canonical import QuantityIndex, canonicalize_quantities
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
-from vkube.api.meta import Obj, rfc3339
+from vkube.api.meta import Obj, new_uid, rfc3339
 from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
@@ -294,7 +293,7 @@ class ResourceStorage:
             m["name"] = m["generateName"] + random_suffix()
         for k in _SERVER_META:
             m.pop(k, None)
-        m["uid"] = str(uuid.uuid4())
+        m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339(self.ctx.clock())
         if self.strategy.has_generation:
             m["generation"] = 1
