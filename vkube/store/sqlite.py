@@ -420,8 +420,8 @@ class SqliteDriver(Driver):
     def _commit_sync(self, batch: list[Write]) -> None:
         conn = self._wconn
         assert conn is not None
-        self._in_commit = True
         conn.execute("BEGIN IMMEDIATE")
+        self._in_commit = True  # from here on the WAL may change under the remote-commit poll
         try:
             revision = conn.execute(self._dialect.revisions).fetchone()[0]
             latest: dict[str, KeyValue | None] = {}
