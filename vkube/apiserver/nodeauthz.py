@@ -166,8 +166,6 @@ class NodeGraph:
 
     async def _follow(self, prefix: str, apply: Any, revision: int) -> None:
         kind = "Pod" if apply == self._on_pod else "PersistentVolumeClaim"
-        storage = self.ctx.storage_for("", kind)
-        plain = storage.plain_at_rest()
         while True:
             try:
                 async for event in self.ctx.store.watch(prefix, after_revision=revision):
@@ -175,11 +173,13 @@ class NodeGraph:
                     key = event.kv.key
                     if event.type == "DELETED":
                         apply(key, None)
-                    elif apply == self._on_pod and plain and key not in self._pods \
+                        continue
+                    storage = self.ctx.storage_for("", kind)  # the current one (encryption may change)
+                    if apply == self._on_pod and key not in self._pods and storage.plain_at_rest() \
                             and _NODE_NAME not in event.kv.value:
                         continue  # neither bound now nor before: no edges either way
-                    else:  # decoded once with the pod watchers (a pod write is decoded per follower)
-                        apply(key, storage.watch_object(event.kv))
+                    # decoded once with the pod watchers (it was decoded once per follower)
+                    apply(key, storage.watch_object(event.kv))
                 return
             except Compacted:
                 revision = await self._relist(prefix, apply)
