@@ -360,3 +360,19 @@ def test_times_are_written_as_kubernetes_writes_them() -> None:
     assert rfc3339(dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)) == "0001-01-01T00:00:00Z"
     assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=plus2)) == "2026-01-02T01:04:05.000000Z"
     assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, 42)) == "2026-01-02T03:04:05.000042Z"
+
+
+def test_reapplying_the_same_fields_keeps_their_fields_v1(schema: dict) -> None:
+    """A re-apply of the same fields (new values) reuses the entry's FieldsV1; it is what
+    encoding the set again gives, and only the time moves."""
+    first = server_side_apply(None, copy.deepcopy(DEPLOYMENT), manager="kubectl", force=False, schema=schema, now=T0)
+    changed = copy.deepcopy(DEPLOYMENT)
+    changed["spec"]["replicas"] = 5
+    second = server_side_apply(first, changed, manager="kubectl", force=False, schema=schema, now=T1)
+    [before], [after] = first["metadata"]["managedFields"], second["metadata"]["managedFields"]
+    assert orjson.dumps(after["fieldsV1"]) == orjson.dumps(before["fieldsV1"])
+    assert (before["time"], after["time"]) == (T0, T1) and second["spec"]["replicas"] == 5
+    fewer = copy.deepcopy(DEPLOYMENT)
+    del fewer["spec"]["replicas"]
+    third = server_side_apply(second, fewer, manager="kubectl", force=False, schema=schema, now=T2)
+    assert "f:replicas" not in third["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]

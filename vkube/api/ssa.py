@@ -154,6 +154,8 @@ def server_side_apply(current: dict | None, applied: dict, *, manager: str, forc
 
     mine = Entry(manager, "Apply", api_version, "", now, config_set)
     previous = next((e for e in entries if e.identity() == mine.identity()), None)
+    if previous is not None and previous.raw is not None and previous.fields == config_set:
+        mine.raw = previous.raw  # the same fields applied again: their FieldsV1 as they were
     others = [e for e in entries if e.identity() != mine.identity()]
     conflicts = _conflicts(live, merged, config_set, others, schema)
     if conflicts and not force:
