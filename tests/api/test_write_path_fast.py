@@ -229,6 +229,12 @@ def test_type_errors_with_a_kept_index_are_the_same(pod_schema: dict, schema: di
         assert type_errors(copy.deepcopy(obj), pod_schema, index) == expected, obj
     deployment = {"spec": {"replicas": "two"}}
     assert type_errors(deployment, schema, index) == type_errors(deployment, schema) != []
+    # one index per schema in the process, whichever cluster asks (the schemas are shared too)
+    from vkube.api.canonical import QuantityIndex
+
+    assert TypeIndex.shared(pod_schema) is TypeIndex.shared(pod_schema) is not TypeIndex.shared(schema)
+    assert QuantityIndex.shared(pod_schema) is QuantityIndex.shared(pod_schema)
+    assert QuantityIndex.shared(pod_schema) is not TypeIndex.shared(pod_schema)
 
 
 def test_a_create_s_managed_fields_are_those_of_the_general_path(schema: dict, pod_schema: dict) -> None:

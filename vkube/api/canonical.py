@@ -30,6 +30,13 @@ class QuantityIndex:
 
     __slots__ = ("schema", "_below", "_plans")
 
+    @classmethod
+    def shared(cls, schema: Schema) -> "QuantityIndex":
+        """The process's index of ``schema``, shared by every cluster like the schema."""
+        from vkube.api.typecheck import shared_index
+
+        return shared_index(cls, schema)
+
     def __init__(self, schema: Schema | None) -> None:
         self.schema = schema
         self._below: dict[int, bool] = {}

@@ -25,6 +25,12 @@ class TypeIndex:
 
     __slots__ = ("schema", "_fields", "_items")
 
+    @classmethod
+    def shared(cls, schema: Schema) -> "TypeIndex":
+        """The process's index of ``schema``: built-in schemas are shared by every cluster of
+        a process, and so are their indexes (tens of KiB for a pod's)."""
+        return shared_index(cls, schema)
+
     def __init__(self, schema: Schema | None) -> None:
         self.schema = schema
         self._fields: dict[int, tuple[dict[str, tuple[Any, type | None]], tuple[Any, type | None] | None]] = {}
@@ -46,6 +52,22 @@ class TypeIndex:
         if key not in self._items:
             self._items[key] = _plain_type(items)
         return self._items[key]
+
+
+#: indexes of the schemas the process checks objects against, shared like the schemas they
+#: describe (each holds its schema, so an id is never reused while cached); derived data only
+_SHARED: dict[tuple[type, int], Any] = {}
+_SHARED_MAX = 512
+
+
+def shared_index(cls: type, schema: Schema) -> Any:
+    """The one index of class ``cls`` (built from a schema alone) for ``schema`` in this process."""
+    index = _SHARED.get((cls, id(schema)))
+    if index is None or index.schema is not schema:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()  # CRD schemas come and go; built-in ones are made again on demand
+        index = _SHARED[(cls, id(schema))] = cls(schema)
+    return index
 
 
 def _plain_type(schema: Any) -> type | None:

@@ -252,7 +252,7 @@ class ResourceStorage:
             return obj
         schema = self.ctx.schema_for(self.spec)
         if self._types.schema is not schema:
-            self._types = TypeIndex(schema)
+            self._types = TypeIndex.shared(schema)
         problems = type_errors(obj, schema, self._types)
         if problems:
             raise errors.BadRequest(
@@ -262,7 +262,7 @@ class ResourceStorage:
             )
         # quantities are stored as Kubernetes' Go type writes them back (canonical form)
         if self._quantities.schema is not schema:
-            self._quantities = QuantityIndex(schema)
+            self._quantities = QuantityIndex.shared(schema)
         self._raise_invalid(obj, canonicalize_quantities(obj, schema, self._quantities))
         return obj
 
