@@ -1,6 +1,7 @@
 """Write path against the framework's ceiling (issue 19): sequential keep-alive create, update
-(PUT) and patch of a ConfigMap and of a 40-container pod through `vkube serve`, and the same
-client loop against a bare aiohttp handler that reads a body of the same size and answers JSON,
+(PUT), patch and get of a ConfigMap and create, update and patch of a 40-container pod through
+`vkube serve`, and the same client loop against a bare aiohttp handler that reads a body of the
+same size and answers JSON,
 in interleaved rounds so that load on a shared machine hits both alike.
 Every write is validated, admitted, tracked in managedFields and committed (fsync'd) to SQLite.
 Prints JSON lines; ``ratio_to_framework`` is ops/s over the bare handler's ops/s, and
@@ -88,6 +89,7 @@ def cases(n: int) -> list[Case]:
         ("configmap_update", "PUT", NS + "/configmaps/cm-{i}", lambda i: orjson.dumps(configmap(f"cm-{i}", "b")), JSON, n),
         ("configmap_patch", "PATCH", NS + "/configmaps/cm-{i}",
          lambda i: orjson.dumps({"data": {"k": f"patched-{i}"}}), MERGE, n),
+        ("configmap_get", "GET", NS + "/configmaps/cm-{i}", lambda i: b"", JSON, n),
         ("pod40_create", "POST", NS + "/pods", lambda i: orjson.dumps(pod(f"big-{i}", "a")), JSON, p),
         ("pod40_update", "PUT", NS + "/pods/big-{i}", lambda i: orjson.dumps(pod(f"big-{i}", "b")), JSON, p),
         ("pod40_patch", "PATCH", NS + "/pods/big-{i}",

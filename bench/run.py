@@ -2,8 +2,9 @@
 is one of them), each printed as a JSON
 line with its baseline from ``bench/baseline.json`` and the ratio to it, so a regression shows
 in one run. ``ratio_to_baseline`` > 1 is better for rates, < 1 is better for latencies and
-sizes (``better`` says which). Figures from a loaded machine move together: compare the
-``ratio_to_framework`` figures (measured side by side) first.
+sizes (``better`` says which); ``target`` and ``meets_target`` give the issue's goal for the
+figure. Figures from a loaded machine move together: compare the ``ratio_to_framework``
+figures (measured side by side) first.
 
 Usage: python bench/run.py             (run and compare)
        python bench/run.py --record    (run and write the figures as the new baseline)
@@ -38,6 +39,22 @@ METRICS = {"ops_per_s": True, "ratio_to_framework": True, "cpu_ratio_to_framewor
            "events_trail": False, "ms": False, "rss_mib": False, "create_until_kubectl_ms": False}
 
 
+#: issue 19's targets: (figure's key prefix, metric, comparison, value). A typical object is a
+#: ConfigMap; the 40-container pod cases are shown against the framework but have no target.
+TARGETS = [
+    ("write:configmap_", "ratio_to_framework", ">=", 0.5),
+    ("apply_40_containers", "ratio_to_update", ">=", 1 / 3),
+    ("load_secrets", "p99_ms", "<", 10.0),
+    ("load_secrets", "errors", "==", 0),
+    ("rollout", "seconds", "<", 20.0),
+    ("cli.idle_rss", "rss_mib", "<=", 40.0),
+    ("cli.lifecycle", "create_until_kubectl_ms", "<", 300.0),
+    ("cli.host_start", "ms", "<", 500.0),
+]
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
+            "==": lambda a, b: a == b}
+
+
 def key(line: dict) -> str:
     return ":".join(str(line[k]) for k in ("bench", "case") if k in line)
 
@@ -62,13 +79,20 @@ def run_all() -> list[dict]:
 
 def compare(lines: list[dict], baseline: dict[str, dict]) -> None:
     for line in lines:
-        base = baseline.get(key(line), {})
+        base = baseline.get(key(line))
         row = dict(line)
+        if base is None:  # said, not left out: a figure new since the baseline was recorded
+            row["baseline"] = "none recorded: run `python bench/run.py --record` on a quiet machine"
+            base = {}
         for metric, higher_better in METRICS.items():
             if metric in line and isinstance(base.get(metric), (int, float)) and base[metric]:
                 row[f"baseline_{metric}"] = base[metric]
                 row[f"{metric}_ratio_to_baseline"] = round(line[metric] / base[metric], 3)
                 row.setdefault("better", {})[metric] = "higher" if higher_better else "lower"
+        for prefix, metric, op, value in TARGETS:
+            if key(line).startswith(prefix) and isinstance(line.get(metric), (int, float)):
+                row.setdefault("target", {})[metric] = f"{op} {round(value, 3)}"
+                row.setdefault("meets_target", {})[metric] = _COMPARE[op](line[metric], value)
         print(json.dumps(row), flush=True)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from vkube.api import openapi_convert as conv
 from vkube.api.builtin import builtin_specs
-from vkube.api.canonical import canonicalize_quantities
+from vkube.api.canonical import QuantityIndex, canonicalize_quantities
 
 
 def schema(group: str, version: str, kind: str) -> dict:
@@ -61,6 +61,7 @@ def test_every_quantity_of_every_builtin_kind() -> None:
         if (spec.group, spec.version, spec.kind) not in conv.gvk_index():
             continue
         sch = schema(spec.group, spec.version, spec.kind)
+        index = QuantityIndex(sch)  # kept across writes of the kind, as the storage keeps it
         paths = quantity_paths(sch)
         kinds_with += bool(paths)
         for path in paths:
@@ -68,7 +69,7 @@ def test_every_quantity_of_every_builtin_kind() -> None:
             assert canonicalize_quantities(obj, sch) == [], (spec.kind, path)
             assert fetch(obj, path) == "100m", (spec.kind, path)
             obj = build(path, "1.5Gi")
-            canonicalize_quantities(obj, sch)
+            canonicalize_quantities(obj, sch, index)
             assert fetch(obj, path) == "1536Mi", (spec.kind, path)
             seen.add(f"{spec.kind}:" + ".".join(path))
     # the ones issue 11 names are among those found from the schemas
@@ -129,3 +130,34 @@ def test_every_bad_value_is_named_not_only_the_first() -> None:
     assert [c["field"] for c in causes] == ["spec.containers[1].resources.limits[cpu]",
                                             "spec.containers[3].resources.limits[cpu]"]
     assert [c["resources"]["limits"]["cpu"] for c in pod["spec"]["containers"]] == ["500m", "1x", "500m", "1x"]
+
+
+def test_the_index_skips_only_what_holds_no_quantity() -> None:
+    """The walk is pruned to the schema's quantity-bearing nodes; a cycle (JSONSchemaProps)
+    is walked, so a quantity behind one is still found."""
+    pod_schema = schema("", "v1", "Pod")
+    index = QuantityIndex(pod_schema)
+    container = pod_schema["properties"]["spec"]["properties"]["containers"]["items"]
+    assert index.below(container) and index.below(container["properties"]["resources"])
+    assert not index.below(container["properties"]["ports"])
+    assert index.below(container["properties"]["env"])  # valueFrom.resourceFieldRef.divisor
+    assert not index.below(pod_schema["properties"]["metadata"])
+    pod = {"metadata": {"labels": {"cpu": "0.1"}}, "spec": {"containers": [
+        {"name": "c", "env": [{"name": "X", "value": "0.1"}], "resources": {"limits": {"cpu": "0.1"}}}]}}
+    assert canonicalize_quantities(pod, pod_schema, index) == []
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "100m"}
+    assert pod["spec"]["containers"][0]["env"] == [{"name": "X", "value": "0.1"}]
+    assert pod["metadata"]["labels"] == {"cpu": "0.1"}
+    node: dict = {"type": "object", "properties": {"size": {"type": "string", conv.QUANTITY_MARK: True},
+                                                   "name": {"type": "string"}}}
+    node["properties"]["child"] = node
+    node["properties"]["children"] = {"type": "array", "items": node}
+    cyclic = QuantityIndex(node)
+    obj = {"name": "0.1", "child": {"children": [{"child": {"size": "0.5"}}]}}
+    assert canonicalize_quantities(obj, node, cyclic) == []
+    assert obj == {"name": "0.1", "child": {"children": [{"child": {"size": "500m"}}]}}
+    assert not cyclic.below(node["properties"]["name"]) and cyclic.below(node)
+    # an index of another schema is not used for this one
+    other = {"type": "object", "properties": {"size": {"type": "string", conv.QUANTITY_MARK: True}}}
+    obj = {"size": "0.25"}
+    assert canonicalize_quantities(obj, other, cyclic) == [] and obj == {"size": "250m"}

@@ -16,10 +16,13 @@ from vkube.api import errors
 from vkube.api.fieldset import FieldSetCache, from_fields_v1
 from vkube.api.fieldvalidation import duplicate_fields, unknown_fields
 from vkube.api.kinds import Registry
+from vkube.api.meta import new_uid, rfc3339, rfc3339_micro
 from vkube.api.openapi import OpenAPI
 from vkube.api.quantity import QuantityError, parse_quantity
+from vkube.api import fieldset as fs
+from vkube.api import ssa
 from vkube.api.ssa import server_side_apply, update_managed_fields
-from vkube.api.typecheck import type_errors
+from vkube.api.typecheck import TypeIndex, type_errors
 from vkube.api.validation_pod import validate_pod_update
 
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"
@@ -205,6 +208,68 @@ def test_type_error_paths(pod_schema: dict) -> None:
          f"{go} bool into Go struct field PodSpec.spec.terminationGracePeriodSeconds of type int64")]
 
 
+def test_type_errors_with_a_kept_index_are_the_same(pod_schema: dict, schema: dict) -> None:
+    """The index of a kind's field types (kept by the storage across writes) changes no
+    answer, and an index of another schema is not used for this one."""
+    index = TypeIndex(pod_schema)
+    cases = [
+        {"metadata": {"name": "p", "labels": {"a": 1}}, "spec": {"containers": [
+            {"name": "a", "image": 5, "ports": [{"containerPort": "80"}, None, {"containerPort": 2**31}]},
+            {"name": "b", "image": "i", "args": ["x", 1], "readinessProbe": {"httpGet": {"port": 1.5}}}]}},
+        {"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": 1, "memory": True}}}],
+                  "terminationGracePeriodSeconds": True, "hostNetwork": 1, "nodeName": None}},
+        {"spec": {"containers": [{"name": "a", "livenessProbe": {"tcpSocket": {"port": "http"}}}],
+                  "securityContext": {"runAsUser": 1.0, "fsGroup": 2.5}}},
+        {"spec": {"containers": [{"name": "a", "livenessProbe": {"tcpSocket": {"port": [1]}}}]}},
+        {"spec": "no", "metadata": {"annotations": {"a": {"b": 1}}}},
+    ]
+    for obj in cases:
+        expected = type_errors(copy.deepcopy(obj), pod_schema)
+        assert expected, obj
+        assert type_errors(copy.deepcopy(obj), pod_schema, index) == expected, obj
+    deployment = {"spec": {"replicas": "two"}}
+    assert type_errors(deployment, schema, index) == type_errors(deployment, schema) != []
+    # one index per schema in the process, whichever cluster asks (the schemas are shared too)
+    from vkube.api.canonical import QuantityIndex
+
+    assert TypeIndex.shared(pod_schema) is TypeIndex.shared(pod_schema) is not TypeIndex.shared(schema)
+    assert QuantityIndex.shared(pod_schema) is QuantityIndex.shared(pod_schema)
+    assert QuantityIndex.shared(pod_schema) is not TypeIndex.shared(pod_schema)
+
+
+def test_a_create_s_managed_fields_are_those_of_the_general_path(schema: dict, pod_schema: dict) -> None:
+    """A create's one entry is built straight in FieldsV1 form; it is what the trie, stripped
+    and encoded, gives, for structs, maps, map lists (one and two keys, repeated keys), set
+    lists, atomic lists and maps, empty values and schemaless objects."""
+    big = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "p", "namespace": "d", "uid": "u", "labels": {"a": "b"}, "annotations": {},
+        "finalizers": ["x", "y", "x"], "ownerReferences": [{"uid": "1", "name": "o", "kind": "K", "apiVersion": "v1"}]},
+        "spec": {"containers": [
+            {"name": f"c{i}", "image": "i", "args": ["a", "b"], "ports": [{"containerPort": 80 + i, "protocol": "TCP"},
+                                                                          {"containerPort": 80 + i, "protocol": "UDP"}],
+             "env": [{"name": "E", "value": "1"}, {"name": "E", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+             "resources": {"limits": {"cpu": "1"}}, "securityContext": {}} for i in range(3)],
+            "nodeSelector": {"a": "b"}, "volumes": [], "tolerations": [{"key": "k", "operator": "Exists"}]},
+        "status": {}}
+    samples = [(big, pod_schema), (copy.deepcopy(DEPLOYMENT), schema),
+               ({"apiVersion": "x/v1", "kind": "Thing", "metadata": {"name": "t", "labels": {"a": "b"}},
+                 "spec": {"list": [1, {"a": 2}], "map": {"k": {"d": [3]}}, "empty": {}}}, None),
+               ({"apiVersion": "v1", "kind": "Pod", "metadata": {}}, pod_schema)]
+    for obj, sch in samples:
+        effective = ssa._effective(sch)
+        trie = ssa._strip(ssa._contents(copy.deepcopy(obj), effective))
+        raw = ssa._strip_raw(ssa._raw_contents(copy.deepcopy(obj), effective))
+        assert orjson.dumps(raw) == orjson.dumps(fs.to_fields_v1(trie)), obj  # in Kubernetes' order too
+        made = copy.deepcopy(obj)
+        update_managed_fields(None, made, manager="m", operation="Update", api_version="v1", now=T0, schema=sch)
+        entries = (made.get("metadata") or {}).get("managedFields")
+        if trie:
+            assert entries == [{"manager": "m", "operation": "Update", "apiVersion": "v1", "time": T0,
+                                "fieldsType": "FieldsV1", "fieldsV1": fs.to_fields_v1(trie)}]
+        else:
+            assert entries is None
+
+
 # -- quantities ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["0", "100m", "1.5", ".5", "5.", "64Mi", "1.5Gi", "2e3", "1E-3", "-5k",
@@ -280,3 +345,40 @@ def test_json_body_roundtrip_has_no_nulls_after_drop() -> None:
     clean = {"a": 1, "b": ["x"]}
     _drop_nulls(clean)
     assert clean == {"a": 1, "b": ["x"]}
+
+
+def test_new_uid_is_a_random_version_4_uuid() -> None:
+    import uuid
+
+    uids = {new_uid() for _ in range(2000)}
+    assert len(uids) == 2000
+    for text in list(uids)[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_times_are_written_as_kubernetes_writes_them() -> None:
+    import datetime as dt
+
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    assert rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=plus2)) == "2026-01-02T01:04:05Z"
+    assert rfc3339(dt.datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02T03:04:05Z"  # naive: UTC
+    assert rfc3339(dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)) == "0001-01-01T00:00:00Z"
+    assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=plus2)) == "2026-01-02T01:04:05.000000Z"
+    assert rfc3339_micro(dt.datetime(2026, 1, 2, 3, 4, 5, 42)) == "2026-01-02T03:04:05.000042Z"
+
+
+def test_reapplying_the_same_fields_keeps_their_fields_v1(schema: dict) -> None:
+    """A re-apply of the same fields (new values) reuses the entry's FieldsV1; it is what
+    encoding the set again gives, and only the time moves."""
+    first = server_side_apply(None, copy.deepcopy(DEPLOYMENT), manager="kubectl", force=False, schema=schema, now=T0)
+    changed = copy.deepcopy(DEPLOYMENT)
+    changed["spec"]["replicas"] = 5
+    second = server_side_apply(first, changed, manager="kubectl", force=False, schema=schema, now=T1)
+    [before], [after] = first["metadata"]["managedFields"], second["metadata"]["managedFields"]
+    assert orjson.dumps(after["fieldsV1"]) == orjson.dumps(before["fieldsV1"])
+    assert (before["time"], after["time"]) == (T0, T1) and second["spec"]["replicas"] == 5
+    fewer = copy.deepcopy(DEPLOYMENT)
+    del fewer["spec"]["replicas"]
+    third = server_side_apply(second, fewer, manager="kubectl", force=False, schema=schema, now=T2)
+    assert "f:replicas" not in third["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]

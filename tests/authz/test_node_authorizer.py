@@ -105,6 +105,23 @@ async def test_kubelets_read_only_what_their_pods_need(control_plane, tmp_path):
             "in the namespace \"default\": no relationship found between node 'n2' and this object") in err
     await denied(n1, "get", "secret", "other")
     await denied(n1, "get", "secrets")  # no list of every secret
+    # a pod created unbound (the graph skips it unread) and bound later gains its edges
+    await asyncio.to_thread(cp.kubectl, "apply", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p3"},
+         "spec": {"automountServiceAccountToken": False, "containers": [{"name": "c", "image": "nginx"}],
+                  "volumes": [{"name": "s", "secret": {"secretName": "other"}}]}}))
+    await denied(n1, "get", "secret", "other")
+    await asyncio.to_thread(cp.kubectl, "create", "--raw", "/api/v1/namespaces/default/pods/p3/binding",
+                            "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Binding",
+                                                          "metadata": {"name": "p3"},
+                                                          "target": {"kind": "Node", "name": "n1"}}))
+    await ok(n1, "get", "secret", "other")
+    await asyncio.to_thread(cp.kubectl, "delete", "pod", "p3", "--grace-period=0", "--force")
+    for _ in range(100):  # its edges go with it
+        if (await n1("get", "secret", "other")).returncode != 0:
+            break
+        await asyncio.sleep(0.05)
+    await denied(n1, "get", "secret", "other")
     await denied(n2, "get", "configmap", "c1")
     # a token only for a service account of its own pods
     await ok(n1, "create", "token", "runner")

@@ -71,6 +71,73 @@ async def test_unread_watch_does_not_block_writers(small_buffer: SqliteStore) ->
         await it.aclose()
 
 
+async def test_concurrent_writers_share_fsyncs_and_all_are_durable(tmp_path: Path) -> None:
+    """Group commit: writes queued together commit in one transaction (one fsync), each gets
+    its own revision, and every acknowledged one is there after a restart."""
+    path = tmp_path / "group.db"
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        commits = len(store.driver.commit_seconds)
+        kvs = await asyncio.gather(*(store.create(f"/gc/{i:03d}", b"v%d" % i) for i in range(100)))
+        assert len(store.driver.commit_seconds) - commits <= 5  # not one transaction per write
+        assert sorted(kv.mod_revision for kv in kvs) == list(range(kvs[0].mod_revision, kvs[0].mod_revision + 100))
+    finally:
+        await store.close()
+    again = SqliteStore(path)
+    await again.start()
+    try:
+        got = await again.range("/gc/")
+        assert [(kv.key, kv.value, kv.mod_revision) for kv in got.kvs] == \
+            [(kv.key, kv.value, kv.mod_revision) for kv in sorted(kvs, key=lambda kv: kv.key)]
+    finally:
+        await again.close()
+
+
+async def test_own_commits_are_not_read_back_but_another_writers_are(tmp_path: Path) -> None:
+    """The remote-commit poll knows a WAL change of this process's own commit (no read on a
+    reader thread per write); a commit of another writer on the file, before or after one of
+    ours, still reaches this store's watchers."""
+    path = tmp_path / "own.db"
+    store, other = SqliteStore(path), SqliteStore(path)  # ``other`` writes as another process would
+    await store.start()
+    await other.start()
+    try:
+        it = store.watch("/o/", after_revision=await store.current_revision())
+        reads = 0
+        revisions = store.driver.revisions
+
+        async def counted() -> tuple[int, int]:
+            nonlocal reads
+            reads += 1
+            return await revisions()
+
+        store.driver.revisions = counted  # type: ignore[method-assign]
+        first = await store.create("/o/first", b"v")
+        assert (await anext(it)).revision == first.mod_revision  # watching from here on
+        await asyncio.sleep(0.1)
+        reads = 0
+        watched = asyncio.ensure_future(collect(it, 20))
+        own = []
+        for i in range(20):
+            own.append(await store.create(f"/o/own{i}", b"v"))
+            await asyncio.sleep(0.03)  # past the poll interval: each commit is looked at
+        assert [e.revision for e in await asyncio.wait_for(watched, 60)] == [kv.mod_revision for kv in own]
+        assert reads <= 3, reads  # a poll may land mid-commit; it was one read per commit
+        theirs = await other.create("/o/theirs", b"t")  # another writer, then us at once
+        ours = await store.create("/o/ours", b"o")
+        events = await asyncio.wait_for(collect(it, 2), 60)
+        assert [(e.kv.key, e.revision) for e in events] == [("/o/theirs", theirs.mod_revision),
+                                                            ("/o/ours", ours.mod_revision)]
+        later = await other.create("/o/later", b"l")  # another writer's commit after ours
+        event = await asyncio.wait_for(anext(it), 60)
+        assert (event.kv.key, event.revision) == ("/o/later", later.mod_revision)
+        await it.aclose()
+    finally:
+        await other.close()
+        await store.close()
+
+
 async def test_memory_store_is_ephemeral() -> None:
     store = open_store(":memory:")
     await store.start()

@@ -17,23 +17,83 @@ from vkube.api.openapi_convert import QUANTITY_MARK
 from vkube.api.quantity import QuantityError, canonical
 from vkube.api.validation import invalid_value
 
-__all__ = ["canonicalize_quantities"]
+__all__ = ["QuantityIndex", "canonicalize_quantities"]
 
 Schema = dict[str, Any]
 Causes = list[dict[str, str]]
 
 
-def canonicalize_quantities(obj: Any, schema: Schema | None) -> Causes:
+class QuantityIndex:
+    """Which nodes of one schema have a quantity at or below them, learnt as objects are
+    walked, so that the walk skips the rest (in a pod, every container's env, ports and
+    probes): the index of one schema, holding it so that the nodes' ids stay theirs."""
+
+    __slots__ = ("schema", "_below", "_plans")
+
+    @classmethod
+    def shared(cls, schema: Schema) -> "QuantityIndex":
+        """The process's index of ``schema``, shared by every cluster like the schema."""
+        from vkube.api.typecheck import shared_index
+
+        return shared_index(cls, schema)
+
+    def __init__(self, schema: Schema | None) -> None:
+        self.schema = schema
+        self._below: dict[int, bool] = {}
+        self._plans: dict[int, tuple[tuple[tuple[str, Schema], ...], Schema | None]] = {}
+
+    def plan(self, schema: Schema) -> tuple[tuple[tuple[str, Schema], ...], Schema | None]:
+        """An object node's quantity-bearing properties, and its map values' schema when
+        those may hold one (else None)."""
+        plan = self._plans.get(id(schema))
+        if plan is None:
+            props = schema.get("properties") or {}
+            extra = schema.get("additionalProperties")
+            plan = self._plans[id(schema)] = (
+                tuple((k, sub) for k, sub in props.items() if isinstance(sub, dict) and self.below(sub)),
+                extra if isinstance(extra, dict) and self.below(extra) else None)
+        return plan
+
+    def below(self, schema: Schema) -> bool:
+        """Whether ``schema`` (a node of this index's schema) may hold a quantity."""
+        found = self._below.get(id(schema))
+        if found is None:
+            found = self._search(schema, set())
+        return found
+
+    def _search(self, schema: Schema, visiting: set[int]) -> bool:
+        key = id(schema)
+        if key in self._below:
+            return self._below[key]
+        if key in visiting:
+            return True  # a cycle (JSONSchemaProps): assume so, and learn nothing from it
+        visiting.add(key)
+        found = bool(schema.get(QUANTITY_MARK))
+        if not found:
+            props = schema.get("properties")
+            children = list(props.values()) if isinstance(props, dict) else []
+            children += [schema.get("additionalProperties"), schema.get("items")]
+            found = any(isinstance(c, dict) and self._search(c, visiting) for c in children)
+        visiting.discard(key)
+        self._below[key] = found  # "no" never rests on a cycle's guess; "yes" at worst walks more
+        return found
+
+
+def canonicalize_quantities(obj: Any, schema: Schema | None, index: QuantityIndex | None = None) -> Causes:
     """Rewrite every quantity in ``obj`` (in place) to Kubernetes' canonical string. Returns
     an ``Invalid value`` cause, naming the field, for each value that is not a quantity (the
-    value is left as it was)."""
+    value is left as it was). ``index`` (of ``schema``) is kept by the caller across calls."""
     causes: Causes = []
-    if isinstance(schema, dict) and isinstance(obj, dict) and not _fast_object(obj, schema):
+    if not isinstance(schema, dict) or not isinstance(obj, dict):
+        return causes
+    if index is None or index.schema is not schema:
+        index = QuantityIndex(schema)
+    if not _fast_object(obj, schema, index):
         _walk_object(obj, schema, "", causes)  # again, naming the fields (canonical is idempotent)
     return causes
 
 
-def _fast(value: Any, schema: Schema) -> Any:
+def _fast(value: Any, schema: Schema, index: QuantityIndex) -> Any:
     """``_walk`` without field paths (building one per value was most of the cost); raises
     QuantityError at the first bad value, for the slow walk to name."""
     if schema.get(QUANTITY_MARK):
@@ -41,27 +101,33 @@ def _fast(value: Any, schema: Schema) -> Any:
             return value
         return _canonical(value)
     if isinstance(value, dict):
-        if not _fast_object(value, schema):
+        if not _fast_object(value, schema, index):
             raise QuantityError("")
     elif isinstance(value, list):
         items = schema.get("items")
-        if isinstance(items, dict):
+        if isinstance(items, dict) and index.below(items):
             for i, item in enumerate(value):
-                value[i] = _fast(item, items)
+                value[i] = _fast(item, items, index)
     return value
 
 
-def _fast_object(obj: dict[str, Any], schema: Schema) -> bool:
+def _fast_object(obj: dict[str, Any], schema: Schema, index: QuantityIndex) -> bool:
     """Canonicalize ``obj``'s quantities in place; False when one is not a quantity."""
-    props = schema.get("properties") or {}
-    extra = schema.get("additionalProperties")
+    fields, extra = index.plan(schema)
     try:
+        if extra is None:  # a struct: only its quantity-bearing fields are looked at
+            for key, sub in fields:
+                if key in obj:
+                    obj[key] = _fast(obj[key], sub, index)
+            return True
+        props = schema.get("properties") or {}
         for key, value in obj.items():
             sub = props.get(key)
             if isinstance(sub, dict):
-                obj[key] = _fast(value, sub)
-            elif isinstance(extra, dict):
-                obj[key] = _fast(value, extra)
+                if index.below(sub):
+                    obj[key] = _fast(value, sub, index)
+            else:
+                obj[key] = _fast(value, extra, index)
     except QuantityError:
         return False
     return True

@@ -18,11 +18,77 @@ _BOUNDS = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _GO_PREFIX = "json: "
 
 
-def type_errors(obj: Any, schema: Schema | None) -> list[tuple[str, str]]:
-    """(field path, message) for values whose JSON type the schema does not allow."""
+class TypeIndex:
+    """Per object node of one schema, each field's schema and the Python type a value of it
+    may simply have (nothing to check below it), worked out once: the walk then settles most
+    leaves with one lookup. Holds the schema, so that the nodes' ids stay theirs."""
+
+    __slots__ = ("schema", "_fields", "_items")
+
+    @classmethod
+    def shared(cls, schema: Schema) -> "TypeIndex":
+        """The process's index of ``schema``: built-in schemas are shared by every cluster of
+        a process, and so are their indexes (tens of KiB for a pod's)."""
+        return shared_index(cls, schema)
+
+    def __init__(self, schema: Schema | None) -> None:
+        self.schema = schema
+        self._fields: dict[int, tuple[dict[str, tuple[Any, type | None]], tuple[Any, type | None] | None]] = {}
+        self._items: dict[int, type | None] = {}
+
+    def fields(self, schema: Schema) -> tuple[dict[str, tuple[Any, type | None]], tuple[Any, type | None] | None]:
+        """(property → (schema, plain type)), and (schema, plain type) of map values or None."""
+        found = self._fields.get(id(schema))
+        if found is None:
+            props = schema.get("properties") or {}
+            extra = schema.get("additionalProperties")
+            found = self._fields[id(schema)] = (
+                {k: (sub, _plain_type(sub)) for k, sub in props.items() if sub is not None},
+                (extra, _plain_type(extra)) if isinstance(extra, dict) else None)
+        return found
+
+    def item_type(self, items: Schema) -> type | None:
+        key = id(items)
+        if key not in self._items:
+            self._items[key] = _plain_type(items)
+        return self._items[key]
+
+
+#: indexes of the schemas the process checks objects against, shared like the schemas they
+#: describe (each holds its schema, so an id is never reused while cached); derived data only
+_SHARED: dict[tuple[type, int], Any] = {}
+_SHARED_MAX = 512
+
+
+def shared_index(cls: type, schema: Schema) -> Any:
+    """The one index of class ``cls`` (built from a schema alone) for ``schema`` in this process."""
+    index = _SHARED.get((cls, id(schema)))
+    if index is None or index.schema is not schema:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()  # CRD schemas come and go; built-in ones are made again on demand
+        index = _SHARED[(cls, id(schema))] = cls(schema)
+    return index
+
+
+def _plain_type(schema: Any) -> type | None:
+    """The type whose values need no check for ``schema``: a scalar of exactly its declared
+    type, with nothing else to look at (None: always walk)."""
+    if not isinstance(schema, dict) or "x-kubernetes-int-or-string" in schema:
+        return None
+    t = _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
+    if t is dict or t is list or (t is int and "format" in schema):
+        return None
+    return t
+
+
+def type_errors(obj: Any, schema: Schema | None, index: TypeIndex | None = None) -> list[tuple[str, str]]:
+    """(field path, message) for values whose JSON type the schema does not allow.
+    ``index`` (of ``schema``) is kept by a caller that checks many objects of one kind."""
     out: list[tuple[str, str]] = []
     if schema:
-        _walk(obj, schema, [], out, "")
+        if index is None or index.schema is not schema:
+            index = TypeIndex(schema)
+        _walk(obj, schema, [], out, "", index)
     return out
 
 
@@ -73,16 +139,6 @@ def _path(parts: list[str | int]) -> str:
     return out
 
 
-def _plainly_ok(value: Any, schema: Any) -> bool:
-    """A scalar of exactly its declared type: nothing to check and nothing below it (most
-    leaves), decided without a call to ``_walk``."""
-    t = type(value)
-    return (t is not dict and t is not list and isinstance(schema, dict)
-            and t is _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
-            and "x-kubernetes-int-or-string" not in schema
-            and (t is not int or "format" not in schema))
-
-
 def _number_error(value: Any, schema: Schema, path: list[str | int], owner: str) -> str | None:
     """encoding/json's error for a number its integer field cannot hold: out of the format's
     range (``replicas: 2147483648`` into an int32) or not whole (``replicas: 1.5``)."""
@@ -102,7 +158,8 @@ def _number_error(value: Any, schema: Schema, path: list[str | int], owner: str)
     return f"{_GO_PREFIX}cannot unmarshal number {text} into {where} of type {gotype}"
 
 
-def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]], owner: str) -> None:
+def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str, str]], owner: str,
+          index: TypeIndex) -> None:
     if len(out) >= MAX_ERRORS or not isinstance(schema, dict):
         return
     if value is None:
@@ -134,31 +191,31 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         return
     if isinstance(value, dict):
         owner = schema.get(GO_TYPE_MARK) or owner
-        props = schema.get("properties") or {}
-        extra = schema.get("additionalProperties")
-        extra_ok = isinstance(extra, dict)
+        fields, extra = index.fields(schema)
         for k, v in value.items():
-            sub = props.get(k)
+            found = fields.get(k)
             key: str = k
-            if sub is None:
-                if not extra_ok:
-                    continue
-                sub, key = extra, _MapKey(k)
+            if found is None:
+                if extra is None:
+                    continue  # unknown here
+                found, key = extra, _MapKey(k)
             if v is None:
                 continue  # a null field is absent (only list items must not be null)
-            if _plainly_ok(v, sub):
+            sub, plain = found
+            if type(v) is plain:
                 continue
             path.append(key)
-            _walk(v, sub if sub is not None else extra, path, out, owner)
+            _walk(v, sub, path, out, owner, index)
             path.pop()
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
+            plain = index.item_type(items)
             for i, item in enumerate(value):
-                if item is not None and _plainly_ok(item, items):
+                if type(item) is plain:
                     continue
                 path.append(i)
-                _walk(item, items, path, out, owner)
+                _walk(item, items, path, out, owner, index)
                 path.pop()
 
 

@@ -286,6 +286,7 @@ class ResourceHandlers:
             rc, namespace_of(spec, info), info.name, apply, subresource=subresource,
             operation="Apply" if ptype == "apply" else "Update",
             create_if_missing=ptype == "apply" and not subresource,
+            fn_copies=True,  # each patch type and apply copies what it is given
         )
         return self.render(request, spec, obj, 201 if created else 200, warnings=warnings)
 

@@ -122,6 +122,11 @@ def _node_rules() -> tuple[Rule, ...]:
     return tuple(out)
 
 
+#: how ``spec.nodeName`` appears in a stored pod (compact JSON: a key is the only place
+#: the quoted name and a colon meet unescaped)
+_NODE_NAME = b'"nodeName":'
+
+
 class NodeGraph:
     """Pods (and claims) per node, following the store; the Node authorizer's decisions."""
 
@@ -160,11 +165,21 @@ class NodeGraph:
         return res.revision
 
     async def _follow(self, prefix: str, apply: Any, revision: int) -> None:
+        kind = "Pod" if apply == self._on_pod else "PersistentVolumeClaim"
         while True:
             try:
                 async for event in self.ctx.store.watch(prefix, after_revision=revision):
                     revision = event.revision
-                    apply(event.kv.key, None if event.type == "DELETED" else decode(event.kv))
+                    key = event.kv.key
+                    if event.type == "DELETED":
+                        apply(key, None)
+                        continue
+                    storage = self.ctx.storage_for("", kind)  # the current one (encryption may change)
+                    if apply == self._on_pod and key not in self._pods and storage.plain_at_rest() \
+                            and _NODE_NAME not in event.kv.value:
+                        continue  # neither bound now nor before: no edges either way
+                    # decoded once with the pod watchers (it was decoded once per follower)
+                    apply(key, storage.watch_object(event.kv))
                 return
             except Compacted:
                 revision = await self._relist(prefix, apply)

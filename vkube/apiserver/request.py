@@ -9,10 +9,10 @@ Not to be confused with ``vkube.apiserver.context.Context``: that one is per con
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from vkube.api.meta import new_uid
 from vkube.api.user import ALL_AUTHENTICATED, SYSTEM_MASTERS, UserInfo
 
 __all__ = ["UserInfo", "SYSTEM_MASTERS", "ALL_AUTHENTICATED", "APISERVER_USER", "CLUSTER_ADMIN_USER",
@@ -61,7 +61,7 @@ class RequestContext:
 
 def new_audit_id(sent: str | None) -> str:
     """The client's ``Audit-ID`` as sent (upstream stores it untruncated), else a UUID."""
-    return sent if sent else str(uuid.uuid4())
+    return sent if sent else new_uid()
 
 
 def internal_context(verb: str, *, resource: str = "", namespace: str = "", name: str = "",
@@ -73,4 +73,4 @@ def internal_context(verb: str, *, resource: str = "", namespace: str = "", name
                        group=group, version=version, namespace=namespace, resource=resource,
                        subresource=subresource, name=name)
     return RequestContext(user=user or UserInfo(APISERVER_USER, groups=(SYSTEM_MASTERS, ALL_AUTHENTICATED)),
-                          info=info, audit_id=str(uuid.uuid4()), field_manager=field_manager)
+                          info=info, audit_id=new_uid(), field_manager=field_manager)

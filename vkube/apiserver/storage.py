@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 import orjson
 
 from vkube.api import errors
-from vkube.api.canonical import canonicalize_quantities
+from vkube.api.canonical import QuantityIndex, canonicalize_quantities
 from vkube.api.jsonvalue import clone
 from vkube.api.kinds import ResourceSpec
-from vkube.api.meta import Obj, rfc3339
-from vkube.api.typecheck import describe, type_errors
+from vkube.api.meta import Obj, new_uid, rfc3339
+from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.context import AdmissionRequest, Context
 from vkube.apiserver.objects import decode, encode, meta, random_suffix
 from vkube.apiserver.request import RequestContext
@@ -70,6 +69,9 @@ class ResourceStorage:
         # CPU in a rollout. Read-only once here.
         self._watch_objs: dict[tuple[str, int], Obj] = {}
         self._watch_json: dict[tuple[str, str, str], bytes] = {}
+        #: where this kind's schema has quantities (canonicalization walks only there)
+        self._quantities = QuantityIndex(None)
+        self._types = TypeIndex(None)  # and its fields' types (the type check's lookups)
 
     async def _stale_at_rest(self, key: str) -> bool:
         """Stored by an older encryption provider: an unchanged update still re-writes it."""
@@ -131,6 +133,15 @@ class ResourceStorage:
             if len(self._watch_objs) > _WATCH_SHARED:
                 del self._watch_objs[next(iter(self._watch_objs))]
         return obj
+
+    def watch_object(self, kv: Any) -> Obj:
+        """A store event's object, decoded once for every in-process follower of this
+        resource (watchers, the node graph): read-only."""
+        return self._watch_decode(kv)
+
+    def plain_at_rest(self) -> bool:
+        """Whether stored values are this kind's JSON as it is (not encrypted)."""
+        return self.transformer is None
 
     def watch_json(self, obj: Obj) -> bytes:
         """``obj`` (a watch event's) as JSON, encoded once for all watchers: one revision of
@@ -240,7 +251,9 @@ class ResourceStorage:
         if getattr(self.strategy, "custom", False):  # custom resources: schema errors are 422s
             return obj
         schema = self.ctx.schema_for(self.spec)
-        problems = type_errors(obj, schema)
+        if self._types.schema is not schema:
+            self._types = TypeIndex.shared(schema)
+        problems = type_errors(obj, schema, self._types)
         if problems:
             raise errors.BadRequest(
                 f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
@@ -248,7 +261,9 @@ class ResourceStorage:
                 causes=[errors.field_error(p, m, reason="FieldValueTypeInvalid") for p, m in problems],
             )
         # quantities are stored as Kubernetes' Go type writes them back (canonical form)
-        self._raise_invalid(obj, canonicalize_quantities(obj, schema))
+        if self._quantities.schema is not schema:
+            self._quantities = QuantityIndex.shared(schema)
+        self._raise_invalid(obj, canonicalize_quantities(obj, schema, self._quantities))
         return obj
 
     def _track(self, old: Obj | None, new: Obj, manager: str | None, operation: str,
@@ -278,7 +293,7 @@ class ResourceStorage:
             m["name"] = m["generateName"] + random_suffix()
         for k in _SERVER_META:
             m.pop(k, None)
-        m["uid"] = str(uuid.uuid4())
+        m["uid"] = new_uid()
         m["creationTimestamp"] = rfc3339(self.ctx.clock())
         if self.strategy.has_generation:
             m["generation"] = 1
@@ -325,10 +340,12 @@ class ResourceStorage:
 
     async def update_with(self, rc: RequestContext, namespace: str | None, name: str,
                           fn: Callable[[Obj], Obj], *, subresource: str = "", operation: str = "Update",
-                          create_if_missing: bool = False) -> tuple[Obj, bool]:
+                          create_if_missing: bool = False, fn_copies: bool = False) -> tuple[Obj, bool]:
         """Read-modify-write with retries on conflict (PATCH and server-side apply).
         ``fn`` gets a deep copy of the current object (``{}`` when absent and
-        ``create_if_missing``) and returns the desired one. Returns (object, created)."""
+        ``create_if_missing``) and returns the desired one; with ``fn_copies`` it gets the
+        current object itself, which it promises to leave alone (every patch function works
+        on its own copy). Returns (object, created)."""
         namespace = self._check_namespace(namespace)
         for _ in range(_UPDATE_RETRIES):
             current = await self.get_or_none(rc, namespace, name)
@@ -347,7 +364,7 @@ class ResourceStorage:
                     return await self.create(rc, namespace, desired, skip_track=True), True
                 except errors.AlreadyExists:
                     continue
-            desired = fn(clone(current))
+            desired = fn(current if fn_copies else clone(current))
             desired = self._check_type(desired)
             dm = meta(desired)
             want_rv = str(dm.get("resourceVersion") or "")

@@ -159,6 +159,12 @@ class SqliteDriver(Driver):
         self.commit_seconds: deque[float] = deque(maxlen=200_000)
         self._bg_done = 0.0
         self._bg_since: float | None = None
+        #: the WAL as this process's last commit left it, when no other process had committed
+        #: since our commit before (the revision the writer ended on is ``_own_revision``):
+        #: the remote-commit poll then knows the change is ours and reads nothing
+        self._own_wal: tuple[int, int, int] | None = None
+        self._own_revision = -1
+        self._in_commit = False
 
     def __str__(self) -> str:
         return self.path
@@ -209,6 +215,7 @@ class SqliteDriver(Driver):
         for statement in self._dialect.schema:
             conn.execute(statement)
         current, compacted = conn.execute(self._dialect.revisions).fetchone()
+        self._own_revision = current
         return current, compacted
 
     def on_remote_commit(self, callback: Callable[[int], None],
@@ -221,19 +228,22 @@ class SqliteDriver(Driver):
         """Report commits of other processes: stat the WAL while anyone watches; when it
         changed (any commit appends to it, ours too), read the current revision."""
         seen: tuple[int, int, int] | None = None
+        deferred = False
         while True:
             await asyncio.sleep(_REMOTE_POLL)
             if not watched():
                 seen = None  # when watching starts again, look once
                 continue
-            try:
-                st = os.stat(self.path + "-wal")
-                now = (st.st_ino, st.st_size, st.st_mtime_ns)
-            except OSError:
-                now = (0, 0, 0)
+            now = self._wal_signature()
             if now == seen:
                 continue
+            if self._in_commit and not deferred:
+                deferred = True  # likely ours, not yet recorded: look again next time (once)
+                continue
+            deferred = False
             seen = now
+            if now == self._own_wal:
+                continue  # our own last commit, with no other process's before it
             try:
                 current, _ = await self.revisions()
             except (sqlite3.Error, OSError) as exc:
@@ -242,6 +252,14 @@ class SqliteDriver(Driver):
             except StoreClosed:
                 return
             callback(current)
+
+    def _wal_signature(self) -> tuple[int, int, int]:
+        """What changes in the WAL file whenever anyone commits."""
+        try:
+            st = os.stat(self.path + "-wal")
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return (0, 0, 0)
 
     def _reader_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -403,6 +421,7 @@ class SqliteDriver(Driver):
         conn = self._wconn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
+        self._in_commit = True  # from here on the WAL may change under the remote-commit poll
         try:
             revision = conn.execute(self._dialect.revisions).fetchone()[0]
             latest: dict[str, KeyValue | None] = {}
@@ -410,11 +429,17 @@ class SqliteDriver(Driver):
                 if write.key not in latest:
                     row = conn.execute(self._dialect.latest, (write.key,)).fetchone()
                     latest[write.key] = None if row is None or row[4] else _sql.kv_from_row(row)
-            conn.executemany(self._dialect.insert, plan_batch(batch, latest, revision))
+            rows = plan_batch(batch, latest, revision)
+            conn.executemany(self._dialect.insert, rows)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
+            self._own_wal, self._in_commit = None, False
             raise
+        # the WAL is ours alone when this batch began where our previous one ended
+        self._own_wal = self._wal_signature() if revision == self._own_revision else None
+        self._own_revision = revision + len(rows)
+        self._in_commit = False
 
     async def load(self, rows: list[Row], revision: int) -> bool:
         return await self._on_writer(self._load_sync, rows, revision)

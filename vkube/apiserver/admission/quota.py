@@ -76,11 +76,14 @@ class ResourceQuota:
     async def validate(self, ctx: Context, req: AdmissionRequest) -> None:
         if not req.namespace or not req.spec.namespaced:
             return
-        delta = self._delta(req)
-        if not delta:
-            return
         storage, cache = ctx.storage_for("", "ResourceQuota"), ctx.cache_for("", "ResourceQuota")
         if storage is None or cache is None:
+            return
+        if cache.synced and not await cache.list(req.request, req.namespace) \
+                and not self._live_lookup_due(req.namespace, []):
+            return  # no quota here (the same answer as below, before the usage is summed)
+        delta = self._delta(req)
+        if not delta:
             return
         async with self.lock:
             for attempt in range(_RETRIES):
