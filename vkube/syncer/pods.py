@@ -132,8 +132,8 @@ class PodSyncer(KindSyncer):
         hns = self.ctx.host_namespace
         vpod = self.vinf.get(name, ns)
         hpod = self.hinf.get(hname, hns)
-        if hpod is not None and not self.tr.is_owned(hpod):
-            return  # the informer only holds ours; be safe anyway
+        if hpod is not None and not self.tr.owns(hpod, ns, name):
+            return  # not this virtual pod's host pod: never reused, changed nor deleted
         if vpod is None:
             if hpod is not None and not deleting(hpod):
                 await delete_ignore_missing(self.ctx.host, PODS, hname, hns)

@@ -103,7 +103,7 @@ class PersistentVolumeSyncer(KindSyncer):
         hname = self.tr.host_cluster_name(name)
         hpv = self.hinf.get(hname)
         if vpv is None or deleting(vpv):
-            if hpv is not None and self.tr.is_owned(hpv):
+            if hpv is not None and self.tr.owns(hpv, None, name):
                 await delete_ignore_missing(self.ctx.host, PVS, hname, None)
             return
         spec = copy.deepcopy(vpv.get("spec") or {})
@@ -126,7 +126,7 @@ class PersistentVolumeSyncer(KindSyncer):
             except errors.AlreadyExists:
                 pass
             return
-        if self.tr.is_owned(hpv) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
+        if self.tr.owns(hpv, None, name) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
                 and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
 

@@ -1,0 +1,75 @@
+"""A tenant cannot reach another tenant's (or the host's) objects through the syncer's
+translation: names that line up, and references in a pod spec, driven with the real kubectl."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+from vkube.client.resources import PODS, SECRETS
+from vkube.syncer.podrewrite import host_pod_name
+from vkube.syncer.translate import Translator
+
+from .conftest import HOST_NS, VC, Pair, eventually, getter
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+TR = Translator(VC, HOST_NS)
+
+
+async def kubectl(kubeconfig: Path, *args: str, stdin: str = "") -> tuple[int, str]:
+    """The pinned kubectl, without blocking the loop the control planes run on."""
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "--kubeconfig", str(kubeconfig), *args, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), 90)
+    return proc.returncode or 0, out.decode()
+
+
+def _sub(token_b64: str) -> str:
+    payload = base64.b64decode(token_b64).decode().split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+
+
+def _docs(*docs: dict) -> str:
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+def _pod(ns: str, sa: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns},
+            "spec": {"serviceAccountName": sa, "containers": [{"name": "c", "image": "x"}]}}
+
+
+async def test_service_accounts_whose_names_line_up_get_their_own_tokens(synced: Pair, planes):
+    """``s`` in ``n-x-m`` and ``s-x-n`` in ``m`` once shared the host Secret
+    ``s-x-n-x-m-x-VC-token``: the second pod ran with the first one's (cluster-admin) token."""
+    vcp, _ = planes
+    kubeconfig = vcp.data_dir / "kubeconfig"
+    sas = [("n-x-m", "s"), ("m", "s-x-n")]
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns, _ in sas]
+    docs += [{"apiVersion": "v1", "kind": "ServiceAccount",
+              "metadata": {"name": sa, "namespace": ns}} for ns, sa in sas]
+    rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(*docs))
+    assert rc == 0, out
+    rc, out = await kubectl(kubeconfig, "apply", "-f", "-",
+                            stdin=_docs(*(_pod(ns, sa) for ns, sa in sas)))
+    assert rc == 0, out
+    h = synced.host
+    seen = set()
+    for ns, sa in sas:
+        hpod = await eventually(getter(h, PODS, host_pod_name(TR, "p", ns)), attempts=600)
+        names = [v["secret"]["secretName"] for v in hpod["spec"]["volumes"]
+                 if (v.get("secret") or {}).get("secretName", "").endswith("-token")]
+        assert names == [TR.token_secret_name(ns, sa)], hpod["spec"]["volumes"]
+        seen.add(names[0])
+
+        async def filled(name: str = names[0]) -> dict:
+            sec = await h.get(SECRETS, name, namespace=HOST_NS)
+            assert sec["data"]["token"], "token not filled yet"
+            return sec
+        sec = await eventually(filled, attempts=600)
+        assert _sub(sec["data"]["token"]) == f"system:serviceaccount:{ns}:{sa}"
+        assert base64.b64decode(sec["data"]["namespace"]).decode() == ns
+    assert len(seen) == 2
