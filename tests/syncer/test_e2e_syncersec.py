@@ -73,3 +73,40 @@ async def test_service_accounts_whose_names_line_up_get_their_own_tokens(synced:
         assert _sub(sec["data"]["token"]) == f"system:serviceaccount:{ns}:{sa}"
         assert base64.b64decode(sec["data"]["namespace"]).decode() == ns
     assert len(seen) == 2
+
+
+async def test_volume_secret_refs_go_to_the_tenants_copies_and_node_mounts_are_refused(
+        synced: Pair, planes):
+    """A csi volume's nodePublishSecretRef once named any host Secret of the namespace (the
+    syncer's own, other service accounts' tokens); an nfs volume was mounted by the node."""
+    vcp, _ = planes
+    kubeconfig = vcp.data_dir / "kubeconfig"
+    victim = TR.token_secret_name("demo", "default")
+    csi = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "csi", "namespace": "demo"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "v", "csi": {"driver": "d.example.com",
+                                     "nodePublishSecretRef": {"name": victim}}}]}}
+    nfs = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nfs", "namespace": "demo"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "share", "nfs": {"server": "10.0.0.1", "path": "/exports"}}]}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": victim,
+                                                                 "namespace": "demo"},
+              "stringData": {"k": "tenant's own"}}
+    rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(secret, csi, nfs))
+    assert rc == 0, out
+    h = synced.host
+    hpod = await eventually(getter(h, PODS, host_pod_name(TR, "csi", "demo")), attempts=600)
+    ref = hpod["spec"]["volumes"][0]["csi"]["nodePublishSecretRef"]["name"]
+    assert ref == TR.host_name(victim, "demo") != victim
+    copy = await eventually(getter(h, SECRETS, ref), attempts=600)
+    assert base64.b64decode(copy["data"]["k"]).decode() == "tenant's own"
+
+    async def refused() -> None:
+        rc, out = await kubectl(kubeconfig, "get", "pod", "nfs", "-n", "demo", "-o",
+                                "jsonpath={.status.reason}: {.status.message}")
+        assert rc == 0, out
+        assert out == ("SyncRejected: host access is not allowed: volume 'share' uses nfs"), out
+    await eventually(refused, attempts=100, delay=0.3)
+    rc, out = await kubectl(kubeconfig, "get", "events", "-n", "demo",
+                            "--field-selector", "involvedObject.name=nfs")
+    assert "volume 'share' uses nfs" in out, out

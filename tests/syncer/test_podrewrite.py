@@ -260,3 +260,86 @@ def test_node_selector_confines_host_pods():
     host = rewrite_pod(pod, replace(cfg, keep_node_name=True))
     assert host["spec"]["nodeSelector"] == {"pool": "tenants", "disk": "ssd"}
     assert "nodeSelector" not in rewrite_pod(POD, CFG)["spec"]
+
+
+#: every inline volume source upstream's VisitPodSecretNames says names a Secret
+SECRET_VOLUMES = [
+    {"name": "az", "azureFile": {"secretName": "s-az", "shareName": "x"}},
+    {"name": "ceph", "cephfs": {"monitors": ["m"], "secretRef": {"name": "s-ceph"}}},
+    {"name": "cin", "cinder": {"volumeID": "v", "secretRef": {"name": "s-cin"}}},
+    {"name": "flex", "flexVolume": {"driver": "d", "secretRef": {"name": "s-flex"}}},
+    {"name": "isc", "iscsi": {"targetPortal": "t", "iqn": "i", "lun": 0,
+                              "secretRef": {"name": "s-isc"}}},
+    {"name": "rbd", "rbd": {"monitors": ["m"], "image": "i", "secretRef": {"name": "s-rbd"}}},
+    {"name": "sio", "scaleIO": {"gateway": "g", "system": "s", "secretRef": {"name": "s-sio"}}},
+    {"name": "sos", "storageos": {"volumeName": "v", "secretRef": {"name": "s-sos"}}},
+    {"name": "csi", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "s-csi"}}},
+]
+
+
+def test_every_secret_a_volume_names_is_translated_and_synced():
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": SECRET_VOLUMES}}
+    names = {f"s-{v['name']}" for v in SECRET_VOLUMES}
+    assert referenced_objects(pod)[1] == names, "each goes down with the pod"
+    host = rewrite_pod(pod, replace(CFG, host_access="allow"))
+    flat = repr(host["spec"]["volumes"])
+    for n in names:
+        assert f"'{tr.host_name(n, 'n')}'" in flat and f"'{n}'" not in flat
+
+
+def test_volumes_the_node_mounts_are_host_access():
+    """nfs, iscsi, rbd, cephfs, gitRepo, cloud disks…: the node mounts them from its own
+    network, files or cloud account, past the pod's sandbox and NetworkPolicies."""
+    vols = SECRET_VOLUMES + [{"name": "nfs", "nfs": {"server": "10.0.0.1", "path": "/"}},
+                             {"name": "git", "gitRepo": {"repository": "r"}},
+                             {"name": "pd", "gcePersistentDisk": {"pdName": "other-tenant"}}]
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": vols}}
+    with pytest.raises(PodRejected) as e:
+        rewrite_pod(pod, CFG)
+    assert "volume 'nfs' uses nfs" in str(e.value) and "volume 'pd' uses gcePersistentDisk" in str(e.value)
+    assert "volume 'csi'" not in str(e.value) and "volume 'az' uses azureFile" in str(e.value)
+    stripped = rewrite_pod(pod, replace(CFG, host_access="strip"))["spec"]["volumes"]
+    node = {v["name"] for v in vols} - {"csi"}
+    assert [sorted(v) for v in stripped if v["name"] in node] == [["emptyDir", "name"]] * len(node)
+
+
+def test_ephemeral_claim_templates_are_translated():
+    eph = {"volumeClaimTemplate": {
+        "metadata": {"labels": {"app": "a", "vkube.io/managed-by": "other"},
+                     "annotations": {"vkube.io/object-name": "x", "note": "n"}},
+        "spec": {"storageClassName": "fast", "volumeName": "pv1",
+                 "dataSource": {"kind": "PersistentVolumeClaim", "name": "src"},
+                 "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}}
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}],
+                    "volumes": [{"name": "scratch", "ephemeral": eph}]}}
+    cfg = replace(CFG, sync_storage_classes=True)
+    tmpl = rewrite_pod(pod, cfg)["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"]
+    assert tmpl["metadata"] == {"labels": {"app": "a"}, "annotations": {"note": "n"}}
+    assert tmpl["spec"]["storageClassName"] == "fast-x-vc"
+    assert tmpl["spec"]["volumeName"] == "pv1-x-vc"
+    assert tmpl["spec"]["dataSource"]["name"] == tr.host_name("src", "n")
+    plain = rewrite_pod(pod, CFG)["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"]
+    assert plain["spec"]["storageClassName"] == "fast", "the host's own classes otherwise"
+
+
+def test_ephemeral_claim_templates_keep_to_the_allowed_storage_classes():
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.values import load_values
+
+    values = load_values("isolation:\n  allowedStorageClasses: [cheap]\n")
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "ok", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                   "storageClassName": "cheap"}}}},
+               {"name": "bad", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                   "storageClassName": "premium"}}}}]}}
+    msg = PodAdmission(values).check(pod)
+    assert msg == ("spec.volumes[1].ephemeral.volumeClaimTemplate.spec.storageClassName: "
+                   "storage class 'premium' is not allowed in this virtual cluster "
+                   "(allowed: cheap)")
+    pod["spec"]["volumes"].pop()
+    assert PodAdmission(values).check(pod) is None

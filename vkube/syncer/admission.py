@@ -36,6 +36,7 @@ class PodAdmission:
         self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
         self.isolated = iso.enabled
         self.claims_synced = values.sync.resourceclaims.enabled
+        self.storage_classes = iso.allowed_storage_classes
 
     def check(self, vpod: Obj) -> str | None:
         """Why the pod may not be synced (one message naming every violation), or None."""
@@ -57,6 +58,7 @@ class PodAdmission:
             problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
                             "host in this virtual cluster; set sync.resourceclaims.enabled: true "
                             f"in its values (vkube create {self.cluster} --upgrade -f values.yaml)")
+        problems += self.claim_template_problems(spec)
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that
@@ -67,6 +69,21 @@ class PodAdmission:
                                 "(they point the embedded host's kubelet at an address of the "
                                 "host machine)")
         return "; ".join(problems) or None
+
+    def claim_template_problems(self, spec: Obj) -> list[str]:
+        """``isolation.allowedStorageClasses`` holds for the claims the host makes from a
+        generic ephemeral volume's template as for the tenant's own claims."""
+        if not self.storage_classes:
+            return []
+        out = []
+        for i, vol in enumerate(spec.get("volumes") or []):
+            tmpl = (vol.get("ephemeral") or {}).get("volumeClaimTemplate") or {}
+            name = (tmpl.get("spec") or {}).get("storageClassName")
+            if name and name not in self.storage_classes:
+                out.append(f"spec.volumes[{i}].ephemeral.volumeClaimTemplate.spec."
+                           f"storageClassName: storage class {name!r} is not allowed in this "
+                           f"virtual cluster (allowed: {', '.join(self.storage_classes)})")
+        return out
 
     def image_allowed(self, image: str) -> bool:
         """Does the image come from an allowed registry (``docker.io`` or a path prefix such

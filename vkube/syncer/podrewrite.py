@@ -42,6 +42,7 @@ class PodRewriteConfig:
     keep_node_name: bool = False  # enableScheduler: the virtual scheduler picks the node
     host_access: HostAccess = "reject"
     sync_priority_classes: bool = False
+    sync_storage_classes: bool = False  # ephemeral claim templates name NAME-x-VC classes
     namespace_labels: dict[str, str] = field(default_factory=dict)
     services: tuple[Obj, ...] = ()  # virtual Services of the pod's namespace, for env vars
     # sync.nodes.nodeSelector: host pods only run on the selected host nodes (as vcluster's
@@ -76,6 +77,8 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str], set[str]]:
             secrets.add(sec["secretName"])
         if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
             pvcs.add(pvc["claimName"])
+        for ref in _volume_secret_refs(vol):
+            secrets.add(ref[0][ref[1]])
         sources = (vol.get("projected") or {}).get("sources") or []
         if any("serviceAccountToken" in src for src in sources):
             continue  # replaced by the virtual cluster's token Secret
@@ -100,6 +103,45 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str], set[str]]:
         if ips.get("name"):
             secrets.add(ips["name"])
     return cms, secrets, pvcs
+
+
+#: inline volume sources naming a Secret of the pod's namespace, and where (upstream's
+#: ``VisitPodSecretNames``, pkg/api/v1/pod): the ``secretName`` of ``azureFile``, the
+#: ``secretRef`` of the others, the ``nodePublishSecretRef`` of ``csi``
+SECRET_REF_VOLUMES: dict[str, str] = {
+    "azureFile": "", "cephfs": "secretRef", "cinder": "secretRef", "flexVolume": "secretRef",
+    "iscsi": "secretRef", "rbd": "secretRef", "scaleIO": "secretRef",
+    "storageos": "secretRef", "csi": "nodePublishSecretRef"}
+
+#: volume sources a pod may use without reaching anything of the node's own (Pod Security
+#: "restricted"'s list, plus image volumes: an image, pulled like a container's); every other
+#: inline source (nfs, iscsi, rbd, cephfs, glusterfs, fc, flexVolume, gitRepo, cloud disks…)
+#: is mounted by the node from its network, its files or its cloud account: host access
+POD_VOLUME_SOURCES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                                "persistentVolumeClaim", "projected", "secret", "image"})
+
+
+def _volume_secret_refs(vol: Obj) -> list[tuple[Obj, str]]:
+    """``(holder, key)`` of each Secret name an inline volume source names."""
+    out = []
+    for source, ref in SECRET_REF_VOLUMES.items():
+        src = vol.get(source)
+        if not isinstance(src, dict):
+            continue
+        holder, key = (src.get(ref), "name") if ref else (src, "secretName")
+        if isinstance(holder, dict) and holder.get(key):
+            out.append((holder, key))
+    return out
+
+
+def host_access_volumes(spec: Obj) -> list[str]:
+    """``volume "NAME" uses SOURCE`` for each volume the node itself would mount."""
+    out = []
+    for vol in spec.get("volumes") or []:
+        for source in vol:
+            if source != "name" and source not in POD_VOLUME_SOURCES:
+                out.append(f"volume {vol.get('name', '')!r} uses {source}")
+    return out
 
 
 def _containers(spec: Obj) -> list[Obj]:
@@ -231,11 +273,11 @@ def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
         return
     flags = [f for f in ("hostNetwork", "hostPID", "hostIPC", "hostUsers") if
              spec.get(f) is True and f != "hostUsers"]
-    host_paths = [v.get("name", "") for v in spec.get("volumes") or [] if "hostPath" in v]
+    node_volumes = host_access_volumes(spec)
     ports = [c.get("name", "") for c in _containers(spec)
              for p in c.get("ports") or [] if p.get("hostPort")]
     if policy == "reject":
-        bad = [f"spec.{f}" for f in flags] + [f"volume {n!r} uses hostPath" for n in host_paths]
+        bad = [f"spec.{f}" for f in flags] + node_volumes
         bad += [f"container {n!r} uses a hostPort" for n in ports]
         if bad:
             raise PodRejected("host access is not allowed: " + ", ".join(bad))
@@ -243,8 +285,10 @@ def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
     for f in flags:
         spec.pop(f, None)
     for v in spec.get("volumes") or []:
-        if "hostPath" in v:
-            v.pop("hostPath")
+        sources = [k for k in v if k != "name" and k not in POD_VOLUME_SOURCES]
+        for k in sources:
+            v.pop(k)
+        if sources:
             v["emptyDir"] = {}
     for c in _containers(spec):
         for p in c.get("ports") or []:
@@ -264,6 +308,10 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
             sec["secretName"] = tr.host_name(sec["secretName"], ns)
         if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
             pvc["claimName"] = tr.host_name(pvc["claimName"], ns)
+        for holder, key in _volume_secret_refs(vol):
+            holder[key] = tr.host_name(holder[key], ns)
+        if isinstance(vol.get("ephemeral"), dict):
+            _rewrite_claim_template(vol["ephemeral"], ns, cfg)
         if (proj := vol.get("projected")) is not None:
             sources = proj.get("sources") or []
             if any("serviceAccountToken" in s for s in sources):
@@ -286,6 +334,31 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
         if (d := vol.get("downwardAPI")) is not None:
             _rewrite_downward_items(d.get("items"))
     return has_sa
+
+
+def _rewrite_claim_template(eph: Obj, ns: str, cfg: PodRewriteConfig) -> None:
+    """A generic ephemeral volume's claim is made by the host from this template: what it
+    names (storage class, data source, volume) is translated as a synced claim's is, and
+    ``vkube.io/`` marks are never the tenant's to set. (Its storage class is checked against
+    ``isolation.allowedStorageClasses`` before: :mod:`vkube.syncer.admission`.)"""
+    tr = cfg.translator
+    tmpl = eph.get("volumeClaimTemplate")
+    if not isinstance(tmpl, dict):
+        return
+    meta = tmpl.get("metadata")
+    if isinstance(meta, dict):
+        for key in ("labels", "annotations"):
+            if isinstance(meta.get(key), dict):
+                meta[key] = {k: v for k, v in meta[key].items() if not k.startswith("vkube.io/")}
+    spec = tmpl.get("spec") or {}
+    if spec.get("storageClassName") and cfg.sync_storage_classes:
+        spec["storageClassName"] = tr.host_cluster_name(spec["storageClassName"])
+    if spec.get("volumeName"):
+        spec["volumeName"] = tr.host_cluster_name(spec["volumeName"])
+    for key in ("dataSource", "dataSourceRef"):
+        src = spec.get(key)
+        if isinstance(src, dict) and src.get("name") and not src.get("namespace"):
+            src["name"] = tr.host_name(src["name"], ns)
 
 
 #: the virtual pod's labels / annotations as the kubelet writes a downward API file of

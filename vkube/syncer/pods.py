@@ -313,6 +313,7 @@ class PodSyncer(KindSyncer):
             keep_node_name=self.keep_node_name,
             host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
+            sync_storage_classes=self.ctx.values.sync.storageclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
             services=tuple(self.services.list(ns)),
             node_selector=self.ctx.values.node_selector(),
