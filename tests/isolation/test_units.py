@@ -104,7 +104,10 @@ def test_pod_security_restricted_and_off():
     assert "allowPrivilegeEscalation != false" in msg and "runAsNonRoot != true" in msg
     priv = pod({"containers": [{"name": "c", "image": "x",
                                 "securityContext": {"privileged": True}}]})
-    assert PodAdmission(load_values("")).check(priv) is None  # no isolation: not checked here
+    # no isolation: only sync.pods.hostAccess (reject: Pod Security baseline's host access)
+    assert "host access is not allowed" in PodAdmission(load_values("")).check(priv)
+    allow = load_values("sync: {pods: {hostAccess: allow}}")
+    assert PodAdmission(allow).check(priv) is None
 
 
 @pytest.mark.parametrize("image, ref", [

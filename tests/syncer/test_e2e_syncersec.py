@@ -75,7 +75,7 @@ async def test_service_accounts_whose_names_line_up_get_their_own_tokens(synced:
     assert len(seen) == 2
 
 
-async def test_volume_secret_refs_go_to_the_tenants_copies_and_node_mounts_are_refused(
+async def test_volume_secret_refs_go_to_the_tenants_copies_host_access_is_refused(
         synced: Pair, planes):
     """A csi volume's nodePublishSecretRef once named any host Secret of the namespace (the
     syncer's own, other service accounts' tokens); an nfs volume was mounted by the node."""
@@ -89,10 +89,13 @@ async def test_volume_secret_refs_go_to_the_tenants_copies_and_node_mounts_are_r
     nfs = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nfs", "namespace": "demo"},
            "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
                {"name": "share", "nfs": {"server": "10.0.0.1", "path": "/exports"}}]}}
+    priv = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv", "namespace": "demo"},
+            "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {
+                "privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}}}]}}
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": victim,
                                                                  "namespace": "demo"},
               "stringData": {"k": "tenant's own"}}
-    rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(secret, csi, nfs))
+    rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(secret, csi, nfs, priv))
     assert rc == 0, out
     h = synced.host
     hpod = await eventually(getter(h, PODS, host_pod_name(TR, "csi", "demo")), attempts=600)
@@ -101,12 +104,21 @@ async def test_volume_secret_refs_go_to_the_tenants_copies_and_node_mounts_are_r
     copy = await eventually(getter(h, SECRETS, ref), attempts=600)
     assert base64.b64decode(copy["data"]["k"]).decode() == "tenant's own"
 
-    async def refused() -> None:
-        rc, out = await kubectl(kubeconfig, "get", "pod", "nfs", "-n", "demo", "-o",
-                                "jsonpath={.status.reason}: {.status.message}")
-        assert rc == 0, out
-        assert out == ("SyncRejected: host access is not allowed: volume 'share' uses nfs"), out
-    await eventually(refused, attempts=100, delay=0.3)
-    rc, out = await kubectl(kubeconfig, "get", "events", "-n", "demo",
-                            "--field-selector", "involvedObject.name=nfs")
-    assert "volume 'share' uses nfs" in out, out
+    expect = {"nfs": "SyncRejected: host access is not allowed: volume 'share' uses nfs",
+              "priv": 'SyncRejected: host access is not allowed (sync.pods.hostAccess: '
+                      'reject): violates PodSecurity "baseline:latest": non-default '
+                      'capabilities (container "c" must not include "SYS_ADMIN" in '
+                      'securityContext.capabilities.add), privileged (container "c" must not '
+                      'set securityContext.privileged=true)'}
+    for name, message in expect.items():
+        async def refused(name: str = name, message: str = message) -> None:
+            rc, out = await kubectl(kubeconfig, "get", "pod", name, "-n", "demo", "-o",
+                                    "jsonpath={.status.reason}: {.status.message}")
+            assert rc == 0, out
+            assert out == message, out
+        await eventually(refused, attempts=100, delay=0.3)
+        rc, out = await kubectl(kubeconfig, "get", "events", "-n", "demo",
+                                "--field-selector", f"involvedObject.name={name}")
+        assert message.split(": ", 1)[1][:60] in out, out
+    host_pods = {p["metadata"]["name"] for p in (await h.list(PODS, namespace=HOST_NS))["items"]}
+    assert not host_pods & {host_pod_name(TR, name, "demo") for name in expect}, host_pods

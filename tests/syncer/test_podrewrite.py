@@ -343,3 +343,65 @@ def test_ephemeral_claim_templates_keep_to_the_allowed_storage_classes():
                    "(allowed: cheap)")
     pod["spec"]["volumes"].pop()
     assert PodAdmission(values).check(pod) is None
+
+
+def test_host_access_reject_is_pod_security_baseline():
+    """``hostAccess: reject`` (the default) refuses what Pod Security baseline calls host
+    access: privileged containers, capabilities past baseline's, unconfined seccomp…"""
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.values import load_values
+
+    def pod(sc: dict) -> dict:
+        return {"metadata": {"name": "p", "namespace": "n"},
+                "spec": {"containers": [{"name": "c", "image": "x", "securityContext": sc}]}}
+    reject = PodAdmission(load_values(""))
+    msg = reject.check(pod({"privileged": True}))
+    assert msg == ('host access is not allowed (sync.pods.hostAccess: reject): violates '
+                   'PodSecurity "baseline:latest": privileged (container "c" must not set '
+                   'securityContext.privileged=true)')
+    assert "SYS_ADMIN" in reject.check(pod({"capabilities": {"add": ["SYS_ADMIN"]}}))
+    assert "Unconfined" in reject.check(pod({"seccompProfile": {"type": "Unconfined"}}))
+    assert reject.check(pod({"capabilities": {"add": ["NET_BIND_SERVICE"]}})) is None
+    for policy in ("strip", "allow"):
+        values = load_values(f"sync:\n  pods:\n    hostAccess: {policy}\n")
+        assert PodAdmission(values).check(pod({"privileged": True})) is None
+
+
+def test_host_access_strip_takes_baseline_host_access_away():
+    pod = {"metadata": {"name": "p", "namespace": "n", "annotations": {
+        "container.apparmor.security.beta.kubernetes.io/c": "unconfined",
+        "container.apparmor.security.beta.kubernetes.io/d": "runtime/default"}},
+        "spec": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"},
+                                                 {"name": "net.ipv4.tcp_syncookies", "value": "1"}],
+                                     "seccompProfile": {"type": "Unconfined"}},
+                 "schedulerName": "host-special", "runtimeClassName": "runc-privileged",
+                 "containers": [{"name": "c", "image": "x", "securityContext": {
+                     "privileged": True, "procMount": "Unmasked",
+                     "capabilities": {"add": ["SYS_ADMIN", "CHOWN"], "drop": ["NET_RAW"]},
+                     "seLinuxOptions": {"type": "spc_t"}},
+                     "livenessProbe": {"httpGet": {"host": "169.254.169.254", "port": 80}}}]}}
+    host = rewrite_pod(pod, replace(CFG, host_access="strip"))
+    spec = host["spec"]
+    assert spec["securityContext"] == {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}
+    assert spec["containers"][0]["securityContext"] == {
+        "procMount": "Default", "capabilities": {"add": ["CHOWN"], "drop": ["NET_RAW"]}}
+    assert spec["containers"][0]["livenessProbe"] == {"httpGet": {"port": 80}}
+    assert "schedulerName" not in spec and "runtimeClassName" not in spec
+    ann = host["metadata"]["annotations"]
+    assert "container.apparmor.security.beta.kubernetes.io/c" not in ann
+    assert ann["container.apparmor.security.beta.kubernetes.io/d"] == "runtime/default"
+    allowed = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]
+    assert allowed["schedulerName"] == "host-special"
+    assert allowed["containers"][0]["securityContext"]["privileged"] is True
+
+
+def test_runtime_class_is_the_hosts_unless_the_operator_forces_one():
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"runtimeClassName": "runc", "schedulerName": "mine",
+                    "containers": [{"name": "c", "image": "x"}]}}
+    with pytest.raises(PodRejected, match=r"spec.runtimeClassName 'runc' \(a RuntimeClass of the host\)"):
+        rewrite_pod(pod, CFG)
+    forced = rewrite_pod(pod, replace(CFG, runtime_class_name="gvisor"))["spec"]
+    assert forced["runtimeClassName"] == "gvisor" and "schedulerName" not in forced
+    del pod["spec"]["runtimeClassName"]
+    assert "schedulerName" not in rewrite_pod(pod, CFG)["spec"], "the host's default scheduler"

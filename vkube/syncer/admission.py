@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, utcnow
-from vkube.api.podsecurity import LATEST, PRIVILEGED, Evaluator, LevelVersion
+from vkube.api.podsecurity import BASELINE, LATEST, PRIVILEGED, Evaluator, LevelVersion
 from vkube.client.client import Client
 from vkube.client.resources import PODS
 from vkube.syncer.values import Values
@@ -32,6 +32,12 @@ class PodAdmission:
         self.cluster = cluster  # named in the fix a refusal suggests
         level = iso.pod_security_standard if iso.enabled else PRIVILEGED
         self.level = LevelVersion(level, LATEST)
+        #: ``hostAccess: reject`` refuses what Pod Security "baseline" calls host access
+        #: (privileged, added capabilities, host namespaces/paths/ports/probes, unconfined
+        #: seccomp/AppArmor, SELinux, /proc, unsafe sysctls) — the level check covers it when
+        #: isolation sets baseline or restricted
+        self.host_level = LevelVersion(BASELINE, LATEST) if (
+            values.host_access == "reject" and level == PRIVILEGED) else None
         self.evaluator = evaluator or Evaluator()
         self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
         self.isolated = iso.enabled
@@ -46,6 +52,12 @@ class PodAdmission:
             result = self.evaluator.check(self.level, meta, spec)
             if not result.allowed:
                 problems.append(f'violates PodSecurity "{self.level}": '
+                                f"{result.forbidden_detail()}")
+        if self.host_level is not None:
+            result = self.evaluator.check(self.host_level, meta, spec)
+            if not result.allowed:
+                problems.append(f'host access is not allowed (sync.pods.hostAccess: reject): '
+                                f'violates PodSecurity "{self.host_level}": '
                                 f"{result.forbidden_detail()}")
         if self.registries:
             bad = [f'container "{c.get("name", "")}" image "{c.get("image", "")}"'

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vkube.api.meta import Obj
+from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
                                     LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
                                     encode_label_key)
@@ -160,7 +161,9 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     hmeta = tr.host_metadata(vpod, limit=POD_NAME_LIMIT, translate_labels=True)
     hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
 
-    _apply_host_access(spec, cfg.host_access)
+    _apply_host_access(spec, cfg)
+    if cfg.host_access == "strip":
+        _strip_annotations(hmeta["annotations"])
     apply_cluster_dns(spec, ns, cfg.cluster_dns, cfg.cluster_domain)
     sa_mounted = _rewrite_volumes(spec, ns, cfg)
     automount = spec.get("automountServiceAccountToken", True) is not False
@@ -268,20 +271,34 @@ def _dedup(items: list[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
-def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
+def _apply_host_access(spec: Obj, cfg: PodRewriteConfig) -> None:
+    """``sync.pods.hostAccess`` beyond Pod Security baseline's checks (done before, in
+    :mod:`vkube.syncer.admission`): volumes the node mounts, the host's RuntimeClasses, and
+    the host's schedulers — a tenant's ``schedulerName`` names one of its virtual cluster."""
+    policy = cfg.host_access
     if policy == "allow":
         return
+    spec.pop("schedulerName", None)
     flags = [f for f in ("hostNetwork", "hostPID", "hostIPC", "hostUsers") if
              spec.get(f) is True and f != "hostUsers"]
     node_volumes = host_access_volumes(spec)
     ports = [c.get("name", "") for c in _containers(spec)
              for p in c.get("ports") or [] if p.get("hostPort")]
+    # the operator's forced class replaces it (force_placement); otherwise it names a host
+    # RuntimeClass, i.e. a runtime handler of the host's nodes
+    runtime = spec.get("runtimeClassName") if not cfg.runtime_class_name else None
     if policy == "reject":
         bad = [f"spec.{f}" for f in flags] + node_volumes
         bad += [f"container {n!r} uses a hostPort" for n in ports]
+        if runtime:
+            bad.append(f"spec.runtimeClassName {runtime!r} (a RuntimeClass of the host)")
         if bad:
             raise PodRejected("host access is not allowed: " + ", ".join(bad))
         return
+    if runtime:
+        spec.pop("runtimeClassName")
+        spec.pop("overhead", None)
+    _strip_security(spec)
     for f in flags:
         spec.pop(f, None)
     for v in spec.get("volumes") or []:
@@ -294,6 +311,64 @@ def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
         for p in c.get("ports") or []:
             p.pop("hostPort", None)
             p.pop("hostIP", None)
+
+
+_PROFILE_OK = {"seccompProfile": ("RuntimeDefault", "Localhost"),
+               "appArmorProfile": ("RuntimeDefault", "Localhost")}
+_HANDLERS = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _strip_context(sc: Obj) -> None:
+    """One securityContext (pod or container) without what baseline calls host access."""
+    for key, ok in _PROFILE_OK.items():
+        if isinstance(sc.get(key), dict) and sc[key].get("type") not in ok:
+            sc.pop(key)
+    se = sc.get("seLinuxOptions")
+    if isinstance(se, dict) and (se.get("user") or se.get("role") or
+                                 (se.get("type") or "") not in SELINUX_TYPES_1_31):
+        sc.pop("seLinuxOptions")
+    if isinstance(sc.get("windowsOptions"), dict):
+        sc["windowsOptions"].pop("hostProcess", None)
+
+
+def _strip_security(spec: Obj) -> None:
+    """``hostAccess: strip``: the pod runs without what Pod Security baseline forbids as host
+    access (privileged, capabilities past baseline's, unconfined profiles, custom SELinux,
+    an unmasked /proc, unsafe sysctls, probes and hooks aimed at another host)."""
+    psc = spec.get("securityContext")
+    if isinstance(psc, dict):
+        _strip_context(psc)
+        if psc.get("sysctls"):
+            psc["sysctls"] = [x for x in psc["sysctls"] if x.get("name") in SYSCTLS_1_37]
+    for c in _containers(spec):
+        sc = c.get("securityContext")
+        if isinstance(sc, dict):
+            _strip_context(sc)
+            sc.pop("privileged", None)
+            caps = sc.get("capabilities")
+            if isinstance(caps, dict) and caps.get("add"):
+                caps["add"] = [x for x in caps["add"] if x in BASELINE_CAPABILITIES]
+            if sc.get("procMount") not in (None, "Default"):
+                sc["procMount"] = "Default"
+        handlers = [c.get(k) for k in _HANDLERS]
+        handlers += [(c.get("lifecycle") or {}).get(k) for k in ("postStart", "preStop")]
+        for h in handlers:
+            for action in ("httpGet", "tcpSocket"):
+                if isinstance(h, dict) and isinstance(h.get(action), dict):
+                    h[action].pop("host", None)
+
+
+def _strip_annotations(annotations: dict[str, str]) -> None:
+    """The legacy seccomp/AppArmor annotations, when they ask for an unconfined container."""
+    for key, value in list(annotations.items()):
+        if key.startswith(("seccomp.security.alpha.kubernetes.io/",
+                           "container.seccomp.security.alpha.kubernetes.io/")) and \
+                value not in ("runtime/default", "docker/default") and \
+                not value.startswith("localhost/"):
+            del annotations[key]
+        elif key.startswith("container.apparmor.security.beta.kubernetes.io/") and \
+                value and value != "runtime/default" and not value.startswith("localhost/"):
+            del annotations[key]
 
 
 def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
