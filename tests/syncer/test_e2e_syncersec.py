@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from vkube.client.resources import PODS, SECRETS
+from vkube.client.resources import INGRESSES, NAMESPACES, PODS, SECRETS
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import Translator
 
@@ -122,3 +122,47 @@ async def test_volume_secret_refs_go_to_the_tenants_copies_host_access_is_refuse
         assert message.split(": ", 1)[1][:60] in out, out
     host_pods = {p["metadata"]["name"] for p in (await h.list(PODS, namespace=HOST_NS))["items"]}
     assert not host_pods & {host_pod_name(TR, name, "demo") for name in expect}, host_pods
+
+
+def _ingress(name: str, host: str, **annotations: str) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": "demo", "annotations": annotations},
+            "spec": {"rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}
+
+
+async def test_ingress_hosts_of_other_tenants_and_snippets_are_refused(synced: Pair, planes):
+    """Another virtual cluster's synced Ingress (here: one in its host namespace) keeps its
+    host name; configuration snippets never reach the host's ingress controller."""
+    vcp, _ = planes
+    kubeconfig = vcp.data_dir / "kubeconfig"
+    h = synced.host
+    await h.create(NAMESPACES, {"metadata": {"name": "vkube-other"}})
+    await h.create(INGRESSES, {**_ingress("shop-x-team-x-other", "shop.example.com"),
+                               "metadata": {"name": "shop-x-team-x-other",
+                                            "namespace": "vkube-other",
+                                            "labels": {"vkube.io/managed-by": "other"}}},
+                   namespace="vkube-other")
+    docs = [_ingress("steal", "shop.example.com"),
+            _ingress("snip", "snip.example.com", **{
+                "nginx.ingress.kubernetes.io/server-snippet": "location /x { return 200; }"}),
+            _ingress("mine", "mine.example.com")]
+    rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(*docs))
+    assert rc == 0, out
+    await eventually(getter(h, INGRESSES, TR.host_name("mine", "demo")), attempts=600)
+
+    async def said(name: str, text: str) -> None:
+        rc, out = await kubectl(kubeconfig, "get", "events", "-n", "demo", "--field-selector",
+                                f"involvedObject.name={name}")
+        assert text in out, out
+    await eventually(lambda: said("steal", 'host "shop.example.com" is already claimed by '
+                                  "another Ingress on the host"), attempts=100, delay=0.3)
+    await eventually(lambda: said("snip", "metadata.annotations[nginx.ingress.kubernetes.io/"
+                                  "server-snippet]: configuration snippets are not allowed"),
+                     attempts=100, delay=0.3)
+    rc, out = await kubectl(kubeconfig, "get", "events", "-n", "demo", "--field-selector",
+                            "involvedObject.name=steal", "-o", "jsonpath={.items[*].reason}")
+    assert "HostRefused" in out, out
+    names = {i["metadata"]["name"] for i in (await h.list(INGRESSES, namespace=HOST_NS))["items"]}
+    assert names == {TR.host_name("mine", "demo")}, names
