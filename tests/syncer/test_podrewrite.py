@@ -405,3 +405,15 @@ def test_runtime_class_is_the_hosts_unless_the_operator_forces_one():
     assert forced["runtimeClassName"] == "gvisor" and "schedulerName" not in forced
     del pod["spec"]["runtimeClassName"]
     assert "schedulerName" not in rewrite_pod(pod, CFG)["spec"], "the host's default scheduler"
+
+
+def test_persistent_volume_secret_references_are_found():
+    from vkube.syncer.storage import pv_secret_fields
+
+    assert pv_secret_fields({"csi": {"driver": "d", "nodePublishSecretRef": {"name": "x"},
+                                     "controllerExpandSecretRef": {"name": "y"}},
+                             "claimRef": {"name": "c"}}) == [
+        "spec.csi.controllerExpandSecretRef", "spec.csi.nodePublishSecretRef"]
+    assert pv_secret_fields({"azureFile": {"secretName": "s", "shareName": "x"}}) == [
+        "spec.azureFile.secretName"]
+    assert pv_secret_fields({"nfs": {"server": "s", "path": "/"}}) == []
