@@ -25,9 +25,12 @@ def by_kind(objs: list[dict]) -> dict[str, dict]:
 
 def test_manifests_are_consistent():
     objs = by_kind(manifests("team-a", "tenants-a", {}))
-    # by default the only cluster-scoped grant reads nodes (fake nodes mirror the host's)
+    # by default the cluster-scoped grants read nodes (fake nodes mirror the host's) and list
+    # ingresses (a host name another tenant's Ingress claims is refused)
     assert objs["ClusterRole"]["rules"] == [{"apiGroups": [""], "resources": ["nodes"],
-                                             "verbs": ["get", "list", "watch"]}]
+                                             "verbs": ["get", "list", "watch"]},
+                                            {"apiGroups": ["networking.k8s.io"],
+                                             "resources": ["ingresses"], "verbs": ["list"]}]
     sts, svc, sa = objs["StatefulSet"], objs["Service"], objs["ServiceAccount"]
     for kind, o in objs.items():
         if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
@@ -52,7 +55,7 @@ def test_manifests_are_consistent():
 def test_storage_sync_adds_cluster_rbac():
     objs = by_kind(manifests("n", "vkube-n", {"sync": {"storageclasses": {"enabled": True}}}))
     rules = objs["ClusterRole"]["rules"]
-    assert rules[1:] == [{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
+    assert rules[2:] == [{"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"],
                           "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]
     assert objs["ClusterRoleBinding"]["roleRef"]["name"] == objs["ClusterRole"]["metadata"]["name"]
 

@@ -74,9 +74,9 @@ def test_network_policies_exact():
                    {"to": [{"podSelector": {"matchLabels": {"vkube.io/managed-by": "a"}}}]},
                    {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [
                        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-                       "127.0.0.0/8"]}}]}]}
+                       "127.0.0.0/8", "169.254.0.0/16"]}}]}]}
     assert PRIVATE == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-                       "127.0.0.0/8"]
+                       "127.0.0.0/8", "169.254.0.0/16"]
 
 
 def test_pod_security_baseline_names_every_check():
@@ -104,7 +104,10 @@ def test_pod_security_restricted_and_off():
     assert "allowPrivilegeEscalation != false" in msg and "runAsNonRoot != true" in msg
     priv = pod({"containers": [{"name": "c", "image": "x",
                                 "securityContext": {"privileged": True}}]})
-    assert PodAdmission(load_values("")).check(priv) is None  # no isolation: not checked here
+    # no isolation: only sync.pods.hostAccess (reject: Pod Security baseline's host access)
+    assert "host access is not allowed" in PodAdmission(load_values("")).check(priv)
+    allow = load_values("sync: {pods: {hostAccess: allow}}")
+    assert PodAdmission(allow).check(priv) is None
 
 
 @pytest.mark.parametrize("image, ref", [
@@ -171,3 +174,18 @@ def test_pods_with_resource_claims_are_refused_not_stripped():
                          "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}))
     assert msg is not None and msg.startswith("spec.resourceClaims: dynamic resource allocation is not synced")
     assert adm.check(pod({"containers": [{"name": "c", "image": "x"}]})) is None
+
+
+def test_address_guard_never_lets_the_node_itself_down():
+    """Endpoints stored before the API server refused special addresses (or written past it)
+    never reach the host with one, isolated or not."""
+    from types import SimpleNamespace
+
+    from vkube.syncer.isolation import AddressGuard
+
+    ctx = SimpleNamespace(values=SimpleNamespace(isolation=SimpleNamespace(enabled=False)),
+                          kube_service_host="")
+    guard = AddressGuard(ctx)  # type: ignore[arg-type]
+    assert guard.refused(["127.0.0.1", "0.0.0.0", "::1", "169.254.169.254", "fe80::1",
+                          "::ffff:127.0.0.1", "10.0.0.1", "8.8.8.8"]) == [
+        "127.0.0.1", "0.0.0.0", "::1", "169.254.169.254", "fe80::1", "::ffff:127.0.0.1"]

@@ -56,6 +56,11 @@ async def test_storage_classes_and_volumes(planes):
         await v.create(PVS, {"metadata": {"name": "hp"}, "spec": {
             "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
             "hostPath": {"path": "/etc"}}})
+        # a PV's secret references name their own namespace: any host Secret
+        await v.create(PVS, {"metadata": {"name": "sec"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "csi": {"driver": "d.example.com", "volumeHandle": "v", "nodePublishSecretRef": {
+                "name": "vkube-syncer-token", "namespace": "kube-system"}}}})
         await v.delete(STORAGECLASSES, "fast")
 
         async def sc_gone():
@@ -65,10 +70,11 @@ async def test_storage_classes_and_volumes(planes):
                 return
             raise AssertionError("still there")
         await eventually(sc_gone)
-        try:
-            await h.get(PVS, f"hp-x-{VC}")
-            raise AssertionError("a hostPath PV reached the host")
-        except errors.NotFound:
-            pass
+        for pv in ("hp", "sec"):
+            try:
+                await h.get(PVS, f"{pv}-x-{VC}")
+                raise AssertionError(f"PV {pv} reached the host")
+            except errors.NotFound:
+                pass
     finally:
         await stop_syncer(pair)

@@ -15,7 +15,10 @@ def _resources(rules: list[dict]) -> set[tuple[str, str]]:
 def test_defaults_stay_in_the_host_namespace():
     rbac = host_rbac({}, "vkube-a")
     assert rbac.cluster == [{"apiGroups": [""], "resources": ["nodes"],
-                             "verbs": ["get", "list", "watch"]}]
+                             "verbs": ["get", "list", "watch"]},
+                            # a host name another tenant's Ingress claims is refused
+                            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+                             "verbs": ["list"]}]
     assert rbac.elsewhere == {}
     have = _resources(rbac.namespaced)
     for want in [("", "pods"), ("", "pods/log"), ("", "pods/exec"), ("", "pods/portforward"),
@@ -35,7 +38,7 @@ def test_cluster_grants_only_for_enabled_features():
     have = _resources(rbac.cluster)
     assert {("storage.k8s.io", "storageclasses"), ("", "persistentvolumes"),
             ("scheduling.k8s.io", "priorityclasses"), ("networking.k8s.io", "ingressclasses"),
-            ("", "namespaces"), ("", "nodes")} == have
+            ("", "namespaces"), ("", "nodes"), ("networking.k8s.io", "ingresses")} == have
     ns_rule = next(r for r in rbac.cluster if r["resources"] == ["namespaces"])
     assert ns_rule["resourceNames"] == ["vkube-a"] and ns_rule["verbs"] == ["get", "patch"]
     ic = next(r for r in rbac.cluster if r["resources"] == ["ingressclasses"])

@@ -260,3 +260,160 @@ def test_node_selector_confines_host_pods():
     host = rewrite_pod(pod, replace(cfg, keep_node_name=True))
     assert host["spec"]["nodeSelector"] == {"pool": "tenants", "disk": "ssd"}
     assert "nodeSelector" not in rewrite_pod(POD, CFG)["spec"]
+
+
+#: every inline volume source upstream's VisitPodSecretNames says names a Secret
+SECRET_VOLUMES = [
+    {"name": "az", "azureFile": {"secretName": "s-az", "shareName": "x"}},
+    {"name": "ceph", "cephfs": {"monitors": ["m"], "secretRef": {"name": "s-ceph"}}},
+    {"name": "cin", "cinder": {"volumeID": "v", "secretRef": {"name": "s-cin"}}},
+    {"name": "flex", "flexVolume": {"driver": "d", "secretRef": {"name": "s-flex"}}},
+    {"name": "isc", "iscsi": {"targetPortal": "t", "iqn": "i", "lun": 0,
+                              "secretRef": {"name": "s-isc"}}},
+    {"name": "rbd", "rbd": {"monitors": ["m"], "image": "i", "secretRef": {"name": "s-rbd"}}},
+    {"name": "sio", "scaleIO": {"gateway": "g", "system": "s", "secretRef": {"name": "s-sio"}}},
+    {"name": "sos", "storageos": {"volumeName": "v", "secretRef": {"name": "s-sos"}}},
+    {"name": "csi", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "s-csi"}}},
+]
+
+
+def test_every_secret_a_volume_names_is_translated_and_synced():
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": SECRET_VOLUMES}}
+    names = {f"s-{v['name']}" for v in SECRET_VOLUMES}
+    assert referenced_objects(pod)[1] == names, "each goes down with the pod"
+    host = rewrite_pod(pod, replace(CFG, host_access="allow"))
+    flat = repr(host["spec"]["volumes"])
+    for n in names:
+        assert f"'{tr.host_name(n, 'n')}'" in flat and f"'{n}'" not in flat
+
+
+def test_volumes_the_node_mounts_are_host_access():
+    """nfs, iscsi, rbd, cephfs, gitRepo, cloud disks…: the node mounts them from its own
+    network, files or cloud account, past the pod's sandbox and NetworkPolicies."""
+    vols = SECRET_VOLUMES + [{"name": "nfs", "nfs": {"server": "10.0.0.1", "path": "/"}},
+                             {"name": "git", "gitRepo": {"repository": "r"}},
+                             {"name": "pd", "gcePersistentDisk": {"pdName": "other-tenant"}}]
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": vols}}
+    with pytest.raises(PodRejected) as e:
+        rewrite_pod(pod, CFG)
+    assert "volume 'nfs' uses nfs" in str(e.value) and "volume 'pd' uses gcePersistentDisk" in str(e.value)
+    assert "volume 'csi'" not in str(e.value) and "volume 'az' uses azureFile" in str(e.value)
+    stripped = rewrite_pod(pod, replace(CFG, host_access="strip"))["spec"]["volumes"]
+    node = {v["name"] for v in vols} - {"csi"}
+    assert [sorted(v) for v in stripped if v["name"] in node] == [["emptyDir", "name"]] * len(node)
+
+
+def test_ephemeral_claim_templates_are_translated():
+    eph = {"volumeClaimTemplate": {
+        "metadata": {"labels": {"app": "a", "vkube.io/managed-by": "other"},
+                     "annotations": {"vkube.io/object-name": "x", "note": "n"}},
+        "spec": {"storageClassName": "fast", "volumeName": "pv1",
+                 "dataSource": {"kind": "PersistentVolumeClaim", "name": "src"},
+                 "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}}
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}],
+                    "volumes": [{"name": "scratch", "ephemeral": eph}]}}
+    cfg = replace(CFG, sync_storage_classes=True)
+    tmpl = rewrite_pod(pod, cfg)["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"]
+    assert tmpl["metadata"] == {"labels": {"app": "a"}, "annotations": {"note": "n"}}
+    assert tmpl["spec"]["storageClassName"] == "fast-x-vc"
+    assert tmpl["spec"]["volumeName"] == "pv1-x-vc"
+    assert tmpl["spec"]["dataSource"]["name"] == tr.host_name("src", "n")
+    plain = rewrite_pod(pod, CFG)["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"]
+    assert plain["spec"]["storageClassName"] == "fast", "the host's own classes otherwise"
+
+
+def test_ephemeral_claim_templates_keep_to_the_allowed_storage_classes():
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.values import load_values
+
+    values = load_values("isolation:\n  allowedStorageClasses: [cheap]\n")
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "ok", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                   "storageClassName": "cheap"}}}},
+               {"name": "bad", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                   "storageClassName": "premium"}}}}]}}
+    msg = PodAdmission(values).check(pod)
+    assert msg == ("spec.volumes[1].ephemeral.volumeClaimTemplate.spec.storageClassName: "
+                   "storage class 'premium' is not allowed in this virtual cluster "
+                   "(allowed: cheap)")
+    pod["spec"]["volumes"].pop()
+    assert PodAdmission(values).check(pod) is None
+
+
+def test_host_access_reject_is_pod_security_baseline():
+    """``hostAccess: reject`` (the default) refuses what Pod Security baseline calls host
+    access: privileged containers, capabilities past baseline's, unconfined seccomp…"""
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.values import load_values
+
+    def pod(sc: dict) -> dict:
+        return {"metadata": {"name": "p", "namespace": "n"},
+                "spec": {"containers": [{"name": "c", "image": "x", "securityContext": sc}]}}
+    reject = PodAdmission(load_values(""))
+    msg = reject.check(pod({"privileged": True}))
+    assert msg == ('host access is not allowed (sync.pods.hostAccess: reject): violates '
+                   'PodSecurity "baseline:latest": privileged (container "c" must not set '
+                   'securityContext.privileged=true)')
+    assert "SYS_ADMIN" in reject.check(pod({"capabilities": {"add": ["SYS_ADMIN"]}}))
+    assert "Unconfined" in reject.check(pod({"seccompProfile": {"type": "Unconfined"}}))
+    assert reject.check(pod({"capabilities": {"add": ["NET_BIND_SERVICE"]}})) is None
+    for policy in ("strip", "allow"):
+        values = load_values(f"sync:\n  pods:\n    hostAccess: {policy}\n")
+        assert PodAdmission(values).check(pod({"privileged": True})) is None
+
+
+def test_host_access_strip_takes_baseline_host_access_away():
+    pod = {"metadata": {"name": "p", "namespace": "n", "annotations": {
+        "container.apparmor.security.beta.kubernetes.io/c": "unconfined",
+        "container.apparmor.security.beta.kubernetes.io/d": "runtime/default"}},
+        "spec": {"securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"},
+                                                 {"name": "net.ipv4.tcp_syncookies", "value": "1"}],
+                                     "seccompProfile": {"type": "Unconfined"}},
+                 "schedulerName": "host-special", "runtimeClassName": "runc-privileged",
+                 "containers": [{"name": "c", "image": "x", "securityContext": {
+                     "privileged": True, "procMount": "Unmasked",
+                     "capabilities": {"add": ["SYS_ADMIN", "CHOWN"], "drop": ["NET_RAW"]},
+                     "seLinuxOptions": {"type": "spc_t"}},
+                     "livenessProbe": {"httpGet": {"host": "169.254.169.254", "port": 80}}}]}}
+    host = rewrite_pod(pod, replace(CFG, host_access="strip"))
+    spec = host["spec"]
+    assert spec["securityContext"] == {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}
+    assert spec["containers"][0]["securityContext"] == {
+        "procMount": "Default", "capabilities": {"add": ["CHOWN"], "drop": ["NET_RAW"]}}
+    assert spec["containers"][0]["livenessProbe"] == {"httpGet": {"port": 80}}
+    assert "schedulerName" not in spec and "runtimeClassName" not in spec
+    ann = host["metadata"]["annotations"]
+    assert "container.apparmor.security.beta.kubernetes.io/c" not in ann
+    assert ann["container.apparmor.security.beta.kubernetes.io/d"] == "runtime/default"
+    allowed = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]
+    assert allowed["schedulerName"] == "host-special"
+    assert allowed["containers"][0]["securityContext"]["privileged"] is True
+
+
+def test_runtime_class_is_the_hosts_unless_the_operator_forces_one():
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"runtimeClassName": "runc", "schedulerName": "mine",
+                    "containers": [{"name": "c", "image": "x"}]}}
+    with pytest.raises(PodRejected, match=r"spec.runtimeClassName 'runc' \(a RuntimeClass of the host\)"):
+        rewrite_pod(pod, CFG)
+    forced = rewrite_pod(pod, replace(CFG, runtime_class_name="gvisor"))["spec"]
+    assert forced["runtimeClassName"] == "gvisor" and "schedulerName" not in forced
+    del pod["spec"]["runtimeClassName"]
+    assert "schedulerName" not in rewrite_pod(pod, CFG)["spec"], "the host's default scheduler"
+
+
+def test_persistent_volume_secret_references_are_found():
+    from vkube.syncer.storage import pv_secret_fields
+
+    assert pv_secret_fields({"csi": {"driver": "d", "nodePublishSecretRef": {"name": "x"},
+                                     "controllerExpandSecretRef": {"name": "y"}},
+                             "claimRef": {"name": "c"}}) == [
+        "spec.csi.controllerExpandSecretRef", "spec.csi.nodePublishSecretRef"]
+    assert pv_secret_fields({"azureFile": {"secretName": "s", "shareName": "x"}}) == [
+        "spec.azureFile.secretName"]
+    assert pv_secret_fields({"nfs": {"server": "s", "path": "/"}}) == []

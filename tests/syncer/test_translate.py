@@ -119,3 +119,48 @@ def test_string_selector_translation():
     out = tr.translate_label_selector_string("app=web,tier in (a,b),!old", "demo")
     assert out.startswith("vkube.io/l-app=web,vkube.io/l-tier in (a,b),")
     assert "!vkube.io/l-old" in out and f"{LABEL_NAMESPACE}=demo" in out
+
+
+def test_host_names_are_injective_whatever_the_separators():
+    """Every pair of (namespace, name) a tenant can make gets its own host name: ``-x-`` in
+    names and namespaces (a namespace holding it, or starting with ``x-``) cannot line two
+    objects up, also when both names end in a hash."""
+    pairs = [("a", "b-x-c-x-d"), ("a-x-b", "c-x-d"), ("a-x-b-x-c", "d"), ("a", "x-b"),
+             ("a-x", "b"), ("a-x-x", "b"), ("s", "n-x-m"), ("s-x-n", "m"), ("s-x-n-x-m", "x")]
+    for limit in (63, 253):
+        names = {tr.host_name(n, ns, limit=limit) for n, ns in pairs}
+        assert len(names) == len(pairs), limit
+        tokens = {tr.token_secret_name(ns, n) for n, ns in pairs}
+        assert len(tokens) == len(pairs)
+    assert tr.host_name("a", "b-x-c-x-d") != tr.host_name("a-x-b", "c-x-d")
+
+
+def test_token_secret_names_never_meet_translated_names():
+    """The token Secret of ``ns/sa`` ends in ``-token``: no translated virtual object's name
+    (ending ``-x-VC`` or in a hash) is ever one, and it stays a valid name when cut."""
+    assert tr.token_secret_name("m", "s-x-n") == "s-x-n-x-m-x-team-a-token"
+    assert tr.token_secret_name("n-x-m", "s") != tr.token_secret_name("m", "s-x-n")
+    long = tr.token_secret_name("ns", "s" * 253)
+    assert len(long) <= 253 and long.endswith("-token") and DNS_SUBDOMAIN.match(long)
+    assert tr.host_name("s-x-n-x-m-x-team-a-token", "ns") != tr.token_secret_name("m", "s-x-n")
+
+
+def test_cluster_scoped_names_differ_across_virtual_clusters():
+    """Host cluster-scoped objects are shared by every virtual cluster of the host: ``a-x-b``
+    of ``c`` and ``a`` of ``b-x-c`` (or ``a-x`` of ``c`` and ``a`` of ``x-c``) differ."""
+    c, bxc, xc = Translator("c", "h"), Translator("b-x-c", "h"), Translator("x-c", "h")
+    assert c.host_cluster_name("a-x-b") != bxc.host_cluster_name("a")
+    assert c.host_cluster_name("a-x") != xc.host_cluster_name("a")
+    assert bxc.host_cluster_name("a") == "a-x-b-x-c"
+    for t in (c, bxc, xc):
+        assert DNS_SUBDOMAIN.match(t.host_cluster_name("a-x-b"))
+
+
+def test_owns_checks_the_exact_virtual_object():
+    meta = tr.host_metadata({"metadata": {"name": "web", "namespace": "demo", "uid": "u"}})
+    hobj = {"metadata": meta}
+    assert tr.owns(hobj, "demo", "web")
+    assert not tr.owns(hobj, "demo", "other") and not tr.owns(hobj, "other", "web")
+    assert not Translator("team-b", "h").owns(hobj, "demo", "web")
+    cmeta = tr.host_metadata({"metadata": {"name": "fast"}})
+    assert tr.owns({"metadata": cmeta}, None, "fast")

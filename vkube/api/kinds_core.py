@@ -20,6 +20,7 @@ from vkube.api.validation import (
     not_supported, required, too_long, validate_immutable, validate_labels, validate_nonnegative,
     validate_object_meta, validate_object_meta_update,
 )
+from vkube.api.validation_ip import control_plane_endpoints, validate_non_special_ip
 from vkube.api.validation_pod import validate_pod_spec, validate_pod_template, validate_pod_update
 
 __all__ = ["STRATEGIES", "validate_data_keys"]
@@ -500,11 +501,15 @@ class EndpointsStrategy(_Core):
 
     def validate(self, obj: Obj) -> Causes:
         causes = super().validate(obj)
+        loopback_ok = control_plane_endpoints(obj)
         for i, subset in enumerate(obj.get("subsets") or ()):
             for key in ("addresses", "notReadyAddresses"):
                 for j, addr in enumerate((subset or {}).get(key) or ()):
                     if not (addr or {}).get("ip"):
                         causes.append(required(f"subsets[{i}].{key}[{j}].ip"))
+                    else:
+                        causes += validate_non_special_ip(addr["ip"], f"subsets[{i}].{key}[{j}].ip",
+                                                          loopback_ok=loopback_ok)
         return causes
 
 

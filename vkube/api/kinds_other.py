@@ -11,6 +11,7 @@ from vkube.api.validation import (
     required, validate_immutable, validate_label_selector, validate_labels, validate_object_meta,
     validate_object_meta_update,
 )
+from vkube.api.validation_ip import validate_slice_address
 
 __all__ = ["STRATEGIES"]
 
@@ -289,6 +290,8 @@ class EndpointSliceStrategy(_Simple):
         for i, ep in enumerate(obj.get("endpoints") or ()):
             if not (ep or {}).get("addresses"):
                 causes.append(required(f"endpoints[{i}].addresses", "must contain at least 1 address"))
+            for j, address in enumerate((ep or {}).get("addresses") or ()):
+                causes += validate_slice_address(address, atype, f"endpoints[{i}].addresses[{j}]")
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:

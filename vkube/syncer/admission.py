@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, utcnow
-from vkube.api.podsecurity import LATEST, PRIVILEGED, Evaluator, LevelVersion
+from vkube.api.podsecurity import BASELINE, LATEST, PRIVILEGED, Evaluator, LevelVersion
 from vkube.client.client import Client
 from vkube.client.resources import PODS
 from vkube.syncer.values import Values
@@ -32,10 +32,17 @@ class PodAdmission:
         self.cluster = cluster  # named in the fix a refusal suggests
         level = iso.pod_security_standard if iso.enabled else PRIVILEGED
         self.level = LevelVersion(level, LATEST)
+        #: ``hostAccess: reject`` refuses what Pod Security "baseline" calls host access
+        #: (privileged, added capabilities, host namespaces/paths/ports/probes, unconfined
+        #: seccomp/AppArmor, SELinux, /proc, unsafe sysctls) — the level check covers it when
+        #: isolation sets baseline or restricted
+        self.host_level = LevelVersion(BASELINE, LATEST) if (
+            values.host_access == "reject" and level == PRIVILEGED) else None
         self.evaluator = evaluator or Evaluator()
         self.registries = tuple(r.rstrip("/") for r in iso.allowed_registries)
         self.isolated = iso.enabled
         self.claims_synced = values.sync.resourceclaims.enabled
+        self.storage_classes = iso.allowed_storage_classes
 
     def check(self, vpod: Obj) -> str | None:
         """Why the pod may not be synced (one message naming every violation), or None."""
@@ -45,6 +52,12 @@ class PodAdmission:
             result = self.evaluator.check(self.level, meta, spec)
             if not result.allowed:
                 problems.append(f'violates PodSecurity "{self.level}": '
+                                f"{result.forbidden_detail()}")
+        if self.host_level is not None:
+            result = self.evaluator.check(self.host_level, meta, spec)
+            if not result.allowed:
+                problems.append(f'host access is not allowed (sync.pods.hostAccess: reject): '
+                                f'violates PodSecurity "{self.host_level}": '
                                 f"{result.forbidden_detail()}")
         if self.registries:
             bad = [f'container "{c.get("name", "")}" image "{c.get("image", "")}"'
@@ -57,6 +70,7 @@ class PodAdmission:
             problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
                             "host in this virtual cluster; set sync.resourceclaims.enabled: true "
                             f"in its values (vkube create {self.cluster} --upgrade -f values.yaml)")
+        problems += self.claim_template_problems(spec)
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that
@@ -67,6 +81,21 @@ class PodAdmission:
                                 "(they point the embedded host's kubelet at an address of the "
                                 "host machine)")
         return "; ".join(problems) or None
+
+    def claim_template_problems(self, spec: Obj) -> list[str]:
+        """``isolation.allowedStorageClasses`` holds for the claims the host makes from a
+        generic ephemeral volume's template as for the tenant's own claims."""
+        if not self.storage_classes:
+            return []
+        out = []
+        for i, vol in enumerate(spec.get("volumes") or []):
+            tmpl = (vol.get("ephemeral") or {}).get("volumeClaimTemplate") or {}
+            name = (tmpl.get("spec") or {}).get("storageClassName")
+            if name and name not in self.storage_classes:
+                out.append(f"spec.volumes[{i}].ephemeral.volumeClaimTemplate.spec."
+                           f"storageClassName: storage class {name!r} is not allowed in this "
+                           f"virtual cluster (allowed: {', '.join(self.storage_classes)})")
+        return out
 
     def image_allowed(self, image: str) -> bool:
         """Does the image come from an allowed registry (``docker.io`` or a path prefix such

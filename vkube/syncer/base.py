@@ -197,7 +197,7 @@ class ClusterScopedDownSyncer(KindSyncer):
         hname = self.tr.host_cluster_name(key)
         vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
         if vobj is None or deleting(vobj):
-            if hobj is not None and self.tr.is_owned(hobj):
+            if hobj is not None and self.tr.owns(hobj, None, key):
                 await delete_ignore_missing(self.ctx.host, self.res, hname, None)
             return
         want = self.desired(vobj)
@@ -205,14 +205,14 @@ class ClusterScopedDownSyncer(KindSyncer):
             try:
                 await self.ctx.host.create(self.res, want)
             except errors.AlreadyExists:
-                pass
+                return  # the host watch brings it; the next reconcile checks whose it is
             except errors.StatusError as e:
                 if is_refusal(e, creating=True):
                     self.refusals.refused(vobj, e)
                 raise
             self.refusals.accepted(vobj)
             return
-        if not self.tr.is_owned(hobj):
+        if not self.tr.owns(hobj, None, key):
             return  # a host object of the same name that is not ours: never touched
         if self.immutable_changed(want, hobj):
             await delete_ignore_missing(self.ctx.host, self.res, hname, None)
@@ -306,16 +306,19 @@ class DownSyncer(KindSyncer):
         hns = self.ctx.host_namespace
         hobj = self.hinf.get(hname, hns)
         if vobj is None or deleting(vobj) or not self.wanted(vobj):
-            if hobj is not None and self.tr.is_owned(hobj) and not deleting(hobj):
+            if hobj is not None and self.tr.owns(hobj, ns, name) and not deleting(hobj):
                 await delete_ignore_missing(self.ctx.host, self.hres, hname, hns)
             return
         desired = self.desired(vobj)
+        if hobj is not None and not self.tr.owns(hobj, ns, name):
+            self.foreign(vobj, hname)  # made for another virtual object: never reused
+            return
         if hobj is None:
             try:
                 hobj = await self.create_host(desired)
             except errors.AlreadyExists:
                 hobj = await self.ctx.host.get(self.hres, hname, namespace=hns)
-                if not self.tr.is_owned(hobj):
+                if not self.tr.owns(hobj, ns, name):
                     self.foreign(vobj, hname)
                     return
             except errors.StatusError as e:

@@ -158,7 +158,7 @@ class ResourceClaimSyncer(DownSyncer):
                 # in use on the host: kept until its pods let go (the host's claim event
                 # brings it back), as a claim's delete protection keeps it while in use
                 return
-            if stale and self.tr.is_owned(hobj or {}):
+            if stale and self.tr.owns(hobj or {}, ns, name):
                 await delete_ignore_missing(self.ctx.host, RESOURCECLAIMS, hname, self.ctx.host_namespace)
                 return  # its deletion event brings the new claim down
         await super().reconcile(key)

@@ -150,10 +150,13 @@ class CustomResourceSyncer(DownSyncer):
         hname = self.tr.host_cluster_name(key, limit=self.limit)
         vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
         if vobj is None or deleting(vobj):
-            if hobj is not None and self.tr.is_owned(hobj) and not deleting(hobj):
+            if hobj is not None and self.tr.owns(hobj, None, key) and not deleting(hobj):
                 await delete_ignore_missing(self.ctx.host, self.hres, hname, None)
             return
         desired = self.desired(vobj)
+        if hobj is not None and not self.tr.owns(hobj, None, key):
+            self.foreign(vobj, hname)  # made for another virtual object: never reused
+            return
         creating = hobj is None
         try:
             if hobj is None:
@@ -161,7 +164,7 @@ class CustomResourceSyncer(DownSyncer):
                     hobj = await self.ctx.host.create(self.hres, desired)
                 except errors.AlreadyExists:
                     hobj = await self.ctx.host.get(self.hres, hname)
-                    if not self.tr.is_owned(hobj):
+                    if not self.tr.owns(hobj, None, key):
                         self.foreign(vobj, hname)
                         return
             else:

@@ -65,7 +65,7 @@ class EndpointsSyncer(KindSyncer):
         hep = self.hep.get(hname, hns)
         if vsvc is None or (vsvc.get("spec") or {}).get("selector"):
             # nothing to push down: drop a host copy we made for a selector-less service
-            if hep is not None and self.tr.is_owned(hep) and _is_ours_down(hep, self.tr.vc):
+            if hep is not None and self.tr.owns(hep, ns, name) and _is_ours_down(hep, self.tr.vc):
                 await delete_ignore_missing(self.ctx.host, ENDPOINTS, hname, hns)
             if vsvc is None:
                 if vep is not None and _ann(vep, ANN_FROM_HOST):
@@ -73,12 +73,15 @@ class EndpointsSyncer(KindSyncer):
                 return
             await self._up(vsvc, vep, hep)
             return
-        await self._down(vep, hep, hname)
+        await self._down(vep, hep, hname, ns, name)
 
-    async def _down(self, vep: Obj | None, hep: Obj | None, hname: str) -> None:
+    async def _down(self, vep: Obj | None, hep: Obj | None, hname: str, vns: str,
+                    vname: str) -> None:
         hns = self.ctx.host_namespace
+        if hep is not None and not self.tr.owns(hep, vns, vname):
+            return  # made for another virtual object: never reused nor deleted
         if vep is None:
-            if hep is not None and self.tr.is_owned(hep):
+            if hep is not None:
                 await delete_ignore_missing(self.ctx.host, ENDPOINTS, hname, hns)
             return
         ns = vep["metadata"]["namespace"]

@@ -11,6 +11,8 @@ Why each grant (what the syncer does on the host, vkube/syncer and vkube/cluster
   ingresses, networkpolicies, serviceaccounts), their token Secrets, events it reads, pods'
   log/exec/attach/portforward (the kubelet proxy), leases, endpointslices it reads, the
   isolation objects (ResourceQuota, LimitRange, NetworkPolicies), the exposed Service;
+- ingresses list (cluster-wide, read-only) while ingresses sync: a ``host`` another Ingress
+  of the host claims is refused (syncer/ingresses.py);
 - nodes get/list/watch (cluster-wide, read-only): the node syncer mirrors the host nodes its
   pods run on in every mode, ``expose`` lists node addresses, a re-created bare pod keeps
   its node; metrics.k8s.io pods in the host namespace (the virtual metrics API), node
@@ -111,6 +113,9 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
             rule = {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": _RO}
             if rule not in rules:
                 rules.append(rule)
+    if s.ingresses.enabled:  # a host name another Ingress on the host claims is refused
+        cl.append({"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+                   "verbs": ["list"]})
     if s.storageclasses.enabled:
         cl.append({"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": _RW})
     if s.persistentvolumes.enabled:

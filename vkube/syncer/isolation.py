@@ -20,6 +20,7 @@ from fractions import Fraction
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.api.quantity import Quantity, parse_quantity
+from vkube.api.validation_ip import parse_ip, special_ip_problems
 from vkube.client.client import Resource
 from vkube.client.resources import (ENDPOINTS, LIMITRANGES, NAMESPACES, NETWORKPOLICIES,
                                     PODS, RESOURCEQUOTAS)
@@ -36,7 +37,10 @@ QUOTA = {"count/configmaps": "100", "count/endpoints": "40",
 LIMITS = {"type": "Container",
           "default": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "8Gi"},
           "defaultRequest": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "3Gi"}}
-PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"]
+#: never reached by an isolated tenant's workloads: private ranges, loopback, and link-local
+#: (the node itself; a cloud's metadata service at 169.254.169.254)
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+           "169.254.0.0/16"]
 DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 KUBE_SYSTEM = {"namespaceSelector": {"matchLabels": {
     "kubernetes.io/metadata.name": "kube-system"}}}
@@ -201,10 +205,11 @@ class IsolationSyncer(KindSyncer):
 
 
 class AddressGuard:
-    """Endpoint addresses a tenant writes (selector-less Services) may not point into the
-    host's private network unless they are its own pods' IPs: otherwise an isolated tenant's
-    Service would route to another tenant's pods (or host services) by IP. Only with
-    ``isolation.enabled``; public addresses stay allowed, as the NetworkPolicy allows them."""
+    """Endpoint addresses a tenant writes (selector-less Services) never name the node itself
+    (unspecified, loopback, link-local: the API server refuses them too) and, with
+    ``isolation.enabled``, never the host's private network unless they are its own pods' IPs:
+    otherwise a tenant's Service would route to another tenant's pods, host services or the
+    cloud's metadata service by IP. Public addresses stay allowed, as the NetworkPolicy does."""
 
     def __init__(self, ctx: SyncContext) -> None:
         self.ctx = ctx
@@ -212,16 +217,20 @@ class AddressGuard:
         self.private = [ipaddress.ip_network(c) for c in PRIVATE]
 
     def refused(self, addresses: list[str]) -> list[str]:
-        """The addresses that may not go down (empty: all fine)."""
-        if not self.enabled:
-            return []
+        """The addresses that may not go down (empty: all fine): never an address the API
+        server refuses as special (unspecified, loopback, link-local: objects stored before
+        it did); with isolation, no private one but the tenant's own pods'."""
         own: set[str] | None = None
         out = []
         for ip in addresses:
-            try:
-                addr = ipaddress.ip_address(ip)
-            except ValueError:
+            addr = parse_ip(ip)
+            if addr is None:
                 continue  # the host's validation refuses it
+            if special_ip_problems(addr, ip):
+                out.append(ip)
+                continue
+            if not self.enabled:
+                continue
             if addr.version == 4 and not any(addr in n for n in self.private):
                 continue
             if own is None:
@@ -242,8 +251,9 @@ class AddressGuard:
         if bad:
             self.ctx.recorder.event(vobj, "Warning", "AddressRefused", (
                 f"endpoint addresses {', '.join(bad)} are not pods of this virtual cluster: "
-                "with isolation a private address must be one of its own pods' IPs; "
-                "they are left out on the host"))
+                "an endpoint is never unspecified, loopback or link-local, and with isolation "
+                "a private address must be one of its own pods' IPs; they are left out on the "
+                "host"))
         return set(bad)
 
 

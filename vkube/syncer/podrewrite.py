@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vkube.api.meta import Obj
+from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
                                     LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
                                     encode_label_key)
@@ -42,6 +43,7 @@ class PodRewriteConfig:
     keep_node_name: bool = False  # enableScheduler: the virtual scheduler picks the node
     host_access: HostAccess = "reject"
     sync_priority_classes: bool = False
+    sync_storage_classes: bool = False  # ephemeral claim templates name NAME-x-VC classes
     namespace_labels: dict[str, str] = field(default_factory=dict)
     services: tuple[Obj, ...] = ()  # virtual Services of the pod's namespace, for env vars
     # sync.nodes.nodeSelector: host pods only run on the selected host nodes (as vcluster's
@@ -76,6 +78,8 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str], set[str]]:
             secrets.add(sec["secretName"])
         if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
             pvcs.add(pvc["claimName"])
+        for ref in _volume_secret_refs(vol):
+            secrets.add(ref[0][ref[1]])
         sources = (vol.get("projected") or {}).get("sources") or []
         if any("serviceAccountToken" in src for src in sources):
             continue  # replaced by the virtual cluster's token Secret
@@ -102,6 +106,45 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str], set[str]]:
     return cms, secrets, pvcs
 
 
+#: inline volume sources naming a Secret of the pod's namespace, and where (upstream's
+#: ``VisitPodSecretNames``, pkg/api/v1/pod): the ``secretName`` of ``azureFile``, the
+#: ``secretRef`` of the others, the ``nodePublishSecretRef`` of ``csi``
+SECRET_REF_VOLUMES: dict[str, str] = {
+    "azureFile": "", "cephfs": "secretRef", "cinder": "secretRef", "flexVolume": "secretRef",
+    "iscsi": "secretRef", "rbd": "secretRef", "scaleIO": "secretRef",
+    "storageos": "secretRef", "csi": "nodePublishSecretRef"}
+
+#: volume sources a pod may use without reaching anything of the node's own (Pod Security
+#: "restricted"'s list, plus image volumes: an image, pulled like a container's); every other
+#: inline source (nfs, iscsi, rbd, cephfs, glusterfs, fc, flexVolume, gitRepo, cloud disks…)
+#: is mounted by the node from its network, its files or its cloud account: host access
+POD_VOLUME_SOURCES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                                "persistentVolumeClaim", "projected", "secret", "image"})
+
+
+def _volume_secret_refs(vol: Obj) -> list[tuple[Obj, str]]:
+    """``(holder, key)`` of each Secret name an inline volume source names."""
+    out = []
+    for source, ref in SECRET_REF_VOLUMES.items():
+        src = vol.get(source)
+        if not isinstance(src, dict):
+            continue
+        holder, key = (src.get(ref), "name") if ref else (src, "secretName")
+        if isinstance(holder, dict) and holder.get(key):
+            out.append((holder, key))
+    return out
+
+
+def host_access_volumes(spec: Obj) -> list[str]:
+    """``volume "NAME" uses SOURCE`` for each volume the node itself would mount."""
+    out = []
+    for vol in spec.get("volumes") or []:
+        for source in vol:
+            if source != "name" and source not in POD_VOLUME_SOURCES:
+                out.append(f"volume {vol.get('name', '')!r} uses {source}")
+    return out
+
+
 def _containers(spec: Obj) -> list[Obj]:
     return [*(spec.get("initContainers") or []), *(spec.get("containers") or []),
             *(spec.get("ephemeralContainers") or [])]
@@ -118,7 +161,9 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     hmeta = tr.host_metadata(vpod, limit=POD_NAME_LIMIT, translate_labels=True)
     hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
 
-    _apply_host_access(spec, cfg.host_access)
+    _apply_host_access(spec, cfg)
+    if cfg.host_access == "strip":
+        _strip_annotations(hmeta["annotations"])
     apply_cluster_dns(spec, ns, cfg.cluster_dns, cfg.cluster_domain)
     sa_mounted = _rewrite_volumes(spec, ns, cfg)
     automount = spec.get("automountServiceAccountToken", True) is not False
@@ -226,30 +271,104 @@ def _dedup(items: list[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
-def _apply_host_access(spec: Obj, policy: HostAccess) -> None:
+def _apply_host_access(spec: Obj, cfg: PodRewriteConfig) -> None:
+    """``sync.pods.hostAccess`` beyond Pod Security baseline's checks (done before, in
+    :mod:`vkube.syncer.admission`): volumes the node mounts, the host's RuntimeClasses, and
+    the host's schedulers — a tenant's ``schedulerName`` names one of its virtual cluster."""
+    policy = cfg.host_access
     if policy == "allow":
         return
+    spec.pop("schedulerName", None)
     flags = [f for f in ("hostNetwork", "hostPID", "hostIPC", "hostUsers") if
              spec.get(f) is True and f != "hostUsers"]
-    host_paths = [v.get("name", "") for v in spec.get("volumes") or [] if "hostPath" in v]
+    node_volumes = host_access_volumes(spec)
     ports = [c.get("name", "") for c in _containers(spec)
              for p in c.get("ports") or [] if p.get("hostPort")]
+    # the operator's forced class replaces it (force_placement); otherwise it names a host
+    # RuntimeClass, i.e. a runtime handler of the host's nodes
+    runtime = spec.get("runtimeClassName") if not cfg.runtime_class_name else None
     if policy == "reject":
-        bad = [f"spec.{f}" for f in flags] + [f"volume {n!r} uses hostPath" for n in host_paths]
+        bad = [f"spec.{f}" for f in flags] + node_volumes
         bad += [f"container {n!r} uses a hostPort" for n in ports]
+        if runtime:
+            bad.append(f"spec.runtimeClassName {runtime!r} (a RuntimeClass of the host)")
         if bad:
             raise PodRejected("host access is not allowed: " + ", ".join(bad))
         return
+    if runtime:
+        spec.pop("runtimeClassName")
+        spec.pop("overhead", None)
+    _strip_security(spec)
     for f in flags:
         spec.pop(f, None)
     for v in spec.get("volumes") or []:
-        if "hostPath" in v:
-            v.pop("hostPath")
+        sources = [k for k in v if k != "name" and k not in POD_VOLUME_SOURCES]
+        for k in sources:
+            v.pop(k)
+        if sources:
             v["emptyDir"] = {}
     for c in _containers(spec):
         for p in c.get("ports") or []:
             p.pop("hostPort", None)
             p.pop("hostIP", None)
+
+
+_PROFILE_OK = {"seccompProfile": ("RuntimeDefault", "Localhost"),
+               "appArmorProfile": ("RuntimeDefault", "Localhost")}
+_HANDLERS = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _strip_context(sc: Obj) -> None:
+    """One securityContext (pod or container) without what baseline calls host access."""
+    for key, ok in _PROFILE_OK.items():
+        if isinstance(sc.get(key), dict) and sc[key].get("type") not in ok:
+            sc.pop(key)
+    se = sc.get("seLinuxOptions")
+    if isinstance(se, dict) and (se.get("user") or se.get("role") or
+                                 (se.get("type") or "") not in SELINUX_TYPES_1_31):
+        sc.pop("seLinuxOptions")
+    if isinstance(sc.get("windowsOptions"), dict):
+        sc["windowsOptions"].pop("hostProcess", None)
+
+
+def _strip_security(spec: Obj) -> None:
+    """``hostAccess: strip``: the pod runs without what Pod Security baseline forbids as host
+    access (privileged, capabilities past baseline's, unconfined profiles, custom SELinux,
+    an unmasked /proc, unsafe sysctls, probes and hooks aimed at another host)."""
+    psc = spec.get("securityContext")
+    if isinstance(psc, dict):
+        _strip_context(psc)
+        if psc.get("sysctls"):
+            psc["sysctls"] = [x for x in psc["sysctls"] if x.get("name") in SYSCTLS_1_37]
+    for c in _containers(spec):
+        sc = c.get("securityContext")
+        if isinstance(sc, dict):
+            _strip_context(sc)
+            sc.pop("privileged", None)
+            caps = sc.get("capabilities")
+            if isinstance(caps, dict) and caps.get("add"):
+                caps["add"] = [x for x in caps["add"] if x in BASELINE_CAPABILITIES]
+            if sc.get("procMount") not in (None, "Default"):
+                sc["procMount"] = "Default"
+        handlers = [c.get(k) for k in _HANDLERS]
+        handlers += [(c.get("lifecycle") or {}).get(k) for k in ("postStart", "preStop")]
+        for h in handlers:
+            for action in ("httpGet", "tcpSocket"):
+                if isinstance(h, dict) and isinstance(h.get(action), dict):
+                    h[action].pop("host", None)
+
+
+def _strip_annotations(annotations: dict[str, str]) -> None:
+    """The legacy seccomp/AppArmor annotations, when they ask for an unconfined container."""
+    for key, value in list(annotations.items()):
+        if key.startswith(("seccomp.security.alpha.kubernetes.io/",
+                           "container.seccomp.security.alpha.kubernetes.io/")) and \
+                value not in ("runtime/default", "docker/default") and \
+                not value.startswith("localhost/"):
+            del annotations[key]
+        elif key.startswith("container.apparmor.security.beta.kubernetes.io/") and \
+                value and value != "runtime/default" and not value.startswith("localhost/"):
+            del annotations[key]
 
 
 def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
@@ -264,6 +383,10 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
             sec["secretName"] = tr.host_name(sec["secretName"], ns)
         if (pvc := vol.get("persistentVolumeClaim")) and pvc.get("claimName"):
             pvc["claimName"] = tr.host_name(pvc["claimName"], ns)
+        for holder, key in _volume_secret_refs(vol):
+            holder[key] = tr.host_name(holder[key], ns)
+        if isinstance(vol.get("ephemeral"), dict):
+            _rewrite_claim_template(vol["ephemeral"], ns, cfg)
         if (proj := vol.get("projected")) is not None:
             sources = proj.get("sources") or []
             if any("serviceAccountToken" in s for s in sources):
@@ -286,6 +409,31 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
         if (d := vol.get("downwardAPI")) is not None:
             _rewrite_downward_items(d.get("items"))
     return has_sa
+
+
+def _rewrite_claim_template(eph: Obj, ns: str, cfg: PodRewriteConfig) -> None:
+    """A generic ephemeral volume's claim is made by the host from this template: what it
+    names (storage class, data source, volume) is translated as a synced claim's is, and
+    ``vkube.io/`` marks are never the tenant's to set. (Its storage class is checked against
+    ``isolation.allowedStorageClasses`` before: :mod:`vkube.syncer.admission`.)"""
+    tr = cfg.translator
+    tmpl = eph.get("volumeClaimTemplate")
+    if not isinstance(tmpl, dict):
+        return
+    meta = tmpl.get("metadata")
+    if isinstance(meta, dict):
+        for key in ("labels", "annotations"):
+            if isinstance(meta.get(key), dict):
+                meta[key] = {k: v for k, v in meta[key].items() if not k.startswith("vkube.io/")}
+    spec = tmpl.get("spec") or {}
+    if spec.get("storageClassName") and cfg.sync_storage_classes:
+        spec["storageClassName"] = tr.host_cluster_name(spec["storageClassName"])
+    if spec.get("volumeName"):
+        spec["volumeName"] = tr.host_cluster_name(spec["volumeName"])
+    for key in ("dataSource", "dataSourceRef"):
+        src = spec.get(key)
+        if isinstance(src, dict) and src.get("name") and not src.get("namespace"):
+            src["name"] = tr.host_name(src["name"], ns)
 
 
 #: the virtual pod's labels / annotations as the kubelet writes a downward API file of

@@ -132,8 +132,8 @@ class PodSyncer(KindSyncer):
         hns = self.ctx.host_namespace
         vpod = self.vinf.get(name, ns)
         hpod = self.hinf.get(hname, hns)
-        if hpod is not None and not self.tr.is_owned(hpod):
-            return  # the informer only holds ours; be safe anyway
+        if hpod is not None and not self.tr.owns(hpod, ns, name):
+            return  # not this virtual pod's host pod: never reused, changed nor deleted
         if vpod is None:
             if hpod is not None and not deleting(hpod):
                 await delete_ignore_missing(self.ctx.host, PODS, hname, hns)
@@ -313,6 +313,7 @@ class PodSyncer(KindSyncer):
             keep_node_name=self.keep_node_name,
             host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
+            sync_storage_classes=self.ctx.values.sync.storageclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
             services=tuple(self.services.list(ns)),
             node_selector=self.ctx.values.node_selector(),

@@ -24,6 +24,21 @@ _DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class",
 ANN_HOST_PV = "vkube.io/host-pv"
 
 
+def pv_secret_fields(spec: Obj) -> list[str]:
+    """``spec.SOURCE.FIELD`` of every Secret a PersistentVolume source names (``csi``'s
+    ``*SecretRef``, ``secretRef`` of cephfs/rbd/iscsi/flexVolume/scaleIO/storageos/cinder,
+    ``azureFile.secretName``)."""
+    out = []
+    for source, body in spec.items():
+        if not isinstance(body, dict):
+            continue
+        for key, value in body.items():
+            if value and (key.lower().endswith("secretref") or key in ("secretName",
+                                                                         "secretNamespace")):
+                out.append(f"spec.{source}.{key}")
+    return sorted(out)
+
+
 class StorageClassSyncer(ClusterScopedDownSyncer):
     kind = "storageclasses"
     res = STORAGECLASSES
@@ -103,13 +118,20 @@ class PersistentVolumeSyncer(KindSyncer):
         hname = self.tr.host_cluster_name(name)
         hpv = self.hinf.get(hname)
         if vpv is None or deleting(vpv):
-            if hpv is not None and self.tr.is_owned(hpv):
+            if hpv is not None and self.tr.owns(hpv, None, name):
                 await delete_ignore_missing(self.ctx.host, PVS, hname, None)
             return
         spec = copy.deepcopy(vpv.get("spec") or {})
         if ("hostPath" in spec or "local" in spec) and self.ctx.values.host_access != "allow":
             self.ctx.recorder.event(vpv, "Warning", "SyncError", str(PodRejected(
                 "hostPath/local volumes are not allowed on the host")))
+            return
+        secrets = pv_secret_fields(spec)
+        if secrets and self.ctx.values.host_access != "allow":
+            # a PV's secret references carry their own namespace: any Secret of the host
+            self.ctx.recorder.event(vpv, "Warning", "SyncError", (
+                f"{', '.join(secrets)}: a PersistentVolume naming a Secret is not synced to "
+                "the host (it would name a host Secret of any namespace)"))
             return
         ref = spec.get("claimRef")
         if ref and ref.get("name") and ref.get("namespace"):
@@ -126,7 +148,7 @@ class PersistentVolumeSyncer(KindSyncer):
             except errors.AlreadyExists:
                 pass
             return
-        if self.tr.is_owned(hpv) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
+        if self.tr.owns(hpv, None, name) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
                 and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
 

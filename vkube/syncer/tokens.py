@@ -18,11 +18,12 @@ from vkube.api import errors
 from vkube.api.meta import Obj, parse_time, rfc3339, utcnow
 from vkube.client.resources import CONFIGMAPS, SECRETS, SERVICEACCOUNTS
 from vkube.syncer.base import SyncContext
-from vkube.syncer.translate import fit_name
+from vkube.syncer.translate import LABEL_NAMESPACE
 
 log = logging.getLogger(__name__)
 
 ANN_REFRESH = "vkube.io/token-refresh-at"
+ANN_SERVICE_ACCOUNT = "vkube.io/service-account"
 TOKEN_SECONDS = 365 * 24 * 3600
 RETRY_SECONDS = 60
 _SA_TOKEN = "kubernetes.io/service-account-token"
@@ -48,8 +49,15 @@ class TokenManager:
         self._written: dict[str, Obj] = {}  # our last write, until the informer has it
 
     def secret_name(self, namespace: str, sa: str) -> str:
-        # ends in "-token": never the "-x-VC" ending of a translated virtual Secret name
-        return fit_name(f"{sa}-x-{namespace}-x-{self.ctx.name}-token", 253)
+        return self.ctx.tr.token_secret_name(namespace, sa)
+
+    def holds(self, secret: Obj, namespace: str, sa: str) -> bool:
+        """Is ``secret`` this cluster's token Secret of exactly ``namespace/sa``? A Secret of
+        the same name for another service account is never mounted nor overwritten."""
+        meta = secret.get("metadata") or {}
+        return self.ctx.tr.is_owned(secret) and \
+            (meta.get("labels") or {}).get(LABEL_NAMESPACE) == namespace and \
+            (meta.get("annotations") or {}).get(ANN_SERVICE_ACCOUNT) == sa
 
     def refresh_in(self, namespace: str, sa: str) -> float | None:
         """Seconds until the token Secret needs renewing (0: now); None: no Secret yet."""
@@ -71,6 +79,9 @@ class TokenManager:
         cached = self.secrets.get(name, self.ctx.host_namespace)
         cur = max((c for c in (cached, self._written.get(name)) if c is not None),
                   key=_refresh_of, default=None)
+        if cur is not None and not self.holds(cur, namespace, sa):
+            raise errors.Conflict(f"host secret {name} exists and is not the token of "
+                                  f"{namespace}/{sa}")
         if cur is not None and _refresh_of(cur) > utcnow():
             return name
         now = utcnow()
@@ -90,7 +101,7 @@ class TokenManager:
                 "name": name, "namespace": self.ctx.host_namespace,
                 "labels": self.ctx.tr.owner_labels(namespace),
                 "annotations": {ANN_REFRESH: rfc3339(refresh_at),
-                                "vkube.io/service-account": sa},
+                                ANN_SERVICE_ACCOUNT: sa},
             },
             "data": {"token": _b64(token), "ca.crt": _b64(ca), "namespace": _b64(namespace)},
         }
@@ -101,8 +112,9 @@ class TokenManager:
                 return name
             except errors.AlreadyExists:
                 cur = await self.ctx.host.get(SECRETS, name, namespace=self.ctx.host_namespace)
-        if not self.ctx.tr.is_owned(cur):
-            raise errors.Conflict(f"host secret {name} exists and is not ours")
+        if not self.holds(cur, namespace, sa):
+            raise errors.Conflict(f"host secret {name} exists and is not the token of "
+                                  f"{namespace}/{sa}")
         body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
         try:
             self._written[name] = await self.ctx.host.update(SECRETS, body)

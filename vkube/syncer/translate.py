@@ -52,6 +52,19 @@ def fit_name(full: str, limit: int) -> str:
     return f"{head}-{digest}" if head else digest
 
 
+_TOKEN_SUFFIX = "-token"
+
+
+def _parts_hash(*parts: str) -> str:
+    """A hash of the parts themselves (NUL cannot occur in a Kubernetes name)."""
+    return short_hash("\0".join(parts))
+
+
+def _hashed(full: str, digest: str, limit: int) -> str:
+    head = full[: limit - len(digest) - 1].rstrip("-.")
+    return f"{head}-{digest}" if head else digest
+
+
 def _valid_label_key_name(name: str) -> bool:
     return len(name) <= DNS_LABEL_MAX and bool(_LABEL_NAME_RE.match(name))
 
@@ -98,14 +111,29 @@ class Translator:
         end in a hash of the full name, so a tenant cannot build a collision."""
         full = f"{name}{_SEP}{namespace}{_SEP}{self.vc}"
         if _SEP in namespace or namespace.startswith(_SEP[1:]):
-            digest = short_hash(full)
-            head = full[: limit - len(digest) - 1].rstrip("-.")
-            return f"{head}-{digest}"
+            # the hash is of the parts, not of ``full``: ``a`` in ``b-x-c-x-d`` and ``a-x-b``
+            # in ``c-x-d`` have one ``full`` and must still differ
+            return _hashed(full, _parts_hash(name, namespace, self.vc), limit)
         return fit_name(full, limit)
 
     def host_cluster_name(self, name: str, *, limit: int = DNS_SUBDOMAIN_MAX) -> str:
-        """Cluster-scoped objects (StorageClasses, PVs): ``NAME-x-VC``."""
-        return fit_name(f"{name}{_SEP}{self.vc}", limit)
+        """Cluster-scoped objects (StorageClasses, PVs, PriorityClasses): ``NAME-x-VC``.
+
+        Host cluster-scoped objects are shared by every virtual cluster on the host: ``a-x-b``
+        of cluster ``c`` and ``a`` of cluster ``b-x-c`` (or ``a-x`` of ``c`` and ``a`` of
+        ``x-c``) would be one name, so a name holding the separator (or ending in ``-x``)
+        always ends in a hash of its parts."""
+        full = f"{name}{_SEP}{self.vc}"
+        if _SEP in name or name.endswith(_SEP[:2]):
+            return _hashed(full, _parts_hash(name, self.vc), limit)
+        return fit_name(full, limit)
+
+    def token_secret_name(self, namespace: str, service_account: str) -> str:
+        """The host Secret holding the virtual token of ``namespace/service_account``:
+        the service account's host name + ``-token`` (never the ``-x-VC`` or hash ending of a
+        translated virtual object, and as injective as ``host_name``)."""
+        return self.host_name(service_account, namespace,
+                              limit=DNS_SUBDOMAIN_MAX - len(_TOKEN_SUFFIX)) + _TOKEN_SUFFIX
 
     # -- metadata ------------------------------------------------------------------------
     def owner_labels(self, namespace: str | None) -> dict[str, str]:
@@ -151,6 +179,12 @@ class Translator:
         """True for host objects this virtual cluster created (never touch the others)."""
         labels = (host_obj.get("metadata") or {}).get("labels") or {}
         return labels.get(LABEL_MANAGED_BY) == self.vc
+
+    def owns(self, host_obj: Obj, namespace: str | None, name: str) -> bool:
+        """True when ``host_obj`` is this cluster's copy of exactly the virtual object
+        ``namespace/name`` (a host object of the right name made for another object is not:
+        it is never reused, updated or deleted for this one)."""
+        return self.virtual_ref(host_obj) == (namespace or None, name)
 
     def virtual_ref(self, host_obj: Obj) -> tuple[str | None, str] | None:
         """``(namespace, name)`` of the virtual object behind an owned host object."""

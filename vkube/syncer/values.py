@@ -7,7 +7,8 @@ key path (``sync.nodes.syncAll: unknown key``), never silently ignored.
 Defaults: pods, configmaps, secrets (only those used by synced pods, unless ``all``), services,
 endpoints, persistentvolumeclaims, ingresses, networkpolicies and events sync; persistentvolumes,
 storageclasses, serviceaccounts and priorityclasses do not; nodes are fake (one per host node
-running synced pods); host access (hostPath/hostNetwork/hostPID/hostIPC/hostPort) is rejected.
+running synced pods); host access (what Pod Security baseline forbids, volumes the node
+mounts) is rejected.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ class Off:
 class PodsSync:
     enabled: bool = _on("run the virtual cluster's pods on the host")
     host_access: Literal["reject", "strip", "allow"] = _k(
-        "hostAccess", "reject", "pods asking for hostPath/hostNetwork/hostPID/hostIPC/hostPort: "
-        "reject them, strip the access, or allow it (isolation: only reject)")
+        "hostAccess", "reject", "pods asking for host access (what Pod Security baseline forbids, "
+        "volumes the node mounts, a host RuntimeClass): reject them, strip the access, or "
+        "allow it (isolation: only reject)")
 
 
 @dataclass(frozen=True)
