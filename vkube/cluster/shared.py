@@ -699,10 +699,7 @@ def _shared_config(config: ClusterConfig, port: int) -> ClusterConfig:
 
     sans = config.tls_sans if sni_name(config.name) in config.tls_sans else (
         *config.tls_sans, sni_name(config.name))
-    return dataclasses.replace(config, port=port, leader_election=False,
-                               # in-process components keep a slept cluster's memory alive
-                               # (test_sleeping_clusters_give_their_memory_back): HTTPS until found
-                               in_process_components=False, tls_sans=sans)
+    return dataclasses.replace(config, port=port, leader_election=False, tls_sans=sans)
 
 
 def _with_server_name(kubeconfig: Path, server_name: str) -> None:
