@@ -17,6 +17,10 @@ and one listening port.
 - **In-cluster API**: a cluster that syncs pods also answers on a loopback port of its own
   (``vkube.cluster.podapi``), which its pods' ``KUBERNETES_SERVICE_PORT`` and the
   ``default/kubernetes`` Endpoints name: in-cluster clients send no path and no server name.
+- **Components in process**: each cluster's controllers, DNS, scheduler and the virtual side
+  of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
+  identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
+  nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
