@@ -206,7 +206,7 @@ async def test_namespace_deletion_removes_namespace(cluster) -> None:
             return True
         return False
 
-    await eventually(ns_gone, timeout=3)
+    await eventually(ns_gone, timeout=60)
 
 
 async def test_pvc_protection_and_pdb(cluster) -> None:

@@ -151,3 +151,46 @@ async def test_periodic_loop_survives_failing_rounds() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_workers_start_with_a_backlog_and_end_when_idle() -> None:
+    """``run_workers(workers=3)`` holds no task beyond its caller's while the queue is empty;
+    a backlog gets up to three keys handled at once (never one key twice at once); once
+    drained the extra workers end again; cancelling ends every one of them."""
+    queue = WorkQueue()
+    release = asyncio.Event()
+    running: set[str] = set()
+    peak = 0
+    handled: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        nonlocal peak
+        assert key not in running
+        running.add(key)
+        peak = max(peak, len(running))
+        await release.wait()
+        running.discard(key)
+        handled.append(key)
+
+    before = len(asyncio.all_tasks())
+    runner = asyncio.create_task(run_workers(queue, reconcile, name="t", workers=3))
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) == before + 1  # the runner alone
+    for i in range(6):
+        queue.add(f"k{i}")
+    await _until(lambda: len(running) == 3, "three keys at once")
+    queue.add("k0")  # queued again while held: handled again later, not at once
+    assert len(asyncio.all_tasks()) == before + 3
+    release.set()
+    await _until(lambda: len(handled) == 7, "every key handled")
+    assert peak == 3 and sorted(set(handled)) == [f"k{i}" for i in range(6)]
+    await _until(lambda: len(asyncio.all_tasks()) == before + 1, "the extra workers to end")
+    release.clear()
+    queue.add("a")
+    queue.add("b")
+    await _until(lambda: len(running) == 2, "two keys at once")
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    await asyncio.sleep(0)
+    assert len(asyncio.all_tasks()) == before

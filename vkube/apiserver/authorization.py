@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,6 +39,27 @@ _KINDS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
 #: the streaming pod subresources Kubernetes authorizes with ``create`` even over a websocket
 #: GET (``AuthorizePodWebsocketUpgradeCreatePermission``): ``get`` alone never lets one in
 _CONNECT_SUBRESOURCES = ("exec", "attach", "portforward")
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What RBAC decides by: kind, name, namespace, resourceVersion, rules, roleRef, subjects.
+    The rest (managedFields, labels, annotations) would be kept per cluster for nothing, and
+    rule strings are interned: every cluster of a shared process holds the same bootstrap
+    policy (vkube.cluster.shared)."""
+    meta = obj.get("metadata") or {}
+    out: dict[str, Any] = {"kind": obj.get("kind"), "metadata": {
+        k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta}}
+    for field in ("roleRef", "subjects"):
+        if field in obj:
+            out[field] = obj[field]
+    rules = obj.get("rules")
+    if isinstance(rules, list):
+        out["rules"] = [{k: [sys.intern(v) if isinstance(v, str) else v for v in vs]
+                         if isinstance(vs, list) else vs for k, vs in r.items()}
+                        if isinstance(r, dict) else r for r in rules]
+    elif rules is not None:
+        out["rules"] = rules
+    return out
 
 
 def attributes_of(info: RequestInfo, verb: str | None = None) -> Attributes:
@@ -73,7 +95,7 @@ class Authorization:
 
     async def _relist(self) -> int:
         res = await self.ctx.store.range(RBAC_PREFIX)
-        self._objects = {kv.key: decode(kv) for kv in res.kvs}
+        self._objects = {kv.key: _slim(decode(kv)) for kv in res.kvs}
         self._dirty = True
         return res.revision
 
@@ -85,7 +107,7 @@ class Authorization:
                     if event.type == "DELETED":
                         self._objects.pop(event.kv.key, None)
                     else:
-                        self._objects[event.kv.key] = decode(event.kv)
+                        self._objects[event.kv.key] = _slim(decode(event.kv))
                     self._dirty = True
                 return  # the store closed
             except Compacted:

@@ -116,8 +116,9 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=min(remaining, ctx.bookmark_interval))
+            try:  # not wait_for: that runs get() in a task of its own per wait, per watch
+                async with asyncio.timeout(min(remaining, ctx.bookmark_interval)):
+                    item = await queue.get()
             except TimeoutError:
                 if bookmarks:
                     await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))

@@ -17,6 +17,10 @@ and one listening port.
 - **In-cluster API**: a cluster that syncs pods also answers on a loopback port of its own
   (``vkube.cluster.podapi``), which its pods' ``KUBERNETES_SERVICE_PORT`` and the
   ``default/kubernetes`` Endpoints name: in-cluster clients send no path and no server name.
+- **Components in process**: each cluster's controllers, DNS, scheduler and the virtual side
+  of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
+  identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
+  nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
@@ -699,10 +703,7 @@ def _shared_config(config: ClusterConfig, port: int) -> ClusterConfig:
 
     sans = config.tls_sans if sni_name(config.name) in config.tls_sans else (
         *config.tls_sans, sni_name(config.name))
-    return dataclasses.replace(config, port=port, leader_election=False,
-                               # in-process components keep a slept cluster's memory alive
-                               # (test_sleeping_clusters_give_their_memory_back): HTTPS until found
-                               in_process_components=False, tls_sans=sans)
+    return dataclasses.replace(config, port=port, leader_election=False, tls_sans=sans)
 
 
 def _with_server_name(kubeconfig: Path, server_name: str) -> None:

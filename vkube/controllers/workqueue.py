@@ -29,6 +29,8 @@ class WorkQueue:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._failures: dict[str, int] = {}
+        #: called when a key is queued and no worker waits for one (``run_workers``)
+        self.on_backlog: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -48,6 +50,8 @@ class WorkQueue:
             if not fut.done():
                 fut.set_result(None)
                 return
+        if self.on_backlog is not None:  # no worker idle: the runner may start another
+            self.on_backlog()
 
     def add_after(self, key: str, delay: float) -> None:
         """Add ``key`` once ``delay`` seconds have passed; an earlier pending time wins."""
@@ -145,17 +149,34 @@ async def process_next_item(queue: WorkQueue, reconcile: Reconcile, *, name: str
 
 async def run_workers(queue: WorkQueue, reconcile: Reconcile, *, name: str, workers: int = 1,
                       logger: logging.Logger | None = None) -> None:
-    """Run ``workers`` loops of ``process_next_item`` until cancelled; then drop pending
-    delayed adds. The only place a work queue is drained."""
-    async def worker() -> None:
-        while True:
+    """Handle keys with up to ``workers`` at once until cancelled; then drop pending delayed
+    adds. The only place a work queue is drained.
+
+    The calling task is the one worker that waits; the others are started only while keys
+    wait with no worker free, and end once the queue is empty — an idle controller holds no
+    task beyond its caller's (many clusters in one process: vkube.cluster.shared)."""
+    helpers: set[asyncio.Task[None]] = set()
+
+    async def helper() -> None:
+        while len(queue):  # get() does not wait while keys are queued
             await process_next_item(queue, reconcile, name=name, logger=logger)
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for _ in range(max(1, workers)):
-                tg.create_task(worker())
+            def backlog() -> None:
+                if len(helpers) < workers - 1:
+                    try:
+                        task = tg.create_task(helper())
+                    except RuntimeError:  # the group is shutting down: no more workers
+                        return
+                    helpers.add(task)
+                    task.add_done_callback(helpers.discard)
+
+            queue.on_backlog = backlog
+            while True:
+                await process_next_item(queue, reconcile, name=name, logger=logger)
     finally:
+        queue.on_backlog = None
         queue.shutdown()
 
 
