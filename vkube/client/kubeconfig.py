@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from vkube.api import yamlio
 
 from vkube.client.client import Client
 
@@ -103,7 +103,7 @@ def ssl_context(kc: KubeconfigContext) -> ssl.SSLContext | bool | None:
 
 def client_from_kubeconfig(path: str, context: str | None = None, **kw: Any) -> Client:
     with open(path, "rb") as f:
-        doc = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        doc = yamlio.load(f) or {}
     kc = parse_kubeconfig(doc, context, base_dir=os.path.dirname(os.path.abspath(path)))
     client = Client(kc.server, token=kc.token, ssl=ssl_context(kc),
                     server_hostname=kc.tls_server_name, **kw)
