@@ -15,7 +15,6 @@ import logging
 import struct
 from collections.abc import Callable
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -161,12 +160,14 @@ class ClusterDNS:
             resp = dns.message.make_response(query)
             resp.set_rcode(dns.rcode.REFUSED)
             return resp.to_wire()
+        from dns import asyncquery  # its transports (~0.6 MiB) only once a name goes upstream
+
         try:
-            resp = await dns.asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
-                                            timeout=self.upstream_timeout)
+            resp = await asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
+                                        timeout=self.upstream_timeout)
             if resp.flags & dns.flags.TC:
-                resp = await dns.asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
-                                                timeout=self.upstream_timeout)
+                resp = await asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
+                                            timeout=self.upstream_timeout)
             return resp.to_wire()
         except (dns.exception.DNSException, OSError) as exc:
             log.info("dns: upstream %s:%s failed for %s: %s", *self.upstream,
