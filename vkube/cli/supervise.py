@@ -86,6 +86,8 @@ class Process:
         pid = os.fork()
         if pid == 0:  # the child: never return into the supervisor's code
             try:
+                for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers
+                    signal.signal(sig, signal.SIG_DFL)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
