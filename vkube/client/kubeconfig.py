@@ -81,8 +81,8 @@ def ssl_context(kc: KubeconfigContext) -> ssl.SSLContext | bool | None:
     """An SSLContext for https servers (None for plain http): trust, verification, client cert."""
     if not kc.server.startswith("https"):
         return None
-    if kc.insecure:
-        ctx = ssl.create_default_context()
+    if kc.insecure:  # no verification, so no trust store to load (~55 ms of CPU)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     elif kc.ca_data:
