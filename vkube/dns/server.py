@@ -84,6 +84,8 @@ class ClusterDNS:
         self._ready = asyncio.Event()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
+        #: handlers of open TCP connections: closing the listener does not end them
+        self._tcp_clients: set[asyncio.Task[None]] = set()
         for inf in self.informers.values():
             inf.add_handler(self._invalidate)
 
@@ -129,6 +131,10 @@ class ClusterDNS:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._udp.close()
             self._tcp.close()
+            clients = list(self._tcp_clients)
+            for t in clients:  # idle keep-alive clients (or a stray one sending junk) end too
+                t.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
 
@@ -177,6 +183,10 @@ class ClusterDNS:
             return resp.to_wire()
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_clients.add(task)
+            task.add_done_callback(self._tcp_clients.discard)
         try:
             while True:
                 head = await reader.readexactly(2)
