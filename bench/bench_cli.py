@@ -3,7 +3,9 @@
 1. ``cli.create``: wall time of ``vkube create NAME --connect`` until ``kubectl get ns``
    succeeds on the new context (the embedded host is already up), then ``pause``, ``resume``
    and ``delete``; each is the median of ``--rounds`` rounds.
-2. ``cli.idle_rss``: RSS of one idle virtual cluster's processes (supervisor + serve).
+2. ``cli.idle_rss``: RSS of one idle virtual cluster's processes (supervisor + serve), summed
+   as ``describe`` reports it, with each process's RSS and the PSS sum (shared pages such as
+   libpython counted once across processes, as ``smem`` does).
 3. ``cli.many``: the same with ``--many`` (default 20) virtual clusters on one host: create
    time of each, total RSS, ``vkube list`` time.
 
@@ -21,6 +23,7 @@ import argparse
 import compileall
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,29 +63,65 @@ class Env:
         return json.loads(out)
 
 
+def _kib(pid: int, field: str, name: str = "status") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def idle_memory(pids: list[int]) -> dict[str, object]:
+    mib = lambda kib: round(kib / 1024, 1)  # noqa: E731
+    return {"rss_per_process_mib": [mib(_kib(p, "VmRSS")) for p in pids],
+            "pss_mib": mib(sum(_kib(p, "Pss", "smaps_rollup") for p in pids)),
+            "anon_mib": mib(sum(_kib(p, "RssAnon") for p in pids))}
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
+def _cpu_children() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_lifecycle(e: Env, rounds: int) -> None:
+    """Wall times, and CPU seconds (less sensitive to a loaded machine than wall time): of
+    the ``vkube create`` process, and of the cluster's processes once ``get ns`` answered."""
     times: dict[str, list[float]] = {"create_until_kubectl": [], "create": [], "pause": [],
                                      "resume": [], "delete": []}
+    cpu: dict[str, list[float]] = {"create_cli": [], "control_plane_after_get_ns": []}
     for i in range(rounds):
         name = f"bench-{i}"
         t0 = time.perf_counter()
+        c0 = _cpu_children()
         times["create"].append(e.vkube("create", name, "--connect"))
+        cpu["create_cli"].append(_cpu_children() - c0)
         e.run(KUBECTL, "get", "ns")
         times["create_until_kubectl"].append(time.perf_counter() - t0)
+        cpu["control_plane_after_get_ns"].append(sum(_cpu_of(p) for p in e.describe(name)["process"]["pids"]))
         if i == 0:
             time.sleep(2)  # let it settle: idle RSS, not start-up peak
             d = e.describe(name)
             emit(bench="cli.idle_rss", processes=len(d["process"]["pids"]),
-                 rss_mib=round(d["process"]["rssBytes"] / 2**20, 1))
+                 rss_mib=round(d["process"]["rssBytes"] / 2**20, 1), **idle_memory(d["process"]["pids"]),
+                 load=round(os.getloadavg()[0], 1))
         times["pause"].append(e.vkube("pause", name))
         times["resume"].append(e.vkube("resume", name))
         times["delete"].append(e.vkube("delete", name))
-    emit(bench="cli.lifecycle", rounds=rounds,
+    emit(bench="cli.lifecycle", rounds=rounds, load=round(os.getloadavg()[0], 1),
          **{f"{k}_ms": ms(statistics.median(v)) for k, v in times.items()})
+    emit(bench="cli.create_cpu", rounds=rounds, **{f"{k}_cpu_ms": ms(statistics.median(v)) for k, v in cpu.items()})
 
 
 def bench_many(e: Env, n: int) -> None:
@@ -111,7 +150,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vkube-bench-cli-") as d:
         e = Env(Path(d))
         t = e.vkube("host", "start", "--nodes", "3")
-        emit(bench="cli.host_start", ms=ms(t))
+        emit(bench="cli.host_start", ms=ms(t), load=round(os.getloadavg()[0], 1))
         try:
             bench_lifecycle(e, args.rounds)
             if args.many:

@@ -156,3 +156,27 @@ async def test_garbage_is_answered_or_dropped_never_fatal(cluster_dns):
         tr.close()
     # still serving
     assert (await query(srv, "nope.default.svc.cluster.local.")).rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_stopping_ends_open_tcp_connections_too(control_plane: RunningControlPlane):
+    """An idle keep-alive client, and a stray one that sent two bytes of junk (an HTTP client
+    that reconnected to a port the DNS now holds), do not outlive the server's stop."""
+    async with control_plane.client() as client:
+        srv = ClusterDNS(client, upstream=None)
+        started = asyncio.Event()
+        task = asyncio.create_task(srv.run(started.set))
+        await started.wait()
+        idle = await asyncio.open_connection(srv.host, srv.port)
+        junk = await asyncio.open_connection(srv.host, srv.port)
+        junk[1].write(b"GET / HTTP/1.1\r\n")  # read as a 0x4745-byte message that never comes
+        await junk[1].drain()
+        deadline = time.monotonic() + DEADLINE
+        while len(srv._tcp_clients) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        handlers = set(srv._tcp_clients)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert all(t.done() for t in handlers) and not srv._tcp_clients
+        for _, writer in (idle, junk):  # the server closed them: EOF
+            writer.close()

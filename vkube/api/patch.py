@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonpatch
-import jsonpointer
-
 from vkube.api import errors
 from vkube.api.jsonvalue import clone
 from vkube.api.smp import apply_strategic_merge_patch
@@ -30,6 +27,9 @@ def apply_json_patch(obj: dict, ops: Any) -> dict:
         raise errors.request_entity_too_large(
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}"
         )
+    import jsonpatch  # only for JSON patches: kubectl's own are strategic-merge or apply
+    import jsonpointer
+
     doc: Any = clone(obj)
     for op in ops:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import yaml
+from vkube.api import yamlio
 
 from vkube.api.meta import rfc3339_micro
 from vkube.apiserver.request import RequestContext
@@ -123,7 +124,7 @@ class Policy:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Policy":
         try:
-            doc = yaml.safe_load(Path(path).read_text())
+            doc = yamlio.load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise PolicyError(f"cannot read audit policy {path}: {exc}") from None
         return cls.parse(doc)
@@ -142,7 +143,7 @@ def _body(data: bytes | None, omit_managed_fields: bool) -> Any:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         try:
-            obj = yaml.safe_load(data)
+            obj = yamlio.load(data)
         except yaml.YAMLError:
             return None
     if omit_managed_fields and isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):

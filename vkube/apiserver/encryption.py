@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from vkube.api import yamlio
 
 from vkube.api import errors
 
@@ -192,7 +193,7 @@ class EncryptionConfig:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "EncryptionConfig":
         try:
-            doc = yaml.safe_load(Path(path).read_text())
+            doc = yamlio.load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read encryption config {path}: {exc}") from None
         return cls.parse(doc)
@@ -241,7 +242,7 @@ def default_config_for(data_dir: Path) -> Path:
                "resources": [{"resources": ["secrets"], "providers": [
                    {"aesgcm": {"keys": [{"name": "key1", "secret": key}]}}, {"identity": {}}]}]}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        tmp.write_text(yamlio.dump(doc, sort_keys=False))
         os.chmod(tmp, 0o600)
         tmp.replace(path)
     return path

@@ -79,6 +79,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vkube.netio.trust import defer_aiohttp_trust_store
+
+    defer_aiohttp_trust_store()  # as the vkube entry point: aiohttp's trust store when used
     args = parse_args(argv)
     return run_async(lambda: run(args))
 

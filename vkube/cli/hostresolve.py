@@ -52,6 +52,7 @@ def check_kubeconfig(path: str, context: str | None, *, given: bool = True) -> N
     """A host kubeconfig that cannot work is named with what is wrong, in one line: a file
     that is missing, not YAML, not a kubeconfig, or lacks the context asked for."""
     import yaml
+    from vkube.api import yamlio
 
     flag = "--host-kubeconfig" if given else "KUBECONFIG"
     try:
@@ -63,7 +64,7 @@ def check_kubeconfig(path: str, context: str | None, *, given: bool = True) -> N
         raise CLIError(f"cannot read host kubeconfig {path}: {e.strerror} — check the path "
                        f"given to {flag}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlio.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -261,9 +261,9 @@ async def describe(args: argparse.Namespace) -> int:
             print(f"  {kind:<{width}} {state_}")
     print("Values:" + (" (defaults)" if not st.values else ""))
     if st.values:
-        import yaml
+        from vkube.api import yamlio
 
-        print("  " + yaml.safe_dump(st.values, sort_keys=False).rstrip().replace("\n", "\n  "))
+        print("  " + yamlio.dump(st.values, sort_keys=False).rstrip().replace("\n", "\n  "))
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from vkube.api import yamlio
 
 from vkube.cli import state
 from vkube.cli.output import CLIError
@@ -35,7 +36,7 @@ def user_kubeconfig_path() -> Path:
 def load(path: Path | None = None) -> dict[str, Any]:
     p = path or user_kubeconfig_path()
     try:
-        doc = yaml.safe_load(p.read_text()) or {}
+        doc = yamlio.load(p.read_text()) or {}
     except FileNotFoundError:
         doc = {}
     except yaml.YAMLError as e:
@@ -54,7 +55,7 @@ def save(doc: dict[str, Any], path: Path | None = None) -> None:
     tmp = p.with_name(p.name + ".vkube-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
+        yamlio.dump(doc, f, sort_keys=False)
     tmp.replace(p)
 
 
@@ -88,7 +89,7 @@ def cluster_and_user(data_dir: Path, server: str | None = None) -> tuple[dict[st
     (embedded client certificate and key), from the kubeconfig ``vkube serve`` wrote;
     ``server`` replaces the address (the certificate must name it)."""
     try:
-        doc = yaml.safe_load((data_dir / "kubeconfig").read_text()) or {}
+        doc = yamlio.load((data_dir / "kubeconfig").read_text()) or {}
         cluster = dict(doc["clusters"][0]["cluster"])
         user = dict(doc["users"][0]["user"])
         cluster["server"]  # noqa: B018 - a kubeconfig without a server is not written yet
@@ -177,7 +178,7 @@ def add_host_context(host_kubeconfig: Path) -> bool:
     ``vkube-host``, refreshed when the host's address or credentials changed. Does not switch.
     Returns whether the user's file changed."""
     try:
-        src = yaml.safe_load(host_kubeconfig.read_text()) or {}
+        src = yamlio.load(host_kubeconfig.read_text()) or {}
         cur = src.get("current-context")
         ctx = next(c["context"] for c in src["contexts"] if c.get("name") == cur)
         cluster = next(c["cluster"] for c in src["clusters"] if c.get("name") == ctx["cluster"])

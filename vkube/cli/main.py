@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vkube.netio.trust import defer_aiohttp_trust_store
+
+    # before anything imports aiohttp: its import-time trust-store loads (~0.1 s of CPU in
+    # each of create's two processes) wait until a connection needs the system's CAs
+    defer_aiohttp_trust_store()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from vkube.api import yamlio
 
 from vkube.api import errors
 from vkube.api.meta import Obj
@@ -192,7 +192,7 @@ async def _apply(hc: Client, res: Resource, obj: Obj, namespace: str) -> None:
 def _host_cluster(st: ClusterState) -> dict[str, Any]:
     """The host's cluster entry (server, CA) from its kubeconfig, file paths made absolute."""
     path = Path(st.host_kubeconfig).expanduser()
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = yamlio.load(path.read_text()) or {}
     ctx_name = st.host_context or doc.get("current-context")
     ctx = next((c["context"] for c in doc.get("contexts") or [] if c["name"] == ctx_name), {})
     cluster = next((c["cluster"] for c in doc.get("clusters") or []
@@ -242,7 +242,7 @@ async def connect(st: ClusterState, args: argparse.Namespace) -> int:
         raise CLIError(f"{st.name!r} is paused — `vkube resume {st.name}` first")
     ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
     if args.print:
-        sys.stdout.write(yaml.safe_dump(await tenant_kubeconfig(st, ctx), sort_keys=False))
+        sys.stdout.write(yamlio.dump(await tenant_kubeconfig(st, ctx), sort_keys=False))
         return 0
     await connect_context(st, switch=True, ctx=ctx)
     print(f"✔ switched context to {ctx} (namespace {st.namespace})")

@@ -10,7 +10,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import yaml
+from vkube.api import yamlio
 
 from vkube.api import errors
 from vkube.cli import (hostns, hostresolve, kubeconfigs, process, replicas, state, syncercred,
@@ -289,7 +289,7 @@ async def connect(args: argparse.Namespace) -> int:
     ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
     if args.print:
         cluster, user = kubeconfigs.cluster_and_user(st.data_dir, args.server)
-        sys.stdout.write(yaml.safe_dump(kubeconfigs.entry(cluster, user, ctx),
+        sys.stdout.write(yamlio.dump(kubeconfigs.entry(cluster, user, ctx),
                                         sort_keys=False))
         return 0
     _connect(st, switch=True, ctx=ctx, server=args.server)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-import yaml
+from vkube.api import yamlio
 
 from vkube import __version__
 from vkube.api import errors
@@ -43,7 +43,7 @@ def _host_kubeconfig(namespace: str) -> str:
            "contexts": [{"name": "host", "context": {"cluster": "host", "user": "host",
                                                       "namespace": namespace}}],
            "current-context": "host"}
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yamlio.dump(doc, sort_keys=False)
 
 
 #: An object ``apply`` creates but never changes: the HA replicas' encryption key (a new key
@@ -62,7 +62,7 @@ def _encryption_secret(metadata: Obj) -> Obj:
                                      "secret": base64.b64encode(os.urandom(32)).decode()}]}},
                {"identity": {}}]}]}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
-            "stringData": {"config.yaml": yaml.safe_dump(doc, sort_keys=False)}}
+            "stringData": {"config.yaml": yamlio.dump(doc, sort_keys=False)}}
 
 
 def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IMAGE,
@@ -78,7 +78,7 @@ def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IM
     objs += hostrbac.manifests(name, namespace, hostrbac.host_rbac(values, namespace), labels)
     objs += [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{full}-config"),
-         "data": {"values.yaml": yaml.safe_dump(values or {}, sort_keys=False),
+         "data": {"values.yaml": yamlio.dump(values or {}, sort_keys=False),
                   "host-kubeconfig": _host_kubeconfig(namespace)}},
         # Filled in by whoever issues the serving certificate (cert-manager, or by hand).
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -161,7 +161,7 @@ def _statefulset(name: str, namespace: str, full: str, labels: dict[str, str], v
 
 
 def dump(objs: list[Obj], out: Any = None) -> None:
-    yaml.safe_dump_all(objs, out or sys.stdout, sort_keys=False)
+    yamlio.dump_all(objs, out or sys.stdout, sort_keys=False)
 
 
 async def apply(host: Client, objs: list[Obj]) -> int:

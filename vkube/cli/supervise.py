@@ -23,16 +23,15 @@ finding none alive, first stops any recorded child still running (SIGTERM, then 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable  # already loaded by the interpreter's start-up
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+# Only os, signal, sys and time at module level: ``subprocess`` (with threading and selectors),
+# ``json`` (with re) and ``typing`` cost ~3 MiB of RSS here, for the life of every cluster. Children
+# are started with fork + exec (``Process``); json is imported on the rare paths that read it.
 
 BACKOFF = (0.5, 1, 2, 4, 8, 15, 30)
 QUICK = 10.0  # a child that lived less than this counts as a quick failure
@@ -52,7 +51,7 @@ class Child:
         self.cmd = cmd
         self.ready = ready
         self.essential = essential
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
         self.started = 0.0
         self.restart_at = 0.0
         self.quick_failures = 0
@@ -60,8 +59,7 @@ class Child:
 
     def start(self, preexec: Callable[[], None] | None = None) -> None:
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, env=self.env,
-                                     preexec_fn=preexec)
+        self.proc = Process.spawn(self.cmd, env=self.env, preexec=preexec)
 
     def exited(self) -> int | None:
         """The exit code once the process is gone (reaped), else None."""
@@ -69,6 +67,69 @@ class Child:
 
     def unready(self) -> None:
         _unlink(self.ready)
+
+
+class Process:
+    """A child started with fork + exec, as ``subprocess.Popen(cmd, stdin=DEVNULL, env=env,
+    preexec_fn=preexec)`` starts it (stdout/stderr inherited; signals the interpreter ignores
+    are reset to their defaults, so the child sees SIGPIPE) — with the few methods the
+    supervisor uses. This process is single-threaded, so running Python between fork and exec
+    is safe. A command that cannot be executed exits 127, as a shell's would."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def spawn(cls, cmd: list[str], *, env: dict[str, str] | None = None,
+              preexec: Callable[[], None] | None = None) -> "Process":
+        pid = os.fork()
+        if pid == 0:  # the child: never return into the supervisor's code
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):  # not the supervisor's handlers
+                    signal.signal(sig, signal.SIG_DFL)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+                    if hasattr(signal, name):
+                        signal.signal(getattr(signal, name), signal.SIG_DFL)
+                if preexec is not None:
+                    preexec()
+                os.execvpe(cmd[0], cmd, os.environ if env is None else env)
+            except BaseException as e:  # noqa: BLE001 — report and leave, whatever it was
+                try:
+                    os.write(2, f"vkube-supervisor: cannot run {cmd[0]}: {e}\n".encode())
+                finally:
+                    os._exit(127)
+        return cls(pid)
+
+    def poll(self) -> int | None:
+        """The exit code once the child is gone (reaped), else None; -N for signal N."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone, code unknown
+                self.returncode = 255
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Until the child exits; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (rc := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"pid {self.pid} still running after {timeout}s")
+            time.sleep(0.01)
+        return rc
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never signal a pid that is reaped (it may be reused)
+            _signal(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -113,8 +174,10 @@ def stop_leftovers(pid_file: str, grace: float = STOP_GRACE) -> list[int]:
     path = record_file(pid_file)
     try:
         with open(path) as f:
-            recorded = json.load(f)
-        entries = [(int(pid), int(start)) for pid, start in recorded]
+            text = f.read()
+        import json  # only here: a supervisor died without cleaning up (rare)
+
+        entries = [(int(pid), int(start)) for pid, start in json.loads(text)]
     except (OSError, ValueError, TypeError):
         return []
     left = {pid: start for pid, start in entries
@@ -158,12 +221,12 @@ class Supervisor:
 
     def _record(self) -> None:
         """Write which children run now (pid, start time), for a successor to clean up."""
-        live = [[c.proc.pid, t] for c in self.children
+        live = [f"[{c.proc.pid}, {t}]" for c in self.children
                 if c.proc is not None and (t := _start_time(c.proc.pid)) is not None]
         path = record_file(self.pid_file)
         try:
             with open(path + ".tmp", "w") as f:
-                f.write(json.dumps(live) + "\n")
+                f.write(f"[{', '.join(live)}]\n")  # JSON, without importing json
             os.replace(path + ".tmp", path)
         except OSError as e:
             _say(f"cannot record the children in {path}: {e}")
@@ -250,7 +313,7 @@ class Supervisor:
             assert c.proc is not None
             try:
                 c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            except TimeoutError:
                 _say(f"{'serve' if self.single else c.name} did not stop within "
                      f"{STOP_GRACE:g}s; killing it")
                 c.proc.kill()
@@ -270,6 +333,8 @@ USAGE = ("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE
 
 def main(argv: list[str]) -> int:
     if len(argv) == 4 and argv[0] == "--pid-file" and argv[2] == "--children":
+        import json
+
         try:
             with open(argv[3]) as f:
                 spec = json.load(f)

@@ -69,7 +69,7 @@ async def confine(hc: Client, st: ClusterState) -> bool:
     """Apply the syncer's RBAC on the embedded host (``hc``: the user's host client) and write
     its kubeconfig; False (nothing done) on another host. Idempotent: resume and ``--upgrade``
     call it again, so the grants follow the values."""
-    import yaml
+    from vkube.api import yamlio
 
     from vkube.syncer import hostrbac
     if st.host_kind != "embedded":
@@ -91,7 +91,7 @@ async def confine(hc: Client, st: ClusterState) -> bool:
         groups=(), namespace=st.namespace)
     from vkube.pki.certs import write_private  # cryptography loads only when writing
 
-    write_private(kubeconfig_path(st), yaml.safe_dump(doc, sort_keys=False).encode())
+    write_private(kubeconfig_path(st), yamlio.dump(doc, sort_keys=False).encode())
     return True
 
 
@@ -100,7 +100,7 @@ TOKEN_SECRET = "{name}-syncer-token"
 
 async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
     """A host whose CA we do not hold: the same grants, and a ServiceAccount token Secret."""
-    import yaml
+    from vkube.api import yamlio
 
     from vkube.api import errors
     from vkube.syncer import hostrbac
@@ -148,16 +148,16 @@ async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
            "current-context": CONTEXT}
     from vkube.pki.certs import write_private  # cryptography loads only when writing
 
-    write_private(kubeconfig_path(st), yaml.safe_dump(doc, sort_keys=False).encode())
+    write_private(kubeconfig_path(st), yamlio.dump(doc, sort_keys=False).encode())
     return True
 
 
 def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
     """The user's cluster entry with its CA embedded (a relative file would not resolve)."""
-    import yaml
+    from vkube.api import yamlio
     import base64
 
-    doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
+    doc: dict[str, Any] = yamlio.load(kubeconfig.read_text()) or {}
     want = context or doc.get("current-context")
     ctx = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == want), {})
     cluster = dict(next((c["cluster"] for c in doc.get("clusters") or []

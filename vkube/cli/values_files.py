@@ -21,11 +21,12 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
     ``check=False`` skips the schema check (it imports the syncer, ~0.3 s): the caller runs
     ``validate`` later."""
     import yaml
+    from vkube.api import yamlio
 
     doc: dict[str, Any] = {}
     for p in paths:
         try:
-            data = yaml.safe_load(Path(p).expanduser().read_text())
+            data = yamlio.load(Path(p).expanduser().read_text())
         except FileNotFoundError as e:
             raise CLIError(f"values file {p} not found — check the path given to -f") from e
         except yaml.YAMLError as e:
@@ -103,6 +104,6 @@ def write(path: Path, values: dict[str, Any]) -> None:
     if not values:  # the common case, without importing yaml (~10 ms) before create's spawn
         path.write_text("{}\n")
         return
-    import yaml
+    from vkube.api import yamlio
 
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    path.write_text(yamlio.dump(values, sort_keys=False))

@@ -15,7 +15,6 @@ import logging
 import struct
 from collections.abc import Callable
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -85,6 +84,8 @@ class ClusterDNS:
         self._ready = asyncio.Event()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
+        #: handlers of open TCP connections: closing the listener does not end them
+        self._tcp_clients: set[asyncio.Task[None]] = set()
         for inf in self.informers.values():
             inf.add_handler(self._invalidate)
 
@@ -130,6 +131,10 @@ class ClusterDNS:
             await asyncio.gather(*tasks, return_exceptions=True)
             self._udp.close()
             self._tcp.close()
+            clients = list(self._tcp_clients)
+            for t in clients:  # idle keep-alive clients (or a stray one sending junk) end too
+                t.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
 
@@ -161,12 +166,14 @@ class ClusterDNS:
             resp = dns.message.make_response(query)
             resp.set_rcode(dns.rcode.REFUSED)
             return resp.to_wire()
+        from dns import asyncquery  # its transports (~0.6 MiB) only once a name goes upstream
+
         try:
-            resp = await dns.asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
-                                            timeout=self.upstream_timeout)
+            resp = await asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
+                                        timeout=self.upstream_timeout)
             if resp.flags & dns.flags.TC:
-                resp = await dns.asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
-                                                timeout=self.upstream_timeout)
+                resp = await asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
+                                            timeout=self.upstream_timeout)
             return resp.to_wire()
         except (dns.exception.DNSException, OSError) as exc:
             log.info("dns: upstream %s:%s failed for %s: %s", *self.upstream,
@@ -176,6 +183,10 @@ class ClusterDNS:
             return resp.to_wire()
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tcp_clients.add(task)
+            task.add_done_callback(self._tcp_clients.discard)
         try:
             while True:
                 head = await reader.readexactly(2)

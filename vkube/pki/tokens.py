@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -173,6 +172,8 @@ class TokenIssuer:
         return self._sign(claims)
 
     def _sign(self, claims: Mapping[str, Any]) -> str:
+        import jwt  # PyJWT (~0.6 MiB) only once a token is issued
+
         return jwt.encode(dict(claims), self.key.key, algorithm=self.key.alg,
                           headers={"kid": self.key.kid, "typ": None})
 
@@ -255,6 +256,8 @@ class TokenAuthenticator:
         return self._bound(claims, now, tuple(accepted))
 
     def _verify_signature(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        import jwt  # PyJWT only once a token is presented
+
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in _ALGS:
             raise TokenError("invalid signature")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
+from vkube.api import yamlio
 
 from vkube.api.quantity import QuantityError, parse_quantity
 
@@ -577,7 +578,7 @@ def parse_values(data: Any) -> Values:
 def load_values(text: str) -> Values:
     """Parse values YAML text (empty text gives the defaults)."""
     try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yamlio.load(text)
     except yaml.YAMLError as e:
         raise ValuesError(f"values: not valid YAML: {e}") from e
     return parse_values(data)
@@ -603,7 +604,7 @@ def schema_yaml() -> str:
              "# `vkube create NAME --upgrade -f FILE` changes a running virtual cluster."]
 
     def scalar(v: Any) -> str:
-        text = yaml.safe_dump(v, default_flow_style=True, width=1 << 16).strip()
+        text = yamlio.dump(v, default_flow_style=True, width=1 << 16).strip()
         return text[:-4].rstrip() if text.endswith("\n...") else text
 
     def walk(cls: Any, indent: str) -> None:

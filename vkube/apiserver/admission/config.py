@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from vkube.api import yamlio
 
 from vkube.api.podsecurity import Exemptions, policy_to_evaluate
 from vkube.api.podsecurity.policy import LABEL_PREFIX
@@ -26,7 +27,7 @@ class AdmissionConfigError(ValueError):
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return yamlio.load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise AdmissionConfigError(f"cannot read admission config {path}: {exc}") from None
 

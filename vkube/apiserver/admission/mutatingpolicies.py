@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 import orjson
 
 from vkube.api import errors
@@ -170,6 +168,9 @@ def _json_patch(obj: dict[str, Any], ops: Any) -> Any:
         raise ConfigError("type mismatch: JSONPatchType.expression should evaluate to array")
     if not all(isinstance(op, dict) for op in ops):
         raise ConfigError("type mismatch: JSONPatchType.expression should evaluate to array of JSONPatch")
+    import jsonpatch  # only with JSONPatch mutations
+    import jsonpointer
+
     try:
         return jsonpatch.JsonPatch(ops).apply(clone(obj), in_place=False)
     except jsonpatch.JsonPatchTestFailed:

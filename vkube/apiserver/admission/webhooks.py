@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import jsonpatch
-import jsonpointer
 import orjson
 
 from vkube.api import errors
@@ -429,6 +427,8 @@ class MutatingWebhooks(_Webhooks):
         if patch_type != "JSONPatch":
             self.failed(req, inv.hook, CallError(f'unsupported patch type "{patch_type}"'), failed_open)
             return False
+        import jsonpatch  # only once a mutating webhook answers with a patch
+        import jsonpointer
 
         try:
             ops = orjson.loads(base64.b64decode(str(response.get("patch")), validate=True))
