@@ -76,3 +76,29 @@ def test_host_context_copies_the_embedded_hosts_entry(tmp_path, monkeypatch):
     assert kubeconfigs.add_host_context(host_kc) is False
     assert kubeconfigs.switch_back() == "vkube-host"  # nothing remembered: land on the host
     assert kubeconfigs.add_host_context(tmp_path / "missing") is False
+
+
+def test_concurrent_vkube_commands_keep_every_context(tmp_path):
+    """Several ``vkube`` processes (create, delete, connect at once) edit one kubeconfig: none
+    fails on another's temp file and none loses another's context (each read-modify-write
+    holds the file's lock)."""
+    import os
+    import subprocess
+    import sys
+
+    kc = tmp_path / "config"
+    env = {**os.environ, "KUBECONFIG": str(kc), "VKUBE_HOME": str(tmp_path / "home")}
+    script = ("import sys\nfrom vkube.cli import kubeconfigs\nn = sys.argv[1]\n"
+              "for i in range(15):\n"
+              "    kubeconfigs.add_context(f'vkube_{n}-{i}', {'server': 'https://127.0.0.1:1'}, "
+              "{'token': 't'}, switch=True)\n"
+              "    if i % 3 == 0:\n"
+              "        kubeconfigs.remove_context(f'vkube_{n}-{i}')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], env=env,
+                              stderr=subprocess.PIPE, text=True) for n in range(6)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    names = {c["name"] for c in yaml.safe_load(kc.read_text())["contexts"]}
+    assert names == {f"vkube_{n}-{i}" for n in range(6) for i in range(15) if i % 3}
+    assert not [p for p in tmp_path.iterdir() if ".vkube-tmp" in p.name]

@@ -2,14 +2,22 @@
 the context that was current before so ``vkube disconnect`` can switch back.
 
 The file is the first path of ``$KUBECONFIG`` (or ``~/.kube/config``), created when missing;
-writes go through a temp file and a rename so kubectl never sees half a file."""
+writes go through a temp file and a rename so kubectl never sees half a file, and each
+read-modify-write holds an advisory lock (``FILE.vkube-lock``; kubectl's own ``FILE.lock`` is
+left to kubectl), so concurrent ``vkube`` commands never lose each other's contexts."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import inspect
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from vkube.api import yamlio
@@ -49,10 +57,43 @@ def load(path: Path | None = None) -> dict[str, Any]:
     return doc
 
 
+_held = threading.local()  # lock files this thread holds (the lock is re-entrant)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def _locked(path: Path | None = None) -> Iterator[None]:
+    p = (path or user_kubeconfig_path()).absolute()
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    if p in held:
+        yield
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p.with_name(p.name + ".vkube-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        held.add(p)
+        try:
+            yield
+        finally:
+            held.discard(p)
+
+
+def _serialized(fn: _F) -> _F:
+    """``fn`` reads, changes and saves the kubeconfig (``path=`` or the user's) under its lock."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kw: Any) -> Any:
+        path = signature.bind(*args, **kw).arguments.get("path")
+        with _locked(path):
+            return fn(*args, **kw)
+    return run  # type: ignore[return-value]
+
+
 def save(doc: dict[str, Any], path: Path | None = None) -> None:
     p = path or user_kubeconfig_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".vkube-tmp")
+    tmp = p.with_name(f"{p.name}.vkube-tmp.{os.getpid()}.{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         yamlio.dump(doc, f, sort_keys=False)
@@ -101,6 +142,7 @@ def cluster_and_user(data_dir: Path, server: str | None = None) -> tuple[dict[st
     return cluster, user
 
 
+@_serialized
 def add_context(ctx: str, cluster: dict[str, Any], user: dict[str, Any], *, switch: bool) -> None:
     """Add (or refresh) cluster, user and context ``ctx``; with ``switch`` make it current and
     remember the previously current context (unless that was a vkube context itself)."""
@@ -116,6 +158,7 @@ def add_context(ctx: str, cluster: dict[str, Any], user: dict[str, Any], *, swit
     save(doc)
 
 
+@_serialized
 def add_entry(entry: dict[str, Any], *, switch: bool) -> None:
     """Merge a standalone one-context kubeconfig (``entry``) into the user's, as
     ``add_context`` does (its cluster entry may carry a CA, its context a namespace)."""
@@ -132,6 +175,7 @@ def add_entry(entry: dict[str, Any], *, switch: bool) -> None:
     save(doc)
 
 
+@_serialized
 def remove_context(ctx: str, path: Path | None = None) -> bool:
     """Remove cluster, user and context ``ctx`` from ``path`` (default: the user's file); if
     it was current, switch back to the remembered context (else the embedded host's). Returns
@@ -151,6 +195,7 @@ def remove_context(ctx: str, path: Path | None = None) -> bool:
     return was_current
 
 
+@_serialized
 def switch_back() -> str | None:
     """Make the remembered previous context current again, or else the embedded host's
     context (as after ``kind create cluster``); returns it (None: nothing to switch to)."""
@@ -173,6 +218,7 @@ def _host_context_in(doc: dict[str, Any]) -> str | None:
     return HOST_CONTEXT if HOST_CONTEXT in names else None
 
 
+@_serialized
 def add_host_context(host_kubeconfig: Path) -> bool:
     """Copy the embedded host's kubeconfig (current context) into the user's file as context
     ``vkube-host``, refreshed when the host's address or credentials changed. Does not switch.
@@ -206,6 +252,7 @@ def add_host_context(host_kubeconfig: Path) -> bool:
     return True
 
 
+@_serialized
 def unset_current() -> None:
     doc = load()
     doc["current-context"] = ""
