@@ -85,10 +85,14 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
     eventually(lambda: _virtual_running(u, "one", 2), timeout=120)
 
-    # sleep and an explicit wake
+    # sleep and an explicit wake; a snapshot restore into a sleeping cluster says it sleeps
     u.vkube("sleep", "one")
+    r = u.vkube("snapshot", "restore", "one", str(u.home / "none.snap"), check=False)
+    assert r.returncode == 1 and "'one' is sleeping: `vkube pause one` first" in r.stderr
     u.vkube("wake", "one")
     assert u.list()["one"]["status"] == "Running"
+    again = u.vkube("wake", "one").stdout
+    assert "already awake" in again and "puts its host workloads back" not in again, again
     eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
 
     # pause / resume work as for a dedicated cluster; the others keep running
@@ -98,9 +102,18 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     u.vkube("resume", "two")
     assert "default" in ctx(u, "two", "get", "ns").stdout
 
-    # wrong-mode verbs are refused by name
-    r = u.vkube("create", "one", "--upgrade", "-f", _values(u, {}), check=False)
+    # --upgrade with values that name no mode keeps the cluster shared; asking for the
+    # other mode is refused by name (moving goes through a snapshot)
+    u.vkube("create", "one", "--upgrade", "-f", _values(u, {"sync": {"configmaps": {"all": True}}}))
+    assert u.describe("one")["mode"] == "shared" and u.list()["one"]["status"] == "Running"
+    assert "default" in ctx(u, "one", "get", "ns").stdout
+    r = u.vkube("create", "one", "--upgrade", "-f",
+                _values(u, {"controlPlane": {"mode": "dedicated"}}), check=False)
     assert r.returncode != 0 and "shared mode" in r.stderr and "vkube snapshot" in r.stderr
+    # --expose would give a context without the cluster's path: refused naming both flags
+    r = u.vkube("create", "--shared", "shx", "--expose", check=False)
+    assert r.returncode == 1 and "--expose" in r.stderr and "--shared" in r.stderr, r.stderr
+    assert "shx" not in u.list()
 
     # delete removes the data too: a new cluster of the same name starts empty
     u.vkube("delete", "two")
