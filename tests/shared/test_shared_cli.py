@@ -98,6 +98,10 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     # pause / resume work as for a dedicated cluster; the others keep running
     u.vkube("pause", "two")
     assert u.list()["two"]["status"] == "Paused"
+    # kubectl to a paused cluster: its own certificate and a Status that says so
+    r = ctx(u, "two", "get", "ns", check=False)
+    assert r.returncode != 0 and "virtual cluster two is paused" in r.stderr, r.stderr
+    assert "vkube resume two" in r.stderr and "x509" not in r.stderr
     assert u.describe("one")["status"] == "Running"
     u.vkube("resume", "two")
     assert "default" in ctx(u, "two", "get", "ns").stdout
@@ -202,8 +206,15 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("delete", "mover")
     # into shared mode
     u.vkube("create", "--shared", "mover", "--connect=false")
-    u.vkube("pause", "mover")
+    pid = u.describe("mover")["pid"]
+    # the only shared cluster paused: the server serves none and stops (README says so);
+    # a restore starts it for the restore only
+    out = u.vkube("pause", "mover").stdout
+    assert "shared server serves no other running cluster and was stopped" in out, out
+    assert not _alive(pid)
     u.vkube("snapshot", "restore", "mover", str(snap))
+    pid_file = u.home / "shared" / "supervisor.pid"
+    assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "dedicated"
