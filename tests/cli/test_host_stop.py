@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from tests.cli.conftest import User, alive, eventually
 from tests.conftest import kubectl
 
@@ -23,6 +25,7 @@ def _status(u: User, name: str, want: str) -> None:
     assert u.list()[name]["status"] == want
 
 
+@pytest.mark.timeout(600)  # a long user walk; past 300 s on a loaded machine
 def test_host_stop_refuses_under_running_clusters_and_force_pauses_them(user: User) -> None:
     user.vkube("create", "alpha", "--connect=false")
     user.vkube("create", "beta", "--connect=false")

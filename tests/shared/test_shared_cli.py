@@ -43,6 +43,7 @@ def ctx(u: User, name: str, *args: str, **kw: object):  # noqa: ANN201
     return u.kubectl("--context", f"vkube_{name}", *args, **kw)
 
 
+@pytest.mark.timeout(600)  # a long user walk; past 300 s on a loaded machine
 def test_shared_clusters_through_the_cli(host_user: User) -> None:
     u = host_user
     u.vkube("create", "--shared", "one", "--connect=false")
