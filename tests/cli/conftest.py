@@ -79,7 +79,7 @@ def cleanup(u: User) -> None:
     clusters = u.home / "clusters"
     if clusters.exists():
         for d in clusters.iterdir():
-            u.vkube("delete", d.name, check=False)
+            u.vkube("delete", d.name, "--force", check=False)  # also with the host down
     if (u.home / "host").exists():
         u.vkube("host", "stop", "--force", check=False)  # pauses any delete left behind
 

@@ -56,3 +56,24 @@ def test_list_with_nothing_and_disconnect_when_not_connected(tmp_path):
     assert u.list() == {}
     assert "No virtual clusters" in u.vkube("list").stdout
     assert "not connected" in u.vkube("disconnect").stdout
+
+
+def test_namespace_tenant_verbs_that_need_a_control_plane_say_why(tmp_path, monkeypatch):
+    """A namespace tenant has no control plane nor store: sleep, wake and snapshot say that
+    (not "dedicated mode" or "no store yet"), before any host is contacted."""
+    from vkube.cli.state import RUNNING, ClusterState
+
+    u = make_user(tmp_path)
+    monkeypatch.setenv("VKUBE_HOME", str(u.home))
+    ClusterState(name="team-a", namespace="team-a", host_kubeconfig=str(u.kubeconfig),
+                 status=RUNNING, tenancy="namespace").save()
+    for cmd, fix in ((["sleep", "team-a"], "`vkube pause team-a`"),
+                     (["wake", "team-a"], "`vkube resume team-a`")):
+        out = u.vkube(*cmd, check=False)
+        assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "'team-a' is a namespace tenant" in out.stderr and fix in out.stderr
+        assert "dedicated" not in out.stderr
+    for action in ("save", "restore"):
+        out = u.vkube("snapshot", action, "team-a", str(tmp_path / "snap"), check=False)
+        assert out.returncode == 1 and "'team-a' is a namespace tenant" in out.stderr
+        assert "host namespace team-a" in out.stderr and "state.db" not in out.stderr

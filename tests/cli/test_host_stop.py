@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from tests.cli.conftest import User, alive, eventually
+from tests.conftest import kubectl
 
 
 def _host_pid(u: User) -> int:
@@ -22,6 +25,7 @@ def _status(u: User, name: str, want: str) -> None:
     assert u.list()[name]["status"] == want
 
 
+@pytest.mark.timeout(600)  # a long user walk; past 300 s on a loaded machine
 def test_host_stop_refuses_under_running_clusters_and_force_pauses_them(user: User) -> None:
     user.vkube("create", "alpha", "--connect=false")
     user.vkube("create", "beta", "--connect=false")
@@ -56,5 +60,29 @@ def test_host_stop_refuses_under_running_clusters_and_force_pauses_them(user: Us
     assert "pausing alpha" in out.stdout and "vkube host stopped" in out.stdout, out.stdout
     assert not alive(pid) and user.vkube("host", "status", check=False).returncode == 3
     assert user.list()["alpha"]["status"] == "Paused"
+
+    # delete with the host down: refused (its host side would be orphaned), or --force names
+    # what stays there and the command that removes it later
+    out = user.vkube("delete", "beta", check=False)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "vkube host start" in out.stderr and "vkube delete beta --force" in out.stderr
+    assert "beta" in user.list()
+    out = user.vkube("delete", "beta", "--force")
+    assert "left on it: namespace vkube-beta" in out.stdout, out.stdout
+    assert "ClusterRole/ClusterRoleBinding vkube-vkube-beta-beta" in out.stdout
+    assert "`vkube delete beta`" in out.stdout and "beta deleted" in out.stdout
+    assert "beta" not in user.list()
+
     user.vkube("resume", "alpha", timeout=180)  # starts the embedded host again
     assert user.list()["alpha"]["status"] == "Running"
+    host = user.home / "host" / "kubeconfig"
+    assert kubectl(host, "get", "ns", "vkube-beta", check=False).returncode == 0
+    out = user.vkube("delete", "beta")  # found on the host by its namespace
+    assert "removed beta's host side" in out.stdout
+
+    def ns_gone() -> None:
+        assert kubectl(host, "get", "ns", "vkube-beta", check=False).returncode != 0
+
+    eventually(ns_gone, timeout=60, delay=0.5)
+    assert "vkube-vkube-beta-beta" not in kubectl(host, "get", "clusterrolebindings", "-o",
+                                                  "name").stdout

@@ -140,22 +140,34 @@ def test_delete_keep_namespace_and_adopted_namespace(shared_host, tmp_path):
         kubectl(shared_host, "delete", "ns", "pre-existing", "vkube-keep", check=False)
 
 
-def test_create_in_cluster_applies_the_rendered_manifests(shared_host, tmp_path):
+def test_create_in_cluster_is_refused_on_an_embedded_host(shared_host, tmp_path):
+    """The embedded host's kubelets are simulated: a control plane pod applied there would show
+    Running and serve nothing. Refused by name (any user's embedded host, by its nodes), and
+    for a user without a host none is started for it; nothing is applied or kept."""
     u = make_user(tmp_path / "u")
     try:
         out = u.vkube("create", "inc", "--in-cluster", "--host-kubeconfig", str(shared_host),
                       check=False)
-        assert out.returncode == 0, out.stderr
-        sts = json.loads(kubectl(shared_host, "get", "statefulset", "vkube-inc", "-n",
-                                 "vkube-inc", "-o", "json").stdout)
-        assert sts["spec"]["replicas"] == 1
-        u.vkube("pause", "inc")
-        assert kubectl(shared_host, "get", "statefulset", "vkube-inc", "-n", "vkube-inc", "-o",
-                       "jsonpath={.spec.replicas}").stdout == "0"
-        assert u.list()["inc"]["status"] == "Paused"
+        assert out.returncode == 1, out.stdout
+        err = out.stderr.strip().splitlines()[-1]
+        assert "embedded host" in err and "--in-cluster" in err and "runs no image" in err, err
+        assert "`vkube create inc` without --in-cluster" in err and "--host-kubeconfig" in err
+        assert kubectl(shared_host, "get", "ns", "vkube-inc", check=False).returncode != 0
+        assert "inc" not in u.list()
+        # no host at all: refused without starting the embedded one
+        out = u.vkube("create", "inc", "--in-cluster", check=False)
+        assert out.returncode == 1 and "--in-cluster needs a real host cluster" in out.stderr
+        assert not (u.home / "host").exists()
+        # a values file asking for shared mode cannot be rendered into a StatefulSet
+        shared = tmp_path / "shared.yaml"
+        shared.write_text("controlPlane: {mode: shared}\n")
+        for cmd in (["render", "r2", "-f", str(shared)],
+                    ["create", "inc", "--in-cluster", "-f", str(shared)]):
+            out = u.vkube(*cmd, check=False)
+            assert out.returncode == 1 and "controlPlane.mode: shared" in out.stderr, cmd
+            assert "dedicated StatefulSet" in out.stderr and out.stdout == "", cmd
     finally:
         cleanup(u)
-    assert kubectl(shared_host, "get", "ns", "vkube-inc", check=False).returncode != 0
 
 
 def test_host_from_current_context_stays_pinned_after_connect(shared_host, tmp_path):

@@ -43,6 +43,7 @@ def ctx(u: User, name: str, *args: str, **kw: object):  # noqa: ANN201
     return u.kubectl("--context", f"vkube_{name}", *args, **kw)
 
 
+@pytest.mark.timeout(600)  # a long user walk; past 300 s on a loaded machine
 def test_shared_clusters_through_the_cli(host_user: User) -> None:
     u = host_user
     u.vkube("create", "--shared", "one", "--connect=false")
@@ -85,22 +86,39 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
     eventually(lambda: _virtual_running(u, "one", 2), timeout=120)
 
-    # sleep and an explicit wake
+    # sleep and an explicit wake; a snapshot restore into a sleeping cluster says it sleeps
     u.vkube("sleep", "one")
+    r = u.vkube("snapshot", "restore", "one", str(u.home / "none.snap"), check=False)
+    assert r.returncode == 1 and "'one' is sleeping: `vkube pause one` first" in r.stderr
     u.vkube("wake", "one")
     assert u.list()["one"]["status"] == "Running"
+    again = u.vkube("wake", "one").stdout
+    assert "already awake" in again and "puts its host workloads back" not in again, again
     eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
 
     # pause / resume work as for a dedicated cluster; the others keep running
     u.vkube("pause", "two")
     assert u.list()["two"]["status"] == "Paused"
+    # kubectl to a paused cluster: its own certificate and a Status that says so
+    r = ctx(u, "two", "get", "ns", check=False)
+    assert r.returncode != 0 and "virtual cluster two is paused" in r.stderr, r.stderr
+    assert "vkube resume two" in r.stderr and "x509" not in r.stderr
     assert u.describe("one")["status"] == "Running"
     u.vkube("resume", "two")
     assert "default" in ctx(u, "two", "get", "ns").stdout
 
-    # wrong-mode verbs are refused by name
-    r = u.vkube("create", "one", "--upgrade", "-f", _values(u, {}), check=False)
+    # --upgrade with values that name no mode keeps the cluster shared; asking for the
+    # other mode is refused by name (moving goes through a snapshot)
+    u.vkube("create", "one", "--upgrade", "-f", _values(u, {"sync": {"configmaps": {"all": True}}}))
+    assert u.describe("one")["mode"] == "shared" and u.list()["one"]["status"] == "Running"
+    assert "default" in ctx(u, "one", "get", "ns").stdout
+    r = u.vkube("create", "one", "--upgrade", "-f",
+                _values(u, {"controlPlane": {"mode": "dedicated"}}), check=False)
     assert r.returncode != 0 and "shared mode" in r.stderr and "vkube snapshot" in r.stderr
+    # --expose would give a context without the cluster's path: refused naming both flags
+    r = u.vkube("create", "--shared", "shx", "--expose", check=False)
+    assert r.returncode == 1 and "--expose" in r.stderr and "--shared" in r.stderr, r.stderr
+    assert "shx" not in u.list()
 
     # delete removes the data too: a new cluster of the same name starts empty
     u.vkube("delete", "two")
@@ -189,8 +207,15 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("delete", "mover")
     # into shared mode
     u.vkube("create", "--shared", "mover", "--connect=false")
-    u.vkube("pause", "mover")
+    pid = u.describe("mover")["pid"]
+    # the only shared cluster paused: the server serves none and stops (README says so);
+    # a restore starts it for the restore only
+    out = u.vkube("pause", "mover").stdout
+    assert "shared server serves no other running cluster and was stopped" in out, out
+    assert not _alive(pid)
     u.vkube("snapshot", "restore", "mover", str(snap))
+    pid_file = u.home / "shared" / "supervisor.pid"
+    assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "dedicated"

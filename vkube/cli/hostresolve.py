@@ -86,6 +86,18 @@ def check_kubeconfig(path: str, context: str | None, *, given: bool = True) -> N
                        "pass one of them to --host-context")
 
 
+async def runs_no_images(host: HostRef) -> bool:
+    """A vkube embedded host (any user's, however it is named): its nodes are simulated
+    (annotated ``vkube.io/simulated``), their kubelets run no container image."""
+    if host.kind == "embedded":
+        return True
+    async with host.client() as c:
+        nodes = (await c.list(NODES)).get("items") or []
+    return bool(nodes) and all(
+        ((n.get("metadata") or {}).get("annotations") or {}).get("vkube.io/simulated") == "true"
+        for n in nodes)
+
+
 async def reachable(host: HostRef, timeout: float = REACH_TIMEOUT) -> bool:
     try:
         client = host.client(timeout=timeout)

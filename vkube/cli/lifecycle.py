@@ -165,11 +165,15 @@ def register(sub: Any) -> None:
 
     p = _cmd(sub, "delete", "delete a virtual cluster: control plane, synced objects, host "
                             "namespace, data and context",
-             "  vkube delete my-vcluster\n  vkube delete my-vcluster --keep-namespace",
+             "  vkube delete my-vcluster\n  vkube delete my-vcluster --keep-namespace\n"
+             "  vkube delete my-vcluster --force   # the host is gone for good",
              _op("delete"))
     p.add_argument("name", metavar="NAME")
     p.add_argument("--keep-namespace", action="store_true",
                    help="keep the host namespace (vkube only deletes one it created)")
+    p.add_argument("--force", action="store_true",
+                   help="delete even when the host does not answer (what it holds of the "
+                        "cluster is left there and named)")
     _host_flags(p)
 
     p = _cmd(sub, "describe", "show a virtual cluster's configuration, address, sync counts "
@@ -217,6 +221,7 @@ def _render(args: argparse.Namespace) -> int:
     values = values_files.load_files(args.values) if args.values else {}
     if args.namespace and not state._DNS_LABEL.match(args.namespace):
         raise CLIError(f"invalid host namespace {args.namespace!r}: it must be a DNS label")
+    render.refuse_shared_mode(values, "`vkube render`")
     render.dump(render.manifests(name, args.namespace or f"vkube-{name}", values,
                                  image=args.image or render.DEFAULT_IMAGE, storage=args.storage))
     return 0

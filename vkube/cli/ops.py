@@ -84,12 +84,28 @@ async def create(args: argparse.Namespace) -> int:
         replicas.check_local(values, name)
     if existing is not None and values is not None:
         was = "shared" if existing.shared else "dedicated"
+        if not (values.get("controlPlane") or {}).get("mode") and was == "shared":
+            # values that do not name a mode keep the cluster's (only a mode asked for moves)
+            values = values_files.merge(values, {"controlPlane": {"mode": "shared"}})
+            values_files.validate(values)
         now = ((values.get("controlPlane") or {}).get("mode")) or "dedicated"
         if was != now:
             raise CLIError(f"virtual cluster {name!r} runs in {was} mode; --upgrade keeps the "
                            f"mode — move it with `vkube snapshot save {name} FILE`, `vkube "
                            f"delete {name}`, create it again {'with' if now == 'shared' else 'without'}"
                            f" --shared, pause it and `vkube snapshot restore {name} FILE`")
+    final = values if values is not None else (existing.values if existing else {})
+    if ((final.get("controlPlane") or {}).get("mode") == "shared" and final.get("expose")):
+        raise CLIError("--expose (expose: true) cannot be used with --shared (controlPlane.mode: "
+                       "shared): the shared server's clusters share one address, told apart by "
+                       "path /clusters/NAME and TLS server name, which the exposed relay does not "
+                       f"carry — drop --expose, or `vkube create {name} --expose` without --shared")
+    in_cluster = bool(args.in_cluster or (existing and existing.in_cluster))
+    if in_cluster:
+        from vkube.cli import render
+
+        render.refuse_shared_mode(values if values is not None else
+                                  (existing.values if existing else {}), "--in-cluster")
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
@@ -98,9 +114,7 @@ async def create(args: argparse.Namespace) -> int:
                           f"{'is' if len(dropped) == 1 else 'are'} not in the new -f files and "
                           "go back to the default — pass every values file again to keep them")
     with progress.step("looking for a host cluster") as done:
-        host = await hostresolve.resolve(
-            args.host_kubeconfig, args.host_context,
-            known=_host_of(existing) if existing else None)
+        host = await _resolve_for_create(args, existing, in_cluster)
         done(await _host_label(host))
     async with host.client() as hc:
         await _host_serves_what_values_sync(hc, values if values is not None else
@@ -134,6 +148,34 @@ async def create(args: argparse.Namespace) -> int:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
     return 0
+
+
+async def _resolve_for_create(args: argparse.Namespace, existing: ClusterState | None,
+                              in_cluster: bool) -> HostRef:
+    """The host of ``create``. ``--in-cluster`` runs the control plane's image in a pod: the
+    embedded host's kubelets are simulated and run no image, so it is refused there (and never
+    started for it) instead of applying a pod that only pretends to run."""
+    known = _host_of(existing) if existing else None
+    if not in_cluster:
+        return await hostresolve.resolve(args.host_kubeconfig, args.host_context, known=known)
+    name = args.name
+    why = (f"--in-cluster runs the control plane's image in a pod of a real host cluster; "
+           f"vkube's embedded host simulates its kubelets and runs no image — `vkube create "
+           f"{name}` without --in-cluster runs it on this machine, or pass "
+           f"--host-kubeconfig FILE (and --host-context) of a real cluster")
+    try:
+        host = await hostresolve.resolve(args.host_kubeconfig, args.host_context,
+                                         start_embedded=False, known=known)
+    except CLIError:
+        if args.host_kubeconfig or args.host_context:
+            raise
+        raise CLIError(f"--in-cluster needs a real host cluster and none answers at the "
+                       f"current context — pass --host-kubeconfig FILE (and --host-context) of "
+                       f"one, or `vkube create {name}` without --in-cluster runs it on this "
+                       "machine") from None
+    if await hostresolve.runs_no_images(host):
+        raise CLIError(f"the host {host.describe()} is a vkube embedded host: {why}")
+    return host
 
 
 def _same_host(st: ClusterState, args: argparse.Namespace, what: str) -> None:
@@ -342,6 +384,11 @@ async def pause(args: argparse.Namespace) -> int:
         st.save()
         done("control plane stopped" if was else "control plane was not running")
     await _cleanup_host(st, progress, status=PAUSED)
+    if st.shared:
+        from vkube.cli import sharedproc
+
+        if await asyncio.to_thread(sharedproc.stop_if_idle):
+            progress.info("the shared server serves no other running cluster and was stopped")
     progress.info(f"{st.name} paused; its data is kept — `vkube resume {st.name}` starts it again")
     return 0
 
@@ -415,6 +462,15 @@ async def delete(args: argparse.Namespace) -> int:
         return await _delete_remote(args, name)
     _same_host(st, args, "`vkube delete`")
     progress = Progress()
+    host = _host_of(st)
+    host_up = await hostresolve.reachable(host, timeout=3.0)
+    if not host_up:
+        _refuse_or_name_leftovers(st, args, progress)
+    if st.tenancy == "namespace" and not host_up:
+        _forget_context(st, progress)
+        st.remove()
+        progress.info(f"{name} deleted here; its host side is left as said above")
+        return 0
     if st.tenancy == "namespace":
         from vkube.cli import nstenancy
 
@@ -433,9 +489,9 @@ async def delete(args: argparse.Namespace) -> int:
         else:
             was = await asyncio.to_thread(process.stop, st)
         done("control plane stopped" if was else "control plane was not running")
-    await _cleanup_host(st, progress, status=None)
-    host = _host_of(st)
-    if await hostresolve.reachable(host, timeout=3.0):
+    if host_up:
+        await _cleanup_host(st, progress, status=None)
+    if host_up:
         drop = st.created_namespace and not args.keep_namespace
         with progress.step(f"{'deleting' if drop else 'releasing'} host namespace "
                            f"{st.namespace}") as done:
@@ -451,14 +507,47 @@ async def delete(args: argparse.Namespace) -> int:
     if st.shared:
         from vkube.cli import sharedproc
 
-        if not any(sharedproc.members_dir().glob("*.json")) and \
-                await asyncio.to_thread(sharedproc.stop_server):
+        if await asyncio.to_thread(sharedproc.stop_if_idle):
             progress.info("the shared server served no other cluster and was stopped")
     progress.info(f"{name} deleted")
     note = store_left_behind(st)
     if note:
         progress.info(note)
     return 0
+
+
+def _refuse_or_name_leftovers(st: ClusterState, args: argparse.Namespace,
+                              progress: Progress) -> None:
+    """``delete`` with its host down: the host side (namespace, synced objects, the syncer's
+    grants) cannot be removed. Refused unless ``--force``; then each thing left is named with
+    the command that removes it once the host answers."""
+    from vkube.syncer import hostrbac
+
+    host = _host_of(st)
+    embedded = host.kind == "embedded"
+    where = "the embedded host" if embedded else f"host {host.describe()}"
+    if not getattr(args, "force", False):
+        start = ("start it with `vkube host start`" if embedded else
+                 "make it reachable")
+        raise CLIError(f"{where} does not answer, so {st.name}'s objects on it cannot be "
+                       f"removed — {start}, then `vkube delete {st.name}`; or `vkube delete "
+                       f"{st.name} --force` deletes it here and names what stays on the host")
+    left = []
+    if st.created_namespace and not args.keep_namespace:
+        left.append(f"namespace {st.namespace} (with everything in it)")
+    elif st.tenancy == "namespace":
+        left.append(f"the tenant's account, quota and guard rails in namespace {st.namespace}")
+    else:
+        left.append(f"the synced objects in namespace {st.namespace}")
+    if st.tenancy != "namespace" and not st.in_cluster:
+        cname = hostrbac.cluster_role_name(st.name, st.namespace)
+        left.append(f"ClusterRole/ClusterRoleBinding {cname} (if its values needed them)")
+    flags = "" if embedded else (f" --host-kubeconfig {host.kubeconfig}" +
+                                 (f" --host-context {host.context}" if host.context else ""))
+    then = " once it answers (`vkube host start`)" if embedded else " once it answers"
+    progress.info(f"{where} does not answer; left on it: {'; '.join(left)}")
+    progress.info(f"remove them{then} with `vkube delete {st.name}{flags}` (it finds "
+                  f"{st.name} on the host by its namespace)")
 
 
 def store_left_behind(st: ClusterState) -> str | None:
@@ -545,6 +634,7 @@ async def sleep(args: argparse.Namespace) -> int:
     from vkube.cli import sharedproc
 
     st = state.require(args.name)
+    _refuse_tenant(st, "sleep")
     if not st.shared:
         raise CLIError(f"virtual cluster {st.name!r} runs in its own process (dedicated mode); "
                        f"sleep needs shared mode — `vkube pause {st.name}` stops it instead")
@@ -562,6 +652,7 @@ async def wake(args: argparse.Namespace) -> int:
     from vkube.cli import sharedproc
 
     st = state.require(args.name)
+    _refuse_tenant(st, "wake")
     if not st.shared:
         raise CLIError(f"virtual cluster {st.name!r} runs in its own process (dedicated mode) "
                        f"and never sleeps — `vkube resume {st.name}` starts a paused one")
@@ -569,7 +660,18 @@ async def wake(args: argparse.Namespace) -> int:
         raise CLIError(f"virtual cluster {st.name!r} is paused — `vkube resume {st.name}` "
                        "starts it")
     progress = Progress()
+    if sharedproc.registered(st) and not sharedproc.is_sleeping(st) and process.ready_url(st):
+        progress.info(f"{st.name} is already awake at {process.ready_url(st)}; nothing to do")
+        return 0
     with progress.step(f"waking {st.name}") as done:
         await asyncio.to_thread(sharedproc.set_sleeping, st, False)
         done(f"{st.name} awake at {process.ready_url(st)}; the syncer puts its host workloads back")
     return 0
+
+
+def _refuse_tenant(st: ClusterState, what: str) -> None:
+    if st.tenancy == "namespace":
+        raise CLIError(f"{st.name!r} is a namespace tenant (host namespace {st.namespace}, no "
+                       f"control plane of its own) and has nothing to {what} — `vkube "
+                       f"{'pause' if what == 'sleep' else 'resume'} {st.name}` scales its "
+                       f"workloads {'to zero' if what == 'sleep' else 'back'}")

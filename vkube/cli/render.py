@@ -17,6 +17,7 @@ from vkube.api import yamlio
 from vkube import __version__
 from vkube.api import errors
 from vkube.cli import replicas
+from vkube.cli.output import CLIError
 from vkube.client import Client
 from vkube.client.resources import by_kind
 from vkube.syncer import hostrbac
@@ -63,6 +64,17 @@ def _encryption_secret(metadata: Obj) -> Obj:
                {"identity": {}}]}]}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
             "stringData": {"config.yaml": yamlio.dump(doc, sort_keys=False)}}
+
+
+def refuse_shared_mode(values: Obj, how: str) -> None:
+    """The rendered control plane is one StatefulSet of its own: ``controlPlane.mode: shared``
+    (several clusters in one server on this machine) cannot be honoured there, so it is refused
+    rather than silently ignored."""
+    if ((values or {}).get("controlPlane") or {}).get("mode") == "shared":
+        raise CLIError(f"controlPlane.mode: shared is not supported by {how}: the rendered "
+                       "control plane is a dedicated StatefulSet in the host — drop "
+                       "controlPlane.mode (or set it to dedicated), or run a shared cluster on "
+                       "this machine with `vkube create NAME --shared`")
 
 
 def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IMAGE,

@@ -7,12 +7,14 @@ every verb of a shared cluster runs through here without an event loop."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from vkube.cli import state
@@ -93,15 +95,38 @@ def pids() -> list[int]:
     return [sup, *process.child_pids(sup)]
 
 
-def ensure_server(timeout: float = START_TIMEOUT) -> str:
-    """The shared server's base URL, starting it (supervised, detached) if it is not running.
-    Two commands at once start one server: the check and the start hold a file lock."""
+@contextlib.contextmanager
+def _start_lock() -> Iterator[None]:
+    """Held while the server is started (or stopped when idle) and a member is written: two
+    commands at once start one server, and an idle stop never races a member being added."""
     import fcntl
 
     shared_dir().mkdir(parents=True, exist_ok=True)
     with open(shared_dir() / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_server(timeout: float = START_TIMEOUT) -> str:
+    """The shared server's base URL, starting it (supervised, detached) if it is not running."""
+    with _start_lock():
         return _ensure_server(timeout)
+
+
+def _serve_member(st: ClusterState, desired: str, **extra: str) -> None:
+    """Ensure the server runs and hand it ``st`` (under the start lock, see ``stop_if_idle``)."""
+    with _start_lock():
+        _ensure_server(START_TIMEOUT)
+        _write_member(st, desired, **extra)
+
+
+def stop_if_idle() -> bool:
+    """Stop the shared server once it serves no cluster (every one paused, deleted or
+    restored): it holds memory and a port for nothing. Whether it was stopped."""
+    with _start_lock():
+        if any(members_dir().glob("*.json")) or supervisor_pid() is None:
+            return False
+        return stop_server()
 
 
 def _ensure_server(timeout: float) -> str:
@@ -187,11 +212,10 @@ def _write_member(st: ClusterState, desired: str, **extra: str) -> None:
 
 def start(st: ClusterState, timeout: float = MEMBER_TIMEOUT) -> str:
     """Serve ``st`` in the shared server (started on first use); its URL once it answers."""
-    ensure_server()
     for name in ("ready", "error", "sleeping"):
         (st.data_dir / name).unlink(missing_ok=True)
     st.data_dir.mkdir(parents=True, exist_ok=True)
-    _write_member(st, RUNNING)
+    _serve_member(st, RUNNING)
     _signal_server()
     return wait_member(st, timeout)
 
@@ -237,8 +261,7 @@ def delete(st: ClusterState, timeout: float = MEMBER_TIMEOUT) -> bool:
     """Stop serving ``st`` and remove its data from the shared store (the server does both
     and then removes the member file); whether it was being served."""
     was = registered(st) and _read_member(st.name).get("desired") != "Deleted"
-    ensure_server()
-    _write_member(st, "Deleted")
+    _serve_member(st, "Deleted")
     _signal_server()
     deadline = time.monotonic() + timeout
     while registered(st):
@@ -254,12 +277,11 @@ def delete(st: ClusterState, timeout: float = MEMBER_TIMEOUT) -> bool:
 def restore(st: ClusterState, snapshot: str, timeout: float = 600.0) -> dict[str, int]:
     """Have the shared server restore ``snapshot`` under ``st``'s prefix (the cluster is not
     served meanwhile); the counts it reports."""
-    ensure_server()
     result, error = st.data_dir / "restored", st.data_dir / "error"
     result.unlink(missing_ok=True)
     error.unlink(missing_ok=True)
     st.data_dir.mkdir(parents=True, exist_ok=True)
-    _write_member(st, "Restore", snapshot=str(Path(snapshot).resolve()))
+    _serve_member(st, "Restore", snapshot=str(Path(snapshot).resolve()))
     _signal_server()
     deadline = time.monotonic() + timeout
     while registered(st):

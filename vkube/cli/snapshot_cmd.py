@@ -97,6 +97,20 @@ def _saved(args: argparse.Namespace, keys: int, revision: int, size: int, transf
               "with the same encryption key")
 
 
+def _refuse_namespace_tenant(args: argparse.Namespace) -> None:
+    """A namespace tenant has no store of its own: its objects are the host's."""
+    from vkube.cli import state
+
+    if args.store:
+        return
+    st = state.require(args.name)
+    if st.tenancy == "namespace":
+        raise CLIError(f"{args.name!r} is a namespace tenant: its objects live in host namespace "
+                       f"{st.namespace} of the host cluster, not in a vkube store — back them up "
+                       f"with the host's tools (e.g. `kubectl get all,cm,secret -n "
+                       f"{st.namespace} -o yaml`)")
+
+
 def _shared_state(args: argparse.Namespace) -> Any:
     """The cluster's state when it is a shared cluster and no --store names another store."""
     from vkube.cli import state
@@ -118,7 +132,8 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
 
     if args.action == "restore":
         if process.running_pid(st) is not None:
-            raise CLIError(f"virtual cluster {args.name!r} is running: `vkube pause {args.name}` "
+            what = "sleeping" if sharedproc.is_sleeping(st) else "running"
+            raise CLIError(f"virtual cluster {args.name!r} is {what}: `vkube pause {args.name}` "
                            f"first, then restore, then `vkube resume {args.name}`")
         try:
             stores.verify_snapshot(args.file)
@@ -126,7 +141,10 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
             raise CLIError(f"snapshot file {args.file} not found — check the path") from None
         except stores.SnapshotError as exc:
             raise CLIError(str(exc)) from None
-        info = sharedproc.restore(st, args.file)
+        try:
+            info = sharedproc.restore(st, args.file)
+        finally:
+            sharedproc.stop_if_idle()  # started for the restore only, if nothing else runs
         print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
               f"{info['revision']} of the source): {info['created']} created, {info['updated']} "
               f"updated, {info['deleted']} deleted")
@@ -151,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from vkube.cluster import stores
 
+    _refuse_namespace_tenant(args)
     shared = _shared_state(args)
     if shared is not None:
         return _run_shared(args, shared)

@@ -154,6 +154,9 @@ class SharedServer:
         self._default_ssl: ssl.SSLContext | None = None
         #: id(a cluster's TLS context) → its name: which cluster a connection's SNI chose
         self._sni_names: dict[int, str] = {}
+        #: paused clusters (removed, not purged) → their TLS context: a client of one gets its
+        #: own certificate and a 503 naming ``vkube resume``, not a certificate error
+        self._paused: dict[str, ssl.SSLContext] = {}
         self._dirty = asyncio.Event()
         self._reconciler: asyncio.Task[None] | None = None
         #: how often every cluster's serving certificate is checked (vkube.cluster.sharedcerts)
@@ -227,7 +230,10 @@ class SharedServer:
             return None
         member = self.members.get(server_name[:-len(SNI_SUFFIX)])
         if member is None:
-            return None  # the default certificate: the client's own CA refuses it
+            paused = self._paused.get(server_name[:-len(SNI_SUFFIX)])
+            if paused is not None:
+                sslobj.context = paused  # answered 503 "paused" by dispatch
+            return None  # else the default certificate: the client's own CA refuses it
         ctx = member.ssl or _context_from_files(member)
         if ctx is not None:
             if member.ssl is None:
@@ -343,6 +349,7 @@ class SharedServer:
         if member.log_file is not None:
             self.logs.route(config.name, member.log_file)
         self.members[config.name] = member
+        self._paused.pop(config.name, None)
         if config.data_dir is not None:
             (config.data_dir / "error").unlink(missing_ok=True)
         if asleep:
@@ -366,11 +373,13 @@ class SharedServer:
             self.reclaimer.soon()
             if member.ssl is not None:
                 self._sni_names.pop(id(member.ssl), None)
+                self._paused[name] = member.ssl
 
     async def purge(self, name: str) -> int:
         """Stop ``name`` if served and delete every key under its prefix (``vkube delete``);
         returns how many keys went."""
         await self.remove(name)  # its view is closed: nothing of it writes any more
+        self._paused.pop(name, None)
         assert self.store is not None
         view = PrefixedStore(self.store, f"/clusters/{name}")
         n = 0
@@ -589,6 +598,9 @@ class SharedServer:
         name = path[len("/clusters/"):].split("/", 1)[0]
         member = self.members.get(name)
         prefix = f"/clusters/{name}"
+        if member is None and raw.startswith(prefix) and self._paused_sni(request, name):
+            return api_http.status_response(errors.ServiceUnavailable(
+                f"virtual cluster {name} is paused: `vkube resume {name}` starts it"))
         if member is None or not raw.startswith(prefix) or raw[len(prefix):][:1] not in ("", "/", "?"):
             return api_http.status_response(errors.no_such_path())
         if not self._sni_allows(request, name):
@@ -642,6 +654,12 @@ class SharedServer:
         if audit_id and not resp.prepared and "Audit-Id" not in resp.headers:
             resp.headers["Audit-Id"] = audit_id
         return resp
+
+    def _paused_sni(self, request: web.Request, name: str) -> bool:
+        """The connection's server name chose paused ``name`` (only its own clients are told)."""
+        transport = request.transport
+        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+        return sslobj is not None and sslobj.context is self._paused.get(name)
 
     def _sni_allows(self, request: web.Request, name: str) -> bool:
         """A connection whose server name chose one cluster reaches only that cluster."""
