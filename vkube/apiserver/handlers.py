@@ -213,11 +213,12 @@ class ResourceHandlers:
         """Body + field-validation warnings (Strict raises)."""
         raw = await http.read_body(request)
         ct = request.headers.get("Content-Type", http.JSON)
-        body = http.decode_body(raw, ct)
+        body, parsed = await http.decode_body_async(raw, ct)
         problems: list[str] = []
         mode = q.field_validation()
-        if mode != "Ignore" and isinstance(body, dict):
-            problems = self.patches.field_problems(self.ctx, spec, body, raw, ct)
+        if isinstance(body, dict):  # every mode: unknown fields are dropped (Warn also reports them)
+            problems = self.patches.field_problems(self.ctx, spec, body, raw, ct,
+                                                   parsed.nodes if parsed is not None else None, mode=mode)
             if problems and mode == "Strict":
                 raise strict_error(spec, problems)
         return body, problems
@@ -252,7 +253,7 @@ class ResourceHandlers:
                 f'{", ".join(PATCH_TYPES)}'
             )
         raw = await http.read_body(request)
-        patch = http.decode_body(raw, ct)
+        patch, parsed = await http.decode_body_async(raw, ct)
         self.patches.check_patch_shape(ptype, patch)
         manager = rc.field_manager
         if ptype == "apply" and not manager:
@@ -273,8 +274,10 @@ class ResourceHandlers:
                 result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
                 self.patches.check_decodes(ptype, patch, result, schema,
                                            custom=getattr(spec.strategy, "custom", False))
-            if mode != "Ignore":
-                problems = self.patches.field_problems(self.ctx, spec, result, raw if ptype == "apply" else None, ct)
+            if isinstance(result, dict):  # unknown fields dropped under every mode, as on create
+                problems = self.patches.field_problems(
+                    self.ctx, spec, result, raw if ptype == "apply" else None, ct,
+                    parsed.nodes if parsed is not None else None, mode=mode)
                 if problems and mode == "Strict":
                     if ptype != "apply":
                         raise self.patches.strict_patch_error(ptype, patch, result, problems)
