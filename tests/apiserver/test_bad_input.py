@@ -43,6 +43,8 @@ async def revision(url: str) -> str:
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a": 1}}), 400, "BadRequest",
      'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct '
      "field ConfigMap.data of type string"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "binaryData": {"b": "not base64!"}}),
+     400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: illegal base64 data at input byte 3'),
 ])
 async def test_bad_create(control_plane, body, code, reason, needle):
     before = await revision(control_plane.url)
@@ -272,3 +274,16 @@ async def test_no_write_stores_an_object_over_the_request_limit(control_plane):
     assert after["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
     assert len(after["spec"]["template"]["spec"]["containers"][0]["args"]) == 1
 
+
+async def test_list_and_watch_options_as_upstream_refuses_them(control_plane):
+    url = control_plane.url
+    status, st = await call(url, "GET", CM + "?resourceVersion=0&resourceVersionMatch=Exact")
+    assert (status, st["reason"]) == (422, "Invalid"), st
+    assert st["message"] == ('ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                             'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+    status, st = await call(url, "GET", CM + "?resourceVersionMatch=Sometimes&resourceVersion=1")
+    assert status == 422 and 'Unsupported value: "Sometimes"' in st["message"], st
+    current = int(await revision(url))
+    status, st = await call(url, "GET", CM + "?watch=1&resourceVersion=99999999999")
+    assert (status, st["reason"]) == (504, "Timeout"), st
+    assert st["message"] == f"Timeout: Too large resource version: 99999999999, current: {current}"

@@ -161,14 +161,11 @@ class ResourceHandlers:
         if limit < 0:
             raise errors.BadRequest("limit: Invalid value: must be non-negative")
         rv_str, match = q.str("resourceVersion"), q.str("resourceVersionMatch")
-        if match not in ("", "Exact", "NotOlderThan"):
-            raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{match}"')
-        if match and not rv_str:
-            raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        token = q.str("continue")
+        _check_list_options(rv_str, match, token)
         rv = parse_rv(rv_str)
         prefix = spec.key_prefix(namespace_of(spec, info))
         start_after, revision = "", 0
-        token = q.str("continue")
         if token:
             if rv_str not in ("", "0") and rv_str:
                 raise errors.BadRequest("specifying resource version is not allowed when using continue")
@@ -357,6 +354,28 @@ class ResourceHandlers:
         # admission sees Scales (storage's _admit_scale), as upstream's scale REST hands them over
         obj, _ = await storage.update_with(rc, namespace_of(spec, info), info.name, apply, subresource="scale")
         return http.json_response(to_scale(spec, obj))
+
+
+def _check_list_options(rv: str, match: str, token: str) -> None:
+    """ListOptions validation as kube-apiserver words it: a 422 on ``ListOptions.meta.k8s.io``."""
+    causes = []
+    forbidden = "FieldValueForbidden"
+    if match:
+        if not rv:
+            causes.append(errors.field_error("resourceVersionMatch", "Forbidden: resourceVersionMatch is "
+                                             "forbidden unless resourceVersion is provided", reason=forbidden))
+        if token:
+            causes.append(errors.field_error("resourceVersionMatch", "Forbidden: resourceVersionMatch is "
+                                             "forbidden when continue is provided", reason=forbidden))
+        if match not in ("Exact", "NotOlderThan"):
+            causes.append(errors.field_error(
+                "resourceVersionMatch", f'Unsupported value: {errors.go_value(match)}: supported values: '
+                '"Exact", "NotOlderThan", ""', reason="FieldValueNotSupported"))
+        if match == "Exact" and rv == "0":
+            causes.append(errors.field_error("resourceVersionMatch", 'Forbidden: resourceVersionMatch "exact" '
+                                             'is forbidden for resourceVersion "0"', reason=forbidden))
+    if causes:
+        raise errors.invalid("ListOptions", "", causes, group="meta.k8s.io")
 
 
 def _partial(obj: Obj) -> Obj:
