@@ -148,6 +148,13 @@ DEP = "/apis/apps/v1/namespaces/default/deployments/d"
     ("application/merge-patch+json", {"spec": {"replicas": "two"}}, 422,
      ": json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
     ("application/vnd.unknown", {"a": 1}, 415, ""),
+    # a patch that leaves no name (the whole object deleted or replaced, the name removed):
+    # apiserver's checkName refuses it
+    ("application/strategic-merge-patch+json", {"$patch": "delete"}, 400,
+     "the name of the object (d based on URL) was undeterminable: name must be provided"),
+    ("application/strategic-merge-patch+json", {"$patch": "replace", "spec": {"replicas": 1}}, 400, "undeterminable"),
+    ("application/merge-patch+json", {"metadata": {"name": None}}, 400, "undeterminable"),
+    ("application/json-patch+json", [{"op": "remove", "path": "/metadata/name"}], 400, "undeterminable"),
 ])
 async def test_bad_patches_leave_object_unchanged(control_plane, ctype, body, code, needle):
     before = await _deployment(control_plane.url)

@@ -271,6 +271,10 @@ class ResourceHandlers:
                 result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
                 self.patches.check_decodes(ptype, patch, result, schema,
                                            custom=getattr(spec.strategy, "custom", False))
+                meta = result.get("metadata") if isinstance(result, dict) else None
+                if meta is None or isinstance(meta, dict) and not meta.get("name"):  # {"$patch": "delete"}
+                    raise errors.BadRequest(f"the name of the object ({info.name} based on URL) was "
+                                            "undeterminable: name must be provided")  # checkName
             if isinstance(result, dict):  # unknown fields dropped under every mode, as on create
                 problems = self.patches.field_problems(
                     self.ctx, spec, result, raw if ptype == "apply" else None, ct,
