@@ -43,6 +43,9 @@ async def revision(url: str) -> str:
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a": 1}}), 400, "BadRequest",
      'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct '
      "field ConfigMap.data of type string"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n", "creationTimestamp": "garbage"}}),
+     400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: parsing time "garbage" as '
+     '"2006-01-02T15:04:05Z07:00": cannot parse "garbage" as "2006"'),
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "binaryData": {"b": "not base64!"}}),
      400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: illegal base64 data at input byte 3'),
 ])
@@ -294,3 +297,18 @@ async def test_list_and_watch_options_as_upstream_refuses_them(control_plane):
     status, st = await call(url, "GET", CM + "?watch=1&resourceVersion=99999999999")
     assert (status, st["reason"]) == (504, "Timeout"), st
     assert st["message"] == f"Timeout: Too large resource version: 99999999999, current: {current}"
+
+
+async def test_create_ignores_server_owned_metadata(control_plane):
+    """deletionTimestamp, creationTimestamp, uid and generation sent on create are the server's
+    to set: dropped or overwritten, and managedFields are still recorded."""
+    body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
+                         "metadata": {"name": "owned", "deletionTimestamp": "2020-01-01T00:00:00Z",
+                                      "deletionGracePeriodSeconds": 5, "uid": "x",
+                                      "creationTimestamp": "2020-01-01T00:00:00Z"}})
+    status, obj = await call(control_plane.url, "POST", CM, body)
+    assert status == 201, obj
+    m = obj["metadata"]
+    assert "deletionTimestamp" not in m and "deletionGracePeriodSeconds" not in m and m["uid"] != "x"
+    assert m["creationTimestamp"] != "2020-01-01T00:00:00Z"
+    assert m["managedFields"][0]["fieldsV1"] == {"f:data": {".": {}, "f:k": {}}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
+from vkube.api.gotime import rfc3339_error
 from vkube.api.openapi_convert import GO_TYPE_MARK, QUANTITY_MARK
 
 Schema = dict[str, Any]
@@ -77,8 +78,9 @@ def _plain_type(schema: Any) -> type | None:
     if not isinstance(schema, dict) or "x-kubernetes-int-or-string" in schema:
         return None
     t = _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
-    if t is dict or t is list or (t is int and "format" in schema) or (t is str and schema.get("format") == "byte"):
-        return None  # ints: their range; []byte: base64
+    if t is dict or t is list or (t is int and "format" in schema) or (t is str and (
+            schema.get("format") == "byte" or schema.get(GO_TYPE_MARK) == "Time")):
+        return None  # ints: their range; []byte: base64; metav1.Time: RFC 3339
     return t
 
 
@@ -96,10 +98,11 @@ def type_errors(obj: Any, schema: Schema | None, index: TypeIndex | None = None)
 def describe(problems: list[tuple[str, str]]) -> str:
     """The problems as one message: encoding/json's own errors as Go writes them, the others
     after the field they concern."""
-    return "; ".join(m if m.startswith((_GO_PREFIX, _BASE64_ERROR)) else f"{p}: {m}" for p, m in problems)
+    return "; ".join(m if m.startswith(_BARE) else f"{p}: {m}" for p, m in problems)
 
 
 _BASE64_ERROR = "illegal base64 data at input byte "
+_BARE = (_GO_PREFIX, _BASE64_ERROR, "parsing time ")  # Go's own errors name no field
 _B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
@@ -229,8 +232,14 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
     elif stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
         out.append((_path(path), _type_error(value, schema, stype, path, owner)))
         return
-    if type(value) is str and schema.get("format") == "byte":
-        if (problem := base64_error(value)) is not None:
+    if type(value) is str and (fmt := schema.get("format")) is not None:
+        if fmt == "byte":
+            problem = base64_error(value)
+        elif fmt == "date-time" and schema.get(GO_TYPE_MARK) == "Time":  # metav1.Time (not MicroTime)
+            problem = rfc3339_error(value)
+        else:
+            problem = None
+        if problem is not None:
             out.append((_path(path), problem))
         return
     if stype == "integer" and type(value) in (int, float):
