@@ -5,10 +5,13 @@ kube-apiserver refuse the whole body with them (``parsing time "x" as
 
 from __future__ import annotations
 
+import re
+
 
 __all__ = ["rfc3339_error"]
 
 LAYOUT = "2006-01-02T15:04:05Z07:00"
+_USUAL = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-4]):[0-5]\d)", re.ASCII)
 
 
 def _quote(s: str) -> str:
@@ -110,14 +113,20 @@ def _days_in(month: int, year: int) -> int:
 
 def rfc3339_error(text: str) -> str | None:
     """None when ``text`` parses as Go parses RFC 3339, else Go's error message."""
-    head = f"parsing time {_quote(text)}"
+    m = _USUAL.fullmatch(text)  # what servers and clients write: one match, no walk
+    if m is not None:
+        year, month, day, hour, minute, second = map(int, m.groups())
+        if 1 <= month <= 12 and 1 <= day <= _days_in(month, year) and hour < 24 and minute < 60 and second < 60:
+            return None
     try:
         year, month, day = _parse(text)
     except _Bad as bad:
+        head = f"parsing time {_quote(text)}"
         return f"{head} as {_quote(LAYOUT)}: cannot parse {_quote(bad.value)} as {_quote(bad.layout)}"
     except _Range as what:
+        head = f"parsing time {_quote(text)}"
         text_ = str(what)
         return f"{head}: {text_}" if text_.startswith("extra text") else f"{head}: {text_} out of range"
     if day < 1 or day > _days_in(month, year):
-        return f"{head}: day out of range"
+        return f"parsing time {_quote(text)}: day out of range"
     return None
