@@ -43,6 +43,11 @@ async def revision(url: str) -> str:
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a": 1}}), 400, "BadRequest",
      'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct '
      "field ConfigMap.data of type string"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n", "creationTimestamp": "garbage"}}),
+     400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: parsing time "garbage" as '
+     '"2006-01-02T15:04:05Z07:00": cannot parse "garbage" as "2006"'),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "binaryData": {"b": "not base64!"}}),
+     400, "BadRequest", 'ConfigMap in version "v1" cannot be handled as a ConfigMap: illegal base64 data at input byte 3'),
 ])
 async def test_bad_create(control_plane, body, code, reason, needle):
     before = await revision(control_plane.url)
@@ -131,6 +136,10 @@ DEP = "/apis/apps/v1/namespaces/default/deployments/d"
 
 @pytest.mark.parametrize("ctype,body,code,needle", [
     ("application/json-patch+json", [{"op": "test", "path": "/spec/replicas", "value": 5}], 422, "the server rejected our request"),
+    # each copy doubles the annotations: bounded by kube-apiserver's JSONPatchMaxCopyBytes (3 MiB)
+    ("application/json-patch+json", [{"op": "add", "path": "/metadata/annotations", "value": {"a": "x" * 1000}}]
+     + [{"op": "copy", "from": "/metadata/annotations", "path": f"/metadata/annotations/c{i}"} for i in range(40)],
+     422, "the server rejected our request"),
     ("application/merge-patch+json", {"spec": {"replicas": -1}}, 422, "spec.replicas"),
     ("application/merge-patch+json", [1, 2], 400, ""),
     ("application/apply-patch+yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}, 400, "kind"),
@@ -142,6 +151,13 @@ DEP = "/apis/apps/v1/namespaces/default/deployments/d"
     ("application/merge-patch+json", {"spec": {"replicas": "two"}}, 422,
      ": json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
     ("application/vnd.unknown", {"a": 1}, 415, ""),
+    # a patch that leaves no name (the whole object deleted or replaced, the name removed):
+    # apiserver's checkName refuses it
+    ("application/strategic-merge-patch+json", {"$patch": "delete"}, 400,
+     "the name of the object (d based on URL) was undeterminable: name must be provided"),
+    ("application/strategic-merge-patch+json", {"$patch": "replace", "spec": {"replicas": 1}}, 400, "undeterminable"),
+    ("application/merge-patch+json", {"metadata": {"name": None}}, 400, "undeterminable"),
+    ("application/json-patch+json", [{"op": "remove", "path": "/metadata/name"}], 400, "undeterminable"),
 ])
 async def test_bad_patches_leave_object_unchanged(control_plane, ctype, body, code, needle):
     before = await _deployment(control_plane.url)
@@ -209,3 +225,90 @@ async def test_watch_from_a_compacted_revision_is_410(control_plane):
             await c.request("GET", "/api/v1/namespaces/default/configmaps",
                             params={"resourceVersion": first["metadata"]["resourceVersion"], "resourceVersionMatch": "Exact"})
         assert len((await c.list(CONFIGMAPS, namespace="default"))["items"]) == 5
+
+
+def _alias_bomb() -> bytes:
+    """~400 bytes that expand to 9**8 strings (CVE-2019-11253's shape)."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: bomb}", "data:",
+             '  a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefg", "bcdefgh"):
+        lines.append(f"  {name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines).encode()
+
+
+async def test_yaml_aliases_are_bounded(control_plane):
+    """Aliases that would expand past go-yaml's ratio or the size limit are refused (as
+    kube-apiserver refuses them) before anything is built or stored; a few small aliases and
+    a merge key still decode."""
+    url = control_plane.url
+    before = await revision(url)
+    status, st = await call(url, "POST", CM, _alias_bomb(), content_type="application/yaml")
+    assert (status, st["reason"]) == (400, "BadRequest"), st
+    assert st["message"] == "error converting YAML to JSON: yaml: document contains excessive aliasing"
+    # the same bomb as an apply patch and as a strategic merge patch body
+    status, st = await call(url, "PATCH", CM + "/bomb?fieldManager=t", _alias_bomb(),
+                            content_type="application/apply-patch+yaml")
+    assert status == 400 and "excessive aliasing" in st["message"], st
+    # few aliases of a big value: within the ratio, but the decoded body is over the limit
+    big = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  a: &s " + b"y" * 900_000
+    big += b"\n  b: *s\n  c: *s\n  d: *s\n"
+    status, st = await call(url, "POST", CM, big, content_type="application/yaml")
+    assert (status, st["reason"]) == (413, "RequestEntityTooLarge"), st
+    status, st = await call(url, "POST", CM, b"metadata: &m {name: loop, labels: {a: *m}}\n",
+                            content_type="application/yaml")
+    assert status == 400 and "contains itself" in st["message"], st
+    assert await revision(url) == before
+    ok = (b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: anchored}\n"
+          b"base: &b {a: x}\ndata:\n  <<: *b\n  c: y\n")
+    status, obj = await call(url, "POST", CM + "?fieldValidation=Ignore", ok, content_type="application/yaml")
+    assert status == 201 and obj["data"] == {"a": "x", "c": "y"}, obj
+
+
+async def test_no_write_stores_an_object_over_the_request_limit(control_plane):
+    """A patch can grow an object past what any request may carry: the write is refused
+    with a 413 and the stored object is unchanged."""
+    url = control_plane.url
+    dep = orjson.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "fat"},
+                        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                 "template": {"metadata": {"labels": {"a": "b"}},
+                                              "spec": {"containers": [{"name": "c", "image": "x",
+                                                                       "args": ["z" * 1_100_000]}]}}}})
+    status, obj = await call(url, "POST", "/apis/apps/v1/namespaces/default/deployments", dep)
+    assert status == 201
+    args = "/spec/template/spec/containers/0/args"
+    grow = [{"op": "copy", "from": f"{args}/0", "path": f"{args}/-"}] * 2
+    path = "/apis/apps/v1/namespaces/default/deployments/fat"
+    status, st = await call(url, "PATCH", path, orjson.dumps(grow), content_type="application/json-patch+json")
+    assert (status, st["reason"]) == (413, "RequestEntityTooLarge"), st
+    status, after = await call(url, "GET", path)
+    assert after["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+    assert len(after["spec"]["template"]["spec"]["containers"][0]["args"]) == 1
+
+
+async def test_list_and_watch_options_as_upstream_refuses_them(control_plane):
+    url = control_plane.url
+    status, st = await call(url, "GET", CM + "?resourceVersion=0&resourceVersionMatch=Exact")
+    assert (status, st["reason"]) == (422, "Invalid"), st
+    assert st["message"] == ('ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                             'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+    status, st = await call(url, "GET", CM + "?resourceVersionMatch=Sometimes&resourceVersion=1")
+    assert status == 422 and 'Unsupported value: "Sometimes"' in st["message"], st
+    current = int(await revision(url))
+    status, st = await call(url, "GET", CM + "?watch=1&resourceVersion=99999999999")
+    assert (status, st["reason"]) == (504, "Timeout"), st
+    assert st["message"] == f"Timeout: Too large resource version: 99999999999, current: {current}"
+
+
+async def test_create_ignores_server_owned_metadata(control_plane):
+    """deletionTimestamp, creationTimestamp, uid and generation sent on create are the server's
+    to set: dropped or overwritten, and managedFields are still recorded."""
+    body = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
+                         "metadata": {"name": "owned", "deletionTimestamp": "2020-01-01T00:00:00Z",
+                                      "deletionGracePeriodSeconds": 5, "uid": "x",
+                                      "creationTimestamp": "2020-01-01T00:00:00Z"}})
+    status, obj = await call(control_plane.url, "POST", CM, body)
+    assert status == 201, obj
+    m = obj["metadata"]
+    assert "deletionTimestamp" not in m and "deletionGracePeriodSeconds" not in m and m["uid"] != "x"
+    assert m["creationTimestamp"] != "2020-01-01T00:00:00Z"
+    assert m["managedFields"][0]["fieldsV1"] == {"f:data": {".": {}, "f:k": {}}}

@@ -22,19 +22,18 @@ __all__ = ["unknown_fields", "duplicate_fields", "strict_decoding_error"]
 Schema = dict[str, Any]
 _EMBEDDED = ("apiVersion", "kind", "metadata")
 
-try:  # the C composer is much faster; both report line numbers
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _YamlLoader = yaml.SafeLoader
+_MAX_EXPANDED = 3 * 1024 * 1024  # the request body limit: no decoded body may be larger
 
 
-def unknown_fields(obj: dict, schema: Schema | None) -> list[str]:
+def unknown_fields(obj: dict, schema: Schema | None, *, prune: bool = False) -> list[str]:
     """Fields of ``obj`` the schema does not declare, honouring
     ``x-kubernetes-preserve-unknown-fields``, ``additionalProperties`` and
-    ``x-kubernetes-embedded-resource``. No schema: nothing is unknown."""
+    ``x-kubernetes-embedded-resource``. No schema: nothing is unknown. ``prune``: also drop
+    them from ``obj``, as decoding into Kubernetes' typed structs does whatever the
+    fieldValidation (Warn and Ignore store the object without them)."""
     out: list[str] = []
     if schema is not None:
-        _walk(obj, schema, [], out)
+        _walk(obj, schema, [], out, prune)
     return [f'unknown field "{p}"' for p in out]
 
 
@@ -50,16 +49,19 @@ def _path(parts: list[str | int], key: str | None = None) -> str:
     return out
 
 
-def _walk(value: Any, schema: Schema, path: list[str | int], out: list[str]) -> None:
+def _walk(value: Any, schema: Schema, path: list[str | int], out: list[str], prune: bool) -> None:
     if isinstance(value, dict):
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
         if props is None and extra is None:
             if not schema.get("x-kubernetes-preserve-unknown-fields") and schema.get("type") == "object" and value:
                 out.extend(_path(path, k) for k in value)
+                if prune:
+                    value.clear()
             return
         extra_schema = extra if isinstance(extra, dict) else None
         lenient = None
+        unknown: list[str] = []
         for key, item in value.items():
             sub = props.get(key) if props else None
             if sub is None:
@@ -67,7 +69,7 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[str]) -> 
             if sub is not None:
                 if isinstance(item, (dict, list)):
                     path.append(key)
-                    _walk(item, sub, path, out)
+                    _walk(item, sub, path, out, prune)
                     path.pop()
                 continue
             if lenient is None:
@@ -75,13 +77,17 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[str]) -> 
             if lenient or (key in _EMBEDDED and schema.get("x-kubernetes-embedded-resource")):
                 continue
             out.append(_path(path, key))
+            unknown.append(key)
+        if prune:
+            for key in unknown:
+                del value[key]
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):
             for i, item in enumerate(value):
                 if isinstance(item, (dict, list)):
                     path.append(i)
-                    _walk(item, items, path, out)
+                    _walk(item, items, path, out, prune)
                     path.pop()
 
 
@@ -89,10 +95,13 @@ class _Pairs(list):
     """A JSON object kept as its list of (key, value) pairs, so duplicates survive parsing."""
 
 
-def duplicate_fields(raw: bytes, content_type: str) -> list[str]:
+def duplicate_fields(raw: bytes, content_type: str, yaml_nodes: list[Any] | None = None) -> list[str]:
     """Keys repeated within one object of a JSON or YAML request body. Undecodable bodies
-    raise BadRequest (the decoder would have rejected them anyway)."""
+    raise BadRequest (the decoder would have rejected them anyway). ``yaml_nodes``: the
+    body's nodes as the request decoder composed them (then it is not parsed again)."""
     ctype = content_type.split(";")[0].strip().lower()
+    if yaml_nodes is not None:
+        return _node_duplicates(yaml_nodes[0] if yaml_nodes else None)
     if "yaml" in ctype:
         if raw.lstrip()[:1] == b"{":  # a JSON body: the fast check first, line numbers only if needed
             try:
@@ -152,14 +161,23 @@ def _json_walk(node: Any, path: str, out: list[str]) -> None:
 
 
 def _yaml_duplicates(raw: bytes) -> list[str]:
-    try:
-        root = yaml.compose(raw, Loader=_YamlLoader)
-    except yaml.YAMLError as exc:
-        raise errors.BadRequest(f"error converting YAML to JSON: {exc}") from None
+    from vkube.api.yamldecode import load_yaml
+
+    parsed = load_yaml(raw, max_bytes=_MAX_EXPANDED)
+    return _node_duplicates(parsed.nodes[0] if parsed.nodes else None)
+
+
+def _node_duplicates(root: Any) -> list[str]:
+    """Each distinct node once: an aliased map is one map of the body (and walking every
+    reference would cost as much as expanding the aliases)."""
     out: list[str] = []
     todo = [root] if root is not None else []
+    seen: set[int] = set()
     while todo:
         node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from vkube.api import errors
 from vkube.api.jsonvalue import clone
 from vkube.api.smp import apply_strategic_merge_patch
@@ -17,6 +19,8 @@ from vkube.api.smp import apply_strategic_merge_patch
 __all__ = ["apply_json_patch", "apply_merge_patch", "apply_strategic_merge_patch", "MAX_JSON_PATCH_OPERATIONS"]
 
 MAX_JSON_PATCH_OPERATIONS = 10000
+#: kube-apiserver's JSONPatchMaxCopyBytes: what all ``copy`` operations of one patch may add
+MAX_COPY_BYTES = 3 * 1024 * 1024
 
 
 def apply_json_patch(obj: dict, ops: Any) -> dict:
@@ -31,8 +35,13 @@ def apply_json_patch(obj: dict, ops: Any) -> dict:
     import jsonpointer
 
     doc: Any = clone(obj)
+    copied = 0
     for op in ops:
         try:
+            if op.get("op") == "copy":  # copies can double a document per op: bound their sum
+                copied += len(orjson.dumps(jsonpointer.resolve_pointer(doc, op.get("from"))))
+                if copied > MAX_COPY_BYTES:
+                    raise errors.server_rejected()
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError,
                 KeyError, IndexError, ValueError):

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import binascii
 from typing import Any
 
+from vkube.api.gotime import rfc3339_error
 from vkube.api.openapi_convert import GO_TYPE_MARK, QUANTITY_MARK
 
 Schema = dict[str, Any]
@@ -76,8 +78,9 @@ def _plain_type(schema: Any) -> type | None:
     if not isinstance(schema, dict) or "x-kubernetes-int-or-string" in schema:
         return None
     t = _PLAIN.get(schema.get("type"))  # type: ignore[arg-type]
-    if t is dict or t is list or (t is int and "format" in schema):
-        return None
+    if t is dict or t is list or (t is int and "format" in schema) or (t is str and (
+            schema.get("format") == "byte" or schema.get(GO_TYPE_MARK) == "Time")):
+        return None  # ints: their range; []byte: base64; metav1.Time: RFC 3339
     return t
 
 
@@ -95,7 +98,51 @@ def type_errors(obj: Any, schema: Schema | None, index: TypeIndex | None = None)
 def describe(problems: list[tuple[str, str]]) -> str:
     """The problems as one message: encoding/json's own errors as Go writes them, the others
     after the field they concern."""
-    return "; ".join(m if m.startswith(_GO_PREFIX) else f"{p}: {m}" for p, m in problems)
+    return "; ".join(m if m.startswith(_BARE) else f"{p}: {m}" for p, m in problems)
+
+
+_BASE64_ERROR = "illegal base64 data at input byte "
+_BARE = (_GO_PREFIX, _BASE64_ERROR, "parsing time ")  # Go's own errors name no field
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def base64_error(text: str) -> str | None:
+    """Go's error for a ``[]byte`` field (``format: byte``) that is not standard base64, with
+    the offset its decoder reports (encoding/base64 ``decodeQuantum``: CR and LF are skipped,
+    padding is required)."""
+    src = text.encode()
+    try:
+        binascii.a2b_base64(src, strict_mode=True)
+        return None
+    except (binascii.Error, ValueError):
+        pass
+    n, si = len(src), 0
+    while si < n:
+        j = 0
+        while j < 4:
+            if si == n:
+                return f"{_BASE64_ERROR}{si - j}" if j else None
+            c = src[si]
+            si += 1
+            if c in _B64_ALPHABET:
+                j += 1
+                continue
+            if c in (10, 13):
+                continue
+            if c != 61 or j < 2:  # not "=", or padding too early
+                return f"{_BASE64_ERROR}{si - 1}"
+            if j == 2:  # "==" expected
+                while si < n and src[si] in (10, 13):
+                    si += 1
+                if si == n:
+                    return f"{_BASE64_ERROR}{n}"
+                if src[si] != 61:
+                    return f"{_BASE64_ERROR}{si - 1}"
+                si += 1
+            while si < n and src[si] in (10, 13):
+                si += 1
+            return f"{_BASE64_ERROR}{si}" if si < n else None
+    return None
 
 
 class _MapKey(str):
@@ -184,6 +231,16 @@ def _walk(value: Any, schema: Schema, path: list[str | int], out: list[tuple[str
         pass  # whole or not, in range or not: ``_number_error`` below
     elif stype and not _type_ok(value, {stype}, bool(schema.get(QUANTITY_MARK))):
         out.append((_path(path), _type_error(value, schema, stype, path, owner)))
+        return
+    if type(value) is str and (fmt := schema.get("format")) is not None:
+        if fmt == "byte":
+            problem = base64_error(value)
+        elif fmt == "date-time" and schema.get(GO_TYPE_MARK) == "Time":  # metav1.Time (not MicroTime)
+            problem = rfc3339_error(value)
+        else:
+            problem = None
+        if problem is not None:
+            out.append((_path(path), problem))
         return
     if stype == "integer" and type(value) in (int, float):
         if (problem := _number_error(value, schema, path, owner)) is not None:

@@ -161,14 +161,11 @@ class ResourceHandlers:
         if limit < 0:
             raise errors.BadRequest("limit: Invalid value: must be non-negative")
         rv_str, match = q.str("resourceVersion"), q.str("resourceVersionMatch")
-        if match not in ("", "Exact", "NotOlderThan"):
-            raise errors.BadRequest(f'resourceVersionMatch: Unsupported value: "{match}"')
-        if match and not rv_str:
-            raise errors.BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        token = q.str("continue")
+        _check_list_options(rv_str, match, token)
         rv = parse_rv(rv_str)
         prefix = spec.key_prefix(namespace_of(spec, info))
         start_after, revision = "", 0
-        token = q.str("continue")
         if token:
             if rv_str not in ("", "0") and rv_str:
                 raise errors.BadRequest("specifying resource version is not allowed when using continue")
@@ -213,11 +210,12 @@ class ResourceHandlers:
         """Body + field-validation warnings (Strict raises)."""
         raw = await http.read_body(request)
         ct = request.headers.get("Content-Type", http.JSON)
-        body = http.decode_body(raw, ct)
+        body, parsed = await http.decode_body_async(raw, ct)
         problems: list[str] = []
         mode = q.field_validation()
-        if mode != "Ignore" and isinstance(body, dict):
-            problems = self.patches.field_problems(self.ctx, spec, body, raw, ct)
+        if isinstance(body, dict):  # every mode: unknown fields are dropped (Warn also reports them)
+            problems = self.patches.field_problems(self.ctx, spec, body, raw, ct,
+                                                   parsed.nodes if parsed is not None else None, mode=mode)
             if problems and mode == "Strict":
                 raise strict_error(spec, problems)
         return body, problems
@@ -252,7 +250,7 @@ class ResourceHandlers:
                 f'{", ".join(PATCH_TYPES)}'
             )
         raw = await http.read_body(request)
-        patch = http.decode_body(raw, ct)
+        patch, parsed = await http.decode_body_async(raw, ct)
         self.patches.check_patch_shape(ptype, patch)
         manager = rc.field_manager
         if ptype == "apply" and not manager:
@@ -273,8 +271,14 @@ class ResourceHandlers:
                 result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
                 self.patches.check_decodes(ptype, patch, result, schema,
                                            custom=getattr(spec.strategy, "custom", False))
-            if mode != "Ignore":
-                problems = self.patches.field_problems(self.ctx, spec, result, raw if ptype == "apply" else None, ct)
+                meta = result.get("metadata") if isinstance(result, dict) else None
+                if meta is None or isinstance(meta, dict) and not meta.get("name"):  # {"$patch": "delete"}
+                    raise errors.BadRequest(f"the name of the object ({info.name} based on URL) was "
+                                            "undeterminable: name must be provided")  # checkName
+            if isinstance(result, dict):  # unknown fields dropped under every mode, as on create
+                problems = self.patches.field_problems(
+                    self.ctx, spec, result, raw if ptype == "apply" else None, ct,
+                    parsed.nodes if parsed is not None else None, mode=mode)
                 if problems and mode == "Strict":
                     if ptype != "apply":
                         raise self.patches.strict_patch_error(ptype, patch, result, problems)
@@ -354,6 +358,28 @@ class ResourceHandlers:
         # admission sees Scales (storage's _admit_scale), as upstream's scale REST hands them over
         obj, _ = await storage.update_with(rc, namespace_of(spec, info), info.name, apply, subresource="scale")
         return http.json_response(to_scale(spec, obj))
+
+
+def _check_list_options(rv: str, match: str, token: str) -> None:
+    """ListOptions validation as kube-apiserver words it: a 422 on ``ListOptions.meta.k8s.io``."""
+    causes = []
+    forbidden = "FieldValueForbidden"
+    if match:
+        if not rv:
+            causes.append(errors.field_error("resourceVersionMatch", "Forbidden: resourceVersionMatch is "
+                                             "forbidden unless resourceVersion is provided", reason=forbidden))
+        if token:
+            causes.append(errors.field_error("resourceVersionMatch", "Forbidden: resourceVersionMatch is "
+                                             "forbidden when continue is provided", reason=forbidden))
+        if match not in ("Exact", "NotOlderThan"):
+            causes.append(errors.field_error(
+                "resourceVersionMatch", f'Unsupported value: {errors.go_value(match)}: supported values: '
+                '"Exact", "NotOlderThan", ""', reason="FieldValueNotSupported"))
+        if match == "Exact" and rv == "0":
+            causes.append(errors.field_error("resourceVersionMatch", 'Forbidden: resourceVersionMatch "exact" '
+                                             'is forbidden for resourceVersion "0"', reason=forbidden))
+    if causes:
+        raise errors.invalid("ListOptions", "", causes, group="meta.k8s.io")
 
 
 def _partial(obj: Obj) -> Obj:

@@ -3,24 +3,20 @@ and how a StatusError becomes an HTTP reply."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from vkube.api import errors
 
+if TYPE_CHECKING:  # PyYAML is imported on the first YAML body, not at start-up (~15 ms)
+    from vkube.api.yamldecode import YamlBody
+
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default request body limit (3 MiB)
 JSON = "application/json"
-
-
-def _yaml_loader() -> Any:
-    """PyYAML is imported on the first YAML body, not at start-up (it costs ~15 ms). The C
-    loader is several times faster; fall back when libyaml is absent."""
-    import yaml
-
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,37 +70,52 @@ async def read_body(request: web.Request) -> bytes:
     return raw
 
 
+#: bodies above this size are decoded on a worker thread, so one big (CPU-bound) decode does
+#: not stall every other request on the event loop
+THREAD_DECODE_BYTES = 256 * 1024
+
+
 def decode_body(raw: bytes, content_type: str) -> Any:
     """JSON or YAML (only the types Kubernetes accepts); errors are 400s naming the problem."""
+    return decode_request_body(raw, content_type)[0]
+
+
+async def decode_body_async(raw: bytes, content_type: str) -> tuple[Any, YamlBody | None]:
+    """``decode_request_body``, on a worker thread when the body is large."""
+    if len(raw) > THREAD_DECODE_BYTES:
+        return await asyncio.to_thread(decode_request_body, raw, content_type)
+    return decode_request_body(raw, content_type)
+
+
+def decode_request_body(raw: bytes, content_type: str) -> tuple[Any, YamlBody | None]:
+    """The decoded body and, for YAML, its parsed nodes (the duplicate-field check reads them
+    instead of parsing the body again). YAML aliases that would expand past go-yaml's limits
+    or past the request size limit are refused before anything is built."""
     ct = content_type.split(";")[0].strip().lower()
     if not raw.strip():
         raise errors.BadRequest("the request body is empty")
     if ct in ("application/yaml", "application/apply-patch+yaml", "text/yaml", "application/x-yaml"):
         if raw.lstrip()[:1] == b"{":  # JSON is YAML, and clients (kubectl, client-go) send JSON
             try:
-                return orjson.loads(raw)
+                return orjson.loads(raw), None
             except orjson.JSONDecodeError:
                 pass  # a YAML flow mapping such as {a: 1}: the YAML decoder reads it
-        import yaml
+        from vkube.api.yamldecode import load_yaml
 
-        try:
-            docs = list(yaml.load_all(raw, Loader=_yaml_loader()))
-        except yaml.YAMLError as exc:
-            raise errors.BadRequest(f"error decoding YAML: {str(exc).splitlines()[0]}") from None
-        docs = [d for d in docs if d is not None]
-        if len(docs) != 1:
+        parsed = load_yaml(raw, max_bytes=MAX_BODY)
+        if len(parsed.docs) != 1:
             raise errors.BadRequest("the request body must contain exactly one YAML document")
-        return docs[0]
+        return parsed.docs[0], parsed
     if ct in (JSON, "application/merge-patch+json", "application/strategic-merge-patch+json",
               "application/json-patch+json", "", "*/*"):
         try:
-            return orjson.loads(raw)
+            return orjson.loads(raw), None
         except orjson.JSONDecodeError as exc:
             raise errors.BadRequest(f"error decoding JSON body: {exc}") from None
     if ct == "application/vnd.kubernetes.protobuf":
         from vkube.api.protobuf import decode_protobuf
 
-        return decode_protobuf(raw)
+        return decode_protobuf(raw), None
     # negotiation.NewUnsupportedMediaTypeError over the serializers kube-apiserver offers
     raise errors.UnsupportedMediaType(
         "the body of the request was in an unknown format - accepted media types include: "

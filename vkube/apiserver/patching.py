@@ -183,14 +183,18 @@ def field_tracker(ctx: Context) -> Any:
     return track
 
 
-def field_problems(ctx: Context, spec: ResourceSpec, obj: Obj, raw: bytes | None, content_type: str) -> list[str]:
-    """Unknown and duplicate fields, in Kubernetes' wording, for fieldValidation."""
+def field_problems(ctx: Context, spec: ResourceSpec, obj: Obj, raw: bytes | None, content_type: str,
+                   yaml_nodes: list[Any] | None = None, *, mode: str = "Warn") -> list[str]:
+    """Unknown and duplicate fields, in Kubernetes' wording, for fieldValidation ``mode``
+    (``yaml_nodes``: the YAML body as the decoder composed it, not parsed again). Unknown
+    fields are dropped from ``obj`` under every mode, as decoding into Kubernetes' typed
+    structs drops them: Warn reports them, Ignore does not, Strict refuses (the caller)."""
     try:
         from vkube.api.fieldvalidation import duplicate_fields, unknown_fields
     except ImportError:  # pragma: no cover - during bring-up
         return []
     problems: list[str] = []
-    if raw is not None and "protobuf" not in content_type:  # protobuf cannot repeat a field name
-        problems += duplicate_fields(raw, content_type)
-    problems += unknown_fields(obj, ctx.schema_for(spec))
-    return problems
+    if mode != "Ignore" and raw is not None and "protobuf" not in content_type:  # protobuf cannot repeat a field name
+        problems += duplicate_fields(raw, content_type, yaml_nodes)
+    unknown = unknown_fields(obj, ctx.schema_for(spec), prune=mode != "Strict")
+    return problems + unknown if mode != "Ignore" else []

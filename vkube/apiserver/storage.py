@@ -28,6 +28,10 @@ from vkube.apiserver.storeerrors import (interpret_create_error, interpret_delet
                                          interpret_list_error, interpret_update_error, interpret_watch_error)
 from vkube.store.base import KeyValue, RevisionMismatch, StoreError
 
+#: the largest stored object: the request body limit (etcd's own limit is 1.5 MiB of protobuf),
+#: so no decoded YAML alias, patch or unknown field can make an object bigger than a request
+MAX_OBJECT_BYTES = 3 * 1024 * 1024
+
 #: metadata fields the server owns: a client's value is replaced by the stored one on update.
 _SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                 "generation", "selfLink")
@@ -94,6 +98,8 @@ class ResourceStorage:
         """Object → stored bytes under ``key`` (the authenticated data when encrypted)."""
         convert = getattr(self.strategy, "to_storage", None)
         data = encode(convert(obj) if convert is not None else obj)
+        if len(data) > MAX_OBJECT_BYTES:  # etcd refuses big values too: an object never outgrows a request
+            raise errors.request_entity_too_large(f"limit is {MAX_OBJECT_BYTES}")
         return self.transformer.to_storage(data, key) if self.transformer is not None else data
 
     @property

@@ -22,6 +22,7 @@ from vkube.apiserver.request import RequestContext
 
 BOOKMARK_INTERVAL = 5.0  # seconds; kube-apiserver sends them about once a minute, clients accept more
 _DONE = object()
+FRESHNESS_WAIT = 3.0  # seconds: kube-apiserver's watch cache blockTimeout
 
 
 async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: ResourceSpec,
@@ -56,6 +57,7 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
         # a compacted revision is answered as kube-apiserver's watch cache does: 200 and one
         # ERROR event carrying the 410 Expired Status (the store raises it in ``pump``)
         after = parse_rv(rv_str)
+        await _wait_for_revision(ctx.store, after)
 
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
 
@@ -147,6 +149,18 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
     return resp
+
+
+async def _wait_for_revision(store: Any, revision: int) -> None:
+    """A version this server has not seen yet (another server's, in HA) is waited for up to
+    3 s, as kube-apiserver's watch cache waits; past that the 504 ``Too large resource
+    version`` comes before the stream starts, never an empty 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FRESHNESS_WAIT
+    while (current := await store.current_revision()) < revision:
+        if loop.time() >= deadline:
+            raise errors.too_large_resource_version(revision, current)
+        await asyncio.sleep(0.05)
 
 
 def _bookmark(spec: ResourceSpec, rv: int, *, initial_end: bool = False) -> Obj:
