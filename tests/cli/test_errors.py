@@ -77,3 +77,22 @@ def test_namespace_tenant_verbs_that_need_a_control_plane_say_why(tmp_path, monk
         out = u.vkube("snapshot", action, "team-a", str(tmp_path / "snap"), check=False)
         assert out.returncode == 1 and "'team-a' is a namespace tenant" in out.stderr
         assert "host namespace team-a" in out.stderr and "state.db" not in out.stderr
+
+
+def test_output_into_a_closed_pipe_stops_quietly(tmp_path):
+    """``vkube render x | head -c 20``: the reader leaves early; vkube stops as a tool killed
+    by SIGPIPE does (exit 141), never with a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VKUBE_HOME": str(tmp_path / "home"), "KUBECONFIG": str(tmp_path / "kc")}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before vkube writes a byte: deterministic EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "vkube", "render", "x"], env=env,
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    err = proc.stderr.decode()
+    assert proc.returncode == 141 and "Traceback" not in err, err

@@ -308,3 +308,10 @@ def test_simulated_listener_speaks_http_or_echoes() -> None:
     assert declares_port(running, 80) and not declares_port(running, 81)
     assert not declares_port(running, 80, "UDP")
     assert not declares_port({**running, "status": {"phase": "Pending"}}, 80)
+    # containerPort is informational: a well-known image listens where it EXPOSEs
+    nginx = {"status": {"phase": "Running"}, "spec": {"containers": [{"image": "nginx:1.27"}]}}
+    assert declares_port(nginx, 80) and not declares_port(nginx, 8080)
+    assert not declares_port(nginx, 80, "UDP")
+    assert declares_port({**nginx, "spec": {"containers": [
+        {"image": "docker.io/library/redis@sha256:ab"}]}}, 6379)
+    assert not declares_port({**nginx, "spec": {"containers": [{"image": "busybox"}]}}, 80)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 _COMMANDS = ("vkube.cli.serve", "vkube.cli.host_cmd", "vkube.cli.lifecycle", "vkube.cli.snapshot_cmd")
@@ -43,7 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (``vkube list | head -1``): stop quietly, as a tool killed by
+        # SIGPIPE does, and keep the interpreter's final flush from raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ simulation itself. ``kubectl exec … curl`` (``vkube.host.netcmds``) and ``kube
   then the connection is closed (``Connection: close``);
 - any other protocol is echoed back byte for byte until the client half-closes, then closed.
 
-A port no container declares is not listened on: the caller refuses it ("connection refused")."""
+Declaring a port is optional in Kubernetes (``containerPort`` is informational), and a real
+``nginx`` listens on 80 whether or not its pod says so: the ports well-known images expose
+(their Dockerfile's ``EXPOSE``, ``IMAGE_PORTS``) are listened on too. Any other port is not
+listened on: the caller refuses it ("connection refused")."""
 
 from __future__ import annotations
 
@@ -23,12 +26,33 @@ _REQUEST_LINE = re.compile(rb"^([A-Z]{1,20}) \S+ HTTP/1\.[01]\r?$")
 _MAX_HEAD = 64 * 1024
 
 
+#: TCP ports well-known images EXPOSE (official Docker Hub images and common test servers),
+#: by repository name without registry, namespace or tag
+IMAGE_PORTS: dict[str, tuple[int, ...]] = {
+    "nginx": (80,), "httpd": (80,), "nginx-unprivileged": (8080,), "caddy": (80, 443),
+    "traefik": (80,), "whoami": (80,), "http-echo": (5678,), "echoserver": (8080,),
+    "agnhost": (8080,), "redis": (6379,), "postgres": (5432,), "mysql": (3306, 33060),
+    "mariadb": (3306,), "mongo": (27017,), "memcached": (11211,), "rabbitmq": (5672,),
+    "elasticsearch": (9200, 9300), "tomcat": (8080,), "jenkins": (8080, 50000),
+    "grafana": (3000,), "prometheus": (9090,), "registry": (5000,),
+}
+
+
+def image_ports(image: str) -> tuple[int, ...]:
+    """The TCP ports ``image`` is known to listen on (``IMAGE_PORTS``; none if unknown)."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    return IMAGE_PORTS.get(name, ())
+
+
 def declares_port(pod: Obj, port: int, protocol: str = "TCP") -> bool:
-    """Whether a running pod's containers declare ``port`` (what the simulation listens on)."""
+    """Whether a running pod listens on ``port``: a container declares it, or (TCP) its image
+    is known to listen there."""
     if (pod.get("status") or {}).get("phase") != "Running":
         return False
+    containers = (pod.get("spec") or {}).get("containers") or []
     return any(int(p.get("containerPort", 0)) == port and (p.get("protocol") or "TCP") == protocol
-               for c in (pod.get("spec") or {}).get("containers") or [] for p in c.get("ports") or [])
+               for c in containers for p in c.get("ports") or []) or (
+        protocol == "TCP" and any(port in image_ports(str(c.get("image") or "")) for c in containers))
 
 
 def describe(pod: Obj) -> str:
