@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from tests.cli.conftest import User, eventually
 
@@ -164,6 +165,14 @@ def test_policies_decide_what_pods_reach(user: User, http_server: int) -> None:
     assert r.returncode == 0 and r.stdout.encode() == BODY, r  # the real server, via the Service
     r = ex(user, "shop", "client", "nc", "-z", "-w", "2", "web", "81")  # no such service port
     assert r.returncode == 1 and "Connection refused" in r.stderr, r
+    # a pod's loopback is its own: the control plane listening on this machine's loopback is
+    # out of reach that way (only through its Service)
+    server = yaml.safe_load(user.kubeconfig.read_text())["clusters"]
+    api_port = next(c["cluster"]["server"] for c in server
+                    if c["name"].startswith("vkube_")).rsplit(":", 1)[1].split("/")[0]
+    for addr in ("127.0.0.1", "localhost"):
+        r = ex(user, "shop", "client", "nc", "-z", "-w", "2", addr, api_port)
+        assert r.returncode == 1 and "Connection refused" in r.stderr, r
 
     user.kubectl("apply", "-f", "-", input=POLICIES)
 

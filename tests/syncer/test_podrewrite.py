@@ -358,7 +358,12 @@ def test_host_access_reject_is_pod_security_baseline():
     msg = reject.check(pod({"privileged": True}))
     assert msg == ('host access is not allowed (sync.pods.hostAccess: reject): violates '
                    'PodSecurity "baseline:latest": privileged (container "c" must not set '
-                   'securityContext.privileged=true)')
+                   'securityContext.privileged=true) — change the pod, or set '
+                   'sync.pods.hostAccess: strip (removed on the host) or allow in the values '
+                   '(vkube create NAME --upgrade -f values.yaml)')
+    fwd = pod({})
+    fwd["metadata"]["annotations"] = {"vkube.io/port-forward-80": "127.0.0.1:47123"}
+    assert "vkube.io/port-forward-80 point the embedded host's kubelet" in reject.check(fwd)
     assert "SYS_ADMIN" in reject.check(pod({"capabilities": {"add": ["SYS_ADMIN"]}}))
     assert "Unconfined" in reject.check(pod({"seccompProfile": {"type": "Unconfined"}}))
     assert reject.check(pod({"capabilities": {"add": ["NET_BIND_SERVICE"]}})) is None

@@ -156,6 +156,12 @@ class PodNetwork:
                       ) -> tuple[Outcome, asyncio.StreamReader | None, asyncio.StreamWriter | None]:
         """Open a connection from ``pod``; the reader/writer are set when it is a real one."""
         src = self.endpoint_of(pod)
+        if _loopback(ip) and not self.services.by_index("clusterIP", ip):
+            # a pod's loopback is its own (its network namespace), never the host machine's:
+            # only Services (the control plane's, on this host) lead to real loopback listeners
+            ip = (pod.get("status") or {}).get("podIP") or ip
+            if _loopback(ip):
+                return Outcome(False, "refused", "nothing listens on the pod's loopback"), None, None
         routes, why = self.routes(ip, port, protocol)
         if not routes:
             return Outcome(False, "refused", why), None, None

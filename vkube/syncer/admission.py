@@ -55,13 +55,25 @@ class PodAdmission:
                                 f"{result.forbidden_detail()}")
         if self.host_level is not None:
             result = self.evaluator.check(self.host_level, meta, spec)
-            if not result.allowed:
-                problems.append(f'host access is not allowed (sync.pods.hostAccess: reject): '
-                                f'violates PodSecurity "{self.host_level}": '
-                                f"{result.forbidden_detail()}")
+            forwards = sorted(k for k in meta.get("annotations") or {}
+                              if k.startswith(PORT_FORWARD_PREFIX)) if not self.isolated else []
+            if not result.allowed or forwards:
+                why = ([f'violates PodSecurity "{self.host_level}": {result.forbidden_detail()}']
+                       if not result.allowed else []) + (
+                    [f"annotations {', '.join(forwards)} point the embedded host's kubelet at an "
+                     "address of the host machine"] if forwards else [])
+                problems.append("host access is not allowed (sync.pods.hostAccess: reject): "
+                                + "; ".join(why) + " — change the pod, or set "
+                                "sync.pods.hostAccess: strip (removed on the host) or allow in "
+                                f"the values (vkube create {self.cluster} --upgrade -f "
+                                "values.yaml)")
         if self.registries:
-            bad = [f'container "{c.get("name", "")}" image "{c.get("image", "")}"'
-                   for c in _containers(spec) if not self.image_allowed(c.get("image") or "")]
+            images = [(f'container "{c.get("name", "")}"', c.get("image") or "")
+                      for c in _containers(spec)] + [
+                (f'volume "{v.get("name", "")}"', str((v.get("image") or {}).get("reference") or ""))
+                for v in spec.get("volumes") or [] if isinstance(v, dict) and v.get("image")]
+            bad = [f'{who} image "{image}"' for who, image in images
+                   if not self.image_allowed(image)]
             if bad:
                 problems.append(f"image registry not allowed ({', '.join(bad)}; allowed: "
                                 f"{', '.join(self.registries)})")

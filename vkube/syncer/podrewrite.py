@@ -207,7 +207,10 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
         spec["subdomain"] = tr.host_name(spec["subdomain"], ns, limit=DNS_LABEL_MAX)
     force_placement(spec, cfg)
     hmeta["annotations"].update(_downward_annotations(vpod))
-    hmeta["annotations"].update(port_forward_annotations(vpod))
+    forwards = port_forward_annotations(vpod)
+    if cfg.host_access == "strip":  # a port-forward target is an address of the host machine
+        forwards = {k: v for k, v in forwards.items() if not _PORT_FORWARD_ANN.match(k)}
+    hmeta["annotations"].update(forwards)
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
         tsc["labelSelector"] = tr.translate_selector(tsc.get("labelSelector"), ns)
