@@ -138,6 +138,13 @@ class PodNetwork:
                 out.append(self._route(ep, int(target["port"]), where))
         return out, ("" if out else f"{where} has no ready endpoints")
 
+    def _published(self, ip: str, port: int) -> bool:
+        """Whether some Service's Endpoints name ``ip:port`` (the syncer guards which loopback
+        addresses and ports those may name)."""
+        return any(a.get("ip") == ip and int(p.get("port") or 0) == port
+                   for eps in self.endpoints.list() for sub in eps.get("subsets") or []
+                   for a in sub.get("addresses") or [] for p in sub.get("ports") or [])
+
     def _route(self, ep: netpol.Endpoint, port: int, via: str | None) -> Route:
         if not ep.is_pod:
             return Route(ep, port, (ep.ip, port) if _loopback(ep.ip) else None, via or "")
@@ -156,9 +163,12 @@ class PodNetwork:
                       ) -> tuple[Outcome, asyncio.StreamReader | None, asyncio.StreamWriter | None]:
         """Open a connection from ``pod``; the reader/writer are set when it is a real one."""
         src = self.endpoint_of(pod)
-        if _loopback(ip) and not self.services.by_index("clusterIP", ip):
+        if (_loopback(ip) and not self.services.by_index("clusterIP", ip)
+                and not self._published(ip, port)):
             # a pod's loopback is its own (its network namespace), never the host machine's:
-            # only Services (the control plane's, on this host) lead to real loopback listeners
+            # only Services (the control plane's, on this host: their ClusterIP, or the address
+            # and port their Endpoints publish, as KUBERNETES_SERVICE_HOST/PORT name it) lead
+            # to real loopback listeners
             ip = (pod.get("status") or {}).get("podIP") or ip
             if _loopback(ip):
                 return Outcome(False, "refused", "nothing listens on the pod's loopback"), None, None
