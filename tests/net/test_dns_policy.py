@@ -75,9 +75,14 @@ def test_in_cluster_control_plane_advertises_its_pod_ip() -> None:
 def test_in_cluster_rbac_reads_host_ingress_classes_only_when_asked() -> None:
     from vkube.cli.render import manifests
 
-    # by default the ClusterRole only reads nodes (the node syncer watches the host's nodes)
+    # by default the ClusterRole reads nodes (the node syncer watches the host's nodes) and
+    # lists ingresses (a host name another Ingress on the host claims is refused); without
+    # ingress sync, nodes only
     default = [o for o in manifests("vc", "vkube-vc", {}) if o["kind"] == "ClusterRole"]
-    assert [r["resources"] for o in default for r in o["rules"]] == [["nodes"]]
+    assert [r["resources"] for o in default for r in o["rules"]] == [["nodes"], ["ingresses"]]
+    bare = [o for o in manifests("vc", "vkube-vc", {"sync": {"ingresses": {"enabled": False}}})
+            if o["kind"] == "ClusterRole"]
+    assert [r["resources"] for o in bare for r in o["rules"]] == [["nodes"]]
     role = next(o for o in manifests("vc", "vkube-vc", {"sync": {"ingressclasses": {"enabled": True}}})
                 if o["kind"] == "ClusterRole")
     assert {"apiGroups": ["networking.k8s.io"], "resources": ["ingressclasses"],

@@ -137,7 +137,11 @@ def ex(u: User, ns: str, pod: str, *cmd: str):  # noqa: ANN201
 
 
 def test_policies_decide_what_pods_reach(user: User, http_server: int) -> None:
-    user.vkube("create", "np")
+    # the api pod's port is backed by a real server on this machine (vkube.io/port-forward-N):
+    # host access, which the cluster must allow
+    values = user.home.parent / "np-values.yaml"
+    values.write_text("sync:\n  pods:\n    hostAccess: allow\n")
+    user.vkube("create", "np", "-f", str(values))
     user.kubectl("apply", "-f", "-", input=workloads(http_server))
     for ns, pod in (("shop", "web"), ("shop", "api"), ("shop", "client"), ("shop", "intruder"),
                     ("ops", "tool")):
