@@ -82,12 +82,14 @@ class Api:
         ep = orjson.loads(self.core.read_namespaced_endpoints(
             "roll", namespace, _preload_content=False).data)
         addrs = sum(len(s.get("addresses") or []) for s in ep.get("subsets") or [])
+        not_ready = sum(len(s.get("notReadyAddresses") or []) for s in ep.get("subsets") or [])
         from kubernetes import client
 
         slices = orjson.loads(client.DiscoveryV1Api(self.client).list_namespaced_endpoint_slice(
             namespace, label_selector="kubernetes.io/service-name=roll",
             _preload_content=False).data)["items"]
-        return {"endpoints_addresses": addrs, "endpointslices": len(slices),
+        return {"endpoints_addresses": addrs, "endpoints_not_ready": not_ready,
+                "endpointslices": len(slices),
                 "endpointslice_endpoints": sum(len(s.get("endpoints") or []) for s in slices)}
 
     def event_reasons(self) -> dict[str, int]:

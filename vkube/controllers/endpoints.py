@@ -271,12 +271,12 @@ def place(existing: list[Obj], desired: dict[PortKey, dict[str, Obj]],
                                                list[Obj]]:
     """Upstream's slice reconciliation, simplified: an endpoint stays in the slice that holds
     it (updated in place), new endpoints fill slices with room (ones already changing first),
-    then new slices of at most ``limit``; a slice left empty goes. So a pod change rewrites
+    then new slices of at most ``limit``; a slice left empty goes (or is reused for a new
+    one, so the placeholder turns into the first real slice). So a pod change rewrites
     one slice, not every slice after it. Returns (slice or None to create, ports, endpoints)
     per slice to keep, and the slices to delete."""
     placed: set[tuple[PortKey, str]] = set()
     plan: list[tuple[Obj | None, PortKey, list[Obj]]] = []
-    drop: list[Obj] = []
     for sl in existing:
         pk = _slice_ports(sl)
         group = desired.get(pk)
@@ -304,10 +304,13 @@ def place(existing: list[Obj], desired: dict[PortKey, dict[str, Obj]],
                 break
         for j in range(0, len(fresh), limit):
             plan.append((None, pk, fresh[j:j + limit]))
-    kept = [entry for entry in plan if entry[2]]
-    for sl, _, eps in plan:
-        if not eps and sl is not None:
-            drop.append(sl)
+    drop = [sl for sl, _, eps in plan if not eps and sl is not None]
+    kept: list[tuple[Obj | None, PortKey, list[Obj]]] = []
+    for sl, pk, eps in plan:
+        if eps:
+            if sl is None and drop:  # as upstream: a slice to delete becomes one to create
+                sl = drop.pop(0)
+            kept.append((sl, pk, eps))
     if not kept:  # Kubernetes keeps one (empty, portless) slice per service
         if drop:
             kept, drop = [(drop[0], tuple(), [])], drop[1:]
