@@ -20,6 +20,7 @@ on a fresh host (``case: direct``, the reference); ``--profile DIR`` samples bot
 with py-spy.
 
     .venv/bin/python bench/bench_rollout.py [--replicas 1000|300,1000] [--nodes 10] [--direct]
+        [--service]
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def emit(**kw: object) -> None:
     print(json.dumps(kw), flush=True)
 
 
+def service() -> dict[str, Any]:
+    """A Service selecting the Deployment's pods: its Endpoints and EndpointSlices follow
+    every pod of the rollout (``--service``)."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "roll"},
+            "spec": {"selector": {"app": "roll"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+def pdb() -> dict[str, Any]:
+    """A PodDisruptionBudget over the same pods (``--service``): the disruption controller
+    follows every pod too."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "roll"},
+            "spec": {"maxUnavailable": "10%", "selector": {"matchLabels": {"app": "roll"}}}}
+
+
 def deployment(replicas: int) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "roll"},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "roll"}},
@@ -59,6 +74,23 @@ class Api:
         self.client = config.new_client_from_config(config_file=kubeconfig, context=context)
         self.core = client.CoreV1Api(self.client)
         self.apps = client.AppsV1Api(self.client)
+        self.policy = client.PolicyV1Api(self.client)
+
+    def endpoint_counts(self, namespace: str) -> dict[str, int]:
+        """Addresses in the Service's Endpoints and in its EndpointSlices (both should reach
+        the replica count) and how many slices hold them."""
+        ep = orjson.loads(self.core.read_namespaced_endpoints(
+            "roll", namespace, _preload_content=False).data)
+        addrs = sum(len(s.get("addresses") or []) for s in ep.get("subsets") or [])
+        not_ready = sum(len(s.get("notReadyAddresses") or []) for s in ep.get("subsets") or [])
+        from kubernetes import client
+
+        slices = orjson.loads(client.DiscoveryV1Api(self.client).list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=roll",
+            _preload_content=False).data)["items"]
+        return {"endpoints_addresses": addrs, "endpoints_not_ready": not_ready,
+                "endpointslices": len(slices),
+                "endpointslice_endpoints": sum(len(s.get("endpoints") or []) for s in slices)}
 
     def event_reasons(self) -> dict[str, int]:
         """How many Events of each reason the cluster holds."""
@@ -226,6 +258,10 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
             follow = [(host, host_ns, hpods)] + ([(target, "default", vpods)] if vpods is not None else [])
             for api, ns, pods in follow:
                 threading.Thread(target=api.follow_pods, args=(ns, pods, stop), daemon=True).start()
+            ns = host_ns if direct else "default"
+            if args.service:
+                target.core.create_namespaced_service(ns, service())
+                target.policy.create_namespaced_pod_disruption_budget(ns, pdb())
             time.sleep(1)
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             profiler.start(f"{'direct' if direct else 'virtual'}-{n}", pids)
@@ -251,6 +287,8 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                 reasons = target.event_reasons()
                 line.update(events_at_running=events_then,
                             events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
+            if args.service:  # after the trail: where the endpoints settled
+                line.update(target.endpoint_counts(ns))
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
@@ -268,6 +306,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--direct", action="store_true",
                    help="also the same Deployment directly on the host, the reference (first)")
+    p.add_argument("--service", action="store_true",
+                   help="a Service and a PodDisruptionBudget select the Deployment's pods "
+                        "(endpoints, endpointslice and disruption controllers follow the rollout)")
     p.add_argument("--profile", metavar="DIR",
                    help="sample both processes with py-spy; collapsed stacks go to DIR")
     args = p.parse_args()

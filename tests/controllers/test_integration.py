@@ -25,7 +25,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0)
                 if got:
                     return got
                 last = AssertionError(f"got {got!r}")
-            except (AssertionError, KeyError, errors.StatusError) as e:  # not there yet
+            except (AssertionError, KeyError, ValueError, errors.StatusError) as e:  # not yet
                 last = e
             try:
                 await asyncio.sleep(0.05)

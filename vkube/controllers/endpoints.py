@@ -11,7 +11,8 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.client.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
-from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.podbatch import SyncThrottle
+from vkube.controllers.runtime import Controller, Obj, obj_key
 from vkube.controllers.vanished import quiet_when_vanished
 
 log = logging.getLogger(__name__)
@@ -70,25 +71,102 @@ def _port_objs(key: PortKey) -> list[Obj]:
             for n, p, proto in key]
 
 
+def _endpoint_view(pod: Obj | None) -> tuple[Any, ...] | None:
+    """What of a pod an endpoint shows (None: the pod backs no endpoint): pod updates that
+    leave this alone (container statuses, other conditions) need no sync."""
+    if pod is None:
+        return None
+    st, spec, meta = pod.get("status") or {}, pod.get("spec") or {}, pod["metadata"]
+    if not st.get("podIP") or st.get("phase") in ("Succeeded", "Failed"):
+        return None
+    return (st["podIP"], pod_ready(pod), bool(meta.get("deletionTimestamp")),
+            spec.get("nodeName"), spec.get("hostname"), spec.get("subdomain"), meta.get("uid"))
+
+
+def _selector(svc: Obj) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(((svc.get("spec") or {}).get("selector") or {}).items()))
+
+
 class _ServicePods(Controller):
-    """Shared wiring: services keyed by themselves; pod changes enqueue the services that
-    select the pod before or after the change."""
+    """Shared wiring: services keyed by themselves; a pod change enqueues the services that
+    select the pod before or after it, only if what an endpoint shows changed, batched by
+    ``pod_batch_seconds`` (see vkube.controllers.podbatch). Each service's member pods are
+    kept as an index, so a sync reads its own pods, not every pod of the namespace."""
+
+    #: a service synced less than this long ago waits the rest of it for pod changes
+    pod_batch_seconds = 0.5
 
     def setup(self) -> None:
         self.services = self.mgr.informer(SERVICES)
         self.pods = self.mgr.informer(PODS)
-        self.services.add_handler(self.handler)
+        self.services.add_handler(self._on_service)
         self.pods.add_handler(self._on_pod)
+        self.throttle = SyncThrottle(self.queue, self.mgr.clock)
+        # service key -> (its selector when built, keys of the pods it selects)
+        self._members: dict[str, tuple[tuple[tuple[str, str], ...], set[str]]] = {}
+        # the fields of our writes whose echo has not come, per service key: it needs no sync
+        self._sent: dict[str, list[Obj]] = {}
+
+    def _on_service(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        key = obj_key(obj)
+        if typ == "DELETED":
+            self._members.pop(key, None)
+            self._sent.pop(key, None)
+            self.throttle.forget(key)
+        self.queue.add(key)
 
     def _on_pod(self, typ: str, obj: Obj, old: Obj | None) -> None:
-        for svc in self.services.list(obj["metadata"]["namespace"]):
-            if _selects(svc, obj) or (old is not None and _selects(svc, old)):
-                self.enqueue(svc)
+        ns, pkey = obj["metadata"]["namespace"], obj_key(obj)
+        now_view = None if typ == "DELETED" else _endpoint_view(obj)
+        old_view = _endpoint_view(old) if typ != "ADDED" else None
+        if typ == "DELETED":
+            old_view, old = _endpoint_view(obj), obj
+        for svc in self.services.list(ns):
+            skey = obj_key(svc)
+            now_sel = typ != "DELETED" and _selects(svc, obj)
+            was_sel = old is not None and _selects(svc, old)
+            built = self._members.get(skey)
+            if built is not None:
+                (built[1].add if now_sel else built[1].discard)(pkey)
+            shown_now = now_view if now_sel else None
+            shown_before = old_view if was_sel else None
+            if shown_now != shown_before:
+                self.throttle.add(skey, self.pod_batch_seconds)
+
+    def _on_written(self, skey: str, obj: Obj) -> bool:
+        """Is ``obj`` (an event of ours) the echo of our own write? Then it needs no sync.
+        Matched by content, so it holds whether the echo comes before the write returns."""
+        sent = self._sent.get(skey) or []
+        for i, body in enumerate(sent):
+            if all(obj.get(f) == v for f, v in body.items()):
+                del sent[i]
+                return True
+        return False
+
+    def sending(self, skey: str, body: Obj) -> None:
+        """Remember the fields we are about to write for ``skey`` (see ``_on_written``)."""
+        sent = self._sent.setdefault(skey, [])
+        sent.append(body)
+        del sent[:-16]  # echoes lost to a relist or a failed write: bounded
+
+    def member_pods(self, svc: Obj) -> list[Obj]:
+        """The pods ``svc`` selects, from the index (built on first use, rebuilt when the
+        selector changed)."""
+        skey, sel = obj_key(svc), _selector(svc)
+        ns = svc["metadata"]["namespace"]
+        built = self._members.get(skey)
+        if built is None or built[0] != sel:
+            built = self._members[skey] = (sel, {
+                obj_key(p) for p in self.pods.list(ns) if _selects(svc, p)})
+        out = []
+        for pkey in sorted(built[1]):
+            pod = self.pods.get(pkey.partition("/")[2], ns)
+            if pod is not None and _selects(svc, pod):
+                out.append(pod)
+        return out
 
     def candidate_pods(self, svc: Obj) -> list[Obj]:
-        ns = svc["metadata"]["namespace"]
-        return [p for p in self.pods.list(ns) if _selects(svc, p)
-                and (p.get("status") or {}).get("podIP")
+        return [p for p in self.member_pods(svc) if (p.get("status") or {}).get("podIP")
                 and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
 
 
@@ -98,7 +176,14 @@ class EndpointsController(_ServicePods):
     def setup(self) -> None:
         super().setup()
         self.endpoints = self.mgr.informer(ENDPOINTS)
-        self.endpoints.add_handler(self.handler)
+        self.endpoints.add_handler(self._on_endpoints)
+
+    def _on_endpoints(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        key = obj_key(obj)
+        if typ == "DELETED":
+            self.queue.add(key)  # someone removed it: put it back now
+        elif not self._on_written(key, obj):
+            self.throttle.add(key, self.pod_batch_seconds)
 
     def desired_subsets(self, svc: Obj) -> list[Obj]:
         publish = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
@@ -132,6 +217,7 @@ class EndpointsController(_ServicePods):
     @quiet_when_vanished("services")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
+        self.throttle.synced(key)
         svc = self.services.get(name, ns)
         if svc is None:
             if self.endpoints.get(name, ns) is not None:
@@ -148,6 +234,7 @@ class EndpointsController(_ServicePods):
         subsets = self.desired_subsets(svc)
         cur = self.endpoints.get(name, ns)
         if cur is None:
+            self.sending(key, {"subsets": subsets})
             try:
                 await self.client.create(ENDPOINTS, {
                     "apiVersion": "v1", "kind": "Endpoints",
@@ -161,8 +248,75 @@ class EndpointsController(_ServicePods):
         new = copy.deepcopy(cur)
         new["subsets"] = subsets
         new["metadata"]["labels"] = labels
+        self.sending(key, {"subsets": subsets})
         await self.client.update(ENDPOINTS, new)
         return None
+
+
+def _slice_ports(sl: Obj) -> PortKey:
+    return tuple(sorted((p.get("name", ""), int(p.get("port", 0)), p.get("protocol", "TCP"))
+                        for p in sl.get("ports") or []))
+
+
+def _ep_id(ep: Obj) -> str:
+    return (ep.get("targetRef") or {}).get("name") or ep["addresses"][0]
+
+
+def _ep_sort(ep: Obj) -> str:
+    return ep["addresses"][0]
+
+
+def place(existing: list[Obj], desired: dict[PortKey, dict[str, Obj]],
+          limit: int = MAX_PER_SLICE) -> tuple[list[tuple[Obj | None, PortKey, list[Obj]]],
+                                               list[Obj]]:
+    """Upstream's slice reconciliation, simplified: an endpoint stays in the slice that holds
+    it (updated in place), new endpoints fill slices with room (ones already changing first),
+    then new slices of at most ``limit``; a slice left empty goes (or is reused for a new
+    one, so the placeholder turns into the first real slice). So a pod change rewrites
+    one slice, not every slice after it. Returns (slice or None to create, ports, endpoints)
+    per slice to keep, and the slices to delete."""
+    placed: set[tuple[PortKey, str]] = set()
+    plan: list[tuple[Obj | None, PortKey, list[Obj]]] = []
+    for sl in existing:
+        pk = _slice_ports(sl)
+        group = desired.get(pk)
+        keep = []
+        for ep in sl.get("endpoints") or []:
+            eid = _ep_id(ep)
+            if group is not None and eid in group and (pk, eid) not in placed:
+                placed.add((pk, eid))
+                keep.append(group[eid])
+        plan.append((sl, pk, keep))
+    for pk, group in sorted(desired.items()):
+        fresh = sorted((ep for eid, ep in group.items() if (pk, eid) not in placed), key=_ep_sort)
+        if not fresh:
+            continue
+        changed = {id(sl) for sl, k, eps in plan
+                   if sl is not None and k == pk and len(eps) != len(sl.get("endpoints") or [])}
+        order = sorted((i for i, (sl, k, eps) in enumerate(plan) if k == pk and len(eps) < limit),
+                       key=lambda i: (id(plan[i][0]) not in changed, i))
+        for i in order:
+            sl, k, eps = plan[i]
+            room = limit - len(eps)
+            eps.extend(fresh[:room])
+            fresh = fresh[room:]
+            if not fresh:
+                break
+        for j in range(0, len(fresh), limit):
+            plan.append((None, pk, fresh[j:j + limit]))
+    drop = [sl for sl, _, eps in plan if not eps and sl is not None]
+    kept: list[tuple[Obj | None, PortKey, list[Obj]]] = []
+    for sl, pk, eps in plan:
+        if eps:
+            if sl is None and drop:  # as upstream: a slice to delete becomes one to create
+                sl = drop.pop(0)
+            kept.append((sl, pk, eps))
+    if not kept:  # Kubernetes keeps one (empty, portless) slice per service
+        if drop:
+            kept, drop = [(drop[0], tuple(), [])], drop[1:]
+        else:
+            kept = [(None, tuple(), [])]
+    return [(sl, pk, sorted(eps, key=_ep_sort)) for sl, pk, eps in kept], drop
 
 
 class EndpointSliceController(_ServicePods):
@@ -172,18 +326,28 @@ class EndpointSliceController(_ServicePods):
         super().setup()
         self.slices = self.mgr.informer(ENDPOINTSLICES,
                                         label_selector=f"{MANAGED_BY}={MANAGER}")
-        self.slices.add_index("service", lambda s: [
-            f"{s['metadata']['namespace']}/{(s['metadata'].get('labels') or {}).get(SERVICE_NAME, '')}"])
-        self.slices.add_handler(lambda typ, obj, old: self.queue.add(
-            f"{obj['metadata']['namespace']}/"
-            f"{(obj['metadata'].get('labels') or {}).get(SERVICE_NAME, '')}"))
+        self.slices.add_index("service", lambda s: [self._service_of(s)])
+        self.slices.add_handler(self._on_slice)
 
         # slices we created that the cache has not shown yet, with a deadline (loop time)
         self._expected: dict[str, dict[str, float]] = {}
 
-    def desired_slices(self, svc: Obj) -> list[tuple[PortKey, list[Obj]]]:
+    @staticmethod
+    def _service_of(sl: Obj) -> str:
+        return f"{sl['metadata']['namespace']}/" \
+               f"{(sl['metadata'].get('labels') or {}).get(SERVICE_NAME, '')}"
+
+    def _on_slice(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        key = self._service_of(obj)
+        if typ == "DELETED":
+            self.queue.add(key)
+        elif not self._on_written(key, obj):
+            self.throttle.add(key, self.pod_batch_seconds)
+
+    def desired_endpoints(self, svc: Obj) -> dict[PortKey, dict[str, Obj]]:
+        """The endpoints of ``svc`` per port set, keyed by pod name."""
         publish = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
-        groups: dict[PortKey, list[Obj]] = {}
+        groups: dict[PortKey, dict[str, Obj]] = {}
         for pod in self.candidate_pods(svc):
             key = pod_ports(svc, pod)
             if key is None:
@@ -200,15 +364,8 @@ class EndpointSliceController(_ServicePods):
             spec = pod.get("spec") or {}
             if spec.get("hostname") and spec.get("subdomain") == svc["metadata"]["name"]:
                 ep["hostname"] = spec["hostname"]
-            groups.setdefault(key, []).append(ep)
-        out = []
-        for key, eps in sorted(groups.items()):
-            eps.sort(key=lambda e: e["addresses"][0])
-            for i in range(0, len(eps), MAX_PER_SLICE):
-                out.append((key, eps[i:i + MAX_PER_SLICE]))
-        if not out:
-            out.append((tuple(), []))  # Kubernetes keeps one (empty) slice per service
-        return out
+            groups.setdefault(key, {})[_ep_id(ep)] = ep
+        return groups
 
     @quiet_when_vanished("services")
     async def reconcile(self, key: str) -> float | None:
@@ -223,6 +380,7 @@ class EndpointSliceController(_ServicePods):
             self._expected[key] = pending
             return 0.05
         self._expected.pop(key, None)
+        self.throttle.synced(key)
         if svc is None or not (svc.get("spec") or {}).get("selector"):
             return None  # the garbage collector removes slices owned by a deleted service
         labels = {**(svc["metadata"].get("labels") or {}), SERVICE_NAME: name,
@@ -232,11 +390,10 @@ class EndpointSliceController(_ServicePods):
         owner = {"apiVersion": "v1", "kind": "Service", "name": name,
                  "uid": svc["metadata"].get("uid", ""), "controller": True,
                  "blockOwnerDeletion": True}
-        desired = self.desired_slices(svc)
-        for i, (ports, eps) in enumerate(desired):
+        keep, drop = place(existing, self.desired_endpoints(svc))
+        for cur, ports, eps in keep:
             body: Obj = {"addressType": "IPv4", "endpoints": eps, "ports": _port_objs(ports)}
-            if i < len(existing):
-                cur = existing[i]
+            if cur is not None:
                 if all(cur.get(k) == v for k, v in body.items()) and (
                         cur["metadata"].get("labels") or {}) == labels:
                     continue
@@ -244,15 +401,17 @@ class EndpointSliceController(_ServicePods):
                 new.update(body)
                 new["metadata"]["labels"] = labels
                 new["metadata"]["ownerReferences"] = [owner]
+                self.sending(key, body)
                 await self.client.update(ENDPOINTSLICES, new)
             else:
+                self.sending(key, body)
                 made = await self.client.create(ENDPOINTSLICES, {
                     "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                     "metadata": {"generateName": f"{name}-", "namespace": ns,
                                  "labels": labels, "ownerReferences": [owner]}, **body})
                 self._expected.setdefault(key, {})[made["metadata"]["name"]] = (
                     asyncio.get_running_loop().time() + 10)
-        for extra in existing[len(desired):]:
+        for extra in drop:
             try:
                 await self.client.delete(ENDPOINTSLICES, extra["metadata"]["name"], namespace=ns)
             except errors.NotFound:

@@ -16,7 +16,8 @@ from vkube.client.resources import (
     REPLICATIONCONTROLLERS,
     STATEFULSETS,
 )
-from vkube.controllers.runtime import Controller, Obj
+from vkube.controllers.podbatch import SyncThrottle
+from vkube.controllers.runtime import Controller, Obj, obj_key
 from vkube.controllers.vanished import quiet_when_vanished
 
 _SCALABLE = {("apps/v1", "ReplicaSet"): REPLICASETS, ("apps/v1", "StatefulSet"): STATEFULSETS,
@@ -37,23 +38,55 @@ def scaled(value: int | str, total: int) -> int:
     return int(value)
 
 
+def _budget_view(pod: Obj | None) -> tuple[object, ...] | None:
+    """What of a pod a budget counts (healthy or not, its controller): pod updates that leave
+    this alone (most of a rollout's status changes) need no sync."""
+    if pod is None:
+        return None
+    owner = next((r.get("uid") for r in pod["metadata"].get("ownerReferences") or []
+                  if r.get("controller")), None)
+    return (_ready(pod), owner)
+
+
 class DisruptionController(Controller):
     name = "disruption-controller"
+    #: a budget synced less than this long ago waits the rest of it for pod changes: each sync
+    #: reads every pod of the namespace (see vkube.controllers.podbatch)
+    pod_batch_seconds = 0.5
 
     def setup(self) -> None:
         self.pdbs = self.mgr.informer(PDBS)
         self.pods = self.mgr.informer(PODS)
-        self.pdbs.add_handler(self.handler)
+        self.pdbs.add_handler(self._on_pdb)
         self.pods.add_handler(self._on_pod)
+        self.throttle = SyncThrottle(self.queue, self.mgr.clock)
+
+    def _on_pdb(self, typ: str, obj: Obj, old: Obj | None) -> None:
+        key = obj_key(obj)
+        if typ == "DELETED":
+            self.throttle.forget(key)
+        elif old is not None and old.get("spec") == obj.get("spec") and (
+                old["metadata"].get("deletionTimestamp") == obj["metadata"].get(
+                    "deletionTimestamp")):
+            # mostly the echo of our own status write: it joins the pending pod batch
+            self.throttle.add(key, self.pod_batch_seconds)
+            return
+        self.queue.add(key)
 
     def _on_pod(self, typ: str, obj: Obj, old: Obj | None) -> None:
         ns = obj["metadata"]["namespace"]
         labels = obj["metadata"].get("labels") or {}
         old_labels = ((old or {}).get("metadata") or {}).get("labels") or {}
+        view = None if typ == "DELETED" else _budget_view(obj)
+        old_view = _budget_view(obj if typ == "DELETED" else old)
+        if typ == "DELETED":
+            old, old_labels = obj, labels
         for pdb in self.pdbs.list(ns):
             sel = (pdb.get("spec") or {}).get("selector") or {}
-            if self._selects(sel, labels) or (old and self._selects(sel, old_labels)):
-                self.enqueue(pdb)
+            now = view if typ != "DELETED" and self._selects(sel, labels) else None
+            before = old_view if old is not None and self._selects(sel, old_labels) else None
+            if now != before:
+                self.throttle.add(obj_key(pdb), self.pod_batch_seconds)
 
     @staticmethod
     def _selects(sel: Obj, labels: dict) -> bool:
@@ -82,6 +115,7 @@ class DisruptionController(Controller):
     @quiet_when_vanished("pdbs")
     async def reconcile(self, key: str) -> float | None:
         ns, _, name = key.partition("/")
+        self.throttle.synced(key)
         pdb = self.pdbs.get(name, ns)
         if pdb is None or pdb["metadata"].get("deletionTimestamp"):
             return None
