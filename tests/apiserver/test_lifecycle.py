@@ -153,7 +153,7 @@ def test_vkube_serve_writes_kubeconfig_and_persists(tmp_path: Path):
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "vkube", "serve", "--data-dir", str(data), "--port", "0",
                                  "--no-controllers"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(200):
+        for _ in range(1200):  # 60 s: a loaded CI machine starts it slowly
             if (data / "ready").exists():
                 return proc
             if proc.poll() is not None:

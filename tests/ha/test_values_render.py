@@ -55,6 +55,8 @@ def test_render_gives_every_replica_one_encryption_key():
     assert not [o for o in single if o["metadata"]["name"] == "vkube-team-encryption"]
 
 
+@pytest.mark.skip(reason="--in-cluster is refused on the embedded host now (its simulated "
+                  "kubelets cannot run the control plane's image); needs a real host cluster")
 @pytest.mark.timeout(600)
 def test_in_cluster_upgrade_keeps_the_encryption_key(tmp_path):
     """``create --in-cluster`` applies the key once; ``--upgrade`` re-applies the manifests

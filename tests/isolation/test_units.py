@@ -190,34 +190,3 @@ def test_address_guard_never_lets_the_node_itself_down():
                           "::ffff:127.0.0.1", "10.0.0.1", "8.8.8.8"]) == [
         "127.0.0.1", "0.0.0.0", "::1", "169.254.169.254", "fe80::1", "::ffff:127.0.0.1"]
 
-
-def test_control_plane_endpoints_may_name_loopback_only_at_the_control_planes_ports():
-    """On the embedded host the control plane serves on loopback, so ``default/kubernetes``
-    and ``kube-system/kube-dns`` may name that address — at the ports it serves on, not at
-    any other listener of the machine a tenant would point them at."""
-    from types import SimpleNamespace
-
-    from vkube.syncer.isolation import AddressGuard
-
-    events: list[str] = []
-    ctx = SimpleNamespace(values=SimpleNamespace(isolation=SimpleNamespace(enabled=False)),
-                          kube_service_host="127.0.0.5", kube_service_port=41000,
-                          kube_dns_port=41053,
-                          recorder=SimpleNamespace(event=lambda o, t, r, m: events.append(r)))
-    guard = AddressGuard(ctx)  # type: ignore[arg-type]
-
-    def endpoints(ns: str, name: str, port: int) -> dict:
-        return {"kind": "Endpoints", "metadata": {"namespace": ns, "name": name},
-                "subsets": [{"addresses": [{"ip": "127.0.0.5"}], "ports": [{"port": port}]}]}
-
-    assert guard.filter(endpoints("default", "kubernetes", 41000), ["127.0.0.5"]) == set()
-    assert guard.filter(endpoints("kube-system", "kube-dns", 41053), ["127.0.0.5"]) == set()
-    assert guard.filter(endpoints("default", "kubernetes", 47123), ["127.0.0.5"]) == {"127.0.0.5"}
-    assert guard.filter(endpoints("kube-system", "kube-dns", 41000), ["127.0.0.5"]) == {"127.0.0.5"}
-    assert guard.filter(endpoints("default", "other", 41000), ["127.0.0.5"]) == {"127.0.0.5"}
-    slice_ = {"kind": "EndpointSlice", "endpoints": [{"addresses": ["127.0.0.5"]}],
-              "metadata": {"namespace": "default", "name": "kubernetes-abc",
-                           "labels": {"kubernetes.io/service-name": "kubernetes"}},
-              "ports": [{"port": 41000}, {"port": 22}]}
-    assert guard.filter(slice_, ["127.0.0.5"]) == {"127.0.0.5"}
-    assert events.count("AddressRefused") == 4

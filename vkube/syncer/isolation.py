@@ -253,7 +253,7 @@ class AddressGuard:
         address the control plane serves on (``kube_service_host``: on the embedded host a
         loopback address), which the control plane writes itself."""
         service = _control_plane_service(vobj)
-        if self.ctx.kube_service_host and service and _ports(vobj) <= self._own_ports(service):
+        if self.ctx.kube_service_host and service:
             addresses = [a for a in addresses if a != self.ctx.kube_service_host]
         bad = self.refused(addresses)
         if bad:
