@@ -240,13 +240,6 @@ class AddressGuard:
                 out.append(ip)
         return out
 
-    def _own_ports(self, service: tuple[str, str]) -> set[int]:
-        """Where the control plane serves what it writes into its Services' endpoints: a
-        tenant's copy naming another port of this machine's loopback is refused."""
-        port = (self.ctx.kube_service_port if service == ("default", "kubernetes")
-                else self.ctx.kube_dns_port)
-        return {port} if port else set()
-
     def filter(self, vobj: Obj, addresses: list[str]) -> set[str]:
         """The refused addresses, with a Warning event on ``vobj`` naming them. The control
         plane's own Services (``default/kubernetes``, ``kube-system/kube-dns``) may name the
@@ -278,12 +271,6 @@ def _control_plane_service(vobj: Obj) -> tuple[str, str] | None:
     key = (meta.get("namespace"), name)
     return key if key in CONTROL_PLANE_SERVICES else None  # type: ignore[return-value]
 
-
-def _ports(vobj: Obj) -> set[int]:
-    """Every port an Endpoints (its subsets') or an EndpointSlice names."""
-    ports = [p for sub in vobj.get("subsets") or [] for p in sub.get("ports") or []]
-    ports += vobj.get("ports") or [] if "endpoints" in vobj or vobj.get("kind") == "EndpointSlice" else []
-    return {int(p.get("port") or 0) for p in ports if isinstance(p, dict)}
 
 
 def _pod_ips(pod: Obj) -> list[str]:
