@@ -419,8 +419,6 @@ class VirtualCluster:
                              kubelet_port=self.config.kubelet_port,
                              kube_service_host=self.service_ip if loopback else "",
                              kube_service_port=(self.pod_api_port or self.port) if loopback else 443,
-                             kube_dns_port=(int(self.dns_address.rsplit(":", 1)[1])
-                                            if loopback and self.dns_address else 0),
                              in_cluster_api=True, cluster_dns=True,
                              virtual_informers=self._shared_informers())
         syncer = self.syncer

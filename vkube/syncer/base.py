@@ -94,8 +94,6 @@ class SyncContext:
     kubelet_port: int = 0
     kube_service_host: str = ""
     kube_service_port: int = 443
-    #: the cluster DNS's port on ``kube_service_host`` (0: not on loopback)
-    kube_dns_port: int = 0
     #: synced pods reach the API through the ClusterIP of the virtual ``default/kubernetes``
     #: (when ``kube_service_host`` is empty); their creation waits until it is known
     in_cluster_api: bool = False

@@ -94,7 +94,7 @@ class Syncer:
 
     def __init__(self, *, name: str, virtual: Client, host: Client, host_namespace: str,
                  values: Values | None = None, kubelet_port: int = 0,
-                 kube_service_host: str = "", kube_service_port: int = 443, kube_dns_port: int = 0,
+                 kube_service_host: str = "", kube_service_port: int = 443,
                  virtual_pki: ClusterPKI, in_cluster_api: bool = False,
                  cluster_dns: bool = False,
                  virtual_informers: Callable[[Resource], Informer] | None = None) -> None:
@@ -114,7 +114,7 @@ class Syncer:
                                                      virtual_source=virtual_informers),
             recorder=EventRecorder(virtual, "vkube-syncer"),
             kube_service_host=kube_service_host, kube_service_port=kube_service_port,
-            kube_dns_port=kube_dns_port, in_cluster_api=in_cluster_api, cluster_dns=cluster_dns)
+            in_cluster_api=in_cluster_api, cluster_dns=cluster_dns)
         self.syncers = build_syncers(self.ctx)
         self.ctx.syncers = self.syncers
         pods = self.syncers.get("pods")
