@@ -15,6 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 
+def add_soon(queue: Any, key: str, delay: float) -> None:
+    """Queue ``key`` after ``delay`` seconds (at once when ``delay`` <= 0, or when no event
+    loop runs: a handler called from plain code cannot start a timer)."""
+    if delay <= 0:
+        queue.add(key)
+        return
+    try:
+        queue.add_after(key, delay)
+    except RuntimeError:
+        queue.add(key)
+
+
 class SyncThrottle:
     """Per-key leading-edge throttle in front of a work queue (state hangs off the
     controller: many clusters share a process)."""
@@ -37,10 +49,4 @@ class SyncThrottle:
         last = self._last.get(key)
         wait = 0.0 if last is None or period <= 0 else min(
             period, period - (self.clock() - last).total_seconds())
-        if wait <= 0:
-            self.queue.add(key)
-            return
-        try:
-            self.queue.add_after(key, wait)
-        except RuntimeError:  # no running loop (a handler called from plain code)
-            self.queue.add(key)
+        add_soon(self.queue, key, wait)

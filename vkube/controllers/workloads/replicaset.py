@@ -13,6 +13,7 @@ from typing import Any
 from vkube.api.errors import Conflict, NotFound, StatusError
 from vkube.client.client import Resource
 from vkube.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
+from vkube.controllers.podbatch import add_soon
 from vkube.controllers.runtime import Controller
 from vkube.controllers.vanished import quiet_when_vanished
 from vkube.controllers.workloads._common import (
@@ -177,13 +178,7 @@ class ReplicaSetController(Controller):
             self._add_after(key, self.pod_batch_seconds)
 
     def _add_after(self, key: str, delay: float) -> None:
-        if delay <= 0:
-            self.queue.add(key)
-            return
-        try:
-            self.queue.add_after(key, delay)
-        except RuntimeError:  # no running loop (a handler called from plain code)
-            self.queue.add(key)
+        add_soon(self.queue, key, delay)
 
     def _on_pod(self, type_: str, pod: Obj, old: Obj | None) -> None:
         owner = self._owner_of(pod)
