@@ -143,3 +143,13 @@ def test_every_refused_key_is_named_once() -> None:
                    ia.NGINX + "ssl-redirect": "true"})
     assert sorted(k for k, _ in out.refused) == [ia.NGINX + "auth-url", ia.NGINX + "server-snippet"]
     assert "(also refused: " in out.message() and out.message().endswith("; not synced to the host")
+
+
+def test_keys_are_judged_whatever_their_case() -> None:
+    """The API accepts an annotation prefix in any case (upstream lowercases before checking)."""
+    out = judge(**{"NGINX.Ingress.Kubernetes.IO/Auth-URL": "http://x/",
+                   "Traefik.Ingress.Kubernetes.io/router.middlewares": "kube-system-x@kubernetescrd",
+                   "nginx.ingress.kubernetes.io/SSL-Redirect": "true"})
+    assert sorted(k for k, _ in out.refused) == ["NGINX.Ingress.Kubernetes.IO/Auth-URL",
+                                                 "Traefik.Ingress.Kubernetes.io/router.middlewares"]
+    assert out.annotations == {"nginx.ingress.kubernetes.io/SSL-Redirect": "true"}

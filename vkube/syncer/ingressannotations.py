@@ -152,13 +152,14 @@ def judge(annotations: dict[str, str], namespace: str, *, host_namespace: str,
         value = str(annotations[key])
         if key in snippets:
             continue
-        if key.startswith(NGINX):
-            why = _nginx(key[len(NGINX):], value, namespace, host_namespace, secret_name,
+        low = key.lower()  # the API accepts any case (as upstream); judge as the strictest reader
+        if low.startswith(NGINX):
+            why = _nginx(key, low[len(NGINX):], value, namespace, host_namespace, secret_name,
                          service_name, out)
-        elif key.startswith(TRAEFIK):
-            why = _checked(TRAEFIK_SAFE, key[len(TRAEFIK):], value, "Traefik")
-        elif key.split("/", 1)[0].endswith("ingress.kubernetes.io") or (
-                key.startswith(_SHARED_PREFIXES) and key not in _ALLOWED_PLAIN):
+        elif low.startswith(TRAEFIK):
+            why = _checked(TRAEFIK_SAFE, low[len(TRAEFIK):], value, "Traefik")
+        elif low.split("/", 1)[0].endswith("ingress.kubernetes.io") or (
+                low.startswith(_SHARED_PREFIXES) and low not in _ALLOWED_PLAIN):
             why = ("an ingress controller's annotation vkube does not know to be safe on a "
                    "controller every tenant shares")
         else:
@@ -180,13 +181,12 @@ def _checked(safe: dict[str, re.Pattern[str]], name: str, value: str, who: str) 
     return ""
 
 
-def _nginx(name: str, value: str, namespace: str, host_namespace: str,
+def _nginx(key: str, name: str, value: str, namespace: str, host_namespace: str,
            secret_name: Callable[[str], str], service_name: Callable[[str], str],
            out: Judgement) -> str:
     why = _checked(NGINX_SAFE, name, value, "ingress-nginx")
     if why:
         return why
-    key = NGINX + name
     if name == "server-alias":
         for alias in (a.strip() for a in value.split(",") if a.strip()):
             problems = host_problems(alias)

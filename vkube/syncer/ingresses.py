@@ -45,22 +45,30 @@ class IngressSyncer(DownSyncer):
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
         vobj = self.vinf.get(name, ns or "")
+        hname, hns = self.host_name(name, ns or ""), self.ctx.host_namespace
+        hobj = self.hinf.get(hname, hns)
+        if hobj is not None and not self.tr.owns(hobj, ns, name):
+            hobj = None
         if vobj is not None and not deleting(vobj) and not self._refusal(vobj):
-            taken = await self._claimed_elsewhere(vobj, self.host_name(name, ns or ""))
+            taken = await self._claimed_elsewhere(vobj, hobj)
             if taken:
-                hname, hns = self.host_name(name, ns or ""), self.ctx.host_namespace
-                hobj = self.hinf.get(hname, hns)
-                if hobj is not None and self.tr.owns(hobj, ns, name):
+                if hobj is not None:
                     await delete_ignore_missing(self.ctx.host, INGRESSES, hname, hns)
                 self.refusals.refused(vobj, errors.Conflict(taken))
                 self.queue.add_after(key, RECHECK_SECONDS)
                 return
+            if hobj is None and ingresshosts.claims(vobj):
+                # two tenants may create one name at once, each before it sees the other's
+                # copy: one look later, the younger copy gives way
+                self.queue.add_after(key, RECHECK_SECONDS)
         await super().reconcile(key)
 
-    async def _claimed_elsewhere(self, vobj: Obj, hname: str) -> str:
-        """Why a claim of ``vobj`` is another Ingress's on the host ("" when none is): an
-        older host Ingress outside this virtual cluster overlaps it (same age: the first by
-        namespace/name)."""
+    async def _claimed_elsewhere(self, vobj: Obj, hobj: Obj | None) -> str:
+        """Why a claim of ``vobj`` is another Ingress's on the host ("" when none is). A name
+        our host copy ``hobj`` already serves is kept against younger Ingresses (same age: the
+        first by namespace/name keeps it); a name it does not serve yet (a new Ingress, or an
+        edit adding a host) is refused while any other Ingress serves an overlapping one — so
+        an old Ingress cannot be edited to take a younger one's host."""
         mine = ingresshosts.claims(vobj)
         if not mine or self._cannot_list:
             return ""
@@ -71,18 +79,19 @@ class IngressSyncer(DownSyncer):
             log.warning("%s: cannot list the host's Ingresses (%s): a host name another "
                         "tenant claims is not checked", self.ctx.name, e)
             return ""
-        copy_ = self.hinf.get(hname, self.ctx.host_namespace)
-        my_key = ((copy_ or {}).get("metadata", {}).get("creationTimestamp") or "~",
-                  self.ctx.host_namespace, hname)
+        held = ingresshosts.claims(hobj) if hobj is not None else {}
+        hmeta = (hobj or {}).get("metadata") or {}
+        my_key = (hmeta.get("creationTimestamp") or "~", self.ctx.host_namespace,
+                  hmeta.get("name") or "~")
         for other in every:
             meta = other.get("metadata") or {}
             if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == self.tr.vc:
                 continue  # this virtual cluster's own: the tenant's business, as upstream
             their_key = (meta.get("creationTimestamp") or "", meta.get("namespace") or "",
                          meta.get("name") or "")
-            hit = ingresshosts.collision(mine, ingresshosts.claims(other))
-            if hit and their_key < my_key:
-                name, where, theirs = hit
+            for name, where, theirs in ingresshosts.collisions(mine, ingresshosts.claims(other)):
+                if name in held and their_key > my_key:
+                    continue  # ours is the older claim on this name
                 over = "" if theirs == name else f" (it overlaps {ingresshosts.describe(theirs)})"
                 return (f"{where}: {ingresshosts.describe(name)} is already claimed by another "
                         f"Ingress on the host{over} (another virtual cluster's or the host's "

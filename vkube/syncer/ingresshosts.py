@@ -14,6 +14,7 @@ collide. Pure functions (the syncer lists the host's Ingresses and asks).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 #: the claim of a rule without a host and of ``spec.defaultBackend``
@@ -58,25 +59,29 @@ def claims(obj: dict[str, Any]) -> dict[str, str]:
             continue
         out.setdefault(host, f"spec.rules[{i}].host")
         hosts.append(host)
-    key = NGINX + "server-alias"
-    for alias in aliases(ann.get(key, "")):
-        out.setdefault(normalize(alias), f"metadata.annotations[{key}]")
-    key = NGINX + "from-to-www-redirect"
-    if str(ann.get(key, "")).strip().lower() in _TRUE:
-        for host in hosts:
-            twin = host[4:] if host.startswith("www.") else f"www.{host}"
-            if not host.startswith("*."):
-                out.setdefault(twin, f"metadata.annotations[{key}]")
+    for key in sorted(ann):  # any case: the annotation policy judges keys so too
+        if key.lower() == NGINX + "server-alias":
+            for alias in aliases(ann[key]):
+                out.setdefault(normalize(alias), f"metadata.annotations[{key}]")
+        elif key.lower() == NGINX + "from-to-www-redirect" and \
+                str(ann[key]).strip().lower() in _TRUE:
+            for host in hosts:
+                twin = host[4:] if host.startswith("www.") else f"www.{host}"
+                if not host.startswith("*."):
+                    out.setdefault(twin, f"metadata.annotations[{key}]")
     return out
 
 
-def collision(mine: dict[str, str], theirs: dict[str, str]) -> tuple[str, str, str] | None:
-    """The first (my claim, its field, their claim) that overlaps, in a stable order."""
+def collisions(mine: dict[str, str], theirs: dict[str, str]) -> Iterator[tuple[str, str, str]]:
+    """Every (my claim, its field, their claim) that overlaps, in a stable order."""
     for name in sorted(mine):
         for other in sorted(theirs):
             if overlaps(name, other):
-                return name, mine[name], other
-    return None
+                yield name, mine[name], other
+
+
+def collision(mine: dict[str, str], theirs: dict[str, str]) -> tuple[str, str, str] | None:
+    return next(collisions(mine, theirs), None)
 
 
 def describe(name: str) -> str:
