@@ -86,3 +86,9 @@ def test_an_unchanged_stored_spec_is_not_judged_again() -> None:
     assert strategy.validate_with_old(new, old) == []
     changed = ingress("Legacy.Example", ingressClassName="nginx")
     assert [c["field"] for c in strategy.validate_with_old(changed, old)] == ["spec.rules[0].host"]
+    # as upstream: names already stored invalid stay accepted when the spec changes
+    old_tls = ingress("a.example", tls=[{"secretName": "Old_Name"}])
+    new_tls = ingress("b.example", tls=[{"secretName": "Old_Name"}])
+    assert strategy.validate_with_old(new_tls, old_tls) == []
+    assert [c["field"] for c in strategy.validate_with_old(new_tls, ingress("a.example"))] == [
+        "spec.tls[0].secretName"]

@@ -160,14 +160,14 @@ def _rules(rules: list[Any], allow_bad_wildcard_rules: bool) -> Causes:
     return causes
 
 
-def _tls(tls: list[Any]) -> Causes:
+def _tls(tls: list[Any], allow_bad_secret_names: bool = False) -> Causes:
     causes: Causes = []
     for i, entry in enumerate(tls):
         entry = entry if isinstance(entry, dict) else {}
         for j, host in enumerate(entry.get("hosts") or ()):
             problems = wildcard_problems(host) if "*" in str(host) else dns1123_subdomain(str(host))
             causes += [invalid_value(f"spec.tls[{i}].hosts[{j}]", host, m) for m in problems]
-        if entry.get("secretName"):
+        if entry.get("secretName") and not allow_bad_secret_names:
             causes += [invalid_value(f"spec.tls[{i}].secretName", entry["secretName"], m)
                        for m in dns1123_subdomain(str(entry["secretName"]))]
     return causes
@@ -196,7 +196,10 @@ def validate_ingress_spec(obj: dict[str, Any], old: dict[str, Any] | None = None
     if backend is not None:
         causes += _backend(backend, "spec.defaultBackend")
     causes += _rules(rules, _bad_wildcard_rules(old))
-    causes += _tls(spec.get("tls") or [])
+    old_tls = ((old or {}).get("spec") or {}).get("tls") or []
+    causes += _tls(spec.get("tls") or [], any(  # upstream keeps accepting stored bad names
+        isinstance(t, dict) and t.get("secretName") and dns1123_subdomain(str(t["secretName"]))
+        for t in old_tls))
     if spec.get("ingressClassName") is not None:
         name = spec["ingressClassName"]
         causes += [invalid_value("spec.ingressClassName", name, m)
