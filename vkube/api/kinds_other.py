@@ -11,6 +11,7 @@ from vkube.api.validation import (
     required, validate_immutable, validate_label_selector, validate_labels, validate_object_meta,
     validate_object_meta_update,
 )
+from vkube.api.validation_ingress import validate_ingress_class_annotation, validate_ingress_spec
 from vkube.api.validation_ip import validate_slice_address
 
 __all__ = ["STRATEGIES"]
@@ -140,23 +141,15 @@ class IngressStrategy(_Simple):
         obj["status"] = {"loadBalancer": {}}
 
     def validate(self, obj: Obj) -> Causes:
-        causes = super().validate(obj)
-        spec = obj.get("spec") or {}
-        if not spec.get("rules") and not spec.get("defaultBackend"):
-            causes.append(invalid_value("spec.rules", spec.get("rules"),
-                                        "either `defaultBackend` or `rules` must be specified"))
-        for i, rule in enumerate(spec.get("rules") or ()):
-            for j, path in enumerate(((rule or {}).get("http") or {}).get("paths") or ()):
-                p = f"spec.rules[{i}].http.paths[{j}]"
-                ptype = (path or {}).get("pathType")
-                if not ptype:
-                    causes.append(required(f"{p}.pathType", "pathType must be specified"))
-                elif ptype not in ("Exact", "ImplementationSpecific", "Prefix"):
-                    causes.append(not_supported(f"{p}.pathType", ptype,
-                                                ("Exact", "ImplementationSpecific", "Prefix")))
-                if not (path or {}).get("backend"):
-                    causes.append(required(f"{p}.backend"))
-        return causes
+        return (super().validate(obj) + validate_ingress_spec(obj)
+                + validate_ingress_class_annotation(obj))
+
+    def validate_with_old(self, new: Obj, old: Obj) -> Causes:
+        """Updates: a spec left as stored (``/status``, labels, finalizers) is not judged
+        again, so Ingresses stored before a check existed can still be managed and deleted."""
+        if new.get("spec") == old.get("spec"):
+            return super().validate(new)
+        return super().validate(new) + validate_ingress_spec(new, old)
 
 
 class IngressClassStrategy(_Simple):

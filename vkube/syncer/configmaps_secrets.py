@@ -13,6 +13,7 @@ from typing import Any
 from vkube.api.meta import Obj, ref_key
 from vkube.client.resources import CONFIGMAPS, INGRESSES, PODS, SECRETS
 from vkube.syncer.base import DownSyncer, SyncContext
+from vkube.syncer.ingressannotations import secret_refs
 from vkube.syncer.podrewrite import referenced_objects
 
 _SA_TOKEN = "kubernetes.io/service-account-token"
@@ -31,7 +32,8 @@ def _pod_secrets(pod: Obj) -> list[str]:
 def _ingress_secrets(ing: Obj) -> list[str]:
     ns = ing["metadata"].get("namespace")
     return [ref_key(ns, t["secretName"]) for t in (ing.get("spec") or {}).get("tls") or []
-            if t.get("secretName")]
+            if t.get("secretName")] + [  # auth-secret, auth-tls-secret, proxy-ssl-secret
+        ref_key(ns, n) for n in secret_refs(ing["metadata"].get("annotations") or {}, ns or "")]
 
 
 class _UsedBy(DownSyncer):

@@ -1,11 +1,17 @@
 """Ingresses: backend Service names and TLS Secret names translated down, load-balancer
 status up. The TLS Secrets themselves are synced by the Secret syncer (it indexes Ingresses).
 
-An ingress controller serves every Ingress of the host, so two rules hold across tenants: a
-``host`` another Ingress of the host already claims (another virtual cluster's, or the host's
-own) is refused — the older claim keeps it — and configuration snippets (annotations such as
-``nginx.ingress.kubernetes.io/server-snippet``: raw controller configuration, which can read
-the controller's files and credentials) are refused."""
+An ingress controller serves every Ingress of the host, so across tenants:
+- a host name (``ingresshosts``: case and a trailing dot ignored, wildcards overlapping exact
+  names both ways, the catch-all of a rule without host or ``spec.defaultBackend``) that another
+  Ingress of the host already claims (another virtual cluster's, or the host's own) is refused
+  with HostRefused — the older claim keeps it;
+- with isolation the catch-all is refused outright (SyncRejected): a tenant names its hosts;
+- annotations pass only as ``ingressannotations`` allows (snippets, URLs, other namespaces'
+  objects refused with SyncRejected naming the key; the tenant's own Secrets and Services
+  translated to their host copies);
+- a host the API server would not have accepted (stored before it validated hosts) is
+  refused."""
 
 from __future__ import annotations
 
@@ -14,28 +20,18 @@ import logging
 
 from vkube.api import errors
 from vkube.api.meta import Obj, split_key
+from vkube.api.validation_ingress import host_problems
 from vkube.client.resources import INGRESSES
+from vkube.syncer import ingressannotations, ingresshosts
 from vkube.syncer.admission import REASON_REJECTED, class_refusal
 from vkube.syncer.base import DownSyncer, delete_ignore_missing, deleting, update_status
-from vkube.syncer.translate import DNS_LABEL_MAX, LABEL_MANAGED_BY
+from vkube.syncer.translate import DNS_LABEL_MAX, LABEL_MANAGED_BY, PREFIX
 
 log = logging.getLogger(__name__)
 
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 #: a refused Ingress looks again this often (the other claim may be gone)
 RECHECK_SECONDS = 30.0
-
-
-def snippet_annotations(vobj: Obj) -> list[str]:
-    """Annotations that hand the ingress controller raw configuration (``*-snippet``,
-    ``nginx.org/server-snippets``, ``haproxy.org/backend-config-snippet``…)."""
-    ann = (vobj.get("metadata") or {}).get("annotations") or {}
-    return sorted(k for k in ann if "snippet" in k.rsplit("/", 1)[-1].lower())
-
-
-def rule_hosts(obj: Obj) -> set[str]:
-    return {r["host"] for r in (obj.get("spec") or {}).get("rules") or []
-            if isinstance(r, dict) and r.get("host")}
 
 
 class IngressSyncer(DownSyncer):
@@ -49,24 +45,32 @@ class IngressSyncer(DownSyncer):
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)
         vobj = self.vinf.get(name, ns or "")
-        if vobj is not None and not deleting(vobj) and not snippet_annotations(vobj):
-            taken = await self._claimed_elsewhere(vobj, self.host_name(name, ns or ""))
+        hname, hns = self.host_name(name, ns or ""), self.ctx.host_namespace
+        hobj = self.hinf.get(hname, hns)
+        if hobj is not None and not self.tr.owns(hobj, ns, name):
+            hobj = None
+        if vobj is not None and not deleting(vobj) and not self._refusal(vobj):
+            taken = await self._claimed_elsewhere(vobj, hobj)
             if taken:
-                hname, hns = self.host_name(name, ns or ""), self.ctx.host_namespace
-                hobj = self.hinf.get(hname, hns)
-                if hobj is not None and self.tr.owns(hobj, ns, name):
+                if hobj is not None:
                     await delete_ignore_missing(self.ctx.host, INGRESSES, hname, hns)
                 self.refusals.refused(vobj, errors.Conflict(taken))
                 self.queue.add_after(key, RECHECK_SECONDS)
                 return
+            if hobj is None and ingresshosts.claims(vobj):
+                # two tenants may create one name at once, each before it sees the other's
+                # copy: one look later, the younger copy gives way
+                self.queue.add_after(key, RECHECK_SECONDS)
         await super().reconcile(key)
 
-    async def _claimed_elsewhere(self, vobj: Obj, hname: str) -> str:
-        """Why a ``host`` of ``vobj`` is another Ingress's on the host ("" when none is): an
-        older host Ingress outside this virtual cluster names it (same age: the first by
-        namespace/name)."""
-        hosts = rule_hosts(vobj)
-        if not hosts or self._cannot_list:
+    async def _claimed_elsewhere(self, vobj: Obj, hobj: Obj | None) -> str:
+        """Why a claim of ``vobj`` is another Ingress's on the host ("" when none is). A name
+        our host copy ``hobj`` already serves is kept against younger Ingresses (same age: the
+        first by namespace/name keeps it); a name it does not serve yet (a new Ingress, or an
+        edit adding a host) is refused while any other Ingress serves an overlapping one — so
+        an old Ingress cannot be edited to take a younger one's host."""
+        mine = ingresshosts.claims(vobj)
+        if not mine or self._cannot_list:
             return ""
         try:
             every = (await self.ctx.host.list(INGRESSES)).get("items") or []
@@ -75,28 +79,57 @@ class IngressSyncer(DownSyncer):
             log.warning("%s: cannot list the host's Ingresses (%s): a host name another "
                         "tenant claims is not checked", self.ctx.name, e)
             return ""
-        mine = self.hinf.get(hname, self.ctx.host_namespace)
-        my_key = ((mine or {}).get("metadata", {}).get("creationTimestamp") or "~",
-                  self.ctx.host_namespace, hname)
+        held = ingresshosts.claims(hobj) if hobj is not None else {}
+        hmeta = (hobj or {}).get("metadata") or {}
+        my_key = (hmeta.get("creationTimestamp") or "~", self.ctx.host_namespace,
+                  hmeta.get("name") or "~")
         for other in every:
             meta = other.get("metadata") or {}
             if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == self.tr.vc:
                 continue  # this virtual cluster's own: the tenant's business, as upstream
             their_key = (meta.get("creationTimestamp") or "", meta.get("namespace") or "",
                          meta.get("name") or "")
-            both = sorted(hosts & rule_hosts(other))
-            if both and their_key < my_key:
-                return (f'host "{both[0]}" is already claimed by another Ingress on the host '
-                        "(another virtual cluster's or the host's own); not synced")
+            for name, where, theirs in ingresshosts.collisions(mine, ingresshosts.claims(other)):
+                if name in held and their_key > my_key:
+                    continue  # ours is the older claim on this name
+                over = "" if theirs == name else f" (it overlaps {ingresshosts.describe(theirs)})"
+                return (f"{where}: {ingresshosts.describe(name)} is already claimed by another "
+                        f"Ingress on the host{over} (another virtual cluster's or the host's "
+                        "own); not synced")
+        return ""
+
+    def _annotations(self, vobj: Obj) -> ingressannotations.Judgement:
+        meta = vobj.get("metadata") or {}
+        ns = meta.get("namespace") or ""
+        return ingressannotations.judge(
+            meta.get("annotations") or {}, ns, host_namespace=self.ctx.host_namespace,
+            secret_name=lambda n: self.tr.host_name(n, ns),
+            service_name=lambda n: self.tr.host_name(n, ns, limit=DNS_LABEL_MAX))
+
+    def _refusal(self, vobj: Obj) -> str:
+        """Why the syncer's own checks keep ``vobj`` from the host ("" when they do not)."""
+        judged = self._annotations(vobj)
+        if judged.refused:
+            return judged.message()
+        spec = vobj.get("spec") or {}
+        for i, rule in enumerate(spec.get("rules") or ()):
+            host = str((rule or {}).get("host") or "") if isinstance(rule, dict) else ""
+            problems = host_problems(host) if host else []
+            if problems:
+                return f"spec.rules[{i}].host: {host!r}: {problems[0]}; not synced to the host"
+        if self.ctx.values.isolation.enabled:
+            where = ingresshosts.claims(vobj).get(ingresshosts.CATCH_ALL)
+            if where:
+                return (f"{where}: an Ingress that catches every host (a rule without host, or "
+                        "spec.defaultBackend) is not allowed in an isolated virtual cluster: the "
+                        "host's ingress controller serves every tenant; name the hosts in "
+                        "spec.rules[].host; not synced to the host")
         return ""
 
     def wanted(self, vobj: Obj) -> bool:
-        snippets = snippet_annotations(vobj)
-        if snippets:
-            self.ctx.recorder.event(vobj, "Warning", REASON_REJECTED, (
-                f"metadata.annotations[{snippets[0]}]: configuration snippets are not allowed "
-                f"(they configure the host's ingress controller for every tenant; found: "
-                f"{', '.join(snippets)}); not synced to the host"))
+        why = self._refusal(vobj)
+        if why:
+            self.ctx.recorder.event(vobj, "Warning", REASON_REJECTED, why)
             return False
         spec = vobj.get("spec") or {}
         ann = (vobj.get("metadata") or {}).get("annotations") or {}
@@ -126,8 +159,12 @@ class IngressSyncer(DownSyncer):
         for tls in spec.get("tls") or []:
             if tls.get("secretName"):
                 tls["secretName"] = self.tr.host_name(tls["secretName"], ns)
-        return {"apiVersion": INGRESSES.api_version, "kind": "Ingress",
-                "metadata": self.tr.host_metadata(vobj), "spec": spec}
+        meta = self.tr.host_metadata(vobj)
+        kept = self._annotations(vobj).annotations  # translated; refused ones never get here
+        meta["annotations"] = {k: v if k.startswith(PREFIX) else kept.get(k, v)
+                               for k, v in (meta.get("annotations") or {}).items()}
+        return {"apiVersion": INGRESSES.api_version, "kind": "Ingress", "metadata": meta,
+                "spec": spec}
 
     async def sync_up(self, vobj: Obj, hobj: Obj) -> None:
         hlb = (hobj.get("status") or {}).get("loadBalancer") or {}
