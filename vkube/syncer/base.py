@@ -205,7 +205,11 @@ class ClusterScopedDownSyncer(KindSyncer):
             try:
                 await self.ctx.host.create(self.res, want)
             except errors.AlreadyExists:
-                return  # the host watch brings it; the next reconcile checks whose it is
+                # not in our cache: another cluster's, the host's own (or ours, just made)
+                hobj = await self.ctx.host.get(self.res, hname)
+                if not self.tr.owns(hobj, None, key):
+                    self.foreign(vobj, hname, hobj)
+                return
             except errors.StatusError as e:
                 if is_refusal(e, creating=True):
                     self.refusals.refused(vobj, e)
@@ -213,7 +217,8 @@ class ClusterScopedDownSyncer(KindSyncer):
             self.refusals.accepted(vobj)
             return
         if not self.tr.owns(hobj, None, key):
-            return  # a host object of the same name that is not ours: never touched
+            self.foreign(vobj, hname, hobj)  # same name, not ours: never touched
+            return
         if self.immutable_changed(want, hobj):
             await delete_ignore_missing(self.ctx.host, self.res, hname, None)
             self.queue.add_after(key, 0.5)
@@ -343,10 +348,21 @@ class DownSyncer(KindSyncer):
         self.refusals.accepted(vobj)
         await self.sync_up(vobj, hobj)
 
-    def foreign(self, vobj: Obj, hname: str) -> None:
-        self.ctx.recorder.event(vobj, "Warning", "SyncError",
-                                f"host object {hname} exists and is not managed by "
-                                f"{self.ctx.name}; not touching it")
+    def foreign(self, vobj: Obj, hname: str, hobj: Obj | None = None) -> None:
+        """The host name of ``vobj`` is taken by an object made for something else: a Warning
+        event on the virtual object (it is not synced), never a silent skip."""
+        self.ctx.recorder.event(vobj, "Warning", "SyncError", foreign_message(
+            self.ctx.name, hname, hobj))
+
+
+def foreign_message(cluster: str, hname: str, hobj: Obj | None) -> str:
+    """Why a virtual object is not synced: its host name belongs to another object (whose)."""
+    owner = ((hobj or {}).get("metadata") or {}).get("labels", {}).get(LABEL_MANAGED_BY)
+    whose = (f"made by virtual cluster {owner!r}" if owner and owner != cluster else
+             "made for another object of this virtual cluster" if owner else
+             "not made by vkube")
+    return (f"host object {hname} exists and is not this object's copy ({whose}); not synced "
+            "and not touching it — rename the object")
 
 
 def is_subset(want: Any, have: Any) -> bool:
