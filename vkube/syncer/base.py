@@ -143,6 +143,12 @@ class KindSyncer:
         if key is not None:
             self.queue.add(key)
 
+    def foreign(self, vobj: Obj, hname: str, hobj: Obj | None = None) -> None:
+        """The host name of ``vobj`` is taken by an object made for something else: a Warning
+        event on the virtual object (it is not synced), never a silent skip."""
+        self.ctx.recorder.event(vobj, "Warning", "SyncError", foreign_message(
+            self.ctx.name, hname, hobj))
+
     def host_key(self, hobj: Obj) -> str | None:
         ref = self.tr.virtual_ref(hobj)
         return ref_key(*ref) if ref else None
@@ -316,7 +322,7 @@ class DownSyncer(KindSyncer):
             return
         desired = self.desired(vobj)
         if hobj is not None and not self.tr.owns(hobj, ns, name):
-            self.foreign(vobj, hname)  # made for another virtual object: never reused
+            self.foreign(vobj, hname, hobj)  # made for another virtual object: never reused
             return
         if hobj is None:
             try:
@@ -324,7 +330,7 @@ class DownSyncer(KindSyncer):
             except errors.AlreadyExists:
                 hobj = await self.ctx.host.get(self.hres, hname, namespace=hns)
                 if not self.tr.owns(hobj, ns, name):
-                    self.foreign(vobj, hname)
+                    self.foreign(vobj, hname, hobj)
                     return
             except errors.StatusError as e:
                 if is_refusal(e, creating=True):
@@ -347,12 +353,6 @@ class DownSyncer(KindSyncer):
                     raise
         self.refusals.accepted(vobj)
         await self.sync_up(vobj, hobj)
-
-    def foreign(self, vobj: Obj, hname: str, hobj: Obj | None = None) -> None:
-        """The host name of ``vobj`` is taken by an object made for something else: a Warning
-        event on the virtual object (it is not synced), never a silent skip."""
-        self.ctx.recorder.event(vobj, "Warning", "SyncError", foreign_message(
-            self.ctx.name, hname, hobj))
 
 
 def foreign_message(cluster: str, hname: str, hobj: Obj | None) -> str:

@@ -14,7 +14,7 @@ from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
-                               foreign_message, update_status)
+                               update_status)
 from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.translate import ANN_NAME, ANN_UID
 
@@ -167,16 +167,13 @@ class PersistentVolumeSyncer(KindSyncer):
             except errors.AlreadyExists:
                 hpv = await self.ctx.host.get(PVS, hname)  # not in the cache yet
                 if not self.tr.owns(hpv, None, name):
-                    self._foreign(vpv, hname, hpv)
+                    self.foreign(vpv, hname, hpv)
             return
         if not self.tr.owns(hpv, None, name):
-            self._foreign(vpv, hname, hpv)  # same name, not ours: never touched
+            self.foreign(vpv, hname, hpv)  # same name, not ours: never touched
             return
         if (hpv.get("status") or {}) != (vpv.get("status") or {}) and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
-
-    def _foreign(self, vpv: Obj, hname: str, hpv: Obj) -> None:
-        self.ctx.recorder.event(vpv, "Warning", "SyncError", foreign_message(self.ctx.name, hname, hpv))
 
     async def _up(self, name: str, vpv: Obj | None) -> None:
         hpv = self.hinf.get(name)
