@@ -4,6 +4,7 @@ what ``hostAccess: strip`` removes is said. Driven with the real kubectl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from vkube.client.resources import NAMESPACES, PODS, PRIORITYCLASSES, PVCS, PVS, STORAGECLASSES
@@ -11,7 +12,7 @@ from vkube.syncer import load_values
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import Translator
 
-from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
+from .conftest import HOST_NS, VC, eventually, getter, gone, start_syncer, stop_syncer
 from .test_e2e_syncersec import kubectl
 
 TR = Translator(VC, HOST_NS)
@@ -57,6 +58,11 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
                                         "provisioner": "host.example/own"})
         await h.create(PRIORITYCLASSES, {"metadata": {"name": f"high-x-{VC}", "labels": {
             "vkube.io/managed-by": "other"}}, "value": 5})
+        # the copy of "a-x-b" an earlier version made, under that version's host name
+        earlier = "a-x-b-x-vc1-" + hashlib.sha256(b"a-x-b\0vc1").hexdigest()[:10]
+        await h.create(STORAGECLASSES, {"metadata": {"name": earlier, "labels": {
+            "vkube.io/managed-by": VC}, "annotations": {"vkube.io/object-name": "a-x-b"}},
+            "provisioner": "tenant.example/ab"})
         docs = [
             {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
              "metadata": {"name": "fast"}, "provisioner": "tenant.example/fast"},
@@ -118,6 +124,7 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
         hclass = TR.host_cluster_name("a-x-b")
         assert "-x-" not in hclass
         await eventually(getter(h, STORAGECLASSES, hclass), attempts=600)
+        await eventually(gone(h, STORAGECLASSES, earlier), attempts=600)
         hdata = await eventually(getter(h, PVCS, TR.host_name("data", "demo")), attempts=600)
         assert hdata["spec"]["storageClassName"] == hclass
         await h.create(PVS, {"metadata": {"name": "pvc-777"}, "spec": {

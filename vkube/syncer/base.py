@@ -179,6 +179,8 @@ class ClusterScopedDownSyncer(KindSyncer):
         self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
         self.vinf.add_handler(self._forget_refusal)
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+        # copies made under a name an earlier version of the encoding gave (upgrades)
+        self.hinf.add_index("vkube-virtual", lambda o: [k] if (k := self.host_key(o)) else [])
 
     def initial_keys(self) -> list[str]:
         keys = {o["metadata"]["name"] for o in self.vinf.list()}
@@ -187,6 +189,13 @@ class ClusterScopedDownSyncer(KindSyncer):
 
     def skip(self, key: str) -> bool:
         return False
+
+    async def drop_renamed(self, key: str, hname: str) -> None:
+        """Our copies of ``key`` under another host name than today's (an earlier version's
+        encoding of the name) go: the object lives on under ``hname``."""
+        for old in self.hinf.by_index("vkube-virtual", key):
+            if old["metadata"]["name"] != hname and self.tr.owns(old, None, key):
+                await delete_ignore_missing(self.ctx.host, self.res, old["metadata"]["name"], None)
 
     def desired(self, vobj: Obj) -> Obj:
         raise NotImplementedError
@@ -202,6 +211,7 @@ class ClusterScopedDownSyncer(KindSyncer):
             return
         hname = self.tr.host_cluster_name(key)
         vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
+        await self.drop_renamed(key, hname)
         if vobj is None or deleting(vobj):
             if hobj is not None and self.tr.owns(hobj, None, key):
                 await delete_ignore_missing(self.ctx.host, self.res, hname, None)
