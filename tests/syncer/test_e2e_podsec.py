@@ -166,7 +166,9 @@ async def test_strip_says_what_it_removed(planes):
         message = ("HostAccessStripped: sync.pods.hostAccess: strip removed from the host pod: "
                    "spec.containers[0].securityContext.privileged, spec.hostNetwork, "
                    "spec.volumes[1].hostPath, spec.volumes[0].projected.sources[0]."
-                   "podCertificate — the pod runs without them")
+                   "podCertificate — the pod runs without them; to keep them set "
+                   f"sync.pods.hostAccess: allow in the values (vkube create {VC} --upgrade -f "
+                   "values.yaml)")
 
         async def said() -> None:
             assert message in await _events(kubeconfig, "wide", "-n", "demo")

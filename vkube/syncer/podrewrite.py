@@ -36,11 +36,11 @@ class PodRejected(Exception):
 REASON_STRIPPED = "HostAccessStripped"
 
 
-def stripped_message(stripped: list[str]) -> str:
+def stripped_message(stripped: list[str], cluster: str = "NAME") -> str:
     """What ``hostAccess: strip`` removed, field by field (as an admission warning names them)."""
     return ("sync.pods.hostAccess: strip removed from the host pod: " + ", ".join(stripped) +
-            " — the pod runs without them; set sync.pods.hostAccess: allow in the values to keep "
-            "them")
+            " — the pod runs without them; to keep them set sync.pods.hostAccess: allow in the "
+            f"values (vkube create {cluster} --upgrade -f values.yaml)")
 
 
 @dataclass(frozen=True, slots=True)

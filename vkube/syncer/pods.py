@@ -324,7 +324,8 @@ class PodSyncer(KindSyncer):
         stripped: list[str] = []
         host_pod = rewrite_pod(vpod, cfg, stripped)
         if stripped:  # said as admission warnings would say it (repeats only bump the count)
-            self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED, stripped_message(stripped))
+            self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
+                                    stripped_message(stripped, self.ctx.name))
         return host_pod
 
     def _cluster_dns(self) -> str:
