@@ -81,20 +81,23 @@ def test_host_context_copies_the_embedded_hosts_entry(tmp_path, monkeypatch):
 def test_concurrent_vkube_commands_keep_every_context(tmp_path):
     """Several ``vkube`` processes (create, delete, connect at once) edit one kubeconfig: none
     fails on another's temp file and none loses another's context (each read-modify-write
-    holds the file's lock)."""
+    holds the file's lock — the same one when half of them name it through a symlink)."""
     import os
     import subprocess
     import sys
 
     kc = tmp_path / "config"
-    env = {**os.environ, "KUBECONFIG": str(kc), "VKUBE_HOME": str(tmp_path / "home")}
+    link = tmp_path / "linked"
+    link.symlink_to(kc)
+    env = {**os.environ, "VKUBE_HOME": str(tmp_path / "home")}
     script = ("import sys\nfrom vkube.cli import kubeconfigs\nn = sys.argv[1]\n"
               "for i in range(15):\n"
               "    kubeconfigs.add_context(f'vkube_{n}-{i}', {'server': 'https://127.0.0.1:1'}, "
               "{'token': 't'}, switch=True)\n"
               "    if i % 3 == 0:\n"
               "        kubeconfigs.remove_context(f'vkube_{n}-{i}')\n")
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)],
+                              env={**env, "KUBECONFIG": str(link if n % 2 else kc)},
                               stderr=subprocess.PIPE, text=True) for n in range(6)]
     for p in procs:
         _, err = p.communicate(timeout=120)
@@ -102,3 +105,54 @@ def test_concurrent_vkube_commands_keep_every_context(tmp_path):
     names = {c["name"] for c in yaml.safe_load(kc.read_text())["contexts"]}
     assert names == {f"vkube_{n}-{i}" for n in range(6) for i in range(15) if i % 3}
     assert not [p for p in tmp_path.iterdir() if ".vkube-tmp" in p.name]
+    assert link.is_symlink()
+
+
+def test_a_symlinked_kubeconfig_is_written_through_its_link(tmp_path, monkeypatch):
+    """As kubectl does: the target changes, the link stays a link (dotfiles setups); the lock
+    is the target's, so every link to one file shares it; the temp file is a new 0600 file,
+    never one someone planted at a predictable name."""
+    import os
+    import threading
+
+    target = tmp_path / "dotfiles" / "kubeconfig"
+    target.parent.mkdir()
+    target.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "clusters": [],
+                                      "users": [], "contexts": [], "current-context": "work"}))
+    link = tmp_path / "kube" / "config"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    monkeypatch.setenv("KUBECONFIG", str(link))
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
+    # what the old predictable temp name would have been: a link to a file not ours to write
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    for d in (link.parent, target.parent):
+        (d / f"config.vkube-tmp.{os.getpid()}.{threading.get_ident()}").symlink_to(victim)
+        (d / f"kubeconfig.vkube-tmp.{os.getpid()}.{threading.get_ident()}").symlink_to(victim)
+    old_umask = os.umask(0o022)
+    try:
+        kubeconfigs.add_context("vkube_a", {"server": "https://127.0.0.1:1"}, USER, switch=True)
+    finally:
+        os.umask(old_umask)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    doc = yaml.safe_load(target.read_text())
+    assert doc["current-context"] == "vkube_a" and [c["name"] for c in doc["contexts"]] == ["vkube_a"]
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert victim.read_text() == "untouched\n"
+    # one lock, the target's, whichever path names it
+    assert (target.parent / "kubeconfig.vkube-lock").exists()
+    assert not (link.parent / "config.vkube-lock").exists()
+    assert not [p for d in (link.parent, target.parent) for p in d.iterdir()
+                if ".vkube-tmp" in p.name and not p.is_symlink()]
+    assert kubeconfigs.remove_context("vkube_a") is True
+    assert link.is_symlink() and yaml.safe_load(target.read_text())["contexts"] == []
+    # a link that loops is one line naming the path, not a traceback
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    monkeypatch.setenv("KUBECONFIG", str(loop))
+    import pytest
+
+    from vkube.cli.output import CLIError
+    with pytest.raises(CLIError, match="cannot follow kubeconfig"):
+        kubeconfigs.add_context("vkube_b", {"server": "https://127.0.0.1:1"}, USER, switch=True)

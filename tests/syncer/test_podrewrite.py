@@ -383,8 +383,19 @@ def test_host_access_strip_takes_baseline_host_access_away():
                      "capabilities": {"add": ["SYS_ADMIN", "CHOWN"], "drop": ["NET_RAW"]},
                      "seLinuxOptions": {"type": "spc_t"}},
                      "livenessProbe": {"httpGet": {"host": "169.254.169.254", "port": 80}}}]}}
-    host = rewrite_pod(pod, replace(CFG, host_access="strip"))
+    removed: list[str] = []
+    host = rewrite_pod(pod, replace(CFG, host_access="strip"), removed)
     spec = host["spec"]
+    # each removed field is named (the syncer says them in a HostAccessStripped event)
+    assert removed == [
+        "spec.runtimeClassName", "spec.securityContext.seccompProfile",
+        "spec.securityContext.sysctls kernel.msgmax",
+        "spec.containers[0].securityContext.seLinuxOptions",
+        "spec.containers[0].securityContext.privileged",
+        "spec.containers[0].securityContext.capabilities.add SYS_ADMIN",
+        "spec.containers[0].securityContext.procMount",
+        "spec.containers[0].livenessProbe.httpGet.host",
+        "metadata.annotations[container.apparmor.security.beta.kubernetes.io/c]"]
     assert spec["securityContext"] == {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]}
     assert spec["containers"][0]["securityContext"] == {
         "procMount": "Default", "capabilities": {"add": ["CHOWN"], "drop": ["NET_RAW"]}}
@@ -393,7 +404,9 @@ def test_host_access_strip_takes_baseline_host_access_away():
     ann = host["metadata"]["annotations"]
     assert "container.apparmor.security.beta.kubernetes.io/c" not in ann
     assert ann["container.apparmor.security.beta.kubernetes.io/d"] == "runtime/default"
-    allowed = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]
+    allowed_removed: list[str] = []
+    allowed = rewrite_pod(pod, replace(CFG, host_access="allow"), allowed_removed)["spec"]
+    assert allowed_removed == []
     assert allowed["schedulerName"] == "host-special"
     assert allowed["containers"][0]["securityContext"]["privileged"] is True
 
@@ -420,3 +433,104 @@ def test_persistent_volume_secret_references_are_found():
     assert pv_secret_fields({"azureFile": {"secretName": "s", "shareName": "x"}}) == [
         "spec.azureFile.secretName"]
     assert pv_secret_fields({"nfs": {"server": "s", "path": "/"}}) == []
+
+
+def test_strip_names_host_namespaces_ports_volumes_and_port_forwards():
+    pod = {"metadata": {"name": "p", "namespace": "n", "annotations": {
+        "vkube.io/port-forward-80": "127.0.0.1:6443"}},
+        "spec": {"hostNetwork": True, "hostPID": True, "hostIPC": False,
+                 "initContainers": [{"name": "i", "image": "x", "ports": [
+                     {"containerPort": 53, "hostPort": 53, "hostIP": "0.0.0.0"}]}],
+                 "containers": [{"name": "c", "image": "x", "ports": [
+                     {"containerPort": 80}, {"containerPort": 81, "hostPort": 8081}]}],
+                 "volumes": [{"name": "etc", "hostPath": {"path": "/etc"}}]}}
+    removed: list[str] = []
+    host = rewrite_pod(pod, replace(CFG, host_access="strip"), removed)
+    assert removed == ["spec.hostNetwork", "spec.hostPID", "spec.volumes[0].hostPath",
+                       "spec.initContainers[0].ports[0].hostPort",
+                       "spec.initContainers[0].ports[0].hostIP",
+                       "spec.containers[0].ports[1].hostPort",
+                       "metadata.annotations[vkube.io/port-forward-80]"]
+    assert "vkube.io/port-forward-80" not in host["metadata"]["annotations"]
+    assert host["spec"]["containers"][0]["ports"] == [{"containerPort": 80}, {"containerPort": 81}]
+    with pytest.raises(PodRejected) as e:
+        rewrite_pod(pod, CFG)
+    assert str(e.value) == ("host access is not allowed: spec.hostNetwork, spec.hostPID, "
+                            "volume 'etc' uses hostPath, container 'i' uses a hostPort, "
+                            "container 'c' uses a hostPort")
+
+
+def test_pod_certificate_projection_is_host_access():
+    """A projected podCertificate has the host's kubelet mint a client certificate for the
+    host's API (from the host's signers): refused under reject, removed under strip."""
+    sources = [{"configMap": {"name": "cfg"}},
+               {"podCertificate": {"signerName": "kubernetes.io/kube-apiserver-client-pod",
+                                   "keyType": "ED25519", "credentialBundlePath": "creds.pem"}}]
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "mixed", "projected": {"sources": copy.deepcopy(sources)}},
+               {"name": "only", "projected": {"sources": sources[1:]}}]}}
+    with pytest.raises(PodRejected) as e:
+        rewrite_pod(pod, CFG)
+    assert str(e.value) == (
+        "host access is not allowed: spec.volumes[0].projected.sources[1].podCertificate: a "
+        "podCertificate projection has the host's kubelet mint a client certificate for the "
+        "host's API server, spec.volumes[1].projected.sources[0].podCertificate: a "
+        "podCertificate projection has the host's kubelet mint a client certificate for the "
+        "host's API server")
+    removed: list[str] = []
+    vols = rewrite_pod(pod, replace(CFG, host_access="strip"), removed)["spec"]["volumes"]
+    assert removed == ["spec.volumes[0].projected.sources[1].podCertificate",
+                       "spec.volumes[1].projected.sources[0].podCertificate"]
+    assert vols[0] == {"name": "mixed", "projected": {"sources": [
+        {"configMap": {"name": tr.host_name("cfg", "n")}}]}}
+    assert vols[1] == {"name": "only", "emptyDir": {}}
+    kept = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]["volumes"]
+    assert kept[1]["projected"]["sources"][0]["podCertificate"]["signerName"].startswith("kubernetes.io/")
+
+
+def test_claim_data_sources_in_other_namespaces_are_refused_selectors_confined():
+    """A claim (the tenant's own, or one the host makes from an ephemeral volume's template)
+    naming a data source in another namespace would reach a host namespace (or, translated,
+    skip the source namespace's ReferenceGrant): refused naming the field. A claim's PV
+    selector picks only this cluster's PVs on the host."""
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.claimspec import claim_spec_problems, translate_claim_spec
+    from vkube.syncer.values import load_values
+
+    tmpl_spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                 "selector": {"matchLabels": {"tier": "gold", "vkube.io/managed-by": "other"},
+                              "matchExpressions": [{"key": "zone", "operator": "In",
+                                                    "values": ["a"]}]},
+                 "dataSourceRef": {"kind": "PersistentVolumeClaim", "name": "src",
+                                   "namespace": "n"}}
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}],
+                    "volumes": [{"name": "s", "ephemeral": {"volumeClaimTemplate": {
+                        "spec": tmpl_spec}}}]}}
+    admission = PodAdmission(load_values(""))
+    assert admission.check(pod) is None, "its own namespace, named: a local source"
+    host = rewrite_pod(pod, CFG)["spec"]["volumes"][0]["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert host["dataSourceRef"] == {"kind": "PersistentVolumeClaim", "name": tr.host_name("src", "n")}
+    assert host["selector"] == {"matchLabels": {"tier": "gold", "vkube.io/managed-by": "vc"},
+                                "matchExpressions": [{"key": "zone", "operator": "In",
+                                                      "values": ["a"]}]}
+    tmpl_spec["dataSourceRef"]["namespace"] = "kube-system"
+    assert admission.check(pod) == (
+        "spec.volumes[0].ephemeral.volumeClaimTemplate.spec.dataSourceRef.namespace: data "
+        "source kube-system/src is in another namespace; cross-namespace volume data sources "
+        "(and their ReferenceGrants) are not synced to the host — copy the source into this "
+        "namespace")
+    # the claim syncer's rule is the same one
+    assert claim_spec_problems({"dataSourceRef": {"name": "x", "namespace": "m"}}, "n") == [
+        "spec.dataSourceRef.namespace: data source m/x is in another namespace; "
+        "cross-namespace volume data sources (and their ReferenceGrants) are not synced to "
+        "the host — copy the source into this namespace"]
+    spec = {"volumeName": "pv", "selector": {}, "storageClassName": "fast",
+            "dataSource": {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io",
+                           "name": "snap"}}
+    translate_claim_spec(spec, "n", tr, sync_storage_classes=True, volume_name=lambda v: None)
+    assert spec == {"selector": {"matchLabels": {"vkube.io/managed-by": "vc"}},
+                    "storageClassName": tr.host_cluster_name("fast"),
+                    "dataSource": {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io",
+                                   "name": tr.host_name("snap", "n")}}

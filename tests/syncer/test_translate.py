@@ -156,6 +156,34 @@ def test_cluster_scoped_names_differ_across_virtual_clusters():
         assert DNS_SUBDOMAIN.match(t.host_cluster_name("a-x-b"))
 
 
+def test_cluster_scoped_names_cannot_be_squatted_with_crafted_cluster_names():
+    """A tenant picking its cluster's name (``b-x-c-HASH``) and an object name cannot make the
+    host name of another cluster's object: readable names (``NAME-x-VC``) read back as one
+    (name, cluster) pair, every other name holds no ``-x-`` at all and ends in an 80-bit
+    digest of the pair — whatever the limit, names and clusters made of the separator's
+    letters included."""
+    import itertools
+
+    victim = Translator("c", "h").host_cluster_name("a-x-b")
+    assert "-x-" not in victim and victim.startswith("a-")
+    squat = victim.removeprefix("a-x-") if victim.startswith("a-x-") else "b-x-" + victim
+    assert Translator(squat[:63], "h").host_cluster_name("a") != victim
+    # a name cut at the limit is opaque too: no readable name of another cluster is it
+    long = "n" * 250
+    cut = Translator("c", "h").host_cluster_name(long)
+    assert "-x-" not in cut and len(cut) <= 253
+    letters = ["a", "x", "a-x", "x-a", "a-x-a", "a-x-x", "x-x", "a-xa", "ax", "a-x-b-x-c"]
+    pairs = list(itertools.product(letters, letters))
+    for limit in (253, 63, 24):
+        names = {Translator(vc, "h").host_cluster_name(n, limit=limit) for n, vc in pairs}
+        assert len(names) == len(pairs), limit
+        for n, vc in pairs:
+            out = Translator(vc, "h").host_cluster_name(n, limit=limit)
+            assert len(out) <= limit and DNS_SUBDOMAIN.match(out), (n, vc, out)
+            if "-x-" in out:  # readable: the first separator splits it back
+                assert out.split("-x-", 1) == [n, vc]
+
+
 def test_owns_checks_the_exact_virtual_object():
     meta = tr.host_metadata({"metadata": {"name": "web", "namespace": "demo", "uid": "u"}})
     hobj = {"metadata": meta}

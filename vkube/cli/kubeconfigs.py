@@ -4,7 +4,12 @@ the context that was current before so ``vkube disconnect`` can switch back.
 The file is the first path of ``$KUBECONFIG`` (or ``~/.kube/config``), created when missing;
 writes go through a temp file and a rename so kubectl never sees half a file, and each
 read-modify-write holds an advisory lock (``FILE.vkube-lock``; kubectl's own ``FILE.lock`` is
-left to kubectl), so concurrent ``vkube`` commands never lose each other's contexts."""
+left to kubectl), so concurrent ``vkube`` commands never lose each other's contexts.
+
+A symlinked kubeconfig (dotfiles repositories link ``~/.kube/config``) stays a symlink: the
+file written is the link's target, as kubectl writes through the link; the lock is the
+target's, so two links to one file share it. The temp file is a fresh one of mode 0600
+(``O_CREAT|O_EXCL``), never a file or link someone else left at that name."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import functools
 import inspect
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,19 +69,31 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 @contextlib.contextmanager
 def _locked(path: Path | None = None) -> Iterator[None]:
-    p = (path or user_kubeconfig_path()).absolute()
+    p = _target(path or user_kubeconfig_path())
     held: set[Path] = _held.__dict__.setdefault("paths", set())
     if p in held:
         yield
         return
     p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p.with_name(p.name + ".vkube-lock"), "a") as lock:
+    fd = os.open(p.with_name(p.name + ".vkube-lock"),
+                 os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         held.add(p)
         try:
             yield
         finally:
             held.discard(p)
+
+
+def _target(path: Path) -> Path:
+    """The file a kubeconfig path names: symlinks followed (to a target that need not exist
+    yet), so the link itself is never replaced and every link to one file shares its lock."""
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop
+        raise CLIError(f"cannot follow kubeconfig {path}: {e} — fix the link or set "
+                       "KUBECONFIG to a file") from e
 
 
 def _serialized(fn: _F) -> _F:
@@ -91,13 +109,19 @@ def _serialized(fn: _F) -> _F:
 
 
 def save(doc: dict[str, Any], path: Path | None = None) -> None:
-    p = path or user_kubeconfig_path()
+    """Write ``doc`` to the kubeconfig's target file at once (temp file + rename)."""
+    p = _target(path or user_kubeconfig_path())
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f"{p.name}.vkube-tmp.{os.getpid()}.{threading.get_ident()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yamlio.dump(doc, f, sort_keys=False)
-    tmp.replace(p)
+    # mkstemp: a new random name opened O_CREAT|O_EXCL with mode 0600
+    fd, tmp = tempfile.mkstemp(prefix=f"{p.name}.vkube-tmp.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yamlio.dump(doc, f, sort_keys=False)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def current_context(path: Path | None = None) -> str | None:

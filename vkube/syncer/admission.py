@@ -16,6 +16,7 @@ from vkube.api.meta import Obj, rfc3339, utcnow
 from vkube.api.podsecurity import BASELINE, LATEST, PRIVILEGED, Evaluator, LevelVersion
 from vkube.client.client import Client
 from vkube.client.resources import PODS
+from vkube.syncer.claimspec import claim_spec_problems
 from vkube.syncer.values import Values
 
 PORT_FORWARD_PREFIX = "vkube.io/port-forward-"
@@ -81,7 +82,7 @@ class PodAdmission:
             problems.append("spec.resourceClaims: dynamic resource allocation is not synced to the "
                             "host in this virtual cluster; set sync.resourceclaims.enabled: true "
                             f"in its values (vkube create {self.cluster} --upgrade -f values.yaml)")
-        problems += self.claim_template_problems(spec)
+        problems += self.claim_template_problems(spec, meta.get("namespace") or "")
         if self.isolated:
             # the embedded host's simulated kubelet would dial whatever address these name
             # (another tenant's API server, a kubelet endpoint): no tenant boundary allows that
@@ -93,19 +94,20 @@ class PodAdmission:
                                 "host machine)")
         return "; ".join(problems) or None
 
-    def claim_template_problems(self, spec: Obj) -> list[str]:
-        """``isolation.allowedStorageClasses`` holds for the claims the host makes from a
-        generic ephemeral volume's template as for the tenant's own claims."""
-        if not self.storage_classes:
-            return []
+    def claim_template_problems(self, spec: Obj, namespace: str) -> list[str]:
+        """The claims the host makes from a generic ephemeral volume's template obey what a
+        tenant's own claims do: ``isolation.allowedStorageClasses``, and no data source in
+        another namespace (:func:`vkube.syncer.claimspec.claim_spec_problems`)."""
         out = []
         for i, vol in enumerate(spec.get("volumes") or []):
             tmpl = (vol.get("ephemeral") or {}).get("volumeClaimTemplate") or {}
-            name = (tmpl.get("spec") or {}).get("storageClassName")
-            if name and name not in self.storage_classes:
-                out.append(f"spec.volumes[{i}].ephemeral.volumeClaimTemplate.spec."
-                           f"storageClassName: storage class {name!r} is not allowed in this "
-                           f"virtual cluster (allowed: {', '.join(self.storage_classes)})")
+            tspec = tmpl.get("spec") or {}
+            field = f"spec.volumes[{i}].ephemeral.volumeClaimTemplate.spec"
+            name = tspec.get("storageClassName")
+            if self.storage_classes and name and name not in self.storage_classes:
+                out.append(f"{field}.storageClassName: storage class {name!r} is not allowed in "
+                           f"this virtual cluster (allowed: {', '.join(self.storage_classes)})")
+            out += claim_spec_problems(tspec, namespace, field)
         return out
 
     def image_allowed(self, image: str) -> bool:

@@ -143,6 +143,12 @@ class KindSyncer:
         if key is not None:
             self.queue.add(key)
 
+    def foreign(self, vobj: Obj, hname: str, hobj: Obj | None = None) -> None:
+        """The host name of ``vobj`` is taken by an object made for something else: a Warning
+        event on the virtual object (it is not synced), never a silent skip."""
+        self.ctx.recorder.event(vobj, "Warning", "SyncError", foreign_message(
+            self.ctx.name, hname, hobj))
+
     def host_key(self, hobj: Obj) -> str | None:
         ref = self.tr.virtual_ref(hobj)
         return ref_key(*ref) if ref else None
@@ -173,6 +179,8 @@ class ClusterScopedDownSyncer(KindSyncer):
         self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
         self.vinf.add_handler(self._forget_refusal)
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self.host_key(o)))
+        # copies made under a name an earlier version of the encoding gave (upgrades)
+        self.hinf.add_index("vkube-virtual", lambda o: [k] if (k := self.host_key(o)) else [])
 
     def initial_keys(self) -> list[str]:
         keys = {o["metadata"]["name"] for o in self.vinf.list()}
@@ -181,6 +189,13 @@ class ClusterScopedDownSyncer(KindSyncer):
 
     def skip(self, key: str) -> bool:
         return False
+
+    async def drop_renamed(self, key: str, hname: str) -> None:
+        """Our copies of ``key`` under another host name than today's (an earlier version's
+        encoding of the name) go: the object lives on under ``hname``."""
+        for old in self.hinf.by_index("vkube-virtual", key):
+            if old["metadata"]["name"] != hname and self.tr.owns(old, None, key):
+                await delete_ignore_missing(self.ctx.host, self.res, old["metadata"]["name"], None)
 
     def desired(self, vobj: Obj) -> Obj:
         raise NotImplementedError
@@ -196,6 +211,7 @@ class ClusterScopedDownSyncer(KindSyncer):
             return
         hname = self.tr.host_cluster_name(key)
         vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
+        await self.drop_renamed(key, hname)
         if vobj is None or deleting(vobj):
             if hobj is not None and self.tr.owns(hobj, None, key):
                 await delete_ignore_missing(self.ctx.host, self.res, hname, None)
@@ -205,7 +221,11 @@ class ClusterScopedDownSyncer(KindSyncer):
             try:
                 await self.ctx.host.create(self.res, want)
             except errors.AlreadyExists:
-                return  # the host watch brings it; the next reconcile checks whose it is
+                # not in our cache: another cluster's, the host's own (or ours, just made)
+                hobj = await self.ctx.host.get(self.res, hname)
+                if not self.tr.owns(hobj, None, key):
+                    self.foreign(vobj, hname, hobj)
+                return
             except errors.StatusError as e:
                 if is_refusal(e, creating=True):
                     self.refusals.refused(vobj, e)
@@ -213,7 +233,8 @@ class ClusterScopedDownSyncer(KindSyncer):
             self.refusals.accepted(vobj)
             return
         if not self.tr.owns(hobj, None, key):
-            return  # a host object of the same name that is not ours: never touched
+            self.foreign(vobj, hname, hobj)  # same name, not ours: never touched
+            return
         if self.immutable_changed(want, hobj):
             await delete_ignore_missing(self.ctx.host, self.res, hname, None)
             self.queue.add_after(key, 0.5)
@@ -311,7 +332,7 @@ class DownSyncer(KindSyncer):
             return
         desired = self.desired(vobj)
         if hobj is not None and not self.tr.owns(hobj, ns, name):
-            self.foreign(vobj, hname)  # made for another virtual object: never reused
+            self.foreign(vobj, hname, hobj)  # made for another virtual object: never reused
             return
         if hobj is None:
             try:
@@ -319,7 +340,7 @@ class DownSyncer(KindSyncer):
             except errors.AlreadyExists:
                 hobj = await self.ctx.host.get(self.hres, hname, namespace=hns)
                 if not self.tr.owns(hobj, ns, name):
-                    self.foreign(vobj, hname)
+                    self.foreign(vobj, hname, hobj)
                     return
             except errors.StatusError as e:
                 if is_refusal(e, creating=True):
@@ -343,10 +364,15 @@ class DownSyncer(KindSyncer):
         self.refusals.accepted(vobj)
         await self.sync_up(vobj, hobj)
 
-    def foreign(self, vobj: Obj, hname: str) -> None:
-        self.ctx.recorder.event(vobj, "Warning", "SyncError",
-                                f"host object {hname} exists and is not managed by "
-                                f"{self.ctx.name}; not touching it")
+
+def foreign_message(cluster: str, hname: str, hobj: Obj | None) -> str:
+    """Why a virtual object is not synced: its host name belongs to another object (whose)."""
+    owner = ((hobj or {}).get("metadata") or {}).get("labels", {}).get(LABEL_MANAGED_BY)
+    whose = (f"made by virtual cluster {owner!r}" if owner and owner != cluster else
+             "made for another object of this virtual cluster" if owner else
+             "not made by vkube")
+    return (f"host object {hname} exists and is not this object's copy ({whose}); not synced "
+            "and not touching it — rename the object")
 
 
 def is_subset(want: Any, have: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from vkube.api.meta import Obj
 from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
+from vkube.syncer.claimspec import translate_claim_spec
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
                                     LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
                                     encode_label_key)
@@ -29,6 +30,17 @@ HostAccess = Literal["reject", "strip", "allow"]
 
 class PodRejected(Exception):
     """The virtual pod asks for something the policy forbids on the host."""
+
+
+#: the Warning event on a virtual pod whose host pod lost fields under ``hostAccess: strip``
+REASON_STRIPPED = "HostAccessStripped"
+
+
+def stripped_message(stripped: list[str], cluster: str = "NAME") -> str:
+    """What ``hostAccess: strip`` removed, field by field (as an admission warning names them)."""
+    return ("sync.pods.hostAccess: strip removed from the host pod: " + ", ".join(stripped) +
+            " — the pod runs without them; to keep them set sync.pods.hostAccess: allow in the "
+            f"values (vkube create {cluster} --upgrade -f values.yaml)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +162,18 @@ def _containers(spec: Obj) -> list[Obj]:
             *(spec.get("ephemeralContainers") or [])]
 
 
+def named_containers(spec: Obj) -> list[tuple[str, Obj]]:
+    """``(spec.containers[0], container)`` for every container, init and ephemeral ones too."""
+    return [(f"spec.{field}[{i}]", c) for field in ("initContainers", "containers",
+                                                    "ephemeralContainers")
+            for i, c in enumerate(spec.get(field) or []) if isinstance(c, dict)]
+
+
 # -- the rewrite ------------------------------------------------------------------------
-def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
-    """The host pod for ``vpod``. Raises PodRejected when the host-access policy forbids it."""
+def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig, stripped: list[str] | None = None) -> Obj:
+    """The host pod for ``vpod``. Raises PodRejected when the host-access policy forbids it;
+    under ``strip`` the path of every field removed is appended to ``stripped``."""
+    stripped = [] if stripped is None else stripped
     tr = cfg.translator
     meta = vpod["metadata"]
     ns, name = meta["namespace"], meta["name"]
@@ -161,9 +182,9 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     hmeta = tr.host_metadata(vpod, limit=POD_NAME_LIMIT, translate_labels=True)
     hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
 
-    _apply_host_access(spec, cfg)
+    _apply_host_access(spec, cfg, stripped)
     if cfg.host_access == "strip":
-        _strip_annotations(hmeta["annotations"])
+        _strip_annotations(hmeta["annotations"], stripped)
     apply_cluster_dns(spec, ns, cfg.cluster_dns, cfg.cluster_domain)
     sa_mounted = _rewrite_volumes(spec, ns, cfg)
     automount = spec.get("automountServiceAccountToken", True) is not False
@@ -209,6 +230,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig) -> Obj:
     hmeta["annotations"].update(_downward_annotations(vpod))
     forwards = port_forward_annotations(vpod)
     if cfg.host_access == "strip":  # a port-forward target is an address of the host machine
+        stripped += [f"metadata.annotations[{k}]" for k in forwards if _PORT_FORWARD_ANN.match(k)]
         forwards = {k: v for k, v in forwards.items() if not _PORT_FORWARD_ANN.match(k)}
     hmeta["annotations"].update(forwards)
     _rewrite_affinity(spec, ns, tr)
@@ -274,25 +296,28 @@ def _dedup(items: list[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
-def _apply_host_access(spec: Obj, cfg: PodRewriteConfig) -> None:
+def _apply_host_access(spec: Obj, cfg: PodRewriteConfig, stripped: list[str]) -> None:
     """``sync.pods.hostAccess`` beyond Pod Security baseline's checks (done before, in
-    :mod:`vkube.syncer.admission`): volumes the node mounts, the host's RuntimeClasses, and
-    the host's schedulers — a tenant's ``schedulerName`` names one of its virtual cluster."""
+    :mod:`vkube.syncer.admission`): volumes the node mounts, kubelet-minted credentials for
+    the host's API, the host's RuntimeClasses, and the host's schedulers — a tenant's
+    ``schedulerName`` names one of its virtual cluster. Under ``strip`` every field removed is
+    appended to ``stripped``, as a path."""
     policy = cfg.host_access
     if policy == "allow":
         return
     spec.pop("schedulerName", None)
-    flags = [f for f in ("hostNetwork", "hostPID", "hostIPC", "hostUsers") if
-             spec.get(f) is True and f != "hostUsers"]
+    flags = [f for f in ("hostNetwork", "hostPID", "hostIPC") if spec.get(f) is True]
     node_volumes = host_access_volumes(spec)
-    ports = [c.get("name", "") for c in _containers(spec)
-             for p in c.get("ports") or [] if p.get("hostPort")]
+    certificates = pod_certificate_sources(spec)
+    ports = [(f"{path}.ports[{k}]", c.get("name", ""), p) for path, c in named_containers(spec)
+             for k, p in enumerate(c.get("ports") or []) if isinstance(p, dict)]
     # the operator's forced class replaces it (force_placement); otherwise it names a host
     # RuntimeClass, i.e. a runtime handler of the host's nodes
     runtime = spec.get("runtimeClassName") if not cfg.runtime_class_name else None
     if policy == "reject":
         bad = [f"spec.{f}" for f in flags] + node_volumes
-        bad += [f"container {n!r} uses a hostPort" for n in ports]
+        bad += [f"{path}: {POD_CERTIFICATE_WHY}" for path in certificates]
+        bad += [f"container {n!r} uses a hostPort" for _, n, p in ports if p.get("hostPort")]
         if runtime:
             bad.append(f"spec.runtimeClassName {runtime!r} (a RuntimeClass of the host)")
         if bad:
@@ -301,19 +326,57 @@ def _apply_host_access(spec: Obj, cfg: PodRewriteConfig) -> None:
     if runtime:
         spec.pop("runtimeClassName")
         spec.pop("overhead", None)
-    _strip_security(spec)
+        stripped.append("spec.runtimeClassName")
+    _strip_security(spec, stripped)
     for f in flags:
         spec.pop(f, None)
-    for v in spec.get("volumes") or []:
+        stripped.append(f"spec.{f}")
+    for i, v in enumerate(spec.get("volumes") or []):
         sources = [k for k in v if k != "name" and k not in POD_VOLUME_SOURCES]
         for k in sources:
             v.pop(k)
+            stripped.append(f"spec.volumes[{i}].{k}")
         if sources:
             v["emptyDir"] = {}
-    for c in _containers(spec):
-        for p in c.get("ports") or []:
-            p.pop("hostPort", None)
-            p.pop("hostIP", None)
+    _strip_pod_certificates(spec, certificates, stripped)
+    for path, _, p in ports:
+        for key in ("hostPort", "hostIP"):
+            if p.pop(key, None):
+                stripped.append(f"{path}.{key}")
+
+
+#: why a projected ``podCertificate`` source is host access
+POD_CERTIFICATE_WHY = ("a podCertificate projection has the host's kubelet mint a client "
+                       "certificate for the host's API server")
+
+
+def pod_certificate_sources(spec: Obj) -> list[str]:
+    """The path of every projected ``podCertificate`` source: the host kubelet would request a
+    certificate from the *host's* signers (a credential of the host cluster), not the
+    virtual cluster's."""
+    out = []
+    for i, vol in enumerate(spec.get("volumes") or []):
+        sources = (vol.get("projected") or {}).get("sources") if isinstance(vol, dict) else None
+        for j, src in enumerate(sources or []):
+            if isinstance(src, dict) and "podCertificate" in src:
+                out.append(f"spec.volumes[{i}].projected.sources[{j}].podCertificate")
+    return out
+
+
+def _strip_pod_certificates(spec: Obj, paths: list[str], stripped: list[str]) -> None:
+    """``strip``: the podCertificate sources go (a projection left with none is an emptyDir)."""
+    if not paths:
+        return
+    for vol in spec.get("volumes") or []:
+        proj = vol.get("projected")
+        if not isinstance(proj, dict) or not isinstance(proj.get("sources"), list):
+            continue
+        proj["sources"] = [src for src in proj["sources"]
+                           if not (isinstance(src, dict) and "podCertificate" in src)]
+        if not proj["sources"]:
+            vol.pop("projected")
+            vol["emptyDir"] = {}
+    stripped.extend(paths)
 
 
 _PROFILE_OK = {"seccompProfile": ("RuntimeDefault", "Localhost"),
@@ -321,47 +384,61 @@ _PROFILE_OK = {"seccompProfile": ("RuntimeDefault", "Localhost"),
 _HANDLERS = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
-def _strip_context(sc: Obj) -> None:
+def _strip_context(sc: Obj, path: str, stripped: list[str]) -> None:
     """One securityContext (pod or container) without what baseline calls host access."""
     for key, ok in _PROFILE_OK.items():
         if isinstance(sc.get(key), dict) and sc[key].get("type") not in ok:
             sc.pop(key)
+            stripped.append(f"{path}.{key}")
     se = sc.get("seLinuxOptions")
     if isinstance(se, dict) and (se.get("user") or se.get("role") or
                                  (se.get("type") or "") not in SELINUX_TYPES_1_31):
         sc.pop("seLinuxOptions")
-    if isinstance(sc.get("windowsOptions"), dict):
-        sc["windowsOptions"].pop("hostProcess", None)
+        stripped.append(f"{path}.seLinuxOptions")
+    if isinstance(sc.get("windowsOptions"), dict) and \
+            sc["windowsOptions"].pop("hostProcess", None) is not None:
+        stripped.append(f"{path}.windowsOptions.hostProcess")
 
 
-def _strip_security(spec: Obj) -> None:
+def _strip_security(spec: Obj, stripped: list[str]) -> None:
     """``hostAccess: strip``: the pod runs without what Pod Security baseline forbids as host
     access (privileged, capabilities past baseline's, unconfined profiles, custom SELinux,
     an unmasked /proc, unsafe sysctls, probes and hooks aimed at another host)."""
     psc = spec.get("securityContext")
     if isinstance(psc, dict):
-        _strip_context(psc)
+        _strip_context(psc, "spec.securityContext", stripped)
         if psc.get("sysctls"):
-            psc["sysctls"] = [x for x in psc["sysctls"] if x.get("name") in SYSCTLS_1_37]
-    for c in _containers(spec):
+            unsafe = [x.get("name") for x in psc["sysctls"] if x.get("name") not in SYSCTLS_1_37]
+            if unsafe:
+                psc["sysctls"] = [x for x in psc["sysctls"] if x.get("name") in SYSCTLS_1_37]
+                stripped.append(f"spec.securityContext.sysctls {', '.join(map(str, unsafe))}")
+    for path, c in named_containers(spec):
         sc = c.get("securityContext")
         if isinstance(sc, dict):
-            _strip_context(sc)
-            sc.pop("privileged", None)
+            _strip_context(sc, f"{path}.securityContext", stripped)
+            if sc.pop("privileged", None):
+                stripped.append(f"{path}.securityContext.privileged")
             caps = sc.get("capabilities")
             if isinstance(caps, dict) and caps.get("add"):
-                caps["add"] = [x for x in caps["add"] if x in BASELINE_CAPABILITIES]
+                extra = [x for x in caps["add"] if x not in BASELINE_CAPABILITIES]
+                if extra:
+                    caps["add"] = [x for x in caps["add"] if x in BASELINE_CAPABILITIES]
+                    stripped.append(f"{path}.securityContext.capabilities.add "
+                                    f"{', '.join(map(str, extra))}")
             if sc.get("procMount") not in (None, "Default"):
                 sc["procMount"] = "Default"
-        handlers = [c.get(k) for k in _HANDLERS]
-        handlers += [(c.get("lifecycle") or {}).get(k) for k in ("postStart", "preStop")]
-        for h in handlers:
+                stripped.append(f"{path}.securityContext.procMount")
+        handlers = [(k, c.get(k)) for k in _HANDLERS]
+        handlers += [(f"lifecycle.{k}", (c.get("lifecycle") or {}).get(k))
+                     for k in ("postStart", "preStop")]
+        for where, h in handlers:
             for action in ("httpGet", "tcpSocket"):
-                if isinstance(h, dict) and isinstance(h.get(action), dict):
-                    h[action].pop("host", None)
+                if isinstance(h, dict) and isinstance(h.get(action), dict) and \
+                        h[action].pop("host", None) is not None:
+                    stripped.append(f"{path}.{where}.{action}.host")
 
 
-def _strip_annotations(annotations: dict[str, str]) -> None:
+def _strip_annotations(annotations: dict[str, str], stripped: list[str]) -> None:
     """The legacy seccomp/AppArmor annotations, when they ask for an unconfined container."""
     for key, value in list(annotations.items()):
         if key.startswith(("seccomp.security.alpha.kubernetes.io/",
@@ -369,9 +446,11 @@ def _strip_annotations(annotations: dict[str, str]) -> None:
                 value not in ("runtime/default", "docker/default") and \
                 not value.startswith("localhost/"):
             del annotations[key]
+            stripped.append(f"metadata.annotations[{key}]")
         elif key.startswith("container.apparmor.security.beta.kubernetes.io/") and \
                 value and value != "runtime/default" and not value.startswith("localhost/"):
             del annotations[key]
+            stripped.append(f"metadata.annotations[{key}]")
 
 
 def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
@@ -416,9 +495,9 @@ def _rewrite_volumes(spec: Obj, ns: str, cfg: PodRewriteConfig) -> bool:
 
 def _rewrite_claim_template(eph: Obj, ns: str, cfg: PodRewriteConfig) -> None:
     """A generic ephemeral volume's claim is made by the host from this template: what it
-    names (storage class, data source, volume) is translated as a synced claim's is, and
-    ``vkube.io/`` marks are never the tenant's to set. (Its storage class is checked against
-    ``isolation.allowedStorageClasses`` before: :mod:`vkube.syncer.admission`.)"""
+    names (storage class, data source, volume, PV selector) is translated as a synced claim's
+    is (:mod:`vkube.syncer.claimspec`), and ``vkube.io/`` marks are never the tenant's to set.
+    (Its storage class and data source were checked before: :mod:`vkube.syncer.admission`.)"""
     tr = cfg.translator
     tmpl = eph.get("volumeClaimTemplate")
     if not isinstance(tmpl, dict):
@@ -428,15 +507,10 @@ def _rewrite_claim_template(eph: Obj, ns: str, cfg: PodRewriteConfig) -> None:
         for key in ("labels", "annotations"):
             if isinstance(meta.get(key), dict):
                 meta[key] = {k: v for k, v in meta[key].items() if not k.startswith("vkube.io/")}
-    spec = tmpl.get("spec") or {}
-    if spec.get("storageClassName") and cfg.sync_storage_classes:
-        spec["storageClassName"] = tr.host_cluster_name(spec["storageClassName"])
-    if spec.get("volumeName"):
-        spec["volumeName"] = tr.host_cluster_name(spec["volumeName"])
-    for key in ("dataSource", "dataSourceRef"):
-        src = spec.get(key)
-        if isinstance(src, dict) and src.get("name") and not src.get("namespace"):
-            src["name"] = tr.host_name(src["name"], ns)
+    spec = tmpl.get("spec")
+    if isinstance(spec, dict):
+        translate_claim_spec(spec, ns, tr, sync_storage_classes=cfg.sync_storage_classes,
+                             volume_name=tr.host_cluster_name)
 
 
 #: the virtual pod's labels / annotations as the kubelet writes a downward API file of

@@ -22,8 +22,8 @@ from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.claims import ClaimsNotReady
 from vkube.syncer.podgone import claims_to_run, mark_gone
-from vkube.syncer.podrewrite import (USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig, host_pod_name,
-                                     referenced_objects, rewrite_pod)
+from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
+                                     host_pod_name, referenced_objects, rewrite_pod, stripped_message)
 from vkube.syncer.refusals import is_refusal
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
@@ -321,7 +321,12 @@ class PodSyncer(KindSyncer):
             tolerations=_tolerations(self.ctx.values),
             resource_claims=resource_claims,
         )
-        return rewrite_pod(vpod, cfg)
+        stripped: list[str] = []
+        host_pod = rewrite_pod(vpod, cfg, stripped)
+        if stripped:  # said as admission warnings would say it (repeats only bump the count)
+            self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
+                                    stripped_message(stripped, self.ctx.name))
+        return host_pod
 
     def _cluster_dns(self) -> str:
         """The nameserver of ClusterFirst pods: the synced ClusterIP of kube-system/kube-dns."""
@@ -435,7 +440,9 @@ class PodSyncer(KindSyncer):
         nsobj = self.namespaces.get(ns) or {}
         cfg = PodRewriteConfig(
             translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
-            token_secret=None, keep_node_name=self.keep_node_name, host_access="allow",
+            token_secret=None, keep_node_name=self.keep_node_name,
+            # strip holds for changes too (annotations are mutable); reject refused at creation
+            host_access="strip" if self.ctx.values.host_access == "strip" else "allow",
             node_selector=self.ctx.values.node_selector(),
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}))
         return rewrite_pod(vpod, cfg)

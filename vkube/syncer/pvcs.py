@@ -1,5 +1,5 @@
-"""PersistentVolumeClaims: spec down (storage class and data source translated), status and
-the bound volume's name up."""
+"""PersistentVolumeClaims: spec down (storage class, data source, volume and selector translated:
+:mod:`vkube.syncer.claimspec`), status and the bound volume's name up."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import copy
 
 from vkube.api.meta import Obj
 from vkube.client.resources import PVCS
-from vkube.syncer.admission import class_refusal
+from vkube.syncer.admission import REASON_REJECTED, class_refusal
 from vkube.syncer.base import DownSyncer, update_status
+from vkube.syncer.claimspec import claim_spec_problems, translate_claim_spec
 
 #: annotations of a host claim that the host's own controllers own
 HOST_ANNOTATION_PREFIXES = ("volume.kubernetes.io/", "volume.beta.kubernetes.io/",
@@ -20,27 +21,26 @@ class PVCSyncer(DownSyncer):
     vres = hres = PVCS
 
     def wanted(self, vobj: Obj) -> bool:
-        return not class_refusal(
-            self.ctx.recorder, vobj, what="storage class", field="spec.storageClassName",
-            name=(vobj.get("spec") or {}).get("storageClassName"),
-            allowed=self.ctx.values.isolation.allowed_storage_classes)
+        spec = vobj.get("spec") or {}
+        if class_refusal(self.ctx.recorder, vobj, what="storage class", field="spec.storageClassName",
+                         name=spec.get("storageClassName"),
+                         allowed=self.ctx.values.isolation.allowed_storage_classes):
+            return False
+        problems = claim_spec_problems(spec, vobj["metadata"]["namespace"])
+        if problems:
+            self.ctx.recorder.event(vobj, "Warning", REASON_REJECTED,
+                                    "; ".join(problems) + "; not synced to the host")
+            return False
+        return True
 
     def desired(self, vobj: Obj) -> Obj:
-        ns = vobj["metadata"]["namespace"]
         spec = copy.deepcopy(vobj.get("spec") or {})
-        sync = self.ctx.values.sync
-        if spec.get("storageClassName") and sync.storageclasses.enabled:
-            spec["storageClassName"] = self.tr.host_cluster_name(spec["storageClassName"])
-        if spec.get("volumeName"):
-            storage = self.ctx.syncers.get("persistentvolumes")
-            if storage is not None:
-                spec["volumeName"] = storage.host_pv_name(spec["volumeName"])  # type: ignore[attr-defined]
-            else:
-                spec.pop("volumeName")  # the host binds; the name comes back up
-        for key in ("dataSource", "dataSourceRef"):
-            src = spec.get(key)
-            if src and src.get("name") and not src.get("namespace"):
-                src["name"] = self.tr.host_name(src["name"], ns)
+        storage = self.ctx.syncers.get("persistentvolumes")
+        translate_claim_spec(
+            spec, vobj["metadata"]["namespace"], self.tr,
+            sync_storage_classes=self.ctx.values.sync.storageclasses.enabled,
+            volume_name=storage.host_pv_name if storage is not None else  # type: ignore[attr-defined]
+            (lambda name: None))
         return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": self.tr.host_metadata(vobj), "spec": spec}
 

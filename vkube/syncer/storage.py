@@ -13,7 +13,8 @@ import copy
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
-from vkube.syncer.base import ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting, update_status
+from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
+                               update_status)
 from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.translate import ANN_NAME, ANN_UID
 
@@ -73,6 +74,7 @@ class PersistentVolumeSyncer(KindSyncer):
         self.vinf = inf.virtual(PVS)
         self.hinf = inf.host(PVS, owned=False)  # provisioners do not label what they make
         self.hpvcs = inf.host(PVCS)
+        self.vpvcs = inf.virtual(PVCS)  # a host PV's class reads back through its claim's
         self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self._key_for_host(o)))
 
@@ -81,6 +83,23 @@ class PersistentVolumeSyncer(KindSyncer):
         if hpv is not None and self.tr.is_owned(hpv):
             return hpv["metadata"]["annotations"].get(ANN_NAME, hname)
         return hname
+
+    def virtual_class_name(self, host_class: str, claim: tuple[str | None, str]) -> str:
+        """The virtual StorageClass behind a host PV's class: the class of the virtual claim
+        it is bound to when that is the one (the usual case), else the virtual class whose
+        host copy it is; a class that is no copy of ours (the host's default) keeps its name."""
+        if not self.ctx.values.sync.storageclasses.enabled:
+            return host_class
+        vclaim = self.vpvcs.get(claim[1], claim[0] or "")
+        wanted = ((vclaim or {}).get("spec") or {}).get("storageClassName")
+        if wanted and self.tr.host_cluster_name(wanted) == host_class:
+            return str(wanted)
+        classes = self.ctx.syncers.get("storageclasses")
+        hsc = classes.hinf.get(host_class) if classes is not None else None  # type: ignore[attr-defined]
+        ref = self.tr.virtual_ref(hsc) if hsc is not None else None
+        if ref is not None and ref[0] is None and self.tr.host_cluster_name(ref[1]) == host_class:
+            return ref[1]
+        return host_class
 
     def host_pv_name(self, vname: str) -> str:
         """The host PV behind a virtual PV name (either direction)."""
@@ -146,10 +165,14 @@ class PersistentVolumeSyncer(KindSyncer):
                                                  "metadata": self.tr.host_metadata(vpv),
                                                  "spec": spec})
             except errors.AlreadyExists:
-                pass
+                hpv = await self.ctx.host.get(PVS, hname)  # not in the cache yet
+                if not self.tr.owns(hpv, None, name):
+                    self.foreign(vpv, hname, hpv)
             return
-        if self.tr.owns(hpv, None, name) and (hpv.get("status") or {}) != (vpv.get("status") or {}) \
-                and hpv.get("status"):
+        if not self.tr.owns(hpv, None, name):
+            self.foreign(vpv, hname, hpv)  # same name, not ours: never touched
+            return
+        if (hpv.get("status") or {}) != (vpv.get("status") or {}) and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
 
     async def _up(self, name: str, vpv: Obj | None) -> None:
@@ -164,9 +187,8 @@ class PersistentVolumeSyncer(KindSyncer):
         spec["claimRef"] = {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
                             "namespace": vref[0], "name": vref[1],
                             "uid": (hpvc or {})["metadata"].get("annotations", {}).get(ANN_UID)}
-        sc = spec.get("storageClassName")
-        if sc and self.ctx.values.sync.storageclasses.enabled and sc.endswith(f"-x-{self.tr.vc}"):
-            spec["storageClassName"] = sc[: -len(f"-x-{self.tr.vc}")]
+        if spec.get("storageClassName"):
+            spec["storageClassName"] = self.virtual_class_name(spec["storageClassName"], vref)
         if vpv is None:
             try:
                 vpv = await self.ctx.virtual.create(PVS, {

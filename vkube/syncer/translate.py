@@ -65,6 +65,21 @@ def _hashed(full: str, digest: str, limit: int) -> str:
     return f"{head}-{digest}" if head else digest
 
 
+#: 80 bits: finding another (name, cluster) with one host name is a second preimage
+_CLUSTER_HASH_LEN = 20
+
+
+def opaque_cluster_name(name: str, vc: str, limit: int) -> str:
+    """``HEAD-DIGEST``: a readable head of ``name`` (cut before any ``-x-``) and a digest of
+    the parts (name, cluster); it never contains ``-x-``, which every readable
+    ``NAME-x-VC`` does."""
+    digest = short_hash("\0".join((name, vc)), _CLUSTER_HASH_LEN)
+    head = name.split(_SEP, 1)[0][: max(0, limit - len(digest) - 1)].rstrip("-.")
+    while head.endswith(_SEP[:2]):
+        head = head[:-2].rstrip("-.")
+    return f"{head}-{digest}" if head else digest
+
+
 def _valid_label_key_name(name: str) -> bool:
     return len(name) <= DNS_LABEL_MAX and bool(_LABEL_NAME_RE.match(name))
 
@@ -119,14 +134,17 @@ class Translator:
     def host_cluster_name(self, name: str, *, limit: int = DNS_SUBDOMAIN_MAX) -> str:
         """Cluster-scoped objects (StorageClasses, PVs, PriorityClasses): ``NAME-x-VC``.
 
-        Host cluster-scoped objects are shared by every virtual cluster on the host: ``a-x-b``
-        of cluster ``c`` and ``a`` of cluster ``b-x-c`` (or ``a-x`` of ``c`` and ``a`` of
-        ``x-c``) would be one name, so a name holding the separator (or ending in ``-x``)
-        always ends in a hash of its parts."""
+        Host cluster-scoped objects are shared by every virtual cluster of the host, and a
+        cluster's name is as much the tenant's choice as an object's: the encoding is
+        injective across clusters. The readable ``NAME-x-VC`` is used only when ``NAME``
+        holds no ``-x-`` and does not end in ``-x`` (then the first ``-x-`` is the separator,
+        so name and cluster read back unambiguously); everything else — such names, and
+        names past ``limit`` — is :func:`opaque_cluster_name`, which never holds ``-x-``
+        and so never equals a readable one."""
         full = f"{name}{_SEP}{self.vc}"
-        if _SEP in name or name.endswith(_SEP[:2]):
-            return _hashed(full, _parts_hash(name, self.vc), limit)
-        return fit_name(full, limit)
+        if len(full) <= limit and _SEP not in name and not name.endswith(_SEP[:2]):
+            return full
+        return opaque_cluster_name(name, self.vc, limit)
 
     def token_secret_name(self, namespace: str, service_account: str) -> str:
         """The host Secret holding the virtual token of ``namespace/service_account``:
@@ -222,6 +240,16 @@ class Translator:
         exprs = self.translate_expressions(selector.get("matchExpressions"), kind=kind)
         if exprs:
             out["matchExpressions"] = exprs
+        return out
+
+    def translate_selector_pv(self, selector: Obj) -> Obj:
+        """A claim's ``selector`` of PersistentVolumes: PVs go down with their labels as they
+        are, so the terms stay; the managed-by term limits it to this cluster's PVs."""
+        out: Obj = {"matchLabels": {**{k: v for k, v in (selector.get("matchLabels") or {}).items()
+                                       if not k.startswith(PREFIX)},
+                                    **self.owner_labels(None)}}
+        if selector.get("matchExpressions"):
+            out["matchExpressions"] = [dict(e) for e in selector["matchExpressions"]]
         return out
 
     def translate_selector_map(self, selector: dict[str, str] | None,
