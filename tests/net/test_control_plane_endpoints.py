@@ -119,3 +119,49 @@ def test_edited_control_plane_endpoints_reach_no_other_listener(
 
 def _no() -> None:
     raise AssertionError("not yet")
+
+
+class _Objects:
+    """An informer's read side over fixed objects (PodNetwork only reads)."""
+
+    def __init__(self, *objs: dict) -> None:
+        self.objs, self.indexes = list(objs), {}
+
+    def add_handler(self, handler) -> None:  # noqa: ANN001
+        pass
+
+    def add_index(self, name: str, fn) -> None:  # noqa: ANN001
+        self.indexes[name] = fn
+
+    def get(self, name: str, namespace: str | None = None) -> dict | None:
+        return next((o for o in self.objs if o["metadata"]["name"] == name
+                     and o["metadata"].get("namespace") == namespace), None)
+
+    def list(self, namespace: str | None = None, selector: object = None) -> list[dict]:
+        return list(self.objs)
+
+    def by_index(self, name: str, value: str) -> list[dict]:
+        return [o for o in self.objs if value in self.indexes[name](o)]
+
+
+async def test_a_pods_loopback_nameserver_is_its_own() -> None:
+    """A pod whose dnsConfig names a loopback nameserver (``127.0.0.53``, this machine's stub
+    resolver) asks its own loopback, as a pod's network namespace would: nothing is dialled;
+    a loopback address the control plane's Endpoints publish is (the embedded host's DNS)."""
+    from vkube.host.network import PodNetwork
+
+    published = {"metadata": {"name": "kube-dns-x", "namespace": "vkube-a"},
+                 "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 53, "protocol": "UDP"}]}]}
+    net = PodNetwork(_Objects(), _Objects(), _Objects(), _Objects(), _Objects(published))  # type: ignore[arg-type]
+    asked: list[tuple[str, int]] = []
+
+    async def query(real, name, searches, ndots):  # noqa: ANN001, ANN202
+        asked.append(real)
+        return ["10.0.0.1"]
+    net._query = query  # type: ignore[method-assign]
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["127.0.0.53", "::1"]}}}
+    out = await net.resolve(pod, "example.com")
+    assert not isinstance(out, list) and out.error == "unreachable" and asked == [], out
+    pod["spec"]["dnsConfig"]["nameservers"] = ["127.0.0.53", "127.0.0.1"]
+    assert await net.resolve(pod, "example.com") == ["10.0.0.1"] and asked == [("127.0.0.1", 53)]
