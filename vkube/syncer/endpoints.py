@@ -98,7 +98,7 @@ class EndpointsSyncer(KindSyncer):
             if want is None:  # its DNS is not bound yet
                 self.queue.add_after(f"{vns}/{vname}", 0.2)
                 return
-            if subsets != want:
+            if subsets != want and _edited(vep):
                 self.ctx.recorder.event(vep, "Warning", "ControlPlaneEndpoints", (
                     f"the endpoints of {vns}/{vname} are the control plane's own "
                     f"({_describe(want)}); the host keeps those, and the control plane "
@@ -185,6 +185,19 @@ def _map_targets(subsets: list[Obj], fn: Any) -> list[Obj]:
                     else:
                         a.pop("targetRef")
     return out
+
+
+#: the field manager of the control plane's writes of these (vkube.cluster.incluster: the
+#: user agent ``vkube-apiserver/NAME``, up to its "/")
+CONTROL_PLANE_MANAGER = "vkube-apiserver"
+
+
+def _edited(vep: Obj) -> bool:
+    """Did someone else than the control plane write these subsets (a tenant's edit, not the
+    previous run's DNS port the control plane is about to replace)?"""
+    entries = (vep.get("metadata") or {}).get("managedFields") or []
+    owners = [e.get("manager") for e in entries if "f:subsets" in (e.get("fieldsV1") or {})]
+    return not owners or any(m != CONTROL_PLANE_MANAGER for m in owners)
 
 
 def _describe(subsets: list[Obj]) -> str:
