@@ -188,9 +188,10 @@ class IsolationSyncer(KindSyncer):
             own = self.ctx.control_plane_endpoints
             if dns_endpoints is not None and own is not None:
                 subsets = own("kube-system", "kube-dns")
-                if subsets is None:  # its DNS is not bound yet
+                if subsets is None:  # its DNS is not bound yet: look again in a moment
                     self.queue.add_after(key, 0.2)
-                dns_endpoints = {"subsets": subsets or []}
+                else:
+                    dns_endpoints = {"subsets": subsets}
         for res, want in isolation_objects(self.ctx, host_api, dns_endpoints):
             cur = self.ctx.informers.host(res).get(want["metadata"]["name"], hns)
             if cur is None:
