@@ -107,7 +107,9 @@ def main() -> None:
     total = MB << 20
     pf = None
     try:
-        run(sys.executable, "-m", "vkube", "create", "bench")
+        values = tmp / "values.yaml"  # the sink is a target the owner publishes
+        values.write_text(f"sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:{port}']\n")
+        run(sys.executable, "-m", "vkube", "create", "bench", "-f", str(values))
         run(KUBECTL, "run", "p", "--image=nginx", f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
         run(KUBECTL, "wait", "pod/p", "--for=condition=Ready", "--timeout=120s")
         with socket.socket() as s:

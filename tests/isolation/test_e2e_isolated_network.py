@@ -93,9 +93,16 @@ def test_isolated_pods_reach_their_own_but_no_private_address(user: User, tmp_pa
     host_pods = kubectl(user.home / "host" / "kubeconfig", "get", "pods", "-n", "vkube-iso",
                         "-o", "json").stdout
     assert "fwd-x-default-x-iso" not in host_pods and "vkube.io/port-forward" not in host_pods
-    open_fwd = user.kubectl("--kubeconfig", str(open_kc), "run", "fwd", "--image=nginx",
-                            f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
-    assert open_fwd.returncode == 0  # without isolation the embedded host is no boundary
+    # without isolation, only a target the cluster's owner published (portForwardTargets)
+    user.kubectl("--kubeconfig", str(open_kc), "run", "fwd", "--image=nginx",
+                 f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
+
+    def open_refused() -> None:
+        msg = user.kubectl("--kubeconfig", str(open_kc), "get", "pod", "fwd", "-o",
+                           "jsonpath={.status.message}").stdout
+        assert f"vkube.io/port-forward-80: 127.0.0.1:{port} point" in msg, msg
+        assert "sync.pods.portForwardTargets does not list" in msg, msg
+    eventually(open_refused, timeout=60, delay=1)
 
     # the tenant without isolation reaches the isolated tenant's pod (no ingress policy there)
     r = ex(user, str(open_kc), "nc", "-z", "-w", "2", iso_web, "80")

@@ -84,14 +84,30 @@ def roundtrip(port: int, payload: bytes) -> bytes:
     return out
 
 
-def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: int) -> None:
-    user.vkube("create", "pf")
+def test_kubectl_port_forward_reaches_a_local_server(user: User, echo_server: int,
+                                                     tmp_path) -> None:  # noqa: ANN001
+    # the owner publishes the local server as a target pods may forward to; a pod naming any
+    # other address of this machine is not synced, and says which key would allow it
+    values = tmp_path / "pf-values.yaml"
+    values.write_text(f"sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:{echo_server}']\n")
+    user.vkube("create", "pf", "-f", str(values))
     user.kubectl("run", "p", "--image=nginx", "--port=80",
                  f"--annotations=vkube.io/port-forward-80=127.0.0.1:{echo_server}")
     user.kubectl("run", "q", "--image=nginx", "--port=80")
+    other = free_port()
+    user.kubectl("run", "r", "--image=nginx", "--port=80",
+                 f"--annotations=vkube.io/port-forward-80=127.0.0.1:{other}")
     eventually(lambda: user.kubectl("wait", "pod/p", "pod/q", "--for=condition=Ready",
                                     "--timeout=5s", check=False).returncode == 0 or _no(),
                timeout=90, delay=1)
+
+    def refused() -> None:
+        status = json.loads(user.kubectl("get", "pod", "r", "-o", "json").stdout)["status"]
+        assert status.get("reason") == "SyncRejected", status
+        assert f"vkube.io/port-forward-80: 127.0.0.1:{other} point the embedded host's kubelet " \
+               "at an address of this machine that sync.pods.portForwardTargets does not list" \
+               in status["message"], status
+    eventually(refused, timeout=60, delay=1)
     proc, local = start_port_forward(user, "pod/p", "80")
     try:
         got = roundtrip(local, b"hello\n")

@@ -295,6 +295,16 @@ def test_pods_reach_their_own_api_in_cluster(host_user: User, tmp_path: Path) ->
         hpod = eventually(synced, timeout=120)
         env = {e["name"]: e.get("value") for e in hpod["spec"]["containers"][0].get("env") or []}
         host, port = env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]
+        # a shared cluster's pod never points the embedded kubelet at an address of this
+        # machine (vkube.io/port-forward-PORT), whatever it names
+        ctx(u, "inpod", "run", "fwd", "--image=nginx", "--restart=Never",
+            f"--annotations=vkube.io/port-forward-80=127.0.0.1:{port}")
+
+        def refused() -> None:
+            msg = ctx(u, "inpod", "get", "pod", "fwd", "-o",
+                      "jsonpath={.status.reason}: {.status.message}").stdout
+            assert msg.startswith("SyncRejected: ") and "shared mode never may" in msg, msg
+        eventually(refused, timeout=60, delay=1)
         # the port is the cluster's own, not the shared listener's (which needs a path)
         shared_url = u.describe("inpod")["apiServer"]
         assert host == "127.0.0.1" and f":{port}/" not in shared_url

@@ -534,3 +534,53 @@ def test_claim_data_sources_in_other_namespaces_are_refused_selectors_confined()
                     "storageClassName": tr.host_cluster_name("fast"),
                     "dataSource": {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io",
                                    "name": tr.host_name("snap", "n")}}
+
+
+def test_port_forward_targets_are_what_the_owner_published():
+    """``vkube.io/port-forward-PORT`` points the embedded kubelet at an address of this
+    machine: under ``reject`` only a target ``sync.pods.portForwardTargets`` lists (parsed as
+    the kubelet dials it, so no spelling gets past), under ``strip`` the others are removed,
+    ``allow`` takes any; shared mode and isolation never honour it."""
+    import pytest
+
+    from vkube.syncer.admission import PodAdmission
+    from vkube.syncer.values import ValuesError, load_values, port_forward_targets
+
+    def pod(*targets: str) -> dict:
+        return {"metadata": {"name": "p", "namespace": "n", "annotations": {
+            f"vkube.io/port-forward-{80 + i}": t for i, t in enumerate(targets)}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    listed = load_values("sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:8443', '[::1]:9']\n")
+    check = PodAdmission(listed, cluster="dev").check
+    for ok in ("127.0.0.1:8443", " 127.0.0.1:08443", "[::1]:9", ":8443"):
+        assert check(pod(ok)) is None, ok
+    for bad in ("127.0.0.2:8443", "127.0.0.1:5432", "localhost:8443", "127.0.0.1", "x"):
+        assert "sync.pods.portForwardTargets does not list" in check(pod(bad)), bad
+    assert check(pod("127.0.0.1:8443", "127.0.0.1:5432")) == (
+        "annotations vkube.io/port-forward-81: 127.0.0.1:5432 point the embedded host's kubelet "
+        "at an address of this machine that sync.pods.portForwardTargets does not list — add "
+        "127.0.0.1:5432 to sync.pods.portForwardTargets in the values (vkube create dev "
+        "--upgrade -f values.yaml), or remove them")
+    assert "does not list" in PodAdmission(load_values("")).check(pod("127.0.0.1:8443"))
+    assert PodAdmission(load_values("sync:\n  pods:\n    hostAccess: allow\n")).check(
+        pod("127.0.0.1:5432")) is None
+    for text in ("controlPlane:\n  mode: shared\n",
+                 "controlPlane:\n  mode: shared\nsync:\n  pods:\n    hostAccess: allow\n"):
+        assert "shared mode never may" in PodAdmission(load_values(text)).check(pod("127.0.0.1:1"))
+    assert "not allowed with isolation" in PodAdmission(
+        load_values("isolation:\n  enabled: true\n")).check(pod("127.0.0.1:1"))
+
+    strip = replace(CFG, host_access="strip", port_forward_targets=port_forward_targets(listed))
+    ann = rewrite_pod(pod("127.0.0.1:8443", "127.0.0.1:5432"), strip)["metadata"]["annotations"]
+    assert ann.get("vkube.io/port-forward-80") == "127.0.0.1:8443"
+    assert "vkube.io/port-forward-81" not in ann
+
+    for text, words in (("sync:\n  pods:\n    portForwardTargets: ['db.local:5432']\n", "is not HOST:PORT"),
+                        ("sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:70000']\n", "is not HOST:PORT"),
+                        ("isolation:\n  enabled: true\nsync:\n  pods:\n    portForwardTargets: ['127.0.0.1:1']\n",
+                         "cannot hold with isolation.enabled"),
+                        ("controlPlane:\n  mode: shared\nsync:\n  pods:\n    portForwardTargets: ['127.0.0.1:1']\n",
+                         "cannot hold with controlPlane.mode: shared")):
+        with pytest.raises(ValuesError, match="sync.pods.portForwardTargets") as e:
+            load_values(text)
+        assert words in str(e.value)

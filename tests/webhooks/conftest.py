@@ -16,9 +16,13 @@ GROUP = "admissionregistration.k8s.io/v1"
 
 
 @pytest.fixture(scope="module")
-def vc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[User]:
+def vc(tmp_path_factory: pytest.TempPathFactory, server: WebhookServer) -> Iterator[User]:
+    """The cluster's owner publishes the webhook server as a port-forward target (a pod
+    backed by it: ``vkube.io/port-forward-PORT``, README's webhook section)."""
     u = make_user(tmp_path_factory.mktemp("webhooks"))
-    u.vkube("create", "wh", timeout=180)
+    values = u.home.parent / "wh-values.yaml"
+    values.write_text(f"sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:{server.port}']\n")
+    u.vkube("create", "wh", "-f", str(values), timeout=180)
     try:
         yield u
     finally:

@@ -27,7 +27,9 @@ from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTI
                                Identity)
 
 if TYPE_CHECKING:
+    from vkube.api.meta import Obj
     from vkube.client import Client
+    from vkube.cluster.incluster import InClusterServices
     from vkube.controllers.runtime import ControllerManager
     from vkube.dns.server import ClusterDNS
     from vkube.host.scheduler import Scheduler
@@ -86,6 +88,8 @@ class VirtualCluster:
         #: the cluster DNS (virtual clusters only), bound once ``dns_address`` is set
         self.dns: ClusterDNS | None = None
         self.dns_address: str | None = None
+        #: what the control plane writes into its own Services' Endpoints (this term's)
+        self._in_cluster: InClusterServices | None = None
         #: the host as the syncer reaches it, once known
         self.host: HostConnection | None = config.host if isinstance(config.host, HostConnection) else None
         self._clients: list[Client] = []
@@ -260,9 +264,28 @@ class VirtualCluster:
                 tmp.replace(self.config.data_dir / "dns")
             services = InClusterServices(self._client("vkube-apiserver", APISERVER), [
                 api_backend(self.service_ip, self.pod_api_port or self.port), dns_backend(self.service_ip, dns.port)])
-            tg.create_task(services.run(), name=f"{self.name}: in-cluster services")
+            self._in_cluster = services  # known to the syncer before the Endpoints are written
+            tg.create_task(self._in_cluster_services(services), name=f"{self.name}: in-cluster services")
             await services.synced.wait()
             ready.set()
+
+    async def _in_cluster_services(self, services: InClusterServices) -> None:
+        try:
+            await services.run()
+        finally:  # the term ended: the next one's DNS listens on another port
+            if self._in_cluster is services:
+                self._in_cluster = None
+
+    def _own_endpoints(self, namespace: str, name: str) -> list[Obj] | None:
+        """The subsets this term's control plane writes for ``default/kubernetes`` or
+        ``kube-system/kube-dns``; None before its DNS is bound (the syncer waits for them)."""
+        from vkube.cluster.incluster import desired_subsets
+
+        services = self._in_cluster
+        for b in services.backends if services is not None else ():
+            if (b.namespace, b.name) == (namespace, name):
+                return desired_subsets(b)
+        return None
 
     async def _campaign(self) -> None:
         """HA (``enableHA``): every replica serves the API from the shared store, but the
@@ -420,7 +443,8 @@ class VirtualCluster:
                              kube_service_host=self.service_ip if loopback else "",
                              kube_service_port=(self.pod_api_port or self.port) if loopback else 443,
                              in_cluster_api=True, cluster_dns=True,
-                             virtual_informers=self._shared_informers())
+                             virtual_informers=self._shared_informers(),
+                             control_plane_endpoints=self._own_endpoints)
         syncer = self.syncer
         if self.control_plane.ctx is not None:  # metrics.k8s.io answers from the host's metrics
             from vkube.syncer.metrics import HostUsage

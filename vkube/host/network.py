@@ -16,7 +16,10 @@ commands open (``nc``, ``wget``, ``curl``, ``nslookup``: ``vkube.host.netcmds``)
   TCP connection to that address; a port one of the pod's containers declares is a simulated
   listener; any other port is refused, as by a pod where nothing listens; an Endpoints address
   that is no pod (the control plane, a mapped host service) is dialled for real when it is a
-  loopback address (nothing leaves this machine; other addresses are unreachable).
+  loopback address (nothing leaves this machine; other addresses are unreachable);
+- a loopback address a pod names itself (``127.0.0.1:PORT``, a ``dnsConfig`` nameserver) is
+  the pod's own loopback, unless the control plane's Endpoints publish it (the syncer writes
+  only the control plane's own there: vkube.syncer.endpoints).
 
 Not subject to policies, as in Kubernetes: the kubelet's probes and ``kubectl port-forward``
 (both come from the node), and host-network pods."""
@@ -217,6 +220,9 @@ class PodNetwork:
         src = self.endpoint_of(pod)
         last = Outcome(False, "unreachable", "no servers could be reached")
         for server in servers:
+            if _loopback(server) and not self.services.by_index("clusterIP", server) \
+                    and not self._published(server, 53):
+                continue  # the pod's own loopback (as in connect): nothing listens there
             routes, _ = self.routes(server, 53, "UDP")
             route = routes[0] if routes else None
             if route is not None and route.real is not None:

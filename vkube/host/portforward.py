@@ -17,25 +17,19 @@ import contextlib
 import logging
 
 from vkube.api.meta import Obj
+from vkube.api.portforward import ANN_PREFIX, parse_target
 from vkube.host.simlistener import SimulatedConnection, declares_port, describe
 from vkube.netio.spdy import ProtocolError, SpdySession, SpdyStream
 
 log = logging.getLogger(__name__)
 
-ANN_PREFIX = "vkube.io/port-forward-"
 SPDY_TUNNEL_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 
 
 def forward_target(pod: Obj, port: int) -> tuple[str, int] | None:
     """The real address a pod's port is forwarded to, from its annotation."""
     value = ((pod.get("metadata") or {}).get("annotations") or {}).get(f"{ANN_PREFIX}{port}")
-    if not value:
-        return None
-    host, _, p = value.strip().rpartition(":")
-    try:
-        return host.strip("[]") or "127.0.0.1", int(p)
-    except ValueError:
-        return None
+    return parse_target(value) if value else None
 
 
 def refused(pod: Obj, port: int) -> str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from vkube.api import errors
 from vkube.api.meta import Obj, rfc3339, utcnow
+from vkube.api.portforward import forwards, parse_target
 from vkube.api.podsecurity import BASELINE, LATEST, PRIVILEGED, Evaluator, LevelVersion
 from vkube.client.client import Client
 from vkube.client.resources import PODS
 from vkube.syncer.claimspec import claim_spec_problems
-from vkube.syncer.values import Values
+from vkube.syncer.values import Values, port_forward_targets
 
 PORT_FORWARD_PREFIX = "vkube.io/port-forward-"
 REASON_REJECTED = "SyncRejected"  # refused by the syncer's own checks
@@ -44,6 +45,13 @@ class PodAdmission:
         self.isolated = iso.enabled
         self.claims_synced = values.sync.resourceclaims.enabled
         self.storage_classes = iso.allowed_storage_classes
+        #: where a pod's port-forward annotation may point (vkube.api.portforward), checked
+        #: here under hostAccess reject (strip removes the others; isolation refuses all
+        #: below): only what the cluster's owner listed, and nowhere in shared mode
+        self.shared = values.control_plane.mode == "shared"
+        self.forward_targets = port_forward_targets(values) if not iso.enabled and (
+            values.host_access == "reject" or self.shared and values.host_access == "allow") \
+            else None
 
     def check(self, vpod: Obj) -> str | None:
         """Why the pod may not be synced (one message naming every violation), or None."""
@@ -56,17 +64,14 @@ class PodAdmission:
                                 f"{result.forbidden_detail()}")
         if self.host_level is not None:
             result = self.evaluator.check(self.host_level, meta, spec)
-            forwards: list[str] = []  # allowed without isolation: how a local server backs a pod
-            if not result.allowed or forwards:
-                why = ([f'violates PodSecurity "{self.host_level}": {result.forbidden_detail()}']
-                       if not result.allowed else []) + (
-                    [f"annotations {', '.join(forwards)} point the embedded host's kubelet at an "
-                     "address of the host machine"] if forwards else [])
+            if not result.allowed:
                 problems.append("host access is not allowed (sync.pods.hostAccess: reject): "
-                                + "; ".join(why) + " — change the pod, or set "
+                                f'violates PodSecurity "{self.host_level}": '
+                                f"{result.forbidden_detail()} — change the pod, or set "
                                 "sync.pods.hostAccess: strip (removed on the host) or allow in "
                                 f"the values (vkube create {self.cluster} --upgrade -f "
                                 "values.yaml)")
+        problems += self.forward_problems(meta)
         if self.registries:
             images = [(f'container "{c.get("name", "")}"', c.get("image") or "")
                       for c in _containers(spec)] + [
@@ -93,6 +98,26 @@ class PodAdmission:
                                 "(they point the embedded host's kubelet at an address of the "
                                 "host machine)")
         return "; ".join(problems) or None
+
+    def forward_problems(self, meta: Obj) -> list[str]:
+        """``vkube.io/port-forward-PORT`` points the embedded host's kubelet at an address of
+        this machine: only at one the cluster's owner published (``portForwardTargets``), and
+        never in shared mode."""
+        if self.forward_targets is None:
+            return []
+        bad = {k: v for k, v in forwards(meta.get("annotations")).items()
+               if parse_target(v) not in self.forward_targets}
+        if not bad:
+            return []
+        named = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items()))
+        if self.shared:
+            return [f"annotations {named} point the embedded host's kubelet at an address of "
+                    "this machine, which a cluster in shared mode never may — remove them"]
+        targets = ", ".join(sorted(set(bad.values())))
+        return [f"annotations {named} point the embedded host's kubelet at an address of this "
+                f"machine that sync.pods.portForwardTargets does not list — add {targets} to "
+                f"sync.pods.portForwardTargets in the values (vkube create {self.cluster} "
+                "--upgrade -f values.yaml), or remove them"]
 
     def claim_template_problems(self, spec: Obj, namespace: str) -> list[str]:
         """The claims the host makes from a generic ephemeral volume's template obey what a

@@ -100,6 +100,10 @@ class SyncContext:
     #: synced ClusterFirst pods use the ClusterIP of ``kube-system/kube-dns`` as nameserver;
     #: their creation waits until it is known
     cluster_dns: bool = False
+    #: the subsets the control plane itself writes into the Endpoints of ``default/kubernetes``
+    #: and ``kube-system/kube-dns`` (by namespace and name; None: not known yet): their host
+    #: copies name exactly those, never a tenant's edit (vkube.syncer.endpoints)
+    control_plane_endpoints: Callable[[str, str], list[Obj] | None] | None = None
     syncers: dict[str, "KindSyncer"] = field(default_factory=dict)
 
 

@@ -15,7 +15,7 @@ from vkube.api import errors
 from vkube.api.meta import Obj, object_key, split_key
 from vkube.client.resources import ENDPOINTS, PODS, SERVICES
 from vkube.syncer.base import KindSyncer, delete_ignore_missing
-from vkube.syncer.isolation import AddressGuard
+from vkube.syncer.isolation import CONTROL_PLANE_SERVICES, AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.refusals import is_refusal
 from vkube.syncer.translate import DNS_LABEL_MAX
@@ -89,6 +89,21 @@ class EndpointsSyncer(KindSyncer):
         subsets = _map_targets(vep.get("subsets") or [],
                                lambda ref: {"kind": "Pod", "namespace": hns,
                                             "name": host_pod_name(self.tr, ref["name"], ns)})
+        own = self.ctx.control_plane_endpoints
+        if own is not None and (vns, vname) in CONTROL_PLANE_SERVICES:
+            # the control plane's own: kube-apiserver keeps default/kubernetes, and kube-dns's
+            # are where the DNS listens; a tenant's edit (any listener of this machine) never
+            # goes down, and the control plane puts it right within its period
+            want = own(vns, vname)
+            if want is None:  # its DNS is not bound yet
+                self.queue.add_after(f"{vns}/{vname}", 0.2)
+                return
+            if subsets != want and _edited(vep):
+                self.ctx.recorder.event(vep, "Warning", "ControlPlaneEndpoints", (
+                    f"the endpoints of {vns}/{vname} are the control plane's own "
+                    f"({_describe(want)}); the host keeps those, and the control plane "
+                    "restores them here"))
+            subsets = copy.deepcopy(want)
         refused = self.guard.filter(vep, [a.get("ip", "") for sub in subsets
                                           for key in ("addresses", "notReadyAddresses")
                                           for a in sub.get(key) or []])
@@ -170,6 +185,25 @@ def _map_targets(subsets: list[Obj], fn: Any) -> list[Obj]:
                     else:
                         a.pop("targetRef")
     return out
+
+
+#: the field manager of the control plane's writes of these (vkube.cluster.incluster: the
+#: user agent ``vkube-apiserver/NAME``, up to its "/")
+CONTROL_PLANE_MANAGER = "vkube-apiserver"
+
+
+def _edited(vep: Obj) -> bool:
+    """Did someone else than the control plane write these subsets (a tenant's edit, not the
+    previous run's DNS port the control plane is about to replace)?"""
+    entries = (vep.get("metadata") or {}).get("managedFields") or []
+    owners = [e.get("manager") for e in entries if "f:subsets" in (e.get("fieldsV1") or {})]
+    return not owners or any(m != CONTROL_PLANE_MANAGER for m in owners)
+
+
+def _describe(subsets: list[Obj]) -> str:
+    return ", ".join(f"{a.get('ip')}:{p.get('port')}/{p.get('protocol') or 'TCP'}"
+                     for sub in subsets for a in sub.get("addresses") or []
+                     for p in sub.get("ports") or [])
 
 
 def _is_ours_down(hep: Obj, vc: str) -> bool:

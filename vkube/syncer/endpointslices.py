@@ -10,7 +10,7 @@ import copy
 from vkube.api.meta import Obj
 from vkube.client.resources import ENDPOINTSLICES, SERVICES
 from vkube.syncer.base import DownSyncer
-from vkube.syncer.isolation import AddressGuard
+from vkube.syncer.isolation import CONTROL_PLANE_SERVICES, AddressGuard
 from vkube.syncer.podrewrite import host_pod_name
 from vkube.syncer.translate import DNS_LABEL_MAX
 
@@ -41,6 +41,9 @@ class EndpointSliceSyncer(DownSyncer):
         labels = vobj["metadata"].get("labels") or {}
         if labels.get(MANAGED_BY) in CONTROLLER_MANAGED or not labels.get(SERVICE_NAME):
             return False
+        if self.ctx.control_plane_endpoints is not None and \
+                (vobj["metadata"].get("namespace"), labels[SERVICE_NAME]) in CONTROL_PLANE_SERVICES:
+            return False  # the control plane's own: only its Endpoints go down (vkube.syncer.endpoints)
         svc = self.vsvc.get(labels[SERVICE_NAME], vobj["metadata"].get("namespace"))
         if svc is not None and "vkube.io/mapped-from-host" in (svc["metadata"].get("annotations") or {}):
             return False  # a host service mapped in: its slice comes from the host (servicemap)

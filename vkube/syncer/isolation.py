@@ -182,8 +182,16 @@ class IsolationSyncer(KindSyncer):
                 pass  # the control plane policy then allows DNS only
         dns_endpoints = None
         if self.ctx.values.isolation.network_policy.enabled and self.ctx.cluster_dns:
-            # written by the control plane; its arrival re-runs this (_on_endpoints)
+            # written by the control plane; its arrival re-runs this (_on_endpoints); the
+            # ports are the control plane's own, not what a tenant's edit says
             dns_endpoints = self.ctx.informers.virtual(ENDPOINTS).get("kube-dns", "kube-system")
+            own = self.ctx.control_plane_endpoints
+            if dns_endpoints is not None and own is not None:
+                subsets = own("kube-system", "kube-dns")
+                if subsets is None:  # its DNS is not bound yet: look again in a moment
+                    self.queue.add_after(key, 0.2)
+                else:
+                    dns_endpoints = {"subsets": subsets}
         for res, want in isolation_objects(self.ctx, host_api, dns_endpoints):
             cur = self.ctx.informers.host(res).get(want["metadata"]["name"], hns)
             if cur is None:

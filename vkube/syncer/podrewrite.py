@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vkube.api.meta import Obj
+from vkube.api.portforward import ANN_RE, parse_target
 from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
 from vkube.syncer.claimspec import translate_claim_spec
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
@@ -54,6 +55,8 @@ class PodRewriteConfig:
     kube_service_port: int = 443
     keep_node_name: bool = False  # enableScheduler: the virtual scheduler picks the node
     host_access: HostAccess = "reject"
+    #: under ``strip``, the port-forward targets kept (sync.pods.portForwardTargets)
+    port_forward_targets: frozenset[tuple[str, int]] = frozenset()
     sync_priority_classes: bool = False
     sync_storage_classes: bool = False  # ephemeral claim templates name NAME-x-VC classes
     namespace_labels: dict[str, str] = field(default_factory=dict)
@@ -230,8 +233,10 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig, stripped: list[str] | None = N
     hmeta["annotations"].update(_downward_annotations(vpod))
     forwards = port_forward_annotations(vpod)
     if cfg.host_access == "strip":  # a port-forward target is an address of the host machine
-        stripped += [f"metadata.annotations[{k}]" for k in forwards if _PORT_FORWARD_ANN.match(k)]
-        forwards = {k: v for k, v in forwards.items() if not _PORT_FORWARD_ANN.match(k)}
+        kept = {k: v for k, v in forwards.items()
+                if not ANN_RE.match(k) or parse_target(v) in cfg.port_forward_targets}
+        stripped += [f"metadata.annotations[{k}]" for k in forwards if k not in kept]
+        forwards = kept
     hmeta["annotations"].update(forwards)
     _rewrite_affinity(spec, ns, tr)
     for tsc in spec.get("topologySpreadConstraints") or []:
@@ -576,7 +581,6 @@ def _downward_annotations(vpod: Obj) -> dict[str, str]:
     if _uses_field(spec, "metadata.annotations"):
         out[ANN_DOWNWARD_ANNOTATIONS] = format_map(meta.get("annotations") or {})
     return out
-_PORT_FORWARD_ANN = re.compile(r"^vkube\.io/port-forward-\d{1,5}$")
 USAGE_ANNOTATIONS = frozenset({"vkube.io/cpu-usage", "vkube.io/memory-usage"})
 
 
@@ -587,7 +591,7 @@ def port_forward_annotations(vpod: Obj) -> dict[str, str]:
     as the tenant wrote them; every other ``vkube.io/`` annotation of a tenant is dropped. A
     real kubelet ignores them."""
     ann = (vpod.get("metadata") or {}).get("annotations") or {}
-    return {k: v for k, v in ann.items() if _PORT_FORWARD_ANN.match(k) or k in USAGE_ANNOTATIONS}
+    return {k: v for k, v in ann.items() if ANN_RE.match(k) or k in USAGE_ANNOTATIONS}
 
 
 _LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")

@@ -27,7 +27,7 @@ from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodReje
 from vkube.syncer.refusals import is_refusal
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
-from vkube.syncer.values import Values
+from vkube.syncer.values import Values, port_forward_targets
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,7 @@ class PodSyncer(KindSyncer):
             cluster_dns=self._cluster_dns(),
             keep_node_name=self.keep_node_name,
             host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
+            port_forward_targets=port_forward_targets(self.ctx.values),
             sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
             sync_storage_classes=self.ctx.values.sync.storageclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),

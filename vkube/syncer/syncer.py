@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vkube.api import errors
+from vkube.api.meta import Obj
 from vkube.client.client import Client, Resource
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES,
                                     NETWORKPOLICIES, PODS, PRIORITYCLASSES, PVCS, PVS, SECRETS,
@@ -97,13 +98,17 @@ class Syncer:
                  kube_service_host: str = "", kube_service_port: int = 443,
                  virtual_pki: ClusterPKI, in_cluster_api: bool = False,
                  cluster_dns: bool = False,
-                 virtual_informers: Callable[[Resource], Informer] | None = None) -> None:
+                 virtual_informers: Callable[[Resource], Informer] | None = None,
+                 control_plane_endpoints: Callable[[str, str], list[Obj] | None] | None = None,
+                 ) -> None:
         """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
         KUBERNETES_SERVICE_* env of synced pods); empty: the ClusterIP of the virtual
         ``default/kubernetes`` when ``in_cluster_api``, else unset. ``cluster_dns``: ClusterFirst
         pods resolve through the ClusterIP of the virtual ``kube-system/kube-dns``.
         ``virtual_pki``: the virtual cluster's CA — the kubelet proxy serves with a certificate
-        of it and admits only that cluster's API server; host pods trust it."""
+        of it and admits only that cluster's API server; host pods trust it.
+        ``control_plane_endpoints``: what the control plane writes into the Endpoints of
+        ``default/kubernetes`` and ``kube-system/kube-dns`` (their host copies name only that)."""
         values = values or Values()
         tr = Translator(name, host_namespace)
         self.kubelet = KubeletProxy(host, tr, port=kubelet_port, tls=KubeletTLS(virtual_pki))
@@ -114,7 +119,8 @@ class Syncer:
                                                      virtual_source=virtual_informers),
             recorder=EventRecorder(virtual, "vkube-syncer"),
             kube_service_host=kube_service_host, kube_service_port=kube_service_port,
-            in_cluster_api=in_cluster_api, cluster_dns=cluster_dns)
+            in_cluster_api=in_cluster_api, cluster_dns=cluster_dns,
+            control_plane_endpoints=control_plane_endpoints)
         self.syncers = build_syncers(self.ctx)
         self.ctx.syncers = self.syncers
         pods = self.syncers.get("pods")

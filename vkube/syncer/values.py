@@ -14,6 +14,7 @@ mounts) is rejected.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from vkube.api import yamlio
 
+from vkube.api.portforward import parse_target
 from vkube.api.quantity import QuantityError, parse_quantity
 
 
@@ -63,6 +65,11 @@ class PodsSync:
         "hostAccess", "reject", "pods asking for host access (what Pod Security baseline forbids, "
         "volumes the node mounts, a host RuntimeClass): reject them, strip the access, or "
         "allow it (isolation: only reject)")
+    port_forward_targets: tuple[str, ...] = _k(
+        "portForwardTargets", (), "addresses of this machine (HOST:PORT) that a pod's "
+        "vkube.io/port-forward-PORT annotation may name on the embedded host (a local server "
+        "backing the pod: webhooks, kubectl port-forward); any other target is refused under "
+        "hostAccess reject and removed under strip (not with isolation, nor in shared mode)")
 
 
 @dataclass(frozen=True)
@@ -525,6 +532,40 @@ def _check_isolation(iso: Isolation) -> None:
                 raise ValuesError(f"isolation.{key}[{i}]: {item!r} is not a name")
 
 
+def _check_forward_targets(values: Values) -> None:
+    targets = values.sync.pods.port_forward_targets
+    for i, text in enumerate(targets):
+        target = parse_target(text)
+        if target is None or not 0 < target[1] < 65536 or not _forward_host(target[0]):
+            raise ValuesError(f"sync.pods.portForwardTargets[{i}]: {text!r} is not HOST:PORT "
+                              "(an IP address or localhost, and a port 1-65535; e.g. "
+                              "127.0.0.1:8443)")
+    if targets and values.isolation.enabled:
+        raise ValuesError("sync.pods.portForwardTargets cannot hold with isolation.enabled "
+                          "(an isolated tenant's pods never reach an address of this machine) — "
+                          "remove sync.pods.portForwardTargets, or set isolation.enabled: false")
+    if targets and values.control_plane.mode == "shared":
+        raise ValuesError("sync.pods.portForwardTargets cannot hold with controlPlane.mode: "
+                          "shared (the shared server's tenants never reach an address of this "
+                          "machine) — remove sync.pods.portForwardTargets, or drop --shared")
+
+
+def _forward_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def port_forward_targets(values: Values) -> frozenset[tuple[str, int]]:
+    """The published targets, as the kubelet dials them."""
+    return frozenset(t for text in values.sync.pods.port_forward_targets
+                     if (t := parse_target(text)) is not None)
+
+
 def parse_values(data: Any) -> Values:
     """Validate a loaded YAML document into ``Values``."""
     values: Values = _build(Values, data, "")
@@ -542,6 +583,7 @@ def parse_values(data: Any) -> Values:
                           "with isolation.enabled (isolation always rejects host access) — "
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
     _check_ha(values)
+    _check_forward_targets(values)
     if values.sync.resourceclaims.enabled and values.sync.nodes.enable_scheduler:
         raise ValuesError("sync.resourceclaims.enabled: the host's scheduler allocates devices, "
                           "so it cannot hold with sync.nodes.enableScheduler (a virtual "
