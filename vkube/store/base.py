@@ -164,7 +164,8 @@ class Store(abc.ABC):
     async def commit_all(self, ops: list[Op]) -> None:
         """Apply every op, each guarded as ``create``/``update``/``delete`` guard it, in one
         transaction: all of them or, when any guard fails or the backend fails, none (the
-        error is raised). Each op gets its own revision, as separate writes would. Backends
+        error is raised). SQLite and PostgreSQL give each op its own revision, as separate
+        writes would; etcd gives each ``Txn`` one revision, as it does for any Txn. Backends
         that cannot do it in one transaction raise ``PartialCommit`` saying how far they got."""
         raise NotImplementedError(f"{type(self).__name__} cannot commit a set of writes")
 

@@ -214,7 +214,7 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
         digest, ended = hashlib.sha256(), False
         for number, line in enumerate(handle, start=2):
             if ended:
-                raise SnapshotError(f"{path}:{number}: data after the end of the snapshot")
+                raise SnapshotError(f"{path}: line {number}: data after the end of the snapshot")
             if not line.endswith(b"\n"):
                 raise SnapshotError(f"{path} is truncated (line {number} is cut short): take "
                                     "the snapshot again")
@@ -234,7 +234,7 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
                 value = base64.b64decode(encoded, validate=True)
                 create, mod = _int(doc, "c"), _int(doc, "m")
             except (ValueError, binascii.Error) as exc:
-                raise SnapshotError(f"{path}:{number}: not a snapshot line ({exc})") from None
+                raise SnapshotError(f"{path}: line {number}: not a snapshot line ({exc})") from None
             entry = Entry(number, KeyValue(key, value, create, mod))
             problem = key_problem(key)
             if problem is None and key in seen:
