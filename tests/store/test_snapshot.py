@@ -363,3 +363,27 @@ async def test_commit_all_is_all_or_nothing(kind: str, request: pytest.FixtureRe
                 assert sum(k.startswith("/registry/m/") for k in got) == 129
         finally:
             await store.close()
+
+
+async def test_the_owners_keys_are_neither_saved_nor_restored(tmp_path: Path) -> None:
+    """``/vkube/cluster-keys`` (an HA cluster's CA and keys) is the store owner's: a snapshot
+    leaves it out, and a file carrying one (crafted) neither replaces nor removes the
+    target's."""
+    source = await _open(f"sqlite://{tmp_path}/src.db")
+    target = await _open(f"sqlite://{tmp_path}/dst.db")
+    try:
+        await source.create("/vkube/cluster-keys", b'{"ca.key": "source"}')
+        await source.create("/registry/a", b"1")
+        info = await save(source, tmp_path / "s.jsonl")
+        assert info.keys == 1 and set(_entries(tmp_path / "s.jsonl")) == {"/registry/a"}
+        await target.create("/vkube/cluster-keys", b'{"ca.key": "target"}')
+        await target.create("/registry/old", b"0")
+        crafted = _write_file(tmp_path / "crafted.jsonl", [
+            ("/registry/a", b"1"), ("/vkube/cluster-keys", b'{"ca.key": "attacker"}')])
+        restored = await restore(target, crafted)
+        assert restored.keys == 1 and restored.deleted == 1
+        assert await _everything(target) == {"/registry/a": b"1",
+                                             "/vkube/cluster-keys": b'{"ca.key": "target"}'}
+    finally:
+        await source.close()
+        await target.close()

@@ -7,8 +7,8 @@ checked here, in file order, and the first bad one is named (key, line, what is 
 
 - the key is ``/GROUP/RESOURCE/NAME`` or ``/GROUP/RESOURCE/NAMESPACE/NAME`` (``core`` for the
   core group) of a built-in resource or of one a CustomResourceDefinition *in the same file*
-  defines (a valid CRD: the server must be able to serve it), or the HA key bundle
-  (``/vkube/cluster-keys``);
+  defines (a valid CRD: the server must be able to serve it) — keys under ``/vkube/`` never
+  reach this check: ``vkube.store.snapshot`` neither saves nor restores them;
 - the value, decrypted with the target cluster's keys when it is encrypted (format 1 files and
   values the source could not decrypt), is at most 3 MiB (the API's bound) of JSON: an
   object whose ``apiVersion`` is one of that resource's group/versions, whose ``kind`` is the
@@ -31,7 +31,6 @@ from vkube.api.crd_validation import validate_crd
 from vkube.api.openapi_convert import builtin_resolver, gvk_index
 from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.encryption import PREFIX, EncryptionConfig
-from vkube.apiserver.sharedkeys import CLUSTER_KEYS
 from vkube.apiserver.storage import MAX_OBJECT_BYTES
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
@@ -105,10 +104,6 @@ class SnapshotCheck:
         obj = self._decoded(entry)
         if isinstance(obj, str):
             return obj
-        if key == CLUSTER_KEYS:
-            if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
-                return "the cluster key bundle must be a JSON object of strings"
-            return None
         parts = key[1:].split("/")
         if len(parts) not in (3, 4):
             return ("the key is not /GROUP/RESOURCE/NAME or /GROUP/RESOURCE/NAMESPACE/NAME of "

@@ -28,6 +28,10 @@ many writes were done; running the same restore again finishes it (it makes the 
 exactly the file whatever it holds). A file written in a newer format than this vkube reads is
 refused with a message saying so.
 
+Keys under ``/vkube/`` belong to the store's owner, not to the cluster's state (an HA cluster's
+CA, token and encryption keys): ``save`` leaves them out, and ``restore`` neither writes them
+from a file (a file must never hand a cluster another CA) nor deletes the target's.
+
 Values encrypted at rest are the caller's business (the store sees bytes): ``save`` takes a
 ``transform`` that the CLI uses to decrypt Secrets with the source cluster's key, and
 ``restore`` one that encrypts them with the target's, so a snapshot restores into a cluster with
@@ -54,6 +58,10 @@ from vkube.store.log import RESTORE_MARK, LogStore
 FORMAT = "vkube-store-snapshot"
 VERSION = 2  # 2: values decrypted by the caller's transform (Secrets in plain text)
 _PAGE = 1000
+#: keys of the store's owner, not of the cluster's state (``/vkube/cluster-keys``: an HA
+#: cluster's CA, token and encryption keys): never saved, never restored from a file (a
+#: file must not hand a cluster another CA), and the target's own are kept
+OWN_PREFIX = "/vkube/"
 
 
 #: ``(key, value) -> value``: applied to every value written to / read from a snapshot file
@@ -119,6 +127,8 @@ async def _dump(store: Store, tmp: Path, revision: int,
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
             for kv in page.kvs:
+                if kv.key.startswith(OWN_PREFIX):
+                    continue
                 line = _line(kv, transform)
                 digest.update(line)
                 out.write(line)
@@ -257,6 +267,7 @@ def verify(path: str | os.PathLike[str], check: Check | None = None) -> Snapshot
     """Read the whole file and check it (and every entry with ``check``); raises
     ``SnapshotError``."""
     header, entries = read(path)
+    entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
     if check is not None:
         check(header, entries)
     return SnapshotInfo(revision=int(header.get("revision", 0)), keys=len(entries),
@@ -272,6 +283,7 @@ async def restore(store: Store, path: str | os.PathLike[str], *,
     before it is written."""
     def checked() -> tuple[dict[str, Any], list[Entry]]:
         header, entries = read(path)
+        entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
         if check is not None:
             check(header, entries)
         return header, entries
@@ -291,7 +303,7 @@ async def restore(store: Store, path: str | os.PathLike[str], *,
     start_after = ""
     while True:
         page = await store.range("", start_after=start_after, limit=_PAGE)
-        current.update((kv.key, kv) for kv in page.kvs)
+        current.update((kv.key, kv) for kv in page.kvs if not kv.key.startswith(OWN_PREFIX))
         if not page.more:
             break
         start_after = page.kvs[-1].key
