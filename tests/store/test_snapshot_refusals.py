@@ -253,3 +253,45 @@ def _craft_fresh(path: Path, entries: list[Line]) -> Path:
     path.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(body)
                      + json.dumps(end).encode() + b"\n")
     return path
+
+
+@pytest.mark.timeout(600)
+async def test_etcd_restore_failing_midway_says_what_it_left(tmp_path: Path,
+                                                             etcd_server: str) -> None:
+    """etcd takes at most 128 operations per transaction, so a bigger restore is several: one
+    failing after others (here a value over etcd's default 1.5 MiB request limit, refused by
+    etcd itself) is reported with how many changes were made and how to finish, in one
+    line; the store holds exactly those; a restore run again makes it hold the file."""
+    import asyncio
+    import subprocess
+    import sys
+    import uuid
+
+    from vkube.store import open_store
+
+    u = make_user(tmp_path / "user")
+    url = f"{etcd_server}/refusals-{uuid.uuid4().hex[:8]}"
+
+    def vkube(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vkube", *args], env=u.env,
+                              capture_output=True, text=True, timeout=120)
+
+    small = [_line(f"/core/configmaps/default/c{i:03d}", _obj("ConfigMap", f"c{i:03d}"))
+             for i in range(200)]
+    big = _line("/core/configmaps/default/zz-big",
+                _obj("ConfigMap", "zz-big", data={"x": "y" * (2 << 20)}))
+    path = _craft_fresh(tmp_path / "big.jsonl", small + [big])
+    out = await asyncio.to_thread(vkube, "snapshot", "restore", "etcdvc", str(path), "--store", url)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "stopped midway" in out.stderr and "holds 200 of the 201 changes" in out.stderr
+    assert "`vkube snapshot restore etcdvc " in out.stderr and "again to finish" in out.stderr
+    store = open_store(url)
+    await store.start()
+    try:
+        assert (await store.range("/core/configmaps/")).count == 200
+    finally:
+        await store.close()
+    fine = _craft_fresh(tmp_path / "fine.jsonl", small[:150])
+    out = await asyncio.to_thread(vkube, "snapshot", "restore", "etcdvc", str(fine), "--store", url)
+    assert out.returncode == 0 and "50 deleted" in out.stdout, out.stderr
