@@ -5,6 +5,8 @@ Moving a cluster between the modes goes through ``vkube snapshot``."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,6 +215,18 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     out = u.vkube("pause", "mover").stdout
     assert "shared server serves no other running cluster and was stopped" in out, out
     assert not _alive(pid)
+    # a crafted file is refused before the shared server is asked to write anything
+    lines = snap.read_bytes().splitlines(keepends=True)
+    evil = json.loads(lines[1])
+    evil["v"] = base64.b64encode(b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": '
+                                 b'{"name": "x", "namespace": "kube-system"}}').decode()
+    body = [json.dumps(evil).encode() + b"\n"] + lines[2:-1]
+    end = {"end": True, "keys": len(body), "sha256": hashlib.sha256(b"".join(body)).hexdigest()}
+    (tmp_path / "evil.jsonl").write_bytes(lines[0] + b"".join(body) + json.dumps(end).encode()
+                                          + b"\n")
+    out = u.vkube("snapshot", "restore", "mover", str(tmp_path / "evil.jsonl"), check=False)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert f"entry '{evil['k']}' (line 2)" in out.stderr and "nothing was restored" in out.stderr
     u.vkube("snapshot", "restore", "mover", str(snap))
     pid_file = u.home / "shared" / "supervisor.pid"
     assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))

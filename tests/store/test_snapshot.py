@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vkube.store import open_store
-from vkube.store.base import Store
+from vkube.store.base import Store, StoreError
 from vkube.store.snapshot import SnapshotError, restore, save, verify
 
 from .conftest import fresh_postgres_database
@@ -206,3 +207,183 @@ async def test_where_revisions_cannot_be_kept_the_restore_says_so(
                 assert (await target.get("/registry/a/one")).value == b"1"  # type: ignore[union-attr]
             finally:
                 await target.close()
+
+
+def _write_file(path: Path, entries: list[tuple[str, bytes]], *, revision: int = 100,
+                raw_lines: list[bytes] | None = None, version: int = 2) -> Path:
+    """A snapshot file as ``save`` writes one, with these entries (and a correct trailer)."""
+    import base64
+    import hashlib
+
+    header = {"format": "vkube-store-snapshot", "version": version, "revision": revision,
+              "source": "test", "values": "transformed"}
+    body = [json.dumps({"k": k, "v": base64.b64encode(v).decode(), "c": i + 1, "m": i + 1}
+                       ).encode() + b"\n" for i, (k, v) in enumerate(entries)]
+    body += raw_lines or []
+    end = {"end": True, "keys": len(body), "sha256": hashlib.sha256(b"".join(body)).hexdigest()}
+    path.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(body)
+                     + json.dumps(end).encode() + b"\n")
+    return path
+
+
+async def test_store_level_checks_refuse_a_file_before_any_write(tmp_path: Path) -> None:
+    """Keys every backend would choke on (lone surrogate, NUL), dot segments, a key twice,
+    revisions out of order, a bad header: refused naming the line, nothing written."""
+    store = await _open(f"sqlite://{tmp_path}/s.db")
+    try:
+        await store.create("/registry/a", b"1")
+        ok = ("/registry/ok", b"v")
+        cases = {
+            "U+D800": [ok, ("/registry/\ud800", b"v")],
+            "U+0000": [ok, ("/registry/a\x00b", b"v")],
+            "'..' segment": [ok, ("/registry/../a", b"v")],
+            "must start with '/'": [("registry/x", b"v")],
+            "appears twice": [ok, ok],
+            "reserved": [("/vkube-restored", b"")],
+        }
+        for i, (what, entries) in enumerate(cases.items()):
+            path = _write_file(tmp_path / f"bad{i}.jsonl", entries)
+            with pytest.raises(SnapshotError, match=f"line {len(entries) + 1}.*{re.escape(what)}"):
+                await restore(store, path)
+        late = _write_file(tmp_path / "late.jsonl", [ok], revision=0, raw_lines=[
+            json.dumps({"k": "/registry/b", "v": "", "c": 9, "m": 3}).encode() + b"\n"])
+        with pytest.raises(SnapshotError, match="line 3.*revisions c=9 m=3"):
+            await restore(store, late)
+        typed = _write_file(tmp_path / "typed.jsonl", [ok], raw_lines=[
+            json.dumps({"k": "/registry/b", "v": "", "c": "1", "m": 1}).encode() + b"\n"])
+        with pytest.raises(SnapshotError, match=r'line 3: not a snapshot line \("c" must be'):
+            await restore(store, typed)
+        for version in (0, True, "2"):
+            with pytest.raises(SnapshotError, match="is not a snapshot format"):
+                await restore(store, _write_file(tmp_path / "v.jsonl", [ok], version=version))  # type: ignore[arg-type]
+        cut = _write_file(tmp_path / "cut.jsonl", [ok, ("/registry/b", b"x" * 100)])
+        cut.write_bytes(cut.read_bytes()[:-150])  # mid-line, as a full disk leaves it
+        with pytest.raises(SnapshotError, match="truncated"):
+            await restore(store, cut)
+        assert await _everything(store) == {"/registry/a": b"1"}
+    finally:
+        await store.close()
+
+
+def _boom(kind: str) -> list[str]:
+    """A trigger failing the insert of key /registry/zz-boom: the database breaking in the
+    middle of the restore's transaction, after earlier rows of it were written."""
+    if kind == "sqlite":
+        return ["CREATE TRIGGER boom BEFORE INSERT ON kv WHEN NEW.key = '/registry/zz-boom' "
+                "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"]
+    return ["CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN IF NEW.key = '/registry/zz-boom' "
+            "THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER boom BEFORE INSERT ON kv FOR EACH ROW EXECUTE FUNCTION boom()"]
+
+
+async def _sql(url: str, statements: list[str]) -> None:
+    if url.startswith("sqlite://"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite://"))
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_restore_failing_midway_leaves_the_store_as_it_was(
+        kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The database fails after part of the restore's rows went in: one transaction, so the
+    target holds exactly what it held; once the store is healthy, the same restore works."""
+    async for url in _url(kind, request, tmp_path):
+        store = await _open(url)
+        try:
+            for i in range(300):
+                await store.create(f"/registry/old/{i:03d}", b"old")
+            before = await _everything(store)
+            revision = await store.current_revision()
+            entries = [(f"/registry/new/{i:03d}", b"new") for i in range(300)]
+            entries += [("/registry/old/000", b"changed"), ("/registry/zz-boom", b"x")]
+            path = _write_file(tmp_path / "snap.jsonl", entries, revision=1000)
+            await _sql(url, _boom(kind))
+            with pytest.raises(StoreError, match="disk on fire"):
+                await restore(store, path)
+            assert await _everything(store) == before
+            assert await store.current_revision() == revision
+            await store.create("/registry/after", b"a")  # the store still takes writes
+            await _sql(url, ["DROP TRIGGER boom" + (" ON kv" if kind == "postgres" else "")])
+            info = await restore(store, path)
+            assert await _everything(store) == dict(entries)
+            assert (info.created, info.updated, info.deleted) == (301, 1, 300)
+        finally:
+            await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "etcd"])
+async def test_commit_all_is_all_or_nothing(kind: str, request: pytest.FixtureRequest,
+                                            tmp_path: Path) -> None:
+    """One stale guard fails the whole set; a good set is applied at once; etcd
+    past one transaction's 128 operations says how far it got, and the rest can follow."""
+    from vkube.store.base import Op, PartialCommit
+
+    async for url in _url(kind, request, tmp_path):
+        store = await _open(url)
+        try:
+            a = await store.create("/registry/a", b"1")
+            b = await store.create("/registry/b", b"2")
+            await store.create("/registry/c", b"3")
+            before, revision = await _everything(store), await store.current_revision()
+            stale = [Op("create", "/registry/d", b"4"), Op("update", "/registry/a", b"1b", a.mod_revision),
+                     Op("update", "/registry/b", b"2b", b.mod_revision - 1), Op("delete", "/registry/c")]
+            with pytest.raises(StoreError):
+                await store.commit_all(stale)
+            assert await _everything(store) == before
+            assert await store.current_revision() == revision
+            good = stale[:2] + [Op("update", "/registry/b", b"2b", b.mod_revision), stale[3]]
+            await store.commit_all(good)
+            assert await _everything(store) == {"/registry/a": b"1b", "/registry/b": b"2b",
+                                                "/registry/d": b"4"}
+            # one revision per write; etcd gives a whole Txn one revision
+            assert await store.current_revision() == revision + (1 if kind == "etcd" else 4)
+            if kind == "etcd":
+                many = [Op("create", f"/registry/m/{i:03d}", b"m") for i in range(200)]
+                await store.create("/registry/m/150", b"there")
+                with pytest.raises(PartialCommit) as caught:
+                    await store.commit_all(many)
+                assert (caught.value.applied, caught.value.total) == (128, 200)
+                got = await _everything(store)
+                assert sum(k.startswith("/registry/m/") for k in got) == 129
+        finally:
+            await store.close()
+
+
+async def test_the_owners_keys_are_neither_saved_nor_restored(tmp_path: Path) -> None:
+    """``/vkube/cluster-keys`` (an HA cluster's CA and keys) is the store owner's: a snapshot
+    leaves it out, and a file carrying one (crafted) neither replaces nor removes the
+    target's."""
+    source = await _open(f"sqlite://{tmp_path}/src.db")
+    target = await _open(f"sqlite://{tmp_path}/dst.db")
+    try:
+        await source.create("/vkube/cluster-keys", b'{"ca.key": "source"}')
+        await source.create("/registry/a", b"1")
+        info = await save(source, tmp_path / "s.jsonl")
+        assert info.keys == 1 and set(_entries(tmp_path / "s.jsonl")) == {"/registry/a"}
+        await target.create("/vkube/cluster-keys", b'{"ca.key": "target"}')
+        await target.create("/registry/old", b"0")
+        crafted = _write_file(tmp_path / "crafted.jsonl", [
+            ("/registry/a", b"1"), ("/vkube/cluster-keys", b'{"ca.key": "attacker"}')])
+        restored = await restore(target, crafted)
+        assert restored.keys == 1 and restored.deleted == 1
+        assert await _everything(target) == {"/registry/a": b"1",
+                                             "/vkube/cluster-keys": b'{"ca.key": "target"}'}
+    finally:
+        await source.close()
+        await target.close()

@@ -75,6 +75,53 @@ def _encryption_file(args: argparse.Namespace) -> Any:
     return path if path.exists() else None
 
 
+def _existing_encryption(args: argparse.Namespace) -> Any:
+    """The target cluster's EncryptionConfiguration file if it has one yet (the check reads
+    it; checking never creates a key)."""
+    from vkube.cli import state
+
+    st = state.ClusterState.load(state.validate_name(args.name))
+    path = st.data_dir / "encryption-config.yaml" if st is not None else None
+    return path if path is not None and path.exists() else None
+
+
+def _refused(args: argparse.Namespace, exc: Exception) -> CLIError:
+    """A file refused before anything was written: one line, and what to do instead."""
+    text = str(exc)
+    if "newer vkube" in text:
+        return CLIError(f"{text}; nothing was restored into {args.name}")
+    return CLIError(f"{text} — nothing was restored into {args.name}; restore a file that "
+                    "`vkube snapshot save SOURCE FILE` wrote")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    """Every line and every entry of the file checked against the target cluster before any
+    store is opened."""
+    from vkube.cluster import stores
+
+    try:
+        stores.verify_snapshot(args.file, _existing_encryption(args))
+    except FileNotFoundError:
+        raise CLIError(f"snapshot file {args.file} not found — check the path") from None
+    except stores.SnapshotError as exc:
+        raise _refused(args, exc) from None
+    except OSError as exc:
+        raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
+
+
+def _write_failed(args: argparse.Namespace, where: str, exc: Exception) -> CLIError:
+    """The store failed during the restore's writes: what it holds now, and the retry."""
+    from vkube.cluster import stores
+
+    again = f"`vkube snapshot restore {args.name} {args.file}`"
+    if isinstance(exc, stores.PartialCommit):
+        return CLIError(f"restore of {args.name} stopped midway: {exc} — the store holds "
+                        f"{exc.applied} of the {exc.total} changes; run {again} again to "
+                        "finish (it makes the store hold exactly the file)")
+    return CLIError(f"store {where}: {exc} — the restore wrote nothing (one transaction); "
+                    f"once the store is back, run {again} again")
+
+
 def _transform(args: argparse.Namespace) -> Any:
     from vkube.cluster import stores
 
@@ -135,12 +182,7 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
             what = "sleeping" if sharedproc.is_sleeping(st) else "running"
             raise CLIError(f"virtual cluster {args.name!r} is {what}: `vkube pause {args.name}` "
                            f"first, then restore, then `vkube resume {args.name}`")
-        try:
-            stores.verify_snapshot(args.file)
-        except FileNotFoundError:
-            raise CLIError(f"snapshot file {args.file} not found — check the path") from None
-        except stores.SnapshotError as exc:
-            raise CLIError(str(exc)) from None
+        _verify(args)
         try:
             info = sharedproc.restore(st, args.file)
         finally:
@@ -176,17 +218,25 @@ def _run(args: argparse.Namespace) -> int:
     url = _store_url(args)
     tls = {k: v for k, v in (("ca_file", args.etcd_cafile), ("cert_file", args.etcd_certfile),
                              ("key_file", args.etcd_keyfile)) if v}
-    run = stores.save_snapshot if args.action == "save" else stores.restore_snapshot
     try:
         if args.action == "restore":
-            stores.verify_snapshot(args.file)  # refuse a bad file before opening the store
-        transform = _transform(args)
-        info = asyncio.run(run(url, args.file, transform=transform, **tls))
+            _verify(args)  # refuse a bad file before the store is opened
+            transform = _transform(args)
+            check = stores.snapshot_check(args.file, _existing_encryption(args))
+            info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
+                                                       check=check, **tls))
+        else:
+            transform = _transform(args)
+            info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform, **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
-    except (stores.UnsupportedStore, stores.SnapshotError) as exc:
+    except stores.UnsupportedStore as exc:
         raise CLIError(str(exc)) from None
+    except stores.SnapshotError as exc:  # the file changed since it was checked
+        raise _refused(args, exc) from None
     except stores.StoreError as exc:
+        if args.action == "restore":
+            raise _write_failed(args, stores.describe(url), exc) from None
         raise CLIError(f"store {stores.describe(url)}: {exc}") from None
     except OSError as exc:
         raise CLIError(f"{args.file}: {exc.strerror or exc}") from None

@@ -407,18 +407,22 @@ class SharedServer:
                 raise ValueError(f"cluster {name!r} is being served: pause it first")
             assert self.store is not None
             from vkube.cluster.config import shared_encryption_config
-            from vkube.cluster.stores import encrypter
+            from vkube.cluster.stores import encrypter, snapshot_check
 
             data.mkdir(parents=True, exist_ok=True)  # Secrets: encrypted with this cluster's key
+            keys = shared_encryption_config(data)
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
-                                          doc["snapshot"],
-                                          transform=encrypter(shared_encryption_config(data)))
+                                          doc["snapshot"], transform=encrypter(keys),
+                                          check=snapshot_check(doc["snapshot"], keys))
             _write(data / "restored", json.dumps({
                 "revision": info.revision, "keys": info.keys, "created": info.created,
                 "updated": info.updated, "deleted": info.deleted}))
+        except snapshot.SnapshotError as exc:  # refused before anything was written
+            _write(data / "error", str(exc))
         except Exception as exc:
             log.exception("shared: restore of %s failed", name)
-            _write(data / "error", f"{type(exc).__name__}: {exc}")
+            _write(data / "error", f"{type(exc).__name__}: {exc} (nothing was written: one "
+                                   "transaction)")
         finally:
             (self.members_dir / f"{name}.json").unlink(missing_ok=True)
 

@@ -8,15 +8,26 @@ from typing import Any
 
 from vkube.store import StoreError, UnsupportedStore, describe, open_store
 from vkube.store import snapshot as _snapshot
+from vkube.store.base import PartialCommit
 from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
-__all__ = ["Decrypter", "SnapshotError", "SnapshotInfo", "StoreError", "UnsupportedStore",
-           "describe", "encrypter", "restore_snapshot", "save_snapshot", "verify_snapshot"]
+__all__ = ["Decrypter", "PartialCommit", "SnapshotError", "SnapshotInfo", "StoreError",
+           "UnsupportedStore", "describe", "encrypter", "restore_snapshot", "save_snapshot",
+           "snapshot_check", "verify_snapshot"]
 
 
-def verify_snapshot(path: str) -> SnapshotInfo:
-    """Check a snapshot file in full before any store is touched (``SnapshotError``)."""
-    return _snapshot.verify(path)
+def snapshot_check(path: str, encryption: Path | None) -> _snapshot.Check:
+    """The content check of a restore into a cluster whose Secrets that EncryptionConfiguration
+    file encrypts (``vkube.cluster.snapcheck``); ``SnapshotError`` if it cannot be read."""
+    from vkube.cluster.snapcheck import check_for
+
+    return check_for(path, encryption)
+
+
+def verify_snapshot(path: str, encryption: Path | None = None) -> SnapshotInfo:
+    """Check a snapshot file in full — every line and every entry's object — before any
+    store is touched (``SnapshotError`` naming the first bad entry)."""
+    return _snapshot.verify(path, snapshot_check(path, encryption))
 
 
 class Decrypter:
@@ -67,10 +78,10 @@ async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
 
 
 async def restore_snapshot(url: str, path: str, *, transform: _snapshot.Transform | None = None,
-                           **options: Any) -> SnapshotInfo:
+                           check: _snapshot.Check | None = None, **options: Any) -> SnapshotInfo:
     store = open_store(url, **options)
     await store.start()
     try:
-        return await _snapshot.restore(store, path, transform=transform)
+        return await _snapshot.restore(store, path, transform=transform, check=check)
     finally:
         await store.close()

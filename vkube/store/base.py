@@ -60,12 +60,34 @@ class FutureRevision(StoreError):
     """A read at a revision newer than the store's current revision."""
 
 
+class PartialCommit(StoreError):
+    """``commit_all`` on a backend that cannot apply the whole set in one transaction
+    (etcd: at most 128 operations per ``Txn``) failed after ``applied`` of ``total``
+    operations had been committed; ``__cause__`` says why it stopped."""
+
+    def __init__(self, message: str, applied: int, total: int) -> None:
+        super().__init__(message)
+        self.applied = applied
+        self.total = total
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str
     value: bytes
     create_revision: int
     mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One guarded write of a ``commit_all`` set: ``create`` (the key must be absent),
+    ``update``/``delete`` (the key must be at ``expected``; 0: any revision)."""
+
+    op: Literal["create", "update", "delete"]
+    key: str
+    value: bytes = b""
+    expected: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +160,14 @@ class Store(abc.ABC):
         """Every event on keys with ``prefix`` whose revision > ``after_revision``, in revision
         order, then live events, until the iterator is closed. Raises ``Compacted`` (on first
         iteration) when ``after_revision`` < compacted revision."""
+
+    async def commit_all(self, ops: list[Op]) -> None:
+        """Apply every op, each guarded as ``create``/``update``/``delete`` guard it, in one
+        transaction: all of them or, when any guard fails or the backend fails, none (the
+        error is raised). SQLite and PostgreSQL give each op its own revision, as separate
+        writes would; etcd gives each ``Txn`` one revision, as it does for any Txn. Backends
+        that cannot do it in one transaction raise ``PartialCommit`` saying how far they got."""
+        raise NotImplementedError(f"{type(self).__name__} cannot commit a set of writes")
 
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:

@@ -34,6 +34,8 @@ from vkube.store.base import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    Op,
+    PartialCommit,
     RangeResult,
     RevisionMismatch,
     Store,
@@ -48,6 +50,9 @@ _TIMEOUT = 30.0  # seconds per request: a partitioned etcd fails requests instea
 #: then ends the client's watch, which re-watches from its last resourceVersion)
 _WATCH_OUTAGE = 60.0
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+#: etcd's defaults for one Txn: ``--max-txn-ops`` 128, ``--max-request-bytes`` 1.5 MiB
+_TXN_OPS = 128
+_TXN_BYTES = 1024 * 1024
 
 
 def _bytes_end(prefix: bytes) -> bytes:
@@ -290,6 +295,53 @@ class EtcdStore(Store):
                                        rpc.RequestOp(request_delete_range=delete))
         prev = response.responses[0].response_delete_range.prev_kvs[0]
         return KeyValue(key, bytes(prev.value), prev.create_revision, response.header.revision)
+
+    async def commit_all(self, ops: list[Op]) -> None:
+        """One ``Txn`` (every op's guard compared, all puts/deletes or none) when the set fits
+        etcd's limits for one (128 operations, 1 MiB here); a larger set goes in several such
+        transactions, in order, and a failure after the first raises ``PartialCommit``: the
+        earlier transactions stay committed (etcd has no transaction spanning requests)."""
+        self._check_open()
+        chunks: list[list[Op]] = [[]]
+        size = 0
+        for op in ops:
+            n = len(op.key) + len(op.value) + 64
+            if chunks[-1] and (len(chunks[-1]) >= _TXN_OPS or size + n > _TXN_BYTES):
+                chunks.append([])
+                size = 0
+            chunks[-1].append(op)
+            size += n
+        applied = 0
+        for chunk in chunks:
+            try:
+                await self._commit_chunk(chunk)
+            except StoreError as exc:
+                if applied == 0:
+                    raise
+                raise PartialCommit(f"etcd {self.url}: stopped after {applied} of {len(ops)} "
+                                    f"writes ({exc})", applied, len(ops)) from exc
+            applied += len(chunk)
+
+    async def _commit_chunk(self, chunk: list[Op]) -> None:
+        if not chunk:
+            return
+        compare, success = [], []
+        for op in chunk:
+            k = self._k(op.key)
+            if op.op == "create":
+                compare.append(rpc.Compare(key=k, target=rpc.Compare.CREATE,
+                                           result=rpc.Compare.EQUAL, create_revision=0))
+            else:
+                compare.append(self._exists(k, op.expected))
+            if op.op == "delete":
+                success.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)))
+            else:
+                success.append(rpc.RequestOp(request_put=rpc.PutRequest(key=k,
+                                                                        value=bytes(op.value))))
+        response = await self._rpc(self._kv.Txn, rpc.TxnRequest(compare=compare, success=success))
+        if not response.succeeded:
+            raise StoreError(f"a key changed meanwhile (one of {chunk[0].key} … "
+                             f"{chunk[-1].key}): nothing of that transaction was written")
 
     # -- watch -------------------------------------------------------------------------------
 

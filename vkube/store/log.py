@@ -32,6 +32,7 @@ from vkube.store.base import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    Op,
     RangeResult,
     RevisionMismatch,
     Store,
@@ -58,6 +59,8 @@ class Write:
     future: asyncio.Future[KeyValue] | None = None
     result: KeyValue | BaseException | None = None
     event: Event | None = field(default=None)
+    #: part of a ``commit_all`` set: a failed guard fails the whole transaction
+    atomic: bool = False
 
 
 def plan_batch(batch: list[Write], latest: dict[str, KeyValue | None], revision: int) -> list[Row]:
@@ -78,6 +81,8 @@ def plan_batch(batch: list[Write], latest: dict[str, KeyValue | None], revision:
             elif write.expected and write.expected != current.mod_revision:
                 raise RevisionMismatch(key, current)
         except StoreError as exc:
+            if write.atomic:
+                raise  # the driver rolls the whole transaction back
             write.result = exc
             continue
         revision += 1
@@ -385,6 +390,35 @@ class LogStore(Store):
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         # Once queued, the write happens even if the caller is cancelled (as with etcd).
         return await asyncio.shield(future)
+
+    async def commit_all(self, ops: list[Op]) -> None:
+        """The set in one driver transaction (one SQLite / PostgreSQL transaction), taking
+        the writer's turn: queued writes commit before it, writes queued meanwhile after."""
+        self._check_open()
+        for op in ops:
+            if not isinstance(op.value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"value must be bytes, not {type(op.value).__name__}")
+        batch = [Write(op.op, op.key, bytes(op.value), op.expected, atomic=True) for op in ops]
+        if not batch:
+            return
+        while (drainer := self._drainer) is not None and not drainer.done():
+            await asyncio.wait({drainer})
+        task = asyncio.get_running_loop().create_task(self._commit_atomic(batch))
+        self._drainer = task
+        await asyncio.shield(task)  # once started, it completes even if the caller goes
+
+    async def _commit_atomic(self, batch: list[Write]) -> None:
+        try:
+            await self.driver.commit(batch)
+        except Exception as exc:
+            self._fail(batch, exc)
+            error = batch[0].result
+            assert isinstance(error, BaseException)
+            raise error from exc if error is not exc else None
+        finally:
+            if self._pending:  # writes that queued behind the set
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        self._committed([w.event for w in batch if w.event is not None])
 
     async def _drain(self) -> None:
         """Commit queued writes in batches until none are left (one writer per store)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from vkube.store.base import Event, KeyValue, RangeResult, Store, StoreClosed
+from vkube.store.base import Event, KeyValue, Op, RangeResult, Store, StoreClosed
 
 
 class PrefixedStore(Store):
@@ -102,6 +102,13 @@ class PrefixedStore(Store):
                                               expected_mod_revision=expected_mod_revision))
         self._wrote(key)
         return kv
+
+    async def commit_all(self, ops: list[Op]) -> None:
+        self._writable()
+        await self.inner.commit_all([Op(op.op, self._k(op.key), op.value, op.expected)
+                                     for op in ops])
+        for op in ops:
+            self._wrote(op.key)
 
     async def range(self, prefix: str, *, start_after: str = "", limit: int = 0,
                     revision: int = 0) -> RangeResult:

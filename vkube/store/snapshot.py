@@ -6,15 +6,31 @@ revisions), and a trailer with the key count and a SHA-256 of the key lines, so 
 is written. The keys are read page by page at one revision (a consistent cut even while writes
 go on); if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
-Restoring into a SQLite or PostgreSQL store that was never written keeps every key's revisions,
-so objects keep their resourceVersions (clients' optimistic-concurrency guards and informers'
-resourceVersions stay valid), the store's revision continues from the snapshot's, and history
-before it reads as compacted (a watch from before it gets 410 and relists). Otherwise — a
-store with data (time must not run backwards under its clients), or etcd, whose revisions
-are its own and cannot be set — the target store is made to hold exactly the snapshot's keys
-and values: missing keys are created, differing ones updated, extra ones deleted, at the
-target's own, growing revisions, so watchers and informers relist. A file written in a newer
-format than this vkube reads is refused with a message saying so.
+A restore never trusts the file: every line is read and checked before anything is written
+(header and format version, key shape, revisions, no key twice, the trailer's count and
+checksum; the caller's ``check`` adds what the store cannot know — that each value is an object
+the cluster can serve under its key, see ``vkube.cluster.snapcheck``), and the first bad entry is
+named. Then the change is one transaction.
+
+Restoring into a SQLite or PostgreSQL store that was never written keeps every key's revisions
+(one transaction), so objects keep their resourceVersions (clients' optimistic-concurrency
+guards and informers' resourceVersions stay valid), the store's revision continues from the
+snapshot's, and history before it reads as compacted (a watch from before it gets 410 and
+relists). Otherwise — a store with data (time must not run backwards under its clients), or
+etcd, whose revisions are its own and cannot be set — the target store is made to hold exactly
+the snapshot's keys and values: missing keys are created, differing ones updated, extra ones
+deleted, at the target's own, growing revisions, so watchers and informers relist. Those writes
+are one ``Store.commit_all``, each guarded on the revision read just before: on SQLite and
+PostgreSQL one transaction, so a failure (the store down, a key changed meanwhile) leaves the
+target as it was. etcd takes at most 128 operations per transaction: a larger set is several
+transactions, one after another, and a failure after the first raises ``PartialCommit`` naming how
+many writes were done; running the same restore again finishes it (it makes the store hold
+exactly the file whatever it holds). A file written in a newer format than this vkube reads is
+refused with a message saying so.
+
+Keys under ``/vkube/`` belong to the store's owner, not to the cluster's state (an HA cluster's
+CA, token and encryption keys): ``save`` leaves them out, and ``restore`` neither writes them
+from a file (a file must never hand a cluster another CA) nor deletes the target's.
 
 Values encrypted at rest are the caller's business (the store sees bytes): ``save`` takes a
 ``transform`` that the CLI uses to decrypt Secrets with the source cluster's key, and
@@ -26,22 +42,26 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vkube.store.base import Compacted, KeyNotFound, KeyValue, Store, StoreError
-from vkube.store.log import LogStore
+from vkube.store.base import Compacted, KeyValue, Op, Store, StoreError
+from vkube.store.log import RESTORE_MARK, LogStore
 
 FORMAT = "vkube-store-snapshot"
 VERSION = 2  # 2: values decrypted by the caller's transform (Secrets in plain text)
 _PAGE = 1000
-_CONCURRENCY = 256
+#: keys of the store's owner, not of the cluster's state (``/vkube/cluster-keys``: an HA
+#: cluster's CA, token and encryption keys): never saved, never restored from a file (a
+#: file must not hand a cluster another CA), and the target's own are kept
+OWN_PREFIX = "/vkube/"
 
 
 #: ``(key, value) -> value``: applied to every value written to / read from a snapshot file
@@ -107,6 +127,8 @@ async def _dump(store: Store, tmp: Path, revision: int,
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
             for kv in page.kvs:
+                if kv.key.startswith(OWN_PREFIX):
+                    continue
                 line = _line(kv, transform)
                 digest.update(line)
                 out.write(line)
@@ -122,122 +144,180 @@ async def _dump(store: Store, tmp: Path, revision: int,
     return SnapshotInfo(revision=revision, keys=keys, bytes=size)
 
 
-def _read(path: Path) -> tuple[dict[str, Any], Iterator[KeyValue]]:
-    """The header, and an iterator over the keys (each check done by ``verify``); files of
-    an older vkube carry no revisions (0)."""
-    handle = open(path, "rb")
-    first = handle.readline()
-    try:
-        header = json.loads(first)
-    except ValueError:
-        handle.close()
-        raise SnapshotError(f"{path} is not a vkube snapshot (no header line)") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        handle.close()
-        raise SnapshotError(f"{path} is not a vkube snapshot")
-    version = header.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        handle.close()
-        raise SnapshotError(f"{path} is snapshot format {version}, written by a newer vkube; this "
-                            f"vkube reads format {VERSION} and older — upgrade vkube to restore it")
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One key line of a snapshot file, with its line number (for messages)."""
 
-    def entries() -> Iterator[KeyValue]:
-        with handle:
-            digest, count, ended = hashlib.sha256(), 0, False
-            for number, line in enumerate(handle, start=2):
-                if ended:
-                    raise SnapshotError(f"{path}:{number}: data after the end of the snapshot")
-                try:
-                    doc = json.loads(line)
-                    if doc.get("end"):
-                        ended = True
-                        if doc.get("keys") != count or doc.get("sha256") != digest.hexdigest():
-                            raise SnapshotError(f"{path} is corrupt: its checksum or key count "
-                                                "does not match its contents")
-                        continue
-                    key, value = doc["k"], base64.b64decode(doc["v"], validate=True)
-                    create, mod = int(doc.get("c", 0)), int(doc.get("m", 0))
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise SnapshotError(f"{path}:{number}: not a snapshot line ({exc})") from None
-                digest.update(line)
-                count += 1
-                yield KeyValue(key, value, create, mod)
-            if not ended:
-                raise SnapshotError(f"{path} is truncated (no end line): take the snapshot again")
-
-    return header, entries()
+    line: int
+    kv: KeyValue
 
 
-def verify(path: str | os.PathLike[str]) -> SnapshotInfo:
-    """Read the whole file and check it; raises ``SnapshotError``."""
-    header, entries = _read(Path(path))
-    count = sum(1 for _ in entries)
-    return SnapshotInfo(revision=int(header.get("revision", 0)), keys=count,
+#: ``(header, entries) -> None``: the caller's checks of every entry's content (the store
+#: sees bytes); raises ``SnapshotError`` naming the first bad entry (``entry_error``)
+Check = Callable[[dict[str, Any], list[Entry]], None]
+
+#: longest key accepted (etcd's keys are bytes of any length, but a Kubernetes key is
+#: ``/GROUP/RESOURCE/NAMESPACE/NAME``: 253 + 63 + 63 + 253 characters and four slashes)
+MAX_KEY = 1024
+
+
+def entry_error(path: str | os.PathLike[str], entry: Entry, what: str) -> SnapshotError:
+    """The error for a bad entry: the file, the key (escaped: one line), where, what."""
+    return SnapshotError(f"{path}: entry {entry.kv.key!r} (line {entry.line}): {what}")
+
+
+def key_problem(key: str) -> str | None:
+    """What makes ``key`` unfit for every backend (None: nothing). A key must be a clean
+    ``/``-path: SQLite and PostgreSQL refuse lone surrogates and NUL mid-transaction, and
+    dot or empty segments name no object."""
+    if not key.startswith("/"):
+        return "a key must start with '/'"
+    if len(key) > MAX_KEY:
+        return f"the key is {len(key)} characters long (at most {MAX_KEY})"
+    for ch in key:
+        o = ord(ch)
+        if o < 0x20 or o == 0x7F or 0xD800 <= o <= 0xDFFF:
+            return f"the key holds the character U+{o:04X}"
+    if any(part in ("", ".", "..") for part in key[1:].split("/")):
+        return "the key has an empty, '.' or '..' segment"
+    if key == RESTORE_MARK or key.startswith(RESTORE_MARK + "/"):
+        return f"{RESTORE_MARK} is reserved for the store"
+    return None
+
+
+def _int(doc: dict[str, Any], name: str) -> int:
+    value = doc.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f'"{name}" must be a non-negative integer')
+    return value
+
+
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
+    """The header and every entry, each line checked (a store-level check: JSON shape,
+    key, revisions, no duplicate key, key count and checksum); ``SnapshotError`` names the
+    first bad line. Files of an older vkube carry no revisions (0)."""
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        try:
+            header = json.loads(first)
+        except ValueError:
+            raise SnapshotError(f"{path} is not a vkube snapshot (no header line)") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise SnapshotError(f"{path} is not a vkube snapshot")
+        version = header.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SnapshotError(f"{path}: header: version {version!r} is not a snapshot format "
+                                f"(this vkube reads formats 1 to {VERSION})")
+        if version > VERSION:
+            raise SnapshotError(f"{path} is snapshot format {version}, written by a newer vkube; "
+                                f"this vkube reads format {VERSION} and older — upgrade vkube to "
+                                "restore it")
+        revision = header.get("revision", 0)
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise SnapshotError(f"{path}: header: revision {revision!r} is not a non-negative "
+                                "integer")
+        if header.get("values", "as stored") not in ("as stored", "transformed"):
+            raise SnapshotError(f"{path}: header: values {header.get('values')!r} is neither "
+                                "'as stored' nor 'transformed'")
+        entries: list[Entry] = []
+        seen: set[str] = set()
+        digest, ended = hashlib.sha256(), False
+        for number, line in enumerate(handle, start=2):
+            if ended:
+                raise SnapshotError(f"{path}: line {number}: data after the end of the snapshot")
+            if not line.endswith(b"\n"):
+                raise SnapshotError(f"{path} is truncated (line {number} is cut short): take "
+                                    "the snapshot again")
+            try:
+                doc = json.loads(line)
+                if not isinstance(doc, dict):
+                    raise ValueError("a line must be a JSON object")
+                if doc.get("end") is True:
+                    ended = True
+                    if doc.get("keys") != len(entries) or doc.get("sha256") != digest.hexdigest():
+                        raise SnapshotError(f"{path} is corrupt: its checksum or key count "
+                                            "does not match its contents")
+                    continue
+                key, encoded = doc.get("k"), doc.get("v")
+                if not isinstance(key, str) or not isinstance(encoded, str):
+                    raise ValueError('"k" and "v" must be strings')
+                value = base64.b64decode(encoded, validate=True)
+                create, mod = _int(doc, "c"), _int(doc, "m")
+            except (ValueError, binascii.Error) as exc:
+                raise SnapshotError(f"{path}: line {number}: not a snapshot line ({exc})") from None
+            entry = Entry(number, KeyValue(key, value, create, mod))
+            problem = key_problem(key)
+            if problem is None and key in seen:
+                problem = "the key appears twice"
+            if problem is None and (create > mod or (mod and not create)
+                                    or (revision and mod > revision)):
+                problem = (f"revisions c={create} m={mod} are not 0 < c <= m <= {revision} "
+                           "(the snapshot's revision)")
+            if problem is not None:
+                raise entry_error(path, entry, problem)
+            seen.add(key)
+            digest.update(line)
+            entries.append(entry)
+        if not ended:
+            raise SnapshotError(f"{path} is truncated (no end line): take the snapshot again")
+    return header, entries
+
+
+def verify(path: str | os.PathLike[str], check: Check | None = None) -> SnapshotInfo:
+    """Read the whole file and check it (and every entry with ``check``); raises
+    ``SnapshotError``."""
+    header, entries = read(path)
+    entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
+    if check is not None:
+        check(header, entries)
+    return SnapshotInfo(revision=int(header.get("revision", 0)), keys=len(entries),
                         bytes=os.path.getsize(path))
 
 
 async def restore(store: Store, path: str | os.PathLike[str], *,
-                  transform: Transform | None = None) -> SnapshotInfo:
-    """Make ``store`` hold exactly the snapshot at ``path`` (checked in full first);
-    ``transform`` maps each value before it is written."""
-    source = verify(path)
+                  transform: Transform | None = None, check: Check | None = None) -> SnapshotInfo:
+    """Make ``store`` hold exactly the snapshot at ``path``: every line is read and checked
+    first (``check``: the caller's checks of each entry's content), so a bad file writes
+    nothing; then the whole change is one transaction (SQLite, PostgreSQL; etcd when it fits
+    one ``Txn``, else ``PartialCommit`` may say how far it got). ``transform`` maps each value
+    before it is written."""
+    def checked() -> tuple[dict[str, Any], list[Entry]]:
+        header, entries = read(path)
+        entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
+        if check is not None:
+            check(header, entries)
+        return header, entries
 
-    def read() -> Iterator[KeyValue]:
-        _, entries = _read(Path(path))
-        if transform is None:
-            return entries
-        return (KeyValue(kv.key, transform(kv.key, kv.value), kv.create_revision, kv.mod_revision)
-                for kv in entries)
-
+    # on a thread: a shared server's other clusters keep being served meanwhile
+    header, entries = await asyncio.to_thread(checked)
+    revision = int(header.get("revision", 0))
+    size = os.path.getsize(path)
+    items = [KeyValue(e.kv.key, transform(e.kv.key, e.kv.value) if transform is not None
+                      else e.kv.value, e.kv.create_revision, e.kv.mod_revision)
+             for e in entries]
     if isinstance(store, LogStore):
-        items = list(read())
-        if all(kv.mod_revision for kv in items) and await store.load(items, source.revision):
-            return SnapshotInfo(revision=source.revision, keys=source.keys, bytes=source.bytes,
+        if all(kv.mod_revision for kv in items) and await store.load(items, revision):
+            return SnapshotInfo(revision=revision, keys=len(items), bytes=size,
                                 created=len(items), kept_revisions=True)
-    entries = read()
-    created = updated = deleted = 0
-    wanted: set[str] = set()
-    pending: list[Any] = []
-
-    async def flush() -> None:
-        nonlocal created, updated
-        for result in await asyncio.gather(*pending):
-            created += result == "created"
-            updated += result == "updated"
-        pending.clear()
-
-    async def put(key: str, value: bytes) -> str:
-        current = await store.get(key)
-        if current is None:
-            await store.create(key, value)
-            return "created"
-        if current.value != value:
-            await store.update(key, value, expected_mod_revision=current.mod_revision)
-            return "updated"
-        return "same"
-
-    for kv in entries:
-        wanted.add(kv.key)
-        pending.append(put(kv.key, kv.value))
-        if len(pending) >= _CONCURRENCY:
-            await flush()
-    await flush()
-    start_after, extra = "", []
+    current: dict[str, KeyValue] = {}
+    start_after = ""
     while True:
         page = await store.range("", start_after=start_after, limit=_PAGE)
-        extra += [kv for kv in page.kvs if kv.key not in wanted]
+        current.update((kv.key, kv) for kv in page.kvs if not kv.key.startswith(OWN_PREFIX))
         if not page.more:
             break
         start_after = page.kvs[-1].key
-    for i in range(0, len(extra), _CONCURRENCY):
-        results = await asyncio.gather(
-            *(store.delete(kv.key, expected_mod_revision=kv.mod_revision)
-              for kv in extra[i:i + _CONCURRENCY]), return_exceptions=True)
-        for result in results:
-            if isinstance(result, KeyNotFound):
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            deleted += 1
-    return SnapshotInfo(revision=source.revision, keys=source.keys, bytes=source.bytes,
-                        created=created, updated=updated, deleted=deleted)
+    ops: list[Op] = []
+    created = updated = 0
+    for kv in items:
+        now = current.pop(kv.key, None)
+        if now is None:
+            ops.append(Op("create", kv.key, kv.value))
+            created += 1
+        elif now.value != kv.value:
+            ops.append(Op("update", kv.key, kv.value, now.mod_revision))
+            updated += 1
+    ops += [Op("delete", kv.key, expected=kv.mod_revision) for kv in current.values()]
+    await store.commit_all(ops)
+    return SnapshotInfo(revision=revision, keys=len(items), bytes=size,
+                        created=created, updated=updated, deleted=len(current))
