@@ -69,7 +69,7 @@ def test_host_stop_refuses_under_running_clusters_and_force_pauses_them(user: Us
     assert "beta" in user.list()
     out = user.vkube("delete", "beta", "--force")
     assert "left on it: namespace vkube-beta" in out.stdout, out.stdout
-    assert "ClusterRole/ClusterRoleBinding vkube-vkube-beta-beta" in out.stdout
+    assert "ClusterRole/ClusterRoleBinding vkube-vkube-beta.beta" in out.stdout
     assert "`vkube delete beta`" in out.stdout and "beta deleted" in out.stdout
     assert "beta" not in user.list()
 
@@ -84,5 +84,5 @@ def test_host_stop_refuses_under_running_clusters_and_force_pauses_them(user: Us
         assert kubectl(host, "get", "ns", "vkube-beta", check=False).returncode != 0
 
     eventually(ns_gone, timeout=60, delay=0.5)
-    assert "vkube-vkube-beta-beta" not in kubectl(host, "get", "clusterrolebindings", "-o",
+    assert "vkube-vkube-beta.beta" not in kubectl(host, "get", "clusterrolebindings", "-o",
                                                   "name").stdout

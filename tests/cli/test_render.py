@@ -93,7 +93,7 @@ async def test_rendered_manifests_are_accepted_by_an_api_server(control_plane, t
                                   "vkube-team-a", "-o", "json"))
     assert yaml.safe_load(cm["data"]["values.yaml"]) == {"sync": {"nodes": {"enabled": True,
                                                                             "syncAllNodes": True}}}
-    assert "vkube-vkube-team-a-team-a" in await kubectl("get", "clusterrole", "-o", "name")
+    assert "vkube-vkube-team-a.team-a" in await kubectl("get", "clusterrole", "-o", "name")
     svc = json.loads(await kubectl("get", "service", "vkube-team-a", "-n", "vkube-team-a",
                                    "-o", "json"))
     assert svc["spec"]["ports"][0]["targetPort"] == 6443

@@ -100,7 +100,7 @@ def test_syncer_runs_confined_and_its_credential_is_refused_elsewhere(user: User
     assert any(str(confined).encode() in c and b"--host-kubeconfig" in c for c in cmdlines), \
         cmdlines  # the restarted process is handed the confined file, not the host admin's
     eventually(lambda: _running(user), timeout=120)
-    cr = f"vkube-{NS}-{NAME}"
+    cr = f"vkube-{NS}.{NAME}"
     assert kubectl(_host(user), "get", "clusterrole", cr, "-o", "name").stdout.strip()
     user.vkube("delete", NAME)
     for kind in ("clusterrole", "clusterrolebinding"):

@@ -107,11 +107,13 @@ async def test_rejected_pod_is_not_synced_and_names_checks(planes):  # noqa: F81
         await stop_syncer(pair)
 
 
-async def test_quota_refusal_by_the_host(planes):  # noqa: F811
+async def test_quota_refusal_by_the_host(planes, monkeypatch):  # noqa: F811
     """Past the host's pod quota the host's own words reach the virtual pod, and stay there
     (the quota controller's recount never hands the charged pod's quota to it); once the
     quota is raised the pod is synced and the refusal is gone — at once, not after the
-    refused pod's retry backoff."""
+    refused pod's retry backoff, even when the retry on the raise reaches admission before
+    the quota controller has copied the new limit into ``status.hard`` (what admission
+    reads): that ordering, which load made happen now and then, is made certain here."""
     vcp, hcp = planes
     from vkube.client.resources import RESOURCEQUOTAS
     pair = await start_syncer(vcp, hcp, load_values(""))
@@ -144,6 +146,7 @@ async def test_quota_refusal_by_the_host(planes):  # noqa: F811
         assert await refused() == second
         assert len((await h.list(PODS, namespace=HOST_NS))["items"]) == 1
 
+        _quota_controller_late(monkeypatch)
         q = await h.get(RESOURCEQUOTAS, "q", namespace=HOST_NS)
         q["spec"]["hard"]["count/pods"] = "2"
         await h.update(RESOURCEQUOTAS, q)
@@ -172,6 +175,19 @@ def _refused_wait_an_hour(pair) -> None:  # noqa: ANN001
             else:
                 backoff(key)
         queue.add_rate_limited = slow
+
+
+def _quota_controller_late(monkeypatch) -> None:  # noqa: ANN001
+    """The quota controller handles each change a second late: the syncer's retry on the
+    raised ``spec.hard`` meets the old ``status.hard`` and is refused once more, and only the
+    controller's own write can bring the pod back."""
+    from vkube.controllers.resourcequota import ResourceQuotaController
+    reconcile = ResourceQuotaController.reconcile
+
+    async def late(self, key: str) -> float | None:  # noqa: ANN001
+        await asyncio.sleep(1.0)
+        return await reconcile(self, key)
+    monkeypatch.setattr(ResourceQuotaController, "reconcile", late)
 
 
 async def _quota_status_known(h: Client, namespace: str) -> None:

@@ -91,10 +91,60 @@ def test_render_emits_the_same_rules():
     by = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in objs}
     rbac = host_rbac(values, "vkube-a")
     assert by[("Role", "vkube-a", "vkube-a")]["rules"] == rbac.namespaced
-    assert by[("ClusterRole", None, "vkube-vkube-a-a")]["rules"] == rbac.cluster
-    assert by[("Role", "shared", "vkube-vkube-a-a")]["rules"] == rbac.elsewhere["shared"]
-    binding = by[("RoleBinding", "shared", "vkube-vkube-a-a")]
+    assert by[("ClusterRole", None, "vkube-vkube-a.a")]["rules"] == rbac.cluster
+    assert by[("Role", "shared", "vkube-vkube-a.a")]["rules"] == rbac.elsewhere["shared"]
+    binding = by[("RoleBinding", "shared", "vkube-vkube-a.a")]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "apiGroup": "", "name": "vkube-a",
                                     "namespace": "vkube-a"}]
     ours = manifests("a", "vkube-a", rbac, render._labels("a"))
     assert all(o in objs for o in ours)
+
+
+def test_cluster_scoped_names_are_one_per_cluster():
+    """``b`` in ``vkube-a-x`` and ``x-b`` in ``vkube-a`` once shared ``vkube-vkube-a-x-b``: a
+    cluster's create, upgrade or delete overwrote or removed the other's grants."""
+    from vkube.syncer.hostrbac import cluster_role_name, legacy_cluster_role_name
+    one, two = ("b", "vkube-a-x"), ("x-b", "vkube-a")
+    assert legacy_cluster_role_name(*one) == legacy_cluster_role_name(*two)  # the fault
+    assert cluster_role_name(*one) == "vkube-vkube-a-x.b"
+    assert cluster_role_name(*two) == "vkube-vkube-a.x-b"
+    pairs = [(n, ns) for n in ("b", "x-b", "a-x-b", "x") for ns in ("vkube-a", "vkube-a-x", "a")]
+    names = [cluster_role_name(*p) for p in pairs]
+    assert len(set(names)) == len(pairs)
+    assert not set(names) & {legacy_cluster_role_name(*p) for p in pairs}
+    for n, ns in pairs:  # every object the manifests name outside the host namespace
+        objs = manifests(n, ns, host_rbac({"mapServices": {"fromHost": [
+            {"from": "shared/db", "to": "default/db"}]}}, ns), render._labels(n))
+        assert {o["metadata"]["name"] for o in objs
+                if o["metadata"].get("namespace") != ns} == {cluster_role_name(n, ns)}
+
+
+def test_a_former_name_is_removed_only_when_provably_this_clusters():
+    from vkube.syncer.hostrbac import legacy_cluster_role_name, owns
+    shared = legacy_cluster_role_name("b", "vkube-a-x")  # == x-b's in vkube-a
+
+    def made_by(n: str, ns: str) -> list[dict]:  # what an earlier version applied
+        objs = manifests(n, ns, host_rbac({}, ns), render._labels(n))
+        out = []
+        for o in objs:
+            if o["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                o = {**o, "metadata": {**o["metadata"], "name": shared}}
+                if "roleRef" in o:
+                    o["roleRef"] = {**o["roleRef"], "name": shared}
+                out.append(o)
+        return out
+    for obj in made_by("x-b", "vkube-a"):  # x-b applied last: the objects are x-b's
+        assert owns(obj, "x-b", "vkube-a")
+        assert not owns(obj, "b", "vkube-a-x")
+        bare = {k: v for k, v in obj.items() if k != "kind"}  # as list items come
+        assert owns(bare, "x-b", "vkube-a") and not owns(bare, "b", "vkube-a-x")
+    for obj in made_by("b", "vkube-a-x"):
+        assert owns(obj, "b", "vkube-a-x") and not owns(obj, "x-b", "vkube-a")
+    # a binding relabelled by hand but granting another account is not this cluster's
+    binding = made_by("b", "vkube-a-x")[1]
+    binding["subjects"] = [{**binding["subjects"][0], "namespace": "elsewhere"}]
+    assert not owns(binding, "b", "vkube-a-x")
+    # an object with the name but not the labels (someone else's) is never ours
+    role = made_by("b", "vkube-a-x")[0]
+    role["metadata"]["labels"] = {}
+    assert not owns(role, "b", "vkube-a-x")

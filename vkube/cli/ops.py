@@ -298,7 +298,9 @@ async def _create_in_cluster(hc: Client, st: ClusterState, progress: Progress) -
     with progress.step("applying the control plane manifests to the host") as done:
         st.status = RUNNING
         await _claim(hc, st)  # saves first: `vkube delete` can clean up a half-applied one
-        n = await render.apply(hc, render.manifests(st.name, st.namespace, st.values))
+        objs = render.manifests(st.name, st.namespace, st.values)
+        n = await render.apply(hc, objs)
+        await syncercred.drop_stale(hc, st.name, st.namespace, objs)  # --upgrade: former grants
         done(f"control plane applied to host namespace {st.namespace} ({n} objects)")
 
 
@@ -498,6 +500,7 @@ async def delete(args: argparse.Namespace) -> int:
             async with host.client() as hc:
                 if st.in_cluster:
                     await _delete_rendered(hc, st)
+                    await syncercred.release_remote(hc, st.name, st.namespace)  # former names
                 else:
                     await syncercred.release(hc, st)
                 await hostns.release_namespace(hc, st.namespace, delete=drop)

@@ -83,8 +83,8 @@ async def confine(hc: Client, st: ClusterState) -> bool:
         return False  # never mint a new CA here: the host would not trust it
     rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
     objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
-    await _drop_stale(hc, st.name, st.namespace, objs)
     await render.apply(hc, objs)
+    await drop_stale(hc, st.name, st.namespace, objs)  # after: the syncer is never ungranted
     server = _server(Path(st.host_kubeconfig), st.host_context)
     doc = ClusterPKI(pki_dir, name="host").kubeconfig(
         server, context=CONTEXT, user=hostrbac.service_account_user(st.name, st.namespace),
@@ -116,8 +116,8 @@ async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
     try:
         rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
         objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
-        await _drop_stale(hc, st.name, st.namespace, objs)
         await render.apply(hc, objs)
+        await drop_stale(hc, st.name, st.namespace, objs)
         with contextlib.suppress(errors.AlreadyExists):
             await hc.create(SECRETS, {
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
@@ -175,29 +175,36 @@ def _server(kubeconfig: Path, context: str | None) -> str:
     return str(_cluster(kubeconfig, context)["server"])
 
 
-async def _drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
-    """Remove RBAC objects earlier values needed and these do not (``keep`` empty: all of
-    them — ``delete``). Only objects named for this cluster and labelled with it."""
+async def drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
+    """Remove RBAC objects outside the host namespace that earlier values needed and ``keep``
+    does not hold (``keep`` empty: all of them — ``delete``), and those earlier versions made
+    under the former name (``hostrbac.legacy_cluster_role_name``). Only objects
+    ``hostrbac.owns`` proves this cluster's: never another cluster's that shares a name, and
+    a delete is conditional on the uid that was checked."""
     from vkube.api import errors
     from vkube.client.resources import CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES
     from vkube.syncer import hostrbac
-    cname = hostrbac.cluster_role_name(name, namespace)
-    wanted = {(o["kind"], o["metadata"].get("namespace")) for o in keep}
-    for res in (CLUSTERROLEBINDINGS, CLUSTERROLES):
-        if (res.kind, None) not in wanted:
-            with contextlib.suppress(errors.NotFound):
-                await hc.delete(res, cname)
+    names = {hostrbac.cluster_role_name(name, namespace),
+             hostrbac.legacy_cluster_role_name(name, namespace)}
+    wanted = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in keep}
     selector = f"vkube.io/vcluster={name}"
-    for res in (ROLEBINDINGS, ROLES):
+    # bindings before roles: no binding is left naming a role that is gone
+    for res in (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES):
         try:
             items = (await hc.list(res, label_selector=selector)).get("items") or []
         except errors.StatusError:
-            continue
+            if res.namespaced:
+                continue  # the Roles outside the host namespace: best effort, as before
+            raise
         for obj in items:
             meta = obj["metadata"]
-            if meta["name"] == cname and (res.kind, meta["namespace"]) not in wanted:
-                with contextlib.suppress(errors.NotFound):
-                    await hc.delete(res, cname, namespace=meta["namespace"])
+            ns = meta.get("namespace") if res.namespaced else None
+            if meta["name"] not in names or (res.kind, ns, meta["name"]) in wanted \
+                    or not hostrbac.owns(obj, name, namespace):
+                continue
+            with contextlib.suppress(errors.NotFound, errors.Conflict):
+                await hc.delete(res, meta["name"], namespace=ns,
+                                preconditions={"uid": meta["uid"]})
 
 
 async def release(hc: Client, st: ClusterState) -> None:
@@ -207,7 +214,7 @@ async def release(hc: Client, st: ClusterState) -> None:
     from vkube.client.resources import by_kind
     from vkube.syncer import hostrbac
     if kubeconfig_path(st).exists() or st.host_kind == "embedded":
-        await _drop_stale(hc, st.name, st.namespace, [])
+        await drop_stale(hc, st.name, st.namespace, [])
         rbac = hostrbac.host_rbac(st.values, st.namespace)
         for obj in hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))[:3]:
             res = by_kind(obj["apiVersion"], obj["kind"])
@@ -220,4 +227,4 @@ async def release(hc: Client, st: ClusterState) -> None:
 async def release_remote(hc: Client, name: str, namespace: str) -> None:
     """``delete`` of a cluster made on another machine: its grants outside the host namespace
     (the namespace's own go with it)."""
-    await _drop_stale(hc, name, namespace, [])
+    await drop_stale(hc, name, namespace, [])

@@ -153,7 +153,7 @@ def host_rbac(values: Values | Mapping[str, Any] | None, host_namespace: str,
 
 def manifests(name: str, namespace: str, rbac: HostRBAC, labels: Mapping[str, str]) -> list[Obj]:
     """ServiceAccount ``vkube-NAME``, its Role/RoleBinding in ``namespace``, read-only Roles in
-    other namespaces, and a ClusterRole/Binding ``vkube-NAMESPACE-NAME`` when needed."""
+    other namespaces, and a ClusterRole/Binding ``vkube-NAMESPACE.NAME`` when needed."""
     full = f"vkube-{name}"
     subject = [{"kind": "ServiceAccount", "apiGroup": "", "name": full, "namespace": namespace}]
     rbac_v1 = "rbac.authorization.k8s.io/v1"
@@ -181,8 +181,41 @@ def manifests(name: str, namespace: str, rbac: HostRBAC, labels: Mapping[str, st
 
 
 def cluster_role_name(name: str, namespace: str) -> str:
-    """The ClusterRole (and the Roles outside the host namespace) of one virtual cluster."""
+    """The ClusterRole/Binding (and the Roles outside the host namespace) of one virtual
+    cluster: ``vkube-NAMESPACE.NAME``. Host cluster-scoped names are shared by every cluster of
+    the host, whoever created it; both parts are DNS labels, which hold no ``.``, so the name
+    is injective (the former ``vkube-NAMESPACE-NAME`` was not: ``b`` in ``vkube-a-x`` and
+    ``x-b`` in ``vkube-a`` both got ``vkube-vkube-a-x-b``) and never equals a former one."""
+    return f"vkube-{namespace}.{name}"
+
+
+def legacy_cluster_role_name(name: str, namespace: str) -> str:
+    """The name earlier versions gave those objects, looked for only to remove them, and only
+    when :func:`owns` proves them this cluster's: another cluster may hold the same name."""
     return f"vkube-{namespace}-{name}"
+
+
+def owns(obj: Obj, name: str, namespace: str) -> bool:
+    """Is the host RBAC object ``obj`` (found under :func:`cluster_role_name` or
+    :func:`legacy_cluster_role_name`) provably cluster ``name`` of host namespace
+    ``namespace``'s? Its labels name the cluster (vkube labels every object with the
+    cluster it made it for, and re-labels one it takes over); its name is the one derived
+    from both, and given the cluster's name a former name determines the namespace too
+    (``vkube-`` + NAMESPACE + ``-`` + NAME), so a colliding cluster — which has another
+    name — never passes. A binding must also grant exactly this cluster's ServiceAccount."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get("vkube.io/vcluster") != name or labels.get("app.kubernetes.io/name") != "vkube":
+        return False
+    n = meta.get("name")
+    if n not in (cluster_role_name(name, namespace), legacy_cluster_role_name(name, namespace)):
+        return False
+    if "roleRef" in obj or str(obj.get("kind", "")).endswith("Binding"):  # list items: no kind
+        subjects = [(s.get("kind"), s.get("name"), s.get("namespace"))
+                    for s in obj.get("subjects") or []]
+        return (subjects == [("ServiceAccount", f"vkube-{name}", namespace)]
+                and (obj.get("roleRef") or {}).get("name") == n)
+    return True
 
 
 def service_account_user(name: str, namespace: str) -> str:

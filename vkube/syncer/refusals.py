@@ -89,10 +89,19 @@ class HostAdmissionWatch:
     backoff still retries, and the syncer's readiness never waits on this watch.
 
     The two watches start with the first refusal (most clusters never see one, and each watch
-    costs memory per cluster) and run until ``stop``."""
+    costs memory per cluster) and run until ``stop``.
+
+    Each change is acted on twice: at once, and ``settle`` seconds after the last one. The
+    host's admission judges by its own cached copy of the quotas, which may show the change
+    a moment after this watch does; a retry that meets the old copy is refused again, and no
+    further change would come to bring it back before its backoff."""
+
+    #: seconds after the last loosening change when refused objects are tried once more
+    settle = 2.0
 
     def __init__(self, host: Client, namespace: str, retry: Callable[[], None]) -> None:
-        self.retry = retry
+        self._retry_now = retry
+        self._again: asyncio.TimerHandle | None = None
         self.informers = [Informer(host, RESOURCEQUOTAS, namespace=namespace),
                           Informer(host, LIMITRANGES, namespace=namespace)]
         self.informers[0].add_handler(self._on_quota)
@@ -112,7 +121,16 @@ class HostAdmissionWatch:
         await asyncio.gather(*(inf.wait_synced() for inf in self.informers))
         self.retry()
 
+    def retry(self) -> None:
+        """Try refused objects again now, and once more when the host has settled."""
+        self._retry_now()
+        if self._again is not None:
+            self._again.cancel()
+        self._again = asyncio.get_running_loop().call_later(self.settle, self._retry_now)
+
     async def stop(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,10 +146,17 @@ class HostAdmissionWatch:
 
 def loosened(old: Obj, new: Obj) -> bool:
     """May ``new`` admit what ``old`` refused? A hard limit raised or dropped, or usage
-    lowered (something else went away); more usage or lower limits never admit more."""
-    old_hard, new_hard = _amounts(old, "spec", "hard"), _amounts(new, "spec", "hard")
-    if any(r not in new_hard or new_hard[r] > q for r, q in old_hard.items()):
-        return True
+    lowered (something else went away); more usage or lower limits never admit more.
+
+    The host's admission checks ``status.hard``, which the quota controller copies from
+    ``spec.hard`` in a write of its own after the user's: a retry on the spec change alone
+    can reach admission first and be refused by the old limit, so a raised ``status.hard``
+    counts as loosening too (the spec change is still one: on a host that does not run the
+    quota controller late, it is the only event)."""
+    for part in ("spec", "status"):
+        old_hard, new_hard = _amounts(old, part, "hard"), _amounts(new, part, "hard")
+        if any(r not in new_hard or new_hard[r] > q for r, q in old_hard.items()):
+            return True
     old_used, new_used = _amounts(old, "status", "used"), _amounts(new, "status", "used")
     if any(new_used.get(r, 0) < q for r, q in old_used.items()):
         return True
