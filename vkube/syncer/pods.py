@@ -21,7 +21,7 @@ from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.claims import ClaimsNotReady
-from vkube.syncer.podgone import claims_to_run, mark_gone
+from vkube.syncer.podgone import ANN_RESTARTS, as_shown, claims_to_run, mark_gone, restarts_before
 from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
                                      host_pod_name, referenced_objects, rewrite_pod, stripped_message)
 from vkube.syncer.refusals import is_refusal
@@ -264,6 +264,8 @@ class PodSyncer(KindSyncer):
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   str(e))
             return True
+        # its restarts go on from where they were (a pod whose node restarted)
+        host_pod["metadata"].setdefault("annotations", {})[ANN_RESTARTS] = restarts_before(vpod)
         node = (vpod.get("spec") or {}).get("nodeName")
         if node and not (host_pod.get("spec") or {}).get("nodeName"):
             try:
@@ -484,7 +486,7 @@ class PodSyncer(KindSyncer):
                 vstatus = sent.status  # the cache is behind our last status write
             else:
                 sent.status = None
-        hstatus = hpod.get("status") or {}
+        hstatus = as_shown(hpod, vstatus)
         changed: Obj = {}
         ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
         if "status" not in vpod:
