@@ -102,10 +102,16 @@ def test_bare_pod_survives_pause_resume(user: User):
     user.vkube("pause", "bare")
     assert host_pods(user, ns) == []
     user.vkube("resume", "bare", timeout=180)
-    # from the first request after resume, no pod claims to run on a host pod that does not
+    # from the first request after resume, no pod claims to run on a host pod that does not,
+    # and the Deployment counts no more pods available than run (read first: they only grow)
+    deployment = json.loads(user.kubectl("get", "deployment", "web", "-o", "json").stdout)
     first = json.loads(user.kubectl("get", "pods", "-o", "json").stdout)["items"]
-    assert_honest(first, hosted_by_uid(user, ns))
+    hosted = hosted_by_uid(user, ns)
+    assert_honest(first, hosted)
     assert {p["metadata"]["name"] for p in first} >= {"solo", "done"}
+    running_web = [p for p in first if p["metadata"].get("labels", {}).get("app") == "web"
+                   and ready(p) and p["metadata"]["uid"] in hosted]
+    assert deployment["status"].get("availableReplicas", 0) <= len(running_web), deployment["status"]
 
     # the Deployment is complete only once new pods run on the host (its status is not stale)
     user.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)

@@ -9,6 +9,12 @@ waiting in ``ContainerCreating``, no pod IP), as a pod whose kubelet has not sta
 shows. Then the usual reconcile makes the host pod again (a bare pod) or replaces the pod (its
 controller makes a new one), and the host's own status takes over as soon as it reports.
 ``startTime`` and ``hostIP`` stay: they tell the syncer the pod had a host pod before.
+``vkube serve`` reports a cluster whose host is already named (resume, restart) ready only
+after this, so the first request after ``vkube resume`` already reads it.
+
+A bare pod keeps its uid across the gap, as a pod does across its node's reboot, and so its
+history: a container that ran shows that run as its ``lastState`` (terminated, ``Unknown``,
+exit code 255), and its ``restartCount`` grows by one once it runs again (``as_shown``).
 """
 
 from __future__ import annotations
@@ -141,12 +147,13 @@ def _continued(cs: Obj, before: object, old: Obj | None) -> Obj:
     return out
 
 
-async def mark_gone(virtual: Client, pods: Iterable[Obj]) -> int:
-    """Write the not-running status of each pod (its uid a precondition); returns how many."""
+async def mark_gone(virtual: Client, pods: Iterable[Obj]) -> list[Obj]:
+    """Write the not-running status of each pod (its uid a precondition); returns the pods
+    so written."""
     now = rfc3339(utcnow())
     gate = asyncio.Semaphore(_CONCURRENCY)
 
-    async def one(pod: Obj) -> int:
+    async def one(pod: Obj) -> Obj | None:
         meta = pod["metadata"]
         ops = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid")},
                {"op": "replace", "path": "/status", "value": not_running(pod.get("status") or {}, pod, now=now)}]
@@ -155,10 +162,10 @@ async def mark_gone(virtual: Client, pods: Iterable[Obj]) -> int:
                 await virtual.patch(PODS, meta["name"], ops, type="json", namespace=meta["namespace"],
                                     subresource="status")
             except (errors.NotFound, errors.Invalid, errors.Conflict):
-                return 0  # gone or replaced meanwhile: its own reconcile looks at it
-        return 1
+                return None  # gone or replaced meanwhile: its own reconcile looks at it
+        return pod
 
-    done = sum(await asyncio.gather(*(one(p) for p in pods)))
+    done = [p for p in await asyncio.gather(*(one(p) for p in pods)) if p is not None]
     if done:
-        log.info("%d pod%s shown not running: their host pods are gone", done, "" if done == 1 else "s")
+        log.info("%d pod%s shown not running: their host pods are gone", len(done), "" if len(done) == 1 else "s")
     return done
