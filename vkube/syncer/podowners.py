@@ -92,7 +92,7 @@ async def stale_owners(virtual: Client, owners: set[tuple[str, str, str]],
 
 
 async def wait_owners(virtual: Client, marked: list[Obj], all_pods: Callable[[], Iterable[Obj]],
-                      *, timeout: float = 10.0, interval: float = 0.1) -> bool:
+                      *, timeout: float = 30.0, interval: float = 0.1) -> bool:
     """Until the controllers of ``marked`` (pods just shown not running) count them as not
     ready; True when they do, False when ``timeout`` passed first (then logged). ``all_pods``:
     the virtual pods as cached now."""
