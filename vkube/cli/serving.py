@@ -16,7 +16,6 @@ from vkube.pki.cluster import FRONT_PROXY_CLIENT
 
 if TYPE_CHECKING:
     from vkube.cluster.config import ClusterConfig
-    from vkube.cluster.virtual import VirtualCluster
 
 log = logging.getLogger("vkube.serve")
 
@@ -179,8 +178,7 @@ async def serve(config: "ClusterConfig") -> int:
         # and `vkube create` returns sooner. With its host already named (`vkube resume`, a
         # restart) the syncer comes first: pods whose host pods went meanwhile are shown not
         # running before anyone is told the cluster is back (vkube.syncer.podgone)
-        if _host_named(config):
-            await _wait_components(vc)
+        await vc.wait_shown()
         ready_file.write_text(vc.url + "\n")
         log.info("control plane %s serving at %s (kubeconfig %s)", vc.name, vc.url,
                  config.data_dir / "kubeconfig")
@@ -193,33 +191,6 @@ async def serve(config: "ClusterConfig") -> int:
     finally:
         ready_file.unlink(missing_ok=True)
         await vc.stop()
-
-
-#: at most this long `vkube resume` waits for the syncer beyond the API (a host that stopped
-#: answering meanwhile): then the cluster is reported ready anyway, as before
-COMPONENTS_TIMEOUT = 45.0
-
-
-def _host_named(config: "ClusterConfig") -> bool:
-    """Is the host known as the API starts (not named later by `vkube create`)? Then the
-    syncer starts at once and its first pass is worth waiting for. HA replicas run the
-    syncer only while they lead, so they are ready once they serve."""
-    from vkube.cluster.config import HostConnection, HostFromFile
-
-    host = config.host
-    if not config.virtual or config.ha or host is None:
-        return False
-    return isinstance(host, HostConnection) or (isinstance(host, HostFromFile) and host.path.exists())
-
-
-async def _wait_components(vc: "VirtualCluster") -> None:
-    try:
-        await vc.wait_ready(timeout=COMPONENTS_TIMEOUT)
-    except TimeoutError:
-        log.warning("control plane %s: components not ready within %.0f s; reported ready as the "
-                    "API serves (pod statuses may lag until the syncer runs)", vc.name, COMPONENTS_TIMEOUT)
-    except RuntimeError:
-        pass  # stopped: the wait below returns its failure
 
 
 _SHARED_ONLY_WITHOUT = ("host_kubeconfig", "host_from", "values", "no_controllers",
