@@ -175,7 +175,10 @@ async def serve(config: "ClusterConfig") -> int:
     try:
         # Ready as soon as the API answers (kubeconfig written, system namespaces there): the
         # other components start right after; they are level-based, so nothing is missed,
-        # and `vkube create` returns sooner.
+        # and `vkube create` returns sooner. With its host already named (`vkube resume`, a
+        # restart) the syncer comes first: pods whose host pods went meanwhile are shown not
+        # running before anyone is told the cluster is back (vkube.syncer.podgone)
+        await vc.wait_shown()
         ready_file.write_text(vc.url + "\n")
         log.info("control plane %s serving at %s (kubeconfig %s)", vc.name, vc.url,
                  config.data_dir / "kubeconfig")

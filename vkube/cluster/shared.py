@@ -84,6 +84,12 @@ _HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/"
 _COMPONENT_AGENT = "vkube-"
 
 
+def _set_event() -> asyncio.Event:
+    event = asyncio.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class Member:
     """One cluster of the shared process and what its member file asked for."""
@@ -113,6 +119,10 @@ class Member:
     requests: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
     #: where this cluster's own log lines go (``vkube logs NAME``; default DATA_DIR/vkube.log)
     log_file: Path | None = None
+    #: clear from a wake until its syncer has shown pods whose host pods went during the sleep
+    #: as not running (``VirtualCluster.wait_shown``): tenants' requests wait for it
+    shown: asyncio.Event = field(default_factory=_set_event, repr=False)
+    showing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -548,6 +558,17 @@ class SharedServer:
             await self._start_member(member)
             member.last_wake = time.perf_counter() - t0
             log.info("shared: %s awake in %.0f ms", name, member.last_wake * 1000)
+            vc = member.vc
+            if vc is not None and vc.host_named:
+                member.shown.clear()
+
+                async def shown() -> None:
+                    try:
+                        await vc.wait_shown()
+                    finally:
+                        member.shown.set()
+
+                member.showing = asyncio.get_running_loop().create_task(shown(), name=f"shared: {name} shown")
             return member.last_wake
 
     async def _sleep_idle(self) -> None:
@@ -637,6 +658,8 @@ class SharedServer:
             vc = member.vc
             if vc is None:  # removed or put to sleep meanwhile
                 return api_http.status_response(errors.no_such_path())
+        if not component and not member.shown.is_set():
+            await member.shown.wait()  # just woken: pods are read as they are now, not as before
         server = vc.control_plane.server
         if server is None:
             return api_http.status_response(errors.no_such_path())

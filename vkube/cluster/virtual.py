@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: at most this long a cluster whose host is named is reported back only after its syncer's
+#: first pass (``VirtualCluster.wait_shown``)
+SHOWN_TIMEOUT = 45.0
+
 
 class VirtualCluster:
     """``vc = VirtualCluster(config)``; ``await vc.start()`` (returns once the API answers);
@@ -170,6 +174,31 @@ class VirtualCluster:
         if self.stopped.is_set():
             raise RuntimeError(f"virtual cluster {self.name!r} stopped before it was ready") from self.error
         raise TimeoutError(f"virtual cluster {self.name!r} not ready within {timeout}s")
+
+    @property
+    def host_named(self) -> bool:
+        """Is the host known as the API starts (resume, restart, wake; not named later by
+        ``vkube create``)? Then the syncer starts at once. HA replicas run it only while they
+        lead."""
+        host = self.config.host
+        if not self.config.virtual or self.config.ha or host is None:
+            return False
+        return isinstance(host, HostConnection) or (isinstance(host, HostFromFile) and host.path.exists())
+
+    async def wait_shown(self, timeout: float = SHOWN_TIMEOUT) -> None:
+        """With its host named from the start, until every component runs: the syncer first
+        shows pods whose host pods went meanwhile as not running (``vkube.syncer.podgone``),
+        so whoever is told the cluster is back reads that, never the status from before.
+        Bounded: a host that stopped answering leaves it to later (logged)."""
+        if not self.host_named:
+            return
+        try:
+            await self.wait_ready(timeout=timeout)
+        except TimeoutError:
+            log.warning("virtual cluster %s: components not ready within %.0f s; reported back as "
+                        "the API serves (pod statuses may lag until the syncer runs)", self.name, timeout)
+        except RuntimeError:
+            pass  # stopped: its failure is the caller's to see (``wait``)
 
     async def stop(self) -> None:
         """Stop every component and the API server; idempotent. Waits until all is closed:

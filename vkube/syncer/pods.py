@@ -21,7 +21,8 @@ from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.claims import ClaimsNotReady
-from vkube.syncer.podgone import claims_to_run, mark_gone
+from vkube.syncer.podgone import ANN_RESTARTS, as_shown, claims_to_run, mark_gone, restarts_before
+from vkube.syncer.podowners import wait_owners
 from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
                                      host_pod_name, referenced_objects, rewrite_pod, stripped_message)
 from vkube.syncer.refusals import is_refusal
@@ -117,12 +118,15 @@ class PodSyncer(KindSyncer):
 
     async def prepare(self) -> None:
         """Pods that say they run but whose host pod is gone (paused, slept) are shown not
-        running before the syncer is ready, never as they were (``vkube.syncer.podgone``)."""
+        running before the syncer is ready, never as they were (``vkube.syncer.podgone``),
+        and so are they in their controllers' status (``vkube.syncer.podowners``)."""
         hns = self.ctx.host_namespace
         gone = [p for p in self.vinf.list() if claims_to_run(p) and self.hinf.get(
             host_pod_name(self.tr, p["metadata"]["name"], p["metadata"]["namespace"]), hns) is None]
         if gone:
-            await mark_gone(self.ctx.virtual, gone)
+            marked = await mark_gone(self.ctx.virtual, gone)
+            # and their controllers' status no longer counts them (`kubectl rollout status`)
+            await wait_owners(self.ctx.virtual, marked, self.vinf.list)
 
     # -- reconcile --------------------------------------------------------------------------
     async def reconcile(self, key: str) -> None:
@@ -264,6 +268,8 @@ class PodSyncer(KindSyncer):
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   str(e))
             return True
+        # its restarts go on from where they were (a pod whose node restarted)
+        host_pod["metadata"].setdefault("annotations", {})[ANN_RESTARTS] = restarts_before(vpod)
         node = (vpod.get("spec") or {}).get("nodeName")
         if node and not (host_pod.get("spec") or {}).get("nodeName"):
             try:
@@ -484,7 +490,7 @@ class PodSyncer(KindSyncer):
                 vstatus = sent.status  # the cache is behind our last status write
             else:
                 sent.status = None
-        hstatus = hpod.get("status") or {}
+        hstatus = as_shown(hpod, vstatus)
         changed: Obj = {}
         ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
         if "status" not in vpod:
