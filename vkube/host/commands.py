@@ -26,7 +26,7 @@ class ExitPlan:
     exit_code: int = 0
     output: list[str] = field(default_factory=list)
     #: a shell reading its open stdin (``kubectl run -i``, ``kubectl debug -i``): it runs what
-    #: an attached client types, and ends when that stdin closes
+    #: an attached client types, and ends on `exit` (or when stdin closes, with stdinOnce)
     interactive: bool = False
 
     @property

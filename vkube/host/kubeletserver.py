@@ -202,7 +202,7 @@ class KubeletServer:
         (what it printed so far, then what it prints) on stdout until it stops, then the
         exit status. Stdin is read and discarded, except by an interactive shell (a shell
         container with ``stdin: true``, as ``kubectl run -i``/``kubectl debug -i`` make): it runs
-        each line typed, and ends when stdin closes or on ``exit``."""
+        each line typed, and ends on ``exit`` or, with ``stdinOnce``, when stdin closes."""
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
         if c.state != "running":
@@ -214,6 +214,11 @@ class KubeletServer:
 
         shell = c.plan.interactive and req.query.get("stdin") in ("true", "1")
         tty = req.query.get("tty") in ("true", "1")
+        spec = (self.kubelet.pods.get(pod, ns) or {}).get("spec") or {}
+        # stdinOnce: the runtime closes the container's stdin when this client closes its own
+        # (kubectl run -i sets it); otherwise the shell keeps reading (kubectl debug -i)
+        once = any(x.get("name") == c.name and x.get("stdinOnce") for key in
+                   ("containers", "initContainers", "ephemeralContainers") for x in spec.get(key) or ())
 
         async def drain() -> None:
             buf = ""
@@ -223,7 +228,7 @@ class KubeletServer:
                 if not shell or msg.type != WSMsgType.BINARY:
                     continue
                 data: bytes = msg.data
-                if data[:2] == b"\xff\x00":  # stdin closed: the shell reads EOF and ends
+                if data[:2] == b"\xff\x00" and once:  # stdin closed: the shell reads EOF, ends
                     self.kubelet.end_process(ns, pod, c)
                 elif data[:1] == b"\x00":
                     text = data[1:].decode(errors="replace")
