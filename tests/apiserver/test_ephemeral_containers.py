@@ -149,3 +149,31 @@ async def test_ephemeral_containers_is_its_own_rbac_resource(control_plane):
         "patch", "pod", "web", "--as=dev", "--subresource=ephemeralcontainers", "-p",
         '{"spec":{"ephemeralContainers":[{"name":"d","image":"busybox"}]}}')
     assert "patched" in out.stdout
+
+
+async def test_pod_security_judges_a_new_ephemeral_container(control_plane):
+    """Pod Security admission checks pods/ephemeralcontainers updates (upstream's
+    isSignificantPodUpdate): kubectl debug's default profile adds SYS_PTRACE, which baseline
+    forbids."""
+    c = control_plane.client()
+    await c.create(PODS, POD, namespace="default")
+    api = _core(control_plane.kubeconfig)
+
+    def scenario() -> None:
+        api.patch_namespace("default", {"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "baseline"}}})
+        ptrace = {"spec": {"ephemeralContainers": [{
+            "name": "dbg", "image": "busybox",
+            "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}]}}
+        with pytest.raises(ApiException) as info:
+            api.patch_namespaced_pod_ephemeralcontainers("web", "default", ptrace)
+        assert info.value.status == 403, info.value.body
+        assert json.loads(info.value.body)["message"] == (
+            'pods "web" is forbidden: violates PodSecurity "baseline:latest": non-default '
+            'capabilities (container "dbg" must not include "SYS_PTRACE" in '
+            "securityContext.capabilities.add)")
+        plain = {"spec": {"ephemeralContainers": [{"name": "dbg", "image": "busybox"}]}}
+        pod = api.patch_namespaced_pod_ephemeralcontainers("web", "default", plain)
+        assert [e.name for e in pod.spec.ephemeral_containers] == ["dbg"]
+
+    await asyncio.to_thread(scenario)
