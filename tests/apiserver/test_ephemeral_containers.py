@@ -177,3 +177,20 @@ async def test_pod_security_judges_a_new_ephemeral_container(control_plane):
         assert [e.name for e in pod.spec.ephemeral_containers] == ["dbg"]
 
     await asyncio.to_thread(scenario)
+
+
+async def test_pod_templates_take_no_ephemeral_containers(control_plane):
+    from vkube.api import errors
+    from vkube.client.resources import DEPLOYMENTS
+
+    c = control_plane.client()
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "d", "namespace": "default"},
+           "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+               "metadata": {"labels": {"a": "b"}},
+               "spec": {"containers": [{"name": "c", "image": "nginx"}],
+                        "ephemeralContainers": [{"name": "e", "image": "busybox"}]}}}}
+    with pytest.raises(errors.Invalid) as info:
+        await c.create(DEPLOYMENTS, dep, namespace="default")
+    assert str(info.value) == ('Deployment.apps "d" is invalid: spec.template.spec.ephemeralContainers: '
+                               'Forbidden: ephemeral containers not allowed in pod template')
