@@ -75,6 +75,14 @@ def test_kubectl_debug(user: User) -> None:
     assert 'container "ptrace" in pod "web" is waiting to start: SyncRejected' in refused.stderr
     events = user.kubectl("get", "events", "--field-selector", "involvedObject.name=web").stdout
     assert "ephemeral container ptrace not synced to the host" in events
+    # ...and, never removable, it does not hold back the pod's own updates
+    user.kubectl("set", "image", "pod/web", "web=nginx:1.27")
+
+    def host_image() -> None:
+        hp = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "pods", "-n", NS,
+                                "-o", "json").stdout)["items"][0]
+        assert hp["spec"]["containers"][0]["image"] == "nginx:1.27", hp["spec"]["containers"]
+    eventually(host_image, timeout=120)
 
     # --copy-to: a copy of the pod with the debug container
     user.kubectl("debug", "web", "--copy-to=web-copy", "--profile=baseline", "--image=busybox",

@@ -398,6 +398,9 @@ class PodSyncer(KindSyncer):
         inputs = (_inputs(vpod), _inputs(hpod), _rv(nsobj))
         if self._checked.get(key) == inputs:
             return
+        # ephemeral containers are _sync_ephemeral's: here the pod is judged with those the host
+        # pod has (one refused there, which can never be removed, must not block updates)
+        vpod = _with_host_ephemeral(vpod, hpod)
         try:
             want = await self._desired_light(vpod)
         except PodRejected:
@@ -638,6 +641,16 @@ class _Sent:
         self.status: Obj | None = None
         self.rv = ""
         self.at = 0.0  # event-loop time of the last status write
+
+
+def _with_host_ephemeral(vpod: Obj, hpod: Obj) -> Obj:
+    """``vpod`` with only the ephemeral containers its host pod has (a shallow copy)."""
+    vspec = vpod.get("spec") or {}
+    if not vspec.get("ephemeralContainers"):
+        return vpod
+    have = {c.get("name") for c in (hpod.get("spec") or {}).get("ephemeralContainers") or ()}
+    kept = [c for c in vspec["ephemeralContainers"] if c.get("name") in have]
+    return {**vpod, "spec": {**vspec, "ephemeralContainers": kept}}
 
 
 def _ready(status: Obj) -> str | None:
