@@ -69,3 +69,17 @@ async def test_ephemeral_container_goes_down_stripped_and_its_status_comes_up(pl
         await eventually(up)
     finally:
         await stop_syncer(pair)
+
+
+def test_a_gone_host_pods_debug_containers_are_not_shown_running():
+    """After pause/resume the virtual pod's status is reset until the host pod runs again
+    (vkube.syncer.podgone): its ephemeral containers too, not only the regular ones."""
+    from vkube.syncer.podgone import not_running
+
+    status = {"phase": "Running", "containerStatuses": [{"name": "c", "state": RUNNING}],
+              "ephemeralContainerStatuses": [{"name": "dbg", "state": RUNNING,
+                                              "containerID": "containerd://1"}]}
+    new = not_running(status, {"spec": {"containers": [{"name": "c"}]}}, now="2026-01-01T00:00:02Z")
+    assert new["ephemeralContainerStatuses"] == [{
+        "name": "dbg", "state": {"waiting": {"reason": "ContainerCreating"}}, "ready": False,
+        "started": False}]
