@@ -16,7 +16,8 @@ RUNNING = {"running": {"startedAt": "2026-01-01T00:00:01Z"}}
 
 async def test_ephemeral_container_goes_down_stripped_and_its_status_comes_up(planes):
     vcp, hcp = planes
-    pair = await start_syncer(vcp, hcp, load_values("sync: {pods: {hostAccess: strip}}"))
+    pair = await start_syncer(vcp, hcp, load_values("sync: {pods: {hostAccess: strip}}"),
+                              kube_service_host="10.0.0.1", kube_service_port=6443)
     v, h = pair.virtual, pair.host
     try:
         await h.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
@@ -52,8 +53,13 @@ async def test_ephemeral_container_goes_down_stripped_and_its_status_comes_up(pl
         ec = hp["spec"]["ephemeralContainers"][0]
         host_cm = hp["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
         assert host_cm != "cfg"  # the tenant's ConfigMap under its host name, for both
-        assert ec["env"][0]["valueFrom"]["configMapKeyRef"]["name"] == host_cm
+        k = next(e for e in ec["env"] if e["name"] == "K")
+        assert k["valueFrom"]["configMapKeyRef"]["name"] == host_cm
         assert ec["targetContainerName"] == "c"
+        # the in-cluster API's variables, as every container of the host pod gets them
+        regular = {e["name"]: e.get("value") for e in hp["spec"]["containers"][0]["env"]}
+        mine = {e["name"]: e.get("value") for e in ec["env"]}
+        assert mine["KUBERNETES_SERVICE_HOST"] == regular["KUBERNETES_SERVICE_HOST"] == "10.0.0.1"
         # hostAccess: strip drops what baseline forbids (SYS_PTRACE), keeps the rest
         assert ec["securityContext"]["capabilities"]["add"] == ["CHOWN"]
 

@@ -77,7 +77,7 @@ class PodSyncer(KindSyncer):
         # per key, why the last update of a running pod was refused (one event per reason)
         self._refused_update: dict[str, str] = {}
         # per key, ephemeral containers (kubectl debug) not synced down, and why
-        self._refused_debug: dict[str, dict[str, str]] = {}
+        self._refused_debug: dict[str, dict[str, tuple[str, str]]] = {}  # name: (reason, why)
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -466,13 +466,15 @@ class PodSyncer(KindSyncer):
             return
         ns = vpod["metadata"]["namespace"]
         nsobj = self.namespaces.get(ns) or {}
+        api_host, api_port = self._in_cluster_api()  # known: the pod already runs
         cfg = PodRewriteConfig(
             translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
             token_secret=None, keep_node_name=True, host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
-            services=tuple(self.services.list(ns)))
+            services=tuple(self.services.list(ns)), kube_service_host=api_host,
+            kube_service_port=api_port)
         add: list[Obj] = []
-        new_refused: dict[str, str] = {}
+        new_refused: dict[str, tuple[str, str]] = {}
         stripped: list[str] = []
         all_ecs = (vpod.get("spec") or {}).get("ephemeralContainers") or []
         for c in missing:
@@ -487,7 +489,8 @@ class PodSyncer(KindSyncer):
                 at = f"spec.ephemeralContainers[{all_ecs.index(c)}]"  # its path in the tenant's pod
                 stripped += [at + x[len(_PROBE_PATH):] for x in removed if x.startswith(_PROBE_PATH)]
             if why is not None:
-                new_refused[c.get("name", "")] = why + _DEBUG_HINT if "capabilities" in why else why
+                new_refused[c.get("name", "")] = (
+                    REASON_REJECTED, why + _DEBUG_HINT if "capabilities" in why else why)
         if add:
             await self._ensure_dependencies(vpod)
             meta = hpod["metadata"]
@@ -499,14 +502,15 @@ class PodSyncer(KindSyncer):
                 return
             except (errors.Invalid, errors.Forbidden, errors.BadRequest) as e:
                 # the host's validation or admission said no: the tenant sees its words
-                new_refused.update({c.get("name", ""): host_refusal_message(e) for c in add})
+                new_refused.update({c.get("name", ""): (REASON_HOST, host_refusal_message(e))
+                                    for c in add})
         if stripped:
             self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
                                     stripped_message(stripped, self.ctx.name))
         if new_refused:
             self._refused_debug[key] = {**refused, **new_refused}
-            for name, why in new_refused.items():
-                self.ctx.recorder.event(vpod, "Warning", REASON_REJECTED,
+            for name, (reason, why) in new_refused.items():
+                self.ctx.recorder.event(vpod, "Warning", reason,
                                         f"ephemeral container {name} not synced to the host: {why}")
             # reconcile's _sync_up next puts their waiting status up
 
@@ -564,8 +568,8 @@ class PodSyncer(KindSyncer):
             hstatus = {**hstatus, "ephemeralContainerStatuses": [
                 *(hstatus.get("ephemeralContainerStatuses") or ()), *(
                     {"name": n, "image": c.get("image", ""), "imageID": "", "ready": False,
-                     "restartCount": 0, "state": {"waiting": {"reason": REASON_REJECTED,
-                                                              "message": refused[n]}},
+                     "restartCount": 0, "state": {"waiting": {"reason": refused[n][0],
+                                                              "message": refused[n][1]}},
                      "lastState": {}}
                     for c in (vpod.get("spec") or {}).get("ephemeralContainers") or ()
                     if (n := c.get("name", "")) in refused)]}
