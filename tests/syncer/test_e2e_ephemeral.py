@@ -5,7 +5,7 @@ rewritten as every container is; its status comes back up."""
 from __future__ import annotations
 
 from vkube.api.errors import NotFound
-from vkube.client.resources import CONFIGMAPS, NODES, PODS
+from vkube.client.resources import CONFIGMAPS, EVENTS, NODES, PODS
 from vkube.syncer import load_values
 
 from .conftest import HOST_NS, eventually, start_syncer, stop_syncer
@@ -62,6 +62,13 @@ async def test_ephemeral_container_goes_down_stripped_and_its_status_comes_up(pl
         assert mine["KUBERNETES_SERVICE_HOST"] == regular["KUBERNETES_SERVICE_HOST"] == "10.0.0.1"
         # hostAccess: strip drops what baseline forbids (SYS_PTRACE), keeps the rest
         assert ec["securityContext"]["capabilities"]["add"] == ["CHOWN"]
+
+        async def told():  # and says so, naming the field in the tenant's pod
+            events = (await v.list(EVENTS, namespace="default"))["items"]
+            msgs = [e["message"] for e in events if e.get("reason") == "HostAccessStripped"]
+            assert any("spec.ephemeralContainers[0].securityContext.capabilities.add SYS_PTRACE"
+                       in m for m in msgs), msgs
+        await eventually(told)
 
         hp["status"]["ephemeralContainerStatuses"] = [{
             "name": "dbg", "image": "busybox", "imageID": "", "ready": False, "restartCount": 0,
