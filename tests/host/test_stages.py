@@ -150,3 +150,27 @@ def test_annotation_overrides():
     assert sim.at(4)["phase"] == "Running"
     st = sim.at(10)
     assert st["phase"] == "Failed" and cstate(st)["terminated"]["exitCode"] == 2
+
+
+def test_ephemeral_containers_start_run_once_and_stay_out_of_phase_and_readiness():
+    from vkube.host.podruntime import add_ephemeral
+
+    pod = mkpod([{"name": "web", "image": "nginx"}])
+    sim = Sim(pod)
+    st = sim.at(1)
+    assert st["phase"] == "Running" and "ephemeralContainerStatuses" not in st
+    pod["spec"]["ephemeralContainers"] = [
+        {"name": "dbg", "image": "busybox", "command": ["sh", "-c", "echo hi; exit 3"]},
+        {"name": "sh", "image": "busybox", "stdin": True}]
+    assert add_ephemeral(sim.rt, pod, now=T0 + 2) and not add_ephemeral(sim.rt, pod, now=T0 + 2)
+    st = sim.at(3)
+    dbg, sh = st["ephemeralContainerStatuses"]
+    assert dbg["name"] == "dbg" and dbg["state"]["terminated"]["exitCode"] == 3
+    assert "running" in sh["state"] and not sh["ready"]  # an open stdin keeps the shell up
+    assert sim.rt.container("dbg").logs[0][1] == "hi"
+    st = sim.at(60)  # a failed ephemeral container is never restarted nor fails the pod
+    assert st["ephemeralContainerStatuses"][0]["restartCount"] == 0
+    assert "terminated" in st["ephemeralContainerStatuses"][0]["state"]
+    assert st["phase"] == "Running" and cond(st, "Ready") == "True"
+    assert [c["name"] for c in st["containerStatuses"]] == ["web"]
+    assert ("Started", "dbg") in sim.events and ("Started", "sh") in sim.events

@@ -22,6 +22,8 @@ from vkube.api.validation import (
 )
 from vkube.api.validation_ip import control_plane_endpoints, validate_non_special_ip
 from vkube.api.validation_pod import validate_pod_spec, validate_pod_template, validate_pod_update
+from vkube.api.validation_ephemeral import (keep_only_ephemeral_changes, validate_ephemeral_containers,
+                                            validate_ephemeral_on_create, validate_ephemeral_update)
 
 __all__ = ["STRATEGIES", "validate_data_keys"]
 
@@ -65,10 +67,25 @@ class PodStrategy(_Core):
             new["status"]["qosClass"] = old["status"]["qosClass"]
 
     def validate(self, obj: Obj) -> Causes:
-        return super().validate(obj) + validate_pod_spec(obj.get("spec"))
+        spec = obj.get("spec")
+        causes = super().validate(obj) + validate_pod_spec(spec)
+        return causes + validate_ephemeral_containers(spec) if isinstance(spec, dict) else causes
+
+    def validate_create(self, obj: Obj) -> Causes:
+        return validate_ephemeral_on_create(obj)
 
     def validate_update(self, new: Obj, old: Obj) -> Causes:
         return super().validate_update(new, old) + validate_pod_update(new, old)
+
+    def prepare_for_ephemeral_update(self, new: Obj, old: Obj) -> None:
+        """pods/ephemeralcontainers: only spec.ephemeralContainers changes (then defaulted)."""
+        keep_only_ephemeral_changes(new, old)
+        self.default(new)
+
+    def validate_subresource_update(self, new: Obj, old: Obj, subresource: str) -> Causes:
+        if subresource == "ephemeralcontainers":
+            return super().validate_update(new, old) + validate_ephemeral_update(new, old)
+        return self.validate_update(new, old)
 
     def field_attrs(self, obj: Obj) -> dict[str, str]:
         attrs = super().field_attrs(obj)

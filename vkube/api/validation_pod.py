@@ -203,6 +203,9 @@ def validate_pod_template(template: Any, path: str, *, allowed_restart: tuple[st
     policy = (spec or {}).get("restartPolicy") if isinstance(spec, dict) else None
     if allowed_restart and policy in RESTART_POLICIES and policy not in allowed_restart:
         causes.append(not_supported(f"{path}.spec.restartPolicy", policy, allowed_restart))
+    if isinstance(spec, dict) and spec.get("ephemeralContainers"):
+        causes.append(forbidden(f"{path}.spec.ephemeralContainers",
+                                "ephemeral containers not allowed in pod template"))
     return causes
 
 

@@ -261,7 +261,8 @@ class APIServer:
         sub = rc.info.subresource
         if sub not in spec.subresources:
             raise errors.no_such_path()
-        if sub in ("status", "approval"):  # approval: certificatesigningrequests' conditions
+        # approval: certificatesigningrequests' conditions; ephemeralcontainers: pods'
+        if sub in ("status", "approval", "ephemeralcontainers"):
             if request.method == "GET":
                 return await self.handlers.get(request, spec, rc)
             if request.method == "PUT":

@@ -306,7 +306,8 @@ class ResourceStorage:
         self.strategy.default(obj)
         self.strategy.prepare_for_create(obj)
         await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")), phase="mutate")
-        self._raise_invalid(obj, self.strategy.validate(obj))
+        on_create = getattr(self.strategy, "validate_create", None)  # pods: no ephemeral containers
+        self._raise_invalid(obj, self.strategy.validate(obj) + (on_create(obj) if on_create else []))
         await self._admit(rc, "CREATE", obj, None, namespace=namespace, name=str(m.get("name", "")), phase="validate")
         if not skip_track:
             self._track(None, obj, rc.field_manager, "Update", "")
@@ -412,6 +413,9 @@ class ResourceStorage:
             nm = new["metadata"]
         elif subresource == "approval":  # CertificateSigningRequest: Approved/Denied only
             self.strategy.prepare_for_approval_update(new, old)
+            nm = new["metadata"]
+        elif subresource == "ephemeralcontainers":  # pods: only spec.ephemeralContainers
+            self.strategy.prepare_for_ephemeral_update(new, old)
             nm = new["metadata"]
         elif subresource in ("binding", "finalize"):
             pass  # binding writes spec.nodeName and status together; finalize only spec.finalizers

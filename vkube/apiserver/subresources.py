@@ -151,6 +151,15 @@ async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web
         container = str(names[0])
     elif container not in names + init_names + eph_names:
         raise errors.BadRequest(f"container {container} is not valid for pod {info.name}")
+    if container in eph_names and request.query.get("previous") not in ("true", "1"):
+        # an ephemeral container the kubelet has not started (or a syncer did not pass on)
+        # has no log yet: the kubelet's own answer, without asking a kubelet that never had it
+        st = next((s for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or ()
+                   if s.get("name") == container), None)
+        waiting = ((st or {}).get("state") or {}).get("waiting")
+        if st is None or (waiting is not None and not st.get("containerID")):
+            reason = (waiting or {}).get("reason") or "ContainerCreating"
+            raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: {reason}')
     node_name = spec.get("nodeName")
     if not node_name:
         raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
@@ -195,7 +204,8 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     if info.subresource != "portforward":
         if not container:
             container = str(names[0]) if names else ""
-        elif container not in names + [c.get("name") for c in spec.get("initContainers") or []]:
+        elif container not in names + [c.get("name") for key in ("initContainers", "ephemeralContainers")
+                                       for c in spec.get(key) or []]:
             raise errors.BadRequest(f"container {container} is not valid for pod {info.name}")
     if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         raise errors.BadRequest(f"cannot exec into a container in a completed pod; current phase is {pod['status']['phase']}")

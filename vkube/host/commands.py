@@ -25,6 +25,9 @@ class ExitPlan:
     run_seconds: float | None = None
     exit_code: int = 0
     output: list[str] = field(default_factory=list)
+    #: a shell reading its open stdin (``kubectl run -i``, ``kubectl debug -i``): it runs what
+    #: an attached client types, and ends on `exit` (or when stdin closes, with stdinOnce)
+    interactive: bool = False
 
     @property
     def exits(self) -> bool:
@@ -66,7 +69,8 @@ def container_env(pod: Obj, container: str) -> dict[str, str]:
     """The environment a container of ``pod`` sees: ``HOSTNAME``, the image's and the
     kubelet's variables, then the container's own literal ``env`` (which wins)."""
     env = {"HOSTNAME": pod_hostname(pod), **_BASE_ENV}
-    for c in ((pod.get("spec") or {}).get("initContainers") or []) + ((pod.get("spec") or {}).get("containers") or []):
+    spec = pod.get("spec") or {}
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) + (spec.get("ephemeralContainers") or []):
         if c.get("name") == container:
             env.update({e["name"]: str(e["value"]) for e in c.get("env") or () if "name" in e and "value" in e})
             break
@@ -75,6 +79,11 @@ def container_env(pod: Obj, container: str) -> dict[str, str]:
 
 def plan_for(container: Obj, *, env: dict[str, str] | None = None) -> ExitPlan:
     argv = [str(a) for a in (container.get("command") or [])] + [str(a) for a in (container.get("args") or [])]
+    shell = image_name(container.get("image", "")) in SHELL_IMAGES if not argv else (
+        argv[0] in SHELLS and argv[0] != "/usr/bin/env"
+        and not any(a.startswith("-") and "c" in a[1:] for a in argv[1:]))
+    if shell and container.get("stdin"):
+        return ExitPlan(None, 0, interactive=True)
     if not argv:
         if image_name(container.get("image", "")) in SHELL_IMAGES:
             return ExitPlan(0.0, 0)

@@ -22,8 +22,9 @@ from vkube.client.resources import PODS
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
 from vkube.controllers.workqueue import WorkQueue, run_workers
+from vkube.host.commands import ExitPlan
 from vkube.host.dra import claim_name_for
-from vkube.host.podruntime import ContainerRT, PodRT, adopt_runtime, new_runtime, pod_status
+from vkube.host.podruntime import ContainerRT, PodRT, add_ephemeral, adopt_runtime, new_runtime, pod_status
 from vkube.host.stages import DEFAULT_STAGES, Context, KubeletConfig, Stage, advance
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class Kubelet:
             else:
                 rt = new_runtime(pod, now=now)
             self.runtimes[key] = rt
+        else:
+            add_ephemeral(rt, pod, now=now)  # kubectl debug: pods/ephemeralcontainers
         if meta.get("deletionTimestamp"):
             grace = meta.get("deletionGracePeriodSeconds")
             rt.mark_deleting(now, None if grace is None else float(grace))
@@ -146,6 +149,17 @@ class Kubelet:
     def container(self, namespace: str, name: str, container: str) -> ContainerRT | None:
         rt = self.runtime(namespace, name)
         return rt.container(container) if rt else None
+
+    def notify(self, namespace: str, name: str) -> None:
+        """Wake whoever follows the pod (new log lines of an attached shell)."""
+        self._notify(f"{namespace}/{name}")
+
+    def end_process(self, namespace: str, name: str, container: ContainerRT, code: int = 0) -> None:
+        """An interactive shell whose stdin closed (or that ran ``exit``) ends now."""
+        if container.state != "running" or self.runtime(namespace, name) is None:
+            return
+        container.plan = ExitPlan(max(0.0, time.time() - container.since), code, container.plan.output)
+        self.queue.add(f"{namespace}/{name}")
 
     def changed(self, namespace: str, name: str) -> asyncio.Event:
         """An event set at the pod's next change (or its removal)."""

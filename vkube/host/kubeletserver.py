@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 
 import orjson
@@ -199,7 +200,9 @@ class KubeletServer:
     async def _attach(self, req: web.Request) -> web.StreamResponse:
         """kubectl attach, as KWOK's Attach configuration serves it: the container's output
         (what it printed so far, then what it prints) on stdout until it stops, then the
-        exit status; stdin is read and discarded (a simulated process reads nothing)."""
+        exit status. Stdin is read and discarded, except by an interactive shell (a shell
+        container with ``stdin: true``, as ``kubectl run -i``/``kubectl debug -i`` make): it runs
+        each line typed, and ends on ``exit`` or, with ``stdinOnce``, when stdin closes."""
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
         if c.state != "running":
@@ -209,17 +212,40 @@ class KubeletServer:
             raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
 
+        shell = c.plan.interactive and req.query.get("stdin") in ("true", "1")
+        tty = req.query.get("tty") in ("true", "1")
+        spec = (self.kubelet.pods.get(pod, ns) or {}).get("spec") or {}
+        # stdinOnce: the runtime closes the container's stdin when this client closes its own
+        # (kubectl run -i sets it); otherwise the shell keeps reading (kubectl debug -i)
+        once = any(x.get("name") == c.name and x.get("stdinOnce") for key in
+                   ("containers", "initContainers", "ephemeralContainers") for x in spec.get(key) or ())
+
         async def drain() -> None:
+            buf = ""
             async for msg in ws:
                 if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
+                if not shell or msg.type != WSMsgType.BINARY:
+                    continue
+                data: bytes = msg.data
+                if data[:2] == b"\xff\x00" and once:  # stdin closed: the shell reads EOF, ends
+                    self.kubelet.end_process(ns, pod, c)
+                elif data[:1] == b"\x00":
+                    text = data[1:].decode(errors="replace")
+                    if tty:  # the terminal echoes what is typed
+                        await ws.send_bytes(b"\x01" + text.replace("\r", "\r\n").encode())
+                    buf += text.replace("\r", "\n")
+                    while "\n" in buf:
+                        line, buf = buf.split("\n", 1)
+                        self._shell_line(ns, pod, c, line)
 
         reader = asyncio.create_task(drain())
         sent, container_id = 0, c.container_id
         try:
             while not reader.done():
                 if len(c.logs) > sent:
-                    text = "".join(line + "\n" for _, line in c.logs[sent:])
+                    end = "\r\n" if tty else "\n"  # a terminal in raw mode needs both
+                    text = "".join(line + end for _, line in c.logs[sent:])
                     sent = len(c.logs)
                     await ws.send_bytes(b"\x01" + text.encode())
                 rt = self.kubelet.runtime(ns, pod)
@@ -228,6 +254,9 @@ class KubeletServer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self.kubelet.changed(ns, pod).wait()), 1.0)
             if not reader.done():
+                if len(c.logs) > sent:  # what it printed while the last lines went out
+                    end = "\r\n" if tty else "\n"
+                    await ws.send_bytes(b"\x01" + "".join(x + end for _, x in c.logs[sent:]).encode())
                 code = c.exit_code if c.state == "terminated" else 0
                 status: Obj = {"metadata": {}, "status": "Success"} if code == 0 else {
                     "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
@@ -242,6 +271,24 @@ class KubeletServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
         return ws
+
+    def _shell_line(self, ns: str, pod: str, c: ContainerRT, line: str) -> None:
+        """One line typed into an attached interactive shell: run as ``sh -c LINE`` would be,
+        its output going where the container's goes (the attach stream and its log)."""
+        if not line.strip():
+            out = ""
+        elif (m := re.fullmatch(r"\s*exit(?:\s+(\d+))?\s*;?\s*", line)) is not None:
+            self.kubelet.end_process(ns, pod, c, int(m.group(1) or 0) % 256)
+            return
+        else:
+            pod_obj = self.kubelet.pods.get(pod, ns)
+            stdout, stderr, _ = run_exec(["sh", "-c", line], pod=pod, namespace=ns, container=c,
+                                         pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
+                                         spec=(pod_obj or {}).get("spec"))
+            out = stdout + stderr
+        now = time.time()
+        c.logs.extend((now, x) for x in out.splitlines())
+        self.kubelet.notify(ns, pod)
 
     async def _port_forward(self, req: web.Request) -> web.StreamResponse:
         """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""

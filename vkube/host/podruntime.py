@@ -59,6 +59,9 @@ class ContainerRT:
     container_id: str = ""
     logs: list[tuple[float, str]] = field(default_factory=list)
     previous_logs: list[tuple[float, str]] = field(default_factory=list)
+    #: added through pods/ephemeralcontainers (kubectl debug): started once the sandbox is
+    #: up, never restarted, no part of the pod's phase or readiness
+    ephemeral: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -93,7 +96,11 @@ class PodRT:
 
     @property
     def app_containers(self) -> list[ContainerRT]:
-        return [c for c in self.containers if not c.init]
+        return [c for c in self.containers if not c.init and not c.ephemeral]
+
+    @property
+    def ephemeral_containers(self) -> list[ContainerRT]:
+        return [c for c in self.containers if c.ephemeral]
 
     def mark_deleting(self, now: float, grace: float | None = None) -> None:
         """The API server set deletionTimestamp: stopping starts now."""
@@ -148,11 +155,28 @@ def new_runtime(pod: Obj, *, now: float) -> PodRT:
             secs = _seconds(v)
             if secs is not None:
                 overrides[k.split(".", 2)[2]] = secs
+    containers += _ephemeral(pod, spec.get("ephemeralContainers") or [], now)
     grace = spec.get("terminationGracePeriodSeconds")
     return PodRT(uid=meta.get("uid", ""), namespace=meta.get("namespace", ""), name=meta["name"],
                  node=spec.get("nodeName", ""), restart_policy=spec.get("restartPolicy") or "Always",
                  grace_seconds=float(30 if grace is None else grace), containers=containers,
                  since=now, overrides=overrides)
+
+
+def _ephemeral(pod: Obj, items: list[Obj], now: float) -> list[ContainerRT]:
+    return [ContainerRT(name=c.get("name", ""), image=c.get("image", ""), init=False, sidecar=False,
+                        plan=plan_for(c, env=container_env(pod, c.get("name", ""))), ready_delay=0.0,
+                        since=now, ephemeral=True) for c in items]
+
+
+def add_ephemeral(rt: PodRT, pod: Obj, *, now: float) -> bool:
+    """Ephemeral containers the pod gained since the kubelet last looked (they are only ever
+    added); True when there were any."""
+    have = {c.name for c in rt.containers}
+    new = [c for c in (pod.get("spec") or {}).get("ephemeralContainers") or []
+           if c.get("name") not in have]
+    rt.containers += _ephemeral(pod, new, now)
+    return bool(new)
 
 
 def _parse_iso(text: str | None, default: float) -> float:
@@ -170,7 +194,8 @@ def adopt_runtime(pod: Obj, *, now: float) -> PodRT:
     rt.pod_ip = status.get("podIP", "")
     rt.start_time = _parse_iso(status.get("startTime"), now)
     rt.phase = status.get("phase") or "Pending"
-    by_name = {s.get("name"): s for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])}
+    by_name = {s.get("name"): s for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+               + (status.get("ephemeralContainerStatuses") or [])}
     for c in rt.containers:
         st = by_name.get(c.name) or {}
         state = st.get("state") or {}
@@ -257,6 +282,8 @@ def pod_status(rt: PodRT, pod: Obj, *, now: float) -> Obj:
     status["containerStatuses"] = [_container_status(c) for c in apps]
     if inits:
         status["initContainerStatuses"] = [_container_status(c) for c in inits]
+    if rt.ephemeral_containers:
+        status["ephemeralContainerStatuses"] = [_container_status(c) for c in rt.ephemeral_containers]
     return status
 
 

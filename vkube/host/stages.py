@@ -80,6 +80,8 @@ DEFAULT_STAGES: tuple[Stage, ...] = (
 # --- facts ------------------------------------------------------------------------------------
 
 def _restarts(rt: PodRT, c: ContainerRT) -> bool:
+    if c.ephemeral:
+        return False
     if c.sidecar:
         return True
     if rt.restart_policy == "Always":
@@ -111,10 +113,13 @@ def container_facts(rt: PodRT, c: ContainerRT) -> dict[str, Any]:
         idx = rt.containers.index(c)
         startable = rt.sandbox and all(p.succeeded or (p.sidecar and p.state == "running")
                                        for p in rt.containers[:idx] if p.init)
+    elif c.ephemeral:  # kubelet starts them even before initialization completes
+        startable = rt.sandbox and not c.ever_started
     else:
         startable = rt.sandbox and rt.initialized
     return {"state": c.state, "startable": startable and rt.phase in ("Pending", "Running"),
-            "deleting": rt.deleting, "ready": c.ready, "probed": not c.init or c.sidecar,
+            "deleting": rt.deleting, "ready": c.ready,
+            "probed": (not c.init or c.sidecar) and not c.ephemeral,
             "exits": c.plan.exits, "init": c.init,
             "readyDelay": c.ready_delay, "runSeconds": c.plan.run_seconds or 0.0, "backoff": c.backoff}
 
@@ -160,7 +165,7 @@ def _start_container(rt: PodRT, c: ContainerRT | None, ctx: Context, t: float) -
     c.container_id = "containerd://" + "%064x" % ctx.rng.getrandbits(256)
     c.ready = False
     c.logs.extend((t, line) for line in c.plan.output)
-    if not c.init and rt.phase == "Pending":
+    if not c.init and not c.ephemeral and rt.phase == "Pending":
         rt.phase = "Running"
     return {"container": c.name, "image": c.image, "pulling": pulling, "pulled": pulled}
 
@@ -193,7 +198,7 @@ def _exit_container(rt: PodRT, c: ContainerRT | None, ctx: Context, t: float) ->
 
 def _complete(rt: PodRT, c: ContainerRT | None, ctx: Context, t: float) -> dict[str, str]:
     failed = any(x.state == "terminated" and x.exit_code != 0 for x in rt.containers
-                 if not x.init or rt.restart_policy == "Never")
+                 if not x.ephemeral and (not x.init or rt.restart_policy == "Never"))
     rt.phase = "Failed" if failed else "Succeeded"
     for x in rt.containers:
         if x.state == "waiting":  # init failure: the rest never ran

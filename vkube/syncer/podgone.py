@@ -60,7 +60,7 @@ def not_running(status: Obj, pod: Obj, *, now: str) -> Obj:
                  "lastTransitionTime": now if c.get("status") != "False" else c.get("lastTransitionTime", now)}
         conditions.append(c)
     new["conditions"] = conditions
-    for field in ("containerStatuses", "initContainerStatuses"):
+    for field in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
         if field in status:
             new[field] = [_waiting(c, now) for c in status.get(field) or []]
     return new

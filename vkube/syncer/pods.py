@@ -76,6 +76,8 @@ class PodSyncer(KindSyncer):
         self._checked: dict[str, tuple[object, object, str]] = {}
         # per key, why the last update of a running pod was refused (one event per reason)
         self._refused_update: dict[str, str] = {}
+        # per key, ephemeral containers (kubectl debug) not synced down, and why
+        self._refused_debug: dict[str, dict[str, tuple[str, str]]] = {}  # name: (reason, why)
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -94,6 +96,7 @@ class PodSyncer(KindSyncer):
             self._sent.pop(key, None)
             self._checked.pop(key, None)
             self._refused_update.pop(key, None)
+            self._refused_debug.pop(key, None)
             self.refusals.forget(pod)
         self.enqueue(key)
 
@@ -155,6 +158,7 @@ class PodSyncer(KindSyncer):
             await self._create_or_gone(vpod, hname)
             return
         await self._update_host(key, vpod, hpod)
+        await self._sync_ephemeral(key, vpod, hpod)
         await self._refresh_token(vpod, key)
         await self._sync_up(key, vpod, hpod)
 
@@ -333,6 +337,9 @@ class PodSyncer(KindSyncer):
         if stripped:  # said as admission warnings would say it (repeats only bump the count)
             self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
                                     stripped_message(stripped, self.ctx.name))
+        # a pod is created without them (the API refuses them on create); _sync_ephemeral
+        # adds them through the host's pods/ephemeralcontainers, as on a running pod
+        host_pod["spec"].pop("ephemeralContainers", None)
         return host_pod
 
     def _cluster_dns(self) -> str:
@@ -391,6 +398,9 @@ class PodSyncer(KindSyncer):
         inputs = (_inputs(vpod), _inputs(hpod), _rv(nsobj))
         if self._checked.get(key) == inputs:
             return
+        # ephemeral containers are _sync_ephemeral's: here the pod is judged with those the host
+        # pod has (one refused there, which can never be removed, must not block updates)
+        vpod = _with_host_ephemeral(vpod, hpod)
         try:
             want = await self._desired_light(vpod)
         except PodRejected:
@@ -440,6 +450,69 @@ class PodSyncer(KindSyncer):
                 self.refusals.refused(vpod, e)
             raise
         self.refusals.accepted(vpod)
+
+    async def _sync_ephemeral(self, key: str, vpod: Obj, hpod: Obj) -> None:
+        """kubectl debug: ephemeral containers the virtual pod gained are added to the host pod
+        through the host's pods/ephemeralcontainers (a strategic merge by name, so only the
+        new ones are sent), rewritten as every container is (env, referenced objects,
+        hostAccess). Each is judged on its own (one refused, which can never be removed, must
+        not block the next): one that may not run is not sent, and the tenant gets a Warning
+        event and a waiting status naming why (kubectl debug prints it)."""
+        have = {c.get("name") for c in (hpod.get("spec") or {}).get("ephemeralContainers") or ()}
+        refused = self._refused_debug.get(key) or {}
+        missing = [c for c in (vpod.get("spec") or {}).get("ephemeralContainers") or ()
+                   if c.get("name") not in have and c.get("name") not in refused]
+        if not missing or deleting(hpod):
+            return
+        ns = vpod["metadata"]["namespace"]
+        nsobj = self.namespaces.get(ns) or {}
+        api_host, api_port = self._in_cluster_api()  # known: the pod already runs
+        cfg = PodRewriteConfig(
+            translator=self.tr, host_service_account=workload_service_account(self.ctx.name),
+            token_secret=None, keep_node_name=True, host_access=self.ctx.values.host_access,  # type: ignore[arg-type]
+            namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}),
+            services=tuple(self.services.list(ns)), kube_service_host=api_host,
+            kube_service_port=api_port)
+        add: list[Obj] = []
+        new_refused: dict[str, tuple[str, str]] = {}
+        stripped: list[str] = []
+        all_ecs = (vpod.get("spec") or {}).get("ephemeralContainers") or []
+        for c in missing:
+            probe = {**vpod, "spec": {**(vpod.get("spec") or {}), "ephemeralContainers": [c]}}
+            why = self.admission.check(probe)
+            if why is None:
+                removed: list[str] = []
+                try:
+                    add += rewrite_pod(probe, cfg, removed)["spec"]["ephemeralContainers"]
+                except PodRejected as e:
+                    why = str(e)
+                at = f"spec.ephemeralContainers[{all_ecs.index(c)}]"  # its path in the tenant's pod
+                stripped += [at + x[len(_PROBE_PATH):] for x in removed if x.startswith(_PROBE_PATH)]
+            if why is not None:
+                new_refused[c.get("name", "")] = (
+                    REASON_REJECTED, why + _DEBUG_HINT if "capabilities" in why else why)
+        if add:
+            await self._ensure_dependencies(vpod)
+            meta = hpod["metadata"]
+            try:
+                await self.ctx.host.patch(PODS, meta["name"], {"spec": {"ephemeralContainers": add}},
+                                          type="strategic", namespace=meta["namespace"],
+                                          subresource="ephemeralcontainers")
+            except errors.NotFound:
+                return
+            except (errors.Invalid, errors.Forbidden, errors.BadRequest) as e:
+                # the host's validation or admission said no: the tenant sees its words
+                new_refused.update({c.get("name", ""): (REASON_HOST, host_refusal_message(e))
+                                    for c in add})
+        if stripped:
+            self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
+                                    stripped_message(stripped, self.ctx.name))
+        if new_refused:
+            self._refused_debug[key] = {**refused, **new_refused}
+            for name, (reason, why) in new_refused.items():
+                self.ctx.recorder.event(vpod, "Warning", reason,
+                                        f"ephemeral container {name} not synced to the host: {why}")
+            # reconcile's _sync_up next puts their waiting status up
 
     async def _desired_light(self, vpod: Obj) -> Obj:
         """The rewrite without the side effects (token, dependencies) of a first creation."""
@@ -491,6 +564,15 @@ class PodSyncer(KindSyncer):
             else:
                 sent.status = None
         hstatus = as_shown(hpod, vstatus)
+        if refused := self._refused_debug.get(key):  # ephemeral containers not sent down
+            hstatus = {**hstatus, "ephemeralContainerStatuses": [
+                *(hstatus.get("ephemeralContainerStatuses") or ()), *(
+                    {"name": n, "image": c.get("image", ""), "imageID": "", "ready": False,
+                     "restartCount": 0, "state": {"waiting": {"reason": refused[n][0],
+                                                              "message": refused[n][1]}},
+                     "lastState": {}}
+                    for c in (vpod.get("spec") or {}).get("ephemeralContainers") or ()
+                    if (n := c.get("name", "")) in refused)]}
         changed: Obj = {}
         ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
         if "status" not in vpod:
@@ -528,6 +610,10 @@ class PodSyncer(KindSyncer):
         sent.at = now
 
 
+_PROBE_PATH = "spec.ephemeralContainers[0]"  # the one ephemeral container _sync_ephemeral judges
+#: added to a refusal of kubectl debug's default profile ("general" adds SYS_PTRACE)
+_DEBUG_HINT = " (kubectl debug --profile=baseline adds no capabilities)"
+
 #: annotations Pod Security reads (pkg/api/pod: the deprecated seccomp and AppArmor forms)
 _CHECKED_ANNOTATIONS = ("seccomp.security.alpha.kubernetes.io/",
                         "container.seccomp.security.alpha.kubernetes.io/",
@@ -559,6 +645,16 @@ class _Sent:
         self.status: Obj | None = None
         self.rv = ""
         self.at = 0.0  # event-loop time of the last status write
+
+
+def _with_host_ephemeral(vpod: Obj, hpod: Obj) -> Obj:
+    """``vpod`` with only the ephemeral containers its host pod has (a shallow copy)."""
+    vspec = vpod.get("spec") or {}
+    if not vspec.get("ephemeralContainers"):
+        return vpod
+    have = {c.get("name") for c in (hpod.get("spec") or {}).get("ephemeralContainers") or ()}
+    kept = [c for c in vspec["ephemeralContainers"] if c.get("name") in have]
+    return {**vpod, "spec": {**vspec, "ephemeralContainers": kept}}
 
 
 def _ready(status: Obj) -> str | None:

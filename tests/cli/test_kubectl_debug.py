@@ -1,0 +1,115 @@
+"""``kubectl debug`` against a ``vkube create`` cluster on the embedded host: an ephemeral
+container added through pods/ephemeralcontainers reaches the host pod, runs, reports its
+status up and answers logs, exec and attach; ``--copy-to`` makes a pod; what hostAccess
+``reject`` forbids (the default profile's SYS_PTRACE, a node debugger's host namespaces) is
+refused with a message naming the fix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.cli.conftest import User, eventually
+from tests.conftest import kubectl
+
+NAME = "dbg"
+NS = f"vkube-{NAME}"
+
+
+def _status(u: User, pod: str, container: str) -> dict[str, Any]:
+    out = json.loads(u.kubectl("get", "pod", pod, "-o", "json").stdout)
+    st = [s for s in out["status"].get("ephemeralContainerStatuses") or ()
+          if s["name"] == container]
+    assert st, out["status"]
+    return st[0]
+
+
+def _state(u: User, pod: str, container: str, state: str) -> dict[str, Any]:
+    st = _status(u, pod, container)["state"]
+    assert state in st, st
+    return st[state]
+
+
+def test_kubectl_debug(user: User) -> None:
+    user.vkube("create", NAME)
+    user.kubectl("run", "web", "--image=nginx")
+    eventually(lambda: _phase(user, "web", "Running"), timeout=120)
+
+    # the non-interactive form: runs on the host pod, its status and log come back up
+    user.kubectl("debug", "web", "--image=busybox", "-c", "dbg", "--profile=baseline",
+                 "--", "sh", "-c", "echo hi")
+    done = eventually(lambda: _state(user, "web", "dbg", "terminated"), timeout=120)
+    assert (done["exitCode"], done["reason"]) == (0, "Completed")
+    assert user.kubectl("logs", "web", "-c", "dbg").stdout == "hi\n"
+    host = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "pods", "-n", NS,
+                              "-o", "json").stdout)["items"]
+    assert [c["name"] for c in host[0]["spec"]["ephemeralContainers"]] == ["dbg"]
+    assert _phase(user, "web", "Running")  # the pod itself is untouched
+
+    # kubectl debug -i: the shell runs what is typed, until `exit`
+    out = user.kubectl("debug", "-i", "web", "--image=busybox", "-c", "sh1", "--profile=baseline",
+                       "--target=web", input="echo hello\nhostname\nexit\n", timeout=120)
+    assert "hello\nweb\n" in out.stdout, (out.stdout, out.stderr)
+    eventually(lambda: _state(user, "web", "sh1", "terminated"), timeout=120)
+    assert user.kubectl("logs", "web", "-c", "sh1").stdout == "hello\nweb\n"
+
+    # a running debug container: exec into it, then kubectl attach to its shell
+    user.kubectl("debug", "-i", "--attach=false", "web", "--image=busybox", "-c", "sh2",
+                 "--profile=baseline")
+    eventually(lambda: _state(user, "web", "sh2", "running"), timeout=120)
+    assert user.kubectl("exec", "web", "-c", "sh2", "--", "hostname").stdout == "web\n"
+    out = user.kubectl("attach", "web", "-c", "sh2", "-i", input="echo via-attach\nexit\n",
+                       timeout=120)
+    assert "via-attach\n" in out.stdout, (out.stdout, out.stderr)
+    eventually(lambda: _state(user, "web", "sh2", "terminated"), timeout=120)
+
+    # the default profile adds SYS_PTRACE: under hostAccess reject it is not synced, and the
+    # tenant is told why and what to change (an event, and the waiting status kubectl shows)
+    user.kubectl("debug", "web", "--image=busybox", "-c", "ptrace", "--", "sh", "-c", "echo x")
+    waiting = eventually(lambda: _state(user, "web", "ptrace", "waiting"), timeout=120)
+    assert waiting["reason"] == "SyncRejected"
+    assert 'must not include "SYS_PTRACE"' in waiting["message"]
+    assert "sync.pods.hostAccess: strip" in waiting["message"]
+    assert "--profile=baseline" in waiting["message"]
+    refused = user.kubectl("logs", "web", "-c", "ptrace", check=False)
+    assert 'container "ptrace" in pod "web" is waiting to start: SyncRejected' in refused.stderr
+    events = user.kubectl("get", "events", "--field-selector", "involvedObject.name=web").stdout
+    assert "ephemeral container ptrace not synced to the host" in events
+    # ...and, never removable, it does not hold back the pod's own updates
+    user.kubectl("set", "image", "pod/web", "web=nginx:1.27")
+
+    def host_image() -> None:
+        hp = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "pods", "-n", NS,
+                                "-o", "json").stdout)["items"][0]
+        assert hp["spec"]["containers"][0]["image"] == "nginx:1.27", hp["spec"]["containers"]
+    eventually(host_image, timeout=120)
+
+    # --copy-to: a copy of the pod with the debug container
+    user.kubectl("debug", "web", "--copy-to=web-copy", "--profile=baseline", "--image=busybox",
+                 "-c", "dbg", "--", "sh", "-c", "echo copied")
+    eventually(lambda: _logs(user, "web-copy", "dbg", "copied\n"), timeout=120)
+
+    # a node debugger wants the node's namespaces and root: refused, naming the fix
+    node = user.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    out = user.kubectl("debug", f"node/{node}", "--image=busybox", "--", "true")
+    pod = out.stdout.split("debugging pod ")[1].split()[0]
+
+    def refused_pod() -> str:
+        st = json.loads(user.kubectl("get", "pod", pod, "-o", "json").stdout)["status"]
+        assert st.get("reason") == "SyncRejected", st
+        return st["message"]
+    message = eventually(refused_pod, timeout=120)
+    assert "hostNetwork=true, hostPID=true, hostIPC=true" in message
+    assert 'hostPath volumes (volume "host-root")' in message
+    assert "sync.pods.hostAccess: strip" in message
+
+
+def _phase(u: User, pod: str, phase: str) -> bool:
+    got = u.kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
+    assert got == phase, got
+    return True
+
+
+def _logs(u: User, pod: str, container: str, want: str) -> None:
+    out = u.kubectl("logs", pod, "-c", container, check=False)
+    assert out.stdout == want, (out.stdout, out.stderr)
