@@ -35,6 +35,12 @@ async def revision(url: str) -> str:
 
 @pytest.mark.parametrize("body,code,reason,needle", [
     (cm("Bad_Name"), 422, "Invalid", "metadata.name"),
+    # Go's regexp `$` is the end of the text; Python's also matches before a final newline
+    (cm("name\n"), 422, "Invalid", "metadata.name"),
+    (cm("n", labels={"k": "v\n"}), 422, "Invalid", "metadata.labels"),
+    (cm("n", labels={"k\n": "v"}), 422, "Invalid", "metadata.labels"),
+    (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a\n": "b"}}),
+     422, "Invalid", "data: Invalid value"),
     (b"{not json", 400, "BadRequest", "error decoding JSON"),
     (orjson.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}), 400, "BadRequest", "kind"),
     (orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"bad key!": "v"}}}), 422, "Invalid", "metadata.labels"),

@@ -116,6 +116,30 @@ def test_second_tenant_cannot_take_the_first_ones_hosts(user: User, tmp_path) ->
     assert set(host_ingresses("beta")) == {"mine"}
     assert set(host_ingresses("alpha")) == {"shop", "catch", "auth"}
 
+    # a pod of alpha reaches alpha's control plane at the loopback port its own Endpoints
+    # publish, never beta's (another namespace's published ports are another tenant's)
+    k("alpha", "run", "probe", "-n", "shop", "--image=busybox", "--", "sleep", "3600")
+    k("alpha", "wait", "-n", "shop", "--for=condition=Ready", "pod/probe", "--timeout=120s")
+    beta_port = yaml_server_port(kcs["beta"])
+    alpha_port = yaml_server_port(kcs["alpha"])
+
+    def nc(port: int):  # noqa: ANN202
+        return k("alpha", "exec", "-n", "shop", "probe", "--", "nc", "-z", "-w", "2",
+                 "127.0.0.1", str(port), check=False, timeout=90)
+    r = nc(beta_port)
+    assert r.returncode == 1 and "Connection refused" in r.stderr, r
+    assert nc(alpha_port).returncode == 0
+
+
+def yaml_server_port(kubeconfig) -> int:  # noqa: ANN001
+    import yaml
+    from urllib.parse import urlsplit
+
+    doc = yaml.safe_load(kubeconfig.read_text())
+    ctx = next(c for c in doc["contexts"] if c["name"] == doc["current-context"])["context"]
+    server = next(c for c in doc["clusters"] if c["name"] == ctx["cluster"])["cluster"]["server"]
+    return int(urlsplit(server).port or 443)
+
 
 def _no() -> None:
     raise AssertionError("not yet")

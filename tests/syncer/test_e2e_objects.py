@@ -77,6 +77,38 @@ async def test_service_selector_translated_and_cluster_ip_written_back(synced: P
     await eventually(gone(h, SERVICES, f"web-x-demo-x-{VC}"))
 
 
+async def test_external_name_follows_own_services_and_never_the_hosts_dns(synced: Pair):
+    v, h = synced.virtual, synced.host
+    await v.create(SERVICES, svc("alias", type="ExternalName",
+                                 externalName="web.demo.svc.cluster.local"), namespace="demo")
+    hs = await eventually(getter(h, SERVICES, f"alias-x-demo-x-{VC}"))
+    assert hs["spec"]["externalName"] == f"web-x-demo-x-{VC}.{HOST_NS}.svc.cluster.local"
+    # another tenant's Service by its host name is read as a Service of this cluster (its
+    # namespace "vkube-other" here): it resolves to this cluster's own host copy, never theirs
+    other = "nginx-x-default-x-other.vkube-other.svc.cluster.local"
+    await v.create(SERVICES, svc("peer", type="ExternalName", externalName=other),
+                   namespace="demo")
+    hp = await eventually(getter(h, SERVICES, f"peer-x-demo-x-{VC}"))
+    assert hp["spec"]["externalName"].endswith(f".{HOST_NS}.svc.cluster.local"), hp["spec"]
+    # other names of the host's cluster DNS (pod records, the host's own names): refused
+    await v.create(SERVICES, svc("steal", type="ExternalName",
+                                 externalName="10-244-0-5.vkube-other.pod.cluster.local"),
+                   namespace="demo")
+
+    async def refused():
+        evs = (await v.list(EVENTS, namespace="demo"))["items"]
+        assert any(e["involvedObject"]["name"] == "steal" and e["reason"] == "SyncRejected"
+                   and "host's cluster DNS" in e["message"] for e in evs), evs
+    await eventually(refused)
+    hosts = (await h.list(SERVICES, namespace=HOST_NS))["items"]
+    assert not [s for s in hosts if s["metadata"]["name"] == f"steal-x-demo-x-{VC}"]
+    # an existing copy turned toward the host's loopback goes away
+    cur = await v.get(SERVICES, "alias", namespace="demo")
+    cur["spec"]["externalName"] = "localhost"
+    await v.update(SERVICES, cur)
+    await eventually(gone(h, SERVICES, f"alias-x-demo-x-{VC}"))
+
+
 async def _host_pod(pair: Pair) -> dict:
     await pair.virtual.create(PODS, {"metadata": {"name": "web-0", "namespace": "demo",
                                                   "labels": {"app": "web"}},

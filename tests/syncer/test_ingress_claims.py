@@ -102,6 +102,9 @@ def test_safe_nginx_annotations_pass_as_written() -> None:
     ("rewrite-target", "/\"\n}", "invalid value"),
     ("server-alias", "*", "invalid value"),
     ("server-alias", "Evil.Example", "invalid value"),
+    # a pattern must match the whole value: Python's `$` also matches before a final newline
+    ("proxy-ssl-name", "foo.com\n", "invalid value"),
+    ("auth-realm", "x\n", "invalid value"),
 ])
 def test_dangerous_nginx_annotations_are_refused_by_name(key: str, value: str, why: str) -> None:
     out = judge(**{ia.NGINX + key: value})
@@ -119,6 +122,10 @@ def test_dangerous_nginx_annotations_are_refused_by_name(key: str, value: str, w
     "ingress.gcp.kubernetes.io/pre-shared-cert",
     "nginx.org/server-snippets",
     "haproxy.org/backend-config-snippet",
+    "haproxy.org/auth-secret",
+    "nginx.org/rewrites",
+    "konghq.com/plugins",
+    "projectcontour.io/upstream-protocol.tls",
     ia.NGINX + "configuration-snippet",
 ])
 def test_unknown_controller_keys_and_snippets_are_refused(key: str) -> None:
@@ -153,3 +160,13 @@ def test_keys_are_judged_whatever_their_case() -> None:
     assert sorted(k for k, _ in out.refused) == ["NGINX.Ingress.Kubernetes.IO/Auth-URL",
                                                  "Traefik.Ingress.Kubernetes.io/router.middlewares"]
     assert out.annotations == {"nginx.ingress.kubernetes.io/SSL-Redirect": "true"}
+
+
+@pytest.mark.parametrize("name,broad", [
+    ("*.org", True), ("*.IO.", True), ("*.example.com", False), ("shop.example.com", False),
+    ("*.a.b", False), (ih.CATCH_ALL, False),
+])
+def test_a_wildcard_over_a_top_level_domain_is_too_broad(name: str, broad: bool) -> None:
+    assert bool(ih.too_broad(name)) is broad
+    if broad:
+        assert "whole top-level domain" in ih.too_broad(name)

@@ -30,7 +30,7 @@ _BOUNDS = ((0, 59, None), (0, 23, None), (1, 31, None), (1, 12, _MONTHS), (0, 6,
 _DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
                 "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
                 "@hourly": "0 * * * *"}
-_TZ_CHARS = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}$")  # Kubernetes' validTimeZoneCharacters
+_TZ_CHARS = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}\Z")  # Kubernetes' validTimeZoneCharacters
 
 
 class CronError(ValueError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 READ_VERBS = ("get", "list", "watch")
-_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?\Z")
 
 
 def version_priority(name: str) -> tuple[int, int, int, str]:

@@ -18,7 +18,7 @@ from vkube.api.validation import (Causes, dns1123_subdomain, invalid_value, path
 
 __all__ = ["STRATEGIES", "available_condition", "ca_bundle_pem"]
 
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 def available_condition(obj: Obj) -> Obj | None:

@@ -242,7 +242,7 @@ class NamespaceStrategy(_Core):
         return attrs
 
 
-_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+\Z")
 _MAX_DATA = 1024 * 1024
 
 

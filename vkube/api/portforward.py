@@ -9,7 +9,7 @@ import re
 
 ANN_PREFIX = "vkube.io/port-forward-"
 #: the annotations that mean something (a container port number); others are dropped
-ANN_RE = re.compile(r"^vkube\.io/port-forward-\d{1,5}$")
+ANN_RE = re.compile(r"^vkube\.io/port-forward-\d{1,5}\Z")
 
 
 def parse_target(value: object) -> tuple[str, int] | None:

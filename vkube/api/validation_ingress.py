@@ -20,12 +20,12 @@ __all__ = ["validate_ingress_spec", "validate_ingress_class_annotation", "host_p
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _WILDCARD_FMT = r"\*\." + _LABEL + r"(\." + _LABEL + r")*"
-_WILDCARD = re.compile(f"^{_WILDCARD_FMT}$")
+_WILDCARD = re.compile(rf"^{_WILDCARD_FMT}\Z")
 _WILDCARD_MSG = ("a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS "
                  "subdomain, which must consist of lower case alphanumeric characters, '-' or '.' "
                  "and end with an alphanumeric character (e.g. '*.example.com', regex used for "
                  f"validation is '{_WILDCARD_FMT}')")
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 _DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
                 "start with an alphabetic character, and end with an alphanumeric character (e.g. "
                 "'my-name',  or 'abc-123', regex used for validation is "
@@ -61,7 +61,7 @@ def _service_name(name: str) -> list[str]:
 
 def _port_name(name: str) -> list[str]:
     errs = ["must be no more than 15 characters"] if len(name) > 15 else []
-    if not re.match(r"^[-a-z0-9]+$", name):
+    if not re.match(r"^[-a-z0-9]+\Z", name):
         errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
     if not re.search(r"[a-z]", name):
         errs.append("must contain at least one letter (a-z)")

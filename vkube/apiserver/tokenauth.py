@@ -34,11 +34,11 @@ log = logging.getLogger("vkube.apiserver.authn")
 __all__ = ["StaticTokens", "TokenFileError", "BootstrapTokens", "BOOTSTRAP_TOKEN_RE",
            "BOOTSTRAP_SECRET_TYPE", "BOOTSTRAP_SECRET_PREFIX"]
 
-BOOTSTRAP_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+BOOTSTRAP_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})\Z")
 BOOTSTRAP_SECRET_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_SECRET_PREFIX = "bootstrap-token-"
 BOOTSTRAPPERS = "system:bootstrappers"
-_EXTRA_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+_EXTRA_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]\Z")
 
 
 class TokenFileError(ValueError):

@@ -18,7 +18,7 @@ from typing import Any
 
 from vkube.cli.output import CLIError
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # The host namespace is "vkube-NAME" (63 max) and host object names fold NAME in: keep it short.
 NAME_MAX = 52
 

@@ -35,7 +35,7 @@ from vkube.apiserver.storage import MAX_OBJECT_BYTES
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
 _CRD_PREFIX = "/apiextensions.k8s.io/customresourcedefinitions/"
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
 @dataclass

@@ -141,11 +141,13 @@ class PodNetwork:
                 out.append(self._route(ep, int(target["port"]), where))
         return out, ("" if out else f"{where} has no ready endpoints")
 
-    def _published(self, ip: str, port: int) -> bool:
-        """Whether some Service's Endpoints name ``ip:port`` (the syncer guards which loopback
-        addresses and ports those may name)."""
+    def _published(self, ip: str, port: int, namespace: str) -> bool:
+        """Whether some Service's Endpoints in ``namespace`` (the pod's own: a virtual cluster's
+        control plane publishes its ports in its host namespace) name ``ip:port`` (the syncer
+        guards which loopback addresses and ports those may name). Another namespace's
+        published ports are another tenant's control plane: not reachable from here."""
         return any(a.get("ip") == ip and int(p.get("port") or 0) == port
-                   for eps in self.endpoints.list() for sub in eps.get("subsets") or []
+                   for eps in self.endpoints.list(namespace) for sub in eps.get("subsets") or []
                    for a in sub.get("addresses") or [] for p in sub.get("ports") or [])
 
     def _route(self, ep: netpol.Endpoint, port: int, via: str | None) -> Route:
@@ -167,7 +169,7 @@ class PodNetwork:
         """Open a connection from ``pod``; the reader/writer are set when it is a real one."""
         src = self.endpoint_of(pod)
         if (_loopback(ip) and not self.services.by_index("clusterIP", ip)
-                and not self._published(ip, port)):
+                and not self._published(ip, port, pod["metadata"].get("namespace") or "")):
             # a pod's loopback is its own (its network namespace), never the host machine's:
             # only Services (the control plane's, on this host: their ClusterIP, or the address
             # and port their Endpoints publish, as KUBERNETES_SERVICE_HOST/PORT name it) lead
@@ -221,7 +223,7 @@ class PodNetwork:
         last = Outcome(False, "unreachable", "no servers could be reached")
         for server in servers:
             if _loopback(server) and not self.services.by_index("clusterIP", server) \
-                    and not self._published(server, 53):
+                    and not self._published(server, 53, pod["metadata"].get("namespace") or ""):
                 continue  # the pod's own loopback (as in connect): nothing listens there
             routes, _ = self.routes(server, 53, "UDP")
             route = routes[0] if routes else None

@@ -30,11 +30,16 @@ NGINX = "nginx.ingress.kubernetes.io/"
 TRAEFIK = "traefik.ingress.kubernetes.io/"
 CLASS = "kubernetes.io/ingress.class"
 _ALLOWED_PLAIN = {CLASS, "kubernetes.io/ingress.allow-http"}
-_SHARED_PREFIXES = ("ingress.gcp.kubernetes.io/", "networking.gke.io/", "kubernetes.io/ingress.")
+_SHARED_PREFIXES = ("ingress.gcp.kubernetes.io/", "networking.gke.io/", "kubernetes.io/ingress.",
+                    # other ingress controllers: their keys name secrets, URLs and config
+                    # (e.g. haproxy.org/auth-secret ns/name) vkube does not translate
+                    "nginx.org/", "haproxy.org/", "haproxy-ingress.github.io/", "konghq.com/",
+                    "projectcontour.io/", "getambassador.io/", "zalando.org/", "traefik.io/",
+                    "appprotect.f5.com/", "appprotectdos.f5.com/")
 
 
 def _re(pattern: str) -> re.Pattern[str]:
-    return re.compile(f"^(?:{pattern})$")
+    return re.compile(f"^(?:{pattern})\\Z")
 
 
 BOOL = _re(r"true|false|True|False|TRUE|FALSE|1|0|t|f|T|F")
@@ -177,7 +182,7 @@ def _checked(safe: dict[str, re.Pattern[str]], name: str, value: str, who: str) 
         return _WHY.get(name) or (f"not on vkube's allow-list of {who} annotations that are safe "
                                   "on a controller every tenant shares")
     if not pattern.match(value):
-        return f"invalid value {value!r} (must match {pattern.pattern[4:-2]})"
+        return f"invalid value {value!r} (must match {pattern.pattern[4:-3]})"
     return ""
 
 

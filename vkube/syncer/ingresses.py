@@ -117,6 +117,10 @@ class IngressSyncer(DownSyncer):
             problems = host_problems(host) if host else []
             if problems:
                 return f"spec.rules[{i}].host: {host!r}: {problems[0]}; not synced to the host"
+        for name, where in sorted(ingresshosts.claims(vobj).items()):
+            broad = ingresshosts.too_broad(name)
+            if broad:
+                return f"{where}: {broad}; not synced to the host"
         if self.ctx.values.isolation.enabled:
             where = ingresshosts.claims(vobj).get(ingresshosts.CATCH_ALL)
             if where:

@@ -39,6 +39,18 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or _covers(a, b) or _covers(b, a)
 
 
+def too_broad(name: str) -> str:
+    """Why a claimed wildcard takes more than one tenant's domain ("" when it does not): a
+    wildcard must leave a registrable name (two labels) after ``*.``, or one tenant holds every
+    name of a top-level domain (``*.org``) for all the others. Public suffixes of two labels
+    (``*.co.uk``) are not known here."""
+    name = normalize(name)
+    if name.startswith("*.") and len(name[2:].split(".")) < 2:
+        return (f'the wildcard "{name}" covers a whole top-level domain; name a domain of your '
+                'own, e.g. "*.example.com"')
+    return ""
+
+
 def aliases(value: str) -> list[str]:
     """``server-alias: "a.example.com, b.example.com"`` (nginx separates with commas)."""
     return [h for h in (p.strip() for p in str(value).split(",")) if h]

@@ -594,7 +594,7 @@ def port_forward_annotations(vpod: Obj) -> dict[str, str]:
     return {k: v for k, v in ann.items() if ANN_RE.match(k) or k in USAGE_ANNOTATIONS}
 
 
-_LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]$")
+_LABEL_REF = re.compile(r"^metadata\.labels\['(.+)'\]\Z")
 
 
 def _rewrite_field_path(path: str) -> str:

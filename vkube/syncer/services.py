@@ -24,7 +24,9 @@ from typing import Any
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import SERVICES
+from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import DownSyncer, delete_ignore_missing, is_subset, overlay, update_status
+from vkube.syncer.externalname import host_external_name
 from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, DNS_LABEL_MAX
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,23 @@ class ServiceSyncer(DownSyncer):
     def wanted(self, vobj: Obj) -> bool:
         # a host service mapped in (mapServices.fromHost) already is a host service
         ann = vobj["metadata"].get("annotations") or {}
-        return "vkube.io/mapped-from-host" not in ann
+        if "vkube.io/mapped-from-host" in ann:
+            return False
+        _, why = self._external_name(vobj)
+        if why:
+            self._warn(vobj, "externalName:" + str((vobj.get("spec") or {}).get("externalName")),
+                       REASON_REJECTED, why + "; not synced to the host")
+            return False
+        return True
+
+    def _external_name(self, vobj: Obj) -> tuple[str | None, str]:
+        spec = vobj.get("spec") or {}
+        if spec.get("type") != "ExternalName" or not spec.get("externalName"):
+            return None, ""
+        return host_external_name(
+            str(spec["externalName"]),
+            lambda name, ns: self.tr.host_name(name, ns, limit=DNS_LABEL_MAX),
+            self.tr.host_namespace)
 
     def desired(self, vobj: Obj) -> Obj:
         ns = vobj["metadata"]["namespace"]
@@ -97,6 +115,9 @@ class ServiceSyncer(DownSyncer):
                 spec["ipFamilies"] = list(assigned[2])
                 spec.setdefault("ipFamilyPolicy", "SingleStack" if len(assigned[2]) == 1
                                 else "PreferDualStack")
+        external, _ = self._external_name(vobj)
+        if external is not None:
+            spec["externalName"] = external
         spec["selector"] = self.tr.translate_selector_map(vspec.get("selector"), ns)
         if spec["selector"] is None:
             del spec["selector"]

@@ -34,7 +34,7 @@ DNS_SUBDOMAIN_MAX = 253
 _HASH_LEN = 10
 _SEP = "-x-"
 
-_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 
 
 def short_hash(text: str, length: int = _HASH_LEN) -> str:
@@ -266,7 +266,7 @@ class Translator:
         parts = [p for p in _split_selector(selector) if p]
         out = []
         for p in parts:
-            m = re.match(r"^\s*(!?)([^\s=!<>]+)\s*(.*)$", p)
+            m = re.match(r"^\s*(!?)([^\s=!<>]+)\s*(.*)\Z", p)
             if not m:
                 out.append(p)
                 continue

@@ -410,9 +410,9 @@ def _build(cls: Any, data: Any, path: str) -> Any:
 
 
 _NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_NS_NAME_RE = re.compile(rf"^{_NAME}/{_NAME}$")
-_NAME_RE = re.compile(rf"^{_NAME}$")
-_KIND_GROUP_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9]*\.{_NAME}(\.{_NAME})+$")
+_NS_NAME_RE = re.compile(rf"^{_NAME}/{_NAME}\Z")
+_NAME_RE = re.compile(rf"^{_NAME}\Z")
+_KIND_GROUP_RE = re.compile(rf"^[A-Za-z][A-Za-z0-9]*\.{_NAME}(\.{_NAME})+\Z")
 
 #: keys that are accepted only where they can hold: key → why and what to do instead (a value
 #: that is accepted must do what it says)
@@ -458,8 +458,8 @@ def _check_ha(values: Values) -> None:
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
 
 
-_PATH_RE = re.compile(r"^[A-Za-z_][\w-]*(\[\*\])?(\.[A-Za-z_][\w-]*(\[\*\])?)*$")
-_FROM_HOST_KEY_RE = re.compile(rf"^{_NAME}/(\*|{_NAME})$")
+_PATH_RE = re.compile(r"^[A-Za-z_][\w-]*(\[\*\])?(\.[A-Za-z_][\w-]*(\[\*\])?)*\Z")
+_FROM_HOST_KEY_RE = re.compile(rf"^{_NAME}/(\*|{_NAME})\Z")
 
 
 def _check_custom_resources(values: Values) -> None:

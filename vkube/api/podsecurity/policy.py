@@ -32,7 +32,7 @@ ENFORCE, ENFORCE_VERSION = LABEL_PREFIX + "enforce", LABEL_PREFIX + "enforce-ver
 AUDIT, AUDIT_VERSION = LABEL_PREFIX + "audit", LABEL_PREFIX + "audit-version"
 WARN, WARN_VERSION = LABEL_PREFIX + "warn", LABEL_PREFIX + "warn-version"
 
-_VERSION = re.compile(r"^v1\.([0-9]|[1-9][0-9]*)$")
+_VERSION = re.compile(r"^v1\.([0-9]|[1-9][0-9]*)\Z")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -29,8 +29,8 @@ IMPERSONATE_GROUP = "impersonate-group"
 IMPERSONATE_UID = "impersonate-uid"
 IMPERSONATE_EXTRA_PREFIX = "impersonate-extra-"
 AUTHN_GROUP = "authentication.k8s.io"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 
 
 def split_service_account_username(username: str) -> tuple[str, str] | None:

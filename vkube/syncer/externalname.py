@@ -1,0 +1,55 @@
+"""ExternalName Services on a shared host.
+
+An ExternalName Service is a DNS CNAME that the *host's* cluster DNS answers, for the host's
+pods and for the host's ingress controller, which serves every tenant and is not bound by a
+tenant's NetworkPolicies. So what the name points at is judged before it goes down:
+
+- ``NAME.NAMESPACE.svc[.cluster.local]`` names the tenant's own Service in the virtual cluster:
+  it is rewritten to that Service's host copy (``HOSTNAME.HOSTNS.svc.cluster.local``), as a pod of
+  the virtual cluster would resolve it;
+- any other name under the cluster domain (another tenant's Services, the host's API, pod
+  records), ``localhost`` and IP literals are refused: through the host they would reach what the
+  tenant cannot;
+- every other name (an external DNS name) goes down as written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+DOMAIN = "cluster.local"
+
+
+def host_external_name(external: str, host_name: Callable[[str, str], str], host_namespace: str,
+                       domain: str = DOMAIN) -> tuple[str | None, str]:
+    """``(the host's externalName, "")``, or ``(None, why)`` when it must not go down.
+
+    ``host_name(name, namespace)`` is the host copy's name of the tenant's Service."""
+    name = external.strip().rstrip(".").lower()
+    if not name:
+        return external, ""
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return None, (f"spec.externalName: {external!r} is an IP address: on the host it would "
+                      "reach an address the virtual cluster's network does not decide; use a "
+                      "Service without selector and its Endpoints")
+    if name == "localhost" or name.endswith(".localhost"):
+        return None, f"spec.externalName: {external!r} names the host machine's loopback"
+    labels = name.split(".")
+    in_domain = name == domain or name.endswith("." + domain)
+    if in_domain:
+        labels = labels[: -len(domain.split("."))]
+    if labels and labels[-1] == "svc":
+        if len(labels) == 3:
+            svc, ns = labels[0], labels[1]
+            return f"{host_name(svc, ns)}.{host_namespace}.svc.{domain}", ""
+        return None, (f"spec.externalName: {external!r}: only NAME.NAMESPACE.svc names of this "
+                      "virtual cluster's Services are followed under the cluster domain")
+    if in_domain:
+        return None, (f"spec.externalName: {external!r} is a name of the host's cluster DNS, "
+                      "outside this virtual cluster")
+    return external, ""
