@@ -108,13 +108,29 @@ def check_decodes(ptype: str, body: Any, result: Any, schema: dict | None, *, cu
     on the field ``patch`` (``jsonPatcher.applyPatchToCurrentObject``/``applyPatchToObject``),
     not the 400 a create body gets. Custom resources decode into unstructured objects, whose
     schema errors come later as 422s of their own."""
-    from vkube.api.typecheck import describe, type_errors
+    from vkube.api.typecheck import TypeIndex, describe, type_errors
 
     if custom or not isinstance(result, dict):
         return
-    problems = type_errors(result, schema)
+    problems = type_errors(result, schema, TypeIndex.shared(schema) if schema else None)
     if problems:
         raise patch_invalid(ptype, body, result, describe(problems))
+
+
+def body_is_clean(ptype: str, body: Any, schema: dict | None, *, custom: bool = False) -> bool:
+    """Whether a merge or strategic merge patch can only give its target values that its Go
+    type decodes and that its schema knows: such a patch adds the values of its body to the
+    stored object, which was type-checked and pruned of unknown fields when written. When the
+    body alone has no type error and no unknown field, neither has the result, and the walks of
+    the whole patched object (``check_decodes``, ``field_problems``) are skipped; a body with
+    either (or with SMP directives, which look unknown) takes those walks for the exact
+    errors. A kubelet's status patch then costs a walk of the status, not of the pod."""
+    from vkube.api.fieldvalidation import unknown_fields
+    from vkube.api.typecheck import TypeIndex, type_errors
+
+    if custom or not schema or ptype not in ("merge", "strategic") or not isinstance(body, dict):
+        return False
+    return not type_errors(body, schema, TypeIndex.shared(schema)) and not unknown_fields(body, schema)
 
 
 def patch_invalid(ptype: str, body: Any, result: Any, detail: str) -> errors.Invalid:
