@@ -118,19 +118,46 @@ def check_decodes(ptype: str, body: Any, result: Any, schema: dict | None, *, cu
 
 
 def body_is_clean(ptype: str, body: Any, schema: dict | None, *, custom: bool = False) -> bool:
-    """Whether a merge or strategic merge patch can only give its target values that its Go
-    type decodes and that its schema knows: such a patch adds the values of its body to the
-    stored object, which was type-checked and pruned of unknown fields when written. When the
-    body alone has no type error and no unknown field, neither has the result, and the walks of
-    the whole patched object (``check_decodes``, ``field_problems``) are skipped; a body with
-    either (or with SMP directives, which look unknown) takes those walks for the exact
-    errors. A kubelet's status patch then costs a walk of the status, not of the pod."""
+    """Whether a patch can only give its target values that its Go type decodes and that its
+    schema knows. A merge or strategic merge patch adds the values of its body to the stored
+    object, which was type-checked and pruned of unknown fields when written; a JSON patch of
+    ``test``, ``remove``, ``add`` and ``replace`` operations on object paths adds each
+    operation's value at its path. When those values alone (each where it lands) have no type
+    error and no unknown field, neither has the result, and the walks of the whole patched
+    object (``check_decodes``, ``field_problems``) are skipped; a body with either (or with SMP
+    directives, which look unknown, or JSON patch operations this cannot place) takes those
+    walks for the exact errors. A status patch then costs a walk of the status, not of the pod."""
+    if custom or not schema:
+        return False
+    if ptype in ("merge", "strategic"):
+        return isinstance(body, dict) and _values_clean(body, schema)
+    if ptype != "json" or not isinstance(body, list):
+        return False
+    for op in body:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            return False
+        kind = op.get("op")
+        if kind in ("test", "remove"):
+            continue  # nothing lands in the object
+        if kind not in ("add", "replace") or "value" not in op:
+            return False
+        parts = op["path"].split("/")[1:]
+        if not parts or op["path"][:1] != "/" or any(
+                not p or p.isdigit() or p == "-" or "~" in p for p in parts):
+            return False  # the root, list items, escaped keys: not placed here
+        landed: Any = op["value"]
+        for p in reversed(parts):
+            landed = {p: landed}
+        if not _values_clean(landed, schema):
+            return False
+    return True
+
+
+def _values_clean(obj: dict, schema: dict) -> bool:
     from vkube.api.fieldvalidation import unknown_fields
     from vkube.api.typecheck import TypeIndex, type_errors
 
-    if custom or not schema or ptype not in ("merge", "strategic") or not isinstance(body, dict):
-        return False
-    return not type_errors(body, schema, TypeIndex.shared(schema)) and not unknown_fields(body, schema)
+    return not type_errors(obj, schema, TypeIndex.shared(schema)) and not unknown_fields(obj, schema)
 
 
 def patch_invalid(ptype: str, body: Any, result: Any, detail: str) -> errors.Invalid:
