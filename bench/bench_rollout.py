@@ -292,6 +292,12 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
+            if args.keep_logs:  # the processes' logs, for a rollout that did not converge
+                out = Path(args.keep_logs)
+                out.mkdir(parents=True, exist_ok=True)
+                for src in (home / "host" / "host.log", home / "clusters" / "roll" / "vkube.log"):
+                    if src.exists():
+                        (out / f"{'direct' if direct else 'virtual'}-{n}-{src.name}").write_bytes(src.read_bytes())
             if not direct:
                 run(env, "delete", "roll")
             run(env, "host", "stop")
@@ -309,6 +315,7 @@ def main() -> None:
     p.add_argument("--service", action="store_true",
                    help="a Service and a PodDisruptionBudget select the Deployment's pods "
                         "(endpoints, endpointslice and disruption controllers follow the rollout)")
+    p.add_argument("--keep-logs", metavar="DIR", help="copy the host's and the cluster's logs to DIR")
     p.add_argument("--profile", metavar="DIR",
                    help="sample both processes with py-spy; collapsed stacks go to DIR")
     args = p.parse_args()
