@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,19 @@ class Api:
         out: dict[str, int] = {}
         for ev in orjson.loads(resp.data)["items"]:
             out[ev.get("reason") or ""] = out.get(ev.get("reason") or "", 0) + 1
+        return out
+
+    def conflicts(self) -> dict[str, int]:
+        """409s the server answered, by verb and resource: writes from a cache that was
+        behind (each one a retry, and a back-off for its controller)."""
+        resp = self.client.call_api("GET", self.client.configuration.host + "/metrics")
+        resp.read()
+        out: dict[str, int] = {}
+        for line in resp.data.decode().splitlines():
+            if line.startswith("apiserver_request_total{") and 'code="409"' in line:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                k = f"{labels.get('verb')} {labels.get('resource')}/{labels.get('subresource', '')}".rstrip("/")
+                out[k] = out.get(k, 0) + int(float(line.rsplit(" ", 1)[1]))
         return out
 
     def event_count(self) -> int:
@@ -289,6 +303,8 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                             events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
             if args.service:  # after the trail: where the endpoints settled
                 line.update(target.endpoint_counts(ns))
+            if not direct:
+                line["conflicts"] = target.conflicts()
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
