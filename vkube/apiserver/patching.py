@@ -238,6 +238,6 @@ def field_problems(ctx: Context, spec: ResourceSpec, obj: Obj, raw: bytes | None
         return []
     problems: list[str] = []
     if mode != "Ignore" and raw is not None and "protobuf" not in content_type:  # protobuf cannot repeat a field name
-        problems += duplicate_fields(raw, content_type, yaml_nodes)
+        problems += duplicate_fields(raw, content_type, yaml_nodes, decoded=obj)  # not yet pruned
     unknown = unknown_fields(obj, ctx.schema_for(spec), prune=mode != "Strict")
     return problems + unknown if mode != "Ignore" else []
