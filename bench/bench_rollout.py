@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,19 @@ class Api:
         out: dict[str, int] = {}
         for ev in orjson.loads(resp.data)["items"]:
             out[ev.get("reason") or ""] = out.get(ev.get("reason") or "", 0) + 1
+        return out
+
+    def conflicts(self) -> dict[str, int]:
+        """409s the server answered, by verb and resource: writes from a cache that was
+        behind (each one a retry, and a back-off for its controller)."""
+        resp = self.client.call_api("GET", self.client.configuration.host + "/metrics")
+        resp.read()
+        out: dict[str, int] = {}
+        for line in resp.data.decode().splitlines():
+            if line.startswith("apiserver_request_total{") and 'code="409"' in line:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                k = f"{labels.get('verb')} {labels.get('resource')}/{labels.get('subresource', '')}".rstrip("/")
+                out[k] = out.get(k, 0) + int(float(line.rsplit(" ", 1)[1]))
         return out
 
     def event_count(self) -> int:
@@ -289,9 +303,17 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                             events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
             if args.service:  # after the trail: where the endpoints settled
                 line.update(target.endpoint_counts(ns))
+            if not direct:
+                line["conflicts"] = target.conflicts()
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
+            if args.keep_logs:  # the processes' logs, for a rollout that did not converge
+                out = Path(args.keep_logs)
+                out.mkdir(parents=True, exist_ok=True)
+                for src in (home / "host" / "host.log", home / "clusters" / "roll" / "vkube.log"):
+                    if src.exists():
+                        (out / f"{'direct' if direct else 'virtual'}-{n}-{src.name}").write_bytes(src.read_bytes())
             if not direct:
                 run(env, "delete", "roll")
             run(env, "host", "stop")
@@ -309,6 +331,7 @@ def main() -> None:
     p.add_argument("--service", action="store_true",
                    help="a Service and a PodDisruptionBudget select the Deployment's pods "
                         "(endpoints, endpointslice and disruption controllers follow the rollout)")
+    p.add_argument("--keep-logs", metavar="DIR", help="copy the host's and the cluster's logs to DIR")
     p.add_argument("--profile", metavar="DIR",
                    help="sample both processes with py-spy; collapsed stacks go to DIR")
     args = p.parse_args()

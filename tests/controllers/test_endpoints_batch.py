@@ -169,3 +169,52 @@ async def test_disruption_budget_syncs_once_per_batch() -> None:
     assert ctl.queue.keys == [KEY]
     await c.settle()
     assert c.get("poddisruptionbudgets", "web")["status"]["currentHealthy"] == n - 1
+
+
+async def test_a_write_that_conflicts_on_a_lagging_cache_is_redone_when_the_cache_catches_up() -> None:
+    """The echo of our own write is no reason to sync, but after a write conflicted it is:
+    the conflict said the cache was behind, and that echo is it catching up. Without this the
+    last pods of a large rollout waited out the work queue's back-off (grown by every
+    conflict while the watch lagged) before their endpoints were written."""
+    n = 60
+    c = FakeCluster()
+    ep = c.add(EndpointsController)
+    sl = c.add(EndpointSliceController)
+    await c.client.create(SERVICES, svc())
+    for i in range(n):
+        await c.client.create(PODS, pod(i))
+    await c.settle()
+    assert len(c.get("endpoints", "web")["subsets"][0]["notReadyAddresses"]) == n
+    assert len(c.list("endpointslices")) == 1
+    c.freeze("endpoints")  # both watches lag: the caches keep showing what is there now
+    c.freeze("endpointslices")
+    await set_ready(c, 0, True)
+    await c.settle()  # written from the cache, which still matches the API: accepted
+    assert not c.errors
+    for i in range(1, 10):  # the rollout's last pods: each write goes from the stale cache
+        await set_ready(c, i, True)
+        await c.settle()
+        assert [type(e).__name__ for e in c.errors] == ["Conflict", "Conflict"]  # real: back-off
+    assert not ep.queue.keys and not sl.queue.keys  # nothing else is coming for this Service
+    c.thaw("endpoints")  # the echoes of the accepted writes arrive
+    c.thaw("endpointslices")
+    assert ep.queue.keys == [KEY] and sl.queue.keys == [KEY]  # redone now, not after a back-off
+    await c.settle()
+    assert not c.errors
+    sub = c.get("endpoints", "web")["subsets"][0]
+    assert len(sub["addresses"]) == 10 and len(sub["notReadyAddresses"]) == n - 10
+    for i in range(10, n):  # and the rest, with the caches current
+        await set_ready(c, i, True)
+        await c.settle()
+    assert not c.errors
+    sub = c.get("endpoints", "web")["subsets"]
+    assert len(sub) == 1 and "notReadyAddresses" not in sub[0] and len(sub[0]["addresses"]) == n
+    slices = c.list("endpointslices")
+    assert sum(1 for s in slices for e in s["endpoints"] if e["conditions"]["ready"]) == n
+
+    # once caught up, echoes of our own writes are again no reason to sync
+    c.client.calls.clear()
+    await set_ready(c, 0, False)
+    await c.settle()
+    assert writes(c, "endpoints") == 1 and writes(c, "endpointslices") == 1
+    assert not ep.queue.keys and not sl.queue.keys

@@ -95,10 +95,12 @@ class _Pairs(list):
     """A JSON object kept as its list of (key, value) pairs, so duplicates survive parsing."""
 
 
-def duplicate_fields(raw: bytes, content_type: str, yaml_nodes: list[Any] | None = None) -> list[str]:
+def duplicate_fields(raw: bytes, content_type: str, yaml_nodes: list[Any] | None = None, *,
+                     decoded: Any = None) -> list[str]:
     """Keys repeated within one object of a JSON or YAML request body. Undecodable bodies
     raise BadRequest (the decoder would have rejected them anyway). ``yaml_nodes``: the
-    body's nodes as the request decoder composed them (then it is not parsed again)."""
+    body's nodes as the request decoder composed them (then it is not parsed again);
+    ``decoded``: a JSON body as decoded, unchanged since (then it is not decoded again)."""
     ctype = content_type.split(";")[0].strip().lower()
     if yaml_nodes is not None:
         return _node_duplicates(yaml_nodes[0] if yaml_nodes else None)
@@ -111,7 +113,7 @@ def duplicate_fields(raw: bytes, content_type: str, yaml_nodes: list[Any] | None
                 pass  # YAML flow style, not JSON
         return _yaml_duplicates(raw)
     try:
-        if not _has_duplicates(raw):
+        if not _has_duplicates(raw, decoded):
             return []
         tree = json.loads(raw, object_pairs_hook=_Pairs)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -121,13 +123,13 @@ def duplicate_fields(raw: bytes, content_type: str, yaml_nodes: list[Any] | None
     return out
 
 
-def _has_duplicates(raw: bytes) -> bool:
+def _has_duplicates(raw: bytes, decoded: Any = None) -> bool:
     """Whether any object repeats a key. A body that orjson writes back byte for byte has none
     (a repeated key would be missing from the rewrite) — compact JSON from vkube's and Go's
     clients, in microseconds; any other takes one pass of the C decoder that compares each
     object's key count with its dict's size. Paths are worked out only when a key repeats."""
     try:
-        if orjson.dumps(orjson.loads(raw)) == raw.strip():
+        if orjson.dumps(orjson.loads(raw) if decoded is None else decoded) == raw.strip():
             return False
     except orjson.JSONDecodeError:
         pass  # the stdlib decoder below says what is wrong

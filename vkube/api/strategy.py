@@ -50,7 +50,7 @@ class Strategy:
         """On ``/status`` only status changes: spec and metadata are taken from old, as the
         status strategies of Kubernetes' built-in kinds do."""
         status = new.get("status")
-        keep = clone(old)
+        keep = clone({k: v for k, v in old.items() if k != "status"})  # old's status goes anyway
         new.clear()
         new.update(keep)
         if status is None:

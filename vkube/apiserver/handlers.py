@@ -262,6 +262,8 @@ class ResourceHandlers:
         warnings: list[str] = []
         storage = self.ctx.storage(spec)
         schema = self.ctx.schema_for(spec)
+        custom = getattr(spec.strategy, "custom", False)
+        clean = self.patches.body_is_clean(ptype, patch, schema, custom=custom)
 
         def apply(current: Obj) -> Obj:
             if ptype == "apply":
@@ -269,13 +271,13 @@ class ResourceHandlers:
                                             force=force, schema=schema, subresource=subresource)
             else:
                 result = self.patches.patch(ptype, current, patch, schema=schema, spec=spec)
-                self.patches.check_decodes(ptype, patch, result, schema,
-                                           custom=getattr(spec.strategy, "custom", False))
+                if not clean:
+                    self.patches.check_decodes(ptype, patch, result, schema, custom=custom)
                 meta = result.get("metadata") if isinstance(result, dict) else None
                 if meta is None or isinstance(meta, dict) and not meta.get("name"):  # {"$patch": "delete"}
                     raise errors.BadRequest(f"the name of the object ({info.name} based on URL) was "
                                             "undeterminable: name must be provided")  # checkName
-            if isinstance(result, dict):  # unknown fields dropped under every mode, as on create
+            if isinstance(result, dict) and not clean:  # unknown fields dropped under every mode, as on create
                 problems = self.patches.field_problems(
                     self.ctx, spec, result, raw if ptype == "apply" else None, ct,
                     parsed.nodes if parsed is not None else None, mode=mode)
@@ -291,6 +293,7 @@ class ResourceHandlers:
             operation="Apply" if ptype == "apply" else "Update",
             create_if_missing=ptype == "apply" and not subresource,
             fn_copies=True,  # each patch type and apply copies what it is given
+            typed=ptype != "apply",  # check_decodes type-checked the patched object
         )
         return self.render(request, spec, obj, 201 if created else 200, warnings=warnings)
 

@@ -108,13 +108,56 @@ def check_decodes(ptype: str, body: Any, result: Any, schema: dict | None, *, cu
     on the field ``patch`` (``jsonPatcher.applyPatchToCurrentObject``/``applyPatchToObject``),
     not the 400 a create body gets. Custom resources decode into unstructured objects, whose
     schema errors come later as 422s of their own."""
-    from vkube.api.typecheck import describe, type_errors
+    from vkube.api.typecheck import TypeIndex, describe, type_errors
 
     if custom or not isinstance(result, dict):
         return
-    problems = type_errors(result, schema)
+    problems = type_errors(result, schema, TypeIndex.shared(schema) if schema else None)
     if problems:
         raise patch_invalid(ptype, body, result, describe(problems))
+
+
+def body_is_clean(ptype: str, body: Any, schema: dict | None, *, custom: bool = False) -> bool:
+    """Whether a patch can only give its target values that its Go type decodes and that its
+    schema knows. A merge or strategic merge patch adds the values of its body to the stored
+    object, which was type-checked and pruned of unknown fields when written; a JSON patch of
+    ``test``, ``remove``, ``add`` and ``replace`` operations on object paths adds each
+    operation's value at its path. When those values alone (each where it lands) have no type
+    error and no unknown field, neither has the result, and the walks of the whole patched
+    object (``check_decodes``, ``field_problems``) are skipped; a body with either (or with SMP
+    directives, which look unknown, or JSON patch operations this cannot place) takes those
+    walks for the exact errors. A status patch then costs a walk of the status, not of the pod."""
+    if custom or not schema:
+        return False
+    if ptype in ("merge", "strategic"):
+        return isinstance(body, dict) and _values_clean(body, schema)
+    if ptype != "json" or not isinstance(body, list):
+        return False
+    for op in body:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            return False
+        kind = op.get("op")
+        if kind in ("test", "remove"):
+            continue  # nothing lands in the object
+        if kind not in ("add", "replace") or "value" not in op:
+            return False
+        parts = op["path"].split("/")[1:]
+        if not parts or op["path"][:1] != "/" or any(
+                not p or p.isdigit() or p == "-" or "~" in p for p in parts):
+            return False  # the root, list items, escaped keys: not placed here
+        landed: Any = op["value"]
+        for p in reversed(parts):
+            landed = {p: landed}
+        if not _values_clean(landed, schema):
+            return False
+    return True
+
+
+def _values_clean(obj: dict, schema: dict) -> bool:
+    from vkube.api.fieldvalidation import unknown_fields
+    from vkube.api.typecheck import TypeIndex, type_errors
+
+    return not type_errors(obj, schema, TypeIndex.shared(schema)) and not unknown_fields(obj, schema)
 
 
 def patch_invalid(ptype: str, body: Any, result: Any, detail: str) -> errors.Invalid:
@@ -195,6 +238,6 @@ def field_problems(ctx: Context, spec: ResourceSpec, obj: Obj, raw: bytes | None
         return []
     problems: list[str] = []
     if mode != "Ignore" and raw is not None and "protobuf" not in content_type:  # protobuf cannot repeat a field name
-        problems += duplicate_fields(raw, content_type, yaml_nodes)
+        problems += duplicate_fields(raw, content_type, yaml_nodes, decoded=obj)  # not yet pruned
     unknown = unknown_fields(obj, ctx.schema_for(spec), prune=mode != "Strict")
     return problems + unknown if mode != "Ignore" else []

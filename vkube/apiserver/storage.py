@@ -237,7 +237,9 @@ class ResourceStorage:
             name = str((obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName") or "")
             raise errors.invalid(self.spec.kind, name, causes, group=self.spec.group)
 
-    def _check_type(self, obj: Any) -> Obj:
+    def _check_type(self, obj: Any, *, typed: bool = False) -> Obj:
+        """The body as its kind's Go type would decode it (400 otherwise); ``typed``: its
+        values' types were checked already (a patch's decode check), so the walk is skipped."""
         if not isinstance(obj, dict):
             raise errors.BadRequest(f"the body of the request must be a {self.spec.kind} object")
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -259,7 +261,7 @@ class ResourceStorage:
         schema = self.ctx.schema_for(self.spec)
         if self._types.schema is not schema:
             self._types = TypeIndex.shared(schema)
-        problems = type_errors(obj, schema, self._types)
+        problems = [] if typed else type_errors(obj, schema, self._types)
         if problems:
             raise errors.BadRequest(
                 f'{self.spec.kind} in version "{self.spec.version}" cannot be handled as a {self.spec.kind}: '
@@ -347,12 +349,15 @@ class ResourceStorage:
 
     async def update_with(self, rc: RequestContext, namespace: str | None, name: str,
                           fn: Callable[[Obj], Obj], *, subresource: str = "", operation: str = "Update",
-                          create_if_missing: bool = False, fn_copies: bool = False) -> tuple[Obj, bool]:
+                          create_if_missing: bool = False, fn_copies: bool = False,
+                          typed: bool = False) -> tuple[Obj, bool]:
         """Read-modify-write with retries on conflict (PATCH and server-side apply).
         ``fn`` gets a deep copy of the current object (``{}`` when absent and
         ``create_if_missing``) and returns the desired one; with ``fn_copies`` it gets the
         current object itself, which it promises to leave alone (every patch function works
-        on its own copy). Returns (object, created)."""
+        on its own copy). ``typed``: ``fn`` type-checked what it returns against the kind's
+        schema (or only set values of known types on a stored object), so that walk is not
+        repeated. Returns (object, created)."""
         namespace = self._check_namespace(namespace)
         for _ in range(_UPDATE_RETRIES):
             current = await self.get_or_none(rc, namespace, name)
@@ -372,7 +377,7 @@ class ResourceStorage:
                 except errors.AlreadyExists:
                     continue
             desired = fn(current if fn_copies else clone(current))
-            desired = self._check_type(desired)
+            desired = self._check_type(desired, typed=typed)
             dm = meta(desired)
             want_rv = str(dm.get("resourceVersion") or "")
             if want_rv and want_rv != current["metadata"]["resourceVersion"]:
@@ -679,13 +684,36 @@ class ResourceStorage:
 def _drop_nulls(node: Any) -> None:
     """``"field": null`` decodes to an absent field in Kubernetes' typed objects; drop them so
     no per-kind code meets a None where it expects a value. Most bodies hold no null at all:
-    one C-speed encode tells (a string containing "null" only costs the walk)."""
+    one C-speed encode tells (a string containing "null" only costs the walk). Below that, the
+    walk enters only the containers whose encoding holds "null" (a pod's conditions carry
+    ``lastProbeTime: null``; its spec and metadata are not walked)."""
     try:
         if b"null" not in orjson.dumps(node):
             return
-    except TypeError:  # not JSON-encodable (huge ints): walk anyway
-        pass
-    _drop_nulls_walk(node)
+    except TypeError:  # not JSON-encodable (huge ints): walk it all
+        _drop_nulls_walk(node)
+        return
+    _drop_nulls_guided(node)
+
+
+def _holds_null(node: Any) -> bool:
+    try:
+        return b"null" in orjson.dumps(node)
+    except TypeError:
+        return True
+
+
+def _drop_nulls_guided(node: Any) -> None:
+    """``_drop_nulls_walk`` for an encodable ``node`` known to hold "null" somewhere."""
+    if isinstance(node, dict):
+        for k in [k for k, v in node.items() if v is None]:
+            del node[k]
+        children: Any = node.values()
+    else:
+        children = node
+    for v in children:
+        if isinstance(v, (dict, list)) and _holds_null(v):
+            _drop_nulls_guided(v)
 
 
 def _drop_nulls_walk(node: Any) -> None:

@@ -53,7 +53,8 @@ async def binding(ctx: Context, request: web.Request, rc: RequestContext) -> web
         status["conditions"] = conds
         return pod
 
-    await pods.update_with(rc, info.namespace, name, bind, subresource="binding")
+    # typed: bind sets a checked string and a condition on the stored (checked) pod
+    await pods.update_with(rc, info.namespace, name, bind, subresource="binding", typed=True)
     return http.json_response(http.success_status(201), 201)
 
 

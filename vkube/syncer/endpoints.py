@@ -140,8 +140,8 @@ class EndpointsSyncer(KindSyncer):
         self.refusals.accepted(vep)
 
     async def _up(self, vsvc: Obj, vep: Obj | None, hep: Obj | None) -> None:
-        if hep is None:
-            return
+        if hep is None or (vep is not None and not _ann(vep, ANN_FROM_HOST)):
+            return  # nothing to copy, or the virtual endpoints controller's own: left alone
         ns, name = vsvc["metadata"]["namespace"], vsvc["metadata"]["name"]
 
         def up_ref(ref: Obj) -> Obj | None:

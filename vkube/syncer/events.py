@@ -23,9 +23,12 @@ class EventSyncer(KindSyncer):
     """Keys are *host* event keys here: events only flow up."""
 
     kind = "events"
-    #: a rollout's kubelets write ~5 host events per pod; copied two at a time they trailed a
-    #: 200-pod rollout by 10 s. Each key is one event, so more workers keep nothing out of order
-    workers = 8
+    #: a rollout's kubelets write ~4 host events per pod, more writes than the pods' own
+    #: (create, binding, status), and each copy waits a round trip to the virtual API: with
+    #: 8 workers against the pod syncer's 16 they trailed a 300-pod rollout by ~450 events
+    #: (bench_rollout.py ``events_trail``), with 32 by none. Workers start only while keys
+    #: wait (an idle syncer holds none); each key is one event, so nothing goes out of order
+    workers = 32
 
     def setup(self) -> None:
         self.hevents = self.ctx.informers.host(EVENTS, owned=False)
