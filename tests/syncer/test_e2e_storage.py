@@ -38,6 +38,12 @@ async def test_storage_classes_and_volumes(planes):
             "claimRef": {"namespace": HOST_NS, "name": f"data-x-demo-x-{VC}"}}})
         hpvc["spec"]["volumeName"] = "pvc-123"
         await h.update(PVCS, hpvc)
+        # static provisioning (class ""): bound only to this cluster's PVs on the host
+        await v.create(PVCS, {"metadata": {"name": "static", "namespace": "demo"}, "spec": {
+            "storageClassName": "", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}, namespace="demo")
+        hstatic = await eventually(getter(h, PVCS, f"static-x-demo-x-{VC}", HOST_NS))
+        assert hstatic["spec"]["selector"] == {"matchLabels": {"vkube.io/managed-by": VC}}
         vpv = await eventually(getter(v, PVS, "pvc-123"))
         assert vpv["spec"]["claimRef"]["namespace"] == "demo"
         assert vpv["spec"]["claimRef"]["name"] == "data"

@@ -565,6 +565,18 @@ def test_claim_data_sources_in_other_namespaces_are_refused_selectors_confined()
                     "storageClassName": tr.host_cluster_name("fast"),
                     "dataSource": {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io",
                                    "name": tr.host_name("snap", "n")}}
+    # static provisioning (class ""): confined to this cluster's PVs even without a selector;
+    # a claim that may be provisioned dynamically gets none (a selector turns that off)
+    for classes in (True, False):
+        static = {"storageClassName": "", "volumeName": "pv"}
+        translate_claim_spec(static, "n", tr, sync_storage_classes=classes,
+                             volume_name=lambda v: tr.host_cluster_name(v))
+        assert static == {"storageClassName": "", "volumeName": tr.host_cluster_name("pv"),
+                          "selector": {"matchLabels": {"vkube.io/managed-by": "vc"}}}
+        for dynamic in ({"storageClassName": "fast"}, {}):
+            translate_claim_spec(dynamic, "n", tr, sync_storage_classes=classes,
+                                 volume_name=lambda v: None)
+            assert "selector" not in dynamic
 
 
 def test_port_forward_targets_are_what_the_owner_published():
