@@ -83,6 +83,9 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
                  "csi.storage.k8s.io/provisioner-secret-namespace": "kube-system",
                  "csi.storage.k8s.io/node-publish-secret-namespace": "${pvc.namespace}",
                  "type": "gp3"}},
+            # above the owner's sync.priorityclasses.maxValue (default 0): capped, never preempts
+            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+             "metadata": {"name": "top"}, "value": 1_000_000_000},
             _pod("ctb", [{"name": "ca", "projected": {"sources": [{"clusterTrustBundle": {
                 "signerName": "example.com/signer", "path": "ca.pem"}}]}}]),
             _pod("cert", [{"name": "id", "projected": {"sources": [CERT]}}]),
@@ -120,7 +123,9 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
             ("creds",): "SyncRejected: parameters[csi.storage.k8s.io/node-publish-secret-namespace], "
                         "parameters[csi.storage.k8s.io/provisioner-secret-name], "
                         "parameters[csi.storage.k8s.io/provisioner-secret-namespace]: a "
-                        "StorageClass whose parameters name a Secret is not synced to the host"}
+                        "StorageClass whose parameters name a Secret is not synced to the host",
+            ("top",): "PriorityCapped: value 1000000000 is above sync.priorityclasses.maxValue "
+                      "(0): the host copy has 0"}
         for (name, *where), message in said.items():
             async def event(name: str = name, where: list = where, message: str = message) -> None:
                 assert message in await _events(kubeconfig, name, *where)
@@ -131,6 +136,8 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
                                                             "vkube.io/managed-by": VC}}
         hstatic = await eventually(getter(h, PVCS, TR.host_name("static", "demo")))
         assert hstatic["spec"]["selector"] == {"matchLabels": {"vkube.io/managed-by": VC}}
+        htop = await eventually(getter(h, PRIORITYCLASSES, TR.host_cluster_name("top")))
+        assert (htop["value"], htop["preemptionPolicy"]) == (0, "Never")
         # the host's copies are left as they were; nothing refused reached the host
         assert not [c for c in (await h.list(STORAGECLASSES))["items"]
                     if (c.get("parameters") or {}).get("type") == "gp3"]
