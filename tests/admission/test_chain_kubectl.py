@@ -247,6 +247,15 @@ async def test_priority_and_storage_defaults(cluster):
     out = await kubectl(cluster, "create", "priorityclass", "other", "--value=5", "--global-default=true",
                         check=False)
     assert "PriorityClass high is already marked as default. Only one default can exist" in out.stderr
+    # system- names are reserved (as upstream's IsKnownSystemPriorityClass)
+    for args, why in ((("system-mine", "--value=5"), "system-mine is not a known system priority "
+                       "class"),
+                      (("system-node-critical", "--value=5"), "value of system-node-critical "
+                       "PriorityClass must be 2000001000")):
+        out = await kubectl(cluster, "create", "priorityclass", *args, check=False)
+        assert out.returncode != 0 and ("metadata.name: Forbidden: priority class names with "
+                                        f"'system-' prefix are reserved for system use only. "
+                                        f"error: {why}") in out.stderr, out.stderr
     await kubectl(cluster, "apply", "-n", "pr", "-f", "-", input=pod_yaml("p"))
     pod = await get_json(cluster, "pod", "p", "-n", "pr")
     assert (pod["spec"]["priorityClassName"], pod["spec"]["priority"]) == ("high", 1000)

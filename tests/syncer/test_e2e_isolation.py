@@ -18,7 +18,8 @@ from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
 async def test_isolation_priority_classes_and_pause(planes):
     vcp, hcp = planes
-    values = load_values("isolation: {enabled: true}\nsync: {priorityclasses: {enabled: true}}")
+    values = load_values("isolation: {enabled: true}\nsync: {priorityclasses: {enabled: true, "
+                         "maxValue: 1000000, allowPreemption: true}}")
     assert values.host_access == "reject"
     pair = await start_syncer(vcp, hcp, values)
     v, h = pair.virtual, pair.host
@@ -47,6 +48,7 @@ async def test_isolation_priority_classes_and_pause(planes):
                                          "globalDefault": True})
         hpc = await eventually(getter(h, PRIORITYCLASSES, f"high-x-{VC}"))
         assert hpc["value"] == 1_000_000 and hpc["globalDefault"] is False
+        assert hpc["preemptionPolicy"] == "PreemptLowerPriority", "the owner allows preemption"
 
         await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
         await v.create(PVCS, {"metadata": {"name": "data", "namespace": "demo"}, "spec": {

@@ -75,6 +75,19 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
             _claim("clone", dataSourceRef={"kind": "PersistentVolumeClaim", "name": "db",
                                            "namespace": "prod"}),
             _claim("picky", selector={"matchLabels": {"tier": "gold"}}),
+            _claim("static", storageClassName=""),
+            # parameters naming a Secret: the host's CSI sidecars would read that host Secret
+            {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+             "metadata": {"name": "creds"}, "provisioner": "tenant.example/csi", "parameters": {
+                 "csi.storage.k8s.io/provisioner-secret-name": "cloud-credentials",
+                 "csi.storage.k8s.io/provisioner-secret-namespace": "kube-system",
+                 "csi.storage.k8s.io/node-publish-secret-namespace": "${pvc.namespace}",
+                 "type": "gp3"}},
+            # above the owner's sync.priorityclasses.maxValue (default 0): capped, never preempts
+            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+             "metadata": {"name": "top"}, "value": 1_000_000_000},
+            _pod("ctb", [{"name": "ca", "projected": {"sources": [{"clusterTrustBundle": {
+                "signerName": "example.com/signer", "path": "ca.pem"}}]}}]),
             _pod("cert", [{"name": "id", "projected": {"sources": [CERT]}}]),
             _pod("xns", [{"name": "s", "ephemeral": {"volumeClaimTemplate": {"spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
@@ -88,6 +101,9 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
             "cert": "SyncRejected: host access is not allowed: spec.volumes[0].projected."
                     "sources[0].podCertificate: a podCertificate projection has the host's "
                     "kubelet mint a client certificate for the host's API server",
+            "ctb": "SyncRejected: host access is not allowed: spec.volumes[0].projected."
+                   "sources[0].clusterTrustBundle: a clusterTrustBundle projection has the host's "
+                   "kubelet read the host's ClusterTrustBundles, not this cluster's",
             "xns": "SyncRejected: spec.volumes[0].ephemeral.volumeClaimTemplate.spec."
                    "dataSourceRef.namespace: data source prod/db is in another namespace"}
         for name, message in expect.items():
@@ -103,7 +119,13 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
             ("fast",): f"SyncError: host object fast-x-{VC} exists and is not this object's "
                        "copy (not made by vkube); not synced",
             ("high",): f"SyncError: host object high-x-{VC} exists and is not this object's "
-                       "copy (made by virtual cluster 'other'); not synced"}
+                       "copy (made by virtual cluster 'other'); not synced",
+            ("creds",): "SyncRejected: parameters[csi.storage.k8s.io/node-publish-secret-namespace], "
+                        "parameters[csi.storage.k8s.io/provisioner-secret-name], "
+                        "parameters[csi.storage.k8s.io/provisioner-secret-namespace]: a "
+                        "StorageClass whose parameters name a Secret is not synced to the host",
+            ("top",): "PriorityCapped: value 1000000000 is above sync.priorityclasses.maxValue "
+                      "(0): the host copy has 0"}
         for (name, *where), message in said.items():
             async def event(name: str = name, where: list = where, message: str = message) -> None:
                 assert message in await _events(kubeconfig, name, *where)
@@ -112,7 +134,13 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
         hsel = await eventually(getter(h, PVCS, TR.host_name("picky", "demo")), attempts=600)
         assert hsel["spec"]["selector"] == {"matchLabels": {"tier": "gold",
                                                             "vkube.io/managed-by": VC}}
+        hstatic = await eventually(getter(h, PVCS, TR.host_name("static", "demo")))
+        assert hstatic["spec"]["selector"] == {"matchLabels": {"vkube.io/managed-by": VC}}
+        htop = await eventually(getter(h, PRIORITYCLASSES, TR.host_cluster_name("top")))
+        assert (htop["value"], htop["preemptionPolicy"]) == (0, "Never")
         # the host's copies are left as they were; nothing refused reached the host
+        assert not [c for c in (await h.list(STORAGECLASSES))["items"]
+                    if (c.get("parameters") or {}).get("type") == "gp3"]
         assert (await h.get(STORAGECLASSES, f"fast-x-{VC}"))["provisioner"] == "host.example/own"
         assert (await h.get(PRIORITYCLASSES, f"high-x-{VC}"))["value"] == 5
         hpvcs = {c["metadata"]["name"] for c in (await h.list(PVCS, namespace=HOST_NS))["items"]}
@@ -150,7 +178,8 @@ async def test_strip_says_what_it_removed(planes):
     v, h = pair.virtual, pair.host
     try:
         await v.create(NAMESPACES, {"metadata": {"name": "demo"}})
-        pod = _pod("wide", [{"name": "id", "projected": {"sources": [CERT]}},
+        ctb = {"clusterTrustBundle": {"name": "example.com:signer:abc", "path": "ca.pem"}}
+        pod = _pod("wide", [{"name": "id", "projected": {"sources": [CERT, ctb]}},
                             {"name": "etc", "hostPath": {"path": "/etc"}}], hostNetwork=True)
         pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
         rc, out = await kubectl(kubeconfig, "apply", "-f", "-", stdin=_docs(pod))
@@ -166,7 +195,8 @@ async def test_strip_says_what_it_removed(planes):
         message = ("HostAccessStripped: sync.pods.hostAccess: strip removed from the host pod: "
                    "spec.containers[0].securityContext.privileged, spec.hostNetwork, "
                    "spec.volumes[1].hostPath, spec.volumes[0].projected.sources[0]."
-                   "podCertificate — the pod runs without them; to keep them set "
+                   "podCertificate, spec.volumes[0].projected.sources[1].clusterTrustBundle — "
+                   "the pod runs without them; to keep them set "
                    f"sync.pods.hostAccess: allow in the values (vkube create {VC} --upgrade -f "
                    "values.yaml)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vkube.api import errors
 from vkube.client.resources import NAMESPACES, PVCS, PVS, STORAGECLASSES
 from vkube.syncer import load_values
+from vkube.syncer.translate import Translator
 
 from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
@@ -38,6 +39,26 @@ async def test_storage_classes_and_volumes(planes):
             "claimRef": {"namespace": HOST_NS, "name": f"data-x-demo-x-{VC}"}}})
         hpvc["spec"]["volumeName"] = "pvc-123"
         await h.update(PVCS, hpvc)
+        # static provisioning (class ""): bound only to this cluster's PVs on the host
+        await v.create(PVCS, {"metadata": {"name": "static", "namespace": "demo"}, "spec": {
+            "storageClassName": "", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}, namespace="demo")
+        hstatic = await eventually(getter(h, PVCS, f"static-x-demo-x-{VC}", HOST_NS))
+        assert hstatic["spec"]["selector"] == {"matchLabels": {"vkube.io/managed-by": VC}}
+        # a host claim made before that (no selector; immutable) is kept and still synced
+        claim = {"metadata": {"name": "old", "namespace": "demo"}, "spec": {
+            "storageClassName": "", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}}
+        await h.create(PVCS, {"metadata": Translator(VC, HOST_NS).host_metadata(claim),
+                              "spec": claim["spec"]}, namespace=HOST_NS)
+        await v.create(PVCS, {**claim, "metadata": {**claim["metadata"], "labels": {"a": "b"}}},
+                       namespace="demo")
+
+        async def relabelled() -> dict:
+            got = await h.get(PVCS, f"old-x-demo-x-{VC}", namespace=HOST_NS)
+            assert got["metadata"]["labels"].get("a") == "b"
+            return got
+        assert "selector" not in (await eventually(relabelled))["spec"]
         vpv = await eventually(getter(v, PVS, "pvc-123"))
         assert vpv["spec"]["claimRef"]["namespace"] == "demo"
         assert vpv["spec"]["claimRef"]["name"] == "data"

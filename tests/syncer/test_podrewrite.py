@@ -489,6 +489,37 @@ def test_pod_certificate_projection_is_host_access():
     assert kept[1]["projected"]["sources"][0]["podCertificate"]["signerName"].startswith("kubernetes.io/")
 
 
+def test_cluster_trust_bundle_projection_is_host_access():
+    """A projected clusterTrustBundle is filled by the host's kubelet from the HOST's
+    ClusterTrustBundles (by name or signer): the wrong cluster's bundle. Treated like
+    podCertificate: refused under reject naming the field, removed under strip, kept under allow."""
+    by_name = {"clusterTrustBundle": {"name": "example.com:signer:abc", "path": "ca.pem"}}
+    by_signer = {"clusterTrustBundle": {"signerName": "example.com/signer", "path": "b.pem",
+                                        "labelSelector": {"matchLabels": {"a": "b"}}}}
+    pod = {"metadata": {"name": "p", "namespace": "n"},
+           "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": [
+               {"name": "mixed", "projected": {"sources": [{"configMap": {"name": "cfg"}},
+                                                           by_name]}},
+               {"name": "only", "projected": {"sources": [by_signer]}}]}}
+    why = ("a clusterTrustBundle projection has the host's kubelet read the host's "
+           "ClusterTrustBundles, not this cluster's")
+    with pytest.raises(PodRejected) as e:
+        rewrite_pod(pod, CFG)
+    assert str(e.value) == (
+        f"host access is not allowed: spec.volumes[0].projected.sources[1].clusterTrustBundle: "
+        f"{why}, spec.volumes[1].projected.sources[0].clusterTrustBundle: {why}")
+    removed: list[str] = []
+    vols = rewrite_pod(pod, replace(CFG, host_access="strip"), removed)["spec"]["volumes"]
+    assert removed == ["spec.volumes[0].projected.sources[1].clusterTrustBundle",
+                       "spec.volumes[1].projected.sources[0].clusterTrustBundle"]
+    assert vols[0] == {"name": "mixed", "projected": {"sources": [
+        {"configMap": {"name": tr.host_name("cfg", "n")}}]}}
+    assert vols[1] == {"name": "only", "emptyDir": {}}
+    kept = rewrite_pod(pod, replace(CFG, host_access="allow"))["spec"]["volumes"]
+    assert kept[0]["projected"]["sources"][1] == by_name
+    assert kept[1]["projected"]["sources"][0] == by_signer
+
+
 def test_claim_data_sources_in_other_namespaces_are_refused_selectors_confined():
     """A claim (the tenant's own, or one the host makes from an ephemeral volume's template)
     naming a data source in another namespace would reach a host namespace (or, translated,
@@ -534,6 +565,18 @@ def test_claim_data_sources_in_other_namespaces_are_refused_selectors_confined()
                     "storageClassName": tr.host_cluster_name("fast"),
                     "dataSource": {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io",
                                    "name": tr.host_name("snap", "n")}}
+    # static provisioning (class ""): confined to this cluster's PVs even without a selector;
+    # a claim that may be provisioned dynamically gets none (a selector turns that off)
+    for classes in (True, False):
+        static = {"storageClassName": "", "volumeName": "pv"}
+        translate_claim_spec(static, "n", tr, sync_storage_classes=classes,
+                             volume_name=lambda v: tr.host_cluster_name(v))
+        assert static == {"storageClassName": "", "volumeName": tr.host_cluster_name("pv"),
+                          "selector": {"matchLabels": {"vkube.io/managed-by": "vc"}}}
+        for dynamic in ({"storageClassName": "fast"}, {}):
+            translate_claim_spec(dynamic, "n", tr, sync_storage_classes=classes,
+                                 volume_name=lambda v: None)
+            assert "selector" not in dynamic
 
 
 def test_port_forward_targets_are_what_the_owner_published():

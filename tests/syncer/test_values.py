@@ -88,6 +88,12 @@ def test_isolation_rejects_host_access_and_says_so():
     ("mapServices: {fromHost: [{from: a/x, to: b/y}, {from: a/z, to: b/y}]}",
      "mapServices.fromHost[1].to: 'b/y' is already the target of mapServices.fromHost[0]"),
     ("sync: [1]", "sync: must be a mapping"),
+    ("sync: {priorityclasses: {maxValue: 1000000001}}",
+     "sync.priorityclasses.maxValue: 1000000001 is out of range (accepted: -2147483648 to "
+     "1000000000; higher values are the host's system classes)"),
+    ("sync: {priorityclasses: {maxValue: high}}", "sync.priorityclasses.maxValue: must be"),
+    ("sync: {priorityclasses: {allowPreemption: 1}}",
+     "sync.priorityclasses.allowPreemption: must be true or false"),
     ("sync: {", "not valid YAML"),
 ])
 def test_errors_name_the_key(doc, where):

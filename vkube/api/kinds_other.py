@@ -191,6 +191,23 @@ class StorageClassStrategy(_Simple):
         return causes
 
 
+#: the classes kube-apiserver bootstraps (``scheduling/v1`` SystemPriorityClasses); any other
+#: ``system-`` name is reserved
+SYSTEM_PRIORITY_CLASSES = {"system-node-critical": 2000001000,
+                           "system-cluster-critical": 2000000000}
+
+
+def _system_class_error(name: str, value: object, global_default: object) -> str | None:
+    """``IsKnownSystemPriorityClass``: why a ``system-`` class is not the built-in one."""
+    if name not in SYSTEM_PRIORITY_CLASSES:
+        return f"{name} is not a known system priority class"
+    if value != SYSTEM_PRIORITY_CLASSES[name]:
+        return f"value of {name} PriorityClass must be {SYSTEM_PRIORITY_CLASSES[name]}"
+    if bool(global_default):
+        return f"globalDefault of {name} PriorityClass must be false"
+    return None
+
+
 class PriorityClassStrategy(_Simple):
     has_generation = False
     columns = P.PRIORITYCLASS_COLUMNS
@@ -203,7 +220,13 @@ class PriorityClassStrategy(_Simple):
         value = obj.get("value")
         if not isinstance(value, int) or isinstance(value, bool):
             causes.append(required("value"))
-        elif value > 1_000_000_000 and not str((obj.get("metadata") or {}).get("name", "")).startswith("system-"):
+            return causes
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        if name.startswith("system-"):
+            if why := _system_class_error(name, value, obj.get("globalDefault")):
+                causes.append(forbidden("metadata.name", "priority class names with 'system-' "
+                                        f"prefix are reserved for system use only. error: {why}"))
+        elif value > 1_000_000_000:
             causes.append(forbidden("value", "maximum allowed value of a user defined priority is 1000000000"))
         return causes
 

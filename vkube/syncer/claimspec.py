@@ -9,6 +9,10 @@ the host makes from a pod's generic ephemeral volume template follow one rule.
   ReferenceGrant there, skipping the one the source's namespace must give.
 - ``selector``: it picks the PersistentVolumes the claim may bind; on the host it picks only
   the volumes this virtual cluster synced down (never the host's own, nor another cluster's).
+  A claim of ``storageClassName: ""`` (static provisioning: it binds only existing volumes of
+  no class, never provisions) gets that selector even without one of its own: in a virtual
+  cluster "an existing volume" means one of its own, not any Available volume of the host.
+  Other claims get none (a selector turns dynamic provisioning off).
 """
 
 from __future__ import annotations
@@ -53,3 +57,5 @@ def translate_claim_spec(spec: Obj, namespace: str, tr: Translator, *, sync_stor
             src["name"] = tr.host_name(src["name"], namespace)
     if isinstance(spec.get("selector"), dict):
         spec["selector"] = tr.translate_selector_pv(spec["selector"])
+    elif spec.get("storageClassName") == "":
+        spec["selector"] = tr.translate_selector_pv({})

@@ -313,7 +313,7 @@ def _apply_host_access(spec: Obj, cfg: PodRewriteConfig, stripped: list[str]) ->
     spec.pop("schedulerName", None)
     flags = [f for f in ("hostNetwork", "hostPID", "hostIPC") if spec.get(f) is True]
     node_volumes = host_access_volumes(spec)
-    certificates = pod_certificate_sources(spec)
+    projections = host_projection_sources(spec)
     ports = [(f"{path}.ports[{k}]", c.get("name", ""), p) for path, c in named_containers(spec)
              for k, p in enumerate(c.get("ports") or []) if isinstance(p, dict)]
     # the operator's forced class replaces it (force_placement); otherwise it names a host
@@ -321,7 +321,7 @@ def _apply_host_access(spec: Obj, cfg: PodRewriteConfig, stripped: list[str]) ->
     runtime = spec.get("runtimeClassName") if not cfg.runtime_class_name else None
     if policy == "reject":
         bad = [f"spec.{f}" for f in flags] + node_volumes
-        bad += [f"{path}: {POD_CERTIFICATE_WHY}" for path in certificates]
+        bad += [f"{path}: {why}" for path, why in projections]
         bad += [f"container {n!r} uses a hostPort" for _, n, p in ports if p.get("hostPort")]
         if runtime:
             bad.append(f"spec.runtimeClassName {runtime!r} (a RuntimeClass of the host)")
@@ -343,7 +343,7 @@ def _apply_host_access(spec: Obj, cfg: PodRewriteConfig, stripped: list[str]) ->
             stripped.append(f"spec.volumes[{i}].{k}")
         if sources:
             v["emptyDir"] = {}
-    _strip_pod_certificates(spec, certificates, stripped)
+    _strip_host_projections(spec, [path for path, _ in projections], stripped)
     for path, _, p in ports:
         for key in ("hostPort", "hostIP"):
             if p.pop(key, None):
@@ -353,23 +353,32 @@ def _apply_host_access(spec: Obj, cfg: PodRewriteConfig, stripped: list[str]) ->
 #: why a projected ``podCertificate`` source is host access
 POD_CERTIFICATE_WHY = ("a podCertificate projection has the host's kubelet mint a client "
                        "certificate for the host's API server")
+#: why a projected ``clusterTrustBundle`` source is host access
+CLUSTER_TRUST_BUNDLE_WHY = ("a clusterTrustBundle projection has the host's kubelet read the "
+                            "host's ClusterTrustBundles, not this cluster's")
+#: projected sources the host's kubelet fills from the host cluster, and why each is host access
+HOST_PROJECTIONS = {"podCertificate": POD_CERTIFICATE_WHY,
+                    "clusterTrustBundle": CLUSTER_TRUST_BUNDLE_WHY}
 
 
-def pod_certificate_sources(spec: Obj) -> list[str]:
-    """The path of every projected ``podCertificate`` source: the host kubelet would request a
-    certificate from the *host's* signers (a credential of the host cluster), not the
-    virtual cluster's."""
+def host_projection_sources(spec: Obj) -> list[tuple[str, str]]:
+    """``(path, why)`` of every projected source the host's kubelet would fill from the *host*
+    cluster: a ``podCertificate`` (a certificate from the host's signers, a credential of the
+    host) or a ``clusterTrustBundle`` (the host's bundles by name or signer — public, but the
+    wrong cluster's trust anchors)."""
     out = []
     for i, vol in enumerate(spec.get("volumes") or []):
         sources = (vol.get("projected") or {}).get("sources") if isinstance(vol, dict) else None
         for j, src in enumerate(sources or []):
-            if isinstance(src, dict) and "podCertificate" in src:
-                out.append(f"spec.volumes[{i}].projected.sources[{j}].podCertificate")
+            if not isinstance(src, dict):
+                continue
+            out += [(f"spec.volumes[{i}].projected.sources[{j}].{kind}", why)
+                    for kind, why in HOST_PROJECTIONS.items() if kind in src]
     return out
 
 
-def _strip_pod_certificates(spec: Obj, paths: list[str], stripped: list[str]) -> None:
-    """``strip``: the podCertificate sources go (a projection left with none is an emptyDir)."""
+def _strip_host_projections(spec: Obj, paths: list[str], stripped: list[str]) -> None:
+    """``strip``: those sources go (a projection left with none is an emptyDir)."""
     if not paths:
         return
     for vol in spec.get("volumes") or []:
@@ -377,7 +386,7 @@ def _strip_pod_certificates(spec: Obj, paths: list[str], stripped: list[str]) ->
         if not isinstance(proj, dict) or not isinstance(proj.get("sources"), list):
             continue
         proj["sources"] = [src for src in proj["sources"]
-                           if not (isinstance(src, dict) and "podCertificate" in src)]
+                           if not (isinstance(src, dict) and HOST_PROJECTIONS.keys() & src.keys())]
         if not proj["sources"]:
             vol.pop("projected")
             vol["emptyDir"] = {}

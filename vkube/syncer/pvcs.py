@@ -46,7 +46,13 @@ class PVCSyncer(DownSyncer):
 
     def merge(self, desired: Obj, hobj: Obj) -> Obj | None:
         """As for every kind, plus the annotations the host's scheduler and volume controller
-        write on a claim (selected node, bind state, provisioner): they are the host's."""
+        write on a claim (selected node, bind state, provisioner): they are the host's; and
+        never a selector on a host claim made without one (immutable)."""
+        if "selector" not in (hobj.get("spec") or {}) and "selector" in desired["spec"]:
+            # a claim's selector is immutable: a host claim made before class "" claims were
+            # confined keeps its binding (changing it would only be refused, again and again)
+            desired = {**desired, "spec": {k: v for k, v in desired["spec"].items()
+                                           if k != "selector"}}
         hann = (hobj.get("metadata") or {}).get("annotations") or {}
         kept = {k: v for k, v in hann.items() if k.startswith(HOST_ANNOTATION_PREFIXES)}
         if kept:

@@ -1,6 +1,7 @@
 """StorageClasses and PersistentVolumes (each only when enabled in values).
 
-StorageClasses go down as ``NAME-x-VC`` (never as the host's default class). PersistentVolumes
+StorageClasses go down as ``NAME-x-VC`` (never as the host's default class; one whose parameters
+name a Secret only under ``hostAccess: allow``). PersistentVolumes
 go both ways: ones the tenant creates go down as ``NAME-x-VC`` with their claimRef translated
 (hostPath/local volumes follow the host-access policy); ones the host provisions for a synced
 claim come up under their host name, bound to the virtual claim.
@@ -13,6 +14,7 @@ import copy
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.resources import PVCS, PVS, STORAGECLASSES
+from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
                                update_status)
 from vkube.syncer.podrewrite import PodRejected
@@ -40,9 +42,36 @@ def pv_secret_fields(spec: Obj) -> list[str]:
     return sorted(out)
 
 
+def class_secret_parameters(params: Obj | None) -> list[str]:
+    """``parameters[KEY]`` of every StorageClass (or VolumeSnapshotClass) parameter naming a
+    Secret: the CSI sidecars' ``csi.storage.k8s.io/*-secret-{name,namespace}`` (templates
+    such as ``${pvc.namespace}`` included), their old ``csi*Secret*`` spelling and the in-tree
+    provisioners' ``secretName``/``adminSecretNamespace``/``secretRef``… — any key whose last
+    segment says ``secret``. The host's provisioner reads such a Secret with its own rights."""
+    return [f"parameters[{k}]" for k in sorted(params or {})
+            if "secret" in str(k).rsplit("/", 1)[-1].lower()]
+
+
 class StorageClassSyncer(ClusterScopedDownSyncer):
     kind = "storageclasses"
     res = STORAGECLASSES
+
+    async def reconcile(self, key: str) -> None:
+        vsc = self.vinf.get(key)
+        secrets = class_secret_parameters((vsc or {}).get("parameters"))
+        if vsc is None or deleting(vsc) or not secrets or self.ctx.values.host_access == "allow":
+            await super().reconcile(key)
+            return
+        # the Secret it names would be the host's (any namespace: kube-system's cloud
+        # credentials), read by the host's CSI sidecars — as pv_secret_fields refuses for PVs
+        self.ctx.recorder.event(vsc, "Warning", REASON_REJECTED, (
+            f"{', '.join(secrets)}: a StorageClass whose parameters name a Secret is not synced "
+            "to the host (the host's provisioner would read a host Secret of any namespace); "
+            "the host's operator may set sync.pods.hostAccess: allow"))
+        hname = self.tr.host_cluster_name(key)
+        hsc = self.hinf.get(hname)
+        if hsc is not None and self.tr.owns(hsc, None, key):  # made before the check
+            await delete_ignore_missing(self.ctx.host, STORAGECLASSES, hname, None)
 
     def desired(self, vsc: Obj) -> Obj:
         meta = self.tr.host_metadata(vsc)

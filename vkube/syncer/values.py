@@ -72,6 +72,21 @@ class PodsSync:
         "hostAccess reject and removed under strip (not with isolation, nor in shared mode)")
 
 
+#: the highest value of a user-defined PriorityClass (above: the host's system classes)
+MAX_USER_PRIORITY = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class PriorityClassesSync:
+    enabled: bool = _off("")
+    max_value: int = _k("maxValue", 0, "the highest value a host copy gets (higher ones are "
+                        "capped, with a Warning event): how far this tenant's pods may outrank "
+                        "default-priority pods of the host and other tenants; at most 1000000000")
+    allow_preemption: bool = _k("allowPreemption", False, "host copies keep the tenant's "
+                                "preemptionPolicy (false: Never, so this tenant's pods never "
+                                "evict others' to be scheduled)")
+
+
 @dataclass(frozen=True)
 class ObjectsSync:
     enabled: bool = _on("")
@@ -177,7 +192,8 @@ class Sync:
                              "(read-only copies; --in-cluster: a ClusterRole to read them)")
     networkpolicies: Toggle = _k("networkpolicies", Toggle(), "networkpolicies, virtual → host")
     serviceaccounts: Off = _k("serviceaccounts", Off(), "serviceaccounts, virtual → host")
-    priorityclasses: Off = _k("priorityclasses", Off(), "priorityclasses, virtual → host")
+    priorityclasses: PriorityClassesSync = _k("priorityclasses", PriorityClassesSync(),
+                                              "priorityclasses, virtual → host")
     events: Toggle = _k("events", Toggle(), "events of synced objects, host → virtual")
     resourceclaims: Off = _k("resourceclaims", Off(), "dynamic resource allocation: "
                              "resourceclaims (those made from templates too) virtual → host, "
@@ -584,6 +600,10 @@ def parse_values(data: Any) -> Values:
                           "remove sync.pods.hostAccess, or set isolation.enabled: false")
     _check_ha(values)
     _check_forward_targets(values)
+    if not -2**31 <= values.sync.priorityclasses.max_value <= MAX_USER_PRIORITY:
+        raise ValuesError(f"sync.priorityclasses.maxValue: {values.sync.priorityclasses.max_value}"
+                          f" is out of range (accepted: -2147483648 to {MAX_USER_PRIORITY}; "
+                          "higher values are the host's system classes)")
     if values.sync.resourceclaims.enabled and values.sync.nodes.enable_scheduler:
         raise ValuesError("sync.resourceclaims.enabled: the host's scheduler allocates devices, "
                           "so it cannot hold with sync.nodes.enableScheduler (a virtual "

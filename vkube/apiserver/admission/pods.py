@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from vkube.api.errors import Forbidden
 from vkube.api.forbidden import forbidden
+from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
 from vkube.api.meta import Obj
 from vkube.apiserver.context import AdmissionRequest, Context
-
-#: the classes kube-apiserver bootstraps (``scheduling/v1`` SystemPriorityClasses)
-SYSTEM_CLASSES = {"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
 
 
 def _pod_create(req: AdmissionRequest) -> bool:
@@ -35,8 +33,8 @@ class Priority:
         chosen: Obj | None = None
         if name:
             chosen = next((c for c in classes if c["metadata"]["name"] == name), None)
-            if chosen is None and name in SYSTEM_CLASSES:
-                chosen = {"metadata": {"name": name}, "value": SYSTEM_CLASSES[name],
+            if chosen is None and name in SYSTEM_PRIORITY_CLASSES:
+                chosen = {"metadata": {"name": name}, "value": SYSTEM_PRIORITY_CLASSES[name],
                           "preemptionPolicy": "PreemptLowerPriority"}
             if chosen is None:
                 raise forbidden("pods", req.name, f"no PriorityClass with name {name} was found")
