@@ -15,6 +15,7 @@ from vkube.apiserver import http
 from vkube.api.meta import Obj, rfc3339
 from vkube.apiserver.admission.connect import admit_connect
 from vkube.apiserver.context import Context
+from vkube.apiserver.podlogopts import check_log_options
 from vkube.apiserver.request import RequestContext
 from vkube.netio import offered_protocols, relay_websockets
 
@@ -137,6 +138,7 @@ async def finalize(ctx: Context, request: web.Request, rc: RequestContext) -> we
 async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web.StreamResponse:
     """GET pods/NAME/log: proxied to the kubelet endpoint the pod's node advertises."""
     info = rc.info
+    check_log_options(info.name, request.query)  # before the pod, as kube-apiserver
     pod = await _core(ctx, "Pod").get(rc, info.namespace, info.name)
     spec = pod.get("spec") or {}
     names = [c.get("name") for c in spec.get("containers") or []]

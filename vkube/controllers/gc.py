@@ -14,15 +14,16 @@ graph beyond two maps (uid → object key, owner uid → dependents), rebuilt fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 from vkube.api import errors
 from vkube.api.meta import split_key
 from vkube.client.client import APIResource, Resource
+from vkube.client.resources import CRDS
 from vkube.controllers.informer import Informer, obj_key
 from vkube.controllers.runtime import Controller, Obj
-from vkube.controllers.workqueue import run_periodic
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class GarbageCollector(Controller):
         self.uids: dict[str, Ref] = {}
         self.dependents: dict[str, set[Ref]] = {}  # owner uid -> dependents
         self.refs: dict[Resource, dict[str, Resource]] = {}
+        self._crds_changed = asyncio.Event()
+        self.mgr.informer(CRDS).add_handler(lambda t, o, old: self._crds_changed.set())
 
     # -- keys: "group|version|plural|key" so one queue holds every resource -----------------
 
@@ -61,7 +64,14 @@ class GarbageCollector(Controller):
     # -- discovery and informers --------------------------------------------------------------
 
     async def _discover(self) -> None:
+        """Watch what discovery lists, and stop watching what it no longer lists (a deleted
+        CRD's resource: its informer would retry a 404 forever), as Kubernetes' GC does."""
         found: list[APIResource] = await self.client.discover()
+        served = {api.resource for api in found}
+        for res in [r for r in self.informers if r not in served]:
+            del self.informers[res]
+            self.mgr.drop_informer(res)
+            log.info("garbage collector: %s left discovery, no longer watched", res.plural)
         for api in found:
             res = api.resource
             self.by_kind[(res.api_version, res.kind)] = res
@@ -81,8 +91,18 @@ class GarbageCollector(Controller):
             tg.create_task(self._rediscover_loop())
 
     async def _rediscover_loop(self) -> None:
-        await run_periodic(self._discover, self.rediscover_seconds,
-                           name="garbage collector: discovery", logger=log)
+        """Discovery every ``rediscover_seconds``, and soon after any CRD changes (created,
+        established, deleted), so a deleted CRD's informer stops at once and a new one starts."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._crds_changed.wait(), self.rediscover_seconds)
+            self._crds_changed.clear()
+            try:
+                await self._discover()
+            except errors.StatusError as e:
+                log.warning("garbage collector: discovery: %s %s", type(e).__name__, e)
+            except Exception:
+                log.exception("garbage collector: discovery failed")
 
     def _on_event(self, res: Resource, typ: str, obj: Obj, old: Obj | None) -> None:
         meta = obj.get("metadata") or {}

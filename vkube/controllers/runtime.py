@@ -90,6 +90,7 @@ class ControllerManager:
         self.options = dict(options or {})  # per-controller settings, by controller name
         self.controllers: list[Controller] = []
         self._informers: dict[tuple[Any, ...], Informer] = {}
+        self._informer_tasks: dict[tuple[Any, ...], asyncio.Task[None]] = {}
         self._running: asyncio.TaskGroup | None = None
         self.started = asyncio.Event()  # set once informers synced and workers run
 
@@ -100,8 +101,18 @@ class ControllerManager:
         if inf is None:
             inf = self._informers[key] = Informer(self.client, res, **kw)
             if self._running is not None:  # created late (e.g. a newly discovered resource)
-                self._running.create_task(inf.run())
+                self._informer_tasks[key] = self._running.create_task(inf.run())
         return inf
+
+    def drop_informer(self, res: Resource, **kw: Any) -> None:
+        """Stop and forget the informer for ``res`` (a resource gone from discovery, as a
+        deleted CRD's: its list and watch would fail and retry forever). Asking for it
+        again later starts a new one."""
+        key = (res, tuple(sorted(kw.items())))
+        self._informers.pop(key, None)
+        task = self._informer_tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
 
     def add(self, controller_cls: type[Controller]) -> Controller:
         ctrl = controller_cls(self)
@@ -129,13 +140,14 @@ class ControllerManager:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._running = tg
-                for inf in list(self._informers.values()):
-                    tg.create_task(inf.run())
+                for key, inf in list(self._informers.items()):
+                    self._informer_tasks[key] = tg.create_task(inf.run())
                 await asyncio.gather(*(i.wait_synced() for i in list(self._informers.values())))
                 for c in self.controllers:
                     tg.create_task(c.run())
                 self.started.set()
         finally:
             self._running = None
+            self._informer_tasks.clear()
             self.started.clear()
 

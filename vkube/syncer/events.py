@@ -11,6 +11,7 @@ from vkube.api import errors
 from vkube.api.meta import Obj, ref_key, split_key
 from vkube.client.resources import EVENTS, INGRESSES, PODS, PVCS, SERVICES
 from vkube.syncer.base import KindSyncer
+from vkube.syncer.eventtext import virtual_text
 from vkube.syncer.translate import ANN_UID, short_hash
 
 _KINDS = {"Pod": PODS, "Service": SERVICES, "PersistentVolumeClaim": PVCS, "Ingress": INGRESSES}
@@ -87,6 +88,11 @@ class EventSyncer(KindSyncer):
         if not ref or not ref[0]:
             return None
         vns, vname = ref
+        vuid = ((hobj or {}).get("metadata") or {}).get("annotations", {}).get(ANN_UID)
+        known = {inv["name"]: vname}
+        huid = ((hobj or {}).get("metadata") or {}).get("uid")
+        if huid and vuid:
+            known[huid] = vuid
         hname = hev["metadata"]["name"]
         prefix = inv["name"] + "."
         suffix = hname[len(prefix):] if hname.startswith(prefix) else short_hash(hname, 16)
@@ -95,15 +101,30 @@ class EventSyncer(KindSyncer):
                    "involvedObject": {k: v for k, v in {
                        "kind": inv.get("kind"), "apiVersion": inv.get("apiVersion"),
                        "namespace": vns, "name": vname,
-                       "uid": ((hobj or {}).get("metadata") or {}).get("annotations", {}).get(
-                           ANN_UID), "fieldPath": inv.get("fieldPath")}.items() if v}}
+                       "uid": vuid, "fieldPath": inv.get("fieldPath")}.items() if v}}
         for f in _COPIED:
             if f in hev:
                 ev[f] = copy.deepcopy(hev[f])
         if isinstance(ev.get("message"), str):
-            ev["message"] = ev["message"].replace(inv["name"], vname).replace(
-                self.ctx.host_namespace + "/", vns + "/")
+            ev["message"] = virtual_text(ev["message"], self.tr, vns, known)
+        related = self._related(hev.get("related"))
+        if related:
+            ev["related"] = related
         return ev
+
+    def _related(self, rel: Obj | None) -> Obj | None:
+        """The event's second object, virtual; left out when it is no synced object of ours
+        (a host object's name must not show)."""
+        if not isinstance(rel, dict) or rel.get("namespace") != self.ctx.host_namespace:
+            return None
+        hobj = self._host_object(rel.get("kind", ""), rel.get("name", ""))
+        ref = self.tr.virtual_ref(hobj) if hobj else None
+        if not ref or not ref[0]:
+            return None
+        uid = ((hobj or {}).get("metadata") or {}).get("annotations", {}).get(ANN_UID)
+        return {k: v for k, v in {"kind": rel.get("kind"), "apiVersion": rel.get("apiVersion"),
+                                  "namespace": ref[0], "name": ref[1], "uid": uid,
+                                  "fieldPath": rel.get("fieldPath")}.items() if v}
 
     async def reconcile(self, key: str) -> None:
         ns, name = split_key(key)

@@ -139,7 +139,14 @@ class PersistentVolumeSyncer(KindSyncer):
     def _key_for_host(self, hpv: Obj) -> str | None:
         if self.tr.is_owned(hpv):
             return self.host_key(hpv)
-        return hpv["metadata"]["name"] if self._claim_of(hpv) else None
+        name = hpv["metadata"]["name"]
+        # a volume already shown up stays followed once its claim is gone (Released, deleted)
+        return name if self._claim_of(hpv) or self._shown(name) else None
+
+    def _shown(self, hname: str) -> bool:
+        """A virtual PV mirrors host PV ``hname``."""
+        vpv = self.vinf.get(hname)
+        return vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV) == hname
 
     def _claim_of(self, hpv: Obj) -> Obj | None:
         """The synced host PVC a host-provisioned PV is bound to."""
@@ -147,6 +154,12 @@ class PersistentVolumeSyncer(KindSyncer):
         if ref.get("namespace") != self.ctx.host_namespace:
             return None
         return self.hpvcs.get(ref.get("name", ""), self.ctx.host_namespace)
+
+    def _released_from_us(self, hpv: Obj) -> bool:
+        """The host volume still names a claim of our host namespace, which is gone: the
+        virtual volume keeps its claimRef (as kube keeps a Released volume's) and follows."""
+        ref = (hpv.get("spec") or {}).get("claimRef") or {}
+        return ref.get("namespace") == self.ctx.host_namespace and bool(ref.get("name"))
 
     def initial_keys(self) -> list[str]:
         keys = {o["metadata"]["name"] for o in self.vinf.list()}
@@ -205,9 +218,16 @@ class PersistentVolumeSyncer(KindSyncer):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
 
     async def _up(self, name: str, vpv: Obj | None) -> None:
+        """Mirror a host-provisioned volume's life: shown while bound to a synced claim, then
+        Released with its claim (``Retain``: it stays, phase and all), deleted with the host's
+        (``Delete``); the virtual pv-protection controller then drops its finalizer."""
         hpv = self.hinf.get(name)
         hpvc = self._claim_of(hpv) if hpv else None
         vref = self.tr.virtual_ref(hpvc) if hpvc else None
+        if hpv is not None and vref is None and vpv is not None and self._released_from_us(hpv):
+            if hpv.get("status") and (vpv.get("status") or {}) != hpv["status"]:
+                await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
+            return
         if hpv is None or vref is None:
             if vpv is not None and not deleting(vpv):
                 await delete_ignore_missing(self.ctx.virtual, PVS, name, None)
