@@ -262,7 +262,7 @@ async def _claim(hc: Client, st: ClusterState, *, known_new: bool = False) -> No
     st.created_namespace = await hostns.claim_namespace(
         hc, name=st.name, namespace=st.namespace, created=st.created,
         status=PAUSED if st.status == PAUSED else RUNNING, values=st.values,
-        known_new=known_new)
+        known_new=known_new, pod_security=True)
     st.save()
 
 
