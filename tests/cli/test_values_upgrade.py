@@ -27,6 +27,23 @@ def _guard_rails(host_kc) -> dict[str, list[str]]:
     return out
 
 
+TENANT_POLICY = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-in, namespace: default}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"""
+
+
+def _fail() -> None:
+    raise AssertionError("not yet")
+
+
+def _tenant_policies(host_kc) -> int:
+    items = _host(host_kc, "get", "networkpolicy", "-n", NS, "-l", "vkube.io/managed-by=iso3")
+    return sum(1 for i in items["items"]
+               if "vkube.io/object-name" in (i["metadata"].get("annotations") or {}))
+
+
 def _pss(host_kc) -> dict[str, str]:
     labels = _host(host_kc, "get", "namespace", NS)["metadata"].get("labels") or {}
     return {k: v for k, v in labels.items() if k.startswith("pod-security.kubernetes.io/")}
@@ -38,7 +55,7 @@ def test_isolation_off_and_on_again_with_upgrade(shared_host, tmp_path):
     on.write_text("isolation: {enabled: true, podSecurityStandard: restricted, "
                   "allowedRegistries: [ghcr.io/acme]}\n")
     off = tmp_path / "off.yaml"
-    off.write_text("sync: {}\n")
+    off.write_text("sync: {networkpolicies: {enabled: false}}\n")
     partly = tmp_path / "partly.yaml"
     partly.write_text("isolation: {enabled: true, limitRange: {enabled: false}}\n")
     all_rails = {"resourcequota": ["vkube-isolation-iso3"], "limitrange": ["vkube-isolation-iso3"],
@@ -51,11 +68,16 @@ def test_isolation_off_and_on_again_with_upgrade(shared_host, tmp_path):
         eventually(rails_on, timeout=60, delay=0.5)
         assert _pss(shared_host) == {"pod-security.kubernetes.io/enforce": "restricted",
                                      "pod-security.kubernetes.io/warn": "restricted"}
+        u.kubectl("apply", "-f", "-", input=TENANT_POLICY)
+        eventually(lambda: _tenant_policies(shared_host) == 1 or _fail(), timeout=60, delay=0.5)
         # a label of the user's own on the namespace is never vkube's to remove
         kubectl(shared_host, "label", "namespace", NS, "pod-security.kubernetes.io/audit=baseline")
 
         out = u.vkube("create", "iso3", "--upgrade", "-f", str(off))
         assert "isolation.enabled" in out.stdout  # named as going back to the default
+        # the tenant's policy no longer synced: its host copy no longer shapes traffic
+        assert "removed their host copies — networkpolicies (1)" in out.stdout, out.stdout
+        assert _tenant_policies(shared_host) == 0
         assert _pss(shared_host) == {"pod-security.kubernetes.io/audit": "baseline"}
 
         def rails_off() -> None:
@@ -78,6 +100,7 @@ def test_isolation_off_and_on_again_with_upgrade(shared_host, tmp_path):
 
         def rails_partly() -> None:
             assert _guard_rails(shared_host) == {**all_rails, "limitrange": []}
+            assert _tenant_policies(shared_host) == 1  # synced again
         eventually(rails_partly, timeout=60, delay=0.5)
     finally:
         cleanup(u)
