@@ -36,6 +36,22 @@ def test_create_expose_then_kubectl_through_the_exposed_address(user: User) -> N
     user.kubectl("create", "namespace", "through-expose")  # writes work too
     assert "expose" in user.describe("x")["values"]
 
+    # values without expose (--upgrade -f replaces them): the host Service goes too
+    plain = user.home.parent / "plain.yaml"
+    plain.write_text("sync: {}\n")
+    out = user.vkube("create", "x", "--upgrade", "-f", str(plain))
+    assert "expose" in out.stdout  # named as going back to the default
+
+    def unexposed() -> None:
+        for kind in ("svc", "endpoints"):
+            r = kubectl(user.home / "host" / "kubeconfig", "get", kind, "vkube-api", "-n",
+                        "vkube-x", check=False)
+            assert r.returncode != 0 and "NotFound" in r.stderr, (kind, r.stdout)
+    from tests.cli.conftest import eventually
+
+    eventually(unexposed, timeout=60, delay=0.5)
+    user.kubectl("get", "ns", "through-expose")  # the kubeconfig is back on the direct address
+
 
 def test_a_load_balancer_address_that_appears_later_is_in_the_certificate(user: User) -> None:
     """The serving certificate covers the exposed address; a load balancer's IP and hostname

@@ -28,7 +28,32 @@ ANN_STATUS = "vkube.io/status"
 ANN_VALUES = "vkube.io/values"
 ANN_OWNS_NS = "vkube.io/namespace-created"
 ANN_URL = "vkube.io/api-server"
+#: the Pod Security level vkube's isolation labelled the namespace with (the proof that the
+#: ``pod-security.kubernetes.io/enforce``/``warn`` labels are vkube's, so they go when isolation
+#: does); the syncer writes the same (vkube.syncer.isolation)
+ANN_PSS = "vkube.io/isolation-pod-security"
+PSS_MODES = ("enforce", "warn")
 _ANNOTATIONS = (ANN_CREATED, ANN_STATUS, ANN_VALUES, ANN_OWNS_NS, ANN_URL)
+
+
+def pod_security_patch(meta: dict[str, Any], values: dict[str, Any] | None) -> dict[str, Any]:
+    """The labels/annotations patch that makes the namespace's Pod Security labels follow
+    ``isolation`` in ``values``: set (and marked as vkube's) when it is on; when it is off, the
+    labels vkube set (the mark proves it, and they still hold its level) removed. A user's own
+    labels (no mark, or changed since) are left alone. ``values=None``: only remove."""
+    iso = (values or {}).get("isolation") or {}
+    labels = meta.get("labels") or {}
+    ann = meta.get("annotations") or {}
+    if iso.get("enabled"):
+        level = iso.get("podSecurityStandard") or "baseline"
+        return {"labels": {f"pod-security.kubernetes.io/{m}": level for m in PSS_MODES},
+                "annotations": {ANN_PSS: level}}
+    ours = ann.get(ANN_PSS)
+    if not ours:
+        return {}
+    return {"labels": {f"pod-security.kubernetes.io/{m}": None for m in PSS_MODES
+                       if labels.get(f"pod-security.kubernetes.io/{m}") == ours},
+            "annotations": {ANN_PSS: None}}
 
 
 async def get_namespace(host: Client, namespace: str) -> dict[str, Any] | None:
@@ -39,16 +64,23 @@ async def get_namespace(host: Client, namespace: str) -> dict[str, Any] | None:
 
 
 async def claim_namespace(host: Client, *, name: str, namespace: str, created: str,
-                          status: str, values: dict[str, Any], known_new: bool = False) -> bool:
+                          status: str, values: dict[str, Any], known_new: bool = False,
+                          pod_security: bool = False) -> bool:
     """Create the host namespace (or adopt an existing unclaimed one); returns whether vkube
     created it (only then does ``delete`` remove it). ``known_new``: the caller saw it missing
-    just before, so it is ours even if our own syncer created it a moment ago."""
+    just before, so it is ours even if our own syncer created it a moment ago.
+    ``pod_security``: its Pod Security labels follow ``values``' isolation
+    (``pod_security_patch``) — here, with the user's credentials, since a syncer whose
+    isolation is off may not label its namespace, yet must not leave the old level behind."""
     ann = {ANN_CREATED: created, ANN_STATUS: status, ANN_VALUES: _compact(values)}
     ns = await get_namespace(host, namespace)
     if ns is None:
+        pss = pod_security_patch({}, values) if pod_security else {}
         body = {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": {LABEL_VCLUSTER: name},
-                             "annotations": {**ann, ANN_OWNS_NS: "true"}}}
+                "metadata": {"name": namespace,
+                             "labels": {**pss.get("labels", {}), LABEL_VCLUSTER: name},
+                             "annotations": {**pss.get("annotations", {}), **ann,
+                                             ANN_OWNS_NS: "true"}}}
         try:
             await host.create(NAMESPACES, body)
             return True
@@ -63,9 +95,11 @@ async def claim_namespace(host: Client, *, name: str, namespace: str, created: s
         raise CLIError(f"host namespace {namespace!r} is being deleted — wait a moment and "
                        "try again, or choose another one with -n")
     owns = known_new or (meta.get("annotations") or {}).get(ANN_OWNS_NS) == "true"
+    pss = pod_security_patch(meta, values) if pod_security else {}
     await host.patch(NAMESPACES, namespace, {"metadata": {
-        "labels": {LABEL_VCLUSTER: name},
-        "annotations": {**ann, ANN_OWNS_NS: "true" if owns else "false"}}})
+        "labels": {**pss.get("labels", {}), LABEL_VCLUSTER: name},
+        "annotations": {**pss.get("annotations", {}), **ann,
+                        ANN_OWNS_NS: "true" if owns else "false"}}})
     return owns
 
 
@@ -83,9 +117,12 @@ async def release_namespace(host: Client, namespace: str, *, delete: bool,
                             wait: float = 15.0) -> None:
     """Delete the namespace (and wait until it is gone), or only drop vkube's marks on it."""
     if not delete:
-        patch = {"metadata": {"labels": {LABEL_VCLUSTER: None},
-                              "annotations": {a: None for a in _ANNOTATIONS}}}
         try:
+            ns = await get_namespace(host, namespace)
+            pss = pod_security_patch((ns or {}).get("metadata") or {}, None)
+            patch = {"metadata": {"labels": {**pss.get("labels", {}), LABEL_VCLUSTER: None},
+                                  "annotations": {**pss.get("annotations", {}),
+                                                  **{a: None for a in _ANNOTATIONS}}}}
             await host.patch(NAMESPACES, namespace, patch)
         except errors.NotFound:
             pass

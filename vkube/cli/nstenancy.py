@@ -24,7 +24,7 @@ from vkube.api import yamlio
 
 from vkube.api import errors
 from vkube.api.meta import Obj
-from vkube.cli import hostns, hostresolve, kubeconfigs, state
+from vkube.cli import hostns, hostresolve, kubeconfigs, state, values_files
 from vkube.cli.hostresolve import HostRef
 from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
@@ -119,6 +119,37 @@ def tenant_objects(name: str, namespace: str, values: dict[str, Any],
     ]
 
 
+#: the values a namespace tenant's guard rails follow; the rest configure a control plane and
+#: its syncer, which it has not: refused by name rather than ignored
+TENANT_KEYS = ("isolation.podSecurityStandard", "isolation.resourceQuota.cpu",
+               "isolation.resourceQuota.memory")
+#: always on for a namespace tenant: accepted only as true
+ALWAYS_ON = ("isolation.enabled", "isolation.resourceQuota.enabled",
+             "isolation.limitRange.enabled", "isolation.networkPolicy.enabled")
+
+
+def refuse_unused(values: dict[str, Any], name: str) -> None:
+    """A key a namespace tenant would silently ignore is a one-line error naming it."""
+    for key in values_files.leaf_keys(values):
+        if key in TENANT_KEYS:
+            continue
+        value: Any = values
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value == {}:
+            continue  # an empty mapping asks for nothing
+        if key in ALWAYS_ON:
+            if value is True:
+                continue
+            raise CLIError(f"{key}: a namespace tenant always has its guard rails (quota, "
+                           "limits, network policy) — drop it, or create a virtual cluster "
+                           f"(`vkube create {name}` without --tenancy namespace)")
+        raise CLIError(f"{key}: a namespace tenant has no control plane or syncer, so it would "
+                       f"do nothing — drop it, or create a virtual cluster (`vkube create {name}` "
+                       f"without --tenancy namespace); a namespace tenant takes "
+                       f"{', '.join(TENANT_KEYS)}")
+
+
 def pss_labels(values: dict[str, Any]) -> dict[str, str]:
     level = (values.get("isolation") or {}).get("podSecurityStandard") or "baseline"
     return {f"pod-security.kubernetes.io/{m}": level for m in ("enforce", "warn", "audit")}
@@ -142,6 +173,7 @@ async def create(args: argparse.Namespace, values: dict[str, Any]) -> int:
     if ClusterState.load(name) is not None:
         raise CLIError(f"{name!r} already exists — see `vkube describe {name}`, or remove it "
                        f"with `vkube delete {name}`")
+    refuse_unused(values, name)
     try:
         parse_values({"isolation": {**(values.get("isolation") or {}), "enabled": True}})
     except ValuesError as e:

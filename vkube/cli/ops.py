@@ -128,26 +128,42 @@ async def create(args: argparse.Namespace) -> int:
             st = ClusterState(name=name, namespace=namespace, host_kubeconfig=host.kubeconfig,
                               host_context=host.context, host_kind=host.kind, created=_now(),
                               values=values or {}, in_cluster=bool(args.in_cluster))
+            old_values = st.values
         else:
             st = existing
+            old_values = dict(existing.values or {})
             if values is not None:
                 st.values = values
         values_files.write(st.values_file, st.values)
         if st.in_cluster:
             await _create_in_cluster(hc, st, progress)
+            await _turned_off(hc, st, old_values, progress)
             return 0
         if existing is not None and st.status == PAUSED:
             await _claim(hc, st)
+            await _turned_off(hc, st, old_values, progress)
             progress.info(f"values updated; {name!r} stays paused — `vkube resume {name}` "
                           "starts it with them")
             return 0
         with progress.step("starting the control plane") as done:
             url = await _start_and_claim(hc, st, restart=existing is not None)
             done(f"control plane {'restarted with new values' if existing else 'ready'} at {url}")
+        await _turned_off(hc, st, old_values, progress)
     if args.connect:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
     return 0
+
+
+async def _turned_off(hc: Client, st: ClusterState, old_values: dict, progress: Progress) -> None:
+    """Host copies of kinds the new values no longer sync go (``turnedoff``)."""
+    from vkube.cli.turnedoff import remove_turned_off
+
+    if old_values is st.values:
+        return
+    gone = await remove_turned_off(hc, st.name, st.namespace, old_values, st.values)
+    if gone:
+        progress.info(f"sync turned off: removed their host copies — {', '.join(gone)}")
 
 
 async def _resolve_for_create(args: argparse.Namespace, existing: ClusterState | None,
@@ -262,7 +278,7 @@ async def _claim(hc: Client, st: ClusterState, *, known_new: bool = False) -> No
     st.created_namespace = await hostns.claim_namespace(
         hc, name=st.name, namespace=st.namespace, created=st.created,
         status=PAUSED if st.status == PAUSED else RUNNING, values=st.values,
-        known_new=known_new)
+        known_new=known_new, pod_security=True)
     st.save()
 
 

@@ -55,7 +55,10 @@ def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
         raise CLIError("-f/--values configures the syncer of a virtual cluster: give "
                        "--host-kubeconfig or --host-from too, or drop -f", code=2)
     # --store, else controlPlane.store of the values, else sqlite in the data dir
+    # ("sqlite" in the values names that default, as `vkube values` documents)
     store = args.store or (values.control_plane.store if values is not None else None) or None
+    if store == "sqlite" and not args.store:
+        store = None
     tls = {"ca_file": args.etcd_cafile, "cert_file": args.etcd_certfile,
            "key_file": args.etcd_keyfile}
     return ClusterConfig(name=args.name, data_dir=Path(args.data_dir), store_url=store,

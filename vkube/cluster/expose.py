@@ -29,6 +29,20 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "vkube-api"
 
 
+async def unexpose(host: Client, *, namespace: str, vc: str, known: Obj | None = None) -> bool:
+    """``expose: false`` (again): the Service and Endpoints an earlier ``expose: true`` made go
+    — only ours (owner and component labels prove it); True when something went. ``known``:
+    the Service as a host cache holds it (None: none there, nothing to do — no request)."""
+    labels = ((known or {}).get("metadata") or {}).get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) != vc or labels.get("vkube.io/component") != "api":
+        return False
+    for res in (SERVICES, ENDPOINTS):
+        with contextlib.suppress(errors.NotFound):
+            await host.delete(res, SERVICE_NAME, namespace=namespace)
+    log.info("%s: expose is off: host Service %s/%s removed", vc, namespace, SERVICE_NAME)
+    return True
+
+
 class Exposer:
     def __init__(self, host: Client, *, namespace: str, vc: str, api_ip: str, api_port: int,
                  scheme: str, embedded: bool, data_dir: Path | None,

@@ -501,6 +501,17 @@ class VirtualCluster:
                                   on_address=self.control_plane.add_serving_names)
                 await syncer.wait_ready()  # the host namespace exists
                 tg.create_task(exposer.run(asyncio.Event()), name=f"{self.name}: expose")
+            else:  # what an earlier `expose: true` made goes (read from the synced cache)
+                from vkube.api import errors
+                from vkube.client.resources import SERVICES as _SERVICES
+                from vkube.cluster.expose import SERVICE_NAME, unexpose
+
+                await syncer.wait_ready()
+                cache = syncer.ctx.informers.existing_host(_SERVICES)
+                if cache is not None:
+                    with contextlib.suppress(errors.StatusError, OSError):
+                        await unexpose(host, namespace=self.host_namespace, vc=self.name,
+                                       known=cache.get(SERVICE_NAME, self.host_namespace))
 
     def _shared_informers(self) -> Any:
         """One cache per resource per cluster: the syncer reads the controller manager's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import logging
 from fractions import Fraction
 
 from vkube.api import errors
@@ -25,8 +26,15 @@ from vkube.client.client import Resource
 from vkube.client.resources import (ENDPOINTS, LIMITRANGES, NAMESPACES, NETWORKPOLICIES,
                                     PODS, RESOURCEQUOTAS)
 from vkube.syncer.base import KindSyncer, SyncContext
-from vkube.syncer.translate import LABEL_MANAGED_BY
+from vkube.syncer.refusals import retry_refused
+from vkube.syncer.translate import LABEL_MANAGED_BY, LABEL_NAMESPACE
 from vkube.syncer.values import Isolation
+
+log = logging.getLogger(__name__)
+
+#: the Pod Security level isolation labelled the host namespace with: proof the labels are
+#: vkube's (the CLI removes them when isolation goes: vkube.cli.hostns.ANN_PSS, same key)
+ANN_PSS = "vkube.io/isolation-pod-security"
 
 QUOTA = {"count/configmaps": "100", "count/endpoints": "40",
          "count/persistentvolumeclaims": "20", "count/pods": "20", "count/secrets": "100",
@@ -159,6 +167,8 @@ class IsolationSyncer(KindSyncer):
     workers = 1
 
     def setup(self) -> None:
+        if not self.ctx.values.isolation.enabled:
+            return  # one pass removes what earlier values made; nothing to watch
         for res in (RESOURCEQUOTAS, LIMITRANGES, NETWORKPOLICIES):
             self.ctx.informers.host(res).add_handler(lambda t, o, old: self.enqueue("isolation"))
         if self.ctx.values.isolation.network_policy.enabled and self.ctx.cluster_dns:
@@ -173,6 +183,9 @@ class IsolationSyncer(KindSyncer):
         return ["isolation"]
 
     async def reconcile(self, key: str) -> None:
+        if not self.ctx.values.isolation.enabled:
+            await self._remove_unwanted(set(), cached=False)
+            return
         hns = self.ctx.host_namespace
         host_api = None
         if self.ctx.values.isolation.network_policy.enabled:
@@ -192,7 +205,10 @@ class IsolationSyncer(KindSyncer):
                     self.queue.add_after(key, 0.2)
                 else:
                     dns_endpoints = {"subsets": subsets}
-        for res, want in isolation_objects(self.ctx, host_api, dns_endpoints):
+        wanted = isolation_objects(self.ctx, host_api, dns_endpoints)
+        await self._remove_unwanted({(res.plural, o["metadata"]["name"]) for res, o in wanted},
+                                    cached=True)
+        for res, want in wanted:
             cur = self.ctx.informers.host(res).get(want["metadata"]["name"], hns)
             if cur is None:
                 try:
@@ -205,11 +221,52 @@ class IsolationSyncer(KindSyncer):
                 await self.ctx.host.update(res, new)
         level = self.ctx.values.isolation.pod_security_standard
         try:
-            await self.ctx.host.patch(NAMESPACES, hns, {"metadata": {"labels": {
-                "pod-security.kubernetes.io/enforce": level,
-                "pod-security.kubernetes.io/warn": level}}})
+            await self.ctx.host.patch(NAMESPACES, hns, {"metadata": {
+                "labels": {"pod-security.kubernetes.io/enforce": level,
+                           "pod-security.kubernetes.io/warn": level},
+                "annotations": {ANN_PSS: level}}})
         except errors.Forbidden:
             pass  # not allowed to label the host namespace: the other guard rails still hold
+
+
+    async def _remove_unwanted(self, wanted: set[tuple[str, str]], *, cached: bool) -> None:
+        """Delete the guard rails earlier values made and these no longer ask for (isolation,
+        or one of its parts, turned off by ``--upgrade``): only objects of this cluster's
+        names carrying its owner label and no tenant namespace label — what this syncer made.
+        Objects refused while they stood are then tried again at once. ``cached``: read the
+        host informers (isolation on: they run); else one list per kind (isolation off: no
+        watch is kept for a one-time pass). The namespace's Pod Security labels are the
+        CLI's to remove (``vkube.cli.hostns.pod_security_patch``): with isolation off this
+        syncer may not label its namespace."""
+        hns = self.ctx.host_namespace
+        names = {isolation_name(self.ctx.name), isolation_name(self.ctx.name, "-control-plane")}
+        removed = 0
+        for res in (RESOURCEQUOTAS, LIMITRANGES, NETWORKPOLICIES):
+            if cached:
+                items = self.ctx.informers.host(res).list(hns)
+            else:
+                try:
+                    items = (await self.ctx.host.list(
+                        res, namespace=hns,
+                        label_selector=f"{LABEL_MANAGED_BY}={self.ctx.name}")).get("items") or []
+                except (errors.Forbidden, errors.NotFound):
+                    continue
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                labels = meta.get("labels") or {}
+                if (meta.get("name") not in names or (res.plural, meta.get("name")) in wanted
+                        or labels.get(LABEL_MANAGED_BY) != self.ctx.name
+                        or LABEL_NAMESPACE in labels):
+                    continue
+                try:
+                    await self.ctx.host.delete(res, meta["name"], namespace=hns)
+                    removed += 1
+                    log.info("isolation: removed %s %s/%s (no longer in the values)",
+                             res.plural, hns, meta["name"])
+                except errors.NotFound:
+                    pass
+        if removed and self.ctx.syncers:
+            retry_refused(self.ctx.syncers.values())
 
 
 class AddressGuard:

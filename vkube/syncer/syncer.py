@@ -67,7 +67,8 @@ def build_syncers(ctx: SyncContext) -> dict[str, KindSyncer]:
         (s.serviceaccounts.enabled, ServiceAccountSyncer),
         (s.storageclasses.enabled, StorageClassSyncer),
         (s.priorityclasses.enabled, PriorityClassSyncer),
-        (ctx.values.isolation.enabled, IsolationSyncer),
+        # always: with isolation off it removes the guard rails earlier values made
+        (True, IsolationSyncer),
         (s.persistentvolumes.enabled, PersistentVolumeSyncer),
         (True, NodeSyncer),
         (s.pods.enabled, PodSyncer),

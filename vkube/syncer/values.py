@@ -17,23 +17,31 @@ import dataclasses
 import ipaddress
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from vkube.api import yamlio
 
 from vkube.api.portforward import parse_target
 from vkube.api.quantity import QuantityError, parse_quantity
+from vkube.api.validation import dns1123_label, dns1123_subdomain, label_value, qualified_name
 
 
 class ValuesError(ValueError):
     """A values file that does not fit the schema; the message names the key path."""
 
 
-def _k(key: str, default: Any = dataclasses.MISSING, doc: str = "", **kw: Any) -> Any:
-    """A field with its YAML ``key`` and its one-line ``doc`` (what ``vkube values`` prints)."""
-    meta = {"key": key, "doc": doc}
+def _k(key: str, default: Any = dataclasses.MISSING, doc: str = "",
+       check: Callable[[Any], str | None] | str | None = None, **kw: Any) -> Any:
+    """A field with its YAML ``key``, its one-line ``doc`` (what ``vkube values`` prints) and,
+    for a string, its ``check``: what a given value must look like (a function returning the
+    problem, or None) — or, as a string, the name of the cross-key check that looks at it.
+    Every string key has one (``tests/syncer/test_values_checked.py``): a value that passes
+    here must work once the cluster starts."""
+    meta = {"key": key, "doc": doc, "check": check}
     if isinstance(default, (list, dict)) or (dataclasses.is_dataclass(default)):
         val = default
         return field(default_factory=lambda: val, metadata=meta, **kw)
@@ -46,6 +54,163 @@ def _on(doc: str) -> Any:
 
 def _off(doc: str) -> Any:
     return _k("enabled", False, doc)
+
+
+# What one string value must look like: each returns the problem (None: fine). The key path
+# is put in front by ``_build``.
+
+def _each(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    """A list's check: every item's, naming the item."""
+    def run(items: tuple[Any, ...]) -> str | None:
+        for i, item in enumerate(items):
+            if (problem := check(item)) is not None:
+                return f"[{i}]: {problem}"
+        return None
+    run.__name__ = f"each_{getattr(check, '__name__', 'item')}"
+    return run
+
+
+def _subdomain(text: str) -> str | None:
+    """An object name (RuntimeClass, StorageClass, IngressClass)."""
+    if text and dns1123_subdomain(text):
+        return (f"{text!r} is not a valid name: a lowercase DNS subdomain "
+                "(a-z, 0-9, '-', '.', e.g. gvisor)")
+    return None
+
+
+def _name(text: str) -> str | None:
+    """An item of a list of names: never empty."""
+    return _subdomain(text) if text else f"{text!r} is not a valid name (empty)"
+
+
+def _dns_label(text: str) -> str | None:
+    """A namespace name."""
+    if dns1123_label(text):
+        return f"{text!r} is not a namespace name: a lowercase DNS label (a-z, 0-9, '-')"
+    return None
+
+
+def _nonempty(text: str) -> str | None:
+    return None if text.strip() and text == text.strip() else f"{text!r} is not a name"
+
+
+def _selector(text: str) -> str | None:
+    """``k1=v1,k2=v2``: label keys and values as Kubernetes accepts them in a nodeSelector."""
+    for term in filter(None, text.split(",")):
+        k, eq, v = term.partition("=")
+        k, v = k.strip(), v.strip()
+        if not eq or not k:
+            return (f"{term!r} is not key=value (accepted: comma-separated label terms, "
+                    "e.g. \"disktype=ssd,zone=a\")")
+        if qualified_name(k):
+            return f"{term!r}: {k!r} is not a label key ({qualified_name(k)[0]})"
+        if label_value(v):
+            return f"{term!r}: {v!r} is not a label value ({label_value(v)[0]})"
+    return None
+
+
+def _label_key(text: str) -> str | None:
+    if text and qualified_name(text):
+        return f"{text!r} is not a label key ({qualified_name(text)[0]})"
+    return None
+
+
+def _label_value(text: str) -> str | None:
+    if label_value(text):
+        return f"{text!r} is not a label value ({label_value(text)[0]})"
+    return None
+
+
+def _quantity(text: str) -> str | None:
+    """A positive quantity; ``_build`` takes a YAML number as one too (``cpu: 4``)."""
+    if not text:
+        return None
+    try:
+        q = parse_quantity(text)
+    except QuantityError:
+        q = None
+    if q is None or q.value <= 0:
+        return f"{text!r} is not a positive quantity (e.g. cpu 4 or 500m, memory 8Gi)"
+    return None
+
+
+_REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?"
+                          r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*/?$")
+
+
+def _registry(text: str) -> str | None:
+    """A registry, with a repository path or not, as an image reference starts."""
+    if not _REGISTRY_RE.match(text):
+        return (f"{text!r} is not a registry (HOST[:PORT][/PATH], e.g. docker.io or "
+                "ghcr.io/acme; no scheme)")
+    return None
+
+
+def _level(text: str) -> str | None:
+    from vkube.api.podsecurity.policy import parse_level  # (the package is heavy: only here)
+
+    if text and parse_level(text)[1]:
+        return f"{text!r}: {parse_level(text)[1]}"
+    return None
+
+
+def _version(text: str) -> str | None:
+    from vkube.api.podsecurity.policy import parse_version
+
+    if text and parse_version(text)[1]:
+        return f"{text!r}: {parse_version(text)[1]}"
+    return None
+
+
+_API_VERSION_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$")
+_KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+
+
+def _api_version(text: str) -> str | None:
+    return None if _API_VERSION_RE.match(text) else \
+        f"{text!r} is not an apiVersion (v1, or GROUP/VERSION e.g. cert-manager.io/v1)"
+
+
+def _kind(text: str) -> str | None:
+    return None if not text or _KIND_RE.match(text) else \
+        f"{text!r} is not a kind (e.g. Secret, Issuer)"
+
+
+def _field_path(text: str) -> str | None:
+    return None if not text or _PATH_RE.match(text) else \
+        f"{text!r} is not a field path (dotted names, e.g. spec.issuerRef.name)"
+
+
+STORE_FORMS = ("sqlite (the default: a file in the data dir), sqlite:///PATH, "
+               "postgres://USER@HOST:PORT/DB or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
+
+
+def _store(text: str) -> str | None:
+    """What ``vkube.store.open_store`` opens, checked without opening it (nothing starts
+    for a URL it would refuse)."""
+    if not text or text == "sqlite" or "://" not in text:
+        return None if text.strip() == text else f"{text!r} is not a store URL"
+    bad = f"{text!r} is not a store URL: use {STORE_FORMS}"
+    try:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in ("etcd", "etcd3"):  # (several endpoints: checked one by one below)
+            parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        return bad
+    if scheme in ("sqlite", "sqlite3"):
+        return None if text.split("://", 1)[1].split("?", 1)[0] else bad
+    if scheme in ("postgres", "postgresql"):
+        return None if parts.hostname and parts.path not in ("", "/") else bad
+    if scheme in ("etcd", "etcd3"):
+        if "@" in parts.netloc:
+            return f"{text!r}: etcd user/password authentication is not supported (use TLS)"
+        for item in parts.netloc.split(","):
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                return f"{text!r}: etcd endpoint {item!r} is not HOST:PORT"
+        return None
+    return f"{text!r}: unknown store scheme {scheme!r} (use {STORE_FORMS})"
 
 
 @dataclass(frozen=True)
@@ -69,7 +234,8 @@ class PodsSync:
         "portForwardTargets", (), "addresses of this machine (HOST:PORT) that a pod's "
         "vkube.io/port-forward-PORT annotation may name on the embedded host (a local server "
         "backing the pod: webhooks, kubectl port-forward); any other target is refused under "
-        "hostAccess reject and removed under strip (not with isolation, nor in shared mode)")
+        "hostAccess reject and removed under strip (not with isolation, nor in shared mode)",
+        check="_check_forward_targets")
 
 
 #: the highest value of a user-defined PriorityClass (above: the host's system classes)
@@ -100,7 +266,7 @@ class NodesSync:
     sync_all_nodes: bool = _k("syncAllNodes", False, "show every (selected) host node, not only "
                               "those running this cluster's pods")
     node_selector: str = _k("nodeSelector", "", "\"k1=v1,k2=v2\": only these host nodes are "
-                            "shown, and pods run only on them")
+                            "shown, and pods run only on them", check=_selector)
     enable_scheduler: bool = _k("enableScheduler", False, "run a scheduler in the virtual "
                                 "cluster over its synced nodes")
     clear_image_status: bool = _k("clearImageStatus", True, "hide the host nodes' image lists")
@@ -118,17 +284,20 @@ class NodesSync:
 class Reference:
     """The object a patched field names (as vcluster's ``patches[].reference``)."""
 
-    api_version: str = _k("apiVersion", "v1", "the referenced object's apiVersion")
-    kind: str = _k("kind", "", "its kind (Secret, ConfigMap, Issuer, …)")
-    name_path: str = _k("namePath", "", "when path is an object: its field holding the name")
+    api_version: str = _k("apiVersion", "v1", "the referenced object's apiVersion",
+                          check=_api_version)
+    kind: str = _k("kind", "", "its kind (Secret, ConfigMap, Issuer, …)", check=_kind)
+    name_path: str = _k("namePath", "", "when path is an object: its field holding the name",
+                        check=_field_path)
     namespace_path: str = _k("namespacePath", "", "when path is an object: its field holding the "
-                             "namespace (rewritten to the host namespace)")
+                             "namespace (rewritten to the host namespace)", check=_field_path)
 
 
 @dataclass(frozen=True)
 class Patch:
     path: str = _k("path", "", "the field holding a reference: dotted, [*] for every item of a "
-                   "list (spec.secretName, spec.issuerRef, spec.secrets[*].name)")
+                   "list (spec.secretName, spec.issuerRef, spec.secrets[*].name)",
+                   check="_check_custom_resources")
     reference: Reference = _k("reference", Reference(), "what the field refers to; its name is "
                               "translated to the referenced object's host name")
 
@@ -143,7 +312,8 @@ class ToHostCustomResource:
 @dataclass(frozen=True)
 class FromHostMappings:
     by_name: dict[str, str] = _k("byName", {}, "namespaced kinds: \"HOSTNS/*\": \"VIRTUALNS/*\" (every "
-                                 "object) or \"HOSTNS/NAME\": \"VIRTUALNS/NAME\" (one)")
+                                 "object) or \"HOSTNS/NAME\": \"VIRTUALNS/NAME\" (one)",
+                                 check="_check_custom_resources")
 
 
 @dataclass(frozen=True)
@@ -206,8 +376,8 @@ class Sync:
 
 @dataclass(frozen=True)
 class ServiceMapping:
-    from_: str = _k("from", doc="the source Service as NAMESPACE/NAME")
-    to: str = _k("to", doc="the Service to make")
+    from_: str = _k("from", doc="the source Service as NAMESPACE/NAME", check="_check_mappings")
+    to: str = _k("to", doc="the Service to make", check="_check_mappings")
 
 
 @dataclass(frozen=True)
@@ -224,16 +394,18 @@ class MapServices:
 class Quota:
     enabled: bool = _on("")
     cpu: str = _k("cpu", "", "CPU figure (vkube create --cpu): limits.cpu; requests.cpu is half "
-                  "(default: limits 20, requests 10)")
+                  "(default: limits 20, requests 10)", check=_quantity)
     memory: str = _k("memory", "", "memory figure (vkube create --memory): limits.memory; "
-                     "requests.memory is half (default: limits 40Gi, requests 20Gi)")
+                     "requests.memory is half (default: limits 40Gi, requests 20Gi)",
+                     check=_quantity)
 
 
 @dataclass(frozen=True)
 class Toleration:
-    key: str = _k("key", "", "taint key ('' with operator Exists: every taint)")
+    key: str = _k("key", "", "taint key ('' with operator Exists: every taint)",
+                  check=_label_key)
     operator: Literal["Equal", "Exists"] = _k("operator", "Equal", "")
-    value: str = _k("value", "", "")
+    value: str = _k("value", "", "", check=_label_value)
     effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = _k(
         "effect", "", "'' matches every effect")
 
@@ -251,35 +423,44 @@ class Isolation:
                                 "reaches the host API and DNS; workloads reach the control "
                                 "plane, DNS, each other and public addresses")
     runtime_class_name: str = _k("runtimeClassName", "", "forced on every synced pod (e.g. a "
-                                 "sandboxed runtime: gvisor, kata); the tenant's is overridden")
+                                 "sandboxed runtime: gvisor, kata); the tenant's is overridden",
+                                 check=_subdomain)
     node_selector: str = _k("nodeSelector", "", "\"k1=v1,k2=v2\": the tenant's pods run only "
-                            "on these host nodes, and only they are visible to it")
+                            "on these host nodes, and only they are visible to it",
+                            check=_selector)
     tolerations: tuple[Toleration, ...] = _k("tolerations", (), "added to every synced pod "
                                              "(to run on dedicated, tainted nodes)")
     allowed_registries: tuple[str, ...] = _k(
         "allowedRegistries", (), "image registries pods may use, e.g. [docker.io, ghcr.io/acme] "
-        "(empty: any); other images are refused")
+        "(empty: any); other images are refused", check=_each(_registry))
     allowed_storage_classes: tuple[str, ...] = _k(
-        "allowedStorageClasses", (), "storage classes claims may use (empty: any)")
+        "allowedStorageClasses", (), "storage classes claims may use (empty: any)",
+        check=_each(_name))
     allowed_ingress_classes: tuple[str, ...] = _k(
-        "allowedIngressClasses", (), "ingress classes ingresses may use (empty: any)")
+        "allowedIngressClasses", (), "ingress classes ingresses may use (empty: any)",
+        check=_each(_name))
 
 
 @dataclass(frozen=True)
 class PodSecurityDefaults:
-    enforce: str = _k("enforce", "", "level for namespaces without the enforce label (default privileged)")
-    enforce_version: str = _k("enforce-version", "", "its version (default latest)")
-    audit: str = _k("audit", "", "audit level for namespaces without the label")
-    audit_version: str = _k("audit-version", "", "its version")
-    warn: str = _k("warn", "", "warn level for namespaces without the label")
-    warn_version: str = _k("warn-version", "", "its version")
+    enforce: str = _k("enforce", "", "level for namespaces without the enforce label (default "
+                      "privileged; privileged, baseline or restricted)", check=_level)
+    enforce_version: str = _k("enforce-version", "", "its version (default latest; or v1.N)",
+                              check=_version)
+    audit: str = _k("audit", "", "audit level for namespaces without the label", check=_level)
+    audit_version: str = _k("audit-version", "", "its version", check=_version)
+    warn: str = _k("warn", "", "warn level for namespaces without the label", check=_level)
+    warn_version: str = _k("warn-version", "", "its version", check=_version)
 
 
 @dataclass(frozen=True)
 class PodSecurityExemptions:
-    usernames: tuple[str, ...] = _k("usernames", (), "requests of these users are not checked")
-    namespaces: tuple[str, ...] = _k("namespaces", (), "pods in these namespaces are not checked")
-    runtime_classes: tuple[str, ...] = _k("runtimeClasses", (), "pods of these runtime classes are not checked")
+    usernames: tuple[str, ...] = _k("usernames", (), "requests of these users are not checked",
+                                    check=_each(_nonempty))
+    namespaces: tuple[str, ...] = _k("namespaces", (), "pods in these namespaces are not checked",
+                                     check=_each(_dns_label))
+    runtime_classes: tuple[str, ...] = _k("runtimeClasses", (), "pods of these runtime classes "
+                                          "are not checked", check=_each(_name))
 
 
 @dataclass(frozen=True)
@@ -305,7 +486,7 @@ class PodSecurityConfig:
 class ControlPlane:
     store: str = _k("store", "", "where the API server keeps its objects: sqlite (default, in "
                     "the data dir), postgres://USER@HOST:PORT/DB or "
-                    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
+                    "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]", check=_store)
     pod_security: PodSecurityConfig = _k(
         "podSecurity", PodSecurityConfig(), "the API server's PodSecurity admission configuration "
         "(kube-apiserver's PodSecurityConfiguration: defaults and exemptions)")
@@ -319,7 +500,7 @@ class Sleep:
     after_inactivity: str = _k(
         "afterInactivity", "", "shared mode: after this long with no API request and no "
         "changing workload (e.g. 30m, 1h30m), host workloads go to zero and the cluster's "
-        "memory is freed; the first request wakes it (empty: never)")
+        "memory is freed; the first request wakes it (empty: never)", check="parse_values")
 
 
 @dataclass(frozen=True)
@@ -419,7 +600,17 @@ def _build(cls: Any, data: Any, path: str) -> Any:
     for key, f in fields.items():
         where = f"{path}.{key}" if path else key
         if key in data:
-            kwargs[f.name] = _convert(hints[f.name], data[key], where)
+            value = data[key]
+            check = f.metadata.get("check")
+            if check is _quantity and isinstance(value, (int, float)) and \
+                    not isinstance(value, bool):
+                value = str(value)  # Kubernetes takes a number as a quantity (cpu: 4)
+            elif check is _quantity and not isinstance(value, str):
+                raise ValuesError(f"{where}: must be a quantity (e.g. 4, 500m, 8Gi), "
+                                  f"not {value!r}")
+            kwargs[f.name] = _convert(hints[f.name], value, where)
+            if callable(check) and (problem := check(kwargs[f.name])) is not None:
+                raise ValuesError(f"{where}{'' if problem.startswith('[') else ': '}{problem}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ValuesError(f"{where}: required")
     return cls(**kwargs)
@@ -523,16 +714,6 @@ def _check_mappings(values: Values) -> None:
 
 
 def _check_isolation(iso: Isolation) -> None:
-    for key, text in (("cpu", iso.resource_quota.cpu), ("memory", iso.resource_quota.memory)):
-        if not text:
-            continue
-        try:
-            q = parse_quantity(text)
-        except QuantityError:
-            q = None
-        if q is None or q.value <= 0:
-            raise ValuesError(f"isolation.resourceQuota.{key}: {text!r} is not a positive "
-                              "quantity (e.g. cpu 4 or 500m, memory 8Gi)")
     for i, t in enumerate(iso.tolerations):
         if t.operator == "Exists" and t.value:
             raise ValuesError(f"isolation.tolerations[{i}].value: must be empty when "
@@ -540,12 +721,6 @@ def _check_isolation(iso: Isolation) -> None:
         if t.operator == "Equal" and not t.key:
             raise ValuesError(f"isolation.tolerations[{i}].key: required when operator is "
                               "Equal")
-    for key, items in (("allowedRegistries", iso.allowed_registries),
-                       ("allowedStorageClasses", iso.allowed_storage_classes),
-                       ("allowedIngressClasses", iso.allowed_ingress_classes)):
-        for i, item in enumerate(items):
-            if not item.strip() or item != item.strip():
-                raise ValuesError(f"isolation.{key}[{i}]: {item!r} is not a name")
 
 
 def _check_forward_targets(values: Values) -> None:
@@ -586,13 +761,6 @@ def parse_values(data: Any) -> Values:
     """Validate a loaded YAML document into ``Values``."""
     values: Values = _build(Values, data, "")
     _check_mappings(values)
-    for where, text in (("sync.nodes.nodeSelector", values.sync.nodes.node_selector),
-                        ("isolation.nodeSelector", values.isolation.node_selector)):
-        for term in filter(None, text.split(",")):
-            k, eq, _ = term.partition("=")
-            if not eq or not k.strip():
-                raise ValuesError(f"{where}: {term!r} is not key=value (accepted: "
-                                  "comma-separated label terms, e.g. \"disktype=ssd,zone=a\")")
     _check_isolation(values.isolation)
     if values.isolation.enabled and values.sync.pods.host_access != "reject":
         raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
