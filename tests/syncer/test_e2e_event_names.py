@@ -40,3 +40,14 @@ async def test_synced_events_name_virtual_objects(world: World) -> None:  # noqa
         assert ev["involvedObject"]["uid"] == vuid and ev["involvedObject"]["namespace"] == "default"
         text = json.dumps({k: ev.get(k) for k in ("message", "involvedObject", "related", "reason")})
         assert not any(w in text for w in host_words), (reason, text)
+
+    # the pod's own status: the kubelet's waiting message names the virtual pod too
+    async def waiting() -> str:
+        pod = json.loads(await vc.kubectl("get", "pod", "crash", "-o", "json"))
+        msg = ((pod["status"].get("containerStatuses") or [{}])[0].get("state") or {}) \
+            .get("waiting", {}).get("message", "")
+        assert "back-off" in msg, pod["status"]
+        return msg
+    msg = await eventually(waiting, attempts=300, delay=0.2)
+    assert f"pod=crash_default({vuid})" in msg, msg
+    assert not any(w in msg for w in host_words), msg

@@ -12,6 +12,7 @@ is gone.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
 from vkube.api import errors
@@ -21,6 +22,7 @@ from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
 from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing, deleting
 from vkube.syncer.claims import ClaimsNotReady
+from vkube.syncer.eventtext import virtual_text
 from vkube.syncer.podgone import ANN_RESTARTS, as_shown, claims_to_run, mark_gone, restarts_before
 from vkube.syncer.podowners import wait_owners
 from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
@@ -528,6 +530,39 @@ class PodSyncer(KindSyncer):
         return rewrite_pod(vpod, cfg)
 
     # -- up ---------------------------------------------------------------------------------
+    def _virtual_words(self, hstatus: Obj, vpod: Obj, hpod: Obj) -> Obj:
+        """``hstatus`` with the host's words made virtual where a host component wrote them
+        (the kubelet's ``back-off … pod=NAME_HOSTNS(HOSTUID)``, a mount error naming a host
+        ConfigMap): a tenant sees only its own names. Copies only what changes."""
+        hmeta = hpod["metadata"]
+        hns, huid = self.tr.host_namespace, hmeta.get("uid") or ""
+
+        def host_words(text: object) -> bool:
+            return isinstance(text, str) and (hns in text or "-x-" in text
+                                              or bool(huid and huid in text))
+        known = {hmeta["name"]: vpod["metadata"]["name"], huid: vpod["metadata"].get("uid", "")}
+        vns = vpod["metadata"].get("namespace")
+        out = hstatus
+        if host_words(hstatus.get("message")):
+            out = {**out, "message": virtual_text(hstatus["message"], self.tr, vns, known)}
+        for field in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            statuses = hstatus.get(field)
+            if not statuses or not any(host_words((st or {}).get(part, {}).get(k, {}).get("message"))
+                                       for st in statuses for part in ("state", "lastState")
+                                       for k in ("waiting", "terminated")):
+                continue
+            fixed = []
+            for st in statuses:
+                st = copy.deepcopy(st)
+                for part in ("state", "lastState"):
+                    for k in ("waiting", "terminated"):
+                        entry = (st.get(part) or {}).get(k)
+                        if entry and host_words(entry.get("message")):
+                            entry["message"] = virtual_text(entry["message"], self.tr, vns, known)
+                fixed.append(st)
+            out = {**out, field: fixed}
+        return out
+
     async def _sync_up(self, key: str, vpod: Obj, hpod: Obj) -> None:
         """Node (binding) and status, host → virtual, in one pass: the status is a patch of the
         fields that differ, so it needs no fresh copy of the pod after the binding and does
@@ -563,7 +598,7 @@ class PodSyncer(KindSyncer):
                 vstatus = sent.status  # the cache is behind our last status write
             else:
                 sent.status = None
-        hstatus = as_shown(hpod, vstatus)
+        hstatus = self._virtual_words(as_shown(hpod, vstatus), vpod, hpod)
         if refused := self._refused_debug.get(key):  # ephemeral containers not sent down
             hstatus = {**hstatus, "ephemeralContainerStatuses": [
                 *(hstatus.get("ephemeralContainerStatuses") or ()), *(
