@@ -11,7 +11,7 @@ embedded host or from a local virtual cluster's API server:
 
 Every address goes through the cluster's dial policy (``dialpolicy``) before it is dialled
 (``dial``): a virtual cluster never reaches this machine's own addresses but the ones its owner
-published.
+published. Discovery answers are read up to ``dialpolicy.MAX_BODY``; proxied answers stream.
 
 **TLS**: the service's certificate is verified against ``spec.caBundle`` for the name
 ``NAME.NAMESPACE.svc`` (as upstream), or not at all with ``insecureSkipTLSVerify``.
@@ -36,7 +36,7 @@ from vkube.api.kinds_apiregistration import ca_bundle_pem
 from vkube.api.meta import Obj
 from vkube.api.portforward import parse_target
 from vkube.apiserver.context import Context
-from vkube.apiserver.dialpolicy import Refused
+from vkube.apiserver.dialpolicy import Refused, TooLarge, read_capped
 from vkube.apiserver.request import RequestContext, internal_context
 from vkube.pki.certs import KeyPair, write_private, write_public
 from vkube.api.user import UserInfo
@@ -45,6 +45,8 @@ __all__ = ["Unreachable", "aggregated_resources", "check", "dial", "proxy", "res
 
 PORT_FORWARD = "vkube.io/port-forward-"
 CHECK_TIMEOUT = 5.0
+#: the most of a discovery answer read (a group-version's APIResourceList is a few KiB)
+DISCOVERY_MAX = 1024 * 1024
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "authorization", "content-length"}
 _STRIPPED_PREFIXES = ("x-remote-", "impersonate-")
@@ -195,7 +197,9 @@ async def check(ctx: Context, apiservice: Obj, tls: ssl.SSLContext | bool) -> tu
                                           timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as resp:
             if not 200 <= resp.status < 300:
                 return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: bad status from {url}: {resp.status}", None
-            body = await resp.read()
+            body = await read_capped(resp.content, DISCOVERY_MAX)
+    except TooLarge as exc:
+        return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: {exc}", None
     except asyncio.TimeoutError:
         return "False", "FailedDiscoveryCheck", f"timed out waiting for {url}", None
     except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
