@@ -106,3 +106,28 @@ async def test_read_capped_stops_past_the_limit():
                     await read_capped(resp.content, 1024 * 1024)
     finally:
         await runner.cleanup()
+
+
+async def test_a_tenants_node_cannot_point_logs_at_this_machine(control_plane):
+    """Before a virtual cluster's own kubelet endpoint is set (or without one), logs and exec
+    follow the Node's address, which a tenant may write: the restricted policy refuses a
+    loopback kubelet with the same words an open port and a closed one would get."""
+    from tests.webhooks.probes import REFUSED, listener
+
+    cp = control_plane
+    cp.cp.ctx.dial_policy = DialPolicy(restricted=True)
+    with listener() as lst:
+        port = lst.getsockname()[1]
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                           "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}}
+        import json
+
+        await asyncio.to_thread(cp.kubectl, "create", "-f", "-", input=json.dumps(node))
+        await asyncio.to_thread(cp.kubectl, "create", "-f", "-", input=json.dumps(pod))
+        out = await asyncio.to_thread(cp.kubectl, "logs", "p", check=False)
+        assert out.returncode != 0 and REFUSED in out.stderr, out.stderr
+        with pytest.raises(BlockingIOError):
+            lst.accept()
