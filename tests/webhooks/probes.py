@@ -75,7 +75,10 @@ def probe_loopback(k: Kubectl) -> None:
             # the port-forward annotation of a pod behind a selector-less Service
             _apply(k, {"apiVersion": "v1", "kind": "Pod", "metadata": {
                 "name": "p2", "annotations": {"vkube.io/port-forward-443": f"127.0.0.1:{port}"}},
-                "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+                "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                             "seccompProfile": {"type": "RuntimeDefault"}},
+                         "containers": [{"name": "c", "image": "nginx", "securityContext": {
+                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}})
             _apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc2"},
                        "spec": {"ports": [{"port": 443, "targetPort": 443}]}})
             _apply(k, {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "svc2"},
