@@ -8,6 +8,7 @@ listed as Local APIServices."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -43,11 +44,22 @@ def wait_condition(u: User, name: str, status: str, reason: str) -> dict:
     return eventually(check, timeout=60, delay=0.5)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
 def cluster(shared_host, tmp_path):
+    """``vkube create`` whose owner publishes ``127.0.0.1:u.wardle_port`` (a virtual cluster
+    reaches no other address of this machine); the tests' Wardle listens there."""
     u = make_user(tmp_path / "u")
+    u.wardle_port = free_port()  # type: ignore[attr-defined]
+    values = tmp_path / "values.yaml"
+    values.write_text(f"sync:\n  pods:\n    portForwardTargets: ['127.0.0.1:{u.wardle_port}']\n")  # type: ignore[attr-defined]
     try:
-        u.vkube("create", "agg", "--host-kubeconfig", str(shared_host))
+        u.vkube("create", "agg", "--host-kubeconfig", str(shared_host), "-f", str(values))
         yield u
     finally:
         cleanup(u)
@@ -68,7 +80,7 @@ def test_local_apiservices_for_builtin_groups(cluster: User):
 
 def test_aggregated_api_is_proxied_and_discovered(cluster: User):
     u = cluster
-    with Wardle() as wardle:
+    with Wardle(port=u.wardle_port) as wardle:
         u.kubectl("apply", "-f", "-", input=external_service("wardle", wardle.port))
         u.kubectl("apply", "-f", "-", input=apiservice(f"{VERSION}.{GROUP}", GROUP, VERSION, "wardle",
                                                        wardle.port, wardle.ca_bundle))
@@ -124,7 +136,7 @@ def test_missing_service_and_wrong_ca_are_unavailable(cluster: User):
     groups = json.loads(u.kubectl("get", "--raw", "/apis").stdout)["groups"]
     assert "missing.example.com" in [g["name"] for g in groups]
 
-    with Wardle(service="wrongca") as wardle:
+    with Wardle(service="wrongca", port=u.wardle_port) as wardle:
         other = Wardle(service="wrongca")  # another CA: the server's certificate does not match
         u.kubectl("apply", "-f", "-", input=external_service("wrongca", wardle.port))
         u.kubectl("apply", "-f", "-", input=apiservice(f"{VERSION}.{GROUP}", GROUP, VERSION, "wrongca", wardle.port,

@@ -152,3 +152,44 @@ async def test_a_crd_version_is_a_local_apiservice_while_served(control_plane):
         await asyncio.sleep(0.3)
     assert "apiservice.apiregistration.k8s.io/v1.toys.example.com" not in names
     assert "apiservice.apiregistration.k8s.io/v1.apps" in names
+
+
+async def test_an_oversized_discovery_answer_is_not_read(control_plane):
+    """The availability check reads at most ``aggproxy.DISCOVERY_MAX`` of the discovery answer
+    (a tenant's server answering 600 MB grew the process by hundreds of MB): past it the
+    APIService is FailedDiscoveryCheck naming the limit."""
+    from vkube.apiserver.aggproxy import DISCOVERY_MAX
+
+    cp = control_plane
+    name = f"{VERSION}.{GROUP}"
+    big = {"kind": "APIResourceList", "groupVersion": f"{GROUP}/{VERSION}", "resources": [],
+           "padding": "x" * (DISCOVERY_MAX + 1)}
+    with Wardle(routes=lambda path, user: (200, big) if path.rstrip("/") == f"/apis/{GROUP}/{VERSION}" else None) as wardle:
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "wardle", "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": "127.0.0.1"}}))
+        await kubectl(cp, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+            "spec": {"group": GROUP, "version": VERSION, "groupPriorityMinimum": 1000, "versionPriority": 15,
+                     "caBundle": wardle.ca_bundle,
+                     "service": {"namespace": "default", "name": "wardle", "port": wardle.port}}}))
+        cond = await condition(cp, name, "FailedDiscoveryCheck")
+        assert cond["message"].endswith(f"the response body exceeds the limit of {DISCOVERY_MAX} bytes"), cond
+
+
+async def test_apiservices_past_the_per_cluster_limit_are_not_checked(control_plane, monkeypatch):
+    """Each cluster checks (and keeps the discovery of) at most ``MAX_REMOTE_APISERVICES``
+    remote APIServices; the ones past it, by name, read Available=False naming the limit."""
+    from vkube.apiserver import aggregator
+
+    monkeypatch.setattr(aggregator, "MAX_REMOTE_APISERVICES", 2)
+    cp = control_plane
+    docs = [{"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": f"v1.g{i}.example.com"},
+             "spec": {"group": f"g{i}.example.com", "version": "v1", "groupPriorityMinimum": 1000, "versionPriority": 15,
+                      "insecureSkipTLSVerify": True, "service": {"namespace": "default", "name": f"s{i}"}}}
+            for i in range(3)]
+    await kubectl(cp, "apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    await condition(cp, "v1.g0.example.com", "ServiceNotFound")
+    await condition(cp, "v1.g1.example.com", "ServiceNotFound")
+    cond = await condition(cp, "v1.g2.example.com", "TooManyAPIServices")
+    assert "more than 2 APIServices with a service" in cond["message"]

@@ -51,7 +51,9 @@ class Wardle:
     """``routes(path, user)`` may answer a GET itself (code, JSON body); None falls back to the
     flunders API."""
 
-    def __init__(self, service: str = "wardle", namespace: str = "default", routes: Route | None = None) -> None:
+    def __init__(self, service: str = "wardle", namespace: str = "default", routes: Route | None = None,
+                 port: int = 0) -> None:
+        """``port``: one the virtual cluster's owner published (``portForwardTargets``)."""
         self.ca = CertificateAuthority.create("wardle-ca")
         pair = self.ca.issue_serving([f"{service}.{namespace}.svc"], common_name="wardle")
         self.requests: list[dict[str, Any]] = []
@@ -122,7 +124,7 @@ class Wardle:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._context = context
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]

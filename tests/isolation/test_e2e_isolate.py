@@ -126,6 +126,11 @@ def test_isolate_enforces_pod_security_and_host_objects(shared_host, tmp_path):
         ns = json.loads(kubectl(shared_host, "get", "namespace", "vkube-iso", "-o",
                                 "json").stdout)
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+        # its control plane reaches no address of this machine for it (webhooks, APIServices,
+        # a pod's port-forward annotation): tests/webhooks/probes.py
+        from tests.webhooks.probes import probe_loopback
+
+        probe_loopback(u.kubectl)
     finally:
         cleanup(u)
 

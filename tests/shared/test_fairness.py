@@ -156,6 +156,12 @@ async def test_apf_inside_each_cluster_composes_with_the_shared_seats(tmp_path: 
                                        max_requests_inflight=100, max_mutating_requests_inflight=100))
         fc = server.members["a"].vc.control_plane.server.flowcontrol
         with WebhookServer() as hooks:
+            # the webhook only holds a request here: let this cluster reach the test's server
+            # (shared clusters reach no address of this machine: tests/webhooks/probes.py)
+            from vkube.apiserver.dialpolicy import DialPolicy
+
+            server.members["a"].vc.control_plane.ctx.dial_policy = DialPolicy(
+                restricted=True, published=frozenset({("127.0.0.1", hooks.port)}))
             async with ClusterSession(server, "a") as admin, \
                     ClusterSession(server, "a", user=("slow", ("system:authenticated",))) as slow:
                 for path, doc in _apf_setup(hooks):

@@ -397,3 +397,19 @@ def test_pods_reach_their_own_api_in_cluster(host_user: User, tmp_path: Path) ->
     finally:
         u.vkube("delete", "inpod")
         u.vkube("delete", "outer")
+
+
+def test_a_shared_cluster_never_reaches_this_machine(host_user: User) -> None:
+    """The shared process dials for every tenant: a webhook url at an open and at a closed
+    loopback port read the same, and a pod's port-forward annotation (refused by the syncer,
+    still in the virtual API) or an APIService behind an ExternalName 127.0.0.1 never connect
+    (tests/webhooks/probes.py; the dedicated-cluster side is in tests/webhooks)."""
+    from tests.webhooks.probes import probe_loopback
+
+    u = host_user
+    u.vkube("create", "--shared", "probe", "--connect=false")
+    u.vkube("connect", "probe")
+    try:
+        probe_loopback(lambda *args, **kw: ctx(u, "probe", *args, **kw))
+    finally:
+        u.vkube("delete", "probe", check=False)

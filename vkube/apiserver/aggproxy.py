@@ -9,6 +9,10 @@ embedded host or from a local virtual cluster's API server:
   ``--enable-aggregator-routing`` resolves. When the endpoint is a pod carrying the embedded
   host's ``vkube.io/port-forward-PORT: HOST:PORT`` annotation, that real address is used.
 
+Every address goes through the cluster's dial policy (``dialpolicy``) before it is dialled
+(``dial``): a virtual cluster never reaches this machine's own addresses but the ones its owner
+published. Discovery answers are read up to ``dialpolicy.MAX_BODY``; proxied answers stream.
+
 **TLS**: the service's certificate is verified against ``spec.caBundle`` for the name
 ``NAME.NAMESPACE.svc`` (as upstream), or not at all with ``insecureSkipTLSVerify``.
 
@@ -30,15 +34,19 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.api.kinds_apiregistration import ca_bundle_pem
 from vkube.api.meta import Obj
+from vkube.api.portforward import parse_target
 from vkube.apiserver.context import Context
+from vkube.apiserver.dialpolicy import Refused, TooLarge, read_capped
 from vkube.apiserver.request import RequestContext, internal_context
 from vkube.pki.certs import KeyPair, write_private, write_public
 from vkube.api.user import UserInfo
 
-__all__ = ["Unreachable", "aggregated_resources", "check", "proxy", "resolve"]
+__all__ = ["Unreachable", "aggregated_resources", "check", "dial", "proxy", "resolve"]
 
 PORT_FORWARD = "vkube.io/port-forward-"
 CHECK_TIMEOUT = 5.0
+#: the most of a discovery answer read (a group-version's APIResourceList is a few KiB)
+DISCOVERY_MAX = 1024 * 1024
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "authorization", "content-length"}
 _STRIPPED_PREFIXES = ("x-remote-", "impersonate-")
@@ -77,10 +85,7 @@ async def _forwarded(ctx: Context, target: Obj | None, port: int) -> tuple[str, 
         return None
     pod = await _get(ctx, "Pod", target.get("namespace", ""), target.get("name", ""))
     value = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(f"{PORT_FORWARD}{port}")
-    if not value or ":" not in value:
-        return None
-    host, _, p = value.rpartition(":")
-    return (host, int(p)) if p.isdigit() else None
+    return parse_target(value) if value else None
 
 
 async def resolve(ctx: Context, service: Obj) -> tuple[str, int]:
@@ -118,6 +123,13 @@ async def resolve(ctx: Context, service: Obj) -> tuple[str, int]:
         raise Unreachable("EndpointsNotFound", f'cannot find endpointslices for service/{name} in "{ns}"')
     raise Unreachable("MissingEndpoints",
                       f'endpointslices for service/{name} in "{ns}" have no addresses with port name "{port_name}"')
+
+
+async def dial(ctx: Context, service: Obj) -> tuple[str, int]:
+    """``resolve``, then the cluster's dial policy: the checked IP and port to connect to;
+    raises Unreachable or dialpolicy.Refused."""
+    host, port = await resolve(ctx, service)
+    return await ctx.dial_policy.resolve(host, port), port
 
 
 def ssl_for(apiservice: Obj, client: KeyPair | None = None) -> ssl.SSLContext | bool:
@@ -173,15 +185,21 @@ async def check(ctx: Context, apiservice: Obj, tls: ssl.SSLContext | bool) -> tu
     group, version = spec.get("group", ""), spec.get("version", "")
     path = f"/apis/{group}/{version}" if group else f"/api/{version}"
     url = _url(host, port, path)
+    try:
+        address = await ctx.dial_policy.resolve(host, port)
+    except Refused as exc:
+        return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: {exc}", None
     headers = [("X-Remote-User", "system:kube-aggregator"), ("X-Remote-Group", "system:masters"),
                ("Accept", "application/json")]
     try:
-        async with ctx.http_session().get(url, headers=headers, ssl=tls,
+        async with ctx.http_session().get(_url(address, port, path), headers=headers, ssl=tls,
                                           server_hostname=server_name(apiservice), allow_redirects=False,
                                           timeout=aiohttp.ClientTimeout(total=CHECK_TIMEOUT)) as resp:
-            body = await resp.read()
             if not 200 <= resp.status < 300:
                 return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: bad status from {url}: {resp.status}", None
+            body = await read_capped(resp.content, DISCOVERY_MAX)
+    except TooLarge as exc:
+        return "False", "FailedDiscoveryCheck", f"failing or missing response from {url}: {exc}", None
     except asyncio.TimeoutError:
         return "False", "FailedDiscoveryCheck", f"timed out waiting for {url}", None
     except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
@@ -215,9 +233,11 @@ async def proxy(request: web.Request, rc: RequestContext, ctx: Context, apiservi
     if not available:
         return _unavailable()
     try:
-        host, port = await resolve(ctx, apiservice["spec"]["service"])
+        host, port = await dial(ctx, apiservice["spec"]["service"])
     except Unreachable:
         return _unavailable()
+    except Refused as exc:
+        return _unavailable(f"error trying to reach service: {exc}")
     headers = [(k, v) for k, v in request.headers.items()
                if k.lower() not in _HOP and not k.lower().startswith(_STRIPPED_PREFIXES)]
     headers += identity_headers(rc.user)

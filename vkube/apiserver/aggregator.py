@@ -44,6 +44,11 @@ GROUP = "apiregistration.k8s.io"
 PREFIX = f"/{GROUP}/apiservices/"
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 CHECK_INTERVAL = 10.0
+#: availability checks in flight at once per cluster (each reads up to aggproxy.DISCOVERY_MAX)
+CHECK_CONCURRENCY = 4
+#: remote APIServices (``spec.service``) checked and proxied per cluster; the rest read
+#: Available=False naming this limit (a tenant's discovery documents are kept in memory)
+MAX_REMOTE_APISERVICES = 32
 AUTH_CONFIGMAP = "extension-apiserver-authentication"
 FRONT_PROXY_CN = FRONT_PROXY_CLIENT
 #: kube-aggregator's apiVersionPriorities for the built-in groups (group -> minimum, version)
@@ -291,11 +296,25 @@ class Aggregator:
     # -- remote APIServices -------------------------------------------------------------------
 
     async def _check_remotes(self) -> None:
-        remotes = self.remotes()
+        remotes = sorted(self.remotes(), key=lambda o: o["metadata"]["name"])
         if not remotes:
             return
-        results = await asyncio.gather(*(aggproxy.check(self.ctx, obj, self.tls_for(obj)) for obj in remotes),
-                                       return_exceptions=True)
+        over = remotes[MAX_REMOTE_APISERVICES:]
+        remotes = remotes[:MAX_REMOTE_APISERVICES]
+        for obj in over:
+            spec = obj["spec"]
+            self.discovered.pop((spec.get("group", ""), spec.get("version", "")), None)
+            await self._set_available(obj, "False", "TooManyAPIServices",
+                                      f"not checked: this cluster has more than {MAX_REMOTE_APISERVICES} "
+                                      "APIServices with a service (vkube's limit per cluster) — delete "
+                                      "the ones not used")
+        slots = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+        async def bounded(obj: Obj) -> tuple[str, str, str, Obj | None]:
+            async with slots:
+                return await aggproxy.check(self.ctx, obj, self.tls_for(obj))
+
+        results = await asyncio.gather(*(bounded(obj) for obj in remotes), return_exceptions=True)
         for obj, result in zip(remotes, results):
             spec = obj["spec"]
             gv = (spec.get("group", ""), spec.get("version", ""))

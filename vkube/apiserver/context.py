@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vkube.api.fieldset import FieldSetCache
 from vkube.api.kinds import Registry, ResourceSpec
 from vkube.api.meta import Obj, utcnow
+from vkube.apiserver.dialpolicy import DialPolicy
 from vkube.apiserver.reinvocation import Reinvocation
 from vkube.apiserver.request import RequestContext, UserInfo
 from vkube.store.base import Store
@@ -103,6 +104,9 @@ class Context:
     #: seconds between BOOKMARK events of an idle watch (shared mode: upstream's minute, so
     #: an idle cluster's watches wake its process rarely)
     bookmark_interval: float = 5.0
+    #: where the control plane may connect for this cluster's webhooks and aggregated APIs
+    #: (a virtual cluster's is restricted: ``vkube.apiserver.dialpolicy``)
+    dial_policy: DialPolicy = field(default_factory=DialPolicy)
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""

@@ -469,6 +469,9 @@ class ControlPlane:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.store_url = store_url
+        #: where webhooks and aggregated APIs may be dialled (vkube.apiserver.dialpolicy); a
+        #: virtual cluster sets a restricted one before start(); None: any address
+        self.dial_policy: Any = None
         self.store_options = store_options or {}
         self.compaction_interval = compaction_interval  # kube-apiserver's default: 5 minutes
         self.host, self.port, self.name = host, port, name
@@ -575,6 +578,8 @@ class ControlPlane:
                                                 self.encryption_config is None)
         self.ctx = Context(store=store, registry=self.registry, allocate_service_ips=self.allocate_service_ips,
                            encryption=self._encryption())
+        if self.dial_policy is not None:
+            self.ctx.dial_policy = self.dial_policy
         if self.service_cidr:
             self.ctx.service_cidr = self.service_cidr
         self.ctx.kubelet_tls = self.pki.client_ssl(*APISERVER_KUBELET_CLIENT)

@@ -15,6 +15,7 @@ from vkube.apiserver import http
 from vkube.api.meta import Obj, rfc3339
 from vkube.apiserver.admission.connect import admit_connect
 from vkube.apiserver.context import Context
+from vkube.apiserver.dialpolicy import Refused
 from vkube.apiserver.podlogopts import check_log_options
 from vkube.apiserver.request import RequestContext
 from vkube.netio import offered_protocols, relay_websockets
@@ -167,15 +168,14 @@ async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web
     if not node_name:
         raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
     node = await _core(ctx, "Node").get(rc, None, node_name)
-    address, port = ctx.kubelet_endpoint or _kubelet_endpoint(node)
-    if not address or not port:
-        raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
+    address, port, tls_name = await _kubelet_target(ctx, node, node_name)
     params = {k: v for k, v in request.query.items()
               if k in ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")}
     url = f"https://{address}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
     session = ctx.http_session()
     try:
-        upstream = await session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        upstream = await session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                                     **({"server_hostname": tls_name} if tls_name else {}))
     except aiohttp.ClientError as exc:
         raise errors.ServiceUnavailable(f"unable to reach the kubelet of node {node_name}: {exc}") from None
     async with upstream:
@@ -217,9 +217,7 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
         raise errors.BadRequest(f"pod {info.name} does not have a host assigned")
     await admit_connect(ctx, _core(ctx, "Pod").spec, rc, request.query, container)
     node = await _core(ctx, "Node").get(rc, None, node_name)
-    address, port = ctx.kubelet_endpoint or _kubelet_endpoint(node)
-    if not address or not port:
-        raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
+    address, port, tls_name = await _kubelet_target(ctx, node, node_name)
     if not web.WebSocketResponse(protocols=EXEC_PROTOCOLS).can_prepare(request).ok:
         raise errors.BadRequest(f"{info.subresource} requires a WebSocket upgrade (channel.k8s.io protocols)")
     # in process: a virtual cluster's syncer, or the embedded host's kubelet (None: dial)
@@ -239,7 +237,8 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     session = ctx.http_session()
     try:
         upstream = await session.ws_connect(target, params=list(request.query.items()), protocols=protocols or EXEC_PROTOCOLS,
-                                            timeout=aiohttp.ClientWSTimeout(ws_close=5))
+                                            timeout=aiohttp.ClientWSTimeout(ws_close=5),
+                                            **({"server_hostname": tls_name} if tls_name else {}))
     except (aiohttp.ClientError, OSError) as exc:
         raise errors.ServiceUnavailable(f"unable to upgrade connection to the kubelet of node {node_name}: {exc}") from None
     # answer the client with the protocol the kubelet chose
@@ -249,6 +248,23 @@ async def pod_stream(ctx: Context, request: web.Request, rc: RequestContext) -> 
     async with upstream:
         await relay_websockets(ws, upstream)
     return ws
+
+
+async def _kubelet_target(ctx: Context, node: Obj, node_name: str) -> tuple[str, int, str | None]:
+    """(address, port, TLS name or None) of the kubelet to dial: the control plane's own
+    endpoint when it set one, else the Node's — a tenant may write any Node, so a restricted
+    dial policy checks that address first (dialpolicy: never this machine's own)."""
+    if ctx.kubelet_endpoint:
+        return ctx.kubelet_endpoint[0], ctx.kubelet_endpoint[1], None
+    address, port = _kubelet_endpoint(node)
+    if not address or not port:
+        raise errors.ServiceUnavailable(f"node {node_name} has no kubelet endpoint")
+    try:
+        checked = await ctx.dial_policy.resolve(str(address), int(port))
+    except Refused as exc:
+        raise errors.ServiceUnavailable(f"unable to reach the kubelet of node {node_name}: {exc}") from None
+    host = f"[{checked}]" if ":" in checked else checked
+    return host, int(port), (str(address) if checked != str(address) else None)
 
 
 def _kubelet_endpoint(node: Obj) -> tuple[str | None, int | None]:

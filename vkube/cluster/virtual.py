@@ -78,6 +78,7 @@ class VirtualCluster:
             host_owned=_host_owned(config),
             **({} if config.requestheader_allowed_names is None
                else {"requestheader_allowed_names": config.requestheader_allowed_names}))
+        self.control_plane.dial_policy = _dial_policy(config, shared=store is not None or public_url is not None)
         #: set once the API server answers (kubeconfig written, system namespaces there)
         self.serving = asyncio.Event()
         #: set once every component runs with synced caches
@@ -605,3 +606,19 @@ def _host_owned(config: ClusterConfig) -> HostOwned | None:
         why="this virtual cluster's DeviceClasses and ResourceSlices are copies of the host cluster's "
             "(sync.resourceclaims): the host's scheduler allocates devices only from those; "
             "ask the host's admin to create it on the host")
+
+
+def _dial_policy(config: ClusterConfig, *, shared: bool) -> Any:
+    """A tenant's webhooks and aggregated APIs never reach this machine's own addresses, but
+    for the targets its owner published (``sync.pods.portForwardTargets``; none in shared mode
+    nor with isolation — the values refuse them there too). A standalone control plane
+    (``vkube serve`` without a host: its user is this machine's) keeps the open policy."""
+    from vkube.apiserver.dialpolicy import DialPolicy
+    from vkube.syncer.values import port_forward_targets
+
+    values = config.values
+    if not config.virtual and not shared:
+        return DialPolicy()
+    if values is None or shared or values.isolation.enabled or values.control_plane.mode == "shared":
+        return DialPolicy(restricted=True)
+    return DialPolicy(restricted=True, published=port_forward_targets(values))

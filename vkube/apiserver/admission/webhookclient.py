@@ -15,6 +15,11 @@ certificate signed by unknown authority``), so the dispatchers can build the exa
 3. a ready endpoint's address (headless Services); an ExternalName Service's name.
 
 The TLS server name is always ``NAME.NAMESPACE.svc``, as upstream verifies it.
+
+Every address, a ``url``'s host too, goes through the cluster's dial policy
+(``vkube.apiserver.dialpolicy``): the connection goes to the IP it checked, and a refused one
+reads the same whether anything listens there. Redirects are not followed (they would lead
+past the policy); answers are read up to 3 MiB.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from vkube.api.portforward import parse_target
 from vkube.apiserver.context import Context
+from vkube.apiserver.dialpolicy import Refused, TooLarge, read_capped
 from vkube.apiserver.request import internal_context
 
 __all__ = ["CallError", "WebhookClient", "Target", "PORT_FORWARD_PREFIX"]
@@ -47,6 +54,7 @@ class Target:
     url: str  # what messages show: https://host:port/path?timeout=Ns
     connect_url: str  # where the connection goes (an address)
     server_name: str | None  # TLS name to verify when it differs from the connect host
+    host_header: str | None = None  # the url's host:port when the connection goes to its IP
 
 
 class WebhookClient:
@@ -97,7 +105,15 @@ class WebhookClient:
         if url:
             parts = urlsplit(str(url))
             full = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-            return Target(full, full, None)
+            try:
+                host, port = parts.hostname or "", parts.port or 443
+            except ValueError:
+                raise CallError(f'Post "{full}": invalid port in the url') from None
+            address = await self._checked(full, host, port)
+            if address == host.strip("[]"):
+                return Target(full, full, None)
+            connect = urlunsplit((parts.scheme, _hostport(address, port), parts.path, query, ""))
+            return Target(full, connect, host, parts.netloc.rpartition("@")[2])
         svc = client_config.get("service") or {}
         name, namespace = str(svc.get("name", "")), str(svc.get("namespace", ""))
         port = int(svc.get("port") or 443)
@@ -105,8 +121,21 @@ class WebhookClient:
         host = f"{name}.{namespace}.svc"
         shown = f"https://{host}:{port}{path}?{query}"
         address = await self.resolve(namespace, name, port, shown)
-        connect = f"https://{address}{path}?{query}"
+        dial_host, _, dial_port = address.rpartition(":")
+        try:
+            number = int(dial_port)
+        except ValueError:
+            raise CallError(f'Post "{shown}": dial tcp {address}: missing port in address') from None
+        checked = await self._checked(shown, dial_host, number)
+        connect = f"https://{_hostport(checked, number)}{path}?{query}"
         return Target(shown, connect, host)
+
+    async def _checked(self, shown: str, host: str, port: int) -> str:
+        """The cluster's dial policy on ``host:port``: the IP to connect to; CallError if refused."""
+        try:
+            return await self.ctx.dial_policy.resolve(host, port)
+        except Refused as exc:
+            raise CallError(f'Post "{shown}": {exc}') from None
 
     async def resolve(self, namespace: str, name: str, port: int, shown: str) -> str:
         """``host:port`` to connect to for a Service reference (see the module docstring)."""
@@ -163,8 +192,8 @@ class WebhookClient:
         pods = self.ctx.storage_for("", "Pod")
         pod = await pods.get_or_none(rc, namespace, pod_name) if pods else None
         annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
-        value = annotations.get(f"{PORT_FORWARD_PREFIX}{port}")
-        return str(value) if value else None
+        target = parse_target(annotations.get(f"{PORT_FORWARD_PREFIX}{port}"))
+        return _hostport(*target) if target else None
 
     # -- the call ------------------------------------------------------------------------------
 
@@ -184,15 +213,19 @@ class WebhookClient:
     async def _post(self, target: Target, sc: ssl.SSLContext, body: dict[str, Any]) -> dict[str, Any]:
         import aiohttp
 
-        kw: dict[str, Any] = {"ssl": sc}
+        kw: dict[str, Any] = {"ssl": sc, "allow_redirects": False}
         if target.server_name:
             kw["server_hostname"] = target.server_name
+        headers = {"Content-Type": "application/json", "Accept": "application/json, */*"}
+        if target.host_header:
+            headers["Host"] = target.host_header
         try:
             async with self._http().post(target.connect_url, data=orjson.dumps(body),
-                                         headers={"Content-Type": "application/json",
-                                                  "Accept": "application/json, */*"}, **kw) as resp:
-                raw = await resp.content.read(_MAX_RESPONSE + 1)
+                                         headers=headers, **kw) as resp:
                 status = resp.status
+                raw = await read_capped(resp.content, _MAX_RESPONSE)
+        except TooLarge:
+            raise CallError(f'Post "{target.url}": the response body exceeds the limit of {_MAX_RESPONSE} bytes') from None
         except aiohttp.ClientConnectorCertificateError as exc:
             raise CallError(f'Post "{target.url}": tls: failed to verify certificate: x509: '
                             f"{_cert_reason(exc)}") from None
@@ -203,8 +236,6 @@ class WebhookClient:
                             f"connect: {_os_reason(exc)}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise CallError(f'Post "{target.url}": {exc}') from None
-        if len(raw) > _MAX_RESPONSE:
-            raise CallError(f'Post "{target.url}": the response body exceeds the limit of {_MAX_RESPONSE} bytes')
         if not 200 <= status < 300:
             text = raw.decode(errors="replace").strip()
             try:
