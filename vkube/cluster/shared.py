@@ -59,7 +59,7 @@ from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
-from vkube.cluster import sharedcerts, sleepwatch
+from vkube.cluster import sharedcerts, sleepwatch, wakestreams
 from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
@@ -110,6 +110,8 @@ class Member:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     #: how long the last wake took (seconds), for ``describe`` and the benchmark
     last_wake: float | None = None
+    #: when it last woke (monotonic): pod streams wait for their pods in the minutes after
+    woke_at: float | None = None
     #: the TLS context the shared listener serves this cluster with (its own CA and serving
     #: certificate), chosen by SNI; kept while asleep so a request can still reach it
     ssl: ssl.SSLContext | None = field(default=None, repr=False)
@@ -589,6 +591,7 @@ class SharedServer:
             t0 = time.perf_counter()
             await self._start_member(member)
             member.last_wake = time.perf_counter() - t0
+            member.woke_at = time.monotonic()
             log.info("shared: %s awake in %.0f ms", name, member.last_wake * 1000)
             vc = member.vc
             if vc is not None and vc.host_named:
@@ -723,6 +726,11 @@ class SharedServer:
             inner[sleepwatch.GRANT] = (grants, sleepwatch.credential_of(request), watch, grants.epoch)
             entered = member.watches.enter()
         try:
+            if member.woke_at is not None and not component and \
+                    time.monotonic() - member.woke_at < wakestreams.WAKE_WINDOW:
+                target = wakestreams.pod_stream(request.method, tail)
+                if target is not None:  # its pod comes back to the host after a wake
+                    await wakestreams.until_pod_streams(vc, target)
             # the cluster's own priority and fairness first; this process's seat only once
             # APF admitted the request (a request queued there holds none; long-running
             # requests take neither); a refusal here is APF's 429
