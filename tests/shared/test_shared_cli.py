@@ -397,3 +397,90 @@ def test_pods_reach_their_own_api_in_cluster(host_user: User, tmp_path: Path) ->
     finally:
         u.vkube("delete", "inpod")
         u.vkube("delete", "outer")
+
+
+class _RawWatch:
+    """``kubectl get --raw WATCH-PATH -v=6`` in the background: stdout and stderr read as they
+    come (``-v=6`` logs the response status once the stream starts)."""
+
+    def __init__(self, u: User, name: str, path: str) -> None:
+        import subprocess
+        import threading
+
+        from tests.conftest import KUBECTL
+
+        env = {**u.env, "KUBECTL_KUBERC": "false",
+               "KUBECACHEDIR": str(u.kubeconfig.parent / ".kubectl-cache")}
+        self.proc = subprocess.Popen([KUBECTL, "--context", f"vkube_{name}", "get", "--raw", path,
+                                      "-v=6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, ls=lines: ls.extend(iter(s.readline, "")),
+                             daemon=True).start()
+
+    def started(self) -> None:
+        assert any("200 OK" in line for line in self.err), self.err
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+@pytest.mark.timeout(600)
+def test_sleep_keeps_watches_and_pod_streams_work_on_wake(host_user: User) -> None:
+    """Sleep survives a watching client: sleep ends open watches as a server timeout does; a
+    re-watch from the version it had (real kubectl) is held without waking the cluster — still
+    Sleeping — and a watch's timeoutSeconds ends it cleanly; a `kubectl run` wakes the cluster
+    and the held watch gets its pod. ``kubectl exec``/``logs`` at a sleeping cluster work the
+    first time (they wait for the pod to be back on the host)."""
+    u = host_user
+    u.vkube("create", "--shared", "napper", "--connect=false")
+    u.vkube("connect", "napper")
+    watches: list[_RawWatch] = []
+    try:
+        ctx(u, "napper", "run", "p", "--image=nginx")
+        eventually(lambda: _virtual_running(u, "napper", 1), timeout=120)
+        rv = json.loads(ctx(u, "napper", "get", "--raw", "/api/v1/namespaces/default/pods").stdout
+                        )["metadata"]["resourceVersion"]
+        assert int(rv) > 0
+        path = f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+        first = _RawWatch(u, "napper", path)
+        watches.append(first)
+        eventually(first.started, timeout=60)
+        u.vkube("sleep", "napper")
+        # the open watch ended as at a server timeout: kubectl exits 0, no error
+        assert first.proc.wait(60) == 0, first.err
+        assert not [ln for ln in first.err if "error" in ln.lower()], first.err
+        # the client's re-watch from its version is held; the cluster stays asleep
+        second = _RawWatch(u, "napper", path)
+        watches.append(second)
+        timed = ctx(u, "napper", "get", "--raw", path + "&timeoutSeconds=2")
+        assert timed.returncode == 0 and timed.stdout == ""
+        assert u.list()["napper"]["status"] == "Sleeping"
+        assert second.proc.poll() is None and not second.out
+        # a create wakes it; the held watch continues from its version and sees the new pod
+        ctx(u, "napper", "run", "w", "--image=nginx")
+        eventually(lambda: _added(second.out, "w"), timeout=60)
+        assert second.proc.poll() is None
+        eventually(lambda: _virtual_running(u, "napper", 2), timeout=120)
+
+        # exec and logs at a sleeping cluster: they wake it and work the first time
+        u.vkube("sleep", "napper")
+        eventually(lambda: _running(u, "vkube-napper", 0), timeout=60)
+        r = ctx(u, "napper", "exec", "p", "--", "hostname", check=False)
+        assert r.returncode == 0 and r.stdout.strip() == "p", r.stderr
+        u.vkube("sleep", "napper")
+        r = ctx(u, "napper", "logs", "w", check=False)
+        assert r.returncode == 0 and "nginx" in r.stdout, r.stderr
+    finally:
+        for w in watches:
+            w.stop()
+        u.vkube("delete", "napper")
+
+
+def _added(lines: list[str], name: str) -> None:
+    events = [json.loads(ln) for ln in list(lines) if ln.strip()]
+    assert any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == name for e in events), events

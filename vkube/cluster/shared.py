@@ -565,6 +565,9 @@ class SharedServer:
             # requests in flight finish before the server stops
             current = asyncio.current_task()
             pending = {t for t in member.requests if t is not current and not t.done()}
+            server = vc.control_plane.server
+            if server is not None:  # what its server admits now may park when they re-watch
+                await member.watches.authorize_open(server, member.parking.grants)
             member.watches.end()
             if pending:
                 await asyncio.wait(pending, timeout=SLEEP_GRACE)
@@ -723,8 +726,11 @@ class SharedServer:
             # a tenant's watch: its store reader is known (sleep ends it cleanly), and a 200
             # records that its credential may watch this while the cluster sleeps
             grants = member.parking.grants
-            inner[sleepwatch.GRANT] = (grants, sleepwatch.credential_of(request), watch, grants.epoch)
+            credential = sleepwatch.credential_of(request)
+            inner[sleepwatch.GRANT] = (grants, credential, watch, grants.epoch)
             entered = member.watches.enter()
+            if task is not None:
+                member.watches.open[task] = (inner, credential, watch)
         try:
             if member.woke_at is not None and not component and \
                     time.monotonic() - member.woke_at < wakestreams.WAKE_WINDOW:
@@ -740,6 +746,7 @@ class SharedServer:
         finally:
             if entered is not None:
                 member.watches.leave(entered)
+                member.watches.open.pop(task, None)  # type: ignore[arg-type]
             if task is not None:
                 member.requests.discard(task)
         audit_id = audit_id_of(inner)

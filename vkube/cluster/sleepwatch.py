@@ -16,7 +16,9 @@ per cluster) until
 
 Who may park: only a request the awake server already authorized — the same credential (client
 certificate, bearer token, impersonation and front-proxy headers) for the same verb, resource,
-namespace and name. Such a decision cannot have changed while the cluster slept, since RBAC,
+namespace and name: when such a watch started, and again for every watch still open when the
+cluster goes to sleep (its server, about to stop, authenticates and authorizes each once more:
+those are the clients that re-watch at once). Such a decision cannot have changed while the cluster slept, since RBAC,
 service accounts and their Secrets, CRDs and API services are only changed by writes; the
 recorded decisions are dropped on every write to those kinds and on every wake (the server's
 token files are read again then), and a credential that expired since (a JWT's ``exp``, a
@@ -228,6 +230,23 @@ class Parking:
             return awake.is_set()
 
 
+async def admitted(server: Any, request: web.Request) -> bool:
+    """Would ``server`` (an ``APIServer``) let ``request`` through authentication and
+    authorization now?"""
+    from vkube.api import errors
+
+    info = parse_request(request.method, request.path, request.query)
+    try:
+        rc = await server.request_context(request, info, "")
+        rc = server.authorization.impersonate(rc, request.headers.items())
+        server.authorization.authorize_request(rc)
+    except errors.StatusError:
+        return False
+    except Exception:  # noqa: BLE001 - undecidable: the watch wakes the cluster instead
+        return False
+    return True
+
+
 async def timed_out(request: web.Request) -> web.StreamResponse:
     """A parked watch's end at its ``timeoutSeconds``: as the API server ends a watch at its
     timeout — 200, the watch stream's content type, no event, a clean end."""
@@ -239,10 +258,24 @@ async def timed_out(request: web.Request) -> web.StreamResponse:
 
 
 class TenantWatches:
-    """The store readers of tenants' watches, so that sleep can end them cleanly."""
+    """Tenants' open watches: their requests (sleep asks the server, before it stops, whether
+    each may go on) and their store readers (sleep ends them cleanly)."""
 
     def __init__(self) -> None:
         self.pumps: set[asyncio.Task[Any]] = set()
+        #: handler task → (the request as the cluster's server got it, credential, watch key)
+        self.open: dict[asyncio.Task[Any], tuple[web.Request, str, tuple[str, ...]]] = {}
+
+    async def authorize_open(self, server: Any, grants: Grants) -> int:
+        """Record every open watch that ``server`` (about to stop) admits now: authentication,
+        impersonation and RBAC as its dispatch runs them. Returns how many it admitted."""
+        n = 0
+        epoch = grants.epoch
+        for request, credential, key in list(self.open.values()):
+            if await admitted(server, request):
+                grants.add(credential, key, epoch)
+                n += 1
+        return n
 
     def enter(self) -> contextvars.Token[set[asyncio.Task[Any]] | None]:
         """Around a tenant's watch: the store readers it starts are recorded here."""

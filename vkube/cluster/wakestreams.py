@@ -4,8 +4,7 @@ Sleep removes a cluster's host pods; waking starts its API at once and its synce
 later, which then makes the host pods again. A stream to a pod asked in that gap found no
 kubelet proxy yet (a 503 naming the node's internal address, and kubectl's fallback from
 WebSocket to SPDY then reported "exec requires a WebSocket upgrade"), or no host pod. The pod
-ran when the cluster slept (its ``startTime`` stays while its status says it waits for its
-containers again), so the request waits —
+was on a node when the cluster slept (``spec.nodeName``), so the request waits —
 bounded, only in the minutes after a wake — until the syncer relays again and the pod's host
 pod runs the container; then the API server serves it as it serves any other. A pod that does
 not come back in time gets whatever the API server answers then.
@@ -14,6 +13,7 @@ not come back in time gets whatever the API server answers then.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,8 @@ from vkube.client.resources import NODES, PODS
 
 if TYPE_CHECKING:
     from vkube.cluster.virtual import VirtualCluster
+
+log = logging.getLogger(__name__)
 
 #: the pod subresources that stream from the pod's node
 POD_STREAMS = ("exec", "attach", "portforward", "log")
@@ -88,17 +90,37 @@ async def until_pod_streams(vc: "VirtualCluster", target: PodStream, *, timeout:
         hpod = hpods.get(hname, tr.host_namespace)
         if hpod is not None and _runs(hpod, container, target.subresource) and \
                 (not node or vnodes.get(node) is not None):
+            log.debug("%s of pod %s/%s: its host pod runs again", target.subresource,
+                      target.namespace, target.name)
+            return
+        if hpod is not None and _stuck(hpod, container):
             return
         await asyncio.sleep(_POLL)
+    log.info("%s of pod %s/%s: its host pod did not run again within %.0f s", target.subresource,
+             target.namespace, target.name, timeout)
 
 
 def _had_run(vpod: dict[str, Any] | None) -> bool:
-    """The pod had started on the host before (sleep keeps ``startTime`` while its status says
-    it waits for its containers again) and is neither finished nor going."""
+    """The pod was on a node before the sleep (its status is reset to waiting while the syncer
+    makes its host pod again, so only ``spec.nodeName`` tells) and is neither finished nor
+    going."""
     if vpod is None or (vpod.get("metadata") or {}).get("deletionTimestamp"):
         return False
     status = vpod.get("status") or {}
-    return bool(status.get("startTime")) and status.get("phase") not in ("Succeeded", "Failed")
+    return bool((vpod.get("spec") or {}).get("nodeName")) and \
+        status.get("phase") not in ("Succeeded", "Failed")
+
+
+def _stuck(hpod: dict[str, Any], container: str) -> bool:
+    """The host pod waits for something other than its start (an image pull back-off, a crash
+    loop): waiting longer would not help, the API server answers as upstream does."""
+    for cs in (hpod.get("status") or {}).get("containerStatuses") or []:
+        if container and cs.get("name") != container:
+            continue
+        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason and reason not in ("ContainerCreating", "PodInitializing"):
+            return True
+    return (hpod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _first_container(pod: dict[str, Any]) -> str:
