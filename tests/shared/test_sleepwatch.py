@@ -59,6 +59,7 @@ def _official_watch(kubeconfig: Path, rv: str, events: list[Any], errors: list[B
 async def test_watches_park_while_asleep_and_resume_on_wake(server: SharedServer, tmp_path: Path) -> None:
     member = server.members["a"]
     kubeconfig = tmp_path / "a" / "kubeconfig"
+    leaving = ClusterSession(server, "a")
     async with ClusterSession(server, "a") as admin, \
             ClusterSession(server, "a", user=("bob", ())) as bob:
         async with admin.get(CMS) as r:
@@ -87,6 +88,15 @@ async def test_watches_park_while_asleep_and_resume_on_wake(server: SharedServer
                                           "timeoutSeconds": "1"}) as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
             assert await r.read() == b""
+        assert member.vc is None
+
+        # a held watch whose client goes away is ended (the sleep loop looks): no task stays
+        held = len(member.parked)
+        leaver = asyncio.ensure_future(_read_events(leaving, rv))
+        await _until(lambda: len(member.parked) == held + 1)
+        leaver.cancel()
+        await leaving.__aexit__(None, None, None)
+        await _until(lambda: len(member.parked) == held)
         assert member.vc is None
 
         # a write wakes it (kubectl); the held watch continues from its version: nothing lost

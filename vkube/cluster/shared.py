@@ -132,8 +132,9 @@ class Member:
     showing: asyncio.Task[None] | None = field(default=None, repr=False)
     #: watches held while it sleeps, and the decisions that let them be (vkube.cluster.sleepwatch)
     parking: sleepwatch.Parking = field(default_factory=sleepwatch.Parking, repr=False)
-    #: handlers of parked watches (not ``requests``: sleep keeps them, stop and remove end them)
-    parked: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
+    #: handlers of parked watches → their requests (not ``requests``: sleep keeps them, stop
+    #: and remove end them, and so does the sleep loop once their client has gone)
+    parked: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
     #: the store readers of tenants' watches: sleep ends those watches as a timeout does
     watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
 
@@ -144,10 +145,11 @@ class Member:
                 task.cancel()
         self.requests.clear()
 
-    def end_parked(self) -> None:
-        for task in list(self.parked):
-            task.cancel()
-        self.parked.clear()
+    def end_parked(self, *, only_gone: bool = False) -> None:
+        for task, request in list(self.parked.items()):
+            if not only_gone or sleepwatch.gone(request):
+                task.cancel()
+                self.parked.pop(task, None)
 
     @property
     def sleep_after(self) -> float | None:
@@ -616,6 +618,8 @@ class SharedServer:
             await asyncio.sleep(self._sleep_check)
             now = time.monotonic()
             for member in list(self.members.values()):
+                if member.parked:  # a held watch whose client went away ends here
+                    member.end_parked(only_gone=True)
                 after = member.sleep_after
                 if after is None or member.vc is None or member.lock.locked():
                     continue
@@ -685,15 +689,16 @@ class SharedServer:
             return api_http.status_response(errors.ServiceUnavailable(
                 "the virtual cluster is asleep", retry_after=1))
         if vc is None:
-            ticket = member.parking.ticket(request, tail)
+            compacted = member.store.compacted_revision if member.store is not None else 0
+            ticket = member.parking.ticket(request, tail, compacted=compacted)
             if ticket is not None:  # held until the cluster wakes or its timeout passes
                 me = asyncio.current_task()
                 if me is not None:
-                    member.parked.add(me)
+                    member.parked[me] = request
                 try:
                     woke = await member.parking.wait(ticket)
                 finally:
-                    member.parked.discard(me)  # type: ignore[arg-type]
+                    member.parked.pop(me, None)  # type: ignore[arg-type]
                 if not woke:
                     return await sleepwatch.timed_out(request)
                 tail = ticket.tail_now()

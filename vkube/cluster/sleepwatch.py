@@ -199,8 +199,10 @@ class Parking:
         self.awake = asyncio.Event()
         self.slept_at = revision
 
-    def ticket(self, request: web.Request, tail: str) -> Ticket | None:
-        """A ticket when the watch in ``request`` may be parked, else None (it wakes)."""
+    def ticket(self, request: web.Request, tail: str, *, compacted: int = 0) -> Ticket | None:
+        """A ticket when the watch in ``request`` may be parked, else None (it wakes).
+        ``compacted``: the store's compacted revision (older versions get the woken server's
+        410 at once, as they would awake)."""
         if self.slept_at is None or request.method != "GET":
             return None
         key = watch_key(request.method, tail)
@@ -208,7 +210,7 @@ class Parking:
             return None
         query = URL(tail, encoded=True).query
         rv = query.get("resourceVersion", "")
-        if not rv.isdigit() or not 0 < int(rv) <= self.slept_at:
+        if not rv.isdigit() or not max(1, compacted) <= int(rv) <= self.slept_at:
             return None  # "" / "0" list first; a newer one the cluster never had
         if query.get("sendInitialEvents") == "true":
             return None
@@ -245,6 +247,12 @@ async def admitted(server: Any, request: web.Request) -> bool:
     except Exception:  # noqa: BLE001 - undecidable: the watch wakes the cluster instead
         return False
     return True
+
+
+def gone(request: web.Request) -> bool:
+    """The client of ``request`` closed its connection (aiohttp does not cancel the handler)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def timed_out(request: web.Request) -> web.StreamResponse:
@@ -309,4 +317,5 @@ class WatchedStore(PrefixedStore):
 
 
 __all__ = ["AUTHZ_KEYS", "GRANT", "Grants", "Parking", "TenantWatches", "Ticket", "WatchedStore",
-           "credential_of", "record_grant", "timed_out", "unexpired", "watch_key"]
+           "admitted", "credential_of", "gone", "record_grant", "timed_out", "unexpired",
+           "watch_key"]
