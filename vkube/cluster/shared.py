@@ -740,7 +740,9 @@ class SharedServer:
             if member.woke_at is not None and not component and \
                     time.monotonic() - member.woke_at < wakestreams.WAKE_WINDOW:
                 target = wakestreams.pod_stream(request.method, tail)
-                if target is not None:  # its pod comes back to the host after a wake
+                # its pod comes back to the host after a wake; only a client the server lets
+                # through waits (no one else learns from the delay that the pod exists)
+                if target is not None and await sleepwatch.admitted(server, inner):
                     await wakestreams.until_pod_streams(vc, target)
             # the cluster's own priority and fairness first; this process's seat only once
             # APF admitted the request (a request queued there holds none; long-running
