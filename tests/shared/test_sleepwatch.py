@@ -141,3 +141,36 @@ async def _read_events(session: ClusterSession, rv: str) -> list[tuple[str, str]
             if out[-1][1] == "woke":
                 return out
     return out
+
+
+def test_what_a_held_watch_carries_and_which_credentials_still_hold() -> None:
+    """The time held counts against ``timeoutSeconds`` when the woken server gets the watch;
+    only watches are keyed; an expired JWT or a bootstrap token (its expiry is in a Secret) is
+    never held."""
+    import base64
+    import json
+    import time
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from vkube.cluster.sleepwatch import Ticket, unexpired, watch_key
+
+    t = Ticket("/api/v1/pods?watch=1&resourceVersion=5&timeoutSeconds=300",
+               time.monotonic() + 120.4, explicit_timeout=True)
+    assert "timeoutSeconds=121" in t.tail_now() and "resourceVersion=5" in t.tail_now()
+    assert Ticket("/api/v1/pods?watch=1", 0.0, explicit_timeout=False).tail_now() == "/api/v1/pods?watch=1"
+    assert watch_key("GET", "/api/v1/namespaces/d/pods?watch=1") == ("", "v1", "pods", "", "d", "")
+    assert watch_key("GET", "/api/v1/namespaces/d/pods") is None
+
+    def jwt(exp: float) -> str:
+        body = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).rstrip(b"=").decode()
+        return f"e30.{body}.sig"
+
+    def req(token: str):  # noqa: ANN202
+        return make_mocked_request("GET", "/", headers={"Authorization": f"Bearer {token}"})
+
+    now = time.time()
+    assert unexpired(req(jwt(now + 600)), now)
+    assert not unexpired(req(jwt(now - 1)), now)
+    assert not unexpired(req("abcdef.0123456789abcdef"), now)
+    assert unexpired(req("a-static-token"), now)
