@@ -413,3 +413,131 @@ def test_a_shared_cluster_never_reaches_this_machine(host_user: User) -> None:
         probe_loopback(lambda *args, **kw: ctx(u, "probe", *args, **kw))
     finally:
         u.vkube("delete", "probe", check=False)
+
+
+class _Background:
+    """A client process in the background, its stdout and stderr read as they come."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, ls=lines: ls.extend(iter(s.readline, "")),
+                             daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+
+
+class _RawWatch(_Background):
+    """``kubectl get --raw WATCH-PATH -v=6`` (``-v=6`` logs the status once the stream starts)."""
+
+    def __init__(self, u: User, name: str, path: str) -> None:
+        from tests.conftest import KUBECTL
+
+        super().__init__([KUBECTL, "--context", f"vkube_{name}", "get", "--raw", path, "-v=6"],
+                         {**u.env, "KUBECTL_KUBERC": "false",
+                          "KUBECACHEDIR": str(u.kubeconfig.parent / ".kubectl-cache")})
+
+    def started(self) -> None:
+        assert any("200 OK" in line for line in self.err), self.err
+
+
+OPERATOR = """import kopf
+
+@kopf.on.event("pods")
+def seen(event, **_):
+    print("EVENT", event["type"], event["object"]["metadata"]["name"], flush=True)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_sleep_keeps_watches_and_pod_streams_work_on_wake(host_user: User, tmp_path: Path) -> None:
+    """Sleep survives a watching client: sleep ends open watches as a server timeout does; a
+    re-watch from the version it had (real kubectl) is held without waking the cluster — still
+    Sleeping — and a watch's timeoutSeconds ends it cleanly; a `kubectl run` wakes the cluster
+    and the held watch gets its pod. ``kubectl exec``/``logs`` at a sleeping cluster work the
+    first time (they wait for the pod to be back on the host). A kopf operator watching pods
+    keeps its cluster asleep too, and sees what the wake brings."""
+    import sys
+
+    u = host_user
+    u.vkube("create", "--shared", "napper", "--connect=false")
+    u.vkube("connect", "napper")
+    watches: list[_Background] = []
+    try:
+        # kopf (aiohttp sends no server name): the cluster's own port, as the README says
+        port = (u.home / "clusters" / "napper" / "data" / "incluster-port").read_text().strip()
+        kopf_config = tmp_path / "kopf.yaml"
+        kopf_config.write_text(u.vkube("connect", "napper", "--print", "--server",
+                                       f"https://127.0.0.1:{port}").stdout)
+        (tmp_path / "op.py").write_text(OPERATOR)
+        kopf = _Background([sys.executable, "-m", "kopf", "run", "--standalone", "--namespace",
+                            "default", str(tmp_path / "op.py")],
+                           {**u.env, "KUBECONFIG": str(kopf_config)})
+        watches.append(kopf)
+        eventually(lambda: _kopf_started(kopf), timeout=60)
+        ctx(u, "napper", "run", "p", "--image=nginx")
+        eventually(lambda: _kopf_saw(kopf, ("None", "ADDED"), "p"), timeout=60)  # listed
+        ctx(u, "napper", "label", "pod", "p", "probe=1")
+        eventually(lambda: _kopf_saw(kopf, ("MODIFIED",), "p"), timeout=60)  # its watch is open
+        eventually(lambda: _virtual_running(u, "napper", 1), timeout=120)
+        rv = json.loads(ctx(u, "napper", "get", "--raw", "/api/v1/namespaces/default/pods").stdout
+                        )["metadata"]["resourceVersion"]
+        assert int(rv) > 0
+        path = f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+        first = _RawWatch(u, "napper", path)
+        watches.append(first)
+        eventually(first.started, timeout=60)
+        u.vkube("sleep", "napper")
+        # the open watch ended as at a server timeout: kubectl exits 0, no error
+        assert first.proc.wait(60) == 0, first.err
+        assert not [ln for ln in first.err if "error" in ln.lower()], first.err
+        # the client's re-watch from its version is held; the cluster stays asleep
+        second = _RawWatch(u, "napper", path)
+        watches.append(second)
+        timed = ctx(u, "napper", "get", "--raw", path + "&timeoutSeconds=2")
+        assert timed.returncode == 0 and timed.stdout == ""
+        assert u.list()["napper"]["status"] == "Sleeping"
+        assert second.proc.poll() is None and not second.out
+        assert kopf.proc.poll() is None
+        # a create wakes it; the held watches continue from their versions and see the new pod
+        ctx(u, "napper", "run", "w", "--image=nginx")
+        eventually(lambda: _added(second.out, "w"), timeout=60)
+        assert second.proc.poll() is None
+        eventually(lambda: _kopf_saw(kopf, ("ADDED",), "w"), timeout=60)
+        eventually(lambda: _virtual_running(u, "napper", 2), timeout=120)
+
+        # exec and logs at a sleeping cluster: they wake it and work the first time
+        u.vkube("sleep", "napper")
+        eventually(lambda: _running(u, "vkube-napper", 0), timeout=60)
+        r = ctx(u, "napper", "exec", "p", "--", "hostname", check=False)
+        assert r.returncode == 0 and r.stdout.strip() == "p", r.stderr
+        u.vkube("sleep", "napper")
+        r = ctx(u, "napper", "logs", "w", check=False)
+        assert r.returncode == 0 and "nginx" in r.stdout, r.stderr
+    finally:
+        for w in watches:
+            w.stop()
+        u.vkube("delete", "napper")
+
+
+def _kopf_started(kopf: _Background) -> None:
+    assert kopf.proc.poll() is None, kopf.err
+    assert any("Initial authentication has finished" in ln for ln in kopf.err), kopf.err
+
+
+def _kopf_saw(kopf: _Background, etypes: tuple[str, ...], name: str) -> None:
+    assert any(f"EVENT {t} {name}\n" in kopf.out for t in etypes), (kopf.out, kopf.err[-20:])
+
+
+def _added(lines: list[str], name: str) -> None:
+    events = [json.loads(ln) for ln in list(lines) if ln.strip()]
+    assert any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == name for e in events), events

@@ -27,7 +27,10 @@ and one listening port.
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
   tenant and no workload change for that long is stopped, its synced host objects removed and
   its in-memory state dropped; its data stays in the store. The next request starts it again
-  (answered once its API serves) and the syncer puts the host workloads back.
+  (answered once its API serves) and the syncer puts the host workloads back. Sleep ends
+  tenants' watches as a timeout does; their re-watch from a version the cluster had reached
+  is held without waking it, until it wakes or the watch's timeout passes
+  (``vkube.cluster.sleepwatch``).
 
 Membership is declared by files, so the CLI needs no client for it: ``MEMBERS/NAME.json`` (in
 ``DATA_DIR/members``) names a cluster; ``reconcile()`` (at start and on SIGHUP) starts the
@@ -56,7 +59,7 @@ from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
-from vkube.cluster import sharedcerts
+from vkube.cluster import sharedcerts, sleepwatch, wakestreams
 from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
@@ -79,6 +82,8 @@ RESTORE = "Restore"
 #: endpoints follow-ups (store keys are /GROUP/RESOURCE/...)
 _HOUSEKEEPING = ("/core/nodes/", "/coordination.k8s.io/leases/", "/core/events/",
                  "/events.k8s.io/events/", "/core/endpoints/", "/discovery.k8s.io/endpointslices/")
+#: how long sleep lets a cluster's requests in flight finish (its tenants' watches end at once)
+SLEEP_GRACE = 5.0
 #: the user agents of a cluster's own components (``vkube-syncer/NAME`` ...): their requests
 #: are not a tenant's activity
 _COMPONENT_AGENT = "vkube-"
@@ -105,6 +110,8 @@ class Member:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     #: how long the last wake took (seconds), for ``describe`` and the benchmark
     last_wake: float | None = None
+    #: when it last woke (monotonic): pod streams wait for their pods in the minutes after
+    woke_at: float | None = None
     #: the TLS context the shared listener serves this cluster with (its own CA and serving
     #: certificate), chosen by SNI; kept while asleep so a request can still reach it
     ssl: ssl.SSLContext | None = field(default=None, repr=False)
@@ -123,6 +130,13 @@ class Member:
     #: as not running (``VirtualCluster.wait_shown``): tenants' requests wait for it
     shown: asyncio.Event = field(default_factory=_set_event, repr=False)
     showing: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: watches held while it sleeps, and the decisions that let them be (vkube.cluster.sleepwatch)
+    parking: sleepwatch.Parking = field(default_factory=sleepwatch.Parking, repr=False)
+    #: handlers of parked watches → their requests (not ``requests``: sleep keeps them, stop
+    #: and remove end them, and so does the sleep loop once their client has gone)
+    parked: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
+    #: the store readers of tenants' watches: sleep ends those watches as a timeout does
+    watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -130,6 +144,12 @@ class Member:
             if task is not current:
                 task.cancel()
         self.requests.clear()
+
+    def end_parked(self, *, only_gone: bool = False) -> None:
+        for task, request in list(self.parked.items()):
+            if not only_gone or sleepwatch.gone(request):
+                task.cancel()
+                self.parked.pop(task, None)
 
     @property
     def sleep_after(self) -> float | None:
@@ -209,6 +229,7 @@ class SharedServer:
         app = web.Application(client_max_size=api_http.MAX_BODY * 4)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_echo_audit_id)
+        app.on_response_prepare.append(sleepwatch.record_grant)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
@@ -363,6 +384,7 @@ class SharedServer:
         if config.data_dir is not None:
             (config.data_dir / "error").unlink(missing_ok=True)
         if asleep:
+            member.parking.slept(await self.store.current_revision())
             self._mark_sleeping(member)
             return member
         try:
@@ -439,8 +461,8 @@ class SharedServer:
     async def _start_member(self, member: Member) -> None:
         assert self.store is not None
         # a fresh view each start: stopping closes the old one to writes
-        member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
-                                     on_write=lambda key, m=member: _on_write(m, key))
+        member.store = sleepwatch.WatchedStore(self.store, f"/clusters/{member.name}",
+                                               on_write=lambda key, m=member: _on_write(m, key))
         # pods reach their API at a port of their own (no path, no SNI: vkube.cluster.podapi)
         pod_api_port = self.pod_api.bind(member.name, member.config.data_dir) \
             if member.config.virtual else None
@@ -462,6 +484,7 @@ class SharedServer:
         member.vc = vc
         member.state = RUNNING
         member.touch()
+        member.parking.woke()  # parked watches go to the woken server
         serving = vc.control_plane.serving
         if member.ssl is None and serving is not None and serving.context is not None:
             # one context per cluster for the process's life: connections made while it
@@ -506,6 +529,7 @@ class SharedServer:
             if vc is not None:
                 await vc.stop()
             member.end_requests()
+            member.end_parked()
             data = member.config.data_dir
             if unready and data is not None:
                 (data / "ready").unlink(missing_ok=True)
@@ -525,15 +549,30 @@ class SharedServer:
         """Stop the cluster's components, remove its synced host objects, free its memory.
         Returns False if it was asleep already."""
         member = self.members[name]
+        assert self.store is not None
         async with member.lock:
             vc = member.vc
             if vc is None:
                 return False
+            revision = await self.store.current_revision()
+            # requests now park (a watch the awake server authorized, from a version reached)
+            # or wait on the lock, then wake it
             member.vc = None
-            member.state = SLEEPING  # requests now wait on the lock, then wake it
+            member.state = SLEEPING
+            member.parking.slept(revision)
             if member.watcher is not None:
                 member.watcher.cancel()
                 member.watcher = None
+            # tenants' watches end as at a timeout (their clients re-watch, and park); the
+            # requests in flight finish before the server stops
+            current = asyncio.current_task()
+            pending = {t for t in member.requests if t is not current and not t.done()}
+            server = vc.control_plane.server
+            if server is not None:  # what its server admits now may park when they re-watch
+                await member.watches.authorize_open(server, member.parking.grants)
+            member.watches.end()
+            if pending:
+                await asyncio.wait(pending, timeout=SLEEP_GRACE)
             await vc.stop()
             member.end_requests()
             try:
@@ -557,6 +596,7 @@ class SharedServer:
             t0 = time.perf_counter()
             await self._start_member(member)
             member.last_wake = time.perf_counter() - t0
+            member.woke_at = time.monotonic()
             log.info("shared: %s awake in %.0f ms", name, member.last_wake * 1000)
             vc = member.vc
             if vc is not None and vc.host_named:
@@ -578,6 +618,8 @@ class SharedServer:
             await asyncio.sleep(self._sleep_check)
             now = time.monotonic()
             for member in list(self.members.values()):
+                if member.parked:  # a held watch whose client went away ends here
+                    member.end_parked(only_gone=True)
                 after = member.sleep_after
                 if after is None or member.vc is None or member.lock.locked():
                     continue
@@ -647,6 +689,21 @@ class SharedServer:
             return api_http.status_response(errors.ServiceUnavailable(
                 "the virtual cluster is asleep", retry_after=1))
         if vc is None:
+            compacted = member.store.compacted_revision if member.store is not None else 0
+            ticket = member.parking.ticket(request, tail, compacted=compacted)
+            if ticket is not None:  # held until the cluster wakes or its timeout passes
+                me = asyncio.current_task()
+                if me is not None:
+                    member.parked[me] = request
+                try:
+                    woke = await member.parking.wait(ticket)
+                finally:
+                    member.parked.pop(me, None)  # type: ignore[arg-type]
+                if not woke:
+                    return await sleepwatch.timed_out(request)
+                tail = ticket.tail_now()
+                vc = member.vc
+        if vc is None:
             if member.waking is None or member.waking.done():
                 member.waking = asyncio.get_running_loop().create_task(
                     self.wake(name), name=f"shared: wake {name}")
@@ -667,7 +724,26 @@ class SharedServer:
         task = asyncio.current_task()
         if task is not None:
             member.requests.add(task)
+        watch = sleepwatch.watch_key(request.method, tail) \
+            if request.method == "GET" and "watch" in tail else None
+        entered = None
+        if watch is not None and not component:
+            # a tenant's watch: its store reader is known (sleep ends it cleanly), and a 200
+            # records that its credential may watch this while the cluster sleeps
+            grants = member.parking.grants
+            credential = sleepwatch.credential_of(request)
+            inner[sleepwatch.GRANT] = (grants, credential, watch, grants.epoch)
+            entered = member.watches.enter()
+            if task is not None:
+                member.watches.open[task] = (inner, credential, watch)
         try:
+            if member.woke_at is not None and not component and \
+                    time.monotonic() - member.woke_at < wakestreams.WAKE_WINDOW:
+                target = wakestreams.pod_stream(request.method, tail)
+                # its pod comes back to the host after a wake; only a client the server lets
+                # through waits (no one else learns from the delay that the pod exists)
+                if target is not None and await sleepwatch.admitted(server, inner):
+                    await wakestreams.until_pod_streams(vc, target)
             # the cluster's own priority and fairness first; this process's seat only once
             # APF admitted the request (a request queued there holds none; long-running
             # requests take neither); a refusal here is APF's 429
@@ -675,6 +751,9 @@ class SharedServer:
                 server.flowcontrol.outer_seat = functools.partial(self.fair.seat, name)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
+            if entered is not None:
+                member.watches.leave(entered)
+                member.watches.open.pop(task, None)  # type: ignore[arg-type]
             if task is not None:
                 member.requests.discard(task)
         audit_id = audit_id_of(inner)
@@ -718,6 +797,8 @@ async def _remove_workloads(vc: VirtualCluster) -> int:
 def _on_write(member: Member, key: str) -> None:
     if not key.startswith(_HOUSEKEEPING):
         member.touch()
+    if key.startswith(sleepwatch.AUTHZ_KEYS):  # who may watch what may have changed
+        member.parking.grants.clear()
 
 
 async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:

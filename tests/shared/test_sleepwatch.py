@@ -1,0 +1,176 @@
+"""Watches and a sleeping shared cluster (``vkube.cluster.sleepwatch``), one process: sleep
+ends tenants' watches cleanly; a re-watch from a version the cluster had reached, by a
+credential the awake server authorized for it, is held without waking the cluster and gets
+what a wake writes; at its ``timeoutSeconds`` it ends as a server timeout does; a watch nobody
+authorized is never held (it wakes the cluster, whose server refuses it)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vkube.cluster.config import ClusterConfig
+from vkube.cluster.shared import SharedServer
+
+from .conftest import ClusterSession
+from .test_shared_server import _until, kc
+
+CMS = "/clusters/a/api/v1/namespaces/default/configmaps"
+
+
+@pytest.fixture
+async def server(tmp_path: Path):  # noqa: ANN201
+    server = SharedServer(tmp_path / "shared", sleep_check=0.2)
+    await server.start()
+    await server.add(ClusterConfig(name="a", data_dir=tmp_path / "a", controllers=False))
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _official_watch(kubeconfig: Path, rv: str, events: list[Any], errors: list[BaseException]) -> threading.Thread:
+    """The official client's ``Watch.stream`` from ``rv`` (it re-watches from the last version
+    it saw whenever a watch ends), in a daemon thread until it sees ConfigMap ``woke``."""
+    from kubernetes import client as k8s, config as k8s_config, watch
+
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
+
+    def run() -> None:
+        w = watch.Watch()
+        try:
+            for ev in w.stream(api.list_namespaced_config_map, "default", resource_version=rv,
+                               allow_watch_bookmarks=False):
+                events.append((ev["type"], ev["object"].metadata.name))
+                if ev["object"].metadata.name == "woke":
+                    w.stop()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True, name="official watch")
+    thread.start()
+    return thread
+
+
+async def test_watches_park_while_asleep_and_resume_on_wake(server: SharedServer, tmp_path: Path) -> None:
+    member = server.members["a"]
+    kubeconfig = tmp_path / "a" / "kubeconfig"
+    leaving = ClusterSession(server, "a")
+    async with ClusterSession(server, "a") as admin, \
+            ClusterSession(server, "a", user=("bob", ())) as bob:
+        async with admin.get(CMS) as r:
+            rv = (await r.json())["metadata"]["resourceVersion"]
+        # bob may not watch: refused awake, and nothing recorded for him
+        async with bob.get(CMS, params={"watch": "1", "resourceVersion": rv}) as r:
+            assert r.status == 403
+        # the official client's informer-like loop, and a raw watch, while awake
+        events: list[Any] = []
+        failures: list[BaseException] = []
+        thread = _official_watch(kubeconfig, rv, events, failures)
+        async with admin.get(CMS, params={"watch": "1", "resourceVersion": rv}) as r:
+            assert r.status == 200
+            await _until(lambda: len(member.parking.grants) >= 1 and len(member.watches.pumps) >= 2)
+            assert await server.sleep("a")
+            # sleep ended it as a timeout does: a clean end of the stream, no error
+            async with asyncio.timeout(60):
+                assert await r.content.read() == b""
+        assert member.vc is None
+        # the official client re-watched at once, and is held without waking the cluster
+        await _until(lambda: len(member.parked) >= 1)
+        assert member.vc is None and member.state == "Sleeping" and not failures
+
+        # a held watch whose timeoutSeconds passes ends as a server timeout: 200, empty
+        async with admin.get(CMS, params={"watch": "1", "resourceVersion": rv,
+                                          "timeoutSeconds": "1"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+            assert await r.read() == b""
+        assert member.vc is None
+
+        # a held watch whose client goes away is ended (the sleep loop looks): no task stays
+        held = len(member.parked)
+        leaver = asyncio.ensure_future(_read_events(leaving, rv))
+        await _until(lambda: len(member.parked) == held + 1)
+        leaver.cancel()
+        await leaving.__aexit__(None, None, None)
+        await _until(lambda: len(member.parked) == held)
+        assert member.vc is None
+
+        # a write wakes it (kubectl); the held watch continues from its version: nothing lost
+        parked = asyncio.ensure_future(_read_events(admin, rv))
+        await _until(lambda: len(member.parked) >= 2)
+        assert member.vc is None
+        await kc(kubeconfig, "create", "configmap", "woke", "--from-literal=k=v")
+        assert member.vc is not None
+        got = await asyncio.wait_for(parked, 60)
+        assert ("ADDED", "woke") in got
+        await asyncio.to_thread(thread.join, 60)
+        assert not thread.is_alive() and not failures, failures
+        assert ("ADDED", "woke") in events
+
+        # a change to RBAC forgets what was authorized
+        await _until(lambda: len(member.parking.grants) >= 1)
+        await kc(kubeconfig, "create", "rolebinding", "x", "--clusterrole=view", "--user=carol")
+        assert len(member.parking.grants) == 0
+
+        # asleep again: bob's watch is not held; it wakes the cluster and is refused there
+        assert await server.sleep("a")
+        async with bob.get(CMS, params={"watch": "1", "resourceVersion": rv}) as r:
+            assert r.status == 403
+        assert member.vc is not None
+        # a watch that lists first (no resourceVersion) is not held either
+        assert await server.sleep("a")
+        async with admin.get(CMS, params={"watch": "1", "timeoutSeconds": "1"}) as r:
+            assert r.status == 200
+        assert member.vc is not None
+
+
+async def _read_events(session: ClusterSession, rv: str) -> list[tuple[str, str]]:
+    """A raw watch from ``rv`` until it delivers ConfigMap ``woke``."""
+    import json
+
+    out: list[tuple[str, str]] = []
+    async with session.get(CMS, params={"watch": "1", "resourceVersion": rv}) as r:
+        assert r.status == 200
+        async for line in r.content:
+            ev = json.loads(line)
+            out.append((ev["type"], ev["object"]["metadata"]["name"]))
+            if out[-1][1] == "woke":
+                return out
+    return out
+
+
+def test_what_a_held_watch_carries_and_which_credentials_still_hold() -> None:
+    """The time held counts against ``timeoutSeconds`` when the woken server gets the watch;
+    only watches are keyed; an expired JWT or a bootstrap token (its expiry is in a Secret) is
+    never held."""
+    import base64
+    import json
+    import time
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from vkube.cluster.sleepwatch import Ticket, unexpired, watch_key
+
+    t = Ticket("/api/v1/pods?watch=1&resourceVersion=5&timeoutSeconds=300",
+               time.monotonic() + 120.4, explicit_timeout=True)
+    assert "timeoutSeconds=121" in t.tail_now() and "resourceVersion=5" in t.tail_now()
+    assert Ticket("/api/v1/pods?watch=1", 0.0, explicit_timeout=False).tail_now() == "/api/v1/pods?watch=1"
+    assert watch_key("GET", "/api/v1/namespaces/d/pods?watch=1") == ("", "v1", "pods", "", "d", "")
+    assert watch_key("GET", "/api/v1/namespaces/d/pods") is None
+
+    def jwt(exp: float) -> str:
+        body = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).rstrip(b"=").decode()
+        return f"e30.{body}.sig"
+
+    def req(token: str):  # noqa: ANN202
+        return make_mocked_request("GET", "/", headers={"Authorization": f"Bearer {token}"})
+
+    now = time.time()
+    assert unexpired(req(jwt(now + 600)), now)
+    assert not unexpired(req(jwt(now - 1)), now)
+    assert not unexpired(req("abcdef.0123456789abcdef"), now)
+    assert unexpired(req("a-static-token"), now)
