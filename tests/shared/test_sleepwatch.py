@@ -174,3 +174,31 @@ def test_what_a_held_watch_carries_and_which_credentials_still_hold() -> None:
     assert not unexpired(req(jwt(now - 1)), now)
     assert not unexpired(req("abcdef.0123456789abcdef"), now)
     assert unexpired(req("a-static-token"), now)
+
+
+async def test_only_a_credential_of_the_cluster_wakes_it(server: SharedServer, tmp_path: Path) -> None:
+    """A port scanner, an anonymous health check or another cluster's client neither wakes a
+    sleeping cluster nor keeps an awake one from sleeping (vkube.cluster.wakeauth)."""
+    import aiohttp
+
+    member = server.members["a"]
+    await server.add(ClusterConfig(name="b", data_dir=tmp_path / "b", controllers=False))
+    async with ClusterSession(server, "b", sni=None) as other, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as anonymous:
+        assert await server.sleep("a")
+        for path, code in (("/clusters/a/api", 401), ("/clusters/a/api/v1/pods?watch=1", 401),
+                           ("/clusters/a/healthz", 503), ("/clusters/a/version", 503)):
+            async with anonymous.get(server.base_url + path) as r:
+                assert r.status == code, (path, r.status, await r.text())
+        # b's admin certificate at a's path (no server name: the path picks the cluster): the
+        # handshake may refuse it already (TLS 1.3 then closes the connection), else a 401
+        try:
+            async with other.get("/clusters/a/api") as r:
+                assert r.status == 401
+        except aiohttp.ClientConnectionError:
+            pass
+        assert member.vc is None and member.state == "Sleeping"
+    # a's own credential (its kubeconfig, through kubectl) wakes it
+    kubeconfig = tmp_path / "a" / "kubeconfig"
+    await kc(kubeconfig, "get", "configmaps")
+    assert member.vc is not None

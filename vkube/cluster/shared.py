@@ -59,7 +59,7 @@ from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
-from vkube.cluster import sharedcerts, sleepwatch, wakestreams
+from vkube.cluster import sharedcerts, sleepwatch, wakeauth, wakestreams
 from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
@@ -158,6 +158,11 @@ class Member:
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
+
+    @functools.cached_property
+    def wake_credentials(self) -> wakeauth.WakeCredentials:
+        data = self.config.data_dir
+        return wakeauth.WakeCredentials(data / "pki" if data is not None else None)
 
 
 class SharedServer:
@@ -681,9 +686,13 @@ class SharedServer:
         it if asleep; its APF, then this process's fairness seat, admit it."""
         name = member.name
         component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
-        if not component:
+        # only a request that could authenticate is a tenant's activity (wakeauth)
+        tenant = not component and member.wake_credentials.may_authenticate(request)
+        if tenant:
             member.touch()
         vc = member.vc
+        if vc is None and not component and not tenant:
+            return wakeauth.refusal(tail, name)
         if vc is None and component:
             # a stopping cluster's own components do not wake it (only tenants do)
             return api_http.status_response(errors.ServiceUnavailable(
