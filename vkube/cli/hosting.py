@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vkube.cli import datalock
 from vkube.cli.process import port_free
 from vkube.cli.runproc import run_async, stop_event
 
@@ -39,7 +40,12 @@ async def run(args: argparse.Namespace) -> int:
     from vkube.cluster.host import EmbeddedHostCluster, HostConfig
 
     d = host_dir(args.home)
-    d.mkdir(parents=True, exist_ok=True)
+    try:  # one host per directory: a second one would serve the same state.db beside it
+        owner = datalock.hold(d, wait=10.0)
+    except datalock.Busy as e:
+        log.error("%s: a vkube host already runs on it; not starting another "
+                  "(`vkube host status` shows it, `vkube host stop` stops it)", e)
+        return 1
     state_file, pid_file = d / "state.json", d / "host.pid"
     state: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -76,6 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(FileNotFoundError):
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
+        owner.close()
 
 
 def main(argv: list[str] | None = None) -> int:

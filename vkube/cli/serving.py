@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,26 @@ def run(args: argparse.Namespace) -> int:
     except CLIError as e:
         print(f"vkube serve: {e}", file=sys.stderr)
         return e.code
-    return run_async(lambda: serve(config))
+    assert config.data_dir is not None
+    with _own(config.data_dir) as owned:
+        return run_async(lambda: serve(config)) if owned else 1
+
+
+@contextlib.contextmanager
+def _own(data_dir: Path) -> Iterator[bool]:
+    """Hold ``data_dir`` for this process (see ``datalock``): whether it is ours; if another
+    live serve has it, say so in one line (a supervisor gives up after a few such exits)."""
+    from vkube.cli import datalock
+
+    try:
+        lock = datalock.hold(data_dir, wait=10.0)  # a predecessor may be on its way out
+    except datalock.Busy as e:
+        print(f"vkube serve: {e}, which serves it — not starting a second server on the same "
+              "data; stop that one first (`vkube pause NAME`, or kill the pid)", file=sys.stderr)
+        yield False
+        return
+    with lock:
+        yield True
 
 
 def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
@@ -215,7 +236,8 @@ def _run_shared(args: argparse.Namespace) -> int:
             print(f"vkube serve --shared: {flag} configures one cluster; in shared mode each "
                   "cluster's member file names it — drop it", file=sys.stderr)
             return 2
-    return run_async(lambda: serve_shared(args))
+    with _own(Path(args.data_dir)) as owned:
+        return run_async(lambda: serve_shared(args)) if owned else 1
 
 
 async def serve_shared(args: argparse.Namespace) -> int:
