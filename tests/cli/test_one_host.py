@@ -64,6 +64,23 @@ def test_concurrent_creates_share_one_embedded_host_and_second_servers_refuse(us
     assert int((user.home / "host" / "host.pid").read_text()) == host_pid
     assert user.vkube("host", "status").returncode == 0
 
+    # wording: a snapshot into a missing directory names the directory; describe of a shared
+    # cluster says shared (as list does) and whose memory it shows; a paused current context
+    out = user.vkube("snapshot", "save", "qa", str(tmp_path / "no" / "dir" / "x.jsonl"),
+                     check=False)
+    assert out.returncode == 1 and f"directory {tmp_path / 'no' / 'dir'} does not exist" \
+        in out.stderr and "Traceback" not in out.stderr, out.stderr
+    text = user.vkube("describe", "qc").stdout
+    fields = dict(ln.split(":", 1) for ln in text.splitlines() if ": " in ln and ln[0] != " ")
+    assert fields["Mode"].strip() == "shared", text
+    assert "(the whole shared server, serving 1 cluster)" in fields["Memory (RSS)"], text
+    assert user.vkube("describe", "qa").stdout.split("Mode:", 1)[1].split()[0] == "vcluster"
+    user.vkube("connect", "qb")
+    user.vkube("pause", "qb", timeout=180)
+    assert user.list()["qb"]["currentContext"] is True
+    row = next(ln for ln in user.vkube("list").stdout.splitlines() if ln.startswith("qb "))
+    assert row.split()[2:5] == ["Paused", "no", "(paused)"], row
+
 
 def _running(kc) -> None:
     phase = kubectl(kc, "get", "pod", "p", "-o", "jsonpath={.status.phase}").stdout
