@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vkube.cli import datalock
-from vkube.cli.process import port_free
+from vkube.cli.process import free_port, port_free
 from vkube.cli.runproc import run_async, stop_event
 
 log = logging.getLogger("vkube.host")
@@ -53,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         last = int(state.get("port") or 0)
-        port = last if last and port_free(last) else 0
+        port = last if last and port_free(last) else free_port()
     from vkube.cluster.config import parse_devices
 
     host = EmbeddedHostCluster(HostConfig(data_dir=d / "data", port=port, nodes=args.nodes,

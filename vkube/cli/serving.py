@@ -8,9 +8,9 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vkube.cli.output import CLIError
 from vkube.cli.runproc import run_async, stop_event
@@ -175,19 +175,63 @@ def dns_upstream(flag: str | None) -> tuple[str, int] | None:
     return host, port
 
 
+#: how long a start waits for its port to be released before it gives up: longer than the
+#: 60 s a connection that took it as source port stays in TIME_WAIT after it closes
+PORT_WAIT = 90.0
+
+
+class PortBusy(Exception):
+    """The port stayed in use for ``PORT_WAIT`` seconds (said in one line already)."""
+
+
+async def start_retrying(make: Callable[[], Any], port: int, what: str,
+                         stop_on: tuple[type[BaseException], ...] = ()) -> Any:
+    """``make()``'s server, started; while its port is in use, stop that attempt, log one line
+    and try again each second (a fixed port is the one clients were given: another would
+    strand them). Other failures propagate (the attempt stopped first for ``stop_on``)."""
+    import errno
+    import time
+
+    deadline = time.monotonic() + PORT_WAIT
+    while True:
+        server = make()
+        try:
+            await server.start()
+            return server
+        except OSError as exc:
+            await server.stop()
+            if exc.errno != errno.EADDRINUSE or not port:
+                raise
+            if time.monotonic() >= deadline:
+                print(f"vkube serve: port {port} of {what} is still in use by another process "
+                      f"after {PORT_WAIT:.0f}s — find it with `ss -tanp | grep :{port}`; "
+                      "`vkube pause NAME && vkube resume NAME` moves the cluster to a free port",
+                      file=sys.stderr)
+                raise PortBusy() from None
+            log.warning("port %d of %s is in use by another process (a connection may hold it "
+                        "as its source port); retrying every second for up to %.0fs",
+                        port, what, deadline - time.monotonic())
+            await asyncio.sleep(1.0)
+        except stop_on:
+            await server.stop()
+            raise
+
+
 async def serve(config: "ClusterConfig") -> int:
     from vkube.cluster.config import ClusterConfigError
     from vkube.cluster.virtual import VirtualCluster
 
-    vc = VirtualCluster(config)
     assert config.data_dir is not None
     ready_file = config.data_dir / "ready"
     from vkube.cluster.stores import StoreError, UnsupportedStore, describe
 
     try:
-        await vc.start()
+        vc = await start_retrying(lambda: VirtualCluster(config), config.port,
+                                  f"virtual cluster {config.name}",
+                                  stop_on=(UnsupportedStore, StoreError))
+    except PortBusy:
+        return 1
     except (UnsupportedStore, StoreError) as exc:
-        await vc.stop()
         print(f"vkube serve: store {describe(config.store_url or 'sqlite')}: {exc}\n"
               "  next: check --store (sqlite, postgres://USER@HOST:PORT/DB or etcd://HOST:PORT) "
               "and that the server is up", file=sys.stderr)
@@ -246,8 +290,12 @@ async def serve_shared(args: argparse.Namespace) -> int:
     from vkube.cluster.shared import SharedServer
 
     data_dir = Path(args.data_dir)
-    server = SharedServer(data_dir, address=args.address, port=args.port, store_url=args.store)
-    await server.start()
+    try:
+        server = await start_retrying(
+            lambda: SharedServer(data_dir, address=args.address, port=args.port,
+                                 store_url=args.store), args.port, "the shared server")
+    except PortBusy:
+        return 1
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, server.request_reconcile)
     stop = stop_event()
