@@ -431,8 +431,13 @@ async def _scale_tenant(st: ClusterState, progress: Progress, *, pause: bool) ->
 
     what = "to zero" if pause else "back"
     with progress.step(f"scaling the workloads of namespace {st.namespace} {what}") as done:
-        n = await nstenancy.scale(st, pause=pause)
-        done(f"{n} workload{'s' if n != 1 else ''} scaled {what} in namespace {st.namespace}")
+        n, pods = await nstenancy.scale(st, pause=pause)
+        bare = (f"; {pods} bare pod{'s' if pods != 1 else ''} "
+                + ("saved and stopped" if pause else "recreated")) if pods else ""
+        held = "; every other pod stopped and new pods refused (quota count/pods: 0) " \
+               "until `vkube resume`" if pause else ""
+        done(f"{n} workload{'s' if n != 1 else ''} scaled {what} in namespace {st.namespace}"
+             f"{bare}{held}")
     return 0
 
 
