@@ -1,6 +1,7 @@
 """One process per data directory: concurrent ``vkube create`` start one embedded host and use
-it; a second host, dedicated ``serve`` or shared server started by hand on a directory that is
-in use refuses in one line naming the pid that holds it."""
+it (one with ``syncAllNodes`` returns once the host nodes are there); a second host, dedicated
+``serve`` or shared server started by hand on a directory that is in use refuses in one line
+naming the pid that holds it."""
 
 from __future__ import annotations
 
@@ -21,19 +22,25 @@ def _hosts(u: User) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_concurrent_creates_share_one_embedded_host_and_second_servers_refuse(user: User, tmp_path):
+    nodes = tmp_path / "nodes.yaml"  # create returns once what the values ask for is there
+    nodes.write_text("sync:\n  nodes: {enabled: true, syncAllNodes: true}\n")
     creates = [["create", "qa", "--connect=false"], ["create", "qb", "--connect=false"],
-               ["create", "qc", "--shared", "--connect=false"]]
+               ["create", "qc", "--shared", "--connect=false"], ["create", "nd", "-f", str(nodes)]]
     procs = [subprocess.Popen([sys.executable, "-m", "vkube", *a], env=user.env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for a in creates]
     outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert "2 host nodes synced" in outs[3], outs[3]
+    user.kubectl("label", "nodes", "vkube-host-node-2", "disktype=ssd")  # at once: no NotFound
+    assert user.kubectl("get", "nodes", "-o", "name").stdout.split() == [
+        "node/vkube-host-node-1", "node/vkube-host-node-2"]
     hosts = _hosts(user)
     assert len(hosts) == 1, hosts
     host_pid = int((user.home / "host" / "host.pid").read_text())
 
     listed = user.list()
-    assert {n: listed[n]["status"] for n in ("qa", "qb", "qc")} == \
-        {"qa": "Running", "qb": "Running", "qc": "Running"}
+    assert {n: listed[n]["status"] for n in ("qa", "qb", "qc", "nd")} == \
+        {"qa": "Running", "qb": "Running", "qc": "Running", "nd": "Running"}
     host_kc = user.home / "host" / "kubeconfig"
     for name in ("qa", "qb", "qc"):  # each works, and its pods run on the one host
         kc = tmp_path / f"{name}.yaml"
