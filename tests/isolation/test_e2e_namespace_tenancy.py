@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import kubectl
 
-from .conftest import cleanup, make_user
+from .conftest import cleanup, eventually, make_user
 
 DEPLOY = """
 apiVersion: apps/v1
@@ -95,3 +95,68 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
         assert "team" not in u.list()
     finally:
         cleanup(u)
+
+
+BARE = """
+apiVersion: v1
+kind: Pod
+metadata: {name: %s, labels: {app: %s}}
+spec: {containers: [{name: c, image: nginx, ports: [{containerPort: 80}]}]}
+"""
+
+
+def _phases(host, ns: str) -> dict[str, str]:
+    items = json.loads(kubectl(host, "get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+    return {p["metadata"]["name"]: p["status"].get("phase", "") for p in items
+            if not p["metadata"].get("deletionTimestamp")}
+
+
+def test_namespace_tenant_denies_ingress_from_others_and_pause_stops_bare_pods(shared_host,
+                                                                              tmp_path):
+    u = make_user(tmp_path / "u")
+    try:
+        u.vkube("create", "crew", "--tenancy", "namespace", "--host-kubeconfig", str(shared_host),
+                "--connect=false")
+        kc = tmp_path / "crew.yaml"
+        kc.write_text(u.vkube("connect", "crew", "--print").stdout)
+        for name in ("web", "client"):  # bare pods, applied by the tenant
+            kubectl(kc, "apply", "-f", "-", input=BARE % (name, name))
+        kubectl(shared_host, "create", "namespace", "crew-outsider")
+        kubectl(shared_host, "apply", "-n", "crew-outsider", "-f", "-",
+                input=BARE % ("intruder", "intruder"))
+        eventually(lambda: _assert_running(shared_host, "crew", {"web", "client"}), timeout=120)
+        eventually(lambda: _assert_running(shared_host, "crew-outsider", {"intruder"}),
+                   timeout=120)
+        ip = kubectl(shared_host, "get", "pod", "web", "-n", "crew", "-o",
+                     "jsonpath={.status.podIP}").stdout
+        ok = kubectl(kc, "exec", "client", "--", "nc", "-z", "-w", "2", ip, "80", check=False)
+        assert ok.returncode == 0, ok.stderr
+        refused = kubectl(shared_host, "exec", "-n", "crew-outsider", "intruder", "--", "nc",
+                          "-z", "-w", "2", ip, "80", check=False)
+        assert refused.returncode != 0 and "vkube-tenant-ingress" in refused.stderr, refused
+
+        # pause: nothing of the tenant runs, and nothing new starts, until resume
+        out = u.vkube("pause", "crew", timeout=180)
+        assert "2 bare pods saved and stopped" in out.stdout, out.stdout
+        eventually(lambda: _assert_running(shared_host, "crew", set(), phases=False), timeout=120)
+        again = kubectl(kc, "apply", "-f", "-", input=BARE % ("late", "late"), check=False)
+        assert again.returncode != 0 and "exceeded quota" in again.stderr, again.stderr
+        assert u.list()["crew"]["status"] == "Paused"
+
+        out = u.vkube("resume", "crew", timeout=180)
+        assert "2 bare pods recreated" in out.stdout, out.stdout
+        eventually(lambda: _assert_running(shared_host, "crew", {"web", "client"}), timeout=120)
+        quota = json.loads(kubectl(shared_host, "get", "resourcequota", "-n", "crew",
+                                   "vkube-tenant-quota", "-o", "json").stdout)
+        assert quota["spec"]["hard"]["count/pods"] == "20"
+        assert "vkube.io/paused-count-pods" not in (quota["metadata"].get("annotations") or {})
+    finally:
+        kubectl(shared_host, "delete", "namespace", "crew-outsider", "--wait=false", check=False)
+        cleanup(u)
+
+
+def _assert_running(host, ns: str, names: set[str], phases: bool = True) -> None:
+    got = _phases(host, ns)
+    assert set(got) == names, got
+    if phases:
+        assert set(got.values()) <= {"Running"}, got

@@ -111,8 +111,22 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         print("  for example: vkube host start --node-devices gpu.example.com=2", file=sys.stderr)
         return 2
+    from vkube.cli import datalock
+
     d = host_dir()
+    # concurrent starters (two `vkube create` at once) wait here, then find the first one's host
+    with datalock.starting(d):
+        return _start_locked(args, d)
+
+
+def _start_locked(args: argparse.Namespace, d: Path) -> int:
+    from vkube.cli import datalock
+
     pid = running_pid(d)
+    deadline = time.monotonic() + args.timeout
+    while pid is None and datalock.held(d) and time.monotonic() < deadline:
+        time.sleep(0.05)  # a host started by other means is on its way up: use it, not a second
+        pid = running_pid(d)
     if pid is not None:
         differ = differing_flags(args, _state(d))
         if differ:

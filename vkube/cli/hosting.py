@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vkube.cli.process import port_free
+from vkube.cli import datalock
+from vkube.cli.process import free_port, port_free
 from vkube.cli.runproc import run_async, stop_event
 
 log = logging.getLogger("vkube.host")
@@ -39,7 +40,12 @@ async def run(args: argparse.Namespace) -> int:
     from vkube.cluster.host import EmbeddedHostCluster, HostConfig
 
     d = host_dir(args.home)
-    d.mkdir(parents=True, exist_ok=True)
+    try:  # one host per directory: a second one would serve the same state.db beside it
+        owner = datalock.hold(d, wait=10.0)
+    except datalock.Busy as e:
+        log.error("%s: a vkube host already runs on it; not starting another "
+                  "(`vkube host status` shows it, `vkube host stop` stops it)", e)
+        return 1
     state_file, pid_file = d / "state.json", d / "host.pid"
     state: dict[str, Any] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -47,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
     port = args.port
     if port is None:
         last = int(state.get("port") or 0)
-        port = last if last and port_free(last) else 0
+        port = last if last and port_free(last) else free_port()
     from vkube.cluster.config import parse_devices
 
     host = EmbeddedHostCluster(HostConfig(data_dir=d / "data", port=port, nodes=args.nodes,
@@ -76,6 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(FileNotFoundError):
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
+        owner.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,6 +139,7 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append({"name": st.name, "namespace": st.namespace, "status": status,
                      "created": st.created,
                      "connected": current == ctx and observed in (RUNNING, SLEEPING),
+                     "currentContext": current == ctx,
                      "local": True, "tenancy": st.tenancy, "mode": cluster_mode(st),
                      "host": HostRef(st.host_kubeconfig, st.host_context, st.host_kind).describe(),
                      "url": process.ready_url(st) or "",
@@ -148,6 +149,7 @@ async def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
                      "created": vc["created"],
                      "connected": current == kubeconfigs.context_name(vc["name"])
                      and vc["status"] == RUNNING,
+                     "currentContext": current == kubeconfigs.context_name(vc["name"]),
                      "local": False, "tenancy": vc.get("tenancy", "vcluster"),
                      "mode": vc.get("tenancy", "vcluster"),
                      "host": vc["host"], "url": vc["url"]})
@@ -165,10 +167,20 @@ async def list_(args: argparse.Namespace) -> int:
     ha = any(r.get("replicas") for r in rows)  # the column only where it says something
     print_table(["NAME", "NAMESPACE", "STATUS", "CONNECTED", "AGE", "MODE"]
                 + (["REPLICAS"] if ha else []),
-                [[r["name"], r["namespace"], r["status"], "True" if r["connected"] else "",
+                [[r["name"], r["namespace"], r["status"], _connected_cell(r),
                   _age_of(r["created"]), r["mode"]]
                  + ([_replicas_cell(r.get("replicas"))] if ha else []) for r in rows])
     return 0
+
+
+def _connected_cell(row: dict[str, Any]) -> str:
+    """True when kubectl's current context is this cluster and it answers; when the context is
+    current but nothing answers there (paused, failed), say so rather than leave it blank."""
+    if row["connected"]:
+        return "True"
+    if row.get("currentContext"):
+        return f"no ({str(row['status']).split(' ')[0].lower()})"
+    return ""
 
 
 async def host_custom_resources(host: Any, values: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -228,8 +240,15 @@ async def describe(args: argparse.Namespace) -> int:
         print_json(doc)
         return 0
     rss = doc["process"]["rssBytes"]
+    memory = f"{rss / 2**20:.1f} MiB" if pids else "-"
+    if pids and st.shared:  # the one process serves every shared cluster: not this one's size
+        from vkube.cli import sharedproc
+
+        served = len(list(sharedproc.members_dir().glob("*.json")))
+        memory += (f" (the whole shared server, serving {served} cluster"
+                   f"{'' if served == 1 else 's'})")
     lines = [
-        ("Name", st.name), ("Mode", st.tenancy), ("Status", doc["status"]), ("Created", st.created),
+        ("Name", st.name), ("Mode", cluster_mode(st)), ("Status", doc["status"]), ("Created", st.created),
         ("API server", doc["apiServer"] or "-"), ("DNS", doc["dns"] or "-"),
         ("Context", doc["context"] or "-"),
         ("Host", f"{host.describe()} [{st.host_kind}]"
@@ -238,7 +257,7 @@ async def describe(args: argparse.Namespace) -> int:
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
         ("Control plane", f"{doc['mode']} (pid {doc['pid']})" if doc["pid"] else doc["mode"]),
         ("Processes", ", ".join(map(str, pids)) or "-"),
-        ("Memory (RSS)", f"{rss / 2**20:.1f} MiB" if pids else "-"),
+        ("Memory (RSS)", memory),
     ]
     if reps:
         lines.insert(3, ("Replicas", _replicas_cell(reps)))

@@ -3,8 +3,9 @@ control plane: a host namespace with the isolation guard rails (ResourceQuota, L
 NetworkPolicy, Pod Security labels), a tenant ServiceAccount bound in that namespace only to
 ``vkube-tenant``: a Role with the rules of the host's ``admin`` ClusterRole (which may read but
 not change quotas and limit ranges) except any write of NetworkPolicies — NetworkPolicies only
-add allowed traffic, so a tenant able to create one could undo the egress guard rail as surely
-as by deleting it; it may read them — and a kubeconfig for it whose context's namespace is the
+add allowed traffic, so a tenant able to create one could undo the egress guard rail (or the
+default-deny ingress: only its own pods reach its pods) as surely as by deleting it; it may read
+them — and a kubeconfig for it whose context's namespace is the
 tenant's. RBAC's escalation check keeps the tenant from granting itself more (``admin``
 included) through its own Roles and RoleBindings. The same commands as for a virtual
 cluster: ``list``, ``describe``, ``connect``, ``pause`` (workloads to zero), ``resume``, ``delete``.
@@ -30,9 +31,9 @@ from vkube.cli.output import CLIError, Progress
 from vkube.cli.state import PAUSED, RUNNING, ClusterState
 from vkube.client import Client
 from vkube.client.client import Resource
-from vkube.client.resources import (CLUSTERROLES, DEPLOYMENTS, LIMITRANGES, NAMESPACES,
-                                    NETWORKPOLICIES, RESOURCEQUOTAS, ROLEBINDINGS, ROLES,
-                                    SERVICEACCOUNTS, STATEFULSETS)
+from vkube.client.resources import (CLUSTERROLES, CRONJOBS, DEPLOYMENTS, JOBS, LIMITRANGES,
+                                    NAMESPACES, NETWORKPOLICIES, PODS, RESOURCEQUOTAS,
+                                    ROLEBINDINGS, ROLES, SERVICEACCOUNTS, STATEFULSETS)
 from vkube.syncer.isolation import DNS_PORTS, KUBE_SYSTEM, LIMITS, PRIVATE, quota_hard
 from vkube.syncer.values import ValuesError, parse_values
 
@@ -41,6 +42,8 @@ TENANT_SA = "vkube-tenant"
 TENANT_ROLE = "vkube-tenant"
 TOKEN_SECONDS = 48 * 3600  # the longest TokenRequest the API grants; `connect` mints anew
 ANN_REPLICAS = "vkube.io/paused-replicas"
+ANN_SUSPEND = "vkube.io/paused-suspend"
+ANN_POD_QUOTA = "vkube.io/paused-count-pods"
 LABEL_TENANCY = "vkube.io/tenancy"
 SCALABLE = (DEPLOYMENTS, STATEFULSETS)
 
@@ -106,6 +109,12 @@ def tenant_objects(name: str, namespace: str, values: dict[str, Any],
                                {"to": [KUBE_SYSTEM], "ports": copy.deepcopy(DNS_PORTS)},
                                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0",
                                                     "except": list(PRIVATE)}}]}]}}),
+        # default-deny ingress: only the tenant's own pods reach its pods (DNS is egress, to
+        # kube-system, above); pods of other namespaces are refused as kube's CNIs refuse them
+        (NETWORKPOLICIES, {"apiVersion": NETWORKPOLICIES.api_version, "kind": "NetworkPolicy",
+                           "metadata": meta("vkube-tenant-ingress"),
+                           "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                                    "ingress": [{"from": [copy.deepcopy(own)]}]}}),
         (SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
                            "metadata": meta(TENANT_SA)}),
         (ROLES, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -281,11 +290,103 @@ async def connect(st: ClusterState, args: argparse.Namespace) -> int:
     return 0
 
 
-async def scale(st: ClusterState, *, pause: bool) -> int:
-    """Pause: every Deployment and StatefulSet to zero, its replicas kept in an annotation;
-    resume: back to them."""
+def _paused_pods_file(st: ClusterState) -> Path:
+    return st.dir / "paused-pods.json"
+
+
+def _saved_pod(pod: Obj) -> Obj:
+    """What a bare pod is recreated from on resume: what its author wrote, not what the host
+    added (node, status, the service-account token volume admission injects again)."""
+    spec = copy.deepcopy(pod.get("spec") or {})
+    spec.pop("nodeName", None)
+    injected = {v["name"] for v in spec.get("volumes") or []
+                if str(v.get("name", "")).startswith("kube-api-access-")}
+    if injected:
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] not in injected]
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            c["volumeMounts"] = [m for m in c.get("volumeMounts") or []
+                                 if m.get("name") not in injected]
+    md = pod["metadata"]
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {k: md[k] for k in ("name", "labels", "annotations") if md.get(k)},
+            "spec": spec}
+
+
+async def _hold_pods(hc: Client, st: ClusterState, *, pause: bool) -> int:
+    """Pause: no new pod starts (the tenant quota's ``count/pods`` to 0, its value kept in an
+    annotation), the bare pods (no controller) are saved to the local state and every pod left
+    is deleted (Jobs and CronJobs are suspended, the rest's controllers wait on the quota).
+    Resume: the quota back, then the saved pods recreated. The number of bare pods."""
+    import json
+
+    quota = await hc.get(RESOURCEQUOTAS, "vkube-tenant-quota", namespace=st.namespace)
+    ann = quota["metadata"].get("annotations") or {}
+    hard = (quota.get("spec") or {}).get("hard") or {}
+    saved = _paused_pods_file(st)
+    if pause:
+        if ANN_POD_QUOTA not in ann:
+            await hc.patch(RESOURCEQUOTAS, "vkube-tenant-quota", {
+                "metadata": {"annotations": {ANN_POD_QUOTA: str(hard.get("count/pods", ""))}},
+                "spec": {"hard": {"count/pods": "0"}}}, namespace=st.namespace)
+        pods = (await hc.list(PODS, namespace=st.namespace))["items"]
+        bare = [p for p in pods if not any(o.get("controller") for o in
+                                           p["metadata"].get("ownerReferences") or [])]
+        earlier = json.loads(saved.read_text()) if saved.exists() else []
+        keep = {p["metadata"]["name"]: p for p in earlier}
+        keep.update({p["metadata"]["name"]: _saved_pod(p) for p in bare
+                     if not p["metadata"].get("deletionTimestamp")})
+        saved.write_text(json.dumps(list(keep.values()), indent=1) + "\n")
+        for p in pods:
+            with contextlib.suppress(errors.NotFound):
+                await hc.delete(PODS, p["metadata"]["name"], namespace=st.namespace)
+        return len(keep)
+    if ANN_POD_QUOTA in ann:
+        before = ann[ANN_POD_QUOTA]
+        await hc.patch(RESOURCEQUOTAS, "vkube-tenant-quota", {
+            "metadata": {"annotations": {ANN_POD_QUOTA: None}},
+            "spec": {"hard": {"count/pods": before or None}}}, namespace=st.namespace)
+    pods = json.loads(saved.read_text()) if saved.exists() else []
+    for p in pods:
+        with contextlib.suppress(errors.AlreadyExists):
+            await _create_when_gone(hc, st.namespace, p)
+    saved.unlink(missing_ok=True)
+    return len(pods)
+
+
+async def _create_when_gone(hc: Client, namespace: str, pod: Obj, timeout: float = 60.0) -> None:
+    """Create ``pod`` once a terminating pod of its name is gone (a resume right after a
+    pause finds the old one still terminating) and the quota admission sees the restored
+    ``count/pods`` (its cache of the quota lags the patch a moment)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await hc.create(PODS, pod, namespace=namespace)
+            return
+        except errors.Forbidden as e:
+            if "exceeded quota" not in str(e) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        except errors.AlreadyExists:
+            try:
+                old = await hc.get(PODS, pod["metadata"]["name"], namespace=namespace)
+            except errors.NotFound:
+                continue
+            if not old["metadata"].get("deletionTimestamp") or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def scale(st: ClusterState, *, pause: bool) -> tuple[int, int]:
+    """Pause: every Deployment and StatefulSet to zero, its replicas kept in an annotation,
+    Jobs and CronJobs suspended, the bare pods saved and stopped and new pods refused
+    (``_hold_pods``); resume: all back. The numbers of workloads and of bare pods."""
     n = 0
     async with _host_of(st).client() as hc:
+        if not pause:
+            pods = await _hold_pods(hc, st, pause=False)
         for res in SCALABLE:
             for obj in (await hc.list(res, namespace=st.namespace))["items"]:
                 ann = obj["metadata"].get("annotations") or {}
@@ -301,10 +402,27 @@ async def scale(st: ClusterState, *, pause: bool) -> int:
                 with contextlib.suppress(errors.NotFound):
                     await hc.patch(res, obj["metadata"]["name"], patch, namespace=st.namespace)
                     n += 1
+        for res in (JOBS, CRONJOBS):  # suspended: a suspended Job's pods go, uncounted as failed
+            for obj in (await hc.list(res, namespace=st.namespace))["items"]:
+                ann = obj["metadata"].get("annotations") or {}
+                if pause and ANN_SUSPEND not in ann:
+                    was = bool((obj.get("spec") or {}).get("suspend"))
+                    patch = {"metadata": {"annotations": {ANN_SUSPEND: str(was).lower()}},
+                             "spec": {"suspend": True}}
+                elif not pause and ANN_SUSPEND in ann:
+                    patch = {"metadata": {"annotations": {ANN_SUSPEND: None}},
+                             "spec": {"suspend": ann[ANN_SUSPEND] == "true"}}
+                else:
+                    continue
+                with contextlib.suppress(errors.NotFound):
+                    await hc.patch(res, obj["metadata"]["name"], patch, namespace=st.namespace)
+                    n += 1
+        if pause:
+            pods = await _hold_pods(hc, st, pause=True)
         st.status = PAUSED if pause else RUNNING
         st.save()
         await hostns.annotate(hc, st.namespace, status=st.status)
-    return n
+    return n, pods
 
 
 async def delete(st: ClusterState, keep_namespace: bool) -> None:

@@ -149,6 +149,10 @@ async def create(args: argparse.Namespace) -> int:
             url = await _start_and_claim(hc, st, restart=existing is not None)
             done(f"control plane {'restarted with new values' if existing else 'ready'} at {url}")
         await _turned_off(hc, st, old_values, progress)
+        if not st.shared:
+            from vkube.cli import syncwait
+
+            await syncwait.wait_synced(hc, st, progress)  # what the values ask to see
     if args.connect:
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
@@ -248,6 +252,9 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
                 url = await asyncio.to_thread(process.wait_ready, st, spawned)
                 await hostns.annotate(hc, st.namespace, status=RUNNING, url=url)
                 done(f"control plane ready at {url}")
+            from vkube.cli import syncwait
+
+            await syncwait.wait_synced(hc, st, progress)  # what the values ask to see
     except BaseException:
         if not named:
             await asyncio.to_thread(process.abort, spawned)
@@ -431,8 +438,13 @@ async def _scale_tenant(st: ClusterState, progress: Progress, *, pause: bool) ->
 
     what = "to zero" if pause else "back"
     with progress.step(f"scaling the workloads of namespace {st.namespace} {what}") as done:
-        n = await nstenancy.scale(st, pause=pause)
-        done(f"{n} workload{'s' if n != 1 else ''} scaled {what} in namespace {st.namespace}")
+        n, pods = await nstenancy.scale(st, pause=pause)
+        bare = (f"; {pods} bare pod{'s' if pods != 1 else ''} "
+                + ("saved and stopped" if pause else "recreated")) if pods else ""
+        held = "; every other pod stopped and new pods refused (quota count/pods: 0) " \
+               "until `vkube resume`" if pause else ""
+        done(f"{n} workload{'s' if n != 1 else ''} scaled {what} in namespace {st.namespace}"
+             f"{bare}{held}")
     return 0
 
 

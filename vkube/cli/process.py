@@ -26,10 +26,37 @@ SUPERVISOR = Path(__file__).resolve().with_name("supervise.py")
 FRONT = Path(__file__).resolve().with_name("front.py")
 
 
+#: where a server's port is picked when the kernel's ephemeral range is unknown (Linux default)
+EPHEMERAL_DEFAULT = (32768, 60999)
+PORT_FLOOR = 10000  # below: well-known and registered services
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return EPHEMERAL_DEFAULT
+
+
 def free_port() -> int:
+    """A free port outside the kernel's ephemeral range: a port from that range (what binding
+    port 0 gives) can be taken by any outgoing connection as its source port while the server
+    is down, and its restart (after ``kill -9``, a crash, a pause) then fails with "address
+    already in use" — SO_REUSEADDR does not help against a connected socket. Falls back to an
+    ephemeral port when the range leaves no room."""
+    import random
+
+    low, high = _ephemeral_range()
+    spans = [(a, b) for a, b in ((PORT_FLOOR, low - 1), (high + 1, 65535)) if b - a > 1000]
+    for _ in range(64 if spans else 0):
+        a, b = random.choice(spans)
+        port = random.randint(a, b)
+        if port_free(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def port_free(port: int) -> bool:

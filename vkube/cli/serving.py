@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vkube.cli.output import CLIError
 from vkube.cli.runproc import run_async, stop_event
@@ -28,7 +30,26 @@ def run(args: argparse.Namespace) -> int:
     except CLIError as e:
         print(f"vkube serve: {e}", file=sys.stderr)
         return e.code
-    return run_async(lambda: serve(config))
+    assert config.data_dir is not None
+    with _own(config.data_dir) as owned:
+        return run_async(lambda: serve(config)) if owned else 1
+
+
+@contextlib.contextmanager
+def _own(data_dir: Path) -> Iterator[bool]:
+    """Hold ``data_dir`` for this process (see ``datalock``): whether it is ours; if another
+    live serve has it, say so in one line (a supervisor gives up after a few such exits)."""
+    from vkube.cli import datalock
+
+    try:
+        lock = datalock.hold(data_dir, wait=10.0)  # a predecessor may be on its way out
+    except datalock.Busy as e:
+        print(f"vkube serve: {e}, which serves it — not starting a second server on the same "
+              "data; stop that one first (`vkube pause NAME`, or kill the pid)", file=sys.stderr)
+        yield False
+        return
+    with lock:
+        yield True
 
 
 def config_from_args(args: argparse.Namespace) -> "ClusterConfig":
@@ -154,19 +175,63 @@ def dns_upstream(flag: str | None) -> tuple[str, int] | None:
     return host, port
 
 
+#: how long a start waits for its port to be released before it gives up: longer than the
+#: 60 s a connection that took it as source port stays in TIME_WAIT after it closes
+PORT_WAIT = 90.0
+
+
+class PortBusy(Exception):
+    """The port stayed in use for ``PORT_WAIT`` seconds (said in one line already)."""
+
+
+async def start_retrying(make: Callable[[], Any], port: int, what: str,
+                         stop_on: tuple[type[BaseException], ...] = ()) -> Any:
+    """``make()``'s server, started; while its port is in use, stop that attempt, log one line
+    and try again each second (a fixed port is the one clients were given: another would
+    strand them). Other failures propagate (the attempt stopped first for ``stop_on``)."""
+    import errno
+    import time
+
+    deadline = time.monotonic() + PORT_WAIT
+    while True:
+        server = make()
+        try:
+            await server.start()
+            return server
+        except OSError as exc:
+            await server.stop()
+            if exc.errno != errno.EADDRINUSE or not port:
+                raise
+            if time.monotonic() >= deadline:
+                print(f"vkube serve: port {port} of {what} is still in use by another process "
+                      f"after {PORT_WAIT:.0f}s — find it with `ss -tanp | grep :{port}`; "
+                      "`vkube pause NAME && vkube resume NAME` moves the cluster to a free port",
+                      file=sys.stderr)
+                raise PortBusy() from None
+            log.warning("port %d of %s is in use by another process (a connection may hold it "
+                        "as its source port); retrying every second for up to %.0fs",
+                        port, what, deadline - time.monotonic())
+            await asyncio.sleep(1.0)
+        except stop_on:
+            await server.stop()
+            raise
+
+
 async def serve(config: "ClusterConfig") -> int:
     from vkube.cluster.config import ClusterConfigError
     from vkube.cluster.virtual import VirtualCluster
 
-    vc = VirtualCluster(config)
     assert config.data_dir is not None
     ready_file = config.data_dir / "ready"
     from vkube.cluster.stores import StoreError, UnsupportedStore, describe
 
     try:
-        await vc.start()
+        vc = await start_retrying(lambda: VirtualCluster(config), config.port,
+                                  f"virtual cluster {config.name}",
+                                  stop_on=(UnsupportedStore, StoreError))
+    except PortBusy:
+        return 1
     except (UnsupportedStore, StoreError) as exc:
-        await vc.stop()
         print(f"vkube serve: store {describe(config.store_url or 'sqlite')}: {exc}\n"
               "  next: check --store (sqlite, postgres://USER@HOST:PORT/DB or etcd://HOST:PORT) "
               "and that the server is up", file=sys.stderr)
@@ -215,7 +280,8 @@ def _run_shared(args: argparse.Namespace) -> int:
             print(f"vkube serve --shared: {flag} configures one cluster; in shared mode each "
                   "cluster's member file names it — drop it", file=sys.stderr)
             return 2
-    return run_async(lambda: serve_shared(args))
+    with _own(Path(args.data_dir)) as owned:
+        return run_async(lambda: serve_shared(args)) if owned else 1
 
 
 async def serve_shared(args: argparse.Namespace) -> int:
@@ -224,8 +290,12 @@ async def serve_shared(args: argparse.Namespace) -> int:
     from vkube.cluster.shared import SharedServer
 
     data_dir = Path(args.data_dir)
-    server = SharedServer(data_dir, address=args.address, port=args.port, store_url=args.store)
-    await server.start()
+    try:
+        server = await start_retrying(
+            lambda: SharedServer(data_dir, address=args.address, port=args.port,
+                                 store_url=args.store), args.port, "the shared server")
+    except PortBusy:
+        return 1
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, server.request_reconcile)
     stop = stop_event()

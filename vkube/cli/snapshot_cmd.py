@@ -206,6 +206,21 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
     return 0
 
 
+def _check_save_target(args: argparse.Namespace) -> None:
+    """Where ``save`` writes must be a file in an existing directory: say which of the two is
+    wrong (an error opening it would only say "not found")."""
+    from pathlib import Path
+
+    target = Path(args.file)
+    if target.is_dir():
+        raise CLIError(f"{args.file} is a directory — name a file in it, e.g. "
+                       f"`vkube snapshot save {args.name} {target / (args.name + '.jsonl')}`")
+    if not target.parent.is_dir():
+        raise CLIError(f"directory {target.parent} does not exist, so snapshot file {args.file} "
+                       f"cannot be written — `mkdir -p {target.parent}` first, or name a file "
+                       "in an existing directory")
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio  # here, not at parser build: every vkube command imports this module
 
@@ -213,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
 
     _refuse_namespace_tenant(args)
     shared = _shared_state(args)
+    if args.action == "save":
+        _check_save_target(args)
     if shared is not None:
         return _run_shared(args, shared)
     url = _store_url(args)
