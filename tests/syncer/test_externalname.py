@@ -29,6 +29,9 @@ def test_followed_or_passed(external: str, want: str) -> None:
     ("::1", "IP address"),
     ("localhost", "loopback"),
     ("x.localhost.", "loopback"),
+    ("localhost.localdomain", "loopback"),
+    ("ip6-localhost", "loopback"),
+    ("metadata.google.internal", "metadata"),
     ("nginx-x-default-x-other.vkube-other.svc.cluster.local.x", ""),  # not under the domain: passes
     ("a.b.c.svc.cluster.local", "only NAME.NAMESPACE.svc"),
     ("10-244-0-5.default.pod.cluster.local", "host's cluster DNS"),
@@ -40,3 +43,10 @@ def test_refused(external: str, why: str) -> None:
         assert got == external and reason == ""
         return
     assert got is None and why in reason and reason.startswith("spec.externalName: ")
+
+
+def test_this_machines_own_name_is_loopback() -> None:
+    import socket
+
+    got, why = host_external_name(socket.gethostname(), _host, "vkube-vc")
+    assert got is None and "loopback" in why

@@ -41,7 +41,7 @@ def review_answer(path: str, review: dict[str, Any], server: "WebhookServer") ->
     if path == "/validate":
         if str(name).startswith("bad"):
             resp = {"uid": req.get("uid"), "allowed": False,
-                    "result": {"code": 403, "message": f"the name {name} is not allowed here"}}
+                    "status": {"code": 403, "message": f"the name {name} is not allowed here"}}
         else:
             resp["warnings"] = [f"checked {name} by the test webhook"]
             resp["auditAnnotations"] = {"checked": name}

@@ -19,6 +19,19 @@ import ipaddress
 from collections.abc import Callable
 
 DOMAIN = "cluster.local"
+#: names a host's /etc/hosts maps to loopback on common distributions
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
+                             "ip6-loopback", "localhost4", "localhost6"})
+#: cloud instance metadata endpoints by name (their addresses are link-local: refused as IPs)
+_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata", "instance-data",
+                             "instance-data.ec2.internal", "metadata.azure.internal"})
+
+
+def _machine_name() -> str:
+    """This machine's own host name (its /etc/hosts usually maps it to a loopback address)."""
+    import socket
+
+    return socket.gethostname().lower().rstrip(".")
 
 
 def host_external_name(external: str, host_name: Callable[[str, str], str], host_namespace: str,
@@ -37,8 +50,12 @@ def host_external_name(external: str, host_name: Callable[[str, str], str], host
         return None, (f"spec.externalName: {external!r} is an IP address: on the host it would "
                       "reach an address the virtual cluster's network does not decide; use a "
                       "Service without selector and its Endpoints")
-    if name == "localhost" or name.endswith(".localhost"):
+    if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".localdomain")) \
+            or name == _machine_name():
         return None, f"spec.externalName: {external!r} names the host machine's loopback"
+    if name in _METADATA_NAMES:
+        return None, (f"spec.externalName: {external!r} is a cloud metadata service: on the "
+                      "host it would hand out the host's credentials")
     labels = name.split(".")
     in_domain = name == domain or name.endswith("." + domain)
     if in_domain:

@@ -307,7 +307,8 @@ class _Webhooks:
             return None
         self.record(req, inv.hook, response)
         if not response.get("allowed"):
-            raise denied(str(inv.hook.get("name", "")), response.get("result"))
+            # AdmissionResponse.Result is serialized as ``status`` (json:"status,omitempty")
+            raise denied(str(inv.hook.get("name", "")), response.get("status"))
         return response
 
     def record(self, req: AdmissionRequest, hook: dict[str, Any], response: dict[str, Any]) -> None:
