@@ -25,12 +25,13 @@ from vkube.syncer.claims import ClaimsNotReady
 from vkube.syncer.eventtext import virtual_text
 from vkube.syncer.podgone import ANN_RESTARTS, as_shown, claims_to_run, mark_gone, restarts_before
 from vkube.syncer.podowners import wait_owners
-from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
-                                     host_pod_name, referenced_objects, rewrite_pod, stripped_message)
+from vkube.syncer.podrewrite import (REASON_STRIPPED, REASON_SYSTEM_PRIORITY, USAGE_ANNOTATIONS, PodRejected,
+                                     PodRewriteConfig, host_pod_name, referenced_objects, rewrite_pod,
+                                     stripped_message, system_priority_message)
 from vkube.syncer.refusals import is_refusal
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
-from vkube.syncer.values import Values, port_forward_targets
+from vkube.syncer.values import MAX_USER_PRIORITY, Values, port_forward_targets
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,11 @@ class PodSyncer(KindSyncer):
         )
         stripped: list[str] = []
         host_pod = rewrite_pod(vpod, cfg, stripped)
+        pc = (vpod.get("spec") or {}).get("priorityClassName") or ""
+        if pc and cfg.sync_priority_classes and not host_pod["spec"].get("priorityClassName"):
+            cap = min(self.ctx.values.sync.priorityclasses.max_value, MAX_USER_PRIORITY)
+            self.ctx.recorder.event(vpod, "Normal", REASON_SYSTEM_PRIORITY,
+                                    system_priority_message(pc, cap))
         if stripped:  # said as admission warnings would say it (repeats only bump the count)
             self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
                                     stripped_message(stripped, self.ctx.name))
