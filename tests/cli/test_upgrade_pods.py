@@ -22,6 +22,16 @@ metadata: {name: hn, namespace: default}
 spec:
   hostNetwork: true
   containers: [{name: c, image: nginx}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: dep, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: dep}}
+  template:
+    metadata: {labels: {app: dep}}
+    spec: {containers: [{name: c, image: nginx}]}
 """
 
 
@@ -53,6 +63,14 @@ def test_running_pods_follow_upgraded_values(shared_host, tmp_path):
         old = hpod("web")
         assert "runtimeClassName" not in old["spec"]
 
+        def dep_pods() -> list[dict]:
+            out = kubectl(shared_host, "get", "pods", "-n", "vkube-up", "-o", "json").stdout
+            pods = [p for p in json.loads(out)["items"] if p["metadata"]["name"].startswith("dep-")
+                    and not p["metadata"].get("deletionTimestamp")]
+            assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+            return pods
+        eventually(dep_pods, timeout=90, delay=0.5)
+
         u.vkube("create", "up", "--upgrade", "-f", str(after), timeout=180)
 
         def remade() -> dict:
@@ -64,6 +82,10 @@ def test_running_pods_follow_upgraded_values(shared_host, tmp_path):
             return h
         eventually(remade, timeout=120, delay=0.5)
 
+        def dep_follows() -> None:  # an owned pod: its controller makes the new one
+            assert dep_pods()[0]["spec"].get("runtimeClassName") == "upgradepods"
+        eventually(dep_follows, timeout=120, delay=0.5)
+
         def refused() -> None:
             p = vpod("hn")
             assert p["status"].get("phase") != "Running", p["status"]
@@ -73,9 +95,9 @@ def test_running_pods_follow_upgraded_values(shared_host, tmp_path):
         eventually(refused, timeout=120, delay=0.5)
 
         events = json.loads(u.kubectl("get", "events", "-o", "json").stdout)["items"]
-        said = [e for e in events if e["reason"] == "HostPodReplaced"]
-        assert said and said[0]["involvedObject"]["name"] == "web", events
-        assert said[0]["type"] == "Normal" and "spec.runtimeClassName" in said[0]["message"]
+        said = {e["involvedObject"]["name"]: e for e in events if e["reason"] == "HostPodReplaced"}
+        assert "web" in said and any(n.startswith("dep-") for n in said), sorted(said)
+        assert said["web"]["type"] == "Normal" and "spec.runtimeClassName" in said["web"]["message"]
     finally:
         cleanup(u)
         kubectl(shared_host, "delete", "runtimeclass", "upgradepods", check=False)
