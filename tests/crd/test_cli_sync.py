@@ -56,6 +56,18 @@ def test_vkube_create_syncs_custom_resources_to_the_host(user: User, tmp_path: P
     doc = json.loads(user.vkube("describe", "tenant", "-o", "json").stdout)
     assert doc["customResources"] == {"toHost": {"CronTab.stable.example.com": "served by the host"}}
 
+    # the kind dropped from the values: the host copies vkube made go (the host's own stay);
+    # a kind turned off whose copies stay is named, with why
+    own = crontab("hosts-own", namespace="vkube-tenant", replicas=1)
+    kubectl(host_kc, "create", "-f", "-", input=json.dumps(own))
+    off = tmp_path / "off.yaml"
+    off.write_text("sync: {endpoints: {enabled: false}}\n")
+    out = user.vkube("create", "tenant", "--upgrade", "-f", str(off), timeout=180).stdout
+    assert "removed their host copies — CronTab.stable.example.com (1)" in out, out
+    assert "sync turned off for endpoints: their host copies stay" in out, out
+    items = json.loads(kubectl(host_kc, "get", "crontabs", "-n", "vkube-tenant", "-o", "json").stdout)
+    assert [i["metadata"]["name"] for i in items["items"]] == ["hosts-own"]
+
 
 REFERENCES = """
 sync:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vkube.client.resources import (
+    EVENTS,
     LIMITRANGES,
     NAMESPACES,
     NETWORKPOLICIES,
@@ -61,11 +62,27 @@ async def test_isolation_priority_classes_and_pause(planes):
         hp = await eventually(getter(h, PODS, f"p-x-demo-x-{VC}", HOST_NS))
         assert hp["spec"]["priorityClassName"] == f"high-x-{VC}"
         await eventually(getter(h, PVCS, f"data-x-demo-x-{VC}", HOST_NS))
+
+        # a built-in class has no host copy (the host reserves system- names): the pod goes
+        # down without a class, at the host's default priority, and the tenant is told
+        await v.create(PODS, {"metadata": {"name": "crit", "namespace": "demo"}, "spec": {
+            "priorityClassName": "system-cluster-critical",
+            "containers": [{"name": "c", "image": "x"}]}}, namespace="demo")
+        hc = await eventually(getter(h, PODS, f"crit-x-demo-x-{VC}", HOST_NS))
+        assert "priorityClassName" not in hc["spec"] and hc["spec"].get("priority", 0) == 0
+        assert (await v.get(PODS, "crit", namespace="demo"))["spec"]["priority"] == 2_000_000_000
+
+        async def told():
+            events = (await v.list(EVENTS, namespace="demo"))["items"]
+            said = [e for e in events if e["reason"] == "SystemPriorityNotOnHost"]
+            assert said and said[0]["involvedObject"]["name"] == "crit"
+            assert "system-cluster-critical" in said[0]["message"]
+        await eventually(told)
     finally:
         await stop_syncer(pair)
 
     from vkube.client import Client
     async with Client(hcp.url, ssl=hcp.client_ssl()) as h2:
-        assert await cleanup_host(h2, HOST_NS, VC, workloads_only=True, grace_period_seconds=0) == 1
+        assert await cleanup_host(h2, HOST_NS, VC, workloads_only=True, grace_period_seconds=0) == 2
         await h2.get(PVCS, f"data-x-demo-x-{VC}", namespace=HOST_NS)  # the data stays
         assert not (await h2.list(PODS, namespace=HOST_NS))["items"]

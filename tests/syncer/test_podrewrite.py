@@ -12,6 +12,7 @@ from vkube.syncer.podrewrite import (
     referenced_objects,
     rewrite_pod,
     service_env_vars,
+    system_priority_message,
 )
 from vkube.syncer.translate import ANN_NAME, LABEL_NAMESPACE, Translator
 
@@ -627,3 +628,15 @@ def test_port_forward_targets_are_what_the_owner_published():
         with pytest.raises(ValuesError, match="sync.pods.portForwardTargets") as e:
             load_values(text)
         assert words in str(e.value)
+
+
+@pytest.mark.parametrize("pc", ["system-cluster-critical", "system-node-critical"])
+def test_system_priority_class_not_named_on_host(pc):
+    """A host reserves system- class names: a host copy named system-…-x-VC cannot exist,
+    so a pod naming a built-in class goes down without a class (host default priority)."""
+    pod = copy.deepcopy(POD)
+    pod["spec"]["priorityClassName"] = pc
+    host = rewrite_pod(pod, replace(CFG, sync_priority_classes=True))["spec"]
+    assert "priorityClassName" not in host and "priority" not in host
+    assert "preemptionPolicy" not in host
+    assert pc in system_priority_message(pc, 0)

@@ -161,13 +161,15 @@ async def create(args: argparse.Namespace) -> int:
 
 async def _turned_off(hc: Client, st: ClusterState, old_values: dict, progress: Progress) -> None:
     """Host copies of kinds the new values no longer sync go (``turnedoff``)."""
-    from vkube.cli.turnedoff import remove_turned_off
+    from vkube.cli.turnedoff import kept_note, remove_turned_off
 
     if old_values is st.values:
         return
     gone = await remove_turned_off(hc, st.name, st.namespace, old_values, st.values)
     if gone:
         progress.info(f"sync turned off: removed their host copies — {', '.join(gone)}")
+    if note := kept_note(old_values, st.values):
+        progress.info(note)
 
 
 async def _resolve_for_create(args: argparse.Namespace, existing: ClusterState | None,

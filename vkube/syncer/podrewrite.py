@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
 from vkube.api.meta import Obj
 from vkube.api.portforward import ANN_RE, parse_target
 from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
@@ -35,6 +36,17 @@ class PodRejected(Exception):
 
 #: the Warning event on a virtual pod whose host pod lost fields under ``hostAccess: strip``
 REASON_STRIPPED = "HostAccessStripped"
+
+
+REASON_SYSTEM_PRIORITY = "SystemPriorityNotOnHost"
+
+
+def system_priority_message(pc: str, cap: int) -> str:
+    """Why a pod naming a built-in class runs at the host's default priority."""
+    return (f"priorityClassName {pc} is a built-in class of the virtual cluster, not copied to "
+            "the host (it reserves system- names): the host pod has no priority class and runs "
+            "at the host's default priority (sync.priorityclasses.maxValue is "
+            f"{cap}); name a PriorityClass of this cluster to rank it among the tenant's pods")
 
 
 def stripped_message(stripped: list[str], cluster: str = "NAME") -> str:
@@ -220,7 +232,11 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig, stripped: list[str] | None = N
     pc = spec.pop("priorityClassName", None)
     spec.pop("priority", None)
     spec.pop("preemptionPolicy", None)
-    if pc and cfg.sync_priority_classes:
+    # the built-in system-* classes are never copied down (a host reserves the system- prefix
+    # to its own, and a tenant's pods must not run at node-critical priority there): such a
+    # pod gets the host's default priority, the most sync.priorityclasses.maxValue's default
+    # (0) allows; see system_priority_message
+    if pc and cfg.sync_priority_classes and pc not in SYSTEM_PRIORITY_CLASSES:
         spec["priorityClassName"] = tr.host_cluster_name(pc)
     spec.pop("overhead", None)
     spec.pop("resourceClaims", None)

@@ -25,12 +25,14 @@ from vkube.syncer.claims import ClaimsNotReady
 from vkube.syncer.eventtext import virtual_text
 from vkube.syncer.podgone import ANN_RESTARTS, as_shown, claims_to_run, mark_gone, restarts_before
 from vkube.syncer.podowners import wait_owners
-from vkube.syncer.podrewrite import (REASON_STRIPPED, USAGE_ANNOTATIONS, PodRejected, PodRewriteConfig,
-                                     host_pod_name, referenced_objects, rewrite_pod, stripped_message)
+from vkube.syncer.podreplace import ANN_RULES, REASON_REPLACED, changed_fields, replaced_message, rules_digest
+from vkube.syncer.podrewrite import (REASON_STRIPPED, REASON_SYSTEM_PRIORITY, USAGE_ANNOTATIONS, PodRejected,
+                                     PodRewriteConfig, host_pod_name, referenced_objects, rewrite_pod,
+                                     stripped_message, system_priority_message)
 from vkube.syncer.refusals import is_refusal
 from vkube.syncer.tokens import TokenManager
 from vkube.syncer.translate import ANN_UID, fit_name
-from vkube.syncer.values import Values, port_forward_targets
+from vkube.syncer.values import MAX_USER_PRIORITY, Values, port_forward_targets
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,11 @@ class PodSyncer(KindSyncer):
         self._refused_update: dict[str, str] = {}
         # per key, ephemeral containers (kubectl debug) not synced down, and why
         self._refused_debug: dict[str, dict[str, tuple[str, str]]] = {}  # name: (reason, why)
+        # digest of the values that shape host pods (a host pod made under others is judged
+        # again: vkube.syncer.podreplace), and the virtual pod uids whose host pod we deleted
+        # to make it again under them
+        self._rules = rules_digest(ctx.values)
+        self._replacing: set[str] = set()
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -99,6 +106,7 @@ class PodSyncer(KindSyncer):
             self._checked.pop(key, None)
             self._refused_update.pop(key, None)
             self._refused_debug.pop(key, None)
+            self._replacing.discard(pod["metadata"].get("uid", ""))
             self.refusals.forget(pod)
         self.enqueue(key)
 
@@ -159,6 +167,8 @@ class PodSyncer(KindSyncer):
         if hpod is None:
             await self._create_or_gone(vpod, hname)
             return
+        if deleting(hpod) and vpod["metadata"].get("uid") in self._replacing:
+            return  # its end is not the virtual pod's: the new host pod's status goes up
         await self._update_host(key, vpod, hpod)
         await self._sync_ephemeral(key, vpod, hpod)
         await self._refresh_token(vpod, key)
@@ -261,26 +271,33 @@ class PodSyncer(KindSyncer):
         syncer itself saw disappear (deleted or evicted under a running syncer) takes a bare
         pod with it, as before. True when handled here."""
         meta = vpod["metadata"]
-        if meta.get("ownerReferences") or meta.get("uid") in self._had_host:
+        replacing = meta.get("uid") in self._replacing
+        if meta.get("ownerReferences") or (meta.get("uid") in self._had_host and not replacing):
             return False
         refusal = self.admission.check(vpod)  # made again under today's rules
+        if refusal is None:
+            try:
+                host_pod = await self._desired(vpod)
+            except PodRejected as e:
+                refusal = str(e)
         if refusal is not None:
+            # it ran until new values refused it: no longer shown running (it stays in
+            # _replacing: values that allow it again bring it back)
+            if replacing and claims_to_run(vpod):
+                await mark_gone(self.ctx.virtual, [vpod])
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   refusal)
-            return True
-        try:
-            host_pod = await self._desired(vpod)
-        except PodRejected as e:
-            await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
-                                  str(e))
             return True
         # its restarts go on from where they were (a pod whose node restarted)
         host_pod["metadata"].setdefault("annotations", {})[ANN_RESTARTS] = restarts_before(vpod)
         node = (vpod.get("spec") or {}).get("nodeName")
         if node and not (host_pod.get("spec") or {}).get("nodeName"):
             try:
-                await self.ctx.host.get(NODES, node)
-                _keep_on_node(host_pod, node)  # keep the binding true
+                hnode = await self.ctx.host.get(NODES, node)
+                labels = (hnode.get("metadata") or {}).get("labels") or {}
+                want = (host_pod.get("spec") or {}).get("nodeSelector") or {}
+                if all(labels.get(k) == v for k, v in want.items()):  # new values may move it
+                    _keep_on_node(host_pod, node)  # keep the binding true
             except errors.StatusError:
                 pass  # node gone (or not ours to read): the host schedules it anew
         log.info("host pod %s of bare pod %s/%s is gone: re-creating it", hname,
@@ -290,6 +307,7 @@ class PodSyncer(KindSyncer):
         except errors.AlreadyExists:
             return True
         self._had_host.add(meta.get("uid", ""))
+        self._replacing.discard(meta.get("uid", ""))
         return True
 
     def _had_host_pod(self, vpod: Obj) -> bool:
@@ -336,9 +354,15 @@ class PodSyncer(KindSyncer):
         )
         stripped: list[str] = []
         host_pod = rewrite_pod(vpod, cfg, stripped)
+        pc = (vpod.get("spec") or {}).get("priorityClassName") or ""
+        if pc and cfg.sync_priority_classes and not host_pod["spec"].get("priorityClassName"):
+            cap = min(self.ctx.values.sync.priorityclasses.max_value, MAX_USER_PRIORITY)
+            self.ctx.recorder.event(vpod, "Normal", REASON_SYSTEM_PRIORITY,
+                                    system_priority_message(pc, cap))
         if stripped:  # said as admission warnings would say it (repeats only bump the count)
             self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
                                     stripped_message(stripped, self.ctx.name))
+        host_pod["metadata"]["annotations"][ANN_RULES] = self._rules
         # a pod is created without them (the API refuses them on create); _sync_ephemeral
         # adds them through the host's pods/ephemeralcontainers, as on a running pod
         host_pod["spec"].pop("ephemeralContainers", None)
@@ -408,6 +432,9 @@ class PodSyncer(KindSyncer):
         except PodRejected:
             return
         hmeta, hspec = hpod["metadata"], hpod.get("spec") or {}
+        if (hmeta.get("annotations") or {}).get(ANN_RULES) != self._rules and \
+                not deleting(hpod) and await self._made_again(vpod, hpod):
+            return
         wmeta, wspec = want["metadata"], want["spec"]
         meta: Obj = {}
         spec: Obj = {}
@@ -452,6 +479,31 @@ class PodSyncer(KindSyncer):
                 self.refusals.refused(vpod, e)
             raise
         self.refusals.accepted(vpod)
+
+    async def _made_again(self, vpod: Obj, hpod: Obj) -> bool:
+        """A host pod made under other values (``vkube.syncer.podreplace``): judged as a new
+        pod would be. Refused, or different in a field no update may change, it is deleted
+        and made again (``_recreate_bare``; a pod with an owner is replaced by its controller,
+        and the new one is judged as it is created). True when it was deleted."""
+        refusal = self.admission.check(vpod)
+        fields: list[str] = []
+        if refusal is None:
+            try:
+                fields = changed_fields(hpod, await self._desired(vpod))
+            except PodRejected as e:
+                refusal = str(e)
+        if refusal is None and not fields:
+            return False  # _update_host writes the new digest
+        meta = vpod["metadata"]
+        if refusal is None:
+            self.ctx.recorder.event(vpod, "Normal", REASON_REPLACED,
+                                    replaced_message(fields, self.ctx.name))
+        log.info("host pod of %s/%s made under other values: re-created (%s)", meta["namespace"],
+                 meta["name"], refusal or ", ".join(fields))
+        self._replacing.add(meta.get("uid", ""))
+        await delete_ignore_missing(self.ctx.host, PODS, hpod["metadata"]["name"],
+                                    self.ctx.host_namespace)
+        return True
 
     async def _sync_ephemeral(self, key: str, vpod: Obj, hpod: Obj) -> None:
         """kubectl debug: ephemeral containers the virtual pod gained are added to the host pod
@@ -526,8 +578,14 @@ class PodSyncer(KindSyncer):
             # strip holds for changes too (annotations are mutable); reject refused at creation
             host_access="strip" if self.ctx.values.host_access == "strip" else "allow",
             node_selector=self.ctx.values.node_selector(),
+            runtime_class_name=self.ctx.values.isolation.runtime_class_name,
+            tolerations=_tolerations(self.ctx.values),
+            port_forward_targets=port_forward_targets(self.ctx.values),
+            sync_priority_classes=self.ctx.values.sync.priorityclasses.enabled,
             namespace_labels=dict((nsobj.get("metadata") or {}).get("labels") or {}))
-        return rewrite_pod(vpod, cfg)
+        host_pod = rewrite_pod(vpod, cfg)
+        host_pod["metadata"]["annotations"][ANN_RULES] = self._rules
+        return host_pod
 
     # -- up ---------------------------------------------------------------------------------
     def _virtual_words(self, hstatus: Obj, vpod: Obj, hpod: Obj) -> Obj:
