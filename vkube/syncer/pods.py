@@ -218,13 +218,15 @@ class PodSyncer(KindSyncer):
             return
         if self.keep_node_name and not (vpod.get("spec") or {}).get("nodeName"):
             return  # the virtual scheduler has not placed it yet
-        refusal = self.admission.check(vpod)
+        # a host pod is made without ephemeral containers (_sync_ephemeral adds each, judged
+        # on its own): a refused debug container never keeps its pod from the host
+        refusal = self.admission.check(_with_host_ephemeral(vpod, {}))
         if refusal is not None:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   refusal)
             return
         try:
-            host_pod = await self._desired(vpod)
+            host_pod = await self._desired(_with_host_ephemeral(vpod, {}))
             await self.ctx.host.create(PODS, host_pod, namespace=hns)
         except _AddressNotKnown as e:
             log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
@@ -263,13 +265,14 @@ class PodSyncer(KindSyncer):
         meta = vpod["metadata"]
         if meta.get("ownerReferences") or meta.get("uid") in self._had_host:
             return False
-        refusal = self.admission.check(vpod)  # made again under today's rules
+        base = _with_host_ephemeral(vpod, {})  # its debug containers come back one by one
+        refusal = self.admission.check(base)  # made again under today's rules
         if refusal is not None:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   refusal)
             return True
         try:
-            host_pod = await self._desired(vpod)
+            host_pod = await self._desired(base)
         except PodRejected as e:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   str(e))
