@@ -96,3 +96,49 @@ def test_a_gone_host_pods_debug_containers_are_not_shown_running():
     [dbg] = new["ephemeralContainerStatuses"]
     assert dbg["state"] == {"waiting": {"reason": "ContainerCreating"}}
     assert (dbg["name"], dbg["ready"], dbg["started"]) == ("dbg", False, False)
+
+
+async def test_a_refused_debug_container_never_keeps_its_bare_pod_from_the_host(planes):
+    """kubectl debug's default profile (SYS_PTRACE) is refused under hostAccess: reject; it can
+    never be removed, and the pod made again after a pause must still reach the host."""
+    vcp, hcp = planes
+    pair = await start_syncer(vcp, hcp, load_values("sync: {}"))
+    v, h = pair.virtual, pair.host
+    hpod_name = HPOD.replace("-x-demo-", "-x-default-")
+
+    async def host_pod():
+        try:
+            return await h.get(PODS, hpod_name, namespace=HOST_NS)
+        except NotFound as e:
+            raise AssertionError("no host pod yet") from e
+    try:
+        await h.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}})
+        await v.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "cfg", "namespace": "default"},
+                                    "data": {"k": "v"}})
+        created = await v.create(PODS, pod() | {"metadata": {"name": "web", "namespace": "default"}},
+                                 namespace="default")
+        await eventually(host_pod)
+        await make_running(pair, hpod_name)
+        dbg = {"name": "dbg", "image": "busybox", "targetContainerName": "c",
+               "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}}
+        await v.patch(PODS, "web", {"spec": {"ephemeralContainers": [dbg]}}, type="strategic",
+                      namespace="default", subresource="ephemeralcontainers")
+
+        async def refused():
+            vp = await v.get(PODS, "web", namespace="default")
+            st = vp["status"].get("ephemeralContainerStatuses") or []
+            assert [s["state"]["waiting"]["reason"] for s in st] == ["SyncRejected"], st
+        await eventually(refused)
+    finally:
+        await stop_syncer(pair)
+    # paused: the host pod goes while no syncer runs; the next syncer makes it again
+    await h.delete(PODS, hpod_name, namespace=HOST_NS, grace_period_seconds=0)
+    pair = await start_syncer(vcp, hcp, load_values("sync: {}"))
+    try:
+        again = await eventually(host_pod, attempts=400)
+        assert not again["spec"].get("ephemeralContainers")
+        vp = await v.get(PODS, "web", namespace="default")
+        assert vp["metadata"]["uid"] == created["metadata"]["uid"]
+    finally:
+        await stop_syncer(pair)

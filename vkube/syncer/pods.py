@@ -228,13 +228,15 @@ class PodSyncer(KindSyncer):
             return
         if self.keep_node_name and not (vpod.get("spec") or {}).get("nodeName"):
             return  # the virtual scheduler has not placed it yet
-        refusal = self.admission.check(vpod)
+        # a host pod is made without ephemeral containers (_sync_ephemeral adds each, judged
+        # on its own): a refused debug container never keeps its pod from the host
+        refusal = self.admission.check(_with_host_ephemeral(vpod, {}))
         if refusal is not None:
             await surface_refusal(self.ctx.virtual, self.ctx.recorder, vpod, REASON_REJECTED,
                                   refusal)
             return
         try:
-            host_pod = await self._desired(vpod)
+            host_pod = await self._desired(_with_host_ephemeral(vpod, {}))
             await self.ctx.host.create(PODS, host_pod, namespace=hns)
         except _AddressNotKnown as e:
             log.debug("pod %s/%s waits: %s", meta["namespace"], meta["name"], e)
@@ -274,10 +276,11 @@ class PodSyncer(KindSyncer):
         replacing = meta.get("uid") in self._replacing
         if meta.get("ownerReferences") or (meta.get("uid") in self._had_host and not replacing):
             return False
-        refusal = self.admission.check(vpod)  # made again under today's rules
+        base = _with_host_ephemeral(vpod, {})  # its debug containers come back one by one
+        refusal = self.admission.check(base)  # made again under today's rules
         if refusal is None:
             try:
-                host_pod = await self._desired(vpod)
+                host_pod = await self._desired(base)
             except PodRejected as e:
                 refusal = str(e)
         if refusal is not None:
@@ -485,11 +488,12 @@ class PodSyncer(KindSyncer):
         pod would be. Refused, or different in a field no update may change, it is deleted
         and made again (``_recreate_bare``; a pod with an owner is replaced by its controller,
         and the new one is judged as it is created). True when it was deleted."""
-        refusal = self.admission.check(vpod)
+        base = _with_host_ephemeral(vpod, {})  # debug containers are judged one by one
+        refusal = self.admission.check(base)
         fields: list[str] = []
         if refusal is None:
             try:
-                fields = changed_fields(hpod, await self._desired(vpod))
+                fields = changed_fields(hpod, await self._desired(base))
             except PodRejected as e:
                 refusal = str(e)
         if refusal is None and not fields:
