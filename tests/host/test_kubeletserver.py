@@ -174,3 +174,37 @@ def test_exec_is_honest_about_what_it_implements():
     assert reads_stdin(["sh", "-c", "read x; echo $x"]) and reads_stdin(["sh", "-c", "echo a; cat"])
     assert not reads_stdin(["cat", "/etc/hosts"]) and not reads_stdin(["sh", "-c", "cat /etc/hosts"])
     assert not reads_stdin(["hostname"]) and not reads_stdin(["sh", "-c", "echo already"])
+
+
+def test_exit_ends_the_script_wherever_it_stands():
+    """``exit [N]`` after ``;``, ``&&``, ``||``, a newline or inside ``if`` ends the shell with
+    N (a bare ``exit``: the last status), as sh does; nothing after it runs."""
+    from vkube.host.execsim import Proc, run
+
+    c = ContainerRT(name="c", image="nginx", init=False, sidecar=False, plan=ExitPlan(), ready_delay=0)
+
+    def ex(script: str) -> tuple[str, str, int, bool]:
+        proc = Proc({}, {})
+        out, err, code = run_exec(["sh", "-c", script], pod="p", namespace="ns", container=c,
+                                  pod_ip="", proc=proc)
+        return out, err, code, proc.exited
+
+    assert ex("echo two; exit") == ("two\n", "", 0, True)
+    assert ex("echo two; exit 3; echo never") == ("two\n", "", 3, True)
+    assert ex("true && exit 4; echo never") == ("", "", 4, True)
+    assert ex("false && exit 4; echo ran") == ("ran\n", "", 0, False)
+    assert ex("false || exit 5\necho never") == ("", "", 5, True)
+    assert ex("false; exit") == ("", "", 1, True)
+    assert ex("echo a\nexit 256") == ("a\n", "", 0, True)
+    assert ex("if true; then echo in; exit 6; fi; echo never") == ("in\n", "", 6, True)
+    assert ex("if false; then exit 1; elif true; then exit 7; else exit 8; fi") == ("", "", 7, True)
+    assert ex("if false; then exit 1; else echo no; fi\necho after") == ("no\nafter\n", "", 0, False)
+    _, err, code, exited = ex("if [ 1 ]; then exit 1; fi")  # `[` is not simulated: it fails
+    assert (code, exited) == (0, False) and "does not implement" in err
+    out, err, code, _ = ex("if true; then echo a")
+    assert (out, code) == ("", 2) and 'expecting "fi"' in err
+    assert ex("fi")[2] == 2
+    # exec's argv `sh` reading a script from stdin, and a plain `exit N` argv
+    assert run_exec(["sh"], pod="p", namespace="ns", container=c, pod_ip="",
+                    stdin="echo x; exit 2\necho never\n") == ("x\n", "", 2)
+    assert run_exec(["exit", "3"], pod="p", namespace="ns", container=c, pod_ip="") == ("", "", 3)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import re
 import time
 
 import orjson
@@ -274,21 +273,22 @@ class KubeletServer:
 
     def _shell_line(self, ns: str, pod: str, c: ContainerRT, line: str) -> None:
         """One line typed into an attached interactive shell: run as ``sh -c LINE`` would be,
-        its output going where the container's goes (the attach stream and its log)."""
-        if not line.strip():
-            out = ""
-        elif (m := re.fullmatch(r"\s*exit(?:\s+(\d+))?\s*;?\s*", line)) is not None:
-            self.kubelet.end_process(ns, pod, c, int(m.group(1) or 0) % 256)
-            return
-        else:
+        its output going where the container's goes (the attach stream and its log); an
+        ``exit`` anywhere in it (``echo bye; exit 3``) ends the shell, as sh does."""
+        proc = execsim.Proc({}, {})
+        out = ""
+        if line.strip():
             pod_obj = self.kubelet.pods.get(pod, ns)
             stdout, stderr, _ = run_exec(["sh", "-c", line], pod=pod, namespace=ns, container=c,
                                          pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
-                                         spec=(pod_obj or {}).get("spec"))
+                                         spec=(pod_obj or {}).get("spec"), proc=proc)
             out = stdout + stderr
         now = time.time()
         c.logs.extend((now, x) for x in out.splitlines())
-        self.kubelet.notify(ns, pod)
+        if proc.exited:
+            self.kubelet.end_process(ns, pod, c, proc.status)
+        else:
+            self.kubelet.notify(ns, pod)
 
     async def _port_forward(self, req: web.Request) -> web.StreamResponse:
         """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""
@@ -373,9 +373,11 @@ def resolv_conf(spec: Obj, namespace: str) -> str:
 
 
 def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
-             pod_ip: str, spec: Obj | None = None, stdin: str = "") -> tuple[str, str, int]:
+             pod_ip: str, spec: Obj | None = None, stdin: str = "",
+             proc: execsim.Proc | None = None) -> tuple[str, str, int]:
     """Answer the commands a simulated container implements (``vkube.host.execsim``), with
-    the files and environment a kubelet gives the pod."""
+    the files and environment a kubelet gives the pod; ``proc``, if given, is filled in (the
+    caller learns whether the script ran ``exit``)."""
     if not argv:
         return "", "no command given\n", 126
     spec = spec or {}
@@ -390,4 +392,7 @@ def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerR
     }
     cwd = next((c.get("workingDir") for c in spec.get("containers") or []
                 if c.get("name") == container.name and c.get("workingDir")), "/")
-    return execsim.run(argv, execsim.Proc(env, files, stdin=stdin, cwd=cwd))
+    if proc is None:
+        proc = execsim.Proc(env, files)
+    proc.env, proc.files, proc.stdin, proc.cwd = env, files, stdin, cwd
+    return execsim.run(argv, proc)
