@@ -53,6 +53,13 @@ def test_kubectl_debug(user: User) -> None:
     eventually(lambda: _state(user, "web", "sh1", "terminated"), timeout=120)
     assert user.kubectl("logs", "web", "-c", "sh1").stdout == "hello\nweb\n"
 
+    # `exit N` anywhere a command stands ends the shell with N, as sh does
+    out = user.kubectl("debug", "-i", "web", "--image=busybox", "-c", "sh3", "--profile=baseline",
+                       input="echo two; if true; then exit 3; fi\necho never\n", timeout=120,
+                       check=False)
+    assert "two\n" in out.stdout and "never" not in out.stdout, (out.stdout, out.stderr)
+    assert eventually(lambda: _state(user, "web", "sh3", "terminated"), timeout=120)["exitCode"] == 3
+
     # a running debug container: exec into it, then kubectl attach to its shell
     user.kubectl("debug", "-i", "--attach=false", "web", "--image=busybox", "-c", "sh2",
                  "--profile=baseline")

@@ -275,6 +275,8 @@ class KubeletServer:
         """One line typed into an attached interactive shell: run as ``sh -c LINE`` would be,
         its output going where the container's goes (the attach stream and its log); an
         ``exit`` anywhere in it (``echo bye; exit 3``) ends the shell, as sh does."""
+        if c.plan.exits:  # the shell already ran `exit`: what follows is never read
+            return
         proc = execsim.Proc({}, {})
         out = ""
         if line.strip():
