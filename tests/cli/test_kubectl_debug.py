@@ -59,6 +59,12 @@ def test_kubectl_debug(user: User) -> None:
                        check=False)
     assert "two\n" in out.stdout and "never" not in out.stdout, (out.stdout, out.stderr)
     assert eventually(lambda: _state(user, "web", "sh3", "terminated"), timeout=120)["exitCode"] == 3
+    # exec into a container that is no longer running: the kubelet's error, never a failed upgrade
+    out = user.kubectl("exec", "web", "-c", "sh3", "--", "echo", "x", check=False)
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: Internal error occurred: error executing command in "
+                                 "container: container not running ("), out.stderr
+    assert "upgrade" not in out.stderr
 
     # a running debug container: exec into it, then kubectl attach to its shell
     user.kubectl("debug", "-i", "--attach=false", "web", "--image=busybox", "-c", "sh2",

@@ -98,6 +98,29 @@ async def test_exec_over_websocket(control_plane, host):
         assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "1"
 
 
+async def test_kubectl_exec_into_a_stopped_container(control_plane, host):
+    """A regular container that has ended, in a pod still running: kubectl exec prints the
+    kubelet's error (the upgrade succeeds, the status says why), exit code 1."""
+    async with control_plane.client() as c:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two", "namespace": "default"},
+               "spec": {"restartPolicy": "Never", "containers": [
+                   {"name": "web", "image": "nginx"},
+                   {"name": "job", "image": "busybox", "command": ["sh", "-c", "exit 0"]}]}}
+        await c.create(PODS, pod)
+
+        async def job_done():
+            p = await c.get(PODS, "two", namespace="default")
+            return any(s["name"] == "job" and "terminated" in s.get("state", {})
+                       for s in p["status"].get("containerStatuses") or ())
+
+        await eventually(job_done, timeout=60)
+    out = await kubectl(control_plane, "exec", "two", "-c", "job", "--", "echo", "x", check=False)
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: Internal error occurred: error executing command in "
+                                 "container: container not running ("), out.stderr
+    assert (await kubectl(control_plane, "exec", "two", "-c", "web", "--", "echo", "x")).stdout == "x\n"
+
+
 def as_apiserver(control_plane) -> aiohttp.ClientSession:
     """What the kubelet admits: the API server's kubelet-client certificate of this cluster."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=control_plane.ssl(*APISERVER_KUBELET_CLIENT)))

@@ -158,12 +158,20 @@ class KubeletServer:
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
         argv = req.query.getall("command", [])
-        if c.state != "running":
-            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
+        if c.state != "running":
+            # as the kubelet's streaming server answers: the upgrade succeeds, the runtime's
+            # refusal comes back as an InternalError status on the error channel
+            cause = f"error executing command in container: container not running " \
+                    f"({c.container_id.partition('://')[2] or c.name})"
+            await _close_with(ws, {"metadata": {}, "status": "Failure", "code": 500,
+                                   "reason": "InternalError",
+                                   "message": f"Internal error occurred: {cause}",
+                                   "details": {"causes": [{"message": cause}]}})
+            return ws
         stdin = ""
         if req.query.get("stdin") in ("true", "1") and execsim.reads_stdin(argv):
             stdin = await _read_stdin(ws)
@@ -188,11 +196,7 @@ class KubeletServer:
             status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
                       "message": f"command terminated with non-zero exit code: error executing command {argv}, exit code {code}",
                       "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-        await ws.send_bytes(b"\x03" + orjson.dumps(status))
-        await ws.close()
-        async for msg in ws:  # drain until the client goes away
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                break
+        await _close_with(ws, status)
         return ws
 
 
@@ -333,6 +337,15 @@ class KubeletServer:
             await session.aclose()
             await ws.close()
         return ws
+
+
+async def _close_with(ws: web.WebSocketResponse, status: Obj) -> None:
+    """The exec's end: its status on the error channel (3), then close and drain."""
+    await ws.send_bytes(b"\x03" + orjson.dumps(status))
+    await ws.close()
+    async for msg in ws:  # drain until the client goes away
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
 
 
 async def _read_stdin(ws: web.WebSocketResponse, limit: int = 16 << 20) -> str:
