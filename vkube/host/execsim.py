@@ -75,35 +75,43 @@ _KEYWORDS = ("then", "elif", "else", "fi")
 
 
 @dataclass
-class _If:
+class If:
     """``if C; then B; [elif C; then B;] [else B;] fi``: (condition, body) lists, else body."""
 
     branches: list[tuple[list, list]]
     orelse: list
 
 
-class _Syntax(Exception):
+class _Syntax(ValueError):
     pass
 
 
-def _script(script: str, proc: Proc, shell: str) -> None:
+class _Unsupported(ValueError):
+    def __str__(self) -> str:
+        return repr(self.args[0])
+
+
+def parse_script(script: str) -> list:
+    """A ``sh -c`` script as [(separator before, words or If)]; ValueError on a syntax error
+    or on what the simulated shell does not implement (pipes, redirections, sub-shells)."""
     lex = shlex.shlex(script.replace("\n", " ; "), posix=True, punctuation_chars=";&|<>()")
     lex.whitespace_split = True
-    try:
-        tokens = list(lex)
-    except ValueError as e:
-        proc.err.append(f"{shell}: syntax error: {e}\n")
-        proc.status = 2
-        return
+    tokens = list(lex)
     for tok in tokens:
         if tok not in _SEPS and (not tok.strip(";&|<>()") or tok[0] in "<>()&|"):
-            proc.err.append(f"vkube: the simulated container's shell does not implement {tok!r} "
-                            f"(pipes, redirections, background jobs and sub-shells)\n")
-            proc.status = SYNTAX
-            return
+            raise _Unsupported(tok)
+    return _parse(tokens, 0, ())[0]
+
+
+def _script(script: str, proc: Proc, shell: str) -> None:
     try:
-        items = _parse(tokens, 0, ())[0]
-    except _Syntax as e:
+        items = parse_script(script)
+    except _Unsupported as e:
+        proc.err.append(f"vkube: the simulated container's shell does not implement {e}"
+                        f" (pipes, redirections, background jobs and sub-shells)\n")
+        proc.status = SYNTAX
+        return
+    except ValueError as e:
         proc.err.append(f"{shell}: syntax error: {e}\n")
         proc.status = 2
         return
@@ -112,7 +120,7 @@ def _script(script: str, proc: Proc, shell: str) -> None:
 
 def _parse(tokens: list[str], i: int, stops: tuple[str, ...]) -> tuple[list, int, str]:
     """A command list up to one of ``stops`` (a keyword in command position): [(separator
-    before, words or _If)], the index of the stop keyword, and the keyword ("" at the end)."""
+    before, words or If)], the index of the stop keyword, and the keyword ("" at the end)."""
     items: list = []
     sep, cur = ";", None
     while i < len(tokens):
@@ -131,7 +139,7 @@ def _parse(tokens: list[str], i: int, stops: tuple[str, ...]) -> tuple[list, int
             raise _Syntax(f'unexpected "{tok}"')
         elif cur is None and tok == "if":
             cur, i = _parse_if(tokens, i + 1)
-        elif isinstance(cur, _If):
+        elif isinstance(cur, If):
             raise _Syntax(f'unexpected word "{tok}" after "fi"')
         else:
             cur = [*(cur or []), tok]
@@ -143,8 +151,8 @@ def _parse(tokens: list[str], i: int, stops: tuple[str, ...]) -> tuple[list, int
     return items, i, ""
 
 
-def _parse_if(tokens: list[str], i: int) -> tuple[_If, int]:
-    node, stop = _If([], []), "elif"
+def _parse_if(tokens: list[str], i: int) -> tuple[If, int]:
+    node, stop = If([], []), "elif"
     while stop == "elif":
         cond, i, _ = _parse(tokens, i, ("then",))
         body, i, stop = _parse(tokens, i + 1, ("elif", "else", "fi"))
@@ -163,7 +171,7 @@ def _run_list(items: list, proc: Proc) -> None:
             return
         if not (sep == ";" or (sep == "&&") == (proc.status == 0)):
             continue
-        if isinstance(node, _If):
+        if isinstance(node, If):
             for cond, body in node.branches:
                 _run_list(cond, proc)
                 if proc.exited:
