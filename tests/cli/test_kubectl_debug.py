@@ -65,6 +65,9 @@ def test_kubectl_debug(user: User) -> None:
     assert out.stderr.startswith("error: Internal error occurred: error executing command in "
                                  "container: container not running ("), out.stderr
     assert "upgrade" not in out.stderr
+    out = user.kubectl("attach", "web", "-c", "sh3", check=False)
+    assert out.returncode == 1 and "error attaching to container: container not running (" \
+        in out.stderr and "upgrade" not in out.stderr, (out.stdout, out.stderr)
 
     # a running debug container: exec into it, then kubectl attach to its shell
     user.kubectl("debug", "-i", "--attach=false", "web", "--image=busybox", "-c", "sh2",

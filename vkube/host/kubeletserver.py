@@ -163,14 +163,7 @@ class KubeletServer:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
         if c.state != "running":
-            # as the kubelet's streaming server answers: the upgrade succeeds, the runtime's
-            # refusal comes back as an InternalError status on the error channel
-            cause = f"error executing command in container: container not running " \
-                    f"({c.container_id.partition('://')[2] or c.name})"
-            await _close_with(ws, {"metadata": {}, "status": "Failure", "code": 500,
-                                   "reason": "InternalError",
-                                   "message": f"Internal error occurred: {cause}",
-                                   "details": {"causes": [{"message": cause}]}})
+            await _close_with(ws, _not_running(c, "executing command in"))
             return ws
         stdin = ""
         if req.query.get("stdin") in ("true", "1") and execsim.reads_stdin(argv):
@@ -208,12 +201,13 @@ class KubeletServer:
         each line typed, and ends on ``exit`` or, with ``stdinOnce``, when stdin closes."""
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
-        if c.state != "running":
-            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
+        if c.state != "running":
+            await _close_with(ws, _not_running(c, "attaching to"))
+            return ws
 
         shell = c.plan.interactive and req.query.get("stdin") in ("true", "1")
         tty = req.query.get("tty") in ("true", "1")
@@ -337,6 +331,16 @@ class KubeletServer:
             await session.aclose()
             await ws.close()
         return ws
+
+
+def _not_running(c: ContainerRT, doing: str) -> Obj:
+    """What the kubelet's streaming server answers an exec or attach into a container that
+    is not running: the upgrade succeeds, the runtime's refusal comes back as an
+    InternalError status on the error channel (kubectl prints its message)."""
+    cause = f"error {doing} container: container not running " \
+            f"({c.container_id.partition('://')[2] or c.name})"
+    return {"metadata": {}, "status": "Failure", "code": 500, "reason": "InternalError",
+            "message": f"Internal error occurred: {cause}", "details": {"causes": [{"message": cause}]}}
 
 
 async def _close_with(ws: web.WebSocketResponse, status: Obj) -> None:
