@@ -53,6 +53,22 @@ def test_kubectl_debug(user: User) -> None:
     eventually(lambda: _state(user, "web", "sh1", "terminated"), timeout=120)
     assert user.kubectl("logs", "web", "-c", "sh1").stdout == "hello\nweb\n"
 
+    # `exit N` anywhere a command stands ends the shell with N, as sh does
+    out = user.kubectl("debug", "-i", "web", "--image=busybox", "-c", "sh3", "--profile=baseline",
+                       input="echo two; if true; then exit 3; fi\necho never\n", timeout=120,
+                       check=False)
+    assert "two\n" in out.stdout and "never" not in out.stdout, (out.stdout, out.stderr)
+    assert eventually(lambda: _state(user, "web", "sh3", "terminated"), timeout=120)["exitCode"] == 3
+    # exec into a container that is no longer running: the kubelet's error, never a failed upgrade
+    out = user.kubectl("exec", "web", "-c", "sh3", "--", "echo", "x", check=False)
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: Internal error occurred: error executing command in "
+                                 "container: container not running ("), out.stderr
+    assert "upgrade" not in out.stderr
+    out = user.kubectl("attach", "web", "-c", "sh3", check=False)
+    assert out.returncode == 1 and "error attaching to container: container not running (" \
+        in out.stderr and "upgrade" not in out.stderr, (out.stdout, out.stderr)
+
     # a running debug container: exec into it, then kubectl attach to its shell
     user.kubectl("debug", "-i", "--attach=false", "web", "--image=busybox", "-c", "sh2",
                  "--profile=baseline")

@@ -33,6 +33,11 @@ def plan(cmd=None, args=None, image="busybox", env=None):
     (["sh", "-c", "while true; do echo x; sleep 1; done"], None, 0, []),
     (["nginx", "-g", "daemon off;"], None, 0, []),
     (["sh", "-c", "exec sleep 5"], 5.0, 0, []),
+    (["sh", "-c", "echo a; if true; then exit 3; fi; echo never"], 0.0, 3, ["a"]),
+    (["sh", "-c", "if false; then exit 1\nelif false; then exit 2\nelse exit 4\nfi"], 0.0, 4, []),
+    (["sh", "-c", "if true; then sleep 2; exit 5; fi"], 2.0, 5, []),
+    (["sh", "-c", "if true; then nginx; fi"], None, 0, []),
+    (["sh", "-c", "if true; then echo unterminated"], None, 0, []),
 ])
 def test_plans(argv, run, code, out):
     p = plan(argv, env={"GREETING": "hi"})

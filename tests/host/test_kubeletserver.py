@@ -98,6 +98,29 @@ async def test_exec_over_websocket(control_plane, host):
         assert status["reason"] == "NonZeroExitCode" and status["details"]["causes"][0]["message"] == "1"
 
 
+async def test_kubectl_exec_into_a_stopped_container(control_plane, host):
+    """A regular container that has ended, in a pod still running: kubectl exec prints the
+    kubelet's error (the upgrade succeeds, the status says why), exit code 1."""
+    async with control_plane.client() as c:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two", "namespace": "default"},
+               "spec": {"restartPolicy": "Never", "containers": [
+                   {"name": "web", "image": "nginx"},
+                   {"name": "job", "image": "busybox", "command": ["sh", "-c", "exit 0"]}]}}
+        await c.create(PODS, pod)
+
+        async def job_done():
+            p = await c.get(PODS, "two", namespace="default")
+            return any(s["name"] == "job" and "terminated" in s.get("state", {})
+                       for s in p["status"].get("containerStatuses") or ())
+
+        await eventually(job_done, timeout=60)
+    out = await kubectl(control_plane, "exec", "two", "-c", "job", "--", "echo", "x", check=False)
+    assert out.returncode == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: Internal error occurred: error executing command in "
+                                 "container: container not running ("), out.stderr
+    assert (await kubectl(control_plane, "exec", "two", "-c", "web", "--", "echo", "x")).stdout == "x\n"
+
+
 def as_apiserver(control_plane) -> aiohttp.ClientSession:
     """What the kubelet admits: the API server's kubelet-client certificate of this cluster."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=control_plane.ssl(*APISERVER_KUBELET_CLIENT)))
@@ -174,3 +197,37 @@ def test_exec_is_honest_about_what_it_implements():
     assert reads_stdin(["sh", "-c", "read x; echo $x"]) and reads_stdin(["sh", "-c", "echo a; cat"])
     assert not reads_stdin(["cat", "/etc/hosts"]) and not reads_stdin(["sh", "-c", "cat /etc/hosts"])
     assert not reads_stdin(["hostname"]) and not reads_stdin(["sh", "-c", "echo already"])
+
+
+def test_exit_ends_the_script_wherever_it_stands():
+    """``exit [N]`` after ``;``, ``&&``, ``||``, a newline or inside ``if`` ends the shell with
+    N (a bare ``exit``: the last status), as sh does; nothing after it runs."""
+    from vkube.host.execsim import Proc, run
+
+    c = ContainerRT(name="c", image="nginx", init=False, sidecar=False, plan=ExitPlan(), ready_delay=0)
+
+    def ex(script: str) -> tuple[str, str, int, bool]:
+        proc = Proc({}, {})
+        out, err, code = run_exec(["sh", "-c", script], pod="p", namespace="ns", container=c,
+                                  pod_ip="", proc=proc)
+        return out, err, code, proc.exited
+
+    assert ex("echo two; exit") == ("two\n", "", 0, True)
+    assert ex("echo two; exit 3; echo never") == ("two\n", "", 3, True)
+    assert ex("true && exit 4; echo never") == ("", "", 4, True)
+    assert ex("false && exit 4; echo ran") == ("ran\n", "", 0, False)
+    assert ex("false || exit 5\necho never") == ("", "", 5, True)
+    assert ex("false; exit") == ("", "", 1, True)
+    assert ex("echo a\nexit 256") == ("a\n", "", 0, True)
+    assert ex("if true; then echo in; exit 6; fi; echo never") == ("in\n", "", 6, True)
+    assert ex("if false; then exit 1; elif true; then exit 7; else exit 8; fi") == ("", "", 7, True)
+    assert ex("if false; then exit 1; else echo no; fi\necho after") == ("no\nafter\n", "", 0, False)
+    _, err, code, exited = ex("if [ 1 ]; then exit 1; fi")  # `[` is not simulated: it fails
+    assert (code, exited) == (0, False) and "does not implement" in err
+    out, err, code, _ = ex("if true; then echo a")
+    assert (out, code) == ("", 2) and 'expecting "fi"' in err
+    assert ex("fi")[2] == 2
+    # exec's argv `sh` reading a script from stdin, and a plain `exit N` argv
+    assert run_exec(["sh"], pod="p", namespace="ns", container=c, pod_ip="",
+                    stdin="echo x; exit 2\necho never\n") == ("x\n", "", 2)
+    assert run_exec(["exit", "3"], pod="p", namespace="ns", container=c, pod_ip="") == ("", "", 3)

@@ -9,6 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from vkube.api.meta import Obj
+from vkube.host import execsim
 
 SHELLS = {"sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash", "/bin/ash", "/usr/bin/bash",
           "/bin/dash", "/bin/zsh", "/usr/bin/env"}
@@ -16,6 +17,7 @@ SHELLS = {"sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash", "/bin/ash"
 SHELL_IMAGES = {"busybox", "alpine", "ubuntu", "debian", "bash", "centos", "fedora", "rockylinux",
                 "almalinux", "amazonlinux"}
 _LOOP = re.compile(r"\b(while|until|for)\b")
+_IF = re.compile(r"(^|[;&|\s])if\s")
 
 
 @dataclass
@@ -162,6 +164,12 @@ def plan_script(script: str, env: dict[str, str]) -> ExitPlan:
     if _LOOP.search(script):
         return ExitPlan(None, 0, [])
     plan = ExitPlan(0.0, 0)
+    if _IF.search(script):  # ``if … then exit N; fi``: the shell's own parser
+        try:
+            _plan_list(execsim.parse_script(script), env, plan)
+        except ValueError:
+            return ExitPlan(None, 0, [])
+        return plan
     tokens = _split_script(script)
     skip = False
     for sep, words in tokens:
@@ -184,6 +192,39 @@ def plan_script(script: str, env: dict[str, str]) -> ExitPlan:
         if plan.run_seconds is None:
             return plan
     return plan
+
+
+def _plan_list(items: list, env: dict[str, str], plan: ExitPlan) -> bool:
+    """Apply a parsed script (``execsim.parse_script``) to ``plan``; True once it stops
+    there (``exit``, a process that runs until stopped, a command we do not simulate)."""
+    for sep, node in items:
+        if not (sep == ";" or (sep == "&&") == (plan.exit_code == 0)):
+            continue
+        if isinstance(node, execsim.If):
+            for cond, body in node.branches:
+                if _plan_list(cond, env, plan):
+                    return True
+                if plan.exit_code == 0:
+                    if _plan_list(body, env, plan):
+                        return True
+                    break
+            else:
+                plan.exit_code = 0
+                if _plan_list(node.orelse, env, plan):
+                    return True
+            continue
+        words = [_expand(w, env) for w in node]
+        if words[0] == "exec":
+            words = words[1:] or ["true"]
+        if words[0] == "exit":
+            _simple(words, env, plan)
+            return True
+        if not _simple(words, env, plan):
+            plan.run_seconds, plan.exit_code = None, 0
+            return True
+        if plan.run_seconds is None:
+            return True
+    return False
 
 
 def _split_script(script: str) -> list[tuple[str, list[str]]]:

@@ -5,8 +5,9 @@ simulated container does not implement it — never a silent success.
 
 Implemented: ``echo``, ``cat`` (the pod's /etc files, or stdin), ``hostname``, ``env``,
 ``printenv``, ``pwd``, ``true``, ``false``, ``:``, ``exit`` and, in ``sh -c SCRIPT`` (or a
-script read from stdin by a bare ``sh``), ``read`` and the separators ``;``, ``&&``, ``||`` and
-newlines, with ``$VAR``/``${VAR}``/``$?`` expansion. Pipes, redirections, background jobs and
+script read from stdin by a bare ``sh``), ``read``, the separators ``;``, ``&&``, ``||`` and
+newlines and ``if``/``elif``/``else``/``fi``, with ``$VAR``/``${VAR}``/``$?`` expansion;
+``exit [N]`` ends the script wherever it stands. Pipes, redirections, background jobs and
 sub-shells are refused with exit 126. (``nc``, ``wget``, ``curl``, ``nslookup`` on their own are
 ``vkube.host.netcmds``.)"""
 
@@ -35,6 +36,8 @@ class Proc:
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
     status: int = 0
+    #: the script ran ``exit``: the shell ends there (an interactive shell's process too)
+    exited: bool = False
 
 
 def reads_stdin(argv: list[str]) -> bool:
@@ -67,34 +70,126 @@ def run(argv: list[str], proc: Proc) -> tuple[str, str, int]:
     return "".join(proc.out), "".join(proc.err), proc.status
 
 
-def _script(script: str, proc: Proc, shell: str) -> None:
+_SEPS = (";", "&&", "||")
+_KEYWORDS = ("then", "elif", "else", "fi")
+
+
+@dataclass
+class If:
+    """``if C; then B; [elif C; then B;] [else B;] fi``: (condition, body) lists, else body."""
+
+    branches: list[tuple[list, list]]
+    orelse: list
+
+
+class _Syntax(ValueError):
+    pass
+
+
+class _Unsupported(ValueError):
+    def __str__(self) -> str:
+        return repr(self.args[0])
+
+
+def parse_script(script: str) -> list:
+    """A ``sh -c`` script as [(separator before, words or If)]; ValueError on a syntax error
+    or on what the simulated shell does not implement (pipes, redirections, sub-shells)."""
     lex = shlex.shlex(script.replace("\n", " ; "), posix=True, punctuation_chars=";&|<>()")
     lex.whitespace_split = True
+    tokens = list(lex)
+    for tok in tokens:
+        if tok not in _SEPS and (not tok.strip(";&|<>()") or tok[0] in "<>()&|"):
+            raise _Unsupported(tok)
+    return _parse(tokens, 0, ())[0]
+
+
+def _script(script: str, proc: Proc, shell: str) -> None:
     try:
-        tokens = list(lex)
+        items = parse_script(script)
+    except _Unsupported as e:
+        proc.err.append(f"vkube: the simulated container's shell does not implement {e}"
+                        f" (pipes, redirections, background jobs and sub-shells)\n")
+        proc.status = SYNTAX
+        return
     except ValueError as e:
         proc.err.append(f"{shell}: syntax error: {e}\n")
         proc.status = 2
         return
-    sep, words = ";", []
-    for tok in [*tokens, ";"]:
-        if tok not in (";", "&&", "||") and tok.strip(";&|<>()") and not (tok[0] in "<>()&|"):
-            words.append(tok)
-            continue
-        if tok not in (";", "&&", "||"):
-            proc.err.append(f"vkube: the simulated container's shell does not implement {tok!r} "
-                            f"(pipes, redirections, background jobs and sub-shells)\n")
-            proc.status = SYNTAX
+    _run_list(items, proc)
+
+
+def _parse(tokens: list[str], i: int, stops: tuple[str, ...]) -> tuple[list, int, str]:
+    """A command list up to one of ``stops`` (a keyword in command position): [(separator
+    before, words or If)], the index of the stop keyword, and the keyword ("" at the end)."""
+    items: list = []
+    sep, cur = ";", None
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok in _SEPS:
+            if cur is None and tok != ";":
+                raise _Syntax(f'unexpected "{tok}"')
+            if cur is not None:
+                items.append((sep, cur))
+                sep = tok
+            cur = None
+            i += 1
+        elif cur is None and tok in stops:
+            return items, i, tok
+        elif cur is None and tok in _KEYWORDS:
+            raise _Syntax(f'unexpected "{tok}"')
+        elif cur is None and tok == "if":
+            cur, i = _parse_if(tokens, i + 1)
+        elif isinstance(cur, If):
+            raise _Syntax(f'unexpected word "{tok}" after "fi"')
+        else:
+            cur = [*(cur or []), tok]
+            i += 1
+    if cur is not None:
+        items.append((sep, cur))
+    if stops:
+        raise _Syntax(f'end of file unexpected (expecting "{stops[-1]}")')
+    return items, i, ""
+
+
+def _parse_if(tokens: list[str], i: int) -> tuple[If, int]:
+    node, stop = If([], []), "elif"
+    while stop == "elif":
+        cond, i, _ = _parse(tokens, i, ("then",))
+        body, i, stop = _parse(tokens, i + 1, ("elif", "else", "fi"))
+        node.branches.append((cond, body))
+        i += 1
+    if stop == "else":
+        node.orelse, i, _ = _parse(tokens, i, ("fi",))
+        i += 1
+    return node, i
+
+
+def _run_list(items: list, proc: Proc) -> None:
+    """Run a parsed list; ``exit`` anywhere in it (or in an ``if`` within) ends the script."""
+    for sep, node in items:
+        if proc.exited:
             return
-        run_it = sep == ";" or (sep == "&&") == (proc.status == 0)
-        if words and run_it:
-            words = [_expand(w, proc) for w in words]
-            if words[0] == "exit":
-                if len(words) > 1:
-                    proc.status = int(words[1]) % 256 if words[1].lstrip("-").isdigit() else 2
-                return
-            proc.status = _simple(words, proc)
-        sep, words = tok, []
+        if not (sep == ";" or (sep == "&&") == (proc.status == 0)):
+            continue
+        if isinstance(node, If):
+            for cond, body in node.branches:
+                _run_list(cond, proc)
+                if proc.exited:
+                    return
+                if proc.status == 0:
+                    _run_list(body, proc)
+                    break
+            else:
+                proc.status = 0
+                _run_list(node.orelse, proc)
+            continue
+        words = [_expand(w, proc) for w in node]
+        if words[0] == "exit":
+            if len(words) > 1:
+                proc.status = int(words[1]) % 256 if words[1].lstrip("-").isdigit() else 2
+            proc.exited = True
+            return
+        proc.status = _simple(words, proc)
 
 
 def _expand(word: str, proc: Proc) -> str:
@@ -133,6 +228,7 @@ def _simple(argv: list[str], proc: Proc) -> int:
     elif cmd == "read":
         return _read(args, proc)
     elif cmd == "exit":
+        proc.exited = True
         return int(args[0]) % 256 if args and args[0].lstrip("-").isdigit() else proc.status
     else:
         proc.err.append(f"vkube: {cmd}: the simulated container does not implement this command "

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import re
 import time
 
 import orjson
@@ -159,12 +158,13 @@ class KubeletServer:
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
         argv = req.query.getall("command", [])
-        if c.state != "running":
-            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="exec needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
+        if c.state != "running":
+            await _close_with(ws, _not_running(c, "executing command in"))
+            return ws
         stdin = ""
         if req.query.get("stdin") in ("true", "1") and execsim.reads_stdin(argv):
             stdin = await _read_stdin(ws)
@@ -189,11 +189,7 @@ class KubeletServer:
             status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
                       "message": f"command terminated with non-zero exit code: error executing command {argv}, exit code {code}",
                       "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-        await ws.send_bytes(b"\x03" + orjson.dumps(status))
-        await ws.close()
-        async for msg in ws:  # drain until the client goes away
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                break
+        await _close_with(ws, status)
         return ws
 
 
@@ -205,12 +201,13 @@ class KubeletServer:
         each line typed, and ends on ``exit`` or, with ``stdinOnce``, when stdin closes."""
         c = self._container(req)
         ns, pod = req.match_info["ns"], req.match_info["pod"]
-        if c.state != "running":
-            raise web.HTTPBadRequest(text=f"container {c.name} is not running")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS)
         if not ws.can_prepare(req).ok:
             raise web.HTTPBadRequest(text="attach needs a WebSocket upgrade (channel.k8s.io)")
         await ws.prepare(req)
+        if c.state != "running":
+            await _close_with(ws, _not_running(c, "attaching to"))
+            return ws
 
         shell = c.plan.interactive and req.query.get("stdin") in ("true", "1")
         tty = req.query.get("tty") in ("true", "1")
@@ -274,21 +271,24 @@ class KubeletServer:
 
     def _shell_line(self, ns: str, pod: str, c: ContainerRT, line: str) -> None:
         """One line typed into an attached interactive shell: run as ``sh -c LINE`` would be,
-        its output going where the container's goes (the attach stream and its log)."""
-        if not line.strip():
-            out = ""
-        elif (m := re.fullmatch(r"\s*exit(?:\s+(\d+))?\s*;?\s*", line)) is not None:
-            self.kubelet.end_process(ns, pod, c, int(m.group(1) or 0) % 256)
+        its output going where the container's goes (the attach stream and its log); an
+        ``exit`` anywhere in it (``echo bye; exit 3``) ends the shell, as sh does."""
+        if c.plan.exits:  # the shell already ran `exit`: what follows is never read
             return
-        else:
+        proc = execsim.Proc({}, {})
+        out = ""
+        if line.strip():
             pod_obj = self.kubelet.pods.get(pod, ns)
             stdout, stderr, _ = run_exec(["sh", "-c", line], pod=pod, namespace=ns, container=c,
                                          pod_ip=(self.kubelet.runtime(ns, pod) or _NoRT).pod_ip,
-                                         spec=(pod_obj or {}).get("spec"))
+                                         spec=(pod_obj or {}).get("spec"), proc=proc)
             out = stdout + stderr
         now = time.time()
         c.logs.extend((now, x) for x in out.splitlines())
-        self.kubelet.notify(ns, pod)
+        if proc.exited:
+            self.kubelet.end_process(ns, pod, c, proc.status)
+        else:
+            self.kubelet.notify(ns, pod)
 
     async def _port_forward(self, req: web.Request) -> web.StreamResponse:
         """kubectl port-forward: SPDY tunnelled over this WebSocket (vkube.host.portforward)."""
@@ -333,6 +333,25 @@ class KubeletServer:
         return ws
 
 
+def _not_running(c: ContainerRT, doing: str) -> Obj:
+    """What the kubelet's streaming server answers an exec or attach into a container that
+    is not running: the upgrade succeeds, the runtime's refusal comes back as an
+    InternalError status on the error channel (kubectl prints its message)."""
+    cause = f"error {doing} container: container not running " \
+            f"({c.container_id.partition('://')[2] or c.name})"
+    return {"metadata": {}, "status": "Failure", "code": 500, "reason": "InternalError",
+            "message": f"Internal error occurred: {cause}", "details": {"causes": [{"message": cause}]}}
+
+
+async def _close_with(ws: web.WebSocketResponse, status: Obj) -> None:
+    """The exec's end: its status on the error channel (3), then close and drain."""
+    await ws.send_bytes(b"\x03" + orjson.dumps(status))
+    await ws.close()
+    async for msg in ws:  # drain until the client goes away
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
+
+
 async def _read_stdin(ws: web.WebSocketResponse, limit: int = 16 << 20) -> str:
     """The exec's stdin (channel 0) until the client closes it: v5.channel.k8s.io's close
     signal (channel 255, stream 0) or the WebSocket's end; past ``limit`` bytes are dropped."""
@@ -373,9 +392,11 @@ def resolv_conf(spec: Obj, namespace: str) -> str:
 
 
 def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerRT,
-             pod_ip: str, spec: Obj | None = None, stdin: str = "") -> tuple[str, str, int]:
+             pod_ip: str, spec: Obj | None = None, stdin: str = "",
+             proc: execsim.Proc | None = None) -> tuple[str, str, int]:
     """Answer the commands a simulated container implements (``vkube.host.execsim``), with
-    the files and environment a kubelet gives the pod."""
+    the files and environment a kubelet gives the pod; ``proc``, if given, is filled in (the
+    caller learns whether the script ran ``exit``)."""
     if not argv:
         return "", "no command given\n", 126
     spec = spec or {}
@@ -390,4 +411,7 @@ def run_exec(argv: list[str], *, pod: str, namespace: str, container: ContainerR
     }
     cwd = next((c.get("workingDir") for c in spec.get("containers") or []
                 if c.get("name") == container.name and c.get("workingDir")), "/")
-    return execsim.run(argv, execsim.Proc(env, files, stdin=stdin, cwd=cwd))
+    if proc is None:
+        proc = execsim.Proc(env, files)
+    proc.env, proc.files, proc.stdin, proc.cwd = env, files, stdin, cwd
+    return execsim.run(argv, proc)
