@@ -50,8 +50,10 @@ async def settled_after_finish(env: WorkloadEnv, name: str, cond: str, rec: Reco
     await eventually(quiet, timeout=60)
     seen = len(rec.log)
     await asyncio.sleep(3)
-    late = [(t, o["metadata"]["name"]) for t, o in rec.log[seen:] if t == "ADDED" or (
-        t == "MODIFIED" and running(o))]
+    # this Job's pods only (another Job of the same test may still be running its own)
+    late = [(t, o["metadata"]["name"]) for t, o in rec.log[seen:]
+            if ((o["metadata"].get("labels") or {}).get("job-name") == name)
+            and (t == "ADDED" or (t == "MODIFIED" and running(o)))]
     assert not late, late
     out = await env.kubectl("get", "pods", "-l", f"job-name={name}", "--no-headers")
     assert "Running" not in out and "ContainerCreating" not in out, out
