@@ -114,7 +114,17 @@ class Context:
             import aiohttp
 
             connector = aiohttp.TCPConnector(ssl=self.kubelet_tls if self.kubelet_tls is not None else True)
-            self._http = aiohttp.ClientSession(auto_decompress=False, connector=connector)
+            # a kubelet never redirects: a redirect would lead past the dial policy, which
+            # checked only the first address (plain GETs and WebSocket upgrades alike)
+            no_redirects = aiohttp.TraceConfig()
+
+            async def refuse_redirect(session: Any, ctx: Any, params: Any) -> None:
+                raise aiohttp.ClientResponseError(
+                    params.response.request_info, (), status=params.response.status,
+                    message="the kubelet answered with a redirect, which is not followed")
+            no_redirects.on_request_redirect.append(refuse_redirect)
+            self._http = aiohttp.ClientSession(auto_decompress=False, connector=connector,
+                                               trace_configs=[no_redirects])
         return self._http
 
     def storage(self, spec: ResourceSpec) -> "ResourceStorage":

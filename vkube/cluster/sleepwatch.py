@@ -59,7 +59,7 @@ AUTHZ_KEYS = ("/rbac.authorization.k8s.io/", "/core/serviceaccounts/", "/core/se
 GRANT_LIMIT = 1024
 #: the request header names that take part in who a request is
 _IDENTITY_HEADERS = ("authorization", "impersonate-", "x-remote-")
-_BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+_BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}\Z")
 
 #: set by the shared listener around a tenant's watch: the store readers its handler starts
 #: register here (the API server's watch pump runs in a task of its own, a copy of this context)

@@ -23,8 +23,26 @@ DOMAIN = "cluster.local"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
                              "ip6-loopback", "localhost4", "localhost6"})
 #: cloud instance metadata endpoints by name (their addresses are link-local: refused as IPs)
-_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata", "instance-data",
+_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata",
+                             "instance-data",
                              "instance-data.ec2.internal", "metadata.azure.internal"})
+
+
+def _is_address(name: str) -> bool:
+    """An IP address in any spelling a resolver takes for one: ``127.1``, ``0x7f000001``,
+    ``2130706433``, ``0177.0.0.1`` (inet_aton's forms, which getaddrinfo accepts) and IPv6."""
+    import socket
+
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(name)
+        return True
+    except OSError:
+        return False
 
 
 def _machine_name() -> str:
@@ -42,11 +60,7 @@ def host_external_name(external: str, host_name: Callable[[str, str], str], host
     name = external.strip().rstrip(".").lower()
     if not name:
         return external, ""
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        pass
-    else:
+    if _is_address(name):
         return None, (f"spec.externalName: {external!r} is an IP address: on the host it would "
                       "reach an address the virtual cluster's network does not decide; use a "
                       "Service without selector and its Endpoints")

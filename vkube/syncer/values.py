@@ -135,7 +135,7 @@ def _quantity(text: str) -> str | None:
 
 
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?"
-                          r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*/?$")
+                          r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*/?\Z")
 
 
 def _registry(text: str) -> str | None:
@@ -162,8 +162,8 @@ def _version(text: str) -> str | None:
     return None
 
 
-_API_VERSION_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$")
-_KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_API_VERSION_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?\Z")
+_KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]*\Z")
 
 
 def _api_version(text: str) -> str | None:
