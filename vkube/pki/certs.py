@@ -197,18 +197,25 @@ class CertificateAuthority:
                            key_type=key_type, now=now)
 
 
+def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    """Whether ``ca_cert`` issued ``cert`` (its subject is the issuer, its key signed it)."""
+    if cert.issuer != ca_cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
 def authenticate_client_certificate(cert_data: bytes | x509.Certificate, ca: CertificateAuthority, *,
                                     now: dt.datetime | None = None) -> ClientIdentity:
     """The identity in a client certificate, after checking it as kube-apiserver's x509 authenticator
     does (signed by the cluster's CA, valid now, ``clientAuth`` usage); else :class:`CertificateError`.
     """
     cert = cert_data if isinstance(cert_data, x509.Certificate) else load_certificate(cert_data)
-    if cert.issuer != ca.cert.subject:
+    if not signed_by(cert, ca.cert):
         raise CertificateError("x509: certificate signed by unknown authority")
-    try:
-        cert.verify_directly_issued_by(ca.cert)
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise CertificateError("x509: certificate signed by unknown authority") from exc
     now = now or _now()
     if now < cert.not_valid_before_utc or now > cert.not_valid_after_utc:
         raise CertificateError(
