@@ -1,5 +1,6 @@
 """``kubectl attach`` through the virtual API server and the syncer to the simulated kubelet,
-which serves it as KWOK's Attach configuration does: the container's output, then its end."""
+which serves it as a kubelet does: what the container prints from the moment of attaching, then
+a Success status (the exit code is the pod's status, which ``kubectl run -i`` reads)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,29 @@ from tests.cli.conftest import User, eventually
 
 def test_kubectl_attach_shows_the_output_until_the_container_ends(user: User) -> None:
     user.vkube("create", "att")
-    user.kubectl("run", "talker", "--image=busybox", "--restart=Never", "--",
-                 "sh", "-c", "echo hello; echo world; sleep 8")
+    # an interactive shell: its output comes only from what is typed, so what attach shows
+    # does not depend on when it connected
+    user.kubectl("run", "talker", "--image=busybox", "--restart=Never", "--stdin",
+                 "--attach=false", "--", "sh")
     eventually(lambda: user.kubectl("get", "pod", "talker", "-o", "jsonpath={.status.phase}")
                .stdout == "Running" or _no(), timeout=90, delay=0.5)
-    out = user.kubectl("attach", "talker", "-c", "talker", timeout=60, check=False)
-    assert out.returncode == 0, out.stderr
-    assert "hello\nworld\n" in out.stdout, (out.stdout, out.stderr)
-    # a failing container: attach reports its exit code as kubectl does
-    user.kubectl("run", "failer", "--image=busybox", "--restart=Never", "--",
-                 "sh", "-c", "echo bye; sleep 8; exit 3")
-    eventually(lambda: user.kubectl("get", "pod", "failer", "-o", "jsonpath={.status.phase}")
-               .stdout == "Running" or _no(), timeout=90, delay=0.5)
-    out = user.kubectl("attach", "failer", timeout=60, check=False)
-    assert "bye" in out.stdout and out.returncode != 0, (out.returncode, out.stdout, out.stderr)
+    out = user.kubectl("attach", "-i", "talker", "-c", "talker", timeout=60, check=False,
+                       input="echo hello; echo world\nexit 3\n")
+    # a kubelet ends attach with Success whatever the exit code
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert out.stdout.count("hello\nworld\n") == 1, (out.stdout, out.stderr)
+    eventually(lambda: user.kubectl(
+        "get", "pod", "talker", "-o",
+        "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}").stdout == "3"
+        or _no(), timeout=90, delay=0.5)
+    # kubectl run -i: what ran before the attach comes once (from the logs), not again from
+    # attach, and the container's exit code is kubectl's, read from the pod's status
+    out = user.kubectl("run", "once", "-i", "--image=busybox", "--restart=Never", "--",
+                       "sh", "-c", "echo only-once; sleep 3; exit 3", timeout=120, check=False,
+                       input="")
+    assert out.stdout.count("only-once") == 1, (out.stdout, out.stderr)
+    assert "falling back" not in out.stderr, out.stderr
+    assert out.returncode == 3, (out.returncode, out.stdout, out.stderr)
 
 
 def _no() -> None:

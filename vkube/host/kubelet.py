@@ -155,8 +155,11 @@ class Kubelet:
         self._notify(f"{namespace}/{name}")
 
     def end_process(self, namespace: str, name: str, container: ContainerRT, code: int = 0) -> None:
-        """An interactive shell whose stdin closed (or that ran ``exit``) ends now."""
+        """An interactive shell whose stdin closed (or that ran ``exit``) ends now; one that
+        already ran ``exit`` keeps that code (stdin closing right after ``exit 3`` is not 0)."""
         if container.state != "running" or self.runtime(namespace, name) is None:
+            return
+        if container.plan.exits:
             return
         container.plan = ExitPlan(max(0.0, time.time() - container.since), code, container.plan.output)
         self.queue.add(f"{namespace}/{name}")

@@ -194,9 +194,10 @@ class KubeletServer:
 
 
     async def _attach(self, req: web.Request) -> web.StreamResponse:
-        """kubectl attach, as KWOK's Attach configuration serves it: the container's output
-        (what it printed so far, then what it prints) on stdout until it stops, then the
-        exit status. Stdin is read and discarded, except by an interactive shell (a shell
+        """kubectl attach, as a kubelet serves it: what the container prints from now on (not
+        what it printed before: `kubectl run -i` fetches that from the logs first, so a replay
+        showed it twice) on stdout until it stops, then a Success status whatever its exit code.
+        Stdin is read and discarded, except by an interactive shell (a shell
         container with ``stdin: true``, as ``kubectl run -i``/``kubectl debug -i`` make): it runs
         each line typed, and ends on ``exit`` or, with ``stdinOnce``, when stdin closes."""
         c = self._container(req)
@@ -237,7 +238,7 @@ class KubeletServer:
                         self._shell_line(ns, pod, c, line)
 
         reader = asyncio.create_task(drain())
-        sent, container_id = 0, c.container_id
+        sent, container_id = len(c.logs), c.container_id
         try:
             while not reader.done():
                 if len(c.logs) > sent:
@@ -254,11 +255,11 @@ class KubeletServer:
                 if len(c.logs) > sent:  # what it printed while the last lines went out
                     end = "\r\n" if tty else "\n"
                     await ws.send_bytes(b"\x01" + "".join(x + end for _, x in c.logs[sent:]).encode())
-                code = c.exit_code if c.state == "terminated" else 0
-                status: Obj = {"metadata": {}, "status": "Success"} if code == 0 else {
-                    "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                    "message": f"command terminated with non-zero exit code: {code}",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+                # The kubelet's ServeAttach ends with Success whatever the container's exit
+                # code: attach is not exec, and clients (kubectl run/debug -i) read the code
+                # from the pod's status. A Failure here made kubectl fall back to the logs and
+                # print the output twice.
+                status: Obj = {"metadata": {}, "status": "Success"}
                 await ws.send_bytes(b"\x03" + orjson.dumps(status))
                 await ws.close()
         except (ConnectionResetError, RuntimeError):
