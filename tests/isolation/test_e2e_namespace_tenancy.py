@@ -62,7 +62,7 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
                                 "vkube-tenant-egress", "-o", "json").stdout)
         assert np["spec"]["egress"][-1]["to"][0]["ipBlock"]["except"] == [
             "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
-            "169.254.0.0/16"]
+            "169.254.0.0/16", "168.63.129.16/32", "192.0.0.192/32"]
         rb = json.loads(kubectl(shared_host, "get", "rolebinding", "-n", "team",
                                 "vkube-tenant-admin", "-o", "json").stdout)
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
