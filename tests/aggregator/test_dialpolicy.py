@@ -37,8 +37,9 @@ async def test_loopback_link_local_unspecified_and_own_addresses_are_refused():
             await policy.resolve(host, port)
         # one wording whatever listens there (no OS error text)
         assert str(info.value).endswith("the control plane does not connect to this address (loopback, "
-                                        "link-local or this machine's own) — the cluster's owner can "
-                                        "publish it in sync.pods.portForwardTargets"), info.value
+                                        "link-local, a cloud metadata service or this machine's own) — "
+                                        "the cluster's owner can publish it in "
+                                        "sync.pods.portForwardTargets"), info.value
     assert await policy.resolve("127.0.0.1", 8443) == "127.0.0.1"
     assert await policy.resolve("10.96.0.1", 443) == "10.96.0.1"
     with pytest.raises(Refused, match="no such host"):

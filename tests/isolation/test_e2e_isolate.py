@@ -122,7 +122,7 @@ def test_isolate_enforces_pod_security_and_host_objects(shared_host, tmp_path):
         work = next(n for n in nps if n["metadata"]["name"] == "vkube-isolation-iso")
         assert work["spec"]["egress"][-1] == {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [
             "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
-            "169.254.0.0/16"]}}]}
+            "169.254.0.0/16", "168.63.129.16/32", "192.0.0.192/32"]}}]}
         ns = json.loads(kubectl(shared_host, "get", "namespace", "vkube-iso", "-o",
                                 "json").stdout)
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"

@@ -24,6 +24,21 @@ spec:
 """
 
 
+INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: %s, annotations: %s}
+spec:
+  rules:
+  - host: %s
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+"""
+
+
+def _ingress(name: str, host: str, annotations: str) -> str:
+    return INGRESS % (name, annotations, host)
+
+
 def test_namespace_tenant_lifecycle(shared_host, tmp_path):
     u = make_user(tmp_path / "u")
     try:
@@ -47,7 +62,7 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
                                 "vkube-tenant-egress", "-o", "json").stdout)
         assert np["spec"]["egress"][-1]["to"][0]["ipBlock"]["except"] == [
             "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
-            "169.254.0.0/16"]
+            "169.254.0.0/16", "168.63.129.16/32", "192.0.0.192/32"]
         rb = json.loads(kubectl(shared_host, "get", "rolebinding", "-n", "team",
                                 "vkube-tenant-admin", "-o", "json").stdout)
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
@@ -75,6 +90,22 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
         kubectl(kc, "apply", "-f", "-", input=DEPLOY)  # lands in its namespace, unqualified
         assert kubectl(shared_host, "get", "deployment", "-n", "team", "web", "-o",
                        "jsonpath={.spec.replicas}").stdout == "2"
+
+        # its Ingresses meet the virtual clusters' Ingress rules on the embedded host: the
+        # shared controller's allow-list, and no host another namespace's Ingress claims
+        kubectl(shared_host, "apply", "-n", "default", "-f", "-",
+                input=_ingress("owners", "owner.team-lc.example.com", "{}"))
+        snippet = kubectl(kc, "apply", "-f", "-", check=False, input=_ingress(
+            "snip", "snip.team-lc.example.com",
+            "{nginx.ingress.kubernetes.io/server-snippet: 'location / {}'}"))
+        assert snippet.returncode != 0 and "is forbidden: metadata.annotations[nginx.ingress." \
+            "kubernetes.io/server-snippet]: configuration snippets are not allowed" in snippet.stderr, snippet
+        taken = kubectl(kc, "apply", "-f", "-", check=False,
+                        input=_ingress("steal", "owner.team-lc.example.com", "{}"))
+        assert taken.returncode != 0 and 'host "owner.team-lc.example.com" is already claimed' \
+            in taken.stderr, taken
+        kubectl(kc, "apply", "-f", "-", input=_ingress("mine", "team-lc.example.com", "{}"))
+        kubectl(shared_host, "delete", "ingress", "-n", "default", "owners")
 
         u.vkube("pause", "team")
         assert kubectl(shared_host, "get", "deployment", "-n", "team", "web", "-o",

@@ -109,6 +109,51 @@ async def test_external_name_follows_own_services_and_never_the_hosts_dns(synced
     await eventually(gone(h, SERVICES, f"alias-x-demo-x-{VC}"))
 
 
+async def test_external_name_resolving_to_this_machine_is_refused_and_rebinding_removes_the_copy(synced: Pair):
+    """Outside names are resolved at sync time (by an injected resolver here: no DNS) and
+    again every ``recheck_after``: a name answering loopback never goes down; one that
+    answers a public address goes down and, once its answer turns to loopback (DNS
+    rebinding), its host copy is removed with a SyncRejected event; when the answer is public
+    again the copy comes back."""
+    import ipaddress
+
+    v, h = synced.virtual, synced.host
+    answers = {"localtest.me": "127.0.0.1", "rebind.example.com": "203.0.113.7"}
+
+    async def lookup(host: str) -> list:
+        if host not in answers:
+            raise OSError(f"lookup {host}: no such host")
+        return [ipaddress.ip_address(answers[host])]
+
+    synced.syncer.ctx.lookup = lookup
+    services = synced.syncer.syncers["services"]
+    services.recheck_after = 0.3  # type: ignore[attr-defined]
+
+    def rejected(name: str, text: str):
+        async def check():
+            evs = (await v.list(EVENTS, namespace="demo"))["items"]
+            assert any(e["involvedObject"]["name"] == name and e["reason"] == "SyncRejected"
+                       and text in e["message"] for e in evs), [e["message"] for e in evs]
+        return check
+
+    await v.create(SERVICES, svc("lt", type="ExternalName", externalName="localtest.me"),
+                   namespace="demo")
+    await v.create(SERVICES, svc("rb", type="ExternalName", externalName="rebind.example.com"),
+                   namespace="demo")
+    await eventually(rejected("lt", "'localtest.me' resolves to 127.0.0.1"))
+    hs = await eventually(getter(h, SERVICES, f"rb-x-demo-x-{VC}"))
+    assert hs["spec"]["externalName"] == "rebind.example.com"
+    assert not [s for s in (await h.list(SERVICES, namespace=HOST_NS))["items"]
+                if s["metadata"]["name"] == f"lt-x-demo-x-{VC}"]
+
+    answers["rebind.example.com"] = "::ffff:127.0.0.1"  # no event on the Service: the recheck
+    await eventually(gone(h, SERVICES, f"rb-x-demo-x-{VC}"))
+    await eventually(rejected("rb", "resolves to ::ffff:7f00:1 (carrying 127.0.0.1)"))
+
+    answers["rebind.example.com"] = "203.0.113.8"
+    await eventually(getter(h, SERVICES, f"rb-x-demo-x-{VC}"))
+
+
 async def _host_pod(pair: Pair) -> dict:
     await pair.virtual.create(PODS, {"metadata": {"name": "web-0", "namespace": "demo",
                                                   "labels": {"app": "web"}},

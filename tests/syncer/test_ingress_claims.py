@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from vkube.syncer import ingressannotations as ia
-from vkube.syncer import ingresshosts as ih
+from vkube.api import ingressannotations as ia
+from vkube.api import ingresshosts as ih
 
 BACKEND = {"service": {"name": "web", "port": {"number": 80}}}
 

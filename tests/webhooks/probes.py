@@ -68,8 +68,9 @@ def probe_loopback(k: Kubectl) -> None:
                 _webhook(k, {"url": f"https://127.0.0.1:{p}/x"})
                 answers.append(_refusal(k, f"scan-{p}").replace(str(p), "PORT"))
             assert answers[0] == answers[1], answers
-            # names are resolved first: localhost and ::ffff:127.0.0.1 are loopback too
-            for host in ("localhost", "[::ffff:127.0.0.1]", "0.0.0.0"):
+            # names are resolved first: localhost and ::ffff:127.0.0.1 are loopback too, and
+            # so is an IPv6 form carrying 127.0.0.1 (NAT64; the others: test_dial_forms.py)
+            for host in ("localhost", "[::ffff:127.0.0.1]", "0.0.0.0", "[64:ff9b::7f00:1]"):
                 _webhook(k, {"url": f"https://{host}:{port}/x"})
                 _refusal(k, "by-name")
             # the port-forward annotation of a pod behind a selector-less Service

@@ -8,7 +8,10 @@ tells the tenant which ports are open. A restricted :class:`DialPolicy` resolves
 refuses loopback, unspecified, link-local and this machine's own addresses — unless the
 cluster's owner published that exact ``HOST:PORT`` (``sync.pods.portForwardTargets``, never in
 shared mode nor with isolation) — and hands back the checked IP, which the caller dials (no
-second lookup: no DNS rebinding). A refusal reads the same whatever listens there.
+second lookup: no DNS rebinding). The rule (which addresses are this machine's or a cloud
+metadata service's, every IPv6 form that carries an IPv4 address unwrapped) is
+:mod:`vkube.netio.addresses`, shared with the syncer's ExternalName check. A refusal reads the
+same whatever listens there.
 
 The embedded host and bare control planes keep the open policy: their only user is this
 machine's owner.
@@ -17,12 +20,13 @@ machine's owner.
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
-import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from vkube.netio import addresses
+from vkube.netio.addresses import IP
 
 __all__ = ["DialPolicy", "Refused", "TooLarge", "read_capped", "MAX_BODY"]
 
@@ -30,9 +34,6 @@ __all__ = ["DialPolicy", "Refused", "TooLarge", "read_capped", "MAX_BODY"]
 #: reads at most 3 MiB of a webhook's answer; a discovery document is far smaller)
 MAX_BODY = 3 * 1024 * 1024
 _LOOKUP_TIMEOUT = 10.0
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Refused(Exception):
@@ -49,33 +50,13 @@ def _hostport(host: str, port: int) -> str:
 
 
 def _ip(text: str) -> IP | None:
-    try:
-        return ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _own(ip: IP) -> bool:
-    """An address of this machine: binding to it works (EADDRNOTAVAIL otherwise). Any other
-    failure counts as ours, so the check fails closed."""
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.bind((str(ip), 0))
-    except OSError as exc:
-        return exc.errno != errno.EADDRNOTAVAIL
-    return True
+    return addresses.parse_ip(text)
 
 
 def local(ip: IP) -> bool:
-    """Loopback, unspecified, link-local, "this network" or an address of this machine."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
-        return True
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK:
-        return True
-    return _own(ip)
+    """This machine's (loopback, unspecified, link-local, "this network", its own addresses)
+    or a cloud metadata service — judged also as every IPv4 address an IPv6 form carries."""
+    return addresses.forbidden(ip)
 
 
 def _published(targets: Iterable[tuple[str, int]]) -> frozenset[tuple[IP, int]]:
@@ -96,6 +77,9 @@ class DialPolicy:
 
     restricted: bool = False
     published: frozenset[tuple[str, int]] = frozenset()
+    #: the resolver (default: this machine's, :func:`vkube.netio.addresses.lookup`); tests
+    #: inject names that would need DNS
+    lookup: Callable[[str], Awaitable[list[IP]]] | None = field(default=None, compare=False)
     _allowed: frozenset[tuple[IP, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,8 +87,9 @@ class DialPolicy:
 
     def refusal(self, host: str, port: int) -> Refused:
         return Refused(f"dial tcp {_hostport(host, port)}: the control plane does not connect to "
-                       "this address (loopback, link-local or this machine's own) — the cluster's "
-                       "owner can publish it in sync.pods.portForwardTargets")
+                       "this address (loopback, link-local, a cloud metadata service or this "
+                       "machine's own) — the cluster's owner can publish it in "
+                       "sync.pods.portForwardTargets")
 
     def allows(self, ip: IP, port: int) -> bool:
         return not self.restricted or (ip, port) in self._allowed or not local(ip)
@@ -122,12 +107,12 @@ class DialPolicy:
             return host  # the caller's client resolves it, as before
         if not 0 < port < 65536 or not host:
             raise self.refusal(host, port)
+        if host.lower().rstrip(".") in addresses.METADATA_NAMES:
+            raise self.refusal(host, port)
         try:
-            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM), _LOOKUP_TIMEOUT)
+            ips = await asyncio.wait_for((self.lookup or addresses.lookup)(host), _LOOKUP_TIMEOUT)
         except (OSError, asyncio.TimeoutError, UnicodeError):
             raise Refused(f"dial tcp: lookup {host}: no such host") from None
-        ips = [ip for info in infos if (ip := _ip(str(info[4][0]))) is not None]
         if not ips:
             raise Refused(f"dial tcp: lookup {host}: no such host")
         if not all(self.allows(ip, port) for ip in ips):

@@ -464,7 +464,8 @@ class ControlPlane:
                  max_requests_inflight: int = DEFAULT_MAX_INFLIGHT,
                  max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_INFLIGHT,
                  requestheader_allowed_names: Sequence[str] = (FRONT_PROXY_CLIENT,),
-                 host_owned: HostOwned | None = None) -> None:
+                 host_owned: HostOwned | None = None,
+                 extra_admission: Sequence[Any] = ()) -> None:
         if data_dir is None and store_url is None and store is None:
             raise ValueError("ControlPlane needs a data_dir, a store_url or a store")
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -495,6 +496,8 @@ class ControlPlane:
         self.pod_security_config = pod_security_config
         #: a virtual cluster's kinds that are the host's copies (only the syncer writes them)
         self.host_owned = host_owned
+        #: validating plugins after the default chain (the embedded host's TenantIngress)
+        self.extra_admission = list(extra_admission)
         self._runner: web.AppRunner | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._tmp: Any = None
@@ -605,7 +608,8 @@ class ControlPlane:
                               default_chain(pod_security=configured.get("PodSecurity"),
                                             dynamic=self.dynamic_admission.plugins),
                               ServiceAllocation(self.ctx.service_cidr),
-                              *([self.host_owned] if self.host_owned is not None else [])]
+                              *([self.host_owned] if self.host_owned is not None else []),
+                              *self.extra_admission]
         self.serving = ServingCertificate(self.pki.ca, pki_dir,
                                           client_ca_pem=self.pki.ca_pem + self.pki.front_proxy_ca.cert_pem)
         self.crds = CRDController(self.ctx, self.server.openapi)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vkube.apiserver.admission.tenantingress import TenantIngress
 from vkube.apiserver.server import ControlPlane
 
 if TYPE_CHECKING:
@@ -52,9 +53,11 @@ class EmbeddedHostCluster:
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
+        # namespace tenants write Ingresses here with no syncer: the syncer's checks apply
         self.control_plane = ControlPlane(data_dir=config.data_dir, port=config.port,
                                           host=config.address, name=config.name,
-                                          service_cidr=config.service_cidr)
+                                          service_cidr=config.service_cidr,
+                                          extra_admission=[TenantIngress()])
         self.ready = asyncio.Event()
         self.stopped = asyncio.Event()
         self.error: BaseException | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from vkube.api import errors
@@ -104,6 +104,8 @@ class SyncContext:
     #: and ``kube-system/kube-dns`` (by namespace and name; None: not known yet): their host
     #: copies name exactly those, never a tenant's edit (vkube.syncer.endpoints)
     control_plane_endpoints: Callable[[str, str], list[Obj] | None] | None = None
+    #: how outside names are resolved (ExternalName checks); None: this machine's resolver
+    lookup: Callable[[str], Awaitable[list[Any]]] | None = None
     syncers: dict[str, "KindSyncer"] = field(default_factory=dict)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from vkube.api.meta import Obj, ref_key
 from vkube.client.resources import CONFIGMAPS, INGRESSES, PODS, SECRETS
 from vkube.syncer.base import DownSyncer, SyncContext
-from vkube.syncer.ingressannotations import secret_refs
+from vkube.api.ingressannotations import secret_refs
 from vkube.syncer.podrewrite import referenced_objects
 
 _SA_TOKEN = "kubernetes.io/service-account-token"

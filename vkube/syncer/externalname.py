@@ -10,22 +10,34 @@ tenant's NetworkPolicies. So what the name points at is judged before it goes do
 - any other name under the cluster domain (another tenant's Services, the host's API, pod
   records), ``localhost`` and IP literals are refused: through the host they would reach what the
   tenant cannot;
-- every other name (an external DNS name) goes down as written.
+- every other name (an external DNS name) goes down as written, unless it *resolves* (by this
+  machine's resolver, when the syncer reconciles it and again every ``recheck_after`` seconds) to
+  an address of this machine or a cloud metadata service, by the dial policy's rule
+  (:mod:`vkube.netio.addresses`): ``localtest.me``, ``127.0.0.1.nip.io``, this machine's name.
+  A name that later resolves there (DNS rebinding) has its host copy removed.
+
+What stays possible: the host's DNS resolves the CNAME when a host pod or the ingress controller
+asks, not when the syncer checked, so a name whose answer changes between two checks (a short
+TTL) is followed until the next check; and a name this machine cannot resolve goes down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from vkube.netio import addresses
 
 DOMAIN = "cluster.local"
 #: names a host's /etc/hosts maps to loopback on common distributions
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
                              "ip6-loopback", "localhost4", "localhost6"})
-#: cloud instance metadata endpoints by name (their addresses are link-local: refused as IPs)
-_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata",
-                             "instance-data",
-                             "instance-data.ec2.internal", "metadata.azure.internal"})
+#: cloud instance metadata endpoints by name (the dial policy refuses the same names)
+_METADATA_NAMES = addresses.METADATA_NAMES
+#: how long the syncer waits for this machine's resolver before letting a name go down
+LOOKUP_TIMEOUT = 5.0
+Lookup = Callable[[str], Awaitable[list[addresses.IP]]]
 
 
 def _is_address(name: str) -> bool:
@@ -84,3 +96,33 @@ def host_external_name(external: str, host_name: Callable[[str, str], str], host
         return None, (f"spec.externalName: {external!r} is a name of the host's cluster DNS, "
                       "outside this virtual cluster")
     return external, ""
+
+
+def needs_lookup(host_external: str, domain: str = DOMAIN) -> bool:
+    """Whether a name :func:`host_external_name` let go down is an outside name (resolved by
+    :func:`resolved_refusal`), not a Service of this cluster rewritten to its host copy."""
+    name = host_external.strip().rstrip(".").lower()
+    return bool(name) and not name.endswith(".svc." + domain)
+
+
+async def resolved_refusal(external: str, lookup: Lookup | None = None,
+                           timeout: float = LOOKUP_TIMEOUT) -> str:
+    """Why ``external`` must not go down because of what it resolves to now ("" when it may):
+    any answer of this machine or a metadata service refuses it. A name that does not resolve
+    here passes (it may resolve later: the syncer looks again)."""
+    name = external.strip().rstrip(".")
+    try:
+        ips = await asyncio.wait_for((lookup or addresses.lookup)(name), timeout)
+    except (OSError, asyncio.TimeoutError, UnicodeError):
+        return ""
+    bad = sorted({_show(ip) for ip in ips if addresses.forbidden(ip)})
+    if not bad:
+        return ""
+    return (f"spec.externalName: {external!r} resolves to {', '.join(bad)}: this machine's "
+            "loopback, link-local or own address, or a cloud metadata service")
+
+
+def _show(ip: addresses.IP) -> str:
+    """An address as a refusal names it: an IPv6 form with the IPv4 addresses it carries."""
+    carried = addresses.embedded_ipv4(ip)
+    return f"{ip} (carrying {', '.join(map(str, carried))})" if carried else str(ip)

@@ -22,7 +22,7 @@ from vkube.api import errors
 from vkube.api.meta import Obj, split_key
 from vkube.api.validation_ingress import host_problems
 from vkube.client.resources import INGRESSES
-from vkube.syncer import ingressannotations, ingresshosts
+from vkube.api import ingressannotations, ingresshosts
 from vkube.syncer.admission import REASON_REJECTED, class_refusal
 from vkube.syncer.base import DownSyncer, delete_ignore_missing, deleting, update_status
 from vkube.syncer.translate import DNS_LABEL_MAX, LABEL_MANAGED_BY, PREFIX
@@ -83,20 +83,20 @@ class IngressSyncer(DownSyncer):
         hmeta = (hobj or {}).get("metadata") or {}
         my_key = (hmeta.get("creationTimestamp") or "~", self.ctx.host_namespace,
                   hmeta.get("name") or "~")
+        others = []
         for other in every:
             meta = other.get("metadata") or {}
             if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == self.tr.vc:
                 continue  # this virtual cluster's own: the tenant's business, as upstream
-            their_key = (meta.get("creationTimestamp") or "", meta.get("namespace") or "",
-                         meta.get("name") or "")
-            for name, where, theirs in ingresshosts.collisions(mine, ingresshosts.claims(other)):
-                if name in held and their_key > my_key:
-                    continue  # ours is the older claim on this name
-                over = "" if theirs == name else f" (it overlaps {ingresshosts.describe(theirs)})"
-                return (f"{where}: {ingresshosts.describe(name)} is already claimed by another "
-                        f"Ingress on the host{over} (another virtual cluster's or the host's "
-                        "own); not synced")
-        return ""
+            others.append((ingresshosts.age_key(other), ingresshosts.claims(other)))
+        hit = ingresshosts.taken(mine, held, my_key, others)
+        if hit is None:
+            return ""
+        name, where, theirs = hit
+        over = "" if theirs == name else f" (it overlaps {ingresshosts.describe(theirs)})"
+        return (f"{where}: {ingresshosts.describe(name)} is already claimed by another "
+                f"Ingress on the host{over} (another virtual cluster's or the host's "
+                "own); not synced")
 
     def _annotations(self, vobj: Obj) -> ingressannotations.Judgement:
         meta = vobj.get("metadata") or {}

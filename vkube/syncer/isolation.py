@@ -45,10 +45,12 @@ QUOTA = {"count/configmaps": "100", "count/endpoints": "40",
 LIMITS = {"type": "Container",
           "default": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "8Gi"},
           "defaultRequest": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "3Gi"}}
-#: never reached by an isolated tenant's workloads: private ranges, loopback, and link-local
-#: (the node itself; a cloud's metadata service at 169.254.169.254)
+#: never reached by an isolated tenant's workloads: private ranges, loopback, link-local (the
+#: node itself; a cloud's metadata service at 169.254.169.254) and the metadata services
+#: outside them (vkube.netio.addresses): Azure's WireServer, Oracle's legacy endpoint
+#: (Alibaba's 100.100.100.200 is in 100.64.0.0/10)
 PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
-           "169.254.0.0/16"]
+           "169.254.0.0/16", "168.63.129.16/32", "192.0.0.192/32"]
 DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 KUBE_SYSTEM = {"namespaceSelector": {"matchLabels": {
     "kubernetes.io/metadata.name": "kube-system"}}}

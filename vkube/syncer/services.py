@@ -22,11 +22,11 @@ import re
 from typing import Any
 
 from vkube.api import errors
-from vkube.api.meta import Obj
+from vkube.api.meta import Obj, split_key
 from vkube.client.resources import SERVICES
 from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import DownSyncer, delete_ignore_missing, is_subset, overlay, update_status
-from vkube.syncer.externalname import host_external_name
+from vkube.syncer.externalname import host_external_name, needs_lookup, resolved_refusal
 from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, DNS_LABEL_MAX
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class ServiceSyncer(DownSyncer):
     kind = "services"
     vres = hres = SERVICES
     limit = DNS_LABEL_MAX  # service names are DNS labels
+    #: seconds between two lookups of an ExternalName's outside name: what it resolves to
+    #: may change (DNS rebinding), and a name turned toward this machine loses its host copy
+    recheck_after = 30.0
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -60,6 +63,9 @@ class ServiceSyncer(DownSyncer):
         self._assigned: dict[str, tuple[str, list[str], list[str]]] = {}
         # per virtual key, a clusterIP the host can never give (outside its range)
         self._unobtainable: dict[str, str] = {}
+        # per virtual key, the outside ExternalName last resolved and why its answer refuses
+        # it ("" when it does not); judged on every reconcile, which wanted() reads
+        self._resolved: dict[str, tuple[str, str]] = {}
 
     def setup(self) -> None:
         super().setup()
@@ -71,6 +77,7 @@ class ServiceSyncer(DownSyncer):
             self._assigned.pop(uid, None)
         if typ == "DELETED":
             self._unobtainable.pop(_vkey(vobj), None)
+            self._resolved.pop(_vkey(vobj), None)
 
     def wanted(self, vobj: Obj) -> bool:
         # a host service mapped in (mapServices.fromHost) already is a host service
@@ -79,12 +86,20 @@ class ServiceSyncer(DownSyncer):
             return False
         _, why = self._external_name(vobj)
         if why:
-            self._warn(vobj, "externalName:" + str((vobj.get("spec") or {}).get("externalName")),
-                       REASON_REJECTED, why + "; not synced to the host")
+            self._warn(vobj, "externalName:" + why, REASON_REJECTED,
+                       why + "; not synced to the host")
             return False
         return True
 
     def _external_name(self, vobj: Obj) -> tuple[str | None, str]:
+        external, why = self._static_external_name(vobj)
+        if external is not None and needs_lookup(external):
+            name, refusal = self._resolved.get(_vkey(vobj), ("", ""))
+            if name == external and refusal:
+                return None, refusal
+        return external, why
+
+    def _static_external_name(self, vobj: Obj) -> tuple[str | None, str]:
         spec = vobj.get("spec") or {}
         if spec.get("type") != "ExternalName" or not spec.get("externalName"):
             return None, ""
@@ -92,6 +107,22 @@ class ServiceSyncer(DownSyncer):
             str(spec["externalName"]),
             lambda name, ns: self.tr.host_name(name, ns, limit=DNS_LABEL_MAX),
             self.tr.host_namespace)
+
+    async def reconcile(self, key: str) -> None:
+        """An outside ExternalName is resolved first (what ``wanted`` judges) and looked up
+        again every ``recheck_after`` seconds while the Service names it."""
+        ns, name = split_key(key)
+        vobj = self.vinf.get(name, ns or "")
+        external = self._static_external_name(vobj)[0] if vobj is not None else None
+        if external is None or not needs_lookup(external):
+            self._resolved.pop(key, None)
+            await super().reconcile(key)
+            return
+        self._resolved[key] = (external, await resolved_refusal(external, self.ctx.lookup))
+        try:
+            await super().reconcile(key)
+        finally:
+            self.queue.add_after(key, self.recheck_after)
 
     def desired(self, vobj: Obj) -> Obj:
         ns = vobj["metadata"]["namespace"]

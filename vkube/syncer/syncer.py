@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from vkube.api import errors
@@ -101,6 +101,7 @@ class Syncer:
                  cluster_dns: bool = False,
                  virtual_informers: Callable[[Resource], Informer] | None = None,
                  control_plane_endpoints: Callable[[str, str], list[Obj] | None] | None = None,
+                 lookup: Callable[[str], Awaitable[list[Any]]] | None = None,
                  ) -> None:
         """``kube_service_host``/``port``: the virtual API server as host pods reach it (the
         KUBERNETES_SERVICE_* env of synced pods); empty: the ClusterIP of the virtual
@@ -109,7 +110,8 @@ class Syncer:
         ``virtual_pki``: the virtual cluster's CA — the kubelet proxy serves with a certificate
         of it and admits only that cluster's API server; host pods trust it.
         ``control_plane_endpoints``: what the control plane writes into the Endpoints of
-        ``default/kubernetes`` and ``kube-system/kube-dns`` (their host copies name only that)."""
+        ``default/kubernetes`` and ``kube-system/kube-dns`` (their host copies name only that).
+        ``lookup``: resolves ExternalName targets (default: this machine's resolver)."""
         values = values or Values()
         tr = Translator(name, host_namespace)
         self.kubelet = KubeletProxy(host, tr, port=kubelet_port, tls=KubeletTLS(virtual_pki))
@@ -121,7 +123,7 @@ class Syncer:
             recorder=EventRecorder(virtual, "vkube-syncer"),
             kube_service_host=kube_service_host, kube_service_port=kube_service_port,
             in_cluster_api=in_cluster_api, cluster_dns=cluster_dns,
-            control_plane_endpoints=control_plane_endpoints)
+            control_plane_endpoints=control_plane_endpoints, lookup=lookup)
         self.syncers = build_syncers(self.ctx)
         self.ctx.syncers = self.syncers
         pods = self.syncers.get("pods")

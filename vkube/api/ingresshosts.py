@@ -1,5 +1,6 @@
 """Which host names an Ingress claims on a shared ingress controller, and when two claims
-collide. Pure functions (the syncer lists the host's Ingresses and asks).
+collide. Pure functions (the syncer lists the host's Ingresses and asks; so does the embedded
+host's admission of namespace tenants' Ingresses).
 
 - Names compare as DNS does: case-insensitively, a trailing dot ignored.
 - A wildcard ``*.example.com`` covers every name under ``example.com`` at any depth (nginx's
@@ -14,7 +15,7 @@ collide. Pure functions (the syncer lists the host's Ingresses and asks).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 #: the claim of a rule without a host and of ``spec.defaultBackend``
@@ -99,3 +100,26 @@ def collision(mine: dict[str, str], theirs: dict[str, str]) -> tuple[str, str, s
 def describe(name: str) -> str:
     return ("every host no other Ingress names (a rule without host, or spec.defaultBackend)"
             if name == CATCH_ALL else f'host "{name}"')
+
+
+def age_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    """``(creationTimestamp, namespace, name)``: which of two claims is older."""
+    meta = obj.get("metadata") or {}
+    return (meta.get("creationTimestamp") or "", meta.get("namespace") or "",
+            meta.get("name") or "")
+
+
+def taken(mine: dict[str, str], held: dict[str, str], my_key: tuple[str, str, str],
+          others: Iterable[tuple[tuple[str, str, str], dict[str, str]]]) -> tuple[str, str, str] | None:
+    """The first (my claim, its field, their claim) another Ingress holds, or None.
+
+    ``held``: the claims the Ingress already serves (its stored version); a held name is kept
+    against younger claims. Keys are ``(creationTimestamp, namespace, name)``: the older one
+    (same age: the first by namespace/name) keeps a name. A name not held yet (a new Ingress,
+    or an edit adding a host) is taken while any other Ingress serves an overlapping one."""
+    for their_key, theirs in others:
+        for name, where, other in collisions(mine, theirs):
+            if name in held and their_key > my_key:
+                continue  # ours is the older claim on this name
+            return name, where, other
+    return None

@@ -129,12 +129,11 @@ class Judgement:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (key, why)
     annotations: dict[str, str] = field(default_factory=dict)  # what the host copy carries
 
-    def message(self) -> str:
+    def message(self, end: str = "; not synced to the host") -> str:
         key, why = self.refused[0]
         rest = [k for k, _ in self.refused[1:]]
         return (f"metadata.annotations[{key}]: {why}"
-                + (f" (also refused: {', '.join(rest)})" if rest else "")
-                + "; not synced to the host")
+                + (f" (also refused: {', '.join(rest)})" if rest else "") + end)
 
 
 def _own(value: str, namespace: str) -> str | None:
