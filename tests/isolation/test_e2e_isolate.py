@@ -1,5 +1,6 @@
 """``vkube create NAME --isolate`` on an embedded host, driven with the real kubectl: Pod
-Security enforced by the syncer (violations named in events, ``describe``, nothing on the host),
+Security enforced when a pod is created and again by the syncer (violations named in the
+refusal, events, ``describe``, nothing on the host),
 the host objects at the issue's defaults, ``--cpu``/``--memory``, hard tenancy options."""
 
 from __future__ import annotations
@@ -73,7 +74,17 @@ def test_isolate_enforces_pod_security_and_host_objects(shared_host, tmp_path):
             kubectl(kc, "apply", "-f", "-", input=json.dumps(
                 {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                  "metadata": {"name": handler}, "handler": handler}))
-        u.kubectl("apply", "-f", "-", input=PRIVILEGED + "---" + GOOD)
+        # refused when created, by the virtual API server's PodSecurity at the isolation level
+        # (its default), with upstream's message naming each violation
+        bad = u.kubectl("apply", "-f", "-", input=PRIVILEGED + "---" + GOOD, check=False)
+        assert bad.returncode != 0, bad.stdout
+        for pod, words in EXPECTED.items():
+            assert (f'pods "{pod}" is forbidden: violates PodSecurity "baseline:latest": '
+                    f"{words}") in bad.stderr, (pod, bad.stderr)
+        assert "pod/good created" in bad.stdout
+        # a tenant may label its namespace otherwise; the syncer still keeps them off the host
+        u.kubectl("label", "ns", "default", "pod-security.kubernetes.io/enforce=privileged")
+        u.kubectl("apply", "-f", "-", input=PRIVILEGED)
 
         def refused() -> None:
             events = json.loads(u.kubectl("get", "events", "-o", "json").stdout)["items"]

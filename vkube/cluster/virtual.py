@@ -70,8 +70,7 @@ class VirtualCluster:
             encryption_config=config.encryption_config, audit_policy=config.audit_policy,
             audit_rotation=config.audit_rotation, token_auth_file=config.token_auth_file,
             admission_config=config.admission_config,
-            pod_security_config=(config.values.control_plane.pod_security.document()
-                                 if config.values is not None else None),
+            pod_security_config=_pod_security(config),
             # replicas of one cluster (enableHA) share its CA, token key and encryption key
             share_keys=config.ha, max_requests_inflight=config.max_requests_inflight,
             max_mutating_requests_inflight=config.max_mutating_requests_inflight,
@@ -593,6 +592,26 @@ async def wait_for_host_file(source: HostFromFile, name: str) -> HostConnection:
     log.info("%s: syncer host %s (context %s), namespace %s", name, host.kubeconfig,
              host.context or "current", host.namespace or f"vkube-{name}")
     return host
+
+
+def _pod_security(config: ClusterConfig) -> dict[str, Any] | None:
+    """The API server's PodSecurityConfiguration: the values' ``controlPlane.podSecurity`` if
+    set; otherwise, with isolation, the isolation level enforced (and warned, audited) by
+    default, so a violating pod is refused when it is created, with PodSecurity's own message,
+    as vcluster's ``podSecurityStandard`` does — not accepted and then left unsynced. A
+    namespace labelled otherwise by the tenant still meets the syncer's check."""
+    values = config.values
+    if values is None:
+        return None
+    doc = values.control_plane.pod_security.document()
+    level = values.isolation.pod_security_standard
+    if doc is not None or not values.isolation.enabled or level == "privileged":
+        return doc
+    return {"apiVersion": "pod-security.admission.config.k8s.io/v1",
+            "kind": "PodSecurityConfiguration",
+            "defaults": {"enforce": level, "enforce-version": "latest", "audit": level,
+                         "audit-version": "latest", "warn": level, "warn-version": "latest"},
+            "exemptions": {}}
 
 
 def _host_owned(config: ClusterConfig) -> HostOwned | None:
