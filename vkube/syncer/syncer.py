@@ -201,9 +201,10 @@ async def cleanup_host(host: Client, host_namespace: str, name: str, *,
                        grace_period_seconds: int | None = None,
                        workloads_only: bool = False) -> int:
     """Delete every host object the syncer of virtual cluster ``name`` created; returns how
-    many. Unlabelled objects stay. ``workloads_only`` (``vkube pause``) deletes only the pods:
-    PVCs (and so the tenant's volumes) stay for ``vkube resume``. Stop the Syncer first, or it
-    recreates what this deletes."""
+    many. Unlabelled objects stay. ``vkube pause`` and ``vkube delete`` delete them all (a
+    resumed syncer makes them again); ``workloads_only`` (a shared cluster's sleep) deletes
+    only the pods: PVCs, Services and the rest stay for the wake. Stop the Syncer first, or
+    it recreates what this deletes."""
     selector = f"{LABEL_MANAGED_BY}={name}"
     count = 0
 
