@@ -16,6 +16,7 @@ import copy
 import logging
 
 from vkube.api import errors
+from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
 from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SERVICES
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
@@ -358,7 +359,7 @@ class PodSyncer(KindSyncer):
         stripped: list[str] = []
         host_pod = rewrite_pod(vpod, cfg, stripped)
         pc = (vpod.get("spec") or {}).get("priorityClassName") or ""
-        if pc and cfg.sync_priority_classes and not host_pod["spec"].get("priorityClassName"):
+        if pc in SYSTEM_PRIORITY_CLASSES and cfg.sync_priority_classes:
             cap = min(self.ctx.values.sync.priorityclasses.max_value, MAX_USER_PRIORITY)
             self.ctx.recorder.event(vpod, "Normal", REASON_SYSTEM_PRIORITY,
                                     system_priority_message(pc, cap))
