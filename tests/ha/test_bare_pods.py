@@ -13,7 +13,16 @@ apiVersion: v1
 kind: Pod
 metadata: {name: solo, namespace: default, labels: {keep: me}, annotations: {note: hand-made}}
 spec:
-  containers: [{name: main, image: busybox, command: [sleep, "3600"]}]
+  containers: [{name: main, image: busybox, command: [sleep, "3600"],
+                volumeMounts: [{name: data, mountPath: /data}]}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
 ---
 apiVersion: v1
 kind: Pod
@@ -98,12 +107,15 @@ def test_bare_pod_survives_pause_resume(user: User):
     user.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
     [cs] = before["status"]["containerStatuses"]
     assert cs["restartCount"] == 0
+    volume = json.loads(user.kubectl("get", "pvc", "data", "-o", "json").stdout)["spec"]["volumeName"]
     web_before = {p["metadata"]["uid"]: p["metadata"]["name"] for p in json.loads(user.kubectl(
         "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]}
     assert len(web_before) == 2
 
     user.vkube("pause", "bare")
     assert host_pods(user, ns) == []
+    # the tenant's data stays: its claim and the volume the host provisioned for it
+    kubectl(user.home / "host" / "kubeconfig", "get", "pv", volume)
     user.vkube("resume", "bare", timeout=180)
     # from the first request after resume, no pod claims to run on a host pod that does not,
     # and the Deployment counts no more pods available than run (read first: they only grow)
@@ -151,6 +163,11 @@ def test_bare_pod_survives_pause_resume(user: User):
     assert cs["lastState"]["terminated"]["reason"] == "Unknown", cs
     table = user.kubectl("get", "pod", "solo", "--no-headers").stdout.split()
     assert table[1:4] == ["1/1", "Running", "1"], table
+    claim = json.loads(user.kubectl("get", "pvc", "data", "-o", "json").stdout)
+    assert claim["spec"]["volumeName"] == volume and claim["status"]["phase"] == "Bound"
+    hpv = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "pv", volume, "-o",
+                             "json").stdout)
+    assert hpv["status"]["phase"] == "Bound", hpv["status"]
     # a finished bare pod stays as it finished: kept, not run again
     done = json.loads(user.kubectl("get", "pod", "done", "-o", "json").stdout)
     assert done["status"]["phase"] == "Succeeded"

@@ -431,7 +431,8 @@ async def _cleanup_host(st: ClusterState, progress: Progress, *, status: str | N
             done(f"host {host.describe()} not reachable: synced objects left in place")
             return
         async with host.client() as hc:
-            n = await cleanup_host(hc, st.namespace, st.name, grace_period_seconds=0)
+            n = await cleanup_host(hc, st.namespace, st.name, grace_period_seconds=0,
+                                   keep_volumes=status == PAUSED)  # the tenant's data stays
             if status:
                 await hostns.annotate(hc, st.namespace, status=status)
         done(f"removed {n} synced object{'s' if n != 1 else ''} from host namespace {st.namespace}")
