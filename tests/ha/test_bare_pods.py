@@ -13,7 +13,16 @@ apiVersion: v1
 kind: Pod
 metadata: {name: solo, namespace: default, labels: {keep: me}, annotations: {note: hand-made}}
 spec:
-  containers: [{name: main, image: busybox, command: [sleep, "3600"]}]
+  containers: [{name: main, image: busybox, command: [sleep, "3600"],
+                volumeMounts: [{name: data, mountPath: /data}]}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
 ---
 apiVersion: v1
 kind: Pod
@@ -76,8 +85,8 @@ def assert_honest(pods: list[dict], hosted: dict[str, dict]) -> None:
 def test_bare_pod_survives_pause_resume(user: User):
     """A bare pod is the same pod after pause/resume (uid, spec, node), shown not running from
     the first request after ``vkube resume`` until its host pod runs again, then Running with
-    the host's address and one restart more, as after a node reboot; Deployment pods never
-    show their old, gone pods as Running, so ``kubectl rollout status`` waits for new ones."""
+    the host's address and one restart more, as after a node reboot; so are a Deployment's pods,
+    never shown Running before they run again, so ``kubectl rollout status`` waits for them."""
     user.vkube("create", "bare", timeout=180)
     ns = "vkube-bare"
     user.kubectl("apply", "-f", "-", input=BARE + "---" + WEB)
@@ -98,9 +107,15 @@ def test_bare_pod_survives_pause_resume(user: User):
     user.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
     [cs] = before["status"]["containerStatuses"]
     assert cs["restartCount"] == 0
+    volume = json.loads(user.kubectl("get", "pvc", "data", "-o", "json").stdout)["spec"]["volumeName"]
+    web_before = {p["metadata"]["uid"]: p["metadata"]["name"] for p in json.loads(user.kubectl(
+        "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]}
+    assert len(web_before) == 2
 
     user.vkube("pause", "bare")
     assert host_pods(user, ns) == []
+    # the tenant's data stays: its claim and the volume the host provisioned for it
+    kubectl(user.home / "host" / "kubeconfig", "get", "pv", volume)
     user.vkube("resume", "bare", timeout=180)
     # from the first request after resume, no pod claims to run on a host pod that does not,
     # and the Deployment counts no more pods available than run (read first: they only grow)
@@ -113,12 +128,19 @@ def test_bare_pod_survives_pause_resume(user: User):
                    and ready(p) and p["metadata"]["uid"] in hosted]
     assert deployment["status"].get("availableReplicas", 0) <= len(running_web), deployment["status"]
 
-    # the Deployment is complete only once new pods run on the host (its status is not stale)
+    # the Deployment is complete only once its pods run on the host again (its status is not
+    # stale): the same pods, as after a node's reboot, each with one restart more
     user.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
-    pods = json.loads(user.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
-    hosted = hosted_by_uid(user, ns)
-    assert len([p for p in pods if ready(p) and p["metadata"]["uid"] in hosted]) == 2, \
-        ([(p["metadata"]["name"], p["status"]) for p in pods], list(hosted))
+
+    def web_back() -> list[dict]:
+        pods = json.loads(user.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
+        hosted = hosted_by_uid(user, ns)
+        assert len([p for p in pods if ready(p) and p["metadata"]["uid"] in hosted]) == 2, \
+            ([(p["metadata"]["name"], p["status"]) for p in pods], list(hosted))
+        return pods
+    pods = eventually(web_back, timeout=60)
+    assert {p["metadata"]["uid"]: p["metadata"]["name"] for p in pods} == web_before
+    assert [c["restartCount"] for p in pods for c in p["status"]["containerStatuses"]] == [1, 1]
 
     # the bare pod: not running until its host pod runs, observed at each poll
     def back() -> dict:
@@ -141,6 +163,11 @@ def test_bare_pod_survives_pause_resume(user: User):
     assert cs["lastState"]["terminated"]["reason"] == "Unknown", cs
     table = user.kubectl("get", "pod", "solo", "--no-headers").stdout.split()
     assert table[1:4] == ["1/1", "Running", "1"], table
+    claim = json.loads(user.kubectl("get", "pvc", "data", "-o", "json").stdout)
+    assert claim["spec"]["volumeName"] == volume and claim["status"]["phase"] == "Bound"
+    hpv = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "pv", volume, "-o",
+                             "json").stdout)
+    assert hpv["status"]["phase"] == "Bound", hpv["status"]
     # a finished bare pod stays as it finished: kept, not run again
     done = json.loads(user.kubectl("get", "pod", "done", "-o", "json").stdout)
     assert done["status"]["phase"] == "Succeeded"

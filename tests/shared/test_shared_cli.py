@@ -125,7 +125,17 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     # delete removes the data too: a new cluster of the same name starts empty
     u.vkube("delete", "two")
     u.vkube("create", "--shared", "two", "--connect=false")
+    # --upgrade keeps kubectl's current context (and adds none for a cluster made with
+    # --connect=false) unless --connect asks for the switch
+    before = u.current_context()
+    assert before != "vkube_two"
+    u.vkube("create", "two", "--upgrade")
+    assert u.current_context() == before
+    assert "vkube_two" not in u.kubeconfig.read_text()
     u.vkube("connect", "two")
+    u.kubectl("config", "use-context", before)
+    u.vkube("create", "two", "--upgrade", "--connect=false")
+    assert u.current_context() == before
     assert "team-one" not in ctx(u, "two", "get", "ns").stdout
     pid = u.describe("one")["pid"]
     u.vkube("delete", "two")

@@ -13,6 +13,7 @@ from vkube.client.resources import (
     RESOURCEQUOTAS,
 )
 from vkube.syncer import cleanup_host, load_values
+from vkube.syncer.podrewrite import system_class_host_name
 
 from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
@@ -63,20 +64,24 @@ async def test_isolation_priority_classes_and_pause(planes):
         assert hp["spec"]["priorityClassName"] == f"high-x-{VC}"
         await eventually(getter(h, PVCS, f"data-x-demo-x-{VC}", HOST_NS))
 
-        # a built-in class has no host copy (the host reserves system- names): the pod goes
-        # down without a class, at the host's default priority, and the tenant is told
+        # a built-in class goes down under a name the host does not reserve (system-), at
+        # maxValue: the pod ranks on the host as the tenant's highest class may, and is told
+        crit = system_class_host_name(VC, "system-cluster-critical")
+        hcrit = await eventually(getter(h, PRIORITYCLASSES, crit))
+        assert hcrit["value"] == 1_000_000 and hcrit["globalDefault"] is False
         await v.create(PODS, {"metadata": {"name": "crit", "namespace": "demo"}, "spec": {
             "priorityClassName": "system-cluster-critical",
             "containers": [{"name": "c", "image": "x"}]}}, namespace="demo")
         hc = await eventually(getter(h, PODS, f"crit-x-demo-x-{VC}", HOST_NS))
-        assert "priorityClassName" not in hc["spec"] and hc["spec"].get("priority", 0) == 0
+        assert hc["spec"]["priorityClassName"] == crit and hc["spec"]["priority"] == 1_000_000
         assert (await v.get(PODS, "crit", namespace="demo"))["spec"]["priority"] == 2_000_000_000
 
         async def told():
             events = (await v.list(EVENTS, namespace="demo"))["items"]
-            said = [e for e in events if e["reason"] == "SystemPriorityNotOnHost"]
+            said = [e for e in events if e["reason"] == "SystemPriorityCapped"]
             assert said and said[0]["involvedObject"]["name"] == "crit"
             assert "system-cluster-critical" in said[0]["message"]
+            assert "value 1000000" in said[0]["message"]
         await eventually(told)
     finally:
         await stop_syncer(pair)

@@ -12,6 +12,7 @@ from vkube.syncer.podrewrite import (
     referenced_objects,
     rewrite_pod,
     service_env_vars,
+    system_class_host_name,
     system_priority_message,
 )
 from vkube.syncer.translate import ANN_NAME, LABEL_NAMESPACE, Translator
@@ -631,12 +632,18 @@ def test_port_forward_targets_are_what_the_owner_published():
 
 
 @pytest.mark.parametrize("pc", ["system-cluster-critical", "system-node-critical"])
-def test_system_priority_class_not_named_on_host(pc):
-    """A host reserves system- class names: a host copy named system-…-x-VC cannot exist,
-    so a pod naming a built-in class goes down without a class (host default priority)."""
+def test_system_priority_class_named_by_its_host_copy(pc):
+    """A host reserves system- class names: a pod naming a built-in class names the class's
+    host copy (vkube-NAME-DIGEST, valued at the cap), never a system- name; without
+    sync.priorityclasses it goes down without a class."""
     pod = copy.deepcopy(POD)
     pod["spec"]["priorityClassName"] = pc
     host = rewrite_pod(pod, replace(CFG, sync_priority_classes=True))["spec"]
-    assert "priorityClassName" not in host and "priority" not in host
-    assert "preemptionPolicy" not in host
-    assert pc in system_priority_message(pc, 0)
+    name = system_class_host_name(CFG.translator.vc, pc)
+    assert host["priorityClassName"] == name and name.startswith(f"vkube-{pc}-")
+    assert "-x-" not in name and name != system_class_host_name("other", pc)
+    assert "priority" not in host and "preemptionPolicy" not in host
+    off = rewrite_pod(pod, CFG)["spec"]
+    assert "priorityClassName" not in off and "priority" not in off
+    said = system_priority_message(pc, 1000)
+    assert pc in said and "value 1000" in said and "maxValue" in said

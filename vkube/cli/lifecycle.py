@@ -100,8 +100,9 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--values", action="append", default=[], metavar="FILE",
                    help="values.yaml (repeatable; later files win); the keys: `vkube values`")
     _host_flags(p)
-    p.add_argument("--connect", type=_bool, nargs="?", const=True, default=True,
-                   metavar="true|false", help="add and switch to context vkube_NAME (default true)")
+    p.add_argument("--connect", type=_bool, nargs="?", const=True, default=None,
+                   metavar="true|false", help="add and switch to context vkube_NAME (default "
+                   "true; with --upgrade false: the current context stays)")
     p.add_argument("--expose", action="store_true",
                    help="make the API server reachable from outside the host namespace (a host "
                         "Service of type LoadBalancer, NodePort without one; on the embedded "

@@ -214,7 +214,7 @@ async def create(args: argparse.Namespace, values: dict[str, Any]) -> int:
                 await _apply(hc, res, obj, namespace)
             done(f"namespace {namespace}: quota, limits, network policy, Pod Security "
                  f"{pss_labels(values)['pod-security.kubernetes.io/enforce']}, tenant admin")
-    if args.connect:
+    if args.connect is not False:
         ctx = await connect_context(st, switch=True)
         progress.ok(f"switched context to {ctx} (namespace {namespace})")
     return 0

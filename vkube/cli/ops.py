@@ -153,9 +153,11 @@ async def create(args: argparse.Namespace) -> int:
             from vkube.cli import syncwait
 
             await syncwait.wait_synced(hc, st, progress)  # what the values ask to see
-    if args.connect:
+    if args.connect or (args.connect is None and existing is None):
         ctx = _connect(st, switch=True)
         progress.ok(f"switched context to {ctx}")
+    elif st.context_name:
+        _connect(st, switch=False)  # --upgrade keeps the current context; the port may change
     return 0
 
 
@@ -267,7 +269,7 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
         with progress.step("exposing the API server") as done:
             exposed = await asyncio.to_thread(process.wait_exposed, st)
             done(f"API server exposed at {exposed}")
-    if args.connect:
+    if args.connect is not False:
         ctx = _connect(st, switch=True, server=exposed)
         progress.ok(f"switched context to {ctx}")
     return 0
@@ -429,7 +431,8 @@ async def _cleanup_host(st: ClusterState, progress: Progress, *, status: str | N
             done(f"host {host.describe()} not reachable: synced objects left in place")
             return
         async with host.client() as hc:
-            n = await cleanup_host(hc, st.namespace, st.name, grace_period_seconds=0)
+            n = await cleanup_host(hc, st.namespace, st.name, grace_period_seconds=0,
+                                   keep_volumes=status == PAUSED)  # the tenant's data stays
             if status:
                 await hostns.annotate(hc, st.namespace, status=status)
         done(f"removed {n} synced object{'s' if n != 1 else ''} from host namespace {st.namespace}")

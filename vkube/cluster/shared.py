@@ -790,9 +790,10 @@ class SharedServer:
 
 
 async def _remove_workloads(vc: VirtualCluster) -> int:
-    """Host workloads to zero, as ``vkube pause`` does: the synced pods go, PVCs, Services and
-    the rest stay (volumes and ClusterIPs survive the sleep). On wake the syncer makes the
-    host pods again: bare pods with their UIDs, controllers' pods as new pods."""
+    """Host workloads to zero for a sleep: the synced pods go, PVCs, Services and the rest
+    stay (volumes and ClusterIPs survive the sleep; ``vkube pause`` removes them all). On wake
+    the syncer makes the host pods again with their UIDs (a Job's pods: new ones),
+    ``PodSyncer._recreate_bare``."""
     from vkube.client import load_kubeconfig
     from vkube.syncer.syncer import cleanup_host
 

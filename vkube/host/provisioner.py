@@ -251,7 +251,10 @@ class VolumeController:
         pv = self.pvs.get(volume)
         status = pvc.get("status") or {}
         ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
-        if pv is not None and not ref:  # a claim pre-bound by name: the volume half
+        meta = pvc["metadata"]
+        if pv is not None and (not ref or (not ref.get("uid") and (
+                ref.get("namespace"), ref.get("name")) == (meta["namespace"], meta["name"]))):
+            # a claim pre-bound by name (the volume free, or pre-bound to it): the volume half
             pv = copy.deepcopy(pv)
             pv["spec"]["claimRef"] = _claim_ref(pvc)
             pv = await self.client.update(PVS, pv)

@@ -196,6 +196,12 @@ class ClusterScopedDownSyncer(KindSyncer):
     def skip(self, key: str) -> bool:
         return False
 
+    def host_name_of(self, key: str) -> str:
+        return self.tr.host_cluster_name(key)
+
+    def virtual_object(self, key: str) -> Obj | None:
+        return self.vinf.get(key)
+
     async def drop_renamed(self, key: str, hname: str) -> None:
         """Our copies of ``key`` under another host name than today's (an earlier version's
         encoding of the name) go: the object lives on under ``hname``."""
@@ -215,8 +221,8 @@ class ClusterScopedDownSyncer(KindSyncer):
     async def reconcile(self, key: str) -> None:
         if self.skip(key):
             return
-        hname = self.tr.host_cluster_name(key)
-        vobj, hobj = self.vinf.get(key), self.hinf.get(hname)
+        hname = self.host_name_of(key)
+        vobj, hobj = self.virtual_object(key), self.hinf.get(hname)
         await self.drop_renamed(key, hname)
         if vobj is None or deleting(vobj):
             if hobj is not None and self.tr.owns(hobj, None, key):

@@ -6,13 +6,14 @@ nothing ran, and Services kept routing to them.
 Before the syncer reports ready, each such pod's status is made true of the host as found: its
 containers are not running (``Pending``, Ready and ContainersReady ``False``, every container
 waiting in ``ContainerCreating``, no pod IP), as a pod whose kubelet has not started it yet
-shows. Then the usual reconcile makes the host pod again (a bare pod) or replaces the pod (its
-controller makes a new one), and the host's own status takes over as soon as it reports.
+shows. Then the usual reconcile makes the host pod again (a bare pod, or an owned one whose
+containers always restart) or deletes the pod (a Job's: the Job makes a new one), and the
+host's own status takes over as soon as it reports.
 ``startTime`` and ``hostIP`` stay: they tell the syncer the pod had a host pod before.
 ``vkube serve`` reports a cluster whose host is already named (resume, restart) ready only
 after this, so the first request after ``vkube resume`` already reads it.
 
-A bare pod keeps its uid across the gap, as a pod does across its node's reboot, and so its
+Such a pod keeps its uid across the gap, as a pod does across its node's reboot, and so its
 history: a container that ran shows that run as its ``lastState`` (terminated, ``Unknown``,
 exit code 255), and its ``restartCount`` grows by one once it runs again (``as_shown``).
 """

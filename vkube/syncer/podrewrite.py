@@ -21,7 +21,7 @@ from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_
 from vkube.syncer.claimspec import translate_claim_spec
 from vkube.syncer.translate import (ANN_NAME, ANN_NAMESPACE, ANN_UID, DNS_LABEL_MAX,
                                     LABEL_MANAGED_BY, LABEL_NAMESPACE, Translator,
-                                    encode_label_key)
+                                    encode_label_key, short_hash)
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_VOLUME = "vkube-sa-token"
@@ -38,15 +38,24 @@ class PodRejected(Exception):
 REASON_STRIPPED = "HostAccessStripped"
 
 
-REASON_SYSTEM_PRIORITY = "SystemPriorityNotOnHost"
+REASON_SYSTEM_PRIORITY = "SystemPriorityCapped"
+
+
+def system_class_host_name(vc: str, pc: str) -> str:
+    """The host copy of built-in class ``pc`` (``system-cluster-critical``…): a host reserves
+    ``system-`` names to its own, so ``vkube-NAME-DIGEST`` (digest of class and cluster). It
+    holds no ``-x-`` (never a readable ``NAME-x-VC``) and ends in another digest than any
+    opaque name of a tenant's class (``Translator.host_cluster_name``)."""
+    return f"vkube-{pc}-{short_hash(chr(0).join((pc, vc, 'built-in')), 20)}"
 
 
 def system_priority_message(pc: str, cap: int) -> str:
-    """Why a pod naming a built-in class runs at the host's default priority."""
-    return (f"priorityClassName {pc} is a built-in class of the virtual cluster, not copied to "
-            "the host (it reserves system- names): the host pod has no priority class and runs "
-            "at the host's default priority (sync.priorityclasses.maxValue is "
-            f"{cap}); name a PriorityClass of this cluster to rank it among the tenant's pods")
+    """Why a pod naming a built-in class ranks no higher than ``cap`` on the host."""
+    return (f"priorityClassName {pc} is a built-in class (value {SYSTEM_PRIORITY_CLASSES[pc]}) "
+            f"of the virtual cluster: on the host its copy has value {cap}, "
+            "sync.priorityclasses.maxValue, the most a tenant's pods get there (above that the "
+            "host's own system pods rank); the cluster's owner may raise maxValue up to "
+            "1000000000")
 
 
 def stripped_message(stripped: list[str], cluster: str = "NAME") -> str:
@@ -232,12 +241,12 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig, stripped: list[str] | None = N
     pc = spec.pop("priorityClassName", None)
     spec.pop("priority", None)
     spec.pop("preemptionPolicy", None)
-    # the built-in system-* classes are never copied down (a host reserves the system- prefix
-    # to its own, and a tenant's pods must not run at node-critical priority there): such a
-    # pod gets the host's default priority, the most sync.priorityclasses.maxValue's default
-    # (0) allows; see system_priority_message
-    if pc and cfg.sync_priority_classes and pc not in SYSTEM_PRIORITY_CLASSES:
-        spec["priorityClassName"] = tr.host_cluster_name(pc)
+    # the built-in system-* classes go down under another name (a host reserves the system-
+    # prefix to its own) with sync.priorityclasses.maxValue as their value: a tenant's pods
+    # never run at node-critical priority there; see system_priority_message
+    if pc and cfg.sync_priority_classes:
+        spec["priorityClassName"] = system_class_host_name(tr.vc, pc) \
+            if pc in SYSTEM_PRIORITY_CLASSES else tr.host_cluster_name(pc)
     spec.pop("overhead", None)
     spec.pop("resourceClaims", None)
     if cfg.resource_claims:

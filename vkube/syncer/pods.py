@@ -4,8 +4,10 @@ Down: create the rewritten host pod (after the ConfigMaps, Secrets, PVCs and tok
 keep its mutable fields (labels, annotations, images, activeDeadlineSeconds) current, delete it
 with the virtual pod's grace period. Up: node (through the binding subresource) and status.
 A host pod that disappears under a running virtual pod takes the virtual pod with it (its
-controller makes a new one) — unless the pod is bare and the host pod went while no syncer
-watched (pause/resume, failover): then it is made again; a virtual pod being deleted is finally removed once its host pod
+controller makes a new one) — unless the host pod went while no syncer watched (pause/resume,
+sleep/wake, failover) and the pod is bare or one its controller restarts (``restartPolicy:
+Always``: Deployments, StatefulSets, DaemonSets): then it is made again, uid and all, as a
+node's reboot keeps its pods; a virtual pod being deleted is finally removed once its host pod
 is gone.
 """
 
@@ -16,6 +18,7 @@ import copy
 import logging
 
 from vkube.api import errors
+from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
 from vkube.api.meta import Obj, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SERVICES
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
@@ -266,15 +269,20 @@ class PodSyncer(KindSyncer):
         self._had_host.add(meta.get("uid", ""))
 
     async def _recreate_bare(self, vpod: Obj, hname: str) -> bool:
-        """A bare pod (no owner, so no controller makes a new one) whose host pod vanished
-        while no syncer watched it — the cluster was paused, or leadership moved — comes
-        back as its user left it: its host pod is made again from the virtual pod, on the
-        node the virtual pod is bound to when the host still has it. Only a host pod this
-        syncer itself saw disappear (deleted or evicted under a running syncer) takes a bare
-        pod with it, as before. True when handled here."""
+        """A pod whose host pod vanished while no syncer watched it — the cluster was paused
+        or slept, or leadership moved — comes back as its user left it, as pods do after
+        their node's reboot: its host pod is made again from the virtual pod, on the node the
+        virtual pod is bound to when the host still has it. That is every bare pod, and an
+        owned one whose containers always restart (a Job's pod is replaced by its Job, as
+        upstream fails it). Only a host pod this syncer itself saw disappear (deleted or
+        evicted under a running syncer) takes a pod with it; one made under other values
+        (``_made_again``) with an owner is replaced by its controller. True when handled."""
         meta = vpod["metadata"]
         replacing = meta.get("uid") in self._replacing
-        if meta.get("ownerReferences") or (meta.get("uid") in self._had_host and not replacing):
+        owned = bool(meta.get("ownerReferences"))
+        restarts = ((vpod.get("spec") or {}).get("restartPolicy") or "Always") == "Always"
+        if (meta.get("uid") in self._had_host and not replacing) or \
+                (owned and (replacing or not restarts)):
             return False
         base = _with_host_ephemeral(vpod, {})  # its debug containers come back one by one
         refusal = self.admission.check(base)  # made again under today's rules
@@ -358,7 +366,7 @@ class PodSyncer(KindSyncer):
         stripped: list[str] = []
         host_pod = rewrite_pod(vpod, cfg, stripped)
         pc = (vpod.get("spec") or {}).get("priorityClassName") or ""
-        if pc and cfg.sync_priority_classes and not host_pod["spec"].get("priorityClassName"):
+        if pc in SYSTEM_PRIORITY_CLASSES and cfg.sync_priority_classes:
             cap = min(self.ctx.values.sync.priorityclasses.max_value, MAX_USER_PRIORITY)
             self.ctx.recorder.event(vpod, "Normal", REASON_SYSTEM_PRIORITY,
                                     system_priority_message(pc, cap))

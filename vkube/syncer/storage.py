@@ -18,6 +18,7 @@ from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
                                update_status)
 from vkube.syncer.podrewrite import PodRejected
+from vkube.syncer.pvreserve import claim_ref, pick_claim, unclaimed_name
 from vkube.syncer.translate import ANN_NAME, ANN_UID
 
 _SC_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode",
@@ -97,6 +98,7 @@ class StorageClassSyncer(ClusterScopedDownSyncer):
 
 class PersistentVolumeSyncer(KindSyncer):
     kind = "persistentvolumes"
+    workers = 1  # which claim a volume is kept for is decided one volume at a time
 
     def setup(self) -> None:
         inf = self.ctx.informers
@@ -104,8 +106,18 @@ class PersistentVolumeSyncer(KindSyncer):
         self.hinf = inf.host(PVS, owned=False)  # provisioners do not label what they make
         self.hpvcs = inf.host(PVCS)
         self.vpvcs = inf.virtual(PVCS)  # a host PV's class reads back through its claim's
+        self.kept: dict[str, str] = {}  # host PV → host claim it was last kept for (pvreserve)
         self.vinf.add_handler(lambda t, o, old: self.enqueue(o["metadata"]["name"]))
         self.hinf.add_handler(lambda t, o, old: self.enqueue(self._key_for_host(o)))
+        self.hpvcs.add_handler(lambda t, o, old: self._claims_changed())
+
+    def _claims_changed(self) -> None:
+        """A host claim came, went or was bound: volumes kept for no claim yet look again."""
+        for vpv in self.vinf.list():
+            ann = vpv["metadata"].get("annotations") or {}
+            if not ann.get(ANN_HOST_PV) and not ((vpv.get("spec") or {}).get("claimRef") or {}
+                                                 ).get("name"):
+                self.enqueue(vpv["metadata"]["name"])
 
     def virtual_pv_name(self, hname: str) -> str:
         hpv = self.hinf.get(hname)
@@ -179,6 +191,7 @@ class PersistentVolumeSyncer(KindSyncer):
         hname = self.tr.host_cluster_name(name)
         hpv = self.hinf.get(hname)
         if vpv is None or deleting(vpv):
+            self.kept.pop(hname, None)
             if hpv is not None and self.tr.owns(hpv, None, name):
                 await delete_ignore_missing(self.ctx.host, PVS, hname, None)
             return
@@ -194,18 +207,19 @@ class PersistentVolumeSyncer(KindSyncer):
                 f"{', '.join(secrets)}: a PersistentVolume naming a Secret is not synced to "
                 "the host (it would name a host Secret of any namespace)"))
             return
-        ref = spec.get("claimRef")
-        if ref and ref.get("name") and ref.get("namespace"):
-            spec["claimRef"] = {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
-                                "namespace": self.ctx.host_namespace,
-                                "name": self.tr.host_name(ref["name"], ref["namespace"])}
         if spec.get("storageClassName") and self.ctx.values.sync.storageclasses.enabled:
             spec["storageClassName"] = self.tr.host_cluster_name(spec["storageClassName"])
+        meta = self.tr.host_metadata(vpv)
+        ref = spec.get("claimRef")
+        if ref and ref.get("name") and ref.get("namespace"):
+            spec["claimRef"] = claim_ref(self.ctx.host_namespace,
+                                         self.tr.host_name(ref["name"], ref["namespace"]))
+        else:  # never Available to a claim of another tenant or of the host (pvreserve)
+            spec["claimRef"] = self._kept_for(hname, spec, meta["labels"])
         if hpv is None:
             try:
                 await self.ctx.host.create(PVS, {"apiVersion": "v1", "kind": "PersistentVolume",
-                                                 "metadata": self.tr.host_metadata(vpv),
-                                                 "spec": spec})
+                                                 "metadata": meta, "spec": spec})
             except errors.AlreadyExists:
                 hpv = await self.ctx.host.get(PVS, hname)  # not in the cache yet
                 if not self.tr.owns(hpv, None, name):
@@ -214,8 +228,51 @@ class PersistentVolumeSyncer(KindSyncer):
         if not self.tr.owns(hpv, None, name):
             self.foreign(vpv, hname, hpv)  # same name, not ours: never touched
             return
+        href = (hpv.get("spec") or {}).get("claimRef") or {}
+        if not href.get("uid") and (href.get("namespace"), href.get("name")) != (
+                spec["claimRef"]["namespace"], spec["claimRef"]["name"]):
+            new = copy.deepcopy(hpv)  # not bound yet: kept for another claim of ours
+            new["spec"]["claimRef"] = spec["claimRef"]
+            hpv = await self.ctx.host.update(PVS, new)
+        vpv = await self._bound_up(vpv, hpv)
         if (hpv.get("status") or {}) != (vpv.get("status") or {}) and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
+
+    def _kept_for(self, hname: str, spec: Obj, labels: dict[str, str]) -> Obj:
+        """The claimRef of a tenant volume made without one (:mod:`vkube.syncer.pvreserve`)."""
+        hpv = self.hinf.get(hname)
+        href = ((hpv or {}).get("spec") or {}).get("claimRef") or {}
+        if href.get("uid"):
+            return dict(href)  # bound by the host's controller: never changed
+        ns = self.ctx.host_namespace
+        taken = {c for h, c in self.kept.items() if h != hname}
+        for other in self.hinf.list():
+            oref = (other.get("spec") or {}).get("claimRef") or {}
+            if other["metadata"]["name"] != hname and oref.get("namespace") == ns and \
+                    other["metadata"]["name"] not in self.kept:
+                taken.add(oref.get("name", ""))
+        claim = pick_claim(hname, spec, labels, self.hpvcs.list(), taken)
+        self.kept[hname] = claim or ""
+        return claim_ref(ns, claim or unclaimed_name(self.tr.vc))
+
+    async def _bound_up(self, vpv: Obj, hpv: Obj) -> Obj:
+        """The host bound a volume the tenant made without a claimRef: the virtual volume
+        names the virtual claim, as upstream's binder writes it."""
+        href = (hpv.get("spec") or {}).get("claimRef") or {}
+        if (vpv.get("spec") or {}).get("claimRef") or not href.get("uid") or \
+                href.get("namespace") != self.ctx.host_namespace:
+            return vpv
+        hpvc = self.hpvcs.get(href.get("name", ""), self.ctx.host_namespace)
+        vref = self.tr.virtual_ref(hpvc) if hpvc is not None else None
+        if vref is None or hpvc is None or hpvc["metadata"].get("uid") != href["uid"]:
+            return vpv
+        vclaim = self.vpvcs.get(vref[1], vref[0] or "")
+        if vclaim is None:
+            return vpv
+        body = copy.deepcopy(vpv)
+        body["spec"]["claimRef"] = {**claim_ref(vref[0] or "", vref[1]),
+                                    "uid": vclaim["metadata"]["uid"]}
+        return await self.ctx.virtual.update(PVS, body)
 
     async def _up(self, name: str, vpv: Obj | None) -> None:
         """Mirror a host-provisioned volume's life: shown while bound to a synced claim, then

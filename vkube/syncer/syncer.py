@@ -199,11 +199,13 @@ _CLUSTER: tuple[Resource, ...] = (STORAGECLASSES, PVS, PRIORITYCLASSES)
 
 async def cleanup_host(host: Client, host_namespace: str, name: str, *,
                        grace_period_seconds: int | None = None,
-                       workloads_only: bool = False) -> int:
+                       workloads_only: bool = False, keep_volumes: bool = False) -> int:
     """Delete every host object the syncer of virtual cluster ``name`` created; returns how
-    many. Unlabelled objects stay. ``workloads_only`` (``vkube pause``) deletes only the pods:
-    PVCs (and so the tenant's volumes) stay for ``vkube resume``. Stop the Syncer first, or it
-    recreates what this deletes."""
+    many. Unlabelled objects stay. ``vkube delete`` deletes them all; ``keep_volumes``
+    (``vkube pause``) all but the PVCs and PVs — the tenant's data, which a claim's deletion
+    would reclaim — and a resumed syncer makes the rest again; ``workloads_only`` (a shared
+    cluster's sleep) deletes only the pods: PVCs, Services and the rest stay for the wake.
+    Stop the Syncer first, or it recreates what this deletes."""
     selector = f"{LABEL_MANAGED_BY}={name}"
     count = 0
 
@@ -226,8 +228,11 @@ async def cleanup_host(host: Client, host_namespace: str, name: str, *,
 
     if workloads_only:
         return await drop(PODS, host_namespace)
+    kept = (PVCS, PVS) if keep_volumes else ()
     for res in _NAMESPACED:
-        count += await drop(res, host_namespace)
+        if res not in kept:
+            count += await drop(res, host_namespace)
     for res in _CLUSTER:
-        count += await drop(res, None)
+        if res not in kept:
+            count += await drop(res, None)
     return count

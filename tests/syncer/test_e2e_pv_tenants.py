@@ -1,0 +1,117 @@
+"""A PersistentVolume a tenant makes is bound on the host only to that tenant's claims.
+
+With ``sync.storageclasses`` off both tenants name the host's class names, so without care the
+host copy of team A's unbound PV (class ``manual``) would be Available to team B's claim of
+class ``manual``: B would read A's data. Two virtual clusters on one embedded host, driven with
+the real kubectl; the host's volume controller and scheduler bind as they do under `vkube host`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from vkube.client import Client
+from vkube.client.resources import PVCS, PVS
+from vkube.syncer import Syncer, load_values
+
+from .conftest import eventually
+from .test_acceptance import VCluster, World, get, world  # noqa: F401 - the fixture
+
+VALUES = "sync: {persistentvolumes: {enabled: true}}"  # storageclasses: off (the default)
+
+
+def pv(name: str, size: str = "1Gi", **spec: object) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": "manual",
+                     "nfs": {"server": "nfs.example", "path": f"/{name}"}, **spec}}
+
+
+def pvc(name: str, **spec: object) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"storageClassName": "manual", "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}, **spec}}
+
+
+@dataclass
+class VolumeVCluster(VCluster):
+    async def start_syncer(self) -> None:
+        v = Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="syncer")
+        h = Client(self.host_cp.url, ssl=self.host_cp.client_ssl(), user_agent="syncer")
+        self._syncer_clients = [v, h]
+        self.syncer = Syncer(name=self.name, virtual=v, host=h, virtual_pki=self.cp.pki,
+                             host_namespace=self.host_namespace, values=load_values(VALUES))
+        self._syncer_task = asyncio.create_task(self.syncer.run())
+        await asyncio.wait_for(self.syncer.wait_ready(), 30)
+
+    async def apply(self, *objs: dict) -> None:
+        path = self.cp.data_dir / "apply.json"  # type: ignore[operator]
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}))
+        await self.kubectl("apply", "-f", str(path))
+
+
+async def _vcluster(world: World, name: str) -> VolumeVCluster:  # noqa: F811
+    from vkube.apiserver.server import ControlPlane
+
+    vc = VolumeVCluster(name, ControlPlane(data_dir=world.tmp / name, name=name,
+                                           allocate_service_ips=False), world.host_cp)
+    await vc.start()
+    world.clusters.append(vc)
+    return vc
+
+
+async def test_a_tenants_volume_is_never_bound_to_another_tenants_claim(world: World) -> None:  # noqa: F811
+    a, b = await _vcluster(world, "team-a"), await _vcluster(world, "team-b")
+    h = world.host
+    # B's claim waits first: A's volume must not become its match when it arrives
+    await b.apply(pvc("grab"))
+    await eventually(lambda: get(h, PVCS, "grab-x-default-x-team-b", "vkube-team-b"),
+                     attempts=600, delay=0.1)
+    await a.apply(pv("a-data"), pv("a-named"), pv("a-spare", "5Gi"))
+
+    async def kept_for_nobody() -> None:
+        for name in ("a-data", "a-named", "a-spare"):
+            hpv = await get(h, PVS, f"{name}-x-team-a")
+            ref = hpv["spec"]["claimRef"]
+            assert (ref["namespace"], ref["name"]) == ("vkube-team-a",
+                                                       "vkube-unclaimed-x-team-a"), ref
+            assert hpv["status"].get("phase") == "Available", hpv["status"]
+    await eventually(kept_for_nobody, attempts=600, delay=0.1)
+
+    # A's own claims: one matched by class and size, one naming its volume
+    await a.apply(pvc("mine"), pvc("named", volumeName="a-named"))
+
+    async def a_bound() -> dict[str, dict]:
+        out = {}
+        for claim, volume in (("mine", "a-data"), ("named", "a-named")):
+            got = await a.virtual.get(PVCS, claim, namespace="default")
+            assert got["status"].get("phase") == "Bound", (claim, got["status"])
+            assert got["spec"].get("volumeName") == volume, (claim, got["spec"])
+            out[claim] = got
+        return out
+    claims = await eventually(a_bound, attempts=1200, delay=0.1)
+    # the virtual volume names its claim, as upstream's binder writes it
+    vpv = json.loads(await a.kubectl("get", "pv", "a-data", "-o", "json"))
+    assert vpv["spec"]["claimRef"]["name"] == "mine"
+    assert vpv["spec"]["claimRef"]["uid"] == claims["mine"]["metadata"]["uid"]
+    assert "default/mine" in await a.kubectl("get", "pv", "a-data")
+
+    # B's claim never took any of A's volumes, the bigger spare one included
+    hgrab = await h.get(PVCS, "grab-x-default-x-team-b", namespace="vkube-team-b")
+    assert not hgrab["spec"].get("volumeName") and hgrab["status"].get("phase") != "Bound"
+    spare = await h.get(PVS, "a-spare-x-team-a")
+    assert spare["spec"]["claimRef"]["name"] == "vkube-unclaimed-x-team-a"
+    assert "Pending" in await b.kubectl("get", "pvc", "grab")
+
+    # B's own volume binds B's waiting claim
+    await b.apply(pv("b-data"))
+
+    async def b_bound() -> None:
+        got = await b.virtual.get(PVCS, "grab", namespace="default")
+        assert got["spec"].get("volumeName") == "b-data" and \
+            got["status"].get("phase") == "Bound", got
+    await eventually(b_bound, attempts=1200, delay=0.1)
+    assert (await h.get(PVS, "a-spare-x-team-a"))["status"]["phase"] == "Available"
