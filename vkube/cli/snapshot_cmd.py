@@ -37,7 +37,30 @@ def register(sub: Any) -> None:
         a.add_argument("--etcd-cafile", default=None)
         a.add_argument("--etcd-certfile", default=None)
         a.add_argument("--etcd-keyfile", default=None)
+        if action == "restore":
+            for grant, (flag, help_) in _GRANTS.items():
+                a.add_argument(flag, dest="allow", action="append_const", const=grant,
+                               help=help_)
         a.set_defaults(func=guarded(_run))
+
+
+#: what a restore refuses unless named (``vkube.cluster.snapgrants``): grant -> flag, help
+_GRANTS = {
+    "anonymous": ("--allow-anonymous-access", "restore RBAC granting system:anonymous or "
+                  "system:unauthenticated more than a new cluster does"),
+    "authenticated": ("--allow-authenticated-access", "restore RBAC granting "
+                      "system:authenticated (every user and service account) more than a new "
+                      "cluster does"),
+    "webhooks": ("--allow-webhooks", "restore admission webhook configurations and CRD "
+                 "conversion webhooks"),
+    "apiservices": ("--allow-apiservices", "restore APIServices backed by a Service"),
+    "bootstrap-tokens": ("--allow-bootstrap-tokens", "restore bootstrap token Secrets usable "
+                         "for authentication"),
+}
+
+
+def _allow(args: argparse.Namespace) -> frozenset[str]:
+    return frozenset(getattr(args, "allow", None) or ())
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -87,8 +110,10 @@ def _existing_encryption(args: argparse.Namespace) -> Any:
 
 def _refused(args: argparse.Namespace, exc: Exception) -> CLIError:
     """A file refused before anything was written: one line, and what to do instead."""
+    from vkube.cluster import stores
+
     text = str(exc)
-    if "newer vkube" in text:
+    if "newer vkube" in text or isinstance(exc, stores.SnapshotGrant):
         return CLIError(f"{text}; nothing was restored into {args.name}")
     return CLIError(f"{text} — nothing was restored into {args.name}; restore a file that "
                     "`vkube snapshot save SOURCE FILE` wrote")
@@ -100,7 +125,7 @@ def _verify(args: argparse.Namespace) -> None:
     from vkube.cluster import stores
 
     try:
-        stores.verify_snapshot(args.file, _existing_encryption(args))
+        stores.verify_snapshot(args.file, _existing_encryption(args), _allow(args))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.SnapshotError as exc:
@@ -184,7 +209,7 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
                            f"first, then restore, then `vkube resume {args.name}`")
         _verify(args)
         try:
-            info = sharedproc.restore(st, args.file)
+            info = sharedproc.restore(st, args.file, allow=_allow(args))
         finally:
             sharedproc.stop_if_idle()  # started for the restore only, if nothing else runs
         print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
@@ -239,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "restore":
             _verify(args)  # refuse a bad file before the store is opened
             transform = _transform(args)
-            check = stores.snapshot_check(args.file, _existing_encryption(args))
+            check = stores.snapshot_check(args.file, _existing_encryption(args), _allow(args))
             info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
                                                        check=check, **tls))
         else:

@@ -448,9 +448,10 @@ class SharedServer:
 
             data.mkdir(parents=True, exist_ok=True)  # Secrets: encrypted with this cluster's key
             keys = shared_encryption_config(data)
+            allow = frozenset(g for g in str(doc.get("allow") or "").split(",") if g)
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
                                           doc["snapshot"], transform=encrypter(keys),
-                                          check=snapshot_check(doc["snapshot"], keys))
+                                          check=snapshot_check(doc["snapshot"], keys, allow))
             _write(data / "restored", json.dumps({
                 "revision": info.revision, "keys": info.keys, "created": info.created,
                 "updated": info.updated, "deleted": info.deleted}))

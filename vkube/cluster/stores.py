@@ -6,28 +6,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vkube.cluster.snapgrants import FLAGS as GRANT_FLAGS
+from vkube.cluster.snapgrants import SnapshotGrant
 from vkube.store import StoreError, UnsupportedStore, describe, open_store
 from vkube.store import snapshot as _snapshot
 from vkube.store.base import PartialCommit
 from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
-__all__ = ["Decrypter", "PartialCommit", "SnapshotError", "SnapshotInfo", "StoreError",
-           "UnsupportedStore", "describe", "encrypter", "restore_snapshot", "save_snapshot",
-           "snapshot_check", "verify_snapshot"]
+__all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
+           "SnapshotInfo", "StoreError", "UnsupportedStore", "describe", "encrypter",
+           "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
 
 
-def snapshot_check(path: str, encryption: Path | None) -> _snapshot.Check:
+def snapshot_check(path: str, encryption: Path | None,
+                   allow: frozenset[str] = frozenset()) -> _snapshot.Check:
     """The content check of a restore into a cluster whose Secrets that EncryptionConfiguration
-    file encrypts (``vkube.cluster.snapcheck``); ``SnapshotError`` if it cannot be read."""
+    file encrypts (``vkube.cluster.snapcheck``), allowing the grants named in ``allow``
+    (``GRANT_FLAGS`` keys); ``SnapshotError`` if it cannot be read."""
     from vkube.cluster.snapcheck import check_for
 
-    return check_for(path, encryption)
+    return check_for(path, encryption, allow)
 
 
-def verify_snapshot(path: str, encryption: Path | None = None) -> SnapshotInfo:
+def verify_snapshot(path: str, encryption: Path | None = None,
+                    allow: frozenset[str] = frozenset()) -> SnapshotInfo:
     """Check a snapshot file in full — every line and every entry's object — before any
     store is touched (``SnapshotError`` naming the first bad entry)."""
-    return _snapshot.verify(path, snapshot_check(path, encryption))
+    return _snapshot.verify(path, snapshot_check(path, encryption, allow))
 
 
 class Decrypter:
