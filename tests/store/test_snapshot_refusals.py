@@ -397,6 +397,41 @@ def test_crafted_files_are_refused_and_the_cluster_is_unchanged(
     assert f"restored {keys} keys" in out.stdout, out.stdout  # type: ignore[attr-defined]
     assert not (tmp_path / "missing.db").exists() or _rows(tmp_path / "missing.db")[1] == 0
 
+    # a file this installation wrote restores what it grants without flags: its trailer's
+    # HMAC, keyed with VKUBE_HOME/snapshot.key, checks. Edited (checksum recomputed, HMAC
+    # kept), or under another installation, it is checked like any file
+    user.kubectl("create", "clusterrolebinding", "everyone", "--clusterrole=view",
+                 "--group=system:authenticated")
+    own = tmp_path / "own.jsonl"
+    user.vkube("snapshot", "save", "vc", str(own))
+    assert (user.home / "snapshot.key").stat().st_mode & 0o777 == 0o600
+    out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                      f"sqlite:///{tmp_path}/own.db")
+    assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
+    assert "written by this vkube installation (its HMAC checks)" in out.stdout  # type: ignore[attr-defined]
+    everyone = ("ClusterRoleBinding 'everyone' grants ClusterRole 'view' to Group "
+                "'system:authenticated' (every user and every pod's service account) — beyond "
+                "what a new cluster grants; pass --allow-authenticated-access to restore it (the "
+                "file was not written by this vkube installation)")
+    lines = own.read_bytes().splitlines(keepends=True)
+    keep = next(i for i, line in enumerate(lines) if b'"/core/configmaps/default/keep"' in line)
+    entry = json.loads(lines[keep])
+    entry["v"] = base64.b64encode(_obj("ConfigMap", "keep", data={"a": "changed"})).decode()
+    lines[keep] = json.dumps(entry).encode() + b"\n"
+    end = json.loads(lines[-1])
+    end["sha256"] = hashlib.sha256(b"".join(lines[1:-1])).hexdigest()
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines[:-1]) + json.dumps(end).encode() + b"\n")
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(edited), "--store",
+                         f"sqlite:///{tmp_path}/edited.db"), everyone, "vc")
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "another-installation"))
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                         f"sqlite:///{tmp_path}/elsewhere.db"), everyone, "vc")
+    out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                      f"sqlite:///{tmp_path}/elsewhere.db", "--allow-authenticated-access")
+    assert out.returncode == 0 and "was not written by this vkube installation" in out.stdout, \
+        out.stderr  # type: ignore[attr-defined]
+
 
 @pytest.fixture
 async def postgres_db(postgres_server: str) -> AsyncIterator[str]:

@@ -59,8 +59,54 @@ _GRANTS = {
 }
 
 
-def _allow(args: argparse.Namespace) -> frozenset[str]:
-    return frozenset(getattr(args, "allow", None) or ())
+#: this installation's snapshot key, under VKUBE_HOME: ``save`` puts an HMAC of the file with
+#: it in the trailer, and ``restore`` takes a file whose HMAC checks as one this installation
+#: wrote (a SHA-256 anyone can recompute; the key only this user can read)
+_KEY_FILE = "snapshot.key"
+
+
+def _installation_key(create: bool) -> bytes | None:
+    """The key (made on first ``save``, 0600); None when there is none yet."""
+    import os
+
+    from vkube.cli import state
+
+    path = state.home() / _KEY_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex() + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and never over a key another save just made
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return _installation_key(False)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise CLIError(f"{path} is not a vkube snapshot key (64 hex digits) — remove it; the next "
+                       "`vkube snapshot save` makes a new one")
+    return key
+
+
+def _grants(args: argparse.Namespace) -> frozenset[str]:
+    """What the restore lets the file grant: what the user named with ``--allow-…``; all of
+    it for a file this installation wrote (``args.own``, set here)."""
+    from vkube.cluster import stores
+
+    key = _installation_key(False)
+    args.own = key is not None and stores.snapshot_signed(args.file, key)
+    return frozenset(stores.GRANT_FLAGS) if args.own else frozenset(args.allow or ())
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -113,7 +159,10 @@ def _refused(args: argparse.Namespace, exc: Exception) -> CLIError:
     from vkube.cluster import stores
 
     text = str(exc)
-    if "newer vkube" in text or isinstance(exc, stores.SnapshotGrant):
+    if isinstance(exc, stores.SnapshotGrant):
+        return CLIError(f"{text} (the file was not written by this vkube installation); nothing "
+                        f"was restored into {args.name}")
+    if "newer vkube" in text:
         return CLIError(f"{text}; nothing was restored into {args.name}")
     return CLIError(f"{text} — nothing was restored into {args.name}; restore a file that "
                     "`vkube snapshot save SOURCE FILE` wrote")
@@ -125,7 +174,8 @@ def _verify(args: argparse.Namespace) -> None:
     from vkube.cluster import stores
 
     try:
-        stores.verify_snapshot(args.file, _existing_encryption(args), _allow(args))
+        args.grants = _grants(args)
+        stores.verify_snapshot(args.file, _existing_encryption(args), args.grants)
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.SnapshotError as exc:
@@ -157,6 +207,14 @@ def _transform(args: argparse.Namespace) -> Any:
         return stores.Decrypter(path) if args.action == "save" else stores.encrypter(path)
     except ValueError as exc:  # encryption.ConfigError
         raise CLIError(f"{path}: {exc}") from None
+
+
+def _provenance(args: argparse.Namespace) -> str:
+    if args.own:
+        return ("; the file was written by this vkube installation (its HMAC checks), so what "
+                "it grants is restored as saved")
+    return ("; the file was not written by this vkube installation: what it grants beyond a "
+            "new cluster was checked")
 
 
 def _saved(args: argparse.Namespace, keys: int, revision: int, size: int, transform: Any) -> None:
@@ -209,12 +267,12 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
                            f"first, then restore, then `vkube resume {args.name}`")
         _verify(args)
         try:
-            info = sharedproc.restore(st, args.file, allow=_allow(args))
+            info = sharedproc.restore(st, args.file, allow=args.grants)
         finally:
             sharedproc.stop_if_idle()  # started for the restore only, if nothing else runs
         print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
               f"{info['revision']} of the source): {info['created']} created, {info['updated']} "
-              f"updated, {info['deleted']} deleted")
+              f"updated, {info['deleted']} deleted{_provenance(args)}")
         return 0
     db = sharedproc.data_dir() / "state.db"
     if not db.exists():
@@ -222,7 +280,7 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
     transform = _transform(args)
     try:
         saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}",
-                                                 transform=transform))
+                                                 transform=transform, key=_installation_key(True)))
     except stores.StoreError as exc:
         raise CLIError(f"store {db}: {exc}") from None
     except OSError as exc:
@@ -264,12 +322,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "restore":
             _verify(args)  # refuse a bad file before the store is opened
             transform = _transform(args)
-            check = stores.snapshot_check(args.file, _existing_encryption(args), _allow(args))
+            check = stores.snapshot_check(args.file, _existing_encryption(args), args.grants)
             info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
                                                        check=check, **tls))
         else:
             transform = _transform(args)
-            info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform, **tls))
+            info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform,
+                                                    key=_installation_key(True), **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.UnsupportedStore as exc:
@@ -290,5 +349,5 @@ def _run(args: argparse.Namespace) -> int:
                 "clients relist")
         print(f"restored {info.keys} keys into {args.name} from {args.file} (revision "
               f"{info.revision} of the source): {info.created} created, {info.updated} updated, "
-              f"{info.deleted} deleted{kept}")
+              f"{info.deleted} deleted{kept}{_provenance(args)}")
     return 0

@@ -80,6 +80,7 @@ class SnapshotCheck:
                  allow: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.config = EncryptionConfig.load(encryption) if encryption is not None else None
+        self.allow = allow
         self.grants = Grants(path, allow)
         self.namespaces: set[str] = set()  # the Namespaces the file holds
         self.resources: dict[tuple[str, str], _Resource] = {}
@@ -96,6 +97,7 @@ class SnapshotCheck:
         self._meta_index = TypeIndex(self._meta_schema)
 
     def __call__(self, header: dict[str, Any], entries: list[Entry]) -> None:
+        self.grants = Grants(self.path, self.allow)  # a second call starts afresh
         self.namespaces = {e.kv.key[len(_NAMESPACE_PREFIX):] for e in entries
                            if e.kv.key.startswith(_NAMESPACE_PREFIX)}
         objects: dict[int, Any] = {}  # line -> decoded object (or the problem, a str)

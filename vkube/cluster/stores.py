@@ -15,7 +15,8 @@ from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
 __all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
            "SnapshotInfo", "StoreError", "UnsupportedStore", "describe", "encrypter",
-           "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
+           "restore_snapshot", "save_snapshot", "snapshot_check", "snapshot_signed",
+           "verify_snapshot"]
 
 
 def snapshot_check(path: str, encryption: Path | None,
@@ -65,19 +66,26 @@ def encrypter(config_file: Path) -> _snapshot.Transform:
     return EncryptionConfig.load(config_file).encrypt
 
 
+def snapshot_signed(path: str, key: bytes) -> bool:
+    """Whether ``save_snapshot`` wrote the file with ``key`` and it is unchanged since."""
+    return _snapshot.signed(path, key)
+
+
 async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
                         transform: _snapshot.Transform | None = None,
-                        **options: Any) -> SnapshotInfo:
+                        key: bytes | None = None, **options: Any) -> SnapshotInfo:
     """``prefix``: one cluster of a shared store (``/clusters/NAME``), whose keys the file
-    holds without the prefix, as a dedicated cluster's (so it restores into either mode)."""
+    holds without the prefix, as a dedicated cluster's (so it restores into either mode);
+    ``key``: the file's trailer holds an HMAC with it (``snapshot_signed``)."""
     store = open_store(url, **options)
     await store.start()
     try:
         if prefix is not None:
             from vkube.store.prefixed import PrefixedStore
 
-            return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform)
-        return await _snapshot.save(store, path, transform=transform)
+            return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform,
+                                        key=key)
+        return await _snapshot.save(store, path, transform=transform, key=key)
     finally:
         await store.close()
 

@@ -2,9 +2,12 @@
 
 The file is JSON lines: a header (format name, format version, the revision, the source
 backend), one line per key (``k``: key, ``v``: value in base64, ``c``/``m``: its create and mod
-revisions), and a trailer with the key count and a SHA-256 of the key lines, so a truncated or edited file is refused before anything
-is written. The keys are read page by page at one revision (a consistent cut even while writes
-go on); if compaction overtakes that revision mid-way, the dump starts over at a newer one.
+revisions), and a trailer with the key count and a SHA-256 of the key lines, so a truncated or
+damaged file is refused before anything is written. Anyone can recompute a SHA-256: the
+trailer may also hold an HMAC-SHA256 of the header and key lines with a key of the writer's
+(the CLI: one per installation), which tells a file this installation wrote (``signed``).
+The keys are read page by page at one revision (a consistent cut even while writes go on);
+if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
 A restore never trusts the file: every line is read and checked before anything is written
 (header and format version, key shape, revisions, no key twice, the trailer's count and
@@ -44,6 +47,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Callable
@@ -92,15 +96,17 @@ def _line(kv: KeyValue, transform: Transform | None) -> bytes:
 
 
 async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
-               transform: Transform | None = None) -> SnapshotInfo:
+               transform: Transform | None = None, key: bytes | None = None) -> SnapshotInfo:
     """Write every key of ``store`` at one revision to ``path`` (atomically: tmp + rename,
-    mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value."""
+    mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value;
+    ``key``: the trailer also holds an HMAC-SHA256 of the header and key lines with it (see
+    ``signed``)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for attempt in range(attempts):
         revision = await store.current_revision()
         try:
-            info = await _dump(store, tmp, revision, transform)
+            info = await _dump(store, tmp, revision, transform, key)
         except Compacted:
             if attempt == attempts - 1:
                 raise
@@ -113,16 +119,20 @@ async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
     raise AssertionError("unreachable")
 
 
-async def _dump(store: Store, tmp: Path, revision: int,
-                transform: Transform | None) -> SnapshotInfo:
+async def _dump(store: Store, tmp: Path, revision: int, transform: Transform | None,
+                key: bytes | None) -> SnapshotInfo:
     digest, keys = hashlib.sha256(), 0
+    mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     header = {"format": FORMAT, "version": VERSION, "revision": revision,
               "source": type(store).__name__,
               "values": "transformed" if transform is not None else "as stored",
               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb") as out:
-        out.write(json.dumps(header).encode() + b"\n")
+        first = json.dumps(header).encode() + b"\n"
+        out.write(first)
+        if mac is not None:
+            mac.update(first)
         start_after = ""
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
@@ -131,13 +141,17 @@ async def _dump(store: Store, tmp: Path, revision: int,
                     continue
                 line = _line(kv, transform)
                 digest.update(line)
+                if mac is not None:
+                    mac.update(line)
                 out.write(line)
                 keys += 1
             if not page.more:
                 break
             start_after = page.kvs[-1].key
-        out.write(json.dumps({"end": True, "keys": keys, "sha256": digest.hexdigest()}).encode()
-                  + b"\n")
+        end: dict[str, Any] = {"end": True, "keys": keys, "sha256": digest.hexdigest()}
+        if mac is not None:
+            end["hmac"] = mac.hexdigest()
+        out.write(json.dumps(end).encode() + b"\n")
         out.flush()
         os.fsync(out.fileno())
         size = out.tell()
@@ -261,6 +275,25 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
         if not ended:
             raise SnapshotError(f"{path} is truncated (no end line): take the snapshot again")
     return header, entries
+
+
+def signed(path: str | os.PathLike[str], key: bytes) -> bool:
+    """Whether the file's trailer holds the HMAC-SHA256 that ``save`` writes with ``key`` of
+    exactly its header and key lines: the file was written with that key and not changed
+    since (a SHA-256 alone anyone can recompute). False for any other file."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.startswith(b'{"end"'):
+                try:
+                    end = json.loads(line)
+                except ValueError:
+                    return False
+                want = end.get("hmac") if isinstance(end, dict) else None
+                return (isinstance(want, str) and handle.read(1) == b""
+                        and hmac.compare_digest(want, mac.hexdigest()))
+            mac.update(line)
+    return False
 
 
 def verify(path: str | os.PathLike[str], check: Check | None = None) -> SnapshotInfo:
