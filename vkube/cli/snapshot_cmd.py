@@ -99,14 +99,10 @@ def _installation_key(create: bool) -> bytes | None:
     return key
 
 
-def _grants(args: argparse.Namespace) -> frozenset[str]:
-    """What the restore lets the file grant: what the user named with ``--allow-…``; all of
-    it for a file this installation wrote (``args.own``, set here)."""
-    from vkube.cluster import stores
+def _key_file() -> str:
+    from vkube.cli import state
 
-    key = _installation_key(False)
-    args.own = key is not None and stores.snapshot_signed(args.file, key)
-    return frozenset(stores.GRANT_FLAGS) if args.own else frozenset(args.allow or ())
+    return str(state.home() / _KEY_FILE)
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -173,9 +169,13 @@ def _verify(args: argparse.Namespace) -> None:
     store is opened."""
     from vkube.cluster import stores
 
+    # what the file may grant: what the user named with --allow-…; all of it if this
+    # installation wrote the file (its HMAC checks with the key: ``args.key``)
+    args.grants = frozenset(args.allow or ())
+    args.key = _installation_key(False)
     try:
-        args.grants = _grants(args)
-        stores.verify_snapshot(args.file, _existing_encryption(args), args.grants)
+        args.own = stores.verify_snapshot(args.file, _existing_encryption(args), args.grants,
+                                          args.key).signed
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.SnapshotError as exc:
@@ -267,7 +267,9 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
                            f"first, then restore, then `vkube resume {args.name}`")
         _verify(args)
         try:
-            info = sharedproc.restore(st, args.file, allow=args.grants)
+            info = sharedproc.restore(st, args.file, allow=args.grants,
+                                      key_file=_key_file() if args.key is not None else "")
+            args.own = bool(info.get("signed"))
         finally:
             sharedproc.stop_if_idle()  # started for the restore only, if nothing else runs
         print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
@@ -324,7 +326,8 @@ def _run(args: argparse.Namespace) -> int:
             transform = _transform(args)
             check = stores.snapshot_check(args.file, _existing_encryption(args), args.grants)
             info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
-                                                       check=check, **tls))
+                                                       check=check, key=args.key, **tls))
+            args.own = info.signed  # the same read as what was written
         else:
             transform = _transform(args)
             info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform,

@@ -26,7 +26,8 @@ checked here, in file order, and the first bad one is named (key, line, what is 
   them, as after any delete);
 - what the file grants beyond what every cluster grants (``vkube.cluster.snapgrants``: RBAC
   for anonymous or all users, webhooks, APIServices, bootstrap tokens) is refused unless the
-  restore names it with its ``--allow-…`` flag.
+  restore names it with its ``--allow-…`` flag, or the file is signed with this
+  installation's key (``snapshot.read_signed``: this installation wrote it).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from vkube.api.strategy import Strategy
 from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.encryption import PREFIX, EncryptionConfig
 from vkube.apiserver.storage import MAX_OBJECT_BYTES
-from vkube.cluster.snapgrants import Grants
+from vkube.cluster.snapgrants import FLAGS, Grants
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
 _CRD_PREFIX = "/apiextensions.k8s.io/customresourcedefinitions/"
@@ -96,8 +97,10 @@ class SnapshotCheck:
             "metadata": (meta.get("properties") or {}).get("metadata") or {"type": "object"}}}
         self._meta_index = TypeIndex(self._meta_schema)
 
-    def __call__(self, header: dict[str, Any], entries: list[Entry]) -> None:
-        self.grants = Grants(self.path, self.allow)  # a second call starts afresh
+    def __call__(self, header: dict[str, Any], entries: list[Entry],
+                 signed: bool = False) -> None:
+        # a file this installation wrote (its HMAC checks) may grant what it holds
+        self.grants = Grants(self.path, frozenset(FLAGS) if signed else self.allow)
         self.namespaces = {e.kv.key[len(_NAMESPACE_PREFIX):] for e in entries
                            if e.kv.key.startswith(_NAMESPACE_PREFIX)}
         objects: dict[int, Any] = {}  # line -> decoded object (or the problem, a str)

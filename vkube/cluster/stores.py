@@ -15,8 +15,7 @@ from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
 __all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
            "SnapshotInfo", "StoreError", "UnsupportedStore", "describe", "encrypter",
-           "restore_snapshot", "save_snapshot", "snapshot_check", "snapshot_signed",
-           "verify_snapshot"]
+           "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
 
 
 def snapshot_check(path: str, encryption: Path | None,
@@ -30,10 +29,11 @@ def snapshot_check(path: str, encryption: Path | None,
 
 
 def verify_snapshot(path: str, encryption: Path | None = None,
-                    allow: frozenset[str] = frozenset()) -> SnapshotInfo:
+                    allow: frozenset[str] = frozenset(), key: bytes | None = None) -> SnapshotInfo:
     """Check a snapshot file in full — every line and every entry's object — before any
-    store is touched (``SnapshotError`` naming the first bad entry)."""
-    return _snapshot.verify(path, snapshot_check(path, encryption, allow))
+    store is touched (``SnapshotError`` naming the first bad entry); ``key``: this
+    installation's, whose HMAC in the file lets it grant what it holds (``info.signed``)."""
+    return _snapshot.verify(path, snapshot_check(path, encryption, allow), key)
 
 
 class Decrypter:
@@ -66,11 +66,6 @@ def encrypter(config_file: Path) -> _snapshot.Transform:
     return EncryptionConfig.load(config_file).encrypt
 
 
-def snapshot_signed(path: str, key: bytes) -> bool:
-    """Whether ``save_snapshot`` wrote the file with ``key`` and it is unchanged since."""
-    return _snapshot.signed(path, key)
-
-
 async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
                         transform: _snapshot.Transform | None = None,
                         key: bytes | None = None, **options: Any) -> SnapshotInfo:
@@ -91,10 +86,11 @@ async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
 
 
 async def restore_snapshot(url: str, path: str, *, transform: _snapshot.Transform | None = None,
-                           check: _snapshot.Check | None = None, **options: Any) -> SnapshotInfo:
+                           check: _snapshot.Check | None = None, key: bytes | None = None,
+                           **options: Any) -> SnapshotInfo:
     store = open_store(url, **options)
     await store.start()
     try:
-        return await _snapshot.restore(store, path, transform=transform, check=check)
+        return await _snapshot.restore(store, path, transform=transform, check=check, key=key)
     finally:
         await store.close()
