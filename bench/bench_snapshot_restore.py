@@ -2,8 +2,9 @@
 
 Builds a snapshot file of N pods (a realistic pod: two containers, probes, volumes, status),
 then prints one JSON line: CPU seconds to read it (line checks only), to read and check every
-object (``vkube.cluster.snapcheck``), and wall seconds to restore it into a SQLite store that
-already holds N other pods (so every key is a create or a delete, all in one transaction).
+object (``vkube.cluster.snapcheck``: shape, types, the API's create validation, grants), and
+wall seconds to restore it into a SQLite store that already holds N other pods (so every key
+is a create or a delete, all in one transaction).
 
     .venv/bin/python bench/bench_snapshot_restore.py [N]
 """
@@ -45,15 +46,18 @@ _POD = {
 
 
 def _file(path: Path, n: int, prefix: str) -> None:
-    body = []
+    """N pods and their Namespace (a restore refuses an object whose Namespace it lacks)."""
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    body = [json.dumps({"k": "/core/namespaces/default", "v": base64.b64encode(
+        json.dumps(ns).encode()).decode(), "c": n + 1, "m": n + 1}).encode() + b"\n"]
     for i in range(n):
         pod = copy.deepcopy(_POD)
         pod["metadata"]["name"] = f"{prefix}{i:06d}"
         body.append(json.dumps({"k": f"/core/pods/default/{prefix}{i:06d}", "v": base64.b64encode(
             json.dumps(pod).encode()).decode(), "c": i + 1, "m": i + 1}).encode() + b"\n")
-    header = {"format": "vkube-store-snapshot", "version": 2, "revision": n, "source": "bench",
+    header = {"format": "vkube-store-snapshot", "version": 2, "revision": n + 1, "source": "bench",
               "values": "transformed"}
-    end = {"end": True, "keys": n, "sha256": hashlib.sha256(b"".join(body)).hexdigest()}
+    end = {"end": True, "keys": n + 1, "sha256": hashlib.sha256(b"".join(body)).hexdigest()}
     path.write_bytes(json.dumps(header).encode() + b"\n" + b"".join(body)
                      + json.dumps(end).encode() + b"\n")
 

@@ -214,6 +214,10 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("connect", "mover")
     ctx(u, "mover", "create", "configmap", "moved", "--from-literal=k=dedicated")
     ctx(u, "mover", "create", "secret", "generic", "kept", "--from-literal=k=s3cret")
+    # a grant a file from elsewhere would need --allow-authenticated-access for: this
+    # installation wrote the file, so the shared server restores it as saved
+    ctx(u, "mover", "create", "clusterrolebinding", "everyone", "--clusterrole=view",
+        "--group=system:authenticated")
     saved = u.vkube("snapshot", "save", "mover", str(snap)).stdout
     assert "plain text" in saved and snap.stat().st_mode & 0o777 == 0o600
     u.vkube("delete", "mover")
@@ -237,12 +241,15 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     out = u.vkube("snapshot", "restore", "mover", str(tmp_path / "evil.jsonl"), check=False)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert f"entry '{evil['k']}' (line 2)" in out.stderr and "nothing was restored" in out.stderr
-    u.vkube("snapshot", "restore", "mover", str(snap))
+    out = u.vkube("snapshot", "restore", "mover", str(snap)).stdout
+    assert "written by this vkube installation" in out, out
     pid_file = u.home / "shared" / "supervisor.pid"
     assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "dedicated"
+    assert ctx(u, "mover", "get", "clusterrolebinding", "everyone", "-o",
+               "jsonpath={.subjects[0].name}").stdout == "system:authenticated"
     assert _secret(u, "mover", "kept") == "s3cret"
     assert _encrypted_at_rest(u.home / "shared" / "data" / "state.db", "/clusters/mover/core/secrets/default/kept")
     ctx(u, "mover", "run", "after-move", "--image=nginx")

@@ -44,6 +44,100 @@ def _craft(good: Path, out: Path, edit: Callable[[list[Line]], None]) -> Path:
     return out
 
 
+_RBAC = "rbac.authorization.k8s.io"
+_ALL = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+
+
+def _doc(api_version: str, kind: str, name: str, namespace: str | None = None,
+         **body: object) -> bytes:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return json.dumps({"apiVersion": api_version, "kind": kind, "metadata": meta,
+                       **body}).encode()
+
+
+def _widget(name: str, **spec: object) -> Line:
+    return _line(f"/stable.example.com/widgets/app/{name}",
+                 _doc("stable.example.com/v1", "Widget", name, "app", spec=spec))
+
+
+def _binding(kind: str, name: str, role: str, subject: tuple[str, str],
+             namespace: str | None = None) -> Line:
+    plural = kind.lower() + "s"
+    key = f"/{_RBAC}/{plural}/{namespace + '/' if namespace else ''}{name}"
+    return _line(key, _doc(f"{_RBAC}/v1", kind, name, namespace,
+                           roleRef={"apiGroup": _RBAC, "kind": "ClusterRole", "name": role},
+                           subjects=[{"kind": subject[0], "apiGroup": _RBAC, "name": subject[1]}]))
+
+
+def _replace(entries: list[Line], line: Line) -> None:
+    """``line`` instead of the entry with its key (the file keeps its order)."""
+    at = next(i for i, e in enumerate(entries) if e["k"] == line["k"])
+    entries[at] = line
+
+
+#: what a file may grant beyond a new cluster's defaults: (grant's flag, key lines, what the
+#: refusal says); each is restored once its flag is passed
+GRANTS: list[tuple[str, list[Line], str]] = [
+    ("--allow-anonymous-access",
+     [_binding("ClusterRoleBinding", "open", "cluster-admin", ("Group", "system:unauthenticated"))],
+     "ClusterRoleBinding 'open' grants ClusterRole 'cluster-admin' to Group "
+     "'system:unauthenticated' (anyone who reaches the API, without credentials)"),
+    ("--allow-anonymous-access",
+     [_binding("RoleBinding", "anon", "view", ("User", "system:anonymous"), "app")],
+     "RoleBinding 'app/anon' grants ClusterRole 'view' to User 'system:anonymous' (anyone "
+     "who reaches the API, without credentials)"),
+    ("--allow-authenticated-access",
+     [_binding("RoleBinding", "everyone", "edit", ("Group", "system:authenticated"), "app")],
+     "RoleBinding 'app/everyone' grants ClusterRole 'edit' to Group 'system:authenticated' "
+     "(every user and every pod's service account)"),
+    ("--allow-webhooks",
+     [_line("/admissionregistration.k8s.io/validatingwebhookconfigurations/spy", _doc(
+         "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "spy", webhooks=[{
+             "name": "spy.example.com", "sideEffects": "None",
+             "admissionReviewVersions": ["v1"], "failurePolicy": "Ignore",
+             "clientConfig": {"url": "https://spy.example.com/review"},
+             "rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"],
+                        "resources": ["secrets"]}]}]))],
+     "ValidatingWebhookConfiguration 'spy' has the API server send objects to webhook "
+     "'https://spy.example.com/review' and obey its answers"),
+    ("--allow-apiservices",
+     [_line("/apiregistration.k8s.io/apiservices/v1.evil.example.com", _doc(
+         "apiregistration.k8s.io/v1", "APIService", "v1.evil.example.com", spec={
+             "group": "evil.example.com", "version": "v1", "groupPriorityMinimum": 1000,
+             "versionPriority": 15, "insecureSkipTLSVerify": True,
+             "service": {"namespace": "app", "name": "web", "port": 443}}))],
+     "APIService 'v1.evil.example.com' hands API group 'evil.example.com' version 'v1' to "
+     "Service app/web: its answers are served as this cluster's API"),
+    ("--allow-bootstrap-tokens",
+     [_line("/core/secrets/kube-system/bootstrap-token-abcdef", _doc(
+         "v1", "Secret", "bootstrap-token-abcdef", "kube-system",
+         type="bootstrap.kubernetes.io/token", data={
+             k: base64.b64encode(v.encode()).decode() for k, v in (
+                 ("token-id", "abcdef"), ("token-secret", "0123456789abcdef"),
+                 ("usage-bootstrap-authentication", "true"))}))],
+     "Secret kube-system/bootstrap-token-abcdef is a bootstrap token: whoever holds the file "
+     "can authenticate as system:bootstrap:abcdef (group system:bootstrappers)"),
+]
+
+
+def _grant_cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
+    """One crafted file per grant, and a default role the file widens (a new cluster binds
+    system:public-info-viewer to anonymous users: its rules must stay the default's)."""
+    out = []
+    for i, (flag, lines, message) in enumerate(GRANTS):
+        path = _craft(good, tmp / f"grant-{i}.jsonl", lambda e, ls=lines: e.extend(ls))
+        out.append((path, f"{message} — beyond what a new cluster grants; pass {flag} to "
+                          "restore it"))
+    widened = _line(f"/{_RBAC}/clusterroles/system:public-info-viewer", _doc(
+        f"{_RBAC}/v1", "ClusterRole", "system:public-info-viewer", rules=[_ALL]))
+    out.append((_craft(good, tmp / "widened.jsonl", lambda e: _replace(e, widened)),
+                 "ClusterRole 'system:public-info-viewer' has rules beyond its default, and "
+                 "every cluster binds it to Group 'system:unauthenticated' (anyone who reaches "
+                 "the API, without credentials) — beyond what a new cluster grants; pass "
+                 "--allow-anonymous-access"))
+    return out
+
+
 def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
     """(crafted file, what the refusal must say) for each kind of fault."""
     cm = "/core/configmaps/default/evil"
@@ -63,8 +157,8 @@ def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
          "'/core/configmaps/default/\\ud800' (line 2): the key holds the character U+D800"),
         ("unknown", lambda e: e.append(_line("/evil.example.com/things/default/x", b"{}")),
          "no resource 'things' in group 'evil.example.com'"),
-        ("no-crd", lambda e: e.append(_line("/stable.example.com/widgets/default/w", json.dumps(
-            {"apiVersion": "stable.example.com/v1", "kind": "Widget",
+        ("no-crd", lambda e: e.append(_line("/stable.example.com/gadgets/default/w", json.dumps(
+            {"apiVersion": "stable.example.com/v1", "kind": "Gadget",
              "metadata": {"name": "w", "namespace": "default"}}).encode())),
          "neither built in nor defined by a CustomResourceDefinition in this file"),
         ("typed", lambda e: e.append(_line(cm, _obj("ConfigMap", "evil", data="not a map"))),
@@ -75,6 +169,34 @@ def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
         ("foreign-key", lambda e: e.append(_line("/core/secrets/default/evil",
                                                  b"k8s:enc:aesgcm:v1:key1:" + os.urandom(64))),
          "encrypted with a key the target cluster does not have"),
+        # valid as the API validates a create (built-in strategies, a CRD's schema and rules)
+        ("bad-name", lambda e: e.append(_line("/core/configmaps/default/Evil_Name",
+                                              _obj("ConfigMap", "Evil_Name"))),
+         'ConfigMap "Evil_Name" is invalid: metadata.name: Invalid value: "Evil_Name": a '
+         "lowercase RFC 1123 subdomain must consist of"),
+        ("no-namespace", lambda e: e.append(_line("/core/configmaps/ghost/evil",
+                                                  _obj("ConfigMap", "evil", "ghost"))),
+         "namespace 'ghost' is not in this file: a namespaced object is restored with its "
+         "Namespace (/core/namespaces/ghost)"),
+        ("no-containers", lambda e: e.append(_line("/core/pods/default/evil", _obj(
+            "Pod", "evil", spec={"restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}))),
+         'Pod "evil" is invalid: spec.containers: Required value'),
+        ("bad-service", lambda e: e.append(_line("/core/services/default/evil", _obj(
+            "Service", "evil", spec={"type": "ClusterIP", "ports": [{"port": 0}]}))),
+         'Service "evil" is invalid: [spec.ports[0].port: Invalid value: 0: must be between 1 '
+         "and 65535, inclusive"),
+        ("bad-rbac", lambda e: e.append(_line(f"/{_RBAC}/rolebindings/app/evil", _doc(
+            f"{_RBAC}/v1", "RoleBinding", "evil", "app",
+            roleRef={"apiGroup": _RBAC, "kind": "Pod", "name": "x"}, subjects=[]))),
+         'RoleBinding.rbac.authorization.k8s.io "evil" is invalid: roleRef.kind: Unsupported '
+         'value: "Pod": supported values: "ClusterRole", "Role"'),
+        ("cr-schema", lambda e: e.append(_widget("evil", size=2, color="green")),
+         'Widget.stable.example.com "evil" is invalid: spec.color: Unsupported value: "green"'),
+        ("cr-rule", lambda e: e.append(_widget("evil", size=20)),
+         'Widget.stable.example.com "evil" is invalid: spec: Invalid value: "object": size '
+         "must be at most 10"),
+        ("cr-unknown", lambda e: e.append(_widget("evil", size=2, hidden="x")),
+         "spec.hidden: field not declared in schema"),
     ]
     out = []
     for name, edit, message in cases:
@@ -90,7 +212,88 @@ def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
     out += [(tmp / "truncated.jsonl", "is truncated"),
             (tmp / "foreign.jsonl", "is not a vkube snapshot"),
             (tmp / "newer.jsonl", "is snapshot format 3, written by a newer vkube")]
-    return out
+    return out + _grant_cases(tmp, good)
+
+
+#: a small real cluster's objects: a CRD with a schema and a rule, a Deployment, a Service,
+#: a ServiceAccount with a Role and RoleBinding (the custom resource is created once the CRD
+#: is established)
+REALISTIC = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.stable.example.com}
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations: [{rule: "self.size <= 10", message: size must be at most 10}]
+            properties:
+              size: {type: integer, minimum: 1, default: 1}
+              color: {type: string, enum: [red, blue]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: app}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: app}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx:1.27, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: app}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 80}]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: app}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: app}
+rules: [{apiGroups: [""], resources: [pods, services], verbs: [get, list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader, namespace: app}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: reader, namespace: app}]
+"""
+WIDGET = """
+apiVersion: stable.example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: app}
+spec: {size: 3, color: red}
+"""
+
+
+def _realistic(user: User, tmp: Path) -> None:
+    """REALISTIC and WIDGET applied, the Deployment's pods scheduled and running."""
+    (tmp / "realistic.yaml").write_text(REALISTIC)
+    (tmp / "widget.yaml").write_text(WIDGET)
+    user.kubectl("apply", "-f", str(tmp / "realistic.yaml"))
+    user.kubectl("wait", "--for=condition=established", "--timeout=120s",
+                 "crd/widgets.stable.example.com")
+    user.kubectl("apply", "-f", str(tmp / "widget.yaml"))
+    user.kubectl("rollout", "status", "-n", "app", "deployment/web", "--timeout=300s")
 
 
 def _refused(proc: object, message: str, name: str) -> None:
@@ -139,6 +342,7 @@ def test_crafted_files_are_refused_and_the_cluster_is_unchanged(
     user.vkube("create", "vc")
     user.kubectl("create", "configmap", "keep", "--from-literal=a=b")
     user.kubectl("create", "secret", "generic", "s", "--from-literal=p=q")
+    _realistic(user, tmp_path)
     good = tmp_path / "good.jsonl"
     user.vkube("snapshot", "save", "vc", str(good))
     user.kubectl("create", "configmap", "after", "--from-literal=c=d")  # a restore would drop it
@@ -176,6 +380,57 @@ def test_crafted_files_are_refused_and_the_cluster_is_unchanged(
     secret = json.loads(user.kubectl("get", "secret", "s", "-o", "json").stdout)
     assert base64.b64decode(secret["data"]["p"]) == b"q"
     assert user.kubectl("get", "secrets", "-A").returncode == 0
+
+    # a grant named by its flag restores (here into a store of its own, `--store`): the
+    # realistic file with every grant, then the same with one flag missing
+    grants = _craft(good, tmp_path / "grants.jsonl",
+                    lambda e: e.extend(line for _, lines, _ in GRANTS for line in lines))
+    flags = sorted({flag for flag, _, _ in GRANTS})
+    for missing in flags:
+        out = _in_process(user, capsys, "snapshot", "restore", "vc", str(grants), "--store",
+                          f"sqlite:///{tmp_path}/missing.db", *(f for f in flags if f != missing))
+        _refused(out, f"pass {missing} to restore it", "vc")
+    out = _in_process(user, capsys, "snapshot", "restore", "vc", str(grants), "--store",
+                      f"sqlite:///{tmp_path}/granted.db", *flags)
+    assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
+    keys = len(grants.read_bytes().splitlines()) - 2
+    assert f"restored {keys} keys" in out.stdout, out.stdout  # type: ignore[attr-defined]
+    assert not (tmp_path / "missing.db").exists() or _rows(tmp_path / "missing.db")[1] == 0
+
+    # a file this installation wrote restores what it grants without flags: its trailer's
+    # HMAC, keyed with VKUBE_HOME/snapshot.key, checks. Edited (checksum recomputed, HMAC
+    # kept), or under another installation, it is checked like any file
+    user.kubectl("create", "clusterrolebinding", "everyone", "--clusterrole=view",
+                 "--group=system:authenticated")
+    own = tmp_path / "own.jsonl"
+    user.vkube("snapshot", "save", "vc", str(own))
+    assert (user.home / "snapshot.key").stat().st_mode & 0o777 == 0o600
+    out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                      f"sqlite:///{tmp_path}/own.db")
+    assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
+    assert "written by this vkube installation (its HMAC checks)" in out.stdout  # type: ignore[attr-defined]
+    everyone = ("ClusterRoleBinding 'everyone' grants ClusterRole 'view' to Group "
+                "'system:authenticated' (every user and every pod's service account) — beyond "
+                "what a new cluster grants; pass --allow-authenticated-access to restore it (the "
+                "file was not written by this vkube installation)")
+    lines = own.read_bytes().splitlines(keepends=True)
+    keep = next(i for i, line in enumerate(lines) if b'"/core/configmaps/default/keep"' in line)
+    entry = json.loads(lines[keep])
+    entry["v"] = base64.b64encode(_obj("ConfigMap", "keep", data={"a": "changed"})).decode()
+    lines[keep] = json.dumps(entry).encode() + b"\n"
+    end = json.loads(lines[-1])
+    end["sha256"] = hashlib.sha256(b"".join(lines[1:-1])).hexdigest()
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(lines[:-1]) + json.dumps(end).encode() + b"\n")
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(edited), "--store",
+                         f"sqlite:///{tmp_path}/edited.db"), everyone, "vc")
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "another-installation"))
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                         f"sqlite:///{tmp_path}/elsewhere.db"), everyone, "vc")
+    out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
+                      f"sqlite:///{tmp_path}/elsewhere.db", "--allow-authenticated-access")
+    assert out.returncode == 0 and "was not written by this vkube installation" in out.stdout, \
+        out.stderr  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -276,15 +531,19 @@ async def test_etcd_restore_failing_midway_says_what_it_left(tmp_path: Path,
         return subprocess.run([sys.executable, "-m", "vkube", *args], env=u.env,
                               capture_output=True, text=True, timeout=120)
 
+    ns = _line("/core/namespaces/default", _doc("v1", "Namespace", "default"))
     small = [_line(f"/core/configmaps/default/c{i:03d}", _obj("ConfigMap", f"c{i:03d}"))
              for i in range(200)]
-    big = _line("/core/configmaps/default/zz-big",
-                _obj("ConfigMap", "zz-big", data={"x": "y" * (2 << 20)}))
-    path = _craft_fresh(tmp_path / "big.jsonl", small + [big])
+    # valid (a ConfigMap's data is at most 1 MiB; a role's resourceNames have no bound) and
+    # under the API's 3 MiB, but over etcd's request limit; it sorts last
+    big = _line(f"/{_RBAC}/clusterroles/big", _doc(f"{_RBAC}/v1", "ClusterRole", "big", rules=[{
+        "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+        "resourceNames": ["y" * (2 << 20)]}]))
+    path = _craft_fresh(tmp_path / "big.jsonl", small + [ns, big])
     out = await asyncio.to_thread(vkube, "snapshot", "restore", "etcdvc", str(path), "--store", url)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "Traceback" not in out.stderr
-    assert "stopped midway" in out.stderr and "holds 200 of the 201 changes" in out.stderr
+    assert "stopped midway" in out.stderr and "holds 201 of the 202 changes" in out.stderr
     assert "`vkube snapshot restore etcdvc " in out.stderr and "again to finish" in out.stderr
     store = open_store(url)
     await store.start()
@@ -292,6 +551,6 @@ async def test_etcd_restore_failing_midway_says_what_it_left(tmp_path: Path,
         assert (await store.range("/core/configmaps/")).count == 200
     finally:
         await store.close()
-    fine = _craft_fresh(tmp_path / "fine.jsonl", small[:150])
+    fine = _craft_fresh(tmp_path / "fine.jsonl", small[:150] + [ns])
     out = await asyncio.to_thread(vkube, "snapshot", "restore", "etcdvc", str(fine), "--store", url)
     assert out.returncode == 0 and "50 deleted" in out.stdout, out.stderr

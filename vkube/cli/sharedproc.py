@@ -274,14 +274,17 @@ def delete(st: ClusterState, timeout: float = MEMBER_TIMEOUT) -> bool:
     return was
 
 
-def restore(st: ClusterState, snapshot: str, timeout: float = 600.0) -> dict[str, int]:
+def restore(st: ClusterState, snapshot: str, timeout: float = 600.0,
+            allow: frozenset[str] = frozenset(), key_file: str = "") -> dict[str, int]:
     """Have the shared server restore ``snapshot`` under ``st``'s prefix (the cluster is not
-    served meanwhile); the counts it reports."""
+    served meanwhile), allowing the grants named in ``allow`` (all of them if the file is
+    signed with the key in ``key_file``); the counts it reports."""
     result, error = st.data_dir / "restored", st.data_dir / "error"
     result.unlink(missing_ok=True)
     error.unlink(missing_ok=True)
     st.data_dir.mkdir(parents=True, exist_ok=True)
-    _serve_member(st, "Restore", snapshot=str(Path(snapshot).resolve()))
+    _serve_member(st, "Restore", snapshot=str(Path(snapshot).resolve()),
+                  allow=",".join(sorted(allow)), keyFile=key_file)
     _signal_server()
     deadline = time.monotonic() + timeout
     while registered(st):

@@ -37,7 +37,72 @@ def register(sub: Any) -> None:
         a.add_argument("--etcd-cafile", default=None)
         a.add_argument("--etcd-certfile", default=None)
         a.add_argument("--etcd-keyfile", default=None)
+        if action == "restore":
+            for grant, (flag, help_) in _GRANTS.items():
+                a.add_argument(flag, dest="allow", action="append_const", const=grant,
+                               help=help_)
         a.set_defaults(func=guarded(_run))
+
+
+#: what a restore refuses unless named (``vkube.cluster.snapgrants``): grant -> flag, help
+_GRANTS = {
+    "anonymous": ("--allow-anonymous-access", "restore RBAC granting system:anonymous or "
+                  "system:unauthenticated more than a new cluster does"),
+    "authenticated": ("--allow-authenticated-access", "restore RBAC granting "
+                      "system:authenticated (every user and service account) more than a new "
+                      "cluster does"),
+    "webhooks": ("--allow-webhooks", "restore admission webhook configurations and CRD "
+                 "conversion webhooks"),
+    "apiservices": ("--allow-apiservices", "restore APIServices backed by a Service"),
+    "bootstrap-tokens": ("--allow-bootstrap-tokens", "restore bootstrap token Secrets usable "
+                         "for authentication"),
+}
+
+
+#: this installation's snapshot key, under VKUBE_HOME: ``save`` puts an HMAC of the file with
+#: it in the trailer, and ``restore`` takes a file whose HMAC checks as one this installation
+#: wrote (a SHA-256 anyone can recompute; the key only this user can read)
+_KEY_FILE = "snapshot.key"
+
+
+def _installation_key(create: bool) -> bytes | None:
+    """The key (made on first ``save``, 0600); None when there is none yet."""
+    import os
+
+    from vkube.cli import state
+
+    path = state.home() / _KEY_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(os.urandom(32).hex() + "\n")
+        try:
+            os.link(tmp, path)  # atomic, and never over a key another save just made
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return _installation_key(False)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise CLIError(f"{path} is not a vkube snapshot key (64 hex digits) — remove it; the next "
+                       "`vkube snapshot save` makes a new one")
+    return key
+
+
+def _key_file() -> str:
+    from vkube.cli import state
+
+    return str(state.home() / _KEY_FILE)
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -87,7 +152,12 @@ def _existing_encryption(args: argparse.Namespace) -> Any:
 
 def _refused(args: argparse.Namespace, exc: Exception) -> CLIError:
     """A file refused before anything was written: one line, and what to do instead."""
+    from vkube.cluster import stores
+
     text = str(exc)
+    if isinstance(exc, stores.SnapshotGrant):
+        return CLIError(f"{text} (the file was not written by this vkube installation); nothing "
+                        f"was restored into {args.name}")
     if "newer vkube" in text:
         return CLIError(f"{text}; nothing was restored into {args.name}")
     return CLIError(f"{text} — nothing was restored into {args.name}; restore a file that "
@@ -99,8 +169,13 @@ def _verify(args: argparse.Namespace) -> None:
     store is opened."""
     from vkube.cluster import stores
 
+    # what the file may grant: what the user named with --allow-…; all of it if this
+    # installation wrote the file (its HMAC checks with the key: ``args.key``)
+    args.grants = frozenset(args.allow or ())
+    args.key = _installation_key(False)
     try:
-        stores.verify_snapshot(args.file, _existing_encryption(args))
+        args.own = stores.verify_snapshot(args.file, _existing_encryption(args), args.grants,
+                                          args.key).signed
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.SnapshotError as exc:
@@ -132,6 +207,14 @@ def _transform(args: argparse.Namespace) -> Any:
         return stores.Decrypter(path) if args.action == "save" else stores.encrypter(path)
     except ValueError as exc:  # encryption.ConfigError
         raise CLIError(f"{path}: {exc}") from None
+
+
+def _provenance(args: argparse.Namespace) -> str:
+    if args.own:
+        return ("; the file was written by this vkube installation (its HMAC checks), so what "
+                "it grants is restored as saved")
+    return ("; the file was not written by this vkube installation: what it grants beyond a "
+            "new cluster was checked")
 
 
 def _saved(args: argparse.Namespace, keys: int, revision: int, size: int, transform: Any) -> None:
@@ -184,12 +267,14 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
                            f"first, then restore, then `vkube resume {args.name}`")
         _verify(args)
         try:
-            info = sharedproc.restore(st, args.file)
+            info = sharedproc.restore(st, args.file, allow=args.grants,
+                                      key_file=_key_file() if args.key is not None else "")
+            args.own = bool(info.get("signed"))
         finally:
             sharedproc.stop_if_idle()  # started for the restore only, if nothing else runs
         print(f"restored {info['keys']} keys into {args.name} from {args.file} (revision "
               f"{info['revision']} of the source): {info['created']} created, {info['updated']} "
-              f"updated, {info['deleted']} deleted")
+              f"updated, {info['deleted']} deleted{_provenance(args)}")
         return 0
     db = sharedproc.data_dir() / "state.db"
     if not db.exists():
@@ -197,7 +282,7 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
     transform = _transform(args)
     try:
         saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}",
-                                                 transform=transform))
+                                                 transform=transform, key=_installation_key(True)))
     except stores.StoreError as exc:
         raise CLIError(f"store {db}: {exc}") from None
     except OSError as exc:
@@ -239,12 +324,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "restore":
             _verify(args)  # refuse a bad file before the store is opened
             transform = _transform(args)
-            check = stores.snapshot_check(args.file, _existing_encryption(args))
+            check = stores.snapshot_check(args.file, _existing_encryption(args), args.grants)
             info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
-                                                       check=check, **tls))
+                                                       check=check, key=args.key, **tls))
+            args.own = info.signed  # the same read as what was written
         else:
             transform = _transform(args)
-            info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform, **tls))
+            info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform,
+                                                    key=_installation_key(True), **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.UnsupportedStore as exc:
@@ -265,5 +352,5 @@ def _run(args: argparse.Namespace) -> int:
                 "clients relist")
         print(f"restored {info.keys} keys into {args.name} from {args.file} (revision "
               f"{info.revision} of the source): {info.created} created, {info.updated} updated, "
-              f"{info.deleted} deleted{kept}")
+              f"{info.deleted} deleted{kept}{_provenance(args)}")
     return 0

@@ -448,12 +448,17 @@ class SharedServer:
 
             data.mkdir(parents=True, exist_ok=True)  # Secrets: encrypted with this cluster's key
             keys = shared_encryption_config(data)
+            allow = frozenset(g for g in str(doc.get("allow") or "").split(",") if g)
+            # the installation's snapshot key: a file it signed may grant what it holds
+            key = (bytes.fromhex(Path(doc["keyFile"]).read_text().strip())
+                   if doc.get("keyFile") else None)
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
                                           doc["snapshot"], transform=encrypter(keys),
-                                          check=snapshot_check(doc["snapshot"], keys))
+                                          check=snapshot_check(doc["snapshot"], keys, allow),
+                                          key=key)
             _write(data / "restored", json.dumps({
                 "revision": info.revision, "keys": info.keys, "created": info.created,
-                "updated": info.updated, "deleted": info.deleted}))
+                "updated": info.updated, "deleted": info.deleted, "signed": info.signed}))
         except snapshot.SnapshotError as exc:  # refused before anything was written
             _write(data / "error", str(exc))
         except Exception as exc:

@@ -14,7 +14,20 @@ checked here, in file order, and the first bad one is named (key, line, what is 
   object whose ``apiVersion`` is one of that resource's group/versions, whose ``kind`` is the
   resource's and whose ``metadata.name``/``namespace`` are the key's; built-in objects
   also type-check against their OpenAPI schema (as the API server's decoding would), custom
-  ones their ``metadata`` against ObjectMeta's.
+  ones their ``metadata`` against ObjectMeta's;
+- the object is valid as the API server validates a create: the kind's registry strategy
+  (``Strategy.validate``: names, labels, a pod's containers, a Service's ports, RBAC rules…)
+  and, for a custom resource, its CRD's structural schema (no field the schema would prune)
+  and CEL rules — the same code, not a copy. What a create *adds* is not asked for (defaults,
+  server-set metadata: the file holds stored objects), and admission webhooks are not called
+  (the cluster is paused; a restore is not a client's write);
+- a namespaced object's Namespace is in the file too (the API refuses an object in a
+  namespace that does not exist); ownerReferences may dangle (the garbage collector settles
+  them, as after any delete);
+- what the file grants beyond what every cluster grants (``vkube.cluster.snapgrants``: RBAC
+  for anonymous or all users, webhooks, APIServices, bootstrap tokens) is refused unless the
+  restore names it with its ``--allow-…`` flag, or the file is signed with this
+  installation's key (``snapshot.read_signed``: this installation wrote it).
 """
 
 from __future__ import annotations
@@ -26,15 +39,23 @@ from typing import Any
 
 import orjson
 
+from vkube.api import errors, structural
 from vkube.api.builtin import builtin_registry
+from vkube.api.crd import CustomResourceStrategy
 from vkube.api.crd_validation import validate_crd
+from vkube.api.jsonvalue import clone
 from vkube.api.openapi_convert import builtin_resolver, gvk_index
+from vkube.api.strategy import Strategy
 from vkube.api.typecheck import TypeIndex, describe, type_errors
 from vkube.apiserver.encryption import PREFIX, EncryptionConfig
 from vkube.apiserver.storage import MAX_OBJECT_BYTES
+from vkube.cluster.snapgrants import FLAGS, Grants
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
 _CRD_PREFIX = "/apiextensions.k8s.io/customresourcedefinitions/"
+_NAMESPACE_PREFIX = "/core/namespaces/"
+#: at most this many of an object's validation errors are named (the line stays readable)
+_CAUSES = 3
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
@@ -45,6 +66,10 @@ class _Resource:
     namespaced: bool
     versions: set[str] = field(default_factory=set)
     custom: bool = False
+    #: version -> the strategy the API server validates a create with (built-ins: the
+    #: registry's; custom resources: made from the CRD in the file on first use)
+    strategies: dict[str, Strategy] = field(default_factory=dict)
+    crd: dict[str, Any] | None = None
 
 
 class SnapshotCheck:
@@ -52,14 +77,19 @@ class SnapshotCheck:
     (its EncryptionConfiguration file; None: a store vkube has no keys for, where an
     encrypted value cannot be checked and is refused)."""
 
-    def __init__(self, path: str, encryption: Path | None) -> None:
+    def __init__(self, path: str, encryption: Path | None,
+                 allow: frozenset[str] = frozenset()) -> None:
         self.path = path
         self.config = EncryptionConfig.load(encryption) if encryption is not None else None
+        self.allow = allow
+        self.grants = Grants(path, allow)
+        self.namespaces: set[str] = set()  # the Namespaces the file holds
         self.resources: dict[tuple[str, str], _Resource] = {}
         for spec in builtin_registry().all():
             res = self.resources.setdefault(
                 (spec.group, spec.plural), _Resource(spec.group, spec.kind, spec.namespaced))
             res.versions.add(spec.version)
+            res.strategies[spec.version] = spec.strategy
         self._schemas: dict[tuple[str, str, str], tuple[dict[str, Any], TypeIndex] | None] = {}
         meta = (self._schema("", "v1", "ConfigMap") or ({}, None))[0]
         self._meta_schema = {"type": "object", "properties": {
@@ -67,7 +97,12 @@ class SnapshotCheck:
             "metadata": (meta.get("properties") or {}).get("metadata") or {"type": "object"}}}
         self._meta_index = TypeIndex(self._meta_schema)
 
-    def __call__(self, header: dict[str, Any], entries: list[Entry]) -> None:
+    def __call__(self, header: dict[str, Any], entries: list[Entry],
+                 signed: bool = False) -> None:
+        # a file this installation wrote (its HMAC checks) may grant what it holds
+        self.grants = Grants(self.path, frozenset(FLAGS) if signed else self.allow)
+        self.namespaces = {e.kv.key[len(_NAMESPACE_PREFIX):] for e in entries
+                           if e.kv.key.startswith(_NAMESPACE_PREFIX)}
         objects: dict[int, Any] = {}  # line -> decoded object (or the problem, a str)
         for entry in entries:  # CRDs first: a custom resource may sort before its CRD
             if entry.kv.key.startswith(_CRD_PREFIX):
@@ -76,6 +111,7 @@ class SnapshotCheck:
             problem = objects[entry.line] if entry.line in objects else self._problem(entry)
             if isinstance(problem, str):
                 raise entry_error(self.path, entry, problem)
+        self.grants.check()  # once every object is known good: roles are read by bindings
 
     # -- one entry ---------------------------------------------------------------------------
 
@@ -117,7 +153,10 @@ class SnapshotCheck:
             return (f"{parts[1]} are {'namespaced' if res.namespaced else 'cluster-scoped'}: "
                     f"the key must be /{parts[0]}/{parts[1]}/"
                     f"{'NAMESPACE/' if res.namespaced else ''}NAME")
-        return self._object(obj, res, parts[-1], parts[2] if res.namespaced else None)
+        problem = self._object(obj, res, parts[-1], parts[2] if res.namespaced else None)
+        if problem is None:
+            self.grants.see(entry, group, parts[1], obj)
+        return problem
 
     def _object(self, obj: Any, res: _Resource, name: str, namespace: str | None) -> str | None:
         if not isinstance(obj, dict):
@@ -141,6 +180,9 @@ class SnapshotCheck:
                         f"namespace {namespace!r}")
             if not _LABEL.match(namespace) or len(namespace) > 63:
                 return f"namespace {namespace!r} is not a valid namespace name"
+            if namespace not in self.namespaces:
+                return (f"namespace {namespace!r} is not in this file: a namespaced object is "
+                        f"restored with its Namespace ({_NAMESPACE_PREFIX}{namespace})")
         elif meta.get("namespace") not in (None, ""):
             return (f"metadata.namespace {meta.get('namespace')!r} is set on a cluster-scoped "
                     "object")
@@ -151,7 +193,36 @@ class SnapshotCheck:
             problems = type_errors(obj, schema[0], schema[1]) if schema is not None else []
         if problems:
             return f"the object does not decode as a {res.kind}: {describe(problems)}"
-        return None
+        return self._invalid(obj, res, version, name)
+
+    def _invalid(self, obj: dict[str, Any], res: _Resource, version: str,
+                 name: str) -> str | None:
+        """What the API server's validation of a create says of ``obj`` (None: valid)."""
+        strategy = self._strategy(res, version)
+        if strategy is None:
+            return None
+        if res.custom:
+            unknown = _pruned(obj, clone(obj), getattr(strategy, "schema", None))
+            if unknown is not None:
+                return (f"{unknown}: field not declared in schema (the API server prunes it; a "
+                        "stored object never holds it)")
+        try:
+            causes = strategy.validate(obj)
+        except Exception as exc:  # a validator meeting a shape its kind's decoding allows
+            return f"the object cannot be validated as a {res.kind}: {type(exc).__name__}: {exc}"
+        if not causes:
+            return None
+        return errors.invalid(res.kind, name, causes[:_CAUSES], group=res.group).message
+
+    def _strategy(self, res: _Resource, version: str) -> Strategy | None:
+        strategy = res.strategies.get(version)
+        if strategy is None and res.crd is not None:
+            spec = res.crd["spec"]
+            storage = next((v["name"] for v in spec["versions"] if v.get("storage")), version)
+            entry = next(v for v in spec["versions"] if v["name"] == version)
+            strategy = res.strategies[version] = CustomResourceStrategy(
+                res.crd, entry, storage_version=storage)
+        return strategy
 
     def _crd(self, entry: Entry) -> str | None:
         """Check a CustomResourceDefinition entry and, when good, learn its resource."""
@@ -169,7 +240,7 @@ class SnapshotCheck:
             return f"it defines {plural}.{group}, which is already defined"
         self.resources[(group, plural)] = _Resource(
             group, spec["names"]["kind"], spec["scope"] == "Namespaced",
-            {v["name"] for v in spec["versions"]}, custom=True)
+            {v["name"] for v in spec["versions"]}, custom=True, crd=crd)
         return None
 
     def _schema(self, group: str, version: str, kind: str) -> tuple[dict[str, Any], TypeIndex] | None:
@@ -181,9 +252,34 @@ class SnapshotCheck:
         return self._schemas[gvk]
 
 
-def check_for(path: str, encryption: Path | None) -> SnapshotCheck:
-    """The check of ``path`` for a target cluster with that EncryptionConfiguration file."""
+def _pruned(original: Any, pruned: Any, schema: dict[str, Any] | None,
+            path: str = "") -> str | None:
+    """The first field path of ``original`` that pruning with ``schema`` drops (None: none)."""
+    if schema is None:
+        return None
+    if not path:
+        structural.prune(pruned, schema)
+    if isinstance(original, dict) and isinstance(pruned, dict):
+        for key, value in original.items():
+            sub = structural.child_path(path, str(key))
+            if key not in pruned:
+                return sub
+            found = _pruned(value, pruned[key], schema, sub)
+            if found is not None:
+                return found
+    elif isinstance(original, list) and isinstance(pruned, list):
+        for i, (a, b) in enumerate(zip(original, pruned)):
+            found = _pruned(a, b, schema, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def check_for(path: str, encryption: Path | None,
+              allow: frozenset[str] = frozenset()) -> SnapshotCheck:
+    """The check of ``path`` for a target cluster with that EncryptionConfiguration file;
+    ``allow``: the grants the user named (``snapgrants.FLAGS`` keys)."""
     try:
-        return SnapshotCheck(path, encryption)
+        return SnapshotCheck(path, encryption, allow)
     except ValueError as exc:  # encryption.ConfigError
         raise SnapshotError(f"{encryption}: {exc}") from None

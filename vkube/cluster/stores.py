@@ -6,28 +6,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vkube.cluster.snapgrants import FLAGS as GRANT_FLAGS
+from vkube.cluster.snapgrants import SnapshotGrant
 from vkube.store import StoreError, UnsupportedStore, describe, open_store
 from vkube.store import snapshot as _snapshot
 from vkube.store.base import PartialCommit
 from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
-__all__ = ["Decrypter", "PartialCommit", "SnapshotError", "SnapshotInfo", "StoreError",
-           "UnsupportedStore", "describe", "encrypter", "restore_snapshot", "save_snapshot",
-           "snapshot_check", "verify_snapshot"]
+__all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
+           "SnapshotInfo", "StoreError", "UnsupportedStore", "describe", "encrypter",
+           "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
 
 
-def snapshot_check(path: str, encryption: Path | None) -> _snapshot.Check:
+def snapshot_check(path: str, encryption: Path | None,
+                   allow: frozenset[str] = frozenset()) -> _snapshot.Check:
     """The content check of a restore into a cluster whose Secrets that EncryptionConfiguration
-    file encrypts (``vkube.cluster.snapcheck``); ``SnapshotError`` if it cannot be read."""
+    file encrypts (``vkube.cluster.snapcheck``), allowing the grants named in ``allow``
+    (``GRANT_FLAGS`` keys); ``SnapshotError`` if it cannot be read."""
     from vkube.cluster.snapcheck import check_for
 
-    return check_for(path, encryption)
+    return check_for(path, encryption, allow)
 
 
-def verify_snapshot(path: str, encryption: Path | None = None) -> SnapshotInfo:
+def verify_snapshot(path: str, encryption: Path | None = None,
+                    allow: frozenset[str] = frozenset(), key: bytes | None = None) -> SnapshotInfo:
     """Check a snapshot file in full — every line and every entry's object — before any
-    store is touched (``SnapshotError`` naming the first bad entry)."""
-    return _snapshot.verify(path, snapshot_check(path, encryption))
+    store is touched (``SnapshotError`` naming the first bad entry); ``key``: this
+    installation's, whose HMAC in the file lets it grant what it holds (``info.signed``)."""
+    return _snapshot.verify(path, snapshot_check(path, encryption, allow), key)
 
 
 class Decrypter:
@@ -62,26 +68,29 @@ def encrypter(config_file: Path) -> _snapshot.Transform:
 
 async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
                         transform: _snapshot.Transform | None = None,
-                        **options: Any) -> SnapshotInfo:
+                        key: bytes | None = None, **options: Any) -> SnapshotInfo:
     """``prefix``: one cluster of a shared store (``/clusters/NAME``), whose keys the file
-    holds without the prefix, as a dedicated cluster's (so it restores into either mode)."""
+    holds without the prefix, as a dedicated cluster's (so it restores into either mode);
+    ``key``: the file's trailer holds an HMAC with it (``snapshot_signed``)."""
     store = open_store(url, **options)
     await store.start()
     try:
         if prefix is not None:
             from vkube.store.prefixed import PrefixedStore
 
-            return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform)
-        return await _snapshot.save(store, path, transform=transform)
+            return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform,
+                                        key=key)
+        return await _snapshot.save(store, path, transform=transform, key=key)
     finally:
         await store.close()
 
 
 async def restore_snapshot(url: str, path: str, *, transform: _snapshot.Transform | None = None,
-                           check: _snapshot.Check | None = None, **options: Any) -> SnapshotInfo:
+                           check: _snapshot.Check | None = None, key: bytes | None = None,
+                           **options: Any) -> SnapshotInfo:
     store = open_store(url, **options)
     await store.start()
     try:
-        return await _snapshot.restore(store, path, transform=transform, check=check)
+        return await _snapshot.restore(store, path, transform=transform, check=check, key=key)
     finally:
         await store.close()

@@ -2,9 +2,12 @@
 
 The file is JSON lines: a header (format name, format version, the revision, the source
 backend), one line per key (``k``: key, ``v``: value in base64, ``c``/``m``: its create and mod
-revisions), and a trailer with the key count and a SHA-256 of the key lines, so a truncated or edited file is refused before anything
-is written. The keys are read page by page at one revision (a consistent cut even while writes
-go on); if compaction overtakes that revision mid-way, the dump starts over at a newer one.
+revisions), and a trailer with the key count and a SHA-256 of the key lines, so a truncated or
+damaged file is refused before anything is written. Anyone can recompute a SHA-256: the
+trailer may also hold an HMAC-SHA256 of the header and key lines with a key of the writer's
+(the CLI: one per installation), which tells a file this installation wrote (``read_signed``).
+The keys are read page by page at one revision (a consistent cut even while writes go on);
+if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
 A restore never trusts the file: every line is read and checked before anything is written
 (header and format version, key shape, revisions, no key twice, the trailer's count and
@@ -44,6 +47,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Callable
@@ -82,6 +86,8 @@ class SnapshotInfo:
     deleted: int = 0
     #: restore: the keys kept their revisions (objects their resourceVersions)
     kept_revisions: bool = False
+    #: the trailer's HMAC checks with the key the caller gave (``read_signed``)
+    signed: bool = False
 
 
 def _line(kv: KeyValue, transform: Transform | None) -> bytes:
@@ -92,15 +98,17 @@ def _line(kv: KeyValue, transform: Transform | None) -> bytes:
 
 
 async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
-               transform: Transform | None = None) -> SnapshotInfo:
+               transform: Transform | None = None, key: bytes | None = None) -> SnapshotInfo:
     """Write every key of ``store`` at one revision to ``path`` (atomically: tmp + rename,
-    mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value."""
+    mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value;
+    ``key``: the trailer also holds an HMAC-SHA256 of the header and key lines with it (see
+    ``signed``)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for attempt in range(attempts):
         revision = await store.current_revision()
         try:
-            info = await _dump(store, tmp, revision, transform)
+            info = await _dump(store, tmp, revision, transform, key)
         except Compacted:
             if attempt == attempts - 1:
                 raise
@@ -113,16 +121,20 @@ async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
     raise AssertionError("unreachable")
 
 
-async def _dump(store: Store, tmp: Path, revision: int,
-                transform: Transform | None) -> SnapshotInfo:
+async def _dump(store: Store, tmp: Path, revision: int, transform: Transform | None,
+                key: bytes | None) -> SnapshotInfo:
     digest, keys = hashlib.sha256(), 0
+    mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     header = {"format": FORMAT, "version": VERSION, "revision": revision,
               "source": type(store).__name__,
               "values": "transformed" if transform is not None else "as stored",
               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb") as out:
-        out.write(json.dumps(header).encode() + b"\n")
+        first = json.dumps(header).encode() + b"\n"
+        out.write(first)
+        if mac is not None:
+            mac.update(first)
         start_after = ""
         while True:
             page = await store.range("", start_after=start_after, limit=_PAGE, revision=revision)
@@ -131,13 +143,17 @@ async def _dump(store: Store, tmp: Path, revision: int,
                     continue
                 line = _line(kv, transform)
                 digest.update(line)
+                if mac is not None:
+                    mac.update(line)
                 out.write(line)
                 keys += 1
             if not page.more:
                 break
             start_after = page.kvs[-1].key
-        out.write(json.dumps({"end": True, "keys": keys, "sha256": digest.hexdigest()}).encode()
-                  + b"\n")
+        end: dict[str, Any] = {"end": True, "keys": keys, "sha256": digest.hexdigest()}
+        if mac is not None:
+            end["hmac"] = mac.hexdigest()
+        out.write(json.dumps(end).encode() + b"\n")
         out.flush()
         os.fsync(out.fileno())
         size = out.tell()
@@ -152,9 +168,10 @@ class Entry:
     kv: KeyValue
 
 
-#: ``(header, entries) -> None``: the caller's checks of every entry's content (the store
-#: sees bytes); raises ``SnapshotError`` naming the first bad entry (``entry_error``)
-Check = Callable[[dict[str, Any], list[Entry]], None]
+#: ``(header, entries, signed) -> None``: the caller's checks of every entry's content (the
+#: store sees bytes); ``signed``: the trailer's HMAC checks with the caller's key, in the same
+#: read as the entries; raises ``SnapshotError`` naming the first bad entry (``entry_error``)
+Check = Callable[[dict[str, Any], list[Entry], bool], None]
 
 #: longest key accepted (etcd's keys are bytes of any length, but a Kubernetes key is
 #: ``/GROUP/RESOURCE/NAMESPACE/NAME``: 253 + 63 + 63 + 253 characters and four slashes)
@@ -196,8 +213,21 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
     """The header and every entry, each line checked (a store-level check: JSON shape,
     key, revisions, no duplicate key, key count and checksum); ``SnapshotError`` names the
     first bad line. Files of an older vkube carry no revisions (0)."""
+    header, entries, _ = read_signed(path, None)
+    return header, entries
+
+
+def read_signed(path: str | os.PathLike[str],
+                key: bytes | None) -> tuple[dict[str, Any], list[Entry], bool]:
+    """``read``, and whether the trailer holds the HMAC-SHA256 that ``save`` writes with
+    ``key`` of exactly the header and key lines read (the file was written with that key and
+    is unchanged: a SHA-256 alone anyone can recompute)."""
+    mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
+    signed = False
     with open(path, "rb") as handle:
         first = handle.readline()
+        if mac is not None:
+            mac.update(first)
         try:
             header = json.loads(first)
         except ValueError:
@@ -237,6 +267,9 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
                     if doc.get("keys") != len(entries) or doc.get("sha256") != digest.hexdigest():
                         raise SnapshotError(f"{path} is corrupt: its checksum or key count "
                                             "does not match its contents")
+                    want = doc.get("hmac")
+                    signed = (mac is not None and isinstance(want, str)
+                              and hmac.compare_digest(want, mac.hexdigest()))
                     continue
                 key, encoded = doc.get("k"), doc.get("v")
                 if not isinstance(key, str) or not isinstance(encoded, str):
@@ -257,39 +290,44 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
                 raise entry_error(path, entry, problem)
             seen.add(key)
             digest.update(line)
+            if mac is not None:
+                mac.update(line)
             entries.append(entry)
         if not ended:
             raise SnapshotError(f"{path} is truncated (no end line): take the snapshot again")
-    return header, entries
+    return header, entries, signed
 
 
-def verify(path: str | os.PathLike[str], check: Check | None = None) -> SnapshotInfo:
-    """Read the whole file and check it (and every entry with ``check``); raises
-    ``SnapshotError``."""
-    header, entries = read(path)
+def verify(path: str | os.PathLike[str], check: Check | None = None,
+           key: bytes | None = None) -> SnapshotInfo:
+    """Read the whole file and check it (and every entry with ``check``; ``key``: whether
+    the file is signed with it, see ``read_signed``); raises ``SnapshotError``."""
+    header, entries, signed = read_signed(path, key)
     entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
     if check is not None:
-        check(header, entries)
+        check(header, entries, signed)
     return SnapshotInfo(revision=int(header.get("revision", 0)), keys=len(entries),
-                        bytes=os.path.getsize(path))
+                        bytes=os.path.getsize(path), signed=signed)
 
 
 async def restore(store: Store, path: str | os.PathLike[str], *,
-                  transform: Transform | None = None, check: Check | None = None) -> SnapshotInfo:
+                  transform: Transform | None = None, check: Check | None = None,
+                  key: bytes | None = None) -> SnapshotInfo:
     """Make ``store`` hold exactly the snapshot at ``path``: every line is read and checked
     first (``check``: the caller's checks of each entry's content), so a bad file writes
     nothing; then the whole change is one transaction (SQLite, PostgreSQL; etcd when it fits
     one ``Txn``, else ``PartialCommit`` may say how far it got). ``transform`` maps each value
-    before it is written."""
-    def checked() -> tuple[dict[str, Any], list[Entry]]:
-        header, entries = read(path)
+    before it is written; ``key``: whether the file is signed with it (``read_signed``, the
+    same read as what is written), told to ``check`` and returned."""
+    def checked() -> tuple[dict[str, Any], list[Entry], bool]:
+        header, entries, signed = read_signed(path, key)
         entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
         if check is not None:
-            check(header, entries)
-        return header, entries
+            check(header, entries, signed)
+        return header, entries, signed
 
     # on a thread: a shared server's other clusters keep being served meanwhile
-    header, entries = await asyncio.to_thread(checked)
+    header, entries, signed = await asyncio.to_thread(checked)
     revision = int(header.get("revision", 0))
     size = os.path.getsize(path)
     items = [KeyValue(e.kv.key, transform(e.kv.key, e.kv.value) if transform is not None
@@ -298,7 +336,7 @@ async def restore(store: Store, path: str | os.PathLike[str], *,
     if isinstance(store, LogStore):
         if all(kv.mod_revision for kv in items) and await store.load(items, revision):
             return SnapshotInfo(revision=revision, keys=len(items), bytes=size,
-                                created=len(items), kept_revisions=True)
+                                created=len(items), kept_revisions=True, signed=signed)
     current: dict[str, KeyValue] = {}
     start_after = ""
     while True:
@@ -319,5 +357,5 @@ async def restore(store: Store, path: str | os.PathLike[str], *,
             updated += 1
     ops += [Op("delete", kv.key, expected=kv.mod_revision) for kv in current.values()]
     await store.commit_all(ops)
-    return SnapshotInfo(revision=revision, keys=len(items), bytes=size,
-                        created=created, updated=updated, deleted=len(current))
+    return SnapshotInfo(revision=revision, keys=len(items), bytes=size, created=created,
+                        updated=updated, deleted=len(current), signed=signed)
