@@ -74,10 +74,29 @@ def _kib(pid: int, field: str, name: str = "status") -> int:
 
 
 def idle_memory(pids: list[int]) -> dict[str, object]:
+    """RSS counts every page a process maps, also those it shares (libraries, and a serve
+    forked from the spare shares the spare's modules); PSS splits shared pages between their
+    sharers; USS is what the process alone holds (what stopping it frees)."""
     mib = lambda kib: round(kib / 1024, 1)  # noqa: E731
     return {"rss_per_process_mib": [mib(_kib(p, "VmRSS")) for p in pids],
             "pss_mib": mib(sum(_kib(p, "Pss", "smaps_rollup") for p in pids)),
+            "uss_mib": mib(sum(_kib(p, "Private_Clean", "smaps_rollup")
+                               + _kib(p, "Private_Dirty", "smaps_rollup") for p in pids)),
             "anon_mib": mib(sum(_kib(p, "RssAnon") for p in pids))}
+
+
+def spare_pids(home: Path) -> list[int]:
+    """The embedded host's spare (vkube.cli.spare), which serve processes are forked from."""
+    sock = str(home / "host" / "spare.sock").encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"vkube.cli.spare" in cmd and sock in cmd:
+            out.append(int(d.name))
+    return out
 
 
 def ms(seconds: float) -> float:
@@ -116,6 +135,8 @@ def bench_lifecycle(e: Env, rounds: int) -> None:
             emit(bench="cli.idle_rss", processes=len(d["process"]["pids"]),
                  rss_mib=round(d["process"]["rssBytes"] / 2**20, 1), **idle_memory(d["process"]["pids"]),
                  load=round(os.getloadavg()[0], 1))
+            spare = spare_pids(e.home)  # shared by every cluster of the host, not in the above
+            emit(bench="cli.spare_rss", processes=len(spare), **idle_memory(spare))
         times["pause"].append(e.vkube("pause", name))
         times["resume"].append(e.vkube("resume", name))
         times["delete"].append(e.vkube("delete", name))
