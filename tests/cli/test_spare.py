@@ -1,8 +1,10 @@
 """The embedded host's spare (``vkube.cli.spare``): a cluster's ``serve`` is forked from it
 with every module loaded, shows its own command line, and every crash is handled — serve
 killed (the supervisor asks again), the spare killed (the host starts another, running
-clusters keep serving), the supervisor killed (serve stops itself). A request that is not
-``vkube serve`` is refused."""
+clusters keep serving), the supervisor killed (serve stops itself). ``vkube create`` and the
+other lifecycle commands run in a child of the spare too (``vkube.cli.forward``): the command
+the user started imports none of the client, with the child's output and exit code. A request
+that is not a vkube command the spare runs is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,8 +92,19 @@ def test_serve_forked_from_the_spare_survives_every_crash(tmp_path: Path) -> Non
     try:
         u.vkube("host", "start", "--nodes", "1")
         spare = eventually(lambda: _spare_pid(u), timeout=120, delay=0.2)
-        u.vkube("create", "sp", "--connect")
+        create = [sys.executable, "-m", "vkube", "create", "sp", "--connect"]
+        traced = {**u.env, "PYTHONPROFILEIMPORTTIME": "1"}  # what the started process imports
+        out = subprocess.run(create, env=traced, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "control plane ready" in out.stderr + out.stdout, out
+        imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "vkube.cli.forward" in imported, sorted(imported)
+        assert not imported & {"asyncio", "aiohttp", "cryptography", "vkube.client"}, sorted(imported)
+        assert u.current_context() == "vkube_sp"
         sup, serve = _forked(u, "sp", spare)
+        again = subprocess.run(create, env=u.env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 1 and "virtual cluster 'sp' already exists" in again.stderr, again
 
         # anything but `python -m vkube serve` is refused, and nothing is forked
         sock = u.home / "host" / "spare.sock"

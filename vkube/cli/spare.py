@@ -52,6 +52,9 @@ WARM = ("vkube.cli.main", "vkube.cli.serve", "vkube.cli.serving", "vkube.cli.dat
         "vkube.controllers.nohost", "vkube.dns.server", "vkube.host.scheduler",
         "vkube.store.base", "vkube.syncer.syncer", "vkube.syncer.translate",
         "vkube.syncer.values", "uvloop")
+#: what a child may be asked to run: ``serve`` (for a supervisor) and the CLI commands
+#: ``vkube.cli.forward`` hands over
+COMMANDS = frozenset({"serve", "create", "delete", "pause", "resume"})
 ROOM = 4096  # bytes of command line a child can show (``--room`` pads the spare's own)
 MAX_REQUEST = 1 << 20
 
@@ -107,7 +110,6 @@ class Spare:
         self.parser: argparse.ArgumentParser | None = None
         self.area = _arg_area()
         self.print: tuple[str, int] = ("", 0)
-        self.children: set[int] = set()
         self.parent = os.getppid()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.ino = 0
@@ -131,6 +133,8 @@ class Spare:
     def serve(self) -> int:
         self.print = fingerprint()
         _say(f"ready on {self.path} ({len(sys.modules)} modules loaded)")
+        # a child is reaped as it ends (its CPU time then counts in this process's children's)
+        signal.signal(signal.SIGCHLD, lambda *_: self._reap())
         self.sock.settimeout(1.0)
         try:
             while True:
@@ -155,12 +159,14 @@ class Spare:
         self.sock.close()
 
     def _reap(self) -> None:
-        for pid in list(self.children):
-            with contextlib.suppress(ChildProcessError):
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if not done:
-                    continue
-            self.children.discard(pid)
+        """Collect every child that ended (they are the only children this process has)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
 
     def _handle(self, conn: socket.socket, listener: socket.socket) -> str:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -186,15 +192,14 @@ class Spare:
             if pid == 0:
                 listener.close()
                 _child(conn, cwd, argv, env, fds, self.area, self.parser)  # never returns
-            self.children.add(pid)
             return "forked"
         finally:
             for fd in fds:
                 os.close(fd)
 
     def _unfit(self, argv: list[str]) -> str | None:
-        if argv[:4] != [sys.executable, "-m", "vkube", "serve"]:
-            return f"not a `{sys.executable} -m vkube serve` command"
+        if argv[:3] != [sys.executable, "-m", "vkube"] or len(argv) < 4 or argv[3] not in COMMANDS:
+            return f"not a `{sys.executable} -m vkube {'|'.join(sorted(COMMANDS))}` command"
         if self.area is None:
             return "cannot show the command line"
         if sum(len(a.encode()) + 1 for a in argv) > self.area[1] - self.area[0]:
@@ -209,9 +214,10 @@ class Spare:
 
 
 def _receive(conn: socket.socket) -> tuple[str, list[str], dict[str, str], list[int]]:
-    """One request: a 4-byte length, then the NUL-separated fields, two fds alongside."""
+    """One request: a 4-byte length, then the NUL-separated fields; alongside, stdout and
+    stderr (a supervisor: the cluster's log), or stdin, stdout and stderr (a CLI command)."""
     fds = array.array("i")
-    msg, anc, _flags, _addr = conn.recvmsg(4, socket.CMSG_SPACE(2 * fds.itemsize))
+    msg, anc, _flags, _addr = conn.recvmsg(4, socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
@@ -219,8 +225,8 @@ def _receive(conn: socket.socket) -> tuple[str, list[str], dict[str, str], list[
         if len(msg) != 4:
             raise ValueError("short header")
         (n,) = struct.unpack("!I", msg)
-        if n > MAX_REQUEST or len(fds) != 2:
-            raise ValueError("oversized request or not two descriptors")
+        if n > MAX_REQUEST or len(fds) not in (2, 3):
+            raise ValueError("oversized request, or not [stdin,] stdout and stderr")
         body = b""
         while len(body) < n:
             chunk = conn.recv(n - len(body))
@@ -241,22 +247,25 @@ def _receive(conn: socket.socket) -> tuple[str, list[str], dict[str, str], list[
 def _child(conn: socket.socket, cwd: str, argv: list[str], env: dict[str, str],
            fds: list[int], area: tuple[int, int] | None,
            parser: argparse.ArgumentParser | None) -> None:
-    """In the forked child: become the requested ``vkube serve`` and never return."""
+    """In the forked child: become the requested ``vkube`` command and never return."""
     code = 1
     try:
-        os.setsid()  # its own session, as an exec'd child started with a new session
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if argv[3] == "serve":
+            os.setsid()  # its own session, as an exec'd child started with a new session
+        for sig in (signal.SIGTERM, signal.SIGCHLD):  # not the spare's handlers
+            signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
+        for target, fd in zip((0, 1, 2)[3 - len(fds):], fds):
+            os.dup2(fd, target)
         for fd in fds:
             os.close(fd)
+        _std_streams()
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
         if area is not None:
             set_cmdline(argv, area)
-        sys.argv = ["vkube", *argv[4:]]
+        sys.argv = ["vkube", *argv[3:]]
         conn.settimeout(None)
         conn.sendall(f"pid {os.getpid()}\n".encode())
         threading.Thread(target=_watch, args=(conn,), daemon=True,
@@ -281,6 +290,17 @@ def _child(conn: socket.socket, cwd: str, argv: list[str], env: dict[str, str],
         with contextlib.suppress(BaseException):
             conn.sendall(f"exit {code}\n".encode())
         os._exit(code & 0xFF)
+
+
+def _std_streams() -> None:
+    """New sys.stdin/stdout/stderr on fds 0-2, buffered as Python buffers them for what they
+    now are (stdout line-buffered on a terminal), in the spare's encodings."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        old = getattr(sys, name)
+        line = fd == 2 or (fd == 1 and os.isatty(1))
+        new = open(fd, mode, buffering=1 if line else -1, encoding=old.encoding,  # noqa: SIM115
+                   errors=old.errors, closefd=False)
+        setattr(sys, name, new)
 
 
 def _watch(conn: socket.socket) -> None:
