@@ -59,13 +59,15 @@ class Child:
         self.quick_failures = 0
         self.gave_up = False
 
-    def start(self, preexec: Callable[[], None] | None = None) -> None:
+    def start(self, preexec: Callable[[], Callable[[], None] | None] = lambda: None) -> None:
+        """``preexec()``: the ``preexec_fn`` of a fork + exec (asked only for one: it loads
+        ctypes, which a serve forked by the spare does not need)."""
         self.started = time.monotonic()
         if self.spare is not None:
             self.proc = RemoteProcess.spawn(self.spare, self.cmd, self.env or dict(os.environ))
             if self.proc is not None:
                 return
-        self.proc = Process.spawn(self.cmd, env=self.env, preexec=preexec)
+        self.proc = Process.spawn(self.cmd, env=self.env, preexec=preexec())
 
     def exited(self) -> int | None:
         """The exit code once the process is gone (reaped), else None."""
@@ -319,7 +321,12 @@ class Supervisor:
         self.pid_file = pid_file
         self.stopping = False
         self.single = len(children) == 1
-        self.preexec = _die_with_parent()
+        self._preexec: list[Callable[[], None] | None] = []  # made on first use
+
+    def preexec(self) -> Callable[[], None] | None:
+        if not self._preexec:
+            self._preexec.append(_die_with_parent())
+        return self._preexec[0]
 
     def _record(self) -> None:
         """Write which children run now (pid, start time), for a successor to clean up."""
