@@ -60,6 +60,7 @@ async def run(args: argparse.Namespace) -> int:
                                           node_cpu=args.node_cpu, node_memory=args.node_memory,
                                           node_devices=parse_devices(args.node_devices)))
     stop = stop_event()
+    spare: asyncio.Future[None] | None = None
     try:
         await host.start()
         host.control_plane.write_kubeconfig(d / "kubeconfig")
@@ -69,6 +70,8 @@ async def run(args: argparse.Namespace) -> int:
                                           "nodeDevices": args.node_devices,
                                           "kubeletPort": host.kubelet_port}))
         pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
+        # after: its imports would compete with the host's start for the CPU
+        spare = asyncio.ensure_future(keep_spare(d / "spare.sock"))
         log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", host.url, args.nodes, d / "kubeconfig")
         waiter = asyncio.ensure_future(stop.wait())
         stopped = asyncio.ensure_future(host.stopped.wait())
@@ -78,11 +81,50 @@ async def run(args: argparse.Namespace) -> int:
         return 1 if host.error is not None else 0
     finally:
         log.info("vkube host stopping")
+        if spare is not None:
+            spare.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await spare
         await host.stop()
         with contextlib.suppress(FileNotFoundError):
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
         owner.close()
+
+
+#: a spare that lived this long before it ended is restarted at once, else after back-off
+SPARE_SETTLED = 60.0
+
+
+async def keep_spare(sock: Path) -> None:
+    """Run the fork server clusters' supervisors start ``serve`` from (``vkube.cli.spare``;
+    a supervisor that connects while it still imports waits for it); restarted when it ends (a
+    crash, or vkube's code changed under it), stopped with the host. Without it a supervisor
+    starts serve itself, so its absence slows starts and nothing else."""
+    import time
+
+    from vkube.cli import spare
+
+    delay = 0.5
+    while True:
+        proc = await asyncio.create_subprocess_exec(*spare.command(str(sock)),
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        began = time.monotonic()
+        try:
+            rc = await proc.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10.0)
+            except asyncio.TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            raise
+        delay = 0.5 if time.monotonic() - began > SPARE_SETTLED else min(delay * 2, 30.0)
+        log.warning("the spare serve process exited with code %s; starting another in %.1fs",
+                    rc, delay)
+        await asyncio.sleep(delay)
 
 
 def main(argv: list[str] | None = None) -> int:

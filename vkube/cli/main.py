@@ -34,13 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """``parser``: one ``build_parser`` made earlier (the spare's, vkube.cli.spare)."""
+    if argv is None:  # the command line: a lifecycle command runs in a child of the spare
+        from vkube.cli.forward import forward
+
+        code = forward(sys.argv[1:])
+        if code is not None:
+            return code
     from vkube.netio.trust import defer_aiohttp_trust_store
 
     # before anything imports aiohttp: its import-time trust-store loads (~0.1 s of CPU in
     # each of create's two processes) wait until a connection needs the system's CAs
     defer_aiohttp_trust_store()
-    parser = build_parser()
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -248,13 +248,26 @@ def spawn(st: ClusterState, *, host_from: bool = False) -> Spawned:
         # -S and a file path: the supervisor is stdlib-only, so it skips site and the package
         # finder and starts serve ~10 ms sooner (-P: its directory must not shadow the stdlib).
         cmd = [sys.executable, "-S", "-P", str(SUPERVISOR), "--pid-file", str(st.pid_file),
-               "--ready-file", str(st.data_dir / "ready"), "--",
+               "--ready-file", str(st.data_dir / "ready"), *_spare_flag(), "--",
                *serve_command(st, host_from=host_from)]
     log_offset = st.log_file.stat().st_size if st.log_file.exists() else 0
     with open(st.log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, cwd=str(st.dir))
     return Spawned(proc, log_offset)
+
+
+def spare_socket() -> Path:
+    """Where the embedded host's spare (``vkube.cli.spare``) listens."""
+    from vkube.cli.state import home
+
+    return home() / "host" / "spare.sock"
+
+
+def _spare_flag() -> list[str]:
+    """``--spare SOCKET`` when a spare listens: serve is forked from it, modules loaded."""
+    sock = spare_socket()
+    return ["--spare", str(sock)] if sock.is_socket() else []
 
 
 def wait_ready(st: ClusterState, sp: Spawned, timeout: float = START_TIMEOUT) -> str:
@@ -305,7 +318,7 @@ def stop(st: ClusterState, timeout: float = STOP_TIMEOUT) -> bool:
         # a supervisor killed outright: its children got SIGTERM from the kernel; any that
         # is still running (or predates that) is stopped from its record
         return bool(supervise.stop_leftovers(str(st.pid_file), timeout))
-    children = child_pids(pid)
+    children = supervised_pids(pid, st.pid_file)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -326,6 +339,18 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def supervised_pids(pid: int, pid_file: Path) -> list[int]:
+    """The children of supervisor ``pid``: its own, and those it recorded that are not (a
+    serve forked by the spare, ``vkube.cli.spare``), while still the recorded processes."""
+    out = child_pids(pid)
+    try:
+        entries = json.loads(Path(supervise.record_file(str(pid_file))).read_text())
+        recorded = [(int(p), int(t)) for p, t in entries]
+    except (OSError, ValueError, TypeError):
+        return out
+    return out + [p for p, t in recorded if p not in out and supervise._start_time(p) == t]
 
 
 def child_pids(pid: int) -> list[int]:
@@ -350,7 +375,7 @@ def process_tree(st: ClusterState) -> list[int]:
     pid = running_pid(st)
     if pid is None:
         return []
-    return [pid, *child_pids(pid)]
+    return [pid, *supervised_pids(pid, st.pid_file)]
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -45,21 +45,29 @@ class Child:
     """One supervised command and the ready file its process writes (removed when it dies)."""
 
     def __init__(self, name: str, cmd: list[str], ready: str, essential: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, spare: str | None = None) -> None:
         self.name = name
+        #: the socket of a fork server to ask first (``vkube.cli.spare``)
+        self.spare = spare
         self.env = {**os.environ, **env} if env else None
         self.cmd = cmd
         self.ready = ready
         self.essential = essential
-        self.proc: Process | None = None
+        self.proc: Process | RemoteProcess | None = None
         self.started = 0.0
         self.restart_at = 0.0
         self.quick_failures = 0
         self.gave_up = False
 
-    def start(self, preexec: Callable[[], None] | None = None) -> None:
+    def start(self, preexec: Callable[[], Callable[[], None] | None] = lambda: None) -> None:
+        """``preexec()``: the ``preexec_fn`` of a fork + exec (asked only for one: it loads
+        ctypes, which a serve forked by the spare does not need)."""
         self.started = time.monotonic()
-        self.proc = Process.spawn(self.cmd, env=self.env, preexec=preexec)
+        if self.spare is not None:
+            self.proc = RemoteProcess.spawn(self.spare, self.cmd, self.env or dict(os.environ))
+            if self.proc is not None:
+                return
+        self.proc = Process.spawn(self.cmd, env=self.env, preexec=preexec())
 
     def exited(self) -> int | None:
         """The exit code once the process is gone (reaped), else None."""
@@ -126,6 +134,102 @@ class Process:
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:  # never signal a pid that is reaped (it may be reused)
+            _signal(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class RemoteProcess:
+    """A child forked by the spare (``vkube.cli.spare``) at our request: not our child, so
+    its end is read from its connection — ``exit N`` as it ends, EOF alone when it was killed
+    (its code is then unknown: 255). The child stops itself when this process dies and the
+    connection closes, as ``PR_SET_PDEATHSIG`` makes an exec'd child do."""
+
+    TIMEOUT = 60.0  # a spare still importing after its start answers within this
+
+    def __init__(self, sock: "object", pid: int) -> None:
+        self.sock = sock
+        self.pid = pid
+        self.returncode: int | None = None
+        self.buf = b""
+
+    @classmethod
+    def spawn(cls, path: str, cmd: list[str], env: dict[str, str]) -> "RemoteProcess | None":
+        """Ask the spare at ``path`` to fork ``cmd``; None (said why) when it cannot."""
+        import _socket as socket  # the C module: ``socket`` would import selectors, enum, ...
+        import array
+
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dfd = None
+        try:
+            s.settimeout(cls.TIMEOUT)
+            name = path
+            if len(path.encode()) >= 100:  # unix socket paths are limited to 107 bytes
+                d, base = os.path.split(path)
+                dfd = os.open(d, os.O_PATH | os.O_DIRECTORY)
+                name = f"/proc/self/fd/{dfd}/{base}"
+            s.connect(name)
+            payload = "\0".join([os.getcwd(), str(len(cmd)), *cmd,
+                                  *(f"{k}={v}" for k, v in env.items())]).encode("utf-8", "surrogateescape")
+            s.sendmsg([len(payload).to_bytes(4, "big")],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [1, 2]))])
+            s.sendall(payload)
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                line += chunk
+        except OSError as e:
+            s.close()
+            if not isinstance(e, (FileNotFoundError, ConnectionRefusedError)):  # no spare: quiet
+                _say(f"the spare at {path} did not answer ({e}); starting serve without it")
+            return None
+        finally:
+            if dfd is not None:
+                os.close(dfd)
+        first, _, rest = line.partition(b"\n")
+        if first.startswith(b"pid ") and first[4:].isdigit():
+            proc = cls(s, int(first[4:]))
+            proc.buf = rest
+            s.setblocking(False)
+            return proc
+        s.close()
+        _say(f"the spare at {path} did not start serve "
+             f"({first.decode(errors='replace') or 'no answer'}); starting it without the spare")
+        return None
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        while True:
+            try:
+                chunk = self.sock.recv(256)  # type: ignore[attr-defined]
+            except BlockingIOError:
+                return None
+            except OSError:
+                chunk = b""
+            if not chunk:  # the child is gone: its last words, else killed
+                code = 255
+                for line in self.buf.split(b"\n"):
+                    if line.startswith(b"exit ") and line[5:].lstrip(b"-").isdigit():
+                        code = int(line[5:])
+                self.returncode = code
+                self.sock.close()  # type: ignore[attr-defined]
+                return code
+            self.buf = (self.buf + chunk)[-1024:]
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (rc := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"pid {self.pid} still running after {timeout}s")
+            time.sleep(0.01)
+        return rc
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # EOF not yet read: the pid is still the child's
             _signal(self.pid, sig)
 
     def kill(self) -> None:
@@ -217,7 +321,12 @@ class Supervisor:
         self.pid_file = pid_file
         self.stopping = False
         self.single = len(children) == 1
-        self.preexec = _die_with_parent()
+        self._preexec: list[Callable[[], None] | None] = []  # made on first use
+
+    def preexec(self) -> Callable[[], None] | None:
+        if not self._preexec:
+            self._preexec.append(_die_with_parent())
+        return self._preexec[0]
 
     def _record(self) -> None:
         """Write which children run now (pid, start time), for a successor to clean up."""
@@ -327,7 +436,7 @@ def _say(msg: str) -> None:
           flush=True)
 
 
-USAGE = ("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE -- CMD...\n"
+USAGE = ("usage: python -m vkube.cli.supervise --pid-file FILE --ready-file FILE [--spare SOCKET] -- CMD...\n"
          "       python -m vkube.cli.supervise --pid-file FILE --children SPEC.json")
 
 
@@ -348,10 +457,14 @@ def main(argv: list[str]) -> int:
             print(f"vkube-supervisor: {argv[3]} names no child", file=sys.stderr)
             return 2
         return Supervisor(children, argv[1]).run()
+    spare = None
+    if len(argv) > 6 and argv[4] == "--spare":
+        spare = argv[5]
+        argv = argv[:4] + argv[6:]
     if len(argv) < 6 or argv[0] != "--pid-file" or argv[2] != "--ready-file" or argv[4] != "--":
         print(USAGE, file=sys.stderr)
         return 2
-    return Supervisor([Child("serve", argv[5:], argv[3])], argv[1]).run()
+    return Supervisor([Child("serve", argv[5:], argv[3], spare=spare)], argv[1]).run()
 
 
 if __name__ == "__main__":
