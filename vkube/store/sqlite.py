@@ -1,8 +1,9 @@
 """The default store: the log layer (``log``) over SQLite through stdlib ``sqlite3``.
 
 Writes run on one dedicated writer thread, so revisions are assigned inside one transaction at a
-time: no gaps, never out of order. The log layer hands it queued writes in batches (group
-commit). With WAL and ``synchronous=FULL`` an acknowledged write survives a crash of the process
+time: no gaps, never out of order. The log layer queues commit jobs that take the queued writes
+as one batch when the thread gets to them (group commit, pipelined: the batch behind a running
+commit starts when it ends, without waiting for the event loop). With WAL and ``synchronous=FULL`` an acknowledged write survives a crash of the process
 or the machine.
 
 Reads run on a small pool of reader threads with their own connections, so they never wait
