@@ -286,6 +286,8 @@ class LogStore(Store):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._pending and self.driver.pipelined:  # queued in this turn: not submitted yet
+            self._submit_pump()
         for task in (self._drainer, self._finisher):  # queued writes still finish
             if task is not None:
                 with contextlib.suppress(Exception):
