@@ -18,6 +18,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,19 @@ class Driver(abc.ABC):
         """Called between two compaction transactions: background work may wait here (for
         the database to catch up on its own upkeep); writers never do."""
 
+    #: Drivers that commit on one thread of their own (sqlite) set this and offer
+    #: ``on_writer_thread`` and ``commit_sync``: the log layer then queues commit jobs that
+    #: take their batch when that thread gets to them (``LogStore._pump``).
+    pipelined = False
+
+    def on_writer_thread(self, job: Callable[[], list[Write]]) -> asyncio.Future[list[Write]]:
+        """Run ``job`` on the writer thread after every job queued before it (pipelined)."""
+        raise NotImplementedError
+
+    def commit_sync(self, batch: list[Write]) -> None:
+        """``commit`` on the writer thread (pipelined drivers)."""
+        raise NotImplementedError
+
     def isolate_on_failure(self, exc: BaseException) -> bool:
         """After a failed batch, retry its writes one by one to find the culprit? Not when the
         connection broke: the commit may have happened, and a retry would apply it twice."""
@@ -220,6 +234,13 @@ class LogStore(Store):
         self._closed = False
         self._pending: list[Write] = []
         self._drainer: asyncio.Task[None] | None = None
+        #: pipelined drivers: ``_pending`` is shared with the writer thread under this lock;
+        #: whether a pump job is queued that has not taken its batch yet; the pumps' results
+        #: in commit order, answered by ``_finisher``
+        self._pending_lock = threading.Lock()
+        self._pump_queued = False
+        self._pumps: deque[asyncio.Future[list[Write]]] = deque()
+        self._finisher: asyncio.Task[None] | None = None
         self._revision = 0
         self._compacted = 0
         self._published = 0
@@ -265,9 +286,12 @@ class LogStore(Store):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._drainer is not None:  # queued writes still finish
-            with contextlib.suppress(Exception):
-                await self._drainer
+        if self._pending and self.driver.pipelined:  # queued in this turn: not submitted yet
+            self._submit_pump()
+        for task in (self._drainer, self._finisher):  # queued writes still finish
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
         self._broadcaster.close()
         await self.driver.close()
 
@@ -385,7 +409,11 @@ class LogStore(Store):
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"value must be bytes, not {type(value).__name__}")
         future: asyncio.Future[KeyValue] = asyncio.get_running_loop().create_future()
-        self._pending.append(Write(op, key, bytes(value), expected, future))
+        write = Write(op, key, bytes(value), expected, future)
+        if self.driver.pipelined:
+            self._queue(write)
+            return await asyncio.shield(future)
+        self._pending.append(write)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain())
         # Once queued, the write happens even if the caller is cancelled (as with etcd).
@@ -401,8 +429,8 @@ class LogStore(Store):
         batch = [Write(op.op, op.key, bytes(op.value), op.expected, atomic=True) for op in ops]
         if not batch:
             return
-        while (drainer := self._drainer) is not None and not drainer.done():
-            await asyncio.wait({drainer})
+        while any(t is not None and not t.done() for t in (self._drainer, self._finisher)):
+            await asyncio.wait({t for t in (self._drainer, self._finisher) if t is not None and not t.done()})
         task = asyncio.get_running_loop().create_task(self._commit_atomic(batch))
         self._drainer = task
         await asyncio.shield(task)  # once started, it completes even if the caller goes
@@ -416,7 +444,7 @@ class LogStore(Store):
             assert isinstance(error, BaseException)
             raise error from exc if error is not exc else None
         finally:
-            if self._pending:  # writes that queued behind the set
+            if self._pending and not self.driver.pipelined:  # writes that queued behind the set
                 self._drainer = asyncio.get_running_loop().create_task(self._drain())
         self._committed([w.event for w in batch if w.event is not None])
 
@@ -437,6 +465,77 @@ class LogStore(Store):
                 else:
                     self._fail(batch, exc)
             self._finish(batch)
+
+    # -- pipelined group commit (drivers that commit on one thread of their own) -------------
+
+    def _queue(self, write: Write) -> None:
+        """Queue ``write``; unless a pump job is queued that has not taken its batch yet, queue
+        one, from the next turn of the loop (so that every write of this turn joins it)."""
+        with self._pending_lock:
+            self._pending.append(write)
+            if self._pump_queued:
+                return
+            self._pump_queued = True
+        asyncio.get_running_loop().call_soon(self._submit_pump)
+
+    def _submit_pump(self) -> None:
+        try:
+            self._pumps.append(self.driver.on_writer_thread(self._pump))
+        except Exception as exc:  # the driver is closed: nothing will take these writes
+            with self._pending_lock:
+                self._pump_queued = False
+                batch, self._pending = self._pending, []
+            self._fail(batch, exc)
+            self._finish(batch)
+            return
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.get_running_loop().create_task(self._finish_pumps())
+
+    def _pump(self) -> list[Write]:
+        """Writer thread: take what is queued now and commit it. A batch queued behind a
+        running commit so starts the moment that one ends, with every write queued meanwhile,
+        instead of after a round trip through a busy event loop. When the transaction fails,
+        its writes are retried one by one here, before any later batch, as ``_drain`` does."""
+        with self._pending_lock:
+            self._pump_queued = False
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+        if not batch:
+            return batch
+        try:
+            self.driver.commit_sync(batch)
+        except Exception as exc:  # the transaction failed as a whole
+            if len(batch) > 1 and self.driver.isolate_on_failure(exc):
+                for write in batch:
+                    try:
+                        self.driver.commit_sync([write])
+                    except Exception as one:
+                        self._fail([write], one)
+            else:
+                self._fail(batch, exc)
+        return batch
+
+    async def _finish_pumps(self) -> None:
+        """Answer the pumps' writers in commit order (events are published in order)."""
+        while self._pumps:
+            pump = self._pumps[0]
+            try:
+                await asyncio.wait({pump})
+            finally:
+                if pump.done():
+                    self._pumps.popleft()
+            try:
+                batch = pump.result()
+            except BaseException:  # pragma: no cover - _pump answers every write itself
+                log.exception("store %s: a commit job failed", self.driver.name)
+                continue
+            self._finish(batch)
+            with self._pending_lock:  # more than one batch was queued: take the rest too
+                more = bool(self._pending) and not self._pump_queued
+                if more:
+                    self._pump_queued = True
+            if more:
+                self._submit_pump()
 
     def _fail(self, batch: list[Write], exc: Exception) -> None:
         if not isinstance(exc, StoreError):
@@ -524,7 +623,9 @@ class LogStore(Store):
     # -- planned compaction: writers first -----------------------------------------------------
 
     def _writes_waiting(self) -> bool:
-        """A write is queued or committing (read from the writer thread too: one attribute)."""
+        """A write is queued or committing (read from the writer thread too)."""
+        if self._pending or self._pumps:
+            return True
         drainer = self._drainer
         return drainer is not None and not drainer.done()
 
