@@ -558,3 +558,70 @@ def _kopf_saw(kopf: _Background, etypes: tuple[str, ...], name: str) -> None:
 def _added(lines: list[str], name: str) -> None:
     events = [json.loads(ln) for ln in list(lines) if ln.strip()]
     assert any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == name for e in events), events
+
+
+def _as_token(u: User, name: str, token: str, tmp: Path) -> Path:
+    """A kubeconfig for cluster ``name`` (its server, CA and TLS server name) whose only
+    credential is ``token``."""
+    doc = json.loads(u.kubectl("config", "view", "--raw", "--minify", "--context", f"vkube_{name}",
+                               "-o", "json").stdout)
+    doc["users"] = [{"name": "t", "user": {"token": token}}]
+    doc["contexts"][0]["context"]["user"] = "t"
+    path = tmp / f"{name}-{hashlib.sha256(token.encode()).hexdigest()[:8]}.kubeconfig"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_only_its_own_tokens_wake_a_sleeping_cluster(host_user: User, tmp_path: Path) -> None:
+    """A bearer token wakes a sleeping shared cluster only if the cluster would accept it:
+    garbage, a token of another shared cluster and an expired token of its own key are 401 and
+    it stays Sleeping (`vkube list`); `kubectl create token`'s token wakes it. Refused
+    requests do not keep it awake either: under a stream of them it falls asleep on its own."""
+    import datetime as dt
+
+    from vkube.pki.tokens import SigningKey, TokenIssuer
+
+    u = host_user
+    u.vkube("create", "--shared", "guarded", "--connect=false", "-f",
+            _values(u, {"sleep": {"afterInactivity": "20s"}}))
+    u.vkube("create", "--shared", "stranger", "--connect=false")
+    u.vkube("connect", "guarded")
+    u.vkube("connect", "stranger")
+    try:
+        tokens: dict[str, str] = {}
+
+        def token_of(name: str) -> None:
+            tokens[name] = ctx(u, name, "create", "token", "default").stdout.strip()
+        eventually(lambda: token_of("guarded"), timeout=60)  # once its default account exists
+        eventually(lambda: token_of("stranger"), timeout=60)
+        ctx(u, "guarded", "create", "rolebinding", "default-view", "--clusterrole=view",
+            "--serviceaccount=default:default")
+        sa = json.loads(ctx(u, "guarded", "get", "serviceaccount", "default", "-o", "json").stdout)
+        key = SigningKey.from_pem((u.home / "clusters" / "guarded" / "data" / "pki" / "sa.key").read_bytes())
+        issuer = "https://kubernetes.default.svc.cluster.local"
+        expired = TokenIssuer(issuer, key).issue(
+            sa, audiences=[issuer], now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3))[0]
+        refused = {"garbage": "garbage", "another cluster's": tokens["stranger"], "expired": expired}
+        configs = {what: _as_token(u, "guarded", token, tmp_path) for what, token in refused.items()}
+        own = _as_token(u, "guarded", tokens["guarded"], tmp_path)
+
+        u.vkube("sleep", "guarded")
+        assert u.list()["guarded"]["status"] == "Sleeping"
+        for what, config in configs.items():
+            out = kubectl(config, "get", "configmaps", check=False)
+            assert unauthorized(out), (what, out.stderr)
+        assert u.list()["guarded"]["status"] == "Sleeping"
+        # its own service account's token wakes it
+        kubectl(own, "get", "configmaps")
+        assert u.list()["guarded"]["status"] == "Running"
+
+        # awake, refused tokens are no activity: it falls asleep while they keep coming
+        def asleep() -> None:
+            out = kubectl(configs["garbage"], "get", "configmaps", check=False)
+            assert unauthorized(out), out.stderr
+            assert u.list()["guarded"]["status"] == "Sleeping"
+        eventually(asleep, timeout=240, delay=2)
+    finally:
+        u.vkube("delete", "guarded")
+        u.vkube("delete", "stranger")

@@ -202,3 +202,79 @@ async def test_only_a_credential_of_the_cluster_wakes_it(server: SharedServer, t
     kubeconfig = tmp_path / "a" / "kubeconfig"
     await kc(kubeconfig, "get", "configmaps")
     assert member.vc is not None
+
+
+async def test_only_a_token_the_cluster_accepts_wakes_it(server: SharedServer, tmp_path: Path) -> None:
+    """A bearer token wakes a sleeping cluster only if its awake server would accept it: a
+    service-account JWT of its own key, issuer and audience, in date, whose service account
+    still exists; a bootstrap token its Secret makes valid. Garbage, another cluster's token,
+    a forged issuer, an expired or future token, one for another audience, a deleted service
+    account's or an unknown bootstrap token: 401, still asleep. At an awake cluster only an
+    answer other than 401/403 counts as activity."""
+    import datetime as dt
+
+    import aiohttp
+
+    from vkube.pki.tokens import SigningKey, TokenIssuer
+
+    member = server.members["a"]
+    await server.add(ClusterConfig(name="b", data_dir=tmp_path / "b", controllers=False))
+    a_kc, b_kc = tmp_path / "a" / "kubeconfig", tmp_path / "b" / "kubeconfig"
+    for name in ("user", "gone"):  # (no controllers: no default service account)
+        await kc(a_kc, "create", "serviceaccount", name)
+    await kc(b_kc, "create", "serviceaccount", "user")
+    real = (await kc(a_kc, "create", "token", "user")).strip()
+    gone = (await kc(a_kc, "create", "token", "gone")).strip()
+    await kc(a_kc, "delete", "serviceaccount", "gone")
+    await kc(a_kc, "create", "secret", "generic", "bootstrap-token-abcdef", "-n", "kube-system",
+             "--type=bootstrap.kubernetes.io/token", "--from-literal=token-id=abcdef",
+             "--from-literal=token-secret=0123456789abcdef",
+             "--from-literal=usage-bootstrap-authentication=true")
+    others = (await kc(b_kc, "create", "token", "user")).strip()
+    import json
+
+    sa = json.loads(await kc(a_kc, "get", "serviceaccount", "user", "-o", "json"))
+    key = SigningKey.from_pem((tmp_path / "a" / "pki" / "sa.key").read_bytes())
+    issuer = "https://kubernetes.default.svc.cluster.local"
+    now = dt.datetime.now(dt.timezone.utc)
+    own = TokenIssuer(issuer, key)
+    expired = own.issue(sa, audiences=[issuer], expiration_seconds=600, now=now - dt.timedelta(hours=2))[0]
+    future = own.issue(sa, audiences=[issuer], expiration_seconds=3600, now=now + dt.timedelta(hours=2))[0]
+    elsewhere = own.issue(sa, audiences=["https://elsewhere.example"])[0]
+    forged_iss = TokenIssuer("https://evil.example", key).issue(sa, audiences=[issuer])[0]
+    strangers = TokenIssuer(issuer, SigningKey.generate("RS256")).issue(sa, audiences=[issuer])[0]
+    refused = {"garbage": "garbage", "b's token": others, "expired": expired, "not yet valid": future,
+               "other audience": elsewhere, "other issuer": forged_iss, "other key": strangers,
+               "deleted service account": gone, "unknown bootstrap token": "abcdef.0123456789abcdex",
+               "other bootstrap id": "zzzzzz.0123456789abcdef", "empty": ""}
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
+        async def get(token: str, path: str = "/clusters/a/api/v1/namespaces/default/configmaps") -> int:
+            async with client.get(server.base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
+                return r.status
+
+        # awake: refused tokens are no activity; an accepted one is
+        member.last_active = 0.0
+        for what, token in refused.items():
+            assert await get(token) == 401, what
+        assert member.last_active == 0.0
+        assert await get(real) == 403  # authenticated, not allowed: no activity either
+        assert member.last_active == 0.0
+        await kc(a_kc, "create", "rolebinding", "user-view", "--clusterrole=view",
+                 "--serviceaccount=default:user")
+        member.last_active = 0.0
+        assert await get(real) == 200
+        assert member.last_active > 0.0
+
+        assert await server.sleep("a")
+        for what, token in refused.items():
+            for path in ("/clusters/a/api", "/clusters/a/api/v1/pods?watch=1&resourceVersion=1"):
+                assert await get(token, path) == 401, (what, path)
+        assert member.vc is None and member.state == "Sleeping"
+        assert await get(real) == 200  # `kubectl create token`'s token wakes it
+        assert member.vc is not None
+
+        assert await server.sleep("a")
+        # a valid bootstrap token wakes it (its user may not list ConfigMaps: 403, no activity)
+        assert await get("abcdef.0123456789abcdef") == 403
+        assert member.vc is not None

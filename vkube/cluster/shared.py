@@ -137,6 +137,8 @@ class Member:
     parked: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
     #: the store readers of tenants' watches: sleep ends those watches as a timeout does
     watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
+    #: set by the shared server: reads a key of this cluster's store while it sleeps
+    read_key: wakeauth.Reader | None = field(default=None, repr=False)
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -161,8 +163,13 @@ class Member:
 
     @functools.cached_property
     def wake_credentials(self) -> wakeauth.WakeCredentials:
+        from vkube.apiserver.encryption import CONFIG_FILE
+
         data = self.config.data_dir
-        return wakeauth.WakeCredentials(data / "pki" if data is not None else None)
+        encryption = self.config.encryption_config or (data / CONFIG_FILE if data is not None else None)
+        return wakeauth.WakeCredentials(data / "pki" if data is not None else None, read=self.read_key,
+                                        encryption_config=encryption,
+                                        token_file=self.config.token_auth_file)
 
 
 class SharedServer:
@@ -235,6 +242,7 @@ class SharedServer:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_echo_audit_id)
         app.on_response_prepare.append(sleepwatch.record_grant)
+        app.on_response_prepare.append(_count_activity)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
@@ -381,6 +389,7 @@ class SharedServer:
             raise ValueError(f"cluster {config.name!r} is already served here")
         assert self.store is not None, "start() first"
         member = Member(config.name, config)
+        member.read_key = functools.partial(self._read_key, config.name)
         member.log_file = log_file or (config.data_dir / "vkube.log" if config.data_dir else None)
         if member.log_file is not None:
             self.logs.route(config.name, member.log_file)
@@ -399,6 +408,13 @@ class SharedServer:
             self.members.pop(config.name, None)
             raise
         return member
+
+    async def _read_key(self, name: str, key: str) -> bytes | None:
+        """A value of cluster ``name``'s store (its key as its API server names it)."""
+        if self.store is None:
+            return None
+        kv = await self.store.get(f"/clusters/{name}{key}")
+        return kv.value if kv is not None else None
 
     async def remove(self, name: str) -> None:
         """Stop serving ``name`` (its data stays in the store; the CLI cleans the host)."""
@@ -691,17 +707,14 @@ class SharedServer:
         it if asleep; its APF, then this process's fairness seat, admit it."""
         name = member.name
         component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
-        # only a request that could authenticate is a tenant's activity (wakeauth)
-        tenant = not component and member.wake_credentials.may_authenticate(request)
-        if tenant:
-            member.touch()
         vc = member.vc
-        if vc is None and not component and not tenant:
-            return wakeauth.refusal(tail, name)
         if vc is None and component:
             # a stopping cluster's own components do not wake it (only tenants do)
             return api_http.status_response(errors.ServiceUnavailable(
                 "the virtual cluster is asleep", retry_after=1))
+        # only a request that would authenticate wakes a sleeping cluster (wakeauth)
+        if vc is None and not await member.wake_credentials.may_authenticate(request):
+            return wakeauth.refusal(tail, name)
         if vc is None:
             compacted = member.store.compacted_revision if member.store is not None else 0
             ticket = member.parking.ticket(request, tail, compacted=compacted)
@@ -734,6 +747,8 @@ class SharedServer:
         server = vc.control_plane.server
         if server is None:
             return api_http.status_response(errors.no_such_path())
+        if not component:  # its answer, unless 401/403, is the tenant's activity
+            request[ACTIVITY] = member
         inner = request.clone(rel_url=tail)
         task = asyncio.current_task()
         if task is not None:
@@ -814,6 +829,18 @@ def _on_write(member: Member, key: str) -> None:
         member.touch()
     if key.startswith(sleepwatch.AUTHZ_KEYS):  # who may watch what may have changed
         member.parking.grants.clear()
+
+
+#: request key: the member whose tenant sent the request (its answer may be activity)
+ACTIVITY = web.RequestKey("vkube_shared_activity", Member)
+
+
+async def _count_activity(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: a tenant's request the cluster did not refuse keeps it awake
+    (a 401 or 403 — a stranger's token, a credential without rights — does not)."""
+    member = request.get(ACTIVITY)
+    if member is not None and response.status not in (401, 403):
+        member.touch()
 
 
 async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:
