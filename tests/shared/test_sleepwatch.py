@@ -278,3 +278,68 @@ async def test_only_a_token_the_cluster_accepts_wakes_it(server: SharedServer, t
         # a valid bootstrap token wakes it (its user may not list ConfigMaps: 403, no activity)
         assert await get("abcdef.0123456789abcdef") == 403
         assert member.vc is not None
+
+
+async def test_watches_are_capped_per_cluster_and_per_credential(tmp_path: Path) -> None:
+    """``controlPlane.watches`` caps a cluster's open watches, and separately those held while
+    it sleeps, per cluster and per credential: a watch over a cap gets kube-apiserver's
+    max-in-flight answer (429, ``Retry-After: 1``, plain text) and nothing is held for it; an
+    ended watch frees its place; after a wake the held watches go on."""
+    from vkube.syncer.values import load_values
+
+    values = load_values("controlPlane: {mode: shared, watches: {maxPerCluster: 12, maxPerCredential: 8}}")
+    server = SharedServer(tmp_path / "shared", sleep_check=0.2)
+    await server.start()
+    try:
+        await server.add(ClusterConfig(name="a", data_dir=tmp_path / "a", controllers=False, values=values))
+        member = server.members["a"]
+        kubeconfig = tmp_path / "a" / "kubeconfig"
+        await kc(kubeconfig, "create", "clusterrolebinding", "carol-view", "--clusterrole=view", "--user=carol")
+        async with ClusterSession(server, "a") as admin, \
+                ClusterSession(server, "a", user=("carol", ())) as carol:
+            async with admin.get(CMS) as r:
+                rv = (await r.json())["metadata"]["resourceVersion"]
+            watch = {"watch": "1", "resourceVersion": rv}
+            streams: list[Any] = []
+
+            async def open_watch(session: ClusterSession) -> int:
+                r = await session.get(CMS, params=watch).__aenter__()
+                if r.status == 200:
+                    streams.append(r)
+                else:
+                    assert r.headers["Retry-After"] == "1"
+                    assert await r.text() == "Too many requests, please try again later.\n"
+                    r.release()
+                return r.status
+
+            # awake: 8 of admin's, the 9th refused (per credential); carol gets the rest of 12
+            assert [await open_watch(admin) for _ in range(9)] == [200] * 8 + [429]
+            assert [await open_watch(carol) for _ in range(5)] == [200] * 4 + [429]
+            assert member.open_watches.total == 12
+            # an ended watch frees its place
+            streams.pop(0).close()
+            await _until(lambda: member.open_watches.total == 11)
+            assert await open_watch(carol) == 200
+            assert await open_watch(admin) == 429
+
+            # asleep: the same caps for the re-watches held
+            assert await server.sleep("a")
+            for r in streams:
+                r.close()
+            streams.clear()
+            await _until(lambda: member.open_watches.total == 0)
+            held = [asyncio.ensure_future(_read_events(s, rv)) for s in [admin] * 8 + [carol] * 4]
+            await _until(lambda: len(member.parked) == 12)
+            for session in (admin, carol):
+                async with session.get(CMS, params=watch) as r:
+                    assert r.status == 429 and r.headers["Retry-After"] == "1"
+            assert len(member.parked) == 12 and member.held_watches.total == 12
+            assert member.vc is None and member.held_watches.refused >= 2
+            # a wake: every held watch goes on from its version and sees what it brings
+            await kc(kubeconfig, "create", "configmap", "woke")
+            for got in await asyncio.wait_for(asyncio.gather(*held), 60):
+                assert ("ADDED", "woke") in got
+            assert member.held_watches.total == 0
+            await _until(lambda: member.open_watches.total == 0)
+    finally:
+        await server.stop()

@@ -56,6 +56,7 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.apiserver import http as api_http
+from vkube.apiserver.apf import too_many_requests
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
@@ -64,6 +65,7 @@ from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
+from vkube.cluster.watchcaps import WatchCount, WatchLimits
 from vkube.store import open_store
 from vkube.store.base import KeyNotFound, Store
 from vkube.store.prefixed import PrefixedStore
@@ -137,6 +139,9 @@ class Member:
     parked: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
     #: the store readers of tenants' watches: sleep ends those watches as a timeout does
     watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
+    #: tenants' watches open at its server, and held while it sleeps (vkube.cluster.watchcaps)
+    open_watches: WatchCount = field(default_factory=lambda: WatchCount("open"), repr=False)
+    held_watches: WatchCount = field(default_factory=lambda: WatchCount("held"), repr=False)
     #: set by the shared server: reads a key of this cluster's store while it sleeps
     read_key: wakeauth.Reader | None = field(default=None, repr=False)
 
@@ -153,6 +158,14 @@ class Member:
                 task.cancel()
                 self.parked.pop(task, None)
 
+    def end_gone_watches(self) -> None:
+        """End tenants' open watches whose client went away: aiohttp does not cancel their
+        handlers, and a quiet watch would otherwise hold its place (and memory) until its
+        timeout, half an hour or more."""
+        for task, (inner, _, _) in list(self.watches.open.items()):
+            if sleepwatch.gone(inner):
+                task.cancel()
+
     @property
     def sleep_after(self) -> float | None:
         values = self.config.values
@@ -160,6 +173,15 @@ class Member:
 
     def touch(self) -> None:
         self.last_active = time.monotonic()
+
+    @property
+    def watch_limits(self) -> WatchLimits:
+        """``controlPlane.watches`` of its values."""
+        values = self.config.values
+        if values is None:
+            return WatchLimits()
+        caps = values.control_plane.watches
+        return WatchLimits(per_cluster=caps.max_per_cluster, per_credential=caps.max_per_credential)
 
     @functools.cached_property
     def wake_credentials(self) -> wakeauth.WakeCredentials:
@@ -646,6 +668,8 @@ class SharedServer:
             for member in list(self.members.values()):
                 if member.parked:  # a held watch whose client went away ends here
                     member.end_parked(only_gone=True)
+                if member.watches.open:  # and so does an open one
+                    member.end_gone_watches()
                 after = member.sleep_after
                 if after is None or member.vc is None or member.lock.locked():
                     continue
@@ -719,6 +743,10 @@ class SharedServer:
             compacted = member.store.compacted_revision if member.store is not None else 0
             ticket = member.parking.ticket(request, tail, compacted=compacted)
             if ticket is not None:  # held until the cluster wakes or its timeout passes
+                limits = member.watch_limits
+                held_by = sleepwatch.credential_of(request)
+                if not member.held_watches.take(held_by, limits):
+                    return too_many_requests(limits.retry_after)
                 me = asyncio.current_task()
                 if me is not None:
                     member.parked[me] = request
@@ -726,6 +754,7 @@ class SharedServer:
                     woke = await member.parking.wait(ticket)
                 finally:
                     member.parked.pop(me, None)  # type: ignore[arg-type]
+                    member.held_watches.give(held_by)
                 if not woke:
                     return await sleepwatch.timed_out(request)
                 tail = ticket.tail_now()
@@ -747,20 +776,24 @@ class SharedServer:
         server = vc.control_plane.server
         if server is None:
             return api_http.status_response(errors.no_such_path())
+        watch = sleepwatch.watch_key(request.method, tail) \
+            if request.method == "GET" and "watch" in tail else None
+        credential = sleepwatch.credential_of(request) if watch is not None and not component else None
+        if credential is not None:  # a tenant's watch: within the cluster's caps (watchcaps)
+            limits = member.watch_limits
+            if not member.open_watches.take(credential, limits):
+                return too_many_requests(limits.retry_after)
         if not component:  # its answer, unless 401/403, is the tenant's activity
             request[ACTIVITY] = member
         inner = request.clone(rel_url=tail)
         task = asyncio.current_task()
         if task is not None:
             member.requests.add(task)
-        watch = sleepwatch.watch_key(request.method, tail) \
-            if request.method == "GET" and "watch" in tail else None
         entered = None
-        if watch is not None and not component:
+        if watch is not None and credential is not None:
             # a tenant's watch: its store reader is known (sleep ends it cleanly), and a 200
             # records that its credential may watch this while the cluster sleeps
             grants = member.parking.grants
-            credential = sleepwatch.credential_of(request)
             inner[sleepwatch.GRANT] = (grants, credential, watch, grants.epoch)
             entered = member.watches.enter()
             if task is not None:
@@ -780,6 +813,8 @@ class SharedServer:
                 server.flowcontrol.outer_seat = functools.partial(self.fair.seat, name)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
+            if credential is not None:
+                member.open_watches.give(credential)
             if entered is not None:
                 member.watches.leave(entered)
                 member.watches.open.pop(task, None)  # type: ignore[arg-type]
