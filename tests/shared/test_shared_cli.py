@@ -560,11 +560,27 @@ def _added(lines: list[str], name: str) -> None:
     assert any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == name for e in events), events
 
 
+def _cluster_entry(u: User, name: str) -> dict:
+    return json.loads(u.kubectl("config", "view", "--raw", "--minify", "--context", f"vkube_{name}",
+                                "-o", "json").stdout)
+
+
+def _anonymous(u: User, name: str, path: str) -> tuple[int, str]:
+    """GET ``path`` of cluster ``name`` with no credential (its CA and server name, as curl
+    --cacert --connect-to would): status and body."""
+    import urllib3
+
+    cluster = _cluster_entry(u, name)["clusters"][0]["cluster"]
+    http = urllib3.PoolManager(ca_cert_data=base64.b64decode(cluster["certificate-authority-data"]).decode(),
+                               server_hostname=cluster["tls-server-name"], retries=False)
+    r = http.request("GET", cluster["server"] + path, timeout=30)
+    return r.status, r.data.decode()
+
+
 def _as_token(u: User, name: str, token: str, tmp: Path) -> Path:
     """A kubeconfig for cluster ``name`` (its server, CA and TLS server name) whose only
     credential is ``token``."""
-    doc = json.loads(u.kubectl("config", "view", "--raw", "--minify", "--context", f"vkube_{name}",
-                               "-o", "json").stdout)
+    doc = _cluster_entry(u, name)
     doc["users"] = [{"name": "t", "user": {"token": token}}]
     doc["contexts"][0]["context"]["user"] = "t"
     path = tmp / f"{name}-{hashlib.sha256(token.encode()).hexdigest()[:8]}.kubeconfig"
@@ -616,10 +632,13 @@ def test_only_its_own_tokens_wake_a_sleeping_cluster(host_user: User, tmp_path: 
         kubectl(own, "get", "configmaps")
         assert u.list()["guarded"]["status"] == "Running"
 
-        # awake, refused tokens are no activity: it falls asleep while they keep coming
+        # awake, refused tokens and anonymous health checks are no activity: it falls asleep
+        # while they keep coming
         def asleep() -> None:
             out = kubectl(configs["garbage"], "get", "configmaps", check=False)
             assert unauthorized(out), out.stderr
+            status, body = _anonymous(u, "guarded", "/readyz")
+            assert status == 200 or (status == 503 and "is asleep" in body), (status, body)
             assert u.list()["guarded"]["status"] == "Sleeping"
         eventually(asleep, timeout=240, delay=2)
     finally:

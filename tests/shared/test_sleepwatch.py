@@ -253,10 +253,14 @@ async def test_only_a_token_the_cluster_accepts_wakes_it(server: SharedServer, t
             async with client.get(server.base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
                 return r.status
 
-        # awake: refused tokens are no activity; an accepted one is
+        # awake: refused tokens are no activity, nor are anonymous health checks; an
+        # accepted token is
         member.last_active = 0.0
         for what, token in refused.items():
             assert await get(token) == 401, what
+        for path in ("/clusters/a/healthz", "/clusters/a/readyz", "/clusters/a/version"):
+            async with client.get(server.base_url + path) as r:
+                assert r.status == 200, path
         assert member.last_active == 0.0
         assert await get(real) == 403  # authenticated, not allowed: no activity either
         assert member.last_active == 0.0

@@ -746,7 +746,7 @@ class SharedServer:
                 limits = member.watch_limits
                 held_by = sleepwatch.credential_of(request)
                 if not member.held_watches.take(held_by, limits):
-                    return too_many_requests(limits.retry_after)
+                    return _watch_refused(limits)
                 me = asyncio.current_task()
                 if me is not None:
                     member.parked[me] = request
@@ -782,7 +782,7 @@ class SharedServer:
         if credential is not None:  # a tenant's watch: within the cluster's caps (watchcaps)
             limits = member.watch_limits
             if not member.open_watches.take(credential, limits):
-                return too_many_requests(limits.retry_after)
+                return _watch_refused(limits)
         if not component:  # its answer, unless 401/403, is the tenant's activity
             request[ACTIVITY] = member
         inner = request.clone(rel_url=tail)
@@ -866,15 +866,25 @@ def _on_write(member: Member, key: str) -> None:
         member.parking.grants.clear()
 
 
+def _watch_refused(limits: WatchLimits) -> web.StreamResponse:
+    """A watch over a cap: max-in-flight's 429, and the connection closed after it (an idle
+    TLS connection costs the process ~300 KiB; the client reconnects after Retry-After)."""
+    resp = too_many_requests(limits.retry_after)
+    resp.force_close()
+    return resp
+
+
 #: request key: the member whose tenant sent the request (its answer may be activity)
 ACTIVITY = web.RequestKey("vkube_shared_activity", Member)
 
 
 async def _count_activity(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: a tenant's request the cluster did not refuse keeps it awake
-    (a 401 or 403 — a stranger's token, a credential without rights — does not)."""
+    (a 401 or 403 — a stranger's token, a credential without rights — does not, nor does an
+    anonymous health check)."""
     member = request.get(ACTIVITY)
-    if member is not None and response.status not in (401, 403):
+    if member is not None and response.status not in (401, 403) and \
+            wakeauth.presents_credential(request):
         member.touch()
 
 

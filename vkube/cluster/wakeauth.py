@@ -91,9 +91,7 @@ class WakeCredentials:
             return False
 
     def _certified(self, request: web.Request) -> bool:
-        transport = request.transport
-        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
-        der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+        der = _peer_certificate(request)
         if not der:
             return False
         known = self._seen.get(der)
@@ -204,6 +202,18 @@ class WakeCredentials:
         except ValueError:
             return False
         return any(signed_by(cert, ca) for ca in self._authorities())
+
+
+def presents_credential(request: web.Request) -> bool:
+    """Whether ``request`` carries a credential at all (a token or a client certificate): an
+    anonymous request the awake server answers (``/healthz``, ``/version``) is no activity."""
+    return "Authorization" in request.headers or bool(_peer_certificate(request))
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    transport = request.transport
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    return sslobj.getpeercert(binary_form=True) if sslobj is not None else None
 
 
 def refusal(path: str, name: str) -> web.StreamResponse:

@@ -1,13 +1,14 @@
 """Caps on tenants' watches in shared mode: one process serves every cluster, so a tenant
 must not hold an unbounded number of watches open, nor park an unbounded number at its
-sleeping cluster (each costs a connection, a task and its buffers: 4,000 held watches took
-4,000 descriptors and ~160 MB). Two counts per cluster — watches open at its awake server, and
-watches held while it sleeps (``vkube.cluster.sleepwatch``) — each capped per cluster and per
-credential (the digest ``sleepwatch.credential_of`` makes of a request's certificate and
-identity headers). A watch over a cap is refused the way kube-apiserver's max-in-flight filter
-refuses a request: 429, ``Retry-After: 1``, "Too many requests, please try again later."
-(plain text); clients retry after that delay. The cluster's own components watch in process
-and are never counted."""
+sleeping cluster. Each costs a connection, a task and buffers (asyncio's TLS transport alone
+reads into 256 KiB per connection): 4,000 held watches took 4,000 descriptors and ~160 MB.
+
+Two counts per cluster — watches open at its awake server, and watches held while it sleeps
+(``vkube.cluster.sleepwatch``) — each capped per cluster and per credential (the digest
+``sleepwatch.credential_of`` makes of a request's certificate and identity headers). A watch
+over a cap is refused the way kube-apiserver's max-in-flight filter refuses a request: 429,
+``Retry-After: 1``, "Too many requests, please try again later." (plain text); clients retry
+after that delay. The cluster's own components watch in process and are never counted."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WatchLimits:
     """``controlPlane.watches`` in a cluster's values (defaults: room for operators that watch
-    every kind of a cluster, ~50 built-in kinds plus CRDs, several times over)."""
+    every kind of a cluster, ~50 built-in kinds plus CRDs; each watch is a connection of its
+    own, HTTP/1.1, ~300 KiB with its TLS buffers, so 300 cost the process ~90 MB at most)."""
 
     #: watches one cluster may have open (and, separately, held while it sleeps)
-    per_cluster: int = 500
+    per_cluster: int = 300
     #: of those, how many one credential may have
-    per_credential: int = 200
+    per_credential: int = 150
     #: the Retry-After seconds of a refusal (kube-apiserver's max-in-flight sends 1)
     retry_after: int = 1
 

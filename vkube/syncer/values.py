@@ -484,11 +484,11 @@ class PodSecurityConfig:
 
 @dataclass(frozen=True)
 class Watches:
-    max_per_cluster: int = _k("maxPerCluster", 500, "shared mode: watches this cluster's clients "
+    max_per_cluster: int = _k("maxPerCluster", 300, "shared mode: watches this cluster's clients "
                               "may have open at once, and, separately, held while it sleeps; "
                               "more are refused with 429 and Retry-After (as kube-apiserver's "
                               "max-in-flight)")
-    max_per_credential: int = _k("maxPerCredential", 200, "shared mode: of those, how many one "
+    max_per_credential: int = _k("maxPerCredential", 150, "shared mode: of those, how many one "
                                  "credential (client certificate or token) may have")
 
 
