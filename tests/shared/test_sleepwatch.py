@@ -347,3 +347,27 @@ async def test_watches_are_capped_per_cluster_and_per_credential(tmp_path: Path)
             await _until(lambda: member.open_watches.total == 0)
     finally:
         await server.stop()
+
+
+async def test_no_path_or_method_wakes_it_without_a_credential(server: SharedServer) -> None:
+    """Every spelling of a sleeping cluster's paths, every method, an upgrade: without a
+    credential of the cluster (none, or garbage) nothing wakes it."""
+    import aiohttp
+
+    member = server.members["a"]
+    assert await server.sleep("a")
+    paths = ["/clusters/a", "/clusters/a/", "/clusters/a?watch=1", "/clusters/a//api/v1/pods",
+             "/clusters/a/../a/api", "/clusters/a/%2e%2e/a/api", "/clusters/a/api/v1/pods?watch=1&resourceVersion=1",
+             "/clusters/a/healthz?verbose", "/clusters/a/livez/ping", "/clusters/a/readyz/",
+             "/clusters/a/.well-known/openid-configuration", "/clusters/a/openid/v1/jwks",
+             "/clusters/a/apis", "/clusters/%61/api", "/clusters/A/api", "/clusters/a%2fapi"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
+        for headers in ({}, {"Authorization": "Bearer garbage"}, {"Authorization": "Basic YTpi"},
+                        {"Authorization": "Bearer a.b.c"}, {"X-Remote-User": "admin", "X-Remote-Group": "system:masters"},
+                        {"Connection": "Upgrade", "Upgrade": "websocket", "Authorization": "Bearer x"}):
+            for path in paths:
+                for method in ("GET", "HEAD", "POST", "OPTIONS", "DELETE"):
+                    async with client.request(method, server.base_url + path, headers=headers,
+                                              skip_auto_headers=("Content-Type",)) as r:
+                        assert r.status in (401, 404, 503), (method, path, headers, r.status)
+    assert member.vc is None and member.state == "Sleeping"
