@@ -21,13 +21,16 @@ and one listening port.
   of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
   identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
+- **Watch caps**: tenants' open watches, and those held while asleep, are capped per cluster
+  and per credential (``controlPlane.watches``, ``vkube.cluster.watchcaps``): 429 beyond.
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
   tenant and no workload change for that long is stopped, its synced host objects removed and
-  its in-memory state dropped; its data stays in the store. The next request starts it again
-  (answered once its API serves) and the syncer puts the host workloads back. Sleep ends
+  its in-memory state dropped; its data stays in the store. The next request with a
+  credential the cluster would accept starts it again (``wakeauth``; answered once its API
+  serves) and the syncer puts the host workloads back. Sleep ends
   tenants' watches as a timeout does; their re-watch from a version the cluster had reached
   is held without waking it, until it wakes or the watch's timeout passes
   (``vkube.cluster.sleepwatch``).

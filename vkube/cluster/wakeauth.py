@@ -11,8 +11,9 @@ anonymous health check, garbage or another cluster's token must not wake a tenan
 while it sleeps such a request is answered without starting anything (401, or 503 on the
 health paths anonymous clients may read), as the woken server would have refused it anyway.
 
-An awake cluster's activity is counted by the shared server from the answers instead (only
-one that is not 401/403 keeps it awake), so no check runs here for awake clusters."""
+An awake cluster's activity is counted by the shared server from its answers instead: only a
+request that carries a credential and is not answered 401/403 keeps it awake (an anonymous
+health check does not), so no check runs here for awake clusters."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ HEALTH_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 Reader = Callable[[str], Awaitable[bytes | None]]
 _KEYS = {"ServiceAccount": "/core/serviceaccounts/", "Pod": "/core/pods/",
          "Secret": "/core/secrets/", "Node": "/core/nodes/"}
+
 
 class WakeCredentials:
     """Per cluster: the CA certificates whose client certificates count and the public key
@@ -72,9 +74,8 @@ class WakeCredentials:
         return self._cas
 
     async def may_authenticate(self, request: web.Request) -> bool:
-        """Whether ``request`` carries a credential this cluster would accept. A request with
-        a bearer token is the token's alone (the server reads the certificate first, but a
-        client of this cluster needs no token then)."""
+        """Whether ``request`` carries a credential this cluster would accept: a client
+        certificate of its own (the server reads that first), else the bearer token."""
         if self._certified(request):
             return True
         auth = request.headers.get("Authorization")
