@@ -644,3 +644,57 @@ def test_only_its_own_tokens_wake_a_sleeping_cluster(host_user: User, tmp_path: 
     finally:
         u.vkube("delete", "guarded")
         u.vkube("delete", "stranger")
+
+
+@pytest.mark.timeout(600)
+def test_watch_caps_from_values(host_user: User, tmp_path: Path) -> None:
+    """``controlPlane.watches`` in the values of ``create --shared``: the real kubectl's watches
+    beyond the per-credential or per-cluster cap are refused with 429 (kubectl retries, then
+    says so); another credential still gets what is left of the cluster's cap; a dedicated
+    cluster refuses the key."""
+    from tests.conftest import KUBECTL
+
+    u = host_user
+    caps = _values(u, {"controlPlane": {"watches": {"maxPerCluster": 3, "maxPerCredential": 2}}})
+    out = u.vkube("create", "never", "--connect=false", "-f", caps, check=False)
+    assert out.returncode != 0 and "controlPlane.watches: caps watches in shared mode only" in out.stderr, out.stderr
+    u.vkube("create", "--shared", "capped", "--connect=false", "-f", caps)
+    u.vkube("connect", "capped")
+    path = "/api/v1/namespaces/default/configmaps?watch=1"
+    watches: list[_Background] = []
+    try:
+        token: list[str] = []
+        eventually(lambda: token.append(ctx(u, "capped", "create", "token", "default").stdout.strip()),
+                   timeout=60)
+        ctx(u, "capped", "create", "rolebinding", "default-view", "--clusterrole=view",
+            "--serviceaccount=default:default")
+        as_sa = _as_token(u, "capped", token[0], tmp_path)
+        env = {**u.env, "KUBECTL_KUBERC": "false"}
+        for _ in range(2):  # the admin's two
+            watches.append(_RawWatch(u, "capped", path))
+            eventually(watches[-1].started, timeout=60)
+        refused = ctx(u, "capped", "get", "--raw", path, check=False, timeout=120)
+        assert refused.returncode != 0 and "too many requests" in refused.stderr.lower(), refused.stderr
+        # the service account: the cluster's third place, then the cluster is full
+        watches.append(_Background([KUBECTL, "--kubeconfig", str(as_sa), "get", "--raw", path, "-v=6"], env))
+        eventually(lambda: _RawWatch.started(watches[-1]), timeout=60)  # type: ignore[arg-type]
+        refused = kubectl(as_sa, "get", "--raw", path, check=False, timeout=120)
+        assert refused.returncode != 0 and "too many requests" in refused.stderr.lower(), refused.stderr
+        # a watch that ends frees its place (its client went away: counted off within seconds)
+        watches.pop(0).stop()
+
+        def one_more() -> None:
+            w = _RawWatch(u, "capped", path)
+            watches.append(w)
+            try:
+                eventually(w.started, timeout=20, delay=0.5)
+            except AssertionError:
+                w.stop()
+                watches.remove(w)
+                raise
+        eventually(one_more, timeout=120, delay=1)
+    finally:
+        for w in watches:
+            w.stop()
+        u.vkube("delete", "capped")
+
