@@ -558,3 +558,143 @@ def _kopf_saw(kopf: _Background, etypes: tuple[str, ...], name: str) -> None:
 def _added(lines: list[str], name: str) -> None:
     events = [json.loads(ln) for ln in list(lines) if ln.strip()]
     assert any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == name for e in events), events
+
+
+def _cluster_entry(u: User, name: str) -> dict:
+    return json.loads(u.kubectl("config", "view", "--raw", "--minify", "--context", f"vkube_{name}",
+                                "-o", "json").stdout)
+
+
+def _anonymous(u: User, name: str, path: str) -> tuple[int, str]:
+    """GET ``path`` of cluster ``name`` with no credential (its CA and server name, as curl
+    --cacert --connect-to would): status and body."""
+    import urllib3
+
+    cluster = _cluster_entry(u, name)["clusters"][0]["cluster"]
+    http = urllib3.PoolManager(ca_cert_data=base64.b64decode(cluster["certificate-authority-data"]).decode(),
+                               server_hostname=cluster["tls-server-name"], retries=False)
+    r = http.request("GET", cluster["server"] + path, timeout=30)
+    return r.status, r.data.decode()
+
+
+def _as_token(u: User, name: str, token: str, tmp: Path) -> Path:
+    """A kubeconfig for cluster ``name`` (its server, CA and TLS server name) whose only
+    credential is ``token``."""
+    doc = _cluster_entry(u, name)
+    doc["users"] = [{"name": "t", "user": {"token": token}}]
+    doc["contexts"][0]["context"]["user"] = "t"
+    path = tmp / f"{name}-{hashlib.sha256(token.encode()).hexdigest()[:8]}.kubeconfig"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.timeout(600)
+def test_only_its_own_tokens_wake_a_sleeping_cluster(host_user: User, tmp_path: Path) -> None:
+    """A bearer token wakes a sleeping shared cluster only if the cluster would accept it:
+    garbage, a token of another shared cluster and an expired token of its own key are 401 and
+    it stays Sleeping (`vkube list`); `kubectl create token`'s token wakes it. Refused
+    requests do not keep it awake either: under a stream of them it falls asleep on its own."""
+    import datetime as dt
+
+    from vkube.pki.tokens import SigningKey, TokenIssuer
+
+    u = host_user
+    u.vkube("create", "--shared", "guarded", "--connect=false", "-f",
+            _values(u, {"sleep": {"afterInactivity": "20s"}}))
+    u.vkube("create", "--shared", "stranger", "--connect=false")
+    u.vkube("connect", "guarded")
+    u.vkube("connect", "stranger")
+    try:
+        tokens: dict[str, str] = {}
+
+        def token_of(name: str) -> None:
+            tokens[name] = ctx(u, name, "create", "token", "default").stdout.strip()
+        eventually(lambda: token_of("guarded"), timeout=60)  # once its default account exists
+        eventually(lambda: token_of("stranger"), timeout=60)
+        ctx(u, "guarded", "create", "rolebinding", "default-view", "--clusterrole=view",
+            "--serviceaccount=default:default")
+        sa = json.loads(ctx(u, "guarded", "get", "serviceaccount", "default", "-o", "json").stdout)
+        key = SigningKey.from_pem((u.home / "clusters" / "guarded" / "data" / "pki" / "sa.key").read_bytes())
+        issuer = "https://kubernetes.default.svc.cluster.local"
+        expired = TokenIssuer(issuer, key).issue(
+            sa, audiences=[issuer], now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3))[0]
+        refused = {"garbage": "garbage", "another cluster's": tokens["stranger"], "expired": expired}
+        configs = {what: _as_token(u, "guarded", token, tmp_path) for what, token in refused.items()}
+        own = _as_token(u, "guarded", tokens["guarded"], tmp_path)
+
+        u.vkube("sleep", "guarded")
+        assert u.list()["guarded"]["status"] == "Sleeping"
+        for what, config in configs.items():
+            out = kubectl(config, "get", "configmaps", check=False)
+            assert unauthorized(out), (what, out.stderr)
+        assert u.list()["guarded"]["status"] == "Sleeping"
+        # its own service account's token wakes it
+        kubectl(own, "get", "configmaps")
+        assert u.list()["guarded"]["status"] == "Running"
+
+        # awake, refused tokens and anonymous health checks are no activity: it falls asleep
+        # while they keep coming
+        def asleep() -> None:
+            out = kubectl(configs["garbage"], "get", "configmaps", check=False)
+            assert unauthorized(out), out.stderr
+            status, body = _anonymous(u, "guarded", "/readyz")
+            assert status == 200 or (status == 503 and "is asleep" in body), (status, body)
+            assert u.list()["guarded"]["status"] == "Sleeping"
+        eventually(asleep, timeout=240, delay=2)
+    finally:
+        u.vkube("delete", "guarded")
+        u.vkube("delete", "stranger")
+
+
+@pytest.mark.timeout(600)
+def test_watch_caps_from_values(host_user: User, tmp_path: Path) -> None:
+    """``controlPlane.watches`` in the values of ``create --shared``: the real kubectl's watches
+    beyond the per-credential or per-cluster cap are refused with 429 (kubectl retries, then
+    says so); another credential still gets what is left of the cluster's cap; a dedicated
+    cluster refuses the key."""
+    from tests.conftest import KUBECTL
+
+    u = host_user
+    caps = _values(u, {"controlPlane": {"watches": {"maxPerCluster": 3, "maxPerCredential": 2}}})
+    out = u.vkube("create", "never", "--connect=false", "-f", caps, check=False)
+    assert out.returncode != 0 and "controlPlane.watches: caps watches in shared mode only" in out.stderr, out.stderr
+    u.vkube("create", "--shared", "capped", "--connect=false", "-f", caps)
+    u.vkube("connect", "capped")
+    path = "/api/v1/namespaces/default/configmaps?watch=1"
+    watches: list[_Background] = []
+    try:
+        token: list[str] = []
+        eventually(lambda: token.append(ctx(u, "capped", "create", "token", "default").stdout.strip()),
+                   timeout=60)
+        ctx(u, "capped", "create", "rolebinding", "default-view", "--clusterrole=view",
+            "--serviceaccount=default:default")
+        as_sa = _as_token(u, "capped", token[0], tmp_path)
+        env = {**u.env, "KUBECTL_KUBERC": "false"}
+        for _ in range(2):  # the admin's two
+            watches.append(_RawWatch(u, "capped", path))
+            eventually(watches[-1].started, timeout=60)
+        refused = ctx(u, "capped", "get", "--raw", path, check=False, timeout=120)
+        assert refused.returncode != 0 and "too many requests" in refused.stderr.lower(), refused.stderr
+        # the service account: the cluster's third place, then the cluster is full
+        watches.append(_Background([KUBECTL, "--kubeconfig", str(as_sa), "get", "--raw", path, "-v=6"], env))
+        eventually(lambda: _RawWatch.started(watches[-1]), timeout=60)  # type: ignore[arg-type]
+        refused = kubectl(as_sa, "get", "--raw", path, check=False, timeout=120)
+        assert refused.returncode != 0 and "too many requests" in refused.stderr.lower(), refused.stderr
+        # a watch that ends frees its place (its client went away: counted off within seconds)
+        watches.pop(0).stop()
+
+        def one_more() -> None:
+            w = _RawWatch(u, "capped", path)
+            watches.append(w)
+            try:
+                eventually(w.started, timeout=20, delay=0.5)
+            except AssertionError:
+                w.stop()
+                watches.remove(w)
+                raise
+        eventually(one_more, timeout=120, delay=1)
+    finally:
+        for w in watches:
+            w.stop()
+        u.vkube("delete", "capped")
+

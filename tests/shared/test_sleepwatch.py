@@ -202,3 +202,172 @@ async def test_only_a_credential_of_the_cluster_wakes_it(server: SharedServer, t
     kubeconfig = tmp_path / "a" / "kubeconfig"
     await kc(kubeconfig, "get", "configmaps")
     assert member.vc is not None
+
+
+async def test_only_a_token_the_cluster_accepts_wakes_it(server: SharedServer, tmp_path: Path) -> None:
+    """A bearer token wakes a sleeping cluster only if its awake server would accept it: a
+    service-account JWT of its own key, issuer and audience, in date, whose service account
+    still exists; a bootstrap token its Secret makes valid. Garbage, another cluster's token,
+    a forged issuer, an expired or future token, one for another audience, a deleted service
+    account's or an unknown bootstrap token: 401, still asleep. At an awake cluster only an
+    answer other than 401/403 counts as activity."""
+    import datetime as dt
+
+    import aiohttp
+
+    from vkube.pki.tokens import SigningKey, TokenIssuer
+
+    member = server.members["a"]
+    await server.add(ClusterConfig(name="b", data_dir=tmp_path / "b", controllers=False))
+    a_kc, b_kc = tmp_path / "a" / "kubeconfig", tmp_path / "b" / "kubeconfig"
+    for name in ("user", "gone"):  # (no controllers: no default service account)
+        await kc(a_kc, "create", "serviceaccount", name)
+    await kc(b_kc, "create", "serviceaccount", "user")
+    real = (await kc(a_kc, "create", "token", "user")).strip()
+    gone = (await kc(a_kc, "create", "token", "gone")).strip()
+    await kc(a_kc, "delete", "serviceaccount", "gone")
+    await kc(a_kc, "create", "secret", "generic", "bootstrap-token-abcdef", "-n", "kube-system",
+             "--type=bootstrap.kubernetes.io/token", "--from-literal=token-id=abcdef",
+             "--from-literal=token-secret=0123456789abcdef",
+             "--from-literal=usage-bootstrap-authentication=true")
+    others = (await kc(b_kc, "create", "token", "user")).strip()
+    import json
+
+    sa = json.loads(await kc(a_kc, "get", "serviceaccount", "user", "-o", "json"))
+    key = SigningKey.from_pem((tmp_path / "a" / "pki" / "sa.key").read_bytes())
+    issuer = "https://kubernetes.default.svc.cluster.local"
+    now = dt.datetime.now(dt.timezone.utc)
+    own = TokenIssuer(issuer, key)
+    expired = own.issue(sa, audiences=[issuer], expiration_seconds=600, now=now - dt.timedelta(hours=2))[0]
+    future = own.issue(sa, audiences=[issuer], expiration_seconds=3600, now=now + dt.timedelta(hours=2))[0]
+    elsewhere = own.issue(sa, audiences=["https://elsewhere.example"])[0]
+    forged_iss = TokenIssuer("https://evil.example", key).issue(sa, audiences=[issuer])[0]
+    strangers = TokenIssuer(issuer, SigningKey.generate("RS256")).issue(sa, audiences=[issuer])[0]
+    refused = {"garbage": "garbage", "b's token": others, "expired": expired, "not yet valid": future,
+               "other audience": elsewhere, "other issuer": forged_iss, "other key": strangers,
+               "deleted service account": gone, "unknown bootstrap token": "abcdef.0123456789abcdex",
+               "other bootstrap id": "zzzzzz.0123456789abcdef", "empty": ""}
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
+        async def get(token: str, path: str = "/clusters/a/api/v1/namespaces/default/configmaps") -> int:
+            async with client.get(server.base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
+                return r.status
+
+        # awake: refused tokens are no activity, nor are anonymous health checks; an
+        # accepted token is
+        member.last_active = 0.0
+        for what, token in refused.items():
+            assert await get(token) == 401, what
+        for path in ("/clusters/a/healthz", "/clusters/a/readyz", "/clusters/a/version"):
+            async with client.get(server.base_url + path) as r:
+                assert r.status == 200, path
+        assert member.last_active == 0.0
+        assert await get(real) == 403  # authenticated, not allowed: no activity either
+        assert member.last_active == 0.0
+        await kc(a_kc, "create", "rolebinding", "user-view", "--clusterrole=view",
+                 "--serviceaccount=default:user")
+        member.last_active = 0.0
+        assert await get(real) == 200
+        assert member.last_active > 0.0
+
+        assert await server.sleep("a")
+        for what, token in refused.items():
+            for path in ("/clusters/a/api", "/clusters/a/api/v1/pods?watch=1&resourceVersion=1"):
+                assert await get(token, path) == 401, (what, path)
+        assert member.vc is None and member.state == "Sleeping"
+        assert await get(real) == 200  # `kubectl create token`'s token wakes it
+        assert member.vc is not None
+
+        assert await server.sleep("a")
+        # a valid bootstrap token wakes it (its user may not list ConfigMaps: 403, no activity)
+        assert await get("abcdef.0123456789abcdef") == 403
+        assert member.vc is not None
+
+
+async def test_watches_are_capped_per_cluster_and_per_credential(tmp_path: Path) -> None:
+    """``controlPlane.watches`` caps a cluster's open watches, and separately those held while
+    it sleeps, per cluster and per credential: a watch over a cap gets kube-apiserver's
+    max-in-flight answer (429, ``Retry-After: 1``, plain text) and nothing is held for it; an
+    ended watch frees its place; after a wake the held watches go on."""
+    from vkube.syncer.values import load_values
+
+    values = load_values("controlPlane: {mode: shared, watches: {maxPerCluster: 12, maxPerCredential: 8}}")
+    server = SharedServer(tmp_path / "shared", sleep_check=0.2)
+    await server.start()
+    try:
+        await server.add(ClusterConfig(name="a", data_dir=tmp_path / "a", controllers=False, values=values))
+        member = server.members["a"]
+        kubeconfig = tmp_path / "a" / "kubeconfig"
+        await kc(kubeconfig, "create", "clusterrolebinding", "carol-view", "--clusterrole=view", "--user=carol")
+        async with ClusterSession(server, "a") as admin, \
+                ClusterSession(server, "a", user=("carol", ())) as carol:
+            async with admin.get(CMS) as r:
+                rv = (await r.json())["metadata"]["resourceVersion"]
+            watch = {"watch": "1", "resourceVersion": rv}
+            streams: list[Any] = []
+
+            async def open_watch(session: ClusterSession) -> int:
+                r = await session.get(CMS, params=watch).__aenter__()
+                if r.status == 200:
+                    streams.append(r)
+                else:
+                    assert r.headers["Retry-After"] == "1"
+                    assert await r.text() == "Too many requests, please try again later.\n"
+                    r.release()
+                return r.status
+
+            # awake: 8 of admin's, the 9th refused (per credential); carol gets the rest of 12
+            assert [await open_watch(admin) for _ in range(9)] == [200] * 8 + [429]
+            assert [await open_watch(carol) for _ in range(5)] == [200] * 4 + [429]
+            assert member.open_watches.total == 12
+            # an ended watch frees its place
+            streams.pop(0).close()
+            await _until(lambda: member.open_watches.total == 11)
+            assert await open_watch(carol) == 200
+            assert await open_watch(admin) == 429
+
+            # asleep: the same caps for the re-watches held
+            assert await server.sleep("a")
+            for r in streams:
+                r.close()
+            streams.clear()
+            await _until(lambda: member.open_watches.total == 0)
+            held = [asyncio.ensure_future(_read_events(s, rv)) for s in [admin] * 8 + [carol] * 4]
+            await _until(lambda: len(member.parked) == 12)
+            for session in (admin, carol):
+                async with session.get(CMS, params=watch) as r:
+                    assert r.status == 429 and r.headers["Retry-After"] == "1"
+            assert len(member.parked) == 12 and member.held_watches.total == 12
+            assert member.vc is None and member.held_watches.refused >= 2
+            # a wake: every held watch goes on from its version and sees what it brings
+            await kc(kubeconfig, "create", "configmap", "woke")
+            for got in await asyncio.wait_for(asyncio.gather(*held), 60):
+                assert ("ADDED", "woke") in got
+            assert member.held_watches.total == 0
+            await _until(lambda: member.open_watches.total == 0)
+    finally:
+        await server.stop()
+
+
+async def test_no_path_or_method_wakes_it_without_a_credential(server: SharedServer) -> None:
+    """Every spelling of a sleeping cluster's paths, every method, an upgrade: without a
+    credential of the cluster (none, or garbage) nothing wakes it."""
+    import aiohttp
+
+    member = server.members["a"]
+    assert await server.sleep("a")
+    paths = ["/clusters/a", "/clusters/a/", "/clusters/a?watch=1", "/clusters/a//api/v1/pods",
+             "/clusters/a/../a/api", "/clusters/a/%2e%2e/a/api", "/clusters/a/api/v1/pods?watch=1&resourceVersion=1",
+             "/clusters/a/healthz?verbose", "/clusters/a/livez/ping", "/clusters/a/readyz/",
+             "/clusters/a/.well-known/openid-configuration", "/clusters/a/openid/v1/jwks",
+             "/clusters/a/apis", "/clusters/%61/api", "/clusters/A/api", "/clusters/a%2fapi"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client:
+        for headers in ({}, {"Authorization": "Bearer garbage"}, {"Authorization": "Basic YTpi"},
+                        {"Authorization": "Bearer a.b.c"}, {"X-Remote-User": "admin", "X-Remote-Group": "system:masters"},
+                        {"Connection": "Upgrade", "Upgrade": "websocket", "Authorization": "Bearer x"}):
+            for path in paths:
+                for method in ("GET", "HEAD", "POST", "OPTIONS", "DELETE"):
+                    async with client.request(method, server.base_url + path, headers=headers,
+                                              skip_auto_headers=("Content-Type",)) as r:
+                        assert r.status in (401, 404, 503), (method, path, headers, r.status)
+    assert member.vc is None and member.state == "Sleeping"

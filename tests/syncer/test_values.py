@@ -95,6 +95,15 @@ def test_isolation_rejects_host_access_and_says_so():
     ("sync: {priorityclasses: {allowPreemption: 1}}",
      "sync.priorityclasses.allowPreemption: must be true or false"),
     ("sync: {", "not valid YAML"),
+    # watch caps: shared mode only, positive integers
+    ("controlPlane: {watches: {maxPerCluster: 50}}", "controlPlane.watches: caps watches in shared mode only"),
+    ("controlPlane: {mode: shared, watches: {maxPerCluster: 0}}",
+     "controlPlane.watches.maxPerCluster: 0: must be between 1 and 1000000"),
+    ("controlPlane: {mode: shared, watches: {maxPerCredential: -1}}",
+     "controlPlane.watches.maxPerCredential: -1: must be between 1 and 1000000"),
+    ("controlPlane: {mode: shared, watches: {maxPerCluster: many}}",
+     "controlPlane.watches.maxPerCluster: must be an integer"),
+    ("controlPlane: {mode: shared, watches: {max: 5}}", "controlPlane.watches.max: unknown key"),
 ])
 def test_errors_name_the_key(doc, where):
     with pytest.raises(ValuesError) as e:

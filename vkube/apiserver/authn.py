@@ -41,7 +41,7 @@ from vkube.pki.tokens import LEGACY_ISSUER, MAX_TOKEN_BYTES, TokenIssuer, peek
 
 log = logging.getLogger("vkube.apiserver.authn")
 
-__all__ = ["Authenticator", "RequestHeader", "ANONYMOUS", "ISSUER", "anonymous_allowed",
+__all__ = ["Authenticator", "RequestHeader", "ANONYMOUS", "ISSUER", "anonymous_allowed", "bound_refs",
            "without_front_proxy_headers", "certificate_user"]
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -271,26 +271,8 @@ class Authenticator:
     async def _bound_objects(self, claims: Mapping[str, Any]) -> dict[tuple[str, str, str], Any]:
         """Read every object the (not yet verified) claims name, so verification can check they
         still exist. At most four reads, all of names inside the token's own namespace."""
-        wanted: list[tuple[str, str, str]] = []
-        if claims.get("iss") == LEGACY_ISSUER:
-            prefix = "kubernetes.io/serviceaccount/"
-            ns = claims.get(prefix + "namespace")
-            wanted = [("ServiceAccount", ns, claims.get(prefix + "service-account.name")),
-                      ("Secret", ns, claims.get(prefix + "secret.name"))]
-        elif claims.get("iss") == self.issuer.issuer:
-            private = claims.get("kubernetes.io")
-            if not isinstance(private, Mapping):
-                return {}
-            ns = private.get("namespace")
-            for kind, key in (("ServiceAccount", "serviceaccount"), ("Pod", "pod"), ("Secret", "secret"),
-                              ("Node", "node")):
-                ref = private.get(key)
-                if isinstance(ref, Mapping):
-                    wanted.append((kind, "" if kind == "Node" else ns, ref.get("name")))
         out: dict[tuple[str, str, str], Any] = {}
-        for kind, ns, name in wanted:
-            if not isinstance(ns, str) or not isinstance(name, str) or not name:
-                continue
+        for kind, ns, name in bound_refs(claims, self.issuer.issuer):
             storage = self.ctx.storage_for(*_KINDS[kind])
             if storage is None:
                 continue
@@ -302,6 +284,29 @@ class Authenticator:
             if obj is not None:
                 out[(kind, ns, name)] = obj
         return out
+
+
+def bound_refs(claims: Mapping[str, Any], issuer: str) -> list[tuple[str, str, str]]:
+    """(kind, namespace, name) of every object a token's claims say it is bound to: what
+    verification must find still existing. Namespaced kinds only in the token's namespace."""
+    wanted: list[tuple[Any, Any, Any]] = []
+    if claims.get("iss") == LEGACY_ISSUER:
+        prefix = "kubernetes.io/serviceaccount/"
+        ns = claims.get(prefix + "namespace")
+        wanted = [("ServiceAccount", ns, claims.get(prefix + "service-account.name")),
+                  ("Secret", ns, claims.get(prefix + "secret.name"))]
+    elif claims.get("iss") == issuer:
+        private = claims.get("kubernetes.io")
+        if not isinstance(private, Mapping):
+            return []
+        ns = private.get("namespace")
+        for kind, key in (("ServiceAccount", "serviceaccount"), ("Pod", "pod"), ("Secret", "secret"),
+                          ("Node", "node")):
+            ref = private.get(key)
+            if isinstance(ref, Mapping):
+                wanted.append((kind, "" if kind == "Node" else ns, ref.get("name")))
+    return [(kind, ns, name) for kind, ns, name in wanted
+            if isinstance(ns, str) and isinstance(name, str) and name]
 
 
 def without_front_proxy_headers(request: web.Request) -> web.Request:

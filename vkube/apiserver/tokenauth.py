@@ -31,7 +31,7 @@ from vkube.apiserver.request import ALL_AUTHENTICATED, UserInfo, internal_contex
 
 log = logging.getLogger("vkube.apiserver.authn")
 
-__all__ = ["StaticTokens", "TokenFileError", "BootstrapTokens", "BOOTSTRAP_TOKEN_RE",
+__all__ = ["StaticTokens", "TokenFileError", "BootstrapTokens", "bootstrap_user", "BOOTSTRAP_TOKEN_RE",
            "BOOTSTRAP_SECRET_TYPE", "BOOTSTRAP_SECRET_PREFIX"]
 
 BOOTSTRAP_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})\Z")
@@ -96,29 +96,8 @@ class BootstrapTokens:
         m = BOOTSTRAP_TOKEN_RE.match(token)
         if m is None:
             return None
-        token_id, token_secret = m.groups()
-        secret = await self._secret(BOOTSTRAP_SECRET_PREFIX + token_id)
-        if secret is None:
-            log.info("bootstrap token %s: no secret", token_id)
-            return None
-        meta = secret.get("metadata") or {}
-        if meta.get("deletionTimestamp"):
-            return None
-        if secret.get("type") != BOOTSTRAP_SECRET_TYPE:
-            return None
-        data = _decoded(secret.get("data") or {})
-        if not hmac.compare_digest(data.get("token-secret", ""), token_secret) or data.get("token-id") != token_id:
-            log.info("bootstrap token %s: secret does not match", token_id)
-            return None
-        if _expired(data.get("expiration", "")):
-            return None
-        if data.get("usage-bootstrap-authentication") != "true":
-            return None
-        extra = [g.strip() for g in data.get("auth-extra-groups", "").split(",") if g.strip()]
-        if any(not _EXTRA_GROUP_RE.match(g) for g in extra):
-            log.info("bootstrap token %s: bad auth-extra-groups %r", token_id, extra)
-            return None
-        return UserInfo(f"system:bootstrap:{token_id}", groups=_authenticated((BOOTSTRAPPERS, *extra)))
+        secret = await self._secret(BOOTSTRAP_SECRET_PREFIX + m.group(1))
+        return bootstrap_user(token, secret)
 
     async def _secret(self, name: str) -> dict[str, Any] | None:
         storage = self.ctx.storage_for("", "Secret")
@@ -129,6 +108,36 @@ class BootstrapTokens:
             return await storage.get_or_none(rc, "kube-system", name)
         except errors.StatusError:
             return None
+
+
+def bootstrap_user(token: str, secret: Mapping[str, Any] | None) -> UserInfo | None:
+    """Who bootstrap token ``token`` is, given the Secret ``kube-system/bootstrap-token-ID``
+    (None: no such Secret); None when the Secret does not make it valid."""
+    m = BOOTSTRAP_TOKEN_RE.match(token)
+    if m is None:
+        return None
+    token_id, token_secret = m.groups()
+    if secret is None:
+        log.info("bootstrap token %s: no secret", token_id)
+        return None
+    meta = secret.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return None
+    if secret.get("type") != BOOTSTRAP_SECRET_TYPE:
+        return None
+    data = _decoded(secret.get("data") or {})
+    if not hmac.compare_digest(data.get("token-secret", ""), token_secret) or data.get("token-id") != token_id:
+        log.info("bootstrap token %s: secret does not match", token_id)
+        return None
+    if _expired(data.get("expiration", "")):
+        return None
+    if data.get("usage-bootstrap-authentication") != "true":
+        return None
+    extra = [g.strip() for g in data.get("auth-extra-groups", "").split(",") if g.strip()]
+    if any(not _EXTRA_GROUP_RE.match(g) for g in extra):
+        log.info("bootstrap token %s: bad auth-extra-groups %r", token_id, extra)
+        return None
+    return UserInfo(f"system:bootstrap:{token_id}", groups=_authenticated((BOOTSTRAPPERS, *extra)))
 
 
 def _decoded(data: Mapping[str, Any]) -> dict[str, str]:

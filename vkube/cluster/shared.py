@@ -21,13 +21,16 @@ and one listening port.
   of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
   identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
+- **Watch caps**: tenants' open watches, and those held while asleep, are capped per cluster
+  and per credential (``controlPlane.watches``, ``vkube.cluster.watchcaps``): 429 beyond.
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
 - **Sleep and wake**: a cluster with ``sleep.afterInactivity`` that saw no API request from a
   tenant and no workload change for that long is stopped, its synced host objects removed and
-  its in-memory state dropped; its data stays in the store. The next request starts it again
-  (answered once its API serves) and the syncer puts the host workloads back. Sleep ends
+  its in-memory state dropped; its data stays in the store. The next request with a
+  credential the cluster would accept starts it again (``wakeauth``; answered once its API
+  serves) and the syncer puts the host workloads back. Sleep ends
   tenants' watches as a timeout does; their re-watch from a version the cluster had reached
   is held without waking it, until it wakes or the watch's timeout passes
   (``vkube.cluster.sleepwatch``).
@@ -56,6 +59,7 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.apiserver import http as api_http
+from vkube.apiserver.apf import too_many_requests
 from vkube.apiserver.server import audit_id_of
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
@@ -64,6 +68,7 @@ from vkube.cluster.fairness import FairnessConfig, FairQueue
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
+from vkube.cluster.watchcaps import WatchCount, WatchLimits
 from vkube.store import open_store
 from vkube.store.base import KeyNotFound, Store
 from vkube.store.prefixed import PrefixedStore
@@ -137,6 +142,11 @@ class Member:
     parked: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
     #: the store readers of tenants' watches: sleep ends those watches as a timeout does
     watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
+    #: tenants' watches open at its server, and held while it sleeps (vkube.cluster.watchcaps)
+    open_watches: WatchCount = field(default_factory=lambda: WatchCount("open"), repr=False)
+    held_watches: WatchCount = field(default_factory=lambda: WatchCount("held"), repr=False)
+    #: set by the shared server: reads a key of this cluster's store while it sleeps
+    read_key: wakeauth.Reader | None = field(default=None, repr=False)
 
     def end_requests(self) -> None:
         current = asyncio.current_task()
@@ -151,6 +161,14 @@ class Member:
                 task.cancel()
                 self.parked.pop(task, None)
 
+    def end_gone_watches(self) -> None:
+        """End tenants' open watches whose client went away: aiohttp does not cancel their
+        handlers, and a quiet watch would otherwise hold its place (and memory) until its
+        timeout, half an hour or more."""
+        for task, (inner, _, _) in list(self.watches.open.items()):
+            if sleepwatch.gone(inner):
+                task.cancel()
+
     @property
     def sleep_after(self) -> float | None:
         values = self.config.values
@@ -159,10 +177,24 @@ class Member:
     def touch(self) -> None:
         self.last_active = time.monotonic()
 
+    @property
+    def watch_limits(self) -> WatchLimits:
+        """``controlPlane.watches`` of its values."""
+        values = self.config.values
+        if values is None:
+            return WatchLimits()
+        caps = values.control_plane.watches
+        return WatchLimits(per_cluster=caps.max_per_cluster, per_credential=caps.max_per_credential)
+
     @functools.cached_property
     def wake_credentials(self) -> wakeauth.WakeCredentials:
+        from vkube.apiserver.encryption import CONFIG_FILE
+
         data = self.config.data_dir
-        return wakeauth.WakeCredentials(data / "pki" if data is not None else None)
+        encryption = self.config.encryption_config or (data / CONFIG_FILE if data is not None else None)
+        return wakeauth.WakeCredentials(data / "pki" if data is not None else None, read=self.read_key,
+                                        encryption_config=encryption,
+                                        token_file=self.config.token_auth_file)
 
 
 class SharedServer:
@@ -235,6 +267,7 @@ class SharedServer:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         app.on_response_prepare.append(_echo_audit_id)
         app.on_response_prepare.append(sleepwatch.record_grant)
+        app.on_response_prepare.append(_count_activity)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
         await self._runner.setup()
@@ -381,6 +414,7 @@ class SharedServer:
             raise ValueError(f"cluster {config.name!r} is already served here")
         assert self.store is not None, "start() first"
         member = Member(config.name, config)
+        member.read_key = functools.partial(self._read_key, config.name)
         member.log_file = log_file or (config.data_dir / "vkube.log" if config.data_dir else None)
         if member.log_file is not None:
             self.logs.route(config.name, member.log_file)
@@ -399,6 +433,13 @@ class SharedServer:
             self.members.pop(config.name, None)
             raise
         return member
+
+    async def _read_key(self, name: str, key: str) -> bytes | None:
+        """A value of cluster ``name``'s store (its key as its API server names it)."""
+        if self.store is None:
+            return None
+        kv = await self.store.get(f"/clusters/{name}{key}")
+        return kv.value if kv is not None else None
 
     async def remove(self, name: str) -> None:
         """Stop serving ``name`` (its data stays in the store; the CLI cleans the host)."""
@@ -630,6 +671,8 @@ class SharedServer:
             for member in list(self.members.values()):
                 if member.parked:  # a held watch whose client went away ends here
                     member.end_parked(only_gone=True)
+                if member.watches.open:  # and so does an open one
+                    member.end_gone_watches()
                 after = member.sleep_after
                 if after is None or member.vc is None or member.lock.locked():
                     continue
@@ -691,21 +734,22 @@ class SharedServer:
         it if asleep; its APF, then this process's fairness seat, admit it."""
         name = member.name
         component = request.headers.get("User-Agent", "").startswith(_COMPONENT_AGENT)
-        # only a request that could authenticate is a tenant's activity (wakeauth)
-        tenant = not component and member.wake_credentials.may_authenticate(request)
-        if tenant:
-            member.touch()
         vc = member.vc
-        if vc is None and not component and not tenant:
-            return wakeauth.refusal(tail, name)
         if vc is None and component:
             # a stopping cluster's own components do not wake it (only tenants do)
             return api_http.status_response(errors.ServiceUnavailable(
                 "the virtual cluster is asleep", retry_after=1))
+        # only a request that would authenticate wakes a sleeping cluster (wakeauth)
+        if vc is None and not await member.wake_credentials.may_authenticate(request):
+            return wakeauth.refusal(tail, name)
         if vc is None:
             compacted = member.store.compacted_revision if member.store is not None else 0
             ticket = member.parking.ticket(request, tail, compacted=compacted)
             if ticket is not None:  # held until the cluster wakes or its timeout passes
+                limits = member.watch_limits
+                held_by = sleepwatch.credential_of(request)
+                if not member.held_watches.take(held_by, limits):
+                    return _watch_refused(limits)
                 me = asyncio.current_task()
                 if me is not None:
                     member.parked[me] = request
@@ -713,6 +757,7 @@ class SharedServer:
                     woke = await member.parking.wait(ticket)
                 finally:
                     member.parked.pop(me, None)  # type: ignore[arg-type]
+                    member.held_watches.give(held_by)
                 if not woke:
                     return await sleepwatch.timed_out(request)
                 tail = ticket.tail_now()
@@ -734,18 +779,24 @@ class SharedServer:
         server = vc.control_plane.server
         if server is None:
             return api_http.status_response(errors.no_such_path())
+        watch = sleepwatch.watch_key(request.method, tail) \
+            if request.method == "GET" and "watch" in tail else None
+        credential = sleepwatch.credential_of(request) if watch is not None and not component else None
+        if credential is not None:  # a tenant's watch: within the cluster's caps (watchcaps)
+            limits = member.watch_limits
+            if not member.open_watches.take(credential, limits):
+                return _watch_refused(limits)
+        if not component:  # its answer, unless 401/403, is the tenant's activity
+            request[ACTIVITY] = member
         inner = request.clone(rel_url=tail)
         task = asyncio.current_task()
         if task is not None:
             member.requests.add(task)
-        watch = sleepwatch.watch_key(request.method, tail) \
-            if request.method == "GET" and "watch" in tail else None
         entered = None
-        if watch is not None and not component:
+        if watch is not None and credential is not None:
             # a tenant's watch: its store reader is known (sleep ends it cleanly), and a 200
             # records that its credential may watch this while the cluster sleeps
             grants = member.parking.grants
-            credential = sleepwatch.credential_of(request)
             inner[sleepwatch.GRANT] = (grants, credential, watch, grants.epoch)
             entered = member.watches.enter()
             if task is not None:
@@ -765,6 +816,8 @@ class SharedServer:
                 server.flowcontrol.outer_seat = functools.partial(self.fair.seat, name)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
+            if credential is not None:
+                member.open_watches.give(credential)
             if entered is not None:
                 member.watches.leave(entered)
                 member.watches.open.pop(task, None)  # type: ignore[arg-type]
@@ -814,6 +867,28 @@ def _on_write(member: Member, key: str) -> None:
         member.touch()
     if key.startswith(sleepwatch.AUTHZ_KEYS):  # who may watch what may have changed
         member.parking.grants.clear()
+
+
+def _watch_refused(limits: WatchLimits) -> web.StreamResponse:
+    """A watch over a cap: max-in-flight's 429, and the connection closed after it (an idle
+    TLS connection costs the process ~300 KiB; the client reconnects after Retry-After)."""
+    resp = too_many_requests(limits.retry_after)
+    resp.force_close()
+    return resp
+
+
+#: request key: the member whose tenant sent the request (its answer may be activity)
+ACTIVITY = web.RequestKey("vkube_shared_activity", Member)
+
+
+async def _count_activity(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: a tenant's request the cluster did not refuse keeps it awake
+    (a 401 or 403 — a stranger's token, a credential without rights — does not, nor does an
+    anonymous health check)."""
+    member = request.get(ACTIVITY)
+    if member is not None and response.status not in (401, 403) and \
+            wakeauth.presents_credential(request):
+        member.touch()
 
 
 async def _echo_audit_id(request: web.Request, response: web.StreamResponse) -> None:

@@ -23,7 +23,8 @@ service accounts and their Secrets, CRDs and API services are only changed by wr
 recorded decisions are dropped on every write to those kinds and on every wake (the server's
 token files are read again then), and a credential that expired since (a JWT's ``exp``, a
 certificate's ``notAfter``) or that depends on a date kept in the store (bootstrap tokens) is
-not parked. Any other watch wakes the cluster, whose server answers it (401/403 included).
+not parked. Any other watch with a credential the cluster would accept (``wakeauth``) wakes
+the cluster, whose server answers it (403 included).
 
 Sleep ends the open watches of tenants as a timeout ends them (clean end of stream, not a
 broken connection): ``TenantWatches`` finds each watch's store reader and stops it, which makes

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 __all__ = [
-    "SigningKey", "TokenError", "TokenIssuer", "TokenAuthenticator", "ServiceAccountIdentity",
+    "SigningKey", "VerifyingKey", "TokenError", "TokenIssuer", "TokenAuthenticator", "ServiceAccountIdentity",
     "Lookup", "LEGACY_ISSUER", "MIN_EXPIRATION_SECONDS", "MAX_EXPIRATION_SECONDS", "JWKS_PATH",
     "OPENID_CONFIG_PATH", "JWKS_CONTENT_TYPE", "MAX_TOKEN_BYTES", "peek",
 ]
@@ -68,21 +68,36 @@ def _int_b64(value: int, length: int | None = None) -> str:
     return _b64url(value.to_bytes(size, "big"))
 
 
+def _kid_and_alg(public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> tuple[str, str]:
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    kid = _b64url(hashlib.sha256(der).digest())
+    if isinstance(public, rsa.RSAPublicKey):
+        return kid, "RS256"
+    alg = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(public.curve.name, "")
+    if not alg:
+        raise ValueError(f"unsupported curve {public.curve.name}")
+    return kid, alg
+
+
+class VerifyingKey:
+    """The public half of a cluster's signing key: all a token's signature is checked with
+    (the shared server keeps one per sleeping cluster, never the private key)."""
+
+    def __init__(self, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> None:
+        self.public = public
+        self.kid, self.alg = _kid_and_alg(public)
+
+
 class SigningKey:
     """A private key that signs tokens: RS256 (RSA 2048) or ES256 (P-256)."""
 
     def __init__(self, private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
         self.key = private_key
-        public = private_key.public_key()
-        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.kid = _b64url(hashlib.sha256(der).digest())
-        if isinstance(private_key, rsa.RSAPrivateKey):
-            self.alg = "RS256"
-        else:
-            self.alg = {"secp256r1": "ES256", "secp384r1": "ES384",
-                        "secp521r1": "ES512"}.get(private_key.curve.name, "")
-            if not self.alg:
-                raise ValueError(f"unsupported curve {private_key.curve.name}")
+        self.public = private_key.public_key()
+        self.kid, self.alg = _kid_and_alg(self.public)
+
+    def verifying_key(self) -> VerifyingKey:
+        return VerifyingKey(self.public)
 
     @classmethod
     def generate(cls, alg: str = "RS256") -> SigningKey:
@@ -220,7 +235,7 @@ def _deleted_long_ago(obj: Mapping[str, Any], now: dt.datetime) -> bool:
 class TokenAuthenticator:
     """Verifies service-account tokens for one cluster (its issuers, keys and API audiences)."""
 
-    def __init__(self, *, issuers: Sequence[str], keys: Sequence[SigningKey], audiences: Sequence[str],
+    def __init__(self, *, issuers: Sequence[str], keys: Sequence[SigningKey | VerifyingKey], audiences: Sequence[str],
                  lookup: Lookup, legacy: bool = True) -> None:
         self.issuers = set(issuers) | ({LEGACY_ISSUER} if legacy else set())
         self.keys = {k.kid: k for k in keys}
@@ -255,6 +270,19 @@ class TokenAuthenticator:
         self._check_times(claims, now)
         return self._bound(claims, now, tuple(accepted))
 
+    def signed(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token one of our keys signed for one of our issuers, None for any
+        other (nothing else is checked: the cheap first test before reading bound objects)."""
+        if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+            return None
+        header, unverified = peek(token)
+        if header is None or unverified is None or unverified.get("iss") not in self.issuers:
+            return None
+        try:
+            return self._verify_signature(token, header)
+        except TokenError:
+            return None
+
     def _verify_signature(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
         import jwt  # PyJWT only once a token is presented
 
@@ -266,7 +294,7 @@ class TokenAuthenticator:
             if key.alg != alg:
                 continue
             try:
-                return jwt.decode(token, key.key.public_key(), algorithms=[key.alg], options={
+                return jwt.decode(token, key.public, algorithms=[key.alg], options={
                     "verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
                     "verify_iss": False})
             except jwt.InvalidSignatureError:

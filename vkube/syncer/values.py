@@ -483,6 +483,16 @@ class PodSecurityConfig:
 
 
 @dataclass(frozen=True)
+class Watches:
+    max_per_cluster: int = _k("maxPerCluster", 300, "shared mode: watches this cluster's clients "
+                              "may have open at once, and, separately, held while it sleeps; "
+                              "more are refused with 429 and Retry-After (as kube-apiserver's "
+                              "max-in-flight)")
+    max_per_credential: int = _k("maxPerCredential", 150, "shared mode: of those, how many one "
+                                 "credential (client certificate or token) may have")
+
+
+@dataclass(frozen=True)
 class ControlPlane:
     store: str = _k("store", "", "where the API server keeps its objects: sqlite (default, in "
                     "the data dir), postgres://USER@HOST:PORT/DB or "
@@ -493,6 +503,8 @@ class ControlPlane:
     mode: Literal["dedicated", "shared"] = _k(
         "mode", "dedicated", "dedicated: a process of its own; shared: one of many clusters in "
         "the shared server process, at https://HOST:PORT/clusters/NAME (what --shared turns on)")
+    watches: Watches = _k("watches", Watches(), "caps on the watches of this cluster's clients "
+                          "(shared mode: one process serves every cluster)")
 
 
 @dataclass(frozen=True)
@@ -780,6 +792,15 @@ def parse_values(data: Any) -> Values:
         raise ValuesError("controlPlane.mode: shared serves each cluster once, in the shared "
                           "server process; enableHA and replicas need dedicated mode — drop "
                           "--shared (or controlPlane.mode), or enableHA/replicas")
+    watches = values.control_plane.watches
+    for key, n in (("maxPerCluster", watches.max_per_cluster),
+                   ("maxPerCredential", watches.max_per_credential)):
+        if not 1 <= n <= 1_000_000:
+            raise ValuesError(f"controlPlane.watches.{key}: {n}: must be between 1 and 1000000")
+    if watches != Watches() and values.control_plane.mode != "shared":
+        raise ValuesError("controlPlane.watches: caps watches in shared mode only (one process "
+                          "for every cluster); set controlPlane.mode: shared (or `vkube create "
+                          "--shared`), or drop controlPlane.watches")
     if values.sleep.after_inactivity:
         try:
             after = parse_duration(values.sleep.after_inactivity)
