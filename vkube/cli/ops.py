@@ -280,6 +280,10 @@ async def _release_quietly(hc: Client, st: ClusterState) -> None:
     if not (st.dir / "state.json").exists():
         return  # the claim itself failed (e.g. another virtual cluster owns the namespace)
     try:
+        await syncercred.release(hc, st)  # the RBAC outside the namespace goes too
+    except (errors.StatusError, OSError):
+        pass
+    try:
         await hostns.release_namespace(hc, st.namespace, delete=st.created_namespace)
     except (errors.StatusError, OSError):
         pass
@@ -648,6 +652,10 @@ async def _delete_remote(args: argparse.Namespace, name: str) -> int:
                                      start_embedded=False)
     async with host.client() as hc:
         found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == name]
+        if not found and (orphans := await syncercred.release_orphans(hc, name)):
+            print(f"✔ removed what a failed `vkube create {name}` left on the host: "
+                  f"{', '.join(orphans)}")
+            return 0
         if not found:
             raise CLIError(f"virtual cluster {name!r} not found locally nor on host "
                            f"{host.describe()} — see `vkube list`")
