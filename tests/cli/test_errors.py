@@ -37,6 +37,18 @@ def test_invalid_names_and_unknown_clusters(tmp_path):
     assert not (u.home / "host").exists()  # nothing started an embedded host
 
 
+def test_host_system_namespaces_are_refused(tmp_path):
+    """``-n`` naming a namespace of the host's own (``kube-*``, ``default``): one line naming
+    ``-n`` and what to run, in every mode, before anything starts."""
+    u = make_user(tmp_path)
+    for ns in ("kube-system", "kube-public", "kube-node-lease", "kube-anything", "default"):
+        for extra in ((), ("--shared",), ("--tenancy", "namespace"), ("--in-cluster",)):
+            out = u.vkube("create", "f2", "-n", ns, *extra, check=False)
+            assert out.returncode == 1 and out.stderr.startswith(f"error: -n {ns}: "), out.stderr
+            assert "vkube create f2 -n f2" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert not (u.home / "host").exists() and not (u.home / "clusters" / "f2").exists()
+
+
 def test_unreachable_host_and_bad_values(tmp_path):
     u = make_user(tmp_path)
     out = u.vkube("create", "x", "--host-kubeconfig", str(u.kubeconfig), check=False)
