@@ -49,6 +49,19 @@ def test_host_system_namespaces_are_refused(tmp_path):
     assert not (u.home / "host").exists() and not (u.home / "clusters" / "f2").exists()
 
 
+def test_in_cluster_names_fit_the_statefulset_pods_labels(tmp_path):
+    """An in-cluster control plane's pods carry ``controller-revision-hash: vkube-NAME-HASH``
+    (at most 63): a longer name is refused by render and --in-cluster, before anything starts."""
+    u = make_user(tmp_path)
+    fits, too_long = "a" * 46, "a" * 47
+    assert "kind: StatefulSet" in u.vkube("render", fits).stdout
+    for args in (("render", too_long), ("create", too_long, "--in-cluster")):
+        out = u.vkube(*args, check=False)
+        assert out.returncode == 1 and "at most 46" in out.stderr, out.stderr
+        assert len(out.stderr.splitlines()) == 1
+    assert not (u.home / "host").exists()
+
+
 def test_unreachable_host_and_bad_values(tmp_path):
     u = make_user(tmp_path)
     out = u.vkube("create", "x", "--host-kubeconfig", str(u.kubeconfig), check=False)

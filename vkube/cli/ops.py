@@ -112,6 +112,7 @@ async def create(args: argparse.Namespace) -> int:
 
         render.refuse_shared_mode(values if values is not None else
                                   (existing.values if existing else {}), "--in-cluster")
+        render.refuse_long_name(name, "--in-cluster")
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
