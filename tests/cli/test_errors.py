@@ -37,6 +37,31 @@ def test_invalid_names_and_unknown_clusters(tmp_path):
     assert not (u.home / "host").exists()  # nothing started an embedded host
 
 
+def test_host_system_namespaces_are_refused(tmp_path):
+    """``-n`` naming a namespace of the host's own (``kube-*``, ``default``): one line naming
+    ``-n`` and what to run, in every mode, before anything starts."""
+    u = make_user(tmp_path)
+    for ns in ("kube-system", "kube-public", "kube-node-lease", "kube-anything", "default"):
+        for extra in ((), ("--shared",), ("--tenancy", "namespace"), ("--in-cluster",)):
+            out = u.vkube("create", "f2", "-n", ns, *extra, check=False)
+            assert out.returncode == 1 and out.stderr.startswith(f"error: -n {ns}: "), out.stderr
+            assert "vkube create f2 -n f2" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert not (u.home / "host").exists() and not (u.home / "clusters" / "f2").exists()
+
+
+def test_in_cluster_names_fit_the_statefulset_pods_labels(tmp_path):
+    """An in-cluster control plane's pods carry ``controller-revision-hash: vkube-NAME-HASH``
+    (at most 63): a longer name is refused by render and --in-cluster, before anything starts."""
+    u = make_user(tmp_path)
+    fits, too_long = "a" * 46, "a" * 47
+    assert "kind: StatefulSet" in u.vkube("render", fits).stdout
+    for args in (("render", too_long), ("create", too_long, "--in-cluster")):
+        out = u.vkube(*args, check=False)
+        assert out.returncode == 1 and "at most 46" in out.stderr, out.stderr
+        assert len(out.stderr.splitlines()) == 1
+    assert not (u.home / "host").exists()
+
+
 def test_unreachable_host_and_bad_values(tmp_path):
     u = make_user(tmp_path)
     out = u.vkube("create", "x", "--host-kubeconfig", str(u.kubeconfig), check=False)

@@ -27,7 +27,8 @@ def test_add_switch_remove_keeps_other_entries(tmp_path, monkeypatch):
     assert doc["current-context"] == "vkube_b"
     assert [c["name"] for c in doc["contexts"]] == ["work", "vkube_a", "vkube_b"]
     assert (first.stat().st_mode & 0o777) == 0o600
-    # switching between virtual clusters still remembers the real context
+    # disconnect returns to the context current before: the other virtual cluster, then work
+    assert kubeconfigs.switch_back() == "vkube_a"
     assert kubeconfigs.switch_back() == "work"
     kubeconfigs.add_context("vkube_a", {"server": "https://127.0.0.1:4321", "certificate-authority-data": "Q0E="}, USER, switch=True)
     assert kubeconfigs.remove_context("vkube_a") is True
@@ -35,6 +36,40 @@ def test_add_switch_remove_keeps_other_entries(tmp_path, monkeypatch):
     assert doc["current-context"] == "work"
     assert [c["name"] for c in doc["clusters"]] == ["work", "vkube_b"]
     assert not second.exists()
+
+
+def test_previous_context_from_any_kubeconfig_file_and_any_vkube_context(tmp_path, monkeypatch):
+    """``KUBECONFIG=a:b`` with the previous context defined only in ``b`` (set current in
+    either file) comes back; so does a previous context that is another virtual cluster's
+    (made current with kubectl, not ``vkube connect``)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")
+    monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "home"))
+    second.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "far",
+        "clusters": [{"name": "far", "cluster": {"server": "https://far:6443"}}],
+        "users": [{"name": "far", "user": {"token": "t"}}],
+        "contexts": [{"name": "far", "context": {"cluster": "far", "user": "far"}}]}))
+    cluster = {"server": "https://127.0.0.1:1", "certificate-authority-data": "Q0E="}
+    for current_in_first in (False, True):  # b's current (a sets none), then a's naming b's
+        if current_in_first:
+            doc = yaml.safe_load(first.read_text())
+            doc["current-context"] = "far"
+            first.write_text(yaml.safe_dump(doc))
+        kubeconfigs.add_context("vkube_x", cluster, USER, switch=True)
+        assert kubeconfigs.switch_back() == "far"
+        assert yaml.safe_load(first.read_text())["current-context"] == "far"
+    # `kubectl config use-context vkube_x; vkube connect y; vkube disconnect` -> vkube_x
+    doc = yaml.safe_load(first.read_text())
+    doc["current-context"] = "vkube_x"
+    first.write_text(yaml.safe_dump(doc))
+    kubeconfigs.add_context("vkube_y", cluster, USER, switch=True)
+    assert kubeconfigs.switch_back() == "vkube_x"
+    # deleting the current cluster returns to the one before it too
+    kubeconfigs.add_context("vkube_y", cluster, USER, switch=True)
+    assert kubeconfigs.remove_context("vkube_y") is True
+    assert yaml.safe_load(first.read_text())["current-context"] == "vkube_x"
+    assert yaml.safe_load(second.read_text())["current-context"] == "far"  # never written
 
 
 def test_missing_kubeconfig_is_created(tmp_path, monkeypatch):

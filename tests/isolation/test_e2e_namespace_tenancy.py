@@ -79,7 +79,11 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
         listed = u.list()
         assert listed["team"]["tenancy"] == "namespace" and listed["team"]["status"] == "Running"
         assert "namespace" in u.vkube("list").stdout.splitlines()[1].split()
-        assert u.describe("team")["tenancy"] == "namespace"
+        described = u.describe("team")
+        assert described["tenancy"] == described["mode"] == "namespace" and not described["pid"]
+        text = u.vkube("describe", "team").stdout  # no control plane of its own to name
+        plane = next(line for line in text.splitlines() if line.startswith("Control plane:"))
+        assert plane.split(":", 1)[1].strip().startswith("none — a namespace of the host"), text
 
         kc = tmp_path / "team.yaml"
         kc.write_text(u.vkube("connect", "team", "--print").stdout)

@@ -18,6 +18,8 @@ def test_create_expose_then_kubectl_through_the_exposed_address(user: User) -> N
     described = user.describe("x")
     exposed, direct = described["exposed"], described["apiServer"]
     assert exposed and exposed != direct
+    lines = [line.split() for line in user.vkube("describe", "x").stdout.splitlines()]
+    assert ["Exposed", "at:", exposed] in lines, lines  # not only the direct address
     svc = json.loads(kubectl(user.home / "host" / "kubeconfig", "get", "svc", "vkube-api",
                              "-n", "vkube-x", "-o", "json").stdout)
     assert svc["spec"]["type"] == "LoadBalancer"

@@ -156,3 +156,26 @@ async def test_mutual_tls_handshake_with_ssl_module(ca, tmp_path):
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_names_past_x509s_64_characters(tmp_path):
+    """A cluster name of NAME_MAX (52) in a CA's label (``vkube-front-proxy-ca-NAME`` is 73)
+    is cut to 64 with a hash keeping names apart; an identity too long for a CN is refused
+    with a message, never cut (another user would be authenticated)."""
+    from vkube.pki.cluster import ClusterPKI
+
+    names = ["x" * 52, "x" * 51 + "y"]
+    labels = set()
+    for name in names:
+        pki = ClusterPKI(tmp_path / name, name=name)
+        cn = pki.front_proxy_ca.cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        assert len(cn[0].value) == 64 and cn[0].value.startswith("vkube-front-proxy-ca-xxx")
+        labels.add(cn[0].value)
+        assert pki.front_proxy_client()  # it still issues
+    assert len(labels) == 2
+    long_user = "system:serviceaccount:vkube-" + "x" * 52 + ":vkube-" + "x" * 52
+    with pytest.raises(CertificateError, match="at most 64 characters"):
+        CertificateAuthority.create("ca").issue_client(long_user)
+    with pytest.raises(CertificateError, match="group holds at most 64"):
+        CertificateAuthority.create("ca").issue_client("u", ["g" * 65])
+    assert CertificateAuthority.create("ca").issue_client("u" * 64, ["g" * 64])

@@ -111,8 +111,12 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
 
     # --upgrade with values that name no mode keeps the cluster shared; asking for the
     # other mode is refused by name (moving goes through a snapshot)
-    u.vkube("create", "one", "--upgrade", "-f", _values(u, {"sync": {"configmaps": {"all": True}}}))
+    # (and its values are checked as a shared cluster's: sleep is accepted)
+    u.vkube("create", "one", "--upgrade", "-f", _values(u, {"sync": {"configmaps": {"all": True}},
+                                                           "sleep": {"afterInactivity": "1h"}}))
     assert u.describe("one")["mode"] == "shared" and u.list()["one"]["status"] == "Running"
+    kept = json.loads((u.home / "clusters" / "one" / "state.json").read_text())["values"]
+    assert kept["sleep"] == {"afterInactivity": "1h"}, kept
     assert "default" in ctx(u, "one", "get", "ns").stdout
     r = u.vkube("create", "one", "--upgrade", "-f",
                 _values(u, {"controlPlane": {"mode": "dedicated"}}), check=False)

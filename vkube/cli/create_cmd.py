@@ -26,7 +26,25 @@ def _namespace(args: argparse.Namespace, name: str) -> str:
     if len(namespace) > 63 or not state._DNS_LABEL.match(namespace):
         raise CLIError(f"invalid host namespace {namespace!r}: it must be a DNS label "
                        "(lowercase letters, digits, '-', at most 63)")
+    existing = ClusterState.load(name) if args.namespace else None
+    if args.namespace and not (existing and existing.namespace == namespace):
+        _refuse_system_namespace(namespace, name)
     return namespace
+
+
+def _refuse_system_namespace(namespace: str, name: str) -> None:
+    """The host namespace gets the tenant's pods and a Role that writes Services, Endpoints,
+    Secrets and Pods in it: never one of the host's own. ``kube-*`` is Kubernetes' (its
+    controllers' ServiceAccount tokens, node leases, the public ConfigMaps); ``default`` holds
+    the ``kubernetes`` Service and Endpoints every host pod reaches the API server through."""
+    why = ("holds the host's `kubernetes` Service, which every host pod reaches its API server "
+           "through" if namespace == "default" else
+           "is the host's own (the kube- prefix is Kubernetes')" if namespace.startswith("kube-")
+           else "")
+    if why:
+        raise CLIError(f"-n {namespace}: that host namespace {why}; the cluster's pods and its "
+                       f"syncer's grants would land there — drop -n (namespace vkube-{name}) "
+                       f"or name another, e.g. `vkube create {name} -n {name}`")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -228,6 +228,10 @@ async def describe(args: argparse.Namespace) -> int:
     reps = await replica_status(st) if st.status != PAUSED else None
     if reps:
         doc["replicas"] = reps
+        doc["pid"] = None  # each replica has its own (``replicas.members[].pid``)
+    if st.tenancy == "namespace" or st.in_cluster:
+        doc["mode"] = cluster_mode(st)  # no local control plane: "namespace" / "in-cluster"
+        doc["pid"] = None
     doc["customResources"] = {}
     host_up = await hostresolve.reachable(host)
     doc["hostReachable"] = host_up
@@ -249,13 +253,15 @@ async def describe(args: argparse.Namespace) -> int:
                    f"{'' if served == 1 else 's'})")
     lines = [
         ("Name", st.name), ("Mode", cluster_mode(st)), ("Status", doc["status"]), ("Created", st.created),
-        ("API server", doc["apiServer"] or "-"), ("DNS", doc["dns"] or "-"),
+        ("API server", doc["apiServer"] or "-"),
+        *([("Exposed at", doc["exposed"])] if doc["exposed"] else []),
+        ("DNS", doc["dns"] or "-"),
         ("Context", doc["context"] or "-"),
         ("Host", f"{host.describe()} [{st.host_kind}]"
                  + ("" if host_up else " — not reachable" + _host_hint(st))),
         ("Host namespace", st.namespace),
         ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
-        ("Control plane", f"{doc['mode']} (pid {doc['pid']})" if doc["pid"] else doc["mode"]),
+        ("Control plane", _control_plane(st, doc, reps)),
         ("Processes", ", ".join(map(str, pids)) or "-"),
         ("Memory (RSS)", memory),
     ]
@@ -284,6 +290,18 @@ async def describe(args: argparse.Namespace) -> int:
 
         print("  " + yamlio.dump(st.values, sort_keys=False).rstrip().replace("\n", "\n  "))
     return 0
+
+
+def _control_plane(st: ClusterState, doc: dict[str, Any], reps: dict[str, Any] | None) -> str:
+    """Where the API server runs, in words: a namespace tenant has none of its own."""
+    if st.tenancy == "namespace":
+        return "none — a namespace of the host, served by the host's API server"
+    if st.in_cluster:
+        return f"in the host cluster (StatefulSet in namespace {st.namespace})"
+    if reps:
+        n = len(reps.get("members") or [])
+        return f"{doc['mode']}, {n} replica{'' if n == 1 else 's'} (pids below)"
+    return f"{doc['mode']} (pid {doc['pid']})" if doc["pid"] else doc["mode"]
 
 
 def _host_hint(st: ClusterState) -> str:

@@ -169,14 +169,14 @@ def cluster_and_user(data_dir: Path, server: str | None = None) -> tuple[dict[st
 @_serialized
 def add_context(ctx: str, cluster: dict[str, Any], user: dict[str, Any], *, switch: bool) -> None:
     """Add (or refresh) cluster, user and context ``ctx``; with ``switch`` make it current and
-    remember the previously current context (unless that was a vkube context itself)."""
+    remember the previously current context (another virtual cluster's too)."""
     doc = load()
     _upsert(doc["clusters"], ctx, "cluster", cluster)
     _upsert(doc["users"], ctx, "user", user)
     _upsert(doc["contexts"], ctx, "context", {"cluster": ctx, "user": ctx})
     if switch:
-        prev = doc.get("current-context")
-        if prev and prev != ctx and not prev.startswith(CONTEXT_PREFIX):
+        prev = _current_in(doc)
+        if prev and prev != ctx:
             _remember(prev)
         doc["current-context"] = ctx
     save(doc)
@@ -192,8 +192,8 @@ def add_entry(entry: dict[str, Any], *, switch: bool) -> None:
     _upsert(doc["users"], ctx, "user", entry["users"][0]["user"])
     _upsert(doc["contexts"], ctx, "context", entry["contexts"][0]["context"])
     if switch:
-        prev = doc.get("current-context")
-        if prev and prev != ctx and not prev.startswith(CONTEXT_PREFIX):
+        prev = _current_in(doc)
+        if prev and prev != ctx:
             _remember(prev)
         doc["current-context"] = ctx
     save(doc)
@@ -214,7 +214,7 @@ def remove_context(ctx: str, path: Path | None = None) -> bool:
         _drop(doc[key], ctx)
     was_current = doc.get("current-context") == ctx
     if was_current:
-        doc["current-context"] = _restorable(doc, path) or _host_context_in(doc) or ""
+        doc["current-context"] = _restorable(doc, path, ctx) or _host_context_in(doc) or ""
     save(doc, path)
     return was_current
 
@@ -224,7 +224,7 @@ def switch_back() -> str | None:
     """Make the remembered previous context current again, or else the embedded host's
     context (as after ``kind create cluster``); returns it (None: nothing to switch to)."""
     doc = load()
-    prev = _restorable(doc) or _host_context_in(doc)
+    prev = _restorable(doc, None, _current_in(doc)) or _host_context_in(doc)
     if prev is None:
         return None
     doc["current-context"] = prev
@@ -283,31 +283,85 @@ def unset_current() -> None:
     save(doc)
 
 
-def _restorable(doc: dict[str, Any], path: Path | None = None) -> str | None:
-    prev = _remembered(path)
-    names = {c.get("name") for c in doc.get("contexts") or []}
-    return prev if prev in names else None
+def _other_files(path: Path | None = None) -> list[Path]:
+    """The other files of ``$KUBECONFIG``, which kubectl merges with the first (vkube writes
+    only the first)."""
+    env = os.environ.get("KUBECONFIG") or ""
+    first = (path or user_kubeconfig_path()).expanduser().resolve()
+    out = []
+    for p in env.split(os.pathsep):
+        if p and Path(p).expanduser().resolve() != first and Path(p).expanduser() not in out:
+            out.append(Path(p).expanduser())
+    return out
+
+
+def _others(path: Path | None = None) -> list[dict[str, Any]]:
+    docs = []
+    for p in _other_files(path):
+        with contextlib.suppress(OSError, yaml.YAMLError, CLIError):
+            docs.append(load(p))
+    return docs
+
+
+def _current_in(doc: dict[str, Any]) -> str | None:
+    """The current context as kubectl sees it: the first file that sets one wins."""
+    for d in [doc, *_others()]:
+        if d.get("current-context"):
+            return str(d["current-context"])
+    return None
+
+
+def _restorable(doc: dict[str, Any], path: Path | None = None, leaving: str | None = None) -> str | None:
+    """The most recently remembered context that still exists in any ``$KUBECONFIG`` file
+    and is not the one being left; it and those after it are forgotten."""
+    names = {c.get("name") for d in [doc, *_others(path)] for c in d.get("contexts") or []}
+    names.discard(leaving)
+    stack = _remembered(path)
+    while stack:
+        prev = stack.pop()
+        if prev in names:
+            _store(path, stack)
+            return prev
+    _store(path, stack)
+    return None
 
 
 def _memory_file() -> Path:
     return state.home() / "previous-context.json"
 
 
-def _remember(ctx: str) -> None:
-    """Per kubeconfig file: several users of one VKUBE_HOME may point at different files."""
-    f = _memory_file()
-    f.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mem = json.loads(f.read_text())
-    except (FileNotFoundError, ValueError):
-        mem = {}
-    mem[str(user_kubeconfig_path().resolve())] = ctx
-    f.write_text(json.dumps(mem, indent=2) + "\n")
-
-
-def _remembered(path: Path | None = None) -> str | None:
+def _memory() -> dict[str, Any]:
     try:
         mem = json.loads(_memory_file().read_text())
     except (FileNotFoundError, ValueError):
-        return None
-    return mem.get(str((path or user_kubeconfig_path()).resolve()))
+        return {}
+    return mem if isinstance(mem, dict) else {}
+
+
+def _key(path: Path | None) -> str:
+    return str((path or user_kubeconfig_path()).resolve())
+
+
+def _store(path: Path | None, stack: list[str]) -> None:
+    mem = _memory()
+    if mem.get(_key(path)) == stack:
+        return
+    mem[_key(path)] = stack
+    f = _memory_file()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps(mem, indent=2) + "\n")
+
+
+def _remember(ctx: str) -> None:
+    """Per kubeconfig file (several users of one VKUBE_HOME may point at different files), the
+    contexts switched away from, most recent last: ``connect a``, ``connect b``,
+    ``disconnect`` returns to ``a``, ``disconnect`` again to what was current before ``a``."""
+    stack = [c for c in _remembered() if c != ctx]
+    _store(None, [*stack, ctx][-16:])
+
+
+def _remembered(path: Path | None = None) -> list[str]:
+    value = _memory().get(_key(path))
+    if isinstance(value, str):  # an earlier version's single context
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list) else []

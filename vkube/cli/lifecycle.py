@@ -223,6 +223,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.namespace and not state._DNS_LABEL.match(args.namespace):
         raise CLIError(f"invalid host namespace {args.namespace!r}: it must be a DNS label")
     render.refuse_shared_mode(values, "`vkube render`")
+    render.refuse_long_name(name, "`vkube render`")
     render.dump(render.manifests(name, args.namespace or f"vkube-{name}", values,
                                  image=args.image or render.DEFAULT_IMAGE, storage=args.storage))
     return 0

@@ -70,8 +70,14 @@ async def create(args: argparse.Namespace) -> int:
                        f"runs cannot change on --upgrade — `vkube delete {name}` and create it "
                        "again with --in-cluster")
     shared_flag = bool(getattr(args, "shared", False))
-    # with --shared the files are checked once the flag's controlPlane.mode is in
-    values = values_files.load_files(args.values, check=not shared_flag) if args.values else None
+    keep_shared = existing is not None and existing.shared  # --upgrade keeps the mode
+    # with --shared (or a shared cluster's --upgrade) the files are checked once the
+    # controlPlane.mode is in
+    values = values_files.load_files(args.values, check=not (shared_flag or keep_shared)) \
+        if args.values else None
+    if values is not None and keep_shared and not (values.get("controlPlane") or {}).get("mode"):
+        # values that do not name a mode keep the cluster's (only a mode asked for moves)
+        values = values_files.merge(values, {"controlPlane": {"mode": "shared"}})
     if values_files.has_flag_values(args):
         values = values_files.with_flags(values or dict(existing.values if existing else {}),
                                          args)
@@ -85,15 +91,15 @@ async def create(args: argparse.Namespace) -> int:
     if existing is not None and values is not None:
         was = "shared" if existing.shared else "dedicated"
         if not (values.get("controlPlane") or {}).get("mode") and was == "shared":
-            # values that do not name a mode keep the cluster's (only a mode asked for moves)
             values = values_files.merge(values, {"controlPlane": {"mode": "shared"}})
-            values_files.validate(values)
         now = ((values.get("controlPlane") or {}).get("mode")) or "dedicated"
         if was != now:
             raise CLIError(f"virtual cluster {name!r} runs in {was} mode; --upgrade keeps the "
                            f"mode — move it with `vkube snapshot save {name} FILE`, `vkube "
                            f"delete {name}`, create it again {'with' if now == 'shared' else 'without'}"
                            f" --shared, pause it and `vkube snapshot restore {name} FILE`")
+        if keep_shared:
+            values_files.validate(values)  # the files were not checked on their own
     final = values if values is not None else (existing.values if existing else {})
     if ((final.get("controlPlane") or {}).get("mode") == "shared" and final.get("expose")):
         raise CLIError("--expose (expose: true) cannot be used with --shared (controlPlane.mode: "
@@ -106,6 +112,7 @@ async def create(args: argparse.Namespace) -> int:
 
         render.refuse_shared_mode(values if values is not None else
                                   (existing.values if existing else {}), "--in-cluster")
+        render.refuse_long_name(name, "--in-cluster")
     progress = Progress()
     if existing is not None and values is not None:
         dropped = values_files.dropped_keys(existing.values, values)
@@ -279,6 +286,10 @@ async def _release_quietly(hc: Client, st: ClusterState) -> None:
     """Undo a claim (best effort: the original error is what the user must see)."""
     if not (st.dir / "state.json").exists():
         return  # the claim itself failed (e.g. another virtual cluster owns the namespace)
+    try:
+        await syncercred.release(hc, st)  # the RBAC outside the namespace goes too
+    except (errors.StatusError, OSError):
+        pass
     try:
         await hostns.release_namespace(hc, st.namespace, delete=st.created_namespace)
     except (errors.StatusError, OSError):
@@ -648,6 +659,10 @@ async def _delete_remote(args: argparse.Namespace, name: str) -> int:
                                      start_embedded=False)
     async with host.client() as hc:
         found = [c for c in await hostns.virtual_clusters(hc) if c["name"] == name]
+        if not found and (orphans := await syncercred.release_orphans(hc, name)):
+            print(f"✔ removed what a failed `vkube create {name}` left on the host: "
+                  f"{', '.join(orphans)}")
+            return 0
         if not found:
             raise CLIError(f"virtual cluster {name!r} not found locally nor on host "
                            f"{host.describe()} — see `vkube list`")

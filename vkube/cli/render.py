@@ -77,6 +77,20 @@ def refuse_shared_mode(values: Obj, how: str) -> None:
                        "this machine with `vkube create NAME --shared`")
 
 
+#: the longest name whose StatefulSet ``vkube-NAME`` works: its pods carry the label
+#: ``controller-revision-hash: vkube-NAME-HASH`` (HASH up to 10 characters), at most 63
+IN_CLUSTER_NAME_MAX = 63 - len("vkube-") - 1 - 10
+
+
+def refuse_long_name(name: str, how: str) -> None:
+    """Refused rather than a StatefulSet whose pods the host never creates."""
+    if len(name) > IN_CLUSTER_NAME_MAX:
+        raise CLIError(f"{how}: the name {name!r} has {len(name)} characters; an in-cluster "
+                       f"control plane's needs at most {IN_CLUSTER_NAME_MAX} (its StatefulSet's "
+                       "pods carry a label of the name plus 17 characters, at most 63) — pick "
+                       "a shorter name")
+
+
 def manifests(name: str, namespace: str, values: Obj, *, image: str = DEFAULT_IMAGE,
               storage: str = "5Gi") -> list[Obj]:
     """Every object, in apply order."""

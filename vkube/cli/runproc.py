@@ -10,13 +10,25 @@ import signal
 from collections.abc import Awaitable, Callable
 
 
-def run_async(main: Callable[[], Awaitable[int]]) -> int:
-    """Run ``main`` on uvloop (when installed) with the usual log format; Ctrl-C is exit 0."""
+#: third-party loggers whose INFO lines say nothing to a vkube user (kept at DEBUG)
+QUIET_LIBRARIES = ("celpy",)
+
+
+def configure_logging() -> None:
+    """The usual log format and level; libraries' internals stay out of the log."""
     # VKUBE_LOG_TAG: which of several processes sharing one log wrote a line (HA replicas)
     tag = os.environ.get("VKUBE_LOG_TAG")
     logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s " + (f"[{tag}] " if tag else "")
                         + "%(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in QUIET_LIBRARIES:  # their INFO is their internals (celpy: each transpile)
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_async(main: Callable[[], Awaitable[int]]) -> int:
+    """Run ``main`` on uvloop (when installed) with the usual log format; Ctrl-C is exit 0."""
+    configure_logging()
     try:
         import uvloop
 

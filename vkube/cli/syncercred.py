@@ -1,15 +1,16 @@
-"""The syncer's confined host credential on the embedded host.
+"""The syncer's confined host credential.
 
 The CLI holds the user's host credentials (on the embedded host: its admin, system:masters);
-the syncer must not. On the embedded host ``create``/``resume``/``--upgrade`` apply the
-ServiceAccount ``vkube-NAME`` with the Role (and ClusterRole) of ``vkube.syncer.hostrbac`` and
-write a kubeconfig whose client certificate, issued by the embedded host's CA, names that
-ServiceAccount (no groups: RBAC matches a ServiceAccount subject by its user name), so the
-syncer runs with exactly those grants. On any other host the same grants are applied and the
-syncer gets a token of that ServiceAccount from a ``kubernetes.io/service-account-token``
-Secret (Kubernetes' tokens controller fills it; deleting the Secret revokes it): no certificate
-can be minted without the host's CA. Where the user may not create that RBAC, the syncer keeps
-the user's kubeconfig and ``create`` says so.
+the syncer must not. ``create``/``resume``/``--upgrade`` apply the ServiceAccount
+``vkube-NAME`` with the Role (and ClusterRole) of ``vkube.syncer.hostrbac`` and hand the
+syncer a token of that ServiceAccount from a ``kubernetes.io/service-account-token`` Secret
+(the host's tokens controller fills it; deleting the Secret or the ServiceAccount revokes it),
+so the syncer runs with exactly those grants. A token, not a client certificate: a
+certificate's CN (at most 64 characters, RFC 5280) cannot hold
+``system:serviceaccount:NAMESPACE:vkube-NAME`` for long names, and off the embedded host no
+certificate can be minted without the host's CA. On the embedded host a failure to confine is
+an error; elsewhere, where the user may not create that RBAC, the syncer keeps the user's
+kubeconfig and ``create`` says so.
 """
 
 from __future__ import annotations
@@ -66,40 +67,18 @@ async def _custom_resources(hc: Client, st: ClusterState) -> dict[str, tuple[str
 
 
 async def confine(hc: Client, st: ClusterState) -> bool:
-    """Apply the syncer's RBAC on the embedded host (``hc``: the user's host client) and write
-    its kubeconfig; False (nothing done) on another host. Idempotent: resume and ``--upgrade``
-    call it again, so the grants follow the values."""
-    from vkube.api import yamlio
-
-    from vkube.syncer import hostrbac
-    if st.host_kind != "embedded":
-        return await _confine_with_token(hc, st)
-    from vkube.cli import render
-    from vkube.cli.hosting import host_dir
-    from vkube.pki.cluster import ClusterPKI
-
-    pki_dir = host_dir() / "data" / "pki"
-    if not (pki_dir / "ca.crt").exists() or not (pki_dir / "ca.key").exists():
-        return False  # never mint a new CA here: the host would not trust it
-    rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
-    objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
-    await render.apply(hc, objs)
-    await drop_stale(hc, st.name, st.namespace, objs)  # after: the syncer is never ungranted
-    server = _server(Path(st.host_kubeconfig), st.host_context)
-    doc = ClusterPKI(pki_dir, name="host").kubeconfig(
-        server, context=CONTEXT, user=hostrbac.service_account_user(st.name, st.namespace),
-        groups=(), namespace=st.namespace)
-    from vkube.pki.certs import write_private  # cryptography loads only when writing
-
-    write_private(kubeconfig_path(st), yamlio.dump(doc, sort_keys=False).encode())
-    return True
+    """Apply the syncer's RBAC on the host (``hc``: the user's host client) and write its
+    kubeconfig; False (nothing done, a warning printed) where another host refuses it.
+    Idempotent: resume and ``--upgrade`` call it again, so the grants follow the values."""
+    return await _confine_with_token(hc, st, strict=st.host_kind == "embedded")
 
 
 TOKEN_SECRET = "{name}-syncer-token"
 
 
-async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
-    """A host whose CA we do not hold: the same grants, and a ServiceAccount token Secret."""
+async def _confine_with_token(hc: Client, st: ClusterState, *, strict: bool) -> bool:
+    """The grants, and a ServiceAccount token Secret. ``strict`` (the embedded host, where the
+    user is its admin): a failure raises rather than leave the syncer the admin's credential."""
     from vkube.api import yamlio
 
     from vkube.api import errors
@@ -125,17 +104,29 @@ async def _confine_with_token(hc: Client, st: ClusterState) -> bool:
                              "annotations": {"kubernetes.io/service-account.name": sa}}},
                 namespace=st.namespace)
         token = ""
-        for _ in range(150):  # the host's tokens controller fills it in
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + 30.0, 0.02
+        while True:  # the host's tokens controller fills it in (on the embedded host: at once)
             data = (await hc.get(SECRETS, secret_name, namespace=st.namespace)).get("data") or {}
             if data.get("token"):
                 token = base64.b64decode(data["token"]).decode()
                 break
-            await asyncio.sleep(0.2)
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
     except errors.StatusError as exc:
+        if strict:
+            raise
         print(f"warning: the syncer keeps your host credentials: its confined ServiceAccount could "
               f"not be set up ({exc})", file=sys.stderr)
         return False
     if not token:
+        if strict:
+            from vkube.cli.output import CLIError
+
+            raise CLIError(f"the host filled no token into {st.namespace}/{secret_name} within "
+                           f"30 s — is it running? `vkube host status`")
         print(f"warning: the syncer keeps your host credentials: the host filled no token into "
               f"{st.namespace}/{secret_name} within 30 s", file=sys.stderr)
         return False
@@ -169,10 +160,6 @@ def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
             path = kubeconfig.parent / path
         cluster["certificate-authority-data"] = base64.b64encode(path.read_bytes()).decode()
     return cluster
-
-
-def _server(kubeconfig: Path, context: str | None) -> str:
-    return str(_cluster(kubeconfig, context)["server"])
 
 
 async def drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
@@ -211,7 +198,7 @@ async def release(hc: Client, st: ClusterState) -> None:
     """``delete``: every RBAC object ``confine`` made, cluster-scoped ones and those in a
     host namespace that is kept too."""
     from vkube.api import errors
-    from vkube.client.resources import by_kind
+    from vkube.client.resources import SECRETS, by_kind
     from vkube.syncer import hostrbac
     if kubeconfig_path(st).exists() or st.host_kind == "embedded":
         await drop_stale(hc, st.name, st.namespace, [])
@@ -221,6 +208,9 @@ async def release(hc: Client, st: ClusterState) -> None:
             assert res is not None
             with contextlib.suppress(errors.NotFound):
                 await hc.delete(res, obj["metadata"]["name"], namespace=st.namespace)
+        with contextlib.suppress(errors.NotFound):  # its token (a kept namespace keeps it else)
+            await hc.delete(SECRETS, TOKEN_SECRET.format(name=f"vkube-{st.name}"),
+                            namespace=st.namespace)
     kubeconfig_path(st).unlink(missing_ok=True)
 
 
@@ -228,3 +218,57 @@ async def release_remote(hc: Client, name: str, namespace: str) -> None:
     """``delete`` of a cluster made on another machine: its grants outside the host namespace
     (the namespace's own go with it)."""
     await drop_stale(hc, name, namespace, [])
+
+
+async def release_orphans(hc: Client, name: str) -> list[str]:
+    """``delete NAME`` of a cluster neither this machine nor the host knows (a ``create``
+    that failed half-way, in an earlier version): the host RBAC and token Secret that
+    ``confine`` labelled for ``name``, whichever host namespace they were made for. Only
+    objects :func:`vkube.syncer.hostrbac.owns` proves this cluster's. Returns what was removed,
+    as ``kind/[namespace/]name``."""
+    from vkube.api import errors
+    from vkube.client.resources import (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES,
+                                        SECRETS, SERVICEACCOUNTS)
+    from vkube.syncer import hostrbac
+
+    selector = f"vkube.io/vcluster={name}"
+    sa = f"vkube-{name}"
+    found: dict[str, list[dict[str, Any]]] = {}
+    for res in (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES):
+        with contextlib.suppress(errors.StatusError):
+            found[res.kind] = (await hc.list(res, label_selector=selector)).get("items") or []
+    # the host namespaces they were made for: a binding's subject names it, a name derives it
+    namespaces: set[str] = set()
+    for items in found.values():
+        for obj in items:
+            for s in obj.get("subjects") or []:
+                if s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace"):
+                    namespaces.add(s["namespace"])
+            n = obj["metadata"]["name"]
+            if n.startswith("vkube-") and n.endswith(f".{name}"):
+                namespaces.add(n[len("vkube-"):-len(name) - 1])
+            if n == sa and obj["metadata"].get("namespace"):
+                namespaces.add(obj["metadata"]["namespace"])
+    removed: list[str] = []
+    for ns in sorted(namespaces):
+        await drop_stale(hc, name, ns, [])
+        for res in (ROLEBINDINGS, ROLES, SECRETS, SERVICEACCOUNTS):  # in the host namespace
+            obj_name = TOKEN_SECRET.format(name=sa) if res is SECRETS else sa
+            try:
+                obj = await hc.get(res, obj_name, namespace=ns)
+            except errors.StatusError:
+                continue
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get("vkube.io/vcluster") != name or labels.get("app.kubernetes.io/name") != "vkube":
+                continue
+            with contextlib.suppress(errors.NotFound, errors.Conflict):
+                await hc.delete(res, obj_name, namespace=ns,
+                                preconditions={"uid": obj["metadata"]["uid"]})
+                removed.append(f"{res.kind.lower()}/{ns}/{obj_name}")
+    for res in (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES):
+        for obj in found.get(res.kind, []):
+            meta = obj["metadata"]
+            if any(hostrbac.owns(obj, name, ns) for ns in namespaces):
+                where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+                removed.append(f"{res.kind.lower()}/{where}{meta['name']}")
+    return removed

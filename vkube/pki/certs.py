@@ -48,6 +48,21 @@ class CertificateError(Exception):
     """A certificate that is not acceptable; the text says why (never includes key material)."""
 
 
+#: RFC 5280's ub-common-name (and ub-organization-name): X.509 refuses a longer CN or O.
+MAX_NAME_ATTRIBUTE = 64
+
+
+def fit_label(name: str) -> str:
+    """``name`` as a CN that only labels (a CA's): cut to 64 characters, a hash of the whole
+    keeping different long names different. Never for a CN that is an identity."""
+    if len(name) <= MAX_NAME_ATTRIBUTE:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:MAX_NAME_ATTRIBUTE - 9]}-{digest}"
+
+
 def new_private_key(kind: str = "ecdsa") -> PrivateKey:
     if kind == "ecdsa":
         return ec.generate_private_key(ec.SECP256R1())
@@ -138,7 +153,7 @@ class CertificateAuthority:
         """A new self-signed CA (``common_name`` such as ``vkube-ca-NAME``)."""
         key = new_private_key(key_type)
         now = now or _now()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, fit_label(common_name))])
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -191,6 +206,11 @@ class CertificateAuthority:
         """A client certificate authenticating as ``user`` in ``groups``."""
         if not user:
             raise CertificateError("a client certificate needs a user name (CN)")
+        for what, value in (("user name", user), *(("group", g) for g in groups)):
+            if len(value) > MAX_NAME_ATTRIBUTE:  # an identity is never cut: say so instead
+                raise CertificateError(f"a client certificate's {what} holds at most "
+                                       f"{MAX_NAME_ATTRIBUTE} characters (X.509), {value!r} has "
+                                       f"{len(value)}: authenticate it with a token")
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
         return self._issue(x509.Name(attrs), ExtendedKeyUsageOID.CLIENT_AUTH, validity=validity,
