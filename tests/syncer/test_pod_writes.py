@@ -125,11 +125,12 @@ async def test_status_write_never_lands_on_a_new_pod_of_the_same_name(synced: Pa
     assert cur["status"].get("phase") != "Running" and "podIP" not in cur["status"]
 
 
-async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_pod(
+async def test_host_pod_deleted_while_the_syncer_was_down(
         planes: tuple[ControlPlane, ControlPlane]):
     """Nothing on the virtual pod records that it had a host pod: after a restart the
-    binding and the started status tell it. A controller's pod goes (its controller makes a
-    new one); a bare pod, which nothing would make again, gets its host pod back, on its node."""
+    binding and the started status tell it. As after a node's reboot, a pod whose containers
+    always restart (bare, or a ReplicaSet's) gets its host pod back on its node with its uid;
+    a Job's pod (restartPolicy Never) goes, and its Job makes a new one."""
     vcp, hcp = planes
     await _prepare(vcp, hcp)
     pair = await start_syncer(vcp, hcp)
@@ -137,10 +138,17 @@ async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_po
     owned["metadata"]["ownerReferences"] = [{
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": True,
         "uid": "6b4b1f2e-0000-4000-8000-000000000001"}]
+    job = simple_pod("job-1-abcde")
+    job["spec"]["restartPolicy"] = "Never"
+    job["metadata"]["ownerReferences"] = [{
+        "apiVersion": "batch/v1", "kind": "Job", "name": "job-1", "controller": True,
+        "uid": "6b4b1f2e-0000-4000-8000-000000000002"}]
     hsolo = f"solo-x-demo-x-{VC}"
+    hjob = f"job-1-abcde-x-demo-x-{VC}"
     try:
         v, h = pair.virtual, pair.host
-        await v.create(PODS, owned, namespace="demo")
+        web = await v.create(PODS, owned, namespace="demo")
+        await v.create(PODS, job, namespace="demo")
         await v.create(PODS, simple_pod("pending"), namespace="demo")
         solo = await v.create(PODS, simple_pod("solo"), namespace="demo")
         hpending = f"pending-x-demo-x-{VC}"
@@ -148,30 +156,34 @@ async def test_host_pod_deleted_while_the_syncer_was_down_deletes_the_virtual_po
         await eventually(host_pod_exists(h))
         await eventually(host_pod_exists(h, hpending))
         await eventually(host_pod_exists(h, hsolo))
+        await eventually(host_pod_exists(h, hjob))
         await make_running(pair)
         await make_running(pair, hsolo)
+        await make_running(pair, hjob)
         await eventually(lambda: _running(v))
         await eventually(lambda: _running(v, "solo"))
+        await eventually(lambda: _running(v, "job-1-abcde"))
     finally:
         await stop_syncer(pair)
     async with Client(hcp.url, ssl=hcp.client_ssl()) as h:
-        for hname in (HPOD, hpending, hsolo):
+        for hname in (HPOD, hpending, hsolo, hjob):
             await h.delete(PODS, hname, namespace=HOST_NS, grace_period_seconds=0)
     pair = await start_syncer(vcp, hcp)
     try:
         v, h = pair.virtual, pair.host
 
         async def outcome() -> None:
-            # the running pod lost its host pod: its controller must make a new one
-            await virtual_gone(v, "web")()
+            # the Job's pod lost its host pod: its Job must make a new one
+            await virtual_gone(v, "job-1-abcde")()
             # the never-scheduled one is simply created again
             await host_pod_exists(h, hpending)()
             assert (await v.get(PODS, "pending", namespace="demo"))["metadata"]["name"]
-            # the bare one comes back as it was, on the node it is bound to
-            hp = await h.get(PODS, hsolo, namespace=HOST_NS)
-            assert hp["spec"]["nodeName"] == "node-1"
-            vp = await v.get(PODS, "solo", namespace="demo")
-            assert vp["metadata"]["uid"] == solo["metadata"]["uid"]
+            # the bare one and the ReplicaSet's come back as they were, on their node
+            for name, hname, before in (("solo", hsolo, solo), ("web", HPOD, web)):
+                hp = await h.get(PODS, hname, namespace=HOST_NS)
+                assert hp["spec"]["nodeName"] == "node-1"
+                vp = await v.get(PODS, name, namespace="demo")
+                assert vp["metadata"]["uid"] == before["metadata"]["uid"]
         await eventually(outcome)
     finally:
         await stop_syncer(pair)
