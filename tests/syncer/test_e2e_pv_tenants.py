@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from vkube.client import Client
-from vkube.client.resources import PVCS, PVS
+from vkube.client.resources import EVENTS, PVCS, PVS
 from vkube.syncer import Syncer, load_values
 
 from .conftest import eventually
@@ -115,3 +115,68 @@ async def test_a_tenants_volume_is_never_bound_to_another_tenants_claim(world: W
             got["status"].get("phase") == "Bound", got
     await eventually(b_bound, attempts=1200, delay=0.1)
     assert (await h.get(PVS, "a-spare-x-team-a"))["status"]["phase"] == "Available"
+
+
+async def test_a_tenant_cannot_point_its_claim_at_a_host_volume_by_annotation(world: World) -> None:  # noqa: F811
+    """``vkube.io/host-pv`` marks a virtual PV mirroring a volume the host provisioned for one
+    of the tenant's claims. Written by the tenant on its own PV, it must not redirect a claim
+    naming that PV to the host owner's free volume or to another tenant's volume."""
+    h = world.host
+    await h.create(PVS, {"apiVersion": "v1", "kind": "PersistentVolume",
+                         "metadata": {"name": "owner-data"},
+                         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                  "storageClassName": "manual",
+                                  "persistentVolumeReclaimPolicy": "Retain",
+                                  "hostPath": {"path": "/srv/owner-secrets"}}})
+    a, b = await _vcluster(world, "team-a"), await _vcluster(world, "team-b")
+    await a.apply(pv("a-data"))
+    await eventually(lambda: get(h, PVS, "a-data-x-team-a"), attempts=600, delay=0.1)
+
+    def decoy(name: str, host_pv: str) -> dict:
+        body = pv(name)
+        body["metadata"].update(annotations={"vkube.io/host-pv": host_pv},
+                                finalizers=["example.com/keep"])  # outlives the syncer's delete
+        return body
+    await b.apply(decoy("decoy", "owner-data"), decoy("owner-data", "owner-data"),
+                  decoy("a-data-x-team-a", "a-data-x-team-a"),
+                  pvc("grab", volumeName="decoy"), pvc("grab-named", volumeName="owner-data"),
+                  pvc("grab-a", volumeName="a-data-x-team-a"))
+
+    async def refused() -> None:
+        events = (await b.virtual.list(EVENTS, namespace="default"))["items"]
+        why = {e["involvedObject"]["name"]: e["message"] for e in events
+               if e["reason"] == "SyncError" and e["involvedObject"]["kind"] == "PersistentVolume"}
+        for name in ("decoy", "owner-data", "a-data-x-team-a"):
+            assert "metadata.annotations[vkube.io/host-pv]" in why.get(name, ""), (name, why)
+        for claim, vol in (("grab", "decoy"), ("grab-named", "owner-data"),
+                           ("grab-a", "a-data-x-team-a")):
+            hpvc = await get(h, PVCS, f"{claim}-x-default-x-team-b", "vkube-team-b")
+            # the claim names B's own copy of the PV (NAME-x-team-b), never made: it waits
+            assert hpvc["spec"].get("volumeName") not in (None, vol, "owner-data"), hpvc["spec"]
+    await eventually(refused, attempts=1200, delay=0.1)
+    assert "claimRef" not in (await h.get(PVS, "owner-data"))["spec"]
+    ref = (await h.get(PVS, "a-data-x-team-a"))["spec"]["claimRef"]
+    assert ref["namespace"] == "vkube-team-a", ref
+    for claim in ("grab", "grab-named", "grab-a"):
+        got = await b.virtual.get(PVCS, claim, namespace="default")
+        assert got["status"].get("phase") != "Bound", got["status"]
+    assert "Pending" in await b.kubectl("get", "pvc", "grab")
+    # the decoys stay (their finalizer is the tenant's) and are never copied down
+    assert not [p for p in (await h.list(PVS))["items"]
+                if p["metadata"]["name"].startswith(("decoy", "owner-data-x", "a-data-x-team-a-x"))]
+
+    # the host's binder, as upstream's, binds a claim naming a free volume only if it fits
+    await h.create(PVCS, {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                          "metadata": {"name": "named", "namespace": "default"},
+                          "spec": {"storageClassName": "fast", "volumeName": "owner-data",
+                                   "accessModes": ["ReadWriteOnce"],
+                                   "resources": {"requests": {"storage": "1Gi"}}}})
+
+    async def mismatch() -> None:
+        events = (await h.list(EVENTS, namespace="default"))["items"]
+        assert any(e["reason"] == "VolumeMismatch" and "storageClassName does not match"
+                   in e["message"] and '"owner-data"' in e["message"] for e in events), events
+        claim = await h.get(PVCS, "named", namespace="default")
+        assert claim["status"].get("phase") == "Pending", claim["status"]
+    await eventually(mismatch, attempts=600, delay=0.1)
+    assert "claimRef" not in (await h.get(PVS, "owner-data"))["spec"]

@@ -143,10 +143,33 @@ class PersistentVolumeSyncer(KindSyncer):
         return host_class
 
     def host_pv_name(self, vname: str) -> str:
-        """The host PV behind a virtual PV name (either direction)."""
+        """The host PV behind a virtual PV name: the one it mirrors only when that is bound
+        to a live claim of ours (the annotation alone is the tenant's to write: followed, it
+        would bind a claim to any free host volume), else this cluster's copy of it."""
         vpv = self.vinf.get(vname)
         host_pv = ((vpv or {}).get("metadata") or {}).get("annotations", {}).get(ANN_HOST_PV)
-        return host_pv or self.tr.host_cluster_name(vname)
+        if host_pv == vname and self._bound_to_us(self.hinf.get(host_pv)):
+            return host_pv
+        return self.tr.host_cluster_name(vname)
+
+    def _bound_to_us(self, hpv: Obj | None) -> bool:
+        """Host PV ``hpv`` is bound to (claimRef with its uid) a host claim of this cluster."""
+        ref = ((hpv or {}).get("spec") or {}).get("claimRef") or {}
+        hpvc = self._claim_of(hpv) if hpv is not None else None
+        return hpvc is not None and bool(ref.get("uid")) and \
+            hpvc["metadata"].get("uid") == ref["uid"] and self.tr.is_owned(hpvc)
+
+    def _mirror_problem(self, name: str, vpv: Obj) -> str | None:
+        """Why virtual PV ``name``'s ``vkube.io/host-pv`` is no mirror this syncer made (it
+        names its own name, of a host volume bound — or last bound — to a claim of ours)."""
+        ann = (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV)
+        hpv = self.hinf.get(name)
+        if ann == name and (hpv is None or self._released_from_us(hpv)
+                            and not self.tr.is_owned(hpv)):
+            return None
+        return (f"metadata.annotations[{ANN_HOST_PV}]: host PersistentVolume \"{ann}\" is not "
+                "a volume of this cluster's claims; the annotation is the syncer's (it marks "
+                "a volume the host provisioned for a claim): remove it to sync this volume")
 
     def _key_for_host(self, hpv: Obj) -> str | None:
         if self.tr.is_owned(hpv):
@@ -180,9 +203,15 @@ class PersistentVolumeSyncer(KindSyncer):
 
     async def reconcile(self, key: str) -> None:
         vpv = self.vinf.get(key)
-        if vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV) or \
-                (vpv is None and self.hinf.get(key) is not None
-                 and not self.tr.is_owned(self.hinf.get(key) or {})):
+        if vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV):
+            problem = self._mirror_problem(key, vpv)
+            if problem:  # written by the tenant: neither mirrored nor synced down
+                self.ctx.recorder.event(vpv, "Warning", "SyncError", problem)
+                return
+            await self._up(key, vpv)
+            return
+        if vpv is None and self.hinf.get(key) is not None and \
+                not self.tr.is_owned(self.hinf.get(key) or {}):
             await self._up(key, vpv)
             return
         await self._down(key, vpv)
