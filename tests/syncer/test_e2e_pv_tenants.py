@@ -19,7 +19,8 @@ from vkube.syncer import Syncer, load_values
 from .conftest import eventually
 from .test_acceptance import VCluster, World, get, world  # noqa: F401 - the fixture
 
-VALUES = "sync: {persistentvolumes: {enabled: true}}"  # storageclasses: off (the default)
+# storageclasses: off (the default); the owner lets tenants' nfs volumes reach the host
+VALUES = "sync: {persistentvolumes: {enabled: true, allowedSources: [nfs]}}"
 
 
 def pv(name: str, size: str = "1Gi", **spec: object) -> dict:

@@ -17,15 +17,19 @@ from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
                                update_status)
-from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.pvreserve import claim_ref, pick_claim, unclaimed_name
 from vkube.syncer.translate import ANN_NAME, ANN_UID
+from vkube.syncer.values import PV_NODE_FILE_SOURCES
 
 _SC_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode",
               "allowVolumeExpansion", "mountOptions", "allowedTopologies")
 _DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class",
                   "storageclass.beta.kubernetes.io/is-default-class")
 ANN_HOST_PV = "vkube.io/host-pv"
+#: a PersistentVolume's spec fields that are no volume source (any other key is one)
+PV_FIELDS = frozenset({"accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity",
+                       "persistentVolumeReclaimPolicy", "storageClassName", "volumeMode",
+                       "volumeAttributesClassName"})
 
 
 def pv_secret_fields(spec: Obj) -> list[str]:
@@ -225,9 +229,9 @@ class PersistentVolumeSyncer(KindSyncer):
                 await delete_ignore_missing(self.ctx.host, PVS, hname, None)
             return
         spec = copy.deepcopy(vpv.get("spec") or {})
-        if ("hostPath" in spec or "local" in spec) and self.ctx.values.host_access != "allow":
-            self.ctx.recorder.event(vpv, "Warning", "SyncError", str(PodRejected(
-                "hostPath/local volumes are not allowed on the host")))
+        refused = self._host_sources(spec)
+        if refused:
+            self.ctx.recorder.event(vpv, "Warning", "SyncError", refused)
             return
         secrets = pv_secret_fields(spec)
         if secrets and self.ctx.values.host_access != "allow":
@@ -266,6 +270,26 @@ class PersistentVolumeSyncer(KindSyncer):
         vpv = await self._bound_up(vpv, hpv)
         if (hpv.get("status") or {}) != (vpv.get("status") or {}) and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
+
+    def _host_sources(self, spec: Obj) -> str | None:
+        """Why a tenant PV's volume source may not reach the host (None: it may). Under
+        hostAccess reject/strip (always with isolation) none may but those the owner lists in
+        ``sync.persistentvolumes.allowedSources``: the node mounts any of them from its own
+        network, files or cloud account (nfs of a metadata address, another team's csi
+        volumeHandle or rbd image), as a pod's inline volume of that source is refused."""
+        values = self.ctx.values
+        if values.host_access == "allow":
+            return None
+        allowed = set(values.sync.persistentvolumes.allowed_sources) - set(PV_NODE_FILE_SOURCES)
+        bad = sorted(k for k in spec if k not in PV_FIELDS and k not in allowed)
+        if not bad:
+            return None
+        fields = ", ".join(f"spec.{k}" for k in bad)
+        return (f"host access is not allowed: {fields}: the host's node would mount it from "
+                "its network, its files or its cloud account; not synced to the host (the "
+                "host's operator may list the source in "
+                "sync.persistentvolumes.allowedSources, or hostPath/local under "
+                "sync.pods.hostAccess: allow)")
 
     def _kept_for(self, hname: str, spec: Obj, labels: dict[str, str]) -> Obj:
         """The claimRef of a tenant volume made without one (:mod:`vkube.syncer.pvreserve`)."""
