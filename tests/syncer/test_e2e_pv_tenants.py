@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass
 
 from vkube.client import Client
+from vkube.cluster.virtual import syncer_annotations
 from vkube.client.resources import EVENTS, PVCS, PVS
+from vkube.pki.cluster import SYNCER
 from vkube.syncer import Syncer, load_values
 
 from .conftest import eventually
-from .test_acceptance import VCluster, World, get, world  # noqa: F401 - the fixture
+from .test_acceptance import KUBECTL, VCluster, World, get, world  # noqa: F401 - the fixture
 
 # storageclasses: off (the default); the owner lets tenants' nfs volumes reach the host
 VALUES = "sync: {persistentvolumes: {enabled: true, allowedSources: [nfs]}}"
@@ -40,7 +42,7 @@ def pvc(name: str, **spec: object) -> dict:
 @dataclass
 class VolumeVCluster(VCluster):
     async def start_syncer(self) -> None:
-        v = Client(self.cp.url, ssl=self.cp.client_ssl(), user_agent="syncer")
+        v = Client(self.cp.url, ssl=self.cp.client_ssl(*SYNCER), user_agent="syncer")
         h = Client(self.host_cp.url, ssl=self.host_cp.client_ssl(), user_agent="syncer")
         self._syncer_clients = [v, h]
         self.syncer = Syncer(name=self.name, virtual=v, host=h, virtual_pki=self.cp.pki,
@@ -58,7 +60,9 @@ async def _vcluster(world: World, name: str) -> VolumeVCluster:  # noqa: F811
     from vkube.apiserver.server import ControlPlane
 
     vc = VolumeVCluster(name, ControlPlane(data_dir=world.tmp / name, name=name,
-                                           allocate_service_ips=False), world.host_cp)
+                                           allocate_service_ips=False,
+                                           extra_admission=[syncer_annotations()]),
+                        world.host_cp)
     await vc.start()
     world.clusters.append(vc)
     return vc
@@ -118,6 +122,16 @@ async def test_a_tenants_volume_is_never_bound_to_another_tenants_claim(world: W
     assert (await h.get(PVS, "a-spare-x-team-a"))["status"]["phase"] == "Available"
 
 
+async def _refused(vc: VCluster, *args: str) -> str:
+    """kubectl's stderr for a command the API server refuses."""
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, "--kubeconfig", vc.kubeconfig, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0, out.decode()
+    return err.decode()
+
+
 async def test_a_tenant_cannot_point_its_claim_at_a_host_volume_by_annotation(world: World) -> None:  # noqa: F811
     """``vkube.io/host-pv`` marks a virtual PV mirroring a volume the host provisioned for one
     of the tenant's claims. Written by the tenant on its own PV, it must not redirect a claim
@@ -138,9 +152,22 @@ async def test_a_tenant_cannot_point_its_claim_at_a_host_volume_by_annotation(wo
         body["metadata"].update(annotations={"vkube.io/host-pv": host_pv},
                                 finalizers=["example.com/keep"])  # outlives the syncer's delete
         return body
-    await b.apply(decoy("decoy", "owner-data"), decoy("owner-data", "owner-data"),
-                  decoy("a-data-x-team-a", "a-data-x-team-a"),
-                  pvc("grab", volumeName="decoy"), pvc("grab-named", volumeName="owner-data"),
+    decoys = [decoy("decoy", "owner-data"), decoy("owner-data", "owner-data"),
+              decoy("a-data-x-team-a", "a-data-x-team-a")]
+    # the annotation is the syncer's: the tenant's write is refused at once, naming it
+    path = world.tmp / "decoy.json"
+    path.write_text(json.dumps(decoys[0]))
+    out = await _refused(b, "create", "-f", str(path))
+    assert 'persistentvolumes "decoy" is forbidden: metadata.annotations[vkube.io/host-pv]: ' \
+        "set only by the virtual cluster's syncer" in out, out
+    await b.apply(pv("plain"))
+    out = await _refused(b, "annotate", "pv", "plain", "vkube.io/host-pv=owner-data")
+    assert 'persistentvolumes "plain" is forbidden: metadata.annotations[vkube.io/host-pv]' \
+        in out, out
+    # written all the same (before the check, by the syncer's identity): judged again below
+    for body in decoys:
+        await b.syncer.ctx.virtual.create(PVS, body)
+    await b.apply(pvc("grab", volumeName="decoy"), pvc("grab-named", volumeName="owner-data"),
                   pvc("grab-a", volumeName="a-data-x-team-a"))
 
     async def refused() -> None:
