@@ -35,4 +35,5 @@ class SyncerAnnotations:
             fields = ", ".join(f"metadata.annotations[{k}]" for k in changed)
             raise forbidden(req.spec.plural, req.name, (
                 f"{fields}: set only by the virtual cluster's syncer (it marks a volume the host "
-                "provisioned for a claim); remove it from the object"), group=req.spec.group)
+                "provisioned for a claim): a write may not set, change or remove it"),
+                group=req.spec.group)
