@@ -36,6 +36,11 @@ def _claim(name: str, **spec: object) -> dict:
                      "resources": {"requests": {"storage": "1Gi"}}, **spec}}
 
 
+def _volume(name: str, **source: object) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], **source}}
+
+
 async def _events(kubeconfig, name: str, *where: str) -> str:
     rc, out = await kubectl(kubeconfig, "get", "events", *(where or ("-A",)), "--field-selector",
                             f"involvedObject.name={name}", "-o",
@@ -89,6 +94,12 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
             _pod("ctb", [{"name": "ca", "projected": {"sources": [{"clusterTrustBundle": {
                 "signerName": "example.com/signer", "path": "ca.pem"}}]}}]),
             _pod("cert", [{"name": "id", "projected": {"sources": [CERT]}}]),
+            # volume sources the host's node would mount under hostAccess: reject (a pod's
+            # inline nfs/rbd is refused alike): its network, another team's cloud volume
+            _volume("meta", nfs={"server": "169.254.169.254", "path": "/"}),
+            _volume("steal", csi={"driver": "ebs.csi.aws.com", "volumeHandle": "vol-of-team-a"}),
+            _volume("ceph", rbd={"monitors": ["10.0.0.1:6789"], "image": "team-a-img"},
+                    iscsi={"targetPortal": "10.0.0.2:3260", "iqn": "iqn.x:t", "lun": 0}),
             _pod("xns", [{"name": "s", "ephemeral": {"volumeClaimTemplate": {"spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
                 "dataSourceRef": {"kind": "PersistentVolumeClaim", "name": "db",
@@ -125,7 +136,10 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
                         "parameters[csi.storage.k8s.io/provisioner-secret-namespace]: a "
                         "StorageClass whose parameters name a Secret is not synced to the host",
             ("top",): "PriorityCapped: value 1000000000 is above sync.priorityclasses.maxValue "
-                      "(0): the host copy has 0"}
+                      "(0): the host copy has 0",
+            **{(pv,): f"SyncError: host access is not allowed: {fields}: the host's node would "
+                      "mount it" for pv, fields in (("meta", "spec.nfs"), ("steal", "spec.csi"),
+                                                    ("ceph", "spec.iscsi, spec.rbd"))}}
         for (name, *where), message in said.items():
             async def event(name: str = name, where: list = where, message: str = message) -> None:
                 assert message in await _events(kubeconfig, name, *where)
@@ -143,6 +157,8 @@ async def test_refusals_name_the_field_and_taken_host_names_are_said(planes):
                     if (c.get("parameters") or {}).get("type") == "gp3"]
         assert (await h.get(STORAGECLASSES, f"fast-x-{VC}"))["provisioner"] == "host.example/own"
         assert (await h.get(PRIORITYCLASSES, f"high-x-{VC}"))["value"] == 5
+        assert not {TR.host_cluster_name(n) for n in ("meta", "steal", "ceph")} & {
+            p["metadata"]["name"] for p in (await h.list(PVS))["items"]}
         hpvcs = {c["metadata"]["name"] for c in (await h.list(PVCS, namespace=HOST_NS))["items"]}
         assert TR.host_name("clone", "demo") not in hpvcs
         hpods = {p["metadata"]["name"] for p in (await h.list(PODS, namespace=HOST_NS))["items"]}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vkube.api import errors
-from vkube.client.resources import NAMESPACES, PVCS, PVS, STORAGECLASSES
+from vkube.client.resources import EVENTS, NAMESPACES, PVCS, PVS, STORAGECLASSES
 from vkube.syncer import load_values
 from vkube.syncer.translate import Translator
 
@@ -12,7 +12,7 @@ from .conftest import HOST_NS, VC, eventually, getter, start_syncer, stop_syncer
 
 async def test_storage_classes_and_volumes(planes):
     vcp, hcp = planes
-    values = load_values("sync: {persistentvolumes: {enabled: true}, "
+    values = load_values("sync: {persistentvolumes: {enabled: true, allowedSources: [nfs]}, "
                          "storageclasses: {enabled: true}}")
     pair = await start_syncer(vcp, hcp, values)
     v, h = pair.virtual, pair.host
@@ -91,7 +91,21 @@ async def test_storage_classes_and_volumes(planes):
                 return
             raise AssertionError("still there")
         await eventually(sc_gone)
-        for pv in ("hp", "sec"):
+        # only the listed source: csi without a Secret, rbd stay off the host
+        await v.create(PVS, {"metadata": {"name": "ebs"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-of-team-a"}}})
+        await v.create(PVS, {"metadata": {"name": "ceph"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "rbd": {"monitors": ["10.0.0.1:6789"], "image": "team-a-img"}}})
+
+        async def refused() -> None:
+            said = {(e["involvedObject"]["name"], e["message"].split(":", 2)[1].strip())
+                    for e in (await v.list(EVENTS, namespace="default"))["items"]
+                    if e["reason"] == "SyncError"}
+            assert {("ebs", "spec.csi"), ("ceph", "spec.rbd"), ("hp", "spec.hostPath")} <= said, said
+        await eventually(refused)
+        for pv in ("hp", "sec", "ebs", "ceph"):
             try:
                 await h.get(PVS, f"{pv}-x-{VC}")
                 raise AssertionError(f"PV {pv} reached the host")

@@ -41,6 +41,15 @@ def test_followed_or_passed(external: str, want: str) -> None:
     ("a.b.c.svc.cluster.local", "only NAME.NAMESPACE.svc"),
     ("10-244-0-5.default.pod.cluster.local", "host's cluster DNS"),
     ("cluster.local", "host's cluster DNS"),
+    ("host.docker.internal", "host machine's own resolver"),
+    ("kubernetes.docker.internal.", "host machine's own resolver"),
+    ("Gateway.Docker.Internal", "host machine's own resolver"),
+    ("host.containers.internal", "host machine's own resolver"),
+    ("control-plane.minikube.internal", "host machine's own resolver"),
+    ("host.k3d.internal", "host machine's own resolver"),
+    ("kind-control-plane", "host machine's own resolver"),
+    ("kind-worker2", "single-label"),
+    ("metadata", "metadata"),
 ])
 def test_refused(external: str, why: str) -> None:
     got, reason = host_external_name(external, _host, "vkube-vc")
@@ -67,6 +76,7 @@ _ANSWERS = {
     "nat64.example.com": ["64:ff9b::7f00:1"],
     "imds.example.com": ["fd00:ec2::254"],
     "ali.example.com": ["100.100.100.200"],
+    "oci.example.com": ["fd00:c1::a9fe:a9fe"],  # Oracle Cloud's IPv6 instance metadata
     "split.example.com": ["203.0.113.7", "169.254.169.254"],
     "api.example.com": ["203.0.113.7", "2001:db8::7"],
 }
@@ -82,7 +92,7 @@ async def _lookup(host: str) -> list:
 
 @pytest.mark.parametrize("name", ["localtest.me", "app.127.0.0.1.nip.io", "127.0.0.1.sslip.io.",
                                   "v6.sslip.io", "nat64.example.com", "imds.example.com",
-                                  "ali.example.com", "split.example.com"])
+                                  "ali.example.com", "oci.example.com", "split.example.com"])
 async def test_a_name_resolving_to_this_machine_or_metadata_is_refused(name: str) -> None:
     from vkube.syncer.externalname import needs_lookup, resolved_refusal
 

@@ -73,6 +73,11 @@ def test_every_string_key_is_checked():
      "isolation.allowedStorageClasses[0]: 'Fast_SSD' is not a valid name"),
     ("isolation: {allowedIngressClasses: ['']}",
      "isolation.allowedIngressClasses[0]: '' is not a valid name"),
+    ("sync: {persistentvolumes: {allowedSources: [nfs, NFS]}}",
+     "sync.persistentvolumes.allowedSources[1]: 'NFS' is not a PersistentVolume source"),
+    ("sync: {persistentvolumes: {allowedSources: [hostPath]}}",
+     "sync.persistentvolumes.allowedSources[0]: 'hostPath' is the node's own files: only "
+     "sync.pods.hostAccess: allow passes it"),
     ("isolation: {resourceQuota: {cpu: 0}}", "isolation.resourceQuota.cpu: '0' is not a positive"),
     ("isolation: {resourceQuota: {memory: 8Gb}}", "isolation.resourceQuota.memory: '8Gb' is not"),
     ("isolation: {resourceQuota: {cpu: true}}", "isolation.resourceQuota.cpu: must be a quantity"),

@@ -21,6 +21,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from vkube.apiserver.admission.hostowned import HostOwned
+from vkube.apiserver.admission.syncerowned import SyncerAnnotations
 from vkube.apiserver.server import ControlPlane
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTION, SCHEDULER, SYNCER,
@@ -75,6 +76,7 @@ class VirtualCluster:
             share_keys=config.ha, max_requests_inflight=config.max_requests_inflight,
             max_mutating_requests_inflight=config.max_mutating_requests_inflight,
             host_owned=_host_owned(config),
+            extra_admission=[syncer_annotations()] if config.virtual else [],
             **({} if config.requestheader_allowed_names is None
                else {"requestheader_allowed_names": config.requestheader_allowed_names}))
         self.control_plane.dial_policy = _dial_policy(config, shared=store is not None or public_url is not None)
@@ -612,6 +614,13 @@ def _pod_security(config: ClusterConfig) -> dict[str, Any] | None:
             "defaults": {"enforce": level, "enforce-version": "latest", "audit": level,
                          "audit-version": "latest", "warn": level, "warn-version": "latest"},
             "exemptions": {}}
+
+
+def syncer_annotations() -> SyncerAnnotations:
+    """A virtual cluster's annotations only its syncer writes (tenants' writes refused)."""
+    from vkube.syncer.storage import ANN_HOST_PV
+
+    return SyncerAnnotations({("", "persistentvolumes"): (ANN_HOST_PV,)}, writer=SYNCER[0])
 
 
 def _host_owned(config: ClusterConfig) -> HostOwned | None:

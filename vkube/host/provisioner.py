@@ -26,7 +26,8 @@ from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Informer
 from vkube.controllers.workqueue import WorkQueue, run_workers
-from vkube.host.volumebinding import ANN_SELECTED_NODE, storage_bytes, volume_fits
+from vkube.host.volumebinding import (ANN_SELECTED_NODE, storage_bytes, volume_fits,
+                                     volume_mismatch)
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,12 @@ class VolumeController:
         status = pvc.get("status") or {}
         ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
         meta = pvc["metadata"]
+        problem = volume_mismatch(pv, pvc) if pv is not None and not ref else None
+        if problem:  # upstream's VolumeMismatch: the claim stays Pending
+            await self._pending(pvc, "VolumeMismatch",
+                                f'Cannot bind to requested volume "{volume}": {problem}',
+                                warning=True)
+            return
         if pv is not None and (not ref or (not ref.get("uid") and (
                 ref.get("namespace"), ref.get("name")) == (meta["namespace"], meta["name"]))):
             # a claim pre-bound by name (the volume free, or pre-bound to it): the volume half

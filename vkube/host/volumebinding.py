@@ -68,6 +68,26 @@ def volume_fits(pv: Obj, pvc: Obj, *, class_name: str) -> bool:
     return True
 
 
+def volume_mismatch(pv: Obj, pvc: Obj) -> str | None:
+    """Why a claim naming the unclaimed volume ``pv`` in ``spec.volumeName`` cannot be bound
+    to it (None: it can), as upstream's ``checkVolumeSatisfyClaim``: a claim cannot take just
+    any free volume by naming it."""
+    spec, want = pv.get("spec") or {}, pvc.get("spec") or {}
+    need = ((want.get("resources") or {}).get("requests") or {}).get("storage")
+    if storage_bytes(need) > storage_bytes((spec.get("capacity") or {}).get("storage")):
+        return "requested PV is too small"
+    if (spec.get("storageClassName") or "") != (want.get("storageClassName") or ""):
+        return "storageClassName does not match"
+    if (spec.get("volumeMode") or "Filesystem") != (want.get("volumeMode") or "Filesystem"):
+        return "incompatible volumeMode"
+    if not set(want.get("accessModes") or []) <= set(spec.get("accessModes") or []):
+        return "incompatible accessMode"
+    if want.get("selector") and not match_label_selector(
+            want["selector"], pv["metadata"].get("labels") or {}):
+        return "the volume's labels do not match the claim's selector"
+    return None
+
+
 def node_allowed(pv: Obj, node: Obj) -> bool:
     """The PV's ``nodeAffinity.required`` admits ``node`` (no affinity: every node)."""
     required = (((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required"))

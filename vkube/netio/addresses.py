@@ -9,7 +9,7 @@ one rule, kept here, in the bottom layer both may import:
 - cloud instance metadata services that are not link-local (link-local covers
   ``169.254.169.254`` and OpenStack's ``fe80::a9fe:a9fe``): AWS's IPv6 ``fd00:ec2::254`` and
   its EKS Pod Identity agent ``fd00:ec2::23``, GCP's IPv6 ``fd20:ce::254``, Scaleway's IPv6
-  ``fd00:42::42``, Alibaba's ``100.100.100.200``, Oracle's legacy ``192.0.0.192``, Azure's
+  ``fd00:42::42``, Oracle's IPv6 ``fd00:c1::a9fe:a9fe``, Alibaba's ``100.100.100.200``, Oracle's legacy ``192.0.0.192``, Azure's
   WireServer ``168.63.129.16``;
 - an IPv6 address judged as each IPv4 address it carries, so no translation or tunnel
   mechanism is a way round: IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible
@@ -33,8 +33,8 @@ IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 #: metadata services outside link-local (see the module docstring)
 _METADATA = frozenset(ipaddress.ip_address(a) for a in (
-    "fd00:ec2::254", "fd00:ec2::23", "fd20:ce::254", "fd00:42::42", "100.100.100.200",
-    "192.0.0.192", "168.63.129.16"))
+    "fd00:ec2::254", "fd00:ec2::23", "fd20:ce::254", "fd00:42::42", "fd00:c1::a9fe:a9fe",
+    "100.100.100.200", "192.0.0.192", "168.63.129.16"))
 #: cloud instance metadata services by name (the host's DNS may answer them)
 METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata",
                             "instance-data", "instance-data.ec2.internal",

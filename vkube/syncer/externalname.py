@@ -8,8 +8,11 @@ tenant's NetworkPolicies. So what the name points at is judged before it goes do
   it is rewritten to that Service's host copy (``HOSTNAME.HOSTNS.svc.cluster.local``), as a pod of
   the virtual cluster would resolve it;
 - any other name under the cluster domain (another tenant's Services, the host's API, pod
-  records), ``localhost`` and IP literals are refused: through the host they would reach what the
-  tenant cannot;
+  records), ``localhost``, IP literals, the names a container runtime or local cluster tool
+  gives the machine (``host.docker.internal``, ``host.containers.internal``,
+  ``*.minikube.internal``, ``host.k3d.internal``) and single-label names (``kind-control-plane``:
+  only the host's own resolver answers them) are refused: through the host they would reach
+  what the tenant cannot;
 - every other name (an external DNS name) goes down as written, unless it *resolves* (by this
   machine's resolver, when the syncer reconciles it and again every ``recheck_after`` seconds) to
   an address of this machine or a cloud metadata service, by the dial policy's rule
@@ -35,6 +38,15 @@ _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
                              "ip6-loopback", "localhost4", "localhost6"})
 #: cloud instance metadata endpoints by name (the dial policy refuses the same names)
 _METADATA_NAMES = addresses.METADATA_NAMES
+#: names only the host's own resolver answers — its container runtime's or local cluster tool's
+#: aliases for the machine, its gateway or its control plane (Docker Desktop, Podman,
+#: minikube, k3d, kind): a CNAME to one reaches the host itself
+_HOST_NAMES = frozenset({"host.docker.internal", "gateway.docker.internal",
+                         "kubernetes.docker.internal", "host.containers.internal",
+                         "host.minikube.internal", "control-plane.minikube.internal",
+                         "host.k3d.internal", "host.lima.internal", "kind-control-plane"})
+_HOST_SUFFIXES = (".docker.internal", ".containers.internal", ".minikube.internal",
+                  ".k3d.internal", ".lima.internal")
 #: how long the syncer waits for this machine's resolver before letting a name go down
 LOOKUP_TIMEOUT = 5.0
 Lookup = Callable[[str], Awaitable[list[addresses.IP]]]
@@ -79,9 +91,16 @@ def host_external_name(external: str, host_name: Callable[[str, str], str], host
     if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".localdomain")) \
             or name == _machine_name():
         return None, f"spec.externalName: {external!r} names the host machine's loopback"
+    if name in _HOST_NAMES or name.endswith(_HOST_SUFFIXES):
+        return None, (f"spec.externalName: {external!r} is a name the host machine's own "
+                      "resolver gives the machine, its gateway or its control plane")
     if name in _METADATA_NAMES:
         return None, (f"spec.externalName: {external!r} is a cloud metadata service: on the "
                       "host it would hand out the host's credentials")
+    if "." not in name:  # kind-control-plane, kind-worker: the container runtime's names
+        return None, (f"spec.externalName: {external!r} is a single-label name: only the host "
+                      "machine's own resolver answers it (its containers, /etc/hosts, search "
+                      "domains); use a fully qualified name")
     labels = name.split(".")
     in_domain = name == domain or name.endswith("." + domain)
     if in_domain:

@@ -17,15 +17,19 @@ from vkube.client.resources import PVCS, PVS, STORAGECLASSES
 from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import (ClusterScopedDownSyncer, KindSyncer, delete_ignore_missing, deleting,
                                update_status)
-from vkube.syncer.podrewrite import PodRejected
 from vkube.syncer.pvreserve import claim_ref, pick_claim, unclaimed_name
 from vkube.syncer.translate import ANN_NAME, ANN_UID
+from vkube.syncer.values import PV_NODE_FILE_SOURCES
 
 _SC_FIELDS = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode",
               "allowVolumeExpansion", "mountOptions", "allowedTopologies")
 _DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class",
                   "storageclass.beta.kubernetes.io/is-default-class")
 ANN_HOST_PV = "vkube.io/host-pv"
+#: a PersistentVolume's spec fields that are no volume source (any other key is one)
+PV_FIELDS = frozenset({"accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity",
+                       "persistentVolumeReclaimPolicy", "storageClassName", "volumeMode",
+                       "volumeAttributesClassName"})
 
 
 def pv_secret_fields(spec: Obj) -> list[str]:
@@ -143,10 +147,33 @@ class PersistentVolumeSyncer(KindSyncer):
         return host_class
 
     def host_pv_name(self, vname: str) -> str:
-        """The host PV behind a virtual PV name (either direction)."""
+        """The host PV behind a virtual PV name: the one it mirrors only when that is bound
+        to a live claim of ours (the annotation alone is the tenant's to write: followed, it
+        would bind a claim to any free host volume), else this cluster's copy of it."""
         vpv = self.vinf.get(vname)
         host_pv = ((vpv or {}).get("metadata") or {}).get("annotations", {}).get(ANN_HOST_PV)
-        return host_pv or self.tr.host_cluster_name(vname)
+        if host_pv == vname and self._bound_to_us(self.hinf.get(host_pv)):
+            return host_pv
+        return self.tr.host_cluster_name(vname)
+
+    def _bound_to_us(self, hpv: Obj | None) -> bool:
+        """Host PV ``hpv`` is bound to (claimRef with its uid) a host claim of this cluster."""
+        ref = ((hpv or {}).get("spec") or {}).get("claimRef") or {}
+        hpvc = self._claim_of(hpv) if hpv is not None else None
+        return hpvc is not None and bool(ref.get("uid")) and \
+            hpvc["metadata"].get("uid") == ref["uid"] and self.tr.is_owned(hpvc)
+
+    def _mirror_problem(self, name: str, vpv: Obj) -> str | None:
+        """Why virtual PV ``name``'s ``vkube.io/host-pv`` is no mirror this syncer made (it
+        names its own name, of a host volume bound — or last bound — to a claim of ours)."""
+        ann = (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV)
+        hpv = self.hinf.get(name)
+        if ann == name and (hpv is None or self._released_from_us(hpv)
+                            and not self.tr.is_owned(hpv)):
+            return None
+        return (f"metadata.annotations[{ANN_HOST_PV}]: host PersistentVolume \"{ann}\" is not "
+                "a volume of this cluster's claims; the annotation is the syncer's (it marks "
+                "a volume the host provisioned for a claim): remove it to sync this volume")
 
     def _key_for_host(self, hpv: Obj) -> str | None:
         if self.tr.is_owned(hpv):
@@ -180,9 +207,15 @@ class PersistentVolumeSyncer(KindSyncer):
 
     async def reconcile(self, key: str) -> None:
         vpv = self.vinf.get(key)
-        if vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV) or \
-                (vpv is None and self.hinf.get(key) is not None
-                 and not self.tr.is_owned(self.hinf.get(key) or {})):
+        if vpv is not None and (vpv["metadata"].get("annotations") or {}).get(ANN_HOST_PV):
+            problem = self._mirror_problem(key, vpv)
+            if problem:  # written by the tenant: neither mirrored nor synced down
+                self.ctx.recorder.event(vpv, "Warning", "SyncError", problem)
+                return
+            await self._up(key, vpv)
+            return
+        if vpv is None and self.hinf.get(key) is not None and \
+                not self.tr.is_owned(self.hinf.get(key) or {}):
             await self._up(key, vpv)
             return
         await self._down(key, vpv)
@@ -196,9 +229,9 @@ class PersistentVolumeSyncer(KindSyncer):
                 await delete_ignore_missing(self.ctx.host, PVS, hname, None)
             return
         spec = copy.deepcopy(vpv.get("spec") or {})
-        if ("hostPath" in spec or "local" in spec) and self.ctx.values.host_access != "allow":
-            self.ctx.recorder.event(vpv, "Warning", "SyncError", str(PodRejected(
-                "hostPath/local volumes are not allowed on the host")))
+        refused = self._host_sources(spec)
+        if refused:
+            self.ctx.recorder.event(vpv, "Warning", "SyncError", refused)
             return
         secrets = pv_secret_fields(spec)
         if secrets and self.ctx.values.host_access != "allow":
@@ -237,6 +270,26 @@ class PersistentVolumeSyncer(KindSyncer):
         vpv = await self._bound_up(vpv, hpv)
         if (hpv.get("status") or {}) != (vpv.get("status") or {}) and hpv.get("status"):
             await update_status(self.ctx.virtual, PVS, vpv, copy.deepcopy(hpv["status"]))
+
+    def _host_sources(self, spec: Obj) -> str | None:
+        """Why a tenant PV's volume source may not reach the host (None: it may). Under
+        hostAccess reject/strip (always with isolation) none may but those the owner lists in
+        ``sync.persistentvolumes.allowedSources``: the node mounts any of them from its own
+        network, files or cloud account (nfs of a metadata address, another team's csi
+        volumeHandle or rbd image), as a pod's inline volume of that source is refused."""
+        values = self.ctx.values
+        if values.host_access == "allow":
+            return None
+        allowed = set(values.sync.persistentvolumes.allowed_sources) - set(PV_NODE_FILE_SOURCES)
+        bad = sorted(k for k in spec if k not in PV_FIELDS and k not in allowed)
+        if not bad:
+            return None
+        fields = ", ".join(f"spec.{k}" for k in bad)
+        return (f"host access is not allowed: {fields}: the host's node would mount it from "
+                "its network, its files or its cloud account; not synced to the host (the "
+                "host's operator may list the source in "
+                "sync.persistentvolumes.allowedSources, or hostPath/local under "
+                "sync.pods.hostAccess: allow)")
 
     def _kept_for(self, hname: str, spec: Obj, labels: dict[str, str]) -> Obj:
         """The claimRef of a tenant volume made without one (:mod:`vkube.syncer.pvreserve`)."""

@@ -223,6 +223,34 @@ class Off:
     enabled: bool = _off("")
 
 
+#: a PersistentVolume's volume sources: each is mounted by the host's node from its network,
+#: its files or its cloud account (no PV source is like a pod's inline emptyDir or configMap)
+PV_SOURCES = frozenset({
+    "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc",
+    "flexVolume", "flocker", "gcePersistentDisk", "glusterfs", "hostPath", "iscsi", "local",
+    "nfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos",
+    "vsphereVolume"})
+#: sources only ``sync.pods.hostAccess: allow`` lets through (the node's own files)
+PV_NODE_FILE_SOURCES = ("hostPath", "local")
+
+
+def _pv_source(text: str) -> str | None:
+    if text in PV_NODE_FILE_SOURCES:
+        return f"{text!r} is the node's own files: only sync.pods.hostAccess: allow passes it"
+    return None if text in PV_SOURCES else \
+        f"{text!r} is not a PersistentVolume source (one of {', '.join(sorted(PV_SOURCES))})"
+
+
+@dataclass(frozen=True)
+class PersistentVolumesSync:
+    enabled: bool = _off("")
+    allowed_sources: tuple[str, ...] = _k(
+        "allowedSources", (), "volume sources a tenant's PersistentVolumes may use under "
+        "hostAccess reject or strip, e.g. [nfs]: the host's node mounts them for the tenant "
+        "from any server or cloud volume named (hostPath/local: only hostAccess allow); "
+        "empty: none — every tenant PV is refused", check=_each(_pv_source))
+
+
 @dataclass(frozen=True)
 class PodsSync:
     enabled: bool = _on("run the virtual cluster's pods on the host")
@@ -353,7 +381,8 @@ class Sync:
     endpoints: Toggle = _k("endpoints", Toggle(), "endpoints of selector-less services")
     persistentvolumeclaims: Toggle = _k("persistentvolumeclaims", Toggle(),
                                         "persistentvolumeclaims, virtual → host (status back up)")
-    persistentvolumes: Off = _k("persistentvolumes", Off(), "persistentvolumes both ways: the "
+    persistentvolumes: PersistentVolumesSync = _k(
+        "persistentvolumes", PersistentVolumesSync(), "persistentvolumes both ways: the "
                                 "tenant's go down, the host's bound to synced claims come up "
                                 "(off: claims still bind, no PVs are shown)")
     storageclasses: Off = _k("storageclasses", Off(), "storageclasses, virtual → host")
