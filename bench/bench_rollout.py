@@ -13,9 +13,10 @@ checked every ``--poll`` seconds; figures are good to that):
   host_bound        every host pod is bound to a node (host scheduler)
   host_running      every host pod is Running (simulated kubelets)
   virtual_running   every virtual pod is Running (syncer, status back): the figure
-with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``), and the
-virtual cluster's Event count then and ``--trail`` seconds later (events still being written
-after the rollout is Running trail it). ``--direct`` first runs the same Deployment straight
+with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``; and
+until ``--trail`` seconds later, ``cpu_*_with_trail_s``), and the virtual cluster's Event count
+then and ``--trail`` seconds later (events still being written after the rollout is Running
+trail it). ``--direct`` first runs the same Deployment straight
 on a fresh host (``case: direct``, the reference); ``--profile DIR`` samples both processes
 with py-spy.
 
@@ -306,6 +307,9 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                 events_then = target.event_count()
                 time.sleep(args.trail)
                 reasons = target.event_reasons()
+                # and with the events that trailed (the same --trail seconds after Running)
+                line.update({f"cpu_{k}_with_trail_s": round(cpu_seconds(p) - cpu0[k], 1)
+                             for k, p in pids.items()})
                 line.update(events_at_running=events_then,
                             events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
             if args.service:  # after the trail: where the endpoints settled
