@@ -13,9 +13,10 @@ checked every ``--poll`` seconds; figures are good to that):
   host_bound        every host pod is bound to a node (host scheduler)
   host_running      every host pod is Running (simulated kubelets)
   virtual_running   every virtual pod is Running (syncer, status back): the figure
-with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``), and the
-virtual cluster's Event count then and ``--trail`` seconds later (events still being written
-after the rollout is Running trail it). ``--direct`` first runs the same Deployment straight
+with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``; and
+until ``--trail`` seconds later, ``cpu_*_with_trail_s``), and the virtual cluster's Event count
+then and ``--trail`` seconds later (events still being written after the rollout is Running
+trail it). ``--direct`` first runs the same Deployment straight
 on a fresh host (``case: direct``, the reference); ``--profile DIR`` samples both processes
 with py-spy.
 
@@ -104,11 +105,18 @@ class Api:
     def conflicts(self) -> dict[str, int]:
         """409s the server answered, by verb and resource: writes from a cache that was
         behind (each one a retry, and a back-off for its controller)."""
+        return self.answered("409")
+
+    def answered(self, code: str, writes: bool = False) -> dict[str, int]:
+        """Requests the server answered with a code starting ``code`` (``""``: any), by verb
+        and resource; ``writes``: only creates, updates, patches and deletes."""
         resp = self.client.call_api("GET", self.client.configuration.host + "/metrics")
         resp.read()
         out: dict[str, int] = {}
         for line in resp.data.decode().splitlines():
-            if line.startswith("apiserver_request_total{") and 'code="409"' in line:
+            if writes and not re.search(r'verb="(CREATE|PATCH|UPDATE|DELETE|POST|PUT)"', line, re.I):
+                continue
+            if line.startswith("apiserver_request_total{") and f'code="{code}' in line:
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
                 k = f"{labels.get('verb')} {labels.get('resource')}/{labels.get('subresource', '')}".rstrip("/")
                 out[k] = out.get(k, 0) + int(float(line.rsplit(" ", 1)[1]))
@@ -299,12 +307,19 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                 events_then = target.event_count()
                 time.sleep(args.trail)
                 reasons = target.event_reasons()
+                # and with the events that trailed (the same --trail seconds after Running)
+                line.update({f"cpu_{k}_with_trail_s": round(cpu_seconds(p) - cpu0[k], 1)
+                             for k, p in pids.items()})
                 line.update(events_at_running=events_then,
                             events_trail=sum(reasons.values()) - events_then, event_reasons=reasons)
             if args.service:  # after the trail: where the endpoints settled
                 line.update(target.endpoint_counts(ns))
             if not direct:
                 line["conflicts"] = target.conflicts()
+                if args.requests:  # writes per pod, by verb and resource, on each side
+                    for side, api in (("virtual", target), ("host", host)):
+                        line[f"writes_{side}"] = {k: round(v / n, 2) for k, v in sorted(
+                            api.answered("", writes=True).items())}
             line["load_average"] = round(os.getloadavg()[0], 1)
             emit(**line)
         finally:
@@ -331,6 +346,8 @@ def main() -> None:
     p.add_argument("--service", action="store_true",
                    help="a Service and a PodDisruptionBudget select the Deployment's pods "
                         "(endpoints, endpointslice and disruption controllers follow the rollout)")
+    p.add_argument("--requests", action="store_true",
+                   help="writes per replica each API server answered, by verb and resource")
     p.add_argument("--keep-logs", metavar="DIR", help="copy the host's and the cluster's logs to DIR")
     p.add_argument("--profile", metavar="DIR",
                    help="sample both processes with py-spy; collapsed stacks go to DIR")

@@ -34,3 +34,22 @@ def test_a_hashed_host_name_known_to_the_caller() -> None:
     hashed = "very-long-name-x-default-x-team-1-0123456789"
     assert virtual_text(f"Created pod {hashed}", TR, "default", {hashed: "very-long-name"}) == \
         "Created pod very-long-name"
+
+
+def test_token_scan_agrees_with_one_pattern() -> None:
+    """The token scan (no pattern per message) replaces exactly what one compiled pattern of
+    every word would: random messages built of this cluster's and others' words, dots,
+    dashes and punctuation."""
+    import random
+
+    from vkube.syncer.eventtext import _virtual_text_compiled
+
+    words = [HPOD, HUID, "vkube-team-1", "vkube-team-12", "cfg-x-default-x-team-1",
+             "fast-x-team-1", "a-x-b-x-c-x-team-1", "web-x-default-x-team-10", "crash", "x",
+             "team-1", "-x-", "Node.v1", "pod", "1.2", "a.b-x-ns-x-team-1", "UPPER-x-team-1"]
+    seps = [" ", ".", "-", "/", "_", "(", ")", '"', ":", ", ", "", "\n"]
+    rnd = random.Random(19)
+    exact = {**KNOWN, "vkube-team-1": "default"}
+    for _ in range(3000):
+        text = "".join(rnd.choice(words) + rnd.choice(seps) for _ in range(rnd.randint(1, 8)))
+        assert virtual_text(text, TR, "default", KNOWN) == _virtual_text_compiled(text, TR, exact), text

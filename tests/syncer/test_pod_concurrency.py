@@ -34,6 +34,7 @@ class SlowHost(Client):
         self.overlapped: list[str] = []  # pods with two creates in flight at once
         self.posts: dict[str, int] = {}
         self.lose: set[str] = set()
+        self.gate: asyncio.Event | None = None  # while set and not open, creates wait on it
 
     async def create(self, res: Any, obj: Any, **kw: Any) -> Any:
         if res != PODS or kw.get("subresource"):
@@ -46,6 +47,8 @@ class SlowHost(Client):
         self.most = max(self.most, sum(self.in_flight.values()))
         try:
             await asyncio.sleep(0.05)
+            if self.gate is not None:
+                await self.gate.wait()
             made = await super().create(res, obj, **kw)
             if name in self.lose:
                 self.lose.discard(name)
@@ -97,7 +100,7 @@ async def test_host_creates_run_concurrently_within_the_worker_bound_and_once_ea
 
     items = await eventually(host_pods, attempts=1200)
     assert len({p["metadata"]["name"] for p in items}) == N
-    assert 1 < host.most <= workers, host.most  # concurrent, and never past the workers
+    assert 1 < host.most <= min(workers, PodSyncer.max_creates), host.most  # concurrent, bounded
     assert host.overlapped == []  # one pod's create never runs twice at once
     assert lost not in host.lose  # its reply was lost; retried (or found by the watch) …
     await asyncio.sleep(0.5)
@@ -106,3 +109,46 @@ async def test_host_creates_run_concurrently_within_the_worker_bound_and_once_ea
     # the retry met AlreadyExists: that is not a refusal the tenant is told about
     events = (await slow.virtual.list(EVENTS, namespace="demo"))["items"]
     assert [e for e in events if e.get("reason") == "HostRefused"] == []
+
+
+async def test_pods_running_on_the_host_go_up_while_creates_wait(slow: Pair):
+    """A rollout queues many creates at once: while the host holds every create in flight
+    (``max_creates``), pods the host already runs are still bound and shown Running in the
+    virtual cluster: creates never take every worker. The held creates then all complete."""
+    host = slow.host
+    assert isinstance(host, SlowHost)
+    hname = "early-x-demo-x-vc1"
+    await slow.virtual.create(PODS, pod("early"), namespace="demo")
+
+    async def made() -> None:
+        assert [p for p in (await host.list(PODS, namespace=HOST_NS))["items"]
+                if p["metadata"]["name"] == hname]
+    await eventually(made, attempts=1200)
+    host.gate = asyncio.Event()  # the host now holds every create
+    n = PodSyncer.max_creates + 8
+    await asyncio.gather(*(slow.virtual.create(PODS, pod(f"q-{i}"), namespace="demo") for i in range(n)))
+
+    async def held() -> None:
+        assert sum(host.in_flight.values()) == PodSyncer.max_creates
+    await eventually(held, attempts=1200)
+    # the host schedules and runs the early pod meanwhile
+    await host.create(PODS, {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": hname},
+                             "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}},
+                      namespace=HOST_NS, subresource="binding", name=hname)
+    await host.patch(PODS, hname, {"status": {"phase": "Running"}}, namespace=HOST_NS,
+                     subresource="status")
+
+    async def early_up() -> None:
+        vpod = await slow.virtual.get(PODS, "early", namespace="demo")
+        assert vpod["spec"].get("nodeName") == "node-1"
+        assert vpod["status"]["phase"] == "Running"
+    await eventually(early_up, attempts=1200)
+    assert sum(host.in_flight.values()) == PodSyncer.max_creates  # still held: no worker was free otherwise
+    host.gate.set()
+
+    async def all_made() -> None:
+        items = (await host.list(PODS, namespace=HOST_NS))["items"]
+        assert len(items) == n + 1, f"{len(items)} host pods of {n + 1}"
+    await eventually(all_made, attempts=1200)
+    assert host.most <= PodSyncer.max_creates
+    assert host.overlapped == []

@@ -9,12 +9,12 @@ host-level access (hostPath, hostNetwork, hostPID, hostIPC) follows a policy.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
+from vkube.api.jsonvalue import clone
 from vkube.api.meta import Obj
 from vkube.api.portforward import ANN_RE, parse_target
 from vkube.api.podsecurity.baseline import BASELINE_CAPABILITIES, SELINUX_TYPES_1_31, SYSCTLS_1_37
@@ -201,7 +201,7 @@ def rewrite_pod(vpod: Obj, cfg: PodRewriteConfig, stripped: list[str] | None = N
     tr = cfg.translator
     meta = vpod["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    spec = copy.deepcopy(vpod.get("spec") or {})
+    spec = clone(vpod.get("spec") or {})  # through orjson: ~5x faster than deepcopy
     sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     hmeta = tr.host_metadata(vpod, limit=POD_NAME_LIMIT, translate_labels=True)
     hmeta["labels"].update(tr.namespace_labels(cfg.namespace_labels, ns))
