@@ -14,6 +14,10 @@ controllers, syncer to its host namespace) unless ``--api-only``.
   tight loop (its p99 against the idle p99);
 - ``shared.wake``: a sleeping cluster's first request, answered once its API serves.
 
+``--pods``: each full cluster runs one pod, synced to the host and Running before each
+sample. ``--no-host-pool``: every syncer its own host connections (the cost before
+``vkube.client.pool``).
+
     .venv/bin/python bench/bench_shared.py [--counts 10,100] [--settle 5] [--api-only] [--flood]
                                            [--https-components]
 """
@@ -79,10 +83,41 @@ async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event,
     return n
 
 
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+
+
+async def run_pod(server: SharedServer, name: str) -> None:
+    session, tls = tls_of(server, name)
+    async with session:
+        async with session.post(f"{server.url_of(name)}/api/v1/namespaces/default/pods",
+                                json=POD, **tls) as r:
+            assert r.status == 201, (r.status, await r.text())
+
+
+async def pods_running(server: SharedServer, names: list[str], timeout: float = 900) -> None:
+    """Until every cluster's pod reports Running (its host pod runs and the syncer copied the
+    status back)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting and time.monotonic() < deadline:
+        for name in list(waiting):
+            session, tls = tls_of(server, name)
+            async with session:
+                async with session.get(f"{server.url_of(name)}/api/v1/namespaces/default/pods/p",
+                                       **tls) as r:
+                    if r.status == 200 and (await r.json())["status"].get("phase") == "Running":
+                        waiting.remove(name)
+        await asyncio.sleep(1)
+    assert not waiting, f"pods not Running: {waiting[:5]} and {max(0, len(waiting) - 5)} more"
+
+
 async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> None:
     server = SharedServer(root / "shared", fairness=FairnessConfig(
         seats=args.seats, per_cluster=args.per_cluster))
     await server.start()
+    if args.no_host_pool:
+        server.host_pool = None
     clusters: list[str] = []
     serving: list[float] = []
     ready: list[float] = []
@@ -108,10 +143,16 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
                 await member.vc.wait_ready(timeout=900)
                 ready.append((time.perf_counter() - t0) * 1000)
                 clusters.append(cfg.name)
+                if args.pods and not args.api_only:
+                    await run_pod(server, cfg.name)
+            if args.pods and not args.api_only:
+                await pods_running(server, clusters)
             added = time.perf_counter() - t_batch
             await asyncio.sleep(args.settle)
             s = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
-            emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s)
+            pool = server.host_pool
+            emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s,
+                 host_pool_connections=pool.connections() if pool is not None else None)
             for k, v in s.items():
                 points[k].append((n, v))
         if args.sleep_all:
@@ -218,6 +259,10 @@ if __name__ == "__main__":
                    help="the most seats one cluster holds")
     p.add_argument("--asleep", type=int, default=0,
                    help="then add this many clusters asleep (as a restart brings idle ones back)")
+    p.add_argument("--pods", action="store_true",
+                   help="one pod per full cluster, Running on the host before each sample")
+    p.add_argument("--no-host-pool", action="store_true",
+                   help="each syncer its own host connections (no process-wide pool)")
     p.add_argument("--sleep-all", action="store_true",
                    help="then put every cluster but one to sleep and sample again")
     a = p.parse_args()
