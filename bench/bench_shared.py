@@ -231,7 +231,8 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
                  base=round(intercept, 1), points=pts)
         session, tls = tls_of(server, clusters[0])
         async with session:
-            target = f"{server.url_of(clusters[0])}/api/v1/namespaces/default"
+            # ``--read-path /version``: a reply from memory (no store read on a thread)
+            target = f"{server.url_of(clusters[0])}{args.read_path}"
             await latency(session, target, 20, tls)
             with LoopLag() as lag:
                 idle = await latency(session, target, args.requests, tls)
@@ -316,6 +317,8 @@ if __name__ == "__main__":
                    help="the most seats one cluster holds")
     p.add_argument("--asleep", type=int, default=0,
                    help="then add this many clusters asleep (as a restart brings idle ones back)")
+    p.add_argument("--read-path", default="/api/v1/namespaces/default",
+                   help="what the latency figures GET from the first cluster")
     p.add_argument("--switch-interval", type=float, default=0.0,
                    help="sys.setswitchinterval (seconds) for this process; 0: Python's 0.005")
     p.add_argument("--flood-process", action="store_true",
