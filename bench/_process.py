@@ -4,8 +4,10 @@ CPU — and the arithmetic they report it with, so every density figure is measu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import threading
 import time
 
@@ -29,7 +31,16 @@ def sample() -> dict[str, float]:
     """RSS after a full collection, with the live task and thread counts."""
     gc.collect()
     return {"rss_mib": rss_mib(), "tasks": len(asyncio.all_tasks()),
-            "threads": threading.active_count()}
+            "threads": threading.active_count(), "sockets": sockets()}
+
+
+def sockets() -> int:
+    """Open sockets of this process (listeners and connections: TLS to the host among them)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return n
 
 
 async def idle_cpu(seconds: float) -> float:

@@ -14,6 +14,10 @@ controllers, syncer to its host namespace) unless ``--api-only``.
   tight loop (its p99 against the idle p99);
 - ``shared.wake``: a sleeping cluster's first request, answered once its API serves.
 
+``--pods``: each full cluster runs one pod, synced to the host and Running before each
+sample. ``--no-host-pool``: every syncer its own host connections (the cost before
+``vkube.client.pool``).
+
     .venv/bin/python bench/bench_shared.py [--counts 10,100] [--settle 5] [--api-only] [--flood]
                                            [--https-components]
 """
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -79,10 +84,84 @@ async def flood(session: aiohttp.ClientSession, url: str, stop: asyncio.Event,
     return n
 
 
+class LoopLag:
+    """How late a 10 ms sleep wakes on this loop: the time every ready callback ahead of a
+    request's next step costs it (what a busy loop adds to each await of a request)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.lags.append((time.perf_counter() - t0 - 0.01) * 1000)
+
+    def __enter__(self) -> "LoopLag":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def figures(self) -> dict[str, float]:
+        return {"loop_lag_p50_ms": pct(self.lags, .5, 2), "loop_lag_p99_ms": pct(self.lags, .99, 2)}
+
+
+async def flood_process(kubeconfig: Path, measure: "asyncio.Future[list[float]] | Any") -> tuple[list[float], int]:
+    """The flood from a process of its own (``_flood.py``) while ``measure`` runs."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("_flood.py")), str(kubeconfig),
+        stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"ready"
+    await asyncio.sleep(1)
+    try:
+        busy = await measure
+    finally:
+        proc.terminate()
+        out = (await proc.stdout.read()).split()
+        await proc.wait()
+    return busy, int(out[0]) if out else 0
+
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+       "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+
+
+async def run_pod(server: SharedServer, name: str) -> None:
+    session, tls = tls_of(server, name)
+    async with session:
+        async with session.post(f"{server.url_of(name)}/api/v1/namespaces/default/pods",
+                                json=POD, **tls) as r:
+            assert r.status == 201, (r.status, await r.text())
+
+
+async def pods_running(server: SharedServer, names: list[str], timeout: float = 900) -> None:
+    """Until every cluster's pod reports Running (its host pod runs and the syncer copied the
+    status back)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting and time.monotonic() < deadline:
+        for name in list(waiting):
+            session, tls = tls_of(server, name)
+            async with session:
+                async with session.get(f"{server.url_of(name)}/api/v1/namespaces/default/pods/p",
+                                       **tls) as r:
+                    if r.status == 200 and (await r.json())["status"].get("phase") == "Running":
+                        waiting.remove(name)
+        await asyncio.sleep(1)
+    assert not waiting, f"pods not Running: {waiting[:5]} and {max(0, len(waiting) - 5)} more"
+
+
 async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> None:
     server = SharedServer(root / "shared", fairness=FairnessConfig(
         seats=args.seats, per_cluster=args.per_cluster))
     await server.start()
+    if args.no_host_pool:
+        server.host_pool = None
     clusters: list[str] = []
     serving: list[float] = []
     ready: list[float] = []
@@ -108,10 +187,16 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
                 await member.vc.wait_ready(timeout=900)
                 ready.append((time.perf_counter() - t0) * 1000)
                 clusters.append(cfg.name)
+                if args.pods and not args.api_only:
+                    await run_pod(server, cfg.name)
+            if args.pods and not args.api_only:
+                await pods_running(server, clusters)
             added = time.perf_counter() - t_batch
             await asyncio.sleep(args.settle)
             s = {**sample(), "idle_cpu_pct": await idle_cpu(args.settle)}
-            emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s)
+            pool = server.host_pool
+            emit(bench="shared.point", clusters=n, added_in_s=round(added, 1), **s,
+                 host_pool_connections=pool.connections() if pool is not None else None)
             for k, v in s.items():
                 points[k].append((n, v))
         if args.sleep_all:
@@ -146,11 +231,23 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
                  base=round(intercept, 1), points=pts)
         session, tls = tls_of(server, clusters[0])
         async with session:
-            target = f"{server.url_of(clusters[0])}/api/v1/namespaces/default"
+            # ``--read-path /version``: a reply from memory (no store read on a thread)
+            target = f"{server.url_of(clusters[0])}{args.read_path}"
             await latency(session, target, 20, tls)
-            idle = await latency(session, target, args.requests, tls)
+            with LoopLag() as lag:
+                idle = await latency(session, target, args.requests, tls)
             emit(bench="shared.latency", clusters=len(clusters), others="idle",
-                 p50_ms=pct(idle, .5), p99_ms=pct(idle, .99))
+                 p50_ms=pct(idle, .5), p99_ms=pct(idle, .99), **lag.figures())
+            if args.flood_process and len(clusters) >= 2:
+                with LoopLag() as lag:
+                    busy, created = await flood_process(
+                        root / clusters[1] / "kubeconfig", latency(session, target, args.requests, tls))
+                emit(bench="shared.latency", clusters=len(clusters),
+                     others="one flooding from its own process",
+                     p50_ms=pct(busy, .5), p99_ms=pct(busy, .99),
+                     p50_vs_idle=round(pct(busy, .5) / max(pct(idle, .5), 0.001), 2),
+                     p99_vs_idle=round(pct(busy, .99) / max(pct(idle, .99), 0.001), 2),
+                     flood_creates=created, **lag.figures())
             if args.flood and len(clusters) >= 2:
                 stop = asyncio.Event()
                 hog_session, hog_tls = tls_of(server, clusters[1])
@@ -160,11 +257,13 @@ async def main(args: argparse.Namespace, root: Path, host_kc: Path | None) -> No
                         f"{server.url_of(clusters[1])}/api/v1/namespaces/default/configmaps",
                         stop, hog_tls))
                     await asyncio.sleep(1)
-                    busy = await latency(session, target, args.requests, tls)
+                    with LoopLag() as lag:
+                        busy = await latency(session, target, args.requests, tls)
                     stop.set()
                     created = await hog
                 emit(bench="shared.latency", clusters=len(clusters), others="one flooding",
-                     p50_ms=pct(busy, .5), p99_ms=pct(busy, .99),
+                     p50_ms=pct(busy, .5), p99_ms=pct(busy, .99), **lag.figures(),
+                     p50_vs_idle=round(pct(busy, .5) / max(pct(idle, .5), 0.001), 2),
                      p99_vs_idle=round(pct(busy, .99) / max(pct(idle, .99), 0.001), 2),
                      flood_creates=created, flood_refused=server.fair.rejected.get(clusters[1], 0))
             wakes = []
@@ -218,10 +317,22 @@ if __name__ == "__main__":
                    help="the most seats one cluster holds")
     p.add_argument("--asleep", type=int, default=0,
                    help="then add this many clusters asleep (as a restart brings idle ones back)")
+    p.add_argument("--read-path", default="/api/v1/namespaces/default",
+                   help="what the latency figures GET from the first cluster")
+    p.add_argument("--switch-interval", type=float, default=0.0,
+                   help="sys.setswitchinterval (seconds) for this process; 0: Python's 0.005")
+    p.add_argument("--flood-process", action="store_true",
+                   help="also flood from a process of its own (the flood's client work off this loop)")
+    p.add_argument("--pods", action="store_true",
+                   help="one pod per full cluster, Running on the host before each sample")
+    p.add_argument("--no-host-pool", action="store_true",
+                   help="each syncer its own host connections (no process-wide pool)")
     p.add_argument("--sleep-all", action="store_true",
                    help="then put every cluster but one to sleep and sample again")
     a = p.parse_args()
     a.counts = sorted(int(x) for x in a.counts.split(","))
+    if a.switch_interval:
+        sys.setswitchinterval(a.switch_interval)
     logging.basicConfig(level=os.environ.get("VKUBE_LOG_LEVEL", "WARNING"))
     try:
         import uvloop

@@ -194,3 +194,45 @@ async def test_workers_start_with_a_backlog_and_end_when_idle() -> None:
         await runner
     await asyncio.sleep(0)
     assert len(asyncio.all_tasks()) == before
+
+
+async def test_a_controller_meeting_a_transient_error_starts_again() -> None:
+    """A controller whose ``run`` meets a 429 (shared-mode fairness refusing its discovery on a
+    busy process) starts again after a pause; the manager and the other controllers keep
+    running. Any other error still ends the manager."""
+    from vkube.client.client import Client
+    from vkube.controllers.runtime import Controller, ControllerManager
+
+    runs: list[str] = []
+
+    class Refused(Controller):
+        name = "refused-once"
+
+        async def run(self) -> None:
+            runs.append(self.name)
+            if len(runs) == 1:
+                raise errors.TooManyRequests("Too many requests, please try again later.")
+            await asyncio.Event().wait()
+
+    class Broken(Controller):
+        name = "broken"
+
+        async def run(self) -> None:
+            raise RuntimeError("a bug")
+
+    client = Client("https://127.0.0.1:9")  # never called: these controllers have no informers
+    mgr = ControllerManager(client, identity="t", leader_election=False)
+    mgr.add(Refused)
+    task = asyncio.create_task(mgr.run())
+    try:
+        await _until(lambda: len(runs) == 2, "the refused controller to start again")
+        assert not task.done() and mgr.started.is_set()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    mgr = ControllerManager(client, identity="t", leader_election=False)
+    mgr.add(Broken)
+    with pytest.raises(BaseExceptionGroup):
+        await asyncio.wait_for(mgr.run(), DEADLINE)
+    await client.close()

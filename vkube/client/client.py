@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -128,10 +128,13 @@ class Client:
     def __init__(self, server: str, *, token: str | None = None, ssl: Any = None,
                  user_agent: str = "vkube", timeout: float = 60.0,
                  headers: dict[str, str] | None = None,
-                 server_hostname: str | None = None, transport: Transport | None = None) -> None:
+                 server_hostname: str | None = None, transport: Transport | None = None,
+                 session: Callable[[], aiohttp.ClientSession] | None = None) -> None:
         """``server_hostname``: the TLS server name to send and verify (a kubeconfig's
         ``tls-server-name``; shared mode picks the cluster by it). ``transport``: carries
-        the requests instead of HTTP (``server`` then only names the API in messages)."""
+        the requests instead of HTTP (``server`` then only names the API in messages).
+        ``session``: a session someone else owns and shares (``vkube.client.pool``); this
+        client's headers, its token among them, then go with each request."""
         self.server = server.rstrip("/")
         self._tls = {"server_hostname": server_hostname} if server_hostname else {}
         self.token = token
@@ -144,10 +147,15 @@ class Client:
             self._headers["Authorization"] = f"Bearer {token}"
         self._headers.update(headers or {})
         self._session: aiohttp.ClientSession | None = None
+        self._shared = session
+        # with a shared session the headers go with every request, not with the session
+        self._req_headers = dict(self._headers) if session is not None else {}
         self.transport = transport
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: aiohttp sessions belong to the running event loop.
+        if self._shared is not None:
+            return self._shared()
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(ssl=self.ssl if self.ssl is not None else True,
                                              limit=100)
@@ -174,7 +182,7 @@ class Client:
                       body: Any = None, content_type: str = "application/json",
                       raw: bool = False) -> Any:
         """Escape hatch: JSON reply (or bytes with raw=True), errors mapped as above."""
-        headers = {}
+        headers = dict(self._req_headers)
         data = None
         if body is not None:
             data = _dumps(body)
@@ -297,7 +305,7 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
         try:
             async with self._get_session().get(self.server + path, params=params, **self._tls,
-                                               timeout=timeout) as resp:
+                                               timeout=timeout, headers=self._req_headers) as resp:
                 if resp.status >= 300:
                     raise _error_from_reply(resp.status, await resp.read())
                 yield resp.content.iter_any()
@@ -319,7 +327,8 @@ class Client:
         try:
             ws = await session.ws_connect(
                 self.server + path, params=params, protocols=tuple(protocols),
-                timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True, **self._tls)
+                timeout=aiohttp.ClientWSTimeout(ws_close=5), autoping=True,
+                headers=self._req_headers, **self._tls)
         except aiohttp.WSServerHandshakeError as e:
             raise errors.from_status({"code": e.status, "message": f"{path}: {e.message}"},
                                      e.status) from e

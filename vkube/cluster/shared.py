@@ -61,6 +61,7 @@ from vkube.api import errors
 from vkube.apiserver import http as api_http
 from vkube.apiserver.apf import too_many_requests
 from vkube.apiserver.server import audit_id_of
+from vkube.client.pool import ConnectionPool
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
 from vkube.cluster import sharedcerts, sleepwatch, wakeauth, wakestreams
@@ -211,6 +212,8 @@ class SharedServer:
         self.store_url = store_url
         self.fair = FairQueue(fairness)
         self.members: dict[str, Member] = {}
+        #: one pool of host connections for every cluster's syncer (each its own credentials)
+        self.host_pool: ConnectionPool | None = ConnectionPool()
         self.store: Store | None = None
         self._runner: web.AppRunner | None = None
         self._sleeper: asyncio.Task[None] | None = None
@@ -328,6 +331,8 @@ class SharedServer:
                 log.error("shared: a cluster did not stop cleanly", exc_info=result)
         self.members.clear()
         await self.pod_api.close_all()
+        if self.host_pool is not None:
+            await self.host_pool.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -519,7 +524,8 @@ class SharedServer:
             if member.config.virtual else None
         vc = VirtualCluster(_shared_config(member.config, self.port), store=member.store,
                             public_url=self.url_of(member.name),
-                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port)
+                            tls_server_name=sni_name(member.name), pod_api_port=pod_api_port,
+                            host_pool=self.host_pool)
         try:
             with attributed(member.name):  # every task of the cluster logs as its own
                 await vc.start()
@@ -852,12 +858,11 @@ async def _remove_workloads(vc: VirtualCluster) -> int:
     stay (volumes and ClusterIPs survive the sleep; ``vkube pause`` removes them all). On wake
     the syncer makes the host pods again with their UIDs (a Job's pods: new ones),
     ``PodSyncer._recreate_bare``."""
-    from vkube.client import load_kubeconfig
     from vkube.syncer.syncer import cleanup_host
 
     if vc.host is None:
         return 0
-    async with load_kubeconfig(vc.host.kubeconfig, vc.host.context) as hc:
+    async with vc.host_client() as hc:
         return await cleanup_host(hc, vc.host_namespace, vc.name, grace_period_seconds=0,
                                   workloads_only=True)
 

@@ -30,6 +30,7 @@ from vkube.pki.cluster import (APISERVER, CONTROLLER_MANAGER, DNS, LEADER_ELECTI
 if TYPE_CHECKING:
     from vkube.api.meta import Obj
     from vkube.client import Client
+    from vkube.client.pool import ConnectionPool
     from vkube.cluster.incluster import InClusterServices
     from vkube.controllers.runtime import ControllerManager
     from vkube.dns.server import ClusterDNS
@@ -53,12 +54,15 @@ class VirtualCluster:
 
     def __init__(self, config: ClusterConfig, *, store: "Store | None" = None,
                  public_url: str | None = None, tls_server_name: str | None = None,
-                 pod_api_port: int | None = None) -> None:
+                 pod_api_port: int | None = None, host_pool: "ConnectionPool | None" = None) -> None:
         """``store`` and ``public_url``: shared mode (``vkube.cluster.shared``) — the cluster
         lives under its own prefix of the process's one store and is served by the shared
         listener at ``public_url`` instead of a port of its own; ``pod_api_port``: the port its
-        pods reach it at (``default/kubernetes``; vkube.cluster.podapi)."""
+        pods reach it at (``default/kubernetes``; vkube.cluster.podapi); ``host_pool``: the
+        process's host connections, shared with other clusters (each with its own
+        credentials; ``vkube.client.pool``)."""
         self.config = config
+        self.host_pool = host_pool
         self.pod_api_port = pod_api_port
         #: shared mode: the TLS server name the shared listener picks this cluster by
         self.tls_server_name = tls_server_name
@@ -454,14 +458,22 @@ class VirtualCluster:
                         "--host-kubeconfig); serve it with --host-kubeconfig, or run `vkube create NAME`")
         ctrl.active = lambda: self.host is None
 
-    async def _run_syncer(self, ready: asyncio.Event) -> None:
+    def host_client(self) -> Client:
+        """A client of the host as the syncer reaches it (over the shared pool if any)."""
         from vkube.client import load_kubeconfig
+
+        assert self.host is not None
+        if self.host_pool is not None:
+            return self.host_pool.client(self.host.kubeconfig, self.host.context)
+        return load_kubeconfig(self.host.kubeconfig, self.host.context)
+
+    async def _run_syncer(self, ready: asyncio.Event) -> None:
         from vkube.syncer.syncer import Syncer
 
         if isinstance(self.config.host, HostFromFile):
             self.host = await wait_for_host_file(self.config.host, self.name)
         assert self.host is not None
-        host = load_kubeconfig(self.host.kubeconfig, self.host.context)
+        host = self.host_client()
         self._clients.append(host)
         # pods reach the API at the ClusterIP of default/kubernetes; the embedded host routes
         # no ClusterIPs, so there they get the control plane's own (loopback) address
@@ -551,7 +563,6 @@ class VirtualCluster:
         namespace. Returns how many objects were deleted. Stop first, or the syncer
         recreates what this deletes."""
         from vkube.api import errors
-        from vkube.client import load_kubeconfig
         from vkube.client.resources import NAMESPACES
         from vkube.syncer.syncer import cleanup_host
         from vkube.syncer.translate import LABEL_MANAGED_BY
@@ -560,7 +571,7 @@ class VirtualCluster:
             raise RuntimeError(f"stop virtual cluster {self.name!r} before removing it from its host")
         if self.host is None:
             return 0
-        async with load_kubeconfig(self.host.kubeconfig, self.host.context) as hc:
+        async with self.host_client() as hc:
             n = await cleanup_host(hc, self.host_namespace, self.name, grace_period_seconds=0)
             if delete_namespace:
                 try:

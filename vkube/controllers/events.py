@@ -50,7 +50,9 @@ class EventRecorder:
         self.component = component
         self.clock = clock or utcnow
         self._writers = max(1, writers)
-        self._queues: list[asyncio.Queue[_Item]] = [asyncio.Queue() for _ in range(self._writers)]
+        # a shard's queue is made with its first event: every controller has a recorder and
+        # most never record, and eight idle queues each were ~20 KiB per controller (issue 18)
+        self._queues: list[asyncio.Queue[_Item] | None] = [None] * self._writers
         self._tasks: list[asyncio.Task[None] | None] = [None] * self._writers
         # aggregation key -> (event namespace, event name, count); bounded like client-go's LRU
         self._last_ns = 0
@@ -69,10 +71,13 @@ class EventRecorder:
         if not self._take_token(who, now):
             return
         shard = hash(who) % self._writers
-        self._queues[shard].put_nowait((obj, type, reason, message, now, combined))
+        queue = self._queues[shard]
+        if queue is None:
+            queue = self._queues[shard] = asyncio.Queue()
+        queue.put_nowait((obj, type, reason, message, now, combined))
         task = self._tasks[shard]
         if task is None or task.done():  # a writer runs while its shard has events, then ends
-            self._tasks[shard] = asyncio.get_running_loop().create_task(self._drain(self._queues[shard]))
+            self._tasks[shard] = asyncio.get_running_loop().create_task(self._drain(queue))
 
     def _aggregate(self, key: tuple[str, ...], message: str,
                    now: dt.datetime) -> tuple[str, bool]:
@@ -106,7 +111,7 @@ class EventRecorder:
     async def flush(self) -> None:
         """Wait until every recorded event has been written (or has failed)."""
         for queue, task in zip(self._queues, self._tasks):
-            if task is not None and not task.done():
+            if queue is not None and task is not None and not task.done():
                 await queue.join()
 
     async def close(self) -> None:

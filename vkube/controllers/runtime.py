@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from vkube.api import errors
 from vkube.api.meta import Obj, split_key
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
@@ -26,6 +27,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: answers that mean "later", not "never" (APF's or shared-mode fairness' 429, an API still
+#: starting, a timeout): a controller whose ``run`` meets one starts again after a pause,
+#: as client-go's clients retry them, instead of ending every controller of the cluster
+TRANSIENT = (errors.TooManyRequests, errors.ServiceUnavailable, errors.Timeout)
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Controller:
@@ -136,6 +143,22 @@ class ControllerManager:
             for c in self.controllers:
                 await c.recorder.close()
 
+    async def _supervise(self, c: Controller) -> None:
+        """``c.run()``, started again after a transient error (``TRANSIENT``); any other error
+        ends the manager as before (a bug should not be retried forever)."""
+        failures = 0
+        while True:
+            try:
+                await c.run()
+                return
+            except TRANSIENT as e:
+                delay = max(RESTART_BACKOFF[min(failures, len(RESTART_BACKOFF) - 1)],
+                            float(e.retry_after or 0))
+                failures += 1
+                log.warning("controller %s: %s %s (starting again in %.1fs)",
+                            c.name or type(c).__name__, type(e).__name__, e, delay)
+                await asyncio.sleep(delay)
+
     async def _run_controllers(self) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
@@ -144,7 +167,7 @@ class ControllerManager:
                     self._informer_tasks[key] = tg.create_task(inf.run())
                 await asyncio.gather(*(i.wait_synced() for i in list(self._informers.values())))
                 for c in self.controllers:
-                    tg.create_task(c.run())
+                    tg.create_task(self._supervise(c))
                 self.started.set()
         finally:
             self._running = None
