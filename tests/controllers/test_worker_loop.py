@@ -236,3 +236,38 @@ async def test_a_controller_meeting_a_transient_error_starts_again() -> None:
     with pytest.raises(BaseExceptionGroup):
         await asyncio.wait_for(mgr.run(), DEADLINE)
     await client.close()
+
+
+async def test_keys_added_while_the_workers_stop_start_no_worker() -> None:
+    """A key added while ``run_workers`` is being cancelled (a reconcile's cleanup queues
+    another) finds the task group shutting down: no worker starts and no coroutine is left
+    unawaited (pytest reports one as an unraisable warning)."""
+    import gc
+    import warnings
+
+    q = WorkQueue()
+    started = asyncio.Event()
+    running: set[str] = set()
+
+    async def slow(key: str) -> None:
+        running.add(key)
+        if len(running) == 4:  # the caller's worker and three of 23 helpers (the syncer runs 24)
+            started.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            for i in range(5):  # as a syncer's finishing create re-queues waiting pods
+                q.add(f"{key}-again-{i}")
+
+    task = asyncio.create_task(run_workers(q, slow, name="test", workers=24))
+    await asyncio.sleep(0)
+    for key in "abcd":
+        q.add(key)
+    await asyncio.wait_for(started.wait(), 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)], caught

@@ -181,8 +181,10 @@ def test_port_forward_to_a_service_and_exec_in_an_isolated_cluster(user: User) -
     proc, local = start_port_forward(user, "-n", "demo", "svc/web", "80")
     try:
         status, text = http_get(local)
-        got = user.kubectl("-n", "demo", "exec", "deploy/web", "--", "curl", "-s",
-                           "http://web.demo").stdout
+        # Endpoints follow a pod's readiness a moment after `rollout status` returns (the
+        # endpoints controller batches, the syncer copies them down), as upstream's do
+        got = eventually(lambda: user.kubectl("-n", "demo", "exec", "deploy/web", "--", "curl",
+                                              "-s", "http://web.demo").stdout, timeout=60, delay=1.0)
         assert status == 200 and text.startswith("vkube: simulated listener of pod "), text
         assert got.startswith("vkube: simulated listener of pod ") and got.endswith(" port 80\n"), got
         assert http_get(local, "/again")[0] == 200  # a second connection over the session

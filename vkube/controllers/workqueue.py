@@ -165,9 +165,11 @@ async def run_workers(queue: WorkQueue, reconcile: Reconcile, *, name: str, work
         async with asyncio.TaskGroup() as tg:
             def backlog() -> None:
                 if len(helpers) < workers - 1:
+                    work = helper()
                     try:
-                        task = tg.create_task(helper())
+                        task = tg.create_task(work)
                     except RuntimeError:  # the group is shutting down: no more workers
+                        work.close()  # never started: not a "never awaited" coroutine
                         return
                     helpers.add(task)
                     task.add_done_callback(helpers.discard)
