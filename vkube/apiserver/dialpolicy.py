@@ -49,10 +49,6 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _ip(text: str) -> IP | None:
-    return addresses.parse_ip(text)
-
-
 def local(ip: IP) -> bool:
     """This machine's (loopback, unspecified, link-local, "this network", its own addresses)
     or a cloud metadata service — judged also as every IPv4 address an IPv6 form carries."""
@@ -64,7 +60,7 @@ def _published(targets: Iterable[tuple[str, int]]) -> frozenset[tuple[IP, int]]:
     for host, port in targets:
         if host == "localhost":
             out |= {(ipaddress.ip_address("127.0.0.1"), port), (ipaddress.ip_address("::1"), port)}
-        elif (ip := _ip(host)) is not None:
+        elif (ip := addresses.parse_ip(host)) is not None:
             out.add((ip, port))
     return frozenset(out)
 
@@ -98,7 +94,7 @@ class DialPolicy:
         """The IP to connect to for ``host:port``; raises Refused. Every address the name
         resolves to must be allowed (a name cannot mix a public and a loopback answer)."""
         host = host.strip().strip("[]")
-        ip = _ip(host)
+        ip = addresses.parse_ip(host)
         if ip is not None:
             if not self.allows(ip, port):
                 raise self.refusal(host, port)

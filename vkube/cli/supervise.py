@@ -77,7 +77,34 @@ class Child:
         _unlink(self.ready)
 
 
-class Process:
+class _Ending:
+    """What the supervisor does with a child, given ``poll`` (None while it runs): wait for
+    it, signal it only while it is known to run (a reaped pid may be reused; a spare's child
+    whose EOF is not yet read is still the child's), kill it."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Until the child exits; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (rc := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"pid {self.pid} still running after {timeout}s")
+            time.sleep(0.01)
+        return rc
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            _signal(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Process(_Ending):
     """A child started with fork + exec, as ``subprocess.Popen(cmd, stdin=DEVNULL, env=env,
     preexec_fn=preexec)`` starts it (stdout/stderr inherited; signals the interpreter ignores
     are reset to their defaults, so the child sees SIGPIPE) — with the few methods the
@@ -123,24 +150,9 @@ class Process:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Until the child exits; ``TimeoutError`` after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (rc := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"pid {self.pid} still running after {timeout}s")
-            time.sleep(0.01)
-        return rc
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:  # never signal a pid that is reaped (it may be reused)
-            _signal(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
-class RemoteProcess:
+class RemoteProcess(_Ending):
     """A child forked by the spare (``vkube.cli.spare``) at our request: not our child, so
     its end is read from its connection — ``exit N`` as it ends, EOF alone when it was killed
     (its code is then unknown: 255). The child stops itself when this process dies and the
@@ -220,20 +232,6 @@ class RemoteProcess:
                 return code
             self.buf = (self.buf + chunk)[-1024:]
 
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (rc := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"pid {self.pid} still running after {timeout}s")
-            time.sleep(0.01)
-        return rc
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:  # EOF not yet read: the pid is still the child's
-            _signal(self.pid, sig)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
