@@ -227,3 +227,31 @@ async def test_concurrent_patches_all_land(control_plane):
                                for i in range(30)))
         labels = (await c.get(CONFIGMAPS, "race", namespace="default"))["metadata"]["labels"]
         assert labels == {f"k{i}": "v" for i in range(30)}
+
+
+async def test_a_quiet_watch_ends_when_its_client_leaves(control_plane):
+    """A watch without bookmarks on a kind nobody writes never sends a byte; when its client
+    closes the connection the server must still end it (its task, queue and store watcher),
+    not keep it until its timeout half an hour later. In-process watches are not ended."""
+    async def open_watches() -> float:
+        async with control_plane.client() as c:
+            text = (await c.request("GET", "/metrics", raw=True)).decode()
+        for line in text.splitlines():
+            if line.startswith('apiserver_longrunning_requests{resource="limitranges"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = await open_watches()
+    async with control_plane.session() as s:
+        resp = await s.get(f"{control_plane.url}/api/v1/namespaces/default/limitranges",
+                           params={"watch": "true", "timeoutSeconds": "1800"})
+        assert resp.status == 200
+        deadline = asyncio.get_running_loop().time() + 60
+        while await open_watches() < before + 1:
+            assert asyncio.get_running_loop().time() < deadline, "the watch never opened"
+            await asyncio.sleep(0.1)
+        resp.close()  # the client goes away without a word
+    deadline = asyncio.get_running_loop().time() + 120
+    while await open_watches() > before:
+        assert asyncio.get_running_loop().time() < deadline, "the server kept the abandoned watch"
+        await asyncio.sleep(0.2)

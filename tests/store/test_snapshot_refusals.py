@@ -197,6 +197,10 @@ def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
          "must be at most 10"),
         ("cr-unknown", lambda e: e.append(_widget("evil", size=2, hidden="x")),
          "spec.hidden: field not declared in schema"),
+        ("string-data", lambda e: e.append(_line("/core/secrets/default/evil", _obj(
+            "Secret", "evil", type="Opaque", stringData={"token": "x"}))),
+         "stringData: write-only field (the API server folds it into the object on write; a "
+         "stored Secret never holds it)"),
     ]
     out = []
     for name, edit, message in cases:

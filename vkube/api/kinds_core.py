@@ -310,6 +310,7 @@ class SecretStrategy(_Core):
     has_generation = False
     columns = P.SECRET_COLUMNS
     field_selector_keys = ("type",)
+    write_only = ("stringData",)
 
     def default(self, obj: Obj) -> None:
         obj.setdefault("type", "Opaque")

@@ -28,6 +28,9 @@ class Strategy:
     columns: tuple[Column, ...] = ()
     #: Field selector keys beyond metadata.name / metadata.namespace.
     field_selector_keys: tuple[str, ...] = ()
+    #: Top-level fields a client may send but a stored object never holds (defaulting folds
+    #: them away, as a Secret's ``stringData`` into ``data``): a snapshot holding one was edited.
+    write_only: tuple[str, ...] = ()
     #: ``kind`` and whether it is namespaced, set by the registry for messages.
     kind: str = ""
     namespaced: bool = True

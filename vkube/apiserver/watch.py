@@ -124,6 +124,8 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             except TimeoutError:
                 if bookmarks:
                     await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))
+                elif _client_left(request):
+                    break
                 continue
             if item is _DONE:
                 break
@@ -149,6 +151,18 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
     return resp
+
+
+def _client_left(request: web.Request) -> bool:
+    """The client of a network watch closed its connection. aiohttp does not cancel a handler
+    whose client left, and a quiet watch without bookmarks never writes, so without this check
+    it would hold its task, queue and store watcher until its timeout (30–60 min). In-process
+    watches have no connection (their reader closing the pipe ends them on the next write)."""
+    protocol = request.protocol
+    if protocol is None or getattr(protocol, "in_process", False):
+        return False
+    transport = protocol.transport
+    return transport is None or transport.is_closing()
 
 
 async def _wait_for_revision(store: Any, revision: int) -> None:

@@ -66,6 +66,8 @@ class _Peer:
     certificate: the identity comes from ``IN_PROCESS_USER``)."""
 
     ssl_context = None
+    #: no connection to lose: a watch's client-left check skips in-process requests
+    in_process = True
     peername = ("127.0.0.1", 0)
     sockname = ("127.0.0.1", 0)
     transport = None

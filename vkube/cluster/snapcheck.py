@@ -206,6 +206,10 @@ class SnapshotCheck:
             if unknown is not None:
                 return (f"{unknown}: field not declared in schema (the API server prunes it; a "
                         "stored object never holds it)")
+        for field in strategy.write_only:
+            if field in obj:
+                return (f"{field}: write-only field (the API server folds it into the object on "
+                        f"write; a stored {res.kind} never holds it)")
         try:
             causes = strategy.validate(obj)
         except Exception as exc:  # a validator meeting a shape its kind's decoding allows

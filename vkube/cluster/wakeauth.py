@@ -57,6 +57,7 @@ class WakeCredentials:
         self._seen: dict[bytes, bool] = {}
         self._verifier: Any = None
         self._static: tuple[float, Any] | None = None
+        self._encryption: tuple[float, Any] | None = None
 
     def _authorities(self) -> list[Any]:
         if self._cas is None:
@@ -183,15 +184,34 @@ class WakeCredentials:
             return None
         if key.startswith(_KEYS["Secret"]):
             from vkube.api import errors
-            from vkube.apiserver.encryption import EncryptionConfig
 
-            if self.encryption_config is None or not self.encryption_config.exists():
+            try:
+                config = self._encryption_config()
+            except (errors.StatusError, ValueError, OSError):
+                return None
+            if config is None:
                 return None if value.startswith(b"k8s:enc:") else _json(value)
             try:
-                value = EncryptionConfig.load(self.encryption_config).decrypt(key, value)
+                value = config.decrypt(key, value)
             except (errors.StatusError, ValueError, OSError):
                 return None
         return _json(value)
+
+    def _encryption_config(self) -> Any:
+        """The cluster's encryption config, parsed again only when the file changed (a
+        flood of bootstrap-shaped tokens at a sleeping cluster must not parse it per token);
+        None when the cluster has none."""
+        if self.encryption_config is None:
+            return None
+        from vkube.apiserver.encryption import EncryptionConfig
+
+        try:
+            mtime = self.encryption_config.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        if self._encryption is None or self._encryption[0] != mtime:
+            self._encryption = (mtime, EncryptionConfig.load(self.encryption_config))
+        return self._encryption[1]
 
     def _issued_here(self, der: bytes) -> bool:
         from cryptography import x509
