@@ -118,7 +118,7 @@ class EmbeddedHostCluster:
                 mgr.add(ctrl)
             self.data_plane = EmbeddedHost(
                 self.url, pki=self.control_plane.pki, nodes=cfg.nodes, kubelet=cfg.kubelet,
-                connect=self._connect,
+                connect=self._connect, informers=mgr.informer,
                 template=NodeTemplate(cpu=cfg.node_cpu, memory=cfg.node_memory, devices=cfg.node_devices))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(mgr.run(), name="host controllers")

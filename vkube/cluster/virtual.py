@@ -545,11 +545,16 @@ class VirtualCluster:
         from vkube.host.scheduler import Scheduler
 
         client = self._client("vkube-scheduler", SCHEDULER)
-        pods, nodes = Informer(client, PODS), Informer(client, NODES)
+        shared = self._shared_informers()  # the manager's caches: one per resource per cluster
+        if shared is not None:
+            pods, nodes = shared(PODS), shared(NODES)
+        else:
+            pods, nodes = Informer(client, PODS), Informer(client, NODES)
         self.scheduler = Scheduler(client, pods, nodes, name="default-scheduler")
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(pods.run(), name=f"{self.name}: scheduler pods")
-            tg.create_task(nodes.run(), name=f"{self.name}: scheduler nodes")
+            if shared is None:  # else the controller manager runs them
+                tg.create_task(pods.run(), name=f"{self.name}: scheduler pods")
+                tg.create_task(nodes.run(), name=f"{self.name}: scheduler nodes")
             await pods.wait_synced()
             await nodes.wait_synced()
             tg.create_task(self.scheduler.run(), name=f"{self.name}: scheduler run")

@@ -1,6 +1,7 @@
 """EmbeddedHost: nodes, scheduler, kubelets, kubelet server and taint eviction against one API
 server, as a single component with start()/stop(). It shares one pod and one node informer
-between its parts, and reaches the API server only through the Kubernetes API."""
+between its parts (and, given ``informers``, the controller manager's caches: one per resource in
+the host's process), and reaches the API server only through the Kubernetes API."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vkube.client import Client
+from vkube.client.resources import Resource
 from vkube.client.resources import (DEVICECLASSES, DEVICETAINTRULES, ENDPOINTS, NAMESPACES, NETWORKPOLICIES,
                                     NODES, PODS, PVCS, PVS, RESOURCECLAIMS, RESOURCESLICES, SERVICES,
                                     STORAGECLASSES)
@@ -45,17 +47,34 @@ class EmbeddedHost:
     the kubelet server a serving certificate admitting only the API server. ``client`` may be
     given instead of a URL (it is then used by every part and not closed by stop());
     ``connect(identity, user_agent)`` makes each part's client instead of HTTPS with a
-    certificate (the host's own process calls its API server in process)."""
+    certificate (the host's own process calls its API server in process). ``informers(res)``,
+    when given, is the controller manager's shared informer of a resource: the parts read its
+    caches (each host object decoded once in the process, not once per component) and the
+    manager runs them; the parts' writes still go out as their own identities."""
 
     def __init__(self, server: str | None = None, *, pki: ClusterPKI, client: Client | None = None,
                  connect: "Callable[[Identity, str], Client] | None" = None, nodes: int = 3,
                  template: NodeTemplate | None = None, kubelet: KubeletConfig | None = None,
                  kubelet_port: int = 0, default_toleration_seconds: float = 300.0,
                  lease_interval: float = 10.0, status_interval: float = 40.0,
-                 scheduler_name: str = "default-scheduler", seed: int | None = None) -> None:
+                 scheduler_name: str = "default-scheduler", seed: int | None = None,
+                 informers: "Callable[[Resource], Informer] | None" = None) -> None:
         if client is None and server is None:
             raise ValueError("EmbeddedHost needs a server URL or a client")
         self._clients: list[Client] = []
+        #: the informers this host runs itself (the shared ones its controller manager runs)
+        self._own: list[Informer] = []
+        #: every informer its parts read, waited for before they start
+        self._informers: list[Informer] = []
+
+        def informer(c: Client, res: Resource) -> Informer:
+            if informers is not None:
+                inf = informers(res)
+            else:
+                inf = Informer(c, res)
+                self._own.append(inf)
+            self._informers.append(inf)
+            return inf
 
         def identity(ident: Identity, agent: str) -> Client:
             if client is not None:
@@ -87,18 +106,18 @@ class EmbeddedHost:
         admin_client = identity(HOST_ADMIN, "vkube-host/node-operations")
         self.node_count = nodes
         rng = random.Random(seed)
-        self.pod_informer = Informer(self.client, PODS)
-        self.node_informer = Informer(self.client, NODES)
+        self.pod_informer = informer(self.client, PODS)
+        self.node_informer = informer(self.client, NODES)
         # ResourceClaims: the scheduler allocates them; a kubelet starts a pod only once its
         # claims are allocated and reserved for it
-        self.claim_informer = Informer(scheduler_client, RESOURCECLAIMS)
+        self.claim_informer = informer(scheduler_client, RESOURCECLAIMS)
         self.kubelet = Kubelet(self.client, self.pod_informer, self.node_informer,
                                owns=lambda name: self.nodes.owns(name), config=kubelet,
                                rng=random.Random(rng.random()), client_for=client_for,
                                claims=self.claim_informer)
         # the pod network: exec'd connectivity commands, with the host's NetworkPolicies
         network_client = identity(NETWORK, "vkube-host/network")
-        self.network_informers = tuple(Informer(network_client, r) for r in
+        self.network_informers = tuple(informer(network_client, r) for r in
                                        (NAMESPACES, NETWORKPOLICIES, SERVICES, ENDPOINTS))
         self.network = PodNetwork(self.pod_informer, *self.network_informers,
                                   rng=random.Random(rng.random()))
@@ -109,17 +128,17 @@ class EmbeddedHost:
                                  client_for=client_for)
         # storage: the scheduler's volume binding and the PV controller share these caches
         # (watched as the controller manager: a node may only read the volumes of its own pods)
-        self.pvc_informer = Informer(volumes_client, PVCS)
-        self.pv_informer = Informer(volumes_client, PVS)
-        self.class_informer = Informer(volumes_client, STORAGECLASSES)
+        self.pvc_informer = informer(volumes_client, PVCS)
+        self.pv_informer = informer(volumes_client, PVS)
+        self.class_informer = informer(volumes_client, STORAGECLASSES)
         self.volume_binder = VolumeBinder(scheduler_client, self.pvc_informer, self.pv_informer,
                                           self.class_informer)
         self.volumes = VolumeController(volumes_client, self.pvc_informer, self.pv_informer,
                                         self.class_informer)
         # dynamic resource allocation: the scheduler allocates claims from published devices
-        self.slice_informer = Informer(scheduler_client, RESOURCESLICES)
-        self.device_class_informer = Informer(scheduler_client, DEVICECLASSES)
-        self.taint_rule_informer = Informer(scheduler_client, DEVICETAINTRULES)
+        self.slice_informer = informer(scheduler_client, RESOURCESLICES)
+        self.device_class_informer = informer(scheduler_client, DEVICECLASSES)
+        self.taint_rule_informer = informer(scheduler_client, DEVICETAINTRULES)
         self.devices = DeviceAllocator(scheduler_client, self.claim_informer, self.slice_informer,
                                        self.device_class_informer, self.taint_rule_informer)
         self.scheduler = Scheduler(scheduler_client, self.pod_informer, self.node_informer,
@@ -153,13 +172,9 @@ class EmbeddedHost:
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            informers = (self.pod_informer, self.node_informer, self.pvc_informer,
-                         self.pv_informer, self.class_informer, self.claim_informer,
-                         self.slice_informer, self.device_class_informer, self.taint_rule_informer,
-                         *self.network_informers)
-            for inf in informers:
+            for inf in self._own:
                 tg.create_task(inf.run())
-            for inf in informers:
+            for inf in self._informers:
                 await inf.wait_synced()
             await self.volumes.ensure_default_class()
             tg.create_task(self.volumes.run())
