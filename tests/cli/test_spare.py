@@ -103,6 +103,13 @@ def test_serve_forked_from_the_spare_survives_every_crash(tmp_path: Path) -> Non
         assert not imported & {"asyncio", "aiohttp", "cryptography", "vkube.client"}, sorted(imported)
         assert u.current_context() == "vkube_sp"
         sup, serve = _forked(u, "sp", spare)
+        # neither the spare nor a serve forked from it holds the host's stdio (its log, open
+        # for writing) beyond its own 0-2; the home and every store in it are the user's only
+        for pid in (spare, serve):
+            inherited = [(fd.name, os.readlink(fd)) for fd in Path(f"/proc/{pid}/fd").iterdir()
+                         if int(fd.name) > 2 and not os.readlink(fd).startswith(("socket:", "anon_inode:", "pipe:"))]
+            assert not [f for f in inherited if f[1].endswith("host.log")], (pid, inherited)
+        assert u.home.stat().st_mode & 0o777 == 0o700
         again = subprocess.run(create, env=u.env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 1 and "virtual cluster 'sp' already exists" in again.stderr, again
 
@@ -147,3 +154,94 @@ def test_serve_forked_from_the_spare_survives_every_crash(tmp_path: Path) -> Non
         assert not sock.exists()
     finally:
         cleanup(u)
+
+
+def test_the_spare_notices_code_edited_under_it_with_its_mtime_put_back(tmp_path: Path) -> None:
+    """``touch -r`` puts an edited file's mtime back; ``cp -p`` copies it: the fingerprint
+    still changes (ctime, inode), so the spare refuses as stale instead of running old code."""
+    import types
+
+    from vkube.cli import spare
+
+    src = tmp_path / "probe.py"
+    src.write_text("X = 1\n")
+    mod = types.ModuleType("vkube._fingerprint_probe")
+    mod.__file__ = str(src)
+    sys.modules[mod.__name__] = mod
+    try:
+        before = spare.fingerprint()
+        assert spare.fingerprint() == before
+        st = src.stat()
+        src.write_text("X = 2\n")  # same size
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert src.stat().st_mtime_ns == st.st_mtime_ns and src.stat().st_size == st.st_size
+        edited = spare.fingerprint()
+        assert edited != before
+        copy = tmp_path / "copy.py"
+        subprocess.run(["cp", "-p", str(src), str(copy)], check=True)
+        os.replace(copy, src)  # same content, size and mtime; another inode
+        assert spare.fingerprint() != edited
+    finally:
+        del sys.modules[mod.__name__]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to listen as another user")
+def test_commands_are_not_sent_to_a_listener_of_another_user(request: pytest.FixtureRequest) -> None:
+    """A spare socket planted by another user (a VKUBE_HOME others may write) gets neither the
+    command nor its environment: the command runs in the caller's own process instead."""
+    import shutil
+    import tempfile
+
+    from vkube.cli import forward
+
+    top = Path(tempfile.mkdtemp())  # pytest's tmp_path is under a 0700 directory
+    request.addfinalizer(lambda: shutil.rmtree(top, ignore_errors=True))
+    os.chmod(top, 0o755)
+    home = top / "home"
+    (home / "host").mkdir(parents=True)
+    os.chmod(home, 0o777)
+    os.chmod(home / "host", 0o777)
+    path = home / "host" / "spare.sock"
+    ready_r, ready_w = os.pipe()
+    got_r, got_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the other user's listener: reports what it received
+        try:
+            os.close(ready_r)
+            os.close(got_r)
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as ls:
+                ls.bind(str(path))
+                ls.listen(1)
+                os.write(ready_w, b"ok")
+                ls.settimeout(30)
+                conn, _ = ls.accept()
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while chunk := conn.recv(4096):
+                        data += chunk
+                except OSError:
+                    pass
+                os.write(got_w, str(len(data)).encode())
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(got_w)
+    try:
+        assert os.read(ready_r, 2) == b"ok"
+        env = {"VKUBE_HOME": str(home), "SECRET_FOR_TEST": "s3cr3t"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            assert forward.forward(["create", "victim"]) is None  # run here, not there
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        assert os.read(got_r, 32) == b"0"  # it accepted the connection and received nothing
+    finally:
+        os.waitpid(pid, 0)

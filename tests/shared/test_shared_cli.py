@@ -41,6 +41,19 @@ def host_pods(u: User, ns: str) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
+def _host_writers(u: User, ns: str, resource: str) -> set[str]:
+    """Who created ``resource`` objects in host namespace ``ns``, by the host's audit log."""
+    who = set()
+    for line in (u.home / "host" / "data" / "audit.log").read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (event.get("verb") == "create" and event.get("stage") == "ResponseComplete"
+                and ref.get("resource") == resource and ref.get("namespace") == ns
+                and not ref.get("subresource")):
+            who.add(event["user"]["username"])
+    return who
+
+
 def ctx(u: User, name: str, *args: str, **kw: object):  # noqa: ANN201
     return u.kubectl("--context", f"vkube_{name}", *args, **kw)
 
@@ -69,6 +82,11 @@ def test_shared_clusters_through_the_cli(host_user: User) -> None:
     ctx(u, "one", "apply", "-f", "-", input=DEPLOY)
     eventually(lambda: _running(u, "vkube-one", 2), timeout=120)
     assert host_pods(u, "vkube-two") == []
+    # ... made by the cluster's own confined host identity (its ServiceAccount), as a dedicated
+    # cluster's syncer: never with the user's host admin credential, which the host's RBAC
+    # would not confine to the cluster's namespace
+    writers = _host_writers(u, "vkube-one", "pods")
+    assert writers == {"system:serviceaccount:vkube-one:vkube-one"}, writers
 
     # sleep: workloads off the host, Sleeping in the list; the next kubectl wakes it
     u.vkube("sleep", "one")

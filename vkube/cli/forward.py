@@ -27,6 +27,22 @@ def spare_socket() -> str:
     return os.path.join(home, "host", "spare.sock")
 
 
+def listener_is_ours(s: "object") -> bool:
+    """Whether the process listening on connected unix socket ``s`` runs as our user
+    (``SO_PEERCRED``). Our arguments, environment (credentials included) and terminal go to
+    it, and a supervisor signals the pid it names: a listener another user planted at the
+    path (a ``VKUBE_HOME`` others may write) must get none of it. ``s``: a ``socket`` or
+    ``_socket`` socket."""
+    import struct
+
+    sol, peercred = 1, 17  # SOL_SOCKET, SO_PEERCRED (Linux; the spare is Linux-only)
+    try:
+        _pid, uid, _gid = struct.unpack("3i", s.getsockopt(sol, peercred, 12))  # type: ignore[attr-defined]
+    except OSError:
+        return False
+    return uid == os.getuid()
+
+
 def forward(argv: list[str]) -> int | None:
     """The exit code of ``vkube ARGV`` run by a child of the spare; None: run it here."""
     if not argv or argv[0] not in COMMANDS or os.environ.get("VKUBE_NO_SPARE"):
@@ -52,6 +68,8 @@ def forward(argv: list[str]) -> int | None:
             name = f"/proc/self/fd/{dfd}/{base}"
         s.settimeout(2.0)
         s.connect(name)
+        if not listener_is_ours(s):
+            raise OSError("the spare's socket is another user's")
     except OSError:
         s.close()
         return None

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from vkube.cli.state import secure_home
+
+    secure_home()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()

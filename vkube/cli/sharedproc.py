@@ -196,9 +196,14 @@ def _read_member(name: str) -> dict[str, object]:
 
 
 def _write_member(st: ClusterState, desired: str, **extra: str) -> None:
+    from vkube.cli import syncercred
+
     old = _read_member(st.name)
+    # the syncer's confined credential (its host ServiceAccount's token), as a dedicated
+    # cluster's serve gets it: never the user's own host credential when one was confined
+    kubeconfig, context = syncercred.for_syncer(st)
     doc = {"name": st.name, "dataDir": str(st.data_dir),
-           "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
+           "host": {"kubeconfig": kubeconfig, "context": context,
                     "namespace": st.namespace, "kind": st.host_kind},
            "valuesFile": str(st.values_file) if st.values_file.exists() else None,
            "logFile": str(st.log_file),  # the cluster's own lines (``vkube logs NAME``)

@@ -76,15 +76,29 @@ def socket_name(path: str) -> tuple[str, int | None]:
 
 
 def fingerprint() -> tuple[str, int]:
-    """The interpreter and the newest mtime of the vkube sources this process loaded: a
-    child must run the code a fresh ``python -m vkube`` would."""
-    newest = 0
+    """The interpreter and a digest of the code this process runs: a child must run the code a
+    fresh ``python -m vkube`` would. Each loaded vkube source counts by inode, size, mtime
+    and ctime (an edit whose mtime was put back with ``touch -r``, or a file replaced by
+    ``cp -p``/``rsync -t``/``tar x``, still changes its ctime or inode), and each
+    site-packages directory by its mtime (installing, upgrading or removing a dependency adds
+    or renames entries there; not the working directory ``-m`` puts on ``sys.path``, which
+    changes for unrelated reasons). ~1 ms for ~400 files."""
+    import site
+
+    parts: list[tuple[object, ...]] = []
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
         if f and (name == "vkube" or name.startswith("vkube.")):
-            with contextlib.suppress(OSError):
-                newest = max(newest, os.stat(f).st_mtime_ns)
-    return sys.executable, newest
+            try:
+                st = os.stat(f)
+            except OSError:
+                parts.append((f, None))
+                continue
+            parts.append((f, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    for d in [*site.getsitepackages(), site.getusersitepackages()]:
+        with contextlib.suppress(OSError):
+            parts.append((d, os.stat(d).st_mtime_ns))
+    return sys.executable, hash(tuple(parts))
 
 
 def _arg_area() -> tuple[int, int] | None:
@@ -337,12 +351,24 @@ def warm() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_inherited() -> None:
+    """Close every descriptor above stdio this process was started with. The host starts the
+    spare on its uvloop loop, whose spawn leaves copies of the host's stdio (its log, opened
+    for writing) at high descriptors; every ``serve`` forked from here would hold them too.
+    Called first thing, when no object of this process owns a descriptor above 2."""
+    for fd in [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit()]:
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vkube.cli.spare")
     p.add_argument("--socket", required=True)
     p.add_argument("--room", default="", help="padding: room for a child's command line")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _close_inherited()
     spare = Spare(args.socket)
     try:
         spare.bind()

@@ -30,6 +30,21 @@ def home() -> Path:
     return Path(os.environ.get("VKUBE_HOME") or Path.home() / ".vkube")
 
 
+def secure_home() -> None:
+    """Make ``home()`` reachable by its owner only (0700), creating it if needed. It holds
+    every cluster's store (SQLite files the database library creates 0644), logs and audit
+    logs: other local users must not read them. An existing home another vkube made 0755 is
+    tightened; one owned by another user is left alone (its owner decides)."""
+    path = home()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:
+        pass  # an unwritable home fails later, where the command says what it needed
+
+
 def clusters_dir() -> Path:
     return home() / "clusters"
 

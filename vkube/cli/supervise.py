@@ -171,6 +171,7 @@ class RemoteProcess(_Ending):
         """Ask the spare at ``path`` to fork ``cmd``; None (said why) when it cannot."""
         import _socket as socket  # the C module: ``socket`` would import selectors, enum, ...
         import array
+        import _struct as struct
 
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         dfd = None
@@ -182,6 +183,12 @@ class RemoteProcess(_Ending):
                 dfd = os.open(d, os.O_PATH | os.O_DIRECTORY)
                 name = f"/proc/self/fd/{dfd}/{base}"
             s.connect(name)
+            # the listener must run as us: our environment goes to it and we signal the pid
+            # it names (vkube.cli.forward.listener_is_ours; this file runs without vkube)
+            if struct.unpack("3i", s.getsockopt(1, 17, 12))[1] != os.getuid():  # SO_PEERCRED
+                _say(f"the spare at {path} runs as another user; starting serve without it")
+                s.close()
+                return None
             payload = "\0".join([os.getcwd(), str(len(cmd)), *cmd,
                                   *(f"{k}={v}" for k, v in env.items())]).encode("utf-8", "surrogateescape")
             s.sendmsg([len(payload).to_bytes(4, "big")],

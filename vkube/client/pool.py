@@ -92,8 +92,11 @@ class ConnectionPool:
             # no connection limit: every host watch holds a connection for as long as it runs,
             # and a cap shared by all clusters would let one cluster's requests starve others'
             connector = SmallBufferConnector(ssl=ssl if ssl is not None else True, limit=0)
+            # no cookie jar: a session serves many clusters, and a cookie one cluster's answer
+            # set must never ride on another's request (an API server sets none anyway)
             session = aiohttp.ClientSession(
-                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                json_serialize=lambda o: orjson.dumps(o).decode())
             self._sessions[key] = session
         return session
 
