@@ -145,3 +145,61 @@ async def test_mapped_services_follow_the_values(planes):
         await eventually(getter(h, SERVICES, f"mine-x-demo-x-{VC}"))
     finally:
         await stop_syncer(pair)
+
+
+CLAIMS = {
+    "external-dns.alpha.kubernetes.io/hostname": "www.other-tenant.example.com",
+    "metallb.universe.tf/loadBalancerIPs": "203.0.113.10",
+    "metallb.universe.tf/allow-shared-ip": "their-key",
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": "arn:aws:acm:eu-west-1:1:certificate/x",
+}
+OWN = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb", "example.com/team": "a"}
+
+
+async def test_annotations_claiming_shared_names_and_addresses_stay_in_the_virtual_cluster(planes):
+    """external-dns names, MetalLB addresses and sharing keys, a cloud certificate ARN: a
+    shared controller on the host would claim them for this tenant — another's name, address
+    or certificate. They stay virtual (a Warning says which) unless the values allow the key;
+    under isolation so does spec.loadBalancerIP. The load balancer's own settings and the
+    tenant's own keys go down as written."""
+    vcp, hcp = planes
+    lb = {"apiVersion": "v1", "kind": "Service",
+          "metadata": {"name": "lb", "annotations": {**CLAIMS, **OWN}},
+          "spec": {"type": "LoadBalancer", "selector": {"app": "lb"},
+                   "allocateLoadBalancerNodePorts": False,  # isolation's quota: no nodePorts
+                   "loadBalancerIP": "203.0.113.10", "ports": [{"port": 80}]}}
+    pair = await start_syncer(vcp, hcp, load_values("isolation: {enabled: true}"))
+    v, h = pair.virtual, pair.host
+    try:
+        await v.create(SERVICES, lb, namespace="default")
+        hs = await eventually(getter(h, SERVICES, f"lb-x-default-x-{VC}"))
+        ann = hs["metadata"]["annotations"]
+        assert not set(CLAIMS) & set(ann), ann
+        assert {k: ann.get(k) for k in OWN} == OWN
+        assert "loadBalancerIP" not in hs["spec"]
+
+        async def warned():
+            evs = {e["reason"]: e["message"] for e in await events_for(v, "lb")}
+            assert "AnnotationsNotSynced" in evs and "LoadBalancerIPNotSynced" in evs, evs
+            return evs
+        evs = await eventually(warned)
+        assert all(k in evs["AnnotationsNotSynced"] for k in CLAIMS), evs
+        assert "sync.services.allowedAnnotations" in evs["AnnotationsNotSynced"]
+    finally:
+        await stop_syncer(pair)
+
+    # the platform team allows external-dns names (a zone per tenant) and the address
+    pair = await start_syncer(vcp, hcp, load_values(
+        "isolation: {enabled: true}\nsync: {services: {allowedAnnotations: "
+        "[external-dns.alpha.kubernetes.io/, spec.loadBalancerIP]}}"))
+    h = pair.host
+    try:
+        async def allowed():
+            got = await h.get(SERVICES, f"lb-x-default-x-{VC}", namespace=HOST_NS)
+            ann = got["metadata"]["annotations"]
+            assert ann.get("external-dns.alpha.kubernetes.io/hostname") == "www.other-tenant.example.com"
+            assert got["spec"].get("loadBalancerIP") == "203.0.113.10"
+            assert not {k for k in CLAIMS if k.startswith(("metallb", "service.beta"))} & set(ann)
+        await eventually(allowed)
+    finally:
+        await stop_syncer(pair)

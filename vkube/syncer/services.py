@@ -21,13 +21,14 @@ import logging
 import re
 from typing import Any
 
-from vkube.api import errors
+from vkube.api import errors, serviceannotations
 from vkube.api.meta import Obj, split_key
 from vkube.client.resources import SERVICES
 from vkube.syncer.admission import REASON_REJECTED
 from vkube.syncer.base import DownSyncer, delete_ignore_missing, is_subset, overlay, update_status
 from vkube.syncer.externalname import host_external_name, needs_lookup, resolved_refusal
 from vkube.syncer.translate import ANN_NAME, ANN_NAMESPACE, DNS_LABEL_MAX
+from vkube.syncer.values import LOAD_BALANCER_IP
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,22 @@ class ServiceSyncer(DownSyncer):
                        "spec.externalIPs is not synced to the host: it would let a tenant take "
                        "any address's traffic there (CVE-2020-8554); use a LoadBalancer or "
                        "NodePort Service")
-        return {"apiVersion": "v1", "kind": "Service",
-                "metadata": self.tr.host_metadata(vobj, limit=self.limit), "spec": spec}
+        allowed = self.ctx.values.sync.services.allowed_annotations
+        if spec.get("loadBalancerIP") and self.ctx.values.isolation.enabled \
+                and LOAD_BALANCER_IP not in allowed:
+            del spec["loadBalancerIP"]  # the host's pool gives the address
+            self._warn(vobj, "loadBalancerIP", "LoadBalancerIPNotSynced",
+                       "spec.loadBalancerIP is not synced to the host of an isolated virtual "
+                       "cluster: the address may be another tenant's; the host's load balancer "
+                       "assigns one (allow it with sync.services.allowedAnnotations: "
+                       "[spec.loadBalancerIP])")
+        meta = self.tr.host_metadata(vobj, limit=self.limit)
+        judged = serviceannotations.judge(meta["annotations"], allowed)
+        if judged.withheld:
+            meta["annotations"] = judged.annotations
+            self._warn(vobj, "annotations:" + ",".join(judged.withheld),
+                       "AnnotationsNotSynced", judged.message())
+        return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
     def _warn(self, vobj: Obj, what: str, reason: str, message: str) -> None:
         once = (str(vobj["metadata"].get("uid")), what)

@@ -251,6 +251,36 @@ class PersistentVolumesSync:
         "empty: none — every tenant PV is refused", check=_each(_pv_source))
 
 
+def _annotation_key(text: str) -> str | None:
+    """An annotation key, or a prefix ending in '/' (every key under it)."""
+    from vkube.api.validation import qualified_name
+
+    if text.endswith("/"):
+        text = text + "x"
+    problems = qualified_name(text)
+    return f"{text!r} is not an annotation key or a prefix ending in '/': {problems[0]}" if problems else None
+
+
+def _annotation_or_field(text: str) -> str | None:
+    return None if text == LOAD_BALANCER_IP else _annotation_key(text)
+
+
+#: the one field ``sync.services.allowedAnnotations`` may name
+LOAD_BALANCER_IP = "spec.loadBalancerIP"
+
+
+@dataclass(frozen=True)
+class ServicesSync:
+    enabled: bool = _on("services, virtual → host (clusterIP, nodePorts and load balancer "
+                        "status back up)")
+    allowed_annotations: tuple[str, ...] = _k(
+        "allowedAnnotations", (), "annotation keys (or prefixes ending in '/') that claim "
+        "something every tenant shares — external-dns names, MetalLB/Cilium/kube-vip "
+        "addresses, cloud resource IDs (vkube.api.serviceannotations) — this cluster's "
+        "Services may still carry to the host; also lets spec.loadBalancerIP through under "
+        "isolation when it lists 'spec.loadBalancerIP'", check=_each(_annotation_or_field))
+
+
 @dataclass(frozen=True)
 class PodsSync:
     enabled: bool = _on("run the virtual cluster's pods on the host")
@@ -376,8 +406,8 @@ class Sync:
     pods: PodsSync = _k("pods", PodsSync(), "pods, virtual → host")
     configmaps: ObjectsSync = _k("configmaps", ObjectsSync(), "configmaps, virtual → host")
     secrets: ObjectsSync = _k("secrets", ObjectsSync(), "secrets, virtual → host")
-    services: Toggle = _k("services", Toggle(), "services, virtual → host (clusterIP, "
-                          "nodePorts and load balancer status back up)")
+    services: ServicesSync = _k("services", ServicesSync(), "services, virtual → host "
+                                "(clusterIP, nodePorts and load balancer status back up)")
     endpoints: Toggle = _k("endpoints", Toggle(), "endpoints of selector-less services")
     persistentvolumeclaims: Toggle = _k("persistentvolumeclaims", Toggle(),
                                         "persistentvolumeclaims, virtual → host (status back up)")
