@@ -208,6 +208,13 @@ def _grant_cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
                  "every cluster binds it to Group 'system:unauthenticated' (anyone who reaches "
                  "the API, without credentials) — beyond what a new cluster grants; pass "
                  "--allow-anonymous-access"))
+    discovery = _line(f"/{_RBAC}/clusterroles/system:service-account-issuer-discovery", _doc(
+        f"{_RBAC}/v1", "ClusterRole", "system:service-account-issuer-discovery", rules=[_ALL]))
+    out.append((_craft(good, tmp / "widened-sa.jsonl", lambda e: _replace(e, discovery)),
+                "ClusterRole 'system:service-account-issuer-discovery' has rules beyond its "
+                "default, and every cluster binds it to Group 'system:serviceaccounts' (every "
+                "pod's service account token, in every namespace) — beyond what a new cluster "
+                "grants; pass --allow-service-account-access"))
     return out
 
 
