@@ -131,6 +131,10 @@ GRANTS: list[tuple[str, list[Line], str]] = [
      "ClusterRoleBinding 'cm-admin' grants ClusterRole 'cluster-admin' to User "
      "'system:kube-controller-manager' (a control-plane component's name: whoever is issued "
      "a credential with it)"),
+    ("--allow-component-access",
+     [_binding("RoleBinding", "dns", "edit", ("User", "system:vkube-dns"), "app")],
+     "RoleBinding 'app/dns' grants ClusterRole 'edit' to User 'system:vkube-dns' (a "
+     "control-plane component's name: whoever is issued a credential with it)"),
     ("--allow-admission-policies",
      [_line("/admissionregistration.k8s.io/validatingadmissionpolicies/lock", _doc(
          "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "lock", spec={

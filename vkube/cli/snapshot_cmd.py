@@ -60,8 +60,8 @@ _GRANTS = {
     "nodes": ("--allow-node-access", "restore RBAC granting system:nodes or system:node:NAME "
               "(kubelets) more than a new cluster does"),
     "components": ("--allow-component-access", "restore RBAC granting system:kube-proxy, "
-                   "system:kube-scheduler or system:kube-controller-manager more than a new "
-                   "cluster does"),
+                   "system:kube-scheduler, system:kube-controller-manager or vkube's "
+                   "component users more than a new cluster does"),
     "webhooks": ("--allow-webhooks", "restore admission webhook configurations and CRD "
                  "conversion webhooks"),
     "admission-policies": ("--allow-admission-policies", "restore Validating/Mutating "

@@ -14,7 +14,8 @@ credential of the cluster, and a file from elsewhere must not bring them silentl
   and ``system:bootstrappers:…`` groups and ``system:bootstrap:…`` users (whoever holds a
   bootstrap token — a binding makes every later token that powerful), ``system:nodes`` and
   ``system:node:NAME`` (kubelets), and the control-plane components' users
-  ``system:kube-proxy``, ``system:kube-scheduler``, ``system:kube-controller-manager``;
+  ``system:kube-proxy``, ``system:kube-scheduler``, ``system:kube-controller-manager`` (and
+  vkube's ``system:vkube-dns``, ``system:vkube-network``, ``system:vkube-leader-election``);
 - admission webhooks and CRD conversion webhooks (the API server sends objects to an endpoint
   and obeys its answers);
 - ValidatingAdmissionPolicies, MutatingAdmissionPolicies and their bindings: no endpoint, but
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vkube.api.rbac import bootstrap_policy
+from vkube.pki.cluster import DNS, LEADER_ELECTION, NETWORK
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
 __all__ = ["FLAGS", "Grants", "SnapshotGrant"]
@@ -65,7 +67,11 @@ _WHO = {("User", "system:anonymous"): ("anonymous", _ANYONE),
         ("Group", "system:nodes"): ("nodes", "every node's kubelet"),
         ("User", "system:kube-proxy"): ("components", _COMPONENT),
         ("User", "system:kube-scheduler"): ("components", _COMPONENT),
-        ("User", "system:kube-controller-manager"): ("components", _COMPONENT)}
+        ("User", "system:kube-controller-manager"): ("components", _COMPONENT),
+        # vkube's own components' users (the cluster issues their credentials; those in
+        # system:masters — the API server's loopback, the syncer — are allowed all already)
+        **{("User", user): ("components", _COMPONENT) for user, _ in (DNS, NETWORK,
+                                                                       LEADER_ELECTION)}}
 #: (subject kind, name prefix) -> grant, who holds it
 _WHO_PREFIX = {("Group", "system:serviceaccounts:"): ("service-accounts", "every service "
                                                       "account token of that namespace"),

@@ -24,16 +24,16 @@ def cluster_origin(name: str, data_dir: Path | None) -> dict[str, str] | None:
     CA certificate (``DATA/pki/ca.crt``, made once per cluster: a cluster deleted and created
     again under the same name is another cluster). None when the cluster has no CA (never
     ran, or a store vkube does not know): no file is trusted for it, none records it."""
-    import hashlib
-    import ssl
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
 
     if data_dir is None:
         return None
     try:
-        der = ssl.PEM_cert_to_DER_cert((data_dir / "pki" / "ca.crt").read_text())
+        ca = x509.load_pem_x509_certificate((data_dir / "pki" / "ca.crt").read_bytes())
     except (OSError, ValueError):
         return None
-    return {"cluster": name, "ca": "sha256:" + hashlib.sha256(der).hexdigest()}
+    return {"cluster": name, "ca": "sha256:" + ca.fingerprint(hashes.SHA256()).hex()}
 
 
 def snapshot_check(path: str, encryption: Path | None,
