@@ -56,7 +56,7 @@ FLAGS = {"anonymous": "--allow-anonymous-access",
 
 _RBAC = "rbac.authorization.k8s.io"
 _ANYONE = "anyone who reaches the API, without credentials"
-_COMPONENT = ("a control-plane component's name: whoever is issued a credential with it")
+_COMPONENT = "a control-plane component's name: whoever is issued a credential with it"
 _WHO = {("User", "system:anonymous"): ("anonymous", _ANYONE),
         ("Group", "system:unauthenticated"): ("anonymous", _ANYONE),
         ("Group", "system:authenticated"): ("authenticated", "every user and every pod's "
