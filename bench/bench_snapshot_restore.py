@@ -47,12 +47,15 @@ _POD = {
 
 def _file(path: Path, n: int, prefix: str) -> None:
     """N pods and their Namespace (a restore refuses an object whose Namespace it lacks)."""
-    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": "default", "uid": f"5d0c1f9e-ffff-4a4a-9b9b-{prefix.encode().hex():0>12}",
+        "creationTimestamp": "2026-01-01T00:00:00Z"}}
     body = [json.dumps({"k": "/core/namespaces/default", "v": base64.b64encode(
         json.dumps(ns).encode()).decode(), "c": n + 1, "m": n + 1}).encode() + b"\n"]
     for i in range(n):
         pod = copy.deepcopy(_POD)
         pod["metadata"]["name"] = f"{prefix}{i:06d}"
+        pod["metadata"]["uid"] = f"5d0c1f9e-{i:04x}-4a4a-9b9b-{prefix.encode().hex():0>12}"
         body.append(json.dumps({"k": f"/core/pods/default/{prefix}{i:06d}", "v": base64.b64encode(
             json.dumps(pod).encode()).decode(), "c": i + 1, "m": i + 1}).encode() + b"\n")
     header = {"format": "vkube-store-snapshot", "version": 2, "revision": n + 1, "source": "bench",

@@ -236,8 +236,10 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("connect", "mover")
     ctx(u, "mover", "create", "configmap", "moved", "--from-literal=k=dedicated")
     ctx(u, "mover", "create", "secret", "generic", "kept", "--from-literal=k=s3cret")
-    # a grant a file from elsewhere would need --allow-authenticated-access for: this
-    # installation wrote the file, so the shared server restores it as saved
+    # a grant a file from elsewhere needs --allow-authenticated-access for; this installation
+    # wrote the file, but from the cluster deleted below: a cluster created again under its
+    # name has another CA, so the file is checked as any other (its HMAC is bound to the
+    # source cluster's name and CA)
     ctx(u, "mover", "create", "clusterrolebinding", "everyone", "--clusterrole=view",
         "--group=system:authenticated")
     saved = u.vkube("snapshot", "save", "mover", str(snap)).stdout
@@ -263,8 +265,11 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     out = u.vkube("snapshot", "restore", "mover", str(tmp_path / "evil.jsonl"), check=False)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert f"entry '{evil['k']}' (line 2)" in out.stderr and "nothing was restored" in out.stderr
-    out = u.vkube("snapshot", "restore", "mover", str(snap)).stdout
-    assert "written by this vkube installation" in out, out
+    out = u.vkube("snapshot", "restore", "mover", str(snap), check=False)
+    assert out.returncode == 1 and "pass --allow-authenticated-access" in out.stderr, out.stderr
+    assert "saved from another cluster ('mover', CA sha256:" in out.stderr, out.stderr
+    out = u.vkube("snapshot", "restore", "mover", str(snap), "--allow-authenticated-access").stdout
+    assert "what it grants beyond a new cluster was checked" in out, out
     pid_file = u.home / "shared" / "supervisor.pid"
     assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))
     u.vkube("resume", "mover")
@@ -280,12 +285,17 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     assert ctx(u, "mover", "exec", "after-move", "--", "hostname").stdout.strip() == "after-move"
     ctx(u, "mover", "delete", "pod", "after-move", "--wait=false")
     ctx(u, "mover", "patch", "cm", "moved", "-p", '{"data":{"k":"shared"}}')
-    # and back out of it
+    # saved from the shared cluster, its file is trusted there (the shared server checks the
+    # HMAC and the origin against the cluster's CA itself)
     u.vkube("snapshot", "save", "mover", str(snap))
+    u.vkube("pause", "mover")
+    out = u.vkube("snapshot", "restore", "mover", str(snap)).stdout
+    assert "written by this vkube installation from mover (its HMAC checks)" in out, out
+    # and back out of it
     u.vkube("delete", "mover")
     u.vkube("create", "mover", "--connect=false")
     u.vkube("pause", "mover")
-    u.vkube("snapshot", "restore", "mover", str(snap))
+    u.vkube("snapshot", "restore", "mover", str(snap), "--allow-authenticated-access")
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "shared"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -27,9 +28,15 @@ def _line(key: str, value: bytes, rev: int = 5) -> Line:
     return {"k": key, "v": base64.b64encode(value).decode(), "c": rev, "m": rev}
 
 
+def _meta(name: str, namespace: str | None) -> dict[str, str]:
+    """An object's metadata as a saved one holds it (a uid and a creationTimestamp)."""
+    return {"name": name, **({"namespace": namespace} if namespace else {}),
+            "uid": str(uuid.uuid4()), "creationTimestamp": "2026-01-01T00:00:00Z"}
+
+
 def _obj(kind: str, name: str, namespace: str | None = "default", **extra: object) -> bytes:
-    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return json.dumps({"apiVersion": "v1", "kind": kind, "metadata": meta, **extra}).encode()
+    return json.dumps({"apiVersion": "v1", "kind": kind, "metadata": _meta(name, namespace),
+                       **extra}).encode()
 
 
 def _craft(good: Path, out: Path, edit: Callable[[list[Line]], None]) -> Path:
@@ -50,8 +57,7 @@ _ALL = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
 
 def _doc(api_version: str, kind: str, name: str, namespace: str | None = None,
          **body: object) -> bytes:
-    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
-    return json.dumps({"apiVersion": api_version, "kind": kind, "metadata": meta,
+    return json.dumps({"apiVersion": api_version, "kind": kind, "metadata": _meta(name, namespace),
                        **body}).encode()
 
 
@@ -90,6 +96,77 @@ GRANTS: list[tuple[str, list[Line], str]] = [
      [_binding("RoleBinding", "everyone", "edit", ("Group", "system:authenticated"), "app")],
      "RoleBinding 'app/everyone' grants ClusterRole 'edit' to Group 'system:authenticated' "
      "(every user and every pod's service account)"),
+    ("--allow-service-account-access",
+     [_binding("ClusterRoleBinding", "all-sa", "cluster-admin", ("Group", "system:serviceaccounts"))],
+     "ClusterRoleBinding 'all-sa' grants ClusterRole 'cluster-admin' to Group "
+     "'system:serviceaccounts' (every pod's service account token, in every namespace)"),
+    ("--allow-service-account-access",
+     [_binding("RoleBinding", "app-sa", "edit", ("Group", "system:serviceaccounts:app"), "app")],
+     "RoleBinding 'app/app-sa' grants ClusterRole 'edit' to Group 'system:serviceaccounts:app' "
+     "(every service account token of that namespace)"),
+    ("--allow-bootstrapper-access",
+     [_binding("ClusterRoleBinding", "bs-admin", "cluster-admin", ("Group", "system:bootstrappers"))],
+     "ClusterRoleBinding 'bs-admin' grants ClusterRole 'cluster-admin' to Group "
+     "'system:bootstrappers' (whoever holds a bootstrap token)"),
+    ("--allow-bootstrapper-access",
+     [_binding("ClusterRoleBinding", "bs-extra", "view", ("Group", "system:bootstrappers:extra"))],
+     "ClusterRoleBinding 'bs-extra' grants ClusterRole 'view' to Group "
+     "'system:bootstrappers:extra' (whoever holds a bootstrap token with that extra group)"),
+    ("--allow-node-access",
+     [_binding("ClusterRoleBinding", "node-admin", "cluster-admin", ("User", "system:node:n1"))],
+     "ClusterRoleBinding 'node-admin' grants ClusterRole 'cluster-admin' to User "
+     "'system:node:n1' (that node's kubelet)"),
+    ("--allow-node-access",
+     [_binding("RoleBinding", "nodes", "edit", ("Group", "system:nodes"), "app")],
+     "RoleBinding 'app/nodes' grants ClusterRole 'edit' to Group 'system:nodes' (every "
+     "node's kubelet)"),
+    ("--allow-component-access",
+     [_binding("ClusterRoleBinding", "proxy-admin", "cluster-admin", ("User", "system:kube-proxy"))],
+     "ClusterRoleBinding 'proxy-admin' grants ClusterRole 'cluster-admin' to User "
+     "'system:kube-proxy' (a control-plane component's name: whoever is issued a credential "
+     "with it)"),
+    ("--allow-component-access",
+     [_binding("ClusterRoleBinding", "cm-admin", "cluster-admin",
+               ("User", "system:kube-controller-manager"))],
+     "ClusterRoleBinding 'cm-admin' grants ClusterRole 'cluster-admin' to User "
+     "'system:kube-controller-manager' (a control-plane component's name: whoever is issued "
+     "a credential with it)"),
+    ("--allow-component-access",
+     [_binding("RoleBinding", "dns", "edit", ("User", "system:vkube-dns"), "app")],
+     "RoleBinding 'app/dns' grants ClusterRole 'edit' to User 'system:vkube-dns' (a "
+     "control-plane component's name: whoever is issued a credential with it)"),
+    ("--allow-admission-policies",
+     [_line("/admissionregistration.k8s.io/validatingadmissionpolicies/lock", _doc(
+         "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "lock", spec={
+             "failurePolicy": "Fail", "matchConstraints": {"resourceRules": [{
+                 "apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"],
+                 "resources": ["*"]}]},
+             "validations": [{"expression": "false", "message": "locked"}]}))],
+     "ValidatingAdmissionPolicy 'lock' has the API server evaluate its CEL validations on "
+     "every write it matches and refuse what they reject"),
+    ("--allow-admission-policies",
+     [_line("/admissionregistration.k8s.io/validatingadmissionpolicybindings/lock", _doc(
+         "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "lock",
+         spec={"policyName": "lock", "validationActions": ["Deny"]}))],
+     "ValidatingAdmissionPolicyBinding 'lock' puts ValidatingAdmissionPolicy 'lock' in force"),
+    # adds system:anonymous to every RoleBinding and ClusterRoleBinding written later
+    ("--allow-admission-policies",
+     [_line("/admissionregistration.k8s.io/mutatingadmissionpolicies/anon", _doc(
+         "admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy", "anon", spec={
+             "failurePolicy": "Ignore", "reinvocationPolicy": "Never",
+             "matchConstraints": {"resourceRules": [{
+                 "apiGroups": [_RBAC], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["rolebindings", "clusterrolebindings"]}]},
+             "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression":
+                 "[JSONPatch{op: 'add', path: '/subjects/-', value: {'kind': 'User', "
+                 "'apiGroup': 'rbac.authorization.k8s.io', 'name': 'system:anonymous'}}]"}}]}))],
+     "MutatingAdmissionPolicy 'anon' has the API server apply its CEL mutations to every "
+     "write it matches"),
+    ("--allow-admission-policies",
+     [_line("/admissionregistration.k8s.io/mutatingadmissionpolicybindings/anon", _doc(
+         "admissionregistration.k8s.io/v1", "MutatingAdmissionPolicyBinding", "anon",
+         spec={"policyName": "anon"}))],
+     "MutatingAdmissionPolicyBinding 'anon' puts MutatingAdmissionPolicy 'anon' in force"),
     ("--allow-webhooks",
      [_line("/admissionregistration.k8s.io/validatingwebhookconfigurations/spy", _doc(
          "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "spy", webhooks=[{
@@ -135,6 +212,13 @@ def _grant_cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
                  "every cluster binds it to Group 'system:unauthenticated' (anyone who reaches "
                  "the API, without credentials) — beyond what a new cluster grants; pass "
                  "--allow-anonymous-access"))
+    discovery = _line(f"/{_RBAC}/clusterroles/system:service-account-issuer-discovery", _doc(
+        f"{_RBAC}/v1", "ClusterRole", "system:service-account-issuer-discovery", rules=[_ALL]))
+    out.append((_craft(good, tmp / "widened-sa.jsonl", lambda e: _replace(e, discovery)),
+                "ClusterRole 'system:service-account-issuer-discovery' has rules beyond its "
+                "default, and every cluster binds it to Group 'system:serviceaccounts' (every "
+                "pod's service account token, in every namespace) — beyond what a new cluster "
+                "grants; pass --allow-service-account-access"))
     return out
 
 
@@ -216,6 +300,26 @@ def _cases(tmp: Path, good: Path) -> list[tuple[Path, str]]:
     out += [(tmp / "truncated.jsonl", "is truncated"),
             (tmp / "foreign.jsonl", "is not a vkube snapshot"),
             (tmp / "newer.jsonl", "is snapshot format 3, written by a newer vkube")]
+    uid = json.loads(base64.b64decode(json.loads(good.read_bytes().splitlines()[1])["v"]))[
+        "metadata"]["uid"]  # the first object's
+    bare = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "evil",
+                                                                  "namespace": "default"}}
+    server_set = [
+        ("no-uid", lambda e: e.append(_line(cm, json.dumps({**bare, "metadata": {
+            **bare["metadata"], "creationTimestamp": "2026-01-01T00:00:00Z"}}).encode())),
+         "metadata.uid is missing: the API server gives every object one on create"),
+        ("no-created", lambda e: e.append(_line(cm, json.dumps({**bare, "metadata": {
+            **bare["metadata"], "uid": str(uuid.uuid4())}}).encode())),
+         "metadata.creationTimestamp None is not an RFC 3339 time"),
+        ("bad-created", lambda e: e.append(_line(cm, json.dumps({**bare, "metadata": {
+            **bare["metadata"], "uid": str(uuid.uuid4()), "creationTimestamp": "yesterday"}
+        }).encode())), 'the object does not decode as a ConfigMap: parsing time "yesterday"'),
+        ("same-uid", lambda e: e.append(_line(cm, json.dumps({**bare, "metadata": {
+            **bare["metadata"], "uid": uid, "creationTimestamp": "2026-01-01T00:00:00Z"}
+        }).encode())), f"metadata.uid {uid!r} is also the uid of "),
+    ]
+    out += [(_craft(good, tmp / f"{name}.jsonl", edit), message)
+            for name, edit, message in server_set]
     return out + _grant_cases(tmp, good)
 
 
@@ -412,11 +516,11 @@ def test_crafted_files_are_refused_and_the_cluster_is_unchanged(
     out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
                       f"sqlite:///{tmp_path}/own.db")
     assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
-    assert "written by this vkube installation (its HMAC checks)" in out.stdout  # type: ignore[attr-defined]
+    assert "written by this vkube installation from vc (its HMAC checks)" in out.stdout  # type: ignore[attr-defined]
     everyone = ("ClusterRoleBinding 'everyone' grants ClusterRole 'view' to Group "
                 "'system:authenticated' (every user and every pod's service account) — beyond "
                 "what a new cluster grants; pass --allow-authenticated-access to restore it (the "
-                "file was not written by this vkube installation)")
+                "file was not written by this vkube installation from vc)")
     lines = own.read_bytes().splitlines(keepends=True)
     keep = next(i for i, line in enumerate(lines) if b'"/core/configmaps/default/keep"' in line)
     entry = json.loads(lines[keep])
@@ -428,12 +532,41 @@ def test_crafted_files_are_refused_and_the_cluster_is_unchanged(
     edited.write_bytes(b"".join(lines[:-1]) + json.dumps(end).encode() + b"\n")
     _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(edited), "--store",
                          f"sqlite:///{tmp_path}/edited.db"), everyone, "vc")
+
+    # the HMAC proves origin, not that the file is safe elsewhere: it is bound to the cluster
+    # it was saved from (name and CA). Another cluster of this installation checks the file's
+    # grants; restored there with the flag and saved again, the file is that cluster's own —
+    # trusted there, and still checked everywhere else
+    user.vkube("create", "vc2", "--connect=false")
+    user.vkube("pause", "vc2")
+    from_vc = everyone.replace("(the file was not written by this vkube installation from vc)",
+                               "(the file was saved from another cluster ('vc', CA sha256:")
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc2", str(own)),
+             from_vc, "vc2")
+    out = _in_process(user, capsys, "snapshot", "restore", "vc2", str(own),
+                      "--allow-authenticated-access")
+    assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
+    assert "saved from another cluster ('vc'" in out.stdout, out.stdout  # type: ignore[attr-defined]
+    again = tmp_path / "vc2.jsonl"
+    user.vkube("snapshot", "save", "vc2", str(again))
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(again), "--store",
+                         f"sqlite:///{tmp_path}/back.db"),
+             from_vc.replace("('vc', CA", "('vc2', CA"), "vc")
+    out = _in_process(user, capsys, "snapshot", "restore", "vc2", str(again))
+    assert out.returncode == 0, out.stderr  # type: ignore[attr-defined]
+    assert "written by this vkube installation from vc2 (its HMAC checks)" in out.stdout, \
+        out.stdout  # type: ignore[attr-defined]
+    # a file saved from a store named by --store is no cluster's own: trusted nowhere
+    loose = tmp_path / "loose.jsonl"
+    user.vkube("snapshot", "save", "vc", str(loose), "--store", f"sqlite:///{tmp_path}/own.db")
+    _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(loose), "--store",
+                         f"sqlite:///{tmp_path}/loose.db"), everyone, "vc")
     monkeypatch.setenv("VKUBE_HOME", str(tmp_path / "another-installation"))
     _refused(_in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
-                         f"sqlite:///{tmp_path}/elsewhere.db"), everyone, "vc")
+                         f"sqlite:///{tmp_path}/elsewhere.db"), from_vc, "vc")
     out = _in_process(user, capsys, "snapshot", "restore", "vc", str(own), "--store",
                       f"sqlite:///{tmp_path}/elsewhere.db", "--allow-authenticated-access")
-    assert out.returncode == 0 and "was not written by this vkube installation" in out.stdout, \
+    assert out.returncode == 0 and "beyond a new cluster was checked" in out.stdout, \
         out.stderr  # type: ignore[attr-defined]
 
 
@@ -471,10 +604,9 @@ async def test_postgres_store_refuses_crafted_files_and_survives_a_failing_resto
         return subprocess.run([sys.executable, "-m", "vkube", *args], env=u.env,
                               capture_output=True, text=True, timeout=120)
 
-    ns = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
     good = _craft_fresh(tmp_path / "good.jsonl", [
         _line("/core/configmaps/default/one", _obj("ConfigMap", "one", data={"a": "b"}), 2),
-        _line("/core/namespaces/default", ns.encode(), 1)])
+        _line("/core/namespaces/default", _doc("v1", "Namespace", "default"), 1)])
     out = await asyncio.to_thread(vkube, "snapshot", "restore", "pgvc", str(good), "--store",
                                   postgres_db)
     assert out.returncode == 0 and "restored 2 keys" in out.stdout, out.stderr

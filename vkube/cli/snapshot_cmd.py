@@ -51,8 +51,21 @@ _GRANTS = {
     "authenticated": ("--allow-authenticated-access", "restore RBAC granting "
                       "system:authenticated (every user and service account) more than a new "
                       "cluster does"),
+    "service-accounts": ("--allow-service-account-access", "restore RBAC granting "
+                         "system:serviceaccounts or system:serviceaccounts:NAMESPACE (every "
+                         "pod's token) more than a new cluster does"),
+    "bootstrappers": ("--allow-bootstrapper-access", "restore RBAC granting "
+                      "system:bootstrappers[:…] (whoever holds a bootstrap token) more than a "
+                      "new cluster does"),
+    "nodes": ("--allow-node-access", "restore RBAC granting system:nodes or system:node:NAME "
+              "(kubelets) more than a new cluster does"),
+    "components": ("--allow-component-access", "restore RBAC granting system:kube-proxy, "
+                   "system:kube-scheduler, system:kube-controller-manager or vkube's "
+                   "component users more than a new cluster does"),
     "webhooks": ("--allow-webhooks", "restore admission webhook configurations and CRD "
                  "conversion webhooks"),
+    "admission-policies": ("--allow-admission-policies", "restore Validating/Mutating "
+                           "AdmissionPolicies and their bindings"),
     "apiservices": ("--allow-apiservices", "restore APIServices backed by a Service"),
     "bootstrap-tokens": ("--allow-bootstrap-tokens", "restore bootstrap token Secrets usable "
                          "for authentication"),
@@ -61,7 +74,8 @@ _GRANTS = {
 
 #: this installation's snapshot key, under VKUBE_HOME: ``save`` puts an HMAC of the file with
 #: it in the trailer, and ``restore`` takes a file whose HMAC checks as one this installation
-#: wrote (a SHA-256 anyone can recompute; the key only this user can read)
+#: wrote (a SHA-256 anyone can recompute; the key only this user can read) — from the cluster
+#: named in its header (``stores.cluster_origin``: name and CA), trusted only for that one
 _KEY_FILE = "snapshot.key"
 
 
@@ -150,14 +164,44 @@ def _existing_encryption(args: argparse.Namespace) -> Any:
     return path if path is not None and path.exists() else None
 
 
+def _origin(args: argparse.Namespace) -> Any:
+    """The cluster ``args.name`` as a snapshot file's origin (None: no cluster with a CA)."""
+    from vkube.cli import state
+    from vkube.cluster import stores
+
+    st = state.ClusterState.load(state.validate_name(args.name))
+    return stores.cluster_origin(st.name, st.data_dir) if st is not None else None
+
+
+def _file_origin(path: str) -> Any:
+    """The origin a file's header claims (for messages only: trust comes from the HMAC)."""
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            origin = json.loads(handle.readline()).get("origin")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return origin if isinstance(origin, dict) else None
+
+
+def _untrusted(args: argparse.Namespace) -> str:
+    """Why the file's grants were checked (it is not this installation's file of this cluster)."""
+    claimed = _file_origin(args.file)
+    if claimed is not None and claimed != args.origin:
+        return (f"the file was saved from another cluster ({str(claimed.get('cluster'))!r}, CA "
+                f"{str(claimed.get('ca'))[:23]}…): what it grants restores without flags only "
+                "into the cluster it was saved from")
+    return f"the file was not written by this vkube installation from {args.name}"
+
+
 def _refused(args: argparse.Namespace, exc: Exception) -> CLIError:
     """A file refused before anything was written: one line, and what to do instead."""
     from vkube.cluster import stores
 
     text = str(exc)
     if isinstance(exc, stores.SnapshotGrant):
-        return CLIError(f"{text} (the file was not written by this vkube installation); nothing "
-                        f"was restored into {args.name}")
+        return CLIError(f"{text} ({_untrusted(args)}); nothing was restored into {args.name}")
     if "newer vkube" in text:
         return CLIError(f"{text}; nothing was restored into {args.name}")
     return CLIError(f"{text} — nothing was restored into {args.name}; restore a file that "
@@ -170,12 +214,14 @@ def _verify(args: argparse.Namespace) -> None:
     from vkube.cluster import stores
 
     # what the file may grant: what the user named with --allow-…; all of it if this
-    # installation wrote the file (its HMAC checks with the key: ``args.key``)
+    # installation wrote the file from this very cluster (its HMAC checks with the key,
+    # ``args.key``, and its header names ``args.origin``)
     args.grants = frozenset(args.allow or ())
     args.key = _installation_key(False)
+    args.origin = _origin(args)
     try:
         args.own = stores.verify_snapshot(args.file, _existing_encryption(args), args.grants,
-                                          args.key).signed
+                                          args.key, args.origin).signed
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.SnapshotError as exc:
@@ -211,10 +257,9 @@ def _transform(args: argparse.Namespace) -> Any:
 
 def _provenance(args: argparse.Namespace) -> str:
     if args.own:
-        return ("; the file was written by this vkube installation (its HMAC checks), so what "
-                "it grants is restored as saved")
-    return ("; the file was not written by this vkube installation: what it grants beyond a "
-            "new cluster was checked")
+        return (f"; the file was written by this vkube installation from {args.name} (its HMAC "
+                "checks), so what it grants is restored as saved")
+    return f"; {_untrusted(args)}: what it grants beyond a new cluster was checked"
 
 
 def _saved(args: argparse.Namespace, keys: int, revision: int, size: int, transform: Any) -> None:
@@ -282,7 +327,8 @@ def _run_shared(args: argparse.Namespace, st: Any) -> int:
     transform = _transform(args)
     try:
         saved = asyncio.run(stores.save_snapshot(str(db), args.file, prefix=f"/clusters/{st.name}",
-                                                 transform=transform, key=_installation_key(True)))
+                                                 transform=transform, key=_installation_key(True),
+                                                 origin=stores.cluster_origin(st.name, st.data_dir)))
     except stores.StoreError as exc:
         raise CLIError(f"store {db}: {exc}") from None
     except OSError as exc:
@@ -326,12 +372,17 @@ def _run(args: argparse.Namespace) -> int:
             transform = _transform(args)
             check = stores.snapshot_check(args.file, _existing_encryption(args), args.grants)
             info = asyncio.run(stores.restore_snapshot(url, args.file, transform=transform,
-                                                       check=check, key=args.key, **tls))
+                                                       check=check, key=args.key,
+                                                       origin=args.origin, **tls))
             args.own = info.signed  # the same read as what was written
         else:
             transform = _transform(args)
+            # the file names this cluster as its origin only when it is the cluster's own
+            # store (``--store`` may name any store: its file is trusted for no cluster)
             info = asyncio.run(stores.save_snapshot(url, args.file, transform=transform,
-                                                    key=_installation_key(True), **tls))
+                                                    key=_installation_key(True),
+                                                    origin=None if args.store else _origin(args),
+                                                    **tls))
     except FileNotFoundError:
         raise CLIError(f"snapshot file {args.file} not found — check the path") from None
     except stores.UnsupportedStore as exc:

@@ -490,18 +490,19 @@ class SharedServer:
                 raise ValueError(f"cluster {name!r} is being served: pause it first")
             assert self.store is not None
             from vkube.cluster.config import shared_encryption_config
-            from vkube.cluster.stores import encrypter, snapshot_check
+            from vkube.cluster.stores import cluster_origin, encrypter, snapshot_check
 
             data.mkdir(parents=True, exist_ok=True)  # Secrets: encrypted with this cluster's key
             keys = shared_encryption_config(data)
             allow = frozenset(g for g in str(doc.get("allow") or "").split(",") if g)
-            # the installation's snapshot key: a file it signed may grant what it holds
+            # the installation's snapshot key: a file it signed from this very cluster (its
+            # name and CA: ``cluster_origin``) may grant what it holds
             key = (bytes.fromhex(Path(doc["keyFile"]).read_text().strip())
                    if doc.get("keyFile") else None)
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),
                                           doc["snapshot"], transform=encrypter(keys),
                                           check=snapshot_check(doc["snapshot"], keys, allow),
-                                          key=key)
+                                          key=key, origin=cluster_origin(name, data))
             _write(data / "restored", json.dumps({
                 "revision": info.revision, "keys": info.keys, "created": info.created,
                 "updated": info.updated, "deleted": info.deleted, "signed": info.signed}))

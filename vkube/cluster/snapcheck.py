@@ -21,13 +21,20 @@ checked here, in file order, and the first bad one is named (key, line, what is 
   and CEL rules — the same code, not a copy. What a create *adds* is not asked for (defaults,
   server-set metadata: the file holds stored objects), and admission webhooks are not called
   (the cluster is paused; a restore is not a client's write);
+- the object holds what the API server sets on every create: a ``metadata.uid`` (a string no
+  other object of the file holds — the garbage collector and ownerReferences go by uid) and a
+  ``metadata.creationTimestamp`` (RFC 3339). A file ``vkube snapshot save`` wrote always has
+  both, so one lacking them was made by hand: refused rather than completed, since the restore
+  writes objects as they were stored, not as a create would make them;
 - a namespaced object's Namespace is in the file too (the API refuses an object in a
   namespace that does not exist); ownerReferences may dangle (the garbage collector settles
   them, as after any delete);
 - what the file grants beyond what every cluster grants (``vkube.cluster.snapgrants``: RBAC
-  for anonymous or all users, webhooks, APIServices, bootstrap tokens) is refused unless the
-  restore names it with its ``--allow-…`` flag, or the file is signed with this
-  installation's key (``snapshot.read_signed``: this installation wrote it).
+  for anonymous, all users, all service accounts, bootstrappers, nodes and components;
+  webhooks, admission policies, APIServices, bootstrap tokens) is refused unless the restore
+  names it with its ``--allow-…`` flag, or the file is signed with this installation's key
+  and names the target cluster as its origin (``snapshot.read_signed``: this installation
+  wrote it from this very cluster).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from vkube.api.builtin import builtin_registry
 from vkube.api.crd import CustomResourceStrategy
 from vkube.api.crd_validation import validate_crd
 from vkube.api.jsonvalue import clone
+from vkube.api.meta import parse_time
 from vkube.api.openapi_convert import builtin_resolver, gvk_index
 from vkube.api.strategy import Strategy
 from vkube.api.typecheck import TypeIndex, describe, type_errors
@@ -84,6 +92,7 @@ class SnapshotCheck:
         self.allow = allow
         self.grants = Grants(path, allow)
         self.namespaces: set[str] = set()  # the Namespaces the file holds
+        self.uids: dict[str, str] = {}  # metadata.uid -> the key of the object holding it
         self.resources: dict[tuple[str, str], _Resource] = {}
         for spec in builtin_registry().all():
             res = self.resources.setdefault(
@@ -103,6 +112,7 @@ class SnapshotCheck:
         self.grants = Grants(self.path, frozenset(FLAGS) if signed else self.allow)
         self.namespaces = {e.kv.key[len(_NAMESPACE_PREFIX):] for e in entries
                            if e.kv.key.startswith(_NAMESPACE_PREFIX)}
+        self.uids = {}
         objects: dict[int, Any] = {}  # line -> decoded object (or the problem, a str)
         for entry in entries:  # CRDs first: a custom resource may sort before its CRD
             if entry.kv.key.startswith(_CRD_PREFIX):
@@ -155,6 +165,10 @@ class SnapshotCheck:
                     f"{'NAMESPACE/' if res.namespaced else ''}NAME")
         problem = self._object(obj, res, parts[-1], parts[2] if res.namespaced else None)
         if problem is None:
+            uid = obj["metadata"]["uid"]
+            if uid in self.uids:
+                return f"metadata.uid {uid!r} is also the uid of {self.uids[uid]} (uids are unique)"
+            self.uids[uid] = key
             self.grants.see(entry, group, parts[1], obj)
         return problem
 
@@ -193,7 +207,7 @@ class SnapshotCheck:
             problems = type_errors(obj, schema[0], schema[1]) if schema is not None else []
         if problems:
             return f"the object does not decode as a {res.kind}: {describe(problems)}"
-        return self._invalid(obj, res, version, name)
+        return _server_set(meta) or self._invalid(obj, res, version, name)
 
     def _invalid(self, obj: dict[str, Any], res: _Resource, version: str,
                  name: str) -> str | None:
@@ -254,6 +268,18 @@ class SnapshotCheck:
             schema = builtin_resolver().definition(name) if name else None
             self._schemas[gvk] = (schema, TypeIndex.shared(schema)) if schema else None
         return self._schemas[gvk]
+
+
+def _server_set(meta: dict[str, Any]) -> str | None:
+    """What the API server sets on every create that ``meta`` lacks (None: nothing)."""
+    uid = meta.get("uid")
+    if not isinstance(uid, str) or not uid.strip():
+        return ("metadata.uid is missing: the API server gives every object one on create and "
+                "a saved snapshot holds it")
+    if parse_time(meta.get("creationTimestamp")) is None:
+        return (f"metadata.creationTimestamp {meta.get('creationTimestamp')!r} is not an RFC "
+                "3339 time: the API server sets it on create and a saved snapshot holds it")
+    return None
 
 
 def _pruned(original: Any, pruned: Any, schema: dict[str, Any] | None,

@@ -6,12 +6,22 @@ what the file holds. Most of a file is the cluster's business (its workloads, it
 service accounts' roles). Some objects reach past it, to people and machines that hold no
 credential of the cluster, and a file from elsewhere must not bring them silently:
 
-- RBAC for ``system:anonymous`` / ``system:unauthenticated`` (anyone who reaches the API) or
-  ``system:authenticated`` (every user and every pod's service account) beyond upstream's
-  bootstrap policy — which binds ``system:discovery``, ``system:basic-user`` and
-  ``system:public-info-viewer`` to them, and which the file may hold as they are, not widened;
+- RBAC for subjects that stand for many holders or for credentials the cluster hands out
+  itself, beyond upstream's bootstrap policy (whose bindings, and the roles they bind, the file
+  may hold as they are, not widened): ``system:anonymous`` / ``system:unauthenticated``
+  (anyone who reaches the API), ``system:authenticated`` (every user and every pod's service
+  account), ``system:serviceaccounts[:NAMESPACE]`` (every pod's token), ``system:bootstrappers``
+  and ``system:bootstrappers:…`` groups and ``system:bootstrap:…`` users (whoever holds a
+  bootstrap token — a binding makes every later token that powerful), ``system:nodes`` and
+  ``system:node:NAME`` (kubelets), and the control-plane components' users
+  ``system:kube-proxy``, ``system:kube-scheduler``, ``system:kube-controller-manager`` (and
+  vkube's ``system:vkube-dns``, ``system:vkube-network``, ``system:vkube-leader-election``);
 - admission webhooks and CRD conversion webhooks (the API server sends objects to an endpoint
   and obeys its answers);
+- ValidatingAdmissionPolicies, MutatingAdmissionPolicies and their bindings: no endpoint, but
+  in-cluster CEL that may refuse every write (lock the cluster) or rewrite every object (add a
+  subject to each RoleBinding written later) — a trust of its own, so a flag of its own: a user
+  who allows a file's webhook endpoint has not read its CEL;
 - APIServices backed by a Service (an API group answered by whoever runs that Service);
 - bootstrap tokens usable for authentication (a password for ``system:bootstrappers`` in the
   file).
@@ -27,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vkube.api.rbac import bootstrap_policy
+from vkube.pki.cluster import DNS, LEADER_ELECTION, NETWORK
 from vkube.store.snapshot import Entry, SnapshotError, entry_error
 
 __all__ = ["FLAGS", "Grants", "SnapshotGrant"]
@@ -34,18 +45,46 @@ __all__ = ["FLAGS", "Grants", "SnapshotGrant"]
 #: a grant's name -> the flag of ``vkube snapshot restore`` that allows it
 FLAGS = {"anonymous": "--allow-anonymous-access",
          "authenticated": "--allow-authenticated-access",
+         "service-accounts": "--allow-service-account-access",
+         "bootstrappers": "--allow-bootstrapper-access",
+         "nodes": "--allow-node-access",
+         "components": "--allow-component-access",
          "webhooks": "--allow-webhooks",
+         "admission-policies": "--allow-admission-policies",
          "apiservices": "--allow-apiservices",
          "bootstrap-tokens": "--allow-bootstrap-tokens"}
 
 _RBAC = "rbac.authorization.k8s.io"
-_WHO = {("User", "system:anonymous"): ("anonymous", "anyone who reaches the API, without "
-                                                    "credentials"),
-        ("Group", "system:unauthenticated"): ("anonymous", "anyone who reaches the API, "
-                                                           "without credentials"),
+_ANYONE = "anyone who reaches the API, without credentials"
+_COMPONENT = "a control-plane component's name: whoever is issued a credential with it"
+_WHO = {("User", "system:anonymous"): ("anonymous", _ANYONE),
+        ("Group", "system:unauthenticated"): ("anonymous", _ANYONE),
         ("Group", "system:authenticated"): ("authenticated", "every user and every pod's "
-                                                             "service account")}
+                                                             "service account"),
+        ("Group", "system:serviceaccounts"): ("service-accounts", "every pod's service account "
+                                                                  "token, in every namespace"),
+        ("Group", "system:bootstrappers"): ("bootstrappers", "whoever holds a bootstrap token"),
+        ("Group", "system:nodes"): ("nodes", "every node's kubelet"),
+        ("User", "system:kube-proxy"): ("components", _COMPONENT),
+        ("User", "system:kube-scheduler"): ("components", _COMPONENT),
+        ("User", "system:kube-controller-manager"): ("components", _COMPONENT),
+        # vkube's own components' users (the cluster issues their credentials; those in
+        # system:masters — the API server's loopback, the syncer — are allowed all already)
+        **{("User", user): ("components", _COMPONENT) for user, _ in (DNS, NETWORK,
+                                                                       LEADER_ELECTION)}}
+#: (subject kind, name prefix) -> grant, who holds it
+_WHO_PREFIX = {("Group", "system:serviceaccounts:"): ("service-accounts", "every service "
+                                                      "account token of that namespace"),
+               ("Group", "system:bootstrappers:"): ("bootstrappers", "whoever holds a bootstrap "
+                                                    "token with that extra group"),
+               ("User", "system:bootstrap:"): ("bootstrappers", "whoever holds that bootstrap "
+                                                                "token"),
+               ("User", "system:node:"): ("nodes", "that node's kubelet")}
 _WEBHOOKS = ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
+_POLICIES = {"validatingadmissionpolicies": "evaluate its CEL validations on every write it "
+                                            "matches and refuse what they reject",
+             "mutatingadmissionpolicies": "apply its CEL mutations to every write it matches"}
+_POLICY_BINDINGS = ("validatingadmissionpolicybindings", "mutatingadmissionpolicybindings")
 _BOOTSTRAP_TYPE = "bootstrap.kubernetes.io/token"
 
 
@@ -89,6 +128,13 @@ class Grants:
                 self._add(entry, f"{kind} {name!r} has the API server send objects to "
                                  f"{_target(hooks[0].get('clientConfig'))} and obey its answers",
                           "webhooks")
+        elif group == "admissionregistration.k8s.io" and plural in _POLICIES:
+            self._add(entry, f"{kind} {name!r} has the API server {_POLICIES[plural]}",
+                      "admission-policies")
+        elif group == "admissionregistration.k8s.io" and plural in _POLICY_BINDINGS:
+            policy = (obj.get("spec") or {}).get("policyName")
+            self._add(entry, f"{kind} {name!r} puts {str(kind)[:-len('Binding')]} {policy!r} in "
+                             "force", "admission-policies")
         elif group == "apiextensions.k8s.io" and plural == "customresourcedefinitions":
             conversion = (obj.get("spec") or {}).get("conversion") or {}
             if conversion.get("strategy") == "Webhook":
@@ -141,9 +187,10 @@ class Grants:
             default_subjects = {(s.get("kind"), s.get("name")) for s in default.get("subjects") or ()}
             for subject in binding.get("subjects") or ():
                 who = (subject.get("kind"), subject.get("name"))
-                if who not in _WHO or (default.get("roleRef") == ref and who in default_subjects):
+                holders = _holders(who)
+                if holders is None or (default.get("roleRef") == ref and who in default_subjects):
                     continue
-                grant, people = _WHO[who]
+                grant, people = holders
                 self._add(entry, f"{binding.get('kind')} {_named(meta)} grants {ref.get('kind')} "
                                  f"{ref.get('name')!r} to {who[0]} {who[1]!r} ({people})", grant)
         # the roles the default bindings give these subjects (kept or re-created by the target
@@ -151,20 +198,35 @@ class Grants:
         defaults = {(kind, r["metadata"].get("namespace") or "", r["metadata"]["name"]): r
                     for section, kind in (("clusterRoles", "ClusterRole"), ("roles", "Role"))
                     for r in policy[section]}
-        given: dict[tuple[str, str, str], tuple[str, str]] = {}  # role -> most open subject
+        rank = list(FLAGS)  # the most open subject a role is given to names the grant
+        given: dict[tuple[str, str, str], tuple[tuple[str, str], str, str]] = {}
         for (_, ns, _), binding in own.items():
             ref = binding["roleRef"]
             role = (ref["kind"], ns if ref["kind"] == "Role" else "", ref["name"])
             for s in binding.get("subjects") or ():
                 who = (s.get("kind"), s.get("name"))
-                if who in _WHO and (role not in given or _WHO[who][0] == "anonymous"):
-                    given[role] = who
-        for role, who in given.items():
+                holders = _holders(who)
+                if holders is not None and (role not in given or rank.index(holders[0])
+                                            < rank.index(given[role][1])):
+                    given[role] = (who, *holders)
+        for role, (who, grant, people) in given.items():
             if role in self.roles and _wider(self.roles[role][1], defaults.get(role)):
-                grant, people = _WHO[who]
                 self._add(self.roles[role][0], f"{role[0]} {role[2]!r} has rules beyond its "
                                                f"default, and every cluster binds it to {who[0]} "
                                                f"{who[1]!r} ({people})", grant)
+
+
+def _holders(who: tuple[Any, Any]) -> tuple[str, str] | None:
+    """The grant (a FLAGS key) a binding to subject ``who`` (kind, name) is, and who holds
+    it; None: a subject of the cluster's own (a ServiceAccount, a named user or group)."""
+    if who in _WHO:
+        return _WHO[who]
+    kind, name = who
+    if isinstance(name, str):
+        for (prefix_kind, prefix), holders in _WHO_PREFIX.items():
+            if kind == prefix_kind and name.startswith(prefix) and len(name) > len(prefix):
+                return holders
+    return None
 
 
 def _wider(held: dict[str, Any], default: dict[str, Any] | None) -> bool:

@@ -14,8 +14,26 @@ from vkube.store.base import PartialCommit
 from vkube.store.snapshot import SnapshotError, SnapshotInfo
 
 __all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
-           "SnapshotInfo", "StoreError", "UnsupportedStore", "describe", "encrypter",
-           "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
+           "SnapshotInfo", "StoreError", "UnsupportedStore", "cluster_origin", "describe",
+           "encrypter", "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
+
+
+def cluster_origin(name: str, data_dir: Path | None) -> dict[str, str] | None:
+    """What a snapshot file saved from cluster ``name`` records as its origin, and what a
+    restore into it expects for the file's HMAC to count: the name and the SHA-256 of its
+    CA certificate (``DATA/pki/ca.crt``, made once per cluster: a cluster deleted and created
+    again under the same name is another cluster). None when the cluster has no CA (never
+    ran, or a store vkube does not know): no file is trusted for it, none records it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    if data_dir is None:
+        return None
+    try:
+        ca = x509.load_pem_x509_certificate((data_dir / "pki" / "ca.crt").read_bytes())
+    except (OSError, ValueError):
+        return None
+    return {"cluster": name, "ca": "sha256:" + ca.fingerprint(hashes.SHA256()).hex()}
 
 
 def snapshot_check(path: str, encryption: Path | None,
@@ -29,11 +47,13 @@ def snapshot_check(path: str, encryption: Path | None,
 
 
 def verify_snapshot(path: str, encryption: Path | None = None,
-                    allow: frozenset[str] = frozenset(), key: bytes | None = None) -> SnapshotInfo:
+                    allow: frozenset[str] = frozenset(), key: bytes | None = None,
+                    origin: dict[str, str] | None = None) -> SnapshotInfo:
     """Check a snapshot file in full — every line and every entry's object — before any
     store is touched (``SnapshotError`` naming the first bad entry); ``key``: this
-    installation's, whose HMAC in the file lets it grant what it holds (``info.signed``)."""
-    return _snapshot.verify(path, snapshot_check(path, encryption, allow), key)
+    installation's, whose HMAC in a file saved from ``origin`` (the target's
+    ``cluster_origin``) lets it grant what it holds (``info.signed``)."""
+    return _snapshot.verify(path, snapshot_check(path, encryption, allow), key, origin)
 
 
 class Decrypter:
@@ -68,10 +88,12 @@ def encrypter(config_file: Path) -> _snapshot.Transform:
 
 async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
                         transform: _snapshot.Transform | None = None,
-                        key: bytes | None = None, **options: Any) -> SnapshotInfo:
+                        key: bytes | None = None, origin: dict[str, str] | None = None,
+                        **options: Any) -> SnapshotInfo:
     """``prefix``: one cluster of a shared store (``/clusters/NAME``), whose keys the file
     holds without the prefix, as a dedicated cluster's (so it restores into either mode);
-    ``key``: the file's trailer holds an HMAC with it (``snapshot_signed``)."""
+    ``key``: the file's trailer holds an HMAC with it; ``origin``: the source cluster's
+    ``cluster_origin``, in the header (under the HMAC)."""
     store = open_store(url, **options)
     await store.start()
     try:
@@ -79,18 +101,19 @@ async def save_snapshot(url: str, path: str, *, prefix: str | None = None,
             from vkube.store.prefixed import PrefixedStore
 
             return await _snapshot.save(PrefixedStore(store, prefix), path, transform=transform,
-                                        key=key)
-        return await _snapshot.save(store, path, transform=transform, key=key)
+                                        key=key, origin=origin)
+        return await _snapshot.save(store, path, transform=transform, key=key, origin=origin)
     finally:
         await store.close()
 
 
 async def restore_snapshot(url: str, path: str, *, transform: _snapshot.Transform | None = None,
                            check: _snapshot.Check | None = None, key: bytes | None = None,
-                           **options: Any) -> SnapshotInfo:
+                           origin: dict[str, str] | None = None, **options: Any) -> SnapshotInfo:
     store = open_store(url, **options)
     await store.start()
     try:
-        return await _snapshot.restore(store, path, transform=transform, check=check, key=key)
+        return await _snapshot.restore(store, path, transform=transform, check=check, key=key,
+                                       origin=origin)
     finally:
         await store.close()

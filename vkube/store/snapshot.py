@@ -6,6 +6,9 @@ revisions), and a trailer with the key count and a SHA-256 of the key lines, so 
 damaged file is refused before anything is written. Anyone can recompute a SHA-256: the
 trailer may also hold an HMAC-SHA256 of the header and key lines with a key of the writer's
 (the CLI: one per installation), which tells a file this installation wrote (``read_signed``).
+The header's ``origin`` (the CLI: the source cluster's name and CA fingerprint) is under the
+HMAC, so a signed file counts as signed only for a reader expecting that same origin: the HMAC
+proves where a file comes from, not that it is safe for another cluster.
 The keys are read page by page at one revision (a consistent cut even while writes go on);
 if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
@@ -98,17 +101,18 @@ def _line(kv: KeyValue, transform: Transform | None) -> bytes:
 
 
 async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
-               transform: Transform | None = None, key: bytes | None = None) -> SnapshotInfo:
+               transform: Transform | None = None, key: bytes | None = None,
+               origin: dict[str, Any] | None = None) -> SnapshotInfo:
     """Write every key of ``store`` at one revision to ``path`` (atomically: tmp + rename,
     mode 0600: the file may hold Secrets in plain text); ``transform`` maps each value;
     ``key``: the trailer also holds an HMAC-SHA256 of the header and key lines with it (see
-    ``signed``)."""
+    ``signed``); ``origin``: what the file comes from, in the header (see ``read_signed``)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for attempt in range(attempts):
         revision = await store.current_revision()
         try:
-            info = await _dump(store, tmp, revision, transform, key)
+            info = await _dump(store, tmp, revision, transform, key, origin)
         except Compacted:
             if attempt == attempts - 1:
                 raise
@@ -122,13 +126,15 @@ async def save(store: Store, path: str | os.PathLike[str], *, attempts: int = 5,
 
 
 async def _dump(store: Store, tmp: Path, revision: int, transform: Transform | None,
-                key: bytes | None) -> SnapshotInfo:
+                key: bytes | None, origin: dict[str, Any] | None) -> SnapshotInfo:
     digest, keys = hashlib.sha256(), 0
     mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     header = {"format": FORMAT, "version": VERSION, "revision": revision,
               "source": type(store).__name__,
               "values": "transformed" if transform is not None else "as stored",
               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if origin is not None:
+        header["origin"] = origin
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb") as out:
         first = json.dumps(header).encode() + b"\n"
@@ -217,11 +223,13 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
     return header, entries
 
 
-def read_signed(path: str | os.PathLike[str],
-                key: bytes | None) -> tuple[dict[str, Any], list[Entry], bool]:
+def read_signed(path: str | os.PathLike[str], key: bytes | None,
+                origin: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Entry], bool]:
     """``read``, and whether the trailer holds the HMAC-SHA256 that ``save`` writes with
     ``key`` of exactly the header and key lines read (the file was written with that key and
-    is unchanged: a SHA-256 alone anyone can recompute)."""
+    is unchanged: a SHA-256 alone anyone can recompute) *and* the header's ``origin`` is
+    ``origin`` (None: no file counts as signed — a reader that cannot say what it expects
+    trusts nothing)."""
     mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     signed = False
     with open(path, "rb") as handle:
@@ -269,7 +277,8 @@ def read_signed(path: str | os.PathLike[str],
                                             "does not match its contents")
                     want = doc.get("hmac")
                     signed = (mac is not None and isinstance(want, str)
-                              and hmac.compare_digest(want, mac.hexdigest()))
+                              and hmac.compare_digest(want, mac.hexdigest())
+                              and origin is not None and header.get("origin") == origin)
                     continue
                 key, encoded = doc.get("k"), doc.get("v")
                 if not isinstance(key, str) or not isinstance(encoded, str):
@@ -299,10 +308,11 @@ def read_signed(path: str | os.PathLike[str],
 
 
 def verify(path: str | os.PathLike[str], check: Check | None = None,
-           key: bytes | None = None) -> SnapshotInfo:
-    """Read the whole file and check it (and every entry with ``check``; ``key``: whether
-    the file is signed with it, see ``read_signed``); raises ``SnapshotError``."""
-    header, entries, signed = read_signed(path, key)
+           key: bytes | None = None, origin: dict[str, Any] | None = None) -> SnapshotInfo:
+    """Read the whole file and check it (and every entry with ``check``; ``key``, ``origin``:
+    whether the file is signed with it for that origin, see ``read_signed``); raises
+    ``SnapshotError``."""
+    header, entries, signed = read_signed(path, key, origin)
     entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
     if check is not None:
         check(header, entries, signed)
@@ -312,15 +322,16 @@ def verify(path: str | os.PathLike[str], check: Check | None = None,
 
 async def restore(store: Store, path: str | os.PathLike[str], *,
                   transform: Transform | None = None, check: Check | None = None,
-                  key: bytes | None = None) -> SnapshotInfo:
+                  key: bytes | None = None, origin: dict[str, Any] | None = None) -> SnapshotInfo:
     """Make ``store`` hold exactly the snapshot at ``path``: every line is read and checked
     first (``check``: the caller's checks of each entry's content), so a bad file writes
     nothing; then the whole change is one transaction (SQLite, PostgreSQL; etcd when it fits
     one ``Txn``, else ``PartialCommit`` may say how far it got). ``transform`` maps each value
-    before it is written; ``key``: whether the file is signed with it (``read_signed``, the
-    same read as what is written), told to ``check`` and returned."""
+    before it is written; ``key``, ``origin``: whether the file is signed with it for that
+    origin (``read_signed``, the same read as what is written), told to ``check`` and
+    returned."""
     def checked() -> tuple[dict[str, Any], list[Entry], bool]:
-        header, entries, signed = read_signed(path, key)
+        header, entries, signed = read_signed(path, key, origin)
         entries = [e for e in entries if not e.kv.key.startswith(OWN_PREFIX)]
         if check is not None:
             check(header, entries, signed)
