@@ -236,10 +236,9 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("connect", "mover")
     ctx(u, "mover", "create", "configmap", "moved", "--from-literal=k=dedicated")
     ctx(u, "mover", "create", "secret", "generic", "kept", "--from-literal=k=s3cret")
-    # a grant a file from elsewhere needs --allow-authenticated-access for; this installation
-    # wrote the file, but from the cluster deleted below: a cluster created again under its
-    # name has another CA, so the file is checked as any other (its HMAC is bound to the
-    # source cluster's name and CA)
+    # a grant a file from elsewhere would need --allow-authenticated-access for: this
+    # installation wrote the file from a cluster of this name (the one deleted below, created
+    # again in the other mode), so it restores as saved
     ctx(u, "mover", "create", "clusterrolebinding", "everyone", "--clusterrole=view",
         "--group=system:authenticated")
     saved = u.vkube("snapshot", "save", "mover", str(snap)).stdout
@@ -265,11 +264,8 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     out = u.vkube("snapshot", "restore", "mover", str(tmp_path / "evil.jsonl"), check=False)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert f"entry '{evil['k']}' (line 2)" in out.stderr and "nothing was restored" in out.stderr
-    out = u.vkube("snapshot", "restore", "mover", str(snap), check=False)
-    assert out.returncode == 1 and "pass --allow-authenticated-access" in out.stderr, out.stderr
-    assert "saved from another cluster ('mover', CA sha256:" in out.stderr, out.stderr
-    out = u.vkube("snapshot", "restore", "mover", str(snap), "--allow-authenticated-access").stdout
-    assert "what it grants beyond a new cluster was checked" in out, out
+    out = u.vkube("snapshot", "restore", "mover", str(snap)).stdout
+    assert "written by this vkube installation from mover (its HMAC checks)" in out, out
     pid_file = u.home / "shared" / "supervisor.pid"
     assert not pid_file.exists() or not _alive(int(pid_file.read_text().strip() or 0))
     u.vkube("resume", "mover")
@@ -295,7 +291,7 @@ def test_snapshot_moves_a_cluster_between_modes(host_user: User, tmp_path: Path)
     u.vkube("delete", "mover")
     u.vkube("create", "mover", "--connect=false")
     u.vkube("pause", "mover")
-    u.vkube("snapshot", "restore", "mover", str(snap), "--allow-authenticated-access")
+    u.vkube("snapshot", "restore", "mover", str(snap))
     u.vkube("resume", "mover")
     u.vkube("connect", "mover")
     assert ctx(u, "mover", "get", "cm", "moved", "-o", "jsonpath={.data.k}").stdout == "shared"

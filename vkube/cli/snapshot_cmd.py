@@ -75,7 +75,7 @@ _GRANTS = {
 #: this installation's snapshot key, under VKUBE_HOME: ``save`` puts an HMAC of the file with
 #: it in the trailer, and ``restore`` takes a file whose HMAC checks as one this installation
 #: wrote (a SHA-256 anyone can recompute; the key only this user can read) — from the cluster
-#: named in its header (``stores.cluster_origin``: name and CA), trusted only for that one
+#: named in its header (``stores.cluster_origin``: by name), trusted only for that one
 _KEY_FILE = "snapshot.key"
 
 
@@ -187,8 +187,10 @@ def _file_origin(path: str) -> Any:
 
 def _untrusted(args: argparse.Namespace) -> str:
     """Why the file's grants were checked (it is not this installation's file of this cluster)."""
+    from vkube.store.snapshot import same_cluster
+
     claimed = _file_origin(args.file)
-    if claimed is not None and claimed != args.origin:
+    if claimed is not None and not same_cluster(claimed, args.origin):
         return (f"the file was saved from another cluster ({str(claimed.get('cluster'))!r}, CA "
                 f"{str(claimed.get('ca'))[:23]}…): what it grants restores without flags only "
                 "into the cluster it was saved from")

@@ -496,7 +496,7 @@ class SharedServer:
             keys = shared_encryption_config(data)
             allow = frozenset(g for g in str(doc.get("allow") or "").split(",") if g)
             # the installation's snapshot key: a file it signed from this very cluster (its
-            # name and CA: ``cluster_origin``) may grant what it holds
+            # name: ``cluster_origin``) may grant what it holds
             key = (bytes.fromhex(Path(doc["keyFile"]).read_text().strip())
                    if doc.get("keyFile") else None)
             info = await snapshot.restore(PrefixedStore(self.store, f"/clusters/{name}"),

@@ -20,20 +20,23 @@ __all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "Snapsh
 
 def cluster_origin(name: str, data_dir: Path | None) -> dict[str, str] | None:
     """What a snapshot file saved from cluster ``name`` records as its origin, and what a
-    restore into it expects for the file's HMAC to count: the name and the SHA-256 of its
-    CA certificate (``DATA/pki/ca.crt``, made once per cluster: a cluster deleted and created
-    again under the same name is another cluster). None when the cluster has no CA (never
-    ran, or a store vkube does not know): no file is trusted for it, none records it."""
+    restore into it expects for the file's HMAC to count (``snapshot.same_cluster``: the
+    name; names are unique in an installation, and a cluster moved between the modes is
+    deleted and created again under its name). The SHA-256 of its CA certificate
+    (``DATA/pki/ca.crt``) is recorded too, for messages. None when vkube knows no data dir
+    for it (a store named by ``--store``): no file is trusted for it, none records it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
     if data_dir is None:
         return None
+    origin = {"cluster": name}
     try:
         ca = x509.load_pem_x509_certificate((data_dir / "pki" / "ca.crt").read_bytes())
     except (OSError, ValueError):
-        return None
-    return {"cluster": name, "ca": "sha256:" + ca.fingerprint(hashes.SHA256()).hex()}
+        return origin
+    origin["ca"] = "sha256:" + ca.fingerprint(hashes.SHA256()).hex()
+    return origin
 
 
 def snapshot_check(path: str, encryption: Path | None,

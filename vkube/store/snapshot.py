@@ -6,9 +6,11 @@ revisions), and a trailer with the key count and a SHA-256 of the key lines, so 
 damaged file is refused before anything is written. Anyone can recompute a SHA-256: the
 trailer may also hold an HMAC-SHA256 of the header and key lines with a key of the writer's
 (the CLI: one per installation), which tells a file this installation wrote (``read_signed``).
-The header's ``origin`` (the CLI: the source cluster's name and CA fingerprint) is under the
-HMAC, so a signed file counts as signed only for a reader expecting that same origin: the HMAC
-proves where a file comes from, not that it is safe for another cluster.
+The header's ``origin`` (the CLI: the source cluster's name, and its CA fingerprint for the
+record) is under the HMAC, so a signed file counts as signed only for a reader expecting that
+same cluster name: the HMAC proves where a file comes from, not that it is safe for another
+cluster. The name, not the CA, is what must match: moving a cluster between the modes deletes
+and creates it again under its name (a new CA), and its own file must restore as saved.
 The keys are read page by page at one revision (a consistent cut even while writes go on);
 if compaction overtakes that revision mid-way, the dump starts over at a newer one.
 
@@ -223,13 +225,21 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Entry]]:
     return header, entries
 
 
+def same_cluster(claimed: Any, expected: dict[str, Any] | None) -> bool:
+    """Whether a file's ``origin`` names the cluster a reader expects (by name; None
+    expected: no file does)."""
+    return (expected is not None and isinstance(claimed, dict)
+            and isinstance(claimed.get("cluster"), str)
+            and claimed.get("cluster") == expected.get("cluster"))
+
+
 def read_signed(path: str | os.PathLike[str], key: bytes | None,
                 origin: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Entry], bool]:
     """``read``, and whether the trailer holds the HMAC-SHA256 that ``save`` writes with
     ``key`` of exactly the header and key lines read (the file was written with that key and
-    is unchanged: a SHA-256 alone anyone can recompute) *and* the header's ``origin`` is
-    ``origin`` (None: no file counts as signed — a reader that cannot say what it expects
-    trusts nothing)."""
+    is unchanged: a SHA-256 alone anyone can recompute) *and* the header's ``origin`` names
+    the cluster ``origin`` names (``same_cluster``; None: no file counts as signed — a reader
+    that cannot say what it expects trusts nothing)."""
     mac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
     signed = False
     with open(path, "rb") as handle:
@@ -278,7 +288,7 @@ def read_signed(path: str | os.PathLike[str], key: bytes | None,
                     want = doc.get("hmac")
                     signed = (mac is not None and isinstance(want, str)
                               and hmac.compare_digest(want, mac.hexdigest())
-                              and origin is not None and header.get("origin") == origin)
+                              and same_cluster(header.get("origin"), origin))
                     continue
                 key, encoded = doc.get("k"), doc.get("v")
                 if not isinstance(key, str) or not isinstance(encoded, str):
