@@ -15,7 +15,6 @@ Compare with ``bench/bench_cli.py`` (``cli.idle_rss``: the cluster's real proces
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
