@@ -5,7 +5,8 @@
    and ``delete``; each is the median of ``--rounds`` rounds.
 2. ``cli.idle_rss``: RSS of one idle virtual cluster's processes (supervisor + serve), summed
    as ``describe`` reports it, with each process's RSS and the PSS sum (shared pages such as
-   libpython counted once across processes, as ``smem`` does).
+   libpython counted once across processes, as ``smem`` does); ``cli.idle_rss_mappings``:
+   each process's RSS by mapping (the Python heap, and each shared library).
 3. ``cli.many``: the same with ``--many`` (default 20) virtual clusters on one host: create
    time of each, total RSS, ``vkube list`` time.
 
@@ -85,6 +86,30 @@ def idle_memory(pids: list[int]) -> dict[str, object]:
             "anon_mib": mib(sum(_kib(p, "RssAnon") for p in pids))}
 
 
+def mappings(pid: int, top: int = 8) -> dict[str, float]:
+    """RSS (MiB) of a process by mapping, from ``/proc/PID/smaps``: ``anon`` (the Python heap:
+    pymalloc arenas, malloc's heap, stacks) and the largest files (libpython, libcrypto,
+    cryptography's ``_rust``, uvloop...), the rest summed as ``other_files``."""
+    rss: dict[str, int] = {}
+    name = "anon"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            name = path.rsplit("/", 1)[-1] if path.startswith("/") else "anon"
+        elif head[0] == "Rss:":
+            rss[name] = rss.get(name, 0) + int(head[1])
+    files = sorted(((v, k) for k, v in rss.items() if k != "anon"), reverse=True)
+    out = {"anon": round(rss.get("anon", 0) / 1024, 1)}
+    out.update((k, round(v / 1024, 1)) for v, k in files[:top])
+    out["other_files"] = round(sum(v for v, _ in files[top:]) / 1024, 1)
+    return out
+
+
 def spare_pids(home: Path) -> list[int]:
     """The embedded host's spare (vkube.cli.spare), which serve processes are forked from."""
     sock = str(home / "host" / "spare.sock").encode()
@@ -153,6 +178,8 @@ def bench_lifecycle(e: Env, rounds: int) -> None:
             emit(bench="cli.idle_rss", processes=len(d["process"]["pids"]),
                  rss_mib=round(d["process"]["rssBytes"] / 2**20, 1), **idle_memory(d["process"]["pids"]),
                  load=round(os.getloadavg()[0], 1))
+            for kind, pid in zip(("supervisor", "serve"), d["process"]["pids"]):
+                emit(bench="cli.idle_rss_mappings", process=kind, rss_mib=mappings(pid))
             spare = spare_pids(e.home)  # shared by every cluster of the host, not in the above
             emit(bench="cli.spare_rss", processes=len(spare), **idle_memory(spare))
         times["pause"].append(e.vkube("pause", name))

@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from vkube.api import cel, structural
+from vkube.api import structural
 from vkube.api.crd_validation import validate_crd, validate_crd_update
 from vkube.api.errors import MethodNotAllowed
 from vkube.api.kinds import Column, ResourceSpec, ScaleSpec, version_priority
@@ -126,6 +126,8 @@ class CustomResourceStrategy(Strategy):
         subs = version.get("subresources") or {}
         self.status_subresource = "status" in subs
         self.schema = copy.deepcopy((version.get("schema") or {}).get("openAPIV3Schema") or {}) or None
+        from vkube.api import cel  # the CEL modules (~1.4 MiB) only once a CRD is served
+
         self.rules, _ = cel.compile_rules(self.schema, "")
         self.defaults = structural.has_defaults(self.schema)
         cols = version.get("additionalPrinterColumns")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from vkube.api import cel
 from vkube.api.crd_schema import schema_shape, typed, validate_structural
 from vkube.api.errors import field_error
 from vkube.api.validation import (Causes, dns1123_subdomain, duplicate, invalid_value, not_supported,
@@ -201,6 +200,8 @@ def _versions(versions: Any) -> Causes:
             structural_causes = validate_structural(schema, spath)
             causes += structural_causes
             if not structural_causes:
+                from vkube.api import cel  # the CEL modules (~1.4 MiB) only once a CRD is written
+
                 causes += cel.compile_rules(schema, spath)[1]
         causes += _subresources(version.get("subresources"), f"{path}.subresources")
         causes += _columns(version.get("additionalPrinterColumns"), f"{path}.additionalPrinterColumns")

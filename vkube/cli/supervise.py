@@ -23,8 +23,8 @@ finding none alive, first stops any recorded child still running (SIGTERM, then 
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: ``signal`` adds enum, functools, collections (~0.8 MiB)
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable  # already loaded by the interpreter's start-up

@@ -2,7 +2,8 @@
 informers over the virtual cluster's Services, EndpointSlices and Pods, forwards every name
 outside the cluster zone to an upstream resolver.
 
-Wire format is dnspython's (a well-kept library); the records are :mod:`vkube.dns.records`.
+Wire format is dnspython's (a well-kept library), in :mod:`vkube.dns.wire`, imported on the
+first query; the records are :mod:`vkube.dns.records`.
 The zone is rebuilt lazily: a change marks it stale and the next query rebuilds it, so a burst
 of endpoint updates costs one rebuild and an answer follows a change as soon as the informer
 has seen it (milliseconds after the write)."""
@@ -15,53 +16,12 @@ import logging
 import struct
 from collections.abc import Callable
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
-
 from vkube.client.client import Client
 from vkube.client.resources import ENDPOINTSLICES, PODS, SERVICES
 from vkube.controllers.informer import Informer
-from vkube.dns.records import NOERROR, NXDOMAIN, SRV, Answer, Record, Zone
+from vkube.dns.records import NOERROR, NXDOMAIN, Zone
 
 log = logging.getLogger(__name__)
-
-_MAX_UDP = 512  # without EDNS0, as RFC 1035 says; larger answers set TC and the client retries on TCP
-
-
-def _rdata(rec: Record) -> dns.rdata.Rdata:
-    rtype = dns.rdatatype.from_text(rec.rtype)
-    if rec.rtype == SRV:
-        prio, weight, port, target = rec.value  # type: ignore[misc]
-        text = f"{prio} {weight} {port} {target}"
-    elif rec.rtype == "TXT":
-        text = f'"{rec.value}"'
-    else:
-        text = str(rec.value)
-    return dns.rdata.from_text(dns.rdataclass.IN, rtype, text)
-
-
-def build_response(query: dns.message.Message, answer: Answer) -> dns.message.Message:
-    """A response to ``query`` carrying ``answer`` (authoritative for the cluster zone)."""
-    resp = dns.message.make_response(query)
-    resp.flags |= dns.flags.AA | dns.flags.RA
-    resp.set_rcode(dns.rcode.NXDOMAIN if answer.rcode == NXDOMAIN else dns.rcode.NOERROR)
-    grouped: dict[tuple[str, str], list[Record]] = {}
-    for rec in answer.records:
-        grouped.setdefault((rec.name, rec.rtype), []).append(rec)
-    for (name, rtype), recs in grouped.items():
-        rrset = dns.rrset.RRset(dns.name.from_text(name), dns.rdataclass.IN,
-                                dns.rdatatype.from_text(rtype))
-        for rec in recs:
-            rrset.add(_rdata(rec), ttl=rec.ttl)
-        resp.answer.append(rrset)
-    return resp
 
 
 class ClusterDNS:
@@ -140,17 +100,12 @@ class ClusterDNS:
 
     async def answer(self, wire: bytes) -> bytes | None:
         """One query's response, in wire format (None for garbage that is not even a header)."""
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
-            return _formerr(wire)
-        if len(query.question) != 1:
-            resp = dns.message.make_response(query)
-            resp.set_rcode(dns.rcode.FORMERR)
-            return resp.to_wire()
-        q = query.question[0]
-        qname = q.name.to_text()
-        qtype = dns.rdatatype.to_text(q.rdtype)
+        from vkube.dns import wire as dnswire  # dnspython, on the first query
+
+        parsed = dnswire.parse_question(wire)
+        if not isinstance(parsed, tuple):
+            return parsed
+        query, qname, qtype = parsed
         zone = self._zone
         if zone is None or not self._ready.is_set():
             if self._empty.in_zone(qname) or qname.endswith(".arpa."):
@@ -158,29 +113,8 @@ class ClusterDNS:
             zone = self.zone()
         result = zone.resolve(qname, qtype)
         if result is not None:
-            return build_response(query, result).to_wire()
-        return await self._forward(query)
-
-    async def _forward(self, query: dns.message.Message) -> bytes:
-        if self.upstream is None:
-            resp = dns.message.make_response(query)
-            resp.set_rcode(dns.rcode.REFUSED)
-            return resp.to_wire()
-        from dns import asyncquery  # its transports (~0.6 MiB) only once a name goes upstream
-
-        try:
-            resp = await asyncquery.udp(query, self.upstream[0], port=self.upstream[1],
-                                        timeout=self.upstream_timeout)
-            if resp.flags & dns.flags.TC:
-                resp = await asyncquery.tcp(query, self.upstream[0], port=self.upstream[1],
-                                            timeout=self.upstream_timeout)
-            return resp.to_wire()
-        except (dns.exception.DNSException, OSError) as exc:
-            log.info("dns: upstream %s:%s failed for %s: %s", *self.upstream,
-                     query.question[0].name, exc)
-            resp = dns.message.make_response(query)
-            resp.set_rcode(dns.rcode.SERVFAIL)
-            return resp.to_wire()
+            return dnswire.respond(query, result)
+        return await dnswire.forward(query, self.upstream, self.upstream_timeout)
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -202,27 +136,6 @@ class ClusterDNS:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-
-def _formerr(wire: bytes) -> bytes | None:
-    """FORMERR echoing the query ID, when at least a header arrived (as resolvers do)."""
-    if len(wire) < 12:
-        return None
-    qid = struct.unpack("!H", wire[:2])[0]
-    resp = dns.message.Message(id=qid)
-    resp.flags |= dns.flags.QR
-    resp.set_rcode(dns.rcode.FORMERR)
-    return resp.to_wire()
-
-
-def _truncate(wire: bytes) -> bytes:
-    """A UDP answer too large for 512 bytes: header with TC and the question only."""
-    msg = dns.message.from_wire(wire)
-    msg.answer.clear()
-    msg.authority.clear()
-    msg.additional.clear()
-    msg.flags |= dns.flags.TC
-    return msg.to_wire()
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -247,13 +160,9 @@ class _UDP(asyncio.DatagramProtocol):
             return
         if resp is None or self.transport is None:
             return
-        limit = _MAX_UDP
-        with contextlib.suppress(dns.exception.DNSException):
-            q = dns.message.from_wire(data)
-            if q.edns >= 0:
-                limit = max(_MAX_UDP, q.payload)
-        if len(resp) > limit:
-            resp = _truncate(resp)
+        from vkube.dns import wire as dnswire
+
+        resp = dnswire.fit_udp(data, resp)
         self.transport.sendto(resp, addr)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -261,4 +170,4 @@ class _UDP(asyncio.DatagramProtocol):
             t.cancel()
 
 
-__all__ = ["ClusterDNS", "build_response", "NOERROR", "NXDOMAIN"]
+__all__ = ["ClusterDNS", "NOERROR", "NXDOMAIN"]

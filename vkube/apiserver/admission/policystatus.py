@@ -13,9 +13,6 @@ from typing import Any
 
 from vkube.api import errors
 from vkube.api.admission_cel import POLICY_VARIABLES
-from vkube.api.cel_ast import desugar_map, to_ast
-from vkube.api.cel_check import check_ast, format_issues
-from vkube.api.cel_types import decl_type, primitive
 from vkube.apiserver.context import Context
 from vkube.apiserver.request import internal_context
 
@@ -32,6 +29,9 @@ def _gvk(group: str, version: str, kind: str) -> str:
 def _issues(text: str, env_types: dict[str, Any]) -> str | None:
     """CEL's type-check errors of ``text`` with these variable types (None: it checks)."""
     import celpy
+
+    from vkube.api.cel_ast import desugar_map, to_ast
+    from vkube.api.cel_check import check_ast, format_issues
 
     source, origin = desugar_map(text)
     try:
@@ -59,6 +59,8 @@ def type_warnings(ctx: Context, policy: dict[str, Any]) -> list[dict[str, str]]:
                         kinds.append(rs)
     if not kinds:
         return []
+    from vkube.api.cel_types import primitive  # the CEL modules load with the first policy
+
     dyn = primitive("dyn")
     param_kind = spec.get("paramKind") if isinstance(spec.get("paramKind"), dict) else {}
     param_spec = ctx.registry.by_api_version_kind(str(param_kind.get("apiVersion", "")), str(param_kind.get("kind", "")))
@@ -85,6 +87,8 @@ def type_warnings(ctx: Context, policy: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _declared(schema: Any) -> Any:
+    from vkube.api.cel_types import decl_type
+
     try:
         return decl_type(schema, root=True) if schema else None
     except RecursionError:  # a self-referencing schema: left unchecked
