@@ -187,7 +187,7 @@ def _file_origin(path: str) -> Any:
 
 def _untrusted(args: argparse.Namespace) -> str:
     """Why the file's grants were checked (it is not this installation's file of this cluster)."""
-    from vkube.store.snapshot import same_cluster
+    from vkube.cluster.stores import same_cluster
 
     claimed = _file_origin(args.file)
     if claimed is not None and not same_cluster(claimed, args.origin):

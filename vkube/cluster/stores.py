@@ -11,10 +11,10 @@ from vkube.cluster.snapgrants import SnapshotGrant
 from vkube.store import StoreError, UnsupportedStore, describe, open_store
 from vkube.store import snapshot as _snapshot
 from vkube.store.base import PartialCommit
-from vkube.store.snapshot import SnapshotError, SnapshotInfo
+from vkube.store.snapshot import SnapshotError, SnapshotInfo, same_cluster
 
 __all__ = ["GRANT_FLAGS", "Decrypter", "PartialCommit", "SnapshotError", "SnapshotGrant",
-           "SnapshotInfo", "StoreError", "UnsupportedStore", "cluster_origin", "describe",
+           "SnapshotInfo", "StoreError", "UnsupportedStore", "cluster_origin", "describe", "same_cluster",
            "encrypter", "restore_snapshot", "save_snapshot", "snapshot_check", "verify_snapshot"]
 
 
