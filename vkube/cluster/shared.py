@@ -21,8 +21,11 @@ and one listening port.
   of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
   identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
-- **Watch caps**: tenants' open watches, and those held while asleep, are capped per cluster
-  and per credential (``controlPlane.watches``, ``vkube.cluster.watchcaps``): 429 beyond.
+- **Watch and stream caps**: tenants' open watches, those held while asleep, and their
+  exec/attach/port-forward/``logs -f`` streams are capped per cluster and per user
+  (``controlPlane.watches``/``streams``, ``vkube.cluster.tenantcaps``): 429 beyond.
+- **Connection limits**: per process and client address at accept, per cluster by server
+  name after the handshake, with handshake and idle timeouts (``vkube.cluster.listener``).
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
