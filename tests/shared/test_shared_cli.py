@@ -726,3 +726,123 @@ def test_watch_caps_from_values(host_user: User, tmp_path: Path) -> None:
             w.stop()
         u.vkube("delete", "capped")
 
+
+
+def _tls_to(u: User, name: str) -> "ssl.SSLSocket":
+    """A TLS connection to cluster ``name`` by its server name (its CA verifies it), no request."""
+    import socket
+    import ssl
+    from urllib.parse import urlsplit
+
+    cluster = _cluster_entry(u, name)["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+    url = urlsplit(cluster["server"])
+    raw = socket.create_connection((url.hostname, url.port), timeout=30)
+    return ctx.wrap_socket(raw, server_hostname=cluster["tls-server-name"])
+
+
+def _closed_by_server(sock: "ssl.SSLSocket", wait: float) -> bool:
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+class _Stream(_Background):
+    """``kubectl --kubeconfig KC ARGS -v=6``: started once client-go logs the 200."""
+
+    def __init__(self, kubeconfig: Path | None, u: User, *args: str) -> None:
+        from tests.conftest import KUBECTL
+
+        where = ["--kubeconfig", str(kubeconfig)] if kubeconfig else ["--context", "vkube_guarded"]
+        super().__init__([KUBECTL, *where, *args, "-v=6"],
+                         {**u.env, "KUBECTL_KUBERC": "false",
+                          "KUBECACHEDIR": str(u.kubeconfig.parent / ".kubectl-cache")})
+
+    def started(self) -> None:
+        assert any("200 OK" in line for line in self.err), self.err
+
+
+def _too_many(proc: "subprocess.CompletedProcess[str]") -> None:
+    assert proc.returncode != 0 and "too many requests" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.timeout(900)
+def test_a_tenant_exhausts_only_its_own_connections_streams_and_watches(host_user: User, tmp_path: Path) -> None:
+    """``controlPlane.connections``/``streams``/``watches`` of a ``--shared`` cluster, through
+    the real kubectl: connections by its server name beyond its cap are closed after the
+    handshake (kubectl fails) while another tenant's kubectl is served; ``logs -f`` streams
+    over the per-user or per-cluster cap get 429; watches count by user, so tokens minted for
+    one ServiceAccount share its cap; a dedicated cluster refuses the keys."""
+    u = host_user
+    for doc, key in (({"controlPlane": {"streams": {"maxPerUser": 1}}}, "streams"),
+                     ({"controlPlane": {"connections": {"maxPerCluster": 9}}}, "connections")):
+        out = u.vkube("create", "never", "--connect=false", "-f", _values(u, doc), check=False)
+        assert out.returncode != 0 and f"controlPlane.{key}: caps {key} in shared mode only" in out.stderr, out.stderr
+    caps = _values(u, {"controlPlane": {"connections": {"maxPerCluster": 4},
+                                        "streams": {"maxPerCluster": 3, "maxPerUser": 2},
+                                        "watches": {"maxPerCluster": 4, "maxPerCredential": 2}}})
+    u.vkube("create", "--shared", "guarded", "--connect=false", "-f", caps)
+    u.vkube("create", "--shared", "bystander", "--connect=false")
+    u.vkube("connect", "guarded")
+    u.vkube("connect", "bystander")
+    procs: list[_Background] = []
+    socks: list[object] = []
+    try:
+        # connections: four by its server name are held; the fifth is closed, kubectl with it
+        socks += [_tls_to(u, "guarded") for _ in range(4)]
+        fifth = _tls_to(u, "guarded")
+        socks.append(fifth)
+        assert _closed_by_server(fifth, wait=30)
+        assert ctx(u, "guarded", "get", "ns", check=False, timeout=120).returncode != 0
+        assert "default" in ctx(u, "bystander", "get", "ns").stdout  # the other tenant is served
+        for s in socks:
+            s.close()  # type: ignore[attr-defined]
+        socks.clear()
+        def served() -> None:
+            r = ctx(u, "guarded", "get", "ns", check=False, timeout=120)
+            assert r.returncode == 0 and "default" in r.stdout, r.stderr
+        eventually(served, timeout=60, delay=1)
+
+        # streams: a pod whose logs are followed
+        ctx(u, "guarded", "run", "p", "--image=nginx")
+        eventually(lambda: _virtual_running(u, "guarded", 1), timeout=180, delay=1)
+        token: list[str] = []
+        for _ in range(3):  # three tokens of one ServiceAccount: one user
+            token.append(ctx(u, "guarded", "create", "token", "default").stdout.strip())
+        ctx(u, "guarded", "create", "rolebinding", "default-view", "--clusterrole=view",
+            "--serviceaccount=default:default")
+        as_sa = [_as_token(u, "guarded", t, tmp_path) for t in token]
+        for _ in range(2):  # the admin's two
+            procs.append(_Stream(None, u, "logs", "-f", "p"))
+            eventually(procs[-1].started, timeout=60)
+        _too_many(ctx(u, "guarded", "logs", "-f", "p", check=False, timeout=120))
+        procs.append(_Stream(as_sa[0], u, "logs", "-f", "p"))  # the cluster's third
+        eventually(procs[-1].started, timeout=60)
+        _too_many(kubectl(as_sa[1], "logs", "-f", "p", check=False, timeout=120))  # the cluster is full
+        for p in procs:
+            p.stop()
+        procs.clear()
+
+        # watches by user: two tokens of the ServiceAccount fill its cap, a third token of it
+        # is refused; the admin still gets the cluster's rest
+        path = "/api/v1/namespaces/default/configmaps?watch=1"
+        for kc in as_sa[:2]:
+            procs.append(_Stream(kc, u, "get", "--raw", path))
+            eventually(procs[-1].started, timeout=60)
+        _too_many(kubectl(as_sa[2], "get", "--raw", path, check=False, timeout=120))
+        procs.append(_RawWatch(u, "guarded", path))
+        eventually(procs[-1].started, timeout=60)
+        bystander = _RawWatch(u, "bystander", path)
+        procs.append(bystander)
+        eventually(bystander.started, timeout=60)
+    finally:
+        for s in socks:
+            s.close()  # type: ignore[attr-defined]
+        for p in procs:
+            p.stop()
+        u.vkube("delete", "guarded")
+        u.vkube("delete", "bystander")

@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,10 @@ class APIServer:
         self.aggregator = Aggregator(ctx)
         #: API Priority and Fairness (set by the control plane; None: every request runs)
         self.flowcontrol: FlowControl | None = None
+        #: set by a server in front (shared mode): ``(request, rc) -> release | refusal`` once
+        #: the request is authenticated — its caps on a user's long-running requests
+        self.request_gate: Callable[[web.Request, RequestContext],
+                                    Callable[[], None] | web.StreamResponse | None] | None = None
 
     @functools.cached_property
     def metrics(self) -> Any:
@@ -145,9 +149,14 @@ class APIServer:
         code = 500
         rc: RequestContext | None = None
         resp: web.StreamResponse | None = None
+        gate: Callable[[], None] | web.StreamResponse | None = None
         try:
             rc = await self.request_context(request, info, request[_AUDIT_ID])
             request = without_front_proxy_headers(request)
+            gate = self.request_gate(request, rc) if self.request_gate is not None else None
+            if isinstance(gate, web.StreamResponse):  # over a cap of its user (shared mode)
+                resp, code = gate, gate.status
+                return gate
             # impersonation, priority and fairness, then RBAC — as kube-apiserver's filters
             rc = self.authorization.impersonate(rc, request.headers.items())
             if self.flowcontrol is not None:
@@ -170,6 +179,8 @@ class APIServer:
             resp = http.status_response(errors.internal_error(str(exc)))
             return resp
         finally:
+            if callable(gate):
+                gate()
             if info.is_resource:
                 self.metrics.requests.labels(info.verb, info.group, info.resource, info.subresource, str(code)).inc()
                 if info.verb != "watch":

@@ -78,6 +78,17 @@ def register(sub: Any) -> None:
                         "divides between priority levels (their sum; kube-apiserver's defaults 400 + 200)")
     p.add_argument("--max-mutating-requests-inflight", metavar="N", type=int, default=200,
                    help="see --max-requests-inflight")
+    g = p.add_argument_group("shared listener limits (--shared only; vkube.cluster.listener)")
+    g.add_argument("--max-connections", metavar="N", type=int, default=None,
+                   help="connections open to the shared process at once; more are closed at "
+                        "accept (default 4096)")
+    g.add_argument("--max-connections-per-client", metavar="N", type=int, default=None,
+                   help="of those, from one client address (default 1024)")
+    g.add_argument("--tls-handshake-timeout", metavar="SECONDS", type=float, default=None,
+                   help="a TLS handshake must end this long after the accept (default 10)")
+    g.add_argument("--idle-timeout", metavar="SECONDS", type=float, default=None,
+                   help="a connection without a request in progress is closed after this long "
+                        "(default 90, kube-apiserver's IdleTimeout)")
     p.set_defaults(func=run)
 
 

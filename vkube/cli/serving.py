@@ -18,13 +18,24 @@ from vkube.pki.cluster import FRONT_PROXY_CLIENT
 
 if TYPE_CHECKING:
     from vkube.cluster.config import ClusterConfig
+    from vkube.cluster.listener import ListenerLimits
 
 log = logging.getLogger("vkube.serve")
+
+
+#: flags of the shared listener (``vkube.cluster.listener.ListenerLimits``): --shared only
+_LISTENER_FLAGS = {"max_connections": (1, 1_000_000), "max_connections_per_client": (1, 1_000_000),
+                   "tls_handshake_timeout": (0.1, 3600.0), "idle_timeout": (0.1, 86400.0)}
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "shared", False):
         return _run_shared(args)
+    for name in _LISTENER_FLAGS:
+        if getattr(args, name, None) is not None:
+            print(f"vkube serve: --{name.replace('_', '-')} limits the shared listener only — "
+                  "add --shared, or drop it", file=sys.stderr)
+            return 2
     try:
         config = config_from_args(args)
     except CLIError as e:
@@ -280,8 +291,25 @@ def _run_shared(args: argparse.Namespace) -> int:
             print(f"vkube serve --shared: {flag} configures one cluster; in shared mode each "
                   "cluster's member file names it — drop it", file=sys.stderr)
             return 2
+    for name, (low, high) in _LISTENER_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is not None and not low <= value <= high:
+            print(f"vkube serve --shared: --{name.replace('_', '-')} {value:g}: must be between "
+                  f"{low:g} and {high:g}", file=sys.stderr)
+            return 2
     with _own(Path(args.data_dir)) as owned:
         return run_async(lambda: serve_shared(args)) if owned else 1
+
+
+def listener_limits(args: argparse.Namespace) -> "ListenerLimits":
+    """The shared listener's limits: the flags given, the defaults for the rest."""
+    from vkube.cluster.listener import ListenerLimits
+
+    given = {field: getattr(args, flag) for flag, field in (
+        ("max_connections", "max_connections"), ("max_connections_per_client", "max_per_client"),
+        ("tls_handshake_timeout", "handshake_timeout"), ("idle_timeout", "idle_timeout"))
+        if getattr(args, flag, None) is not None}
+    return ListenerLimits(**given)
 
 
 async def serve_shared(args: argparse.Namespace) -> int:
@@ -293,7 +321,8 @@ async def serve_shared(args: argparse.Namespace) -> int:
     try:
         server = await start_retrying(
             lambda: SharedServer(data_dir, address=args.address, port=args.port,
-                                 store_url=args.store), args.port, "the shared server")
+                                 store_url=args.store, limits=listener_limits(args)),
+            args.port, "the shared server")
     except PortBusy:
         return 1
     loop = asyncio.get_running_loop()

@@ -19,8 +19,14 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from vkube.cluster.listener import ConnectionLimiter
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,8 @@ class _Listener:
     name: str
     sock: socket.socket
     site: web.SockSite | None = field(default=None, repr=False)
+    #: the accept loop when the shared server's connection limits serve it
+    server: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class PodAPIListeners:
@@ -73,10 +81,15 @@ class PodAPIListeners:
             tmp.replace(data_dir / PORT_FILE)
         return port
 
-    async def serve(self, runner: web.AppRunner, name: str, ctx: ssl.SSLContext) -> None:
-        """Start answering on the cluster's port (once; the context is renewed in place)."""
+    async def serve(self, runner: web.AppRunner, name: str, ctx: ssl.SSLContext, *,
+                    limiter: ConnectionLimiter | None = None) -> None:
+        """Start answering on the cluster's port (once; the context is renewed in place);
+        with ``limiter``, its connections count as the cluster's (vkube.cluster.listener)."""
         entry = self._by_name.get(name)
-        if entry is None or entry.site is not None:
+        if entry is None or entry.site is not None or entry.server is not None:
+            return
+        if limiter is not None:
+            entry.server = await limiter.serve(entry.sock, ctx, cluster=name)
             return
         entry.site = web.SockSite(runner, entry.sock, ssl_context=ctx)
         await entry.site.start()
@@ -96,6 +109,8 @@ class PodAPIListeners:
         self._by_port.pop(entry.sock.getsockname()[1], None)
         if entry.site is not None:
             await entry.site.stop()
+        if entry.server is not None:
+            entry.server.cancel()  # its connections end with the cluster's requests
         entry.sock.close()
 
     async def close_all(self) -> None:

@@ -21,8 +21,11 @@ and one listening port.
   of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
   identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
-- **Watch caps**: tenants' open watches, and those held while asleep, are capped per cluster
-  and per credential (``controlPlane.watches``, ``vkube.cluster.watchcaps``): 429 beyond.
+- **Watch and stream caps**: tenants' open watches, those held while asleep, and their
+  exec/attach/port-forward/``logs -f`` streams are capped per cluster and per user
+  (``controlPlane.watches``/``streams``, ``vkube.cluster.tenantcaps``): 429 beyond.
+- **Connection limits**: per process and client address at accept, per cluster by server
+  name after the handshake, with handshake and idle timeouts (``vkube.cluster.listener``).
 - **Per cluster, one process**: serving certificates renewed by one loop
   (``sharedcerts``), log lines attributed by task context into each cluster's own file
   (``clusterlog``), a sleeping cluster's freed memory returned to the OS (``memory``).
@@ -59,13 +62,13 @@ from aiohttp import web
 
 from vkube.api import errors
 from vkube.apiserver import http as api_http
-from vkube.apiserver.apf import too_many_requests
 from vkube.apiserver.server import audit_id_of
 from vkube.client.pool import ConnectionPool
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
-from vkube.cluster import sharedcerts, sleepwatch, wakeauth, wakestreams
+from vkube.cluster import sharedcerts, sleepwatch, tenantcaps, wakeauth, wakestreams
 from vkube.cluster.fairness import FairnessConfig, FairQueue
+from vkube.cluster.listener import DEFAULT_PER_CLUSTER, ConnectionLimiter, ListenerLimits
 from vkube.cluster.memory import Reclaimer
 from vkube.cluster.podapi import PodAPIListeners
 from vkube.cluster.virtual import VirtualCluster
@@ -144,8 +147,12 @@ class Member:
     #: the store readers of tenants' watches: sleep ends those watches as a timeout does
     watches: sleepwatch.TenantWatches = field(default_factory=sleepwatch.TenantWatches, repr=False)
     #: tenants' watches open at its server, and held while it sleeps (vkube.cluster.watchcaps)
-    open_watches: WatchCount = field(default_factory=lambda: WatchCount("open"), repr=False)
-    held_watches: WatchCount = field(default_factory=lambda: WatchCount("held"), repr=False)
+    open_watches: WatchCount = field(default_factory=lambda: WatchCount("open watches"), repr=False)
+    held_watches: WatchCount = field(default_factory=lambda: WatchCount("held watches"), repr=False)
+    #: tenants' exec/attach/port-forward/log -f streams (vkube.cluster.tenantcaps), and their
+    #: handlers → requests (one whose client left is ended, as a watch is)
+    streams: WatchCount = field(default_factory=lambda: WatchCount("streams"), repr=False)
+    open_streams: dict[asyncio.Task[Any], web.Request] = field(default_factory=dict, repr=False)
     #: set by the shared server: reads a key of this cluster's store while it sleeps
     read_key: wakeauth.Reader | None = field(default=None, repr=False)
 
@@ -169,6 +176,9 @@ class Member:
         for task, (inner, _, _) in list(self.watches.open.items()):
             if sleepwatch.gone(inner):
                 task.cancel()
+        for task, request in list(self.open_streams.items()):  # `logs -f` of a quiet pod, too
+            if sleepwatch.gone(request):
+                task.cancel()
 
     @property
     def sleep_after(self) -> float | None:
@@ -186,6 +196,18 @@ class Member:
             return WatchLimits()
         caps = values.control_plane.watches
         return WatchLimits(per_cluster=caps.max_per_cluster, per_credential=caps.max_per_credential)
+
+    @property
+    def stream_limits(self) -> WatchLimits:
+        """``controlPlane.streams`` of its values (per user as ``per_credential``)."""
+        values = self.config.values
+        if values is None:
+            from vkube.syncer.values import Streams
+
+            caps = Streams()
+        else:
+            caps = values.control_plane.streams
+        return WatchLimits(per_cluster=caps.max_per_cluster, per_credential=caps.max_per_user)
 
     @functools.cached_property
     def wake_credentials(self) -> wakeauth.WakeCredentials:
@@ -206,7 +228,7 @@ class SharedServer:
     def __init__(self, data_dir: Path, *, address: str = "127.0.0.1", port: int = 0,
                  store_url: str | None = None, fairness: FairnessConfig | None = None,
                  sleep_check: float = 5.0, bookmark_interval: float = 60.0,
-                 renew_interval: float = 3600.0) -> None:
+                 renew_interval: float = 3600.0, limits: ListenerLimits | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.address, self.port = address, port
         self.store_url = store_url
@@ -238,6 +260,9 @@ class SharedServer:
         self.logs = ClusterLogs()
         #: a sleeping cluster's freed memory goes back to the OS (vkube.cluster.memory)
         self.reclaimer = Reclaimer()
+        #: connections to the process, per client address and per cluster (vkube.cluster.listener)
+        self.connections = ConnectionLimiter(limits or ListenerLimits(), cluster_of=self._cluster_of,
+                                             per_cluster=self._connections_per_cluster)
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -272,11 +297,14 @@ class SharedServer:
         app.on_response_prepare.append(sleepwatch.record_grant)
         app.on_response_prepare.append(_count_activity)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD)
+                                     shutdown_timeout=1.0, max_field_size=MAX_HEADER_FIELD,
+                                     keepalive_timeout=self.connections.limits.idle_timeout)
         await self._runner.setup()
+        assert self._runner.server is not None
+        self.connections.attach(self._runner.server)
         sock = _free_port_socket(self.address, self.port)
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, ssl_context=self._tls_context()).start()
+        await self.connections.serve(sock, self._tls_context())
         self._sleeper = asyncio.get_running_loop().create_task(self._sleep_idle(),
                                                                name="shared: sleep idle")
         self._renewer = asyncio.get_running_loop().create_task(self._renew_certificates(),
@@ -296,6 +324,18 @@ class SharedServer:
         self._default_ssl = serving.context
         self._default_ssl.sni_callback = self._sni
         return self._default_ssl
+
+    def _cluster_of(self, sslobj: ssl.SSLObject | None) -> str:
+        """The cluster a connection's server name chose ("": none, or a paused one)."""
+        return self._sni_names.get(id(sslobj.context), "") if sslobj is not None else ""
+
+    def _connections_per_cluster(self, name: str) -> int:
+        """``controlPlane.connections.maxPerCluster`` of ``name`` (connections without a
+        server name share the default)."""
+        member = self.members.get(name)
+        values = member.config.values if member is not None else None
+        return values.control_plane.connections.max_per_cluster if values is not None \
+            else DEFAULT_PER_CLUSTER
 
     def _sni(self, sslobj: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
         if not server_name or not server_name.endswith(SNI_SUFFIX):
@@ -330,6 +370,7 @@ class SharedServer:
             if isinstance(result, BaseException):
                 log.error("shared: a cluster did not stop cleanly", exc_info=result)
         self.members.clear()
+        await self.connections.close()
         await self.pod_api.close_all()
         if self.host_pool is not None:
             await self.host_pool.close()
@@ -553,7 +594,7 @@ class SharedServer:
         # (expired, or a name added) loads the new one into the context handshakes use
         sharedcerts.reload(member)
         if pod_api_port is not None and member.ssl is not None and self._runner is not None:
-            await self.pod_api.serve(self._runner, member.name, member.ssl)
+            await self.pod_api.serve(self._runner, member.name, member.ssl, limiter=self.connections)
         data = member.config.data_dir
         if data is not None:
             _with_server_name(data / "kubeconfig", sni_name(member.name))
@@ -678,7 +719,7 @@ class SharedServer:
             for member in list(self.members.values()):
                 if member.parked:  # a held watch whose client went away ends here
                     member.end_parked(only_gone=True)
-                if member.watches.open:  # and so does an open one
+                if member.watches.open or member.open_streams:  # and so does an open one
                     member.end_gone_watches()
                 after = member.sleep_after
                 if after is None or member.vc is None or member.lock.locked():
@@ -754,7 +795,8 @@ class SharedServer:
             ticket = member.parking.ticket(request, tail, compacted=compacted)
             if ticket is not None:  # held until the cluster wakes or its timeout passes
                 limits = member.watch_limits
-                held_by = sleepwatch.credential_of(request)
+                # counted as the user its credential was while awake (tenantcaps)
+                held_by = member.parking.grants.user_of(sleepwatch.credential_of(request))
                 if not member.held_watches.take(held_by, limits):
                     return _watch_refused(limits)
                 me = asyncio.current_task()
@@ -789,13 +831,11 @@ class SharedServer:
         watch = sleepwatch.watch_key(request.method, tail) \
             if request.method == "GET" and "watch" in tail else None
         credential = sleepwatch.credential_of(request) if watch is not None and not component else None
-        if credential is not None:  # a tenant's watch: within the cluster's caps (watchcaps)
-            limits = member.watch_limits
-            if not member.open_watches.take(credential, limits):
-                return _watch_refused(limits)
         if not component:  # its answer, unless 401/403, is the tenant's activity
             request[ACTIVITY] = member
         inner = request.clone(rel_url=tail)
+        if not component:  # its watches and streams count under its user (tenantcaps)
+            inner[tenantcaps.TENANT] = member
         task = asyncio.current_task()
         if task is not None:
             member.requests.add(task)
@@ -821,10 +861,10 @@ class SharedServer:
             # requests take neither); a refusal here is APF's 429
             if server.flowcontrol is not None and server.flowcontrol.outer_seat is None:
                 server.flowcontrol.outer_seat = functools.partial(self.fair.seat, name)
+            if server.request_gate is None:
+                server.request_gate = functools.partial(tenantcaps.gate, member)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
-            if credential is not None:
-                member.open_watches.give(credential)
             if entered is not None:
                 member.watches.leave(entered)
                 member.watches.open.pop(task, None)  # type: ignore[arg-type]
@@ -875,12 +915,7 @@ def _on_write(member: Member, key: str) -> None:
         member.parking.grants.clear()
 
 
-def _watch_refused(limits: WatchLimits) -> web.StreamResponse:
-    """A watch over a cap: max-in-flight's 429, and the connection closed after it (an idle
-    TLS connection costs the process ~300 KiB; the client reconnects after Retry-After)."""
-    resp = too_many_requests(limits.retry_after)
-    resp.force_close()
-    return resp
+_watch_refused = tenantcaps.refused
 
 
 #: request key: the member whose tenant sent the request (its answer may be activity)

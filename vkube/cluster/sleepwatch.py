@@ -130,6 +130,17 @@ class Grants:
     def __init__(self) -> None:
         self._keys: set[tuple[str, tuple[str, ...]]] = set()
         self.epoch = 0
+        #: credential → the user it authenticated as while awake: held watches count by user
+        self._users: dict[str, str] = {}
+
+    def note_user(self, credential: str, user: str) -> None:
+        if len(self._users) >= GRANT_LIMIT and credential not in self._users:
+            self._users.clear()
+        self._users[credential] = user
+
+    def user_of(self, credential: str) -> str:
+        """Who ``credential`` was when the cluster was awake (itself when unknown)."""
+        return self._users.get(credential, credential)
 
     def clear(self) -> None:
         self._keys.clear()

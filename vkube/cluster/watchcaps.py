@@ -27,7 +27,7 @@ class WatchLimits:
 
     #: watches one cluster may have open (and, separately, held while it sleeps)
     per_cluster: int = 300
-    #: of those, how many one credential may have
+    #: of those, how many one user may have (``controlPlane.watches.maxPerCredential``)
     per_credential: int = 150
     #: the Retry-After seconds of a refusal (kube-apiserver's max-in-flight sends 1)
     retry_after: int = 1
@@ -48,15 +48,16 @@ class WatchCount:
         self._logged = 0.0
 
     def take(self, credential: str, limits: WatchLimits) -> bool:
-        """Count one more watch of ``credential``; False (nothing counted) when a cap is full."""
+        """Count one more of ``credential`` (a user, ``tenantcaps.user_key``); False (nothing
+        counted) when a cap is full."""
         mine = self.by_credential.get(credential, 0)
         if self.total >= limits.per_cluster or mine >= limits.per_credential:
             self.refused += 1
             now = time.monotonic()
             if now - self._logged >= self.LOG_EVERY:
                 self._logged = now
-                log.warning("shared: %s watches refused (429): %d in all (cap %d), %d of one "
-                            "credential (cap %d)", self.what, self.total, limits.per_cluster,
+                log.warning("shared: %s refused (429): %d in all (cap %d), %d of one "
+                            "user (cap %d)", self.what, self.total, limits.per_cluster,
                             mine, limits.per_credential)
             return False
         self.total += 1

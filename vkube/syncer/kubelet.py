@@ -47,7 +47,10 @@ class KubeletProxy:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # a stream whose caller (the virtual API server) left ends at once, and stop does not
+        # wait aiohttp's default minute for streams still open (a followed log of a quiet pod)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls.context)
         await site.start()

@@ -548,7 +548,25 @@ class Watches:
                               "more are refused with 429 and Retry-After (as kube-apiserver's "
                               "max-in-flight)")
     max_per_credential: int = _k("maxPerCredential", 150, "shared mode: of those, how many one "
-                                 "credential (client certificate or token) may have")
+                                 "user may have (by username and uid: every token and client "
+                                 "certificate of the user together; anonymous requests count as "
+                                 "one user)")
+
+
+@dataclass(frozen=True)
+class Streams:
+    max_per_cluster: int = _k("maxPerCluster", 100, "shared mode: exec, attach, port-forward and "
+                              "followed-log streams this cluster's clients may have open at once; "
+                              "more are refused with 429 and Retry-After")
+    max_per_user: int = _k("maxPerUser", 50, "shared mode: of those, how many one user (username "
+                           "and uid) may have")
+
+
+@dataclass(frozen=True)
+class Connections:
+    max_per_cluster: int = _k("maxPerCluster", 512, "shared mode: TCP connections to the shared "
+                              "listener whose TLS server name is this cluster (and to its "
+                              "in-cluster port); more are closed after the handshake")
 
 
 @dataclass(frozen=True)
@@ -564,6 +582,10 @@ class ControlPlane:
         "the shared server process, at https://HOST:PORT/clusters/NAME (what --shared turns on)")
     watches: Watches = _k("watches", Watches(), "caps on the watches of this cluster's clients "
                           "(shared mode: one process serves every cluster)")
+    streams: Streams = _k("streams", Streams(), "caps on the exec/attach/port-forward/log -f "
+                          "streams of this cluster's clients (shared mode)")
+    connections: Connections = _k("connections", Connections(), "cap on this cluster's "
+                                  "connections to the shared listener (shared mode)")
 
 
 @dataclass(frozen=True)
@@ -828,6 +850,23 @@ def port_forward_targets(values: Values) -> frozenset[tuple[str, int]]:
                      if (t := parse_target(text)) is not None)
 
 
+def _check_shared_caps(cp: ControlPlane) -> None:
+    """``controlPlane.watches``/``streams``/``connections``: in range, and shared mode only."""
+    for section, what, default, keys in (
+            ("watches", "watches", Watches(), ("maxPerCluster", "maxPerCredential")),
+            ("streams", "streams", Streams(), ("maxPerCluster", "maxPerUser")),
+            ("connections", "connections", Connections(), ("maxPerCluster",))):
+        caps = getattr(cp, section)
+        for key, f in zip(keys, dataclasses.fields(caps)):
+            n = getattr(caps, f.name)
+            if not 1 <= n <= 1_000_000:
+                raise ValuesError(f"controlPlane.{section}.{key}: {n}: must be between 1 and 1000000")
+        if caps != default and cp.mode != "shared":
+            raise ValuesError(f"controlPlane.{section}: caps {what} in shared mode only (one "
+                              "process for every cluster); set controlPlane.mode: shared (or "
+                              f"`vkube create --shared`), or drop controlPlane.{section}")
+
+
 def parse_values(data: Any) -> Values:
     """Validate a loaded YAML document into ``Values``."""
     values: Values = _build(Values, data, "")
@@ -851,15 +890,7 @@ def parse_values(data: Any) -> Values:
         raise ValuesError("controlPlane.mode: shared serves each cluster once, in the shared "
                           "server process; enableHA and replicas need dedicated mode — drop "
                           "--shared (or controlPlane.mode), or enableHA/replicas")
-    watches = values.control_plane.watches
-    for key, n in (("maxPerCluster", watches.max_per_cluster),
-                   ("maxPerCredential", watches.max_per_credential)):
-        if not 1 <= n <= 1_000_000:
-            raise ValuesError(f"controlPlane.watches.{key}: {n}: must be between 1 and 1000000")
-    if watches != Watches() and values.control_plane.mode != "shared":
-        raise ValuesError("controlPlane.watches: caps watches in shared mode only (one process "
-                          "for every cluster); set controlPlane.mode: shared (or `vkube create "
-                          "--shared`), or drop controlPlane.watches")
+    _check_shared_caps(values.control_plane)
     if values.sleep.after_inactivity:
         try:
             after = parse_duration(values.sleep.after_inactivity)
