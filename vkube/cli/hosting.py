@@ -1,21 +1,24 @@
 """``python -m vkube.cli.hosting``: the embedded host process — one ``EmbeddedHostCluster``
 (control plane, controllers, simulated nodes/scheduler/kubelets) — until SIGTERM. ``vkube host
-start`` runs it in the background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
+start`` runs it in the background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json).
+asyncio is imported by the functions that run the host: ``vkube host start|status|stop`` and
+``vkube create`` import this module for ``host_dir`` alone."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vkube.cli import datalock
 from vkube.cli.process import free_port, port_free
-from vkube.cli.runproc import run_async, stop_event
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("vkube.host")
 
@@ -37,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from vkube.cli.runproc import stop_event
     from vkube.cluster.host import EmbeddedHostCluster, HostConfig
 
     d = host_dir(args.home)
@@ -101,6 +107,7 @@ async def keep_spare(sock: Path) -> None:
     a supervisor that connects while it still imports waits for it); restarted when it ends (a
     crash, or vkube's code changed under it), stopped with the host. Without it a supervisor
     starts serve itself, so its absence slows starts and nothing else."""
+    import asyncio
     import time
 
     from vkube.cli import spare
@@ -128,6 +135,7 @@ async def keep_spare(sock: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vkube.cli.runproc import run_async
     from vkube.netio.trust import defer_aiohttp_trust_store
 
     defer_aiohttp_trust_store()  # as the vkube entry point: aiohttp's trust store when used
