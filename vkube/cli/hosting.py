@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,8 @@ async def run(args: argparse.Namespace) -> int:
         pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
         # after: its imports would compete with the host's start for the CPU
         spare = asyncio.ensure_future(keep_spare(d / "spare.sock"))
-        log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", host.url, args.nodes, d / "kubeconfig")
+        log.info("vkube host ready at %s with %d nodes (kubeconfig %s; start-up CPU %.0f ms)", host.url,
+                 args.nodes, d / "kubeconfig", time.process_time() * 1000)
         waiter = asyncio.ensure_future(stop.wait())
         stopped = asyncio.ensure_future(host.stopped.wait())
         await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
