@@ -53,8 +53,8 @@ async def _ensure(storage: ResourceStorage, kind: str, plural: str, want: dict[s
     rc = internal_context("create" if have is None else "update", resource=plural, group=RBAC, version="v1",
                           namespace=namespace or "", name=name, field_manager=MANAGER)
     try:
-        if have is None:
-            await storage.create(rc, namespace, want)
+        if have is None:  # checked: tests/authz/test_bootstrap.py type-checks and validates each
+            await storage.create(rc, namespace, want, checked=True)
             return "created"
         if kind.endswith("Binding"):
             updated, recreate = reconcile_binding(have, want)

@@ -625,8 +625,10 @@ class ControlPlane:
                                           client_ca_pem=self.pki.ca_pem + self.pki.front_proxy_ca.cert_pem)
         self.crds = CRDController(self.ctx, self.server.openapi)
         await self.crds.start()
-        await self._bootstrap()
-        await asyncio.gather(ensure_bootstrap_policy(self.ctx), ensure_api_defaults(self.ctx))
+        await self._bootstrap_namespaces()  # first: the policy has Roles in kube-system
+        # issued together, so the store commits them in a few group commits (each an fsync)
+        await asyncio.gather(self._bootstrap_service(), ensure_bootstrap_policy(self.ctx),
+                             ensure_api_defaults(self.ctx))
         self.server.flowcontrol = FlowControl(
             self.ctx, self.max_requests_inflight + self.max_mutating_requests_inflight)
         ctx = self.ctx
@@ -704,12 +706,13 @@ class ControlPlane:
         assert self.pki is not None, "start() the control plane first"
         return self.pki.client_ssl(user, groups)
 
-    async def _bootstrap(self) -> None:
-        """The namespaces every cluster has, and the ``kubernetes`` service."""
+    async def _bootstrap_namespaces(self) -> None:
+        """The namespaces every cluster has (created together: one group commit)."""
         assert self.ctx is not None
         namespaces = self.ctx.storage_for("", "Namespace")
         assert namespaces is not None
-        for ns in SYSTEM_NAMESPACES:
+
+        async def ensure(ns: str) -> None:
             rc = internal_context("create", resource="namespaces", version="v1", field_manager="vkube-apiserver")
             if await namespaces.get_or_none(rc, None, ns) is None:
                 try:
@@ -717,6 +720,12 @@ class ControlPlane:
                                                        "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
                 except errors.AlreadyExists:
                     pass
+
+        await asyncio.gather(*(ensure(ns) for ns in SYSTEM_NAMESPACES))
+
+    async def _bootstrap_service(self) -> None:
+        """The ``kubernetes`` service (in ``default``: after the namespaces)."""
+        assert self.ctx is not None
         services = self.ctx.storage_for("", "Service")
         rc = internal_context("create", resource="services", version="v1", namespace="default",
                               field_manager="vkube-apiserver")

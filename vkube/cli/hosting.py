@@ -1,21 +1,25 @@
 """``python -m vkube.cli.hosting``: the embedded host process — one ``EmbeddedHostCluster``
 (control plane, controllers, simulated nodes/scheduler/kubelets) — until SIGTERM. ``vkube host
-start`` runs it in the background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json)."""
+start`` runs it in the background; state lives in ``$VKUBE_HOME/host`` (data, kubeconfig, pid file, state.json).
+asyncio is imported by the functions that run the host: ``vkube host start|status|stop`` and
+``vkube create`` import this module for ``host_dir`` alone."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vkube.cli import datalock
 from vkube.cli.process import free_port, port_free
-from vkube.cli.runproc import run_async, stop_event
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("vkube.host")
 
@@ -37,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from vkube.cli.runproc import stop_event
     from vkube.cluster.host import EmbeddedHostCluster, HostConfig
 
     d = host_dir(args.home)
@@ -72,7 +79,8 @@ async def run(args: argparse.Namespace) -> int:
         pid_file.write_text(f"{os.getpid()}\n")  # last: its presence means "ready"
         # after: its imports would compete with the host's start for the CPU
         spare = asyncio.ensure_future(keep_spare(d / "spare.sock"))
-        log.info("vkube host ready at %s with %d nodes (kubeconfig %s)", host.url, args.nodes, d / "kubeconfig")
+        log.info("vkube host ready at %s with %d nodes (kubeconfig %s; start-up CPU %.0f ms)", host.url,
+                 args.nodes, d / "kubeconfig", time.process_time() * 1000)
         waiter = asyncio.ensure_future(stop.wait())
         stopped = asyncio.ensure_future(host.stopped.wait())
         await asyncio.wait({waiter, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -101,6 +109,7 @@ async def keep_spare(sock: Path) -> None:
     a supervisor that connects while it still imports waits for it); restarted when it ends (a
     crash, or vkube's code changed under it), stopped with the host. Without it a supervisor
     starts serve itself, so its absence slows starts and nothing else."""
+    import asyncio
     import time
 
     from vkube.cli import spare
@@ -128,6 +137,7 @@ async def keep_spare(sock: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vkube.cli.runproc import run_async
     from vkube.netio.trust import defer_aiohttp_trust_store
 
     defer_aiohttp_trust_store()  # as the vkube entry point: aiohttp's trust store when used

@@ -84,10 +84,8 @@ async def _confine_with_token(hc: Client, st: ClusterState, *, strict: bool) -> 
     from vkube.api import errors
     from vkube.syncer import hostrbac
     import asyncio
-    import base64
     import sys
 
-    from vkube.cli import render
     from vkube.client.resources import SECRETS
 
     sa = f"vkube-{st.name}"
@@ -95,26 +93,17 @@ async def _confine_with_token(hc: Client, st: ClusterState, *, strict: bool) -> 
     try:
         rbac = hostrbac.host_rbac(st.values, st.namespace, await _custom_resources(hc, st))
         objs = hostrbac.manifests(st.name, st.namespace, rbac, _labels(st))
-        await render.apply(hc, objs)
-        await drop_stale(hc, st.name, st.namespace, objs)
+        # together (a few group commits on the host, not one round trip each): the stale
+        # objects it drops never share a name with these
+        await asyncio.gather(_apply(hc, objs), drop_stale(hc, st.name, st.namespace, objs))
         with contextlib.suppress(errors.AlreadyExists):
             await hc.create(SECRETS, {
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
                 "metadata": {"name": secret_name, "namespace": st.namespace, "labels": _labels(st),
                              "annotations": {"kubernetes.io/service-account.name": sa}}},
                 namespace=st.namespace)
-        token = ""
-        loop = asyncio.get_running_loop()
-        deadline, pause = loop.time() + 30.0, 0.02
-        while True:  # the host's tokens controller fills it in (on the embedded host: at once)
-            data = (await hc.get(SECRETS, secret_name, namespace=st.namespace)).get("data") or {}
-            if data.get("token"):
-                token = base64.b64decode(data["token"]).decode()
-                break
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.2)
+        # the host's tokens controller fills it in (on the embedded host: at once)
+        token = await _filled_token(hc, st.namespace, secret_name, timeout=30.0)
     except errors.StatusError as exc:
         if strict:
             raise
@@ -162,6 +151,58 @@ def _cluster(kubeconfig: Path, context: str | None) -> dict[str, Any]:
     return cluster
 
 
+async def _apply(hc: Client, objs: list[dict[str, Any]]) -> None:
+    """The ServiceAccount and roles together, then the bindings together: a binding after
+    the role it names (a host that is not the user's own checks escalation against it)."""
+    import asyncio
+
+    from vkube.cli import render
+
+    first = [o for o in objs if not o["kind"].endswith("Binding")]
+    then = [o for o in objs if o["kind"].endswith("Binding")]
+    for group in (first, then):
+        await asyncio.gather(*(render.apply(hc, [o]) for o in group))
+
+
+async def _filled_token(hc: Client, namespace: str, name: str, *, timeout: float) -> str:
+    """The token a tokens controller writes into the Secret ``name`` (decoded), watched for
+    rather than polled; "" when none came within ``timeout`` seconds."""
+    import asyncio
+    import base64
+
+    from vkube.api import errors
+    from vkube.client.resources import SECRETS
+
+    def token_of(obj: dict[str, Any]) -> str:
+        data = obj.get("data") or {}
+        return base64.b64decode(data["token"]).decode() if data.get("token") else ""
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    watch, pause = True, 0.02
+    while loop.time() < deadline:
+        secret = await hc.get(SECRETS, name, namespace=namespace)
+        if token := token_of(secret):
+            return token
+        if not watch:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+            continue
+        left = max(1, int(deadline - loop.time()))
+        try:
+            async with asyncio.timeout(left):
+                async for ev in hc.watch(SECRETS, namespace=namespace, field_selector=f"metadata.name={name}",
+                                         resource_version=secret["metadata"].get("resourceVersion"),
+                                         allow_bookmarks=False, timeout_seconds=left):
+                    if ev.type in ("ADDED", "MODIFIED") and (token := token_of(ev.object)):
+                        return token
+        except (TimeoutError, errors.Gone):
+            pass  # read it again; the deadline ends the loop
+        except errors.StatusError:
+            watch = False  # a user who may read Secrets but not watch them: poll as before
+    return ""
+
+
 async def drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str, Any]]) -> None:
     """Remove RBAC objects outside the host namespace that earlier values needed and ``keep``
     does not hold (``keep`` empty: all of them — ``delete``), and those earlier versions made
@@ -175,14 +216,20 @@ async def drop_stale(hc: Client, name: str, namespace: str, keep: list[dict[str,
              hostrbac.legacy_cluster_role_name(name, namespace)}
     wanted = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in keep}
     selector = f"vkube.io/vcluster={name}"
-    # bindings before roles: no binding is left naming a role that is gone
-    for res in (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES):
+    order = (CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES)
+
+    async def listed(res: Any) -> list[dict[str, Any]]:
         try:
-            items = (await hc.list(res, label_selector=selector)).get("items") or []
+            return (await hc.list(res, label_selector=selector)).get("items") or []
         except errors.StatusError:
             if res.namespaced:
-                continue  # the Roles outside the host namespace: best effort, as before
+                return []  # the Roles outside the host namespace: best effort, as before
             raise
+
+    import asyncio
+
+    # listed together; deleted bindings before roles: no binding is left naming a role that is gone
+    for res, items in zip(order, await asyncio.gather(*(listed(res) for res in order))):
         for obj in items:
             meta = obj["metadata"]
             ns = meta.get("namespace") if res.namespaced else None

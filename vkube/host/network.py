@@ -31,11 +31,6 @@ import ipaddress
 import random
 from dataclasses import dataclass
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.resolver
-
 from vkube.api import netpol
 from vkube.api.meta import Obj
 from vkube.controllers.informer import Informer
@@ -239,6 +234,13 @@ class PodNetwork:
 
     async def _query(self, real: tuple[str, int], name: str, searches: list[str],
                      ndots: int) -> Outcome | list[str]:
+        # dnspython only once a simulated container asks a DNS server (~0.1 s of the
+        # embedded host's start otherwise)
+        import dns.asyncresolver
+        import dns.exception
+        import dns.name
+        import dns.resolver
+
         r = dns.asyncresolver.Resolver(configure=False)
         r.nameservers = [real[0]]
         r.port = real[1]
