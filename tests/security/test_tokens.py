@@ -176,8 +176,11 @@ def test_legacy_service_account_token_secrets(user: User, tmp_path: Path):  # no
         assert out.returncode != 0 and "NotFound" in out.stderr
 
     eventually(gone)
-    out = as_token(tmp_path, kc, token, "get", "pods", check=False)
-    assert unauthorized(out)
+
+    def refused() -> None:  # at most kube-apiserver's 10 s token cache later
+        assert unauthorized(as_token(tmp_path, kc, token, "get", "pods", check=False))
+
+    eventually(refused, timeout=60, delay=1.0)
     # a Secret naming an account that does not exist is deleted
     user.kubectl("apply", "-f", "-", input=LEGACY.replace("bot-token", "ghost-token").replace(": bot}", ": ghost}"))
 

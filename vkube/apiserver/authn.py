@@ -13,11 +13,15 @@ nothing more, so a probe learns nothing about why.
 
 Service-account tokens are verified by :class:`vkube.pki.TokenAuthenticator`; the objects a
 token is bound to (service account, pod, secret, node) are read from storage *before* the
-synchronous check, so a token of a deleted service account or pod dies with it.
+synchronous check, so a token of a deleted service account or pod dies with it — within
+``TOKEN_SUCCESS_TTL`` (10 s): as kube-apiserver's ``--token-success-cache-ttl``, a token that
+authenticated is taken again for that long without the signature check and the reads (each a
+store round trip: on a host, every syncer request paid them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -48,6 +52,12 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 _ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _CERT_CACHE_SIZE = 1024
+#: kube-apiserver's ``--token-success-cache-ttl`` default: a bearer token that authenticated is
+#: taken again for this long without verifying its signature and reading the objects it is
+#: bound to (a deleted ServiceAccount's token keeps working up to this long, as upstream's);
+#: failures are not cached (``--token-failure-cache-ttl`` 0)
+TOKEN_SUCCESS_TTL = 10.0
+_TOKEN_CACHE_SIZE = 4096
 _FRONT_PROXY_PREFIX = "x-remote-"
 _KINDS = {"ServiceAccount": ("", "ServiceAccount"), "Pod": ("", "Pod"), "Secret": ("", "Secret"),
           "Node": ("", "Node")}
@@ -155,6 +165,9 @@ class Authenticator:
         self.issuer = TokenIssuer(issuer, pki.signing_key)
         self.api_audiences = list(api_audiences) or [issuer]
         self._certs: OrderedDict[bytes, tuple[UserInfo, float]] = OrderedDict()
+        #: sha256(token), audiences -> (answer, until): upstream's tokencache
+        self._tokens: OrderedDict[tuple[bytes, tuple[str, ...]],
+                                  tuple[tuple[UserInfo, tuple[str, ...]], float]] = OrderedDict()
 
     async def authenticate(self, request: web.Request) -> UserInfo:
         """The request's user; anonymous where allowed; else :class:`errors.Unauthorized`."""
@@ -208,15 +221,43 @@ class Authenticator:
         it is nobody's (garbage, another cluster's, expired, unbound…). Why is only logged."""
         if len(token) > MAX_TOKEN_BYTES:
             return None
+        key = (hashlib.sha256(token.encode()).digest(), tuple(audiences or ()))
+        now = time.monotonic()
+        cached = self._tokens.get(key)
+        if cached is not None:
+            if now < cached[1]:
+                self._tokens.move_to_end(key)
+                return cached[0]
+            del self._tokens[key]
+        found, until = await self._authenticate_token(token, audiences)
+        if found is not None and until > 0:
+            self._tokens[key] = (found, min(now + TOKEN_SUCCESS_TTL, now + until))
+            if len(self._tokens) > _TOKEN_CACHE_SIZE:
+                self._tokens.popitem(last=False)
+        return found
+
+    async def _authenticate_token(self, token: str, audiences: Sequence[str] | None
+                                  ) -> tuple[tuple[UserInfo, tuple[str, ...]] | None, float]:
+        """The answer, and for how many seconds more the token itself is valid (its ``exp``;
+        a cached answer never outlives it)."""
         user, _ = await self._non_jwt(token)
         if user is not None:
             accepted = self._audience_agnostic(audiences)
-            return (user, accepted) if accepted else None
+            # a bootstrap token expires by its Secret's own field: never cached (node joins
+            # are rare), so it ends exactly then
+            left = 0.0 if BOOTSTRAP_TOKEN_RE.match(token) else TOKEN_SUCCESS_TTL
+            return ((user, accepted) if accepted else None), left
         try:
-            return await self._service_account(token, audiences)
+            found = await self._service_account(token, audiences)
         except TokenError as exc:
             log.info("service-account token refused: %s", exc)
-            return None
+            return None, 0.0
+        if found is None:
+            return None, 0.0
+        _, claims = peek(token)
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+        left = float(exp) - time.time() if isinstance(exp, (int, float)) else TOKEN_SUCCESS_TTL
+        return found, left
 
     def _audience_agnostic(self, audiences: Sequence[str] | None) -> tuple[str, ...]:
         """Tokens without audiences (static, bootstrap) are valid for the API's audiences
