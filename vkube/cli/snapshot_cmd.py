@@ -241,6 +241,9 @@ def _write_failed(args: argparse.Namespace, where: str, exc: Exception) -> CLIEr
         return CLIError(f"restore of {args.name} stopped midway: {exc} — the store holds "
                         f"{exc.applied} of the {exc.total} changes; run {again} again to "
                         "finish (it makes the store hold exactly the file)")
+    if not getattr(exc, "transient", True):  # a refusal, not an outage: retrying cannot help
+        return CLIError(f"store {where} refused the restore: {exc} — the restore wrote nothing "
+                        f"(one transaction); check the store with `vkube describe {args.name}`")
     return CLIError(f"store {where}: {exc} — the restore wrote nothing (one transaction); "
                     f"once the store is back, run {again} again")
 
