@@ -89,9 +89,15 @@ def main(args: argparse.Namespace) -> int:
     except BaseException:
         st.remove()
         raise
-    from vkube.cli import ops  # the heavy imports, while the control plane starts
+    try:
+        from vkube.cli import ops  # the heavy imports, while the control plane starts
 
-    return run_coroutine(ops.create_spawned(args, st, spawned))
+        return run_coroutine(ops.create_spawned(args, st, spawned))
+    except KeyboardInterrupt:  # also before create_spawned ran: nothing of it stays
+        from vkube.cli import createundo
+
+        createundo.undo_before_start(st, spawned)
+        raise
 
 
 def _shared_in_files(args: argparse.Namespace) -> bool:

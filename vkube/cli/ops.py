@@ -233,6 +233,8 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
     before that stops the process and removes the cluster directory: nothing is left."""
     progress = Progress()
     named = False  # the syncer knows its host: from then on this is a normal virtual cluster
+    host: HostRef | None = None
+    made_namespace: bool | None = None  # None: the host namespace is not touched yet
     try:
         if args.values:
             values_files.validate(st.values)
@@ -249,6 +251,7 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
                                    f"delete it with `vkube delete {st.name}` from the machine "
                                    "that created it")
                 known_new = await hostns.get_namespace(hc, st.namespace) is None
+                made_namespace = known_new
                 st.status = RUNNING
                 try:
                     await _claim(hc, st, known_new=known_new)  # saves the state file
@@ -266,16 +269,21 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
             from vkube.cli import syncwait
 
             await syncwait.wait_synced(hc, st, progress)  # what the values ask to see
+        exposed = None
+        if (st.values or {}).get("expose"):
+            with progress.step("exposing the API server") as done:
+                exposed = await asyncio.to_thread(process.wait_exposed, st)
+                done(f"API server exposed at {exposed}")
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: nothing of it stays
+        from vkube.cli import createundo
+
+        await createundo.undo(st, spawned, host, made_namespace)
+        raise
     except BaseException:
         if not named:
             await asyncio.to_thread(process.abort, spawned)
             st.remove()
         raise
-    exposed = None
-    if (st.values or {}).get("expose"):
-        with progress.step("exposing the API server") as done:
-            exposed = await asyncio.to_thread(process.wait_exposed, st)
-            done(f"API server exposed at {exposed}")
     if args.connect is not False:
         ctx = _connect(st, switch=True, server=exposed)
         progress.ok(f"switched context to {ctx}")
