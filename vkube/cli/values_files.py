@@ -54,6 +54,10 @@ def with_flags(doc: dict[str, Any], args: Any) -> dict[str, Any]:
     iso: dict[str, Any] = {}
     if getattr(args, "isolate", False):
         iso["enabled"] = True
+    if getattr(args, "pod_security", None) == "privileged":
+        raise CLIError("--pod-security privileged: isolation always rejects host access, which "
+                       "privileged would allow — use --pod-security baseline or restricted, "
+                       "or drop --isolate and set sync.pods.hostAccess: allow in a values file")
     if getattr(args, "pod_security", None):
         iso["podSecurityStandard"] = args.pod_security
     quota = {k: getattr(args, k) for k in ("cpu", "memory") if getattr(args, k, None)}
