@@ -378,7 +378,10 @@ async def connect(args: argparse.Namespace) -> int:
                        f"and start it with `vkube resume {st.name}`")
     ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
     if args.print:
-        cluster, user = kubeconfigs.cluster_and_user(st.data_dir, args.server)
+        server = args.server
+        if server is None and (st.values or {}).get("expose"):
+            server = process.wait_exposed(st)  # as connect writes it: the exposed address
+        cluster, user = kubeconfigs.cluster_and_user(st.data_dir, server)
         sys.stdout.write(yamlio.dump(kubeconfigs.entry(cluster, user, ctx),
                                         sort_keys=False))
         return 0
