@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vkube.cli.output import CLIError
+from vkube.cli.output import CLIError, read_user_file
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -25,10 +25,9 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
 
     doc: dict[str, Any] = {}
     for p in paths:
+        text = read_user_file(p, "values file", "check the path given to -f")
         try:
-            data = yamlio.load(Path(p).expanduser().read_text())
-        except FileNotFoundError as e:
-            raise CLIError(f"values file {p} not found — check the path given to -f") from e
+            data = yamlio.load(text)
         except yaml.YAMLError as e:
             raise CLIError(f"values file {p} is not valid YAML: {e}") from e
         if data is None:
