@@ -60,6 +60,9 @@ async def create(args: argparse.Namespace) -> int:
         raise CLIError(f"virtual cluster {name!r} already exists — change its values with "
                        f"`vkube create {name} --upgrade -f values.yaml`, or remove it with "
                        f"`vkube delete {name}`")
+    if existing is not None and existing.tenancy == "namespace":
+        raise CLIError(f"{name!r} is a namespace tenant: --upgrade does not apply (there is no "
+                       f"control plane) — `vkube delete {name}` and create it again to change it")
     if existing is not None and args.namespace and args.namespace != existing.namespace:
         raise CLIError(f"virtual cluster {name!r} lives in host namespace "
                        f"{existing.namespace!r}; the namespace cannot change on --upgrade")
