@@ -111,10 +111,14 @@ def test_serve_refuses_bad_files_in_one_line(tmp_path):
     policy.write_text("kind: Policy\nrules: [{level: Loud}]\n")
     enc = tmp_path / "e.yaml"
     enc.write_text("kind: EncryptionConfiguration\nresources: [{resources: [secrets], providers: [{kms: {}}]}]\n")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(b"\xff\xfe,x")
     for flag, path, message in (
             ("--audit-policy-file", policy, 'rules[0].level: Unsupported value: "Loud"'),
             ("--encryption-config", enc, "resources[0].providers[0].kms: KMS providers are not supported"),
-            ("--encryption-config", tmp_path / "missing.yaml", "missing.yaml: no such file")):
+            ("--encryption-config", tmp_path / "missing.yaml", "missing.yaml not found"),
+            ("--audit-policy-file", tmp_path, "is a directory, not a file"),
+            ("--token-auth-file", binary, "is not UTF-8 text (byte 0 is 0xff)")):
         out = subprocess.run([sys.executable, "-m", "vkube", "serve", "--data-dir", str(tmp_path / "d"),
                               flag, str(path)], env=env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, out.stderr

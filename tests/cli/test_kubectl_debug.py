@@ -80,15 +80,24 @@ def test_kubectl_debug(user: User) -> None:
     eventually(lambda: _state(user, "web", "sh2", "terminated"), timeout=120)
 
     # the default profile adds SYS_PTRACE: under hostAccess reject it is not synced, and the
-    # tenant is told why and what to change (an event, and the waiting status kubectl shows)
+    # tenant is told why and what to change (an event, and a terminated status: never started)
     user.kubectl("debug", "web", "--image=busybox", "-c", "ptrace", "--", "sh", "-c", "echo x")
-    waiting = eventually(lambda: _state(user, "web", "ptrace", "waiting"), timeout=120)
-    assert waiting["reason"] == "SyncRejected"
-    assert 'must not include "SYS_PTRACE"' in waiting["message"]
-    assert "sync.pods.hostAccess: strip" in waiting["message"]
-    assert "--profile=baseline" in waiting["message"]
+    ended = eventually(lambda: _state(user, "web", "ptrace", "terminated"), timeout=120)
+    assert (ended["reason"], ended["exitCode"]) == ("SyncRejected", 128)
+    assert 'must not include "SYS_PTRACE"' in ended["message"]
+    assert "sync.pods.hostAccess: strip" in ended["message"]
+    assert "--profile=baseline" in ended["message"]
     refused = user.kubectl("logs", "web", "-c", "ptrace", check=False)
-    assert 'container "ptrace" in pod "web" is waiting to start: SyncRejected' in refused.stderr
+    assert 'container "ptrace" in pod "web" is terminated: SyncRejected: ' in refused.stderr
+    # kubectl debug -i (and -it) waits for the container to run or end: it ends, with the
+    # reason, instead of waiting forever
+    for i, flags in enumerate((["-i"], ["--attach=true"])):
+        name = f"ptrace{i}"
+        out = user.kubectl("debug", *flags, "web", "--image=busybox", "-c", name,
+                           input="echo never\n", timeout=180, check=False)
+        assert out.returncode != 0 and "never" not in out.stdout, (out.stdout, out.stderr)
+        assert f'container "{name}" in pod "web" is terminated: SyncRejected: ' \
+            in out.stderr and 'must not include "SYS_PTRACE"' in out.stderr, out.stderr
     events = user.kubectl("get", "events", "--field-selector", "involvedObject.name=web").stdout
     assert "ephemeral container ptrace not synced to the host" in events
     # ...and, never removable, it does not hold back the pod's own updates

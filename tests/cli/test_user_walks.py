@@ -192,6 +192,8 @@ def test_mapped_services_follow_upgrade_and_dropped_keys_are_named(shared_host, 
         for flags, want in ((["create", "ms", "--upgrade", "--host-kubeconfig", str(u.kubeconfig)],
                              "--host-kubeconfig: virtual cluster 'ms' runs on host"),
                             (["create", "ms", "--upgrade", "--in-cluster"], "--in-cluster:"),
+                            (["create", "ms", "--upgrade", "--tenancy", "namespace"],
+                             "--tenancy namespace: --upgrade keeps how 'ms' was made"),
                             (["delete", "ms", "--host-context", "previous"],
                              "--host-context: virtual cluster 'ms' runs on host")):
             out = u.vkube(*flags, check=False)

@@ -84,6 +84,12 @@ def test_namespace_tenant_lifecycle(shared_host, tmp_path):
         text = u.vkube("describe", "team").stdout  # no control plane of its own to name
         plane = next(line for line in text.splitlines() if line.startswith("Control plane:"))
         assert plane.split(":", 1)[1].strip().startswith("none — a namespace of the host"), text
+        # nothing runs here for it: no data directory or log that does not exist is named
+        assert "Data dir:" not in text and "Log:" not in text, text
+        assert described["dataDir"] == described["log"] == ""
+        out = u.vkube("create", "team", "--upgrade", check=False)  # no control plane to upgrade
+        assert out.returncode == 1 and "'team' is a namespace tenant: --upgrade does not " \
+            "apply" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
         kc = tmp_path / "team.yaml"
         kc.write_text(u.vkube("connect", "team", "--print").stdout)

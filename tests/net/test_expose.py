@@ -33,6 +33,12 @@ def test_create_expose_then_kubectl_through_the_exposed_address(user: User) -> N
     ctx = next(c for c in kc["contexts"] if c["name"] == kc["current-context"])["context"]
     server = next(c for c in kc["clusters"] if c["name"] == ctx["cluster"])["cluster"]["server"]
     assert server == exposed
+    # --print gives what connect writes: the exposed address, and kubectl works through it
+    printed = yaml.safe_load(user.vkube("connect", "x", "--print").stdout)
+    assert [c["cluster"]["server"] for c in printed["clusters"]] == [exposed]
+    own = user.home.parent / "printed.kubeconfig"
+    own.write_text(yaml.safe_dump(printed))
+    kubectl(own, "get", "ns", "default")
     names = user.kubectl("get", "ns", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
     assert {"default", "kube-system"} <= set(names)
     user.kubectl("create", "namespace", "through-expose")  # writes work too

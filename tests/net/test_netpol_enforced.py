@@ -159,6 +159,10 @@ def test_policies_decide_what_pods_reach(user: User, http_server: int) -> None:
     # no policy: names resolve through the virtual cluster's DNS, services reach their pods
     r = ex(user, "shop", "client", "nslookup", "web.shop.svc.cluster.local")
     assert r.returncode == 0 and f"Address: {web_ip}" in r.stdout, r
+    # a short name: the search list's FQDN is what answered, as busybox nslookup prints it
+    r = ex(user, "shop", "client", "nslookup", "web")
+    assert r.returncode == 0 and f"Name:\tweb.shop.svc.cluster.local\nAddress: {web_ip}\n" \
+        in r.stdout, r
     r = ex(user, "shop", "client", "nslookup", "nothing-here")
     assert r.returncode == 1 and "NXDOMAIN" in r.stderr, r
     for pod in ("client", "intruder"):

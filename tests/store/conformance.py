@@ -24,6 +24,7 @@ from vkube.store.base import (
     FutureRevision,
     KeyExists,
     KeyNotFound,
+    Op,
     RevisionMismatch,
     Store,
 )
@@ -45,8 +46,10 @@ async def assert_quiet(store: Store, it: AsyncIterator[Event], prefix: str) -> N
 
 
 @pytest.mark.timeout(60)
-class StoreConformance:
-    """Behaviour shared by all backends (etcd semantics)."""
+class EmptyPrefixConformance:
+    """The empty prefix is the whole store, for every operation that takes a prefix: an etcd
+    without a key prefix (``etcd://HOST:PORT``) has no key to send for it, so this part also
+    runs against a bare etcd (``test_etcd.py``)."""
 
     @pytest.fixture
     async def open_(self, store_url: str) -> AsyncIterator[Opener]:
@@ -71,6 +74,32 @@ class StoreConformance:
         """The revision before the test's first write: a store may share its revision counter
         (etcd keeps one for all prefixes), so tests count revisions from here."""
         return await store.current_revision()
+
+    async def test_empty_prefix_spans_the_store(self, store: Store, base: int) -> None:
+        keys = ["/e/1", "/f/1", "/f/2"]
+        it = store.watch("", after_revision=base)
+        for key in keys:
+            await store.create(key, key.encode())
+        everything = await store.range("")
+        assert [kv.key for kv in everything.kvs] == keys
+        assert (everything.count, everything.more, everything.revision) == (3, False, base + 3)
+        first = await store.range("", limit=2)
+        assert ([kv.key for kv in first.kvs], first.count, first.more) == (keys[:2], 3, True)
+        rest = await store.range("", start_after=first.kvs[-1].key, limit=2)
+        assert ([kv.key for kv in rest.kvs], rest.more) == (keys[2:], False)
+        assert [kv.key for kv in (await store.range("", revision=base + 1)).kvs] == keys[:1]
+        assert [(e.type, e.kv.key) for e in await collect(it, 3)] == [
+            ("ADDED", key) for key in keys]
+        await store.commit_all([Op("delete", kv.key, expected=kv.mod_revision)
+                                for kv in everything.kvs])
+        assert [(e.type, e.kv.key) for e in await collect(it, 3)] == [
+            ("DELETED", key) for key in keys]
+        assert (await store.range("")).kvs == []
+        await it.aclose()
+
+
+class StoreConformance(EmptyPrefixConformance):
+    """Behaviour shared by all backends (etcd semantics)."""
 
     # -- create / get / update / delete ---------------------------------------------------
 

@@ -4,13 +4,15 @@ of its own (etcd's revision counter is shared, so the suite counts from each tes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from vkube.store import UnsupportedStore, open_store
 from vkube.store.etcd import parse_url
 
-from .conformance import StoreConformance
+from . import servers
+from .conformance import EmptyPrefixConformance, StoreConformance
 
 
 @pytest.fixture
@@ -20,6 +22,26 @@ def store_url(etcd_server: str) -> str:
 
 class TestEtcdConformance(StoreConformance):
     pass
+
+
+@pytest.fixture(scope="module")
+def bare_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An etcd of this module's own: a store without a key prefix spans all of it, so it must
+    not share one with other tests (nor with CI's ``VKUBE_TEST_ETCD``)."""
+    try:
+        with servers.etcd(str(tmp_path_factory.mktemp("bare-etcd"))) as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(f"etcd store tests need a server: {exc}")
+
+
+class TestEtcdWithoutKeyPrefix(EmptyPrefixConformance):
+    """``etcd://HOST:PORT`` (no prefix): etcd refuses an empty key, so "everything" must be
+    asked as the range from ``\\0``."""
+
+    @pytest.fixture
+    def store_url(self, bare_etcd: str) -> str:
+        return bare_etcd
 
 
 def test_urls() -> None:

@@ -128,7 +128,7 @@ async def test_a_refused_debug_container_never_keeps_its_bare_pod_from_the_host(
         async def refused():
             vp = await v.get(PODS, "web", namespace="default")
             st = vp["status"].get("ephemeralContainerStatuses") or []
-            assert [s["state"]["waiting"]["reason"] for s in st] == ["SyncRejected"], st
+            assert [s["state"]["terminated"]["reason"] for s in st] == ["SyncRejected"], st
         await eventually(refused)
     finally:
         await stop_syncer(pair)

@@ -71,6 +71,14 @@ def test_isolation_rejects_host_access_and_says_so():
     ("enableHA: true\ncontrolPlane: {store: sqlite}", "split brain"),
     ("enableHA: true\ncontrolPlane: {store: /var/lib/vkube/state.db}", "enableHA: needs a shared"),
     ("replicas: 3", "replicas: more than one API server replica needs enableHA: true"),
+    # HA of one replica would quietly be no HA: both keys named
+    ("enableHA: true\ncontrolPlane: {store: 'postgres://u@127.0.0.1:5432/db'}",
+     "enableHA: true with replicas: 1 runs a single API server"),
+    ("enableHA: true\nreplicas: 1\ncontrolPlane: {store: 'etcd://127.0.0.1:2379'}",
+     "set replicas: 2 or more"),
+    # isolation always rejects host access: a level that allows it is refused, not ignored
+    ("isolation: {enabled: true, podSecurityStandard: privileged}",
+     "isolation.podSecurityStandard: 'privileged' cannot hold with isolation.enabled"),
     ("replicas: 3\ncontrolPlane: {store: 'postgres://u@127.0.0.1:5432/db'}", "needs enableHA"),
     ("replicas: 0", "replicas: must be at least 1, not 0"),
     ("sync: {nodes: {enabled: yes-please}}", "sync.nodes.enabled: must be true or false"),

@@ -164,6 +164,12 @@ async def pod_log(ctx: Context, request: web.Request, rc: RequestContext) -> web
         if st is None or (waiting is not None and not st.get("containerID")):
             reason = (waiting or {}).get("reason") or "ContainerCreating"
             raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: {reason}')
+        ended = ((st or {}).get("state") or {}).get("terminated")
+        if ended is not None and not st.get("containerID"):  # never started (syncer refused)
+            # the kubelet's words for a terminated container without one, and why
+            why = ": ".join(str(x) for x in (ended.get("reason"), ended.get("message")) if x)
+            raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is '
+                                    f'terminated{": " + why if why else ""}')
     node_name = spec.get("nodeName")
     if not node_name:
         raise errors.BadRequest(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')

@@ -55,6 +55,10 @@ def main(args: argparse.Namespace) -> int:
         flag = "--in-cluster" if args.in_cluster else "--tenancy namespace"
         raise CLIError(f"--shared serves the cluster in this machine's shared server; {flag} "
                        "runs it elsewhere — drop one of them")
+    if args.upgrade and args.tenancy == "namespace":
+        raise CLIError(f"--tenancy namespace: --upgrade keeps how {name!r} was made (a tenant "
+                       "cannot become a virtual cluster or back) — drop --tenancy, or `vkube "
+                       f"delete {name}` and create it again with --tenancy namespace")
     if (args.upgrade or args.in_cluster or ClusterState.load(name) is not None
             or getattr(args, "shared", False) or _shared_in_files(args)):
         from vkube.cli import ops
@@ -89,9 +93,15 @@ def main(args: argparse.Namespace) -> int:
     except BaseException:
         st.remove()
         raise
-    from vkube.cli import ops  # the heavy imports, while the control plane starts
+    try:
+        from vkube.cli import ops  # the heavy imports, while the control plane starts
 
-    return run_coroutine(ops.create_spawned(args, st, spawned))
+        return run_coroutine(ops.create_spawned(args, st, spawned))
+    except KeyboardInterrupt:  # also before create_spawned ran: nothing of it stays
+        from vkube.cli import createundo
+
+        createundo.undo_before_start(st, spawned)
+        raise
 
 
 def _shared_in_files(args: argparse.Namespace) -> bool:

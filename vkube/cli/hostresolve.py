@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vkube.api import errors
 from vkube.cli import kubeconfigs
-from vkube.cli.output import CLIError
+from vkube.cli.output import CLIError, read_user_file
 from vkube.client import Client
 from vkube.client.resources import NODES
 
@@ -55,14 +55,7 @@ def check_kubeconfig(path: str, context: str | None, *, given: bool = True) -> N
     from vkube.api import yamlio
 
     flag = "--host-kubeconfig" if given else "KUBECONFIG"
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise CLIError(f"host kubeconfig {path} not found — check the path given to {flag}"
-                       ) from None
-    except OSError as e:
-        raise CLIError(f"cannot read host kubeconfig {path}: {e.strerror} — check the path "
-                       f"given to {flag}") from None
+    text = read_user_file(path, "host kubeconfig", f"check the path given to {flag}")
     try:
         doc = yamlio.load(text)
     except yaml.YAMLError as e:

@@ -217,7 +217,9 @@ async def describe(args: argparse.Namespace) -> int:
         "host": {"kubeconfig": st.host_kubeconfig, "context": st.host_context,
                  "kind": st.host_kind, "namespace": st.namespace,
                  "namespaceCreatedByVkube": st.created_namespace},
-        "dataDir": str(st.data_dir), "log": str(_log_file(st)),
+        # a namespace tenant runs nothing here: no data directory nor log to point at
+        "dataDir": "" if st.tenancy == "namespace" else str(st.data_dir),
+        "log": "" if st.tenancy == "namespace" else str(_log_file(st)),
         "process": {"pids": pids, "rssBytes": process.rss_bytes(pids)},
         # the process serving the API (serve; in shared mode, shared with other clusters)
         "pid": pids[-1] if len(pids) >= 2 else None,
@@ -260,7 +262,7 @@ async def describe(args: argparse.Namespace) -> int:
         ("Host", f"{host.describe()} [{st.host_kind}]"
                  + ("" if host_up else " — not reachable" + _host_hint(st))),
         ("Host namespace", st.namespace),
-        ("Data dir", doc["dataDir"]), ("Log", doc["log"]),
+        *([("Data dir", doc["dataDir"]), ("Log", doc["log"])] if doc["dataDir"] else []),
         ("Control plane", _control_plane(st, doc, reps)),
         ("Processes", ", ".join(map(str, pids)) or "-"),
         ("Memory (RSS)", memory),

@@ -29,7 +29,7 @@ import yaml
 from vkube.api import yamlio
 
 from vkube.cli import state
-from vkube.cli.output import CLIError
+from vkube.cli.output import CLIError, read_user_file
 
 CONTEXT_PREFIX = "vkube_"
 
@@ -50,9 +50,8 @@ def user_kubeconfig_path() -> Path:
 def load(path: Path | None = None) -> dict[str, Any]:
     p = path or user_kubeconfig_path()
     try:
-        doc = yamlio.load(p.read_text()) or {}
-    except FileNotFoundError:
-        doc = {}
+        doc = yamlio.load(read_user_file(p, "kubeconfig", "fix KUBECONFIG or move the file")
+                          if p.exists() else "") or {}
     except yaml.YAMLError as e:
         raise CLIError(f"cannot read kubeconfig {p}: {e} — fix or move the file") from e
     doc.setdefault("apiVersion", "v1")

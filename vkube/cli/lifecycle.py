@@ -124,7 +124,9 @@ def register(sub: Any) -> None:
                         "syncer, ResourceQuota, LimitRange, NetworkPolicies "
                         "(= isolation.enabled: true)")
     p.add_argument("--pod-security", choices=("baseline", "restricted", "privileged"),
-                   default=None, help="Pod Security level with --isolate (default baseline)")
+                   default=None, help="Pod Security level with --isolate: baseline (default) "
+                   "or restricted; privileged is refused (isolation always rejects host "
+                   "access)")
     p.add_argument("--cpu", metavar="C", default=None,
                    help="quota CPU with --isolate: limits C, requests C/2 (default 20)")
     p.add_argument("--memory", metavar="M", default=None,

@@ -60,6 +60,9 @@ async def create(args: argparse.Namespace) -> int:
         raise CLIError(f"virtual cluster {name!r} already exists — change its values with "
                        f"`vkube create {name} --upgrade -f values.yaml`, or remove it with "
                        f"`vkube delete {name}`")
+    if existing is not None and existing.tenancy == "namespace":
+        raise CLIError(f"{name!r} is a namespace tenant: --upgrade does not apply (there is no "
+                       f"control plane) — `vkube delete {name}` and create it again to change it")
     if existing is not None and args.namespace and args.namespace != existing.namespace:
         raise CLIError(f"virtual cluster {name!r} lives in host namespace "
                        f"{existing.namespace!r}; the namespace cannot change on --upgrade")
@@ -233,6 +236,8 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
     before that stops the process and removes the cluster directory: nothing is left."""
     progress = Progress()
     named = False  # the syncer knows its host: from then on this is a normal virtual cluster
+    host: HostRef | None = None
+    made_namespace: bool | None = None  # None: the host namespace is not touched yet
     try:
         if args.values:
             values_files.validate(st.values)
@@ -249,6 +254,7 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
                                    f"delete it with `vkube delete {st.name}` from the machine "
                                    "that created it")
                 known_new = await hostns.get_namespace(hc, st.namespace) is None
+                made_namespace = known_new
                 st.status = RUNNING
                 try:
                     await _claim(hc, st, known_new=known_new)  # saves the state file
@@ -266,16 +272,21 @@ async def create_spawned(args: argparse.Namespace, st: ClusterState,
             from vkube.cli import syncwait
 
             await syncwait.wait_synced(hc, st, progress)  # what the values ask to see
+        exposed = None
+        if (st.values or {}).get("expose"):
+            with progress.step("exposing the API server") as done:
+                exposed = await asyncio.to_thread(process.wait_exposed, st)
+                done(f"API server exposed at {exposed}")
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C: nothing of it stays
+        from vkube.cli import createundo
+
+        await createundo.undo(st, spawned, host, made_namespace)
+        raise
     except BaseException:
         if not named:
             await asyncio.to_thread(process.abort, spawned)
             st.remove()
         raise
-    exposed = None
-    if (st.values or {}).get("expose"):
-        with progress.step("exposing the API server") as done:
-            exposed = await asyncio.to_thread(process.wait_exposed, st)
-            done(f"API server exposed at {exposed}")
     if args.connect is not False:
         ctx = _connect(st, switch=True, server=exposed)
         progress.ok(f"switched context to {ctx}")
@@ -370,7 +381,10 @@ async def connect(args: argparse.Namespace) -> int:
                        f"and start it with `vkube resume {st.name}`")
     ctx = args.kube_config_context_name or kubeconfigs.context_name(st.name)
     if args.print:
-        cluster, user = kubeconfigs.cluster_and_user(st.data_dir, args.server)
+        server = args.server
+        if server is None and (st.values or {}).get("expose"):
+            server = process.wait_exposed(st)  # as connect writes it: the exposed address
+        cluster, user = kubeconfigs.cluster_and_user(st.data_dir, server)
         sys.stdout.write(yamlio.dump(kubeconfigs.entry(cluster, user, ctx),
                                         sort_keys=False))
         return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from vkube.api.errors import StatusError
@@ -19,6 +21,23 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+def read_user_file(path: str | os.PathLike[str], what: str, fix: str) -> str:
+    """A file the user named (``-f``, a kubeconfig, …) as text. One that is missing, a
+    directory, unreadable or not UTF-8 is one line naming ``what`` and ``path``, then ``fix``
+    (the next thing to do), never a traceback."""
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        why = "not found"
+    except IsADirectoryError:
+        why = "is a directory, not a file"
+    except UnicodeDecodeError as e:
+        why = f"is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x})"
+    except OSError as e:
+        why = f"cannot be read: {e.strerror or e}"
+    raise CLIError(f"{what} {path} {why} — {fix}")
 
 
 def is_tty(stream: TextIO | None = None) -> bool:

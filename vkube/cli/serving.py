@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vkube.cli.output import CLIError
+from vkube.cli.output import CLIError, read_user_file
 from vkube.cli.runproc import run_async, stop_event
 from vkube.pki.cluster import FRONT_PROXY_CLIENT
 
@@ -147,8 +147,11 @@ def _file_arg(args: argparse.Namespace, name: str) -> Path | None:
     value = getattr(args, name, None)
     if value is None:
         return None
-    if not Path(value).is_file():
-        raise CLIError(f"--{name.replace('_', '-')} {value}: no such file", code=2)
+    flag = f"--{name.replace('_', '-')}"
+    try:  # read once here: a directory or a binary file is named now, not a traceback later
+        read_user_file(value, flag, f"give {flag} a readable UTF-8 file")
+    except CLIError as e:
+        raise CLIError(str(e), code=2) from None
     return Path(value)
 
 

@@ -229,7 +229,18 @@ def _verify(args: argparse.Namespace) -> None:
     except stores.SnapshotError as exc:
         raise _refused(args, exc) from None
     except OSError as exc:
-        raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
+        raise _file_error(args, exc) from None
+
+
+def _file_error(args: argparse.Namespace, exc: OSError) -> CLIError:
+    """The snapshot file cannot be read or written (a directory, no permission): one line
+    and what to run instead."""
+    why = "is a directory, not a file" if isinstance(exc, IsADirectoryError) else \
+        f"cannot be {'read' if args.action == 'restore' else 'written'}: {exc.strerror or exc}"
+    fix = (f"restore a file that `vkube snapshot save SOURCE FILE` wrote: `vkube snapshot "
+           f"restore {args.name} FILE`" if args.action == "restore" else
+           f"name a file to write: `vkube snapshot save {args.name} {args.name}.jsonl`")
+    return CLIError(f"snapshot file {args.file} {why} — {fix}")
 
 
 def _write_failed(args: argparse.Namespace, where: str, exc: Exception) -> CLIError:
@@ -241,6 +252,9 @@ def _write_failed(args: argparse.Namespace, where: str, exc: Exception) -> CLIEr
         return CLIError(f"restore of {args.name} stopped midway: {exc} — the store holds "
                         f"{exc.applied} of the {exc.total} changes; run {again} again to "
                         "finish (it makes the store hold exactly the file)")
+    if not getattr(exc, "transient", True):  # a refusal, not an outage: retrying cannot help
+        return CLIError(f"store {where} refused the restore: {exc} — the restore wrote nothing "
+                        f"(one transaction); check the store with `vkube describe {args.name}`")
     return CLIError(f"store {where}: {exc} — the restore wrote nothing (one transaction); "
                     f"once the store is back, run {again} again")
 
@@ -396,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
             raise _write_failed(args, stores.describe(url), exc) from None
         raise CLIError(f"store {stores.describe(url)}: {exc}") from None
     except OSError as exc:
-        raise CLIError(f"{args.file}: {exc.strerror or exc}") from None
+        raise _file_error(args, exc) from None
     if args.action == "save":
         _saved(args, info.keys, info.revision, info.bytes, transform)
     else:

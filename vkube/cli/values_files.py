@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vkube.cli.output import CLIError
+from vkube.cli.output import CLIError, read_user_file
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -25,10 +25,9 @@ def load_files(paths: list[str], *, check: bool = True) -> dict[str, Any]:
 
     doc: dict[str, Any] = {}
     for p in paths:
+        text = read_user_file(p, "values file", "check the path given to -f")
         try:
-            data = yamlio.load(Path(p).expanduser().read_text())
-        except FileNotFoundError as e:
-            raise CLIError(f"values file {p} not found — check the path given to -f") from e
+            data = yamlio.load(text)
         except yaml.YAMLError as e:
             raise CLIError(f"values file {p} is not valid YAML: {e}") from e
         if data is None:
@@ -54,6 +53,10 @@ def with_flags(doc: dict[str, Any], args: Any) -> dict[str, Any]:
     iso: dict[str, Any] = {}
     if getattr(args, "isolate", False):
         iso["enabled"] = True
+    if getattr(args, "pod_security", None) == "privileged":
+        raise CLIError("--pod-security privileged: isolation always rejects host access, which "
+                       "privileged would allow — use --pod-security baseline or restricted, "
+                       "or drop --isolate and set sync.pods.hostAccess: allow in a values file")
     if getattr(args, "pod_security", None):
         iso["podSecurityStandard"] = args.pod_security
     quota = {k: getattr(args, k) for k in ("cpu", "memory") if getattr(args, k, None)}

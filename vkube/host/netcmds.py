@@ -234,13 +234,14 @@ async def _run_nslookup(net: PodNetwork, pod: Obj, c: NetCommand) -> tuple[str, 
     servers, _, _ = net.resolv_config(pod)
     server = servers[0] if servers else CLUSTER_DNS
     head = f"Server:\t\t{server}\nAddress:\t{server}:53\n\n"
-    addrs = await net.resolve(pod, c.host)
-    if isinstance(addrs, Outcome):
-        if addrs.error == "nxdomain":
+    found = await net.resolve_named(pod, c.host)
+    if isinstance(found, Outcome):
+        if found.error == "nxdomain":
             return head, f"** server can't find {c.host}: NXDOMAIN\n", 1
-        extra = f"vkube: {addrs.message}\n" if addrs.error == "blocked" else ""
+        extra = f"vkube: {found.message}\n" if found.error == "blocked" else ""
         return ";; connection timed out; no servers could be reached\n\n", extra, 1
-    body = "".join(f"Name:\t{c.host}\nAddress: {a}\n" for a in addrs)
+    name, addrs = found  # the name that answered, as busybox prints it (the search's FQDN)
+    body = "".join(f"Name:\t{name}\nAddress: {a}\n" for a in addrs)
     return head + body + "\n", "", 0
 
 

@@ -206,13 +206,19 @@ class PodNetwork:
 
     async def resolve(self, pod: Obj, name: str) -> Outcome | list[str]:
         """A name as the pod resolves it: a list of addresses, or why not."""
+        found = await self.resolve_named(pod, name)
+        return found if isinstance(found, Outcome) else found[1]
+
+    async def resolve_named(self, pod: Obj, name: str) -> Outcome | tuple[str, list[str]]:
+        """As ``resolve``, with the canonical name that answered (what the search list made
+        of ``name``, as nslookup prints it), or why not."""
         try:
             ipaddress.ip_address(name)
-            return [name]
+            return name, [name]
         except ValueError:
             pass
         if name == "localhost":
-            return ["127.0.0.1"]
+            return name, ["127.0.0.1"]
         servers, searches, ndots = self.resolv_config(pod)
         src = self.endpoint_of(pod)
         last = Outcome(False, "unreachable", "no servers could be reached")
@@ -233,7 +239,7 @@ class PodNetwork:
         return last
 
     async def _query(self, real: tuple[str, int], name: str, searches: list[str],
-                     ndots: int) -> Outcome | list[str]:
+                     ndots: int) -> Outcome | tuple[str, list[str]]:
         # dnspython only once a simulated container asks a DNS server (~0.1 s of the
         # embedded host's start otherwise)
         import dns.asyncresolver
@@ -249,20 +255,24 @@ class PodNetwork:
         r.use_search_by_default = True
         r.lifetime = self.timeout
         out: list[str] = []
+        canonical = name
         try:
             for rdtype in ("A", "AAAA"):
                 try:
                     answer = await r.resolve(name, rdtype, search=True)
                     out.extend(rr.to_text() for rr in answer)
+                    canonical = answer.canonical_name.to_text(omit_final_dot=True)
                 except dns.resolver.NoAnswer:
                     continue
         except dns.resolver.NXDOMAIN:
             return Outcome(False, "nxdomain", f"can't find {name}: NXDOMAIN")
         except (dns.exception.DNSException, OSError) as e:
             return Outcome(False, "unreachable", f"{name}: {e}")
-        return out or Outcome(False, "nxdomain", f"can't find {name}: No answer")
+        return (canonical, out) if out else Outcome(False, "nxdomain",
+                                                    f"can't find {name}: No answer")
 
-    def _host_names(self, name: str, searches: list[str], ndots: int) -> Outcome | list[str]:
+    def _host_names(self, name: str, searches: list[str],
+                    ndots: int) -> Outcome | tuple[str, list[str]]:
         """The embedded host has no cluster DNS of its own: its kubelets answer the names of
         the host's Services (``SVC.NS.svc.cluster.local``) the way the search list finds them."""
         fq = name.endswith(".")
@@ -282,9 +292,10 @@ class PodNetwork:
                 continue
             ips = [ip for ip in (svc.get("spec") or {}).get("clusterIPs") or [] if ip != "None"]
             if ips:
-                return ips
+                return cand, ips
             eps = self.endpoints.get(parts[0], parts[1]) or {}
-            return [a["ip"] for s in eps.get("subsets") or [] for a in s.get("addresses") or []] or \
+            ready = [a["ip"] for s in eps.get("subsets") or [] for a in s.get("addresses") or []]
+            return (cand, ready) if ready else \
                 Outcome(False, "nxdomain", f"can't find {name}: No answer")
         return Outcome(False, "nxdomain", f"can't find {name}: NXDOMAIN")
 

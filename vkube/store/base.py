@@ -28,7 +28,12 @@ class StoreClosed(StoreError):
 
 class BackendError(StoreError):
     """The database failed (I/O, lost connection, a key it cannot encode); ``__cause__`` says
-    how."""
+    how. ``transient``: whether the same request may pass once the database is back (a lost
+    connection, a timeout) rather than being refused whatever happens (a malformed request)."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class KeyExists(StoreError):

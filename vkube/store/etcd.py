@@ -50,9 +50,20 @@ _TIMEOUT = 30.0  # seconds per request: a partitioned etcd fails requests instea
 #: then ends the client's watch, which re-watches from its last resourceVersion)
 _WATCH_OUTAGE = 60.0
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+#: codes after which the same request may pass later (anything else, e.g. INVALID_ARGUMENT,
+#: is refused whatever the state of etcd)
+_TRANSIENT = (*_UNREACHABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+              grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED)
 #: etcd's defaults for one Txn: ``--max-txn-ops`` 128, ``--max-request-bytes`` 1.5 MiB
 _TXN_OPS = 128
 _TXN_BYTES = 1024 * 1024
+
+
+def _span(prefix: bytes) -> tuple[bytes, bytes]:
+    """etcd's ``(key, range_end)`` for every key under a byte prefix. etcd refuses an empty
+    ``key`` ("key is not provided"), so the empty prefix (a store without a key prefix, asked
+    for everything) is ``("\\0", "\\0")``: every key at or after ``\\0``, i.e. all of them."""
+    return (prefix, _bytes_end(prefix)) if prefix else (b"\0", b"\0")
 
 
 def _bytes_end(prefix: bytes) -> bytes:
@@ -185,9 +196,10 @@ class EtcdStore(Store):
                 raise Compacted(revision, self._compacted) from None
             if "future revision" in details:
                 raise FutureRevision(f"revision {revision}: {details}") from None
-            raise BackendError(f"etcd {self.url}: {exc.code().name}: {details}") from exc
+            raise BackendError(f"etcd {self.url}: {exc.code().name}: {details}",
+                               transient=exc.code() in _TRANSIENT) from exc
         except UnicodeError as exc:
-            raise BackendError(f"etcd: cannot encode key: {exc}") from exc
+            raise BackendError(f"etcd: cannot encode key: {exc}", transient=False) from exc
 
     async def _find_compacted(self, current: int = 0) -> int:
         """The revision etcd compacted to: the oldest revision a read still succeeds at."""
@@ -231,8 +243,7 @@ class EtcdStore(Store):
         self, prefix: str, *, start_after: str = "", limit: int = 0, revision: int = 0
     ) -> RangeResult:
         self._check_open()
-        start = self._k(prefix)
-        end = _bytes_end(start)
+        start, end = _span(self._k(prefix))
         if start_after:
             start = max(start, self._k(start_after) + b"\0")
         request = rpc.RangeRequest(key=start, range_end=end, limit=limit, revision=revision,
@@ -358,7 +369,7 @@ class EtcdStore(Store):
 
     async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:
         """One etcd watch stream; re-created from the last delivered revision if it breaks."""
-        start = self._k(prefix)
+        start, end = _span(self._k(prefix))
         last, failures, broken_since = after_revision, 0, 0.0
         loop = asyncio.get_running_loop()
         while not self._closed:
@@ -367,7 +378,7 @@ class EtcdStore(Store):
             self._calls.add(call)
             try:
                 await call.write(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-                    key=start, range_end=_bytes_end(start), start_revision=last + 1,
+                    key=start, range_end=end, start_revision=last + 1,
                     prev_kv=True)))
                 while True:
                     response = await call.read()

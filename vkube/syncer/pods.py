@@ -19,7 +19,7 @@ import logging
 
 from vkube.api import errors
 from vkube.api.kinds_other import SYSTEM_PRIORITY_CLASSES
-from vkube.api.meta import Obj, object_key, ref_key, split_key
+from vkube.api.meta import Obj, now_rfc3339, object_key, ref_key, split_key
 from vkube.client.resources import NAMESPACES, NODES, PODS, SERVICEACCOUNTS, SERVICES
 from vkube.syncer.admission import (REASON_HOST, REASON_REJECTED, PodAdmission,
                                     host_refusal_message, surface_refusal)
@@ -89,7 +89,8 @@ class PodSyncer(KindSyncer):
         # per key, why the last update of a running pod was refused (one event per reason)
         self._refused_update: dict[str, str] = {}
         # per key, ephemeral containers (kubectl debug) not synced down, and why
-        self._refused_debug: dict[str, dict[str, tuple[str, str]]] = {}  # name: (reason, why)
+        #: name: (reason, why, when) — shown as terminated, so ``kubectl debug`` ends with it
+        self._refused_debug: dict[str, dict[str, tuple[str, str, str]]] = {}
         # digest of the values that shape host pods (a host pod made under others is judged
         # again: vkube.syncer.podreplace), and the virtual pod uids whose host pod we deleted
         # to make it again under them
@@ -566,7 +567,7 @@ class PodSyncer(KindSyncer):
         new ones are sent), rewritten as every container is (env, referenced objects,
         hostAccess). Each is judged on its own (one refused, which can never be removed, must
         not block the next): one that may not run is not sent, and the tenant gets a Warning
-        event and a waiting status naming why (kubectl debug prints it)."""
+        event and a terminated status naming why (kubectl debug ends with it)."""
         have = {c.get("name") for c in (hpod.get("spec") or {}).get("ephemeralContainers") or ()}
         refused = self._refused_debug.get(key) or {}
         missing = [c for c in (vpod.get("spec") or {}).get("ephemeralContainers") or ()
@@ -583,7 +584,8 @@ class PodSyncer(KindSyncer):
             services=tuple(self.services.list(ns)), kube_service_host=api_host,
             kube_service_port=api_port)
         add: list[Obj] = []
-        new_refused: dict[str, tuple[str, str]] = {}
+        new_refused: dict[str, tuple[str, str, str]] = {}
+        now = now_rfc3339()
         stripped: list[str] = []
         all_ecs = (vpod.get("spec") or {}).get("ephemeralContainers") or []
         for c in missing:
@@ -599,7 +601,7 @@ class PodSyncer(KindSyncer):
                 stripped += [at + x[len(_PROBE_PATH):] for x in removed if x.startswith(_PROBE_PATH)]
             if why is not None:
                 new_refused[c.get("name", "")] = (
-                    REASON_REJECTED, why + _DEBUG_HINT if "capabilities" in why else why)
+                    REASON_REJECTED, why + _DEBUG_HINT if "capabilities" in why else why, now)
         if add:
             await self._ensure_dependencies(vpod)
             meta = hpod["metadata"]
@@ -611,17 +613,17 @@ class PodSyncer(KindSyncer):
                 return
             except (errors.Invalid, errors.Forbidden, errors.BadRequest) as e:
                 # the host's validation or admission said no: the tenant sees its words
-                new_refused.update({c.get("name", ""): (REASON_HOST, host_refusal_message(e))
-                                    for c in add})
+                new_refused.update({c.get("name", ""): (REASON_HOST, host_refusal_message(e),
+                                                        now) for c in add})
         if stripped:
             self.ctx.recorder.event(vpod, "Warning", REASON_STRIPPED,
                                     stripped_message(stripped, self.ctx.name))
         if new_refused:
             self._refused_debug[key] = {**refused, **new_refused}
-            for name, (reason, why) in new_refused.items():
+            for name, (reason, why, _) in new_refused.items():
                 self.ctx.recorder.event(vpod, "Warning", reason,
                                         f"ephemeral container {name} not synced to the host: {why}")
-            # reconcile's _sync_up next puts their waiting status up
+            # reconcile's _sync_up next puts their terminated status up
 
     async def _desired_light(self, vpod: Obj) -> Obj:
         """The rewrite without the side effects (token, dependencies) of a first creation."""
@@ -716,8 +718,11 @@ class PodSyncer(KindSyncer):
             hstatus = {**hstatus, "ephemeralContainerStatuses": [
                 *(hstatus.get("ephemeralContainerStatuses") or ()), *(
                     {"name": n, "image": c.get("image", ""), "imageID": "", "ready": False,
-                     "restartCount": 0, "state": {"waiting": {"reason": refused[n][0],
-                                                              "message": refused[n][1]}},
+                     "restartCount": 0, "state": {"terminated": {
+                         # never started, as the kubelet reports a container it could not
+                         # start: kubectl debug waits for running or terminated, then ends
+                         "exitCode": 128, "reason": refused[n][0], "message": refused[n][1],
+                         "finishedAt": refused[n][2]}},
                      "lastState": {}}
                     for c in (vpod.get("spec") or {}).get("ephemeralContainers") or ()
                     if (n := c.get("name", "")) in refused)]}

@@ -475,7 +475,9 @@ class Isolation:
                        "turns on); host access is then always rejected")
     pod_security_standard: Literal["privileged", "baseline", "restricted"] = _k(
         "podSecurityStandard", "baseline", "Pod Security level the syncer enforces on pods "
-        "(a violating pod is not synced) and labels the host namespace with")
+        "(a violating pod is not synced) and labels the host namespace with: baseline or "
+        "restricted (privileged is refused with isolation.enabled, which always rejects host "
+        "access)")
     resource_quota: Quota = _k("resourceQuota", Quota(), "a ResourceQuota on the host namespace")
     limit_range: Toggle = _k("limitRange", Toggle(), "a LimitRange on the host namespace")
     network_policy: Toggle = _k("networkPolicy", Toggle(), "NetworkPolicies: the control plane "
@@ -756,6 +758,10 @@ def _check_ha(values: Values) -> None:
         raise ValuesError(f"replicas: {UNSUPPORTED['replicas']}")
     if values.enable_ha and not shared_store(values.control_plane.store):
         raise ValuesError(f"enableHA: {UNSUPPORTED['enableHA']}")
+    if values.enable_ha and values.replicas == 1:
+        raise ValuesError("enableHA: true with replicas: 1 runs a single API server (no "
+                          "replica takes over when it stops) — set replicas: 2 or more (3 "
+                          "outlives one lost replica), or remove enableHA")
 
 
 _PATH_RE = re.compile(r"^[A-Za-z_][\w-]*(\[\*\])?(\.[A-Za-z_][\w-]*(\[\*\])?)*\Z")
@@ -872,6 +878,11 @@ def parse_values(data: Any) -> Values:
     values: Values = _build(Values, data, "")
     _check_mappings(values)
     _check_isolation(values.isolation)
+    if values.isolation.enabled and values.isolation.pod_security_standard == "privileged":
+        raise ValuesError("isolation.podSecurityStandard: 'privileged' cannot hold with "
+                          "isolation.enabled (isolation always rejects host access, which "
+                          "privileged would allow) — use baseline or restricted, or set "
+                          "isolation.enabled: false")
     if values.isolation.enabled and values.sync.pods.host_access != "reject":
         raise ValuesError(f"sync.pods.hostAccess: {values.sync.pods.host_access!r} cannot hold "
                           "with isolation.enabled (isolation always rejects host access) — "
