@@ -16,7 +16,7 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.client import Client
 from vkube.client.resources import CONFIGMAPS, PODS
-from vkube.client.retry import BACKOFF, delay_for
+from vkube.client.retry import BACKOFF, delay_for, until_done
 from vkube.controllers.informer import Informer
 
 TOO_MANY = "Too many requests, please try again later.\n"
@@ -179,3 +179,25 @@ async def test_a_components_informers_list_a_few_at_a_time(api: tuple[str, Api])
             await asyncio.gather(*tasks, return_exceptions=True)
     assert state.seen["list"] == 12
     assert state.most_listing <= 3
+
+
+async def test_a_start_up_step_is_tried_until_it_is_not_refused() -> None:
+    """``until_done``: 429s and 503s delay a step (the syncer's host namespace, ``prepare``);
+    anything else is the step's own answer."""
+    answers: list[BaseException | None] = [
+        errors.TooManyRequests("full", retry_after=0), errors.ServiceUnavailable("starting", retry_after=0),
+        errors.Timeout("slow", retry_after=0), None]
+
+    async def step() -> str:
+        a = answers.pop(0)
+        if a is not None:
+            raise a
+        return "done"
+
+    assert await until_done(step, "step") == "done" and not answers
+
+    async def refused() -> None:
+        raise errors.Forbidden("no")
+
+    with pytest.raises(errors.Forbidden):
+        await until_done(refused, "step")
