@@ -163,7 +163,7 @@ async def test_shared_mode_seats_hold_for_in_process_requests(control_plane: Any
     fair = FairQueue(FairnessConfig(seats=4, per_cluster=1, queue_length=1, max_wait=60))
     server = control_plane.cp.server
     client = in_process_client(server, ADMIN, url=control_plane.url, user_agent="t",
-                               seat=lambda: fair.seat("a"))
+                               seat=lambda: fair.seat("a"), retries=0)  # the 429 itself
     try:
         async with fair.seat("a"):  # a tenant's request holds the cluster's only seat
             queued = asyncio.create_task(client.get(CONFIGMAPS, "kube-root-ca.crt", namespace="default"))
@@ -199,11 +199,12 @@ async def test_transport_refusal_is_the_listeners(control_plane: Any) -> None:
         raise TooManyRequests("a", 1)
         yield
 
-    client = Client(control_plane.url, user_agent="t",
+    client = Client(control_plane.url, user_agent="t", retries=0,
                     transport=InProcessTransport(control_plane.cp.server, ADMIN, seat=refuse))
     try:
-        with pytest.raises(errors.TooManyRequests, match="Too many requests"):
+        with pytest.raises(errors.TooManyRequests, match="Too many requests") as exc:
             await client.get(CONFIGMAPS, "x", namespace="default")
+        assert exc.value.retry_after == 1  # the refusal's Retry-After reaches the caller
     finally:
         await client.close()
 

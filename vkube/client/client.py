@@ -24,6 +24,7 @@ import orjson
 
 from vkube.api import errors
 from vkube.api.meta import Obj
+from vkube.client import retry
 
 
 PATCH_TYPES = {
@@ -80,16 +81,18 @@ class APIResource:
 
 class Transport(Protocol):
     """What carries a Client's requests when it is not HTTP over the network. Replies are
-    (status, body bytes); the Client maps error statuses to ``StatusError`` as for HTTP."""
+    (status, body bytes, headers); the Client maps error statuses to ``StatusError`` and
+    retries throttled ones as for HTTP."""
 
     async def send(self, method: str, path: str, *, params: Mapping[str, str] | None,
                    body: bytes | None, headers: Mapping[str, str],
-                   timeout: float) -> tuple[int, bytes]: ...
+                   timeout: float) -> tuple[int, bytes, Mapping[str, str]]: ...
 
     def open(self, path: str, *, params: Mapping[str, str] | None,
-             headers: Mapping[str, str]) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes]]]:
-        """A GET whose body streams (watch, follow): (status, chunks) until the server ends
-        it; leaving the context ends the request."""
+             headers: Mapping[str, str]
+             ) -> AbstractAsyncContextManager[tuple[int, AsyncIterator[bytes], Mapping[str, str]]]:
+        """A GET whose body streams (watch, follow): (status, chunks, headers) until the
+        server ends it; leaving the context ends the request."""
         ...
 
     async def close(self) -> None: ...
@@ -129,12 +132,16 @@ class Client:
                  user_agent: str = "vkube", timeout: float = 60.0,
                  headers: dict[str, str] | None = None,
                  server_hostname: str | None = None, transport: Transport | None = None,
-                 session: Callable[[], aiohttp.ClientSession] | None = None) -> None:
+                 session: Callable[[], aiohttp.ClientSession] | None = None,
+                 retries: int = retry.MAX_RETRIES, max_lists: int = 8) -> None:
         """``server_hostname``: the TLS server name to send and verify (a kubeconfig's
         ``tls-server-name``; shared mode picks the cluster by it). ``transport``: carries
         the requests instead of HTTP (``server`` then only names the API in messages).
         ``session``: a session someone else owns and shares (``vkube.client.pool``); this
-        client's headers, its token among them, then go with each request."""
+        client's headers, its token among them, then go with each request. ``retries``: how
+        often a throttled request (429 from APF or fairness, ``vkube.client.retry``) is sent
+        again after its ``Retry-After``, as client-go does; 0 raises at once. ``max_lists``:
+        the LISTs this client's informers run at once (``list_gate``)."""
         self.server = server.rstrip("/")
         self._tls = {"server_hostname": server_hostname} if server_hostname else {}
         self.token = token
@@ -151,6 +158,11 @@ class Client:
         # with a shared session the headers go with every request, not with the session
         self._req_headers = dict(self._headers) if session is not None else {}
         self.transport = transport
+        self.retries = retries
+        #: informers (re)list through it: a component starting dozens of informers would
+        #: otherwise put all their LISTs into its cluster's fairness queue at once (shared
+        #: mode: 64 places, 4 seats) and be refused; eight at a time keep every seat busy
+        self.list_gate = asyncio.Semaphore(max_lists)
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: aiohttp sessions belong to the running event loop.
@@ -181,31 +193,40 @@ class Client:
     async def request(self, method: str, path: str, *, params: Obj | None = None,
                       body: Any = None, content_type: str = "application/json",
                       raw: bool = False) -> Any:
-        """Escape hatch: JSON reply (or bytes with raw=True), errors mapped as above."""
+        """Escape hatch: JSON reply (or bytes with raw=True), errors mapped as above; a
+        throttled request is sent again after its Retry-After (``retries`` times)."""
         headers = dict(self._req_headers)
         data = None
         if body is not None:
             data = _dumps(body)
             headers["Content-Type"] = content_type
+        attempt = 0
+        while True:
+            status, payload, reply_headers = await self._send(method, path, params, data, headers)
+            if status < 300:
+                return _reply(method, path, payload, raw)
+            err, again = _error_from_reply(status, payload, reply_headers)
+            if not again or attempt >= self.retries:
+                raise err
+            attempt += 1
+            await asyncio.sleep(retry.jittered(float(err.retry_after or 0)))
+
+    async def _send(self, method: str, path: str, params: Obj | None, data: bytes | None,
+                    headers: dict[str, str]) -> tuple[int, bytes, Mapping[str, str]]:
+        """One attempt: (status, body, headers); network failures as ``ServiceUnavailable``."""
         if self.transport is not None:
-            status, payload = await self.transport.send(
+            return await self.transport.send(
                 method, path, params=params, body=data, headers={**self._headers, **headers},
                 timeout=self.timeout)
-            if status >= 300:
-                raise _error_from_reply(status, payload)
-            return _reply(method, path, payload, raw)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with self._get_session().request(
                 method, self.server + path, params=params, data=data, headers=headers,
                 timeout=timeout, **self._tls,
             ) as resp:
-                payload = await resp.read()
-                if resp.status >= 300:
-                    raise _error_from_reply(resp.status, payload)
+                return resp.status, await resp.read(), resp.headers
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise errors.ServiceUnavailable(f"{method} {path}: {type(e).__name__}: {e}") from e
-        return _reply(method, path, payload, raw)
 
     # -- CRUD -----------------------------------------------------------------------------
 
@@ -294,12 +315,30 @@ class Client:
 
     @contextlib.asynccontextmanager
     async def _open(self, path: str, params: Obj | None, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        """The body of a streaming GET, chunk by chunk; error replies raise as ``request``'s,
-        network failures as ``ServiceUnavailable`` naming ``what``."""
+        """The body of a streaming GET, chunk by chunk; error replies raise as ``request``'s
+        (a throttled one is opened again after its Retry-After), network failures as
+        ``ServiceUnavailable`` naming ``what``."""
+        attempt = 0
+        while True:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    chunks = await stack.enter_async_context(self._open_once(path, params, what))
+                except _Throttled as t:
+                    if attempt >= self.retries:
+                        raise t.error from None
+                    delay = retry.jittered(float(t.error.retry_after or 0))
+                else:
+                    yield chunks
+                    return
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _open_once(self, path: str, params: Obj | None, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
         if self.transport is not None:
-            async with self.transport.open(path, params=params, headers=self._headers) as (status, chunks):
+            async with self.transport.open(path, params=params, headers=self._headers) as (status, chunks, hdrs):
                 if status >= 300:
-                    raise _error_from_reply(status, b"".join([c async for c in chunks]))
+                    _raise_reply(status, b"".join([c async for c in chunks]), hdrs)
                 yield chunks
             return
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
@@ -307,7 +346,7 @@ class Client:
             async with self._get_session().get(self.server + path, params=params, **self._tls,
                                                timeout=timeout, headers=self._req_headers) as resp:
                 if resp.status >= 300:
-                    raise _error_from_reply(resp.status, await resp.read())
+                    _raise_reply(resp.status, await resp.read(), resp.headers)
                 yield resp.content.iter_any()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise errors.ServiceUnavailable(f"{what}: {type(e).__name__}: {e}") from e
@@ -411,12 +450,34 @@ def _watch_event(line: bytes) -> WatchEvent:
     return WatchEvent(typ, obj)
 
 
-def _error_from_reply(status: int, payload: bytes) -> errors.StatusError:
+class _Throttled(Exception):
+    """A throttled reply to a stream's GET: carried out of the stream's context to be retried."""
+
+    def __init__(self, error: errors.StatusError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _raise_reply(status: int, payload: bytes, headers: Mapping[str, str] | None) -> None:
+    err, again = _error_from_reply(status, payload, headers)
+    raise _Throttled(err) if again else err
+
+
+def _error_from_reply(status: int, payload: bytes,
+                      headers: Mapping[str, str] | None = None) -> tuple[errors.StatusError, bool]:
+    """The error a reply stands for, its ``retry_after`` from the header when the body has
+    none; and whether it is a throttling refusal to send again (``vkube.client.retry``)."""
     try:
         body = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         body = None
-    if isinstance(body, dict) and body.get("kind") == "Status":
-        return errors.from_status(body, status)
-    text = payload[:500].decode("utf-8", "replace").strip() or f"HTTP {status}"
-    return errors.from_status({"code": status, "message": text}, status)
+    is_status = isinstance(body, dict) and body.get("kind") == "Status"
+    if is_status:
+        err = errors.from_status(body, status)
+    else:
+        text = payload[:500].decode("utf-8", "replace").strip() or f"HTTP {status}"
+        err = errors.from_status({"code": status, "message": text}, status)
+    header = retry.retry_after_of(headers)
+    if header is not None and not err.retry_after:
+        err.retry_after = header
+    return err, retry.throttled(status, is_status, header)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client import Client
+from vkube.client.retry import until_done
 from vkube.client.resources import ENDPOINTS, NODES, SERVICES
 from vkube.syncer.translate import LABEL_MANAGED_BY
 
@@ -69,8 +70,9 @@ class Exposer:
 
     async def run(self, exposed: asyncio.Event) -> None:
         try:
-            await self._ensure()
-            self.url = await self._address()
+            # a throttled or unavailable host delays this, never ends the cluster
+            await until_done(self._ensure, f"{self.vc}: expose")
+            self.url = await until_done(self._address, f"{self.vc}: expose address")
             self._tell(urlsplit(self.url).hostname or "")
             if self.data_dir is not None:
                 tmp = self.data_dir / "exposed.tmp"

@@ -126,9 +126,11 @@ class _Sink(AbstractStreamWriter):
         self.status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.pipe = pipe
         self.parts: list[bytes] = []
+        self.headers: Mapping[str, str] = {}
 
     async def write_headers(self, status_line: str, headers: Any) -> None:
         if not self.status.done():
+            self.headers = headers  # Retry-After of a refusal, for the client
             self.status.set_result(int(status_line.split(" ", 2)[1]))
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -170,7 +172,8 @@ class InProcessTransport:
     # -- the Transport protocol -----------------------------------------------------------
 
     async def send(self, method: str, path: str, *, params: Mapping[str, str] | None,
-                   body: bytes | None, headers: Mapping[str, str], timeout: float) -> tuple[int, bytes]:
+                   body: bytes | None, headers: Mapping[str, str],
+                   timeout: float) -> tuple[int, bytes, Mapping[str, str]]:
         self._check_open(method, path)
         sink = _Sink()
         request = self._request(method, path, params, body, headers, sink)
@@ -183,7 +186,8 @@ class InProcessTransport:
 
     @contextlib.asynccontextmanager
     async def open(self, path: str, *, params: Mapping[str, str] | None,
-                   headers: Mapping[str, str]) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
+                   headers: Mapping[str, str]
+                   ) -> AsyncIterator[tuple[int, AsyncIterator[bytes], Mapping[str, str]]]:
         self._check_open("GET", path)
         pipe = _Pipe()
         sink = _Sink(pipe)
@@ -193,7 +197,7 @@ class InProcessTransport:
         task.add_done_callback(self._streams.discard)
         try:
             status = await asyncio.shield(sink.status)
-            yield status, aiter(pipe)
+            yield status, aiter(pipe), sink.headers
         finally:
             pipe.close()
             task.cancel()
@@ -255,19 +259,19 @@ class InProcessTransport:
         async with self.seat():
             return await self.server.dispatch(request)
 
-    async def _reply(self, request: web.Request, sink: _Sink) -> tuple[int, bytes]:
+    async def _reply(self, request: web.Request, sink: _Sink) -> tuple[int, bytes, Mapping[str, str]]:
         try:
             async with self._slots:
                 resp = await self._dispatch(request)
-        except TooManyRequests:
-            return 429, _TOO_MANY
+        except TooManyRequests as e:
+            return 429, _TOO_MANY, {"Retry-After": str(e.retry_after)}
         if not resp.prepared:
             body = resp.body if isinstance(resp, web.Response) else None
             if body is None or isinstance(body, bytes):
-                return resp.status, body or b""
+                return resp.status, body or b"", resp.headers
             await resp.prepare(request)  # a payload object: written as the server writes it
         await resp.write_eof()
-        return resp.status, b"".join(sink.parts)
+        return resp.status, b"".join(sink.parts), resp.headers
 
     async def _stream(self, request: web.Request, sink: _Sink) -> None:
         """A long-running request (watch, follow): no fairness seat, as kube-apiserver's

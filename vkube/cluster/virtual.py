@@ -298,7 +298,8 @@ class VirtualCluster:
                 tmp.write_text(dns.address + "\n")
                 tmp.replace(self.config.data_dir / "dns")
             services = InClusterServices(self._client("vkube-apiserver", APISERVER), [
-                api_backend(self.service_ip, self.pod_api_port or self.port), dns_backend(self.service_ip, dns.port)])
+                api_backend(self.service_ip, self.pod_api_port or self.port), dns_backend(self.service_ip, dns.port)],
+                informers=self._shared_informers())  # read and watched there: no polling
             self._in_cluster = services  # known to the syncer before the Endpoints are written
             tg.create_task(self._in_cluster_services(services), name=f"{self.name}: in-cluster services")
             await services.synced.wait()

@@ -37,6 +37,11 @@ class GarbageCollector(Controller):
     name = "garbage-collector"
     workers = 4
     rediscover_seconds = 30.0
+    #: every group version asked at least this often; in between, a pass asks only ``/apis``
+    #: and goes further only if it names a group version the last full pass found nothing
+    #: in (a new or still unavailable aggregated API) — one request per cluster every 30 s,
+    #: not twenty (CRDs need neither: their changes start a full pass at once)
+    full_rediscover_seconds = 600.0
     requeue_seconds = 0.5  # while a foreground owner waits for blocking dependents
 
     def setup(self) -> None:
@@ -47,6 +52,8 @@ class GarbageCollector(Controller):
         self.refs: dict[Resource, dict[str, Resource]] = {}
         self._crds_changed = asyncio.Event()
         self.mgr.informer(CRDS).add_handler(lambda t, o, old: self._crds_changed.set())
+        self._found_versions: set[tuple[str, str]] = set()  # group versions with resources
+        self._last_full = 0.0
 
     # -- keys: "group|version|plural|key" so one queue holds every resource -----------------
 
@@ -67,6 +74,8 @@ class GarbageCollector(Controller):
         """Watch what discovery lists, and stop watching what it no longer lists (a deleted
         CRD's resource: its informer would retry a 404 forever), as Kubernetes' GC does."""
         found: list[APIResource] = await self.client.discover()
+        self._last_full = asyncio.get_running_loop().time()
+        self._found_versions = {(a.resource.group, a.resource.version) for a in found}
         served = {api.resource for api in found}
         for res in [r for r in self.informers if r not in served]:
             del self.informers[res]
@@ -91,18 +100,32 @@ class GarbageCollector(Controller):
             tg.create_task(self._rediscover_loop())
 
     async def _rediscover_loop(self) -> None:
-        """Discovery every ``rediscover_seconds``, and soon after any CRD changes (created,
-        established, deleted), so a deleted CRD's informer stops at once and a new one starts."""
+        """Discovery soon after any CRD changes (created, established, deleted), so a deleted
+        CRD's informer stops at once and a new one starts; otherwise every ``rediscover_seconds``
+        a look at ``/apis`` decides whether a full pass is due (``full_rediscover_seconds``)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._crds_changed.wait(), self.rediscover_seconds)
+            crds_changed = self._crds_changed.is_set()
             self._crds_changed.clear()
             try:
-                await self._discover()
+                if crds_changed or await self._discovery_moved():
+                    await self._discover()
             except errors.StatusError as e:
                 log.warning("garbage collector: discovery: %s %s", type(e).__name__, e)
             except Exception:
                 log.exception("garbage collector: discovery failed")
+
+    async def _discovery_moved(self) -> bool:
+        """Might discovery differ from the last full pass? (see ``full_rediscover_seconds``)"""
+        if asyncio.get_running_loop().time() - self._last_full >= self.full_rediscover_seconds:
+            return True
+        groups = await self.client.request("GET", "/apis")
+        listed = {("", "v1")}
+        for g in groups.get("groups") or []:
+            listed.add((g["name"], (g.get("preferredVersion") or {}).get("version") or g["versions"][0]["version"]))
+        # a group version new (or unavailable last time), or one gone (an APIService deleted)
+        return bool(listed - self._found_versions or self._found_versions - listed)
 
     def _on_event(self, res: Resource, typ: str, obj: Obj, old: Obj | None) -> None:
         meta = obj.get("metadata") or {}

@@ -17,6 +17,7 @@ from typing import Any
 from vkube.api import errors
 from vkube.api.meta import Obj, object_key
 from vkube.client.client import Client, Resource
+from vkube.client.retry import delay_for
 from vkube.controllers import labels as lbl
 
 log = logging.getLogger(__name__)
@@ -147,9 +148,10 @@ class Informer:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _list(self) -> None:
-        lst = await self.client.list_all(self.res, namespace=self.namespace,
-                                         label_selector=self.label_selector,
-                                         field_selector=self.field_selector)
+        async with self.client.list_gate:  # a component's informers list a few at a time
+            lst = await self.client.list_all(self.res, namespace=self.namespace,
+                                             label_selector=self.label_selector,
+                                             field_selector=self.field_selector)
         for item in lst.get("items") or []:  # list items carry no kind; handlers like one
             item.setdefault("kind", self.res.kind)
             item.setdefault("apiVersion", self.res.api_version)
@@ -189,10 +191,13 @@ class Informer:
                              self.res.plural, self.resource_version)
                     need_list = True
                 except errors.StatusError as e:
-                    delay = self.backoff[min(failures, len(self.backoff) - 1)]
-                    failures += 1
+                    # the server's Retry-After (a 429 above all) is waited, jittered, and
+                    # does not grow the back-off: a throttled start is not a failing one
+                    delay, told = delay_for(e, failures, self.backoff)
+                    failures += 0 if told else 1
                     log.warning("informer %s: %s (retry in %.2fs)", self.res.plural, e, delay)
-                    need_list = need_list or not self.resource_version or e.code != 503
+                    # refused or unavailable: the watch resumes where it was, no relist
+                    need_list = need_list or not self.resource_version or e.code not in (429, 503)
                     await asyncio.sleep(delay)
                 except Exception:
                     delay = self.backoff[min(failures, len(self.backoff) - 1)]

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from vkube.api import errors
 from vkube.api.meta import Obj, split_key
+from vkube.client import retry
 from vkube.client.client import Client, Resource
 from vkube.controllers.events import EventRecorder
 from vkube.controllers.informer import Handler, Informer, obj_key
@@ -28,10 +28,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: answers that mean "later", not "never" (APF's or shared-mode fairness' 429, an API still
-#: starting, a timeout): a controller whose ``run`` meets one starts again after a pause,
-#: as client-go's clients retry them, instead of ending every controller of the cluster
-TRANSIENT = (errors.TooManyRequests, errors.ServiceUnavailable, errors.Timeout)
+#: answers that mean "later", not "never" (``vkube.client.retry``): a controller whose
+#: ``run`` meets one starts again after a pause, as client-go's clients retry them, instead
+#: of ending every controller of the cluster
+TRANSIENT = retry.TRANSIENT
 RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 

@@ -24,7 +24,10 @@ from vkube.syncer.base import KindSyncer, SyncContext, delete_ignore_missing
 ANN_SYNCED = "vkube.io/node-synced"  # "fake" | "real": ours to update and delete
 ANN_HOST_LABELS = "vkube.io/host-labels"
 ANN_HOST_TAINTS = "vkube.io/host-taints"
-HEARTBEAT_SECONDS = 30.0
+#: how often an unchanged virtual node's status is written again: the kubelet's
+#: nodeStatusReportFrequency (5 min; its 10 s heartbeat is the Lease, which nothing in a
+#: virtual cluster reads). A change is written at once; this only refreshes lastHeartbeatTime
+HEARTBEAT_SECONDS = 300.0
 FAKE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 _FAKE_LABEL_KEYS = ("kubernetes.io/arch", "kubernetes.io/os")
 

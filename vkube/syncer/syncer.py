@@ -16,6 +16,7 @@ from typing import Any
 from vkube.api import errors
 from vkube.api.meta import Obj
 from vkube.client.client import Client, Resource
+from vkube.client.retry import until_done
 from vkube.client.resources import (CONFIGMAPS, ENDPOINTS, INGRESSES, NAMESPACES,
                                     NETWORKPOLICIES, PODS, PRIORITYCLASSES, PVCS, PVS, SECRETS,
                                     RESOURCEQUOTAS, LIMITRANGES, SERVICEACCOUNTS,
@@ -156,7 +157,10 @@ class Syncer:
                 for inf in self.ctx.informers.owned():
                     tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
                 await asyncio.gather(*(inf.wait_synced() for inf in informers))
-                await asyncio.gather(*(s.prepare() for s in self.syncers.values()))
+                # a 429 (its cluster's fairness queue full) or a 503 delays start-up, never
+                # ends the cluster: each step is idempotent and tried again after Retry-After
+                await asyncio.gather(*(until_done(s.prepare, f"syncer {self.ctx.name}: prepare {s.kind}")
+                                       for s in self.syncers.values()))
                 for syncer in self.syncers.values():
                     tg.create_task(syncer.run(), name=f"syncer {syncer.kind}")
                 self._ready.set()
@@ -181,10 +185,14 @@ class Syncer:
         ns = {"apiVersion": "v1", "kind": "Namespace",
               "metadata": {"name": self.ctx.host_namespace,
                            "labels": {LABEL_MANAGED_BY: self.ctx.name}}}
-        try:
-            await self.ctx.host.create(NAMESPACES, ns)
-        except (errors.AlreadyExists, errors.Forbidden):
-            pass
+
+        async def create() -> None:
+            try:
+                await self.ctx.host.create(NAMESPACES, ns)
+            except (errors.AlreadyExists, errors.Forbidden):
+                pass
+
+        await until_done(create, f"syncer {self.ctx.name}: host namespace {self.ctx.host_namespace}")
 
     def processed(self) -> dict[str, int]:
         """Reconciles done per kind (benchmarks)."""
