@@ -179,8 +179,15 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def serve_pid(supervisor: int | None) -> int | None:
-    """The `vkube serve` child of a cluster's supervisor (the process doing the work)."""
+def serve_pid(supervisor: int | None, pid_file: Path | None = None) -> int | None:
+    """The `vkube serve` child of a cluster's supervisor (the process doing the work): the
+    one its supervisor records in ``PIDFILE.children`` (forked by the host's spare, so not
+    the supervisor's own child), else its first child."""
+    if pid_file is not None:
+        try:
+            return int(json.loads(Path(str(pid_file) + ".children").read_text())[0][0])
+        except (OSError, ValueError, IndexError, TypeError):
+            pass
     if supervisor is None:
         return None
     try:
@@ -241,7 +248,7 @@ class Profiler:
             if pid is None:
                 continue
             self.procs.append(subprocess.Popen(
-                [str(spy), "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking",
+                [str(spy), "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking", "--gil",
                  "-o", str(self.out / f"{label}-{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
@@ -273,7 +280,8 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
             else:
                 run(env, "create", "roll", "--connect")
                 host_ns, target = "vkube-roll", Api(str(kubeconfig), None)
-                pids["vcluster"] = serve_pid(read_pid(home / "clusters" / "roll" / "supervisor.pid"))
+                pid_file = home / "clusters" / "roll" / "supervisor.pid"
+                pids["vcluster"] = serve_pid(read_pid(pid_file), pid_file)
                 vpods = {}
             hpods: dict[str, tuple[str, str]] = {}
             stop = threading.Event()
