@@ -529,11 +529,11 @@ class VirtualCluster:
                                        known=cache.get(SERVICE_NAME, self.host_namespace))
 
     def _shared_informers(self) -> Any:
-        """One cache per resource per cluster: the syncer and the cluster DNS read the
-        controller manager's virtual-side informers — when the manager runs them from the start (no leader
-        election to wait for; shared mode, single-process clusters)."""
+        """One cache per resource per cluster: the syncer, scheduler and cluster DNS read the
+        controller manager's virtual-side informers, which run from the manager's start
+        whether or not it leads (only its controllers wait for leadership)."""
         mgr = self.controller_manager
-        if mgr is None or mgr.leader_election:
+        if mgr is None:
             return None
         return mgr.informer
 
