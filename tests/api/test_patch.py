@@ -124,3 +124,16 @@ def test_plain_ops_give_what_the_library_gives(ops: list, monkeypatch: pytest.Mo
     fast = outcome()
     monkeypatch.setattr(patch_mod, "_plain_op", lambda doc, op: False)
     assert fast == outcome()
+
+
+def test_patched_document_owns_the_values_it_was_given() -> None:
+    """As the library does, an added or replacing value is copied: the same patch applied
+    again (a retried write) or a later change of the result never sees the other."""
+    ops = [{"op": "replace", "path": "/status", "value": {"phase": "Pending", "conditions": [{"type": "Ready"}]}},
+           {"op": "add", "path": "/metadata/labels", "value": {"a": "2"}}]
+    first = apply_json_patch(POD, ops)
+    first["status"]["conditions"].append({"type": "Extra"})
+    first["metadata"]["labels"]["b"] = "3"
+    assert ops[0]["value"] == {"phase": "Pending", "conditions": [{"type": "Ready"}]}
+    assert ops[1]["value"] == {"a": "2"}
+    assert apply_json_patch(POD, ops)["status"]["conditions"] == [{"type": "Ready"}]

@@ -74,7 +74,7 @@ def _plain_op(doc: Any, op: dict) -> bool:
     if kind == "add":
         if "value" not in op:
             return False
-        parent[last] = op["value"]
+        parent[last] = _own(op["value"])
         return True
     if last not in parent:
         return False
@@ -83,7 +83,7 @@ def _plain_op(doc: Any, op: dict) -> bool:
     elif kind == "replace":
         if "value" not in op:
             return False
-        parent[last] = op["value"]
+        parent[last] = _own(op["value"])
     else:  # test: only a string against a string, which equality alone decides
         value = op.get("value")
         return isinstance(value, str) and isinstance(parent[last], str) and parent[last] == value
@@ -91,6 +91,12 @@ def _plain_op(doc: Any, op: dict) -> bool:
 
 
 _PLAIN_OPS = frozenset({"add", "remove", "replace", "test"})
+
+
+def _own(value: Any) -> Any:
+    """A value the patched document owns, as the library copies it: the patch's objects
+    may be applied again (a retried write) or read after (the same value twice in one patch)."""
+    return clone(value) if isinstance(value, (dict, list)) else value
 
 
 def merge(target: Any, patch: Any) -> Any:
