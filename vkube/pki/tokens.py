@@ -47,7 +47,7 @@ MAX_EXPIRATION_SECONDS = 1 << 32
 LEEWAY = dt.timedelta(seconds=60)
 MAX_TOKEN_BYTES = 64 * 1024
 #: tokens whose verified signature a TokenAuthenticator remembers (then it forgets them all)
-VERIFIED_CACHE = 1024
+VERIFIED_CACHE = 256
 JWKS_PATH = "/openid/v1/jwks"
 OPENID_CONFIG_PATH = "/.well-known/openid-configuration"
 JWKS_CONTENT_TYPE = "application/jwk-set+json"
