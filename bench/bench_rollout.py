@@ -13,7 +13,8 @@ checked every ``--poll`` seconds; figures are good to that):
   host_bound        every host pod is bound to a node (host scheduler)
   host_running      every host pod is Running (simulated kubelets)
   virtual_running   every virtual pod is Running (syncer, status back): the figure
-with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``; and
+with the CPU seconds each process used meanwhile (``cpu_host_s``, ``cpu_vcluster_s``; idle
+before it, per second, ``cpu_idle_*_per_s``; and
 until ``--trail`` seconds later, ``cpu_*_with_trail_s``), and the virtual cluster's Event count
 then and ``--trail`` seconds later (events still being written after the rollout is Running
 trail it). ``--direct`` first runs the same Deployment straight
@@ -179,8 +180,15 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
-def serve_pid(supervisor: int | None) -> int | None:
-    """The `vkube serve` child of a cluster's supervisor (the process doing the work)."""
+def serve_pid(supervisor: int | None, pid_file: Path | None = None) -> int | None:
+    """The `vkube serve` child of a cluster's supervisor (the process doing the work): the
+    one its supervisor records in ``PIDFILE.children`` (forked by the host's spare, so not
+    the supervisor's own child), else its first child."""
+    if pid_file is not None:
+        try:
+            return int(json.loads(Path(str(pid_file) + ".children").read_text())[0][0])
+        except (OSError, ValueError, IndexError, TypeError):
+            pass
     if supervisor is None:
         return None
     try:
@@ -241,7 +249,7 @@ class Profiler:
             if pid is None:
                 continue
             self.procs.append(subprocess.Popen(
-                [str(spy), "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking",
+                [str(spy), "record", "-p", str(pid), "-r", "50", "-f", "raw", "--nonblocking", "--gil",
                  "-o", str(self.out / f"{label}-{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
@@ -273,7 +281,8 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
             else:
                 run(env, "create", "roll", "--connect")
                 host_ns, target = "vkube-roll", Api(str(kubeconfig), None)
-                pids["vcluster"] = serve_pid(read_pid(home / "clusters" / "roll" / "supervisor.pid"))
+                pid_file = home / "clusters" / "roll" / "supervisor.pid"
+                pids["vcluster"] = serve_pid(read_pid(pid_file), pid_file)
                 vpods = {}
             hpods: dict[str, tuple[str, str]] = {}
             stop = threading.Event()
@@ -285,6 +294,12 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                 target.core.create_namespaced_service(ns, service())
                 target.policy.create_namespaced_pod_disruption_budget(ns, pdb())
             time.sleep(1)
+            # what each process uses idle (heartbeats, leases, resyncs) — a rollout that takes
+            # longer on a loaded machine is charged more of it
+            idle0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            time.sleep(args.idle)
+            idle = {f"cpu_idle_{k}_per_s": round((cpu_seconds(p) - idle0[k]) / args.idle, 3)
+                    for k, p in pids.items()} if args.idle > 0 else {}
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             profiler.start(f"{'direct' if direct else 'virtual'}-{n}", pids)
             target.apps.create_namespaced_deployment(host_ns if direct else "default", deployment(n))
@@ -302,7 +317,7 @@ def rollout(args: argparse.Namespace, n: int, direct: bool, profiler: Profiler) 
                 line["case"] = "direct"
             line.update(seconds=stages.last.get(done),
                         stages={k: v[1] for k, v in stages.table().items()},
-                        first_last=stages.table(), **cpu)
+                        first_last=stages.table(), **cpu, **idle)
             if not direct:
                 events_then = target.event_count()
                 time.sleep(args.trail)
@@ -340,6 +355,8 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--poll", type=float, default=0.2)
     p.add_argument("--trail", type=float, default=10.0)
+    p.add_argument("--idle", type=float, default=5.0,
+                   help="seconds of idle CPU measured before the rollout (cpu_idle_*_per_s)")
     p.add_argument("--timeout", type=float, default=900.0)
     p.add_argument("--direct", action="store_true",
                    help="also the same Deployment directly on the host, the reference (first)")

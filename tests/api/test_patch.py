@@ -79,3 +79,61 @@ def test_merge_patch() -> None:
 def test_merge_patch_must_be_object(patch: object) -> None:
     with pytest.raises(errors.BadRequest):
         apply_merge_patch(OBJ, patch)
+
+
+POD = {"metadata": {"name": "p", "uid": "u-1", "labels": {"a": "1"}},
+       "spec": {"containers": [{"name": "c"}]}, "status": {"phase": "Pending", "conditions": []}}
+PLAIN_AND_NOT = [
+    # plain ops on object members (applied without the library) and their neighbours it applies
+    [{"op": "test", "path": "/metadata/uid", "value": "u-1"},
+     {"op": "add", "path": "/status/phase", "value": "Running"},
+     {"op": "add", "path": "/status/podIP", "value": "10.0.0.1"},
+     {"op": "replace", "path": "/status/conditions", "value": [{"type": "Ready", "status": "True"}]},
+     {"op": "remove", "path": "/metadata/labels/a"}],
+    [{"op": "test", "path": "/metadata/uid", "value": "u-2"}],  # fails
+    [{"op": "test", "path": "/metadata/missing", "value": "x"}],
+    [{"op": "test", "path": "/spec/containers", "value": [{"name": "c"}]}],  # not a string
+    [{"op": "remove", "path": "/status/podIP"}],  # missing member
+    [{"op": "replace", "path": "/status/podIP", "value": "x"}],
+    [{"op": "add", "path": "/nope/x", "value": 1}],  # missing parent
+    [{"op": "add", "path": "/spec/containers/0/image", "value": "nginx"}],  # through a list
+    [{"op": "add", "path": "/metadata/labels/b~1c", "value": "2"}],  # an escape
+    [{"op": "add", "path": "/status/phase"}],  # no value
+    [{"op": "add", "path": "", "value": {"kind": "X"}}],  # the root
+    [{"op": "add", "path": "/status/phase", "value": "Running"}, {"op": "remove", "path": "/status/x"}],
+]
+
+
+@pytest.mark.parametrize("ops", PLAIN_AND_NOT)
+def test_plain_ops_give_what_the_library_gives(ops: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain ops are applied without building the library's objects; every answer (result or
+    error, and the target left untouched) must be the library's own."""
+    from vkube.api import patch as patch_mod
+
+    def outcome() -> object:
+        import copy
+
+        target = copy.deepcopy(POD)
+        try:
+            out = apply_json_patch(target, copy.deepcopy(ops))
+        except errors.StatusError as e:
+            out = (type(e).__name__, e.code, e.message)
+        assert target == POD
+        return out
+
+    fast = outcome()
+    monkeypatch.setattr(patch_mod, "_plain_op", lambda doc, op: False)
+    assert fast == outcome()
+
+
+def test_patched_document_owns_the_values_it_was_given() -> None:
+    """As the library does, an added or replacing value is copied: the same patch applied
+    again (a retried write) or a later change of the result never sees the other."""
+    ops = [{"op": "replace", "path": "/status", "value": {"phase": "Pending", "conditions": [{"type": "Ready"}]}},
+           {"op": "add", "path": "/metadata/labels", "value": {"a": "2"}}]
+    first = apply_json_patch(POD, ops)
+    first["status"]["conditions"].append({"type": "Extra"})
+    first["metadata"]["labels"]["b"] = "3"
+    assert ops[0]["value"] == {"phase": "Pending", "conditions": [{"type": "Ready"}]}
+    assert ops[1]["value"] == {"a": "2"}
+    assert apply_json_patch(POD, ops)["status"]["conditions"] == [{"type": "Ready"}]

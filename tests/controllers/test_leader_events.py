@@ -198,6 +198,38 @@ async def test_manager_runs_controllers_with_leader_election(env) -> None:
     assert lease["spec"]["holderIdentity"] == ""  # released on shutdown
 
 
+async def test_manager_caches_run_while_another_leads(env) -> None:
+    """A manager that does not lead keeps its informers running (the cluster's syncer,
+    scheduler and DNS read them), and its controllers wait; a cache asked for later runs at
+    once too."""
+    api, client = env
+    api.put(CONFIGMAPS, {"metadata": {"name": "a", "namespace": "n"}, "data": {"k": "v"}})
+    other = LeaderElector(client, namespace="kube-system", name="vkube-controller-manager", identity="other",
+                          lease_duration=3600)  # never expires during the test, however loaded
+    assert await other.try_acquire_or_renew()
+    mgr = ControllerManager(client, identity="m1", retry_period=0.01, renew_deadline=1)
+    ctrl = mgr.add(CopyController)
+    task = asyncio.create_task(mgr.run())
+    try:
+        await asyncio.wait_for(ctrl.cms.wait_synced(), 60)
+        assert ctrl.cms.get("a", "n") is not None
+        late = mgr.informer(LEASES)
+        await asyncio.wait_for(late.wait_synced(), 60)
+        api.put(CONFIGMAPS, {"metadata": {"name": "b", "namespace": "n"}, "data": {}})
+        async with asyncio.timeout(60):
+            while ctrl.cms.get("b", "n") is None:
+                await asyncio.sleep(0.01)
+        assert not mgr.started.is_set() and api.get(CONFIGMAPS, "a-copy", "n") is None
+        await other.release()  # now it leads, with the caches it already had
+        await asyncio.wait_for(mgr.started.wait(), 60)
+        async with asyncio.timeout(60):
+            while api.get(CONFIGMAPS, "a-copy", "n") is None:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 class _SlowLeaseWrites(Client):
     """A loaded machine: each Lease write takes ``delay`` seconds; ``land_first`` more of our
     own renewals (sent before a cancel) land just before the next write (a conflict)."""

@@ -138,6 +138,26 @@ def test_failures_with_kube_apiserver_messages(rsa_key, world):
     fails(token, 'serviceaccounts "builder" not found', now=NOW)
 
 
+def test_remembered_signature_still_checks_times_bound_objects_and_keys(rsa_key, world):
+    """A token's verified signature is remembered (a client sends the same token with every
+    request); expiry, bound objects and the key it was verified with are still checked each time."""
+    issuer, auth = make(rsa_key, world)
+    token, _ = issuer.issue(world[("ServiceAccount", "team", "builder")], audiences=API_AUD, now=NOW)
+    first = auth.authenticate(token, now=NOW)
+    assert auth.authenticate(token, now=NOW) == first
+    with pytest.raises(TokenError, match="expired"):
+        auth.authenticate(token, now=NOW + dt.timedelta(days=2))
+    uid = world[("ServiceAccount", "team", "builder")]["metadata"]["uid"]
+    world[("ServiceAccount", "team", "builder")] = obj("ServiceAccount", "builder", "sa-new")
+    with pytest.raises(TokenError, match=rf"service account UID \(sa-new\) does not match claim \({uid}\)"):
+        auth.authenticate(token, now=NOW)
+    world[("ServiceAccount", "team", "builder")] = obj("ServiceAccount", "builder", uid)
+    assert auth.authenticate(token, now=NOW) == first
+    auth.keys = {k.kid: k for k in [SigningKey.generate("RS256")]}  # its key is no longer trusted
+    with pytest.raises(TokenError, match="invalid signature"):
+        auth.authenticate(token, now=NOW)
+
+
 def test_not_ours_is_none(rsa_key, world):
     _, auth = make(rsa_key, world)
     for junk in ("", "abc", "a.b.c", "x" * 70000, "static-token-1234",

@@ -178,6 +178,46 @@ def difference(a: Trie, b: Trie) -> Trie:
     return out
 
 
+def raw_difference(raw: dict, b: Trie) -> dict:
+    """``to_fields_v1(difference(from_fields_v1(raw), b))`` on an encoded ``fieldsV1`` that
+    is known to be valid (a stored object's), without decoding it: only the paths of ``b``
+    are walked, and ``raw`` itself comes back when none of its members is in ``b``. A write
+    changes a few fields of an object that other managers own hundreds of; decoding and
+    re-encoding every manager's set per write was most of managedFields' cost. ValueError
+    when ``raw`` is not shaped as fieldsV1."""
+    if not isinstance(raw, dict):
+        raise ValueError("fieldsV1 must be an object")
+    out: dict | None = None
+    for k, sub in b.items():
+        if k == DOT:
+            if DOT in raw:
+                if out is None:
+                    out = dict(raw)
+                del out[DOT]
+            continue
+        v = raw.get(k)
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            raise ValueError(f"fieldsV1 member {k!r} must be an object")
+        if not v:  # a member with nothing below it
+            if DOT in sub:
+                if out is None:
+                    out = dict(raw)
+                del out[k]
+            continue
+        nv = raw_difference(v, sub)
+        if nv is v:
+            continue
+        if out is None:
+            out = dict(raw)
+        if not nv:
+            del out[k]
+        else:
+            out[k] = {} if len(nv) == 1 and DOT in nv else nv
+    return raw if out is None else out
+
+
 def intersection(a: Trie, b: Trie) -> Trie:
     out: Trie = {}
     for k, v in a.items():

@@ -42,7 +42,8 @@ def apply_json_patch(obj: dict, ops: Any) -> dict:
                 copied += len(orjson.dumps(jsonpointer.resolve_pointer(doc, op.get("from"))))
                 if copied > MAX_COPY_BYTES:
                     raise errors.server_rejected()
-            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+            if not _plain_op(doc, op):
+                doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError,
                 KeyError, IndexError, ValueError):
             # kube-apiserver's words exactly: the library's message (a Python repr for a
@@ -51,6 +52,51 @@ def apply_json_patch(obj: dict, ops: Any) -> dict:
     if not isinstance(doc, dict):
         raise errors.BadRequest("the patched object is not a JSON object")
     return doc
+
+
+def _plain_op(doc: Any, op: dict) -> bool:
+    """Apply ``op`` in place when it is an add, remove or replace of an object member, or a
+    test of a string member, and its path names object members only (no list index, no
+    escape) that exist down to the last; False, with ``doc`` untouched, for anything else or
+    anything that fails, which the library then applies (or refuses) itself. A controller's
+    status patch is a handful of such ops, and building the library's patch and pointer
+    objects per op was ~5% of a virtual cluster's CPU in a rollout."""
+    kind, path = op.get("op"), op.get("path")
+    if kind not in _PLAIN_OPS or not isinstance(path, str) or path[:1] != "/" or "~" in path:
+        return False
+    parts = path[1:].split("/")
+    parent = doc
+    for part in parts[:-1]:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict):
+        return False
+    last = parts[-1]
+    if kind == "add":
+        if "value" not in op:
+            return False
+        parent[last] = _own(op["value"])
+        return True
+    if last not in parent:
+        return False
+    if kind == "remove":
+        del parent[last]
+    elif kind == "replace":
+        if "value" not in op:
+            return False
+        parent[last] = _own(op["value"])
+    else:  # test: only a string against a string, which equality alone decides
+        value = op.get("value")
+        return isinstance(value, str) and isinstance(parent[last], str) and parent[last] == value
+    return True
+
+
+_PLAIN_OPS = frozenset({"add", "remove", "replace", "test"})
+
+
+def _own(value: Any) -> Any:
+    """A value the patched document owns, as the library copies it: the patch's objects
+    may be applied again (a retried write) or read after (the same value twice in one patch)."""
+    return clone(value) if isinstance(value, (dict, list)) else value
 
 
 def merge(target: Any, patch: Any) -> Any:

@@ -352,14 +352,10 @@ def update_managed_fields(old: dict | None, new: dict, *, manager: str, operatio
         return
     entries: list[Entry] = []
     live = ((old or {}).get("metadata") or {}).get("managedFields")
-    if not subresource and sent and sent != live:  # the client edited them: honour when valid
+    edited = not subresource and sent and sent != live
+    if edited:  # the client edited them: honour when valid
         try:
             entries = decode_managed_fields(sent, cache)
-        except ValueError:
-            entries = []
-    if not entries:  # what the client sent back unchanged is decoded once, as the live ones
-        try:
-            entries = decode_managed_fields(live, cache)
         except ValueError:
             entries = []
     meta.pop("managedFields", None)
@@ -371,6 +367,13 @@ def update_managed_fields(old: dict | None, new: dict, *, manager: str, operatio
     _diff(old_body if old else MISSING, new, schema, changed, removed)
     changed, removed = _strip(changed), _strip(removed)
     mine = Entry(manager or "unknown", operation, api_version, subresource, now, {})
+    if not entries and live and _update_stored(live, new, mine, changed, removed, now, cache):
+        return
+    if not entries:  # what the client sent back unchanged is decoded once, as the live ones
+        try:
+            entries = decode_managed_fields(live, cache)
+        except ValueError:
+            entries = []
     for entry in entries:
         if entry.identity() == mine.identity():
             mine.fields, mine.time, mine.raw = entry.fields, entry.time, entry.raw
@@ -383,6 +386,58 @@ def update_managed_fields(old: dict | None, new: dict, *, manager: str, operatio
     else:
         mine.set_fields(fs.difference(mine.fields, removed))
     _write(new, others + [mine])
+
+
+_ENTRY_STRINGS = ("manager", "apiVersion", "time", "subresource")
+
+
+def _update_stored(live: Any, new: dict, mine: Entry, changed: Trie, removed: Trie, now: str,
+                   cache: fs.FieldSetCache | None) -> bool:
+    """The common case of ``update_managed_fields``: the live entries (a stored object's,
+    valid) change only where ``changed``/``removed`` reach them, so the other managers' sets
+    stay encoded (``fs.raw_difference``) and only this manager's is decoded. False, with
+    ``new`` untouched, when an entry is not shaped as stored ones are (the caller then
+    decodes every entry and drops malformed ones as before)."""
+    if not isinstance(live, list):
+        return False
+    kept: list[tuple[dict, dict]] = []  # (entry, its new fieldsV1)
+    own: dict | None = None
+    try:
+        for item in live:
+            if not isinstance(item, dict) or item.get("operation") not in ("Apply", "Update") \
+                    or item.get("fieldsType", "FieldsV1") != "FieldsV1" \
+                    or any(item.get(k) is not None and not isinstance(item[k], str) for k in _ENTRY_STRINGS):
+                return False
+            ident = Entry(item.get("manager") or "", item["operation"], item.get("apiVersion") or "",
+                          item.get("subresource") or "", item.get("time"), {})
+            raw = item.get("fieldsV1") or {}
+            if ident.identity() == mine.identity():
+                own = item
+                continue
+            kept.append((item, fs.raw_difference(fs.raw_difference(raw, changed), removed)))
+        if own is not None:
+            raw = own.get("fieldsV1") or {}
+            mine.fields = cache.decode(raw) if cache is not None else fs.from_fields_v1(raw)
+            mine.time, mine.raw = own.get("time"), raw
+    except ValueError:
+        return False
+    if changed:
+        mine.set_fields(fs.union(fs.difference(mine.fields, removed), changed))
+        mine.time = now
+    else:
+        mine.set_fields(fs.difference(mine.fields, removed))
+    out = []
+    for item, raw in kept:
+        if not raw:
+            continue
+        out.append(dict(item, fieldsV1=raw))
+    if mine.fields:
+        out.append(mine.encode())
+    out.sort(key=lambda e: (e["operation"], e.get("time") or "", e.get("manager") or "",
+                            e.get("apiVersion") or "", e.get("subresource") or ""))
+    if out:
+        new.setdefault("metadata", {})["managedFields"] = out
+    return True
 
 
 def _diff(old: Any, new: Any, schema: Schema | None, changed: Trie, removed: Trie) -> None:

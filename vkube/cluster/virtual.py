@@ -287,7 +287,8 @@ class VirtualCluster:
         from vkube.dns.server import ClusterDNS
 
         self.dns = dns = ClusterDNS(self._client("vkube-dns", DNS), host=self.service_ip,
-                                    port=self.config.dns_port, upstream=self.config.dns_upstream)
+                                    port=self.config.dns_port, upstream=self.config.dns_upstream,
+                                    informer_source=self._shared_informers())
         bound = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(dns.run(bound.set), name=f"{self.name}: dns serve")
@@ -529,11 +530,11 @@ class VirtualCluster:
                                        known=cache.get(SERVICE_NAME, self.host_namespace))
 
     def _shared_informers(self) -> Any:
-        """One cache per resource per cluster: the syncer reads the controller manager's
-        virtual-side informers — when the manager runs them from the start (no leader
-        election to wait for; shared mode, single-process clusters)."""
+        """One cache per resource per cluster: the syncer, scheduler and cluster DNS read the
+        controller manager's virtual-side informers, which run from the manager's start
+        whether or not it leads (only its controllers wait for leadership)."""
         mgr = self.controller_manager
-        if mgr is None or mgr.leader_election:
+        if mgr is None:
             return None
         return mgr.informer
 

@@ -99,6 +99,10 @@ class ControllerManager:
         self._informers: dict[tuple[Any, ...], Informer] = {}
         self._informer_tasks: dict[tuple[Any, ...], asyncio.Task[None]] = {}
         self._running: asyncio.TaskGroup | None = None
+        #: with leader election, where the informers run for the whole of ``run`` (leading or
+        #: not), so the cluster's syncer, scheduler and DNS can read them (one cache per
+        #: resource per cluster); without it they run with the controllers, as before
+        self._caches: asyncio.TaskGroup | None = None
         self.started = asyncio.Event()  # set once informers synced and workers run
 
     def informer(self, res: Resource, **kw: Any) -> Informer:
@@ -107,8 +111,9 @@ class ControllerManager:
         inf = self._informers.get(key)
         if inf is None:
             inf = self._informers[key] = Informer(self.client, res, **kw)
-            if self._running is not None:  # created late (e.g. a newly discovered resource)
-                self._informer_tasks[key] = self._running.create_task(inf.run())
+            group = self._caches or self._running
+            if group is not None:  # created late (e.g. a newly discovered resource)
+                self._informer_tasks[key] = group.create_task(inf.run())
         return inf
 
     def drop_informer(self, res: Resource, **kw: Any) -> None:
@@ -137,9 +142,15 @@ class ControllerManager:
             if not self.leader_election:
                 await self._run_controllers()
                 return
-            while True:
-                await self.elector.lead(self._run_controllers)
+            async with asyncio.TaskGroup() as tg:
+                self._caches = tg
+                for key, inf in list(self._informers.items()):
+                    self._informer_tasks[key] = tg.create_task(inf.run())
+                while True:
+                    await self.elector.lead(self._run_controllers)
         finally:
+            self._caches = None
+            self._informer_tasks.clear()
             for c in self.controllers:
                 await c.recorder.close()
 
@@ -163,14 +174,16 @@ class ControllerManager:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._running = tg
-                for key, inf in list(self._informers.items()):
-                    self._informer_tasks[key] = tg.create_task(inf.run())
+                if self._caches is None:  # else they run already, leading or not
+                    for key, inf in list(self._informers.items()):
+                        self._informer_tasks[key] = tg.create_task(inf.run())
                 await asyncio.gather(*(i.wait_synced() for i in list(self._informers.values())))
                 for c in self.controllers:
                     tg.create_task(self._supervise(c))
                 self.started.set()
         finally:
             self._running = None
-            self._informer_tasks.clear()
+            if self._caches is None:
+                self._informer_tasks.clear()
             self.started.clear()
 

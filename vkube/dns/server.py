@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 
 from vkube.client.client import Client
-from vkube.client.resources import ENDPOINTSLICES, PODS, SERVICES
+from vkube.client.resources import ENDPOINTSLICES, PODS, SERVICES, Resource
 from vkube.controllers.informer import Informer
 from vkube.dns.records import NOERROR, NXDOMAIN, Zone
 
@@ -31,14 +31,21 @@ class ClusterDNS:
 
     def __init__(self, client: Client, *, host: str = "127.0.0.1", port: int = 0,
                  domain: str = "cluster.local", upstream: tuple[str, int] | None = None,
-                 upstream_timeout: float = 2.0) -> None:
+                 upstream_timeout: float = 2.0,
+                 informer_source: Callable[[Resource], Informer] | None = None) -> None:
+        """``informer_source``: where the Service, EndpointSlice and Pod caches come from when
+        another component of the cluster already keeps them (the controller manager's, which
+        runs them): a cluster then decodes each pod change once, not once more for its DNS
+        (a rollout's pod updates are most of what its informers decode)."""
         self.client = client
         self.host = host
         self.port = port
         self.domain = domain
         self.upstream = upstream
         self.upstream_timeout = upstream_timeout
-        self.informers = {r.plural: Informer(client, r) for r in (SERVICES, ENDPOINTSLICES, PODS)}
+        kinds = (SERVICES, ENDPOINTSLICES, PODS)
+        self.informers = {r.plural: (informer_source or (lambda r: Informer(client, r)))(r) for r in kinds}
+        self._borrowed = informer_source is not None  # their owner runs them
         self._zone: Zone | None = None
         self._empty = Zone(domain)  # answers "is this name ours?" before the first list
         self._ready = asyncio.Event()
@@ -79,12 +86,15 @@ class ClusterDNS:
             lambda: _UDP(self), local_addr=(self.host, self.port))
         if started is not None:
             started()
-        tasks = [asyncio.create_task(inf.run(), name=f"dns-informer-{p}")
-                 for p, inf in self.informers.items()]
+        tasks = [] if self._borrowed else [asyncio.create_task(inf.run(), name=f"dns-informer-{p}")
+                                           for p, inf in self.informers.items()]
         try:
             await asyncio.gather(*(inf.wait_synced() for inf in self.informers.values()))
             self._ready.set()
-            await asyncio.gather(*tasks)
+            if tasks:
+                await asyncio.gather(*tasks)
+            else:  # the caches run elsewhere: serve until cancelled
+                await asyncio.get_running_loop().create_future()
         finally:
             for t in tasks:
                 t.cancel()
