@@ -200,6 +200,7 @@ class Informer:
     def stop(self) -> None:
         """Cancel its task, or its parking."""
         self._spawn = None
+        self._woken = None
         self._cancel_park()
         if self._task is not None:
             self._task.cancel()
