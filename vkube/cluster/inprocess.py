@@ -218,7 +218,7 @@ class InProcessTransport:
         task = self._spawn(self._reply(request, sink), f"GET {path} (park)")
         try:
             async with asyncio.timeout(timeout):
-                status, body = await asyncio.shield(task)
+                status, body, _ = await asyncio.shield(task)
         except TimeoutError:
             raise errors.ServiceUnavailable(f"park {path}: no reply in {timeout}s") from None
         return status, body, parked.cancel if status == 200 else None
