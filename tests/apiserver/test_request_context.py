@@ -45,7 +45,7 @@ class Seen:
 def seen(control_plane, monkeypatch) -> Seen:
     rec = Seen()
     control_plane.cp.ctx.admission.append(rec)
-    for verb in ("get", "get_or_none", "list", "watch", "create", "update", "update_with", "delete",
+    for verb in ("get", "get_or_none", "list", "watch", "watch_cursor", "create", "update", "update_with", "delete",
                  "delete_collection"):
         original = getattr(ResourceStorage, verb)
 
@@ -106,7 +106,7 @@ async def test_context_reaches_storage_and_admission_for_every_verb(control_plan
         aid, code, _ = await call(s, base, "GET", f"{ns}/pods", params={"watch": "1", "timeoutSeconds": "1"})
         assert code == 200
         verbs = [(v, attrs(rc)) for v, _, rc in seen.storage_calls(aid)]
-        assert ("watch", ("watch", "", "pods", "", "default", "")) in verbs
+        assert ("watch_cursor", ("watch", "", "pods", "", "default", "")) in verbs
 
         # update, then a dry-run merge patch with an explicit field manager
         aid, code, pod = await call(s, base, "GET", f"{ns}/pods/p")

@@ -175,7 +175,7 @@ async def test_a_pods_loopback_nameserver_is_its_own() -> None:
 
     async def query(real, name, searches, ndots):  # noqa: ANN001, ANN202
         asked.append(real)
-        return ["10.0.0.1"]
+        return name, ["10.0.0.1"]
     net._query = query  # type: ignore[method-assign]
     pod = {"metadata": {"name": "p", "namespace": "n"},
            "spec": {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["127.0.0.53", "::1"]}}}

@@ -73,7 +73,7 @@ async def test_watches_park_while_asleep_and_resume_on_wake(server: SharedServer
         thread = _official_watch(kubeconfig, rv, events, failures)
         async with admin.get(CMS, params={"watch": "1", "resourceVersion": rv}) as r:
             assert r.status == 200
-            await _until(lambda: len(member.parking.grants) >= 1 and len(member.watches.pumps) >= 2)
+            await _until(lambda: len(member.parking.grants) >= 1 and len(member.watches.stoppers) >= 2)
             assert await server.sleep("a")
             # sleep ended it as a timeout does: a clean end of the stream, no error
             async with asyncio.timeout(60):

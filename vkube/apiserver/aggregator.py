@@ -183,7 +183,7 @@ class Aggregator:
     async def _follow(self, revision: int) -> None:
         while True:
             try:
-                async for event in self.ctx.store.watch(PREFIX, after_revision=revision):
+                async for event in self.ctx.watch_fanout().watch(PREFIX, after_revision=revision):
                     revision = event.revision
                     obj = decode(event.kv)
                     name = obj["metadata"]["name"]
@@ -240,7 +240,7 @@ class Aggregator:
         revision = await self.ctx.store.current_revision()
 
         async def follow(prefix: str) -> None:
-            async for event in self.ctx.store.watch(prefix, after_revision=revision):
+            async for event in self.ctx.watch_fanout().watch(prefix, after_revision=revision):
                 namespace = event.kv.key[len(prefix):].split("/", 1)[0]
                 if any(((o.get("spec") or {}).get("service") or {}).get("namespace") == namespace
                        for o in self.remotes()):

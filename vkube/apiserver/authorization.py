@@ -102,7 +102,7 @@ class Authorization:
     async def _follow(self, revision: int) -> None:
         while True:
             try:
-                async for event in self.ctx.store.watch(RBAC_PREFIX, after_revision=revision):
+                async for event in self.ctx.watch_fanout().watch(RBAC_PREFIX, after_revision=revision):
                     revision = event.revision
                     if event.type == "DELETED":
                         self._objects.pop(event.kv.key, None)

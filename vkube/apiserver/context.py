@@ -16,6 +16,7 @@ from vkube.apiserver.request import RequestContext, UserInfo
 from vkube.store.base import Store
 
 if TYPE_CHECKING:
+    from vkube.store.fanout import Fanout
     from vkube.apiserver.storage import ResourceStorage
     from vkube.apiserver.watchcache import KindCache
 
@@ -107,6 +108,18 @@ class Context:
     #: where the control plane may connect for this cluster's webhooks and aggregated APIs
     #: (a virtual cluster's is restricted: ``vkube.apiserver.dialpolicy``)
     dial_policy: DialPolicy = field(default_factory=DialPolicy)
+    #: every in-process watcher of this cluster's store, served from one store subscription
+    #: (``vkube.store.fanout``; made with the first watch)
+    _fanout: Any = None
+
+    def watch_fanout(self) -> "Fanout":
+        """This cluster's watch fan-out: watch streams, caches and followers read it, not the
+        store."""
+        if self._fanout is None:
+            from vkube.store.fanout import Fanout
+
+            self._fanout = Fanout(self.store)
+        return self._fanout
 
     def http_session(self) -> Any:
         """A shared aiohttp session for proxying (kubelet logs/exec); closed by the server."""

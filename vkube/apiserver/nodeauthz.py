@@ -168,7 +168,7 @@ class NodeGraph:
         kind = "Pod" if apply == self._on_pod else "PersistentVolumeClaim"
         while True:
             try:
-                async for event in self.ctx.store.watch(prefix, after_revision=revision):
+                async for event in self.ctx.watch_fanout().watch(prefix, after_revision=revision):
                     revision = event.revision
                     key = event.kv.key
                     if event.type == "DELETED":

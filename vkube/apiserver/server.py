@@ -755,6 +755,8 @@ class ControlPlane:
             if self.server.flowcontrol is not None:
                 await self.server.flowcontrol.stop()
         if self.ctx is not None:
+            if self.ctx._fanout is not None:  # open watches end as at a timeout
+                self.ctx._fanout.close()
             for task in list(self.ctx.watch_tasks):
                 task.cancel()
         if self._runner is not None:

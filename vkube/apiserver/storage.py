@@ -651,39 +651,56 @@ class ResourceStorage:
     async def watch(self, rc: RequestContext, namespace: str | None, *, after_revision: int,
                     label_selector: Any = None, field_selector: Any = None
                     ) -> AsyncIterator[tuple[str, Obj]]:
-        """Store events filtered by selectors, as Kubernetes does: an object that stops
-        matching is DELETED for this watcher, one that starts matching is ADDED. The objects
-        are shared with the other watchers: read-only."""
-        prefix = self.spec.key_prefix(namespace)
+        """Store events filtered by selectors, as Kubernetes does (``watch_event``). The
+        objects are shared with the other watchers: read-only."""
+        cursor = self.watch_cursor(rc, namespace, after_revision)
         try:
-            async for ev in self.ctx.store.watch(prefix, after_revision=after_revision):
-                if self._webhook_conversion:  # converted per watcher (a webhook call each)
-                    obj = (await self._converted([self._decode(ev.kv)]))[0]
-                else:
-                    obj = self._watch_decode(ev.kv)
-                if label_selector is None and field_selector is None:
-                    yield ev.type, obj
-                    continue
-                now_match = self.matches(obj, label_selector, field_selector)
-                if ev.prev is None:
-                    prev = None
-                elif self._webhook_conversion:
-                    prev = (await self._converted([self._decode(ev.prev)]))[0]
-                else:
-                    prev = self._watch_decode(ev.prev)
-                prev_match = prev is not None and self.matches(prev, label_selector, field_selector)
-                if ev.type == "DELETED":
-                    if now_match or prev_match:
-                        yield "DELETED", obj
-                elif ev.type == "ADDED":
-                    if now_match:
-                        yield "ADDED", obj
-                elif now_match:
-                    yield ("MODIFIED" if prev_match else "ADDED"), obj
-                elif prev_match:
-                    yield "DELETED", obj
-        except StoreError as exc:
-            raise interpret_watch_error(exc, self.spec) from exc
+            while True:
+                try:
+                    ev = await cursor.next()
+                except StoreError as exc:
+                    raise interpret_watch_error(exc, self.spec) from exc
+                if ev is None:
+                    return
+                item = await self.watch_event(ev, label_selector, field_selector)
+                if item is not None:
+                    yield item
+        finally:
+            cursor.close()
+
+    def watch_cursor(self, rc: RequestContext, namespace: str | None, after_revision: int) -> Any:
+        """This resource's store events after ``after_revision``, from the cluster's watch
+        fan-out (``vkube.store.fanout.Cursor``: ``await next()``, ``close()``)."""
+        return self.ctx.watch_fanout().cursor(self.spec.key_prefix(namespace), after_revision)
+
+    async def watch_event(self, ev: Any, label_selector: Any = None, field_selector: Any = None
+                          ) -> tuple[str, Obj] | None:
+        """One store event as a watcher with these selectors sees it, or None: an object
+        that stops matching is DELETED for this watcher, one that starts matching is ADDED.
+        The object is shared with the other watchers: read-only."""
+        if self._webhook_conversion:  # converted per watcher (a webhook call each)
+            obj = (await self._converted([self._decode(ev.kv)]))[0]
+        else:
+            obj = self._watch_decode(ev.kv)
+        if label_selector is None and field_selector is None:
+            return ev.type, obj
+        now_match = self.matches(obj, label_selector, field_selector)
+        if ev.prev is None:
+            prev = None
+        elif self._webhook_conversion:
+            prev = (await self._converted([self._decode(ev.prev)]))[0]
+        else:
+            prev = self._watch_decode(ev.prev)
+        prev_match = prev is not None and self.matches(prev, label_selector, field_selector)
+        if ev.type == "DELETED":
+            return ("DELETED", obj) if now_match or prev_match else None
+        if ev.type == "ADDED":
+            return ("ADDED", obj) if now_match else None
+        if now_match:
+            return ("MODIFIED" if prev_match else "ADDED"), obj
+        if prev_match:
+            return "DELETED", obj
+        return None
 
 
 def _drop_nulls(node: Any) -> None:

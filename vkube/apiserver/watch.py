@@ -19,9 +19,30 @@ from vkube.api.meta import Obj
 from vkube.apiserver.handlers import Query, ResourceHandlers, namespace_of
 from vkube.apiserver.objects import parse_rv
 from vkube.apiserver.request import RequestContext
+from vkube.apiserver.storeerrors import interpret_watch_error
+from vkube.store.base import StoreError
 
+#: a request key: a set the watch adds its stop function to while it streams (shared mode's
+#: sleep calls them: each watch then ends as at its timeout)
+WATCH_STOPPERS = web.RequestKey("vkube_watch_stoppers", set)
+class Parked:
+    """An in-process watcher that has nothing to watch (an informer with an empty cache)
+    parks instead of streaming: its request, authorized and admitted as any watch, leaves
+    only ``wake`` registered with the cluster's watch fan-out, called once with the revision
+    of the first event under the resource (``revision - 1`` is where to watch from; 0: the
+    server stopped). ``cancel`` takes it back. Set under ``PARK`` by the in-process
+    transport; no network request can carry it."""
+
+    __slots__ = ("wake", "cancel")
+
+    def __init__(self, wake: Any) -> None:
+        self.wake = wake
+        self.cancel: Any = None
+
+
+PARK = web.RequestKey("vkube_watch_park", Parked)
+_PARKED = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","reason":"Parked","code":200}\n'
 BOOKMARK_INTERVAL = 5.0  # seconds; kube-apiserver sends them about once a minute, clients accept more
-_DONE = object()
 FRESHNESS_WAIT = 3.0  # seconds: kube-apiserver's watch cache blockTimeout
 
 
@@ -50,38 +71,33 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
 
     initial: list[Obj] = []
     want_initial = send_initial == "true" or (send_initial == "" and rv_str in ("", "0"))
+    parked = request.get(PARK)
+    if parked is not None and want_initial:
+        raise errors.BadRequest("resourceVersion: Required value: a parked watch starts from a version")
     if want_initial:
         listed = await storage.list(rc, namespace, label_selector=label, field_selector=field)
         initial, after = listed.items, listed.resource_version
     else:
         # a compacted revision is answered as kube-apiserver's watch cache does: 200 and one
-        # ERROR event carrying the 410 Expired Status (the store raises it in ``pump``)
+        # ERROR event carrying the 410 Expired Status (the cursor raises it)
         after = parse_rv(rv_str)
         await _wait_for_revision(ctx.store, after)
+    if parked is not None:
+        return await _park(storage, spec, namespace, after, parked)
 
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
-
-    async def pump() -> None:
-        try:
-            async for etype, obj in storage.watch(rc, namespace, after_revision=after,
-                                                  label_selector=label, field_selector=field):
-                await queue.put((etype, obj))
-        except asyncio.CancelledError:  # the resource stopped being served: end the stream
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(_DONE)
-            raise
-        except errors.StatusError as exc:
-            await queue.put(("ERROR", exc.to_status()))
-        except Exception as exc:  # a broken store must end the watch with a Status, not hang it
-            await queue.put(("ERROR", errors.internal_error(f"watch failed: {exc}").to_status()))
-        await queue.put(_DONE)
-
-    # The store replays every event after ``after`` (the listed revision), so nothing written
-    # between the list and the start of this task is missed.
-    task = asyncio.create_task(pump())
+    # The cursor reads history after ``after`` (the listed revision) before live events, so
+    # nothing written between the list and now is missed. It is this handler's own: no task
+    # reads the store for it (``vkube.store.fanout``).
+    cursor = storage.watch_cursor(rc, namespace, after)
+    stoppers: list[set[Any]] = []
     closers = getattr(spec.strategy, "watch_closers", None)  # CRDs: unserving ends watches
     if closers is not None:
-        closers.add(task.cancel)
+        stoppers.append(closers)
+    held = request.get(WATCH_STOPPERS)  # shared mode: sleep ends tenants' watches
+    if held is not None:
+        stoppers.append(held)
+    for where in stoppers:
+        where.add(cursor.close)
     resp = web.StreamResponse(status=200, headers={"Content-Type": http.JSON,
                                                    "Transfer-Encoding": "chunked"})
     first_table = True
@@ -118,34 +134,45 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:  # not wait_for: that runs get() in a task of its own per wait, per watch
+            try:
+                if not cursor.live:  # a store read to catch up: not cut short by a bookmark
+                    await cursor.fill()
+                # not wait_for: that runs the wait in a task of its own
                 async with asyncio.timeout(min(remaining, ctx.bookmark_interval)):
-                    item = await queue.get()
+                    event = await cursor.next()
             except TimeoutError:
                 if bookmarks:
                     await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))
                 elif _client_left(request):
                     break
                 continue
-            if item is _DONE:
+            except StoreError as exc:  # a compacted revision: one ERROR event with the 410
+                status = interpret_watch_error(exc, spec).to_status()
+                await resp.write(http.go_json({"type": "ERROR", "object": status}))
                 break
+            except Exception as exc:  # a broken store ends the watch with a Status, not a hang
+                status = errors.internal_error(f"watch failed: {exc}").to_status()
+                await resp.write(http.go_json({"type": "ERROR", "object": status}))
+                break
+            if event is None:  # closed: the store, the cluster's sleep, an unserved CRD
+                break
+            try:
+                item = await storage.watch_event(event, label, field)
+            except errors.StatusError as exc:  # a conversion webhook failed
+                await resp.write(http.go_json({"type": "ERROR", "object": exc.to_status()}))
+                break
+            last_rv = event.revision
+            if item is None:
+                continue
             etype, obj = item
-            if etype == "ERROR":
-                await resp.write(http.go_json({"type": "ERROR", "object": obj}))
-                break
-            last_rv = int(obj["metadata"]["resourceVersion"])
             await resp.write(encode(etype, obj))
-    except (ConnectionResetError, asyncio.CancelledError) as exc:
-        if isinstance(exc, asyncio.CancelledError):
-            task.cancel()
-            raise
+    except ConnectionResetError:
+        pass
     finally:
         ctx.watch_tasks.discard(me)
-        if closers is not None:
-            closers.discard(task.cancel)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        for where in stoppers:
+            where.discard(cursor.close)
+        cursor.close()
         if on_close:
             on_close()
     with contextlib.suppress(ConnectionResetError, RuntimeError):
@@ -156,13 +183,27 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
 def _client_left(request: web.Request) -> bool:
     """The client of a network watch closed its connection. aiohttp does not cancel a handler
     whose client left, and a quiet watch without bookmarks never writes, so without this check
-    it would hold its task, queue and store watcher until its timeout (30–60 min). In-process
+    it would hold its task and its cursor until its timeout (30–60 min). In-process
     watches have no connection (their reader closing the pipe ends them on the next write)."""
     protocol = request.protocol
     if protocol is None or getattr(protocol, "in_process", False):
         return False
     transport = protocol.transport
     return transport is None or transport.is_closing()
+
+
+async def _park(storage: Any, spec: ResourceSpec, namespace: str | None, after: int,
+                parked: Parked) -> web.Response:
+    """``parked.wake`` registered at the first event after ``after`` under the resource (its
+    namespace): 200 ``Parked``; 501 when the store cannot (the caller watches instead)."""
+    try:
+        parked.cancel = await storage.ctx.watch_fanout().park(spec.key_prefix(namespace), after,
+                                                              parked.wake)
+    except StoreError as exc:
+        raise interpret_watch_error(exc, spec) from exc
+    if parked.cancel is None:
+        return web.Response(status=501, body=b"this store cannot park a watch\n")
+    return web.Response(status=200, body=_PARKED, content_type="application/json")
 
 
 async def _wait_for_revision(store: Any, revision: int) -> None:

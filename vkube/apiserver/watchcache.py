@@ -94,7 +94,7 @@ class KindCache:
                 revision = await self._relist()
                 self.synced = True
                 self._changed()
-                async for event in self.storage.ctx.store.watch(self.storage.spec.key_prefix(),
+                async for event in self.storage.ctx.watch_fanout().watch(self.storage.spec.key_prefix(),
                                                                 after_revision=revision):
                     if event.type == "DELETED":
                         self._drop(event.kv.key)

@@ -29,8 +29,26 @@ def run_coroutine(coro: Coroutine[Any, Any, int]) -> int:
     except ImportError:  # pragma: no cover
         import asyncio
 
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        return asyncio.run(_quiet_transports(coro))
+    return uvloop.run(_quiet_transports(coro))
+
+
+async def _quiet_transports(coro: Coroutine[Any, Any, int]) -> int:
+    """``coro`` with the loop's reports of broken connections kept off the terminal: a
+    connection that fails mid-command (Ctrl-C while a TLS request is in flight: "Fatal error
+    on SSL protocol" and a traceback) already fails the request that used it, which the
+    command reports in one line; anything else still goes to the default handler."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if "transport" in context or "protocol" in context:
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    return await coro
 
 
 def _async(fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[Any], int]:

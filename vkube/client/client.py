@@ -401,6 +401,28 @@ class Client:
             if buf.strip():
                 yield _watch_event(buf)
 
+    async def park(self, res: Resource, *, namespace: str | None = None, resource_version: str,
+                   label_selector: str | None = None, field_selector: str | None = None,
+                   wake: Callable[[int], None]) -> Callable[[], None] | None:
+        """Instead of a watch from ``resource_version`` that would have nothing to send yet:
+        ``wake(revision)`` once at the first change under the resource (watch from
+        ``revision - 1`` then; 0: the server stopped). Returns the function that cancels it,
+        or None where it cannot park (over the network; a store that cannot): watch instead.
+        Only an in-process transport parks (``vkube.cluster.inprocess``); the request is
+        authorized as a watch, and its errors raise as a watch's would (410 ``Gone``)."""
+        park = getattr(self.transport, "park", None)
+        if park is None:
+            return None
+        params = _params(watch=1, resourceVersion=resource_version, labelSelector=label_selector,
+                         fieldSelector=field_selector)
+        path = res.path(namespace)
+        status, payload, cancel = await park(path, params=params, headers=self._headers, wake=wake)
+        if status == 501:
+            return None
+        if status >= 300:
+            raise _error_from_reply(status, payload)
+        return cancel
+
     # -- discovery ------------------------------------------------------------------------
 
     async def discover(self) -> list[APIResource]:

@@ -41,6 +41,7 @@ from vkube.api import errors
 from vkube.apiserver import http as api_http
 from vkube.apiserver.authn import certificate_user
 from vkube.apiserver.server import IN_PROCESS_USER, APIServer
+from vkube.apiserver.watch import PARK, Parked
 from vkube.client import Client
 from vkube.cluster.fairness import TooManyRequests
 from vkube.pki.cluster import Identity
@@ -204,6 +205,24 @@ class InProcessTransport:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def park(self, path: str, *, params: Mapping[str, str] | None,
+                   headers: Mapping[str, str], wake: Callable[[int], None],
+                   timeout: float = 60.0) -> tuple[int, bytes, Callable[[], None] | None]:
+        """A watch request that parks instead of streaming (``vkube.apiserver.watch.Parked``):
+        authorized and admitted as any watch; on 200 only ``wake`` stays registered with the
+        cluster's watch fan-out. Returns (status, body, cancel)."""
+        self._check_open("GET", path)
+        parked = Parked(wake)
+        sink = _Sink()
+        request = self._request("GET", path, params, None, headers, sink, park=parked)
+        task = self._spawn(self._reply(request, sink), f"GET {path} (park)")
+        try:
+            async with asyncio.timeout(timeout):
+                status, body, _ = await asyncio.shield(task)
+        except TimeoutError:
+            raise errors.ServiceUnavailable(f"park {path}: no reply in {timeout}s") from None
+        return status, body, parked.cancel if status == 200 else None
+
     async def close(self) -> None:
         """No new requests; streams end now, requests in flight get ``SHUTDOWN_TIMEOUT`` to
         finish."""
@@ -233,7 +252,8 @@ class InProcessTransport:
         return task
 
     def _request(self, method: str, path: str, params: Mapping[str, str] | None,
-                 body: bytes | None, headers: Mapping[str, str], sink: _Sink) -> web.Request:
+                 body: bytes | None, headers: Mapping[str, str], sink: _Sink,
+                 park: Parked | None = None) -> web.Request:
         """The request the network would have delivered, from a client on loopback."""
         url = URL(path)
         if params:
@@ -249,8 +269,11 @@ class InProcessTransport:
         raw = tuple((k.encode(), v.encode()) for k, v in hdrs.items())
         message = RawRequestMessage(method, url.raw_path_qs, HttpVersion11, CIMultiDictProxy(hdrs), raw,
                                     False, None, False, False, url)
+        state: dict[Any, Any] = {IN_PROCESS_USER: self.user}
+        if park is not None:
+            state[PARK] = park
         return web.Request(message, payload, self._peer, sink, asyncio.current_task(), loop,  # type: ignore[arg-type]
-                           client_max_size=api_http.MAX_BODY * 4, state={IN_PROCESS_USER: self.user},
+                           client_max_size=api_http.MAX_BODY * 4, state=state,
                            remote="127.0.0.1")
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:

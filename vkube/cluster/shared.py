@@ -21,6 +21,11 @@ and one listening port.
   of its syncer call its own API server in process (``vkube.cluster.inprocess``: their own
   identities, the same APF, fairness seat, RBAC and admission); a cluster put to sleep leaves
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
+- **One store subscription per cluster**: every in-process watcher of a cluster (its API
+  server's watch streams, admission caches, authorizers) reads a cursor of the cluster's watch
+  fan-out (``vkube.store.fanout``), not a store watch and a task of its own; its controllers'
+  and syncer's informers with nothing to watch park there (``Informer.start``) until their
+  first object (tests: ``tests/shared/test_watch_fanout.py``).
 - **Watch and stream caps**: tenants' open watches, those held while asleep, and their
   exec/attach/port-forward/``logs -f`` streams are capped per cluster and per user
   (``controlPlane.watches``/``streams``, ``vkube.cluster.tenantcaps``): 429 beyond.
@@ -63,6 +68,7 @@ from aiohttp import web
 from vkube.api import errors
 from vkube.apiserver import http as api_http
 from vkube.apiserver.server import audit_id_of
+from vkube.apiserver.watch import WATCH_STOPPERS
 from vkube.client.pool import ConnectionPool
 from vkube.cluster.clusterlog import ClusterLogs, attributed
 from vkube.cluster.config import ClusterConfig, ClusterConfigError, HostConnection, HostFromFile
@@ -559,8 +565,8 @@ class SharedServer:
     async def _start_member(self, member: Member) -> None:
         assert self.store is not None
         # a fresh view each start: stopping closes the old one to writes
-        member.store = sleepwatch.WatchedStore(self.store, f"/clusters/{member.name}",
-                                               on_write=lambda key, m=member: _on_write(m, key))
+        member.store = PrefixedStore(self.store, f"/clusters/{member.name}",
+                                     on_write=lambda key, m=member: _on_write(m, key))
         # pods reach their API at a port of their own (no path, no SNI: vkube.cluster.podapi)
         pod_api_port = self.pod_api.bind(member.name, member.config.data_dir) \
             if member.config.virtual else None
@@ -839,13 +845,13 @@ class SharedServer:
         task = asyncio.current_task()
         if task is not None:
             member.requests.add(task)
-        entered = None
-        if watch is not None and credential is not None:
-            # a tenant's watch: its store reader is known (sleep ends it cleanly), and a 200
+        tenant_watch = watch is not None and credential is not None
+        if tenant_watch:
+            # a tenant's watch: its stop function is known (sleep ends it cleanly), and a 200
             # records that its credential may watch this while the cluster sleeps
             grants = member.parking.grants
             inner[sleepwatch.GRANT] = (grants, credential, watch, grants.epoch)
-            entered = member.watches.enter()
+            inner[WATCH_STOPPERS] = member.watches.stoppers
             if task is not None:
                 member.watches.open[task] = (inner, credential, watch)
         try:
@@ -865,8 +871,7 @@ class SharedServer:
                 server.request_gate = functools.partial(tenantcaps.gate, member)
             resp = await server.dispatch(inner)  # type: ignore[arg-type]
         finally:
-            if entered is not None:
-                member.watches.leave(entered)
+            if tenant_watch:
                 member.watches.open.pop(task, None)  # type: ignore[arg-type]
             if task is not None:
                 member.requests.discard(task)

@@ -27,21 +27,21 @@ not parked. Any other watch with a credential the cluster would accept (``wakeau
 the cluster, whose server answers it (403 included).
 
 Sleep ends the open watches of tenants as a timeout ends them (clean end of stream, not a
-broken connection): ``TenantWatches`` finds each watch's store reader and stops it, which makes
-the API server's watch loop finish its response normally.
+broken connection): each tenant watch leaves its stop function in ``TenantWatches`` (the API
+server's ``WATCH_STOPPERS`` request key), which makes its watch loop finish its response
+normally.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import hashlib
 import random
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,6 @@ from aiohttp import web
 from yarl import URL
 
 from vkube.apiserver.requestinfo import parse as parse_request
-from vkube.store.base import Event
-from vkube.store.prefixed import PrefixedStore
 
 #: store keys (``/GROUP/RESOURCE/...``) whose writes can change who may watch what
 AUTHZ_KEYS = ("/rbac.authorization.k8s.io/", "/core/serviceaccounts/", "/core/secrets/",
@@ -61,11 +59,6 @@ GRANT_LIMIT = 1024
 #: the request header names that take part in who a request is
 _IDENTITY_HEADERS = ("authorization", "impersonate-", "x-remote-")
 _BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}\Z")
-
-#: set by the shared listener around a tenant's watch: the store readers its handler starts
-#: register here (the API server's watch pump runs in a task of its own, a copy of this context)
-_TENANT_PUMPS: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar(
-    "vkube_tenant_watch_pumps", default=None)
 
 
 def credential_of(request: web.Request) -> str:
@@ -279,10 +272,11 @@ async def timed_out(request: web.Request) -> web.StreamResponse:
 
 class TenantWatches:
     """Tenants' open watches: their requests (sleep asks the server, before it stops, whether
-    each may go on) and their store readers (sleep ends them cleanly)."""
+    each may go on) and their stop functions (sleep ends them cleanly)."""
 
     def __init__(self) -> None:
-        self.pumps: set[asyncio.Task[Any]] = set()
+        #: the API server's watch loops add their stop function here (``WATCH_STOPPERS``)
+        self.stoppers: set[Callable[[], None]] = set()
         #: handler task → (the request as the cluster's server got it, credential, watch key)
         self.open: dict[asyncio.Task[Any], tuple[web.Request, str, tuple[str, ...]]] = {}
 
@@ -297,37 +291,13 @@ class TenantWatches:
                 n += 1
         return n
 
-    def enter(self) -> contextvars.Token[set[asyncio.Task[Any]] | None]:
-        """Around a tenant's watch: the store readers it starts are recorded here."""
-        return _TENANT_PUMPS.set(self.pumps)
-
-    @staticmethod
-    def leave(token: contextvars.Token[set[asyncio.Task[Any]] | None]) -> None:
-        _TENANT_PUMPS.reset(token)
-
     def end(self) -> None:
-        """Stop every tenant watch's store reader: each watch ends its stream as at a timeout."""
-        for task in list(self.pumps):
-            task.cancel()
-        self.pumps.clear()
+        """End every tenant watch: each ends its stream as at a timeout."""
+        for stop in list(self.stoppers):
+            stop()
+        self.stoppers.clear()
 
 
-class WatchedStore(PrefixedStore):
-    """A cluster's view of the shared store whose tenant watch readers are known by task."""
-
-    async def watch(self, prefix: str, *, after_revision: int) -> AsyncIterator[Event]:  # type: ignore[override]
-        pumps = _TENANT_PUMPS.get()
-        task = asyncio.current_task() if pumps is not None else None
-        if task is not None and pumps is not None:
-            pumps.add(task)
-        try:
-            async for ev in super().watch(prefix, after_revision=after_revision):
-                yield ev
-        finally:
-            if task is not None and pumps is not None:
-                pumps.discard(task)
-
-
-__all__ = ["AUTHZ_KEYS", "GRANT", "Grants", "Parking", "TenantWatches", "Ticket", "WatchedStore",
+__all__ = ["AUTHZ_KEYS", "GRANT", "Grants", "Parking", "TenantWatches", "Ticket",
            "admitted", "credential_of", "gone", "record_grant", "timed_out", "unexpired",
            "watch_key"]

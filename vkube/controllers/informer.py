@@ -4,6 +4,13 @@ indexes, so controllers read from memory and react to changes.
 The loop is client-go's reflector (and kopf's watcher): list (paged) → watch from the list's
 resourceVersion with bookmarks → on a closed stream watch again from the last version seen →
 on 410 Expired list again and replay the difference as ADDED / MODIFIED / DELETED.
+
+Lazy informers (issue 18): an informer started with ``start(spawn)`` whose cache is empty
+parks instead of watching, where its client can (an in-process client of its own cluster:
+``Client.park``): no task, no stream, only a callback registered with the cluster's watch
+fan-out, which starts it again (through ``spawn``) at the first change of its resource; it
+then watches from just before that change, so its handlers see every event as before. It
+parks again when a watch ends, or a bookmark comes, while its cache is empty.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from vkube.api import errors
@@ -49,6 +56,14 @@ class Informer:
         self._index_fns: dict[str, Callable[[Obj], list[str]]] = {}
         self._indexes: dict[str, dict[str, set[str]]] = {}
         self._synced = asyncio.Event()
+        #: how a parked informer starts again (``start``); None: it never parks
+        self._spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unpark: Callable[[], None] | None = None
+        #: the revision a parked informer was woken at (watch from just before it)
+        self._woken: int | None = None
+        #: how many times it parked (tests, benchmarks)
+        self.parks = 0
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -172,18 +187,93 @@ class Informer:
                 self._apply(ev.type, ev.object)
             if rv:
                 self.resource_version = rv
+            if ev.type == "BOOKMARK" and self._may_park():
+                return  # nothing left to watch: park
+
+    def start(self, spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> asyncio.Task[None]:
+        """``run()`` in a task made by ``spawn`` (a task group's ``create_task``), which may
+        end while the informer is parked and is made again by ``spawn`` when it wakes."""
+        self._spawn = spawn
+        self._task = spawn(self.run())
+        return self._task
+
+    def stop(self) -> None:
+        """Cancel its task, or its parking."""
+        self._spawn = None
+        self._woken = None
+        self._cancel_park()
+        if self._task is not None:
+            self._task.cancel()
+
+    @property
+    def parked(self) -> bool:
+        return self._unpark is not None
+
+    def _cancel_park(self) -> None:
+        unpark, self._unpark = self._unpark, None
+        if unpark is not None:
+            unpark()
+
+    def _may_park(self) -> bool:
+        return self._spawn is not None and not self._cache and self.resync_seconds <= 0
+
+    async def _park(self) -> bool:
+        """Park (True: the task may end) if the client can."""
+        unpark = await self.client.park(
+            self.res, namespace=self.namespace, resource_version=self.resource_version,
+            label_selector=self.label_selector, field_selector=self.field_selector,
+            wake=self._wake)
+        if unpark is None:
+            self._spawn = None  # this client cannot: never ask again
+            return False
+        if self._woken is None:  # not woken while it parked
+            self._unpark = unpark
+            self.parks += 1
+            return True
+        return False
+
+    def _wake(self, revision: int) -> None:
+        """The first change under its resource since it parked: run again from just before."""
+        self._woken = revision
+        if self._unpark is None:  # still parking (the wake came with the answer): it goes on
+            return
+        self._unpark = None
+        spawn = self._spawn
+        if spawn is None:
+            return
+        coro = self.run()
+        try:
+            self._task = spawn(coro)
+        except RuntimeError:  # its task group ended meanwhile: it stays stopped
+            coro.close()
+            self._spawn = None
 
     async def run(self) -> None:
-        """Run until cancelled; errors back off and retry, never end the loop."""
+        """Run until cancelled; errors back off and retry, never end the loop (it returns
+        only when it parked: see ``start``)."""
         resync = asyncio.create_task(self._resync_loop()) if self.resync_seconds > 0 else None
         failures = 0
         need_list = True
+        if self._woken is not None and self.resource_version:  # woken: the cache is current
+            if self._woken > 0:
+                self.resource_version = str(max(int(self.resource_version), self._woken - 1))
+            need_list = False
+        self._woken = None
         try:
             while True:
                 try:
                     if need_list:
                         await self._list()
                         need_list = False
+                    if self._may_park():
+                        self._woken = None
+                        if await self._park():
+                            return
+                        if self._woken is not None:  # woken while parking: watch from before
+                            if self._woken > 0:
+                                self.resource_version = str(max(int(self.resource_version),
+                                                                self._woken - 1))
+                            self._woken = None
                     await self._watch()
                     failures = 0
                 except errors.Gone:

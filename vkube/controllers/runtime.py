@@ -113,7 +113,7 @@ class ControllerManager:
             inf = self._informers[key] = Informer(self.client, res, **kw)
             group = self._caches or self._running
             if group is not None:  # created late (e.g. a newly discovered resource)
-                self._informer_tasks[key] = group.create_task(inf.run())
+                self._informer_tasks[key] = inf.start(group.create_task)
         return inf
 
     def drop_informer(self, res: Resource, **kw: Any) -> None:
@@ -121,7 +121,9 @@ class ControllerManager:
         deleted CRD's: its list and watch would fail and retry forever). Asking for it
         again later starts a new one."""
         key = (res, tuple(sorted(kw.items())))
-        self._informers.pop(key, None)
+        inf = self._informers.pop(key, None)
+        if inf is not None:
+            inf.stop()  # its task, or its parking
         task = self._informer_tasks.pop(key, None)
         if task is not None:
             task.cancel()
@@ -145,11 +147,14 @@ class ControllerManager:
             async with asyncio.TaskGroup() as tg:
                 self._caches = tg
                 for key, inf in list(self._informers.items()):
-                    self._informer_tasks[key] = tg.create_task(inf.run())
+                    # lazy: one with nothing to watch parks (no task) until its first object
+                    self._informer_tasks[key] = inf.start(tg.create_task)
                 while True:
                     await self.elector.lead(self._run_controllers)
         finally:
             self._caches = None
+            for inf in self._informers.values():
+                inf.stop()  # parked ones: nothing wakes them into a finished group
             self._informer_tasks.clear()
             for c in self.controllers:
                 await c.recorder.close()
@@ -176,7 +181,8 @@ class ControllerManager:
                 self._running = tg
                 if self._caches is None:  # else they run already, leading or not
                     for key, inf in list(self._informers.items()):
-                        self._informer_tasks[key] = tg.create_task(inf.run())
+                        # lazy: one with nothing to watch parks (no task) until its first object
+                        self._informer_tasks[key] = inf.start(tg.create_task)
                 await asyncio.gather(*(i.wait_synced() for i in list(self._informers.values())))
                 for c in self.controllers:
                     tg.create_task(self._supervise(c))
@@ -184,6 +190,8 @@ class ControllerManager:
         finally:
             self._running = None
             if self._caches is None:
+                for inf in self._informers.values():
+                    inf.stop()  # parked ones: nothing wakes them into a finished group
                 self._informer_tasks.clear()
             self.started.clear()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from vkube.store.base import Event
 
@@ -84,18 +85,43 @@ class Subscription:
             self._waiter.set_result(None)
 
 
+class Listener:
+    """A subscription that hands each event to a function as it is published (on the event
+    loop thread, in revision order) instead of buffering it: how one per-cluster fan-out
+    (``vkube.store.fanout``) hears a shared store without a task of its own. ``push`` must not
+    raise; ``on_close`` is called once when the broadcaster closes."""
+
+    __slots__ = ("prefix", "_push", "_on_close", "closed")
+
+    def __init__(self, prefix: str, push: Callable[[Event], None],
+                 on_close: Callable[[], None]) -> None:
+        self.prefix = prefix
+        self._push = push
+        self._on_close = on_close
+        self.closed = False
+
+    def push(self, event: Event) -> None:
+        if not self.closed:
+            self._push(event)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._on_close()
+
+
 class Broadcaster:
     """Fans committed events out to subscriptions whose prefix matches the key."""
 
     def __init__(self, *, maxsize: int = 1000) -> None:
         self._maxsize = maxsize
-        self._subs: set[Subscription] = set()
+        self._subs: set[Any] = set()
         #: subscriptions by prefix, for prefixes that end a path segment ("" or ".../"): an
         #: event is matched by looking up its key's few segment prefixes, not by testing every
         #: subscription (a shared-mode store carries thousands of clusters' watches)
-        self._by_prefix: dict[str, set[Subscription]] = {}
+        self._by_prefix: dict[str, set[Any]] = {}
         #: the rest (a prefix ending mid-segment), tested one by one
-        self._odd: set[Subscription] = set()
+        self._odd: set[Any] = set()
         self._closed = False
 
     def __len__(self) -> int:
@@ -103,17 +129,27 @@ class Broadcaster:
 
     def subscribe(self, prefix: str) -> Subscription:
         sub = Subscription(prefix, self._maxsize)
-        if self._closed:
-            sub.close()
-        else:
-            self._subs.add(sub)
-            if prefix == "" or prefix.endswith("/"):
-                self._by_prefix.setdefault(prefix, set()).add(sub)
-            else:
-                self._odd.add(sub)
+        self._add(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def listen(self, prefix: str, push: Callable[[Event], None],
+               on_close: Callable[[], None]) -> Listener:
+        """A ``Listener`` of ``prefix`` (``unsubscribe`` it when done)."""
+        sub = Listener(prefix, push, on_close)
+        self._add(sub)
+        return sub
+
+    def _add(self, sub: Any) -> None:
+        if self._closed:
+            sub.close()
+            return
+        self._subs.add(sub)
+        if sub.prefix == "" or sub.prefix.endswith("/"):
+            self._by_prefix.setdefault(sub.prefix, set()).add(sub)
+        else:
+            self._odd.add(sub)
+
+    def unsubscribe(self, sub: Any) -> None:
         self._subs.discard(sub)
         self._odd.discard(sub)
         subs = self._by_prefix.get(sub.prefix)
@@ -147,7 +183,7 @@ class Broadcaster:
     def close(self) -> None:
         """End every watch: their iterators finish normally."""
         self._closed = True
-        for sub in self._subs:
+        for sub in list(self._subs):
             sub.close()
         self._subs.clear()
         self._by_prefix.clear()

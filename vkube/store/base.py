@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -165,6 +165,22 @@ class Store(abc.ABC):
         """Every event on keys with ``prefix`` whose revision > ``after_revision``, in revision
         order, then live events, until the iterator is closed. Raises ``Compacted`` (on first
         iteration) when ``after_revision`` < compacted revision."""
+
+    def listen(self, prefix: str, push: Callable[[Event], None],
+               on_close: Callable[[], None]) -> Callable[[], None] | None:
+        """Hand every event on keys with ``prefix`` to ``push`` as it is published, in revision
+        order, on the event loop thread, with no task of its own; ``on_close`` once the store
+        closes. Returns the function that stops it, or None when this backend cannot (its
+        watches are streams of their own: use ``watch``). With ``history`` this is how one
+        per-cluster fan-out (``vkube.store.fanout``) serves many watchers: listen first, then
+        read history, then live events, as ``watch`` does."""
+        return None
+
+    async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events on keys with ``prefix`` and revision > ``after``, in revision
+        order, none past what ``listen`` has already been handed (later ones come live).
+        Raises ``Compacted``. Only where ``listen`` is supported."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no readable history")
 
     async def commit_all(self, ops: list[Op]) -> None:
         """Apply every op, each guarded as ``create``/``update``/``delete`` guard it, in one

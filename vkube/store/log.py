@@ -338,6 +338,18 @@ class LogStore(Store):
         return watch_stream(self._broadcaster, self._read_history, prefix,
                             after_revision=after_revision)
 
+    def listen(self, prefix: str, push: Callable[[Event], None],
+               on_close: Callable[[], None]) -> Callable[[], None] | None:
+        listener = self._broadcaster.listen(prefix, push, on_close)
+
+        def stop() -> None:
+            listener.closed = True  # stopped, not closed: ``on_close`` is not called
+            self._broadcaster.unsubscribe(listener)
+        return stop
+
+    async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        return await self._read_history(prefix, after, limit)
+
     async def _read_history(self, prefix: str, after: int, limit: int) -> list[Event]:
         if self._closed or not self._started:
             return []  # the subscription is closed too, so the watch ends

@@ -130,6 +130,18 @@ class PrefixedStore(Store):
             if aclose is not None:
                 await aclose()
 
+    def _event(self, ev: Event) -> Event:
+        return Event(ev.type, self._kv(ev.kv), None if ev.prev is None else self._kv(ev.prev))
+
+    def listen(self, prefix: str, push: Callable[[Event], None],
+               on_close: Callable[[], None]) -> Callable[[], None] | None:
+        inner_prefix = self.prefix + (prefix if prefix else "/")
+        return self.inner.listen(inner_prefix, lambda ev: push(self._event(ev)), on_close)
+
+    async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
+        inner_prefix = self.prefix + (prefix if prefix else "/")
+        return [self._event(ev) for ev in await self.inner.history(inner_prefix, after, limit)]
+
     async def compact(self, revision: int) -> None:
         """Compaction of a shared store is its owner's: a no-op from one cluster's view."""
 

@@ -9,6 +9,7 @@ whose virtual object is gone. Host objects without our label are never touched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -155,7 +156,8 @@ class Syncer:
             async with asyncio.TaskGroup() as tg:
                 informers = self.ctx.informers.all()
                 for inf in self.ctx.informers.owned():
-                    tg.create_task(inf.run(), name=f"informer {inf.res.plural}")
+                    # lazy: one with nothing to watch parks (no task) until its first object
+                    inf.start(functools.partial(tg.create_task, name=f"informer {inf.res.plural}"))
                 await asyncio.gather(*(inf.wait_synced() for inf in informers))
                 # a 429 (its cluster's fairness queue full) or a 503 delays start-up, never
                 # ends the cluster: each step is idempotent and tried again after Retry-After
@@ -165,6 +167,8 @@ class Syncer:
                     tg.create_task(syncer.run(), name=f"syncer {syncer.kind}")
                 self._ready.set()
         finally:
+            for inf in self.ctx.informers.owned():
+                inf.stop()  # parked ones: nothing wakes them into a finished group
             await self.admission_watch.stop()
             await self.ctx.recorder.close()
             for syncer in self.syncers.values():
