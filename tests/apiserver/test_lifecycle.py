@@ -255,3 +255,31 @@ async def test_a_quiet_watch_ends_when_its_client_leaves(control_plane):
     while await open_watches() > before:
         assert asyncio.get_running_loop().time() < deadline, "the server kept the abandoned watch"
         await asyncio.sleep(0.2)
+
+
+async def test_an_idle_watchs_bookmarks_follow_the_store(control_plane):
+    """A watch on a kind nobody writes gets bookmarks at the store's revision, not at the
+    version it started from: as kube-apiserver's watch cache bookmarks (KEP-956), so an idle
+    informer's version moves on and compaction does not expire it into a relist."""
+    import json
+
+    async with control_plane.client() as c:
+        start = int((await c.list(CONFIGMAPS, namespace="default"))["metadata"]["resourceVersion"])
+        async with control_plane.session() as s:
+            resp = await s.get(f"{control_plane.url}/apis/batch/v1/cronjobs",
+                               params={"watch": "1", "allowWatchBookmarks": "true",
+                                       "resourceVersion": str(start), "timeoutSeconds": "120"})
+            assert resp.status == 200
+            made = await c.create(CONFIGMAPS, {"metadata": {"name": "elsewhere"}}, namespace="default")
+            written = int(made["metadata"]["resourceVersion"])
+            assert written > start
+            seen: list[int] = []
+            deadline = asyncio.get_running_loop().time() + 90
+            while not seen or seen[-1] < written:
+                assert asyncio.get_running_loop().time() < deadline, seen
+                line = await asyncio.wait_for(resp.content.readline(), 90)
+                event = json.loads(line)
+                assert event["type"] == "BOOKMARK", event  # nothing of its kind changed
+                seen.append(int(event["object"]["metadata"]["resourceVersion"]))
+            assert seen == sorted(seen) and seen[-1] >= written
+            resp.close()

@@ -142,6 +142,10 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
                     event = await cursor.next()
             except TimeoutError:
                 if bookmarks:
+                    # the store's progress when the cursor has taken everything published: an
+                    # idle watch's version moves with the store (kube-apiserver's bookmarks
+                    # carry its watch cache's revision), so compaction does not expire it
+                    last_rv = max(last_rv, cursor.progress())
                     await resp.write(encode("BOOKMARK", _bookmark(spec, last_rv)))
                 elif _client_left(request):
                     break

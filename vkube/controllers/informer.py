@@ -214,8 +214,15 @@ class Informer:
         if unpark is not None:
             unpark()
 
+    #: parking is off: with it on, pods a virtual scheduler bound stayed Pending (the
+    #: syncer, reading a woken pods informer, missed their updates: full runs of session 8,
+    #: tests/cluster/test_virtual_scheduler.py, test_many.py, test_inprocess.py); on again
+    #: once that lost event is found
+    PARKING = False
+
     def _may_park(self) -> bool:
-        return self._spawn is not None and not self._cache and self.resync_seconds <= 0
+        return (self.PARKING and self._spawn is not None and not self._cache
+                and self.resync_seconds <= 0)
 
     async def _park(self) -> bool:
         """Park (True: the task may end) if the client can."""

@@ -66,6 +66,11 @@ class Subscription:
         self._items.clear()
         self.overflowed = False
 
+    @property
+    def empty(self) -> bool:
+        """Nothing handed over is waiting to be taken."""
+        return not self._items and not self.overflowed
+
     async def get(self) -> Event | _Overflow | None:
         """The next live event, ``OVERFLOW``, or None once the subscription is closed."""
         while not self._items and not self.overflowed and not self.closed:

@@ -176,6 +176,13 @@ class Store(abc.ABC):
         read history, then live events, as ``watch`` does."""
         return None
 
+    def published_revision(self) -> int | None:
+        """The revision up to which every committed event has been handed to ``listen``ers
+        (None: not known — backends that cannot ``listen``). A watcher that has taken every
+        event it was handed has seen all of its keys' changes up to here: what a watch
+        bookmark may say (etcd's progress notification)."""
+        return None
+
     async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
         """Up to ``limit`` events on keys with ``prefix`` and revision > ``after``, in revision
         order, none past what ``listen`` has already been handed (later ones come live).

@@ -181,6 +181,19 @@ class Cursor:
             self.last = item.revision
             return item
 
+    def progress(self) -> int:
+        """The revision this watcher has seen every change of its keys up to: past its last
+        event when it has taken everything the store has published (its buffer empty, no
+        history left to read) — the store's published revision then holds no event of its
+        that it has not seen. What a bookmark carries, as kube-apiserver's watch cache sends
+        its current revision: an idle watcher's version keeps up with the store, so it is not
+        expired by compaction while it has nothing to receive."""
+        if self.live and self._sub.empty:
+            published = self._fanout.store.published_revision()
+            if published is not None and published > self.last:
+                return published
+        return self.last
+
     async def fill(self) -> None:
         """Read the next page of history it needs, if any (the only store read ``next()``
         makes): a caller that bounds its wait for live events does this outside the bound."""
@@ -226,6 +239,10 @@ class StreamCursor:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+    def progress(self) -> int:
+        """Its last event's revision: a stream of its own tells nothing past it."""
+        return self.last
 
     async def next(self) -> Event | None:
         if self._task.done() and self._queue.empty():

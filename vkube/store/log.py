@@ -347,6 +347,9 @@ class LogStore(Store):
             self._broadcaster.unsubscribe(listener)
         return stop
 
+    def published_revision(self) -> int | None:
+        return self._published
+
     async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
         return await self._read_history(prefix, after, limit)
 

@@ -138,6 +138,9 @@ class PrefixedStore(Store):
         inner_prefix = self.prefix + (prefix if prefix else "/")
         return self.inner.listen(inner_prefix, lambda ev: push(self._event(ev)), on_close)
 
+    def published_revision(self) -> int | None:
+        return self.inner.published_revision()  # one revision sequence for every prefix
+
     async def history(self, prefix: str, after: int, limit: int) -> list[Event]:
         inner_prefix = self.prefix + (prefix if prefix else "/")
         return [self._event(ev) for ev in await self.inner.history(inner_prefix, after, limit)]
