@@ -81,7 +81,10 @@ async def serve_watch(handlers: ResourceHandlers, request: web.Request, spec: Re
         # a compacted revision is answered as kube-apiserver's watch cache does: 200 and one
         # ERROR event carrying the 410 Expired Status (the cursor raises it)
         after = parse_rv(rv_str)
-        await _wait_for_revision(ctx.store, after)
+        try:
+            await _wait_for_revision(ctx.store, after)
+        except StoreError as exc:  # the store unreachable: a Status, as for a list
+            raise interpret_watch_error(exc, spec) from None
     if parked is not None:
         return await _park(storage, spec, namespace, after, parked)
 
