@@ -23,9 +23,10 @@ and one listening port.
   nothing reachable behind (tests: ``test_a_sleeping_synced_cluster_is_collected``).
 - **One store subscription per cluster**: every in-process watcher of a cluster (its API
   server's watch streams, admission caches, authorizers) reads a cursor of the cluster's watch
-  fan-out (``vkube.store.fanout``), not a store watch and a task of its own; its controllers'
-  and syncer's informers with nothing to watch park there (``Informer.start``) until their
-  first object (tests: ``tests/shared/test_watch_fanout.py``).
+  fan-out (``vkube.store.fanout``), not a store watch and a task of its own (tests:
+  ``tests/shared/test_watch_fanout.py``). Informers with nothing to watch could park there
+  until their first object (``Informer.start``), but parking is off (``Informer.PARKING``:
+  a woken pods informer lost updates).
 - **Watch and stream caps**: tenants' open watches, those held while asleep, and their
   exec/attach/port-forward/``logs -f`` streams are capped per cluster and per user
   (``controlPlane.watches``/``streams``, ``vkube.cluster.tenantcaps``): 429 beyond.
